@@ -1,0 +1,22 @@
+"""Entry point of the `overt` command: one Typer app with a sub-app per area."""
+
+import typer
+
+from overt import __version__
+from overt.cli import lab
+from overt.cli.demo import demo
+
+app = typer.Typer(
+    name="overt",
+    help="Overt: an open virtualization manager (oVirt-compatible API).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(lab.app, name="lab")
+app.command()(demo)
+
+
+@app.command()
+def version() -> None:
+    """Print Overt's version."""
+    typer.echo(__version__)

@@ -1,0 +1,1 @@
+"""This machine's services and tools: running commands, starting daemons."""

@@ -1,0 +1,71 @@
+"""Fixtures shared by every test: real libvirt, the test guest, the lab."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import libvirt
+import pytest
+
+from overt.lab.guest import GuestImage, build_guest_image
+from overt.lab.lab import Lab
+from overt.lab.topology import LabSpec, Topology
+from overt.system.daemons import LOCAL_LIBVIRT_URI, ensure_libvirtd
+
+# Tests use their own lab name and addresses so they never touch a user's lab.
+TEST_LAB = LabSpec(nodes=2, prefix="ovtst", address_block="10.211.0.0/16")
+
+
+def _quiet_libvirt(_ctx: object, _err: object) -> None:
+    """libvirt prints every error to stderr by default; tests read the exceptions."""
+
+
+libvirt.registerErrorHandler(_quiet_libvirt, None)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root (namespaces, libvirtd); run the suite as root")
+
+
+@pytest.fixture(scope="session")
+def guest_image() -> GuestImage:
+    """The test guest, built from Debian packages once and cached."""
+    require_root()
+    return build_guest_image()
+
+
+@pytest.fixture(scope="session")
+def local_libvirt() -> Iterator[libvirt.virConnect]:
+    """A connection to this machine's libvirtd, started when it does not answer."""
+    require_root()
+    ensure_libvirtd()
+    conn = libvirt.open(LOCAL_LIBVIRT_URI)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """A two-node lab with a storage host, removed at the end of the session."""
+    require_root()
+    ensure_libvirtd()  # its QEMU capability cache seeds the nodes'
+    lab = Lab(Topology(TEST_LAB))
+    lab.up()
+    yield lab
+    lab.down()
+
+
+@pytest.fixture
+def vm_dir() -> Iterator[Path]:
+    """A scratch directory QEMU can read (it runs as libvirt-qemu; pytest's tmp is 0700)."""
+    base = Path("/var/tmp/overt-tests")
+    base.mkdir(mode=0o755, exist_ok=True)
+    path = Path(tempfile.mkdtemp(dir=base))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
