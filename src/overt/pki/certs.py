@@ -1,0 +1,189 @@
+"""Making and reading keys, requests and certificates.
+
+The engine's CA signs one certificate per node (its identity is the host UUID in
+the subject's CN and a SAN URI `urn:uuid:...`) and one for the engine itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+PrivateKey = ec.EllipticCurvePrivateKey
+
+CA_VALIDITY = dt.timedelta(days=3650)
+CERT_VALIDITY = dt.timedelta(days=825)
+
+
+def new_key() -> PrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def key_pem(key: PrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def load_key(path: Path) -> PrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{path} does not hold an EC private key")
+    return key
+
+
+def load_cert(data: bytes) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(data)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret file readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.touch(mode=0o600)
+    tmp.chmod(0o600)
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 fingerprint as colon-separated hex, as administrators compare them."""
+    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def _san(names: list[str]) -> list[x509.GeneralName]:
+    result: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            result.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            if name.startswith("urn:"):
+                result.append(x509.UniformResourceIdentifier(name))
+            else:
+                result.append(x509.DNSName(name))
+    return result
+
+
+def certificate_request(key: PrivateKey, common_name: str, names: list[str]) -> bytes:
+    """A PEM CSR for `common_name` with `names` (DNS names, IPs, urn:uuid:...) as SANs."""
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .add_extension(x509.SubjectAlternativeName(_san(names)), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def self_signed(key: PrivateKey, common_name: str, names: list[str]) -> x509.Certificate:
+    """A bootstrap certificate, used by a node until the engine CA has issued it one."""
+    now = dt.datetime.now(dt.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + CERT_VALIDITY)
+        .add_extension(x509.SubjectAlternativeName(_san(names)), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    """The engine's CA: a key and a self-signed certificate that signs everything else."""
+
+    key: PrivateKey
+    cert: x509.Certificate
+
+    @classmethod
+    def create(cls, name: str) -> CertificateAuthority:
+        key = new_key()
+        now = dt.datetime.now(dt.UTC)
+        subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Overt"),
+                             x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + CA_VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True,
+                content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        return cls(key, cert)
+
+    @classmethod
+    def load(cls, directory: Path) -> CertificateAuthority:
+        return cls(load_key(directory / "ca.key"), load_cert((directory / "ca.pem").read_bytes()))
+
+    def save(self, directory: Path) -> None:
+        write_private(directory / "ca.key", key_pem(self.key))
+        (directory / "ca.pem").write_bytes(cert_pem(self.cert))
+
+    def sign(self, csr_pem: bytes, *, common_name: str | None = None,
+             names: list[str] | None = None) -> x509.Certificate:
+        """Issue a certificate for a CSR; `common_name`/`names` override what it asks for."""
+        csr = x509.load_pem_x509_csr(csr_pem)
+        if not csr.is_signature_valid:
+            raise ValueError("the certificate request's signature is not valid")
+        subject = csr.subject
+        if common_name is not None:
+            subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        if names is None:
+            try:
+                sans = list(csr.extensions.get_extension_for_class(
+                    x509.SubjectAlternativeName).value)
+            except x509.ExtensionNotFound:
+                sans = []
+        else:
+            sans = _san(names)
+        now = dt.datetime.now(dt.UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject).issuer_name(self.cert.subject)
+            .public_key(csr.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + CERT_VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                  ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return builder.sign(self.key, hashes.SHA256())
+
+
+def host_uuid_of(cert: x509.Certificate) -> uuid.UUID | None:
+    """The node identity a certificate carries (SAN urn:uuid:...), if any."""
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    for uri in sans.get_values_for_type(x509.UniformResourceIdentifier):
+        if uri.startswith("urn:uuid:"):
+            try:
+                return uuid.UUID(uri.removeprefix("urn:uuid:"))
+            except ValueError:
+                return None
+    return None

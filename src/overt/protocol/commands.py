@@ -1,0 +1,158 @@
+"""Commands the engine sends a node (request/reply). Each names the model of its result."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from overt.protocol.host import HostCapabilities, HostState, VmStatusReport
+from overt.protocol.vm import DiskFormat, VmSpec, WireModel
+
+
+class Empty(WireModel):
+    """The result of a command that has nothing to say but success."""
+
+
+class VmTicket(WireModel):
+    """Where and how to reach a VM's console after `vm.set_ticket`."""
+
+    vnc_port: int
+    expires_at: float  # unix time
+
+
+class VolumeInfo(WireModel):
+    path: str
+    format: DiskFormat
+    virtual_size: int
+    actual_size: int
+    backing: str | None = None
+
+
+class _Command(WireModel):
+    result: ClassVar[type[BaseModel]] = Empty
+    mutates: ClassVar[bool] = True  # False: safe to resend without an idempotency key
+
+
+class _VmCommand(_Command):
+    result: ClassVar[type[BaseModel]] = VmStatusReport
+    vm_id: UUID
+
+
+class HostCapabilitiesCommand(_Command):
+    name: Literal["host.capabilities"] = "host.capabilities"
+    result: ClassVar[type[BaseModel]] = HostCapabilities
+    mutates: ClassVar[bool] = False
+
+
+class HostStateCommand(_Command):
+    """The node's full state now; the engine's resync after a gap or reconnect."""
+
+    name: Literal["host.state"] = "host.state"
+    result: ClassVar[type[BaseModel]] = HostState
+    mutates: ClassVar[bool] = False
+
+
+class VmDefine(_Command):
+    """Define (or redefine) a persistent domain from the spec without starting it."""
+
+    name: Literal["vm.define"] = "vm.define"
+    result: ClassVar[type[BaseModel]] = VmStatusReport
+    spec: VmSpec
+
+
+class VmStart(_VmCommand):
+    """Start the VM: from `spec` as a transient domain, or the defined domain if no spec."""
+
+    name: Literal["vm.start"] = "vm.start"
+    spec: VmSpec | None = None
+    paused: bool = False
+
+
+class VmShutdown(_VmCommand):
+    """ACPI power button, then destroy when the guest has not stopped after `timeout_s`."""
+
+    name: Literal["vm.shutdown"] = "vm.shutdown"
+    timeout_s: float = Field(120, gt=0, le=3600)
+    force_after_timeout: bool = True
+
+
+class VmDestroy(_VmCommand):
+    name: Literal["vm.destroy"] = "vm.destroy"
+
+
+class VmReboot(_VmCommand):
+    name: Literal["vm.reboot"] = "vm.reboot"
+
+
+class VmPause(_VmCommand):
+    name: Literal["vm.pause"] = "vm.pause"
+
+
+class VmResume(_VmCommand):
+    name: Literal["vm.resume"] = "vm.resume"
+
+
+class VmUndefine(_VmCommand):
+    name: Literal["vm.undefine"] = "vm.undefine"
+
+
+class VmStatus(_VmCommand):
+    name: Literal["vm.status"] = "vm.status"
+    mutates: ClassVar[bool] = False
+
+
+class VmSetTicket(_Command):
+    """Set a one-time VNC password on a running VM, valid until `expiry_s` from now."""
+
+    name: Literal["vm.set_ticket"] = "vm.set_ticket"
+    result: ClassVar[type[BaseModel]] = VmTicket
+    vm_id: UUID
+    password: str = Field(min_length=1, max_length=8, repr=False)
+    expiry_s: int = Field(120, gt=0, le=86400)
+
+
+class VolumeCreate(_Command):
+    """Create a disk image in the node's storage (qemu-img); fails if it exists."""
+
+    name: Literal["volume.create"] = "volume.create"
+    result: ClassVar[type[BaseModel]] = VolumeInfo
+    path: str = Field(pattern=r"^/")
+    format: DiskFormat = DiskFormat.QCOW2
+    size_bytes: int = Field(gt=0)
+    backing: str | None = Field(None, pattern=r"^/")
+    backing_format: DiskFormat | None = None
+    copy_from: str | None = Field(None, pattern=r"^/")  # a full copy of this image instead
+
+
+class VolumeDelete(_Command):
+    name: Literal["volume.delete"] = "volume.delete"
+    path: str = Field(pattern=r"^/")
+
+
+class VolumeInfoCommand(_Command):
+    name: Literal["volume.info"] = "volume.info"
+    result: ClassVar[type[BaseModel]] = VolumeInfo
+    mutates: ClassVar[bool] = False
+    path: str = Field(pattern=r"^/")
+
+
+Command = Annotated[
+    HostCapabilitiesCommand
+    | HostStateCommand
+    | VmDefine
+    | VmStart
+    | VmShutdown
+    | VmDestroy
+    | VmReboot
+    | VmPause
+    | VmResume
+    | VmUndefine
+    | VmStatus
+    | VmSetTicket
+    | VolumeCreate
+    | VolumeDelete
+    | VolumeInfoCommand,
+    Field(discriminator="name"),
+]

@@ -1,0 +1,66 @@
+"""Enrollment: how a node gets its certificate (and broker credentials) from the engine.
+
+Two ways, both ending with the engine CA signing the node's CSR:
+- the node announces itself to the engine's node gateway (`POST /v1/enroll`);
+  the host is `pending_approval` until an administrator approves it, and the node
+  asks again until it gets its certificate;
+- an administrator adds the host by address: the engine calls the node's bootstrap
+  endpoints (`POST /v1/enrollment/request`, then `/v1/enrollment/certificate`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from uuid import UUID
+
+from pydantic import Field
+
+from overt.protocol.host import HostCapabilities
+from overt.protocol.vm import WireModel
+
+
+class EnrollmentStatus(StrEnum):
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class BrokerCredentials(WireModel):
+    """A node's own broker account (fully managed mode); least privilege, per node."""
+
+    url: str = Field(repr=False)  # amqp(s)://user:password@host:port/vhost
+    username: str
+    command_queue: str
+    events_exchange: str
+    stats_exchange: str
+
+
+class EnrollmentRequest(WireModel):
+    """What a node sends about itself, with a CSR for its key."""
+
+    host_uuid: UUID
+    hostname: str
+    address: str  # where the engine reaches the node (management network)
+    rpc_port: int = Field(54321, gt=0, lt=65536)
+    csr_pem: str
+    capabilities: HostCapabilities
+
+
+class EngineIntroduction(WireModel):
+    """The engine's first words to a node it adds by address (bootstrap endpoint)."""
+
+    ca_pem: str
+    gateway_url: str  # https://ENGINE:PORT of the engine's node gateway
+    host_id: UUID  # the engine's id for this host
+
+
+class EnrollmentGrant(WireModel):
+    """The engine's answer: the node's certificate once approved, and where to talk."""
+
+    status: EnrollmentStatus
+    message: str = ""
+    host_id: UUID | None = None
+    certificate_pem: str | None = None
+    ca_pem: str | None = None
+    gateway_url: str | None = None  # events (direct mode) and renewals go here
+    broker: BrokerCredentials | None = None

@@ -1,0 +1,101 @@
+"""What a node is and how it is doing: capabilities, VM states, stats samples."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from uuid import UUID
+
+from pydantic import Field
+
+from overt.protocol.vm import WireModel
+
+
+class VirtMode(StrEnum):
+    KVM = "kvm"  # hardware virtualization works on this host
+    QEMU = "qemu"  # software emulation (TCG) only
+
+
+class VmState(StrEnum):
+    """A domain's state as the node sees it (mapped to oVirt's VmStatus by the engine)."""
+
+    RUNNING = "running"
+    PAUSED = "paused"  # paused on request
+    PAUSED_ERROR = "paused_error"  # paused by the hypervisor (I/O error, emulation failure)
+    SHUTTING_DOWN = "shutting_down"
+    SHUTOFF = "shutoff"  # defined, not running
+    CRASHED = "crashed"
+    SUSPENDED = "suspended"  # saved to disk (managed save)
+    GONE = "gone"  # no domain any more (transient domain stopped, or undefined)
+
+
+class NicInfo(WireModel):
+    name: str
+    mac: str | None = None
+    addresses: tuple[str, ...] = ()
+    bridge: bool = False
+    speed_mbps: int | None = None
+
+
+class HostCapabilities(WireModel):
+    host_uuid: UUID
+    hostname: str
+    agent_version: str
+    protocol_version: int
+    cpu_model: str
+    cpu_sockets: int
+    cpu_cores: int  # per socket
+    cpu_threads: int  # per core
+    memory_mib: int
+    nics: tuple[NicInfo, ...] = ()
+    libvirt_version: str
+    qemu_version: str
+    virt_mode: VirtMode
+    kernel: str
+
+
+class VmStatusReport(WireModel):
+    """One VM as the node sees it, Overt's facts read back from the domain's metadata."""
+
+    vm_id: UUID | None  # None for a domain Overt did not create (external)
+    name: str
+    state: VmState
+    reason: str = ""
+    spec_version: int | None = None
+    vnc_port: int | None = None
+
+
+class HostState(WireModel):
+    """The full truth of a node at one moment; the engine resyncs from it."""
+
+    host_uuid: UUID
+    vms: tuple[VmStatusReport, ...]
+    free_memory_mib: int
+    seq: int  # the sequence number of the last event sent before this report
+
+
+class NicStats(WireModel):
+    name: str
+    rx_bytes: int
+    tx_bytes: int
+    rx_rate_bps: float = 0.0
+    tx_rate_bps: float = 0.0
+
+
+class HostStats(WireModel):
+    cpu_percent: float = Field(ge=0)
+    memory_total_mib: int
+    memory_used_mib: int
+    memory_free_mib: int
+    nics: tuple[NicStats, ...] = ()
+
+
+class VmStats(WireModel):
+    vm_id: UUID | None
+    name: str
+    cpu_percent: float = Field(ge=0)  # of one host CPU; 100 * vcpus at most
+    cpu_time_ns: int
+    memory_mib: int
+    disk_read_bytes: int = 0
+    disk_write_bytes: int = 0
+    net_rx_bytes: int = 0
+    net_tx_bytes: int = 0

@@ -1,0 +1,141 @@
+"""What a VM is, as the engine tells a node: the VmSpec and its devices."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class WireModel(BaseModel):
+    """Base of every wire model: immutable, and unknown fields are refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BootDevice(StrEnum):
+    HD = "hd"
+    NETWORK = "network"
+    CDROM = "cdrom"
+
+
+class DiskFormat(StrEnum):
+    RAW = "raw"
+    QCOW2 = "qcow2"
+
+
+class DiskBus(StrEnum):
+    VIRTIO = "virtio"
+    SCSI = "scsi"  # virtio-scsi
+    SATA = "sata"
+
+
+class CpuTopology(WireModel):
+    sockets: int = Field(1, ge=1, le=64)
+    cores: int = Field(1, ge=1, le=64)
+    threads: int = Field(1, ge=1, le=8)
+
+    @property
+    def vcpus(self) -> int:
+        return self.sockets * self.cores * self.threads
+
+
+class FileSource(WireModel):
+    """A disk image that is a file the node can open (local storage)."""
+
+    kind: Literal["file"] = "file"
+    path: str = Field(min_length=2, pattern=r"^/")
+
+
+class NfsSource(WireModel):
+    """A disk image on an NFS export, opened by QEMU's own NFS client."""
+
+    kind: Literal["nfs"] = "nfs"
+    server: str
+    path: str = Field(pattern=r"^/")  # export path + image path, e.g. /export/sd/img.qcow2
+
+
+class IscsiSource(WireModel):
+    """A LUN of an iSCSI target, opened by QEMU's own iSCSI client."""
+
+    kind: Literal["iscsi"] = "iscsi"
+    portal: str  # host or host:port
+    target: str  # IQN
+    lun: int = Field(ge=0)
+
+
+DiskSource = Annotated[FileSource | NfsSource | IscsiSource, Field(discriminator="kind")]
+
+
+class DiskSpec(WireModel):
+    id: UUID
+    source: DiskSource
+    format: DiskFormat = DiskFormat.QCOW2
+    bus: DiskBus = DiskBus.VIRTIO
+    readonly: bool = False
+    bootable: bool = False
+    serial: str | None = Field(None, max_length=20)  # shown to the guest (disk id prefix)
+
+
+class NicSpec(WireModel):
+    id: UUID
+    name: str = "nic1"
+    mac: str
+    bridge: str = Field(min_length=1, max_length=15)  # the host bridge of the logical network
+    model: Literal["virtio", "e1000", "rtl8139"] = "virtio"
+    linked: bool = True
+
+    @field_validator("mac")
+    @classmethod
+    def _mac(cls, value: str) -> str:
+        value = value.lower()
+        if not _MAC_RE.match(value):
+            raise ValueError(f"{value!r} is not a MAC address like 56:6f:1a:2b:3c:4d")
+        return value
+
+
+class GraphicsSpec(WireModel):
+    """VNC for the console; the password is set per start and by console tickets."""
+
+    type: Literal["vnc"] = "vnc"
+    listen: str = "0.0.0.0"  # noqa: S104 - the engine's console proxy reaches it over management
+    password: str | None = Field(None, max_length=8, repr=False)  # VNC passwords are 8 bytes
+
+
+class VmSpec(WireModel):
+    """Everything a node needs to run a VM. The engine's database is its source of truth."""
+
+    id: UUID
+    name: str
+    memory_mib: int = Field(ge=16, le=4 * 1024 * 1024)
+    cpu: CpuTopology = CpuTopology()
+    boot: tuple[BootDevice, ...] = (BootDevice.HD,)
+    disks: tuple[DiskSpec, ...] = ()
+    nics: tuple[NicSpec, ...] = ()
+    graphics: GraphicsSpec | None = GraphicsSpec()
+    serial_log: str | None = Field(None, pattern=r"^/")  # serial console to this file
+    spec_version: int = Field(1, ge=1)  # bumped by the engine on every change
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid VM name: 1-64 letters, digits, '.', '_' or '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_devices(self) -> VmSpec:
+        macs = [nic.mac for nic in self.nics]
+        if len(set(macs)) != len(macs):
+            raise ValueError("two NICs of the VM have the same MAC address")
+        disks = [disk.id for disk in self.disks]
+        if len(set(disks)) != len(disks):
+            raise ValueError("the same disk is attached twice")
+        return self
