@@ -16,8 +16,13 @@ from overt.lab.lab import Lab
 from overt.lab.topology import LabSpec, Topology
 from overt.system.daemons import LOCAL_LIBVIRT_URI, ensure_libvirtd
 
-# Tests use their own lab name and addresses so they never touch a user's lab.
-TEST_LAB = LabSpec(nodes=2, prefix="ovtst", address_block="10.211.0.0/16")
+# Tests use their own lab name and addresses so they never touch a user's lab; two
+# suites running side by side on one machine set these variables to differ.
+TEST_LAB = LabSpec(
+    nodes=2,
+    prefix=os.environ.get("OVERT_TEST_LAB_PREFIX", "ovtst"),
+    address_block=os.environ.get("OVERT_TEST_LAB_BLOCK", "10.211.0.0/16"),
+)
 
 
 def _quiet_libvirt(_ctx: object, _err: object) -> None:
