@@ -1,0 +1,1 @@
+"""The engine: the administration node (API, database, jobs, monitor, registry, identity)."""

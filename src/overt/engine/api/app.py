@@ -1,0 +1,74 @@
+"""The API's ASGI application: SSO, the v4 API, the CA resource, faults for everything else."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from overt.engine.api import sso
+from overt.engine.api.auth import BasicAuthCache
+from overt.engine.api.faults import fault_response
+from overt.engine.api.resources import activity, hosts, inventory, root, storage, vms
+from overt.engine.api.routing import ApiRoutes
+from overt.engine.db.database import Database
+from overt.engine.services.jobs import JobSubmitter
+
+
+@dataclass
+class ApiServices:
+    """What API handlers use besides their database session."""
+
+    jobs: JobSubmitter
+    ca_certificate: Path
+    instance_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    monitor_wakeup: Callable[[], None] = lambda: None
+
+
+def api_routes() -> ApiRoutes:
+    routes = ApiRoutes()
+    for module in (root, vms, hosts, inventory, storage, activity):
+        routes.include(module.routes)
+    return routes
+
+
+async def pki_resource(request: Request) -> Response:
+    """The engine CA certificate, as oVirt serves it (no authentication needed)."""
+    resource = request.query_params.get("resource")
+    fmt = request.query_params.get("format", "X509-PEM-CA")
+    if resource != "ca-certificate" or fmt not in ("X509-PEM-CA", "X509-PEM"):
+        return Response("resource must be ca-certificate and format X509-PEM-CA or X509-PEM\n",
+                        400, media_type="text/plain")
+    services: ApiServices = request.app.state.services
+    media = "application/x-x509-ca-cert" if fmt == "X509-PEM-CA" else "application/x-x509-cert"
+    return Response(services.ca_certificate.read_bytes(), media_type=media)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return fault_response(request, 404, "Not Found",
+                              f"there is nothing at {request.url.path}")
+    if exc.status_code == 405:
+        return fault_response(request, 405, "Method Not Allowed",
+                              f"{request.method} is not allowed on {request.url.path}")
+    return fault_response(request, exc.status_code, "Bad Request", str(exc.detail))
+
+
+def build_api_app(db: Database, services: ApiServices,
+                  extra_routes: list[BaseRoute] | None = None) -> Starlette:
+    routes: list[BaseRoute] = [*sso.ROUTES, *api_routes().starlette_routes(),
+                               Route("/ovirt-engine/services/pki-resource", pki_resource)]
+    app = Starlette(routes=[*routes, *(extra_routes or [])],
+                    exception_handlers={HTTPException: _http_error})
+    app.state.db = db
+    app.state.services = services
+    app.state.basic_auth_cache = BasicAuthCache()
+    return app

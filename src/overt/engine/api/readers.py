@@ -1,0 +1,93 @@
+"""Reading request bodies into the service layer's inputs (oVirt element names)."""
+
+from __future__ import annotations
+
+from overt.engine.api.wire.parse import Node
+from overt.engine.model.errors import InvalidInput
+from overt.engine.model.status import DiskFormat, DiskInterface, NicInterface
+from overt.engine.services.inputs import DiskAttachmentInput, DiskInput, NicInput, VmInput
+from overt.engine.services.lookup import Ref
+
+
+def ref_of(node: Node | None) -> Ref | None:
+    if node is None:
+        return None
+    return Ref(id=node.get_id(), name=node.get_str("name"))
+
+
+def read_disk(node: Node) -> DiskInput:
+    domains = node.items("storage_domains", "storage_domain")
+    fmt = node.get_enum("format", DiskFormat)
+    return DiskInput(
+        name=node.get_str("name") or node.get_str("alias"),
+        description=node.get_str("description"),
+        provisioned_size=node.get_int("provisioned_size", minimum=1),
+        format=fmt.value if fmt else None,
+        sparse=node.get_bool("sparse"),
+        storage_domain=ref_of(domains[0]) if domains else None,
+    )
+
+
+def read_disk_attachment(node: Node) -> DiskAttachmentInput:
+    disk = node.child("disk")
+    interface = node.get_enum("interface", DiskInterface)
+    data = DiskAttachmentInput(
+        interface=interface.value if interface else None,
+        bootable=node.get_bool("bootable"), active=node.get_bool("active"),
+        read_only=node.get_bool("read_only"))
+    if disk is not None:
+        # A disk with an id and no size names an existing disk; otherwise it is a new one.
+        if disk.get_id() is not None and disk.child("provisioned_size") is None:
+            data.disk_ref = ref_of(disk)
+        else:
+            data.disk = read_disk(disk)
+    return data
+
+
+def read_nic(node: Node) -> NicInput:
+    interface = node.get_enum("interface", NicInterface)
+    mac = node.child("mac")
+    return NicInput(
+        name=node.get_str("name"),
+        mac=mac.get_str("address") if mac is not None else None,
+        vnic_profile=ref_of(node.child("vnic_profile")),
+        network=ref_of(node.child("network")),
+        interface=interface.value if interface else None,
+        linked=node.get_bool("linked"), plugged=node.get_bool("plugged"),
+    )
+
+
+def read_vm(node: Node) -> VmInput:
+    topology = None
+    cpu = node.child("cpu")
+    if cpu is not None:
+        topology = cpu.child("topology")
+    boot = None
+    os_node = node.child("os")
+    if os_node is not None:
+        boot_node = os_node.child("boot")
+        if boot_node is not None:
+            devices = [d.text or "" for d in boot_node.items("devices", "device")]
+            boot = [d.strip().lower() for d in devices if d.strip()]
+    memory = node.get_int("memory")
+    if memory is not None and memory <= 0:
+        raise InvalidInput(f"vm.memory must be a positive number of bytes, not {memory}")
+    placement = node.child("placement_policy")
+    hosts = placement.items("hosts", "host") if placement is not None else []
+    ha = node.child("high_availability")
+    return VmInput(
+        name=node.get_str("name"), description=node.get_str("description"),
+        comment=node.get_str("comment"),
+        cluster=ref_of(node.child("cluster")), template=ref_of(node.child("template")),
+        memory_bytes=memory,
+        sockets=topology.get_int("sockets") if topology is not None else None,
+        cores=topology.get_int("cores") if topology is not None else None,
+        threads=topology.get_int("threads") if topology is not None else None,
+        os_type=os_node.get_str("type") if os_node is not None else None,
+        boot_devices=boot,
+        high_availability=ha.get_bool("enabled") if ha is not None else None,
+        placement_host=ref_of(hosts[0]) if hosts else None,
+        disk_attachments=[read_disk_attachment(a)
+                          for a in node.items("disk_attachments", "disk_attachment")],
+        nics=[read_nic(n) for n in node.items("nics", "nic")],
+    )

@@ -1,0 +1,53 @@
+"""What every resource module needs: listing with search and max, action replies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Select
+from starlette.responses import Response
+
+from overt.engine.api import search
+from overt.engine.api.context import ApiContext
+from overt.engine.api.views import ref
+from overt.engine.api.wire.render import Representation
+from overt.engine.db.tables import Job
+
+T = TypeVar("T")
+
+
+async def list_rows(ctx: ApiContext, stmt: Select[T], fields: dict[str, Any]) -> list[T]:
+    """Rows of `stmt` filtered by the `search` parameter and limited by `max`."""
+    condition = search.where(ctx.request.query_params.get("search"), fields,
+                             case_sensitive=ctx.request.query_params.get(
+                                 "case_sensitive", "true").lower() != "false")
+    if condition is not None:
+        stmt = stmt.where(condition)
+    limit = ctx.max_param()
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list((await ctx.session.execute(stmt)).scalars())
+
+
+def render_rows(ctx: ApiContext, root: str, item: str, rows: list[T],
+                view: Callable[[T], Representation]) -> Response:
+    return ctx.render_list(root, item, [view(row) for row in rows])
+
+
+def action_done(ctx: ApiContext, job: Job | None = None, **extra: Any) -> Response:
+    """oVirt's answer to an action: `<action>` with the job that carries it out."""
+    rep: Representation = {"status": "complete" if job is None else "pending"}
+    if job is not None:
+        rep["job"] = ref("jobs", job.id)
+    rep.update(extra)
+    return ctx.render("action", rep)
+
+
+async def action_params(ctx: ApiContext) -> dict[str, str]:
+    """The simple parameters of an `<action>` body (an empty body is allowed)."""
+    body = await ctx.request.body()
+    if not body.strip():
+        return {}
+    node = await ctx.body("action")
+    return {child.tag: child.text or "" for child in node.children if child.text is not None}

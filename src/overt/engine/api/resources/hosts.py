@@ -1,0 +1,81 @@
+"""/hosts: hosts, their enrollment and maintenance actions."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from starlette.responses import Response
+
+from overt.engine.api import views
+from overt.engine.api.context import ApiContext
+from overt.engine.api.readers import ref_of
+from overt.engine.api.resources.common import action_done, list_rows
+from overt.engine.api.routing import ApiRoutes
+from overt.engine.api.wire.render import Representation
+from overt.engine.db.tables import Cluster, Host, Vm
+from overt.engine.model.node_states import ON_HOST
+from overt.engine.services import hosts as host_service
+from overt.engine.services import lookup
+
+routes = ApiRoutes()
+
+
+async def _view(ctx: ApiContext, host: Host) -> Representation:
+    count = (await ctx.session.execute(select(func.count()).select_from(Vm).where(
+        Vm.host_id == host.id, Vm.status.in_([s.value for s in ON_HOST])))).scalar_one()
+    return views.host(host, vm_count=int(count))
+
+
+@routes.get("/hosts")
+async def list_hosts(ctx: ApiContext) -> Response:
+    rows = await list_rows(ctx, select(Host).join(Cluster, Cluster.id == Host.cluster_id)
+                           .order_by(Host.name),
+                           {"name": Host.name, "status": Host.status, "address": Host.address,
+                            "cluster": Cluster.name})
+    return ctx.render_list("hosts", "host", [await _view(ctx, h) for h in rows])
+
+
+@routes.get("/hosts/{host_id}")
+async def get_host(ctx: ApiContext) -> Response:
+    host = await lookup.get(ctx.session, Host, ctx.id_param("host_id"))
+    return ctx.render("host", await _view(ctx, host))
+
+
+@routes.post("/hosts")
+async def add_host(ctx: ApiContext) -> Response:
+    node = await ctx.body("host")
+    host = await host_service.add_host(
+        ctx.session, ctx.services.jobs, name=node.get_str("name"),
+        address=node.required_str("address"), port=node.get_int("port", minimum=1),
+        cluster=ref_of(node.child("cluster")), user=ctx.user)
+    return ctx.render("host", await _view(ctx, host), status=201)
+
+
+@routes.delete("/hosts/{host_id}")
+async def remove_host(ctx: ApiContext) -> Response:
+    await host_service.remove_host(ctx.session, ctx.id_param("host_id"), ctx.user,
+                                   force=ctx.flag("force"))
+    return action_done(ctx)
+
+
+@routes.post("/hosts/{host_id}/approve")
+async def approve(ctx: ApiContext) -> Response:
+    body = await ctx.request.body()
+    cluster = None
+    if body.strip():
+        cluster = ref_of((await ctx.body("action")).child("cluster"))
+    await host_service.approve_host(ctx.session, ctx.id_param("host_id"), ctx.user,
+                                    cluster=cluster)
+    return action_done(ctx)
+
+
+@routes.post("/hosts/{host_id}/deactivate")
+async def deactivate(ctx: ApiContext) -> Response:
+    await host_service.deactivate_host(ctx.session, ctx.id_param("host_id"), ctx.user)
+    return action_done(ctx)
+
+
+@routes.post("/hosts/{host_id}/activate")
+async def activate(ctx: ApiContext) -> Response:
+    await host_service.activate_host(ctx.session, ctx.id_param("host_id"), ctx.user)
+    ctx.services.monitor_wakeup()
+    return action_done(ctx)

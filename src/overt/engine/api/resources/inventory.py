@@ -1,0 +1,250 @@
+"""Data centers, clusters, networks, vNIC profiles, templates, users: mostly read, some add."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from starlette.responses import Response
+
+from overt.engine.api import views
+from overt.engine.api.context import ApiContext
+from overt.engine.api.readers import ref_of
+from overt.engine.api.resources.common import list_rows
+from overt.engine.api.routing import ApiRoutes
+from overt.engine.db.tables import (
+    Cluster,
+    DataCenter,
+    Disk,
+    DiskAttachment,
+    Network,
+    StorageDomain,
+    Template,
+    User,
+    VnicProfile,
+)
+from overt.engine.model.errors import Conflict, InvalidInput
+from overt.engine.model.status import NetworkUsage
+from overt.engine.services import lookup
+
+routes = ApiRoutes()
+
+
+# -- data centers ------------------------------------------------------------------
+
+@routes.get("/datacenters")
+async def list_data_centers(ctx: ApiContext) -> Response:
+    stmt = select(DataCenter).outerjoin(Cluster, Cluster.data_center_id == DataCenter.id) \
+        .distinct().order_by(DataCenter.name)
+    rows = await list_rows(ctx, stmt, {"name": DataCenter.name, "status": DataCenter.status,
+                                       "clusters.name": Cluster.name, "cluster": Cluster.name})
+    return ctx.render_list("data_centers", "data_center", [views.data_center(r) for r in rows])
+
+
+@routes.get("/datacenters/{dc_id}")
+async def get_data_center(ctx: ApiContext) -> Response:
+    dc = await lookup.get(ctx.session, DataCenter, ctx.id_param("dc_id"))
+    return ctx.render("data_center", views.data_center(dc))
+
+
+@routes.post("/datacenters")
+async def add_data_center(ctx: ApiContext) -> Response:
+    node = await ctx.body("data_center")
+    name = node.required_str("name")
+    if await lookup.name_taken(ctx.session, DataCenter, name):
+        raise Conflict(f"Cannot add Data Center. The name {name!r} is already in use.")
+    dc = DataCenter(id=uuid.uuid4(), name=name, description=node.get_str("description") or "",
+                    local=bool(node.get_bool("local")))
+    ctx.session.add(dc)
+    await ctx.session.flush()
+    return ctx.render("data_center", views.data_center(dc), status=201)
+
+
+@routes.get("/datacenters/{dc_id}/clusters")
+async def dc_clusters(ctx: ApiContext) -> Response:
+    dc_id = (await lookup.get(ctx.session, DataCenter, ctx.id_param("dc_id"))).id
+    rows = await list_rows(ctx, select(Cluster).where(Cluster.data_center_id == dc_id)
+                           .order_by(Cluster.name), {"name": Cluster.name})
+    return ctx.render_list("clusters", "cluster", [views.cluster(r) for r in rows])
+
+
+@routes.get("/datacenters/{dc_id}/networks")
+async def dc_networks(ctx: ApiContext) -> Response:
+    dc_id = (await lookup.get(ctx.session, DataCenter, ctx.id_param("dc_id"))).id
+    rows = await list_rows(ctx, select(Network).where(Network.data_center_id == dc_id)
+                           .order_by(Network.name), {"name": Network.name})
+    return ctx.render_list("networks", "network", [views.network(r) for r in rows])
+
+
+@routes.get("/datacenters/{dc_id}/storagedomains")
+async def dc_storage_domains(ctx: ApiContext) -> Response:
+    dc_id = (await lookup.get(ctx.session, DataCenter, ctx.id_param("dc_id"))).id
+    rows = await list_rows(ctx, select(StorageDomain).where(StorageDomain.data_center_id == dc_id)
+                           .order_by(StorageDomain.name), {"name": StorageDomain.name})
+    return ctx.render_list("storage_domains", "storage_domain",
+                           [views.storage_domain(r) for r in rows])
+
+
+# -- clusters ----------------------------------------------------------------------------
+
+@routes.get("/clusters")
+async def list_clusters(ctx: ApiContext) -> Response:
+    rows = await list_rows(ctx, select(Cluster).join(
+        DataCenter, DataCenter.id == Cluster.data_center_id).order_by(Cluster.name),
+        {"name": Cluster.name, "datacenter": DataCenter.name, "description": Cluster.description})
+    return ctx.render_list("clusters", "cluster", [views.cluster(r) for r in rows])
+
+
+@routes.get("/clusters/{cluster_id}")
+async def get_cluster(ctx: ApiContext) -> Response:
+    cluster = await lookup.get(ctx.session, Cluster, ctx.id_param("cluster_id"))
+    return ctx.render("cluster", views.cluster(cluster))
+
+
+@routes.post("/clusters")
+async def add_cluster(ctx: ApiContext) -> Response:
+    node = await ctx.body("cluster")
+    name = node.required_str("name")
+    if await lookup.name_taken(ctx.session, Cluster, name):
+        raise Conflict(f"Cannot add Cluster. The name {name!r} is already in use.")
+    dc = await lookup.resolve(ctx.session, DataCenter, ref_of(node.child("data_center")),
+                              "cluster.data_center")
+    percent = 100
+    policy = node.child("memory_policy")
+    over_commit = policy.child("over_commit") if policy is not None else None
+    if over_commit is not None:
+        percent = over_commit.get_int("percent", minimum=1) or 100
+    cpu = node.child("cpu")
+    cluster = Cluster(id=uuid.uuid4(), name=name, description=node.get_str("description") or "",
+                      data_center_id=dc.id, memory_overcommit_percent=percent,
+                      cpu_type=(cpu.get_str("type") if cpu is not None else None) or "")
+    ctx.session.add(cluster)
+    await ctx.session.flush()
+    return ctx.render("cluster", views.cluster(cluster), status=201)
+
+
+@routes.put("/clusters/{cluster_id}")
+async def update_cluster(ctx: ApiContext) -> Response:
+    cluster = await lookup.get(ctx.session, Cluster, ctx.id_param("cluster_id"))
+    node = await ctx.body("cluster")
+    if node.get_str("description") is not None:
+        cluster.description = node.get_str("description") or ""
+    policy = node.child("memory_policy")
+    over_commit = policy.child("over_commit") if policy is not None else None
+    if over_commit is not None:
+        percent = over_commit.get_int("percent", minimum=1)
+        if percent is not None:
+            cluster.memory_overcommit_percent = percent
+    return ctx.render("cluster", views.cluster(cluster))
+
+
+@routes.get("/clusters/{cluster_id}/networks")
+async def cluster_networks(ctx: ApiContext) -> Response:
+    cluster = await lookup.get(ctx.session, Cluster, ctx.id_param("cluster_id"))
+    rows = (await ctx.session.execute(select(Network).where(
+        Network.data_center_id == cluster.data_center_id).order_by(Network.name))).scalars()
+    return ctx.render_list("networks", "network", [views.network(r) for r in rows])
+
+
+# -- networks and vNIC profiles ------------------------------------------------------------
+
+@routes.get("/networks")
+async def list_networks(ctx: ApiContext) -> Response:
+    rows = await list_rows(ctx, select(Network).order_by(Network.name),
+                           {"name": Network.name, "vlan": Network.vlan_id})
+    return ctx.render_list("networks", "network", [views.network(r) for r in rows])
+
+
+@routes.get("/networks/{network_id}")
+async def get_network(ctx: ApiContext) -> Response:
+    network = await lookup.get(ctx.session, Network, ctx.id_param("network_id"))
+    return ctx.render("network", views.network(network))
+
+
+@routes.post("/networks")
+async def add_network(ctx: ApiContext) -> Response:
+    node = await ctx.body("network")
+    name = node.required_str("name")
+    dc = await lookup.resolve(ctx.session, DataCenter, ref_of(node.child("data_center")),
+                              "network.data_center")
+    if len(name) > 15 or not name.replace("_", "").replace("-", "").isalnum():
+        raise InvalidInput(f"network name {name!r} must be at most 15 letters, digits, '-' or '_'")
+    taken = (await ctx.session.execute(select(Network).where(
+        Network.data_center_id == dc.id, Network.name == name))).first()
+    if taken is not None:
+        raise Conflict(f"Cannot add Network. The name {name!r} is already in use.")
+    vlan = node.child("vlan")
+    vlan_id = vlan.get_int("id", minimum=0) if vlan is not None else None
+    if vlan_id is not None and vlan_id > 4094:
+        raise InvalidInput(f"network.vlan.id must be between 0 and 4094, not {vlan_id}")
+    usages = [u.text or "" for u in node.items("usages", "usage")] or [NetworkUsage.VM.value]
+    for usage in usages:
+        NetworkUsage(usage)
+    network = Network(id=uuid.uuid4(), name=name, description=node.get_str("description") or "",
+                      data_center_id=dc.id, vlan_id=vlan_id,
+                      mtu=node.get_int("mtu", minimum=0) or 0, usages=usages, bridge=name)
+    ctx.session.add(network)
+    ctx.session.add(VnicProfile(id=uuid.uuid4(), name=name, network_id=network.id))
+    await ctx.session.flush()
+    return ctx.render("network", views.network(network), status=201)
+
+
+@routes.get("/networks/{network_id}/vnicprofiles")
+async def network_profiles(ctx: ApiContext) -> Response:
+    network = await lookup.get(ctx.session, Network, ctx.id_param("network_id"))
+    rows = (await ctx.session.execute(select(VnicProfile).where(
+        VnicProfile.network_id == network.id).order_by(VnicProfile.name))).scalars()
+    return ctx.render_list("vnic_profiles", "vnic_profile", [views.vnic_profile(r) for r in rows])
+
+
+@routes.get("/vnicprofiles")
+async def list_profiles(ctx: ApiContext) -> Response:
+    rows = await list_rows(ctx, select(VnicProfile).order_by(VnicProfile.name),
+                           {"name": VnicProfile.name})
+    return ctx.render_list("vnic_profiles", "vnic_profile", [views.vnic_profile(r) for r in rows])
+
+
+@routes.get("/vnicprofiles/{profile_id}")
+async def get_profile(ctx: ApiContext) -> Response:
+    profile = await lookup.get(ctx.session, VnicProfile, ctx.id_param("profile_id"))
+    return ctx.render("vnic_profile", views.vnic_profile(profile))
+
+
+# -- templates --------------------------------------------------------------------------------
+
+@routes.get("/templates")
+async def list_templates(ctx: ApiContext) -> Response:
+    rows = await list_rows(ctx, select(Template).order_by(Template.name),
+                           {"name": Template.name, "status": Template.status})
+    return ctx.render_list("templates", "template", [views.template(r) for r in rows])
+
+
+@routes.get("/templates/{template_id}")
+async def get_template(ctx: ApiContext) -> Response:
+    template = await lookup.get(ctx.session, Template, ctx.id_param("template_id"))
+    return ctx.render("template", views.template(template))
+
+
+@routes.get("/templates/{template_id}/diskattachments")
+async def template_disks(ctx: ApiContext) -> Response:
+    template = await lookup.get(ctx.session, Template, ctx.id_param("template_id"))
+    rows = await ctx.session.execute(
+        select(DiskAttachment, Disk).join(Disk, Disk.id == DiskAttachment.disk_id)
+        .where(DiskAttachment.template_id == template.id))
+    return ctx.render_list("disk_attachments", "disk_attachment", [
+        views.disk_attachment(a, owner="templates", inline_disk=d) for a, d in rows])
+
+
+# -- users ----------------------------------------------------------------------------------
+
+@routes.get("/users")
+async def list_users(ctx: ApiContext) -> Response:
+    rows = await list_rows(ctx, select(User).order_by(User.user_name), {"name": User.user_name,
+                                                                          "usrname": User.user_name})
+    return ctx.render_list("users", "user", [views.user(r) for r in rows])
+
+
+@routes.get("/users/{user_id}")
+async def get_user(ctx: ApiContext) -> Response:
+    return ctx.render("user", views.user(await lookup.get(ctx.session, User,
+                                                           ctx.id_param("user_id"))))

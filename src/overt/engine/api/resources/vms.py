@@ -1,0 +1,232 @@
+"""/vms: VMs, their actions, NICs and disk attachments."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from starlette.responses import Response
+
+from overt.engine.api import views
+from overt.engine.api.context import ApiContext
+from overt.engine.api.readers import read_disk_attachment, read_nic, read_vm
+from overt.engine.api.resources.common import action_done, action_params, list_rows
+from overt.engine.api.routing import ApiRoutes
+from overt.engine.api.wire.render import Representation
+from overt.engine.db.tables import Cluster, Disk, DiskAttachment, Host, Vm, VmNic, VnicProfile
+from overt.engine.services import devices, lookup
+from overt.engine.services import vms as vm_service
+
+routes = ApiRoutes()
+
+SEARCH_FIELDS = {"name": Vm.name, "status": Vm.status, "id": Vm.id, "description": Vm.description,
+                 "comment": Vm.comment, "origin": Vm.origin}
+
+
+async def _nic_views(ctx: ApiContext, vm_id: uuid.UUID) -> list[Representation]:
+    rows = await ctx.session.execute(
+        select(VmNic, VnicProfile.network_id)
+        .outerjoin(VnicProfile, VnicProfile.id == VmNic.vnic_profile_id)
+        .where(VmNic.vm_id == vm_id).order_by(VmNic.name))
+    return [views.nic(nic, network_id=network_id) for nic, network_id in rows]
+
+
+async def _attachment_views(ctx: ApiContext, vm_id: uuid.UUID, *, with_disks: bool
+                            ) -> list[Representation]:
+    rows = await ctx.session.execute(
+        select(DiskAttachment, Disk).join(Disk, Disk.id == DiskAttachment.disk_id)
+        .where(DiskAttachment.vm_id == vm_id).order_by(DiskAttachment.pk))
+    return [views.disk_attachment(a, inline_disk=d if with_disks else None)
+            for a, d in rows]
+
+
+async def vm_view(ctx: ApiContext, vm: Vm) -> Representation:
+    follow = ctx.follow()
+    nics = await _nic_views(ctx, vm.id) if "nics" in follow else None
+    attachments = None
+    if "disk_attachments" in follow or "disk_attachments.disk" in follow:
+        attachments = await _attachment_views(ctx, vm.id,
+                                              with_disks="disk_attachments.disk" in follow)
+    return views.vm(vm, nics=nics, disk_attachments=attachments)
+
+
+SEARCH_FIELDS["cluster"] = Cluster.name
+SEARCH_FIELDS["host"] = Host.name
+
+
+@routes.get("/vms")
+async def list_vms(ctx: ApiContext) -> Response:
+    stmt = (select(Vm).join(Cluster, Cluster.id == Vm.cluster_id)
+            .outerjoin(Host, Host.id == Vm.host_id).order_by(Vm.name))
+    rows = await list_rows(ctx, stmt, SEARCH_FIELDS)
+    return ctx.render_list("vms", "vm", [await vm_view(ctx, vm) for vm in rows])
+
+
+@routes.post("/vms")
+async def add_vm(ctx: ApiContext) -> Response:
+    data = read_vm(await ctx.body("vm"))
+    vm = await vm_service.add_vm(ctx.session, ctx.services.jobs, data, ctx.user)
+    await ctx.session.flush()
+    return ctx.render("vm", await vm_view(ctx, vm), status=201)
+
+
+@routes.get("/vms/{vm_id}")
+async def get_vm(ctx: ApiContext) -> Response:
+    vm = await lookup.get(ctx.session, Vm, ctx.id_param("vm_id"))
+    return ctx.render("vm", await vm_view(ctx, vm))
+
+
+@routes.put("/vms/{vm_id}")
+async def update_vm(ctx: ApiContext) -> Response:
+    data = read_vm(await ctx.body("vm"))
+    vm = await vm_service.update_vm(ctx.session, ctx.id_param("vm_id"), data)
+    await ctx.session.flush()
+    return ctx.render("vm", await vm_view(ctx, vm))
+
+
+@routes.delete("/vms/{vm_id}")
+async def remove_vm(ctx: ApiContext) -> Response:
+    job = await vm_service.remove_vm(ctx.session, ctx.services.jobs, ctx.id_param("vm_id"),
+                                     ctx.user, detach_only=ctx.flag("detach_only"),
+                                     correlation_id=ctx.request.query_params.get("correlation_id"))
+    return action_done(ctx, job)
+
+
+def _correlation(ctx: ApiContext) -> str | None:
+    return ctx.request.headers.get("correlation-id") or ctx.request.query_params.get(
+        "correlation_id")
+
+
+@routes.post("/vms/{vm_id}/start")
+async def start(ctx: ApiContext) -> Response:
+    await action_params(ctx)
+    job = await vm_service.start_vm(ctx.session, ctx.services.jobs, ctx.id_param("vm_id"),
+                                    ctx.user, correlation_id=_correlation(ctx))
+    return action_done(ctx, job)
+
+
+@routes.post("/vms/{vm_id}/stop")
+async def stop(ctx: ApiContext) -> Response:
+    params = await action_params(ctx)
+    job = await vm_service.stop_vm(ctx.session, ctx.services.jobs, ctx.id_param("vm_id"),
+                                   ctx.user, reason=params.get("reason", ""),
+                                   correlation_id=_correlation(ctx))
+    return action_done(ctx, job)
+
+
+@routes.post("/vms/{vm_id}/shutdown")
+async def shutdown(ctx: ApiContext) -> Response:
+    params = await action_params(ctx)
+    job = await vm_service.shutdown_vm(ctx.session, ctx.services.jobs, ctx.id_param("vm_id"),
+                                       ctx.user, reason=params.get("reason", ""),
+                                       correlation_id=_correlation(ctx))
+    return action_done(ctx, job)
+
+
+@routes.post("/vms/{vm_id}/reboot")
+async def reboot(ctx: ApiContext) -> Response:
+    await action_params(ctx)
+    job = await vm_service.reboot_vm(ctx.session, ctx.services.jobs, ctx.id_param("vm_id"),
+                                     ctx.user, correlation_id=_correlation(ctx))
+    return action_done(ctx, job)
+
+
+@routes.post("/vms/{vm_id}/suspend")
+async def suspend(ctx: ApiContext) -> Response:
+    await action_params(ctx)
+    job = await vm_service.suspend_vm(ctx.session, ctx.services.jobs, ctx.id_param("vm_id"),
+                                      ctx.user, correlation_id=_correlation(ctx))
+    return action_done(ctx, job)
+
+
+# -- NICs ----------------------------------------------------------------------------
+
+@routes.get("/vms/{vm_id}/nics")
+async def list_nics(ctx: ApiContext) -> Response:
+    vm = await lookup.get(ctx.session, Vm, ctx.id_param("vm_id"))
+    return ctx.render_list("nics", "nic", await _nic_views(ctx, vm.id))
+
+
+async def _nic_view(ctx: ApiContext, nic: VmNic) -> Representation:
+    network_id = None
+    if nic.vnic_profile_id is not None:
+        profile = await ctx.session.get(VnicProfile, nic.vnic_profile_id)
+        network_id = profile.network_id if profile else None
+    return views.nic(nic, network_id=network_id)
+
+
+@routes.post("/vms/{vm_id}/nics")
+async def add_nic(ctx: ApiContext) -> Response:
+    vm = await lookup.get(ctx.session, Vm, ctx.id_param("vm_id"), for_update=True)
+    nic = await devices.add_nic(ctx.session, vm, read_nic(await ctx.body("nic")))
+    return ctx.render("nic", await _nic_view(ctx, nic), status=201)
+
+
+@routes.get("/vms/{vm_id}/nics/{nic_id}")
+async def get_nic(ctx: ApiContext) -> Response:
+    nic = await devices.get_nic(ctx.session, ctx.id_param("vm_id"), ctx.id_param("nic_id"))
+    return ctx.render("nic", await _nic_view(ctx, nic))
+
+
+@routes.put("/vms/{vm_id}/nics/{nic_id}")
+async def update_nic(ctx: ApiContext) -> Response:
+    vm = await lookup.get(ctx.session, Vm, ctx.id_param("vm_id"), for_update=True)
+    nic = await devices.update_nic(ctx.session, vm, ctx.id_param("nic_id"),
+                                   read_nic(await ctx.body("nic")))
+    await ctx.session.flush()
+    return ctx.render("nic", await _nic_view(ctx, nic))
+
+
+@routes.delete("/vms/{vm_id}/nics/{nic_id}")
+async def remove_nic(ctx: ApiContext) -> Response:
+    vm = await lookup.get(ctx.session, Vm, ctx.id_param("vm_id"), for_update=True)
+    await devices.remove_nic(ctx.session, vm, ctx.id_param("nic_id"))
+    return action_done(ctx)
+
+
+# -- disk attachments ----------------------------------------------------------------------
+
+@routes.get("/vms/{vm_id}/diskattachments")
+async def list_attachments(ctx: ApiContext) -> Response:
+    vm = await lookup.get(ctx.session, Vm, ctx.id_param("vm_id"))
+    return ctx.render_list("disk_attachments", "disk_attachment",
+                           await _attachment_views(ctx, vm.id, with_disks="disk" in ctx.follow()))
+
+
+@routes.post("/vms/{vm_id}/diskattachments")
+async def add_attachment(ctx: ApiContext) -> Response:
+    vm = await lookup.get(ctx.session, Vm, ctx.id_param("vm_id"), for_update=True)
+    data = read_disk_attachment(await ctx.body("disk_attachment"))
+    attachment = await devices.add_disk_attachment(ctx.session, ctx.services.jobs, vm, data,
+                                                   ctx.user)
+    disk = await lookup.get(ctx.session, Disk, attachment.disk_id)
+    return ctx.render("disk_attachment", views.disk_attachment(attachment, inline_disk=disk),
+                      status=201)
+
+
+@routes.get("/vms/{vm_id}/diskattachments/{disk_id}")
+async def get_attachment(ctx: ApiContext) -> Response:
+    attachment = await devices.get_attachment(ctx.session, ctx.id_param("vm_id"),
+                                              ctx.id_param("disk_id"))
+    return ctx.render("disk_attachment", views.disk_attachment(attachment))
+
+
+@routes.put("/vms/{vm_id}/diskattachments/{disk_id}")
+async def update_attachment(ctx: ApiContext) -> Response:
+    vm = await lookup.get(ctx.session, Vm, ctx.id_param("vm_id"), for_update=True)
+    attachment = await devices.update_disk_attachment(
+        ctx.session, vm, ctx.id_param("disk_id"),
+        read_disk_attachment(await ctx.body("disk_attachment")))
+    return ctx.render("disk_attachment", views.disk_attachment(attachment))
+
+
+@routes.delete("/vms/{vm_id}/diskattachments/{disk_id}")
+async def remove_attachment(ctx: ApiContext) -> Response:
+    vm = await lookup.get(ctx.session, Vm, ctx.id_param("vm_id"), for_update=True)
+    await devices.remove_disk_attachment(ctx.session, ctx.services.jobs, vm,
+                                         ctx.id_param("disk_id"), ctx.user,
+                                         detach_only=ctx.request.query_params.get(
+                                             "detach_only", "true").lower() != "false")
+    return action_done(ctx)
+
+

@@ -1,0 +1,75 @@
+"""Declaring API endpoints: each handler gets an ApiContext in a database transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from overt.engine.api.auth import authenticate
+from overt.engine.api.context import API_PREFIX, ApiContext
+from overt.engine.api.faults import error_response
+
+Endpoint = Callable[[ApiContext], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    method: str
+    path: str
+    endpoint: Endpoint
+
+
+class ApiRoutes:
+    """A collection of endpoints under /ovirt-engine/api, declared with decorators."""
+
+    def __init__(self) -> None:
+        self.entries: list[_Entry] = []
+
+    def _add(self, method: str, path: str) -> Callable[[Endpoint], Endpoint]:
+        def register(endpoint: Endpoint) -> Endpoint:
+            self.entries.append(_Entry(method, path, endpoint))
+            return endpoint
+        return register
+
+    def get(self, path: str) -> Callable[[Endpoint], Endpoint]:
+        return self._add("GET", path)
+
+    def post(self, path: str) -> Callable[[Endpoint], Endpoint]:
+        return self._add("POST", path)
+
+    def put(self, path: str) -> Callable[[Endpoint], Endpoint]:
+        return self._add("PUT", path)
+
+    def delete(self, path: str) -> Callable[[Endpoint], Endpoint]:
+        return self._add("DELETE", path)
+
+    def include(self, other: ApiRoutes) -> None:
+        self.entries.extend(other.entries)
+
+    def starlette_routes(self) -> list[Route]:
+        by_path: dict[str, dict[str, Endpoint]] = {}
+        for entry in self.entries:
+            by_path.setdefault(entry.path, {})[entry.method] = entry.endpoint
+        return [Route(API_PREFIX + path, _dispatcher(methods), methods=list(methods))
+                for path, methods in by_path.items()]
+
+
+def _dispatcher(methods: dict[str, Endpoint]) -> Callable[[Request], Awaitable[Response]]:
+    async def dispatch(request: Request) -> Response:
+        endpoint = methods[request.method if request.method != "HEAD" else "GET"]
+        state = request.app.state
+        try:
+            async with state.db.transaction() as session:
+                user = await authenticate(request, session, state.basic_auth_cache)
+                ctx = ApiContext(request=request, session=session, user=user,
+                                 services=state.services,
+                                 path_params={k: str(v) for k, v in request.path_params.items()})
+                return await endpoint(ctx)
+        except Exception as exc:
+            return error_response(request, exc)
+
+    return dispatch

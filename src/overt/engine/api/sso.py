@@ -1,0 +1,75 @@
+"""oVirt's SSO endpoints as the SDK uses them: password grant for a token, and logout."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from overt.engine.api.auth import check_password, qualified
+from overt.engine.identity.tokens import issue_token, revoke_token
+from overt.engine.services import audit
+
+log = logging.getLogger(__name__)
+SCOPE = "ovirt-app-api"
+
+
+def _json(data: object, status: int = 200) -> Response:
+    return Response(json.dumps(data), status, media_type="application/json")
+
+
+def _error(code: str, message: str, status: int = 400) -> Response:
+    return _json({"error_code": code, "error": message}, status)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    try:
+        form = await request.form()
+    except Exception:
+        return {}
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+async def token(request: Request) -> Response:
+    form = await _form(request)
+    if form.get("grant_type") != "password":
+        return _error("unsupported_grant_type",
+                      f"grant type {form.get('grant_type')!r} is not supported; use 'password'")
+    user_name, password = form.get("username", ""), form.get("password", "")
+    if not user_name or not password:
+        return _error("invalid_request", "username and password are required")
+    db = request.app.state.db
+    async with db.transaction() as session:
+        user = await check_password(session, user_name, password)
+        if user is None:
+            audit.record(session, f"User {qualified(user_name)} failed to log in",
+                         code=audit.USER_LOGIN_FAILED)
+            log.warning("failed login for %s from %s", qualified(user_name),
+                        request.client.host if request.client else "?")
+            return _error("access_denied", f"Cannot authenticate user '{qualified(user_name)}': "
+                          "the user name or password is incorrect.")
+        value, expires = await issue_token(session, user)
+        audit.record(session, f"User {user.user_name} logged in", code=audit.USER_LOGIN,
+                     user_id=user.id)
+    return _json({"access_token": value, "token_type": "bearer", "scope": form.get("scope", SCOPE),
+                  "exp": str(int(expires.timestamp() * 1000)),
+                  "expires_in": int(expires.timestamp() - time.time())})
+
+
+async def logout(request: Request) -> Response:
+    form = await _form(request)
+    value = form.get("token") or request.headers.get("authorization", "").partition(" ")[2]
+    if value:
+        async with request.app.state.db.transaction() as session:
+            await revoke_token(session, value)
+    return _json({})
+
+
+ROUTES = [
+    Route("/ovirt-engine/sso/oauth/token", token, methods=["POST"]),
+    Route("/ovirt-engine/services/sso-logout", logout, methods=["POST", "GET"]),
+]

@@ -1,0 +1,282 @@
+"""Representations of the engine's objects as oVirt v4 shapes (see the SDK's readers).
+
+Each view turns database rows into the plain dicts `wire.render` writes as XML or
+JSON; links name sub-collections with the SDK's `rel` values.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from overt.engine.api.context import href
+from overt.engine.api.wire.render import Representation
+from overt.engine.db import tables as t
+
+MIB = 1 << 20
+ENGINE_VERSION = {"major": 4, "minor": 5}
+
+
+def ref(kind: str, object_id: uuid.UUID | None, **extra: Any) -> Representation | None:
+    """A reference element: `<cluster id=".." href=".."/>`."""
+    if object_id is None:
+        return None
+    return {"href": href(kind, object_id), "id": str(object_id), **extra}
+
+
+def links(base: str, *rels: str) -> list[Representation]:
+    return [{"href": f"{base}/{rel}", "rel": rel} for rel in rels]
+
+
+def actions(base: str, *verbs: str) -> Representation:
+    return {"link": [{"href": f"{base}/{verb}", "rel": verb} for verb in verbs]}
+
+
+def _version() -> Representation:
+    return dict(ENGINE_VERSION)
+
+
+def data_center(dc: t.DataCenter) -> Representation:
+    base = href("datacenters", dc.id)
+    return {
+        "href": base, "id": str(dc.id),
+        "actions": actions(base, "cleanfinishedtasks", "setmaster"),
+        "name": dc.name, "description": dc.description,
+        "link": links(base, "clusters", "networks", "storagedomains", "permissions", "quotas"),
+        "local": dc.local, "status": dc.status, "storage_format": "v5",
+        "supported_versions": {"version": [_version()]}, "version": _version(),
+    }
+
+
+def cluster(c: t.Cluster) -> Representation:
+    base = href("clusters", c.id)
+    return {
+        "href": base, "id": str(c.id), "name": c.name, "description": c.description,
+        "link": links(base, "networks", "permissions", "affinitygroups"),
+        "cpu": {"architecture": "x86_64", "type": c.cpu_type or None},
+        "memory_policy": {"over_commit": {"percent": c.memory_overcommit_percent}},
+        "version": _version(),
+        "data_center": ref("datacenters", c.data_center_id),
+    }
+
+
+def host(h: t.Host, *, vm_count: int = 0) -> Representation:
+    base = href("hosts", h.id)
+    caps: dict[str, Any] = h.capabilities or {}
+    return {
+        "href": base, "id": str(h.id),
+        "actions": actions(base, "activate", "approve", "deactivate", "enrollcertificate",
+                           "refresh"),
+        "name": h.name, "description": h.description,
+        "link": links(base, "nics", "statistics", "permissions", "storage"),
+        "address": h.address, "port": h.port, "status": h.status,
+        "status_detail": h.status_detail or None,
+        "type": "rhel", "external_status": "ok",
+        "memory": h.memory_mib * MIB,
+        "max_scheduling_memory": h.free_memory_mib * MIB,
+        "cpu": {
+            "name": caps.get("cpu_model"),
+            "topology": {"cores": caps.get("cpu_cores"), "sockets": caps.get("cpu_sockets"),
+                         "threads": caps.get("cpu_threads")} if caps else None,
+        },
+        "hardware_information": {"uuid": str(h.host_uuid)} if h.host_uuid else None,
+        "libvirt_version": {"full_version": caps.get("libvirt_version")} if caps else None,
+        "os": {"type": "Linux", "version": {"full_version": caps.get("kernel")}} if caps else None,
+        "summary": {"active": vm_count, "migrating": 0, "total": vm_count},
+        "certificate": {"organization": "Overt", "subject": f"CN={h.host_uuid}"}
+        if h.certificate_fingerprint else None,
+        "cluster": ref("clusters", h.cluster_id),
+    }
+
+
+def vm(v: t.Vm, *, nics: Sequence[Representation] | None = None,
+       disk_attachments: Sequence[Representation] | None = None) -> Representation:
+    base = href("vms", v.id)
+    rep: Representation = {
+        "href": base, "id": str(v.id),
+        "actions": actions(base, "start", "stop", "shutdown", "reboot", "suspend", "ticket"),
+        "name": v.name, "description": v.description, "comment": v.comment,
+    }
+    rels = ["diskattachments", "nics", "statistics", "graphicsconsoles", "permissions"]
+    if nics is not None:
+        rels.remove("nics")
+    if disk_attachments is not None:
+        rels.remove("diskattachments")
+    rep["link"] = links(base, *rels)
+    rep.update({
+        "cpu": {"architecture": "x86_64",
+                "topology": {"cores": v.cpu_cores, "sockets": v.cpu_sockets,
+                             "threads": v.cpu_threads}},
+        "creation_time": v.created_at,
+        "display": {"type": "vnc"},
+        "high_availability": {"enabled": v.high_availability, "priority": 0},
+        "memory": v.memory_mib * MIB,
+        "memory_policy": {"guaranteed": v.memory_mib * MIB, "max": v.memory_mib * MIB * 4},
+        "origin": "ovirt" if v.origin == "overt" else v.origin,
+        "os": {"boot": {"devices": {"device": list(v.boot_devices)}}, "type": v.os_type},
+        "placement_policy": {
+            "affinity": "migratable",
+            "hosts": {"host": [ref("hosts", v.placement_host_id)]} if v.placement_host_id else None,
+        },
+        "stateless": False, "type": "server",
+        "run_once": False,
+        "start_time": v.start_time, "stop_time": v.stop_time,
+        "status": v.status, "stop_reason": v.stop_reason or None,
+        "next_run_configuration_exists": False,
+        "host": ref("hosts", v.host_id),
+        "cluster": ref("clusters", v.cluster_id),
+        "template": ref("templates", v.template_id),
+    })
+    if nics is not None:
+        rep["nics"] = {"nic": list(nics)}
+    if disk_attachments is not None:
+        rep["disk_attachments"] = {"disk_attachment": list(disk_attachments)}
+    return rep
+
+
+def nic(n: t.VmNic, *, network_id: uuid.UUID | None = None) -> Representation:
+    base = href("vms", n.vm_id, "nics", n.id)
+    return {
+        "href": base, "id": str(n.id), "name": n.name,
+        "link": links(base, "statistics", "reporteddevices"),
+        "interface": n.interface, "linked": n.linked, "mac": {"address": n.mac},
+        "plugged": n.plugged,
+        "network": ref("networks", network_id),
+        "vnic_profile": ref("vnicprofiles", n.vnic_profile_id),
+        "vm": ref("vms", n.vm_id),
+    }
+
+
+def disk(d: t.Disk) -> Representation:
+    base = href("disks", d.id)
+    return {
+        "href": base, "id": str(d.id),
+        "actions": actions(base, "copy", "export", "move", "refreshlun", "sparsify"),
+        "name": d.name, "description": d.description,
+        "link": links(base, "permissions", "statistics", "disksnapshots"),
+        "actual_size": d.actual_size, "alias": d.name, "content_type": "data",
+        "format": d.format, "image_id": str(d.id), "propagate_errors": False,
+        "provisioned_size": d.provisioned_size, "shareable": d.shareable, "sparse": d.sparse,
+        "status": d.status, "storage_type": "image", "total_size": d.actual_size,
+        "wipe_after_delete": False,
+        "storage_domains": {"storage_domain": [ref("storagedomains", d.storage_domain_id)]},
+    }
+
+
+def disk_attachment(a: t.DiskAttachment, *, owner: str = "vms",
+                    inline_disk: t.Disk | None = None) -> Representation:
+    owner_id = a.vm_id if owner == "vms" else a.template_id
+    base = href(owner, owner_id, "diskattachments", a.disk_id)
+    return {
+        "href": base, "id": str(a.disk_id), "active": a.active, "bootable": a.bootable,
+        "interface": a.interface, "pass_discard": False, "read_only": a.read_only,
+        "uses_scsi_reservation": False,
+        "disk": disk(inline_disk) if inline_disk is not None else ref("disks", a.disk_id),
+        "vm": ref("vms", a.vm_id) if owner == "vms" else None,
+        "template": ref("templates", a.template_id) if owner == "templates" else None,
+    }
+
+
+def storage_domain(sd: t.StorageDomain) -> Representation:
+    base = href("storagedomains", sd.id)
+    storage: Representation = {"type": sd.storage_type, "path": sd.path}
+    if sd.address:
+        storage["address"] = sd.address
+    return {
+        "href": base, "id": str(sd.id),
+        "actions": actions(base, "isattached", "refreshluns", "updateovfstore"),
+        "name": sd.name, "description": sd.description,
+        "link": links(base, "disks", "permissions", "templates", "vms", "disksnapshots"),
+        "available": sd.available_bytes, "used": sd.used_bytes, "committed": sd.used_bytes,
+        "master": True, "status": sd.status, "storage": storage, "storage_format": "v5",
+        "type": sd.type, "backup": False, "discard_after_delete": False,
+        "data_centers": {"data_center": [ref("datacenters", sd.data_center_id)]}
+        if sd.data_center_id else None,
+        "host": ref("hosts", sd.host_id),
+    }
+
+
+def network(n: t.Network) -> Representation:
+    base = href("networks", n.id)
+    return {
+        "href": base, "id": str(n.id), "name": n.name, "description": n.description,
+        "link": links(base, "permissions", "vnicprofiles", "networklabels"),
+        "mtu": n.mtu, "required": True, "stp": False,
+        "usages": {"usage": list(n.usages)},
+        "vlan": {"id": n.vlan_id} if n.vlan_id is not None else None,
+        "data_center": ref("datacenters", n.data_center_id),
+    }
+
+
+def vnic_profile(p: t.VnicProfile) -> Representation:
+    base = href("vnicprofiles", p.id)
+    return {
+        "href": base, "id": str(p.id), "name": p.name, "description": p.description,
+        "link": links(base, "permissions"),
+        "pass_through": {"mode": "disabled"}, "port_mirroring": False,
+        "network": ref("networks", p.network_id),
+    }
+
+
+def template(tp: t.Template) -> Representation:
+    base = href("templates", tp.id)
+    return {
+        "href": base, "id": str(tp.id),
+        "actions": actions(base, "export"),
+        "name": tp.name, "description": tp.description,
+        "link": links(base, "diskattachments", "nics", "permissions", "graphicsconsoles"),
+        "cpu": {"architecture": "x86_64", "topology": {
+            "cores": tp.cpu_cores, "sockets": tp.cpu_sockets, "threads": tp.cpu_threads}},
+        "creation_time": tp.created_at,
+        "memory": tp.memory_mib * MIB,
+        "os": {"type": tp.os_type},
+        "status": tp.status, "type": "server",
+        "version": {"version_name": "base version", "version_number": 1,
+                    "base_template": ref("templates", tp.id)},
+        "cluster": ref("clusters", tp.cluster_id),
+    }
+
+
+def job(j: t.Job) -> Representation:
+    base = href("jobs", j.id)
+    return {
+        "href": base, "id": str(j.id), "actions": actions(base, "clear", "end"),
+        "description": j.description, "link": links(base, "steps"),
+        "auto_cleared": j.auto_cleared, "end_time": j.end_time, "external": j.external,
+        "last_updated": j.last_updated, "start_time": j.start_time, "status": j.status,
+        "owner": ref("users", j.owner_id),
+    }
+
+
+def step(s: t.Step) -> Representation:
+    base = href("jobs", s.job_id, "steps", s.id)
+    return {
+        "href": base, "id": str(s.id), "actions": actions(base, "end"),
+        "description": s.description, "link": links(base, "statistics"),
+        "end_time": s.end_time, "external": False, "number": s.number,
+        "progress": s.progress, "start_time": s.start_time, "status": s.status, "type": s.type,
+        "execution_host": ref("hosts", s.host_id), "job": ref("jobs", s.job_id),
+    }
+
+
+def event(e: t.AuditEvent) -> Representation:
+    return {
+        "href": href("events", e.id), "id": str(e.id), "description": e.description,
+        "code": e.code, "correlation_id": e.correlation_id, "custom_id": -1,
+        "flood_rate": 0, "origin": "oVirt" if e.origin == "overt" else e.origin,
+        "severity": e.severity, "time": e.time,
+        "cluster": ref("clusters", e.cluster_id), "data_center": ref("datacenters", e.data_center_id),
+        "host": ref("hosts", e.host_id), "storage_domain": ref("storagedomains", e.storage_domain_id),
+        "user": ref("users", e.user_id), "vm": ref("vms", e.vm_id),
+    }
+
+
+def user(u: t.User) -> Representation:
+    name = u.user_name.split("@")[0]
+    return {
+        "href": href("users", u.id), "id": str(u.id), "name": name,
+        "link": links(href("users", u.id), "permissions", "roles", "tags"),
+        "domain_entry_id": str(u.id), "namespace": "*", "principal": name,
+        "user_name": u.user_name, "domain": {"name": u.domain},
+    }

@@ -1,0 +1,72 @@
+"""Rendering a representation (plain dicts and lists) as oVirt XML or JSON.
+
+A representation is a dict whose keys are element names, in order. Rules, as the
+oVirt SDK reads them:
+- `id`, `href` (and `rel` on links) are XML attributes; everything else is a child;
+- a list value is that element repeated (`{"vm": [a, b]}` is `<vm/><vm/>`);
+- booleans are `true`/`false`; datetimes ISO 8601 with milliseconds and offset;
+  enums their lowercase value; None is left out.
+JSON mirrors the XML: an object's attributes and children become keys.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import uuid
+import xml.etree.ElementTree as ET
+from typing import Any
+
+Representation = dict[str, Any]
+
+_ATTRIBUTES = frozenset({"id", "href", "rel"})
+
+
+def scalar_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+        return moment.isoformat(timespec="milliseconds")
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return str(value)
+
+
+def _fill(element: ET.Element, rep: Representation) -> None:
+    for key, value in rep.items():
+        if value is None:
+            continue
+        if key in _ATTRIBUTES and not isinstance(value, dict | list):
+            element.set(key, scalar_text(value))
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            child = ET.SubElement(element, key)
+            if isinstance(item, dict):
+                _fill(child, item)
+            elif item is not None:
+                child.text = scalar_text(item)
+
+
+def to_xml(root: str, rep: Representation) -> bytes:
+    element = ET.Element(root)
+    _fill(element, rep)
+    data: bytes = ET.tostring(element, encoding="utf-8", xml_declaration=True)
+    return data
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    return scalar_text(value)
+
+
+def to_json(rep: Representation) -> bytes:
+    return json.dumps(_jsonable(rep), separators=(",", ":")).encode()

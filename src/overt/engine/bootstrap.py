@@ -1,0 +1,196 @@
+"""The composition root: builds the engine's parts from settings and runs them.
+
+Nothing else constructs adapters (database, transport, PKI, servers); tests swap a
+part by passing it in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from overt.bus.base import EngineTransport
+from overt.config import EngineSettings
+from overt.engine.api.app import ApiServices, build_api_app
+from overt.engine.db import migrate
+from overt.engine.db.database import Database
+from overt.engine.db.seed import ensure_admin, seed
+from overt.engine.jobs.context import JobServices
+from overt.engine.jobs.handlers import FAILURE_HOOKS, HANDLERS
+from overt.engine.jobs.worker import Worker
+from overt.engine.monitor.inbox import InboxSink
+from overt.engine.monitor.service import Monitor
+from overt.engine.nodes import NodeClient
+from overt.engine.registry.bootstrap_client import NodeBootstrap
+from overt.engine.registry.enrollment import BrokerAccounts, Registry
+from overt.engine.registry.pki import EnginePki
+from overt.engine.services.jobs import JobSubmitter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Parts:
+    """Which parts of the engine this process runs."""
+
+    api: bool = True
+    worker: bool = True
+    monitor: bool = True
+
+    @classmethod
+    def only(cls, name: str) -> Parts:
+        return cls(api=name == "api", worker=name == "worker", monitor=name == "monitor")
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the engine stops all its parts together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def public_address(settings: EngineSettings) -> str:
+    if settings.public_address:
+        return settings.public_address
+    if settings.api_address not in ("0.0.0.0", "::"):  # noqa: S104
+        return settings.api_address
+    return socket.gethostname()
+
+
+@dataclass
+class EngineRuntime:
+    settings: EngineSettings
+    parts: Parts = field(default_factory=Parts)
+    transport: EngineTransport | None = None
+    bootstrap: NodeBootstrap | None = None
+    broker: BrokerAccounts | None = None
+
+    def __post_init__(self) -> None:
+        data = self.settings.data_dir
+        self.db = Database(self.settings.database_url())
+        addresses = [a for a in {public_address(self.settings), self.settings.api_address}
+                     if a not in ("0.0.0.0", "::")]  # noqa: S104
+        self.pki = EnginePki(data / "pki", addresses=addresses)
+        self.job_wakeup = asyncio.Event()
+        self.monitor_wakeup = asyncio.Event()
+        self.generated_password: str | None = None
+        self.gateway_url = (f"https://{public_address(self.settings)}:"
+                            f"{self.settings.gateway_port}")
+        self._stop = asyncio.Event()
+        self._servers: list[Any] = []
+
+    @property
+    def password_file(self) -> Path:
+        return self.settings.data_dir / "admin-password"
+
+    async def prepare(self) -> None:
+        """Data directory, schema, default objects, admin user, certificates."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await asyncio.to_thread(migrate.upgrade, self.settings.database_url())
+        await seed(self.db)
+        password = self.settings.admin_password.get_secret_value() \
+            if self.settings.admin_password else None
+        self.generated_password = await ensure_admin(self.db, password=password,
+                                                     password_file=self.password_file)
+        self.pki.ensure()
+        if self.transport is None:
+            self.transport = make_transport(self.settings, self.pki)
+        if self.bootstrap is None:
+            self.bootstrap = make_bootstrap(self.pki)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, *, ready: asyncio.Event | None = None) -> None:
+        assert self.transport is not None, "call prepare() first"
+        nodes = NodeClient(self.transport)
+        registry = Registry(self.db, self.pki, gateway_url=self.gateway_url, broker=self.broker)
+        monitor = Monitor(self.db, nodes, heartbeat_timeout_s=self.settings.heartbeat_timeout_s,
+                          read_inbox=self.settings.bus == "direct", wakeup=self.monitor_wakeup)
+        sink = monitor.apply if self.parts.monitor and self.settings.bus != "direct" else None
+        await self.transport.start(sink)
+        tasks: list[asyncio.Task[Any]] = []
+        if self.parts.api:
+            tasks += await self._start_api(registry)
+        if self.parts.worker:
+            worker = Worker(self.db, JobServices(nodes=nodes, settings=self.settings,
+                                                 registry=registry, bootstrap=self.bootstrap),
+                            HANDLERS, failure_hooks=FAILURE_HOOKS, wakeup=self.job_wakeup)
+            tasks.append(asyncio.create_task(worker.run(), name="worker"))
+        if self.parts.monitor:
+            tasks.append(asyncio.create_task(monitor.run(), name="monitor"))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(RuntimeError, NotImplementedError):
+                loop.add_signal_handler(sig, self.stop)
+        if ready is not None:
+            ready.set()
+        log.info("engine running (%s)", ", ".join(
+            p for p in ("api", "worker", "monitor") if getattr(self.parts, p)))
+        stopper = asyncio.create_task(self._stop.wait())
+        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper and task.exception() is not None:
+                log.error("engine part %s failed: %s", task.get_name(), task.exception())
+        await self._shutdown(tasks)
+
+    async def _start_api(self, registry: Registry) -> list[asyncio.Task[Any]]:
+        services = ApiServices(jobs=JobSubmitter(self.job_wakeup), ca_certificate=self.pki.ca_file,
+                               monitor_wakeup=self.monitor_wakeup.set)
+        app = build_api_app(self.db, services)
+        config = uvicorn.Config(app, host=self.settings.api_address, port=self.settings.api_port,
+                                ssl_certfile=str(self.pki.cert_file),
+                                ssl_keyfile=str(self.pki.key_file), log_config=None,
+                                access_log=False, lifespan="off", timeout_graceful_shutdown=5)
+        server = _QuietServer(config)
+        self._servers.append(server)
+        tasks = [asyncio.create_task(server.serve(), name="api")]
+        gateway = make_gateway(self.settings, self.pki, registry,
+                               InboxSink(self.db, self.monitor_wakeup))
+        if gateway is not None:
+            await gateway.start()
+            self._servers.append(gateway)
+        while not server.started:
+            await asyncio.sleep(0.02)
+            if tasks[0].done():
+                tasks[0].result()  # re-raise why the API could not start (e.g. port in use)
+        return tasks
+
+    async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> None:
+        for server in self._servers:
+            if isinstance(server, uvicorn.Server):
+                server.should_exit = True
+            else:
+                await server.stop()
+        for task in tasks:
+            if task.get_name() != "api":
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.transport is not None:
+            await self.transport.close()
+        await self.db.dispose()
+        log.info("engine stopped")
+
+
+def make_transport(settings: EngineSettings, pki: EnginePki) -> EngineTransport:
+    """The engine's end of the bus named by the settings (direct, or amqp://...)."""
+    raise NotImplementedError(f"transport {settings.bus!r} is not available in this build")
+
+
+def make_bootstrap(pki: EnginePki) -> NodeBootstrap | None:
+    return None
+
+
+def make_gateway(settings: EngineSettings, pki: EnginePki, registry: Registry,
+                 sink: InboxSink) -> Any:
+    return None

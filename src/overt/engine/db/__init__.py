@@ -1,0 +1,1 @@
+"""The engine's database: SQLAlchemy tables, sessions, Alembic migrations."""

@@ -1,0 +1,381 @@
+"""The engine's tables. Column names follow oVirt's; status columns hold oVirt's values.
+
+Desired state (what users asked) and observed state (what nodes report) are kept
+apart on VMs and hosts: jobs and reconciliation close the gap between them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use UTC-aware ones")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect
+                             ) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dt.datetime: UtcDateTime,
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        uuid.UUID: Uuid,
+    }
+
+
+def _id() -> Mapped[uuid.UUID]:
+    return mapped_column(primary_key=True, default=uuid.uuid4)
+
+
+class DataCenter(Base):
+    __tablename__ = "data_centers"
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    local: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(32), default="uninitialized")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Cluster(Base):
+    __tablename__ = "clusters"
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    data_center_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("data_centers.id"))
+    cpu_type: Mapped[str] = mapped_column(String(64), default="")
+    memory_overcommit_percent: Mapped[int] = mapped_column(default=100)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    data_center: Mapped[DataCenter] = relationship(lazy="raise")
+
+
+class Host(Base):
+    __tablename__ = "hosts"
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    address: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(default=54321)
+    cluster_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clusters.id"))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    status_detail: Mapped[str] = mapped_column(Text, default="")
+    # Identity: the node's host UUID (libvirt's) and the certificate the engine CA issued.
+    host_uuid: Mapped[uuid.UUID | None] = mapped_column(unique=True)
+    certificate_fingerprint: Mapped[str | None] = mapped_column(String(128))
+    certificate_pem: Mapped[str | None] = mapped_column(Text)
+    pending_csr: Mapped[str | None] = mapped_column(Text)  # while pending approval
+    capabilities: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    memory_mib: Mapped[int] = mapped_column(default=0)
+    free_memory_mib: Mapped[int] = mapped_column(default=0)
+    cpu_percent: Mapped[float] = mapped_column(Float, default=0.0)
+    # Event stream position (per agent run): the monitor applies events in seq order.
+    boot_id: Mapped[uuid.UUID | None] = mapped_column()
+    last_seq: Mapped[int] = mapped_column(default=0)
+    last_heartbeat_at: Mapped[dt.datetime | None] = mapped_column()
+    needs_resync: Mapped[bool] = mapped_column(default=False)
+    broker_username: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    cluster: Mapped[Cluster] = relationship(lazy="raise")
+
+
+class StorageDomain(Base):
+    __tablename__ = "storage_domains"
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    type: Mapped[str] = mapped_column(String(16), default="data")
+    storage_type: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(Text)  # local: a directory on `host_id`
+    address: Mapped[str | None] = mapped_column(String(255))  # nfs / iscsi server
+    host_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("hosts.id"))
+    data_center_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("data_centers.id"))
+    status: Mapped[str] = mapped_column(String(32))
+    available_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    used_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Network(Base):
+    __tablename__ = "networks"
+    __table_args__ = (UniqueConstraint("data_center_id", "name"),)
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, default="")
+    data_center_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("data_centers.id"))
+    vlan_id: Mapped[int | None] = mapped_column()
+    mtu: Mapped[int] = mapped_column(default=0)  # 0: the default (1500)
+    usages: Mapped[list[Any]] = mapped_column(default=list)
+    bridge: Mapped[str] = mapped_column(String(15))  # the host bridge that carries it
+
+
+class VnicProfile(Base):
+    __tablename__ = "vnic_profiles"
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, default="")
+    network_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("networks.id", ondelete="CASCADE"))
+
+
+class Template(Base):
+    __tablename__ = "templates"
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    cluster_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("clusters.id"))
+    memory_mib: Mapped[int] = mapped_column(default=1024)
+    cpu_sockets: Mapped[int] = mapped_column(default=1)
+    cpu_cores: Mapped[int] = mapped_column(default=1)
+    cpu_threads: Mapped[int] = mapped_column(default=1)
+    os_type: Mapped[str] = mapped_column(String(64), default="other")
+    status: Mapped[str] = mapped_column(String(16), default="ok")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Disk(Base):
+    __tablename__ = "disks"
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    storage_domain_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("storage_domains.id"))
+    provisioned_size: Mapped[int] = mapped_column(BigInteger)
+    actual_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    format: Mapped[str] = mapped_column(String(8), default="cow")
+    sparse: Mapped[bool] = mapped_column(default=True)
+    status: Mapped[str] = mapped_column(String(16), default="locked")
+    # Relative to the storage domain's path; a template's disk is the backing of its VMs'.
+    image_path: Mapped[str] = mapped_column(Text)
+    backing_disk_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("disks.id"))
+    template_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("templates.id"))
+    shareable: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Vm(Base):
+    __tablename__ = "vms"
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    comment: Mapped[str] = mapped_column(Text, default="")
+    cluster_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clusters.id"))
+    template_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("templates.id"))
+    memory_mib: Mapped[int] = mapped_column()
+    cpu_sockets: Mapped[int] = mapped_column(default=1)
+    cpu_cores: Mapped[int] = mapped_column(default=1)
+    cpu_threads: Mapped[int] = mapped_column(default=1)
+    os_type: Mapped[str] = mapped_column(String(64), default="other")
+    boot_devices: Mapped[list[Any]] = mapped_column(default=lambda: ["hd"])
+    high_availability: Mapped[bool] = mapped_column(default=False)
+    placement_host_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("hosts.id"))
+    # Observed state, owned by the monitor (and by jobs while they act).
+    status: Mapped[str] = mapped_column(String(32), default="down", index=True)
+    host_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("hosts.id"), index=True)
+    # Desired state: what the user last asked for (up / down / suspended).
+    desired_status: Mapped[str] = mapped_column(String(16), default="down")
+    origin: Mapped[str] = mapped_column(String(16), default="overt")  # or "external"
+    spec_version: Mapped[int] = mapped_column(default=1)
+    vnc_port: Mapped[int | None] = mapped_column()
+    cpu_percent: Mapped[float] = mapped_column(Float, default=0.0)
+    memory_used_mib: Mapped[int] = mapped_column(default=0)
+    net_rx_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # counters of the last sample
+    net_tx_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    start_time: Mapped[dt.datetime | None] = mapped_column()
+    stop_time: Mapped[dt.datetime | None] = mapped_column()
+    stop_reason: Mapped[str] = mapped_column(Text, default="")
+    saved_state_path: Mapped[str | None] = mapped_column(Text)  # suspended VMs
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class VmNic(Base):
+    __tablename__ = "vm_nics"
+    __table_args__ = (UniqueConstraint("vm_id", "name"),)
+    id: Mapped[uuid.UUID] = _id()
+    vm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("vms.id", ondelete="CASCADE"),
+                                             index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str] = mapped_column(String(17), unique=True)
+    vnic_profile_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("vnic_profiles.id"))
+    interface: Mapped[str] = mapped_column(String(16), default="virtio")
+    plugged: Mapped[bool] = mapped_column(default=True)
+    linked: Mapped[bool] = mapped_column(default=True)
+
+
+class DiskAttachment(Base):
+    """A disk attached to a VM (or a template); its id is the disk's, as in oVirt."""
+
+    __tablename__ = "disk_attachments"
+    __table_args__ = (UniqueConstraint("vm_id", "disk_id"),
+                      UniqueConstraint("template_id", "disk_id"))
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    disk_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("disks.id", ondelete="CASCADE"))
+    vm_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("vms.id", ondelete="CASCADE"),
+                                                    index=True)
+    template_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("templates.id", ondelete="CASCADE"), index=True)
+    interface: Mapped[str] = mapped_column(String(16), default="virtio")
+    bootable: Mapped[bool] = mapped_column(default=False)
+    active: Mapped[bool] = mapped_column(default=True)
+    read_only: Mapped[bool] = mapped_column(default=False)
+
+
+class Job(Base):
+    """A persisted user action (the seed's taskomatic). `state` drives the worker."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_claim", "state", "not_before"),)
+    id: Mapped[uuid.UUID] = _id()
+    action: Mapped[str] = mapped_column(String(64))  # handler name, e.g. "vm.start"
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    description: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="started")  # oVirt JobStatus
+    # queued -> running -> done | failed; running jobs hold a lease that a crash lets lapse.
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=5)
+    not_before: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[dt.datetime | None] = mapped_column()
+    error: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    correlation_id: Mapped[str | None] = mapped_column(String(128))
+    vm_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    host_id: Mapped[uuid.UUID | None] = mapped_column()
+    start_time: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    end_time: Mapped[dt.datetime | None] = mapped_column()
+    last_updated: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    auto_cleared: Mapped[bool] = mapped_column(default=True)
+    external: Mapped[bool] = mapped_column(default=False)
+
+
+class Step(Base):
+    __tablename__ = "steps"
+    id: Mapped[uuid.UUID] = _id()
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"),
+                                              index=True)
+    number: Mapped[int] = mapped_column()
+    type: Mapped[str] = mapped_column(String(16), default="executing")
+    description: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="started")
+    progress: Mapped[int | None] = mapped_column()
+    host_id: Mapped[uuid.UUID | None] = mapped_column()
+    start_time: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    end_time: Mapped[dt.datetime | None] = mapped_column()
+
+
+class Lock(Base):
+    """An object locked by a job; dies with the job (no lock outlives a crash)."""
+
+    __tablename__ = "locks"
+    resource_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    resource_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"),
+                                              index=True)
+    acquired_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AuditEvent(Base):
+    """The audit log (oVirt's events)."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    time: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    severity: Mapped[str] = mapped_column(String(16), default="normal")
+    code: Mapped[int] = mapped_column(default=0)
+    description: Mapped[str] = mapped_column(Text)
+    vm_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    host_id: Mapped[uuid.UUID | None] = mapped_column()
+    cluster_id: Mapped[uuid.UUID | None] = mapped_column()
+    data_center_id: Mapped[uuid.UUID | None] = mapped_column()
+    storage_domain_id: Mapped[uuid.UUID | None] = mapped_column()
+    user_id: Mapped[uuid.UUID | None] = mapped_column()
+    job_id: Mapped[uuid.UUID | None] = mapped_column()
+    correlation_id: Mapped[str | None] = mapped_column(String(128))
+    origin: Mapped[str] = mapped_column(String(32), default="overt")
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[uuid.UUID] = _id()
+    user_name: Mapped[str] = mapped_column(String(255), unique=True)  # admin@internal
+    domain: Mapped[str] = mapped_column(String(64), default="internal")
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    administrator: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Token(Base):
+    """An SSO access token; only its SHA-256 is stored."""
+
+    __tablename__ = "tokens"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+
+
+class NodeEventInbox(Base):
+    """Node events received by the API's gateway (direct mode), waiting for the monitor."""
+
+    __tablename__ = "node_event_inbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    host_uuid: Mapped[uuid.UUID] = mapped_column(index=True)
+    boot_id: Mapped[uuid.UUID] = mapped_column()
+    seq: Mapped[int | None] = mapped_column()
+    payload: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class StatsSample(Base):
+    """History of host and VM stats (downsampled as it ages) for graphs."""
+
+    __tablename__ = "stats_samples"
+    __table_args__ = (Index("ix_stats_subject_time", "subject_id", "time"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    subject_type: Mapped[str] = mapped_column(String(8))  # host | vm
+    subject_id: Mapped[uuid.UUID] = mapped_column()
+    time: Mapped[dt.datetime] = mapped_column()
+    resolution_s: Mapped[int] = mapped_column(default=0)  # 0: raw sample
+    cpu_percent: Mapped[float] = mapped_column(Float, default=0.0)
+    memory_used_mib: Mapped[int] = mapped_column(default=0)
+    memory_total_mib: Mapped[int] = mapped_column(default=0)
+    net_rx_bps: Mapped[float] = mapped_column(Float, default=0.0)
+    net_tx_bps: Mapped[float] = mapped_column(Float, default=0.0)

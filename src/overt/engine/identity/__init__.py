@@ -1,0 +1,1 @@
+"""Authentication: users, password hashes, SSO tokens (LDAP and Kerberos come later)."""

@@ -1,0 +1,1 @@
+"""Jobs (the seed's taskomatic): persisted actions, claimed by workers, run by handlers."""

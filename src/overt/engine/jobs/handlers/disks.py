@@ -1,0 +1,92 @@
+"""Disk jobs: creating images on storage (empty, or a thin copy of a template's disk)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from overt.engine.db.tables import Disk, Host, StorageDomain
+from overt.engine.jobs.context import FailureHook, Handler, JobContext
+from overt.engine.jobs.errors import JobFailed, RetryLater
+from overt.engine.jobs.vm_spec import image_location
+from overt.engine.model.status import DiskStatus, HostStatus, LogSeverity
+from overt.engine.nodes import NodeCommandFailed
+from overt.engine.services import audit, lookup
+from overt.protocol import ErrorCode
+from overt.protocol.commands import Empty, VolumeCreate, VolumeDelete, VolumeInfo
+from overt.protocol.vm import DiskFormat
+
+
+async def _storage_host(ctx: JobContext, domain: StorageDomain) -> Host:
+    if domain.host_id is None:
+        raise JobFailed(f"storage domain {domain.name} has no host to act through")
+    async with ctx.transaction() as session:
+        host = await lookup.get(session, Host, domain.host_id)
+    if host.status != HostStatus.UP.value:
+        raise RetryLater(f"host {host.name} of storage domain {domain.name} is {host.status}")
+    return host
+
+
+async def create_disk(ctx: JobContext) -> dict[str, Any]:
+    disk_id = ctx.uuid_param("disk_id")
+    async with ctx.transaction() as session:
+        disk = await lookup.get(session, Disk, disk_id)
+        domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+        backing = None
+        if disk.backing_disk_id is not None:
+            base = await lookup.get(session, Disk, disk.backing_disk_id)
+            base_domain = await lookup.get(session, StorageDomain, base.storage_domain_id)
+            backing = image_location(base_domain, base)
+    host = await _storage_host(ctx, domain)
+    fmt = DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW
+    copy_from = ctx.params.get("copy_from")
+    async with ctx.step(f"Creating disk {disk.name} on storage domain {domain.name}",
+                        host_id=host.id):
+        info = await ctx.nodes.call(
+            host, VolumeCreate(path=image_location(domain, disk), format=fmt,
+                               size_bytes=disk.provisioned_size, backing=backing,
+                               backing_format=DiskFormat.QCOW2 if backing else None,
+                               copy_from=copy_from),
+            VolumeInfo, key=ctx.key("create"), timeout_s=600)
+    async with ctx.transaction() as session:
+        disk = await lookup.get(session, Disk, disk_id)
+        disk.status, disk.actual_size = DiskStatus.OK.value, info.actual_size
+        disk.provisioned_size = max(disk.provisioned_size, info.virtual_size)
+        audit.record(session, f"Disk {disk.name} was created on {domain.name}",
+                     code=audit.DISK_CREATED, storage_domain_id=domain.id, job_id=ctx.job.id,
+                     user_id=ctx.job.owner_id)
+    return {"actual_size": info.actual_size}
+
+
+async def _create_failed(ctx: JobContext, message: str) -> None:
+    async with ctx.transaction() as session:
+        disk = await session.get(Disk, ctx.uuid_param("disk_id"))
+        if disk is not None and disk.status == DiskStatus.LOCKED.value:
+            disk.status = DiskStatus.ILLEGAL.value
+            audit.record(session, f"Creating disk {disk.name} failed: {message}",
+                         severity=LogSeverity.ERROR, job_id=ctx.job.id)
+
+
+async def remove_disk(ctx: JobContext) -> dict[str, Any]:
+    disk_id = ctx.uuid_param("disk_id")
+    async with ctx.transaction() as session:
+        disk = await lookup.get(session, Disk, disk_id)
+        domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+    host = await _storage_host(ctx, domain)
+    async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
+        try:
+            await ctx.nodes.call(host, VolumeDelete(path=image_location(domain, disk)), Empty,
+                                 key=ctx.key("delete"))
+        except NodeCommandFailed as exc:
+            if exc.error.code is not ErrorCode.IMAGE_MISSING:
+                raise
+    async with ctx.transaction() as session:
+        disk = await lookup.get(session, Disk, disk_id)
+        audit.record(session, f"Disk {disk.name} was removed", code=audit.DISK_REMOVED,
+                     storage_domain_id=domain.id, job_id=ctx.job.id, user_id=ctx.job.owner_id)
+        await session.delete(disk)
+    return {}
+
+
+FAILURE_HOOKS: dict[str, FailureHook] = {"disk.create": _create_failed}
+
+HANDLERS: dict[str, Handler] = {"disk.create": create_disk, "disk.remove": remove_disk}

@@ -1,0 +1,57 @@
+"""Host jobs: enrolling a host added by address."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from overt.bus.base import TransportError
+from overt.engine.db.tables import Host
+from overt.engine.jobs.context import FailureHook, Handler, JobContext
+from overt.engine.jobs.errors import JobFailed, RetryLater
+from overt.engine.model.status import HostStatus, LogSeverity
+from overt.engine.services import audit, lookup
+from overt.protocol.enrollment import EngineIntroduction, EnrollmentStatus
+
+
+async def install_host(ctx: JobContext) -> dict[str, Any]:
+    host_id = ctx.uuid_param("host_id")
+    registry, bootstrap = ctx.services.registry, ctx.services.bootstrap
+    async with ctx.transaction() as session:
+        host = await lookup.get(session, Host, host_id)
+    if host.status != HostStatus.INSTALLING.value:
+        return {"status": host.status}  # enrolled already (a retried job, or the node announced)
+    introduction = EngineIntroduction(ca_pem=registry.pki.ca_pem(),
+                                      gateway_url=registry.gateway_url, host_id=host.id)
+    async with ctx.step(f"Contacting host {host.name} at {host.address}:{host.port}"):
+        try:
+            request = await bootstrap.request_enrollment(host.address, host.port, introduction)
+        except TransportError as exc:
+            raise RetryLater(f"cannot reach the Overt agent at {host.address}:{host.port} "
+                             f"({exc}); is `overt node` running there?") from exc
+    async with ctx.step(f"Issuing a certificate to host {host.name}"), \
+            ctx.transaction() as session:
+        host = await lookup.get(session, Host, host_id, for_update=True)
+        grant = await registry.grant(session, host, request)
+    if grant.status is not EnrollmentStatus.APPROVED:
+        raise JobFailed(grant.message)
+    async with ctx.step(f"Sending host {host.name} its certificate"):
+        try:
+            await bootstrap.deliver_grant(host.address, host.port, grant)
+        except TransportError as exc:
+            raise RetryLater(f"host {host.name} did not take its certificate ({exc})") from exc
+    return {"host_uuid": str(request.host_uuid)}
+
+
+async def _install_failed(ctx: JobContext, message: str) -> None:
+    async with ctx.transaction() as session:
+        host = await session.get(Host, ctx.uuid_param("host_id"))
+        if host is not None and host.status == HostStatus.INSTALLING.value:
+            host.status, host.status_detail = HostStatus.INSTALL_FAILED.value, message
+            audit.record(session, f"Adding host {host.name} failed: {message}",
+                         code=audit.HOST_INSTALL_FAILED, severity=LogSeverity.ERROR,
+                         host_id=host.id, job_id=ctx.job.id)
+
+
+FAILURE_HOOKS: dict[str, FailureHook] = {"host.install": _install_failed}
+HANDLERS: dict[str, Handler] = {"host.install": install_host}
+

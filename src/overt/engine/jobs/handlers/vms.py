@@ -1,0 +1,205 @@
+"""VM lifecycle jobs: start, stop, shutdown, reboot, remove."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from overt.engine.db.tables import Host, Vm, utcnow
+from overt.engine.jobs.context import FailureHook, Handler, JobContext
+from overt.engine.jobs.errors import JobFailed, RetryLater
+from overt.engine.jobs.vm_spec import build_vm_spec, required_host, vm_disks
+from overt.engine.model.node_states import vm_status_of
+from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
+from overt.engine.nodes import NodeCommandFailed
+from overt.engine.scheduler.loads import choose_host
+from overt.engine.services import audit, lookup
+from overt.protocol import ErrorCode
+from overt.protocol.commands import (
+    Empty,
+    VmDestroy,
+    VmReboot,
+    VmShutdown,
+    VmStart,
+    VolumeDelete,
+)
+from overt.protocol.host import VmState, VmStatusReport
+
+log = logging.getLogger(__name__)
+
+
+def _apply_report(vm: Vm, report: VmStatusReport) -> None:
+    vm.status = vm_status_of(report.state).value
+    vm.vnc_port = report.vnc_port
+    if vm.status == VmStatus.DOWN.value:
+        vm.host_id, vm.vnc_port, vm.stop_time = None, None, utcnow()
+
+
+async def _running_host(ctx: JobContext, vm: Vm) -> Host:
+    if vm.host_id is None:
+        raise JobFailed(f"VM {vm.name} is not running on any host")
+    async with ctx.transaction() as session:
+        host = await lookup.get(session, Host, vm.host_id)
+    if host.status in (HostStatus.NON_RESPONSIVE.value, HostStatus.CONNECTING.value):
+        raise RetryLater(f"host {host.name} is {host.status}")
+    return host
+
+
+async def start_vm(ctx: JobContext) -> dict[str, Any]:
+    vm_id = ctx.uuid_param("vm_id")
+    async with ctx.step("Placing the VM on a host"), ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, vm_id, for_update=True)
+        if vm.status == VmStatus.UP.value and vm.host_id is not None:
+            return {"host_id": str(vm.host_id)}  # a retried job whose start already happened
+        if vm.host_id is None or vm.status == VmStatus.DOWN.value:
+            required, why = await required_host(session, vm)
+            vm.host_id = await choose_host(session, vm, required=required, required_reason=why)
+            vm.status = VmStatus.WAIT_FOR_LAUNCH.value
+        spec = await build_vm_spec(session, vm)
+        host = await lookup.get(session, Host, vm.host_id)
+    async with ctx.step(f"Starting VM {vm.name} on host {host.name}", host_id=host.id):
+        try:
+            report = await ctx.nodes.call(host, VmStart(vm_id=vm_id, spec=spec), VmStatusReport,
+                                          key=ctx.key("start"), timeout_s=180)
+        except NodeCommandFailed as exc:
+            if not exc.transient:
+                await _start_failed(ctx, str(exc))
+            raise
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, vm_id)
+        _apply_report(vm, report)
+        vm.host_id, vm.start_time, vm.desired_status = host.id, utcnow(), "up"
+        vm.spec_version = spec.spec_version
+        audit.record(session, f"VM {vm.name} started on host {host.name}", code=audit.VM_UP,
+                     vm_id=vm.id, host_id=host.id, cluster_id=vm.cluster_id, job_id=ctx.job.id,
+                     user_id=ctx.job.owner_id)
+    return {"host_id": str(host.id)}
+
+
+async def _start_failed(ctx: JobContext, message: str) -> None:
+    async with ctx.transaction() as session:
+        vm = await session.get(Vm, ctx.uuid_param("vm_id"))
+        if vm is not None and vm.status in (VmStatus.WAIT_FOR_LAUNCH.value,
+                                            VmStatus.POWERING_UP.value):
+            vm.status, vm.host_id, vm.desired_status = VmStatus.DOWN.value, None, "down"
+            audit.record(session, f"Failed to run VM {vm.name}: {message}",
+                         code=audit.VM_START_FAILED, severity=LogSeverity.ERROR, vm_id=vm.id,
+                         job_id=ctx.job.id)
+
+
+async def stop_vm(ctx: JobContext) -> dict[str, Any]:
+    """Power off at once (libvirt destroy); a suspended VM just forgets its saved state."""
+    vm_id = ctx.uuid_param("vm_id")
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, vm_id)
+    if vm.host_id is not None:
+        host = await _running_host(ctx, vm)
+        async with ctx.step(f"Stopping VM {vm.name} on host {host.name}", host_id=host.id):
+            try:
+                report = await ctx.nodes.call(host, VmDestroy(vm_id=vm_id), VmStatusReport,
+                                              key=ctx.key("destroy"))
+            except NodeCommandFailed as exc:
+                if exc.error.code is not ErrorCode.NO_SUCH_VM:
+                    raise
+                report = VmStatusReport(vm_id=vm_id, name=vm.name, state=VmState.GONE)
+    else:
+        report = VmStatusReport(vm_id=vm_id, name=vm.name, state=VmState.GONE)
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, vm_id)
+        _apply_report(vm, report)
+        vm.desired_status, vm.stop_reason = "down", ctx.params.get("reason", "")
+        vm.saved_state_path = None
+        audit.record(session, f"VM {vm.name} powered off", code=audit.VM_STOPPED, vm_id=vm.id,
+                     job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    return {}
+
+
+async def shutdown_vm(ctx: JobContext) -> dict[str, Any]:
+    """ACPI shutdown; the node destroys the VM if the guest has not stopped in time."""
+    vm_id = ctx.uuid_param("vm_id")
+    timeout = float(ctx.params.get("timeout_s", 120))
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, vm_id)
+        if vm.status == VmStatus.UP.value:
+            vm.status = VmStatus.POWERING_DOWN.value
+    host = await _running_host(ctx, vm)
+    async with ctx.step(f"Shutting down VM {vm.name} on host {host.name}", host_id=host.id):
+        try:
+            report = await ctx.nodes.call(
+                host, VmShutdown(vm_id=vm_id, timeout_s=timeout), VmStatusReport,
+                key=ctx.key("shutdown"), timeout_s=timeout + 30)
+        except NodeCommandFailed as exc:
+            if exc.error.code is not ErrorCode.NO_SUCH_VM:
+                raise
+            report = VmStatusReport(vm_id=vm_id, name=vm.name, state=VmState.GONE)
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, vm_id)
+        _apply_report(vm, report)
+        vm.desired_status, vm.stop_reason = "down", ctx.params.get("reason", "")
+        audit.record(session, f"VM {vm.name} was shut down", code=audit.VM_SHUTDOWN,
+                     vm_id=vm.id, job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    return {}
+
+
+async def reboot_vm(ctx: JobContext) -> dict[str, Any]:
+    vm_id = ctx.uuid_param("vm_id")
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, vm_id)
+        vm.status = VmStatus.REBOOT_IN_PROGRESS.value
+    host = await _running_host(ctx, vm)
+    async with ctx.step(f"Rebooting VM {vm.name} on host {host.name}", host_id=host.id):
+        report = await ctx.nodes.call(host, VmReboot(vm_id=vm_id), VmStatusReport,
+                                      key=ctx.key("reboot"))
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, vm_id)
+        _apply_report(vm, report)
+        audit.record(session, f"VM {vm.name} was rebooted", code=audit.VM_REBOOT, vm_id=vm.id,
+                     job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    return {}
+
+
+async def remove_vm(ctx: JobContext) -> dict[str, Any]:
+    """Delete the VM's disks (unless detach_only) on their storage, then the VM."""
+    vm_id = ctx.uuid_param("vm_id")
+    detach_only = bool(ctx.params.get("detach_only", False))
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, vm_id)
+        disks = [(d, sd) for _a, d, sd in await vm_disks(session, vm_id)]
+    if not detach_only:
+        for disk, domain in disks:
+            if domain.host_id is None:
+                continue
+            async with ctx.transaction() as session:
+                host = await lookup.get(session, Host, domain.host_id)
+            async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
+                await _delete_volume(ctx, host, f"{domain.path.rstrip('/')}/{disk.image_path}",
+                                     key=f"delete-{disk.id}")
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, vm_id)
+        for disk, _domain in disks:
+            found = await session.get(type(disk), disk.id)
+            if found is not None and not detach_only:
+                await session.delete(found)
+        audit.record(session, f"VM {vm.name} was removed", code=audit.VM_REMOVED,
+                     job_id=ctx.job.id, user_id=ctx.job.owner_id)
+        await session.delete(vm)
+    return {}
+
+
+async def _delete_volume(ctx: JobContext, host: Host, path: str, *, key: str) -> None:
+    try:
+        await ctx.nodes.call(host, VolumeDelete(path=path), Empty, key=ctx.key(key))
+    except NodeCommandFailed as exc:
+        if exc.error.code is not ErrorCode.IMAGE_MISSING:
+            raise
+
+
+FAILURE_HOOKS: dict[str, FailureHook] = {"vm.start": _start_failed}
+
+HANDLERS: dict[str, Handler] = {
+    "vm.start": start_vm,
+    "vm.stop": stop_vm,
+    "vm.shutdown": shutdown_vm,
+    "vm.reboot": reboot_vm,
+    "vm.remove": remove_vm,
+}

@@ -1,0 +1,102 @@
+"""Translating the engine's view of a VM (database rows) into the node's VmSpec."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine.db.tables import (
+    Disk,
+    DiskAttachment,
+    Network,
+    StorageDomain,
+    Vm,
+    VmNic,
+    VnicProfile,
+)
+from overt.engine.model.errors import Conflict
+from overt.engine.model.status import DiskStatus, StorageType
+from overt.protocol.vm import (
+    BootDevice,
+    CpuTopology,
+    DiskBus,
+    DiskFormat,
+    DiskSource,
+    DiskSpec,
+    FileSource,
+    GraphicsSpec,
+    NfsSource,
+    NicSpec,
+    VmSpec,
+)
+
+CONSOLE_LOG_DIR = "/var/log/overt/console"
+
+_BUS = {"virtio": DiskBus.VIRTIO, "virtio_scsi": DiskBus.SCSI, "sata": DiskBus.SATA,
+        "ide": DiskBus.SATA}
+
+
+def image_location(domain: StorageDomain, disk: Disk) -> str:
+    return f"{domain.path.rstrip('/')}/{disk.image_path}"
+
+
+def disk_source(domain: StorageDomain, disk: Disk) -> DiskSource:
+    if domain.storage_type == StorageType.NFS.value:
+        return NfsSource(server=domain.address or "", path=image_location(domain, disk))
+    return FileSource(path=image_location(domain, disk))
+
+
+async def vm_disks(session: AsyncSession, vm_id: uuid.UUID
+                   ) -> list[tuple[DiskAttachment, Disk, StorageDomain]]:
+    rows = await session.execute(
+        select(DiskAttachment, Disk, StorageDomain)
+        .join(Disk, Disk.id == DiskAttachment.disk_id)
+        .join(StorageDomain, StorageDomain.id == Disk.storage_domain_id)
+        .where(DiskAttachment.vm_id == vm_id)
+        .order_by(DiskAttachment.bootable.desc(), DiskAttachment.pk))
+    return [(a, d, sd) for a, d, sd in rows]
+
+
+async def build_vm_spec(session: AsyncSession, vm: Vm) -> VmSpec:
+    """The spec a node needs to run `vm` now; refuses disks that are not ready."""
+    disks = []
+    for attachment, disk, domain in await vm_disks(session, vm.id):
+        if not attachment.active:
+            continue
+        if disk.status != DiskStatus.OK.value:
+            raise Conflict(f"Cannot run VM {vm.name}: disk {disk.name} is {disk.status}.")
+        disks.append(DiskSpec(
+            id=disk.id, source=disk_source(domain, disk),
+            format=DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW,
+            bus=_BUS.get(attachment.interface, DiskBus.VIRTIO), readonly=attachment.read_only,
+            bootable=attachment.bootable, serial=str(disk.id)[:20]))
+    nics = []
+    rows = await session.execute(
+        select(VmNic, Network).outerjoin(VnicProfile, VnicProfile.id == VmNic.vnic_profile_id)
+        .outerjoin(Network, Network.id == VnicProfile.network_id)
+        .where(VmNic.vm_id == vm.id, VmNic.plugged.is_(True)).order_by(VmNic.name))
+    for nic, network in rows:
+        if network is None:
+            continue  # a NIC with no profile is unplugged from any network, as in oVirt
+        nics.append(NicSpec(id=nic.id, name=nic.name, mac=nic.mac, bridge=network.bridge,
+                            model=nic.interface if nic.interface in ("virtio", "e1000", "rtl8139")
+                            else "virtio", linked=nic.linked))
+    boot = tuple(BootDevice(d) for d in vm.boot_devices if d in BootDevice.__members__.values())
+    return VmSpec(
+        id=vm.id, name=vm.name, memory_mib=vm.memory_mib,
+        cpu=CpuTopology(sockets=vm.cpu_sockets, cores=vm.cpu_cores, threads=vm.cpu_threads),
+        boot=boot or (BootDevice.HD,), disks=tuple(disks), nics=tuple(nics),
+        # Nobody can open the console until a ticket sets a password they know.
+        graphics=GraphicsSpec(password=secrets.token_urlsafe(6)[:8]),
+        serial_log=f"{CONSOLE_LOG_DIR}/{vm.id}.log", spec_version=vm.spec_version)
+
+
+async def required_host(session: AsyncSession, vm: Vm) -> tuple[uuid.UUID | None, str]:
+    """The host a VM must run on because its disks are on that host's local storage."""
+    for _attachment, disk, domain in await vm_disks(session, vm.id):
+        if domain.storage_type == StorageType.LOCALFS.value and domain.host_id is not None:
+            return domain.host_id, f"disk {disk.name} is on local storage of another host"
+    return None, ""

@@ -1,0 +1,1 @@
+"""The domain model: oVirt's names and status values, state machines and rules. No I/O."""

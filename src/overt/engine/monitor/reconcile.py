@@ -1,0 +1,115 @@
+"""Making the database agree with what a node really runs (on a full state report)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine.db.tables import Host, Vm, utcnow
+from overt.engine.jobs.queue import locked_by
+from overt.engine.model.node_states import ON_HOST, vm_status_of
+from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
+from overt.engine.services import audit
+from overt.engine.services.vms import BLANK_TEMPLATE_ID
+from overt.protocol.host import HostState, VmState, VmStatusReport
+
+log = logging.getLogger(__name__)
+
+
+def mark_host_up(session: AsyncSession, host: Host) -> None:
+    if host.status in (HostStatus.CONNECTING.value, HostStatus.NON_RESPONSIVE.value,
+                       HostStatus.INITIALIZING.value):
+        audit.record(session, f"Host {host.name} is up", code=audit.HOST_UP, host_id=host.id,
+                     cluster_id=host.cluster_id)
+        host.status, host.status_detail = HostStatus.UP.value, ""
+    host.last_heartbeat_at = utcnow()
+
+
+async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusReport) -> None:
+    """One VM's state as `host` reports it (a lifecycle event or part of a full report)."""
+    vm = await session.get(Vm, report.vm_id) if report.vm_id is not None else None
+    if vm is None:
+        await _external_vm(session, host, report)
+        return
+    if vm.host_id not in (None, host.id) and report.state in (VmState.GONE, VmState.SHUTOFF):
+        return  # news of a VM that has since moved to another host
+    new_status = vm_status_of(report.state)
+    if new_status is VmStatus.DOWN:
+        if vm.status != VmStatus.DOWN.value and vm.host_id == host.id:
+            audit.record(session, f"VM {vm.name} is down on host {host.name}"
+                         + (f" ({report.reason})" if report.reason else ""),
+                         code=audit.VM_DOWN, vm_id=vm.id, host_id=host.id)
+        if vm.host_id in (None, host.id):
+            vm.status, vm.host_id, vm.vnc_port = VmStatus.DOWN.value, None, None
+            vm.stop_time = utcnow()
+        return
+    if vm.status != new_status.value and new_status is VmStatus.UP and \
+            vm.status not in (VmStatus.WAIT_FOR_LAUNCH.value, VmStatus.POWERING_UP.value):
+        audit.record(session, f"VM {vm.name} is up on host {host.name}", code=audit.VM_UP,
+                     vm_id=vm.id, host_id=host.id)
+    vm.status, vm.host_id = new_status.value, host.id
+    if report.vnc_port is not None:
+        vm.vnc_port = report.vnc_port
+
+
+async def _external_vm(session: AsyncSession, host: Host, report: VmStatusReport) -> None:
+    """A domain Overt did not create: shown as an external VM while it runs."""
+    if report.state in (VmState.GONE, VmState.SHUTOFF, VmState.CRASHED):
+        existing = await _external_by_name(session, host, report.name)
+        if existing is not None:
+            await session.delete(existing)
+        return
+    existing = await _external_by_name(session, host, report.name)
+    if existing is not None:
+        existing.status = vm_status_of(report.state).value
+        return
+    name = report.name
+    if (await session.execute(select(Vm.id).where(Vm.name == name))).first() is not None:
+        name = f"external-{report.name}"[:64]
+    vm = Vm(id=report.vm_id or uuid.uuid4(), name=name, cluster_id=host.cluster_id,
+            template_id=BLANK_TEMPLATE_ID, memory_mib=0, origin="external",
+            status=vm_status_of(report.state).value, host_id=host.id,
+            description=f"External VM found running on host {host.name}")
+    session.add(vm)
+    audit.record(session, f"VM {report.name}, which Overt did not create, runs on host "
+                 f"{host.name}; it is shown as an external VM", code=audit.VM_EXTERNAL,
+                 severity=LogSeverity.WARNING, vm_id=vm.id, host_id=host.id)
+
+
+async def _external_by_name(session: AsyncSession, host: Host, name: str) -> Vm | None:
+    return (await session.execute(select(Vm).where(
+        Vm.origin == "external", Vm.host_id == host.id,
+        Vm.name.in_([name, f"external-{name}"[:64]])))).scalars().first()
+
+
+async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None:
+    """Apply a node's full state: every VM it runs, and the VMs it no longer runs."""
+    reported_ids = set()
+    reported_names = set()
+    for report in state.vms:
+        await apply_vm_report(session, host, report)
+        if report.vm_id is not None:
+            reported_ids.add(report.vm_id)
+        reported_names.add(report.name)
+    believed = (await session.execute(select(Vm).where(
+        Vm.host_id == host.id, Vm.status.in_([s.value for s in ON_HOST])))).scalars().all()
+    for vm in believed:
+        if vm.id in reported_ids or (vm.origin == "external" and vm.name in reported_names):
+            continue
+        if await locked_by(session, "vm", vm.id) is not None:
+            continue  # a job is acting on it; the job records the outcome
+        if vm.origin == "external":
+            await session.delete(vm)
+            continue
+        log.warning("VM %s was %s on host %s but the host does not run it", vm.name, vm.status,
+                    host.name)
+        audit.record(session, f"VM {vm.name} is down: host {host.name} does not run it any more",
+                     code=audit.VM_LOST, severity=LogSeverity.WARNING, vm_id=vm.id,
+                     host_id=host.id)
+        vm.status, vm.host_id, vm.vnc_port, vm.stop_time = VmStatus.DOWN.value, None, None, utcnow()
+    host.free_memory_mib = state.free_memory_mib
+    host.needs_resync = False
+    mark_host_up(session, host)

@@ -1,0 +1,1 @@
+"""The registry (the seed's host-browser): node enrollment, approval and certificates."""

@@ -1,0 +1,16 @@
+"""How the engine talks to a node that has no certificate yet (adding a host by address)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from overt.protocol.enrollment import EngineIntroduction, EnrollmentGrant, EnrollmentRequest
+
+
+class NodeBootstrap(Protocol):
+    async def request_enrollment(self, address: str, port: int,
+                                 introduction: EngineIntroduction) -> EnrollmentRequest:
+        """Introduce the engine to the node; the node answers with its CSR and facts."""
+
+    async def deliver_grant(self, address: str, port: int, grant: EnrollmentGrant) -> None:
+        """Give the node its certificate (and broker account)."""

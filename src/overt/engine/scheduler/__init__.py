@@ -1,0 +1,1 @@
+"""Placing VMs on hosts."""

@@ -1,0 +1,62 @@
+"""The audit log (oVirt's events): one row per thing an administrator should know."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine.db.tables import AuditEvent
+from overt.engine.model.status import LogSeverity
+
+# Stable codes, after oVirt's AuditLogType where one exists.
+VM_CREATED = 34
+VM_REMOVED = 113
+VM_STARTED = 32  # USER_STARTED_VM
+VM_UP = 2
+VM_DOWN = 61
+VM_STOPPED = 33
+VM_SHUTDOWN = 73
+VM_REBOOT = 157
+VM_SUSPENDED = 40
+VM_START_FAILED = 18
+VM_EXTERNAL = 9500
+VM_LOST = 9501
+HOST_ADDED = 42
+HOST_PENDING_APPROVAL = 9502
+HOST_APPROVED = 9503
+HOST_UP = 16
+HOST_NON_RESPONSIVE = 12
+HOST_MAINTENANCE = 17
+HOST_ACTIVATED = 9504
+HOST_REMOVED = 44
+HOST_INSTALL_FAILED = 505
+JOB_FAILED = 9505
+DISK_CREATED = 2021
+DISK_REMOVED = 2014
+USER_LOGIN = 30
+USER_LOGIN_FAILED = 114
+
+
+def record(
+    session: AsyncSession,
+    description: str,
+    *,
+    code: int = 0,
+    severity: LogSeverity = LogSeverity.NORMAL,
+    vm_id: uuid.UUID | None = None,
+    host_id: uuid.UUID | None = None,
+    cluster_id: uuid.UUID | None = None,
+    data_center_id: uuid.UUID | None = None,
+    storage_domain_id: uuid.UUID | None = None,
+    user_id: uuid.UUID | None = None,
+    job_id: uuid.UUID | None = None,
+    correlation_id: str | None = None,
+) -> AuditEvent:
+    event = AuditEvent(
+        description=description, code=code, severity=severity.value, vm_id=vm_id,
+        host_id=host_id, cluster_id=cluster_id, data_center_id=data_center_id,
+        storage_domain_id=storage_domain_id, user_id=user_id, job_id=job_id,
+        correlation_id=correlation_id)
+    session.add(event)
+    return event

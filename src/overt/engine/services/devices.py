@@ -1,0 +1,255 @@
+"""A VM's devices: NICs, disks and disk attachments (changed while the VM is down)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine.db.tables import (
+    Disk,
+    DiskAttachment,
+    Network,
+    StorageDomain,
+    User,
+    Vm,
+    VmNic,
+    VnicProfile,
+)
+from overt.engine.model.errors import Conflict, InvalidInput, NotFound
+from overt.engine.model.status import (
+    DiskFormat,
+    DiskInterface,
+    DiskStatus,
+    NicInterface,
+    StorageDomainStatus,
+    VmStatus,
+)
+from overt.engine.model.vm_actions import VmAction, check_vm_action
+from overt.engine.services import lookup
+from overt.engine.services.inputs import DiskAttachmentInput, DiskInput, NicInput
+from overt.engine.services.jobs import JobSubmitter
+from overt.engine.services.macs import allocate_mac
+
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_NIC_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
+MAX_DISK_BYTES = 64 << 40
+
+
+def _devices_changeable(vm: Vm) -> None:
+    check_vm_action(VmAction.UPDATE_DEVICES, VmStatus(vm.status), vm_name=vm.name)
+
+
+# -- NICs ------------------------------------------------------------------------------
+
+async def _profile_for(session: AsyncSession, data: NicInput) -> VnicProfile | None:
+    if data.vnic_profile is not None:
+        if data.vnic_profile.id is None and not data.vnic_profile.name:
+            return None  # <vnic_profile/>: an unplugged NIC, as oVirt allows
+        return await lookup.resolve(session, VnicProfile, data.vnic_profile, "nic.vnic_profile")
+    if data.network is not None:
+        network = await lookup.resolve(session, Network, data.network, "nic.network")
+        return (await session.execute(select(VnicProfile).where(
+            VnicProfile.network_id == network.id).order_by(VnicProfile.name))).scalars().first()
+    return None
+
+
+async def _check_mac(session: AsyncSession, mac: str, *, other_than: uuid.UUID | None) -> str:
+    mac = mac.lower()
+    if not _MAC_RE.match(mac):
+        raise InvalidInput(f"nic.mac.address {mac!r} is not a MAC address like 56:6f:1a:2b:3c:4d")
+    if int(mac[:2], 16) & 1:
+        raise InvalidInput(f"nic.mac.address {mac} is a multicast address")
+    taken = (await session.execute(select(VmNic).where(VmNic.mac == mac))).scalars().first()
+    if taken is not None and taken.id != other_than:
+        raise Conflict(f"MAC address {mac} is already in use")
+    return mac
+
+
+async def add_nic(session: AsyncSession, vm: Vm, data: NicInput) -> VmNic:
+    _devices_changeable(vm)
+    existing = list((await session.execute(select(VmNic).where(VmNic.vm_id == vm.id))).scalars())
+    name = data.name or f"nic{len(existing) + 1}"
+    if not _NIC_NAME_RE.match(name):
+        raise InvalidInput(f"nic.name {name!r} is not valid")
+    if any(nic.name == name for nic in existing):
+        raise Conflict(f"VM {vm.name} already has a NIC named {name}")
+    interface = NicInterface(data.interface) if data.interface else NicInterface.VIRTIO
+    profile = await _profile_for(session, data)
+    mac = await _check_mac(session, data.mac, other_than=None) if data.mac \
+        else await allocate_mac(session)
+    nic = VmNic(id=uuid.uuid4(), vm_id=vm.id, name=name, mac=mac,
+                vnic_profile_id=profile.id if profile else None, interface=interface.value,
+                linked=True if data.linked is None else data.linked,
+                plugged=True if data.plugged is None else data.plugged)
+    session.add(nic)
+    vm.spec_version += 1
+    await session.flush()
+    return nic
+
+
+async def get_nic(session: AsyncSession, vm_id: uuid.UUID, nic_id: uuid.UUID) -> VmNic:
+    nic = await session.get(VmNic, nic_id)
+    if nic is None or nic.vm_id != vm_id:
+        raise NotFound(f"VM {vm_id} has no NIC {nic_id}")
+    return nic
+
+
+async def update_nic(session: AsyncSession, vm: Vm, nic_id: uuid.UUID, data: NicInput) -> VmNic:
+    _devices_changeable(vm)
+    nic = await get_nic(session, vm.id, nic_id)
+    if data.name:
+        if not _NIC_NAME_RE.match(data.name):
+            raise InvalidInput(f"nic.name {data.name!r} is not valid")
+        nic.name = data.name
+    if data.mac:
+        nic.mac = await _check_mac(session, data.mac, other_than=nic.id)
+    if data.interface:
+        nic.interface = NicInterface(data.interface).value
+    if data.vnic_profile is not None or data.network is not None:
+        profile = await _profile_for(session, data)
+        nic.vnic_profile_id = profile.id if profile else None
+    if data.linked is not None:
+        nic.linked = data.linked
+    if data.plugged is not None:
+        nic.plugged = data.plugged
+    vm.spec_version += 1
+    return nic
+
+
+async def remove_nic(session: AsyncSession, vm: Vm, nic_id: uuid.UUID) -> None:
+    _devices_changeable(vm)
+    await session.delete(await get_nic(session, vm.id, nic_id))
+    vm.spec_version += 1
+
+
+# -- disks -------------------------------------------------------------------------------
+
+async def _new_disk(session: AsyncSession, data: DiskInput, *, default_name: str) -> Disk:
+    if data.provisioned_size is None:
+        raise InvalidInput("disk.provisioned_size is required (in bytes)")
+    if not 1 << 20 <= data.provisioned_size <= MAX_DISK_BYTES:
+        raise InvalidInput("disk.provisioned_size must be between 1 MiB and 64 TiB, "
+                           f"not {data.provisioned_size}")
+    if data.storage_domain is None:
+        raise InvalidInput("disk.storage_domains is required: name the storage domain")
+    domain = await lookup.resolve(session, StorageDomain, data.storage_domain,
+                                  "disk.storage_domains.storage_domain")
+    if domain.status != StorageDomainStatus.ACTIVE.value:
+        raise Conflict(f"storage domain {domain.name} is {domain.status}, not active")
+    fmt = DiskFormat(data.format) if data.format else DiskFormat.COW
+    disk_id = uuid.uuid4()
+    suffix = "qcow2" if fmt is DiskFormat.COW else "raw"
+    disk = Disk(id=disk_id, name=data.name or default_name, description=data.description or "",
+                storage_domain_id=domain.id, provisioned_size=data.provisioned_size,
+                format=fmt.value, sparse=True if data.sparse is None else data.sparse,
+                status=DiskStatus.LOCKED.value, image_path=f"images/{disk_id}.{suffix}")
+    session.add(disk)
+    await session.flush()
+    return disk
+
+
+async def _create_job(session: AsyncSession, jobs: JobSubmitter, disk: Disk, user: User,
+                      vm: Vm | None = None, copy_from: str | None = None) -> None:
+    await jobs.submit(session, action="disk.create", description=f"Creating disk {disk.name}",
+                      params={"disk_id": str(disk.id), "copy_from": copy_from},
+                      locks=[("disk", disk.id)], vm_id=vm.id if vm else None, owner_id=user.id)
+
+
+async def add_disk(session: AsyncSession, jobs: JobSubmitter, data: DiskInput, user: User,
+                   *, copy_from: str | None = None) -> Disk:
+    """A floating disk (attached to nothing yet), created by a job."""
+    disk = await _new_disk(session, data, default_name="disk")
+    await _create_job(session, jobs, disk, user, copy_from=copy_from)
+    return disk
+
+
+async def thin_copy(session: AsyncSession, jobs: JobSubmitter, vm: Vm, base: Disk,
+                    template_attachment: DiskAttachment, user: User) -> Disk:
+    """A VM's disk as a qcow2 layer over a template's disk (oVirt's thin provisioning)."""
+    disk_id = uuid.uuid4()
+    disk = Disk(id=disk_id, name=f"{vm.name}_{base.name}", storage_domain_id=base.storage_domain_id,
+                provisioned_size=base.provisioned_size, format=DiskFormat.COW.value, sparse=True,
+                status=DiskStatus.LOCKED.value, image_path=f"images/{disk_id}.qcow2",
+                backing_disk_id=base.id)
+    session.add(disk)
+    await session.flush()
+    session.add(DiskAttachment(disk_id=disk.id, vm_id=vm.id,
+                               interface=template_attachment.interface,
+                               bootable=template_attachment.bootable, active=True))
+    await _create_job(session, jobs, disk, user, vm)
+    return disk
+
+
+async def add_disk_attachment(session: AsyncSession, jobs: JobSubmitter, vm: Vm,
+                              data: DiskAttachmentInput, user: User) -> DiskAttachment:
+    _devices_changeable(vm)
+    interface = DiskInterface(data.interface) if data.interface else DiskInterface.VIRTIO
+    if data.disk_ref is not None:
+        disk = await lookup.resolve(session, Disk, data.disk_ref, "disk_attachment.disk")
+        attached = (await session.execute(select(DiskAttachment).where(
+            DiskAttachment.disk_id == disk.id, DiskAttachment.vm_id.is_not(None)))).scalars().first()
+        if attached is not None and not disk.shareable:
+            raise Conflict(f"disk {disk.name} is already attached to a VM")
+    elif data.disk is not None:
+        disk = await _new_disk(session, data.disk, default_name=f"{vm.name}_Disk1")
+        await _create_job(session, jobs, disk, user, vm)
+    else:
+        raise InvalidInput("disk_attachment.disk is required")
+    attachment = DiskAttachment(disk_id=disk.id, vm_id=vm.id, interface=interface.value,
+                                bootable=bool(data.bootable),
+                                active=True if data.active is None else data.active,
+                                read_only=bool(data.read_only))
+    session.add(attachment)
+    vm.spec_version += 1
+    await session.flush()
+    return attachment
+
+
+async def get_attachment(session: AsyncSession, vm_id: uuid.UUID, disk_id: uuid.UUID
+                         ) -> DiskAttachment:
+    found = (await session.execute(select(DiskAttachment).where(
+        DiskAttachment.vm_id == vm_id, DiskAttachment.disk_id == disk_id))).scalars().first()
+    if found is None:
+        raise NotFound(f"VM {vm_id} has no disk attachment {disk_id}")
+    return found
+
+
+async def update_disk_attachment(session: AsyncSession, vm: Vm, disk_id: uuid.UUID,
+                                 data: DiskAttachmentInput) -> DiskAttachment:
+    _devices_changeable(vm)
+    attachment = await get_attachment(session, vm.id, disk_id)
+    if data.interface:
+        attachment.interface = DiskInterface(data.interface).value
+    if data.bootable is not None:
+        attachment.bootable = data.bootable
+    if data.active is not None:
+        attachment.active = data.active
+    if data.read_only is not None:
+        attachment.read_only = data.read_only
+    vm.spec_version += 1
+    return attachment
+
+
+async def remove_disk_attachment(session: AsyncSession, jobs: JobSubmitter, vm: Vm,
+                                 disk_id: uuid.UUID, user: User, *, detach_only: bool) -> None:
+    _devices_changeable(vm)
+    attachment = await get_attachment(session, vm.id, disk_id)
+    await session.delete(attachment)
+    vm.spec_version += 1
+    if not detach_only:
+        disk = await lookup.get(session, Disk, disk_id)
+        await remove_disk_job(session, jobs, disk, user)
+
+
+async def remove_disk_job(session: AsyncSession, jobs: JobSubmitter, disk: Disk, user: User
+                          ) -> None:
+    users = (await session.execute(select(DiskAttachment).where(
+        DiskAttachment.disk_id == disk.id))).scalars().all()
+    if users:
+        raise Conflict(f"Cannot remove disk {disk.name}: it is attached to a VM or template")
+    await jobs.submit(session, action="disk.remove", description=f"Removing disk {disk.name}",
+                      params={"disk_id": str(disk.id)}, locks=[("disk", disk.id)],
+                      owner_id=user.id)

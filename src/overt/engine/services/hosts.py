@@ -1,0 +1,107 @@
+"""Hosts: add by address, approve a node that announced itself, maintenance, removal."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine.db.tables import Cluster, Host, User, Vm
+from overt.engine.model.errors import Conflict, InvalidInput
+from overt.engine.model.node_states import ON_HOST
+from overt.engine.model.status import HostStatus, LogSeverity
+from overt.engine.services import audit, lookup
+from overt.engine.services.jobs import JobSubmitter
+from overt.engine.services.lookup import Ref
+
+DEFAULT_NODE_PORT = 54321
+_REMOVABLE = {HostStatus.MAINTENANCE, HostStatus.PENDING_APPROVAL, HostStatus.INSTALL_FAILED,
+              HostStatus.NON_RESPONSIVE, HostStatus.DOWN, HostStatus.INSTALLING}
+
+
+async def vms_on(session: AsyncSession, host_id: uuid.UUID) -> int:
+    return int((await session.execute(select(func.count()).select_from(Vm).where(
+        Vm.host_id == host_id, Vm.status.in_([s.value for s in ON_HOST])))).scalar_one())
+
+
+async def add_host(session: AsyncSession, jobs: JobSubmitter, *, name: str | None, address: str,
+                   port: int | None, cluster: Ref | None, user: User) -> Host:
+    """Record a host and start enrolling it: the engine calls the node at `address`."""
+    if not address:
+        raise InvalidInput("host.address is required")
+    name = name or address
+    if await lookup.name_taken(session, Host, name):
+        raise Conflict(f"Cannot add Host. The name {name!r} is already in use.")
+    taken = (await session.execute(select(Host).where(Host.address == address))).scalars().first()
+    if taken is not None:
+        raise Conflict(f"Cannot add Host. Host {taken.name} already has address {address}.")
+    found = await lookup.resolve(session, Cluster, cluster or Ref(name="Default"), "host.cluster")
+    host = Host(id=uuid.uuid4(), name=name, address=address, port=port or DEFAULT_NODE_PORT,
+                cluster_id=found.id, status=HostStatus.INSTALLING.value)
+    session.add(host)
+    await session.flush()
+    await jobs.submit(session, action="host.install", description=f"Adding host {name}",
+                      params={"host_id": str(host.id)}, locks=[("host", host.id)],
+                      host_id=host.id, owner_id=user.id, max_attempts=3)
+    audit.record(session, f"Host {name} was added by {user.user_name}", code=audit.HOST_ADDED,
+                 host_id=host.id, cluster_id=found.id, user_id=user.id)
+    return host
+
+
+async def approve_host(session: AsyncSession, host_id: uuid.UUID, user: User,
+                       *, cluster: Ref | None = None) -> Host:
+    """Accept a node that announced itself; it gets its certificate when it asks next."""
+    host = await lookup.get(session, Host, host_id, for_update=True)
+    if host.status != HostStatus.PENDING_APPROVAL.value:
+        raise Conflict(f"Cannot approve host {host.name}: it is {host.status}, "
+                       "not pending approval.")
+    if cluster is not None:
+        host.cluster_id = (await lookup.resolve(session, Cluster, cluster, "host.cluster")).id
+    host.status = HostStatus.INSTALLING.value
+    audit.record(session, f"Host {host.name} was approved by {user.user_name}",
+                 code=audit.HOST_APPROVED, host_id=host.id, user_id=user.id)
+    return host
+
+
+async def deactivate_host(session: AsyncSession, host_id: uuid.UUID, user: User) -> Host:
+    host = await lookup.get(session, Host, host_id, for_update=True)
+    if host.status == HostStatus.MAINTENANCE.value:
+        return host
+    if host.status not in (HostStatus.UP.value, HostStatus.NON_RESPONSIVE.value,
+                           HostStatus.NON_OPERATIONAL.value, HostStatus.ERROR.value):
+        raise Conflict(f"Cannot switch host {host.name} to maintenance: it is {host.status}.")
+    running = await vms_on(session, host.id)
+    if running:
+        raise Conflict(f"Cannot switch host {host.name} to maintenance mode: {running} VM(s) "
+                       "still run on it; stop or migrate them first.")
+    host.status = HostStatus.MAINTENANCE.value
+    audit.record(session, f"Host {host.name} was switched to maintenance by {user.user_name}",
+                 code=audit.HOST_MAINTENANCE, host_id=host.id, user_id=user.id)
+    return host
+
+
+async def activate_host(session: AsyncSession, host_id: uuid.UUID, user: User) -> Host:
+    """Leave maintenance; the monitor checks the node at once (it resyncs its state)."""
+    host = await lookup.get(session, Host, host_id, for_update=True)
+    if host.status == HostStatus.UP.value:
+        return host
+    if host.status != HostStatus.MAINTENANCE.value:
+        raise Conflict(f"Cannot activate host {host.name}: it is {host.status}, not in maintenance.")
+    host.status, host.needs_resync = HostStatus.CONNECTING.value, True
+    audit.record(session, f"Host {host.name} was activated by {user.user_name}",
+                 code=audit.HOST_ACTIVATED, host_id=host.id, user_id=user.id)
+    return host
+
+
+async def remove_host(session: AsyncSession, host_id: uuid.UUID, user: User,
+                      *, force: bool = False) -> None:
+    host = await lookup.get(session, Host, host_id, for_update=True)
+    if HostStatus(host.status) not in _REMOVABLE and not force:
+        raise Conflict(f"Cannot remove host {host.name}: it is {host.status}; switch it to "
+                       "maintenance first.")
+    if await vms_on(session, host.id):
+        raise Conflict(f"Cannot remove host {host.name}: VMs still run on it.")
+    audit.record(session, f"Host {host.name} was removed by {user.user_name}",
+                 code=audit.HOST_REMOVED, severity=LogSeverity.NORMAL, user_id=user.id)
+    await session.delete(host)

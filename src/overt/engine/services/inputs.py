@@ -1,0 +1,58 @@
+"""What clients may ask for, as plain data: the API and the web UI both build these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from overt.engine.services.lookup import Ref
+
+
+@dataclass
+class DiskInput:
+    name: str | None = None
+    description: str | None = None
+    provisioned_size: int | None = None  # bytes
+    format: str | None = None  # cow | raw
+    sparse: bool | None = None
+    storage_domain: Ref | None = None
+    template_disk: Ref | None = None  # a thin copy of this disk
+
+
+@dataclass
+class DiskAttachmentInput:
+    disk: DiskInput | None = None
+    disk_ref: Ref | None = None  # attach an existing disk
+    interface: str | None = None
+    bootable: bool | None = None
+    active: bool | None = None
+    read_only: bool | None = None
+
+
+@dataclass
+class NicInput:
+    name: str | None = None
+    mac: str | None = None
+    vnic_profile: Ref | None = None
+    network: Ref | None = None  # the deprecated way; its default profile is used
+    interface: str | None = None
+    linked: bool | None = None
+    plugged: bool | None = None
+
+
+@dataclass
+class VmInput:
+    name: str | None = None
+    description: str | None = None
+    comment: str | None = None
+    cluster: Ref | None = None
+    template: Ref | None = None
+    memory_bytes: int | None = None
+    sockets: int | None = None
+    cores: int | None = None
+    threads: int | None = None
+    os_type: str | None = None
+    boot_devices: list[str] | None = None
+    high_availability: bool | None = None
+    placement_host: Ref | None = None
+    disk_attachments: list[DiskAttachmentInput] = field(default_factory=list)
+    nics: list[NicInput] = field(default_factory=list)

@@ -1,0 +1,200 @@
+"""VMs: create, change, remove, and the lifecycle actions (each a job)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine.db.tables import Cluster, Disk, DiskAttachment, Host, Job, Template, User, Vm
+from overt.engine.model.errors import Conflict, InvalidInput
+from overt.engine.model.status import BootDevice, DiskStatus, VmStatus
+from overt.engine.model.vm_actions import VmAction, check_vm_action
+from overt.engine.services import audit, lookup
+from overt.engine.services.devices import add_disk_attachment, add_nic, thin_copy
+from overt.engine.services.inputs import VmInput
+from overt.engine.services.jobs import JobSubmitter
+
+BLANK_TEMPLATE_ID = uuid.UUID(int=0)
+MIB = 1 << 20
+MAX_MEMORY_MIB = 4 * 1024 * 1024
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_vm_name(name: str) -> None:
+    if not _NAME_RE.match(name):
+        raise InvalidInput(
+            f"VM name {name!r} is not valid: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit")
+
+
+def memory_mib(memory_bytes: int) -> int:
+    if memory_bytes <= 0:
+        raise InvalidInput(f"vm.memory must be a positive number of bytes, not {memory_bytes}")
+    if memory_bytes % MIB:
+        raise InvalidInput("vm.memory must be a whole number of MiB (a multiple of 1048576)")
+    mib = memory_bytes // MIB
+    if not 16 <= mib <= MAX_MEMORY_MIB:
+        raise InvalidInput(f"vm.memory must be between 16 MiB and {MAX_MEMORY_MIB} MiB")
+    return mib
+
+
+def _check_topology(value: int | None, what: str) -> None:
+    if value is not None and not 1 <= value <= 64:
+        raise InvalidInput(f"vm.cpu.topology.{what} must be between 1 and 64, not {value}")
+
+
+def _boot(devices: list[str]) -> list[str]:
+    allowed = {d.value for d in BootDevice}
+    for device in devices:
+        if device not in allowed:
+            raise InvalidInput(f"boot device {device!r} is not one of {', '.join(sorted(allowed))}")
+    return devices
+
+
+async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user: User) -> Vm:
+    if not data.name:
+        raise InvalidInput("vm.name is required")
+    check_vm_name(data.name)
+    if await lookup.name_taken(session, Vm, data.name):
+        raise Conflict(f"Cannot add VM. The name {data.name!r} is already in use.")
+    cluster = await lookup.resolve(session, Cluster, data.cluster, "vm.cluster")
+    template = await lookup.resolve(session, Template, data.template or lookup.Ref(
+        id=BLANK_TEMPLATE_ID), "vm.template")
+    for value, what in ((data.sockets, "sockets"), (data.cores, "cores"),
+                        (data.threads, "threads")):
+        _check_topology(value, what)
+    vm = Vm(
+        id=uuid.uuid4(), name=data.name, description=data.description or "",
+        comment=data.comment or "", cluster_id=cluster.id, template_id=template.id,
+        memory_mib=memory_mib(data.memory_bytes) if data.memory_bytes is not None
+        else template.memory_mib,
+        cpu_sockets=data.sockets or template.cpu_sockets, cpu_cores=data.cores or template.cpu_cores,
+        cpu_threads=data.threads or template.cpu_threads, os_type=data.os_type or template.os_type,
+        boot_devices=_boot(data.boot_devices) if data.boot_devices else ["hd"],
+        high_availability=bool(data.high_availability), status=VmStatus.DOWN.value)
+    if data.placement_host is not None:
+        vm.placement_host_id = (await lookup.resolve(session, Host, data.placement_host,
+                                                     "vm.placement_policy.host")).id
+    session.add(vm)
+    await session.flush()
+    for attachment in (await session.execute(
+            select(DiskAttachment).where(DiskAttachment.template_id == template.id)
+    )).scalars():
+        base = await lookup.get(session, Disk, attachment.disk_id)
+        await thin_copy(session, jobs, vm, base, attachment, user)
+    for requested in data.disk_attachments:
+        await add_disk_attachment(session, jobs, vm, requested, user)
+    for nic in data.nics:
+        await add_nic(session, vm, nic)
+    audit.record(session, f"VM {vm.name} was created by {user.user_name}", code=audit.VM_CREATED,
+                 vm_id=vm.id, cluster_id=cluster.id, user_id=user.id)
+    return vm
+
+
+async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput) -> Vm:
+    vm = await lookup.get(session, Vm, vm_id, for_update=True)
+    if data.name is not None and data.name != vm.name:
+        check_vm_name(data.name)
+        if await lookup.name_taken(session, Vm, data.name, other_than=vm.id):
+            raise Conflict(f"Cannot edit VM. The name {data.name!r} is already in use.")
+        if vm.status != VmStatus.DOWN.value:
+            raise Conflict(f"Cannot rename VM {vm.name} while it is {vm.status}.")
+        vm.name = data.name
+    if data.cluster is not None:
+        cluster = await lookup.resolve(session, Cluster, data.cluster, "vm.cluster")
+        if cluster.id != vm.cluster_id:
+            if vm.status != VmStatus.DOWN.value:
+                raise Conflict(f"Cannot change the cluster of VM {vm.name} while it runs.")
+            vm.cluster_id = cluster.id
+    changed = False
+    if data.description is not None:
+        vm.description = data.description
+    if data.comment is not None:
+        vm.comment = data.comment
+    if data.memory_bytes is not None and memory_mib(data.memory_bytes) != vm.memory_mib:
+        vm.memory_mib, changed = memory_mib(data.memory_bytes), True
+    for value, what, attr in ((data.sockets, "sockets", "cpu_sockets"),
+                              (data.cores, "cores", "cpu_cores"),
+                              (data.threads, "threads", "cpu_threads")):
+        _check_topology(value, what)
+        if value is not None and value != getattr(vm, attr):
+            setattr(vm, attr, value)
+            changed = True
+    if data.os_type is not None:
+        vm.os_type = data.os_type
+    if data.boot_devices:
+        vm.boot_devices, changed = _boot(data.boot_devices), True
+    if data.high_availability is not None:
+        vm.high_availability = data.high_availability
+    if data.placement_host is not None:
+        vm.placement_host_id = (await lookup.resolve(session, Host, data.placement_host,
+                                                     "vm.placement_policy.host")).id
+    if changed:
+        vm.spec_version += 1  # a running VM gets the change at its next start
+    return vm
+
+
+async def _action_job(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID,
+                      action: VmAction, job_action: str, description: str, user: User,
+                      params: dict[str, object] | None = None,
+                      correlation_id: str | None = None) -> Job:
+    vm = await lookup.get(session, Vm, vm_id, for_update=True)
+    check_vm_action(action, VmStatus(vm.status), vm_name=vm.name)
+    if vm.origin == "external" and action is not VmAction.STOP:
+        raise Conflict(f"VM {vm.name} is external (not created by Overt); it can only be stopped")
+    return await jobs.submit(session, action=job_action, description=f"{description} {vm.name}",
+                             params={"vm_id": str(vm.id), **(params or {})},
+                             locks=[("vm", vm.id)], vm_id=vm.id, owner_id=user.id,
+                             correlation_id=correlation_id)
+
+
+async def start_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, user: User,
+                   correlation_id: str | None = None) -> Job:
+    vm = await lookup.get(session, Vm, vm_id)
+    not_ready = (await session.execute(
+        select(func.count()).select_from(Disk).join(DiskAttachment, DiskAttachment.disk_id == Disk.id)
+        .where(DiskAttachment.vm_id == vm_id, DiskAttachment.active.is_(True),
+               Disk.status != DiskStatus.OK.value))).scalar_one()
+    if not_ready:
+        raise Conflict(f"Cannot run VM {vm.name}: {not_ready} of its disks are not ready "
+                       "(locked while being created, or illegal).")
+    job = await _action_job(session, jobs, vm_id, VmAction.START, "vm.start", "Launching VM",
+                            user, correlation_id=correlation_id)
+    vm.desired_status = "up"
+    return job
+
+
+async def stop_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, user: User,
+                  reason: str = "", correlation_id: str | None = None) -> Job:
+    return await _action_job(session, jobs, vm_id, VmAction.STOP, "vm.stop", "Stopping VM", user,
+                             {"reason": reason}, correlation_id)
+
+
+async def shutdown_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, user: User,
+                      reason: str = "", correlation_id: str | None = None) -> Job:
+    return await _action_job(session, jobs, vm_id, VmAction.SHUTDOWN, "vm.shutdown",
+                             "Shutting down VM", user, {"reason": reason}, correlation_id)
+
+
+async def reboot_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, user: User,
+                    correlation_id: str | None = None) -> Job:
+    return await _action_job(session, jobs, vm_id, VmAction.REBOOT, "vm.reboot", "Rebooting VM",
+                             user, correlation_id=correlation_id)
+
+
+async def suspend_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, user: User,
+                     correlation_id: str | None = None) -> Job:
+    return await _action_job(session, jobs, vm_id, VmAction.SUSPEND, "vm.suspend",
+                             "Suspending VM", user, correlation_id=correlation_id)
+
+
+async def remove_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, user: User,
+                    *, detach_only: bool = False, correlation_id: str | None = None) -> Job:
+    vm = await lookup.get(session, Vm, vm_id)
+    if vm.origin == "external" and vm.status != VmStatus.DOWN.value:
+        raise Conflict(f"Cannot remove VM {vm.name}: it is an external VM that is running")
+    return await _action_job(session, jobs, vm_id, VmAction.REMOVE, "vm.remove", "Removing VM",
+                             user, {"detach_only": detach_only}, correlation_id)

@@ -1,0 +1,73 @@
+"""Running a real engine for tests: in a thread of the test process, on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from overt.bus.base import EngineTransport
+from overt.config import EngineSettings
+from overt.engine.bootstrap import EngineRuntime
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningEngine:
+    runtime: EngineRuntime
+    thread: threading.Thread
+    loop: asyncio.AbstractEventLoop
+    password: str
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.runtime.settings.api_port}/ovirt-engine/api"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.runtime.pki.ca_file
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.runtime.stop)
+        self.thread.join(timeout=30)
+
+
+def start_engine(data_dir: Path, *, db: str | None = None, password: str = "test-Password-1",
+                 transport: EngineTransport | None = None, bus: str = "direct") -> RunningEngine:
+    settings = EngineSettings(data_dir=data_dir, db=db, api_port=free_port(),
+                              gateway_port=free_port(), admin_password=password, bus=bus,
+                              public_address="127.0.0.1")
+    runtime = EngineRuntime(settings, transport=transport)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    failure: list[BaseException] = []
+
+    async def main() -> None:
+        started = asyncio.Event()
+        await runtime.prepare()
+        task = asyncio.create_task(runtime.run(ready=started))
+        await started.wait()
+        ready.set()
+        await task
+
+    def target() -> None:
+        try:
+            loop.run_until_complete(main())
+        except BaseException as exc:
+            failure.append(exc)
+            ready.set()
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=target, name="engine", daemon=True)
+    thread.start()
+    if not ready.wait(timeout=60) or failure:
+        raise RuntimeError(f"the engine did not start: {failure[0] if failure else 'timeout'}")
+    return RunningEngine(runtime, thread, loop, password)
