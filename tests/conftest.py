@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from overt.lab.guest import GuestImage, build_guest_image
 from overt.lab.lab import Lab
 from overt.lab.topology import LabSpec, Topology
 from overt.system.daemons import LOCAL_LIBVIRT_URI, ensure_libvirtd
+from overt.system.postgres import create_database, drop_database, ensure_postgresql
 
 # Tests use their own lab name and addresses so they never touch a user's lab; two
 # suites running side by side on one machine set these variables to differ.
@@ -74,3 +76,15 @@ def vm_dir() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database (and role) for this test session, dropped afterwards."""
+    require_root()
+    ensure_postgresql()
+    suffix = secrets.token_hex(4)
+    name, owner = f"overt_test_{suffix}", f"overt_test_{suffix}"
+    url = create_database(name, owner, secrets.token_urlsafe(16))
+    yield url
+    drop_database(name, owner)

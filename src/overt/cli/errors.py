@@ -10,6 +10,7 @@ import libvirt
 import typer
 from rich.console import Console
 
+from overt.cli.client import ApiError
 from overt.lab.topology import LabError
 from overt.system.commands import CommandFailed, ToolMissing
 from overt.system.waiting import NotReady
@@ -20,7 +21,7 @@ R = TypeVar("R")
 stderr = Console(stderr=True, soft_wrap=True)
 
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (
-    LabError, CommandFailed, ToolMissing, NotReady, libvirt.libvirtError)
+    LabError, CommandFailed, ToolMissing, NotReady, libvirt.libvirtError, ApiError)
 
 
 def reports_errors(func: Callable[P, R]) -> Callable[P, R]:

@@ -3,7 +3,7 @@
 import typer
 
 from overt import __version__
-from overt.cli import lab
+from overt.cli import engine, host, lab, vm
 from overt.cli.demo import demo
 
 app = typer.Typer(
@@ -13,6 +13,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(lab.app, name="lab")
+app.command(name="engine")(engine.engine)
+app.add_typer(vm.app, name="vm")
+app.add_typer(host.app, name="host")
 app.command()(demo)
 
 

@@ -12,9 +12,14 @@ from tests.support.engine import RunningEngine, start_engine
 from tests.support.no_nodes import NoNodes
 
 
-@pytest.fixture(scope="module")
-def api_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
-    engine = start_engine(tmp_path_factory.mktemp("engine"), transport=NoNodes())
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+def api_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[RunningEngine]:
+    """An engine with no nodes, on the embedded SQLite and on PostgreSQL."""
+    db = None
+    if request.param == "postgresql":
+        db = request.getfixturevalue("postgres_url")
+    engine = start_engine(tmp_path_factory.mktemp("engine"), db=db, transport=NoNodes())
     yield engine
     engine.stop()
 

@@ -1,0 +1,62 @@
+"""`overt engine`: run the engine, all parts in one process or one part per process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from overt.cli.errors import reports_errors
+from overt.cli.logs import setup_logging
+from overt.config import EngineSettings
+from overt.engine.bootstrap import EngineRuntime, Parts
+
+
+class Part(StrEnum):
+    API = "api"
+    WORKER = "worker"
+    MONITOR = "monitor"
+
+
+def build_settings(data_dir: Path | None, db: str | None, bus: str | None, address: str | None,
+                   port: int | None, public_address: str | None) -> EngineSettings:
+    overrides = {k: v for k, v in {
+        "data_dir": data_dir, "db": db, "bus": bus, "api_address": address, "api_port": port,
+        "public_address": public_address}.items() if v is not None}
+    return EngineSettings(**overrides)  # type: ignore[arg-type]
+
+
+DataDir = Annotated[Path | None, typer.Option(help="Data directory (default /var/lib/overt/engine).")]
+Db = Annotated[str | None, typer.Option(help="Database URL (sqlite:///... or postgresql+psycopg://...).")]
+Bus = Annotated[str | None, typer.Option(help="`direct` or the broker's amqp:// URL.")]
+Address = Annotated[str | None, typer.Option(help="Address the API listens on.")]
+Port = Annotated[int | None, typer.Option(help="Port of the API (HTTPS).")]
+Public = Annotated[str | None, typer.Option(help="Address nodes use to reach the engine.")]
+
+
+@reports_errors
+def engine(
+    part: Annotated[Part | None, typer.Argument(help="Run only this part (several processes "
+                                                     "share one PostgreSQL).")] = None,
+    data_dir: DataDir = None, db: Db = None, bus: Bus = None, address: Address = None,
+    port: Port = None, public_address: Public = None,
+) -> None:
+    """Run the engine: the API, the job worker and the monitor (or just one of them)."""
+    settings = build_settings(data_dir, db, bus, address, port, public_address)
+    setup_logging(settings.log_level)
+    parts = Parts.only(part.value) if part else Parts()
+    runtime = EngineRuntime(settings, parts=parts)
+
+    async def main() -> None:
+        await runtime.prepare()
+        if runtime.generated_password:
+            typer.echo(f"admin@internal password (also in {runtime.password_file}): "
+                       f"{runtime.generated_password}")
+        await runtime.run()
+
+    asyncio.run(main())
+    logging.shutdown()

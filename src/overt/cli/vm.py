@@ -1,0 +1,181 @@
+"""`overt vm`: list, create, start, stop and remove VMs through the engine's API."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import typer
+
+from overt.cli.client import ApiClient, ApiError
+from overt.cli.errors import reports_errors
+from overt.cli.options import CaFile, DataDir, Json, PasswordFile, Url, User, connect
+from overt.cli.output import as_json, console, human_bytes, parse_size, progress, table
+
+app = typer.Typer(help="Virtual machines.", no_args_is_help=True)
+
+
+def _wait(client: ApiClient, reply: dict[str, Any], what: str, correlation_id: str) -> None:
+    job = reply.get("job")
+    if not job:
+        return
+    with progress(what) as on_step:
+        result = client.follow_job(job["href"], on_step)
+    if result["status"] != "finished":
+        raise ApiError(client.failure_of(correlation_id))
+    console.print(f"[green]✓[/] {what}")
+
+
+@app.command("list")
+@reports_errors
+def list_vms(url: Url = None, user: User = None, password_file: PasswordFile = None,
+             ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
+    """List VMs with their status and host."""
+    client = connect(url, user, password_file, ca_file, data_dir)
+    try:
+        vms = client.get("/vms").get("vm", [])
+        hosts = {h["id"]: h["name"] for h in client.get("/hosts").get("host", [])}
+    finally:
+        client.close()
+    if json:
+        as_json(vms)
+        return
+    table("VMs", ["name", "status", "host", "memory", "CPUs", "id"], [
+        (vm["name"], vm["status"], hosts.get(vm.get("host", {}).get("id"), ""),
+         human_bytes(vm.get("memory")), _cpus(vm), vm["id"]) for vm in vms])
+
+
+def _cpus(vm: dict[str, Any]) -> int:
+    topology = vm.get("cpu", {}).get("topology", {})
+    return int(topology.get("sockets", 1)) * int(topology.get("cores", 1)) * int(
+        topology.get("threads", 1))
+
+
+@app.command()
+@reports_errors
+def create(
+    name: Annotated[str, typer.Argument(help="The VM's name.")],
+    cluster: Annotated[str, typer.Option(help="Cluster to create it in.")] = "Default",
+    template: Annotated[str, typer.Option(help="Template to base it on.")] = "Blank",
+    memory: Annotated[str, typer.Option(help="Memory, e.g. 512M or 2G.")] = "512M",
+    cpus: Annotated[int, typer.Option(help="Virtual CPUs.")] = 1,
+    disk_size: Annotated[str | None, typer.Option(help="Add an empty disk of this size.")] = None,
+    storage_domain: Annotated[str | None, typer.Option(help="Where the disk goes.")] = None,
+    network: Annotated[str | None, typer.Option(help="Add a NIC on this network.")] = "ovirtmgmt",
+    url: Url = None, user: User = None, password_file: PasswordFile = None,
+    ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False,
+) -> None:
+    """Create a VM (from a template), with a NIC and optionally an empty disk."""
+    client = connect(url, user, password_file, ca_file, data_dir)
+    try:
+        body: dict[str, Any] = {"name": name, "cluster": {"name": cluster},
+                                "template": {"name": template}, "memory": parse_size(memory),
+                                "cpu": {"topology": {"sockets": cpus, "cores": 1, "threads": 1}}}
+        vm = client.post("/vms", body)
+        if network:
+            profiles = [p for p in client.get("/vnicprofiles").get("vnic_profile", [])
+                        if p["name"] == network]
+            if not profiles:
+                raise ApiError(f"there is no network (vNIC profile) named {network!r}")
+            client.post(f"/vms/{vm['id']}/nics", {"name": "nic1",
+                                                  "vnic_profile": {"id": profiles[0]["id"]}})
+        if disk_size:
+            domain = storage_domain or _first_domain(client)
+            client.post(f"/vms/{vm['id']}/diskattachments", {
+                "bootable": True, "interface": "virtio", "active": True,
+                "disk": {"name": f"{name}_disk1", "format": "cow",
+                         "provisioned_size": parse_size(disk_size),
+                         "storage_domains": {"storage_domain": [{"name": domain}]}}})
+        _wait_for_disks(client, vm["id"])
+        vm = client.get(f"/vms/{vm['id']}")
+    finally:
+        client.close()
+    if json:
+        as_json(vm)
+    else:
+        console.print(f"[green]✓[/] VM {name} created ({vm['id']})")
+
+
+def _first_domain(client: ApiClient) -> str:
+    domains = client.get("/storagedomains").get("storage_domain", [])
+    if not domains:
+        raise ApiError("there is no storage domain for the disk; add one first")
+    return str(domains[0]["name"])
+
+
+def _wait_for_disks(client: ApiClient, vm_id: str) -> None:
+    import time
+
+    with progress("Creating disks") as on_step:
+        while True:
+            attachments = client.get(f"/vms/{vm_id}/diskattachments", follow="disk").get(
+                "disk_attachment", [])
+            states = [a["disk"].get("status") for a in attachments]
+            if "illegal" in states:
+                raise ApiError("creating a disk failed; see the events (overt vm list, the UI)")
+            if all(state == "ok" for state in states):
+                return
+            on_step(f"{states.count('ok')} of {len(states)} ready")
+            time.sleep(0.3)
+
+
+def _vm_id(client: ApiClient, name_or_id: str) -> tuple[str, str]:
+    try:
+        uuid.UUID(name_or_id)
+        vm = client.get(f"/vms/{name_or_id}")
+    except ValueError:
+        vm = client.find("vms", "vm", name_or_id)
+    return str(vm["id"]), str(vm["name"])
+
+
+def _action(name_or_id: str, verb: str, what: str, url: str | None, user: str | None,
+            password_file: Any, ca_file: Any, data_dir: Any, wait_for: str | None,
+            body: dict[str, Any] | None = None) -> None:
+    client = connect(url, user, password_file, ca_file, data_dir)
+    try:
+        vm_id, name = _vm_id(client, name_or_id)
+        correlation = str(uuid.uuid4())
+        reply = client.post(f"/vms/{vm_id}/{verb}", body or {}, correlation_id=correlation)
+        _wait(client, reply, f"{what} {name}", correlation)
+        if wait_for:
+            status = client.get(f"/vms/{vm_id}")["status"]
+            console.print(f"VM {name} is {status}")
+    finally:
+        client.close()
+
+
+@app.command()
+@reports_errors
+def start(name: Annotated[str, typer.Argument(help="VM name or id.")], url: Url = None,
+          user: User = None, password_file: PasswordFile = None, ca_file: CaFile = None,
+          data_dir: DataDir = None) -> None:
+    """Start a VM and wait until it runs."""
+    _action(name, "start", "Starting VM", url, user, password_file, ca_file, data_dir, "up")
+
+
+@app.command()
+@reports_errors
+def stop(name: Annotated[str, typer.Argument(help="VM name or id.")],
+         force: Annotated[bool, typer.Option(help="Power off at once instead of an ACPI "
+                                                  "shutdown.")] = False,
+         url: Url = None, user: User = None, password_file: PasswordFile = None,
+         ca_file: CaFile = None, data_dir: DataDir = None) -> None:
+    """Shut a VM down (ACPI, then power off after a timeout), or power it off with --force."""
+    verb, what = ("stop", "Powering off VM") if force else ("shutdown", "Shutting down VM")
+    _action(name, verb, what, url, user, password_file, ca_file, data_dir, "down")
+
+
+@app.command()
+@reports_errors
+def remove(name: Annotated[str, typer.Argument(help="VM name or id.")], url: Url = None,
+           user: User = None, password_file: PasswordFile = None, ca_file: CaFile = None,
+           data_dir: DataDir = None) -> None:
+    """Remove a stopped VM and its disks."""
+    client = connect(url, user, password_file, ca_file, data_dir)
+    try:
+        vm_id, vm_name = _vm_id(client, name)
+        correlation = str(uuid.uuid4())
+        reply = client.delete(f"/vms/{vm_id}", correlation_id=correlation)
+        _wait(client, reply, f"Removing VM {vm_name}", correlation)
+    finally:
+        client.close()
