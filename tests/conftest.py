@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -78,13 +79,28 @@ def vm_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database (and role) for this test session, dropped afterwards."""
+@contextlib.contextmanager
+def _postgres_database() -> Iterator[str]:
     require_root()
     ensure_postgresql()
     suffix = secrets.token_hex(4)
-    name, owner = f"overt_test_{suffix}", f"overt_test_{suffix}"
+    name = owner = f"overt_test_{suffix}"
     url = create_database(name, owner, secrets.token_urlsafe(16))
-    yield url
-    drop_database(name, owner)
+    try:
+        yield url
+    finally:
+        drop_database(name, owner)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database (and role) shared by this test session, dropped afterwards."""
+    with _postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of one test's own."""
+    with _postgres_database() as url:
+        yield url

@@ -1,0 +1,122 @@
+"""The job queue on real databases: workers compete for jobs and never run one twice."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from overt.config import EngineSettings
+from overt.engine.db import migrate
+from overt.engine.db.database import Database
+from overt.engine.db.seed import BLANK_TEMPLATE_ID, seed
+from overt.engine.db.tables import AuditEvent, Cluster, Job, Lock, Vm
+from overt.engine.jobs import queue
+from overt.engine.jobs.context import JobServices
+from overt.engine.jobs.handlers import FAILURE_HOOKS, HANDLERS
+from overt.engine.jobs.worker import Worker
+from overt.engine.model.errors import Conflict
+from overt.engine.nodes import NodeClient
+from tests.support.no_nodes import NoNodes
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgresql":
+        url = str(request.getfixturevalue("fresh_postgres_url"))
+    else:
+        url = f"sqlite:///{tmp_path}/engine.db"
+    migrate.upgrade(url)
+    return url
+
+
+async def _vms(db: Database, count: int) -> list[uuid.UUID]:
+    await seed(db)
+    async with db.transaction() as session:
+        cluster = (await session.execute(select(Cluster))).scalars().first()
+        assert cluster is not None
+        ids = [uuid.uuid4() for _ in range(count)]
+        tag = uuid.uuid4().hex[:6]
+        for n, vm_id in enumerate(ids):
+            session.add(Vm(id=vm_id, name=f"q-{tag}-{n}", cluster_id=cluster.id,
+                           template_id=BLANK_TEMPLATE_ID, memory_mib=64, status="down"))
+    return ids
+
+
+async def test_competing_workers_run_each_job_exactly_once(db_url: str) -> None:
+    db = Database(db_url)
+    vm_ids = await _vms(db, 40)
+    async with db.transaction() as session:
+        jobs = [await queue.submit(session, action="vm.stop", description=f"Stopping {vm_id}",
+                                   params={"vm_id": str(vm_id)}, locks=[("vm", vm_id)],
+                                   vm_id=vm_id) for vm_id in vm_ids]
+    job_ids = {job.id for job in jobs}
+    services = JobServices(nodes=NodeClient(NoNodes()), settings=EngineSettings())
+    databases = [Database(db_url) for _ in range(3)]
+    workers = [Worker(d, services, HANDLERS, failure_hooks=FAILURE_HOOKS, poll_interval=0.05)
+               for d in databases]
+    runners = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        async with asyncio.timeout(120):
+            while True:
+                async with db.transaction() as session:
+                    states = (await session.execute(select(Job.state).where(
+                        Job.id.in_(job_ids)))).scalars().all()
+                if all(state == "done" for state in states):
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        for worker in workers:
+            await worker.stop()
+        await asyncio.gather(*runners, return_exceptions=True)
+    async with db.transaction() as session:
+        runs = Counter((await session.execute(select(AuditEvent.job_id).where(
+            AuditEvent.job_id.in_(job_ids)))).scalars())
+        attempts = (await session.execute(select(Job.attempts).where(Job.id.in_(job_ids)))
+                    ).scalars().all()
+        left_locks = (await session.execute(select(Lock).where(Lock.job_id.in_(job_ids)))).all()
+    assert set(runs) == job_ids and set(runs.values()) == {1}
+    assert set(attempts) == {1}
+    assert left_locks == []
+    for d in [db, *databases]:
+        await d.dispose()
+
+
+async def test_a_locked_object_refuses_a_second_job(db_url: str) -> None:
+    db = Database(db_url)
+    (vm_id,) = await _vms(db, 1)
+    async with db.transaction() as session:
+        first = await queue.submit(session, action="vm.stop", description="first",
+                                   params={"vm_id": str(vm_id)}, locks=[("vm", vm_id)])
+    with pytest.raises(Conflict, match=f"locked by job {first.id} \\(first\\)"):
+        async with db.transaction() as session:
+            await queue.submit(session, action="vm.start", description="second",
+                               params={"vm_id": str(vm_id)}, locks=[("vm", vm_id)])
+    async with db.transaction() as session:
+        assert [j.description for j in (await session.execute(
+            select(Job).where(Job.vm_id.is_(None), Job.description.in_(["first", "second"]))
+        )).scalars()] == ["first"]
+    await db.dispose()
+
+
+async def test_a_lapsed_lease_lets_another_worker_take_the_job(db_url: str) -> None:
+    db = Database(db_url)
+    (vm_id,) = await _vms(db, 1)
+    async with db.transaction() as session:
+        job = await queue.submit(session, action="vm.stop", description="lease",
+                                 params={"vm_id": str(vm_id)})
+    claimed = await queue.claim(db, "crashed-worker")
+    assert claimed is not None and claimed.id == job.id
+    assert await queue.claim(db, "other") is None  # held while the lease runs
+    async with db.transaction() as session:
+        row = await session.get(Job, job.id)
+        assert row is not None
+        row.lease_until = row.start_time  # the crashed worker stopped renewing long ago
+    again = await queue.claim(db, "other")
+    assert again is not None and again.id == job.id
+    assert again.claimed_by == "other" and again.attempts == 2
+    await db.dispose()
