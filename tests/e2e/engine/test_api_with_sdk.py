@@ -166,3 +166,12 @@ def test_wrong_password_is_refused(api_engine: RunningEngine) -> None:
     with pytest.raises(sdk.AuthError, match="Cannot authenticate user"):
         conn.system_service().get()
     conn.close(logout=False)
+
+
+def test_a_trailing_slash_in_the_url_still_works(api_engine: RunningEngine) -> None:
+    conn = sdk.Connection(url=api_engine.url + "/", username="admin@internal",
+                          password=api_engine.password, ca_file=str(api_engine.ca_file))
+    try:
+        assert [c.name for c in conn.system_service().clusters_service().list()] == ["Default"]
+    finally:
+        conn.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -9,9 +10,11 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from overt.engine.api import sso
 from overt.engine.api.auth import BasicAuthCache
@@ -62,12 +65,27 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return fault_response(request, exc.status_code, "Bad Request", str(exc.detail))
 
 
+class CollapseSlashes:
+    """`https://engine/ovirt-engine/api/` + `/vms` gives `//vms` in SDK URLs: serve it anyway
+    (the SDK follows no redirects)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and "//" in scope["path"]:
+            path = re.sub("/{2,}", "/", scope["path"])
+            scope = {**scope, "path": path, "raw_path": path.encode()}
+        await self.app(scope, receive, send)
+
+
 def build_api_app(db: Database, services: ApiServices,
                   extra_routes: list[BaseRoute] | None = None) -> Starlette:
     routes: list[BaseRoute] = [*sso.ROUTES, *api_routes().starlette_routes(),
                                Route("/ovirt-engine/services/pki-resource", pki_resource)]
     app = Starlette(routes=[*routes, *(extra_routes or [])],
-                    exception_handlers={HTTPException: _http_error})
+                    exception_handlers={HTTPException: _http_error},
+                    middleware=[Middleware(CollapseSlashes)])
     app.state.db = db
     app.state.services = services
     app.state.basic_auth_cache = BasicAuthCache()
