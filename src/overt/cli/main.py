@@ -5,6 +5,7 @@ import typer
 from overt import __version__
 from overt.cli import lab
 from overt.cli.demo import demo
+from overt.cli.node import node
 
 app = typer.Typer(
     name="overt",
@@ -14,6 +15,7 @@ app = typer.Typer(
 )
 app.add_typer(lab.app, name="lab")
 app.command()(demo)
+app.command()(node)
 
 
 @app.command()
