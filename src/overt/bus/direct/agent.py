@@ -163,9 +163,9 @@ class DirectAgentTransport:
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(self.identity.bootstrap_cert(self.host_uuid, self._names()),
                             self.identity.key_file)
-        trusted = self.identity.trusted_ca_file()
-        if trusted is not None:  # only the engine of this CA may introduce itself
-            ctx.load_verify_locations(cafile=trusted)
+        configured = self.identity.engine_ca_file
+        if configured is not None:  # only the engine of this CA may introduce itself
+            ctx.load_verify_locations(cafile=configured)
             ctx.verify_mode = ssl.CERT_REQUIRED
         return ctx
 
@@ -242,7 +242,7 @@ class DirectAgentTransport:
     async def _enrollment_request(self, request: web.Request) -> web.Response:
         if self._enrolled:
             return _error(409, "this node is enrolled already")
-        if self.identity.trusted_ca_file() is not None:
+        if self.identity.engine_ca_file is not None:  # else: the CA is pinned on first use
             refusal = self._refuse_unless_engine(request)
             if refusal is not None:
                 return refusal

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+import uuid
+from typing import Any
 
 import aiohttp
 from cryptography import x509
@@ -40,18 +42,48 @@ TIMEOUT_MARGIN_S = 5.0
 BOOTSTRAP_TIMEOUT_S = 30.0
 
 
+class IdentityCheckingConnector(aiohttp.TCPConnector):
+    """Checks, right after the TLS handshake and before anything is sent, that the node's
+    certificate names the host UUID the request is meant for (`HOST_UUID_HEADER`)."""
+
+    last_peer_cert: x509.Certificate | None = None
+
+    async def _wrap_create_connection(self, *args: Any, **kwargs: Any) -> Any:
+        transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        self.last_peer_cert = x509.load_der_x509_certificate(der) if der else None
+        request = kwargs.get("req")
+        expected = request.headers.get(HOST_UUID_HEADER) if request is not None else None
+        if request is not None and expected is not None:
+            cert = self.last_peer_cert
+            found = host_uuid_of(cert) if cert is not None else None
+            if str(found) != expected:
+                transport.close()
+                raise NodeIdentityMismatch(
+                    f"the server at {request.url.origin()} is host {found}, not {expected}; "
+                    "the engine's record of this node's address is wrong")
+        return transport, protocol
+
+
+class NodeIdentityMismatch(TransportError):
+    """The node's certificate names another host than the engine meant to reach."""
+
+
 class DirectEngineTransport:
     """`EngineTransport` over HTTPS + mutual TLS; events arrive through a `NodeGateway`."""
 
-    def __init__(self, tls: TlsFiles, *, gateway: NodeGateway | None = None) -> None:
+    def __init__(self, tls: TlsFiles, *, gateway: NodeGateway | None = None,
+                 timeout_margin_s: float = TIMEOUT_MARGIN_S) -> None:
         self.tls = tls
         self.gateway = gateway
-        self._context = tls.client_context()
+        self.timeout_margin_s = timeout_margin_s
+        self._contexts: dict[uuid.UUID, ssl.SSLContext] = {}
         self._session: aiohttp.ClientSession | None = None
         self._started_gateway = False
 
     async def start(self, sink: EventSink | None) -> None:
-        self._session = aiohttp.ClientSession()
+        self._session = aiohttp.ClientSession(connector=IdentityCheckingConnector())
         if sink is not None:
             if self.gateway is None:
                 raise ValueError("the direct transport receives node events through its "
@@ -74,13 +106,13 @@ class DirectEngineTransport:
             raise TransportError(f"node {node.host_uuid} has no RPC URL for the direct transport")
         session = self._require_session()
         url = node.url.rstrip("/") + COMMANDS_PATH
-        timeout = aiohttp.ClientTimeout(total=envelope.timeout_s + TIMEOUT_MARGIN_S)
+        timeout = aiohttp.ClientTimeout(total=envelope.timeout_s + self.timeout_margin_s)
         try:
-            async with session.post(url, data=envelope.model_dump_json(), ssl=self._context,
+            async with session.post(url, data=envelope.model_dump_json(),
+                                    ssl=self._context_for(node.host_uuid),
                                     timeout=timeout, headers={
                                         "Content-Type": "application/json",
                                         HOST_UUID_HEADER: str(node.host_uuid)}) as response:
-                _check_identity(response, node)
                 body = await response.read()
                 status = response.status
         except TimeoutError:
@@ -94,6 +126,13 @@ class DirectEngineTransport:
             raise NodeUnreachable(f"cannot reach node {node.host_uuid} at {node.url}: "
                                   f"{exc or type(exc).__name__}") from None
         return _reply_from(status, body, node)
+
+    def _context_for(self, host_uuid: uuid.UUID) -> ssl.SSLContext:
+        """One TLS context per node: pooled connections are never shared between nodes."""
+        context = self._contexts.get(host_uuid)
+        if context is None:
+            context = self._contexts[host_uuid] = self.tls.client_context()
+        return context
 
     def _require_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -131,12 +170,13 @@ class DirectEngineTransport:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
+        connector = IdentityCheckingConnector(force_close=True)
         try:
-            async with aiohttp.ClientSession() as session, session.post(
+            async with aiohttp.ClientSession(connector=connector) as session, session.post(
                     node_url.rstrip("/") + path, data=data, ssl=context,
                     headers={"Content-Type": "application/json"},
                     timeout=aiohttp.ClientTimeout(total=BOOTSTRAP_TIMEOUT_S)) as response:
-                cert = _peer_cert(response)
+                cert = connector.last_peer_cert
                 body = await response.read()
                 if response.status != 200:
                     raise TransportError(f"the node at {node_url} refused {path} "
@@ -147,24 +187,6 @@ class DirectEngineTransport:
         except (aiohttp.ClientConnectionError, OSError) as exc:
             raise NodeUnreachable(f"cannot reach the node at {node_url}: "
                                   f"{exc or type(exc).__name__}") from None
-
-
-def _peer_cert(response: aiohttp.ClientResponse) -> x509.Certificate | None:
-    connection = response.connection
-    transport = connection.transport if connection is not None else None
-    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-    if not der:
-        return None
-    return x509.load_der_x509_certificate(der)
-
-
-def _check_identity(response: aiohttp.ClientResponse, node: NodeAddress) -> None:
-    cert = _peer_cert(response)
-    found = host_uuid_of(cert) if cert is not None else None
-    if found != node.host_uuid:
-        raise TransportError(f"the server at {node.url} is host {found}, not {node.host_uuid}; "
-                             "the engine's record of this node's address is wrong")
 
 
 def _reply_from(status: int, body: bytes, node: NodeAddress) -> Reply:
