@@ -32,7 +32,6 @@ from overt.node.hypervisor.base import (
 from overt.node.hypervisor.domain_xml import (
     OvertMetadata,
     domain_xml,
-    graphics_element,
     parse_libvirt_xml,
     vnc_port,
 )
@@ -54,7 +53,7 @@ from overt.node.hypervisor.virt_mode_cache import VirtModeChoice
 from overt.protocol import PROTOCOL_VERSION, ErrorCode
 from overt.protocol.commands import VmTicket
 from overt.protocol.host import HostCapabilities, VirtMode, VmState, VmStatusReport
-from overt.protocol.vm import GraphicsSpec, VmSpec
+from overt.protocol.vm import VmSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -279,16 +278,14 @@ class LibvirtHypervisor:
         current = live.find("devices/graphics[@type='vnc']")
         if current is None:
             raise invalid_state(f"VM {dom.name()} has no VNC console")
-        listen = current.find("listen")
-        address = listen.get("address") if listen is not None else None
-        graphics = GraphicsSpec() if address is None else GraphicsSpec(listen=address)
         expires = time.time() + expiry_s
-        valid_to = dt.datetime.fromtimestamp(expires, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        # The live device with only its password changed: libvirt refuses other changes.
+        current.set("passwd", password)
+        current.set("passwdValidTo",
+                    dt.datetime.fromtimestamp(expires, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"))
         port = int(current.get("port", "-1"))
-        element = graphics_element(graphics, password=password, valid_to=valid_to,
-                                   port=port if port > 0 else None)
         await self._call(f"setting the console ticket of VM {dom.name()}", dom.updateDeviceFlags,
-                         ET.tostring(element, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE)
+                         ET.tostring(current, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE)
         log.info("console ticket set", extra={"vm": dom.name(), "vm_id": str(vm_id)})
         return VmTicket(vnc_port=port, expires_at=expires)
 
