@@ -96,22 +96,17 @@ def domain_xml(spec: VmSpec, virt_mode: VirtMode, metadata: OvertMetadata) -> st
         devices.append(_nic(nic))
     _add_console(devices, spec.serial_log)
     if spec.graphics is not None:
-        devices.append(graphics_element(spec.graphics))
+        devices.append(_graphics(spec.graphics))
         ET.SubElement(ET.SubElement(devices, "video"), "model", type="vga")
     ET.SubElement(devices, "memballoon", model="virtio")
     return _serialize(dom)
 
 
-def graphics_element(graphics: GraphicsSpec, *, password: str | None = None,
-                     valid_to: str | None = None, port: int | None = None) -> ET.Element:
-    """The `<graphics>` device; also used alone to change a running VM's VNC password."""
-    attrs = {"type": graphics.type, "autoport": "yes" if port is None else "no",
-             "port": str(port if port is not None else -1)}
-    secret = password if password is not None else graphics.password
-    if secret is not None:
-        attrs["passwd"] = secret
-    if valid_to is not None:
-        attrs["passwdValidTo"] = valid_to
+def _graphics(graphics: GraphicsSpec) -> ET.Element:
+    """VNC on an automatic port; its password is set per start (and by console tickets)."""
+    attrs = {"type": graphics.type, "autoport": "yes", "port": "-1"}
+    if graphics.password is not None:
+        attrs["passwd"] = graphics.password
     element = ET.Element("graphics", attrs)
     ET.SubElement(element, "listen", type="address", address=graphics.listen)
     return element

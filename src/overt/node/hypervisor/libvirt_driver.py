@@ -314,7 +314,8 @@ class LibvirtHypervisor:
         state = state_after_event(raw.event, raw.detail, now.state if now else None)
         if state is report.state:
             return report
-        return report.model_copy(update={"state": state, "reason": ""})
+        return report.model_copy(update={"state": state,
+                                         "reason": event_detail(raw.event, raw.detail)})
 
     # -- helpers ------------------------------------------------------------------------
 
