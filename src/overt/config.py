@@ -7,6 +7,7 @@ at import time.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,7 +41,13 @@ class NodeSettings(BaseSettings):
         "the node is trusted (and pinned).")
     stats_interval_s: float = Field(15.0, ge=1.0, le=3600.0)
     heartbeat_interval_s: float = Field(5.0, ge=0.5, le=600.0)
+    virt_type: Literal["auto", "kvm", "qemu"] = Field(
+        "auto", description="Domain type: `auto` probes once by booting whether KVM works "
+        "(else software emulation, `qemu`); `kvm` or `qemu` force one.")
+    announce_interval_s: float = Field(
+        5.0, ge=0.1, le=600.0, description="How often a node waiting for approval asks again.")
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
 
 class EngineSettings(BaseSettings):

@@ -5,6 +5,7 @@ import typer
 from overt import __version__
 from overt.cli import engine, host, lab, vm
 from overt.cli.demo import demo
+from overt.cli.node import node
 
 app = typer.Typer(
     name="overt",
@@ -17,6 +18,7 @@ app.command(name="engine")(engine.engine)
 app.add_typer(vm.app, name="vm")
 app.add_typer(host.app, name="host")
 app.command()(demo)
+app.command()(node)
 
 
 @app.command()

@@ -1,0 +1,69 @@
+"""`overt node`: run the agent of a managed node (the daemon)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import libvirt
+import typer
+from pydantic import ValidationError
+
+from overt.cli.errors import stderr
+from overt.config import NodeSettings
+from overt.node.bootstrap import UnsupportedBus, run_agent
+from overt.node.logs import configure_logging
+
+
+def node(
+    engine_url: Annotated[str | None, typer.Option(
+        help="The engine's node gateway (https://ENGINE:8444); the node announces itself "
+        "there until it is enrolled.")] = None,
+    bus: Annotated[str | None, typer.Option(help="`direct` (HTTPS + mutual TLS).")] = None,
+    listen_address: Annotated[str | None, typer.Option(help="Address of the RPC server.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port of the RPC server (54321).")] = None,
+    advertise_address: Annotated[str | None, typer.Option(
+        help="Address the engine should use to reach this node.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Keys, certificates and agent state (/var/lib/overt/node).")] = None,
+    storage_dir: Annotated[Path | None, typer.Option(
+        help="Local disk images (/var/lib/overt/images).")] = None,
+    libvirt_uri: Annotated[str | None, typer.Option(
+        help="libvirtd to manage (qemu:///system; a lab node's own socket URI).")] = None,
+    engine_ca_file: Annotated[Path | None, typer.Option(
+        help="The engine CA to trust; without it the first engine is trusted and pinned.")
+    ] = None,
+    stats_interval: Annotated[float | None, typer.Option(
+        help="Seconds between stats samples (15, at least 1).")] = None,
+    heartbeat_interval: Annotated[float | None, typer.Option(
+        help="Seconds between heartbeats (5).")] = None,
+    virt_type: Annotated[str | None, typer.Option(
+        help="auto (probe whether KVM boots guests), kvm or qemu.")] = None,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING.")] = None,
+    log_format: Annotated[str | None, typer.Option(help="text or json.")] = None,
+) -> None:
+    """Run the Overt agent of this managed node until SIGTERM (its VMs keep running).
+
+    Every option can also be set as OVERT_NODE_<NAME> (e.g. OVERT_NODE_ENGINE_URL).
+    """
+    given: dict[str, Any] = {
+        "engine_url": engine_url, "bus": bus, "listen_address": listen_address, "port": port,
+        "advertise_address": advertise_address, "data_dir": data_dir,
+        "storage_dir": storage_dir, "libvirt_uri": libvirt_uri,
+        "engine_ca_file": engine_ca_file, "stats_interval_s": stats_interval,
+        "heartbeat_interval_s": heartbeat_interval, "virt_type": virt_type,
+        "log_level": log_level, "log_format": log_format,
+    }
+    try:
+        settings = NodeSettings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        stderr.print(f"[bold red]error:[/] invalid settings: {problems}", highlight=False)
+        raise typer.Exit(2) from None
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        asyncio.run(run_agent(settings))
+    except (UnsupportedBus, libvirt.libvirtError, OSError) as exc:
+        stderr.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None

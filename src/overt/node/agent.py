@@ -1,0 +1,242 @@
+"""The agent: executes the engine's commands on the hypervisor and reports what happens.
+
+It owns the event stream of its boot (a `host.state` report first, then lifecycle
+events and heartbeats in order), the stats loop and command execution with
+idempotency. It knows the hypervisor only through `Hypervisor`, the engine only
+through `AgentTransport`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from overt.bus.base import AgentTransport
+from overt.node.errors import NodeFailure
+from overt.node.events import EventSequencer
+from overt.node.hypervisor.base import Hypervisor, HypervisorReconnected, VmChanged
+from overt.node.idempotency import IdempotencyStore
+from overt.node.logs import current_job
+from overt.node.stats import Reading, StatsSampler
+from overt.node.storage.local import LocalVolumes
+from overt.protocol import CommandEnvelope, ErrorCode, NodeError, Reply
+from overt.protocol.commands import (
+    Empty,
+    HostCapabilitiesCommand,
+    HostStateCommand,
+    VmDefine,
+    VmDestroy,
+    VmPause,
+    VmReboot,
+    VmResume,
+    VmSetTicket,
+    VmShutdown,
+    VmStart,
+    VmStatus,
+    VmUndefine,
+    VolumeCreate,
+    VolumeDelete,
+    VolumeInfoCommand,
+)
+from overt.protocol.events import Heartbeat, HostStateReport, VmLifecycle
+from overt.protocol.host import HostState
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AgentTimings:
+    stats_interval_s: float = 15.0
+    heartbeat_interval_s: float = 5.0
+
+
+class Agent:
+    """One node's agent for one run (one boot id)."""
+
+    def __init__(self, hypervisor: Hypervisor, volumes: LocalVolumes,
+                 idempotency: IdempotencyStore, transport: AgentTransport,
+                 timings: AgentTimings | None = None) -> None:
+        self.hypervisor = hypervisor
+        self.volumes = volumes
+        self.idempotency = idempotency
+        self.transport = transport
+        self.timings = timings or AgentTimings()
+        self.sequencer: EventSequencer | None = None
+        self._started_at = time.monotonic()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._vm_locks: dict[uuid.UUID, asyncio.Lock] = {}
+
+    # -- running ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, report the full state, serve commands and start the event loops."""
+        self.volumes.ensure_directory()
+        await self.hypervisor.connect()
+        host_uuid = await self.hypervisor.host_uuid()
+        self.sequencer = EventSequencer(host_uuid)
+        state = await self.host_state()
+        log.info("agent started: host %s, boot %s, %d VM(s), domain type %s", host_uuid,
+                 self.sequencer.boot_id, len(state.vms), self.hypervisor.virt_mode.value)
+        for vm in state.vms:
+            log.info("VM found", extra={"vm": vm.name, "vm_id": vm.vm_id, "state": vm.state})
+        await self.transport.publish(self.sequencer.sequenced(HostStateReport(state=state)))
+        await self.transport.start(self.handle)
+        for loop in (self._forward_events, self._send_heartbeats, self._send_stats):
+            self._tasks.append(asyncio.create_task(self._forever(loop), name=loop.__name__))
+
+    async def stop(self) -> None:
+        """Stop serving and reporting. VMs keep running."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.transport.close()
+        await self.hypervisor.close()
+        self.idempotency.close()
+        log.info("agent stopped; VMs keep running")
+
+    async def _forever(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run one of the agent's loops; a failure is logged and the loop starts again."""
+        while True:
+            try:
+                await loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s failed; restarting it", loop.__name__)
+                await asyncio.sleep(1.0)
+
+    # -- commands -----------------------------------------------------------------------
+
+    async def handle(self, envelope: CommandEnvelope) -> Reply:
+        """Execute one command and answer; never raises (the one error mapping)."""
+        token = current_job.set(envelope.idempotency_key)
+        try:
+            if envelope.command.mutates:
+                return await self.idempotency.once(envelope, lambda: self._reply(envelope))
+            return await self._reply(envelope)
+        except NodeFailure as failure:  # the store refused a reused key
+            return Reply.failure(envelope.request_id, failure.to_error())
+        finally:
+            current_job.reset(token)
+
+    async def _reply(self, envelope: CommandEnvelope) -> Reply:
+        name = envelope.command.name
+        try:
+            result = await self._execute(envelope)
+        except NodeFailure as failure:
+            log.warning("%s refused: %s", name, failure.message, extra={"command": name})
+            return Reply.failure(envelope.request_id, failure.to_error())
+        except Exception:
+            log.exception("%s failed unexpectedly", name, extra={"command": name})
+            return Reply.failure(envelope.request_id, NodeError(
+                code=ErrorCode.INTERNAL,
+                message=f"the node agent failed while executing {name}; see its log"))
+        return Reply.success(envelope.request_id, result)
+
+    async def _execute(self, envelope: CommandEnvelope) -> BaseModel:
+        command = envelope.command
+        job = envelope.idempotency_key
+        hyp = self.hypervisor
+        match command:
+            case HostCapabilitiesCommand():
+                return await hyp.capabilities()
+            case HostStateCommand():
+                return await self.host_state()
+            case VmDefine(spec=spec):
+                return await self._locked(spec.id, hyp.define(spec, job))
+            case VmStart(vm_id=vm_id, spec=spec, paused=paused):
+                return await self._locked(vm_id, hyp.start(vm_id, spec, paused=paused, job=job))
+            case VmShutdown(vm_id=vm_id, timeout_s=timeout, force_after_timeout=force):
+                return await self._locked(vm_id, hyp.shutdown(vm_id, timeout_s=timeout,
+                                                              force=force))
+            case VmDestroy(vm_id=vm_id):
+                return await hyp.destroy(vm_id)  # never waits behind a slow shutdown
+            case VmReboot(vm_id=vm_id):
+                return await self._locked(vm_id, hyp.reboot(vm_id))
+            case VmPause(vm_id=vm_id):
+                return await self._locked(vm_id, hyp.pause(vm_id))
+            case VmResume(vm_id=vm_id):
+                return await self._locked(vm_id, hyp.resume(vm_id))
+            case VmUndefine(vm_id=vm_id):
+                return await self._locked(vm_id, hyp.undefine(vm_id))
+            case VmStatus(vm_id=vm_id):
+                return await hyp.status(vm_id)
+            case VmSetTicket(vm_id=vm_id, password=password, expiry_s=expiry):
+                return await hyp.set_ticket(vm_id, password, expiry)
+            case VolumeCreate():
+                return await self.volumes.create(command)
+            case VolumeDelete(path=path):
+                await self.volumes.delete(path)
+                return Empty()
+            case VolumeInfoCommand(path=path):
+                return await self.volumes.info(path)
+        raise NodeFailure(ErrorCode.BAD_REQUEST, f"this node does not know command {command.name}")
+
+    async def _locked(self, vm_id: uuid.UUID, action: Awaitable[T]) -> T:
+        """Commands on one VM run one at a time (destroy and status excepted)."""
+        lock = self._vm_locks.setdefault(vm_id, asyncio.Lock())
+        async with lock:
+            return await action
+
+    async def host_state(self) -> HostState:
+        if self.sequencer is None:
+            raise NodeFailure(ErrorCode.INTERNAL, "the agent is still starting")
+        return HostState(host_uuid=self.sequencer.host_uuid,
+                         vms=tuple(await self.hypervisor.list_vms()),
+                         free_memory_mib=await self.hypervisor.free_memory_mib(),
+                         seq=self.sequencer.last_seq)
+
+    # -- events -------------------------------------------------------------------------
+
+    def _require_sequencer(self) -> EventSequencer:
+        if self.sequencer is None:
+            raise RuntimeError("the agent has not started")
+        return self.sequencer
+
+    async def _forward_events(self) -> None:
+        sequencer = self._require_sequencer()
+        async for event in self.hypervisor.events():
+            if isinstance(event, VmChanged):
+                vm = event.vm
+                envelope = sequencer.sequenced(VmLifecycle(vm=vm, detail=event.detail))
+                log.info("VM %s", event.detail, extra={
+                    "vm": vm.name, "vm_id": vm.vm_id, "state": vm.state, "seq": envelope.seq})
+            elif isinstance(event, HypervisorReconnected):
+                envelope = sequencer.sequenced(HostStateReport(state=await self.host_state()))
+                log.info("reconnected to the hypervisor; full state sent",
+                         extra={"seq": envelope.seq})
+            await self.transport.publish(envelope)
+
+    async def _send_heartbeats(self) -> None:
+        sequencer = self._require_sequencer()
+        while True:
+            await asyncio.sleep(self.timings.heartbeat_interval_s)
+            if not self.hypervisor.connected:
+                continue  # the engine should see this node as not responding
+            vms = await self.hypervisor.list_vms()
+            await self.transport.publish(sequencer.sequenced(Heartbeat(
+                vm_count=len(vms), free_memory_mib=await self.hypervisor.free_memory_mib(),
+                uptime_s=round(time.monotonic() - self._started_at, 3))))
+
+    async def _send_stats(self) -> None:
+        sequencer = self._require_sequencer()
+        sampler = StatsSampler()
+        while True:
+            if self.hypervisor.connected:
+                host, vms = await self.hypervisor.counters()
+                sample = sampler.sample(Reading(time.monotonic(), host, vms))
+                if sample is not None:
+                    await self.transport.publish_lossy(sequencer.lossy(sample))
+            await asyncio.sleep(self.timings.stats_interval_s)

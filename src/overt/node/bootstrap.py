@@ -1,0 +1,71 @@
+"""The node's composition root: settings in, a ready agent and its adapters out.
+
+Nothing else constructs the hypervisor driver, the stores or the transport, so
+tests and benchmarks swap one line here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from overt.bus.base import AgentTransport
+from overt.bus.direct.agent import AgentServerSettings, DirectAgentTransport
+from overt.config import NodeSettings
+from overt.node.agent import Agent, AgentTimings
+from overt.node.hypervisor.libvirt_driver import LibvirtHypervisor
+from overt.node.hypervisor.virt_mode_cache import VirtModeChoice, VirtType
+from overt.node.idempotency import IdempotencyStore
+from overt.node.identity import NodeIdentity
+from overt.node.storage.local import LocalVolumes
+
+log = logging.getLogger(__name__)
+
+
+class UnsupportedBus(ValueError):
+    """The settings name a transport this agent cannot use."""
+
+
+def build_transport(settings: NodeSettings) -> AgentTransport:
+    if settings.bus != "direct":
+        raise UnsupportedBus(f"transport {settings.bus.split('@')[-1]!r} is not available in "
+                             "this agent yet; use --bus direct")
+    identity = NodeIdentity(settings.data_dir, settings.engine_ca_file)
+    return DirectAgentTransport(identity, AgentServerSettings(
+        listen_address=settings.listen_address, port=settings.port,
+        engine_url=settings.engine_url, advertise_address=settings.advertise_address,
+        announce_interval_s=settings.announce_interval_s))
+
+
+def build_agent(settings: NodeSettings, transport: AgentTransport | None = None) -> Agent:
+    """An agent wired from `settings`; not started."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    hypervisor = LibvirtHypervisor(settings.libvirt_uri, VirtModeChoice(
+        VirtType(settings.virt_type), scratch_dir=settings.storage_dir / ".overt-probe",
+        cache_file=settings.data_dir / "virt-mode.json"))
+    return Agent(
+        hypervisor=hypervisor,
+        volumes=LocalVolumes(settings.storage_dir),
+        idempotency=IdempotencyStore(settings.data_dir / "command-results.sqlite"),
+        transport=transport or build_transport(settings),
+        timings=AgentTimings(stats_interval_s=settings.stats_interval_s,
+                             heartbeat_interval_s=settings.heartbeat_interval_s),
+    )
+
+
+async def run_agent(settings: NodeSettings) -> None:
+    """Run the agent until SIGTERM or SIGINT. Stopping it never stops a VM."""
+    agent = build_agent(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await agent.start()
+        await stop.wait()
+        log.info("stopping the agent (VMs keep running)")
+    finally:
+        with contextlib.suppress(Exception):
+            await agent.stop()

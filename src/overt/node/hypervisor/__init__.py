@@ -1,0 +1,1 @@
+"""Hypervisor drivers: the `Hypervisor` interface and its libvirt implementation."""

@@ -1,0 +1,111 @@
+"""What the agent needs from a hypervisor: the interface its drivers implement.
+
+The agent core sees only protocol models and the small types below, never libvirt's,
+so a simulated driver (for scale benchmarks) can stand in behind the same interface.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from overt.protocol.commands import VmTicket
+from overt.protocol.host import HostCapabilities, VirtMode, VmStatusReport
+from overt.protocol.vm import VmSpec
+
+
+@dataclass(frozen=True)
+class VmChanged:
+    """A VM changed state (a hypervisor lifecycle event), with its state right after."""
+
+    vm: VmStatusReport
+    detail: str
+
+
+@dataclass(frozen=True)
+class HypervisorReconnected:
+    """The connection to the hypervisor was lost and is back: the full state must be resent."""
+
+
+HypervisorEvent = VmChanged | HypervisorReconnected
+
+
+@dataclass(frozen=True)
+class HostCounters:
+    """The host's cumulative counters at one moment (stats are rates between two of these)."""
+
+    cpu_busy_ns: int
+    cpu_total_ns: int
+    memory_total_kib: int
+    memory_free_kib: int  # free + buffers + cache: what guests could still get
+    nics: dict[str, tuple[int, int]] = field(default_factory=dict)  # name: (rx, tx) bytes
+
+
+@dataclass(frozen=True)
+class VmCounters:
+    """One running VM's cumulative counters at one moment."""
+
+    vm_id: uuid.UUID | None
+    name: str
+    domain_uuid: uuid.UUID
+    cpu_time_ns: int
+    memory_kib: int
+    disk_read_bytes: int = 0
+    disk_write_bytes: int = 0
+    net_rx_bytes: int = 0
+    net_tx_bytes: int = 0
+
+
+class Hypervisor(Protocol):
+    """A node's hypervisor. Methods raise `NodeFailure` with an administrator's message."""
+
+    @property
+    def virt_mode(self) -> VirtMode:
+        """`kvm` or `qemu`, known once connected."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def connect(self) -> None:
+        """Connect, subscribe to lifecycle events and learn the virtualization mode."""
+
+    async def close(self) -> None:
+        """Disconnect. Never stops a VM."""
+
+    def events(self) -> AsyncIterator[HypervisorEvent]:
+        """Lifecycle events in the order the hypervisor reported them."""
+
+    async def host_uuid(self) -> uuid.UUID: ...
+
+    async def capabilities(self) -> HostCapabilities: ...
+
+    async def list_vms(self) -> list[VmStatusReport]:
+        """Every domain, running or defined; external domains have `vm_id=None`."""
+
+    async def free_memory_mib(self) -> int: ...
+
+    async def counters(self) -> tuple[HostCounters, list[VmCounters]]: ...
+
+    async def define(self, spec: VmSpec, job: str | None) -> VmStatusReport: ...
+
+    async def start(self, vm_id: uuid.UUID, spec: VmSpec | None, *, paused: bool,
+                    job: str | None) -> VmStatusReport: ...
+
+    async def shutdown(self, vm_id: uuid.UUID, *, timeout_s: float,
+                       force: bool) -> VmStatusReport: ...
+
+    async def destroy(self, vm_id: uuid.UUID) -> VmStatusReport: ...
+
+    async def reboot(self, vm_id: uuid.UUID) -> VmStatusReport: ...
+
+    async def pause(self, vm_id: uuid.UUID) -> VmStatusReport: ...
+
+    async def resume(self, vm_id: uuid.UUID) -> VmStatusReport: ...
+
+    async def undefine(self, vm_id: uuid.UUID) -> VmStatusReport: ...
+
+    async def status(self, vm_id: uuid.UUID) -> VmStatusReport: ...
+
+    async def set_ticket(self, vm_id: uuid.UUID, password: str, expiry_s: int) -> VmTicket: ...

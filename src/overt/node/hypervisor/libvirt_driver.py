@@ -1,0 +1,366 @@
+"""The libvirt hypervisor driver: VM lifecycle, host facts and events over libvirt-python.
+
+Every libvirt call runs through `BlockingCalls`; libvirt errors become `NodeFailure`s.
+Domain name = VmSpec name, domain UUID = VmSpec id; Overt's metadata marks our VMs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import socket
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
+
+import libvirt
+
+from overt import __version__
+from overt.node import host_nics
+from overt.node.errors import NodeFailure, bad_request, invalid_state, no_such_vm
+from overt.node.hypervisor.base import (
+    HostCounters,
+    HypervisorEvent,
+    HypervisorReconnected,
+    VmChanged,
+    VmCounters,
+)
+from overt.node.hypervisor.domain_xml import (
+    OvertMetadata,
+    domain_xml,
+    parse_libvirt_xml,
+    vnc_port,
+)
+from overt.node.hypervisor.executor import BlockingCalls
+from overt.node.hypervisor.libvirt_connection import (
+    LibvirtConnection,
+    RawDomainEvent,
+    Reconnected,
+)
+from overt.node.hypervisor.libvirt_errors import node_failure
+from overt.node.hypervisor.libvirt_host import (
+    host_counters,
+    parse_capabilities,
+    sum_indexed,
+    version_string,
+)
+from overt.node.hypervisor.libvirt_states import event_detail, state_after_event, vm_state
+from overt.node.hypervisor.virt_mode_cache import VirtModeChoice
+from overt.protocol import PROTOCOL_VERSION, ErrorCode
+from overt.protocol.commands import VmTicket
+from overt.protocol.host import HostCapabilities, VirtMode, VmState, VmStatusReport
+from overt.protocol.vm import VmSpec
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ACPI_RETRY_S = 5.0  # a press sent before the guest's ACPI handler runs is lost: press again
+POLL_S = 0.2
+_BULK_STATS = (libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
+               | libvirt.VIR_DOMAIN_STATS_BALLOON | libvirt.VIR_DOMAIN_STATS_INTERFACE
+               | libvirt.VIR_DOMAIN_STATS_BLOCK)
+
+
+class LibvirtHypervisor:
+    """A node's libvirtd, reached at `uri` (a lab node's own socket, or qemu:///system)."""
+
+    def __init__(self, uri: str, virt_mode: VirtModeChoice,
+                 calls: BlockingCalls | None = None) -> None:
+        self.calls = calls or BlockingCalls()
+        self.connection = LibvirtConnection(uri, self.calls)
+        self._virt_choice = virt_mode
+        self._virt_mode: VirtMode | None = None
+        self._known: dict[str, OvertMetadata] = {}  # domain uuid -> Overt's facts
+
+    @property
+    def virt_mode(self) -> VirtMode:
+        if self._virt_mode is None:
+            raise RuntimeError("the hypervisor is not connected yet")
+        return self._virt_mode
+
+    @property
+    def connected(self) -> bool:
+        return self.connection.connected
+
+    async def connect(self) -> None:
+        conn = await self.connection.open()
+        self._virt_mode = await self.calls.run(self._virt_choice.resolve, conn)
+        await self.list_vms()  # learns Overt's VMs from their metadata
+
+    async def close(self) -> None:
+        await self.connection.close()
+        self.calls.shutdown()
+
+    async def _call(self, action: str, func: Callable[..., T], *args: object) -> T:
+        try:
+            return await self.calls.run(func, *args)
+        except libvirt.libvirtError as exc:
+            raise node_failure(exc, action) from None
+
+    # -- queries ----------------------------------------------------------------------
+
+    async def host_uuid(self) -> uuid.UUID:
+        conn = self.connection.get()
+        return parse_capabilities(await self._call("reading host capabilities",
+                                                   conn.getCapabilities)).host_uuid
+
+    async def capabilities(self) -> HostCapabilities:
+        conn = self.connection.get()
+        cpu = parse_capabilities(await self._call("reading host capabilities",
+                                                  conn.getCapabilities))
+        info = await self._call("reading host info", conn.getInfo)
+        nics = await asyncio.to_thread(host_nics.host_nics)
+        return HostCapabilities(
+            host_uuid=cpu.host_uuid, hostname=socket.gethostname(), agent_version=__version__,
+            protocol_version=PROTOCOL_VERSION, cpu_model=cpu.model, cpu_sockets=cpu.sockets,
+            cpu_cores=cpu.cores, cpu_threads=cpu.threads, memory_mib=int(info[1]), nics=nics,
+            libvirt_version=version_string(await self._call("reading versions",
+                                                            conn.getLibVersion)),
+            qemu_version=version_string(await self._call("reading versions", conn.getVersion)),
+            virt_mode=self.virt_mode, kernel=os.uname().release)
+
+    async def list_vms(self) -> list[VmStatusReport]:
+        conn = self.connection.get()
+        domains = await self._call("listing domains", conn.listAllDomains, 0)
+        reports = []
+        for dom in domains:
+            try:
+                reports.append(await self._report(dom))
+            except NodeFailure as failure:
+                if failure.code is not ErrorCode.NO_SUCH_VM:  # gone meanwhile
+                    raise
+        return reports
+
+    async def free_memory_mib(self) -> int:
+        conn = self.connection.get()
+        counters = await self._call("reading host memory", host_counters, conn, {})
+        return counters.memory_free_kib // 1024
+
+    async def counters(self) -> tuple[HostCounters, list[VmCounters]]:
+        conn = self.connection.get()
+        nics = await asyncio.to_thread(host_nics.nic_counters)
+        host = await self._call("reading host stats", host_counters, conn, nics)
+        records = await self._call(
+            "reading domain stats", conn.getAllDomainStats, _BULK_STATS,
+            libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE)
+        vms = []
+        for dom, stats in records:
+            domain_uuid = dom.UUIDString()
+            meta = self._known.get(domain_uuid)
+            vms.append(VmCounters(
+                vm_id=meta.vm_id if meta else None, name=dom.name(),
+                domain_uuid=uuid.UUID(domain_uuid), cpu_time_ns=int(stats.get("cpu.time", 0)),
+                memory_kib=int(stats.get("balloon.current", 0)),
+                disk_read_bytes=sum_indexed(stats, "block", "rd.bytes"),
+                disk_write_bytes=sum_indexed(stats, "block", "wr.bytes"),
+                net_rx_bytes=sum_indexed(stats, "net", "rx.bytes"),
+                net_tx_bytes=sum_indexed(stats, "net", "tx.bytes")))
+        return host, vms
+
+    async def status(self, vm_id: uuid.UUID) -> VmStatusReport:
+        return await self._report(await self._domain(vm_id))
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def define(self, spec: VmSpec, job: str | None) -> VmStatusReport:
+        conn = self.connection.get()
+        meta = OvertMetadata(spec.id, spec.spec_version, job)
+        xml = domain_xml(spec, self.virt_mode, meta)
+        dom = await self._call(f"defining VM {spec.name}", conn.defineXML, xml)
+        self._known[str(spec.id)] = meta
+        log.info("VM defined", extra={"vm": spec.name, "vm_id": str(spec.id)})
+        return await self._report(dom)
+
+    async def start(self, vm_id: uuid.UUID, spec: VmSpec | None, *, paused: bool,
+                    job: str | None) -> VmStatusReport:
+        conn = self.connection.get()
+        flags = libvirt.VIR_DOMAIN_START_PAUSED if paused else 0
+        existing = await self._find(vm_id)
+        if existing is not None and await self._call("reading state", existing.isActive):
+            raise invalid_state(f"VM {existing.name()} is already running")
+        if spec is None:
+            if existing is None:
+                raise NodeFailure(ErrorCode.NO_SUCH_VM, f"no VM with id {vm_id} is defined on "
+                                  "this node; send vm.start with the VM's spec")
+            dom = existing
+            await self._call(f"starting VM {dom.name()}", dom.createWithFlags, flags)
+        else:
+            if spec.id != vm_id:
+                raise bad_request(f"vm.start for {vm_id} carries the spec of VM {spec.id}")
+            meta = OvertMetadata(spec.id, spec.spec_version, job)
+            xml = domain_xml(spec, self.virt_mode, meta)
+            self._known[str(spec.id)] = meta
+            if existing is not None:  # a defined VM: start it with the new spec
+                dom = await self._call(f"redefining VM {spec.name}", conn.defineXML, xml)
+                await self._call(f"starting VM {spec.name}", dom.createWithFlags, flags)
+            else:
+                dom = await self._call(f"starting VM {spec.name}", conn.createXML, xml, flags)
+        log.info("VM started", extra={"vm": dom.name(), "vm_id": str(vm_id)})
+        return await self._report(dom)
+
+    async def shutdown(self, vm_id: uuid.UUID, *, timeout_s: float,
+                       force: bool) -> VmStatusReport:
+        dom = await self._domain(vm_id)
+        name = dom.name()
+        deadline = time.monotonic() + timeout_s
+        next_press = 0.0
+        while time.monotonic() < deadline:
+            if not await self._active(dom):
+                log.info("VM powered off", extra={"vm": name, "vm_id": str(vm_id)})
+                return await self._report_after_stop(vm_id, name)
+            if time.monotonic() >= next_press:
+                await self._press_power_button(dom)
+                next_press = time.monotonic() + ACPI_RETRY_S
+            await asyncio.sleep(POLL_S)
+        if not force:
+            raise NodeFailure(ErrorCode.TIMEOUT, f"VM {name} did not power off within "
+                              f"{timeout_s:g} s of an ACPI shutdown; destroy it or wait longer")
+        log.warning("VM ignored the ACPI shutdown for %g s; destroying it", timeout_s,
+                    extra={"vm": name, "vm_id": str(vm_id)})
+        return await self.destroy(vm_id)
+
+    async def _press_power_button(self, dom: libvirt.virDomain) -> None:
+        try:
+            await self.calls.run(dom.shutdownFlags, libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
+        except libvirt.libvirtError as exc:
+            if await self._active(dom):
+                raise node_failure(exc, f"shutting down VM {dom.name()}") from None
+
+    async def destroy(self, vm_id: uuid.UUID) -> VmStatusReport:
+        dom = await self._domain(vm_id)
+        name = dom.name()
+        if await self._active(dom):
+            try:
+                await self.calls.run(dom.destroy)
+            except libvirt.libvirtError as exc:
+                if await self._active(dom):
+                    raise node_failure(exc, f"destroying VM {name}") from None
+            log.info("VM destroyed", extra={"vm": name, "vm_id": str(vm_id)})
+        return await self._report_after_stop(vm_id, name)
+
+    async def reboot(self, vm_id: uuid.UUID) -> VmStatusReport:
+        dom = await self._domain(vm_id)
+        await self._call(f"rebooting VM {dom.name()}", dom.reboot,
+                         libvirt.VIR_DOMAIN_REBOOT_ACPI_POWER_BTN)
+        log.info("VM reboot requested", extra={"vm": dom.name(), "vm_id": str(vm_id)})
+        return await self._report(dom)
+
+    async def pause(self, vm_id: uuid.UUID) -> VmStatusReport:
+        dom = await self._domain(vm_id)
+        await self._call(f"pausing VM {dom.name()}", dom.suspend)
+        log.info("VM paused", extra={"vm": dom.name(), "vm_id": str(vm_id)})
+        return await self._report(dom)
+
+    async def resume(self, vm_id: uuid.UUID) -> VmStatusReport:
+        dom = await self._domain(vm_id)
+        await self._call(f"resuming VM {dom.name()}", dom.resume)
+        log.info("VM resumed", extra={"vm": dom.name(), "vm_id": str(vm_id)})
+        return await self._report(dom)
+
+    async def undefine(self, vm_id: uuid.UUID) -> VmStatusReport:
+        dom = await self._domain(vm_id)
+        name = dom.name()
+        if await self._active(dom):
+            raise invalid_state(f"VM {name} is running; stop it before undefining it")
+        await self._call(f"undefining VM {name}", dom.undefineFlags,
+                         libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                         | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+        log.info("VM undefined", extra={"vm": name, "vm_id": str(vm_id)})
+        return await self._report_after_stop(vm_id, name)
+
+    async def set_ticket(self, vm_id: uuid.UUID, password: str, expiry_s: int) -> VmTicket:
+        dom = await self._domain(vm_id)
+        live = parse_libvirt_xml(await self._call("reading the VM's XML", dom.XMLDesc, 0))
+        current = live.find("devices/graphics[@type='vnc']")
+        if current is None:
+            raise invalid_state(f"VM {dom.name()} has no VNC console")
+        expires = time.time() + expiry_s
+        # The live device with only its password changed: libvirt refuses other changes.
+        current.set("passwd", password)
+        current.set("passwdValidTo",
+                    dt.datetime.fromtimestamp(expires, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+        port = int(current.get("port", "-1"))
+        await self._call(f"setting the console ticket of VM {dom.name()}", dom.updateDeviceFlags,
+                         ET.tostring(current, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        log.info("console ticket set", extra={"vm": dom.name(), "vm_id": str(vm_id)})
+        return VmTicket(vnc_port=port, expires_at=expires)
+
+    # -- events -------------------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[HypervisorEvent]:
+        while True:
+            raw = await self.connection.events.get()
+            if isinstance(raw, Reconnected):
+                await self.list_vms()
+                yield HypervisorReconnected()
+                continue
+            yield VmChanged(await self._report_for_event(raw),
+                            event_detail(raw.event, raw.detail))
+
+    async def _report_for_event(self, raw: RawDomainEvent) -> VmStatusReport:
+        vm_id = uuid.UUID(raw.domain_uuid)
+        now: VmStatusReport | None = None
+        try:
+            dom = await self._find(vm_id)
+            if dom is not None:
+                now = await self._report(dom)
+        except NodeFailure:
+            pass  # gone meanwhile, or libvirtd went away: the event says enough
+        report = now or self._gone(vm_id, raw.name)
+        state = state_after_event(raw.event, raw.detail, now.state if now else None)
+        if state is report.state:
+            return report
+        return report.model_copy(update={"state": state,
+                                         "reason": event_detail(raw.event, raw.detail)})
+
+    # -- helpers ------------------------------------------------------------------------
+
+    async def _find(self, vm_id: uuid.UUID) -> libvirt.virDomain | None:
+        conn = self.connection.get()
+        try:
+            return await self.calls.run(conn.lookupByUUIDString, str(vm_id))
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise node_failure(exc, f"looking up VM {vm_id}") from None
+
+    async def _domain(self, vm_id: uuid.UUID) -> libvirt.virDomain:
+        dom = await self._find(vm_id)
+        if dom is None:
+            raise no_such_vm(vm_id)
+        return dom
+
+    async def _active(self, dom: libvirt.virDomain) -> bool:
+        try:
+            return bool(await self.calls.run(dom.isActive))
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return False
+            raise node_failure(exc, f"reading the state of VM {dom.name()}") from None
+
+    async def _report(self, dom: libvirt.virDomain) -> VmStatusReport:
+        action = f"reading the state of VM {dom.name()}"
+        state, reason = await self._call(action, dom.state)
+        xml = await self._call(action, dom.XMLDesc, 0)
+        meta = OvertMetadata.parse(xml)
+        if meta is not None:
+            self._known[dom.UUIDString()] = meta
+        mapped, word = vm_state(state, reason)
+        return VmStatusReport(vm_id=meta.vm_id if meta else None, name=dom.name(),
+                              state=mapped, reason=word,
+                              spec_version=meta.spec_version if meta else None,
+                              vnc_port=vnc_port(xml) if mapped is not VmState.SHUTOFF else None)
+
+    async def _report_after_stop(self, vm_id: uuid.UUID, name: str) -> VmStatusReport:
+        dom = await self._find(vm_id)
+        return await self._report(dom) if dom is not None else self._gone(vm_id, name)
+
+    def _gone(self, vm_id: uuid.UUID, name: str) -> VmStatusReport:
+        meta = self._known.get(str(vm_id))
+        return VmStatusReport(vm_id=meta.vm_id if meta else None, name=name, state=VmState.GONE,
+                              spec_version=meta.spec_version if meta else None)
+

@@ -1,0 +1,160 @@
+"""A node's TLS identity in its data directory: key, bootstrap and CA-issued certificates,
+the engine CA it trusts, and where its engine's gateway is.
+
+Until the engine CA issues a certificate the node shows a self-signed bootstrap one.
+The engine CA is either configured (`engine_ca_file`) or pinned on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
+from overt.bus.direct.tls import TlsFiles
+from overt.pki.certs import (
+    PrivateKey,
+    cert_pem,
+    certificate_request,
+    fingerprint,
+    host_uuid_of,
+    key_pem,
+    load_cert,
+    load_key,
+    new_key,
+    self_signed,
+    write_private,
+)
+from overt.protocol.enrollment import EnrollmentGrant, EnrollmentStatus
+
+log = logging.getLogger(__name__)
+
+
+class IdentityError(ValueError):
+    """A certificate or CA that the node must not accept; the message says why."""
+
+
+class NodeIdentity:
+    """Files below `data_dir`: node.key (0600), bootstrap.pem, node.pem, engine-ca.pem,
+    enrollment.json."""
+
+    def __init__(self, data_dir: Path, engine_ca_file: Path | None = None) -> None:
+        self.data_dir = data_dir
+        self.engine_ca_file = engine_ca_file
+        self.key_file = data_dir / "node.key"
+        self.bootstrap_file = data_dir / "bootstrap.pem"
+        self.cert_file = data_dir / "node.pem"
+        self.ca_file = data_dir / "engine-ca.pem"
+        self.enrollment_file = data_dir / "enrollment.json"
+
+    # -- key and certificates -----------------------------------------------------------
+
+    def key(self) -> PrivateKey:
+        if not self.key_file.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_private(self.key_file, key_pem(new_key()))
+            log.info("made the node's private key %s", self.key_file)
+        return load_key(self.key_file)
+
+    def bootstrap_cert(self, host_uuid: uuid.UUID, names: list[str]) -> Path:
+        """The self-signed certificate shown before enrollment (made when missing)."""
+        if not self._current(self.bootstrap_file, host_uuid):
+            cert = self_signed(self.key(), str(host_uuid), names)
+            self.bootstrap_file.write_bytes(cert_pem(cert))
+        log.info("not enrolled yet; bootstrap certificate fingerprint %s",
+                 fingerprint(load_cert(self.bootstrap_file.read_bytes())))
+        return self.bootstrap_file
+
+    def csr_pem(self, host_uuid: uuid.UUID, names: list[str]) -> str:
+        return certificate_request(self.key(), str(host_uuid), names).decode()
+
+    def enrolled(self, host_uuid: uuid.UUID) -> bool:
+        return self._current(self.cert_file, host_uuid) and self.trusted_ca_file() is not None
+
+    def files(self) -> TlsFiles:
+        """The CA-issued identity (only once enrolled)."""
+        ca = self.trusted_ca_file()
+        if ca is None or not self.cert_file.exists():
+            raise IdentityError("the node is not enrolled yet")
+        return TlsFiles(ca, self.cert_file, self.key_file)
+
+    def _current(self, path: Path, host_uuid: uuid.UUID) -> bool:
+        """A certificate for this host and this key (a reinstalled host gets new ones)."""
+        if not path.exists() or not self.key_file.exists():
+            return False
+        cert = load_cert(path.read_bytes())
+        return host_uuid_of(cert) == host_uuid and \
+            cert.public_key() == self.key().public_key()
+
+    # -- the engine CA ------------------------------------------------------------------
+
+    def trusted_ca_file(self) -> Path | None:
+        """The configured engine CA, else the pinned one, else None (trust on first use)."""
+        if self.engine_ca_file is not None:
+            return self.engine_ca_file
+        return self.ca_file if self.ca_file.exists() else None
+
+    def trust_ca(self, ca_pem: str) -> None:
+        """Pin `ca_pem` as the engine CA, or check it is the one already trusted."""
+        offered = _load(ca_pem, "the engine CA")
+        trusted = self.trusted_ca_file()
+        if trusted is not None:
+            if load_cert(trusted.read_bytes()) != offered:
+                raise IdentityError(
+                    f"this node trusts another engine CA ({trusted}); to move it to a new "
+                    f"engine, remove {self.data_dir} on the node and restart the agent")
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.ca_file.write_bytes(cert_pem(offered))
+        log.warning("trusting the engine CA %s on first use (pinned in %s)",
+                    fingerprint(offered), self.ca_file)
+
+    # -- enrollment ---------------------------------------------------------------------
+
+    def accept_grant(self, grant: EnrollmentGrant, host_uuid: uuid.UUID,
+                     gateway_url: str | None) -> None:
+        """Store the certificate of an approved enrollment after checking it is ours."""
+        if grant.status is not EnrollmentStatus.APPROVED or grant.certificate_pem is None:
+            raise IdentityError(f"enrollment is {grant.status.value}, not approved with a "
+                                "certificate")
+        if grant.ca_pem is not None:
+            self.trust_ca(grant.ca_pem)
+        ca_file = self.trusted_ca_file()
+        if ca_file is None:
+            raise IdentityError("the grant carries no engine CA and none is trusted yet")
+        ca = load_cert(ca_file.read_bytes())
+        cert = _load(grant.certificate_pem, "the node certificate")
+        try:
+            cert.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature):
+            raise IdentityError("the node certificate was not issued by the engine CA "
+                                "this node trusts") from None
+        if cert.public_key() != self.key().public_key():
+            raise IdentityError("the node certificate is not for this node's key")
+        if host_uuid_of(cert) != host_uuid:
+            raise IdentityError(f"the node certificate names host {host_uuid_of(cert)}, "
+                                f"this node is {host_uuid}")
+        self.cert_file.write_bytes(cert_pem(cert))
+        self.enrollment_file.write_text(json.dumps({
+            "host_id": str(grant.host_id) if grant.host_id else None,
+            "gateway_url": grant.gateway_url or gateway_url,
+        }))
+        log.info("enrolled: certificate %s issued by the engine CA", fingerprint(cert))
+
+    def gateway_url(self) -> str | None:
+        try:
+            value = json.loads(self.enrollment_file.read_text()).get("gateway_url")
+        except (OSError, ValueError):
+            return None
+        return value if isinstance(value, str) else None
+
+
+def _load(pem: str, what: str) -> x509.Certificate:
+    try:
+        return load_cert(pem.encode())
+    except ValueError:
+        raise IdentityError(f"{what} is not a PEM certificate") from None

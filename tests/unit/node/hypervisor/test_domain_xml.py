@@ -1,0 +1,110 @@
+"""Domain XML from VM specs, checked against golden files (tests/.../golden/*.xml).
+
+To accept a deliberate change: OVERT_UPDATE_GOLDEN=1 pytest tests/unit/node, then review
+the diff of the golden files.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from overt.node.hypervisor.domain_xml import OvertMetadata, domain_xml, vnc_port
+from overt.protocol.host import VirtMode
+from overt.protocol.vm import (
+    BootDevice,
+    CpuTopology,
+    DiskBus,
+    DiskFormat,
+    DiskSpec,
+    FileSource,
+    GraphicsSpec,
+    IscsiSource,
+    NfsSource,
+    NicSpec,
+    VmSpec,
+)
+
+GOLDEN = Path(__file__).parent / "golden"
+VM_ID = uuid.UUID("11111111-2222-4333-8444-555555555555")
+
+
+def _id(n: int) -> uuid.UUID:
+    return uuid.UUID(int=n)
+
+
+SPECS = {
+    "minimal": VmSpec(id=VM_ID, name="tiny", memory_mib=64, graphics=None),
+    "web": VmSpec(
+        id=VM_ID, name="web-1", memory_mib=2048,
+        cpu=CpuTopology(sockets=2, cores=2, threads=2),
+        boot=(BootDevice.HD, BootDevice.NETWORK),
+        disks=(DiskSpec(id=_id(1), source=FileSource(path="/var/lib/overt/images/web.qcow2"),
+                        bootable=True, serial="web-root"),
+               DiskSpec(id=_id(2), source=FileSource(path="/var/lib/overt/images/data.raw"),
+                        format=DiskFormat.RAW, readonly=True)),
+        nics=(NicSpec(id=_id(3), mac="56:6F:1A:00:00:01", bridge="ovirtmgmt"),
+              NicSpec(id=_id(4), name="nic2", mac="56:6f:1a:00:00:02", bridge="guest",
+                      model="e1000", linked=False)),
+        graphics=GraphicsSpec(password="s3cret"),
+        serial_log="/var/log/overt/web-1.serial.log", spec_version=7),
+    "network-disks": VmSpec(
+        id=VM_ID, name="db", memory_mib=1024,
+        disks=(DiskSpec(id=_id(5), source=NfsSource(server="10.77.1.10",
+                                                    path="/export/sd1/db.qcow2")),
+               DiskSpec(id=_id(6), bus=DiskBus.SCSI, format=DiskFormat.RAW,
+                        source=IscsiSource(portal="10.77.1.10:3260",
+                                           target="iqn.2024-01.dev.overt:sd1", lun=1)),
+               DiskSpec(id=_id(7), bus=DiskBus.SCSI, source=FileSource(path="/a/b.qcow2"))),
+        graphics=GraphicsSpec()),
+}
+
+
+@pytest.mark.parametrize(("name", "mode"), [("minimal", VirtMode.QEMU), ("web", VirtMode.KVM),
+                                            ("network-disks", VirtMode.QEMU)])
+def test_domain_xml_matches_its_golden_file(name: str, mode: VirtMode) -> None:
+    spec = SPECS[name]
+    xml = domain_xml(spec, mode, OvertMetadata(spec.id, spec.spec_version, "job-1/step-2"))
+    golden = GOLDEN / f"{name}.xml"
+    if os.environ.get("OVERT_UPDATE_GOLDEN"):
+        golden.write_text(xml + "\n")
+    assert xml + "\n" == golden.read_text()
+
+
+def test_metadata_is_read_back_from_the_domain() -> None:
+    spec = SPECS["web"]
+    meta = OvertMetadata(spec.id, spec.spec_version, "job-1")
+    assert OvertMetadata.parse(domain_xml(spec, VirtMode.QEMU, meta)) == meta
+    assert OvertMetadata.parse(meta.xml()) == meta
+
+
+def test_a_domain_without_overt_metadata_is_external() -> None:
+    assert OvertMetadata.parse("<domain type='kvm'><name>x</name></domain>") is None
+    assert OvertMetadata.parse("<domain><metadata><other xmlns='urn:x'/></metadata></domain>") \
+        is None
+
+
+def test_names_with_markup_stay_text() -> None:
+    spec = SPECS["web"].model_copy(update={
+        "disks": (DiskSpec(id=_id(1), source=FileSource(path="/x/<evil>&'\".qcow2")),)})
+    xml = domain_xml(spec, VirtMode.QEMU, OvertMetadata(spec.id, 1))
+    assert "/x/&lt;evil&gt;&amp;'&quot;.qcow2" in xml
+
+
+def test_many_disks_get_libvirt_drive_names() -> None:
+    disks = tuple(DiskSpec(id=_id(i + 10), source=FileSource(path=f"/d/{i}.qcow2"))
+                  for i in range(28))
+    xml = domain_xml(SPECS["minimal"].model_copy(update={"disks": disks}), VirtMode.QEMU,
+                     OvertMetadata(VM_ID, 1))
+    assert 'dev="vdz"' in xml and 'dev="vdaa"' in xml and 'dev="vdab"' in xml
+
+
+def test_vnc_port_of_a_live_domain() -> None:
+    live = "<domain><devices><graphics type='vnc' port='5901'/></devices></domain>"
+    assert vnc_port(live) == 5901
+    assert vnc_port("<domain><devices><graphics type='vnc' port='-1'/></devices></domain>") \
+        is None
+    assert vnc_port("<domain><devices/></domain>") is None
