@@ -35,6 +35,9 @@ class NodeSettings(BaseSettings):
                            description="Keys, certificates and the agent's own state.")
     storage_dir: Path = Field(Path("/var/lib/overt/images"),
                               description="Where local disk images live (local storage).")
+    image_import_dirs: list[Path] = Field(
+        [Path("/var/cache/overt")], description="Directories whose images may be copied into "
+        "the storage directory (volume.create copy_from), e.g. the test guest's cache.")
     libvirt_uri: str = "qemu:///system"
     engine_ca_file: Path | None = Field(
         None, description="The engine CA to trust; without it the first engine to enroll "

@@ -1,60 +1,70 @@
-"""`overt demo`: the all-in-one. Until the engine lands it shows the lab with a running guest."""
+"""`overt demo`: the all-in-one on the embedded defaults (SQLite, direct transport)."""
 
 from __future__ import annotations
 
-import signal
-import time
+import asyncio
+import logging
 from pathlib import Path
 from typing import Annotated
 
-import libvirt
 import typer
 from rich.console import Console
 
+from overt.allinone import AllInOne, DemoError, DemoOptions
 from overt.cli.errors import reports_errors
-from overt.cli.lab import print_status
-from overt.lab.guest import BOOT_MARKER, build_guest_image
-from overt.lab.guest.domain import GuestDomain, overlay_disk
-from overt.lab.lab import Lab
-from overt.lab.topology import LabSpec, Topology
-from overt.system.daemons import ensure_libvirtd
+from overt.cli.logs import setup_logging
 
 console = Console()
-GUEST_DIR = "/var/tmp/overt-demo"  # seen by every lab node (their /var/lib/overt is private)
+
+
+def _ready(demo: AllInOne) -> None:
+    data = demo.options.data_dir
+    password = demo.runtime.generated_password
+    console.print(f"\n[bold green]Overt is ready[/] at {demo.url}")
+    console.print("  user:      admin@internal")
+    if password:
+        console.print(f"  password:  {password}   (shown once; also in {data}/admin-password)")
+    else:
+        console.print(f"  password:  in {data}/admin-password")
+    console.print(f"  CA:        {demo.runtime.pki.ca_file}")
+    console.print("  try:       overt vm create web1 --template test-guest --memory 256M"
+                  f"{'' if data == Path('/var/lib/overt/engine') else f' --data-dir {data}'}")
+    console.print("             overt vm start web1; overt vm list; overt host list")
+    console.print("  SDK:       ovirtsdk4.Connection(url=..., username='admin@internal', "
+                  "password=..., ca_file=...)")
+    console.print("Ctrl-C stops the engine and the agent; running VMs keep running.\n")
 
 
 @reports_errors
 def demo(
-    nodes: Annotated[int, typer.Option(help="How many lab nodes.")] = 2,
-    keep: Annotated[bool, typer.Option(help="Leave the lab up on exit.")] = False,
+    data_dir: Annotated[Path, typer.Option(help="Where the engine keeps its database, "
+                                                "certificates and password.")]
+    = Path("/var/lib/overt/engine"),
+    port: Annotated[int, typer.Option(help="HTTPS port of the API.")] = 8443,
+    db: Annotated[str | None, typer.Option(help="Database URL (default: SQLite in the data "
+                                                "directory).")] = None,
+    bus: Annotated[str, typer.Option(help="`direct`, or an amqp:// URL of a broker.")]
+    = "direct",
+    public_address: Annotated[str, typer.Option(
+        help="Address nodes use to reach the engine (the lab's is 10.77.0.1).")] = "127.0.0.1",
+    gateway_port: Annotated[int, typer.Option(help="Port of the node gateway.")] = 8444,
+    node_port: Annotated[int, typer.Option(help="Port of this machine's agent.")] = 54321,
+    images_dir: Annotated[Path, typer.Option(help="Local storage: where VM disks live.")]
+    = Path("/var/lib/overt/images"),
 ) -> None:
-    """Build a lab, boot the test guest on node1 and keep it running until Ctrl-C."""
-    ensure_libvirtd()
-    lab = Lab(Topology(LabSpec(nodes=nodes)), on_step=lambda s: console.print(f"[cyan]•[/] {s}"))
-    lab.up()
-    image = build_guest_image()
-    workdir = Path(GUEST_DIR)
-    workdir.mkdir(parents=True, exist_ok=True, mode=0o755)
-    spec = GuestDomain(disk=workdir / "guest1.qcow2", serial_log=workdir / "guest1.serial.log",
-                       bridge="ovirtmgmt", name="demo-guest")
-    spec.disk.unlink(missing_ok=True)
-    overlay_disk(image.qcow2_disk, spec.disk)
-    conn = libvirt.open(lab.hypervisor("node1").uri)
-    domain = conn.createXML(spec.xml(), 0)
-    started = time.monotonic()
-    while BOOT_MARKER not in (spec.serial_log.read_text() if spec.serial_log.exists() else ""):
-        time.sleep(0.2)
-    console.print(f"[green]✓[/] test guest booted on node1 in {time.monotonic() - started:.1f} s")
-    print_status(lab)
-    console.print("Try: overt lab exec node1 -- virsh list    (Ctrl-C stops the demo)")
+    """Run the engine and an agent for this machine, enrolled as host 'local', with a local
+    storage domain and the test-guest template. Ready when the API answers."""
+    setup_logging("WARNING")
+    logging.getLogger("overt").setLevel(logging.INFO)
+    options = DemoOptions(data_dir=data_dir, port=port, db=db, bus=bus,
+                          public_address=public_address, gateway_port=gateway_port,
+                          node_port=node_port, images_dir=images_dir)
+    allinone = AllInOne(options, say=lambda text: console.print(f"[cyan]•[/] {text}"))
     try:
-        signal.pause()
+        asyncio.run(allinone.run(_ready))
     except KeyboardInterrupt:
         pass
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup short
-        console.print("stopping the test guest")
-        domain.destroy()
-        conn.close()
-        if not keep:
-            lab.down()
+    except DemoError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    console.print("Overt stopped; VMs that were running keep running.")

@@ -29,6 +29,9 @@ def node(
         help="Keys, certificates and agent state (/var/lib/overt/node).")] = None,
     storage_dir: Annotated[Path | None, typer.Option(
         help="Local disk images (/var/lib/overt/images).")] = None,
+    import_dir: Annotated[list[Path] | None, typer.Option(
+        help="A directory whose images may be copied into the storage directory "
+        "(repeatable; /var/cache/overt).")] = None,
     libvirt_uri: Annotated[str | None, typer.Option(
         help="libvirtd to manage (qemu:///system; a lab node's own socket URI).")] = None,
     engine_ca_file: Annotated[Path | None, typer.Option(
@@ -50,7 +53,8 @@ def node(
     given: dict[str, Any] = {
         "engine_url": engine_url, "bus": bus, "listen_address": listen_address, "port": port,
         "advertise_address": advertise_address, "data_dir": data_dir,
-        "storage_dir": storage_dir, "libvirt_uri": libvirt_uri,
+        "storage_dir": storage_dir, "image_import_dirs": import_dir or None,
+        "libvirt_uri": libvirt_uri,
         "engine_ca_file": engine_ca_file, "stats_interval_s": stats_interval,
         "heartbeat_interval_s": heartbeat_interval, "virt_type": virt_type,
         "log_level": log_level, "log_format": log_format,

@@ -19,6 +19,9 @@ from typing import Any
 import uvicorn
 
 from overt.bus.base import EngineTransport
+from overt.bus.direct.engine import DirectEngineTransport
+from overt.bus.direct.gateway import NodeGateway
+from overt.bus.direct.tls import TlsFiles
 from overt.config import EngineSettings
 from overt.engine.api.app import ApiServices, build_api_app
 from overt.engine.db import migrate
@@ -34,6 +37,7 @@ from overt.engine.registry.bootstrap_client import NodeBootstrap
 from overt.engine.registry.enrollment import BrokerAccounts, Registry
 from overt.engine.registry.pki import EnginePki
 from overt.engine.services.jobs import JobSubmitter
+from overt.protocol.enrollment import EngineIntroduction, EnrollmentGrant, EnrollmentRequest
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +161,8 @@ class EngineRuntime:
         tasks = [asyncio.create_task(server.serve(), name="api")]
         gateway = make_gateway(self.settings, self.pki, registry,
                                InboxSink(self.db, self.monitor_wakeup))
-        if gateway is not None:
-            await gateway.start()
-            self._servers.append(gateway)
+        await gateway.start()
+        self._servers.append(gateway)
         while not server.started:
             await asyncio.sleep(0.02)
             if tasks[0].done():
@@ -182,15 +185,39 @@ class EngineRuntime:
         log.info("engine stopped")
 
 
+def _tls(pki: EnginePki) -> TlsFiles:
+    return TlsFiles(ca_file=pki.ca_file, cert_file=pki.cert_file, key_file=pki.key_file)
+
+
 def make_transport(settings: EngineSettings, pki: EnginePki) -> EngineTransport:
     """The engine's end of the bus named by the settings (direct, or amqp://...)."""
-    raise NotImplementedError(f"transport {settings.bus!r} is not available in this build")
+    if settings.bus == "direct":
+        return DirectEngineTransport(_tls(pki))
+    raise ValueError(f"bus {settings.bus!r} is not supported: use `direct` or an amqp:// URL")
 
 
-def make_bootstrap(pki: EnginePki) -> NodeBootstrap | None:
-    return None
+class DirectBootstrap:
+    """Adding a host by address: the engine calls the node's bootstrap endpoints."""
+
+    def __init__(self, pki: EnginePki) -> None:
+        self.transport = DirectEngineTransport(_tls(pki))
+
+    async def request_enrollment(self, address: str, port: int,
+                                 introduction: EngineIntroduction) -> EnrollmentRequest:
+        request, _fingerprint = await self.transport.request_enrollment(
+            f"https://{address}:{port}", introduction)
+        return request
+
+    async def deliver_grant(self, address: str, port: int, grant: EnrollmentGrant) -> None:
+        await self.transport.send_certificate(f"https://{address}:{port}", grant)
+
+
+def make_bootstrap(pki: EnginePki) -> NodeBootstrap:
+    return DirectBootstrap(pki)
 
 
 def make_gateway(settings: EngineSettings, pki: EnginePki, registry: Registry,
-                 sink: InboxSink) -> Any:
-    return None
+                 sink: InboxSink) -> NodeGateway:
+    """The node gateway: enrollment always; events too in direct mode (into the inbox)."""
+    return NodeGateway(_tls(pki), host=settings.gateway_address, port=settings.gateway_port,
+                       sink=sink if settings.bus == "direct" else None, enroll=registry.announce)

@@ -47,7 +47,7 @@ def build_agent(settings: NodeSettings, transport: AgentTransport | None = None)
         cache_file=settings.data_dir / "virt-mode.json"))
     return Agent(
         hypervisor=hypervisor,
-        volumes=LocalVolumes(settings.storage_dir),
+        volumes=LocalVolumes(settings.storage_dir, tuple(settings.image_import_dirs)),
         idempotency=IdempotencyStore(settings.data_dir / "command-results.sqlite"),
         transport=transport or build_transport(settings),
         timings=AgentTimings(stats_interval_s=settings.stats_interval_s,

@@ -28,14 +28,22 @@ def mark_host_up(session: AsyncSession, host: Host) -> None:
     host.last_heartbeat_at = utcnow()
 
 
-async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusReport) -> None:
-    """One VM's state as `host` reports it (a lifecycle event or part of a full report)."""
+async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusReport) -> bool:
+    """One VM's state as `host` reports it (a lifecycle event or part of a full report).
+
+    A VM that a job is acting on is left to the job, which records the outcome with its
+    lock released in the same transaction; the host is resynchronised afterwards in case
+    the VM changed again meanwhile. Returns False when the report was deferred so.
+    """
     vm = await session.get(Vm, report.vm_id) if report.vm_id is not None else None
     if vm is None:
         await _external_vm(session, host, report)
-        return
+        return True
+    if await locked_by(session, "vm", vm.id) is not None:
+        host.needs_resync = True
+        return False
     if vm.host_id not in (None, host.id) and report.state in (VmState.GONE, VmState.SHUTOFF):
-        return  # news of a VM that has since moved to another host
+        return True  # news of a VM that has since moved to another host
     new_status = vm_status_of(report.state)
     if new_status is VmStatus.DOWN:
         if vm.status != VmStatus.DOWN.value and vm.host_id == host.id:
@@ -45,7 +53,7 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
         if vm.host_id in (None, host.id):
             vm.status, vm.host_id, vm.vnc_port = VmStatus.DOWN.value, None, None
             vm.stop_time = utcnow()
-        return
+        return True
     if vm.status != new_status.value and new_status is VmStatus.UP and \
             vm.status not in (VmStatus.WAIT_FOR_LAUNCH.value, VmStatus.POWERING_UP.value):
         audit.record(session, f"VM {vm.name} is up on host {host.name}", code=audit.VM_UP,
@@ -53,6 +61,7 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
     vm.status, vm.host_id = new_status.value, host.id
     if report.vnc_port is not None:
         vm.vnc_port = report.vnc_port
+    return True
 
 
 async def _external_vm(session: AsyncSession, host: Host, report: VmStatusReport) -> None:
@@ -89,8 +98,9 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
     """Apply a node's full state: every VM it runs, and the VMs it no longer runs."""
     reported_ids = set()
     reported_names = set()
+    deferred = False
     for report in state.vms:
-        await apply_vm_report(session, host, report)
+        deferred |= not await apply_vm_report(session, host, report)
         if report.vm_id is not None:
             reported_ids.add(report.vm_id)
         reported_names.add(report.name)
@@ -100,6 +110,7 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
         if vm.id in reported_ids or (vm.origin == "external" and vm.name in reported_names):
             continue
         if await locked_by(session, "vm", vm.id) is not None:
+            deferred = True
             continue  # a job is acting on it; the job records the outcome
         if vm.origin == "external":
             await session.delete(vm)
@@ -111,5 +122,5 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
                      host_id=host.id)
         vm.status, vm.host_id, vm.vnc_port, vm.stop_time = VmStatus.DOWN.value, None, None, utcnow()
     host.free_memory_mib = state.free_memory_mib
-    host.needs_resync = False
+    host.needs_resync = deferred
     mark_host_up(session, host)

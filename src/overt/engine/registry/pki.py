@@ -6,6 +6,8 @@ import socket
 import uuid
 from pathlib import Path
 
+from cryptography import x509
+
 from overt.pki.certs import (
     CertificateAuthority,
     cert_pem,
@@ -58,7 +60,14 @@ class EnginePki:
         return self.ca_file.read_text()
 
     def issue_node_certificate(self, csr_pem: str, host_uuid: uuid.UUID, address: str) -> str:
-        """A node's certificate: CN and SAN carry its host UUID; its address is a SAN too."""
-        cert = self.ca.sign(csr_pem.encode(), common_name=str(host_uuid),
-                            names=[f"urn:uuid:{host_uuid}", address])
+        """A node's certificate: CN and SAN carry its host UUID; the address the engine uses
+        and the names the node asked for are SANs too."""
+        csr = x509.load_pem_x509_csr(csr_pem.encode())
+        try:
+            asked = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            requested = [str(n.value) for n in asked]
+        except x509.ExtensionNotFound:
+            requested = []
+        names = list(dict.fromkeys([f"urn:uuid:{host_uuid}", address, *requested]))
+        cert = self.ca.sign(csr_pem.encode(), common_name=str(host_uuid), names=names)
         return cert_pem(cert).decode()

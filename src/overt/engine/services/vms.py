@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.tables import Cluster, Disk, DiskAttachment, Host, Job, Template, User, Vm
 from overt.engine.model.errors import Conflict, InvalidInput
-from overt.engine.model.status import BootDevice, DiskStatus, VmStatus
+from overt.engine.model.status import BootDevice, DiskStatus, TemplateStatus, VmStatus
 from overt.engine.model.vm_actions import VmAction, check_vm_action
 from overt.engine.services import audit, lookup
 from overt.engine.services.devices import add_disk_attachment, add_nic, thin_copy
@@ -63,6 +63,9 @@ async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user:
     cluster = await lookup.resolve(session, Cluster, data.cluster, "vm.cluster")
     template = await lookup.resolve(session, Template, data.template or lookup.Ref(
         id=BLANK_TEMPLATE_ID), "vm.template")
+    if template.status != TemplateStatus.OK.value:
+        raise Conflict(f"Cannot add VM. Template {template.name} is {template.status} "
+                       "(its disks are not ready).")
     for value, what in ((data.sockets, "sockets"), (data.cores, "cores"),
                         (data.threads, "threads")):
         _check_topology(value, what)

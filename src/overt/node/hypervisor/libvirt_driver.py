@@ -15,6 +15,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import libvirt
@@ -50,6 +51,7 @@ from overt.node.hypervisor.libvirt_host import (
 )
 from overt.node.hypervisor.libvirt_states import event_detail, state_after_event, vm_state
 from overt.node.hypervisor.virt_mode_cache import VirtModeChoice
+from overt.node.hypervisor.virt_probe import is_probe
 from overt.protocol import PROTOCOL_VERSION, ErrorCode
 from overt.protocol.commands import VmTicket
 from overt.protocol.host import HostCapabilities, VirtMode, VmState, VmStatusReport
@@ -128,6 +130,8 @@ class LibvirtHypervisor:
         domains = await self._call("listing domains", conn.listAllDomains, 0)
         reports = []
         for dom in domains:
+            if is_probe(dom.name()):
+                continue
             try:
                 reports.append(await self._report(dom))
             except NodeFailure as failure:
@@ -167,6 +171,7 @@ class LibvirtHypervisor:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def define(self, spec: VmSpec, job: str | None) -> VmStatusReport:
+        prepare_console_log(spec)
         conn = self.connection.get()
         meta = OvertMetadata(spec.id, spec.spec_version, job)
         xml = domain_xml(spec, self.virt_mode, meta)
@@ -191,6 +196,7 @@ class LibvirtHypervisor:
         else:
             if spec.id != vm_id:
                 raise bad_request(f"vm.start for {vm_id} carries the spec of VM {spec.id}")
+            prepare_console_log(spec)
             meta = OvertMetadata(spec.id, spec.spec_version, job)
             xml = domain_xml(spec, self.virt_mode, meta)
             self._known[str(spec.id)] = meta
@@ -298,6 +304,8 @@ class LibvirtHypervisor:
                 await self.list_vms()
                 yield HypervisorReconnected()
                 continue
+            if is_probe(raw.name):
+                continue
             yield VmChanged(await self._report_for_event(raw),
                             event_detail(raw.event, raw.detail))
 
@@ -364,3 +372,11 @@ class LibvirtHypervisor:
         return VmStatusReport(vm_id=meta.vm_id if meta else None, name=name, state=VmState.GONE,
                               spec_version=meta.spec_version if meta else None)
 
+
+
+def prepare_console_log(spec: VmSpec) -> None:
+    """The directory of the VM's serial console log must exist before libvirt opens it."""
+    if spec.serial_log:
+        directory = Path(spec.serial_log).parent
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o755)

@@ -22,11 +22,32 @@ from overt.protocol.host import VirtMode
 log = logging.getLogger(__name__)
 
 FIRMWARE_DONE = ("No bootable device", "Boot failed")
+PROBE_PREFIX = "overt-kvm-probe-"
+
+
+def is_probe(domain_name: str) -> bool:
+    """The probe's own short-lived domains are never reported as VMs."""
+    return domain_name.startswith(PROBE_PREFIX)
+
+
+def cpu_has_virtualization(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """vmx (Intel) or svm (AMD) among the CPU flags. Without them /dev/kvm may still exist
+    (a nested guest), and even the firmware boots, but a kernel stops at its first
+    privileged instruction: KVM is not usable."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return False
+    return any(set(line.split(":", 1)[1].split()) & {"vmx", "svm"}
+               for line in text.splitlines() if line.startswith("flags"))
 
 
 def probe_virt_mode(conn: libvirt.virConnect, scratch_dir: Path, *,
                     timeout_s: float = 5.0) -> VirtMode:
     """Boot a diskless `kvm` domain; `kvm` when its firmware runs, else `qemu`. Blocking."""
+    if not cpu_has_virtualization():
+        log.info("the CPU shows no vmx/svm flag; using software emulation (qemu)")
+        return VirtMode.QEMU
     try:
         conn.getDomainCapabilities(None, None, None, "kvm", 0)
     except libvirt.libvirtError as exc:
@@ -69,7 +90,7 @@ def _firmware_finishes(domain: libvirt.virDomain, serial: Path, timeout_s: float
 
 def _probe_xml(serial: Path) -> str:
     dom = ET.Element("domain", type="kvm")
-    ET.SubElement(dom, "name").text = f"overt-kvm-probe-{uuid.uuid4().hex[:8]}"
+    ET.SubElement(dom, "name").text = f"{PROBE_PREFIX}{uuid.uuid4().hex[:8]}"
     ET.SubElement(dom, "memory", unit="MiB").text = "32"
     ET.SubElement(dom, "vcpu").text = "1"
     os_ = ET.SubElement(dom, "os")

@@ -25,8 +25,9 @@ QEMU_IMG_TIMEOUT_S = 3600.0
 class LocalVolumes:
     """The disk images of one storage directory."""
 
-    def __init__(self, storage_dir: Path) -> None:
+    def __init__(self, storage_dir: Path, import_dirs: tuple[Path, ...] = ()) -> None:
         self.storage_dir = storage_dir
+        self.import_dirs = import_dirs
 
     def ensure_directory(self) -> None:
         self.storage_dir.mkdir(parents=True, exist_ok=True)
@@ -48,7 +49,7 @@ class LocalVolumes:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
         fmt = command.format.value
         if command.copy_from is not None:
-            source = self._existing(command.copy_from, "the image to copy")
+            source = self._importable(command.copy_from)
             argv = ["qemu-img", "convert", "-q", "-O", fmt, str(source), str(path)]
         else:
             argv = ["qemu-img", "create", "-q", "-f", fmt]
@@ -88,6 +89,17 @@ class LocalVolumes:
 
     async def _format_of(self, path: Path) -> DiskFormat:
         return (await self.info(path)).format
+
+    def _importable(self, raw: str) -> Path:
+        """An image to copy: in the storage directory or in one of the import directories."""
+        resolved = Path(os.path.normpath(raw)).resolve()
+        for root in self.import_dirs:
+            if resolved.is_relative_to(root.resolve()):
+                if not resolved.is_file():
+                    raise NodeFailure(ErrorCode.IMAGE_MISSING,
+                                      f"the image to copy {resolved} does not exist")
+                return resolved
+        return self._existing(raw, "the image to copy")
 
     def _existing(self, raw: str, what: str) -> Path:
         path = self.inside(raw, what)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from overt.engine.db.tables import Disk, Host, StorageDomain
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine.db.tables import Disk, Host, StorageDomain, Template
 from overt.engine.jobs.context import FailureHook, Handler, JobContext
 from overt.engine.jobs.errors import JobFailed, RetryLater
 from overt.engine.jobs.vm_spec import image_location
-from overt.engine.model.status import DiskStatus, HostStatus, LogSeverity
+from overt.engine.model.status import DiskStatus, HostStatus, LogSeverity, TemplateStatus
 from overt.engine.nodes import NodeCommandFailed
 from overt.engine.services import audit, lookup
 from overt.protocol import ErrorCode
@@ -51,10 +55,21 @@ async def create_disk(ctx: JobContext) -> dict[str, Any]:
         disk = await lookup.get(session, Disk, disk_id)
         disk.status, disk.actual_size = DiskStatus.OK.value, info.actual_size
         disk.provisioned_size = max(disk.provisioned_size, info.virtual_size)
+        if disk.template_id is not None:
+            await _unlock_template(session, disk.template_id)
         audit.record(session, f"Disk {disk.name} was created on {domain.name}",
                      code=audit.DISK_CREATED, storage_domain_id=domain.id, job_id=ctx.job.id,
                      user_id=ctx.job.owner_id)
     return {"actual_size": info.actual_size}
+
+
+async def _unlock_template(session: AsyncSession, template_id: uuid.UUID) -> None:
+    """A template is usable once all of its disks are."""
+    template = await session.get(Template, template_id)
+    pending = (await session.execute(select(Disk.id).where(
+        Disk.template_id == template_id, Disk.status != DiskStatus.OK.value))).first()
+    if template is not None and pending is None:
+        template.status = TemplateStatus.OK.value
 
 
 async def _create_failed(ctx: JobContext, message: str) -> None:
@@ -62,6 +77,10 @@ async def _create_failed(ctx: JobContext, message: str) -> None:
         disk = await session.get(Disk, ctx.uuid_param("disk_id"))
         if disk is not None and disk.status == DiskStatus.LOCKED.value:
             disk.status = DiskStatus.ILLEGAL.value
+            if disk.template_id is not None:
+                template = await session.get(Template, disk.template_id)
+                if template is not None:
+                    template.status = TemplateStatus.ILLEGAL.value
             audit.record(session, f"Creating disk {disk.name} failed: {message}",
                          severity=LogSeverity.ERROR, job_id=ctx.job.id)
 

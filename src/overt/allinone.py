@@ -1,0 +1,242 @@
+"""The all-in-one (`overt demo`): an engine and an agent for this machine, ready to use.
+
+The engine runs in this process; the agent runs as a child process so that VMs,
+which belong to libvirt, outlive both (as with oVirt, stopping the engine never
+stops a VM). On first start this machine is added as host `local` of cluster
+Default, with a local storage domain and the `test-guest` template.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from overt.config import EngineSettings
+from overt.engine.bootstrap import EngineRuntime
+from overt.engine.db.seed import ADMIN
+from overt.engine.db.tables import Cluster, Host, StorageDomain, Template, User
+from overt.engine.model.status import HostStatus, TemplateStatus
+from overt.engine.services import hosts as host_service
+from overt.engine.services.jobs import JobSubmitter
+from overt.engine.services.templates import import_image_template
+from overt.lab import netns
+from overt.lab.guest import build_guest_image
+from overt.lab.guest_dhcp import GuestDhcp
+from overt.system.daemons import ensure_libvirtd
+from overt.system.processes import alive, stop_processes
+from overt.system.waiting import tcp_port_answers
+
+log = logging.getLogger(__name__)
+
+LOCAL_HOST = "local"
+LOCAL_STORAGE = "local"
+TEST_TEMPLATE = "test-guest"
+IMAGES_DIR = Path("/var/lib/overt/images")
+MANAGEMENT_BRIDGE = "ovirtmgmt"
+DEMO_SUBNET = "10.76.0.0/24"
+
+
+class DemoError(RuntimeError):
+    """The all-in-one cannot start; the message says what to do."""
+
+
+@dataclass
+class DemoOptions:
+    data_dir: Path
+    port: int
+    db: str | None
+    bus: str
+    node_port: int = 54321
+    gateway_port: int = 8444
+    public_address: str = "127.0.0.1"
+    images_dir: Path = IMAGES_DIR
+
+
+class AllInOne:
+    def __init__(self, options: DemoOptions, say: Callable[[str], None]) -> None:
+        self.options = options
+        self.say = say
+        self.agent: subprocess.Popen[bytes] | None = None
+        self.agent_pid: int | None = None
+        settings = EngineSettings(
+            data_dir=options.data_dir, db=options.db, bus=options.bus, api_address="127.0.0.1",
+            api_port=options.port, gateway_address="0.0.0.0",  # noqa: S104 - lab nodes too
+            gateway_port=options.gateway_port, public_address=options.public_address)
+        self.runtime = EngineRuntime(settings)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.options.port}/ovirt-engine/api"
+
+    @property
+    def agent_pidfile(self) -> Path:
+        return self.options.data_dir / "node.pid"
+
+    def _running_agent(self) -> int | None:
+        """The agent a previous run left behind (the engine was killed, its agent was not)."""
+        try:
+            pid = int(self.agent_pidfile.read_text())
+        except (OSError, ValueError):
+            return None
+        if not alive(pid) or b"overt" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return None
+        return pid
+
+    def _check_ports(self) -> None:
+        ports = [(self.options.port, "API"), (self.options.gateway_port, "node gateway")]
+        if self._running_agent() is None:
+            ports.append((self.options.node_port, "local agent"))
+        for port, what in ports:
+            if tcp_port_answers("127.0.0.1", port):
+                raise DemoError(f"port {port} (the {what}) is in use: is another Overt running? "
+                                "Stop it, or choose other ports.")
+
+    async def run(self, ready: Callable[[AllInOne], None]) -> None:
+        self._check_ports()
+        self.say("starting libvirtd and building the test guest (cached after the first run)")
+        await asyncio.to_thread(ensure_libvirtd)
+        await asyncio.to_thread(self._ensure_management_bridge)
+        image = await asyncio.to_thread(build_guest_image)
+        self.say("preparing the engine (database, certificates)")
+        await self.runtime.prepare()
+        started = asyncio.Event()
+        engine = asyncio.create_task(self.runtime.run(ready=started))
+        await started.wait()
+        try:
+            self._start_agent()
+            await self._set_up(str(image.qcow2_disk), image.qcow2_disk.stat().st_size)
+            ready(self)
+            await engine
+        finally:
+            self.runtime.stop()
+            await asyncio.gather(engine, return_exceptions=True)
+            self._stop_agent()
+
+    def _ensure_management_bridge(self) -> None:
+        """This machine's `ovirtmgmt` bridge, as oVirt's host deploy makes one.
+
+        The all-in-one cannot move the machine's own address onto a bridge, so the
+        bridge is a network of its own for the VMs, with DHCP, reachable from here.
+        """
+        if netns.link_exists(MANAGEMENT_BRIDGE):
+            return
+        subnet = ipaddress.IPv4Network(DEMO_SUBNET)
+        clashes = netns.routes_overlapping(subnet, ignore_devs={MANAGEMENT_BRIDGE})
+        if clashes:
+            raise DemoError(f"the demo's VM network {subnet} overlaps this machine's routes "
+                            f"({'; '.join(clashes)})")
+        self.say(f"creating bridge {MANAGEMENT_BRIDGE} ({subnet}, with DHCP) for the VMs")
+        netns.ensure_bridge(MANAGEMENT_BRIDGE)
+        netns.ensure_address(MANAGEMENT_BRIDGE, ipaddress.IPv4Interface(
+            f"{subnet.network_address + 1}/{subnet.prefixlen}"))
+        state = Path("/var/lib/overt/demo-network")
+        state.mkdir(parents=True, exist_ok=True)
+        GuestDhcp(state, MANAGEMENT_BRIDGE,
+                  (subnet.network_address + 100, subnet.network_address + 250)).ensure_running()
+
+    def _start_agent(self) -> None:
+        running = self._running_agent()
+        if running is not None:
+            self.say(f"the agent of this machine is still running (pid {running}); using it")
+            self.agent_pid = running
+            return
+        node_dir = self.options.data_dir / "node"
+        node_dir.mkdir(parents=True, exist_ok=True)
+        self.options.images_dir.mkdir(parents=True, exist_ok=True)
+        log_file = (self.options.data_dir / "node.log").open("ab")
+        argv = [sys.executable, "-m", "overt", "node", "--listen-address", "127.0.0.1",
+                "--port", str(self.options.node_port), "--advertise-address", "127.0.0.1",
+                "--data-dir", str(node_dir), "--storage-dir", str(self.options.images_dir),
+                "--engine-ca-file", str(self.runtime.pki.ca_file)]
+        self.say(f"starting the agent of this machine (log: {self.options.data_dir}/node.log)")
+        self.agent = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, start_new_session=True,
+                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.agent_pid = self.agent.pid
+        self.agent_pidfile.write_text(str(self.agent.pid))
+
+    def _stop_agent(self) -> None:
+        if self.agent_pid is None:
+            return
+        stop_processes({self.agent_pid}, grace=20)
+        if self.agent is not None:
+            self.agent.wait()
+        self.agent_pidfile.unlink(missing_ok=True)
+
+    async def _set_up(self, image_path: str, image_size: int) -> None:
+        db = self.runtime.db
+        jobs = JobSubmitter(self.runtime.job_wakeup)
+        async with db.transaction() as session:
+            admin = (await session.execute(select(User).where(User.user_name == ADMIN))
+                     ).scalar_one()
+            host = (await session.execute(select(Host).where(Host.name == LOCAL_HOST))
+                    ).scalar_one_or_none()
+            if host is None:
+                self.say("adding this machine as host 'local' of cluster Default")
+                host = await host_service.add_host(
+                    session, jobs, name=LOCAL_HOST, address="127.0.0.1",
+                    port=self.options.node_port, cluster=None, user=admin)
+            host_id = host.id
+        await self._wait_for(lambda: self._host_status(host_id), {HostStatus.UP.value},
+                             "host 'local' to come up", failed={HostStatus.INSTALL_FAILED.value})
+        async with db.transaction() as session:
+            domain = (await session.execute(select(StorageDomain).where(
+                StorageDomain.name == LOCAL_STORAGE))).scalar_one_or_none()
+            if domain is None:
+                host = await session.get(Host, host_id)
+                assert host is not None
+
+
+                cluster = await session.get(Cluster, host.cluster_id)
+                assert cluster is not None
+                domain = StorageDomain(name=LOCAL_STORAGE, description="Local storage of host local",
+                                       storage_type="localfs", path=str(self.options.images_dir),
+                                       host_id=host_id, data_center_id=cluster.data_center_id,
+                                       status="active")
+                session.add(domain)
+                await session.flush()
+            template = (await session.execute(select(Template).where(
+                Template.name == TEST_TEMPLATE))).scalar_one_or_none()
+            if template is None:
+                self.say("importing the test guest as template 'test-guest'")
+                template = await import_image_template(
+                    session, jobs, name=TEST_TEMPLATE, image_path=image_path,
+                    size_bytes=64 << 20, storage_domain=domain, user=admin, memory_mib=256,
+                    description="Overt's test guest: a tiny Linux that boots in seconds")
+            template_id = template.id
+        await self._wait_for(lambda: self._template_status(template_id),
+                             {TemplateStatus.OK.value}, "template 'test-guest'",
+                             failed={TemplateStatus.ILLEGAL.value})
+
+    async def _host_status(self, host_id: object) -> str:
+        async with self.runtime.db.transaction() as session:
+            host = await session.get(Host, host_id)
+            return host.status if host else "gone"
+
+    async def _template_status(self, template_id: object) -> str:
+        async with self.runtime.db.transaction() as session:
+            template = await session.get(Template, template_id)
+            return template.status if template else "gone"
+
+    async def _wait_for(self, status: Callable[[], Awaitable[str]], wanted: set[str], what: str,
+                        *, failed: set[str], limit_s: float = 180) -> None:
+        async with asyncio.timeout(limit_s):
+            while True:
+                current = await status()
+                if current in wanted:
+                    return
+                if current in failed:
+                    raise DemoError(f"{what} failed ({current}); see the engine's events and "
+                                    f"{self.options.data_dir}/node.log")
+                if self.agent_pid is not None and not alive(self.agent_pid):
+                    raise DemoError(f"the agent stopped; see {self.options.data_dir}/node.log")
+                await asyncio.sleep(0.3)

@@ -1,0 +1,30 @@
+"""`overt demo` for end-to-end tests: SQLite by default, PostgreSQL for tests marked pg."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_root
+from tests.support.demo import Demo
+
+
+def new_demo(db: str | None) -> Demo:
+    require_root()
+    base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-demo-test-"))
+    base.chmod(0o755)
+    return Demo(data_dir=base / "engine", images_dir=base / "images", db=db)
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+def demo(request: pytest.FixtureRequest) -> Iterator[Demo]:
+    db = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    running = new_demo(db)
+    running.start()
+    yield running
+    running.stop()
+    shutil.rmtree(running.data_dir.parent, ignore_errors=True)

@@ -1,0 +1,89 @@
+"""The official oVirt SDK against `overt demo`: a real VM from creation to removal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import libvirt
+import ovirtsdk4 as sdk
+import ovirtsdk4.types as types
+import pytest
+
+from overt.engine.jobs.vm_spec import CONSOLE_LOG_DIR
+from overt.lab.guest import BOOT_MARKER
+from tests.support.demo import Demo, wait_until
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
+MIB = 2**20
+
+
+def status_of(conn: sdk.Connection, vm_id: str) -> types.VmStatus:
+    return conn.system_service().vms_service().vm_service(vm_id).get().status
+
+
+def test_the_local_host_is_up(demo: Demo) -> None:
+    conn = demo.connect()
+    try:
+        hosts = conn.system_service().hosts_service().list()
+        assert [(h.name, h.status) for h in hosts] == [("local", types.HostStatus.UP)]
+        assert hosts[0].cluster.id == conn.system_service().clusters_service().list(
+            search="name=Default")[0].id
+        domains = conn.system_service().storage_domains_service().list()
+        assert [d.name for d in domains] == ["local"]
+        templates = {t.name: t for t in conn.system_service().templates_service().list()}
+        assert templates["test-guest"].status == types.TemplateStatus.OK
+    finally:
+        conn.close()
+
+
+def test_a_vm_runs_boots_shuts_down_and_is_removed(demo: Demo) -> None:
+    conn = demo.connect()
+    vms = conn.system_service().vms_service()
+    vm = vms.add(types.Vm(name="e2e-web", cluster=types.Cluster(name="Default"),
+                          template=types.Template(name="test-guest"), memory=256 * MIB))
+    try:
+        service = vms.vm_service(vm.id)
+        attachments = service.disk_attachments_service().list()
+        assert len(attachments) == 1 and attachments[0].bootable
+        disk = conn.follow_link(attachments[0].disk)
+        wait_until(lambda: conn.system_service().disks_service().disk_service(disk.id).get()
+                   .status == types.DiskStatus.OK, 60, "the VM's disk to be created")
+        profile = next(p for p in conn.system_service().vnic_profiles_service().list()
+                       if p.name == "ovirtmgmt")
+        nic = service.nics_service().add(types.Nic(name="nic1",
+                                                   vnic_profile=types.VnicProfile(id=profile.id)))
+
+        service.start()
+        wait_until(lambda: status_of(conn, vm.id) == types.VmStatus.UP, 90, "the VM to be up")
+        running = service.get()
+        assert running.host.id == conn.system_service().hosts_service().list()[0].id
+        serial = Path(CONSOLE_LOG_DIR) / f"{vm.id}.log"
+        wait_until(lambda: serial.exists() and BOOT_MARKER in serial.read_text(), 30,
+                   "the guest's boot marker")
+        domain_xml = libvirt.open("qemu:///system").lookupByUUIDString(vm.id).XMLDesc()
+        assert nic.mac.address in domain_xml
+
+        service.shutdown()
+        wait_until(lambda: status_of(conn, vm.id) == types.VmStatus.DOWN, 90, "the VM to be down")
+        assert "ACPI power button pressed" in serial.read_text()
+
+        image = next(demo.images_dir.rglob(f"{disk.id}.*"))
+        service.remove()
+        wait_until(lambda: not vms.list(search="name=e2e-web"), 60, "the VM to be removed")
+        assert not image.exists()
+        assert disk.id not in [d.id for d in conn.system_service().disks_service().list()]
+    finally:
+        demo.destroy_leftover_domains([vm.id])
+        conn.close()
+
+
+def test_events_and_jobs_tell_the_story(demo: Demo) -> None:
+    conn = demo.connect()
+    try:
+        descriptions = [e.description for e in conn.system_service().events_service().list()]
+        assert any("Host local is up" in d for d in descriptions)
+        jobs = conn.system_service().jobs_service().list()
+        assert any(j.description == "Adding host local" and j.status == types.JobStatus.FINISHED
+                   for j in jobs)
+    finally:
+        conn.close()

@@ -1,0 +1,106 @@
+"""`overt demo` as a user runs it, in a child process, on ports of its own."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import libvirt
+import ovirtsdk4 as sdk
+
+from tests.support.engine import free_port
+
+T = TypeVar("T")
+
+
+@dataclass
+class Demo:
+    data_dir: Path
+    images_dir: Path
+    db: str | None
+    password: str = "demo-Password-1"
+    port: int = field(default_factory=free_port)
+    gateway_port: int = field(default_factory=free_port)
+    node_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/ovirt-engine/api"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.data_dir / "pki" / "ca.pem"
+
+    @property
+    def log(self) -> Path:
+        return self.data_dir / "demo.log"
+
+    def start(self, timeout: float = 240) -> None:
+        argv = [sys.executable, "-m", "overt", "demo", "--data-dir", str(self.data_dir),
+                "--port", str(self.port), "--gateway-port", str(self.gateway_port),
+                "--node-port", str(self.node_port), "--images-dir", str(self.images_dir)]
+        if self.db:
+            argv += ["--db", self.db]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, "OVERT_ADMIN_PASSWORD": self.password})
+        deadline = time.monotonic() + timeout
+        while b"Overt is ready" not in self.log.read_bytes().split(b"--- restart ---")[-1]:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"overt demo exited:\n{self.log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"overt demo not ready:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def kill_engine(self) -> None:
+        """kill -9 of the demo process (the engine); its agent keeps running."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+        with self.log.open("ab") as log:
+            log.write(b"\n--- restart ---\n")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def connect(self) -> sdk.Connection:
+        return sdk.Connection(url=self.url, username="admin@internal", password=self.password,
+                              ca_file=str(self.ca_file), timeout=120)
+
+    def destroy_leftover_domains(self, vm_ids: list[str]) -> None:
+        conn = libvirt.open("qemu:///system")
+        try:
+            for vm_id in vm_ids:
+                with contextlib.suppress(libvirt.libvirtError):
+                    conn.lookupByUUIDString(vm_id).destroy()
+        finally:
+            conn.close()
+
+
+def wait_until(check: Callable[[], T | None], timeout: float, what: str, every: float = 0.3
+               ) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        time.sleep(every)
