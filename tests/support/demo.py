@@ -63,6 +63,12 @@ class Demo:
                 raise RuntimeError(f"overt demo not ready:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.2)
 
+    def print_logs(self) -> None:
+        """The demo's and its agent's logs, which pytest shows when a test failed."""
+        for log in (self.log, self.data_dir / "node.log"):
+            if log.exists():
+                print(f"==== {log} (last lines)\n{log.read_text(errors='replace')[-6000:]}")
+
     def kill_engine(self) -> None:
         """kill -9 of the demo process (the engine); its agent keeps running."""
         assert self.process is not None

@@ -27,4 +27,5 @@ def demo(request: pytest.FixtureRequest) -> Iterator[Demo]:
     running.start()
     yield running
     running.stop()
+    running.print_logs()
     shutil.rmtree(running.data_dir.parent, ignore_errors=True)

@@ -60,8 +60,17 @@ async def vm_disks(session: AsyncSession, vm_id: uuid.UUID
     return [(a, d, sd) for a, d, sd in rows]
 
 
-async def build_vm_spec(session: AsyncSession, vm: Vm) -> VmSpec:
-    """The spec a node needs to run `vm` now; refuses disks that are not ready."""
+def console_password() -> str:
+    """A VNC password nobody knows: the console opens only with a ticket's password."""
+    return secrets.token_urlsafe(6)[:8]
+
+
+async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str) -> VmSpec:
+    """The spec a node needs to run `vm` now; refuses disks that are not ready.
+
+    The same VM and password give the same spec, so a retried start is recognised by
+    the node as the command it already ran.
+    """
     disks = []
     for attachment, disk, domain in await vm_disks(session, vm.id):
         if not attachment.active:
@@ -89,8 +98,7 @@ async def build_vm_spec(session: AsyncSession, vm: Vm) -> VmSpec:
         id=vm.id, name=vm.name, memory_mib=vm.memory_mib,
         cpu=CpuTopology(sockets=vm.cpu_sockets, cores=vm.cpu_cores, threads=vm.cpu_threads),
         boot=boot or (BootDevice.HD,), disks=tuple(disks), nics=tuple(nics),
-        # Nobody can open the console until a ticket sets a password they know.
-        graphics=GraphicsSpec(password=secrets.token_urlsafe(6)[:8]),
+        graphics=GraphicsSpec(password=vnc_password),
         serial_log=f"{CONSOLE_LOG_DIR}/{vm.id}.log", spec_version=vm.spec_version)
 
 

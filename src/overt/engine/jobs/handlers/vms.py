@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from overt.engine.db.tables import Host, Vm, utcnow
+from overt.engine.db.tables import Host, Job, Vm, utcnow
 from overt.engine.jobs.context import FailureHook, Handler, JobContext
 from overt.engine.jobs.errors import JobFailed, RetryLater
-from overt.engine.jobs.vm_spec import build_vm_spec, required_host, vm_disks
+from overt.engine.jobs.vm_spec import build_vm_spec, console_password, required_host, vm_disks
 from overt.engine.model.node_states import vm_status_of
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.nodes import NodeCommandFailed
@@ -55,7 +55,10 @@ async def start_vm(ctx: JobContext) -> dict[str, Any]:
             required, why = await required_host(session, vm)
             vm.host_id = await choose_host(session, vm, required=required, required_reason=why)
             vm.status = VmStatus.WAIT_FOR_LAUNCH.value
-        spec = await build_vm_spec(session, vm)
+        job = await lookup.get(session, Job, ctx.job.id)
+        if "vnc_password" not in job.params:  # kept for retries, which must send the same spec
+            job.params = {**job.params, "vnc_password": console_password()}
+        spec = await build_vm_spec(session, vm, vnc_password=job.params["vnc_password"])
         host = await lookup.get(session, Host, vm.host_id)
     async with ctx.step(f"Starting VM {vm.name} on host {host.name}", host_id=host.id):
         try:
