@@ -37,6 +37,7 @@ from overt.protocol.commands import (
     VmPause,
     VmReboot,
     VmResume,
+    VmSave,
     VmSetTicket,
     VmShutdown,
     VmStart,
@@ -156,8 +157,13 @@ class Agent:
                 return await self.host_state()
             case VmDefine(spec=spec):
                 return await self._locked(spec.id, hyp.define(spec, job))
-            case VmStart(vm_id=vm_id, spec=spec, paused=paused):
-                return await self._locked(vm_id, hyp.start(vm_id, spec, paused=paused, job=job))
+            case VmStart(vm_id=vm_id, spec=spec, paused=paused, restore_from=saved):
+                image = self.volumes.inside(saved, "the saved memory image") if saved else None
+                return await self._locked(vm_id, hyp.start(vm_id, spec, paused=paused, job=job,
+                                                           restore_from=image))
+            case VmSave(vm_id=vm_id, path=path):
+                image = self.volumes.inside(path, "the memory image")
+                return await self._locked(vm_id, hyp.save(vm_id, image))
             case VmShutdown(vm_id=vm_id, timeout_s=timeout, force_after_timeout=force):
                 return await self._locked(vm_id, hyp.shutdown(vm_id, timeout_s=timeout,
                                                               force=force))

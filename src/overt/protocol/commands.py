@@ -63,11 +63,20 @@ class VmDefine(_Command):
 
 
 class VmStart(_VmCommand):
-    """Start the VM: from `spec` as a transient domain, or the defined domain if no spec."""
+    """Start the VM: from `spec` as a transient domain, or the defined domain if no spec;
+    with `restore_from`, resume it from the memory image a `vm.save` wrote (then deleted)."""
 
     name: Literal["vm.start"] = "vm.start"
     spec: VmSpec | None = None
     paused: bool = False
+    restore_from: str | None = Field(None, pattern=r"^/")
+
+
+class VmSave(_VmCommand):
+    """Suspend to disk (oVirt's suspend): write the VM's memory to `path` and stop it."""
+
+    name: Literal["vm.save"] = "vm.save"
+    path: str = Field(pattern=r"^/")
 
 
 class VmShutdown(_VmCommand):
@@ -143,6 +152,7 @@ Command = Annotated[
     | HostStateCommand
     | VmDefine
     | VmStart
+    | VmSave
     | VmShutdown
     | VmDestroy
     | VmReboot

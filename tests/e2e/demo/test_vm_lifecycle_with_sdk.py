@@ -63,6 +63,17 @@ def test_a_vm_runs_boots_shuts_down_and_is_removed(demo: Demo) -> None:
         domain_xml = libvirt.open("qemu:///system").lookupByUUIDString(vm.id).XMLDesc()
         assert nic.mac.address in domain_xml
 
+        service.suspend()
+        wait_until(lambda: status_of(conn, vm.id) == types.VmStatus.SUSPENDED, 90,
+                   "the VM to be suspended")
+        memory = next(demo.images_dir.rglob(f"{vm.id}.memory"))
+        assert memory.stat().st_size > 1 << 20
+        with pytest.raises(libvirt.libvirtError):
+            libvirt.open("qemu:///system").lookupByUUIDString(vm.id)
+        service.start()
+        wait_until(lambda: status_of(conn, vm.id) == types.VmStatus.UP, 90, "the VM to resume")
+        assert not memory.exists()
+
         service.shutdown()
         wait_until(lambda: status_of(conn, vm.id) == types.VmStatus.DOWN, 90, "the VM to be down")
         assert "ACPI power button pressed" in serial.read_text()

@@ -219,7 +219,8 @@ class Vm(Base):
     start_time: Mapped[dt.datetime | None] = mapped_column()
     stop_time: Mapped[dt.datetime | None] = mapped_column()
     stop_reason: Mapped[str] = mapped_column(Text, default="")
-    saved_state_path: Mapped[str | None] = mapped_column(Text)  # suspended VMs
+    saved_state_path: Mapped[str | None] = mapped_column(Text)  # suspended: memory image
+    saved_state_host_id: Mapped[uuid.UUID | None] = mapped_column()  # ... on this host
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from overt.engine.db.tables import (
     Disk,
     DiskAttachment,
+    Host,
     Network,
     StorageDomain,
     Vm,
@@ -108,3 +109,15 @@ async def required_host(session: AsyncSession, vm: Vm) -> tuple[uuid.UUID | None
         if domain.storage_type == StorageType.LOCALFS.value and domain.host_id is not None:
             return domain.host_id, f"disk {disk.name} is on local storage of another host"
     return None, ""
+
+
+async def memory_image_dir(session: AsyncSession, vm: Vm, host: Host) -> str:
+    """Where a suspended VM's memory goes: the local storage of its host (its disks' first)."""
+    candidates = [domain for _a, _d, domain in await vm_disks(session, vm.id)]
+    candidates += (await session.execute(select(StorageDomain).where(
+        StorageDomain.host_id == host.id).order_by(StorageDomain.name))).scalars().all()
+    for domain in candidates:
+        if domain.storage_type == StorageType.LOCALFS.value and domain.host_id == host.id:
+            return domain.path.rstrip("/")
+    raise Conflict(f"Cannot suspend VM {vm.name}: host {host.name} has no local storage domain "
+                   "for the VM's memory.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from overt.protocol.commands import VmTicket
@@ -91,7 +92,10 @@ class Hypervisor(Protocol):
     async def define(self, spec: VmSpec, job: str | None) -> VmStatusReport: ...
 
     async def start(self, vm_id: uuid.UUID, spec: VmSpec | None, *, paused: bool,
-                    job: str | None) -> VmStatusReport: ...
+                    job: str | None, restore_from: Path | None = None) -> VmStatusReport: ...
+
+    async def save(self, vm_id: uuid.UUID, path: Path) -> VmStatusReport:
+        """Write the VM's memory to `path` and stop it (suspend to disk)."""
 
     async def shutdown(self, vm_id: uuid.UUID, *, timeout_s: float,
                        force: bool) -> VmStatusReport: ...

@@ -181,12 +181,14 @@ class LibvirtHypervisor:
         return await self._report(dom)
 
     async def start(self, vm_id: uuid.UUID, spec: VmSpec | None, *, paused: bool,
-                    job: str | None) -> VmStatusReport:
+                    job: str | None, restore_from: Path | None = None) -> VmStatusReport:
         conn = self.connection.get()
         flags = libvirt.VIR_DOMAIN_START_PAUSED if paused else 0
         existing = await self._find(vm_id)
         if existing is not None and await self._call("reading state", existing.isActive):
             raise invalid_state(f"VM {existing.name()} is already running")
+        if restore_from is not None:
+            return await self._restore(vm_id, restore_from, paused=paused)
         if spec is None:
             if existing is None:
                 raise NodeFailure(ErrorCode.NO_SUCH_VM, f"no VM with id {vm_id} is defined on "
@@ -247,6 +249,29 @@ class LibvirtHypervisor:
                     raise node_failure(exc, f"destroying VM {name}") from None
             log.info("VM destroyed", extra={"vm": name, "vm_id": str(vm_id)})
         return await self._report_after_stop(vm_id, name)
+
+    async def save(self, vm_id: uuid.UUID, path: Path) -> VmStatusReport:
+        dom = await self._domain(vm_id)
+        name = dom.name()
+        if not await self._active(dom):
+            raise invalid_state(f"VM {name} is not running; only a running VM can be suspended")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        await self._call(f"suspending VM {name} to {path}", dom.save, str(path))
+        log.info("VM suspended to disk", extra={"vm": name, "vm_id": str(vm_id)})
+        return VmStatusReport(vm_id=vm_id, name=name, state=VmState.SUSPENDED,
+                              reason="saved to disk")
+
+    async def _restore(self, vm_id: uuid.UUID, image: Path, *, paused: bool) -> VmStatusReport:
+        if not await asyncio.to_thread(image.is_file):
+            raise NodeFailure(ErrorCode.IMAGE_MISSING,
+                              f"the saved memory image {image} of VM {vm_id} does not exist")
+        conn = self.connection.get()
+        flags = libvirt.VIR_DOMAIN_SAVE_PAUSED if paused else 0
+        await self._call(f"resuming VM {vm_id} from {image}", conn.restoreFlags, str(image),
+                         None, flags)
+        await asyncio.to_thread(image.unlink, missing_ok=True)
+        log.info("VM resumed from disk", extra={"vm_id": str(vm_id)})
+        return await self._report(await self._domain(vm_id))
 
     async def reboot(self, vm_id: uuid.UUID) -> VmStatusReport:
         dom = await self._domain(vm_id)

@@ -8,7 +8,13 @@ from typing import Any
 from overt.engine.db.tables import Host, Job, Vm, utcnow
 from overt.engine.jobs.context import FailureHook, Handler, JobContext
 from overt.engine.jobs.errors import JobFailed, RetryLater
-from overt.engine.jobs.vm_spec import build_vm_spec, console_password, required_host, vm_disks
+from overt.engine.jobs.vm_spec import (
+    build_vm_spec,
+    console_password,
+    memory_image_dir,
+    required_host,
+    vm_disks,
+)
 from overt.engine.model.node_states import vm_status_of
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.nodes import NodeCommandFailed
@@ -19,6 +25,7 @@ from overt.protocol.commands import (
     Empty,
     VmDestroy,
     VmReboot,
+    VmSave,
     VmShutdown,
     VmStart,
     VolumeDelete,
@@ -51,7 +58,12 @@ async def start_vm(ctx: JobContext) -> dict[str, Any]:
         vm = await lookup.get(session, Vm, vm_id, for_update=True)
         if vm.status == VmStatus.UP.value and vm.host_id is not None:
             return {"host_id": str(vm.host_id)}  # a retried job whose start already happened
-        if vm.host_id is None or vm.status == VmStatus.DOWN.value:
+        if vm.status == VmStatus.SUSPENDED.value and vm.saved_state_host_id is not None:
+            vm.host_id = await choose_host(session, vm, required=vm.saved_state_host_id,
+                                           required_reason="the VM's saved memory is on "
+                                           "another host's storage")
+            vm.status = VmStatus.RESTORING_STATE.value
+        elif vm.host_id is None or vm.status == VmStatus.DOWN.value:
             required, why = await required_host(session, vm)
             vm.host_id = await choose_host(session, vm, required=required, required_reason=why)
             vm.status = VmStatus.WAIT_FOR_LAUNCH.value
@@ -60,10 +72,13 @@ async def start_vm(ctx: JobContext) -> dict[str, Any]:
             job.params = {**job.params, "vnc_password": console_password()}
         spec = await build_vm_spec(session, vm, vnc_password=job.params["vnc_password"])
         host = await lookup.get(session, Host, vm.host_id)
+        restore_from = vm.saved_state_path if vm.status == VmStatus.RESTORING_STATE.value \
+            else None
     async with ctx.step(f"Starting VM {vm.name} on host {host.name}", host_id=host.id):
         try:
-            report = await ctx.nodes.call(host, VmStart(vm_id=vm_id, spec=spec), VmStatusReport,
-                                          key=ctx.key("start"), timeout_s=180)
+            report = await ctx.nodes.call(
+                host, VmStart(vm_id=vm_id, spec=spec, restore_from=restore_from),
+                VmStatusReport, key=ctx.key("start"), timeout_s=180)
         except NodeCommandFailed as exc:
             if not exc.transient:
                 await _start_failed(ctx, str(exc))
@@ -73,6 +88,7 @@ async def start_vm(ctx: JobContext) -> dict[str, Any]:
         _apply_report(vm, report)
         vm.host_id, vm.start_time, vm.desired_status = host.id, utcnow(), "up"
         vm.spec_version = spec.spec_version
+        vm.saved_state_path, vm.saved_state_host_id = None, None
         audit.record(session, f"VM {vm.name} started on host {host.name}", code=audit.VM_UP,
                      vm_id=vm.id, host_id=host.id, cluster_id=vm.cluster_id, job_id=ctx.job.id,
                      user_id=ctx.job.owner_id)
@@ -82,8 +98,13 @@ async def start_vm(ctx: JobContext) -> dict[str, Any]:
 async def _start_failed(ctx: JobContext, message: str) -> None:
     async with ctx.transaction() as session:
         vm = await session.get(Vm, ctx.uuid_param("vm_id"))
-        if vm is not None and vm.status in (VmStatus.WAIT_FOR_LAUNCH.value,
-                                            VmStatus.POWERING_UP.value):
+        if vm is not None and vm.status == VmStatus.RESTORING_STATE.value:
+            vm.status, vm.host_id = VmStatus.SUSPENDED.value, None
+            audit.record(session, f"Failed to resume VM {vm.name}: {message}",
+                         code=audit.VM_START_FAILED, severity=LogSeverity.ERROR, vm_id=vm.id,
+                         job_id=ctx.job.id)
+        elif vm is not None and vm.status in (VmStatus.WAIT_FOR_LAUNCH.value,
+                                              VmStatus.POWERING_UP.value):
             vm.status, vm.host_id, vm.desired_status = VmStatus.DOWN.value, None, "down"
             audit.record(session, f"Failed to run VM {vm.name}: {message}",
                          code=audit.VM_START_FAILED, severity=LogSeverity.ERROR, vm_id=vm.id,
@@ -107,11 +128,17 @@ async def stop_vm(ctx: JobContext) -> dict[str, Any]:
                 report = VmStatusReport(vm_id=vm_id, name=vm.name, state=VmState.GONE)
     else:
         report = VmStatusReport(vm_id=vm_id, name=vm.name, state=VmState.GONE)
+        if vm.saved_state_path and vm.saved_state_host_id:
+            async with ctx.transaction() as session:
+                saved_on = await lookup.get(session, Host, vm.saved_state_host_id)
+            async with ctx.step(f"Discarding the saved memory of VM {vm.name}",
+                                host_id=saved_on.id):
+                await _delete_volume(ctx, saved_on, vm.saved_state_path, key="discard-memory")
     async with ctx.transaction() as session:
         vm = await lookup.get(session, Vm, vm_id)
         _apply_report(vm, report)
         vm.desired_status, vm.stop_reason = "down", ctx.params.get("reason", "")
-        vm.saved_state_path = None
+        vm.saved_state_path, vm.saved_state_host_id = None, None
         audit.record(session, f"VM {vm.name} powered off", code=audit.VM_STOPPED, vm_id=vm.id,
                      job_id=ctx.job.id, user_id=ctx.job.owner_id)
     return {}
@@ -161,6 +188,37 @@ async def reboot_vm(ctx: JobContext) -> dict[str, Any]:
     return {}
 
 
+async def suspend_vm(ctx: JobContext) -> dict[str, Any]:
+    """oVirt's suspend: the VM's memory goes to the host's local storage and the VM stops."""
+    vm_id = ctx.uuid_param("vm_id")
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, vm_id)
+        host = await _running_host(ctx, vm)
+        directory = await memory_image_dir(session, vm, host)
+        vm.status = VmStatus.SAVING_STATE.value
+    path = f"{directory}/saved/{vm_id}.memory"
+    async with ctx.step(f"Saving the memory of VM {vm.name} on host {host.name}",
+                        host_id=host.id):
+        report = await ctx.nodes.call(host, VmSave(vm_id=vm_id, path=path), VmStatusReport,
+                                      key=ctx.key("save"), timeout_s=600)
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, vm_id)
+        vm.status = vm_status_of(report.state).value
+        vm.host_id, vm.vnc_port, vm.desired_status = None, None, "suspended"
+        vm.saved_state_path, vm.saved_state_host_id = path, host.id
+        audit.record(session, f"VM {vm.name} was suspended to disk on host {host.name}",
+                     code=audit.VM_SUSPENDED, vm_id=vm.id, host_id=host.id, job_id=ctx.job.id,
+                     user_id=ctx.job.owner_id)
+    return {"path": path}
+
+
+async def _suspend_failed(ctx: JobContext, message: str) -> None:
+    async with ctx.transaction() as session:
+        vm = await session.get(Vm, ctx.uuid_param("vm_id"))
+        if vm is not None and vm.status == VmStatus.SAVING_STATE.value:
+            vm.status = VmStatus.UP.value  # the node answers otherwise; the monitor resyncs
+
+
 async def remove_vm(ctx: JobContext) -> dict[str, Any]:
     """Delete the VM's disks (unless detach_only) on their storage, then the VM."""
     vm_id = ctx.uuid_param("vm_id")
@@ -197,12 +255,13 @@ async def _delete_volume(ctx: JobContext, host: Host, path: str, *, key: str) ->
             raise
 
 
-FAILURE_HOOKS: dict[str, FailureHook] = {"vm.start": _start_failed}
+FAILURE_HOOKS: dict[str, FailureHook] = {"vm.start": _start_failed, "vm.suspend": _suspend_failed}
 
 HANDLERS: dict[str, Handler] = {
     "vm.start": start_vm,
     "vm.stop": stop_vm,
     "vm.shutdown": shutdown_vm,
     "vm.reboot": reboot_vm,
+    "vm.suspend": suspend_vm,
     "vm.remove": remove_vm,
 }

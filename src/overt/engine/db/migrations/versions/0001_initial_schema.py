@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 19:53:17.316079
+Create Date: 2026-11-25 20:21:59.861768
 """
 
 from __future__ import annotations
@@ -284,6 +284,7 @@ def upgrade() -> None:
     sa.Column('stop_time', overt.engine.db.tables.UtcDateTime(timezone=True), nullable=True),
     sa.Column('stop_reason', sa.Text(), nullable=False),
     sa.Column('saved_state_path', sa.Text(), nullable=True),
+    sa.Column('saved_state_host_id', sa.Uuid(), nullable=True),
     sa.Column('created_at', overt.engine.db.tables.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['cluster_id'], ['clusters.id'], ),
     sa.ForeignKeyConstraint(['host_id'], ['hosts.id'], ),
