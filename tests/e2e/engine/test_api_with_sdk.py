@@ -124,27 +124,18 @@ def test_actions_that_the_state_forbids_are_refused(connection: sdk.Connection) 
     assert service.get().status == types.VmStatus.DOWN
 
 
-def test_starting_a_vm_with_no_host_fails_its_job_with_a_reason(
+def test_starting_a_vm_no_host_can_take_is_refused_with_the_reason(
     connection: sdk.Connection,
 ) -> None:
     vm = _vm(connection, "no-host-1")
     service = connection.system_service().vms_service().vm_service(vm.id)
-    service.start()
-    jobs = connection.system_service().jobs_service()
-    import time
-
-    deadline = time.monotonic() + 20
-    while True:
-        job = next(j for j in jobs.list() if j.description == "Launching VM no-host-1")
-        if job.status != types.JobStatus.STARTED or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert job.status == types.JobStatus.FAILED
-    steps = jobs.job_service(job.id).steps_service().list()
-    assert steps and steps[0].description == "Placing the VM on a host"
-    events = connection.system_service().events_service().list(max=20)
-    assert any("There is no host that satisfies current scheduling constraints" in e.description
-               for e in events)
+    with pytest.raises(sdk.Error) as caught:
+        service.start()
+    assert caught.value.code == 409
+    assert "Cannot run VM no-host-1. There is no host that satisfies current scheduling " \
+        "constraints: the cluster has no hosts." in str(caught.value)
+    jobs = connection.system_service().jobs_service().list()
+    assert not any(j.description == "Launching VM no-host-1" for j in jobs)
     assert service.get().status == types.VmStatus.DOWN
 
 

@@ -9,9 +9,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.tables import Cluster, Disk, DiskAttachment, Host, Job, Template, User, Vm
+from overt.engine.jobs.vm_spec import required_host
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.status import BootDevice, DiskStatus, TemplateStatus, VmStatus
 from overt.engine.model.vm_actions import VmAction, check_vm_action
+from overt.engine.scheduler.loads import choose_host
 from overt.engine.services import audit, lookup
 from overt.engine.services.devices import add_disk_attachment, add_nic, thin_copy
 from overt.engine.services.inputs import VmInput
@@ -164,6 +166,11 @@ async def start_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, 
     if not_ready:
         raise Conflict(f"Cannot run VM {vm.name}: {not_ready} of its disks are not ready "
                        "(locked while being created, or illegal).")
+    if vm.status == VmStatus.DOWN.value:
+        # Refuse at once, with the scheduler's reasons, when no host can take the VM now;
+        # the job places it for real (hosts may change in between).
+        required, why = await required_host(session, vm)
+        await choose_host(session, vm, required=required, required_reason=why)
     job = await _action_job(session, jobs, vm_id, VmAction.START, "vm.start", "Launching VM",
                             user, correlation_id=correlation_id)
     vm.desired_status = "up"
