@@ -21,9 +21,8 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import DeliveryError, PublishError
 
-from overt.bus.amqp.link import RECONNECT, Backoff, BrokerLink
+from overt.bus.amqp.link import LINK_ERRORS, RECONNECT, Backoff, BrokerLink, ConnectedHook
 from overt.bus.amqp.messages import (
-    LINK_ERRORS,
     event_message,
     parse_request_id,
     reject,
@@ -80,6 +79,7 @@ class AmqpAgentTransport:
         backoff: Backoff = RECONNECT,
         connect_timeout: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
+        on_connected: ConnectedHook | None = None,
     ) -> None:
         url = BrokerUrl.parse(credentials.url)
         if url.username != credentials.username or url.username != node_username(host_uuid):
@@ -100,7 +100,7 @@ class AmqpAgentTransport:
         self._link = BrokerLink(
             url, name=f"overt node {host_uuid}", on_connect=self._on_connect,
             on_disconnect=self._on_disconnect, backoff=backoff,
-            connect_timeout=connect_timeout, ssl_context=ssl_context)
+            connect_timeout=connect_timeout, ssl_context=ssl_context, on_connected=on_connected)
 
     async def start(self, handler: CommandHandler) -> None:
         """Serve commands with `handler`; returns after the first connection attempt
@@ -203,7 +203,7 @@ class AmqpAgentTransport:
                 log.debug("event pump stopped: %s", exc)
                 return
             unrouted_logged = False
-            await self._outbox.confirm_head()
+            await self._outbox.confirm(event)
 
     async def _on_command(self, message: AbstractIncomingMessage) -> None:
         request_id = parse_request_id(message.correlation_id)

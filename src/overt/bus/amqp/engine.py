@@ -26,9 +26,8 @@ from aio_pika.abc import (
 from aio_pika.exceptions import DeliveryError, PublishError
 
 from overt.bus.amqp.delivery import EventDelivery
-from overt.bus.amqp.link import RECONNECT, Backoff, BrokerLink
+from overt.bus.amqp.link import LINK_ERRORS, RECONNECT, Backoff, BrokerLink, ConnectedHook
 from overt.bus.amqp.messages import (
-    LINK_ERRORS,
     MessageRejected,
     command_message,
     parse_request_id,
@@ -92,6 +91,7 @@ class AmqpEngineTransport:
         sink_retry: Backoff = SINK_RETRY,
         connect_timeout: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
+        on_connected: ConnectedHook | None = None,
     ) -> None:
         self._url = BrokerUrl.parse(url)
         self.instance = instance or uuid.uuid4().hex[:12]
@@ -105,7 +105,7 @@ class AmqpEngineTransport:
         self._link = BrokerLink(
             self._url, name=f"overt engine {self.instance}", on_connect=self._on_connect,
             on_disconnect=self._on_disconnect, backoff=backoff,
-            connect_timeout=connect_timeout, ssl_context=ssl_context)
+            connect_timeout=connect_timeout, ssl_context=ssl_context, on_connected=on_connected)
 
     async def start(self, sink: EventSink | None) -> None:
         """Connect, and with a sink consume node events; returns after the first attempt

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import logging
+import os
 import random
 import ssl
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
@@ -23,7 +26,9 @@ from aiormq.exceptions import (
     AMQPConnectionError,
     AMQPError,
     ChannelAccessRefused,
+    ChannelInvalidStateError,
     ChannelNotFoundEntity,
+    ConnectionClosed,
     ProbableAuthenticationError,
     ProtocolSyntaxError,
 )
@@ -33,6 +38,12 @@ from overt.bus.amqp.url import BrokerUrl
 log = logging.getLogger(__name__)
 
 OnConnect = Callable[[AbstractConnection], Awaitable[None]]
+# Called (in a task of its own) each time the link is up again: a place to resync.
+ConnectedHook = Callable[[], Coroutine[Any, Any, None]]
+
+# What publishing, acknowledging or consuming raises once the channel or the
+# connection has gone away (aio-pika raises RuntimeError for a closed transport).
+LINK_ERRORS = (AMQPError, ChannelInvalidStateError, ConnectionError, RuntimeError)
 
 # Loggers of the AMQP library, which reports a broker going away as errors with
 # tracebacks; the link says the same once, in an administrator's words.
@@ -72,6 +83,7 @@ class Backoff:
 
 
 RECONNECT = Backoff()
+FAILURE_LOG_INTERVAL_S = 60.0
 
 
 class BrokerLink:
@@ -87,6 +99,7 @@ class BrokerLink:
         backoff: Backoff,
         connect_timeout: float,
         ssl_context: ssl.SSLContext | None = None,
+        on_connected: ConnectedHook | None = None,
     ) -> None:
         _quiet_library_logs()
         self.url = url
@@ -96,11 +109,14 @@ class BrokerLink:
         self._backoff = backoff
         self._connect_timeout = connect_timeout
         self._ssl_context = ssl_context
+        self._on_connected = on_connected
+        self._hooks: set[asyncio.Task[None]] = set()
         self._connection: AbstractConnection | None = None
         self._ready = asyncio.Event()
         self._tried = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lost: asyncio.Future[BaseException | None] | None = None
+        self._warned_at = 0.0
         self._closing = False
 
     @property
@@ -130,15 +146,15 @@ class BrokerLink:
     async def reconnect(self, reason: str) -> None:
         """Drop the current connection (a channel failed); the loop connects again."""
         if self._lost is not None and not self._lost.done():
-            log.warning("%s: reconnecting to the broker: %s", self._name, reason)
-            self._lost.set_result(None)
+            self._lost.set_result(LinkReset(reason))
 
     async def close(self) -> None:
         self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, *self._hooks):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._drop()
 
     async def _run(self) -> None:
@@ -157,6 +173,7 @@ class BrokerLink:
             failures, since = 0, loop.time()
             self._ready.set()
             self._tried.set()
+            self._run_hook()
             lost = self._lost = loop.create_future()
             connection.close_callbacks.add(functools.partial(_resolve, lost))
             reason = await lost
@@ -171,8 +188,25 @@ class BrokerLink:
             else:
                 await asyncio.sleep(next(delays))
 
+    def _run_hook(self) -> None:
+        """Tell the transport's user, in a task of its own, that the link is (back) up."""
+        if self._on_connected is None:
+            return
+        task = asyncio.create_task(self._on_connected(), name=f"{self._name} connected")
+        self._hooks.add(task)
+        task.add_done_callback(self._hook_done)
+
+    def _hook_done(self, task: asyncio.Task[None]) -> None:
+        self._hooks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: the on-connected hook failed", self._name,
+                      exc_info=task.exception())
+
     async def _connect(self, failures: int) -> AbstractConnection | None:
-        """One attempt: connect and run the owner's set-up. None (logged) when it failed."""
+        """One attempt: connect and run the owner's set-up. None (logged) when it failed.
+
+        The first failure is an error; while the broker stays away, a warning says
+        so once a minute (each attempt is logged at debug level)."""
         connection: AbstractConnection | None = None
         try:
             connection = await aio_pika.connect(
@@ -180,10 +214,17 @@ class BrokerLink:
                 client_properties={"connection_name": self._name})
             self._connection = connection
             await self._on_connect(connection)
-        except (AMQPError, OSError, TimeoutError) as exc:
-            level = logging.ERROR if failures == 0 else logging.WARNING
-            log.log(level, "%s: cannot use the broker at %s: %s; trying again in a moment",
-                    self._name, self.url, describe(exc, self.url))
+        except (*LINK_ERRORS, OSError, TimeoutError) as exc:
+            now = asyncio.get_running_loop().time()
+            if failures == 0:
+                level, self._warned_at = logging.ERROR, now
+            elif now - self._warned_at >= FAILURE_LOG_INTERVAL_S:
+                level, self._warned_at = logging.WARNING, now
+            else:
+                level = logging.DEBUG
+            log.log(level, "%s: cannot use the broker at %s: %s; trying again%s", self._name,
+                    self.url, describe(exc, self.url),
+                    f" (attempt {failures + 1})" if failures else "")
         except Exception:
             log.exception("%s: setting up the broker connection failed", self._name)
         else:
@@ -201,6 +242,10 @@ class BrokerLink:
                 await connection.close()
 
 
+class LinkReset(RuntimeError):
+    """The link dropped its connection on purpose, to set everything up again."""
+
+
 def _resolve(lost: asyncio.Future[BaseException | None], _sender: object,
              exc: BaseException | None) -> None:
     if not lost.done():
@@ -211,10 +256,15 @@ def describe(exc: BaseException | None, url: BrokerUrl) -> str:
     """A broker failure in words an administrator can act on, without secrets."""
     user, vhost = url.username, url.vhost
     if exc is None:
-        return "closed by the broker"
+        return "the connection was closed"
+    if isinstance(exc, LinkReset):
+        return str(exc)
     if isinstance(exc, ProbableAuthenticationError):
         return (f"the broker refused user {user!r} (wrong password or unknown user): check "
                 "the credentials, or enroll the node again")
+    if isinstance(exc, ConnectionClosed):
+        text = exc.args[1] if len(exc.args) > 1 else exc
+        return url.scrub(f"the broker closed it: {text}")
     if isinstance(exc, ProtocolSyntaxError) and "Connection.Close" in str(exc):
         return (f"the broker closed the connection while opening vhost {vhost!r}: it does "
                 f"not exist or user {user!r} has no permissions there")
@@ -222,10 +272,13 @@ def describe(exc: BaseException | None, url: BrokerUrl) -> str:
         return f"user {user!r} is not allowed to do this: {url.scrub(str(exc))}"
     if isinstance(exc, ChannelNotFoundEntity):
         return f"missing on the broker: {url.scrub(str(exc))}"
-    if isinstance(exc, AMQPConnectionError) and exc.args and isinstance(exc.args[0], int):
-        return f"nothing answers at {url.host}:{url.port} (is RabbitMQ running?)"
+    code = exc.args[0] if isinstance(exc, AMQPConnectionError) and exc.args else None
     if isinstance(exc, OSError):
-        return f"cannot reach {url.host}:{url.port}: {exc.strerror or exc}"
+        code = exc.errno
+    if code == errno.ECONNREFUSED:
+        return f"nothing answers at {url.host}:{url.port} (is RabbitMQ running?)"
+    if isinstance(code, int):
+        return f"cannot reach {url.host}:{url.port}: {os.strerror(code)}"
     if isinstance(exc, TimeoutError):
         return f"no answer from {url.host}:{url.port} in time"
     return url.scrub(f"{type(exc).__name__}: {exc}")

@@ -15,8 +15,9 @@ import uuid
 
 from aio_pika import DeliveryMode, Message
 from aio_pika.abc import AbstractIncomingMessage
-from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
+from aio_pika.exceptions import ChannelInvalidStateError
 
+from overt.bus.amqp.link import LINK_ERRORS
 from overt.bus.amqp.topology import event_routing_key, node_username
 from overt.protocol import (
     CommandEnvelope,
@@ -31,10 +32,6 @@ from overt.protocol import (
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
-
-# What publishing, acknowledging or consuming raises once the channel or the
-# connection has gone away (aio-pika raises RuntimeError for a closed transport).
-LINK_ERRORS = (AMQPError, ChannelInvalidStateError, ConnectionError, RuntimeError)
 
 
 class MessageRejected(ValueError):

@@ -38,10 +38,12 @@ class Outbox:
             await self._changed.wait_for(lambda: bool(self._events))
             return self._events[0]
 
-    async def confirm_head(self) -> None:
+    async def confirm(self, event: EventEnvelope) -> None:
+        """The broker confirmed `event`, the head: it leaves the outbox."""
         async with self._changed:
-            self._events.popleft()
-            self._changed.notify_all()
+            if self._events and self._events[0] is event:
+                self._events.popleft()
+                self._changed.notify_all()
 
     async def drained(self) -> None:
         """Return once every event put so far has been confirmed."""
