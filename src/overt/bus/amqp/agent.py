@@ -137,10 +137,6 @@ class AmqpAgentTransport:
         """Wait until the broker has confirmed every event published so far."""
         await self._outbox.drained()
 
-    @property
-    def unconfirmed_events(self) -> int:
-        return len(self._outbox)
-
     async def close(self, *, flush_timeout: float = 2.0) -> None:
         if self._link.connected and len(self._outbox):
             try:
@@ -168,10 +164,10 @@ class AmqpAgentTransport:
             events=await confirmed.get_exchange(self._credentials.events_exchange, ensure=False),
             replies=await confirmed.get_exchange(REPLIES_EXCHANGE, ensure=False),
             stats=await lossy.get_exchange(self._credentials.stats_exchange, ensure=False))
-        queue = await commands.get_queue(self._credentials.command_queue, ensure=False)
-        await queue.consume(self._on_command)
         session.pump = asyncio.create_task(self._pump(session), name="overt event pump")
         self._session = session
+        queue = await commands.get_queue(self._credentials.command_queue, ensure=False)
+        await queue.consume(self._on_command)
 
     def _on_disconnect(self) -> None:
         session, self._session = self._session, None

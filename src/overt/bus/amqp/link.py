@@ -234,9 +234,8 @@ class BrokerLink:
 
     async def _drop(self) -> None:
         connection, self._connection = self._connection, None
-        if self._ready.is_set():
-            self._ready.clear()
-            self._on_disconnect()
+        self._ready.clear()
+        self._on_disconnect()
         if connection is not None and not connection.is_closed:
             with contextlib.suppress(Exception):
                 await connection.close()
