@@ -67,6 +67,7 @@ class RabbitNode:
     amqp_port: int = 5672
     management_port: int = 15672
     base_dir: Path | None = None  # a private node's data, logs and configuration
+    config: tuple[str, ...] = ()  # a private node's extra rabbitmq.conf lines (TLS, ...)
 
     @property
     def private(self) -> bool:
@@ -133,8 +134,9 @@ def _start_rabbitmq(node: RabbitNode, timeout: float) -> None:
 
 def _write_private_config(node: RabbitNode, base: Path) -> None:
     base.mkdir(parents=True, exist_ok=True)
-    (base / "rabbitmq.conf").write_text(
-        f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {node.management_port}\n")
+    lines = ["management.tcp.ip = 127.0.0.1", f"management.tcp.port = {node.management_port}",
+             *node.config]
+    (base / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
     (base / "enabled_plugins").write_text("[rabbitmq_management].\n")
     # The server runs as the rabbitmq user (Debian's wrapper switches to it).
     owner = pwd.getpwnam("rabbitmq")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import secrets
+import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -13,7 +17,13 @@ from overt.bus.amqp import BrokerAdmin
 from overt.bus.amqp.url import broker_url
 from overt.protocol.enrollment import BrokerCredentials
 from overt.system.commands import run
-from overt.system.daemons import RabbitNode, ensure_rabbitmq, ensure_rabbitmq_admin
+from overt.system.daemons import (
+    RabbitNode,
+    ensure_rabbitmq,
+    ensure_rabbitmq_admin,
+    stop_rabbitmq,
+)
+from overt.system.waiting import tcp_port_answers
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,32 @@ class Broker:
     async def enroll(self, host_uuid: uuid.UUID | None = None) -> BrokerCredentials:
         async with self.admin() as admin:
             return await admin.enroll_node(host_uuid or uuid.uuid4())
+
+
+def private_node(*config: str) -> RabbitNode:
+    """A RabbitMQ node of the caller's own: free ports, data under /var/tmp (not started)."""
+    return RabbitNode(
+        name=f"overt-test-{secrets.token_hex(3)}",
+        amqp_port=_free_port(5700, 9999, also_free=20000),  # + 20000: Erlang distribution
+        management_port=_free_port(15700, 19999),
+        base_dir=Path(tempfile.mkdtemp(prefix="overt-rabbitmq-", dir="/var/tmp")),
+        config=config)
+
+
+def remove_private_node(node: RabbitNode) -> None:
+    if tcp_port_answers("127.0.0.1", node.amqp_port):
+        stop_rabbitmq(node)
+    if node.base_dir is not None:
+        shutil.rmtree(node.base_dir, ignore_errors=True)
+
+
+def _free_port(low: int, high: int, *, also_free: int = 0) -> int:
+    for _ in range(200):
+        port = random.randint(low, high)  # noqa: S311
+        if not tcp_port_answers("127.0.0.1", port) and not (
+                also_free and tcp_port_answers("127.0.0.1", port + also_free)):
+            return port
+    raise RuntimeError(f"no free port between {low} and {high}")
 
 
 def open_broker(node: RabbitNode) -> Broker:

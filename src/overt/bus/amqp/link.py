@@ -271,13 +271,21 @@ def describe(exc: BaseException | None, url: BrokerUrl) -> str:
         return f"user {user!r} is not allowed to do this: {url.scrub(str(exc))}"
     if isinstance(exc, ChannelNotFoundEntity):
         return f"missing on the broker: {url.scrub(str(exc))}"
-    code = exc.args[0] if isinstance(exc, AMQPConnectionError) and exc.args else None
-    if isinstance(exc, OSError):
-        code = exc.errno
+    code, text = None, ""
+    if isinstance(exc, AMQPConnectionError) and exc.args:
+        code, text = exc.args[0], str(exc.args[1]) if len(exc.args) > 1 else ""
+    elif isinstance(exc, OSError):
+        code, text = exc.errno, exc.strerror or ""
     if code == errno.ECONNREFUSED:
         return f"nothing answers at {url.host}:{url.port} (is RabbitMQ running?)"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return (f"the certificate of {url.host}:{url.port} is not trusted ({text}): give "
+                "this side the CA that signed the broker's certificate")
+    if "SSL" in text:
+        return url.scrub(f"TLS with {url.host}:{url.port} failed: {text}")
     if isinstance(code, int):
-        return f"cannot reach {url.host}:{url.port}: {os.strerror(code)}"
+        return url.scrub(f"cannot reach {url.host}:{url.port}: {os.strerror(code)}"
+                         + (f" ({text})" if text else ""))
     if isinstance(exc, TimeoutError):
         return f"no answer from {url.host}:{url.port} in time"
     return url.scrub(f"{type(exc).__name__}: {exc}")

@@ -11,15 +11,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import random
-import secrets
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 
@@ -28,10 +23,15 @@ from overt.bus.base import NodeAddress, NodeUnreachable, TransportError
 from overt.protocol import CommandEnvelope, Reply
 from overt.protocol.commands import HostCapabilitiesCommand, VmStatus
 from overt.protocol.host import VmStatusReport
-from overt.system.daemons import RabbitNode, ensure_rabbitmq, stop_rabbitmq
-from overt.system.waiting import tcp_port_answers
+from overt.system.daemons import ensure_rabbitmq, stop_rabbitmq
 from tests.conftest import require_root
-from tests.integration.bus.broker import Broker, close_broker, open_broker
+from tests.integration.bus.broker import (
+    Broker,
+    close_broker,
+    open_broker,
+    private_node,
+    remove_private_node,
+)
 from tests.integration.bus.contract.harness import (
     RecordingSink,
     answering_handler,
@@ -43,34 +43,18 @@ from tests.integration.bus.contract.transports import TEST_BACKOFF
 pytestmark = [pytest.mark.amqp, pytest.mark.slow]
 
 
-def _free_port(low: int, high: int, *, dist_offset: int = 0) -> int:
-    for _ in range(200):
-        port = random.randint(low, high)  # noqa: S311
-        if not tcp_port_answers("127.0.0.1", port) and not (
-                dist_offset and tcp_port_answers("127.0.0.1", port + dist_offset)):
-            return port
-    raise RuntimeError(f"no free port between {low} and {high}")
-
-
 @pytest.fixture(scope="module")
 def private_rabbitmq() -> Iterator[Broker]:
     """A RabbitMQ node for this module alone, that its tests may stop and start."""
     require_root()
-    node = RabbitNode(
-        name=f"overt-test-{secrets.token_hex(3)}",
-        amqp_port=_free_port(5700, 9999, dist_offset=20000),
-        management_port=_free_port(15700, 19999),
-        base_dir=Path(tempfile.mkdtemp(prefix="overt-rabbitmq-", dir="/var/tmp")))
+    node = private_node()
     try:
         broker = open_broker(node)
         yield broker
         ensure_rabbitmq(node)
         close_broker(broker)
     finally:
-        if tcp_port_answers("127.0.0.1", node.amqp_port):
-            stop_rabbitmq(node)
-        assert node.base_dir is not None
-        shutil.rmtree(node.base_dir, ignore_errors=True)
+        remove_private_node(node)
 
 
 def tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -26,6 +26,9 @@ def test_broker_failures_are_told_in_an_administrators_words() -> None:
         "the broker closed it: CONNECTION_FORCED - broker forced connection closure")
     assert describe(LinkReset("a channel closed"), URL) == "a channel closed"
     assert describe(TimeoutError(), URL) == "no answer from broker:5672 in time"
+    untrusted = AMQPConnectionError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify "
+                                       "failed: self-signed certificate in certificate chain")
+    assert describe(untrusted, URL).startswith("the certificate of broker:5672 is not trusted")
 
 
 def test_failure_descriptions_never_carry_the_password() -> None:
