@@ -1,36 +1,69 @@
 """Handing node events from the broker to the engine's sink: in order per node, acked once recorded.
 
-Every node has a lane: its events reach the sink one after the other, in the
-order the broker delivered them, and each is acknowledged only after the sink
-returned. When the sink raises, the lane gives that event to the sink again
-(with backoff) before any later event of the same node; the event and its
-successors stay unacknowledged meanwhile, so if this process dies the broker
-redelivers them all, in order, to another monitor. Other nodes' lanes go on.
+Every node has a lane in each monitor process: its events reach the sink one
+after the other and each is acknowledged only after the sink returned. A lane
+keeps a node's events of one boot in `seq` order, whatever order the broker
+delivered them in (a redelivered event goes before its successors). When the
+sink raises, the lane gives the same event to the sink again, with backoff,
+before any later event of the node; other nodes' lanes go on. After a few
+refusals, or when the process stops, the lane hands its events back to the
+broker (nack + requeue), so that another monitor, or this one later, takes
+them: unacknowledged events never hold the queue's prefetch forever.
 
-Why not nack + requeue: requeueing one event puts it back in the shared queue
-while its node's later events may still arrive, and a monitor competing for the
-same queue may take them first; a node's order would then depend on timing.
-What a lane cannot give across several monitor processes (competing consumers
-of one queue may hold consecutive events of one node at the same time) the
-sink provides: it applies events by (boot_id, seq) and raises for an event
-whose predecessor is not recorded yet, which this lane then retries.
+Several monitor processes compete for one queue, so two of them may hold
+consecutive events of one node at once: the sink is the arbiter. It applies an
+event only when its predecessor is recorded and raises for one that comes too
+early, which the lane retries a moment later (see docs/broker.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import uuid
-from collections import deque
+from dataclasses import dataclass, field
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from overt.bus.amqp.link import Backoff
+from overt.bus.amqp.link import LINK_ERRORS, Backoff
 from overt.bus.amqp.messages import MessageRejected, read_event, reject, settle, still_open
 from overt.bus.base import EventSink
 from overt.protocol import EventEnvelope
 
 log = logging.getLogger(__name__)
+
+# Refusals of one event before the lane hands its events back to the broker.
+HAND_BACK_AFTER = 5
+
+
+class _Outcome(enum.Enum):
+    RECORDED = "recorded"
+    GONE = "gone"  # its channel closed: the broker delivers it again
+    OVERTAKEN = "overtaken"  # an earlier event of the node arrived meanwhile
+    REFUSED = "refused"  # the sink kept raising: hand the lane back
+
+
+@dataclass
+class _Delivery:
+    message: AbstractIncomingMessage
+    event: EventEnvelope
+
+
+@dataclass
+class _Lane:
+    """One node's events in this process, in the order they go to the sink."""
+
+    items: list[_Delivery] = field(default_factory=list)
+
+    def add(self, delivery: _Delivery) -> None:
+        """Append, except before any later event of the same boot (a redelivery)."""
+        event = delivery.event
+        for index, held in enumerate(self.items):
+            if held.event.boot_id == event.boot_id and (held.event.seq or 0) > (event.seq or 0):
+                self.items.insert(index, delivery)
+                return
+        self.items.append(delivery)
 
 
 class EventDelivery:
@@ -39,8 +72,9 @@ class EventDelivery:
     def __init__(self, sink: EventSink, *, retry: Backoff) -> None:
         self._sink = sink
         self._retry = retry
-        self._lanes: dict[uuid.UUID, deque[tuple[AbstractIncomingMessage, EventEnvelope]]] = {}
+        self._lanes: dict[uuid.UUID, _Lane] = {}
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._stopping = False
 
     async def on_event(self, message: AbstractIncomingMessage) -> None:
         """Consumer callback of the events queue; it must not wait before queueing the event,
@@ -52,7 +86,7 @@ class EventDelivery:
             await reject(message, "an event", exc)
             return
         host = event.host_uuid
-        self._lanes.setdefault(host, deque()).append((message, event))
+        self._lanes.setdefault(host, _Lane()).add(_Delivery(message, event))
         if host not in self._tasks:
             self._tasks[host] = asyncio.create_task(self._drain(host), name=f"events of {host}")
 
@@ -71,7 +105,9 @@ class EventDelivery:
         await settle(message)
 
     async def stop(self, grace: float) -> None:
-        """Let the sink finish what it holds for up to `grace` seconds, then give up."""
+        """Let the sink finish the events it is recording (up to `grace` seconds) and hand
+        every other event back to the broker."""
+        self._stopping = True
         tasks = list(self._tasks.values())
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=grace)
@@ -81,29 +117,56 @@ class EventDelivery:
 
     async def _drain(self, host: uuid.UUID) -> None:
         lane = self._lanes[host]
+        delays = self._retry.delays()
         try:
-            while lane:
-                message, event = lane[0]
-                if await self._record(message, event):
-                    await settle(message)
-                lane.popleft()
+            while lane.items and not self._stopping:
+                delivery = lane.items[0]
+                outcome = await self._record(lane, delivery)
+                if outcome is _Outcome.OVERTAKEN:
+                    continue
+                if outcome is _Outcome.REFUSED:
+                    log.warning("handing %d event(s) of node %s back to the broker after %d "
+                                "refusals of event %s", len(lane.items), host, HAND_BACK_AFTER,
+                                delivery.event.seq)
+                    await _hand_back(lane)
+                    await asyncio.sleep(next(delays))
+                    continue
+                if outcome is _Outcome.RECORDED:
+                    await settle(delivery.message)
+                    delays = self._retry.delays()
+                lane.items.remove(delivery)
+            await _hand_back(lane)
         finally:
             del self._lanes[host], self._tasks[host]
 
-    async def _record(self, message: AbstractIncomingMessage, event: EventEnvelope) -> bool:
-        """Give the event to the sink until it takes it; False if the delivery went away
-        meanwhile (the connection dropped: the broker delivers it again)."""
-        delays = self._retry.delays()
-        while still_open(message):
+    async def _record(self, lane: _Lane, delivery: _Delivery) -> _Outcome:
+        """Give the event to the sink until it takes it, an earlier event of its node
+        overtakes it, its delivery goes away, or the sink refused it too often."""
+        event, delays = delivery.event, self._retry.delays()
+        for _attempt in range(HAND_BACK_AFTER):
+            if not still_open(delivery.message):
+                return _Outcome.GONE
             try:
                 await self._sink(event)
             except Exception as exc:
                 delay = next(delays)
-                log.warning("event %s of node %s was not recorded (%s: %s); giving it to the "
-                            "sink again in %.1f s", event.seq, event.host_uuid,
-                            type(exc).__name__, exc, delay)
+                log.info("event %s of node %s not recorded (%s: %s); giving it to the sink "
+                         "again in %.2g s", event.seq, event.host_uuid, type(exc).__name__,
+                         exc, delay)
                 await asyncio.sleep(delay)
             else:
-                return True
-        return False
+                return _Outcome.RECORDED
+            if lane.items[0] is not delivery:
+                return _Outcome.OVERTAKEN
+        return _Outcome.REFUSED
 
+
+async def _hand_back(lane: _Lane) -> None:
+    """Requeue the lane's events (in order) for the broker to deliver again."""
+    items, lane.items = lane.items, []
+    for delivery in items:
+        if still_open(delivery.message):
+            try:
+                await delivery.message.nack(requeue=True)
+            except LINK_ERRORS:
+                return  # the connection went: the broker requeues them all by itself
