@@ -7,7 +7,7 @@ import secrets
 import shutil
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
@@ -32,29 +32,34 @@ class Broker:
     vhost: str
     admin_user: str
     admin_password: str
+    engine_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
-    def url(self, username: str, password: str) -> str:
-        return broker_url("amqp", username, password, "127.0.0.1", self.node.amqp_port,
+    def url(self, username: str, password: str, *, scheme: str = "amqp",
+            port: int | None = None) -> str:
+        return broker_url(scheme, username, password, "127.0.0.1", port or self.node.amqp_port,
                           self.vhost)
 
     @property
     def admin_url(self) -> str:
         return self.url(self.admin_user, self.admin_password)
 
-    def admin(self) -> BrokerAdmin:
+    def admin(self, *, node_url: str | None = None) -> BrokerAdmin:
+        """The engine's BrokerAdmin; nodes reach the broker at `node_url` (default: plain)."""
         return BrokerAdmin(f"http://127.0.0.1:{self.node.management_port}",
                            username=self.admin_user, password=self.admin_password,
-                           vhost=self.vhost, node_url=f"amqp://127.0.0.1:{self.node.amqp_port}")
+                           vhost=self.vhost,
+                           node_url=node_url or f"amqp://127.0.0.1:{self.node.amqp_port}")
 
-    async def engine_url(self) -> str:
-        """The URL of an engine account (documented permissions, no administrator tag)."""
-        username, password = f"overt-engine-{self.vhost}", secrets.token_urlsafe(16)
+    async def engine_url(self, *, scheme: str = "amqp", port: int | None = None) -> str:
+        """The URL of this run's engine account (documented permissions, no admin tag)."""
+        username = f"overt-engine-{self.vhost}"
         async with self.admin() as admin:
-            await admin.ensure_engine_user(username, password)
-        return self.url(username, password)
+            await admin.ensure_engine_user(username, self.engine_password)
+        return self.url(username, self.engine_password, scheme=scheme, port=port)
 
-    async def enroll(self, host_uuid: uuid.UUID | None = None) -> BrokerCredentials:
-        async with self.admin() as admin:
+    async def enroll(self, host_uuid: uuid.UUID | None = None, *,
+                     node_url: str | None = None) -> BrokerCredentials:
+        async with self.admin(node_url=node_url) as admin:
             return await admin.enroll_node(host_uuid or uuid.uuid4())
 
 

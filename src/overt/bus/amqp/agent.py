@@ -53,6 +53,7 @@ from overt.protocol.enrollment import BrokerCredentials
 log = logging.getLogger(__name__)
 
 ANSWERED_CACHE = 1024  # replies remembered per request id, for redelivered commands
+REFUSAL_TTL_S = 60.0  # how long the answer to a command that could not be read is kept
 UNROUTED_RETRY_S = 1.0
 
 
@@ -214,7 +215,7 @@ class AmqpAgentTransport:
             await reject(message, "a command", exc)
             if request_id is not None and reply_to:
                 await self._send_reply(Reply.failure(request_id, exc.error), reply_to,
-                                       expires_in=60)
+                                       expires_in=REFUSAL_TTL_S)
             return
         if not reply_to:
             await reject(message, "a command", ValueError("it has no reply_to"))
@@ -266,7 +267,7 @@ class AmqpAgentTransport:
             await session.replies.publish(
                 reply_message(reply, user_id=self._user, expires_in=expires_in), reply_to,
                 mandatory=False)
-        except (*LINK_ERRORS, DeliveryError) as exc:
+        except LINK_ERRORS as exc:
             log.warning("could not send the reply to request %s (%s); the broker delivers "
                         "the command again and the reply goes with it", reply.request_id, exc)
             return False

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from overt.bus.amqp import AmqpAgentTransport, AmqpEngineTransport, BrokerAdmin
+from overt.bus.amqp import AmqpAgentTransport, AmqpEngineTransport
 from overt.bus.base import NodeAddress
 from overt.pki.certs import CertificateAuthority, cert_pem, certificate_request, key_pem, new_key
 from overt.protocol import CommandEnvelope
@@ -38,6 +38,10 @@ class TlsBroker:
     broker: Broker
     tls_port: int
     ca_file: Path
+
+    @property
+    def node_url(self) -> str:
+        return f"amqps://localhost:{self.tls_port}"
 
     def client_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_file))
@@ -82,14 +86,9 @@ def tls_rabbitmq() -> Iterator[TlsBroker]:
 async def test_engine_and_node_talk_over_tls_when_they_trust_the_engine_ca(
         tls_rabbitmq: TlsBroker) -> None:
     broker, host = tls_rabbitmq.broker, uuid.uuid4()
-    admin = BrokerAdmin(f"http://127.0.0.1:{broker.node.management_port}",
-                        username=broker.admin_user, password=broker.admin_password,
-                        vhost=broker.vhost, node_url=f"amqps://localhost:{tls_rabbitmq.tls_port}")
-    async with admin:
-        credentials = await admin.enroll_node(host)
+    credentials = await broker.enroll(host, node_url=tls_rabbitmq.node_url)
     assert credentials.url.startswith("amqps://")
-    engine_url = (await broker.engine_url()).replace(
-        "amqp://", "amqps://").replace(f":{broker.node.amqp_port}/", f":{tls_rabbitmq.tls_port}/")
+    engine_url = await broker.engine_url(scheme="amqps", port=tls_rabbitmq.tls_port)
     context = tls_rabbitmq.client_context()
     sink = RecordingSink()
     engine = AmqpEngineTransport(engine_url, backoff=TEST_BACKOFF, ssl_context=context)
@@ -113,12 +112,8 @@ async def test_engine_and_node_talk_over_tls_when_they_trust_the_engine_ca(
 @pytest.mark.asyncio
 async def test_a_node_that_does_not_trust_the_broker_refuses_to_talk_and_says_why(
         tls_rabbitmq: TlsBroker, caplog: pytest.LogCaptureFixture) -> None:
-    broker, host = tls_rabbitmq.broker, uuid.uuid4()
-    admin = BrokerAdmin(f"http://127.0.0.1:{broker.node.management_port}",
-                        username=broker.admin_user, password=broker.admin_password,
-                        vhost=broker.vhost, node_url=f"amqps://localhost:{tls_rabbitmq.tls_port}")
-    async with admin:
-        credentials = await admin.enroll_node(host)
+    host = uuid.uuid4()
+    credentials = await tls_rabbitmq.broker.enroll(host, node_url=tls_rabbitmq.node_url)
     caplog.set_level(logging.WARNING, logger="overt.bus.amqp")
     agent = AmqpAgentTransport(credentials, host, backoff=TEST_BACKOFF,
                                ssl_context=ssl.create_default_context())
