@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import resource
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
@@ -182,3 +184,15 @@ async def test_a_broker_restart_loses_no_event_and_no_reply(
     assert "lost the connection to the broker" in messages
     assert "answering from the first run" in messages  # the command came back, ran once
     assert tracebacks(caplog) == []
+
+
+def test_the_broker_ensure_rabbitmq_starts_may_hold_thousands_of_connections(
+        private_rabbitmq: Broker) -> None:
+    """Not the 1024 open files (about 800 connections) of a start through `su`."""
+    base_dir = private_rabbitmq.node.base_dir
+    assert base_dir is not None
+    pid = (base_dir / "rabbitmq.pid").read_text().strip()
+    limits = Path(f"/proc/{pid}/limits").read_text()
+    soft = int(next(line for line in limits.splitlines()
+                    if line.startswith("Max open files")).split()[3])
+    assert soft >= min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 4096)
