@@ -67,22 +67,23 @@ class BrokerAdmin:
         self._node_scheme = node.scheme
         self._node_host = node.hostname
         self._node_port = node.port or (5671 if node.scheme == "amqps" else 5672)
-        self._management_url = management_url.rstrip("/")
+        self.management_url = management_url.rstrip("/")
         self._client = httpx.AsyncClient(
-            base_url=f"{self._management_url}/api", auth=(username, password),
+            base_url=f"{self.management_url}/api", auth=(username, password),
             timeout=timeout, verify=verify)
 
     @classmethod
-    def for_broker(cls, url: str, *, management_port: int = DEFAULT_MANAGEMENT_PORT,
+    def for_broker(cls, url: str, *, management_port: int | None = None,
                    node_url: str | None = None) -> BrokerAdmin:
-        """The admin for the broker and vhost of `url`, an administrator's amqp(s) URL;
-        nodes reach the same host unless `node_url` says otherwise."""
+        """The admin for the broker and vhost of `url`, an administrator's amqp(s) URL (its
+        management API over https for amqps); nodes reach the same host unless `node_url`
+        says otherwise."""
         admin = BrokerUrl.parse(url)
-        scheme = "https" if url.startswith("amqps:") else "http"
-        node_scheme = "amqps" if scheme == "https" else "amqp"
-        return cls(f"{scheme}://{admin.host}:{management_port}", username=admin.username,
-                   password=admin.password, vhost=admin.vhost,
-                   node_url=node_url or f"{node_scheme}://{admin.host}:{admin.port}")
+        tls = url.startswith("amqps:")
+        scheme, default_port = ("https", 15671) if tls else ("http", DEFAULT_MANAGEMENT_PORT)
+        return cls(f"{scheme}://{admin.host}:{management_port or default_port}",
+                   username=admin.username, password=admin.password, vhost=admin.vhost,
+                   node_url=node_url or f"{'amqps' if tls else 'amqp'}://{admin.host}:{admin.port}")
 
     async def __aenter__(self) -> BrokerAdmin:
         return self
@@ -163,7 +164,7 @@ class BrokerAdmin:
             response = await self._client.request(method, path, json=body, headers=headers)
         except httpx.HTTPError as exc:
             raise BrokerAdminError(
-                f"cannot reach the broker's management API at {self._management_url} "
+                f"cannot reach the broker's management API at {self.management_url} "
                 f"({type(exc).__name__}: {exc}); is RabbitMQ running with the "
                 "rabbitmq_management plugin enabled?") from None
         if response.status_code == 404 and missing_ok:

@@ -176,6 +176,8 @@ class BrokerLink:
             self._run_hook()
             lost = self._lost = loop.create_future()
             connection.close_callbacks.add(functools.partial(_resolve, lost))
+            if not connection.connected.is_set():  # lost before the callback was there
+                _resolve(lost, None, LinkReset("the connection closed during set-up"))
             reason = await lost
             await self._drop()
             if self._closing:
