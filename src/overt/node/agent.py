@@ -202,7 +202,7 @@ class Agent:
         return HostState(host_uuid=self.sequencer.host_uuid,
                          vms=tuple(await self.hypervisor.list_vms()),
                          free_memory_mib=await self.hypervisor.free_memory_mib(),
-                         seq=self.sequencer.last_seq)
+                         seq=self.sequencer.last_seq, boot_id=self.sequencer.boot_id)
 
     # -- events -------------------------------------------------------------------------
 

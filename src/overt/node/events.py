@@ -1,10 +1,11 @@
-"""Numbering a node's events: one boot id per agent run, sequence numbers from 1."""
+"""Numbering a node's events: one boot id per agent run (ordered by time), seq from 1."""
 
 from __future__ import annotations
 
 import uuid
 
 from overt.protocol import EventEnvelope
+from overt.protocol.boots import new_boot_id
 from overt.protocol.events import Event, StatsSample
 
 
@@ -13,7 +14,7 @@ class EventSequencer:
 
     def __init__(self, host_uuid: uuid.UUID, boot_id: uuid.UUID | None = None) -> None:
         self.host_uuid = host_uuid
-        self.boot_id = boot_id or uuid.uuid4()
+        self.boot_id = boot_id or new_boot_id()
         self.last_seq = 0
 
     def sequenced(self, event: Event) -> EventEnvelope:

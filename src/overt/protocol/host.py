@@ -71,6 +71,7 @@ class HostState(WireModel):
     vms: tuple[VmStatusReport, ...]
     free_memory_mib: int
     seq: int  # the sequence number of the last event sent before this report
+    boot_id: UUID | None = None  # the agent run `seq` counts in (None from older agents)
 
 
 class NicStats(WireModel):

@@ -1,4 +1,18 @@
-"""Applying one node event to the database, in per-node sequence order."""
+"""Applying one node event to the database, in per-node sequence order.
+
+The database is the arbiter of order: a host's row records the agent run
+(`boot_id`) and the last event applied (`last_seq`), and an event is applied
+under that row's lock only when it is the next one. What happens to an event
+that comes before its predecessor depends on how events arrive:
+
+- `Gaps.WAIT` (competing monitors on the broker): its predecessor is in another
+  monitor's hands, so it is refused (`EventTooEarly`) and given again later;
+- `Gaps.RESYNC` (the inbox, which keeps arrival order): its predecessors were
+  lost, so it is applied and the host is resynchronised from a full report.
+
+Duplicates (at-least-once delivery) and late events of an earlier agent run are
+skipped. See docs/broker.md.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +22,36 @@ from enum import Enum
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from overt.engine.db.tables import Host, StatsSample, Vm, utcnow
+from overt.engine.db.tables import Host, utcnow
 from overt.engine.model.status import HostStatus
 from overt.engine.monitor.reconcile import apply_vm_report, mark_host_up, reconcile
 from overt.protocol import EventEnvelope
+from overt.protocol.boots import is_earlier_boot
 from overt.protocol.events import Heartbeat, HostStateReport, VmLifecycle
-from overt.protocol.events import StatsSample as StatsEvent
 
 log = logging.getLogger(__name__)
 
-_ACTIVE = {HostStatus.UP.value, HostStatus.CONNECTING.value, HostStatus.NON_RESPONSIVE.value,
-           HostStatus.INITIALIZING.value}
+ACTIVE = frozenset({HostStatus.UP.value, HostStatus.CONNECTING.value,
+                    HostStatus.NON_RESPONSIVE.value, HostStatus.INITIALIZING.value})
 
 
 class Outcome(Enum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"  # already applied (at-least-once delivery)
+    STALE = "stale"  # from an earlier run of the agent than the one recorded
     UNKNOWN_HOST = "unknown_host"
     IGNORED = "ignored"  # e.g. the host is in maintenance
+
+
+class Gaps(Enum):
+    """What to do with an event whose predecessor is not applied yet."""
+
+    WAIT = "wait"  # refuse it (EventTooEarly): the predecessor is on its way
+    RESYNC = "resync"  # apply it: the predecessors were lost, resync the host
+
+
+class EventTooEarly(RuntimeError):
+    """The previous event of the same host and run is not applied yet; try again later."""
 
 
 async def host_of(session: AsyncSession, envelope: EventEnvelope) -> Host | None:
@@ -35,29 +61,18 @@ async def host_of(session: AsyncSession, envelope: EventEnvelope) -> Host | None
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def apply_event(session: AsyncSession, envelope: EventEnvelope) -> Outcome:
+async def apply_event(session: AsyncSession, envelope: EventEnvelope, *,
+                      gaps: Gaps = Gaps.RESYNC) -> Outcome:
     host = await host_of(session, envelope)
     if host is None:
         return Outcome.UNKNOWN_HOST
     event = envelope.event
     if envelope.seq is None:
-        if isinstance(event, StatsEvent) and host.status in _ACTIVE:
-            await _apply_stats(session, host, event)
-            return Outcome.APPLIED
-        return Outcome.IGNORED
-    if host.boot_id != envelope.boot_id:
-        # A new agent run: its events start again at 1, and its first event is a full report.
-        host.boot_id, host.last_seq = envelope.boot_id, 0
-        if not isinstance(event, HostStateReport):
-            host.needs_resync = True
-    elif envelope.seq <= host.last_seq:
-        return Outcome.DUPLICATE
-    elif envelope.seq > host.last_seq + 1:
-        log.warning("host %s: events %d..%d were lost; resynchronising", host.name,
-                    host.last_seq + 1, envelope.seq - 1)
-        host.needs_resync = True
-    host.last_seq = envelope.seq
-    if host.status not in _ACTIVE:
+        raise ValueError("stats samples are written in bulk by StatsWriter, not one by one")
+    skipped = _advance(host, envelope, gaps)
+    if skipped is not None:
+        return skipped
+    if host.status not in ACTIVE:
         return Outcome.IGNORED  # maintenance, pending approval, ...: not monitored
     if isinstance(event, HostStateReport):
         await reconcile(session, host, event.state)
@@ -72,28 +87,35 @@ async def apply_event(session: AsyncSession, envelope: EventEnvelope) -> Outcome
     return Outcome.APPLIED
 
 
-async def _apply_stats(session: AsyncSession, host: Host, event: StatsEvent) -> None:
-    now = utcnow()
-    stats = event.host
-    host.cpu_percent = stats.cpu_percent
-    host.free_memory_mib = stats.memory_free_mib
-    rx = sum(n.rx_rate_bps for n in stats.nics)
-    tx = sum(n.tx_rate_bps for n in stats.nics)
-    session.add(StatsSample(subject_type="host", subject_id=host.id, time=now,
-                            cpu_percent=stats.cpu_percent, memory_used_mib=stats.memory_used_mib,
-                            memory_total_mib=stats.memory_total_mib, net_rx_bps=rx, net_tx_bps=tx))
-    ids = [s.vm_id for s in event.vms if s.vm_id is not None]
-    vms = {vm.id: vm for vm in (await session.execute(select(Vm).where(Vm.id.in_(ids)))).scalars()}
-    for sample in event.vms:
-        vm = vms.get(sample.vm_id) if sample.vm_id is not None else None
-        if vm is None:
-            continue
-        interval = max(event.interval_s, 1.0)
-        rx_rate = max(0, sample.net_rx_bytes - vm.net_rx_bytes) / interval
-        tx_rate = max(0, sample.net_tx_bytes - vm.net_tx_bytes) / interval
-        vm.cpu_percent, vm.memory_used_mib = sample.cpu_percent, sample.memory_mib
-        vm.net_rx_bytes, vm.net_tx_bytes = sample.net_rx_bytes, sample.net_tx_bytes
-        session.add(StatsSample(subject_type="vm", subject_id=vm.id, time=now,
-                                cpu_percent=sample.cpu_percent, memory_used_mib=sample.memory_mib,
-                                memory_total_mib=vm.memory_mib, net_rx_bps=rx_rate,
-                                net_tx_bps=tx_rate))
+def _advance(host: Host, envelope: EventEnvelope, gaps: Gaps) -> Outcome | None:
+    """Move the host's stream position to this event, or say why it is skipped.
+
+    Raises EventTooEarly for an event that must wait for its predecessor."""
+    seq = envelope.seq
+    assert seq is not None
+    if host.boot_id == envelope.boot_id:
+        if seq <= host.last_seq:
+            return Outcome.DUPLICATE
+        if seq > host.last_seq + 1:
+            if gaps is Gaps.WAIT:
+                raise EventTooEarly(f"host {host.name}: event {seq} came before event "
+                                    f"{host.last_seq + 1} was applied")
+            log.warning("host %s: events %d..%d were lost; resynchronising", host.name,
+                        host.last_seq + 1, seq - 1)
+            host.needs_resync = True
+    elif host.boot_id is not None and is_earlier_boot(envelope.boot_id, host.boot_id):
+        # Late news of an earlier agent run. A resync settles it either way (should the
+        # node's clock have gone back, its current run looks older than it is).
+        log.info("host %s: skipped event %d of an earlier agent run", host.name, seq)
+        host.needs_resync = host.status in ACTIVE
+        return Outcome.STALE
+    else:
+        # A new agent run: its events start again at 1, and its first event is a full report.
+        if seq > 1 and gaps is Gaps.WAIT:
+            raise EventTooEarly(f"host {host.name}: event {seq} of a new agent run came "
+                                "before its first event was applied")
+        host.boot_id, host.last_seq = envelope.boot_id, 0
+        if seq > 1 or not isinstance(envelope.event, HostStateReport):
+            host.needs_resync = True
+    host.last_seq = seq
+    return None

@@ -16,17 +16,23 @@ from overt.engine.db.tables import Host, StatsSample, Vm, utcnow
 from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.monitor import inbox
-from overt.engine.monitor.apply import Outcome, apply_event
+from overt.engine.monitor.apply import EventTooEarly, Gaps, Outcome, apply_event
 from overt.engine.monitor.reconcile import reconcile
+from overt.engine.monitor.stats_writer import StatsWriter
 from overt.engine.nodes import NodeClient, NodeCommandFailed
 from overt.engine.services import audit
 from overt.protocol import EventEnvelope
+from overt.protocol.boots import is_earlier_boot
 from overt.protocol.commands import HostStateCommand
 from overt.protocol.host import HostState
 
 log = logging.getLogger(__name__)
 
 STATS_RETENTION = dt.timedelta(hours=24)
+# How long an event may wait for its predecessor before the monitor stops waiting,
+# applies it and resynchronises the host (the predecessor was lost, e.g. purged from
+# the broker). In normal operation a predecessor arrives within milliseconds.
+EARLY_PATIENCE_S = 60.0
 _WATCHED = (HostStatus.UP.value, HostStatus.CONNECTING.value, HostStatus.INITIALIZING.value)
 
 
@@ -40,22 +46,59 @@ class Monitor:
         self.read_inbox = read_inbox
         self.wakeup = wakeup or asyncio.Event()
         self.tick_s = tick_s
+        self.stats = StatsWriter(db)
         self._resyncing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._early: dict[tuple[object, object, int], float] = {}  # first refusal, monotonic
 
     async def apply(self, envelope: EventEnvelope) -> None:
-        """The EventSink of transports that deliver to the monitor itself (amqp)."""
+        """The EventSink of transports that deliver to the monitor itself (amqp).
+
+        Several monitors compete for the events, so an event may come before its
+        predecessor: it is refused (EventTooEarly) and the transport gives it again."""
+        if envelope.seq is None:
+            self.stats.add(envelope)
+            return
+        key = (envelope.host_uuid, envelope.boot_id, envelope.seq)
+        now = asyncio.get_running_loop().time()
+        waited = now - self._early.get(key, now)
+        gaps = Gaps.WAIT if waited < EARLY_PATIENCE_S else Gaps.RESYNC
+        if gaps is Gaps.RESYNC:
+            log.warning("event %d of node %s waited %.0f s for its predecessor; applying it "
+                        "and resynchronising the node", envelope.seq, envelope.host_uuid, waited)
+        try:
+            await self._apply(envelope, gaps)
+        except EventTooEarly:
+            self._note_early(key, now)
+            raise
+        self._early.pop(key, None)
+
+    def _note_early(self, key: tuple[object, object, int], now: float) -> None:
+        self._early.setdefault(key, now)
+        if len(self._early) > 10_000:  # forget events that were applied by another monitor
+            self._early = {k: t for k, t in self._early.items()
+                           if now - t < 2 * EARLY_PATIENCE_S}
+
+    async def _apply(self, envelope: EventEnvelope, gaps: Gaps) -> None:
         async with self.db.transaction() as session:
-            outcome = await apply_event(session, envelope)
+            outcome = await apply_event(session, envelope, gaps=gaps)
         if outcome is Outcome.UNKNOWN_HOST:
             log.warning("event from unknown node %s dropped", envelope.host_uuid)
 
     async def run(self) -> None:
         await self._resync_everything()
-        loops = [self._watchdog_loop(), self._resync_loop(), self._housekeeping_loop()]
+        loops = [self._watchdog_loop(), self._resync_loop(), self._housekeeping_loop(),
+                 self.stats.run()]
         if self.read_inbox:
             loops.append(self._inbox_loop())
         await asyncio.gather(*loops)
+
+    async def resync_all(self) -> None:
+        """Ask every monitored host for its full state (after the broker connection is back)."""
+        try:
+            await self._resync_everything()
+        except OperationalError as exc:
+            log.warning("monitor cannot reach the database (%s); not resynchronising", exc.orig)
 
     # -- events ------------------------------------------------------------------------
 
@@ -64,8 +107,10 @@ class Monitor:
             try:
                 batch = await inbox.take_batch(self.db)
                 for row_id, envelope in batch:
-                    if envelope is not None:
-                        await self.apply(envelope)
+                    if envelope is not None and envelope.seq is None:
+                        self.stats.add(envelope)
+                    elif envelope is not None:
+                        await self._apply(envelope, Gaps.RESYNC)  # the inbox keeps order
                     await inbox.forget(self.db, row_id)
             except OperationalError as exc:
                 log.warning("monitor cannot reach the database (%s); retrying", exc.orig)
@@ -150,8 +195,12 @@ class Monitor:
                                            .with_for_update())).scalar_one_or_none()
             if fresh is None:
                 return
+            if not _take_position(fresh, state):
+                log.info("host %s: events newer than its state report were applied "
+                         "meanwhile; asking again", host.name)
+                fresh.needs_resync = True
+                return
             await reconcile(session, fresh, state)
-            fresh.last_seq = max(fresh.last_seq, state.seq)
         log.info("host %s resynchronised: %d VMs", host.name, len(state.vms))
 
     # -- housekeeping --------------------------------------------------------------------
@@ -165,3 +214,22 @@ class Monitor:
                         StatsSample.time < utcnow() - STATS_RETENTION))
             except OperationalError as exc:
                 log.warning("stats cleanup failed (%s)", exc.orig)
+
+
+def _take_position(host: Host, state: HostState) -> bool:
+    """Move the host's event position to the moment of `state`; False when the database
+    already holds newer news of that run (the report is out of date)."""
+    if state.boot_id is None:  # an agent that does not say which run it is in
+        host.last_seq = max(host.last_seq, state.seq)
+        return True
+    if host.boot_id == state.boot_id:
+        if host.last_seq > state.seq:
+            return False
+        host.last_seq = state.seq
+        return True
+    if host.boot_id is not None and is_earlier_boot(state.boot_id, host.boot_id):
+        log.warning("host %s: its agent's current run looks older than the one recorded "
+                    "(has its clock gone back?); following the agent", host.name)
+    # Events of this run up to `state.seq` are older than the report: skipped on arrival.
+    host.boot_id, host.last_seq = state.boot_id, state.seq
+    return True
