@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: real libvirt, the test guest, the lab."""
+"""Fixtures shared by every test: real libvirt, the test guest, the lab, PostgreSQL,
+RabbitMQ."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ import pytest
 from overt.lab.guest import GuestImage, build_guest_image
 from overt.lab.lab import Lab
 from overt.lab.topology import LabSpec, Topology
-from overt.system.daemons import LOCAL_LIBVIRT_URI, ensure_libvirtd
+from overt.system.daemons import LOCAL_LIBVIRT_URI, SYSTEM_RABBITMQ, ensure_libvirtd
 from overt.system.postgres import create_database, drop_database, ensure_postgresql
+from tests.support.broker import Broker, close_broker, open_broker
 
 # Tests use their own lab name and addresses so they never touch a user's lab; two
 # suites running side by side on one machine set these variables to differ.
@@ -104,3 +106,13 @@ def fresh_postgres_url() -> Iterator[str]:
     """A PostgreSQL database of one test's own."""
     with _postgres_database() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> Iterator[Broker]:
+    """This machine's RabbitMQ (started when it does not answer), with a vhost and an
+    administrator of this test run, both removed at the end."""
+    require_root()
+    broker = open_broker(SYSTEM_RABBITMQ)
+    yield broker
+    close_broker(broker)

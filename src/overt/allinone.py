@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from overt.config import EngineSettings
+from overt.config import EngineSettings, is_broker_url
 from overt.engine.bootstrap import EngineRuntime
 from overt.engine.db.seed import ADMIN
 from overt.engine.db.tables import Cluster, Host, StorageDomain, Template, User
@@ -67,11 +67,22 @@ class AllInOne:
         self.say = say
         self.agent: subprocess.Popen[bytes] | None = None
         self.agent_pid: int | None = None
+        if options.bus != "direct" and not is_broker_url(options.bus):
+            raise DemoError(f"--bus {options.bus!r}: use `direct` or the amqp(s):// URL of a "
+                            "broker administrator (see docs/broker.md)")
+        # Every engine part runs in this one process, the one that enrolls nodes: in fully
+        # managed mode it uses the administrator's URL for its own traffic too.
+        admin = options.bus if self.managed else None
         settings = EngineSettings(
             data_dir=options.data_dir, db=options.db, bus=options.bus, api_address="127.0.0.1",
             api_port=options.port, gateway_address="0.0.0.0",  # noqa: S104 - lab nodes too
-            gateway_port=options.gateway_port, public_address=options.public_address)
+            gateway_port=options.gateway_port, public_address=options.public_address,
+            broker_admin_url=admin)
         self.runtime = EngineRuntime(settings)
+
+    @property
+    def managed(self) -> bool:
+        return self.options.bus != "direct"
 
     @property
     def url(self) -> str:
@@ -157,6 +168,8 @@ class AllInOne:
                 "--port", str(self.options.node_port), "--advertise-address", "127.0.0.1",
                 "--data-dir", str(node_dir), "--storage-dir", str(self.options.images_dir),
                 "--engine-ca-file", str(self.runtime.pki.ca_file)]
+        if self.managed:
+            argv += ["--bus", "amqp"]
         self.say(f"starting the agent of this machine (log: {self.options.data_dir}/node.log)")
         self.agent = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, start_new_session=True,

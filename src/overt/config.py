@@ -6,15 +6,28 @@ at import time.
 
 from __future__ import annotations
 
+import logging
+import stat
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
 
 DEFAULT_NODE_PORT = 54321
 DEFAULT_API_PORT = 8443
 DEFAULT_GATEWAY_PORT = 8444
+BROKER_SCHEMES = ("amqp://", "amqps://")
+
+
+class SettingsError(ValueError):
+    """Settings that cannot work together; the message says what to set."""
+
+
+def is_broker_url(bus: str) -> bool:
+    return bus.startswith(BROKER_SCHEMES)
 
 
 class NodeSettings(BaseSettings):
@@ -25,7 +38,11 @@ class NodeSettings(BaseSettings):
     engine_url: str | None = Field(
         None, description="The engine's node gateway, e.g. https://10.77.0.1:8444; the node "
         "announces itself there when it has no certificate yet.")
-    bus: str = Field("direct", description="`direct` (HTTPS + mutual TLS) or an amqp:// URL.")
+    bus: str = Field(
+        "direct", description="`direct` (HTTPS + mutual TLS), or `amqp`/`amqps` for fully "
+        "managed mode (commands and events through the broker whose account the node gets at "
+        "enrollment); an amqp(s)://HOST:PORT URL, without credentials, overrides where the "
+        "broker is.")
     listen_address: str = Field("0.0.0.0", description="Address of the node's RPC server.")  # noqa: S104
     port: int = Field(DEFAULT_NODE_PORT, gt=0, lt=65536)
     advertise_address: str | None = Field(
@@ -52,6 +69,24 @@ class NodeSettings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
+    @field_validator("bus")
+    @classmethod
+    def _known_bus(cls, bus: str) -> str:
+        if bus in ("direct", "amqp", "amqps"):
+            return bus
+        if is_broker_url(bus):
+            if "@" in bus.split("/")[2]:
+                raise ValueError("give the broker's address without credentials: the node gets "
+                                 "an account of its own when it enrolls")
+            return bus
+        raise ValueError(f"{bus!r} is not a transport: use direct, amqp, amqps or "
+                         "amqp(s)://HOST:PORT")
+
+    @property
+    def managed(self) -> bool:
+        """Fully managed mode: commands and events through the broker."""
+        return self.bus != "direct"
+
 
 class EngineSettings(BaseSettings):
     """`overt engine` and `overt demo`. Variables OVERT_*."""
@@ -60,7 +95,27 @@ class EngineSettings(BaseSettings):
 
     data_dir: Path = Path("/var/lib/overt/engine")
     db: str | None = Field(None, description="SQLAlchemy URL; default SQLite in the data dir.")
-    bus: str = Field("direct", description="`direct` or an amqp:// URL of the broker.")
+    bus: str = Field("direct", repr=False, description="`direct`, or the amqp(s):// URL of the "
+                     "engine's own broker account (fully managed mode).")
+    broker_admin_url: SecretStr | None = Field(
+        None, repr=False, description="The broker administrator's amqp(s):// URL, with which "
+        "the process that enrolls nodes (api) creates their accounts; it never leaves the "
+        "engine. Other processes do not need it.")
+    broker_admin_file: Path | None = Field(
+        None, description="A file (mode 0600) holding the broker administrator's URL, "
+        "instead of broker_admin_url.")
+    broker_node_url: str | None = Field(
+        None, description="amqp(s)://HOST:PORT where nodes reach the broker, when it is not "
+        "where the administrator URL points (e.g. the broker's address on the management "
+        "network).")
+    broker_management_port: int | None = Field(
+        None, gt=0, lt=65536, description="Port of the broker's management API (15672, or "
+        "15671 for amqps).")
+    broker_ca_file: Path | None = Field(
+        None, description="CA that signed the broker's certificate (amqps), besides the "
+        "system's and the engine's own CA.")
+    broker_sweep_interval_s: float = Field(
+        30.0, ge=0.1, description="How often the broker accounts of removed hosts are deleted.")
     api_address: str = "127.0.0.1"
     api_port: int = Field(DEFAULT_API_PORT, gt=0, lt=65536)
     gateway_address: str = "0.0.0.0"  # noqa: S104 - nodes reach the gateway over management
@@ -72,5 +127,37 @@ class EngineSettings(BaseSettings):
     heartbeat_timeout_s: float = Field(30.0, ge=1.0)
     log_level: str = "INFO"
 
+    @field_validator("bus")
+    @classmethod
+    def _known_bus(cls, bus: str) -> str:
+        if bus != "direct" and not is_broker_url(bus):
+            raise ValueError("use `direct`, or the amqp(s)://USER:PASSWORD@HOST:PORT/VHOST URL "
+                             "of the engine's broker account")
+        return bus
+
     def database_url(self) -> str:
         return self.db or f"sqlite:///{self.data_dir / 'engine.db'}"
+
+    @property
+    def managed(self) -> bool:
+        """Fully managed mode: the engine reaches nodes through the broker."""
+        return self.bus != "direct"
+
+    def broker_admin(self) -> str | None:
+        """The broker administrator's URL, from the setting or from its file."""
+        if self.broker_admin_url is not None:
+            return self.broker_admin_url.get_secret_value()
+        path = self.broker_admin_file
+        if path is None:
+            return None
+        try:
+            mode = path.stat().st_mode
+            url = path.read_text().strip()
+        except OSError as exc:
+            raise SettingsError(f"cannot read the broker administrator file {path}: "
+                                f"{exc.strerror}") from None
+        if stat.S_IMODE(mode) & 0o077:
+            log.warning("%s can be read by others than its owner: chmod 600 it", path)
+        if not is_broker_url(url):
+            raise SettingsError(f"{path} does not hold an amqp(s)://USER:PASSWORD@HOST/VHOST URL")
+        return url

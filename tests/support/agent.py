@@ -17,6 +17,7 @@ class Agent:
     base: Path
     engine_url: str | None = None
     engine_ca: Path | None = None
+    bus: str = "direct"
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -29,7 +30,7 @@ class Agent:
         argv = [sys.executable, "-m", "overt", "node", "--listen-address", "127.0.0.1",
                 "--port", str(self.port), "--advertise-address", "127.0.0.1",
                 "--data-dir", str(self.base / "node"), "--storage-dir", str(self.base / "images"),
-                "--heartbeat-interval", "1", "--stats-interval", "2"]
+                "--heartbeat-interval", "1", "--stats-interval", "2", "--bus", self.bus]
         if self.engine_url:
             argv += ["--engine-url", self.engine_url]
         if self.engine_ca:

@@ -26,6 +26,7 @@ class Demo:
     data_dir: Path
     images_dir: Path
     db: str | None
+    bus: str = "direct"  # or a broker administrator's amqp:// URL (fully managed mode)
     password: str = "demo-Password-1"
     port: int = field(default_factory=free_port)
     gateway_port: int = field(default_factory=free_port)
@@ -54,7 +55,8 @@ class Demo:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "OVERT_ADMIN_PASSWORD": self.password})
+                env={**os.environ, "OVERT_ADMIN_PASSWORD": self.password,
+                     "OVERT_DEMO_BUS": self.bus})
         deadline = time.monotonic() + timeout
         while b"Overt is ready" not in self.log.read_bytes().split(b"--- restart ---")[-1]:
             if self.process.poll() is not None:

@@ -7,10 +7,11 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from overt.bus.base import EngineTransport
 from overt.config import EngineSettings
-from overt.engine.bootstrap import EngineRuntime
+from overt.engine.bootstrap import EngineRuntime, Parts
 
 
 def free_port() -> int:
@@ -40,11 +41,13 @@ class RunningEngine:
 
 
 def start_engine(data_dir: Path, *, db: str | None = None, password: str = "test-Password-1",
-                 transport: EngineTransport | None = None, bus: str = "direct") -> RunningEngine:
-    settings = EngineSettings(data_dir=data_dir, db=db, api_port=free_port(),
-                              gateway_port=free_port(), admin_password=password, bus=bus,
-                              public_address="127.0.0.1")
-    runtime = EngineRuntime(settings, transport=transport)
+                 transport: EngineTransport | None = None, bus: str = "direct",
+                 parts: Parts | None = None, **settings: Any) -> RunningEngine:
+    """An engine (all parts, or `parts`) in a thread; `settings` are more EngineSettings."""
+    config = EngineSettings(**{
+        "data_dir": data_dir, "db": db, "api_port": free_port(), "gateway_port": free_port(),
+        "admin_password": password, "bus": bus, "public_address": "127.0.0.1", **settings})
+    runtime = EngineRuntime(config, parts=parts or Parts(), transport=transport)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     failure: list[BaseException] = []

@@ -1,4 +1,5 @@
-"""`overt demo`: the all-in-one on the embedded defaults (SQLite, direct transport)."""
+"""`overt demo`: the all-in-one on the embedded defaults (SQLite, direct transport), or
+in fully managed mode through a broker (`--bus amqp://...`)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ def _ready(demo: AllInOne) -> None:
     else:
         console.print(f"  password:  in {data}/admin-password")
     console.print(f"  CA:        {demo.runtime.pki.ca_file}")
+    if demo.managed:
+        console.print("  mode:      fully managed: engine and agent talk through the broker")
     console.print("  try:       overt vm create web1 --template test-guest --memory 256M"
                   f"{'' if data == Path('/var/lib/overt/engine') else f' --data-dir {data}'}")
     console.print("             overt vm start web1; overt vm list; overt host list")
@@ -43,8 +46,10 @@ def demo(
     port: Annotated[int, typer.Option(help="HTTPS port of the API.")] = 8443,
     db: Annotated[str | None, typer.Option(help="Database URL (default: SQLite in the data "
                                                 "directory).")] = None,
-    bus: Annotated[str, typer.Option(help="`direct`, or an amqp:// URL of a broker.")]
-    = "direct",
+    bus: Annotated[str, typer.Option(
+        help="`direct`, or the amqp(s):// URL of a broker administrator for fully managed "
+        "mode (`overt broker setup-local` makes one on this machine); also OVERT_DEMO_BUS.",
+        envvar="OVERT_DEMO_BUS")] = "direct",
     public_address: Annotated[str, typer.Option(
         help="Address nodes use to reach the engine (the lab's is 10.77.0.1).")] = "127.0.0.1",
     gateway_port: Annotated[int, typer.Option(help="Port of the node gateway.")] = 8444,
@@ -59,8 +64,8 @@ def demo(
     options = DemoOptions(data_dir=data_dir, port=port, db=db, bus=bus,
                           public_address=public_address, gateway_port=gateway_port,
                           node_port=node_port, images_dir=images_dir)
-    allinone = AllInOne(options, say=lambda text: console.print(f"[cyan]•[/] {text}"))
     try:
+        allinone = AllInOne(options, say=lambda text: console.print(f"[cyan]•[/] {text}"))
         asyncio.run(allinone.run(_ready))
     except KeyboardInterrupt:
         pass

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from overt.cli.errors import reports_errors
 from overt.cli.logs import setup_logging
-from overt.config import EngineSettings
+from overt.config import EngineSettings, SettingsError
 from overt.engine.bootstrap import EngineRuntime, Parts
 
 
@@ -23,16 +24,30 @@ class Part(StrEnum):
 
 
 def build_settings(data_dir: Path | None, db: str | None, bus: str | None, address: str | None,
-                   port: int | None, public_address: str | None) -> EngineSettings:
+                   port: int | None, public_address: str | None,
+                   broker_admin_file: Path | None = None,
+                   broker_node_url: str | None = None) -> EngineSettings:
     overrides = {k: v for k, v in {
         "data_dir": data_dir, "db": db, "bus": bus, "api_address": address, "api_port": port,
-        "public_address": public_address}.items() if v is not None}
-    return EngineSettings(**overrides)  # type: ignore[arg-type]
+        "public_address": public_address, "broker_admin_file": broker_admin_file,
+        "broker_node_url": broker_node_url}.items() if v is not None}
+    try:
+        return EngineSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise SettingsError(f"invalid settings: {problems}") from None
 
 
 DataDir = Annotated[Path | None, typer.Option(help="Data directory (default /var/lib/overt/engine).")]
 Db = Annotated[str | None, typer.Option(help="Database URL (sqlite:///... or postgresql+psycopg://...).")]
-Bus = Annotated[str | None, typer.Option(help="`direct` or the broker's amqp:// URL.")]
+Bus = Annotated[str | None, typer.Option(
+    help="`direct`, or the amqp(s):// URL of the engine's broker account (fully managed mode; "
+    "better given as OVERT_BUS, which `ps` does not show).")]
+BrokerAdminFile = Annotated[Path | None, typer.Option(
+    help="File (0600) holding the broker administrator's URL; the api process needs it in "
+    "fully managed mode to give nodes their accounts.")]
+BrokerNodeUrl = Annotated[str | None, typer.Option(
+    help="amqp(s)://HOST:PORT where nodes reach the broker, when it differs.")]
 Address = Annotated[str | None, typer.Option(help="Address the API listens on.")]
 Port = Annotated[int | None, typer.Option(help="Port of the API (HTTPS).")]
 Public = Annotated[str | None, typer.Option(help="Address nodes use to reach the engine.")]
@@ -44,9 +59,11 @@ def engine(
                                                      "share one PostgreSQL).")] = None,
     data_dir: DataDir = None, db: Db = None, bus: Bus = None, address: Address = None,
     port: Port = None, public_address: Public = None,
+    broker_admin_file: BrokerAdminFile = None, broker_node_url: BrokerNodeUrl = None,
 ) -> None:
     """Run the engine: the API, the job worker and the monitor (or just one of them)."""
-    settings = build_settings(data_dir, db, bus, address, port, public_address)
+    settings = build_settings(data_dir, db, bus, address, port, public_address,
+                              broker_admin_file, broker_node_url)
     setup_logging(settings.log_level)
     parts = Parts.only(part.value) if part else Parts()
     runtime = EngineRuntime(settings, parts=parts)

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from overt.cli.client import ApiError
+from overt.config import SettingsError
 from overt.lab.topology import LabError
 from overt.system.commands import CommandFailed, ToolMissing
 from overt.system.waiting import NotReady
@@ -21,7 +22,7 @@ R = TypeVar("R")
 stderr = Console(stderr=True, soft_wrap=True)
 
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (
-    LabError, CommandFailed, ToolMissing, NotReady, libvirt.libvirtError, ApiError)
+    LabError, CommandFailed, ToolMissing, NotReady, libvirt.libvirtError, ApiError, SettingsError)
 
 
 def reports_errors(func: Callable[P, R]) -> Callable[P, R]:

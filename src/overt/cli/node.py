@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from overt.cli.errors import stderr
 from overt.config import NodeSettings
-from overt.node.bootstrap import UnsupportedBus, run_agent
+from overt.node.bootstrap import run_agent
 from overt.node.logs import configure_logging
 
 
@@ -20,7 +20,10 @@ def node(
     engine_url: Annotated[str | None, typer.Option(
         help="The engine's node gateway (https://ENGINE:8444); the node announces itself "
         "there until it is enrolled.")] = None,
-    bus: Annotated[str | None, typer.Option(help="`direct` (HTTPS + mutual TLS).")] = None,
+    bus: Annotated[str | None, typer.Option(
+        help="`direct` (HTTPS + mutual TLS), or `amqp` for fully managed mode (through the "
+        "broker, with the account the node gets at enrollment); amqp://HOST:PORT, without "
+        "credentials, to reach the broker at another address.")] = None,
     listen_address: Annotated[str | None, typer.Option(help="Address of the RPC server.")] = None,
     port: Annotated[int | None, typer.Option(help="Port of the RPC server (54321).")] = None,
     advertise_address: Annotated[str | None, typer.Option(
@@ -68,6 +71,6 @@ def node(
     configure_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(run_agent(settings))
-    except (UnsupportedBus, libvirt.libvirtError, OSError) as exc:
+    except (libvirt.libvirtError, OSError) as exc:
         stderr.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None

@@ -9,20 +9,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import re
+import secrets
 import signal
 import socket
-from collections.abc import Generator
+import ssl
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
+from overt.bus.amqp import AmqpEngineTransport, BrokerAdmin
 from overt.bus.base import EngineTransport
 from overt.bus.direct.engine import DirectEngineTransport
 from overt.bus.direct.gateway import NodeGateway
 from overt.bus.direct.tls import TlsFiles
-from overt.config import EngineSettings
+from overt.config import EngineSettings, SettingsError
 from overt.engine.api.app import ApiServices, build_api_app
 from overt.engine.db import migrate
 from overt.engine.db.database import Database
@@ -34,6 +39,7 @@ from overt.engine.monitor.inbox import InboxSink
 from overt.engine.monitor.service import Monitor
 from overt.engine.nodes import NodeClient
 from overt.engine.registry.bootstrap_client import NodeBootstrap
+from overt.engine.registry.broker_accounts import BrokerAdminAccounts, NodeAccountSweeper
 from overt.engine.registry.enrollment import BrokerAccounts, Registry
 from overt.engine.registry.pki import EnginePki
 from overt.engine.services.jobs import JobSubmitter
@@ -92,6 +98,7 @@ class EngineRuntime:
                             f"{self.settings.gateway_port}")
         self._stop = asyncio.Event()
         self._servers: list[Any] = []
+        self._monitor: Monitor | None = None
 
     @property
     def password_file(self) -> Path:
@@ -108,12 +115,20 @@ class EngineRuntime:
                                                      password_file=self.password_file)
         self.pki.ensure()
         if self.transport is None:
-            self.transport = make_transport(self.settings, self.pki)
+            self.transport = make_transport(self.settings, self.pki,
+                                            on_connected=self._bus_connected)
+        if self.broker is None and self.parts.api and self.settings.managed:
+            self.broker = make_broker_accounts(self.settings, self.pki)
         if self.bootstrap is None:
             self.bootstrap = make_bootstrap(self.pki)
 
     def stop(self) -> None:
         self._stop.set()
+
+    async def _bus_connected(self) -> None:
+        """The broker connection is (back) up: what the nodes did meanwhile is resynced."""
+        if self._monitor is not None:
+            await self._monitor.resync_all()
 
     async def run(self, *, ready: asyncio.Event | None = None) -> None:
         assert self.transport is not None, "call prepare() first"
@@ -132,7 +147,12 @@ class EngineRuntime:
                             HANDLERS, failure_hooks=FAILURE_HOOKS, wakeup=self.job_wakeup)
             tasks.append(asyncio.create_task(worker.run(), name="worker"))
         if self.parts.monitor:
+            self._monitor = monitor
             tasks.append(asyncio.create_task(monitor.run(), name="monitor"))
+        if self.parts.api and isinstance(self.broker, BrokerAdminAccounts):
+            sweeper = NodeAccountSweeper(self.db, self.broker,
+                                         interval_s=self.settings.broker_sweep_interval_s)
+            tasks.append(asyncio.create_task(sweeper.run(), name="broker accounts"))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(RuntimeError, NotImplementedError):
@@ -181,6 +201,8 @@ class EngineRuntime:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.transport is not None:
             await self.transport.close()
+        if isinstance(self.broker, BrokerAdminAccounts):
+            await self.broker.aclose()
         await self.db.dispose()
         log.info("engine stopped")
 
@@ -189,11 +211,50 @@ def _tls(pki: EnginePki) -> TlsFiles:
     return TlsFiles(ca_file=pki.ca_file, cert_file=pki.cert_file, key_file=pki.key_file)
 
 
-def make_transport(settings: EngineSettings, pki: EnginePki) -> EngineTransport:
+ConnectedHook = Callable[[], Coroutine[Any, Any, None]]
+
+
+def make_transport(settings: EngineSettings, pki: EnginePki, *,
+                   on_connected: ConnectedHook | None = None) -> EngineTransport:
     """The engine's end of the bus named by the settings (direct, or amqp://...)."""
-    if settings.bus == "direct":
+    if not settings.managed:
         return DirectEngineTransport(_tls(pki))
-    raise ValueError(f"bus {settings.bus!r} is not supported: use `direct` or an amqp:// URL")
+    return AmqpEngineTransport(settings.bus, instance=engine_instance(),
+                               ssl_context=broker_ssl_context(settings, pki),
+                               on_connected=on_connected)
+
+
+def engine_instance() -> str:
+    """A name no other engine process has (it names the process's reply queue)."""
+    name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    return re.sub(r"[^A-Za-z0-9_-]", "-", name)[-64:]
+
+
+def broker_ssl_context(settings: EngineSettings, pki: EnginePki) -> ssl.SSLContext | None:
+    """For amqps: trust the system's CAs, the engine CA (which may sign the broker's
+    certificate) and the configured broker CA."""
+    urls = [settings.bus, settings.broker_admin() or ""]
+    if not any(url.startswith("amqps:") for url in urls):
+        return None
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=pki.ca_file)
+    if settings.broker_ca_file is not None:
+        context.load_verify_locations(cafile=settings.broker_ca_file)
+    return context
+
+
+def make_broker_accounts(settings: EngineSettings, pki: EnginePki) -> BrokerAdminAccounts:
+    """Nodes' broker accounts, made with the broker administrator's URL (api process)."""
+    url = settings.broker_admin()
+    if url is None:
+        raise SettingsError(
+            "in fully managed mode the api process enrolls nodes and needs the broker "
+            "administrator's URL: set OVERT_BROKER_ADMIN_URL, or OVERT_BROKER_ADMIN_FILE to a "
+            "file holding it (see docs/broker.md)")
+    verify: ssl.SSLContext | bool = broker_ssl_context(settings, pki) or True
+    return BrokerAdminAccounts(BrokerAdmin.for_broker(
+        url, management_port=settings.broker_management_port,
+        node_url=settings.broker_node_url, verify=verify))
 
 
 class DirectBootstrap:

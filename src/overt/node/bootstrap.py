@@ -19,24 +19,22 @@ from overt.node.hypervisor.libvirt_driver import LibvirtHypervisor
 from overt.node.hypervisor.virt_mode_cache import VirtModeChoice, VirtType
 from overt.node.idempotency import IdempotencyStore
 from overt.node.identity import NodeIdentity
+from overt.node.managed import ManagedAgentTransport
 from overt.node.storage.local import LocalVolumes
 
 log = logging.getLogger(__name__)
 
 
-class UnsupportedBus(ValueError):
-    """The settings name a transport this agent cannot use."""
-
-
 def build_transport(settings: NodeSettings) -> AgentTransport:
-    if settings.bus != "direct":
-        raise UnsupportedBus(f"transport {settings.bus.split('@')[-1]!r} is not available in "
-                             "this agent yet; use --bus direct")
+    """Direct (HTTPS + mutual TLS), or fully managed (enrollment over HTTPS, then the broker)."""
     identity = NodeIdentity(settings.data_dir, settings.engine_ca_file)
-    return DirectAgentTransport(identity, AgentServerSettings(
+    server = AgentServerSettings(
         listen_address=settings.listen_address, port=settings.port,
         engine_url=settings.engine_url, advertise_address=settings.advertise_address,
-        announce_interval_s=settings.announce_interval_s))
+        announce_interval_s=settings.announce_interval_s)
+    if settings.managed:
+        return ManagedAgentTransport(identity, server, broker=settings.bus)
+    return DirectAgentTransport(identity, server)
 
 
 def build_agent(settings: NodeSettings, transport: AgentTransport | None = None) -> Agent:

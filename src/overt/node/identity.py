@@ -1,5 +1,6 @@
-"""A node's TLS identity in its data directory: key, bootstrap and CA-issued certificates,
-the engine CA it trusts, and where its engine's gateway is.
+"""A node's identity in its data directory: key, bootstrap and CA-issued certificates,
+the engine CA it trusts, where its engine's gateway is, and (fully managed mode) its
+own broker account.
 
 Until the engine CA issues a certificate the node shows a self-signed bootstrap one.
 The engine CA is either configured (`engine_ca_file`) or pinned on first use.
@@ -29,7 +30,7 @@ from overt.pki.certs import (
     self_signed,
     write_private,
 )
-from overt.protocol.enrollment import EnrollmentGrant, EnrollmentStatus
+from overt.protocol.enrollment import BrokerCredentials, EnrollmentGrant, EnrollmentStatus
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class IdentityError(ValueError):
 
 class NodeIdentity:
     """Files below `data_dir`: node.key (0600), bootstrap.pem, node.pem, engine-ca.pem,
-    enrollment.json."""
+    enrollment.json, broker.json (0600: the node's broker account, fully managed mode)."""
 
     def __init__(self, data_dir: Path, engine_ca_file: Path | None = None) -> None:
         self.data_dir = data_dir
@@ -50,6 +51,7 @@ class NodeIdentity:
         self.cert_file = data_dir / "node.pem"
         self.ca_file = data_dir / "engine-ca.pem"
         self.enrollment_file = data_dir / "enrollment.json"
+        self.broker_file = data_dir / "broker.json"
 
     # -- key and certificates -----------------------------------------------------------
 
@@ -143,7 +145,21 @@ class NodeIdentity:
             "host_id": str(grant.host_id) if grant.host_id else None,
             "gateway_url": grant.gateway_url or gateway_url,
         }))
-        log.info("enrolled: certificate %s issued by the engine CA", fingerprint(cert))
+        if grant.broker is not None:
+            write_private(self.broker_file, grant.broker.model_dump_json().encode())
+        log.info("enrolled: certificate %s issued by the engine CA%s", fingerprint(cert),
+                 f", broker account {grant.broker.username}" if grant.broker else "")
+
+    def broker_credentials(self) -> BrokerCredentials | None:
+        """The node's own broker account from its last enrollment, if the engine gave one."""
+        try:
+            return BrokerCredentials.model_validate_json(self.broker_file.read_bytes())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            log.error("%s is damaged; the node asks the engine for a new broker account",
+                      self.broker_file)
+            return None
 
     def gateway_url(self) -> str | None:
         try:

@@ -1,4 +1,5 @@
-"""`overt demo` for end-to-end tests: SQLite by default, PostgreSQL for tests marked pg."""
+"""`overt demo` for end-to-end tests: SQLite by default, PostgreSQL for tests marked pg, and
+fully managed mode (through RabbitMQ) for tests marked amqp."""
 
 from __future__ import annotations
 
@@ -13,17 +14,21 @@ from tests.conftest import require_root
 from tests.support.demo import Demo
 
 
-def new_demo(db: str | None) -> Demo:
+def new_demo(db: str | None, bus: str = "direct") -> Demo:
     require_root()
     base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-demo-test-"))
     base.chmod(0o755)
-    return Demo(data_dir=base / "engine", images_dir=base / "images", db=db)
+    return Demo(data_dir=base / "engine", images_dir=base / "images", db=db, bus=bus)
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+@pytest.fixture(scope="module", params=[
+    "sqlite", pytest.param("postgresql", marks=pytest.mark.pg),
+    pytest.param("sqlite+amqp", marks=pytest.mark.amqp)])
 def demo(request: pytest.FixtureRequest) -> Iterator[Demo]:
     db = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-    running = new_demo(db)
+    bus = request.getfixturevalue("rabbitmq").admin_url if "amqp" in request.param \
+        else "direct"
+    running = new_demo(db, bus)
     running.start()
     yield running
     running.stop()

@@ -17,9 +17,11 @@ pytestmark = [pytest.mark.vm, pytest.mark.slow]
 MIB = 2**20
 
 
-@pytest.fixture
-def crash_demo() -> Iterator[Demo]:
-    demo = new_demo(None)
+@pytest.fixture(params=["direct", pytest.param("amqp", marks=pytest.mark.amqp)])
+def crash_demo(request: pytest.FixtureRequest) -> Iterator[Demo]:
+    bus = request.getfixturevalue("rabbitmq").admin_url if request.param == "amqp" \
+        else "direct"
+    demo = new_demo(None, bus)
     demo.start()
     yield demo
     demo.stop()

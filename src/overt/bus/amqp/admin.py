@@ -25,6 +25,7 @@ from overt.bus.amqp.topology import (
     ExchangeSpec,
     QueueSpec,
     command_queue,
+    host_of_username,
     node_permissions,
     node_username,
 )
@@ -74,7 +75,8 @@ class BrokerAdmin:
 
     @classmethod
     def for_broker(cls, url: str, *, management_port: int | None = None,
-                   node_url: str | None = None) -> BrokerAdmin:
+                   node_url: str | None = None,
+                   verify: ssl.SSLContext | bool = True) -> BrokerAdmin:
         """The admin for the broker and vhost of `url`, an administrator's amqp(s) URL (its
         management API over https for amqps); nodes reach the same host unless `node_url`
         says otherwise."""
@@ -83,7 +85,8 @@ class BrokerAdmin:
         scheme, default_port = ("https", 15671) if tls else ("http", DEFAULT_MANAGEMENT_PORT)
         return cls(f"{scheme}://{admin.host}:{management_port or default_port}",
                    username=admin.username, password=admin.password, vhost=admin.vhost,
-                   node_url=node_url or f"{'amqps' if tls else 'amqp'}://{admin.host}:{admin.port}")
+                   node_url=node_url or f"{'amqps' if tls else 'amqp'}://{admin.host}:{admin.port}",
+                   verify=verify)
 
     async def __aenter__(self) -> BrokerAdmin:
         return self
@@ -137,6 +140,12 @@ class BrokerAdmin:
         queue = command_queue(host_uuid).name
         await self._request("DELETE", f"/queues/{_q(self.vhost)}/{_q(queue)}", missing_ok=True)
         log.info("broker account %s of node %s removed", username, host_uuid)
+
+    async def node_accounts(self) -> set[uuid.UUID]:
+        """The hosts whose node account has rights in this vhost."""
+        grants = await self._request("GET", f"/vhosts/{_q(self.vhost)}/permissions") or []
+        hosts = (host_of_username(str(grant.get("user", ""))) for grant in grants)
+        return {host for host in hosts if host is not None}
 
     async def _put_user(self, username: str, password: str) -> None:
         await self._request("PUT", f"/users/{_q(username)}", {"password": password, "tags": ""})

@@ -3,7 +3,9 @@
 Enrolled, the server takes `POST /v1/commands` from the engine only (a client
 certificate of the engine CA with CN `engine`). Before enrollment it serves the
 bootstrap endpoints only, with a self-signed certificate, and announces the node
-to the engine when it knows where the engine is.
+to the engine when it knows where the engine is. In fully managed mode
+(`commands_and_events=False`) it is only that: the node's enrollment, while
+commands and events go through the broker.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import socket
 import ssl
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -60,14 +63,21 @@ class AgentServerSettings:
     engine_url: str | None = None  # announce the node there while it has no certificate
     advertise_address: str | None = None
     announce_interval_s: float = 5.0
+    commands_and_events: bool = True  # False: enrollment only (fully managed mode)
+
+
+# Told of every grant the node accepted (and stored), once it is enrolled with it.
+GrantHook = Callable[[EnrollmentGrant], None]
 
 
 class DirectAgentTransport:
     """`AgentTransport` over HTTPS + mutual TLS."""
 
-    def __init__(self, identity: NodeIdentity, settings: AgentServerSettings) -> None:
+    def __init__(self, identity: NodeIdentity, settings: AgentServerSettings,
+                 on_enrolled: GrantHook | None = None) -> None:
         self.identity = identity
         self.settings = settings
+        self.on_enrolled = on_enrolled
         self.delivery = EventDelivery()
         self._handler: CommandHandler | None = None
         self._capabilities: HostCapabilities | None = None
@@ -113,8 +123,10 @@ class DirectAgentTransport:
                            ssl_context=self._tls)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
-        log.info("serving %s on https://%s:%d", "commands" if self._enrolled else
-                 "enrollment only (not enrolled yet)", self.settings.listen_address, self.port)
+        what = "commands" if self._enrolled else "enrollment only (not enrolled yet)"
+        if not self.settings.commands_and_events:
+            what = "enrollment only (commands come through the broker)"
+        log.info("serving %s on https://%s:%d", what, self.settings.listen_address, self.port)
 
     async def publish(self, event: EventEnvelope) -> None:
         self.delivery.publish(event)
@@ -169,7 +181,7 @@ class DirectAgentTransport:
             ctx.verify_mode = ssl.CERT_REQUIRED
         return ctx
 
-    def _become_enrolled(self, gateway_url: str | None) -> None:
+    def _become_enrolled(self, grant: EnrollmentGrant) -> None:
         """Switch the running server to the CA-issued certificate and mutual TLS."""
         files = self.identity.files()
         assert self._tls is not None
@@ -178,16 +190,23 @@ class DirectAgentTransport:
         self._tls.verify_mode = ssl.CERT_REQUIRED
         self._enrolled = True
         self._start_delivery()
-        log.info("enrolled; serving commands with mutual TLS (gateway %s)", gateway_url)
+        if self.settings.commands_and_events:
+            log.info("enrolled; serving commands with mutual TLS (gateway %s)",
+                     self.identity.gateway_url())
+        if self.on_enrolled is not None:
+            self.on_enrolled(grant)
 
     def _start_delivery(self) -> None:
+        if not self.settings.commands_and_events:
+            return
         url = self.identity.gateway_url()
         if url is None:
             log.warning("no engine gateway known: events wait until one is configured")
             return
         self.delivery.target(url, self.identity.files().client_context())
 
-    def _enrollment_request_model(self) -> EnrollmentRequest:
+    def enrollment_request(self) -> EnrollmentRequest:
+        """What this node says of itself when it asks the engine for a certificate."""
         caps = self._capabilities
         assert caps is not None
         return EnrollmentRequest(host_uuid=caps.host_uuid, hostname=caps.hostname,
@@ -199,17 +218,21 @@ class DirectAgentTransport:
         engine_url = self.settings.engine_url
         assert engine_url is not None
         client = EnrollmentClient(engine_url, self.identity, self.settings.announce_interval_s)
-        grant = await client.enroll(self._enrollment_request_model)
+        grant = await client.enroll(self.enrollment_request)
         try:
             self.identity.accept_grant(grant, self.host_uuid, engine_url)
         except IdentityError as exc:
             log.error("the engine's certificate for this node is not acceptable: %s", exc)
             return
-        self._become_enrolled(self.identity.gateway_url())
+        self._become_enrolled(grant)
 
     # -- HTTP handlers --------------------------------------------------------------------
 
     async def _commands(self, request: web.Request) -> web.Response:
+        if not self.settings.commands_and_events:
+            return _reply(409, NO_REQUEST, ErrorCode.BAD_REQUEST,
+                          "this node runs in fully managed mode: it takes commands through "
+                          "the broker only")
         if not self._enrolled:
             return _reply(403, NO_REQUEST, ErrorCode.UNAUTHORIZED,
                           "this node is not enrolled yet; enroll it with the engine first")
@@ -256,7 +279,7 @@ class DirectAgentTransport:
         self._introduced_gateway = intro.gateway_url
         log.info("engine introduced itself (gateway %s, host id %s)", intro.gateway_url,
                  intro.host_id, extra={"peer": request.remote})
-        return _json(200, self._enrollment_request_model())
+        return _json(200, self.enrollment_request())
 
     async def _enrollment_certificate(self, request: web.Request) -> web.Response:
         if self._enrolled:
@@ -270,7 +293,7 @@ class DirectAgentTransport:
             return _error(403, str(exc))
         if self._announcing is not None:
             self._announcing.cancel()
-        self._become_enrolled(self.identity.gateway_url())
+        self._become_enrolled(grant)
         response = web.json_response({"enrolled": True, "host_uuid": str(self.host_uuid)})
         response.force_close()  # the next connection must show the engine's certificate
         return response

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Cluster, Host
+from overt.engine.model.errors import Unavailable
 from overt.engine.model.status import HostStatus
 from overt.engine.registry.pki import EnginePki
 from overt.engine.services import audit
@@ -52,7 +53,19 @@ class Registry:
 
     async def announce(self, request: EnrollmentRequest, peer_fingerprint: str | None = None
                        ) -> EnrollmentGrant:
-        """A node asks to join (the gateway's /v1/enroll): pending until approved, then signed."""
+        """A node asks to join (the gateway's /v1/enroll): pending until approved, then signed.
+
+        An enrolled node asks again with the same key to get a fresh broker account (a
+        node added by address through a worker, which holds no broker rights)."""
+        try:
+            return await self._announce(request)
+        except Unavailable as exc:
+            log.warning("node %s cannot be enrolled now: %s", request.host_uuid, exc.detail)
+            return EnrollmentGrant(status=EnrollmentStatus.PENDING_APPROVAL,
+                                   message=f"the engine cannot finish this node's enrollment "
+                                   f"now ({exc.detail}); ask again later")
+
+    async def _announce(self, request: EnrollmentRequest) -> EnrollmentGrant:
         async with self.db.transaction() as session:
             host = (await session.execute(select(Host).where(
                 Host.host_uuid == request.host_uuid).with_for_update())).scalar_one_or_none()

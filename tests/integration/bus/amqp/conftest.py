@@ -11,9 +11,9 @@ import pytest_asyncio
 from overt.bus.amqp import AmqpAgentTransport, AmqpEngineTransport
 from overt.bus.base import CommandHandler
 from overt.protocol.enrollment import BrokerCredentials
-from tests.integration.bus.broker import Broker
 from tests.integration.bus.contract.harness import RecordingSink, answering_handler
 from tests.integration.bus.contract.transports import TEST_BACKOFF
+from tests.support.broker import Broker
 
 
 @dataclass

@@ -27,13 +27,6 @@ from overt.protocol.commands import HostCapabilitiesCommand, VmStatus
 from overt.protocol.host import VmStatusReport
 from overt.system.daemons import ensure_rabbitmq, stop_rabbitmq
 from tests.conftest import require_root
-from tests.integration.bus.broker import (
-    Broker,
-    close_broker,
-    open_broker,
-    private_node,
-    remove_private_node,
-)
 from tests.integration.bus.contract.harness import (
     RecordingSink,
     answering_handler,
@@ -41,6 +34,13 @@ from tests.integration.bus.contract.harness import (
     heartbeat,
 )
 from tests.integration.bus.contract.transports import TEST_BACKOFF
+from tests.support.broker import (
+    Broker,
+    close_broker,
+    open_broker,
+    private_node,
+    remove_private_node,
+)
 
 pytestmark = [pytest.mark.amqp, pytest.mark.slow]
 

@@ -15,9 +15,9 @@ from overt.bus.base import CommandTimedOut, NodeAddress, NodeUnreachable
 from overt.protocol import CommandEnvelope
 from overt.protocol.commands import HostCapabilitiesCommand
 from tests.integration.bus.amqp.raw import raw_channel
-from tests.integration.bus.broker import Broker
 from tests.integration.bus.contract.harness import answering_handler
 from tests.integration.bus.contract.transports import TEST_BACKOFF
+from tests.support.broker import Broker
 
 pytestmark = [pytest.mark.amqp, pytest.mark.asyncio]
 

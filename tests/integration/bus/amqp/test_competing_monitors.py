@@ -19,7 +19,6 @@ from overt.bus.amqp.delivery import HAND_BACK_AFTER
 from overt.bus.base import EventSink
 from overt.protocol import EventEnvelope
 from tests.integration.bus.amqp.conftest import NodeStarter
-from tests.integration.bus.broker import Broker
 from tests.integration.bus.contract.harness import (
     RecordingSink,
     eventually,
@@ -27,6 +26,7 @@ from tests.integration.bus.contract.harness import (
     heartbeat,
 )
 from tests.integration.bus.contract.transports import TEST_BACKOFF
+from tests.support.broker import Broker
 
 pytestmark = [pytest.mark.amqp, pytest.mark.asyncio]
 

@@ -27,7 +27,6 @@ from overt.protocol.commands import HostCapabilitiesCommand
 from overt.protocol.host import HostCapabilities
 from tests.integration.bus.amqp.conftest import NodeStarter
 from tests.integration.bus.amqp.raw import publish_raw, raw_channel
-from tests.integration.bus.broker import Broker
 from tests.integration.bus.contract.harness import (
     RecordingSink,
     answering_handler,
@@ -36,6 +35,7 @@ from tests.integration.bus.contract.harness import (
     heartbeat,
     stats_sample,
 )
+from tests.support.broker import Broker
 
 pytestmark = [pytest.mark.amqp, pytest.mark.asyncio]
 

@@ -21,7 +21,6 @@ from overt.protocol import CommandEnvelope
 from overt.protocol.commands import HostCapabilitiesCommand
 from tests.integration.bus.amqp.conftest import NodeStarter
 from tests.integration.bus.amqp.raw import publish_event_as, publish_raw, raw_channel
-from tests.integration.bus.broker import Broker
 from tests.integration.bus.contract.harness import (
     RecordingSink,
     answering_handler,
@@ -29,6 +28,7 @@ from tests.integration.bus.contract.harness import (
     stats_sample,
 )
 from tests.integration.bus.contract.transports import TEST_BACKOFF
+from tests.support.broker import Broker
 
 pytestmark = [pytest.mark.amqp, pytest.mark.asyncio]
 

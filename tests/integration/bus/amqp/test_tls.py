@@ -20,15 +20,15 @@ from overt.protocol.commands import HostCapabilitiesCommand
 from overt.system.daemons import RabbitNode
 from overt.system.waiting import tcp_port_answers, wait_until
 from tests.conftest import require_root
-from tests.integration.bus.broker import (
+from tests.integration.bus.contract.harness import RecordingSink, answering_handler, heartbeat
+from tests.integration.bus.contract.transports import TEST_BACKOFF
+from tests.support.broker import (
     Broker,
     close_broker,
     open_broker,
     private_node,
     remove_private_node,
 )
-from tests.integration.bus.contract.harness import RecordingSink, answering_handler, heartbeat
-from tests.integration.bus.contract.transports import TEST_BACKOFF
 
 pytestmark = [pytest.mark.amqp, pytest.mark.slow]
 

@@ -10,8 +10,8 @@ import pytest
 
 from overt.bus.amqp import AmqpAgentTransport, AmqpEngineTransport, Backoff
 from overt.bus.base import AgentTransport, EngineTransport, NodeAddress
-from tests.integration.bus.broker import Broker
 from tests.integration.bus.contract.harness import TransportFactory, contract_transport
+from tests.support.broker import Broker
 
 # Tests reconnect fast; production backs off up to 10 s.
 TEST_BACKOFF = Backoff(initial=0.1, maximum=1.0)

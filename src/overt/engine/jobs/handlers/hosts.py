@@ -8,6 +8,7 @@ from overt.bus.base import TransportError
 from overt.engine.db.tables import Host
 from overt.engine.jobs.context import FailureHook, Handler, JobContext
 from overt.engine.jobs.errors import JobFailed, RetryLater
+from overt.engine.model.errors import Unavailable
 from overt.engine.model.status import HostStatus, LogSeverity
 from overt.engine.services import audit, lookup
 from overt.protocol.enrollment import EngineIntroduction, EnrollmentStatus
@@ -28,10 +29,13 @@ async def install_host(ctx: JobContext) -> dict[str, Any]:
         except TransportError as exc:
             raise RetryLater(f"cannot reach the Overt agent at {host.address}:{host.port} "
                              f"({exc}); is `overt node` running there?") from exc
-    async with ctx.step(f"Issuing a certificate to host {host.name}"), \
-            ctx.transaction() as session:
-        host = await lookup.get(session, Host, host_id, for_update=True)
-        grant = await registry.grant(session, host, request)
+    async with ctx.step(f"Issuing a certificate to host {host.name}"):
+        try:
+            async with ctx.transaction() as session:
+                host = await lookup.get(session, Host, host_id, for_update=True)
+                grant = await registry.grant(session, host, request)
+        except Unavailable as exc:
+            raise RetryLater(exc.detail) from exc
     if grant.status is not EnrollmentStatus.APPROVED:
         raise JobFailed(grant.message)
     async with ctx.step(f"Sending host {host.name} its certificate"):
