@@ -3,7 +3,7 @@
 import typer
 
 from overt import __version__
-from overt.cli import broker, engine, host, lab, vm
+from overt.cli import broker, engine, host, lab, simulate, vm
 from overt.cli.demo import demo
 from overt.cli.node import node
 
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 app.add_typer(lab.app, name="lab")
 app.add_typer(broker.app, name="broker")
+app.add_typer(simulate.app, name="simulate")
 app.command(name="engine")(engine.engine)
 app.add_typer(vm.app, name="vm")
 app.add_typer(host.app, name="host")

@@ -134,6 +134,11 @@ class AmqpAgentTransport:
         except LINK_ERRORS as exc:
             log.debug("stats sample dropped: %s", exc)
 
+    @property
+    def unconfirmed(self) -> int:
+        """Events published that the broker has not confirmed yet."""
+        return len(self._outbox)
+
     async def flush(self) -> None:
         """Wait until the broker has confirmed every event published so far."""
         await self._outbox.drained()

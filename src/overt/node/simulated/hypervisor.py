@@ -1,0 +1,239 @@
+"""A SIMULATED hypervisor: VMs that are rows in memory, for scale benchmarks only.
+
+It stands behind the same `Hypervisor` interface as the libvirt driver, so an
+agent built on it speaks the real protocol over the real transport, but nothing
+runs: a "started" VM is a state in a table, its stats are made up. It is never a
+default; only `overt simulate` builds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from overt import __version__
+from overt.node.errors import NodeFailure, invalid_state, no_such_vm
+from overt.node.hypervisor.base import HostCounters, HypervisorEvent, VmChanged, VmCounters
+from overt.protocol import PROTOCOL_VERSION, ErrorCode
+from overt.protocol.commands import VmTicket
+from overt.protocol.host import HostCapabilities, VirtMode, VmState, VmStatusReport
+from overt.protocol.vm import VmSpec
+
+SIMULATED = "simulated"
+_ON = (VmState.RUNNING, VmState.PAUSED)
+_VM_CPU_SHARE = 0.05  # a simulated VM keeps 5 % of one CPU busy
+_NIC_BYTES_PER_S = 2000
+
+
+@dataclass(frozen=True)
+class SimulatedTimings:
+    """How long simulated actions take (a real VM start takes ~0.3 s on libvirt)."""
+
+    start_s: float = 0.0
+    shutdown_s: float = 0.0
+
+
+@dataclass
+class _Vm:
+    vm_id: uuid.UUID
+    name: str
+    memory_mib: int
+    state: VmState
+    persistent: bool = False
+    spec_version: int = 1
+    vnc_port: int | None = None
+    cpu_time_ns: int = 0
+    since: float = field(default_factory=time.monotonic)
+
+    def report(self, reason: str = "") -> VmStatusReport:
+        return VmStatusReport(vm_id=self.vm_id, name=self.name, state=self.state,
+                              reason=reason, spec_version=self.spec_version,
+                              vnc_port=self.vnc_port if self.state in _ON else None)
+
+    def cpu_time(self, now: float) -> int:
+        if self.state is VmState.RUNNING:
+            return self.cpu_time_ns + int((now - self.since) * 1e9 * _VM_CPU_SHARE)
+        return self.cpu_time_ns
+
+
+class SimulatedHypervisor:
+    """One simulated host: `host_uuid`, `memory_mib`, `cpus`, and VMs already `running`
+    (id, name, memory MiB) when it starts, as a host whose agent restarts finds them."""
+
+    def __init__(self, host_uuid: uuid.UUID, *, hostname: str, memory_mib: int = 262_144,
+                 cpus: int = 64, running: Iterable[tuple[uuid.UUID, str, int]] = (),
+                 timings: SimulatedTimings | None = None) -> None:
+        self._host_uuid = host_uuid
+        self._hostname = hostname
+        self._memory_mib = memory_mib
+        self._cpus = cpus
+        self._timings = timings or SimulatedTimings()
+        self._vms: dict[uuid.UUID, _Vm] = {}
+        self._events: asyncio.Queue[HypervisorEvent] = asyncio.Queue()
+        self._connected = False
+        self._born = time.monotonic()
+        self._ports = iter(range(5900, 65536))
+        for vm_id, name, memory_mib in running:
+            self._vms[vm_id] = _Vm(vm_id, name, memory_mib, VmState.RUNNING,
+                                   vnc_port=next(self._ports))
+
+    # -- connection and facts -------------------------------------------------------------
+
+    @property
+    def virt_mode(self) -> VirtMode:
+        return VirtMode.QEMU
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    async def connect(self) -> None:
+        self._connected = True
+
+    async def close(self) -> None:
+        self._connected = False
+
+    async def events(self) -> AsyncIterator[HypervisorEvent]:
+        while True:
+            yield await self._events.get()
+
+    async def host_uuid(self) -> uuid.UUID:
+        return self._host_uuid
+
+    async def capabilities(self) -> HostCapabilities:
+        return HostCapabilities(
+            host_uuid=self._host_uuid, hostname=self._hostname, agent_version=__version__,
+            protocol_version=PROTOCOL_VERSION, cpu_model="Simulated CPU", cpu_sockets=1,
+            cpu_cores=self._cpus, cpu_threads=1, memory_mib=self._memory_mib,
+            libvirt_version=SIMULATED, qemu_version=SIMULATED, virt_mode=VirtMode.QEMU,
+            kernel=SIMULATED)
+
+    async def list_vms(self) -> list[VmStatusReport]:
+        return [vm.report() for vm in self._vms.values()]
+
+    async def free_memory_mib(self) -> int:
+        used = sum(vm.memory_mib for vm in self._vms.values() if vm.state in _ON)
+        return max(0, self._memory_mib - used)
+
+    async def counters(self) -> tuple[HostCounters, list[VmCounters]]:
+        now = time.monotonic()
+        elapsed_ns = int((now - self._born) * 1e9)
+        vms = [VmCounters(vm_id=vm.vm_id, name=vm.name, domain_uuid=vm.vm_id,
+                          cpu_time_ns=vm.cpu_time(now), memory_kib=vm.memory_mib * 1024,
+                          net_rx_bytes=int((now - vm.since) * _NIC_BYTES_PER_S),
+                          net_tx_bytes=int((now - vm.since) * _NIC_BYTES_PER_S // 2))
+               for vm in self._vms.values() if vm.state in _ON]
+        nic = int((now - self._born) * _NIC_BYTES_PER_S * (1 + len(vms)))
+        host = HostCounters(
+            cpu_busy_ns=sum(vm.cpu_time_ns for vm in vms), cpu_total_ns=elapsed_ns * self._cpus,
+            memory_total_kib=self._memory_mib * 1024,
+            memory_free_kib=await self.free_memory_mib() * 1024, nics={"eth0": (nic, nic // 2)})
+        return host, vms
+
+    async def status(self, vm_id: uuid.UUID) -> VmStatusReport:
+        return self._vm(vm_id).report()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def define(self, spec: VmSpec, job: str | None) -> VmStatusReport:
+        vm = self._vms.get(spec.id)
+        if vm is not None and vm.state in _ON:
+            raise invalid_state(f"VM {vm.name} is running; stop it before defining it again")
+        vm = self._vms[spec.id] = _Vm(spec.id, spec.name, spec.memory_mib, VmState.SHUTOFF,
+                                      persistent=True, spec_version=spec.spec_version)
+        return vm.report()
+
+    async def start(self, vm_id: uuid.UUID, spec: VmSpec | None, *, paused: bool,
+                    job: str | None, restore_from: Path | None = None) -> VmStatusReport:
+        vm = self._vms.get(vm_id)
+        if vm is not None and vm.state in _ON:
+            raise invalid_state(f"VM {vm.name} is already running")
+        if spec is None and vm is None:
+            raise no_such_vm(vm_id)
+        memory = spec.memory_mib if spec is not None else vm.memory_mib  # type: ignore[union-attr]
+        if memory > await self.free_memory_mib():
+            raise NodeFailure(ErrorCode.NOT_ENOUGH_MEMORY,
+                              f"host {self._hostname} has not {memory} MiB free")
+        await asyncio.sleep(self._timings.start_s)
+        if spec is not None:
+            persistent = vm.persistent if vm is not None else False
+            vm = self._vms[vm_id] = _Vm(vm_id, spec.name, spec.memory_mib, VmState.SHUTOFF,
+                                        persistent=persistent, spec_version=spec.spec_version)
+        assert vm is not None
+        vm.vnc_port = next(self._ports)
+        return self._change(vm, VmState.PAUSED if paused else VmState.RUNNING,
+                            "started/restored" if restore_from else "started/booted")
+
+    async def save(self, vm_id: uuid.UUID, path: Path) -> VmStatusReport:
+        vm = self._running(vm_id)
+        return self._stop(vm, "stopped/saved")
+
+    async def shutdown(self, vm_id: uuid.UUID, *, timeout_s: float,
+                       force: bool) -> VmStatusReport:
+        vm = self._running(vm_id)
+        await asyncio.sleep(self._timings.shutdown_s)
+        return self._stop(vm, "stopped/shutdown")
+
+    async def destroy(self, vm_id: uuid.UUID) -> VmStatusReport:
+        vm = self._vm(vm_id)
+        if vm.state not in _ON:
+            return vm.report()
+        return self._stop(vm, "stopped/destroyed")
+
+    async def reboot(self, vm_id: uuid.UUID) -> VmStatusReport:
+        vm = self._running(vm_id)
+        self._events.put_nowait(VmChanged(vm.report(), "rebooted"))
+        return vm.report()
+
+    async def pause(self, vm_id: uuid.UUID) -> VmStatusReport:
+        return self._change(self._running(vm_id), VmState.PAUSED, "suspended/paused")
+
+    async def resume(self, vm_id: uuid.UUID) -> VmStatusReport:
+        vm = self._vm(vm_id)
+        if vm.state is not VmState.PAUSED:
+            raise invalid_state(f"VM {vm.name} is not paused")
+        return self._change(vm, VmState.RUNNING, "resumed/unpaused")
+
+    async def undefine(self, vm_id: uuid.UUID) -> VmStatusReport:
+        vm = self._vm(vm_id)
+        if vm.state in _ON:
+            raise invalid_state(f"VM {vm.name} is running; stop it first")
+        del self._vms[vm_id]
+        vm.state = VmState.GONE
+        return vm.report()
+
+    async def set_ticket(self, vm_id: uuid.UUID, password: str, expiry_s: int) -> VmTicket:
+        vm = self._running(vm_id)
+        assert vm.vnc_port is not None
+        return VmTicket(vnc_port=vm.vnc_port, expires_at=time.time() + expiry_s)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _vm(self, vm_id: uuid.UUID) -> _Vm:
+        vm = self._vms.get(vm_id)
+        if vm is None:
+            raise no_such_vm(vm_id)
+        return vm
+
+    def _running(self, vm_id: uuid.UUID) -> _Vm:
+        vm = self._vm(vm_id)
+        if vm.state not in _ON:
+            raise invalid_state(f"VM {vm.name} is not running")
+        return vm
+
+    def _stop(self, vm: _Vm, detail: str) -> VmStatusReport:
+        if vm.persistent:
+            return self._change(vm, VmState.SHUTOFF, detail)
+        del self._vms[vm.vm_id]
+        return self._change(vm, VmState.GONE, detail)
+
+    def _change(self, vm: _Vm, state: VmState, detail: str) -> VmStatusReport:
+        now = time.monotonic()
+        vm.cpu_time_ns, vm.since, vm.state = vm.cpu_time(now), now, state
+        report = vm.report(reason=detail)
+        self._events.put_nowait(VmChanged(report, detail))
+        return report
