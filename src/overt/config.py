@@ -125,6 +125,9 @@ class EngineSettings(BaseSettings):
         "in the gateway URL given to nodes).")
     admin_password: SecretStr | None = Field(None, repr=False)
     heartbeat_timeout_s: float = Field(30.0, ge=1.0)
+    monitor_report_interval_s: float = Field(
+        60.0, ge=0.5, description="How often a monitor logs what it applied and the lag from "
+        "node to database.")
     log_level: str = "INFO"
 
     @field_validator("bus")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import secrets
 import shutil
@@ -56,6 +57,10 @@ class Broker:
         async with self.admin() as admin:
             await admin.ensure_engine_user(username, self.engine_password)
         return self.url(username, self.engine_password, scheme=scheme, port=port)
+
+    def engine_url_now(self) -> str:
+        """`engine_url()` for code outside an event loop."""
+        return asyncio.run(self.engine_url())
 
     async def enroll(self, host_uuid: uuid.UUID | None = None, *,
                      node_url: str | None = None) -> BrokerCredentials:

@@ -135,7 +135,8 @@ class EngineRuntime:
         nodes = NodeClient(self.transport)
         registry = Registry(self.db, self.pki, gateway_url=self.gateway_url, broker=self.broker)
         monitor = Monitor(self.db, nodes, heartbeat_timeout_s=self.settings.heartbeat_timeout_s,
-                          read_inbox=self.settings.bus == "direct", wakeup=self.monitor_wakeup)
+                          read_inbox=self.settings.bus == "direct", wakeup=self.monitor_wakeup,
+                          report_interval_s=self.settings.monitor_report_interval_s)
         sink = monitor.apply if self.parts.monitor and self.settings.bus != "direct" else None
         await self.transport.start(sink)
         tasks: list[asyncio.Task[Any]] = []

@@ -18,6 +18,7 @@ from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.monitor import inbox
 from overt.engine.monitor.apply import EventTooEarly, Gaps, Outcome, apply_event
 from overt.engine.monitor.reconcile import reconcile
+from overt.engine.monitor.report import MonitorReport
 from overt.engine.monitor.stats_writer import StatsWriter
 from overt.engine.nodes import NodeClient, NodeCommandFailed
 from overt.engine.services import audit
@@ -39,14 +40,15 @@ _WATCHED = (HostStatus.UP.value, HostStatus.CONNECTING.value, HostStatus.INITIAL
 class Monitor:
     def __init__(self, db: Database, nodes: NodeClient, *, heartbeat_timeout_s: float,
                  read_inbox: bool = True, wakeup: asyncio.Event | None = None,
-                 tick_s: float = 1.0) -> None:
+                 tick_s: float = 1.0, report_interval_s: float = 60.0) -> None:
         self.db = db
         self.nodes = nodes
         self.heartbeat_timeout = dt.timedelta(seconds=heartbeat_timeout_s)
         self.read_inbox = read_inbox
         self.wakeup = wakeup or asyncio.Event()
         self.tick_s = tick_s
-        self.stats = StatsWriter(db)
+        self.report = MonitorReport(report_interval_s)
+        self.stats = StatsWriter(db, on_written=self.report.stats)
         self._resyncing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._early: dict[tuple[object, object, int], float] = {}  # first refusal, monotonic
@@ -70,6 +72,7 @@ class Monitor:
             await self._apply(envelope, gaps)
         except EventTooEarly:
             self._note_early(key, now)
+            self.report.event("early", envelope.sent_at)
             raise
         self._early.pop(key, None)
 
@@ -82,13 +85,14 @@ class Monitor:
     async def _apply(self, envelope: EventEnvelope, gaps: Gaps) -> None:
         async with self.db.transaction() as session:
             outcome = await apply_event(session, envelope, gaps=gaps)
+        self.report.event(outcome.value, envelope.sent_at)
         if outcome is Outcome.UNKNOWN_HOST:
             log.warning("event from unknown node %s dropped", envelope.host_uuid)
 
     async def run(self) -> None:
         await self._resync_everything()
         loops = [self._watchdog_loop(), self._resync_loop(), self._housekeeping_loop(),
-                 self.stats.run()]
+                 self.stats.run(), self.report.run()]
         if self.read_inbox:
             loops.append(self._inbox_loop())
         await asyncio.gather(*loops)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -30,10 +31,13 @@ FLUSH_INTERVAL_S = 1.0
 class StatsWriter:
     """Collects stats samples (`add`) and writes them in bulk every `interval_s` (`run`)."""
 
-    def __init__(self, db: Database, *, interval_s: float = FLUSH_INTERVAL_S) -> None:
+    def __init__(self, db: Database, *, interval_s: float = FLUSH_INTERVAL_S,
+                 on_written: Callable[[list[float]], None] | None = None) -> None:
         self.db = db
         self.interval_s = interval_s
+        self.on_written = on_written  # told when the samples it wrote were sent
         self._pending: dict[uuid.UUID, StatsEvent] = {}
+        self._sent_at: dict[uuid.UUID, float] = {}
         self.written = 0
         self.dropped = 0
 
@@ -44,6 +48,7 @@ class StatsWriter:
         if envelope.host_uuid in self._pending:
             self.dropped += 1
         self._pending[envelope.host_uuid] = envelope.event
+        self._sent_at[envelope.host_uuid] = envelope.sent_at
 
     async def run(self) -> None:
         while True:
@@ -53,6 +58,7 @@ class StatsWriter:
     async def flush(self) -> None:
         """Write what was collected; on a database error the batch is dropped (lossy)."""
         batch, self._pending = self._pending, {}
+        sent_at, self._sent_at = self._sent_at, {}
         if not batch:
             return
         try:
@@ -63,14 +69,17 @@ class StatsWriter:
             log.warning("dropped the stats of %d host(s): the database refused them (%s)",
                         len(batch), exc.orig)
             return
-        self.written += written
+        self.written += len(written)
+        if self.on_written is not None:
+            self.on_written([sent_at[host] for host in written])
 
 
-async def _write(session: Any, batch: dict[uuid.UUID, StatsEvent]) -> int:
+async def _write(session: Any, batch: dict[uuid.UUID, StatsEvent]) -> list[uuid.UUID]:
+    """Write the samples of monitored hosts; returns those hosts."""
     hosts = (await session.execute(select(Host.id, Host.host_uuid).where(
         Host.host_uuid.in_(list(batch)), Host.status.in_(list(ACTIVE))))).all()
     if not hosts:
-        return 0
+        return []
     now = utcnow()
     host_rows: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
@@ -111,4 +120,4 @@ async def _write(session: Any, batch: dict[uuid.UUID, StatsEvent]) -> int:
     if vm_rows:
         await session.execute(update(Vm), sorted(vm_rows, key=lambda r: str(r["id"])))
     await session.execute(insert(StatsSample), samples)
-    return len(hosts)
+    return [host_uuid for _host_id, host_uuid in hosts]
