@@ -33,6 +33,7 @@ class ManagedSite:
     db: str
     bus: str  # the engine's broker account
     admin_url: str  # the broker administrator (api processes only)
+    management_port: int | None = None  # of a broker whose management API is not on 15672
     api_port: int = field(default_factory=free_port)
     gateway_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -55,6 +56,8 @@ class ManagedSite:
                        "OVERT_MONITOR_REPORT_INTERVAL_S": "2", **env}
         if part in (None, "api"):
             environment["OVERT_BROKER_ADMIN_URL"] = self.admin_url
+            if self.management_port is not None:
+                environment["OVERT_BROKER_MANAGEMENT_PORT"] = str(self.management_port)
         self._spawn(name, argv, environment)
 
     def fleet(self, name: str, count: int, *, first: int = 0, seed: str = "sim",
