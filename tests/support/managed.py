@@ -146,13 +146,24 @@ class ManagedSite:
 
 def event_positions(db_url: str) -> dict[str, tuple[str | None, int]]:
     """Each enrolled host's event position in the database: (boot id, last seq applied)."""
-    async def read() -> dict[str, tuple[str | None, int]]:
+    return {host: (boot, seq) for host, (boot, seq, _resync) in _positions(db_url).items()}
+
+
+def resync_pending(db_url: str) -> bool:
+    """Whether the monitor still has to resynchronise a host."""
+    return any(resync for _boot, _seq, resync in _positions(db_url).values())
+
+
+def _positions(db_url: str) -> dict[str, tuple[str | None, int, bool]]:
+    async def read() -> dict[str, tuple[str | None, int, bool]]:
         db = Database(db_url)
         try:
             async with db.transaction() as session:
-                rows = (await session.execute(select(Host.host_uuid, Host.boot_id, Host.last_seq)
-                                              .where(Host.host_uuid.is_not(None)))).all()
+                rows = (await session.execute(
+                    select(Host.host_uuid, Host.boot_id, Host.last_seq, Host.needs_resync)
+                    .where(Host.host_uuid.is_not(None)))).all()
         finally:
             await db.dispose()
-        return {str(host): (str(boot) if boot else None, seq) for host, boot, seq in rows}
+        return {str(host): (str(boot) if boot else None, seq, resync)
+                for host, boot, seq, resync in rows}
     return asyncio.run(read())
