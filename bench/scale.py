@@ -1,0 +1,355 @@
+"""Fully managed mode at scale: N simulated nodes with M VMs each against one engine.
+
+One command builds everything on this machine: a PostgreSQL database and a RabbitMQ
+vhost of its own, the engine as separate processes (api, workers, monitors) over the
+broker, and the fleet of simulated nodes (`overt simulate nodes`, many per process,
+each with its own identity and broker account, enrolled through the engine's
+gateway, registry and broker administrator: announce, approve through the API).
+The M VMs of every node are prepared in the database (as `bench.api_latency` does)
+and reported running by their node when it starts.
+
+Measured, while the fleet sends heartbeats (5 s) and stats (15 s):
+- engine CPU: the engine processes' CPU time over the measuring window;
+- event lag: node event to database commit, from the monitors' own reports;
+- API latency while loaded: GET /vms/{id} and GET /hosts (paced, one at a time);
+- time to start K VMs through the API (POST .../start for each) until all are up.
+Usage (root, after scripts/setup):
+    .venv/bin/python -m bench.scale --nodes 1000 --vms-per-node 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import ssl
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from sqlalchemy import func, insert, select
+from tests.support.broker import Broker, close_broker, open_broker
+from tests.support.managed import ManagedSite
+
+from overt.engine.db import migrate
+from overt.engine.db.database import Database
+from overt.engine.db.seed import BLANK_TEMPLATE_ID, seed
+from overt.engine.db.tables import Cluster, Host, Vm
+from overt.node.simulated.fleet import vm_name, vm_uuid
+from overt.system.daemons import SYSTEM_RABBITMQ
+from overt.system.postgres import create_database, drop_database, ensure_postgresql
+
+SEED = "scale"
+REPORT = re.compile(r"^(\S+ \S+) INFO .*monitor: in the last (\d+) s: (\d+) events applied.*"
+                    r"events p50 (\d+) ms p99 (\d+) ms max (\d+) ms, stats p99 (\d+) ms")
+
+
+@dataclass
+class Options:
+    nodes: int
+    vms_per_node: int
+    start_vms: int
+    fleet_processes: int
+    workers: int
+    monitors: int
+    measure_s: float
+    stats_interval: float
+    heartbeat_interval: float
+    keep: bool
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+# -- set-up -------------------------------------------------------------------------------
+
+@contextmanager
+def database() -> Iterator[str]:
+    ensure_postgresql()
+    name = owner = f"overt_scale_{secrets.token_hex(4)}"
+    url = create_database(name, owner, secrets.token_urlsafe(16))
+    try:
+        yield url
+    finally:
+        drop_database(name, owner)
+
+
+@contextmanager
+def broker() -> Iterator[Broker]:
+    opened = open_broker(SYSTEM_RABBITMQ)
+    try:
+        yield opened
+    finally:
+        close_broker(opened)
+
+
+async def prepare_vms(db_url: str, options: Options) -> list[uuid.UUID]:
+    """The VMs each node runs (ids the fleet derives too), and VMs to start later."""
+    migrate.upgrade(db_url)
+    db = Database(db_url)
+    await seed(db)
+    async with db.transaction() as session:
+        cluster = (await session.execute(select(Cluster).where(Cluster.name == "Default"))
+                   ).scalar_one()
+        rows = [{"id": vm_uuid(SEED, node, n), "name": vm_name(SEED, node, n),
+                 "cluster_id": cluster.id, "template_id": BLANK_TEMPLATE_ID, "memory_mib": 64,
+                 "status": "down"}
+                for node in range(options.nodes) for n in range(options.vms_per_node)]
+        to_start = [uuid.uuid4() for _ in range(options.start_vms)]
+        rows += [{"id": vm_id, "name": f"start-{n:05d}", "cluster_id": cluster.id,
+                  "template_id": BLANK_TEMPLATE_ID, "memory_mib": 64, "status": "down"}
+                 for n, vm_id in enumerate(to_start)]
+        for chunk in range(0, len(rows), 5000):
+            await session.execute(insert(Vm), rows[chunk:chunk + 5000])
+    await db.dispose()
+    return to_start
+
+
+async def count(db_url: str, *, hosts_up: bool = False, vms: list[uuid.UUID] | None = None,
+                vm_status: str = "up") -> int:
+    db = Database(db_url)
+    try:
+        async with db.transaction() as session:
+            if hosts_up:
+                stmt = select(func.count()).select_from(Host).where(Host.status == "up")
+            else:
+                stmt = select(func.count()).select_from(Vm).where(Vm.status == vm_status)
+                if vms is not None:
+                    stmt = stmt.where(Vm.id.in_(vms))
+            return int((await session.execute(stmt)).scalar_one())
+    finally:
+        await db.dispose()
+
+
+# -- the API -------------------------------------------------------------------------------
+
+class Api:
+    """The REST API with a bearer token, from several threads."""
+
+    def __init__(self, site: ManagedSite) -> None:
+        self.base = f"https://127.0.0.1:{site.api_port}"
+        self.tls = ssl.create_default_context(cafile=str(site.ca_file))
+        token = httpx.post(f"{self.base}/ovirt-engine/sso/oauth/token", verify=self.tls, data={
+            "grant_type": "password", "scope": "ovirt-app-api", "username": "admin@internal",
+            "password": "managed-Password-1"}, timeout=60).json()["access_token"]
+        self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/json",
+                        "Version": "4"}
+        self._local = threading.local()
+
+    def client(self) -> httpx.Client:
+        if not hasattr(self._local, "client"):
+            self._local.client = httpx.Client(base_url=self.base, verify=self.tls, timeout=120,
+                                              headers=self.headers)
+        return self._local.client  # type: ignore[no-any-return]
+
+    def get(self, path: str) -> tuple[float, httpx.Response]:
+        start = time.perf_counter()
+        reply = self.client().get(f"/ovirt-engine/api{path}")
+        return time.perf_counter() - start, reply
+
+    def post(self, path: str, xml: str = "<action/>") -> tuple[float, httpx.Response]:
+        start = time.perf_counter()
+        reply = self.client().post(f"/ovirt-engine/api{path}", content=xml,
+                                   headers={"Content-Type": "application/xml"})
+        return time.perf_counter() - start, reply
+
+
+def approve_until_up(api: Api, site: ManagedSite, options: Options) -> float:
+    started = time.monotonic()
+    approved: set[str] = set()
+    last = -1
+    while True:
+        _t, reply = api.get("/hosts?search=status%3Dpending_approval")
+        pending = [h["id"] for h in reply.json().get("host", []) if h["id"] not in approved]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda host_id: api.post(f"/hosts/{host_id}/approve"), pending))
+        approved.update(pending)
+        up = asyncio.run(count(site.db, hosts_up=True))
+        if up != last:
+            say(f"{len(approved)} node(s) approved, {up} up")
+            last = up
+        if up >= options.nodes:
+            return time.monotonic() - started
+        time.sleep(3)
+
+
+# -- measuring -----------------------------------------------------------------------------
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] if ordered \
+        else 0.0
+
+
+def api_load(api: Api, vm_ids: list[uuid.UUID], until: float, every_s: float = 0.2
+             ) -> dict[str, list[float]]:
+    """GET /vms/{id} and GET /hosts, paced, one at a time; their latencies."""
+    times: dict[str, list[float]] = {"GET /vms/{id}": [], "GET /hosts": []}
+    turn = 0
+    while time.monotonic() < until:
+        tick = time.monotonic()
+        if turn % 4 == 3:
+            elapsed, reply = api.get("/hosts")
+            times["GET /hosts"].append(elapsed)
+        else:
+            elapsed, reply = api.get(f"/vms/{random.choice(vm_ids)}")  # noqa: S311
+            times["GET /vms/{id}"].append(elapsed)
+        reply.raise_for_status()
+        turn += 1
+        time.sleep(max(0.0, every_s - (time.monotonic() - tick)))
+    return times
+
+
+def monitor_reports(site: ManagedSite, options: Options, since: float) -> list[tuple[int, ...]]:
+    """(events, p50, p99, max, stats p99) of each monitor report written after `since`."""
+    found = []
+    for n in range(1, options.monitors + 1):
+        for line in site.text(f"monitor{n}").splitlines():
+            match = REPORT.match(line)
+            if match and time.mktime(time.strptime(match[1], "%Y-%m-%d %H:%M:%S")) >= since:
+                found.append(tuple(int(g) for g in match.groups()[2:]))
+    return found
+
+
+def measure(site: ManagedSite, api: Api, options: Options, vm_ids: list[uuid.UUID]
+            ) -> dict[str, object]:
+    pids = {name: p.pid for name, p in site.processes.items() if not name.startswith("fleet")}
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    fleet_before = sum(cpu_seconds(p.pid) for n, p in site.processes.items()
+                       if n.startswith("fleet"))
+    started, wall = time.monotonic(), time.time()
+    times = api_load(api, vm_ids, started + options.measure_s)
+    elapsed = time.monotonic() - started
+    cpu = {name: (cpu_seconds(pid) - before[name]) / elapsed for name, pid in pids.items()}
+    fleet = (sum(cpu_seconds(p.pid) for n, p in site.processes.items()
+                 if n.startswith("fleet")) - fleet_before) / elapsed
+    time.sleep(11)  # the monitors' last report of the window
+    reports = monitor_reports(site, options, wall + 10)
+    events = sum(r[0] for r in reports)
+    return {
+        "window_s": round(elapsed), "engine_cpu_percent": round(100 * sum(cpu.values())),
+        "engine_cpu_by_process": {k: round(100 * v) for k, v in cpu.items()},
+        "fleet_cpu_percent": round(100 * fleet),
+        "events_per_s": round(events / elapsed, 1),
+        "event_lag_p99_ms_worst_report": max((r[2] for r in reports), default=0),
+        "event_lag_p50_ms_median_report": statistics.median([r[1] for r in reports] or [0]),
+        "event_lag_max_ms": max((r[3] for r in reports), default=0),
+        "stats_lag_p99_ms_worst_report": max((r[4] for r in reports), default=0),
+        **{f"{label} p99 ms": round(1000 * percentile(t, 0.99)) for label, t in times.items()},
+        **{f"{label} p50 ms": round(1000 * percentile(t, 0.50)) for label, t in times.items()},
+        "api_requests": sum(len(t) for t in times.values()),
+    }
+
+
+def start_vms(site: ManagedSite, api: Api, vm_ids: list[uuid.UUID]) -> dict[str, object]:
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        posts = list(pool.map(lambda vm_id: api.post(f"/vms/{vm_id}/start"), vm_ids))
+    submitted = time.monotonic() - started
+    refused = [r.text[:200] for _t, r in posts if r.status_code >= 400]
+    while asyncio.run(count(site.db, vms=vm_ids)) < len(vm_ids) - len(refused):
+        if time.monotonic() - started > 1800:
+            break
+        time.sleep(0.5)
+    return {"vms": len(vm_ids), "all_up_s": round(time.monotonic() - started, 1),
+            "submitted_s": round(submitted, 1), "refused": len(refused),
+            "POST start p99 ms": round(1000 * percentile([t for t, _r in posts], 0.99)),
+            "up": asyncio.run(count(site.db, vms=vm_ids)), "first_refusals": refused[:3]}
+
+
+# -- the run -------------------------------------------------------------------------------
+
+def run(options: Options) -> dict[str, object]:
+    base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-scale-"))
+    results: dict[str, object] = {"options": options.__dict__}
+    with database() as db_url, broker() as opened:
+        site = ManagedSite(base, db_url, opened.engine_url_now(), opened.admin_url)
+        try:
+            say(f"preparing {options.nodes * options.vms_per_node} VMs in PostgreSQL")
+            to_start = asyncio.run(prepare_vms(db_url, options))
+            engine_env = {"OVERT_MONITOR_REPORT_INTERVAL_S": "10",
+                          "OVERT_HEARTBEAT_TIMEOUT_S": "30"}
+            site.engine("api", "api", **engine_env)
+            site.wait_for_api(120)
+            for n in range(1, options.workers + 1):
+                site.engine(f"worker{n}", "worker", **engine_env)
+            for n in range(1, options.monitors + 1):
+                site.engine(f"monitor{n}", "monitor", **engine_env)
+            share = -(-options.nodes // options.fleet_processes)
+            for n, first in enumerate(range(0, options.nodes, share), start=1):
+                site.fleet(f"fleet{n}", min(share, options.nodes - first), first=first,
+                           seed=SEED, vms_per_node=options.vms_per_node,
+                           stats_interval=options.stats_interval,
+                           heartbeat_interval=options.heartbeat_interval,
+                           announce_interval=10, log_level="WARNING")
+            api = Api(site)
+            say(f"enrolling {options.nodes} simulated nodes (announce, approve)")
+            results["enrollment_s"] = round(approve_until_up(api, site, options), 1)
+            wanted = options.nodes * options.vms_per_node
+            while asyncio.run(count(site.db)) < wanted:
+                time.sleep(2)
+            say(f"{options.nodes} nodes up with {wanted} VMs; settling for 30 s")
+            time.sleep(30)
+            running = [vm_uuid(SEED, random.randrange(options.nodes),  # noqa: S311
+                               random.randrange(options.vms_per_node))  # noqa: S311
+                       for _ in range(200)] if options.vms_per_node else to_start[:1]
+            say(f"measuring for {options.measure_s:.0f} s")
+            results["steady"] = measure(site, api, options, running)
+            say(json.dumps(results["steady"]))
+            say(f"starting {len(to_start)} VMs through the API")
+            results["start"] = start_vms(site, api, to_start)
+            say(json.dumps(results["start"]))
+            results["hosts_up_at_end"] = asyncio.run(count(site.db, hosts_up=True))
+        finally:
+            site.stop_all()
+            if not options.keep:
+                shutil.rmtree(base, ignore_errors=True)
+            else:
+                say(f"logs kept in {base}")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--vms-per-node", type=int, default=20)
+    parser.add_argument("--start-vms", type=int, default=1000)
+    parser.add_argument("--fleet-processes", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--monitors", type=int, default=2)
+    parser.add_argument("--measure", type=float, default=120.0, help="seconds")
+    parser.add_argument("--stats-interval", type=float, default=15.0)
+    parser.add_argument("--heartbeat-interval", type=float, default=5.0)
+    parser.add_argument("--keep", action="store_true", help="keep the logs")
+    args = parser.parse_args()
+    options = Options(nodes=args.nodes, vms_per_node=args.vms_per_node,
+                      start_vms=args.start_vms, fleet_processes=args.fleet_processes,
+                      workers=args.workers, monitors=args.monitors, measure_s=args.measure,
+                      stats_interval=args.stats_interval,
+                      heartbeat_interval=args.heartbeat_interval, keep=args.keep)
+    results = run(options)
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
