@@ -173,13 +173,13 @@ def approve_until_up(api: Api, site: ManagedSite, options: Options) -> float:
     approved: set[str] = set()
     last = -1
     while True:
-        _t, reply = api.get("/hosts?search=status%3Dpending_approval")
+        _t, reply = api.get("/hosts?search=status%3Dpending_approval&max=200")
         pending = [h["id"] for h in reply.json().get("host", []) if h["id"] not in approved]
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda host_id: api.post(f"/hosts/{host_id}/approve"), pending))
         approved.update(pending)
         up = asyncio.run(count(site.db, hosts_up=True))
-        if up != last:
+        if up != last or pending:
             say(f"{len(approved)} node(s) approved, {up} up")
             last = up
         if up >= options.nodes:
@@ -200,23 +200,60 @@ def percentile(values: list[float], fraction: float) -> float:
         else 0.0
 
 
+# What a client of a loaded engine does, in turn: look VMs up, page through hosts (as the
+# web UIs do, 100 a page) and now and then list every host.
+API_CYCLE = ("GET /vms/{id}", "GET /hosts?max=100", "GET /vms/{id}", "GET /vms/{id}",
+             "GET /hosts?max=100", "GET /vms/{id}", "GET /vms/{id}", "GET /hosts (all)")
+
+
 def api_load(api: Api, vm_ids: list[uuid.UUID], until: float, every_s: float = 0.2
              ) -> dict[str, list[float]]:
-    """GET /vms/{id} and GET /hosts, paced, one at a time; their latencies."""
-    times: dict[str, list[float]] = {"GET /vms/{id}": [], "GET /hosts": []}
+    """The requests of API_CYCLE, paced, one at a time; their latencies."""
+    times: dict[str, list[float]] = {label: [] for label in API_CYCLE}
     turn = 0
     while time.monotonic() < until:
         tick = time.monotonic()
-        if turn % 4 == 3:
-            elapsed, reply = api.get("/hosts")
-            times["GET /hosts"].append(elapsed)
-        else:
-            elapsed, reply = api.get(f"/vms/{random.choice(vm_ids)}")  # noqa: S311
-            times["GET /vms/{id}"].append(elapsed)
+        label = API_CYCLE[turn % len(API_CYCLE)]
+        path = {"GET /vms/{id}": f"/vms/{random.choice(vm_ids)}",  # noqa: S311
+                "GET /hosts?max=100": "/hosts?max=100", "GET /hosts (all)": "/hosts"}[label]
+        elapsed, reply = api.get(path)
         reply.raise_for_status()
+        times[label].append(elapsed)
         turn += 1
         time.sleep(max(0.0, every_s - (time.monotonic() - tick)))
     return times
+
+
+def service_pids() -> dict[str, list[int]]:
+    """This machine's PostgreSQL and RabbitMQ processes (shared with whoever else uses them)."""
+    found: dict[str, list[int]] = {"postgresql": [], "rabbitmq": []}
+    for stat in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            comm = stat.read_text().strip()
+        except OSError:
+            continue
+        if comm == "postgres":
+            found["postgresql"].append(int(stat.parent.name))
+        elif comm.startswith("beam"):
+            found["rabbitmq"].append(int(stat.parent.name))
+    return found
+
+
+def total_cpu(pids: list[int]) -> float:
+    seconds = 0.0
+    for pid in pids:
+        try:
+            seconds += cpu_seconds(pid)
+        except OSError:
+            continue  # a connection's backend that went away
+    return seconds
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, all) jiffies of this machine since boot."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
 
 
 def monitor_reports(site: ManagedSite, options: Options, since: float) -> list[tuple[int, ...]]:
@@ -236,12 +273,18 @@ def measure(site: ManagedSite, api: Api, options: Options, vm_ids: list[uuid.UUI
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     fleet_before = sum(cpu_seconds(p.pid) for n, p in site.processes.items()
                        if n.startswith("fleet"))
+    services = service_pids()
+    services_before = {name: total_cpu(p) for name, p in services.items()}
+    busy_before, all_before = machine_busy()
     started, wall = time.monotonic(), time.time()
     times = api_load(api, vm_ids, started + options.measure_s)
     elapsed = time.monotonic() - started
     cpu = {name: (cpu_seconds(pid) - before[name]) / elapsed for name, pid in pids.items()}
     fleet = (sum(cpu_seconds(p.pid) for n, p in site.processes.items()
                  if n.startswith("fleet")) - fleet_before) / elapsed
+    service_cpu = {name: round(100 * (total_cpu(p) - services_before[name]) / elapsed)
+                   for name, p in services.items()}
+    busy_after, all_after = machine_busy()
     time.sleep(11)  # the monitors' last report of the window
     reports = monitor_reports(site, options, wall + 10)
     events = sum(r[0] for r in reports)
@@ -249,6 +292,9 @@ def measure(site: ManagedSite, api: Api, options: Options, vm_ids: list[uuid.UUI
         "window_s": round(elapsed), "engine_cpu_percent": round(100 * sum(cpu.values())),
         "engine_cpu_by_process": {k: round(100 * v) for k, v in cpu.items()},
         "fleet_cpu_percent": round(100 * fleet),
+        "service_cpu_percent": service_cpu,
+        "machine_busy_percent_of_all_cores": round(
+            100 * (busy_after - busy_before) / max(1, all_after - all_before)),
         "events_per_s": round(events / elapsed, 1),
         "event_lag_p99_ms_worst_report": max((r[2] for r in reports), default=0),
         "event_lag_p50_ms_median_report": statistics.median([r[1] for r in reports] or [0]),
@@ -300,7 +346,7 @@ def run(options: Options) -> dict[str, object]:
                            seed=SEED, vms_per_node=options.vms_per_node,
                            stats_interval=options.stats_interval,
                            heartbeat_interval=options.heartbeat_interval,
-                           announce_interval=10, log_level="WARNING")
+                           announce_interval=20, log_level="WARNING")
             api = Api(site)
             say(f"enrolling {options.nodes} simulated nodes (announce, approve)")
             results["enrollment_s"] = round(approve_until_up(api, site, options), 1)

@@ -69,6 +69,7 @@ class BrokerAdmin:
         self._node_host = node.hostname
         self._node_port = node.port or (5671 if node.scheme == "amqps" else 5672)
         self.management_url = management_url.rstrip("/")
+        self._exchanges_ready = False
         self._client = httpx.AsyncClient(
             base_url=f"{self.management_url}/api", auth=(username, password),
             timeout=timeout, verify=verify)
@@ -119,8 +120,10 @@ class BrokerAdmin:
         for exchange in (EVENTS_EXCHANGE, STATS_EXCHANGE):
             await self._request("PUT", f"/topic-permissions/{_q(self.vhost)}/{_q(username)}", {
                 "exchange": exchange, "write": allowed.topic_write, "read": "^$"})
-        for spec in SHARED_EXCHANGES:
-            await self._put_exchange(spec)
+        if not self._exchanges_ready:  # durable: once per admin is enough
+            for spec in SHARED_EXCHANGES:
+                await self._put_exchange(spec)
+            self._exchanges_ready = True
         queue = command_queue(host_uuid)
         await self._put_queue(queue)
         log.info("broker account %s ready for node %s", username, host_uuid)

@@ -17,6 +17,7 @@ skipped. See docs/broker.md.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from enum import Enum
 
 from sqlalchemy import select
@@ -54,21 +55,42 @@ class EventTooEarly(RuntimeError):
     """The previous event of the same host and run is not applied yet; try again later."""
 
 
-async def host_of(session: AsyncSession, envelope: EventEnvelope) -> Host | None:
-    stmt = select(Host).where(Host.host_uuid == envelope.host_uuid)
-    if envelope.seq is not None:
-        stmt = stmt.with_for_update()
-    return (await session.execute(stmt)).scalar_one_or_none()
-
-
 async def apply_event(session: AsyncSession, envelope: EventEnvelope, *,
                       gaps: Gaps = Gaps.RESYNC) -> Outcome:
-    host = await host_of(session, envelope)
-    if host is None:
-        return Outcome.UNKNOWN_HOST
-    event = envelope.event
-    if envelope.seq is None:
+    """Apply one event; raises EventTooEarly when it must wait for its predecessor."""
+    result = (await apply_events(session, [(envelope, gaps)]))[0]
+    if isinstance(result, EventTooEarly):
+        raise result
+    return result
+
+
+async def apply_events(session: AsyncSession, events: Sequence[tuple[EventEnvelope, Gaps]]
+                       ) -> list[Outcome | EventTooEarly]:
+    """Apply events (of many hosts, a host's in order) in the caller's transaction.
+
+    The hosts' rows are locked together, in id order so that two monitors never
+    deadlock. An event that comes too early changes nothing and gets its EventTooEarly
+    in the result; the others are applied. Any other failure fails them all."""
+    if any(envelope.seq is None for envelope, _gaps in events):
         raise ValueError("stats samples are written in bulk by StatsWriter, not one by one")
+    wanted = sorted({envelope.host_uuid for envelope, _gaps in events})
+    hosts = {host.host_uuid: host for host in (await session.execute(
+        select(Host).where(Host.host_uuid.in_(wanted)).order_by(Host.id).with_for_update()
+    )).scalars()}
+    results: list[Outcome | EventTooEarly] = []
+    for envelope, gaps in events:
+        host = hosts.get(envelope.host_uuid)
+        try:
+            results.append(Outcome.UNKNOWN_HOST if host is None
+                           else await _apply_to(session, host, envelope, gaps))
+        except EventTooEarly as early:
+            results.append(early)
+    return results
+
+
+async def _apply_to(session: AsyncSession, host: Host, envelope: EventEnvelope,
+                    gaps: Gaps) -> Outcome:
+    event = envelope.event
     skipped = _advance(host, envelope, gaps)
     if skipped is not None:
         return skipped

@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import random
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import load_only
 
 from overt.bus.base import TransportError
 from overt.engine.db.database import Database
@@ -16,7 +18,8 @@ from overt.engine.db.tables import Host, StatsSample, Vm, utcnow
 from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.monitor import inbox
-from overt.engine.monitor.apply import EventTooEarly, Gaps, Outcome, apply_event
+from overt.engine.monitor.apply import EventTooEarly, Gaps, Outcome, apply_events
+from overt.engine.monitor.batch import EventBatcher
 from overt.engine.monitor.reconcile import reconcile
 from overt.engine.monitor.report import MonitorReport
 from overt.engine.monitor.stats_writer import StatsWriter
@@ -34,6 +37,8 @@ STATS_RETENTION = dt.timedelta(hours=24)
 # applies it and resynchronises the host (the predecessor was lost, e.g. purged from
 # the broker). In normal operation a predecessor arrives within milliseconds.
 EARLY_PATIENCE_S = 60.0
+# Resyncs a monitor runs at once: after a broker or engine restart a whole fleet needs one.
+RESYNC_CONCURRENCY = 16
 _WATCHED = (HostStatus.UP.value, HostStatus.CONNECTING.value, HostStatus.INITIALIZING.value)
 
 
@@ -49,7 +54,9 @@ class Monitor:
         self.tick_s = tick_s
         self.report = MonitorReport(report_interval_s)
         self.stats = StatsWriter(db, on_written=self.report.stats)
+        self.batcher = EventBatcher(db)
         self._resyncing: set[str] = set()
+        self._resync_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
         self._early: dict[tuple[object, object, int], float] = {}  # first refusal, monotonic
 
@@ -83,8 +90,9 @@ class Monitor:
                            if now - t < 2 * EARLY_PATIENCE_S}
 
     async def _apply(self, envelope: EventEnvelope, gaps: Gaps) -> None:
-        async with self.db.transaction() as session:
-            outcome = await apply_event(session, envelope, gaps=gaps)
+        self._noted(envelope, await self.batcher.apply(envelope, gaps))
+
+    def _noted(self, envelope: EventEnvelope, outcome: Outcome) -> None:
         self.report.event(outcome.value, envelope.sent_at)
         if outcome is Outcome.UNKNOWN_HOST:
             log.warning("event from unknown node %s dropped", envelope.host_uuid)
@@ -110,12 +118,10 @@ class Monitor:
         while True:
             try:
                 batch = await inbox.take_batch(self.db)
-                for row_id, envelope in batch:
-                    if envelope is not None and envelope.seq is None:
-                        self.stats.add(envelope)
-                    elif envelope is not None:
-                        await self._apply(envelope, Gaps.RESYNC)  # the inbox keeps order
-                    await inbox.forget(self.db, row_id)
+                await self._apply_in_order([envelope for _row, envelope in batch
+                                            if envelope is not None])
+                if batch:
+                    await inbox.forget(self.db, batch[-1][0])
             except OperationalError as exc:
                 log.warning("monitor cannot reach the database (%s); retrying", exc.orig)
                 batch = []
@@ -124,6 +130,21 @@ class Monitor:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(0.5):
                         await self.wakeup.wait()
+
+    async def _apply_in_order(self, envelopes: list[EventEnvelope]) -> None:
+        """Events of the inbox, in one transaction; the inbox keeps each node's order, so a
+        gap means lost events (apply and resync)."""
+        sequenced = [(envelope, Gaps.RESYNC) for envelope in envelopes if envelope.seq]
+        for envelope in envelopes:
+            if envelope.seq is None:
+                self.stats.add(envelope)
+        if not sequenced:
+            return
+        async with self.db.transaction() as session:
+            results = await apply_events(session, sequenced)
+        for (envelope, _gaps), result in zip(sequenced, results, strict=True):
+            if isinstance(result, Outcome):
+                self._noted(envelope, result)
 
     # -- heartbeats --------------------------------------------------------------------
 
@@ -138,13 +159,15 @@ class Monitor:
     async def check_heartbeats(self) -> None:
         deadline = utcnow() - self.heartbeat_timeout
         async with self.db.transaction() as session:
+            # A host never heard of yet is left alone: the resync loop is trying to reach it.
+            # Rows are locked in id order, as the event batches lock them.
             silent = (await session.execute(select(Host).where(
-                Host.status.in_(_WATCHED),
-                (Host.last_heartbeat_at < deadline) | Host.last_heartbeat_at.is_(None),
-                Host.host_uuid.is_not(None)).with_for_update())).scalars().all()
+                Host.status.in_(_WATCHED), Host.host_uuid.is_not(None),
+                (Host.last_heartbeat_at < deadline) | (
+                    Host.last_heartbeat_at.is_(None)
+                    & (Host.status != HostStatus.CONNECTING.value)))
+                .order_by(Host.id).with_for_update())).scalars().all()
             for host in silent:
-                if host.status == HostStatus.CONNECTING.value and host.last_heartbeat_at is None:
-                    continue  # never heard of yet: the resync loop is trying to reach it
                 log.warning("host %s sent no heartbeat for %s: non responsive", host.name,
                             self.heartbeat_timeout)
                 host.status = HostStatus.NON_RESPONSIVE.value
@@ -172,10 +195,13 @@ class Monitor:
         while True:
             try:
                 async with self.db.transaction() as session:
-                    hosts = (await session.execute(select(Host).where(
+                    hosts = list((await session.execute(select(Host).options(load_only(
+                        Host.id, Host.name, Host.host_uuid, Host.address, Host.port)).where(
                         Host.needs_resync.is_(True), Host.host_uuid.is_not(None),
                         Host.status.in_([*_WATCHED, HostStatus.NON_RESPONSIVE.value])
-                    ))).scalars().all()
+                    ))).scalars())
+                # Several monitors work through the same hosts: in another order each.
+                random.shuffle(hosts)
                 for host in hosts:
                     if host.name not in self._resyncing:
                         self._resyncing.add(host.name)
@@ -188,12 +214,22 @@ class Monitor:
 
     async def resync(self, host: Host) -> None:
         try:
+            async with self._resync_slots:
+                await self._resync(host)
+        finally:
+            self._resyncing.discard(host.name)
+
+    async def _resync(self, host: Host) -> None:
+        async with self.db.transaction() as session:
+            wanted = (await session.execute(select(Host.needs_resync).where(
+                Host.id == host.id))).scalar_one_or_none()
+        if not wanted:
+            return  # another monitor did it meanwhile
+        try:
             state = await self.nodes.call(host, HostStateCommand(), HostState, timeout_s=20)
         except (TransportError, NodeCommandFailed) as exc:
             log.info("host %s: cannot fetch its state yet (%s)", host.name, exc)
             return
-        finally:
-            self._resyncing.discard(host.name)
         async with self.db.transaction() as session:
             fresh = (await session.execute(select(Host).where(Host.id == host.id)
                                            .with_for_update())).scalar_one_or_none()

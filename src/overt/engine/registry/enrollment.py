@@ -66,6 +66,10 @@ class Registry:
                                    f"now ({exc.detail}); ask again later")
 
     async def _announce(self, request: EnrollmentRequest) -> EnrollmentGrant:
+        # The broker account is made before the host's row is locked: it takes a few calls
+        # to the broker, and the node's events wait on that lock meanwhile.
+        account = await self.broker_account(request.host_uuid) \
+            if await self._grantable(request) else None
         async with self.db.transaction() as session:
             host = (await session.execute(select(Host).where(
                 Host.host_uuid == request.host_uuid).with_for_update())).scalar_one_or_none()
@@ -83,11 +87,25 @@ class Registry:
                 return self._pending(host)
             if host.status == HostStatus.INSTALLING.value or _same_key(request.csr_pem,
                                                                        host.certificate_pem):
-                return await self.grant(session, host, request)
+                return await self.grant(session, host, request, broker=account)
             return EnrollmentGrant(
                 status=EnrollmentStatus.REJECTED, host_id=host.id,
                 message=f"host {host.name} is already enrolled with another key; remove it in "
                 "the engine to enroll this node again")
+
+    async def broker_account(self, host_uuid: uuid.UUID) -> BrokerCredentials | None:
+        """A new broker account for the node, when this engine hands out accounts."""
+        return await self.broker.create_node_user(host_uuid) if self.broker else None
+
+    async def _grantable(self, request: EnrollmentRequest) -> bool:
+        """Whether announcing would grant (a first look, without locks)."""
+        async with self.db.transaction() as session:
+            host = (await session.execute(select(Host).where(
+                Host.host_uuid == request.host_uuid))).scalar_one_or_none()
+        if host is None:
+            return False
+        return host.status == HostStatus.INSTALLING.value or _same_key(request.csr_pem,
+                                                                       host.certificate_pem)
 
     async def _new_pending(self, session: AsyncSession, request: EnrollmentRequest) -> Host:
         cluster = (await session.execute(select(Cluster).where(Cluster.name == "Default"))
@@ -112,9 +130,11 @@ class Registry:
         return EnrollmentGrant(status=EnrollmentStatus.PENDING_APPROVAL, host_id=host.id,
                                message="waiting for an administrator to approve this host")
 
-    async def grant(self, session: AsyncSession, host: Host, request: EnrollmentRequest
-                    ) -> EnrollmentGrant:
-        """Sign the node's certificate and record who it is; the monitor then brings it up."""
+    async def grant(self, session: AsyncSession, host: Host, request: EnrollmentRequest, *,
+                    broker: BrokerCredentials | None = None) -> EnrollmentGrant:
+        """Sign the node's certificate and record who it is; the monitor then brings it up.
+
+        `broker` is the node's account when the caller made it already (outside the lock)."""
         other = (await session.execute(select(Host).where(
             Host.host_uuid == request.host_uuid, Host.id != host.id))).scalar_one_or_none()
         if other is not None:
@@ -122,7 +142,8 @@ class Registry:
                                    message=f"host {other.name} already has this node's identity")
         certificate = self.pki.issue_node_certificate(request.csr_pem, request.host_uuid,
                                                       request.address)
-        broker = await self.broker.create_node_user(request.host_uuid) if self.broker else None
+        if broker is None:
+            broker = await self.broker_account(request.host_uuid)
         caps = request.capabilities
         host.host_uuid, host.address, host.port = request.host_uuid, request.address, request.rpc_port
         host.capabilities = caps.model_dump(mode="json")

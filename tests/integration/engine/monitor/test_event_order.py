@@ -232,12 +232,30 @@ async def test_a_resync_takes_the_reports_position_unless_newer_events_were_appl
     for event in (_state(host, boot), _beat(host, boot, 2), _beat(host, boot, 3)):
         await monitor.apply(event)
     nodes.state = HostState(host_uuid=host, vms=(), free_memory_mib=1, seq=2, boot_id=boot)
+    await monitor.resync_all()
     await monitor.resync(await _host_row(db, host))
     assert await _position(db, host) == (boot, 3, True)  # out of date: asked again
     later = new_boot_id(started_at=(await _started(boot)) + 1)
     nodes.state = HostState(host_uuid=host, vms=(), free_memory_mib=1, seq=5, boot_id=later)
-    await monitor.resync(await _host_row(db, host))
+    await monitor.resync(await _host_row(db, host))  # asked again, as the first said
     assert await _position(db, host) == (later, 5, False)
     # The new run's events up to the report are older than it: skipped.
     assert await _apply(db, _state(host, later), Gaps.WAIT) is Outcome.DUPLICATE
     assert await _apply(db, _beat(host, later, 6), Gaps.WAIT) is Outcome.APPLIED
+
+
+async def test_events_of_many_nodes_handed_in_together_are_committed_together(
+        db: Database) -> None:
+    hosts = [await _host(db) for _ in range(20)]
+    boots = {host: new_boot_id() for host in hosts}
+    monitor = Monitor(db, NodeClient(NoNodes()), heartbeat_timeout_s=30)
+    await asyncio.gather(*(monitor.apply(_state(host, boots[host])) for host in hosts))
+    results = await asyncio.gather(
+        *(monitor.apply(_beat(host, boots[host], 2)) for host in hosts[1:]),
+        monitor.apply(_beat(hosts[0], boots[hosts[0]], 5)), return_exceptions=True)
+    assert isinstance(results[-1], EventTooEarly)  # refused alone: the others are applied
+    assert results[:-1] == [None] * 19
+    assert await _position(db, hosts[1]) == (boots[hosts[1]], 2, False)
+    assert await _position(db, hosts[0]) == (boots[hosts[0]], 1, False)
+    assert monitor.batcher.batches <= 6  # not one transaction per event
+    await monitor.batcher.close()

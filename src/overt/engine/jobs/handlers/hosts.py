@@ -31,9 +31,10 @@ async def install_host(ctx: JobContext) -> dict[str, Any]:
                              f"({exc}); is `overt node` running there?") from exc
     async with ctx.step(f"Issuing a certificate to host {host.name}"):
         try:
+            account = await registry.broker_account(request.host_uuid)
             async with ctx.transaction() as session:
                 host = await lookup.get(session, Host, host_id, for_update=True)
-                grant = await registry.grant(session, host, request)
+                grant = await registry.grant(session, host, request, broker=account)
         except Unavailable as exc:
             raise RetryLater(exc.detail) from exc
     if grant.status is not EnrollmentStatus.APPROVED:
