@@ -157,15 +157,27 @@ class Api:
         return self._local.client  # type: ignore[no-any-return]
 
     def get(self, path: str) -> tuple[float, httpx.Response]:
-        start = time.perf_counter()
-        reply = self.client().get(f"/ovirt-engine/api{path}")
-        return time.perf_counter() - start, reply
+        return self._send("GET", path)
 
     def post(self, path: str, xml: str = "<action/>") -> tuple[float, httpx.Response]:
-        start = time.perf_counter()
-        reply = self.client().post(f"/ovirt-engine/api{path}", content=xml,
-                                   headers={"Content-Type": "application/xml"})
-        return time.perf_counter() - start, reply
+        return self._send("POST", path, xml)
+
+    def _send(self, method: str, path: str, xml: str | None = None
+              ) -> tuple[float, httpx.Response]:
+        """One request, timed; a kept-alive connection the server closed meanwhile (its
+        idle timeout) is opened again and the request sent again, untimed."""
+        for attempt in range(2):
+            start = time.perf_counter()
+            try:
+                reply = self.client().request(
+                    method, f"/ovirt-engine/api{path}", content=xml,
+                    headers={"Content-Type": "application/xml"} if xml else None)
+            except httpx.RemoteProtocolError:
+                if attempt:
+                    raise
+                continue
+            return time.perf_counter() - start, reply
+        raise AssertionError("unreachable")
 
 
 def approve_until_up(api: Api, site: ManagedSite, options: Options) -> float:

@@ -12,6 +12,7 @@ import logging
 import uuid
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from overt.bus.amqp import BrokerAdmin, BrokerAdminError
 from overt.engine.db.database import Database
@@ -70,9 +71,10 @@ class NodeAccountSweeper:
         while True:
             try:
                 await self.sweep()
-            except Unavailable as exc:
+            except (Unavailable, SQLAlchemyError) as exc:
                 if not failing:
-                    log.warning("%s; trying again", exc)
+                    log.warning("cannot check the nodes' broker accounts now (%s); trying "
+                                "again", exc)
                 failing = True
             else:
                 failing = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import Protocol
@@ -25,6 +26,11 @@ from overt.protocol.enrollment import (
 )
 
 log = logging.getLogger(__name__)
+
+# Enrollments handled at once: a fleet announcing itself must not take every database
+# connection of the api process. The others are told to ask again a little later.
+MAX_CONCURRENT_ENROLLMENTS = 8
+ENROLLMENT_QUEUE_WAIT_S = 2.0
 
 
 class BrokerAccounts(Protocol):
@@ -50,6 +56,7 @@ class Registry:
         self.pki = pki
         self.gateway_url = gateway_url
         self.broker = broker
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT_ENROLLMENTS)
 
     async def announce(self, request: EnrollmentRequest, peer_fingerprint: str | None = None
                        ) -> EnrollmentGrant:
@@ -58,12 +65,21 @@ class Registry:
         An enrolled node asks again with the same key to get a fresh broker account (a
         node added by address through a worker, which holds no broker rights)."""
         try:
+            async with asyncio.timeout(ENROLLMENT_QUEUE_WAIT_S):
+                await self._slots.acquire()
+        except TimeoutError:
+            return EnrollmentGrant(status=EnrollmentStatus.PENDING_APPROVAL,
+                                   message="the engine is busy enrolling other nodes; ask "
+                                   "again later")
+        try:
             return await self._announce(request)
         except Unavailable as exc:
             log.warning("node %s cannot be enrolled now: %s", request.host_uuid, exc.detail)
             return EnrollmentGrant(status=EnrollmentStatus.PENDING_APPROVAL,
                                    message=f"the engine cannot finish this node's enrollment "
                                    f"now ({exc.detail}); ask again later")
+        finally:
+            self._slots.release()
 
     async def _announce(self, request: EnrollmentRequest) -> EnrollmentGrant:
         # The broker account is made before the host's row is locked: it takes a few calls
