@@ -17,6 +17,7 @@ skipped. See docs/broker.md.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from enum import Enum
 
@@ -51,35 +52,52 @@ class Gaps(Enum):
     RESYNC = "resync"  # apply it: the predecessors were lost, resync the host
 
 
-class EventTooEarly(RuntimeError):
+class ApplyLater(RuntimeError):
+    """The event cannot be applied now; it changed nothing and may be given again."""
+
+
+class EventTooEarly(ApplyLater):
     """The previous event of the same host and run is not applied yet; try again later."""
+
+
+class HostBusy(ApplyLater):
+    """Another transaction holds the host's row (a resync, the other monitor); try again."""
 
 
 async def apply_event(session: AsyncSession, envelope: EventEnvelope, *,
                       gaps: Gaps = Gaps.RESYNC) -> Outcome:
-    """Apply one event; raises EventTooEarly when it must wait for its predecessor."""
+    """Apply one event; raises ApplyLater when it must wait (its predecessor, its host)."""
     result = (await apply_events(session, [(envelope, gaps)]))[0]
-    if isinstance(result, EventTooEarly):
+    if isinstance(result, ApplyLater):
         raise result
     return result
 
 
-async def apply_events(session: AsyncSession, events: Sequence[tuple[EventEnvelope, Gaps]]
-                       ) -> list[Outcome | EventTooEarly]:
+async def apply_events(session: AsyncSession, events: Sequence[tuple[EventEnvelope, Gaps]], *,
+                       skip_busy: bool = False) -> list[Outcome | ApplyLater]:
     """Apply events (of many hosts, a host's in order) in the caller's transaction.
 
     The hosts' rows are locked together, in id order so that two monitors never
-    deadlock. An event that comes too early changes nothing and gets its EventTooEarly
-    in the result; the others are applied. Any other failure fails them all."""
+    deadlock. An event that must wait changes nothing and gets its ApplyLater in the
+    result (EventTooEarly; HostBusy, with `skip_busy`, when another transaction holds
+    its host's row: a batch never waits behind one slow host); the others are
+    applied. Any other failure fails them all."""
     if any(envelope.seq is None for envelope, _gaps in events):
         raise ValueError("stats samples are written in bulk by StatsWriter, not one by one")
     wanted = sorted({envelope.host_uuid for envelope, _gaps in events})
     hosts = {host.host_uuid: host for host in (await session.execute(
-        select(Host).where(Host.host_uuid.in_(wanted)).order_by(Host.id).with_for_update()
-    )).scalars()}
-    results: list[Outcome | EventTooEarly] = []
+        select(Host).where(Host.host_uuid.in_(wanted)).order_by(Host.id)
+        .with_for_update(skip_locked=skip_busy))).scalars()}
+    busy: set[uuid.UUID] = set()
+    if skip_busy and len(hosts) < len(wanted):
+        busy = set((await session.execute(select(Host.host_uuid).where(
+            Host.host_uuid.in_([u for u in wanted if u not in hosts])))).scalars())
+    results: list[Outcome | ApplyLater] = []
     for envelope, gaps in events:
         host = hosts.get(envelope.host_uuid)
+        if envelope.host_uuid in busy:
+            results.append(HostBusy(f"node {envelope.host_uuid}: its host is being updated"))
+            continue
         try:
             results.append(Outcome.UNKNOWN_HOST if host is None
                            else await _apply_to(session, host, envelope, gaps))

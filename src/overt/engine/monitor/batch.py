@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 
 from overt.engine.db.database import Database
-from overt.engine.monitor.apply import EventTooEarly, Gaps, Outcome, apply_events
+from overt.engine.monitor.apply import ApplyLater, Gaps, Outcome, apply_events
 from overt.protocol import EventEnvelope
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,8 @@ class EventBatcher:
     async def _apply(self, batch: list[_Item]) -> None:
         try:
             async with self.db.transaction() as session:
-                results = await apply_events(session, [(i.envelope, i.gaps) for i in batch])
+                results = await apply_events(session, [(i.envelope, i.gaps) for i in batch],
+                                             skip_busy=True)
         except Exception as exc:  # every event of the batch is given again by its lane
             for item in batch:
                 if not item.done.done():
@@ -81,7 +82,7 @@ class EventBatcher:
         for item, result in zip(batch, results, strict=True):
             if item.done.done():
                 continue
-            if isinstance(result, EventTooEarly):
+            if isinstance(result, ApplyLater):
                 item.done.set_exception(result)
             else:
                 item.done.set_result(result)

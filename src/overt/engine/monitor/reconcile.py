@@ -8,7 +8,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from overt.engine.db.tables import Host, Vm, utcnow
+from overt.engine.db.tables import Host, Lock, Vm, utcnow
 from overt.engine.jobs.queue import locked_by
 from overt.engine.model.node_states import ON_HOST, vm_status_of
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
@@ -28,18 +28,22 @@ def mark_host_up(session: AsyncSession, host: Host) -> None:
     host.last_heartbeat_at = utcnow()
 
 
-async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusReport) -> bool:
+async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusReport, *,
+                          locked: set[uuid.UUID] | None = None) -> bool:
     """One VM's state as `host` reports it (a lifecycle event or part of a full report).
 
     A VM that a job is acting on is left to the job, which records the outcome with its
     lock released in the same transaction; the host is resynchronised afterwards in case
     the VM changed again meanwhile. Returns False when the report was deferred so.
+    `locked`: the VMs known to be locked by jobs (else asked of the database).
     """
     vm = await session.get(Vm, report.vm_id) if report.vm_id is not None else None
     if vm is None:
         await _external_vm(session, host, report)
         return True
-    if await locked_by(session, "vm", vm.id) is not None:
+    held = vm.id in locked if locked is not None else \
+        await locked_by(session, "vm", vm.id) is not None
+    if held:
         host.needs_resync = True
         return False
     if vm.host_id not in (None, host.id) and report.state in (VmState.GONE, VmState.SHUTOFF):
@@ -96,20 +100,24 @@ async def _external_by_name(session: AsyncSession, host: Host, name: str) -> Vm 
 
 async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None:
     """Apply a node's full state: every VM it runs, and the VMs it no longer runs."""
-    reported_ids = set()
-    reported_names = set()
-    deferred = False
-    for report in state.vms:
-        deferred |= not await apply_vm_report(session, host, report)
-        if report.vm_id is not None:
-            reported_ids.add(report.vm_id)
-        reported_names.add(report.name)
+    reported_ids = {report.vm_id for report in state.vms if report.vm_id is not None}
+    reported_names = {report.name for report in state.vms}
     believed = (await session.execute(select(Vm).where(
         Vm.host_id == host.id, Vm.status.in_([s.value for s in ON_HOST])))).scalars().all()
+    # The VMs of both lists and their job locks in two queries: a node runs many VMs.
+    concerned = reported_ids | {vm.id for vm in believed}
+    if reported_ids:
+        await session.execute(select(Vm).where(Vm.id.in_(list(reported_ids))))
+    locked = set((await session.execute(select(Lock.resource_id).where(
+        Lock.resource_type == "vm", Lock.resource_id.in_(list(concerned))))).scalars()) \
+        if concerned else set()
+    deferred = False
+    for report in state.vms:
+        deferred |= not await apply_vm_report(session, host, report, locked=locked)
     for vm in believed:
         if vm.id in reported_ids or (vm.origin == "external" and vm.name in reported_names):
             continue
-        if await locked_by(session, "vm", vm.id) is not None:
+        if vm.id in locked:
             deferred = True
             continue  # a job is acting on it; the job records the outcome
         if vm.origin == "external":

@@ -58,8 +58,9 @@ class MonitorReport:
             return
         log.info(
             "monitor: in the last %.0f s: %d events applied, %d duplicate, %d stale, %d "
-            "refused as early, %d stats samples written; node to database: events p50 %.0f ms "
-            "p99 %.0f ms max %.0f ms, stats p99 %.0f ms", self.interval_s, counts["applied"],
-            counts["duplicate"], counts["stale"], counts["early"], counts["stats"],
+            "refused as early, %d as busy, %d stats samples written; node to database: events "
+            "p50 %.0f ms p99 %.0f ms max %.0f ms, stats p99 %.0f ms", self.interval_s,
+            counts["applied"], counts["duplicate"], counts["stale"], counts["early"],
+            counts["busy"], counts["stats"],
             1000 * percentile(events, 0.50), 1000 * percentile(events, 0.99),
             1000 * max(events, default=0.0), 1000 * percentile(stats, 0.99))

@@ -18,7 +18,7 @@ from overt.engine.db.tables import Host, StatsSample, Vm, utcnow
 from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.monitor import inbox
-from overt.engine.monitor.apply import EventTooEarly, Gaps, Outcome, apply_events
+from overt.engine.monitor.apply import EventTooEarly, Gaps, HostBusy, Outcome, apply_events
 from overt.engine.monitor.batch import EventBatcher
 from overt.engine.monitor.reconcile import reconcile
 from overt.engine.monitor.report import MonitorReport
@@ -80,6 +80,9 @@ class Monitor:
         except EventTooEarly:
             self._note_early(key, now)
             self.report.event("early", envelope.sent_at)
+            raise
+        except HostBusy:
+            self.report.event("busy", envelope.sent_at)
             raise
         self._early.pop(key, None)
 

@@ -25,7 +25,15 @@ from overt.engine.db.seed import seed
 from overt.engine.db.tables import Cluster, Host, Vm
 from overt.engine.model.status import HostStatus
 from overt.engine.monitor import service
-from overt.engine.monitor.apply import EventTooEarly, Gaps, Outcome, apply_event
+from overt.engine.monitor.apply import (
+    ApplyLater,
+    EventTooEarly,
+    Gaps,
+    HostBusy,
+    Outcome,
+    apply_event,
+    apply_events,
+)
 from overt.engine.monitor.service import Monitor
 from overt.engine.nodes import NodeClient
 from overt.protocol import CommandEnvelope, EventEnvelope, Reply
@@ -149,7 +157,7 @@ async def test_competing_monitors_apply_every_event_once_in_order(db: Database) 
                 try:
                     await monitor.apply(event)
                     break
-                except EventTooEarly:
+                except ApplyLater:  # too early, or its host held by the other monitor
                     refused += 1
                     await asyncio.sleep(0.005)
 
@@ -259,3 +267,24 @@ async def test_events_of_many_nodes_handed_in_together_are_committed_together(
     assert await _position(db, hosts[0]) == (boots[hosts[0]], 1, False)
     assert monitor.batcher.batches <= 6  # not one transaction per event
     await monitor.batcher.close()
+
+
+@pytest.mark.pg
+async def test_a_batch_never_waits_behind_a_host_another_transaction_holds(
+        fresh_postgres_url: str) -> None:
+    migrate.upgrade(fresh_postgres_url)
+    db = Database(fresh_postgres_url)
+    await seed(db)
+    try:
+        held, free = await _host(db), await _host(db)
+        boot = new_boot_id()
+        async with db.transaction() as holder:  # e.g. a resync of `held`, or the other monitor
+            await holder.execute(select(Host).where(Host.host_uuid == held).with_for_update())
+            async with db.transaction() as session:
+                results = await apply_events(session, [(_state(held, boot), Gaps.WAIT),
+                                                       (_state(free, boot), Gaps.WAIT)],
+                                             skip_busy=True)
+        assert isinstance(results[0], HostBusy) and results[1] is Outcome.APPLIED
+        assert (await _position(db, held))[1] == 0 and (await _position(db, free))[1] == 1
+    finally:
+        await db.dispose()
