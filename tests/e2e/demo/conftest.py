@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_root
+from tests.conftest import postgres_database, require_root
 from tests.support.demo import Demo
 
 
@@ -22,10 +23,11 @@ def new_demo(db: str | None) -> Demo:
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
 def demo(request: pytest.FixtureRequest) -> Iterator[Demo]:
-    db = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-    running = new_demo(db)
-    running.start()
-    yield running
-    running.stop()
-    running.print_logs()
-    shutil.rmtree(running.data_dir.parent, ignore_errors=True)
+    with contextlib.ExitStack() as stack:
+        db = stack.enter_context(postgres_database()) if request.param == "postgresql" else None
+        running = new_demo(db)
+        running.start()
+        yield running
+        running.stop()
+        running.print_logs()
+        shutil.rmtree(running.data_dir.parent, ignore_errors=True)
