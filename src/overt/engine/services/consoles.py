@@ -16,13 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from overt.engine.db.tables import Job, User, Vm
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.status import VmStatus
+from overt.engine.model.vm_actions import VmAction, check_vm_action
 from overt.engine.services import lookup
 from overt.engine.services.jobs import JobSubmitter
 
 DEFAULT_EXPIRY_S = 120
 MAX_EXPIRY_S = 86400
-_CONSOLE_STATUSES = {VmStatus.UP.value, VmStatus.POWERING_UP.value, VmStatus.PAUSED.value,
-                     VmStatus.POWERING_DOWN.value, VmStatus.REBOOT_IN_PROGRESS.value}
 
 
 @dataclass(frozen=True)
@@ -42,9 +41,10 @@ async def request_ticket(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.
                          ) -> TicketRequest:
     """Submit the job that sets a console ticket on a running VM's host."""
     vm = await lookup.get(session, Vm, vm_id)
-    if vm.status not in _CONSOLE_STATUSES or vm.host_id is None:
+    if vm.host_id is None:
         raise Conflict(f"Cannot open the console of VM {vm.name}: it is {vm.status}; "
                        "start it first.")
+    check_vm_action(VmAction.TICKET, VmStatus(vm.status), vm_name=vm.name)
     if vm.origin == "external":
         raise Conflict(f"VM {vm.name} is external (not created by Overt); its console is "
                        "not managed by the engine")
