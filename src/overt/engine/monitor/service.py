@@ -7,16 +7,17 @@ import contextlib
 import datetime as dt
 import logging
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
 from overt.bus.base import TransportError
 from overt.engine.db.database import Database
-from overt.engine.db.tables import Host, StatsSample, Vm, utcnow
+from overt.engine.db.tables import Host, Vm, utcnow
 from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.monitor import inbox
 from overt.engine.monitor.apply import Outcome, apply_event
+from overt.engine.monitor.downsample import downsample
 from overt.engine.monitor.reconcile import reconcile
 from overt.engine.nodes import NodeClient, NodeCommandFailed
 from overt.engine.services import audit
@@ -26,7 +27,6 @@ from overt.protocol.host import HostState
 
 log = logging.getLogger(__name__)
 
-STATS_RETENTION = dt.timedelta(hours=24)
 _WATCHED = (HostStatus.UP.value, HostStatus.CONNECTING.value, HostStatus.INITIALIZING.value)
 
 
@@ -161,7 +161,6 @@ class Monitor:
             await asyncio.sleep(60)
             try:
                 async with self.db.transaction() as session:
-                    await session.execute(delete(StatsSample).where(
-                        StatsSample.time < utcnow() - STATS_RETENTION))
+                    await downsample(session)
             except OperationalError as exc:
-                log.warning("stats cleanup failed (%s)", exc.orig)
+                log.warning("stats downsampling failed (%s)", exc.orig)

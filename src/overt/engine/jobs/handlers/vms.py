@@ -1,9 +1,12 @@
-"""VM lifecycle jobs: start, stop, shutdown, reboot, remove."""
+"""VM lifecycle jobs: start, stop, shutdown, reboot, suspend, remove; console tickets."""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.tables import Host, Job, Vm, utcnow
 from overt.engine.jobs.context import FailureHook, Handler, JobContext
@@ -26,8 +29,10 @@ from overt.protocol.commands import (
     VmDestroy,
     VmReboot,
     VmSave,
+    VmSetTicket,
     VmShutdown,
     VmStart,
+    VmTicket,
     VolumeDelete,
 )
 from overt.protocol.host import VmState, VmStatusReport
@@ -255,7 +260,42 @@ async def _delete_volume(ctx: JobContext, host: Host, path: str, *, key: str) ->
             raise
 
 
-FAILURE_HOOKS: dict[str, FailureHook] = {"vm.start": _start_failed, "vm.suspend": _suspend_failed}
+async def set_ticket(ctx: JobContext) -> dict[str, Any]:
+    """A one-time console password on the VM's host; the node's VNC port is recorded too."""
+    vm_id = ctx.uuid_param("vm_id")
+    password = str(ctx.params.get("password") or "")
+    if not password:
+        raise JobFailed("the ticket's password is gone (the job was already run); ask again")
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, vm_id)
+    host = await _running_host(ctx, vm)
+    async with ctx.step(f"Setting the console ticket of VM {vm.name} on host {host.name}",
+                        host_id=host.id):
+        ticket = await ctx.nodes.call(
+            host, VmSetTicket(vm_id=vm_id, password=password,
+                              expiry_s=int(ctx.params.get("expiry_s", 120))),
+            VmTicket, key=ctx.key("ticket"))
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, vm_id)
+        if vm.host_id == host.id and ticket.vnc_port > 0:
+            vm.vnc_port = ticket.vnc_port
+        await _forget_password(session, ctx.job.id)
+    return {"vnc_port": ticket.vnc_port, "expires_at": ticket.expires_at}
+
+
+async def _forget_password(session: AsyncSession, job_id: uuid.UUID) -> None:
+    job = await session.get(Job, job_id)
+    if job is not None and "password" in job.params:
+        job.params = {k: v for k, v in job.params.items() if k != "password"}
+
+
+async def _ticket_failed(ctx: JobContext, message: str) -> None:
+    async with ctx.transaction() as session:
+        await _forget_password(session, ctx.job.id)
+
+
+FAILURE_HOOKS: dict[str, FailureHook] = {"vm.start": _start_failed, "vm.suspend": _suspend_failed,
+                                         "vm.ticket": _ticket_failed}
 
 HANDLERS: dict[str, Handler] = {
     "vm.start": start_vm,
@@ -264,4 +304,5 @@ HANDLERS: dict[str, Handler] = {
     "vm.reboot": reboot_vm,
     "vm.suspend": suspend_vm,
     "vm.remove": remove_vm,
+    "vm.ticket": set_ticket,
 }
