@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import wraps
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jinja2
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -153,7 +153,11 @@ async def check_csrf(request: Request, expected: str) -> None:
 
 def signin_redirect(request: Request) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    location = f"/signin?next={quote(target, safe='')}" if target != "/" else "/signin"
+    if is_htmx(request):
+        # A page part asked: after signing in, come back to the page, not to the part.
+        current = urlsplit(request.headers.get("hx-current-url", "/"))
+        target = current.path + (f"?{current.query}" if current.query else "")
+    location = f"/signin?next={quote(target, safe='')}" if target not in ("/", "") else "/signin"
     if is_htmx(request):
         return Response(status_code=401, headers={"HX-Redirect": location})
     return RedirectResponse(location, status_code=303)

@@ -41,12 +41,34 @@
     }
   };
 
+  // The feed reports changes from the moment it connects; whatever changed between the
+  // page's rendering and that moment (or while reconnecting) is fetched now.
+  function resync() {
+    var page = document.body.dataset;
+    ["overt-vm", "overt-host", "overt-job", "overt-audit"].forEach(function (name) {
+      fire(name, {});
+    });
+    if (page.vmId) {
+      ["overt-vm-", "overt-vmjob-", "overt-vmaudit-"].forEach(function (prefix) {
+        fire(prefix + page.vmId, { id: page.vmId });
+      });
+    }
+    if (page.hostId) {
+      ["overt-host-", "overt-hostjob-", "overt-hostaudit-"].forEach(function (prefix) {
+        fire(prefix + page.hostId, { id: page.hostId });
+      });
+    }
+  }
+
   function connect() {
     if (!document.body.dataset.live || !window.EventSource) {
       return;
     }
     var source = new EventSource("/events/stream");
-    source.onopen = function () { indicate("Live", "on"); };
+    source.onopen = function () {
+      indicate("Live", "on");
+      resync();
+    };
     source.onerror = function () { indicate("Reconnecting…", "off"); };
     Object.keys(handlers).forEach(function (kind) {
       source.addEventListener(kind, function (event) {
@@ -58,7 +80,22 @@
       window.location.assign("/signin");
     });
     window.addEventListener("pagehide", function () { source.close(); });
+    // Leaving the page (signing out, a link, a form): page parts stop refreshing, so a
+    // late refresh cannot redirect the browser somewhere else meanwhile.
+    function leave() {
+      leaving = true;
+      source.close();
+    }
+    window.addEventListener("beforeunload", leave);
+    document.addEventListener("submit", function (event) {
+      if (!event.target.hasAttribute("hx-post")) { leave(); }
+    });
+    document.body.addEventListener("htmx:beforeRequest", function (event) {
+      if (leaving) { event.preventDefault(); }
+    });
   }
+
+  var leaving = false;
 
   document.addEventListener("DOMContentLoaded", connect);
 })();
