@@ -75,8 +75,10 @@ async def start_vm(ctx: JobContext) -> dict[str, Any]:
         job = await lookup.get(session, Job, ctx.job.id)
         if "vnc_password" not in job.params:  # kept for retries, which must send the same spec
             job.params = {**job.params, "vnc_password": console_password()}
-        spec = await build_vm_spec(session, vm, vnc_password=job.params["vnc_password"])
         host = await lookup.get(session, Host, vm.host_id)
+        # The console listens where the engine reaches the host, and only there.
+        spec = await build_vm_spec(session, vm, vnc_password=job.params["vnc_password"],
+                                   display_address=host.address)
         restore_from = vm.saved_state_path if vm.status == VmStatus.RESTORING_STATE.value \
             else None
     async with ctx.step(f"Starting VM {vm.name} on host {host.name}", host_id=host.id):
