@@ -96,14 +96,23 @@ async def start_vm(ctx: JobContext) -> dict[str, Any]:
         vm.host_id, vm.start_time, vm.desired_status = host.id, utcnow(), "up"
         vm.spec_version = spec.spec_version
         vm.saved_state_path, vm.saved_state_host_id = None, None
+        await _forget_console_password(session, ctx)
         audit.record(session, f"VM {vm.name} started on host {host.name}", code=audit.VM_UP,
                      vm_id=vm.id, host_id=host.id, cluster_id=vm.cluster_id, job_id=ctx.job.id,
                      user_id=ctx.job.owner_id)
     return {"host_id": str(host.id)}
 
 
+async def _forget_console_password(session: AsyncSession, ctx: JobContext) -> None:
+    """The start's console password served only to make retries identical: drop it."""
+    job = await session.get(Job, ctx.job.id)
+    if job is not None and "vnc_password" in job.params:
+        job.params = {k: v for k, v in job.params.items() if k != "vnc_password"}
+
+
 async def _start_failed(ctx: JobContext, message: str) -> None:
     async with ctx.transaction() as session:
+        await _forget_console_password(session, ctx)
         vm = await session.get(Vm, ctx.uuid_param("vm_id"))
         if vm is not None and vm.status == VmStatus.RESTORING_STATE.value:
             vm.status, vm.host_id = VmStatus.SUSPENDED.value, None
