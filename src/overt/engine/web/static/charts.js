@@ -58,7 +58,11 @@
             return { label: s.label, stroke: s.stroke, fill: s.fill, width: 2 };
           })),
           axes: [{}, { values: chart.graph.axis, size: 70 }],
-          scales: { x: { time: true } },
+          // Always the last hour, however few samples there are yet.
+          scales: { x: { time: true, range: function () {
+            var now = Date.now() / 1000;
+            return [now - 3600, now];
+          } } },
           legend: { show: true }
         };
         chart.plot = new window.uPlot(opts, columns, chart.figure);
