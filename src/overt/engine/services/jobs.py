@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.database import Database
@@ -30,8 +31,10 @@ class JobSubmitter:
                                  locks=locks, vm_id=vm_id, host_id=host_id, owner_id=owner_id,
                                  correlation_id=correlation_id, max_attempts=max_attempts)
         if self.wakeup is not None:
-            # The transaction commits after this returns; the worker polls again shortly.
-            asyncio.get_running_loop().call_later(0.05, self.wakeup.set)
+            # Wake this process's worker as soon as the job is committed (others poll).
+            wakeup, loop = self.wakeup, asyncio.get_running_loop()
+            event.listen(session.sync_session, "after_commit",
+                         lambda _session: loop.call_soon_threadsafe(wakeup.set), once=True)
         return job
 
 
