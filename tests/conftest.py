@@ -82,7 +82,8 @@ def vm_dir() -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def _postgres_database() -> Iterator[str]:
+def postgres_database() -> Iterator[str]:
+    """A PostgreSQL database (and role) of its own, dropped on exit."""
     require_root()
     ensure_postgresql()
     suffix = secrets.token_hex(4)
@@ -94,17 +95,10 @@ def _postgres_database() -> Iterator[str]:
         drop_database(name, owner)
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL database (and role) shared by this test session, dropped afterwards."""
-    with _postgres_database() as url:
-        yield url
-
-
 @pytest.fixture
 def fresh_postgres_url() -> Iterator[str]:
     """A PostgreSQL database of one test's own."""
-    with _postgres_database() as url:
+    with postgres_database() as url:
         yield url
 
 

@@ -89,6 +89,10 @@ class AllInOne:
         return f"https://127.0.0.1:{self.options.port}/ovirt-engine/api"
 
     @property
+    def portal_url(self) -> str:
+        return f"https://127.0.0.1:{self.options.port}/"
+
+    @property
     def agent_pidfile(self) -> Path:
         return self.options.data_dir / "node.pid"
 

@@ -22,6 +22,7 @@ def _ready(demo: AllInOne) -> None:
     data = demo.options.data_dir
     password = demo.runtime.generated_password
     console.print(f"\n[bold green]Overt is ready[/] at {demo.url}")
+    console.print(f"  portal:    {demo.portal_url}  (the web admin portal)")
     console.print("  user:      admin@internal")
     if password:
         console.print(f"  password:  {password}   (shown once; also in {data}/admin-password)")

@@ -43,6 +43,8 @@ from overt.engine.registry.broker_accounts import BrokerAdminAccounts, NodeAccou
 from overt.engine.registry.enrollment import BrokerAccounts, Registry
 from overt.engine.registry.pki import EnginePki
 from overt.engine.services.jobs import JobSubmitter
+from overt.engine.web.app import web_routes
+from overt.engine.web.live import ChangeFeed
 from overt.protocol.enrollment import EngineIntroduction, EnrollmentGrant, EnrollmentRequest
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,7 @@ class EngineRuntime:
         self._stop = asyncio.Event()
         self._servers: list[Any] = []
         self._monitor: Monitor | None = None
+        self._change_feed: ChangeFeed | None = None
 
     @property
     def password_file(self) -> Path:
@@ -172,7 +175,8 @@ class EngineRuntime:
     async def _start_api(self, registry: Registry) -> list[asyncio.Task[Any]]:
         services = ApiServices(jobs=JobSubmitter(self.job_wakeup), ca_certificate=self.pki.ca_file,
                                monitor_wakeup=self.monitor_wakeup.set)
-        app = build_api_app(self.db, services)
+        app = build_api_app(self.db, services, extra_routes=web_routes())
+        app.state.change_feed = self._change_feed = ChangeFeed(self.db)
         config = uvicorn.Config(app, host=self.settings.api_address, port=self.settings.api_port,
                                 ssl_certfile=str(self.pki.cert_file),
                                 ssl_keyfile=str(self.pki.key_file), log_config=None,
@@ -200,6 +204,8 @@ class EngineRuntime:
             if task.get_name() != "api":
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._change_feed is not None:
+            await self._change_feed.close()
         if self.transport is not None:
             await self.transport.close()
         if isinstance(self.broker, BrokerAdminAccounts):

@@ -3,6 +3,7 @@ fully managed mode (through RabbitMQ) for tests marked amqp."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_root
+from tests.conftest import postgres_database, require_root
 from tests.support.demo import Demo
 
 
@@ -25,12 +26,13 @@ def new_demo(db: str | None, bus: str = "direct") -> Demo:
     "sqlite", pytest.param("postgresql", marks=pytest.mark.pg),
     pytest.param("sqlite+amqp", marks=pytest.mark.amqp)])
 def demo(request: pytest.FixtureRequest) -> Iterator[Demo]:
-    db = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
     bus = request.getfixturevalue("rabbitmq").admin_url if "amqp" in request.param \
         else "direct"
-    running = new_demo(db, bus)
-    running.start()
-    yield running
-    running.stop()
-    running.print_logs()
-    shutil.rmtree(running.data_dir.parent, ignore_errors=True)
+    with contextlib.ExitStack() as stack:
+        db = stack.enter_context(postgres_database()) if request.param == "postgresql" else None
+        running = new_demo(db, bus)
+        running.start()
+        yield running
+        running.stop()
+        running.print_logs()
+        shutil.rmtree(running.data_dir.parent, ignore_errors=True)

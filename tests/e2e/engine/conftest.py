@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import ovirtsdk4 as sdk
 import pytest
 
+from tests.conftest import postgres_database
 from tests.support.engine import RunningEngine, start_engine
 from tests.support.no_nodes import NoNodes
 
@@ -15,13 +17,12 @@ from tests.support.no_nodes import NoNodes
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
 def api_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[RunningEngine]:
-    """An engine with no nodes, on the embedded SQLite and on PostgreSQL."""
-    db = None
-    if request.param == "postgresql":
-        db = request.getfixturevalue("postgres_url")
-    engine = start_engine(tmp_path_factory.mktemp("engine"), db=db, transport=NoNodes())
-    yield engine
-    engine.stop()
+    """An engine with no nodes, on the embedded SQLite and on a PostgreSQL database of its own."""
+    with contextlib.ExitStack() as stack:
+        db = stack.enter_context(postgres_database()) if request.param == "postgresql" else None
+        engine = start_engine(tmp_path_factory.mktemp("engine"), db=db, transport=NoNodes())
+        yield engine
+        engine.stop()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,9 @@ class ApiContext:
     user: User
     services: Any  # overt.engine.services.Services (typed loosely to avoid an import cycle)
     path_params: dict[str, str] = field(default_factory=dict)
+    # Runs after the handler's transaction committed and answers instead of the handler
+    # (for the few actions that wait for their job, e.g. console tickets).
+    then: Callable[[], Awaitable[Response]] | None = None
 
     @property
     def wants_json(self) -> bool:

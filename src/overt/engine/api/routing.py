@@ -68,7 +68,10 @@ def _dispatcher(methods: dict[str, Endpoint]) -> Callable[[Request], Awaitable[R
                 ctx = ApiContext(request=request, session=session, user=user,
                                  services=state.services,
                                  path_params={k: str(v) for k, v in request.path_params.items()})
-                return await endpoint(ctx)
+                response = await endpoint(ctx)
+            if ctx.then is not None:
+                return await ctx.then()
+            return response
         except Exception as exc:
             return error_response(request, exc)
 

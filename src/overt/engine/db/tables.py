@@ -368,15 +368,44 @@ class StatsSample(Base):
     """History of host and VM stats (downsampled as it ages) for graphs."""
 
     __tablename__ = "stats_samples"
-    __table_args__ = (Index("ix_stats_subject_time", "subject_id", "time"),)
+    __table_args__ = (Index("ix_stats_subject_time", "subject_id", "time"),
+                      Index("ix_stats_resolution_time", "resolution_s", "time"))
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
                                     primary_key=True, autoincrement=True)
     subject_type: Mapped[str] = mapped_column(String(8))  # host | vm
     subject_id: Mapped[uuid.UUID] = mapped_column()
     time: Mapped[dt.datetime] = mapped_column()
-    resolution_s: Mapped[int] = mapped_column(default=0)  # 0: raw sample
+    resolution_s: Mapped[int] = mapped_column(default=0)  # 0: raw; else averages over buckets
     cpu_percent: Mapped[float] = mapped_column(Float, default=0.0)
     memory_used_mib: Mapped[int] = mapped_column(default=0)
     memory_total_mib: Mapped[int] = mapped_column(default=0)
     net_rx_bps: Mapped[float] = mapped_column(Float, default=0.0)
     net_tx_bps: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class WebSession(Base):
+    """A signed-in browser of the web portal; only the SHA-256 of its cookie is stored."""
+
+    __tablename__ = "web_sessions"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                               index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)  # after inactivity
+
+
+class ConsoleToken(Base):
+    """A one-time token that opens one VM's console through the engine's websocket proxy.
+
+    Bound to the web session that asked for it; used once, then dead; short-lived.
+    """
+
+    __tablename__ = "console_tokens"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_digest: Mapped[str] = mapped_column(
+        ForeignKey("web_sessions.digest", ondelete="CASCADE"), index=True)
+    vm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("vms.id", ondelete="CASCADE"))
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    used_at: Mapped[dt.datetime | None] = mapped_column()

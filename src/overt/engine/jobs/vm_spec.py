@@ -66,7 +66,8 @@ def console_password() -> str:
     return secrets.token_urlsafe(6)[:8]
 
 
-async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str) -> VmSpec:
+async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
+                        display_address: str = "0.0.0.0") -> VmSpec:  # noqa: S104
     """The spec a node needs to run `vm` now; refuses disks that are not ready.
 
     The same VM and password give the same spec, so a retried start is recognised by
@@ -99,7 +100,7 @@ async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str) -> 
         id=vm.id, name=vm.name, memory_mib=vm.memory_mib,
         cpu=CpuTopology(sockets=vm.cpu_sockets, cores=vm.cpu_cores, threads=vm.cpu_threads),
         boot=boot or (BootDevice.HD,), disks=tuple(disks), nics=tuple(nics),
-        graphics=GraphicsSpec(password=vnc_password),
+        graphics=GraphicsSpec(password=vnc_password, listen=display_address),
         serial_log=f"{CONSOLE_LOG_DIR}/{vm.id}.log", spec_version=vm.spec_version)
 
 

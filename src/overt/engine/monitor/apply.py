@@ -90,8 +90,9 @@ async def apply_events(session: AsyncSession, events: Sequence[tuple[EventEnvelo
         .with_for_update(skip_locked=skip_busy))).scalars()}
     busy: set[uuid.UUID] = set()
     if skip_busy and len(hosts) < len(wanted):
-        busy = set((await session.execute(select(Host.host_uuid).where(
-            Host.host_uuid.in_([u for u in wanted if u not in hosts])))).scalars())
+        busy = {u for u in (await session.execute(select(Host.host_uuid).where(
+            Host.host_uuid.in_([u for u in wanted if u not in hosts])))).scalars()
+            if u is not None}
     results: list[Outcome | ApplyLater] = []
     for envelope, gaps in events:
         host = hosts.get(envelope.host_uuid)

@@ -49,6 +49,11 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
     if vm.host_id not in (None, host.id) and report.state in (VmState.GONE, VmState.SHUTOFF):
         return True  # news of a VM that has since moved to another host
     new_status = vm_status_of(report.state)
+    if vm.status in (VmStatus.SUSPENDED.value, VmStatus.SAVING_STATE.value) and \
+            report.state in (VmState.GONE, VmState.SHUTOFF, VmState.SUSPENDED):
+        # A VM suspended to disk runs nowhere: its domain is gone on purpose.
+        vm.status, vm.host_id, vm.vnc_port = VmStatus.SUSPENDED.value, None, None
+        return True
     if new_status is VmStatus.DOWN:
         if vm.status != VmStatus.DOWN.value and vm.host_id == host.id:
             audit.record(session, f"VM {vm.name} is down on host {host.name}"

@@ -8,18 +8,19 @@ import datetime as dt
 import logging
 import random
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import load_only
 
 from overt.bus.base import TransportError
 from overt.engine.db.database import Database
-from overt.engine.db.tables import Host, StatsSample, Vm, utcnow
+from overt.engine.db.tables import Host, Vm, utcnow
 from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.monitor import inbox
 from overt.engine.monitor.apply import EventTooEarly, Gaps, HostBusy, Outcome, apply_events
 from overt.engine.monitor.batch import EventBatcher
+from overt.engine.monitor.downsample import downsample
 from overt.engine.monitor.reconcile import reconcile
 from overt.engine.monitor.report import MonitorReport
 from overt.engine.monitor.stats_writer import StatsWriter
@@ -32,7 +33,6 @@ from overt.protocol.host import HostState
 
 log = logging.getLogger(__name__)
 
-STATS_RETENTION = dt.timedelta(hours=24)
 # How long an event may wait for its predecessor before the monitor stops waiting,
 # applies it and resynchronises the host (the predecessor was lost, e.g. purged from
 # the broker). In normal operation a predecessor arrives within milliseconds.
@@ -253,10 +253,9 @@ class Monitor:
             await asyncio.sleep(60)
             try:
                 async with self.db.transaction() as session:
-                    await session.execute(delete(StatsSample).where(
-                        StatsSample.time < utcnow() - STATS_RETENTION))
+                    await downsample(session)
             except OperationalError as exc:
-                log.warning("stats cleanup failed (%s)", exc.orig)
+                log.warning("stats downsampling failed (%s)", exc.orig)
 
 
 def _take_position(host: Host, state: HostState) -> bool:

@@ -161,6 +161,8 @@ def state_after_event(event: int, detail: int, now: VmState | None) -> VmState:
         if now in (VmState.PAUSED, VmState.PAUSED_ERROR):
             return now
         return VmState.PAUSED_ERROR if detail in _PAUSED_ERROR_DETAILS else VmState.PAUSED
+    if event == libvirt.VIR_DOMAIN_EVENT_STOPPED and detail == libvirt.VIR_DOMAIN_EVENT_STOPPED_SAVED:
+        return VmState.SUSPENDED  # its memory is in a file (vm.save): suspended, not gone
     if now is None:
         return VmState.GONE
     if event == libvirt.VIR_DOMAIN_EVENT_STOPPED:

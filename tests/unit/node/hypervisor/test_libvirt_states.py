@@ -59,6 +59,8 @@ def test_every_state_and_reason_maps_to_something(state: int, reason: int) -> No
      None, VmState.PAUSED_ERROR),
     (libvirt.VIR_DOMAIN_EVENT_SHUTDOWN, 0, None, VmState.SHUTTING_DOWN),
     (libvirt.VIR_DOMAIN_EVENT_STOPPED, 0, None, VmState.GONE),  # transient: gone
+    (libvirt.VIR_DOMAIN_EVENT_STOPPED, libvirt.VIR_DOMAIN_EVENT_STOPPED_SAVED, None,
+     VmState.SUSPENDED),  # its memory went to a file
     (libvirt.VIR_DOMAIN_EVENT_STOPPED, 0, VmState.SHUTOFF, VmState.SHUTOFF),  # persistent
     (libvirt.VIR_DOMAIN_EVENT_STOPPED, 0, VmState.RUNNING, VmState.SHUTOFF),  # restarted since
     (libvirt.VIR_DOMAIN_EVENT_UNDEFINED, 0, None, VmState.GONE),

@@ -14,8 +14,11 @@ from overt.engine.api.resources.common import action_done, action_params, list_r
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import Cluster, Disk, DiskAttachment, Host, Vm, VmNic, VnicProfile
-from overt.engine.services import devices, lookup
+from overt.engine.services import consoles, devices, lookup
 from overt.engine.services import vms as vm_service
+from overt.engine.services.jobs import wait_for_job
+
+TICKET_WAIT_S = 30.0
 
 routes = ApiRoutes()
 
@@ -137,6 +140,28 @@ async def suspend(ctx: ApiContext) -> Response:
     job = await vm_service.suspend_vm(ctx.session, ctx.services.jobs, ctx.id_param("vm_id"),
                                       ctx.user, correlation_id=_correlation(ctx))
     return action_done(ctx, job)
+
+
+@routes.post("/vms/{vm_id}/ticket")
+async def ticket(ctx: ApiContext) -> Response:
+    """oVirt's console ticket: a one-time VNC password, set by a job this call waits for."""
+    password, expiry = None, None
+    if (await ctx.request.body()).strip():
+        given = (await ctx.body("action")).child("ticket")
+        if given is not None:
+            password, expiry = given.get_str("value") or None, given.get_int("expiry", minimum=1)
+    request = await consoles.request_ticket(ctx.session, ctx.services.jobs, ctx.id_param("vm_id"),
+                                            ctx.user, password=password, expiry_s=expiry)
+
+    async def answer() -> Response:
+        await wait_for_job(ctx.request.app.state.db, request.job.id, timeout_s=TICKET_WAIT_S,
+                           what="setting the console ticket")
+        return ctx.render("action", {"ticket": {"value": request.password,
+                                                "expiry": request.expiry_s},
+                                     "status": "complete"})
+
+    ctx.then = answer
+    return action_done(ctx, request.job)
 
 
 # -- NICs ----------------------------------------------------------------------------

@@ -1,9 +1,12 @@
-"""VM lifecycle jobs: start, stop, shutdown, reboot, remove."""
+"""VM lifecycle jobs: start, stop, shutdown, reboot, suspend, remove; console tickets."""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.tables import Host, Job, Vm, utcnow
 from overt.engine.jobs.context import FailureHook, Handler, JobContext
@@ -26,8 +29,10 @@ from overt.protocol.commands import (
     VmDestroy,
     VmReboot,
     VmSave,
+    VmSetTicket,
     VmShutdown,
     VmStart,
+    VmTicket,
     VolumeDelete,
 )
 from overt.protocol.host import VmState, VmStatusReport
@@ -70,8 +75,10 @@ async def start_vm(ctx: JobContext) -> dict[str, Any]:
         job = await lookup.get(session, Job, ctx.job.id)
         if "vnc_password" not in job.params:  # kept for retries, which must send the same spec
             job.params = {**job.params, "vnc_password": console_password()}
-        spec = await build_vm_spec(session, vm, vnc_password=job.params["vnc_password"])
         host = await lookup.get(session, Host, vm.host_id)
+        # The console listens where the engine reaches the host, and only there.
+        spec = await build_vm_spec(session, vm, vnc_password=job.params["vnc_password"],
+                                   display_address=host.address)
         restore_from = vm.saved_state_path if vm.status == VmStatus.RESTORING_STATE.value \
             else None
     async with ctx.step(f"Starting VM {vm.name} on host {host.name}", host_id=host.id):
@@ -89,14 +96,23 @@ async def start_vm(ctx: JobContext) -> dict[str, Any]:
         vm.host_id, vm.start_time, vm.desired_status = host.id, utcnow(), "up"
         vm.spec_version = spec.spec_version
         vm.saved_state_path, vm.saved_state_host_id = None, None
+        await _forget_console_password(session, ctx)
         audit.record(session, f"VM {vm.name} started on host {host.name}", code=audit.VM_UP,
                      vm_id=vm.id, host_id=host.id, cluster_id=vm.cluster_id, job_id=ctx.job.id,
                      user_id=ctx.job.owner_id)
     return {"host_id": str(host.id)}
 
 
+async def _forget_console_password(session: AsyncSession, ctx: JobContext) -> None:
+    """The start's console password served only to make retries identical: drop it."""
+    job = await session.get(Job, ctx.job.id)
+    if job is not None and "vnc_password" in job.params:
+        job.params = {k: v for k, v in job.params.items() if k != "vnc_password"}
+
+
 async def _start_failed(ctx: JobContext, message: str) -> None:
     async with ctx.transaction() as session:
+        await _forget_console_password(session, ctx)
         vm = await session.get(Vm, ctx.uuid_param("vm_id"))
         if vm is not None and vm.status == VmStatus.RESTORING_STATE.value:
             vm.status, vm.host_id = VmStatus.SUSPENDED.value, None
@@ -255,7 +271,42 @@ async def _delete_volume(ctx: JobContext, host: Host, path: str, *, key: str) ->
             raise
 
 
-FAILURE_HOOKS: dict[str, FailureHook] = {"vm.start": _start_failed, "vm.suspend": _suspend_failed}
+async def set_ticket(ctx: JobContext) -> dict[str, Any]:
+    """A one-time console password on the VM's host; the node's VNC port is recorded too."""
+    vm_id = ctx.uuid_param("vm_id")
+    password = str(ctx.params.get("password") or "")
+    if not password:
+        raise JobFailed("the ticket's password is gone (the job was already run); ask again")
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, vm_id)
+    host = await _running_host(ctx, vm)
+    async with ctx.step(f"Setting the console ticket of VM {vm.name} on host {host.name}",
+                        host_id=host.id):
+        ticket = await ctx.nodes.call(
+            host, VmSetTicket(vm_id=vm_id, password=password,
+                              expiry_s=int(ctx.params.get("expiry_s", 120))),
+            VmTicket, key=ctx.key("ticket"))
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, vm_id)
+        if vm.host_id == host.id and ticket.vnc_port > 0:
+            vm.vnc_port = ticket.vnc_port
+        await _forget_password(session, ctx.job.id)
+    return {"vnc_port": ticket.vnc_port, "expires_at": ticket.expires_at}
+
+
+async def _forget_password(session: AsyncSession, job_id: uuid.UUID) -> None:
+    job = await session.get(Job, job_id)
+    if job is not None and "password" in job.params:
+        job.params = {k: v for k, v in job.params.items() if k != "password"}
+
+
+async def _ticket_failed(ctx: JobContext, message: str) -> None:
+    async with ctx.transaction() as session:
+        await _forget_password(session, ctx.job.id)
+
+
+FAILURE_HOOKS: dict[str, FailureHook] = {"vm.start": _start_failed, "vm.suspend": _suspend_failed,
+                                         "vm.ticket": _ticket_failed}
 
 HANDLERS: dict[str, Handler] = {
     "vm.start": start_vm,
@@ -264,4 +315,5 @@ HANDLERS: dict[str, Handler] = {
     "vm.reboot": reboot_vm,
     "vm.suspend": suspend_vm,
     "vm.remove": remove_vm,
+    "vm.ticket": set_ticket,
 }

@@ -1,0 +1,62 @@
+"""Console tickets: a one-time VNC password with an expiry, set on the VM's host by a job.
+
+The API's `ticket` action and the web portal's console both ask here; neither talks to
+the node itself. The password goes to the node in the job's parameters and is wiped
+from them as soon as the job ends.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine.db.tables import Job, User, Vm
+from overt.engine.model.errors import Conflict, InvalidInput
+from overt.engine.model.status import VmStatus
+from overt.engine.model.vm_actions import VmAction, check_vm_action
+from overt.engine.services import lookup
+from overt.engine.services.jobs import JobSubmitter
+
+DEFAULT_EXPIRY_S = 120
+MAX_EXPIRY_S = 86400
+
+
+@dataclass(frozen=True)
+class TicketRequest:
+    job: Job
+    password: str
+    expiry_s: int
+
+
+def new_password() -> str:
+    """VNC passwords are at most 8 characters; these are random, URL-safe ones."""
+    return secrets.token_urlsafe(6)[:8]
+
+
+async def request_ticket(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, user: User,
+                         *, password: str | None = None, expiry_s: int | None = None
+                         ) -> TicketRequest:
+    """Submit the job that sets a console ticket on a running VM's host."""
+    vm = await lookup.get(session, Vm, vm_id)
+    if vm.host_id is None:
+        raise Conflict(f"Cannot open the console of VM {vm.name}: it is {vm.status}; "
+                       "start it first.")
+    check_vm_action(VmAction.TICKET, VmStatus(vm.status), vm_name=vm.name)
+    if vm.origin == "external":
+        raise Conflict(f"VM {vm.name} is external (not created by Overt); its console is "
+                       "not managed by the engine")
+    if password is not None and not 1 <= len(password) <= 8:
+        raise InvalidInput("ticket.value must be 1 to 8 characters (a VNC password)")
+    expiry = DEFAULT_EXPIRY_S if expiry_s is None else expiry_s
+    if not 1 <= expiry <= MAX_EXPIRY_S:
+        raise InvalidInput(f"ticket.expiry must be between 1 and {MAX_EXPIRY_S} seconds, "
+                           f"not {expiry}")
+    value = password or new_password()
+    job = await jobs.submit(session, action="vm.ticket",
+                            description=f"Setting a console ticket for VM {vm.name}",
+                            params={"vm_id": str(vm.id), "password": value, "expiry_s": expiry},
+                            vm_id=vm.id, host_id=vm.host_id, owner_id=user.id, max_attempts=1)
+    return TicketRequest(job=job, password=value, expiry_s=expiry)

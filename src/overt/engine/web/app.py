@@ -1,0 +1,25 @@
+"""The portal's routes, mounted by the engine's API process next to the API."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from overt.engine.web import auth, console, graphs, live, pages, vms
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+
+def web_routes() -> list[BaseRoute]:
+    """Pages under /, static files under /static; the app must hold `change_feed` in state."""
+    if not (STATIC / "vendor" / "htmx" / "htmx.min.js").exists():
+        log.error("the portal's front-end libraries are missing from %s/vendor: run "
+                  "scripts/setup (it installs them with npm)", STATIC)
+    return [
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        *auth.ROUTES, *live.ROUTES, *graphs.ROUTES, *console.ROUTES, *vms.ROUTES, *pages.ROUTES,
+    ]

@@ -1,0 +1,193 @@
+"""Live updates: a change feed over the database, streamed to browsers as server-sent events.
+
+The API process may run apart from the worker and the monitor (they share only the
+database), so changes are found by polling: one cheap snapshot of VM and host
+statuses, recent jobs with their steps, and the newest audit event, every
+`interval_s` while at least one browser listens. Each browser gets the differences.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from overt.engine.db.database import Database
+from overt.engine.db.tables import AuditEvent, Host, Job, Step, Vm, utcnow
+from overt.engine.web import sessions
+from overt.engine.web.context import signin_redirect
+
+log = logging.getLogger(__name__)
+
+RECENT_JOBS = dt.timedelta(minutes=15)
+KEEPALIVE_S = 15.0
+MAX_EVENTS_PER_TICK = 50
+
+
+@dataclass(frozen=True)
+class Change:
+    """One thing that changed: `kind` is vm, host, job or audit; `data` says what it is now."""
+
+    kind: str
+    data: dict[str, Any]
+
+    def sse(self) -> str:
+        return f"event: {self.kind}\ndata: {json.dumps(self.data, separators=(',', ':'))}\n\n"
+
+
+@dataclass
+class Snapshot:
+    vms: dict[uuid.UUID, tuple[str, str, str | None]] = field(default_factory=dict)
+    hosts: dict[uuid.UUID, tuple[str, str]] = field(default_factory=dict)
+    jobs: dict[uuid.UUID, tuple[Any, ...]] = field(default_factory=dict)
+    last_event_id: int = 0
+
+
+def _id(value: uuid.UUID | None) -> str | None:
+    return str(value) if value is not None else None
+
+
+async def take_snapshot(session: AsyncSession) -> Snapshot:
+    snap = Snapshot()
+    for vm_id, name, status, on_host in await session.execute(
+            select(Vm.id, Vm.name, Vm.status, Vm.host_id)):
+        snap.vms[vm_id] = (name, status, _id(on_host))
+    for host_id, name, status in await session.execute(select(Host.id, Host.name, Host.status)):
+        snap.hosts[host_id] = (name, status)
+    recent = utcnow() - RECENT_JOBS
+    jobs = (await session.execute(select(Job.id, Job.status, Job.state, Job.vm_id, Job.host_id)
+                                  .where(or_(Job.start_time >= recent,
+                                             Job.state.in_(["queued", "running"]))))).all()
+    steps: dict[uuid.UUID, list[tuple[int, str, int | None]]] = {row[0]: [] for row in jobs}
+    if jobs:
+        for job_id, number, status, progress in await session.execute(
+                select(Step.job_id, Step.number, Step.status, Step.progress)
+                .where(Step.job_id.in_(list(steps))).order_by(Step.number)):
+            steps[job_id].append((number, status, progress))
+    for job_id, job_status, state, job_vm, job_host in jobs:
+        snap.jobs[job_id] = (job_status, state, _id(job_vm), _id(job_host), tuple(steps[job_id]))
+    snap.last_event_id = int((await session.execute(
+        select(func.coalesce(func.max(AuditEvent.id), 0)))).scalar_one())
+    return snap
+
+
+async def changes_between(session: AsyncSession, old: Snapshot, new: Snapshot) -> list[Change]:
+    changes = []
+    for vm_id, (name, status, host_id) in new.vms.items():
+        if old.vms.get(vm_id) != (name, status, host_id):
+            changes.append(Change("vm", {"id": str(vm_id), "name": name, "status": status,
+                                         "host_id": host_id}))
+    for vm_id, (name, _status, _host) in old.vms.items():
+        if vm_id not in new.vms:
+            changes.append(Change("vm", {"id": str(vm_id), "name": name, "status": "removed",
+                                         "host_id": None}))
+    for host_key, (host_name, host_status) in new.hosts.items():
+        if old.hosts.get(host_key) != (host_name, host_status):
+            changes.append(Change("host", {"id": str(host_key), "name": host_name,
+                                           "status": host_status}))
+    for job_id, row in new.jobs.items():
+        if old.jobs.get(job_id) != row:
+            job_status, state, job_vm, job_host, steps = row
+            changes.append(Change("job", {"id": str(job_id), "status": job_status,
+                                          "state": state, "vm_id": job_vm, "host_id": job_host,
+                                          "steps": len(steps)}))
+    if new.last_event_id > old.last_event_id:
+        rows = (await session.execute(
+            select(AuditEvent).where(AuditEvent.id > old.last_event_id)
+            .order_by(AuditEvent.id).limit(MAX_EVENTS_PER_TICK))).scalars()
+        for event in rows:
+            changes.append(Change("audit", {
+                "id": event.id, "severity": event.severity, "description": event.description,
+                "vm_id": _id(event.vm_id), "host_id": _id(event.host_id)}))
+    return changes
+
+
+class ChangeFeed:
+    """Polls the database while anyone listens and hands each listener the changes."""
+
+    def __init__(self, db: Database, *, interval_s: float = 0.4) -> None:
+        self.db = db
+        self.interval_s = interval_s
+        self._listeners: set[asyncio.Queue[Change]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    @contextlib.asynccontextmanager
+    async def listen(self) -> AsyncIterator[asyncio.Queue[Change]]:
+        queue: asyncio.Queue[Change] = asyncio.Queue(maxsize=1000)
+        self._listeners.add(queue)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="web change feed")
+        try:
+            yield queue
+        finally:
+            self._listeners.discard(queue)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        current: Snapshot | None = None
+        while self._listeners:
+            try:
+                async with self.db.transaction() as session:
+                    fresh = await take_snapshot(session)
+                    changes = await changes_between(session, current, fresh) \
+                        if current is not None else []
+                current = fresh
+            except OperationalError as exc:
+                log.warning("the portal's change feed cannot read the database (%s)", exc.orig)
+                changes = []
+            for change in changes:
+                for queue in list(self._listeners):
+                    with contextlib.suppress(asyncio.QueueFull):
+                        queue.put_nowait(change)
+            await asyncio.sleep(self.interval_s)
+
+
+async def _still_signed_in(db: Database, cookie: str | None) -> bool:
+    async with db.transaction() as session:
+        return await sessions.find_session(session, cookie, touch=False) is not None
+
+
+async def stream(request: Request) -> Response:
+    """GET /events/stream: the change feed as server-sent events, for a signed-in browser."""
+    db: Database = request.app.state.db
+    cookie = request.cookies.get(sessions.COOKIE)
+    if not await _still_signed_in(db, cookie):
+        return signin_redirect(request)
+    feed: ChangeFeed = request.app.state.change_feed
+
+    async def events() -> AsyncIterator[str]:
+        yield "retry: 2000\n\n"
+        async with feed.listen() as queue:
+            while True:
+                try:
+                    change = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    if not await _still_signed_in(db, cookie):
+                        yield "event: signedout\ndata: {}\n\n"
+                        return
+                    yield ": keepalive\n\n"
+                    continue
+                yield change.sse()
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+ROUTES = [Route("/events/stream", stream)]

@@ -1,0 +1,51 @@
+// The VM console: ask the engine for a ticket (a one-time VNC password and a one-time
+// proxy token), then connect noVNC to the engine's websocket proxy.
+import RFB from "/static/vendor/novnc/core/rfb.js";
+
+const screen = document.getElementById("console-screen");
+const status = document.getElementById("console-status");
+let rfb = null;
+
+function say(text, isError) {
+  status.textContent = text;
+  status.className = isError ? "error" : "";
+}
+
+async function open() {
+  if (rfb) {
+    rfb.disconnect();
+    rfb = null;
+  }
+  say("Asking the engine for a console ticket…", false);
+  let reply;
+  let body;
+  try {
+    reply = await fetch(screen.dataset.ticketUrl, {
+      method: "POST", credentials: "same-origin",
+      headers: { "X-CSRF-Token": document.body.dataset.csrf, "Accept": "application/json" },
+    });
+    body = await reply.json();
+  } catch (err) {
+    say("The engine did not answer: " + err, true);
+    return;
+  }
+  if (!reply.ok) {
+    say(body.error || "The console cannot be opened.", true);
+    return;
+  }
+  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  say("Connecting…", false);
+  rfb = new RFB(screen, `${scheme}//${window.location.host}${body.url}`,
+                { credentials: { password: body.password } });
+  rfb.scaleViewport = true;
+  rfb.addEventListener("connect", () => say("Connected. Click the screen to type into the VM.", false));
+  rfb.addEventListener("disconnect", (e) => say(e.detail.clean ? "Disconnected."
+    : "The connection to the console was lost.", !e.detail.clean));
+  rfb.addEventListener("securityfailure", (e) => say("The console refused the ticket: " +
+    (e.detail.reason || "authentication failed") + ". Reconnect to get a new one.", true));
+  rfb.addEventListener("credentialsrequired", () => rfb.sendCredentials({ password: body.password }));
+}
+
+document.getElementById("console-reconnect").addEventListener("click", open);
+document.getElementById("console-cad").addEventListener("click", () => { if (rfb) { rfb.sendCtrlAltDel(); } });
+open();

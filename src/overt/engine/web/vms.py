@@ -1,0 +1,248 @@
+"""The portal's VM pages: list, create, a VM's page, and its actions (each through the
+same service functions the API uses; each action shows its job's progress)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from overt.engine.db.tables import (
+    Cluster,
+    Disk,
+    DiskAttachment,
+    Host,
+    Job,
+    Network,
+    StorageDomain,
+    Template,
+    Vm,
+    VmNic,
+    VnicProfile,
+)
+from overt.engine.model.errors import InvalidInput, OvertError
+from overt.engine.model.status import StorageDomainStatus, TemplateStatus, VmStatus
+from overt.engine.model.vm_actions import VM_ACTIONS, VmAction
+from overt.engine.services import lookup
+from overt.engine.services import vms as vm_service
+from overt.engine.services.inputs import DiskAttachmentInput, DiskInput, NicInput, VmInput
+from overt.engine.services.lookup import Ref
+from overt.engine.services.vms import BLANK_TEMPLATE_ID
+from overt.engine.web.context import WebContext, page
+from overt.engine.web.pages import jobs_with_steps, recent_events
+
+MIB = 1 << 20
+GIB = 1 << 30
+
+# The lifecycle buttons: (action, label, service function, destructive?)
+ACTIONS: dict[str, tuple[VmAction, str, bool]] = {
+    "start": (VmAction.START, "Start", False),
+    "shutdown": (VmAction.SHUTDOWN, "Shut down", False),
+    "reboot": (VmAction.REBOOT, "Reboot", False),
+    "suspend": (VmAction.SUSPEND, "Suspend", False),
+    "stop": (VmAction.STOP, "Power off", True),
+    "remove": (VmAction.REMOVE, "Remove", True),
+}
+
+
+async def vm_rows(session: AsyncSession) -> list[tuple[Vm, str | None, str]]:
+    return list((await session.execute(
+        select(Vm, Host.name, Cluster.name).outerjoin(Host, Host.id == Vm.host_id)
+        .join(Cluster, Cluster.id == Vm.cluster_id).order_by(Vm.name))).tuples().all())
+
+
+@page
+async def vm_list(ctx: WebContext) -> Response:
+    return ctx.render("vms.html", nav="vms", vms=await vm_rows(ctx.session))
+
+
+@page
+async def vm_list_fragment(ctx: WebContext) -> Response:
+    return ctx.render("_vms_table.html", vms=await vm_rows(ctx.session))
+
+
+# -- creating a VM -----------------------------------------------------------------------
+
+async def form_choices(session: AsyncSession) -> dict[str, Any]:
+    return {
+        "clusters": list((await session.execute(select(Cluster).order_by(Cluster.name))
+                          ).scalars()),
+        "templates": list((await session.execute(select(Template).where(
+            Template.id != BLANK_TEMPLATE_ID, Template.status == TemplateStatus.OK.value)
+            .order_by(Template.name))).scalars()),
+        "domains": list((await session.execute(select(StorageDomain).where(
+            StorageDomain.status == StorageDomainStatus.ACTIVE.value)
+            .order_by(StorageDomain.name))).scalars()),
+        "profiles": list((await session.execute(
+            select(VnicProfile, Network.name).join(Network, Network.id == VnicProfile.network_id)
+            .order_by(VnicProfile.name))).tuples().all()),
+    }
+
+
+DEFAULT_FORM = {"name": "", "memory_mib": "256", "cpus": "1", "disk": "image", "template": "",
+                "disk_gib": "1", "domain": "", "profile": "", "cluster": ""}
+
+
+def _number(form: dict[str, str], key: str, label: str, low: int, high: int) -> int:
+    raw = form.get(key, "").strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"{label} must be a whole number, not {raw!r}") from None
+    if not low <= value <= high:
+        raise InvalidInput(f"{label} must be between {low} and {high}")
+    return value
+
+
+def _ref(raw: str | None, label: str) -> Ref:
+    try:
+        return Ref(id=uuid.UUID(raw or ""))
+    except ValueError:
+        raise InvalidInput(f"choose a {label}") from None
+
+
+def vm_input(form: dict[str, str]) -> VmInput:
+    """What the create form asks for, as the service layer's input."""
+    data = VmInput(name=form.get("name", "").strip(), cluster=_ref(form.get("cluster"), "cluster"),
+                   memory_bytes=_number(form, "memory_mib", "Memory (MiB)", 16, 4 << 20) * MIB,
+                   sockets=_number(form, "cpus", "CPUs", 1, 64))
+    source = form.get("disk", "image")
+    if source == "image":
+        data.template = _ref(form.get("template"), "template (disk image)")
+    elif source == "empty":
+        size = _number(form, "disk_gib", "Disk size (GiB)", 1, 64 * 1024)
+        data.disk_attachments.append(DiskAttachmentInput(
+            disk=DiskInput(name=f"{data.name}_Disk1", provisioned_size=size * GIB, format="cow",
+                           storage_domain=_ref(form.get("domain"), "storage domain")),
+            bootable=True, interface="virtio", active=True))
+    elif source != "none":
+        raise InvalidInput(f"disk must be image, empty or none, not {source!r}")
+    if form.get("profile"):
+        data.nics.append(NicInput(name="nic1", vnic_profile=_ref(form["profile"], "network")))
+    return data
+
+
+@page
+async def new_vm_form(ctx: WebContext) -> Response:
+    choices = await form_choices(ctx.session)
+    form = dict(DEFAULT_FORM)
+    if choices["templates"]:
+        form["template"] = str(choices["templates"][0].id)
+    if choices["clusters"]:
+        form["cluster"] = str(choices["clusters"][0].id)
+    if choices["domains"]:
+        form["domain"] = str(choices["domains"][0].id)
+    if choices["profiles"]:
+        form["profile"] = str(choices["profiles"][0][0].id)
+    return ctx.render("vm_new.html", nav="vms", form=form, error=None, **choices)
+
+
+@page
+async def create_vm(ctx: WebContext) -> Response:
+    form = {**DEFAULT_FORM, **await ctx.form()}
+
+    async def show_error(exc: OvertError) -> Response:
+        async with ctx.request.app.state.db.transaction() as session:
+            return ctx.render("vm_new.html", exc.status, nav="vms", form=form,
+                              error=f"{exc.reason}: {exc.detail}", **await form_choices(session))
+
+    ctx.on_error = show_error
+    vm = await vm_service.add_vm(ctx.session, ctx.services.jobs, vm_input(form), ctx.user)
+    return RedirectResponse(f"/vms/{vm.id}", status_code=303)
+
+
+# -- a VM's page -------------------------------------------------------------------------
+
+async def vm_values(session: AsyncSession, vm_id: uuid.UUID) -> dict[str, Any]:
+    vm = await lookup.get(session, Vm, vm_id)
+    host = await session.get(Host, vm.host_id) if vm.host_id else None
+    cluster = await session.get(Cluster, vm.cluster_id)
+    template = await session.get(Template, vm.template_id)
+    disks = (await session.execute(
+        select(DiskAttachment, Disk, StorageDomain.name)
+        .join(Disk, Disk.id == DiskAttachment.disk_id)
+        .join(StorageDomain, StorageDomain.id == Disk.storage_domain_id)
+        .where(DiskAttachment.vm_id == vm.id).order_by(DiskAttachment.pk))).tuples().all()
+    nics = (await session.execute(
+        select(VmNic, VnicProfile.name).outerjoin(VnicProfile, VnicProfile.id == VmNic.vnic_profile_id)
+        .where(VmNic.vm_id == vm.id).order_by(VmNic.name))).tuples().all()
+    status = VmStatus(vm.status)
+    buttons = [(name, label, destructive, status in VM_ACTIONS[action])
+               for name, (action, label, destructive) in ACTIONS.items()]
+    return {"vm": vm, "host": host, "cluster": cluster, "template": template, "disks": disks,
+            "nics": nics, "buttons": buttons,
+            "console_ready": vm.host_id is not None and status in VM_ACTIONS[VmAction.TICKET]}
+
+
+async def activity_values(session: AsyncSession, vm_id: uuid.UUID) -> dict[str, Any]:
+    vm = await lookup.get(session, Vm, vm_id)
+    return {"vm": vm, "jobs": await jobs_with_steps(session, vm_id=vm_id, limit=8),
+            "events": await recent_events(session, vm_id=vm_id, limit=10)}
+
+
+@page
+async def vm_page(ctx: WebContext) -> Response:
+    vm_id = ctx.id_param("vm_id")
+    return ctx.render("vm.html", nav="vms", **await vm_values(ctx.session, vm_id),
+                      **{k: v for k, v in (await activity_values(ctx.session, vm_id)).items()
+                         if k != "vm"})
+
+
+@page
+async def vm_summary_fragment(ctx: WebContext) -> Response:
+    return ctx.render("_vm_summary.html", **await vm_values(ctx.session, ctx.id_param("vm_id")))
+
+
+@page
+async def vm_activity_fragment(ctx: WebContext) -> Response:
+    return ctx.render("_vm_activity.html",
+                      **await activity_values(ctx.session, ctx.id_param("vm_id")))
+
+
+@page
+async def vm_action(ctx: WebContext) -> Response:
+    """A lifecycle button: destructive ones need `confirmed` (else a confirmation page)."""
+    vm_id = ctx.id_param("vm_id")
+    name = str(ctx.request.path_params["action"])
+    if name not in ACTIONS:
+        raise InvalidInput(f"there is no VM action {name!r}")
+    _action, label, destructive = ACTIONS[name]
+    form = await ctx.form()
+    vm = await lookup.get(ctx.session, Vm, vm_id)
+    if destructive and form.get("confirmed") != "yes":
+        return ctx.render("confirm.html", nav="vms", vm=vm, action=name, label=label)
+    job = await _run_action(ctx, name, vm_id)
+    if not ctx.htmx:
+        return RedirectResponse(f"/vms/{vm_id}", status_code=303)
+    return ctx.render("_job_progress.html", job=job, steps=[])
+
+
+async def _run_action(ctx: WebContext, name: str, vm_id: uuid.UUID) -> Job:
+    session, jobs, user = ctx.session, ctx.services.jobs, ctx.user
+    if name == "start":
+        return await vm_service.start_vm(session, jobs, vm_id, user)
+    if name == "shutdown":
+        return await vm_service.shutdown_vm(session, jobs, vm_id, user)
+    if name == "reboot":
+        return await vm_service.reboot_vm(session, jobs, vm_id, user)
+    if name == "suspend":
+        return await vm_service.suspend_vm(session, jobs, vm_id, user)
+    if name == "stop":
+        return await vm_service.stop_vm(session, jobs, vm_id, user)
+    return await vm_service.remove_vm(session, jobs, vm_id, user)
+
+
+ROUTES = [
+    Route("/vms", vm_list),
+    Route("/fragments/vms", vm_list_fragment),
+    Route("/vms/new", new_vm_form),
+    Route("/vms", create_vm, methods=["POST"]),
+    Route("/vms/{vm_id}", vm_page),
+    Route("/fragments/vms/{vm_id}/summary", vm_summary_fragment),
+    Route("/fragments/vms/{vm_id}/activity", vm_activity_fragment),
+    Route("/vms/{vm_id}/{action}", vm_action, methods=["POST"]),
+]

@@ -1,0 +1,82 @@
+"""The portal's change feed: changes made by other processes (any database writer) reach
+listeners within a second."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from overt.engine.db import migrate
+from overt.engine.db.database import Database
+from overt.engine.db.seed import BLANK_TEMPLATE_ID, seed
+from overt.engine.db.tables import Cluster, Vm
+from overt.engine.jobs import queue
+from overt.engine.services import audit
+from overt.engine.web.live import Change, ChangeFeed
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    if request.param == "postgresql":
+        url = str(request.getfixturevalue("fresh_postgres_url"))
+    else:
+        url = f"sqlite:///{tmp_path}/engine.db"
+    migrate.upgrade(url)
+    database = Database(url)
+    await seed(database)
+    yield database
+    await database.dispose()
+
+
+async def _next(queue_: asyncio.Queue[Change], kind: str) -> Change:
+    async with asyncio.timeout(1.5):
+        while True:
+            change = await queue_.get()
+            if change.kind == kind:
+                return change
+
+
+async def test_vm_job_and_audit_changes_reach_a_listener(db: Database) -> None:
+    # A second Database object stands for another process (worker, monitor) writing.
+    writer = Database(db.url)
+    feed = ChangeFeed(db, interval_s=0.1)
+    try:
+        async with writer.transaction() as session:
+            cluster = (await session.execute(select(Cluster))).scalars().first()
+            assert cluster is not None
+            vm = Vm(id=uuid.uuid4(), name="live-1", cluster_id=cluster.id,
+                    template_id=BLANK_TEMPLATE_ID, memory_mib=256)
+            session.add(vm)
+        async with feed.listen() as changes:
+            await asyncio.sleep(0.3)  # the feed's first snapshot: no changes from it
+            assert changes.empty()
+            async with writer.transaction() as session:
+                found = await session.get(Vm, vm.id)
+                assert found is not None
+                found.status = "up"
+            change = await _next(changes, "vm")
+            assert change.data == {"id": str(vm.id), "name": "live-1", "status": "up",
+                                   "host_id": None}
+            async with writer.transaction() as session:
+                job = await queue.submit(session, action="vm.stop", description="Stopping VM",
+                                         params={}, vm_id=vm.id)
+            change = await _next(changes, "job")
+            assert change.data["id"] == str(job.id) and change.data["vm_id"] == str(vm.id)
+            async with writer.transaction() as session:
+                audit.record(session, "VM live-1 is up", vm_id=vm.id)
+            change = await _next(changes, "audit")
+            assert change.data["description"] == "VM live-1 is up"
+            assert "event: audit\ndata: {" in change.sse()
+            async with writer.transaction() as session:
+                found = await session.get(Vm, vm.id)
+                await session.delete(found)
+            change = await _next(changes, "vm")
+            assert change.data["status"] == "removed"
+    finally:
+        await feed.close()
+        await writer.dispose()
