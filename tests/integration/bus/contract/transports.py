@@ -5,13 +5,52 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
 from overt.bus.amqp import AmqpAgentTransport, AmqpEngineTransport, Backoff
 from overt.bus.base import AgentTransport, EngineTransport, NodeAddress
+from overt.bus.direct.agent import AgentServerSettings, DirectAgentTransport
+from overt.bus.direct.engine import DirectEngineTransport
+from overt.bus.direct.gateway import NodeGateway
 from tests.integration.bus.contract.harness import TransportFactory, contract_transport
+from tests.integration.node.harness import Pki, free_port
 from tests.support.broker import Broker
+
+
+class DirectTransports:
+    """Standalone mode: the engine calls each node over HTTPS with mutual TLS, nodes post
+    their events to the engine's gateway; identities come from a real engine CA."""
+
+    def __init__(self, pki: Pki, gateway: NodeGateway, directory: Path) -> None:
+        self._pki = pki
+        self._gateway = gateway
+        self._directory = directory
+
+    async def engine(self) -> EngineTransport:
+        return DirectEngineTransport(self._pki.engine, gateway=self._gateway)
+
+    async def node(self, host_uuid: uuid.UUID) -> tuple[AgentTransport, NodeAddress]:
+        identity = self._pki.enroll_node(self._directory / str(host_uuid), host_uuid,
+                                         f"https://127.0.0.1:{self._gateway.port}")
+        port = free_port()
+        agent = DirectAgentTransport(identity, AgentServerSettings(listen_address="127.0.0.1",
+                                                                   port=port))
+        return agent, NodeAddress(host_uuid, url=f"https://127.0.0.1:{port}")
+
+
+@contract_transport("direct")
+@asynccontextmanager
+async def direct_transports(request: pytest.FixtureRequest) -> AsyncIterator[TransportFactory]:
+    directory: Path = request.getfixturevalue("tmp_path")
+    pki = Pki(directory / "pki")
+    gateway = NodeGateway(pki.engine, host="127.0.0.1", port=0)
+    await gateway.start()
+    try:
+        yield DirectTransports(pki, gateway, directory / "nodes")
+    finally:
+        await gateway.stop()
 
 # Tests reconnect fast; production backs off up to 10 s.
 TEST_BACKOFF = Backoff(initial=0.1, maximum=1.0)
