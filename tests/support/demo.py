@@ -31,6 +31,7 @@ class Demo:
     port: int = field(default_factory=free_port)
     gateway_port: int = field(default_factory=free_port)
     node_port: int = field(default_factory=free_port)
+    log_level: str = "info"
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -48,7 +49,8 @@ class Demo:
     def start(self, timeout: float = 240) -> None:
         argv = [sys.executable, "-m", "overt", "demo", "--data-dir", str(self.data_dir),
                 "--port", str(self.port), "--gateway-port", str(self.gateway_port),
-                "--node-port", str(self.node_port), "--images-dir", str(self.images_dir)]
+                "--node-port", str(self.node_port), "--images-dir", str(self.images_dir),
+                "--log-level", self.log_level]
         if self.db:
             argv += ["--db", self.db]
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -57,11 +57,13 @@ def demo(
     node_port: Annotated[int, typer.Option(help="Port of this machine's agent.")] = 54321,
     images_dir: Annotated[Path, typer.Option(help="Local storage: where VM disks live.")]
     = Path("/var/lib/overt/images"),
+    log_level: Annotated[str, typer.Option(help="Level of Overt's log lines (debug, info, "
+                                                "warning).")] = "info",
 ) -> None:
     """Run the engine and an agent for this machine, enrolled as host 'local', with a local
     storage domain and the test-guest template. Ready when the API answers."""
     setup_logging("WARNING")
-    logging.getLogger("overt").setLevel(logging.INFO)
+    logging.getLogger("overt").setLevel(log_level.upper())
     options = DemoOptions(data_dir=data_dir, port=port, db=db, bus=bus,
                           public_address=public_address, gateway_port=gateway_port,
                           node_port=node_port, images_dir=images_dir)

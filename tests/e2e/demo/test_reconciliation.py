@@ -23,6 +23,7 @@ MIB = 2**20
 @pytest.fixture(scope="module")
 def sqlite_demo() -> Iterator[Demo]:
     demo = new_demo(None)
+    demo.log_level = "debug"  # a failure here shows each event the monitor applied
     demo.start()
     yield demo
     demo.stop()

@@ -118,6 +118,8 @@ async def _apply_to(session: AsyncSession, host: Host, envelope: EventEnvelope,
     if isinstance(event, HostStateReport):
         await reconcile(session, host, event.state)
     elif isinstance(event, VmLifecycle):
+        log.debug("host %s event %d: VM %s is %s", host.name, envelope.seq, event.vm.name,
+                  event.vm.state.value)
         await apply_vm_report(session, host, event.vm)
         host.last_heartbeat_at = utcnow()
     elif isinstance(event, Heartbeat):

@@ -44,6 +44,7 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
     held = vm.id in locked if locked is not None else \
         await locked_by(session, "vm", vm.id) is not None
     if held:
+        log.debug("VM %s: a job acts on it; its report waits for a resync", vm.name)
         host.needs_resync = True
         return False
     if vm.host_id not in (None, host.id) and report.state in (VmState.GONE, VmState.SHUTOFF):

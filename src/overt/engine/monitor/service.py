@@ -243,6 +243,8 @@ class Monitor:
                          "meanwhile; asking again", host.name)
                 fresh.needs_resync = True
                 return
+            log.debug("host %s: applying its state at event %d (%d VMs)", host.name, state.seq,
+                      len(state.vms))
             await reconcile(session, fresh, state)
         log.info("host %s resynchronised: %d VMs", host.name, len(state.vms))
 
