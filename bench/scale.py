@@ -25,7 +25,6 @@ import json
 import os
 import random
 import re
-import secrets
 import shutil
 import ssl
 import statistics
@@ -43,6 +42,7 @@ import httpx
 from sqlalchemy import func, insert, select
 from tests.support.broker import Broker, close_broker, open_broker
 from tests.support.managed import ManagedSite
+from tests.support.postgres import scratch_database
 
 from overt.engine.db import migrate
 from overt.engine.db.database import Database
@@ -50,7 +50,6 @@ from overt.engine.db.seed import BLANK_TEMPLATE_ID, seed
 from overt.engine.db.tables import Cluster, Host, Vm
 from overt.node.simulated.fleet import vm_name, vm_uuid
 from overt.system.daemons import SYSTEM_RABBITMQ
-from overt.system.postgres import create_database, drop_database, ensure_postgresql
 
 SEED = "scale"
 REPORT = re.compile(r"^(\S+ \S+) INFO .*monitor: in the last (\d+) s: (\d+) events applied.*"
@@ -76,17 +75,6 @@ def say(text: str) -> None:
 
 
 # -- set-up -------------------------------------------------------------------------------
-
-@contextmanager
-def database() -> Iterator[str]:
-    ensure_postgresql()
-    name = owner = f"overt_scale_{secrets.token_hex(4)}"
-    url = create_database(name, owner, secrets.token_urlsafe(16))
-    try:
-        yield url
-    finally:
-        drop_database(name, owner)
-
 
 @contextmanager
 def broker() -> Iterator[Broker]:
@@ -339,7 +327,7 @@ def start_vms(site: ManagedSite, api: Api, vm_ids: list[uuid.UUID]) -> dict[str,
 def run(options: Options) -> dict[str, object]:
     base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-scale-"))
     results: dict[str, object] = {"options": options.__dict__}
-    with database() as db_url, broker() as opened:
+    with scratch_database("overt_scale") as db_url, broker() as opened:
         site = ManagedSite(base, db_url, opened.engine_url_now(), opened.admin_url)
         try:
             say(f"preparing {options.nodes * options.vms_per_node} VMs in PostgreSQL")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -18,8 +17,8 @@ from overt.lab.guest import GuestImage, build_guest_image
 from overt.lab.lab import Lab
 from overt.lab.topology import LabSpec, Topology
 from overt.system.daemons import LOCAL_LIBVIRT_URI, SYSTEM_RABBITMQ, ensure_libvirtd
-from overt.system.postgres import create_database, drop_database, ensure_postgresql
 from tests.support.broker import Broker, close_broker, open_broker
+from tests.support.postgres import scratch_database
 
 # Tests use their own lab name and addresses so they never touch a user's lab; two
 # suites running side by side on one machine set these variables to differ.
@@ -85,14 +84,8 @@ def vm_dir() -> Iterator[Path]:
 def postgres_database() -> Iterator[str]:
     """A PostgreSQL database (and role) of its own, dropped on exit."""
     require_root()
-    ensure_postgresql()
-    suffix = secrets.token_hex(4)
-    name = owner = f"overt_test_{suffix}"
-    url = create_database(name, owner, secrets.token_urlsafe(16))
-    try:
+    with scratch_database("overt_test") as url:
         yield url
-    finally:
-        drop_database(name, owner)
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ import secrets
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -116,3 +118,17 @@ def close_broker(broker: Broker) -> None:
         http.delete(f"/vhosts/{vhost}")
     run([*broker.node.tool("rabbitmqctl"), "delete_user", broker.admin_user],
         env=broker.node.environment(), check=False)
+
+
+@contextmanager
+def private_broker() -> Iterator[Broker]:
+    """A RabbitMQ node of its own (that a test may stop and start) with this run's vhost;
+    started again if a test left it stopped, then removed with everything in it."""
+    node = private_node()
+    try:
+        broker = open_broker(node)
+        yield broker
+        ensure_rabbitmq(node)
+        close_broker(broker)
+    finally:
+        remove_private_node(node)

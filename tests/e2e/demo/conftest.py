@@ -15,11 +15,27 @@ from tests.conftest import postgres_database, require_root
 from tests.support.demo import Demo
 
 
-def new_demo(db: str | None, bus: str = "direct") -> Demo:
+def new_demo(db: str | None, bus: str = "direct", log_level: str = "info") -> Demo:
     require_root()
     base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-demo-test-"))
     base.chmod(0o755)
-    return Demo(data_dir=base / "engine", images_dir=base / "images", db=db, bus=bus)
+    return Demo(data_dir=base / "engine", images_dir=base / "images", db=db, bus=bus,
+                log_level=log_level)
+
+
+@contextlib.contextmanager
+def running_demo(db: str | None = None, bus: str = "direct", log_level: str = "info"
+                 ) -> Iterator[Demo]:
+    """A started demo; stopped at the end, its logs printed (pytest shows them when a test
+    failed) and its directory removed."""
+    demo = new_demo(db, bus, log_level)
+    demo.start()
+    try:
+        yield demo
+    finally:
+        demo.stop()
+        demo.print_logs()
+        shutil.rmtree(demo.data_dir.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="module", params=[
@@ -30,9 +46,4 @@ def demo(request: pytest.FixtureRequest) -> Iterator[Demo]:
         else "direct"
     with contextlib.ExitStack() as stack:
         db = stack.enter_context(postgres_database()) if request.param == "postgresql" else None
-        running = new_demo(db, bus)
-        running.start()
-        yield running
-        running.stop()
-        running.print_logs()
-        shutil.rmtree(running.data_dir.parent, ignore_errors=True)
+        yield stack.enter_context(running_demo(db, bus))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 
@@ -10,7 +9,7 @@ import libvirt
 import ovirtsdk4.types as types
 import pytest
 
-from tests.e2e.demo.conftest import new_demo
+from tests.e2e.demo.conftest import running_demo
 from tests.support.demo import Demo, wait_until
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
@@ -21,12 +20,8 @@ MIB = 2**20
 def crash_demo(request: pytest.FixtureRequest) -> Iterator[Demo]:
     bus = request.getfixturevalue("rabbitmq").admin_url if request.param == "amqp" \
         else "direct"
-    demo = new_demo(None, bus)
-    demo.start()
-    yield demo
-    demo.stop()
-    demo.print_logs()
-    shutil.rmtree(demo.data_dir.parent, ignore_errors=True)
+    with running_demo(bus=bus) as demo:
+        yield demo
 
 
 def _domain_state(vm_id: str) -> str:

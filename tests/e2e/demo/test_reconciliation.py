@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 from collections.abc import Iterator
 
 import libvirt
@@ -13,7 +12,7 @@ import pytest
 
 from overt.lab.guest import build_guest_image
 from overt.lab.guest.domain import GuestDomain, overlay_disk
-from tests.e2e.demo.conftest import new_demo
+from tests.e2e.demo.conftest import running_demo
 from tests.support.demo import Demo, wait_until
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
@@ -22,13 +21,9 @@ MIB = 2**20
 
 @pytest.fixture(scope="module")
 def sqlite_demo() -> Iterator[Demo]:
-    demo = new_demo(None)
-    demo.log_level = "debug"  # a failure here shows each event the monitor applied
-    demo.start()
-    yield demo
-    demo.stop()
-    demo.print_logs()
-    shutil.rmtree(demo.data_dir.parent, ignore_errors=True)
+    # At debug level a failure here shows each event the monitor applied.
+    with running_demo(log_level="debug") as demo:
+        yield demo
 
 
 def test_a_domain_started_behind_the_engine_shows_as_external(sqlite_demo: Demo) -> None:

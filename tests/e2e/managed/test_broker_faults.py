@@ -16,13 +16,7 @@ import pytest
 
 from overt.system.daemons import ensure_rabbitmq, stop_rabbitmq
 from tests.conftest import require_root
-from tests.support.broker import (
-    Broker,
-    close_broker,
-    open_broker,
-    private_node,
-    remove_private_node,
-)
+from tests.support.broker import Broker, private_broker
 from tests.support.demo import wait_until
 from tests.support.managed import ManagedSite, event_positions
 
@@ -34,14 +28,8 @@ MIB = 2**20
 def private_rabbitmq() -> Iterator[Broker]:
     """A RabbitMQ node for this module alone, that its tests may stop and start."""
     require_root()
-    node = private_node()
-    try:
-        broker = open_broker(node)
+    with private_broker() as broker:
         yield broker
-        ensure_rabbitmq(node)
-        close_broker(broker)
-    finally:
-        remove_private_node(node)
 
 
 @pytest.fixture

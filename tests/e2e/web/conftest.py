@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from tests.e2e.demo.conftest import new_demo
+from tests.e2e.demo.conftest import running_demo
 from tests.support.demo import Demo
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -20,12 +19,8 @@ SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
 
 @pytest.fixture(scope="package")
 def web_demo() -> Iterator[Demo]:
-    demo = new_demo(None)
-    demo.start()
-    yield demo
-    demo.stop()
-    demo.print_logs()
-    shutil.rmtree(demo.data_dir.parent, ignore_errors=True)
+    with running_demo() as demo:
+        yield demo
 
 
 @pytest.fixture(scope="package")

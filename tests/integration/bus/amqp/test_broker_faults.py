@@ -34,13 +34,7 @@ from tests.integration.bus.contract.harness import (
     heartbeat,
 )
 from tests.integration.bus.contract.transports import TEST_BACKOFF
-from tests.support.broker import (
-    Broker,
-    close_broker,
-    open_broker,
-    private_node,
-    remove_private_node,
-)
+from tests.support.broker import Broker, private_broker
 
 pytestmark = [pytest.mark.amqp, pytest.mark.slow]
 
@@ -49,14 +43,8 @@ pytestmark = [pytest.mark.amqp, pytest.mark.slow]
 def private_rabbitmq() -> Iterator[Broker]:
     """A RabbitMQ node for this module alone, that its tests may stop and start."""
     require_root()
-    node = private_node()
-    try:
-        broker = open_broker(node)
+    with private_broker() as broker:
         yield broker
-        ensure_rabbitmq(node)
-        close_broker(broker)
-    finally:
-        remove_private_node(node)
 
 
 def tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from overt.config import EngineSettings
-from overt.engine.db import migrate
 from overt.engine.db.database import Database
 from overt.engine.db.seed import BLANK_TEMPLATE_ID, seed
 from overt.engine.db.tables import AuditEvent, Cluster, Job, Lock, Vm
@@ -22,16 +20,6 @@ from overt.engine.jobs.worker import Worker
 from overt.engine.model.errors import Conflict
 from overt.engine.nodes import NodeClient
 from tests.support.no_nodes import NoNodes
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        url = str(request.getfixturevalue("fresh_postgres_url"))
-    else:
-        url = f"sqlite:///{tmp_path}/engine.db"
-    migrate.upgrade(url)
-    return url
 
 
 async def _vms(db: Database, count: int) -> list[uuid.UUID]:

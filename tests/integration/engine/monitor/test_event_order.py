@@ -12,7 +12,6 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -41,16 +40,6 @@ from overt.protocol.boots import new_boot_id
 from overt.protocol.events import Heartbeat, HostStateReport, StatsSample
 from overt.protocol.host import HostState, HostStats
 from tests.support.no_nodes import NoNodes
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        url = str(request.getfixturevalue("fresh_postgres_url"))
-    else:
-        url = f"sqlite:///{tmp_path}/engine.db"
-    migrate.upgrade(url)
-    return url
 
 
 @pytest_asyncio.fixture

@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import random
 import uuid
-from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
-from overt.engine.db import migrate
 from overt.engine.db.database import Database
 from overt.engine.db.seed import BLANK_TEMPLATE_ID, seed
 from overt.engine.db.tables import Cluster, Host, Vm
 from overt.engine.model.errors import NoHostAvailable
 from overt.engine.scheduler.loads import host_loads, roomiest_host
 from overt.engine.scheduler.placement import PlacementRequest, place
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        url = str(request.getfixturevalue("fresh_postgres_url"))
-    else:
-        url = f"sqlite:///{tmp_path}/engine.db"
-    migrate.upgrade(url)
-    return url
 
 
 async def test_the_roomiest_host_is_the_one_place_chooses(db_url: str) -> None:
