@@ -64,6 +64,11 @@ def engine(
     """Run the engine: the API, the job worker and the monitor (or just one of them)."""
     settings = build_settings(data_dir, db, bus, address, port, public_address,
                               broker_admin_file, broker_node_url)
+    if part is not None and settings.database_url().startswith("sqlite"):
+        raise SettingsError(f"`overt engine {part.value}` shares the database with the other "
+                            "parts, which needs PostgreSQL: give --db "
+                            "postgresql+psycopg://USER:PASSWORD@HOST/DB (SQLite serves one "
+                            "`overt engine` running every part)")
     setup_logging(settings.log_level)
     parts = Parts.only(part.value) if part else Parts()
     runtime = EngineRuntime(settings, parts=parts)

@@ -6,8 +6,11 @@ driver is chosen here. Schema changes are Alembic migrations (see `migrate`).
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import event
@@ -50,27 +53,56 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# Set while the current task is inside a SQLite transaction (see Database.transaction).
+_IN_SQLITE_TRANSACTION: ContextVar[bool] = ContextVar("in_sqlite_transaction", default=False)
+
+
 class Database:
-    """The engine's database: an async engine and a session factory."""
+    """The engine's database: an async engine and a session factory.
+
+    On PostgreSQL transactions run side by side and `SELECT ... FOR UPDATE` locks the
+    rows a transaction is about to change. SQLite has no row locks, and its driver reads
+    outside any transaction until the first write, so two transactions could each read a
+    row and the later commit would silently undo the earlier one (a monitor applying an
+    event while a resync reconciles the same host). SQLite admits a single writer anyway:
+    here its transactions take turns, in the order they asked, within the one engine
+    process that may use a SQLite database.
+    """
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
+        self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
         self.engine: AsyncEngine = create_async_engine(
             async_url(url), echo=echo, pool_pre_ping=True,
             **({} if self.is_sqlite else {"pool_size": 10, "max_overflow": 20}))
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-
-    @property
-    def is_sqlite(self) -> bool:
-        return make_url(self.url).get_backend_name() == "sqlite"
+        self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = \
+            weakref.WeakKeyDictionary()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction: committed on success, rolled back on error."""
-        async with self.sessions() as session, session.begin():
-            yield session
+        if not self.is_sqlite or _IN_SQLITE_TRANSACTION.get():
+            async with self.sessions() as session, session.begin():
+                yield session
+            return
+        async with self._turn():
+            marker = _IN_SQLITE_TRANSACTION.set(True)
+            try:
+                async with self.sessions() as session, session.begin():
+                    yield session
+            finally:
+                _IN_SQLITE_TRANSACTION.reset(marker)
+
+    def _turn(self) -> asyncio.Lock:
+        """The lock SQLite transactions of this event loop take turns on."""
+        loop = asyncio.get_running_loop()
+        lock = self._turns.get(loop)
+        if lock is None:
+            lock = self._turns[loop] = asyncio.Lock()
+        return lock
 
     async def dispose(self) -> None:
         await self.engine.dispose()
