@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest_asyncio
 from sqlalchemy import select
 
 from overt.engine.db.database import Database
-from overt.engine.db.seed import seed
 from overt.engine.db.tables import Cluster, Host
-
-
-@pytest_asyncio.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    database = Database(db_url)
-    await seed(database)
-    yield database
-    await database.dispose()
 
 
 async def _host(db: Database) -> uuid.UUID:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from overt.engine.db import migrate
 from overt.engine.db.database import Database
 from overt.engine.db.tables import StatsSample
 from overt.engine.monitor.downsample import bucket_start, downsample
@@ -18,18 +15,6 @@ from overt.engine.services import stats
 
 NOW = dt.datetime(2026, 5, 4, 12, 0, 7, tzinfo=dt.UTC)
 VM = uuid.UUID(int=7)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "postgresql":
-        url = str(request.getfixturevalue("fresh_postgres_url"))
-    else:
-        url = f"sqlite:///{tmp_path}/engine.db"
-    migrate.upgrade(url)
-    database = Database(url)
-    yield database
-    await database.dispose()
 
 
 def _raw(moment: dt.datetime, cpu: float) -> StatsSample:

@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 from sqlalchemy import select
 
 from overt.bus.base import NodeAddress
@@ -40,14 +38,6 @@ from overt.protocol.boots import new_boot_id
 from overt.protocol.events import Heartbeat, HostStateReport, StatsSample
 from overt.protocol.host import HostState, HostStats
 from tests.support.no_nodes import NoNodes
-
-
-@pytest_asyncio.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    database = Database(db_url)
-    await seed(database)
-    yield database
-    await database.dispose()
 
 
 async def _host(db: Database, status: HostStatus = HostStatus.UP) -> uuid.UUID:

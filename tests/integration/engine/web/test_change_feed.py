@@ -5,32 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
-from overt.engine.db import migrate
 from overt.engine.db.database import Database
-from overt.engine.db.seed import BLANK_TEMPLATE_ID, seed
+from overt.engine.db.seed import BLANK_TEMPLATE_ID
 from overt.engine.db.tables import Cluster, Vm
 from overt.engine.jobs import queue
 from overt.engine.services import audit
 from overt.engine.web.live import Change, ChangeFeed
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "postgresql":
-        url = str(request.getfixturevalue("fresh_postgres_url"))
-    else:
-        url = f"sqlite:///{tmp_path}/engine.db"
-    migrate.upgrade(url)
-    database = Database(url)
-    await seed(database)
-    yield database
-    await database.dispose()
 
 
 async def _next(queue_: asyncio.Queue[Change], kind: str) -> Change:

@@ -4,32 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
+import pytest_asyncio
 from sqlalchemy import select, update
 
-from overt.engine.db import migrate
 from overt.engine.db.database import Database
-from overt.engine.db.seed import ADMIN, BLANK_TEMPLATE_ID, seed
+from overt.engine.db.seed import ADMIN, BLANK_TEMPLATE_ID
 from overt.engine.db.tables import Cluster, User, Vm, WebSession, utcnow
 from overt.engine.web import sessions
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "postgresql":
-        url = str(request.getfixturevalue("fresh_postgres_url"))
-    else:
-        url = f"sqlite:///{tmp_path}/engine.db"
-    migrate.upgrade(url)
-    database = Database(url)
-    await seed(database)
-    async with database.transaction() as session:
+@pytest_asyncio.fixture
+async def db(db: Database) -> Database:
+    """The engine's database with its administrator."""
+    async with db.transaction() as session:
         session.add(User(user_name=ADMIN, password_hash=None, administrator=True))
-    yield database
-    await database.dispose()
+    return db
 
 
 async def _admin(db: Database) -> User:
