@@ -111,8 +111,6 @@ class DirectAgentTransport:
             self._enrolled = True
         else:
             self._tls = self._bootstrap_context()
-            if self.settings.engine_url:
-                self._announcing = asyncio.create_task(self._announce(), name="enrollment")
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post(COMMANDS_PATH, self._commands)
         app.router.add_post(ENROLLMENT_REQUEST_PATH, self._enrollment_request)
@@ -123,6 +121,9 @@ class DirectAgentTransport:
                            ssl_context=self._tls)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
+        if not self._enrolled and self.settings.engine_url:
+            # Announced once the port is bound: the request tells the engine where it is.
+            self._announcing = asyncio.create_task(self._announce(), name="enrollment")
         what = "commands" if self._enrolled else "enrollment only (not enrolled yet)"
         if not self.settings.commands_and_events:
             what = "enrollment only (commands come through the broker)"

@@ -22,7 +22,7 @@ from overt.protocol.enrollment import (
     EnrollmentStatus,
 )
 from tests.integration.bus.direct.conftest import HOST_UUID, NodeCommands, gateway_url
-from tests.integration.node.harness import LoopThread, Pki, RecordingSink, free_port
+from tests.integration.node.harness import LoopThread, Pki, RecordingSink
 
 
 def _grant(pki: Pki, request: EnrollmentRequest, gateway: NodeGateway) -> EnrollmentGrant:
@@ -97,7 +97,7 @@ def test_a_node_pinned_to_another_ca_refuses_a_new_engine(
 
 def test_a_node_announces_itself_until_approved(
         loop: LoopThread, pki: Pki, gateway: NodeGateway, commands: NodeCommands,
-        sink: RecordingSink, tmp_path: Path) -> None:
+        sink: RecordingSink, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     asked: list[tuple[EnrollmentRequest, str | None]] = []
 
     async def decide(request: EnrollmentRequest, peer: str | None) -> EnrollmentGrant:
@@ -109,14 +109,16 @@ def test_a_node_announces_itself_until_approved(
     gateway.set_enroll(decide)
     identity = NodeIdentity(tmp_path / "announcing")
     node = DirectAgentTransport(identity, AgentServerSettings(
-        listen_address="127.0.0.1", port=free_port(), engine_url=gateway_url(gateway),
-        announce_interval_s=0.2))
+        listen_address="127.0.0.1", port=0, engine_url=gateway_url(gateway),
+        announce_interval_s=0.2))  # port 0: any free port, which the announcement names
     loop.run(node.start(commands))
     try:
         loop.run(node.publish(_first_event()))  # waits until the node knows where to send
         sink.wait_for(lambda events: len(events) == 1, what="events after approval")
         assert len(asked) == 2 and node.enrolled
         assert asked[0][0].host_uuid == HOST_UUID and asked[0][0].capabilities.cpu_cores == 2
+        assert asked[0][0].rpc_port == node.port
+        assert not [r for r in caplog.records if "cannot enroll" in r.getMessage()]
         assert identity.ca_file.read_bytes() == cert_pem(pki.ca.cert)  # pinned on first use
         assert oct(identity.key_file.stat().st_mode & 0o777) == "0o600"
     finally:
