@@ -51,14 +51,13 @@ class Demo:
                 "--port", str(self.port), "--gateway-port", str(self.gateway_port),
                 "--node-port", str(self.node_port), "--images-dir", str(self.images_dir),
                 "--log-level", self.log_level]
-        if self.db:
-            argv += ["--db", self.db]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, "OVERT_ADMIN_PASSWORD": self.password,
-                     "OVERT_DEMO_BUS": self.bus})
+                     "OVERT_DEMO_BUS": self.bus,
+                     **({"OVERT_DEMO_DB": self.db} if self.db else {})})
         deadline = time.monotonic() + timeout
         while b"Overt is ready" not in self.log.read_bytes().split(b"--- restart ---")[-1]:
             if self.process.poll() is not None:

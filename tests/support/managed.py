@@ -49,9 +49,10 @@ class ManagedSite:
     def engine(self, name: str, part: str | None = None, **env: str) -> None:
         """`overt engine [PART]`; the api part (or all parts) gets the administrator URL."""
         argv = [sys.executable, "-m", "overt", "engine", *([part] if part else []),
-                "--data-dir", str(self.data_dir), "--db", self.db, "--port", str(self.api_port),
+                "--data-dir", str(self.data_dir), "--port", str(self.api_port),
                 "--public-address", "127.0.0.1"]
-        environment = {"OVERT_BUS": self.bus, "OVERT_GATEWAY_PORT": str(self.gateway_port),
+        environment = {"OVERT_DB": self.db, "OVERT_BUS": self.bus,
+                       "OVERT_GATEWAY_PORT": str(self.gateway_port),
                        "OVERT_ADMIN_PASSWORD": PASSWORD, "OVERT_HEARTBEAT_TIMEOUT_S": "10",
                        "OVERT_MONITOR_REPORT_INTERVAL_S": "2", **env}
         if part in (None, "api"):

@@ -45,8 +45,10 @@ def demo(
                                                 "certificates and password.")]
     = Path("/var/lib/overt/engine"),
     port: Annotated[int, typer.Option(help="HTTPS port of the API.")] = 8443,
-    db: Annotated[str | None, typer.Option(help="Database URL (default: SQLite in the data "
-                                                "directory).")] = None,
+    db: Annotated[str | None, typer.Option(
+        help="Database URL (default: SQLite in the data directory); a URL with a password is "
+        "better given as OVERT_DEMO_DB, which `ps` does not show.",
+        envvar="OVERT_DEMO_DB")] = None,
     bus: Annotated[str, typer.Option(
         help="`direct`, or the amqp(s):// URL of a broker administrator for fully managed "
         "mode (`overt broker setup-local` makes one on this machine); also OVERT_DEMO_BUS.",

@@ -39,7 +39,9 @@ def build_settings(data_dir: Path | None, db: str | None, bus: str | None, addre
 
 
 DataDir = Annotated[Path | None, typer.Option(help="Data directory (default /var/lib/overt/engine).")]
-Db = Annotated[str | None, typer.Option(help="Database URL (sqlite:///... or postgresql+psycopg://...).")]
+Db = Annotated[str | None, typer.Option(
+    help="Database URL (sqlite:///... or postgresql+psycopg://...); one with a password is "
+    "better given as OVERT_DB, which `ps` does not show.")]
 Bus = Annotated[str | None, typer.Option(
     help="`direct`, or the amqp(s):// URL of the engine's broker account (fully managed mode; "
     "better given as OVERT_BUS, which `ps` does not show).")]

@@ -42,8 +42,8 @@ class Cluster:
 
     def engine(self, name: str, part: str) -> None:
         argv = [sys.executable, "-m", "overt", "engine", part, "--data-dir", str(self.data_dir),
-                "--db", self.db, "--port", str(self.api_port), "--public-address", "127.0.0.1"]
-        self._spawn(name, argv, {"OVERT_GATEWAY_PORT": str(self.gateway_port),
+                "--port", str(self.api_port), "--public-address", "127.0.0.1"]
+        self._spawn(name, argv, {"OVERT_DB": self.db, "OVERT_GATEWAY_PORT": str(self.gateway_port),
                                  "OVERT_ADMIN_PASSWORD": PASSWORD})
 
     def agent(self) -> None:
