@@ -33,11 +33,23 @@ class MonitorReport:
         self.outcomes: Counter[str] = Counter()
         self._event_lags: list[float] = []
         self._stats_lags: list[float] = []
+        self._last_lag = 0.0  # of the last event applied ...
+        self._last_at = 0.0  # ... and when (monotonic)
 
     def event(self, outcome: str, sent_at: float) -> None:
         self.outcomes[outcome] += 1
-        if outcome == "applied" and len(self._event_lags) < MAX_SAMPLES:
-            self._event_lags.append(time.time() - sent_at)
+        if outcome == "applied":
+            lag = time.time() - sent_at
+            self._last_lag, self._last_at = lag, time.monotonic()
+            if len(self._event_lags) < MAX_SAMPLES:
+                self._event_lags.append(lag)
+
+    def behind_s(self, recent_s: float = 5.0) -> float:
+        """How long ago the node made the event this monitor applied last, if it applied
+        one in the last `recent_s` seconds: how far behind the nodes it is (else 0)."""
+        if time.monotonic() - self._last_at > recent_s:
+            return 0.0
+        return max(0.0, self._last_lag)
 
     def stats(self, sent_at: list[float]) -> None:
         now = time.time()

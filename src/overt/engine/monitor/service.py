@@ -56,6 +56,7 @@ class Monitor:
         self.stats = StatsWriter(db, on_written=self.report.stats)
         self.batcher = EventBatcher(db)
         self._resyncing: set[str] = set()
+        self._judging_paused = False  # behind the nodes' events: see check_heartbeats
         self._resync_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
         self._early: dict[tuple[object, object, int], float] = {}  # first refusal, monotonic
@@ -160,6 +161,20 @@ class Monitor:
                 log.warning("monitor cannot reach the database (%s); retrying", exc.orig)
 
     async def check_heartbeats(self) -> None:
+        behind = self.report.behind_s()
+        if behind > self.heartbeat_timeout.total_seconds() / 2:
+            # A backlog of events is this monitor's own delay, not the hosts' silence:
+            # judging them now would mark live hosts non responsive and their VMs unknown,
+            # and the resyncs that follow would only deepen the backlog.
+            if not self._judging_paused:
+                log.warning("the monitor is %.0f s behind the nodes' events; hosts are not "
+                            "judged on heartbeats until it catches up", behind)
+            self._judging_paused = True
+            return
+        if self._judging_paused:
+            log.info("the monitor has caught up with the nodes' events; judging heartbeats "
+                     "again")
+            self._judging_paused = False
         deadline = utcnow() - self.heartbeat_timeout
         async with self.db.transaction() as session:
             # A host never heard of yet is left alone: the resync loop is trying to reach it.
