@@ -38,15 +38,16 @@ class MonitorReport:
 
     def event(self, outcome: str, sent_at: float) -> None:
         self.outcomes[outcome] += 1
-        if outcome == "applied":
-            lag = time.time() - sent_at
-            self._last_lag, self._last_at = lag, time.monotonic()
-            if len(self._event_lags) < MAX_SAMPLES:
-                self._event_lags.append(lag)
+        lag = time.time() - sent_at
+        # Whatever became of it, an old event taken from the queue means a backlog.
+        self._last_lag, self._last_at = lag, time.monotonic()
+        if outcome == "applied" and len(self._event_lags) < MAX_SAMPLES:
+            self._event_lags.append(lag)
 
     def behind_s(self, recent_s: float = 5.0) -> float:
-        """How long ago the node made the event this monitor applied last, if it applied
-        one in the last `recent_s` seconds: how far behind the nodes it is (else 0)."""
+        """How long ago the node made the event this monitor handled last (applied, found
+        duplicate or refused), if it handled one in the last `recent_s` seconds: how far
+        behind the nodes it is (else 0)."""
         if time.monotonic() - self._last_at > recent_s:
             return 0.0
         return max(0.0, self._last_lag)

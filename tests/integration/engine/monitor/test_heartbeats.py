@@ -63,6 +63,11 @@ async def test_a_monitor_behind_the_nodes_events_does_not_blame_the_hosts(
     monitor.report.event("applied", time.time() - 2 * TIMEOUT_S)
     await monitor.check_heartbeats()
     assert await _statuses(db, host_id, vm_id) == (HostStatus.UP.value, VmStatus.UP.value)
+    # Behind as well while it only works through old events another run applied.
+    redelivered = _monitor(db)
+    redelivered.report.event("duplicate", time.time() - 2 * TIMEOUT_S)
+    await redelivered.check_heartbeats()
+    assert await _statuses(db, host_id, vm_id) == (HostStatus.UP.value, VmStatus.UP.value)
     # Caught up (its last event is fresh): a host still silent is judged again.
     monitor.report.event("applied", time.time())
     await monitor.check_heartbeats()
