@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 import time
 
 from sqlalchemy import select
@@ -15,6 +16,9 @@ from overt.engine.db.tables import User
 from overt.engine.identity.passwords import verify_password
 from overt.engine.identity.tokens import user_for_token
 from overt.engine.model.errors import NotAuthenticated
+from overt.engine.services import audit
+
+log = logging.getLogger(__name__)
 
 BASIC_CACHE_SECONDS = 60.0
 
@@ -53,6 +57,21 @@ async def check_password(session: AsyncSession, user_name: str, password: str) -
     user = await user_by_name(session, user_name)
     if user is None or not verify_password(password, user.password_hash):
         return None
+    return user
+
+
+async def log_in(session: AsyncSession, user_name: str, password: str, *, peer: str,
+                 where: str = "") -> User | None:
+    """A sign-in by name and password (SSO token, portal): the user, or None; both outcomes
+    go to the audit log, a failure also to the engine's log. `where`: " to the portal"."""
+    user = await check_password(session, user_name, password)
+    if user is None:
+        audit.record(session, f"User {qualified(user_name)} failed to log in{where}",
+                     code=audit.USER_LOGIN_FAILED)
+        log.warning("failed login%s for %s from %s", where, qualified(user_name), peer)
+        return None
+    audit.record(session, f"User {user.user_name} logged in{where}", code=audit.USER_LOGIN,
+                 user_id=user.id)
     return user
 
 

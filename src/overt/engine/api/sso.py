@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from overt.engine.api.auth import check_password, qualified
+from overt.engine.api.auth import log_in, qualified
 from overt.engine.identity.tokens import issue_token, revoke_token
-from overt.engine.services import audit
 
-log = logging.getLogger(__name__)
 SCOPE = "ovirt-app-api"
 
 
@@ -44,17 +41,12 @@ async def token(request: Request) -> Response:
         return _error("invalid_request", "username and password are required")
     db = request.app.state.db
     async with db.transaction() as session:
-        user = await check_password(session, user_name, password)
+        user = await log_in(session, user_name, password,
+                            peer=request.client.host if request.client else "?")
         if user is None:
-            audit.record(session, f"User {qualified(user_name)} failed to log in",
-                         code=audit.USER_LOGIN_FAILED)
-            log.warning("failed login for %s from %s", qualified(user_name),
-                        request.client.host if request.client else "?")
             return _error("access_denied", f"Cannot authenticate user '{qualified(user_name)}': "
                           "the user name or password is incorrect.")
         value, expires = await issue_token(session, user)
-        audit.record(session, f"User {user.user_name} logged in", code=audit.USER_LOGIN,
-                     user_id=user.id)
     return _json({"access_token": value, "token_type": "bearer", "scope": form.get("scope", SCOPE),
                   "exp": str(int(expires.timestamp() * 1000)),
                   "expires_in": int(expires.timestamp() - time.time())})

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from overt.engine.api.auth import check_password, qualified
+from overt.engine.api.auth import log_in, qualified
 from overt.engine.services import audit
 from overt.engine.web import sessions
 from overt.engine.web.context import WebContext, forbidden, page, render
-
-log = logging.getLogger(__name__)
 
 
 def _next(raw: str | None) -> str:
@@ -55,16 +51,10 @@ async def signin(request: Request) -> Response:
         return _form_page(request, next_url=next_url, user_name=user_name, status=400,
                           error="Enter your user name and password.")
     async with request.app.state.db.transaction() as session:
-        user = await check_password(session, user_name, password)
-        if user is None:
-            audit.record(session, f"User {qualified(user_name)} failed to log in to the portal",
-                         code=audit.USER_LOGIN_FAILED)
-            log.warning("failed portal sign-in for %s from %s", qualified(user_name),
-                        request.client.host if request.client else "?")
-        else:
+        user = await log_in(session, user_name, password, where=" to the portal",
+                            peer=request.client.host if request.client else "?")
+        if user is not None:
             cookie, _row = await sessions.start_session(session, user)
-            audit.record(session, f"User {user.user_name} logged in to the portal",
-                         code=audit.USER_LOGIN, user_id=user.id)
     if user is None:
         return _form_page(request, next_url=next_url, user_name=user_name, status=401,
                           error=f"Cannot sign in as {qualified(user_name)}: the user name or "
