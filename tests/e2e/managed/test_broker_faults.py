@@ -78,6 +78,9 @@ def test_a_broker_restart_during_a_vm_start(site: ManagedSite, private_rabbitmq:
         started = [e for e in conn.system_service().events_service().list()
                    if e.description.startswith("VM through-restart started on host")]
         assert len(started) == 1
+        # Once its events link is back (after up to 10 s of backoff) the engine resyncs.
+        wait_until(lambda: "resynchronised" in site.text("engine").split(
+            "lost the connection to the broker")[-1], 60, "the engine to resync the nodes")
         site.stop("fleet")
         sent = site.fleet_status("fleet")
         wait_until(lambda: all(event_positions(site.db)[host] == (node["boot_id"], node["sent"])
