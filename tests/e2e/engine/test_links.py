@@ -151,7 +151,7 @@ def test_every_advertised_link_and_action_answers(
         for element in ElementTree.fromstring(reply.content):
             _visit(connection, http, walk, element)
     assert walk.dead == []
-    assert EXPECTED_TYPES <= walk.types
+    assert walk.types >= EXPECTED_TYPES
     for kind, needed in MUST_ADVERTISE.items():
         assert needed <= walk.advertised[kind], (kind, walk.advertised[kind])
     # Not there yet, so not advertised (they come back when their routes exist).
