@@ -40,7 +40,8 @@ def test_host_nics_and_refresh(engine: RunningEngine) -> None:
         host = hosts.add(types.Host(name="facts", address="127.0.0.1", port=agent.port,
                                     cluster=types.Cluster(name="Default")))
         service = hosts.host_service(host.id)
-        wait_until(lambda: service.get().status == types.HostStatus.UP, 60, "the host to come up")
+        wait_until(lambda: service.get().status == types.HostStatus.UP, 180,
+                   "the host to come up")
         nics = conn.follow_link(service.get().nics)
         names = [nic.name for nic in nics]
         assert names, "the node reported no network interface"
@@ -52,7 +53,7 @@ def test_host_nics_and_refresh(engine: RunningEngine) -> None:
         service.refresh()
         jobs = conn.system_service().jobs_service()
         done = wait_until(lambda: [j for j in jobs.list(search="description=Refreshing*")
-                                   if j.status != types.JobStatus.STARTED], 60,
+                                   if j.status != types.JobStatus.STARTED], 180,
                           "the refresh job to end")
         assert [j.status for j in done] == [types.JobStatus.FINISHED]
         events = [e.description for e in conn.system_service().events_service().list(max=20)]
