@@ -9,7 +9,15 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.seed import MANAGEMENT_NETWORK
-from overt.engine.db.tables import Cluster, DataCenter, Network, StorageDomain, User, VnicProfile
+from overt.engine.db.tables import (
+    Cluster,
+    DataCenter,
+    Network,
+    StorageDomain,
+    User,
+    VmNic,
+    VnicProfile,
+)
 from overt.engine.model.errors import Conflict
 from overt.engine.model.names import check_name
 from overt.engine.model.status import DataCenterStatus, NetworkUsage
@@ -84,6 +92,12 @@ async def remove_data_center(session: AsyncSession, dc_id: uuid.UUID, user: User
                        "still attached to it; remove them first.")
     networks = (await session.execute(select(Network).where(Network.data_center_id == dc.id))
                 ).scalars().all()
+    profiles = select(VnicProfile.id).where(
+        VnicProfile.network_id.in_([n.id for n in networks]))
+    nics = await lookup.count(session, VmNic, VmNic.vnic_profile_id.in_(profiles))
+    if nics:
+        raise Conflict(f"Cannot remove Data Center {dc.name}: {nics} VM NIC(s) use its "
+                       "networks; remove them from those networks first.")
     for network in networks:
         await session.execute(delete(VnicProfile).where(
             VnicProfile.network_id == network.id))
