@@ -143,3 +143,15 @@ def test_a_network_from_creation_to_removal(admin: Page) -> None:
     expect(page).to_have_url(re.compile(r"/networks$"))
     expect(page.get_by_role("cell", name="backup", exact=True)).to_have_count(0)
     expect(page.get_by_role("button", name="Remove ovirtmgmt")).to_be_visible()
+
+
+@pytest.mark.parametrize(("path", "heading"), [
+    ("/", "Dashboard"), ("/datacenters", "Data centers"), ("/clusters", "Clusters"),
+    ("/hosts", "Hosts"), ("/storage", "Storage domains"), ("/networks", "Networks"),
+    ("/vms", "Virtual machines"), ("/vms/new", "New virtual machine"), ("/jobs", "Jobs"),
+    ("/events", "Events")])
+def test_every_inventory_page_shows_its_content(admin: Page, path: str, heading: str) -> None:
+    response = admin.goto(path)
+    assert response is not None and response.status == 200
+    expect(admin.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+    expect(admin.get_by_text("Something went wrong")).to_have_count(0)
