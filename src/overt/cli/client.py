@@ -100,6 +100,9 @@ class ApiClient:
         headers = {"Correlation-Id": correlation_id} if correlation_id else None
         return self._call("POST", path, json=body, headers=headers)
 
+    def put(self, path: str, body: dict[str, Any]) -> Any:
+        return self._call("PUT", path, json=body)
+
     def delete(self, path: str, *, correlation_id: str | None = None) -> Any:
         params = {"correlation_id": correlation_id} if correlation_id else None
         return self._call("DELETE", path, params=params)

@@ -3,7 +3,7 @@
 import typer
 
 from overt import __version__
-from overt.cli import broker, engine, host, lab, simulate, vm
+from overt.cli import broker, cluster, datacenter, engine, host, lab, network, simulate, storage, vm
 from overt.cli.demo import demo
 from overt.cli.node import node
 
@@ -19,6 +19,10 @@ app.add_typer(simulate.app, name="simulate")
 app.command(name="engine")(engine.engine)
 app.add_typer(vm.app, name="vm")
 app.add_typer(host.app, name="host")
+app.add_typer(datacenter.app, name="datacenter")
+app.add_typer(cluster.app, name="cluster")
+app.add_typer(network.app, name="network")
+app.add_typer(storage.app, name="storage")
 app.command()(demo)
 app.command()(node)
 

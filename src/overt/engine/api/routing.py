@@ -12,6 +12,7 @@ from starlette.routing import Route
 from overt.engine.api.auth import authenticate
 from overt.engine.api.context import API_PREFIX, ApiContext
 from overt.engine.api.faults import error_response
+from overt.engine.api.served import declare
 
 Endpoint = Callable[[ApiContext], Awaitable[Response]]
 
@@ -32,6 +33,7 @@ class ApiRoutes:
     def _add(self, method: str, path: str) -> Callable[[Endpoint], Endpoint]:
         def register(endpoint: Endpoint) -> Endpoint:
             self.entries.append(_Entry(method, path, endpoint))
+            declare(method, API_PREFIX + path)
             return endpoint
         return register
 

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from overt.engine.api import served
 from overt.engine.api.context import href
 from overt.engine.api.wire.render import Representation
 from overt.engine.db import tables as t
@@ -26,11 +27,15 @@ def ref(kind: str, object_id: uuid.UUID | None, **extra: Any) -> Representation 
 
 
 def links(base: str, *rels: str) -> list[Representation]:
-    return [{"href": f"{base}/{rel}", "rel": rel} for rel in rels]
+    """oVirt's sub-collection links of an object, those the API serves."""
+    return [{"href": f"{base}/{rel}", "rel": rel} for rel in rels
+            if served.serves("GET", f"{base}/{rel}")]
 
 
 def actions(base: str, *verbs: str) -> Representation:
-    return {"link": [{"href": f"{base}/{verb}", "rel": verb} for verb in verbs]}
+    """oVirt's actions on an object, those the API serves."""
+    return {"link": [{"href": f"{base}/{verb}", "rel": verb} for verb in verbs
+                     if served.serves("POST", f"{base}/{verb}")]}
 
 
 def _version() -> Representation:

@@ -68,3 +68,9 @@ async def name_taken(session: AsyncSession, model: type[Base], name: str,
     if other_than is not None:
         stmt = stmt.where(model.id != other_than)  # type: ignore[attr-defined]
     return bool((await session.execute(stmt)).scalar_one())
+
+
+async def count(session: AsyncSession, model: type[Base], condition: Any) -> int:
+    """How many rows of `model` meet `condition` (for "still in use" checks)."""
+    stmt = select(func.count()).select_from(model).where(condition)
+    return int((await session.execute(stmt)).scalar_one())

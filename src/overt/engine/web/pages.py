@@ -70,7 +70,7 @@ async def jobs_with_steps(session: AsyncSession, *, vm_id: uuid.UUID | None = No
 
 async def dashboard_values(session: AsyncSession) -> dict[str, Any]:
     hosts_by_status = dict((await session.execute(
-        select(Host.status, func.count()).group_by(Host.status))).tuples().all())
+        select(Host.status, func.count()).group_by(Host.status))).all())
     since = utcnow() - FAILED_JOBS_WINDOW
     return {
         "totals": [
@@ -111,7 +111,7 @@ async def dashboard_fragment(ctx: WebContext) -> Response:
 async def data_centers(ctx: WebContext) -> Response:
     rows = (await ctx.session.execute(select(DataCenter).order_by(DataCenter.name))).scalars()
     clusters = dict((await ctx.session.execute(select(
-        Cluster.data_center_id, func.count()).group_by(Cluster.data_center_id))).tuples().all())
+        Cluster.data_center_id, func.count()).group_by(Cluster.data_center_id))).all())
     return ctx.render("datacenters.html", nav="datacenters", data_centers=list(rows),
                       clusters=clusters)
 
@@ -120,20 +120,20 @@ async def data_centers(ctx: WebContext) -> Response:
 async def clusters(ctx: WebContext) -> Response:
     rows = (await ctx.session.execute(
         select(Cluster, DataCenter.name).join(DataCenter, DataCenter.id == Cluster.data_center_id)
-        .order_by(Cluster.name))).tuples().all()
+        .order_by(Cluster.name))).all()
     hosts = dict((await ctx.session.execute(select(Host.cluster_id, func.count())
-                                            .group_by(Host.cluster_id))).tuples().all())
+                                            .group_by(Host.cluster_id))).all())
     vms = dict((await ctx.session.execute(select(Vm.cluster_id, func.count())
-                                          .group_by(Vm.cluster_id))).tuples().all())
+                                          .group_by(Vm.cluster_id))).all())
     return ctx.render("clusters.html", nav="clusters", clusters=rows, hosts=hosts, vms=vms)
 
 
 async def host_rows(session: AsyncSession) -> list[tuple[Host, str, int]]:
     running = dict((await session.execute(
         select(Vm.host_id, func.count()).where(Vm.status.in_([s.value for s in ON_HOST]))
-        .group_by(Vm.host_id))).tuples().all())
+        .group_by(Vm.host_id))).all())
     rows = (await session.execute(select(Host, Cluster.name).join(
-        Cluster, Cluster.id == Host.cluster_id).order_by(Host.name))).tuples().all()
+        Cluster, Cluster.id == Host.cluster_id).order_by(Host.name))).all()
     return [(host, cluster, running.get(host.id, 0)) for host, cluster in rows]
 
 
@@ -172,7 +172,7 @@ async def host_fragment(ctx: WebContext) -> Response:
 async def storage(ctx: WebContext) -> Response:
     rows = (await ctx.session.execute(
         select(StorageDomain, Host.name).outerjoin(Host, Host.id == StorageDomain.host_id)
-        .order_by(StorageDomain.name))).tuples().all()
+        .order_by(StorageDomain.name))).all()
     return ctx.render("storage.html", nav="storage", domains=rows)
 
 
@@ -180,7 +180,7 @@ async def storage(ctx: WebContext) -> Response:
 async def networks(ctx: WebContext) -> Response:
     rows = (await ctx.session.execute(
         select(Network, DataCenter.name).join(DataCenter, DataCenter.id == Network.data_center_id)
-        .order_by(Network.name))).tuples().all()
+        .order_by(Network.name))).all()
     profiles = (await ctx.session.execute(select(VnicProfile).order_by(VnicProfile.name))).scalars()
     by_network: dict[uuid.UUID, list[str]] = {}
     for profile in profiles:

@@ -52,7 +52,7 @@ ACTIONS: dict[str, tuple[VmAction, str, bool]] = {
 async def vm_rows(session: AsyncSession) -> list[tuple[Vm, str | None, str]]:
     return list((await session.execute(
         select(Vm, Host.name, Cluster.name).outerjoin(Host, Host.id == Vm.host_id)
-        .join(Cluster, Cluster.id == Vm.cluster_id).order_by(Vm.name))).tuples().all())
+        .join(Cluster, Cluster.id == Vm.cluster_id).order_by(Vm.name))).all())
 
 
 @page
@@ -79,7 +79,7 @@ async def form_choices(session: AsyncSession) -> dict[str, Any]:
             .order_by(StorageDomain.name))).scalars()),
         "profiles": list((await session.execute(
             select(VnicProfile, Network.name).join(Network, Network.id == VnicProfile.network_id)
-            .order_by(VnicProfile.name))).tuples().all()),
+            .order_by(VnicProfile.name))).all()),
     }
 
 
@@ -166,10 +166,10 @@ async def vm_values(session: AsyncSession, vm_id: uuid.UUID) -> dict[str, Any]:
         select(DiskAttachment, Disk, StorageDomain.name)
         .join(Disk, Disk.id == DiskAttachment.disk_id)
         .join(StorageDomain, StorageDomain.id == Disk.storage_domain_id)
-        .where(DiskAttachment.vm_id == vm.id).order_by(DiskAttachment.pk))).tuples().all()
+        .where(DiskAttachment.vm_id == vm.id).order_by(DiskAttachment.pk))).all()
     nics = (await session.execute(
         select(VmNic, VnicProfile.name).outerjoin(VnicProfile, VnicProfile.id == VmNic.vnic_profile_id)
-        .where(VmNic.vm_id == vm.id).order_by(VmNic.name))).tuples().all()
+        .where(VmNic.vm_id == vm.id).order_by(VmNic.name))).all()
     status = VmStatus(vm.status)
     buttons = [(name, label, destructive, status in VM_ACTIONS[action])
                for name, (action, label, destructive) in ACTIONS.items()]

@@ -7,11 +7,11 @@ from starlette.responses import Response
 
 from overt.engine.api import views
 from overt.engine.api.context import ApiContext
-from overt.engine.api.resources.common import list_rows
+from overt.engine.api.resources.common import action_done, action_params, list_rows
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.db.tables import AuditEvent, Job, Step
 from overt.engine.model.errors import InvalidInput, NotFound
-from overt.engine.services import lookup
+from overt.engine.services import external_jobs, lookup
 
 routes = ApiRoutes()
 
@@ -27,6 +27,31 @@ async def list_jobs(ctx: ApiContext) -> Response:
 @routes.get("/jobs/{job_id}")
 async def get_job(ctx: ApiContext) -> Response:
     return ctx.render("job", views.job(await lookup.get(ctx.session, Job, ctx.id_param("job_id"))))
+
+
+@routes.post("/jobs")
+async def add_job(ctx: ApiContext) -> Response:
+    node = await ctx.body("job")
+    job = await external_jobs.add_external_job(ctx.session, node.get_str("description"),
+                                               node.get_bool("auto_cleared"), ctx.user)
+    return ctx.render("job", views.job(job), status=201)
+
+
+@routes.post("/jobs/{job_id}/end")
+async def end_job(ctx: ApiContext) -> Response:
+    succeeded = (await action_params(ctx)).get("succeeded", "true").strip().lower()
+    if succeeded not in ("true", "false", "1", "0"):
+        raise InvalidInput(f"action.succeeded must be true or false, not {succeeded!r}")
+    await external_jobs.end_job(ctx.session, ctx.id_param("job_id"), succeeded=succeeded in ("true", "1"),
+                                user=ctx.user)
+    return action_done(ctx)
+
+
+@routes.post("/jobs/{job_id}/clear")
+async def clear_job(ctx: ApiContext) -> Response:
+    await action_params(ctx)
+    await external_jobs.clear_job(ctx.session, ctx.id_param("job_id"), ctx.user)
+    return action_done(ctx)
 
 
 @routes.get("/jobs/{job_id}/steps")

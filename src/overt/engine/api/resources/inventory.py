@@ -1,15 +1,14 @@
-"""Data centers, clusters, networks, vNIC profiles, templates, users: mostly read, some add."""
+"""Reading data centers, clusters, networks, vNIC profiles, templates and users.
+
+Changes to data centers, clusters and networks are in `inventory_edits`."""
 
 from __future__ import annotations
-
-import uuid
 
 from sqlalchemy import select
 from starlette.responses import Response
 
 from overt.engine.api import views
 from overt.engine.api.context import ApiContext
-from overt.engine.api.readers import ref_of
 from overt.engine.api.resources.common import list_rows
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.db.tables import (
@@ -23,8 +22,6 @@ from overt.engine.db.tables import (
     User,
     VnicProfile,
 )
-from overt.engine.model.errors import Conflict, InvalidInput
-from overt.engine.model.status import NetworkUsage
 from overt.engine.services import lookup
 
 routes = ApiRoutes()
@@ -45,19 +42,6 @@ async def list_data_centers(ctx: ApiContext) -> Response:
 async def get_data_center(ctx: ApiContext) -> Response:
     dc = await lookup.get(ctx.session, DataCenter, ctx.id_param("dc_id"))
     return ctx.render("data_center", views.data_center(dc))
-
-
-@routes.post("/datacenters")
-async def add_data_center(ctx: ApiContext) -> Response:
-    node = await ctx.body("data_center")
-    name = node.required_str("name")
-    if await lookup.name_taken(ctx.session, DataCenter, name):
-        raise Conflict(f"Cannot add Data Center. The name {name!r} is already in use.")
-    dc = DataCenter(id=uuid.uuid4(), name=name, description=node.get_str("description") or "",
-                    local=bool(node.get_bool("local")))
-    ctx.session.add(dc)
-    await ctx.session.flush()
-    return ctx.render("data_center", views.data_center(dc), status=201)
 
 
 @routes.get("/datacenters/{dc_id}/clusters")
@@ -101,43 +85,6 @@ async def get_cluster(ctx: ApiContext) -> Response:
     return ctx.render("cluster", views.cluster(cluster))
 
 
-@routes.post("/clusters")
-async def add_cluster(ctx: ApiContext) -> Response:
-    node = await ctx.body("cluster")
-    name = node.required_str("name")
-    if await lookup.name_taken(ctx.session, Cluster, name):
-        raise Conflict(f"Cannot add Cluster. The name {name!r} is already in use.")
-    dc = await lookup.resolve(ctx.session, DataCenter, ref_of(node.child("data_center")),
-                              "cluster.data_center")
-    percent = 100
-    policy = node.child("memory_policy")
-    over_commit = policy.child("over_commit") if policy is not None else None
-    if over_commit is not None:
-        percent = over_commit.get_int("percent", minimum=1) or 100
-    cpu = node.child("cpu")
-    cluster = Cluster(id=uuid.uuid4(), name=name, description=node.get_str("description") or "",
-                      data_center_id=dc.id, memory_overcommit_percent=percent,
-                      cpu_type=(cpu.get_str("type") if cpu is not None else None) or "")
-    ctx.session.add(cluster)
-    await ctx.session.flush()
-    return ctx.render("cluster", views.cluster(cluster), status=201)
-
-
-@routes.put("/clusters/{cluster_id}")
-async def update_cluster(ctx: ApiContext) -> Response:
-    cluster = await lookup.get(ctx.session, Cluster, ctx.id_param("cluster_id"))
-    node = await ctx.body("cluster")
-    if node.get_str("description") is not None:
-        cluster.description = node.get_str("description") or ""
-    policy = node.child("memory_policy")
-    over_commit = policy.child("over_commit") if policy is not None else None
-    if over_commit is not None:
-        percent = over_commit.get_int("percent", minimum=1)
-        if percent is not None:
-            cluster.memory_overcommit_percent = percent
-    return ctx.render("cluster", views.cluster(cluster))
-
-
 @routes.get("/clusters/{cluster_id}/networks")
 async def cluster_networks(ctx: ApiContext) -> Response:
     cluster = await lookup.get(ctx.session, Cluster, ctx.id_param("cluster_id"))
@@ -159,34 +106,6 @@ async def list_networks(ctx: ApiContext) -> Response:
 async def get_network(ctx: ApiContext) -> Response:
     network = await lookup.get(ctx.session, Network, ctx.id_param("network_id"))
     return ctx.render("network", views.network(network))
-
-
-@routes.post("/networks")
-async def add_network(ctx: ApiContext) -> Response:
-    node = await ctx.body("network")
-    name = node.required_str("name")
-    dc = await lookup.resolve(ctx.session, DataCenter, ref_of(node.child("data_center")),
-                              "network.data_center")
-    if len(name) > 15 or not name.replace("_", "").replace("-", "").isalnum():
-        raise InvalidInput(f"network name {name!r} must be at most 15 letters, digits, '-' or '_'")
-    taken = (await ctx.session.execute(select(Network).where(
-        Network.data_center_id == dc.id, Network.name == name))).first()
-    if taken is not None:
-        raise Conflict(f"Cannot add Network. The name {name!r} is already in use.")
-    vlan = node.child("vlan")
-    vlan_id = vlan.get_int("id", minimum=0) if vlan is not None else None
-    if vlan_id is not None and vlan_id > 4094:
-        raise InvalidInput(f"network.vlan.id must be between 0 and 4094, not {vlan_id}")
-    usages = [u.text or "" for u in node.items("usages", "usage")] or [NetworkUsage.VM.value]
-    for usage in usages:
-        NetworkUsage(usage)
-    network = Network(id=uuid.uuid4(), name=name, description=node.get_str("description") or "",
-                      data_center_id=dc.id, vlan_id=vlan_id,
-                      mtu=node.get_int("mtu", minimum=0) or 0, usages=usages, bridge=name)
-    ctx.session.add(network)
-    ctx.session.add(VnicProfile(id=uuid.uuid4(), name=name, network_id=network.id))
-    await ctx.session.flush()
-    return ctx.render("network", views.network(network), status=201)
 
 
 @routes.get("/networks/{network_id}/vnicprofiles")

@@ -1,21 +1,18 @@
-"""/storagedomains and /disks."""
+"""/storagedomains (and as attached to data centers) and /disks."""
 
 from __future__ import annotations
-
-import uuid
 
 from sqlalchemy import select
 from starlette.responses import Response
 
 from overt.engine.api import views
 from overt.engine.api.context import ApiContext
-from overt.engine.api.readers import read_disk, ref_of
-from overt.engine.api.resources.common import action_done, list_rows
+from overt.engine.api.inventory_readers import read_storage_domain
+from overt.engine.api.readers import read_disk
+from overt.engine.api.resources.common import action_done, action_params, list_rows
 from overt.engine.api.routing import ApiRoutes
-from overt.engine.db.tables import Cluster, Disk, Host, StorageDomain
-from overt.engine.model.errors import Conflict, InvalidInput
-from overt.engine.model.status import StorageDomainStatus, StorageDomainType, StorageType
-from overt.engine.services import devices, lookup
+from overt.engine.db.tables import Disk, StorageDomain
+from overt.engine.services import devices, lookup, storage_domains
 
 routes = ApiRoutes()
 
@@ -37,31 +34,54 @@ async def get_domain(ctx: ApiContext) -> Response:
 
 @routes.post("/storagedomains")
 async def add_domain(ctx: ApiContext) -> Response:
-    """A local storage domain: a directory on one host (NFS and iSCSI come later)."""
-    node = await ctx.body("storage_domain")
-    name = node.required_str("name")
-    if await lookup.name_taken(ctx.session, StorageDomain, name):
-        raise Conflict(f"Cannot add Storage. The name {name!r} is already in use.")
-    kind = node.get_enum("type", StorageDomainType) or StorageDomainType.DATA
-    storage = node.child("storage")
-    if storage is None:
-        raise InvalidInput("storage_domain.storage is required (type and path)")
-    storage_type = storage.get_enum("type", StorageType)
-    if storage_type is not StorageType.LOCALFS:
-        raise InvalidInput("only localfs storage domains can be added for now")
-    path = storage.required_str("path")
-    if not path.startswith("/"):
-        raise InvalidInput(f"storage_domain.storage.path must be absolute, not {path!r}")
-    host = await lookup.resolve(ctx.session, Host, ref_of(node.child("host")),
-                                "storage_domain.host")
-    cluster = await lookup.get(ctx.session, Cluster, host.cluster_id)
-    domain = StorageDomain(id=uuid.uuid4(), name=name, description=node.get_str("description") or "",
-                           type=kind.value, storage_type=storage_type.value, path=path,
-                           host_id=host.id, data_center_id=cluster.data_center_id,
-                           status=StorageDomainStatus.ACTIVE.value)
-    ctx.session.add(domain)
-    await ctx.session.flush()
+    domain = await storage_domains.add_storage_domain(
+        ctx.session, read_storage_domain(await ctx.body("storage_domain")), ctx.user)
     return ctx.render("storage_domain", views.storage_domain(domain), status=201)
+
+
+@routes.put("/storagedomains/{sd_id}")
+async def update_domain(ctx: ApiContext) -> Response:
+    domain = await storage_domains.update_storage_domain(
+        ctx.session, ctx.id_param("sd_id"), read_storage_domain(await ctx.body("storage_domain")),
+        ctx.user)
+    return ctx.render("storage_domain", views.storage_domain(domain))
+
+
+@routes.delete("/storagedomains/{sd_id}")
+async def remove_domain(ctx: ApiContext) -> Response:
+    await storage_domains.remove_storage_domain(ctx.session, ctx.id_param("sd_id"), ctx.user)
+    return action_done(ctx)
+
+
+@routes.post("/storagedomains/{sd_id}/isattached")
+async def is_attached(ctx: ApiContext) -> Response:
+    """Whether the domain belongs to a data center (oVirt asks a host; the engine knows)."""
+    await action_params(ctx)
+    domain = await lookup.get(ctx.session, StorageDomain, ctx.id_param("sd_id"))
+    return action_done(ctx, is_attached=domain.data_center_id is not None)
+
+
+@routes.get("/datacenters/{dc_id}/storagedomains/{sd_id}")
+async def get_attached_domain(ctx: ApiContext) -> Response:
+    domain = await storage_domains.attached(ctx.session, ctx.id_param("dc_id"),
+                                            ctx.id_param("sd_id"))
+    return ctx.render("storage_domain", views.storage_domain(domain))
+
+
+@routes.post("/datacenters/{dc_id}/storagedomains/{sd_id}/deactivate")
+async def deactivate_domain(ctx: ApiContext) -> Response:
+    await action_params(ctx)
+    await storage_domains.deactivate_storage_domain(
+        ctx.session, ctx.id_param("dc_id"), ctx.id_param("sd_id"), ctx.user)
+    return action_done(ctx)
+
+
+@routes.post("/datacenters/{dc_id}/storagedomains/{sd_id}/activate")
+async def activate_domain(ctx: ApiContext) -> Response:
+    await action_params(ctx)
+    await storage_domains.activate_storage_domain(
+        ctx.session, ctx.id_param("dc_id"), ctx.id_param("sd_id"), ctx.user)
+    return action_done(ctx)
 
 
 @routes.get("/storagedomains/{sd_id}/disks")

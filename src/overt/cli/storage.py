@@ -1,0 +1,127 @@
+"""`overt storage`: list, add, update, switch to maintenance and back, and remove storage
+domains."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from overt.cli.client import ApiClient, ApiError
+from overt.cli.errors import reports_errors
+from overt.cli.objects import changes, report, resolve
+from overt.cli.options import CaFile, DataDir, Json, PasswordFile, Url, User, connect
+from overt.cli.output import as_json, human_bytes, table
+
+app = typer.Typer(help="Storage domains.", no_args_is_help=True)
+Name = Annotated[str, typer.Argument(help="The storage domain's name or id.")]
+Description = Annotated[str | None, typer.Option(help="A description.")]
+
+
+@app.command("list")
+@reports_errors
+def list_domains(url: Url = None, user: User = None, password_file: PasswordFile = None,
+                 ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
+    """List storage domains with their status, place and free space."""
+    client = connect(url, user, password_file, ca_file, data_dir)
+    try:
+        domains = client.get("/storagedomains").get("storage_domain", [])
+    finally:
+        client.close()
+    if json:
+        as_json(domains)
+        return
+    table("Storage domains", ["name", "status", "type", "storage", "free", "id"], [
+        (d["name"], d.get("status", ""), d.get("type", ""),
+         f"{d.get('storage', {}).get('type', '')}:{d.get('storage', {}).get('path', '')}",
+         human_bytes(d.get("available")), d["id"]) for d in domains])
+
+
+@app.command()
+@reports_errors
+def add(name: Annotated[str, typer.Argument(help="The new storage domain's name.")],
+        host: Annotated[str, typer.Option(help="The host whose directory holds it.")],
+        path: Annotated[str, typer.Option(help="An absolute directory on that host.")],
+        description: Description = None,
+        url: Url = None, user: User = None, password_file: PasswordFile = None,
+        ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
+    """Add a local (localfs) data domain: a directory on one host."""
+    client = connect(url, user, password_file, ca_file, data_dir)
+    try:
+        found = resolve(client, "hosts", "host", host)
+        domain = client.post("/storagedomains", {
+            "name": name, "type": "data", "host": {"id": found["id"]},
+            "storage": {"type": "localfs", "path": path}, **changes(description=description)})
+    finally:
+        client.close()
+    report(domain, json, f"Storage domain {domain['name']} added on host {found['name']}")
+
+
+@app.command()
+@reports_errors
+def update(domain: Name,
+           name: Annotated[str | None, typer.Option(help="A new name.")] = None,
+           description: Description = None,
+           url: Url = None, user: User = None, password_file: PasswordFile = None,
+           ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
+    """Rename a storage domain or change its description."""
+    client = connect(url, user, password_file, ca_file, data_dir)
+    try:
+        found = resolve(client, "storagedomains", "storage_domain", domain)
+        updated = client.put(f"/storagedomains/{found['id']}",
+                             changes(name=name, description=description))
+    finally:
+        client.close()
+    report(updated, json, f"Storage domain {updated['name']} updated")
+
+
+def _attached_action(client: ApiClient, domain: dict[str, Any], verb: str) -> None:
+    dcs = domain.get("data_centers", {}).get("data_center", [])
+    if not dcs:
+        raise ApiError(f"storage domain {domain['name']} is not attached to a data center")
+    client.post(f"/datacenters/{dcs[0]['id']}/storagedomains/{domain['id']}/{verb}", {})
+
+
+@app.command()
+@reports_errors
+def maintenance(domain: Name, url: Url = None, user: User = None,
+                password_file: PasswordFile = None, ca_file: CaFile = None,
+                data_dir: DataDir = None) -> None:
+    """Switch a storage domain to maintenance (needed before removing it)."""
+    client = connect(url, user, password_file, ca_file, data_dir)
+    try:
+        found = resolve(client, "storagedomains", "storage_domain", domain)
+        _attached_action(client, found, "deactivate")
+    finally:
+        client.close()
+    report({}, False, f"Storage domain {found['name']} is in maintenance")
+
+
+@app.command()
+@reports_errors
+def activate(domain: Name, url: Url = None, user: User = None,
+             password_file: PasswordFile = None, ca_file: CaFile = None,
+             data_dir: DataDir = None) -> None:
+    """Bring a storage domain back from maintenance."""
+    client = connect(url, user, password_file, ca_file, data_dir)
+    try:
+        found = resolve(client, "storagedomains", "storage_domain", domain)
+        _attached_action(client, found, "activate")
+    finally:
+        client.close()
+    report({}, False, f"Storage domain {found['name']} is active")
+
+
+@app.command()
+@reports_errors
+def remove(domain: Name, url: Url = None, user: User = None,
+           password_file: PasswordFile = None, ca_file: CaFile = None,
+           data_dir: DataDir = None) -> None:
+    """Remove an empty storage domain in maintenance (its directory stays on the host)."""
+    client = connect(url, user, password_file, ca_file, data_dir)
+    try:
+        found = resolve(client, "storagedomains", "storage_domain", domain)
+        client.delete(f"/storagedomains/{found['id']}")
+    finally:
+        client.close()
+    report({}, False, f"Storage domain {found['name']} removed")

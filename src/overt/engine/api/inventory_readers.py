@@ -1,0 +1,50 @@
+"""Reading data center, cluster, network and storage domain bodies into service inputs."""
+
+from __future__ import annotations
+
+from overt.engine.api.readers import ref_of
+from overt.engine.api.wire.parse import Node
+from overt.engine.model.status import StorageDomainType, StorageType
+from overt.engine.services.clusters import ClusterInput
+from overt.engine.services.datacenters import DataCenterInput
+from overt.engine.services.networks import NetworkInput
+from overt.engine.services.storage_domains import StorageDomainInput
+
+
+def read_data_center(node: Node) -> DataCenterInput:
+    return DataCenterInput(name=node.get_str("name"), description=node.get_str("description"),
+                           local=node.get_bool("local"))
+
+
+def read_cluster(node: Node) -> ClusterInput:
+    policy = node.child("memory_policy")
+    over_commit = policy.child("over_commit") if policy is not None else None
+    cpu = node.child("cpu")
+    return ClusterInput(
+        name=node.get_str("name"), description=node.get_str("description"),
+        data_center=ref_of(node.child("data_center")),
+        cpu_type=cpu.get_str("type") if cpu is not None else None,
+        memory_overcommit_percent=over_commit.get_int("percent")
+        if over_commit is not None else None)
+
+
+def read_network(node: Node) -> NetworkInput:
+    vlan = node.child("vlan")
+    vlan_id = vlan.get_int("id") if vlan is not None else None
+    usages = node.child("usages")
+    return NetworkInput(
+        name=node.get_str("name"), description=node.get_str("description"),
+        data_center=ref_of(node.child("data_center")),
+        vlan_id=vlan_id, clear_vlan=vlan is not None and vlan_id is None,
+        mtu=node.get_int("mtu"),
+        usages=[u.text or "" for u in usages.all("usage")] if usages is not None else None)
+
+
+def read_storage_domain(node: Node) -> StorageDomainInput:
+    storage = node.child("storage")
+    return StorageDomainInput(
+        name=node.get_str("name"), description=node.get_str("description"),
+        type=node.get_enum("type", StorageDomainType),
+        storage_type=storage.get_enum("type", StorageType) if storage is not None else None,
+        path=storage.get_str("path") if storage is not None else None,
+        host=ref_of(node.child("host")))

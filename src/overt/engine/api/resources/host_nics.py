@@ -1,0 +1,52 @@
+"""/hosts/ID/nics (the interfaces the node reported) and /hosts/ID/refresh (report again)."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from overt.engine.api.context import ApiContext, href
+from overt.engine.api.resources.common import action_done, action_params
+from overt.engine.api.routing import ApiRoutes
+from overt.engine.api.views import ref
+from overt.engine.api.wire.render import Representation
+from overt.engine.db.tables import Host
+from overt.engine.model.errors import NotFound
+from overt.engine.services import host_facts, lookup
+
+routes = ApiRoutes()
+
+
+def _nic_view(host: Host, nic: host_facts.HostNic) -> Representation:
+    return {
+        "href": href("hosts", host.id, "nics", nic.id), "id": str(nic.id), "name": nic.name,
+        "mac": {"address": nic.mac} if nic.mac else None,
+        "ip": {"address": nic.addresses[0].split("/")[0]} if nic.addresses else None,
+        "bridged": nic.bridged,
+        "speed": nic.speed_mbps * 1_000_000 if nic.speed_mbps else None,
+        "status": "up", "host": ref("hosts", host.id),
+    }
+
+
+@routes.get("/hosts/{host_id}/nics")
+async def list_nics(ctx: ApiContext) -> Response:
+    host = await lookup.get(ctx.session, Host, ctx.id_param("host_id"))
+    return ctx.render_list("host_nics", "host_nic",
+                           [_nic_view(host, nic) for nic in host_facts.host_nics(host)])
+
+
+@routes.get("/hosts/{host_id}/nics/{nic_id}")
+async def get_nic(ctx: ApiContext) -> Response:
+    host = await lookup.get(ctx.session, Host, ctx.id_param("host_id"))
+    nic_id = ctx.id_param("nic_id")
+    for nic in host_facts.host_nics(host):
+        if nic.id == nic_id:
+            return ctx.render("host_nic", _nic_view(host, nic))
+    raise NotFound(f"host {host.name} has no network interface with id {nic_id}")
+
+
+@routes.post("/hosts/{host_id}/refresh")
+async def refresh(ctx: ApiContext) -> Response:
+    await action_params(ctx)
+    job = await host_facts.refresh_host(ctx.session, ctx.services.jobs, ctx.id_param("host_id"),
+                                        ctx.user)
+    return action_done(ctx, job)

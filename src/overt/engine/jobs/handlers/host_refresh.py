@@ -1,0 +1,30 @@
+"""Refreshing a host's capabilities (oVirt's host `refresh`): the node reports them again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from overt.engine.db.tables import Host
+from overt.engine.jobs.context import Handler, JobContext
+from overt.engine.services import audit, lookup
+from overt.protocol.commands import HostCapabilitiesCommand
+from overt.protocol.host import HostCapabilities
+
+
+async def refresh_host(ctx: JobContext) -> dict[str, Any]:
+    host_id = ctx.uuid_param("host_id")
+    async with ctx.transaction() as session:
+        host = await lookup.get(session, Host, host_id)
+    async with ctx.step(f"Asking host {host.name} for its capabilities", host_id=host.id):
+        caps = await ctx.nodes.call(host, HostCapabilitiesCommand(), HostCapabilities,
+                                    key=ctx.key("capabilities"))
+    async with ctx.transaction() as session:
+        host = await lookup.get(session, Host, host_id, for_update=True)
+        host.capabilities = caps.model_dump(mode="json")
+        host.memory_mib = caps.memory_mib
+        audit.record(session, f"Host {host.name}'s capabilities were refreshed",
+                     code=audit.HOST_REFRESHED, host_id=host.id, job_id=ctx.job.id)
+    return {"nics": len(caps.nics), "memory_mib": caps.memory_mib}
+
+
+HANDLERS: dict[str, Handler] = {"host.refresh": refresh_host}

@@ -1,0 +1,50 @@
+"""What a host reported about itself: refreshing its capabilities, and its network interfaces."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine.db.tables import Host, Job, User
+from overt.engine.model.errors import Conflict
+from overt.engine.model.status import HostStatus
+from overt.engine.services import lookup
+from overt.engine.services.jobs import JobSubmitter
+
+_REACHABLE = {HostStatus.UP.value, HostStatus.MAINTENANCE.value,
+              HostStatus.NON_OPERATIONAL.value}
+
+
+@dataclass(frozen=True)
+class HostNic:
+    """One network interface as the node reported it (ids are stable per host and name)."""
+
+    id: uuid.UUID
+    name: str
+    mac: str | None
+    addresses: tuple[str, ...]
+    bridged: bool
+    speed_mbps: int | None
+
+
+async def refresh_host(session: AsyncSession, jobs: JobSubmitter, host_id: uuid.UUID,
+                       user: User) -> Job:
+    """Ask the node for its capabilities again (oVirt's host `refresh`), as a job."""
+    host = await lookup.get(session, Host, host_id)
+    if host.status not in _REACHABLE:
+        raise Conflict(f"Cannot refresh host {host.name}: it is {host.status}; the engine can "
+                       "only ask a host it is connected to.")
+    return await jobs.submit(session, action="host.refresh",
+                             description=f"Refreshing the capabilities of host {host.name}",
+                             params={"host_id": str(host.id)}, host_id=host.id,
+                             owner_id=user.id, max_attempts=3)
+
+
+def host_nics(host: Host) -> list[HostNic]:
+    reported = (host.capabilities or {}).get("nics") or []
+    return [HostNic(id=uuid.uuid5(host.id, str(nic.get("name"))), name=str(nic.get("name")),
+                    mac=nic.get("mac"), addresses=tuple(nic.get("addresses") or ()),
+                    bridged=bool(nic.get("bridge")), speed_mbps=nic.get("speed_mbps"))
+            for nic in reported if nic.get("name")]

@@ -1,0 +1,111 @@
+"""`overt datacenter|cluster|network|storage` against a running engine, as an administrator
+uses them: create, change, refuse and remove, with what the tables and messages say."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+
+from overt.engine.db.database import Database
+from overt.engine.db.tables import Cluster, Host
+from overt.engine.model.status import HostStatus
+from tests.e2e.cli.test_vm_commands import cli
+from tests.support.engine import RunningEngine, start_engine
+from tests.support.no_nodes import NoNodes
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
+    running = start_engine(tmp_path_factory.mktemp("engine"), transport=NoNodes())
+    yield running
+    running.stop()
+
+
+def _ok(engine: RunningEngine, *args: str) -> str:
+    done = cli(engine, *args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _refused(engine: RunningEngine, *args: str) -> str:
+    done = cli(engine, *args)
+    assert done.returncode == 1, done.stdout
+    assert "Traceback" not in done.stderr
+    return " ".join(done.stderr.split())
+
+
+def test_data_centers_and_clusters(engine: RunningEngine) -> None:
+    dc = json.loads(_ok(engine, "datacenter", "add", "lab-dc", "--description", "the lab",
+                        "--json"))
+    assert dc["name"] == "lab-dc" and dc["description"] == "the lab"
+    assert "lab-dc" in _ok(engine, "datacenter", "list")
+    assert "already in use" in _refused(engine, "datacenter", "add", "lab-dc")
+    assert "Data center lab-dc2 updated" in _ok(engine, "datacenter", "update", "lab-dc",
+                                                 "--name", "lab-dc2")
+    _ok(engine, "cluster", "add", "lab-cl", "--datacenter", "lab-dc2", "--memory-overcommit",
+        "150")
+    table = _ok(engine, "cluster", "list")
+    assert "lab-cl" in table and "lab-dc2" in table and "150 %" in table
+    assert "cluster" in _refused(engine, "datacenter", "remove", "lab-dc2")
+    assert "must be between 1 and 1000" in _refused(
+        engine, "cluster", "update", "lab-cl", "--memory-overcommit", "0")
+    updated = json.loads(_ok(engine, "cluster", "update", "lab-cl", "--description", "racks",
+                             "--json"))
+    assert updated["description"] == "racks"
+    assert updated["memory_policy"]["over_commit"]["percent"] == 150
+    assert "Cluster lab-cl removed" in _ok(engine, "cluster", "remove", "lab-cl")
+    assert "Data center lab-dc2 removed" in _ok(engine, "datacenter", "remove", "lab-dc2")
+    names = [d["name"] for d in json.loads(_ok(engine, "datacenter", "list", "--json"))]
+    assert names == ["Default"]
+    assert "there is no data center named 'lab-dc2'" in _refused(
+        engine, "datacenter", "remove", "lab-dc2")
+
+
+def test_networks(engine: RunningEngine) -> None:
+    _ok(engine, "network", "add", "backup", "--vlan", "40", "--mtu", "9000",
+        "--usage", "vm", "--usage", "migration")
+    table = _ok(engine, "network", "list")
+    assert "backup" in table and "40" in table and "9000" in table and "migration" in table
+    assert "between 0 and 4094" in _refused(engine, "network", "update", "backup",
+                                            "--vlan", "5000")
+    network = json.loads(_ok(engine, "network", "update", "backup", "--vlan", "41", "--json"))
+    assert network["vlan"]["id"] == 41
+    assert "management network" in _refused(engine, "network", "remove", "ovirtmgmt")
+    assert "Network backup removed" in _ok(engine, "network", "remove", "backup")
+    assert "backup" not in _ok(engine, "network", "list")
+
+
+def _host(engine: RunningEngine, name: str) -> None:
+    async def insert() -> None:
+        db = Database(engine.runtime.settings.database_url())
+        try:
+            async with db.transaction() as session:
+                cluster = (await session.execute(select(Cluster).where(
+                    Cluster.name == "Default"))).scalar_one()
+                session.add(Host(id=uuid.uuid4(), name=name, address=f"{name}.example",
+                                 cluster_id=cluster.id, status=HostStatus.UP.value))
+        finally:
+            await db.dispose()
+    asyncio.run(insert())
+
+
+def test_storage_domains(engine: RunningEngine) -> None:
+    _host(engine, "cli-host")
+    _ok(engine, "storage", "add", "local-images", "--host", "cli-host", "--path",
+        "/var/tmp/local-images")
+    table = _ok(engine, "storage", "list")
+    assert "local-images" in table and "active" in table
+    assert "must be absolute" in _refused(engine, "storage", "add", "bad", "--host", "cli-host",
+                                          "--path", "relative/dir")
+    assert "maintenance first" in _refused(engine, "storage", "remove", "local-images")
+    _ok(engine, "storage", "update", "local-images", "--description", "scratch")
+    assert "is in maintenance" in _ok(engine, "storage", "maintenance", "local-images")
+    assert "maintenance" in _ok(engine, "storage", "list")
+    assert "Storage domain local-images removed" in _ok(engine, "storage", "remove",
+                                                        "local-images")
+    assert json.loads(_ok(engine, "storage", "list", "--json")) == []

@@ -1,0 +1,249 @@
+"""Data centers, clusters, networks and storage domains through the official SDK: create,
+update, delete, and oVirt's refusals (the fault's code, and that nothing changed)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import ovirtsdk4 as sdk
+import ovirtsdk4.types as types
+import pytest
+from sqlalchemy import select
+
+from overt.engine.db.database import Database
+from overt.engine.db.tables import Cluster, Host
+from overt.engine.model.status import HostStatus
+from tests.support.engine import RunningEngine
+
+MIB = 2**20
+
+
+def _refused(code: int, call: object, *args: object, **kwargs: object) -> sdk.Error:
+    with pytest.raises(sdk.Error) as caught:
+        call(*args, **kwargs)  # type: ignore[operator]
+    assert caught.value.code == code, caught.value
+    return caught.value
+
+
+def _wait_gone(service: object, timeout_s: float = 30.0) -> None:
+    """Wait for an object removed by a job (a VM) to be gone."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            service.get()  # type: ignore[attr-defined]
+        except sdk.NotFoundError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"still there after {timeout_s} s")
+
+
+def _events(conn: sdk.Connection) -> list[str]:
+    return [e.description for e in conn.system_service().events_service().list(max=50)]
+
+
+def test_data_center_create_update_delete(connection: sdk.Connection) -> None:
+    dcs = connection.system_service().data_centers_service()
+    dc = dcs.add(types.DataCenter(name="dc-east", description="east wing", local=False))
+    assert dc.name == "dc-east" and dc.description == "east wing"
+    networks = dcs.data_center_service(dc.id).networks_service().list()
+    assert [n.name for n in networks] == ["ovirtmgmt"]  # every data center has one
+    updated = dcs.data_center_service(dc.id).update(types.DataCenter(
+        name="dc-east-2", description="the east wing"))
+    assert (updated.name, updated.description) == ("dc-east-2", "the east wing")
+    assert dcs.data_center_service(dc.id).get().name == "dc-east-2"
+    dcs.data_center_service(dc.id).remove()
+    assert "dc-east-2" not in [d.name for d in dcs.list()]
+    assert not [n for n in connection.system_service().networks_service().list()
+                if n.data_center.id == dc.id]
+    _refused(404, dcs.data_center_service(dc.id).get)
+    events = _events(connection)
+    assert any("Data Center dc-east-2 was removed by admin@internal" in e for e in events)
+    assert any("Data Center dc-east was added" in e for e in events)
+
+
+def test_data_center_refusals_change_nothing(connection: sdk.Connection) -> None:
+    dcs = connection.system_service().data_centers_service()
+    dc = dcs.add(types.DataCenter(name="dc-west"))
+    error = _refused(409, dcs.add, types.DataCenter(name="dc-west"))
+    assert "already in use" in str(error)
+    error = _refused(409, dcs.data_center_service(dc.id).update, types.DataCenter(name="Default"))
+    assert "already in use" in str(error)
+    _refused(400, dcs.data_center_service(dc.id).update, types.DataCenter(name="no spaces"))
+    _refused(400, dcs.add, types.DataCenter(name=""))
+    connection.system_service().clusters_service().add(types.Cluster(
+        name="west-1", data_center=types.DataCenter(id=dc.id)))
+    error = _refused(409, dcs.data_center_service(dc.id).remove)
+    assert "cluster" in str(error)
+    assert dcs.data_center_service(dc.id).get().name == "dc-west"
+    assert [c.name for c in dcs.data_center_service(dc.id).clusters_service().list()] == ["west-1"]
+    assert [d.name for d in dcs.list(search="name=dc-west*")] == ["dc-west"]
+
+
+def test_cluster_create_update_delete(connection: sdk.Connection) -> None:
+    clusters = connection.system_service().clusters_service()
+    cluster = clusters.add(types.Cluster(
+        name="batch", description="batch jobs", data_center=types.DataCenter(name="Default"),
+        memory_policy=types.MemoryPolicy(over_commit=types.MemoryOverCommit(percent=150))))
+    assert cluster.memory_policy.over_commit.percent == 150
+    service = clusters.cluster_service(cluster.id)
+    updated = service.update(types.Cluster(
+        name="batch-2", description="nightly batch",
+        memory_policy=types.MemoryPolicy(over_commit=types.MemoryOverCommit(percent=200))))
+    assert (updated.name, updated.description) == ("batch-2", "nightly batch")
+    assert service.get().memory_policy.over_commit.percent == 200
+    # An object read back and sent again is no change.
+    again = service.update(service.get())
+    assert (again.name, again.memory_policy.over_commit.percent) == ("batch-2", 200)
+    service.remove()
+    _refused(404, service.get)
+    assert any("Cluster batch-2 was removed" in e for e in _events(connection))
+
+
+def test_cluster_refusals_change_nothing(connection: sdk.Connection) -> None:
+    system = connection.system_service()
+    clusters = system.clusters_service()
+    cluster = clusters.add(types.Cluster(name="web", data_center=types.DataCenter(name="Default")))
+    service = clusters.cluster_service(cluster.id)
+    _refused(409, clusters.add, types.Cluster(name="web",
+                                             data_center=types.DataCenter(name="Default")))
+    _refused(400, clusters.add, types.Cluster(name="nowhere",
+                                             data_center=types.DataCenter(name="no-such-dc")))
+    _refused(400, service.update, types.Cluster(
+        memory_policy=types.MemoryPolicy(over_commit=types.MemoryOverCommit(percent=0))))
+    vm = system.vms_service().add(types.Vm(
+        name="web-vm", cluster=types.Cluster(id=cluster.id),
+        template=types.Template(name="Blank"), memory=128 * MIB))
+    error = _refused(409, service.remove)
+    assert "VM" in str(error)
+    assert service.get().memory_policy.over_commit.percent == 100
+    system.vms_service().vm_service(vm.id).remove()
+    _wait_gone(system.vms_service().vm_service(vm.id))
+    service.remove()
+    assert "web" not in [c.name for c in clusters.list()]
+
+
+def test_network_create_update_delete(connection: sdk.Connection) -> None:
+    networks = connection.system_service().networks_service()
+    network = networks.add(types.Network(
+        name="storage", description="iSCSI", data_center=types.DataCenter(name="Default"),
+        vlan=types.Vlan(id=20), mtu=9000,
+        usages=[types.NetworkUsage.VM, types.NetworkUsage.MIGRATION]))
+    assert (network.vlan.id, network.mtu) == (20, 9000)
+    service = networks.network_service(network.id)
+    assert [p.name for p in service.vnic_profiles_service().list()] == ["storage"]
+    updated = service.update(types.Network(name="storage2", vlan=types.Vlan(id=30), mtu=1500,
+                                           description="iSCSI, second fabric"))
+    assert (updated.name, updated.vlan.id, updated.mtu) == ("storage2", 30, 1500)
+    assert [p.name for p in service.vnic_profiles_service().list()] == ["storage2"]
+    service.remove()
+    _refused(404, service.get)
+    assert "storage2" not in [p.name for p in
+                              connection.system_service().vnic_profiles_service().list()]
+    assert any("Network storage2 was removed" in e for e in _events(connection))
+
+
+def test_network_refusals_change_nothing(connection: sdk.Connection) -> None:
+    system = connection.system_service()
+    networks = system.networks_service()
+    mgmt = networks.list(search="name=ovirtmgmt")[0]
+    error = _refused(409, networks.network_service(mgmt.id).remove)
+    assert "management network" in str(error)
+    _refused(409, networks.network_service(mgmt.id).update, types.Network(name="mgmt"))
+    network = networks.add(types.Network(name="guests", data_center=types.DataCenter(
+        name="Default"), vlan=types.Vlan(id=100)))
+    service = networks.network_service(network.id)
+    _refused(409, networks.add, types.Network(name="guests",
+                                             data_center=types.DataCenter(name="Default")))
+    _refused(400, networks.add, types.Network(name="a-name-far-too-long",
+                                             data_center=types.DataCenter(name="Default")))
+    _refused(400, service.update, types.Network(vlan=types.Vlan(id=5000)))
+    _refused(400, service.update, types.Network(mtu=10))
+    vm = system.vms_service().add(types.Vm(
+        name="guest-vm", cluster=types.Cluster(name="Default"),
+        template=types.Template(name="Blank"), memory=128 * MIB))
+    profile = service.vnic_profiles_service().list()[0]
+    system.vms_service().vm_service(vm.id).nics_service().add(
+        types.Nic(name="nic1", vnic_profile=types.VnicProfile(id=profile.id)))
+    error = _refused(409, service.remove)
+    assert "VM NIC" in str(error)
+    _refused(409, service.update, types.Network(vlan=types.Vlan(id=101)))
+    assert service.update(types.Network(description="guests' LAN")).description == "guests' LAN"
+    after = service.get()
+    assert (after.name, after.vlan.id) == ("guests", 100)
+
+
+def _host(engine: RunningEngine, name: str) -> str:
+    """A host row as enrollment leaves it (the API tests run no nodes)."""
+    async def insert() -> uuid.UUID:
+        db = Database(engine.runtime.settings.database_url())
+        try:
+            async with db.transaction() as session:
+                cluster = (await session.execute(select(Cluster).where(
+                    Cluster.name == "Default"))).scalar_one()
+                host = Host(id=uuid.uuid4(), name=name, address=f"{name}.example",
+                            cluster_id=cluster.id, status=HostStatus.UP.value)
+                session.add(host)
+                return host.id
+        finally:
+            await db.dispose()
+    return str(asyncio.run(insert()))
+
+
+def _local_domain(conn: sdk.Connection, name: str, host_id: str) -> types.StorageDomain:
+    return conn.system_service().storage_domains_service().add(types.StorageDomain(
+        name=name, type=types.StorageDomainType.DATA, host=types.Host(id=host_id),
+        storage=types.HostStorage(type=types.StorageType.LOCALFS, path=f"/var/tmp/{name}")))
+
+
+def test_storage_domain_create_update_delete(connection: sdk.Connection,
+                                             api_engine: RunningEngine) -> None:
+    system = connection.system_service()
+    domain = _local_domain(connection, "images", _host(api_engine, "sd-host-1"))
+    assert domain.status == types.StorageDomainStatus.ACTIVE
+    service = system.storage_domains_service().storage_domain_service(domain.id)
+    updated = service.update(types.StorageDomain(name="images-2", description="VM images"))
+    assert (updated.name, updated.description) == ("images-2", "VM images")
+    assert service.is_attached() is True
+    attached = system.data_centers_service().data_center_service(domain.data_centers[0].id) \
+        .storage_domains_service().storage_domain_service(domain.id)
+    attached.deactivate()
+    assert service.get().status == types.StorageDomainStatus.MAINTENANCE
+    attached.activate()
+    assert service.get().status == types.StorageDomainStatus.ACTIVE
+    attached.deactivate()
+    service.remove()
+    _refused(404, service.get)
+    assert any("Storage Domain images-2 was removed" in e for e in _events(connection))
+
+
+def test_storage_domain_refusals_change_nothing(connection: sdk.Connection,
+                                                api_engine: RunningEngine) -> None:
+    system = connection.system_service()
+    domains = system.storage_domains_service()
+    host_id = _host(api_engine, "sd-host-2")
+    domain = _local_domain(connection, "vault", host_id)
+    service = domains.storage_domain_service(domain.id)
+    _refused(409, _local_domain, connection, "vault", host_id)
+    _refused(400, domains.add, types.StorageDomain(
+        name="relative", type=types.StorageDomainType.DATA, host=types.Host(id=host_id),
+        storage=types.HostStorage(type=types.StorageType.LOCALFS, path="var/tmp/x")))
+    _refused(409, service.update, types.StorageDomain(
+        storage=types.HostStorage(type=types.StorageType.LOCALFS, path="/elsewhere")))
+    error = _refused(409, service.remove)
+    assert "maintenance" in str(error)
+    vm = system.vms_service().add(types.Vm(
+        name="vault-vm", cluster=types.Cluster(name="Default"),
+        template=types.Template(name="Blank"), memory=128 * MIB))
+    system.vms_service().vm_service(vm.id).disk_attachments_service().add(types.DiskAttachment(
+        interface=types.DiskInterface.VIRTIO, disk=types.Disk(
+            name="vault-disk", provisioned_size=MIB, format=types.DiskFormat.COW,
+            storage_domains=[types.StorageDomain(id=domain.id)])))
+    system.data_centers_service().data_center_service(domain.data_centers[0].id) \
+        .storage_domains_service().storage_domain_service(domain.id).deactivate()
+    error = _refused(409, service.remove)
+    assert "disk" in str(error)
+    after = service.get()
+    assert (after.name, after.storage.path) == ("vault", "/var/tmp/vault")
+    assert [d.name for d in service.disks_service().list()] == ["vault-disk"]
