@@ -19,7 +19,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from overt.engine.api import sso
 from overt.engine.api.auth import BasicAuthCache
 from overt.engine.api.faults import fault_response
-from overt.engine.api.resources import activity, hosts, inventory, root, statistics, storage, vms
+from overt.engine.api.resources import (
+    activity,
+    hosts,
+    inventory,
+    root,
+    statistics,
+    storage,
+    vm_devices,
+    vms,
+)
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.db.database import Database
 from overt.engine.services.jobs import JobSubmitter
@@ -37,7 +46,7 @@ class ApiServices:
 
 def api_routes() -> ApiRoutes:
     routes = ApiRoutes()
-    for module in (root, vms, hosts, inventory, storage, activity, statistics):
+    for module in (root, vms, hosts, inventory, storage, activity, statistics, vm_devices):
         routes.include(module.routes)
     return routes
 
