@@ -28,6 +28,7 @@ from overt.engine.api.resources import (
     root,
     statistics,
     storage,
+    tags,
     vm_devices,
     vms,
 )
@@ -49,7 +50,7 @@ class ApiServices:
 def api_routes() -> ApiRoutes:
     routes = ApiRoutes()
     for module in (root, vms, hosts, inventory, storage, activity, statistics, vm_devices,
-                   consoles):
+                   consoles, tags):
         routes.include(module.routes)
     return routes
 

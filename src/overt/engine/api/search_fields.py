@@ -24,9 +24,11 @@ from overt.engine.db.tables import (
     Job,
     Network,
     StorageDomain,
+    Tag,
     Template,
     User,
     Vm,
+    VmTag,
     VnicProfile,
 )
 
@@ -67,7 +69,16 @@ def _vm_fields() -> Fields:
             **_by_name("host", Host, Vm.host_id),
             **_by_name("template", Template, Vm.template_id),
             **_data_center_via_cluster(Vm.cluster_id),
-            "disk.name": Related(disk.name, disks), "disk.id": Related(disk.id, disks)}
+            "disk.name": Related(disk.name, disks), "disk.id": Related(disk.id, disks),
+            **_tags_of(VmTag.vm_id == Vm.id)}
+
+
+def _tags_of(assigned: Any) -> Fields:
+    """`tag=web`: objects that carry the tag (through the assignment table's condition)."""
+    tag = aliased(Tag)
+    query = select(tag.id).join(VmTag, VmTag.tag_id == tag.id).where(assigned)
+    return {"tag": Related(tag.name, query), "tag.name": Related(tag.name, query),
+            "tag.id": Related(tag.id, query)}
 
 
 def _template_fields() -> Fields:
@@ -141,6 +152,7 @@ DEFAULTS: dict[type, Fields] = {
     StorageDomain: _storage_domain_fields(), Disk: _disk_fields(), AuditEvent: _event_fields(),
     Job: {"id": Job.id, "status": Job.status, "description": Job.description,
           "correlation_id": Job.correlation_id},
+    Tag: {"name": Tag.name, "id": Tag.id, "description": Tag.description},
     User: {"name": User.user_name, "usrname": User.user_name, "id": User.id},
     VnicProfile: {"name": VnicProfile.name, "id": VnicProfile.id,
                   **_by_name("network", Network, VnicProfile.network_id)},

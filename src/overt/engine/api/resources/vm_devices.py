@@ -18,6 +18,8 @@ from overt.engine.model.errors import NotFound
 from overt.engine.services import devices, lookup
 
 routes = ApiRoutes()
+# Links a VM advertises besides those of views.vm (served here and in tags).
+LINKS = ("tags", "reporteddevices", "numanodes", "watchdogs")
 
 
 @routes.get("/vms/{vm_id}/numanodes")

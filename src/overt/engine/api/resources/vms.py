@@ -8,9 +8,10 @@ from sqlalchemy import select
 from starlette.responses import Response
 
 from overt.engine.api import views
-from overt.engine.api.context import ApiContext
+from overt.engine.api.context import ApiContext, href
 from overt.engine.api.readers import read_disk_attachment, read_nic, read_vm
 from overt.engine.api.resources import consoles as console_resources
+from overt.engine.api.resources import vm_devices
 from overt.engine.api.resources.common import action_done, action_params, list_rows
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.wire.render import Representation
@@ -53,6 +54,7 @@ async def vm_view(ctx: ApiContext, vm: Vm) -> Representation:
                                               with_disks="disk_attachments.disk" in follow)
     rep = views.vm(vm, nics=nics, disk_attachments=attachments)
     rep["display"] = await console_resources.display(ctx, vm)
+    rep["link"] = [*rep["link"], *views.links(href("vms", vm.id), *vm_devices.LINKS)]
     return rep
 
 
