@@ -21,7 +21,7 @@ def demo() -> Iterator[Demo]:
         yield started
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def running_vm(demo: Demo) -> Iterator[types.Vm]:
     """A started VM of the test guest, with a NIC."""
     conn = demo.connect()
@@ -45,6 +45,7 @@ def running_vm(demo: Demo) -> Iterator[types.Vm]:
             service.stop()
             wait_until(lambda: service.get().status == types.VmStatus.DOWN, 60, "the VM to stop")
             service.remove()
+            wait_until(lambda: not vms.list(search="name=console-vm"), 60, "the VM to go")
         except sdk.Error:
             demo.destroy_leftover_domains([vm.id])
         conn.close()

@@ -1,5 +1,5 @@
 """oVirt's Ansible collection (ovirt.ovirt) against `overt demo`, as its documentation shows:
-a VM with a disk and a NIC is created, started, stopped and removed by a playbook."""
+a VM with a disk and a NIC is created, tagged, started, stopped and removed by a playbook."""
 
 from __future__ import annotations
 
@@ -58,12 +58,14 @@ def test_a_playbook_creates_starts_stops_and_removes_a_vm(demo: Demo, tmp_path: 
         assert next(d for d in disks if d.name == f"{VM_NAME}-data").provisioned_size == 64 << 20
         [nic] = service.nics_service().list()
         assert nic.name == "nic1"
+        assert [t.name for t in service.tags_service().list()] == [f"{VM_NAME}-tag"]
         domain_xml = libvirt.open(LOCAL_LIBVIRT_URI).lookupByUUIDString(vm.id).XMLDesc()
         assert nic.mac.address in domain_xml
         assert domain_xml.count("<disk type=") == 2
 
         run_playbook(demo, "gone", tmp_path)
         assert vms.list(search=f"name={VM_NAME}") == []
+        assert [t.name for t in conn.system_service().tags_service().list()] == ["root"]
         with pytest.raises(libvirt.libvirtError):
             libvirt.open(LOCAL_LIBVIRT_URI).lookupByUUIDString(vm.id)
         wait_until(lambda: not [d for d in conn.system_service().disks_service().list()
