@@ -18,9 +18,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from overt.engine.api import sso
 from overt.engine.api.auth import BasicAuthCache
+from overt.engine.api.bodied_reads import CloseAfterBodiedReads
 from overt.engine.api.faults import fault_response
 from overt.engine.api.resources import (
     activity,
+    consoles,
     host_nics,
     hosts,
     inventory,
@@ -28,6 +30,8 @@ from overt.engine.api.resources import (
     root,
     statistics,
     storage,
+    tags,
+    vm_devices,
     vms,
 )
 from overt.engine.api.routing import ApiRoutes
@@ -48,7 +52,7 @@ class ApiServices:
 def api_routes() -> ApiRoutes:
     routes = ApiRoutes()
     for module in (root, vms, hosts, host_nics, inventory, inventory_edits, storage, activity,
-                   statistics):
+                   statistics, vm_devices, consoles, tags):
         routes.include(module.routes)
     return routes
 
@@ -63,6 +67,13 @@ async def pki_resource(request: Request) -> Response:
     services: ApiServices = request.app.state.services
     media = "application/x-x509-ca-cert" if fmt == "X509-PEM-CA" else "application/x-x509-cert"
     return Response(services.ca_certificate.read_bytes(), media_type=media)
+
+
+async def ca_crt(request: Request) -> Response:
+    """The engine CA at /ca.crt, where oVirt's engine also serves it and libgovirt (remote-viewer's
+    ovirt:// client) fetches it."""
+    services: ApiServices = request.app.state.services
+    return Response(services.ca_certificate.read_bytes(), media_type="application/x-x509-ca-cert")
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -93,10 +104,11 @@ class CollapseSlashes:
 def build_api_app(db: Database, services: ApiServices,
                   extra_routes: list[BaseRoute] | None = None) -> Starlette:
     routes: list[BaseRoute] = [*sso.ROUTES, *api_routes().starlette_routes(),
-                               Route("/ovirt-engine/services/pki-resource", pki_resource)]
+                               Route("/ovirt-engine/services/pki-resource", pki_resource),
+                               Route("/ca.crt", ca_crt)]
     app = Starlette(routes=[*routes, *(extra_routes or [])],
                     exception_handlers={HTTPException: _http_error},
-                    middleware=[Middleware(CollapseSlashes)])
+                    middleware=[Middleware(CollapseSlashes), Middleware(CloseAfterBodiedReads)])
     app.state.db = db
     app.state.services = services
     app.state.basic_auth_cache = BasicAuthCache()

@@ -16,10 +16,16 @@ log = logging.getLogger(__name__)
 def fault_response(request: Request, status: int, reason: str, detail: str) -> Response:
     rep = {"reason": reason, "detail": detail}
     accept = request.headers.get("accept", "")
-    headers = {"WWW-Authenticate": 'Bearer realm="ovirt-engine"'} if status == 401 else None
     if "json" in accept and "xml" not in accept:
-        return Response(to_json(rep), status, headers=headers, media_type="application/json")
-    return Response(to_xml("fault", rep), status, headers=headers, media_type="application/xml")
+        response = Response(to_json(rep), status, media_type="application/json")
+    else:
+        response = Response(to_xml("fault", rep), status, media_type="application/xml")
+    if status == 401:
+        # libsoup-based clients (libgovirt, remote-viewer) send Basic credentials only when
+        # challenged for them, with the realm oVirt's engine names.
+        response.headers.append("WWW-Authenticate", 'Basic realm="RESTAPI"')
+        response.headers.append("WWW-Authenticate", 'Bearer realm="ovirt-engine"')
+    return response
 
 
 def error_response(request: Request, exc: Exception) -> Response:

@@ -36,8 +36,9 @@ def read_disk_attachment(node: Node) -> DiskAttachmentInput:
         bootable=node.get_bool("bootable"), active=node.get_bool("active"),
         read_only=node.get_bool("read_only"))
     if disk is not None:
-        # A disk with an id and no size names an existing disk; otherwise it is a new one.
-        if disk.get_id() is not None and disk.child("provisioned_size") is None:
+        # As in oVirt, a disk with an id names an existing disk (Ansible's ovirt_disk sends its
+        # whole description along); without one it is a new disk.
+        if disk.get_id() is not None:
             data.disk_ref = ref_of(disk)
         else:
             data.disk = read_disk(disk)

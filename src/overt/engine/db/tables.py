@@ -409,3 +409,24 @@ class ConsoleToken(Base):
     vm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("vms.id", ondelete="CASCADE"))
     expires_at: Mapped[dt.datetime] = mapped_column()
     used_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class Tag(Base):
+    """oVirt's tags: labels in a tree under the built-in root tag (parent_id None), assigned
+    to VMs to find them by (`tag=web` in a search)."""
+
+    __tablename__ = "tags"
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"),
+                                                        index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class VmTag(Base):
+    __tablename__ = "vm_tags"
+    vm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("vms.id", ondelete="CASCADE"),
+                                             primary_key=True)
+    tag_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"),
+                                              primary_key=True, index=True)

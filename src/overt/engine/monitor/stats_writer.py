@@ -86,8 +86,10 @@ async def _write(session: Any, batch: dict[uuid.UUID, StatsEvent]) -> list[uuid.
     vm_samples = {}
     for host_id, host_uuid in hosts:
         stats = batch[host_uuid].host
+        # Total and free from the same sample, so a host's memory facts never disagree.
         host_rows.append({"id": host_id, "cpu_percent": stats.cpu_percent,
-                          "free_memory_mib": stats.memory_free_mib})
+                          "free_memory_mib": stats.memory_free_mib,
+                          "memory_mib": stats.memory_total_mib})
         samples.append({
             "subject_type": "host", "subject_id": host_id, "time": now,
             "cpu_percent": stats.cpu_percent, "memory_used_mib": stats.memory_used_mib,
@@ -116,6 +118,8 @@ async def _write(session: Any, batch: dict[uuid.UUID, StatsEvent]) -> list[uuid.
                 "net_rx_bps": max(0, sample.net_rx_bytes - rx_before) / interval,
                 "net_tx_bps": max(0, sample.net_tx_bytes - tx_before) / interval})
     # Rows in one order (by id) so that two writers never deadlock on them.
+    if any(row["memory_mib"] <= 0 for row in host_rows):  # a sample without a total
+        host_rows = [{k: v for k, v in row.items() if k != "memory_mib"} for row in host_rows]
     await session.execute(update(Host), sorted(host_rows, key=lambda r: str(r["id"])))
     if vm_rows:
         await session.execute(update(Vm), sorted(vm_rows, key=lambda r: str(r["id"])))

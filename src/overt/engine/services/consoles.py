@@ -60,3 +60,32 @@ async def request_ticket(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.
                             params={"vm_id": str(vm.id), "password": value, "expiry_s": expiry},
                             vm_id=vm.id, host_id=vm.host_id, owner_id=user.id, max_attempts=1)
     return TicketRequest(job=job, password=value, expiry_s=expiry)
+
+
+def connection_file(*, vm_id: uuid.UUID, vm_name: str, address: str, port: int, password: str,
+                    expiry_s: int, engine_host: str, sso_token: str, ca_pem: str) -> str:
+    """A remote-viewer connection file (.vv) as oVirt's engine writes it: the console to open
+    with its one-time password, and an [ovirt] section remote-viewer uses to ask the engine
+    for a fresh ticket (with the CA on one line, newlines escaped)."""
+    lines = [
+        "[virt-viewer]",
+        "type=vnc",
+        f"host={address}",
+        f"port={port}",
+        f"password={password}",
+        f"# Password is valid for {expiry_s} seconds.",
+        "delete-this-file=1",
+        "fullscreen=0",
+        f"title={vm_name}:%d",
+        "toggle-fullscreen=shift+f11",
+        "release-cursor=shift+f12",
+        "secure-attention=ctrl+alt+end",
+        "",
+        "[ovirt]",
+        f"host={engine_host}",
+        f"vm-guid={vm_id}",
+        f"sso-token={sso_token}",
+        "admin=1",
+        "ca=" + ca_pem.replace("\n", "\\n"),
+    ]
+    return "\n".join(lines) + "\n"

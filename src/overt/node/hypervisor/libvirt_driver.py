@@ -45,6 +45,7 @@ from overt.node.hypervisor.libvirt_connection import (
 from overt.node.hypervisor.libvirt_errors import node_failure
 from overt.node.hypervisor.libvirt_host import (
     host_counters,
+    host_memory,
     parse_capabilities,
     sum_indexed,
     version_string,
@@ -114,12 +115,12 @@ class LibvirtHypervisor:
         conn = self.connection.get()
         cpu = parse_capabilities(await self._call("reading host capabilities",
                                                   conn.getCapabilities))
-        info = await self._call("reading host info", conn.getInfo)
+        memory = await self._call("reading host memory", host_memory, conn)
         nics = await asyncio.to_thread(host_nics.host_nics)
         return HostCapabilities(
             host_uuid=cpu.host_uuid, hostname=socket.gethostname(), agent_version=__version__,
             protocol_version=PROTOCOL_VERSION, cpu_model=cpu.model, cpu_sockets=cpu.sockets,
-            cpu_cores=cpu.cores, cpu_threads=cpu.threads, memory_mib=int(info[1]), nics=nics,
+            cpu_cores=cpu.cores, cpu_threads=cpu.threads, memory_mib=memory.total_kib // 1024, nics=nics,
             libvirt_version=version_string(await self._call("reading versions",
                                                             conn.getLibVersion)),
             qemu_version=version_string(await self._call("reading versions", conn.getVersion)),

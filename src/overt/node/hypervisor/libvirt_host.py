@@ -43,15 +43,30 @@ def version_string(number: int) -> str:
     return f"{major}.{minor}.{micro}"
 
 
+@dataclass(frozen=True)
+class HostMemory:
+    total_kib: int
+    free_kib: int  # free + buffers + page cache: what guests can get
+
+
+def host_memory(conn: libvirt.virConnect) -> HostMemory:
+    """The host's memory total and free from one source, libvirt's node memory stats (the
+    kernel's own counters). `virNodeGetInfo`'s figure is not used: in a container or under
+    memory hotplug it can disagree with the counters free memory comes from. Blocking."""
+    memory = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS, 0)
+    free = memory.get("free", 0) + memory.get("buffers", 0) + memory.get("cached", 0)
+    total = memory.get("total", 0)
+    return HostMemory(total_kib=total, free_kib=min(free, total))
+
+
 def host_counters(conn: libvirt.virConnect, nics: dict[str, tuple[int, int]]) -> HostCounters:
     """CPU and memory counters of the host now. Blocking."""
     cpu = conn.getCPUStats(libvirt.VIR_NODE_CPU_STATS_ALL_CPUS, 0)
     busy = cpu.get("kernel", 0) + cpu.get("user", 0)
     total = busy + cpu.get("idle", 0) + cpu.get("iowait", 0)
-    memory = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS, 0)
-    free = memory.get("free", 0) + memory.get("buffers", 0) + memory.get("cached", 0)
-    return HostCounters(cpu_busy_ns=busy, cpu_total_ns=total,
-                        memory_total_kib=memory.get("total", 0), memory_free_kib=free, nics=nics)
+    memory = host_memory(conn)
+    return HostCounters(cpu_busy_ns=busy, cpu_total_ns=total, memory_total_kib=memory.total_kib,
+                        memory_free_kib=memory.free_kib, nics=nics)
 
 
 def sum_indexed(stats: dict[str, int], group: str, field: str) -> int:

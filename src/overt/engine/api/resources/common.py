@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from overt.engine.api import search
 from overt.engine.api.context import ApiContext
+from overt.engine.api.search_fields import fields_for
 from overt.engine.api.views import ref
 from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import Job
@@ -18,15 +19,13 @@ T = TypeVar("T")
 
 
 async def list_rows(ctx: ApiContext, stmt: Select[T], fields: dict[str, Any]) -> list[T]:
-    """Rows of `stmt` filtered by the `search` parameter and limited by `max`."""
-    condition = search.where(ctx.request.query_params.get("search"), fields,
-                             case_sensitive=ctx.request.query_params.get(
-                                 "case_sensitive", "true").lower() != "false")
-    if condition is not None:
-        stmt = stmt.where(condition)
-    limit = ctx.max_param()
-    if limit is not None:
-        stmt = stmt.limit(limit)
+    """Rows of `stmt` filtered, sorted and paged by the `search` parameter and limited by `max`
+    (`fields`: the listing's own search fields, besides its table's defaults)."""
+    stmt = search.apply(stmt, ctx.request.query_params.get("search"),
+                        fields_for(stmt.column_descriptions[0]["entity"], fields),
+                        case_sensitive=ctx.request.query_params.get(
+                            "case_sensitive", "true").lower() != "false",
+                        limit=ctx.max_param())
     return list((await ctx.session.execute(stmt)).scalars())
 
 

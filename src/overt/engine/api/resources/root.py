@@ -11,14 +11,15 @@ from overt.engine.api.context import API_PREFIX, ApiContext
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.db.tables import Host, StorageDomain, User, Vm, utcnow
 from overt.engine.model.status import HostStatus, StorageDomainStatus, VmStatus
+from overt.engine.services.tags import ROOT_TAG_ID
 from overt.engine.services.vms import BLANK_TEMPLATE_ID
 
 routes = ApiRoutes()
 
 COLLECTIONS = ("clusters", "datacenters", "disks", "events", "hosts", "jobs", "networks",
-               "storagedomains", "templates", "users", "vms", "vnicprofiles")
+               "storagedomains", "tags", "templates", "users", "vms", "vnicprofiles")
 SEARCHABLE = ("clusters", "datacenters", "disks", "events", "hosts", "networks",
-              "storagedomains", "templates", "users", "vms", "vnicprofiles")
+              "storagedomains", "tags", "templates", "users", "vms", "vnicprofiles")
 
 
 async def _count(ctx: ApiContext, model: type, condition: object = None) -> int:
@@ -46,6 +47,7 @@ async def api_root(ctx: ApiContext) -> Response:
         },
         "special_objects": {
             "blank_template": views.ref("templates", BLANK_TEMPLATE_ID),
+            "root_tag": views.ref("tags", ROOT_TAG_ID),
         },
         "summary": {
             "hosts": {"active": await _count(ctx, Host, Host.status == HostStatus.UP.value),

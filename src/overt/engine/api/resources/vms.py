@@ -8,8 +8,10 @@ from sqlalchemy import select
 from starlette.responses import Response
 
 from overt.engine.api import views
-from overt.engine.api.context import ApiContext
+from overt.engine.api.context import ApiContext, href
 from overt.engine.api.readers import read_disk_attachment, read_nic, read_vm
+from overt.engine.api.resources import consoles as console_resources
+from overt.engine.api.resources import vm_devices
 from overt.engine.api.resources.common import action_done, action_params, list_rows
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.wire.render import Representation
@@ -50,7 +52,10 @@ async def vm_view(ctx: ApiContext, vm: Vm) -> Representation:
     if "disk_attachments" in follow or "disk_attachments.disk" in follow:
         attachments = await _attachment_views(ctx, vm.id,
                                               with_disks="disk_attachments.disk" in follow)
-    return views.vm(vm, nics=nics, disk_attachments=attachments)
+    rep = views.vm(vm, nics=nics, disk_attachments=attachments)
+    rep["display"] = await console_resources.display(ctx, vm)
+    rep["link"] = [*rep["link"], *views.links(href("vms", vm.id), *vm_devices.LINKS)]
+    return rep
 
 
 SEARCH_FIELDS["cluster"] = Cluster.name
