@@ -19,11 +19,14 @@ from tests.support.engine import RunningEngine, start_engine
 
 
 @pytest.fixture
-def engine() -> Iterator[RunningEngine]:
+def engine(request: pytest.FixtureRequest) -> Iterator[RunningEngine]:
+    """An engine; a test marked `install_timeout(S)` gives up installing hosts after S s."""
     require_root()
     base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-enroll-"))
     base.chmod(0o755)
-    running = start_engine(base / "engine")
+    marker = request.node.get_closest_marker("install_timeout")
+    settings = {"host_install_timeout_s": marker.args[0]} if marker else {}
+    running = start_engine(base / "engine", **settings)
     yield running
     running.stop()
     shutil.rmtree(base, ignore_errors=True)
@@ -87,6 +90,7 @@ def test_a_host_added_by_address_joins_without_approval(
         agent.stop()
 
 
+@pytest.mark.install_timeout(3)
 def test_adding_a_host_where_no_agent_runs_fails_clearly(
     engine: RunningEngine, connection: sdk.Connection
 ) -> None:
@@ -100,3 +104,32 @@ def test_adding_a_host_where_no_agent_runs_fails_clearly(
     assert any("is `overt node` running there?" in e for e in events)
     hosts.host_service(host.id).remove()
     assert [h.name for h in hosts.list()] == []
+
+
+@pytest.mark.install_timeout(3)
+def test_a_host_whose_install_failed_is_installed_again_once_its_agent_runs(
+    engine: RunningEngine, connection: sdk.Connection
+) -> None:
+    agent = Agent(engine.runtime.settings.data_dir.parent / "late", engine_ca=engine.ca_file)
+    hosts = connection.system_service().hosts_service()
+    host = hosts.add(types.Host(name="late", address="127.0.0.1", port=agent.port,
+                                cluster=types.Cluster(name="Default")))
+    host_service = hosts.host_service(host.id)
+    failed = wait_until(lambda: (h := host_service.get()).status ==
+                        types.HostStatus.INSTALL_FAILED and h, 60, "the install to fail")
+    assert "cannot reach the Overt agent" in failed.status_detail
+    agent.start()
+    try:
+        host_service.install()
+        assert host_service.get().status in (types.HostStatus.INSTALLING,
+                                             types.HostStatus.CONNECTING, types.HostStatus.UP)
+        up = wait_until(lambda: (h := host_service.get()).status == types.HostStatus.UP and h,
+                        120, "the installed host to come up")
+        assert up.certificate is not None and up.hardware_information.uuid
+        events = [e.description for e in connection.system_service().events_service().list(
+            max=20)]
+        assert "Host late is being installed by admin@internal" in events
+        with pytest.raises(sdk.Error, match="Cannot install host late: it is up"):
+            host_service.install()
+    finally:
+        agent.stop()
