@@ -126,7 +126,7 @@ class AllInOne:
         # Until the engine takes these signals over (then it stops, and so does the demo).
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, main.cancel)
-        async with self._stage("starting libvirtd (its first start probes QEMU)"):
+        async with self._stage("starting libvirtd"):
             await asyncio.to_thread(ensure_libvirtd)
         await asyncio.to_thread(self._ensure_management_bridge)
         async with self._stage("building the test guest's disk image (cached after the first "

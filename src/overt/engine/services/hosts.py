@@ -22,8 +22,12 @@ INSTALLABLE = frozenset({HostStatus.INSTALL_FAILED, HostStatus.MAINTENANCE,
                          HostStatus.NON_OPERATIONAL, HostStatus.DOWN})
 # The job keeps trying until the engine's host_install_timeout_s; this only bounds retries.
 INSTALL_ATTEMPTS = 1000
-_REMOVABLE = {HostStatus.MAINTENANCE, HostStatus.PENDING_APPROVAL, HostStatus.INSTALL_FAILED,
-              HostStatus.NON_RESPONSIVE, HostStatus.DOWN, HostStatus.INSTALLING}
+REMOVABLE = frozenset({HostStatus.MAINTENANCE, HostStatus.PENDING_APPROVAL,
+                       HostStatus.INSTALL_FAILED, HostStatus.NON_RESPONSIVE, HostStatus.DOWN,
+                       HostStatus.INSTALLING})
+# Where maintenance (oVirt's `deactivate`) may start.
+DEACTIVATABLE = frozenset({HostStatus.UP, HostStatus.NON_RESPONSIVE,
+                           HostStatus.NON_OPERATIONAL, HostStatus.ERROR})
 
 
 async def vms_on(session: AsyncSession, host_id: uuid.UUID) -> int:
@@ -97,8 +101,7 @@ async def deactivate_host(session: AsyncSession, host_id: uuid.UUID, user: User)
     host = await lookup.get(session, Host, host_id, for_update=True)
     if host.status == HostStatus.MAINTENANCE.value:
         return host
-    if host.status not in (HostStatus.UP.value, HostStatus.NON_RESPONSIVE.value,
-                           HostStatus.NON_OPERATIONAL.value, HostStatus.ERROR.value):
+    if HostStatus(host.status) not in DEACTIVATABLE:
         raise Conflict(f"Cannot switch host {host.name} to maintenance: it is {host.status}.")
     running = await vms_on(session, host.id)
     if running:
@@ -126,7 +129,7 @@ async def activate_host(session: AsyncSession, host_id: uuid.UUID, user: User) -
 async def remove_host(session: AsyncSession, host_id: uuid.UUID, user: User,
                       *, force: bool = False) -> None:
     host = await lookup.get(session, Host, host_id, for_update=True)
-    if HostStatus(host.status) not in _REMOVABLE and not force:
+    if HostStatus(host.status) not in REMOVABLE and not force:
         raise Conflict(f"Cannot remove host {host.name}: it is {host.status}; switch it to "
                        "maintenance first.")
     if await vms_on(session, host.id):

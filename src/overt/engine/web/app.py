@@ -8,7 +8,7 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from overt.engine.web import auth, console, graphs, live, pages, vms
+from overt.engine.web import auth, console, graphs, hosts, live, pages, vms
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -21,5 +21,6 @@ def web_routes() -> list[BaseRoute]:
                   "scripts/setup (it installs them with npm)", STATIC)
     return [
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
-        *auth.ROUTES, *live.ROUTES, *graphs.ROUTES, *console.ROUTES, *vms.ROUTES, *pages.ROUTES,
+        *auth.ROUTES, *live.ROUTES, *graphs.ROUTES, *console.ROUTES, *vms.ROUTES, *hosts.ROUTES,
+        *pages.ROUTES,
     ]
