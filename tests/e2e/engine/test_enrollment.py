@@ -13,6 +13,7 @@ import ovirtsdk4.types as types
 import pytest
 
 from tests.conftest import require_root
+from tests.e2e.cli.test_vm_commands import cli
 from tests.support.agent import Agent
 from tests.support.demo import wait_until
 from tests.support.engine import RunningEngine, start_engine
@@ -131,5 +132,29 @@ def test_a_host_whose_install_failed_is_installed_again_once_its_agent_runs(
         assert "Host late is being installed by admin@internal" in events
         with pytest.raises(sdk.Error, match="Cannot install host late: it is up"):
             host_service.install()
+    finally:
+        agent.stop()
+
+
+@pytest.mark.install_timeout(3)
+def test_overt_host_install_brings_up_a_host_whose_install_failed(
+    engine: RunningEngine, connection: sdk.Connection
+) -> None:
+    agent = Agent(engine.runtime.settings.data_dir.parent / "cli", engine_ca=engine.ca_file)
+    hosts = connection.system_service().hosts_service()
+    host = hosts.add(types.Host(name="by-cli", address="127.0.0.1", port=agent.port,
+                                cluster=types.Cluster(name="Default")))
+    wait_until(lambda: hosts.host_service(host.id).get().status ==
+               types.HostStatus.INSTALL_FAILED, 60, "the install to fail")
+    agent.start()
+    try:
+        installed = cli(engine, "host", "install", "by-cli")
+        assert installed.returncode == 0, installed.stderr
+        assert "host by-cli is up" in installed.stdout
+        assert hosts.host_service(host.id).get().status == types.HostStatus.UP
+        again = cli(engine, "host", "install", "by-cli")
+        assert again.returncode == 1
+        assert "Cannot install host by-cli: it is up" in again.stderr
+        assert "Traceback" not in again.stderr
     finally:
         agent.stop()
