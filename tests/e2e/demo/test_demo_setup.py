@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import ovirtsdk4.types as types
@@ -17,6 +18,7 @@ from overt.system.processes import alive
 from overt.system.waiting import tcp_port_answers
 from tests.e2e.demo.conftest import new_demo
 from tests.support.demo import Demo, wait_until
+from tests.support.private_libvirt import PrivateLibvirt
 
 pytestmark = [pytest.mark.slow]
 
@@ -33,6 +35,23 @@ def demo() -> Iterator[Demo]:
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
     shutil.rmtree(made.data_dir.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def private_demo() -> Iterator[Demo]:
+    """A demo (not started yet) on a libvirtd of its own, so that no VM of this machine's
+    shared libvirtd shows up on its host `local` (a host with VMs refuses maintenance)."""
+    made = new_demo(None)
+    machine = PrivateLibvirt(made.data_dir.parent / "machine", fresh_cache=False)
+    machine.make_namespace()
+    made.command = machine.enter([sys.executable, "-m", "overt", "demo"])
+    try:
+        yield made
+    finally:
+        made.stop()
+        made.print_logs()
+        machine.stop()
+        shutil.rmtree(made.data_dir.parent, ignore_errors=True)
 
 
 def _local_host(demo: Demo) -> types.Host:
@@ -53,7 +72,8 @@ def test_the_demo_waits_for_an_agent_whose_first_start_is_slow(demo: Demo) -> No
     assert _local_host(demo).status == types.HostStatus.UP
 
 
-def test_the_demo_run_again_repairs_a_host_whose_install_failed(demo: Demo) -> None:
+def test_the_demo_run_again_repairs_a_host_whose_install_failed(private_demo: Demo) -> None:
+    demo = private_demo
     # A first run whose engine gives up installing hosts after 3 s, and notices a silent
     # host after 5 s.
     demo.env.update(OVERT_HOST_INSTALL_TIMEOUT_S="3", OVERT_HEARTBEAT_TIMEOUT_S="5")
