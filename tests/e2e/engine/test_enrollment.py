@@ -3,6 +3,7 @@ joins at once. Both end with an engine-issued certificate and the host up."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -12,7 +13,8 @@ import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
 
-from tests.conftest import require_root
+from overt.system.waiting import tcp_port_answers
+from tests.conftest import postgres_database, require_root
 from tests.e2e.cli.test_vm_commands import cli
 from tests.support.agent import Agent
 from tests.support.demo import wait_until
@@ -27,9 +29,13 @@ def engine(request: pytest.FixtureRequest) -> Iterator[RunningEngine]:
     base.chmod(0o755)
     marker = request.node.get_closest_marker("install_timeout")
     settings = {"host_install_timeout_s": marker.args[0]} if marker else {}
-    running = start_engine(base / "engine", **settings)
-    yield running
-    running.stop()
+    with contextlib.ExitStack() as stack:
+        # sqlite unless the test is parametrized indirectly with "postgresql"
+        db = stack.enter_context(postgres_database()) \
+            if getattr(request, "param", "sqlite") == "postgresql" else None
+        running = start_engine(base / "engine", db=db, **settings)
+        yield running
+        running.stop()
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -108,6 +114,8 @@ def test_adding_a_host_where_no_agent_runs_fails_clearly(
 
 
 @pytest.mark.install_timeout(3)
+@pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)],
+                         indirect=True)
 def test_a_host_whose_install_failed_is_installed_again_once_its_agent_runs(
     engine: RunningEngine, connection: sdk.Connection
 ) -> None:
@@ -121,6 +129,8 @@ def test_a_host_whose_install_failed_is_installed_again_once_its_agent_runs(
     assert "cannot reach the Overt agent" in failed.status_detail
     agent.start()
     try:
+        # The administrator fixes the agent first (this engine gives up after 3 s).
+        wait_until(lambda: tcp_port_answers("127.0.0.1", agent.port), 120, "the agent to listen")
         host_service.install()
         assert host_service.get().status in (types.HostStatus.INSTALLING,
                                              types.HostStatus.CONNECTING, types.HostStatus.UP)
@@ -148,6 +158,7 @@ def test_overt_host_install_brings_up_a_host_whose_install_failed(
                types.HostStatus.INSTALL_FAILED, 60, "the install to fail")
     agent.start()
     try:
+        wait_until(lambda: tcp_port_answers("127.0.0.1", agent.port), 120, "the agent to listen")
         installed = cli(engine, "host", "install", "by-cli")
         assert installed.returncode == 0, installed.stderr
         assert "host by-cli is up" in installed.stdout
