@@ -9,17 +9,19 @@ Default, with a local storage domain and the `test-guest` template.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
-import os
-import subprocess
-import sys
-from collections.abc import Awaitable, Callable
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
 
+from overt.allinone_agent import AgentError, AgentOptions, LocalAgent
 from overt.config import EngineSettings, is_broker_url
 from overt.engine.bootstrap import EngineRuntime
 from overt.engine.db.seed import ADMIN
@@ -32,7 +34,6 @@ from overt.lab import netns
 from overt.lab.guest import build_guest_image
 from overt.lab.guest_dhcp import GuestDhcp
 from overt.system.daemons import ensure_libvirtd
-from overt.system.processes import alive, stop_processes
 from overt.system.waiting import tcp_port_answers
 
 log = logging.getLogger(__name__)
@@ -61,12 +62,14 @@ class DemoOptions:
     images_dir: Path = IMAGES_DIR
 
 
+class Stopped(Exception):
+    """The engine stopped (SIGINT or SIGTERM) while the demo was still setting up."""
+
+
 class AllInOne:
     def __init__(self, options: DemoOptions, say: Callable[[str], None]) -> None:
         self.options = options
         self.say = say
-        self.agent: subprocess.Popen[bytes] | None = None
-        self.agent_pid: int | None = None
         if options.bus != "direct" and not is_broker_url(options.bus):
             raise DemoError(f"--bus {options.bus!r}: use `direct` or the amqp(s):// URL of a "
                             "broker administrator (see docs/broker.md)")
@@ -79,6 +82,9 @@ class AllInOne:
             gateway_port=options.gateway_port, public_address=options.public_address,
             broker_admin_url=admin)
         self.runtime = EngineRuntime(settings)
+        self.agent = LocalAgent(AgentOptions(
+            data_dir=options.data_dir, images_dir=options.images_dir, port=options.node_port,
+            ca_file=self.runtime.pki.ca_file, managed=self.managed), say)
 
     @property
     def managed(self) -> bool:
@@ -92,49 +98,76 @@ class AllInOne:
     def portal_url(self) -> str:
         return f"https://127.0.0.1:{self.options.port}/"
 
-    @property
-    def agent_pidfile(self) -> Path:
-        return self.options.data_dir / "node.pid"
-
-    def _running_agent(self) -> int | None:
-        """The agent a previous run left behind (the engine was killed, its agent was not)."""
-        try:
-            pid = int(self.agent_pidfile.read_text())
-        except (OSError, ValueError):
-            return None
-        if not alive(pid) or b"overt" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-            return None
-        return pid
-
     def _check_ports(self) -> None:
         ports = [(self.options.port, "API"), (self.options.gateway_port, "node gateway")]
-        if self._running_agent() is None:
+        if self.agent.leftover() is None:
             ports.append((self.options.node_port, "local agent"))
         for port, what in ports:
             if tcp_port_answers("127.0.0.1", port):
                 raise DemoError(f"port {port} (the {what}) is in use: is another Overt running? "
                                 "Stop it, or choose other ports.")
 
+    @contextlib.asynccontextmanager
+    async def _stage(self, what: str) -> AsyncIterator[None]:
+        """Say what the demo does now, and how long it took, so a slow first run never
+        looks hung."""
+        self.say(f"{what}…")
+        started = time.monotonic()
+        yield
+        self.say(f"{what}: done in {time.monotonic() - started:.1f} s")
+
     async def run(self, ready: Callable[[AllInOne], None]) -> None:
+        """Set up and run until SIGINT or SIGTERM; whatever way out, the engine and the
+        agent this run started are stopped."""
         self._check_ports()
-        self.say("starting libvirtd and building the test guest (cached after the first run)")
-        await asyncio.to_thread(ensure_libvirtd)
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        assert main is not None
+        # Until the engine takes these signals over (then it stops, and so does the demo).
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, main.cancel)
+        async with self._stage("starting libvirtd"):
+            await asyncio.to_thread(ensure_libvirtd)
         await asyncio.to_thread(self._ensure_management_bridge)
-        image = await asyncio.to_thread(build_guest_image)
-        self.say("preparing the engine (database, certificates)")
-        await self.runtime.prepare()
+        async with self._stage("building the test guest's disk image (cached after the first "
+                               "run)"):
+            image = await asyncio.to_thread(build_guest_image)
+        async with self._stage("preparing the engine (database, certificates)"):
+            await self.runtime.prepare()
         started = asyncio.Event()
         engine = asyncio.create_task(self.runtime.run(ready=started))
-        await started.wait()
         try:
-            self._start_agent()
-            await self._set_up(str(image.qcow2_disk), image.qcow2_disk.stat().st_size)
+            await self._unless_stopped(engine, started.wait())
+            self.agent.start()
+            await self._unless_stopped(engine, self.agent.wait_until_it_answers())
+            await self._unless_stopped(engine, self._set_up(
+                str(image.qcow2_disk), image.qcow2_disk.stat().st_size))
             ready(self)
             await engine
+        except AgentError as exc:
+            raise DemoError(str(exc)) from None
         finally:
-            self.runtime.stop()
-            await asyncio.gather(engine, return_exceptions=True)
-            self._stop_agent()
+            try:
+                self.runtime.stop()
+                await asyncio.gather(engine, return_exceptions=True)
+            finally:
+                await asyncio.to_thread(self.agent.stop)
+
+    @staticmethod
+    async def _unless_stopped(engine: asyncio.Task[None], step: Awaitable[object]) -> None:
+        """Run a set-up step; if the engine stops meanwhile (a signal), give up the step."""
+        task = asyncio.ensure_future(step)
+        try:
+            await asyncio.wait([task, engine], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if task.cancelled():
+            if engine.done() and not engine.cancelled() and engine.exception() is not None:
+                raise DemoError(f"the engine stopped: {engine.exception()}")
+            raise Stopped()
+        task.result()
 
     def _ensure_management_bridge(self) -> None:
         """This machine's `ovirtmgmt` bridge, as oVirt's host deploy makes one.
@@ -158,61 +191,24 @@ class AllInOne:
         GuestDhcp(state, MANAGEMENT_BRIDGE,
                   (subnet.network_address + 100, subnet.network_address + 250)).ensure_running()
 
-    def _start_agent(self) -> None:
-        running = self._running_agent()
-        if running is not None:
-            self.say(f"the agent of this machine is still running (pid {running}); using it")
-            self.agent_pid = running
-            return
-        node_dir = self.options.data_dir / "node"
-        node_dir.mkdir(parents=True, exist_ok=True)
-        self.options.images_dir.mkdir(parents=True, exist_ok=True)
-        log_file = (self.options.data_dir / "node.log").open("ab")
-        argv = [sys.executable, "-m", "overt", "node", "--listen-address", "127.0.0.1",
-                "--port", str(self.options.node_port), "--advertise-address", "127.0.0.1",
-                "--data-dir", str(node_dir), "--storage-dir", str(self.options.images_dir),
-                "--engine-ca-file", str(self.runtime.pki.ca_file)]
-        if self.managed:
-            argv += ["--bus", "amqp"]
-        self.say(f"starting the agent of this machine (log: {self.options.data_dir}/node.log)")
-        self.agent = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, start_new_session=True,
-                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self.agent_pid = self.agent.pid
-        self.agent_pidfile.write_text(str(self.agent.pid))
-
-    def _stop_agent(self) -> None:
-        if self.agent_pid is None:
-            return
-        stop_processes({self.agent_pid}, grace=20)
-        if self.agent is not None:
-            self.agent.wait()
-        self.agent_pidfile.unlink(missing_ok=True)
-
     async def _set_up(self, image_path: str, image_size: int) -> None:
         db = self.runtime.db
+        async with self._stage("bringing up this machine as host 'local'"):
+            host_id = await self._ensure_local_host()
+            await self._wait_for(lambda: self._host_status(host_id), {HostStatus.UP.value},
+                                 "host 'local' to come up",
+                                 failed={HostStatus.INSTALL_FAILED.value},
+                                 limit_s=self.runtime.settings.host_install_timeout_s + 60)
         jobs = JobSubmitter(self.runtime.job_wakeup)
         async with db.transaction() as session:
             admin = (await session.execute(select(User).where(User.user_name == ADMIN))
                      ).scalar_one()
-            host = (await session.execute(select(Host).where(Host.name == LOCAL_HOST))
-                    ).scalar_one_or_none()
-            if host is None:
-                self.say("adding this machine as host 'local' of cluster Default")
-                host = await host_service.add_host(
-                    session, jobs, name=LOCAL_HOST, address="127.0.0.1",
-                    port=self.options.node_port, cluster=None, user=admin)
-            host_id = host.id
-        await self._wait_for(lambda: self._host_status(host_id), {HostStatus.UP.value},
-                             "host 'local' to come up", failed={HostStatus.INSTALL_FAILED.value})
         async with db.transaction() as session:
             domain = (await session.execute(select(StorageDomain).where(
                 StorageDomain.name == LOCAL_STORAGE))).scalar_one_or_none()
             if domain is None:
                 host = await session.get(Host, host_id)
                 assert host is not None
-
-
                 cluster = await session.get(Cluster, host.cluster_id)
                 assert cluster is not None
                 domain = StorageDomain(name=LOCAL_STORAGE, description="Local storage of host local",
@@ -234,6 +230,37 @@ class AllInOne:
                              {TemplateStatus.OK.value}, "template 'test-guest'",
                              failed={TemplateStatus.ILLEGAL.value})
 
+    async def _ensure_local_host(self) -> uuid.UUID:
+        """Host `local`, added if missing, and repaired from whatever state a previous run
+        left it in (a failed install, maintenance, a changed agent port)."""
+        jobs = JobSubmitter(self.runtime.job_wakeup)
+        async with self.runtime.db.transaction() as session:
+            admin = (await session.execute(select(User).where(User.user_name == ADMIN))
+                     ).scalar_one()
+            host = (await session.execute(select(Host).where(Host.name == LOCAL_HOST))
+                    ).scalar_one_or_none()
+            if host is None:
+                self.say("adding this machine as host 'local' of cluster Default")
+                host = await host_service.add_host(
+                    session, jobs, name=LOCAL_HOST, address="127.0.0.1",
+                    port=self.options.node_port, cluster=None, user=admin)
+                return host.id
+            status = HostStatus(host.status)
+            if status is HostStatus.PENDING_APPROVAL:
+                self.say("host 'local' waits for approval: approving it")
+                await host_service.approve_host(session, host.id, admin)
+            elif status is HostStatus.MAINTENANCE and host.port == self.options.node_port:
+                self.say("host 'local' is in maintenance: activating it")
+                await host_service.activate_host(session, host.id, admin)
+                self.runtime.monitor_wakeup.set()
+            elif status in host_service.INSTALLABLE or host.port != self.options.node_port:
+                if status not in host_service.INSTALLABLE:
+                    await host_service.deactivate_host(session, host.id, admin)
+                host.port = self.options.node_port
+                self.say(f"host 'local' is {status.value}: installing it again")
+                await host_service.install_host(session, jobs, host.id, admin)
+            return host.id
+
     async def _host_status(self, host_id: object) -> str:
         async with self.runtime.db.transaction() as session:
             host = await session.get(Host, host_id)
@@ -245,7 +272,7 @@ class AllInOne:
             return template.status if template else "gone"
 
     async def _wait_for(self, status: Callable[[], Awaitable[str]], wanted: set[str], what: str,
-                        *, failed: set[str], limit_s: float = 180) -> None:
+                        *, failed: set[str], limit_s: float = 240) -> None:
         async with asyncio.timeout(limit_s):
             while True:
                 current = await status()
@@ -253,7 +280,8 @@ class AllInOne:
                     return
                 if current in failed:
                     raise DemoError(f"{what} failed ({current}); see the engine's events and "
-                                    f"{self.options.data_dir}/node.log")
-                if self.agent_pid is not None and not alive(self.agent_pid):
-                    raise DemoError(f"the agent stopped; see {self.options.data_dir}/node.log")
+                                    f"{self.agent.log_file}. Running the demo again installs "
+                                    "it again.")
+                if not self.agent.running():
+                    raise DemoError(f"the agent stopped; see {self.agent.log_file}")
                 await asyncio.sleep(0.3)

@@ -68,6 +68,10 @@ class NodeSettings(BaseSettings):
         5.0, ge=0.1, le=600.0, description="How often a node waiting for approval asks again.")
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    test_start_delay_s: float = Field(
+        0.0, ge=0.0, le=600.0, description="For tests only: wait this long before starting "
+        "(before the first libvirt call and before binding the port), as an agent does on a "
+        "fresh machine while libvirt probes QEMU. Set as OVERT_NODE_TEST_START_DELAY_S.")
 
     @field_validator("bus")
     @classmethod
@@ -125,6 +129,10 @@ class EngineSettings(BaseSettings):
         "in the gateway URL given to nodes).")
     admin_password: SecretStr | None = Field(None, repr=False)
     heartbeat_timeout_s: float = Field(30.0, ge=1.0)
+    host_install_timeout_s: float = Field(
+        180.0, ge=0.0, description="How long adding or installing a host keeps trying to "
+        "reach its agent (with backoff) before the host is install_failed: an agent's first "
+        "start may take a while (libvirt probes QEMU, the agent probes the CPU).")
     monitor_report_interval_s: float = Field(
         60.0, ge=0.5, description="How often a monitor logs what it applied and the lag from "
         "node to database.")

@@ -19,6 +19,7 @@ class Agent:
     engine_ca: Path | None = None
     bus: str = "direct"
     port: int = field(default_factory=free_port)
+    libvirt_uri: str | None = None  # another libvirtd than this machine's (its own host UUID)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -35,6 +36,8 @@ class Agent:
             argv += ["--engine-url", self.engine_url]
         if self.engine_ca:
             argv += ["--engine-ca-file", str(self.engine_ca)]
+        if self.libvirt_uri:
+            argv += ["--libvirt-uri", self.libvirt_uri]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL,

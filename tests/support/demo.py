@@ -32,6 +32,9 @@ class Demo:
     gateway_port: int = field(default_factory=free_port)
     node_port: int = field(default_factory=free_port)
     log_level: str = "info"
+    # How the demo is run: `overt demo` by default; e.g. scripts/demo, behind nsenter.
+    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "overt", "demo"])
+    env: dict[str, str] = field(default_factory=dict)  # more environment for this run
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -46,8 +49,13 @@ class Demo:
     def log(self) -> Path:
         return self.data_dir / "demo.log"
 
-    def start(self, timeout: float = 240) -> None:
-        argv = [sys.executable, "-m", "overt", "demo", "--data-dir", str(self.data_dir),
+    @property
+    def agent_pidfile(self) -> Path:
+        return self.data_dir / "node.pid"
+
+    def launch(self) -> None:
+        """Start the demo and return at once (see `start` to wait until it is ready)."""
+        argv = [*self.command, "--data-dir", str(self.data_dir),
                 "--port", str(self.port), "--gateway-port", str(self.gateway_port),
                 "--node-port", str(self.node_port), "--images-dir", str(self.images_dir),
                 "--log-level", self.log_level]
@@ -57,9 +65,21 @@ class Demo:
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, "OVERT_ADMIN_PASSWORD": self.password,
                      "OVERT_DEMO_BUS": self.bus,
-                     **({"OVERT_DEMO_DB": self.db} if self.db else {})})
+                     **({"OVERT_DEMO_DB": self.db} if self.db else {}), **self.env})
+
+    def output(self) -> str:
+        """What this run of the demo printed (since the last restart mark)."""
+        return self.log.read_bytes().split(b"--- restart ---")[-1].decode(errors="replace")
+
+    def mark_restart(self) -> None:
+        with self.log.open("ab") as log:
+            log.write(b"\n--- restart ---\n")
+
+    def start(self, timeout: float = 240) -> None:
+        self.launch()
+        assert self.process is not None
         deadline = time.monotonic() + timeout
-        while b"Overt is ready" not in self.log.read_bytes().split(b"--- restart ---")[-1]:
+        while "Overt is ready" not in self.output():
             if self.process.poll() is not None:
                 raise RuntimeError(f"overt demo exited:\n{self.log.read_text()[-3000:]}")
             if time.monotonic() > deadline:
@@ -77,8 +97,7 @@ class Demo:
         assert self.process is not None
         self.process.kill()
         self.process.wait()
-        with self.log.open("ab") as log:
-            log.write(b"\n--- restart ---\n")
+        self.mark_restart()
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from overt.allinone import AllInOne, DemoError, DemoOptions
+from overt.allinone import AllInOne, DemoError, DemoOptions, Stopped
 from overt.cli.errors import reports_errors
 from overt.cli.logs import setup_logging
 
@@ -72,7 +72,7 @@ def demo(
     try:
         allinone = AllInOne(options, say=lambda text: console.print(f"[cyan]•[/] {text}"))
         asyncio.run(allinone.run(_ready))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError, Stopped):
         pass
     except DemoError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)

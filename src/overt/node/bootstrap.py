@@ -55,11 +55,18 @@ def build_agent(settings: NodeSettings, transport: AgentTransport | None = None)
 
 async def run_agent(settings: NodeSettings) -> None:
     """Run the agent until SIGTERM or SIGINT. Stopping it never stops a VM."""
-    agent = build_agent(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if settings.test_start_delay_s:
+        log.warning("delaying the start by %g s (test_start_delay_s, for tests only)",
+                    settings.test_start_delay_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.test_start_delay_s)
+        if stop.is_set():
+            return
+    agent = build_agent(settings)
     try:
         await agent.start()
         await stop.wait()

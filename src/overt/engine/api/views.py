@@ -72,7 +72,7 @@ def host(h: t.Host, *, vm_count: int = 0) -> Representation:
     return {
         "href": base, "id": str(h.id),
         "actions": actions(base, "activate", "approve", "deactivate", "enrollcertificate",
-                           "refresh"),
+                           "install", "refresh"),
         "name": h.name, "description": h.description,
         "link": links(base, "nics", "statistics", "permissions", "storage"),
         "address": h.address, "port": h.port, "status": h.status,

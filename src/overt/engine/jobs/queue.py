@@ -136,8 +136,9 @@ async def fail(session: AsyncSession, job: Job, message: str) -> None:
     await _close_steps(session, job.id, JobStatus.FAILED)
 
 
-async def retry_later(session: AsyncSession, job: Job, message: str) -> None:
-    delay = min(MAX_BACKOFF_S, 2.0 ** job.attempts)
+async def retry_later(session: AsyncSession, job: Job, message: str,
+                      *, max_delay_s: float = MAX_BACKOFF_S) -> None:
+    delay = min(MAX_BACKOFF_S, max_delay_s, 2.0 ** job.attempts)
     job.state, job.error = "queued", message
     job.not_before = utcnow() + dt.timedelta(seconds=delay)
     job.claimed_by, job.lease_until = None, None

@@ -96,7 +96,11 @@ class Worker:
                     raise
                 log.warning("job %s lost its lease to another worker; abandoned here", job.id)
                 return
-            except (RetryLater, TransportError, OperationalError) as exc:
+            except RetryLater as exc:
+                await self._retry(job, str(exc) or type(exc).__name__,
+                                  max_delay_s=exc.max_delay_s)
+                return
+            except (TransportError, OperationalError) as exc:
                 await self._retry(job, str(exc) or type(exc).__name__)
                 return
             except NodeCommandFailed as exc:
@@ -134,13 +138,14 @@ class Worker:
                 runner.cancel()
                 return
 
-    async def _retry(self, job: Job, message: str) -> None:
+    async def _retry(self, job: Job, message: str, *, max_delay_s: float | None = None) -> None:
         async with self.db.transaction() as session:
             fresh = await session.get(Job, job.id)
             if fresh is None or fresh.claimed_by != self.name:
                 return
             if fresh.attempts < fresh.max_attempts:
-                await queue.retry_later(session, fresh, message)
+                await queue.retry_later(session, fresh, message, max_delay_s=max_delay_s
+                                        if max_delay_s is not None else queue.MAX_BACKOFF_S)
                 log.warning("job %s will be retried: %s", job.id, message)
                 return
         await self._fail(job, f"{message} (gave up after {job.attempts} attempts)")

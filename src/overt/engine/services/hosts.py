@@ -1,4 +1,5 @@
-"""Hosts: add by address, approve a node that announced itself, maintenance, removal."""
+"""Hosts: add by address, install again, approve a node that announced itself, maintenance,
+removal."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from overt.engine.db.tables import Cluster, Host, User, Vm
+from overt.engine.db.tables import Cluster, Host, Job, User, Vm
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus, LogSeverity
@@ -16,8 +17,17 @@ from overt.engine.services.jobs import JobSubmitter
 from overt.engine.services.lookup import Ref
 
 DEFAULT_NODE_PORT = 54321
-_REMOVABLE = {HostStatus.MAINTENANCE, HostStatus.PENDING_APPROVAL, HostStatus.INSTALL_FAILED,
-              HostStatus.NON_RESPONSIVE, HostStatus.DOWN, HostStatus.INSTALLING}
+# Where oVirt's `install` (reinstall) is allowed: the host is not serving VMs.
+INSTALLABLE = frozenset({HostStatus.INSTALL_FAILED, HostStatus.MAINTENANCE,
+                         HostStatus.NON_OPERATIONAL, HostStatus.DOWN})
+# The job keeps trying until the engine's host_install_timeout_s; this only bounds retries.
+INSTALL_ATTEMPTS = 1000
+REMOVABLE = frozenset({HostStatus.MAINTENANCE, HostStatus.PENDING_APPROVAL,
+                       HostStatus.INSTALL_FAILED, HostStatus.NON_RESPONSIVE, HostStatus.DOWN,
+                       HostStatus.INSTALLING})
+# Where maintenance (oVirt's `deactivate`) may start.
+DEACTIVATABLE = frozenset({HostStatus.UP, HostStatus.NON_RESPONSIVE,
+                           HostStatus.NON_OPERATIONAL, HostStatus.ERROR})
 
 
 async def vms_on(session: AsyncSession, host_id: uuid.UUID) -> int:
@@ -41,12 +51,35 @@ async def add_host(session: AsyncSession, jobs: JobSubmitter, *, name: str | Non
                 cluster_id=found.id, status=HostStatus.INSTALLING.value)
     session.add(host)
     await session.flush()
-    await jobs.submit(session, action="host.install", description=f"Adding host {name}",
-                      params={"host_id": str(host.id)}, locks=[("host", host.id)],
-                      host_id=host.id, owner_id=user.id, max_attempts=3)
+    await _submit_install(session, jobs, host, user, f"Adding host {name}")
     audit.record(session, f"Host {name} was added by {user.user_name}", code=audit.HOST_ADDED,
                  host_id=host.id, cluster_id=found.id, user_id=user.id)
     return host
+
+
+async def install_host(session: AsyncSession, jobs: JobSubmitter, host_id: uuid.UUID,
+                       user: User, *, correlation_id: str | None = None) -> Job:
+    """oVirt's `install` action: enroll the host again (after a failed install, or from
+    maintenance); a node that kept this engine's certificate is reconnected."""
+    host = await lookup.get(session, Host, host_id, for_update=True)
+    if HostStatus(host.status) not in INSTALLABLE:
+        allowed = ", ".join(sorted(s.value for s in INSTALLABLE))
+        raise Conflict(f"Cannot install host {host.name}: it is {host.status}; it must be "
+                       f"one of {allowed} (switch it to maintenance first).")
+    host.status, host.status_detail = HostStatus.INSTALLING.value, ""
+    job = await _submit_install(session, jobs, host, user, f"Installing host {host.name}",
+                                correlation_id=correlation_id)
+    audit.record(session, f"Host {host.name} is being installed by {user.user_name}",
+                 code=audit.HOST_INSTALLING, host_id=host.id, user_id=user.id, job_id=job.id)
+    return job
+
+
+async def _submit_install(session: AsyncSession, jobs: JobSubmitter, host: Host, user: User,
+                          description: str, *, correlation_id: str | None = None) -> Job:
+    return await jobs.submit(session, action="host.install", description=description,
+                             params={"host_id": str(host.id)}, locks=[("host", host.id)],
+                             host_id=host.id, owner_id=user.id, max_attempts=INSTALL_ATTEMPTS,
+                             correlation_id=correlation_id)
 
 
 async def approve_host(session: AsyncSession, host_id: uuid.UUID, user: User,
@@ -68,8 +101,7 @@ async def deactivate_host(session: AsyncSession, host_id: uuid.UUID, user: User)
     host = await lookup.get(session, Host, host_id, for_update=True)
     if host.status == HostStatus.MAINTENANCE.value:
         return host
-    if host.status not in (HostStatus.UP.value, HostStatus.NON_RESPONSIVE.value,
-                           HostStatus.NON_OPERATIONAL.value, HostStatus.ERROR.value):
+    if HostStatus(host.status) not in DEACTIVATABLE:
         raise Conflict(f"Cannot switch host {host.name} to maintenance: it is {host.status}.")
     running = await vms_on(session, host.id)
     if running:
@@ -97,7 +129,7 @@ async def activate_host(session: AsyncSession, host_id: uuid.UUID, user: User) -
 async def remove_host(session: AsyncSession, host_id: uuid.UUID, user: User,
                       *, force: bool = False) -> None:
     host = await lookup.get(session, Host, host_id, for_update=True)
-    if HostStatus(host.status) not in _REMOVABLE and not force:
+    if HostStatus(host.status) not in REMOVABLE and not force:
         raise Conflict(f"Cannot remove host {host.name}: it is {host.status}; switch it to "
                        "maintenance first.")
     if await vms_on(session, host.id):

@@ -8,7 +8,7 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from overt.engine.web import auth, console, graphs, inventory, live, pages, vms
+from overt.engine.web import auth, console, graphs, hosts, inventory, live, pages, vms
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -22,5 +22,6 @@ def web_routes() -> list[BaseRoute]:
     return [
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         *auth.ROUTES, *live.ROUTES, *graphs.ROUTES, *console.ROUTES, *vms.ROUTES, *inventory.ROUTES,
+        *hosts.ROUTES,
         *pages.ROUTES,
     ]

@@ -30,6 +30,7 @@ from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus, VmStatus
 from overt.engine.services import lookup
 from overt.engine.web.context import WebContext, page
+from overt.engine.web.hosts import host_buttons
 
 ATTENTION_HOST_STATUSES = (HostStatus.NON_RESPONSIVE.value, HostStatus.NON_OPERATIONAL.value,
                            HostStatus.INSTALL_FAILED.value, HostStatus.ERROR.value,
@@ -152,7 +153,7 @@ async def host_values(session: AsyncSession, host_id: uuid.UUID) -> dict[str, An
     cluster = await lookup.get(session, Cluster, host.cluster_id)
     vms = list((await session.execute(select(Vm).where(Vm.host_id == host.id)
                                       .order_by(Vm.name))).scalars())
-    return {"host": host, "cluster": cluster, "vms": vms,
+    return {"host": host, "cluster": cluster, "vms": vms, "buttons": host_buttons(host),
             "events": await recent_events(session, host_id=host.id)}
 
 

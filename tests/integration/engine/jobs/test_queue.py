@@ -12,7 +12,7 @@ from sqlalchemy import select
 from overt.config import EngineSettings
 from overt.engine.db.database import Database
 from overt.engine.db.seed import BLANK_TEMPLATE_ID, seed
-from overt.engine.db.tables import AuditEvent, Cluster, Job, Lock, Vm
+from overt.engine.db.tables import AuditEvent, Cluster, Job, Lock, Vm, utcnow
 from overt.engine.jobs import queue
 from overt.engine.jobs.context import JobServices
 from overt.engine.jobs.handlers import FAILURE_HOOKS, HANDLERS
@@ -107,4 +107,24 @@ async def test_a_lapsed_lease_lets_another_worker_take_the_job(db_url: str) -> N
     again = await queue.claim(db, "other")
     assert again is not None and again.id == job.id
     assert again.claimed_by == "other" and again.attempts == 2
+    await db.dispose()
+
+
+async def test_a_retry_waits_longer_each_time_up_to_the_handlers_cap(db_url: str) -> None:
+    db = Database(db_url)
+    (vm_id,) = await _vms(db, 1)
+    async with db.transaction() as session:
+        job = await queue.submit(session, action="vm.stop", description="backoff",
+                                 params={"vm_id": str(vm_id)})
+    delays = []
+    for cap in (queue.MAX_BACKOFF_S, queue.MAX_BACKOFF_S, queue.MAX_BACKOFF_S, 5.0):
+        async with db.transaction() as session:
+            row = await session.get(Job, job.id)
+            assert row is not None
+            row.attempts += 1
+            before = utcnow()
+            await queue.retry_later(session, row, "not yet", max_delay_s=cap)
+            not_before = row.not_before
+            delays.append(round((not_before - before).total_seconds()))
+    assert delays == [2, 4, 8, 5]
     await db.dispose()

@@ -8,7 +8,7 @@ from starlette.responses import Response
 from overt.engine.api import views
 from overt.engine.api.context import ApiContext
 from overt.engine.api.readers import ref_of
-from overt.engine.api.resources.common import action_done, list_rows
+from overt.engine.api.resources.common import action_done, action_params, list_rows
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import Cluster, Host, Vm
@@ -78,6 +78,19 @@ async def approve(ctx: ApiContext) -> Response:
     await host_service.approve_host(ctx.session, ctx.id_param("host_id"), ctx.user,
                                     cluster=cluster)
     return action_done(ctx)
+
+
+@routes.post("/hosts/{host_id}/install")
+async def install(ctx: ApiContext) -> Response:
+    """oVirt's (re)install: the SDK may send credentials or a deploy flag, which an Overt
+    node does not need (the engine enrolls its agent over the bootstrap port)."""
+    await action_params(ctx)  # an empty body is allowed; what is sent must parse
+    correlation = ctx.request.headers.get("correlation-id") or ctx.request.query_params.get(
+        "correlation_id")
+    job = await host_service.install_host(ctx.session, ctx.services.jobs,
+                                          ctx.id_param("host_id"), ctx.user,
+                                          correlation_id=correlation)
+    return action_done(ctx, job)
 
 
 @routes.post("/hosts/{host_id}/deactivate")

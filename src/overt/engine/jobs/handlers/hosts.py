@@ -1,49 +1,108 @@
-"""Host jobs: enrolling a host added by address."""
+"""Host jobs: installing a host (enrolling it by address, or again after a failure).
+
+An agent's first start can take a while (libvirt probes QEMU, the agent probes the
+CPU), so the job keeps knocking, with a short backoff, until the engine's
+`host_install_timeout_s` since the job was submitted has passed; only then is the
+host `install_failed`. A node that is enrolled with this engine already (a host
+installed again from maintenance, or a restarted all-in-one) is reconnected, not
+enrolled twice.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from overt.bus.base import TransportError
-from overt.engine.db.tables import Host
+from overt.engine.db.tables import Host, utcnow
 from overt.engine.jobs.context import FailureHook, Handler, JobContext
 from overt.engine.jobs.errors import JobFailed, RetryLater
 from overt.engine.model.errors import Unavailable
 from overt.engine.model.status import HostStatus, LogSeverity
 from overt.engine.services import audit, lookup
+from overt.protocol.commands import HostCapabilitiesCommand
 from overt.protocol.enrollment import EngineIntroduction, EnrollmentStatus
+from overt.protocol.host import HostCapabilities
+
+# Between two knocks at an agent that does not answer yet: short, it may be starting.
+RETRY_CAP_S = 5.0
+
+
+def _trying_for(ctx: JobContext) -> float:
+    started = ctx.job.start_time
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=dt.UTC)
+    return (utcnow() - started).total_seconds()
+
+
+def _retry_or_fail(ctx: JobContext, message: str) -> RetryLater | JobFailed:
+    limit = float(ctx.services.settings.host_install_timeout_s)
+    if _trying_for(ctx) < limit:
+        return RetryLater(message, max_delay_s=RETRY_CAP_S)
+    return JobFailed(f"{message} (gave up after {limit:g} s)")
 
 
 async def install_host(ctx: JobContext) -> dict[str, Any]:
     host_id = ctx.uuid_param("host_id")
-    registry, bootstrap = ctx.services.registry, ctx.services.bootstrap
     async with ctx.transaction() as session:
         host = await lookup.get(session, Host, host_id)
     if host.status != HostStatus.INSTALLING.value:
         return {"status": host.status}  # enrolled already (a retried job, or the node announced)
+    if host.host_uuid is not None and host.certificate_pem and await _reconnect(ctx, host):
+        return {"host_uuid": str(host.host_uuid), "reconnected": True}
+    return await _enroll(ctx, host)
+
+
+async def _reconnect(ctx: JobContext, host: Host) -> bool:
+    """A node this engine enrolled before: if it answers with its certificate, bring it up."""
+    try:
+        caps = await ctx.nodes.call(host, HostCapabilitiesCommand(), HostCapabilities,
+                                    timeout_s=15)
+    except TransportError:
+        return False  # not reachable with its certificate: enroll it afresh
+    if caps.host_uuid != host.host_uuid:
+        return False
+    async with ctx.step(f"Reconnecting host {host.name} (enrolled already)"), \
+            ctx.transaction() as session:
+        fresh = await lookup.get(session, Host, host.id, for_update=True)
+        if fresh.status != HostStatus.INSTALLING.value:
+            return True
+        fresh.capabilities = caps.model_dump(mode="json")
+        fresh.status, fresh.needs_resync, fresh.status_detail = (
+            HostStatus.CONNECTING.value, True, "")
+        audit.record(session, f"Host {fresh.name} was installed again (it kept its "
+                     "certificate)", code=audit.HOST_ACTIVATED, host_id=fresh.id,
+                     cluster_id=fresh.cluster_id)
+    return True
+
+
+async def _enroll(ctx: JobContext, host: Host) -> dict[str, Any]:
+    registry, bootstrap = ctx.services.registry, ctx.services.bootstrap
     introduction = EngineIntroduction(ca_pem=registry.pki.ca_pem(),
                                       gateway_url=registry.gateway_url, host_id=host.id)
     async with ctx.step(f"Contacting host {host.name} at {host.address}:{host.port}"):
         try:
             request = await bootstrap.request_enrollment(host.address, host.port, introduction)
         except TransportError as exc:
-            raise RetryLater(f"cannot reach the Overt agent at {host.address}:{host.port} "
-                             f"({exc}); is `overt node` running there?") from exc
+            raise _retry_or_fail(ctx, f"cannot reach the Overt agent at {host.address}:"
+                                      f"{host.port} ({exc}); is `overt node` running there?"
+                                 ) from exc
     async with ctx.step(f"Issuing a certificate to host {host.name}"):
         try:
             account = await registry.broker_account(request.host_uuid)
             async with ctx.transaction() as session:
-                host = await lookup.get(session, Host, host_id, for_update=True)
-                grant = await registry.grant(session, host, request, broker=account)
+                locked = await lookup.get(session, Host, host.id, for_update=True)
+                grant = await registry.grant(session, locked, request, broker=account)
         except Unavailable as exc:
-            raise RetryLater(exc.detail) from exc
+            raise _retry_or_fail(ctx, exc.detail) from exc
     if grant.status is not EnrollmentStatus.APPROVED:
         raise JobFailed(grant.message)
     async with ctx.step(f"Sending host {host.name} its certificate"):
         try:
             await bootstrap.deliver_grant(host.address, host.port, grant)
         except TransportError as exc:
-            raise RetryLater(f"host {host.name} did not take its certificate ({exc})") from exc
+            raise _retry_or_fail(ctx, f"host {host.name} did not take its certificate "
+                                      f"({exc})") from exc
     return {"host_uuid": str(request.host_uuid)}
 
 
@@ -52,11 +111,10 @@ async def _install_failed(ctx: JobContext, message: str) -> None:
         host = await session.get(Host, ctx.uuid_param("host_id"))
         if host is not None and host.status == HostStatus.INSTALLING.value:
             host.status, host.status_detail = HostStatus.INSTALL_FAILED.value, message
-            audit.record(session, f"Adding host {host.name} failed: {message}",
+            audit.record(session, f"Installing host {host.name} failed: {message}",
                          code=audit.HOST_INSTALL_FAILED, severity=LogSeverity.ERROR,
                          host_id=host.id, job_id=ctx.job.id)
 
 
 FAILURE_HOOKS: dict[str, FailureHook] = {"host.install": _install_failed}
 HANDLERS: dict[str, Handler] = {"host.install": install_host}
-

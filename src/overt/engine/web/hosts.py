@@ -1,0 +1,85 @@
+"""The portal's host actions (approve, install, maintenance, activate, remove), each
+through the same service functions the API uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from overt.engine.db.tables import Host, Job
+from overt.engine.model.errors import InvalidInput
+from overt.engine.model.status import HostStatus
+from overt.engine.services import hosts as host_service
+from overt.engine.services import lookup
+from overt.engine.web.context import WebContext, page
+
+
+@dataclass(frozen=True)
+class HostAction:
+    label: str
+    allowed: frozenset[HostStatus]  # the statuses in which the button is enabled
+    done: str  # what the notice says afterwards
+    destructive: bool = False
+
+
+ACTIONS: dict[str, HostAction] = {
+    "approve": HostAction("Approve", frozenset({HostStatus.PENDING_APPROVAL}),
+                          "approved; it gets its certificate when it asks next"),
+    "install": HostAction("Install", host_service.INSTALLABLE, "being installed"),
+    "deactivate": HostAction("Maintenance", host_service.DEACTIVATABLE,
+                             "switched to maintenance"),
+    "activate": HostAction("Activate", frozenset({HostStatus.MAINTENANCE}), "activated"),
+    "remove": HostAction("Remove", host_service.REMOVABLE, "removed", destructive=True),
+}
+
+
+def host_buttons(host: Host) -> list[tuple[str, HostAction, bool]]:
+    """The action buttons of a host's page: (name, action, enabled now)."""
+    status = HostStatus(host.status)
+    return [(name, action, status in action.allowed) for name, action in ACTIONS.items()]
+
+
+@page
+async def host_action(ctx: WebContext) -> Response:
+    """A host button: removing needs `confirmed` (else a confirmation page)."""
+    host_id = ctx.id_param("host_id")
+    name = str(ctx.request.path_params["action"])
+    action = ACTIONS.get(name)
+    if action is None:
+        raise InvalidInput(f"there is no host action {name!r}")
+    form = await ctx.form()
+    host = await lookup.get(ctx.session, Host, host_id)
+    host_name = host.name
+    if action.destructive and form.get("confirmed") != "yes":
+        return ctx.render("host_confirm.html", nav="hosts", host=host, action=name,
+                          label=action.label)
+    job = await _run(ctx, name, host)
+    target = "/hosts" if name == "remove" else f"/hosts/{host_id}"
+    if not ctx.htmx:
+        return RedirectResponse(target, status_code=303)
+    if name == "remove":
+        return Response(status_code=204, headers={"HX-Redirect": target})
+    if job is not None:
+        return ctx.render("_job_progress.html", job=job, steps=[])
+    return ctx.render("_notice.html", message=f"Host {host_name} was {action.done}.")
+
+
+async def _run(ctx: WebContext, name: str, host: Host) -> Job | None:
+    session, user = ctx.session, ctx.user
+    if name == "approve":
+        await host_service.approve_host(session, host.id, user)
+    elif name == "install":
+        return await host_service.install_host(session, ctx.services.jobs, host.id, user)
+    elif name == "deactivate":
+        await host_service.deactivate_host(session, host.id, user)
+    elif name == "activate":
+        await host_service.activate_host(session, host.id, user)
+        ctx.services.monitor_wakeup()
+    else:
+        await host_service.remove_host(session, host.id, user)
+    return None
+
+
+ROUTES = [Route("/hosts/{host_id}/{action}", host_action, methods=["POST"])]
