@@ -50,6 +50,14 @@ class Worker:
 
     async def run(self) -> None:
         log.info("worker %s started", self.name)
+        try:
+            await self._claim_and_run()
+        finally:
+            # Cancelled or stopped: running jobs end here (their leases lapse for a
+            # successor) rather than being left to the event loop's closing.
+            await self._abandon_running()
+
+    async def _claim_and_run(self) -> None:
         while not self._stopping.is_set():
             await self.concurrency.acquire()
             try:
@@ -73,8 +81,11 @@ class Worker:
 
     async def stop(self) -> None:
         """Stop claiming; running jobs are abandoned and their leases lapse for a successor."""
-        self._stopping.set()
         self.wakeup.set()
+        await self._abandon_running()
+
+    async def _abandon_running(self) -> None:
+        self._stopping.set()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -118,6 +129,7 @@ class Worker:
                 return
             finally:
                 lease.cancel()
+                await asyncio.gather(lease, return_exceptions=True)
             async with self.db.transaction() as session:
                 fresh = await session.get(Job, job.id)
                 if fresh is not None and fresh.claimed_by == self.name:
