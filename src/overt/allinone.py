@@ -31,6 +31,7 @@ from overt.engine.services.templates import import_image_template
 from overt.lab import netns
 from overt.lab.guest import build_guest_image
 from overt.lab.guest_dhcp import GuestDhcp
+from overt.pki.certs import key_fingerprint, load_key
 from overt.system.daemons import ensure_libvirtd
 from overt.system.processes import alive, stop_processes
 from overt.system.waiting import tcp_port_answers
@@ -201,7 +202,8 @@ class AllInOne:
                 self.say("adding this machine as host 'local' of cluster Default")
                 host = await host_service.add_host(
                     session, jobs, name=LOCAL_HOST, address="127.0.0.1",
-                    port=self.options.node_port, cluster=None, user=admin)
+                    port=self.options.node_port, cluster=None, user=admin,
+                    fingerprint=await self._local_node_key())
             host_id = host.id
         await self._wait_for(lambda: self._host_status(host_id), {HostStatus.UP.value},
                              "host 'local' to come up", failed={HostStatus.INSTALL_FAILED.value})
@@ -233,6 +235,16 @@ class AllInOne:
         await self._wait_for(lambda: self._template_status(template_id),
                              {TemplateStatus.OK.value}, "template 'test-guest'",
                              failed={TemplateStatus.ILLEGAL.value})
+
+    async def _local_node_key(self) -> str:
+        """This machine's node key fingerprint, read from its data directory: the demo
+        confirms its own node's key as an administrator would read it from the node."""
+        key_file = self.options.data_dir / "node" / "node.key"
+        for _ in range(300):  # the agent makes its key as it starts
+            if key_file.exists():
+                return key_fingerprint(load_key(key_file).public_key())
+            await asyncio.sleep(0.2)
+        raise DemoError(f"the agent made no key in 60 s; see {self.options.data_dir}/node.log")
 
     async def _host_status(self, host_id: object) -> str:
         async with self.runtime.db.transaction() as session:

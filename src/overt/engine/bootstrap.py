@@ -41,6 +41,7 @@ from overt.engine.nodes import NodeClient
 from overt.engine.registry.bootstrap_client import NodeBootstrap
 from overt.engine.registry.broker_accounts import BrokerAdminAccounts, NodeAccountSweeper
 from overt.engine.registry.enrollment import BrokerAccounts, Registry
+from overt.engine.registry.pins import CertificatePins
 from overt.engine.registry.pki import EnginePki
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.web.app import web_routes
@@ -271,10 +272,10 @@ class DirectBootstrap:
         self.transport = DirectEngineTransport(_tls(pki))
 
     async def request_enrollment(self, address: str, port: int,
-                                 introduction: EngineIntroduction) -> EnrollmentRequest:
-        request, _fingerprint = await self.transport.request_enrollment(
-            f"https://{address}:{port}", introduction)
-        return request
+                                 introduction: EngineIntroduction) -> tuple[EnrollmentRequest,
+                                                                             str]:
+        return await self.transport.request_enrollment(f"https://{address}:{port}",
+                                                       introduction)
 
     async def deliver_grant(self, address: str, port: int, grant: EnrollmentGrant) -> None:
         await self.transport.send_certificate(f"https://{address}:{port}", grant)
@@ -288,4 +289,5 @@ def make_gateway(settings: EngineSettings, pki: EnginePki, registry: Registry,
                  sink: InboxSink) -> NodeGateway:
     """The node gateway: enrollment always; events too in direct mode (into the inbox)."""
     return NodeGateway(_tls(pki), host=settings.gateway_address, port=settings.gateway_port,
-                       sink=sink if settings.bus == "direct" else None, enroll=registry.announce)
+                       sink=sink if settings.bus == "direct" else None, enroll=registry.announce,
+                       pins=CertificatePins(registry.db).accepts)

@@ -1,7 +1,8 @@
 """Announcing a node to its engine (`POST {engine_url}/v1/enroll`) until it is approved.
 
-The engine's TLS is checked against the configured engine CA, or, without one,
-against the CA fetched from `{engine_url}/v1/ca` and pinned on first use.
+The engine's TLS is checked against the engine CA the node trusts (and the engine's
+name, ENGINE_SERVER_NAME): the configured one, or the one fetched from
+`{engine_url}/v1/ca` if it matches the node's configured CA fingerprint.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 import aiohttp
 
 from overt.bus.direct.http import CA_PATH, ENROLL_PATH
+from overt.bus.direct.tls import ENGINE_SERVER_NAME
 from overt.node.identity import IdentityError, NodeIdentity
 from overt.protocol.enrollment import EnrollmentGrant, EnrollmentRequest, EnrollmentStatus
 
@@ -59,6 +61,7 @@ class EnrollmentClient:
         context = await self._engine_context(session)
         async with session.post(self.engine_url + ENROLL_PATH,
                                 data=request.model_dump_json(), ssl=context,
+                                server_hostname=ENGINE_SERVER_NAME,
                                 headers={"Content-Type": "application/json"},
                                 timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as response:
             text = await response.text()
@@ -75,6 +78,5 @@ class EnrollmentClient:
                 self.identity.trust_ca(await response.text())
         ca_file = self.identity.trusted_ca_file()
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False  # the engine is identified by the CA it chains to
-        context.load_verify_locations(cafile=ca_file)
+        context.load_verify_locations(cafile=ca_file)  # and the name checked: the engine's
         return context

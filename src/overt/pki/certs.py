@@ -7,6 +7,7 @@ the subject's CN and a SAN URI `urn:uuid:...`) and one for the engine itself.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import ipaddress
 import uuid
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 PrivateKey = ec.EllipticCurvePrivateKey
+PublicKey = ec.EllipticCurvePublicKey
 
 CA_VALIDITY = dt.timedelta(days=3650)
 CERT_VALIDITY = dt.timedelta(days=825)
@@ -62,6 +64,33 @@ def fingerprint(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
+def key_fingerprint(key: PublicKey) -> str:
+    """SHA-256 of a public key (its SubjectPublicKeyInfo), as colon-separated hex.
+
+    This names a node's key, whatever certificate or request carries it: the node logs
+    it at start, the engine shows it on the host, the administrator compares the two."""
+    der = key.public_bytes(serialization.Encoding.DER,
+                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(der)
+    return digest.finalize().hex(":").upper()
+
+
+def csr_key_fingerprint(csr_pem: str) -> str:
+    """The key fingerprint of a PEM certificate request (ValueError if it is not one)."""
+    csr = x509.load_pem_x509_csr(csr_pem.encode())
+    return key_fingerprint(csr.public_key())  # type: ignore[arg-type]
+
+
+def same_fingerprint(a: str | None, b: str | None) -> bool:
+    """Compare two fingerprints as an administrator types them (case, colons, spaces)."""
+    if not a or not b:
+        return False
+    def norm(value: str) -> str:
+        return "".join(c for c in value.upper() if c in "0123456789ABCDEF")
+    return hmac.compare_digest(norm(a), norm(b))
+
+
 def _san(names: list[str]) -> list[x509.GeneralName]:
     result: list[x509.GeneralName] = []
     for name in names:
@@ -86,9 +115,10 @@ def certificate_request(key: PrivateKey, common_name: str, names: list[str]) -> 
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
-def self_signed(key: PrivateKey, common_name: str, names: list[str]) -> x509.Certificate:
+def self_signed(key: PrivateKey, common_name: str, names: list[str], *,
+                now: dt.datetime | None = None) -> x509.Certificate:
     """A bootstrap certificate, used by a node until the engine CA has issued it one."""
-    now = dt.datetime.now(dt.UTC)
+    now = now or dt.datetime.now(dt.UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     return (
         x509.CertificateBuilder()
@@ -110,9 +140,11 @@ class CertificateAuthority:
     cert: x509.Certificate
 
     @classmethod
-    def create(cls, name: str) -> CertificateAuthority:
-        key = new_key()
-        now = dt.datetime.now(dt.UTC)
+    def create(cls, name: str, *, now: dt.datetime | None = None,
+               key: PrivateKey | None = None) -> CertificateAuthority:
+        """A new CA (`key`: keep the old CA's key when renewing it, so issued certs stay valid)."""
+        key = key or new_key()
+        now = now or dt.datetime.now(dt.UTC)
         subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Overt"),
                              x509.NameAttribute(NameOID.COMMON_NAME, name)])
         cert = (
@@ -140,7 +172,8 @@ class CertificateAuthority:
         (directory / "ca.pem").write_bytes(cert_pem(self.cert))
 
     def sign(self, csr_pem: bytes, *, common_name: str | None = None,
-             names: list[str] | None = None) -> x509.Certificate:
+             names: list[str] | None = None, now: dt.datetime | None = None,
+             validity: dt.timedelta = CERT_VALIDITY) -> x509.Certificate:
         """Issue a certificate for a CSR; `common_name`/`names` override what it asks for."""
         csr = x509.load_pem_x509_csr(csr_pem)
         if not csr.is_signature_valid:
@@ -156,14 +189,14 @@ class CertificateAuthority:
                 sans = []
         else:
             sans = _san(names)
-        now = dt.datetime.now(dt.UTC)
+        now = now or dt.datetime.now(dt.UTC)
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject).issuer_name(self.cert.subject)
             .public_key(csr.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + CERT_VALIDITY)
+            .not_valid_after(min(now + validity, self.cert.not_valid_after_utc))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
                                                   ExtendedKeyUsageOID.CLIENT_AUTH]),

@@ -204,7 +204,7 @@ class DirectAgentTransport:
         if url is None:
             log.warning("no engine gateway known: events wait until one is configured")
             return
-        self.delivery.target(url, self.identity.files().client_context())
+        self.delivery.target(url, self.identity.files().engine_client_context())
 
     def enrollment_request(self) -> EnrollmentRequest:
         """What this node says of itself when it asks the engine for a certificate."""
@@ -266,7 +266,7 @@ class DirectAgentTransport:
     async def _enrollment_request(self, request: web.Request) -> web.Response:
         if self._enrolled:
             return _error(409, "this node is enrolled already")
-        if self.identity.engine_ca_file is not None:  # else: the CA is pinned on first use
+        if self.identity.engine_ca_file is not None:  # else: checked by fingerprint or token
             refusal = self._refuse_unless_engine(request)
             if refusal is not None:
                 return refusal
@@ -274,13 +274,17 @@ class DirectAgentTransport:
         if isinstance(intro, web.Response):
             return intro
         try:
-            self.identity.trust_ca(intro.ca_pem)
+            self.identity.trust_ca(intro.ca_pem, intro.proof)
         except IdentityError as exc:
+            log.warning("refused an engine's introduction: %s", exc,
+                        extra={"peer": request.remote})
             return _error(403, str(exc))
         self._introduced_gateway = intro.gateway_url
         log.info("engine introduced itself (gateway %s, host id %s)", intro.gateway_url,
                  intro.host_id, extra={"peer": request.remote})
-        return _json(200, self.enrollment_request())
+        answer = self.enrollment_request().model_copy(
+            update={"proof": self.identity.token_proof(intro.ca_pem)})
+        return _json(200, answer)
 
     async def _enrollment_certificate(self, request: web.Request) -> web.Response:
         if self._enrolled:

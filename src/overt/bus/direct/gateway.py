@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 # client certificate it showed, if any) -> grant (pending_approval, approved, rejected).
 EnrollCallback = Callable[[EnrollmentRequest, str | None], Awaitable[EnrollmentGrant]]
 
+# Whether a node certificate (host UUID, fingerprint) is the host's current one: the
+# engine pins each host's certificate; an old key or a removed host's is refused.
+PinCheck = Callable[[uuid.UUID, str], Awaitable[bool]]
+
 MAX_BODY_BYTES = 16 << 20
 
 
@@ -41,13 +46,15 @@ class NodeGateway:
     """The HTTPS server nodes talk to; `port=0` binds a free port (see `port`)."""
 
     def __init__(self, tls: TlsFiles, *, host: str = "0.0.0.0", port: int = 8444,  # noqa: S104
-                 sink: EventSink | None = None, enroll: EnrollCallback | None = None) -> None:
+                 sink: EventSink | None = None, enroll: EnrollCallback | None = None,
+                 pins: PinCheck | None = None) -> None:
         self.tls = tls
         self.host = host
         self.requested_port = port
         self.port: int | None = None
         self._sink = sink
         self._enroll = enroll
+        self._pins = pins
         self._runner: web.AppRunner | None = None
         self.app = web.Application(client_max_size=MAX_BODY_BYTES)
         self.app.router.add_post(EVENTS_PATH, self._events)
@@ -87,8 +94,15 @@ class NodeGateway:
     async def _events(self, request: web.Request) -> web.Response:
         cert = peer_certificate(request)
         node = host_uuid_of(cert) if cert is not None else None
-        if node is None:
+        if cert is None or node is None:
             return _error(403, "events need the node's certificate from the engine CA")
+        if self._pins is not None and not await self._pins(node, fingerprint(cert)):
+            log.warning("refused events of node %s: its certificate %s is not the one the "
+                        "engine issued it last (an old key, or a removed host)", node,
+                        fingerprint(cert)[:23], extra={"peer": request.remote})
+            return _error(403, f"the certificate of node {node} is not its current one (an "
+                          "old key, or the host was removed); enroll the node again",
+                          accepted=0)
         if self._sink is None:
             return _error(503, "this engine does not take events yet", accepted=0)
         try:

@@ -11,7 +11,9 @@ from overt.engine.jobs.errors import JobFailed, RetryLater
 from overt.engine.model.errors import Unavailable
 from overt.engine.model.status import HostStatus, LogSeverity
 from overt.engine.services import audit, lookup
-from overt.protocol.enrollment import EngineIntroduction, EnrollmentStatus
+from overt.pki import tokens
+from overt.pki.certs import same_fingerprint
+from overt.protocol.enrollment import EngineIntroduction, EnrollmentRequest, EnrollmentStatus
 
 
 async def install_host(ctx: JobContext) -> dict[str, Any]:
@@ -21,14 +23,24 @@ async def install_host(ctx: JobContext) -> dict[str, Any]:
         host = await lookup.get(session, Host, host_id)
     if host.status != HostStatus.INSTALLING.value:
         return {"status": host.status}  # enrolled already (a retried job, or the node announced)
-    introduction = EngineIntroduction(ca_pem=registry.pki.ca_pem(),
-                                      gateway_url=registry.gateway_url, host_id=host.id)
+    ca_fingerprint = registry.pki.ca_fingerprint()
+    introduction = EngineIntroduction(
+        ca_pem=registry.pki.ca_pem(), gateway_url=registry.gateway_url, host_id=host.id,
+        proof=tokens.engine_proof(host.enroll_token, ca_fingerprint)
+        if host.enroll_token else None)
     async with ctx.step(f"Contacting host {host.name} at {host.address}:{host.port}"):
         try:
-            request = await bootstrap.request_enrollment(host.address, host.port, introduction)
+            request, key = await bootstrap.request_enrollment(host.address, host.port,
+                                                              introduction)
         except TransportError as exc:
             raise RetryLater(f"cannot reach the Overt agent at {host.address}:{host.port} "
                              f"({exc}); is `overt node` running there?") from exc
+    if not _vouched_for(host, request, key, ca_fingerprint):
+        raise JobFailed(f"the node at {host.address}:{host.port} shows key {key}, which the "
+                        "administrator did not confirm, and it did not prove it holds this "
+                        "host's enrollment token: start it with `overt node --enroll-token "
+                        "TOKEN` (the token `overt host add` printed), or add the host again "
+                        "with the fingerprint the node logs")
     async with ctx.step(f"Issuing a certificate to host {host.name}"):
         try:
             account = await registry.broker_account(request.host_uuid)
@@ -45,6 +57,17 @@ async def install_host(ctx: JobContext) -> dict[str, Any]:
         except TransportError as exc:
             raise RetryLater(f"host {host.name} did not take its certificate ({exc})") from exc
     return {"host_uuid": str(request.host_uuid)}
+
+
+def _vouched_for(host: Host, request: EnrollmentRequest, key: str, ca_fingerprint: str) -> bool:
+    """Whether the node's key is the one the administrator confirmed, or its holder proved
+    it knows the one-time token issued with the host."""
+    if same_fingerprint(host.approved_key_fingerprint, key):
+        return True
+    if host.enroll_token is None:
+        return False
+    return tokens.check(tokens.node_proof(host.enroll_token, key, ca_fingerprint),
+                        request.proof)
 
 
 async def _install_failed(ctx: JobContext, message: str) -> None:
