@@ -3,7 +3,7 @@
 import typer
 
 from overt import __version__
-from overt.cli import broker, engine, host, lab, simulate, vm
+from overt.cli import broker, engine, host, lab, pki, simulate, vm
 from overt.cli.demo import demo
 from overt.cli.node import node
 
@@ -19,6 +19,7 @@ app.add_typer(simulate.app, name="simulate")
 app.command(name="engine")(engine.engine)
 app.add_typer(vm.app, name="vm")
 app.add_typer(host.app, name="host")
+app.add_typer(pki.app, name="pki")
 app.command()(demo)
 app.command()(node)
 

@@ -35,7 +35,8 @@ def build_transport(settings: NodeSettings) -> AgentTransport:
     server = AgentServerSettings(
         listen_address=settings.listen_address, port=settings.port,
         engine_url=settings.engine_url, advertise_address=settings.advertise_address,
-        announce_interval_s=settings.announce_interval_s)
+        announce_interval_s=settings.announce_interval_s,
+        cert_check_interval_s=settings.cert_check_interval_s)
     if settings.managed:
         return ManagedAgentTransport(identity, server, broker=settings.bus)
     return DirectAgentTransport(identity, server)

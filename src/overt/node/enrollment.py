@@ -56,6 +56,11 @@ class EnrollmentClient:
                                  self.engine_url)
                 await asyncio.sleep(delay)
 
+    async def ask_once(self, request: EnrollmentRequest) -> EnrollmentGrant:
+        """One announce (an enrolled node renewing its certificate with its key)."""
+        async with aiohttp.ClientSession() as session:
+            return await self._announce(session, request)
+
     async def _announce(self, session: aiohttp.ClientSession,
                         request: EnrollmentRequest) -> EnrollmentGrant:
         context = await self._engine_context(session)

@@ -119,10 +119,27 @@ class NodeIdentity:
     # -- the engine CA ------------------------------------------------------------------
 
     def trusted_ca_file(self) -> Path | None:
-        """The configured engine CA, else the one accepted before, else None."""
+        """The configured engine CA (or its renewal, kept in the data directory), else the
+        one accepted before, else None."""
         if self.engine_ca_file is not None:
+            if self.ca_file.exists() and _renews(load_cert(self.ca_file.read_bytes()),
+                                                 load_cert(self.engine_ca_file.read_bytes())):
+                return self.ca_file
             return self.engine_ca_file
         return self.ca_file if self.ca_file.exists() else None
+
+    def accept_renewed_ca(self, ca_pem: str) -> bool:
+        """Keep the engine CA's renewal (same key and name, later expiry); True if taken."""
+        trusted = self.trusted_ca_file()
+        offered = _load(ca_pem, "the engine CA")
+        if trusted is None or not _renews(offered, load_cert(trusted.read_bytes())):
+            return False
+        self.ca_file.write_bytes(cert_pem(offered))
+        log.info("the engine CA was renewed: valid until %s", offered.not_valid_after_utc)
+        return True
+
+    def certificate(self) -> x509.Certificate:
+        return load_cert(self.cert_file.read_bytes())
 
     def trust_ca(self, ca_pem: str, proof: str | None = None) -> None:
         """Accept `ca_pem` as the engine CA if it is the one already trusted, or matches the
@@ -130,7 +147,8 @@ class NodeIdentity:
         offered = _load(ca_pem, "the engine CA")
         trusted = self.trusted_ca_file()
         if trusted is not None:
-            if load_cert(trusted.read_bytes()) != offered:
+            current = load_cert(trusted.read_bytes())
+            if current != offered and not _same_ca(current, offered):
                 raise IdentityError(
                     f"this node trusts another engine CA ({trusted}); to move it to a new "
                     f"engine, remove {self.data_dir} on the node and restart the agent")
@@ -162,6 +180,8 @@ class NodeIdentity:
         if grant.status is not EnrollmentStatus.APPROVED or grant.certificate_pem is None:
             raise IdentityError(f"enrollment is {grant.status.value}, not approved with a "
                                 "certificate")
+        if grant.ca_pem is not None:
+            self.accept_renewed_ca(grant.ca_pem)
         ca_file = self.trusted_ca_file()
         if ca_file is None:
             raise IdentityError("the grant carries no engine CA and none is trusted yet")
@@ -204,6 +224,15 @@ class NodeIdentity:
         except (OSError, ValueError):
             return None
         return value if isinstance(value, str) else None
+
+
+def _same_ca(a: x509.Certificate, b: x509.Certificate) -> bool:
+    return a.subject == b.subject and a.public_key() == b.public_key()
+
+
+def _renews(new: x509.Certificate, old: x509.Certificate) -> bool:
+    """`new` is `old` renewed: the same CA (name and key), valid longer."""
+    return _same_ca(new, old) and new.not_valid_after_utc > old.not_valid_after_utc
 
 
 def _load(pem: str, what: str) -> x509.Certificate:

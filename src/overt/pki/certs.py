@@ -115,6 +115,13 @@ def certificate_request(key: PrivateKey, common_name: str, names: list[str]) -> 
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
+def valid_from(now: dt.datetime) -> dt.datetime:
+    """The notBefore of a certificate issued at `now` (the issuer's clock): never after the
+    real time, so that a certificate issued by an engine whose clock runs ahead (tests
+    move it years forward) is valid for TLS libraries, which use the real time."""
+    return min(now, dt.datetime.now(dt.UTC)) - dt.timedelta(minutes=5)
+
+
 def self_signed(key: PrivateKey, common_name: str, names: list[str], *,
                 now: dt.datetime | None = None) -> x509.Certificate:
     """A bootstrap certificate, used by a node until the engine CA has issued it one."""
@@ -125,7 +132,7 @@ def self_signed(key: PrivateKey, common_name: str, names: list[str], *,
         .subject_name(subject).issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_before(valid_from(now))
         .not_valid_after(now + CERT_VALIDITY)
         .add_extension(x509.SubjectAlternativeName(_san(names)), critical=False)
         .sign(key, hashes.SHA256())
@@ -147,12 +154,20 @@ class CertificateAuthority:
         now = now or dt.datetime.now(dt.UTC)
         subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Overt"),
                              x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        return cls(key, cls._self_sign(key, subject, now))
+
+    def renewed(self, now: dt.datetime) -> CertificateAuthority:
+        """The same CA (key and name) with a new validity: what it issued stays valid."""
+        return CertificateAuthority(self.key, self._self_sign(self.key, self.cert.subject, now))
+
+    @staticmethod
+    def _self_sign(key: PrivateKey, subject: x509.Name, now: dt.datetime) -> x509.Certificate:
         cert = (
             x509.CertificateBuilder()
             .subject_name(subject).issuer_name(subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_before(valid_from(now))
             .not_valid_after(now + CA_VALIDITY)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(x509.KeyUsage(
@@ -161,7 +176,7 @@ class CertificateAuthority:
                 key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
             .sign(key, hashes.SHA256())
         )
-        return cls(key, cert)
+        return cert
 
     @classmethod
     def load(cls, directory: Path) -> CertificateAuthority:
@@ -189,13 +204,18 @@ class CertificateAuthority:
                 sans = []
         else:
             sans = _san(names)
-        now = now or dt.datetime.now(dt.UTC)
+        return self.issue(subject, csr.public_key(), sans,  # type: ignore[arg-type]
+                          now=now or dt.datetime.now(dt.UTC), validity=validity)
+
+    def issue(self, subject: x509.Name, public_key: PublicKey, sans: list[x509.GeneralName],
+              *, now: dt.datetime, validity: dt.timedelta = CERT_VALIDITY) -> x509.Certificate:
+        """A certificate for `public_key` (the key of a CSR, or one pinned earlier)."""
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject).issuer_name(self.cert.subject)
-            .public_key(csr.public_key())
+            .public_key(public_key)
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_before(valid_from(now))
             .not_valid_after(min(now + validity, self.cert.not_valid_after_utc))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,

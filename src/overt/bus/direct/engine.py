@@ -31,7 +31,9 @@ from overt.bus.direct.http import (
     HOST_UUID_HEADER,
 )
 from overt.bus.direct.tls import TlsFiles
+from overt.clock import Clock
 from overt.pki.certs import csr_key_fingerprint, fingerprint, host_uuid_of, key_fingerprint
+from overt.pki.expiry import expired
 from overt.protocol import CommandEnvelope, ProtocolViolation, Reply, decode_reply
 from overt.protocol.enrollment import EngineIntroduction, EnrollmentGrant, EnrollmentRequest
 
@@ -49,9 +51,10 @@ class IdentityCheckingConnector(aiohttp.TCPConnector):
 
     last_peer_cert: x509.Certificate | None = None
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, clock: Clock | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pins: dict[str, str] = {}
+        self.clock = clock or Clock()
 
     async def _wrap_create_connection(self, *args: Any, **kwargs: Any) -> Any:
         transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
@@ -68,6 +71,12 @@ class IdentityCheckingConnector(aiohttp.TCPConnector):
                 raise NodeIdentityMismatch(
                     f"the server at {request.url.origin()} is host {found}, not {expected}; "
                     "the engine's record of this node's address is wrong")
+            if cert is not None and expired(cert, self.clock.now()):
+                transport.close()
+                raise NodeIdentityMismatch(
+                    f"host {expected} at {request.url.origin()} shows a certificate that "
+                    f"expired on {cert.not_valid_after_utc:%Y-%m-%d}; the node renews it "
+                    "itself, or run `overt pki recover` on the engine")
             pinned = self.pins.get(expected)
             if pinned is not None and cert is not None and fingerprint(cert) != pinned:
                 transport.close()
@@ -86,8 +95,9 @@ class DirectEngineTransport:
     """`EngineTransport` over HTTPS + mutual TLS; events arrive through a `NodeGateway`."""
 
     def __init__(self, tls: TlsFiles, *, gateway: NodeGateway | None = None,
-                 timeout_margin_s: float = TIMEOUT_MARGIN_S) -> None:
+                 timeout_margin_s: float = TIMEOUT_MARGIN_S, clock: Clock | None = None) -> None:
         self.tls = tls
+        self.clock = clock or Clock()
         self.gateway = gateway
         self.timeout_margin_s = timeout_margin_s
         self._contexts: dict[uuid.UUID, ssl.SSLContext] = {}
@@ -96,7 +106,7 @@ class DirectEngineTransport:
         self._started_gateway = False
 
     async def start(self, sink: EventSink | None) -> None:
-        self._connector = IdentityCheckingConnector()
+        self._connector = IdentityCheckingConnector(clock=self.clock)
         self._session = aiohttp.ClientSession(connector=self._connector)
         if sink is not None:
             if self.gateway is None:
@@ -141,6 +151,10 @@ class DirectEngineTransport:
             raise NodeUnreachable(f"cannot reach node {node.host_uuid} at {node.url}: "
                                   f"{exc or type(exc).__name__}") from None
         return _reply_from(status, body, node)
+
+    def reload_certificate(self) -> None:
+        """Show the renewed engine certificate on new connections to nodes."""
+        self._contexts.clear()
 
     def _pin(self, node: NodeAddress) -> None:
         """Expect the node's pinned certificate; a changed pin drops its pooled connections."""

@@ -17,6 +17,7 @@ from overt.engine.model.status import HostStatus, LogSeverity
 from overt.engine.registry.pki import EnginePki
 from overt.engine.services import audit
 from overt.pki.certs import csr_key_fingerprint, fingerprint, load_cert, same_fingerprint
+from overt.pki.expiry import expired
 from overt.protocol.enrollment import (
     BrokerCredentials,
     EnrollmentGrant,
@@ -52,8 +53,9 @@ def _may_certify(host: Host, key: str) -> bool:
 
 class Registry:
     def __init__(self, db: Database, pki: EnginePki, *, gateway_url: str,
-                 broker: BrokerAccounts | None = None) -> None:
+                 broker: BrokerAccounts | None = None, rotation: bool = True) -> None:
         self.db = db
+        self.rotation = rotation
         self.pki = pki
         self.gateway_url = gateway_url
         self.broker = broker
@@ -90,7 +92,7 @@ class Registry:
         # to the broker, and the node's events wait on that lock meanwhile.
         key = csr_key_fingerprint(request.csr_pem)
         account = await self.broker_account(request.host_uuid) \
-            if await self._grantable(request, key) else None
+            if await self._needs_account(request, key) else None
         async with self.db.transaction() as session:
             # Only the host UUID names a host here: a host added by address (no UUID yet)
             # is enrolled by its install job, never by what a request says of itself.
@@ -104,6 +106,8 @@ class Registry:
                 host.capabilities = request.capabilities.model_dump(mode="json")
                 return self._pending(host)
             if _may_certify(host, key):
+                if host.status != HostStatus.INSTALLING.value and not self.rotation:
+                    return self._current_certificate(host)
                 return await self.grant(session, host, request, broker=account)
             audit.record(session, f"Host {host.name}: refused a certificate request for key "
                          f"{key[:23]}..., which is not the key the administrator approved",
@@ -118,12 +122,30 @@ class Registry:
         """A new broker account for the node, when this engine hands out accounts."""
         return await self.broker.create_node_user(host_uuid) if self.broker else None
 
-    async def _grantable(self, request: EnrollmentRequest, key: str) -> bool:
-        """Whether announcing would grant (a first look, without locks)."""
+    async def _needs_account(self, request: EnrollmentRequest, key: str) -> bool:
+        """Whether announcing would grant a node without a broker account yet (a first look,
+        without locks); a renewal keeps the account the node has."""
+        if self.broker is None:
+            return False
         async with self.db.transaction() as session:
             host = (await session.execute(select(Host).where(
                 Host.host_uuid == request.host_uuid))).scalar_one_or_none()
-        return host is not None and _may_certify(host, key)
+        return host is not None and _may_certify(host, key) and (
+            host.status == HostStatus.INSTALLING.value or host.broker_username is None)
+
+    def _current_certificate(self, host: Host) -> EnrollmentGrant:
+        """With rotation off: the host's current certificate (`overt pki recover` may have
+        renewed it), or a refusal once it has expired."""
+        assert host.certificate_pem is not None
+        cert = load_cert(host.certificate_pem.encode())
+        if expired(cert, self.pki.clock.now()):
+            return EnrollmentGrant(
+                status=EnrollmentStatus.REJECTED, host_id=host.id,
+                message="certificate rotation is off and this node's certificate has "
+                "expired: run `overt pki recover` on the engine")
+        return EnrollmentGrant(status=EnrollmentStatus.APPROVED, host_id=host.id,
+                               certificate_pem=host.certificate_pem,
+                               ca_pem=self.pki.ca_pem(), gateway_url=self.gateway_url)
 
     async def _new_pending(self, session: AsyncSession, request: EnrollmentRequest,
                            key: str) -> Host:
@@ -162,22 +184,36 @@ class Registry:
             return EnrollmentGrant(status=EnrollmentStatus.REJECTED, host_id=host.id,
                                    message=f"host {other.name} already has this node's identity")
         certificate = self.pki.issue_node_certificate(request.csr_pem, request.host_uuid)
-        if broker is None:
+        renewal = host.status != HostStatus.INSTALLING.value
+        if broker is None and not (renewal and host.broker_username):
             broker = await self.broker_account(request.host_uuid)
-        caps = request.capabilities
-        host.host_uuid, host.address, host.port = request.host_uuid, request.address, request.rpc_port
-        host.capabilities = caps.model_dump(mode="json")
-        host.memory_mib, host.free_memory_mib = caps.memory_mib, caps.memory_mib
+        if not renewal:
+            caps = request.capabilities
+            host.host_uuid, host.address, host.port = (request.host_uuid, request.address,
+                                                       request.rpc_port)
+            host.capabilities = caps.model_dump(mode="json")
+            host.memory_mib, host.free_memory_mib = caps.memory_mib, caps.memory_mib
         host.certificate_pem = certificate
         host.certificate_fingerprint = fingerprint(load_cert(certificate.encode()))
         host.pending_csr, host.enroll_token = None, None
         host.key_fingerprint = host.approved_key_fingerprint = csr_key_fingerprint(
             request.csr_pem)
-        host.broker_username = broker.username if broker else None
-        host.status, host.needs_resync, host.status_detail = HostStatus.CONNECTING.value, True, ""
-        audit.record(session, f"Host {host.name} was enrolled (certificate "
-                     f"{host.certificate_fingerprint[:23]}...)", code=audit.HOST_ADDED,
-                     host_id=host.id, cluster_id=host.cluster_id)
+        if broker is not None:
+            host.broker_username = broker.username
+        elif not renewal:
+            host.broker_username = None
+        if renewal:  # an enrolled node renewing its certificate: it stays as it is
+            audit.record(session, f"Host {host.name} renewed its certificate (now "
+                         f"{host.certificate_fingerprint[:23]}..., until "
+                         f"{load_cert(certificate.encode()).not_valid_after_utc:%Y-%m-%d})",
+                         code=audit.CERTIFICATE_RENEWED, host_id=host.id,
+                         cluster_id=host.cluster_id)
+        else:
+            host.status, host.needs_resync, host.status_detail = (HostStatus.CONNECTING.value,
+                                                                  True, "")
+            audit.record(session, f"Host {host.name} was enrolled (certificate "
+                         f"{host.certificate_fingerprint[:23]}...)", code=audit.HOST_ADDED,
+                         host_id=host.id, cluster_id=host.cluster_id)
         return EnrollmentGrant(status=EnrollmentStatus.APPROVED, host_id=host.id,
                                certificate_pem=certificate, ca_pem=self.pki.ca_pem(),
                                gateway_url=self.gateway_url, broker=broker)

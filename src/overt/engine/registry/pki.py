@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from overt.bus.direct.tls import ENGINE_SERVER_NAME
 from overt.clock import Clock
@@ -20,6 +21,7 @@ from overt.pki.certs import (
     new_key,
     write_private,
 )
+from overt.pki.expiry import CertificateState, Expiry, expiry_of, state_of
 
 ENGINE_CN = "engine"
 
@@ -74,6 +76,41 @@ class EnginePki:
     @property
     def ca(self) -> CertificateAuthority:
         return CertificateAuthority.load(self.directory)
+
+    def engine_certificate(self) -> x509.Certificate:
+        return load_cert(self.cert_file.read_bytes())
+
+    def renew_due(self, *, force_expired_only: bool = False) -> list[str]:
+        """Renew the CA (same key: what it issued stays valid) and the engine certificate
+        when due (`force_expired_only`: only what has expired, for recovery). Returns what
+        was renewed."""
+        now, renewed = self.clock.now(), []
+        wanted = {Expiry.EXPIRED} if force_expired_only else {Expiry.RENEW, Expiry.ALERT,
+                                                               Expiry.EXPIRED}
+        ca = self.ca
+        if expiry_of(ca.cert, now) in wanted:
+            ca.renewed(now).save(self.directory)
+            renewed.append("CA")
+        engine = self.engine_certificate()
+        if expiry_of(engine, now) in wanted or renewed:
+            self.issue_engine_certificate()
+            renewed.append("engine")
+        return renewed
+
+    def states(self) -> list[CertificateState]:
+        now = self.clock.now()
+        return [state_of("CA", self.ca.cert, now),
+                state_of("engine", self.engine_certificate(), now)]
+
+    def reissue_node_certificate(self, current_pem: str, host_uuid: uuid.UUID) -> str:
+        """A new certificate for the key a node's current (maybe expired) one certifies: the
+        engine pinned that key, so no request from the node is needed (recovery)."""
+        current = load_cert(current_pem.encode())
+        cert = self.ca.issue(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, str(host_uuid))]),
+            current.public_key(),  # type: ignore[arg-type]
+            [x509.UniformResourceIdentifier(f"urn:uuid:{host_uuid}")], now=self.clock.now())
+        return cert_pem(cert).decode()
 
     def ca_pem(self) -> str:
         return self.ca_file.read_text()
