@@ -12,7 +12,6 @@ import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
 
-from overt.pki.certs import key_fingerprint, load_key
 from tests.conftest import require_root
 from tests.support.agent import Agent
 from tests.support.demo import wait_until
@@ -53,8 +52,7 @@ def test_a_node_that_announces_itself_waits_for_approval(
         pending = wait_until(lambda: next(iter(hosts.list()), None), 60, "the node to announce")
         assert pending.status == types.HostStatus.PENDING_APPROVAL
         assert pending.address == "127.0.0.1"
-        key = key_fingerprint(load_key(agent.base / "node" / "node.key").public_key())
-        assert pending.ssh.fingerprint == key  # what the administrator compares
+        assert pending.ssh.fingerprint == agent.key_fingerprint()  # what the admin compares
         events = connection.system_service().events_service().list(max=5)
         assert any("asks to join with key" in e.description for e in events)
         hosts.host_service(pending.id).approve()
@@ -73,9 +71,7 @@ def test_a_host_added_by_address_with_its_fingerprint_joins_without_approval(
     agent = Agent(engine.runtime.settings.data_dir.parent / "added", engine_ca=engine.ca_file)
     agent.start()
     try:
-        key_file = agent.base / "node" / "node.key"
-        wait_until(key_file.exists, 30, "the node to make its key")
-        key = key_fingerprint(load_key(key_file).public_key())  # as the node logs it
+        key = agent.key_fingerprint()
         assert key in agent.log.read_text() or wait_until(
             lambda: key in agent.log.read_text(), 30, "the node to log its key")
         hosts = connection.system_service().hosts_service()
