@@ -14,6 +14,8 @@ from enum import StrEnum
 
 from cryptography import x509
 
+from overt.pki.certs import CA_VALIDITY, CERT_VALIDITY
+
 RENEW_BEFORE_MIN = dt.timedelta(days=90)
 ALERT_BEFORE = dt.timedelta(days=30)
 
@@ -36,7 +38,14 @@ class CertificateState:
 
 
 def renew_before(cert: x509.Certificate) -> dt.timedelta:
-    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    # The nominal lifetime: a certificate issued by a clock ahead of the real time is
+    # dated from the real time (see certs.valid_from), which must not stretch it.
+    try:
+        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    lifetime = min(cert.not_valid_after_utc - cert.not_valid_before_utc,
+                   CA_VALIDITY if is_ca else CERT_VALIDITY)
     return max(lifetime / 3, RENEW_BEFORE_MIN) if lifetime > RENEW_BEFORE_MIN * 3 \
         else lifetime / 3
 
