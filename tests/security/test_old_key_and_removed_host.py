@@ -101,3 +101,15 @@ def test_old_key_node_server(tmp_path: Path) -> None:
         loop.run(node.close())
         loop.close()
     assert cert_pem  # the node's certificates are the CA's: only the pin tells them apart
+
+
+def test_replayed_enrollment_request(engine: RunningEngine, connection: sdk.Connection,
+                                     tmp_path: Path) -> None:
+    """A node's certificate request can be captured and sent again (it is signed, not
+    fresh): without the node's current certificate in TLS it renews nothing, and the
+    node's pin stays where it is."""
+    node = FakeNode()
+    cert = _enroll(engine, connection, node)
+    replayed = node.announce(engine)  # no client certificate: anyone holding the request
+    assert replayed.certificate_pem == cert
+    assert post_events(engine, tmp_path, node.host_uuid, cert, node.key).status_code == 200

@@ -8,6 +8,7 @@ name, ENGINE_SERVER_NAME): the configured one, or the one fetched from
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import aiohttp
 from overt.bus.direct.http import CA_PATH, ENROLL_PATH
 from overt.bus.direct.tls import ENGINE_SERVER_NAME
 from overt.node.identity import IdentityError, NodeIdentity
+from overt.pki.expiry import expired
 from overt.protocol.enrollment import EnrollmentGrant, EnrollmentRequest, EnrollmentStatus
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,18 @@ class EnrollmentClient:
                 raise ValueError(f"the engine answered {response.status}: {text[:300]}")
             return EnrollmentGrant.model_validate_json(text)
 
+    def _show_certificate(self, context: ssl.SSLContext) -> None:
+        """An enrolled node proves itself with its certificate (a renewal needs that fresh
+        proof); not an expired one, which the engine's TLS would refuse outright."""
+        try:
+            cert = self.identity.certificate()
+        except (OSError, ValueError):
+            return
+        if expired(cert, self.identity.clock.now()):
+            return
+        with contextlib.suppress(ssl.SSLError, OSError):  # not for this node's key
+            context.load_cert_chain(self.identity.cert_file, self.identity.key_file)
+
     async def _engine_context(self, session: aiohttp.ClientSession) -> ssl.SSLContext:
         if self.identity.trusted_ca_file() is None:
             async with session.get(self.engine_url + CA_PATH, ssl=False,
@@ -84,4 +98,5 @@ class EnrollmentClient:
         ca_file = self.identity.trusted_ca_file()
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.load_verify_locations(cafile=ca_file)  # and the name checked: the engine's
+        self._show_certificate(context)
         return context

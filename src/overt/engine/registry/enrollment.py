@@ -75,7 +75,7 @@ class Registry:
                                    message="the engine is busy enrolling other nodes; ask "
                                    "again later")
         try:
-            return await self._announce(request)
+            return await self._announce(request, peer_fingerprint)
         except ValueError:
             return EnrollmentGrant(status=EnrollmentStatus.REJECTED,
                                    message="the certificate request is not a valid PEM CSR")
@@ -87,12 +87,13 @@ class Registry:
         finally:
             self._slots.release()
 
-    async def _announce(self, request: EnrollmentRequest) -> EnrollmentGrant:
+    async def _announce(self, request: EnrollmentRequest,
+                        peer_fingerprint: str | None) -> EnrollmentGrant:
         # The broker account is made before the host's row is locked: it takes a few calls
         # to the broker, and the node's events wait on that lock meanwhile.
         key = csr_key_fingerprint(request.csr_pem)
         account = await self.broker_account(request.host_uuid) \
-            if await self._needs_account(request, key) else None
+            if await self._needs_account(request, key, peer_fingerprint) else None
         async with self.db.transaction() as session:
             # Only the host UUID names a host here: a host added by address (no UUID yet)
             # is enrolled by its install job, never by what a request says of itself.
@@ -106,7 +107,10 @@ class Registry:
                 host.capabilities = request.capabilities.model_dump(mode="json")
                 return self._pending(host)
             if _may_certify(host, key):
-                if host.status != HostStatus.INSTALLING.value and not self.rotation:
+                # An enrolled node gets a new certificate only over mutual TLS with its
+                # current one (a fresh proof: a CSR can be replayed); else the one it has.
+                if host.status != HostStatus.INSTALLING.value and not (
+                        self.rotation and peer_fingerprint == host.certificate_fingerprint):
                     return self._current_certificate(host)
                 return await self.grant(session, host, request, broker=account)
             audit.record(session, f"Host {host.name}: refused a certificate request for key "
@@ -122,7 +126,8 @@ class Registry:
         """A new broker account for the node, when this engine hands out accounts."""
         return await self.broker.create_node_user(host_uuid) if self.broker else None
 
-    async def _needs_account(self, request: EnrollmentRequest, key: str) -> bool:
+    async def _needs_account(self, request: EnrollmentRequest, key: str,
+                             peer_fingerprint: str | None) -> bool:
         """Whether announcing would grant a node without a broker account yet (a first look,
         without locks); a renewal keeps the account the node has."""
         if self.broker is None:
@@ -130,19 +135,22 @@ class Registry:
         async with self.db.transaction() as session:
             host = (await session.execute(select(Host).where(
                 Host.host_uuid == request.host_uuid))).scalar_one_or_none()
-        return host is not None and _may_certify(host, key) and (
-            host.status == HostStatus.INSTALLING.value or host.broker_username is None)
+        if host is None or not _may_certify(host, key):
+            return False
+        return host.status == HostStatus.INSTALLING.value or (
+            host.broker_username is None and peer_fingerprint == host.certificate_fingerprint)
 
     def _current_certificate(self, host: Host) -> EnrollmentGrant:
-        """With rotation off: the host's current certificate (`overt pki recover` may have
-        renewed it), or a refusal once it has expired."""
+        """The host's current certificate (`overt pki recover` may have renewed it), or a
+        refusal once it has expired: what an enrolled node gets without a renewal."""
         assert host.certificate_pem is not None
         cert = load_cert(host.certificate_pem.encode())
         if expired(cert, self.pki.clock.now()):
             return EnrollmentGrant(
                 status=EnrollmentStatus.REJECTED, host_id=host.id,
-                message="certificate rotation is off and this node's certificate has "
-                "expired: run `overt pki recover` on the engine")
+                message="this node's certificate has expired and cannot be renewed "
+                "(rotation off, or not asked with the current certificate): run `overt pki "
+                "recover` on the engine")
         return EnrollmentGrant(status=EnrollmentStatus.APPROVED, host_id=host.id,
                                certificate_pem=host.certificate_pem,
                                ca_pem=self.pki.ca_pem(), gateway_url=self.gateway_url)
