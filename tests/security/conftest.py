@@ -49,6 +49,11 @@ class FakeNode:
     key: PrivateKey = field(default_factory=new_key)
     address: str = "127.0.0.1"
 
+    def key_fingerprint(self) -> str:
+        from overt.pki.certs import key_fingerprint  # (the attack tests also run on old code)
+
+        return key_fingerprint(self.key.public_key())
+
     def request(self, names: list[str] | None = None) -> EnrollmentRequest:
         csr = certificate_request(self.key, str(self.host_uuid),
                                   names or [f"urn:uuid:{self.host_uuid}"]).decode()

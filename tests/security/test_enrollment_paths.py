@@ -12,9 +12,11 @@ import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 
 from overt.bus.direct.agent import AgentServerSettings, DirectAgentTransport
+from overt.engine.web.sessions import SIGNIN_COOKIE
 from overt.node.identity import NodeIdentity
 from tests.integration.bus.direct.conftest import NodeCommands
 from tests.integration.node.harness import LoopThread, free_port
+from tests.security.conftest import FakeNode
 from tests.support.demo import wait_until
 from tests.support.engine import RunningEngine
 
@@ -79,3 +81,21 @@ def test_a_wrong_token_enrolls_nothing(engine: RunningEngine,
     finally:
         loop.run(node.close())
         loop.close()
+
+
+def test_the_portal_shows_the_key_to_compare(engine: RunningEngine,
+                                             connection: sdk.Connection) -> None:
+    node = FakeNode()
+    node.announce(engine)
+    [pending] = connection.system_service().hosts_service().list()
+    portal = engine.url.removesuffix("/ovirt-engine/api")
+    with httpx.Client(base_url=portal, verify=_tls(engine), timeout=30) as browser:
+        browser.get("/signin")
+        token = browser.cookies.get(SIGNIN_COOKIE)
+        signed_in = browser.post("/signin", data={
+            "csrf_token": token, "username": "admin@internal",
+            "password": engine.password, "next": f"/hosts/{pending.id}"},
+            follow_redirects=True)
+        assert signed_in.status_code == 200
+        assert node.key_fingerprint() in signed_in.text
+        assert "compare with the node's log before approving" in signed_in.text
