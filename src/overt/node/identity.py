@@ -134,6 +134,7 @@ class NodeIdentity:
         offered = _load(ca_pem, "the engine CA")
         if trusted is None or not _renews(offered, load_cert(trusted.read_bytes())):
             return False
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.ca_file.write_bytes(cert_pem(offered))
         log.info("the engine CA was renewed: valid until %s", offered.not_valid_after_utc)
         return True
