@@ -16,6 +16,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 PrivateKey = ec.EllipticCurvePrivateKey
@@ -64,7 +65,7 @@ def fingerprint(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
-def key_fingerprint(key: PublicKey) -> str:
+def key_fingerprint(key: PublicKeyTypes) -> str:
     """SHA-256 of a public key (its SubjectPublicKeyInfo), as colon-separated hex.
 
     This names a node's key, whatever certificate or request carries it: the node logs
@@ -79,7 +80,7 @@ def key_fingerprint(key: PublicKey) -> str:
 def csr_key_fingerprint(csr_pem: str) -> str:
     """The key fingerprint of a PEM certificate request (ValueError if it is not one)."""
     csr = x509.load_pem_x509_csr(csr_pem.encode())
-    return key_fingerprint(csr.public_key())  # type: ignore[arg-type]
+    return key_fingerprint(csr.public_key())
 
 
 def same_fingerprint(a: str | None, b: str | None) -> bool:

@@ -202,7 +202,7 @@ class DirectEngineTransport:
         if cert is None or host_uuid_of(cert) != request.host_uuid:
             raise TransportError(f"the node at {node_url} showed a certificate that does not "
                                  f"name host {request.host_uuid}")
-        shown = key_fingerprint(cert.public_key())  # type: ignore[arg-type]
+        shown = key_fingerprint(cert.public_key())
         if shown != csr_key:
             raise TransportError(f"the node at {node_url} asks a certificate for another key "
                                  "than the one it shows")

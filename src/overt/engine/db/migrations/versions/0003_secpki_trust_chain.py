@@ -27,6 +27,37 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('enroll_token', sa.String(length=64), nullable=True))
 
     # ### end Alembic commands ###
+    _record_known_keys()
+
+
+def _record_known_keys() -> None:
+    """Hosts enrolled or approved before keys were recorded: the key of their certificate
+    (so they can renew), or of the request an administrator approved or must approve."""
+    from cryptography import x509
+
+    from overt.pki.certs import key_fingerprint
+
+    bind = op.get_bind()
+    hosts = sa.table('hosts', sa.column('id', sa.Uuid()), sa.column('status', sa.String()),
+                     sa.column('certificate_pem', sa.Text()), sa.column('pending_csr', sa.Text()),
+                     sa.column('key_fingerprint', sa.String()),
+                     sa.column('approved_key_fingerprint', sa.String()))
+    for row in bind.execute(sa.select(hosts.c.id, hosts.c.status, hosts.c.certificate_pem,
+                                      hosts.c.pending_csr)).all():
+        try:
+            if row.certificate_pem:
+                key = key_fingerprint(x509.load_pem_x509_certificate(
+                    row.certificate_pem.encode()).public_key())
+            elif row.pending_csr:
+                key = key_fingerprint(x509.load_pem_x509_csr(
+                    row.pending_csr.encode()).public_key())
+            else:
+                continue
+        except ValueError:
+            continue
+        approved = key if row.certificate_pem or row.status == 'installing' else None
+        bind.execute(hosts.update().where(hosts.c.id == row.id).values(
+            key_fingerprint=key, approved_key_fingerprint=approved))
 
 
 def downgrade() -> None:
