@@ -3,6 +3,7 @@ attacker speaking HTTPS to its node gateway and API the way any host on the netw
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import tempfile
@@ -14,10 +15,14 @@ from pathlib import Path
 import httpx
 import ovirtsdk4 as sdk
 import pytest
+from sqlalchemy import func, select
 
+from overt.engine.db.tables import Job
 from overt.pki.certs import PrivateKey, certificate_request, key_pem, new_key, write_private
 from overt.protocol.enrollment import EnrollmentGrant, EnrollmentRequest
 from tests.integration.bus.direct.conftest import capabilities
+from tests.integration.node.harness import LoopThread
+from tests.support.demo import wait_until
 from tests.support.engine import RunningEngine, start_engine
 
 
@@ -26,7 +31,27 @@ def engine() -> Iterator[RunningEngine]:
     base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-sec-"))
     running = start_engine(base / "engine")
     yield running
+    wait_for_idle_jobs(running)
     running.stop()
+
+
+def close_loop(loop: LoopThread) -> None:
+    """Close a test's loop once the transports its servers closed are gone (they finish
+    closing on the loop's next turns)."""
+    loop.run(asyncio.sleep(0.2))
+    loop.close()
+
+
+def wait_for_idle_jobs(engine: RunningEngine) -> None:
+    """Let a job that is running finish its step before the engine stops (a job stopped
+    mid-step leaves coroutines behind that pytest reports in a later test)."""
+    async def running() -> int:
+        async with engine.runtime.db.transaction() as session:
+            return int((await session.execute(select(func.count()).select_from(Job).where(
+                Job.state == "running"))).scalar_one())
+
+    wait_until(lambda: asyncio.run_coroutine_threadsafe(running(), engine.loop).result(10) == 0,
+               60, "the engine's running jobs to finish their step")
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from overt.node.simulated.fleet import FleetSpec, SimulatedFleet
 from overt.pki.certs import fingerprint
 from overt.pki.expiry import CertificateState, Expiry
 from tests.integration.node.harness import LoopThread
+from tests.security.conftest import close_loop
 from tests.support.demo import wait_until
 from tests.support.engine import start_engine
 
@@ -88,7 +89,7 @@ class Site:
     def close(self) -> None:
         self.connection.close()
         self.loop.run(self.fleet.stop())
-        self.loop.close()
+        close_loop(self.loop)
         self.engine.stop()
         shutil.rmtree(self.base, ignore_errors=True)
 

@@ -16,7 +16,7 @@ from overt.engine.web.sessions import SIGNIN_COOKIE
 from overt.node.identity import NodeIdentity
 from tests.integration.bus.direct.conftest import NodeCommands
 from tests.integration.node.harness import LoopThread, free_port
-from tests.security.conftest import FakeNode
+from tests.security.conftest import FakeNode, close_loop
 from tests.support.demo import wait_until
 from tests.support.engine import RunningEngine
 
@@ -59,7 +59,7 @@ def test_a_node_started_with_the_token_is_enrolled(engine: RunningEngine,
             headers={"Accept": "application/json"}).json()
     finally:
         loop.run(node.close())
-        loop.close()
+        close_loop(loop)
 
 
 def test_a_wrong_token_enrolls_nothing(engine: RunningEngine,
@@ -76,11 +76,13 @@ def test_a_wrong_token_enrolls_nothing(engine: RunningEngine,
         wait_until(lambda: any("not the one this node was told to trust" in e.description
                                for e in connection.system_service().events_service().list(
                                    max=10)), 60, "the node to refuse the engine")
+        failed = wait_until(lambda: (h := hosts.host_service(host_id).get()).status ==
+                            types.HostStatus.INSTALL_FAILED and h, 120, "the install to fail")
+        assert failed.certificate is None
         assert not node.enrolled and not node.identity.ca_file.exists()
-        assert hosts.host_service(host_id).get().certificate is None
     finally:
         loop.run(node.close())
-        loop.close()
+        close_loop(loop)
 
 
 def test_the_portal_shows_the_key_to_compare(engine: RunningEngine,

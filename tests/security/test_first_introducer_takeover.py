@@ -19,6 +19,7 @@ from overt.protocol.commands import VmStatus
 from overt.protocol.enrollment import EngineIntroduction, EnrollmentGrant, EnrollmentStatus
 from tests.integration.bus.direct.conftest import HOST_UUID, NodeCommands
 from tests.integration.node.harness import LoopThread, Pki, free_port
+from tests.security.conftest import close_loop
 
 
 def test_first_introducer_takeover(tmp_path: Path) -> None:
@@ -55,4 +56,4 @@ def test_first_introducer_takeover(tmp_path: Path) -> None:
         assert [c for c in commands.seen if isinstance(c.command, VmStatus)] == []
     finally:
         loop.run(node.close())
-        loop.close()
+        close_loop(loop)

@@ -15,7 +15,7 @@ from overt.node.identity import NodeIdentity
 from overt.protocol.enrollment import EnrollmentStatus
 from tests.integration.bus.direct.conftest import NodeCommands
 from tests.integration.node.harness import LoopThread, free_port
-from tests.security.conftest import FakeNode
+from tests.security.conftest import FakeNode, close_loop
 from tests.support.demo import wait_until
 from tests.support.engine import RunningEngine
 
@@ -56,4 +56,4 @@ def test_hijack_by_address_impostor_node(engine: RunningEngine,
         assert any("did not confirm" in e for e in events)
     finally:
         loop.run(impostor.close())
-        loop.close()
+        close_loop(loop)

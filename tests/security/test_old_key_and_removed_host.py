@@ -20,7 +20,7 @@ from overt.protocol.commands import VmStatus
 from overt.protocol.enrollment import EnrollmentStatus
 from tests.integration.bus.direct.conftest import HOST_UUID, NodeCommands
 from tests.integration.node.harness import LoopThread, Pki, free_port
-from tests.security.conftest import FakeNode, post_events
+from tests.security.conftest import FakeNode, close_loop, post_events
 from tests.support.demo import wait_until
 from tests.support.engine import RunningEngine
 
@@ -99,7 +99,7 @@ def test_old_key_node_server(tmp_path: Path) -> None:
             loop.run(call())
     finally:
         loop.run(node.close())
-        loop.close()
+        close_loop(loop)
     assert cert_pem  # the node's certificates are the CA's: only the pin tells them apart
 
 

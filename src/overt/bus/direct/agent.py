@@ -132,7 +132,7 @@ class DirectAgentTransport:
                            ssl_context=self._tls)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
-        if not self._enrolled and self.settings.engine_url:
+        if not self._enrolled and self.settings.engine_url and self._can_announce():
             # Announced once the port is bound: the request tells the engine where it is.
             self._announcing = asyncio.create_task(self._announce(), name="enrollment")
         what = "commands" if self._enrolled else "enrollment only (not enrolled yet)"
@@ -209,6 +209,17 @@ class DirectAgentTransport:
                      self.identity.gateway_url())
         if self.on_enrolled is not None:
             self.on_enrolled(grant)
+
+    def _can_announce(self) -> bool:
+        """A node given only an enrollment token waits for the engine that issued it to add
+        it by address (the token proves that engine's CA); it cannot check a CA it fetched."""
+        identity = self.identity
+        if identity.trusted_ca_file() is None and identity.ca_fingerprint is None \
+                and identity.enroll_token is not None:
+            log.info("waiting for the engine to add this node by address (enrollment token); "
+                     "not announcing to %s", self.settings.engine_url)
+            return False
+        return True
 
     def _start_renewal(self) -> None:
         if self._renewing is None:
