@@ -33,6 +33,7 @@ from overt.engine.services.templates import import_image_template
 from overt.lab import netns
 from overt.lab.guest import build_guest_image
 from overt.lab.guest_dhcp import GuestDhcp
+from overt.pki.certs import key_fingerprint, load_key
 from overt.system.daemons import ensure_libvirtd
 from overt.system.waiting import tcp_port_answers
 
@@ -243,7 +244,8 @@ class AllInOne:
                 self.say("adding this machine as host 'local' of cluster Default")
                 host = await host_service.add_host(
                     session, jobs, name=LOCAL_HOST, address="127.0.0.1",
-                    port=self.options.node_port, cluster=None, user=admin)
+                    port=self.options.node_port, cluster=None, user=admin,
+                    fingerprint=await self._local_node_key())
                 return host.id
             status = HostStatus(host.status)
             if status is HostStatus.PENDING_APPROVAL:
@@ -260,6 +262,16 @@ class AllInOne:
                 self.say(f"host 'local' is {status.value}: installing it again")
                 await host_service.install_host(session, jobs, host.id, admin)
             return host.id
+
+    async def _local_node_key(self) -> str:
+        """This machine's node key fingerprint, read from its data directory: the demo
+        confirms its own node's key as an administrator would read it from the node."""
+        key_file = self.options.data_dir / "node" / "node.key"
+        for _ in range(300):  # the agent makes its key as it starts
+            if key_file.exists():
+                return key_fingerprint(load_key(key_file).public_key())
+            await asyncio.sleep(0.2)
+        raise DemoError(f"the agent made no key in 60 s; see {self.options.data_dir}/node.log")
 
     async def _host_status(self, host_id: object) -> str:
         async with self.runtime.db.transaction() as session:

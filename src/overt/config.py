@@ -57,8 +57,21 @@ class NodeSettings(BaseSettings):
         "the storage directory (volume.create copy_from), e.g. the test guest's cache.")
     libvirt_uri: str = "qemu:///system"
     engine_ca_file: Path | None = Field(
-        None, description="The engine CA to trust; without it the first engine to enroll "
-        "the node is trusted (and pinned).")
+        None, description="The engine CA to trust (the engine's pki/ca.pem, copied here).")
+    engine_ca_fingerprint: str | None = Field(
+        None, description="Trust the engine CA with this SHA-256 fingerprint (`overt pki "
+        "status` on the engine shows it), fetched from the engine.")
+    enroll_token: str | None = Field(
+        None, repr=False, description="The one-time enrollment token `overt host add` "
+        "printed: proves the engine adding this node by address is the one that issued it, "
+        "and proves this node to that engine. Without a CA file, a CA fingerprint or a "
+        "token, the node trusts no engine (it is never trusted on first use).")
+    clock_offset_s: float = Field(
+        0.0, description="Seconds added to the real time when checking and renewing "
+        "certificates (tests run nodes years ahead).")
+    cert_check_interval_s: float = Field(
+        3600.0, ge=0.1, description="How often the node checks its certificate's expiry "
+        "and asks the engine for a renewed one when it is due.")
     stats_interval_s: float = Field(15.0, ge=1.0, le=3600.0)
     heartbeat_interval_s: float = Field(5.0, ge=0.5, le=600.0)
     virt_type: Literal["auto", "kvm", "qemu"] = Field(
@@ -120,6 +133,15 @@ class EngineSettings(BaseSettings):
         "system's and the engine's own CA.")
     broker_sweep_interval_s: float = Field(
         30.0, ge=0.1, description="How often the broker accounts of removed hosts are deleted.")
+    cert_rotation: bool = Field(
+        True, description="Renew the CA, the engine's and the nodes' certificates well "
+        "before they expire. Off: nothing is renewed; alerts still fire, and `overt pki "
+        "recover` renews what expired.")
+    cert_check_interval_s: float = Field(
+        3600.0, ge=0.1, description="How often certificates' expiry is checked.")
+    clock_offset_s: float = Field(
+        0.0, description="Seconds added to the real time when checking and issuing "
+        "certificates (tests run the engine years ahead).")
     api_address: str = "127.0.0.1"
     api_port: int = Field(DEFAULT_API_PORT, gt=0, lt=65536)
     gateway_address: str = "0.0.0.0"  # noqa: S104 - nodes reach the gateway over management

@@ -43,6 +43,15 @@ class Agent:
                                             stdin=subprocess.DEVNULL,
                                             env={**os.environ, "OVERT_NODE_ANNOUNCE_INTERVAL_S": "1"})
 
+    def key_fingerprint(self, timeout: float = 30) -> str:
+        """The node's key fingerprint (what it logs; what `host add --fingerprint` takes)."""
+        from overt.pki.certs import key_fingerprint, load_key
+        from tests.support.demo import wait_until
+
+        key_file = self.base / "node" / "node.key"
+        wait_until(key_file.exists, timeout, "the node to make its key")
+        return key_fingerprint(load_key(key_file).public_key())
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

@@ -33,6 +33,8 @@ class NodeAddress:
 
     host_uuid: uuid.UUID
     url: str | None = None  # https://ADDRESS:54321 for direct; unused by amqp
+    # The node certificate the engine issued last (direct: any other is refused).
+    certificate_fingerprint: str | None = None
 
 
 # Engine side: applies one node event; returns once it is durably recorded, so that

@@ -3,7 +3,19 @@
 import typer
 
 from overt import __version__
-from overt.cli import broker, cluster, datacenter, engine, host, lab, network, simulate, storage, vm
+from overt.cli import (
+    broker,
+    cluster,
+    datacenter,
+    engine,
+    host,
+    lab,
+    network,
+    pki,
+    simulate,
+    storage,
+    vm,
+)
 from overt.cli.demo import demo
 from overt.cli.node import node
 
@@ -23,6 +35,7 @@ app.add_typer(datacenter.app, name="datacenter")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(network.app, name="network")
 app.add_typer(storage.app, name="storage")
+app.add_typer(pki.app, name="pki")
 app.command()(demo)
 app.command()(node)
 

@@ -38,8 +38,13 @@ def node(
     libvirt_uri: Annotated[str | None, typer.Option(
         help="libvirtd to manage (qemu:///system; a lab node's own socket URI).")] = None,
     engine_ca_file: Annotated[Path | None, typer.Option(
-        help="The engine CA to trust; without it the first engine is trusted and pinned.")
-    ] = None,
+        help="The engine CA to trust (a copy of the engine's pki/ca.pem).")] = None,
+    engine_ca_fingerprint: Annotated[str | None, typer.Option(
+        help="Trust the engine CA with this SHA-256 fingerprint (`overt pki status` on the "
+        "engine shows it).")] = None,
+    enroll_token: Annotated[str | None, typer.Option(
+        help="The one-time token `overt host add` printed (also OVERT_NODE_ENROLL_TOKEN). "
+        "Without a CA file, fingerprint or token the node trusts no engine.")] = None,
     stats_interval: Annotated[float | None, typer.Option(
         help="Seconds between stats samples (15, at least 1).")] = None,
     heartbeat_interval: Annotated[float | None, typer.Option(
@@ -58,7 +63,8 @@ def node(
         "advertise_address": advertise_address, "data_dir": data_dir,
         "storage_dir": storage_dir, "image_import_dirs": import_dir or None,
         "libvirt_uri": libvirt_uri,
-        "engine_ca_file": engine_ca_file, "stats_interval_s": stats_interval,
+        "engine_ca_file": engine_ca_file, "engine_ca_fingerprint": engine_ca_fingerprint,
+        "enroll_token": enroll_token, "stats_interval_s": stats_interval,
         "heartbeat_interval_s": heartbeat_interval, "virt_type": virt_type,
         "log_level": log_level, "log_format": log_format,
     }

@@ -27,6 +27,7 @@ from overt.bus.base import EngineTransport
 from overt.bus.direct.engine import DirectEngineTransport
 from overt.bus.direct.gateway import NodeGateway
 from overt.bus.direct.tls import TlsFiles
+from overt.clock import Clock
 from overt.config import EngineSettings, SettingsError
 from overt.engine.api.app import ApiServices, build_api_app
 from overt.engine.db import migrate
@@ -41,7 +42,9 @@ from overt.engine.nodes import NodeClient
 from overt.engine.registry.bootstrap_client import NodeBootstrap
 from overt.engine.registry.broker_accounts import BrokerAdminAccounts, NodeAccountSweeper
 from overt.engine.registry.enrollment import BrokerAccounts, Registry
+from overt.engine.registry.pins import CertificatePins
 from overt.engine.registry.pki import EnginePki
+from overt.engine.registry.rotation import CertificateWatch
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.web.app import web_routes
 from overt.engine.web.live import ChangeFeed
@@ -92,7 +95,8 @@ class EngineRuntime:
         self.db = Database(self.settings.database_url())
         addresses = [a for a in {public_address(self.settings), self.settings.api_address}
                      if a not in ("0.0.0.0", "::")]  # noqa: S104
-        self.pki = EnginePki(data / "pki", addresses=addresses)
+        self.clock = Clock(self.settings.clock_offset_s)
+        self.pki = EnginePki(data / "pki", addresses=addresses, clock=self.clock)
         self.job_wakeup = asyncio.Event()
         self.monitor_wakeup = asyncio.Event()
         self.generated_password: str | None = None
@@ -136,7 +140,8 @@ class EngineRuntime:
     async def run(self, *, ready: asyncio.Event | None = None) -> None:
         assert self.transport is not None, "call prepare() first"
         nodes = NodeClient(self.transport)
-        registry = Registry(self.db, self.pki, gateway_url=self.gateway_url, broker=self.broker)
+        registry = Registry(self.db, self.pki, gateway_url=self.gateway_url, broker=self.broker,
+                            rotation=self.settings.cert_rotation)
         monitor = Monitor(self.db, nodes, heartbeat_timeout_s=self.settings.heartbeat_timeout_s,
                           read_inbox=self.settings.bus == "direct", wakeup=self.monitor_wakeup,
                           report_interval_s=self.settings.monitor_report_interval_s)
@@ -188,6 +193,17 @@ class EngineRuntime:
                                InboxSink(self.db, self.monitor_wakeup))
         await gateway.start()
         self._servers.append(gateway)
+
+        def reload() -> None:
+            gateway.reload_certificate()
+            context = getattr(server.config, "ssl", None)
+            if context is not None:
+                context.load_cert_chain(self.pki.cert_file, self.pki.key_file)
+            if isinstance(self.transport, DirectEngineTransport):
+                self.transport.reload_certificate()
+        watch = CertificateWatch(self.db, self.pki, rotation=self.settings.cert_rotation,
+                                 interval_s=self.settings.cert_check_interval_s, reload=reload)
+        tasks.append(asyncio.create_task(watch.run(), name="certificates"))
         while not server.started:
             await asyncio.sleep(0.02)
             if tasks[0].done():
@@ -225,7 +241,7 @@ def make_transport(settings: EngineSettings, pki: EnginePki, *,
                    on_connected: ConnectedHook | None = None) -> EngineTransport:
     """The engine's end of the bus named by the settings (direct, or amqp://...)."""
     if not settings.managed:
-        return DirectEngineTransport(_tls(pki))
+        return DirectEngineTransport(_tls(pki), clock=pki.clock)
     return AmqpEngineTransport(settings.bus, instance=engine_instance(),
                                ssl_context=broker_ssl_context(settings, pki),
                                on_connected=on_connected)
@@ -271,10 +287,10 @@ class DirectBootstrap:
         self.transport = DirectEngineTransport(_tls(pki))
 
     async def request_enrollment(self, address: str, port: int,
-                                 introduction: EngineIntroduction) -> EnrollmentRequest:
-        request, _fingerprint = await self.transport.request_enrollment(
-            f"https://{address}:{port}", introduction)
-        return request
+                                 introduction: EngineIntroduction) -> tuple[EnrollmentRequest,
+                                                                             str]:
+        return await self.transport.request_enrollment(f"https://{address}:{port}",
+                                                       introduction)
 
     async def deliver_grant(self, address: str, port: int, grant: EnrollmentGrant) -> None:
         await self.transport.send_certificate(f"https://{address}:{port}", grant)
@@ -288,4 +304,5 @@ def make_gateway(settings: EngineSettings, pki: EnginePki, registry: Registry,
                  sink: InboxSink) -> NodeGateway:
     """The node gateway: enrollment always; events too in direct mode (into the inbox)."""
     return NodeGateway(_tls(pki), host=settings.gateway_address, port=settings.gateway_port,
-                       sink=sink if settings.bus == "direct" else None, enroll=registry.announce)
+                       sink=sink if settings.bus == "direct" else None, enroll=registry.announce,
+                       pins=CertificatePins(registry.db).accepts, clock=pki.clock)

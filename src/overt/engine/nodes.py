@@ -34,7 +34,8 @@ class NodeCommandFailed(Exception):
 def address_of(host: Host) -> NodeAddress:
     if host.host_uuid is None:
         raise ValueError(f"host {host.name} has not enrolled yet")
-    return NodeAddress(host_uuid=host.host_uuid, url=f"https://{host.address}:{host.port}")
+    return NodeAddress(host_uuid=host.host_uuid, url=f"https://{host.address}:{host.port}",
+                       certificate_fingerprint=host.certificate_fingerprint)
 
 
 class NodeClient:

@@ -13,6 +13,7 @@ import signal
 
 from overt.bus.base import AgentTransport
 from overt.bus.direct.agent import AgentServerSettings, DirectAgentTransport
+from overt.clock import Clock
 from overt.config import NodeSettings
 from overt.node.agent import Agent, AgentTimings
 from overt.node.hypervisor.libvirt_driver import LibvirtHypervisor
@@ -27,11 +28,15 @@ log = logging.getLogger(__name__)
 
 def build_transport(settings: NodeSettings) -> AgentTransport:
     """Direct (HTTPS + mutual TLS), or fully managed (enrollment over HTTPS, then the broker)."""
-    identity = NodeIdentity(settings.data_dir, settings.engine_ca_file)
+    identity = NodeIdentity(settings.data_dir, settings.engine_ca_file,
+                            ca_fingerprint=settings.engine_ca_fingerprint,
+                            enroll_token=settings.enroll_token,
+                            clock=Clock(settings.clock_offset_s))
     server = AgentServerSettings(
         listen_address=settings.listen_address, port=settings.port,
         engine_url=settings.engine_url, advertise_address=settings.advertise_address,
-        announce_interval_s=settings.announce_interval_s)
+        announce_interval_s=settings.announce_interval_s,
+        cert_check_interval_s=settings.cert_check_interval_s)
     if settings.managed:
         return ManagedAgentTransport(identity, server, broker=settings.bus)
     return DirectAgentTransport(identity, server)

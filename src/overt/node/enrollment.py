@@ -1,12 +1,14 @@
 """Announcing a node to its engine (`POST {engine_url}/v1/enroll`) until it is approved.
 
-The engine's TLS is checked against the configured engine CA, or, without one,
-against the CA fetched from `{engine_url}/v1/ca` and pinned on first use.
+The engine's TLS is checked against the engine CA the node trusts (and the engine's
+name, ENGINE_SERVER_NAME): the configured one, or the one fetched from
+`{engine_url}/v1/ca` if it matches the node's configured CA fingerprint.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Callable
@@ -14,7 +16,9 @@ from collections.abc import Callable
 import aiohttp
 
 from overt.bus.direct.http import CA_PATH, ENROLL_PATH
+from overt.bus.direct.tls import ENGINE_SERVER_NAME
 from overt.node.identity import IdentityError, NodeIdentity
+from overt.pki.expiry import expired
 from overt.protocol.enrollment import EnrollmentGrant, EnrollmentRequest, EnrollmentStatus
 
 log = logging.getLogger(__name__)
@@ -54,17 +58,35 @@ class EnrollmentClient:
                                  self.engine_url)
                 await asyncio.sleep(delay)
 
+    async def ask_once(self, request: EnrollmentRequest) -> EnrollmentGrant:
+        """One announce (an enrolled node renewing its certificate with its key)."""
+        async with aiohttp.ClientSession() as session:
+            return await self._announce(session, request)
+
     async def _announce(self, session: aiohttp.ClientSession,
                         request: EnrollmentRequest) -> EnrollmentGrant:
         context = await self._engine_context(session)
         async with session.post(self.engine_url + ENROLL_PATH,
                                 data=request.model_dump_json(), ssl=context,
+                                server_hostname=ENGINE_SERVER_NAME,
                                 headers={"Content-Type": "application/json"},
                                 timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as response:
             text = await response.text()
             if response.status != 200:
                 raise ValueError(f"the engine answered {response.status}: {text[:300]}")
             return EnrollmentGrant.model_validate_json(text)
+
+    def _show_certificate(self, context: ssl.SSLContext) -> None:
+        """An enrolled node proves itself with its certificate (a renewal needs that fresh
+        proof); not an expired one, which the engine's TLS would refuse outright."""
+        try:
+            cert = self.identity.certificate()
+        except (OSError, ValueError):
+            return
+        if expired(cert, self.identity.clock.now()):
+            return
+        with contextlib.suppress(ssl.SSLError, OSError):  # not for this node's key
+            context.load_cert_chain(self.identity.cert_file, self.identity.key_file)
 
     async def _engine_context(self, session: aiohttp.ClientSession) -> ssl.SSLContext:
         if self.identity.trusted_ca_file() is None:
@@ -75,6 +97,6 @@ class EnrollmentClient:
                 self.identity.trust_ca(await response.text())
         ca_file = self.identity.trusted_ca_file()
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False  # the engine is identified by the CA it chains to
-        context.load_verify_locations(cafile=ca_file)
+        context.load_verify_locations(cafile=ca_file)  # and the name checked: the engine's
+        self._show_certificate(context)
         return context

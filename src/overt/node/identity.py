@@ -3,7 +3,10 @@ the engine CA it trusts, where its engine's gateway is, and (fully managed mode)
 own broker account.
 
 Until the engine CA issues a certificate the node shows a self-signed bootstrap one.
-The engine CA is either configured (`engine_ca_file`) or pinned on first use.
+The node trusts only an engine CA it was given: the file (`engine_ca_file`), or one
+an engine offers that matches the configured fingerprint (`ca_fingerprint`) or comes
+with a proof made with the node's one-time enrollment token. Never the first one
+offered: whoever the node trusts drives its libvirt.
 """
 
 from __future__ import annotations
@@ -17,16 +20,20 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from overt.bus.direct.tls import TlsFiles
+from overt.clock import Clock
+from overt.pki import tokens
 from overt.pki.certs import (
     PrivateKey,
     cert_pem,
     certificate_request,
     fingerprint,
     host_uuid_of,
+    key_fingerprint,
     key_pem,
     load_cert,
     load_key,
     new_key,
+    same_fingerprint,
     self_signed,
     write_private,
 )
@@ -43,9 +50,14 @@ class NodeIdentity:
     """Files below `data_dir`: node.key (0600), bootstrap.pem, node.pem, engine-ca.pem,
     enrollment.json, broker.json (0600: the node's broker account, fully managed mode)."""
 
-    def __init__(self, data_dir: Path, engine_ca_file: Path | None = None) -> None:
+    def __init__(self, data_dir: Path, engine_ca_file: Path | None = None, *,
+                 ca_fingerprint: str | None = None, enroll_token: str | None = None,
+                 clock: Clock | None = None) -> None:
         self.data_dir = data_dir
         self.engine_ca_file = engine_ca_file
+        self.ca_fingerprint = ca_fingerprint
+        self.enroll_token = enroll_token
+        self.clock = clock or Clock()
         self.key_file = data_dir / "node.key"
         self.bootstrap_file = data_dir / "bootstrap.pem"
         self.cert_file = data_dir / "node.pem"
@@ -65,11 +77,23 @@ class NodeIdentity:
     def bootstrap_cert(self, host_uuid: uuid.UUID, names: list[str]) -> Path:
         """The self-signed certificate shown before enrollment (made when missing)."""
         if not self._current(self.bootstrap_file, host_uuid):
-            cert = self_signed(self.key(), str(host_uuid), names)
+            cert = self_signed(self.key(), str(host_uuid), names, now=self.clock.now())
             self.bootstrap_file.write_bytes(cert_pem(cert))
-        log.info("not enrolled yet; bootstrap certificate fingerprint %s",
-                 fingerprint(load_cert(self.bootstrap_file.read_bytes())))
+        log.info("not enrolled yet; this node's key fingerprint is %s (compare it with the "
+                 "one the engine shows before approving or adding the host)",
+                 self.key_fingerprint())
         return self.bootstrap_file
+
+    def key_fingerprint(self) -> str:
+        return key_fingerprint(self.key().public_key())
+
+    def token_proof(self, ca_pem: str) -> str | None:
+        """With an enrollment token: the proof that our key is the token holder's, for the
+        engine of `ca_pem` (None without a token)."""
+        if self.enroll_token is None:
+            return None
+        ca = fingerprint(_load(ca_pem, "the engine CA"))
+        return tokens.node_proof(self.enroll_token, self.key_fingerprint(), ca)
 
     def csr_pem(self, host_uuid: uuid.UUID, names: list[str]) -> str:
         return certificate_request(self.key(), str(host_uuid), names).decode()
@@ -95,25 +119,59 @@ class NodeIdentity:
     # -- the engine CA ------------------------------------------------------------------
 
     def trusted_ca_file(self) -> Path | None:
-        """The configured engine CA, else the pinned one, else None (trust on first use)."""
+        """The configured engine CA (or its renewal, kept in the data directory), else the
+        one accepted before, else None."""
         if self.engine_ca_file is not None:
+            if self.ca_file.exists() and _renews(load_cert(self.ca_file.read_bytes()),
+                                                 load_cert(self.engine_ca_file.read_bytes())):
+                return self.ca_file
             return self.engine_ca_file
         return self.ca_file if self.ca_file.exists() else None
 
-    def trust_ca(self, ca_pem: str) -> None:
-        """Pin `ca_pem` as the engine CA, or check it is the one already trusted."""
+    def accept_renewed_ca(self, ca_pem: str) -> bool:
+        """Keep the engine CA's renewal (same key and name, later expiry); True if taken."""
+        trusted = self.trusted_ca_file()
+        offered = _load(ca_pem, "the engine CA")
+        if trusted is None or not _renews(offered, load_cert(trusted.read_bytes())):
+            return False
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.ca_file.write_bytes(cert_pem(offered))
+        log.info("the engine CA was renewed: valid until %s", offered.not_valid_after_utc)
+        return True
+
+    def certificate(self) -> x509.Certificate:
+        return load_cert(self.cert_file.read_bytes())
+
+    def trust_ca(self, ca_pem: str, proof: str | None = None) -> None:
+        """Accept `ca_pem` as the engine CA if it is the one already trusted, or matches the
+        configured fingerprint, or comes with the token's proof (`proof`)."""
         offered = _load(ca_pem, "the engine CA")
         trusted = self.trusted_ca_file()
         if trusted is not None:
-            if load_cert(trusted.read_bytes()) != offered:
+            current = load_cert(trusted.read_bytes())
+            if current != offered and not _same_ca(current, offered):
                 raise IdentityError(
                     f"this node trusts another engine CA ({trusted}); to move it to a new "
                     f"engine, remove {self.data_dir} on the node and restart the agent")
             return
+        offered_fp = fingerprint(offered)
+        if self.ca_fingerprint is not None and same_fingerprint(self.ca_fingerprint, offered_fp):
+            how = "its configured fingerprint"
+        elif self.enroll_token is not None and proof is not None and tokens.check(
+                tokens.engine_proof(self.enroll_token, offered_fp), proof):
+            how = "the enrollment token"
+        elif self.ca_fingerprint is None and self.enroll_token is None:
+            raise IdentityError(
+                "this node trusts no engine yet: start it with --engine-ca-file (the "
+                "engine's pki/ca.pem), --engine-ca-fingerprint, or the --enroll-token "
+                "`overt host add` printed")
+        else:
+            raise IdentityError(f"the engine CA offered ({offered_fp}) is not the one this "
+                                "node was told to trust (fingerprint or enrollment token)")
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.ca_file.write_bytes(cert_pem(offered))
-        log.warning("trusting the engine CA %s on first use (pinned in %s)",
-                    fingerprint(offered), self.ca_file)
+        log.info("trusting the engine CA %s (checked against %s; kept in %s)", offered_fp,
+                 how, self.ca_file)
 
     # -- enrollment ---------------------------------------------------------------------
 
@@ -124,7 +182,7 @@ class NodeIdentity:
             raise IdentityError(f"enrollment is {grant.status.value}, not approved with a "
                                 "certificate")
         if grant.ca_pem is not None:
-            self.trust_ca(grant.ca_pem)
+            self.accept_renewed_ca(grant.ca_pem)
         ca_file = self.trusted_ca_file()
         if ca_file is None:
             raise IdentityError("the grant carries no engine CA and none is trusted yet")
@@ -167,6 +225,15 @@ class NodeIdentity:
         except (OSError, ValueError):
             return None
         return value if isinstance(value, str) else None
+
+
+def _same_ca(a: x509.Certificate, b: x509.Certificate) -> bool:
+    return a.subject == b.subject and a.public_key() == b.public_key()
+
+
+def _renews(new: x509.Certificate, old: x509.Certificate) -> bool:
+    """`new` is `old` renewed: the same CA (name and key), valid longer."""
+    return _same_ca(new, old) and new.not_valid_after_utc > old.not_valid_after_utc
 
 
 def _load(pem: str, what: str) -> x509.Certificate:

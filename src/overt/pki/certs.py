@@ -7,6 +7,7 @@ the subject's CN and a SAN URI `urn:uuid:...`) and one for the engine itself.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import ipaddress
 import uuid
 from dataclasses import dataclass
@@ -15,9 +16,11 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 PrivateKey = ec.EllipticCurvePrivateKey
+PublicKey = ec.EllipticCurvePublicKey
 
 CA_VALIDITY = dt.timedelta(days=3650)
 CERT_VALIDITY = dt.timedelta(days=825)
@@ -62,6 +65,33 @@ def fingerprint(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
+def key_fingerprint(key: PublicKeyTypes) -> str:
+    """SHA-256 of a public key (its SubjectPublicKeyInfo), as colon-separated hex.
+
+    This names a node's key, whatever certificate or request carries it: the node logs
+    it at start, the engine shows it on the host, the administrator compares the two."""
+    der = key.public_bytes(serialization.Encoding.DER,
+                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(der)
+    return digest.finalize().hex(":").upper()
+
+
+def csr_key_fingerprint(csr_pem: str) -> str:
+    """The key fingerprint of a PEM certificate request (ValueError if it is not one)."""
+    csr = x509.load_pem_x509_csr(csr_pem.encode())
+    return key_fingerprint(csr.public_key())
+
+
+def same_fingerprint(a: str | None, b: str | None) -> bool:
+    """Compare two fingerprints as an administrator types them (case, colons, spaces)."""
+    if not a or not b:
+        return False
+    def norm(value: str) -> str:
+        return "".join(c for c in value.upper() if c in "0123456789ABCDEF")
+    return hmac.compare_digest(norm(a), norm(b))
+
+
 def _san(names: list[str]) -> list[x509.GeneralName]:
     result: list[x509.GeneralName] = []
     for name in names:
@@ -86,16 +116,24 @@ def certificate_request(key: PrivateKey, common_name: str, names: list[str]) -> 
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
-def self_signed(key: PrivateKey, common_name: str, names: list[str]) -> x509.Certificate:
+def valid_from(now: dt.datetime) -> dt.datetime:
+    """The notBefore of a certificate issued at `now` (the issuer's clock): never after the
+    real time, so that a certificate issued by an engine whose clock runs ahead (tests
+    move it years forward) is valid for TLS libraries, which use the real time."""
+    return min(now, dt.datetime.now(dt.UTC)) - dt.timedelta(minutes=5)
+
+
+def self_signed(key: PrivateKey, common_name: str, names: list[str], *,
+                now: dt.datetime | None = None) -> x509.Certificate:
     """A bootstrap certificate, used by a node until the engine CA has issued it one."""
-    now = dt.datetime.now(dt.UTC)
+    now = now or dt.datetime.now(dt.UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     return (
         x509.CertificateBuilder()
         .subject_name(subject).issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_before(valid_from(now))
         .not_valid_after(now + CERT_VALIDITY)
         .add_extension(x509.SubjectAlternativeName(_san(names)), critical=False)
         .sign(key, hashes.SHA256())
@@ -110,17 +148,27 @@ class CertificateAuthority:
     cert: x509.Certificate
 
     @classmethod
-    def create(cls, name: str) -> CertificateAuthority:
-        key = new_key()
-        now = dt.datetime.now(dt.UTC)
+    def create(cls, name: str, *, now: dt.datetime | None = None,
+               key: PrivateKey | None = None) -> CertificateAuthority:
+        """A new CA (`key`: keep the old CA's key when renewing it, so issued certs stay valid)."""
+        key = key or new_key()
+        now = now or dt.datetime.now(dt.UTC)
         subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Overt"),
                              x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        return cls(key, cls._self_sign(key, subject, now))
+
+    def renewed(self, now: dt.datetime) -> CertificateAuthority:
+        """The same CA (key and name) with a new validity: what it issued stays valid."""
+        return CertificateAuthority(self.key, self._self_sign(self.key, self.cert.subject, now))
+
+    @staticmethod
+    def _self_sign(key: PrivateKey, subject: x509.Name, now: dt.datetime) -> x509.Certificate:
         cert = (
             x509.CertificateBuilder()
             .subject_name(subject).issuer_name(subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_before(valid_from(now))
             .not_valid_after(now + CA_VALIDITY)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(x509.KeyUsage(
@@ -129,7 +177,7 @@ class CertificateAuthority:
                 key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
             .sign(key, hashes.SHA256())
         )
-        return cls(key, cert)
+        return cert
 
     @classmethod
     def load(cls, directory: Path) -> CertificateAuthority:
@@ -140,7 +188,8 @@ class CertificateAuthority:
         (directory / "ca.pem").write_bytes(cert_pem(self.cert))
 
     def sign(self, csr_pem: bytes, *, common_name: str | None = None,
-             names: list[str] | None = None) -> x509.Certificate:
+             names: list[str] | None = None, now: dt.datetime | None = None,
+             validity: dt.timedelta = CERT_VALIDITY) -> x509.Certificate:
         """Issue a certificate for a CSR; `common_name`/`names` override what it asks for."""
         csr = x509.load_pem_x509_csr(csr_pem)
         if not csr.is_signature_valid:
@@ -156,14 +205,19 @@ class CertificateAuthority:
                 sans = []
         else:
             sans = _san(names)
-        now = dt.datetime.now(dt.UTC)
+        return self.issue(subject, csr.public_key(), sans,  # type: ignore[arg-type]
+                          now=now or dt.datetime.now(dt.UTC), validity=validity)
+
+    def issue(self, subject: x509.Name, public_key: PublicKey, sans: list[x509.GeneralName],
+              *, now: dt.datetime, validity: dt.timedelta = CERT_VALIDITY) -> x509.Certificate:
+        """A certificate for `public_key` (the key of a CSR, or one pinned earlier)."""
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject).issuer_name(self.cert.subject)
-            .public_key(csr.public_key())
+            .public_key(public_key)
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + CERT_VALIDITY)
+            .not_valid_before(valid_from(now))
+            .not_valid_after(min(now + validity, self.cert.not_valid_after_utc))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
                                                   ExtendedKeyUsageOID.CLIENT_AUTH]),

@@ -44,6 +44,9 @@ class EnrollmentRequest(WireModel):
     rpc_port: int = Field(54321, gt=0, lt=65536)
     csr_pem: str
     capabilities: HostCapabilities
+    # With an enrollment token: HMAC proving the CSR's key is the token holder's
+    # (overt.pki.tokens.node_proof over the key and the engine CA it was introduced to).
+    proof: str | None = Field(None, max_length=128)
 
 
 class EngineIntroduction(WireModel):
@@ -52,6 +55,8 @@ class EngineIntroduction(WireModel):
     ca_pem: str
     gateway_url: str  # https://ENGINE:PORT of the engine's node gateway
     host_id: UUID  # the engine's id for this host
+    # HMAC with the host's enrollment token over the CA's fingerprint (overt.pki.tokens).
+    proof: str | None = Field(None, max_length=128)
 
 
 class EnrollmentGrant(WireModel):

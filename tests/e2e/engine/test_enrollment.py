@@ -62,8 +62,9 @@ def test_a_node_that_announces_itself_waits_for_approval(
         pending = wait_until(lambda: next(iter(hosts.list()), None), 60, "the node to announce")
         assert pending.status == types.HostStatus.PENDING_APPROVAL
         assert pending.address == "127.0.0.1"
+        assert pending.ssh.fingerprint == agent.key_fingerprint()  # what the admin compares
         events = connection.system_service().events_service().list(max=5)
-        assert any("asks to join; approve it" in e.description for e in events)
+        assert any("asks to join with key" in e.description for e in events)
         hosts.host_service(pending.id).approve()
         up = wait_until(lambda: (h := hosts.host_service(pending.id).get()).status ==
                         types.HostStatus.UP and h, 60, "the approved host to come up")
@@ -74,14 +75,18 @@ def test_a_node_that_announces_itself_waits_for_approval(
         agent.stop()
 
 
-def test_a_host_added_by_address_joins_without_approval(
+def test_a_host_added_by_address_with_its_fingerprint_joins_without_approval(
     engine: RunningEngine, connection: sdk.Connection
 ) -> None:
     agent = Agent(engine.runtime.settings.data_dir.parent / "added", engine_ca=engine.ca_file)
     agent.start()
     try:
+        key = agent.key_fingerprint()
+        assert key in agent.log.read_text() or wait_until(
+            lambda: key in agent.log.read_text(), 30, "the node to log its key")
         hosts = connection.system_service().hosts_service()
         host = hosts.add(types.Host(name="added", address="127.0.0.1", port=agent.port,
+                                    ssh=types.Ssh(fingerprint=key),
                                     cluster=types.Cluster(name="Default")))
         assert host.status == types.HostStatus.INSTALLING
         wait_until(lambda: hosts.host_service(host.id).get().status == types.HostStatus.UP, 60,

@@ -106,6 +106,7 @@ def test_a_host_added_by_a_worker_without_broker_rights_gets_its_account_from_th
         agent.start()
         hosts = conn.system_service().hosts_service()
         host = hosts.add(types.Host(name="added", address="127.0.0.1", port=agent.port,
+                                    ssh=types.Ssh(fingerprint=agent.key_fingerprint()),
                                     cluster=types.Cluster(name="Default")))
         wait_until(lambda: hosts.host_service(host.id).get().status == types.HostStatus.UP, 90,
                    "the host to come up")

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from overt.bus.direct.tls import TlsFiles, issue_engine_identity, node_names
 from overt.node.identity import NodeIdentity
-from overt.pki.certs import CertificateAuthority, cert_pem
+from overt.pki.certs import CertificateAuthority, cert_pem, fingerprint
 from overt.protocol import EventEnvelope
 from overt.protocol.enrollment import EnrollmentGrant, EnrollmentStatus
 
@@ -57,7 +57,8 @@ class Pki:
 
     def enroll_node(self, data_dir: Path, host_uuid: uuid.UUID, gateway_url: str) -> NodeIdentity:
         """Give a node's data dir what enrollment would: key, CA-issued certificate, CA."""
-        identity = NodeIdentity(data_dir)
+        identity = NodeIdentity(data_dir, ca_fingerprint=fingerprint(self.ca.cert))
+        identity.trust_ca(cert_pem(self.ca.cert).decode())
         names = node_names(host_uuid, "node", "127.0.0.1")
         cert = self.ca.sign(identity.csr_pem(host_uuid, names).encode())
         identity.accept_grant(EnrollmentGrant(

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
@@ -36,6 +37,8 @@ from overt.bus.direct.http import (
 from overt.bus.direct.tls import ENGINE_COMMON_NAME, common_name, node_names, peer_certificate
 from overt.node.enrollment import EnrollmentClient
 from overt.node.identity import IdentityError, NodeIdentity
+from overt.pki.certs import load_cert
+from overt.pki.expiry import Expiry, expired, expiry_of
 from overt.protocol import (
     CommandEnvelope,
     ErrorCode,
@@ -46,7 +49,12 @@ from overt.protocol import (
     decode_command,
 )
 from overt.protocol.commands import HostCapabilitiesCommand
-from overt.protocol.enrollment import EngineIntroduction, EnrollmentGrant, EnrollmentRequest
+from overt.protocol.enrollment import (
+    EngineIntroduction,
+    EnrollmentGrant,
+    EnrollmentRequest,
+    EnrollmentStatus,
+)
 from overt.protocol.host import HostCapabilities
 
 log = logging.getLogger(__name__)
@@ -64,6 +72,7 @@ class AgentServerSettings:
     advertise_address: str | None = None
     announce_interval_s: float = 5.0
     commands_and_events: bool = True  # False: enrollment only (fully managed mode)
+    cert_check_interval_s: float = 3600.0  # how often the certificate's expiry is checked
 
 
 # Told of every grant the node accepted (and stored), once it is enrolled with it.
@@ -84,6 +93,7 @@ class DirectAgentTransport:
         self._tls: ssl.SSLContext | None = None
         self._runner: web.AppRunner | None = None
         self._announcing: asyncio.Task[None] | None = None
+        self._renewing: asyncio.Task[None] | None = None
         self._introduced_gateway: str | None = None
         self._enrolled = False
         self.port: int | None = None  # the bound port, once started
@@ -109,6 +119,7 @@ class DirectAgentTransport:
             self._tls = files.server_context(client_certs=ssl.CERT_REQUIRED)
             self._start_delivery()
             self._enrolled = True
+            self._start_renewal()
         else:
             self._tls = self._bootstrap_context()
         app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -121,7 +132,7 @@ class DirectAgentTransport:
                            ssl_context=self._tls)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
-        if not self._enrolled and self.settings.engine_url:
+        if not self._enrolled and self.settings.engine_url and self._can_announce():
             # Announced once the port is bound: the request tells the engine where it is.
             self._announcing = asyncio.create_task(self._announce(), name="enrollment")
         what = "commands" if self._enrolled else "enrollment only (not enrolled yet)"
@@ -136,10 +147,11 @@ class DirectAgentTransport:
         self.delivery.publish_lossy(event)
 
     async def close(self) -> None:
-        if self._announcing is not None:
-            self._announcing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._announcing
+        for task in (self._announcing, self._renewing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._runner is not None:
             await self._runner.cleanup()
         await self.delivery.close()
@@ -191,11 +203,67 @@ class DirectAgentTransport:
         self._tls.verify_mode = ssl.CERT_REQUIRED
         self._enrolled = True
         self._start_delivery()
+        self._start_renewal()
         if self.settings.commands_and_events:
             log.info("enrolled; serving commands with mutual TLS (gateway %s)",
                      self.identity.gateway_url())
         if self.on_enrolled is not None:
             self.on_enrolled(grant)
+
+    def _can_announce(self) -> bool:
+        """A node given only an enrollment token waits for the engine that issued it to add
+        it by address (the token proves that engine's CA); it cannot check a CA it fetched."""
+        identity = self.identity
+        if identity.trusted_ca_file() is None and identity.ca_fingerprint is None \
+                and identity.enroll_token is not None:
+            log.info("waiting for the engine to add this node by address (enrollment token); "
+                     "not announcing to %s", self.settings.engine_url)
+            return False
+        return True
+
+    def _start_renewal(self) -> None:
+        if self._renewing is None:
+            self._renewing = asyncio.create_task(self._renew_forever(), name="renewal")
+
+    async def _renew_forever(self) -> None:
+        """Renew the node's certificate well before it expires, over the trusted channel
+        (the engine CA checked, the engine's name checked, the node's own key)."""
+        while True:
+            try:
+                await self.renew_if_due()
+            except (IdentityError, OSError, ValueError, aiohttp.ClientError,
+                    TimeoutError) as exc:
+                log.warning("cannot renew this node's certificate now: %s", exc)
+            await asyncio.sleep(self.settings.cert_check_interval_s)
+
+    async def renew_if_due(self) -> bool:
+        """Ask the engine for a renewed certificate if ours is due; True if renewed."""
+        current = self.identity.certificate()
+        if expiry_of(current, self.identity.clock.now()) is Expiry.OK:
+            return False
+        gateway = self.identity.gateway_url() or self.settings.engine_url
+        if gateway is None:
+            raise IdentityError("no engine gateway known to renew the certificate with")
+        grant = await EnrollmentClient(gateway, self.identity).ask_once(
+            self.enrollment_request())
+        if grant.status is not EnrollmentStatus.APPROVED or grant.certificate_pem is None:
+            raise IdentityError(f"the engine did not renew the certificate: {grant.message}")
+        if load_cert(grant.certificate_pem.encode()) == current:
+            return False
+        self.identity.accept_grant(grant, self.host_uuid, gateway)
+        self._reload_identity()
+        log.info("renewed this node's certificate: valid until %s",
+                 self.identity.certificate().not_valid_after_utc)
+        if self.on_enrolled is not None:
+            self.on_enrolled(grant)
+        return True
+
+    def _reload_identity(self) -> None:
+        files = self.identity.files()
+        assert self._tls is not None
+        self._tls.load_cert_chain(files.cert_file, files.key_file)
+        self._tls.load_verify_locations(cafile=files.ca_file)
+        self._start_delivery()
 
     def _start_delivery(self) -> None:
         if not self.settings.commands_and_events:
@@ -204,7 +272,7 @@ class DirectAgentTransport:
         if url is None:
             log.warning("no engine gateway known: events wait until one is configured")
             return
-        self.delivery.target(url, self.identity.files().client_context())
+        self.delivery.target(url, self.identity.files().engine_client_context())
 
     def enrollment_request(self) -> EnrollmentRequest:
         """What this node says of itself when it asks the engine for a certificate."""
@@ -255,6 +323,12 @@ class DirectAgentTransport:
 
     def _refuse_unless_engine(self, request: web.Request) -> web.Response | None:
         cert = peer_certificate(request)
+        if cert is not None and expired(cert, self.identity.clock.now()):
+            log.warning("refused the engine: its certificate expired on %s",
+                        cert.not_valid_after_utc, extra={"peer": request.remote})
+            return _reply(403, NO_REQUEST, ErrorCode.UNAUTHORIZED,
+                          "the engine's certificate has expired; run `overt pki recover` on "
+                          "the engine")
         if cert is None or common_name(cert) != ENGINE_COMMON_NAME:
             who = common_name(cert) if cert is not None else "no certificate"
             log.warning("refused a request from %s", who, extra={"peer": request.remote})
@@ -266,7 +340,7 @@ class DirectAgentTransport:
     async def _enrollment_request(self, request: web.Request) -> web.Response:
         if self._enrolled:
             return _error(409, "this node is enrolled already")
-        if self.identity.engine_ca_file is not None:  # else: the CA is pinned on first use
+        if self.identity.engine_ca_file is not None:  # else: checked by fingerprint or token
             refusal = self._refuse_unless_engine(request)
             if refusal is not None:
                 return refusal
@@ -274,13 +348,17 @@ class DirectAgentTransport:
         if isinstance(intro, web.Response):
             return intro
         try:
-            self.identity.trust_ca(intro.ca_pem)
+            self.identity.trust_ca(intro.ca_pem, intro.proof)
         except IdentityError as exc:
+            log.warning("refused an engine's introduction: %s", exc,
+                        extra={"peer": request.remote})
             return _error(403, str(exc))
         self._introduced_gateway = intro.gateway_url
         log.info("engine introduced itself (gateway %s, host id %s)", intro.gateway_url,
                  intro.host_id, extra={"peer": request.remote})
-        return _json(200, self.enrollment_request())
+        answer = self.enrollment_request().model_copy(
+            update={"proof": self.identity.token_proof(intro.ca_pem)})
+        return _json(200, answer)
 
     async def _enrollment_certificate(self, request: web.Request) -> web.Response:
         if self._enrolled:

@@ -18,6 +18,7 @@ from itertools import islice
 import aiohttp
 
 from overt.bus.direct.http import EVENTS_PATH
+from overt.bus.direct.tls import ENGINE_SERVER_NAME
 from overt.protocol import EventEnvelope
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ class EventDelivery:
         self._sender = asyncio.create_task(self._send_forever(), name="event-delivery")
 
     def target(self, gateway_url: str, ssl_context: ssl.SSLContext) -> None:
-        """Deliver to this gateway with this client identity from now on."""
+        """Deliver to this gateway with this client identity from now on (the context
+        checks the server's name: it must be the engine's, ENGINE_SERVER_NAME)."""
         self._url = gateway_url.rstrip("/") + EVENTS_PATH
         self._ssl = ssl_context
         self._wake.set()
@@ -148,7 +150,7 @@ class EventDelivery:
             raise DeliveryRefused(0, 0, "no gateway yet")
         body = "[" + ",".join(event.model_dump_json() for event in events) + "]"
         async with self._session.post(
-                self._url, data=body, ssl=self._ssl,
+                self._url, data=body, ssl=self._ssl, server_hostname=ENGINE_SERVER_NAME,
                 headers={"Content-Type": "application/json"},
                 timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
             text = await response.text()

@@ -31,7 +31,9 @@ from overt.bus.direct.http import (
     HOST_UUID_HEADER,
 )
 from overt.bus.direct.tls import TlsFiles
-from overt.pki.certs import fingerprint, host_uuid_of
+from overt.clock import Clock
+from overt.pki.certs import csr_key_fingerprint, fingerprint, host_uuid_of, key_fingerprint
+from overt.pki.expiry import expired
 from overt.protocol import CommandEnvelope, ProtocolViolation, Reply, decode_reply
 from overt.protocol.enrollment import EngineIntroduction, EnrollmentGrant, EnrollmentRequest
 
@@ -44,9 +46,15 @@ BOOTSTRAP_TIMEOUT_S = 30.0
 
 class IdentityCheckingConnector(aiohttp.TCPConnector):
     """Checks, right after the TLS handshake and before anything is sent, that the node's
-    certificate names the host UUID the request is meant for (`HOST_UUID_HEADER`)."""
+    certificate names the host UUID the request is meant for (`HOST_UUID_HEADER`) and,
+    when the engine pinned one for that host (`pins`), is that very certificate."""
 
     last_peer_cert: x509.Certificate | None = None
+
+    def __init__(self, *args: Any, clock: Clock | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pins: dict[str, str] = {}
+        self.clock = clock or Clock()
 
     async def _wrap_create_connection(self, *args: Any, **kwargs: Any) -> Any:
         transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
@@ -63,6 +71,19 @@ class IdentityCheckingConnector(aiohttp.TCPConnector):
                 raise NodeIdentityMismatch(
                     f"the server at {request.url.origin()} is host {found}, not {expected}; "
                     "the engine's record of this node's address is wrong")
+            if cert is not None and expired(cert, self.clock.now()):
+                transport.close()
+                raise NodeIdentityMismatch(
+                    f"host {expected} at {request.url.origin()} shows a certificate that "
+                    f"expired on {cert.not_valid_after_utc:%Y-%m-%d}; the node renews it "
+                    "itself, or run `overt pki recover` on the engine")
+            pinned = self.pins.get(expected)
+            if pinned is not None and cert is not None and fingerprint(cert) != pinned:
+                transport.close()
+                raise NodeIdentityMismatch(
+                    f"host {expected} at {request.url.origin()} shows certificate "
+                    f"{fingerprint(cert)[:23]}..., not the one the engine issued it last "
+                    "(an old key?); enroll the node again")
         return transport, protocol
 
 
@@ -74,16 +95,19 @@ class DirectEngineTransport:
     """`EngineTransport` over HTTPS + mutual TLS; events arrive through a `NodeGateway`."""
 
     def __init__(self, tls: TlsFiles, *, gateway: NodeGateway | None = None,
-                 timeout_margin_s: float = TIMEOUT_MARGIN_S) -> None:
+                 timeout_margin_s: float = TIMEOUT_MARGIN_S, clock: Clock | None = None) -> None:
         self.tls = tls
+        self.clock = clock or Clock()
         self.gateway = gateway
         self.timeout_margin_s = timeout_margin_s
         self._contexts: dict[uuid.UUID, ssl.SSLContext] = {}
+        self._connector: IdentityCheckingConnector | None = None
         self._session: aiohttp.ClientSession | None = None
         self._started_gateway = False
 
     async def start(self, sink: EventSink | None) -> None:
-        self._session = aiohttp.ClientSession(connector=IdentityCheckingConnector())
+        self._connector = IdentityCheckingConnector(clock=self.clock)
+        self._session = aiohttp.ClientSession(connector=self._connector)
         if sink is not None:
             if self.gateway is None:
                 raise ValueError("the direct transport receives node events through its "
@@ -105,6 +129,7 @@ class DirectEngineTransport:
         if node.url is None:
             raise TransportError(f"node {node.host_uuid} has no RPC URL for the direct transport")
         session = self._require_session()
+        self._pin(node)
         url = node.url.rstrip("/") + COMMANDS_PATH
         timeout = aiohttp.ClientTimeout(total=envelope.timeout_s + self.timeout_margin_s)
         try:
@@ -127,6 +152,21 @@ class DirectEngineTransport:
                                   f"{exc or type(exc).__name__}") from None
         return _reply_from(status, body, node)
 
+    def reload_certificate(self) -> None:
+        """Show the renewed engine certificate on new connections to nodes."""
+        self._contexts.clear()
+
+    def _pin(self, node: NodeAddress) -> None:
+        """Expect the node's pinned certificate; a changed pin drops its pooled connections."""
+        assert self._connector is not None
+        key = str(node.host_uuid)
+        if node.certificate_fingerprint is None:
+            self._connector.pins.pop(key, None)
+            return
+        if self._connector.pins.get(key) != node.certificate_fingerprint:
+            self._connector.pins[key] = node.certificate_fingerprint
+            self._contexts.pop(node.host_uuid, None)  # a new context: a new connection pool
+
     def _context_for(self, host_uuid: uuid.UUID) -> ssl.SSLContext:
         """One TLS context per node: pooled connections are never shared between nodes."""
         context = self._contexts.get(host_uuid)
@@ -146,16 +186,27 @@ class DirectEngineTransport:
                                                                             str]:
         """Introduce the engine to a node that is not enrolled yet; get its CSR and facts.
 
-        Returns the request and the SHA-256 fingerprint of the node's bootstrap
-        certificate, for the administrator to compare with the one the node logs.
+        Returns the request and the key fingerprint of the node's bootstrap certificate
+        (the key the administrator compares with the one the node logs). The node's
+        certificate is self-signed, so TLS does not vouch for it: the caller decides
+        whether this key may be certified (confirmed fingerprint or token proof).
         """
         body, cert = await self._bootstrap_post(node_url, ENROLLMENT_REQUEST_PATH,
                                                 introduction.model_dump_json())
-        request = EnrollmentRequest.model_validate_json(body)
+        try:
+            request = EnrollmentRequest.model_validate_json(body)
+            csr_key = csr_key_fingerprint(request.csr_pem)
+        except ValueError:
+            raise TransportError(f"the node at {node_url} answered a malformed enrollment "
+                                 "request") from None
         if cert is None or host_uuid_of(cert) != request.host_uuid:
             raise TransportError(f"the node at {node_url} showed a certificate that does not "
                                  f"name host {request.host_uuid}")
-        return request, fingerprint(cert)
+        shown = key_fingerprint(cert.public_key())
+        if shown != csr_key:
+            raise TransportError(f"the node at {node_url} asks a certificate for another key "
+                                 "than the one it shows")
+        return request, shown
 
     async def send_certificate(self, node_url: str, grant: EnrollmentGrant) -> None:
         """Hand an approved node its certificate; it then serves commands with mutual TLS."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -24,7 +25,9 @@ from pydantic import ValidationError
 from overt.bus.base import EventSink
 from overt.bus.direct.http import CA_PATH, ENROLL_PATH, EVENTS_PATH
 from overt.bus.direct.tls import TlsFiles, peer_certificate
+from overt.clock import Clock
 from overt.pki.certs import fingerprint, host_uuid_of
+from overt.pki.expiry import expired
 from overt.protocol import ErrorCode, EventEnvelope, ProtocolViolation, decode_event
 from overt.protocol.enrollment import EnrollmentGrant, EnrollmentRequest
 
@@ -34,6 +37,10 @@ log = logging.getLogger(__name__)
 # client certificate it showed, if any) -> grant (pending_approval, approved, rejected).
 EnrollCallback = Callable[[EnrollmentRequest, str | None], Awaitable[EnrollmentGrant]]
 
+# Whether a node certificate (host UUID, fingerprint) is the host's current one: the
+# engine pins each host's certificate; an old key or a removed host's is refused.
+PinCheck = Callable[[uuid.UUID, str], Awaitable[bool]]
+
 MAX_BODY_BYTES = 16 << 20
 
 
@@ -41,13 +48,17 @@ class NodeGateway:
     """The HTTPS server nodes talk to; `port=0` binds a free port (see `port`)."""
 
     def __init__(self, tls: TlsFiles, *, host: str = "0.0.0.0", port: int = 8444,  # noqa: S104
-                 sink: EventSink | None = None, enroll: EnrollCallback | None = None) -> None:
+                 sink: EventSink | None = None, enroll: EnrollCallback | None = None,
+                 pins: PinCheck | None = None, clock: Clock | None = None) -> None:
         self.tls = tls
         self.host = host
         self.requested_port = port
         self.port: int | None = None
         self._sink = sink
         self._enroll = enroll
+        self._pins = pins
+        self.clock = clock or Clock()
+        self._ssl: ssl.SSLContext | None = None
         self._runner: web.AppRunner | None = None
         self.app = web.Application(client_max_size=MAX_BODY_BYTES)
         self.app.router.add_post(EVENTS_PATH, self._events)
@@ -71,11 +82,17 @@ class NodeGateway:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.requested_port,
-                           ssl_context=self.ssl_context())
+        self._ssl = self.ssl_context()
+        site = web.TCPSite(self._runner, self.host, self.requested_port, ssl_context=self._ssl)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         log.info("node gateway listening on https://%s:%d", self.host, self.port)
+
+    def reload_certificate(self) -> None:
+        """Serve the renewed engine certificate (and trust the renewed CA) from now on."""
+        if self._ssl is not None:
+            self._ssl.load_cert_chain(self.tls.cert_file, self.tls.key_file)
+            self._ssl.load_verify_locations(cafile=self.tls.ca_file)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -87,8 +104,18 @@ class NodeGateway:
     async def _events(self, request: web.Request) -> web.Response:
         cert = peer_certificate(request)
         node = host_uuid_of(cert) if cert is not None else None
-        if node is None:
+        if cert is None or node is None:
             return _error(403, "events need the node's certificate from the engine CA")
+        if expired(cert, self.clock.now()):
+            return _error(403, f"the certificate of node {node} has expired; the node renews "
+                          "it through /v1/enroll", accepted=0)
+        if self._pins is not None and not await self._pins(node, fingerprint(cert)):
+            log.warning("refused events of node %s: its certificate %s is not the one the "
+                        "engine issued it last (an old key, or a removed host)", node,
+                        fingerprint(cert)[:23], extra={"peer": request.remote})
+            return _error(403, f"the certificate of node {node} is not its current one (an "
+                          "old key, or the host was removed); enroll the node again",
+                          accepted=0)
         if self._sink is None:
             return _error(503, "this engine does not take events yet", accepted=0)
         try:

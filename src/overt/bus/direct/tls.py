@@ -26,6 +26,10 @@ from overt.pki.certs import (
 )
 
 ENGINE_COMMON_NAME = "engine"
+# The DNS name every engine certificate carries and nodes check (TLS server_hostname):
+# the engine CA never puts a DNS name in a node's certificate, so no node can pass for
+# the engine towards another node.
+ENGINE_SERVER_NAME = "engine"
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,13 @@ class TlsFiles:
         ctx.verify_mode = client_certs
         return ctx
 
+    def engine_client_context(self) -> ssl.SSLContext:
+        """A node's context towards the engine: the CA, and the engine's name checked
+        (connect with server_hostname=ENGINE_SERVER_NAME)."""
+        ctx = self.client_context()
+        ctx.check_hostname = True
+        return ctx
+
     def client_context(self) -> ssl.SSLContext:
         """A client context that shows our certificate and trusts only the CA."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -58,6 +69,7 @@ class TlsFiles:
 def issue_engine_identity(ca: CertificateAuthority, directory: Path,
                           names: list[str]) -> TlsFiles:
     """Make the engine's key and CA-signed certificate (CN `engine`) in `directory`."""
+    names = list(dict.fromkeys([ENGINE_SERVER_NAME, *names]))
     key = new_key()
     cert = ca.sign(certificate_request(key, ENGINE_COMMON_NAME, names),
                    common_name=ENGINE_COMMON_NAME, names=names)

@@ -91,6 +91,8 @@ def host(h: t.Host, *, vm_count: int = 0) -> Representation:
         "summary": {"active": vm_count, "migrating": 0, "total": vm_count},
         "certificate": {"organization": "Overt", "subject": f"CN={h.host_uuid}"}
         if h.certificate_fingerprint else None,
+        # The node's key (pending approval, or certified): compare with the node's log.
+        "ssh": {"fingerprint": h.key_fingerprint} if h.key_fingerprint else None,
         "cluster": ref("clusters", h.cluster_id),
     }
 

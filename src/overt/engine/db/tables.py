@@ -102,6 +102,12 @@ class Host(Base):
     certificate_fingerprint: Mapped[str | None] = mapped_column(String(128))
     certificate_pem: Mapped[str | None] = mapped_column(Text)
     pending_csr: Mapped[str | None] = mapped_column(Text)  # while pending approval
+    # Trust: the node's key as the engine last saw it (pending or certified), the key an
+    # administrator approved (the only one ever certified on announce), and the one-time
+    # token `host add` issued (the install job accepts a node that proves it holds it).
+    key_fingerprint: Mapped[str | None] = mapped_column(String(128))
+    approved_key_fingerprint: Mapped[str | None] = mapped_column(String(128))
+    enroll_token: Mapped[str | None] = mapped_column(String(64))
     capabilities: Mapped[dict[str, Any]] = mapped_column(default=dict)
     memory_mib: Mapped[int] = mapped_column(default=0)
     free_memory_mib: Mapped[int] = mapped_column(default=0)

@@ -214,7 +214,8 @@ class Monitor:
             try:
                 async with self.db.transaction() as session:
                     hosts = list((await session.execute(select(Host).options(load_only(
-                        Host.id, Host.name, Host.host_uuid, Host.address, Host.port)).where(
+                        Host.id, Host.name, Host.host_uuid, Host.address, Host.port,
+                        Host.certificate_fingerprint)).where(
                         Host.needs_resync.is_(True), Host.host_uuid.is_not(None),
                         Host.status.in_([*_WATCHED, HostStatus.NON_RESPONSIVE.value])
                     ))).scalars())

@@ -9,8 +9,12 @@ from overt.protocol.enrollment import EngineIntroduction, EnrollmentGrant, Enrol
 
 class NodeBootstrap(Protocol):
     async def request_enrollment(self, address: str, port: int,
-                                 introduction: EngineIntroduction) -> EnrollmentRequest:
-        """Introduce the engine to the node; the node answers with its CSR and facts."""
+                                 introduction: EngineIntroduction) -> tuple[EnrollmentRequest,
+                                                                             str]:
+        """Introduce the engine to the node; the node answers with its CSR and facts.
+
+        Also returns the key fingerprint of the certificate the node showed in TLS (a
+        node proves it holds that key in the handshake)."""
 
     async def deliver_grant(self, address: str, port: int, grant: EnrollmentGrant) -> None:
         """Give the node its certificate (and broker account)."""

@@ -7,17 +7,17 @@ import logging
 import uuid
 from typing import Protocol
 
-from cryptography import x509
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Cluster, Host
 from overt.engine.model.errors import Unavailable
-from overt.engine.model.status import HostStatus
+from overt.engine.model.status import HostStatus, LogSeverity
 from overt.engine.registry.pki import EnginePki
 from overt.engine.services import audit
-from overt.pki.certs import fingerprint, load_cert
+from overt.pki.certs import csr_key_fingerprint, fingerprint, load_cert, same_fingerprint
+from overt.pki.expiry import expired
 from overt.protocol.enrollment import (
     BrokerCredentials,
     EnrollmentGrant,
@@ -41,18 +41,21 @@ class BrokerAccounts(Protocol):
     async def delete_node_user(self, host_uuid: uuid.UUID) -> None: ...
 
 
-def _same_key(csr_pem: str, cert_pem_text: str | None) -> bool:
-    if not cert_pem_text:
+def _may_certify(host: Host, key: str) -> bool:
+    """Whether an announce with `key` gets a certificate: the key an administrator approved
+    (host `installing` after approval), or the key already certified (renewal)."""
+    if host.status == HostStatus.INSTALLING.value:
+        return same_fingerprint(host.approved_key_fingerprint, key)
+    if host.status == HostStatus.PENDING_APPROVAL.value or not host.certificate_pem:
         return False
-    csr = x509.load_pem_x509_csr(csr_pem.encode())
-    cert = load_cert(cert_pem_text.encode())
-    return csr.public_key().public_numbers() == cert.public_key().public_numbers()  # type: ignore[union-attr]
+    return same_fingerprint(host.key_fingerprint, key)
 
 
 class Registry:
     def __init__(self, db: Database, pki: EnginePki, *, gateway_url: str,
-                 broker: BrokerAccounts | None = None) -> None:
+                 broker: BrokerAccounts | None = None, rotation: bool = True) -> None:
         self.db = db
+        self.rotation = rotation
         self.pki = pki
         self.gateway_url = gateway_url
         self.broker = broker
@@ -72,7 +75,10 @@ class Registry:
                                    message="the engine is busy enrolling other nodes; ask "
                                    "again later")
         try:
-            return await self._announce(request)
+            return await self._announce(request, peer_fingerprint)
+        except ValueError:
+            return EnrollmentGrant(status=EnrollmentStatus.REJECTED,
+                                   message="the certificate request is not a valid PEM CSR")
         except Unavailable as exc:
             log.warning("node %s cannot be enrolled now: %s", request.host_uuid, exc.detail)
             return EnrollmentGrant(status=EnrollmentStatus.PENDING_APPROVAL,
@@ -81,49 +87,76 @@ class Registry:
         finally:
             self._slots.release()
 
-    async def _announce(self, request: EnrollmentRequest) -> EnrollmentGrant:
+    async def _announce(self, request: EnrollmentRequest,
+                        peer_fingerprint: str | None) -> EnrollmentGrant:
         # The broker account is made before the host's row is locked: it takes a few calls
         # to the broker, and the node's events wait on that lock meanwhile.
+        key = csr_key_fingerprint(request.csr_pem)
         account = await self.broker_account(request.host_uuid) \
-            if await self._grantable(request) else None
+            if await self._needs_account(request, key, peer_fingerprint) else None
         async with self.db.transaction() as session:
+            # Only the host UUID names a host here: a host added by address (no UUID yet)
+            # is enrolled by its install job, never by what a request says of itself.
             host = (await session.execute(select(Host).where(
                 Host.host_uuid == request.host_uuid).with_for_update())).scalar_one_or_none()
             if host is None:
-                host = (await session.execute(select(Host).where(
-                    Host.address == request.address, Host.host_uuid.is_(None),
-                    Host.status == HostStatus.INSTALLING.value).with_for_update())
-                ).scalar_one_or_none()
-            if host is None:
-                host = await self._new_pending(session, request)
+                host = await self._new_pending(session, request, key)
                 return self._pending(host)
             if host.status == HostStatus.PENDING_APPROVAL.value:
-                host.pending_csr = request.csr_pem
+                host.pending_csr, host.key_fingerprint = request.csr_pem, key
                 host.capabilities = request.capabilities.model_dump(mode="json")
                 return self._pending(host)
-            if host.status == HostStatus.INSTALLING.value or _same_key(request.csr_pem,
-                                                                       host.certificate_pem):
+            if _may_certify(host, key):
+                # An enrolled node gets a new certificate only over mutual TLS with its
+                # current one (a fresh proof: a CSR can be replayed); else the one it has.
+                if host.status != HostStatus.INSTALLING.value and not (
+                        self.rotation and peer_fingerprint == host.certificate_fingerprint):
+                    return self._current_certificate(host)
                 return await self.grant(session, host, request, broker=account)
+            audit.record(session, f"Host {host.name}: refused a certificate request for key "
+                         f"{key[:23]}..., which is not the key the administrator approved",
+                         code=audit.HOST_ENROLLMENT_REFUSED, severity=LogSeverity.WARNING,
+                         host_id=host.id)
             return EnrollmentGrant(
                 status=EnrollmentStatus.REJECTED, host_id=host.id,
-                message=f"host {host.name} is already enrolled with another key; remove it in "
-                "the engine to enroll this node again")
+                message=f"host {host.name} is enrolled or approved with another key; remove "
+                "it in the engine to enroll this node again")
 
     async def broker_account(self, host_uuid: uuid.UUID) -> BrokerCredentials | None:
         """A new broker account for the node, when this engine hands out accounts."""
         return await self.broker.create_node_user(host_uuid) if self.broker else None
 
-    async def _grantable(self, request: EnrollmentRequest) -> bool:
-        """Whether announcing would grant (a first look, without locks)."""
+    async def _needs_account(self, request: EnrollmentRequest, key: str,
+                             peer_fingerprint: str | None) -> bool:
+        """Whether announcing would grant a node without a broker account yet (a first look,
+        without locks); a renewal keeps the account the node has."""
+        if self.broker is None:
+            return False
         async with self.db.transaction() as session:
             host = (await session.execute(select(Host).where(
                 Host.host_uuid == request.host_uuid))).scalar_one_or_none()
-        if host is None:
+        if host is None or not _may_certify(host, key):
             return False
-        return host.status == HostStatus.INSTALLING.value or _same_key(request.csr_pem,
-                                                                       host.certificate_pem)
+        return host.status == HostStatus.INSTALLING.value or (
+            host.broker_username is None and peer_fingerprint == host.certificate_fingerprint)
 
-    async def _new_pending(self, session: AsyncSession, request: EnrollmentRequest) -> Host:
+    def _current_certificate(self, host: Host) -> EnrollmentGrant:
+        """The host's current certificate (`overt pki recover` may have renewed it), or a
+        refusal once it has expired: what an enrolled node gets without a renewal."""
+        assert host.certificate_pem is not None
+        cert = load_cert(host.certificate_pem.encode())
+        if expired(cert, self.pki.clock.now()):
+            return EnrollmentGrant(
+                status=EnrollmentStatus.REJECTED, host_id=host.id,
+                message="this node's certificate has expired and cannot be renewed "
+                "(rotation off, or not asked with the current certificate): run `overt pki "
+                "recover` on the engine")
+        return EnrollmentGrant(status=EnrollmentStatus.APPROVED, host_id=host.id,
+                               certificate_pem=host.certificate_pem,
+                               ca_pem=self.pki.ca_pem(), gateway_url=self.gateway_url)
+
+    async def _new_pending(self, session: AsyncSession, request: EnrollmentRequest,
+                           key: str) -> Host:
         cluster = (await session.execute(select(Cluster).where(Cluster.name == "Default"))
                    ).scalar_one_or_none() or (await session.execute(select(Cluster))).scalars().first()
         if cluster is None:
@@ -134,11 +167,13 @@ class Registry:
         host = Host(id=uuid.uuid4(), name=name, address=request.address, port=request.rpc_port,
                     cluster_id=cluster.id, status=HostStatus.PENDING_APPROVAL.value,
                     host_uuid=request.host_uuid, pending_csr=request.csr_pem,
+                    key_fingerprint=key,
                     capabilities=request.capabilities.model_dump(mode="json"),
                     memory_mib=request.capabilities.memory_mib)
         session.add(host)
-        audit.record(session, f"Host {name} ({request.address}) asks to join; approve it to "
-                     "add it", code=audit.HOST_PENDING_APPROVAL, host_id=host.id)
+        audit.record(session, f"Host {name} ({request.address}) asks to join with key {key}; "
+                     "approve it to add it if the node shows the same key fingerprint",
+                     code=audit.HOST_PENDING_APPROVAL, host_id=host.id)
         log.info("node %s (%s) is pending approval", request.host_uuid, request.address)
         return host
 
@@ -156,22 +191,37 @@ class Registry:
         if other is not None:
             return EnrollmentGrant(status=EnrollmentStatus.REJECTED, host_id=host.id,
                                    message=f"host {other.name} already has this node's identity")
-        certificate = self.pki.issue_node_certificate(request.csr_pem, request.host_uuid,
-                                                      request.address)
-        if broker is None:
+        certificate = self.pki.issue_node_certificate(request.csr_pem, request.host_uuid)
+        renewal = host.status != HostStatus.INSTALLING.value
+        if broker is None and not (renewal and host.broker_username):
             broker = await self.broker_account(request.host_uuid)
-        caps = request.capabilities
-        host.host_uuid, host.address, host.port = request.host_uuid, request.address, request.rpc_port
-        host.capabilities = caps.model_dump(mode="json")
-        host.memory_mib, host.free_memory_mib = caps.memory_mib, caps.memory_mib
+        if not renewal:
+            caps = request.capabilities
+            host.host_uuid, host.address, host.port = (request.host_uuid, request.address,
+                                                       request.rpc_port)
+            host.capabilities = caps.model_dump(mode="json")
+            host.memory_mib, host.free_memory_mib = caps.memory_mib, caps.memory_mib
         host.certificate_pem = certificate
         host.certificate_fingerprint = fingerprint(load_cert(certificate.encode()))
-        host.pending_csr = None
-        host.broker_username = broker.username if broker else None
-        host.status, host.needs_resync, host.status_detail = HostStatus.CONNECTING.value, True, ""
-        audit.record(session, f"Host {host.name} was enrolled (certificate "
-                     f"{host.certificate_fingerprint[:23]}...)", code=audit.HOST_ADDED,
-                     host_id=host.id, cluster_id=host.cluster_id)
+        host.pending_csr, host.enroll_token = None, None
+        host.key_fingerprint = host.approved_key_fingerprint = csr_key_fingerprint(
+            request.csr_pem)
+        if broker is not None:
+            host.broker_username = broker.username
+        elif not renewal:
+            host.broker_username = None
+        if renewal:  # an enrolled node renewing its certificate: it stays as it is
+            audit.record(session, f"Host {host.name} renewed its certificate (now "
+                         f"{host.certificate_fingerprint[:23]}..., until "
+                         f"{load_cert(certificate.encode()).not_valid_after_utc:%Y-%m-%d})",
+                         code=audit.CERTIFICATE_RENEWED, host_id=host.id,
+                         cluster_id=host.cluster_id)
+        else:
+            host.status, host.needs_resync, host.status_detail = (HostStatus.CONNECTING.value,
+                                                                  True, "")
+            audit.record(session, f"Host {host.name} was enrolled (certificate "
+                         f"{host.certificate_fingerprint[:23]}...)", code=audit.HOST_ADDED,
+                         host_id=host.id, cluster_id=host.cluster_id)
         return EnrollmentGrant(status=EnrollmentStatus.APPROVED, host_id=host.id,
                                certificate_pem=certificate, ca_pem=self.pki.ca_pem(),
                                gateway_url=self.gateway_url, broker=broker)

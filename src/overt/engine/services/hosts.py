@@ -15,6 +15,8 @@ from overt.engine.model.status import HostStatus, LogSeverity
 from overt.engine.services import audit, lookup
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.services.lookup import Ref
+from overt.pki import tokens
+from overt.pki.certs import same_fingerprint
 
 DEFAULT_NODE_PORT = 54321
 # Where oVirt's `install` (reinstall) is allowed: the host is not serving VMs.
@@ -36,10 +38,18 @@ async def vms_on(session: AsyncSession, host_id: uuid.UUID) -> int:
 
 
 async def add_host(session: AsyncSession, jobs: JobSubmitter, *, name: str | None, address: str,
-                   port: int | None, cluster: Ref | None, user: User) -> Host:
-    """Record a host and start enrolling it: the engine calls the node at `address`."""
+                   port: int | None, cluster: Ref | None, user: User,
+                   fingerprint: str | None = None) -> Host:
+    """Record a host and start enrolling it: the engine calls the node at `address`.
+
+    The install job certifies the node there only if it shows the key `fingerprint` (the
+    administrator read it on the node), or proves it holds the one-time enrollment token
+    issued here (`host.enroll_token`, shown once to the caller)."""
     if not address:
         raise InvalidInput("host.address is required")
+    if fingerprint is not None and len(_hex(fingerprint)) != 64:
+        raise InvalidInput("host.ssh.fingerprint must be the node's SHA-256 key fingerprint "
+                           "(64 hex digits, colons allowed), as `overt node` logs it")
     name = name or address
     if await lookup.name_taken(session, Host, name):
         raise Conflict(f"Cannot add Host. The name {name!r} is already in use.")
@@ -48,7 +58,9 @@ async def add_host(session: AsyncSession, jobs: JobSubmitter, *, name: str | Non
         raise Conflict(f"Cannot add Host. Host {taken.name} already has address {address}.")
     found = await lookup.resolve(session, Cluster, cluster or Ref(name="Default"), "host.cluster")
     host = Host(id=uuid.uuid4(), name=name, address=address, port=port or DEFAULT_NODE_PORT,
-                cluster_id=found.id, status=HostStatus.INSTALLING.value)
+                cluster_id=found.id, status=HostStatus.INSTALLING.value,
+                approved_key_fingerprint=_colons(fingerprint) if fingerprint else None,
+                enroll_token=tokens.new_token())
     session.add(host)
     await session.flush()
     await _submit_install(session, jobs, host, user, f"Adding host {name}")
@@ -83,18 +95,37 @@ async def _submit_install(session: AsyncSession, jobs: JobSubmitter, host: Host,
 
 
 async def approve_host(session: AsyncSession, host_id: uuid.UUID, user: User,
-                       *, cluster: Ref | None = None) -> Host:
-    """Accept a node that announced itself; it gets its certificate when it asks next."""
+                       *, cluster: Ref | None = None, fingerprint: str | None = None) -> Host:
+    """Accept the key a node announced itself with; only that key is ever certified.
+
+    `fingerprint`, when given, must be the key shown on the host (what the administrator
+    compared with the node's log): a node that announced itself with another key since
+    is then refused rather than approved unseen."""
     host = await lookup.get(session, Host, host_id, for_update=True)
-    if host.status != HostStatus.PENDING_APPROVAL.value:
+    if host.status != HostStatus.PENDING_APPROVAL.value or not host.key_fingerprint:
         raise Conflict(f"Cannot approve host {host.name}: it is {host.status}, "
                        "not pending approval.")
+    if fingerprint is not None and not same_fingerprint(fingerprint, host.key_fingerprint):
+        raise Conflict(f"Cannot approve host {host.name}: it now asks with key "
+                       f"{host.key_fingerprint}, not {fingerprint}; compare with the node's "
+                       "log before approving.")
     if cluster is not None:
         host.cluster_id = (await lookup.resolve(session, Cluster, cluster, "host.cluster")).id
     host.status = HostStatus.INSTALLING.value
-    audit.record(session, f"Host {host.name} was approved by {user.user_name}",
-                 code=audit.HOST_APPROVED, host_id=host.id, user_id=user.id)
+    host.approved_key_fingerprint = host.key_fingerprint
+    audit.record(session, f"Host {host.name} was approved by {user.user_name} for key "
+                 f"{host.key_fingerprint}", code=audit.HOST_APPROVED, host_id=host.id,
+                 user_id=user.id)
     return host
+
+
+def _hex(fingerprint: str) -> str:
+    return "".join(c for c in fingerprint.upper() if c in "0123456789ABCDEF")
+
+
+def _colons(fingerprint: str) -> str:
+    digits = _hex(fingerprint)
+    return ":".join(digits[i:i + 2] for i in range(0, len(digits), 2))
 
 
 async def deactivate_host(session: AsyncSession, host_id: uuid.UUID, user: User) -> Host:

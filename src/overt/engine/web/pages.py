@@ -28,7 +28,7 @@ from overt.engine.db.tables import (
 )
 from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus, VmStatus
-from overt.engine.services import lookup
+from overt.engine.services import audit, lookup
 from overt.engine.web.context import WebContext, page
 from overt.engine.web.hosts import host_buttons
 
@@ -69,6 +69,9 @@ async def jobs_with_steps(session: AsyncSession, *, vm_id: uuid.UUID | None = No
     return [(job, steps[job.id]) for job in jobs]
 
 
+CERTIFICATE_ALERT_WINDOW = dt.timedelta(days=7)
+
+
 async def dashboard_values(session: AsyncSession) -> dict[str, Any]:
     hosts_by_status = dict((await session.execute(
         select(Host.status, func.count()).group_by(Host.status))).all())
@@ -95,7 +98,20 @@ async def dashboard_values(session: AsyncSession) -> dict[str, Any]:
             .limit(10))).scalars()),
         "running_jobs": await _count(session, Job, Job.state.in_(["queued", "running"])),
         "events": await recent_events(session, limit=8),
+        "certificate_alerts": await certificate_alerts(session),
     }
+
+
+async def certificate_alerts(session: AsyncSession) -> list[AuditEvent]:
+    """The certificate alerts of the last week not followed by `overt pki recover`."""
+    recovered = (await session.execute(select(func.max(AuditEvent.time)).where(
+        AuditEvent.code == audit.CERTIFICATES_RECOVERED))).scalar_one_or_none()
+    since = utcnow() - CERTIFICATE_ALERT_WINDOW
+    if recovered is not None and recovered > since:
+        since = recovered
+    return list((await session.execute(select(AuditEvent).where(
+        AuditEvent.code == audit.CERTIFICATE_EXPIRING, AuditEvent.time > since)
+        .order_by(AuditEvent.time.desc()).limit(10))).scalars())
 
 
 @page

@@ -23,6 +23,7 @@ from typing import Any
 
 from overt.bus.base import AgentTransport
 from overt.bus.direct.agent import AgentServerSettings, DirectAgentTransport
+from overt.clock import Clock
 from overt.node.agent import Agent, AgentTimings
 from overt.node.idempotency import IdempotencyStore
 from overt.node.identity import NodeIdentity
@@ -69,6 +70,8 @@ class FleetSpec:
     timings: AgentTimings = field(default_factory=AgentTimings)
     simulated: SimulatedTimings = field(default_factory=SimulatedTimings)
     announce_interval_s: float = 5.0
+    cert_check_interval_s: float = 3600.0
+    clock: Clock | None = None  # the nodes' time for certificates (tests move it ahead)
 
     @property
     def indexes(self) -> range:
@@ -133,8 +136,9 @@ class SimulatedFleet:
             memory_mib=spec.node_memory_mib, running=running, timings=spec.simulated)
         server = AgentServerSettings(listen_address="127.0.0.1", port=0,
                                      engine_url=spec.engine_url, advertise_address="127.0.0.1",
-                                     announce_interval_s=spec.announce_interval_s)
-        identity = NodeIdentity(home / "node", spec.engine_ca_file)
+                                     announce_interval_s=spec.announce_interval_s,
+                                     cert_check_interval_s=spec.cert_check_interval_s)
+        identity = NodeIdentity(home / "node", spec.engine_ca_file, clock=spec.clock)
         transport: AgentTransport = (
             DirectAgentTransport(identity, server) if spec.bus == "direct"
             else ManagedAgentTransport(identity, server, broker=spec.bus))

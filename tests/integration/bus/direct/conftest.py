@@ -11,6 +11,7 @@ import pytest
 from overt.bus.direct.agent import AgentServerSettings, DirectAgentTransport
 from overt.bus.direct.gateway import NodeGateway
 from overt.node.identity import NodeIdentity
+from overt.pki.certs import fingerprint
 from overt.protocol import CommandEnvelope, Reply
 from overt.protocol.commands import Empty, HostCapabilitiesCommand, VmStatus
 from overt.protocol.host import HostCapabilities, VirtMode, VmState, VmStatusReport
@@ -96,10 +97,11 @@ def enrolled_node(loop: LoopThread, pki: Pki, gateway: NodeGateway, commands: No
 
 
 @pytest.fixture
-def bootstrap_node(loop: LoopThread, commands: NodeCommands,
+def bootstrap_node(loop: LoopThread, pki: Pki, commands: NodeCommands,
                    tmp_path: Path) -> Iterator[DirectAgentTransport]:
-    """A node's transport before enrollment (trust on first use)."""
-    transport = DirectAgentTransport(NodeIdentity(tmp_path / "fresh"), AgentServerSettings(
+    """A node's transport before enrollment, told the engine CA's fingerprint."""
+    identity = NodeIdentity(tmp_path / "fresh", ca_fingerprint=fingerprint(pki.ca.cert))
+    transport = DirectAgentTransport(identity, AgentServerSettings(
         listen_address="127.0.0.1", port=free_port()))
     loop.run(transport.start(commands))
     yield transport

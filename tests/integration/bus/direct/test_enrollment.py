@@ -12,7 +12,7 @@ from overt.bus.direct.agent import AgentServerSettings, DirectAgentTransport
 from overt.bus.direct.engine import DirectEngineTransport
 from overt.bus.direct.gateway import NodeGateway
 from overt.node.identity import NodeIdentity
-from overt.pki.certs import cert_pem
+from overt.pki.certs import cert_pem, fingerprint
 from overt.protocol import CommandEnvelope, ErrorCode
 from overt.protocol.commands import VmStatus
 from overt.protocol.enrollment import (
@@ -90,7 +90,9 @@ def test_a_node_pinned_to_another_ca_refuses_a_new_engine(
         finally:
             await engine.close()
 
-    loop.run(introduce(pki))  # first use: pinned
+    with pytest.raises(TransportError, match="not the one this node was told to trust"):
+        loop.run(introduce(Pki(tmp_path / "intruder")))  # before the engine: refused
+    loop.run(introduce(pki))  # the CA of the fingerprint: kept
     with pytest.raises(TransportError, match="trusts another engine CA"):
         loop.run(introduce(Pki(tmp_path / "intruder")))
 
@@ -107,7 +109,7 @@ def test_a_node_announces_itself_until_approved(
         return _grant(pki, request, gateway)
 
     gateway.set_enroll(decide)
-    identity = NodeIdentity(tmp_path / "announcing")
+    identity = NodeIdentity(tmp_path / "announcing", ca_fingerprint=fingerprint(pki.ca.cert))
     node = DirectAgentTransport(identity, AgentServerSettings(
         listen_address="127.0.0.1", port=0, engine_url=gateway_url(gateway),
         announce_interval_s=0.2))  # port 0: any free port, which the announcement names
@@ -119,7 +121,7 @@ def test_a_node_announces_itself_until_approved(
         assert asked[0][0].host_uuid == HOST_UUID and asked[0][0].capabilities.cpu_cores == 2
         assert asked[0][0].rpc_port == node.port
         assert not [r for r in caplog.records if "cannot enroll" in r.getMessage()]
-        assert identity.ca_file.read_bytes() == cert_pem(pki.ca.cert)  # pinned on first use
+        assert identity.ca_file.read_bytes() == cert_pem(pki.ca.cert)  # fetched, checked
         assert oct(identity.key_file.stat().st_mode & 0o777) == "0o600"
     finally:
         loop.run(node.close())

@@ -10,6 +10,7 @@ from overt.engine.api.context import ApiContext
 from overt.engine.api.readers import ref_of
 from overt.engine.api.resources.common import action_done, action_params, list_rows
 from overt.engine.api.routing import ApiRoutes
+from overt.engine.api.wire.parse import Node
 from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import Cluster, Host, Vm
 from overt.engine.model.node_states import ON_HOST
@@ -35,6 +36,11 @@ async def _vm_counts(ctx: ApiContext, hosts: list[Host]) -> dict[object, int]:
     return {host_id: int(n) for host_id, n in rows.all()}
 
 
+def _fingerprint(ssh: Node | None) -> str | None:
+    """`ssh.fingerprint` (oVirt's field for the key the administrator confirmed)."""
+    return ssh.get_str("fingerprint") if ssh is not None else None
+
+
 @routes.get("/hosts")
 async def list_hosts(ctx: ApiContext) -> Response:
     rows = await list_rows(ctx, select(Host).join(Cluster, Cluster.id == Host.cluster_id)
@@ -58,8 +64,11 @@ async def add_host(ctx: ApiContext) -> Response:
     host = await host_service.add_host(
         ctx.session, ctx.services.jobs, name=node.get_str("name"),
         address=node.required_str("address"), port=node.get_int("port", minimum=1),
-        cluster=ref_of(node.child("cluster")), user=ctx.user)
-    return ctx.render("host", await _view(ctx, host), status=201)
+        cluster=ref_of(node.child("cluster")), user=ctx.user,
+        fingerprint=_fingerprint(node.child("ssh")))
+    view = await _view(ctx, host)
+    view["enrollment_token"] = host.enroll_token  # shown once: start the node with it
+    return ctx.render("host", view, status=201)
 
 
 @routes.delete("/hosts/{host_id}")
@@ -72,11 +81,14 @@ async def remove_host(ctx: ApiContext) -> Response:
 @routes.post("/hosts/{host_id}/approve")
 async def approve(ctx: ApiContext) -> Response:
     body = await ctx.request.body()
-    cluster = None
+    cluster = fingerprint = None
     if body.strip():
-        cluster = ref_of((await ctx.body("action")).child("cluster"))
+        action = await ctx.body("action")
+        cluster = ref_of(action.child("cluster"))
+        host_node = action.child("host")
+        fingerprint = _fingerprint(host_node.child("ssh") if host_node else None)
     await host_service.approve_host(ctx.session, ctx.id_param("host_id"), ctx.user,
-                                    cluster=cluster)
+                                    cluster=cluster, fingerprint=fingerprint)
     return action_done(ctx)
 
 

@@ -20,8 +20,10 @@ from overt.engine.jobs.errors import JobFailed, RetryLater
 from overt.engine.model.errors import Unavailable
 from overt.engine.model.status import HostStatus, LogSeverity
 from overt.engine.services import audit, lookup
+from overt.pki import tokens
+from overt.pki.certs import same_fingerprint
 from overt.protocol.commands import HostCapabilitiesCommand
-from overt.protocol.enrollment import EngineIntroduction, EnrollmentStatus
+from overt.protocol.enrollment import EngineIntroduction, EnrollmentRequest, EnrollmentStatus
 from overt.protocol.host import HostCapabilities
 
 # Between two knocks at an agent that does not answer yet: short, it may be starting.
@@ -78,15 +80,25 @@ async def _reconnect(ctx: JobContext, host: Host) -> bool:
 
 async def _enroll(ctx: JobContext, host: Host) -> dict[str, Any]:
     registry, bootstrap = ctx.services.registry, ctx.services.bootstrap
-    introduction = EngineIntroduction(ca_pem=registry.pki.ca_pem(),
-                                      gateway_url=registry.gateway_url, host_id=host.id)
+    ca_fingerprint = registry.pki.ca_fingerprint()
+    introduction = EngineIntroduction(
+        ca_pem=registry.pki.ca_pem(), gateway_url=registry.gateway_url, host_id=host.id,
+        proof=tokens.engine_proof(host.enroll_token, ca_fingerprint)
+        if host.enroll_token else None)
     async with ctx.step(f"Contacting host {host.name} at {host.address}:{host.port}"):
         try:
-            request = await bootstrap.request_enrollment(host.address, host.port, introduction)
+            request, key = await bootstrap.request_enrollment(host.address, host.port,
+                                                              introduction)
         except TransportError as exc:
             raise _retry_or_fail(ctx, f"cannot reach the Overt agent at {host.address}:"
                                       f"{host.port} ({exc}); is `overt node` running there?"
                                  ) from exc
+    if not _vouched_for(host, request, key, ca_fingerprint):
+        raise JobFailed(f"the node at {host.address}:{host.port} shows key {key}, which the "
+                        "administrator did not confirm, and it did not prove it holds this "
+                        "host's enrollment token: start it with `overt node --enroll-token "
+                        "TOKEN` (the token `overt host add` printed), or add the host again "
+                        "with the fingerprint the node logs")
     async with ctx.step(f"Issuing a certificate to host {host.name}"):
         try:
             account = await registry.broker_account(request.host_uuid)
@@ -104,6 +116,17 @@ async def _enroll(ctx: JobContext, host: Host) -> dict[str, Any]:
             raise _retry_or_fail(ctx, f"host {host.name} did not take its certificate "
                                       f"({exc})") from exc
     return {"host_uuid": str(request.host_uuid)}
+
+
+def _vouched_for(host: Host, request: EnrollmentRequest, key: str, ca_fingerprint: str) -> bool:
+    """Whether the node's key is the one the administrator confirmed, or its holder proved
+    it knows the one-time token issued with the host."""
+    if same_fingerprint(host.approved_key_fingerprint, key):
+        return True
+    if host.enroll_token is None:
+        return False
+    return tokens.check(tokens.node_proof(host.enroll_token, key, ca_fingerprint),
+                        request.proof)
 
 
 async def _install_failed(ctx: JobContext, message: str) -> None:

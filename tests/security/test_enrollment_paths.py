@@ -1,0 +1,103 @@
+"""The ways a node is trusted now, end to end with a real engine: the one-time token of a
+host added by address, and a token that is wrong (or used for another CA)."""
+
+from __future__ import annotations
+
+import ssl
+import tempfile
+from pathlib import Path
+
+import httpx
+import ovirtsdk4 as sdk
+import ovirtsdk4.types as types
+
+from overt.bus.direct.agent import AgentServerSettings, DirectAgentTransport
+from overt.engine.web.sessions import SIGNIN_COOKIE
+from overt.node.identity import NodeIdentity
+from tests.integration.bus.direct.conftest import NodeCommands
+from tests.integration.node.harness import LoopThread, free_port
+from tests.security.conftest import FakeNode, close_loop
+from tests.support.demo import wait_until
+from tests.support.engine import RunningEngine
+
+
+def _tls(engine: RunningEngine) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(engine.ca_file))
+
+
+def _add(engine: RunningEngine, port: int) -> tuple[str, str]:
+    """POST /hosts as `overt host add` does: the answer carries the one-time token."""
+    response = httpx.post(engine.url + "/hosts", verify=_tls(engine), timeout=30,
+                          auth=("admin@internal", engine.password),
+                          headers={"Accept": "application/json"},
+                          json={"name": "tokened", "address": "127.0.0.1", "port": port})
+    assert response.status_code == 201, response.text
+    host = response.json()
+    return host["id"], host["enrollment_token"]
+
+
+def test_a_node_started_with_the_token_is_enrolled(engine: RunningEngine,
+                                                   connection: sdk.Connection) -> None:
+    loop = LoopThread()
+    base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-token-"))
+    port = free_port()
+    host_id, token = _add(engine, port)
+    assert len(token) >= 24
+    node = DirectAgentTransport(NodeIdentity(base, enroll_token=token), AgentServerSettings(
+        listen_address="127.0.0.1", port=port))
+    loop.run(node.start(NodeCommands()))
+    try:
+        hosts = connection.system_service().hosts_service()
+        wait_until(lambda: node.enrolled, 60, "the node to be enrolled")
+        host = hosts.host_service(host_id).get()
+        assert host.status in (types.HostStatus.CONNECTING, types.HostStatus.UP)
+        assert host.ssh.fingerprint == node.identity.key_fingerprint()
+        assert node.identity.ca_file.read_bytes() == engine.ca_file.read_bytes()
+        assert "enrollment_token" not in httpx.get(
+            engine.url + f"/hosts/{host_id}", verify=_tls(engine),
+            auth=("admin@internal", engine.password),
+            headers={"Accept": "application/json"}).json()
+    finally:
+        loop.run(node.close())
+        close_loop(loop)
+
+
+def test_a_wrong_token_enrolls_nothing(engine: RunningEngine,
+                                       connection: sdk.Connection) -> None:
+    loop = LoopThread()
+    base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-token-"))
+    port = free_port()
+    host_id, _token = _add(engine, port)
+    node = DirectAgentTransport(NodeIdentity(base, enroll_token="not-the-token"),
+                                AgentServerSettings(listen_address="127.0.0.1", port=port))
+    loop.run(node.start(NodeCommands()))
+    try:
+        hosts = connection.system_service().hosts_service()
+        wait_until(lambda: any("not the one this node was told to trust" in e.description
+                               for e in connection.system_service().events_service().list(
+                                   max=10)), 60, "the node to refuse the engine")
+        failed = wait_until(lambda: (h := hosts.host_service(host_id).get()).status ==
+                            types.HostStatus.INSTALL_FAILED and h, 120, "the install to fail")
+        assert failed.certificate is None
+        assert not node.enrolled and not node.identity.ca_file.exists()
+    finally:
+        loop.run(node.close())
+        close_loop(loop)
+
+
+def test_the_portal_shows_the_key_to_compare(engine: RunningEngine,
+                                             connection: sdk.Connection) -> None:
+    node = FakeNode()
+    node.announce(engine)
+    [pending] = connection.system_service().hosts_service().list()
+    portal = engine.url.removesuffix("/ovirt-engine/api")
+    with httpx.Client(base_url=portal, verify=_tls(engine), timeout=30) as browser:
+        browser.get("/signin")
+        token = browser.cookies.get(SIGNIN_COOKIE)
+        signed_in = browser.post("/signin", data={
+            "csrf_token": token, "username": "admin@internal",
+            "password": engine.password, "next": f"/hosts/{pending.id}"},
+            follow_redirects=True)
+        assert signed_in.status_code == 200
+        assert node.key_fingerprint() in signed_in.text
+        assert "compare with the node's log before approving" in signed_in.text

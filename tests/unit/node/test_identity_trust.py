@@ -1,0 +1,55 @@
+"""What a node trusts: only a CA it was given (file, fingerprint, token), and that CA's
+renewal (same key and name) but no other."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from overt.node.identity import IdentityError, NodeIdentity
+from overt.pki import tokens
+from overt.pki.certs import CertificateAuthority, cert_pem, fingerprint
+
+
+def _pem(ca: CertificateAuthority) -> str:
+    return cert_pem(ca.cert).decode()
+
+
+def test_a_node_given_nothing_trusts_no_engine(tmp_path: Path) -> None:
+    identity = NodeIdentity(tmp_path)
+    with pytest.raises(IdentityError, match="trusts no engine yet"):
+        identity.trust_ca(_pem(CertificateAuthority.create("any")))
+    assert identity.trusted_ca_file() is None
+
+
+def test_a_fingerprint_or_a_token_proof_admits_only_its_ca(tmp_path: Path) -> None:
+    engine, intruder = CertificateAuthority.create("engine"), CertificateAuthority.create("x")
+    by_fp = NodeIdentity(tmp_path / "fp", ca_fingerprint=fingerprint(engine.cert).lower())
+    with pytest.raises(IdentityError, match="not the one this node was told to trust"):
+        by_fp.trust_ca(_pem(intruder))
+    by_fp.trust_ca(_pem(engine))
+    assert by_fp.trusted_ca_file() == by_fp.ca_file
+
+    token = tokens.new_token()
+    by_token = NodeIdentity(tmp_path / "token", enroll_token=token)
+    with pytest.raises(IdentityError):  # the intruder does not know the token
+        by_token.trust_ca(_pem(intruder), tokens.engine_proof("guess", fingerprint(intruder.cert)))
+    with pytest.raises(IdentityError):  # a proof made for another CA
+        by_token.trust_ca(_pem(intruder), tokens.engine_proof(token, fingerprint(engine.cert)))
+    by_token.trust_ca(_pem(engine), tokens.engine_proof(token, fingerprint(engine.cert)))
+    assert by_token.ca_file.read_text() == _pem(engine)
+
+
+def test_a_renewed_ca_replaces_the_configured_one_but_another_does_not(tmp_path: Path) -> None:
+    engine = CertificateAuthority.create("engine")
+    configured = tmp_path / "ca.pem"
+    configured.write_text(_pem(engine))
+    identity = NodeIdentity(tmp_path / "node", configured)
+    assert not identity.accept_renewed_ca(_pem(CertificateAuthority.create("engine")))
+    assert identity.trusted_ca_file() == configured
+    renewed = engine.renewed(dt.datetime.now(dt.UTC) + dt.timedelta(days=3000))
+    assert identity.accept_renewed_ca(_pem(renewed))
+    assert identity.trusted_ca_file() == identity.ca_file
+    assert identity.ca_file.read_text() == _pem(renewed)
