@@ -22,6 +22,7 @@ from overt.engine.api.faults import fault_response
 from overt.engine.api.resources import activity, hosts, inventory, root, statistics, storage, vms
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.db.database import Database
+from overt.engine.identity.signin import SignInGuard
 from overt.engine.services.jobs import JobSubmitter
 
 
@@ -89,4 +90,5 @@ def build_api_app(db: Database, services: ApiServices,
     app.state.db = db
     app.state.services = services
     app.state.basic_auth_cache = BasicAuthCache()
+    app.state.signin_guard = SignInGuard()
     return app

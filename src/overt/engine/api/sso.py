@@ -9,8 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from overt.engine.api.auth import log_in, qualified
+from overt.engine.api.auth import client_of, log_in, qualified, shown
 from overt.engine.identity.tokens import issue_token, revoke_token
+from overt.engine.model.errors import OvertError
 
 SCOPE = "ovirt-app-api"
 
@@ -40,12 +41,15 @@ async def token(request: Request) -> Response:
     if not user_name or not password:
         return _error("invalid_request", "username and password are required")
     db = request.app.state.db
+    try:
+        user = await log_in(db, request.app.state.signin_guard, user_name, password,
+                            peer=client_of(request))
+    except OvertError as refused:  # throttled, locked out, busy
+        return _error("access_denied", refused.detail, refused.status)
+    if user is None:
+        return _error("access_denied", f"Cannot authenticate user '{qualified(shown(user_name))}'"
+                      ": the user name or password is incorrect.")
     async with db.transaction() as session:
-        user = await log_in(session, user_name, password,
-                            peer=request.client.host if request.client else "?")
-        if user is None:
-            return _error("access_denied", f"Cannot authenticate user '{qualified(user_name)}': "
-                          "the user name or password is incorrect.")
         value, expires = await issue_token(session, user)
     return _json({"access_token": value, "token_type": "bearer", "scope": form.get("scope", SCOPE),
                   "exp": str(int(expires.timestamp() * 1000)),
