@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from overt.engine.api import sso
 from overt.engine.api.auth import BasicAuthCache
 from overt.engine.api.faults import fault_response
+from overt.engine.api.limits import BodyLimit, BodyTooLarge
 from overt.engine.api.resources import activity, hosts, inventory, root, statistics, storage, vms
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.db.database import Database
@@ -66,6 +67,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return fault_response(request, exc.status_code, "Bad Request", str(exc.detail))
 
 
+async def _too_large(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BodyTooLarge)
+    response = fault_response(request, exc.status, exc.reason, exc.detail)
+    response.headers["Connection"] = "close"
+    return response
+
+
 class CollapseSlashes:
     """`https://engine/ovirt-engine/api/` + `/vms` gives `//vms` in SDK URLs: serve it anyway
     (the SDK follows no redirects)."""
@@ -85,8 +93,8 @@ def build_api_app(db: Database, services: ApiServices,
     routes: list[BaseRoute] = [*sso.ROUTES, *api_routes().starlette_routes(),
                                Route("/ovirt-engine/services/pki-resource", pki_resource)]
     app = Starlette(routes=[*routes, *(extra_routes or [])],
-                    exception_handlers={HTTPException: _http_error},
-                    middleware=[Middleware(CollapseSlashes)])
+                    exception_handlers={HTTPException: _http_error, BodyTooLarge: _too_large},
+                    middleware=[Middleware(CollapseSlashes), Middleware(BodyLimit)])
     app.state.db = db
     app.state.services = services
     app.state.basic_auth_cache = BasicAuthCache()

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from overt.engine.api.auth import client_of, log_in, qualified, shown
+from overt.engine.api.limits import BodyTooLarge
 from overt.engine.identity.tokens import issue_token, revoke_token
 from overt.engine.model.errors import OvertError
 
@@ -27,6 +28,8 @@ def _error(code: str, message: str, status: int = 400) -> Response:
 async def _form(request: Request) -> dict[str, str]:
     try:
         form = await request.form()
+    except BodyTooLarge:
+        raise
     except Exception:
         return {}
     return {k: v for k, v in form.items() if isinstance(v, str)}
