@@ -74,7 +74,10 @@ async def signin(request: Request) -> Response:
 
 @page
 async def signout(ctx: WebContext) -> Response:
-    await sessions.end_session(ctx.session, ctx.request.cookies.get(sessions.COOKIE))
+    cookie = ctx.request.cookies.get(sessions.COOKIE)
+    await sessions.end_session(ctx.session, cookie)
+    if cookie:
+        ctx.request.app.state.session_watch.end(sessions.digest(cookie))
     audit.record(ctx.session, f"User {ctx.user.user_name} logged out of the portal",
                  user_id=ctx.user.id)
     response = RedirectResponse("/signin", status_code=303)
