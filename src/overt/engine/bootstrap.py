@@ -263,7 +263,8 @@ def make_broker_accounts(settings: EngineSettings, pki: EnginePki) -> BrokerAdmi
     verify: ssl.SSLContext | bool = broker_ssl_context(settings, pki) or True
     return BrokerAdminAccounts(BrokerAdmin.for_broker(
         url, management_port=settings.broker_management_port,
-        node_url=settings.broker_node_url, verify=verify))
+        node_url=settings.broker_node_url, verify=verify,
+        allow_plain=settings.broker_allow_plain))
 
 
 class DirectBootstrap:
