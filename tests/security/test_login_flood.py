@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
 import subprocess
 import sys
@@ -63,10 +64,14 @@ def test_login_flood_leaves_the_api_answering_under_100_ms_p99(engine: RunningEn
             assert client.get(clusters).status_code == 200
             quiet.append(time.perf_counter() - started)
             time.sleep(SAMPLES_GAP_S)
+        if _p99(quiet) >= 0.100:
+            pytest.fail(f"this machine is too loaded to measure the criterion: the API's p99 is "
+                        f"{1000 * _p99(quiet):.0f} ms without any flood")
+        # The flood comes from other machines in real life: its own CPU is not the engine's.
         flood = subprocess.Popen(
             [sys.executable, "-m", "tests.support.login_flood", f"{base}/sso/oauth/token",
              str(FLOOD_S), "12", "12"], stdout=subprocess.PIPE, text=True,
-            cwd=Path(__file__).parents[2])
+            cwd=Path(__file__).parents[2], preexec_fn=lambda: os.nice(10))
         time.sleep(1.5)  # the flood is under way
         latencies: list[float] = []
         while flood.poll() is None:
