@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import math
 import os
 import threading
 import time
@@ -170,5 +171,5 @@ def _lower_priority() -> None:
 
 
 def _minutes(seconds: float) -> str:
-    minutes = int(seconds // 60) + 1
+    minutes = max(1, math.ceil(seconds / 60))
     return f"{minutes} minute{'s' if minutes > 1 else ''}"
