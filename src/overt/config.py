@@ -11,8 +11,10 @@ import stat
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from overt.bus.amqp.url import require_tls
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +144,10 @@ class EngineSettings(BaseSettings):
     clock_offset_s: float = Field(
         0.0, description="Seconds added to the real time when checking and issuing "
         "certificates (tests run the engine years ahead).")
+    broker_allow_plain: bool = Field(
+        False, description="Allow plain amqp:// (and the management API over http://) to a "
+        "broker on another machine: passwords then cross the network unencrypted. For the "
+        "lab or a network you trust; use amqps:// elsewhere.")
     api_address: str = "127.0.0.1"
     api_port: int = Field(DEFAULT_API_PORT, gt=0, lt=65536)
     gateway_address: str = "0.0.0.0"  # noqa: S104 - nodes reach the gateway over management
@@ -168,6 +174,17 @@ class EngineSettings(BaseSettings):
                              "of the engine's broker account")
         return bus
 
+    @model_validator(mode="after")
+    def _broker_over_tls(self) -> EngineSettings:
+        """Broker passwords leave this machine only encrypted, unless allowed otherwise."""
+        admin = self.broker_admin_url.get_secret_value() if self.broker_admin_url else None
+        for what, url in (("the engine's broker URL", self.bus if self.managed else None),
+                          ("the broker administrator's URL", admin),
+                          ("the broker address for nodes", self.broker_node_url)):
+            if url is not None:
+                require_tls(url, allow_plain=self.broker_allow_plain, what=what)
+        return self
+
     def database_url(self) -> str:
         return self.db or f"sqlite:///{self.data_dir / 'engine.db'}"
 
@@ -193,4 +210,9 @@ class EngineSettings(BaseSettings):
             log.warning("%s can be read by others than its owner: chmod 600 it", path)
         if not is_broker_url(url):
             raise SettingsError(f"{path} does not hold an amqp(s)://USER:PASSWORD@HOST/VHOST URL")
+        try:
+            require_tls(url, allow_plain=self.broker_allow_plain,
+                        what=f"the broker administrator's URL in {path}")
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         return url

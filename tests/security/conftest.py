@@ -1,5 +1,6 @@
 """Attack tests of the trust chain: a real engine (in a thread, direct transport) and an
-attacker speaking HTTPS to its node gateway and API the way any host on the network can."""
+attacker speaking HTTPS to its node gateway and API the way any host on the network can;
+and the engine databases of the integration tests (SQLite, and PostgreSQL for tests marked pg)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,12 @@ from overt.engine.db.tables import Job
 from overt.pki.certs import PrivateKey, certificate_request, key_pem, new_key, write_private
 from overt.protocol.enrollment import EnrollmentGrant, EnrollmentRequest
 from tests.integration.bus.direct.conftest import capabilities
+from tests.integration.engine.conftest import db, db_url
 from tests.integration.node.harness import LoopThread
 from tests.support.demo import wait_until
 from tests.support.engine import RunningEngine, start_engine
+
+__all__ = ["db", "db_url"]
 
 
 @pytest.fixture

@@ -26,7 +26,8 @@ def test_a_node_refuses_other_buses(bus: str, why: str) -> None:
 
 def test_the_engine_takes_direct_or_its_broker_account() -> None:
     assert not EngineSettings().managed
-    assert EngineSettings(bus="amqp://overt-engine:pw@broker/overt").managed
+    assert EngineSettings(bus="amqp://overt-engine:pw@broker/overt",
+                          broker_allow_plain=True).managed
     with pytest.raises(ValidationError, match="the engine's broker account"):
         EngineSettings(bus="amqp")
 
@@ -36,7 +37,7 @@ def test_the_broker_administrator_url_comes_from_a_private_file(
     secret = tmp_path / "broker-admin.url"
     secret.write_text("amqp://overt-admin:s3cret@broker:5672/overt\n")
     secret.chmod(0o600)
-    settings = EngineSettings(broker_admin_file=secret)
+    settings = EngineSettings(broker_admin_file=secret, broker_allow_plain=True)
     assert settings.broker_admin() == "amqp://overt-admin:s3cret@broker:5672/overt"
     assert "s3cret" not in repr(settings)
     secret.chmod(0o644)

@@ -60,4 +60,4 @@ def setup_local(
     typer.echo(f"broker ready: vhost {vhost!r} on {host}:5672")
     typer.echo(f"  administrator URL (api process only): {directory / 'broker-admin.url'}")
     typer.echo(f"  engine URL (worker, monitor):         {directory / 'broker-engine.url'}")
-    typer.echo(f"try: overt demo --bus \"$(cat {directory / 'broker-admin.url'})\"")
+    typer.echo(f"try: overt demo --bus-file {directory / 'broker-admin.url'}")

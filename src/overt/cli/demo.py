@@ -1,5 +1,7 @@
 """`overt demo`: the all-in-one on the embedded defaults (SQLite, direct transport), or
-in fully managed mode through a broker (`--bus amqp://...`)."""
+in fully managed mode through a broker (`--bus-file FILE` holding the administrator's
+amqp(s):// URL, or OVERT_DEMO_BUS: never the URL itself on the command line, where `ps`
+shows its password to every user of the machine)."""
 
 from __future__ import annotations
 
@@ -39,8 +41,23 @@ def _ready(demo: AllInOne) -> None:
     console.print("Ctrl-C stops the engine and the agent; running VMs keep running.\n")
 
 
+def _bus(bus: str, bus_file: Path | None, source: object) -> str:
+    """The transport: a broker URL with a password comes from a file or the environment."""
+    if bus_file is not None:
+        try:
+            return bus_file.read_text().strip()
+        except OSError as exc:
+            raise DemoError(f"cannot read {bus_file}: {exc.strerror}") from None
+    if getattr(source, "name", None) == "COMMANDLINE" and "@" in bus:
+        raise DemoError("the broker URL on the command line shows its password to everyone "
+                        "on this machine (`ps`); put it in a file (mode 0600) and give "
+                        "--bus-file FILE, or set OVERT_DEMO_BUS")
+    return bus
+
+
 @reports_errors
 def demo(
+    ctx: typer.Context,
     data_dir: Annotated[Path, typer.Option(help="Where the engine keeps its database, "
                                                 "certificates and password.")]
     = Path("/var/lib/overt/engine"),
@@ -50,9 +67,12 @@ def demo(
         "better given as OVERT_DEMO_DB, which `ps` does not show.",
         envvar="OVERT_DEMO_DB")] = None,
     bus: Annotated[str, typer.Option(
-        help="`direct`, or the amqp(s):// URL of a broker administrator for fully managed "
-        "mode (`overt broker setup-local` makes one on this machine); also OVERT_DEMO_BUS.",
+        help="`direct`, or (as OVERT_DEMO_BUS, not on the command line) the amqp(s):// URL of "
+        "a broker administrator for fully managed mode.",
         envvar="OVERT_DEMO_BUS")] = "direct",
+    bus_file: Annotated[Path | None, typer.Option(
+        help="A file (mode 0600) holding the broker administrator's amqp(s):// URL, for fully "
+        "managed mode (`overt broker setup-local` makes one on this machine).")] = None,
     public_address: Annotated[str, typer.Option(
         help="Address nodes use to reach the engine (the lab's is 10.77.0.1).")] = "127.0.0.1",
     gateway_port: Annotated[int, typer.Option(help="Port of the node gateway.")] = 8444,
@@ -66,6 +86,11 @@ def demo(
     storage domain and the test-guest template. Ready when the API answers."""
     setup_logging("WARNING")
     logging.getLogger("overt").setLevel(log_level.upper())
+    try:
+        bus = _bus(bus, bus_file, ctx.get_parameter_source("bus"))
+    except DemoError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
     options = DemoOptions(data_dir=data_dir, port=port, db=db, bus=bus,
                           public_address=public_address, gateway_port=gateway_port,
                           node_port=node_port, images_dir=images_dir)

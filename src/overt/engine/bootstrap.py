@@ -48,6 +48,7 @@ from overt.engine.registry.rotation import CertificateWatch
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.web.app import web_routes
 from overt.engine.web.live import ChangeFeed
+from overt.engine.web.session_watch import SessionWatch
 from overt.protocol.enrollment import EngineIntroduction, EnrollmentGrant, EnrollmentRequest
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,7 @@ class EngineRuntime:
                                monitor_wakeup=self.monitor_wakeup.set)
         app = build_api_app(self.db, services, extra_routes=web_routes())
         app.state.change_feed = self._change_feed = ChangeFeed(self.db)
+        app.state.session_watch = SessionWatch()
         config = uvicorn.Config(app, host=self.settings.api_address, port=self.settings.api_port,
                                 ssl_certfile=str(self.pki.cert_file),
                                 ssl_keyfile=str(self.pki.key_file), log_config=None,
@@ -277,7 +279,8 @@ def make_broker_accounts(settings: EngineSettings, pki: EnginePki) -> BrokerAdmi
     verify: ssl.SSLContext | bool = broker_ssl_context(settings, pki) or True
     return BrokerAdminAccounts(BrokerAdmin.for_broker(
         url, management_port=settings.broker_management_port,
-        node_url=settings.broker_node_url, verify=verify))
+        node_url=settings.broker_node_url, verify=verify,
+        allow_plain=settings.broker_allow_plain))
 
 
 class DirectBootstrap:

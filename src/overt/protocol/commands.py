@@ -118,7 +118,7 @@ class VmSetTicket(_Command):
     name: Literal["vm.set_ticket"] = "vm.set_ticket"
     result: ClassVar[type[BaseModel]] = VmTicket
     vm_id: UUID
-    password: str = Field(min_length=1, max_length=8, repr=False)
+    password: str = Field(min_length=6, max_length=8, repr=False)
     expiry_s: int = Field(120, gt=0, le=86400)
 
 

@@ -39,10 +39,10 @@ class EnrollmentRequest(WireModel):
     """What a node sends about itself, with a CSR for its key."""
 
     host_uuid: UUID
-    hostname: str
-    address: str  # where the engine reaches the node (management network)
+    hostname: str = Field(max_length=255)
+    address: str = Field(max_length=255)  # where the engine reaches the node (management network)
     rpc_port: int = Field(54321, gt=0, lt=65536)
-    csr_pem: str
+    csr_pem: str = Field(max_length=16384)
     capabilities: HostCapabilities
     # With an enrollment token: HMAC proving the CSR's key is the token holder's
     # (overt.pki.tokens.node_proof over the key and the engine CA it was introduced to).

@@ -67,7 +67,8 @@ class EventEnvelope(WireModel):
 def _check_version(data: object) -> None:
     if isinstance(data, dict):
         version = data.get("version")
-        if version is not None and version not in SUPPORTED_VERSIONS:
+        if version is not None and (not isinstance(version, int) or isinstance(version, bool)
+                                    or version not in SUPPORTED_VERSIONS):
             raise ProtocolViolation(
                 ErrorCode.UNSUPPORTED_VERSION,
                 f"protocol version {version!r} is not supported; this side speaks "
@@ -79,6 +80,8 @@ def _decode(model: type[M], raw: bytes | str, what: str) -> M:
         data = json.loads(raw)
     except ValueError as exc:
         raise ProtocolViolation(ErrorCode.BAD_REQUEST, f"{what} is not JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolViolation(ErrorCode.BAD_REQUEST, f"{what} is nested too deeply") from None
     _check_version(data)
     try:
         return model.model_validate(data)

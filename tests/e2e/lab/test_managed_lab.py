@@ -56,7 +56,8 @@ def managed_lab(rabbitmq: Broker) -> Iterator[ManagedLab]:
     site = ManagedSite(base, f"sqlite:///{base}/engine.db", rabbitmq.engine_url_now(),
                        rabbitmq.admin_url)
     site.engine("engine", OVERT_PUBLIC_ADDRESS=str(engine_address),
-                OVERT_BROKER_NODE_URL=f"amqp://{engine_address}:5672")
+                OVERT_BROKER_NODE_URL=f"amqp://{engine_address}:5672",
+                OVERT_BROKER_ALLOW_PLAIN="1")  # the lab is a network of this machine
     nodes: dict[str, subprocess.Popen[bytes]] = {}
     try:
         site.wait_for_api()

@@ -21,6 +21,7 @@ from overt.bus.amqp.topology import (
     ENGINE_PERMISSION,
     EVENTS_EXCHANGE,
     SHARED_EXCHANGES,
+    SHARED_POLICIES,
     STATS_EXCHANGE,
     ExchangeSpec,
     QueueSpec,
@@ -29,7 +30,7 @@ from overt.bus.amqp.topology import (
     node_permissions,
     node_username,
 )
-from overt.bus.amqp.url import BrokerUrl, broker_url
+from overt.bus.amqp.url import BrokerUrl, broker_url, require_tls
 from overt.protocol.enrollment import BrokerCredentials
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,15 @@ class BrokerAdmin:
         node_url: str,
         timeout: float = 10.0,
         verify: ssl.SSLContext | bool = True,
+        allow_plain: bool = False,
     ) -> None:
         node = urlsplit(node_url)
         if node.scheme not in ("amqp", "amqps") or not node.hostname or node.password:
             raise ValueError(f"{node_url!r} is not a broker address for nodes: expected "
                              "amqp://HOST:PORT or amqps://HOST:PORT, without credentials")
+        require_tls(management_url, allow_plain=allow_plain,
+                    what="the broker's management API")
+        require_tls(node_url, allow_plain=allow_plain, what="the broker address for nodes")
         self.vhost = vhost
         self._node_scheme = node.scheme
         self._node_host = node.hostname
@@ -77,7 +82,8 @@ class BrokerAdmin:
     @classmethod
     def for_broker(cls, url: str, *, management_port: int | None = None,
                    node_url: str | None = None,
-                   verify: ssl.SSLContext | bool = True) -> BrokerAdmin:
+                   verify: ssl.SSLContext | bool = True,
+                   allow_plain: bool = False) -> BrokerAdmin:
         """The admin for the broker and vhost of `url`, an administrator's amqp(s) URL (its
         management API over https for amqps); nodes reach the same host unless `node_url`
         says otherwise."""
@@ -87,7 +93,7 @@ class BrokerAdmin:
         return cls(f"{scheme}://{admin.host}:{management_port or default_port}",
                    username=admin.username, password=admin.password, vhost=admin.vhost,
                    node_url=node_url or f"{'amqps' if tls else 'amqp'}://{admin.host}:{admin.port}",
-                   verify=verify)
+                   verify=verify, allow_plain=allow_plain)
 
     async def __aenter__(self) -> BrokerAdmin:
         return self
@@ -120,10 +126,7 @@ class BrokerAdmin:
         for exchange in (EVENTS_EXCHANGE, STATS_EXCHANGE):
             await self._request("PUT", f"/topic-permissions/{_q(self.vhost)}/{_q(username)}", {
                 "exchange": exchange, "write": allowed.topic_write, "read": "^$"})
-        if not self._exchanges_ready:  # durable: once per admin is enough
-            for spec in SHARED_EXCHANGES:
-                await self._put_exchange(spec)
-            self._exchanges_ready = True
+        await self.ensure_shared()
         queue = command_queue(host_uuid)
         await self._put_queue(queue)
         log.info("broker account %s ready for node %s", username, host_uuid)
@@ -132,6 +135,19 @@ class BrokerAdmin:
                            self._node_port, self.vhost),
             username=username, command_queue=queue.name, events_exchange=EVENTS_EXCHANGE,
             stats_exchange=STATS_EXCHANGE)
+
+    async def ensure_shared(self) -> None:
+        """The shared exchanges, and the policies that bound the shared queues (policies
+        apply to queues that exist already, unlike arguments); durable: once per admin."""
+        if self._exchanges_ready:
+            return
+        for spec in SHARED_EXCHANGES:
+            await self._put_exchange(spec)
+        for policy in SHARED_POLICIES:
+            await self._request("PUT", f"/policies/{_q(self.vhost)}/{_q(policy.name)}", {
+                "pattern": policy.pattern, "apply-to": "queues", "priority": 10,
+                "definition": policy.definition})
+        self._exchanges_ready = True
 
     async def revoke_node(self, host_uuid: uuid.UUID) -> None:
         """Remove the node's account, its connections and its command queue."""

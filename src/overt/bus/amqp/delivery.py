@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 from aio_pika.abc import AbstractIncomingMessage
 
 from overt.bus.amqp.link import LINK_ERRORS, Backoff
-from overt.bus.amqp.messages import MessageRejected, read_event, reject, settle, still_open
+from overt.bus.amqp.messages import (
+    DeadLetterBudget,
+    MessageRejected,
+    read_event,
+    reject,
+    settle,
+    still_open,
+)
 from overt.bus.base import EventSink
 from overt.protocol import EventEnvelope
 
@@ -69,8 +76,10 @@ class _Lane:
 class EventDelivery:
     """The consumer side of the events and stats queues for one engine process."""
 
-    def __init__(self, sink: EventSink, *, retry: Backoff) -> None:
+    def __init__(self, sink: EventSink, *, retry: Backoff,
+                 budget: DeadLetterBudget | None = None) -> None:
         self._sink = sink
+        self._budget = budget or DeadLetterBudget()
         self._retry = retry
         self._lanes: dict[uuid.UUID, _Lane] = {}
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
@@ -83,7 +92,7 @@ class EventDelivery:
             event = read_event(message.body, user_id=message.user_id,
                                routing_key=message.routing_key, lossy=False)
         except MessageRejected as exc:
-            await reject(message, "an event", exc)
+            await reject(message, "an event", exc, self._budget)
             return
         host = event.host_uuid
         self._lanes.setdefault(host, _Lane()).add(_Delivery(message, event))
@@ -96,7 +105,7 @@ class EventDelivery:
             event = read_event(message.body, user_id=message.user_id,
                                routing_key=message.routing_key, lossy=True)
         except MessageRejected as exc:
-            await reject(message, "a stats", exc)
+            await reject(message, "a stats", exc, self._budget)
             return
         try:
             await self._sink(event)

@@ -28,6 +28,7 @@ from aio_pika.exceptions import DeliveryError, PublishError
 from overt.bus.amqp.delivery import EventDelivery
 from overt.bus.amqp.link import LINK_ERRORS, RECONNECT, Backoff, BrokerLink, ConnectedHook
 from overt.bus.amqp.messages import (
+    DeadLetterBudget,
     MessageRejected,
     command_message,
     parse_request_id,
@@ -102,6 +103,7 @@ class AmqpEngineTransport:
         self._pending: dict[uuid.UUID, _Pending] = {}
         self._session: _Session | None = None
         self._delivery: EventDelivery | None = None
+        self._dead_letters = DeadLetterBudget()  # per publishing node, events and replies
         self._link = BrokerLink(
             self._url, name=f"overt engine {self.instance}", on_connect=self._on_connect,
             on_disconnect=self._on_disconnect, backoff=backoff,
@@ -111,7 +113,8 @@ class AmqpEngineTransport:
         """Connect, and with a sink consume node events; returns after the first attempt
         (a broker that is down is logged and tried again in the background)."""
         if sink is not None:
-            self._delivery = EventDelivery(sink, retry=self._sink_retry)
+            self._delivery = EventDelivery(sink, retry=self._sink_retry,
+                                           budget=self._dead_letters)
         await self._link.start()
 
     async def wait_connected(self) -> None:
@@ -208,7 +211,7 @@ class AmqpEngineTransport:
             reply = read_reply(message.body, user_id=message.user_id, request_id=request_id,
                                host_uuid=pending.host_uuid)
         except MessageRejected as exc:
-            await reject(message, "a reply", exc)
+            await reject(message, "a reply", exc, self._dead_letters)
             if message.user_id == node_username(pending.host_uuid) and not pending.reply.done():
                 pending.reply.set_exception(TransportError(
                     f"node {pending.host_uuid} answered request {request_id} with a reply "

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 from aio_pika import DeliveryMode, Message
 from aio_pika.abc import AbstractIncomingMessage
@@ -136,8 +137,52 @@ async def settle(message: AbstractIncomingMessage) -> None:
         await message.ack()
 
 
-async def reject(message: AbstractIncomingMessage, what: str, reason: Exception) -> None:
-    """Dead-letter a message that cannot be accepted, saying why in the log."""
+# Rejected messages of one publisher that are dead-lettered (and logged) per window;
+# beyond it they are dropped. The dead-letter queue is shared and bounded (it drops its
+# oldest messages): without a budget one node could flush everyone's dead letters, and
+# fill the engine's log, by sending what it knows will be rejected.
+DEAD_LETTER_BUDGET = 50
+DEAD_LETTER_WINDOW_S = 3600.0
+
+
+class DeadLetterBudget:
+    """How many more rejected messages of each publisher may be dead-lettered."""
+
+    def __init__(self, per_publisher: int = DEAD_LETTER_BUDGET,
+                 window_s: float = DEAD_LETTER_WINDOW_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_publisher = per_publisher
+        self.window_s = window_s
+        self.clock = clock
+        self._spent: dict[str | None, tuple[float, int]] = {}
+
+    def take(self, publisher: str | None) -> int:
+        """Spend one from `publisher`'s budget: how many were spent in this window (the
+        message is dead-lettered while that is at most `per_publisher`)."""
+        now = self.clock()
+        started, spent = self._spent.get(publisher, (now, 0))
+        if now - started >= self.window_s:
+            started, spent = now, 0
+        if len(self._spent) > 10_000:  # publishers come and go: forget the old windows
+            self._spent = {k: v for k, v in self._spent.items() if now - v[0] < self.window_s}
+        self._spent[publisher] = (started, spent + 1)
+        return spent + 1
+
+
+async def reject(message: AbstractIncomingMessage, what: str, reason: Exception,
+                 budget: DeadLetterBudget | None = None) -> None:
+    """Dead-letter a message that cannot be accepted, saying why in the log; past the
+    publisher's `budget`, drop it instead (and say so once per window)."""
+    spent = budget.take(message.user_id) if budget is not None else 0
+    if budget is not None and spent > budget.per_publisher:
+        if spent == budget.per_publisher + 1:
+            log.warning("broker user %r sent more than %d messages that were rejected within "
+                        "%.0f s; dropping its further rejected messages without dead-lettering "
+                        "or logging them", message.user_id, budget.per_publisher,
+                        budget.window_s)
+        with contextlib.suppress(*LINK_ERRORS):
+            await message.ack()
+        return
     log.warning("rejected %s message from broker user %r (routing key %r): %s", what,
                 message.user_id, message.routing_key, reason)
     with contextlib.suppress(*LINK_ERRORS):

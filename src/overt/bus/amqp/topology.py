@@ -41,6 +41,11 @@ STATS_TTL_MS = 60_000
 DEAD_QUEUE_LIMIT = 10_000
 # A reply queue whose engine process is gone disappears after this long unused.
 REPLY_QUEUE_EXPIRES_MS = 300_000
+# Replies waiting for one engine process; more are refused to their publisher.
+REPLY_QUEUE_LIMIT = 10_000
+# Events waiting for the monitors, all nodes together: beyond it the broker refuses
+# (nacks) new ones and nodes keep them and publish them again later; no event is lost.
+EVENTS_QUEUE_LIMIT = 1_000_000
 
 _INSTANCE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -84,6 +89,21 @@ SHARED_QUEUES = (
 )
 
 
+@dataclass(frozen=True)
+class PolicySpec:
+    """A broker policy: limits of queues that already exist (their arguments cannot change)."""
+
+    name: str
+    pattern: str
+    definition: dict[str, Any]
+
+
+SHARED_POLICIES = (
+    PolicySpec("overt-events-limit", f"^{re.escape(EVENTS_QUEUE)}$",
+               {"max-length": EVENTS_QUEUE_LIMIT, "overflow": "reject-publish"}),
+)
+
+
 def node_username(host_uuid: uuid.UUID) -> str:
     return f"{NODE_USER_PREFIX}{host_uuid}"
 
@@ -119,7 +139,8 @@ def reply_queue(instance: str) -> QueueSpec:
     name = f"overt.engine.{instance}.replies"
     return QueueSpec(
         name,
-        {"x-dead-letter-exchange": DEAD_EXCHANGE, "x-expires": REPLY_QUEUE_EXPIRES_MS},
+        {"x-dead-letter-exchange": DEAD_EXCHANGE, "x-expires": REPLY_QUEUE_EXPIRES_MS,
+         "x-max-length": REPLY_QUEUE_LIMIT, "x-overflow": "reject-publish"},
         bindings=((REPLIES_EXCHANGE, name),),
     )
 

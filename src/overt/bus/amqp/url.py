@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
@@ -66,3 +67,30 @@ def _mask(url: str) -> str:
         return url
     netloc = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc}"))
+
+
+class PlainBrokerRefused(ValueError):
+    """A plain (unencrypted) broker connection that would carry a password off this machine."""
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host or host == "localhost":
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def require_tls(url: str, *, allow_plain: bool, what: str) -> None:
+    """Refuse `url` (amqp://, or the management API's http://) when it leaves this machine
+    unencrypted, unless plain connections are explicitly allowed (a lab, a trusted network)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("amqps", "https") or allow_plain or is_loopback(parts.hostname):
+        return
+    secure = "amqps" if parts.scheme == "amqp" else "https"
+    raise PlainBrokerRefused(
+        f"{what} {_mask(url)} is plain {parts.scheme}:// to {parts.hostname}: broker "
+        f"passwords would cross the network unencrypted. Use {secure}:// (RabbitMQ with TLS, "
+        "see docs/broker.md), or on a network you trust (the lab) allow plain connections "
+        "with OVERT_BROKER_ALLOW_PLAIN=1")

@@ -41,7 +41,9 @@ EnrollCallback = Callable[[EnrollmentRequest, str | None], Awaitable[EnrollmentG
 # engine pins each host's certificate; an old key or a removed host's is refused.
 PinCheck = Callable[[uuid.UUID, str], Awaitable[bool]]
 
-MAX_BODY_BYTES = 16 << 20
+MAX_BODY_BYTES = 16 << 20  # a batch of events of an enrolled node
+# An enrollment request comes from anyone: a CSR and a page of capabilities.
+MAX_ENROLL_BYTES = 64 << 10
 
 
 class NodeGateway:
@@ -140,8 +142,12 @@ class NodeGateway:
     async def _enroll_node(self, request: web.Request) -> web.Response:
         if self._enroll is None:
             return _error(503, "this engine does not enroll nodes here")
+        body = await _read_at_most(request, MAX_ENROLL_BYTES)
+        if body is None:
+            return _error(413, f"an enrollment request takes at most {MAX_ENROLL_BYTES >> 10} "
+                          "KiB")
         try:
-            enrollment = EnrollmentRequest.model_validate_json(await request.read())
+            enrollment = EnrollmentRequest.model_validate_json(body)
         except ValidationError as exc:
             return _error(400, f"malformed enrollment request: {exc.errors()[0]['msg']}")
         cert = peer_certificate(request)
@@ -153,6 +159,19 @@ class NodeGateway:
     async def _ca(self, _request: web.Request) -> web.Response:
         return web.Response(body=self.tls.ca_file.read_bytes(),
                             content_type="application/x-pem-file")
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None when it is (or declares to be) larger than `limit`: refused
+    before it is read."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = bytearray()
+    while chunk := await request.content.read(65536):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def _decode_batch(body: bytes) -> list[EventEnvelope]:

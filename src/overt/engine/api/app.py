@@ -20,6 +20,7 @@ from overt.engine.api import sso
 from overt.engine.api.auth import BasicAuthCache
 from overt.engine.api.bodied_reads import CloseAfterBodiedReads
 from overt.engine.api.faults import fault_response
+from overt.engine.api.limits import BodyLimit, BodyTooLarge
 from overt.engine.api.resources import (
     activity,
     consoles,
@@ -36,6 +37,7 @@ from overt.engine.api.resources import (
 )
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.db.database import Database
+from overt.engine.identity.signin import SignInGuard
 from overt.engine.services.jobs import JobSubmitter
 
 
@@ -87,6 +89,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return fault_response(request, exc.status_code, "Bad Request", str(exc.detail))
 
 
+async def _too_large(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BodyTooLarge)
+    response = fault_response(request, exc.status, exc.reason, exc.detail)
+    response.headers["Connection"] = "close"
+    return response
+
+
 class CollapseSlashes:
     """`https://engine/ovirt-engine/api/` + `/vms` gives `//vms` in SDK URLs: serve it anyway
     (the SDK follows no redirects)."""
@@ -107,9 +116,11 @@ def build_api_app(db: Database, services: ApiServices,
                                Route("/ovirt-engine/services/pki-resource", pki_resource),
                                Route("/ca.crt", ca_crt)]
     app = Starlette(routes=[*routes, *(extra_routes or [])],
-                    exception_handlers={HTTPException: _http_error},
-                    middleware=[Middleware(CollapseSlashes), Middleware(CloseAfterBodiedReads)])
+                    exception_handlers={HTTPException: _http_error, BodyTooLarge: _too_large},
+                    middleware=[Middleware(CollapseSlashes), Middleware(CloseAfterBodiedReads),
+                                Middleware(BodyLimit)])
     app.state.db = db
     app.state.services = services
     app.state.basic_auth_cache = BasicAuthCache()
+    app.state.signin_guard = SignInGuard()
     return app

@@ -12,10 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
+from overt.engine.db.database import Database
 from overt.engine.db.tables import User
-from overt.engine.identity.passwords import verify_password
+from overt.engine.identity.signin import MAX_PASSWORD, MAX_USER_NAME, SignInGuard, SignInRefused
 from overt.engine.identity.tokens import user_for_token
 from overt.engine.model.errors import NotAuthenticated
+from overt.engine.model.status import LogSeverity
 from overt.engine.services import audit
 
 log = logging.getLogger(__name__)
@@ -53,47 +55,102 @@ async def user_by_name(session: AsyncSession, user_name: str) -> User | None:
                                   )).scalar_one_or_none()
 
 
-async def check_password(session: AsyncSession, user_name: str, password: str) -> User | None:
-    user = await user_by_name(session, user_name)
-    if user is None or not verify_password(password, user.password_hash):
+def shown(user_name: str) -> str:
+    """A user name as logs and the audit log may show it: printable and short (it comes
+    from an unauthenticated request)."""
+    printable = "".join(c if c.isprintable() else "?" for c in user_name[:MAX_USER_NAME])
+    return printable if len(user_name) <= MAX_USER_NAME else printable + "..."
+
+
+async def check_password(db: Database, guard: SignInGuard, user_name: str, password: str
+                         ) -> User | None:
+    """The user, when the password is right; the same hashing cost either way. The hash
+    runs outside any transaction: on SQLite transactions take turns, and a connection
+    held during a hash is one the API's other requests wait for."""
+    if len(user_name) > MAX_USER_NAME or len(password) > MAX_PASSWORD:
+        await guard.verify(password[:MAX_PASSWORD], None)
+        return None
+    async with db.transaction() as session:
+        user = await user_by_name(session, user_name)
+    stored = user.password_hash if user is not None else None
+    if not await guard.verify(password, stored or None) or user is None:
         return None
     return user
 
 
-async def log_in(session: AsyncSession, user_name: str, password: str, *, peer: str,
-                 where: str = "") -> User | None:
-    """A sign-in by name and password (SSO token, portal): the user, or None; both outcomes
-    go to the audit log, a failure also to the engine's log. `where`: " to the portal"."""
-    user = await check_password(session, user_name, password)
-    if user is None:
-        audit.record(session, f"User {qualified(user_name)} failed to log in{where}",
-                     code=audit.USER_LOGIN_FAILED)
-        log.warning("failed login%s for %s from %s", where, qualified(user_name), peer)
-        return None
-    audit.record(session, f"User {user.user_name} logged in{where}", code=audit.USER_LOGIN,
-                 user_id=user.id)
+async def log_in(db: Database, guard: SignInGuard, user_name: str, password: str, *,
+                 peer: str, where: str = "", quiet_success: bool = False) -> User | None:
+    """A sign-in by name and password (SSO token, portal, Basic): the user, or None; both outcomes
+    go to the audit log, a failure also to the engine's log. `where`: " to the portal".
+    Raises SignInRefused (throttled, locked out) before any hash is computed, and
+    Unavailable when too many checks are under way."""
+    name = qualified(shown(user_name))
+    try:
+        guard.check(peer, name)
+    except SignInRefused:
+        log.warning("sign-in%s for %s from %s refused: too many failures", where, name, peer)
+        raise
+    user = await check_password(db, guard, user_name, password)
+    async with db.transaction() as session:
+        if user is None:
+            note_failure(session, guard, name, peer=peer, where=where)
+            return None
+        guard.succeeded(peer, name)
+        if not quiet_success:  # Basic: every call signs in; the failures are what matter
+            audit.record(session, f"User {user.user_name} logged in{where}",
+                         code=audit.USER_LOGIN, user_id=user.id)
     return user
 
 
-async def authenticate(request: Request, session: AsyncSession, cache: BasicAuthCache) -> User:
+def note_failure(session: AsyncSession, guard: SignInGuard, name: str, *, peer: str,
+                 where: str) -> None:
+    """Count a failed sign-in of `name` (already shown()) and audit it, and the lockout
+    it may cause."""
+    locked = guard.failed(peer, name)
+    audit.record(session, f"User {name} failed to log in{where} from {peer}",
+                 code=audit.USER_LOGIN_FAILED, severity=LogSeverity.WARNING)
+    log.warning("failed login%s for %s from %s", where, name, peer)
+    if locked:
+        audit.record(session, f"User {name} is locked out for "
+                     f"{int(guard.policy.user_lockout_s // 60)} minutes after "
+                     f"{guard.policy.user_failures} failed sign-ins",
+                     code=audit.USER_LOCKED_OUT, severity=LogSeverity.ALERT)
+
+
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else "?"
+
+
+def _basic_credentials(header: str) -> tuple[str, str]:
+    _scheme, _, credentials = header.partition(" ")
+    try:
+        name, _, password = base64.b64decode(credentials.strip()).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise NotAuthenticated("the Basic credentials are malformed") from None
+    return name, password
+
+
+async def authenticate(request: Request, db: Database, cache: BasicAuthCache,
+                       guard: SignInGuard) -> User:
+    """The caller, in transactions of its own (a password check holds none)."""
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
     if scheme.lower() == "bearer" and credentials:
-        user = await user_for_token(session, credentials.strip())
+        async with db.transaction() as session:
+            user = await user_for_token(session, credentials.strip())
         if user is not None:
             return user
         raise NotAuthenticated("the access token is not valid or has expired; log in again")
     if scheme.lower() == "basic" and credentials:
         remembered = cache.recall(header)
         if remembered is not None:
-            user = await user_by_name(session, remembered)
+            async with db.transaction() as session:
+                user = await user_by_name(session, remembered)
             if user is not None:
                 return user
-        try:
-            name, _, password = base64.b64decode(credentials).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            raise NotAuthenticated("the Basic credentials are malformed") from None
-        user = await check_password(session, name, password)
+        name, password = _basic_credentials(header)
+        user = await log_in(db, guard, name, password, peer=client_of(request),
+                            where=" with HTTP Basic", quiet_success=True)
         if user is None:
             raise NotAuthenticated("the user name or password is wrong")
         cache.remember(header, user.user_name)

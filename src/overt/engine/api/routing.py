@@ -65,8 +65,9 @@ def _dispatcher(methods: dict[str, Endpoint]) -> Callable[[Request], Awaitable[R
         endpoint = methods[request.method if request.method != "HEAD" else "GET"]
         state = request.app.state
         try:
+            user = await authenticate(request, state.db, state.basic_auth_cache,
+                                      state.signin_guard)
             async with state.db.transaction() as session:
-                user = await authenticate(request, session, state.basic_auth_cache)
                 ctx = ApiContext(request=request, session=session, user=user,
                                  services=state.services,
                                  path_params={k: str(v) for k, v in request.path_params.items()})

@@ -9,8 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from overt.engine.api.auth import log_in, qualified
+from overt.engine.api.auth import client_of, log_in, qualified, shown
+from overt.engine.api.limits import BodyTooLarge
 from overt.engine.identity.tokens import issue_token, revoke_token
+from overt.engine.model.errors import OvertError
 
 SCOPE = "ovirt-app-api"
 
@@ -26,6 +28,8 @@ def _error(code: str, message: str, status: int = 400) -> Response:
 async def _form(request: Request) -> dict[str, str]:
     try:
         form = await request.form()
+    except BodyTooLarge:
+        raise
     except Exception:
         return {}
     return {k: v for k, v in form.items() if isinstance(v, str)}
@@ -40,12 +44,15 @@ async def token(request: Request) -> Response:
     if not user_name or not password:
         return _error("invalid_request", "username and password are required")
     db = request.app.state.db
+    try:
+        user = await log_in(db, request.app.state.signin_guard, user_name, password,
+                            peer=client_of(request))
+    except OvertError as refused:  # throttled, locked out, busy
+        return _error("access_denied", refused.detail, refused.status)
+    if user is None:
+        return _error("access_denied", f"Cannot authenticate user '{qualified(shown(user_name))}'"
+                      ": the user name or password is incorrect.")
     async with db.transaction() as session:
-        user = await log_in(session, user_name, password,
-                            peer=request.client.host if request.client else "?")
-        if user is None:
-            return _error("access_denied", f"Cannot authenticate user '{qualified(user_name)}': "
-                          "the user name or password is incorrect.")
         value, expires = await issue_token(session, user)
     return _json({"access_token": value, "token_type": "bearer", "scope": form.get("scope", SCOPE),
                   "exp": str(int(expires.timestamp() * 1000)),

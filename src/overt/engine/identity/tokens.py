@@ -19,6 +19,8 @@ def digest(token: str) -> str:
 
 
 async def issue_token(session: AsyncSession, user: User) -> tuple[str, dt.datetime]:
+    """A new token; expired ones are purged on the way (they would pile up otherwise)."""
+    await purge_expired(session)
     token = secrets.token_urlsafe(32)
     expires = utcnow() + TOKEN_LIFETIME
     session.add(Token(digest=digest(token), user_id=user.id, expires_at=expires))

@@ -47,8 +47,9 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
         log.debug("VM %s: a job acts on it; its report waits for a resync", vm.name)
         host.needs_resync = True
         return False
-    if vm.host_id not in (None, host.id) and report.state in (VmState.GONE, VmState.SHUTOFF):
-        return True  # news of a VM that has since moved to another host
+    if vm.host_id != host.id:
+        _refuse_foreign(session, host, vm, report)
+        return True
     new_status = vm_status_of(report.state)
     if vm.status in (VmStatus.SUSPENDED.value, VmStatus.SAVING_STATE.value) and \
             report.state in (VmState.GONE, VmState.SHUTOFF, VmState.SUSPENDED):
@@ -56,13 +57,12 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
         vm.status, vm.host_id, vm.vnc_port = VmStatus.SUSPENDED.value, None, None
         return True
     if new_status is VmStatus.DOWN:
-        if vm.status != VmStatus.DOWN.value and vm.host_id == host.id:
+        if vm.status != VmStatus.DOWN.value:
             audit.record(session, f"VM {vm.name} is down on host {host.name}"
                          + (f" ({report.reason})" if report.reason else ""),
                          code=audit.VM_DOWN, vm_id=vm.id, host_id=host.id)
-        if vm.host_id in (None, host.id):
-            vm.status, vm.host_id, vm.vnc_port = VmStatus.DOWN.value, None, None
-            vm.stop_time = utcnow()
+        vm.status, vm.host_id, vm.vnc_port = VmStatus.DOWN.value, None, None
+        vm.stop_time = utcnow()
         return True
     if vm.status != new_status.value and new_status is VmStatus.UP and \
             vm.status not in (VmStatus.WAIT_FOR_LAUNCH.value, VmStatus.POWERING_UP.value):
@@ -72,6 +72,27 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
     if report.vnc_port is not None:
         vm.vnc_port = report.vnc_port
     return True
+
+
+_NOT_RUNNING = frozenset({VmState.GONE, VmState.SHUTOFF, VmState.CRASHED, VmState.SUSPENDED})
+
+
+def _refuse_foreign(session: AsyncSession, host: Host, vm: Vm, report: VmStatusReport) -> None:
+    """A report of a VM the engine did not place on `host` changes nothing.
+
+    News that it is not running there is stale and harmless (it has moved, or is
+    down). A claim that it runs there is either a node acting beyond its own host or
+    a domain started behind the engine's back: audited, for an administrator to
+    look at, and never a reason to move the VM (its console, its stop)."""
+    if report.state in _NOT_RUNNING:
+        return
+    where = "is down" if vm.host_id is None else "runs on another host"
+    log.warning("host %s reported VM %s as %s, but the VM %s: report refused", host.name,
+                vm.name, report.state.value, where)
+    audit.record(session, f"Host {host.name} reported VM {vm.name} as {report.state.value}, but "
+                 f"the VM {where}; the report was refused. If that host really runs the VM, "
+                 "stop it there", code=audit.NODE_REPORT_REFUSED, severity=LogSeverity.WARNING,
+                 vm_id=vm.id, host_id=host.id)
 
 
 async def _external_vm(session: AsyncSession, host: Host, report: VmStatusReport) -> None:

@@ -19,9 +19,12 @@ from sqlalchemy.exc import DBAPIError
 
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Host, StatsSample, Vm, utcnow
+from overt.engine.model.status import LogSeverity
 from overt.engine.monitor.apply import ACTIVE
+from overt.engine.services import audit
 from overt.protocol import EventEnvelope
 from overt.protocol.events import StatsSample as StatsEvent
+from overt.protocol.host import VmStats as VmStatsSample
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,7 @@ class StatsWriter:
         self.on_written = on_written  # told when the samples it wrote were sent
         self._pending: dict[uuid.UUID, StatsEvent] = {}
         self._sent_at: dict[uuid.UUID, float] = {}
+        self._refused: set[tuple[uuid.UUID, uuid.UUID]] = set()  # (host, VM), audited
         self.written = 0
         self.dropped = 0
 
@@ -63,7 +67,7 @@ class StatsWriter:
             return
         try:
             async with self.db.transaction() as session:
-                written = await _write(session, batch)
+                written = await _write(session, batch, self._refused)
         except DBAPIError as exc:
             self.dropped += len(batch)
             log.warning("dropped the stats of %d host(s): the database refused them (%s)",
@@ -74,8 +78,9 @@ class StatsWriter:
             self.on_written([sent_at[host] for host in written])
 
 
-async def _write(session: Any, batch: dict[uuid.UUID, StatsEvent]) -> list[uuid.UUID]:
-    """Write the samples of monitored hosts; returns those hosts."""
+async def _write(session: Any, batch: dict[uuid.UUID, StatsEvent],
+                 audited: set[tuple[uuid.UUID, uuid.UUID]]) -> list[uuid.UUID]:
+    """Write the samples of monitored hosts (of their own VMs only); returns those hosts."""
     hosts = (await session.execute(select(Host.id, Host.host_uuid).where(
         Host.host_uuid.in_(list(batch)), Host.status.in_(list(ACTIVE))))).all()
     if not hosts:
@@ -83,7 +88,7 @@ async def _write(session: Any, batch: dict[uuid.UUID, StatsEvent]) -> list[uuid.
     now = utcnow()
     host_rows: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
-    vm_samples = {}
+    vm_samples: dict[uuid.UUID, tuple[VmStatsSample, float, uuid.UUID]] = {}
     for host_id, host_uuid in hosts:
         stats = batch[host_uuid].host
         # Total and free from the same sample, so a host's memory facts never disagree.
@@ -99,14 +104,18 @@ async def _write(session: Any, batch: dict[uuid.UUID, StatsEvent]) -> list[uuid.
         interval = max(batch[host_uuid].interval_s, 1.0)
         for sample in batch[host_uuid].vms:
             if sample.vm_id is not None:
-                vm_samples[sample.vm_id] = (sample, interval)
+                vm_samples[sample.vm_id] = (sample, interval, host_id)
     vm_rows: list[dict[str, Any]] = []
+    refused: list[tuple[uuid.UUID, uuid.UUID]] = []
     if vm_samples:
         known = (await session.execute(select(
-            Vm.id, Vm.memory_mib, Vm.net_rx_bytes, Vm.net_tx_bytes).where(
+            Vm.id, Vm.memory_mib, Vm.net_rx_bytes, Vm.net_tx_bytes, Vm.host_id).where(
                 Vm.id.in_(list(vm_samples))))).all()
-        for vm_id, memory_mib, rx_before, tx_before in known:
-            sample, interval = vm_samples[vm_id]
+        for vm_id, memory_mib, rx_before, tx_before, on_host in known:
+            sample, interval, reporter = vm_samples[vm_id]
+            if on_host != reporter:
+                refused.append((reporter, vm_id))
+                continue
             vm_rows.append({"id": vm_id, "cpu_percent": sample.cpu_percent,
                             "memory_used_mib": sample.memory_mib,
                             "net_rx_bytes": sample.net_rx_bytes,
@@ -124,4 +133,25 @@ async def _write(session: Any, batch: dict[uuid.UUID, StatsEvent]) -> list[uuid.
     if vm_rows:
         await session.execute(update(Vm), sorted(vm_rows, key=lambda r: str(r["id"])))
     await session.execute(insert(StatsSample), samples)
+    _audit_refused(session, refused, audited)
     return [host_uuid for _host_id, host_uuid in hosts]
+
+
+AUDITED_MAX = 10_000
+
+
+def _audit_refused(session: Any, refused: list[tuple[uuid.UUID, uuid.UUID]],
+                   audited: set[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    """Stats of a VM that runs elsewhere (or nowhere) are dropped, and audited once per
+    (host, VM) and writer: a node sends stats every 15 s, one audit row says it all."""
+    for host_id, vm_id in refused:
+        if (host_id, vm_id) in audited:
+            continue
+        if len(audited) >= AUDITED_MAX:
+            audited.clear()
+        audited.add((host_id, vm_id))
+        log.warning("stats of VM %s from host %s refused: the VM is not on that host", vm_id,
+                    host_id)
+        audit.record(session, f"A host sent statistics of VM {vm_id}, which does not run on "
+                     "it; they were refused", code=audit.NODE_REPORT_REFUSED,
+                     severity=LogSeverity.WARNING, vm_id=vm_id, host_id=host_id)

@@ -45,6 +45,7 @@ class BrokerAdminAccounts:
 
     async def node_users(self) -> set[uuid.UUID]:
         try:
+            await self.admin.ensure_shared()  # the queues' limits, once per process
             return await self.admin.node_accounts()
         except BrokerAdminError as exc:
             raise Unavailable(f"cannot list the nodes' broker accounts: {exc}") from None

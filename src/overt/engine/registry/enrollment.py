@@ -7,7 +7,7 @@ import logging
 import uuid
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.database import Database
@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 # connection of the api process. The others are told to ask again a little later.
 MAX_CONCURRENT_ENROLLMENTS = 8
 ENROLLMENT_QUEUE_WAIT_S = 2.0
+# Hosts that may wait for approval at once: anyone can announce a node, so more are not
+# stored (they are told to ask again once the administrator has dealt with these).
+MAX_PENDING_HOSTS = 100
 
 
 class BrokerAccounts(Protocol):
@@ -39,6 +42,11 @@ class BrokerAccounts(Protocol):
     async def create_node_user(self, host_uuid: uuid.UUID) -> BrokerCredentials: ...
 
     async def delete_node_user(self, host_uuid: uuid.UUID) -> None: ...
+
+
+async def _pending_count(session: AsyncSession) -> int:
+    return int((await session.execute(select(func.count()).select_from(Host).where(
+        Host.status == HostStatus.PENDING_APPROVAL.value))).scalar_one())
 
 
 def _may_certify(host: Host, key: str) -> bool:
@@ -100,6 +108,14 @@ class Registry:
             host = (await session.execute(select(Host).where(
                 Host.host_uuid == request.host_uuid).with_for_update())).scalar_one_or_none()
             if host is None:
+                if await _pending_count(session) >= MAX_PENDING_HOSTS:
+                    log.warning("node %s (%s) announced itself, but %d hosts already wait for "
+                                "approval; not recorded", request.host_uuid, request.address,
+                                MAX_PENDING_HOSTS)
+                    return EnrollmentGrant(
+                        status=EnrollmentStatus.PENDING_APPROVAL,
+                        message=f"{MAX_PENDING_HOSTS} hosts already wait for approval; ask "
+                        "again once an administrator has approved or removed some of them")
                 host = await self._new_pending(session, request, key)
                 return self._pending(host)
             if host.status == HostStatus.PENDING_APPROVAL.value:

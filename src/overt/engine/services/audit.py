@@ -60,6 +60,11 @@ JOB_ENDED = 9506
 JOB_CLEARED = 9507
 HOST_REFRESHED = 9508
 USER_LOGIN_FAILED = 114
+USER_LOCKED_OUT = 9610
+NODE_REPORT_REFUSED = 9611  # a node reported a VM of another host
+
+# Audit descriptions are capped: part of them may come from unauthenticated input.
+MAX_DESCRIPTION = 1000
 
 
 def record(
@@ -77,6 +82,8 @@ def record(
     job_id: uuid.UUID | None = None,
     correlation_id: str | None = None,
 ) -> AuditEvent:
+    if len(description) > MAX_DESCRIPTION:
+        description = description[:MAX_DESCRIPTION - 3] + "..."
     event = AuditEvent(
         description=description, code=code, severity=severity.value, vm_id=vm_id,
         host_id=host_id, cluster_id=cluster_id, data_center_id=data_center_id,

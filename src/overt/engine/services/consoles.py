@@ -31,6 +31,9 @@ class TicketRequest:
     expiry_s: int
 
 
+MIN_PASSWORD = 6
+
+
 def new_password() -> str:
     """VNC passwords are at most 8 characters; these are random, URL-safe ones."""
     return secrets.token_urlsafe(6)[:8]
@@ -48,8 +51,9 @@ async def request_ticket(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.
     if vm.origin == "external":
         raise Conflict(f"VM {vm.name} is external (not created by Overt); its console is "
                        "not managed by the engine")
-    if password is not None and not 1 <= len(password) <= 8:
-        raise InvalidInput("ticket.value must be 1 to 8 characters (a VNC password)")
+    if password is not None and not MIN_PASSWORD <= len(password) <= 8:
+        raise InvalidInput(f"ticket.value must be {MIN_PASSWORD} to 8 characters (a VNC "
+                           "password; shorter ones are guessed in moments)")
     expiry = DEFAULT_EXPIRY_S if expiry_s is None else expiry_s
     if not 1 <= expiry <= MAX_EXPIRY_S:
         raise InvalidInput(f"ticket.expiry must be between 1 and {MAX_EXPIRY_S} seconds, "

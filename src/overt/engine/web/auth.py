@@ -6,7 +6,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from overt.engine.api.auth import log_in, qualified
+from overt.engine.api.auth import client_of, log_in, qualified, shown
+from overt.engine.model.errors import OvertError
 from overt.engine.services import audit
 from overt.engine.web import sessions
 from overt.engine.web.context import WebContext, forbidden, page, render
@@ -50,15 +51,20 @@ async def signin(request: Request) -> Response:
     if not user_name or not password:
         return _form_page(request, next_url=next_url, user_name=user_name, status=400,
                           error="Enter your user name and password.")
-    async with request.app.state.db.transaction() as session:
-        user = await log_in(session, user_name, password, where=" to the portal",
-                            peer=request.client.host if request.client else "?")
+    db = request.app.state.db
+    try:
+        user = await log_in(db, request.app.state.signin_guard, user_name, password,
+                            where=" to the portal", peer=client_of(request))
         if user is not None:
-            cookie, _row = await sessions.start_session(session, user)
+            async with db.transaction() as session:
+                cookie, _row = await sessions.start_session(session, user)
+    except OvertError as refused:  # throttled, locked out, busy
+        return _form_page(request, next_url=next_url, user_name=shown(user_name),
+                          status=refused.status, error=f"Cannot sign in: {refused.detail}.")
     if user is None:
-        return _form_page(request, next_url=next_url, user_name=user_name, status=401,
-                          error=f"Cannot sign in as {qualified(user_name)}: the user name or "
-                          "password is incorrect.")
+        return _form_page(request, next_url=next_url, user_name=shown(user_name), status=401,
+                          error=f"Cannot sign in as {qualified(shown(user_name))}: the user "
+                          "name or password is incorrect.")
     response = RedirectResponse(next_url, status_code=303)
     _cookie(response, sessions.COOKIE, cookie)
     response.delete_cookie(sessions.SIGNIN_COOKIE, path="/", secure=True, httponly=True,
@@ -68,7 +74,10 @@ async def signin(request: Request) -> Response:
 
 @page
 async def signout(ctx: WebContext) -> Response:
-    await sessions.end_session(ctx.session, ctx.request.cookies.get(sessions.COOKIE))
+    cookie = ctx.request.cookies.get(sessions.COOKIE)
+    await sessions.end_session(ctx.session, cookie)
+    if cookie:
+        ctx.request.app.state.session_watch.end(sessions.digest(cookie))
     audit.record(ctx.session, f"User {ctx.user.user_name} logged out of the portal",
                  user_id=ctx.user.id)
     response = RedirectResponse("/signin", status_code=303)

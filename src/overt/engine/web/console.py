@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Coroutine
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.responses import JSONResponse, Response
@@ -24,12 +26,17 @@ from overt.engine.services import consoles, lookup
 from overt.engine.services.jobs import wait_for_job
 from overt.engine.web import sessions
 from overt.engine.web.context import WebContext, page
+from overt.engine.web.session_watch import until_signed_out
 
 log = logging.getLogger(__name__)
 
 TICKET_WAIT_S = 30.0
 TICKET_EXPIRY_S = 120
 CHUNK = 64 * 1024
+# The ports libvirt gives VNC servers (qemu.conf remote_display_port_min/max): the proxy
+# connects to nothing else, whatever port a node reports.
+VNC_PORTS = range(5900, 65536)
+CONNECT_TIMEOUT_S = 10.0
 
 
 @page
@@ -111,9 +118,15 @@ async def console_socket(websocket: WebSocket) -> None:
         await websocket.close(code=1008)
         return
     address, port = target
+    if port not in VNC_PORTS:
+        log.warning("console of VM %s refused: its host reports VNC port %d, outside %d-%d",
+                    websocket.path_params["vm_id"], port, VNC_PORTS.start, VNC_PORTS.stop - 1)
+        await websocket.close(code=1008)
+        return
     try:
-        reader, writer = await asyncio.open_connection(address, port)
-    except OSError as exc:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            reader, writer = await asyncio.open_connection(address, port)
+    except (OSError, TimeoutError) as exc:
         log.warning("console of VM %s: cannot reach %s:%d (%s)",
                     websocket.path_params["vm_id"], address, port, exc)
         await websocket.close(code=1011)
@@ -121,8 +134,11 @@ async def console_socket(websocket: WebSocket) -> None:
     offered = websocket.scope.get("subprotocols") or []
     await websocket.accept(subprotocol="binary" if "binary" in offered else None)
     log.info("console of VM %s opened", websocket.path_params["vm_id"])
+    cookie = websocket.cookies.get(sessions.COOKIE, "")
+    signed_out = until_signed_out(websocket.app.state.db, websocket.app.state.session_watch,
+                                  cookie)
     try:
-        await _bridge(websocket, reader, writer)
+        await _bridge(websocket, reader, writer, signed_out)
     finally:
         writer.close()
         with contextlib.suppress(OSError, ConnectionError):
@@ -133,7 +149,8 @@ async def console_socket(websocket: WebSocket) -> None:
 
 
 async def _bridge(websocket: WebSocket, reader: asyncio.StreamReader,
-                  writer: asyncio.StreamWriter) -> None:
+                  writer: asyncio.StreamWriter, signed_out: Coroutine[Any, Any, None]) -> None:
+    """Copy both ways until either side closes or the session ends."""
     async def browser_to_node() -> None:
         while True:
             message = await websocket.receive()
@@ -153,7 +170,8 @@ async def _bridge(websocket: WebSocket, reader: asyncio.StreamReader,
                 return
             await websocket.send_bytes(data)
 
-    tasks = [asyncio.create_task(browser_to_node()), asyncio.create_task(node_to_browser())]
+    tasks = [asyncio.create_task(browser_to_node()), asyncio.create_task(node_to_browser()),
+             asyncio.create_task(signed_out)]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:

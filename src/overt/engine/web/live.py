@@ -29,6 +29,7 @@ from overt.engine.db.database import Database
 from overt.engine.db.tables import AuditEvent, Host, Job, Step, Vm, utcnow
 from overt.engine.web import sessions
 from overt.engine.web.context import signin_redirect
+from overt.engine.web.session_watch import SessionWatch, still_signed_in, until_signed_out
 
 log = logging.getLogger(__name__)
 
@@ -159,32 +160,33 @@ class ChangeFeed:
             await asyncio.sleep(self.interval_s)
 
 
-async def _still_signed_in(db: Database, cookie: str | None) -> bool:
-    async with db.transaction() as session:
-        return await sessions.find_session(session, cookie, touch=False) is not None
-
-
 async def stream(request: Request) -> Response:
-    """GET /events/stream: the change feed as server-sent events, for a signed-in browser."""
+    """GET /events/stream: the change feed as server-sent events, for a signed-in browser;
+    it ends with the session (sign-out, expiry)."""
     db: Database = request.app.state.db
     cookie = request.cookies.get(sessions.COOKIE)
-    if not await _still_signed_in(db, cookie):
+    if not cookie or not await still_signed_in(db, cookie):
         return signin_redirect(request)
     feed: ChangeFeed = request.app.state.change_feed
+    watch: SessionWatch = request.app.state.session_watch
 
     async def events() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
-        async with feed.listen() as queue:
-            while True:
-                try:
-                    change = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-                except TimeoutError:
-                    if not await _still_signed_in(db, cookie):
+        signed_out = asyncio.create_task(until_signed_out(db, watch, cookie))
+        try:
+            async with feed.listen() as queue:
+                while True:
+                    change = asyncio.create_task(queue.get())
+                    done, _ = await asyncio.wait({change, signed_out}, timeout=KEEPALIVE_S,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    if change not in done:
+                        change.cancel()
+                    if signed_out in done:
                         yield "event: signedout\ndata: {}\n\n"
                         return
-                    yield ": keepalive\n\n"
-                    continue
-                yield change.sse()
+                    yield change.result().sse() if change in done else ": keepalive\n\n"
+        finally:
+            signed_out.cancel()
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

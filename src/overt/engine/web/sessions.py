@@ -2,7 +2,8 @@
 
 The browser holds a random session id in a cookie; the database keeps only its
 SHA-256, so a leaked database row cannot be replayed as a cookie. Sessions end after
-a period of inactivity, or at sign-out.
+a period of inactivity, at sign-out, and in any case `ABSOLUTE_LIFETIME` after sign-in
+(activity does not extend a session past it: a stolen cookie is not good forever).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from overt.engine.db.tables import ConsoleToken, User, WebSession, utcnow
 COOKIE = "overt_session"
 SIGNIN_COOKIE = "overt_signin"  # the sign-in form's own CSRF token (double submit)
 IDLE_TIMEOUT = dt.timedelta(minutes=30)
+ABSOLUTE_LIFETIME = dt.timedelta(hours=12)
 TOUCH_EVERY = dt.timedelta(seconds=30)
 CONSOLE_TOKEN_LIFETIME = dt.timedelta(seconds=60)
 
@@ -58,12 +60,15 @@ async def find_session(session: AsyncSession, cookie: str | None, *, touch: bool
     now = utcnow()
     found = (await session.execute(
         select(WebSession, User).join(User, User.id == WebSession.user_id)
-        .where(WebSession.digest == digest(cookie), WebSession.expires_at > now))).first()
+        .where(WebSession.digest == digest(cookie), WebSession.expires_at > now,
+               WebSession.created_at > now - ABSOLUTE_LIFETIME))).first()
     if found is None:
         return None
     web_session, user = found
     if touch and now - web_session.last_seen_at > TOUCH_EVERY:
-        web_session.last_seen_at, web_session.expires_at = now, now + IDLE_TIMEOUT
+        web_session.last_seen_at = now
+        web_session.expires_at = min(now + IDLE_TIMEOUT,
+                                     web_session.created_at + ABSOLUTE_LIFETIME)
     return web_session, user
 
 

@@ -6,7 +6,7 @@ from overt.bus.amqp.admin import BrokerAdmin
 
 
 def test_the_admin_of_a_broker_url_finds_its_management_api_and_the_nodes_address() -> None:
-    plain = BrokerAdmin.for_broker("amqp://overt-admin:pw@broker:5672/overt")
+    plain = BrokerAdmin.for_broker("amqp://overt-admin:pw@broker:5672/overt", allow_plain=True)
     tls = BrokerAdmin.for_broker("amqps://overt-admin:pw@broker:5671/overt",
                                  node_url="amqps://10.77.0.1:5671")
     try:

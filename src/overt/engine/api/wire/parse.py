@@ -22,6 +22,9 @@ from overt.engine.model.errors import InvalidInput
 
 E = TypeVar("E", bound=StrEnum)
 MAX_BODY = 4 << 20
+# Deeper documents are refused: no oVirt document nests more than a dozen levels, and
+# converting a deeper one would exhaust the interpreter's stack (a 500).
+MAX_DEPTH = 64
 
 
 @dataclass
@@ -147,8 +150,12 @@ def parse_body(body: bytes, content_type: str, expected_root: str) -> Node:
     if "json" in content_type:
         try:
             data = json.loads(body)
+        except RecursionError:
+            raise _too_deep() from None
         except ValueError as exc:
             raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
+        if _json_depth(data) > MAX_DEPTH:
+            raise _too_deep()
         if not isinstance(data, dict):
             raise InvalidInput(f"the request body must be a JSON object (a {expected_root})")
         node = _from_json(expected_root, data)
@@ -157,7 +164,39 @@ def parse_body(body: bytes, content_type: str, expected_root: str) -> Node:
             element = SafeET.fromstring(body)
         except (SafeET.ParseError, DefusedXmlException) as exc:
             raise InvalidInput(f"the request body is not valid XML: {exc}") from None
+        if _xml_depth(element) > MAX_DEPTH:
+            raise _too_deep()
         node = _from_element(element)
         if node.tag != expected_root:
             raise InvalidInput(f"expected a <{expected_root}> element, got <{node.tag}>")
     return node
+
+
+def _too_deep() -> InvalidInput:
+    return InvalidInput(f"the request body is nested more than {MAX_DEPTH} levels deep")
+
+
+def _json_depth(value: object) -> int:
+    """How deep a JSON value nests (without recursion: it may be very deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            return depth
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def _xml_depth(element: Element) -> int:
+    deepest, stack = 0, [(element, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            return depth
+        stack.extend((child, depth + 1) for child in item)
+    return deepest
