@@ -31,9 +31,12 @@ __all__ = ["db", "db_url"]
 
 
 @pytest.fixture
-def engine() -> Iterator[RunningEngine]:
+def engine(request: pytest.FixtureRequest) -> Iterator[RunningEngine]:
+    """An engine; a test marked `install_timeout(S)` gives up installing hosts after S s."""
     base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-sec-"))
-    running = start_engine(base / "engine")
+    marker = request.node.get_closest_marker("install_timeout")
+    settings = {"host_install_timeout_s": marker.args[0]} if marker else {}
+    running = start_engine(base / "engine", **settings)
     yield running
     wait_for_idle_jobs(running)
     running.stop()

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
+import pytest
 
 from overt.bus.direct.agent import AgentServerSettings, DirectAgentTransport
 from overt.engine.web.sessions import SIGNIN_COOKIE
@@ -62,6 +63,7 @@ def test_a_node_started_with_the_token_is_enrolled(engine: RunningEngine,
         close_loop(loop)
 
 
+@pytest.mark.install_timeout(10)
 def test_a_wrong_token_enrolls_nothing(engine: RunningEngine,
                                        connection: sdk.Connection) -> None:
     loop = LoopThread()

@@ -52,6 +52,16 @@ class Agent:
         wait_until(key_file.exists, timeout, "the node to make its key")
         return key_fingerprint(load_key(key_file).public_key())
 
+    def make_key(self) -> str:
+        """Make the node's key before its agent first runs and give its fingerprint (a node
+        an administrator prepared, whose fingerprint is known before it answers)."""
+        from overt.pki.certs import key_fingerprint, key_pem, new_key, write_private
+
+        key = new_key()
+        (self.base / "node").mkdir(parents=True, exist_ok=True)
+        write_private(self.base / "node" / "node.key", key_pem(key))
+        return key_fingerprint(key.public_key())
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

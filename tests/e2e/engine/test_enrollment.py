@@ -127,7 +127,8 @@ def test_a_host_whose_install_failed_is_installed_again_once_its_agent_runs(
     agent = Agent(engine.runtime.settings.data_dir.parent / "late", engine_ca=engine.ca_file)
     hosts = connection.system_service().hosts_service()
     host = hosts.add(types.Host(name="late", address="127.0.0.1", port=agent.port,
-                                cluster=types.Cluster(name="Default")))
+                                cluster=types.Cluster(name="Default"),
+                                ssh=types.Ssh(fingerprint=agent.make_key())))
     host_service = hosts.host_service(host.id)
     failed = wait_until(lambda: (h := host_service.get()).status ==
                         types.HostStatus.INSTALL_FAILED and h, 60, "the install to fail")
@@ -158,7 +159,8 @@ def test_overt_host_install_brings_up_a_host_whose_install_failed(
     agent = Agent(engine.runtime.settings.data_dir.parent / "cli", engine_ca=engine.ca_file)
     hosts = connection.system_service().hosts_service()
     host = hosts.add(types.Host(name="by-cli", address="127.0.0.1", port=agent.port,
-                                cluster=types.Cluster(name="Default")))
+                                cluster=types.Cluster(name="Default"),
+                                ssh=types.Ssh(fingerprint=agent.make_key())))
     wait_until(lambda: hosts.host_service(host.id).get().status ==
                types.HostStatus.INSTALL_FAILED, 60, "the install to fail")
     agent.start()
