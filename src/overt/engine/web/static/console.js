@@ -1,9 +1,8 @@
 // The VM console: ask the engine for a ticket (a one-time VNC password and a one-time
 // proxy token), then connect noVNC to the engine's websocket proxy.
-import RFB from "/static/vendor/novnc/core/rfb.js";
-
 const screen = document.getElementById("console-screen");
 const status = document.getElementById("console-status");
+const LOAD_WAIT_MS = 20000;
 let rfb = null;
 
 function say(text, isError) {
@@ -11,10 +10,33 @@ function say(text, isError) {
   status.className = isError ? "error" : "";
 }
 
+// noVNC probes the browser's H.264 decoder while its modules load (a top-level await on
+// VideoDecoder.flush()), and Chromium may leave that promise pending for ever: the
+// import then never finishes and the console never opens. QEMU's VNC server sends no
+// H.264, so the probe is answered "no" at once by hiding the decoder from this page.
+function loadViewer() {
+  delete window.VideoDecoder;
+  const loading = import("/static/vendor/novnc/core/rfb.js").then((module) => module.default);
+  const late = new Promise((resolve, reject) => {
+    setTimeout(() => reject(new Error("the console viewer did not load")), LOAD_WAIT_MS);
+  });
+  return Promise.race([loading, late]);
+}
+
+const viewer = loadViewer();
+
 async function open() {
   if (rfb) {
     rfb.disconnect();
     rfb = null;
+  }
+  say("Loading the console viewer…", false);
+  let RFB;
+  try {
+    RFB = await viewer;
+  } catch (err) {
+    say(err.message + ": reload the page to try again.", true);
+    return;
   }
   say("Asking the engine for a console ticket…", false);
   let reply;
@@ -38,6 +60,7 @@ async function open() {
   rfb = new RFB(screen, `${scheme}//${window.location.host}${body.url}`,
                 { credentials: { password: body.password } });
   rfb.scaleViewport = true;
+  rfb.focusOnClick = true;
   rfb.addEventListener("connect", () => say("Connected. Click the screen to type into the VM.", false));
   rfb.addEventListener("disconnect", (e) => say(e.detail.clean ? "Disconnected."
     : "The connection to the console was lost.", !e.detail.clean));
