@@ -91,7 +91,8 @@ async def take_snapshot(session: AsyncSession) -> Snapshot:
     return snap
 
 
-async def changes_between(session: AsyncSession, old: Snapshot, new: Snapshot) -> list[Change]:
+async def changes_between(session: AsyncSession, old: Snapshot, new: Snapshot, *,
+                          with_stats: bool = True) -> list[Change]:
     changes = []
     for vm_id, (name, status, host_id) in new.vms.items():
         if old.vms.get(vm_id) != (name, status, host_id):
@@ -119,7 +120,7 @@ async def changes_between(session: AsyncSession, old: Snapshot, new: Snapshot) -
             changes.append(Change("audit", {
                 "id": event.id, "severity": event.severity, "description": event.description,
                 "vm_id": _id(event.vm_id), "host_id": _id(event.host_id)}))
-    if new.last_sample_id > old.last_sample_id:
+    if with_stats and new.last_sample_id > old.last_sample_id:
         changes += await _new_samples(session, old.last_sample_id, new.last_sample_id)
     return changes
 
@@ -171,7 +172,10 @@ class ChangeFeed:
             try:
                 async with self.db.transaction() as session:
                     fresh = await take_snapshot(session)
-                    changes = await changes_between(session, current, fresh) \
+                    # Which hosts and VMs have new samples: asked only when a page shows graphs.
+                    with_stats = any(self._listeners.values())
+                    changes = await changes_between(session, current, fresh,
+                                                    with_stats=with_stats) \
                         if current is not None else []
                 current = fresh
             except OperationalError as exc:
