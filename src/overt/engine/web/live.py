@@ -190,7 +190,7 @@ class ChangeFeed:
             await asyncio.sleep(self.interval_s)
 
 
-def _graphs_asked(request: Request) -> frozenset[str]:
+def graphs_asked(request: Request) -> frozenset[str]:
     """`?graphs=ID,ID`: the hosts and VMs whose new samples this page wants (a few at most)."""
     raw = request.query_params.get("graphs", "")
     asked = set()
@@ -212,7 +212,7 @@ async def stream(request: Request) -> Response:
     if not await _still_signed_in(db, cookie):
         return signin_redirect(request)
     feed: ChangeFeed = request.app.state.change_feed
-    graphs = _graphs_asked(request)
+    graphs = graphs_asked(request)
 
     async def events() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
