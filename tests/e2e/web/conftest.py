@@ -17,10 +17,17 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
 
 
+# The demo's agent samples stats every few seconds (not 15), so graphs move while a test
+# watches them.
+STATS_INTERVAL_S = "2"
+
+
 @pytest.fixture(scope="package")
 def web_demo() -> Iterator[Demo]:
-    with running_demo() as demo:
-        yield demo
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("OVERT_NODE_STATS_INTERVAL_S", STATS_INTERVAL_S)
+        with running_demo() as demo:
+            yield demo
 
 
 @pytest.fixture(scope="package")

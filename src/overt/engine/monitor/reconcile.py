@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.tables import Host, Lock, Vm, utcnow
@@ -106,9 +107,7 @@ async def _external_vm(session: AsyncSession, host: Host, report: VmStatusReport
     if existing is not None:
         existing.status = vm_status_of(report.state).value
         return
-    name = report.name
-    if (await session.execute(select(Vm.id).where(Vm.name == name))).first() is not None:
-        name = f"external-{report.name}"[:64]
+    name = await _free_name(session, report.name)
     vm = Vm(id=report.vm_id or uuid.uuid4(), name=name, cluster_id=host.cluster_id,
             template_id=BLANK_TEMPLATE_ID, memory_mib=0, origin="external",
             status=vm_status_of(report.state).value, host_id=host.id,
@@ -119,10 +118,36 @@ async def _external_vm(session: AsyncSession, host: Host, report: VmStatusReport
                  severity=LogSeverity.WARNING, vm_id=vm.id, host_id=host.id)
 
 
+async def _free_name(session: AsyncSession, wanted: str) -> str:
+    """A VM name nobody has (names are unique): the domain's own, else external-NAME, else
+    external-NAME-2, ... (another host may run a domain of the same name)."""
+    base = f"external-{wanted}"[:60]
+    candidates = [wanted, f"external-{wanted}"[:64]] + [f"{base}-{n}" for n in range(2, 1000)]
+    for candidate in candidates:
+        if (await session.execute(select(Vm.id).where(Vm.name == candidate))).first() is None:
+            return candidate
+    return f"{base[:27]}-{uuid.uuid4()}"
+
+
 async def _external_by_name(session: AsyncSession, host: Host, name: str) -> Vm | None:
-    return (await session.execute(select(Vm).where(
+    """The external VM shown for domain `name` on this host, under any name _free_name gives."""
+    base = f"external-{name}"[:60]
+    found = (await session.execute(select(Vm).where(
         Vm.origin == "external", Vm.host_id == host.id,
-        Vm.name.in_([name, f"external-{name}"[:64]])))).scalars().first()
+        or_(Vm.name.in_([name, f"external-{name}"[:64]]),
+            Vm.name.like(f"{_like_escaped(base)}-%", escape="\\"))))).scalars().all()
+    return next((vm for vm in found if _shows_domain(vm.name, name)), None)
+
+
+def _shows_domain(vm_name: str, domain: str) -> bool:
+    """Whether an external VM's name is one _free_name gives for that domain."""
+    base = f"external-{domain}"[:60]
+    return vm_name in (domain, f"external-{domain}"[:64]) or \
+        re.fullmatch(re.escape(base) + r"-\d+", vm_name) is not None
+
+
+def _like_escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None:
@@ -142,7 +167,8 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
     for report in state.vms:
         deferred |= not await apply_vm_report(session, host, report, locked=locked)
     for vm in believed:
-        if vm.id in reported_ids or (vm.origin == "external" and vm.name in reported_names):
+        if vm.id in reported_ids or (vm.origin == "external" and any(
+                _shows_domain(vm.name, domain) for domain in reported_names)):
             continue
         if vm.id in locked:
             deferred = True

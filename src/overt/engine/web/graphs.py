@@ -24,8 +24,8 @@ async def _history(ctx: WebContext, subject: Subject) -> Response:
     await lookup.get(ctx.session, Vm if subject == "vm" else Host, subject_id)
     span = RANGES.get(ctx.request.query_params.get("range", "3600"), RANGES["3600"])
     now = utcnow()
-    found = await stats.history(ctx.session, subject, subject_id, since=now - span, until=now,
-                                resolution_s=None if span > RANGES["3600"] else 60)
+    # The last hour as sampled (each new sample a new point); longer ranges averaged.
+    found = await stats.history(ctx.session, subject, subject_id, since=now - span, until=now)
     points = found.points
     return JSONResponse({
         "resolution": found.resolution_s,

@@ -2,8 +2,9 @@
 
 The API process may run apart from the worker and the monitor (they share only the
 database), so changes are found by polling: one cheap snapshot of VM and host
-statuses, recent jobs with their steps, and the newest audit event, every
-`interval_s` while at least one browser listens. Each browser gets the differences.
+statuses, recent jobs with their steps, the newest audit event and the newest stats
+sample, every `interval_s` while at least one browser listens. Each browser gets the
+differences; for stats, which hosts and VMs have new samples (their graphs fetch them).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from overt.engine.db.database import Database
-from overt.engine.db.tables import AuditEvent, Host, Job, Step, Vm, utcnow
+from overt.engine.db.tables import AuditEvent, Host, Job, StatsSample, Step, Vm, utcnow
 from overt.engine.web import sessions
 from overt.engine.web.context import signin_redirect
 from overt.engine.web.session_watch import SessionWatch, still_signed_in, until_signed_out
@@ -36,11 +37,14 @@ log = logging.getLogger(__name__)
 RECENT_JOBS = dt.timedelta(minutes=15)
 KEEPALIVE_S = 15.0
 MAX_EVENTS_PER_TICK = 50
+MAX_STATS_SUBJECTS_PER_TICK = 5000
+MAX_GRAPHS_PER_PAGE = 10
 
 
 @dataclass(frozen=True)
 class Change:
-    """One thing that changed: `kind` is vm, host, job or audit; `data` says what it is now."""
+    """One thing that changed: `kind` is vm, host, job, audit or stats; `data` says what it
+    is now (for stats: whose graphs have new samples)."""
 
     kind: str
     data: dict[str, Any]
@@ -55,6 +59,7 @@ class Snapshot:
     hosts: dict[uuid.UUID, tuple[str, str]] = field(default_factory=dict)
     jobs: dict[uuid.UUID, tuple[Any, ...]] = field(default_factory=dict)
     last_event_id: int = 0
+    last_sample_id: int = 0
 
 
 def _id(value: uuid.UUID | None) -> str | None:
@@ -82,10 +87,13 @@ async def take_snapshot(session: AsyncSession) -> Snapshot:
         snap.jobs[job_id] = (job_status, state, _id(job_vm), _id(job_host), tuple(steps[job_id]))
     snap.last_event_id = int((await session.execute(
         select(func.coalesce(func.max(AuditEvent.id), 0)))).scalar_one())
+    snap.last_sample_id = int((await session.execute(
+        select(func.coalesce(func.max(StatsSample.id), 0)))).scalar_one())
     return snap
 
 
-async def changes_between(session: AsyncSession, old: Snapshot, new: Snapshot) -> list[Change]:
+async def changes_between(session: AsyncSession, old: Snapshot, new: Snapshot, *,
+                          with_stats: bool = True) -> list[Change]:
     changes = []
     for vm_id, (name, status, host_id) in new.vms.items():
         if old.vms.get(vm_id) != (name, status, host_id):
@@ -113,28 +121,46 @@ async def changes_between(session: AsyncSession, old: Snapshot, new: Snapshot) -
             changes.append(Change("audit", {
                 "id": event.id, "severity": event.severity, "description": event.description,
                 "vm_id": _id(event.vm_id), "host_id": _id(event.host_id)}))
+    if with_stats and new.last_sample_id > old.last_sample_id:
+        changes += await _new_samples(session, old.last_sample_id, new.last_sample_id)
     return changes
 
 
+async def _new_samples(session: AsyncSession, after: int, upto: int) -> list[Change]:
+    """One change per host or VM with new raw samples (roll-ups of old ones are not news)."""
+    subjects = await session.execute(
+        select(StatsSample.subject_type, StatsSample.subject_id).distinct()
+        .where(StatsSample.id > after, StatsSample.id <= upto, StatsSample.resolution_s == 0)
+        .limit(MAX_STATS_SUBJECTS_PER_TICK))
+    return [Change("stats", {"subject": subject_type, "id": str(subject_id)})
+            for subject_type, subject_id in subjects]
+
+
 class ChangeFeed:
-    """Polls the database while anyone listens and hands each listener the changes."""
+    """Polls the database while anyone listens and hands each listener the changes.
+
+    Every listener gets every status, job and audit change, but stats changes only for
+    the hosts and VMs whose graphs it shows (`graphs`): a large fleet reports thousands
+    of samples a minute, which no page needs all of.
+    """
 
     def __init__(self, db: Database, *, interval_s: float = 0.4) -> None:
         self.db = db
         self.interval_s = interval_s
-        self._listeners: set[asyncio.Queue[Change]] = set()
+        self._listeners: dict[asyncio.Queue[Change], frozenset[str]] = {}
         self._task: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
-    async def listen(self) -> AsyncIterator[asyncio.Queue[Change]]:
+    async def listen(self, graphs: frozenset[str] = frozenset()
+                     ) -> AsyncIterator[asyncio.Queue[Change]]:
         queue: asyncio.Queue[Change] = asyncio.Queue(maxsize=1000)
-        self._listeners.add(queue)
+        self._listeners[queue] = graphs
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="web change feed")
         try:
             yield queue
         finally:
-            self._listeners.discard(queue)
+            self._listeners.pop(queue, None)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -147,17 +173,32 @@ class ChangeFeed:
             try:
                 async with self.db.transaction() as session:
                     fresh = await take_snapshot(session)
-                    changes = await changes_between(session, current, fresh) \
+                    # Which hosts and VMs have new samples: asked only when a page shows graphs.
+                    with_stats = any(self._listeners.values())
+                    changes = await changes_between(session, current, fresh,
+                                                    with_stats=with_stats) \
                         if current is not None else []
                 current = fresh
             except OperationalError as exc:
                 log.warning("the portal's change feed cannot read the database (%s)", exc.orig)
                 changes = []
             for change in changes:
-                for queue in list(self._listeners):
+                for queue, graphs in list(self._listeners.items()):
+                    if change.kind == "stats" and change.data["id"] not in graphs:
+                        continue
                     with contextlib.suppress(asyncio.QueueFull):
                         queue.put_nowait(change)
             await asyncio.sleep(self.interval_s)
+
+
+def graphs_asked(request: Request) -> frozenset[str]:
+    """`?graphs=ID,ID`: the hosts and VMs whose new samples this page wants (a few at most)."""
+    raw = request.query_params.get("graphs", "")
+    asked = set()
+    for part in raw.split(",")[:MAX_GRAPHS_PER_PAGE]:
+        with contextlib.suppress(ValueError):
+            asked.add(str(uuid.UUID(part)))
+    return frozenset(asked)
 
 
 async def stream(request: Request) -> Response:
@@ -169,12 +210,13 @@ async def stream(request: Request) -> Response:
         return signin_redirect(request)
     feed: ChangeFeed = request.app.state.change_feed
     watch: SessionWatch = request.app.state.session_watch
+    graphs = graphs_asked(request)
 
     async def events() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
         signed_out = asyncio.create_task(until_signed_out(db, watch, cookie))
         try:
-            async with feed.listen() as queue:
+            async with feed.listen(graphs) as queue:
                 while True:
                     change = asyncio.create_task(queue.get())
                     done, _ = await asyncio.wait({change, signed_out}, timeout=KEEPALIVE_S,

@@ -1,8 +1,9 @@
 """Building the test guest: an initramfs of busybox plus a bootable MBR/extlinux disk.
 
 The guest prints BOOT_MARKER on its serial console once booted, powers off on an
-ACPI power-button press, takes an address by DHCP on every NIC and shows a
-heartbeat line a second on its screen. Images are cached by their inputs.
+ACPI power-button press, takes an address by DHCP on every NIC, shows a heartbeat
+line a second on its screen and echoes what is typed on its keyboard. Images are
+cached by their inputs.
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ def _initramfs(busybox: bytes, applets: list[str], modules: dict[str, bytes]) ->
         Entry.file("etc/inittab", _guest_file("inittab")),
         Entry.file("etc/rcS", rcs, 0o755),
         Entry.file("etc/heartbeat", _guest_file("heartbeat"), 0o755),
+        Entry.file("etc/keyboard", _guest_file("keyboard"), 0o755),
         Entry.file("etc/udhcpc.script", _guest_file("udhcpc.script"), 0o755),
         Entry.file("etc/acpi/PWRF/00000080", _guest_file("power-button"), 0o755),
         Entry.file("etc/modules", "\n".join(GUEST_MODULES).encode() + b"\n"),

@@ -1,5 +1,5 @@
 """The portal's change feed: changes made by other processes (any database writer) reach
-listeners within a second."""
+listeners within a second; new stats samples only to the pages showing their graphs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from overt.engine.db.database import Database
 from overt.engine.db.seed import BLANK_TEMPLATE_ID
-from overt.engine.db.tables import Cluster, Vm
+from overt.engine.db.tables import Cluster, StatsSample, Vm, utcnow
 from overt.engine.jobs import queue
 from overt.engine.services import audit
 from overt.engine.web.live import Change, ChangeFeed
@@ -60,6 +60,34 @@ async def test_vm_job_and_audit_changes_reach_a_listener(db: Database) -> None:
                 await session.delete(found)
             change = await _next(changes, "vm")
             assert change.data["status"] == "removed"
+    finally:
+        await feed.close()
+        await writer.dispose()
+
+
+async def test_new_samples_reach_only_the_listeners_showing_their_graphs(db: Database) -> None:
+    writer = Database(db.url)
+    feed = ChangeFeed(db, interval_s=0.1)
+    watched, other = uuid.uuid4(), uuid.uuid4()
+
+    async def sample(subject_id: uuid.UUID, resolution_s: int = 0) -> None:
+        async with writer.transaction() as session:
+            session.add(StatsSample(subject_type="vm", subject_id=subject_id, time=utcnow(),
+                                    resolution_s=resolution_s, cpu_percent=1.0))
+
+    try:
+        async with feed.listen(frozenset({str(watched)})) as graph_page, \
+                feed.listen() as list_page:
+            await asyncio.sleep(0.3)
+            await sample(other)
+            await sample(watched, resolution_s=60)  # a roll-up of old samples: not news
+            await sample(watched)
+            change = await _next(graph_page, "stats")
+            assert change.data == {"subject": "vm", "id": str(watched)}
+            await asyncio.sleep(0.3)
+            for queue_ in (graph_page, list_page):
+                while not queue_.empty():
+                    assert queue_.get_nowait().kind != "stats"
     finally:
         await feed.close()
         await writer.dispose()

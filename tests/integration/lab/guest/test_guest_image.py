@@ -37,7 +37,7 @@ def test_initramfs_is_a_cpio_archive_the_cpio_tool_reads(guest_image: GuestImage
     listing = subprocess.run(["cpio", "-it", "--quiet"],
                              input=gzip.decompress(guest_image.initrd.read_bytes()),
                              capture_output=True, check=True).stdout.decode().split()
-    for member in ("init", "bin/busybox", "dev/console", "etc/inittab",
+    for member in ("init", "bin/busybox", "dev/console", "etc/inittab", "etc/keyboard",
                    "etc/acpi/PWRF/00000080", "lib/modules/virtio_net.ko"):
         assert member in listing
 

@@ -1,6 +1,7 @@
 // Live updates: the engine's change feed (server-sent events) becomes DOM events on
-// <body> (overt-vm, overt-vm-ID, overt-job-ID, overt-vmjob-VMID, ...). Page parts
-// declare which events refresh them with htmx's hx-trigger="EVENT from:body".
+// <body> (overt-vm, overt-vm-ID, overt-job-ID, overt-vmjob-VMID, overt-stats-ID, ...).
+// Page parts declare which events refresh them with htmx's hx-trigger="EVENT from:body";
+// graphs (charts.js) listen to overt-stats-ID for the host or VM they show.
 (function () {
   "use strict";
 
@@ -34,6 +35,7 @@
       if (d.vm_id) { fire("overt-vmjob-" + d.vm_id, d); }
       if (d.host_id) { fire("overt-hostjob-" + d.host_id, d); }
     },
+    stats: function (d) { fire("overt-stats-" + d.id, d); },
     audit: function (d) {
       fire("overt-audit", d);
       if (d.vm_id) { fire("overt-vmaudit-" + d.vm_id, d); }
@@ -41,10 +43,17 @@
     }
   };
 
+  // The hosts and VMs whose graphs this page shows.
+  function graphed() {
+    return Array.prototype.map.call(document.querySelectorAll("[data-graph-subject]"),
+      function (el) { return el.dataset.graphSubject; });
+  }
+
   // The feed reports changes from the moment it connects; whatever changed between the
   // page's rendering and that moment (or while reconnecting) is fetched now.
   function resync() {
     var page = document.body.dataset;
+    graphed().forEach(function (id) { fire("overt-stats-" + id, { id: id }); });
     ["overt-vm", "overt-host", "overt-job", "overt-audit"].forEach(function (name) {
       fire(name, {});
     });
@@ -64,7 +73,10 @@
     if (!document.body.dataset.live || !window.EventSource) {
       return;
     }
-    var source = new EventSource("/events/stream");
+    // New stats samples come only for the hosts and VMs whose graphs this page shows.
+    var graphs = graphed();
+    var source = new EventSource("/events/stream" +
+      (graphs.length ? "?graphs=" + encodeURIComponent(graphs.join(",")) : ""));
     source.onopen = function () {
       indicate("Live", "on");
       resync();

@@ -1,8 +1,8 @@
-// Graphs of a host's or VM's last hour (uPlot): CPU, memory and network, refreshed
-// every 30 s. The data comes from the portal's /graphs/... endpoints.
+// Graphs of a host's or VM's last hour (uPlot): CPU, memory and network. The data comes
+// from the portal's /graphs/... endpoints, fetched again whenever the live feed (app.js)
+// says the host or VM has new samples (overt-stats-ID), so the graphs move as they come.
 (function () {
   "use strict";
-  var REFRESH_MS = 30000;
 
   function bytesPerSecond(u, values) {
     return values.map(function (v) {
@@ -48,6 +48,7 @@
       empty.hidden = data.time.length > 0;
       charts.forEach(function (chart) {
         var columns = [data.time].concat(chart.graph.series.map(function (s) { return data[s.key]; }));
+        chart.figure.dataset.points = String(data.time.length);
         if (chart.plot) {
           chart.plot.setData(columns);
           return;
@@ -58,10 +59,12 @@
             return { label: s.label, stroke: s.stroke, fill: s.fill, width: 2 };
           })),
           axes: [{}, { values: chart.graph.axis, size: 70 }],
-          // Always the last hour, however few samples there are yet.
-          scales: { x: { time: true, range: function () {
+          // Up to the last hour: from the first sample (at least the last minute), so a
+          // VM started a minute ago shows its minute rather than a sliver.
+          scales: { x: { time: true, range: function (u) {
             var now = Date.now() / 1000;
-            return [now - 3600, now];
+            var first = u.data[0].length ? u.data[0][0] : now;
+            return [Math.max(now - 3600, Math.min(first, now - 60)), now];
           } } },
           legend: { show: true }
         };
@@ -69,15 +72,30 @@
       });
     }
 
+    // One fetch at a time; news arriving meanwhile asks for one more afterwards.
+    var fetching = false;
+    var again = false;
     function refresh() {
+      if (fetching) {
+        again = true;
+        return;
+      }
+      fetching = true;
       fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
         .then(function (reply) { return reply.ok ? reply.json() : null; })
         .then(function (data) { if (data) { draw(data); } })
-        .catch(function () { /* the next refresh tries again */ });
+        .catch(function () { /* the next news tries again */ })
+        .finally(function () {
+          fetching = false;
+          if (again) {
+            again = false;
+            refresh();
+          }
+        });
     }
 
     refresh();
-    setInterval(refresh, REFRESH_MS);
+    document.body.addEventListener("overt-stats-" + container.dataset.graphSubject, refresh);
     window.addEventListener("resize", function () {
       charts.forEach(function (chart) {
         if (chart.plot) { chart.plot.setSize({ width: width(chart.figure), height: 160 }); }
