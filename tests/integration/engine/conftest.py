@@ -1,8 +1,10 @@
 """Engine databases for integration tests, once on SQLite and once on PostgreSQL (tests
-marked pg): `db_url` migrated to the current schema, `db` also seeded."""
+marked pg): `db_url` migrated to the current schema, `db` also seeded; and `engine`, the
+fast lane's in-process engine with simulated nodes."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,16 +14,25 @@ import pytest_asyncio
 from overt.engine.db import migrate
 from overt.engine.db.database import Database
 from overt.engine.db.seed import seed
+from tests.support.loopback import LoopbackEngine
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database at the current schema, built once: each test gets a copy."""
+    path = tmp_path_factory.mktemp("schema") / "engine.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    return path
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgresql":
         url = str(request.getfixturevalue("fresh_postgres_url"))
-    else:
-        url = f"sqlite:///{tmp_path}/engine.db"
-    migrate.upgrade(url)
-    return url
+        migrate.upgrade(url)
+        return url
+    shutil.copyfile(request.getfixturevalue("migrated_sqlite"), tmp_path / "engine.db")
+    return f"sqlite:///{tmp_path}/engine.db"
 
 
 @pytest_asyncio.fixture
@@ -30,4 +41,18 @@ async def db(db_url: str) -> AsyncIterator[Database]:
     database = Database(db_url)
     await seed(database)
     yield database
+    await database.dispose()
+
+
+@pytest_asyncio.fixture
+async def engine(migrated_sqlite: Path, tmp_path: Path) -> AsyncIterator[LoopbackEngine]:
+    """The fast lane's engine (worker, monitor) on SQLite, with no host yet: tests add
+    simulated ones (`await engine.add_host(...)`)."""
+    shutil.copyfile(migrated_sqlite, tmp_path / "engine.db")
+    database = Database(f"sqlite:///{tmp_path}/engine.db")
+    await seed(database)
+    running = LoopbackEngine(database, tmp_path / "nodes")
+    await running.start()
+    yield running
+    await running.stop()
     await database.dispose()

@@ -60,6 +60,9 @@ class Monitor:
         self._resync_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
         self._early: dict[tuple[object, object, int], float] = {}  # first refusal, monotonic
+        # Full state reports fetched from hosts: a VM action's own events settle its VM,
+        # so on an idle engine this grows only at start, on reconnects and on lost events.
+        self.resyncs = 0
 
     async def apply(self, envelope: EventEnvelope) -> None:
         """The EventSink of transports that deliver to the monitor itself (amqp).
@@ -243,6 +246,7 @@ class Monitor:
                 Host.id == host.id))).scalar_one_or_none()
         if not wanted:
             return  # another monitor did it meanwhile
+        self.resyncs += 1
         try:
             state = await self.nodes.call(host, HostStateCommand(), HostState, timeout_s=20)
         except (TransportError, NodeCommandFailed) as exc:
