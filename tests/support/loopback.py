@@ -84,13 +84,17 @@ class LoopbackEngine:
                        asyncio.create_task(self.worker.run(), name="worker")]
 
     async def stop(self) -> None:
-        await self.worker.stop()
+        """Stop the worker, then the monitor while no transaction runs (a SQLite query
+        cancelled half-way can leave its connection unable to close), then the agents."""
+        monitor, worker = self._tasks
+        await self.worker.stop()  # it stops claiming and leaves its loop by itself
+        await asyncio.wait_for(worker, WITHIN_S)
+        async with self.db.transaction():  # SQLite: every other transaction waits
+            monitor.cancel()
+            await asyncio.gather(monitor, return_exceptions=True)
+            await self.monitor.close()
         for node in self.hosts.values():
             await node.agent.stop()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.monitor.batcher.close()
         await self.nodes.transport.close()
 
     # -- the fleet ---------------------------------------------------------------------

@@ -112,6 +112,13 @@ class Monitor:
             loops.append(self._inbox_loop())
         await asyncio.gather(*loops)
 
+    async def close(self) -> None:
+        """After `run` is cancelled: stop the resyncs it started and the event batches."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.batcher.close()
+
     async def resync_all(self) -> None:
         """Ask every monitored host for its full state (after the broker connection is back)."""
         try:

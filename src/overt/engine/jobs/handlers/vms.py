@@ -15,13 +15,11 @@ from overt.engine.jobs.vm_spec import (
     build_vm_spec,
     console_password,
     memory_image_dir,
-    required_host,
     vm_disks,
 )
 from overt.engine.model.node_states import vm_status_of
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.nodes import NodeCommandFailed
-from overt.engine.scheduler.loads import choose_host
 from overt.engine.services import audit, lookup
 from overt.protocol import ErrorCode
 from overt.protocol.commands import (
@@ -58,20 +56,14 @@ async def _running_host(ctx: JobContext, vm: Vm) -> Host:
 
 
 async def start_vm(ctx: JobContext) -> dict[str, Any]:
+    """Start the VM on the host its submission reserved (placement happened there, once)."""
     vm_id = ctx.uuid_param("vm_id")
-    async with ctx.step("Placing the VM on a host"), ctx.transaction() as session:
+    async with ctx.transaction() as session:
         vm = await lookup.get(session, Vm, vm_id, for_update=True)
         if vm.status == VmStatus.UP.value and vm.host_id is not None:
             return {"host_id": str(vm.host_id)}  # a retried job whose start already happened
-        if vm.status == VmStatus.SUSPENDED.value and vm.saved_state_host_id is not None:
-            vm.host_id = await choose_host(session, vm, required=vm.saved_state_host_id,
-                                           required_reason="the VM's saved memory is on "
-                                           "another host's storage")
-            vm.status = VmStatus.RESTORING_STATE.value
-        elif vm.host_id is None or vm.status == VmStatus.DOWN.value:
-            required, why = await required_host(session, vm)
-            vm.host_id = await choose_host(session, vm, required=required, required_reason=why)
-            vm.status = VmStatus.WAIT_FOR_LAUNCH.value
+        if vm.host_id is None:
+            raise JobFailed(f"VM {vm.name} has no host reserved for its start; start it again")
         job = await lookup.get(session, Job, ctx.job.id)
         if "vnc_password" not in job.params:  # kept for retries, which must send the same spec
             job.params = {**job.params, "vnc_password": console_password()}
@@ -81,6 +73,8 @@ async def start_vm(ctx: JobContext) -> dict[str, Any]:
                                    display_address=host.address)
         restore_from = vm.saved_state_path if vm.status == VmStatus.RESTORING_STATE.value \
             else None
+    if host.status != HostStatus.UP.value:
+        raise RetryLater(f"host {host.name}, reserved for VM {vm.name}, is {host.status}")
     async with ctx.step(f"Starting VM {vm.name} on host {host.name}", host_id=host.id):
         try:
             report = await ctx.nodes.call(
