@@ -29,49 +29,46 @@ def mark_host_up(session: AsyncSession, host: Host) -> None:
 
 
 async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusReport, *,
-                          locked: set[uuid.UUID] | None = None) -> bool:
+                          locked: set[uuid.UUID] | None = None) -> None:
     """One VM's state as `host` reports it (a lifecycle event or part of a full report).
 
-    A VM that a job is acting on is left to the job, which records the outcome with its
-    lock released in the same transaction; the host is resynchronised afterwards in case
-    the VM changed again meanwhile. Returns False when the report was deferred so.
-    `locked`: the VMs known to be locked by jobs (else asked of the database).
+    The monitor is the one writer of a VM's observed status, also while a job acts on
+    the VM: the job waits for the status its action leads to (see `jobs.observe`) and
+    records the outcome in the audit log itself, so the monitor adds none for such a
+    VM. `locked`: the VMs known to be locked by jobs (else asked of the database).
     """
     vm = await session.get(Vm, report.vm_id) if report.vm_id is not None else None
     if vm is None:
         await _external_vm(session, host, report)
-        return True
+        return
     held = vm.id in locked if locked is not None else \
         await locked_by(session, "vm", vm.id) is not None
-    if held:
-        log.debug("VM %s: a job acts on it; its report waits for a resync", vm.name)
-        host.needs_resync = True
-        return False
     if vm.host_id not in (None, host.id) and report.state in (VmState.GONE, VmState.SHUTOFF):
-        return True  # news of a VM that has since moved to another host
+        return  # news of a VM that has since moved to another host
     new_status = vm_status_of(report.state)
+    if vm.status == VmStatus.SAVING_STATE.value and report.state is VmState.PAUSED:
+        return  # saving its memory pauses the VM first: still on its way to suspended
     if vm.status in (VmStatus.SUSPENDED.value, VmStatus.SAVING_STATE.value) and \
             report.state in (VmState.GONE, VmState.SHUTOFF, VmState.SUSPENDED):
         # A VM suspended to disk runs nowhere: its domain is gone on purpose.
         vm.status, vm.host_id, vm.vnc_port = VmStatus.SUSPENDED.value, None, None
-        return True
+        return
     if new_status is VmStatus.DOWN:
-        if vm.status != VmStatus.DOWN.value and vm.host_id == host.id:
+        if vm.status != VmStatus.DOWN.value and vm.host_id == host.id and not held:
             audit.record(session, f"VM {vm.name} is down on host {host.name}"
                          + (f" ({report.reason})" if report.reason else ""),
                          code=audit.VM_DOWN, vm_id=vm.id, host_id=host.id)
         if vm.host_id in (None, host.id):
             vm.status, vm.host_id, vm.vnc_port = VmStatus.DOWN.value, None, None
             vm.stop_time = utcnow()
-        return True
-    if vm.status != new_status.value and new_status is VmStatus.UP and \
+        return
+    if vm.status != new_status.value and new_status is VmStatus.UP and not held and \
             vm.status not in (VmStatus.WAIT_FOR_LAUNCH.value, VmStatus.POWERING_UP.value):
         audit.record(session, f"VM {vm.name} is up on host {host.name}", code=audit.VM_UP,
                      vm_id=vm.id, host_id=host.id)
     vm.status, vm.host_id = new_status.value, host.id
     if report.vnc_port is not None:
         vm.vnc_port = report.vnc_port
-    return True
 
 
 async def _external_vm(session: AsyncSession, host: Host, report: VmStatusReport) -> None:
@@ -119,7 +116,12 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
         if concerned else set()
     deferred = False
     for report in state.vms:
-        deferred |= not await apply_vm_report(session, host, report, locked=locked)
+        if report.vm_id in locked:
+            # A job acts on it: its own events settle it, and this report may be older
+            # than the job's action. Asked again once the job is done.
+            deferred = True
+            continue
+        await apply_vm_report(session, host, report, locked=locked)
     for vm in believed:
         if vm.id in reported_ids or (vm.origin == "external" and vm.name in reported_names):
             continue

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import select
 
-from overt.engine.db.tables import AuditEvent, Lock
+from overt.engine.db.tables import AuditEvent, Host, Job, Lock
 from overt.engine.model.status import VmStatus
 from overt.engine.services import vms
 from overt.protocol.host import VmState
-from tests.support.loopback import LoopbackEngine
+from tests.support.loopback import LoopbackEngine, SimulatedNode
 
 
 async def _states(engine: LoopbackEngine, name: str) -> dict[str, VmState]:
@@ -68,3 +70,42 @@ async def test_a_shutdown_stops_the_vm_and_removing_it_forgets_it(engine: Loopba
     assert (await engine.job(job.id)).state == "done"
     async with engine.session() as session:
         assert await session.get(vms.Vm, vm_id) is None
+
+
+async def test_a_vms_own_events_settle_it_without_resyncing_its_host(
+        engine: LoopbackEngine) -> None:
+    await engine.add_host("h1")
+    vm_id = await engine.add_vm("web")
+    before = engine.monitor.resyncs
+    for action, status in ((vms.start_vm, VmStatus.UP), (vms.suspend_vm, VmStatus.SUSPENDED),
+                           (vms.start_vm, VmStatus.UP), (vms.shutdown_vm, VmStatus.DOWN),
+                           (vms.start_vm, VmStatus.UP), (vms.stop_vm, VmStatus.DOWN)):
+        job = await engine.job((await engine.act(action, vm_id)).id)
+        assert job.state == "done", job.error
+        assert (await engine.vm(vm_id)).status == status.value  # when the job ends, not later
+    await engine.settled()
+    async with engine.session() as session:
+        assert (await session.execute(select(Host.needs_resync))).scalars().all() == [False]
+    assert engine.monitor.resyncs == before
+
+
+async def test_a_start_waits_for_the_monitor_to_see_the_vm_run(engine: LoopbackEngine) -> None:
+    """The job never writes what it expects: with the nodes' events held up, the VM runs on
+    its host while the engine still shows it launching, until the monitor hears of it."""
+    node = await engine.add_host("h1")
+    vm_id = await engine.add_vm("web")
+    engine.bus.attach(None)  # events wait at the nodes; commands still go through
+    job = await engine.act(vms.start_vm, vm_id)
+    await engine.eventually(lambda: _running(node), what="the VM to run on the node")
+    await asyncio.sleep(0.3)
+    assert (await engine.vm(vm_id)).status == VmStatus.WAIT_FOR_LAUNCH.value
+    async with engine.session() as session:
+        assert (await session.get(Job, job.id)).state == "running"  # type: ignore[union-attr]
+    engine.bus.attach(engine.monitor.apply)
+    assert (await engine.job(job.id)).state == "done"
+    assert (await engine.vm(vm_id)).status == VmStatus.UP.value
+
+
+async def _running(node: SimulatedNode) -> bool:
+    return [r.state for r in await node.hypervisor.list_vms()] == [VmState.RUNNING]
+

@@ -11,13 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from overt.engine.db.tables import Host, Job, Vm, utcnow
 from overt.engine.jobs.context import FailureHook, Handler, JobContext
 from overt.engine.jobs.errors import JobFailed, RetryLater
+from overt.engine.jobs.observe import observed_vm
 from overt.engine.jobs.vm_spec import (
     build_vm_spec,
     console_password,
     memory_image_dir,
     vm_disks,
 )
-from overt.engine.model.node_states import vm_status_of
+from overt.engine.model.node_states import ON_HOST, vm_status_of
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.nodes import NodeCommandFailed
 from overt.engine.services import audit, lookup
@@ -36,6 +37,10 @@ from overt.protocol.commands import (
 from overt.protocol.host import VmState, VmStatusReport
 
 log = logging.getLogger(__name__)
+
+# Where a starting VM may be before the monitor sees it run (PAUSED: a paused VM resumed).
+_LAUNCHING = frozenset({VmStatus.WAIT_FOR_LAUNCH, VmStatus.RESTORING_STATE, VmStatus.POWERING_UP,
+                        VmStatus.PAUSED})
 
 
 def _apply_report(vm: Vm, report: VmStatusReport) -> None:
@@ -84,10 +89,11 @@ async def start_vm(ctx: JobContext) -> dict[str, Any]:
             if not exc.transient:
                 await _start_failed(ctx, str(exc))
             raise
+    expected = vm_status_of(report.state)
+    await observed_vm(ctx, vm_id, expected, passing=_LAUNCHING - {expected})
     async with ctx.transaction() as session:
         vm = await lookup.get(session, Vm, vm_id)
-        _apply_report(vm, report)
-        vm.host_id, vm.start_time, vm.desired_status = host.id, utcnow(), "up"
+        vm.start_time, vm.desired_status = utcnow(), "up"
         vm.spec_version = spec.spec_version
         vm.saved_state_path, vm.saved_state_host_id = None, None
         await _forget_console_password(session, ctx)
@@ -126,18 +132,21 @@ async def stop_vm(ctx: JobContext) -> dict[str, Any]:
     vm_id = ctx.uuid_param("vm_id")
     async with ctx.transaction() as session:
         vm = await lookup.get(session, Vm, vm_id)
+    gone = VmStatusReport(vm_id=vm_id, name=vm.name, state=VmState.GONE)
+    report: VmStatusReport | None = gone  # what the job records itself (no event will come)
     if vm.host_id is not None:
         host = await _running_host(ctx, vm)
         async with ctx.step(f"Stopping VM {vm.name} on host {host.name}", host_id=host.id):
             try:
-                report = await ctx.nodes.call(host, VmDestroy(vm_id=vm_id), VmStatusReport,
-                                              key=ctx.key("destroy"))
+                await ctx.nodes.call(host, VmDestroy(vm_id=vm_id), VmStatusReport,
+                                     key=ctx.key("destroy"))
+                report = None
             except NodeCommandFailed as exc:
                 if exc.error.code is not ErrorCode.NO_SUCH_VM:
                     raise
-                report = VmStatusReport(vm_id=vm_id, name=vm.name, state=VmState.GONE)
+        if report is None:
+            await observed_vm(ctx, vm_id, VmStatus.DOWN, passing=ON_HOST)
     else:
-        report = VmStatusReport(vm_id=vm_id, name=vm.name, state=VmState.GONE)
         if vm.saved_state_path and vm.saved_state_host_id:
             async with ctx.transaction() as session:
                 saved_on = await lookup.get(session, Host, vm.saved_state_host_id)
@@ -146,7 +155,8 @@ async def stop_vm(ctx: JobContext) -> dict[str, Any]:
                 await _delete_volume(ctx, saved_on, vm.saved_state_path, key="discard-memory")
     async with ctx.transaction() as session:
         vm = await lookup.get(session, Vm, vm_id)
-        _apply_report(vm, report)
+        if report is not None:
+            _apply_report(vm, report)
         vm.desired_status, vm.stop_reason = "down", ctx.params.get("reason", "")
         vm.saved_state_path, vm.saved_state_host_id = None, None
         audit.record(session, f"VM {vm.name} powered off", code=audit.VM_STOPPED, vm_id=vm.id,
@@ -164,17 +174,21 @@ async def shutdown_vm(ctx: JobContext) -> dict[str, Any]:
             vm.status = VmStatus.POWERING_DOWN.value
     host = await _running_host(ctx, vm)
     async with ctx.step(f"Shutting down VM {vm.name} on host {host.name}", host_id=host.id):
+        report: VmStatusReport | None = None
         try:
-            report = await ctx.nodes.call(
+            await ctx.nodes.call(
                 host, VmShutdown(vm_id=vm_id, timeout_s=timeout), VmStatusReport,
                 key=ctx.key("shutdown"), timeout_s=timeout + 30)
         except NodeCommandFailed as exc:
             if exc.error.code is not ErrorCode.NO_SUCH_VM:
                 raise
             report = VmStatusReport(vm_id=vm_id, name=vm.name, state=VmState.GONE)
+    if report is None:
+        await observed_vm(ctx, vm_id, VmStatus.DOWN, passing=ON_HOST)
     async with ctx.transaction() as session:
         vm = await lookup.get(session, Vm, vm_id)
-        _apply_report(vm, report)
+        if report is not None:
+            _apply_report(vm, report)
         vm.desired_status, vm.stop_reason = "down", ctx.params.get("reason", "")
         audit.record(session, f"VM {vm.name} was shut down", code=audit.VM_SHUTDOWN,
                      vm_id=vm.id, job_id=ctx.job.id, user_id=ctx.job.owner_id)
@@ -209,12 +223,12 @@ async def suspend_vm(ctx: JobContext) -> dict[str, Any]:
     path = f"{directory}/saved/{vm_id}.memory"
     async with ctx.step(f"Saving the memory of VM {vm.name} on host {host.name}",
                         host_id=host.id):
-        report = await ctx.nodes.call(host, VmSave(vm_id=vm_id, path=path), VmStatusReport,
-                                      key=ctx.key("save"), timeout_s=600)
+        await ctx.nodes.call(host, VmSave(vm_id=vm_id, path=path), VmStatusReport,
+                             key=ctx.key("save"), timeout_s=600)
+    await observed_vm(ctx, vm_id, VmStatus.SUSPENDED, passing={VmStatus.SAVING_STATE})
     async with ctx.transaction() as session:
         vm = await lookup.get(session, Vm, vm_id)
-        vm.status = vm_status_of(report.state).value
-        vm.host_id, vm.vnc_port, vm.desired_status = None, None, "suspended"
+        vm.desired_status = "suspended"
         vm.saved_state_path, vm.saved_state_host_id = path, host.id
         audit.record(session, f"VM {vm.name} was suspended to disk on host {host.name}",
                      code=audit.VM_SUSPENDED, vm_id=vm.id, host_id=host.id, job_id=ctx.job.id,

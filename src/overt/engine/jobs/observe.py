@@ -1,0 +1,46 @@
+"""A job waits for what the monitor observes instead of writing it.
+
+The monitor is the one writer of a VM's observed status. A job acts on the node, then
+waits (reading the database) until the node's own lifecycle event, applied by the
+monitor, shows the status the job expects; the host is never resynchronised for it.
+A job that stops waiting (the monitor is far behind, or not running) is retried: its
+commands carry idempotency keys, so the retry only waits again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Collection
+
+from overt.engine.db.tables import Vm
+from overt.engine.jobs.context import JobContext
+from overt.engine.jobs.errors import JobFailed, RetryLater
+from overt.engine.model.status import VmStatus
+from overt.engine.services import lookup
+
+OBSERVE_TIMEOUT_S = 120.0
+_FIRST_POLL_S, _LAST_POLL_S = 0.005, 0.25
+
+
+async def observed_vm(ctx: JobContext, vm_id: uuid.UUID, expected: VmStatus, *,
+                      passing: Collection[VmStatus],
+                      timeout_s: float = OBSERVE_TIMEOUT_S) -> Vm:
+    """The VM once the monitor has it `expected`. While its status is one of `passing`
+    (on the way), keep waiting; any other status fails the job with what happened."""
+    loop = asyncio.get_running_loop()
+    deadline, delay = loop.time() + timeout_s, _FIRST_POLL_S
+    while True:
+        async with ctx.transaction() as session:
+            vm = await lookup.get(session, Vm, vm_id)
+        status = VmStatus(vm.status)
+        if status is expected:
+            return vm
+        if status not in passing:
+            raise JobFailed(f"VM {vm.name} is {status.value.replace('_', ' ')}, not "
+                            f"{expected.value.replace('_', ' ')}, as its host reports")
+        if loop.time() > deadline:
+            raise RetryLater(f"the host's report that VM {vm.name} is {expected.value} has not "
+                             f"reached the engine's monitor within {timeout_s:.0f} s")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, _LAST_POLL_S)
