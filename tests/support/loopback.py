@@ -38,7 +38,7 @@ from overt.node.simulated.hypervisor import SimulatedHypervisor
 from overt.node.storage.local import LocalVolumes
 
 T = TypeVar("T")
-POLL_S = 0.01  # how often a test looks at the database for what it waits for
+POLL_S = 0.03  # how often a test looks at the database for what it waits for
 # The monitor's heartbeat and resync loops and the idle worker's polling: events and job
 # submissions wake them at once, so they only need to be quick, not busy.
 TICK_S = 0.1
@@ -117,14 +117,25 @@ class LoopbackEngine:
                                       status=StorageDomainStatus.ACTIVE.value))
         hypervisor = SimulatedHypervisor(host_uuid, hostname=name, memory_mib=memory_mib, cpus=4)
         home.mkdir(parents=True, exist_ok=True)
-        agent = Agent(hypervisor=hypervisor, volumes=LocalVolumes(home / "images"),
-                      idempotency=IdempotencyStore(home / "command-results.sqlite"),
-                      transport=self.bus.agent(host_uuid),
-                      timings=AgentTimings(stats_interval_s=3600, heartbeat_interval_s=3600))
+        agent = self._agent(hypervisor, host_uuid, home)
         await agent.start()
         node = self.hosts[name] = SimulatedNode(host_id, host_uuid, name, hypervisor, agent)
         await self.settled()
         return node
+
+    async def restart_agent(self, name: str) -> None:
+        """The node's agent stops (events it had not delivered are lost) and a new run of
+        it starts on the same hypervisor, whose VMs kept running."""
+        node = self.hosts[name]
+        await node.agent.stop()
+        node.agent = self._agent(node.hypervisor, node.host_uuid, self.directory / name)
+        await node.agent.start()
+
+    def _agent(self, hypervisor: SimulatedHypervisor, host_uuid: uuid.UUID, home: Path) -> Agent:
+        return Agent(hypervisor=hypervisor, volumes=LocalVolumes(home / "images"),
+                     idempotency=IdempotencyStore(home / "command-results.sqlite"),
+                     transport=self.bus.agent(host_uuid),
+                     timings=AgentTimings(stats_interval_s=3600, heartbeat_interval_s=3600))
 
     async def settled(self) -> None:
         """Wait until every host is up with no resync pending and no job is running."""

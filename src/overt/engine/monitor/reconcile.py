@@ -18,6 +18,8 @@ from overt.protocol.host import HostState, VmState, VmStatusReport
 
 log = logging.getLogger(__name__)
 
+_LAUNCHING = frozenset({VmStatus.WAIT_FOR_LAUNCH.value, VmStatus.RESTORING_STATE.value})
+
 
 def mark_host_up(session: AsyncSession, host: Host) -> None:
     if host.status in (HostStatus.CONNECTING.value, HostStatus.NON_RESPONSIVE.value,
@@ -101,6 +103,15 @@ async def _external_by_name(session: AsyncSession, host: Host, name: str) -> Vm 
         Vm.name.in_([name, f"external-{name}"[:64]])))).scalars().first()
 
 
+async def _started(session: AsyncSession, report: VmStatusReport) -> bool:
+    """A VM being launched that the report shows running: its start has happened (it ran
+    nowhere when it was placed), whatever the report's age; the job waiting for it may
+    have lost the start's event with an agent that restarted."""
+    vm = await session.get(Vm, report.vm_id) if report.vm_id is not None else None
+    return vm is not None and vm.status in _LAUNCHING and \
+        report.state in (VmState.RUNNING, VmState.PAUSED)
+
+
 async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None:
     """Apply a node's full state: every VM it runs, and the VMs it no longer runs."""
     reported_ids = {report.vm_id for report in state.vms if report.vm_id is not None}
@@ -116,7 +127,7 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
         if concerned else set()
     deferred = False
     for report in state.vms:
-        if report.vm_id in locked:
+        if report.vm_id in locked and not await _started(session, report):
             # A job acts on it: its own events settle it, and this report may be older
             # than the job's action. Asked again once the job is done.
             deferred = True

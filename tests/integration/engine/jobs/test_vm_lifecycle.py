@@ -109,3 +109,19 @@ async def test_a_start_waits_for_the_monitor_to_see_the_vm_run(engine: LoopbackE
 async def _running(node: SimulatedNode) -> bool:
     return [r.state for r in await node.hypervisor.list_vms()] == [VmState.RUNNING]
 
+
+
+async def test_a_start_whose_event_was_lost_with_its_agent_is_settled_by_the_next_run(
+        engine: LoopbackEngine) -> None:
+    """The node started the VM, then its agent restarted before the start's event reached
+    the engine: the new run's full report shows the VM running, which settles the job."""
+    node = await engine.add_host("h1")
+    vm_id = await engine.add_vm("web")
+    engine.bus.attach(None)
+    job = await engine.act(vms.start_vm, vm_id)
+    await engine.eventually(lambda: _running(node), what="the VM to run on the node")
+    await engine.restart_agent("h1")
+    engine.bus.attach(engine.monitor.apply)
+    assert (await engine.job(job.id)).state == "done"
+    vm = await engine.vm(vm_id)
+    assert (vm.status, vm.host_id) == (VmStatus.UP.value, node.host_id)
