@@ -27,6 +27,7 @@ from overt.engine.db.seed import BLANK_TEMPLATE_ID
 from overt.engine.db.tables import Cluster, Host, Job, StorageDomain, User, Vm
 from overt.engine.jobs.context import JobServices
 from overt.engine.jobs.handlers import FAILURE_HOOKS, HANDLERS
+from overt.engine.jobs.observe import ObservedChanges
 from overt.engine.jobs.worker import Worker
 from overt.engine.model.status import HostStatus, StorageDomainStatus, StorageType, VmStatus
 from overt.engine.monitor.service import Monitor
@@ -62,11 +63,13 @@ class LoopbackEngine:
         self.directory = directory
         self.bus = LoopbackBus()
         self.nodes = NodeClient(self.bus.engine())
+        changes = ObservedChanges()
         self.monitor = Monitor(db, self.nodes, heartbeat_timeout_s=3600, read_inbox=False,
-                               tick_s=TICK_S, report_interval_s=3600)
+                               tick_s=TICK_S, report_interval_s=3600, changes=changes)
         self.wakeup = asyncio.Event()
         self.jobs = JobSubmitter(self.wakeup)
-        self.worker = Worker(db, JobServices(nodes=self.nodes, settings=EngineSettings()),
+        self.worker = Worker(db, JobServices(nodes=self.nodes, settings=EngineSettings(),
+                                             changes=changes),
                              HANDLERS, failure_hooks=FAILURE_HOOKS, poll_interval=TICK_S,
                              wakeup=self.wakeup)
         self.hosts: dict[str, SimulatedNode] = {}

@@ -5,11 +5,16 @@ waits (reading the database) until the node's own lifecycle event, applied by th
 monitor, shows the status the job expects; the host is never resynchronised for it.
 A job that stops waiting (the monitor is far behind, or not running) is retried: its
 commands carry idempotency keys, so the retry only waits again.
+
+Where the monitor runs in the worker's process (`overt demo`, `overt engine`), it says
+when it has committed news (`ObservedChanges`) and a waiting job looks at once; a
+worker of its own polls, every 5 ms at first and at most every 250 ms.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Collection
 
@@ -21,6 +26,24 @@ from overt.engine.services import lookup
 
 OBSERVE_TIMEOUT_S = 120.0
 _FIRST_POLL_S, _LAST_POLL_S = 0.005, 0.25
+
+
+class ObservedChanges:
+    """The monitor's word, within one process, that it has committed news from nodes."""
+
+    def __init__(self) -> None:
+        self._news = asyncio.Event()
+
+    def changed(self) -> None:
+        """Wake everyone waiting now (later waiters wait for the next news)."""
+        self._news.set()
+        self._news = asyncio.Event()
+
+    async def wait(self, timeout_s: float) -> None:
+        """Return at the next news, or after `timeout_s`."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._news.wait()
 
 
 async def observed_vm(ctx: JobContext, vm_id: uuid.UUID, expected: VmStatus, *,
@@ -42,5 +65,9 @@ async def observed_vm(ctx: JobContext, vm_id: uuid.UUID, expected: VmStatus, *,
         if loop.time() > deadline:
             raise RetryLater(f"the host's report that VM {vm.name} is {expected.value} has not "
                              f"reached the engine's monitor within {timeout_s:.0f} s")
-        await asyncio.sleep(delay)
+        changes = ctx.services.changes
+        if changes is not None:
+            await changes.wait(delay)
+        else:
+            await asyncio.sleep(delay)
         delay = min(delay * 2, _LAST_POLL_S)
