@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,9 +22,9 @@ from pathlib import Path
 import libvirt
 import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
-from tests.support.demo import Demo, wait_until
+from tests.support.demo import wait_until
 
-from bench.engine_vm_start import as_plain_domain
+from bench.engine_vm_start import as_plain_domain, start_demo
 
 MIB = 2**20
 
@@ -67,10 +66,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--vms", type=int, default=10)
     args = parser.parse_args()
-    base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-bench-"))
-    base.chmod(0o755)
-    demo = Demo(data_dir=base / "engine", images_dir=base / "images", db=None)
-    demo.start()
+    base, demo = start_demo()
     conn = demo.connect()
     ids: list[str] = []
     try:
