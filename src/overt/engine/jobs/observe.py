@@ -16,9 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.tables import Vm
+from overt.engine.jobs import queue
 from overt.engine.jobs.context import JobContext
 from overt.engine.jobs.errors import JobFailed, RetryLater
 from overt.engine.model.status import VmStatus
@@ -46,19 +49,28 @@ class ObservedChanges:
                 await self._news.wait()
 
 
+Settle = Callable[[AsyncSession, Vm], Awaitable[None]]
+
+
 async def observed_vm(ctx: JobContext, vm_id: uuid.UUID, expected: VmStatus, *,
-                      passing: Collection[VmStatus],
-                      timeout_s: float = OBSERVE_TIMEOUT_S) -> Vm:
-    """The VM once the monitor has it `expected`. While its status is one of `passing`
-    (on the way), keep waiting; any other status fails the job with what happened."""
+                      passing: Collection[VmStatus], settle: Settle,
+                      timeout_s: float = OBSERVE_TIMEOUT_S) -> None:
+    """Wait until the monitor has the VM `expected`; while its status is one of `passing`
+    (on the way), keep waiting; any other status fails the job with what happened.
+
+    In the transaction that sees it, the job's last writes on the VM are made (`settle`)
+    and its lock on the VM is released: the VM shown in its new status is free for the
+    next action at once, not when the job's own bookkeeping ends."""
     loop = asyncio.get_running_loop()
     deadline, delay = loop.time() + timeout_s, _FIRST_POLL_S
     while True:
         async with ctx.transaction() as session:
             vm = await lookup.get(session, Vm, vm_id)
-        status = VmStatus(vm.status)
-        if status is expected:
-            return vm
+            status = VmStatus(vm.status)
+            if status is expected:
+                await settle(session, vm)
+                await queue.release(session, ctx.job.id, "vm", vm_id)
+                return
         if status not in passing:
             raise JobFailed(f"VM {vm.name} is {status.value.replace('_', ' ')}, not "
                             f"{expected.value.replace('_', ' ')}, as its host reports")

@@ -89,10 +89,7 @@ async def start_vm(ctx: JobContext) -> dict[str, Any]:
             if not exc.transient:
                 await _start_failed(ctx, str(exc))
             raise
-    expected = vm_status_of(report.state)
-    await observed_vm(ctx, vm_id, expected, passing=_LAUNCHING - {expected})
-    async with ctx.transaction() as session:
-        vm = await lookup.get(session, Vm, vm_id)
+    async def started(session: AsyncSession, vm: Vm) -> None:
         vm.start_time, vm.desired_status = utcnow(), "up"
         vm.spec_version = spec.spec_version
         vm.saved_state_path, vm.saved_state_host_id = None, None
@@ -100,6 +97,8 @@ async def start_vm(ctx: JobContext) -> dict[str, Any]:
         audit.record(session, f"VM {vm.name} started on host {host.name}", code=audit.VM_UP,
                      vm_id=vm.id, host_id=host.id, cluster_id=vm.cluster_id, job_id=ctx.job.id,
                      user_id=ctx.job.owner_id)
+    expected = vm_status_of(report.state)
+    await observed_vm(ctx, vm_id, expected, passing=_LAUNCHING - {expected}, settle=started)
     return {"host_id": str(host.id)}
 
 
@@ -144,8 +143,6 @@ async def stop_vm(ctx: JobContext) -> dict[str, Any]:
             except NodeCommandFailed as exc:
                 if exc.error.code is not ErrorCode.NO_SUCH_VM:
                     raise
-        if report is None:
-            await observed_vm(ctx, vm_id, VmStatus.DOWN, passing=ON_HOST)
     else:
         if vm.saved_state_path and vm.saved_state_host_id:
             async with ctx.transaction() as session:
@@ -153,14 +150,18 @@ async def stop_vm(ctx: JobContext) -> dict[str, Any]:
             async with ctx.step(f"Discarding the saved memory of VM {vm.name}",
                                 host_id=saved_on.id):
                 await _delete_volume(ctx, saved_on, vm.saved_state_path, key="discard-memory")
-    async with ctx.transaction() as session:
-        vm = await lookup.get(session, Vm, vm_id)
-        if report is not None:
-            _apply_report(vm, report)
+    async def stopped(session: AsyncSession, vm: Vm) -> None:
         vm.desired_status, vm.stop_reason = "down", ctx.params.get("reason", "")
         vm.saved_state_path, vm.saved_state_host_id = None, None
         audit.record(session, f"VM {vm.name} powered off", code=audit.VM_STOPPED, vm_id=vm.id,
                      job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    if report is None:
+        await observed_vm(ctx, vm_id, VmStatus.DOWN, passing=ON_HOST, settle=stopped)
+        return {}
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, vm_id)
+        _apply_report(vm, report)
+        await stopped(session, vm)
     return {}
 
 
@@ -183,15 +184,17 @@ async def shutdown_vm(ctx: JobContext) -> dict[str, Any]:
             if exc.error.code is not ErrorCode.NO_SUCH_VM:
                 raise
             report = VmStatusReport(vm_id=vm_id, name=vm.name, state=VmState.GONE)
-    if report is None:
-        await observed_vm(ctx, vm_id, VmStatus.DOWN, passing=ON_HOST)
-    async with ctx.transaction() as session:
-        vm = await lookup.get(session, Vm, vm_id)
-        if report is not None:
-            _apply_report(vm, report)
+    async def shut_down(session: AsyncSession, vm: Vm) -> None:
         vm.desired_status, vm.stop_reason = "down", ctx.params.get("reason", "")
         audit.record(session, f"VM {vm.name} was shut down", code=audit.VM_SHUTDOWN,
                      vm_id=vm.id, job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    if report is None:
+        await observed_vm(ctx, vm_id, VmStatus.DOWN, passing=ON_HOST, settle=shut_down)
+        return {}
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, vm_id)
+        _apply_report(vm, report)
+        await shut_down(session, vm)
     return {}
 
 
@@ -225,14 +228,14 @@ async def suspend_vm(ctx: JobContext) -> dict[str, Any]:
                         host_id=host.id):
         await ctx.nodes.call(host, VmSave(vm_id=vm_id, path=path), VmStatusReport,
                              key=ctx.key("save"), timeout_s=600)
-    await observed_vm(ctx, vm_id, VmStatus.SUSPENDED, passing={VmStatus.SAVING_STATE})
-    async with ctx.transaction() as session:
-        vm = await lookup.get(session, Vm, vm_id)
+    async def suspended(session: AsyncSession, vm: Vm) -> None:
         vm.desired_status = "suspended"
         vm.saved_state_path, vm.saved_state_host_id = path, host.id
         audit.record(session, f"VM {vm.name} was suspended to disk on host {host.name}",
                      code=audit.VM_SUSPENDED, vm_id=vm.id, host_id=host.id, job_id=ctx.job.id,
                      user_id=ctx.job.owner_id)
+    await observed_vm(ctx, vm_id, VmStatus.SUSPENDED, passing={VmStatus.SAVING_STATE},
+                      settle=suspended)
     return {"path": path}
 
 
