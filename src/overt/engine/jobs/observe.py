@@ -52,11 +52,12 @@ class ObservedChanges:
 Settle = Callable[[AsyncSession, Vm], Awaitable[None]]
 
 
-async def observed_vm(ctx: JobContext, vm_id: uuid.UUID, expected: VmStatus, *,
+async def observed_vm(ctx: JobContext, vm_id: uuid.UUID, expected: Collection[VmStatus], *,
                       passing: Collection[VmStatus], settle: Settle,
                       timeout_s: float = OBSERVE_TIMEOUT_S) -> None:
-    """Wait until the monitor has the VM `expected`; while its status is one of `passing`
-    (on the way), keep waiting; any other status fails the job with what happened.
+    """Wait until the monitor has the VM in one of the `expected` statuses; while its
+    status is one of `passing` (on the way), keep waiting; any other status fails the job
+    with what happened.
 
     In the transaction that sees it, the job's last writes on the VM are made (`settle`)
     and its lock on the VM is released: the VM shown in its new status is free for the
@@ -67,15 +68,15 @@ async def observed_vm(ctx: JobContext, vm_id: uuid.UUID, expected: VmStatus, *,
         async with ctx.transaction() as session:
             vm = await lookup.get(session, Vm, vm_id)
             status = VmStatus(vm.status)
-            if status is expected:
+            if status in expected:
                 await settle(session, vm)
                 await queue.release(session, ctx.job.id, "vm", vm_id)
                 return
         if status not in passing:
             raise JobFailed(f"VM {vm.name} is {status.value.replace('_', ' ')}, not "
-                            f"{expected.value.replace('_', ' ')}, as its host reports")
+                            f"{_either(expected)}, as its host reports")
         if loop.time() > deadline:
-            raise RetryLater(f"the host's report that VM {vm.name} is {expected.value} has not "
+            raise RetryLater(f"the host's report that VM {vm.name} is {_either(expected)} has not "
                              f"reached the engine's monitor within {timeout_s:.0f} s")
         changes = ctx.services.changes
         if changes is not None:
@@ -83,3 +84,7 @@ async def observed_vm(ctx: JobContext, vm_id: uuid.UUID, expected: VmStatus, *,
         else:
             await asyncio.sleep(delay)
         delay = min(delay * 2, _LAST_POLL_S)
+
+
+def _either(statuses: Collection[VmStatus]) -> str:
+    return " or ".join(sorted(s.value.replace("_", " ") for s in statuses))

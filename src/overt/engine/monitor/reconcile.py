@@ -8,7 +8,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from overt.engine.db.tables import Host, Lock, Vm, utcnow
+from overt.engine.db.tables import Host, Job, Lock, Vm, utcnow
 from overt.engine.jobs.queue import locked_by
 from overt.engine.model.node_states import ON_HOST, vm_status_of
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
@@ -19,6 +19,10 @@ from overt.protocol.host import HostState, VmState, VmStatusReport
 log = logging.getLogger(__name__)
 
 _LAUNCHING = frozenset({VmStatus.WAIT_FOR_LAUNCH.value, VmStatus.RESTORING_STATE.value})
+# Jobs that record a VM's end from the node's reply, in the transaction that releases
+# the VM (a user who sees it down may act on it at once); the monitor leaves that to them.
+_RECORDS_THE_END = frozenset({"vm.stop", "vm.shutdown", "vm.suspend"})
+_ENDED = frozenset({VmState.GONE, VmState.SHUTOFF, VmState.SUSPENDED, VmState.CRASHED})
 
 
 def mark_host_up(session: AsyncSession, host: Host) -> None:
@@ -34,10 +38,12 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
                           locked: set[uuid.UUID] | None = None) -> None:
     """One VM's state as `host` reports it (a lifecycle event or part of a full report).
 
-    The monitor is the one writer of a VM's observed status, also while a job acts on
-    the VM: the job waits for the status its action leads to (see `jobs.observe`) and
-    records the outcome in the audit log itself, so the monitor adds none for such a
-    VM. `locked`: the VMs known to be locked by jobs (else asked of the database).
+    The monitor writes a VM's observed status also while a job acts on the VM: a start
+    waits for the status its action leads to (see `jobs.observe`) and records the
+    outcome in the audit log itself, so the monitor adds none for such a VM. The end of
+    a VM that a stop, shutdown or suspend holds is left to that job, which records it
+    from the node's reply as it releases the VM. Neither costs a resync. `locked`: the
+    VMs known to be locked by jobs (else asked of the database).
     """
     vm = await session.get(Vm, report.vm_id) if report.vm_id is not None else None
     if vm is None:
@@ -45,6 +51,8 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
         return
     held = vm.id in locked if locked is not None else \
         await locked_by(session, "vm", vm.id) is not None
+    if held and report.state in _ENDED and await _holder_records_the_end(session, vm.id):
+        return  # the stopping or suspending job records it from its own reply; no resync
     if vm.host_id not in (None, host.id) and report.state in (VmState.GONE, VmState.SHUTOFF):
         return  # news of a VM that has since moved to another host
     new_status = vm_status_of(report.state)
@@ -101,6 +109,12 @@ async def _external_by_name(session: AsyncSession, host: Host, name: str) -> Vm 
     return (await session.execute(select(Vm).where(
         Vm.origin == "external", Vm.host_id == host.id,
         Vm.name.in_([name, f"external-{name}"[:64]])))).scalars().first()
+
+
+async def _holder_records_the_end(session: AsyncSession, vm_id: uuid.UUID) -> bool:
+    action = (await session.execute(select(Job.action).join(Lock, Lock.job_id == Job.id).where(
+        Lock.resource_type == "vm", Lock.resource_id == vm_id))).scalar_one_or_none()
+    return action in _RECORDS_THE_END
 
 
 async def _started(session: AsyncSession, report: VmStatusReport) -> bool:

@@ -98,7 +98,11 @@ async def start_vm(ctx: JobContext) -> dict[str, Any]:
                      vm_id=vm.id, host_id=host.id, cluster_id=vm.cluster_id, job_id=ctx.job.id,
                      user_id=ctx.job.owner_id)
     expected = vm_status_of(report.state)
-    await observed_vm(ctx, vm_id, expected, passing=_LAUNCHING - {expected}, settle=started)
+    # Running in any form counts (a restored guest may already be shutting down); a VM
+    # started paused, or resumed from pause, must show it.
+    reached = (ON_HOST - _LAUNCHING) | {expected} if expected is not VmStatus.UP else \
+        ON_HOST - _LAUNCHING
+    await observed_vm(ctx, vm_id, reached, passing=_LAUNCHING - reached, settle=started)
     return {"host_id": str(host.id)}
 
 
@@ -131,37 +135,31 @@ async def stop_vm(ctx: JobContext) -> dict[str, Any]:
     vm_id = ctx.uuid_param("vm_id")
     async with ctx.transaction() as session:
         vm = await lookup.get(session, Vm, vm_id)
-    gone = VmStatusReport(vm_id=vm_id, name=vm.name, state=VmState.GONE)
-    report: VmStatusReport | None = gone  # what the job records itself (no event will come)
     if vm.host_id is not None:
         host = await _running_host(ctx, vm)
         async with ctx.step(f"Stopping VM {vm.name} on host {host.name}", host_id=host.id):
             try:
-                await ctx.nodes.call(host, VmDestroy(vm_id=vm_id), VmStatusReport,
-                                     key=ctx.key("destroy"))
-                report = None
+                report = await ctx.nodes.call(host, VmDestroy(vm_id=vm_id), VmStatusReport,
+                                              key=ctx.key("destroy"))
             except NodeCommandFailed as exc:
                 if exc.error.code is not ErrorCode.NO_SUCH_VM:
                     raise
+                report = VmStatusReport(vm_id=vm_id, name=vm.name, state=VmState.GONE)
     else:
+        report = VmStatusReport(vm_id=vm_id, name=vm.name, state=VmState.GONE)
         if vm.saved_state_path and vm.saved_state_host_id:
             async with ctx.transaction() as session:
                 saved_on = await lookup.get(session, Host, vm.saved_state_host_id)
             async with ctx.step(f"Discarding the saved memory of VM {vm.name}",
                                 host_id=saved_on.id):
                 await _delete_volume(ctx, saved_on, vm.saved_state_path, key="discard-memory")
-    async def stopped(session: AsyncSession, vm: Vm) -> None:
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, vm_id)
+        _apply_report(vm, report)
         vm.desired_status, vm.stop_reason = "down", ctx.params.get("reason", "")
         vm.saved_state_path, vm.saved_state_host_id = None, None
         audit.record(session, f"VM {vm.name} powered off", code=audit.VM_STOPPED, vm_id=vm.id,
                      job_id=ctx.job.id, user_id=ctx.job.owner_id)
-    if report is None:
-        await observed_vm(ctx, vm_id, VmStatus.DOWN, passing=ON_HOST, settle=stopped)
-        return {}
-    async with ctx.transaction() as session:
-        vm = await lookup.get(session, Vm, vm_id)
-        _apply_report(vm, report)
-        await stopped(session, vm)
     return {}
 
 
@@ -175,26 +173,20 @@ async def shutdown_vm(ctx: JobContext) -> dict[str, Any]:
             vm.status = VmStatus.POWERING_DOWN.value
     host = await _running_host(ctx, vm)
     async with ctx.step(f"Shutting down VM {vm.name} on host {host.name}", host_id=host.id):
-        report: VmStatusReport | None = None
         try:
-            await ctx.nodes.call(
+            report = await ctx.nodes.call(
                 host, VmShutdown(vm_id=vm_id, timeout_s=timeout), VmStatusReport,
                 key=ctx.key("shutdown"), timeout_s=timeout + 30)
         except NodeCommandFailed as exc:
             if exc.error.code is not ErrorCode.NO_SUCH_VM:
                 raise
             report = VmStatusReport(vm_id=vm_id, name=vm.name, state=VmState.GONE)
-    async def shut_down(session: AsyncSession, vm: Vm) -> None:
-        vm.desired_status, vm.stop_reason = "down", ctx.params.get("reason", "")
-        audit.record(session, f"VM {vm.name} was shut down", code=audit.VM_SHUTDOWN,
-                     vm_id=vm.id, job_id=ctx.job.id, user_id=ctx.job.owner_id)
-    if report is None:
-        await observed_vm(ctx, vm_id, VmStatus.DOWN, passing=ON_HOST, settle=shut_down)
-        return {}
     async with ctx.transaction() as session:
         vm = await lookup.get(session, Vm, vm_id)
         _apply_report(vm, report)
-        await shut_down(session, vm)
+        vm.desired_status, vm.stop_reason = "down", ctx.params.get("reason", "")
+        audit.record(session, f"VM {vm.name} was shut down", code=audit.VM_SHUTDOWN,
+                     vm_id=vm.id, job_id=ctx.job.id, user_id=ctx.job.owner_id)
     return {}
 
 
@@ -226,16 +218,16 @@ async def suspend_vm(ctx: JobContext) -> dict[str, Any]:
     path = f"{directory}/saved/{vm_id}.memory"
     async with ctx.step(f"Saving the memory of VM {vm.name} on host {host.name}",
                         host_id=host.id):
-        await ctx.nodes.call(host, VmSave(vm_id=vm_id, path=path), VmStatusReport,
-                             key=ctx.key("save"), timeout_s=600)
-    async def suspended(session: AsyncSession, vm: Vm) -> None:
-        vm.desired_status = "suspended"
+        report = await ctx.nodes.call(host, VmSave(vm_id=vm_id, path=path), VmStatusReport,
+                                      key=ctx.key("save"), timeout_s=600)
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, vm_id)
+        vm.status = vm_status_of(report.state).value
+        vm.host_id, vm.vnc_port, vm.desired_status = None, None, "suspended"
         vm.saved_state_path, vm.saved_state_host_id = path, host.id
         audit.record(session, f"VM {vm.name} was suspended to disk on host {host.name}",
                      code=audit.VM_SUSPENDED, vm_id=vm.id, host_id=host.id, job_id=ctx.job.id,
                      user_id=ctx.job.owner_id)
-    await observed_vm(ctx, vm_id, VmStatus.SUSPENDED, passing={VmStatus.SAVING_STATE},
-                      settle=suspended)
     return {"path": path}
 
 
