@@ -59,14 +59,20 @@ def as_plain_domain(xml: str, name: str) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=7)
-    args = parser.parse_args()
+def start_demo() -> tuple[Path, Demo]:
+    """`overt demo` on SQLite in a scratch directory QEMU can read; returns both."""
     base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-bench-"))
     base.chmod(0o755)
     demo = Demo(data_dir=base / "engine", images_dir=base / "images", db=None)
     demo.start()
+    return base, demo
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    base, demo = start_demo()
     conn = demo.connect()
     try:
         vms = conn.system_service().vms_service()

@@ -1,5 +1,5 @@
 """Fixtures shared by every test: real libvirt, the test guest, the lab, PostgreSQL,
-RabbitMQ."""
+RabbitMQ; and the fast lane (`pytest --fast`: only tests that need none of them)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,41 @@ def _quiet_libvirt(_ctx: object, _err: object) -> None:
 
 
 libvirt.registerErrorHandler(_quiet_libvirt, None)
+
+# The fast lane: engine logic over the loopback transport and simulated nodes, units,
+# SQLite. A test of it that hangs fails after FAST_TIMEOUT_S instead of holding the lane.
+FAST_LANE = "not (vm or lab or pg or amqp or browser or slow)"
+FAST_TIMEOUT_S = 30
+# A test using one of these fixtures needs what the marker names, whether or not its
+# module says so: the marker is added here, so the fast lane never starts a real service.
+FIXTURE_MARKERS = {
+    "guest_image": "vm", "local_libvirt": "vm", "vm_dir": "vm", "lab": "lab",
+    "fresh_postgres_url": "pg", "rabbitmq": "amqp", "playwright": "browser", "browser": "browser",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fast", action="store_true",
+                     help=f"run only the fast lane ({FAST_LANE}): no QEMU, lab, PostgreSQL, "
+                     "broker or browser")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--fast"):
+        chosen = config.option.markexpr
+        config.option.markexpr = f"({FAST_LANE}) and ({chosen})" if chosen else FAST_LANE
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by the markers added here
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    fast = config.getoption("--fast")
+    for item in items:
+        needed = {FIXTURE_MARKERS[name] for name in getattr(item, "fixturenames", ())
+                  if name in FIXTURE_MARKERS}
+        for marker in sorted(needed - {mark.name for mark in item.iter_markers()}):
+            item.add_marker(marker)
+        if fast and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(FAST_TIMEOUT_S))
 
 
 def require_root() -> None:

@@ -35,6 +35,7 @@ from overt.engine.db.database import Database
 from overt.engine.db.seed import ensure_admin, seed
 from overt.engine.jobs.context import JobServices
 from overt.engine.jobs.handlers import FAILURE_HOOKS, HANDLERS
+from overt.engine.jobs.observe import ObservedChanges
 from overt.engine.jobs.worker import Worker
 from overt.engine.monitor.inbox import InboxSink
 from overt.engine.monitor.service import Monitor
@@ -143,9 +144,11 @@ class EngineRuntime:
         nodes = NodeClient(self.transport)
         registry = Registry(self.db, self.pki, gateway_url=self.gateway_url, broker=self.broker,
                             rotation=self.settings.cert_rotation)
+        changes = ObservedChanges()
         monitor = Monitor(self.db, nodes, heartbeat_timeout_s=self.settings.heartbeat_timeout_s,
                           read_inbox=self.settings.bus == "direct", wakeup=self.monitor_wakeup,
-                          report_interval_s=self.settings.monitor_report_interval_s)
+                          report_interval_s=self.settings.monitor_report_interval_s,
+                          changes=changes)
         sink = monitor.apply if self.parts.monitor and self.settings.bus != "direct" else None
         await self.transport.start(sink)
         tasks: list[asyncio.Task[Any]] = []
@@ -153,7 +156,8 @@ class EngineRuntime:
             tasks += await self._start_api(registry)
         if self.parts.worker:
             worker = Worker(self.db, JobServices(nodes=nodes, settings=self.settings,
-                                                 registry=registry, bootstrap=self.bootstrap),
+                                                 registry=registry, bootstrap=self.bootstrap,
+                                                 changes=changes if self.parts.monitor else None),
                             HANDLERS, failure_hooks=FAILURE_HOOKS, wakeup=self.job_wakeup)
             tasks.append(asyncio.create_task(worker.run(), name="worker"))
         if self.parts.monitor:

@@ -13,6 +13,9 @@ import pytest
 from tests.support.engine import RunningEngine, start_engine
 from tests.support.no_nodes import NoNodes
 
+# Each command is a new Python process: seconds each, so out of the fast lane.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import libvirt
@@ -85,6 +87,54 @@ def test_a_vm_runs_boots_shuts_down_and_is_removed(demo: Demo) -> None:
         assert disk.id not in [d.id for d in conn.system_service().disks_service().list()]
     finally:
         demo.destroy_leftover_domains([vm.id])
+        conn.close()
+
+
+def test_two_starts_for_the_last_room_on_the_host_one_runs_one_is_refused(demo: Demo) -> None:
+    """The host's room is cut to fit one of two small VMs (the cluster's over-commit at 1 %);
+    both are started at the same moment through the API: one runs under QEMU, the other is
+    refused with the scheduler's reason and stays down."""
+    conn = demo.connect()
+    system = conn.system_service()
+    cluster = system.clusters_service().list(search="name=Default")[0]
+    cluster_service = system.clusters_service().cluster_service(cluster.id)
+    room_mib = system.hosts_service().list()[0].memory // MIB // 100
+    vms = system.vms_service()
+    pair = [vms.add(types.Vm(name=f"e2e-room-{n}", cluster=types.Cluster(name="Default"),
+                             template=types.Template(name="Blank"),
+                             memory=max(16, room_mib * 2 // 3) * MIB)) for n in (1, 2)]
+
+    def start(vm: types.Vm) -> str:
+        try:
+            vms.vm_service(vm.id).start()
+        except sdk.Error as error:
+            return str(error)
+        return "started"
+    try:
+        cluster_service.update(types.Cluster(memory_policy=types.MemoryPolicy(
+            over_commit=types.MemoryOverCommit(percent=1))))
+        with ThreadPoolExecutor(2) as pool:
+            outcomes = list(pool.map(start, pair))
+        assert sorted(o == "started" for o in outcomes) == [False, True], outcomes
+        winner, loser = (pair[0], pair[1]) if outcomes[0] == "started" else (pair[1], pair[0])
+        refusal = next(o for o in outcomes if o != "started")
+        assert "409" in refusal and "There is no host that satisfies" in refusal
+        assert "local: not enough memory" in refusal
+        wait_until(lambda: status_of(conn, winner.id) == types.VmStatus.UP, 90, "the VM to be up")
+        libvirt.open("qemu:///system").lookupByUUIDString(winner.id)  # it runs under QEMU
+        assert status_of(conn, loser.id) == types.VmStatus.DOWN
+        with pytest.raises(libvirt.libvirtError):
+            libvirt.open("qemu:///system").lookupByUUIDString(loser.id)
+        vms.vm_service(winner.id).stop()
+        wait_until(lambda: status_of(conn, winner.id) == types.VmStatus.DOWN, 60,
+                   "the VM to be down")
+    finally:
+        cluster_service.update(types.Cluster(memory_policy=types.MemoryPolicy(
+            over_commit=types.MemoryOverCommit(percent=cluster.memory_policy.over_commit.percent))))
+        demo.destroy_leftover_domains([vm.id for vm in pair])
+        for vm in pair:
+            with contextlib.suppress(sdk.Error):  # a VM still up after a failure stays
+                vms.vm_service(vm.id).remove()
         conn.close()
 
 

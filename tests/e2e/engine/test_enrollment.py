@@ -20,6 +20,9 @@ from tests.support.agent import Agent
 from tests.support.demo import wait_until
 from tests.support.engine import RunningEngine, start_engine
 
+# Real agent processes enroll through the gateway: seconds each.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def engine(request: pytest.FixtureRequest) -> Iterator[RunningEngine]:

@@ -25,6 +25,7 @@ class JobServices:
     settings: Any  # EngineSettings
     registry: Any = None  # overt.engine.registry.enrollment.Registry, for enrollment jobs
     bootstrap: Any = None  # overt.engine.registry.bootstrap_client.NodeBootstrap
+    changes: Any = None  # overt.engine.jobs.observe.ObservedChanges, with a monitor in-process
 
 
 class JobContext:

@@ -144,6 +144,14 @@ async def retry_later(session: AsyncSession, job: Job, message: str,
     job.claimed_by, job.lease_until = None, None
 
 
+async def release(session: AsyncSession, job_id: uuid.UUID, resource_type: str,
+                  resource_id: uuid.UUID) -> None:
+    """Give up one lock before the job ends (its work on that object is done)."""
+    await session.execute(delete(Lock).where(
+        Lock.job_id == job_id, Lock.resource_type == resource_type,
+        Lock.resource_id == resource_id))
+
+
 async def _close_steps(session: AsyncSession, job_id: uuid.UUID, status: JobStatus) -> None:
     await session.execute(
         update(Step).where(Step.job_id == job_id, Step.status == JobStatus.STARTED.value)

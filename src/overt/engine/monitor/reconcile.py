@@ -9,7 +9,7 @@ import uuid
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from overt.engine.db.tables import Host, Lock, Vm, utcnow
+from overt.engine.db.tables import Host, Job, Lock, Vm, utcnow
 from overt.engine.jobs.queue import locked_by
 from overt.engine.model.node_states import ON_HOST, vm_status_of
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
@@ -18,6 +18,12 @@ from overt.engine.services.vms import BLANK_TEMPLATE_ID
 from overt.protocol.host import HostState, VmState, VmStatusReport
 
 log = logging.getLogger(__name__)
+
+_LAUNCHING = frozenset({VmStatus.WAIT_FOR_LAUNCH.value, VmStatus.RESTORING_STATE.value})
+# Jobs that record a VM's end from the node's reply, in the transaction that releases
+# the VM (a user who sees it down may act on it at once); the monitor leaves that to them.
+_RECORDS_THE_END = frozenset({"vm.stop", "vm.shutdown", "vm.suspend"})
+_ENDED = frozenset({VmState.GONE, VmState.SHUTOFF, VmState.SUSPENDED, VmState.CRASHED})
 
 
 def mark_host_up(session: AsyncSession, host: Host) -> None:
@@ -30,49 +36,50 @@ def mark_host_up(session: AsyncSession, host: Host) -> None:
 
 
 async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusReport, *,
-                          locked: set[uuid.UUID] | None = None) -> bool:
+                          locked: set[uuid.UUID] | None = None) -> None:
     """One VM's state as `host` reports it (a lifecycle event or part of a full report).
 
-    A VM that a job is acting on is left to the job, which records the outcome with its
-    lock released in the same transaction; the host is resynchronised afterwards in case
-    the VM changed again meanwhile. Returns False when the report was deferred so.
-    `locked`: the VMs known to be locked by jobs (else asked of the database).
+    The monitor writes a VM's observed status also while a job acts on the VM: a start
+    waits for the status its action leads to (see `jobs.observe`) and records the
+    outcome in the audit log itself, so the monitor adds none for such a VM. The end of
+    a VM that a stop, shutdown or suspend holds is left to that job, which records it
+    from the node's reply as it releases the VM. Neither costs a resync. `locked`: the
+    VMs known to be locked by jobs (else asked of the database).
     """
     vm = await session.get(Vm, report.vm_id) if report.vm_id is not None else None
     if vm is None:
         await _external_vm(session, host, report)
-        return True
+        return
     held = vm.id in locked if locked is not None else \
         await locked_by(session, "vm", vm.id) is not None
-    if held:
-        log.debug("VM %s: a job acts on it; its report waits for a resync", vm.name)
-        host.needs_resync = True
-        return False
+    if held and report.state in _ENDED and await _holder_records_the_end(session, vm.id):
+        return  # the stopping or suspending job records it from its own reply; no resync
     if vm.host_id != host.id:
         _refuse_foreign(session, host, vm, report)
-        return True
+        return
     new_status = vm_status_of(report.state)
+    if vm.status == VmStatus.SAVING_STATE.value and report.state is VmState.PAUSED:
+        return  # saving its memory pauses the VM first: still on its way to suspended
     if vm.status in (VmStatus.SUSPENDED.value, VmStatus.SAVING_STATE.value) and \
             report.state in (VmState.GONE, VmState.SHUTOFF, VmState.SUSPENDED):
         # A VM suspended to disk runs nowhere: its domain is gone on purpose.
         vm.status, vm.host_id, vm.vnc_port = VmStatus.SUSPENDED.value, None, None
-        return True
+        return
     if new_status is VmStatus.DOWN:
-        if vm.status != VmStatus.DOWN.value:
+        if vm.status != VmStatus.DOWN.value and not held:
             audit.record(session, f"VM {vm.name} is down on host {host.name}"
                          + (f" ({report.reason})" if report.reason else ""),
                          code=audit.VM_DOWN, vm_id=vm.id, host_id=host.id)
         vm.status, vm.host_id, vm.vnc_port = VmStatus.DOWN.value, None, None
         vm.stop_time = utcnow()
-        return True
-    if vm.status != new_status.value and new_status is VmStatus.UP and \
+        return
+    if vm.status != new_status.value and new_status is VmStatus.UP and not held and \
             vm.status not in (VmStatus.WAIT_FOR_LAUNCH.value, VmStatus.POWERING_UP.value):
         audit.record(session, f"VM {vm.name} is up on host {host.name}", code=audit.VM_UP,
                      vm_id=vm.id, host_id=host.id)
     vm.status, vm.host_id = new_status.value, host.id
     if report.vnc_port is not None:
         vm.vnc_port = report.vnc_port
-    return True
 
 
 _NOT_RUNNING = frozenset({VmState.GONE, VmState.SHUTOFF, VmState.CRASHED, VmState.SUSPENDED})
@@ -150,6 +157,21 @@ def _like_escaped(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+async def _holder_records_the_end(session: AsyncSession, vm_id: uuid.UUID) -> bool:
+    action = (await session.execute(select(Job.action).join(Lock, Lock.job_id == Job.id).where(
+        Lock.resource_type == "vm", Lock.resource_id == vm_id))).scalar_one_or_none()
+    return action in _RECORDS_THE_END
+
+
+async def _started(session: AsyncSession, report: VmStatusReport) -> bool:
+    """A VM being launched that the report shows running: its start has happened (it ran
+    nowhere when it was placed), whatever the report's age; the job waiting for it may
+    have lost the start's event with an agent that restarted."""
+    vm = await session.get(Vm, report.vm_id) if report.vm_id is not None else None
+    return vm is not None and vm.status in _LAUNCHING and \
+        report.state in (VmState.RUNNING, VmState.PAUSED)
+
+
 async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None:
     """Apply a node's full state: every VM it runs, and the VMs it no longer runs."""
     reported_ids = {report.vm_id for report in state.vms if report.vm_id is not None}
@@ -165,7 +187,12 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
         if concerned else set()
     deferred = False
     for report in state.vms:
-        deferred |= not await apply_vm_report(session, host, report, locked=locked)
+        if report.vm_id in locked and not await _started(session, report):
+            # A job acts on it: its own events settle it, and this report may be older
+            # than the job's action. Asked again once the job is done.
+            deferred = True
+            continue
+        await apply_vm_report(session, host, report, locked=locked)
     for vm in believed:
         if vm.id in reported_ids or (vm.origin == "external" and any(
                 _shows_domain(vm.name, domain) for domain in reported_names)):

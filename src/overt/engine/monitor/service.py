@@ -15,6 +15,7 @@ from sqlalchemy.orm import load_only
 from overt.bus.base import TransportError
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Host, Vm, utcnow
+from overt.engine.jobs.observe import ObservedChanges
 from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.monitor import inbox
@@ -45,13 +46,15 @@ _WATCHED = (HostStatus.UP.value, HostStatus.CONNECTING.value, HostStatus.INITIAL
 class Monitor:
     def __init__(self, db: Database, nodes: NodeClient, *, heartbeat_timeout_s: float,
                  read_inbox: bool = True, wakeup: asyncio.Event | None = None,
-                 tick_s: float = 1.0, report_interval_s: float = 60.0) -> None:
+                 tick_s: float = 1.0, report_interval_s: float = 60.0,
+                 changes: ObservedChanges | None = None) -> None:
         self.db = db
         self.nodes = nodes
         self.heartbeat_timeout = dt.timedelta(seconds=heartbeat_timeout_s)
         self.read_inbox = read_inbox
         self.wakeup = wakeup or asyncio.Event()
         self.tick_s = tick_s
+        self.changes = changes  # told after news is committed: jobs in this process wait on it
         self.report = MonitorReport(report_interval_s)
         self.stats = StatsWriter(db, on_written=self.report.stats)
         self.batcher = EventBatcher(db)
@@ -60,6 +63,9 @@ class Monitor:
         self._resync_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
         self._early: dict[tuple[object, object, int], float] = {}  # first refusal, monotonic
+        # Full state reports fetched from hosts: a VM action's own events settle its VM,
+        # so on an idle engine this grows only at start, on reconnects and on lost events.
+        self.resyncs = 0
 
     async def apply(self, envelope: EventEnvelope) -> None:
         """The EventSink of transports that deliver to the monitor itself (amqp).
@@ -98,6 +104,8 @@ class Monitor:
 
     def _noted(self, envelope: EventEnvelope, outcome: Outcome) -> None:
         self.report.event(outcome.value, envelope.sent_at)
+        if outcome is Outcome.APPLIED and self.changes is not None:
+            self.changes.changed()
         if outcome is Outcome.UNKNOWN_HOST:
             log.warning("event from unknown node %s dropped", envelope.host_uuid)
 
@@ -108,6 +116,13 @@ class Monitor:
         if self.read_inbox:
             loops.append(self._inbox_loop())
         await asyncio.gather(*loops)
+
+    async def close(self) -> None:
+        """After `run` is cancelled: stop the resyncs it started and the event batches."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.batcher.close()
 
     async def resync_all(self) -> None:
         """Ask every monitored host for its full state (after the broker connection is back)."""
@@ -244,6 +259,7 @@ class Monitor:
                 Host.id == host.id))).scalar_one_or_none()
         if not wanted:
             return  # another monitor did it meanwhile
+        self.resyncs += 1
         try:
             state = await self.nodes.call(host, HostStateCommand(), HostState, timeout_s=20)
         except (TransportError, NodeCommandFailed) as exc:
@@ -262,6 +278,8 @@ class Monitor:
             log.debug("host %s: applying its state at event %d (%d VMs)", host.name, state.seq,
                       len(state.vms))
             await reconcile(session, fresh, state)
+        if self.changes is not None:
+            self.changes.changed()
         log.info("host %s resynchronised: %d VMs", host.name, len(state.vms))
 
     # -- housekeeping --------------------------------------------------------------------

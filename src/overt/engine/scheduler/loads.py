@@ -1,4 +1,4 @@
-"""Reading hosts' load from the database for the scheduler."""
+"""Reading hosts' load from the database for the scheduler, and reserving a host."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.tables import Cluster, Host, Vm
+from overt.engine.model.errors import NoHostAvailable
 from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus
 from overt.engine.scheduler.placement import HostLoad, PlacementRequest, place
@@ -25,13 +26,17 @@ def _committed(excluding_vm: uuid.UUID | None) -> Any:
 
 
 async def host_loads(session: AsyncSession, cluster_id: uuid.UUID,
-                     *, excluding_vm: uuid.UUID | None = None) -> list[HostLoad]:
+                     *, excluding_vm: uuid.UUID | None = None,
+                     only: uuid.UUID | None = None) -> list[HostLoad]:
     committed = _committed(excluding_vm)
     # Only the columns placement needs: a fleet's hosts carry certificates and capabilities.
-    rows = await session.execute(
+    query = (
         select(Host.id, Host.name, Host.status, Host.memory_mib, committed.c.mib, committed.c.n)
         .outerjoin(committed, committed.c.host_id == Host.id)
         .where(Host.cluster_id == cluster_id).order_by(Host.name))
+    if only is not None:
+        query = query.where(Host.id == only)
+    rows = await session.execute(query)
     return [HostLoad(host_id=host_id, name=name, status=HostStatus(status),
                      memory_mib=memory_mib, committed_mib=int(mib or 0), vm_count=int(n or 0))
             for host_id, name, status, memory_mib, mib, n in rows]
@@ -53,19 +58,54 @@ async def roomiest_host(session: AsyncSession, cluster_id: uuid.UUID, *, memory_
     return chosen.scalar_one_or_none()
 
 
-async def choose_host(session: AsyncSession, vm: Vm, *, required: uuid.UUID | None = None,
-                      required_reason: str = "") -> uuid.UUID:
+async def _request(session: AsyncSession, vm: Vm, required: uuid.UUID | None,
+                   required_reason: str) -> PlacementRequest:
     cluster = await session.get(Cluster, vm.cluster_id)
     overcommit = cluster.memory_overcommit_percent if cluster else 100
-    request = PlacementRequest(vm_name=vm.name, memory_mib=vm.memory_mib,
-                               overcommit_percent=overcommit,
-                               required_host=required or vm.placement_host_id,
-                               required_reason=required_reason or "the VM is pinned elsewhere")
+    return PlacementRequest(vm_name=vm.name, memory_mib=vm.memory_mib,
+                            overcommit_percent=overcommit,
+                            required_host=required or vm.placement_host_id,
+                            required_reason=required_reason or "the VM is pinned elsewhere")
+
+
+async def choose_host(session: AsyncSession, vm: Vm, *, required: uuid.UUID | None = None,
+                      required_reason: str = "") -> uuid.UUID:
+    """The host `place()` chooses for `vm` now (NoHostAvailable, with reasons, if none)."""
+    request = await _request(session, vm, required, required_reason)
     if request.required_host is None:
         # One query instead of a thousand hosts in Python; when no host fits, `place` says
         # why each was left out.
         found = await roomiest_host(session, vm.cluster_id, memory_mib=vm.memory_mib,
-                                    overcommit_percent=overcommit, excluding_vm=vm.id)
+                                    overcommit_percent=request.overcommit_percent,
+                                    excluding_vm=vm.id)
         if found is not None:
             return found
+    return place(request, await host_loads(session, vm.cluster_id, excluding_vm=vm.id)).host_id
+
+
+# Another start may take the chosen host's last room between choosing and locking it:
+# then the choice is made again, a few times, before the VM is refused.
+RESERVE_ATTEMPTS = 5
+
+
+async def reserve_host(session: AsyncSession, vm: Vm, *, required: uuid.UUID | None = None,
+                       required_reason: str = "") -> uuid.UUID:
+    """Choose a host for `vm` and lock its row until the caller's transaction ends, having
+    checked under that lock that the VM still fits.
+
+    The caller then records the VM on the host (`host_id`, a status of `ON_HOST`), which
+    is the reservation: the host's memory counts the VM from that commit on, so a start
+    that locks the host next sees it. Lock order: the host before the VM, as the jobs'
+    locks are ordered (the monitor holds host rows while it updates their VMs).
+    """
+    request = await _request(session, vm, required, required_reason)
+    for _attempt in range(RESERVE_ATTEMPTS):
+        host_id = await choose_host(session, vm, required=required,
+                                    required_reason=required_reason)
+        await session.execute(select(Host.id).where(Host.id == host_id).with_for_update())
+        loads = await host_loads(session, vm.cluster_id, excluding_vm=vm.id, only=host_id)
+        try:
+            return place(request, loads).host_id
+        except NoHostAvailable:
+            continue  # taken meanwhile; choose again (the lock is kept: it is released at commit)
     return place(request, await host_loads(session, vm.cluster_id, excluding_vm=vm.id)).host_id

@@ -30,8 +30,8 @@ def _kind(model: type[Base]) -> str:
 async def get(session: AsyncSession, model: type[T], object_id: uuid.UUID,
               *, for_update: bool = False) -> T:
     stmt = select(model).where(model.id == object_id)  # type: ignore[attr-defined]
-    if for_update:
-        stmt = stmt.with_for_update()
+    if for_update:  # what the lock guards is read afresh, not from the session's cache
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     found = (await session.execute(stmt)).scalar_one_or_none()
     if found is None:
         raise NotFound(f"there is no {_kind(model)} with id {object_id}")

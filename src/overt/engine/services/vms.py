@@ -13,7 +13,7 @@ from overt.engine.jobs.vm_spec import required_host
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.status import BootDevice, DiskStatus, TemplateStatus, VmStatus
 from overt.engine.model.vm_actions import VmAction, check_vm_action
-from overt.engine.scheduler.loads import choose_host
+from overt.engine.scheduler.loads import reserve_host
 from overt.engine.services import audit, lookup
 from overt.engine.services.devices import add_disk_attachment, add_nic, thin_copy
 from overt.engine.services.inputs import VmInput
@@ -145,19 +145,23 @@ async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput) -> V
 async def _action_job(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID,
                       action: VmAction, job_action: str, description: str, user: User,
                       params: dict[str, object] | None = None,
-                      correlation_id: str | None = None) -> Job:
+                      correlation_id: str | None = None,
+                      host_id: uuid.UUID | None = None) -> Job:
     vm = await lookup.get(session, Vm, vm_id, for_update=True)
     check_vm_action(action, VmStatus(vm.status), vm_name=vm.name)
     if vm.origin == "external" and action is not VmAction.STOP:
         raise Conflict(f"VM {vm.name} is external (not created by Overt); it can only be stopped")
     return await jobs.submit(session, action=job_action, description=f"{description} {vm.name}",
                              params={"vm_id": str(vm.id), **(params or {})},
-                             locks=[("vm", vm.id)], vm_id=vm.id, owner_id=user.id,
-                             correlation_id=correlation_id)
+                             locks=[("vm", vm.id)], vm_id=vm.id, host_id=host_id,
+                             owner_id=user.id, correlation_id=correlation_id)
 
 
 async def start_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, user: User,
                    correlation_id: str | None = None) -> Job:
+    """Run a VM. The scheduler places it here, once: the chosen host is reserved by
+    recording the VM on it (waiting for launch, or restoring) in this transaction, so a
+    concurrent start sees the host's memory taken; the job's failure hook releases it."""
     vm = await lookup.get(session, Vm, vm_id)
     not_ready = (await session.execute(
         select(func.count()).select_from(Disk).join(DiskAttachment, DiskAttachment.disk_id == Disk.id)
@@ -166,13 +170,24 @@ async def start_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, 
     if not_ready:
         raise Conflict(f"Cannot run VM {vm.name}: {not_ready} of its disks are not ready "
                        "(locked while being created, or illegal).")
-    if vm.status == VmStatus.DOWN.value:
-        # Refuse at once, with the scheduler's reasons, when no host can take the VM now;
-        # the job places it for real (hosts may change in between).
+    status = VmStatus(vm.status)
+    check_vm_action(VmAction.START, status, vm_name=vm.name)
+    host_id, launching = None, status
+    if status is VmStatus.SUSPENDED and vm.saved_state_host_id is not None:
+        host_id = await reserve_host(session, vm, required=vm.saved_state_host_id,
+                                     required_reason="the VM's saved memory is on another "
+                                     "host's storage")
+        launching = VmStatus.RESTORING_STATE
+    elif status in (VmStatus.DOWN, VmStatus.SUSPENDED):
         required, why = await required_host(session, vm)
-        await choose_host(session, vm, required=required, required_reason=why)
+        host_id = await reserve_host(session, vm, required=required, required_reason=why)
+        launching = VmStatus.WAIT_FOR_LAUNCH
     job = await _action_job(session, jobs, vm_id, VmAction.START, "vm.start", "Launching VM",
-                            user, correlation_id=correlation_id)
+                            user, correlation_id=correlation_id, host_id=host_id)
+    if vm.status != status.value:  # the VM row is locked now; it changed since it was read
+        raise Conflict(f"Cannot run VM {vm.name}: it became {vm.status} meanwhile; try again.")
+    if host_id is not None:
+        vm.host_id, vm.status = host_id, launching.value
     vm.desired_status = "up"
     return job
 

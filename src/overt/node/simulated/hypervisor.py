@@ -169,8 +169,11 @@ class SimulatedHypervisor:
                             "started/restored" if restore_from else "started/booted")
 
     async def save(self, vm_id: uuid.UUID, path: Path) -> VmStatusReport:
+        """As libvirt: the domain stops (its event says so) and the reply says suspended."""
         vm = self._running(vm_id)
-        return self._stop(vm, "stopped/saved")
+        self._stop(vm, "stopped/saved")
+        return VmStatusReport(vm_id=vm_id, name=vm.name, state=VmState.SUSPENDED,
+                              reason="saved to disk", spec_version=vm.spec_version)
 
     async def shutdown(self, vm_id: uuid.UUID, *, timeout_s: float,
                        force: bool) -> VmStatusReport:

@@ -14,6 +14,7 @@ from overt.bus.base import AgentTransport, EngineTransport, NodeAddress
 from overt.bus.direct.agent import AgentServerSettings, DirectAgentTransport
 from overt.bus.direct.engine import DirectEngineTransport
 from overt.bus.direct.gateway import NodeGateway
+from overt.bus.loopback import LoopbackBus
 from tests.integration.bus.contract.harness import TransportFactory, contract_transport
 from tests.integration.node.harness import Pki, free_port
 from tests.support.broker import Broker
@@ -76,3 +77,22 @@ class AmqpTransports:
 async def amqp_transports(request: pytest.FixtureRequest) -> AsyncIterator[TransportFactory]:
     broker: Broker = request.getfixturevalue("rabbitmq")
     yield AmqpTransports(broker, await broker.engine_url())
+
+
+class LoopbackTransports:
+    """The fast lane's transport: engine and nodes in this process, no socket."""
+
+    def __init__(self) -> None:
+        self._bus = LoopbackBus()
+
+    async def engine(self) -> EngineTransport:
+        return self._bus.engine()
+
+    async def node(self, host_uuid: uuid.UUID) -> tuple[AgentTransport, NodeAddress]:
+        return self._bus.agent(host_uuid), NodeAddress(host_uuid)
+
+
+@contract_transport("loopback")
+@asynccontextmanager
+async def loopback_transports(request: pytest.FixtureRequest) -> AsyncIterator[TransportFactory]:
+    yield LoopbackTransports()

@@ -11,17 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from overt.engine.db.tables import Host, Job, Vm, utcnow
 from overt.engine.jobs.context import FailureHook, Handler, JobContext
 from overt.engine.jobs.errors import JobFailed, RetryLater
+from overt.engine.jobs.observe import observed_vm
 from overt.engine.jobs.vm_spec import (
     build_vm_spec,
     console_password,
     memory_image_dir,
-    required_host,
     vm_disks,
 )
-from overt.engine.model.node_states import vm_status_of
+from overt.engine.model.node_states import ON_HOST, vm_status_of
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.nodes import NodeCommandFailed
-from overt.engine.scheduler.loads import choose_host
 from overt.engine.services import audit, lookup
 from overt.protocol import ErrorCode
 from overt.protocol.commands import (
@@ -38,6 +37,10 @@ from overt.protocol.commands import (
 from overt.protocol.host import VmState, VmStatusReport
 
 log = logging.getLogger(__name__)
+
+# Where a starting VM may be before the monitor sees it run (PAUSED: a paused VM resumed).
+_LAUNCHING = frozenset({VmStatus.WAIT_FOR_LAUNCH, VmStatus.RESTORING_STATE, VmStatus.POWERING_UP,
+                        VmStatus.PAUSED})
 
 
 def _apply_report(vm: Vm, report: VmStatusReport) -> None:
@@ -58,20 +61,14 @@ async def _running_host(ctx: JobContext, vm: Vm) -> Host:
 
 
 async def start_vm(ctx: JobContext) -> dict[str, Any]:
+    """Start the VM on the host its submission reserved (placement happened there, once)."""
     vm_id = ctx.uuid_param("vm_id")
-    async with ctx.step("Placing the VM on a host"), ctx.transaction() as session:
+    async with ctx.transaction() as session:
         vm = await lookup.get(session, Vm, vm_id, for_update=True)
         if vm.status == VmStatus.UP.value and vm.host_id is not None:
             return {"host_id": str(vm.host_id)}  # a retried job whose start already happened
-        if vm.status == VmStatus.SUSPENDED.value and vm.saved_state_host_id is not None:
-            vm.host_id = await choose_host(session, vm, required=vm.saved_state_host_id,
-                                           required_reason="the VM's saved memory is on "
-                                           "another host's storage")
-            vm.status = VmStatus.RESTORING_STATE.value
-        elif vm.host_id is None or vm.status == VmStatus.DOWN.value:
-            required, why = await required_host(session, vm)
-            vm.host_id = await choose_host(session, vm, required=required, required_reason=why)
-            vm.status = VmStatus.WAIT_FOR_LAUNCH.value
+        if vm.host_id is None:
+            raise JobFailed(f"VM {vm.name} has no host reserved for its start; start it again")
         job = await lookup.get(session, Job, ctx.job.id)
         if "vnc_password" not in job.params:  # kept for retries, which must send the same spec
             job.params = {**job.params, "vnc_password": console_password()}
@@ -81,6 +78,8 @@ async def start_vm(ctx: JobContext) -> dict[str, Any]:
                                    display_address=host.address)
         restore_from = vm.saved_state_path if vm.status == VmStatus.RESTORING_STATE.value \
             else None
+    if host.status != HostStatus.UP.value:
+        raise RetryLater(f"host {host.name}, reserved for VM {vm.name}, is {host.status}")
     async with ctx.step(f"Starting VM {vm.name} on host {host.name}", host_id=host.id):
         try:
             report = await ctx.nodes.call(
@@ -90,16 +89,20 @@ async def start_vm(ctx: JobContext) -> dict[str, Any]:
             if not exc.transient:
                 await _start_failed(ctx, str(exc))
             raise
-    async with ctx.transaction() as session:
-        vm = await lookup.get(session, Vm, vm_id)
-        _apply_report(vm, report)
-        vm.host_id, vm.start_time, vm.desired_status = host.id, utcnow(), "up"
+    async def started(session: AsyncSession, vm: Vm) -> None:
+        vm.start_time, vm.desired_status = utcnow(), "up"
         vm.spec_version = spec.spec_version
         vm.saved_state_path, vm.saved_state_host_id = None, None
         await _forget_console_password(session, ctx)
         audit.record(session, f"VM {vm.name} started on host {host.name}", code=audit.VM_UP,
                      vm_id=vm.id, host_id=host.id, cluster_id=vm.cluster_id, job_id=ctx.job.id,
                      user_id=ctx.job.owner_id)
+    expected = vm_status_of(report.state)
+    # Running in any form counts (a restored guest may already be shutting down); a VM
+    # started paused, or resumed from pause, must show it.
+    reached = (ON_HOST - _LAUNCHING) | {expected} if expected is not VmStatus.UP else \
+        ON_HOST - _LAUNCHING
+    await observed_vm(ctx, vm_id, reached, passing=_LAUNCHING - reached, settle=started)
     return {"host_id": str(host.id)}
 
 
