@@ -30,6 +30,8 @@ from tests.security.conftest import close_loop
 from tests.support.demo import wait_until
 from tests.support.engine import start_engine
 
+pytestmark = pytest.mark.slow  # years of a faked clock, step by step
+
 NODES = 2
 STEP = dt.timedelta(days=30)
 THREE_YEARS = dt.timedelta(days=3 * 365 + 1)

@@ -27,6 +27,8 @@ from overt.engine.bootstrap import Parts
 from overt.engine.db.tables import Base, Cluster, Template
 from tests.support.engine import RunningEngine, start_engine
 
+pytestmark = pytest.mark.slow  # hundreds of generated requests
+
 # What a refused request must leave as it was (audit events, tokens and sessions are the
 # record of the request itself).
 STATE_TABLES = sorted(t.name for t in Base.metadata.sorted_tables

@@ -35,6 +35,8 @@ from tests.integration.bus.direct.conftest import (
 from tests.integration.node.harness import LoopThread, Pki, RecordingSink
 from tests.security.malformed import malformed_command, malformed_event
 
+pytestmark = pytest.mark.slow  # hundreds of generated messages
+
 __all__ = ["bootstrap_node", "commands", "enrolled_node", "gateway", "loop", "pki", "sink"]
 
 FUZZ = settings(max_examples=150, deadline=None,

@@ -22,6 +22,8 @@ from overt.engine.db.tables import AuditEvent
 from overt.engine.services import audit
 from tests.support.engine import RunningEngine, start_engine
 
+pytestmark = pytest.mark.slow  # a flood of sign-ins for seconds
+
 FLOOD_S = 10.0
 SAMPLES_GAP_S = 0.02
 

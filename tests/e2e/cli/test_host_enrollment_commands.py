@@ -15,6 +15,8 @@ from overt.pki.certs import key_fingerprint
 from tests.security.conftest import FakeNode
 from tests.support.engine import RunningEngine, start_engine
 
+pytestmark = pytest.mark.slow  # the CLI in child processes against an engine
+
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:

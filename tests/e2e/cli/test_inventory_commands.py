@@ -18,6 +18,8 @@ from tests.e2e.cli.test_vm_commands import cli
 from tests.support.engine import RunningEngine, start_engine
 from tests.support.no_nodes import NoNodes
 
+pytestmark = pytest.mark.slow  # the CLI in child processes against an engine
+
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:

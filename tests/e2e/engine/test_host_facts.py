@@ -18,6 +18,8 @@ from tests.support.agent import Agent
 from tests.support.demo import wait_until
 from tests.support.engine import RunningEngine, start_engine
 
+pytestmark = pytest.mark.slow  # a real agent over libvirt
+
 
 @pytest.fixture
 def engine() -> Iterator[RunningEngine]:
