@@ -40,7 +40,8 @@ def test_host_nics_and_refresh(engine: RunningEngine) -> None:
     try:
         hosts = conn.system_service().hosts_service()
         host = hosts.add(types.Host(name="facts", address="127.0.0.1", port=agent.port,
-                                    cluster=types.Cluster(name="Default")))
+                                    cluster=types.Cluster(name="Default"),
+                                    ssh=types.Ssh(fingerprint=agent.key_fingerprint())))
         service = hosts.host_service(host.id)
         wait_until(lambda: service.get().status == types.HostStatus.UP, 180,
                    "the host to come up")

@@ -16,6 +16,7 @@ import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
 
+from overt.pki.certs import key_fingerprint, load_key
 from tests.conftest import require_root
 from tests.support.demo import wait_until
 from tests.support.engine import free_port
@@ -53,6 +54,12 @@ class Cluster:
                 "--engine-ca-file", str(self.data_dir / "pki" / "ca.pem"),
                 "--heartbeat-interval", "1"]
         self._spawn("agent", argv, {})
+
+    def node_key_fingerprint(self) -> str:
+        """The node's key fingerprint, as the administrator reads it off the node."""
+        key_file = self.base / "node" / "node.key"
+        wait_until(key_file.exists, 60, "the node to make its key")
+        return key_fingerprint(load_key(key_file).public_key())
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         with (self.base / f"{name}.log").open("ab") as log:
@@ -116,7 +123,8 @@ def test_the_parts_apart_run_hosts_and_vms_as_one_engine(cluster: Cluster) -> No
     try:
         host = system.hosts_service().add(types.Host(
             name="node", address="127.0.0.1", port=cluster.node_port,
-            cluster=types.Cluster(name="Default")))
+            cluster=types.Cluster(name="Default"),
+            ssh=types.Ssh(fingerprint=cluster.node_key_fingerprint())))
         host_service = system.hosts_service().host_service(host.id)
         wait_until(lambda: host_service.get().status == types.HostStatus.UP, 90, "host up")
         system.storage_domains_service().add(types.StorageDomain(
