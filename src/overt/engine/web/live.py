@@ -215,23 +215,38 @@ async def stream(request: Request) -> Response:
     async def events() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
         signed_out = asyncio.create_task(until_signed_out(db, watch, cookie))
+        # One read of the queue at a time, kept across keepalives: a read cancelled at every
+        # keepalive could be left pending when the stream ends with its event loop.
+        change: asyncio.Task[Change] | None = None
         try:
             async with feed.listen(graphs) as queue:
                 while True:
-                    change = asyncio.create_task(queue.get())
+                    if change is None:
+                        change = asyncio.create_task(queue.get())
                     done, _ = await asyncio.wait({change, signed_out}, timeout=KEEPALIVE_S,
                                                  return_when=asyncio.FIRST_COMPLETED)
-                    if change not in done:
-                        change.cancel()
                     if signed_out in done:
                         yield "event: signedout\ndata: {}\n\n"
                         return
-                    yield change.result().sse() if change in done else ": keepalive\n\n"
+                    if change in done:
+                        ready, change = change, None
+                        yield ready.result().sse()
+                    else:
+                        yield ": keepalive\n\n"
         finally:
-            signed_out.cancel()
+            await _end_tasks(change, signed_out)
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+async def _end_tasks(*tasks: asyncio.Task[Any] | None) -> None:
+    """Cancel a stream's helper tasks and let them finish, so none outlives the stream."""
+    running = [task for task in tasks if task is not None]
+    for task in running:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.gather(*running, return_exceptions=True)
 
 
 ROUTES = [Route("/events/stream", stream)]
