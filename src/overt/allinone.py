@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from overt.allinone_agent import AgentError, AgentOptions, LocalAgent
 from overt.config import EngineSettings, is_broker_url
-from overt.engine.bootstrap import EngineRuntime
+from overt.engine.composition import EngineRuntime
 from overt.engine.db.seed import ADMIN
 from overt.engine.db.tables import Cluster, Host, StorageDomain, Template, User
 from overt.engine.model.status import HostStatus, TemplateStatus

@@ -19,7 +19,7 @@ import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
 
-from overt.engine.registry.rotation import certificate_states
+from overt.engine.pki.rotation import certificate_states
 from overt.engine.web.pages import certificate_alerts
 from overt.node.agent import AgentTimings
 from overt.node.simulated.fleet import FleetSpec, SimulatedFleet

@@ -6,13 +6,13 @@ import uuid
 
 from sqlalchemy import select
 
+from overt.engine import audit
 from overt.engine.db.database import Database
 from overt.engine.db.seed import BLANK_TEMPLATE_ID
 from overt.engine.db.tables import AuditEvent, Cluster, Host, StatsSample, Vm
 from overt.engine.model.status import HostStatus, VmStatus
 from overt.engine.monitor.apply import Gaps, Outcome, apply_event
 from overt.engine.monitor.stats_writer import StatsWriter
-from overt.engine.services import audit
 from overt.protocol import EventEnvelope
 from overt.protocol.boots import new_boot_id
 from overt.protocol.events import HostStateReport, VmLifecycle

@@ -23,7 +23,7 @@ from sqlalchemy import select, text
 from overt.engine.api import sso
 from overt.engine.api.app import api_routes
 from overt.engine.api.context import API_PREFIX
-from overt.engine.bootstrap import Parts
+from overt.engine.composition import Parts
 from overt.engine.db.tables import Base, Cluster, Template
 from tests.support.engine import RunningEngine, start_engine
 

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from overt.engine import audit
 from overt.engine.db.tables import AuditEvent
-from overt.engine.services import audit
 from tests.support.engine import RunningEngine, start_engine
 
 pytestmark = pytest.mark.slow  # a flood of sign-ins for seconds

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import func, select
 
 from overt.engine.db.tables import Host
+from overt.engine.enrollment import registry as enrollment
 from overt.engine.model.status import HostStatus
-from overt.engine.registry import enrollment
 from overt.pki.certs import certificate_request, new_key
 from overt.protocol.host import HostCapabilities, VirtMode
 from tests.support.engine import RunningEngine, start_engine

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from overt.engine import audit
 from overt.engine.db.tables import AuditEvent
 from overt.engine.identity import signin
-from overt.engine.services import audit
 from tests.support.engine import RunningEngine, start_engine
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from overt.bus.base import EngineTransport
 from overt.config import EngineSettings
-from overt.engine.bootstrap import EngineRuntime, Parts
+from overt.engine.composition import EngineRuntime, Parts
 
 
 def free_port() -> int:

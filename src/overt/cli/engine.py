@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from overt.cli.errors import reports_errors
 from overt.cli.logs import setup_logging
 from overt.config import EngineSettings, SettingsError
-from overt.engine.bootstrap import EngineRuntime, Parts
+from overt.engine.composition import EngineRuntime, Parts
 
 
 class Part(StrEnum):

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from overt.cli.errors import stderr
 from overt.config import NodeSettings
-from overt.node.bootstrap import run_agent
+from overt.node.composition import run_agent
 from overt.node.logs import configure_logging
 
 

@@ -9,9 +9,9 @@ import typer
 from overt.cli.engine import DataDir, build_settings
 from overt.cli.errors import reports_errors
 from overt.cli.output import as_json, console, table
-from overt.engine.bootstrap import EngineRuntime
-from overt.engine.registry.recovery import recover
-from overt.engine.registry.rotation import certificate_states
+from overt.engine.composition import EngineRuntime
+from overt.engine.pki.recovery import recover
+from overt.engine.pki.rotation import certificate_states
 from overt.pki.expiry import Expiry
 
 app = typer.Typer(help="The engine's CA and certificates.", no_args_is_help=True)

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 from overt.bus.amqp import AmqpAgentTransport
 from overt.bus.base import CommandHandler
 from overt.bus.direct.agent import AgentServerSettings, DirectAgentTransport
-from overt.node.enrollment import EnrollmentClient
+from overt.node.enrollment.announce import EnrollmentClient
 from overt.node.identity import IdentityError, NodeIdentity
 from overt.protocol import EventEnvelope
 from overt.protocol.enrollment import BrokerCredentials, EnrollmentGrant

@@ -11,7 +11,7 @@ import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
 
-from overt.engine.jobs.vm_spec import CONSOLE_LOG_DIR
+from overt.engine.queries.vm_spec import CONSOLE_LOG_DIR
 from overt.lab.guest import BOOT_MARKER
 from tests.support.demo import Demo, wait_until
 

@@ -15,7 +15,7 @@ import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
 
-from overt.engine.bootstrap import Parts
+from overt.engine.composition import Parts
 from tests.conftest import require_root
 from tests.support.agent import Agent
 from tests.support.broker import Broker

@@ -35,7 +35,7 @@ from overt.bus.direct.http import (
     HOST_UUID_HEADER,
 )
 from overt.bus.direct.tls import ENGINE_COMMON_NAME, common_name, node_names, peer_certificate
-from overt.node.enrollment import EnrollmentClient
+from overt.node.enrollment.announce import EnrollmentClient
 from overt.node.identity import IdentityError, NodeIdentity
 from overt.pki.certs import load_cert
 from overt.pki.expiry import Expiry, expired, expiry_of

@@ -12,13 +12,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
+from overt.engine import audit
 from overt.engine.db.database import Database
 from overt.engine.db.tables import User
 from overt.engine.identity.signin import MAX_PASSWORD, MAX_USER_NAME, SignInGuard, SignInRefused
 from overt.engine.identity.tokens import user_for_token
 from overt.engine.model.errors import NotAuthenticated
 from overt.engine.model.status import LogSeverity
-from overt.engine.services import audit
 
 log = logging.getLogger(__name__)
 

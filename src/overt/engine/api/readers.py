@@ -5,8 +5,8 @@ from __future__ import annotations
 from overt.engine.api.wire.parse import Node
 from overt.engine.model.errors import InvalidInput
 from overt.engine.model.status import DiskFormat, DiskInterface, NicInterface
+from overt.engine.queries.lookup import Ref
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput, NicInput, VmInput
-from overt.engine.services.lookup import Ref
 
 
 def ref_of(node: Node | None) -> Ref | None:

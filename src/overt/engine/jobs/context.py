@@ -23,8 +23,8 @@ class JobServices:
 
     nodes: NodeClient
     settings: Any  # EngineSettings
-    registry: Any = None  # overt.engine.registry.enrollment.Registry, for enrollment jobs
-    bootstrap: Any = None  # overt.engine.registry.bootstrap_client.NodeBootstrap
+    registry: Any = None  # overt.engine.enrollment.registry.Registry, for enrollment jobs
+    bootstrap: Any = None  # overt.engine.enrollment.unenrolled_node.NodeBootstrap
     changes: Any = None  # overt.engine.jobs.observe.ObservedChanges, with a monitor in-process
 
 

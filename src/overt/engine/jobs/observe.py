@@ -25,7 +25,7 @@ from overt.engine.jobs import queue
 from overt.engine.jobs.context import JobContext
 from overt.engine.jobs.errors import JobFailed, RetryLater
 from overt.engine.model.status import VmStatus
-from overt.engine.services import lookup
+from overt.engine.queries import lookup
 
 OBSERVE_TIMEOUT_S = 120.0
 _FIRST_POLL_S, _LAST_POLL_S = 0.005, 0.25

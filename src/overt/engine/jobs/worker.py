@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.bus.base import TransportError
+from overt.engine import audit
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Job
 from overt.engine.jobs import queue
@@ -22,7 +23,6 @@ from overt.engine.jobs.errors import JobFailed, RetryLater
 from overt.engine.model.errors import OvertError
 from overt.engine.model.status import LogSeverity
 from overt.engine.nodes import NodeCommandFailed
-from overt.engine.services import audit
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import load_only
 
 from overt.bus.base import TransportError
+from overt.engine import audit
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Host, Vm, utcnow
 from overt.engine.jobs.observe import ObservedChanges
@@ -26,7 +27,6 @@ from overt.engine.monitor.reconcile import reconcile
 from overt.engine.monitor.report import MonitorReport
 from overt.engine.monitor.stats_writer import StatsWriter
 from overt.engine.nodes import NodeClient, NodeCommandFailed
-from overt.engine.services import audit
 from overt.protocol import EventEnvelope
 from overt.protocol.boots import is_earlier_boot
 from overt.protocol.commands import HostStateCommand

@@ -17,11 +17,11 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import DBAPIError
 
+from overt.engine import audit
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Host, StatsSample, Vm, utcnow
 from overt.engine.model.status import LogSeverity
 from overt.engine.monitor.apply import ACTIVE
-from overt.engine.services import audit
 from overt.protocol import EventEnvelope
 from overt.protocol.events import StatsSample as StatsEvent
 from overt.protocol.host import VmStats as VmStatsSample

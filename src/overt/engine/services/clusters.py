@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from overt.engine import audit
 from overt.engine.db.tables import Cluster, DataCenter, Host, Template, User, Vm
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.names import check_name
-from overt.engine.services import audit, lookup
-from overt.engine.services.lookup import Ref
+from overt.engine.queries import lookup
+from overt.engine.queries.lookup import Ref
 
 
 @dataclass

@@ -17,7 +17,7 @@ from overt.engine.db.tables import Job, User, Vm
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.status import VmStatus
 from overt.engine.model.vm_actions import VmAction, check_vm_action
-from overt.engine.services import lookup
+from overt.engine.queries import lookup
 from overt.engine.services.jobs import JobSubmitter
 
 DEFAULT_EXPIRY_S = 120

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from overt.engine import audit
 from overt.engine.db.seed import MANAGEMENT_NETWORK
 from overt.engine.db.tables import (
     Cluster,
@@ -21,7 +22,7 @@ from overt.engine.db.tables import (
 from overt.engine.model.errors import Conflict
 from overt.engine.model.names import check_name
 from overt.engine.model.status import DataCenterStatus, NetworkUsage
-from overt.engine.services import audit, lookup
+from overt.engine.queries import lookup
 
 MANAGEMENT_USAGES = [NetworkUsage.VM.value, NetworkUsage.MANAGEMENT.value,
                      NetworkUsage.DISPLAY.value, NetworkUsage.MIGRATION.value,

@@ -28,7 +28,7 @@ from overt.engine.model.status import (
     VmStatus,
 )
 from overt.engine.model.vm_actions import VmAction, check_vm_action
-from overt.engine.services import lookup
+from overt.engine.queries import lookup
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput, NicInput
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.services.macs import allocate_mac

@@ -10,10 +10,11 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from overt.engine import audit
 from overt.engine.db.tables import Job, Step, User, utcnow
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.status import JobStatus, LogSeverity
-from overt.engine.services import audit, lookup
+from overt.engine.queries import lookup
 
 EXTERNAL_STATE = "external"
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from overt.engine.db.tables import Host, Job, User
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import HostStatus
-from overt.engine.services import lookup
+from overt.engine.queries import lookup
 from overt.engine.services.jobs import JobSubmitter
 
 _REACHABLE = {HostStatus.UP.value, HostStatus.MAINTENANCE.value,

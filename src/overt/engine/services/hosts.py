@@ -8,13 +8,14 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from overt.engine import audit
 from overt.engine.db.tables import Cluster, Host, Job, User, Vm
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus, LogSeverity
-from overt.engine.services import audit, lookup
+from overt.engine.queries import lookup
+from overt.engine.queries.lookup import Ref
 from overt.engine.services.jobs import JobSubmitter
-from overt.engine.services.lookup import Ref
 from overt.pki import tokens
 from overt.pki.certs import same_fingerprint
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from overt.engine.services.lookup import Ref
+from overt.engine.queries.lookup import Ref
 
 
 @dataclass

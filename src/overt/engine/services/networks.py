@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from overt.engine import audit
 from overt.engine.db.tables import DataCenter, Network, User, VmNic, VnicProfile
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.names import NETWORK_NAME_MAX, check_name
 from overt.engine.model.status import NetworkUsage
-from overt.engine.services import audit, lookup
-from overt.engine.services.lookup import Ref
+from overt.engine.queries import lookup
+from overt.engine.queries.lookup import Ref
 
 MAX_VLAN = 4094
 MAX_MTU = 65520

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from overt.engine import audit
 from overt.engine.db.tables import Cluster, DataCenter, Disk, Host, StorageDomain, User
 from overt.engine.model.errors import Conflict, InvalidInput, NotFound
 from overt.engine.model.names import check_name
 from overt.engine.model.status import StorageDomainStatus, StorageDomainType, StorageType
-from overt.engine.services import audit, lookup
-from overt.engine.services.lookup import Ref
+from overt.engine.queries import lookup
+from overt.engine.queries.lookup import Ref
 
 _REMOVABLE = {StorageDomainStatus.MAINTENANCE.value, StorageDomainStatus.UNATTACHED.value,
               StorageDomainStatus.INACTIVE.value}

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from overt.engine import audit
 from overt.engine.db.tables import Tag, User, Vm, VmTag
 from overt.engine.model.errors import Conflict, InvalidInput, NotFound
-from overt.engine.services import audit, lookup
-from overt.engine.services.lookup import Ref
+from overt.engine.queries import lookup
+from overt.engine.queries.lookup import Ref
 
 ROOT_TAG_ID = uuid.UUID(int=0)
 ROOT_TAG_NAME = "root"

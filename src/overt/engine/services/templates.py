@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from overt.engine.db.tables import Disk, DiskAttachment, StorageDomain, Template, User
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import DiskFormat, DiskStatus, TemplateStatus
-from overt.engine.services import lookup
+from overt.engine.queries import lookup
 from overt.engine.services.jobs import JobSubmitter
 
 

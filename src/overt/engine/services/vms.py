@@ -8,13 +8,14 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from overt.engine import audit
 from overt.engine.db.tables import Cluster, Disk, DiskAttachment, Host, Job, Template, User, Vm
-from overt.engine.jobs.vm_spec import required_host
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.status import BootDevice, DiskStatus, TemplateStatus, VmStatus
 from overt.engine.model.vm_actions import VmAction, check_vm_action
+from overt.engine.queries import lookup
+from overt.engine.queries.vm_spec import required_host
 from overt.engine.scheduler.loads import reserve_host
-from overt.engine.services import audit, lookup
 from overt.engine.services.devices import add_disk_attachment, add_nic, thin_copy
 from overt.engine.services.inputs import VmInput
 from overt.engine.services.jobs import JobSubmitter

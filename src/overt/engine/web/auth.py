@@ -6,9 +6,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from overt.engine import audit
 from overt.engine.api.auth import client_of, log_in, qualified, shown
 from overt.engine.model.errors import OvertError
-from overt.engine.services import audit
 from overt.engine.web import sessions
 from overt.engine.web.context import WebContext, forbidden, page, render
 

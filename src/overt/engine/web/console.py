@@ -22,7 +22,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from overt.engine.db.tables import Host, Vm
 from overt.engine.model.errors import NotFound, OvertError
-from overt.engine.services import consoles, lookup
+from overt.engine.queries import lookup
+from overt.engine.services import consoles
 from overt.engine.services.jobs import wait_for_job
 from overt.engine.web import sessions
 from overt.engine.web.context import WebContext, page

@@ -11,7 +11,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from overt.engine.db.tables import Host, Vm, utcnow
-from overt.engine.services import lookup, stats
+from overt.engine.queries import lookup
+from overt.engine.services import stats
 from overt.engine.services.stats import Subject
 from overt.engine.web.context import WebContext, page
 

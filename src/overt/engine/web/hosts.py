@@ -11,8 +11,8 @@ from starlette.routing import Route
 from overt.engine.db.tables import Host, Job
 from overt.engine.model.errors import InvalidInput
 from overt.engine.model.status import HostStatus
+from overt.engine.queries import lookup
 from overt.engine.services import hosts as host_service
-from overt.engine.services import lookup
 from overt.engine.web.context import WebContext, page
 
 

@@ -15,7 +15,8 @@ from starlette.routing import Route
 
 from overt.engine.db.tables import Cluster, DataCenter, Network
 from overt.engine.model.errors import OvertError
-from overt.engine.services import clusters, datacenters, lookup, networks
+from overt.engine.queries import lookup
+from overt.engine.services import clusters, datacenters, networks
 from overt.engine.web import inventory_fields as f
 from overt.engine.web.context import WebContext, page
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from overt.engine.db.tables import Cluster, DataCenter, Network
 from overt.engine.model.errors import InvalidInput
 from overt.engine.model.status import NetworkUsage
+from overt.engine.queries.lookup import Ref
 from overt.engine.services.clusters import ClusterInput
 from overt.engine.services.datacenters import DataCenterInput
-from overt.engine.services.lookup import Ref
 from overt.engine.services.networks import NetworkInput
 
 

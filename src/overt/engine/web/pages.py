@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 from starlette.routing import Route
 
+from overt.engine import audit
 from overt.engine.db.tables import (
     AuditEvent,
     Cluster,
@@ -28,7 +29,7 @@ from overt.engine.db.tables import (
 )
 from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus, VmStatus
-from overt.engine.services import audit, lookup
+from overt.engine.queries import lookup
 from overt.engine.web.context import WebContext, page
 from overt.engine.web.hosts import host_buttons
 

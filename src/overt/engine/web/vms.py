@@ -27,10 +27,10 @@ from overt.engine.db.tables import (
 from overt.engine.model.errors import InvalidInput, OvertError
 from overt.engine.model.status import StorageDomainStatus, TemplateStatus, VmStatus
 from overt.engine.model.vm_actions import VM_ACTIONS, VmAction
-from overt.engine.services import lookup
+from overt.engine.queries import lookup
+from overt.engine.queries.lookup import Ref
 from overt.engine.services import vms as vm_service
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput, NicInput, VmInput
-from overt.engine.services.lookup import Ref
 from overt.engine.services.vms import BLANK_TEMPLATE_ID
 from overt.engine.web.context import WebContext, page
 from overt.engine.web.pages import jobs_with_steps, recent_events

@@ -4,7 +4,7 @@ Each node is a real agent (protocol, idempotency, event sequencing, transport) o
 `SimulatedHypervisor`, with an identity of its own: its own data directory (key,
 certificate, broker account), its own host UUID, and it enrolls through the
 engine's gateway like any node. This module is the composition root of those
-agents, as `overt.node.bootstrap` is of the real one.
+agents, as `overt.node.composition` is of the real one.
 
 Node and VM ids derive from the fleet's `seed` and the node's index, so that a
 benchmark can prepare the VMs a node will report, and a fleet restarted on the same

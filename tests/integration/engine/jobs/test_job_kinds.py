@@ -13,9 +13,9 @@ from sqlalchemy import select
 from overt.engine.db.tables import AuditEvent, Disk, Job, Lock, Step, StorageDomain
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import DiskStatus, VmStatus
+from overt.engine.queries.lookup import Ref
 from overt.engine.services import consoles, devices, vms
 from overt.engine.services.inputs import DiskInput
-from overt.engine.services.lookup import Ref
 from overt.node.errors import NodeFailure
 from overt.protocol import ErrorCode
 from tests.support.loopback import LoopbackEngine

@@ -14,7 +14,8 @@ from overt.engine.db.seed import BLANK_TEMPLATE_ID, seed
 from overt.engine.db.tables import Cluster, Host, Job, Lock, User, Vm
 from overt.engine.model.errors import NoHostAvailable
 from overt.engine.model.status import HostStatus, VmStatus
-from overt.engine.services import lookup, vms
+from overt.engine.queries import lookup
+from overt.engine.services import vms
 from overt.engine.services.jobs import JobSubmitter
 from tests.support.loopback import LoopbackEngine
 

@@ -8,11 +8,11 @@ import uuid
 
 from sqlalchemy import select
 
+from overt.engine import audit
 from overt.engine.db.database import Database
 from overt.engine.db.seed import BLANK_TEMPLATE_ID
 from overt.engine.db.tables import Cluster, StatsSample, Vm, utcnow
 from overt.engine.jobs import queue
-from overt.engine.services import audit
 from overt.engine.web.live import Change, ChangeFeed
 
 

@@ -11,7 +11,8 @@ from overt.engine.api.resources.common import action_done, action_params, list_r
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.db.tables import AuditEvent, Job, Step
 from overt.engine.model.errors import InvalidInput, NotFound
-from overt.engine.services import external_jobs, lookup
+from overt.engine.queries import lookup
+from overt.engine.services import external_jobs
 
 routes = ApiRoutes()
 

@@ -17,7 +17,8 @@ from overt.engine.api.views import actions, ref
 from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import Host, Vm
 from overt.engine.model.errors import NotFound
-from overt.engine.services import consoles, lookup
+from overt.engine.queries import lookup
+from overt.engine.services import consoles
 from overt.engine.services.jobs import wait_for_job
 
 routes = ApiRoutes()

@@ -11,7 +11,8 @@ from overt.engine.api.views import ref
 from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import Host
 from overt.engine.model.errors import NotFound
-from overt.engine.services import host_facts, lookup
+from overt.engine.queries import lookup
+from overt.engine.services import host_facts
 
 routes = ApiRoutes()
 

@@ -14,8 +14,8 @@ from overt.engine.api.wire.parse import Node
 from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import Cluster, Host, Vm
 from overt.engine.model.node_states import ON_HOST
+from overt.engine.queries import lookup
 from overt.engine.services import hosts as host_service
-from overt.engine.services import lookup
 
 routes = ApiRoutes()
 

@@ -22,7 +22,7 @@ from overt.engine.db.tables import (
     User,
     VnicProfile,
 )
-from overt.engine.services import lookup
+from overt.engine.queries import lookup
 
 routes = ApiRoutes()
 

@@ -17,7 +17,8 @@ from overt.engine.api.views import ref
 from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import Host, Vm, utcnow
 from overt.engine.model.errors import InvalidInput, NotFound
-from overt.engine.services import lookup, stats
+from overt.engine.queries import lookup
+from overt.engine.services import stats
 from overt.engine.services.stats import History, Statistic, Subject
 
 routes = ApiRoutes()

@@ -12,7 +12,8 @@ from overt.engine.api.readers import read_disk
 from overt.engine.api.resources.common import action_done, action_params, list_rows
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.db.tables import Disk, StorageDomain
-from overt.engine.services import devices, lookup, storage_domains
+from overt.engine.queries import lookup
+from overt.engine.services import devices, storage_domains
 
 routes = ApiRoutes()
 

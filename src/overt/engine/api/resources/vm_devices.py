@@ -15,7 +15,8 @@ from overt.engine.api.views import ref
 from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import Vm, VmNic
 from overt.engine.model.errors import NotFound
-from overt.engine.services import devices, lookup
+from overt.engine.queries import lookup
+from overt.engine.services import devices
 
 routes = ApiRoutes()
 # Links a VM advertises besides those of views.vm (served here and in tags).

@@ -16,7 +16,8 @@ from overt.engine.api.resources.common import action_done, action_params, list_r
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import Cluster, Disk, DiskAttachment, Host, Vm, VmNic, VnicProfile
-from overt.engine.services import consoles, devices, lookup
+from overt.engine.queries import lookup
+from overt.engine.services import consoles, devices
 from overt.engine.services import vms as vm_service
 from overt.engine.services.jobs import wait_for_job
 

@@ -8,13 +8,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from overt.engine import audit
 from overt.engine.db.tables import Disk, Host, StorageDomain, Template
 from overt.engine.jobs.context import FailureHook, Handler, JobContext
 from overt.engine.jobs.errors import JobFailed, RetryLater
-from overt.engine.jobs.vm_spec import image_location
 from overt.engine.model.status import DiskStatus, HostStatus, LogSeverity, TemplateStatus
 from overt.engine.nodes import NodeCommandFailed
-from overt.engine.services import audit, lookup
+from overt.engine.queries import lookup
+from overt.engine.queries.vm_spec import image_location
 from overt.protocol import ErrorCode
 from overt.protocol.commands import Empty, VolumeCreate, VolumeDelete, VolumeInfo
 from overt.protocol.vm import DiskFormat

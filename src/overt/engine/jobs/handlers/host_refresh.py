@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from overt.engine import audit
 from overt.engine.db.tables import Host
 from overt.engine.jobs.context import Handler, JobContext
-from overt.engine.services import audit, lookup
+from overt.engine.queries import lookup
 from overt.protocol.commands import HostCapabilitiesCommand
 from overt.protocol.host import HostCapabilities
 

@@ -14,12 +14,13 @@ import datetime as dt
 from typing import Any
 
 from overt.bus.base import TransportError
+from overt.engine import audit
 from overt.engine.db.tables import Host, utcnow
 from overt.engine.jobs.context import FailureHook, Handler, JobContext
 from overt.engine.jobs.errors import JobFailed, RetryLater
 from overt.engine.model.errors import Unavailable
 from overt.engine.model.status import HostStatus, LogSeverity
-from overt.engine.services import audit, lookup
+from overt.engine.queries import lookup
 from overt.pki import tokens
 from overt.pki.certs import same_fingerprint
 from overt.protocol.commands import HostCapabilitiesCommand

@@ -8,20 +8,21 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from overt.engine import audit
 from overt.engine.db.tables import Host, Job, Vm, utcnow
 from overt.engine.jobs.context import FailureHook, Handler, JobContext
 from overt.engine.jobs.errors import JobFailed, RetryLater
 from overt.engine.jobs.observe import observed_vm
-from overt.engine.jobs.vm_spec import (
+from overt.engine.model.node_states import ON_HOST, vm_status_of
+from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
+from overt.engine.nodes import NodeCommandFailed
+from overt.engine.queries import lookup
+from overt.engine.queries.vm_spec import (
     build_vm_spec,
     console_password,
     memory_image_dir,
     vm_disks,
 )
-from overt.engine.model.node_states import ON_HOST, vm_status_of
-from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
-from overt.engine.nodes import NodeCommandFailed
-from overt.engine.services import audit, lookup
 from overt.protocol import ErrorCode
 from overt.protocol.commands import (
     Empty,

@@ -33,6 +33,9 @@ from overt.engine.api.app import ApiServices, build_api_app
 from overt.engine.db import migrate
 from overt.engine.db.database import Database
 from overt.engine.db.seed import ensure_admin, seed
+from overt.engine.enrollment.broker_accounts import BrokerAdminAccounts, NodeAccountSweeper
+from overt.engine.enrollment.registry import BrokerAccounts, Registry
+from overt.engine.enrollment.unenrolled_node import NodeBootstrap
 from overt.engine.jobs.context import JobServices
 from overt.engine.jobs.handlers import FAILURE_HOOKS, HANDLERS
 from overt.engine.jobs.observe import ObservedChanges
@@ -40,12 +43,9 @@ from overt.engine.jobs.worker import Worker
 from overt.engine.monitor.inbox import InboxSink
 from overt.engine.monitor.service import Monitor
 from overt.engine.nodes import NodeClient
-from overt.engine.registry.bootstrap_client import NodeBootstrap
-from overt.engine.registry.broker_accounts import BrokerAdminAccounts, NodeAccountSweeper
-from overt.engine.registry.enrollment import BrokerAccounts, Registry
-from overt.engine.registry.pins import CertificatePins
-from overt.engine.registry.pki import EnginePki
-from overt.engine.registry.rotation import CertificateWatch
+from overt.engine.pki.authority import EnginePki
+from overt.engine.pki.pins import CertificatePins
+from overt.engine.pki.rotation import CertificateWatch
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.web.app import web_routes
 from overt.engine.web.live import ChangeFeed

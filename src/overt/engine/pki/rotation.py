@@ -17,11 +17,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from overt.engine import audit
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Host
 from overt.engine.model.status import LogSeverity
-from overt.engine.registry.pki import EnginePki
-from overt.engine.services import audit
+from overt.engine.pki.authority import EnginePki
 from overt.pki.certs import fingerprint, load_cert
 from overt.pki.expiry import CertificateState, Expiry, state_of
 

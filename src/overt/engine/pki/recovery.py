@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from overt.engine import audit
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Host
-from overt.engine.registry.pki import EnginePki
-from overt.engine.services import audit
+from overt.engine.pki.authority import EnginePki
 from overt.pki.certs import fingerprint, load_cert
 from overt.pki.expiry import Expiry, expiry_of
 

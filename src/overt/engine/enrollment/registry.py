@@ -10,12 +10,12 @@ from typing import Protocol
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from overt.engine import audit
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Cluster, Host
 from overt.engine.model.errors import Unavailable
 from overt.engine.model.status import HostStatus, LogSeverity
-from overt.engine.registry.pki import EnginePki
-from overt.engine.services import audit
+from overt.engine.pki.authority import EnginePki
 from overt.pki.certs import csr_key_fingerprint, fingerprint, load_cert, same_fingerprint
 from overt.pki.expiry import expired
 from overt.protocol.enrollment import (

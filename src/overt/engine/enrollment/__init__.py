@@ -1,0 +1,1 @@
+"""Enrollment: which nodes become hosts of this engine (approval, certificates, broker accounts)."""

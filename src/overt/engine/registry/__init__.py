@@ -1,1 +1,0 @@
-"""The registry (the seed's host-browser): node enrollment, approval and certificates."""
