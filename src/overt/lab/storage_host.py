@@ -65,10 +65,6 @@ class StorageServer:
     def anchor(self) -> int | None:
         return read_anchor(self.pid_dir / "anchor.pid")
 
-    @property
-    def nfs_url(self) -> str:
-        return f"nfs://{self.address}/export"
-
     def iscsi_url(self, lun: int) -> str:
         return f"iscsi://{self.address}/{self.target_iqn}/{lun}"
 

@@ -104,9 +104,6 @@ class BrokerAdmin:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def ensure_vhost(self) -> None:
-        await self._request("PUT", f"/vhosts/{_q(self.vhost)}", {})
-
     async def ensure_engine_user(self, username: str, password: str) -> None:
         """An account for engine processes: everything named overt.* in the vhost, no admin."""
         await self._put_user(username, password)

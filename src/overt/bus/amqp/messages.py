@@ -25,7 +25,6 @@ from overt.protocol import (
     EventEnvelope,
     ProtocolViolation,
     Reply,
-    decode_command,
     decode_event,
     decode_reply,
 )
@@ -67,13 +66,6 @@ def event_message(event: EventEnvelope, *, user_id: str) -> Message:
         delivery_mode=DeliveryMode.PERSISTENT if sequenced else DeliveryMode.NOT_PERSISTENT,
         message_id=f"{event.boot_id}.{event.seq}" if sequenced else None,
         type=event.event.type, user_id=user_id, timestamp=event.sent_at)
-
-
-def read_command(body: bytes) -> CommandEnvelope:
-    try:
-        return decode_command(body)
-    except ProtocolViolation as exc:
-        raise MessageRejected(str(exc)) from None
 
 
 def read_event(body: bytes, *, user_id: str | None, routing_key: str | None,

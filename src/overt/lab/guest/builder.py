@@ -60,10 +60,6 @@ class GuestImage:
     def qcow2_disk(self) -> Path:
         return self.directory / "disk.qcow2"
 
-    @property
-    def boot_marker(self) -> str:
-        return BOOT_MARKER
-
 
 def default_cache_dir() -> Path:
     """/var/cache/overt for root (QEMU, running as libvirt-qemu, must read the images)."""

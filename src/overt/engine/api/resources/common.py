@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import Select
@@ -27,11 +26,6 @@ async def list_rows(ctx: ApiContext, stmt: Select[T], fields: dict[str, Any]) ->
                             "case_sensitive", "true").lower() != "false",
                         limit=ctx.max_param())
     return list((await ctx.session.execute(stmt)).scalars())
-
-
-def render_rows(ctx: ApiContext, root: str, item: str, rows: list[T],
-                view: Callable[[T], Representation]) -> Response:
-    return ctx.render_list(root, item, [view(row) for row in rows])
 
 
 def action_done(ctx: ApiContext, job: Job | None = None, **extra: Any) -> Response:
