@@ -1,20 +1,20 @@
 """The engine's side of talking to nodes: typed commands over whichever transport runs.
 
-Jobs and the monitor call `NodeClient.call(host, command)`; replies come back as the
-command's result model, and node errors as NodeCommandFailed carrying the node's
-message.
+Jobs and the monitor call `NodeClient.call(host, command)`; the reply comes back as the
+result model the command declares (`VmStart` -> `VmStatusReport`), typed so, and node
+errors as NodeCommandFailed carrying the node's message.
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from pydantic import BaseModel
 
 from overt.bus.base import EngineTransport, NodeAddress
 from overt.engine.db.tables import Host
 from overt.protocol import CommandEnvelope, ErrorCode, NodeError
-from overt.protocol.commands import Command
+from overt.protocol.commands import Command, Returns
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -42,16 +42,22 @@ class NodeClient:
     def __init__(self, transport: EngineTransport) -> None:
         self.transport = transport
 
-    async def call(self, host: Host, command: Command, expect: type[R], *,
+    async def call(self, host: Host, command: Returns[R], expect: type[R] | None = None, *,
                    key: str | None = None, timeout_s: float = 60.0) -> R:
-        """Send `command` to `host` and read its result as `expect`.
+        """Send `command` to `host`; return its reply as the command's declared result model.
 
+        `expect`, when given, must be that model (kept for callers that still name it).
         `key` (the job id and step) makes a resent command act only once on the node.
         """
-        envelope = CommandEnvelope(command=command, idempotency_key=key, timeout_s=timeout_s)
+        result = command.result
+        if expect is not None and expect is not result:
+            raise TypeError(f"{type(command).__name__} returns {result.__name__}, "
+                            f"not {expect.__name__}")
+        envelope = CommandEnvelope(command=cast(Command, command), idempotency_key=key,
+                                   timeout_s=timeout_s)
         reply = await self.transport.call(address_of(host), envelope)
         if not reply.ok:
             error = reply.error or NodeError(code=ErrorCode.INTERNAL,
                                              message="the node gave no reason")
             raise NodeCommandFailed(host.name, error)
-        return expect.model_validate(reply.result or {})
+        return result.model_validate(reply.result or {})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, Protocol, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, Field
@@ -30,19 +30,30 @@ class VolumeInfo(WireModel):
     backing: str | None = None
 
 
+R_co = TypeVar("R_co", bound=BaseModel, covariant=True)
+
+
+class Returns(Protocol[R_co]):
+    """A command, seen by the type of its result (what `NodeClient.call` returns)."""
+
+    @property
+    def result(self) -> type[R_co]: ...
+
+
 class _Command(WireModel):
+    # Each command narrows this to its own result model, so a call is typed by it.
     result: ClassVar[type[BaseModel]] = Empty
     mutates: ClassVar[bool] = True  # False: safe to resend without an idempotency key
 
 
 class _VmCommand(_Command):
-    result: ClassVar[type[BaseModel]] = VmStatusReport
+    result: ClassVar[type[VmStatusReport]] = VmStatusReport
     vm_id: UUID
 
 
 class HostCapabilitiesCommand(_Command):
     name: Literal["host.capabilities"] = "host.capabilities"
-    result: ClassVar[type[BaseModel]] = HostCapabilities
+    result: ClassVar[type[HostCapabilities]] = HostCapabilities
     mutates: ClassVar[bool] = False
 
 
@@ -50,7 +61,7 @@ class HostStateCommand(_Command):
     """The node's full state now; the engine's resync after a gap or reconnect."""
 
     name: Literal["host.state"] = "host.state"
-    result: ClassVar[type[BaseModel]] = HostState
+    result: ClassVar[type[HostState]] = HostState
     mutates: ClassVar[bool] = False
 
 
@@ -58,7 +69,7 @@ class VmDefine(_Command):
     """Define (or redefine) a persistent domain from the spec without starting it."""
 
     name: Literal["vm.define"] = "vm.define"
-    result: ClassVar[type[BaseModel]] = VmStatusReport
+    result: ClassVar[type[VmStatusReport]] = VmStatusReport
     spec: VmSpec
 
 
@@ -116,7 +127,7 @@ class VmSetTicket(_Command):
     """Set a one-time VNC password on a running VM, valid until `expiry_s` from now."""
 
     name: Literal["vm.set_ticket"] = "vm.set_ticket"
-    result: ClassVar[type[BaseModel]] = VmTicket
+    result: ClassVar[type[VmTicket]] = VmTicket
     vm_id: UUID
     password: str = Field(min_length=6, max_length=8, repr=False)
     expiry_s: int = Field(120, gt=0, le=86400)
@@ -126,7 +137,7 @@ class VolumeCreate(_Command):
     """Create a disk image in the node's storage (qemu-img); fails if it exists."""
 
     name: Literal["volume.create"] = "volume.create"
-    result: ClassVar[type[BaseModel]] = VolumeInfo
+    result: ClassVar[type[VolumeInfo]] = VolumeInfo
     path: str = Field(pattern=r"^/")
     format: DiskFormat = DiskFormat.QCOW2
     size_bytes: int = Field(gt=0)
@@ -137,12 +148,13 @@ class VolumeCreate(_Command):
 
 class VolumeDelete(_Command):
     name: Literal["volume.delete"] = "volume.delete"
+    result: ClassVar[type[Empty]] = Empty
     path: str = Field(pattern=r"^/")
 
 
 class VolumeInfoCommand(_Command):
     name: Literal["volume.info"] = "volume.info"
-    result: ClassVar[type[BaseModel]] = VolumeInfo
+    result: ClassVar[type[VolumeInfo]] = VolumeInfo
     mutates: ClassVar[bool] = False
     path: str = Field(pattern=r"^/")
 

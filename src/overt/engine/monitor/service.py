@@ -261,7 +261,7 @@ class Monitor:
             return  # another monitor did it meanwhile
         self.resyncs += 1
         try:
-            state = await self.nodes.call(host, HostStateCommand(), HostState, timeout_s=20)
+            state = await self.nodes.call(host, HostStateCommand(), timeout_s=20)
         except (TransportError, NodeCommandFailed) as exc:
             log.info("host %s: cannot fetch its state yet (%s)", host.name, exc)
             return
