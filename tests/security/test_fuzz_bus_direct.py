@@ -23,7 +23,6 @@ from overt.protocol.commands import HostCapabilitiesCommand
 from tests.integration.bus.direct.conftest import (
     HOST_UUID,
     NodeCommands,
-    bootstrap_node,
     commands,
     enrolled_node,
     gateway,
@@ -31,13 +30,14 @@ from tests.integration.bus.direct.conftest import (
     loop,
     pki,
     sink,
+    unenrolled_node,
 )
 from tests.integration.node.harness import LoopThread, Pki, RecordingSink
 from tests.security.malformed import malformed_command, malformed_event
 
 pytestmark = pytest.mark.slow  # hundreds of generated messages
 
-__all__ = ["bootstrap_node", "commands", "enrolled_node", "gateway", "loop", "pki", "sink"]
+__all__ = ["commands", "enrolled_node", "gateway", "loop", "pki", "sink", "unenrolled_node"]
 
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,

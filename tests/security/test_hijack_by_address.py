@@ -1,5 +1,5 @@
 """Finding: a host added by address could be taken over. The engine matched an `installing`
-host on the address a request declares itself, and its own bootstrap connection to the
+host on the address a request declares itself, and its own enrollment connection to the
 node took whatever key answered at that address."""
 
 from __future__ import annotations

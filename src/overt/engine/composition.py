@@ -35,7 +35,10 @@ from overt.engine.db.database import Database
 from overt.engine.db.seed import ensure_admin, seed
 from overt.engine.enrollment.broker_accounts import BrokerAdminAccounts, NodeAccountSweeper
 from overt.engine.enrollment.registry import BrokerAccounts, Registry
-from overt.engine.enrollment.unenrolled_node import NodeBootstrap
+from overt.engine.enrollment.unenrolled_node import (
+    DirectUnenrolledNodeClient,
+    UnenrolledNodeClient,
+)
 from overt.engine.jobs.context import JobServices
 from overt.engine.jobs.handlers import FAILURE_HOOKS, HANDLERS
 from overt.engine.jobs.observe import ObservedChanges
@@ -50,7 +53,6 @@ from overt.engine.services.jobs import JobSubmitter
 from overt.engine.web.app import web_routes
 from overt.engine.web.live import ChangeFeed
 from overt.engine.web.session_watch import SessionWatch
-from overt.protocol.enrollment import EngineIntroduction, EnrollmentGrant, EnrollmentRequest
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ class EngineRuntime:
     settings: EngineSettings
     parts: Parts = field(default_factory=Parts)
     transport: EngineTransport | None = None
-    bootstrap: NodeBootstrap | None = None
+    unenrolled_nodes: UnenrolledNodeClient | None = None
     broker: BrokerAccounts | None = None
 
     def __post_init__(self) -> None:
@@ -128,8 +130,8 @@ class EngineRuntime:
                                             on_connected=self._bus_connected)
         if self.broker is None and self.parts.api and self.settings.managed:
             self.broker = make_broker_accounts(self.settings, self.pki)
-        if self.bootstrap is None:
-            self.bootstrap = make_bootstrap(self.pki)
+        if self.unenrolled_nodes is None:
+            self.unenrolled_nodes = make_unenrolled_node_client(self.pki)
 
     def stop(self) -> None:
         self._stop.set()
@@ -156,7 +158,7 @@ class EngineRuntime:
             tasks += await self._start_api(registry)
         if self.parts.worker:
             worker = Worker(self.db, JobServices(nodes=nodes, settings=self.settings,
-                                                 registry=registry, bootstrap=self.bootstrap,
+                                                 registry=registry, bootstrap=self.unenrolled_nodes,
                                                  changes=changes if self.parts.monitor else None),
                             HANDLERS, failure_hooks=FAILURE_HOOKS, wakeup=self.job_wakeup)
             tasks.append(asyncio.create_task(worker.run(), name="worker"))
@@ -287,24 +289,8 @@ def make_broker_accounts(settings: EngineSettings, pki: EnginePki) -> BrokerAdmi
         allow_plain=settings.broker_allow_plain))
 
 
-class DirectBootstrap:
-    """Adding a host by address: the engine calls the node's bootstrap endpoints."""
-
-    def __init__(self, pki: EnginePki) -> None:
-        self.transport = DirectEngineTransport(_tls(pki))
-
-    async def request_enrollment(self, address: str, port: int,
-                                 introduction: EngineIntroduction) -> tuple[EnrollmentRequest,
-                                                                             str]:
-        return await self.transport.request_enrollment(f"https://{address}:{port}",
-                                                       introduction)
-
-    async def deliver_grant(self, address: str, port: int, grant: EnrollmentGrant) -> None:
-        await self.transport.send_certificate(f"https://{address}:{port}", grant)
-
-
-def make_bootstrap(pki: EnginePki) -> NodeBootstrap:
-    return DirectBootstrap(pki)
+def make_unenrolled_node_client(pki: EnginePki) -> UnenrolledNodeClient:
+    return DirectUnenrolledNodeClient(DirectEngineTransport(_tls(pki)))
 
 
 def make_gateway(settings: EngineSettings, pki: EnginePki, registry: Registry,

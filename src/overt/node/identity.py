@@ -1,8 +1,8 @@
-"""A node's identity in its data directory: key, bootstrap and CA-issued certificates,
+"""A node's identity in its data directory: key, self-signed and CA-issued certificates,
 the engine CA it trusts, where its engine's gateway is, and (fully managed mode) its
 own broker account.
 
-Until the engine CA issues a certificate the node shows a self-signed bootstrap one.
+Until the engine CA issues a certificate the node shows a self-signed one.
 The node trusts only an engine CA it was given: the file (`engine_ca_file`), or one
 an engine offers that matches the configured fingerprint (`ca_fingerprint`) or comes
 with a proof made with the node's one-time enrollment token. Never the first one
@@ -59,7 +59,7 @@ class NodeIdentity:
         self.enroll_token = enroll_token
         self.clock = clock or Clock()
         self.key_file = data_dir / "node.key"
-        self.bootstrap_file = data_dir / "bootstrap.pem"
+        self.self_signed_file = data_dir / "bootstrap.pem"
         self.cert_file = data_dir / "node.pem"
         self.ca_file = data_dir / "engine-ca.pem"
         self.enrollment_file = data_dir / "enrollment.json"
@@ -74,15 +74,15 @@ class NodeIdentity:
             log.info("made the node's private key %s", self.key_file)
         return load_key(self.key_file)
 
-    def bootstrap_cert(self, host_uuid: uuid.UUID, names: list[str]) -> Path:
+    def self_signed_cert(self, host_uuid: uuid.UUID, names: list[str]) -> Path:
         """The self-signed certificate shown before enrollment (made when missing)."""
-        if not self._current(self.bootstrap_file, host_uuid):
+        if not self._current(self.self_signed_file, host_uuid):
             cert = self_signed(self.key(), str(host_uuid), names, now=self.clock.now())
-            self.bootstrap_file.write_bytes(cert_pem(cert))
+            self.self_signed_file.write_bytes(cert_pem(cert))
         log.info("not enrolled yet; this node's key fingerprint is %s (compare it with the "
                  "one the engine shows before approving or adding the host)",
                  self.key_fingerprint())
-        return self.bootstrap_file
+        return self.self_signed_file
 
     def key_fingerprint(self) -> str:
         return key_fingerprint(self.key().public_key())

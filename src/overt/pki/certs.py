@@ -125,7 +125,7 @@ def valid_from(now: dt.datetime) -> dt.datetime:
 
 def self_signed(key: PrivateKey, common_name: str, names: list[str], *,
                 now: dt.datetime | None = None) -> x509.Certificate:
-    """A bootstrap certificate, used by a node until the engine CA has issued it one."""
+    """A self-signed certificate, used by a node until the engine CA has issued it one."""
     now = now or dt.datetime.now(dt.UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     return (

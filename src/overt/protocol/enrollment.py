@@ -4,7 +4,7 @@ Two ways, both ending with the engine CA signing the node's CSR:
 - the node announces itself to the engine's node gateway (`POST /v1/enroll`);
   the host is `pending_approval` until an administrator approves it, and the node
   asks again until it gets its certificate;
-- an administrator adds the host by address: the engine calls the node's bootstrap
+- an administrator adds the host by address: the engine calls the node's enrollment
   endpoints (`POST /v1/enrollment/request`, then `/v1/enrollment/certificate`).
 """
 
@@ -50,7 +50,7 @@ class EnrollmentRequest(WireModel):
 
 
 class EngineIntroduction(WireModel):
-    """The engine's first words to a node it adds by address (bootstrap endpoint)."""
+    """The engine's first words to a node it adds by address (enrollment endpoint)."""
 
     ca_pem: str
     gateway_url: str  # https://ENGINE:PORT of the engine's node gateway

@@ -2,7 +2,7 @@
 
 Enrolled, the server takes `POST /v1/commands` from the engine only (a client
 certificate of the engine CA with CN `engine`). Before enrollment it serves the
-bootstrap endpoints only, with a self-signed certificate, and announces the node
+enrollment endpoints only, with a self-signed certificate, and announces the node
 to the engine when it knows where the engine is. In fully managed mode
 (`commands_and_events=False`) it is only that: the node's enrollment, while
 commands and events go through the broker.
@@ -121,7 +121,7 @@ class DirectAgentTransport:
             self._enrolled = True
             self._start_renewal()
         else:
-            self._tls = self._bootstrap_context()
+            self._tls = self._self_signed_context()
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post(COMMANDS_PATH, self._commands)
         app.router.add_post(ENROLLMENT_REQUEST_PATH, self._enrollment_request)
@@ -183,10 +183,10 @@ class DirectAgentTransport:
                 return str(probe.getsockname()[0])
         return socket.gethostname()
 
-    def _bootstrap_context(self) -> ssl.SSLContext:
+    def _self_signed_context(self) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(self.identity.bootstrap_cert(self.host_uuid, self._names()),
+        ctx.load_cert_chain(self.identity.self_signed_cert(self.host_uuid, self._names()),
                             self.identity.key_file)
         configured = self.identity.engine_ca_file
         if configured is not None:  # only the engine of this CA may introduce itself

@@ -179,19 +179,19 @@ class DirectEngineTransport:
             raise TransportError("the direct transport is not started")
         return self._session
 
-    # -- adding a node by address (its bootstrap endpoints) -------------------------------
+    # -- adding a node by address (its enrollment endpoints) -------------------------------
 
     async def request_enrollment(self, node_url: str,
                                  introduction: EngineIntroduction) -> tuple[EnrollmentRequest,
                                                                             str]:
         """Introduce the engine to a node that is not enrolled yet; get its CSR and facts.
 
-        Returns the request and the key fingerprint of the node's bootstrap certificate
+        Returns the request and the key fingerprint of the node's self-signed certificate
         (the key the administrator compares with the one the node logs). The node's
         certificate is self-signed, so TLS does not vouch for it: the caller decides
         whether this key may be certified (confirmed fingerprint or token proof).
         """
-        body, cert = await self._bootstrap_post(node_url, ENROLLMENT_REQUEST_PATH,
+        body, cert = await self._post_unenrolled(node_url, ENROLLMENT_REQUEST_PATH,
                                                 introduction.model_dump_json())
         try:
             request = EnrollmentRequest.model_validate_json(body)
@@ -210,10 +210,10 @@ class DirectEngineTransport:
 
     async def send_certificate(self, node_url: str, grant: EnrollmentGrant) -> None:
         """Hand an approved node its certificate; it then serves commands with mutual TLS."""
-        await self._bootstrap_post(node_url, ENROLLMENT_CERTIFICATE_PATH,
+        await self._post_unenrolled(node_url, ENROLLMENT_CERTIFICATE_PATH,
                                    grant.model_dump_json())
 
-    async def _bootstrap_post(self, node_url: str, path: str,
+    async def _post_unenrolled(self, node_url: str, path: str,
                               data: str) -> tuple[bytes, x509.Certificate | None]:
         # The node shows a self-signed certificate until enrolled: not verifiable by the
         # CA; the engine shows its own so that a node configured with the CA can check it.

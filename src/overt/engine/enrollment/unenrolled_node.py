@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from overt.bus.direct.engine import DirectEngineTransport
 from overt.protocol.enrollment import EngineIntroduction, EnrollmentGrant, EnrollmentRequest
 
 
-class NodeBootstrap(Protocol):
+class UnenrolledNodeClient(Protocol):
     async def request_enrollment(self, address: str, port: int,
                                  introduction: EngineIntroduction) -> tuple[EnrollmentRequest,
                                                                              str]:
@@ -18,3 +19,19 @@ class NodeBootstrap(Protocol):
 
     async def deliver_grant(self, address: str, port: int, grant: EnrollmentGrant) -> None:
         """Give the node its certificate (and broker account)."""
+
+
+class DirectUnenrolledNodeClient:
+    """Adding a host by address: the engine calls the node's enrollment endpoints over HTTPS."""
+
+    def __init__(self, transport: DirectEngineTransport) -> None:
+        self.transport = transport
+
+    async def request_enrollment(self, address: str, port: int,
+                                 introduction: EngineIntroduction) -> tuple[EnrollmentRequest,
+                                                                             str]:
+        return await self.transport.request_enrollment(f"https://{address}:{port}",
+                                                       introduction)
+
+    async def deliver_grant(self, address: str, port: int, grant: EnrollmentGrant) -> None:
+        await self.transport.send_certificate(f"https://{address}:{port}", grant)

@@ -24,7 +24,7 @@ class JobServices:
     nodes: NodeClient
     settings: Any  # EngineSettings
     registry: Any = None  # overt.engine.enrollment.registry.Registry, for enrollment jobs
-    bootstrap: Any = None  # overt.engine.enrollment.unenrolled_node.NodeBootstrap
+    bootstrap: Any = None  # overt.engine.enrollment.unenrolled_node.UnenrolledNodeClient
     changes: Any = None  # overt.engine.jobs.observe.ObservedChanges, with a monitor in-process
 
 

@@ -97,7 +97,7 @@ def enrolled_node(loop: LoopThread, pki: Pki, gateway: NodeGateway, commands: No
 
 
 @pytest.fixture
-def bootstrap_node(loop: LoopThread, pki: Pki, commands: NodeCommands,
+def unenrolled_node(loop: LoopThread, pki: Pki, commands: NodeCommands,
                    tmp_path: Path) -> Iterator[DirectAgentTransport]:
     """A node's transport before enrollment, told the engine CA's fingerprint."""
     identity = NodeIdentity(tmp_path / "fresh", ca_fingerprint=fingerprint(pki.ca.cert))

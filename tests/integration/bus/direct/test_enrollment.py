@@ -1,4 +1,4 @@
-"""A node gets its certificate: added by address (bootstrap endpoints) or by announcing itself."""
+"""A node gets its certificate: added by address (enrollment endpoints) or by announcing itself."""
 
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ def _grant(pki: Pki, request: EnrollmentRequest, gateway: NodeGateway) -> Enroll
 
 
 def test_an_engine_adds_a_node_by_address(
-        loop: LoopThread, pki: Pki, gateway: NodeGateway, bootstrap_node: DirectAgentTransport,
+        loop: LoopThread, pki: Pki, gateway: NodeGateway, unenrolled_node: DirectAgentTransport,
         sink: RecordingSink) -> None:
-    url = f"https://127.0.0.1:{bootstrap_node.port}"
+    url = f"https://127.0.0.1:{unenrolled_node.port}"
     node = NodeAddress(host_uuid=HOST_UUID, url=url)
     intro = EngineIntroduction(ca_pem=cert_pem(pki.ca.cert).decode(),
                                gateway_url=gateway_url(gateway), host_id=uuid.uuid4())
@@ -62,8 +62,8 @@ def test_an_engine_adds_a_node_by_address(
     fingerprint, ok, refused_code = loop.run(scenario())
     assert refused_code in (None, ErrorCode.UNAUTHORIZED)  # nothing served before enrollment
     assert len(fingerprint) == 95 and ok
-    assert bootstrap_node.enrolled
-    loop.run(bootstrap_node.publish(_first_event()))
+    assert unenrolled_node.enrolled
+    loop.run(unenrolled_node.publish(_first_event()))
     sink.wait_for(lambda events: len(events) == 1, what="the first event after enrollment")
 
 
@@ -76,9 +76,9 @@ def _first_event() -> object:
 
 
 def test_a_node_pinned_to_another_ca_refuses_a_new_engine(
-        loop: LoopThread, pki: Pki, gateway: NodeGateway, bootstrap_node: DirectAgentTransport,
+        loop: LoopThread, pki: Pki, gateway: NodeGateway, unenrolled_node: DirectAgentTransport,
         tmp_path: Path) -> None:
-    url = f"https://127.0.0.1:{bootstrap_node.port}"
+    url = f"https://127.0.0.1:{unenrolled_node.port}"
 
     async def introduce(who: Pki) -> None:
         engine = DirectEngineTransport(who.engine)

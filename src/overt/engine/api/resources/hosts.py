@@ -95,7 +95,7 @@ async def approve(ctx: ApiContext) -> Response:
 @routes.post("/hosts/{host_id}/install")
 async def install(ctx: ApiContext) -> Response:
     """oVirt's (re)install: the SDK may send credentials or a deploy flag, which an Overt
-    node does not need (the engine enrolls its agent over the bootstrap port)."""
+    node does not need (the engine enrolls its agent over its enrollment endpoints)."""
     await action_params(ctx)  # an empty body is allowed; what is sent must parse
     correlation = ctx.request.headers.get("correlation-id") or ctx.request.query_params.get(
         "correlation_id")
