@@ -1,30 +1,27 @@
 """A node's end of the direct transport: its HTTPS RPC server and its event delivery.
 
 Enrolled, the server takes `POST /v1/commands` from the engine only (a client
-certificate of the engine CA with CN `engine`). Before enrollment it serves the
-enrollment endpoints only, with a self-signed certificate, and announces the node
-to the engine when it knows where the engine is. In fully managed mode
-(`commands_and_events=False`) it is only that: the node's enrollment, while
-commands and events go through the broker.
+certificate of the engine CA with CN `engine`). Before enrollment it shows a
+self-signed certificate and serves the node's enrollment endpoints, whose logic
+(announcing, being added by address, renewal) is `overt.node.enrollment`. In fully
+managed mode (`commands_and_events=False`) it serves only those, while commands and
+events go through the broker.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import socket
 import ssl
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-import aiohttp
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from overt.bus.base import CommandHandler
 from overt.bus.direct.delivery import EventDelivery
@@ -35,10 +32,9 @@ from overt.bus.direct.http import (
     HOST_UUID_HEADER,
 )
 from overt.bus.direct.tls import ENGINE_COMMON_NAME, common_name, node_names, peer_certificate
-from overt.node.enrollment.announce import EnrollmentClient
-from overt.node.identity import IdentityError, NodeIdentity
-from overt.pki.certs import load_cert
-from overt.pki.expiry import Expiry, expired, expiry_of
+from overt.node.enrollment.lifecycle import GrantHook, NodeEnrollment
+from overt.node.identity import NodeIdentity
+from overt.pki.expiry import expired
 from overt.protocol import (
     CommandEnvelope,
     ErrorCode,
@@ -50,10 +46,8 @@ from overt.protocol import (
 )
 from overt.protocol.commands import HostCapabilitiesCommand
 from overt.protocol.enrollment import (
-    EngineIntroduction,
     EnrollmentGrant,
     EnrollmentRequest,
-    EnrollmentStatus,
 )
 from overt.protocol.host import HostCapabilities
 
@@ -75,12 +69,8 @@ class AgentServerSettings:
     cert_check_interval_s: float = 3600.0  # how often the certificate's expiry is checked
 
 
-# Told of every grant the node accepted (and stored), once it is enrolled with it.
-GrantHook = Callable[[EnrollmentGrant], None]
-
-
 class DirectAgentTransport:
-    """`AgentTransport` over HTTPS + mutual TLS."""
+    """`AgentTransport` over HTTPS + mutual TLS; serves the node's enrollment endpoints too."""
 
     def __init__(self, identity: NodeIdentity, settings: AgentServerSettings,
                  on_enrolled: GrantHook | None = None) -> None:
@@ -88,14 +78,16 @@ class DirectAgentTransport:
         self.settings = settings
         self.on_enrolled = on_enrolled
         self.delivery = EventDelivery()
+        self.enrollment = NodeEnrollment(
+            identity, describe=self.enrollment_request, on_grant=self._use_grant,
+            engine_check=self._refuse_unless_engine, engine_url=settings.engine_url,
+            announce_interval_s=settings.announce_interval_s,
+            cert_check_interval_s=settings.cert_check_interval_s)
         self._handler: CommandHandler | None = None
         self._capabilities: HostCapabilities | None = None
         self._tls: ssl.SSLContext | None = None
         self._runner: web.AppRunner | None = None
-        self._announcing: asyncio.Task[None] | None = None
-        self._renewing: asyncio.Task[None] | None = None
-        self._introduced_gateway: str | None = None
-        self._enrolled = False
+        self._issued_certificate = False  # serving the CA-issued one (else the self-signed)
         self.port: int | None = None  # the bound port, once started
 
     @property
@@ -106,7 +98,7 @@ class DirectAgentTransport:
 
     @property
     def enrolled(self) -> bool:
-        return self._enrolled
+        return self.enrollment.enrolled
 
     # -- AgentTransport -----------------------------------------------------------------
 
@@ -114,28 +106,27 @@ class DirectAgentTransport:
         self._handler = handler
         self._capabilities = await self._read_capabilities(handler)
         self.delivery.start()
-        if self.identity.enrolled(self.host_uuid):
+        enrolled = self.identity.enrolled(self.host_uuid)
+        if enrolled:
             files = self.identity.files()
             self._tls = files.server_context(client_certs=ssl.CERT_REQUIRED)
+            self._issued_certificate = True
             self._start_delivery()
-            self._enrolled = True
-            self._start_renewal()
         else:
             self._tls = self._self_signed_context()
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post(COMMANDS_PATH, self._commands)
-        app.router.add_post(ENROLLMENT_REQUEST_PATH, self._enrollment_request)
-        app.router.add_post(ENROLLMENT_CERTIFICATE_PATH, self._enrollment_certificate)
+        app.router.add_post(ENROLLMENT_REQUEST_PATH, self.enrollment.introduction)
+        app.router.add_post(ENROLLMENT_CERTIFICATE_PATH, self.enrollment.certificate)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.listen_address, self.settings.port,
                            ssl_context=self._tls)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
-        if not self._enrolled and self.settings.engine_url and self._can_announce():
-            # Announced once the port is bound: the request tells the engine where it is.
-            self._announcing = asyncio.create_task(self._announce(), name="enrollment")
-        what = "commands" if self._enrolled else "enrollment only (not enrolled yet)"
+        # Begun once the port is bound: an announcement tells the engine where it is.
+        self.enrollment.begin(self.host_uuid, enrolled=enrolled)
+        what = "commands" if enrolled else "enrollment only (not enrolled yet)"
         if not self.settings.commands_and_events:
             what = "enrollment only (commands come through the broker)"
         log.info("serving %s on https://%s:%d", what, self.settings.listen_address, self.port)
@@ -147,16 +138,12 @@ class DirectAgentTransport:
         self.delivery.publish_lossy(event)
 
     async def close(self) -> None:
-        for task in (self._announcing, self._renewing):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await self.enrollment.close()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.delivery.close()
 
-    # -- TLS and enrollment ---------------------------------------------------------------
+    # -- TLS and what the node says of itself ----------------------------------------------
 
     async def _read_capabilities(self, handler: CommandHandler) -> HostCapabilities:
         reply = await handler(CommandEnvelope(command=HostCapabilitiesCommand()))
@@ -194,76 +181,20 @@ class DirectAgentTransport:
             ctx.verify_mode = ssl.CERT_REQUIRED
         return ctx
 
-    def _become_enrolled(self, grant: EnrollmentGrant) -> None:
-        """Switch the running server to the CA-issued certificate and mutual TLS."""
+    def _use_grant(self, grant: EnrollmentGrant) -> None:
+        """Serve the certificate just granted (first or renewed), with mutual TLS."""
         files = self.identity.files()
         assert self._tls is not None
         self._tls.load_cert_chain(files.cert_file, files.key_file)
         self._tls.load_verify_locations(cafile=files.ca_file)
         self._tls.verify_mode = ssl.CERT_REQUIRED
-        self._enrolled = True
         self._start_delivery()
-        self._start_renewal()
-        if self.settings.commands_and_events:
+        if not self._issued_certificate and self.settings.commands_and_events:
             log.info("enrolled; serving commands with mutual TLS (gateway %s)",
                      self.identity.gateway_url())
+        self._issued_certificate = True
         if self.on_enrolled is not None:
             self.on_enrolled(grant)
-
-    def _can_announce(self) -> bool:
-        """A node given only an enrollment token waits for the engine that issued it to add
-        it by address (the token proves that engine's CA); it cannot check a CA it fetched."""
-        identity = self.identity
-        if identity.trusted_ca_file() is None and identity.ca_fingerprint is None \
-                and identity.enroll_token is not None:
-            log.info("waiting for the engine to add this node by address (enrollment token); "
-                     "not announcing to %s", self.settings.engine_url)
-            return False
-        return True
-
-    def _start_renewal(self) -> None:
-        if self._renewing is None:
-            self._renewing = asyncio.create_task(self._renew_forever(), name="renewal")
-
-    async def _renew_forever(self) -> None:
-        """Renew the node's certificate well before it expires, over the trusted channel
-        (the engine CA checked, the engine's name checked, the node's own key)."""
-        while True:
-            try:
-                await self.renew_if_due()
-            except (IdentityError, OSError, ValueError, aiohttp.ClientError,
-                    TimeoutError) as exc:
-                log.warning("cannot renew this node's certificate now: %s", exc)
-            await asyncio.sleep(self.settings.cert_check_interval_s)
-
-    async def renew_if_due(self) -> bool:
-        """Ask the engine for a renewed certificate if ours is due; True if renewed."""
-        current = self.identity.certificate()
-        if expiry_of(current, self.identity.clock.now()) is Expiry.OK:
-            return False
-        gateway = self.identity.gateway_url() or self.settings.engine_url
-        if gateway is None:
-            raise IdentityError("no engine gateway known to renew the certificate with")
-        grant = await EnrollmentClient(gateway, self.identity).ask_once(
-            self.enrollment_request())
-        if grant.status is not EnrollmentStatus.APPROVED or grant.certificate_pem is None:
-            raise IdentityError(f"the engine did not renew the certificate: {grant.message}")
-        if load_cert(grant.certificate_pem.encode()) == current:
-            return False
-        self.identity.accept_grant(grant, self.host_uuid, gateway)
-        self._reload_identity()
-        log.info("renewed this node's certificate: valid until %s",
-                 self.identity.certificate().not_valid_after_utc)
-        if self.on_enrolled is not None:
-            self.on_enrolled(grant)
-        return True
-
-    def _reload_identity(self) -> None:
-        files = self.identity.files()
-        assert self._tls is not None
-        self._tls.load_cert_chain(files.cert_file, files.key_file)
-        self._tls.load_verify_locations(cafile=files.ca_file)
-        self._start_delivery()
 
     def _start_delivery(self) -> None:
         if not self.settings.commands_and_events:
@@ -283,18 +214,6 @@ class DirectAgentTransport:
                                  csr_pem=self.identity.csr_pem(caps.host_uuid, self._names()),
                                  capabilities=caps)
 
-    async def _announce(self) -> None:
-        engine_url = self.settings.engine_url
-        assert engine_url is not None
-        client = EnrollmentClient(engine_url, self.identity, self.settings.announce_interval_s)
-        grant = await client.enroll(self.enrollment_request)
-        try:
-            self.identity.accept_grant(grant, self.host_uuid, engine_url)
-        except IdentityError as exc:
-            log.error("the engine's certificate for this node is not acceptable: %s", exc)
-            return
-        self._become_enrolled(grant)
-
     # -- HTTP handlers --------------------------------------------------------------------
 
     async def _commands(self, request: web.Request) -> web.Response:
@@ -302,7 +221,7 @@ class DirectAgentTransport:
             return _reply(409, NO_REQUEST, ErrorCode.BAD_REQUEST,
                           "this node runs in fully managed mode: it takes commands through "
                           "the broker only")
-        if not self._enrolled:
+        if not self.enrollment.enrolled:
             return _reply(403, NO_REQUEST, ErrorCode.UNAUTHORIZED,
                           "this node is not enrolled yet; enroll it with the engine first")
         refusal = self._refuse_unless_engine(request)
@@ -337,53 +256,6 @@ class DirectAgentTransport:
                           f"{ENGINE_COMMON_NAME!r} from the engine CA); got {who}")
         return None
 
-    async def _enrollment_request(self, request: web.Request) -> web.Response:
-        if self._enrolled:
-            return _error(409, "this node is enrolled already")
-        if self.identity.engine_ca_file is not None:  # else: checked by fingerprint or token
-            refusal = self._refuse_unless_engine(request)
-            if refusal is not None:
-                return refusal
-        intro = await _parse(request, EngineIntroduction)
-        if isinstance(intro, web.Response):
-            return intro
-        try:
-            self.identity.trust_ca(intro.ca_pem, intro.proof)
-        except IdentityError as exc:
-            log.warning("refused an engine's introduction: %s", exc,
-                        extra={"peer": request.remote})
-            return _error(403, str(exc))
-        self._introduced_gateway = intro.gateway_url
-        log.info("engine introduced itself (gateway %s, host id %s)", intro.gateway_url,
-                 intro.host_id, extra={"peer": request.remote})
-        answer = self.enrollment_request().model_copy(
-            update={"proof": self.identity.token_proof(intro.ca_pem)})
-        return _json(200, answer)
-
-    async def _enrollment_certificate(self, request: web.Request) -> web.Response:
-        if self._enrolled:
-            return _error(409, "this node is enrolled already")
-        grant = await _parse(request, EnrollmentGrant)
-        if isinstance(grant, web.Response):
-            return grant
-        try:
-            self.identity.accept_grant(grant, self.host_uuid, self._introduced_gateway)
-        except IdentityError as exc:
-            return _error(403, str(exc))
-        if self._announcing is not None:
-            self._announcing.cancel()
-        self._become_enrolled(grant)
-        response = web.json_response({"enrolled": True, "host_uuid": str(self.host_uuid)})
-        response.force_close()  # the next connection must show the engine's certificate
-        return response
-
-
-async def _parse(request: web.Request, model: type[M]) -> M | web.Response:
-    try:
-        return model.model_validate_json(await request.read())
-    except ValidationError as exc:
-        return _error(400, f"malformed {model.__name__}: {exc.errors()[0]['msg']}")
-
 
 def _request_id_of(body: bytes) -> uuid.UUID:
     """The request id of a refused command, when it can be read; else the nil UUID."""
@@ -399,7 +271,3 @@ def _json(status: int, model: BaseModel) -> web.Response:
 
 def _reply(status: int, request_id: uuid.UUID, code: ErrorCode, message: str) -> web.Response:
     return _json(status, Reply.failure(request_id, NodeError(code=code, message=message)))
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
