@@ -8,6 +8,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from overt.engine import audit
 from overt.engine.db.tables import (
     Disk,
     DiskAttachment,
@@ -68,7 +69,7 @@ async def _check_mac(session: AsyncSession, mac: str, *, other_than: uuid.UUID |
     return mac
 
 
-async def add_nic(session: AsyncSession, vm: Vm, data: NicInput) -> VmNic:
+async def add_nic(session: AsyncSession, vm: Vm, data: NicInput, user: User) -> VmNic:
     _devices_changeable(vm)
     existing = list((await session.execute(select(VmNic).where(VmNic.vm_id == vm.id))).scalars())
     name = data.name or f"nic{len(existing) + 1}"
@@ -87,6 +88,8 @@ async def add_nic(session: AsyncSession, vm: Vm, data: NicInput) -> VmNic:
     session.add(nic)
     vm.spec_version += 1
     await session.flush()
+    _record(session, f"Interface {nic.name} ({mac}) was added to VM {vm.name} by "
+            f"{user.user_name}", audit.NIC_ADDED, vm, user)
     return nic
 
 
@@ -97,7 +100,8 @@ async def get_nic(session: AsyncSession, vm_id: uuid.UUID, nic_id: uuid.UUID) ->
     return nic
 
 
-async def update_nic(session: AsyncSession, vm: Vm, nic_id: uuid.UUID, data: NicInput) -> VmNic:
+async def update_nic(session: AsyncSession, vm: Vm, nic_id: uuid.UUID, data: NicInput,
+                     user: User) -> VmNic:
     _devices_changeable(vm)
     nic = await get_nic(session, vm.id, nic_id)
     if data.name:
@@ -116,13 +120,23 @@ async def update_nic(session: AsyncSession, vm: Vm, nic_id: uuid.UUID, data: Nic
     if data.plugged is not None:
         nic.plugged = data.plugged
     vm.spec_version += 1
+    _record(session, f"Interface {nic.name} of VM {vm.name} was updated by {user.user_name}",
+            audit.NIC_UPDATED, vm, user)
     return nic
 
 
-async def remove_nic(session: AsyncSession, vm: Vm, nic_id: uuid.UUID) -> None:
+async def remove_nic(session: AsyncSession, vm: Vm, nic_id: uuid.UUID, user: User) -> None:
     _devices_changeable(vm)
-    await session.delete(await get_nic(session, vm.id, nic_id))
+    nic = await get_nic(session, vm.id, nic_id)
+    await session.delete(nic)
     vm.spec_version += 1
+    _record(session, f"Interface {nic.name} was removed from VM {vm.name} by {user.user_name}",
+            audit.NIC_REMOVED, vm, user)
+
+
+def _record(session: AsyncSession, description: str, code: int, vm: Vm, user: User) -> None:
+    audit.record(session, description, code=code, vm_id=vm.id, cluster_id=vm.cluster_id,
+                 user_id=user.id)
 
 
 # -- disks -------------------------------------------------------------------------------
@@ -205,6 +219,8 @@ async def add_disk_attachment(session: AsyncSession, jobs: JobSubmitter, vm: Vm,
     session.add(attachment)
     vm.spec_version += 1
     await session.flush()
+    _record(session, f"Disk {disk.name} was attached to VM {vm.name} by {user.user_name}",
+            audit.DISK_ATTACHED, vm, user)
     return attachment
 
 
@@ -218,7 +234,7 @@ async def get_attachment(session: AsyncSession, vm_id: uuid.UUID, disk_id: uuid.
 
 
 async def update_disk_attachment(session: AsyncSession, vm: Vm, disk_id: uuid.UUID,
-                                 data: DiskAttachmentInput) -> DiskAttachment:
+                                 data: DiskAttachmentInput, user: User) -> DiskAttachment:
     _devices_changeable(vm)
     attachment = await get_attachment(session, vm.id, disk_id)
     if data.interface:
@@ -230,6 +246,8 @@ async def update_disk_attachment(session: AsyncSession, vm: Vm, disk_id: uuid.UU
     if data.read_only is not None:
         attachment.read_only = data.read_only
     vm.spec_version += 1
+    _record(session, f"The attachment of disk {disk_id} to VM {vm.name} was updated by "
+            f"{user.user_name}", audit.DISK_ATTACHMENT_UPDATED, vm, user)
     return attachment
 
 
@@ -239,8 +257,10 @@ async def remove_disk_attachment(session: AsyncSession, jobs: JobSubmitter, vm: 
     attachment = await get_attachment(session, vm.id, disk_id)
     await session.delete(attachment)
     vm.spec_version += 1
+    disk = await lookup.get(session, Disk, disk_id)
+    _record(session, f"Disk {disk.name} was detached from VM {vm.name} by {user.user_name}",
+            audit.DISK_DETACHED, vm, user)
     if not detach_only:
-        disk = await lookup.get(session, Disk, disk_id)
         await remove_disk_job(session, jobs, disk, user)
 
 

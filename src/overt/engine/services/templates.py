@@ -6,6 +6,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from overt.engine import audit
 from overt.engine.db.tables import Disk, DiskAttachment, StorageDomain, Template, User
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import DiskFormat, DiskStatus, TemplateStatus
@@ -38,4 +39,7 @@ async def import_image_template(
     await jobs.submit(session, action="disk.create", description=f"Importing template {name}",
                       params={"disk_id": str(disk.id), "copy_from": image_path},
                       locks=[("disk", disk.id), ("template", template.id)], owner_id=user.id)
+    audit.record(session, f"Template {name} is being imported by {user.user_name}",
+                 code=audit.TEMPLATE_IMPORTED, user_id=user.id,
+                 storage_domain_id=storage_domain.id)
     return template

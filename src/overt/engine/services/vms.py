@@ -94,13 +94,14 @@ async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user:
     for requested in data.disk_attachments:
         await add_disk_attachment(session, jobs, vm, requested, user)
     for nic in data.nics:
-        await add_nic(session, vm, nic)
+        await add_nic(session, vm, nic, user)
     audit.record(session, f"VM {vm.name} was created by {user.user_name}", code=audit.VM_CREATED,
                  vm_id=vm.id, cluster_id=cluster.id, user_id=user.id)
     return vm
 
 
-async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput) -> Vm:
+async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput, user: User
+                    ) -> Vm:
     vm = await lookup.get(session, Vm, vm_id, for_update=True)
     if data.name is not None and data.name != vm.name:
         check_vm_name(data.name)
@@ -140,6 +141,8 @@ async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput) -> V
                                                      "vm.placement_policy.host")).id
     if changed:
         vm.spec_version += 1  # a running VM gets the change at its next start
+    audit.record(session, f"VM {vm.name} configuration was updated by {user.user_name}",
+                 code=audit.VM_UPDATED, vm_id=vm.id, cluster_id=vm.cluster_id, user_id=user.id)
     return vm
 
 

@@ -88,7 +88,7 @@ async def get_vm(ctx: ApiContext) -> Response:
 @routes.put("/vms/{vm_id}")
 async def update_vm(ctx: ApiContext) -> Response:
     data = read_vm(await ctx.body("vm"))
-    vm = await vm_service.update_vm(ctx.session, ctx.id_param("vm_id"), data)
+    vm = await vm_service.update_vm(ctx.session, ctx.id_param("vm_id"), data, ctx.user)
     await ctx.session.flush()
     return ctx.render("vm", await vm_view(ctx, vm))
 
@@ -189,7 +189,7 @@ async def _nic_view(ctx: ApiContext, nic: VmNic) -> Representation:
 @routes.post("/vms/{vm_id}/nics")
 async def add_nic(ctx: ApiContext) -> Response:
     vm = await lookup.get(ctx.session, Vm, ctx.id_param("vm_id"), for_update=True)
-    nic = await devices.add_nic(ctx.session, vm, read_nic(await ctx.body("nic")))
+    nic = await devices.add_nic(ctx.session, vm, read_nic(await ctx.body("nic")), ctx.user)
     return ctx.render("nic", await _nic_view(ctx, nic), status=201)
 
 
@@ -203,7 +203,7 @@ async def get_nic(ctx: ApiContext) -> Response:
 async def update_nic(ctx: ApiContext) -> Response:
     vm = await lookup.get(ctx.session, Vm, ctx.id_param("vm_id"), for_update=True)
     nic = await devices.update_nic(ctx.session, vm, ctx.id_param("nic_id"),
-                                   read_nic(await ctx.body("nic")))
+                                   read_nic(await ctx.body("nic")), ctx.user)
     await ctx.session.flush()
     return ctx.render("nic", await _nic_view(ctx, nic))
 
@@ -211,7 +211,7 @@ async def update_nic(ctx: ApiContext) -> Response:
 @routes.delete("/vms/{vm_id}/nics/{nic_id}")
 async def remove_nic(ctx: ApiContext) -> Response:
     vm = await lookup.get(ctx.session, Vm, ctx.id_param("vm_id"), for_update=True)
-    await devices.remove_nic(ctx.session, vm, ctx.id_param("nic_id"))
+    await devices.remove_nic(ctx.session, vm, ctx.id_param("nic_id"), ctx.user)
     return action_done(ctx)
 
 
@@ -247,7 +247,7 @@ async def update_attachment(ctx: ApiContext) -> Response:
     vm = await lookup.get(ctx.session, Vm, ctx.id_param("vm_id"), for_update=True)
     attachment = await devices.update_disk_attachment(
         ctx.session, vm, ctx.id_param("disk_id"),
-        read_disk_attachment(await ctx.body("disk_attachment")))
+        read_disk_attachment(await ctx.body("disk_attachment")), ctx.user)
     return ctx.render("disk_attachment", views.disk_attachment(attachment))
 
 
