@@ -10,11 +10,11 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
+from overt.engine.db.seed import BLANK_TEMPLATE_ID
 from overt.engine.db.tables import Host, Job, Lock, Vm, utcnow
 from overt.engine.jobs.queue import locked_by
 from overt.engine.model.node_states import ON_HOST, vm_status_of
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
-from overt.engine.services.vms import BLANK_TEMPLATE_ID
 from overt.protocol.host import HostState, VmState, VmStatusReport
 
 log = logging.getLogger(__name__)

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
+from overt.engine.db.seed import BLANK_TEMPLATE_ID
 from overt.engine.db.tables import Cluster, Disk, DiskAttachment, Host, Job, Template, User, Vm
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.status import BootDevice, DiskStatus, TemplateStatus, VmStatus
@@ -20,7 +21,6 @@ from overt.engine.services.devices import add_disk_attachment, add_nic, thin_cop
 from overt.engine.services.inputs import VmInput
 from overt.engine.services.jobs import JobSubmitter
 
-BLANK_TEMPLATE_ID = uuid.UUID(int=0)
 MIB = 1 << 20
 MAX_MEMORY_MIB = 4 * 1024 * 1024
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

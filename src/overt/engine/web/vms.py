@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from overt.engine.db.seed import BLANK_TEMPLATE_ID
 from overt.engine.db.tables import (
     Cluster,
     Disk,
@@ -31,7 +32,6 @@ from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 from overt.engine.services import vms as vm_service
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput, NicInput, VmInput
-from overt.engine.services.vms import BLANK_TEMPLATE_ID
 from overt.engine.web.context import WebContext, page
 from overt.engine.web.pages import jobs_with_steps, recent_events
 

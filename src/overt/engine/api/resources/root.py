@@ -9,10 +9,10 @@ from overt import __version__
 from overt.engine.api import views
 from overt.engine.api.context import API_PREFIX, ApiContext
 from overt.engine.api.routing import ApiRoutes
+from overt.engine.db.seed import BLANK_TEMPLATE_ID
 from overt.engine.db.tables import Host, StorageDomain, User, Vm, utcnow
 from overt.engine.model.status import HostStatus, StorageDomainStatus, VmStatus
 from overt.engine.services.tags import ROOT_TAG_ID
-from overt.engine.services.vms import BLANK_TEMPLATE_ID
 
 routes = ApiRoutes()
 
