@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from overt.cli.errors import stderr
 from overt.config import NodeSettings
+from overt.logs import configure_logging
 from overt.node.composition import run_agent
-from overt.node.logs import configure_logging
 
 
 def node(

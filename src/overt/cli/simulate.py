@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 
 from overt.cli.errors import reports_errors
+from overt.logs import configure_logging
 from overt.node.agent import AgentTimings
-from overt.node.logs import configure_logging
 from overt.node.simulated.fleet import FleetSpec, SimulatedFleet
 from overt.node.simulated.hypervisor import SimulatedTimings
 

@@ -20,11 +20,11 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from overt.bus.base import AgentTransport
+from overt.logs import current_job
 from overt.node.errors import NodeFailure
 from overt.node.events import EventSequencer
 from overt.node.hypervisor.base import Hypervisor, HypervisorReconnected, VmChanged
 from overt.node.idempotency import IdempotencyStore
-from overt.node.logs import current_job
 from overt.node.stats import Reading, StatsSampler
 from overt.node.storage.local import LocalVolumes
 from overt.protocol import CommandEnvelope, ErrorCode, NodeError, Reply
