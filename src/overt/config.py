@@ -165,6 +165,7 @@ class EngineSettings(BaseSettings):
         60.0, ge=0.5, description="How often a monitor logs what it applied and the lag from "
         "node to database.")
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("bus")
     @classmethod

@@ -1,8 +1,9 @@
-"""The agent's logs: one line per thing that happened, with the VM, job and host it concerns.
+"""Overt's daemon logs (engine and node): one line per thing that happened, with the
+host, VM and job it concerns as fields.
 
 Context travels in `extra={...}` (and the job id in a context variable while a
-command runs); the text format appends it as key=value, the JSON format as fields.
-Secrets never go in: commands are logged by name, never by content.
+command or a job runs); the text format appends it as key=value, the JSON format as
+fields. Secrets never go in: commands are logged by name, never by content.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ import sys
 import time
 from contextvars import ContextVar
 
-CONTEXT_KEYS = ("vm", "vm_id", "job", "command", "state", "detail", "volume", "peer", "seq")
+CONTEXT_KEYS = ("host", "host_id", "vm", "vm_id", "job", "command", "state", "detail", "volume",
+                "peer", "seq")
+# Libraries that say too much at INFO.
+QUIET_LOGGERS = ("aiohttp.access", "uvicorn.error", "uvicorn.access", "aiosqlite",
+                 "alembic.runtime.migration", "httpx")
 
 current_job: ContextVar[str | None] = ContextVar("current_job", default=None)
 
@@ -58,11 +63,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str, fmt: str = "text") -> None:
-    """Send the agent's logs to stderr in `fmt` (`text` or `json`)."""
+    """Send the process's logs to stderr in `fmt` (`text` or `json`)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
     handler.addFilter(_JobFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from overt.allinone import AllInOne, DemoError, DemoOptions, Stopped
 from overt.cli.errors import reports_errors
-from overt.cli.logs import setup_logging
+from overt.logs import configure_logging
 
 console = Console()
 
@@ -84,7 +84,7 @@ def demo(
 ) -> None:
     """Run the engine and an agent for this machine, enrolled as host 'local', with a local
     storage domain and the test-guest template. Ready when the API answers."""
-    setup_logging("WARNING")
+    configure_logging("WARNING")
     logging.getLogger("overt").setLevel(log_level.upper())
     try:
         bus = _bus(bus, bus_file, ctx.get_parameter_source("bus"))

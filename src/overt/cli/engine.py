@@ -12,9 +12,9 @@ import typer
 from pydantic import ValidationError
 
 from overt.cli.errors import reports_errors
-from overt.cli.logs import setup_logging
 from overt.config import EngineSettings, SettingsError
 from overt.engine.composition import EngineRuntime, Parts
+from overt.logs import configure_logging
 
 
 class Part(StrEnum):
@@ -71,7 +71,7 @@ def engine(
                             "parts, which needs PostgreSQL: give --db "
                             "postgresql+psycopg://USER:PASSWORD@HOST/DB (SQLite serves one "
                             "`overt engine` running every part)")
-    setup_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     parts = Parts.only(part.value) if part else Parts()
     runtime = EngineRuntime(settings, parts=parts)
 

@@ -88,7 +88,8 @@ class Registry:
             return EnrollmentGrant(status=EnrollmentStatus.REJECTED,
                                    message="the certificate request is not a valid PEM CSR")
         except Unavailable as exc:
-            log.warning("node %s cannot be enrolled now: %s", request.host_uuid, exc.detail)
+            log.warning("node %s cannot be enrolled now: %s", request.host_uuid, exc.detail,
+                        extra={"host_id": request.host_uuid})
             return EnrollmentGrant(status=EnrollmentStatus.PENDING_APPROVAL,
                                    message=f"the engine cannot finish this node's enrollment "
                                    f"now ({exc.detail}); ask again later")
@@ -111,7 +112,8 @@ class Registry:
                 if await _pending_count(session) >= MAX_PENDING_HOSTS:
                     log.warning("node %s (%s) announced itself, but %d hosts already wait for "
                                 "approval; not recorded", request.host_uuid, request.address,
-                                MAX_PENDING_HOSTS)
+                                MAX_PENDING_HOSTS, extra={"host_id": request.host_uuid,
+                                                          "peer": request.address})
                     return EnrollmentGrant(
                         status=EnrollmentStatus.PENDING_APPROVAL,
                         message=f"{MAX_PENDING_HOSTS} hosts already wait for approval; ask "
@@ -190,7 +192,8 @@ class Registry:
         audit.record(session, f"Host {name} ({request.address}) asks to join with key {key}; "
                      "approve it to add it if the node shows the same key fingerprint",
                      code=audit.HOST_PENDING_APPROVAL, host_id=host.id)
-        log.info("node %s (%s) is pending approval", request.host_uuid, request.address)
+        log.info("node %s (%s) is pending approval", request.host_uuid, request.address,
+                 extra={"host": request.hostname, "host_id": request.host_uuid})
         return host
 
     def _pending(self, host: Host) -> EnrollmentGrant:

@@ -119,7 +119,8 @@ async def _apply_to(session: AsyncSession, host: Host, envelope: EventEnvelope,
         await reconcile(session, host, event.state)
     elif isinstance(event, VmLifecycle):
         log.debug("host %s event %d: VM %s is %s", host.name, envelope.seq, event.vm.name,
-                  event.vm.state.value)
+                  event.vm.state.value, extra={"host": host.name, "vm": event.vm.name,
+                                               "vm_id": event.vm.vm_id, "seq": envelope.seq})
         await apply_vm_report(session, host, event.vm)
         host.last_heartbeat_at = utcnow()
     elif isinstance(event, Heartbeat):
@@ -144,12 +145,13 @@ def _advance(host: Host, envelope: EventEnvelope, gaps: Gaps) -> Outcome | None:
                 raise EventTooEarly(f"host {host.name}: event {seq} came before event "
                                     f"{host.last_seq + 1} was applied")
             log.warning("host %s: events %d..%d were lost; resynchronising", host.name,
-                        host.last_seq + 1, seq - 1)
+                        host.last_seq + 1, seq - 1, extra={"host": host.name, "seq": seq})
             host.needs_resync = True
     elif host.boot_id is not None and is_earlier_boot(envelope.boot_id, host.boot_id):
         # Late news of an earlier agent run. A resync settles it either way (should the
         # node's clock have gone back, its current run looks older than it is).
-        log.info("host %s: skipped event %d of an earlier agent run", host.name, seq)
+        log.info("host %s: skipped event %d of an earlier agent run", host.name, seq,
+                 extra={"host": host.name, "seq": seq})
         host.needs_resync = host.status in ACTIVE
         return Outcome.STALE
     else:

@@ -96,7 +96,8 @@ def _refuse_foreign(session: AsyncSession, host: Host, vm: Vm, report: VmStatusR
         return
     where = "is down" if vm.host_id is None else "runs on another host"
     log.warning("host %s reported VM %s as %s, but the VM %s: report refused", host.name,
-                vm.name, report.state.value, where)
+                vm.name, report.state.value, where,
+                extra={"host": host.name, "vm": vm.name, "vm_id": vm.id})
     audit.record(session, f"Host {host.name} reported VM {vm.name} as {report.state.value}, but "
                  f"the VM {where}; the report was refused. If that host really runs the VM, "
                  "stop it there", code=audit.NODE_REPORT_REFUSED, severity=LogSeverity.WARNING,
@@ -204,7 +205,7 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
             await session.delete(vm)
             continue
         log.warning("VM %s was %s on host %s but the host does not run it", vm.name, vm.status,
-                    host.name)
+                    host.name, extra={"host": host.name, "vm": vm.name, "vm_id": vm.id})
         audit.record(session, f"VM {vm.name} is down: host {host.name} does not run it any more",
                      code=audit.VM_LOST, severity=LogSeverity.WARNING, vm_id=vm.id,
                      host_id=host.id)

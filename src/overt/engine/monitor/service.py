@@ -81,7 +81,8 @@ class Monitor:
         gaps = Gaps.WAIT if waited < EARLY_PATIENCE_S else Gaps.RESYNC
         if gaps is Gaps.RESYNC:
             log.warning("event %d of node %s waited %.0f s for its predecessor; applying it "
-                        "and resynchronising the node", envelope.seq, envelope.host_uuid, waited)
+                        "and resynchronising the node", envelope.seq, envelope.host_uuid, waited,
+                        extra={"host_id": envelope.host_uuid, "seq": envelope.seq})
         try:
             await self._apply(envelope, gaps)
         except EventTooEarly:
@@ -107,7 +108,8 @@ class Monitor:
         if outcome is Outcome.APPLIED and self.changes is not None:
             self.changes.changed()
         if outcome is Outcome.UNKNOWN_HOST:
-            log.warning("event from unknown node %s dropped", envelope.host_uuid)
+            log.warning("event from unknown node %s dropped", envelope.host_uuid,
+                        extra={"host_id": envelope.host_uuid, "seq": envelope.seq})
 
     async def run(self) -> None:
         await self._resync_everything()
@@ -202,7 +204,7 @@ class Monitor:
                 .order_by(Host.id).with_for_update())).scalars().all()
             for host in silent:
                 log.warning("host %s sent no heartbeat for %s: non responsive", host.name,
-                            self.heartbeat_timeout)
+                            self.heartbeat_timeout, extra={"host": host.name})
                 host.status = HostStatus.NON_RESPONSIVE.value
                 host.status_detail = f"no heartbeat for {int(self.heartbeat_timeout.total_seconds())} s"
                 audit.record(session, f"Host {host.name} is not responding",
@@ -263,7 +265,8 @@ class Monitor:
         try:
             state = await self.nodes.call(host, HostStateCommand(), timeout_s=20)
         except (TransportError, NodeCommandFailed) as exc:
-            log.info("host %s: cannot fetch its state yet (%s)", host.name, exc)
+            log.info("host %s: cannot fetch its state yet (%s)", host.name, exc,
+                     extra={"host": host.name})
             return
         async with self.db.transaction() as session:
             fresh = (await session.execute(select(Host).where(Host.id == host.id)
@@ -272,15 +275,16 @@ class Monitor:
                 return
             if not _take_position(fresh, state):
                 log.info("host %s: events newer than its state report were applied "
-                         "meanwhile; asking again", host.name)
+                         "meanwhile; asking again", host.name, extra={"host": host.name})
                 fresh.needs_resync = True
                 return
             log.debug("host %s: applying its state at event %d (%d VMs)", host.name, state.seq,
-                      len(state.vms))
+                      len(state.vms), extra={"host": host.name, "seq": state.seq})
             await reconcile(session, fresh, state)
         if self.changes is not None:
             self.changes.changed()
-        log.info("host %s resynchronised: %d VMs", host.name, len(state.vms))
+        log.info("host %s resynchronised: %d VMs", host.name, len(state.vms),
+                 extra={"host": host.name})
 
     # -- housekeeping --------------------------------------------------------------------
 
@@ -307,7 +311,8 @@ def _take_position(host: Host, state: HostState) -> bool:
         return True
     if host.boot_id is not None and is_earlier_boot(state.boot_id, host.boot_id):
         log.warning("host %s: its agent's current run looks older than the one recorded "
-                    "(has its clock gone back?); following the agent", host.name)
+                    "(has its clock gone back?); following the agent", host.name,
+                    extra={"host": host.name})
     # Events of this run up to `state.seq` are older than the report: skipped on arrival.
     host.boot_id, host.last_seq = state.boot_id, state.seq
     return True

@@ -151,7 +151,7 @@ def _audit_refused(session: Any, refused: list[tuple[uuid.UUID, uuid.UUID]],
             audited.clear()
         audited.add((host_id, vm_id))
         log.warning("stats of VM %s from host %s refused: the VM is not on that host", vm_id,
-                    host_id)
+                    host_id, extra={"host_id": host_id, "vm_id": vm_id})
         audit.record(session, f"A host sent statistics of VM {vm_id}, which does not run on "
                      "it; they were refused", code=audit.NODE_REPORT_REFUSED,
                      severity=LogSeverity.WARNING, vm_id=vm_id, host_id=host_id)
