@@ -8,6 +8,8 @@ opens it as it opens oVirt's.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from starlette.responses import Response
 
 from overt.engine.api.context import ApiContext, href
@@ -74,7 +76,8 @@ async def get_console(ctx: ApiContext) -> Response:
     return ctx.render("graphics_console", await _console_view(ctx, await _console_vm(ctx)))
 
 
-async def _ticket_params(ctx: ApiContext) -> tuple[str | None, int | None]:
+async def ticket_params(ctx: ApiContext) -> tuple[str | None, int | None]:
+    """The password and expiry an `<action><ticket>` asks for (none: the engine picks)."""
     if not (await ctx.request.body()).strip():
         return None, None
     given = (await ctx.body("action")).child("ticket")
@@ -86,19 +89,23 @@ async def _ticket_params(ctx: ApiContext) -> tuple[str | None, int | None]:
 @routes.post("/vms/{vm_id}/graphicsconsoles/{console_id}/ticket")
 async def ticket(ctx: ApiContext) -> Response:
     vm = await _console_vm(ctx)
-    password, expiry = await _ticket_params(ctx)
+    password, expiry = await ticket_params(ctx)
     request = await consoles.request_ticket(ctx.session, ctx.services.jobs, vm.id, ctx.user,
                                             password=password, expiry_s=expiry)
+    ctx.then = ticket_answer(ctx, request)
+    return ctx.render("action", {"status": "pending"})
 
+
+def ticket_answer(ctx: ApiContext, request: consoles.TicketRequest
+                  ) -> Callable[[], Awaitable[Response]]:
+    """The answer once the ticket's job has set it on the host (after the commit)."""
     async def answer() -> Response:
         await wait_for_job(ctx.request.app.state.db, request.job.id, timeout_s=TICKET_WAIT_S,
                            what="setting the console ticket")
         return ctx.render("action", {"ticket": {"value": request.password,
                                                 "expiry": request.expiry_s},
                                      "status": "complete"})
-
-    ctx.then = answer
-    return ctx.render("action", {"status": "pending"})
+    return answer
 
 
 @routes.post("/vms/{vm_id}/graphicsconsoles/{console_id}/remoteviewerconnectionfile")

@@ -19,9 +19,6 @@ from overt.engine.db.tables import Cluster, Disk, DiskAttachment, Host, Vm, VmNi
 from overt.engine.queries import lookup
 from overt.engine.services import consoles, devices
 from overt.engine.services import vms as vm_service
-from overt.engine.services.jobs import wait_for_job
-
-TICKET_WAIT_S = 30.0
 
 routes = ApiRoutes()
 
@@ -151,22 +148,10 @@ async def suspend(ctx: ApiContext) -> Response:
 @routes.post("/vms/{vm_id}/ticket")
 async def ticket(ctx: ApiContext) -> Response:
     """oVirt's console ticket: a one-time VNC password, set by a job this call waits for."""
-    password, expiry = None, None
-    if (await ctx.request.body()).strip():
-        given = (await ctx.body("action")).child("ticket")
-        if given is not None:
-            password, expiry = given.get_str("value") or None, given.get_int("expiry", minimum=1)
+    password, expiry = await console_resources.ticket_params(ctx)
     request = await consoles.request_ticket(ctx.session, ctx.services.jobs, ctx.id_param("vm_id"),
                                             ctx.user, password=password, expiry_s=expiry)
-
-    async def answer() -> Response:
-        await wait_for_job(ctx.request.app.state.db, request.job.id, timeout_s=TICKET_WAIT_S,
-                           what="setting the console ticket")
-        return ctx.render("action", {"ticket": {"value": request.password,
-                                                "expiry": request.expiry_s},
-                                     "status": "complete"})
-
-    ctx.then = answer
+    ctx.then = console_resources.ticket_answer(ctx, request)
     return action_done(ctx, request.job)
 
 
