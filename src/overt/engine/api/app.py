@@ -28,6 +28,7 @@ from overt.engine.api.resources import (
     hosts,
     inventory,
     inventory_edits,
+    networking,
     root,
     statistics,
     storage,
@@ -54,7 +55,7 @@ class ApiServices:
 def api_routes() -> ApiRoutes:
     routes = ApiRoutes()
     for module in (root, vms, hosts, host_nics, inventory, inventory_edits, storage, activity,
-                   statistics, vm_devices, consoles, tags):
+                   statistics, vm_devices, consoles, tags, networking):
         routes.include(module.routes)
     return routes
 

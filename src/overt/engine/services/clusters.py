@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from overt.engine.db.tables import Cluster, DataCenter, Host, Template, User, Vm
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.names import check_name
-from overt.engine.services import audit, lookup
+from overt.engine.services import audit, lookup, macpools
 from overt.engine.services.lookup import Ref
 
 
@@ -23,6 +23,7 @@ class ClusterInput:
     data_center: Ref | None = None
     cpu_type: str | None = None
     memory_overcommit_percent: int | None = None
+    mac_pool: Ref | None = None
 
 
 def _check_overcommit(percent: int | None) -> None:
@@ -42,6 +43,8 @@ async def add_cluster(session: AsyncSession, data: ClusterInput, user: User) -> 
                       memory_overcommit_percent=data.memory_overcommit_percent or 100)
     session.add(cluster)
     await session.flush()
+    if data.mac_pool is not None:
+        await macpools.assign(session, cluster, data.mac_pool)
     audit.record(session, f"Cluster {name} was added by {user.user_name}",
                  code=audit.CLUSTER_ADDED, cluster_id=cluster.id, data_center_id=dc.id,
                  user_id=user.id)
@@ -76,6 +79,8 @@ async def update_cluster(session: AsyncSession, cluster_id: uuid.UUID, data: Clu
                                f"{used} use it.")
             cluster.data_center_id = dc.id
     cluster.name = name
+    if data.mac_pool is not None:
+        await macpools.assign(session, cluster, data.mac_pool)
     if data.description is not None:
         cluster.description = data.description
     if data.cpu_type is not None:
