@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
 from overt.engine.api.readers import ref_of
 from overt.engine.api.wire.parse import Node
+from overt.engine.model.errors import InvalidInput
+from overt.engine.services.host_networks import AttachmentInput, SetupInput
 from overt.engine.services.macpools import MacPoolInput
 from overt.engine.services.vnic_profiles import ProfileInput
 
@@ -29,3 +33,44 @@ def read_vnic_profile(node: Node) -> ProfileInput:
         custom_properties={p.get_str("name") or "": p.get_str("value") or ""
                            for p in props.all("custom_property")}
         if props is not None else None)
+
+
+def _read_attachment(node: Node) -> AttachmentInput:
+    assignments = node.items("ip_address_assignments", "ip_address_assignment")
+    method = address = netmask = gateway = None
+    for assignment in assignments:
+        ip = assignment.child("ip")
+        if ip is not None and (ip.get_str("version") or "v4") != "v4":
+            continue
+        method = assignment.get_str("assignment_method")
+        if ip is not None:
+            address, netmask = ip.get_str("address"), ip.get_str("netmask")
+            gateway = ip.get_str("gateway")
+        break
+    return AttachmentInput(id=node.get_id(), network=ref_of(node.child("network")),
+                           nic=ref_of(node.child("host_nic")), boot_protocol=method,
+                           address=address, netmask=netmask, gateway=gateway)
+
+
+def _ids(nodes: list[Node], what: str) -> list[uuid.UUID]:
+    ids = []
+    for node in nodes:
+        found = node.get_id()
+        if found is None:
+            raise InvalidInput(f"{what} needs the id of each network attachment")
+        ids.append(found)
+    return ids
+
+
+def read_setup_networks(node: Node) -> SetupInput:
+    return SetupInput(
+        modified=[_read_attachment(n) for n in node.items("modified_network_attachments",
+                                                          "network_attachment")],
+        removed=_ids(node.items("removed_network_attachments", "network_attachment"),
+                     "removed_network_attachments"),
+        synchronized=_ids(node.items("synchronized_network_attachments",
+                                     "network_attachment"),
+                          "synchronized_network_attachments"),
+        check_connectivity=bool(node.get_bool("check_connectivity")),
+        connectivity_timeout_s=node.get_int("connectivity_timeout"),
+        commit_on_success=bool(node.get_bool("commit_on_success")))

@@ -73,10 +73,11 @@ def host(h: t.Host, *, vm_count: int = 0) -> Representation:
     caps: dict[str, Any] = h.capabilities or {}
     return {
         "href": base, "id": str(h.id),
-        "actions": actions(base, "activate", "approve", "deactivate", "enrollcertificate",
-                           "install", "refresh"),
+        "actions": actions(base, "activate", "approve", "commitnetconfig", "deactivate",
+                           "enrollcertificate", "install", "refresh", "setupnetworks"),
         "name": h.name, "description": h.description,
-        "link": links(base, "nics", "statistics", "permissions", "storage"),
+        "link": links(base, "nics", "networkattachments", "statistics", "permissions",
+                      "storage"),
         "address": h.address, "port": h.port, "status": h.status,
         "status_detail": h.status_detail or None,
         "type": "rhel", "external_status": "ok",

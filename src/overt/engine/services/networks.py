@@ -129,6 +129,11 @@ async def update_network(session: AsyncSession, network_id: uuid.UUID, data: Net
     if name != network.name:
         await _rename_default_profile(session, network, name)
         network.name = network.bridge = name
+    if vlan_id != network.vlan_id or mtu != network.mtu:
+        # Hosts carry it as it was until it is re-synced (setupnetworks).
+        for attachment in (await session.execute(select(HostNetworkAttachment).where(
+                HostNetworkAttachment.network_id == network.id))).scalars():
+            attachment.applied = False
     network.vlan_id, network.mtu = vlan_id, mtu
     if usages is not None:
         network.usages = usages
