@@ -60,7 +60,7 @@ async def list_attachments(session: AsyncSession, host_id: uuid.UUID
         select(HostNetworkAttachment, Network).join(
             Network, Network.id == HostNetworkAttachment.network_id)
         .where(HostNetworkAttachment.host_id == host_id).order_by(Network.name))
-    return [(a, n) for a, n in rows.tuples()]
+    return [(a, n) for a, n in rows.all()]
 
 
 async def get_attachment(session: AsyncSession, host_id: uuid.UUID, attachment_id: uuid.UUID
@@ -165,7 +165,7 @@ async def setup_networks(session: AsyncSession, jobs: JobSubmitter, host_id: uui
         session, action=SETUP_ACTION, description=f"Setting up the networks of host {host.name}",
         params={"host_id": str(host.id), "check_connectivity": data.check_connectivity,
                 "connectivity_timeout_s": timeout, "commit": data.commit_on_success},
-        locks=[("host_networks", host.id)], host_id=host.id, owner_id=user.id, max_attempts=1)
+        host_id=host.id, owner_id=user.id, max_attempts=1)
 
 
 def _nic_mtu(host: Host, nic_name: str) -> int | None:
@@ -206,5 +206,5 @@ async def commit_net_config(session: AsyncSession, jobs: JobSubmitter, host_id: 
     return await jobs.submit(
         session, action=COMMIT_ACTION,
         description=f"Keeping the network setup of host {host.name}",
-        params={"host_id": str(host.id)}, locks=[("host_networks", host.id)],
+        params={"host_id": str(host.id)},
         host_id=host.id, owner_id=user.id, max_attempts=3)
