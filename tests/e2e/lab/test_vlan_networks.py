@@ -198,3 +198,51 @@ def test_vms_in_one_vlan_reach_each_other_across_nodes_and_not_across_vlans(
     assert gone["removed"] == ["vlan100", "vlan200"]
     assert _on(lab, "node2", "ovs-vsctl", "br-exists", "vlan200").returncode == 2
     assert _on(lab, "node2", "ip", "link", "show", "ovirtmgmt").returncode == 0
+
+
+# Runs inside a node: a change the engine does not confirm in time is rolled back by the
+# agent; a confirmed one stays. Prints what the switch had after each phase.
+ROLLBACK = """
+import asyncio, json, subprocess, sys
+from pathlib import Path
+from overt.node.networks import HostNetworks
+from overt.protocol.networks import NetworkWiring
+
+def bridges():
+    out = subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True).stdout
+    return sorted(out.split())
+
+async def main():
+    nets = HostNetworks(Path(sys.argv[1]))
+    wanted = [NetworkWiring.model_validate(w) for w in json.loads(sys.argv[2])]
+    seen = {}
+    await nets.setup(wanted, rollback_after_s=1.5)
+    seen["applied"] = bridges()
+    await asyncio.sleep(3)
+    seen["unconfirmed"] = bridges()
+    seen["pending_after_rollback"] = nets.rollback_pending
+    await nets.setup(wanted, rollback_after_s=1.5)
+    await nets.commit()
+    await asyncio.sleep(3)
+    seen["confirmed"] = bridges()
+    print(json.dumps(seen))
+
+asyncio.run(main())
+"""
+
+
+def test_an_unconfirmed_network_change_is_rolled_back_by_the_agent(
+        vlan_lab: tuple[Lab, Path]) -> None:
+    lab, state = vlan_lab
+    _apply(lab, "node1", state, [_wiring("keep300", 300, None)])
+    wanted = [_wiring("keep300", 300, None), _wiring("try301", 301, None)]
+    done = _on(lab, "node1", sys.executable, "-c", ROLLBACK, str(state / "node1.json"),
+               json.dumps([w.model_dump(mode="json") for w in wanted]))
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert "try301" in seen["applied"] and "keep300" in seen["applied"]
+    assert "try301" not in seen["unconfirmed"] and "keep300" in seen["unconfirmed"]
+    assert seen["pending_after_rollback"] is False
+    assert "try301" in seen["confirmed"]
+    carried = json.loads((state / "node1.json").read_text())
+    assert sorted(carried) == ["keep300", "try301"]
