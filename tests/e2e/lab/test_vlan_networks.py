@@ -19,6 +19,7 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -115,6 +116,7 @@ def vlan_lab() -> Iterator[tuple[Lab, Path]]:
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int(pidfile.read_text()), 15)
         overt("lab", "down", *ARGS)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def _guest(lab: Lab, node: str, image: GuestImage, state: Path, name: str, network: str,
