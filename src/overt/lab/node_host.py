@@ -11,6 +11,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+from overt.lab import ovs
 from overt.lab.anchor import enter, read_anchor, start_anchor
 from overt.system.commands import run
 from overt.system.waiting import unix_socket_answers, wait_until
@@ -22,6 +23,7 @@ PRIVATE_DIRS = {
     "log-libvirt": "/var/log/libvirt",
     "cache-libvirt": "/var/cache/libvirt",
     "var-lib-overt": "/var/lib/overt",
+    **ovs.PRIVATE_DIRS,
 }
 
 
@@ -63,6 +65,8 @@ class NodeHypervisor:
             run(enter(anchor, ["libvirtd", "-d", "-p", str(self.pid_dir / "libvirtd.pid")]))
             wait_until(lambda: unix_socket_answers(str(self.socket)), timeout=30,
                        what=f"libvirtd of {self.namespace} answering")
+        if ovs.installed():
+            ovs.ensure_running(anchor, self.host_dir)
 
     def _prepare_dirs(self) -> None:
         etc = self.host_dir / "etc-libvirt"

@@ -25,6 +25,7 @@ from overt.node.errors import NodeFailure
 from overt.node.events import EventSequencer
 from overt.node.hypervisor.base import Hypervisor, HypervisorReconnected, VmChanged
 from overt.node.idempotency import IdempotencyStore
+from overt.node.networks import HostNetworks
 from overt.node.stats import Reading, StatsSampler
 from overt.node.storage.local import LocalVolumes
 from overt.protocol import CommandEnvelope, ErrorCode, NodeError, Reply
@@ -49,6 +50,7 @@ from overt.protocol.commands import (
 )
 from overt.protocol.events import Heartbeat, HostStateReport, VmLifecycle
 from overt.protocol.host import HostState
+from overt.protocol.networks import HostCommitNetworks, HostSetupNetworks
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,12 +67,14 @@ class Agent:
 
     def __init__(self, hypervisor: Hypervisor, volumes: LocalVolumes,
                  idempotency: IdempotencyStore, transport: AgentTransport,
-                 timings: AgentTimings | None = None) -> None:
+                 timings: AgentTimings | None = None,
+                 networks: HostNetworks | None = None) -> None:
         self.hypervisor = hypervisor
         self.volumes = volumes
         self.idempotency = idempotency
         self.transport = transport
         self.timings = timings or AgentTimings()
+        self.networks = networks
         self.sequencer: EventSequencer | None = None
         self._started_at = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
@@ -188,7 +192,16 @@ class Agent:
                 return Empty()
             case VolumeInfoCommand(path=path):
                 return await self.volumes.info(path)
+            case HostSetupNetworks(networks=wanted, rollback_after_s=rollback):
+                return await self._host_networks().setup(wanted, rollback)
+            case HostCommitNetworks():
+                return await self._host_networks().commit()
         raise NodeFailure(ErrorCode.BAD_REQUEST, f"this node does not know command {command.name}")
+
+    def _host_networks(self) -> HostNetworks:
+        if self.networks is None:
+            raise NodeFailure(ErrorCode.BAD_REQUEST, "this node does not manage host networks")
+        return self.networks
 
     async def _locked(self, vm_id: uuid.UUID, action: Awaitable[T]) -> T:
         """Commands on one VM run one at a time (destroy and status excepted)."""

@@ -21,6 +21,7 @@ from overt.node.hypervisor.virt_mode_cache import VirtModeChoice, VirtType
 from overt.node.idempotency import IdempotencyStore
 from overt.node.identity import NodeIdentity
 from overt.node.managed import ManagedAgentTransport
+from overt.node.networks import HostNetworks
 from overt.node.storage.local import LocalVolumes
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ def build_agent(settings: NodeSettings, transport: AgentTransport | None = None)
         transport=transport or build_transport(settings),
         timings=AgentTimings(stats_interval_s=settings.stats_interval_s,
                              heartbeat_interval_s=settings.heartbeat_interval_s),
+        networks=HostNetworks(settings.data_dir / "networks.json"),
     )
 
 

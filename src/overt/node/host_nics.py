@@ -29,7 +29,8 @@ def host_nics() -> tuple[NicInfo, ...]:
             continue
         nics.append(NicInfo(name=name, mac=_read(path / "address"),
                             addresses=tuple(addresses.get(name, ())),
-                            bridge=(path / "bridge").is_dir(), speed_mbps=_speed(path)))
+                            bridge=(path / "bridge").is_dir(), speed_mbps=_speed(path),
+                            mtu=_int(_read(path / "mtu"))))
     return tuple(nics)
 
 
@@ -68,6 +69,13 @@ def _read(path: Path) -> str | None:
     try:
         return path.read_text().strip() or None
     except OSError:
+        return None
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
         return None
 
 

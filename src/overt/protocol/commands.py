@@ -8,6 +8,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from overt.protocol.host import HostCapabilities, HostState, VmStatusReport
+from overt.protocol.networks import HostCommitNetworks, HostSetupNetworks
 from overt.protocol.vm import DiskFormat, VmSpec, WireModel
 
 
@@ -175,6 +176,8 @@ Command = Annotated[
     | VmSetTicket
     | VolumeCreate
     | VolumeDelete
-    | VolumeInfoCommand,
+    | VolumeInfoCommand
+    | HostSetupNetworks
+    | HostCommitNetworks,
     Field(discriminator="name"),
 ]

@@ -34,6 +34,7 @@ class NicInfo(WireModel):
     addresses: tuple[str, ...] = ()
     bridge: bool = False
     speed_mbps: int | None = None
+    mtu: int | None = None
 
 
 class HostCapabilities(WireModel):

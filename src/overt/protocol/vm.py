@@ -90,6 +90,7 @@ class NicSpec(WireModel):
     bridge: str = Field(min_length=1, max_length=15)  # the host bridge of the logical network
     model: Literal["virtio", "e1000", "rtl8139"] = "virtio"
     linked: bool = True
+    vlan: int | None = Field(default=None, ge=0, le=4094)  # set: an OVS access port, tagged
 
     @field_validator("mac")
     @classmethod

@@ -24,10 +24,12 @@ from overt.engine.api.limits import BodyLimit, BodyTooLarge
 from overt.engine.api.resources import (
     activity,
     consoles,
+    host_networks,
     host_nics,
     hosts,
     inventory,
     inventory_edits,
+    networking,
     root,
     statistics,
     storage,
@@ -54,7 +56,7 @@ class ApiServices:
 def api_routes() -> ApiRoutes:
     routes = ApiRoutes()
     for module in (root, vms, hosts, host_nics, inventory, inventory_edits, storage, activity,
-                   statistics, vm_devices, consoles, tags):
+                   statistics, vm_devices, consoles, tags, networking, host_networks):
         routes.include(module.routes)
     return routes
 

@@ -24,6 +24,7 @@ def read_cluster(node: Node) -> ClusterInput:
         name=node.get_str("name"), description=node.get_str("description"),
         data_center=ref_of(node.child("data_center")),
         cpu_type=cpu.get_str("type") if cpu is not None else None,
+        mac_pool=ref_of(node.child("mac_pool")),
         memory_overcommit_percent=over_commit.get_int("percent")
         if over_commit is not None else None)
 
@@ -36,7 +37,7 @@ def read_network(node: Node) -> NetworkInput:
         name=node.get_str("name"), description=node.get_str("description"),
         data_center=ref_of(node.child("data_center")),
         vlan_id=vlan_id, clear_vlan=vlan is not None and vlan_id is None,
-        mtu=node.get_int("mtu"),
+        mtu=node.get_int("mtu"), stp=node.get_bool("stp"),
         usages=[u.text or "" for u in usages.all("usage")] if usages is not None else None)
 
 

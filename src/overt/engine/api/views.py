@@ -14,6 +14,7 @@ from overt.engine.api import served
 from overt.engine.api.context import href
 from overt.engine.api.wire.render import Representation
 from overt.engine.db import tables as t
+from overt.engine.services.vnic_profiles import filter_id
 
 MIB = 1 << 20
 ENGINE_VERSION = {"major": 4, "minor": 5}
@@ -54,7 +55,7 @@ def data_center(dc: t.DataCenter) -> Representation:
     }
 
 
-def cluster(c: t.Cluster) -> Representation:
+def cluster(c: t.Cluster, *, mac_pool_id: uuid.UUID | None = None) -> Representation:
     base = href("clusters", c.id)
     return {
         "href": base, "id": str(c.id), "name": c.name, "description": c.description,
@@ -63,6 +64,7 @@ def cluster(c: t.Cluster) -> Representation:
         "memory_policy": {"over_commit": {"percent": c.memory_overcommit_percent}},
         "version": _version(),
         "data_center": ref("datacenters", c.data_center_id),
+        "mac_pool": ref("macpools", mac_pool_id),
     }
 
 
@@ -71,10 +73,11 @@ def host(h: t.Host, *, vm_count: int = 0) -> Representation:
     caps: dict[str, Any] = h.capabilities or {}
     return {
         "href": base, "id": str(h.id),
-        "actions": actions(base, "activate", "approve", "deactivate", "enrollcertificate",
-                           "install", "refresh"),
+        "actions": actions(base, "activate", "approve", "commitnetconfig", "deactivate",
+                           "enrollcertificate", "install", "refresh", "setupnetworks"),
         "name": h.name, "description": h.description,
-        "link": links(base, "nics", "statistics", "permissions", "storage"),
+        "link": links(base, "nics", "networkattachments", "statistics", "permissions",
+                      "storage"),
         "address": h.address, "port": h.port, "status": h.status,
         "status_detail": h.status_detail or None,
         "type": "rhel", "external_status": "ok",
@@ -204,12 +207,15 @@ def storage_domain(sd: t.StorageDomain) -> Representation:
     }
 
 
-def network(n: t.Network) -> Representation:
-    base = href("networks", n.id)
+def network(n: t.Network, *, cluster_id: uuid.UUID | None = None,
+            required: bool = True) -> Representation:
+    base = href("networks", n.id) if cluster_id is None else href(
+        "clusters", cluster_id, "networks", n.id)
     return {
         "href": base, "id": str(n.id), "name": n.name, "description": n.description,
         "link": links(base, "permissions", "vnicprofiles", "networklabels"),
-        "mtu": n.mtu, "required": True, "stp": False,
+        "mtu": n.mtu, "required": required, "stp": n.stp,
+        "cluster": ref("clusters", cluster_id),
         "usages": {"usage": list(n.usages)},
         "vlan": {"id": n.vlan_id} if n.vlan_id is not None else None,
         "data_center": ref("datacenters", n.data_center_id),
@@ -221,8 +227,13 @@ def vnic_profile(p: t.VnicProfile) -> Representation:
     return {
         "href": base, "id": str(p.id), "name": p.name, "description": p.description,
         "link": links(base, "permissions"),
-        "pass_through": {"mode": "disabled"}, "port_mirroring": False,
+        "pass_through": {"mode": "disabled"}, "port_mirroring": p.port_mirroring,
+        "custom_properties": {"custom_property": [
+            {"name": k, "value": v} for k, v in sorted(p.custom_properties.items())]}
+        if p.custom_properties else None,
         "network": ref("networks", p.network_id),
+        "network_filter": ref("networkfilters", filter_id(p.network_filter))
+        if p.network_filter else None,
     }
 
 

@@ -12,6 +12,7 @@ from overt.engine.db.database import Database
 from overt.engine.db.tables import Cluster, DataCenter, Network, Template, User, VnicProfile
 from overt.engine.identity.passwords import generate_password, hash_password, verify_password
 from overt.engine.model.status import DataCenterStatus, NetworkUsage
+from overt.engine.services import macpools
 from overt.pki.certs import write_private
 
 BLANK_TEMPLATE_ID = uuid.UUID(int=0)
@@ -47,6 +48,7 @@ async def seed(db: Database) -> None:
             session.add(network)
             await session.flush()
             session.add(VnicProfile(id=uuid.uuid4(), name=MANAGEMENT_NETWORK, network_id=network.id))
+        await macpools.ensure_default(session)
 
 
 async def ensure_admin(db: Database, *, password: str | None, password_file: Path) -> str | None:

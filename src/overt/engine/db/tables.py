@@ -150,6 +150,7 @@ class Network(Base):
     mtu: Mapped[int] = mapped_column(default=0)  # 0: the default (1500)
     usages: Mapped[list[Any]] = mapped_column(default=list)
     bridge: Mapped[str] = mapped_column(String(15))  # the host bridge that carries it
+    stp: Mapped[bool] = mapped_column(default=False)
 
 
 class VnicProfile(Base):
@@ -158,6 +159,60 @@ class VnicProfile(Base):
     name: Mapped[str] = mapped_column(String(64))
     description: Mapped[str] = mapped_column(Text, default="")
     network_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("networks.id", ondelete="CASCADE"))
+    port_mirroring: Mapped[bool] = mapped_column(default=False)
+    network_filter: Mapped[str | None] = mapped_column(String(64))
+    custom_properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ClusterNetwork(Base):
+    """A network attached to a cluster (management networks are attached to all of theirs)."""
+
+    __tablename__ = "cluster_networks"
+    cluster_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("clusters.id", ondelete="CASCADE"), primary_key=True)
+    network_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("networks.id", ondelete="CASCADE"), primary_key=True)
+    required: Mapped[bool] = mapped_column(default=True)
+
+
+class MacPool(Base):
+    """Ranges VM NICs take their MACs from; `ranges` is a list of [first, last] MACs."""
+
+    __tablename__ = "mac_pools"
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    allow_duplicates: Mapped[bool] = mapped_column(default=False)
+    default_pool: Mapped[bool] = mapped_column(default=False)
+    ranges: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class ClusterMacPool(Base):
+    """The MAC pool of a cluster other than the default one."""
+
+    __tablename__ = "cluster_mac_pools"
+    cluster_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("clusters.id", ondelete="CASCADE"), primary_key=True)
+    mac_pool_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("mac_pools.id"))
+
+
+class HostNetworkAttachment(Base):
+    """A logical network wired to one of a host's NICs (what `setupnetworks` asks for)."""
+
+    __tablename__ = "host_network_attachments"
+    __table_args__ = (UniqueConstraint("host_id", "network_id"),)
+    id: Mapped[uuid.UUID] = _id()
+    host_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"),
+                                               index=True)
+    network_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("networks.id", ondelete="CASCADE"))
+    nic_name: Mapped[str] = mapped_column(String(64))
+    boot_protocol: Mapped[str] = mapped_column(String(16), default="none")
+    address: Mapped[str | None] = mapped_column(String(64))
+    netmask: Mapped[str | None] = mapped_column(String(64))
+    gateway: Mapped[str | None] = mapped_column(String(64))
+    # What the node last confirmed it applied (None: not yet); commitnetconfig makes it durable.
+    applied: Mapped[bool] = mapped_column(default=False)
+    committed: Mapped[bool] = mapped_column(default=False)
 
 
 class Template(Base):

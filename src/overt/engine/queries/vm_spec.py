@@ -94,7 +94,7 @@ async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
             continue  # a NIC with no profile is unplugged from any network, as in oVirt
         nics.append(NicSpec(id=nic.id, name=nic.name, mac=nic.mac, bridge=network.bridge,
                             model=nic.interface if nic.interface in ("virtio", "e1000", "rtl8139")
-                            else "virtio", linked=nic.linked))
+                            else "virtio", linked=nic.linked, vlan=network.vlan_id))
     boot = tuple(BootDevice(d) for d in vm.boot_devices if d in BootDevice.__members__.values())
     return VmSpec(
         id=vm.id, name=vm.name, memory_mib=vm.memory_mib,

@@ -13,6 +13,7 @@ from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.names import check_name
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
+from overt.engine.services import macpools
 
 
 @dataclass
@@ -24,6 +25,7 @@ class ClusterInput:
     data_center: Ref | None = None
     cpu_type: str | None = None
     memory_overcommit_percent: int | None = None
+    mac_pool: Ref | None = None
 
 
 def _check_overcommit(percent: int | None) -> None:
@@ -43,6 +45,8 @@ async def add_cluster(session: AsyncSession, data: ClusterInput, user: User) -> 
                       memory_overcommit_percent=data.memory_overcommit_percent or 100)
     session.add(cluster)
     await session.flush()
+    if data.mac_pool is not None:
+        await macpools.assign(session, cluster, data.mac_pool)
     audit.record(session, f"Cluster {name} was added by {user.user_name}",
                  code=audit.CLUSTER_ADDED, cluster_id=cluster.id, data_center_id=dc.id,
                  user_id=user.id)
@@ -77,6 +81,8 @@ async def update_cluster(session: AsyncSession, cluster_id: uuid.UUID, data: Clu
                                f"{used} use it.")
             cluster.data_center_id = dc.id
     cluster.name = name
+    if data.mac_pool is not None:
+        await macpools.assign(session, cluster, data.mac_pool)
     if data.description is not None:
         cluster.description = data.description
     if data.cpu_type is not None:

@@ -30,11 +30,10 @@ from overt.engine.model.status import (
 )
 from overt.engine.model.vm_actions import VmAction, check_vm_action
 from overt.engine.queries import lookup
+from overt.engine.services import macpools
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput, NicInput
 from overt.engine.services.jobs import JobSubmitter
-from overt.engine.services.macs import allocate_mac
 
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _NIC_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
 MAX_DISK_BYTES = 64 << 40
 
@@ -57,18 +56,6 @@ async def _profile_for(session: AsyncSession, data: NicInput) -> VnicProfile | N
     return None
 
 
-async def _check_mac(session: AsyncSession, mac: str, *, other_than: uuid.UUID | None) -> str:
-    mac = mac.lower()
-    if not _MAC_RE.match(mac):
-        raise InvalidInput(f"nic.mac.address {mac!r} is not a MAC address like 56:6f:1a:2b:3c:4d")
-    if int(mac[:2], 16) & 1:
-        raise InvalidInput(f"nic.mac.address {mac} is a multicast address")
-    taken = (await session.execute(select(VmNic).where(VmNic.mac == mac))).scalars().first()
-    if taken is not None and taken.id != other_than:
-        raise Conflict(f"MAC address {mac} is already in use")
-    return mac
-
-
 async def add_nic(session: AsyncSession, vm: Vm, data: NicInput, user: User) -> VmNic:
     _devices_changeable(vm)
     existing = list((await session.execute(select(VmNic).where(VmNic.vm_id == vm.id))).scalars())
@@ -79,8 +66,8 @@ async def add_nic(session: AsyncSession, vm: Vm, data: NicInput, user: User) -> 
         raise Conflict(f"VM {vm.name} already has a NIC named {name}")
     interface = NicInterface(data.interface) if data.interface else NicInterface.VIRTIO
     profile = await _profile_for(session, data)
-    mac = await _check_mac(session, data.mac, other_than=None) if data.mac \
-        else await allocate_mac(session)
+    mac = await macpools.claim(session, vm.cluster_id, data.mac) if data.mac \
+        else await macpools.allocate(session, vm.cluster_id)
     nic = VmNic(id=uuid.uuid4(), vm_id=vm.id, name=name, mac=mac,
                 vnic_profile_id=profile.id if profile else None, interface=interface.value,
                 linked=True if data.linked is None else data.linked,
@@ -109,7 +96,7 @@ async def update_nic(session: AsyncSession, vm: Vm, nic_id: uuid.UUID, data: Nic
             raise InvalidInput(f"nic.name {data.name!r} is not valid")
         nic.name = data.name
     if data.mac:
-        nic.mac = await _check_mac(session, data.mac, other_than=nic.id)
+        nic.mac = await macpools.claim(session, vm.cluster_id, data.mac, nic_id=nic.id)
     if data.interface:
         nic.interface = NicInterface(data.interface).value
     if data.vnic_profile is not None or data.network is not None:

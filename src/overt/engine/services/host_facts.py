@@ -27,6 +27,7 @@ class HostNic:
     addresses: tuple[str, ...]
     bridged: bool
     speed_mbps: int | None
+    mtu: int | None = None
 
 
 async def refresh_host(session: AsyncSession, jobs: JobSubmitter, host_id: uuid.UUID,
@@ -46,5 +47,6 @@ def host_nics(host: Host) -> list[HostNic]:
     reported = (host.capabilities or {}).get("nics") or []
     return [HostNic(id=uuid.uuid5(host.id, str(nic.get("name"))), name=str(nic.get("name")),
                     mac=nic.get("mac"), addresses=tuple(nic.get("addresses") or ()),
-                    bridged=bool(nic.get("bridge")), speed_mbps=nic.get("speed_mbps"))
+                    bridged=bool(nic.get("bridge")), speed_mbps=nic.get("speed_mbps"),
+                    mtu=nic.get("mtu"))
             for nic in reported if nic.get("name")]

@@ -9,7 +9,15 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import DataCenter, Network, User, VmNic, VnicProfile
+from overt.engine.db.tables import (
+    ClusterNetwork,
+    DataCenter,
+    HostNetworkAttachment,
+    Network,
+    User,
+    VmNic,
+    VnicProfile,
+)
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.names import NETWORK_NAME_MAX, check_name
 from overt.engine.model.status import NetworkUsage
@@ -31,6 +39,7 @@ class NetworkInput:
     clear_vlan: bool = False  # an explicit <vlan/> without an id: no VLAN
     mtu: int | None = None
     usages: list[str] | None = None
+    stp: bool | None = None
 
 
 def _check_values(data: NetworkInput) -> list[str] | None:
@@ -68,7 +77,7 @@ async def add_network(session: AsyncSession, data: NetworkInput, user: User) -> 
                        f"center {dc.name}.")
     network = Network(id=uuid.uuid4(), name=name, description=data.description or "",
                       data_center_id=dc.id, vlan_id=data.vlan_id, mtu=data.mtu or 0,
-                      usages=usages, bridge=name)
+                      usages=usages, bridge=name, stp=bool(data.stp))
     session.add(network)
     await session.flush()
     session.add(VnicProfile(id=uuid.uuid4(), name=name, network_id=network.id))
@@ -121,11 +130,18 @@ async def update_network(session: AsyncSession, network_id: uuid.UUID, data: Net
     if name != network.name:
         await _rename_default_profile(session, network, name)
         network.name = network.bridge = name
+    if vlan_id != network.vlan_id or mtu != network.mtu:
+        # Hosts carry it as it was until it is re-synced (setupnetworks).
+        for attachment in (await session.execute(select(HostNetworkAttachment).where(
+                HostNetworkAttachment.network_id == network.id))).scalars():
+            attachment.applied = False
     network.vlan_id, network.mtu = vlan_id, mtu
     if usages is not None:
         network.usages = usages
     if data.description is not None:
         network.description = data.description
+    if data.stp is not None:
+        network.stp = data.stp
     audit.record(session, f"Network {network.name} was updated by {user.user_name}",
                  code=audit.NETWORK_UPDATED, data_center_id=network.data_center_id,
                  user_id=user.id)
@@ -147,6 +163,12 @@ async def remove_network(session: AsyncSession, network_id: uuid.UUID, user: Use
     if used:
         raise Conflict(f"Cannot remove Network {network.name}: {used} VM NIC(s) use it; "
                        "remove them from the network first.")
+    hosts = await lookup.count(session, HostNetworkAttachment,
+                               HostNetworkAttachment.network_id == network.id)
+    if hosts:
+        raise Conflict(f"Cannot remove Network {network.name}: {hosts} host(s) carry it; "
+                       "detach it from them first.")
+    await session.execute(delete(ClusterNetwork).where(ClusterNetwork.network_id == network.id))
     await session.execute(delete(VnicProfile).where(
         VnicProfile.network_id == network.id))
     audit.record(session, f"Network {network.name} was removed by {user.user_name}",

@@ -163,6 +163,9 @@ def _nic(nic: NicSpec) -> ET.Element:
     element = ET.Element("interface", type="bridge")
     ET.SubElement(element, "mac", address=nic.mac)
     ET.SubElement(element, "source", bridge=nic.bridge)
+    if nic.vlan is not None:  # the network's OVS bridge; libvirt makes the port an access port
+        ET.SubElement(element, "virtualport", type="openvswitch")
+        ET.SubElement(ET.SubElement(element, "vlan"), "tag", id=str(nic.vlan))
     ET.SubElement(element, "model", type=nic.model)
     ET.SubElement(element, "link", state="up" if nic.linked else "down")
     ET.SubElement(element, "alias", name=f"ua-{nic.id}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,19 @@ def test_vnc_port_of_a_live_domain() -> None:
     assert vnc_port("<domain><devices><graphics type='vnc' port='-1'/></devices></domain>") \
         is None
     assert vnc_port("<domain><devices/></domain>") is None
+
+
+def test_a_nic_on_a_vlan_network_is_an_ovs_access_port() -> None:
+    """libvirt plugs it into the network's OVS bridge with the network's tag; an untagged
+    network stays a plain Linux bridge port."""
+    nics = (NicSpec(id=_id(30), mac="56:6f:1a:00:00:30", bridge="vlan100", vlan=100),
+            NicSpec(id=_id(31), name="nic2", mac="56:6f:1a:00:00:31", bridge="ovirtmgmt"))
+    spec = SPECS["minimal"].model_copy(update={"nics": nics})
+    root = ET.fromstring(domain_xml(spec, VirtMode.QEMU, OvertMetadata(spec.id, 1)))
+    tagged, plain = root.findall("./devices/interface")
+    assert tagged.get("type") == "bridge"
+    assert tagged.find("source").get("bridge") == "vlan100"  # type: ignore[union-attr]
+    assert tagged.find("virtualport").get("type") == "openvswitch"  # type: ignore[union-attr]
+    assert [t.get("id") for t in tagged.findall("./vlan/tag")] == ["100"]
+    assert plain.find("virtualport") is None and plain.find("vlan") is None
+    assert plain.find("source").get("bridge") == "ovirtmgmt"  # type: ignore[union-attr]

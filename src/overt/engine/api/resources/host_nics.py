@@ -22,7 +22,7 @@ def _nic_view(host: Host, nic: host_facts.HostNic) -> Representation:
         "href": href("hosts", host.id, "nics", nic.id), "id": str(nic.id), "name": nic.name,
         "mac": {"address": nic.mac} if nic.mac else None,
         "ip": {"address": nic.addresses[0].split("/")[0]} if nic.addresses else None,
-        "bridged": nic.bridged,
+        "bridged": nic.bridged, "mtu": nic.mtu,
         "speed": nic.speed_mbps * 1_000_000 if nic.speed_mbps else None,
         "status": "up", "host": ref("hosts", host.id),
     }

@@ -23,6 +23,7 @@ from overt.engine.db.tables import (
     VnicProfile,
 )
 from overt.engine.queries import lookup
+from overt.engine.services import macpools
 
 routes = ApiRoutes()
 
@@ -82,15 +83,8 @@ async def list_clusters(ctx: ApiContext) -> Response:
 @routes.get("/clusters/{cluster_id}")
 async def get_cluster(ctx: ApiContext) -> Response:
     cluster = await lookup.get(ctx.session, Cluster, ctx.id_param("cluster_id"))
-    return ctx.render("cluster", views.cluster(cluster))
-
-
-@routes.get("/clusters/{cluster_id}/networks")
-async def cluster_networks(ctx: ApiContext) -> Response:
-    cluster = await lookup.get(ctx.session, Cluster, ctx.id_param("cluster_id"))
-    rows = (await ctx.session.execute(select(Network).where(
-        Network.data_center_id == cluster.data_center_id).order_by(Network.name))).scalars()
-    return ctx.render_list("networks", "network", [views.network(r) for r in rows])
+    pool = await macpools.pool_of_cluster(ctx.session, cluster.id)
+    return ctx.render("cluster", views.cluster(cluster, mac_pool_id=pool.id))
 
 
 # -- networks and vNIC profiles ------------------------------------------------------------

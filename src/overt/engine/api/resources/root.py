@@ -16,7 +16,8 @@ from overt.engine.services.tags import ROOT_TAG_ID
 
 routes = ApiRoutes()
 
-COLLECTIONS = ("clusters", "datacenters", "disks", "events", "hosts", "jobs", "networks",
+COLLECTIONS = ("clusters", "datacenters", "disks", "events", "hosts", "jobs", "macpools",
+               "networkfilters", "networks",
                "storagedomains", "tags", "templates", "users", "vms", "vnicprofiles")
 SEARCHABLE = ("clusters", "datacenters", "disks", "events", "hosts", "networks",
               "storagedomains", "tags", "templates", "users", "vms", "vnicprofiles")

@@ -1,0 +1,82 @@
+"""Applying a host's network attachments on its node (`setupnetworks`, `commitnetconfig`).
+
+With the connectivity check the node undoes the change by itself unless the engine reaches
+it again within the timeout and confirms (the second command is that confirmation).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from overt.engine import audit
+from overt.engine.db.tables import Host
+from overt.engine.jobs.context import Handler, JobContext
+from overt.engine.queries import lookup
+from overt.engine.services import host_networks
+from overt.protocol.commands import HostCapabilitiesCommand
+from overt.protocol.host import HostCapabilities
+from overt.protocol.networks import (
+    HostCommitNetworks,
+    HostSetupNetworks,
+    NetworkSetup,
+    NetworkWiring,
+)
+
+
+def _prefix(netmask: str | None) -> int:
+    return ipaddress.IPv4Network(f"0.0.0.0/{netmask or 0}").prefixlen
+
+
+async def setup_networks(ctx: JobContext) -> dict[str, Any]:
+    host_id = ctx.uuid_param("host_id")
+    params = ctx.params
+    async with ctx.transaction() as session:
+        host = await lookup.get(session, Host, host_id)
+        rows = await host_networks.list_attachments(session, host_id)
+        wanted = tuple(NetworkWiring(
+            name=n.name, bridge=n.bridge, nic=a.nic_name, vlan=n.vlan_id, mtu=n.mtu,
+            boot_protocol="static" if a.boot_protocol == "static" else "none",
+            address=f"{a.address}/{_prefix(a.netmask)}" if a.address else None,
+            gateway=a.gateway) for a, n in rows)
+    check = bool(params.get("check_connectivity"))
+    timeout = float(params.get("connectivity_timeout_s") or 120)
+    async with ctx.step(f"Applying {len(wanted)} network(s) on host {host.name}",
+                        host_id=host.id):
+        result = await ctx.nodes.call(
+            host, HostSetupNetworks(networks=wanted, rollback_after_s=timeout if check else None),
+            NetworkSetup, key=ctx.key("setup"), timeout_s=timeout + 30)
+    if check:
+        async with ctx.step(f"Confirming that host {host.name} is still reachable",
+                            host_id=host.id):
+            await ctx.nodes.call(host, HostCommitNetworks(), NetworkSetup,
+                                 key=ctx.key("confirm"), timeout_s=timeout)
+    caps = await ctx.nodes.call(host, HostCapabilitiesCommand(), HostCapabilities,
+                                key=ctx.key("capabilities"))
+    async with ctx.transaction() as session:
+        host = await lookup.get(session, Host, host_id, for_update=True)
+        host.capabilities = caps.model_dump(mode="json")
+        for attachment, _network in await host_networks.list_attachments(session, host_id):
+            attachment.applied = True
+            attachment.committed = attachment.committed or bool(params.get("commit"))
+        audit.record(session, f"Networks of host {host.name} were set up: "
+                     f"{', '.join(result.carried) or 'none'}", code=audit.NETWORK_UPDATED,
+                     host_id=host.id, job_id=ctx.job.id)
+    return {"carried": list(result.carried), "removed": list(result.removed)}
+
+
+async def commit_networks(ctx: JobContext) -> dict[str, Any]:
+    host_id = ctx.uuid_param("host_id")
+    async with ctx.transaction() as session:
+        host = await lookup.get(session, Host, host_id)
+    async with ctx.step(f"Keeping the networks of host {host.name}", host_id=host.id):
+        result = await ctx.nodes.call(host, HostCommitNetworks(), NetworkSetup,
+                                      key=ctx.key("commit"))
+    async with ctx.transaction() as session:
+        for attachment, _network in await host_networks.list_attachments(session, host_id):
+            attachment.committed = attachment.applied
+    return {"carried": list(result.carried)}
+
+
+HANDLERS: dict[str, Handler] = {host_networks.SETUP_ACTION: setup_networks,
+                                host_networks.COMMIT_ACTION: commit_networks}

@@ -1,0 +1,212 @@
+"""A host's network attachments: which logical network rides on which of its NICs, with
+which address; `setupnetworks` changes them and a job makes the node apply them.
+
+Everything is checked before anything changes: the NIC must be one the host reported, the
+network one of its cluster's, no two untagged networks (or two equal tags) on one NIC, an
+MTU the NIC can carry, and the management network stays.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine import audit
+from overt.engine.db.tables import Cluster, Host, HostNetworkAttachment, Job, Network, User
+from overt.engine.model.errors import Conflict, InvalidInput, NotFound
+from overt.engine.model.status import HostStatus
+from overt.engine.queries import lookup
+from overt.engine.queries.lookup import Ref
+from overt.engine.services import cluster_networks, host_facts
+from overt.engine.services.jobs import JobSubmitter
+from overt.engine.services.networks import is_management
+
+SETUP_ACTION = "host.setup_networks"
+COMMIT_ACTION = "host.commit_networks"
+DEFAULT_CONNECTIVITY_TIMEOUT_S = 120
+_REACHABLE = {HostStatus.UP.value, HostStatus.MAINTENANCE.value,
+              HostStatus.NON_OPERATIONAL.value}
+_DEFAULT_MTU = 1500
+
+
+@dataclass
+class AttachmentInput:
+    """One `<network_attachment>` of a `setupnetworks` request."""
+
+    id: uuid.UUID | None = None
+    network: Ref | None = None
+    nic: Ref | None = None
+    boot_protocol: str | None = None  # none / static / dhcp
+    address: str | None = None
+    netmask: str | None = None
+    gateway: str | None = None
+
+
+@dataclass
+class SetupInput:
+    modified: list[AttachmentInput] = field(default_factory=list)
+    removed: list[uuid.UUID] = field(default_factory=list)
+    synchronized: list[uuid.UUID] = field(default_factory=list)
+    check_connectivity: bool = False
+    connectivity_timeout_s: int | None = None
+    commit_on_success: bool = False
+
+
+async def list_attachments(session: AsyncSession, host_id: uuid.UUID
+                           ) -> list[tuple[HostNetworkAttachment, Network]]:
+    rows = await session.execute(
+        select(HostNetworkAttachment, Network).join(
+            Network, Network.id == HostNetworkAttachment.network_id)
+        .where(HostNetworkAttachment.host_id == host_id).order_by(Network.name))
+    return [(a, n) for a, n in rows.all()]
+
+
+async def get_attachment(session: AsyncSession, host_id: uuid.UUID, attachment_id: uuid.UUID
+                         ) -> tuple[HostNetworkAttachment, Network]:
+    for attachment, network in await list_attachments(session, host_id):
+        if attachment.id == attachment_id:
+            return attachment, network
+    raise NotFound(f"host {host_id} has no network attachment {attachment_id}")
+
+
+def _nic_named(host: Host, ref: Ref | None, what: str) -> host_facts.HostNic:
+    if ref is None or (ref.id is None and not ref.name):
+        raise InvalidInput(f"{what}.host_nic is required (give its id or name)")
+    for nic in host_facts.host_nics(host):
+        if (ref.id is not None and nic.id == ref.id) or (ref.id is None and nic.name == ref.name):
+            return nic
+    raise InvalidInput(f"{what}.host_nic {ref.id or ref.name} is not a NIC of host {host.name}")
+
+
+def _check_ip(data: AttachmentInput, what: str) -> tuple[str, str | None, str | None,
+                                                          str | None]:
+    method = (data.boot_protocol or "none").lower()
+    if method not in ("none", "static", "dhcp"):
+        raise InvalidInput(f"{what} assignment_method {method!r} is not none, static or dhcp")
+    if method == "dhcp":
+        raise InvalidInput(f"{what}: DHCP addresses on host networks are not supported yet; "
+                           "use a static address or none")
+    if method != "static":
+        return method, None, None, None
+    if not data.address or not data.netmask:
+        raise InvalidInput(f"{what}: a static address needs ip.address and ip.netmask")
+    try:
+        iface = ipaddress.IPv4Interface(f"{data.address}/{data.netmask}")
+        gateway = str(ipaddress.IPv4Address(data.gateway)) if data.gateway else None
+    except ValueError as exc:
+        raise InvalidInput(f"{what}: {exc}") from None
+    if gateway is not None and ipaddress.IPv4Address(gateway) not in iface.network:
+        raise InvalidInput(f"{what}: gateway {gateway} is outside {iface.network}")
+    return method, str(iface.ip), str(iface.netmask), gateway
+
+
+async def setup_networks(session: AsyncSession, jobs: JobSubmitter, host_id: uuid.UUID,
+                         data: SetupInput, user: User) -> Job:
+    host = await lookup.get(session, Host, host_id, for_update=True)
+    if host.status not in _REACHABLE:
+        raise Conflict(f"Cannot set up networks of host {host.name}: it is {host.status}.")
+    cluster = await lookup.get(session, Cluster, host.cluster_id)
+    allowed = {item.network.id: item.network
+               for item in await cluster_networks.list_attached(session, cluster)}
+    current = {a.id: (a, n) for a, n in await list_attachments(session, host.id)}
+    for removed_id in data.removed:
+        if removed_id not in current:
+            raise InvalidInput(f"host {host.name} has no network attachment {removed_id}")
+        if is_management(current[removed_id][1]):
+            raise Conflict(f"Cannot detach the management network {current[removed_id][1].name} "
+                           f"from host {host.name}.")
+    # The wanted result, by network: (attachment or None, network, nic, ip settings).
+    wanted: dict[uuid.UUID, tuple[HostNetworkAttachment | None, Network, str, tuple[
+        str, str | None, str | None, str | None]]] = {
+        n.id: (a, n, a.nic_name, (a.boot_protocol, a.address, a.netmask, a.gateway))
+        for a, n in current.values() if a.id not in data.removed}
+    for index, item in enumerate(data.modified):
+        what = f"modified_network_attachments[{index}]"
+        existing = current.get(item.id) if item.id is not None else None
+        if item.id is not None and existing is None:
+            raise InvalidInput(f"{what}: host {host.name} has no network attachment {item.id}")
+        if existing is not None and item.network is None:
+            network = existing[1]
+        else:
+            network = await lookup.resolve(session, Network, item.network, f"{what}.network")
+        if network.id not in allowed:
+            raise InvalidInput(f"{what}: network {network.name} is not attached to cluster "
+                               f"{cluster.name} of host {host.name}")
+        if existing is None:
+            existing = next(((a, n) for a, n in current.values() if n.id == network.id), None)
+        nic = _nic_named(host, item.nic, what) if item.nic is not None or existing is None \
+            else _nic_named(host, Ref(name=existing[0].nic_name), what)
+        ip = _check_ip(item, what)
+        wanted[network.id] = (existing[0] if existing else None, network, nic.name, ip)
+    _check_layout(host, [(n, nic) for _, n, nic, _ in wanted.values()])
+    for attachment_id in data.removed:
+        await session.delete(current[attachment_id][0])
+    for attachment, network, nic_name, (method, address, netmask, gateway) in wanted.values():
+        if attachment is None:
+            attachment = HostNetworkAttachment(id=uuid.uuid4(), host_id=host.id,
+                                               network_id=network.id)
+            session.add(attachment)
+        changed = (attachment.nic_name, attachment.boot_protocol, attachment.address,
+                   attachment.netmask, attachment.gateway) != (nic_name, method, address,
+                                                               netmask, gateway)
+        if changed or attachment.id in data.synchronized:
+            attachment.applied = attachment.committed = False
+        attachment.nic_name, attachment.boot_protocol = nic_name, method
+        attachment.address, attachment.netmask, attachment.gateway = address, netmask, gateway
+    await session.flush()
+    timeout = data.connectivity_timeout_s or DEFAULT_CONNECTIVITY_TIMEOUT_S
+    if not 1 <= timeout <= 600:
+        raise InvalidInput(f"connectivity_timeout must be between 1 and 600 s, not {timeout}")
+    audit.record(session, f"Network setup of host {host.name} was changed by {user.user_name}",
+                 code=audit.NETWORK_UPDATED, host_id=host.id, user_id=user.id)
+    return await jobs.submit(
+        session, action=SETUP_ACTION, description=f"Setting up the networks of host {host.name}",
+        params={"host_id": str(host.id), "check_connectivity": data.check_connectivity,
+                "connectivity_timeout_s": timeout, "commit": data.commit_on_success},
+        host_id=host.id, owner_id=user.id, max_attempts=1)
+
+
+def _nic_mtu(host: Host, nic_name: str) -> int | None:
+    for nic in (host.capabilities or {}).get("nics") or []:
+        if nic.get("name") == nic_name:
+            mtu = nic.get("mtu")
+            return int(mtu) if isinstance(mtu, int) else None
+    return None
+
+
+def _check_layout(host: Host, placed: list[tuple[Network, str]]) -> None:
+    """At most one untagged network and distinct tags per NIC; MTUs the NIC carries."""
+    by_nic: dict[str, list[Network]] = {}
+    for network, nic in placed:
+        by_nic.setdefault(nic, []).append(network)
+    for nic, networks in by_nic.items():
+        untagged = [n.name for n in networks if n.vlan_id is None]
+        if len(untagged) > 1:
+            raise InvalidInput(f"NIC {nic} of host {host.name} cannot carry two networks "
+                               f"without a VLAN: {', '.join(untagged)}")
+        tags = [n.vlan_id for n in networks if n.vlan_id is not None]
+        if len(tags) != len(set(tags)):
+            raise InvalidInput(f"NIC {nic} of host {host.name} cannot carry two networks with "
+                               "the same VLAN id")
+        nic_mtu = _nic_mtu(host, nic)
+        for network in networks:
+            mtu = network.mtu or _DEFAULT_MTU
+            if nic_mtu is not None and mtu > nic_mtu:
+                raise InvalidInput(f"network {network.name} needs MTU {mtu} but NIC {nic} of "
+                                   f"host {host.name} carries at most {nic_mtu}")
+
+
+async def commit_net_config(session: AsyncSession, jobs: JobSubmitter, host_id: uuid.UUID,
+                            user: User) -> Job:
+    host = await lookup.get(session, Host, host_id)
+    if host.status not in _REACHABLE:
+        raise Conflict(f"Cannot commit the networks of host {host.name}: it is {host.status}.")
+    return await jobs.submit(
+        session, action=COMMIT_ACTION,
+        description=f"Keeping the network setup of host {host.name}",
+        params={"host_id": str(host.id)},
+        host_id=host.id, owner_id=user.id, max_attempts=3)

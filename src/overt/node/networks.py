@@ -1,0 +1,202 @@
+"""The host's logical networks, made real: Open vSwitch VLAN bridges and Linux bridges.
+
+A network with a VLAN id becomes an OVS "fake bridge" named after the network's bridge on
+an OVS bridge (`ob-NIC`, userspace datapath) that has the host NIC as its trunk port;
+libvirt plugs a VM NIC into it as an access port with the network's tag. A network
+without a VLAN is a Linux bridge with the NIC as its port. The agent removes only what it
+made (a bridge that existed before, like the management bridge, is adopted, never deleted),
+and can roll a change back by itself when the engine does not confirm it in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from overt.node.errors import NodeFailure
+from overt.protocol.errors import ErrorCode
+from overt.protocol.networks import NetworkSetup, NetworkWiring
+from overt.system.commands import CommandFailed, ToolMissing, run
+
+log = logging.getLogger(__name__)
+
+SYS_NET = Path("/sys/class/net")
+
+
+def uplink_bridge(nic: str) -> str:
+    """The OVS bridge that has `nic` as its trunk port."""
+    return f"ob-{nic}"[:15]
+
+
+class HostNetworks:
+    """Applies the engine's wanted networks; remembers what it made in `state_file`."""
+
+    def __init__(self, state_file: Path) -> None:
+        self.state_file = state_file
+        self._lock = asyncio.Lock()
+        self._rollback: asyncio.Task[None] | None = None
+        self._before: list[NetworkWiring] | None = None
+
+    # -- commands ---------------------------------------------------------------------
+
+    async def setup(self, wanted: Sequence[NetworkWiring],
+                    rollback_after_s: float | None) -> NetworkSetup:
+        async with self._lock:
+            self._cancel_rollback()
+            before = self._load()
+            try:
+                result = await asyncio.to_thread(self._apply, list(wanted), before)
+            except (CommandFailed, ToolMissing) as exc:
+                log.warning("setting up networks failed, restoring the previous ones: %s", exc)
+                await asyncio.to_thread(self._restore, before)
+                raise NodeFailure(ErrorCode.HYPERVISOR_ERROR,
+                                  f"setting up the host's networks failed: {exc}") from None
+            if rollback_after_s is not None:
+                self._before = [_wiring_of(old) for old in before.values()]
+                self._rollback = asyncio.create_task(self._roll_back_after(rollback_after_s))
+            return result
+
+    async def commit(self) -> NetworkSetup:
+        async with self._lock:
+            self._cancel_rollback()
+            return NetworkSetup(carried=tuple(sorted(self._load())))
+
+    @property
+    def rollback_pending(self) -> bool:
+        return self._rollback is not None and not self._rollback.done()
+
+    async def close(self) -> None:
+        if self._rollback is not None:
+            self._rollback.cancel()
+
+    # -- rollback ---------------------------------------------------------------------
+
+    def _cancel_rollback(self) -> None:
+        if self._rollback is not None and not self._rollback.done():
+            self._rollback.cancel()
+        self._rollback = None
+        self._before = None
+
+    async def _roll_back_after(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        async with self._lock:
+            before = self._before or []
+            log.warning("the engine did not confirm the new networks within %g s: rolling "
+                        "them back", delay_s)
+            try:
+                await asyncio.to_thread(self._apply, before, self._load())
+            except (CommandFailed, ToolMissing):
+                log.exception("rolling the networks back failed")
+            self._before = None
+
+    # -- applying ---------------------------------------------------------------------
+
+    def _apply(self, wanted: list[NetworkWiring],
+               before: dict[str, dict[str, object]]) -> NetworkSetup:
+        state: dict[str, dict[str, object]] = {}
+        for wiring in wanted:
+            old = before.get(wiring.name)
+            adopted = bool(old and old.get("adopted"))
+            if old is not None and _wiring_of(old) != wiring:
+                self._remove(old)
+            adopted = self._realise(wiring, adopted=adopted if old else None)
+            state[wiring.name] = {**wiring.model_dump(mode="json"), "adopted": adopted}
+        removed = []
+        for name, old in before.items():
+            if name not in state:
+                self._remove(old)
+                removed.append(name)
+        self._save(state)
+        return NetworkSetup(carried=tuple(sorted(state)), removed=tuple(sorted(removed)))
+
+    def _restore(self, before: dict[str, dict[str, object]]) -> None:
+        try:
+            self._apply([_wiring_of(old) for old in before.values()], self._load())
+        except (CommandFailed, ToolMissing):
+            log.exception("restoring the previous networks failed")
+
+    def _realise(self, wiring: NetworkWiring, *, adopted: bool | None) -> bool:
+        """Make `wiring` real; whether its bridge existed before (then it is never deleted)."""
+        if not (SYS_NET / wiring.nic).exists():
+            raise CommandFailed(["ip", "link", "show", wiring.nic], 1,
+                                f"the host has no NIC {wiring.nic}")
+        existed = (SYS_NET / wiring.bridge).exists() if adopted is None else adopted
+        if wiring.vlan is not None:
+            self._ovs_vlan_bridge(wiring)
+        else:
+            self._linux_bridge(wiring)
+        self._addresses(wiring)
+        return existed
+
+    def _ovs_vlan_bridge(self, wiring: NetworkWiring) -> None:
+        parent = uplink_bridge(wiring.nic)
+        _ovs("--may-exist", "add-br", parent, "--", "set", "bridge", parent,
+             "datapath_type=netdev")
+        _ovs("--may-exist", "add-port", parent, wiring.nic)
+        _ovs("--may-exist", "add-br", wiring.bridge, parent, str(wiring.vlan))
+        if wiring.mtu:
+            _ovs("set", "interface", wiring.bridge, f"mtu_request={wiring.mtu}")
+        for link in (wiring.nic, parent, wiring.bridge):
+            _ip("link", "set", link, "up")
+
+    def _linux_bridge(self, wiring: NetworkWiring) -> None:
+        if not (SYS_NET / wiring.bridge).exists():
+            _ip("link", "add", "name", wiring.bridge, "type", "bridge")
+        master = SYS_NET / wiring.nic / "master"
+        if not master.exists() or master.readlink().name != wiring.bridge:
+            _ip("link", "set", wiring.nic, "master", wiring.bridge)
+        if wiring.mtu:
+            _ip("link", "set", wiring.bridge, "mtu", str(wiring.mtu))
+        for link in (wiring.nic, wiring.bridge):
+            _ip("link", "set", link, "up")
+
+    def _addresses(self, wiring: NetworkWiring) -> None:
+        if wiring.boot_protocol == "static" and wiring.address:
+            _ip("address", "replace", wiring.address, "dev", wiring.bridge)
+            if wiring.gateway:
+                _ip("route", "replace", "default", "via", wiring.gateway, "dev",
+                    wiring.bridge)
+
+    def _remove(self, old: dict[str, object]) -> None:
+        wiring = _wiring_of(old)
+        if wiring.boot_protocol == "static" and wiring.address:
+            run(["ip", "address", "del", wiring.address, "dev", wiring.bridge], check=False)
+        if old.get("adopted"):
+            return
+        if wiring.vlan is not None:
+            _ovs("--if-exists", "del-br", wiring.bridge)
+        elif (SYS_NET / wiring.bridge).exists():
+            _ip("link", "del", wiring.bridge)
+
+    # -- state --------------------------------------------------------------------------
+
+    def _load(self) -> dict[str, dict[str, object]]:
+        try:
+            data = json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return {}
+        except ValueError:
+            log.warning("ignoring an unreadable %s", self.state_file)
+            return {}
+        return {str(k): v for k, v in data.items() if isinstance(v, dict)}
+
+    def _save(self, state: dict[str, dict[str, object]]) -> None:
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+        tmp.replace(self.state_file)
+
+
+def _wiring_of(old: dict[str, object]) -> NetworkWiring:
+    return NetworkWiring.model_validate({k: v for k, v in old.items() if k != "adopted"})
+
+
+def _ovs(*args: str) -> None:
+    run(["ovs-vsctl", "--timeout=10", *args], timeout=20)
+
+
+def _ip(*args: str) -> None:
+    run(["ip", *args], timeout=20)

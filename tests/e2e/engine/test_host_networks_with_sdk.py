@@ -1,0 +1,130 @@
+"""A host's network attachments through the official SDK: `setupnetworks` records what the
+host must carry (and hands it to a job for the node), refuses bad layouts with a 4xx and
+changes nothing then; `commitnetconfig` is a job too. (The node's side is in the lab tests.)"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import ovirtsdk4 as sdk
+import ovirtsdk4.types as types
+import pytest
+from sqlalchemy import select
+
+from overt.engine.db.database import Database
+from overt.engine.db.tables import Cluster, Host
+from overt.engine.model.status import HostStatus
+from tests.support.engine import RunningEngine
+
+NICS = [{"name": "eth0", "mac": "52:54:00:00:00:01", "addresses": ["192.0.2.10/24"],
+         "bridge": False, "speed_mbps": 1000, "mtu": 1500},
+        {"name": "guest0", "mac": "52:54:00:00:00:02", "addresses": [], "bridge": False,
+         "speed_mbps": 10000, "mtu": 9000}]
+
+
+def _refused(code: int, call: object, *args: object, **kwargs: object) -> sdk.Error:
+    with pytest.raises(sdk.Error) as caught:
+        call(*args, **kwargs)  # type: ignore[operator]
+    assert caught.value.code == code, caught.value
+    return caught.value
+
+
+def _host(engine: RunningEngine, name: str) -> str:
+    """A host row as enrollment leaves it, with the NICs its node reported."""
+    async def insert() -> uuid.UUID:
+        db = Database(engine.runtime.settings.database_url())
+        try:
+            async with db.transaction() as session:
+                cluster = (await session.execute(select(Cluster).where(
+                    Cluster.name == "Default"))).scalar_one()
+                host = Host(id=uuid.uuid4(), name=name, address=f"{name}.example",
+                            cluster_id=cluster.id, status=HostStatus.UP.value,
+                            capabilities={"nics": NICS})
+                session.add(host)
+                return host.id
+        finally:
+            await db.dispose()
+    return str(asyncio.run(insert()))
+
+
+def _attachment(network: str, nic: str, address: str | None = None,
+                netmask: str = "255.255.255.0") -> types.NetworkAttachment:
+    assignments = None
+    if address is not None:
+        assignments = [types.IpAddressAssignment(
+            assignment_method=types.BootProtocol.STATIC,
+            ip=types.Ip(address=address, netmask=netmask, version=types.IpVersion.V4))]
+    return types.NetworkAttachment(network=types.Network(name=network),
+                                   host_nic=types.HostNic(name=nic),
+                                   ip_address_assignments=assignments)
+
+
+def _layout(service: sdk.services.HostService) -> list[tuple[str, str, str | None]]:
+    rows = []
+    for a in service.network_attachments_service().list():
+        ip = a.ip_address_assignments[0].ip.address if a.ip_address_assignments else None
+        rows.append((a.network.id, a.host_nic.name, ip))
+    return sorted(rows)
+
+
+def test_setup_networks_records_attachments_and_refuses_bad_layouts(
+        connection: sdk.Connection, api_engine: RunningEngine) -> None:
+    system = connection.system_service()
+    host_id = _host(api_engine, f"netnode-{uuid.uuid4().hex[:6]}")
+    host = system.hosts_service().host_service(host_id)
+    nics = {n.name: n for n in host.nics_service().list()}
+    assert (nics["guest0"].mtu, nics["eth0"].mtu) == (9000, 1500)
+    cluster = system.clusters_service().list(search="name=Default")[0]
+    cluster_nets = system.clusters_service().cluster_service(cluster.id).networks_service()
+    networks = system.networks_service()
+    dc = types.DataCenter(name="Default")
+    v100 = networks.add(types.Network(name="hv100", data_center=dc, vlan=types.Vlan(id=100)))
+    v200 = networks.add(types.Network(name="hv200", data_center=dc, vlan=types.Vlan(id=200),
+                                      mtu=9000))
+    plain = networks.add(types.Network(name="hplain", data_center=dc))
+    networks.add(types.Network(name="houtside", data_center=dc,
+                                         vlan=types.Vlan(id=300)))
+    for network in (v100, v200, plain):
+        cluster_nets.add(types.Network(id=network.id, required=False))
+
+    host.setup_networks(modified_network_attachments=[
+        _attachment("ovirtmgmt", "eth0"), _attachment("hv100", "guest0", "10.9.100.1"),
+        _attachment("hv200", "guest0")], check_connectivity=True, connectivity_timeout=30)
+    mgmt_id = next(n.id for n in networks.list() if n.name == "ovirtmgmt")
+    expected = sorted([(mgmt_id, "eth0", None), (v100.id, "guest0", "10.9.100.1"),
+                       (v200.id, "guest0", None)])
+    assert _layout(host) == expected
+    listed = host.network_attachments_service().list()
+    assert all(a.in_sync is False for a in listed)  # not applied until the node says so
+    assert {a.host_nic.id for a in listed} >= {nics["guest0"].id, nics["eth0"].id}
+
+    bad: list[tuple[int, list[types.NetworkAttachment], str]] = [
+        (400, [_attachment("houtside", "guest0")], "not attached to cluster"),
+        (400, [_attachment("hv100", "wlan9")], "not a NIC of host"),
+        (400, [_attachment("hplain", "eth0")], "two networks without a VLAN"),
+        (400, [_attachment("hv200", "eth0")], "MTU 9000"),
+        (400, [_attachment("hv100", "guest0", "10.9.100.300")], "10.9.100.300"),
+        (400, [_attachment("hv100", "guest0", "10.9.100.1", netmask="255.0.255.0")], ""),
+    ]
+    for code, modified, words in bad:
+        error = _refused(code, host.setup_networks, modified_network_attachments=modified)
+        assert words in str(error)
+    mgmt_attachment = next(a for a in host.network_attachments_service().list()
+                           if a.network.id == mgmt_id)
+    error = _refused(409, host.setup_networks, removed_network_attachments=[
+        types.NetworkAttachment(id=mgmt_attachment.id)])
+    assert "management network" in str(error)
+    _refused(409, networks.network_service(v100.id).remove)  # a host carries it
+    assert _layout(host) == expected  # the refusals changed nothing
+
+    moved = next(a for a in host.network_attachments_service().list()
+                 if a.network.id == v200.id)
+    host.setup_networks(removed_network_attachments=[types.NetworkAttachment(id=moved.id)],
+                        modified_network_attachments=[
+                            _attachment("hv100", "guest0", "10.9.100.2")])
+    assert _layout(host) == sorted([(mgmt_id, "eth0", None),
+                                    (v100.id, "guest0", "10.9.100.2")])
+    host.commit_net_config()
+    events = [e.description for e in system.events_service().list(max=30)]
+    assert any("Network setup of host" in e for e in events)

@@ -1,0 +1,186 @@
+"""Host networks from the SDK to the switch: the engine and two lab nodes running
+`overt node` (fully managed, through the broker). `setupnetworks` puts a VLAN network on
+each node's trunk NIC, with the connectivity check; the node's Open vSwitch carries it,
+the attachment comes in sync, the host's NICs show it; a VM NIC on the network is an OVS
+access port with the network's tag; a removed attachment is gone from the node."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import libvirt
+import ovirtsdk4 as sdk
+import ovirtsdk4.types as types
+import pytest
+
+from overt.lab.lab import Lab
+from overt.lab.topology import LabSpec, Net, Topology
+from overt.system.daemons import ensure_libvirtd
+from tests.conftest import require_root
+from tests.support.broker import Broker
+from tests.support.cli import overt
+from tests.support.demo import wait_until
+from tests.support.managed import ManagedSite
+
+pytestmark = [pytest.mark.lab, pytest.mark.amqp, pytest.mark.slow]
+
+SPEC = LabSpec(nodes=2, prefix=os.environ.get("OVERT_TEST_LAB_PREFIX", "ovtst"),
+               address_block=os.environ.get("OVERT_TEST_LAB_BLOCK", "10.211.0.0/16"))
+ARGS = ["--prefix", SPEC.prefix]
+MIB = 2**20
+
+
+@dataclass
+class EngineLab:
+    lab: Lab
+    site: ManagedSite
+
+
+@pytest.fixture(scope="module")
+def engine_lab(rabbitmq: Broker) -> Iterator[EngineLab]:
+    require_root()
+    ensure_libvirtd()
+    built = overt("lab", "up", "--nodes", str(SPEC.nodes), *ARGS,
+                  "--address-block", SPEC.address_block)
+    assert built.returncode == 0, built.stdout + built.stderr
+    lab = Lab(Topology(SPEC))
+    engine_address = lab.topology.engine_address()
+    base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-netw-lab-"))
+    base.chmod(0o755)
+    site = ManagedSite(base, f"sqlite:///{base}/engine.db", rabbitmq.engine_url_now(),
+                       rabbitmq.admin_url)
+    site.engine("engine", OVERT_PUBLIC_ADDRESS=str(engine_address),
+                OVERT_BROKER_NODE_URL=f"amqp://{engine_address}:5672",
+                OVERT_BROKER_ALLOW_PLAIN="1")
+    nodes: list[subprocess.Popen[bytes]] = []
+    try:
+        site.wait_for_api()
+        for node in ("node1", "node2"):
+            argv = [sys.executable, "-m", "overt", "lab", "exec", *ARGS, node, "--",
+                    sys.executable, "-m", "overt", "node", "--bus", "amqp",
+                    "--engine-url", f"https://{engine_address}:{site.gateway_port}",
+                    "--engine-ca-file", str(site.ca_file), "--libvirt-uri", "qemu:///system",
+                    "--data-dir", str(base / node / "data"),
+                    "--storage-dir", str(base / node / "images"), "--heartbeat-interval", "1"]
+            with site.log(node).open("ab") as log:
+                nodes.append(subprocess.Popen(
+                    argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    env={**os.environ, "OVERT_NODE_ANNOUNCE_INTERVAL_S": "0.5"}))
+        yield EngineLab(lab, site)
+    finally:
+        for process in nodes:
+            process.send_signal(signal.SIGTERM)
+        for process in nodes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        site.stop_all()
+        site.print_logs()
+        overt("lab", "down", *ARGS)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _on(lab: Lab, node: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(lab.exec_argv(node, list(argv)), capture_output=True, text=True,
+                          check=False, timeout=60)
+
+
+def _in_sync(host: sdk.services.HostService, network_id: str) -> bool:
+    return any(a.network.id == network_id and a.in_sync
+               for a in host.network_attachments_service().list())
+
+
+def test_setup_networks_from_the_sdk_reaches_the_nodes_switch(engine_lab: EngineLab) -> None:
+    lab, site = engine_lab.lab, engine_lab.site
+    conn = site.connect()
+    try:
+        site.approve_all(conn, 2)
+        system = conn.system_service()
+        by_address = {str(lab.topology.host(n).address(Net.MANAGEMENT)): n
+                      for n in ("node1", "node2")}
+        hosts = {by_address[h.address]: h for h in system.hosts_service().list()}
+        network = system.networks_service().add(types.Network(
+            name="lab100", data_center=types.DataCenter(name="Default"),
+            vlan=types.Vlan(id=100)))
+        cluster = system.clusters_service().list(search="name=Default")[0]
+        system.clusters_service().cluster_service(cluster.id).networks_service().add(
+            types.Network(id=network.id, required=False))
+        block = ipaddress.IPv4Network(SPEC.address_block).network_address
+        addresses = {"node1": str(block + 100 * 256 + 1), "node2": str(block + 100 * 256 + 2)}
+        for node, host in hosts.items():
+            service = system.hosts_service().host_service(host.id)
+            assert "guest0" in [n.name for n in service.nics_service().list()]
+            service.setup_networks(modified_network_attachments=[types.NetworkAttachment(
+                network=types.Network(id=network.id), host_nic=types.HostNic(name="guest0"),
+                ip_address_assignments=[types.IpAddressAssignment(
+                    assignment_method=types.BootProtocol.STATIC,
+                    ip=types.Ip(address=addresses[node], netmask="255.255.255.0"))])],
+                check_connectivity=True, connectivity_timeout=30)
+        for node, host in hosts.items():
+            service = system.hosts_service().host_service(host.id)
+            wait_until(lambda s=service: _in_sync(s, network.id), 90,  # type: ignore[misc]
+                       f"the network to be in sync on {node}")
+            assert _on(lab, node, "ovs-vsctl", "br-to-vlan", "lab100").stdout.strip() == "100"
+            shown = _on(lab, node, "ip", "-4", "-o", "address", "show", "lab100").stdout
+            assert f"{addresses[node]}/24" in shown
+            nics = {n.name: n for n in service.nics_service().list()}
+            assert "lab100" in nics and nics["lab100"].ip.address == addresses[node]
+        # The VLAN carries traffic between the nodes over the trunk.
+        ping = _on(lab, "node1", "ping", "-c", "2", "-W", "2", addresses["node2"])
+        assert ping.returncode == 0, ping.stdout
+
+        # A VM NIC on the network: an OVS access port with the network's tag.
+        vms = system.vms_service()
+        vm = vms.add(types.Vm(name="lab-vlan-vm", cluster=types.Cluster(name="Default"),
+                              template=types.Template(name="Blank"), memory=128 * MIB,
+                              placement_policy=types.VmPlacementPolicy(
+                                  hosts=[types.Host(id=hosts["node1"].id)])))
+        profile = system.networks_service().network_service(
+            network.id).vnic_profiles_service().list()[0]
+        vms.vm_service(vm.id).nics_service().add(types.Nic(
+            name="nic1", vnic_profile=types.VnicProfile(id=profile.id)))
+        vms.vm_service(vm.id).start()
+        running = wait_until(
+            lambda: (v := vms.vm_service(vm.id).get()).status == types.VmStatus.UP and v,
+            120, "the VM to be up")
+        node = next(n for n, h in hosts.items() if h.id == running.host.id)
+        virt = libvirt.open(lab.hypervisor(node).uri)
+        try:
+            xml = ET.fromstring(virt.lookupByUUIDString(vm.id).XMLDesc(0))
+        finally:
+            virt.close()
+        iface = xml.find("./devices/interface")
+        assert iface is not None
+        assert iface.find("virtualport").get("type") == "openvswitch"  # type: ignore[union-attr]
+        assert [t.get("id") for t in iface.findall("./vlan/tag")] == ["100"]
+        port = iface.find("target").get("dev")  # type: ignore[union-attr]
+        assert _on(lab, node, "ovs-vsctl", "get", "port", str(port), "tag").stdout.strip() \
+            == "100"
+        vms.vm_service(vm.id).stop()
+        wait_until(lambda: vms.vm_service(vm.id).get().status == types.VmStatus.DOWN, 60,
+                   "the VM to be down")
+
+        # Taking the network off node2 removes it from node2's switch.
+        node2 = system.hosts_service().host_service(hosts["node2"].id)
+        attachment = next(a for a in node2.network_attachments_service().list()
+                          if a.network.id == network.id)
+        node2.setup_networks(removed_network_attachments=[
+            types.NetworkAttachment(id=attachment.id)], check_connectivity=True,
+            connectivity_timeout=30)
+        wait_until(lambda: _on(lab, "node2", "ovs-vsctl", "br-exists", "lab100").returncode == 2,
+                   60, "the network to leave node2's switch")
+        assert not node2.network_attachments_service().list() or all(
+            a.network.id != network.id for a in node2.network_attachments_service().list())
+    finally:
+        conn.close()
