@@ -7,12 +7,20 @@ import uuid
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.database import Database
-from overt.engine.db.tables import Cluster, DataCenter, Network, Template, User, VnicProfile
+from overt.engine.db.tables import (
+    Cluster,
+    DataCenter,
+    MacPool,
+    Network,
+    Template,
+    User,
+    VnicProfile,
+)
 from overt.engine.identity.passwords import generate_password, hash_password, verify_password
 from overt.engine.model.status import DataCenterStatus, NetworkUsage
-from overt.engine.services import macpools
 from overt.pki.certs import write_private
 
 BLANK_TEMPLATE_ID = uuid.UUID(int=0)
@@ -48,7 +56,7 @@ async def seed(db: Database) -> None:
             session.add(network)
             await session.flush()
             session.add(VnicProfile(id=uuid.uuid4(), name=MANAGEMENT_NETWORK, network_id=network.id))
-        await macpools.ensure_default(session)
+        await ensure_default_mac_pool(session)
 
 
 async def ensure_admin(db: Database, *, password: str | None, password_file: Path) -> str | None:
@@ -75,3 +83,18 @@ async def ensure_admin(db: Database, *, password: str | None, password_file: Pat
     elif password is not None:
         write_private(password_file, (password + "\n").encode())
     return generated
+
+
+DEFAULT_MAC_POOL_ID = uuid.UUID("58ca604b-017d-0374-0220-00000000025b")
+DEFAULT_MAC_RANGE = ("56:6f:00:00:00:00", "56:6f:ff:ff:ff:ff")
+
+
+async def ensure_default_mac_pool(session: AsyncSession) -> MacPool:
+    pool = await session.get(MacPool, DEFAULT_MAC_POOL_ID)
+    if pool is None:
+        pool = MacPool(id=DEFAULT_MAC_POOL_ID, name="Default",
+                       description="Default MAC pool", default_pool=True,
+                       ranges=[list(DEFAULT_MAC_RANGE)])
+        session.add(pool)
+        await session.flush()
+    return pool

@@ -12,7 +12,6 @@ import ipaddress
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
@@ -20,13 +19,12 @@ from overt.engine.db.tables import Cluster, Host, HostNetworkAttachment, Job, Ne
 from overt.engine.model.errors import Conflict, InvalidInput, NotFound
 from overt.engine.model.status import HostStatus
 from overt.engine.queries import lookup
+from overt.engine.queries.host_networks import COMMIT_ACTION, SETUP_ACTION, list_attachments
 from overt.engine.queries.lookup import Ref
 from overt.engine.services import cluster_networks, host_facts
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.services.networks import is_management
 
-SETUP_ACTION = "host.setup_networks"
-COMMIT_ACTION = "host.commit_networks"
 DEFAULT_CONNECTIVITY_TIMEOUT_S = 120
 _REACHABLE = {HostStatus.UP.value, HostStatus.MAINTENANCE.value,
               HostStatus.NON_OPERATIONAL.value}
@@ -54,15 +52,6 @@ class SetupInput:
     check_connectivity: bool = False
     connectivity_timeout_s: int | None = None
     commit_on_success: bool = False
-
-
-async def list_attachments(session: AsyncSession, host_id: uuid.UUID
-                           ) -> list[tuple[HostNetworkAttachment, Network]]:
-    rows = await session.execute(
-        select(HostNetworkAttachment, Network).join(
-            Network, Network.id == HostNetworkAttachment.network_id)
-        .where(HostNetworkAttachment.host_id == host_id).order_by(Network.name))
-    return [(a, n) for a, n in rows.all()]
 
 
 async def get_attachment(session: AsyncSession, host_id: uuid.UUID, attachment_id: uuid.UUID

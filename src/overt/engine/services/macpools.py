@@ -15,15 +15,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
+from overt.engine.db.seed import DEFAULT_MAC_POOL_ID as DEFAULT_POOL_ID
+from overt.engine.db.seed import ensure_default_mac_pool as ensure_default
 from overt.engine.db.tables import Cluster, ClusterMacPool, MacPool, User, VmNic
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.names import check_name
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 
-DEFAULT_POOL_ID = uuid.UUID("58ca604b-017d-0374-0220-00000000025b")
-DEFAULT_POOL_NAME = "Default"
-DEFAULT_RANGE = ("56:6f:00:00:00:00", "56:6f:ff:ff:ff:ff")
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _TRIES = 64
 
@@ -70,17 +69,6 @@ def _check_ranges(ranges: list[tuple[str | None, str | None]]) -> list[list[str]
             raise InvalidInput(f"mac_pool.ranges.range {lo}-{hi}: from is after to")
         checked.append([lo, hi])
     return checked
-
-
-async def ensure_default(session: AsyncSession) -> MacPool:
-    pool = await session.get(MacPool, DEFAULT_POOL_ID)
-    if pool is None:
-        pool = MacPool(id=DEFAULT_POOL_ID, name=DEFAULT_POOL_NAME,
-                       description="Default MAC pool", default_pool=True,
-                       ranges=[list(DEFAULT_RANGE)])
-        session.add(pool)
-        await session.flush()
-    return pool
 
 
 async def pool_of_cluster(session: AsyncSession, cluster_id: uuid.UUID) -> MacPool:

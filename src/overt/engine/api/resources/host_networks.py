@@ -13,6 +13,7 @@ from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.views import ref
 from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import Host, HostNetworkAttachment, Network
+from overt.engine.queries import host_networks as host_network_reads
 from overt.engine.queries import lookup
 from overt.engine.services import host_networks
 
@@ -42,7 +43,7 @@ def _nic_id(a: HostNetworkAttachment) -> uuid.UUID:
 @routes.get("/hosts/{host_id}/networkattachments")
 async def list_attachments(ctx: ApiContext) -> Response:
     host = await lookup.get(ctx.session, Host, ctx.id_param("host_id"))
-    rows = await host_networks.list_attachments(ctx.session, host.id)
+    rows = await host_network_reads.list_attachments(ctx.session, host.id)
     return ctx.render_list("network_attachments", "network_attachment",
                            [attachment_view(a, n) for a, n in rows])
 

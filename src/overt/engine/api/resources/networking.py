@@ -12,6 +12,7 @@ from overt.engine.api.readers import ref_of
 from overt.engine.api.resources.common import action_done
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.wire.render import Representation
+from overt.engine.db.seed import ensure_default_mac_pool
 from overt.engine.db.tables import Cluster, MacPool, Network
 from overt.engine.model.errors import NotFound
 from overt.engine.queries import lookup
@@ -40,14 +41,14 @@ def network_filter_view(name: str) -> Representation:
 
 @routes.get("/macpools")
 async def list_mac_pools(ctx: ApiContext) -> Response:
-    await macpools.ensure_default(ctx.session)
+    await ensure_default_mac_pool(ctx.session)
     rows = (await ctx.session.execute(select(MacPool).order_by(MacPool.name))).scalars()
     return ctx.render_list("mac_pools", "mac_pool", [mac_pool_view(p) for p in rows])
 
 
 @routes.get("/macpools/{pool_id}")
 async def get_mac_pool(ctx: ApiContext) -> Response:
-    await macpools.ensure_default(ctx.session)
+    await ensure_default_mac_pool(ctx.session)
     pool = await lookup.get(ctx.session, MacPool, ctx.id_param("pool_id"))
     return ctx.render("mac_pool", mac_pool_view(pool))
 

@@ -12,8 +12,7 @@ from typing import Any
 from overt.engine import audit
 from overt.engine.db.tables import Host
 from overt.engine.jobs.context import Handler, JobContext
-from overt.engine.queries import lookup
-from overt.engine.services import host_networks
+from overt.engine.queries import host_networks, lookup
 from overt.protocol.commands import HostCapabilitiesCommand
 from overt.protocol.host import HostCapabilities
 from overt.protocol.networks import (
