@@ -66,7 +66,12 @@ async def observed_vm(ctx: JobContext, vm_id: uuid.UUID, expected: Collection[Vm
     deadline, delay = loop.time() + timeout_s, _FIRST_POLL_S
     while True:
         async with ctx.transaction() as session:
-            vm = await lookup.get(session, Vm, vm_id)
+            found = await session.get(Vm, vm_id, populate_existing=True)
+            if found is None and VmStatus.DOWN in expected:
+                # An external VM the monitor forgot once its domain was gone: it is down.
+                await queue.release(session, ctx.job.id, "vm", vm_id)
+                return
+            vm = found if found is not None else await lookup.get(session, Vm, vm_id)
             status = VmStatus(vm.status)
             if status in expected:
                 await settle(session, vm)

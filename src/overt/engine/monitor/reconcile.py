@@ -10,6 +10,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.tables import Host, Job, Lock, Vm, utcnow
+from overt.engine.jobs.kinds import ShutdownVm, StopVm
 from overt.engine.jobs.queue import locked_by
 from overt.engine.model.node_states import ON_HOST, vm_status_of
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
@@ -20,10 +21,8 @@ from overt.protocol.host import HostState, VmState, VmStatusReport
 log = logging.getLogger(__name__)
 
 _LAUNCHING = frozenset({VmStatus.WAIT_FOR_LAUNCH.value, VmStatus.RESTORING_STATE.value})
-# Jobs that record a VM's end from the node's reply, in the transaction that releases
-# the VM (a user who sees it down may act on it at once); the monitor leaves that to them.
-_RECORDS_THE_END = frozenset({"vm.stop", "vm.shutdown", "vm.suspend"})
-_ENDED = frozenset({VmState.GONE, VmState.SHUTOFF, VmState.SUSPENDED, VmState.CRASHED})
+# Jobs that end a VM: one they hold that its host no longer runs is down, as they expect.
+_ENDING = frozenset({StopVm.kind, ShutdownVm.kind})
 
 
 def mark_host_up(session: AsyncSession, host: Host) -> None:
@@ -39,12 +38,11 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
                           locked: set[uuid.UUID] | None = None) -> None:
     """One VM's state as `host` reports it (a lifecycle event or part of a full report).
 
-    The monitor writes a VM's observed status also while a job acts on the VM: a start
-    waits for the status its action leads to (see `jobs.observe`) and records the
-    outcome in the audit log itself, so the monitor adds none for such a VM. The end of
-    a VM that a stop, shutdown or suspend holds is left to that job, which records it
-    from the node's reply as it releases the VM. Neither costs a resync. `locked`: the
-    VMs known to be locked by jobs (else asked of the database).
+    The monitor is the one writer of a VM's observed status, also while a job acts on
+    the VM: the job waits for the status its action leads to (see `jobs.observe`) and
+    records the outcome in the audit log itself, so the monitor adds none for such a
+    VM. A job's own events settle its VM without a resync. `locked`: the VMs known to be
+    locked by jobs (else asked of the database).
     """
     vm = await session.get(Vm, report.vm_id) if report.vm_id is not None else None
     if vm is None:
@@ -52,8 +50,6 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
         return
     held = vm.id in locked if locked is not None else \
         await locked_by(session, "vm", vm.id) is not None
-    if held and report.state in _ENDED and await _holder_records_the_end(session, vm.id):
-        return  # the stopping or suspending job records it from its own reply; no resync
     if vm.host_id != host.id:
         _refuse_foreign(session, host, vm, report)
         return
@@ -157,10 +153,14 @@ def _like_escaped(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-async def _holder_records_the_end(session: AsyncSession, vm_id: uuid.UUID) -> bool:
-    action = (await session.execute(select(Job.action).join(Lock, Lock.job_id == Job.id).where(
-        Lock.resource_type == "vm", Lock.resource_id == vm_id))).scalar_one_or_none()
-    return action in _RECORDS_THE_END
+async def _being_ended(session: AsyncSession, vm_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """Of the locked VMs `vm_ids`, those held by a job that ends them (stop, shutdown)."""
+    if not vm_ids:
+        return set()
+    return set((await session.execute(select(Lock.resource_id).join(
+        Job, Lock.job_id == Job.id).where(
+        Lock.resource_type == "vm", Lock.resource_id.in_(list(vm_ids)),
+        Job.action.in_(list(_ENDING))))).scalars())
 
 
 async def _started(session: AsyncSession, report: VmStatusReport) -> bool:
@@ -186,6 +186,8 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
         Lock.resource_type == "vm", Lock.resource_id.in_(list(concerned))))).scalars()) \
         if concerned else set()
     deferred = False
+    unreported = {vm.id for vm in believed if vm.id not in reported_ids}
+    being_ended = await _being_ended(session, unreported & locked)
     for report in state.vms:
         if report.vm_id in locked and not await _started(session, report):
             # A job acts on it: its own events settle it, and this report may be older
@@ -197,9 +199,13 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
         if vm.id in reported_ids or (vm.origin == "external" and any(
                 _shows_domain(vm.name, domain) for domain in reported_names)):
             continue
+        if vm.id in being_ended:  # the node runs it no more, as the job ending it expects
+            vm.status, vm.host_id, vm.vnc_port = VmStatus.DOWN.value, None, None
+            vm.stop_time = utcnow()
+            continue
         if vm.id in locked:
             deferred = True
-            continue  # a job is acting on it; the job records the outcome
+            continue  # a job is acting on it: it is settled once the job is done
         if vm.origin == "external":
             await session.delete(vm)
             continue

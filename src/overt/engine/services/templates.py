@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.tables import Disk, DiskAttachment, StorageDomain, Template, User
+from overt.engine.jobs.kinds import CreateDisk
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import DiskFormat, DiskStatus, TemplateStatus
 from overt.engine.services import lookup
@@ -35,7 +36,7 @@ async def import_image_template(
     await session.flush()
     session.add(DiskAttachment(disk_id=disk.id, template_id=template.id, interface="virtio",
                                bootable=True, active=True))
-    await jobs.submit(session, action="disk.create", description=f"Importing template {name}",
-                      params={"disk_id": str(disk.id), "copy_from": image_path},
-                      locks=[("disk", disk.id), ("template", template.id)], owner_id=user.id)
+    await jobs.submit(session, CreateDisk(disk_id=disk.id, copy_from=image_path,
+                                          template_id=template.id),
+                      description=f"Importing template {name}", owner_id=user.id)
     return template

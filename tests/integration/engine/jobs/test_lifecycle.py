@@ -1,0 +1,197 @@
+"""One lifecycle for every job kind, over the fast lane: a job acts and then waits for what
+the monitor observes (it never writes the outcome), the user's wish is kept apart from the
+observed status, a failure is compensated in the transaction that releases the locks, and
+a stored job this engine cannot read fails cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from overt.engine.db.tables import AuditEvent, Host, Job, Lock, Step
+from overt.engine.jobs import queue
+from overt.engine.jobs.context import JobContext
+from overt.engine.jobs.handlers import UNITS
+from overt.engine.jobs.kinds import InstallHost
+from overt.engine.model.status import HostStatus, VmStatus
+from overt.engine.services import host_facts, vms
+from overt.node.errors import NodeFailure
+from overt.protocol import ErrorCode
+from overt.protocol.host import VmState
+from tests.support.loopback import LoopbackEngine, SimulatedNode
+
+Action = Callable[..., Awaitable[Job]]
+
+
+async def _up(engine: LoopbackEngine, name: str = "web") -> tuple[SimulatedNode, uuid.UUID]:
+    node = engine.hosts.get("h1") or await engine.add_host("h1")
+    vm_id = await engine.add_vm(name)
+    job = await engine.job((await engine.act(vms.start_vm, vm_id)).id)
+    assert job.state == "done", job.error
+    return node, vm_id
+
+
+async def _node_states(node: SimulatedNode) -> list[VmState]:
+    return [r.state for r in await node.hypervisor.list_vms()]
+
+
+async def _locks(engine: LoopbackEngine) -> list[Any]:
+    async with engine.session() as session:
+        return list((await session.execute(select(Lock))).scalars())
+
+
+@pytest.mark.parametrize(("action", "on_the_way", "reached", "wish"), [
+    (vms.stop_vm, {VmStatus.UP}, VmStatus.DOWN, VmStatus.DOWN),
+    (vms.shutdown_vm, {VmStatus.POWERING_DOWN}, VmStatus.DOWN, VmStatus.DOWN),
+    (vms.suspend_vm, {VmStatus.SAVING_STATE}, VmStatus.SUSPENDED, VmStatus.SUSPENDED),
+])
+async def test_a_job_ending_a_vm_waits_for_the_monitor_to_see_it_end(
+        engine: LoopbackEngine, action: Action, on_the_way: set[VmStatus], reached: VmStatus,
+        wish: VmStatus) -> None:
+    """With the node's events held up, the VM is off on its node while the engine still
+    shows it on its way, and the job still runs; the event settles both."""
+    node, vm_id = await _up(engine)
+    engine.bus.attach(None)  # events wait at the node; commands still go through
+    job = await engine.act(action, vm_id)
+    await engine.eventually(lambda: _no_vm_runs(node), what="the VM to end on its node")
+    await asyncio.sleep(0.3)
+    vm = await engine.vm(vm_id)
+    assert VmStatus(vm.status) in on_the_way and vm.host_id == node.host_id
+    assert vm.desired_status == wish.value  # what the user asked, from the submission on
+    async with engine.session() as session:
+        assert (await session.get(Job, job.id)).state == "running"  # type: ignore[union-attr]
+    engine.bus.attach(engine.monitor.apply)
+    assert (await engine.job(job.id)).state == "done"
+    vm = await engine.vm(vm_id)
+    assert (vm.status, vm.host_id, vm.desired_status) == (reached.value, None, wish.value)
+    assert await _locks(engine) == []
+
+
+async def _no_vm_runs(node: SimulatedNode) -> bool:
+    return VmState.RUNNING not in await _node_states(node)
+
+
+async def test_a_stop_of_a_vm_its_node_no_longer_runs_is_settled_by_the_monitor(
+        engine: LoopbackEngine) -> None:
+    """The node answers that it has no such VM: the job does not write the VM down itself;
+    the monitor reads the host's state and finds it gone."""
+    node, vm_id = await _up(engine)
+    del node.hypervisor._vms[vm_id]  # gone from the node without a word (a lost event)
+    job = await engine.job((await engine.act(vms.stop_vm, vm_id)).id)
+    assert job.state == "done", job.error
+    vm = await engine.vm(vm_id)
+    assert (vm.status, vm.host_id) == (VmStatus.DOWN.value, None)
+    assert await _locks(engine) == []
+
+
+async def test_reboot_leaves_the_vm_up_and_costs_no_resync(engine: LoopbackEngine) -> None:
+    _node, vm_id = await _up(engine)
+    before = engine.monitor.resyncs
+    job = await engine.job((await engine.act(vms.reboot_vm, vm_id)).id)
+    assert job.state == "done"
+    await engine.settled()
+    assert (await engine.vm(vm_id)).status == VmStatus.UP.value
+    assert engine.monitor.resyncs == before
+
+
+async def test_a_failed_suspend_gives_the_users_wish_back_and_the_monitor_confirms(
+        engine: LoopbackEngine) -> None:
+    node, vm_id = await _up(engine)
+
+    async def no_room(*_args: object) -> None:
+        raise NodeFailure(ErrorCode.HYPERVISOR_ERROR, "no space left to save VM web")
+    node.hypervisor.save = no_room  # type: ignore[method-assign]
+    job = await engine.job((await engine.act(vms.suspend_vm, vm_id)).id)
+    assert job.state == "failed"
+    vm = await engine.vm(vm_id)
+    assert (vm.status, vm.desired_status) == (VmStatus.UP.value, VmStatus.UP.value)
+    await engine.settled()  # the host was read again, and the VM does run there
+    assert (await engine.vm(vm_id)).status == VmStatus.UP.value
+    assert await _node_states(node) == [VmState.RUNNING]
+
+
+async def test_a_failed_start_gives_the_room_back_in_the_same_transaction(
+        engine: LoopbackEngine) -> None:
+    node = await engine.add_host("h1", memory_mib=1024)
+    first, second = await engine.add_vm("a", memory_mib=768), await engine.add_vm("b",
+                                                                                memory_mib=768)
+    node.hypervisor._memory_mib = 512  # the node has less room than the engine believes
+    job = await engine.job((await engine.act(vms.start_vm, first)).id)
+    assert job.state == "failed"
+    vm = await engine.vm(first)
+    assert (vm.status, vm.host_id, vm.desired_status) == (VmStatus.DOWN.value, None, "down")
+    assert await _locks(engine) == []
+    async with engine.session() as session:
+        stored = await session.get(Job, job.id)
+    assert stored is not None and "vnc_password" not in stored.params
+    node.hypervisor._memory_mib = 1024
+    assert (await engine.job((await engine.act(vms.start_vm, second)).id)).state == "done"
+
+
+async def test_a_stored_job_this_engine_cannot_read_fails_and_frees_its_objects(
+        engine: LoopbackEngine) -> None:
+    await engine.add_host("h1")
+    vm_id = await engine.add_vm("web")
+    async with engine.session() as session:
+        for action, params in (("vm.migrate", {"vm_id": str(vm_id)}),
+                               ("vm.shutdown", {"vm_id": str(vm_id), "timeout_s": 5})):
+            job = Job(id=uuid.uuid4(), action=action, params=params, vm_id=vm_id,
+                      description=f"Old {action}")
+            session.add(job)
+            await session.flush()
+            session.add(Lock(resource_type="vm", resource_id=uuid.uuid4(), job_id=job.id))
+    engine.wakeup.set()
+    async with engine.session() as session:
+        ids = [j.id for j in (await session.execute(select(Job))).scalars()]
+    ended = [await engine.job(job_id) for job_id in ids]
+    assert [j.state for j in ended] == ["failed", "failed"]
+    errors = sorted(j.error for j in ended)
+    assert "of a kind this engine does not know ('vm.migrate')" in errors[0]
+    assert "has arguments this engine cannot read: timeout_s: Extra inputs" in errors[1]
+    assert await _locks(engine) == []
+    assert (await engine.vm(vm_id)).status == VmStatus.DOWN.value
+
+
+async def test_a_host_refresh_asks_the_node_and_records_what_it_says(
+        engine: LoopbackEngine) -> None:
+    node = await engine.add_host("h1", memory_mib=2048)
+    node.hypervisor._memory_mib = 3072  # memory added to the host since it was installed
+    job = await engine.job((await engine.act(host_facts.refresh_host, node.host_id)).id)
+    assert job.state == "done" and job.result["memory_mib"] == 3072
+    assert job.host_id == node.host_id and await _locks(engine) == []
+    async with engine.session() as session:
+        host = await session.get(Host, node.host_id)
+        steps = [(s.description, s.status) for s in (await session.execute(
+            select(Step).where(Step.job_id == job.id))).scalars()]
+    assert host is not None and host.memory_mib == 3072
+    assert steps == [("Asking host h1 for its capabilities", "finished")]
+
+
+async def test_a_failed_install_marks_the_host_and_says_why(engine: LoopbackEngine) -> None:
+    """The install's compensation, run as the worker runs it: in the failure's transaction."""
+    await engine.worker.stop()
+    node = await engine.add_host("h1")
+    spec = InstallHost(host_id=node.host_id)
+    async with engine.session() as session:
+        host = await session.get(Host, node.host_id)
+        assert host is not None
+        host.status = HostStatus.INSTALLING.value
+        job = await queue.submit(session, spec, description="Installing host h1")
+        assert [(lock.resource_type, lock.resource_id) for lock in (await session.execute(
+            select(Lock))).scalars()] == [("host", node.host_id)]
+    async with engine.session() as session:
+        context = JobContext(job, engine.db, engine.worker.services)
+        await UNITS[InstallHost].compensate(session, context, spec, "the node did not answer")
+    async with engine.session() as session:
+        host = await session.get(Host, node.host_id)
+        said = (await session.execute(select(AuditEvent.description).where(
+            AuditEvent.job_id == job.id))).scalars().all()
+    assert host is not None
+    assert (host.status, host.status_detail) == (HostStatus.INSTALL_FAILED.value,
+                                                 "the node did not answer")
+    assert said == ["Installing host h1 failed: the node did not answer"]
