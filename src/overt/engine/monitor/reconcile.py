@@ -59,23 +59,31 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
     if vm.status in (VmStatus.SUSPENDED.value, VmStatus.SAVING_STATE.value) and \
             report.state in (VmState.GONE, VmState.SHUTOFF, VmState.SUSPENDED):
         # A VM suspended to disk runs nowhere: its domain is gone on purpose.
-        vm.status, vm.host_id, vm.vnc_port = VmStatus.SUSPENDED.value, None, None
+        _runs_nowhere(vm, VmStatus.SUSPENDED)
         return
     if new_status is VmStatus.DOWN:
         if vm.status != VmStatus.DOWN.value and not held:
             audit.record(session, f"VM {vm.name} is down on host {host.name}"
                          + (f" ({report.reason})" if report.reason else ""),
                          code=audit.VM_DOWN, vm_id=vm.id, host_id=host.id)
-        vm.status, vm.host_id, vm.vnc_port = VmStatus.DOWN.value, None, None
-        vm.stop_time = utcnow()
+        _runs_nowhere(vm, VmStatus.DOWN)
         return
     if vm.status != new_status.value and new_status is VmStatus.UP and not held and \
             vm.status not in (VmStatus.WAIT_FOR_LAUNCH.value, VmStatus.POWERING_UP.value):
         audit.record(session, f"VM {vm.name} is up on host {host.name}", code=audit.VM_UP,
                      vm_id=vm.id, host_id=host.id)
     vm.status, vm.host_id = new_status.value, host.id
+    if report.spec_version is not None:
+        vm.running_spec_version = report.spec_version
     if report.vnc_port is not None:
         vm.vnc_port = report.vnc_port
+
+
+def _runs_nowhere(vm: Vm, status: VmStatus) -> None:
+    """The VM has left its host (down, or suspended to disk), as its node reports."""
+    vm.status, vm.host_id, vm.vnc_port, vm.running_spec_version = status.value, None, None, None
+    if status is VmStatus.DOWN:
+        vm.stop_time = utcnow()
 
 
 _NOT_RUNNING = frozenset({VmState.GONE, VmState.SHUTOFF, VmState.CRASHED, VmState.SUSPENDED})
@@ -200,8 +208,7 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
                 _shows_domain(vm.name, domain) for domain in reported_names)):
             continue
         if vm.id in being_ended:  # the node runs it no more, as the job ending it expects
-            vm.status, vm.host_id, vm.vnc_port = VmStatus.DOWN.value, None, None
-            vm.stop_time = utcnow()
+            _runs_nowhere(vm, VmStatus.DOWN)
             continue
         if vm.id in locked:
             deferred = True
@@ -214,7 +221,7 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
         audit.record(session, f"VM {vm.name} is down: host {host.name} does not run it any more",
                      code=audit.VM_LOST, severity=LogSeverity.WARNING, vm_id=vm.id,
                      host_id=host.id)
-        vm.status, vm.host_id, vm.vnc_port, vm.stop_time = VmStatus.DOWN.value, None, None, utcnow()
+        _runs_nowhere(vm, VmStatus.DOWN)
     host.free_memory_mib = state.free_memory_mib
     host.needs_resync = deferred
     mark_host_up(session, host)

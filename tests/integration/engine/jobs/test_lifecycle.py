@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from overt.engine.api import views
 from overt.engine.db.tables import AuditEvent, Host, Job, Lock, Step
 from overt.engine.jobs import queue
 from overt.engine.jobs.context import JobContext
@@ -20,6 +21,7 @@ from overt.engine.jobs.handlers import UNITS
 from overt.engine.jobs.kinds import InstallHost
 from overt.engine.model.status import HostStatus, VmStatus
 from overt.engine.services import host_facts, vms
+from overt.engine.services.inputs import VmInput
 from overt.node.errors import NodeFailure
 from overt.protocol import ErrorCode
 from overt.protocol.host import VmState
@@ -195,3 +197,25 @@ async def test_a_failed_install_marks_the_host_and_says_why(engine: LoopbackEngi
     assert (host.status, host.status_detail) == (HostStatus.INSTALL_FAILED.value,
                                                  "the node did not answer")
     assert said == ["Installing host h1 failed: the node did not answer"]
+
+
+async def test_a_change_to_a_running_vm_waits_for_its_next_start(engine: LoopbackEngine) -> None:
+    """`spec_version` is the configuration's version; the node reports the one the VM runs
+    with; the API's `next_run_configuration_exists` says when they differ."""
+    _node, vm_id = await _up(engine)
+    vm = await engine.vm(vm_id)
+    assert (vm.spec_version, vm.running_spec_version) == (1, 1)
+    assert views.vm(vm)["next_run_configuration_exists"] is False
+    async with engine.session() as session:
+        await vms.update_vm(session, vm_id, VmInput(memory_bytes=512 << 20))
+    vm = await engine.vm(vm_id)
+    assert (vm.spec_version, vm.running_spec_version) == (2, 1)
+    assert views.vm(vm)["next_run_configuration_exists"] is True
+    assert (await engine.job((await engine.act(vms.stop_vm, vm_id)).id)).state == "done"
+    vm = await engine.vm(vm_id)
+    assert vm.running_spec_version is None
+    assert views.vm(vm)["next_run_configuration_exists"] is False
+    assert (await engine.job((await engine.act(vms.start_vm, vm_id)).id)).state == "done"
+    vm = await engine.vm(vm_id)
+    assert (vm.spec_version, vm.running_spec_version, vm.memory_mib) == (2, 2, 512)
+    assert views.vm(vm)["next_run_configuration_exists"] is False
