@@ -9,6 +9,7 @@ nowhere: no node can report it).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from overt.engine.db.tables import Host, Vm
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed, RetryLater
-from overt.engine.jobs.kinds import JobSpec, RebootVm, RemoveVm, ShutdownVm, StopVm, SuspendVm
+from overt.engine.jobs.kinds import (
+    JobSpec,
+    RebootVm,
+    RemoveVm,
+    ShutdownVm,
+    StopVm,
+    SuspendVm,
+    VmJob,
+)
 from overt.engine.jobs.observe import OBSERVE_TIMEOUT_S, observed_vm
 from overt.engine.jobs.vm_spec import memory_image_dir, vm_disks
 from overt.engine.model.node_states import ON_HOST
@@ -117,17 +126,23 @@ async def shutdown_vm(ctx: JobContext, spec: ShutdownVm) -> dict[str, Any]:
     return {}
 
 
-async def stop_failed(session: AsyncSession, ctx: JobContext, spec: StopVm | ShutdownVm,
-                      message: str) -> None:
-    """The VM still runs: undo the job's `powering_down`, let the monitor confirm, and
-    the VM is wanted as it is again."""
-    vm = await session.get(Vm, spec.vm_id)
-    if vm is None:
-        return
-    if vm.status == VmStatus.POWERING_DOWN.value:
-        vm.status = VmStatus.UP.value
-        await _resync_host_of(session, vm)
-    _want_what_is(vm)
+Compensation = Callable[[AsyncSession, JobContext, VmJob, str], Awaitable[None]]
+
+
+def undo_at_work(at_work: VmStatus) -> Compensation:
+    """The compensation of an action that failed while the VM showed it at work
+    (`at_work`): the VM still runs, so that status is undone, the monitor reads the host
+    again to confirm, and the user's wish falls back to what the VM is."""
+    async def compensate(session: AsyncSession, ctx: JobContext, spec: VmJob,
+                         message: str) -> None:
+        vm = await session.get(Vm, spec.vm_id)
+        if vm is None:
+            return
+        if vm.status == at_work.value:
+            vm.status = VmStatus.UP.value
+            await _resync_host_of(session, vm)
+        _want_what_is(vm)
+    return compensate
 
 
 def _want_what_is(vm: Vm) -> None:
@@ -175,19 +190,6 @@ async def suspend_vm(ctx: JobContext, spec: SuspendVm) -> dict[str, Any]:
     return {"path": path}
 
 
-async def suspend_failed(session: AsyncSession, ctx: JobContext, spec: SuspendVm,
-                         message: str) -> None:
-    """The memory was not saved: undo the job's `saving_state`; the monitor confirms what
-    the node runs."""
-    vm = await session.get(Vm, spec.vm_id)
-    if vm is None:
-        return
-    if vm.status == VmStatus.SAVING_STATE.value:
-        vm.status = VmStatus.UP.value
-        await _resync_host_of(session, vm)
-    _want_what_is(vm)
-
-
 async def _resync_host_of(session: AsyncSession, vm: Vm) -> None:
     if vm.host_id is not None:
         host = await session.get(Host, vm.host_id)
@@ -230,9 +232,9 @@ async def _delete_volume(ctx: JobContext, host: Host, path: str, *, key: str) ->
 
 
 UNITS: dict[type[JobSpec], Unit[Any]] = {
-    StopVm: Unit(stop_vm, compensate=stop_failed),
-    ShutdownVm: Unit(shutdown_vm, compensate=stop_failed),
+    StopVm: Unit(stop_vm, compensate=undo_at_work(VmStatus.POWERING_DOWN)),
+    ShutdownVm: Unit(shutdown_vm, compensate=undo_at_work(VmStatus.POWERING_DOWN)),
     RebootVm: Unit(reboot_vm),
-    SuspendVm: Unit(suspend_vm, compensate=suspend_failed),
+    SuspendVm: Unit(suspend_vm, compensate=undo_at_work(VmStatus.SAVING_STATE)),
     RemoveVm: Unit(remove_vm),
 }
