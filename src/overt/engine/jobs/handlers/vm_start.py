@@ -17,6 +17,7 @@ from overt.engine.db.tables import Host, Vm, utcnow
 from overt.engine.jobs import queue
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed, RetryLater
+from overt.engine.jobs.handlers.vms import want_what_is
 from overt.engine.jobs.kinds import JobSpec, StartVm
 from overt.engine.jobs.observe import observed_vm
 from overt.engine.jobs.vm_spec import build_vm_spec, console_password
@@ -87,16 +88,16 @@ async def release_reservation(session: AsyncSession, ctx: JobContext, spec: Star
     if vm is None:
         return
     if vm.status == VmStatus.RESTORING_STATE.value:
-        vm.status, vm.host_id, vm.desired_status = (VmStatus.SUSPENDED.value, None,
-                                                    VmStatus.SUSPENDED.value)
+        vm.status, vm.host_id = VmStatus.SUSPENDED.value, None
         audit.record(session, f"Failed to resume VM {vm.name}: {message}",
                      code=audit.VM_START_FAILED, severity=LogSeverity.ERROR, vm_id=vm.id,
                      job_id=ctx.job.id)
     elif vm.status in (VmStatus.WAIT_FOR_LAUNCH.value, VmStatus.POWERING_UP.value):
-        vm.status, vm.host_id, vm.desired_status = VmStatus.DOWN.value, None, VmStatus.DOWN.value
+        vm.status, vm.host_id = VmStatus.DOWN.value, None
         audit.record(session, f"Failed to run VM {vm.name}: {message}",
                      code=audit.VM_START_FAILED, severity=LogSeverity.ERROR, vm_id=vm.id,
                      job_id=ctx.job.id)
+    want_what_is(vm)
 
 
 UNITS: dict[type[JobSpec], Unit[Any]] = {

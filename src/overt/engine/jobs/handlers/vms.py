@@ -141,11 +141,11 @@ def undo_at_work(at_work: VmStatus) -> Compensation:
         if vm.status == at_work.value:
             vm.status = VmStatus.UP.value
             await _resync_host_of(session, vm)
-        _want_what_is(vm)
+        want_what_is(vm)
     return compensate
 
 
-def _want_what_is(vm: Vm) -> None:
+def want_what_is(vm: Vm) -> None:
     """After a failed action the user's wish falls back to what the VM observably is."""
     status = VmStatus(vm.status)
     vm.desired_status = (VmStatus.UP if status in ON_HOST else
