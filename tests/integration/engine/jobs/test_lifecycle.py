@@ -8,20 +8,22 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from overt.engine.api import views
-from overt.engine.db.tables import AuditEvent, Host, Job, Lock, Step
+from overt.engine.db.tables import AuditEvent, Disk, Host, Job, Lock, Step, StorageDomain
 from overt.engine.jobs import queue
 from overt.engine.jobs.context import JobContext
 from overt.engine.jobs.handlers import UNITS
 from overt.engine.jobs.kinds import InstallHost
-from overt.engine.model.status import HostStatus, VmStatus
-from overt.engine.services import host_facts, vms
-from overt.engine.services.inputs import VmInput
+from overt.engine.model.status import DiskStatus, HostStatus, VmStatus
+from overt.engine.services import consoles, devices, host_facts, vms
+from overt.engine.services.inputs import DiskAttachmentInput, DiskInput, VmInput
+from overt.engine.services.lookup import Ref
 from overt.node.errors import NodeFailure
 from overt.protocol import ErrorCode
 from overt.protocol.host import VmState
@@ -152,9 +154,10 @@ async def test_a_stored_job_this_engine_cannot_read_fails_and_frees_its_objects(
         ids = [j.id for j in (await session.execute(select(Job))).scalars()]
     ended = [await engine.job(job_id) for job_id in ids]
     assert [j.state for j in ended] == ["failed", "failed"]
-    errors = sorted(j.error for j in ended)
-    assert "of a kind this engine does not know ('vm.migrate')" in errors[0]
-    assert "has arguments this engine cannot read: timeout_s: Extra inputs" in errors[1]
+    errors = {j.action: j.error for j in ended}
+    assert "of a kind this engine does not know ('vm.migrate')" in errors["vm.migrate"]
+    assert "has arguments this engine cannot read: timeout_s: Extra inputs" in \
+        errors["vm.shutdown"]
     assert await _locks(engine) == []
     assert (await engine.vm(vm_id)).status == VmStatus.DOWN.value
 
@@ -219,3 +222,68 @@ async def test_a_change_to_a_running_vm_waits_for_its_next_start(engine: Loopbac
     vm = await engine.vm(vm_id)
     assert (vm.spec_version, vm.running_spec_version, vm.memory_mib) == (2, 2, 512)
     assert views.vm(vm)["next_run_configuration_exists"] is False
+
+
+@pytest.mark.parametrize(("action", "command", "step"), [
+    (vms.stop_vm, "destroy", "Stopping VM web on host h1"),
+    (vms.shutdown_vm, "shutdown", "Shutting down VM web on host h1"),
+])
+async def test_a_vm_the_node_fails_to_end_stays_up_and_wanted_up(
+        engine: LoopbackEngine, action: Action, command: str, step: str) -> None:
+    node, vm_id = await _up(engine)
+
+    async def refused(*_args: object, **_kwargs: object) -> None:
+        raise NodeFailure(ErrorCode.HYPERVISOR_ERROR, "the domain does not answer")
+    setattr(node.hypervisor, command, refused)
+    job = await engine.job((await engine.act(action, vm_id)).id)
+    assert job.state == "failed" and "the domain does not answer" in job.error
+    vm = await engine.vm(vm_id)
+    assert (vm.status, vm.desired_status) == (VmStatus.UP.value, VmStatus.UP.value)
+    async with engine.session() as session:
+        steps = [(s.description, s.status) for s in (await session.execute(
+            select(Step).where(Step.job_id == job.id))).scalars()]
+    assert steps == [(step, "failed")]
+    assert await _locks(engine) == []
+    assert await _node_states(node) == [VmState.RUNNING]
+
+
+async def test_a_failed_ticket_forgets_its_password_too(engine: LoopbackEngine) -> None:
+    node, vm_id = await _up(engine)
+
+    async def refused(*_args: object) -> None:
+        raise NodeFailure(ErrorCode.HYPERVISOR_ERROR, "no console on this VM")
+    node.hypervisor.set_ticket = refused  # type: ignore[method-assign]
+    ticket = await engine.act(consoles.request_ticket, vm_id, password="s3cret")
+    job = await engine.job(ticket.job.id)
+    assert job.state == "failed" and "no console on this VM" in job.error
+    assert "password" not in job.params
+
+
+async def test_removing_a_vm_removes_its_disks_on_their_storage_step_by_step(
+        engine: LoopbackEngine) -> None:
+    await engine.add_host("h1")
+    vm_id = await engine.add_vm("web")
+    async with engine.session() as session:
+        vm = await session.get(vms.Vm, vm_id)
+        user = await session.get(vms.User, engine.user_id)
+        assert vm is not None and user is not None
+        attachment = await devices.add_disk_attachment(session, engine.jobs, vm, DiskAttachmentInput(
+            disk=DiskInput(name="web_disk1", provisioned_size=1 << 30, format="cow",
+                           storage_domain=Ref(name="h1-local"))), user)
+    await engine.settled()  # the disk's creation
+    async with engine.session() as session:
+        disk = await session.get(Disk, attachment.disk_id)
+        domain = await session.get(StorageDomain, disk.storage_domain_id)  # type: ignore[union-attr]
+        assert disk is not None and domain is not None and disk.status == DiskStatus.OK.value
+        image = Path(domain.path) / disk.image_path
+    assert await asyncio.to_thread(image.exists)
+    job = await engine.job((await engine.act(vms.remove_vm, vm_id)).id)
+    assert job.state == "done", job.error
+    async with engine.session() as session:
+        steps = [(s.description, s.status) for s in (await session.execute(
+            select(Step).where(Step.job_id == job.id))).scalars()]
+        assert await session.get(Disk, attachment.disk_id) is None
+        assert await session.get(vms.Vm, vm_id) is None
+    assert steps == [("Removing disk web_disk1", "finished")]
+    assert not await asyncio.to_thread(image.exists)
+    assert await _locks(engine) == []
