@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from overt.engine.db.tables import Job
+from overt.engine.model.status import VmStatus
 
 # Lock order: always data center, cluster, host, storage domain, VM, disk, template.
 LOCK_LEVELS = ("data_center", "cluster", "host", "storage_domain", "vm", "disk", "template")
@@ -48,6 +49,9 @@ class JobSpec(BaseModel):
 class VmJob(JobSpec):
     """A job on one VM, which it locks."""
 
+    # The status in which the job leaves the VM, for a job that ends it: the monitor,
+    # observing it, releases the VM in the same transaction (see `queue.release_on_end`).
+    ends_as: ClassVar[VmStatus | None] = None
     vm_id: uuid.UUID
 
     def locks(self) -> tuple[LockOn, ...]:
@@ -78,6 +82,7 @@ class StopVm(VmJob):
     """Power off at once; a suspended VM forgets its saved memory."""
 
     kind: ClassVar[str] = "vm.stop"
+    ends_as: ClassVar[VmStatus | None] = VmStatus.DOWN
     reason: str = ""
 
 
@@ -85,6 +90,7 @@ class ShutdownVm(VmJob):
     """Ask the guest to shut down (ACPI); the node powers it off if it does not in time."""
 
     kind: ClassVar[str] = "vm.shutdown"
+    ends_as: ClassVar[VmStatus | None] = VmStatus.DOWN
     reason: str = ""
 
 
@@ -96,6 +102,7 @@ class SuspendVm(VmJob):
     """oVirt's suspend: the memory goes to the host's local storage and the VM stops."""
 
     kind: ClassVar[str] = "vm.suspend"
+    ends_as: ClassVar[VmStatus | None] = VmStatus.SUSPENDED
 
 
 class RemoveVm(VmJob):

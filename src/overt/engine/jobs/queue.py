@@ -21,7 +21,7 @@ from overt.engine.db.tables import Job, Lock, Step, utcnow
 from overt.engine.jobs import kinds
 from overt.engine.jobs.kinds import JobSpec
 from overt.engine.model.errors import Conflict
-from overt.engine.model.status import JobStatus
+from overt.engine.model.status import JobStatus, VmStatus
 
 LEASE = dt.timedelta(seconds=15)
 MAX_BACKOFF_S = 60.0
@@ -145,6 +145,20 @@ async def release(session: AsyncSession, job_id: uuid.UUID, resource_type: str,
     await session.execute(delete(Lock).where(
         Lock.job_id == job_id, Lock.resource_type == resource_type,
         Lock.resource_id == resource_id))
+
+
+async def release_on_end(session: AsyncSession, vm_id: uuid.UUID, status: VmStatus) -> None:
+    """The monitor observed a VM end as the job holding it expects (a stop's `down`, a
+    suspend's `suspended`): the VM is free from this commit on, when users see it so.
+    The job then only records its outcome; it writes nothing more on the VM."""
+    holder = (await session.execute(
+        select(Lock.job_id, Job.action).join(Job, Job.id == Lock.job_id)
+        .where(Lock.resource_type == "vm", Lock.resource_id == vm_id))).first()
+    if holder is None:
+        return
+    spec = kinds.KINDS.get(holder.action)
+    if spec is not None and issubclass(spec, kinds.VmJob) and spec.ends_as is status:
+        await release(session, holder.job_id, "vm", vm_id)
 
 
 async def _close_steps(session: AsyncSession, job_id: uuid.UUID, status: JobStatus) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.tables import Host, Job, Lock, Vm, utcnow
 from overt.engine.jobs.kinds import ShutdownVm, StopVm
-from overt.engine.jobs.queue import locked_by
+from overt.engine.jobs.queue import locked_by, release_on_end
 from overt.engine.model.node_states import ON_HOST, vm_status_of
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.services import audit
@@ -41,8 +41,10 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
     The monitor is the one writer of a VM's observed status, also while a job acts on
     the VM: the job waits for the status its action leads to (see `jobs.observe`) and
     records the outcome in the audit log itself, so the monitor adds none for such a
-    VM. A job's own events settle its VM without a resync. `locked`: the VMs known to be
-    locked by jobs (else asked of the database).
+    VM. A job's own events settle its VM without a resync; the end a stop, shutdown or
+    suspend waits for releases its VM in the same transaction, so a VM shown down or
+    suspended is free for the next action. `locked`: the VMs known to be locked by jobs
+    (else asked of the database).
     """
     vm = await session.get(Vm, report.vm_id) if report.vm_id is not None else None
     if vm is None:
@@ -60,6 +62,8 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
             report.state in (VmState.GONE, VmState.SHUTOFF, VmState.SUSPENDED):
         # A VM suspended to disk runs nowhere: its domain is gone on purpose.
         _runs_nowhere(vm, VmStatus.SUSPENDED)
+        if held:
+            await release_on_end(session, vm.id, VmStatus.SUSPENDED)
         return
     if new_status is VmStatus.DOWN:
         if vm.status != VmStatus.DOWN.value and not held:
@@ -67,6 +71,8 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
                          + (f" ({report.reason})" if report.reason else ""),
                          code=audit.VM_DOWN, vm_id=vm.id, host_id=host.id)
         _runs_nowhere(vm, VmStatus.DOWN)
+        if held:
+            await release_on_end(session, vm.id, VmStatus.DOWN)
         return
     if vm.status != new_status.value and new_status is VmStatus.UP and not held and \
             vm.status not in (VmStatus.WAIT_FOR_LAUNCH.value, VmStatus.POWERING_UP.value):
@@ -209,6 +215,7 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
             continue
         if vm.id in being_ended:  # the node runs it no more, as the job ending it expects
             _runs_nowhere(vm, VmStatus.DOWN)
+            await release_on_end(session, vm.id, VmStatus.DOWN)
             continue
         if vm.id in locked:
             deferred = True

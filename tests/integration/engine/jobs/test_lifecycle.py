@@ -287,3 +287,47 @@ async def test_removing_a_vm_removes_its_disks_on_their_storage_step_by_step(
     assert steps == [("Removing disk web_disk1", "finished")]
     assert not await asyncio.to_thread(image.exists)
     assert await _locks(engine) == []
+
+
+def _reply_late(node: SimulatedNode, command: str) -> None:
+    """The node's reply to `command` comes a while after its event (a busy broker)."""
+    act = getattr(node.hypervisor, command)
+
+    async def late(*args: Any, **kwargs: Any) -> Any:
+        reply = await act(*args, **kwargs)
+        await asyncio.sleep(1.0)
+        return reply
+    setattr(node.hypervisor, command, late)
+
+
+async def test_a_vm_shown_down_is_free_for_the_next_action_at_once(
+        engine: LoopbackEngine) -> None:
+    """The monitor releases the VM in the transaction that records its end, so a user who
+    sees it down may act on it before the job has heard its node's reply."""
+    node, vm_id = await _up(engine)
+    _reply_late(node, "shutdown")
+    job = await engine.act(vms.shutdown_vm, vm_id)
+    await engine.vm_reaches(vm_id, [VmStatus.DOWN])
+    removal = await engine.act(vms.remove_vm, vm_id)  # no "locked by job": it is free
+    assert (await engine.job(job.id)).state == "done"
+    assert (await engine.job(removal.id)).state == "done"
+    async with engine.session() as session:
+        said = (await session.execute(select(AuditEvent.description).where(
+            AuditEvent.job_id == job.id))).scalars().all()
+        assert await session.get(vms.Vm, vm_id) is None
+    assert said == ["VM web was shut down"]
+
+
+async def test_a_vm_shown_suspended_resumes_from_its_memory_at_once(
+        engine: LoopbackEngine) -> None:
+    node, vm_id = await _up(engine)
+    _reply_late(node, "save")
+    job = await engine.act(vms.suspend_vm, vm_id)
+    vm = await engine.vm_reaches(vm_id, [VmStatus.SUSPENDED])
+    assert vm.saved_state_path and vm.saved_state_host_id == node.host_id
+    start = await engine.act(vms.start_vm, vm_id)
+    assert (await engine.vm(vm_id)).status == VmStatus.RESTORING_STATE.value
+    assert (await engine.job(job.id)).state == "done"
+    assert (await engine.job(start.id)).state == "done"
+    vm = await engine.vm_reaches(vm_id, [VmStatus.UP])
+    assert vm.saved_state_path is None and await _node_states(node) == [VmState.RUNNING]

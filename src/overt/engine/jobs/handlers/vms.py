@@ -9,12 +9,14 @@ nowhere: no node can report it).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.tables import Host, Vm
+from overt.engine.jobs import queue
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed, RetryLater
 from overt.engine.jobs.kinds import (
@@ -73,28 +75,51 @@ async def _end_vm(ctx: JobContext, vm: Vm, host: Host, command: VmDestroy | VmSh
             await _ask_host_to_report(ctx, host)
 
 
+async def _held_vm(ctx: JobContext, vm_id: uuid.UUID, *, at_work: VmStatus | None = None,
+                   **before: object) -> Vm | None:
+    """The VM the job still holds, with what it writes before acting (`before`, and the
+    status saying it is at work for a VM that is up); None when the monitor has already
+    seen the end the job waits for (a retried job): there is nothing left to do."""
+    async with ctx.transaction() as session:
+        if await queue.locked_by(session, "vm", vm_id) != ctx.job.id:
+            return None
+        vm = await lookup.get(session, Vm, vm_id, for_update=True)
+        if at_work is not None and vm.status == VmStatus.UP.value:
+            vm.status = at_work.value
+        for name, value in before.items():
+            setattr(vm, name, value)
+        return vm
+
+
 async def stop_vm(ctx: JobContext, spec: StopVm) -> dict[str, Any]:
     """Power off at once (libvirt destroy); a suspended VM just forgets its saved state."""
-    async with ctx.transaction() as session:
-        vm = await lookup.get(session, Vm, spec.vm_id)
-
-    async def stopped(session: AsyncSession, vm: Vm) -> None:
-        vm.stop_reason = spec.reason
-        vm.saved_state_path, vm.saved_state_host_id = None, None
-        audit.record(session, f"VM {vm.name} powered off", code=audit.VM_STOPPED, vm_id=vm.id,
-                     job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    vm = await _held_vm(ctx, spec.vm_id, stop_reason=spec.reason)
+    if vm is None:
+        return {}
     if vm.host_id is None:
         await _forget_saved_memory(ctx, vm)
         async with ctx.transaction() as session:
             vm = await lookup.get(session, Vm, spec.vm_id)
-            vm.status = VmStatus.DOWN.value  # it ran nowhere: its saved memory is all it was
-            await stopped(session, vm)
+            # It ran nowhere: its saved memory was all there was of it.
+            vm.status, vm.saved_state_path, vm.saved_state_host_id = (VmStatus.DOWN.value,
+                                                                      None, None)
+            await queue.release(session, ctx.job.id, "vm", vm.id)
+        await _record(ctx, vm, f"VM {vm.name} powered off", audit.VM_STOPPED)
         return {}
     host = await running_host(ctx, vm)
     await _end_vm(ctx, vm, host, VmDestroy(vm_id=spec.vm_id), timeout_s=60,
                   step=f"Stopping VM {vm.name} on host {host.name}")
-    await observed_vm(ctx, spec.vm_id, _DOWN, passing=ON_HOST, settle=stopped)
+    await observed_vm(ctx, spec.vm_id, _DOWN, passing=ON_HOST)
+    await _record(ctx, vm, f"VM {vm.name} powered off", audit.VM_STOPPED)
     return {}
+
+
+async def _record(ctx: JobContext, vm: Vm, what: str, code: int,
+                  host_id: uuid.UUID | None = None) -> None:
+    """The job's outcome in the audit log (the VM may be another job's by now)."""
+    async with ctx.transaction() as session:
+        audit.record(session, what, code=code, vm_id=vm.id, host_id=host_id,
+                     job_id=ctx.job.id, user_id=ctx.job.owner_id)
 
 
 async def _forget_saved_memory(ctx: JobContext, vm: Vm) -> None:
@@ -108,21 +133,17 @@ async def _forget_saved_memory(ctx: JobContext, vm: Vm) -> None:
 
 async def shutdown_vm(ctx: JobContext, spec: ShutdownVm) -> dict[str, Any]:
     """ACPI shutdown; the node powers the VM off if the guest has not stopped in time."""
-    async with ctx.transaction() as session:
-        vm = await lookup.get(session, Vm, spec.vm_id)
-        if vm.status == VmStatus.UP.value:
-            vm.status = VmStatus.POWERING_DOWN.value
+    vm = await _held_vm(ctx, spec.vm_id, at_work=VmStatus.POWERING_DOWN,
+                        stop_reason=spec.reason)
+    if vm is None:
+        return {}
     host = await running_host(ctx, vm)
     await _end_vm(ctx, vm, host, VmShutdown(vm_id=spec.vm_id, timeout_s=SHUTDOWN_TIMEOUT_S),
                   timeout_s=SHUTDOWN_TIMEOUT_S + 30,
                   step=f"Shutting down VM {vm.name} on host {host.name}")
-
-    async def shut_down(session: AsyncSession, vm: Vm) -> None:
-        vm.stop_reason = spec.reason
-        audit.record(session, f"VM {vm.name} was shut down", code=audit.VM_SHUTDOWN,
-                     vm_id=vm.id, job_id=ctx.job.id, user_id=ctx.job.owner_id)
-    await observed_vm(ctx, spec.vm_id, _DOWN, passing=ON_HOST, settle=shut_down,
+    await observed_vm(ctx, spec.vm_id, _DOWN, passing=ON_HOST,
                       timeout_s=SHUTDOWN_TIMEOUT_S + OBSERVE_TIMEOUT_S)
+    await _record(ctx, vm, f"VM {vm.name} was shut down", audit.VM_SHUTDOWN)
     return {}
 
 
@@ -141,6 +162,8 @@ def undo_at_work(at_work: VmStatus) -> Compensation:
         if vm.status == at_work.value:
             vm.status = VmStatus.UP.value
             await _resync_host_of(session, vm)
+        if vm.status != VmStatus.SUSPENDED.value:  # no memory was saved for it
+            vm.saved_state_path, vm.saved_state_host_id = None, None
         want_what_is(vm)
     return compensate
 
@@ -168,25 +191,24 @@ async def reboot_vm(ctx: JobContext, spec: RebootVm) -> dict[str, Any]:
 
 
 async def suspend_vm(ctx: JobContext, spec: SuspendVm) -> dict[str, Any]:
-    """oVirt's suspend: the VM's memory goes to the host's local storage and the VM stops."""
+    """oVirt's suspend: the VM's memory goes to the host's local storage and the VM stops.
+    Where the memory goes is recorded before the node saves it (the compensation forgets
+    it if the save fails), so the monitor's `suspended` leaves a VM ready to resume."""
     async with ctx.transaction() as session:
         vm = await lookup.get(session, Vm, spec.vm_id)
         host = await running_host(ctx, vm)
-        directory = await memory_image_dir(session, vm, host)
-        vm.status = VmStatus.SAVING_STATE.value
-    path = f"{directory}/saved/{spec.vm_id}.memory"
+        path = f"{await memory_image_dir(session, vm, host)}/saved/{spec.vm_id}.memory"
+    held = await _held_vm(ctx, spec.vm_id, at_work=VmStatus.SAVING_STATE,
+                          saved_state_path=path, saved_state_host_id=host.id)
+    if held is None:
+        return {"path": path}
     async with ctx.step(f"Saving the memory of VM {vm.name} on host {host.name}",
                         host_id=host.id):
         await ctx.nodes.call(host, VmSave(vm_id=spec.vm_id, path=path), VmStatusReport,
                              key=ctx.key("save"), timeout_s=SAVE_TIMEOUT_S)
-
-    async def suspended(session: AsyncSession, vm: Vm) -> None:
-        vm.saved_state_path, vm.saved_state_host_id = path, host.id
-        audit.record(session, f"VM {vm.name} was suspended to disk on host {host.name}",
-                     code=audit.VM_SUSPENDED, vm_id=vm.id, host_id=host.id, job_id=ctx.job.id,
-                     user_id=ctx.job.owner_id)
-    await observed_vm(ctx, spec.vm_id, {VmStatus.SUSPENDED}, passing=ON_HOST,
-                      settle=suspended)
+    await observed_vm(ctx, spec.vm_id, {VmStatus.SUSPENDED}, passing=ON_HOST)
+    await _record(ctx, vm, f"VM {vm.name} was suspended to disk on host {host.name}",
+                  audit.VM_SUSPENDED, host.id)
     return {"path": path}
 
 
