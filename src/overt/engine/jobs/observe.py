@@ -96,12 +96,5 @@ async def observed_vm(ctx: JobContext, vm_id: uuid.UUID, expected: Collection[Vm
         delay = min(delay * 2, _LAST_POLL_S)
 
 
-async def still_holds(ctx: JobContext, vm_id: uuid.UUID) -> bool:
-    """Whether the job still holds its VM: a retried job that ends the VM, whose end the
-    monitor has seen meanwhile, finds it released and has nothing left to do."""
-    async with ctx.transaction() as session:
-        return await queue.locked_by(session, "vm", vm_id) == ctx.job.id
-
-
 def _either(statuses: Collection[VmStatus]) -> str:
     return " or ".join(sorted(s.value.replace("_", " ") for s in statuses))
