@@ -26,7 +26,7 @@ from overt.engine.db.database import Database
 from overt.engine.db.seed import BLANK_TEMPLATE_ID
 from overt.engine.db.tables import Cluster, Host, Job, StorageDomain, User, Vm
 from overt.engine.jobs.context import JobServices
-from overt.engine.jobs.handlers import FAILURE_HOOKS, HANDLERS
+from overt.engine.jobs.handlers import UNITS
 from overt.engine.jobs.observe import ObservedChanges
 from overt.engine.jobs.worker import Worker
 from overt.engine.model.status import HostStatus, StorageDomainStatus, StorageType, VmStatus
@@ -70,7 +70,7 @@ class LoopbackEngine:
         self.jobs = JobSubmitter(self.wakeup)
         self.worker = Worker(db, JobServices(nodes=self.nodes, settings=EngineSettings(),
                                              changes=changes),
-                             HANDLERS, failure_hooks=FAILURE_HOOKS, poll_interval=TICK_S,
+                             UNITS, poll_interval=TICK_S,
                              wakeup=self.wakeup)
         self.hosts: dict[str, SimulatedNode] = {}
         self._tasks: list[asyncio.Task[None]] = []

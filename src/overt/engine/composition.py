@@ -40,7 +40,7 @@ from overt.engine.enrollment.unenrolled_node import (
     UnenrolledNodeClient,
 )
 from overt.engine.jobs.context import JobServices
-from overt.engine.jobs.handlers import FAILURE_HOOKS, HANDLERS
+from overt.engine.jobs.handlers import UNITS
 from overt.engine.jobs.observe import ObservedChanges
 from overt.engine.jobs.worker import Worker
 from overt.engine.monitor.inbox import InboxSink
@@ -160,7 +160,7 @@ class EngineRuntime:
             worker = Worker(self.db, JobServices(nodes=nodes, settings=self.settings,
                                                  registry=registry, bootstrap=self.unenrolled_nodes,
                                                  changes=changes if self.parts.monitor else None),
-                            HANDLERS, failure_hooks=FAILURE_HOOKS, wakeup=self.job_wakeup)
+                            UNITS, wakeup=self.job_wakeup)
             tasks.append(asyncio.create_task(worker.run(), name="worker"))
         if self.parts.monitor:
             self._monitor = monitor

@@ -271,7 +271,11 @@ class Vm(Base):
     # Desired state: what the user last asked for (up / down / suspended).
     desired_status: Mapped[str] = mapped_column(String(16), default="down")
     origin: Mapped[str] = mapped_column(String(16), default="overt")  # or "external"
+    # The version of the VM's configuration (bumped on every change, sent to the node) and
+    # the one it runs with, as its node reports it (None when it runs nowhere): they
+    # differ when a change waits for the next start (oVirt's next run configuration).
     spec_version: Mapped[int] = mapped_column(default=1)
+    running_spec_version: Mapped[int | None] = mapped_column()
     vnc_port: Mapped[int | None] = mapped_column()
     cpu_percent: Mapped[float] = mapped_column(Float, default=0.0)
     memory_used_mib: Mapped[int] = mapped_column(default=0)

@@ -1,18 +1,20 @@
-"""What a job handler works with: its job, steps, the database and the nodes."""
+"""What a job's logical unit works with (its job, steps, the database and the nodes),
+and what a unit is: how one kind of job runs, and what it undoes when it fails."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Job, Step, utcnow
+from overt.engine.jobs.kinds import JobSpec
 from overt.engine.model.status import JobStatus, StepType
 from overt.engine.nodes import NodeClient
 
@@ -34,13 +36,6 @@ class JobContext:
         self.db = db
         self.services = services
         self.nodes = services.nodes
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return self.job.params
-
-    def uuid_param(self, name: str) -> uuid.UUID:
-        return uuid.UUID(str(self.job.params[name]))
 
     def key(self, name: str) -> str:
         """An idempotency key for one command of this job, stable across retries."""
@@ -76,6 +71,20 @@ class JobContext:
                 step.status, step.end_time = status.value, utcnow()
 
 
-Handler = Callable[[JobContext], Coroutine[Any, Any, dict[str, Any] | None]]
-# Runs once when a job has failed for good, to undo what the job left half-done.
-FailureHook = Callable[[JobContext, str], Coroutine[Any, Any, None]]
+S = TypeVar("S", bound=JobSpec)
+
+
+async def _nothing_to_undo(_session: AsyncSession, _ctx: JobContext, _spec: Any,
+                           _message: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Unit(Generic[S]):
+    """How one kind of job runs (`run`, its steps) and what it undoes when it has failed
+    for good (`compensate`, in the transaction that records the failure and releases the
+    job's locks, so nobody acts on a half-undone object)."""
+
+    run: Callable[[JobContext, S], Coroutine[Any, Any, dict[str, Any] | None]]
+    compensate: Callable[[AsyncSession, JobContext, S, str], Awaitable[None]] = \
+        _nothing_to_undo

@@ -53,7 +53,7 @@ Settle = Callable[[AsyncSession, Vm], Awaitable[None]]
 
 
 async def observed_vm(ctx: JobContext, vm_id: uuid.UUID, expected: Collection[VmStatus], *,
-                      passing: Collection[VmStatus], settle: Settle,
+                      passing: Collection[VmStatus], settle: Settle | None = None,
                       timeout_s: float = OBSERVE_TIMEOUT_S) -> None:
     """Wait until the monitor has the VM in one of the `expected` statuses; while its
     status is one of `passing` (on the way), keep waiting; any other status fails the job
@@ -61,15 +61,25 @@ async def observed_vm(ctx: JobContext, vm_id: uuid.UUID, expected: Collection[Vm
 
     In the transaction that sees it, the job's last writes on the VM are made (`settle`)
     and its lock on the VM is released: the VM shown in its new status is free for the
-    next action at once, not when the job's own bookkeeping ends."""
+    next action at once, not when the job's own bookkeeping ends. A job that ends the
+    VM (`VmJob.ends_as`) finds its lock already released by the monitor, in the
+    transaction that recorded the end, and has no `settle`: the VM may already be
+    another job's (or removed)."""
     loop = asyncio.get_running_loop()
     deadline, delay = loop.time() + timeout_s, _FIRST_POLL_S
     while True:
         async with ctx.transaction() as session:
-            vm = await lookup.get(session, Vm, vm_id)
+            found = await session.get(Vm, vm_id, populate_existing=True)
+            if found is None and VmStatus.DOWN in expected:
+                # An external VM the monitor forgot once its domain was gone: it is down.
+                await queue.release(session, ctx.job.id, "vm", vm_id)
+                return
+            vm = found if found is not None else await lookup.get(session, Vm, vm_id)
             status = VmStatus(vm.status)
-            if status in expected:
-                await settle(session, vm)
+            holds = await queue.locked_by(session, "vm", vm_id) == ctx.job.id
+            if status in expected or not holds:  # not held: the monitor saw the end
+                if settle is not None:
+                    await settle(session, vm)
                 await queue.release(session, ctx.job.id, "vm", vm_id)
                 return
         if status not in passing:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
@@ -19,41 +18,37 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Job, Lock, Step, utcnow
+from overt.engine.jobs import kinds
+from overt.engine.jobs.kinds import JobSpec
 from overt.engine.model.errors import Conflict
-from overt.engine.model.status import JobStatus
+from overt.engine.model.status import JobStatus, VmStatus
 
 LEASE = dt.timedelta(seconds=15)
 MAX_BACKOFF_S = 60.0
 
-# Lock order (Ganeti's rule): always data center, cluster, host, VM, disk.
-LOCK_ORDER = ("data_center", "cluster", "host", "storage_domain", "vm", "disk", "template")
-
 
 async def submit(
     session: AsyncSession,
+    spec: JobSpec,
     *,
-    action: str,
     description: str,
-    params: dict[str, Any],
-    locks: Iterable[tuple[str, uuid.UUID]] = (),
-    vm_id: uuid.UUID | None = None,
-    host_id: uuid.UUID | None = None,
     owner_id: uuid.UUID | None = None,
     correlation_id: str | None = None,
-    max_attempts: int = 5,
+    max_attempts: int | None = None,
 ) -> Job:
-    """Record a job and take its locks, in the caller's transaction.
+    """Record a job of `spec`'s kind and take the locks it declares, in the caller's
+    transaction, in the fixed order of lock levels.
 
     A lock held by another job makes this raise Conflict naming that job, so two
     conflicting actions never run at once and the second is refused at once.
     """
-    job = Job(id=uuid.uuid4(), action=action, description=description, params=params,
-              vm_id=vm_id, host_id=host_id, owner_id=owner_id, correlation_id=correlation_id,
-              max_attempts=max_attempts)
+    job = Job(id=uuid.uuid4(), action=spec.kind, description=description,
+              params=kinds.payload(spec), vm_id=spec.vm(), host_id=spec.host(),
+              owner_id=owner_id, correlation_id=correlation_id,
+              max_attempts=max_attempts or spec.max_attempts)
     session.add(job)
     await session.flush()
-    ordered = sorted(set(locks), key=lambda lock: (LOCK_ORDER.index(lock[0]), str(lock[1])))
-    for resource_type, resource_id in ordered:
+    for resource_type, resource_id in kinds.ordered(spec.locks()):
         holder = (await session.execute(
             select(Job).join(Lock, Lock.job_id == Job.id)
             .where(Lock.resource_type == resource_type, Lock.resource_id == resource_id)
@@ -152,6 +147,20 @@ async def release(session: AsyncSession, job_id: uuid.UUID, resource_type: str,
         Lock.resource_id == resource_id))
 
 
+async def release_on_end(session: AsyncSession, vm_id: uuid.UUID, status: VmStatus) -> None:
+    """The monitor observed a VM end as the job holding it expects (a stop's `down`, a
+    suspend's `suspended`): the VM is free from this commit on, when users see it so.
+    The job then only records its outcome; it writes nothing more on the VM."""
+    holder = (await session.execute(
+        select(Lock.job_id, Job.action).join(Job, Job.id == Lock.job_id)
+        .where(Lock.resource_type == "vm", Lock.resource_id == vm_id))).first()
+    if holder is None:
+        return
+    spec = kinds.KINDS.get(holder.action)
+    if spec is not None and issubclass(spec, kinds.VmJob) and spec.ends_as is status:
+        await release(session, holder.job_id, "vm", vm_id)
+
+
 async def _close_steps(session: AsyncSession, job_id: uuid.UUID, status: JobStatus) -> None:
     await session.execute(
         update(Step).where(Step.job_id == job_id, Step.status == JobStatus.STARTED.value)
@@ -165,3 +174,10 @@ async def locked_by(session: AsyncSession, resource_type: str, resource_id: uuid
     return (await session.execute(
         select(Lock.job_id).where(Lock.resource_type == resource_type,
                                   Lock.resource_id == resource_id))).scalar_one_or_none()
+
+
+async def store_spec(session: AsyncSession, job_id: uuid.UUID, spec: JobSpec) -> None:
+    """Keep a job's changed arguments (a value to reuse on retry, a secret dropped)."""
+    job = await session.get(Job, job_id)
+    if job is not None:
+        job.params = kinds.payload(spec)

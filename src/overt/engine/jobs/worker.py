@@ -1,4 +1,9 @@
-"""The worker: claims due jobs, runs their handlers, renews leases, retries with backoff."""
+"""The worker: claims due jobs, runs them through their kind's unit, renews leases,
+retries with backoff, and on failure compensates (one lifecycle for every kind).
+
+Every exception a job raises becomes "retry later" or "failed" in one place,
+`outcome_of`; a job that failed for good runs its unit's compensation in the
+transaction that records the failure and releases its locks."""
 
 from __future__ import annotations
 
@@ -8,18 +13,20 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.bus.base import TransportError
 from overt.engine import audit
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Job
-from overt.engine.jobs import queue
-from overt.engine.jobs.context import FailureHook, Handler, JobContext, JobServices
+from overt.engine.jobs import kinds, queue
+from overt.engine.jobs.context import JobContext, JobServices, Unit
 from overt.engine.jobs.errors import JobFailed, RetryLater
+from overt.engine.jobs.kinds import JobSpec, UnreadableJob
 from overt.engine.model.errors import OvertError
 from overt.engine.model.status import LogSeverity
 from overt.engine.nodes import NodeCommandFailed
@@ -31,16 +38,42 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt that raised ends: run again later, or failed for good."""
+
+    retry: bool
+    message: str
+    max_delay_s: float | None = None
+
+
+def outcome_of(exc: Exception) -> Outcome:
+    """The one mapping of a job's exceptions to retry or failure, with the message the
+    administrator sees."""
+    match exc:
+        case RetryLater():
+            return Outcome(True, str(exc) or type(exc).__name__, exc.max_delay_s)
+        case TransportError() | OperationalError():
+            return Outcome(True, str(exc) or type(exc).__name__)
+        case NodeCommandFailed():
+            return Outcome(exc.transient, str(exc))
+        case OvertError():
+            return Outcome(False, exc.detail or str(exc))
+        case JobFailed() | UnreadableJob():
+            return Outcome(False, str(exc))
+    log.error("a job failed unexpectedly", exc_info=exc)
+    return Outcome(False, "the job failed unexpectedly; the engine log has details")
+
+
 class Worker:
     """Runs up to `concurrency` jobs at once; several workers may share one database."""
 
-    def __init__(self, db: Database, services: JobServices, handlers: dict[str, Handler], *,
-                 failure_hooks: dict[str, FailureHook] | None = None, concurrency: int = 8,
+    def __init__(self, db: Database, services: JobServices,
+                 units: Mapping[type[JobSpec], Unit[Any]], *, concurrency: int = 8,
                  poll_interval: float = 0.5, wakeup: asyncio.Event | None = None) -> None:
         self.db = db
         self.services = services
-        self.handlers = handlers
-        self.failure_hooks = failure_hooks or {}
+        self.units = units
         self.name = worker_name()
         self.concurrency = asyncio.Semaphore(concurrency)
         self.poll_interval = poll_interval
@@ -92,13 +125,16 @@ class Worker:
 
     async def _execute(self, job: Job) -> None:
         try:
-            handler = self.handlers.get(job.action)
             log.info("job %s (%s) started, attempt %d", job.id, job.description, job.attempts)
-            if handler is None:
-                await self._fail(job, f"no handler for job action {job.action!r}")
+            try:
+                spec = kinds.load(job)
+            except UnreadableJob as exc:
+                await self._fail(job, str(exc))
                 return
+            unit = self.units[type(spec)]
             context = JobContext(job, self.db, self.services)
-            runner: asyncio.Task[dict[str, Any] | None] = asyncio.create_task(handler(context))
+            runner: asyncio.Task[dict[str, Any] | None] = asyncio.create_task(
+                unit.run(context, spec))
             lease = asyncio.create_task(self._keep_lease(job, runner))
             try:
                 result = await runner
@@ -107,25 +143,13 @@ class Worker:
                     raise
                 log.warning("job %s lost its lease to another worker; abandoned here", job.id)
                 return
-            except RetryLater as exc:
-                await self._retry(job, str(exc) or type(exc).__name__,
-                                  max_delay_s=exc.max_delay_s)
-                return
-            except (TransportError, OperationalError) as exc:
-                await self._retry(job, str(exc) or type(exc).__name__)
-                return
-            except NodeCommandFailed as exc:
-                if exc.transient:
-                    await self._retry(job, str(exc))
+            except Exception as exc:  # every failure is mapped in one place: `outcome_of`
+                outcome = outcome_of(exc)
+                if outcome.retry:
+                    await self._retry(job, outcome.message, spec, unit,
+                                      max_delay_s=outcome.max_delay_s)
                 else:
-                    await self._fail(job, str(exc))
-                return
-            except (JobFailed, OvertError) as exc:
-                await self._fail(job, getattr(exc, "detail", None) or str(exc))
-                return
-            except Exception:
-                log.exception("job %s (%s) failed unexpectedly", job.id, job.action)
-                await self._fail(job, "the job failed unexpectedly; the engine log has details")
+                    await self._fail(job, outcome.message, spec, unit)
                 return
             finally:
                 lease.cancel()
@@ -150,7 +174,8 @@ class Worker:
                 runner.cancel()
                 return
 
-    async def _retry(self, job: Job, message: str, *, max_delay_s: float | None = None) -> None:
+    async def _retry(self, job: Job, message: str, spec: JobSpec, unit: Unit[Any], *,
+                     max_delay_s: float | None = None) -> None:
         async with self.db.transaction() as session:
             fresh = await session.get(Job, job.id)
             if fresh is None or fresh.claimed_by != self.name:
@@ -160,24 +185,33 @@ class Worker:
                                         if max_delay_s is not None else queue.MAX_BACKOFF_S)
                 log.warning("job %s will be retried: %s", job.id, message)
                 return
-        await self._fail(job, f"{message} (gave up after {job.attempts} attempts)")
+        await self._fail(job, f"{message} (gave up after {job.attempts} attempts)", spec, unit)
 
-    async def _fail(self, job: Job, message: str) -> None:
+    async def _fail(self, job: Job, message: str, spec: JobSpec | None = None,
+                    unit: Unit[Any] | None = None) -> None:
+        """Record the failure, undo what the job left half-done and release its locks,
+        in one transaction; a compensation that fails itself is logged, and the failure
+        is recorded without it."""
+        if spec is not None and unit is not None:
+            try:
+                await self._end_failed(job, message, spec, unit)
+                return
+            except Exception:
+                log.exception("undoing what failed job %s left half-done did not work", job.id)
+        await self._end_failed(job, message, None, None)
+
+    async def _end_failed(self, job: Job, message: str, spec: JobSpec | None,
+                          unit: Unit[Any] | None) -> None:
         async with self.db.transaction() as session:
             fresh = await session.get(Job, job.id)
             if fresh is None or fresh.claimed_by != self.name:
                 return
-            await self._record_failure(session, fresh, message)
-        hook = self.failure_hooks.get(job.action)
-        if hook is not None:
-            try:
-                await hook(JobContext(job, self.db, self.services), message)
-            except Exception:
-                log.exception("cleaning up after failed job %s did not work", job.id)
-
-    async def _record_failure(self, session: AsyncSession, job: Job, message: str) -> None:
-        await queue.fail(session, job, message)
-        audit.record(session, f"{job.description} failed: {message}", code=audit.JOB_FAILED,
-                     severity=LogSeverity.ERROR, vm_id=job.vm_id, host_id=job.host_id,
-                     job_id=job.id, user_id=job.owner_id, correlation_id=job.correlation_id)
+            if spec is not None and unit is not None:
+                await unit.compensate(session, JobContext(fresh, self.db, self.services), spec,
+                                      message)
+            await queue.fail(session, fresh, message)
+            audit.record(session, f"{job.description} failed: {message}",
+                         code=audit.JOB_FAILED, severity=LogSeverity.ERROR, vm_id=job.vm_id,
+                         host_id=job.host_id, job_id=job.id, user_id=job.owner_id,
+                         correlation_id=job.correlation_id)
         log.error("job %s (%s) failed: %s", job.id, job.description, message)

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from overt.engine import audit
 from overt.engine.db.seed import BLANK_TEMPLATE_ID
 from overt.engine.db.tables import Host, Job, Lock, Vm, utcnow
-from overt.engine.jobs.queue import locked_by
+from overt.engine.jobs.kinds import ShutdownVm, StopVm
+from overt.engine.jobs.queue import locked_by, release_on_end
 from overt.engine.model.node_states import ON_HOST, vm_status_of
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.protocol.host import HostState, VmState, VmStatusReport
@@ -20,10 +21,8 @@ from overt.protocol.host import HostState, VmState, VmStatusReport
 log = logging.getLogger(__name__)
 
 _LAUNCHING = frozenset({VmStatus.WAIT_FOR_LAUNCH.value, VmStatus.RESTORING_STATE.value})
-# Jobs that record a VM's end from the node's reply, in the transaction that releases
-# the VM (a user who sees it down may act on it at once); the monitor leaves that to them.
-_RECORDS_THE_END = frozenset({"vm.stop", "vm.shutdown", "vm.suspend"})
-_ENDED = frozenset({VmState.GONE, VmState.SHUTOFF, VmState.SUSPENDED, VmState.CRASHED})
+# Jobs that end a VM: one they hold that its host no longer runs is down, as they expect.
+_ENDING = frozenset({StopVm.kind, ShutdownVm.kind})
 
 
 def mark_host_up(session: AsyncSession, host: Host) -> None:
@@ -39,12 +38,13 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
                           locked: set[uuid.UUID] | None = None) -> None:
     """One VM's state as `host` reports it (a lifecycle event or part of a full report).
 
-    The monitor writes a VM's observed status also while a job acts on the VM: a start
-    waits for the status its action leads to (see `jobs.observe`) and records the
-    outcome in the audit log itself, so the monitor adds none for such a VM. The end of
-    a VM that a stop, shutdown or suspend holds is left to that job, which records it
-    from the node's reply as it releases the VM. Neither costs a resync. `locked`: the
-    VMs known to be locked by jobs (else asked of the database).
+    The monitor is the one writer of a VM's observed status, also while a job acts on
+    the VM: the job waits for the status its action leads to (see `jobs.observe`) and
+    records the outcome in the audit log itself, so the monitor adds none for such a
+    VM. A job's own events settle its VM without a resync; the end a stop, shutdown or
+    suspend waits for releases its VM in the same transaction, so a VM shown down or
+    suspended is free for the next action. `locked`: the VMs known to be locked by jobs
+    (else asked of the database).
     """
     vm = await session.get(Vm, report.vm_id) if report.vm_id is not None else None
     if vm is None:
@@ -52,8 +52,6 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
         return
     held = vm.id in locked if locked is not None else \
         await locked_by(session, "vm", vm.id) is not None
-    if held and report.state in _ENDED and await _holder_records_the_end(session, vm.id):
-        return  # the stopping or suspending job records it from its own reply; no resync
     if vm.host_id != host.id:
         _refuse_foreign(session, host, vm, report)
         return
@@ -63,23 +61,35 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
     if vm.status in (VmStatus.SUSPENDED.value, VmStatus.SAVING_STATE.value) and \
             report.state in (VmState.GONE, VmState.SHUTOFF, VmState.SUSPENDED):
         # A VM suspended to disk runs nowhere: its domain is gone on purpose.
-        vm.status, vm.host_id, vm.vnc_port = VmStatus.SUSPENDED.value, None, None
+        _runs_nowhere(vm, VmStatus.SUSPENDED)
+        if held:
+            await release_on_end(session, vm.id, VmStatus.SUSPENDED)
         return
     if new_status is VmStatus.DOWN:
         if vm.status != VmStatus.DOWN.value and not held:
             audit.record(session, f"VM {vm.name} is down on host {host.name}"
                          + (f" ({report.reason})" if report.reason else ""),
                          code=audit.VM_DOWN, vm_id=vm.id, host_id=host.id)
-        vm.status, vm.host_id, vm.vnc_port = VmStatus.DOWN.value, None, None
-        vm.stop_time = utcnow()
+        _runs_nowhere(vm, VmStatus.DOWN)
+        if held:
+            await release_on_end(session, vm.id, VmStatus.DOWN)
         return
     if vm.status != new_status.value and new_status is VmStatus.UP and not held and \
             vm.status not in (VmStatus.WAIT_FOR_LAUNCH.value, VmStatus.POWERING_UP.value):
         audit.record(session, f"VM {vm.name} is up on host {host.name}", code=audit.VM_UP,
                      vm_id=vm.id, host_id=host.id)
     vm.status, vm.host_id = new_status.value, host.id
+    if report.spec_version is not None:
+        vm.running_spec_version = report.spec_version
     if report.vnc_port is not None:
         vm.vnc_port = report.vnc_port
+
+
+def _runs_nowhere(vm: Vm, status: VmStatus) -> None:
+    """The VM has left its host (down, or suspended to disk), as its node reports."""
+    vm.status, vm.host_id, vm.vnc_port, vm.running_spec_version = status.value, None, None, None
+    if status is VmStatus.DOWN:
+        vm.stop_time = utcnow()
 
 
 _NOT_RUNNING = frozenset({VmState.GONE, VmState.SHUTOFF, VmState.CRASHED, VmState.SUSPENDED})
@@ -158,10 +168,14 @@ def _like_escaped(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-async def _holder_records_the_end(session: AsyncSession, vm_id: uuid.UUID) -> bool:
-    action = (await session.execute(select(Job.action).join(Lock, Lock.job_id == Job.id).where(
-        Lock.resource_type == "vm", Lock.resource_id == vm_id))).scalar_one_or_none()
-    return action in _RECORDS_THE_END
+async def _being_ended(session: AsyncSession, vm_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """Of the locked VMs `vm_ids`, those held by a job that ends them (stop, shutdown)."""
+    if not vm_ids:
+        return set()
+    return set((await session.execute(select(Lock.resource_id).join(
+        Job, Lock.job_id == Job.id).where(
+        Lock.resource_type == "vm", Lock.resource_id.in_(list(vm_ids)),
+        Job.action.in_(list(_ENDING))))).scalars())
 
 
 async def _started(session: AsyncSession, report: VmStatusReport) -> bool:
@@ -187,6 +201,8 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
         Lock.resource_type == "vm", Lock.resource_id.in_(list(concerned))))).scalars()) \
         if concerned else set()
     deferred = False
+    unreported = {vm.id for vm in believed if vm.id not in reported_ids}
+    being_ended = await _being_ended(session, unreported & locked)
     for report in state.vms:
         if report.vm_id in locked and not await _started(session, report):
             # A job acts on it: its own events settle it, and this report may be older
@@ -198,9 +214,13 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
         if vm.id in reported_ids or (vm.origin == "external" and any(
                 _shows_domain(vm.name, domain) for domain in reported_names)):
             continue
+        if vm.id in being_ended:  # the node runs it no more, as the job ending it expects
+            _runs_nowhere(vm, VmStatus.DOWN)
+            await release_on_end(session, vm.id, VmStatus.DOWN)
+            continue
         if vm.id in locked:
             deferred = True
-            continue  # a job is acting on it; the job records the outcome
+            continue  # a job is acting on it: it is settled once the job is done
         if vm.origin == "external":
             await session.delete(vm)
             continue
@@ -209,7 +229,7 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
         audit.record(session, f"VM {vm.name} is down: host {host.name} does not run it any more",
                      code=audit.VM_LOST, severity=LogSeverity.WARNING, vm_id=vm.id,
                      host_id=host.id)
-        vm.status, vm.host_id, vm.vnc_port, vm.stop_time = VmStatus.DOWN.value, None, None, utcnow()
+        _runs_nowhere(vm, VmStatus.DOWN)
     host.free_memory_mib = state.free_memory_mib
     host.needs_resync = deferred
     mark_host_up(session, host)

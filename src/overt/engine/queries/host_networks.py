@@ -10,9 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.tables import HostNetworkAttachment, Network
 
-SETUP_ACTION = "host.setup_networks"
-COMMIT_ACTION = "host.commit_networks"
-
 
 async def list_attachments(session: AsyncSession, host_id: uuid.UUID
                            ) -> list[tuple[HostNetworkAttachment, Network]]:

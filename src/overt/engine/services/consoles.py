@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.tables import Job, User, Vm
+from overt.engine.jobs.kinds import SetTicket
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.status import VmStatus
 from overt.engine.model.vm_actions import VmAction, check_vm_action
@@ -59,10 +60,10 @@ async def request_ticket(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.
         raise InvalidInput(f"ticket.expiry must be between 1 and {MAX_EXPIRY_S} seconds, "
                            f"not {expiry}")
     value = password or new_password()
-    job = await jobs.submit(session, action="vm.ticket",
+    job = await jobs.submit(session, SetTicket(vm_id=vm.id, host_id=vm.host_id, password=value,
+                                               expiry_s=expiry),
                             description=f"Setting a console ticket for VM {vm.name}",
-                            params={"vm_id": str(vm.id), "password": value, "expiry_s": expiry},
-                            vm_id=vm.id, host_id=vm.host_id, owner_id=user.id, max_attempts=1)
+                            owner_id=user.id)
     return TicketRequest(job=job, password=value, expiry_s=expiry)
 
 

@@ -19,6 +19,7 @@ from overt.engine.db.tables import (
     VmNic,
     VnicProfile,
 )
+from overt.engine.jobs.kinds import CreateDisk, RemoveDisk
 from overt.engine.model.errors import Conflict, InvalidInput, NotFound
 from overt.engine.model.status import (
     DiskFormat,
@@ -154,9 +155,9 @@ async def _new_disk(session: AsyncSession, data: DiskInput, *, default_name: str
 
 async def _create_job(session: AsyncSession, jobs: JobSubmitter, disk: Disk, user: User,
                       vm: Vm | None = None, copy_from: str | None = None) -> None:
-    await jobs.submit(session, action="disk.create", description=f"Creating disk {disk.name}",
-                      params={"disk_id": str(disk.id), "copy_from": copy_from},
-                      locks=[("disk", disk.id)], vm_id=vm.id if vm else None, owner_id=user.id)
+    await jobs.submit(session, CreateDisk(disk_id=disk.id, copy_from=copy_from,
+                                          vm_id=vm.id if vm else None),
+                      description=f"Creating disk {disk.name}", owner_id=user.id)
 
 
 async def add_disk(session: AsyncSession, jobs: JobSubmitter, data: DiskInput, user: User,
@@ -257,6 +258,5 @@ async def remove_disk_job(session: AsyncSession, jobs: JobSubmitter, disk: Disk,
         DiskAttachment.disk_id == disk.id))).scalars().all()
     if users:
         raise Conflict(f"Cannot remove disk {disk.name}: it is attached to a VM or template")
-    await jobs.submit(session, action="disk.remove", description=f"Removing disk {disk.name}",
-                      params={"disk_id": str(disk.id)}, locks=[("disk", disk.id)],
-                      owner_id=user.id)
+    await jobs.submit(session, RemoveDisk(disk_id=disk.id),
+                      description=f"Removing disk {disk.name}", owner_id=user.id)

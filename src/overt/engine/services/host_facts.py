@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.tables import Host, Job, User
+from overt.engine.jobs.kinds import RefreshHost
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import HostStatus
 from overt.engine.queries import lookup
@@ -37,10 +38,9 @@ async def refresh_host(session: AsyncSession, jobs: JobSubmitter, host_id: uuid.
     if host.status not in _REACHABLE:
         raise Conflict(f"Cannot refresh host {host.name}: it is {host.status}; the engine can "
                        "only ask a host it is connected to.")
-    return await jobs.submit(session, action="host.refresh",
+    return await jobs.submit(session, RefreshHost(host_id=host.id),
                              description=f"Refreshing the capabilities of host {host.name}",
-                             params={"host_id": str(host.id)}, host_id=host.id,
-                             owner_id=user.id, max_attempts=3)
+                             owner_id=user.id)
 
 
 def host_nics(host: Host) -> list[HostNic]:

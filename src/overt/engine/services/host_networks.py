@@ -16,10 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
 from overt.engine.db.tables import Cluster, Host, HostNetworkAttachment, Job, Network, User
+from overt.engine.jobs.kinds import CommitHostNetworks, SetupHostNetworks
 from overt.engine.model.errors import Conflict, InvalidInput, NotFound
 from overt.engine.model.status import HostStatus
 from overt.engine.queries import lookup
-from overt.engine.queries.host_networks import COMMIT_ACTION, SETUP_ACTION, list_attachments
+from overt.engine.queries.host_networks import list_attachments
 from overt.engine.queries.lookup import Ref
 from overt.engine.services import cluster_networks, host_facts
 from overt.engine.services.jobs import JobSubmitter
@@ -153,10 +154,10 @@ async def setup_networks(session: AsyncSession, jobs: JobSubmitter, host_id: uui
     audit.record(session, f"Network setup of host {host.name} was changed by {user.user_name}",
                  code=audit.NETWORK_UPDATED, host_id=host.id, user_id=user.id)
     return await jobs.submit(
-        session, action=SETUP_ACTION, description=f"Setting up the networks of host {host.name}",
-        params={"host_id": str(host.id), "check_connectivity": data.check_connectivity,
-                "connectivity_timeout_s": timeout, "commit": data.commit_on_success},
-        host_id=host.id, owner_id=user.id, max_attempts=1)
+        session, SetupHostNetworks(host_id=host.id, check_connectivity=data.check_connectivity,
+                                   connectivity_timeout_s=timeout,
+                                   commit=data.commit_on_success),
+        description=f"Setting up the networks of host {host.name}", owner_id=user.id)
 
 
 def _nic_mtu(host: Host, nic_name: str) -> int | None:
@@ -195,7 +196,5 @@ async def commit_net_config(session: AsyncSession, jobs: JobSubmitter, host_id: 
     if host.status not in _REACHABLE:
         raise Conflict(f"Cannot commit the networks of host {host.name}: it is {host.status}.")
     return await jobs.submit(
-        session, action=COMMIT_ACTION,
-        description=f"Keeping the network setup of host {host.name}",
-        params={"host_id": str(host.id)},
-        host_id=host.id, owner_id=user.id, max_attempts=3)
+        session, CommitHostNetworks(host_id=host.id),
+        description=f"Keeping the network setup of host {host.name}", owner_id=user.id)

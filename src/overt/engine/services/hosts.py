@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
 from overt.engine.db.tables import Cluster, Host, Job, User, Vm
+from overt.engine.jobs.kinds import InstallHost
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus, LogSeverity
@@ -89,9 +90,8 @@ async def install_host(session: AsyncSession, jobs: JobSubmitter, host_id: uuid.
 
 async def _submit_install(session: AsyncSession, jobs: JobSubmitter, host: Host, user: User,
                           description: str, *, correlation_id: str | None = None) -> Job:
-    return await jobs.submit(session, action="host.install", description=description,
-                             params={"host_id": str(host.id)}, locks=[("host", host.id)],
-                             host_id=host.id, owner_id=user.id, max_attempts=INSTALL_ATTEMPTS,
+    return await jobs.submit(session, InstallHost(host_id=host.id), description=description,
+                             owner_id=user.id, max_attempts=INSTALL_ATTEMPTS,
                              correlation_id=correlation_id)
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterable
-from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Job
 from overt.engine.jobs import queue
+from overt.engine.jobs.kinds import JobSpec
 from overt.engine.model.errors import Conflict, Unavailable
 
 
@@ -22,13 +21,11 @@ class JobSubmitter:
     def __init__(self, wakeup: asyncio.Event | None = None) -> None:
         self.wakeup = wakeup
 
-    async def submit(self, session: AsyncSession, *, action: str, description: str,
-                     params: dict[str, Any], locks: Iterable[tuple[str, uuid.UUID]] = (),
-                     vm_id: uuid.UUID | None = None, host_id: uuid.UUID | None = None,
+    async def submit(self, session: AsyncSession, spec: JobSpec, *, description: str,
                      owner_id: uuid.UUID | None = None, correlation_id: str | None = None,
-                     max_attempts: int = 5) -> Job:
-        job = await queue.submit(session, action=action, description=description, params=params,
-                                 locks=locks, vm_id=vm_id, host_id=host_id, owner_id=owner_id,
+                     max_attempts: int | None = None) -> Job:
+        """Record a job of `spec`'s kind with the locks it declares (see `queue.submit`)."""
+        job = await queue.submit(session, spec, description=description, owner_id=owner_id,
                                  correlation_id=correlation_id, max_attempts=max_attempts)
         if self.wakeup is not None:
             # Wake this process's worker as soon as the job is committed (others poll).

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
 from overt.engine.db.tables import Disk, DiskAttachment, StorageDomain, Template, User
+from overt.engine.jobs.kinds import CreateDisk
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import DiskFormat, DiskStatus, TemplateStatus
 from overt.engine.queries import lookup
@@ -36,9 +37,9 @@ async def import_image_template(
     await session.flush()
     session.add(DiskAttachment(disk_id=disk.id, template_id=template.id, interface="virtio",
                                bootable=True, active=True))
-    await jobs.submit(session, action="disk.create", description=f"Importing template {name}",
-                      params={"disk_id": str(disk.id), "copy_from": image_path},
-                      locks=[("disk", disk.id), ("template", template.id)], owner_id=user.id)
+    await jobs.submit(session, CreateDisk(disk_id=disk.id, copy_from=image_path,
+                                          template_id=template.id),
+                      description=f"Importing template {name}", owner_id=user.id)
     audit.record(session, f"Template {name} is being imported by {user.user_name}",
                  code=audit.TEMPLATE_IMPORTED, user_id=user.id,
                  storage_domain_id=storage_domain.id)

@@ -11,6 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from overt.engine import audit
 from overt.engine.db.seed import BLANK_TEMPLATE_ID
 from overt.engine.db.tables import Cluster, Disk, DiskAttachment, Host, Job, Template, User, Vm
+from overt.engine.jobs.kinds import (
+    RebootVm,
+    RemoveVm,
+    ShutdownVm,
+    StartVm,
+    StopVm,
+    SuspendVm,
+    VmJob,
+)
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.status import BootDevice, DiskStatus, TemplateStatus, VmStatus
 from overt.engine.model.vm_actions import VmAction, check_vm_action
@@ -146,26 +155,29 @@ async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput, user
     return vm
 
 
-async def _action_job(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID,
-                      action: VmAction, job_action: str, description: str, user: User,
-                      params: dict[str, object] | None = None,
-                      correlation_id: str | None = None,
-                      host_id: uuid.UUID | None = None) -> Job:
-    vm = await lookup.get(session, Vm, vm_id, for_update=True)
+async def _action_job(session: AsyncSession, jobs: JobSubmitter, spec: VmJob,
+                      action: VmAction, description: str, user: User, *,
+                      desired: VmStatus | None = None,
+                      correlation_id: str | None = None) -> Job:
+    """Check the action against the VM's status, record its job with the job's locks, and
+    record what the user now wants of the VM (`desired`): the job's intent, kept apart
+    from the status the monitor observes."""
+    vm = await lookup.get(session, Vm, spec.vm_id, for_update=True)
     check_vm_action(action, VmStatus(vm.status), vm_name=vm.name)
     if vm.origin == "external" and action is not VmAction.STOP:
         raise Conflict(f"VM {vm.name} is external (not created by Overt); it can only be stopped")
-    return await jobs.submit(session, action=job_action, description=f"{description} {vm.name}",
-                             params={"vm_id": str(vm.id), **(params or {})},
-                             locks=[("vm", vm.id)], vm_id=vm.id, host_id=host_id,
-                             owner_id=user.id, correlation_id=correlation_id)
+    job = await jobs.submit(session, spec, description=f"{description} {vm.name}",
+                            owner_id=user.id, correlation_id=correlation_id)
+    if desired is not None:
+        vm.desired_status = desired.value
+    return job
 
 
 async def start_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, user: User,
                    correlation_id: str | None = None) -> Job:
     """Run a VM. The scheduler places it here, once: the chosen host is reserved by
     recording the VM on it (waiting for launch, or restoring) in this transaction, so a
-    concurrent start sees the host's memory taken; the job's failure hook releases it."""
+    concurrent start sees the host's memory taken; the job's compensation releases it."""
     vm = await lookup.get(session, Vm, vm_id)
     not_ready = (await session.execute(
         select(func.count()).select_from(Disk).join(DiskAttachment, DiskAttachment.disk_id == Disk.id)
@@ -186,38 +198,41 @@ async def start_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, 
         required, why = await required_host(session, vm)
         host_id = await reserve_host(session, vm, required=required, required_reason=why)
         launching = VmStatus.WAIT_FOR_LAUNCH
-    job = await _action_job(session, jobs, vm_id, VmAction.START, "vm.start", "Launching VM",
-                            user, correlation_id=correlation_id, host_id=host_id)
+    job = await _action_job(session, jobs, StartVm(vm_id=vm_id, host_id=host_id),
+                            VmAction.START, "Launching VM", user, desired=VmStatus.UP,
+                            correlation_id=correlation_id)
     if vm.status != status.value:  # the VM row is locked now; it changed since it was read
         raise Conflict(f"Cannot run VM {vm.name}: it became {vm.status} meanwhile; try again.")
     if host_id is not None:
         vm.host_id, vm.status = host_id, launching.value
-    vm.desired_status = "up"
     return job
 
 
 async def stop_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, user: User,
                   reason: str = "", correlation_id: str | None = None) -> Job:
-    return await _action_job(session, jobs, vm_id, VmAction.STOP, "vm.stop", "Stopping VM", user,
-                             {"reason": reason}, correlation_id)
+    return await _action_job(session, jobs, StopVm(vm_id=vm_id, reason=reason), VmAction.STOP,
+                             "Stopping VM", user, desired=VmStatus.DOWN,
+                             correlation_id=correlation_id)
 
 
 async def shutdown_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, user: User,
                       reason: str = "", correlation_id: str | None = None) -> Job:
-    return await _action_job(session, jobs, vm_id, VmAction.SHUTDOWN, "vm.shutdown",
-                             "Shutting down VM", user, {"reason": reason}, correlation_id)
+    return await _action_job(session, jobs, ShutdownVm(vm_id=vm_id, reason=reason),
+                             VmAction.SHUTDOWN, "Shutting down VM", user, desired=VmStatus.DOWN,
+                             correlation_id=correlation_id)
 
 
 async def reboot_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, user: User,
                     correlation_id: str | None = None) -> Job:
-    return await _action_job(session, jobs, vm_id, VmAction.REBOOT, "vm.reboot", "Rebooting VM",
-                             user, correlation_id=correlation_id)
+    return await _action_job(session, jobs, RebootVm(vm_id=vm_id), VmAction.REBOOT,
+                             "Rebooting VM", user, correlation_id=correlation_id)
 
 
 async def suspend_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, user: User,
                      correlation_id: str | None = None) -> Job:
-    return await _action_job(session, jobs, vm_id, VmAction.SUSPEND, "vm.suspend",
-                             "Suspending VM", user, correlation_id=correlation_id)
+    return await _action_job(session, jobs, SuspendVm(vm_id=vm_id), VmAction.SUSPEND,
+                             "Suspending VM", user, desired=VmStatus.SUSPENDED,
+                             correlation_id=correlation_id)
 
 
 async def remove_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, user: User,
@@ -225,5 +240,5 @@ async def remove_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID,
     vm = await lookup.get(session, Vm, vm_id)
     if vm.origin == "external" and vm.status != VmStatus.DOWN.value:
         raise Conflict(f"Cannot remove VM {vm.name}: it is an external VM that is running")
-    return await _action_job(session, jobs, vm_id, VmAction.REMOVE, "vm.remove", "Removing VM",
-                             user, {"detach_only": detach_only}, correlation_id)
+    return await _action_job(session, jobs, RemoveVm(vm_id=vm_id, detach_only=detach_only),
+                             VmAction.REMOVE, "Removing VM", user, correlation_id=correlation_id)

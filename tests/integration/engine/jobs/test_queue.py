@@ -15,7 +15,8 @@ from overt.engine.db.seed import BLANK_TEMPLATE_ID, seed
 from overt.engine.db.tables import AuditEvent, Cluster, Job, Lock, Vm, utcnow
 from overt.engine.jobs import queue
 from overt.engine.jobs.context import JobServices
-from overt.engine.jobs.handlers import FAILURE_HOOKS, HANDLERS
+from overt.engine.jobs.handlers import UNITS
+from overt.engine.jobs.kinds import RebootVm, StartVm, StopVm
 from overt.engine.jobs.worker import Worker
 from overt.engine.model.errors import Conflict
 from overt.engine.nodes import NodeClient
@@ -39,13 +40,12 @@ async def test_competing_workers_run_each_job_exactly_once(db_url: str) -> None:
     db = Database(db_url)
     vm_ids = await _vms(db, 40)
     async with db.transaction() as session:
-        jobs = [await queue.submit(session, action="vm.stop", description=f"Stopping {vm_id}",
-                                   params={"vm_id": str(vm_id)}, locks=[("vm", vm_id)],
-                                   vm_id=vm_id) for vm_id in vm_ids]
+        jobs = [await queue.submit(session, StopVm(vm_id=vm_id), description=f"Stopping {vm_id}")
+                for vm_id in vm_ids]
     job_ids = {job.id for job in jobs}
     services = JobServices(nodes=NodeClient(NoNodes()), settings=EngineSettings())
     databases = [Database(db_url) for _ in range(3)]
-    workers = [Worker(d, services, HANDLERS, failure_hooks=FAILURE_HOOKS, poll_interval=0.05)
+    workers = [Worker(d, services, UNITS, poll_interval=0.05)
                for d in databases]
     runners = [asyncio.create_task(w.run()) for w in workers]
     try:
@@ -78,15 +78,13 @@ async def test_a_locked_object_refuses_a_second_job(db_url: str) -> None:
     db = Database(db_url)
     (vm_id,) = await _vms(db, 1)
     async with db.transaction() as session:
-        first = await queue.submit(session, action="vm.stop", description="first",
-                                   params={"vm_id": str(vm_id)}, locks=[("vm", vm_id)])
+        first = await queue.submit(session, StopVm(vm_id=vm_id), description="first")
     with pytest.raises(Conflict, match=f"locked by job {first.id} \\(first\\)"):
         async with db.transaction() as session:
-            await queue.submit(session, action="vm.start", description="second",
-                               params={"vm_id": str(vm_id)}, locks=[("vm", vm_id)])
+            await queue.submit(session, StartVm(vm_id=vm_id), description="second")
     async with db.transaction() as session:
         assert [j.description for j in (await session.execute(
-            select(Job).where(Job.vm_id.is_(None), Job.description.in_(["first", "second"]))
+            select(Job).where(Job.vm_id == vm_id, Job.description.in_(["first", "second"]))
         )).scalars()] == ["first"]
     await db.dispose()
 
@@ -95,8 +93,7 @@ async def test_a_lapsed_lease_lets_another_worker_take_the_job(db_url: str) -> N
     db = Database(db_url)
     (vm_id,) = await _vms(db, 1)
     async with db.transaction() as session:
-        job = await queue.submit(session, action="vm.stop", description="lease",
-                                 params={"vm_id": str(vm_id)})
+        job = await queue.submit(session, RebootVm(vm_id=vm_id), description="lease")
     claimed = await queue.claim(db, "crashed-worker")
     assert claimed is not None and claimed.id == job.id
     assert await queue.claim(db, "other") is None  # held while the lease runs
@@ -114,8 +111,7 @@ async def test_a_retry_waits_longer_each_time_up_to_the_handlers_cap(db_url: str
     db = Database(db_url)
     (vm_id,) = await _vms(db, 1)
     async with db.transaction() as session:
-        job = await queue.submit(session, action="vm.stop", description="backoff",
-                                 params={"vm_id": str(vm_id)})
+        job = await queue.submit(session, RebootVm(vm_id=vm_id), description="backoff")
     delays = []
     for cap in (queue.MAX_BACKOFF_S, queue.MAX_BACKOFF_S, queue.MAX_BACKOFF_S, 5.0):
         async with db.transaction() as session:

@@ -78,7 +78,9 @@ async def test_a_vms_own_events_settle_it_without_resyncing_its_host(
     vm_id = await engine.add_vm("web")
     before = engine.monitor.resyncs
     for action, status in ((vms.start_vm, VmStatus.UP), (vms.suspend_vm, VmStatus.SUSPENDED),
-                           (vms.start_vm, VmStatus.UP), (vms.shutdown_vm, VmStatus.DOWN),
+                           (vms.start_vm, VmStatus.UP), (vms.reboot_vm, VmStatus.UP),
+                           (vms.shutdown_vm, VmStatus.DOWN), (vms.start_vm, VmStatus.UP),
+                           (vms.suspend_vm, VmStatus.SUSPENDED), (vms.stop_vm, VmStatus.DOWN),
                            (vms.start_vm, VmStatus.UP), (vms.stop_vm, VmStatus.DOWN)):
         job = await engine.job((await engine.act(action, vm_id)).id)
         assert job.state == "done", job.error

@@ -13,6 +13,7 @@ from overt.engine.db.database import Database
 from overt.engine.db.seed import BLANK_TEMPLATE_ID
 from overt.engine.db.tables import Cluster, StatsSample, Vm, utcnow
 from overt.engine.jobs import queue
+from overt.engine.jobs.kinds import StopVm
 from overt.engine.web.live import Change, ChangeFeed
 
 
@@ -46,8 +47,8 @@ async def test_vm_job_and_audit_changes_reach_a_listener(db: Database) -> None:
             assert change.data == {"id": str(vm.id), "name": "live-1", "status": "up",
                                    "host_id": None}
             async with writer.transaction() as session:
-                job = await queue.submit(session, action="vm.stop", description="Stopping VM",
-                                         params={}, vm_id=vm.id)
+                job = await queue.submit(session, StopVm(vm_id=vm.id),
+                                         description="Stopping VM")
             change = await _next(changes, "job")
             assert change.data["id"] == str(job.id) and change.data["vm_id"] == str(vm.id)
             async with writer.transaction() as session:

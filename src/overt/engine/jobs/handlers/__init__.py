@@ -1,11 +1,26 @@
-"""Job handlers, one module per kind of object; `HANDLERS` maps job actions to them."""
+"""The logical units, one module per kind of object; `UNITS` maps each job kind's spec
+class to how it runs and what it undoes."""
 
 from __future__ import annotations
 
-from overt.engine.jobs.context import FailureHook, Handler
-from overt.engine.jobs.handlers import disks, host_networks, host_refresh, hosts, vms
+from typing import Any
 
-HANDLERS: dict[str, Handler] = {**vms.HANDLERS, **disks.HANDLERS, **hosts.HANDLERS,
-                                 **host_refresh.HANDLERS, **host_networks.HANDLERS}
-FAILURE_HOOKS: dict[str, FailureHook] = {**vms.FAILURE_HOOKS, **disks.FAILURE_HOOKS,
-                                          **hosts.FAILURE_HOOKS}
+from overt.engine.jobs.context import Unit
+from overt.engine.jobs.handlers import (
+    consoles,
+    disks,
+    host_networks,
+    host_refresh,
+    hosts,
+    vm_start,
+    vms,
+)
+from overt.engine.jobs.kinds import KINDS, JobSpec
+
+UNITS: dict[type[JobSpec], Unit[Any]] = {
+    **vm_start.UNITS, **vms.UNITS, **consoles.UNITS, **disks.UNITS, **hosts.UNITS,
+    **host_refresh.UNITS, **host_networks.UNITS}
+
+_missing = set(KINDS.values()) - set(UNITS)
+if _missing:  # a kind nobody can run would fail every job of it: refuse to start instead
+    raise ImportError(f"job kinds without a unit: {sorted(k.kind for k in _missing)}")

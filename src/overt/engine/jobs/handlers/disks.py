@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
 from overt.engine.db.tables import Disk, Host, StorageDomain, Template
-from overt.engine.jobs.context import FailureHook, Handler, JobContext
+from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed, RetryLater
+from overt.engine.jobs.kinds import CreateDisk, JobSpec, RemoveDisk
 from overt.engine.model.status import DiskStatus, HostStatus, LogSeverity, TemplateStatus
 from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
@@ -31,8 +32,8 @@ async def _storage_host(ctx: JobContext, domain: StorageDomain) -> Host:
     return host
 
 
-async def create_disk(ctx: JobContext) -> dict[str, Any]:
-    disk_id = ctx.uuid_param("disk_id")
+async def create_disk(ctx: JobContext, spec: CreateDisk) -> dict[str, Any]:
+    disk_id = spec.disk_id
     async with ctx.transaction() as session:
         disk = await lookup.get(session, Disk, disk_id)
         domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
@@ -43,14 +44,13 @@ async def create_disk(ctx: JobContext) -> dict[str, Any]:
             backing = image_location(base_domain, base)
     host = await _storage_host(ctx, domain)
     fmt = DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW
-    copy_from = ctx.params.get("copy_from")
     async with ctx.step(f"Creating disk {disk.name} on storage domain {domain.name}",
                         host_id=host.id):
         info = await ctx.nodes.call(
             host, VolumeCreate(path=image_location(domain, disk), format=fmt,
                                size_bytes=disk.provisioned_size, backing=backing,
                                backing_format=DiskFormat.QCOW2 if backing else None,
-                               copy_from=copy_from),
+                               copy_from=spec.copy_from),
             VolumeInfo, key=ctx.key("create"), timeout_s=600)
     async with ctx.transaction() as session:
         disk = await lookup.get(session, Disk, disk_id)
@@ -73,21 +73,23 @@ async def _unlock_template(session: AsyncSession, template_id: uuid.UUID) -> Non
         template.status = TemplateStatus.OK.value
 
 
-async def _create_failed(ctx: JobContext, message: str) -> None:
-    async with ctx.transaction() as session:
-        disk = await session.get(Disk, ctx.uuid_param("disk_id"))
-        if disk is not None and disk.status == DiskStatus.LOCKED.value:
-            disk.status = DiskStatus.ILLEGAL.value
-            if disk.template_id is not None:
-                template = await session.get(Template, disk.template_id)
-                if template is not None:
-                    template.status = TemplateStatus.ILLEGAL.value
-            audit.record(session, f"Creating disk {disk.name} failed: {message}",
-                         severity=LogSeverity.ERROR, job_id=ctx.job.id)
+async def create_failed(session: AsyncSession, ctx: JobContext, spec: CreateDisk,
+                        message: str) -> None:
+    """The image may be half-made: the disk (and its template) become illegal, for the
+    administrator to remove; nothing stays locked."""
+    disk = await session.get(Disk, spec.disk_id)
+    if disk is not None and disk.status == DiskStatus.LOCKED.value:
+        disk.status = DiskStatus.ILLEGAL.value
+        if disk.template_id is not None:
+            template = await session.get(Template, disk.template_id)
+            if template is not None:
+                template.status = TemplateStatus.ILLEGAL.value
+        audit.record(session, f"Creating disk {disk.name} failed: {message}",
+                     severity=LogSeverity.ERROR, job_id=ctx.job.id)
 
 
-async def remove_disk(ctx: JobContext) -> dict[str, Any]:
-    disk_id = ctx.uuid_param("disk_id")
+async def remove_disk(ctx: JobContext, spec: RemoveDisk) -> dict[str, Any]:
+    disk_id = spec.disk_id
     async with ctx.transaction() as session:
         disk = await lookup.get(session, Disk, disk_id)
         domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
@@ -107,6 +109,7 @@ async def remove_disk(ctx: JobContext) -> dict[str, Any]:
     return {}
 
 
-FAILURE_HOOKS: dict[str, FailureHook] = {"disk.create": _create_failed}
-
-HANDLERS: dict[str, Handler] = {"disk.create": create_disk, "disk.remove": remove_disk}
+UNITS: dict[type[JobSpec], Unit[Any]] = {
+    CreateDisk: Unit(create_disk, compensate=create_failed),
+    RemoveDisk: Unit(remove_disk),
+}

@@ -11,7 +11,8 @@ from typing import Any
 
 from overt.engine import audit
 from overt.engine.db.tables import Host
-from overt.engine.jobs.context import Handler, JobContext
+from overt.engine.jobs.context import JobContext, Unit
+from overt.engine.jobs.kinds import CommitHostNetworks, JobSpec, SetupHostNetworks
 from overt.engine.queries import host_networks, lookup
 from overt.protocol.commands import HostCapabilitiesCommand
 from overt.protocol.host import HostCapabilities
@@ -27,9 +28,8 @@ def _prefix(netmask: str | None) -> int:
     return ipaddress.IPv4Network(f"0.0.0.0/{netmask or 0}").prefixlen
 
 
-async def setup_networks(ctx: JobContext) -> dict[str, Any]:
-    host_id = ctx.uuid_param("host_id")
-    params = ctx.params
+async def setup_networks(ctx: JobContext, spec: SetupHostNetworks) -> dict[str, Any]:
+    host_id = spec.host_id
     async with ctx.transaction() as session:
         host = await lookup.get(session, Host, host_id)
         rows = await host_networks.list_attachments(session, host_id)
@@ -38,8 +38,8 @@ async def setup_networks(ctx: JobContext) -> dict[str, Any]:
             boot_protocol="static" if a.boot_protocol == "static" else "none",
             address=f"{a.address}/{_prefix(a.netmask)}" if a.address else None,
             gateway=a.gateway) for a, n in rows)
-    check = bool(params.get("check_connectivity"))
-    timeout = float(params.get("connectivity_timeout_s") or 120)
+    check = spec.check_connectivity
+    timeout = spec.connectivity_timeout_s
     async with ctx.step(f"Applying {len(wanted)} network(s) on host {host.name}",
                         host_id=host.id):
         result = await ctx.nodes.call(
@@ -57,15 +57,15 @@ async def setup_networks(ctx: JobContext) -> dict[str, Any]:
         host.capabilities = caps.model_dump(mode="json")
         for attachment, _network in await host_networks.list_attachments(session, host_id):
             attachment.applied = True
-            attachment.committed = attachment.committed or bool(params.get("commit"))
+            attachment.committed = attachment.committed or spec.commit
         audit.record(session, f"Networks of host {host.name} were set up: "
                      f"{', '.join(result.carried) or 'none'}", code=audit.NETWORK_UPDATED,
                      host_id=host.id, job_id=ctx.job.id)
     return {"carried": list(result.carried), "removed": list(result.removed)}
 
 
-async def commit_networks(ctx: JobContext) -> dict[str, Any]:
-    host_id = ctx.uuid_param("host_id")
+async def commit_networks(ctx: JobContext, spec: CommitHostNetworks) -> dict[str, Any]:
+    host_id = spec.host_id
     async with ctx.transaction() as session:
         host = await lookup.get(session, Host, host_id)
     async with ctx.step(f"Keeping the networks of host {host.name}", host_id=host.id):
@@ -77,5 +77,5 @@ async def commit_networks(ctx: JobContext) -> dict[str, Any]:
     return {"carried": list(result.carried)}
 
 
-HANDLERS: dict[str, Handler] = {host_networks.SETUP_ACTION: setup_networks,
-                                host_networks.COMMIT_ACTION: commit_networks}
+UNITS: dict[type[JobSpec], Unit[Any]] = {SetupHostNetworks: Unit(setup_networks),
+                                         CommitHostNetworks: Unit(commit_networks)}

@@ -6,14 +6,15 @@ from typing import Any
 
 from overt.engine import audit
 from overt.engine.db.tables import Host
-from overt.engine.jobs.context import Handler, JobContext
+from overt.engine.jobs.context import JobContext, Unit
+from overt.engine.jobs.kinds import JobSpec, RefreshHost
 from overt.engine.queries import lookup
 from overt.protocol.commands import HostCapabilitiesCommand
 from overt.protocol.host import HostCapabilities
 
 
-async def refresh_host(ctx: JobContext) -> dict[str, Any]:
-    host_id = ctx.uuid_param("host_id")
+async def refresh_host(ctx: JobContext, spec: RefreshHost) -> dict[str, Any]:
+    host_id = spec.host_id
     async with ctx.transaction() as session:
         host = await lookup.get(session, Host, host_id)
     async with ctx.step(f"Asking host {host.name} for its capabilities", host_id=host.id):
@@ -28,4 +29,4 @@ async def refresh_host(ctx: JobContext) -> dict[str, Any]:
     return {"nics": len(caps.nics), "memory_mib": caps.memory_mib}
 
 
-HANDLERS: dict[str, Handler] = {"host.refresh": refresh_host}
+UNITS: dict[type[JobSpec], Unit[Any]] = {RefreshHost: Unit(refresh_host)}

@@ -13,11 +13,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from overt.bus.base import TransportError
 from overt.engine import audit
 from overt.engine.db.tables import Host, utcnow
-from overt.engine.jobs.context import FailureHook, Handler, JobContext
+from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed, RetryLater
+from overt.engine.jobs.kinds import InstallHost, JobSpec
 from overt.engine.model.errors import Unavailable
 from overt.engine.model.status import HostStatus, LogSeverity
 from overt.engine.queries import lookup
@@ -45,8 +48,8 @@ def _retry_or_fail(ctx: JobContext, message: str) -> RetryLater | JobFailed:
     return JobFailed(f"{message} (gave up after {limit:g} s)")
 
 
-async def install_host(ctx: JobContext) -> dict[str, Any]:
-    host_id = ctx.uuid_param("host_id")
+async def install_host(ctx: JobContext, spec: InstallHost) -> dict[str, Any]:
+    host_id = spec.host_id
     async with ctx.transaction() as session:
         host = await lookup.get(session, Host, host_id)
     if host.status != HostStatus.INSTALLING.value:
@@ -130,15 +133,15 @@ def _vouched_for(host: Host, request: EnrollmentRequest, key: str, ca_fingerprin
                         request.proof)
 
 
-async def _install_failed(ctx: JobContext, message: str) -> None:
-    async with ctx.transaction() as session:
-        host = await session.get(Host, ctx.uuid_param("host_id"))
-        if host is not None and host.status == HostStatus.INSTALLING.value:
-            host.status, host.status_detail = HostStatus.INSTALL_FAILED.value, message
-            audit.record(session, f"Installing host {host.name} failed: {message}",
-                         code=audit.HOST_INSTALL_FAILED, severity=LogSeverity.ERROR,
-                         host_id=host.id, job_id=ctx.job.id)
+async def install_failed(session: AsyncSession, ctx: JobContext, spec: InstallHost,
+                         message: str) -> None:
+    host = await session.get(Host, spec.host_id)
+    if host is not None and host.status == HostStatus.INSTALLING.value:
+        host.status, host.status_detail = HostStatus.INSTALL_FAILED.value, message
+        audit.record(session, f"Installing host {host.name} failed: {message}",
+                     code=audit.HOST_INSTALL_FAILED, severity=LogSeverity.ERROR,
+                     host_id=host.id, job_id=ctx.job.id)
 
 
-FAILURE_HOOKS: dict[str, FailureHook] = {"host.install": _install_failed}
-HANDLERS: dict[str, Handler] = {"host.install": install_host}
+UNITS: dict[type[JobSpec], Unit[Any]] = {InstallHost: Unit(install_host,
+                                                           compensate=install_failed)}

@@ -1,0 +1,105 @@
+"""Starting a VM (or resuming a suspended one) on the host its submission reserved.
+
+Placement happened once, at submission, which recorded the VM on the chosen host in a
+launching status (the reservation of the host's memory). The job sends the node the
+VM's spec and waits for the monitor to see the VM run; it never writes the VM's status
+from the node's reply. When it fails for good, its compensation gives the reservation
+back: the VM is down (or suspended, its memory kept) and on no host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine import audit
+from overt.engine.db.tables import Host, Vm, utcnow
+from overt.engine.jobs import queue
+from overt.engine.jobs.context import JobContext, Unit
+from overt.engine.jobs.errors import JobFailed, RetryLater
+from overt.engine.jobs.handlers.vms import want_what_is
+from overt.engine.jobs.kinds import JobSpec, StartVm
+from overt.engine.jobs.observe import observed_vm
+from overt.engine.model.node_states import ON_HOST, vm_status_of
+from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
+from overt.engine.queries import lookup
+from overt.engine.queries.vm_spec import build_vm_spec, console_password
+from overt.protocol.commands import VmStart
+from overt.protocol.host import VmStatusReport
+
+# Where a starting VM may be before the monitor sees it run (PAUSED: a paused VM resumed).
+_LAUNCHING = frozenset({VmStatus.WAIT_FOR_LAUNCH, VmStatus.RESTORING_STATE, VmStatus.POWERING_UP,
+                        VmStatus.PAUSED})
+START_TIMEOUT_S = 180
+
+
+async def start_vm(ctx: JobContext, spec: StartVm) -> dict[str, Any]:
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, spec.vm_id, for_update=True)
+        if vm.status == VmStatus.UP.value and vm.host_id is not None:
+            return {"host_id": str(vm.host_id)}  # a retried job whose start already happened
+        host_id = spec.host_id or vm.host_id
+        if host_id is None or vm.host_id != host_id:
+            raise JobFailed(f"VM {vm.name} has no host reserved for its start; start it again")
+        if spec.vnc_password is None:  # kept for retries, which must send the same spec
+            spec = spec.model_copy(update={"vnc_password": console_password()})
+            await queue.store_spec(session, ctx.job.id, spec)
+        host = await lookup.get(session, Host, host_id)
+        # The console listens where the engine reaches the host, and only there.
+        vm_spec = await build_vm_spec(session, vm, vnc_password=spec.vnc_password or "",
+                                      display_address=host.address)
+        restore_from = vm.saved_state_path if vm.status == VmStatus.RESTORING_STATE.value \
+            else None
+    if host.status != HostStatus.UP.value:
+        raise RetryLater(f"host {host.name}, reserved for VM {vm.name}, is {host.status}")
+    async with ctx.step(f"Starting VM {vm.name} on host {host.name}", host_id=host.id):
+        report = await ctx.nodes.call(
+            host, VmStart(vm_id=spec.vm_id, spec=vm_spec, restore_from=restore_from),
+            VmStatusReport, key=ctx.key("start"), timeout_s=START_TIMEOUT_S)
+
+    async def started(session: AsyncSession, vm: Vm) -> None:
+        vm.start_time = utcnow()
+        vm.saved_state_path, vm.saved_state_host_id = None, None
+        await _forget_console_password(session, ctx, spec)
+        audit.record(session, f"VM {vm.name} started on host {host.name}", code=audit.VM_UP,
+                     vm_id=vm.id, host_id=host.id, cluster_id=vm.cluster_id, job_id=ctx.job.id,
+                     user_id=ctx.job.owner_id)
+    expected = vm_status_of(report.state)
+    # Running in any form counts (a restored guest may already be shutting down); a VM
+    # started paused, or resumed from pause, must show it.
+    reached = (ON_HOST - _LAUNCHING) | {expected} if expected is not VmStatus.UP else \
+        ON_HOST - _LAUNCHING
+    await observed_vm(ctx, spec.vm_id, reached, passing=_LAUNCHING - reached, settle=started)
+    return {"host_id": str(host.id)}
+
+
+async def _forget_console_password(session: AsyncSession, ctx: JobContext, spec: StartVm
+                                   ) -> None:
+    """The start's console password served only to make retries identical: drop it."""
+    await queue.store_spec(session, ctx.job.id, spec.model_copy(update={"vnc_password": None}))
+
+
+async def release_reservation(session: AsyncSession, ctx: JobContext, spec: StartVm,
+                              message: str) -> None:
+    """The start failed for good: the reserved host's room is given back, the VM is down
+    again (or suspended, its saved memory kept) and nothing stays locked."""
+    await _forget_console_password(session, ctx, spec)
+    vm = await session.get(Vm, spec.vm_id)
+    if vm is None:
+        return
+    if vm.status == VmStatus.RESTORING_STATE.value:
+        vm.status, vm.host_id = VmStatus.SUSPENDED.value, None
+        audit.record(session, f"Failed to resume VM {vm.name}: {message}",
+                     code=audit.VM_START_FAILED, severity=LogSeverity.ERROR, vm_id=vm.id,
+                     job_id=ctx.job.id)
+    elif vm.status in (VmStatus.WAIT_FOR_LAUNCH.value, VmStatus.POWERING_UP.value):
+        vm.status, vm.host_id = VmStatus.DOWN.value, None
+        audit.record(session, f"Failed to run VM {vm.name}: {message}",
+                     code=audit.VM_START_FAILED, severity=LogSeverity.ERROR, vm_id=vm.id,
+                     job_id=ctx.job.id)
+    want_what_is(vm)
+
+
+UNITS: dict[type[JobSpec], Unit[Any]] = {
+    StartVm: Unit(start_vm, compensate=release_reservation)}

@@ -1,0 +1,243 @@
+"""What a job does, as data (Ganeti's opcodes): one typed spec per kind of job.
+
+A job's row keeps its kind's name (`Job.action`) and the spec's fields as JSON
+(`Job.params`); `load` validates them back into the spec, so a handler never reads a
+key that nothing sets. Each spec declares the locks its job holds, as (level, id)
+pairs taken in the fixed order of `LOCK_LEVELS` (Ganeti's rule: two jobs never wait
+for each other the other way round). How a kind runs and what it undoes when it fails
+live apart, in `jobs.handlers` (the logical units).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from overt.engine.db.tables import Job
+from overt.engine.model.status import VmStatus
+
+# Lock order: always data center, cluster, host, storage domain, VM, disk, template.
+LOCK_LEVELS = ("data_center", "cluster", "host", "storage_domain", "vm", "disk", "template")
+
+LockOn = tuple[str, uuid.UUID]
+
+
+class JobSpec(BaseModel):
+    """A kind of job and its arguments; subclasses name their kind."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: ClassVar[str]
+    # How often a transient failure is retried before the job fails.
+    max_attempts: ClassVar[int] = 5
+
+    def locks(self) -> tuple[LockOn, ...]:
+        """The objects this job locks from its submission to its end."""
+        return ()
+
+    def vm(self) -> uuid.UUID | None:
+        """The VM the job is about (shown with the job, and its audit events)."""
+        return None
+
+    def host(self) -> uuid.UUID | None:
+        """The host the job acts on, when it is known at submission."""
+        return None
+
+
+class VmJob(JobSpec):
+    """A job on one VM, which it locks."""
+
+    # The status in which the job leaves the VM, for a job that ends it: the monitor,
+    # observing it, releases the VM in the same transaction (see `queue.release_on_end`).
+    ends_as: ClassVar[VmStatus | None] = None
+    vm_id: uuid.UUID
+
+    def locks(self) -> tuple[LockOn, ...]:
+        return (("vm", self.vm_id),)
+
+    def vm(self) -> uuid.UUID | None:
+        return self.vm_id
+
+
+class StartVm(VmJob):
+    """Run a VM (or resume a suspended one) on the host its submission reserved.
+
+    The reservation is the VM recorded on `host_id` in a launching status, made under
+    the host's row lock at submission: the host's memory counts the VM from then on,
+    until the VM is up or the job fails and gives the room back."""
+
+    kind: ClassVar[str] = "vm.start"
+    # None only in rows stored before placement moved to submission: the VM's own host.
+    host_id: uuid.UUID | None = None
+    # Made at the first attempt and kept so a retry sends the node the identical spec.
+    vnc_password: str | None = None
+
+    def host(self) -> uuid.UUID | None:
+        return self.host_id
+
+
+class StopVm(VmJob):
+    """Power off at once; a suspended VM forgets its saved memory."""
+
+    kind: ClassVar[str] = "vm.stop"
+    ends_as: ClassVar[VmStatus | None] = VmStatus.DOWN
+    reason: str = ""
+
+
+class ShutdownVm(VmJob):
+    """Ask the guest to shut down (ACPI); the node powers it off if it does not in time."""
+
+    kind: ClassVar[str] = "vm.shutdown"
+    ends_as: ClassVar[VmStatus | None] = VmStatus.DOWN
+    reason: str = ""
+
+
+class RebootVm(VmJob):
+    kind: ClassVar[str] = "vm.reboot"
+
+
+class SuspendVm(VmJob):
+    """oVirt's suspend: the memory goes to the host's local storage and the VM stops."""
+
+    kind: ClassVar[str] = "vm.suspend"
+    ends_as: ClassVar[VmStatus | None] = VmStatus.SUSPENDED
+
+
+class RemoveVm(VmJob):
+    kind: ClassVar[str] = "vm.remove"
+    detach_only: bool = False
+
+
+class SetTicket(JobSpec):
+    """A one-time console password on the VM's host. Locks nothing: it changes no state
+    the engine keeps, and a console must open while other jobs act on the VM."""
+
+    kind: ClassVar[str] = "vm.ticket"
+    max_attempts: ClassVar[int] = 1
+    vm_id: uuid.UUID
+    host_id: uuid.UUID | None = None
+    # Dropped from the stored spec as soon as the node has it.
+    password: str | None = None
+    expiry_s: int = 120
+
+    def vm(self) -> uuid.UUID | None:
+        return self.vm_id
+
+    def host(self) -> uuid.UUID | None:
+        return self.host_id
+
+
+class CreateDisk(JobSpec):
+    """Create a disk's image: empty, a thin copy of its backing disk, or a copy of a file
+    on the host (`copy_from`, a template's import), which also locks the template."""
+
+    kind: ClassVar[str] = "disk.create"
+    disk_id: uuid.UUID
+    copy_from: str | None = None
+    template_id: uuid.UUID | None = None
+    vm_id: uuid.UUID | None = None
+
+    def locks(self) -> tuple[LockOn, ...]:
+        template = (("template", self.template_id),) if self.template_id is not None else ()
+        return (("disk", self.disk_id), *template)
+
+    def vm(self) -> uuid.UUID | None:
+        return self.vm_id
+
+
+class RemoveDisk(JobSpec):
+    kind: ClassVar[str] = "disk.remove"
+    disk_id: uuid.UUID
+
+    def locks(self) -> tuple[LockOn, ...]:
+        return (("disk", self.disk_id),)
+
+
+class InstallHost(JobSpec):
+    """Enroll a host by its address (or reconnect one enrolled before)."""
+
+    kind: ClassVar[str] = "host.install"
+    host_id: uuid.UUID
+
+    def locks(self) -> tuple[LockOn, ...]:
+        return (("host", self.host_id),)
+
+    def host(self) -> uuid.UUID | None:
+        return self.host_id
+
+
+class RefreshHost(JobSpec):
+    """Ask a host for its capabilities again. Locks nothing: it only reads the node."""
+
+    kind: ClassVar[str] = "host.refresh"
+    max_attempts: ClassVar[int] = 3
+    host_id: uuid.UUID
+
+    def host(self) -> uuid.UUID | None:
+        return self.host_id
+
+
+class SetupHostNetworks(JobSpec):
+    """Make a host's node carry the networks attached to it (oVirt's `setupnetworks`).
+
+    Locks nothing: it sends the node the whole set of attachments as they are when it
+    runs, so a later setup supersedes an earlier one. Not retried: a half-applied
+    change is the node's to roll back, not the engine's to send again."""
+
+    kind: ClassVar[str] = "host.setup_networks"
+    max_attempts: ClassVar[int] = 1
+    host_id: uuid.UUID
+    check_connectivity: bool = False
+    connectivity_timeout_s: float = 120.0
+    commit: bool = False
+
+    def host(self) -> uuid.UUID | None:
+        return self.host_id
+
+
+class CommitHostNetworks(JobSpec):
+    """Keep a host's applied networks across its restarts (oVirt's `commitnetconfig`)."""
+
+    kind: ClassVar[str] = "host.commit_networks"
+    max_attempts: ClassVar[int] = 3
+    host_id: uuid.UUID
+
+    def host(self) -> uuid.UUID | None:
+        return self.host_id
+
+
+KINDS: dict[str, type[JobSpec]] = {spec.kind: spec for spec in (
+    StartVm, StopVm, ShutdownVm, RebootVm, SuspendVm, RemoveVm, SetTicket,
+    CreateDisk, RemoveDisk, InstallHost, RefreshHost, SetupHostNetworks,
+    CommitHostNetworks)}
+
+
+class UnreadableJob(Exception):
+    """A stored job whose kind or arguments this engine does not know."""
+
+
+def load(job: Job) -> JobSpec:
+    """The spec a job row stores, validated."""
+    spec_type = KINDS.get(job.action)
+    if spec_type is None:
+        raise UnreadableJob(f"job {job.id} is of a kind this engine does not know "
+                            f"({job.action!r})")
+    try:
+        return spec_type.model_validate(job.params or {})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
+                             for e in exc.errors())
+        raise UnreadableJob(f"job {job.id} ({job.action}) has arguments this engine cannot "
+                            f"read: {problems}") from None
+
+
+def payload(spec: JobSpec) -> dict[str, Any]:
+    """What a job row stores of its spec (defaults left out, secrets only while set)."""
+    return spec.model_dump(mode="json", exclude_none=True)
+
+
+def ordered(locks: tuple[LockOn, ...]) -> list[LockOn]:
+    """Locks in the order they are taken: by level, then by id."""
+    return sorted(set(locks), key=lambda lock: (LOCK_LEVELS.index(lock[0]), str(lock[1])))
