@@ -1,7 +1,7 @@
 """jobs: the configuration version a VM runs with
 
-Revision ID: 0005_jobs
-Revises: 0004
+Revision ID: 0006_jobs
+Revises: 0005_netw
 Create Date: 2026-11-30 17:22:14.972036
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 import overt.engine.db.tables
 
 
-revision = '0005_jobs'
-down_revision = '0004'
+revision = '0006_jobs'
+down_revision = '0005_netw'
 branch_labels = None
 depends_on = None
 
