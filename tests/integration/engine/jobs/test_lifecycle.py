@@ -210,7 +210,9 @@ async def test_a_change_to_a_running_vm_waits_for_its_next_start(engine: Loopbac
     assert (vm.spec_version, vm.running_spec_version) == (1, 1)
     assert views.vm(vm)["next_run_configuration_exists"] is False
     async with engine.session() as session:
-        await vms.update_vm(session, vm_id, VmInput(memory_bytes=512 << 20))
+        user = await session.get(vms.User, engine.user_id)
+        assert user is not None
+        await vms.update_vm(session, vm_id, VmInput(memory_bytes=512 << 20), user)
     vm = await engine.vm(vm_id)
     assert (vm.spec_version, vm.running_spec_version) == (2, 1)
     assert views.vm(vm)["next_run_configuration_exists"] is True
