@@ -156,6 +156,9 @@ class EngineSettings(BaseSettings):
         None, description="The address nodes use to reach the engine (in certificates and "
         "in the gateway URL given to nodes).")
     admin_password: SecretStr | None = Field(None, repr=False)
+    auth_profiles_file: Path | None = Field(
+        None, description="A TOML file of LDAP authentication profiles (see docs/identity.md); "
+        "without it only the internal profile exists.")
     heartbeat_timeout_s: float = Field(30.0, ge=1.0)
     host_install_timeout_s: float = Field(
         180.0, ge=0.0, description="How long adding or installing a host keeps trying to "

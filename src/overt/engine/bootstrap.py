@@ -33,6 +33,8 @@ from overt.engine.api.app import ApiServices, build_api_app
 from overt.engine.db import migrate
 from overt.engine.db.database import Database
 from overt.engine.db.seed import ensure_admin, seed
+from overt.engine.identity.directories import Directories
+from overt.engine.identity.profiles import load_profiles
 from overt.engine.jobs.context import JobServices
 from overt.engine.jobs.handlers import FAILURE_HOOKS, HANDLERS
 from overt.engine.jobs.observe import ObservedChanges
@@ -184,7 +186,9 @@ class EngineRuntime:
 
     async def _start_api(self, registry: Registry) -> list[asyncio.Task[Any]]:
         services = ApiServices(jobs=JobSubmitter(self.job_wakeup), ca_certificate=self.pki.ca_file,
-                               monitor_wakeup=self.monitor_wakeup.set)
+                               monitor_wakeup=self.monitor_wakeup.set,
+                               directories=Directories(
+                                   load_profiles(self.settings.auth_profiles_file)))
         app = build_api_app(self.db, services, extra_routes=web_routes())
         app.state.change_feed = self._change_feed = ChangeFeed(self.db)
         app.state.session_watch = SessionWatch()

@@ -26,6 +26,7 @@ from overt.engine.api.resources import (
     consoles,
     host_nics,
     hosts,
+    identity,
     inventory,
     inventory_edits,
     root,
@@ -37,6 +38,7 @@ from overt.engine.api.resources import (
 )
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.db.database import Database
+from overt.engine.identity.directories import Directories
 from overt.engine.identity.signin import SignInGuard
 from overt.engine.services.jobs import JobSubmitter
 
@@ -49,12 +51,13 @@ class ApiServices:
     ca_certificate: Path
     instance_id: uuid.UUID = field(default_factory=uuid.uuid4)
     monitor_wakeup: Callable[[], None] = lambda: None
+    directories: Directories = field(default_factory=Directories)
 
 
 def api_routes() -> ApiRoutes:
     routes = ApiRoutes()
     for module in (root, vms, hosts, host_nics, inventory, inventory_edits, storage, activity,
-                   statistics, vm_devices, consoles, tags):
+                   statistics, vm_devices, consoles, tags, identity):
         routes.include(module.routes)
     return routes
 
@@ -123,4 +126,5 @@ def build_api_app(db: Database, services: ApiServices,
     app.state.services = services
     app.state.basic_auth_cache = BasicAuthCache()
     app.state.signin_guard = SignInGuard()
+    app.state.directories = services.directories
     return app

@@ -46,7 +46,7 @@ async def token(request: Request) -> Response:
     db = request.app.state.db
     try:
         user = await log_in(db, request.app.state.signin_guard, user_name, password,
-                            peer=client_of(request))
+                            peer=client_of(request), directories=request.app.state.directories)
     except OvertError as refused:  # throttled, locked out, busy
         return _error("access_denied", refused.detail, refused.status)
     if user is None:

@@ -54,7 +54,8 @@ async def signin(request: Request) -> Response:
     db = request.app.state.db
     try:
         user = await log_in(db, request.app.state.signin_guard, user_name, password,
-                            where=" to the portal", peer=client_of(request))
+                            where=" to the portal", peer=client_of(request),
+                            directories=request.app.state.directories)
         if user is not None:
             async with db.transaction() as session:
                 cookie, _row = await sessions.start_session(session, user)

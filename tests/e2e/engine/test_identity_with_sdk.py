@@ -1,0 +1,233 @@
+"""Directory sign-in and the access model through the official SDK, against a real OpenLDAP
+server the test starts: LDAP users sign in as name@profile, groups (nested) carry
+permissions, roles and permits, and users see and touch only what a role allows."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import ovirtsdk4 as sdk
+import ovirtsdk4.types as types
+import pytest
+
+from tests.support.engine import RunningEngine, free_port, start_engine
+from tests.support.no_nodes import NoNodes
+from tests.support.slapd import PASSWORDS, Slapd, start_slapd
+
+MIB = 2**20
+
+
+@pytest.fixture(scope="module")
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    server = start_slapd(tmp_path_factory.mktemp("slapd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def engine(slapd: Slapd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
+    data = tmp_path_factory.mktemp("engine")
+    dead = f"ldap://127.0.0.1:{free_port()}"
+    profiles = data / "profiles.toml"
+    profiles.write_text("\n".join([
+        slapd.profile_toml("example.com"),
+        slapd.profile_toml("failover.example", servers=[dead, slapd.url]),
+        slapd.profile_toml("down.example", servers=[dead]),
+        slapd.profile_toml("tls.example", start_tls=True, ca_file=slapd.ca_file),
+        slapd.profile_toml("ldaps.example", servers=[slapd.ldaps_url], ca_file=slapd.ca_file),
+        slapd.profile_toml("wrongca.example", servers=[slapd.ldaps_url],
+                           ca_file=Path("/etc/ssl/certs/ca-certificates.crt")),
+    ]))
+    running = start_engine(data, transport=NoNodes(), auth_profiles_file=profiles)
+    yield running
+    running.stop()
+
+
+def connect(engine: RunningEngine, user: str, password: str) -> sdk.Connection:
+    return sdk.Connection(url=engine.url, username=user, password=password,
+                          ca_file=str(engine.ca_file))
+
+
+@pytest.fixture
+def admin(engine: RunningEngine) -> Iterator[sdk.Connection]:
+    conn = connect(engine, "admin@internal", engine.password)
+    yield conn
+    conn.close()
+
+
+def token_reply(engine: RunningEngine, user: str, password: str) -> dict[str, str]:
+    tls = ssl.create_default_context(cafile=str(engine.ca_file))
+    reply = httpx.post(engine.url.replace("/api", "/sso/oauth/token"), verify=tls,
+                       data={"grant_type": "password", "scope": "ovirt-app-api",
+                             "username": user, "password": password})
+    body: dict[str, str] = reply.json()
+    return body
+
+
+def test_ldap_users_sign_in_as_name_at_profile(engine: RunningEngine) -> None:
+    assert "access_token" in token_reply(engine, "alice@example.com", PASSWORDS["alice"])
+    assert "access_token" in token_reply(engine, "bob@tls.example", PASSWORDS["bob"])
+    assert "access_token" in token_reply(engine, "bob@ldaps.example", PASSWORDS["bob"])
+    # the first server of this profile is dead; the second answers
+    assert "access_token" in token_reply(engine, "dave@failover.example", PASSWORDS["dave"])
+
+
+@pytest.mark.parametrize("user,password", [
+    ("alice@example.com", "wrong"),
+    ("alice@example.com", ""),
+    ("nobody@example.com", "whatever"),
+    ("carol@example.com", PASSWORDS["carol"]),  # disabled in the directory
+    ("*)(uid=*@example.com", "x"),  # a filter injection matches nobody
+    ("*@example.com", PASSWORDS["alice"]),
+    ("alice@nosuchprofile", PASSWORDS["alice"]),
+    ("a" * 300 + "@example.com", "x"),
+])
+def test_bad_directory_sign_ins_are_refused(engine: RunningEngine, user: str,
+                                            password: str) -> None:
+    reply = token_reply(engine, user, password)
+    assert "access_token" not in reply
+    assert reply["error_code"] in ("access_denied", "invalid_request")
+    if password:
+        with pytest.raises(sdk.AuthError):
+            connect(engine, user, password).authenticate()
+
+
+def test_a_dead_directory_says_so_and_internal_users_still_sign_in(
+        engine: RunningEngine) -> None:
+    reply = token_reply(engine, "alice@down.example", PASSWORDS["alice"])
+    assert "cannot be reached" in reply["error"]
+    wrong_ca = token_reply(engine, "alice@wrongca.example", PASSWORDS["alice"])
+    assert "access_token" not in wrong_ca and "cannot be reached" in wrong_ca["error"]
+    assert "access_token" in token_reply(engine, "admin@internal", engine.password)
+
+
+def test_domains_search_the_directory(admin: sdk.Connection) -> None:
+    domains = admin.system_service().domains_service()
+    by_name = {d.name: d for d in domains.list()}
+    assert {"internal", "example.com", "tls.example"} <= set(by_name)
+    users = domains.domain_service(by_name["example.com"].id).users_service()
+    found = users.list(search="name=a*")
+    assert [(u.user_name, u.last_name) for u in found] == [("alice@example.com", "Liddell")]
+    assert users.list(search="name=*)(uid=*") == []
+    groups = domains.domain_service(by_name["example.com"].id).groups_service()
+    assert sorted(g.name for g in groups.list(search="name=e*")) == ["engineers", "everyone"]
+
+
+def test_roles_predefined_and_custom(admin: sdk.Connection) -> None:
+    roles = admin.system_service().roles_service()
+    names = {r.name for r in roles.list()}
+    assert {"SuperUser", "UserRole", "PowerUserRole", "UserVmManager", "ClusterAdmin",
+            "DataCenterAdmin", "HostAdmin", "NetworkAdmin", "StorageAdmin",
+            "TemplateAdmin"} <= names
+    user_role = next(r for r in roles.list() if r.name == "UserRole")
+    permits = {p.name for p in roles.role_service(user_role.id).permits_service().list()}
+    assert {"vm_basic_operations", "connect_to_vm", "login"} <= permits
+    assert "delete_vm" not in permits
+
+    with pytest.raises(sdk.Error) as unknown:
+        roles.add(types.Role(name="Broken", permits=[types.Permit(name="fly_to_the_moon")]))
+    assert unknown.value.code == 400
+    assert "Broken" not in {r.name for r in roles.list()}
+
+    custom = roles.add(types.Role(name="Starter", administrative=False, permits=[
+        types.Permit(name="login"), types.Permit(id="4")]))
+    assert custom.mutable is True
+    permits_service = roles.role_service(custom.id).permits_service()
+    assert {p.name for p in permits_service.list()} == {"login", "vm_basic_operations"}
+    permits_service.add(types.Permit(name="connect_to_vm"))
+    assert len(permits_service.list()) == 3
+    with pytest.raises(sdk.Error) as fixed:
+        roles.role_service(user_role.id).permits_service().add(types.Permit(name="delete_vm"))
+    assert fixed.value.code == 409
+    roles.role_service(custom.id).remove()
+    assert "Starter" not in {r.name for r in roles.list()}
+
+
+@pytest.fixture
+def two_vms(admin: sdk.Connection) -> Iterator[tuple[types.Vm, types.Vm]]:
+    vms = admin.system_service().vms_service()
+    made = tuple(vms.add(types.Vm(name=name, cluster=types.Cluster(name="Default"),
+                                  template=types.Template(name="Blank"), memory=256 * MIB))
+                 for name in ("mine", "theirs"))
+    yield made[0], made[1]
+    for vm in made:
+        vms.vm_service(vm.id).remove()
+
+
+def test_a_group_permission_on_one_vm(engine: RunningEngine, admin: sdk.Connection,
+                                      two_vms: tuple[types.Vm, types.Vm]) -> None:
+    mine, theirs = two_vms
+    system = admin.system_service()
+    group = system.groups_service().add(types.Group(
+        name="everyone", domain=types.Domain(name="example.com")))
+    vm_permissions = system.vms_service().vm_service(mine.id).permissions_service()
+    given = vm_permissions.add(types.Permission(role=types.Role(name="UserRole"),
+                                                group=types.Group(id=group.id)))
+    assert given.group.id == group.id and given.vm.id == mine.id
+    try:
+        # alice is in `everyone` only through staff -> engineers -> everyone
+        alice = connect(engine, "alice@example.com", PASSWORDS["alice"])
+        vms = alice.system_service().vms_service()
+        assert [v.name for v in vms.list(filter=True)] == ["mine"]
+        assert [v.name for v in vms.list()] == ["mine"]
+        assert vms.vm_service(mine.id).get().name == "mine"
+        with pytest.raises(sdk.NotFoundError):
+            vms.vm_service(theirs.id).get()
+        with pytest.raises(sdk.AuthError) as refused:
+            vms.vm_service(mine.id).remove()
+        assert refused.value.code == 403
+        with pytest.raises(sdk.NotFoundError):
+            vms.vm_service(theirs.id).remove()
+        with pytest.raises(sdk.AuthError):
+            alice.system_service().hosts_service().add(types.Host(
+                name="h", address="192.0.2.1", cluster=types.Cluster(name="Default")))
+        # dave is in no group: nothing at all
+        dave = connect(engine, "dave@example.com", PASSWORDS["dave"])
+        with pytest.raises(sdk.AuthError):
+            dave.system_service().vms_service().list()
+        dave.close()
+
+        # removed: the next request knows (no role left anywhere: no listing at all)
+        vm_permissions.permission_service(given.id).remove()
+        with pytest.raises(sdk.NotFoundError):
+            vms.vm_service(mine.id).get()
+        with pytest.raises(sdk.AuthError) as no_role:
+            vms.list(filter=True)
+        assert no_role.value.code == 403
+        alice.close()
+    finally:
+        system.groups_service().group_service(group.id).remove()
+    events = system.events_service().list(search="severity=warning", max=50)
+    assert any("alice@example.com was refused" in (e.description or "") for e in events)
+
+
+def test_a_cluster_admin_cannot_touch_another_cluster(engine: RunningEngine,
+                                                      admin: sdk.Connection) -> None:
+    system = admin.system_service()
+    dc = system.data_centers_service().add(types.DataCenter(name="dc-b", local=False))
+    a = system.clusters_service().list(search="name=Default")[0]
+    b = system.clusters_service().add(types.Cluster(name="cluster-b",
+                                                    data_center=types.DataCenter(id=dc.id)))
+    users = system.users_service()
+    bob = users.add(types.User(user_name="bob@example.com",
+                               domain=types.Domain(name="example.com")))
+    assert bob.user_name == "bob@example.com"
+    users.user_service(bob.id).permissions_service().add(types.Permission(
+        role=types.Role(name="ClusterAdmin"), cluster=types.Cluster(id=a.id)))
+    try:
+        conn = connect(engine, "bob@example.com", PASSWORDS["bob"])
+        clusters = conn.system_service().clusters_service()
+        assert [c.name for c in clusters.list()] == ["Default"]
+        changed = clusters.cluster_service(a.id).update(types.Cluster(description="bob's"))
+        assert changed.description == "bob's"
+        with pytest.raises(sdk.NotFoundError):
+            clusters.cluster_service(b.id).update(types.Cluster(description="bob's"))
+        conn.close()
+        assert system.clusters_service().cluster_service(b.id).get().description != "bob's"
+    finally:
+        users.user_service(bob.id).remove()
+        system.clusters_service().cluster_service(b.id).remove()
+        system.data_centers_service().data_center_service(dc.id).remove()
