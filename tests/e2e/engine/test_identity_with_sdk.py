@@ -231,3 +231,96 @@ def test_a_cluster_admin_cannot_touch_another_cluster(engine: RunningEngine,
         users.user_service(bob.id).remove()
         system.clusters_service().cluster_service(b.id).remove()
         system.data_centers_service().data_center_service(dc.id).remove()
+
+
+def _status(http: httpx.Client, method: str, url: str, token: str | None) -> int:
+    headers = {"Content-Type": "application/xml", "Accept": "application/xml"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    body = None if method in ("GET", "DELETE") else "<action/>"
+    return http.request(method, url, headers=headers, content=body).status_code
+
+
+def test_every_route_refuses_who_may_not_and_serves_who_may(
+        engine: RunningEngine, admin: sdk.Connection,
+        two_vms: tuple[types.Vm, types.Vm]) -> None:
+    """The table of every route (from the router) x {no token, a user whose only role is on
+    another VM, the administrator}: 401, refused (403/404), served."""
+    from overt.engine.api.app import api_routes
+    from overt.engine.api.authorization import rule_for
+
+    own, target = two_vms
+    system = admin.system_service()
+    dave = system.users_service().add(types.User(user_name="dave@example.com",
+                                                 domain=types.Domain(name="example.com")))
+    system.vms_service().vm_service(own.id).permissions_service().add(types.Permission(
+        role=types.Role(name="UserRole"), user=types.User(id=dave.id)))
+    cluster = system.clusters_service().list(search="name=Default")[0]
+    real = {"vm": target.id, "cluster": cluster.id, "data_center": cluster.data_center.id}
+    stranger = token_reply(engine, "dave@example.com", PASSWORDS["dave"])["access_token"]
+    root = token_reply(engine, "admin@internal", engine.password)["access_token"]
+    wrong: list[str] = []
+    checked = 0
+    tls = ssl.create_default_context(cafile=str(engine.ca_file))
+    try:
+        with httpx.Client(verify=tls) as http:
+            for entry in api_routes().entries:
+                rule = rule_for(entry.method, entry.path)
+                path = entry.path
+                for part in [p for p in path.split("/") if p.startswith("{")]:
+                    name = part[1:-1]
+                    value = real.get(rule.kind or "") if name == rule.param else None
+                    path = path.replace(part, str(value or "9e1f1a3b-0000-4000-8000-000000000001"))
+                url = engine.url + path
+                method = entry.method
+                checked += 1
+                if _status(http, method, url, None) != 401:
+                    wrong.append(f"{method} {entry.path} without a token")
+                got = _status(http, method, url, stranger)
+                if rule.param is not None or method != "GET":
+                    if got not in (403, 404):
+                        wrong.append(f"{method} {entry.path} as a stranger: {got}")
+                elif got in (401, 403) or got >= 500:
+                    wrong.append(f"{method} {entry.path} (a listing) as a stranger: {got}")
+                if method == "GET":
+                    got = _status(http, method, url, root)
+                    if got in (401, 403) or got >= 500:
+                        wrong.append(f"{method} {entry.path} as the administrator: {got}")
+    finally:
+        system.users_service().user_service(dave.id).remove()
+    assert wrong == []
+    assert checked == len(api_routes().entries) > 150
+
+
+def test_a_power_user_creates_vms_where_allowed_and_manages_them(
+        engine: RunningEngine, admin: sdk.Connection) -> None:
+    system = admin.system_service()
+    dc = system.data_centers_service().add(types.DataCenter(name="dc-c", local=False))
+    other = system.clusters_service().add(types.Cluster(name="cluster-c",
+                                                        data_center=types.DataCenter(id=dc.id)))
+    default = system.clusters_service().list(search="name=Default")[0]
+    users = system.users_service()
+    bob = users.add(types.User(user_name="bob@example.com",
+                               domain=types.Domain(name="example.com")))
+    users.user_service(bob.id).permissions_service().add(types.Permission(
+        role=types.Role(name="PowerUserRole"), cluster=types.Cluster(id=default.id)))
+    try:
+        conn = connect(engine, "bob@example.com", PASSWORDS["bob"])
+        vms = conn.system_service().vms_service()
+        with pytest.raises(sdk.AuthError) as refused:
+            vms.add(types.Vm(name="bobs-elsewhere", cluster=types.Cluster(id=other.id),
+                             template=types.Template(name="Blank"), memory=256 * MIB))
+        assert refused.value.code == 403
+        assert system.vms_service().list(search="name=bobs-elsewhere") == []
+        made = vms.add(types.Vm(name="bobs", cluster=types.Cluster(id=default.id),
+                                template=types.Template(name="Blank"), memory=256 * MIB))
+        owners = system.vms_service().vm_service(made.id).permissions_service().list()
+        assert [(p.user.id, p.role.id) for p in owners] == [
+            (bob.id, "def00006-0000-0000-0000-def000000006")]
+        assert [v.name for v in vms.list()] == ["bobs"]
+        vms.vm_service(made.id).remove()  # UserVmManager may
+        conn.close()
+    finally:
+        users.user_service(bob.id).remove()
+        system.clusters_service().cluster_service(other.id).remove()
+        system.data_centers_service().data_center_service(dc.id).remove()

@@ -123,3 +123,13 @@ async def authorize(session: AsyncSession, access: Access, rule: Rule,
         return
     raise Forbidden(f"User is not authorized to perform this action: it needs the "
                     f"{permit} permit{'' if rule.anywhere or permit == 'login' else ' on the system'}")
+
+
+async def require_permit(session: AsyncSession, access: Access | None, permit: str, kind: str,
+                         object_id: uuid.UUID) -> None:
+    """For handlers whose target is in the body (a VM is created in the cluster it names)."""
+    if access is None or access.superuser:
+        return
+    if permit not in access.permits_on(await ancestors(session, kind, object_id)):
+        raise Forbidden(f"User is not authorized to perform this action: it needs the "
+                        f"{permit} permit on that {kind.replace('_', ' ')}")

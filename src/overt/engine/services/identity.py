@@ -5,15 +5,21 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from overt.engine.db.tables import Group, Permission, Role, User
+from overt.engine.db.tables import Base, Group, Permission, Role, User
 from overt.engine.identity.access import KINDS, SYSTEM
 from overt.engine.identity.directories import Directories
 from overt.engine.identity.ldap_directory import DirectoryUser
 from overt.engine.identity.profiles import INTERNAL
-from overt.engine.identity.roles import PERMITS, PERMITS_BY_NAME, PREDEFINED, RoleDef
+from overt.engine.identity.roles import (
+    PERMITS,
+    PERMITS_BY_NAME,
+    PREDEFINED,
+    USER_VM_MANAGER,
+    RoleDef,
+)
 from overt.engine.model.errors import Conflict, InvalidInput, NotFound
 from overt.engine.services import audit
 from overt.engine.services.lookup import Ref
@@ -59,9 +65,21 @@ async def remove_user(session: AsyncSession, user_id: uuid.UUID, actor: User) ->
         raise Conflict("you cannot remove yourself")
     if user.administrator:
         raise Conflict(f"{user.user_name} is the installation's administrator and stays")
+    await _forget_references(session, user.id)
     await session.delete(user)
     audit.record(session, f"User {user.user_name} was removed by {actor.user_name}",
                  code=audit.USER_REMOVED, user_id=actor.id)
+
+
+async def _forget_references(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """History (audit events, jobs) outlives a removed user: it keeps their name in its text
+    and loses only the link."""
+    for table in Base.metadata.sorted_tables:
+        for fk in table.foreign_keys:
+            if (fk.column.table.name == User.__tablename__ and fk.parent.nullable
+                    and fk.ondelete is None):
+                await session.execute(update(table).where(fk.parent == user_id)
+                                      .values({fk.parent.name: None}))
 
 
 async def add_group(session: AsyncSession, directories: Directories, name: str, profile: str,
@@ -243,3 +261,9 @@ async def remove_permission(session: AsyncSession, permission: Permission, actor
     audit.record(session, f"{actor.user_name} removed permission {permission.id} "
                  f"({permission.object_type} {permission.object_id or ''})",
                  code=audit.PERMISSION_REMOVED, user_id=actor.id)
+
+
+async def make_owner(session: AsyncSession, user: User, vm_id: uuid.UUID) -> None:
+    """A user who creates a VM manages it (oVirt gives them UserVmManager on it)."""
+    session.add(Permission(role_id=USER_VM_MANAGER.id, user_id=user.id, object_type="vm",
+                           object_id=vm_id))

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from starlette.responses import Response
 
 from overt.engine.api import views
+from overt.engine.api.authorization import require_permit
 from overt.engine.api.context import ApiContext, href
 from overt.engine.api.readers import read_disk_attachment, read_nic, read_vm
 from overt.engine.api.resources import consoles as console_resources
@@ -17,6 +18,7 @@ from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import Cluster, Disk, DiskAttachment, Host, Vm, VmNic, VnicProfile
 from overt.engine.services import consoles, devices, lookup
+from overt.engine.services import identity as identity_service
 from overt.engine.services import vms as vm_service
 from overt.engine.services.jobs import wait_for_job
 
@@ -75,6 +77,10 @@ async def add_vm(ctx: ApiContext) -> Response:
     data = read_vm(await ctx.body("vm"))
     vm = await vm_service.add_vm(ctx.session, ctx.services.jobs, data, ctx.user)
     await ctx.session.flush()
+    access = getattr(ctx.request.state, "access", None)
+    await require_permit(ctx.session, access, "create_vm", "cluster", vm.cluster_id)
+    if access is not None and not access.superuser:
+        await identity_service.make_owner(ctx.session, ctx.user, vm.id)
     return ctx.render("vm", await vm_view(ctx, vm), status=201)
 
 
