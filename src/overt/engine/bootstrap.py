@@ -34,6 +34,7 @@ from overt.engine.db import migrate
 from overt.engine.db.database import Database
 from overt.engine.db.seed import ensure_admin, seed
 from overt.engine.identity.directories import Directories
+from overt.engine.identity.kerberos import KerberosAcceptor
 from overt.engine.identity.profiles import load_profiles
 from overt.engine.jobs.context import JobServices
 from overt.engine.jobs.handlers import FAILURE_HOOKS, HANDLERS
@@ -184,11 +185,21 @@ class EngineRuntime:
                 log.error("engine part %s failed: %s", task.get_name(), task.exception())
         await self._shutdown(tasks)
 
+    def _kerberos(self) -> KerberosAcceptor | None:
+        keytab, profile = self.settings.kerberos_keytab, self.settings.kerberos_profile
+        if keytab is None:
+            return None
+        if profile is None:
+            raise SettingsError("kerberos_keytab needs kerberos_profile: the LDAP profile "
+                                "whose users the Kerberos principals are")
+        return KerberosAcceptor(keytab, profile)
+
     async def _start_api(self, registry: Registry) -> list[asyncio.Task[Any]]:
         services = ApiServices(jobs=JobSubmitter(self.job_wakeup), ca_certificate=self.pki.ca_file,
                                monitor_wakeup=self.monitor_wakeup.set,
                                directories=Directories(
-                                   load_profiles(self.settings.auth_profiles_file)))
+                                   load_profiles(self.settings.auth_profiles_file)),
+                               kerberos=self._kerberos())
         app = build_api_app(self.db, services, extra_routes=web_routes())
         app.state.change_feed = self._change_feed = ChangeFeed(self.db)
         app.state.session_watch = SessionWatch()

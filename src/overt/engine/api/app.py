@@ -39,6 +39,7 @@ from overt.engine.api.resources import (
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.db.database import Database
 from overt.engine.identity.directories import Directories
+from overt.engine.identity.kerberos import KerberosAcceptor
 from overt.engine.identity.signin import SignInGuard
 from overt.engine.services.jobs import JobSubmitter
 
@@ -52,6 +53,7 @@ class ApiServices:
     instance_id: uuid.UUID = field(default_factory=uuid.uuid4)
     monitor_wakeup: Callable[[], None] = lambda: None
     directories: Directories = field(default_factory=Directories)
+    kerberos: KerberosAcceptor | None = None
 
 
 def api_routes() -> ApiRoutes:

@@ -51,25 +51,26 @@ class Directories:
                                  f"profiles are {', '.join(self.names)}")
         return found
 
-    async def _run(self, call: Callable[[], T]) -> T:
+    async def run(self, call: Callable[[], T]) -> T:
+        """A blocking identity call (directory, Kerberos) on this pool."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     async def authenticate(self, profile: str, login: str, password: str
                            ) -> DirectoryUser | None:
         directory = self.directory(profile)
-        return await self._run(lambda: directory.authenticate(login, password))
+        return await self.run(lambda: directory.authenticate(login, password))
 
     async def find_user(self, profile: str, login: str) -> DirectoryUser | None:
         directory = self.directory(profile)
-        return await self._run(lambda: directory.find_user(login))
+        return await self.run(lambda: directory.find_user(login))
 
     async def search_users(self, profile: str, pattern: str) -> list[DirectoryUser]:
         directory = self.directory(profile)
-        return await self._run(lambda: directory.search_users(pattern))
+        return await self.run(lambda: directory.search_users(pattern))
 
     async def search_groups(self, profile: str, pattern: str) -> list[DirectoryGroup]:
         directory = self.directory(profile)
-        return await self._run(lambda: directory.search_groups(pattern))
+        return await self.run(lambda: directory.search_groups(pattern))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
