@@ -4,6 +4,7 @@ permissions, roles and permits, and users see and touch only what a role allows.
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -324,3 +325,37 @@ def test_a_power_user_creates_vms_where_allowed_and_manages_them(
         users.user_service(bob.id).remove()
         system.clusters_service().cluster_service(other.id).remove()
         system.data_centers_service().data_center_service(dc.id).remove()
+
+
+def _portal_sign_in(engine: RunningEngine, user: str, password: str) -> httpx.Response:
+    base = engine.url.removesuffix("/ovirt-engine/api")
+    tls = ssl.create_default_context(cafile=str(engine.ca_file))
+    with httpx.Client(base_url=base, verify=tls) as http:
+        form = http.get("/signin")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token is not None
+        return http.post("/signin", data={"csrf_token": token.group(1), "username": user,
+                                          "password": password, "next": "/vms"})
+
+
+def test_the_portal_signs_in_directory_administrators_only(engine: RunningEngine,
+                                                           admin: sdk.Connection) -> None:
+    refused = _portal_sign_in(engine, "alice@example.com", PASSWORDS["alice"])
+    assert refused.status_code == 403
+    assert "has no SuperUser role" in refused.text
+    assert "overt_session" not in refused.cookies
+    wrong = _portal_sign_in(engine, "alice@example.com", "wrong")
+    assert wrong.status_code == 401 and "incorrect" in wrong.text
+
+    system = admin.system_service()
+    group = system.groups_service().add(types.Group(
+        name="staff", domain=types.Domain(name="example.com")))
+    granted = system.permissions_service().add(types.Permission(
+        role=types.Role(name="SuperUser"), group=types.Group(id=group.id)))
+    try:
+        signed_in = _portal_sign_in(engine, "alice@example.com", PASSWORDS["alice"])
+        assert signed_in.status_code == 303 and signed_in.headers["location"] == "/vms"
+        assert "overt_session" in signed_in.cookies
+    finally:
+        system.permissions_service().permission_service(granted.id).remove()
+        system.groups_service().group_service(group.id).remove()
