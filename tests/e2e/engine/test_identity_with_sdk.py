@@ -4,8 +4,12 @@ permissions, roles and permits, and users see and touch only what a role allows.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -359,3 +363,31 @@ def test_the_portal_signs_in_directory_administrators_only(engine: RunningEngine
     finally:
         system.permissions_service().permission_service(granted.id).remove()
         system.groups_service().group_service(group.id).remove()
+
+
+@pytest.mark.slow  # the CLI in child processes
+def test_the_cli_signs_in_directory_users(engine: RunningEngine, admin: sdk.Connection,
+                                          two_vms: tuple[types.Vm, types.Vm]) -> None:
+    mine, _ = two_vms
+    system = admin.system_service()
+    alice = system.users_service().add(types.User(user_name="alice@example.com",
+                                                  domain=types.Domain(name="example.com")))
+    system.vms_service().vm_service(mine.id).permissions_service().add(types.Permission(
+        role=types.Role(name="UserRole"), user=types.User(id=alice.id)))
+
+    def cli(password: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "OVERT_URL": engine.url, "OVERT_PASSWORD": password,
+               "OVERT_CA_FILE": str(engine.ca_file), "OVERT_USER": "alice@example.com"}
+        return subprocess.run([sys.executable, "-m", "overt", "vm", "list", "--json"],
+                              capture_output=True, text=True, env=env, timeout=120,
+                              check=False)
+
+    try:
+        listed = cli(PASSWORDS["alice"])
+        assert listed.returncode == 0, listed.stderr
+        assert [vm["name"] for vm in json.loads(listed.stdout)] == ["mine"]
+        refused = cli("wrong")
+        assert refused.returncode == 1 and "login failed" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    finally:
+        system.users_service().user_service(alice.id).remove()
