@@ -391,3 +391,39 @@ def test_the_cli_signs_in_directory_users(engine: RunningEngine, admin: sdk.Conn
         assert "Traceback" not in refused.stderr
     finally:
         system.users_service().user_service(alice.id).remove()
+
+
+@pytest.mark.slow  # the CLI in child processes
+def test_the_cli_manages_users_and_permissions(engine: RunningEngine, admin: sdk.Connection,
+                                               two_vms: tuple[types.Vm, types.Vm]) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "OVERT_URL": engine.url, "OVERT_PASSWORD": engine.password,
+               "OVERT_CA_FILE": str(engine.ca_file)}
+        env.pop("OVERT_USER", None)
+        return subprocess.run([sys.executable, "-m", "overt", *args], capture_output=True,
+                              text=True, env=env, timeout=120, check=False)
+
+    profiles = cli("auth", "profile", "list", "--json")
+    assert profiles.returncode == 0, profiles.stderr
+    assert {"internal", "example.com"} <= {d["name"] for d in json.loads(profiles.stdout)}
+    added = cli("user", "add", "dave@example.com", "--json")
+    assert added.returncode == 0, added.stderr
+    dave = json.loads(added.stdout)
+    try:
+        listed = cli("user", "list", "--json")
+        assert "dave@example.com" in {u["user_name"] for u in json.loads(listed.stdout)}
+        given = cli("permission", "add", "--role", "UserRole", "--user-name",
+                    "dave@example.com", "--on", "vm", "--object", "theirs")
+        assert given.returncode == 0, given.stderr
+        shown = cli("permission", "list", "--on", "vm", "--object", "theirs")
+        assert "dave@example.com" in shown.stdout and "UserRole" in shown.stdout
+        unknown_role = cli("permission", "add", "--role", "NoSuchRole", "--user-name",
+                           "dave@example.com", "--on", "vm", "--object", "theirs")
+        assert unknown_role.returncode == 1 and "no role NoSuchRole" in unknown_role.stderr
+        unknown_user = cli("user", "add", "nobody@example.com")
+        assert unknown_user.returncode == 1 and "Traceback" not in unknown_user.stderr
+        conn = connect(engine, "dave@example.com", PASSWORDS["dave"])
+        assert [v.name for v in conn.system_service().vms_service().list()] == ["theirs"]
+        conn.close()
+    finally:
+        admin.system_service().users_service().user_service(dave["id"]).remove()
