@@ -4,6 +4,7 @@ permissions, roles and permits, and users see and touch only what a role allows.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
 
+from tests.conftest import postgres_database
 from tests.support.engine import RunningEngine, free_port, start_engine
 from tests.support.no_nodes import NoNodes
 from tests.support.slapd import PASSWORDS, Slapd, start_slapd
@@ -32,8 +34,20 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def engine(slapd: Slapd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
+@pytest.fixture(scope="module",
+                params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+def engine(request: pytest.FixtureRequest, slapd: Slapd,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
+    """An engine with LDAP profiles, on the embedded SQLite and on a PostgreSQL of its own."""
+    with contextlib.ExitStack() as stack:
+        db = stack.enter_context(postgres_database()) if request.param == "postgresql" else None
+        running = _start(slapd, tmp_path_factory, db)
+        yield running
+        running.stop()
+
+
+def _start(slapd: Slapd, tmp_path_factory: pytest.TempPathFactory, db: str | None
+           ) -> RunningEngine:
     data = tmp_path_factory.mktemp("engine")
     dead = f"ldap://127.0.0.1:{free_port()}"
     profiles = data / "profiles.toml"
@@ -46,9 +60,7 @@ def engine(slapd: Slapd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
         slapd.profile_toml("wrongca.example", servers=[slapd.ldaps_url],
                            ca_file=Path("/etc/ssl/certs/ca-certificates.crt")),
     ]))
-    running = start_engine(data, transport=NoNodes(), auth_profiles_file=profiles)
-    yield running
-    running.stop()
+    return start_engine(data, db=db, transport=NoNodes(), auth_profiles_file=profiles)
 
 
 def connect(engine: RunningEngine, user: str, password: str) -> sdk.Connection:

@@ -14,7 +14,7 @@ from starlette.requests import Request
 
 from overt.engine.db.database import Database
 from overt.engine.db.tables import User
-from overt.engine.identity.directories import Directories
+from overt.engine.identity.directories import Directories, UnknownProfile
 from overt.engine.identity.ldap_directory import DirectoryUser
 from overt.engine.identity.profiles import INTERNAL, split_principal
 from overt.engine.identity.signin import MAX_PASSWORD, MAX_USER_NAME, SignInGuard, SignInRefused
@@ -122,7 +122,12 @@ async def log_in(db: Database, guard: SignInGuard, user_name: str, password: str
     except SignInRefused:
         log.warning("sign-in%s for %s from %s refused: too many failures", where, name, peer)
         raise
-    user = await check_password(db, guard, user_name, password, directories)
+    try:
+        user = await check_password(db, guard, user_name, password, directories)
+    except UnknownProfile:
+        async with db.transaction() as session:
+            note_failure(session, guard, name, peer=peer, where=where)
+        raise
     async with db.transaction() as session:
         if user is None:
             note_failure(session, guard, name, peer=peer, where=where)

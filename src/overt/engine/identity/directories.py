@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from overt.engine.identity.ldap_directory import DirectoryGroup, DirectoryUser, LdapDirectory
 from overt.engine.identity.profiles import INTERNAL, LdapProfile
-from overt.engine.model.errors import NotFound
+from overt.engine.model.errors import InvalidInput, NotFound, Unavailable
 
 T = TypeVar("T")
 _NAMESPACE = uuid.UUID("6f7665c2-7274-4964-8f6d-61696e730000")
@@ -21,8 +21,13 @@ def domain_id(profile: str) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, profile)
 
 
-class UnknownProfile(NotFound):
-    pass
+class UnknownProfile(InvalidInput):
+    """A user name or request names a profile the engine does not have."""
+
+
+# Directory calls waiting for a thread, at most; more are refused at once as busy, so a flood
+# of sign-ins against a slow directory cannot pile up without bound.
+MAX_WAITING = 32
 
 
 class Directories:
@@ -33,6 +38,7 @@ class Directories:
         # Directory calls wait on the network; their own small pool keeps them from
         # occupying the threads password hashing and the database use.
         self._pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="ldap")
+        self._outstanding = 0
 
     @property
     def names(self) -> list[str]:
@@ -42,7 +48,7 @@ class Directories:
         for name in self.names:
             if domain_id(name) == ident:
                 return name
-        raise UnknownProfile(f"there is no domain with id {ident}")
+        raise NotFound(f"there is no domain with id {ident}")
 
     def directory(self, profile: str) -> LdapDirectory:
         found = self.ldap.get(profile)
@@ -53,7 +59,14 @@ class Directories:
 
     async def run(self, call: Callable[[], T]) -> T:
         """A blocking identity call (directory, Kerberos) on this pool."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        if self._outstanding >= MAX_WAITING:
+            raise Unavailable("the engine is busy with other directory sign-ins; try again "
+                              "in a few seconds")
+        self._outstanding += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        finally:
+            self._outstanding -= 1
 
     async def authenticate(self, profile: str, login: str, password: str
                            ) -> DirectoryUser | None:

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import math
 import ssl
-import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,8 +93,7 @@ def wildcard_filter(pattern: str) -> str:
 class LdapDirectory:
     def __init__(self, profile: LdapProfile) -> None:
         self.profile = profile
-        self._preferred = 0
-        self._lock = threading.Lock()
+        self._preferred = 0  # the server that answered last (threads may race: harmless)
 
     # -- connections -----------------------------------------------------------------
 
@@ -221,8 +219,7 @@ class LdapDirectory:
         password is refused here: LDAP takes it as an anonymous bind, which succeeds."""
         if not password or not login:
             return None
-        with self._lock:
-            user = self.find_user(login)
+        user = self.find_user(login)
         if user is None:
             return None
         conn = self._connect(user.dn, password)
