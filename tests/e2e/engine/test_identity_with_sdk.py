@@ -201,6 +201,12 @@ def test_a_group_permission_on_one_vm(engine: RunningEngine, admin: sdk.Connecti
         with pytest.raises(sdk.AuthError):
             alice.system_service().hosts_service().add(types.Host(
                 name="h", address="192.0.2.1", cluster=types.Cluster(name="Default")))
+        # the audit log shows alice her own sign-in and what happened to her VM only
+        seen = alice.system_service().events_service().list()
+        assert {e.vm.id for e in seen if e.vm is not None} == {mine.id}
+        assert all((e.user is None or e.vm is not None) or "alice" in (e.description or "")
+                   for e in seen)
+        assert alice.system_service().jobs_service().list() == []
         # dave is in no group: nothing at all
         dave = connect(engine, "dave@example.com", PASSWORDS["dave"])
         with pytest.raises(sdk.AuthError):

@@ -138,3 +138,16 @@ async def ancestors(session: AsyncSession, kind: str, object_id: uuid.UUID
         current_kind, current_id = parent_kind, parent_id
     chain.append((SYSTEM, None))
     return chain
+
+
+def visible_history(access: Access, table: type[t.AuditEvent] | type[t.Job]
+                    ) -> ColumnElement[bool]:
+    """Which audit events and jobs a user without a role on the system sees: their own,
+    and (events) those about VMs and hosts they may see."""
+    if access.system_wide:
+        return true()
+    if table is t.Job:
+        return t.Job.owner_id == access.user.id
+    about_vm = t.AuditEvent.vm_id.in_(select(t.Vm.id).where(access.visible("vm")))
+    about_host = t.AuditEvent.host_id.in_(select(t.Host.id).where(access.visible("host")))
+    return or_(t.AuditEvent.user_id == access.user.id, about_vm, about_host)

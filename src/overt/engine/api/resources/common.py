@@ -13,8 +13,8 @@ from overt.engine.api.context import ApiContext
 from overt.engine.api.search_fields import fields_for
 from overt.engine.api.views import ref
 from overt.engine.api.wire.render import Representation
-from overt.engine.db.tables import Job
-from overt.engine.identity.access import KINDS, Access
+from overt.engine.db.tables import AuditEvent, Job
+from overt.engine.identity.access import KINDS, Access, visible_history
 
 T = TypeVar("T")
 
@@ -35,9 +35,13 @@ def visible_only(ctx: ApiContext, stmt: Select[T]) -> Select[T]:
     """`stmt` limited to the objects the caller has a role on (oVirt's user view)."""
     access: Access | None = getattr(ctx.request.state, "access", None)
     entity = stmt.column_descriptions[0]["entity"]
+    if access is None:
+        return stmt
     for kind, table in KINDS.items():
-        if access is not None and entity is table:
+        if entity is table:
             return stmt.where(access.visible(kind))
+    if entity is AuditEvent or entity is Job:
+        return stmt.where(visible_history(access, entity))
     return stmt
 
 
