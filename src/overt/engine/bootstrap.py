@@ -111,6 +111,7 @@ class EngineRuntime:
         self._servers: list[Any] = []
         self._monitor: Monitor | None = None
         self._change_feed: ChangeFeed | None = None
+        self._directories: Directories | None = None
 
     @property
     def password_file(self) -> Path:
@@ -195,10 +196,11 @@ class EngineRuntime:
         return KerberosAcceptor(keytab, profile)
 
     async def _start_api(self, registry: Registry) -> list[asyncio.Task[Any]]:
+        self._directories = directories = Directories(
+            load_profiles(self.settings.auth_profiles_file))
         services = ApiServices(jobs=JobSubmitter(self.job_wakeup), ca_certificate=self.pki.ca_file,
                                monitor_wakeup=self.monitor_wakeup.set,
-                               directories=Directories(
-                                   load_profiles(self.settings.auth_profiles_file)),
+                               directories=directories,
                                kerberos=self._kerberos())
         app = build_api_app(self.db, services, extra_routes=web_routes())
         app.state.change_feed = self._change_feed = ChangeFeed(self.db)
@@ -247,6 +249,8 @@ class EngineRuntime:
             await self.transport.close()
         if isinstance(self.broker, BrokerAdminAccounts):
             await self.broker.aclose()
+        if self._directories is not None:
+            self._directories.close()
         await self.db.dispose()
         log.info("engine stopped")
 

@@ -86,4 +86,6 @@ class Directories:
         return await self.run(lambda: directory.search_groups(pattern))
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for directory in self.ldap.values():
+            directory.close()

@@ -14,8 +14,9 @@ import logging
 import math
 import ssl
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from overt.engine.identity.profiles import LdapProfile
 from overt.engine.model.errors import Unavailable
@@ -30,6 +31,8 @@ with warnings.catch_warnings():
 log = logging.getLogger(__name__)
 
 MAX_RESULTS = 100
+POOL_SIZE = 4  # idle service connections kept per profile (the directory pool has 4 threads)
+T = TypeVar("T")
 
 
 class DirectoryUnavailable(Unavailable):
@@ -94,6 +97,7 @@ class LdapDirectory:
     def __init__(self, profile: LdapProfile) -> None:
         self.profile = profile
         self._preferred = 0  # the server that answered last (threads may race: harmless)
+        self._idle: list[Connection] = []  # bound service connections kept for reuse
 
     # -- connections -----------------------------------------------------------------
 
@@ -152,6 +156,37 @@ class LdapDirectory:
                 f"({conn.result.get('description')}); check bind_dn and its password")
         return conn
 
+    def _with_service(self, use: Callable[[Connection], T]) -> T:
+        """Run `use` on a pooled service connection (a search costs no connect, TLS
+        handshake and bind); one the server dropped (idle timeout, restart) is replaced
+        once. Connections are not shared between threads: each is taken from the pool."""
+        for attempt in (1, 2):
+            try:
+                conn = self._idle.pop()
+                fresh = False
+            except IndexError:
+                conn, fresh = self._service(), True
+            try:
+                result = use(conn)
+            except DirectoryUnavailable:
+                _close(conn)
+                if fresh or attempt == 2:
+                    raise
+                continue
+            except BaseException:
+                _close(conn)
+                raise
+            if len(self._idle) < POOL_SIZE:
+                self._idle.append(conn)
+            else:
+                _close(conn)
+            return result
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        while self._idle:
+            _close(self._idle.pop())
+
     # -- searches --------------------------------------------------------------------
 
     def _search(self, conn: Connection, base: str, query: str, attributes: list[str],
@@ -199,11 +234,7 @@ class LdapDirectory:
         return tuple(sorted(found.values(), key=lambda g: g.name))
 
     def find_user(self, login: str) -> DirectoryUser | None:
-        conn = self._service()
-        try:
-            return self._find_user(conn, login)
-        finally:
-            _close(conn)
+        return self._with_service(lambda conn: self._find_user(conn, login))
 
     def _find_user(self, conn: Connection, login: str) -> DirectoryUser | None:
         p = self.profile
@@ -234,19 +265,13 @@ class LdapDirectory:
     def search_users(self, pattern: str) -> list[DirectoryUser]:
         p, a = self.profile, self.profile.attributes
         query = f"(&{p.user_filter}({a.login}={wildcard_filter(pattern)}))"
-        conn = self._service()
-        try:
-            return [self._user(dn, attrs) for dn, attrs in
-                    self._search(conn, p.user_base, query, self._user_attributes())]
-        finally:
-            _close(conn)
+        return self._with_service(lambda conn: [
+            self._user(dn, attrs)
+            for dn, attrs in self._search(conn, p.user_base, query, self._user_attributes())])
 
     def search_groups(self, pattern: str) -> list[DirectoryGroup]:
         p, a = self.profile, self.profile.attributes
         query = f"(&{p.group_filter}({a.group_name}={wildcard_filter(pattern)}))"
-        conn = self._service()
-        try:
-            return [self._group(dn, attrs) for dn, attrs in
-                    self._search(conn, p.group_base, query, [a.group_name, a.id])]
-        finally:
-            _close(conn)
+        return self._with_service(lambda conn: [
+            self._group(dn, attrs)
+            for dn, attrs in self._search(conn, p.group_base, query, [a.group_name, a.id])])
