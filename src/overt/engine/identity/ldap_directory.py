@@ -265,13 +265,15 @@ class LdapDirectory:
     def search_users(self, pattern: str) -> list[DirectoryUser]:
         p, a = self.profile, self.profile.attributes
         query = f"(&{p.user_filter}({a.login}={wildcard_filter(pattern)}))"
-        return self._with_service(lambda conn: [
+        found = self._with_service(lambda conn: [
             self._user(dn, attrs)
             for dn, attrs in self._search(conn, p.user_base, query, self._user_attributes())])
+        return sorted(found, key=lambda u: u.login)
 
     def search_groups(self, pattern: str) -> list[DirectoryGroup]:
         p, a = self.profile, self.profile.attributes
         query = f"(&{p.group_filter}({a.group_name}={wildcard_filter(pattern)}))"
-        return self._with_service(lambda conn: [
+        found = self._with_service(lambda conn: [
             self._group(dn, attrs)
             for dn, attrs in self._search(conn, p.group_base, query, [a.group_name, a.id])])
+        return sorted(found, key=lambda g: g.name)
