@@ -248,6 +248,15 @@ def test_a_cluster_admin_cannot_touch_another_cluster(engine: RunningEngine,
         assert changed.description == "bob's"
         with pytest.raises(sdk.NotFoundError):
             clusters.cluster_service(b.id).update(types.Cluster(description="bob's"))
+        # a VM of his cluster stays there: moving it would create it in cluster B
+        vms = conn.system_service().vms_service()
+        vm = vms.add(types.Vm(name="bobs-vm", cluster=types.Cluster(id=a.id),
+                              template=types.Template(name="Blank"), memory=256 * MIB))
+        with pytest.raises(sdk.AuthError) as moved:
+            vms.vm_service(vm.id).update(types.Vm(cluster=types.Cluster(id=b.id)))
+        assert moved.value.code == 403
+        assert system.vms_service().vm_service(vm.id).get().cluster.id == a.id
+        vms.vm_service(vm.id).remove()
         conn.close()
         assert system.clusters_service().cluster_service(b.id).get().description != "bob's"
     finally:

@@ -93,8 +93,12 @@ async def get_vm(ctx: ApiContext) -> Response:
 @routes.put("/vms/{vm_id}")
 async def update_vm(ctx: ApiContext) -> Response:
     data = read_vm(await ctx.body("vm"))
+    before = (await lookup.get(ctx.session, Vm, ctx.id_param("vm_id"))).cluster_id
     vm = await vm_service.update_vm(ctx.session, ctx.id_param("vm_id"), data)
     await ctx.session.flush()
+    if vm.cluster_id != before:  # moving a VM is creating it there
+        await require_permit(ctx.session, getattr(ctx.request.state, "access", None),
+                             "create_vm", "cluster", vm.cluster_id)
     return ctx.render("vm", await vm_view(ctx, vm))
 
 
@@ -235,6 +239,9 @@ async def add_attachment(ctx: ApiContext) -> Response:
     data = read_disk_attachment(await ctx.body("disk_attachment"))
     attachment = await devices.add_disk_attachment(ctx.session, ctx.services.jobs, vm, data,
                                                    ctx.user)
+    if data.disk_ref is not None:  # an existing disk: the caller must be allowed to attach it
+        await require_permit(ctx.session, getattr(ctx.request.state, "access", None),
+                             "attach_disk", "disk", attachment.disk_id)
     disk = await lookup.get(ctx.session, Disk, attachment.disk_id)
     return ctx.render("disk_attachment", views.disk_attachment(attachment, inline_disk=disk),
                       status=201)
