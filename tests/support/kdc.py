@@ -76,6 +76,8 @@ def start_kdc(directory: Path, users: dict[str, str]) -> Kdc:
  dns_canonicalize_hostname = false
  rdns = false
  udp_preference_limit = 1
+ # one second of tolerated clock skew, not five minutes, so a test sees a ticket expire
+ clockskew = 1
 [realms]
  {REALM} = {{
   kdc = 127.0.0.1:{port}

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import ssl
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,3 +117,17 @@ def test_the_endpoint_challenges_and_refuses_bad_tokens(engine: RunningEngine) -
             # an over-long header is refused before it is read (400)
             assert refused.status_code in (400, 401), bad[:20]
             assert "access_token" not in refused.text
+
+
+def test_an_expired_ticket_is_refused(engine: RunningEngine, kdc: Kdc, ticket: Path) -> None:
+    kdc.kinit("alice", KERBEROS_PASSWORDS["alice"], ticket, lifetime="3s")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until the ticket cache says it expired
+        listed = subprocess.run(["klist", "-s"], env={**os.environ, **kdc.env(ticket)},
+                                check=False)
+        if listed.returncode != 0:
+            break
+        time.sleep(0.5)
+    time.sleep(2)  # past the KDC's and the engine's tolerated clock skew too
+    with pytest.raises(sdk.AuthError):
+        kerberos_connection(engine).authenticate()
