@@ -62,8 +62,15 @@ class KerberosAcceptor:
                 raise KerberosRefused("the Negotiate exchange needs more than one step, which "
                                       "this engine does not support; use a Kerberos ticket")
             principal = str(context.initiator_name)
+            service = str(context.target_name) if context.target_name is not None else ""
         except GSSError as exc:
             log.warning("Kerberos sign-in refused: %s", exc.gen_message())
             raise KerberosRefused(f"the Kerberos ticket was not accepted: "
                                   f"{exc.gen_message()}") from None
-        return Accepted(principal, base64.b64encode(reply).decode() if reply else None)
+        accepted = Accepted(principal, base64.b64encode(reply).decode() if reply else None)
+        realm = service.rpartition("@")[2]
+        if realm and accepted.realm != realm:
+            # a principal of a trusted realm is not the directory user of the same name
+            raise KerberosRefused(f"principals of realm {accepted.realm} do not sign in here; "
+                                  f"only those of {realm}")
+        return accepted

@@ -317,6 +317,7 @@ async def list_permissions(ctx: ApiContext) -> Response:
 
 async def add_permission(ctx: ApiContext) -> Response:
     collection, kind, object_id = _scope(ctx)
+    base = _base(collection, object_id)
     node = await ctx.body("permission")
     role = ref_of(node.child("role"))
     if role is None:
@@ -328,8 +329,7 @@ async def add_permission(ctx: ApiContext) -> Response:
         user, group, kind, object_id = None, Ref(id=object_id), *_target(node)
     permission = await service.add_permission(ctx.session, service.PermissionInput(
         role=role, user=user, group=group), kind, object_id, ctx.user)
-    return ctx.render("permission", _permission_view(permission, _base(collection, None if
-                      collection == "system" else _scope(ctx)[2])), status=201)
+    return ctx.render("permission", _permission_view(permission, base), status=201)
 
 
 def _target(node: Node) -> tuple[str, uuid.UUID | None]:
