@@ -156,6 +156,15 @@ class EngineSettings(BaseSettings):
         None, description="The address nodes use to reach the engine (in certificates and "
         "in the gateway URL given to nodes).")
     admin_password: SecretStr | None = Field(None, repr=False)
+    auth_profiles_file: Path | None = Field(
+        None, description="A TOML file of LDAP authentication profiles (see docs/identity.md); "
+        "without it only the internal profile exists.")
+    kerberos_keytab: Path | None = Field(
+        None, description="Keytab with the key of HTTP/<engine host>: Kerberos single "
+        "sign-on at /ovirt-engine/sso/oauth/token-http-auth.")
+    kerberos_profile: str | None = Field(
+        None, description="The LDAP profile whose users Kerberos principals name "
+        "(alice@REALM is alice of this profile).")
     heartbeat_timeout_s: float = Field(30.0, ge=1.0)
     host_install_timeout_s: float = Field(
         180.0, ge=0.0, description="How long adding or installing a host keeps trying to "

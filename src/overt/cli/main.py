@@ -4,6 +4,7 @@ import typer
 
 from overt import __version__
 from overt.cli import (
+    access,
     broker,
     cluster,
     datacenter,
@@ -36,6 +37,9 @@ app.add_typer(cluster.app, name="cluster")
 app.add_typer(network.app, name="network")
 app.add_typer(storage.app, name="storage")
 app.add_typer(pki.app, name="pki")
+app.add_typer(access.user_app, name="user")
+app.add_typer(access.permission_app, name="permission")
+app.add_typer(access.auth_app, name="auth")
 app.command()(demo)
 app.command()(node)
 

@@ -39,6 +39,9 @@ from overt.engine.enrollment.unenrolled_node import (
     DirectUnenrolledNodeClient,
     UnenrolledNodeClient,
 )
+from overt.engine.identity.directories import Directories
+from overt.engine.identity.kerberos import KerberosAcceptor
+from overt.engine.identity.profiles import load_profiles
 from overt.engine.jobs.context import JobServices
 from overt.engine.jobs.handlers import UNITS
 from overt.engine.jobs.observe import ObservedChanges
@@ -110,6 +113,7 @@ class EngineRuntime:
         self._servers: list[Any] = []
         self._monitor: Monitor | None = None
         self._change_feed: ChangeFeed | None = None
+        self._directories: Directories | None = None
 
     @property
     def password_file(self) -> Path:
@@ -184,9 +188,22 @@ class EngineRuntime:
                 log.error("engine part %s failed: %s", task.get_name(), task.exception())
         await self._shutdown(tasks)
 
+    def _kerberos(self) -> KerberosAcceptor | None:
+        keytab, profile = self.settings.kerberos_keytab, self.settings.kerberos_profile
+        if keytab is None:
+            return None
+        if profile is None:
+            raise SettingsError("kerberos_keytab needs kerberos_profile: the LDAP profile "
+                                "whose users the Kerberos principals are")
+        return KerberosAcceptor(keytab, profile)
+
     async def _start_api(self, registry: Registry) -> list[asyncio.Task[Any]]:
+        self._directories = directories = Directories(
+            load_profiles(self.settings.auth_profiles_file))
         services = ApiServices(jobs=JobSubmitter(self.job_wakeup), ca_certificate=self.pki.ca_file,
-                               monitor_wakeup=self.monitor_wakeup.set)
+                               monitor_wakeup=self.monitor_wakeup.set,
+                               directories=directories,
+                               kerberos=self._kerberos())
         app = build_api_app(self.db, services, extra_routes=web_routes())
         app.state.change_feed = self._change_feed = ChangeFeed(self.db)
         app.state.session_watch = SessionWatch()
@@ -234,6 +251,8 @@ class EngineRuntime:
             await self.transport.close()
         if isinstance(self.broker, BrokerAdminAccounts):
             await self.broker.aclose()
+        if self._directories is not None:
+            self._directories.close()
         await self.db.dispose()
         log.info("engine stopped")
 

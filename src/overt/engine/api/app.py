@@ -27,6 +27,7 @@ from overt.engine.api.resources import (
     host_networks,
     host_nics,
     hosts,
+    identity,
     inventory,
     inventory_edits,
     networking,
@@ -39,6 +40,8 @@ from overt.engine.api.resources import (
 )
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.db.database import Database
+from overt.engine.identity.directories import Directories
+from overt.engine.identity.kerberos import KerberosAcceptor
 from overt.engine.identity.signin import SignInGuard
 from overt.engine.services.jobs import JobSubmitter
 
@@ -51,12 +54,15 @@ class ApiServices:
     ca_certificate: Path
     instance_id: uuid.UUID = field(default_factory=uuid.uuid4)
     monitor_wakeup: Callable[[], None] = lambda: None
+    directories: Directories = field(default_factory=Directories)
+    kerberos: KerberosAcceptor | None = None
 
 
 def api_routes() -> ApiRoutes:
     routes = ApiRoutes()
     for module in (root, vms, hosts, host_nics, inventory, inventory_edits, storage, activity,
-                   statistics, vm_devices, consoles, tags, networking, host_networks):
+                   statistics, vm_devices, consoles, tags, networking, host_networks,
+                   identity):
         routes.include(module.routes)
     return routes
 
@@ -125,4 +131,5 @@ def build_api_app(db: Database, services: ApiServices,
     app.state.services = services
     app.state.basic_auth_cache = BasicAuthCache()
     app.state.signin_guard = SignInGuard()
+    app.state.directories = services.directories
     return app

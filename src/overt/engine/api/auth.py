@@ -15,6 +15,9 @@ from starlette.requests import Request
 from overt.engine import audit
 from overt.engine.db.database import Database
 from overt.engine.db.tables import User
+from overt.engine.identity.directories import Directories, UnknownProfile
+from overt.engine.identity.ldap_directory import DirectoryUser
+from overt.engine.identity.profiles import INTERNAL, split_principal
 from overt.engine.identity.signin import MAX_PASSWORD, MAX_USER_NAME, SignInGuard, SignInRefused
 from overt.engine.identity.tokens import user_for_token
 from overt.engine.model.errors import NotAuthenticated
@@ -62,14 +65,22 @@ def shown(user_name: str) -> str:
     return printable if len(user_name) <= MAX_USER_NAME else printable + "..."
 
 
-async def check_password(db: Database, guard: SignInGuard, user_name: str, password: str
-                         ) -> User | None:
+async def check_password(db: Database, guard: SignInGuard, user_name: str, password: str,
+                         directories: Directories | None = None) -> User | None:
     """The user, when the password is right; the same hashing cost either way. The hash
     runs outside any transaction: on SQLite transactions take turns, and a connection
-    held during a hash is one the API's other requests wait for."""
+    held during a hash is one the API's other requests wait for. A user of an LDAP
+    profile is checked by the directory and kept (or refreshed) as an engine user."""
     if len(user_name) > MAX_USER_NAME or len(password) > MAX_PASSWORD:
         await guard.verify(password[:MAX_PASSWORD], None)
         return None
+    login, profile = split_principal(user_name)
+    if profile != INTERNAL:
+        found = await (directories or Directories()).authenticate(profile, login, password)
+        if found is None:
+            return None
+        async with db.transaction() as session:
+            return await remember_directory_user(session, profile, found)
     async with db.transaction() as session:
         user = await user_by_name(session, user_name)
     stored = user.password_hash if user is not None else None
@@ -78,8 +89,29 @@ async def check_password(db: Database, guard: SignInGuard, user_name: str, passw
     return user
 
 
+async def remember_directory_user(session: AsyncSession, profile: str, found: DirectoryUser
+                                  ) -> User:
+    """The engine's row for a directory user, made or refreshed from what the directory says
+    now (its groups included: permissions given to them follow)."""
+    user = (await session.execute(select(User).where(
+        User.domain == profile, User.external_id == found.id))).scalar_one_or_none()
+    if user is None:
+        user = (await session.execute(select(User).where(
+            User.user_name == f"{found.login}@{profile}"))).scalar_one_or_none()
+    if user is None:
+        user = User(user_name=f"{found.login}@{profile}", domain=profile, password_hash=None)
+        session.add(user)
+    user.external_id = found.id
+    user.namespace = found.dn.partition(",")[2]
+    user.first_name, user.last_name, user.email = found.first_name, found.last_name, found.email
+    user.directory_groups = [g.id for g in found.groups]
+    await session.flush()
+    return user
+
+
 async def log_in(db: Database, guard: SignInGuard, user_name: str, password: str, *,
-                 peer: str, where: str = "", quiet_success: bool = False) -> User | None:
+                 peer: str, where: str = "", quiet_success: bool = False,
+                 directories: Directories | None = None) -> User | None:
     """A sign-in by name and password (SSO token, portal, Basic): the user, or None; both outcomes
     go to the audit log, a failure also to the engine's log. `where`: " to the portal".
     Raises SignInRefused (throttled, locked out) before any hash is computed, and
@@ -90,7 +122,12 @@ async def log_in(db: Database, guard: SignInGuard, user_name: str, password: str
     except SignInRefused:
         log.warning("sign-in%s for %s from %s refused: too many failures", where, name, peer)
         raise
-    user = await check_password(db, guard, user_name, password)
+    try:
+        user = await check_password(db, guard, user_name, password, directories)
+    except UnknownProfile:
+        async with db.transaction() as session:
+            note_failure(session, guard, name, peer=peer, where=where)
+        raise
     async with db.transaction() as session:
         if user is None:
             note_failure(session, guard, name, peer=peer, where=where)
@@ -131,7 +168,7 @@ def _basic_credentials(header: str) -> tuple[str, str]:
 
 
 async def authenticate(request: Request, db: Database, cache: BasicAuthCache,
-                       guard: SignInGuard) -> User:
+                       guard: SignInGuard, directories: Directories | None = None) -> User:
     """The caller, in transactions of its own (a password check holds none)."""
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
@@ -150,7 +187,8 @@ async def authenticate(request: Request, db: Database, cache: BasicAuthCache,
                 return user
         name, password = _basic_credentials(header)
         user = await log_in(db, guard, name, password, peer=client_of(request),
-                            where=" with HTTP Basic", quiet_success=True)
+                            where=" with HTTP Basic", quiet_success=True,
+                            directories=directories)
         if user is None:
             raise NotAuthenticated("the user name or password is wrong")
         cache.remember(header, user.user_name)

@@ -9,10 +9,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from overt.engine import audit
 from overt.engine.api.auth import authenticate
+from overt.engine.api.authorization import authorize, rule_for
 from overt.engine.api.context import API_PREFIX, ApiContext
 from overt.engine.api.faults import error_response
 from overt.engine.api.served import declare
+from overt.engine.identity.access import load_access
+from overt.engine.model.errors import Forbidden
+from overt.engine.model.status import LogSeverity
 
 Endpoint = Callable[[ApiContext], Awaitable[Response]]
 
@@ -56,25 +61,38 @@ class ApiRoutes:
         by_path: dict[str, dict[str, Endpoint]] = {}
         for entry in self.entries:
             by_path.setdefault(entry.path, {})[entry.method] = entry.endpoint
-        return [Route(API_PREFIX + path, _dispatcher(methods), methods=list(methods))
+        return [Route(API_PREFIX + path, _dispatcher(path, methods), methods=list(methods))
                 for path, methods in by_path.items()]
 
 
-def _dispatcher(methods: dict[str, Endpoint]) -> Callable[[Request], Awaitable[Response]]:
+def _dispatcher(path: str, methods: dict[str, Endpoint]
+                ) -> Callable[[Request], Awaitable[Response]]:
+    rules = {method: rule_for(method, path) for method in methods}
+
     async def dispatch(request: Request) -> Response:
-        endpoint = methods[request.method if request.method != "HEAD" else "GET"]
+        method = request.method if request.method != "HEAD" else "GET"
+        endpoint = methods[method]
         state = request.app.state
         try:
             user = await authenticate(request, state.db, state.basic_auth_cache,
-                                      state.signin_guard)
+                                      state.signin_guard, state.directories)
             async with state.db.transaction() as session:
                 ctx = ApiContext(request=request, session=session, user=user,
                                  services=state.services,
                                  path_params={k: str(v) for k, v in request.path_params.items()})
+                request.state.access = access = await load_access(session, user)
+                await authorize(session, access, rules[method], ctx.path_params)
                 response = await endpoint(ctx)
             if ctx.then is not None:
                 return await ctx.then()
             return response
+        except Forbidden as refused:
+            async with state.db.transaction() as session:
+                audit.record(session, f"User {user.user_name} was refused {method} "
+                             f"{request.url.path}: {refused.detail}",
+                             code=audit.USER_NOT_AUTHORIZED, user_id=user.id,
+                             severity=LogSeverity.WARNING)
+            return error_response(request, refused)
         except Exception as exc:
             return error_response(request, exc)
 

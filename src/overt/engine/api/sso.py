@@ -9,8 +9,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from overt.engine.api.auth import client_of, log_in, qualified, shown
+from overt.engine import audit
+from overt.engine.api.auth import (
+    client_of,
+    log_in,
+    note_failure,
+    qualified,
+    remember_directory_user,
+    shown,
+)
 from overt.engine.api.limits import BodyTooLarge
+from overt.engine.identity.kerberos import KerberosRefused
 from overt.engine.identity.tokens import issue_token, revoke_token
 from overt.engine.model.errors import OvertError
 
@@ -46,7 +55,7 @@ async def token(request: Request) -> Response:
     db = request.app.state.db
     try:
         user = await log_in(db, request.app.state.signin_guard, user_name, password,
-                            peer=client_of(request))
+                            peer=client_of(request), directories=request.app.state.directories)
     except OvertError as refused:  # throttled, locked out, busy
         return _error("access_denied", refused.detail, refused.status)
     if user is None:
@@ -57,6 +66,61 @@ async def token(request: Request) -> Response:
     return _json({"access_token": value, "token_type": "bearer", "scope": form.get("scope", SCOPE),
                   "exp": str(int(expires.timestamp() * 1000)),
                   "expires_in": int(expires.timestamp() - time.time())})
+
+
+HTTP_GRANT = "urn:ovirt:params:oauth:grant-type:http"
+
+
+def _negotiate(message: str) -> Response:
+    """The challenge a client with a Kerberos ticket answers (libcurl retries with it)."""
+    response = _error("access_denied", message, 401)
+    response.headers["WWW-Authenticate"] = "Negotiate"
+    return response
+
+
+async def token_http_auth(request: Request) -> Response:
+    """A token for a user who proves a Kerberos ticket (SPNEGO), as oVirt's SSO issues it."""
+    form = await _form(request)
+    kerberos = request.app.state.services.kerberos
+    if kerberos is None:
+        return _error("access_denied", "Kerberos sign-in is not configured on this engine "
+                      "(setting kerberos_keytab)")
+    if form.get("grant_type", HTTP_GRANT) != HTTP_GRANT:
+        return _error("unsupported_grant_type", f"use grant_type {HTTP_GRANT}")
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "negotiate" or not value.strip():
+        return _negotiate("authentication is required: send a Kerberos ticket "
+                          "(Authorization: Negotiate)")
+    db, peer = request.app.state.db, client_of(request)
+    directories = request.app.state.directories
+    try:
+        accepted = await directories.run(lambda: kerberos.accept(value))
+        found = await directories.find_user(kerberos.profile, accepted.login)
+    except KerberosRefused as refused:
+        async with db.transaction() as session:
+            note_failure(session, request.app.state.signin_guard, "(Kerberos)", peer=peer,
+                         where=" with Kerberos")
+        return _negotiate(str(refused))
+    except OvertError as refused:  # the directory is down
+        return _error("access_denied", refused.detail, refused.status)
+    name = f"{accepted.login}@{kerberos.profile}"
+    async with db.transaction() as session:
+        if found is None:
+            note_failure(session, request.app.state.signin_guard, shown(name), peer=peer,
+                         where=f" with Kerberos as {shown(accepted.principal)}")
+            return _negotiate(f"Cannot authenticate user '{shown(accepted.principal)}': there "
+                              f"is no such user in profile {kerberos.profile}")
+        user = await remember_directory_user(session, kerberos.profile, found)
+        audit.record(session, f"User {user.user_name} logged in with Kerberos as "
+                     f"{shown(accepted.principal)}", code=audit.USER_LOGIN, user_id=user.id)
+        value_, expires = await issue_token(session, user)
+    response = _json({"access_token": value_, "token_type": "bearer",
+                      "scope": form.get("scope", SCOPE),
+                      "exp": str(int(expires.timestamp() * 1000)),
+                      "expires_in": int(expires.timestamp() - time.time())})
+    if accepted.reply:
+        response.headers["WWW-Authenticate"] = f"Negotiate {accepted.reply}"
+    return response
 
 
 async def logout(request: Request) -> Response:
@@ -70,5 +134,6 @@ async def logout(request: Request) -> Response:
 
 ROUTES = [
     Route("/ovirt-engine/sso/oauth/token", token, methods=["POST"]),
+    Route("/ovirt-engine/sso/oauth/token-http-auth", token_http_auth, methods=["POST"]),
     Route("/ovirt-engine/services/sso-logout", logout, methods=["POST", "GET"]),
 ]

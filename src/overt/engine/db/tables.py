@@ -405,6 +405,55 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(Text)
     administrator: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Directory users (LDAP profiles): the entry's stable id and what the directory said at the
+    # last sign-in, including the ids of every group the user belongs to (nested ones too).
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    namespace: Mapped[str] = mapped_column(String(255), default="")
+    first_name: Mapped[str] = mapped_column(String(255), default="")
+    last_name: Mapped[str] = mapped_column(String(255), default="")
+    email: Mapped[str] = mapped_column(String(255), default="")
+    directory_groups: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class Group(Base):
+    """A directory group added to the engine, so permissions can name it."""
+
+    __tablename__ = "groups"
+    __table_args__ = (UniqueConstraint("domain", "external_id"),)
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(255))
+    domain: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(255))
+    namespace: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Role(Base):
+    """A custom role; oVirt's predefined roles live in code (identity.roles)."""
+
+    __tablename__ = "roles"
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(126), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    administrative: Mapped[bool] = mapped_column(default=False)
+    permits: Mapped[list[Any]] = mapped_column(default=list)  # permit ids
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Permission(Base):
+    """A role given to a user or a group on the system or on one object."""
+
+    __tablename__ = "permissions"
+    __table_args__ = (Index("ix_permissions_object", "object_type", "object_id"),)
+    id: Mapped[uuid.UUID] = _id()
+    role_id: Mapped[uuid.UUID] = mapped_column()
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    group_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), index=True)
+    object_type: Mapped[str] = mapped_column(String(32))  # system, vm, cluster, ...
+    object_id: Mapped[uuid.UUID | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Token(Base):

@@ -1,1 +1,2 @@
-"""Authentication: users, password hashes, SSO tokens (LDAP and Kerberos come later)."""
+"""Identity and access: sign-in (internal users, LDAP profiles, Kerberos), SSO tokens, and
+oVirt's roles, permits and permissions (see docs/identity.md)."""

@@ -8,7 +8,8 @@ from starlette.routing import Route
 
 from overt.engine import audit
 from overt.engine.api.auth import client_of, log_in, qualified, shown
-from overt.engine.model.errors import OvertError
+from overt.engine.identity.access import load_access
+from overt.engine.model.errors import Forbidden, OvertError
 from overt.engine.web import sessions
 from overt.engine.web.context import WebContext, forbidden, page, render
 
@@ -54,9 +55,14 @@ async def signin(request: Request) -> Response:
     db = request.app.state.db
     try:
         user = await log_in(db, request.app.state.signin_guard, user_name, password,
-                            where=" to the portal", peer=client_of(request))
+                            where=" to the portal", peer=client_of(request),
+                            directories=request.app.state.directories)
         if user is not None:
             async with db.transaction() as session:
+                if not (await load_access(session, user)).superuser:
+                    raise Forbidden(f"this portal is for administrators, and "
+                                    f"{shown(user.user_name)} has no SuperUser role; use the "
+                                    "API (with filter=true) or ask an administrator")
                 cookie, _row = await sessions.start_session(session, user)
     except OvertError as refused:  # throttled, locked out, busy
         return _form_page(request, next_url=next_url, user_name=shown(user_name),

@@ -23,7 +23,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from overt.engine.db.tables import User, WebSession
-from overt.engine.model.errors import NotFound, OvertError
+from overt.engine.identity.access import load_access
+from overt.engine.model.errors import Forbidden, NotFound, OvertError
 from overt.engine.web import sessions
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,9 @@ def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                 if found is None:
                     return signin_redirect(request)
                 web_session, user = found
+                if not (await load_access(session, user)).superuser:  # a role removed since
+                    raise Forbidden("this portal is for administrators; your account no longer "
+                                    "has the SuperUser role")
                 if request.method not in SAFE_METHODS:
                     await check_csrf(request, web_session.csrf_token)
                 ctx = WebContext(request=request, session=session, user=user,

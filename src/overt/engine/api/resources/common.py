@@ -12,7 +12,8 @@ from overt.engine.api.context import ApiContext
 from overt.engine.api.search_fields import fields_for
 from overt.engine.api.views import ref
 from overt.engine.api.wire.render import Representation
-from overt.engine.db.tables import Job
+from overt.engine.db.tables import AuditEvent, Job
+from overt.engine.identity.access import KINDS, Access, visible_history
 
 T = TypeVar("T")
 
@@ -20,12 +21,27 @@ T = TypeVar("T")
 async def list_rows(ctx: ApiContext, stmt: Select[T], fields: dict[str, Any]) -> list[T]:
     """Rows of `stmt` filtered, sorted and paged by the `search` parameter and limited by `max`
     (`fields`: the listing's own search fields, besides its table's defaults)."""
+    stmt = visible_only(ctx, stmt)
     stmt = search.apply(stmt, ctx.request.query_params.get("search"),
                         fields_for(stmt.column_descriptions[0]["entity"], fields),
                         case_sensitive=ctx.request.query_params.get(
                             "case_sensitive", "true").lower() != "false",
                         limit=ctx.max_param())
     return list((await ctx.session.execute(stmt)).scalars())
+
+
+def visible_only(ctx: ApiContext, stmt: Select[T]) -> Select[T]:
+    """`stmt` limited to the objects the caller has a role on (oVirt's user view)."""
+    access: Access | None = getattr(ctx.request.state, "access", None)
+    entity = stmt.column_descriptions[0]["entity"]
+    if access is None:
+        return stmt
+    for kind, table in KINDS.items():
+        if entity is table:
+            return stmt.where(access.visible(kind))
+    if entity is AuditEvent or entity is Job:
+        return stmt.where(visible_history(access, entity))
+    return stmt
 
 
 def action_done(ctx: ApiContext, job: Job | None = None, **extra: Any) -> Response:

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from starlette.responses import Response
 
 from overt.engine.api import views
+from overt.engine.api.authorization import require_permit
 from overt.engine.api.context import ApiContext, href
 from overt.engine.api.readers import read_disk_attachment, read_nic, read_vm
 from overt.engine.api.resources import consoles as console_resources
@@ -18,6 +19,7 @@ from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import Cluster, Disk, DiskAttachment, Host, Vm, VmNic, VnicProfile
 from overt.engine.queries import lookup
 from overt.engine.services import consoles, devices
+from overt.engine.services import identity as identity_service
 from overt.engine.services import vms as vm_service
 
 routes = ApiRoutes()
@@ -73,6 +75,10 @@ async def add_vm(ctx: ApiContext) -> Response:
     data = read_vm(await ctx.body("vm"))
     vm = await vm_service.add_vm(ctx.session, ctx.services.jobs, data, ctx.user)
     await ctx.session.flush()
+    access = getattr(ctx.request.state, "access", None)
+    await require_permit(ctx.session, access, "create_vm", "cluster", vm.cluster_id)
+    if access is not None and not access.superuser:
+        await identity_service.make_owner(ctx.session, ctx.user, vm.id)
     return ctx.render("vm", await vm_view(ctx, vm), status=201)
 
 
@@ -85,8 +91,12 @@ async def get_vm(ctx: ApiContext) -> Response:
 @routes.put("/vms/{vm_id}")
 async def update_vm(ctx: ApiContext) -> Response:
     data = read_vm(await ctx.body("vm"))
+    before = (await lookup.get(ctx.session, Vm, ctx.id_param("vm_id"))).cluster_id
     vm = await vm_service.update_vm(ctx.session, ctx.id_param("vm_id"), data, ctx.user)
     await ctx.session.flush()
+    if vm.cluster_id != before:  # moving a VM is creating it there
+        await require_permit(ctx.session, getattr(ctx.request.state, "access", None),
+                             "create_vm", "cluster", vm.cluster_id)
     return ctx.render("vm", await vm_view(ctx, vm))
 
 
@@ -215,6 +225,9 @@ async def add_attachment(ctx: ApiContext) -> Response:
     data = read_disk_attachment(await ctx.body("disk_attachment"))
     attachment = await devices.add_disk_attachment(ctx.session, ctx.services.jobs, vm, data,
                                                    ctx.user)
+    if data.disk_ref is not None:  # an existing disk: the caller must be allowed to attach it
+        await require_permit(ctx.session, getattr(ctx.request.state, "access", None),
+                             "attach_disk", "disk", attachment.disk_id)
     disk = await lookup.get(ctx.session, Disk, attachment.disk_id)
     return ctx.render("disk_attachment", views.disk_attachment(attachment, inline_disk=disk),
                       status=201)
