@@ -16,7 +16,7 @@ from overt.engine import audit
 from overt.engine.db.database import Database
 from overt.engine.db.tables import User
 from overt.engine.identity.directories import Directories, UnknownProfile
-from overt.engine.identity.ldap_directory import DirectoryUser
+from overt.engine.identity.directory_users import remember_directory_user
 from overt.engine.identity.profiles import INTERNAL, split_principal
 from overt.engine.identity.signin import MAX_PASSWORD, MAX_USER_NAME, SignInGuard, SignInRefused
 from overt.engine.identity.tokens import user_for_token
@@ -86,26 +86,6 @@ async def check_password(db: Database, guard: SignInGuard, user_name: str, passw
     stored = user.password_hash if user is not None else None
     if not await guard.verify(password, stored or None) or user is None:
         return None
-    return user
-
-
-async def remember_directory_user(session: AsyncSession, profile: str, found: DirectoryUser
-                                  ) -> User:
-    """The engine's row for a directory user, made or refreshed from what the directory says
-    now (its groups included: permissions given to them follow)."""
-    user = (await session.execute(select(User).where(
-        User.domain == profile, User.external_id == found.id))).scalar_one_or_none()
-    if user is None:
-        user = (await session.execute(select(User).where(
-            User.user_name == f"{found.login}@{profile}"))).scalar_one_or_none()
-    if user is None:
-        user = User(user_name=f"{found.login}@{profile}", domain=profile, password_hash=None)
-        session.add(user)
-    user.external_id = found.id
-    user.namespace = found.dn.partition(",")[2]
-    user.first_name, user.last_name, user.email = found.first_name, found.last_name, found.email
-    user.directory_groups = [g.id for g in found.groups]
-    await session.flush()
     return user
 
 

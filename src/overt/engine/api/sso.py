@@ -15,10 +15,10 @@ from overt.engine.api.auth import (
     log_in,
     note_failure,
     qualified,
-    remember_directory_user,
     shown,
 )
 from overt.engine.api.limits import BodyTooLarge
+from overt.engine.identity.directory_users import remember_directory_user
 from overt.engine.identity.kerberos import KerberosRefused
 from overt.engine.identity.tokens import issue_token, revoke_token
 from overt.engine.model.errors import OvertError

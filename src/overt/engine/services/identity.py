@@ -12,6 +12,7 @@ from overt.engine import audit
 from overt.engine.db.tables import Base, Group, Permission, Role, User
 from overt.engine.identity.access import KINDS, SYSTEM
 from overt.engine.identity.directories import Directories
+from overt.engine.identity.directory_users import remember_directory_user
 from overt.engine.identity.ldap_directory import DirectoryUser
 from overt.engine.identity.profiles import INTERNAL
 from overt.engine.identity.roles import (
@@ -44,8 +45,6 @@ async def _directory_user(directories: Directories, profile: str, login: str
 async def add_user(session: AsyncSession, directories: Directories, user_name: str,
                    profile: str, actor: User) -> User:
     """Add a directory user (so permissions can name them before their first sign-in)."""
-    from overt.engine.api.auth import remember_directory_user  # the sign-in's own upsert
-
     login = _checked_name(user_name, "user_name").rpartition("@")[0] or user_name
     if profile == INTERNAL:
         raise InvalidInput("internal users are created with `overt user add`, not from a "
