@@ -81,6 +81,9 @@ def demo(
     = Path("/var/lib/overt/images"),
     log_level: Annotated[str, typer.Option(help="Level of Overt's log lines (debug, info, "
                                                 "warning).")] = "info",
+    netsvc_file: Annotated[Path | None, typer.Option(
+        help="Address plan of the managed networks (TOML): the engine then serves DHCP, DNS "
+        "and NTP on them (docs/networks.md).")] = None,
 ) -> None:
     """Run the engine and an agent for this machine, enrolled as host 'local', with a local
     storage domain and the test-guest template. Ready when the API answers."""
@@ -93,7 +96,8 @@ def demo(
         raise typer.Exit(1) from None
     options = DemoOptions(data_dir=data_dir, port=port, db=db, bus=bus,
                           public_address=public_address, gateway_port=gateway_port,
-                          node_port=node_port, images_dir=images_dir)
+                          node_port=node_port, images_dir=images_dir,
+                          netsvc_file=netsvc_file)
     try:
         allinone = AllInOne(options, say=lambda text: console.print(f"[cyan]•[/] {text}"))
         asyncio.run(allinone.run(_ready))
