@@ -7,15 +7,11 @@ with no engine URL finds the engine by DNS."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
-import secrets
-import shutil
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,7 +23,7 @@ from overt.engine.db.seed import BLANK_TEMPLATE_ID
 from overt.engine.db.tables import Cluster, DataCenter, Host, Network, Vm, VmNic, VnicProfile
 from overt.engine.netsvc.plan import parse_plan
 from overt.engine.netsvc.service import NetworkServices
-from overt.lab import netns
+from tests.support.netns_pair import Wire, veth_pair
 
 pytestmark = pytest.mark.slow
 
@@ -35,55 +31,10 @@ VM_MAC = "56:6f:00:33:00:01"
 GATEWAY_PORT = 8444
 
 
-def _require(*programs: str) -> None:
-    missing = [p for p in programs if shutil.which(p, path=f"{os.environ['PATH']}:/usr/sbin")
-               is None]
-    if missing:
-        pytest.fail(f"not installed (scripts/setup installs them): {', '.join(missing)}")
-    if os.geteuid() != 0:
-        pytest.fail("network namespaces need root")
-
-
-@dataclass
-class Wire:
-    engine_ns: str
-    vm_ns: str
-    engine_if: str
-    vm_if: str
-    subnet: ipaddress.IPv4Network
-
-    def host(self, n: int) -> ipaddress.IPv4Address:
-        return self.subnet.network_address + n
-
-
 @pytest.fixture
 def wire() -> Iterator[Wire]:
-    """Two namespaces joined by a veth pair in a /24 of 10.233.0.0/16 nobody else uses."""
-    _require("dnsmasq", "chronyd", "busybox")
-    tag = secrets.token_hex(3)
-    subnet = ipaddress.IPv4Network(f"10.233.{secrets.randbelow(250) + 1}.0/24")
-    w = Wire(f"nsve{tag}", f"nsvv{tag}", f"nsve{tag}", f"nsvv{tag}", subnet)
-    try:
-        netns.ensure_namespace(w.engine_ns)
-        netns.ensure_namespace(w.vm_ns)
-        netns.ip("link", "add", w.engine_if, "type", "veth", "peer", "name", w.vm_if,
-                 namespace=w.engine_ns)
-        netns.ip("link", "set", w.vm_if, "netns", w.vm_ns, namespace=w.engine_ns)
-        netns.ip("link", "set", w.vm_if, "address", VM_MAC, namespace=w.vm_ns)
-        netns.ensure_address(w.engine_if, ipaddress.IPv4Interface(f"{w.host(1)}/24"),
-                             namespace=w.engine_ns)
-        netns.ip("link", "set", w.engine_if, "up", namespace=w.engine_ns)
-        netns.ip("link", "set", w.vm_if, "up", namespace=w.vm_ns)
-        # Outside the DHCP ranges: the tests that do not ask for a lease talk from here.
-        netns.ensure_address(w.vm_if, ipaddress.IPv4Interface(f"{w.host(200)}/24"),
-                             namespace=w.vm_ns)
+    with veth_pair(VM_MAC) as w:
         yield w
-    finally:
-        for ns in (w.engine_ns, w.vm_ns):
-            for pid in netns.pids_in(ns):  # only daemons this test started live in them
-                subprocess.run(["kill", "-9", str(pid)], check=False)
-            netns.delete_namespace(ns)
-        netns.unmount_netns_dir_if_unused()
 
 
 async def _add_vm(db: Database, network: str, vm: str, mac: str) -> None:
