@@ -16,6 +16,7 @@ from rich.console import Console
 from overt.allinone import AllInOne, DemoError, DemoOptions, Stopped
 from overt.cli.errors import reports_errors
 from overt.cli.logs import setup_logging
+from overt.config import SettingsError
 
 console = Console()
 
@@ -103,7 +104,7 @@ def demo(
         asyncio.run(allinone.run(_ready))
     except (KeyboardInterrupt, asyncio.CancelledError, Stopped):
         pass
-    except DemoError as exc:
+    except (DemoError, SettingsError) as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
     console.print("Overt stopped; VMs that were running keep running.")

@@ -113,6 +113,10 @@ class EngineRuntime:
         self._monitor: Monitor | None = None
         self._change_feed: ChangeFeed | None = None
         self.netsvc: NetworkServices | None = None
+        # Checked now, so a bad address plan stops the engine before anything starts.
+        self.netsvc_plan = load_plan(self.settings.netsvc_file,
+                                     gateway_port=self.settings.gateway_port) \
+            if self.parts.netsvc and self.settings.netsvc_file is not None else None
 
     @property
     def password_file(self) -> Path:
@@ -168,8 +172,9 @@ class EngineRuntime:
         if self.parts.monitor:
             self._monitor = monitor
             tasks.append(asyncio.create_task(monitor.run(), name="monitor"))
-        if self.parts.netsvc and self.settings.netsvc_file is not None:
-            self.netsvc = make_network_services(self.settings, self.db)
+        if self.netsvc_plan is not None:
+            self.netsvc = NetworkServices(self.db, self.netsvc_plan,
+                                          self.settings.data_dir / "netsvc")
             tasks.append(asyncio.create_task(self.netsvc.run(), name="netsvc"))
         if self.parts.api and isinstance(self.broker, BrokerAdminAccounts):
             sweeper = NodeAccountSweeper(self.db, self.broker,
@@ -183,7 +188,7 @@ class EngineRuntime:
             ready.set()
         log.info("engine running (%s)", ", ".join(
             p for p in ("api", "worker", "monitor", "netsvc") if getattr(self.parts, p)
-            and (p != "netsvc" or self.settings.netsvc_file is not None)))
+            and (p != "netsvc" or self.netsvc_plan is not None)))
         stopper = asyncio.create_task(self._stop.wait())
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
@@ -323,9 +328,3 @@ def make_gateway(settings: EngineSettings, pki: EnginePki, registry: Registry,
                        sink=sink if settings.bus == "direct" else None, enroll=registry.announce,
                        pins=CertificatePins(registry.db).accepts, clock=pki.clock)
 
-
-def make_network_services(settings: EngineSettings, db: Database) -> NetworkServices:
-    """dnsmasq and chronyd for the managed networks of the address plan."""
-    assert settings.netsvc_file is not None
-    plan = load_plan(settings.netsvc_file, gateway_port=settings.gateway_port)
-    return NetworkServices(db, plan, settings.data_dir / "netsvc")

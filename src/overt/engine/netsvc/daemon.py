@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 class ChildDaemon:
     def __init__(self, name: str, argv: Sequence[str], output: Path, *,
-                 restart_delay_s: float = 1.0) -> None:
+                 restart_delay_s: float = 0.5) -> None:
         self.name = name
         self.argv = list(argv)
         self.output = output
@@ -46,14 +46,19 @@ class ChildDaemon:
         log.info("%s started (pid %d)", self.name, self.process.pid)
 
     async def _keep_running(self) -> None:
+        """Restart after a pause that doubles (up to a minute) while it keeps dying young."""
+        delay = self.restart_delay_s
+        loop = asyncio.get_running_loop()
         while not self._stopping:
             assert self.process is not None
+            started = loop.time()
             code = await self.process.wait()
             if self._stopping:
                 return
-            log.warning("%s exited with %s; starting it again (see %s)", self.name, code,
-                        self.output)
-            await asyncio.sleep(self.restart_delay_s)
+            delay = self.restart_delay_s if loop.time() - started > 30 else min(delay * 2, 60)
+            log.warning("%s exited with %s; starting it again in %g s (see %s)", self.name,
+                        code, delay, self.output)
+            await asyncio.sleep(delay)
             if not self._stopping:
                 await self._spawn()
 
