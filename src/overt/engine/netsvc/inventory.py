@@ -46,6 +46,7 @@ class HostEntry:
 class Inventory:
     nics: tuple[NicEntry, ...]
     hosts: tuple[HostEntry, ...]
+    networks: frozenset[str] = frozenset()  # the planned networks the database has
 
 
 def _ipv4(value: str | None) -> ipaddress.IPv4Address | None:
@@ -90,4 +91,5 @@ async def read_inventory(db: Database, networks: dict[str, str | None],
         for net in set(wanted.values()):
             if ip is not None and ip in subnets[net] and (net, host) not in hosts:
                 hosts[(net, host)] = HostEntry(net, host, cluster, ip)
-    return Inventory(nics=tuple(nics), hosts=tuple(sorted(hosts.values())))
+    return Inventory(nics=tuple(nics), hosts=tuple(sorted(hosts.values())),
+                     networks=frozenset(wanted.values()))

@@ -60,6 +60,7 @@ class NetworkServices:
         self.wakeup = asyncio.Event()
         self._user = pwd.getpwuid(os.geteuid()).pw_name
         self._group = grp.getgrgid(os.getegid()).gr_name
+        self._missing: set[str] = set()
 
     def network_dir(self, name: str) -> Path:
         return self.state_dir / name
@@ -90,6 +91,13 @@ class NetworkServices:
         subnets = {net.name: net.subnet for net in self.plan.networks}
         inventory = await read_inventory(
             self.db, {net.name: net.data_center for net in self.plan.networks}, subnets)
+        missing = {net.name for net in self.plan.networks} - inventory.networks
+        if missing != self._missing:
+            if missing:
+                log.warning("the address plan names networks the engine does not have: %s "
+                            "(served, but with no VM NIC or host on them)",
+                            ", ".join(sorted(missing)))
+            self._missing = missing
         addresses: dict[str, dict[str, ipaddress.IPv4Address]] = {}
         for net in self.plan.networks:
             macs = [nic.mac for nic in inventory.nics if nic.network == net.name]
