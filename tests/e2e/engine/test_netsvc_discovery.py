@@ -55,10 +55,9 @@ def _node(wire: Wire, base: Path) -> subprocess.Popen[bytes]:
     argv = ["ip", "netns", "exec", wire.vm_ns, sys.executable, "-m", "overt", "node",
             "--listen-address", address, "--advertise-address", address,
             "--data-dir", str(base / "node"), "--storage-dir", str(base / "images"),
-            "--engine-ca-file", str(base / "engine" / "pki" / "ca.pem")]
-    env = {**os.environ, "OVERT_NODE_DISCOVERY_DOMAIN": "overt.test",
-           "OVERT_NODE_DISCOVERY_NAMESERVER": str(wire.host(1)),
-           "OVERT_NODE_ANNOUNCE_INTERVAL_S": "1"}
+            "--engine-ca-file", str(base / "engine" / "pki" / "ca.pem"),
+            "--discovery-domain", "overt.test", "--discovery-nameserver", str(wire.host(1))]
+    env = {**os.environ, "OVERT_NODE_ANNOUNCE_INTERVAL_S": "1"}
     with (base / "node.log").open("ab") as log:
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env)
