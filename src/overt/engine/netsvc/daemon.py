@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,8 +17,10 @@ log = logging.getLogger(__name__)
 
 class ChildDaemon:
     def __init__(self, name: str, argv: Sequence[str], output: Path, *,
-                 restart_delay_s: float = 0.5) -> None:
+                 pidfile: Path | None = None, restart_delay_s: float = 0.5) -> None:
+        """`pidfile`: where the daemon writes its pid once it handles signals."""
         self.name = name
+        self.pidfile = pidfile
         self.argv = list(argv)
         self.output = output
         self.restart_delay_s = restart_delay_s
@@ -62,10 +66,33 @@ class ChildDaemon:
             if not self._stopping:
                 await self._spawn()
 
-    def reload(self) -> None:
-        """Have it re-read its files (dnsmasq: hosts and DHCP host files)."""
-        if self.process is not None and self.process.returncode is None:
+    def forget(self) -> None:
+        """Stop watching it and leave it running, as an engine killed outright does (tests)."""
+        self._stopping = True
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+
+    def ready(self) -> bool:
+        """Whether it runs and handles signals (its pid file names it)."""
+        if self.pidfile is None or self.pid is None:
+            return self.pid is not None
+        try:
+            return int(self.pidfile.read_text().split()[0]) == self.pid
+        except (OSError, ValueError, IndexError):
+            return False
+
+    async def reload(self, timeout_s: float = 5.0) -> None:
+        """Have it re-read its files (dnsmasq: hosts and DHCP host files). A SIGHUP before
+        it handles signals would kill it: until its pid file names it, wait; then restart."""
+        for _ in range(int(timeout_s / 0.05)):
+            if self.ready():
+                break
+            await asyncio.sleep(0.05)
+        if self.ready() and self.process is not None:
             self.process.send_signal(signal.SIGHUP)
+        elif not self._stopping:
+            await self.restart()
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         self._stopping = True
@@ -88,3 +115,36 @@ class ChildDaemon:
     async def restart(self) -> None:
         await self.stop()
         await self.start()
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie waiting for its parent does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def reap_stale(pidfile: Path, marker: str, timeout_s: float = 5.0) -> int | None:
+    """Stop a daemon an engine that died left behind: the process in `pidfile`, if its
+    command line names `marker` (its private configuration file). Returns its pid."""
+    try:
+        pid = int(pidfile.read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (OSError, ValueError, IndexError):
+        return None
+    if marker not in cmdline.replace("\0", " "):
+        return None
+    log.warning("stopping %s (pid %d), left running by an engine that stopped unexpectedly",
+                cmdline.split("\0")[0], pid)
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return pid

@@ -17,7 +17,7 @@ from pathlib import Path
 from overt.engine.db.database import Database
 from overt.engine.netsvc.addresses import AddressBook, PoolExhausted
 from overt.engine.netsvc.configs import DnsmasqFiles, render_chrony, render_dnsmasq
-from overt.engine.netsvc.daemon import ChildDaemon
+from overt.engine.netsvc.daemon import ChildDaemon, reap_stale
 from overt.engine.netsvc.inventory import Inventory, read_inventory
 from overt.engine.netsvc.plan import PlanError, ServicesPlan
 
@@ -72,18 +72,22 @@ class NetworkServices:
         await self.refresh(start=False)
         for net in self.plan.networks:
             directory = self.network_dir(net.name)
+            await asyncio.to_thread(reap_stale, directory / "dnsmasq.pid",
+                                    str(directory / "dnsmasq.conf"))
             daemon = ChildDaemon(f"dnsmasq ({net.name})",
                                  [*self.wrap, dnsmasq, "--keep-in-foreground",
                                   f"--conf-file={directory / 'dnsmasq.conf'}"],
-                                 directory / "dnsmasq.out")
+                                 directory / "dnsmasq.out", pidfile=directory / "dnsmasq.pid")
             await daemon.start()
             self.dnsmasq[net.name] = daemon
         if self.plan.ntp:
             conf = self.state_dir / "chrony.conf"
+            await asyncio.to_thread(reap_stale, self.state_dir / "chronyd.pid", str(conf))
             _write_if_changed(conf, render_chrony(self.plan, self.state_dir))
             argv = [*self.wrap, _program("chronyd"), "-d", "-x", "-f", str(conf),
                     "-u", self._user]
-            self.chrony = ChildDaemon("chronyd", argv, self.state_dir / "chronyd.out")
+            self.chrony = ChildDaemon("chronyd", argv, self.state_dir / "chronyd.out",
+                                      pidfile=self.state_dir / "chronyd.pid")
             await self.chrony.start()
 
     async def refresh(self, *, start: bool = True) -> None:
@@ -120,7 +124,7 @@ class NetworkServices:
                 if main_changed:
                     await daemon.restart()
                 elif hosts_changed:
-                    daemon.reload()
+                    await daemon.reload()
         self.refreshed.set()
 
     def _files(self, name: str, inventory: Inventory,

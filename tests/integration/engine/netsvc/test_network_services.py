@@ -21,6 +21,7 @@ from sqlalchemy import select
 from overt.engine.db.database import Database
 from overt.engine.db.seed import BLANK_TEMPLATE_ID
 from overt.engine.db.tables import Cluster, DataCenter, Host, Network, Vm, VmNic, VnicProfile
+from overt.engine.netsvc.daemon import alive
 from overt.engine.netsvc.plan import parse_plan
 from overt.engine.netsvc.service import NetworkServices
 from tests.support.netns_pair import Wire, veth_pair
@@ -187,3 +188,24 @@ async def test_stopping_stops_every_daemon(services: NetworkServices) -> None:
     await services.stop()
     assert all(p is not None and p.returncode is not None for p in processes)
     assert all(d.pid is None for d in services.dnsmasq.values())
+
+
+async def test_daemons_left_by_a_dead_engine_are_replaced(
+        services: NetworkServices, db: Database, wire: Wire, tmp_path: Path) -> None:
+    """An engine killed outright leaves its daemons running; the next start stops them
+    (they hold the ports) and starts its own."""
+    assert services.chrony is not None
+    daemons = (services.dnsmasq["nsvnet"], services.chrony)
+    await _until(lambda: all(daemon.ready() for daemon in daemons))
+    orphans = [daemon.pid for daemon in daemons]
+    for daemon in daemons:
+        daemon.forget()
+    successor = NetworkServices(db, services.plan, services.state_dir, wrap=services.wrap)
+    await successor.start()
+    try:
+        assert all(pid is not None and not alive(pid) for pid in orphans)
+        assert successor.dnsmasq["nsvnet"].pid not in (None, *orphans)
+        await _until(lambda: _resolve(wire, "web1.default.overt.test") == [str(wire.host(10))])
+        assert successor.chrony is not None and successor.chrony.pid is not None
+    finally:
+        await successor.stop()
