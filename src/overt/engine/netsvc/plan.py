@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,6 @@ class ServicesPlan:
     ntp: bool = True
     refresh_s: float = 5.0
     gateway_port: int = 8444
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def network(self, name: str) -> NetworkPlan | None:
         return next((n for n in self.networks if n.name == name), None)
@@ -85,10 +84,24 @@ def _overlap(a: tuple[ipaddress.IPv4Address, ipaddress.IPv4Address],
     return a[0] <= b[1] and b[0] <= a[1]
 
 
+_PLAN_KEYS = {"domain", "networks", "engine_name", "upstream_dns", "ntp_servers", "ntp",
+              "refresh_s", "gateway_port"}
+_NETWORK_KEYS = {"name", "interface", "subnet", "address", "gateway", "dhcp_range",
+                 "reserved_range", "data_center", "lease_time"}
+
+
+def _unknown(raw: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise PlanError(f"{where}: unknown setting {', '.join(unknown)} "
+                        f"(known: {', '.join(sorted(known))})")
+
+
 def _network(raw: dict[str, Any]) -> NetworkPlan:
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise PlanError("every [[networks]] entry needs a name (the logical network's)")
+    _unknown(raw, _NETWORK_KEYS, f"network {name}")
     try:
         subnet = ipaddress.IPv4Network(str(raw.get("subnet")))
         address = ipaddress.IPv4Address(str(raw.get("address")))
@@ -113,10 +126,14 @@ def _network(raw: dict[str, Any]) -> NetworkPlan:
 
 
 def parse_plan(raw: dict[str, Any], *, gateway_port: int = 8444) -> ServicesPlan:
+    _unknown(raw, _PLAN_KEYS, "address plan")
     domain = str(raw.get("domain", "")).strip(".").lower()
     if not domain or not all(_LABEL.match(label) for label in domain.split(".")):
         raise PlanError(f"domain {raw.get('domain')!r} is not a DNS domain (e.g. 'example')")
-    networks = tuple(_network(n) for n in raw.get("networks", []))
+    entries = raw.get("networks", [])
+    if not isinstance(entries, list) or not all(isinstance(n, dict) for n in entries):
+        raise PlanError("networks must be [[networks]] tables")
+    networks = tuple(_network(n) for n in entries)
     if not networks:
         raise PlanError("the plan names no [[networks]]")
     names = [n.name for n in networks]
@@ -127,9 +144,15 @@ def parse_plan(raw: dict[str, Any], *, gateway_port: int = 8444) -> ServicesPlan
             if a.subnet.overlaps(b.subnet):
                 raise PlanError(f"networks {a.name} and {b.name} have overlapping subnets")
     engine_name = dns_label(str(raw.get("engine_name", "engine")))
+    upstream = [str(s) for s in raw.get("upstream_dns", [])]
+    for server in upstream:
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise PlanError(f"upstream_dns: {server!r} is not an IP address") from None
     return ServicesPlan(
         domain=domain, networks=networks, engine_name=engine_name,
-        upstream_dns=tuple(str(s) for s in raw.get("upstream_dns", [])),
+        upstream_dns=tuple(upstream),
         ntp_servers=tuple(str(s) for s in raw.get("ntp_servers", [])),
         ntp=bool(raw.get("ntp", True)), refresh_s=float(raw.get("refresh_s", 5.0)),
         gateway_port=int(raw.get("gateway_port", gateway_port)))

@@ -48,6 +48,7 @@ def test_plan_file_is_read_and_normalised(tmp_path: Path) -> None:
     ({"reserved_range": "nonsense"}, "FIRST-LAST"),
     ({"subnet": "10.233.5.0/33"}, "vmnet"),
     ({"interface": "a-name-longer-than-15"}, "interface"),
+    ({"dhcp_rnage": "10.233.5.100-10.233.5.150"}, "unknown setting dhcp_rnage"),
 ])
 def test_bad_network_plans_are_refused(change: dict[str, object], message: str) -> None:
     with pytest.raises(PlanError, match=message):
@@ -57,6 +58,12 @@ def test_bad_network_plans_are_refused(change: dict[str, object], message: str) 
 def test_bad_domain_and_missing_networks_are_refused(tmp_path: Path) -> None:
     with pytest.raises(PlanError, match="not a DNS domain"):
         parse_plan({**PLAN, "domain": "bad_domain!"})
+    with pytest.raises(PlanError, match="unknown setting upstream"):
+        parse_plan({**PLAN, "upstream": ["192.0.2.1"]})
+    with pytest.raises(PlanError, match=r"'dns\.example' is not an IP address"):
+        parse_plan({**PLAN, "upstream_dns": ["dns.example"]})
+    with pytest.raises(PlanError, match="tables"):
+        parse_plan({"domain": "example", "networks": "vmnet"})
     with pytest.raises(PlanError, match="no \\[\\[networks\\]\\]"):
         parse_plan({"domain": "example"})
     with pytest.raises(PlanError, match="cannot read"):
