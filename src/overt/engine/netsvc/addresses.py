@@ -14,7 +14,12 @@ from overt.engine.netsvc.plan import NetworkPlan
 
 
 class PoolExhausted(RuntimeError):
-    """No free address is left in a network's reserved range."""
+    """No free address is left in a network's reserved range; `assigned` holds the NICs
+    that have one (the others get none until addresses are freed)."""
+
+    def __init__(self, message: str, assigned: dict[str, ipaddress.IPv4Address]) -> None:
+        super().__init__(message)
+        self.assigned = assigned
 
 
 class AddressBook:
@@ -35,19 +40,30 @@ class AddressBook:
         pool = set(plan.reserved_addresses())
         result: dict[str, ipaddress.IPv4Address] = {}
         for mac in macs:
-            address = known.get(mac)
-            if address is not None and ipaddress.IPv4Address(address) in pool:
-                result[mac] = ipaddress.IPv4Address(address)
+            try:
+                address = ipaddress.IPv4Address(known.get(mac, ""))
+            except ValueError:  # new, or a damaged entry: it gets a free address
+                continue
+            if address in pool:
+                result[mac] = address
         free = sorted(pool - set(result.values()))
+        left_out = []
         for mac in sorted(set(macs) - set(result)):
-            if not free:
-                raise PoolExhausted(f"network {plan.name}: the reserved range "
-                                    f"{plan.reserved_range[0]}-{plan.reserved_range[1]} is full")
-            result[mac] = free.pop(0)
+            if free:
+                result[mac] = free.pop(0)
+            else:
+                left_out.append(mac)
+        self._store(known, result)
+        if left_out:
+            raise PoolExhausted(f"network {plan.name}: the reserved range "
+                                f"{plan.reserved_range[0]}-{plan.reserved_range[1]} is full; "
+                                f"no address for {', '.join(left_out)}", result)
+        return result
+
+    def _store(self, known: dict[str, str], result: dict[str, ipaddress.IPv4Address]) -> None:
         stored = {mac: str(ip) for mac, ip in sorted(result.items())}
         if stored != known:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text(json.dumps(stored, indent=1) + "\n")
             tmp.replace(self.path)
-        return result

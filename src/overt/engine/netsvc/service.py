@@ -109,8 +109,8 @@ class NetworkServices:
                 addresses[net.name] = AddressBook(
                     self.network_dir(net.name) / "addresses.json").assign(net, macs)
             except PoolExhausted as exc:
-                log.error("%s; NICs beyond it get no reservation", exc)
-                addresses[net.name] = {}
+                log.error("%s", exc)
+                addresses[net.name] = exc.assigned
         for net in self.plan.networks:
             files = self._files(net.name, inventory, addresses)
             directory = self.network_dir(net.name)

@@ -83,8 +83,13 @@ def test_addresses_are_stable_and_freed(tmp_path: Path) -> None:
     second = book.assign(net, ["56:6f:00:00:00:02", "56:6f:00:00:00:03"])
     assert str(second["56:6f:00:00:00:02"]) == "10.233.5.11"
     assert str(second["56:6f:00:00:00:03"]) == "10.233.5.10"
-    with pytest.raises(PoolExhausted, match="is full"):
-        book.assign(net, [f"56:6f:00:00:01:0{i}" for i in range(4)])
+    # Full: the NICs that had an address keep it, one more gets the last, the rest none.
+    macs = ["56:6f:00:00:00:02", "56:6f:00:00:00:03", "56:6f:00:00:01:01", "56:6f:00:00:01:02"]
+    with pytest.raises(PoolExhausted, match="is full; no address for 56:6f:00:00:01:02") as full:
+        book.assign(net, macs)
+    assert {m: str(a) for m, a in full.value.assigned.items()} == {
+        "56:6f:00:00:00:02": "10.233.5.11", "56:6f:00:00:00:03": "10.233.5.10",
+        "56:6f:00:00:01:01": "10.233.5.12"}
 
 
 def test_dnsmasq_files(tmp_path: Path) -> None:
