@@ -61,6 +61,7 @@ class DemoOptions:
     gateway_port: int = 8444
     public_address: str = "127.0.0.1"
     images_dir: Path = IMAGES_DIR
+    netsvc_file: Path | None = None
 
 
 class Stopped(Exception):
@@ -81,7 +82,7 @@ class AllInOne:
             data_dir=options.data_dir, db=options.db, bus=options.bus, api_address="127.0.0.1",
             api_port=options.port, gateway_address="0.0.0.0",  # noqa: S104 - lab nodes too
             gateway_port=options.gateway_port, public_address=options.public_address,
-            broker_admin_url=admin)
+            broker_admin_url=admin, netsvc_file=options.netsvc_file)
         self.runtime = EngineRuntime(settings)
         self.agent = LocalAgent(AgentOptions(
             data_dir=options.data_dir, images_dir=options.images_dir, port=options.node_port,

@@ -39,7 +39,13 @@ class NodeSettings(BaseSettings):
 
     engine_url: str | None = Field(
         None, description="The engine's node gateway, e.g. https://10.77.0.1:8444; the node "
-        "announces itself there when it has no certificate yet.")
+        "announces itself there when it has no certificate yet; without it the node looks "
+        "the engine up by DNS (SRV `_overt._tcp.DOMAIN`).")
+    discovery_domain: str | None = Field(
+        None, description="Domain whose `_overt._tcp` SRV record names the engine (default: "
+        "the resolver's search domains); used only without an engine URL.")
+    discovery_nameserver: str | None = Field(
+        None, description="DNS server to ask for that record (default: the system's).")
     bus: str = Field(
         "direct", description="`direct` (HTTPS + mutual TLS), or `amqp`/`amqps` for fully "
         "managed mode (commands and events through the broker whose account the node gets at "
@@ -173,6 +179,10 @@ class EngineSettings(BaseSettings):
     monitor_report_interval_s: float = Field(
         60.0, ge=0.5, description="How often a monitor logs what it applied and the lag from "
         "node to database.")
+    netsvc_file: Path | None = Field(
+        None, description="The address plan of the managed networks (TOML, see "
+        "docs/networks.md): with it the engine runs dnsmasq (DHCP, DNS) on each and chronyd "
+        "(NTP) for them.")
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 

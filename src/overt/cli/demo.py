@@ -15,6 +15,7 @@ from rich.console import Console
 
 from overt.allinone import AllInOne, DemoError, DemoOptions, Stopped
 from overt.cli.errors import reports_errors
+from overt.config import SettingsError
 from overt.logs import configure_logging
 
 console = Console()
@@ -81,6 +82,9 @@ def demo(
     = Path("/var/lib/overt/images"),
     log_level: Annotated[str, typer.Option(help="Level of Overt's log lines (debug, info, "
                                                 "warning).")] = "info",
+    netsvc_file: Annotated[Path | None, typer.Option(
+        help="Address plan of the managed networks (TOML): the engine then serves DHCP, DNS "
+        "and NTP on them (docs/networks.md).")] = None,
 ) -> None:
     """Run the engine and an agent for this machine, enrolled as host 'local', with a local
     storage domain and the test-guest template. Ready when the API answers."""
@@ -93,13 +97,14 @@ def demo(
         raise typer.Exit(1) from None
     options = DemoOptions(data_dir=data_dir, port=port, db=db, bus=bus,
                           public_address=public_address, gateway_port=gateway_port,
-                          node_port=node_port, images_dir=images_dir)
+                          node_port=node_port, images_dir=images_dir,
+                          netsvc_file=netsvc_file)
     try:
         allinone = AllInOne(options, say=lambda text: console.print(f"[cyan]•[/] {text}"))
         asyncio.run(allinone.run(_ready))
     except (KeyboardInterrupt, asyncio.CancelledError, Stopped):
         pass
-    except DemoError as exc:
+    except (DemoError, SettingsError) as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
     console.print("Overt stopped; VMs that were running keep running.")

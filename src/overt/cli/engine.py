@@ -21,16 +21,18 @@ class Part(StrEnum):
     API = "api"
     WORKER = "worker"
     MONITOR = "monitor"
+    NETSVC = "netsvc"
 
 
 def build_settings(data_dir: Path | None, db: str | None, bus: str | None, address: str | None,
                    port: int | None, public_address: str | None,
                    broker_admin_file: Path | None = None,
-                   broker_node_url: str | None = None) -> EngineSettings:
+                   broker_node_url: str | None = None,
+                   netsvc_file: Path | None = None) -> EngineSettings:
     overrides = {k: v for k, v in {
         "data_dir": data_dir, "db": db, "bus": bus, "api_address": address, "api_port": port,
         "public_address": public_address, "broker_admin_file": broker_admin_file,
-        "broker_node_url": broker_node_url}.items() if v is not None}
+        "broker_node_url": broker_node_url, "netsvc_file": netsvc_file}.items() if v is not None}
     try:
         return EngineSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
@@ -53,6 +55,9 @@ BrokerNodeUrl = Annotated[str | None, typer.Option(
 Address = Annotated[str | None, typer.Option(help="Address the API listens on.")]
 Port = Annotated[int | None, typer.Option(help="Port of the API (HTTPS).")]
 Public = Annotated[str | None, typer.Option(help="Address nodes use to reach the engine.")]
+NetsvcFile = Annotated[Path | None, typer.Option(
+    help="Address plan of the managed networks (TOML, docs/networks.md): the engine serves "
+    "DHCP and DNS (dnsmasq) and NTP (chrony) on them.")]
 
 
 @reports_errors
@@ -62,10 +67,15 @@ def engine(
     data_dir: DataDir = None, db: Db = None, bus: Bus = None, address: Address = None,
     port: Port = None, public_address: Public = None,
     broker_admin_file: BrokerAdminFile = None, broker_node_url: BrokerNodeUrl = None,
+    netsvc_file: NetsvcFile = None,
 ) -> None:
-    """Run the engine: the API, the job worker and the monitor (or just one of them)."""
+    """Run the engine: the API, the job worker, the monitor and, with an address plan, the
+    network services (or just one of them)."""
     settings = build_settings(data_dir, db, bus, address, port, public_address,
-                              broker_admin_file, broker_node_url)
+                              broker_admin_file, broker_node_url, netsvc_file)
+    if part is Part.NETSVC and settings.netsvc_file is None:
+        raise SettingsError("`overt engine netsvc` needs the address plan: give --netsvc-file "
+                            "FILE or OVERT_NETSVC_FILE (see docs/networks.md)")
     if part is not None and settings.database_url().startswith("sqlite"):
         raise SettingsError(f"`overt engine {part.value}` shares the database with the other "
                             "parts, which needs PostgreSQL: give --db "

@@ -19,7 +19,13 @@ from overt.node.composition import run_agent
 def node(
     engine_url: Annotated[str | None, typer.Option(
         help="The engine's node gateway (https://ENGINE:8444); the node announces itself "
-        "there until it is enrolled.")] = None,
+        "there until it is enrolled. Without it, the node looks the engine up by DNS (SRV "
+        "_overt._tcp.DOMAIN).")] = None,
+    discovery_domain: Annotated[str | None, typer.Option(
+        help="Domain of the engine's SRV record (default: the resolver's search domains).")]
+    = None,
+    discovery_nameserver: Annotated[str | None, typer.Option(
+        help="DNS server to ask for it (default: the system's).")] = None,
     bus: Annotated[str | None, typer.Option(
         help="`direct` (HTTPS + mutual TLS), or `amqp` for fully managed mode (through the "
         "broker, with the account the node gets at enrollment); amqp://HOST:PORT, without "
@@ -67,6 +73,7 @@ def node(
         "enroll_token": enroll_token, "stats_interval_s": stats_interval,
         "heartbeat_interval_s": heartbeat_interval, "virt_type": virt_type,
         "log_level": log_level, "log_format": log_format,
+        "discovery_domain": discovery_domain, "discovery_nameserver": discovery_nameserver,
     }
     try:
         settings = NodeSettings(**{k: v for k, v in given.items() if v is not None})

@@ -48,6 +48,8 @@ from overt.engine.jobs.observe import ObservedChanges
 from overt.engine.jobs.worker import Worker
 from overt.engine.monitor.inbox import InboxSink
 from overt.engine.monitor.service import Monitor
+from overt.engine.netsvc.plan import load_plan
+from overt.engine.netsvc.service import NetworkServices
 from overt.engine.nodes import NodeClient
 from overt.engine.pki.authority import EnginePki
 from overt.engine.pki.pins import CertificatePins
@@ -67,10 +69,12 @@ class Parts:
     api: bool = True
     worker: bool = True
     monitor: bool = True
+    netsvc: bool = True  # only where the settings name an address plan
 
     @classmethod
     def only(cls, name: str) -> Parts:
-        return cls(api=name == "api", worker=name == "worker", monitor=name == "monitor")
+        return cls(api=name == "api", worker=name == "worker", monitor=name == "monitor",
+                   netsvc=name == "netsvc")
 
 
 class _QuietServer(uvicorn.Server):
@@ -114,6 +118,11 @@ class EngineRuntime:
         self._monitor: Monitor | None = None
         self._change_feed: ChangeFeed | None = None
         self._directories: Directories | None = None
+        self.netsvc: NetworkServices | None = None
+        # Checked now, so a bad address plan stops the engine before anything starts.
+        self.netsvc_plan = load_plan(self.settings.netsvc_file,
+                                     gateway_port=self.settings.gateway_port) \
+            if self.parts.netsvc and self.settings.netsvc_file is not None else None
 
     @property
     def password_file(self) -> Path:
@@ -169,6 +178,10 @@ class EngineRuntime:
         if self.parts.monitor:
             self._monitor = monitor
             tasks.append(asyncio.create_task(monitor.run(), name="monitor"))
+        if self.netsvc_plan is not None:
+            self.netsvc = NetworkServices(self.db, self.netsvc_plan,
+                                          self.settings.data_dir / "netsvc")
+            tasks.append(asyncio.create_task(self.netsvc.run(), name="netsvc"))
         if self.parts.api and isinstance(self.broker, BrokerAdminAccounts):
             sweeper = NodeAccountSweeper(self.db, self.broker,
                                          interval_s=self.settings.broker_sweep_interval_s)
@@ -180,7 +193,8 @@ class EngineRuntime:
         if ready is not None:
             ready.set()
         log.info("engine running (%s)", ", ".join(
-            p for p in ("api", "worker", "monitor") if getattr(self.parts, p)))
+            p for p in ("api", "worker", "monitor", "netsvc") if getattr(self.parts, p)
+            and (p != "netsvc" or self.netsvc_plan is not None)))
         stopper = asyncio.create_task(self._stop.wait())
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
@@ -318,3 +332,4 @@ def make_gateway(settings: EngineSettings, pki: EnginePki, registry: Registry,
     return NodeGateway(_tls(pki), host=settings.gateway_address, port=settings.gateway_port,
                        sink=sink if settings.bus == "direct" else None, enroll=registry.announce,
                        pins=CertificatePins(registry.db).accepts, clock=pki.clock)
+

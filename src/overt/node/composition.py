@@ -16,6 +16,7 @@ from overt.bus.direct.agent import AgentServerSettings, DirectAgentTransport
 from overt.clock import Clock
 from overt.config import NodeSettings
 from overt.node.agent import Agent, AgentTimings
+from overt.node.discovery import discover_engine_url
 from overt.node.hypervisor.libvirt_driver import LibvirtHypervisor
 from overt.node.hypervisor.virt_mode_cache import VirtModeChoice, VirtType
 from overt.node.idempotency import IdempotencyStore
@@ -27,6 +28,21 @@ from overt.node.storage.local import LocalVolumes
 log = logging.getLogger(__name__)
 
 
+def engine_url(settings: NodeSettings, identity: NodeIdentity | None = None) -> str | None:
+    """The configured engine URL, else (for a node not enrolled yet) the one DNS names
+    (SRV `_overt._tcp`), else none."""
+    if settings.engine_url is not None:
+        return settings.engine_url
+    if identity is not None and identity.gateway_url() is not None:
+        return None  # enrolled: the engine told it where its gateway is
+    found = discover_engine_url(
+        [settings.discovery_domain] if settings.discovery_domain else [],
+        [settings.discovery_nameserver] if settings.discovery_nameserver else [])
+    if found is None:
+        log.info("no engine URL given and none found by DNS (SRV _overt._tcp)")
+    return found
+
+
 def build_transport(settings: NodeSettings) -> AgentTransport:
     """Direct (HTTPS + mutual TLS), or fully managed (enrollment over HTTPS, then the broker)."""
     identity = NodeIdentity(settings.data_dir, settings.engine_ca_file,
@@ -35,7 +51,7 @@ def build_transport(settings: NodeSettings) -> AgentTransport:
                             clock=Clock(settings.clock_offset_s))
     server = AgentServerSettings(
         listen_address=settings.listen_address, port=settings.port,
-        engine_url=settings.engine_url, advertise_address=settings.advertise_address,
+        engine_url=engine_url(settings, identity), advertise_address=settings.advertise_address,
         announce_interval_s=settings.announce_interval_s,
         cert_check_interval_s=settings.cert_check_interval_s)
     if settings.managed:

@@ -1,0 +1,155 @@
+"""The `netsvc` engine part: one dnsmasq per managed network and one chronyd, configured
+from the address plan and the database, refreshed as VMs and hosts come and go."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import ipaddress
+import logging
+import os
+import pwd
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from overt.engine.db.database import Database
+from overt.engine.netsvc.addresses import AddressBook, PoolExhausted
+from overt.engine.netsvc.configs import DnsmasqFiles, render_chrony, render_dnsmasq
+from overt.engine.netsvc.daemon import ChildDaemon, reap_stale
+from overt.engine.netsvc.inventory import Inventory, read_inventory
+from overt.engine.netsvc.plan import PlanError, ServicesPlan
+
+log = logging.getLogger(__name__)
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    try:
+        if path.read_text() == text:
+            return False
+    except FileNotFoundError:
+        pass
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return True
+
+
+def _program(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if found is None:
+        raise PlanError(f"the network services need `{name}`, which is not installed "
+                        "(scripts/setup installs it)")
+    return found
+
+
+class NetworkServices:
+    """Runs until cancelled; stops its daemons on the way out."""
+
+    def __init__(self, db: Database, plan: ServicesPlan, state_dir: Path, *,
+                 wrap: Sequence[str] = ()) -> None:
+        """`wrap` prefixes the daemons' command lines (tests: `ip netns exec NS`)."""
+        self.db = db
+        self.wrap = list(wrap)
+        self.plan = plan
+        self.state_dir = state_dir
+        self.dnsmasq: dict[str, ChildDaemon] = {}
+        self.chrony: ChildDaemon | None = None
+        self.refreshed = asyncio.Event()
+        self.wakeup = asyncio.Event()
+        self._user = pwd.getpwuid(os.geteuid()).pw_name
+        self._group = grp.getgrgid(os.getegid()).gr_name
+        self._missing: set[str] = set()
+
+    def network_dir(self, name: str) -> Path:
+        return self.state_dir / name
+
+    async def start(self) -> None:
+        """Write every file and start the daemons."""
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        dnsmasq = _program("dnsmasq")
+        await self.refresh(start=False)
+        for net in self.plan.networks:
+            directory = self.network_dir(net.name)
+            await asyncio.to_thread(reap_stale, directory / "dnsmasq.pid",
+                                    str(directory / "dnsmasq.conf"))
+            daemon = ChildDaemon(f"dnsmasq ({net.name})",
+                                 [*self.wrap, dnsmasq, "--keep-in-foreground",
+                                  f"--conf-file={directory / 'dnsmasq.conf'}"],
+                                 directory / "dnsmasq.out", pidfile=directory / "dnsmasq.pid")
+            await daemon.start()
+            self.dnsmasq[net.name] = daemon
+        if self.plan.ntp:
+            conf = self.state_dir / "chrony.conf"
+            await asyncio.to_thread(reap_stale, self.state_dir / "chronyd.pid", str(conf))
+            _write_if_changed(conf, render_chrony(self.plan, self.state_dir))
+            argv = [*self.wrap, _program("chronyd"), "-d", "-x", "-f", str(conf),
+                    "-u", self._user]
+            self.chrony = ChildDaemon("chronyd", argv, self.state_dir / "chronyd.out",
+                                      pidfile=self.state_dir / "chronyd.pid")
+            await self.chrony.start()
+
+    async def refresh(self, *, start: bool = True) -> None:
+        """Re-read the database; rewrite what changed; reload (hosts) or restart (main file)."""
+        subnets = {net.name: net.subnet for net in self.plan.networks}
+        inventory = await read_inventory(
+            self.db, {net.name: net.data_center for net in self.plan.networks}, subnets)
+        missing = {net.name for net in self.plan.networks} - inventory.networks
+        if missing != self._missing:
+            if missing:
+                log.warning("the address plan names networks the engine does not have: %s "
+                            "(served, but with no VM NIC or host on them)",
+                            ", ".join(sorted(missing)))
+            self._missing = missing
+        addresses: dict[str, dict[str, ipaddress.IPv4Address]] = {}
+        for net in self.plan.networks:
+            macs = [nic.mac for nic in inventory.nics if nic.network == net.name]
+            try:
+                addresses[net.name] = AddressBook(
+                    self.network_dir(net.name) / "addresses.json").assign(net, macs)
+            except PoolExhausted as exc:
+                log.error("%s", exc)
+                addresses[net.name] = exc.assigned
+        for net in self.plan.networks:
+            files = self._files(net.name, inventory, addresses)
+            directory = self.network_dir(net.name)
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            (directory / "leases").touch()
+            main_changed = _write_if_changed(directory / "dnsmasq.conf", files.main)
+            hosts_changed = _write_if_changed(directory / "hosts", files.hosts)
+            hosts_changed |= _write_if_changed(directory / "dhcp-hosts", files.dhcp_hosts)
+            daemon = self.dnsmasq.get(net.name)
+            if start and daemon is not None:
+                if main_changed:
+                    await daemon.restart()
+                elif hosts_changed:
+                    await daemon.reload()
+        self.refreshed.set()
+
+    def _files(self, name: str, inventory: Inventory,
+               addresses: dict[str, dict[str, ipaddress.IPv4Address]]) -> DnsmasqFiles:
+        net = self.plan.network(name)
+        assert net is not None
+        return render_dnsmasq(self.plan, net, inventory, addresses, self.network_dir(name),
+                              user=self._user, group=self._group)
+
+    async def run(self) -> None:
+        await self.start()
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wakeup.wait(), self.plan.refresh_s)
+                self.wakeup.clear()
+                try:
+                    await self.refresh()
+                except Exception:  # keep serving what was last written
+                    log.exception("network services: refresh failed")
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        for daemon in self.dnsmasq.values():
+            await daemon.stop()
+        if self.chrony is not None:
+            await self.chrony.stop()
