@@ -26,6 +26,7 @@ from overt.pki.certs import (
     PrivateKey,
     cert_pem,
     certificate_request,
+    endorsed,
     fingerprint,
     host_uuid_of,
     key_fingerprint,
@@ -186,13 +187,22 @@ class NodeIdentity:
         ca_file = self.trusted_ca_file()
         if ca_file is None:
             raise IdentityError("the grant carries no engine CA and none is trusted yet")
+        # The node CA certifies nodes only: this node never trusts it for a peer (so a
+        # certificate of it naming the engine convinces no node), only to check its own
+        # certificate, once the server CA it trusts has vouched for it.
         ca = load_cert(ca_file.read_bytes())
+        if grant.node_ca_pem is not None:
+            node_ca = _load(grant.node_ca_pem, "the node CA")
+            if not endorsed(ca, node_ca, grant.node_ca_endorsement):
+                raise IdentityError("the grant's node CA is not vouched for by the engine CA "
+                                    "this node trusts")
+            ca = node_ca
         cert = _load(grant.certificate_pem, "the node certificate")
         try:
             cert.verify_directly_issued_by(ca)
         except (ValueError, TypeError, InvalidSignature):
-            raise IdentityError("the node certificate was not issued by the engine CA "
-                                "this node trusts") from None
+            raise IdentityError("the node certificate was not issued by the engine's node "
+                                "CA") from None
         if cert.public_key() != self.key().public_key():
             raise IdentityError("the node certificate is not for this node's key")
         if host_uuid_of(cert) != host_uuid:

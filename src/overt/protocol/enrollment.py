@@ -66,6 +66,8 @@ class EnrollmentGrant(WireModel):
     message: str = ""
     host_id: UUID | None = None
     certificate_pem: str | None = None
-    ca_pem: str | None = None
+    ca_pem: str | None = None  # the server CA: what the node trusts for the engine, broker
+    node_ca_pem: str | None = None  # the CA of the node's certificate (trusted by the engine)
+    node_ca_endorsement: str | None = Field(None, max_length=512)  # the server CA vouches
     gateway_url: str | None = None  # events (direct mode) and renewals go here
     broker: BrokerCredentials | None = None
