@@ -188,7 +188,9 @@ class EngineRuntime:
 
     async def _start_api(self, registry: Registry) -> list[asyncio.Task[Any]]:
         services = ApiServices(jobs=JobSubmitter(self.job_wakeup), ca_certificate=self.pki.ca_file,
-                               monitor_wakeup=self.monitor_wakeup.set)
+                               monitor_wakeup=self.monitor_wakeup.set,
+                               revoke_node_account=self.broker.delete_node_user
+                               if self.broker is not None else None)
         app = build_api_app(self.db, services, extra_routes=web_routes())
         app.state.change_feed = self._change_feed = ChangeFeed(self.db)
         app.state.session_watch = SessionWatch()

@@ -34,11 +34,18 @@ def test_a_fingerprint_or_a_token_proof_admits_only_its_ca(tmp_path: Path) -> No
 
     token = tokens.new_token()
     by_token = NodeIdentity(tmp_path / "token", enroll_token=token)
+    stored, exchange = tokens.digest(token), tokens.ExchangeKey().public
     with pytest.raises(IdentityError):  # the intruder does not know the token
-        by_token.trust_ca(_pem(intruder), tokens.engine_proof("guess", fingerprint(intruder.cert)))
+        by_token.trust_ca(_pem(intruder), tokens.engine_proof(
+            tokens.digest("guess"), fingerprint(intruder.cert), exchange), exchange)
     with pytest.raises(IdentityError):  # a proof made for another CA
-        by_token.trust_ca(_pem(intruder), tokens.engine_proof(token, fingerprint(engine.cert)))
-    by_token.trust_ca(_pem(engine), tokens.engine_proof(token, fingerprint(engine.cert)))
+        by_token.trust_ca(_pem(intruder), tokens.engine_proof(
+            stored, fingerprint(engine.cert), exchange), exchange)
+    with pytest.raises(IdentityError):  # a proof made for another exchange key
+        by_token.trust_ca(_pem(engine), tokens.engine_proof(
+            stored, fingerprint(engine.cert), exchange), tokens.ExchangeKey().public)
+    by_token.trust_ca(_pem(engine), tokens.engine_proof(stored, fingerprint(engine.cert),
+                                                        exchange), exchange)
     assert by_token.ca_file.read_text() == _pem(engine)
 
 

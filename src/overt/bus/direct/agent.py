@@ -348,7 +348,8 @@ class DirectAgentTransport:
         if isinstance(intro, web.Response):
             return intro
         try:
-            self.identity.trust_ca(intro.ca_pem, intro.proof)
+            self.identity.trust_ca(intro.ca_pem, intro.proof, intro.exchange_key)
+            proof = self.identity.token_proof(intro.ca_pem, intro.exchange_key)
         except IdentityError as exc:
             log.warning("refused an engine's introduction: %s", exc,
                         extra={"peer": request.remote})
@@ -357,7 +358,7 @@ class DirectAgentTransport:
         log.info("engine introduced itself (gateway %s, host id %s)", intro.gateway_url,
                  intro.host_id, extra={"peer": request.remote})
         answer = self.enrollment_request().model_copy(
-            update={"proof": self.identity.token_proof(intro.ca_pem)})
+            update={"proof": proof})
         return _json(200, answer)
 
     async def _enrollment_certificate(self, request: web.Request) -> web.Response:

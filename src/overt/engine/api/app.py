@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +49,8 @@ class ApiServices:
     ca_certificate: Path
     instance_id: uuid.UUID = field(default_factory=uuid.uuid4)
     monitor_wakeup: Callable[[], None] = lambda: None
+    # Fully managed mode: deletes a removed host's broker account (after the commit).
+    revoke_node_account: Callable[[uuid.UUID], Awaitable[None]] | None = None
 
 
 def api_routes() -> ApiRoutes:
