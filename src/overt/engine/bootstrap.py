@@ -207,10 +207,11 @@ class EngineRuntime:
         self._servers.append(gateway)
 
         def reload() -> None:
-            gateway.reload_certificate()
-            context = getattr(server.config, "ssl", None)
-            if context is not None:
-                context.load_cert_chain(self.pki.cert_file, self.pki.key_file)
+            with self.pki.reading():  # not while another api process writes them
+                gateway.reload_certificate()
+                context = getattr(server.config, "ssl", None)
+                if context is not None:
+                    context.load_cert_chain(self.pki.cert_file, self.pki.key_file)
             if isinstance(self.transport, DirectEngineTransport):
                 self.transport.reload_certificate()
         watch = CertificateWatch(self.db, self.pki, rotation=self.settings.cert_rotation,

@@ -9,6 +9,13 @@
   and API clients never trust it: a certificate it signed for the engine's or the
   broker's name (a flaw in what it accepts, a stolen request) convinces nobody.
 
+Several engine processes may share the data directory (an api process per core):
+whatever writes these files (creation, renewal) holds an exclusive lock on
+`pki/.lock` and looks again once it has it, so two processes that find a
+certificate due at the same moment renew it once, and never leave one's key beside
+the other's certificate; readers that load a key with its certificate hold the lock
+shared (`reading`).
+
 Two CAs rather than name constraints on one: a node's certificate names only
 `urn:uuid:HOST`, and OpenSSL neither constrains URI names without a host part nor
 keeps a constraint from matching a UUID-shaped common name; a CA nobody but the
@@ -17,8 +24,11 @@ engine trusts needs no such rules to be right.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import socket
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography import x509
@@ -74,9 +84,26 @@ class EnginePki:
     def key_file(self) -> Path:
         return self.directory / "engine.key"
 
+    @contextlib.contextmanager
+    def _lock(self, operation: int) -> Iterator[None]:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with (self.directory / ".lock").open("ab") as lock:
+            fcntl.flock(lock, operation)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def reading(self) -> contextlib.AbstractContextManager[None]:
+        """Hold while loading a key with its certificate: no process replaces them meanwhile."""
+        return self._lock(fcntl.LOCK_SH)
+
     def ensure(self) -> None:
         """Create the CAs, the engine's and the broker's certificates when missing."""
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self._lock(fcntl.LOCK_EX):
+            self._ensure()
+
+    def _ensure(self) -> None:
         tag = uuid.uuid4().hex[:8]
         if not self.ca_file.exists():
             CertificateAuthority.create(f"Overt engine CA {tag}",
@@ -105,7 +132,9 @@ class EnginePki:
                         *self.addresses})
         cert = self.ca.sign(certificate_request(key, ENGINE_CN, names), now=self.clock.now())
         write_private(self.key_file, key_pem(key))
-        self.cert_file.write_bytes(cert_pem(cert))
+        tmp = self.cert_file.with_suffix(".pem.tmp")
+        tmp.write_bytes(cert_pem(cert))
+        tmp.replace(self.cert_file)
 
     @property
     def ca(self) -> CertificateAuthority:
@@ -122,7 +151,11 @@ class EnginePki:
     def renew_due(self, *, force_expired_only: bool = False) -> list[str]:
         """Renew the CAs (same key: what they issued stays valid), the engine's and the
         broker's certificates when due (`force_expired_only`: only what has expired).
-        Returns what was renewed."""
+        Returns what was renewed (by this call: nothing if another process just did)."""
+        with self._lock(fcntl.LOCK_EX):
+            return self._renew_due(force_expired_only)
+
+    def _renew_due(self, force_expired_only: bool) -> list[str]:
         now, renewed = self.clock.now(), []
         wanted = {Expiry.EXPIRED} if force_expired_only else {Expiry.RENEW, Expiry.ALERT,
                                                                Expiry.EXPIRED}
