@@ -4,13 +4,15 @@ renewal (same key and name) but no other."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
 
 import pytest
 
 from overt.node.identity import IdentityError, NodeIdentity
 from overt.pki import tokens
-from overt.pki.certs import CertificateAuthority, cert_pem, fingerprint
+from overt.pki.certs import CertificateAuthority, cert_pem, endorse, fingerprint
+from overt.protocol.enrollment import EnrollmentGrant, EnrollmentStatus
 
 
 def _pem(ca: CertificateAuthority) -> str:
@@ -60,3 +62,29 @@ def test_a_renewed_ca_replaces_the_configured_one_but_another_does_not(tmp_path:
     assert identity.accept_renewed_ca(_pem(renewed))
     assert identity.trusted_ca_file() == identity.ca_file
     assert identity.ca_file.read_text() == _pem(renewed)
+
+
+def test_a_grant_is_taken_only_from_the_node_ca_the_trusted_server_ca_endorsed(
+        tmp_path: Path) -> None:
+    server, node_ca, stranger = (CertificateAuthority.create(n)
+                                 for n in ("server", "node", "stranger"))
+    configured = tmp_path / "ca.pem"
+    configured.write_text(_pem(server))
+    identity = NodeIdentity(tmp_path / "node", configured)
+    host = uuid.uuid4()
+
+    def grant(ca: CertificateAuthority, endorsement: str | None) -> EnrollmentGrant:
+        cert = ca.sign(identity.csr_pem(host, [f"urn:uuid:{host}"]).encode(),
+                       names=[f"urn:uuid:{host}"])
+        return EnrollmentGrant(status=EnrollmentStatus.APPROVED,
+                               certificate_pem=cert_pem(cert).decode(), node_ca_pem=_pem(ca),
+                               node_ca_endorsement=endorsement)
+
+    for refused in (grant(stranger, None), grant(stranger, endorse(stranger, stranger.cert)),
+                    grant(stranger, endorse(server, node_ca.cert))):
+        with pytest.raises(IdentityError, match="not vouched for"):
+            identity.accept_grant(refused, host, "https://engine:8444")
+    assert not identity.cert_file.exists()
+    identity.accept_grant(grant(node_ca, endorse(server, node_ca.cert)), host,
+                          "https://engine:8444")
+    assert identity.enrolled(host)
