@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
+import os
 import shutil
 import socket
 import ssl
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -195,3 +199,16 @@ def test_broker_certificate_rotation_keeps_nodes_connected(
         max=500)]
     assert any("broker" in e and "Renewed" in e for e in events)
     assert not [e for e in events if "certificate expire" in e]
+
+    # `overt pki status` on the engine's machine lists the broker's certificate.
+    settings = site.engine.runtime.settings
+    env = {**os.environ, "OVERT_CLOCK_OFFSET_S": str(site.clock.offset_s),
+           "OVERT_BROKER_TLS_DIR": str(settings.broker_tls_dir)}
+    status = subprocess.run([sys.executable, "-m", "overt", "pki", "status", "--json",
+                             "--data-dir", str(settings.data_dir)], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stdout + status.stderr
+    listed = {c["what"]: c for c in json.loads(status.stdout)["certificates"]}
+    assert {"server CA", "node CA", "engine", "broker"} <= set(listed)
+    assert listed["broker"]["state"] == "ok"
+    assert listed["broker"]["not_after"] == renewed.not_valid_after_utc.isoformat()
