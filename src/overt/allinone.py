@@ -243,7 +243,7 @@ class AllInOne:
                     ).scalar_one_or_none()
             if host is None:
                 self.say("adding this machine as host 'local' of cluster Default")
-                host = await host_service.add_host(
+                host, _token = await host_service.add_host(
                     session, jobs, name=LOCAL_HOST, address="127.0.0.1",
                     port=self.options.node_port, cluster=None, user=admin,
                     fingerprint=await self._local_node_key())

@@ -139,6 +139,18 @@ class EngineSettings(BaseSettings):
     broker_ca_file: Path | None = Field(
         None, description="CA that signed the broker's certificate (amqps), besides the "
         "system's and the engine's own CA.")
+    broker_tls_dir: Path | None = Field(
+        None, description="On the broker's machine, the directory its RabbitMQ reads its TLS "
+        "files from (ca.pem, broker.pem, broker.key; `overt broker setup-local --tls`): the "
+        "engine issues the broker's certificate from its server CA there, renews it like its "
+        "own and makes RabbitMQ read it again. Unset: the broker's certificate is its "
+        "operator's.")
+    broker_tls_names: list[str] = Field(
+        default_factory=list, description="Names and addresses the broker's certificate "
+        "carries; default: the hosts of the broker URLs, localhost and 127.0.0.1.")
+    broker_rabbitmq_node: str | None = Field(
+        None, description="The RabbitMQ node (NAME@HOST) whose TLS files are in "
+        "broker_tls_dir, for rabbitmqctl; default: this machine's.")
     broker_sweep_interval_s: float = Field(
         30.0, ge=0.1, description="How often the broker accounts of removed hosts are deleted.")
     cert_rotation: bool = Field(

@@ -18,12 +18,16 @@ from pathlib import Path
 import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
+from cryptography import x509
+from sqlalchemy import select
 
+from overt.bus.direct.agent import DirectAgentTransport
+from overt.engine.db.tables import Host
 from overt.engine.pki.rotation import certificate_states
 from overt.engine.web.pages import certificate_alerts
 from overt.node.agent import AgentTimings
 from overt.node.simulated.fleet import FleetSpec, SimulatedFleet
-from overt.pki.certs import fingerprint
+from overt.pki.certs import fingerprint, load_cert
 from overt.pki.expiry import CertificateState, Expiry
 from tests.integration.node.harness import LoopThread
 from tests.security.conftest import close_loop
@@ -83,6 +87,19 @@ class Site:
             async with self.engine.runtime.db.transaction() as session:
                 return [e.description for e in await certificate_alerts(session)]
         return asyncio.run_coroutine_threadsafe(read(), self.engine.loop).result(30)
+
+    def engine_issued(self, what: str) -> list[x509.Certificate]:
+        """The engine's certificate ("engine"), or every host's ("hosts")."""
+        if what == "engine":
+            return [self.engine.runtime.pki.engine_certificate()]
+
+        async def read() -> list[str]:
+            async with self.engine.runtime.db.transaction() as session:
+                return [pem for pem in (await session.execute(
+                    select(Host.certificate_pem))).scalars() if pem]
+        pems = asyncio.run_coroutine_threadsafe(read(), self.engine.loop).result(30)
+        assert len(pems) == NODES
+        return [load_cert(pem.encode()) for pem in pems]
 
     def events(self) -> list[str]:
         return [e.description for e in
@@ -160,3 +177,48 @@ def test_expired_certificates_alert_and_one_command_recovers(frozen: Site) -> No
     status = subprocess.run([sys.executable, "-m", "overt", "pki", "status", "--data-dir",
                              data_dir], env=env, capture_output=True, text=True, timeout=120)
     assert status.returncode == 0, status.stdout + status.stderr
+
+
+CA_STEP = dt.timedelta(days=250)  # lands in every 825-day certificate's renewal window
+PAST_CA_RENEWAL = dt.timedelta(days=2500)  # the CAs' ten years are renewed on day ~2433
+
+
+def test_hosts_stay_up_through_the_renewal_of_the_cas(rotating: Site) -> None:
+    """The clock moves past the point where both CAs are renewed (same key and name, a
+    later expiry): what the old ones issued stays valid under the new ones and the other
+    way round, the nodes take the renewed server CA, and every host stays up."""
+    site = rotating
+    site.approve_all()
+    pki = site.engine.runtime.pki
+    old_server, old_node = pki.ca.cert, pki.node_ca.cert
+    old_issued = {name: site.engine_issued(name) for name in ("engine", "hosts")}
+    moved = dt.timedelta(0)
+    while moved < PAST_CA_RENEWAL:
+        site.clock.advance(CA_STEP)
+        moved += CA_STEP
+        wait_until(lambda: all(s.expiry is Expiry.OK for s in site.states()), 60,
+                   f"every certificate due to be renewed ({moved.days} days ahead)")
+        wait_until(site.all_up, 30, f"every host to be up ({moved.days} days ahead)")
+    server, node = pki.ca.cert, pki.node_ca.cert
+    for old, new in ((old_server, server), (old_node, node)):
+        assert new.not_valid_after_utc > old.not_valid_after_utc
+        assert (new.subject, new.public_key()) == (old.subject, old.public_key())
+    # Cross-trusted: certificates of the old CA certificates verify under the renewed
+    # ones, and the renewed CAs' certificates under the old ones.
+    for cert in old_issued["engine"]:
+        cert.verify_directly_issued_by(server)
+    for cert in old_issued["hosts"]:
+        cert.verify_directly_issued_by(node)
+    pki.engine_certificate().verify_directly_issued_by(old_server)
+    for cert in site.engine_issued("hosts"):
+        cert.verify_directly_issued_by(old_node)
+    # Every node trusts the renewed server CA now (it came with a renewal grant).
+    for agent in site.fleet.nodes:
+        assert isinstance(agent.transport, DirectAgentTransport)
+        trusted = agent.transport.identity.trusted_ca_file()
+        assert trusted is not None and load_cert(trusted.read_bytes()) == server
+    events = site.events()
+    assert any("server CA" in e and "Renewed" in e for e in events)
+    assert any("node CA" in e and "Renewed" in e for e in events)
+    assert not [e for e in events if "certificate expire" in e]
+    assert site.dashboard_alerts() == []

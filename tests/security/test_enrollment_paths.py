@@ -3,8 +3,10 @@ host added by address, and a token that is wrong (or used for another CA)."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import tempfile
+import uuid
 from pathlib import Path
 
 import httpx
@@ -13,8 +15,10 @@ import ovirtsdk4.types as types
 import pytest
 
 from overt.bus.direct.agent import AgentServerSettings, DirectAgentTransport
+from overt.engine.db.tables import Host
 from overt.engine.web.sessions import SIGNIN_COOKIE
 from overt.node.identity import NodeIdentity
+from overt.pki import tokens
 from tests.integration.bus.direct.conftest import NodeCommands
 from tests.integration.node.harness import LoopThread, free_port
 from tests.security.conftest import FakeNode, close_loop
@@ -37,6 +41,15 @@ def _add(engine: RunningEngine, port: int) -> tuple[str, str]:
     return host["id"], host["enrollment_token"]
 
 
+def _stored_token(engine: RunningEngine, host_id: str) -> str | None:
+    """What the engine's database holds of the host's enrollment token."""
+    async def read() -> str | None:
+        async with engine.runtime.db.transaction() as session:
+            host = await session.get(Host, uuid.UUID(host_id))
+            return host.enroll_token if host is not None else None
+    return asyncio.run_coroutine_threadsafe(read(), engine.loop).result(30)
+
+
 def test_a_node_started_with_the_token_is_enrolled(engine: RunningEngine,
                                                    connection: sdk.Connection) -> None:
     loop = LoopThread()
@@ -44,6 +57,7 @@ def test_a_node_started_with_the_token_is_enrolled(engine: RunningEngine,
     port = free_port()
     host_id, token = _add(engine, port)
     assert len(token) >= 24
+    assert _stored_token(engine, host_id) == tokens.digest(token)  # never in clear
     node = DirectAgentTransport(NodeIdentity(base, enroll_token=token), AgentServerSettings(
         listen_address="127.0.0.1", port=port))
     loop.run(node.start(NodeCommands()))
@@ -54,6 +68,7 @@ def test_a_node_started_with_the_token_is_enrolled(engine: RunningEngine,
         assert host.status in (types.HostStatus.CONNECTING, types.HostStatus.UP)
         assert host.ssh.fingerprint == node.identity.key_fingerprint()
         assert node.identity.ca_file.read_bytes() == engine.ca_file.read_bytes()
+        assert _stored_token(engine, host_id) is None  # one-time: erased once enrolled
         assert "enrollment_token" not in httpx.get(
             engine.url + f"/hosts/{host_id}", verify=_tls(engine),
             auth=("admin@internal", engine.password),

@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -52,12 +53,14 @@ from overt.engine.netsvc.plan import load_plan
 from overt.engine.netsvc.service import NetworkServices
 from overt.engine.nodes import NodeClient
 from overt.engine.pki.authority import EnginePki
+from overt.engine.pki.broker_tls import BrokerTls
 from overt.engine.pki.pins import CertificatePins
 from overt.engine.pki.rotation import CertificateWatch
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.web.app import web_routes
 from overt.engine.web.live import ChangeFeed
 from overt.engine.web.session_watch import SessionWatch
+from overt.system.daemons import SYSTEM_RABBITMQ, RabbitNode, reload_rabbitmq_tls
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,8 @@ class EngineRuntime:
         addresses = [a for a in {public_address(self.settings), self.settings.api_address}
                      if a not in ("0.0.0.0", "::")]  # noqa: S104
         self.clock = Clock(self.settings.clock_offset_s)
-        self.pki = EnginePki(data / "pki", addresses=addresses, clock=self.clock)
+        self.pki = EnginePki(data / "pki", addresses=addresses, clock=self.clock,
+                             broker=make_broker_tls(self.settings))
         self.job_wakeup = asyncio.Event()
         self.monitor_wakeup = asyncio.Event()
         self.generated_password: str | None = None
@@ -217,7 +221,9 @@ class EngineRuntime:
         services = ApiServices(jobs=JobSubmitter(self.job_wakeup), ca_certificate=self.pki.ca_file,
                                monitor_wakeup=self.monitor_wakeup.set,
                                directories=directories,
-                               kerberos=self._kerberos())
+                               kerberos=self._kerberos(),
+                               revoke_node_account=self.broker.delete_node_user
+                               if self.broker is not None else None)
         app = build_api_app(self.db, services, extra_routes=web_routes())
         app.state.change_feed = self._change_feed = ChangeFeed(self.db)
         app.state.session_watch = SessionWatch()
@@ -234,10 +240,11 @@ class EngineRuntime:
         self._servers.append(gateway)
 
         def reload() -> None:
-            gateway.reload_certificate()
-            context = getattr(server.config, "ssl", None)
-            if context is not None:
-                context.load_cert_chain(self.pki.cert_file, self.pki.key_file)
+            with self.pki.reading():  # not while another api process writes them
+                gateway.reload_certificate()
+                context = getattr(server.config, "ssl", None)
+                if context is not None:
+                    context.load_cert_chain(self.pki.cert_file, self.pki.key_file)
             if isinstance(self.transport, DirectEngineTransport):
                 self.transport.reload_certificate()
         watch = CertificateWatch(self.db, self.pki, rotation=self.settings.cert_rotation,
@@ -272,7 +279,29 @@ class EngineRuntime:
 
 
 def _tls(pki: EnginePki) -> TlsFiles:
-    return TlsFiles(ca_file=pki.ca_file, cert_file=pki.cert_file, key_file=pki.key_file)
+    """The engine's identity towards nodes: its certificate (server CA), and the node CA
+    as the only CA it trusts for peers (each host's pin is checked on top)."""
+    return TlsFiles(ca_file=pki.node_ca_file, cert_file=pki.cert_file, key_file=pki.key_file)
+
+
+def make_broker_tls(settings: EngineSettings) -> BrokerTls | None:
+    """The broker's certificate, when the engine manages it (`broker_tls_dir`)."""
+    if settings.broker_tls_dir is None:
+        return None
+    names = settings.broker_tls_names or broker_names(settings)
+    node = SYSTEM_RABBITMQ if settings.broker_rabbitmq_node is None else RabbitNode(
+        name=settings.broker_rabbitmq_node.split("@")[0])
+    return BrokerTls(settings.broker_tls_dir, tuple(names),
+                     reload=lambda: reload_rabbitmq_tls(node))
+
+
+def broker_names(settings: EngineSettings) -> list[str]:
+    """Where nodes and engine processes reach the broker: its certificate names them all."""
+    urls = [settings.bus if settings.managed else None, settings.broker_node_url]
+    with contextlib.suppress(SettingsError):
+        urls.append(settings.broker_admin())
+    hosts = [urlsplit(url).hostname for url in urls if url and "://" in url]
+    return list(dict.fromkeys([*(h for h in hosts if h), "localhost", "127.0.0.1"]))
 
 
 ConnectedHook = Callable[[], Coroutine[Any, Any, None]]
@@ -329,7 +358,8 @@ def make_unenrolled_node_client(pki: EnginePki) -> UnenrolledNodeClient:
 def make_gateway(settings: EngineSettings, pki: EnginePki, registry: Registry,
                  sink: InboxSink) -> NodeGateway:
     """The node gateway: enrollment always; events too in direct mode (into the inbox)."""
-    return NodeGateway(_tls(pki), host=settings.gateway_address, port=settings.gateway_port,
+    return NodeGateway(_tls(pki), published_ca=pki.ca_file,
+                       host=settings.gateway_address, port=settings.gateway_port,
                        sink=sink if settings.bus == "direct" else None, enroll=registry.announce,
                        pins=CertificatePins(registry.db).accepts, clock=pki.clock)
 

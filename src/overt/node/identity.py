@@ -26,6 +26,7 @@ from overt.pki.certs import (
     PrivateKey,
     cert_pem,
     certificate_request,
+    endorsed,
     fingerprint,
     host_uuid_of,
     key_fingerprint,
@@ -87,13 +88,16 @@ class NodeIdentity:
     def key_fingerprint(self) -> str:
         return key_fingerprint(self.key().public_key())
 
-    def token_proof(self, ca_pem: str) -> str | None:
-        """With an enrollment token: the proof that our key is the token holder's, for the
-        engine of `ca_pem` (None without a token)."""
-        if self.enroll_token is None:
+    def token_proof(self, ca_pem: str, exchange_key: str | None) -> str | None:
+        """With an enrollment token: the token sealed for the engine that introduced
+        itself with `ca_pem` and `exchange_key`, bound to our key (None without a token)."""
+        if self.enroll_token is None or exchange_key is None:
             return None
         ca = fingerprint(_load(ca_pem, "the engine CA"))
-        return tokens.node_proof(self.enroll_token, self.key_fingerprint(), ca)
+        try:
+            return tokens.seal(self.enroll_token, exchange_key, self.key_fingerprint(), ca)
+        except ValueError:
+            raise IdentityError("the engine's exchange key is not a P-256 point") from None
 
     def csr_pem(self, host_uuid: uuid.UUID, names: list[str]) -> str:
         return certificate_request(self.key(), str(host_uuid), names).decode()
@@ -142,9 +146,11 @@ class NodeIdentity:
     def certificate(self) -> x509.Certificate:
         return load_cert(self.cert_file.read_bytes())
 
-    def trust_ca(self, ca_pem: str, proof: str | None = None) -> None:
+    def trust_ca(self, ca_pem: str, proof: str | None = None,
+                 exchange_key: str | None = None) -> None:
         """Accept `ca_pem` as the engine CA if it is the one already trusted, or matches the
-        configured fingerprint, or comes with the token's proof (`proof`)."""
+        configured fingerprint, or comes with the token's proof (`proof`, over the CA and
+        the engine's `exchange_key`)."""
         offered = _load(ca_pem, "the engine CA")
         trusted = self.trusted_ca_file()
         if trusted is not None:
@@ -157,8 +163,9 @@ class NodeIdentity:
         offered_fp = fingerprint(offered)
         if self.ca_fingerprint is not None and same_fingerprint(self.ca_fingerprint, offered_fp):
             how = "its configured fingerprint"
-        elif self.enroll_token is not None and proof is not None and tokens.check(
-                tokens.engine_proof(self.enroll_token, offered_fp), proof):
+        elif self.enroll_token is not None and exchange_key is not None and tokens.check(
+                tokens.engine_proof(tokens.digest(self.enroll_token), offered_fp,
+                                    exchange_key), proof):
             how = "the enrollment token"
         elif self.ca_fingerprint is None and self.enroll_token is None:
             raise IdentityError(
@@ -186,13 +193,22 @@ class NodeIdentity:
         ca_file = self.trusted_ca_file()
         if ca_file is None:
             raise IdentityError("the grant carries no engine CA and none is trusted yet")
+        # The node CA certifies nodes only: this node never trusts it for a peer (so a
+        # certificate of it naming the engine convinces no node), only to check its own
+        # certificate, once the server CA it trusts has vouched for it.
         ca = load_cert(ca_file.read_bytes())
+        if grant.node_ca_pem is not None:
+            node_ca = _load(grant.node_ca_pem, "the node CA")
+            if not endorsed(ca, node_ca, grant.node_ca_endorsement):
+                raise IdentityError("the grant's node CA is not vouched for by the engine CA "
+                                    "this node trusts")
+            ca = node_ca
         cert = _load(grant.certificate_pem, "the node certificate")
         try:
             cert.verify_directly_issued_by(ca)
         except (ValueError, TypeError, InvalidSignature):
-            raise IdentityError("the node certificate was not issued by the engine CA "
-                                "this node trusts") from None
+            raise IdentityError("the node certificate was not issued by the engine's node "
+                                "CA") from None
         if cert.public_key() != self.key().public_key():
             raise IdentityError("the node certificate is not for this node's key")
         if host_uuid_of(cert) != host_uuid:

@@ -1,7 +1,8 @@
 """Making and reading keys, requests and certificates.
 
-The engine's CA signs one certificate per node (its identity is the host UUID in
-the subject's CN and a SAN URI `urn:uuid:...`) and one for the engine itself.
+The engine keeps two CAs: the node CA signs one certificate per node (its identity
+is the host UUID in the subject's CN and a SAN URI `urn:uuid:...`), the server CA
+the engine's and the broker's (see overt.engine.pki.authority).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
@@ -180,12 +182,14 @@ class CertificateAuthority:
         return cert
 
     @classmethod
-    def load(cls, directory: Path) -> CertificateAuthority:
-        return cls(load_key(directory / "ca.key"), load_cert((directory / "ca.pem").read_bytes()))
+    def load(cls, directory: Path, name: str = "ca") -> CertificateAuthority:
+        """The CA kept in `directory` as NAME.key and NAME.pem."""
+        return cls(load_key(directory / f"{name}.key"),
+                   load_cert((directory / f"{name}.pem").read_bytes()))
 
-    def save(self, directory: Path) -> None:
-        write_private(directory / "ca.key", key_pem(self.key))
-        (directory / "ca.pem").write_bytes(cert_pem(self.cert))
+    def save(self, directory: Path, name: str = "ca") -> None:
+        write_private(directory / f"{name}.key", key_pem(self.key))
+        (directory / f"{name}.pem").write_bytes(cert_pem(self.cert))
 
     def sign(self, csr_pem: bytes, *, common_name: str | None = None,
              names: list[str] | None = None, now: dt.datetime | None = None,
@@ -226,6 +230,30 @@ class CertificateAuthority:
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return builder.sign(self.key, hashes.SHA256())
+
+
+ENDORSEMENT_PURPOSE = b"overt endorses CA\0"
+
+
+def endorse(ca: CertificateAuthority, other: x509.Certificate) -> str:
+    """`ca`'s signature (hex) over another CA's certificate: how the server CA vouches for
+    the node CA to nodes, without making it a CA they would build a chain through."""
+    message = ENDORSEMENT_PURPOSE + other.public_bytes(serialization.Encoding.DER)
+    return ca.key.sign(message, ec.ECDSA(hashes.SHA256())).hex()
+
+
+def endorsed(ca: x509.Certificate, other: x509.Certificate, signature: str | None) -> bool:
+    """Whether `signature` is `ca`'s endorsement of `other` (see `endorse`)."""
+    key = ca.public_key()
+    if signature is None or not isinstance(key, ec.EllipticCurvePublicKey):
+        return False
+    try:
+        key.verify(bytes.fromhex(signature),
+                   ENDORSEMENT_PURPOSE + other.public_bytes(serialization.Encoding.DER),
+                   ec.ECDSA(hashes.SHA256()))
+    except (ValueError, InvalidSignature):
+        return False
+    return True
 
 
 def host_uuid_of(cert: x509.Certificate) -> uuid.UUID | None:

@@ -29,7 +29,7 @@ class Expiry(StrEnum):
 
 @dataclass(frozen=True)
 class CertificateState:
-    what: str  # "CA", "engine", "host NAME"
+    what: str  # "server CA", "node CA", "engine", "broker", "host NAME"
     not_after: dt.datetime
     expiry: Expiry
 

@@ -44,9 +44,9 @@ class EnrollmentRequest(WireModel):
     rpc_port: int = Field(54321, gt=0, lt=65536)
     csr_pem: str = Field(max_length=16384)
     capabilities: HostCapabilities
-    # With an enrollment token: HMAC proving the CSR's key is the token holder's
-    # (overt.pki.tokens.node_proof over the key and the engine CA it was introduced to).
-    proof: str | None = Field(None, max_length=128)
+    # With an enrollment token: the token sealed for the engine's exchange key, bound to
+    # the CSR's key and the engine CA it was introduced to (overt.pki.tokens.seal).
+    proof: str | None = Field(None, max_length=512)
 
 
 class EngineIntroduction(WireModel):
@@ -55,8 +55,10 @@ class EngineIntroduction(WireModel):
     ca_pem: str
     gateway_url: str  # https://ENGINE:PORT of the engine's node gateway
     host_id: UUID  # the engine's id for this host
-    # HMAC with the host's enrollment token over the CA's fingerprint (overt.pki.tokens).
+    # HMAC keyed with the digest of the host's enrollment token over the CA's
+    # fingerprint and `exchange_key` (overt.pki.tokens.engine_proof).
     proof: str | None = Field(None, max_length=128)
+    exchange_key: str | None = Field(None, max_length=132)  # one-time P-256 key, hex
 
 
 class EnrollmentGrant(WireModel):
@@ -66,6 +68,8 @@ class EnrollmentGrant(WireModel):
     message: str = ""
     host_id: UUID | None = None
     certificate_pem: str | None = None
-    ca_pem: str | None = None
+    ca_pem: str | None = None  # the server CA: what the node trusts for the engine, broker
+    node_ca_pem: str | None = None  # the CA of the node's certificate (trusted by the engine)
+    node_ca_endorsement: str | None = Field(None, max_length=512)  # the server CA vouches
     gateway_url: str | None = None  # events (direct mode) and renewals go here
     broker: BrokerCredentials | None = None

@@ -173,6 +173,13 @@ def stop_rabbitmq(node: RabbitNode, *, timeout: float = 60) -> None:
                what=f"RabbitMQ closing port {node.amqp_port}")
 
 
+def reload_rabbitmq_tls(node: RabbitNode = SYSTEM_RABBITMQ) -> None:
+    """Make RabbitMQ read its TLS files again (it caches them): connections made from now
+    on get the certificate on disk; open ones keep theirs."""
+    run([*node.tool("rabbitmqctl"), "eval", "ssl:clear_pem_cache()."], env=node.environment(),
+        timeout=60)
+
+
 def ensure_rabbitmq_admin(username: str, password: str, *, vhost: str,
                           node: RabbitNode = SYSTEM_RABBITMQ) -> None:
     """An administrator account (management API, all rights on `vhost`) with this password.

@@ -4,13 +4,15 @@ renewal (same key and name) but no other."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
 
 import pytest
 
 from overt.node.identity import IdentityError, NodeIdentity
 from overt.pki import tokens
-from overt.pki.certs import CertificateAuthority, cert_pem, fingerprint
+from overt.pki.certs import CertificateAuthority, cert_pem, endorse, fingerprint
+from overt.protocol.enrollment import EnrollmentGrant, EnrollmentStatus
 
 
 def _pem(ca: CertificateAuthority) -> str:
@@ -34,11 +36,18 @@ def test_a_fingerprint_or_a_token_proof_admits_only_its_ca(tmp_path: Path) -> No
 
     token = tokens.new_token()
     by_token = NodeIdentity(tmp_path / "token", enroll_token=token)
+    stored, exchange = tokens.digest(token), tokens.ExchangeKey().public
     with pytest.raises(IdentityError):  # the intruder does not know the token
-        by_token.trust_ca(_pem(intruder), tokens.engine_proof("guess", fingerprint(intruder.cert)))
+        by_token.trust_ca(_pem(intruder), tokens.engine_proof(
+            tokens.digest("guess"), fingerprint(intruder.cert), exchange), exchange)
     with pytest.raises(IdentityError):  # a proof made for another CA
-        by_token.trust_ca(_pem(intruder), tokens.engine_proof(token, fingerprint(engine.cert)))
-    by_token.trust_ca(_pem(engine), tokens.engine_proof(token, fingerprint(engine.cert)))
+        by_token.trust_ca(_pem(intruder), tokens.engine_proof(
+            stored, fingerprint(engine.cert), exchange), exchange)
+    with pytest.raises(IdentityError):  # a proof made for another exchange key
+        by_token.trust_ca(_pem(engine), tokens.engine_proof(
+            stored, fingerprint(engine.cert), exchange), tokens.ExchangeKey().public)
+    by_token.trust_ca(_pem(engine), tokens.engine_proof(stored, fingerprint(engine.cert),
+                                                        exchange), exchange)
     assert by_token.ca_file.read_text() == _pem(engine)
 
 
@@ -53,3 +62,29 @@ def test_a_renewed_ca_replaces_the_configured_one_but_another_does_not(tmp_path:
     assert identity.accept_renewed_ca(_pem(renewed))
     assert identity.trusted_ca_file() == identity.ca_file
     assert identity.ca_file.read_text() == _pem(renewed)
+
+
+def test_a_grant_is_taken_only_from_the_node_ca_the_trusted_server_ca_endorsed(
+        tmp_path: Path) -> None:
+    server, node_ca, stranger = (CertificateAuthority.create(n)
+                                 for n in ("server", "node", "stranger"))
+    configured = tmp_path / "ca.pem"
+    configured.write_text(_pem(server))
+    identity = NodeIdentity(tmp_path / "node", configured)
+    host = uuid.uuid4()
+
+    def grant(ca: CertificateAuthority, endorsement: str | None) -> EnrollmentGrant:
+        cert = ca.sign(identity.csr_pem(host, [f"urn:uuid:{host}"]).encode(),
+                       names=[f"urn:uuid:{host}"])
+        return EnrollmentGrant(status=EnrollmentStatus.APPROVED,
+                               certificate_pem=cert_pem(cert).decode(), node_ca_pem=_pem(ca),
+                               node_ca_endorsement=endorsement)
+
+    for refused in (grant(stranger, None), grant(stranger, endorse(stranger, stranger.cert)),
+                    grant(stranger, endorse(server, node_ca.cert))):
+        with pytest.raises(IdentityError, match="not vouched for"):
+            identity.accept_grant(refused, host, "https://engine:8444")
+    assert not identity.cert_file.exists()
+    identity.accept_grant(grant(node_ca, endorse(server, node_ca.cert)), host,
+                          "https://engine:8444")
+    assert identity.enrolled(host)

@@ -54,12 +54,25 @@ def test_a_renewed_ca_still_verifies_what_it_issued() -> None:
 
 def test_token_proofs_bind_the_ca_and_the_key() -> None:
     token, ca_fp = tokens.new_token(), "AA:BB"
+    stored = tokens.digest(token)
+    assert token not in stored and len(stored) == 64  # what the engine keeps
+    exchange = tokens.ExchangeKey()
+    proof = tokens.engine_proof(stored, ca_fp, exchange.public)
+    assert tokens.check(proof, tokens.engine_proof(tokens.digest(token), ca_fp, exchange.public))
+    assert not tokens.check(proof, tokens.engine_proof(tokens.digest("x"), ca_fp,
+                                                       exchange.public))
+    assert not tokens.check(proof, tokens.engine_proof(stored, ca_fp,
+                                                       tokens.ExchangeKey().public))
     key = key_fingerprint(new_key().public_key())
-    assert tokens.check(tokens.engine_proof(token, ca_fp), tokens.engine_proof(token, ca_fp))
-    assert not tokens.check(tokens.engine_proof(token, ca_fp), tokens.engine_proof("x", ca_fp))
-    assert not tokens.check(tokens.node_proof(token, key, ca_fp),
-                            tokens.node_proof(token, key, "CC:DD"))
-    assert not tokens.check(tokens.node_proof(token, key, ca_fp), None)
+    sealed = tokens.seal(token, exchange.public, key, ca_fp)
+    assert token not in sealed
+    assert tokens.matches(stored, exchange.unseal(sealed, key, ca_fp))
+    assert exchange.unseal(sealed, key, "CC:DD") is None  # another CA
+    assert exchange.unseal(sealed, key_fingerprint(new_key().public_key()), ca_fp) is None
+    assert tokens.ExchangeKey().unseal(sealed, key, ca_fp) is None  # not sealed for it
+    assert exchange.unseal(sealed[:-2] + "00", key, ca_fp) is None  # altered
+    assert exchange.unseal("zz", key, ca_fp) is None and exchange.unseal(None, key, ca_fp) is None
+    assert not tokens.matches(stored, "guess") and not tokens.matches(None, token)
 
 
 def test_fingerprints_compare_as_administrators_type_them() -> None:

@@ -1,12 +1,13 @@
 """The engine's node gateway: where nodes deliver their events and ask to be enrolled.
 
 - `POST /v1/events`: a JSON list of `EventEnvelope`s from one node (client
-  certificate of the engine CA naming that node's host UUID). Each event goes to
+  certificate of the node CA naming that node's host UUID, pinned). Each event goes to
   the sink in order; the answer says how many were recorded (`accepted`), and
   503 when the sink failed, so the node sends the rest again.
 - `POST /v1/enroll`: a node announces itself (`EnrollmentRequest`); the engine's
   callback answers with an `EnrollmentGrant`. A client certificate is optional.
-- `GET /v1/ca`: the engine CA (PEM) for nodes that pin it on first use.
+- `GET /v1/ca`: the engine's server CA (PEM), for nodes that check it against its
+  fingerprint.
 
 Embeddable: run it in the engine's own loop with `start()`/`stop()`, or mount `app`.
 """
@@ -18,6 +19,7 @@ import logging
 import ssl
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -49,10 +51,13 @@ MAX_ENROLL_BYTES = 64 << 10
 class NodeGateway:
     """The HTTPS server nodes talk to; `port=0` binds a free port (see `port`)."""
 
-    def __init__(self, tls: TlsFiles, *, host: str = "0.0.0.0", port: int = 8444,  # noqa: S104
+    def __init__(self, tls: TlsFiles, *, published_ca: Path | None = None,
+                 host: str = "0.0.0.0", port: int = 8444,  # noqa: S104
                  sink: EventSink | None = None, enroll: EnrollCallback | None = None,
                  pins: PinCheck | None = None, clock: Clock | None = None) -> None:
         self.tls = tls
+        # GET /v1/ca: the CA nodes trust for the engine (not the one that certifies nodes).
+        self.published_ca = published_ca or tls.ca_file
         self.host = host
         self.requested_port = port
         self.port: int | None = None
@@ -157,7 +162,7 @@ class NodeGateway:
         return web.Response(text=grant.model_dump_json(), content_type="application/json")
 
     async def _ca(self, _request: web.Request) -> web.Response:
-        return web.Response(body=self.tls.ca_file.read_bytes(),
+        return web.Response(body=self.published_ca.read_bytes(),
                             content_type="application/x-pem-file")
 
 

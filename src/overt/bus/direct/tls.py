@@ -1,8 +1,10 @@
 """TLS for the direct transport: identities (CA, certificate, key files) and SSL contexts.
 
-The engine CA signs every certificate. The engine's certificate has CN `engine`;
-a node's carries its host UUID (SAN `urn:uuid:...`). Hostnames are not checked:
-peers are identified by the CA and by those names.
+The engine's server CA signs its certificate (CN and DNS name `engine`), the node CA
+a node's (its host UUID, SAN `urn:uuid:...`). Each side's `TlsFiles.ca_file` is the
+CA of its peers: the server CA on a node, the node CA on the engine, so neither CA
+vouches for the other side's names. Nodes check the engine's name; the engine
+identifies nodes by host UUID and pinned fingerprint.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +56,8 @@ class ApiServices:
     monitor_wakeup: Callable[[], None] = lambda: None
     directories: Directories = field(default_factory=Directories)
     kerberos: KerberosAcceptor | None = None
+    # Fully managed mode: deletes a removed host's broker account (after the commit).
+    revoke_node_account: Callable[[uuid.UUID], Awaitable[None]] | None = None
 
 
 def api_routes() -> ApiRoutes:

@@ -107,6 +107,7 @@ class Host(Base):
     # token `host add` issued (the install job accepts a node that proves it holds it).
     key_fingerprint: Mapped[str | None] = mapped_column(String(128))
     approved_key_fingerprint: Mapped[str | None] = mapped_column(String(128))
+    # The SHA-256 digest of the host's one-time enrollment token (never the token).
     enroll_token: Mapped[str | None] = mapped_column(String(64))
     capabilities: Mapped[dict[str, Any]] = mapped_column(default=dict)
     memory_mib: Mapped[int] = mapped_column(default=0)

@@ -1,8 +1,10 @@
 """Nodes' broker accounts (fully managed mode), held by the process that enrolls nodes.
 
 `BrokerAdminAccounts` gives the registry what it needs from the broker's management
-API; `NodeAccountSweeper` deletes the account of every host that is no longer in
-the engine, so a removed host's node loses the broker at once and for good.
+API. Removing a host deletes its account at once (`revoke_after_commit`, from the
+API and the portal); `NodeAccountSweeper` deletes the account of every host that is
+no longer in the engine, for removals whose deletion failed (broker unreachable) or
+was done elsewhere (another api process, the database by hand).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -52,6 +56,35 @@ class BrokerAdminAccounts:
 
     async def aclose(self) -> None:
         await self.admin.aclose()
+
+
+RevokeAccount = Callable[[uuid.UUID], Awaitable[None]]
+
+
+class _AfterCommit(Protocol):
+    """An API or portal request's context: `then` runs once its transaction committed."""
+
+    services: Any
+    then: Callable[[], Awaitable[Any]] | None
+
+
+def revoke_after_commit(ctx: _AfterCommit, host_uuid: uuid.UUID | None, answer: Any) -> None:
+    """Delete a removed host's broker account once the removal is committed, before the
+    request is answered: its node loses the broker at once, not at the next sweep."""
+    revoke: RevokeAccount | None = getattr(ctx.services, "revoke_node_account", None)
+    if revoke is None or host_uuid is None:
+        return
+    removed = host_uuid
+
+    async def then() -> Any:
+        try:
+            await revoke(removed)
+        except Unavailable as exc:
+            log.warning("%s; the account goes at the next sweep", exc.detail)
+        else:
+            log.info("removed the broker account of node %s with its host", removed)
+        return answer
+    ctx.then = then
 
 
 class NodeAccountSweeper:

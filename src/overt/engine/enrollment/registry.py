@@ -171,7 +171,9 @@ class Registry:
                 "recover` on the engine")
         return EnrollmentGrant(status=EnrollmentStatus.APPROVED, host_id=host.id,
                                certificate_pem=host.certificate_pem,
-                               ca_pem=self.pki.ca_pem(), gateway_url=self.gateway_url)
+                               ca_pem=self.pki.ca_pem(), node_ca_pem=self.pki.node_ca_pem(),
+                               node_ca_endorsement=self.pki.node_ca_endorsement(),
+                               gateway_url=self.gateway_url)
 
     async def _new_pending(self, session: AsyncSession, request: EnrollmentRequest,
                            key: str) -> Host:
@@ -243,4 +245,6 @@ class Registry:
                          host_id=host.id, cluster_id=host.cluster_id)
         return EnrollmentGrant(status=EnrollmentStatus.APPROVED, host_id=host.id,
                                certificate_pem=certificate, ca_pem=self.pki.ca_pem(),
+                               node_ca_pem=self.pki.node_ca_pem(),
+                               node_ca_endorsement=self.pki.node_ca_endorsement(),
                                gateway_url=self.gateway_url, broker=broker)

@@ -1,7 +1,8 @@
 """`overt pki recover`: bring back a datacenter whose certificates have expired.
 
-Run on the engine's machine (it needs the CA's key). It renews the CA (same key, so
-what it issued stays valid) and the engine's certificate, and issues every enrolled
+Run on the engine's machine (it needs the CAs' keys). It renews the CAs (same keys, so
+what they issued stays valid), the engine's and the broker's certificates (when the
+engine manages the broker's), and issues every enrolled
 host a new certificate for the key the engine pinned for it: no node has to be
 reached, and none has to prove anything new. A running engine serves its renewed
 certificate within one check (`cert_check_interval_s`); each node, finding its own
@@ -24,7 +25,7 @@ from overt.pki.expiry import Expiry, expiry_of
 
 @dataclass(frozen=True)
 class Recovery:
-    renewed: list[str]  # "CA", "engine", "host NAME"
+    renewed: list[str]  # "server CA", "node CA", "engine", "broker", "host NAME"
 
 
 async def recover(db: Database, pki: EnginePki) -> Recovery:
@@ -36,8 +37,9 @@ async def recover(db: Database, pki: EnginePki) -> Recovery:
             .order_by(Host.name).with_for_update())).scalars().all()
         for host in hosts:
             assert host.certificate_pem is not None and host.host_uuid is not None
-            if expiry_of(load_cert(host.certificate_pem.encode()), now) is Expiry.OK:
-                continue
+            current = load_cert(host.certificate_pem.encode())
+            if expiry_of(current, now) is Expiry.OK and pki.issued_by_node_ca(current):
+                continue  # (one of the server CA is from before the node CA: moved to it)
             host.certificate_pem = pki.reissue_node_certificate(host.certificate_pem,
                                                                 host.host_uuid)
             host.certificate_fingerprint = fingerprint(load_cert(host.certificate_pem.encode()))

@@ -41,12 +41,13 @@ async def vms_on(session: AsyncSession, host_id: uuid.UUID) -> int:
 
 async def add_host(session: AsyncSession, jobs: JobSubmitter, *, name: str | None, address: str,
                    port: int | None, cluster: Ref | None, user: User,
-                   fingerprint: str | None = None) -> Host:
+                   fingerprint: str | None = None) -> tuple[Host, str]:
     """Record a host and start enrolling it: the engine calls the node at `address`.
 
     The install job certifies the node there only if it shows the key `fingerprint` (the
     administrator read it on the node), or proves it holds the one-time enrollment token
-    issued here (`host.enroll_token`, shown once to the caller)."""
+    issued here: returned in clear to be shown once; the host keeps only its digest
+    (`host.enroll_token`)."""
     if not address:
         raise InvalidInput("host.address is required")
     if fingerprint is not None and len(_hex(fingerprint)) != 64:
@@ -59,16 +60,17 @@ async def add_host(session: AsyncSession, jobs: JobSubmitter, *, name: str | Non
     if taken is not None:
         raise Conflict(f"Cannot add Host. Host {taken.name} already has address {address}.")
     found = await lookup.resolve(session, Cluster, cluster or Ref(name="Default"), "host.cluster")
+    token = tokens.new_token()
     host = Host(id=uuid.uuid4(), name=name, address=address, port=port or DEFAULT_NODE_PORT,
                 cluster_id=found.id, status=HostStatus.INSTALLING.value,
                 approved_key_fingerprint=_colons(fingerprint) if fingerprint else None,
-                enroll_token=tokens.new_token())
+                enroll_token=tokens.digest(token))
     session.add(host)
     await session.flush()
     await _submit_install(session, jobs, host, user, f"Adding host {name}")
     audit.record(session, f"Host {name} was added by {user.user_name}", code=audit.HOST_ADDED,
                  host_id=host.id, cluster_id=found.id, user_id=user.id)
-    return host
+    return host, token
 
 
 async def install_host(session: AsyncSession, jobs: JobSubmitter, host_id: uuid.UUID,

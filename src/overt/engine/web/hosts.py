@@ -9,6 +9,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from overt.engine.db.tables import Host, Job
+from overt.engine.enrollment.broker_accounts import revoke_after_commit
 from overt.engine.model.errors import InvalidInput
 from overt.engine.model.status import HostStatus
 from overt.engine.queries import lookup
@@ -55,7 +56,17 @@ async def host_action(ctx: WebContext) -> Response:
     if action.destructive and form.get("confirmed") != "yes":
         return ctx.render("host_confirm.html", nav="hosts", host=host, action=name,
                           label=action.label)
+    host_uuid = host.host_uuid
     job = await _run(ctx, name, host)
+    answer = _answer(ctx, name, action, host_name, job)
+    if name == "remove":
+        revoke_after_commit(ctx, host_uuid, answer)
+    return answer
+
+
+def _answer(ctx: WebContext, name: str, action: HostAction, host_name: str,
+            job: Job | None) -> Response:
+    host_id = ctx.id_param("host_id")
     target = "/hosts" if name == "remove" else f"/hosts/{host_id}"
     if not ctx.htmx:
         return RedirectResponse(target, status_code=303)

@@ -165,7 +165,8 @@ class NodeEnrollment:
         if isinstance(intro, web.Response):
             return intro
         try:
-            self.identity.trust_ca(intro.ca_pem, intro.proof)
+            self.identity.trust_ca(intro.ca_pem, intro.proof, intro.exchange_key)
+            proof = self.identity.token_proof(intro.ca_pem, intro.exchange_key)
         except IdentityError as exc:
             log.warning("refused an engine's introduction: %s", exc,
                         extra={"peer": request.remote})
@@ -174,7 +175,7 @@ class NodeEnrollment:
         log.info("engine introduced itself (gateway %s, host id %s)", intro.gateway_url,
                  intro.host_id, extra={"peer": request.remote})
         answer = self.describe().model_copy(
-            update={"proof": self.identity.token_proof(intro.ca_pem)})
+            update={"proof": proof})
         return web.Response(text=answer.model_dump_json(), content_type="application/json")
 
     async def certificate(self, request: web.Request) -> web.Response:

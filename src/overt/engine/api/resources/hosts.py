@@ -13,6 +13,7 @@ from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.wire.parse import Node
 from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import Cluster, Host, Vm
+from overt.engine.enrollment.broker_accounts import revoke_after_commit
 from overt.engine.model.node_states import ON_HOST
 from overt.engine.queries import lookup
 from overt.engine.services import hosts as host_service
@@ -61,21 +62,24 @@ async def get_host(ctx: ApiContext) -> Response:
 @routes.post("/hosts")
 async def add_host(ctx: ApiContext) -> Response:
     node = await ctx.body("host")
-    host = await host_service.add_host(
+    host, token = await host_service.add_host(
         ctx.session, ctx.services.jobs, name=node.get_str("name"),
         address=node.required_str("address"), port=node.get_int("port", minimum=1),
         cluster=ref_of(node.child("cluster")), user=ctx.user,
         fingerprint=_fingerprint(node.child("ssh")))
     view = await _view(ctx, host)
-    view["enrollment_token"] = host.enroll_token  # shown once: start the node with it
+    view["enrollment_token"] = token  # shown once (the engine keeps its digest only)
     return ctx.render("host", view, status=201)
 
 
 @routes.delete("/hosts/{host_id}")
 async def remove_host(ctx: ApiContext) -> Response:
-    await host_service.remove_host(ctx.session, ctx.id_param("host_id"), ctx.user,
-                                   force=ctx.flag("force"))
-    return action_done(ctx)
+    host = await lookup.get(ctx.session, Host, ctx.id_param("host_id"))
+    host_uuid = host.host_uuid
+    await host_service.remove_host(ctx.session, host.id, ctx.user, force=ctx.flag("force"))
+    answer = action_done(ctx)
+    revoke_after_commit(ctx, host_uuid, answer)
+    return answer
 
 
 @routes.post("/hosts/{host_id}/approve")

@@ -85,10 +85,12 @@ async def _reconnect(ctx: JobContext, host: Host) -> bool:
 async def _enroll(ctx: JobContext, host: Host) -> dict[str, Any]:
     registry, bootstrap = ctx.services.registry, ctx.services.bootstrap
     ca_fingerprint = registry.pki.ca_fingerprint()
+    exchange = tokens.ExchangeKey() if host.enroll_token else None
     introduction = EngineIntroduction(
         ca_pem=registry.pki.ca_pem(), gateway_url=registry.gateway_url, host_id=host.id,
-        proof=tokens.engine_proof(host.enroll_token, ca_fingerprint)
-        if host.enroll_token else None)
+        proof=tokens.engine_proof(host.enroll_token, ca_fingerprint, exchange.public)
+        if host.enroll_token and exchange else None,
+        exchange_key=exchange.public if exchange else None)
     async with ctx.step(f"Contacting host {host.name} at {host.address}:{host.port}"):
         try:
             request, key = await bootstrap.request_enrollment(host.address, host.port,
@@ -97,7 +99,7 @@ async def _enroll(ctx: JobContext, host: Host) -> dict[str, Any]:
             raise _retry_or_fail(ctx, f"cannot reach the Overt agent at {host.address}:"
                                       f"{host.port} ({exc}); is `overt node` running there?"
                                  ) from exc
-    if not _vouched_for(host, request, key, ca_fingerprint):
+    if not _vouched_for(host, request, key, ca_fingerprint, exchange):
         raise JobFailed(f"the node at {host.address}:{host.port} shows key {key}, which the "
                         "administrator did not confirm, and it did not prove it holds this "
                         "host's enrollment token: start it with `overt node --enroll-token "
@@ -122,15 +124,18 @@ async def _enroll(ctx: JobContext, host: Host) -> dict[str, Any]:
     return {"host_uuid": str(request.host_uuid)}
 
 
-def _vouched_for(host: Host, request: EnrollmentRequest, key: str, ca_fingerprint: str) -> bool:
+def _vouched_for(host: Host, request: EnrollmentRequest, key: str, ca_fingerprint: str,
+                 exchange: tokens.ExchangeKey | None) -> bool:
     """Whether the node's key is the one the administrator confirmed, or its holder proved
-    it knows the one-time token issued with the host."""
+    it knows the one-time token issued with the host (sealed for this enrollment's
+    exchange key and bound to the key the node showed in TLS; compared with the digest
+    the engine keeps)."""
     if same_fingerprint(host.approved_key_fingerprint, key):
         return True
-    if host.enroll_token is None:
+    if host.enroll_token is None or exchange is None:
         return False
-    return tokens.check(tokens.node_proof(host.enroll_token, key, ca_fingerprint),
-                        request.proof)
+    return tokens.matches(host.enroll_token,
+                          exchange.unseal(request.proof, key, ca_fingerprint))
 
 
 async def install_failed(session: AsyncSession, ctx: JobContext, spec: InstallHost,
