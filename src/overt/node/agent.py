@@ -27,6 +27,7 @@ from overt.node.idempotency import IdempotencyStore
 from overt.node.logs import current_job
 from overt.node.stats import Reading, StatsSampler
 from overt.node.storage.local import LocalVolumes
+from overt.node.storage.nfs_domain import NfsDomains
 from overt.protocol import CommandEnvelope, ErrorCode, NodeError, Reply
 from overt.protocol.commands import (
     Empty,
@@ -49,6 +50,13 @@ from overt.protocol.commands import (
 )
 from overt.protocol.events import Heartbeat, HostStateReport, VmLifecycle
 from overt.protocol.host import HostState
+from overt.protocol.storage import (
+    SharedVolumeCreate,
+    SharedVolumeDelete,
+    StorageDomainCreate,
+    StorageDomainScan,
+    StorageDomainUpdate,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,6 +76,7 @@ class Agent:
                  timings: AgentTimings | None = None) -> None:
         self.hypervisor = hypervisor
         self.volumes = volumes
+        self.shared_storage = NfsDomains()
         self.idempotency = idempotency
         self.transport = transport
         self.timings = timings or AgentTimings()
@@ -188,6 +197,9 @@ class Agent:
                 return Empty()
             case VolumeInfoCommand(path=path):
                 return await self.volumes.info(path)
+            case (StorageDomainCreate() | StorageDomainUpdate() | StorageDomainScan()
+                  | SharedVolumeCreate() | SharedVolumeDelete()):
+                return await self.shared_storage.execute(command)
         raise NodeFailure(ErrorCode.BAD_REQUEST, f"this node does not know command {command.name}")
 
     async def _locked(self, vm_id: uuid.UUID, action: Awaitable[T]) -> T:

@@ -8,6 +8,13 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from overt.protocol.host import HostCapabilities, HostState, VmStatusReport
+from overt.protocol.storage import (
+    SharedVolumeCreate,
+    SharedVolumeDelete,
+    StorageDomainCreate,
+    StorageDomainScan,
+    StorageDomainUpdate,
+)
 from overt.protocol.vm import DiskFormat, VmSpec, WireModel
 
 
@@ -163,6 +170,11 @@ Command = Annotated[
     | VmSetTicket
     | VolumeCreate
     | VolumeDelete
-    | VolumeInfoCommand,
+    | VolumeInfoCommand
+    | StorageDomainCreate
+    | StorageDomainUpdate
+    | StorageDomainScan
+    | SharedVolumeCreate
+    | SharedVolumeDelete,
     Field(discriminator="name"),
 ]

@@ -47,4 +47,6 @@ def read_storage_domain(node: Node) -> StorageDomainInput:
         type=node.get_enum("type", StorageDomainType),
         storage_type=storage.get_enum("type", StorageType) if storage is not None else None,
         path=storage.get_str("path") if storage is not None else None,
+        address=storage.get_str("address") if storage is not None else None,
+        import_=bool(node.get_bool("import")),
         host=ref_of(node.child("host")))

@@ -28,6 +28,8 @@ class StorageDomainInput:
     storage_type: StorageType | None = None
     path: str | None = None
     host: Ref | None = None
+    address: str | None = None  # an NFS server
+    import_: bool = False  # adopt the domain already on that storage
 
 
 async def add_storage_domain(session: AsyncSession, data: StorageDomainInput,

@@ -1,0 +1,116 @@
+"""Commands on shared storage domains (NFS): the engine decides names and sizes, nodes
+execute them against the export through libnfs and QEMU's NFS driver."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from overt.protocol.vm import DiskFormat, WireModel
+
+# An NFS server as a host name or address, and an export path: no URL syntax inside.
+SERVER = r"^[A-Za-z0-9]([A-Za-z0-9.:\-]{0,253})$"
+EXPORT = r"^/[A-Za-z0-9._/\-]*$"
+
+
+class NfsExportRef(WireModel):
+    server: str = Field(pattern=SERVER)
+    export: str = Field(pattern=EXPORT)
+
+
+class DomainInfo(WireModel):
+    """A domain as its metadata on storage describes it."""
+
+    id: UUID
+    metadata: dict[str, str]
+    total_bytes: int
+    free_bytes: int
+
+
+class StoredVolume(WireModel):
+    """A volume found on storage, with its `.meta` (oVirt's keys) and qemu-img's view."""
+
+    image_id: UUID
+    volume_id: UUID
+    metadata: dict[str, str]
+    format: DiskFormat
+    virtual_size: int
+    actual_size: int
+
+
+class DomainContents(WireModel):
+    domain: DomainInfo
+    volumes: list[StoredVolume]
+
+
+class DomainList(WireModel):
+    domains: list[DomainContents]
+
+
+class Removed(WireModel):
+    """A removal that found nothing left to remove also ends here."""
+
+
+class SharedVolumeInfo(WireModel):
+    format: DiskFormat
+    virtual_size: int
+    actual_size: int
+
+
+class _StorageCommand(WireModel):
+    result: ClassVar[type[BaseModel]] = DomainInfo
+    mutates: ClassVar[bool] = True
+    storage: NfsExportRef
+
+
+class StorageDomainCreate(_StorageCommand):
+    """Lay out a new domain on the export (dom_md/, images/); a domain of that id which
+    is already there is accepted, any other is not touched."""
+
+    name: Literal["storage.domain_create"] = "storage.domain_create"
+    domain_id: UUID
+    metadata: dict[str, str]
+
+
+class StorageDomainUpdate(_StorageCommand):
+    """Rewrite some keys of a domain's metadata (its data center, its description)."""
+
+    name: Literal["storage.domain_update"] = "storage.domain_update"
+    domain_id: UUID
+    changes: dict[str, str]
+
+
+class StorageDomainScan(_StorageCommand):
+    """The domains on an export with their volumes (for import)."""
+
+    name: Literal["storage.domain_scan"] = "storage.domain_scan"
+    result: ClassVar[type[BaseModel]] = DomainList
+    mutates: ClassVar[bool] = False
+
+
+class SharedVolumeCreate(_StorageCommand):
+    """`SD/images/IMG/VOL` with its `VOL.meta`, made with qemu-img over nfs://."""
+
+    name: Literal["storage.volume_create"] = "storage.volume_create"
+    result: ClassVar[type[BaseModel]] = SharedVolumeInfo
+    domain_id: UUID
+    image_id: UUID
+    volume_id: UUID
+    format: DiskFormat = DiskFormat.QCOW2
+    size_bytes: int = Field(gt=0)
+    sparse: bool = True
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class SharedVolumeDelete(_StorageCommand):
+    name: Literal["storage.volume_delete"] = "storage.volume_delete"
+    result: ClassVar[type[BaseModel]] = Removed
+    domain_id: UUID
+    image_id: UUID
+    volume_id: UUID
+
+
+StorageCommand = (StorageDomainCreate | StorageDomainUpdate | StorageDomainScan
+                  | SharedVolumeCreate | SharedVolumeDelete)
