@@ -49,6 +49,7 @@ class Site:
     broker: Broker
     managed: ManagedSite
     nodes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    node_port: int = 54321  # a second site's agents on the same lab node need their own
 
     def connect(self) -> sdk.Connection:
         return self.managed.connect()
@@ -60,7 +61,8 @@ class Site:
                 f"https://{self.lab.topology.engine_address()}:{self.managed.gateway_port}",
                 "--engine-ca-file", str(self.managed.ca_file), "--libvirt-uri", "qemu:///system",
                 "--data-dir", str(self.base / node / "data"),
-                "--storage-dir", str(self.base / node / "images"), "--heartbeat-interval", "1"]
+                "--storage-dir", str(self.base / node / "images"), "--heartbeat-interval", "1",
+                "--port", str(self.node_port)]
         with self.managed.log(f"{self.name}-{node}").open("ab") as log:
             self.nodes[node] = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -83,14 +85,15 @@ class Site:
         self.managed.print_logs()
 
 
-def _start_site(lab: Lab, name: str, base: Path, broker: Broker, nodes: list[str]) -> Site:
+def _start_site(lab: Lab, name: str, base: Path, broker: Broker, nodes: list[str],
+                node_port: int = 54321) -> Site:
     address = lab.topology.engine_address()
     managed = ManagedSite(base / name, f"sqlite:///{base}/{name}.db",
                           broker.engine_url_now(), broker.admin_url)
     managed.engine("engine", OVERT_PUBLIC_ADDRESS=str(address),
                    OVERT_BROKER_NODE_URL=f"amqp://{address}:5672",
                    OVERT_BROKER_ALLOW_PLAIN="1")
-    site = Site(lab, name, base / name, broker, managed)
+    site = Site(lab, name, base / name, broker, managed, node_port=node_port)
     managed.wait_for_api()
     for node in nodes:
         site.start_node(node)
@@ -339,7 +342,8 @@ def test_a_detached_domain_is_imported_by_another_engine_with_its_disks(
     broker = open_broker(SYSTEM_RABBITMQ)
     second: Site | None = None
     try:
-        second = _start_site(storage_lab.lab, "second", storage_lab.base, broker, ["node2"])
+        second = _start_site(storage_lab.lab, "second", storage_lab.base, broker, ["node2"],
+                             node_port=54322)
         conn = second.connect()
         try:
             host = second.host_of(conn, "node2")
