@@ -315,6 +315,29 @@ def test_a_vm_on_an_nfs_disk_runs_on_node1_then_on_node2(
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+def test_a_raw_disk_removed_from_an_nfs_domain_leaves_nothing_on_storage(
+        storage_lab: StorageLab, nfs_domain: NfsDomain) -> None:
+    conn = storage_lab.first.connect()
+    try:
+        disks = conn.system_service().disks_service()
+        disk = disks.add(types.Disk(name="lab-nfs-scratch", format=types.DiskFormat.RAW,
+                                    provisioned_size=64 * MIB, sparse=True,
+                                    storage_domains=[types.StorageDomain(id=nfs_domain.id)]))
+        service = disks.disk_service(disk.id)
+        wait_until(lambda: service.get().status == types.DiskStatus.OK, 120,
+                   "the disk to be created")
+        image_dir = storage_lab.export_dir / nfs_domain.id / "images" / disk.id
+        volume = next(p for p in image_dir.iterdir() if _is_uuid(p.name))
+        assert volume.stat().st_size == 64 * MIB
+        assert parse_metadata((image_dir / f"{volume.name}.meta").read_text())["FORMAT"] == "RAW"
+        service.remove()
+        wait_until(lambda: not image_dir.exists(), 120, "the volume to be removed")
+        with pytest.raises(sdk.NotFoundError):
+            service.get()
+    finally:
+        conn.close()
+
+
 def test_a_detached_domain_is_imported_by_another_engine_with_its_disks(
         storage_lab: StorageLab, nfs_domain: NfsDomain) -> None:
     conn = storage_lab.first.connect()
