@@ -228,6 +228,19 @@ def test_a_second_nfs_domain_on_the_same_export_is_refused(
                                           address="nfs://x;rm", path="/export")))
         assert bad.value.code == 400
         assert len(sds.list()) == before
+        # The server refuses a path it does not export: the add fails on the host, and
+        # leaves no domain behind, only an event saying why.
+        wrong = sds.add(types.StorageDomain(
+            name="lab-nfs-wrong", type=types.StorageDomainType.DATA,
+            host=types.Host(id=host1.id),
+            storage=types.HostStorage(type=types.StorageType.NFS,
+                                      address=storage_lab.nfs_address, path="/no-such-export")))
+        wait_until(lambda: wrong.id not in {s.id for s in sds.list()}, 60,
+                   "the failed domain to be gone")
+        events = [e.description for e in conn.system_service().events_service().list()]
+        assert any("Adding storage domain lab-nfs-wrong failed" in e
+                   and "does not let this host mount /no-such-export" in e for e in events)
+        assert len(sds.list()) == before
     finally:
         conn.close()
 

@@ -12,6 +12,7 @@ command repeated after a lost reply finds its work done and says so.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import logging
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 CHECKSUM_KEY = "_SHA_CKSUM"
 DOM_MD_FILES = ("ids", "leases", "inbox", "outbox", "xleases")
-_FORMATS = {"COW": DiskFormat.QCOW2, "RAW": DiskFormat.RAW}
+_REFUSED = frozenset({errno.EACCES, errno.ENOENT, errno.EPERM})
 
 
 def parse_metadata(text: str) -> dict[str, str]:
@@ -248,8 +249,12 @@ class _Mounted:
         try:
             self.nfs = NfsExport(self.storage.server, self.storage.export)
         except NfsError as exc:
+            if exc.errno in _REFUSED:  # the server answered: no such export for us
+                raise NodeFailure(ErrorCode.BAD_REQUEST, f"the NFS server {self.storage.server} "
+                                  f"does not let this host mount {self.storage.export}: "
+                                  f"{exc.strerror}") from None
             raise NodeFailure(ErrorCode.STORAGE_UNREACHABLE,
-                              f"cannot reach {_where(self.storage)}: {exc}") from None
+                              f"cannot reach {_where(self.storage)}: {exc.strerror}") from None
         return self.nfs
 
     def __exit__(self, exc_type: object, exc: object, _tb: object) -> None:
