@@ -26,6 +26,7 @@ from overt.node.hypervisor.base import Hypervisor, HypervisorReconnected, VmChan
 from overt.node.idempotency import IdempotencyStore
 from overt.node.logs import current_job
 from overt.node.stats import Reading, StatsSampler
+from overt.node.storage import iscsi_domain
 from overt.node.storage.local import LocalVolumes
 from overt.node.storage.nfs_domain import NfsDomains
 from overt.protocol import CommandEnvelope, ErrorCode, NodeError, Reply
@@ -51,6 +52,9 @@ from overt.protocol.commands import (
 from overt.protocol.events import Heartbeat, HostStateReport, VmLifecycle
 from overt.protocol.host import HostState
 from overt.protocol.storage import (
+    ExtentFormat,
+    LunMetadataWrite,
+    LunRead,
     SharedVolumeCreate,
     SharedVolumeDelete,
     StorageDomainCreate,
@@ -200,6 +204,8 @@ class Agent:
             case (StorageDomainCreate() | StorageDomainUpdate() | StorageDomainScan()
                   | SharedVolumeCreate() | SharedVolumeDelete()):
                 return await self.shared_storage.execute(command)
+            case LunRead() | LunMetadataWrite() | ExtentFormat():
+                return await iscsi_domain.execute(command)
         raise NodeFailure(ErrorCode.BAD_REQUEST, f"this node does not know command {command.name}")
 
     async def _locked(self, vm_id: uuid.UUID, action: Awaitable[T]) -> T:

@@ -9,6 +9,9 @@ from pydantic import BaseModel, Field
 
 from overt.protocol.host import HostCapabilities, HostState, VmStatusReport
 from overt.protocol.storage import (
+    ExtentFormat,
+    LunMetadataWrite,
+    LunRead,
     SharedVolumeCreate,
     SharedVolumeDelete,
     StorageDomainCreate,
@@ -175,6 +178,9 @@ Command = Annotated[
     | StorageDomainUpdate
     | StorageDomainScan
     | SharedVolumeCreate
-    | SharedVolumeDelete,
+    | SharedVolumeDelete
+    | LunRead
+    | LunMetadataWrite
+    | ExtentFormat,
     Field(discriminator="name"),
 ]

@@ -112,5 +112,53 @@ class SharedVolumeDelete(_StorageCommand):
     volume_id: UUID
 
 
+IQN = r"^iqn\.[0-9]{4}-[0-9]{2}\.[A-Za-z0-9.\-]+(:[A-Za-z0-9.:\-]+)?$"
+METADATA_AREA = 1 << 20  # the start of an iSCSI domain's LUN holds its metadata
+
+
+class IscsiLunRef(WireModel):
+    portal: str = Field(pattern=SERVER)  # host or host:port
+    target: str = Field(pattern=IQN)
+    lun: int = Field(ge=0, le=16383)
+
+
+class LunContents(WireModel):
+    size_bytes: int
+    metadata: str  # the metadata area's text (up to its end marker), empty when blank
+
+
+class LunRead(WireModel):
+    """The LUN's size and its metadata area."""
+
+    name: Literal["storage.lun_read"] = "storage.lun_read"
+    result: ClassVar[type[BaseModel]] = LunContents
+    mutates: ClassVar[bool] = False
+    lun: IscsiLunRef
+
+
+class LunMetadataWrite(WireModel):
+    """Replace the LUN's metadata area (the engine renders all of it)."""
+
+    name: Literal["storage.lun_metadata_write"] = "storage.lun_metadata_write"
+    result: ClassVar[type[BaseModel]] = LunContents
+    mutates: ClassVar[bool] = True
+    lun: IscsiLunRef
+    metadata: str = Field(max_length=METADATA_AREA - 1)
+
+
+class ExtentFormat(WireModel):
+    """Make an extent of the LUN an empty volume: a qcow2 header, or zeros at its start."""
+
+    name: Literal["storage.extent_format"] = "storage.extent_format"
+    result: ClassVar[type[BaseModel]] = SharedVolumeInfo
+    mutates: ClassVar[bool] = True
+    lun: IscsiLunRef
+    offset: int = Field(ge=METADATA_AREA)
+    size: int = Field(gt=0)
+    format: DiskFormat = DiskFormat.QCOW2
+    virtual_size: int = Field(gt=0)
+
+
 StorageCommand = (StorageDomainCreate | StorageDomainUpdate | StorageDomainScan
                   | SharedVolumeCreate | SharedVolumeDelete)
+LunCommand = LunRead | LunMetadataWrite | ExtentFormat

@@ -286,3 +286,30 @@ def test_nfs_storage_domain_refusals_change_nothing(connection: sdk.Connection,
     assert sorted(d.name for d in domains.list()) == sorted([*before, "local-only"])
     assert domains.storage_domain_service(domain.id).get().status == \
         types.StorageDomainStatus.LOCKED
+
+
+def test_iscsi_storage_domain_refusals_change_nothing(connection: sdk.Connection,
+                                                      api_engine: RunningEngine) -> None:
+    domains = connection.system_service().storage_domains_service()
+    host_id = _host(api_engine, "sd-host-4", HostStatus.MAINTENANCE)
+    before = sorted(d.name for d in domains.list())
+
+    def add(name: str, *units: types.LogicalUnit) -> types.StorageDomain:
+        return domains.add(types.StorageDomain(
+            name=name, type=types.StorageDomainType.DATA, host=types.Host(id=host_id),
+            storage=types.HostStorage(type=types.StorageType.ISCSI, logical_units=list(units))))
+
+    iqn = "iqn.2026-11.org.example:disks"
+    _refused(400, add, "no-lun")
+    _refused(400, add, "bad-iqn", types.LogicalUnit(id="1", address="san.example",
+                                                    port=3260, target="disks"))
+    _refused(400, add, "bad-lun", types.LogicalUnit(id="36001405abc", address="san.example",
+                                                    port=3260, target=iqn))
+    _refused(400, add, "bad-portal", types.LogicalUnit(id="1", address="san example",
+                                                       port=3260, target=iqn))
+    domain = add("san", types.LogicalUnit(id="1", address="san.example", port=3260, target=iqn))
+    assert domain.status == types.StorageDomainStatus.LOCKED
+    error = _refused(409, add, "san-2", types.LogicalUnit(id="1", address="san.example",
+                                                          port=3260, target=iqn))
+    assert "already used by storage domain san" in str(error)
+    assert sorted(d.name for d in domains.list()) == sorted([*before, "san"])

@@ -14,7 +14,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from overt.engine.db.tables import DataCenter, Host, StorageDomain, User
+from overt.engine.db.tables import DataCenter, Disk, Host, StorageDomain, User
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.names import check_name
 from overt.engine.model.status import StorageDomainStatus, StorageDomainType, StorageType
@@ -22,9 +22,11 @@ from overt.engine.services import audit, lookup
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.services.lookup import Ref
 from overt.engine.services.storage_domains import StorageDomainInput, attached
-from overt.protocol.storage import EXPORT, SERVER
+from overt.protocol.storage import EXPORT, IQN, METADATA_AREA, SERVER, IscsiLunRef
 
-SHARED_TYPES = frozenset({StorageType.NFS.value})
+SHARED_TYPES = frozenset({StorageType.NFS.value, StorageType.ISCSI.value})
+MIB = 1 << 20
+_IQN_RE = re.compile(IQN)
 _SERVER_RE = re.compile(SERVER)
 _EXPORT_RE = re.compile(EXPORT)
 
@@ -38,12 +40,71 @@ def volume_path(domain: StorageDomain, image_id: uuid.UUID, volume_id: uuid.UUID
     return f"{domain.storage_uuid or domain.id}/images/{image_id}/{volume_id}"
 
 
+def extent_path(domain: StorageDomain, offset: int, size: int, image_id: uuid.UUID,
+                volume_id: uuid.UUID) -> str:
+    """A volume of an iSCSI domain: `size` bytes of its LUN from `offset`."""
+    return f"{domain.storage_uuid or domain.id}/extents/{offset}/{size}/{image_id}/{volume_id}"
+
+
 def split_volume_path(image_path: str) -> tuple[uuid.UUID, uuid.UUID]:
-    """The image and volume ids of a volume path made by `volume_path`."""
+    """The image and volume ids of a volume path made by `volume_path` or `extent_path`."""
     parts = image_path.split("/")
-    if len(parts) != 4 or parts[1] != "images":
-        raise ValueError(f"{image_path!r} is not a volume of a shared storage domain")
-    return uuid.UUID(parts[2]), uuid.UUID(parts[3])
+    if len(parts) == 4 and parts[1] == "images":
+        return uuid.UUID(parts[2]), uuid.UUID(parts[3])
+    if len(parts) == 6 and parts[1] == "extents":
+        return uuid.UUID(parts[4]), uuid.UUID(parts[5])
+    raise ValueError(f"{image_path!r} is not a volume of a shared storage domain")
+
+
+def extent_of(image_path: str) -> tuple[int, int] | None:
+    """The (offset, size) of an iSCSI volume path, None for any other."""
+    parts = image_path.split("/")
+    if len(parts) == 6 and parts[1] == "extents":
+        return int(parts[2]), int(parts[3])
+    return None
+
+
+def lun_of(domain: StorageDomain) -> IscsiLunRef:
+    target, _, lun = domain.path.rpartition("/")
+    return IscsiLunRef(portal=domain.address or "", target=target, lun=int(lun))
+
+
+def extent_size(fmt: str, provisioned: int) -> int:
+    """Room for a volume: the disk itself, plus a qcow2's metadata (tables and headers)."""
+    size = provisioned if fmt != "cow" else provisioned + provisioned // 4096 + 4 * MIB
+    return -(-size // MIB) * MIB
+
+
+async def new_volume_path(session: AsyncSession, domain: StorageDomain, disk_id: uuid.UUID,
+                          fmt: str, provisioned: int) -> str:
+    """Allocate a new disk's volume: ids on NFS; on iSCSI also the first free extent of
+    the LUN large enough (the domain row is locked, so two disks never share one)."""
+    if domain.storage_type == StorageType.NFS.value:
+        return volume_path(domain, disk_id, uuid.uuid4())
+    locked = await lookup.get(session, StorageDomain, domain.id, for_update=True)
+    size = extent_size(fmt, provisioned)
+    taken = sorted(extent for path in (await session.execute(select(Disk.image_path).where(
+        Disk.storage_domain_id == locked.id))).scalars().all()
+        if (extent := extent_of(path)) is not None)
+    end = METADATA_AREA + locked.used_bytes + locked.available_bytes
+    offset = METADATA_AREA
+    for start, length in taken:
+        if offset + size <= start:
+            break
+        offset = max(offset, start + length)
+    if offset + size > end:
+        raise Conflict(f"Cannot add Disk: storage domain {locked.name} has no free extent of "
+                       f"{size} bytes (free space: {locked.available_bytes} bytes).")
+    locked.used_bytes += size
+    locked.available_bytes -= size
+    return extent_path(locked, offset, size, disk_id, uuid.uuid4())
+
+
+def release_extent(domain: StorageDomain, image_path: str) -> None:
+    extent = extent_of(image_path)
+    if extent is not None:
+        domain.used_bytes = max(0, domain.used_bytes - extent[1])
+        domain.available_bytes += extent[1]
 
 
 def _check_export(address: str | None, path: str | None) -> tuple[str, str]:
@@ -94,6 +155,61 @@ async def add_nfs_domain(session: AsyncSession, jobs: JobSubmitter, data: Storag
                       params={"storage_domain_id": str(sd_id), "import": data.import_},
                       locks=[("storage_domain", sd_id)], host_id=host.id, owner_id=user.id)
     audit.record(session, f"Storage Domain {name} ({address}:{path}) is being {verb} by "
+                 f"{user.user_name}", code=audit.STORAGE_DOMAIN_ADDED, storage_domain_id=sd_id,
+                 host_id=host.id, user_id=user.id)
+    return domain
+
+
+def _check_lun(data: StorageDomainInput) -> tuple[str, str]:
+    if len(data.logical_units) != 1:
+        raise InvalidInput("storage_domain.storage.logical_units must name one LUN "
+                           "(address, port, target, and the LUN number as id)")
+    unit = data.logical_units[0]
+    if not unit.address or not _SERVER_RE.match(unit.address):
+        raise InvalidInput(f"logical_unit.address {unit.address!r} is not a host name or an "
+                           "address")
+    if not unit.target or not _IQN_RE.match(unit.target):
+        raise InvalidInput(f"logical_unit.target {unit.target!r} is not an iSCSI name (iqn.)")
+    if unit.id is None or not unit.id.isdigit() or int(unit.id) > 16383:
+        raise InvalidInput(f"logical_unit.id {unit.id!r} must be the LUN number")
+    port = unit.port or 3260
+    if port > 65535:
+        raise InvalidInput(f"logical_unit.port {port} is not a port")
+    return f"{unit.address}:{port}", f"{unit.target}/{int(unit.id)}"
+
+
+async def add_iscsi_domain(session: AsyncSession, jobs: JobSubmitter, data: StorageDomainInput,
+                           user: User) -> StorageDomain:
+    """A new iSCSI data domain on one LUN; a job writes its metadata area, then it is
+    `unattached`."""
+    name = check_name("storage_domain", data.name or "")
+    portal, path = _check_lun(data)
+    if data.import_:
+        raise InvalidInput("importing an iSCSI domain is not supported yet")
+    if (data.type or StorageDomainType.DATA) is not StorageDomainType.DATA:
+        raise InvalidInput("only data domains can be added on iSCSI for now")
+    host = await lookup.resolve(session, Host, data.host, "storage_domain.host")
+    if await lookup.name_taken(session, StorageDomain, name):
+        raise Conflict(f"Cannot add Storage. The name {name!r} is already in use.")
+    used = (await session.execute(select(StorageDomain.name).where(
+        StorageDomain.storage_type == StorageType.ISCSI.value, StorageDomain.address == portal,
+        StorageDomain.path == path))).scalars().first()
+    if used is not None:
+        raise Conflict(f"Cannot add Storage. The LUN {path} of {portal} is already used by "
+                       f"storage domain {used}.")
+    sd_id = uuid.uuid4()
+    domain = StorageDomain(id=sd_id, name=name, description=data.description or "",
+                           type=StorageDomainType.DATA.value,
+                           storage_type=StorageType.ISCSI.value, path=path, address=portal,
+                           host_id=host.id, data_center_id=None, storage_uuid=sd_id,
+                           status=StorageDomainStatus.LOCKED.value)
+    session.add(domain)
+    await session.flush()
+    await jobs.submit(session, action="storage_domain.create",
+                      description=f"Adding storage domain {name}",
+                      params={"storage_domain_id": str(sd_id), "import": False},
+                      locks=[("storage_domain", sd_id)], host_id=host.id, owner_id=user.id)
+    audit.record(session, f"Storage Domain {name} (LUN {path} of {portal}) is being added by "
                  f"{user.user_name}", code=audit.STORAGE_DOMAIN_ADDED, storage_domain_id=sd_id,
                  host_id=host.id, user_id=user.id)
     return domain

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
 import json
 import logging
 import uuid
@@ -24,6 +23,7 @@ from overt.node.errors import NodeFailure
 from overt.node.storage.libnfs import NfsError, NfsExport
 from overt.node.storage.local import _qemu_img
 from overt.protocol import ErrorCode
+from overt.protocol.ovirt_metadata import parse_metadata, render_metadata
 from overt.protocol.storage import (
     DomainContents,
     DomainInfo,
@@ -44,34 +44,8 @@ from overt.protocol.vm import DiskFormat
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-CHECKSUM_KEY = "_SHA_CKSUM"
 DOM_MD_FILES = ("ids", "leases", "inbox", "outbox", "xleases")
 _REFUSED = frozenset({errno.EACCES, errno.ENOENT, errno.EPERM})
-
-
-def parse_metadata(text: str) -> dict[str, str]:
-    """oVirt's KEY=VALUE lines (up to an `EOF` line in volume metadata)."""
-    found: dict[str, str] = {}
-    for line in text.splitlines():
-        if line.strip() == "EOF":
-            break
-        key, sep, value = line.partition("=")
-        if sep and key.strip():
-            found[key.strip()] = value.strip()
-    return found
-
-
-def render_metadata(values: dict[str, str], *, checksum: bool, eof: bool) -> bytes:
-    """Sorted KEY=VALUE lines; domain metadata carries oVirt's SHA-1 of its lines."""
-    lines = [f"{key}={value}" for key, value in sorted(values.items()) if key != CHECKSUM_KEY]
-    if checksum:
-        digest = hashlib.sha1(usedforsecurity=False)
-        for line in lines:
-            digest.update(line.encode())
-        lines.append(f"{CHECKSUM_KEY}={digest.hexdigest()}")
-    if eof:
-        lines.append("EOF")
-    return ("\n".join(lines) + "\n").encode()
 
 
 def volume_url(storage: NfsExportRef, relative: str) -> str:

@@ -39,6 +39,9 @@ async def add_domain(ctx: ApiContext) -> Response:
     if data.storage_type is StorageType.NFS:
         domain = await storage_shared.add_nfs_domain(ctx.session, ctx.services.jobs, data,
                                                      ctx.user)
+    elif data.storage_type is StorageType.ISCSI:
+        domain = await storage_shared.add_iscsi_domain(ctx.session, ctx.services.jobs, data,
+                                                       ctx.user)
     else:
         domain = await storage_domains.add_storage_domain(ctx.session, data, ctx.user)
     return ctx.render("storage_domain", views.storage_domain(domain), status=201)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 
 from sqlalchemy import select
@@ -15,12 +16,30 @@ from sqlalchemy import select
 from overt.engine.db.tables import Cluster, DataCenter, Disk, Host, StorageDomain
 from overt.engine.jobs.context import FailureHook, Handler, JobContext
 from overt.engine.jobs.errors import JobFailed, RetryLater
-from overt.engine.model.status import DiskStatus, HostStatus, LogSeverity, StorageDomainStatus
+from overt.engine.model.status import (
+    DiskStatus,
+    HostStatus,
+    LogSeverity,
+    StorageDomainStatus,
+    StorageType,
+)
 from overt.engine.services import audit, lookup
-from overt.engine.services.storage_shared import split_volume_path, volume_path
+from overt.engine.services.storage_shared import (
+    extent_of,
+    lun_of,
+    release_extent,
+    split_volume_path,
+    volume_path,
+)
+from overt.protocol.ovirt_metadata import parse_metadata, render_metadata
 from overt.protocol.storage import (
+    METADATA_AREA,
     DomainInfo,
     DomainList,
+    ExtentFormat,
+    LunContents,
+    LunMetadataWrite,
+    LunRead,
     NfsExportRef,
     Removed,
     SharedVolumeCreate,
@@ -79,6 +98,8 @@ async def create_domain(ctx: JobContext) -> dict[str, Any]:
     host = await acting_host(ctx, domain)
     if ctx.params.get("import"):
         return await _import(ctx, domain, host)
+    if domain.storage_type == StorageType.ISCSI.value:
+        return await _create_on_lun(ctx, domain, host)
     async with ctx.step(f"Laying out storage domain {domain.name} on "
                         f"{domain.address}:{domain.path}", host_id=host.id):
         info = await ctx.nodes.call(
@@ -93,6 +114,50 @@ async def create_domain(ctx: JobContext) -> dict[str, Any]:
                      storage_domain_id=sd_id, host_id=host.id, job_id=ctx.job.id,
                      user_id=ctx.job.owner_id)
     return {"total": info.total_bytes, "free": info.free_bytes}
+
+
+async def _create_on_lun(ctx: JobContext, domain: StorageDomain, host: Host
+                         ) -> dict[str, Any]:
+    lun = lun_of(domain)
+    async with ctx.step(f"Writing the metadata of storage domain {domain.name} on LUN "
+                        f"{domain.path} of {domain.address}", host_id=host.id):
+        found = await ctx.nodes.call(host, LunRead(lun=lun), LunContents,
+                                     key=ctx.key("read"), timeout_s=120)
+        owner = parse_metadata(found.metadata).get("SDUUID")
+        if owner and owner != str(domain.id):
+            raise JobFailed(f"LUN {domain.path} of {domain.address} already holds storage "
+                            f"domain {owner}")
+        await ctx.nodes.call(host, LunMetadataWrite(lun=lun, metadata=await _lun_metadata(
+            ctx, domain, pool=NO_POOL)), LunContents, key=ctx.key("write"), timeout_s=120)
+    async with ctx.transaction() as session:
+        row = await lookup.get(session, StorageDomain, domain.id)
+        row.status = StorageDomainStatus.UNATTACHED.value
+        row.used_bytes, row.available_bytes = 0, found.size_bytes - METADATA_AREA
+        audit.record(session, f"Storage Domain {row.name} was added on LUN {row.path} of "
+                     f"{row.address}", code=audit.STORAGE_DOMAIN_ADDED, storage_domain_id=row.id,
+                     host_id=host.id, job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    return {"lun_size": found.size_bytes}
+
+
+async def _lun_metadata(ctx: JobContext, domain: StorageDomain, *, pool: str,
+                        without: uuid.UUID | None = None) -> str:
+    """The whole metadata area of an iSCSI domain, from the engine's records: the domain's
+    keys and one line per volume (image, extent, format, size)."""
+    async with ctx.transaction() as session:
+        disks = (await session.execute(select(Disk).where(
+            Disk.storage_domain_id == domain.id).order_by(Disk.image_path))).scalars().all()
+    values = {**domain_metadata(domain), "TYPE": "ISCSI", "POOL_UUID": pool,
+              "REMOTE_PATH": f"{domain.address}/{domain.path}", "SDUUID": str(domain.id)}
+    for disk in disks:
+        extent = extent_of(disk.image_path)
+        if extent is None or disk.id == without:
+            continue
+        image_id, volume_id = split_volume_path(disk.image_path)
+        values[f"VOL_{volume_id}"] = ",".join([
+            str(image_id), str(extent[0]), str(extent[1]),
+            "COW" if disk.format == "cow" else "RAW", str(disk.provisioned_size),
+            json.dumps({"DiskAlias": disk.name}, separators=(",", ":")).replace(",", ";")])
+    return render_metadata(values, checksum=True, eof=False).decode()
 
 
 async def _import(ctx: JobContext, domain: StorageDomain, host: Host) -> dict[str, Any]:
@@ -219,6 +284,14 @@ async def _detach_failed(ctx: JobContext, message: str) -> None:
 async def _update(ctx: JobContext, domain: StorageDomain, host: Host, changes: dict[str, str],
                   what: str) -> DomainInfo:
     stamp = str(int(time.time()))
+    if domain.storage_type == StorageType.ISCSI.value:
+        async with ctx.step(what, host_id=host.id):
+            text = await _lun_metadata(ctx, domain, pool=changes["POOL_UUID"])
+            await ctx.nodes.call(host, LunMetadataWrite(lun=lun_of(domain), metadata=text),
+                                 LunContents, key=ctx.key("update"), timeout_s=120)
+        return DomainInfo(id=domain.id, metadata=parse_metadata(text),
+                          total_bytes=domain.used_bytes + domain.available_bytes,
+                          free_bytes=domain.available_bytes)
     async with ctx.step(what, host_id=host.id):
         return await ctx.nodes.call(
             host, StorageDomainUpdate(storage=export_of(domain),
@@ -246,6 +319,17 @@ async def create_volume(ctx: JobContext, domain: StorageDomain, disk: Disk
     """A disk's volume on a shared domain, named by the engine (image = the disk's id)."""
     host = await acting_host(ctx, domain)
     image_id, volume_id = split_volume_path(disk.image_path)
+    extent = extent_of(disk.image_path)
+    if extent is not None:
+        async with ctx.step(f"Creating disk {disk.name} on storage domain {domain.name}",
+                            host_id=host.id):
+            made = await ctx.nodes.call(host, ExtentFormat(
+                lun=lun_of(domain), offset=extent[0], size=extent[1],
+                format=DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW,
+                virtual_size=disk.provisioned_size), SharedVolumeInfo, key=ctx.key("create"),
+                timeout_s=600)
+            await _write_lun_metadata(ctx, domain, host, key="create-md")
+        return made
     description = json.dumps({"DiskAlias": disk.name, "DiskDescription": disk.description})
     async with ctx.step(f"Creating disk {disk.name} on storage domain {domain.name}",
                         host_id=host.id):
@@ -259,9 +343,26 @@ async def create_volume(ctx: JobContext, domain: StorageDomain, disk: Disk
             SharedVolumeInfo, key=ctx.key("create"), timeout_s=600)
 
 
+async def _write_lun_metadata(ctx: JobContext, domain: StorageDomain, host: Host, *, key: str,
+                              without: uuid.UUID | None = None) -> None:
+    async with ctx.transaction() as session:
+        fresh = await lookup.get(session, StorageDomain, domain.id)
+    pool = str(fresh.data_center_id) if fresh.data_center_id else NO_POOL
+    text = await _lun_metadata(ctx, fresh, pool=pool, without=without)
+    await ctx.nodes.call(host, LunMetadataWrite(lun=lun_of(domain), metadata=text), LunContents,
+                         key=ctx.key(key), timeout_s=120)
+
+
 async def remove_volume(ctx: JobContext, domain: StorageDomain, disk: Disk) -> None:
     host = await acting_host(ctx, domain)
     image_id, volume_id = split_volume_path(disk.image_path)
+    if extent_of(disk.image_path) is not None:
+        async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
+            await _write_lun_metadata(ctx, domain, host, key="delete-md", without=disk.id)
+        async with ctx.transaction() as session:
+            release_extent(await lookup.get(session, StorageDomain, domain.id, for_update=True),
+                           disk.image_path)
+        return
     async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
         await ctx.nodes.call(
             host, SharedVolumeDelete(storage=export_of(domain),

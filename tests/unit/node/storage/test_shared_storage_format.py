@@ -9,8 +9,15 @@ import uuid
 import pytest
 
 from overt.engine.db.tables import StorageDomain
-from overt.engine.services.storage_shared import split_volume_path, volume_path
-from overt.node.storage.nfs_domain import parse_metadata, render_metadata
+from overt.engine.services.storage_shared import (
+    extent_of,
+    extent_path,
+    extent_size,
+    lun_of,
+    split_volume_path,
+    volume_path,
+)
+from overt.protocol.ovirt_metadata import parse_metadata, render_metadata
 
 
 def test_domain_metadata_carries_ovirts_checksum_of_its_lines() -> None:
@@ -49,3 +56,18 @@ def test_a_volume_lies_under_the_domains_id_on_storage() -> None:
     assert split_volume_path(path) == (image, volume)
     with pytest.raises(ValueError, match="not a volume"):
         split_volume_path(f"images/{image}.qcow2")
+
+
+def test_an_iscsi_volume_is_an_extent_with_room_for_its_qcow2_tables() -> None:
+    sd, image, volume = (uuid.uuid4() for _ in range(3))
+    domain = StorageDomain(id=sd, storage_uuid=sd, path="iqn.2026-11.org.example:t/3",
+                           address="10.0.0.2:3260")
+    path = extent_path(domain, 1 << 20, 8 << 20, image, volume)
+    assert extent_of(path) == (1 << 20, 8 << 20)
+    assert split_volume_path(path) == (image, volume)
+    assert extent_of(f"{sd}/images/{image}/{volume}") is None
+    assert extent_size("raw", 5 << 20) == 5 << 20
+    assert extent_size("cow", 1 << 30) >= (1 << 30) + (1 << 30) // 8192 + (1 << 20)
+    assert extent_size("cow", 1 << 30) % (1 << 20) == 0
+    lun = lun_of(domain)
+    assert (lun.portal, lun.target, lun.lun) == ("10.0.0.2:3260", "iqn.2026-11.org.example:t", 3)

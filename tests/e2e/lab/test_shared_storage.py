@@ -1,10 +1,12 @@
-"""NFS storage domains in the lab, through the official SDK: a domain laid out on the
-storage host's nfs-ganesha export, attached and active; a disk on it runs a VM on
-node1 and then on node2; detached, the domain is imported by a second engine (its own
-database and broker vhost) with its disk, which boots there too."""
+"""Shared storage domains in the lab, through the official SDK. NFS: a domain laid out
+on the storage host's nfs-ganesha export, attached and active; a disk on it runs a VM
+on node1 and then on node2; detached, the domain is imported by a second engine (its
+own database and broker vhost) with its disk, which boots there too. iSCSI (tgt): a
+domain on one LUN whose disk is an extent of it boots a VM on either node."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -24,7 +26,7 @@ import pytest
 from overt.lab.guest import BOOT_MARKER, GuestImage
 from overt.lab.lab import Lab
 from overt.lab.topology import Net, Topology
-from overt.node.storage.nfs_domain import parse_metadata
+from overt.protocol.ovirt_metadata import parse_metadata
 from overt.system.daemons import SYSTEM_RABBITMQ, ensure_libvirtd
 from tests.conftest import TEST_LAB, require_root
 from tests.support.broker import Broker, close_broker, open_broker
@@ -135,6 +137,9 @@ def storage_lab(rabbitmq: Broker) -> Iterator[StorageLab]:
     for entry in lab.topology.nfs_export_dir().iterdir():
         if _is_uuid(entry.name):  # domains of an earlier run
             shutil.rmtree(entry)
+    for lun in (1, 2):
+        with (lab.topology.host_dir(lab.topology.storage) / f"lun{lun}.img").open("r+b") as f:
+            f.write(bytes(MIB))  # an earlier run's iSCSI domain metadata
     base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-storage-lab-"))
     base.chmod(0o755)
     first: Site | None = None
@@ -250,9 +255,7 @@ def _boot_disk(storage_lab: StorageLab, site: Site, domain_id: str, guest: Guest
     node with qemu-img, as an upload would), ok in the engine."""
     conn = site.connect()
     try:
-        size = int(subprocess.run(["qemu-img", "info", "--output=json", str(guest.qcow2_disk)],
-                                  capture_output=True, text=True, check=True)
-                   .stdout.split('"virtual-size":')[1].split(",")[0])
+        size = _virtual_size(guest)
         disks = conn.system_service().disks_service()
         disk = disks.add(types.Disk(name="lab-nfs-boot", format=types.DiskFormat.COW,
                                     provisioned_size=size, sparse=True,
@@ -277,8 +280,8 @@ def _boot_disk(storage_lab: StorageLab, site: Site, domain_id: str, guest: Guest
         conn.close()
 
 
-def _run_on(site: Site, vm_name: str, node: str) -> None:
-    """Start the VM pinned to `node`; it boots there from its NFS disk."""
+def _run_on(site: Site, vm_name: str, node: str, protocol: str = "nfs") -> None:
+    """Start the VM pinned to `node`; it boots there from its shared disk."""
     conn = site.connect()
     try:
         vms = conn.system_service().vms_service()
@@ -294,9 +297,9 @@ def _run_on(site: Site, vm_name: str, node: str) -> None:
                              180, f"the VM to be up on {node}")
         assert running.host.id == host.id
         xml = _domain_xml(site.lab, node, vm.id)
-        assert "protocol='nfs'" in xml or 'protocol="nfs"' in xml
+        assert f"protocol='{protocol}'" in xml or f'protocol="{protocol}"' in xml
         wait_until(lambda: log.exists() and BOOT_MARKER in log.read_text(errors="replace"),
-                   180, f"the guest to boot from its NFS disk on {node}")
+                   180, f"the guest to boot from its {protocol} disk on {node}")
         service.stop()
         wait_until(lambda: service.get().status == types.VmStatus.DOWN, 120, "the VM to stop")
     finally:
@@ -351,6 +354,75 @@ def test_a_raw_disk_removed_from_an_nfs_domain_leaves_nothing_on_storage(
         conn.close()
 
 
+def test_an_iscsi_domain_holds_a_disk_that_boots_a_vm_on_either_node(
+        storage_lab: StorageLab, guest_image: GuestImage) -> None:
+    site, lab = storage_lab.first, storage_lab.lab
+    target = lab.topology.iscsi_target()
+    portal = storage_lab.nfs_address  # the storage host serves both on its storage address
+
+    def lun(number: str) -> types.HostStorage:
+        return types.HostStorage(type=types.StorageType.ISCSI, logical_units=[
+            types.LogicalUnit(id=number, address=portal, port=3260, target=target)])
+
+    conn = site.connect()
+    try:
+        host1 = site.host_of(conn, "node1")
+        sds = conn.system_service().storage_domains_service()
+        added = sds.add(types.StorageDomain(name="lab-iscsi", type=types.StorageDomainType.DATA,
+                                            host=types.Host(id=host1.id), storage=lun("1")))
+        sd = sds.storage_domain_service(added.id)
+        wait_until(lambda: sd.get().status == types.StorageDomainStatus.UNATTACHED, 120,
+                   "the iSCSI domain to be written")
+        with pytest.raises(sdk.Error) as error:
+            sds.add(types.StorageDomain(name="lab-iscsi-again", type=types.StorageDomainType.DATA,
+                                        host=types.Host(id=host1.id), storage=lun("1")))
+        assert error.value.code == 409 and "already used by storage domain lab-iscsi" in str(
+            error.value)
+        dc = conn.system_service().data_centers_service().list(search="name=Default")[0]
+        attached = conn.system_service().data_centers_service().data_center_service(
+            dc.id).storage_domains_service()
+        attached.add(types.StorageDomain(id=added.id))
+        wait_until(lambda: attached.storage_domain_service(added.id).get().status
+                   == types.StorageDomainStatus.ACTIVE, 120, "the iSCSI domain to be active")
+        disks = conn.system_service().disks_service()
+        with pytest.raises(sdk.Error) as too_big:
+            disks.add(types.Disk(name="lab-iscsi-huge", format=types.DiskFormat.RAW,
+                                 provisioned_size=3 * 2**30,
+                                 storage_domains=[types.StorageDomain(id=added.id)]))
+        assert too_big.value.code == 409 and "no free extent" in str(too_big.value)
+        size = _virtual_size(guest_image)
+        disk = disks.add(types.Disk(name="lab-iscsi-boot", format=types.DiskFormat.COW,
+                                    provisioned_size=size,
+                                    storage_domains=[types.StorageDomain(id=added.id)]))
+        wait_until(lambda: disks.disk_service(disk.id).get().status == types.DiskStatus.OK,
+                   120, "the iSCSI disk to be created")
+    finally:
+        conn.close()
+    backing = lab.topology.host_dir(lab.topology.storage) / "lun1.img"
+    with backing.open("rb") as f:
+        metadata = parse_metadata(f.read(MIB).split(b"\0", 1)[0].decode())
+    assert metadata["SDUUID"] == added.id and metadata["TYPE"] == "ISCSI"
+    assert metadata["POOL_UUID"] == dc.id
+    (record,) = [v for k, v in metadata.items() if k.startswith("VOL_")]
+    image, offset, length, fmt, cap = record.split(",")[:5]
+    assert (image, fmt, cap) == (disk.id, "COW", str(size))
+    extent = (f"driver=qcow2,file.driver=raw,file.offset={offset},file.size={length},"
+              f"file.file.driver=iscsi,file.file.transport=tcp,file.file.portal={portal}:3260,"
+              f"file.file.target={target},file.file.lun=1")
+    copied = subprocess.run(lab.exec_argv("node1", [
+        "qemu-img", "convert", "-n", "-f", "qcow2", str(guest_image.qcow2_disk),
+        "--target-image-opts", extent]), capture_output=True, text=True, check=False,
+        timeout=300)
+    assert copied.returncode == 0, copied.stderr
+    _new_vm(site, "lab-iscsi-vm", disk.id)
+    _run_on(site, "lab-iscsi-vm", "node1", "iscsi")
+    _run_on(site, "lab-iscsi-vm", "node2", "iscsi")
+    checked = subprocess.run(lab.exec_argv("node2", [
+        "qemu-img", "check", "-q", "--image-opts", extent]), capture_output=True, text=True,
+        check=False, timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def test_a_detached_domain_is_imported_by_another_engine_with_its_disks(
         storage_lab: StorageLab, nfs_domain: NfsDomain) -> None:
     conn = storage_lab.first.connect()
@@ -375,6 +447,8 @@ def test_a_detached_domain_is_imported_by_another_engine_with_its_disks(
         (storage_lab.export_dir / nfs_domain.id / "dom_md" / "metadata").read_text())
     assert metadata["POOL_UUID"] == ""
 
+    # The second engine's agent shares node2 with the first's (each lab node has one
+    # libvirtd), which a node never does outside tests: this test comes last.
     broker = open_broker(SYSTEM_RABBITMQ)
     second: Site | None = None
     try:
@@ -429,6 +503,12 @@ def _domain_xml(lab: Lab, node: str, vm_id: str) -> str:
         return str(conn.lookupByUUIDString(vm_id).XMLDesc(0))
     finally:
         conn.close()
+
+
+def _virtual_size(guest: GuestImage) -> int:
+    out = subprocess.run(["qemu-img", "info", "--output=json", str(guest.qcow2_disk)],
+                         capture_output=True, text=True, check=True).stdout
+    return int(json.loads(out)["virtual-size"])
 
 
 def _is_uuid(text: str) -> bool:
