@@ -390,6 +390,15 @@ def test_an_iscsi_domain_holds_a_disk_that_boots_a_vm_on_either_node(
                                  provisioned_size=3 * 2**30,
                                  storage_domains=[types.StorageDomain(id=added.id)]))
         assert too_big.value.code == 409 and "no free extent" in str(too_big.value)
+        scratch = disks.add(types.Disk(name="lab-iscsi-scratch", format=types.DiskFormat.RAW,
+                                       provisioned_size=64 * MIB,
+                                       storage_domains=[types.StorageDomain(id=added.id)]))
+        wait_until(lambda: disks.disk_service(scratch.id).get().status == types.DiskStatus.OK,
+                   120, "the scratch disk to be created")
+        free = sd.get().available
+        disks.disk_service(scratch.id).remove()
+        wait_until(lambda: sd.get().available == free + 64 * MIB, 120,
+                   "the scratch disk's extent to be free again")
         size = _virtual_size(guest_image)
         disk = disks.add(types.Disk(name="lab-iscsi-boot", format=types.DiskFormat.COW,
                                     provisioned_size=size,

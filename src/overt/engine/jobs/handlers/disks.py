@@ -16,7 +16,7 @@ from overt.engine.jobs.vm_spec import image_location
 from overt.engine.model.status import DiskStatus, HostStatus, LogSeverity, TemplateStatus
 from overt.engine.nodes import NodeCommandFailed
 from overt.engine.services import audit, lookup
-from overt.engine.services.storage_shared import is_shared
+from overt.engine.services.storage_shared import is_shared, release_extent
 from overt.protocol import ErrorCode
 from overt.protocol.commands import Empty, VolumeCreate, VolumeDelete, VolumeInfo
 from overt.protocol.vm import DiskFormat
@@ -108,6 +108,9 @@ async def remove_disk(ctx: JobContext) -> dict[str, Any]:
         await _remove_local(ctx, domain, disk)
     async with ctx.transaction() as session:
         disk = await lookup.get(session, Disk, disk_id)
+        if is_shared(domain):  # with the row, so that a retried removal frees it once
+            release_extent(await lookup.get(session, StorageDomain, domain.id, for_update=True),
+                           disk.image_path)
         audit.record(session, f"Disk {disk.name} was removed", code=audit.DISK_REMOVED,
                      storage_domain_id=domain.id, job_id=ctx.job.id, user_id=ctx.job.owner_id)
         await session.delete(disk)

@@ -27,7 +27,6 @@ from overt.engine.services import audit, lookup
 from overt.engine.services.storage_shared import (
     extent_of,
     lun_of,
-    release_extent,
     split_volume_path,
     volume_path,
 )
@@ -359,10 +358,7 @@ async def remove_volume(ctx: JobContext, domain: StorageDomain, disk: Disk) -> N
     if extent_of(disk.image_path) is not None:
         async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
             await _write_lun_metadata(ctx, domain, host, key="delete-md", without=disk.id)
-        async with ctx.transaction() as session:
-            release_extent(await lookup.get(session, StorageDomain, domain.id, for_update=True),
-                           disk.image_path)
-        return
+        return  # the extent is released with the disk's row (overt.engine.jobs.handlers.disks)
     async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
         await ctx.nodes.call(
             host, SharedVolumeDelete(storage=export_of(domain),
