@@ -263,11 +263,11 @@ def test_nfs_storage_domain_refusals_change_nothing(connection: sdk.Connection,
     system = connection.system_service()
     domains = system.storage_domains_service()
     host_id = _host(api_engine, "sd-host-3", HostStatus.MAINTENANCE)
+    before = {d.name for d in domains.list()}
     domain = _nfs_domain(connection, "shared", host_id, "nfs.example")
     assert domain.status == types.StorageDomainStatus.LOCKED
     assert (domain.storage.type, domain.storage.address, domain.storage.path) == (
         types.StorageType.NFS, "nfs.example", "/export")
-    before = sorted(d.name for d in domains.list())
     error = _refused(409, _nfs_domain, connection, "shared-2", host_id, "nfs.example")
     assert "already used by storage domain shared" in str(error)
     _refused(409, _nfs_domain, connection, "shared", host_id, "nfs.example", "/other")
@@ -283,9 +283,8 @@ def test_nfs_storage_domain_refusals_change_nothing(connection: sdk.Connection,
     local = _local_domain(connection, "local-only", host_id)
     _refused(409, attached.add, types.StorageDomain(id=local.id))
     _refused(400, attached.add, types.StorageDomain(id=str(uuid.uuid4())))
-    assert sorted(d.name for d in domains.list()) == sorted([*before, "local-only"])
-    assert domains.storage_domain_service(domain.id).get().status == \
-        types.StorageDomainStatus.LOCKED
+    # "shared" waits for a host (or is gone once its add gave up); nothing else was made.
+    assert {d.name for d in domains.list()} - {"shared"} == before | {"local-only"}
 
 
 def test_iscsi_storage_domain_refusals_change_nothing(connection: sdk.Connection,
@@ -312,4 +311,4 @@ def test_iscsi_storage_domain_refusals_change_nothing(connection: sdk.Connection
     error = _refused(409, add, "san-2", types.LogicalUnit(id="1", address="san.example",
                                                           port=3260, target=iqn))
     assert "already used by storage domain san" in str(error)
-    assert sorted(d.name for d in domains.list()) == sorted([*before, "san"])
+    assert {d.name for d in domains.list()} - {"san"} == set(before)

@@ -74,7 +74,7 @@ async def acting_host(ctx: JobContext, domain: StorageDomain) -> Host:
                 .where(Cluster.data_center_id == domain.data_center_id)
                 .order_by(Host.name))).scalars().all()
     for host in candidates:
-        if host.status == HostStatus.UP.value:
+        if host.status == HostStatus.UP.value and host.host_uuid is not None:
             return host
     raise RetryLater(f"no host is up to reach storage domain {domain.name}")
 
