@@ -1,5 +1,5 @@
-"""`overt storage`: list, add, update, switch to maintenance and back, and remove storage
-domains."""
+"""`overt storage`: list, add (local or NFS), attach and detach, update, switch to
+maintenance and back, and remove storage domains."""
 
 from __future__ import annotations
 
@@ -40,21 +40,67 @@ def list_domains(url: Url = None, user: User = None, password_file: PasswordFile
 @app.command()
 @reports_errors
 def add(name: Annotated[str, typer.Argument(help="The new storage domain's name.")],
-        host: Annotated[str, typer.Option(help="The host whose directory holds it.")],
-        path: Annotated[str, typer.Option(help="An absolute directory on that host.")],
+        host: Annotated[str, typer.Option(help="The host whose directory holds it (local), "
+                                                "or that lays it out (NFS).")],
+        path: Annotated[str, typer.Option(help="An absolute directory on that host, or the "
+                                               "export with --nfs.")],
+        nfs: Annotated[str | None, typer.Option(
+            help="An NFS server: the domain is shared, on its export PATH.")] = None,
+        import_: Annotated[bool, typer.Option(
+            "--import", help="With --nfs: import the domain already on the export.")] = False,
         description: Description = None,
         url: Url = None, user: User = None, password_file: PasswordFile = None,
         ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
-    """Add a local (localfs) data domain: a directory on one host."""
+    """Add a data domain: a directory on one host (local), or an NFS export (--nfs)."""
+    storage = {"type": "nfs", "address": nfs, "path": path} if nfs else \
+        {"type": "localfs", "path": path}
     client = connect(url, user, password_file, ca_file, data_dir)
     try:
         found = resolve(client, "hosts", "host", host)
         domain = client.post("/storagedomains", {
-            "name": name, "type": "data", "host": {"id": found["id"]},
-            "storage": {"type": "localfs", "path": path}, **changes(description=description)})
+            "name": name, "type": "data", "host": {"id": found["id"]}, "storage": storage,
+            **({"import": True} if import_ and nfs else {}),
+            **changes(description=description)})
     finally:
         client.close()
-    report(domain, json, f"Storage domain {domain['name']} added on host {found['name']}")
+    where = f"{nfs}:{path} (status {domain.get('status')})" if nfs else f"host {found['name']}"
+    report(domain, json, f"Storage domain {domain['name']} added on {where}")
+
+
+@app.command()
+@reports_errors
+def attach(domain: Name,
+           data_center: Annotated[str, typer.Option(help="The data center's name or id.")],
+           url: Url = None, user: User = None, password_file: PasswordFile = None,
+           ca_file: CaFile = None, data_dir: DataDir = None) -> None:
+    """Attach a shared (NFS, iSCSI) domain to a data center; it then becomes active."""
+    client = connect(url, user, password_file, ca_file, data_dir)
+    try:
+        found = resolve(client, "storagedomains", "storage_domain", domain)
+        dc = resolve(client, "datacenters", "data_center", data_center)
+        client.post(f"/datacenters/{dc['id']}/storagedomains", {"id": found["id"]})
+    finally:
+        client.close()
+    report({}, False, f"Storage domain {found['name']} is being attached to {dc['name']}")
+
+
+@app.command()
+@reports_errors
+def detach(domain: Name, url: Url = None, user: User = None,
+           password_file: PasswordFile = None, ca_file: CaFile = None,
+           data_dir: DataDir = None) -> None:
+    """Detach a shared domain in maintenance from its data center (another engine may
+    then import it)."""
+    client = connect(url, user, password_file, ca_file, data_dir)
+    try:
+        found = resolve(client, "storagedomains", "storage_domain", domain)
+        dcs = found.get("data_centers", {}).get("data_center", [])
+        if not dcs:
+            raise ApiError(f"storage domain {found['name']} is not attached to a data center")
+        client.delete(f"/datacenters/{dcs[0]['id']}/storagedomains/{found['id']}")
+    finally:
+        client.close()
+    report({}, False, f"Storage domain {found['name']} is being detached")
 
 
 @app.command()

@@ -27,7 +27,9 @@ from overt.node.hypervisor.base import Hypervisor, HypervisorReconnected, VmChan
 from overt.node.idempotency import IdempotencyStore
 from overt.node.networks import HostNetworks
 from overt.node.stats import Reading, StatsSampler
+from overt.node.storage import iscsi_domain
 from overt.node.storage.local import LocalVolumes
+from overt.node.storage.nfs_domain import NfsDomains
 from overt.protocol import CommandEnvelope, ErrorCode, NodeError, Reply
 from overt.protocol.commands import (
     Empty,
@@ -51,6 +53,16 @@ from overt.protocol.commands import (
 from overt.protocol.events import Heartbeat, HostStateReport, VmLifecycle
 from overt.protocol.host import HostState
 from overt.protocol.networks import HostCommitNetworks, HostSetupNetworks
+from overt.protocol.storage import (
+    ExtentFormat,
+    LunMetadataWrite,
+    LunRead,
+    SharedVolumeCreate,
+    SharedVolumeDelete,
+    StorageDomainCreate,
+    StorageDomainScan,
+    StorageDomainUpdate,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,6 +83,7 @@ class Agent:
                  networks: HostNetworks | None = None) -> None:
         self.hypervisor = hypervisor
         self.volumes = volumes
+        self.shared_storage = NfsDomains()
         self.idempotency = idempotency
         self.transport = transport
         self.timings = timings or AgentTimings()
@@ -196,6 +209,11 @@ class Agent:
                 return await self._host_networks().setup(wanted, rollback)
             case HostCommitNetworks():
                 return await self._host_networks().commit()
+            case (StorageDomainCreate() | StorageDomainUpdate() | StorageDomainScan()
+                  | SharedVolumeCreate() | SharedVolumeDelete()):
+                return await self.shared_storage.execute(command)
+            case LunRead() | LunMetadataWrite() | ExtentFormat():
+                return await iscsi_domain.execute(command)
         raise NodeFailure(ErrorCode.BAD_REQUEST, f"this node does not know command {command.name}")
 
     def _host_networks(self) -> HostNetworks:

@@ -9,6 +9,16 @@ from pydantic import BaseModel, Field
 
 from overt.protocol.host import HostCapabilities, HostState, VmStatusReport
 from overt.protocol.networks import HostCommitNetworks, HostSetupNetworks
+from overt.protocol.storage import (
+    ExtentFormat,
+    LunMetadataWrite,
+    LunRead,
+    SharedVolumeCreate,
+    SharedVolumeDelete,
+    StorageDomainCreate,
+    StorageDomainScan,
+    StorageDomainUpdate,
+)
 from overt.protocol.vm import DiskFormat, VmSpec, WireModel
 
 
@@ -178,6 +188,14 @@ Command = Annotated[
     | VolumeDelete
     | VolumeInfoCommand
     | HostSetupNetworks
-    | HostCommitNetworks,
+    | HostCommitNetworks
+    | StorageDomainCreate
+    | StorageDomainUpdate
+    | StorageDomainScan
+    | SharedVolumeCreate
+    | SharedVolumeDelete
+    | LunRead
+    | LunMetadataWrite
+    | ExtentFormat,
     Field(discriminator="name"),
 ]

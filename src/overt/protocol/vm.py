@@ -68,6 +68,9 @@ class IscsiSource(WireModel):
     portal: str  # host or host:port
     target: str  # IQN
     lun: int = Field(ge=0)
+    # A volume of an iSCSI domain is an extent of the LUN (QEMU's raw offset/size).
+    offset: int | None = Field(None, ge=0)
+    size: int | None = Field(None, gt=0)
 
 
 DiskSource = Annotated[FileSource | NfsSource | IscsiSource, Field(discriminator="kind")]

@@ -15,6 +15,7 @@ from overt.engine.db.database import Database
 from overt.engine.db.tables import Cluster, Host
 from overt.engine.model.status import HostStatus
 from tests.e2e.cli.test_vm_commands import cli
+from tests.support.demo import wait_until
 from tests.support.engine import RunningEngine, start_engine
 from tests.support.no_nodes import NoNodes
 
@@ -111,3 +112,22 @@ def test_storage_domains(engine: RunningEngine) -> None:
     assert "Storage domain local-images removed" in _ok(engine, "storage", "remove",
                                                         "local-images")
     assert json.loads(_ok(engine, "storage", "list", "--json")) == []
+
+
+def test_nfs_storage_domains(engine: RunningEngine) -> None:
+    """With no node to lay it out, an NFS domain's add gives up and leaves nothing;
+    local domains cannot be attached or detached."""
+    _host(engine, "cli-nfs-host")
+    assert "not a host name" in _refused(engine, "storage", "add", "cli-nfs-bad", "--host",
+                                         "cli-nfs-host", "--nfs", "a b", "--path", "/export")
+    out = _ok(engine, "storage", "add", "cli-nfs", "--host", "cli-nfs-host", "--nfs",
+              "nfs.example", "--path", "/export")
+    assert "added on nfs.example:/export (status locked)" in out
+    _ok(engine, "storage", "add", "cli-local", "--host", "cli-nfs-host", "--path",
+        "/var/tmp/cli-local")
+    assert "belongs to its host's data center" in _refused(
+        engine, "storage", "attach", "cli-local", "--data-center", "Default")
+    assert "cannot be detached" in _refused(engine, "storage", "detach", "cli-local")
+    wait_until(lambda: "cli-nfs" not in {
+        d["name"] for d in json.loads(_ok(engine, "storage", "list", "--json"))}, 180,
+        "the add that no host could carry out to give up")

@@ -174,7 +174,7 @@ def test_network_refusals_change_nothing(connection: sdk.Connection) -> None:
     assert (after.name, after.vlan.id) == ("guests", 100)
 
 
-def _host(engine: RunningEngine, name: str) -> str:
+def _host(engine: RunningEngine, name: str, status: HostStatus = HostStatus.UP) -> str:
     """A host row as enrollment leaves it (the API tests run no nodes)."""
     async def insert() -> uuid.UUID:
         db = Database(engine.runtime.settings.database_url())
@@ -183,7 +183,7 @@ def _host(engine: RunningEngine, name: str) -> str:
                 cluster = (await session.execute(select(Cluster).where(
                     Cluster.name == "Default"))).scalar_one()
                 host = Host(id=uuid.uuid4(), name=name, address=f"{name}.example",
-                            cluster_id=cluster.id, status=HostStatus.UP.value)
+                            cluster_id=cluster.id, status=status.value)
                 session.add(host)
                 return host.id
         finally:
@@ -247,3 +247,68 @@ def test_storage_domain_refusals_change_nothing(connection: sdk.Connection,
     after = service.get()
     assert (after.name, after.storage.path) == ("vault", "/var/tmp/vault")
     assert [d.name for d in service.disks_service().list()] == ["vault-disk"]
+
+
+def _nfs_domain(conn: sdk.Connection, name: str, host_id: str, address: str,
+                path: str = "/export") -> types.StorageDomain:
+    return conn.system_service().storage_domains_service().add(types.StorageDomain(
+        name=name, type=types.StorageDomainType.DATA, host=types.Host(id=host_id),
+        storage=types.HostStorage(type=types.StorageType.NFS, address=address, path=path)))
+
+
+def test_nfs_storage_domain_refusals_change_nothing(connection: sdk.Connection,
+                                                    api_engine: RunningEngine) -> None:
+    """An NFS domain waits `locked` for a host to lay it out (this one is in maintenance);
+    what is wrong with a request is refused before anything is recorded."""
+    system = connection.system_service()
+    domains = system.storage_domains_service()
+    host_id = _host(api_engine, "sd-host-3", HostStatus.MAINTENANCE)
+    before = {d.name for d in domains.list()}
+    domain = _nfs_domain(connection, "shared", host_id, "nfs.example")
+    assert domain.status == types.StorageDomainStatus.LOCKED
+    assert (domain.storage.type, domain.storage.address, domain.storage.path) == (
+        types.StorageType.NFS, "nfs.example", "/export")
+    error = _refused(409, _nfs_domain, connection, "shared-2", host_id, "nfs.example")
+    assert "already used by storage domain shared" in str(error)
+    _refused(409, _nfs_domain, connection, "shared", host_id, "nfs.example", "/other")
+    _refused(400, _nfs_domain, connection, "bad-address", host_id, "nfs://x/y")
+    _refused(400, _nfs_domain, connection, "bad-path", host_id, "nfs.example", "/a/../b")
+    _refused(400, domains.add, types.StorageDomain(
+        name="no-address", type=types.StorageDomainType.DATA, host=types.Host(id=host_id),
+        storage=types.HostStorage(type=types.StorageType.NFS, path="/export")))
+    dc = system.data_centers_service().list(search="name=Default")[0]
+    attached = system.data_centers_service().data_center_service(dc.id).storage_domains_service()
+    error = _refused(409, attached.add, types.StorageDomain(id=domain.id))
+    assert "only an unattached domain can be attached" in str(error)
+    local = _local_domain(connection, "local-only", host_id)
+    _refused(409, attached.add, types.StorageDomain(id=local.id))
+    _refused(400, attached.add, types.StorageDomain(id=str(uuid.uuid4())))
+    # "shared" waits for a host (or is gone once its add gave up); nothing else was made.
+    assert {d.name for d in domains.list()} - {"shared"} == before | {"local-only"}
+
+
+def test_iscsi_storage_domain_refusals_change_nothing(connection: sdk.Connection,
+                                                      api_engine: RunningEngine) -> None:
+    domains = connection.system_service().storage_domains_service()
+    host_id = _host(api_engine, "sd-host-4", HostStatus.MAINTENANCE)
+    before = sorted(d.name for d in domains.list())
+
+    def add(name: str, *units: types.LogicalUnit) -> types.StorageDomain:
+        return domains.add(types.StorageDomain(
+            name=name, type=types.StorageDomainType.DATA, host=types.Host(id=host_id),
+            storage=types.HostStorage(type=types.StorageType.ISCSI, logical_units=list(units))))
+
+    iqn = "iqn.2026-11.org.example:disks"
+    _refused(400, add, "no-lun")
+    _refused(400, add, "bad-iqn", types.LogicalUnit(id="1", address="san.example",
+                                                    port=3260, target="disks"))
+    _refused(400, add, "bad-lun", types.LogicalUnit(id="36001405abc", address="san.example",
+                                                    port=3260, target=iqn))
+    _refused(400, add, "bad-portal", types.LogicalUnit(id="1", address="san example",
+                                                       port=3260, target=iqn))
+    domain = add("san", types.LogicalUnit(id="1", address="san.example", port=3260, target=iqn))
+    assert domain.status == types.StorageDomainStatus.LOCKED
+    error = _refused(409, add, "san-2", types.LogicalUnit(id="1", address="san.example",
+                                                          port=3260, target=iqn))
+    assert "already used by storage domain san" in str(error)
+    assert {d.name for d in domains.list()} - {"san"} == set(before)

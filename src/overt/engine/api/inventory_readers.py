@@ -8,7 +8,7 @@ from overt.engine.model.status import StorageDomainType, StorageType
 from overt.engine.services.clusters import ClusterInput
 from overt.engine.services.datacenters import DataCenterInput
 from overt.engine.services.networks import NetworkInput
-from overt.engine.services.storage_domains import StorageDomainInput
+from overt.engine.services.storage_domains import LogicalUnitInput, StorageDomainInput
 
 
 def read_data_center(node: Node) -> DataCenterInput:
@@ -48,4 +48,11 @@ def read_storage_domain(node: Node) -> StorageDomainInput:
         type=node.get_enum("type", StorageDomainType),
         storage_type=storage.get_enum("type", StorageType) if storage is not None else None,
         path=storage.get_str("path") if storage is not None else None,
+        address=storage.get_str("address") if storage is not None else None,
+        import_=bool(node.get_bool("import")),
+        logical_units=[LogicalUnitInput(
+            id=lu.attrs.get("id") or lu.get_str("id"), address=lu.get_str("address"),
+            port=lu.get_int("port", minimum=1), target=lu.get_str("target"))
+            for lu in (storage.items("logical_units", "logical_unit")
+                       if storage is not None else [])],
         host=ref_of(node.child("host")))

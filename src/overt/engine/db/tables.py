@@ -132,6 +132,9 @@ class StorageDomain(Base):
     storage_type: Mapped[str] = mapped_column(String(16))
     path: Mapped[str] = mapped_column(Text)  # local: a directory on `host_id`
     address: Mapped[str | None] = mapped_column(String(255))  # nfs / iscsi server
+    # The domain's id on storage (SD_UUID of its layout); a domain imported from an
+    # export keeps the id its metadata carries, which need not be this row's.
+    storage_uuid: Mapped[uuid.UUID | None] = mapped_column()
     host_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("hosts.id"))
     data_center_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("data_centers.id"))
     status: Mapped[str] = mapped_column(String(32))

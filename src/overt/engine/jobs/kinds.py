@@ -208,10 +208,44 @@ class CommitHostNetworks(JobSpec):
         return self.host_id
 
 
+class _StorageDomainJob(JobSpec):
+    """A job on one shared storage domain, which it locks until the domain is settled."""
+
+    storage_domain_id: uuid.UUID
+
+    def locks(self) -> tuple[LockOn, ...]:
+        return (("storage_domain", self.storage_domain_id),)
+
+
+class CreateStorageDomain(_StorageDomainJob):
+    """Lay a new shared domain out on its storage (or read an existing one to import it),
+    through `host_id`, a host up in the domain's data center."""
+
+    kind: ClassVar[str] = "storage_domain.create"
+    host_id: uuid.UUID | None = None
+    import_domain: bool = False
+
+    def host(self) -> uuid.UUID | None:
+        return self.host_id
+
+
+class AttachStorageDomain(_StorageDomainJob):
+    """Record a data center in a shared domain's own metadata and make it active there."""
+
+    kind: ClassVar[str] = "storage_domain.attach"
+    data_center_id: uuid.UUID
+
+
+class DetachStorageDomain(_StorageDomainJob):
+    """Clear a domain's data center from its metadata, so another engine may import it."""
+
+    kind: ClassVar[str] = "storage_domain.detach"
+
+
 KINDS: dict[str, type[JobSpec]] = {spec.kind: spec for spec in (
     StartVm, StopVm, ShutdownVm, RebootVm, SuspendVm, RemoveVm, SetTicket,
     CreateDisk, RemoveDisk, InstallHost, RefreshHost, SetupHostNetworks,
-    CommitHostNetworks)}
+    CommitHostNetworks, CreateStorageDomain, AttachStorageDomain, DetachStorageDomain)}
 
 
 class UnreadableJob(Exception):

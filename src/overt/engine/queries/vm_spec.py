@@ -20,6 +20,7 @@ from overt.engine.db.tables import (
 )
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import DiskStatus, StorageType
+from overt.engine.queries.shared_storage import extent_of, lun_of
 from overt.protocol.vm import (
     BootDevice,
     CpuTopology,
@@ -29,6 +30,7 @@ from overt.protocol.vm import (
     DiskSpec,
     FileSource,
     GraphicsSpec,
+    IscsiSource,
     NfsSource,
     NicSpec,
     VmSpec,
@@ -47,6 +49,11 @@ def image_location(domain: StorageDomain, disk: Disk) -> str:
 def disk_source(domain: StorageDomain, disk: Disk) -> DiskSource:
     if domain.storage_type == StorageType.NFS.value:
         return NfsSource(server=domain.address or "", path=image_location(domain, disk))
+    if domain.storage_type == StorageType.ISCSI.value:
+        lun, extent = lun_of(domain), extent_of(disk.image_path)
+        return IscsiSource(portal=lun.portal, target=lun.target, lun=lun.lun,
+                           offset=extent[0] if extent else None,
+                           size=extent[1] if extent else None)
     return FileSource(path=image_location(domain, disk))
 
 

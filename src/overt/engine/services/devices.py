@@ -31,6 +31,7 @@ from overt.engine.model.status import (
 )
 from overt.engine.model.vm_actions import VmAction, check_vm_action
 from overt.engine.queries import lookup
+from overt.engine.queries.shared_storage import is_shared, new_volume_path
 from overt.engine.services import macpools
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput, NicInput
 from overt.engine.services.jobs import JobSubmitter
@@ -144,10 +145,13 @@ async def _new_disk(session: AsyncSession, data: DiskInput, *, default_name: str
     fmt = DiskFormat(data.format) if data.format else DiskFormat.COW
     disk_id = uuid.uuid4()
     suffix = "qcow2" if fmt is DiskFormat.COW else "raw"
+    image_path = await new_volume_path(session, domain, disk_id, fmt.value,
+                                       data.provisioned_size) if is_shared(domain) \
+        else f"images/{disk_id}.{suffix}"
     disk = Disk(id=disk_id, name=data.name or default_name, description=data.description or "",
                 storage_domain_id=domain.id, provisioned_size=data.provisioned_size,
                 format=fmt.value, sparse=True if data.sparse is None else data.sparse,
-                status=DiskStatus.LOCKED.value, image_path=f"images/{disk_id}.{suffix}")
+                status=DiskStatus.LOCKED.value, image_path=image_path)
     session.add(disk)
     await session.flush()
     return disk

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +20,16 @@ _REMOVABLE = {StorageDomainStatus.MAINTENANCE.value, StorageDomainStatus.UNATTAC
 
 
 @dataclass
+class LogicalUnitInput:
+    """An iSCSI LUN as the client names it: portal, target and LUN number (`id`)."""
+
+    id: str | None = None
+    address: str | None = None
+    port: int | None = None
+    target: str | None = None
+
+
+@dataclass
 class StorageDomainInput:
     """What a client may set on a storage domain; None leaves a field as it is."""
 
@@ -29,6 +39,9 @@ class StorageDomainInput:
     storage_type: StorageType | None = None
     path: str | None = None
     host: Ref | None = None
+    address: str | None = None  # an NFS server
+    import_: bool = False  # adopt the domain already on that storage
+    logical_units: list[LogicalUnitInput] = field(default_factory=list)  # iSCSI
 
 
 async def add_storage_domain(session: AsyncSession, data: StorageDomainInput,

@@ -150,6 +150,10 @@ def _disk(disk: DiskSpec, target: str) -> ET.Element:
         src = ET.SubElement(element, "source", protocol="iscsi",
                             name=f"{source.target}/{source.lun}")
         ET.SubElement(src, "host", name=host, port=port or "3260")
+        if source.offset is not None and source.size is not None:
+            slices = ET.SubElement(src, "slices")
+            ET.SubElement(slices, "slice", type="storage", offset=str(source.offset),
+                          size=str(source.size))
     ET.SubElement(element, "target", dev=target, bus=disk.bus.value)
     if disk.serial is not None:
         ET.SubElement(element, "serial").text = disk.serial

@@ -8,12 +8,13 @@ from starlette.responses import Response
 from overt.engine.api import views
 from overt.engine.api.context import ApiContext
 from overt.engine.api.inventory_readers import read_storage_domain
-from overt.engine.api.readers import read_disk
+from overt.engine.api.readers import read_disk, ref_of
 from overt.engine.api.resources.common import action_done, action_params, list_rows
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.db.tables import Disk, StorageDomain
+from overt.engine.model.status import StorageType
 from overt.engine.queries import lookup
-from overt.engine.services import devices, storage_domains
+from overt.engine.services import devices, storage_domains, storage_shared
 
 routes = ApiRoutes()
 
@@ -35,9 +36,31 @@ async def get_domain(ctx: ApiContext) -> Response:
 
 @routes.post("/storagedomains")
 async def add_domain(ctx: ApiContext) -> Response:
-    domain = await storage_domains.add_storage_domain(
-        ctx.session, read_storage_domain(await ctx.body("storage_domain")), ctx.user)
+    data = read_storage_domain(await ctx.body("storage_domain"))
+    if data.storage_type is StorageType.NFS:
+        domain = await storage_shared.add_nfs_domain(ctx.session, ctx.services.jobs, data,
+                                                     ctx.user)
+    elif data.storage_type is StorageType.ISCSI:
+        domain = await storage_shared.add_iscsi_domain(ctx.session, ctx.services.jobs, data,
+                                                       ctx.user)
+    else:
+        domain = await storage_domains.add_storage_domain(ctx.session, data, ctx.user)
     return ctx.render("storage_domain", views.storage_domain(domain), status=201)
+
+
+@routes.post("/datacenters/{dc_id}/storagedomains")
+async def attach_domain(ctx: ApiContext) -> Response:
+    domain = await storage_shared.attach_domain(
+        ctx.session, ctx.services.jobs, ctx.id_param("dc_id"),
+        ref_of(await ctx.body("storage_domain")), ctx.user)
+    return ctx.render("storage_domain", views.storage_domain(domain), status=201)
+
+
+@routes.delete("/datacenters/{dc_id}/storagedomains/{sd_id}")
+async def detach_domain(ctx: ApiContext) -> Response:
+    await storage_shared.detach_domain(ctx.session, ctx.services.jobs, ctx.id_param("dc_id"),
+                                       ctx.id_param("sd_id"), ctx.user)
+    return action_done(ctx)
 
 
 @routes.put("/storagedomains/{sd_id}")

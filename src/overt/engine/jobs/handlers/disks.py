@@ -12,10 +12,12 @@ from overt.engine import audit
 from overt.engine.db.tables import Disk, Host, StorageDomain, Template
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed, RetryLater
+from overt.engine.jobs.handlers import storage_domains as shared
 from overt.engine.jobs.kinds import CreateDisk, JobSpec, RemoveDisk
 from overt.engine.model.status import DiskStatus, HostStatus, LogSeverity, TemplateStatus
 from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
+from overt.engine.queries.shared_storage import is_shared, release_extent
 from overt.engine.queries.vm_spec import image_location
 from overt.protocol import ErrorCode
 from overt.protocol.commands import Empty, VolumeCreate, VolumeDelete, VolumeInfo
@@ -42,6 +44,11 @@ async def create_disk(ctx: JobContext, spec: CreateDisk) -> dict[str, Any]:
             base = await lookup.get(session, Disk, disk.backing_disk_id)
             base_domain = await lookup.get(session, StorageDomain, base.storage_domain_id)
             backing = image_location(base_domain, base)
+    if is_shared(domain):
+        if backing is not None or spec.copy_from:
+            raise JobFailed(f"disks on {domain.storage_type} domains are made empty for now")
+        made = await shared.create_volume(ctx, domain, disk)
+        return await _created(ctx, disk_id, domain, made.actual_size, made.virtual_size)
     host = await _storage_host(ctx, domain)
     fmt = DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW
     async with ctx.step(f"Creating disk {disk.name} on storage domain {domain.name}",
@@ -52,16 +59,21 @@ async def create_disk(ctx: JobContext, spec: CreateDisk) -> dict[str, Any]:
                                backing_format=DiskFormat.QCOW2 if backing else None,
                                copy_from=spec.copy_from),
             VolumeInfo, key=ctx.key("create"), timeout_s=600)
+    return await _created(ctx, disk_id, domain, info.actual_size, info.virtual_size)
+
+
+async def _created(ctx: JobContext, disk_id: uuid.UUID, domain: StorageDomain,
+                   actual_size: int, virtual_size: int) -> dict[str, Any]:
     async with ctx.transaction() as session:
         disk = await lookup.get(session, Disk, disk_id)
-        disk.status, disk.actual_size = DiskStatus.OK.value, info.actual_size
-        disk.provisioned_size = max(disk.provisioned_size, info.virtual_size)
+        disk.status, disk.actual_size = DiskStatus.OK.value, actual_size
+        disk.provisioned_size = max(disk.provisioned_size, virtual_size)
         if disk.template_id is not None:
             await _unlock_template(session, disk.template_id)
         audit.record(session, f"Disk {disk.name} was created on {domain.name}",
                      code=audit.DISK_CREATED, storage_domain_id=domain.id, job_id=ctx.job.id,
                      user_id=ctx.job.owner_id)
-    return {"actual_size": info.actual_size}
+    return {"actual_size": actual_size}
 
 
 async def _unlock_template(session: AsyncSession, template_id: uuid.UUID) -> None:
@@ -93,6 +105,22 @@ async def remove_disk(ctx: JobContext, spec: RemoveDisk) -> dict[str, Any]:
     async with ctx.transaction() as session:
         disk = await lookup.get(session, Disk, disk_id)
         domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+    if is_shared(domain):
+        await shared.remove_volume(ctx, domain, disk)
+    else:
+        await _remove_local(ctx, domain, disk)
+    async with ctx.transaction() as session:
+        disk = await lookup.get(session, Disk, disk_id)
+        if is_shared(domain):  # with the row, so that a retried removal frees it once
+            release_extent(await lookup.get(session, StorageDomain, domain.id, for_update=True),
+                           disk.image_path)
+        audit.record(session, f"Disk {disk.name} was removed", code=audit.DISK_REMOVED,
+                     storage_domain_id=domain.id, job_id=ctx.job.id, user_id=ctx.job.owner_id)
+        await session.delete(disk)
+    return {}
+
+
+async def _remove_local(ctx: JobContext, domain: StorageDomain, disk: Disk) -> None:
     host = await _storage_host(ctx, domain)
     async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
         try:
@@ -101,12 +129,6 @@ async def remove_disk(ctx: JobContext, spec: RemoveDisk) -> dict[str, Any]:
         except NodeCommandFailed as exc:
             if exc.error.code is not ErrorCode.IMAGE_MISSING:
                 raise
-    async with ctx.transaction() as session:
-        disk = await lookup.get(session, Disk, disk_id)
-        audit.record(session, f"Disk {disk.name} was removed", code=audit.DISK_REMOVED,
-                     storage_domain_id=domain.id, job_id=ctx.job.id, user_id=ctx.job.owner_id)
-        await session.delete(disk)
-    return {}
 
 
 UNITS: dict[type[JobSpec], Unit[Any]] = {

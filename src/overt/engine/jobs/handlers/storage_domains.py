@@ -1,0 +1,385 @@
+"""Shared storage domain jobs: lay out or import, attach, detach (one host carries them out).
+
+Each job ends its domain settled: done, or back where it was (a failed add or import
+leaves no domain behind), so nothing stays `locked`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine import audit
+from overt.engine.db.tables import Cluster, DataCenter, Disk, Host, StorageDomain
+from overt.engine.jobs.context import JobContext, Unit
+from overt.engine.jobs.errors import JobFailed, RetryLater
+from overt.engine.jobs.kinds import (
+    AttachStorageDomain,
+    CreateStorageDomain,
+    DetachStorageDomain,
+    JobSpec,
+)
+from overt.engine.model.status import (
+    DiskStatus,
+    HostStatus,
+    LogSeverity,
+    StorageDomainStatus,
+    StorageType,
+)
+from overt.engine.queries import lookup
+from overt.engine.queries.shared_storage import (
+    extent_of,
+    lun_of,
+    split_volume_path,
+    volume_path,
+)
+from overt.protocol.ovirt_metadata import parse_metadata, render_metadata
+from overt.protocol.storage import (
+    METADATA_AREA,
+    DomainInfo,
+    DomainList,
+    ExtentFormat,
+    LunContents,
+    LunMetadataWrite,
+    LunRead,
+    NfsExportRef,
+    Removed,
+    SharedVolumeCreate,
+    SharedVolumeDelete,
+    SharedVolumeInfo,
+    StorageDomainCreate,
+    StorageDomainScan,
+    StorageDomainUpdate,
+    StoredVolume,
+)
+from overt.protocol.vm import DiskFormat
+
+NO_POOL = ""
+TOP_OF_CHAIN = "00000000-0000-0000-0000-000000000000"
+
+
+def export_of(domain: StorageDomain) -> NfsExportRef:
+    return NfsExportRef(server=domain.address or "", export=domain.path)
+
+
+async def acting_host(ctx: JobContext, domain: StorageDomain) -> Host:
+    """A host that is up to act on the domain: its own host first, else any host up in
+    its data center (any of them reaches shared storage)."""
+    async with ctx.transaction() as session:
+        candidates: list[Host] = []
+        if domain.host_id is not None:
+            own = await session.get(Host, domain.host_id)
+            if own is not None:
+                candidates.append(own)
+        if domain.data_center_id is not None:
+            candidates += (await session.execute(
+                select(Host).join(Cluster, Cluster.id == Host.cluster_id)
+                .where(Cluster.data_center_id == domain.data_center_id)
+                .order_by(Host.name))).scalars().all()
+    for host in candidates:
+        if host.status == HostStatus.UP.value and host.host_uuid is not None:
+            return host
+    raise RetryLater(f"no host is up to reach storage domain {domain.name}")
+
+
+def domain_metadata(domain: StorageDomain) -> dict[str, str]:
+    """oVirt's file domain metadata (format 5)."""
+    return {
+        "ALIGNMENT": "1048576", "BLOCK_SIZE": "512", "CLASS": domain.type.capitalize(),
+        "DESCRIPTION": domain.name, "IOOPTIMEOUTSEC": "10", "LEASERETRIES": "3",
+        "LEASETIMESEC": "60", "LOCKPOLICY": "", "LOCKRENEWALINTERVALSEC": "5",
+        "POOL_UUID": NO_POOL, "REMOTE_PATH": f"{domain.address}:{domain.path}",
+        "ROLE": "Regular", "TYPE": "NFS", "VERSION": "5",
+    }
+
+
+async def create_domain(ctx: JobContext, spec: CreateStorageDomain) -> dict[str, Any]:
+    sd_id = spec.storage_domain_id
+    async with ctx.transaction() as session:
+        domain = await lookup.get(session, StorageDomain, sd_id)
+    host = await acting_host(ctx, domain)
+    if spec.import_domain:
+        return await _import(ctx, domain, host)
+    if domain.storage_type == StorageType.ISCSI.value:
+        return await _create_on_lun(ctx, domain, host)
+    async with ctx.step(f"Laying out storage domain {domain.name} on "
+                        f"{domain.address}:{domain.path}", host_id=host.id):
+        info = await ctx.nodes.call(
+            host, StorageDomainCreate(storage=export_of(domain), domain_id=sd_id,
+                                      metadata=domain_metadata(domain)),
+            DomainInfo, key=ctx.key("create"), timeout_s=120)
+    async with ctx.transaction() as session:
+        domain = await lookup.get(session, StorageDomain, sd_id)
+        _settle(domain, info, StorageDomainStatus.UNATTACHED)
+        audit.record(session, f"Storage Domain {domain.name} was added on "
+                     f"{domain.address}:{domain.path}", code=audit.STORAGE_DOMAIN_ADDED,
+                     storage_domain_id=sd_id, host_id=host.id, job_id=ctx.job.id,
+                     user_id=ctx.job.owner_id)
+    return {"total": info.total_bytes, "free": info.free_bytes}
+
+
+async def _create_on_lun(ctx: JobContext, domain: StorageDomain, host: Host
+                         ) -> dict[str, Any]:
+    lun = lun_of(domain)
+    async with ctx.step(f"Writing the metadata of storage domain {domain.name} on LUN "
+                        f"{domain.path} of {domain.address}", host_id=host.id):
+        found = await ctx.nodes.call(host, LunRead(lun=lun), LunContents,
+                                     key=ctx.key("read"), timeout_s=120)
+        owner = parse_metadata(found.metadata).get("SDUUID")
+        if owner and owner != str(domain.id):
+            raise JobFailed(f"LUN {domain.path} of {domain.address} already holds storage "
+                            f"domain {owner}")
+        await ctx.nodes.call(host, LunMetadataWrite(lun=lun, metadata=await _lun_metadata(
+            ctx, domain, pool=NO_POOL)), LunContents, key=ctx.key("write"), timeout_s=120)
+    async with ctx.transaction() as session:
+        row = await lookup.get(session, StorageDomain, domain.id)
+        row.status = StorageDomainStatus.UNATTACHED.value
+        row.used_bytes, row.available_bytes = 0, found.size_bytes - METADATA_AREA
+        audit.record(session, f"Storage Domain {row.name} was added on LUN {row.path} of "
+                     f"{row.address}", code=audit.STORAGE_DOMAIN_ADDED, storage_domain_id=row.id,
+                     host_id=host.id, job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    return {"lun_size": found.size_bytes}
+
+
+async def _lun_metadata(ctx: JobContext, domain: StorageDomain, *, pool: str,
+                        without: uuid.UUID | None = None) -> str:
+    """The whole metadata area of an iSCSI domain, from the engine's records: the domain's
+    keys and one line per volume (image, extent, format, size)."""
+    async with ctx.transaction() as session:
+        disks = (await session.execute(select(Disk).where(
+            Disk.storage_domain_id == domain.id).order_by(Disk.image_path))).scalars().all()
+    values = {**domain_metadata(domain), "TYPE": "ISCSI", "POOL_UUID": pool,
+              "REMOTE_PATH": f"{domain.address}/{domain.path}", "SDUUID": str(domain.id)}
+    for disk in disks:
+        extent = extent_of(disk.image_path)
+        if extent is None or disk.id == without:
+            continue
+        image_id, volume_id = split_volume_path(disk.image_path)
+        values[f"VOL_{volume_id}"] = ",".join([
+            str(image_id), str(extent[0]), str(extent[1]),
+            "COW" if disk.format == "cow" else "RAW", str(disk.provisioned_size),
+            json.dumps({"DiskAlias": disk.name}, separators=(",", ":")).replace(",", ";")])
+    return render_metadata(values, checksum=True, eof=False).decode()
+
+
+async def _import(ctx: JobContext, domain: StorageDomain, host: Host) -> dict[str, Any]:
+    async with ctx.step(f"Reading the storage domain on {domain.address}:{domain.path}",
+                        host_id=host.id):
+        found = await ctx.nodes.call(host, StorageDomainScan(storage=export_of(domain)),
+                                     DomainList, key=ctx.key("scan"), timeout_s=300)
+    if len(found.domains) != 1:
+        raise JobFailed(f"{domain.address}:{domain.path} holds {len(found.domains)} storage "
+                        "domains; an import needs exactly one")
+    contents = found.domains[0]
+    imported = 0
+    async with ctx.transaction() as session:
+        row = await lookup.get(session, StorageDomain, domain.id)
+        taken = (await session.execute(select(StorageDomain.name).where(
+            StorageDomain.storage_uuid == contents.domain.id))).scalars().first()
+        if taken is not None:
+            raise JobFailed(f"the domain on {domain.address}:{domain.path} is already storage "
+                            f"domain {taken} of this engine")
+        row.storage_uuid = contents.domain.id
+        _settle(row, contents.domain, StorageDomainStatus.UNATTACHED)
+        for volume in contents.volumes:
+            if await _adopt(session, row, volume):
+                imported += 1
+        audit.record(session, f"Storage Domain {row.name} was imported from "
+                     f"{row.address}:{row.path} with {imported} disk(s)",
+                     code=audit.STORAGE_DOMAIN_ADDED, storage_domain_id=row.id, host_id=host.id,
+                     job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    return {"disks": imported}
+
+
+async def _adopt(session: Any, domain: StorageDomain, volume: StoredVolume) -> bool:
+    """A disk row for a volume found on storage: a whole image (its top of chain) whose
+    metadata says it is legal; the disk keeps its image id, as in oVirt."""
+    meta = volume.metadata
+    if meta.get("LEGALITY") != "LEGAL" or meta.get("PUUID", TOP_OF_CHAIN) != TOP_OF_CHAIN:
+        return False
+    if await session.get(Disk, volume.image_id) is not None:
+        return False
+    try:
+        described = json.loads(meta.get("DESCRIPTION") or "{}")
+    except ValueError:
+        described = {}
+    alias = described.get("DiskAlias") if isinstance(described, dict) else None
+    session.add(Disk(
+        id=volume.image_id, name=str(alias or f"disk-{str(volume.image_id)[:8]}")[:255],
+        description=str(described.get("DiskDescription", "")) if isinstance(described, dict)
+        else "", storage_domain_id=domain.id,
+        provisioned_size=int(meta.get("CAP") or volume.virtual_size),
+        actual_size=volume.actual_size,
+        format="cow" if volume.format is DiskFormat.QCOW2 else "raw",
+        sparse=meta.get("TYPE", "SPARSE") == "SPARSE", status=DiskStatus.OK.value,
+        image_path=volume_path(domain, volume.image_id, volume.volume_id)))
+    await session.flush()
+    return True
+
+
+def _settle(domain: StorageDomain, info: DomainInfo, status: StorageDomainStatus) -> None:
+    domain.status = status.value
+    domain.available_bytes = info.free_bytes
+    domain.used_bytes = max(0, info.total_bytes - info.free_bytes)
+
+
+async def _create_failed(session: AsyncSession, ctx: JobContext, spec: CreateStorageDomain,
+                         message: str) -> None:
+    """A domain that could not be laid out or read is not kept half-known."""
+    domain = await session.get(StorageDomain, spec.storage_domain_id)
+    if domain is None or domain.status != StorageDomainStatus.LOCKED.value:
+        return
+    for disk in (await session.execute(select(Disk).where(
+            Disk.storage_domain_id == domain.id))).scalars().all():
+        await session.delete(disk)
+    await session.flush()
+    audit.record(session, f"Adding storage domain {domain.name} failed: {message}",
+                 severity=LogSeverity.ERROR, job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    await session.delete(domain)
+
+
+async def attach_domain(ctx: JobContext, spec: AttachStorageDomain) -> dict[str, Any]:
+    sd_id = spec.storage_domain_id
+    dc_id = spec.data_center_id
+    async with ctx.transaction() as session:
+        domain = await lookup.get(session, StorageDomain, sd_id)
+        dc = await lookup.get(session, DataCenter, dc_id)
+    host = await acting_host(ctx, domain)
+    info = await _update(ctx, domain, host, {"POOL_UUID": str(dc_id)},
+                         f"Attaching storage domain {domain.name} to {dc.name}")
+    async with ctx.transaction() as session:
+        domain = await lookup.get(session, StorageDomain, sd_id)
+        _settle(domain, info, StorageDomainStatus.ACTIVE)
+        audit.record(session, f"Storage Domain {domain.name} was attached to Data Center "
+                     f"{dc.name} and is active", code=audit.STORAGE_DOMAIN_ACTIVATED,
+                     storage_domain_id=sd_id, data_center_id=dc_id, host_id=host.id,
+                     job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    return {}
+
+
+async def _attach_failed(session: AsyncSession, ctx: JobContext, spec: AttachStorageDomain,
+                         message: str) -> None:
+    await _unlock(session, ctx, spec.storage_domain_id, StorageDomainStatus.UNATTACHED,
+                  message, forget_dc=True)
+
+
+async def detach_domain(ctx: JobContext, spec: DetachStorageDomain) -> dict[str, Any]:
+    sd_id = spec.storage_domain_id
+    async with ctx.transaction() as session:
+        domain = await lookup.get(session, StorageDomain, sd_id)
+    host = await acting_host(ctx, domain)
+    info = await _update(ctx, domain, host, {"POOL_UUID": NO_POOL},
+                         f"Detaching storage domain {domain.name}")
+    async with ctx.transaction() as session:
+        domain = await lookup.get(session, StorageDomain, sd_id)
+        dc_id = domain.data_center_id
+        domain.data_center_id = None
+        _settle(domain, info, StorageDomainStatus.UNATTACHED)
+        audit.record(session, f"Storage Domain {domain.name} was detached",
+                     storage_domain_id=sd_id, data_center_id=dc_id, job_id=ctx.job.id,
+                     user_id=ctx.job.owner_id)
+    return {}
+
+
+async def _detach_failed(session: AsyncSession, ctx: JobContext, spec: DetachStorageDomain,
+                         message: str) -> None:
+    await _unlock(session, ctx, spec.storage_domain_id, StorageDomainStatus.MAINTENANCE,
+                  message, forget_dc=False)
+
+
+async def _update(ctx: JobContext, domain: StorageDomain, host: Host, changes: dict[str, str],
+                  what: str) -> DomainInfo:
+    stamp = str(int(time.time()))
+    if domain.storage_type == StorageType.ISCSI.value:
+        async with ctx.step(what, host_id=host.id):
+            text = await _lun_metadata(ctx, domain, pool=changes["POOL_UUID"])
+            await ctx.nodes.call(host, LunMetadataWrite(lun=lun_of(domain), metadata=text),
+                                 LunContents, key=ctx.key("update"), timeout_s=120)
+        return DomainInfo(id=domain.id, metadata=parse_metadata(text),
+                          total_bytes=domain.used_bytes + domain.available_bytes,
+                          free_bytes=domain.available_bytes)
+    async with ctx.step(what, host_id=host.id):
+        return await ctx.nodes.call(
+            host, StorageDomainUpdate(storage=export_of(domain),
+                                      domain_id=domain.storage_uuid or domain.id,
+                                      changes={**changes, "LAST_CHANGE": stamp}),
+            DomainInfo, key=ctx.key("update"), timeout_s=120)
+
+
+async def _unlock(session: AsyncSession, ctx: JobContext, sd_id: uuid.UUID,
+                  status: StorageDomainStatus, message: str, *, forget_dc: bool) -> None:
+    domain = await session.get(StorageDomain, sd_id)
+    if domain is None or domain.status != StorageDomainStatus.LOCKED.value:
+        return
+    domain.status = status.value
+    if forget_dc:
+        domain.data_center_id = None
+    audit.record(session, f"{ctx.job.description} failed: {message}",
+                 severity=LogSeverity.ERROR, storage_domain_id=domain.id,
+                 job_id=ctx.job.id, user_id=ctx.job.owner_id)
+
+
+async def create_volume(ctx: JobContext, domain: StorageDomain, disk: Disk
+                        ) -> SharedVolumeInfo:
+    """A disk's volume on a shared domain, named by the engine (image = the disk's id)."""
+    host = await acting_host(ctx, domain)
+    image_id, volume_id = split_volume_path(disk.image_path)
+    extent = extent_of(disk.image_path)
+    if extent is not None:
+        async with ctx.step(f"Creating disk {disk.name} on storage domain {domain.name}",
+                            host_id=host.id):
+            made = await ctx.nodes.call(host, ExtentFormat(
+                lun=lun_of(domain), offset=extent[0], size=extent[1],
+                format=DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW,
+                virtual_size=disk.provisioned_size), SharedVolumeInfo, key=ctx.key("create"),
+                timeout_s=600)
+            await _write_lun_metadata(ctx, domain, host, key="create-md")
+        return made
+    description = json.dumps({"DiskAlias": disk.name, "DiskDescription": disk.description})
+    async with ctx.step(f"Creating disk {disk.name} on storage domain {domain.name}",
+                        host_id=host.id):
+        return await ctx.nodes.call(
+            host, SharedVolumeCreate(
+                storage=export_of(domain), domain_id=domain.storage_uuid or domain.id,
+                image_id=image_id, volume_id=volume_id,
+                format=DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW,
+                size_bytes=disk.provisioned_size, sparse=disk.sparse,
+                metadata={"DESCRIPTION": description, "CTIME": str(int(time.time()))}),
+            SharedVolumeInfo, key=ctx.key("create"), timeout_s=600)
+
+
+async def _write_lun_metadata(ctx: JobContext, domain: StorageDomain, host: Host, *, key: str,
+                              without: uuid.UUID | None = None) -> None:
+    async with ctx.transaction() as session:
+        fresh = await lookup.get(session, StorageDomain, domain.id)
+    pool = str(fresh.data_center_id) if fresh.data_center_id else NO_POOL
+    text = await _lun_metadata(ctx, fresh, pool=pool, without=without)
+    await ctx.nodes.call(host, LunMetadataWrite(lun=lun_of(domain), metadata=text), LunContents,
+                         key=ctx.key(key), timeout_s=120)
+
+
+async def remove_volume(ctx: JobContext, domain: StorageDomain, disk: Disk) -> None:
+    host = await acting_host(ctx, domain)
+    image_id, volume_id = split_volume_path(disk.image_path)
+    if extent_of(disk.image_path) is not None:
+        async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
+            await _write_lun_metadata(ctx, domain, host, key="delete-md", without=disk.id)
+        return  # the extent is released with the disk's row (overt.engine.jobs.handlers.disks)
+    async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
+        await ctx.nodes.call(
+            host, SharedVolumeDelete(storage=export_of(domain),
+                                     domain_id=domain.storage_uuid or domain.id,
+                                     image_id=image_id, volume_id=volume_id),
+            Removed, key=ctx.key("delete"))
+
+
+UNITS: dict[type[JobSpec], Unit[Any]] = {
+    CreateStorageDomain: Unit(create_domain, compensate=_create_failed),
+    AttachStorageDomain: Unit(attach_domain, compensate=_attach_failed),
+    DetachStorageDomain: Unit(detach_domain, compensate=_detach_failed),
+}

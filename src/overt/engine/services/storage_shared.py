@@ -1,0 +1,189 @@
+"""Shared (NFS) storage domains: add or import, attach to a data center, detach.
+
+The engine is the allocation authority: it names every domain, image and volume and
+records them here; a job then has one host of the data center carry the change out on
+the export (overt.engine.jobs.handlers.storage_domains). A domain is `locked` while a
+job works on it, and every job ends it in a settled state (`unattached`, `active`).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine import audit
+from overt.engine.db.tables import DataCenter, Host, StorageDomain, User
+from overt.engine.jobs.kinds import (
+    AttachStorageDomain,
+    CreateStorageDomain,
+    DetachStorageDomain,
+)
+from overt.engine.model.errors import Conflict, InvalidInput
+from overt.engine.model.names import check_name
+from overt.engine.model.status import StorageDomainStatus, StorageDomainType, StorageType
+from overt.engine.queries import lookup
+from overt.engine.queries.lookup import Ref
+from overt.engine.queries.shared_storage import is_shared
+from overt.engine.services.jobs import JobSubmitter
+from overt.engine.services.storage_domains import StorageDomainInput, attached
+from overt.protocol.storage import EXPORT, IQN, SERVER
+
+_IQN_RE = re.compile(IQN)
+_SERVER_RE = re.compile(SERVER)
+_EXPORT_RE = re.compile(EXPORT)
+
+
+def _check_export(address: str | None, path: str | None) -> tuple[str, str]:
+    if not address:
+        raise InvalidInput("storage_domain.storage.address is required for an NFS domain")
+    if not _SERVER_RE.match(address):
+        raise InvalidInput(f"storage_domain.storage.address {address!r} is not a host name "
+                           "or an address")
+    if not path:
+        raise InvalidInput("storage_domain.storage.path is required (the NFS export)")
+    normal = "/" + path.strip("/")
+    if not _EXPORT_RE.match(normal) or "/../" in f"{normal}/" or "/./" in f"{normal}/":
+        raise InvalidInput(f"storage_domain.storage.path {path!r} is not an absolute export "
+                           "path")
+    return address, normal
+
+
+async def add_nfs_domain(session: AsyncSession, jobs: JobSubmitter, data: StorageDomainInput,
+                         user: User) -> StorageDomain:
+    """A new NFS data domain, or (`import_`) the one already on that export; a job lays
+    it out or reads it through `data.host`, then it is `unattached`."""
+    name = check_name("storage_domain", data.name or "")
+    address, path = _check_export(data.address, data.path)
+    kind = data.type or StorageDomainType.DATA
+    if kind is not StorageDomainType.DATA:
+        raise InvalidInput("only data domains can be added on NFS for now")
+    host = await lookup.resolve(session, Host, data.host, "storage_domain.host")
+    if await lookup.name_taken(session, StorageDomain, name):
+        raise Conflict(f"Cannot add Storage. The name {name!r} is already in use.")
+    used = (await session.execute(select(StorageDomain.name).where(
+        StorageDomain.storage_type == StorageType.NFS.value, StorageDomain.address == address,
+        StorageDomain.path == path))).scalars().first()
+    if used is not None:
+        raise Conflict(f"Cannot add Storage. The export {address}:{path} is already used by "
+                       f"storage domain {used}.")
+    sd_id = uuid.uuid4()
+    domain = StorageDomain(id=sd_id, name=name, description=data.description or "",
+                           type=kind.value, storage_type=StorageType.NFS.value, path=path,
+                           address=address, host_id=host.id, data_center_id=None,
+                           storage_uuid=None if data.import_ else sd_id,
+                           status=StorageDomainStatus.LOCKED.value)
+    session.add(domain)
+    await session.flush()
+    verb = "imported" if data.import_ else "added"
+    await jobs.submit(session, CreateStorageDomain(storage_domain_id=sd_id, host_id=host.id,
+                                                   import_domain=bool(data.import_)),
+                      description=f"{'Importing' if data.import_ else 'Adding'} storage "
+                      f"domain {name}", owner_id=user.id)
+    audit.record(session, f"Storage Domain {name} ({address}:{path}) is being {verb} by "
+                 f"{user.user_name}", code=audit.STORAGE_DOMAIN_ADDED, storage_domain_id=sd_id,
+                 host_id=host.id, user_id=user.id)
+    return domain
+
+
+def _check_lun(data: StorageDomainInput) -> tuple[str, str]:
+    if len(data.logical_units) != 1:
+        raise InvalidInput("storage_domain.storage.logical_units must name one LUN "
+                           "(address, port, target, and the LUN number as id)")
+    unit = data.logical_units[0]
+    if not unit.address or not _SERVER_RE.match(unit.address):
+        raise InvalidInput(f"logical_unit.address {unit.address!r} is not a host name or an "
+                           "address")
+    if not unit.target or not _IQN_RE.match(unit.target):
+        raise InvalidInput(f"logical_unit.target {unit.target!r} is not an iSCSI name (iqn.)")
+    if unit.id is None or not unit.id.isdigit() or int(unit.id) > 16383:
+        raise InvalidInput(f"logical_unit.id {unit.id!r} must be the LUN number")
+    port = unit.port or 3260
+    if port > 65535:
+        raise InvalidInput(f"logical_unit.port {port} is not a port")
+    return f"{unit.address}:{port}", f"{unit.target}/{int(unit.id)}"
+
+
+async def add_iscsi_domain(session: AsyncSession, jobs: JobSubmitter, data: StorageDomainInput,
+                           user: User) -> StorageDomain:
+    """A new iSCSI data domain on one LUN; a job writes its metadata area, then it is
+    `unattached`."""
+    name = check_name("storage_domain", data.name or "")
+    portal, path = _check_lun(data)
+    if data.import_:
+        raise InvalidInput("importing an iSCSI domain is not supported yet")
+    if (data.type or StorageDomainType.DATA) is not StorageDomainType.DATA:
+        raise InvalidInput("only data domains can be added on iSCSI for now")
+    host = await lookup.resolve(session, Host, data.host, "storage_domain.host")
+    if await lookup.name_taken(session, StorageDomain, name):
+        raise Conflict(f"Cannot add Storage. The name {name!r} is already in use.")
+    used = (await session.execute(select(StorageDomain.name).where(
+        StorageDomain.storage_type == StorageType.ISCSI.value, StorageDomain.address == portal,
+        StorageDomain.path == path))).scalars().first()
+    if used is not None:
+        raise Conflict(f"Cannot add Storage. The LUN {path} of {portal} is already used by "
+                       f"storage domain {used}.")
+    sd_id = uuid.uuid4()
+    domain = StorageDomain(id=sd_id, name=name, description=data.description or "",
+                           type=StorageDomainType.DATA.value,
+                           storage_type=StorageType.ISCSI.value, path=path, address=portal,
+                           host_id=host.id, data_center_id=None, storage_uuid=sd_id,
+                           status=StorageDomainStatus.LOCKED.value)
+    session.add(domain)
+    await session.flush()
+    await jobs.submit(session, CreateStorageDomain(storage_domain_id=sd_id, host_id=host.id),
+                      description=f"Adding storage domain {name}", owner_id=user.id)
+    audit.record(session, f"Storage Domain {name} (LUN {path} of {portal}) is being added by "
+                 f"{user.user_name}", code=audit.STORAGE_DOMAIN_ADDED, storage_domain_id=sd_id,
+                 host_id=host.id, user_id=user.id)
+    return domain
+
+
+async def attach_domain(session: AsyncSession, jobs: JobSubmitter, dc_id: uuid.UUID,
+                        ref: Ref | None, user: User) -> StorageDomain:
+    """Attach an unattached shared domain to a data center; a job records the data center
+    in the domain's metadata and activates it."""
+    dc = await lookup.get(session, DataCenter, dc_id)
+    found = await lookup.resolve(session, StorageDomain, ref, "storage_domain")
+    domain = await lookup.get(session, StorageDomain, found.id, for_update=True)
+    if not is_shared(domain):
+        raise Conflict(f"Cannot attach Storage Domain {domain.name}: a {domain.storage_type} "
+                       "domain belongs to its host's data center.")
+    if domain.data_center_id == dc.id:
+        return domain
+    if domain.status != StorageDomainStatus.UNATTACHED.value or domain.data_center_id:
+        raise Conflict(f"Cannot attach Storage Domain {domain.name}: it is {domain.status}"
+                       + (", attached to another data center" if domain.data_center_id else "")
+                       + "; only an unattached domain can be attached.")
+    domain.data_center_id = dc.id
+    domain.status = StorageDomainStatus.LOCKED.value
+    await jobs.submit(session, AttachStorageDomain(storage_domain_id=domain.id,
+                                                   data_center_id=dc.id),
+                      description=f"Attaching storage domain {domain.name} to data center "
+                      f"{dc.name}", owner_id=user.id)
+    audit.record(session, f"Storage Domain {domain.name} is being attached to Data Center "
+                 f"{dc.name} by {user.user_name}", storage_domain_id=domain.id,
+                 data_center_id=dc.id, user_id=user.id)
+    return domain
+
+
+async def detach_domain(session: AsyncSession, jobs: JobSubmitter, dc_id: uuid.UUID,
+                        sd_id: uuid.UUID, user: User) -> StorageDomain:
+    """Detach a shared domain in maintenance; its metadata forgets the data center, so
+    another engine may import it."""
+    domain = await attached(session, dc_id, sd_id)
+    if not is_shared(domain):
+        raise Conflict(f"Cannot detach Storage Domain {domain.name}: a {domain.storage_type} "
+                       "domain cannot be detached.")
+    if domain.status != StorageDomainStatus.MAINTENANCE.value:
+        raise Conflict(f"Cannot detach Storage Domain {domain.name}: it is {domain.status}; "
+                       "switch it to maintenance first.")
+    domain.status = StorageDomainStatus.LOCKED.value
+    await jobs.submit(session, DetachStorageDomain(storage_domain_id=domain.id),
+                      description=f"Detaching storage domain {domain.name}", owner_id=user.id)
+    audit.record(session, f"Storage Domain {domain.name} is being detached by "
+                 f"{user.user_name}", storage_domain_id=domain.id, data_center_id=dc_id,
+                 user_id=user.id)
+    return domain

@@ -1,0 +1,129 @@
+"""iSCSI storage domains without LVM: a LUN whose first MiB is the domain's metadata and
+whose volumes are extents (offset, size) the engine allocates.
+
+Everything goes through QEMU's iSCSI client (libiscsi): `qemu-img` with image options
+`driver=raw,offset=..,size=..,file.driver=iscsi,...` reads and writes a window of the
+LUN, the same way libvirt gives QEMU an extent to run (`<slices>`). Nodes need no
+kernel initiator and no device-mapper.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+from overt.node.errors import NodeFailure
+from overt.node.storage.local import _qemu_img
+from overt.protocol import ErrorCode
+from overt.protocol.storage import (
+    METADATA_AREA,
+    ExtentFormat,
+    IscsiLunRef,
+    LunCommand,
+    LunContents,
+    LunMetadataWrite,
+    LunRead,
+    SharedVolumeInfo,
+)
+from overt.protocol.vm import DiskFormat
+
+log = logging.getLogger(__name__)
+
+END_MARKER = "EOF"
+
+
+def lun_url(lun: IscsiLunRef) -> str:
+    return f"iscsi://{lun.portal}/{lun.target}/{lun.lun}"
+
+
+def window(lun: IscsiLunRef, offset: int, size: int, fmt: DiskFormat | None = None) -> str:
+    """Image options for `size` bytes of the LUN from `offset` (as a raw image, or as
+    the `fmt` image that lies there)."""
+    host, _, port = lun.portal.partition(":")
+    raw = (f"driver=raw,offset={offset},size={size},file.driver=iscsi,file.transport=tcp,"
+           f"file.portal={host}:{port or 3260},file.target={lun.target},file.lun={lun.lun}")
+    if fmt is None or fmt is DiskFormat.RAW:
+        return raw
+    return f"driver={fmt.value}," + ",".join(f"file.{part}" for part in raw.split(","))
+
+
+async def execute(command: LunCommand) -> LunContents | SharedVolumeInfo:
+    match command:
+        case LunRead(lun=lun):
+            return await _read(lun)
+        case LunMetadataWrite(lun=lun, metadata=text):
+            await _write_area(lun, text)
+            return await _read(lun)
+        case ExtentFormat():
+            return await _format(command)
+    raise NodeFailure(ErrorCode.BAD_REQUEST, f"unknown storage command {command.name}")
+
+
+async def _size(lun: IscsiLunRef) -> int:
+    out = await _qemu_img(["qemu-img", "info", "-U", "--output=json", lun_url(lun)],
+                          f"reading LUN {lun_url(lun)}")
+    return int(json.loads(out)["virtual-size"])
+
+
+async def _read(lun: IscsiLunRef) -> LunContents:
+    size = await _size(lun)
+    if size <= METADATA_AREA:
+        raise NodeFailure(ErrorCode.BAD_REQUEST, f"LUN {lun_url(lun)} is too small for a "
+                          "storage domain")
+    with tempfile.TemporaryDirectory(prefix="overt-lun-") as tmp:
+        copy = Path(tmp) / "area"
+        await _qemu_img(["qemu-img", "convert", "-q", "--image-opts",
+                         window(lun, 0, METADATA_AREA), "-O", "raw", str(copy)],
+                        f"reading the metadata area of {lun_url(lun)}")
+        data = copy.read_bytes()
+    text = data.split(b"\0", 1)[0].decode(errors="replace")
+    if f"\n{END_MARKER}\n" not in f"\n{text}":
+        text = ""  # blank, or not a metadata area Overt wrote
+    return LunContents(size_bytes=size, metadata=text)
+
+
+async def _write_area(lun: IscsiLunRef, text: str) -> None:
+    body = text.rstrip("\n") + f"\n{END_MARKER}\n"
+    data = body.encode()
+    if len(data) > METADATA_AREA:
+        raise NodeFailure(ErrorCode.BAD_REQUEST, "the domain's metadata outgrew its area")
+    await _copy_in(lun, data.ljust(METADATA_AREA, b"\0"), 0, METADATA_AREA,
+                   f"writing the metadata area of {lun_url(lun)}")
+    log.info("LUN metadata written", extra={"volume": lun_url(lun)})
+
+
+async def _copy_in(lun: IscsiLunRef, data: bytes, offset: int, size: int, action: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="overt-lun-") as tmp:
+        source = Path(tmp) / "data"
+        source.write_bytes(data)
+        await _qemu_img(["qemu-img", "convert", "-q", "-n", "-f", "raw", str(source),
+                         "--target-image-opts", window(lun, offset, size)], action)
+
+
+async def _format(command: ExtentFormat) -> SharedVolumeInfo:
+    lun, where = command.lun, f"{lun_url(command.lun)} at {command.offset}"
+    if command.offset + command.size > await _size(lun):
+        raise NodeFailure(ErrorCode.BAD_REQUEST, f"the extent {where} (+{command.size}) "
+                          "ends past the LUN")
+    if command.format is DiskFormat.QCOW2:
+        with tempfile.TemporaryDirectory(prefix="overt-lun-") as tmp:
+            header = Path(tmp) / "empty.qcow2"
+            await _qemu_img(["qemu-img", "create", "-q", "-f", "qcow2", str(header),
+                             str(command.virtual_size)], "making an empty qcow2 image")
+            await _copy_in(lun, header.read_bytes(), command.offset, command.size,
+                           f"writing a qcow2 volume on {where}")
+        out = await _qemu_img(["qemu-img", "info", "-U", "--output=json", "--image-opts",
+                               window(lun, command.offset, command.size, DiskFormat.QCOW2)],
+                              f"reading the volume on {where}")
+        virtual = int(json.loads(out)["virtual-size"])
+    else:
+        # A raw volume is the extent itself; zeroing its start hides an old partition table.
+        start = min(command.size, METADATA_AREA)
+        await _copy_in(lun, bytes(start), command.offset, command.size,
+                       f"clearing the start of the volume on {where}")
+        virtual = command.size
+    log.info("extent volume made", extra={"volume": where})
+    return SharedVolumeInfo(format=command.format, virtual_size=virtual,
+                            actual_size=command.size)

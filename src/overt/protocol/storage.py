@@ -1,0 +1,166 @@
+"""Commands on shared storage domains (NFS): the engine decides names and sizes, nodes
+execute them against the export through libnfs and QEMU's NFS driver."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from overt.protocol.vm import DiskFormat, WireModel
+
+# An NFS server as a host name or address, and an export path: no URL syntax inside.
+SERVER = r"^[A-Za-z0-9]([A-Za-z0-9.:\-]{0,253})$"
+EXPORT = r"^/[A-Za-z0-9._/\-]*$"
+
+
+class NfsExportRef(WireModel):
+    server: str = Field(pattern=SERVER)
+    export: str = Field(pattern=EXPORT)
+
+
+class DomainInfo(WireModel):
+    """A domain as its metadata on storage describes it."""
+
+    id: UUID
+    metadata: dict[str, str]
+    total_bytes: int
+    free_bytes: int
+
+
+class StoredVolume(WireModel):
+    """A volume found on storage, with its `.meta` (oVirt's keys) and qemu-img's view."""
+
+    image_id: UUID
+    volume_id: UUID
+    metadata: dict[str, str]
+    format: DiskFormat
+    virtual_size: int
+    actual_size: int
+
+
+class DomainContents(WireModel):
+    domain: DomainInfo
+    volumes: list[StoredVolume]
+
+
+class DomainList(WireModel):
+    domains: list[DomainContents]
+
+
+class Removed(WireModel):
+    """A removal that found nothing left to remove also ends here."""
+
+
+class SharedVolumeInfo(WireModel):
+    format: DiskFormat
+    virtual_size: int
+    actual_size: int
+
+
+class _StorageCommand(WireModel):
+    result: ClassVar[type[BaseModel]] = DomainInfo
+    mutates: ClassVar[bool] = True
+    storage: NfsExportRef
+
+
+class StorageDomainCreate(_StorageCommand):
+    """Lay out a new domain on the export (dom_md/, images/); a domain of that id which
+    is already there is accepted, any other is not touched."""
+
+    name: Literal["storage.domain_create"] = "storage.domain_create"
+    result: ClassVar[type[DomainInfo]] = DomainInfo
+    domain_id: UUID
+    metadata: dict[str, str]
+
+
+class StorageDomainUpdate(_StorageCommand):
+    """Rewrite some keys of a domain's metadata (its data center, its description)."""
+
+    name: Literal["storage.domain_update"] = "storage.domain_update"
+    result: ClassVar[type[DomainInfo]] = DomainInfo
+    domain_id: UUID
+    changes: dict[str, str]
+
+
+class StorageDomainScan(_StorageCommand):
+    """The domains on an export with their volumes (for import)."""
+
+    name: Literal["storage.domain_scan"] = "storage.domain_scan"
+    result: ClassVar[type[DomainList]] = DomainList
+    mutates: ClassVar[bool] = False
+
+
+class SharedVolumeCreate(_StorageCommand):
+    """`SD/images/IMG/VOL` with its `VOL.meta`, made with qemu-img over nfs://."""
+
+    name: Literal["storage.volume_create"] = "storage.volume_create"
+    result: ClassVar[type[SharedVolumeInfo]] = SharedVolumeInfo
+    domain_id: UUID
+    image_id: UUID
+    volume_id: UUID
+    format: DiskFormat = DiskFormat.QCOW2
+    size_bytes: int = Field(gt=0)
+    sparse: bool = True
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class SharedVolumeDelete(_StorageCommand):
+    name: Literal["storage.volume_delete"] = "storage.volume_delete"
+    result: ClassVar[type[Removed]] = Removed
+    domain_id: UUID
+    image_id: UUID
+    volume_id: UUID
+
+
+IQN = r"^iqn\.[0-9]{4}-[0-9]{2}\.[A-Za-z0-9.\-]+(:[A-Za-z0-9.:\-]+)?$"
+METADATA_AREA = 1 << 20  # the start of an iSCSI domain's LUN holds its metadata
+
+
+class IscsiLunRef(WireModel):
+    portal: str = Field(pattern=SERVER)  # host or host:port
+    target: str = Field(pattern=IQN)
+    lun: int = Field(ge=0, le=16383)
+
+
+class LunContents(WireModel):
+    size_bytes: int
+    metadata: str  # the metadata area's text (up to its end marker), empty when blank
+
+
+class LunRead(WireModel):
+    """The LUN's size and its metadata area."""
+
+    name: Literal["storage.lun_read"] = "storage.lun_read"
+    result: ClassVar[type[LunContents]] = LunContents
+    mutates: ClassVar[bool] = False
+    lun: IscsiLunRef
+
+
+class LunMetadataWrite(WireModel):
+    """Replace the LUN's metadata area (the engine renders all of it)."""
+
+    name: Literal["storage.lun_metadata_write"] = "storage.lun_metadata_write"
+    result: ClassVar[type[LunContents]] = LunContents
+    mutates: ClassVar[bool] = True
+    lun: IscsiLunRef
+    metadata: str = Field(max_length=METADATA_AREA - 1)
+
+
+class ExtentFormat(WireModel):
+    """Make an extent of the LUN an empty volume: a qcow2 header, or zeros at its start."""
+
+    name: Literal["storage.extent_format"] = "storage.extent_format"
+    result: ClassVar[type[SharedVolumeInfo]] = SharedVolumeInfo
+    mutates: ClassVar[bool] = True
+    lun: IscsiLunRef
+    offset: int = Field(ge=METADATA_AREA)
+    size: int = Field(gt=0)
+    format: DiskFormat = DiskFormat.QCOW2
+    virtual_size: int = Field(gt=0)
+
+
+StorageCommand = (StorageDomainCreate | StorageDomainUpdate | StorageDomainScan
+                  | SharedVolumeCreate | SharedVolumeDelete)
+LunCommand = LunRead | LunMetadataWrite | ExtentFormat

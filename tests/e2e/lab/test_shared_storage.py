@@ -1,0 +1,528 @@
+"""Shared storage domains in the lab, through the official SDK. NFS: a domain laid out
+on the storage host's nfs-ganesha export, attached and active; a disk on it runs a VM
+on node1 and then on node2; detached, the domain is imported by a second engine (its
+own database and broker vhost) with its disk, which boots there too. iSCSI (tgt): a
+domain on one LUN whose disk is an extent of it boots a VM on either node."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import libvirt
+import ovirtsdk4 as sdk
+import ovirtsdk4.types as types
+import pytest
+
+from overt.lab.guest import BOOT_MARKER, GuestImage
+from overt.lab.lab import Lab
+from overt.lab.topology import Net, Topology
+from overt.protocol.ovirt_metadata import parse_metadata
+from overt.system.daemons import SYSTEM_RABBITMQ, ensure_libvirtd
+from tests.conftest import TEST_LAB, require_root
+from tests.support.broker import Broker, close_broker, open_broker
+from tests.support.cli import overt
+from tests.support.demo import wait_until
+from tests.support.managed import ManagedSite
+
+pytestmark = [pytest.mark.lab, pytest.mark.amqp, pytest.mark.vm, pytest.mark.slow]
+
+ARGS = ["--prefix", TEST_LAB.prefix]
+MIB = 2**20
+CONSOLE_LOG_DIR = Path("/var/log/overt/console")
+
+
+@dataclass
+class Site:
+    """One engine (its own database and broker vhost) with agents on some lab nodes."""
+
+    lab: Lab
+    name: str
+    base: Path
+    broker: Broker
+    managed: ManagedSite
+    nodes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    node_port: int = 54321  # a second site's agents on the same lab node need their own
+
+    def connect(self) -> sdk.Connection:
+        return self.managed.connect()
+
+    def start_node(self, node: str) -> None:
+        argv = [sys.executable, "-m", "overt", "lab", "exec", *ARGS, node, "--",
+                sys.executable, "-m", "overt", "node", "--bus", "amqp",
+                "--engine-url",
+                f"https://{self.lab.topology.engine_address()}:{self.managed.gateway_port}",
+                "--engine-ca-file", str(self.managed.ca_file), "--libvirt-uri", "qemu:///system",
+                "--data-dir", str(self.base / node / "data"),
+                "--storage-dir", str(self.base / node / "images"), "--heartbeat-interval", "1",
+                "--port", str(self.node_port)]
+        with self.managed.log(f"{self.name}-{node}").open("ab") as log:
+            self.nodes[node] = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, "OVERT_NODE_ANNOUNCE_INTERVAL_S": "0.5"})
+
+    def host_of(self, conn: sdk.Connection, node: str) -> types.Host:
+        address = str(self.lab.topology.host(node).address(Net.MANAGEMENT))
+        return next(h for h in conn.system_service().hosts_service().list()
+                    if h.address == address)
+
+    def stop(self) -> None:
+        for process in self.nodes.values():
+            process.send_signal(signal.SIGTERM)
+        for process in self.nodes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.managed.stop_all()
+        self.managed.print_logs()
+
+
+def _start_site(lab: Lab, name: str, base: Path, broker: Broker, nodes: list[str],
+                node_port: int = 54321) -> Site:
+    address = lab.topology.engine_address()
+    managed = ManagedSite(base / name, f"sqlite:///{base}/{name}.db",
+                          broker.engine_url_now(), broker.admin_url)
+    managed.engine("engine", OVERT_PUBLIC_ADDRESS=str(address),
+                   OVERT_BROKER_NODE_URL=f"amqp://{address}:5672",
+                   OVERT_BROKER_ALLOW_PLAIN="1")
+    site = Site(lab, name, base / name, broker, managed, node_port=node_port)
+    managed.wait_for_api()
+    for node in nodes:
+        site.start_node(node)
+    conn = site.connect()
+    try:
+        managed.approve_all(conn, len(nodes))
+    finally:
+        conn.close()
+    return site
+
+
+@dataclass
+class StorageLab:
+    lab: Lab
+    base: Path
+    first: Site
+    brokers: list[Broker]
+
+    @property
+    def nfs_address(self) -> str:
+        return str(self.lab.topology.host("storage").address(Net.STORAGE))
+
+    @property
+    def export_dir(self) -> Path:
+        return self.lab.topology.nfs_export_dir()
+
+
+@pytest.fixture(scope="module")
+def storage_lab(rabbitmq: Broker) -> Iterator[StorageLab]:
+    """The test lab (left as it was found when it was already up) and a first engine
+    with agents on node1 and node2; the export starts without storage domains."""
+    require_root()
+    ensure_libvirtd()
+    lab = Lab(Topology(TEST_LAB))
+    was_up = (lab.topology.state_dir / "lab.json").exists()
+    built = overt("lab", "up", "--nodes", str(TEST_LAB.nodes), *ARGS,
+                  "--address-block", TEST_LAB.address_block)
+    assert built.returncode == 0, built.stdout + built.stderr
+    for entry in lab.topology.nfs_export_dir().iterdir():
+        if _is_uuid(entry.name):  # domains of an earlier run
+            shutil.rmtree(entry)
+    for lun in (1, 2):
+        with (lab.topology.host_dir(lab.topology.storage) / f"lun{lun}.img").open("r+b") as f:
+            f.write(bytes(MIB))  # an earlier run's iSCSI domain metadata
+    base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-storage-lab-"))
+    base.chmod(0o755)
+    first: Site | None = None
+    try:
+        first = _start_site(lab, "first", base, rabbitmq, ["node1", "node2"])
+        yield StorageLab(lab, base, first, [])
+    finally:
+        if first is not None:
+            first.stop()
+        if not was_up:
+            overt("lab", "down", *ARGS)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@dataclass
+class NfsDomain:
+    id: str
+    dc_id: str
+    name: str
+
+
+@pytest.fixture(scope="module")
+def nfs_domain(storage_lab: StorageLab) -> NfsDomain:
+    """An NFS data domain added through the SDK on the lab's export, attached and active."""
+    conn = storage_lab.first.connect()
+    try:
+        host1 = storage_lab.first.host_of(conn, "node1")
+        sds = conn.system_service().storage_domains_service()
+        added = sds.add(types.StorageDomain(
+            name="lab-nfs", type=types.StorageDomainType.DATA, host=types.Host(name=host1.name),
+            storage=types.HostStorage(type=types.StorageType.NFS,
+                                      address=storage_lab.nfs_address, path="/export")))
+        sd = sds.storage_domain_service(added.id)
+        wait_until(lambda: sd.get().status == types.StorageDomainStatus.UNATTACHED, 120,
+                   "the domain to be laid out")
+        dc = conn.system_service().data_centers_service().list(search="name=Default")[0]
+        attached = conn.system_service().data_centers_service().data_center_service(
+            dc.id).storage_domains_service()
+        attached.add(types.StorageDomain(id=added.id))
+        wait_until(lambda: attached.storage_domain_service(added.id).get().status
+                   == types.StorageDomainStatus.ACTIVE, 120, "the domain to be active")
+        return NfsDomain(added.id, dc.id, "lab-nfs")
+    finally:
+        conn.close()
+
+
+def test_an_nfs_domain_is_laid_out_in_ovirts_format_and_attached(
+        storage_lab: StorageLab, nfs_domain: NfsDomain) -> None:
+    metadata_file = storage_lab.export_dir / nfs_domain.id / "dom_md" / "metadata"
+    metadata = parse_metadata(metadata_file.read_text())
+    assert metadata["SDUUID"] == nfs_domain.id
+    assert metadata["CLASS"] == "Data"
+    assert metadata["TYPE"] == "NFS"
+    assert metadata["POOL_UUID"] == nfs_domain.dc_id
+    assert metadata["REMOTE_PATH"] == f"{storage_lab.nfs_address}:/export"
+    assert {p.name for p in (storage_lab.export_dir / nfs_domain.id / "dom_md").iterdir()} >= {
+        "metadata", "ids", "leases", "inbox", "outbox"}
+    conn = storage_lab.first.connect()
+    try:
+        sd = conn.system_service().storage_domains_service().storage_domain_service(
+            nfs_domain.id).get()
+        assert sd.storage.type == types.StorageType.NFS
+        assert sd.storage.address == storage_lab.nfs_address
+        assert sd.available > 0
+        events = [e.description for e in conn.system_service().events_service().list()]
+        assert any("Storage Domain lab-nfs was attached" in e for e in events)
+    finally:
+        conn.close()
+
+
+def test_a_second_nfs_domain_on_the_same_export_is_refused(
+        storage_lab: StorageLab, nfs_domain: NfsDomain) -> None:
+    conn = storage_lab.first.connect()
+    try:
+        sds = conn.system_service().storage_domains_service()
+        host1 = storage_lab.first.host_of(conn, "node1")
+        before = len(sds.list())
+        with pytest.raises(sdk.Error) as refused:
+            sds.add(types.StorageDomain(
+                name="lab-nfs-again", type=types.StorageDomainType.DATA,
+                host=types.Host(id=host1.id),
+                storage=types.HostStorage(type=types.StorageType.NFS,
+                                          address=storage_lab.nfs_address, path="/export")))
+        assert refused.value.code == 409
+        assert "already used by storage domain lab-nfs" in str(refused.value)
+        with pytest.raises(sdk.Error) as bad:
+            sds.add(types.StorageDomain(
+                name="lab-nfs-bad", type=types.StorageDomainType.DATA,
+                host=types.Host(id=host1.id),
+                storage=types.HostStorage(type=types.StorageType.NFS,
+                                          address="nfs://x;rm", path="/export")))
+        assert bad.value.code == 400
+        assert len(sds.list()) == before
+        # The server refuses a path it does not export: the add fails on the host, and
+        # leaves no domain behind, only an event saying why.
+        wrong = sds.add(types.StorageDomain(
+            name="lab-nfs-wrong", type=types.StorageDomainType.DATA,
+            host=types.Host(id=host1.id),
+            storage=types.HostStorage(type=types.StorageType.NFS,
+                                      address=storage_lab.nfs_address, path="/no-such-export")))
+        wait_until(lambda: wrong.id not in {s.id for s in sds.list()}, 60,
+                   "the failed domain to be gone")
+        events = [e.description for e in conn.system_service().events_service().list()]
+        assert any("Adding storage domain lab-nfs-wrong failed" in e
+                   and "does not let this host mount /no-such-export" in e for e in events)
+        assert len(sds.list()) == before
+    finally:
+        conn.close()
+
+
+def _boot_disk(storage_lab: StorageLab, site: Site, domain_id: str, guest: GuestImage) -> str:
+    """A disk on the NFS domain holding the test guest (written into the volume from a
+    node with qemu-img, as an upload would), ok in the engine."""
+    conn = site.connect()
+    try:
+        size = _virtual_size(guest)
+        disks = conn.system_service().disks_service()
+        disk = disks.add(types.Disk(name="lab-nfs-boot", format=types.DiskFormat.COW,
+                                    provisioned_size=size, sparse=True,
+                                    storage_domains=[types.StorageDomain(id=domain_id)]))
+        wait_until(lambda: disks.disk_service(disk.id).get().status == types.DiskStatus.OK,
+                   120, "the disk to be created")
+        image_dir = storage_lab.export_dir / domain_id / "images" / disk.id
+        volumes = [p for p in image_dir.iterdir() if _is_uuid(p.name)]
+        assert len(volumes) == 1
+        meta = parse_metadata((image_dir / f"{volumes[0].name}.meta").read_text())
+        assert meta["FORMAT"] == "COW" and meta["CAP"] == str(size)
+        assert meta["IMAGE"] == disk.id and meta["DOMAIN"] == domain_id
+        url = (f"nfs://{storage_lab.nfs_address}/export/{domain_id}/images/{disk.id}/"
+               f"{volumes[0].name}")
+        copied = subprocess.run(storage_lab.lab.exec_argv("node1", [
+            "qemu-img", "convert", "-n", "-f", "qcow2", "-O", "qcow2",
+            str(guest.qcow2_disk), url]), capture_output=True, text=True, check=False,
+            timeout=300)
+        assert copied.returncode == 0, copied.stderr
+        return str(disk.id)
+    finally:
+        conn.close()
+
+
+def _run_on(site: Site, vm_name: str, node: str, protocol: str = "nfs") -> None:
+    """Start the VM pinned to `node`; it boots there from its shared disk."""
+    conn = site.connect()
+    try:
+        vms = conn.system_service().vms_service()
+        vm = vms.list(search=f"name={vm_name}")[0]
+        service = vms.vm_service(vm.id)
+        host = site.host_of(conn, node)
+        service.update(types.Vm(placement_policy=types.VmPlacementPolicy(
+            hosts=[types.Host(id=host.id)])))
+        log = CONSOLE_LOG_DIR / f"{vm.id}.log"
+        log.unlink(missing_ok=True)
+        service.start()
+        running = wait_until(lambda: (v := service.get()).status == types.VmStatus.UP and v,
+                             180, f"the VM to be up on {node}")
+        assert running.host.id == host.id
+        xml = _domain_xml(site.lab, node, vm.id)
+        assert f"protocol='{protocol}'" in xml or f'protocol="{protocol}"' in xml
+        wait_until(lambda: log.exists() and BOOT_MARKER in log.read_text(errors="replace"),
+                   180, f"the guest to boot from its {protocol} disk on {node}")
+        service.stop()
+        wait_until(lambda: service.get().status == types.VmStatus.DOWN, 120, "the VM to stop")
+    finally:
+        conn.close()
+
+
+def _new_vm(site: Site, name: str, disk_id: str) -> None:
+    conn = site.connect()
+    try:
+        vms = conn.system_service().vms_service()
+        vm = vms.add(types.Vm(name=name, cluster=types.Cluster(name="Default"),
+                              template=types.Template(name="Blank"), memory=128 * MIB))
+        vms.vm_service(vm.id).disk_attachments_service().add(types.DiskAttachment(
+            disk=types.Disk(id=disk_id), interface=types.DiskInterface.VIRTIO, bootable=True,
+            active=True))
+    finally:
+        conn.close()
+
+
+def test_a_vm_on_an_nfs_disk_runs_on_node1_then_on_node2(
+        storage_lab: StorageLab, nfs_domain: NfsDomain, guest_image: GuestImage) -> None:
+    disk_id = _boot_disk(storage_lab, storage_lab.first, nfs_domain.id, guest_image)
+    _new_vm(storage_lab.first, "lab-nfs-vm", disk_id)
+    _run_on(storage_lab.first, "lab-nfs-vm", "node1")
+    _run_on(storage_lab.first, "lab-nfs-vm", "node2")
+    checked = subprocess.run(storage_lab.lab.exec_argv("node2", [
+        "qemu-img", "check", "-q", _volume_url(storage_lab, nfs_domain.id, disk_id)]),
+        capture_output=True, text=True, check=False, timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_raw_disk_removed_from_an_nfs_domain_leaves_nothing_on_storage(
+        storage_lab: StorageLab, nfs_domain: NfsDomain) -> None:
+    conn = storage_lab.first.connect()
+    try:
+        disks = conn.system_service().disks_service()
+        disk = disks.add(types.Disk(name="lab-nfs-scratch", format=types.DiskFormat.RAW,
+                                    provisioned_size=64 * MIB, sparse=True,
+                                    storage_domains=[types.StorageDomain(id=nfs_domain.id)]))
+        service = disks.disk_service(disk.id)
+        wait_until(lambda: service.get().status == types.DiskStatus.OK, 120,
+                   "the disk to be created")
+        image_dir = storage_lab.export_dir / nfs_domain.id / "images" / disk.id
+        volume = next(p for p in image_dir.iterdir() if _is_uuid(p.name))
+        assert volume.stat().st_size == 64 * MIB
+        assert parse_metadata((image_dir / f"{volume.name}.meta").read_text())["FORMAT"] == "RAW"
+        service.remove()
+        wait_until(lambda: not image_dir.exists(), 120, "the volume to be removed")
+        with pytest.raises(sdk.NotFoundError):
+            service.get()
+    finally:
+        conn.close()
+
+
+def test_an_iscsi_domain_holds_a_disk_that_boots_a_vm_on_either_node(
+        storage_lab: StorageLab, guest_image: GuestImage) -> None:
+    site, lab = storage_lab.first, storage_lab.lab
+    target = lab.topology.iscsi_target()
+    portal = storage_lab.nfs_address  # the storage host serves both on its storage address
+
+    def lun(number: str) -> types.HostStorage:
+        return types.HostStorage(type=types.StorageType.ISCSI, logical_units=[
+            types.LogicalUnit(id=number, address=portal, port=3260, target=target)])
+
+    conn = site.connect()
+    try:
+        host1 = site.host_of(conn, "node1")
+        sds = conn.system_service().storage_domains_service()
+        added = sds.add(types.StorageDomain(name="lab-iscsi", type=types.StorageDomainType.DATA,
+                                            host=types.Host(id=host1.id), storage=lun("1")))
+        sd = sds.storage_domain_service(added.id)
+        wait_until(lambda: sd.get().status == types.StorageDomainStatus.UNATTACHED, 120,
+                   "the iSCSI domain to be written")
+        with pytest.raises(sdk.Error) as error:
+            sds.add(types.StorageDomain(name="lab-iscsi-again", type=types.StorageDomainType.DATA,
+                                        host=types.Host(id=host1.id), storage=lun("1")))
+        assert error.value.code == 409 and "already used by storage domain lab-iscsi" in str(
+            error.value)
+        dc = conn.system_service().data_centers_service().list(search="name=Default")[0]
+        attached = conn.system_service().data_centers_service().data_center_service(
+            dc.id).storage_domains_service()
+        attached.add(types.StorageDomain(id=added.id))
+        wait_until(lambda: attached.storage_domain_service(added.id).get().status
+                   == types.StorageDomainStatus.ACTIVE, 120, "the iSCSI domain to be active")
+        disks = conn.system_service().disks_service()
+        with pytest.raises(sdk.Error) as too_big:
+            disks.add(types.Disk(name="lab-iscsi-huge", format=types.DiskFormat.RAW,
+                                 provisioned_size=3 * 2**30,
+                                 storage_domains=[types.StorageDomain(id=added.id)]))
+        assert too_big.value.code == 409 and "no free extent" in str(too_big.value)
+        scratch = disks.add(types.Disk(name="lab-iscsi-scratch", format=types.DiskFormat.RAW,
+                                       provisioned_size=64 * MIB,
+                                       storage_domains=[types.StorageDomain(id=added.id)]))
+        wait_until(lambda: disks.disk_service(scratch.id).get().status == types.DiskStatus.OK,
+                   120, "the scratch disk to be created")
+        free = sd.get().available
+        disks.disk_service(scratch.id).remove()
+        wait_until(lambda: sd.get().available == free + 64 * MIB, 120,
+                   "the scratch disk's extent to be free again")
+        size = _virtual_size(guest_image)
+        disk = disks.add(types.Disk(name="lab-iscsi-boot", format=types.DiskFormat.COW,
+                                    provisioned_size=size,
+                                    storage_domains=[types.StorageDomain(id=added.id)]))
+        wait_until(lambda: disks.disk_service(disk.id).get().status == types.DiskStatus.OK,
+                   120, "the iSCSI disk to be created")
+    finally:
+        conn.close()
+    backing = lab.topology.host_dir(lab.topology.storage) / "lun1.img"
+    with backing.open("rb") as f:
+        metadata = parse_metadata(f.read(MIB).split(b"\0", 1)[0].decode())
+    assert metadata["SDUUID"] == added.id and metadata["TYPE"] == "ISCSI"
+    assert metadata["POOL_UUID"] == dc.id
+    (record,) = [v for k, v in metadata.items() if k.startswith("VOL_")]
+    image, offset, length, fmt, cap = record.split(",")[:5]
+    assert (image, fmt, cap) == (disk.id, "COW", str(size))
+    extent = (f"driver=qcow2,file.driver=raw,file.offset={offset},file.size={length},"
+              f"file.file.driver=iscsi,file.file.transport=tcp,file.file.portal={portal}:3260,"
+              f"file.file.target={target},file.file.lun=1")
+    copied = subprocess.run(lab.exec_argv("node1", [
+        "qemu-img", "convert", "-n", "-f", "qcow2", str(guest_image.qcow2_disk),
+        "--target-image-opts", extent]), capture_output=True, text=True, check=False,
+        timeout=300)
+    assert copied.returncode == 0, copied.stderr
+    _new_vm(site, "lab-iscsi-vm", disk.id)
+    _run_on(site, "lab-iscsi-vm", "node1", "iscsi")
+    _run_on(site, "lab-iscsi-vm", "node2", "iscsi")
+    checked = subprocess.run(lab.exec_argv("node2", [
+        "qemu-img", "check", "-q", "--image-opts", extent]), capture_output=True, text=True,
+        check=False, timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_detached_domain_is_imported_by_another_engine_with_its_disks(
+        storage_lab: StorageLab, nfs_domain: NfsDomain) -> None:
+    conn = storage_lab.first.connect()
+    try:
+        disks = conn.system_service().storage_domains_service().storage_domain_service(
+            nfs_domain.id).disks_service().list()
+        assert disks, "the VM test leaves a disk on the domain"
+        wanted = {d.id: (d.name, d.provisioned_size) for d in disks}
+        attached = conn.system_service().data_centers_service().data_center_service(
+            nfs_domain.dc_id).storage_domains_service().storage_domain_service(nfs_domain.id)
+        attached.deactivate()
+        wait_until(lambda: attached.get().status == types.StorageDomainStatus.MAINTENANCE, 60,
+                   "maintenance")
+        attached.remove()
+        sd = conn.system_service().storage_domains_service().storage_domain_service(
+            nfs_domain.id)
+        wait_until(lambda: sd.get().status == types.StorageDomainStatus.UNATTACHED, 120,
+                   "the domain to be detached")
+    finally:
+        conn.close()
+    metadata = parse_metadata(
+        (storage_lab.export_dir / nfs_domain.id / "dom_md" / "metadata").read_text())
+    assert metadata["POOL_UUID"] == ""
+
+    # The second engine's agent shares node2 with the first's (each lab node has one
+    # libvirtd), which a node never does outside tests: this test comes last.
+    broker = open_broker(SYSTEM_RABBITMQ)
+    second: Site | None = None
+    try:
+        second = _start_site(storage_lab.lab, "second", storage_lab.base, broker, ["node2"],
+                             node_port=54322)
+        conn = second.connect()
+        try:
+            host = second.host_of(conn, "node2")
+            sds = conn.system_service().storage_domains_service()
+            assert sds.list() == [] or all(s.storage.type != types.StorageType.NFS
+                                           for s in sds.list())
+            imported = sds.add(types.StorageDomain(
+                name="lab-nfs-imported", type=types.StorageDomainType.DATA, import_=True,
+                host=types.Host(id=host.id),
+                storage=types.HostStorage(type=types.StorageType.NFS,
+                                          address=storage_lab.nfs_address, path="/export")))
+            service = sds.storage_domain_service(imported.id)
+            wait_until(lambda: service.get().status == types.StorageDomainStatus.UNATTACHED,
+                       120, "the domain to be imported")
+            found = {d.id: (d.name, d.provisioned_size)
+                     for d in service.disks_service().list()}
+            assert found == wanted
+            dc = conn.system_service().data_centers_service().list(search="name=Default")[0]
+            attached2 = conn.system_service().data_centers_service().data_center_service(
+                dc.id).storage_domains_service()
+            attached2.add(types.StorageDomain(id=imported.id))
+            wait_until(lambda: attached2.storage_domain_service(imported.id).get().status
+                       == types.StorageDomainStatus.ACTIVE, 120, "the domain to be active")
+        finally:
+            conn.close()
+        metadata = parse_metadata(
+            (storage_lab.export_dir / nfs_domain.id / "dom_md" / "metadata").read_text())
+        assert metadata["POOL_UUID"] == dc.id
+        boot = next(d for d, (name, _size) in wanted.items() if name == "lab-nfs-boot")
+        _new_vm(second, "lab-nfs-imported-vm", boot)
+        _run_on(second, "lab-nfs-imported-vm", "node2")
+    finally:
+        if second is not None:
+            second.stop()
+        close_broker(broker)
+
+
+def _volume_url(storage_lab: StorageLab, domain_id: str, disk_id: str) -> str:
+    image_dir = storage_lab.export_dir / domain_id / "images" / disk_id
+    volume = next(p.name for p in image_dir.iterdir() if _is_uuid(p.name))
+    return f"nfs://{storage_lab.nfs_address}/export/{domain_id}/images/{disk_id}/{volume}"
+
+
+def _domain_xml(lab: Lab, node: str, vm_id: str) -> str:
+    conn = libvirt.open(lab.hypervisor(node).uri)
+    try:
+        return str(conn.lookupByUUIDString(vm_id).XMLDesc(0))
+    finally:
+        conn.close()
+
+
+def _virtual_size(guest: GuestImage) -> int:
+    out = subprocess.run(["qemu-img", "info", "--output=json", str(guest.qcow2_disk)],
+                         capture_output=True, text=True, check=True).stdout
+    return int(json.loads(out)["virtual-size"])
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True

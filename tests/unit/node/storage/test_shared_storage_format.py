@@ -1,0 +1,73 @@
+"""oVirt's on-storage metadata: KEY=VALUE lines, the domain's SHA-1 checksum, the volume's
+EOF line; and where the engine puts a volume on a shared domain."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import pytest
+
+from overt.engine.db.tables import StorageDomain
+from overt.engine.queries.shared_storage import (
+    extent_of,
+    extent_path,
+    extent_size,
+    lun_of,
+    split_volume_path,
+    volume_path,
+)
+from overt.protocol.ovirt_metadata import parse_metadata, render_metadata
+
+
+def test_domain_metadata_carries_ovirts_checksum_of_its_lines() -> None:
+    text = render_metadata({"SDUUID": "abc", "CLASS": "Data", "POOL_UUID": ""},
+                           checksum=True, eof=False).decode()
+    lines = text.splitlines()
+    assert lines[:3] == ["CLASS=Data", "POOL_UUID=", "SDUUID=abc"]
+    expected = hashlib.sha1(b"CLASS=DataPOOL_UUID=SDUUID=abc", usedforsecurity=False)
+    assert lines[3] == f"_SHA_CKSUM={expected.hexdigest()}"
+    assert parse_metadata(text)["POOL_UUID"] == ""
+
+
+def test_rewritten_metadata_gets_a_fresh_checksum() -> None:
+    first = parse_metadata(render_metadata({"A": "1"}, checksum=True, eof=False).decode())
+    again = render_metadata({**first, "A": "2"}, checksum=True, eof=False).decode()
+    assert again.count("_SHA_CKSUM=") == 1
+    assert first["_SHA_CKSUM"] not in again
+
+
+def test_volume_metadata_ends_at_eof() -> None:
+    text = render_metadata({"FORMAT": "COW", "CAP": "1024"}, checksum=False, eof=True).decode()
+    assert text.splitlines()[-1] == "EOF"
+    assert parse_metadata(text + "JUNK=1\n") == {"CAP": "1024", "FORMAT": "COW"}
+
+
+def test_values_keep_their_equal_signs() -> None:
+    assert parse_metadata('DESCRIPTION={"a":"b=c"}\nnot a line\n') == {
+        "DESCRIPTION": '{"a":"b=c"}'}
+
+
+def test_a_volume_lies_under_the_domains_id_on_storage() -> None:
+    sd, on_storage, image, volume = (uuid.uuid4() for _ in range(4))
+    imported = StorageDomain(id=sd, storage_uuid=on_storage)
+    path = volume_path(imported, image, volume)
+    assert path == f"{on_storage}/images/{image}/{volume}"
+    assert split_volume_path(path) == (image, volume)
+    with pytest.raises(ValueError, match="not a volume"):
+        split_volume_path(f"images/{image}.qcow2")
+
+
+def test_an_iscsi_volume_is_an_extent_with_room_for_its_qcow2_tables() -> None:
+    sd, image, volume = (uuid.uuid4() for _ in range(3))
+    domain = StorageDomain(id=sd, storage_uuid=sd, path="iqn.2026-11.org.example:t/3",
+                           address="10.0.0.2:3260")
+    path = extent_path(domain, 1 << 20, 8 << 20, image, volume)
+    assert extent_of(path) == (1 << 20, 8 << 20)
+    assert split_volume_path(path) == (image, volume)
+    assert extent_of(f"{sd}/images/{image}/{volume}") is None
+    assert extent_size("raw", 5 << 20) == 5 << 20
+    assert extent_size("cow", 1 << 30) >= (1 << 30) + (1 << 30) // 8192 + (1 << 20)
+    assert extent_size("cow", 1 << 30) % (1 << 20) == 0
+    lun = lun_of(domain)
+    assert (lun.portal, lun.target, lun.lun) == ("10.0.0.2:3260", "iqn.2026-11.org.example:t", 3)
