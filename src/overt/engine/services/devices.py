@@ -25,7 +25,6 @@ from overt.engine.model.status import (
     DiskStatus,
     NicInterface,
     StorageDomainStatus,
-    VmStatus,
 )
 from overt.engine.model.vm_actions import VmAction, check_vm_action
 from overt.engine.services import lookup
@@ -39,7 +38,7 @@ MAX_DISK_BYTES = 64 << 40
 
 
 def _devices_changeable(vm: Vm) -> None:
-    check_vm_action(VmAction.UPDATE_DEVICES, VmStatus(vm.status), vm_name=vm.name)
+    check_vm_action(VmAction.UPDATE_DEVICES, vm.status, vm_name=vm.name)
 
 
 # -- NICs ------------------------------------------------------------------------------
@@ -137,7 +136,7 @@ async def _new_disk(session: AsyncSession, data: DiskInput, *, default_name: str
         raise InvalidInput("disk.storage_domains is required: name the storage domain")
     domain = await lookup.resolve(session, StorageDomain, data.storage_domain,
                                   "disk.storage_domains.storage_domain")
-    if domain.status != StorageDomainStatus.ACTIVE.value:
+    if domain.status != StorageDomainStatus.ACTIVE:
         raise Conflict(f"storage domain {domain.name} is {domain.status}, not active")
     fmt = DiskFormat(data.format) if data.format else DiskFormat.COW
     disk_id = uuid.uuid4()
@@ -145,7 +144,7 @@ async def _new_disk(session: AsyncSession, data: DiskInput, *, default_name: str
     disk = Disk(id=disk_id, name=data.name or default_name, description=data.description or "",
                 storage_domain_id=domain.id, provisioned_size=data.provisioned_size,
                 format=fmt.value, sparse=True if data.sparse is None else data.sparse,
-                status=DiskStatus.LOCKED.value, image_path=f"images/{disk_id}.{suffix}")
+                status=DiskStatus.LOCKED, image_path=f"images/{disk_id}.{suffix}")
     session.add(disk)
     await session.flush()
     return disk
@@ -172,7 +171,7 @@ async def thin_copy(session: AsyncSession, jobs: JobSubmitter, vm: Vm, base: Dis
     disk_id = uuid.uuid4()
     disk = Disk(id=disk_id, name=f"{vm.name}_{base.name}", storage_domain_id=base.storage_domain_id,
                 provisioned_size=base.provisioned_size, format=DiskFormat.COW.value, sparse=True,
-                status=DiskStatus.LOCKED.value, image_path=f"images/{disk_id}.qcow2",
+                status=DiskStatus.LOCKED, image_path=f"images/{disk_id}.qcow2",
                 backing_disk_id=base.id)
     session.add(disk)
     await session.flush()
