@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +41,7 @@ libvirt.registerErrorHandler(_quiet_libvirt, None)
 # SQLite. A test of it that hangs fails after FAST_TIMEOUT_S instead of holding the lane.
 FAST_LANE = "not (vm or lab or pg or amqp or browser or slow)"
 FAST_TIMEOUT_S = 30
+FAST_WORKERS = 4
 # A test using one of these fixtures needs what the marker names, whether or not its
 # module says so: the marker is added here, so the fast lane never starts a real service.
 FIXTURE_MARKERS = {
@@ -53,10 +56,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "broker or browser")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist looks at its options
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--fast"):
         chosen = config.option.markexpr
         config.option.markexpr = f"({FAST_LANE}) and ({chosen})" if chosen else FAST_LANE
+        _spread_over_cores(config)
+
+
+def _spread_over_cores(config: pytest.Config) -> None:
+    """The whole lane runs in a worker process per core (up to FAST_WORKERS), a test file
+    in one worker (its module fixtures shared as when run alone); `-n` says otherwise,
+    and a run of chosen tests stays in this process."""
+    if (not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput")
+            or config.option.numprocesses is not None
+            or config.getoption("collectonly")
+            or config.args_source is not pytest.Config.ArgsSource.TESTPATHS):
+        return
+    workers = min(len(os.sched_getaffinity(0)), FAST_WORKERS)
+    if workers > 1:
+        config.option.numprocesses, config.option.dist = workers, "loadfile"
+        config.option.tx = ["popen"] * workers
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by the markers added here
@@ -69,6 +89,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(marker)
         if fast and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(FAST_TIMEOUT_S))
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """Test ids without the random UUIDs some parameters carry: the fast lane's worker
+    processes must each name the same tests the same way."""
+    if isinstance(val, uuid.UUID):
+        return "uuid"
+    if isinstance(val, str) and _UUID.search(val):
+        return _UUID.sub("uuid", val)
+    return None
 
 
 def require_root() -> None:

@@ -26,6 +26,7 @@ from overt.config import EngineSettings, is_broker_url
 from overt.engine.composition import EngineRuntime
 from overt.engine.db.seed import ADMIN
 from overt.engine.db.tables import Cluster, Host, StorageDomain, Template, User
+from overt.engine.model.host_actions import HostAction, host_action_allowed
 from overt.engine.model.status import HostStatus, TemplateStatus
 from overt.engine.services import hosts as host_service
 from overt.engine.services.jobs import JobSubmitter
@@ -197,9 +198,9 @@ class AllInOne:
         db = self.runtime.db
         async with self._stage("bringing up this machine as host 'local'"):
             host_id = await self._ensure_local_host()
-            await self._wait_for(lambda: self._host_status(host_id), {HostStatus.UP.value},
+            await self._wait_for(lambda: self._host_status(host_id), {HostStatus.UP},
                                  "host 'local' to come up",
-                                 failed={HostStatus.INSTALL_FAILED.value},
+                                 failed={HostStatus.INSTALL_FAILED},
                                  limit_s=self.runtime.settings.host_install_timeout_s + 60)
         jobs = JobSubmitter(self.runtime.job_wakeup)
         async with db.transaction() as session:
@@ -229,8 +230,8 @@ class AllInOne:
                     description="Overt's test guest: a tiny Linux that boots in seconds")
             template_id = template.id
         await self._wait_for(lambda: self._template_status(template_id),
-                             {TemplateStatus.OK.value}, "template 'test-guest'",
-                             failed={TemplateStatus.ILLEGAL.value})
+                             {TemplateStatus.OK}, "template 'test-guest'",
+                             failed={TemplateStatus.ILLEGAL})
 
     async def _ensure_local_host(self) -> uuid.UUID:
         """Host `local`, added if missing, and repaired from whatever state a previous run
@@ -248,7 +249,8 @@ class AllInOne:
                     port=self.options.node_port, cluster=None, user=admin,
                     fingerprint=await self._local_node_key())
                 return host.id
-            status = HostStatus(host.status)
+            status = host.status
+            installable = host_action_allowed(HostAction.INSTALL, status)
             if status is HostStatus.PENDING_APPROVAL:
                 self.say("host 'local' waits for approval: approving it")
                 await host_service.approve_host(session, host.id, admin)
@@ -256,11 +258,11 @@ class AllInOne:
                 self.say("host 'local' is in maintenance: activating it")
                 await host_service.activate_host(session, host.id, admin)
                 self.runtime.monitor_wakeup.set()
-            elif status in host_service.INSTALLABLE or host.port != self.options.node_port:
-                if status not in host_service.INSTALLABLE:
+            elif installable or host.port != self.options.node_port:
+                if not installable:
                     await host_service.deactivate_host(session, host.id, admin)
                 host.port = self.options.node_port
-                self.say(f"host 'local' is {status.value}: installing it again")
+                self.say(f"host 'local' is {status}: installing it again")
                 await host_service.install_host(session, jobs, host.id, admin)
             return host.id
 

@@ -46,6 +46,7 @@ def test_the_management_api_over_http_to_another_machine_is_refused() -> None:
                     node_url="amqps://192.0.2.10:5671")
 
 
+@pytest.mark.slow  # a process of its own: the command's imports alone take seconds
 def test_the_demo_refuses_a_broker_password_on_its_command_line(tmp_path: Path) -> None:
     ran = subprocess.run([sys.executable, "-m", "overt", "demo", "--bus", REMOTE, "--data-dir",
                           str(tmp_path / "engine"), "--port", "1"], capture_output=True,

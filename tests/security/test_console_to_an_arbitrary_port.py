@@ -4,6 +4,7 @@ arbitrary port (SSH, the database, ...); console passwords are not trivially sho
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import uuid
 from collections.abc import Iterator
@@ -53,8 +54,22 @@ async def _console_token(engine: RunningEngine, cookie: str, vm_id: uuid.UUID) -
         return await sessions.issue_console_token(session, found[0], vm_id)
 
 
+def _free_port_below_vnc() -> int:
+    """A port below VNC's range, like SSH on 22: the first free one from 2222 (other test
+    runs on this machine may hold some)."""
+    for port in range(2222, 2322):
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port between 2222 and 2321")
+
+
 def test_console_to_an_arbitrary_port_is_refused(engine: RunningEngine) -> None:
-    target = _FakeVnc(2222)  # below VNC's range, like SSH on 22
+    target = _FakeVnc(_free_port_below_vnc())
     try:
         vm_id = asyncio.run_coroutine_threadsafe(_vm_with_console(engine, target.port),
                                                  engine.loop).result(timeout=30)

@@ -78,7 +78,7 @@ def test_a_node_started_with_the_token_is_enrolled(engine: RunningEngine,
         close_loop(loop)
 
 
-@pytest.mark.install_timeout(10)
+@pytest.mark.install_timeout(3)
 def test_a_wrong_token_enrolls_nothing(engine: RunningEngine,
                                        connection: sdk.Connection) -> None:
     loop = LoopThread()

@@ -12,6 +12,7 @@ from typing import Any
 from overt.bus.base import EngineTransport
 from overt.config import EngineSettings
 from overt.engine.composition import EngineRuntime, Parts
+from tests.support.schema import TEST_PASSWORD, copy_migrated_sqlite
 
 
 def free_port() -> int:
@@ -40,13 +41,17 @@ class RunningEngine:
         self.thread.join(timeout=30)
 
 
-def start_engine(data_dir: Path, *, db: str | None = None, password: str = "test-Password-1",
+def start_engine(data_dir: Path, *, db: str | None = None, password: str = TEST_PASSWORD,
                  transport: EngineTransport | None = None, bus: str = "direct",
                  parts: Parts | None = None, **settings: Any) -> RunningEngine:
     """An engine (all parts, or `parts`) in a thread; `settings` are more EngineSettings."""
     config = EngineSettings(**{
         "data_dir": data_dir, "db": db, "api_port": free_port(), "gateway_port": free_port(),
         "admin_password": password, "bus": bus, "public_address": "127.0.0.1", **settings})
+    embedded = data_dir / "engine.db"
+    if db is None and not embedded.exists():
+        # The schema is migrated once per run, not per engine.
+        copy_migrated_sqlite(embedded, with_admin=password == TEST_PASSWORD)
     runtime = EngineRuntime(config, parts=parts or Parts(), transport=transport)
     loop = asyncio.new_event_loop()
     ready = threading.Event()

@@ -15,15 +15,14 @@ import pytest_asyncio
 from overt.engine.db import migrate
 from overt.engine.db.database import Database
 from overt.engine.db.seed import seed
+from tests.support import schema
 from tests.support.loopback import LoopbackEngine
 
 
 @pytest.fixture(scope="session")
-def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def migrated_sqlite() -> Path:
     """A SQLite database at the current schema, built once: each test gets a copy."""
-    path = tmp_path_factory.mktemp("schema") / "engine.db"
-    migrate.upgrade(f"sqlite:///{path}")
-    return path
+    return schema.migrated_sqlite()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])

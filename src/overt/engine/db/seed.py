@@ -35,7 +35,7 @@ async def seed(db: Database) -> None:
               ).scalar_one_or_none()
         if dc is None:
             dc = DataCenter(id=uuid.uuid4(), name="Default", description="The default Data Center",
-                            status=DataCenterStatus.UP.value)
+                            status=DataCenterStatus.UP)
             session.add(dc)
             await session.flush()
         if (await session.execute(select(Cluster).where(Cluster.name == "Default"))).first() is None:

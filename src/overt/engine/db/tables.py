@@ -1,4 +1,5 @@
-"""The engine's tables. Column names follow oVirt's; status columns hold oVirt's values.
+"""The engine's tables. Column names follow oVirt's; status columns hold oVirt's values,
+typed by the enums of `overt.engine.model.status`.
 
 Desired state (what users asked) and observed state (what nodes report) are kept
 apart on VMs and hosts: jobs and reconciliation close the gap between them.
@@ -8,12 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Enum,
     Float,
     ForeignKey,
     Index,
@@ -26,6 +29,16 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+from overt.engine.model.status import (
+    DataCenterStatus,
+    DiskStatus,
+    HostStatus,
+    JobStatus,
+    StorageDomainStatus,
+    TemplateStatus,
+    VmStatus,
+)
 
 
 def utcnow() -> dt.datetime:
@@ -52,6 +65,16 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+def status_type(kind: type[StrEnum], length: int) -> Enum:
+    """A status column of `kind`: loaded as its members, stored as their values (oVirt's
+    strings) in a plain VARCHAR of `length`, so rows written before it was typed stay valid.
+
+    Strings are compared as they are (a search for `status=up*` or for a status that does
+    not exist finds nothing rather than failing); code writes members, as mypy checks."""
+    return Enum(kind, native_enum=False, length=length,
+                values_callable=lambda members: [m.value for m in members])
+
+
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         dt.datetime: UtcDateTime,
@@ -71,7 +94,8 @@ class DataCenter(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     local: Mapped[bool] = mapped_column(default=False)
-    status: Mapped[str] = mapped_column(String(32), default="uninitialized")
+    status: Mapped[DataCenterStatus] = mapped_column(status_type(DataCenterStatus, 32),
+                                                     default=DataCenterStatus.UNINITIALIZED)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -95,7 +119,7 @@ class Host(Base):
     address: Mapped[str] = mapped_column(String(255))
     port: Mapped[int] = mapped_column(default=54321)
     cluster_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clusters.id"))
-    status: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[HostStatus] = mapped_column(status_type(HostStatus, 32), index=True)
     status_detail: Mapped[str] = mapped_column(Text, default="")
     # Identity: the node's host UUID (libvirt's) and the certificate the engine CA issued.
     host_uuid: Mapped[uuid.UUID | None] = mapped_column(unique=True)
@@ -137,7 +161,7 @@ class StorageDomain(Base):
     storage_uuid: Mapped[uuid.UUID | None] = mapped_column()
     host_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("hosts.id"))
     data_center_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("data_centers.id"))
-    status: Mapped[str] = mapped_column(String(32))
+    status: Mapped[StorageDomainStatus] = mapped_column(status_type(StorageDomainStatus, 32))
     available_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     used_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -230,7 +254,8 @@ class Template(Base):
     cpu_cores: Mapped[int] = mapped_column(default=1)
     cpu_threads: Mapped[int] = mapped_column(default=1)
     os_type: Mapped[str] = mapped_column(String(64), default="other")
-    status: Mapped[str] = mapped_column(String(16), default="ok")
+    status: Mapped[TemplateStatus] = mapped_column(status_type(TemplateStatus, 16),
+                                                   default=TemplateStatus.OK)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -244,7 +269,8 @@ class Disk(Base):
     actual_size: Mapped[int] = mapped_column(BigInteger, default=0)
     format: Mapped[str] = mapped_column(String(8), default="cow")
     sparse: Mapped[bool] = mapped_column(default=True)
-    status: Mapped[str] = mapped_column(String(16), default="locked")
+    status: Mapped[DiskStatus] = mapped_column(status_type(DiskStatus, 16),
+                                               default=DiskStatus.LOCKED)
     # Relative to the storage domain's path; a template's disk is the backing of its VMs'.
     image_path: Mapped[str] = mapped_column(Text)
     backing_disk_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("disks.id"))
@@ -270,7 +296,8 @@ class Vm(Base):
     high_availability: Mapped[bool] = mapped_column(default=False)
     placement_host_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("hosts.id"))
     # Observed state, owned by the monitor (and by jobs while they act).
-    status: Mapped[str] = mapped_column(String(32), default="down", index=True)
+    status: Mapped[VmStatus] = mapped_column(status_type(VmStatus, 32), default=VmStatus.DOWN,
+                                             index=True)
     host_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("hosts.id"), index=True)
     # Desired state: what the user last asked for (up / down / suspended).
     desired_status: Mapped[str] = mapped_column(String(16), default="down")
@@ -334,7 +361,8 @@ class Job(Base):
     action: Mapped[str] = mapped_column(String(64))  # handler name, e.g. "vm.start"
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     description: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="started")  # oVirt JobStatus
+    status: Mapped[JobStatus] = mapped_column(status_type(JobStatus, 16),
+                                              default=JobStatus.STARTED)
     # queued -> running -> done | failed; running jobs hold a lease that a crash lets lapse.
     state: Mapped[str] = mapped_column(String(16), default="queued")
     attempts: Mapped[int] = mapped_column(default=0)
@@ -363,7 +391,8 @@ class Step(Base):
     number: Mapped[int] = mapped_column()
     type: Mapped[str] = mapped_column(String(16), default="executing")
     description: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="started")
+    status: Mapped[JobStatus] = mapped_column(status_type(JobStatus, 16),
+                                              default=JobStatus.STARTED)
     progress: Mapped[int | None] = mapped_column()
     host_id: Mapped[uuid.UUID | None] = mapped_column()
     start_time: Mapped[dt.datetime] = mapped_column(default=utcnow)

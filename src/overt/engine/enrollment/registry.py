@@ -46,15 +46,15 @@ class BrokerAccounts(Protocol):
 
 async def _pending_count(session: AsyncSession) -> int:
     return int((await session.execute(select(func.count()).select_from(Host).where(
-        Host.status == HostStatus.PENDING_APPROVAL.value))).scalar_one())
+        Host.status == HostStatus.PENDING_APPROVAL))).scalar_one())
 
 
 def _may_certify(host: Host, key: str) -> bool:
     """Whether an announce with `key` gets a certificate: the key an administrator approved
     (host `installing` after approval), or the key already certified (renewal)."""
-    if host.status == HostStatus.INSTALLING.value:
+    if host.status == HostStatus.INSTALLING:
         return same_fingerprint(host.approved_key_fingerprint, key)
-    if host.status == HostStatus.PENDING_APPROVAL.value or not host.certificate_pem:
+    if host.status == HostStatus.PENDING_APPROVAL or not host.certificate_pem:
         return False
     return same_fingerprint(host.key_fingerprint, key)
 
@@ -120,14 +120,14 @@ class Registry:
                         "again once an administrator has approved or removed some of them")
                 host = await self._new_pending(session, request, key)
                 return self._pending(host)
-            if host.status == HostStatus.PENDING_APPROVAL.value:
+            if host.status == HostStatus.PENDING_APPROVAL:
                 host.pending_csr, host.key_fingerprint = request.csr_pem, key
                 host.capabilities = request.capabilities.model_dump(mode="json")
                 return self._pending(host)
             if _may_certify(host, key):
                 # An enrolled node gets a new certificate only over mutual TLS with its
                 # current one (a fresh proof: a CSR can be replayed); else the one it has.
-                if host.status != HostStatus.INSTALLING.value and not (
+                if host.status != HostStatus.INSTALLING and not (
                         self.rotation and peer_fingerprint == host.certificate_fingerprint):
                     return self._current_certificate(host)
                 return await self.grant(session, host, request, broker=account)
@@ -155,7 +155,7 @@ class Registry:
                 Host.host_uuid == request.host_uuid))).scalar_one_or_none()
         if host is None or not _may_certify(host, key):
             return False
-        return host.status == HostStatus.INSTALLING.value or (
+        return host.status == HostStatus.INSTALLING or (
             host.broker_username is None and peer_fingerprint == host.certificate_fingerprint)
 
     def _current_certificate(self, host: Host) -> EnrollmentGrant:
@@ -185,7 +185,7 @@ class Registry:
         if (await session.execute(select(Host.id).where(Host.name == name))).first() is not None:
             name = f"{name}-{str(request.host_uuid)[:8]}"
         host = Host(id=uuid.uuid4(), name=name, address=request.address, port=request.rpc_port,
-                    cluster_id=cluster.id, status=HostStatus.PENDING_APPROVAL.value,
+                    cluster_id=cluster.id, status=HostStatus.PENDING_APPROVAL,
                     host_uuid=request.host_uuid, pending_csr=request.csr_pem,
                     key_fingerprint=key,
                     capabilities=request.capabilities.model_dump(mode="json"),
@@ -213,7 +213,7 @@ class Registry:
             return EnrollmentGrant(status=EnrollmentStatus.REJECTED, host_id=host.id,
                                    message=f"host {other.name} already has this node's identity")
         certificate = self.pki.issue_node_certificate(request.csr_pem, request.host_uuid)
-        renewal = host.status != HostStatus.INSTALLING.value
+        renewal = host.status != HostStatus.INSTALLING
         if broker is None and not (renewal and host.broker_username):
             broker = await self.broker_account(request.host_uuid)
         if not renewal:
@@ -238,7 +238,7 @@ class Registry:
                          code=audit.CERTIFICATE_RENEWED, host_id=host.id,
                          cluster_id=host.cluster_id)
         else:
-            host.status, host.needs_resync, host.status_detail = (HostStatus.CONNECTING.value,
+            host.status, host.needs_resync, host.status_detail = (HostStatus.CONNECTING,
                                                                   True, "")
             audit.record(session, f"Host {host.name} was enrolled (certificate "
                          f"{host.certificate_fingerprint[:23]}...)", code=audit.HOST_ADDED,

@@ -68,7 +68,7 @@ class JobContext:
         async with self.db.transaction() as session:
             step = await session.get(Step, step_id)
             if step is not None:
-                step.status, step.end_time = status.value, utcnow()
+                step.status, step.end_time = status, utcnow()
 
 
 S = TypeVar("S", bound=JobSpec)

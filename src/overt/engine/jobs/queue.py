@@ -116,7 +116,7 @@ async def _release(session: AsyncSession, job_id: uuid.UUID) -> None:
 
 
 async def finish(session: AsyncSession, job: Job, *, result: dict[str, Any] | None = None) -> None:
-    job.state, job.status, job.end_time = "done", JobStatus.FINISHED.value, utcnow()
+    job.state, job.status, job.end_time = "done", JobStatus.FINISHED, utcnow()
     job.result = result or {}
     job.claimed_by, job.lease_until = None, None
     await _release(session, job.id)
@@ -124,7 +124,7 @@ async def finish(session: AsyncSession, job: Job, *, result: dict[str, Any] | No
 
 
 async def fail(session: AsyncSession, job: Job, message: str) -> None:
-    job.state, job.status, job.end_time = "failed", JobStatus.FAILED.value, utcnow()
+    job.state, job.status, job.end_time = "failed", JobStatus.FAILED, utcnow()
     job.error = message
     job.claimed_by, job.lease_until = None, None
     await _release(session, job.id)
@@ -163,7 +163,7 @@ async def release_on_end(session: AsyncSession, vm_id: uuid.UUID, status: VmStat
 
 async def _close_steps(session: AsyncSession, job_id: uuid.UUID, status: JobStatus) -> None:
     await session.execute(
-        update(Step).where(Step.job_id == job_id, Step.status == JobStatus.STARTED.value)
+        update(Step).where(Step.job_id == job_id, Step.status == JobStatus.STARTED)
         .values(status=status.value, end_time=utcnow())
         .execution_options(synchronize_session=False))
 

@@ -44,5 +44,5 @@ _VERBS = {
 def check_vm_action(action: VmAction, status: S, *, vm_name: str) -> None:
     """Raise Conflict, in oVirt's words, when `action` is not allowed in `status`."""
     if status not in VM_ACTIONS[action]:
-        state = status.value.replace("_", " ")
+        state = status.replace("_", " ")
         raise Conflict(f"Cannot {_VERBS[action]} {vm_name}: the VM is {state}.")

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.tables import Host, utcnow
+from overt.engine.model.host_actions import MONITORED
 from overt.engine.model.status import HostStatus
 from overt.engine.monitor.reconcile import apply_vm_report, mark_host_up, reconcile
 from overt.protocol import EventEnvelope
@@ -32,10 +33,6 @@ from overt.protocol.boots import is_earlier_boot
 from overt.protocol.events import Heartbeat, HostStateReport, VmLifecycle
 
 log = logging.getLogger(__name__)
-
-ACTIVE = frozenset({HostStatus.UP.value, HostStatus.CONNECTING.value,
-                    HostStatus.NON_RESPONSIVE.value, HostStatus.INITIALIZING.value})
-
 
 class Outcome(Enum):
     APPLIED = "applied"
@@ -113,7 +110,7 @@ async def _apply_to(session: AsyncSession, host: Host, envelope: EventEnvelope,
     skipped = _advance(host, envelope, gaps)
     if skipped is not None:
         return skipped
-    if host.status not in ACTIVE:
+    if host.status not in MONITORED:
         return Outcome.IGNORED  # maintenance, pending approval, ...: not monitored
     if isinstance(event, HostStateReport):
         await reconcile(session, host, event.state)
@@ -124,7 +121,7 @@ async def _apply_to(session: AsyncSession, host: Host, envelope: EventEnvelope,
         await apply_vm_report(session, host, event.vm)
         host.last_heartbeat_at = utcnow()
     elif isinstance(event, Heartbeat):
-        if host.status != HostStatus.UP.value:
+        if host.status != HostStatus.UP:
             host.needs_resync = True
         mark_host_up(session, host)
         host.free_memory_mib = event.free_memory_mib
@@ -152,7 +149,7 @@ def _advance(host: Host, envelope: EventEnvelope, gaps: Gaps) -> Outcome | None:
         # node's clock have gone back, its current run looks older than it is).
         log.info("host %s: skipped event %d of an earlier agent run", host.name, seq,
                  extra={"host": host.name, "seq": seq})
-        host.needs_resync = host.status in ACTIVE
+        host.needs_resync = host.status in MONITORED
         return Outcome.STALE
     else:
         # A new agent run: its events start again at 1, and its first event is a full report.

@@ -14,23 +14,24 @@ from overt.engine.db.seed import BLANK_TEMPLATE_ID
 from overt.engine.db.tables import Host, Job, Lock, Vm, utcnow
 from overt.engine.jobs.kinds import ShutdownVm, StopVm
 from overt.engine.jobs.queue import locked_by, release_on_end
+from overt.engine.model.host_actions import HostAction, host_action_allowed, status_after
 from overt.engine.model.node_states import ON_HOST, vm_status_of
-from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
+from overt.engine.model.status import LogSeverity, VmStatus
 from overt.protocol.host import HostState, VmState, VmStatusReport
 
 log = logging.getLogger(__name__)
 
-_LAUNCHING = frozenset({VmStatus.WAIT_FOR_LAUNCH.value, VmStatus.RESTORING_STATE.value})
+_LAUNCHING = frozenset({VmStatus.WAIT_FOR_LAUNCH, VmStatus.RESTORING_STATE})
 # Jobs that end a VM: one they hold that its host no longer runs is down, as they expect.
 _ENDING = frozenset({StopVm.kind, ShutdownVm.kind})
 
 
 def mark_host_up(session: AsyncSession, host: Host) -> None:
-    if host.status in (HostStatus.CONNECTING.value, HostStatus.NON_RESPONSIVE.value,
-                       HostStatus.INITIALIZING.value):
+    """The node was heard: a host the monitor was waiting for is up."""
+    if host_action_allowed(HostAction.HEAR, host.status):
         audit.record(session, f"Host {host.name} is up", code=audit.HOST_UP, host_id=host.id,
                      cluster_id=host.cluster_id)
-        host.status, host.status_detail = HostStatus.UP.value, ""
+        host.status, host.status_detail = status_after(HostAction.HEAR), ""
     host.last_heartbeat_at = utcnow()
 
 
@@ -56,9 +57,9 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
         _refuse_foreign(session, host, vm, report)
         return
     new_status = vm_status_of(report.state)
-    if vm.status == VmStatus.SAVING_STATE.value and report.state is VmState.PAUSED:
+    if vm.status == VmStatus.SAVING_STATE and report.state is VmState.PAUSED:
         return  # saving its memory pauses the VM first: still on its way to suspended
-    if vm.status in (VmStatus.SUSPENDED.value, VmStatus.SAVING_STATE.value) and \
+    if vm.status in (VmStatus.SUSPENDED, VmStatus.SAVING_STATE) and \
             report.state in (VmState.GONE, VmState.SHUTOFF, VmState.SUSPENDED):
         # A VM suspended to disk runs nowhere: its domain is gone on purpose.
         _runs_nowhere(vm, VmStatus.SUSPENDED)
@@ -66,7 +67,7 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
             await release_on_end(session, vm.id, VmStatus.SUSPENDED)
         return
     if new_status is VmStatus.DOWN:
-        if vm.status != VmStatus.DOWN.value and not held:
+        if vm.status != VmStatus.DOWN and not held:
             audit.record(session, f"VM {vm.name} is down on host {host.name}"
                          + (f" ({report.reason})" if report.reason else ""),
                          code=audit.VM_DOWN, vm_id=vm.id, host_id=host.id)
@@ -74,11 +75,11 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
         if held:
             await release_on_end(session, vm.id, VmStatus.DOWN)
         return
-    if vm.status != new_status.value and new_status is VmStatus.UP and not held and \
-            vm.status not in (VmStatus.WAIT_FOR_LAUNCH.value, VmStatus.POWERING_UP.value):
+    if vm.status != new_status and new_status is VmStatus.UP and not held and \
+            vm.status not in (VmStatus.WAIT_FOR_LAUNCH, VmStatus.POWERING_UP):
         audit.record(session, f"VM {vm.name} is up on host {host.name}", code=audit.VM_UP,
                      vm_id=vm.id, host_id=host.id)
-    vm.status, vm.host_id = new_status.value, host.id
+    vm.status, vm.host_id = new_status, host.id
     if report.spec_version is not None:
         vm.running_spec_version = report.spec_version
     if report.vnc_port is not None:
@@ -87,7 +88,7 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
 
 def _runs_nowhere(vm: Vm, status: VmStatus) -> None:
     """The VM has left its host (down, or suspended to disk), as its node reports."""
-    vm.status, vm.host_id, vm.vnc_port, vm.running_spec_version = status.value, None, None, None
+    vm.status, vm.host_id, vm.vnc_port, vm.running_spec_version = status, None, None, None
     if status is VmStatus.DOWN:
         vm.stop_time = utcnow()
 
@@ -123,12 +124,12 @@ async def _external_vm(session: AsyncSession, host: Host, report: VmStatusReport
         return
     existing = await _external_by_name(session, host, report.name)
     if existing is not None:
-        existing.status = vm_status_of(report.state).value
+        existing.status = vm_status_of(report.state)
         return
     name = await _free_name(session, report.name)
     vm = Vm(id=report.vm_id or uuid.uuid4(), name=name, cluster_id=host.cluster_id,
             template_id=BLANK_TEMPLATE_ID, memory_mib=0, origin="external",
-            status=vm_status_of(report.state).value, host_id=host.id,
+            status=vm_status_of(report.state), host_id=host.id,
             description=f"External VM found running on host {host.name}")
     session.add(vm)
     audit.record(session, f"VM {report.name}, which Overt did not create, runs on host "
@@ -192,7 +193,7 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
     reported_ids = {report.vm_id for report in state.vms if report.vm_id is not None}
     reported_names = {report.name for report in state.vms}
     believed = (await session.execute(select(Vm).where(
-        Vm.host_id == host.id, Vm.status.in_([s.value for s in ON_HOST])))).scalars().all()
+        Vm.host_id == host.id, Vm.status.in_(ON_HOST)))).scalars().all()
     # The VMs of both lists and their job locks in two queries: a node runs many VMs.
     concerned = reported_ids | {vm.id for vm in believed}
     if reported_ids:

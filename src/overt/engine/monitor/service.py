@@ -17,6 +17,7 @@ from overt.engine import audit
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Host, Vm, utcnow
 from overt.engine.jobs.observe import ObservedChanges
+from overt.engine.model.host_actions import HOST_ACTIONS, MONITORED, HostAction, status_after
 from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.monitor import inbox
@@ -40,7 +41,8 @@ log = logging.getLogger(__name__)
 EARLY_PATIENCE_S = 60.0
 # Resyncs a monitor runs at once: after a broker or engine restart a whole fleet needs one.
 RESYNC_CONCURRENCY = 16
-_WATCHED = (HostStatus.UP.value, HostStatus.CONNECTING.value, HostStatus.INITIALIZING.value)
+# Hosts that go non responsive when silent: the monitor is waiting to hear from them.
+_HEARD_FROM = HOST_ACTIONS[HostAction.LOSE].allowed
 
 
 class Monitor:
@@ -197,23 +199,22 @@ class Monitor:
             # A host never heard of yet is left alone: the resync loop is trying to reach it.
             # Rows are locked in id order, as the event batches lock them.
             silent = (await session.execute(select(Host).where(
-                Host.status.in_(_WATCHED), Host.host_uuid.is_not(None),
+                Host.status.in_(_HEARD_FROM), Host.host_uuid.is_not(None),
                 (Host.last_heartbeat_at < deadline) | (
                     Host.last_heartbeat_at.is_(None)
-                    & (Host.status != HostStatus.CONNECTING.value)))
+                    & (Host.status != HostStatus.CONNECTING)))
                 .order_by(Host.id).with_for_update())).scalars().all()
             for host in silent:
                 log.warning("host %s sent no heartbeat for %s: non responsive", host.name,
                             self.heartbeat_timeout, extra={"host": host.name})
-                host.status = HostStatus.NON_RESPONSIVE.value
+                host.status = status_after(HostAction.LOSE)
                 host.status_detail = f"no heartbeat for {int(self.heartbeat_timeout.total_seconds())} s"
                 audit.record(session, f"Host {host.name} is not responding",
                              code=audit.HOST_NON_RESPONSIVE, severity=LogSeverity.ERROR,
                              host_id=host.id, cluster_id=host.cluster_id)
                 await session.execute(
-                    update(Vm).where(Vm.host_id == host.id,
-                                     Vm.status.in_([s.value for s in ON_HOST]))
-                    .values(status=VmStatus.UNKNOWN.value)
+                    update(Vm).where(Vm.host_id == host.id, Vm.status.in_(ON_HOST))
+                    .values(status=VmStatus.UNKNOWN)
                     .execution_options(synchronize_session=False))
 
     # -- resynchronisation -------------------------------------------------------------
@@ -222,7 +223,7 @@ class Monitor:
         """After a (re)start nothing is trusted: every monitored host is asked for its state."""
         async with self.db.transaction() as session:
             await session.execute(
-                update(Host).where(Host.status.in_([*_WATCHED, HostStatus.NON_RESPONSIVE.value]),
+                update(Host).where(Host.status.in_(MONITORED),
                                    Host.host_uuid.is_not(None))
                 .values(needs_resync=True).execution_options(synchronize_session=False))
 
@@ -234,7 +235,7 @@ class Monitor:
                         Host.id, Host.name, Host.host_uuid, Host.address, Host.port,
                         Host.certificate_fingerprint)).where(
                         Host.needs_resync.is_(True), Host.host_uuid.is_not(None),
-                        Host.status.in_([*_WATCHED, HostStatus.NON_RESPONSIVE.value])
+                        Host.status.in_(MONITORED)
                     ))).scalars())
                 # Several monitors work through the same hosts: in another order each.
                 random.shuffle(hosts)

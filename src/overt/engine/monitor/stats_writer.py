@@ -20,8 +20,8 @@ from sqlalchemy.exc import DBAPIError
 from overt.engine import audit
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Host, StatsSample, Vm, utcnow
+from overt.engine.model.host_actions import MONITORED
 from overt.engine.model.status import LogSeverity
-from overt.engine.monitor.apply import ACTIVE
 from overt.protocol import EventEnvelope
 from overt.protocol.events import StatsSample as StatsEvent
 from overt.protocol.host import VmStats as VmStatsSample
@@ -82,7 +82,7 @@ async def _write(session: Any, batch: dict[uuid.UUID, StatsEvent],
                  audited: set[tuple[uuid.UUID, uuid.UUID]]) -> list[uuid.UUID]:
     """Write the samples of monitored hosts (of their own VMs only); returns those hosts."""
     hosts = (await session.execute(select(Host.id, Host.host_uuid).where(
-        Host.host_uuid.in_(list(batch)), Host.status.in_(list(ACTIVE))))).all()
+        Host.host_uuid.in_(list(batch)), Host.status.in_(MONITORED)))).all()
     if not hosts:
         return []
     now = utcnow()

@@ -84,7 +84,7 @@ async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
     for attachment, disk, domain in await vm_disks(session, vm.id):
         if not attachment.active:
             continue
-        if disk.status != DiskStatus.OK.value:
+        if disk.status != DiskStatus.OK:
             raise Conflict(f"Cannot run VM {vm.name}: disk {disk.name} is {disk.status}.")
         disks.append(DiskSpec(
             id=disk.id, source=disk_source(domain, disk),

@@ -19,7 +19,7 @@ def _committed(excluding_vm: uuid.UUID | None) -> Any:
     """Memory and VM count placed on each host, as a subquery."""
     placed = (
         select(Vm.host_id, func.sum(Vm.memory_mib).label("mib"), func.count().label("n"))
-        .where(Vm.status.in_([s.value for s in ON_HOST]), Vm.host_id.is_not(None)))
+        .where(Vm.status.in_(ON_HOST), Vm.host_id.is_not(None)))
     if excluding_vm is not None:
         placed = placed.where(Vm.id != excluding_vm)
     return placed.group_by(Vm.host_id).subquery()
@@ -51,7 +51,7 @@ async def roomiest_host(session: AsyncSession, cluster_id: uuid.UUID, *, memory_
     free = (Host.memory_mib * overcommit_percent / 100) - func.coalesce(committed.c.mib, 0)
     chosen = await session.execute(
         select(Host.id).outerjoin(committed, committed.c.host_id == Host.id)
-        .where(Host.cluster_id == cluster_id, Host.status == HostStatus.UP.value,
+        .where(Host.cluster_id == cluster_id, Host.status == HostStatus.UP,
                free >= memory_mib)
         .order_by(free.desc(), func.coalesce(committed.c.n, 0).asc(), Host.name.desc())
         .limit(1))

@@ -50,7 +50,7 @@ def place(request: PlacementRequest, hosts: Sequence[HostLoad]) -> HostLoad:
         if request.required_host is not None and host.host_id != request.required_host:
             reasons.append(f"{host.name}: {request.required_reason or 'the VM must run elsewhere'}")
         elif host.status is not HostStatus.UP:
-            reasons.append(f"{host.name}: the host is {host.status.value.replace('_', ' ')}")
+            reasons.append(f"{host.name}: the host is {host.status.replace('_', ' ')}")
         elif (free := free_mib(host, request.overcommit_percent)) < request.memory_mib:
             capacity = capacity_mib(host, request.overcommit_percent)
             reasons.append(

@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from overt.engine.db.tables import Job, User, Vm
 from overt.engine.jobs.kinds import SetTicket
 from overt.engine.model.errors import Conflict, InvalidInput
-from overt.engine.model.status import VmStatus
 from overt.engine.model.vm_actions import VmAction, check_vm_action
 from overt.engine.queries import lookup
 from overt.engine.services.jobs import JobSubmitter
@@ -48,7 +47,7 @@ async def request_ticket(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.
     if vm.host_id is None:
         raise Conflict(f"Cannot open the console of VM {vm.name}: it is {vm.status}; "
                        "start it first.")
-    check_vm_action(VmAction.TICKET, VmStatus(vm.status), vm_name=vm.name)
+    check_vm_action(VmAction.TICKET, vm.status, vm_name=vm.name)
     if vm.origin == "external":
         raise Conflict(f"VM {vm.name} is external (not created by Overt); its console is "
                        "not managed by the engine")

@@ -44,7 +44,7 @@ async def add_data_center(session: AsyncSession, data: DataCenterInput, user: Us
     if await lookup.name_taken(session, DataCenter, name):
         raise Conflict(f"Cannot add Data Center. The name {name!r} is already in use.")
     dc = DataCenter(id=uuid.uuid4(), name=name, description=data.description or "",
-                    local=bool(data.local), status=DataCenterStatus.UNINITIALIZED.value)
+                    local=bool(data.local), status=DataCenterStatus.UNINITIALIZED)
     session.add(dc)
     await session.flush()
     network = Network(id=uuid.uuid4(), name=MANAGEMENT_NETWORK, description="Management Network",

@@ -27,7 +27,6 @@ from overt.engine.model.status import (
     DiskStatus,
     NicInterface,
     StorageDomainStatus,
-    VmStatus,
 )
 from overt.engine.model.vm_actions import VmAction, check_vm_action
 from overt.engine.queries import lookup
@@ -41,7 +40,7 @@ MAX_DISK_BYTES = 64 << 40
 
 
 def _devices_changeable(vm: Vm) -> None:
-    check_vm_action(VmAction.UPDATE_DEVICES, VmStatus(vm.status), vm_name=vm.name)
+    check_vm_action(VmAction.UPDATE_DEVICES, vm.status, vm_name=vm.name)
 
 
 # -- NICs ------------------------------------------------------------------------------
@@ -140,7 +139,7 @@ async def _new_disk(session: AsyncSession, data: DiskInput, *, default_name: str
         raise InvalidInput("disk.storage_domains is required: name the storage domain")
     domain = await lookup.resolve(session, StorageDomain, data.storage_domain,
                                   "disk.storage_domains.storage_domain")
-    if domain.status != StorageDomainStatus.ACTIVE.value:
+    if domain.status != StorageDomainStatus.ACTIVE:
         raise Conflict(f"storage domain {domain.name} is {domain.status}, not active")
     fmt = DiskFormat(data.format) if data.format else DiskFormat.COW
     disk_id = uuid.uuid4()
@@ -151,7 +150,7 @@ async def _new_disk(session: AsyncSession, data: DiskInput, *, default_name: str
     disk = Disk(id=disk_id, name=data.name or default_name, description=data.description or "",
                 storage_domain_id=domain.id, provisioned_size=data.provisioned_size,
                 format=fmt.value, sparse=True if data.sparse is None else data.sparse,
-                status=DiskStatus.LOCKED.value, image_path=image_path)
+                status=DiskStatus.LOCKED, image_path=image_path)
     session.add(disk)
     await session.flush()
     return disk
@@ -178,7 +177,7 @@ async def thin_copy(session: AsyncSession, jobs: JobSubmitter, vm: Vm, base: Dis
     disk_id = uuid.uuid4()
     disk = Disk(id=disk_id, name=f"{vm.name}_{base.name}", storage_domain_id=base.storage_domain_id,
                 provisioned_size=base.provisioned_size, format=DiskFormat.COW.value, sparse=True,
-                status=DiskStatus.LOCKED.value, image_path=f"images/{disk_id}.qcow2",
+                status=DiskStatus.LOCKED, image_path=f"images/{disk_id}.qcow2",
                 backing_disk_id=base.id)
     session.add(disk)
     await session.flush()

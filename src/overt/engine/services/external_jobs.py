@@ -24,7 +24,7 @@ async def add_external_job(session: AsyncSession, description: str | None,
     if not description or not description.strip():
         raise InvalidInput("job.description is required")
     job = Job(id=uuid.uuid4(), action="external", description=description.strip(), params={},
-              state=EXTERNAL_STATE, status=JobStatus.STARTED.value, external=True,
+              state=EXTERNAL_STATE, status=JobStatus.STARTED, external=True,
               auto_cleared=True if auto_cleared is None else auto_cleared, owner_id=user.id)
     session.add(job)
     await session.flush()
@@ -43,16 +43,16 @@ async def end_job(session: AsyncSession, job_id: uuid.UUID, *, succeeded: bool,
                   user: User) -> Job:
     """End an external job (and its open steps) as finished or failed."""
     job = await _external(session, job_id, "end")
-    if job.status != JobStatus.STARTED.value:
+    if job.status != JobStatus.STARTED:
         raise Conflict(f"Cannot end job {job.id}: it has already ended ({job.status}).")
     status = JobStatus.FINISHED if succeeded else JobStatus.FAILED
     now = utcnow()
-    job.status, job.end_time = status.value, now
+    job.status, job.end_time = status, now
     steps = await session.execute(select(Step).where(Step.job_id == job.id,
-                                                     Step.status == JobStatus.STARTED.value))
+                                                     Step.status == JobStatus.STARTED))
     for step in steps.scalars():
-        step.status, step.end_time = status.value, now
-    audit.record(session, f"External job {job.description} was ended ({status.value}) by "
+        step.status, step.end_time = status, now
+    audit.record(session, f"External job {job.description} was ended ({status}) by "
                  f"{user.user_name}", code=audit.JOB_ENDED, job_id=job.id, user_id=user.id,
                  severity=LogSeverity.NORMAL if succeeded else LogSeverity.WARNING)
     return job

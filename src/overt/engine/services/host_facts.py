@@ -9,13 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.tables import Host, Job, User
 from overt.engine.jobs.kinds import RefreshHost
-from overt.engine.model.errors import Conflict
-from overt.engine.model.status import HostStatus
+from overt.engine.model.host_actions import HostAction, check_host_action
 from overt.engine.queries import lookup
 from overt.engine.services.jobs import JobSubmitter
-
-_REACHABLE = {HostStatus.UP.value, HostStatus.MAINTENANCE.value,
-              HostStatus.NON_OPERATIONAL.value}
 
 
 @dataclass(frozen=True)
@@ -35,9 +31,7 @@ async def refresh_host(session: AsyncSession, jobs: JobSubmitter, host_id: uuid.
                        user: User) -> Job:
     """Ask the node for its capabilities again (oVirt's host `refresh`), as a job."""
     host = await lookup.get(session, Host, host_id)
-    if host.status not in _REACHABLE:
-        raise Conflict(f"Cannot refresh host {host.name}: it is {host.status}; the engine can "
-                       "only ask a host it is connected to.")
+    check_host_action(HostAction.REFRESH, host.status, host_name=host.name)
     return await jobs.submit(session, RefreshHost(host_id=host.id),
                              description=f"Refreshing the capabilities of host {host.name}",
                              owner_id=user.id)

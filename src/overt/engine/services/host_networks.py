@@ -27,8 +27,8 @@ from overt.engine.services.jobs import JobSubmitter
 from overt.engine.services.networks import is_management
 
 DEFAULT_CONNECTIVITY_TIMEOUT_S = 120
-_REACHABLE = {HostStatus.UP.value, HostStatus.MAINTENANCE.value,
-              HostStatus.NON_OPERATIONAL.value}
+_REACHABLE = {HostStatus.UP, HostStatus.MAINTENANCE,
+              HostStatus.NON_OPERATIONAL}
 _DEFAULT_MTU = 1500
 
 

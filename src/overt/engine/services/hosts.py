@@ -12,6 +12,7 @@ from overt.engine import audit
 from overt.engine.db.tables import Cluster, Host, Job, User, Vm
 from overt.engine.jobs.kinds import InstallHost
 from overt.engine.model.errors import Conflict, InvalidInput
+from overt.engine.model.host_actions import HostAction, check_host_action, status_after
 from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus, LogSeverity
 from overt.engine.queries import lookup
@@ -21,22 +22,13 @@ from overt.pki import tokens
 from overt.pki.certs import same_fingerprint
 
 DEFAULT_NODE_PORT = 54321
-# Where oVirt's `install` (reinstall) is allowed: the host is not serving VMs.
-INSTALLABLE = frozenset({HostStatus.INSTALL_FAILED, HostStatus.MAINTENANCE,
-                         HostStatus.NON_OPERATIONAL, HostStatus.DOWN})
 # The job keeps trying until the engine's host_install_timeout_s; this only bounds retries.
 INSTALL_ATTEMPTS = 1000
-REMOVABLE = frozenset({HostStatus.MAINTENANCE, HostStatus.PENDING_APPROVAL,
-                       HostStatus.INSTALL_FAILED, HostStatus.NON_RESPONSIVE, HostStatus.DOWN,
-                       HostStatus.INSTALLING})
-# Where maintenance (oVirt's `deactivate`) may start.
-DEACTIVATABLE = frozenset({HostStatus.UP, HostStatus.NON_RESPONSIVE,
-                           HostStatus.NON_OPERATIONAL, HostStatus.ERROR})
 
 
 async def vms_on(session: AsyncSession, host_id: uuid.UUID) -> int:
     return int((await session.execute(select(func.count()).select_from(Vm).where(
-        Vm.host_id == host_id, Vm.status.in_([s.value for s in ON_HOST])))).scalar_one())
+        Vm.host_id == host_id, Vm.status.in_(ON_HOST)))).scalar_one())
 
 
 async def add_host(session: AsyncSession, jobs: JobSubmitter, *, name: str | None, address: str,
@@ -62,7 +54,7 @@ async def add_host(session: AsyncSession, jobs: JobSubmitter, *, name: str | Non
     found = await lookup.resolve(session, Cluster, cluster or Ref(name="Default"), "host.cluster")
     token = tokens.new_token()
     host = Host(id=uuid.uuid4(), name=name, address=address, port=port or DEFAULT_NODE_PORT,
-                cluster_id=found.id, status=HostStatus.INSTALLING.value,
+                cluster_id=found.id, status=HostStatus.INSTALLING,
                 approved_key_fingerprint=_colons(fingerprint) if fingerprint else None,
                 enroll_token=tokens.digest(token))
     session.add(host)
@@ -78,11 +70,8 @@ async def install_host(session: AsyncSession, jobs: JobSubmitter, host_id: uuid.
     """oVirt's `install` action: enroll the host again (after a failed install, or from
     maintenance); a node that kept this engine's certificate is reconnected."""
     host = await lookup.get(session, Host, host_id, for_update=True)
-    if HostStatus(host.status) not in INSTALLABLE:
-        allowed = ", ".join(sorted(s.value for s in INSTALLABLE))
-        raise Conflict(f"Cannot install host {host.name}: it is {host.status}; it must be "
-                       f"one of {allowed} (switch it to maintenance first).")
-    host.status, host.status_detail = HostStatus.INSTALLING.value, ""
+    check_host_action(HostAction.INSTALL, host.status, host_name=host.name)
+    host.status, host.status_detail = status_after(HostAction.INSTALL), ""
     job = await _submit_install(session, jobs, host, user, f"Installing host {host.name}",
                                 correlation_id=correlation_id)
     audit.record(session, f"Host {host.name} is being installed by {user.user_name}",
@@ -105,16 +94,16 @@ async def approve_host(session: AsyncSession, host_id: uuid.UUID, user: User,
     compared with the node's log): a node that announced itself with another key since
     is then refused rather than approved unseen."""
     host = await lookup.get(session, Host, host_id, for_update=True)
-    if host.status != HostStatus.PENDING_APPROVAL.value or not host.key_fingerprint:
-        raise Conflict(f"Cannot approve host {host.name}: it is {host.status}, "
-                       "not pending approval.")
+    check_host_action(HostAction.APPROVE, host.status, host_name=host.name)
+    if not host.key_fingerprint:
+        raise Conflict(f"Cannot approve host {host.name}: it announced no key to approve.")
     if fingerprint is not None and not same_fingerprint(fingerprint, host.key_fingerprint):
         raise Conflict(f"Cannot approve host {host.name}: it now asks with key "
                        f"{host.key_fingerprint}, not {fingerprint}; compare with the node's "
                        "log before approving.")
     if cluster is not None:
         host.cluster_id = (await lookup.resolve(session, Cluster, cluster, "host.cluster")).id
-    host.status = HostStatus.INSTALLING.value
+    host.status = status_after(HostAction.APPROVE)
     host.approved_key_fingerprint = host.key_fingerprint
     audit.record(session, f"Host {host.name} was approved by {user.user_name} for key "
                  f"{host.key_fingerprint}", code=audit.HOST_APPROVED, host_id=host.id,
@@ -133,15 +122,13 @@ def _colons(fingerprint: str) -> str:
 
 async def deactivate_host(session: AsyncSession, host_id: uuid.UUID, user: User) -> Host:
     host = await lookup.get(session, Host, host_id, for_update=True)
-    if host.status == HostStatus.MAINTENANCE.value:
+    if not check_host_action(HostAction.DEACTIVATE, host.status, host_name=host.name):
         return host
-    if HostStatus(host.status) not in DEACTIVATABLE:
-        raise Conflict(f"Cannot switch host {host.name} to maintenance: it is {host.status}.")
     running = await vms_on(session, host.id)
     if running:
         raise Conflict(f"Cannot switch host {host.name} to maintenance mode: {running} VM(s) "
                        "still run on it; stop or migrate them first.")
-    host.status = HostStatus.MAINTENANCE.value
+    host.status = status_after(HostAction.DEACTIVATE)
     audit.record(session, f"Host {host.name} was switched to maintenance by {user.user_name}",
                  code=audit.HOST_MAINTENANCE, host_id=host.id, user_id=user.id)
     return host
@@ -150,11 +137,9 @@ async def deactivate_host(session: AsyncSession, host_id: uuid.UUID, user: User)
 async def activate_host(session: AsyncSession, host_id: uuid.UUID, user: User) -> Host:
     """Leave maintenance; the monitor checks the node at once (it resyncs its state)."""
     host = await lookup.get(session, Host, host_id, for_update=True)
-    if host.status == HostStatus.UP.value:
+    if not check_host_action(HostAction.ACTIVATE, host.status, host_name=host.name):
         return host
-    if host.status != HostStatus.MAINTENANCE.value:
-        raise Conflict(f"Cannot activate host {host.name}: it is {host.status}, not in maintenance.")
-    host.status, host.needs_resync = HostStatus.CONNECTING.value, True
+    host.status, host.needs_resync = status_after(HostAction.ACTIVATE), True
     audit.record(session, f"Host {host.name} was activated by {user.user_name}",
                  code=audit.HOST_ACTIVATED, host_id=host.id, user_id=user.id)
     return host
@@ -163,9 +148,8 @@ async def activate_host(session: AsyncSession, host_id: uuid.UUID, user: User) -
 async def remove_host(session: AsyncSession, host_id: uuid.UUID, user: User,
                       *, force: bool = False) -> None:
     host = await lookup.get(session, Host, host_id, for_update=True)
-    if HostStatus(host.status) not in REMOVABLE and not force:
-        raise Conflict(f"Cannot remove host {host.name}: it is {host.status}; switch it to "
-                       "maintenance first.")
+    if not force:
+        check_host_action(HostAction.REMOVE, host.status, host_name=host.name)
     if await vms_on(session, host.id):
         raise Conflict(f"Cannot remove host {host.name}: VMs still run on it.")
     audit.record(session, f"Host {host.name} was removed by {user.user_name}",

@@ -15,8 +15,8 @@ from overt.engine.model.status import StorageDomainStatus, StorageDomainType, St
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 
-_REMOVABLE = {StorageDomainStatus.MAINTENANCE.value, StorageDomainStatus.UNATTACHED.value,
-              StorageDomainStatus.INACTIVE.value}
+_REMOVABLE = {StorageDomainStatus.MAINTENANCE, StorageDomainStatus.UNATTACHED,
+              StorageDomainStatus.INACTIVE}
 
 
 @dataclass
@@ -62,7 +62,7 @@ async def add_storage_domain(session: AsyncSession, data: StorageDomainInput,
                            type=(data.type or StorageDomainType.DATA).value,
                            storage_type=data.storage_type.value, path=data.path,
                            host_id=host.id, data_center_id=cluster.data_center_id,
-                           status=StorageDomainStatus.ACTIVE.value)
+                           status=StorageDomainStatus.ACTIVE)
     session.add(domain)
     await session.flush()
     audit.record(session, f"Storage Domain {name} was added by {user.user_name}",
@@ -107,11 +107,11 @@ async def deactivate_storage_domain(session: AsyncSession, dc_id: uuid.UUID, sd_
                                     user: User) -> StorageDomain:
     """Maintenance: no new disks go there, and the domain may then be removed."""
     domain = await attached(session, dc_id, sd_id)
-    if domain.status == StorageDomainStatus.MAINTENANCE.value:
+    if domain.status == StorageDomainStatus.MAINTENANCE:
         return domain
-    if domain.status != StorageDomainStatus.ACTIVE.value:
+    if domain.status != StorageDomainStatus.ACTIVE:
         raise Conflict(f"Cannot deactivate Storage Domain {domain.name}: it is {domain.status}.")
-    domain.status = StorageDomainStatus.MAINTENANCE.value
+    domain.status = StorageDomainStatus.MAINTENANCE
     audit.record(session, f"Storage Domain {domain.name} was switched to maintenance by "
                  f"{user.user_name}", code=audit.STORAGE_DOMAIN_DEACTIVATED,
                  storage_domain_id=domain.id, data_center_id=dc_id, user_id=user.id)
@@ -121,12 +121,12 @@ async def deactivate_storage_domain(session: AsyncSession, dc_id: uuid.UUID, sd_
 async def activate_storage_domain(session: AsyncSession, dc_id: uuid.UUID, sd_id: uuid.UUID,
                                   user: User) -> StorageDomain:
     domain = await attached(session, dc_id, sd_id)
-    if domain.status == StorageDomainStatus.ACTIVE.value:
+    if domain.status == StorageDomainStatus.ACTIVE:
         return domain
-    if domain.status != StorageDomainStatus.MAINTENANCE.value:
+    if domain.status != StorageDomainStatus.MAINTENANCE:
         raise Conflict(f"Cannot activate Storage Domain {domain.name}: it is {domain.status}, "
                        "not in maintenance.")
-    domain.status = StorageDomainStatus.ACTIVE.value
+    domain.status = StorageDomainStatus.ACTIVE
     audit.record(session, f"Storage Domain {domain.name} was activated by {user.user_name}",
                  code=audit.STORAGE_DOMAIN_ACTIVATED, storage_domain_id=domain.id,
                  data_center_id=dc_id, user_id=user.id)

@@ -74,7 +74,7 @@ async def add_nfs_domain(session: AsyncSession, jobs: JobSubmitter, data: Storag
                            type=kind.value, storage_type=StorageType.NFS.value, path=path,
                            address=address, host_id=host.id, data_center_id=None,
                            storage_uuid=None if data.import_ else sd_id,
-                           status=StorageDomainStatus.LOCKED.value)
+                           status=StorageDomainStatus.LOCKED)
     session.add(domain)
     await session.flush()
     verb = "imported" if data.import_ else "added"
@@ -130,7 +130,7 @@ async def add_iscsi_domain(session: AsyncSession, jobs: JobSubmitter, data: Stor
                            type=StorageDomainType.DATA.value,
                            storage_type=StorageType.ISCSI.value, path=path, address=portal,
                            host_id=host.id, data_center_id=None, storage_uuid=sd_id,
-                           status=StorageDomainStatus.LOCKED.value)
+                           status=StorageDomainStatus.LOCKED)
     session.add(domain)
     await session.flush()
     await jobs.submit(session, CreateStorageDomain(storage_domain_id=sd_id, host_id=host.id),
@@ -153,12 +153,12 @@ async def attach_domain(session: AsyncSession, jobs: JobSubmitter, dc_id: uuid.U
                        "domain belongs to its host's data center.")
     if domain.data_center_id == dc.id:
         return domain
-    if domain.status != StorageDomainStatus.UNATTACHED.value or domain.data_center_id:
+    if domain.status != StorageDomainStatus.UNATTACHED or domain.data_center_id:
         raise Conflict(f"Cannot attach Storage Domain {domain.name}: it is {domain.status}"
                        + (", attached to another data center" if domain.data_center_id else "")
                        + "; only an unattached domain can be attached.")
     domain.data_center_id = dc.id
-    domain.status = StorageDomainStatus.LOCKED.value
+    domain.status = StorageDomainStatus.LOCKED
     await jobs.submit(session, AttachStorageDomain(storage_domain_id=domain.id,
                                                    data_center_id=dc.id),
                       description=f"Attaching storage domain {domain.name} to data center "
@@ -177,10 +177,10 @@ async def detach_domain(session: AsyncSession, jobs: JobSubmitter, dc_id: uuid.U
     if not is_shared(domain):
         raise Conflict(f"Cannot detach Storage Domain {domain.name}: a {domain.storage_type} "
                        "domain cannot be detached.")
-    if domain.status != StorageDomainStatus.MAINTENANCE.value:
+    if domain.status != StorageDomainStatus.MAINTENANCE:
         raise Conflict(f"Cannot detach Storage Domain {domain.name}: it is {domain.status}; "
                        "switch it to maintenance first.")
-    domain.status = StorageDomainStatus.LOCKED.value
+    domain.status = StorageDomainStatus.LOCKED
     await jobs.submit(session, DetachStorageDomain(storage_domain_id=domain.id),
                       description=f"Detaching storage domain {domain.name}", owner_id=user.id)
     audit.record(session, f"Storage Domain {domain.name} is being detached by "

@@ -25,13 +25,13 @@ async def import_image_template(
         raise Conflict(f"Cannot add Template. The name {name!r} is already in use.")
     template = Template(id=uuid.uuid4(), name=name, description=description,
                         memory_mib=memory_mib, os_type=os_type,
-                        status=TemplateStatus.LOCKED.value)
+                        status=TemplateStatus.LOCKED)
     session.add(template)
     await session.flush()
     disk_id = uuid.uuid4()
     disk = Disk(id=disk_id, name=f"{name}_disk1", storage_domain_id=storage_domain.id,
                 provisioned_size=size_bytes, format=DiskFormat.COW.value, sparse=True,
-                status=DiskStatus.LOCKED.value, image_path=f"templates/{disk_id}.qcow2",
+                status=DiskStatus.LOCKED, image_path=f"templates/{disk_id}.qcow2",
                 template_id=template.id)
     session.add(disk)
     await session.flush()

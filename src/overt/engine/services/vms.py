@@ -75,7 +75,7 @@ async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user:
     cluster = await lookup.resolve(session, Cluster, data.cluster, "vm.cluster")
     template = await lookup.resolve(session, Template, data.template or lookup.Ref(
         id=BLANK_TEMPLATE_ID), "vm.template")
-    if template.status != TemplateStatus.OK.value:
+    if template.status != TemplateStatus.OK:
         raise Conflict(f"Cannot add VM. Template {template.name} is {template.status} "
                        "(its disks are not ready).")
     for value, what in ((data.sockets, "sockets"), (data.cores, "cores"),
@@ -89,7 +89,7 @@ async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user:
         cpu_sockets=data.sockets or template.cpu_sockets, cpu_cores=data.cores or template.cpu_cores,
         cpu_threads=data.threads or template.cpu_threads, os_type=data.os_type or template.os_type,
         boot_devices=_boot(data.boot_devices) if data.boot_devices else ["hd"],
-        high_availability=bool(data.high_availability), status=VmStatus.DOWN.value)
+        high_availability=bool(data.high_availability), status=VmStatus.DOWN)
     if data.placement_host is not None:
         vm.placement_host_id = (await lookup.resolve(session, Host, data.placement_host,
                                                      "vm.placement_policy.host")).id
@@ -116,13 +116,13 @@ async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput, user
         check_vm_name(data.name)
         if await lookup.name_taken(session, Vm, data.name, other_than=vm.id):
             raise Conflict(f"Cannot edit VM. The name {data.name!r} is already in use.")
-        if vm.status != VmStatus.DOWN.value:
+        if vm.status != VmStatus.DOWN:
             raise Conflict(f"Cannot rename VM {vm.name} while it is {vm.status}.")
         vm.name = data.name
     if data.cluster is not None:
         cluster = await lookup.resolve(session, Cluster, data.cluster, "vm.cluster")
         if cluster.id != vm.cluster_id:
-            if vm.status != VmStatus.DOWN.value:
+            if vm.status != VmStatus.DOWN:
                 raise Conflict(f"Cannot change the cluster of VM {vm.name} while it runs.")
             vm.cluster_id = cluster.id
     changed = False
@@ -163,7 +163,7 @@ async def _action_job(session: AsyncSession, jobs: JobSubmitter, spec: VmJob,
     record what the user now wants of the VM (`desired`): the job's intent, kept apart
     from the status the monitor observes."""
     vm = await lookup.get(session, Vm, spec.vm_id, for_update=True)
-    check_vm_action(action, VmStatus(vm.status), vm_name=vm.name)
+    check_vm_action(action, vm.status, vm_name=vm.name)
     if vm.origin == "external" and action is not VmAction.STOP:
         raise Conflict(f"VM {vm.name} is external (not created by Overt); it can only be stopped")
     job = await jobs.submit(session, spec, description=f"{description} {vm.name}",
@@ -182,11 +182,11 @@ async def start_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, 
     not_ready = (await session.execute(
         select(func.count()).select_from(Disk).join(DiskAttachment, DiskAttachment.disk_id == Disk.id)
         .where(DiskAttachment.vm_id == vm_id, DiskAttachment.active.is_(True),
-               Disk.status != DiskStatus.OK.value))).scalar_one()
+               Disk.status != DiskStatus.OK))).scalar_one()
     if not_ready:
         raise Conflict(f"Cannot run VM {vm.name}: {not_ready} of its disks are not ready "
                        "(locked while being created, or illegal).")
-    status = VmStatus(vm.status)
+    status = vm.status
     check_vm_action(VmAction.START, status, vm_name=vm.name)
     host_id, launching = None, status
     if status is VmStatus.SUSPENDED and vm.saved_state_host_id is not None:
@@ -201,10 +201,10 @@ async def start_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, 
     job = await _action_job(session, jobs, StartVm(vm_id=vm_id, host_id=host_id),
                             VmAction.START, "Launching VM", user, desired=VmStatus.UP,
                             correlation_id=correlation_id)
-    if vm.status != status.value:  # the VM row is locked now; it changed since it was read
+    if vm.status != status:  # the VM row is locked now; it changed since it was read
         raise Conflict(f"Cannot run VM {vm.name}: it became {vm.status} meanwhile; try again.")
     if host_id is not None:
-        vm.host_id, vm.status = host_id, launching.value
+        vm.host_id, vm.status = host_id, launching
     return job
 
 
@@ -238,7 +238,7 @@ async def suspend_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID
 async def remove_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, user: User,
                     *, detach_only: bool = False, correlation_id: str | None = None) -> Job:
     vm = await lookup.get(session, Vm, vm_id)
-    if vm.origin == "external" and vm.status != VmStatus.DOWN.value:
+    if vm.origin == "external" and vm.status != VmStatus.DOWN:
         raise Conflict(f"Cannot remove VM {vm.name}: it is an external VM that is running")
     return await _action_job(session, jobs, RemoveVm(vm_id=vm_id, detach_only=detach_only),
                              VmAction.REMOVE, "Removing VM", user, correlation_id=correlation_id)

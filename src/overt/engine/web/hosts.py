@@ -11,35 +11,34 @@ from starlette.routing import Route
 from overt.engine.db.tables import Host, Job
 from overt.engine.enrollment.broker_accounts import revoke_after_commit
 from overt.engine.model.errors import InvalidInput
-from overt.engine.model.status import HostStatus
+from overt.engine.model.host_actions import HostAction, host_action_allowed
 from overt.engine.queries import lookup
 from overt.engine.services import hosts as host_service
 from overt.engine.web.context import WebContext, page
 
 
 @dataclass(frozen=True)
-class HostAction:
+class HostButton:
     label: str
-    allowed: frozenset[HostStatus]  # the statuses in which the button is enabled
+    action: HostAction  # the button is enabled where the host state machine allows it
     done: str  # what the notice says afterwards
     destructive: bool = False
 
 
-ACTIONS: dict[str, HostAction] = {
-    "approve": HostAction("Approve", frozenset({HostStatus.PENDING_APPROVAL}),
+ACTIONS: dict[str, HostButton] = {
+    "approve": HostButton("Approve", HostAction.APPROVE,
                           "approved; it gets its certificate when it asks next"),
-    "install": HostAction("Install", host_service.INSTALLABLE, "being installed"),
-    "deactivate": HostAction("Maintenance", host_service.DEACTIVATABLE,
-                             "switched to maintenance"),
-    "activate": HostAction("Activate", frozenset({HostStatus.MAINTENANCE}), "activated"),
-    "remove": HostAction("Remove", host_service.REMOVABLE, "removed", destructive=True),
+    "install": HostButton("Install", HostAction.INSTALL, "being installed"),
+    "deactivate": HostButton("Maintenance", HostAction.DEACTIVATE, "switched to maintenance"),
+    "activate": HostButton("Activate", HostAction.ACTIVATE, "activated"),
+    "remove": HostButton("Remove", HostAction.REMOVE, "removed", destructive=True),
 }
 
 
-def host_buttons(host: Host) -> list[tuple[str, HostAction, bool]]:
-    """The action buttons of a host's page: (name, action, enabled now)."""
-    status = HostStatus(host.status)
-    return [(name, action, status in action.allowed) for name, action in ACTIONS.items()]
+def host_buttons(host: Host) -> list[tuple[str, HostButton, bool]]:
+    """The action buttons of a host's page: (name, button, enabled now)."""
+    return [(name, button, host_action_allowed(button.action, host.status))
+            for name, button in ACTIONS.items()]
 
 
 @page
@@ -64,7 +63,7 @@ async def host_action(ctx: WebContext) -> Response:
     return answer
 
 
-def _answer(ctx: WebContext, name: str, action: HostAction, host_name: str,
+def _answer(ctx: WebContext, name: str, action: HostButton, host_name: str,
             job: Job | None) -> Response:
     host_id = ctx.id_param("host_id")
     target = "/hosts" if name == "remove" else f"/hosts/{host_id}"

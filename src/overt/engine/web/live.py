@@ -68,21 +68,22 @@ def _id(value: uuid.UUID | None) -> str | None:
 
 async def take_snapshot(session: AsyncSession) -> Snapshot:
     snap = Snapshot()
-    for vm_id, name, status, on_host in await session.execute(
+    for vm_id, name, vm_status, on_host in await session.execute(
             select(Vm.id, Vm.name, Vm.status, Vm.host_id)):
-        snap.vms[vm_id] = (name, status, _id(on_host))
-    for host_id, name, status in await session.execute(select(Host.id, Host.name, Host.status)):
-        snap.hosts[host_id] = (name, status)
+        snap.vms[vm_id] = (name, vm_status, _id(on_host))
+    for host_id, name, host_status in await session.execute(
+            select(Host.id, Host.name, Host.status)):
+        snap.hosts[host_id] = (name, host_status)
     recent = utcnow() - RECENT_JOBS
     jobs = (await session.execute(select(Job.id, Job.status, Job.state, Job.vm_id, Job.host_id)
                                   .where(or_(Job.start_time >= recent,
                                              Job.state.in_(["queued", "running"]))))).all()
     steps: dict[uuid.UUID, list[tuple[int, str, int | None]]] = {row[0]: [] for row in jobs}
     if jobs:
-        for job_id, number, status, progress in await session.execute(
+        for job_id, number, step_status, progress in await session.execute(
                 select(Step.job_id, Step.number, Step.status, Step.progress)
                 .where(Step.job_id.in_(list(steps))).order_by(Step.number)):
-            steps[job_id].append((number, status, progress))
+            steps[job_id].append((number, step_status, progress))
     for job_id, job_status, state, job_vm, job_host in jobs:
         snap.jobs[job_id] = (job_status, state, _id(job_vm), _id(job_host), tuple(steps[job_id]))
     snap.last_event_id = int((await session.execute(

@@ -33,9 +33,9 @@ from overt.engine.queries import lookup
 from overt.engine.web.context import WebContext, page
 from overt.engine.web.hosts import host_buttons
 
-ATTENTION_HOST_STATUSES = (HostStatus.NON_RESPONSIVE.value, HostStatus.NON_OPERATIONAL.value,
-                           HostStatus.INSTALL_FAILED.value, HostStatus.ERROR.value,
-                           HostStatus.PENDING_APPROVAL.value)
+ATTENTION_HOST_STATUSES = (HostStatus.NON_RESPONSIVE, HostStatus.NON_OPERATIONAL,
+                           HostStatus.INSTALL_FAILED, HostStatus.ERROR,
+                           HostStatus.PENDING_APPROVAL)
 FAILED_JOBS_WINDOW = dt.timedelta(hours=24)
 
 
@@ -82,17 +82,17 @@ async def dashboard_values(session: AsyncSession) -> dict[str, Any]:
             ("Data centers", await _count(session, DataCenter), "/datacenters"),
             ("Clusters", await _count(session, Cluster), "/clusters"),
             ("Hosts", sum(hosts_by_status.values()), "/hosts"),
-            ("Hosts up", hosts_by_status.get(HostStatus.UP.value, 0), "/hosts"),
+            ("Hosts up", hosts_by_status.get(HostStatus.UP, 0), "/hosts"),
             ("VMs", await _count(session, Vm), "/vms"),
             ("VMs running", await _count(session, Vm, Vm.status.in_(
-                [s.value for s in ON_HOST])), "/vms"),
+                ON_HOST)), "/vms"),
             ("Storage domains", await _count(session, StorageDomain), "/storage"),
             ("Networks", await _count(session, Network), "/networks"),
         ],
         "troubled_hosts": list((await session.execute(select(Host).where(
             Host.status.in_(ATTENTION_HOST_STATUSES)).order_by(Host.name))).scalars()),
         "troubled_vms": list((await session.execute(select(Vm).where(
-            Vm.status.in_([VmStatus.UNKNOWN.value, VmStatus.NOT_RESPONDING.value]))
+            Vm.status.in_([VmStatus.UNKNOWN, VmStatus.NOT_RESPONDING]))
             .order_by(Vm.name))).scalars()),
         "failed_jobs": list((await session.execute(select(Job).where(
             Job.state == "failed", Job.end_time >= since).order_by(Job.end_time.desc())
@@ -148,7 +148,7 @@ async def clusters(ctx: WebContext) -> Response:
 
 async def host_rows(session: AsyncSession) -> list[tuple[Host, str, int]]:
     running = dict((await session.execute(
-        select(Vm.host_id, func.count()).where(Vm.status.in_([s.value for s in ON_HOST]))
+        select(Vm.host_id, func.count()).where(Vm.status.in_(ON_HOST))
         .group_by(Vm.host_id))).all())
     rows = (await session.execute(select(Host, Cluster.name).join(
         Cluster, Cluster.id == Host.cluster_id).order_by(Host.name))).all()

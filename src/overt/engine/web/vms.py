@@ -26,7 +26,7 @@ from overt.engine.db.tables import (
     VnicProfile,
 )
 from overt.engine.model.errors import InvalidInput, OvertError
-from overt.engine.model.status import StorageDomainStatus, TemplateStatus, VmStatus
+from overt.engine.model.status import StorageDomainStatus, TemplateStatus
 from overt.engine.model.vm_actions import VM_ACTIONS, VmAction
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
@@ -72,10 +72,10 @@ async def form_choices(session: AsyncSession) -> dict[str, Any]:
         "clusters": list((await session.execute(select(Cluster).order_by(Cluster.name))
                           ).scalars()),
         "templates": list((await session.execute(select(Template).where(
-            Template.id != BLANK_TEMPLATE_ID, Template.status == TemplateStatus.OK.value)
+            Template.id != BLANK_TEMPLATE_ID, Template.status == TemplateStatus.OK)
             .order_by(Template.name))).scalars()),
         "domains": list((await session.execute(select(StorageDomain).where(
-            StorageDomain.status == StorageDomainStatus.ACTIVE.value)
+            StorageDomain.status == StorageDomainStatus.ACTIVE)
             .order_by(StorageDomain.name))).scalars()),
         "profiles": list((await session.execute(
             select(VnicProfile, Network.name).join(Network, Network.id == VnicProfile.network_id)
@@ -170,7 +170,7 @@ async def vm_values(session: AsyncSession, vm_id: uuid.UUID) -> dict[str, Any]:
     nics = (await session.execute(
         select(VmNic, VnicProfile.name).outerjoin(VnicProfile, VnicProfile.id == VmNic.vnic_profile_id)
         .where(VmNic.vm_id == vm.id).order_by(VmNic.name))).all()
-    status = VmStatus(vm.status)
+    status = vm.status
     buttons = [(name, label, destructive, status in VM_ACTIONS[action])
                for name, (action, label, destructive) in ACTIONS.items()]
     return {"vm": vm, "host": host, "cluster": cluster, "template": template, "disks": disks,

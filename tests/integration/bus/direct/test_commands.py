@@ -120,7 +120,7 @@ def test_a_node_certificate_may_not_send_commands(
      "malformed command"),
     (json.dumps({"version": 42, "command": {"name": "vm.status", "vm_id": str(VM_ID)}}).encode(),
      ErrorCode.UNSUPPORTED_VERSION, "version 42"),
-])
+], ids=["not-json", "unknown-command", "unsupported-version"])  # not the random VM id
 def test_malformed_commands_are_refused_with_a_clear_error(
         loop: LoopThread, pki: Pki, enrolled_node: DirectAgentTransport, commands: NodeCommands,
         body: bytes, code: ErrorCode, words: str) -> None:

@@ -15,6 +15,7 @@ from overt.protocol.events import Heartbeat, StatsSample
 from overt.protocol.host import HostStats
 from tests.integration.bus.direct.conftest import HOST_UUID, gateway_url
 from tests.integration.node.harness import LoopThread, Pki, RecordingSink
+from tests.support.demo import wait_until
 
 BOOT = uuid.uuid4()
 
@@ -54,7 +55,10 @@ def test_the_gateway_acknowledges_only_what_the_sink_recorded(
     sink.wait_for(lambda events: len(events) >= 5, what="5 events after retries")
     assert _seqs(sink) == [1, 2, 3, 4, 5]
     assert sink.fail_next == 0
-    assert enrolled_node.delivery.pending == 0
+    # The node counts an event delivered when the gateway's answer reaches it, a moment
+    # after the sink has recorded it.
+    wait_until(lambda: enrolled_node.delivery.pending == 0, 10,
+               "the node to take the gateway's acknowledgements", every=0.02)
 
 
 def test_events_wait_while_the_gateway_is_down(

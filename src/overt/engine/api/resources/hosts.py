@@ -32,7 +32,7 @@ async def _vm_counts(ctx: ApiContext, hosts: list[Host]) -> dict[object, int]:
         return {}
     rows = await ctx.session.execute(
         select(Vm.host_id, func.count()).where(
-            Vm.host_id.in_([h.id for h in hosts]), Vm.status.in_([s.value for s in ON_HOST]))
+            Vm.host_id.in_([h.id for h in hosts]), Vm.status.in_(ON_HOST))
         .group_by(Vm.host_id))
     return {host_id: int(n) for host_id, n in rows.all()}
 

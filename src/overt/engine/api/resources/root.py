@@ -51,14 +51,14 @@ async def api_root(ctx: ApiContext) -> Response:
             "root_tag": views.ref("tags", ROOT_TAG_ID),
         },
         "summary": {
-            "hosts": {"active": await _count(ctx, Host, Host.status == HostStatus.UP.value),
+            "hosts": {"active": await _count(ctx, Host, Host.status == HostStatus.UP),
                       "total": await _count(ctx, Host)},
             "storage_domains": {
                 "active": await _count(ctx, StorageDomain,
-                                       StorageDomain.status == StorageDomainStatus.ACTIVE.value),
+                                       StorageDomain.status == StorageDomainStatus.ACTIVE),
                 "total": await _count(ctx, StorageDomain)},
             "users": {"active": await _count(ctx, User), "total": await _count(ctx, User)},
-            "vms": {"active": await _count(ctx, Vm, Vm.status == VmStatus.UP.value),
+            "vms": {"active": await _count(ctx, Vm, Vm.status == VmStatus.UP),
                     "total": await _count(ctx, Vm)},
         },
         "time": utcnow(),

@@ -29,7 +29,7 @@ async def _storage_host(ctx: JobContext, domain: StorageDomain) -> Host:
         raise JobFailed(f"storage domain {domain.name} has no host to act through")
     async with ctx.transaction() as session:
         host = await lookup.get(session, Host, domain.host_id)
-    if host.status != HostStatus.UP.value:
+    if host.status != HostStatus.UP:
         raise RetryLater(f"host {host.name} of storage domain {domain.name} is {host.status}")
     return host
 
@@ -66,7 +66,7 @@ async def _created(ctx: JobContext, disk_id: uuid.UUID, domain: StorageDomain,
                    actual_size: int, virtual_size: int) -> dict[str, Any]:
     async with ctx.transaction() as session:
         disk = await lookup.get(session, Disk, disk_id)
-        disk.status, disk.actual_size = DiskStatus.OK.value, actual_size
+        disk.status, disk.actual_size = DiskStatus.OK, actual_size
         disk.provisioned_size = max(disk.provisioned_size, virtual_size)
         if disk.template_id is not None:
             await _unlock_template(session, disk.template_id)
@@ -80,9 +80,9 @@ async def _unlock_template(session: AsyncSession, template_id: uuid.UUID) -> Non
     """A template is usable once all of its disks are."""
     template = await session.get(Template, template_id)
     pending = (await session.execute(select(Disk.id).where(
-        Disk.template_id == template_id, Disk.status != DiskStatus.OK.value))).first()
+        Disk.template_id == template_id, Disk.status != DiskStatus.OK))).first()
     if template is not None and pending is None:
-        template.status = TemplateStatus.OK.value
+        template.status = TemplateStatus.OK
 
 
 async def create_failed(session: AsyncSession, ctx: JobContext, spec: CreateDisk,
@@ -90,12 +90,12 @@ async def create_failed(session: AsyncSession, ctx: JobContext, spec: CreateDisk
     """The image may be half-made: the disk (and its template) become illegal, for the
     administrator to remove; nothing stays locked."""
     disk = await session.get(Disk, spec.disk_id)
-    if disk is not None and disk.status == DiskStatus.LOCKED.value:
-        disk.status = DiskStatus.ILLEGAL.value
+    if disk is not None and disk.status == DiskStatus.LOCKED:
+        disk.status = DiskStatus.ILLEGAL
         if disk.template_id is not None:
             template = await session.get(Template, disk.template_id)
             if template is not None:
-                template.status = TemplateStatus.ILLEGAL.value
+                template.status = TemplateStatus.ILLEGAL
         audit.record(session, f"Creating disk {disk.name} failed: {message}",
                      severity=LogSeverity.ERROR, job_id=ctx.job.id)
 

@@ -52,7 +52,7 @@ async def install_host(ctx: JobContext, spec: InstallHost) -> dict[str, Any]:
     host_id = spec.host_id
     async with ctx.transaction() as session:
         host = await lookup.get(session, Host, host_id)
-    if host.status != HostStatus.INSTALLING.value:
+    if host.status != HostStatus.INSTALLING:
         return {"status": host.status}  # enrolled already (a retried job, or the node announced)
     if host.host_uuid is not None and host.certificate_pem and await _reconnect(ctx, host):
         return {"host_uuid": str(host.host_uuid), "reconnected": True}
@@ -71,11 +71,11 @@ async def _reconnect(ctx: JobContext, host: Host) -> bool:
     async with ctx.step(f"Reconnecting host {host.name} (enrolled already)"), \
             ctx.transaction() as session:
         fresh = await lookup.get(session, Host, host.id, for_update=True)
-        if fresh.status != HostStatus.INSTALLING.value:
+        if fresh.status != HostStatus.INSTALLING:
             return True
         fresh.capabilities = caps.model_dump(mode="json")
         fresh.status, fresh.needs_resync, fresh.status_detail = (
-            HostStatus.CONNECTING.value, True, "")
+            HostStatus.CONNECTING, True, "")
         audit.record(session, f"Host {fresh.name} was installed again (it kept its "
                      "certificate)", code=audit.HOST_ACTIVATED, host_id=fresh.id,
                      cluster_id=fresh.cluster_id)
@@ -141,8 +141,8 @@ def _vouched_for(host: Host, request: EnrollmentRequest, key: str, ca_fingerprin
 async def install_failed(session: AsyncSession, ctx: JobContext, spec: InstallHost,
                          message: str) -> None:
     host = await session.get(Host, spec.host_id)
-    if host is not None and host.status == HostStatus.INSTALLING.value:
-        host.status, host.status_detail = HostStatus.INSTALL_FAILED.value, message
+    if host is not None and host.status == HostStatus.INSTALLING:
+        host.status, host.status_detail = HostStatus.INSTALL_FAILED, message
         audit.record(session, f"Installing host {host.name} failed: {message}",
                      code=audit.HOST_INSTALL_FAILED, severity=LogSeverity.ERROR,
                      host_id=host.id, job_id=ctx.job.id)

@@ -82,7 +82,7 @@ async def acting_host(ctx: JobContext, domain: StorageDomain) -> Host:
                 .where(Cluster.data_center_id == domain.data_center_id)
                 .order_by(Host.name))).scalars().all()
     for host in candidates:
-        if host.status == HostStatus.UP.value and host.host_uuid is not None:
+        if host.status == HostStatus.UP and host.host_uuid is not None:
             return host
     raise RetryLater(f"no host is up to reach storage domain {domain.name}")
 
@@ -138,7 +138,7 @@ async def _create_on_lun(ctx: JobContext, domain: StorageDomain, host: Host
             ctx, domain, pool=NO_POOL)), LunContents, key=ctx.key("write"), timeout_s=120)
     async with ctx.transaction() as session:
         row = await lookup.get(session, StorageDomain, domain.id)
-        row.status = StorageDomainStatus.UNATTACHED.value
+        row.status = StorageDomainStatus.UNATTACHED
         row.used_bytes, row.available_bytes = 0, found.size_bytes - METADATA_AREA
         audit.record(session, f"Storage Domain {row.name} was added on LUN {row.path} of "
                      f"{row.address}", code=audit.STORAGE_DOMAIN_ADDED, storage_domain_id=row.id,
@@ -216,14 +216,14 @@ async def _adopt(session: Any, domain: StorageDomain, volume: StoredVolume) -> b
         provisioned_size=int(meta.get("CAP") or volume.virtual_size),
         actual_size=volume.actual_size,
         format="cow" if volume.format is DiskFormat.QCOW2 else "raw",
-        sparse=meta.get("TYPE", "SPARSE") == "SPARSE", status=DiskStatus.OK.value,
+        sparse=meta.get("TYPE", "SPARSE") == "SPARSE", status=DiskStatus.OK,
         image_path=volume_path(domain, volume.image_id, volume.volume_id)))
     await session.flush()
     return True
 
 
 def _settle(domain: StorageDomain, info: DomainInfo, status: StorageDomainStatus) -> None:
-    domain.status = status.value
+    domain.status = status
     domain.available_bytes = info.free_bytes
     domain.used_bytes = max(0, info.total_bytes - info.free_bytes)
 
@@ -232,7 +232,7 @@ async def _create_failed(session: AsyncSession, ctx: JobContext, spec: CreateSto
                          message: str) -> None:
     """A domain that could not be laid out or read is not kept half-known."""
     domain = await session.get(StorageDomain, spec.storage_domain_id)
-    if domain is None or domain.status != StorageDomainStatus.LOCKED.value:
+    if domain is None or domain.status != StorageDomainStatus.LOCKED:
         return
     for disk in (await session.execute(select(Disk).where(
             Disk.storage_domain_id == domain.id))).scalars().all():
@@ -314,9 +314,9 @@ async def _update(ctx: JobContext, domain: StorageDomain, host: Host, changes: d
 async def _unlock(session: AsyncSession, ctx: JobContext, sd_id: uuid.UUID,
                   status: StorageDomainStatus, message: str, *, forget_dc: bool) -> None:
     domain = await session.get(StorageDomain, sd_id)
-    if domain is None or domain.status != StorageDomainStatus.LOCKED.value:
+    if domain is None or domain.status != StorageDomainStatus.LOCKED:
         return
-    domain.status = status.value
+    domain.status = status
     if forget_dc:
         domain.data_center_id = None
     audit.record(session, f"{ctx.job.description} failed: {message}",

@@ -37,7 +37,7 @@ START_TIMEOUT_S = 180
 async def start_vm(ctx: JobContext, spec: StartVm) -> dict[str, Any]:
     async with ctx.transaction() as session:
         vm = await lookup.get(session, Vm, spec.vm_id, for_update=True)
-        if vm.status == VmStatus.UP.value and vm.host_id is not None:
+        if vm.status == VmStatus.UP and vm.host_id is not None:
             return {"host_id": str(vm.host_id)}  # a retried job whose start already happened
         host_id = spec.host_id or vm.host_id
         if host_id is None or vm.host_id != host_id:
@@ -49,9 +49,9 @@ async def start_vm(ctx: JobContext, spec: StartVm) -> dict[str, Any]:
         # The console listens where the engine reaches the host, and only there.
         vm_spec = await build_vm_spec(session, vm, vnc_password=spec.vnc_password or "",
                                       display_address=host.address)
-        restore_from = vm.saved_state_path if vm.status == VmStatus.RESTORING_STATE.value \
+        restore_from = vm.saved_state_path if vm.status == VmStatus.RESTORING_STATE \
             else None
-    if host.status != HostStatus.UP.value:
+    if host.status != HostStatus.UP:
         raise RetryLater(f"host {host.name}, reserved for VM {vm.name}, is {host.status}")
     async with ctx.step(f"Starting VM {vm.name} on host {host.name}", host_id=host.id):
         report = await ctx.nodes.call(
@@ -88,13 +88,13 @@ async def release_reservation(session: AsyncSession, ctx: JobContext, spec: Star
     vm = await session.get(Vm, spec.vm_id)
     if vm is None:
         return
-    if vm.status == VmStatus.RESTORING_STATE.value:
-        vm.status, vm.host_id = VmStatus.SUSPENDED.value, None
+    if vm.status == VmStatus.RESTORING_STATE:
+        vm.status, vm.host_id = VmStatus.SUSPENDED, None
         audit.record(session, f"Failed to resume VM {vm.name}: {message}",
                      code=audit.VM_START_FAILED, severity=LogSeverity.ERROR, vm_id=vm.id,
                      job_id=ctx.job.id)
-    elif vm.status in (VmStatus.WAIT_FOR_LAUNCH.value, VmStatus.POWERING_UP.value):
-        vm.status, vm.host_id = VmStatus.DOWN.value, None
+    elif vm.status in (VmStatus.WAIT_FOR_LAUNCH, VmStatus.POWERING_UP):
+        vm.status, vm.host_id = VmStatus.DOWN, None
         audit.record(session, f"Failed to run VM {vm.name}: {message}",
                      code=audit.VM_START_FAILED, severity=LogSeverity.ERROR, vm_id=vm.id,
                      job_id=ctx.job.id)

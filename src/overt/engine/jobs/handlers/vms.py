@@ -50,7 +50,7 @@ async def running_host(ctx: JobContext, vm: Vm) -> Host:
         raise JobFailed(f"VM {vm.name} is not running on any host")
     async with ctx.transaction() as session:
         host = await lookup.get(session, Host, vm.host_id)
-    if host.status in (HostStatus.NON_RESPONSIVE.value, HostStatus.CONNECTING.value):
+    if host.status in (HostStatus.NON_RESPONSIVE, HostStatus.CONNECTING):
         raise RetryLater(f"host {host.name} is {host.status}")
     return host
 
@@ -85,8 +85,8 @@ async def _held_vm(ctx: JobContext, vm_id: uuid.UUID, *, at_work: VmStatus | Non
         if await queue.locked_by(session, "vm", vm_id) != ctx.job.id:
             return None
         vm = await lookup.get(session, Vm, vm_id, for_update=True)
-        if at_work is not None and vm.status == VmStatus.UP.value:
-            vm.status = at_work.value
+        if at_work is not None and vm.status == VmStatus.UP:
+            vm.status = at_work
         for name, value in before.items():
             setattr(vm, name, value)
         return vm
@@ -102,7 +102,7 @@ async def stop_vm(ctx: JobContext, spec: StopVm) -> dict[str, Any]:
         async with ctx.transaction() as session:
             vm = await lookup.get(session, Vm, spec.vm_id)
             # It ran nowhere: its saved memory was all there was of it.
-            vm.status, vm.saved_state_path, vm.saved_state_host_id = (VmStatus.DOWN.value,
+            vm.status, vm.saved_state_path, vm.saved_state_host_id = (VmStatus.DOWN,
                                                                       None, None)
             await queue.release(session, ctx.job.id, "vm", vm.id)
         await _record(ctx, vm, f"VM {vm.name} powered off", audit.VM_STOPPED)
@@ -161,9 +161,9 @@ def undo_at_work(at_work: VmStatus) -> Compensation:
         if vm is None:
             return
         if vm.status == at_work.value:
-            vm.status = VmStatus.UP.value
+            vm.status = VmStatus.UP
             await _resync_host_of(session, vm)
-        if vm.status != VmStatus.SUSPENDED.value:  # no memory was saved for it
+        if vm.status != VmStatus.SUSPENDED:  # no memory was saved for it
             vm.saved_state_path, vm.saved_state_host_id = None, None
         want_what_is(vm)
     return compensate
