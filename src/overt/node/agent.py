@@ -51,6 +51,7 @@ from overt.protocol.commands import (
 from overt.protocol.events import Heartbeat, HostStateReport, VmLifecycle
 from overt.protocol.host import HostState
 from overt.protocol.networks import HostCommitNetworks, HostSetupNetworks
+from overt.protocol.vm_nics import VmNicLink, VmNicPlug, VmNicUnplug
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -196,6 +197,12 @@ class Agent:
                 return await self._host_networks().setup(wanted, rollback)
             case HostCommitNetworks():
                 return await self._host_networks().commit()
+            case VmNicPlug(vm_id=vm_id, nic=nic):
+                return await self._locked(vm_id, hyp.plug_nic(vm_id, nic))
+            case VmNicUnplug(vm_id=vm_id, nic=nic):
+                return await self._locked(vm_id, hyp.unplug_nic(vm_id, nic))
+            case VmNicLink(vm_id=vm_id, nic=nic):
+                return await self._locked(vm_id, hyp.set_nic_link(vm_id, nic))
         raise NodeFailure(ErrorCode.BAD_REQUEST, f"this node does not know command {command.name}")
 
     def _host_networks(self) -> HostNetworks:

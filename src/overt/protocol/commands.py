@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from overt.protocol.host import HostCapabilities, HostState, VmStatusReport
 from overt.protocol.networks import HostCommitNetworks, HostSetupNetworks
 from overt.protocol.vm import DiskFormat, VmSpec, WireModel
+from overt.protocol.vm_nics import VmNicLink, VmNicPlug, VmNicUnplug
 
 
 class Empty(WireModel):
@@ -166,6 +167,9 @@ Command = Annotated[
     | VolumeDelete
     | VolumeInfoCommand
     | HostSetupNetworks
-    | HostCommitNetworks,
+    | HostCommitNetworks
+    | VmNicPlug
+    | VmNicUnplug
+    | VmNicLink,
     Field(discriminator="name"),
 ]
