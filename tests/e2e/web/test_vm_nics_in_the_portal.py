@@ -22,6 +22,10 @@ from tests.support.demo import Demo, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.vm, pytest.mark.slow]
 MIB = 2**20
+WIDER_THAN_THE_SCREEN = """() => Array.from(document.querySelectorAll('body *'))
+    .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1
+                  && !(el.parentElement && el.parentElement.closest('.table-wrap')))
+    .map(el => el.tagName + '.' + el.className + ' ' + Math.round(el.getBoundingClientRect().right))"""
 
 
 def live_link(vm_id: str, mac: str) -> str | None:
@@ -69,6 +73,10 @@ def test_nics_of_a_running_vm_from_the_vm_page(page: Page, web_demo: Demo) -> No
         expect(row.get_by_test_id("nic-plugged")).to_have_text("yes")
         expect(row.get_by_test_id("nic-link")).to_have_text("up")
         mac = row.locator("code").inner_text()
+        page.set_viewport_size({"width": 390, "height": 800})  # a phone: nothing sticks out
+        assert page.evaluate(WIDER_THAN_THE_SCREEN) == []
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+        page.set_viewport_size({"width": 1280, "height": 800})
         assert mac.startswith("56:6f:")
         wait_until(lambda: live_link(vm.id, mac) == "up", 60, "the NIC in the live domain")
 

@@ -12,12 +12,14 @@ from overt.engine.web import (
     auth,
     console,
     graphs,
+    host_networks,
     hosts,
     inventory,
     live,
     pages,
     vm_nics,
     vms,
+    vnic_profiles,
 )
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,8 @@ def web_routes() -> list[BaseRoute]:
         *auth.ROUTES, *live.ROUTES, *graphs.ROUTES, *console.ROUTES,
         *vm_nics.ROUTES,  # before the VM actions' /vms/{vm_id}/{action}
         *vms.ROUTES, *inventory.ROUTES,
+        *host_networks.ROUTES,  # before the host actions' /hosts/{host_id}/{action}
         *hosts.ROUTES,
+        *vnic_profiles.ROUTES,
         *pages.ROUTES,
     ]
