@@ -48,6 +48,37 @@ def _host_of(client: ApiClient, name_or_id: str) -> dict[str, Any]:
 
 @app.command()
 @reports_errors
+def nics(name: Annotated[str, typer.Argument(help="Host name or id.")], url: Url = None,
+         user: User = None, password_file: PasswordFile = None, ca_file: CaFile = None,
+         data_dir: DataDir = None, json: Json = False) -> None:
+    """List a host's network interfaces with the networks attached to each."""
+    client = connect(url, user, password_file, ca_file, data_dir)
+    try:
+        host = _host_of(client, name)
+        reported = client.get(f"/hosts/{host['id']}/nics").get("host_nic", [])
+        attachments = client.get(f"/hosts/{host['id']}/networkattachments").get(
+            "network_attachment", [])
+        networks = {n["id"]: n["name"] for n in client.get("/networks").get("network", [])}
+    finally:
+        client.close()
+    carried: dict[str, list[str]] = {}
+    for attachment in attachments:
+        network = networks.get(attachment["network"]["id"], attachment["network"]["id"])
+        state = "" if attachment.get("in_sync") else " (out of sync)"
+        carried.setdefault(attachment["host_nic"]["id"], []).append(network + state)
+    if json:
+        as_json([{**nic, "networks": carried.get(nic["id"], [])} for nic in reported])
+        return
+    table(f"Network interfaces of host {host['name']}",
+          ["name", "MAC", "address", "MTU", "speed", "networks"], [
+        (n["name"], (n.get("mac") or {}).get("address", ""),
+         (n.get("ip") or {}).get("address", ""), n.get("mtu") or "",
+         f"{int(n['speed']) // 1_000_000} Mb/s" if n.get("speed") else "",
+         ", ".join(carried.get(n["id"], []))) for n in reported])
+
+
+@app.command()
+@reports_errors
 def install(name: Annotated[str, typer.Argument(help="Host name or id.")], url: Url = None,
             user: User = None, password_file: PasswordFile = None, ca_file: CaFile = None,
             data_dir: DataDir = None,

@@ -63,6 +63,7 @@ from overt.protocol.storage import (
     StorageDomainScan,
     StorageDomainUpdate,
 )
+from overt.protocol.vm_nics import VmNicLink, VmNicPlug, VmNicUnplug
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -214,6 +215,12 @@ class Agent:
                 return await self.shared_storage.execute(command)
             case LunRead() | LunMetadataWrite() | ExtentFormat():
                 return await iscsi_domain.execute(command)
+            case VmNicPlug(vm_id=vm_id, nic=nic):
+                return await self._locked(vm_id, hyp.plug_nic(vm_id, nic))
+            case VmNicUnplug(vm_id=vm_id, nic=nic):
+                return await self._locked(vm_id, hyp.unplug_nic(vm_id, nic))
+            case VmNicLink(vm_id=vm_id, nic=nic):
+                return await self._locked(vm_id, hyp.set_nic_link(vm_id, nic))
         raise NodeFailure(ErrorCode.BAD_REQUEST, f"this node does not know command {command.name}")
 
     def _host_networks(self) -> HostNetworks:

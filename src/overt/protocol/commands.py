@@ -20,6 +20,7 @@ from overt.protocol.storage import (
     StorageDomainUpdate,
 )
 from overt.protocol.vm import DiskFormat, VmSpec, WireModel
+from overt.protocol.vm_nics import VmNicLink, VmNicPlug, VmNicUnplug
 
 
 class Empty(WireModel):
@@ -196,6 +197,9 @@ Command = Annotated[
     | SharedVolumeDelete
     | LunRead
     | LunMetadataWrite
-    | ExtentFormat,
+    | ExtentFormat
+    | VmNicPlug
+    | VmNicUnplug
+    | VmNicLink,
     Field(discriminator="name"),
 ]

@@ -8,6 +8,8 @@ import json
 import uuid
 from collections.abc import Iterator
 
+import ovirtsdk4 as sdk
+import ovirtsdk4.types as types
 import pytest
 from sqlalchemy import select
 
@@ -131,3 +133,48 @@ def test_nfs_storage_domains(engine: RunningEngine) -> None:
     wait_until(lambda: "cli-nfs" not in {
         d["name"] for d in json.loads(_ok(engine, "storage", "list", "--json"))}, 180,
         "the add that no host could carry out to give up")
+
+
+def test_host_nics_show_the_networks_on_each(engine: RunningEngine) -> None:
+    """`overt host nics` lists what the node reported, with the networks set up on each."""
+    async def insert() -> None:
+        db = Database(engine.runtime.settings.database_url())
+        try:
+            async with db.transaction() as session:
+                cluster = (await session.execute(select(Cluster).where(
+                    Cluster.name == "Default"))).scalar_one()
+                session.add(Host(id=uuid.uuid4(), name="nic-host", address="nic-host.example",
+                                 cluster_id=cluster.id, status=HostStatus.UP.value,
+                                 capabilities={"nics": [
+                                     {"name": "eth0", "mac": "52:54:00:00:00:01",
+                                      "addresses": ["192.0.2.10/24"], "speed_mbps": 1000,
+                                      "mtu": 1500},
+                                     {"name": "guest0", "mac": "52:54:00:00:00:02",
+                                      "addresses": [], "speed_mbps": 10000, "mtu": 9000}]}))
+        finally:
+            await db.dispose()
+    asyncio.run(insert())
+    _ok(engine, "network", "add", "cli-vlan", "--vlan", "50")
+    conn = sdk.Connection(url=engine.url, username="admin@internal", password=engine.password,
+                          ca_file=str(engine.ca_file))
+    try:
+        system = conn.system_service()
+        cluster = system.clusters_service().list(search="name=Default")[0]
+        network = system.networks_service().list(search="name=cli-vlan")[0]
+        system.clusters_service().cluster_service(cluster.id).networks_service().add(
+            types.Network(id=network.id, required=False))
+        host = system.hosts_service().list(search="name=nic-host")[0]
+        system.hosts_service().host_service(host.id).setup_networks(
+            modified_network_attachments=[types.NetworkAttachment(
+                network=types.Network(name="cli-vlan"), host_nic=types.HostNic(name="guest0"))])
+    finally:
+        conn.close()
+    lines = _ok(engine, "host", "nics", "nic-host").splitlines()
+    eth0 = next(line for line in lines if " eth0 " in line)
+    guest0 = next(line for line in lines if " guest0 " in line)
+    assert "192.0.2.10" in eth0 and "cli-vlan" not in eth0
+    assert "cli-vlan" in guest0 and "10000" in guest0
+    listed = {n["name"]: n for n in json.loads(_ok(engine, "host", "nics", "nic-host", "--json"))}
+    assert listed["guest0"]["networks"][0].startswith("cli-vlan")
+    assert listed["eth0"]["networks"] == []
+    assert "no host named 'nowhere'" in _refused(engine, "host", "nics", "nowhere")

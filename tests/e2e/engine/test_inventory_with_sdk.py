@@ -164,8 +164,15 @@ def test_network_refusals_change_nothing(connection: sdk.Connection) -> None:
         name="guest-vm", cluster=types.Cluster(name="Default"),
         template=types.Template(name="Blank"), memory=128 * MIB))
     profile = service.vnic_profiles_service().list()[0]
-    system.vms_service().vm_service(vm.id).nics_service().add(
-        types.Nic(name="nic1", vnic_profile=types.VnicProfile(id=profile.id)))
+    nics = system.vms_service().vm_service(vm.id).nics_service()
+    error = _refused(400, nics.add, types.Nic(name="nic1",
+                                              vnic_profile=types.VnicProfile(id=profile.id)))
+    assert "network guests is not attached to cluster Default" in str(error)
+    assert nics.list() == []
+    cluster = system.clusters_service().list(search="name=Default")[0]
+    system.clusters_service().cluster_service(cluster.id).networks_service().add(
+        types.Network(id=network.id, required=False))
+    nics.add(types.Nic(name="nic1", vnic_profile=types.VnicProfile(id=profile.id)))
     error = _refused(409, service.remove)
     assert "VM NIC" in str(error)
     _refused(409, service.update, types.Network(vlan=types.Vlan(id=101)))

@@ -89,6 +89,9 @@ def _fleet(conn: sdk.Connection, engine: RunningEngine) -> None:
         storage=types.HostStorage(type=types.StorageType.LOCALFS, path="/var/tmp/walker")))
     network = system.networks_service().add(types.Network(
         name="walker-net", data_center=types.DataCenter(name="Default")))
+    cluster = system.clusters_service().list(search="name=Default")[0]
+    system.clusters_service().cluster_service(cluster.id).networks_service().add(
+        types.Network(id=network.id, required=False))  # a VM NIC's network is its cluster's
     vm = system.vms_service().add(types.Vm(
         name="walker-vm", cluster=types.Cluster(name="Default"),
         template=types.Template(name="Blank"), memory=256 * MIB))

@@ -3,12 +3,21 @@ administrator sees when adding, changing and removing them, and when one is refu
 
 from __future__ import annotations
 
+import asyncio
 import re
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
+import ovirtsdk4 as sdk
+import ovirtsdk4.types as types
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
+from sqlalchemy import select
 
+from overt.engine.db.database import Database
+from overt.engine.db.tables import Cluster, Host
+from overt.engine.model.status import HostStatus
 from tests.support.engine import RunningEngine, start_engine
 from tests.support.no_nodes import NoNodes
 
@@ -155,3 +164,126 @@ def test_every_inventory_page_shows_its_content(admin: Page, path: str, heading:
     assert response is not None and response.status == 200
     expect(admin.get_by_role("heading", name=heading, exact=True)).to_be_visible()
     expect(admin.get_by_text("Something went wrong")).to_have_count(0)
+
+
+def _node_with_nics(engine: RunningEngine, name: str) -> str:
+    """A host row as enrollment leaves it, with the NICs its node reported."""
+    async def insert() -> uuid.UUID:
+        db = Database(engine.runtime.settings.database_url())
+        try:
+            async with db.transaction() as session:
+                cluster = (await session.execute(select(Cluster).where(
+                    Cluster.name == "Default"))).scalar_one()
+                host = Host(id=uuid.uuid4(), name=name, address=f"{name}.example",
+                            cluster_id=cluster.id, status=HostStatus.UP.value,
+                            capabilities={"nics": [
+                                {"name": "eth0", "mac": "52:54:00:00:00:01",
+                                 "addresses": ["192.0.2.10/24"], "speed_mbps": 1000,
+                                 "mtu": 1500},
+                                {"name": "guest0", "mac": "52:54:00:00:00:02",
+                                 "addresses": [], "speed_mbps": 10000, "mtu": 9000}]})
+                session.add(host)
+                return host.id
+        finally:
+            await db.dispose()
+    # Playwright's synchronous API runs an event loop in this thread: insert from another.
+    with ThreadPoolExecutor(1) as pool:
+        return str(pool.submit(asyncio.run, insert()).result())
+
+
+def test_a_hosts_nics_and_attaching_a_network_to_one(admin: Page, engine: RunningEngine
+                                                       ) -> None:
+    page = admin
+    host_id = _node_with_nics(engine, "web-node")
+    conn = sdk.Connection(url=engine.url, username="admin@internal", password=engine.password,
+                          ca_file=str(engine.ca_file))
+    try:
+        system = conn.system_service()
+        network = system.networks_service().add(types.Network(
+            name="web-v77", data_center=types.DataCenter(name="Default"),
+            vlan=types.Vlan(id=77), mtu=9000))
+        cluster = system.clusters_service().list(search="name=Default")[0]
+        system.clusters_service().cluster_service(cluster.id).networks_service().add(
+            types.Network(id=network.id, required=False))
+    finally:
+        conn.close()
+
+    page.goto(f"/hosts/{host_id}")
+    eth0 = page.locator("tr[data-host-nic='eth0']")
+    guest0 = page.locator("tr[data-host-nic='guest0']")
+    expect(eth0).to_contain_text("192.0.2.10/24")
+    expect(eth0).to_contain_text("1000 Mb/s")
+    expect(guest0).to_contain_text("9000")
+    expect(guest0.get_by_test_id("nic-networks")).to_have_text("")
+
+    form = page.get_by_role("form", name="Attach a network")
+    form.get_by_label("Network").select_option(label="web-v77 (VLAN 77)")
+    form.get_by_label("Interface").select_option("eth0")
+    form.get_by_role("button", name="Attach network").click()
+    expect(page.get_by_role("alert")).to_contain_text(
+        "network web-v77 needs MTU 9000 but NIC eth0 of host web-node carries at most 1500")
+
+    page.goto(f"/hosts/{host_id}")
+    form = page.get_by_role("form", name="Attach a network")
+    form.get_by_label("Network").select_option(label="web-v77 (VLAN 77)")
+    form.get_by_label("Interface").select_option("guest0")
+    form.get_by_role("button", name="Attach network").click()
+    expect(page).to_have_url(re.compile(rf"/hosts/{host_id}$"))
+    networks = page.locator("tr[data-host-nic='guest0']").get_by_test_id("nic-networks")
+    expect(networks).to_contain_text("web-v77 (VLAN 77)")
+    expect(networks).to_contain_text("out of sync")  # no node applied it: this engine has none
+    expect(page.locator("tr[data-host-nic='eth0']").get_by_test_id("nic-networks")
+           ).to_have_text("")
+
+    page.get_by_role("button", name="Detach web-v77").click()
+    expect(page).to_have_url(re.compile(rf"/hosts/{host_id}$"))
+    expect(page.locator("tr[data-host-nic='guest0']").get_by_test_id("nic-networks")
+           ).to_have_text("")
+
+
+def test_vnic_profiles_added_refused_and_removed(admin: Page, engine: RunningEngine) -> None:
+    page = admin
+    page.goto("/networks")
+    page.get_by_role("link", name="vNIC profiles").click()
+    expect(page.get_by_role("heading", name="vNIC profiles")).to_be_visible()
+    expect(page.locator("tr[data-profile='ovirtmgmt@ovirtmgmt']")).to_be_visible()
+
+    form = page.get_by_role("form", name="New vNIC profile")
+    form.get_by_label("Name").fill("mirror")
+    form.locator("select[name=network]").select_option(label="ovirtmgmt")
+    form.get_by_label("Network filter").select_option("clean-traffic")
+    form.get_by_label("Port mirroring").check()
+    form.get_by_role("button", name="Add profile").click()
+    row = page.locator("tr[data-profile='mirror@ovirtmgmt']")
+    for text in ("clean-traffic", "yes"):
+        expect(row).to_contain_text(text)
+
+    form = page.get_by_role("form", name="New vNIC profile")
+    form.get_by_label("Name").fill("mirror")
+    form.locator("select[name=network]").select_option(label="ovirtmgmt")
+    form.get_by_role("button", name="Add profile").click()
+    expect(page.get_by_role("alert")).to_contain_text("already used by network ovirtmgmt")
+    expect(page.locator("tr[data-profile^='mirror@']")).to_have_count(1)
+
+    conn = sdk.Connection(url=engine.url, username="admin@internal", password=engine.password,
+                          ca_file=str(engine.ca_file))
+    try:
+        vms = conn.system_service().vms_service()
+        vm = vms.add(types.Vm(name="profile-user", cluster=types.Cluster(name="Default"),
+                              template=types.Template(name="Blank")))
+        profile = next(p for p in conn.system_service().vnic_profiles_service().list()
+                       if p.name == "mirror")
+        vms.vm_service(vm.id).nics_service().add(types.Nic(
+            name="nic1", vnic_profile=types.VnicProfile(id=profile.id)))
+        page.goto("/vnicprofiles")
+        expect(row.locator("td").nth(4)).to_have_text("1")
+        page.get_by_role("button", name="Remove mirror of ovirtmgmt").click()
+        expect(page.get_by_role("alert")).to_contain_text(
+            "Cannot remove VM network interface profile mirror: 1 VM NIC(s) use it")
+        vms.vm_service(vm.id).remove()
+    finally:
+        conn.close()
+    page.goto("/vnicprofiles")
+    page.get_by_role("button", name="Remove mirror of ovirtmgmt").click()
+    expect(page).to_have_url(re.compile(r"/vnicprofiles$"))
+    expect(page.locator("tr[data-profile^='mirror@']")).to_have_count(0)

@@ -123,7 +123,7 @@ def test_a_vm_from_creation_to_removal(page: Page, web_demo: Demo) -> None:
         expect(page.get_by_test_id("vm-status")).to_have_text("down", timeout=90_000)
 
         page.once("dialog", lambda dialog: dialog.accept())
-        page.get_by_role("button", name="Remove").click()
+        page.get_by_role("button", name="Remove", exact=True).click()
         expect(page).to_have_url(re.compile(r"/vms$"), timeout=60_000)
         expect(page.locator(f"tr[data-vm='{name}']")).to_have_count(0)
 

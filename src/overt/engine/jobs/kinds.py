@@ -11,7 +11,7 @@ live apart, in `jobs.handlers` (the logical units).
 from __future__ import annotations
 
 import uuid
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -208,6 +208,21 @@ class CommitHostNetworks(JobSpec):
         return self.host_id
 
 
+class ChangeVmNic(VmJob):
+    """Plug, unplug or relink one NIC of a running VM on its host, as the service layer
+    has recorded it (`linked`: the link state asked for a relink)."""
+
+    kind: ClassVar[str] = "vm.nic"
+    max_attempts: ClassVar[int] = 3
+    nic_id: uuid.UUID
+    op: Literal["plug", "unplug", "link"]
+    linked: bool | None = None
+    host_id: uuid.UUID | None = None
+
+    def host(self) -> uuid.UUID | None:
+        return self.host_id
+
+
 class _StorageDomainJob(JobSpec):
     """A job on one shared storage domain, which it locks until the domain is settled."""
 
@@ -245,7 +260,8 @@ class DetachStorageDomain(_StorageDomainJob):
 KINDS: dict[str, type[JobSpec]] = {spec.kind: spec for spec in (
     StartVm, StopVm, ShutdownVm, RebootVm, SuspendVm, RemoveVm, SetTicket,
     CreateDisk, RemoveDisk, InstallHost, RefreshHost, SetupHostNetworks,
-    CommitHostNetworks, CreateStorageDomain, AttachStorageDomain, DetachStorageDomain)}
+    CommitHostNetworks, CreateStorageDomain, AttachStorageDomain, DetachStorageDomain,
+    ChangeVmNic)}
 
 
 class UnreadableJob(Exception):

@@ -73,6 +73,13 @@ def console_password() -> str:
     return secrets.token_urlsafe(6)[:8]
 
 
+def nic_spec(nic: VmNic, network: Network) -> NicSpec:
+    """A NIC as the node wires it: on its network's bridge, tagged when the network is."""
+    return NicSpec(id=nic.id, name=nic.name, mac=nic.mac, bridge=network.bridge,
+                   model=nic.interface if nic.interface in ("virtio", "e1000", "rtl8139")
+                   else "virtio", linked=nic.linked, vlan=network.vlan_id)
+
+
 async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
                         display_address: str = "0.0.0.0") -> VmSpec:  # noqa: S104
     """The spec a node needs to run `vm` now; refuses disks that are not ready.
@@ -99,9 +106,7 @@ async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
     for nic, network in rows:
         if network is None:
             continue  # a NIC with no profile is unplugged from any network, as in oVirt
-        nics.append(NicSpec(id=nic.id, name=nic.name, mac=nic.mac, bridge=network.bridge,
-                            model=nic.interface if nic.interface in ("virtio", "e1000", "rtl8139")
-                            else "virtio", linked=nic.linked, vlan=network.vlan_id))
+        nics.append(nic_spec(nic, network))
     boot = tuple(BootDevice(d) for d in vm.boot_devices if d in BootDevice.__members__.values())
     return VmSpec(
         id=vm.id, name=vm.name, memory_mib=vm.memory_mib,

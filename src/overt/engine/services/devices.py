@@ -1,8 +1,7 @@
-"""A VM's devices: NICs, disks and disk attachments (changed while the VM is down)."""
+"""A VM's disks and disk attachments (changed while the VM is down); NICs: vm_nics."""
 
 from __future__ import annotations
 
-import re
 import uuid
 
 from sqlalchemy import select
@@ -12,12 +11,9 @@ from overt.engine import audit
 from overt.engine.db.tables import (
     Disk,
     DiskAttachment,
-    Network,
     StorageDomain,
     User,
     Vm,
-    VmNic,
-    VnicProfile,
 )
 from overt.engine.jobs.kinds import CreateDisk, RemoveDisk
 from overt.engine.model.errors import Conflict, InvalidInput, NotFound
@@ -25,101 +21,19 @@ from overt.engine.model.status import (
     DiskFormat,
     DiskInterface,
     DiskStatus,
-    NicInterface,
     StorageDomainStatus,
 )
 from overt.engine.model.vm_actions import VmAction, check_vm_action
 from overt.engine.queries import lookup
 from overt.engine.queries.shared_storage import is_shared, new_volume_path
-from overt.engine.services import macpools
-from overt.engine.services.inputs import DiskAttachmentInput, DiskInput, NicInput
+from overt.engine.services.inputs import DiskAttachmentInput, DiskInput
 from overt.engine.services.jobs import JobSubmitter
 
-_NIC_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
 MAX_DISK_BYTES = 64 << 40
 
 
 def _devices_changeable(vm: Vm) -> None:
     check_vm_action(VmAction.UPDATE_DEVICES, vm.status, vm_name=vm.name)
-
-
-# -- NICs ------------------------------------------------------------------------------
-
-async def _profile_for(session: AsyncSession, data: NicInput) -> VnicProfile | None:
-    if data.vnic_profile is not None:
-        if data.vnic_profile.id is None and not data.vnic_profile.name:
-            return None  # <vnic_profile/>: an unplugged NIC, as oVirt allows
-        return await lookup.resolve(session, VnicProfile, data.vnic_profile, "nic.vnic_profile")
-    if data.network is not None:
-        network = await lookup.resolve(session, Network, data.network, "nic.network")
-        return (await session.execute(select(VnicProfile).where(
-            VnicProfile.network_id == network.id).order_by(VnicProfile.name))).scalars().first()
-    return None
-
-
-async def add_nic(session: AsyncSession, vm: Vm, data: NicInput, user: User) -> VmNic:
-    _devices_changeable(vm)
-    existing = list((await session.execute(select(VmNic).where(VmNic.vm_id == vm.id))).scalars())
-    name = data.name or f"nic{len(existing) + 1}"
-    if not _NIC_NAME_RE.match(name):
-        raise InvalidInput(f"nic.name {name!r} is not valid")
-    if any(nic.name == name for nic in existing):
-        raise Conflict(f"VM {vm.name} already has a NIC named {name}")
-    interface = NicInterface(data.interface) if data.interface else NicInterface.VIRTIO
-    profile = await _profile_for(session, data)
-    mac = await macpools.claim(session, vm.cluster_id, data.mac) if data.mac \
-        else await macpools.allocate(session, vm.cluster_id)
-    nic = VmNic(id=uuid.uuid4(), vm_id=vm.id, name=name, mac=mac,
-                vnic_profile_id=profile.id if profile else None, interface=interface.value,
-                linked=True if data.linked is None else data.linked,
-                plugged=True if data.plugged is None else data.plugged)
-    session.add(nic)
-    vm.spec_version += 1
-    await session.flush()
-    _record(session, f"Interface {nic.name} ({mac}) was added to VM {vm.name} by "
-            f"{user.user_name}", audit.NIC_ADDED, vm, user)
-    return nic
-
-
-async def get_nic(session: AsyncSession, vm_id: uuid.UUID, nic_id: uuid.UUID) -> VmNic:
-    nic = await session.get(VmNic, nic_id)
-    if nic is None or nic.vm_id != vm_id:
-        raise NotFound(f"VM {vm_id} has no NIC {nic_id}")
-    return nic
-
-
-async def update_nic(session: AsyncSession, vm: Vm, nic_id: uuid.UUID, data: NicInput,
-                     user: User) -> VmNic:
-    _devices_changeable(vm)
-    nic = await get_nic(session, vm.id, nic_id)
-    if data.name:
-        if not _NIC_NAME_RE.match(data.name):
-            raise InvalidInput(f"nic.name {data.name!r} is not valid")
-        nic.name = data.name
-    if data.mac:
-        nic.mac = await macpools.claim(session, vm.cluster_id, data.mac, nic_id=nic.id)
-    if data.interface:
-        nic.interface = NicInterface(data.interface).value
-    if data.vnic_profile is not None or data.network is not None:
-        profile = await _profile_for(session, data)
-        nic.vnic_profile_id = profile.id if profile else None
-    if data.linked is not None:
-        nic.linked = data.linked
-    if data.plugged is not None:
-        nic.plugged = data.plugged
-    vm.spec_version += 1
-    _record(session, f"Interface {nic.name} of VM {vm.name} was updated by {user.user_name}",
-            audit.NIC_UPDATED, vm, user)
-    return nic
-
-
-async def remove_nic(session: AsyncSession, vm: Vm, nic_id: uuid.UUID, user: User) -> None:
-    _devices_changeable(vm)
-    nic = await get_nic(session, vm.id, nic_id)
-    await session.delete(nic)
-    vm.spec_version += 1
-    _record(session, f"Interface {nic.name} was removed from VM {vm.name} by {user.user_name}",
-            audit.NIC_REMOVED, vm, user)
 
 
 def _record(session: AsyncSession, description: str, code: int, vm: Vm, user: User) -> None:

@@ -26,9 +26,10 @@ from overt.engine.model.vm_actions import VmAction, check_vm_action
 from overt.engine.queries import lookup
 from overt.engine.queries.vm_spec import required_host
 from overt.engine.scheduler.loads import reserve_host
-from overt.engine.services.devices import add_disk_attachment, add_nic, thin_copy
+from overt.engine.services.devices import add_disk_attachment, thin_copy
 from overt.engine.services.inputs import VmInput
 from overt.engine.services.jobs import JobSubmitter
+from overt.engine.services.vm_nics import add_nic
 
 MIB = 1 << 20
 MAX_MEMORY_MIB = 4 * 1024 * 1024
@@ -103,7 +104,7 @@ async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user:
     for requested in data.disk_attachments:
         await add_disk_attachment(session, jobs, vm, requested, user)
     for nic in data.nics:
-        await add_nic(session, vm, nic, user)
+        await add_nic(session, jobs, vm, nic, user)
     audit.record(session, f"VM {vm.name} was created by {user.user_name}", code=audit.VM_CREATED,
                  vm_id=vm.id, cluster_id=cluster.id, user_id=user.id)
     return vm

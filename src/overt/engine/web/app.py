@@ -8,7 +8,19 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from overt.engine.web import auth, console, graphs, hosts, inventory, live, pages, vms
+from overt.engine.web import (
+    auth,
+    console,
+    graphs,
+    host_networks,
+    hosts,
+    inventory,
+    live,
+    pages,
+    vm_nics,
+    vms,
+    vnic_profiles,
+)
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -21,7 +33,11 @@ def web_routes() -> list[BaseRoute]:
                   "scripts/setup (it installs them with npm)", STATIC)
     return [
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
-        *auth.ROUTES, *live.ROUTES, *graphs.ROUTES, *console.ROUTES, *vms.ROUTES, *inventory.ROUTES,
+        *auth.ROUTES, *live.ROUTES, *graphs.ROUTES, *console.ROUTES,
+        *vm_nics.ROUTES,  # before the VM actions' /vms/{vm_id}/{action}
+        *vms.ROUTES, *inventory.ROUTES,
+        *host_networks.ROUTES,  # before the host actions' /hosts/{host_id}/{action}
         *hosts.ROUTES,
+        *vnic_profiles.ROUTES,
         *pages.ROUTES,
     ]

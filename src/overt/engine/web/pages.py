@@ -30,6 +30,7 @@ from overt.engine.db.tables import (
 from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus, VmStatus
 from overt.engine.queries import lookup
+from overt.engine.web import host_networks
 from overt.engine.web.context import WebContext, page
 from overt.engine.web.hosts import host_buttons
 
@@ -176,8 +177,9 @@ async def host_values(session: AsyncSession, host_id: uuid.UUID) -> dict[str, An
 
 @page
 async def host_page(ctx: WebContext) -> Response:
-    return ctx.render("host.html", nav="hosts", **await host_values(ctx.session,
-                                                                    ctx.id_param("host_id")))
+    values = await host_values(ctx.session, ctx.id_param("host_id"))
+    return ctx.render("host.html", nav="hosts", **values,
+                      **await host_networks.network_values(ctx.session, values["host"]))
 
 
 @page

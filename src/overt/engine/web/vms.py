@@ -26,7 +26,7 @@ from overt.engine.db.tables import (
     VnicProfile,
 )
 from overt.engine.model.errors import InvalidInput, OvertError
-from overt.engine.model.status import StorageDomainStatus, TemplateStatus
+from overt.engine.model.status import StorageDomainStatus, TemplateStatus, VmStatus
 from overt.engine.model.vm_actions import VM_ACTIONS, VmAction
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
@@ -170,11 +170,18 @@ async def vm_values(session: AsyncSession, vm_id: uuid.UUID) -> dict[str, Any]:
     nics = (await session.execute(
         select(VmNic, VnicProfile.name).outerjoin(VnicProfile, VnicProfile.id == VmNic.vnic_profile_id)
         .where(VmNic.vm_id == vm.id).order_by(VmNic.name))).all()
+    profiles = (await session.execute(
+        select(VnicProfile, Network.name).join(Network, Network.id == VnicProfile.network_id)
+        .where(Network.data_center_id == (cluster.data_center_id if cluster else None))
+        .order_by(Network.name, VnicProfile.name))).all()
     status = vm.status
     buttons = [(name, label, destructive, status in VM_ACTIONS[action])
                for name, (action, label, destructive) in ACTIONS.items()]
     return {"vm": vm, "host": host, "cluster": cluster, "template": template, "disks": disks,
-            "nics": nics, "buttons": buttons,
+            "nics": nics, "profiles": profiles, "nic_error": None, "buttons": buttons,
+            "nics_live": status in VM_ACTIONS[VmAction.HOTPLUG_NIC],
+            "nics_changeable": status is VmStatus.DOWN
+            or status in VM_ACTIONS[VmAction.HOTPLUG_NIC],
             "console_ready": vm.host_id is not None and status in VM_ACTIONS[VmAction.TICKET]}
 
 

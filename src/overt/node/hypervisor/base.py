@@ -14,7 +14,7 @@ from typing import Protocol
 
 from overt.protocol.commands import VmTicket
 from overt.protocol.host import HostCapabilities, VirtMode, VmStatusReport
-from overt.protocol.vm import VmSpec
+from overt.protocol.vm import NicSpec, VmSpec
 
 
 @dataclass(frozen=True)
@@ -113,3 +113,12 @@ class Hypervisor(Protocol):
     async def status(self, vm_id: uuid.UUID) -> VmStatusReport: ...
 
     async def set_ticket(self, vm_id: uuid.UUID, password: str, expiry_s: int) -> VmTicket: ...
+
+    async def plug_nic(self, vm_id: uuid.UUID, nic: NicSpec) -> VmStatusReport:
+        """Hot-plug a NIC into the running VM (already there: success)."""
+
+    async def unplug_nic(self, vm_id: uuid.UUID, nic: NicSpec) -> VmStatusReport:
+        """Hot-unplug a NIC, once the guest released it (already gone: success)."""
+
+    async def set_nic_link(self, vm_id: uuid.UUID, nic: NicSpec) -> VmStatusReport:
+        """Set a plugged NIC's link state to `nic.linked`."""

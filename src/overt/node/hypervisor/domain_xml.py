@@ -176,6 +176,11 @@ def _nic(nic: NicSpec) -> ET.Element:
     return element
 
 
+def nic_xml(nic: NicSpec) -> str:
+    """One NIC's <interface> element, as hot-plugged into a running domain."""
+    return _serialize(_nic(nic))
+
+
 def _add_console(devices: ET.Element, serial_log: str | None) -> None:
     if serial_log is None:
         serial = ET.SubElement(devices, "serial", type="pty")

@@ -50,13 +50,14 @@ from overt.node.hypervisor.libvirt_host import (
     sum_indexed,
     version_string,
 )
+from overt.node.hypervisor.libvirt_nics import LiveNics
 from overt.node.hypervisor.libvirt_states import event_detail, state_after_event, vm_state
 from overt.node.hypervisor.virt_mode_cache import VirtModeChoice
 from overt.node.hypervisor.virt_probe import is_probe
 from overt.protocol import PROTOCOL_VERSION, ErrorCode
 from overt.protocol.commands import VmTicket
 from overt.protocol.host import HostCapabilities, VirtMode, VmState, VmStatusReport
-from overt.protocol.vm import VmSpec
+from overt.protocol.vm import NicSpec, VmSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -78,6 +79,7 @@ class LibvirtHypervisor:
         self._virt_choice = virt_mode
         self._virt_mode: VirtMode | None = None
         self._known: dict[str, OvertMetadata] = {}  # domain uuid -> Overt's facts
+        self._nics = LiveNics(self.calls)
 
     @property
     def virt_mode(self) -> VirtMode:
@@ -320,6 +322,23 @@ class LibvirtHypervisor:
                          ET.tostring(current, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE)
         log.info("console ticket set", extra={"vm": dom.name(), "vm_id": str(vm_id)})
         return VmTicket(vnc_port=port, expires_at=expires)
+
+    # -- NICs of a running VM ----------------------------------------------------------------
+
+    async def plug_nic(self, vm_id: uuid.UUID, nic: NicSpec) -> VmStatusReport:
+        dom = await self._domain(vm_id)
+        await self._nics.plug(dom, nic)
+        return await self._report(dom)
+
+    async def unplug_nic(self, vm_id: uuid.UUID, nic: NicSpec) -> VmStatusReport:
+        dom = await self._domain(vm_id)
+        await self._nics.unplug(dom, nic)
+        return await self._report(dom)
+
+    async def set_nic_link(self, vm_id: uuid.UUID, nic: NicSpec) -> VmStatusReport:
+        dom = await self._domain(vm_id)
+        await self._nics.set_link(dom, nic)
+        return await self._report(dom)
 
     # -- events -------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from overt.node.hypervisor.base import HostCounters, HypervisorEvent, VmChanged,
 from overt.protocol import PROTOCOL_VERSION, ErrorCode
 from overt.protocol.commands import VmTicket
 from overt.protocol.host import HostCapabilities, VirtMode, VmState, VmStatusReport
-from overt.protocol.vm import VmSpec
+from overt.protocol.vm import NicSpec, VmSpec
 
 SIMULATED = "simulated"
 _ON = (VmState.RUNNING, VmState.PAUSED)
@@ -48,6 +48,7 @@ class _Vm:
     vnc_port: int | None = None
     cpu_time_ns: int = 0
     since: float = field(default_factory=time.monotonic)
+    nics: dict[str, NicSpec] = field(default_factory=dict)  # by MAC
 
     def report(self, reason: str = "") -> VmStatusReport:
         return VmStatusReport(vm_id=self.vm_id, name=self.name, state=self.state,
@@ -144,7 +145,8 @@ class SimulatedHypervisor:
         if vm is not None and vm.state in _ON:
             raise invalid_state(f"VM {vm.name} is running; stop it before defining it again")
         vm = self._vms[spec.id] = _Vm(spec.id, spec.name, spec.memory_mib, VmState.SHUTOFF,
-                                      persistent=True, spec_version=spec.spec_version)
+                                      persistent=True, spec_version=spec.spec_version,
+                                      nics={nic.mac: nic for nic in spec.nics})
         return vm.report()
 
     async def start(self, vm_id: uuid.UUID, spec: VmSpec | None, *, paused: bool,
@@ -162,7 +164,8 @@ class SimulatedHypervisor:
         if spec is not None:
             persistent = vm.persistent if vm is not None else False
             vm = self._vms[vm_id] = _Vm(vm_id, spec.name, spec.memory_mib, VmState.SHUTOFF,
-                                        persistent=persistent, spec_version=spec.spec_version)
+                                        persistent=persistent, spec_version=spec.spec_version,
+                                        nics={nic.mac: nic for nic in spec.nics})
         assert vm is not None
         vm.vnc_port = next(self._ports)
         return self._change(vm, VmState.PAUSED if paused else VmState.RUNNING,
@@ -213,6 +216,23 @@ class SimulatedHypervisor:
         vm = self._running(vm_id)
         assert vm.vnc_port is not None
         return VmTicket(vnc_port=vm.vnc_port, expires_at=time.time() + expiry_s)
+
+    async def plug_nic(self, vm_id: uuid.UUID, nic: NicSpec) -> VmStatusReport:
+        vm = self._running(vm_id)
+        vm.nics[nic.mac] = nic
+        return vm.report()
+
+    async def unplug_nic(self, vm_id: uuid.UUID, nic: NicSpec) -> VmStatusReport:
+        vm = self._running(vm_id)
+        vm.nics.pop(nic.mac, None)
+        return vm.report()
+
+    async def set_nic_link(self, vm_id: uuid.UUID, nic: NicSpec) -> VmStatusReport:
+        vm = self._running(vm_id)
+        if nic.mac not in vm.nics:
+            raise invalid_state(f"VM {vm.name} has no plugged NIC {nic.name} ({nic.mac})")
+        vm.nics[nic.mac] = nic
+        return vm.report()
 
     # -- helpers --------------------------------------------------------------------------
 

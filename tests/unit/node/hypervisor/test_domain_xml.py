@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from overt.node.hypervisor.domain_xml import OvertMetadata, domain_xml, vnc_port
+from overt.node.hypervisor.domain_xml import OvertMetadata, domain_xml, nic_xml, vnc_port
 from overt.protocol.host import VirtMode
 from overt.protocol.vm import (
     BootDevice,
@@ -125,3 +125,18 @@ def test_a_nic_on_a_vlan_network_is_an_ovs_access_port() -> None:
     assert [t.get("id") for t in tagged.findall("./vlan/tag")] == ["100"]
     assert plain.find("virtualport") is None and plain.find("vlan") is None
     assert plain.find("source").get("bridge") == "ovirtmgmt"  # type: ignore[union-attr]
+
+
+def test_a_hot_plugged_nic_is_the_same_interface_as_at_start() -> None:
+    """What `vm.nic_plug` attaches equals what the domain XML carries at start."""
+    nic = NicSpec(id=_id(32), name="hot1", mac="56:6f:1a:00:00:32", bridge="vlan100", vlan=100,
+                  linked=False)
+    spec = SPECS["minimal"].model_copy(update={"nics": (nic,)})
+    at_start = ET.fromstring(domain_xml(spec, VirtMode.QEMU, OvertMetadata(spec.id, 1))).find(
+        "./devices/interface")
+    plugged = ET.fromstring(nic_xml(nic))
+    assert at_start is not None
+    assert ET.canonicalize(ET.tostring(plugged), strip_text=True) == \
+        ET.canonicalize(ET.tostring(at_start), strip_text=True)
+    assert plugged.find("link").get("state") == "down"  # type: ignore[union-attr]
+    assert [t.get("id") for t in plugged.findall("./vlan/tag")] == ["100"]

@@ -12,7 +12,7 @@ from overt.node.simulated.fleet import node_uuid, vm_uuid
 from overt.node.simulated.hypervisor import SimulatedHypervisor
 from overt.protocol import ErrorCode
 from overt.protocol.host import VmState
-from overt.protocol.vm import VmSpec
+from overt.protocol.vm import NicSpec, VmSpec
 
 
 def _spec(memory_mib: int = 512) -> VmSpec:
@@ -53,3 +53,25 @@ async def test_memory_runs_out_and_vms_it_already_runs_are_reported() -> None:
 def test_fleet_ids_are_stable_and_distinct() -> None:
     assert node_uuid("a", 1) == node_uuid("a", 1) != node_uuid("a", 2) != node_uuid("b", 1)
     assert vm_uuid("a", 1, 0) != vm_uuid("a", 1, 1)
+
+
+async def test_nics_of_a_running_vm_are_plugged_relinked_and_unplugged() -> None:
+    hyp = SimulatedHypervisor(uuid.uuid4(), hostname="sim", memory_mib=1024)
+    await hyp.connect()
+    spec = _spec()
+    nic = NicSpec(id=uuid.uuid4(), name="hot1", mac="56:6f:00:00:00:01", bridge="ovirtmgmt")
+    with pytest.raises(NodeFailure) as refused:  # not running yet
+        await hyp.plug_nic(spec.id, nic)
+    assert refused.value.code is ErrorCode.NO_SUCH_VM
+    await hyp.start(spec.id, spec, paused=False, job=None)
+    with pytest.raises(NodeFailure) as refused:
+        await hyp.set_nic_link(spec.id, nic.model_copy(update={"linked": False}))
+    assert refused.value.code is ErrorCode.INVALID_STATE and "no plugged NIC hot1" in str(
+        refused.value.message)
+    assert (await hyp.plug_nic(spec.id, nic)).state is VmState.RUNNING
+    await hyp.plug_nic(spec.id, nic)  # again: already there, success
+    await hyp.set_nic_link(spec.id, nic.model_copy(update={"linked": False}))
+    await hyp.unplug_nic(spec.id, nic)
+    await hyp.unplug_nic(spec.id, nic)  # again: already gone, success
+    with pytest.raises(NodeFailure):
+        await hyp.set_nic_link(spec.id, nic)

@@ -16,7 +16,7 @@ from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import Vm, VmNic
 from overt.engine.model.errors import NotFound
 from overt.engine.queries import lookup
-from overt.engine.services import devices
+from overt.engine.services import vm_nics
 
 routes = ApiRoutes()
 # Links a VM advertises besides those of views.vm (served here and in tags).
@@ -66,6 +66,6 @@ async def get_reported_device(ctx: ApiContext) -> Response:
 
 @routes.get("/vms/{vm_id}/nics/{nic_id}/reporteddevices")
 async def list_nic_reported_devices(ctx: ApiContext) -> Response:
-    nic = await devices.get_nic(ctx.session, ctx.id_param("vm_id"), ctx.id_param("nic_id"))
+    nic = await vm_nics.get_nic(ctx.session, ctx.id_param("vm_id"), ctx.id_param("nic_id"))
     base = href("vms", nic.vm_id, "reporteddevices")
     return ctx.render_list("reported_devices", "reported_device", [reported_device(nic, base)])

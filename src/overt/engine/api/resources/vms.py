@@ -16,11 +16,22 @@ from overt.engine.api.resources import vm_devices
 from overt.engine.api.resources.common import action_done, action_params, list_rows
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.wire.render import Representation
-from overt.engine.db.tables import Cluster, Disk, DiskAttachment, Host, Vm, VmNic, VnicProfile
+from overt.engine.db.tables import (
+    Cluster,
+    Disk,
+    DiskAttachment,
+    Host,
+    Job,
+    Vm,
+    VmNic,
+    VnicProfile,
+)
+from overt.engine.model.errors import NotFound
 from overt.engine.queries import lookup
-from overt.engine.services import consoles, devices
+from overt.engine.services import consoles, devices, vm_nics
 from overt.engine.services import identity as identity_service
 from overt.engine.services import vms as vm_service
+from overt.engine.services.jobs import wait_for_job
 
 routes = ApiRoutes()
 
@@ -181,32 +192,57 @@ async def _nic_view(ctx: ApiContext, nic: VmNic) -> Representation:
     return views.nic(nic, network_id=network_id)
 
 
+NIC_WAIT_S = 60.0
+
+
+def _nic_answer(ctx: ApiContext, nic_id: uuid.UUID, job: Job | None, *, status: int = 200,
+                what: str) -> Response:
+    """Answer with the NIC as it is once its hot-plug job (if any) has ended."""
+    async def answer() -> Response:
+        db = ctx.request.app.state.db
+        if job is not None:
+            await wait_for_job(db, job.id, timeout_s=NIC_WAIT_S, what=what)
+        async with db.transaction() as session:
+            nic = await session.get(VmNic, nic_id)
+            if nic is None:
+                raise NotFound(f"NIC {nic_id} is gone")
+            profile = await session.get(VnicProfile, nic.vnic_profile_id) \
+                if nic.vnic_profile_id else None
+            return ctx.render("nic", views.nic(nic, network_id=profile.network_id
+                                                if profile else None), status=status)
+
+    ctx.then = answer
+    return Response(status_code=204)  # replaced by answer() once the transaction committed
+
+
 @routes.post("/vms/{vm_id}/nics")
 async def add_nic(ctx: ApiContext) -> Response:
     vm = await lookup.get(ctx.session, Vm, ctx.id_param("vm_id"), for_update=True)
-    nic = await devices.add_nic(ctx.session, vm, read_nic(await ctx.body("nic")), ctx.user)
-    return ctx.render("nic", await _nic_view(ctx, nic), status=201)
+    nic, job = await vm_nics.add_nic(ctx.session, ctx.services.jobs, vm,
+                                     read_nic(await ctx.body("nic")), ctx.user)
+    return _nic_answer(ctx, nic.id, job, status=201, what=f"plugging NIC {nic.name}")
 
 
 @routes.get("/vms/{vm_id}/nics/{nic_id}")
 async def get_nic(ctx: ApiContext) -> Response:
-    nic = await devices.get_nic(ctx.session, ctx.id_param("vm_id"), ctx.id_param("nic_id"))
+    nic = await vm_nics.get_nic(ctx.session, ctx.id_param("vm_id"), ctx.id_param("nic_id"))
     return ctx.render("nic", await _nic_view(ctx, nic))
 
 
 @routes.put("/vms/{vm_id}/nics/{nic_id}")
 async def update_nic(ctx: ApiContext) -> Response:
     vm = await lookup.get(ctx.session, Vm, ctx.id_param("vm_id"), for_update=True)
-    nic = await devices.update_nic(ctx.session, vm, ctx.id_param("nic_id"),
-                                   read_nic(await ctx.body("nic")), ctx.user)
+    nic, job = await vm_nics.update_nic(ctx.session, ctx.services.jobs, vm,
+                                        ctx.id_param("nic_id"), read_nic(await ctx.body("nic")),
+                                        ctx.user)
     await ctx.session.flush()
-    return ctx.render("nic", await _nic_view(ctx, nic))
+    return _nic_answer(ctx, nic.id, job, what=f"changing NIC {nic.name}")
 
 
 @routes.delete("/vms/{vm_id}/nics/{nic_id}")
 async def remove_nic(ctx: ApiContext) -> Response:
     vm = await lookup.get(ctx.session, Vm, ctx.id_param("vm_id"), for_update=True)
-    await devices.remove_nic(ctx.session, vm, ctx.id_param("nic_id"), ctx.user)
+    await vm_nics.remove_nic(ctx.session, vm, ctx.id_param("nic_id"), ctx.user)
     return action_done(ctx)
 
 
