@@ -49,6 +49,7 @@ from overt.engine.nodes import NodeClient
 from overt.engine.pki.authority import EnginePki
 from overt.engine.pki.pins import CertificatePins
 from overt.engine.pki.rotation import CertificateWatch
+from overt.engine.secrets import SecretBox
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.web.app import web_routes
 from overt.engine.web.live import ChangeFeed
@@ -186,7 +187,8 @@ class EngineRuntime:
 
     async def _start_api(self, registry: Registry) -> list[asyncio.Task[Any]]:
         services = ApiServices(jobs=JobSubmitter(self.job_wakeup), ca_certificate=self.pki.ca_file,
-                               monitor_wakeup=self.monitor_wakeup.set)
+                               monitor_wakeup=self.monitor_wakeup.set,
+                               secrets=SecretBox(self.settings.data_dir))
         app = build_api_app(self.db, services, extra_routes=web_routes())
         app.state.change_feed = self._change_feed = ChangeFeed(self.db)
         app.state.session_watch = SessionWatch()

@@ -30,6 +30,7 @@ from overt.engine.api.resources import (
     inventory,
     inventory_edits,
     networking,
+    power_management,
     root,
     statistics,
     storage,
@@ -40,6 +41,7 @@ from overt.engine.api.resources import (
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.db.database import Database
 from overt.engine.identity.signin import SignInGuard
+from overt.engine.secrets import SecretBox
 from overt.engine.services.jobs import JobSubmitter
 
 
@@ -51,12 +53,14 @@ class ApiServices:
     ca_certificate: Path
     instance_id: uuid.UUID = field(default_factory=uuid.uuid4)
     monitor_wakeup: Callable[[], None] = lambda: None
+    secrets: SecretBox | None = None  # seals fence agents' passwords
 
 
 def api_routes() -> ApiRoutes:
     routes = ApiRoutes()
     for module in (root, vms, hosts, host_nics, inventory, inventory_edits, storage, activity,
-                   statistics, vm_devices, consoles, tags, networking, host_networks):
+                   statistics, vm_devices, consoles, tags, networking, host_networks,
+                   power_management):
         routes.include(module.routes)
     return routes
 
