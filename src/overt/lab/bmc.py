@@ -7,7 +7,8 @@ its sessions in process-wide state, so each BMC runs as its own process:
     python -m overt.lab.bmc --port 6230 --user admin --password-file FILE -- COMMAND...
 
 runs COMMAND while the power is on (power off kills its whole process group, as a power
-loss would; power on starts it again)."""
+loss would; power on starts it again); with `--lab-node node1` it powers that lab node
+(`overt.lab.node_power`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ from pathlib import Path
 from typing import Protocol
 
 from pyghmi.ipmi import bmc  # type: ignore[import-untyped]
+
+from overt.lab.lab import Lab
+from overt.lab.node_power import LabNodePower
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +115,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--password-file", type=Path, required=True,
                         help="a file holding the password (never on the command line)")
     parser.add_argument("--off", action="store_true", help="start with the power off")
-    parser.add_argument("command", nargs="+", help="what runs while the power is on")
+    parser.add_argument("--lab-node", help="power this lab node (node1, ...): its libvirtd, "
+                        "QEMUs and agent; COMMAND, if given, is the agent to start on power on")
+    parser.add_argument("--lab-prefix", default=os.environ.get("OVERT_LAB_PREFIX", "overt"))
+    parser.add_argument("command", nargs="*", help="what runs while the power is on")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s bmc %(message)s")
-    power = ProcessPower(args.command, on=not args.off)
+    power: PowerBackend
+    if args.lab_node:
+        power = LabNodePower(Lab.find(args.lab_prefix), args.lab_node,
+                             agent_argv=args.command or None)
+        if not args.off:
+            power.power_on()
+    elif args.command:
+        power = ProcessPower(args.command, on=not args.off)
+    else:
+        parser.error("give a COMMAND to power, or --lab-node")
     server = VirtualBmc(power, user=args.user, password=args.password_file.read_text().strip(),
                         port=args.port, address=args.address)
 
