@@ -214,3 +214,30 @@ def test_bad_input_is_refused(connection: sdk.Connection, bmc: Bmc, host: types.
         assert fault.value.code == 400 and reason in str(fault.value)
     assert len(agents.list()) == 1  # nothing was added
     assert bmc.powered()
+
+
+def test_fence_from_the_cli(connection: sdk.Connection, api_engine: RunningEngine, bmc: Bmc,
+                            host: types.Host) -> None:
+    """`overt host fence HOST TYPE`: the power status it prints, the fault when refused."""
+    env = {**os.environ, "OVERT_URL": api_engine.url, "OVERT_PASSWORD": api_engine.password,
+           "OVERT_CA_FILE": str(api_engine.ca_file), "COLUMNS": "300"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "overt", "host", "fence", *args],
+                              capture_output=True, text=True, env=env, timeout=300, check=False)
+
+    refused = cli("fenced", "stop")
+    assert refused.returncode != 0
+    assert "power management is not configured" in refused.stdout + refused.stderr
+    service = connection.system_service().hosts_service().host_service(host.id)
+    service.fence_agents_service().add(_agent(bmc))
+    service.update(types.Host(power_management=types.PowerManagement(enabled=True)))
+    stopped = cli("fenced", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert "host fenced: stop done, power off" in stopped.stdout
+    assert not bmc.powered()
+    started = cli("fenced", "start")
+    assert "host fenced: start done, power on" in started.stdout, started.stderr
+    assert bmc.powered()
+    bad = cli("fenced", "explode")
+    assert bad.returncode != 0 and "must be one of" in bad.stdout + bad.stderr
