@@ -213,6 +213,11 @@ def test_bad_input_is_refused(connection: sdk.Connection, bmc: Bmc, host: types.
             agents.add(agent)
         assert fault.value.code == 400 and reason in str(fault.value)
     assert len(agents.list()) == 1  # nothing was added
+
+    with pytest.raises(sdk.Error) as renamed:
+        service.update(types.Host(name="other"))
+    assert renamed.value.code == 400 and "host name cannot be updated" in str(renamed.value)
+    assert service.get().name == "fenced"
     assert bmc.powered()
 
 

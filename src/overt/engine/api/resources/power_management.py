@@ -46,8 +46,13 @@ def _password(node: Node) -> Secret | None:
 
 @routes.put("/hosts/{host_id}")
 async def update_host(ctx: ApiContext) -> Response:
-    """oVirt's host update; Overt changes `power_management.enabled` through it."""
+    """oVirt's host update; Overt changes `power_management.enabled` through it and refuses
+    the rest rather than ignore it."""
     node = await ctx.body("host")
+    others = sorted({child.tag for child in node.children} - {"power_management", "id", "href"})
+    if others:
+        raise InvalidInput(f"host {', '.join(others)} cannot be updated; an update may change "
+                           "power_management.enabled only")
     power = node.child("power_management")
     host_id = ctx.id_param("host_id")
     if power is not None and power.get_bool("enabled") is not None:
