@@ -150,3 +150,27 @@ def approve_host(host_id: str, fingerprint: str = typer.Option(
     finally:
         client.close()
     say(f"host {host_id} approved for key {fingerprint}")
+
+
+FENCE_TYPES = ("status", "start", "stop", "restart")
+
+
+@app.command("fence")
+@reports_errors
+def fence_host(name: Annotated[str, typer.Argument(help="Host name or id.")],
+               fence_type: Annotated[str, typer.Argument(
+                   help="status, start, stop or restart (through the host's power management)")],
+               url: Url = None, user: User = None, password_file: PasswordFile = None,
+               ca_file: CaFile = None, data_dir: DataDir = None) -> None:
+    """Power a host on or off (or ask its power status) through its BMC."""
+    if fence_type not in FENCE_TYPES:
+        raise ApiError(f"the fence type must be one of {', '.join(FENCE_TYPES)}, "
+                       f"not {fence_type!r}")
+    client = connect(url, user, password_file, ca_file, data_dir)
+    try:
+        host = _host_of(client, name)
+        reply = client.post(f"/hosts/{host['id']}/fence", {"fence_type": fence_type})
+    finally:
+        client.close()
+    status = (reply.get("power_management") or {}).get("status", "unknown")
+    say(f"host {host['name']}: {fence_type} done, power {status}")

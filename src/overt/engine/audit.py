@@ -81,6 +81,10 @@ DISK_DETACHED = 2018
 # Devices and templates: 9530-9539.
 DISK_ATTACHMENT_UPDATED = 9530
 TEMPLATE_IMPORTED = 9531
+# Power management: 9560-9569.
+HOST_POWER_MANAGEMENT_UPDATED = 9560
+HOST_FENCED = 9561
+HOST_FENCE_FAILED = 9562
 
 # Audit descriptions are capped: part of them may come from unauthenticated input.
 MAX_DESCRIPTION = 1000

@@ -56,6 +56,7 @@ from overt.engine.pki.authority import EnginePki
 from overt.engine.pki.broker_tls import BrokerTls
 from overt.engine.pki.pins import CertificatePins
 from overt.engine.pki.rotation import CertificateWatch
+from overt.engine.secrets import SecretBox
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.web.app import web_routes
 from overt.engine.web.live import ChangeFeed
@@ -223,7 +224,8 @@ class EngineRuntime:
                                directories=directories,
                                kerberos=self._kerberos(),
                                revoke_node_account=self.broker.delete_node_user
-                               if self.broker is not None else None)
+                               if self.broker is not None else None,
+                               secrets=SecretBox(self.settings.data_dir))
         app = build_api_app(self.db, services, extra_routes=web_routes())
         app.state.change_feed = self._change_feed = ChangeFeed(self.db)
         app.state.session_watch = SessionWatch()

@@ -31,6 +31,7 @@ from overt.engine.api.resources import (
     inventory,
     inventory_edits,
     networking,
+    power_management,
     root,
     statistics,
     storage,
@@ -43,6 +44,7 @@ from overt.engine.db.database import Database
 from overt.engine.identity.directories import Directories
 from overt.engine.identity.kerberos import KerberosAcceptor
 from overt.engine.identity.signin import SignInGuard
+from overt.engine.secrets import SecretBox
 from overt.engine.services.jobs import JobSubmitter
 
 
@@ -58,13 +60,14 @@ class ApiServices:
     kerberos: KerberosAcceptor | None = None
     # Fully managed mode: deletes a removed host's broker account (after the commit).
     revoke_node_account: Callable[[uuid.UUID], Awaitable[None]] | None = None
+    secrets: SecretBox | None = None  # seals fence agents' passwords
 
 
 def api_routes() -> ApiRoutes:
     routes = ApiRoutes()
     for module in (root, vms, hosts, host_nics, inventory, inventory_edits, storage, activity,
                    statistics, vm_devices, consoles, tags, networking, host_networks,
-                   identity):
+                   identity, power_management):
         routes.include(module.routes)
     return routes
 

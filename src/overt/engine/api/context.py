@@ -64,7 +64,7 @@ class ApiContext:
             value = int(raw)
         except ValueError:
             raise InvalidInput(f"max must be an integer, not {raw!r}") from None
-        return None if value < 0 else value
+        return None if value < 0 else min(value, 2**31 - 1)
 
     def flag(self, name: str) -> bool:
         return self.request.query_params.get(name, "false").lower() == "true"

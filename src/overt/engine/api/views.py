@@ -74,10 +74,10 @@ def host(h: t.Host, *, vm_count: int = 0) -> Representation:
     return {
         "href": base, "id": str(h.id),
         "actions": actions(base, "activate", "approve", "commitnetconfig", "deactivate",
-                           "enrollcertificate", "install", "refresh", "setupnetworks"),
+                           "enrollcertificate", "fence", "install", "refresh", "setupnetworks"),
         "name": h.name, "description": h.description,
         "link": links(base, "nics", "networkattachments", "statistics", "permissions",
-                      "storage"),
+                      "storage", "fenceagents"),
         "address": h.address, "port": h.port, "status": h.status,
         "status_detail": h.status_detail or None,
         "type": "rhel", "external_status": "ok",
@@ -96,7 +96,21 @@ def host(h: t.Host, *, vm_count: int = 0) -> Representation:
         if h.certificate_fingerprint else None,
         # The node's key (pending approval, or certified): compare with the node's log.
         "ssh": {"fingerprint": h.key_fingerprint} if h.key_fingerprint else None,
+        "power_management": {"enabled": h.pm_enabled},
         "cluster": ref("clusters", h.cluster_id),
+    }
+
+
+def fence_agent(a: t.FenceAgent) -> Representation:
+    """oVirt's `agent`; the password is write-only and never rendered."""
+    base = f"{href('hosts', a.host_id)}/fenceagents/{a.id}"
+    return {
+        "href": base, "id": str(a.id),
+        "address": a.address, "port": a.port, "username": a.username, "type": a.type,
+        "order": a.order, "encrypt_options": False,
+        "options": {"option": [{"name": k, "value": str(v)} for k, v in sorted(a.options.items())]}
+        if a.options else None,
+        "host": ref("hosts", a.host_id),
     }
 
 

@@ -143,8 +143,29 @@ class Host(Base):
     last_heartbeat_at: Mapped[dt.datetime | None] = mapped_column()
     needs_resync: Mapped[bool] = mapped_column(default=False)
     broker_username: Mapped[str | None] = mapped_column(String(128))
+    # Power management (oVirt's `power_management.enabled`); its agents are `FenceAgent`s.
+    pm_enabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     cluster: Mapped[Cluster] = relationship(lazy="raise")
+
+
+class FenceAgent(Base):
+    """A host's power management agent (oVirt's `agent`): how to reach the host's BMC.
+
+    The password is kept only encrypted (`engine.secrets`), never in plain text."""
+
+    __tablename__ = "fence_agents"
+    id: Mapped[uuid.UUID] = _id()
+    host_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"),
+                                               index=True)
+    order: Mapped[int] = mapped_column(default=1)
+    type: Mapped[str] = mapped_column(String(32))
+    address: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int | None] = mapped_column()
+    username: Mapped[str] = mapped_column(String(255), default="")
+    password_sealed: Mapped[str] = mapped_column(Text, default="")
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class StorageDomain(Base):

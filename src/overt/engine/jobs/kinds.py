@@ -223,6 +223,20 @@ class ChangeVmNic(VmJob):
         return self.host_id
 
 
+class FenceHost(JobSpec):
+    """Ask a host's power management for its power status, or to start, stop or restart
+    it, through its fence agents in order. Locks nothing: a fence must never wait for a job
+    stuck on the host it fences; not retried (a power action is not repeated blindly)."""
+
+    kind: ClassVar[str] = "host.fence"
+    max_attempts: ClassVar[int] = 1
+    host_id: uuid.UUID
+    fence_type: Literal["status", "start", "stop", "restart"]
+
+    def host(self) -> uuid.UUID | None:
+        return self.host_id
+
+
 class _StorageDomainJob(JobSpec):
     """A job on one shared storage domain, which it locks until the domain is settled."""
 
@@ -261,7 +275,7 @@ KINDS: dict[str, type[JobSpec]] = {spec.kind: spec for spec in (
     StartVm, StopVm, ShutdownVm, RebootVm, SuspendVm, RemoveVm, SetTicket,
     CreateDisk, RemoveDisk, InstallHost, RefreshHost, SetupHostNetworks,
     CommitHostNetworks, CreateStorageDomain, AttachStorageDomain, DetachStorageDomain,
-    ChangeVmNic)}
+    ChangeVmNic, FenceHost)}
 
 
 class UnreadableJob(Exception):
