@@ -13,7 +13,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import Cluster, Job, Network, User, Vm, VmNic, VnicProfile
+from overt.engine.db.tables import (
+    Cluster,
+    Job,
+    Lock,
+    Network,
+    User,
+    Vm,
+    VmNic,
+    VnicProfile,
+)
 from overt.engine.jobs.kinds import ChangeVmNic
 from overt.engine.model.errors import Conflict, InvalidInput, NotFound
 from overt.engine.model.status import NicInterface, VmStatus
@@ -168,6 +177,11 @@ async def remove_nic(session: AsyncSession, vm: Vm, nic_id: uuid.UUID,
     if not _is_down(vm) and nic.plugged:
         raise Conflict(f"Cannot remove NIC {nic.name}: VM {vm.name} is running and the NIC is "
                        "plugged; unplug it first (plugged=false).")
+    if not _is_down(vm):
+        busy = (await session.execute(select(Lock.job_id).where(
+            Lock.resource_type == "vm", Lock.resource_id == vm.id))).scalars().first()
+        if busy is not None:  # e.g. its unplug is still under way
+            raise Conflict(f"Cannot remove NIC {nic.name}: VM {vm.name} is locked by job {busy}.")
     await session.delete(nic)
     vm.spec_version += 1
     audit.record(session, f"NIC {nic.name} was removed from VM {vm.name}", vm_id=vm.id,

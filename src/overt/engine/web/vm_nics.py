@@ -9,15 +9,17 @@ from collections.abc import Awaitable, Callable
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from overt.engine.db.tables import Vm
+from overt.engine.db.tables import Job, Vm
 from overt.engine.model.errors import InvalidInput, OvertError
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 from overt.engine.services import vm_nics
 from overt.engine.services.inputs import NicInput
+from overt.engine.services.jobs import wait_for_job
 from overt.engine.web.context import WebContext, page
 from overt.engine.web.vms import activity_values, vm_values
 
+NIC_WAIT_S = 60.0
 # What each NIC button asks the service for.
 CHANGES: dict[str, NicInput] = {
     "link": NicInput(linked=True), "unlink": NicInput(linked=False),
@@ -48,10 +50,10 @@ async def add_nic(ctx: WebContext) -> Response:
         profile = Ref(id=uuid.UUID(form.get("profile", "")))
     except ValueError:
         raise InvalidInput("choose a vNIC profile for the new network interface") from None
-    await vm_nics.add_nic(ctx.session, ctx.services.jobs, vm,
-                          NicInput(name=form.get("name", "").strip() or None,
-                                   vnic_profile=profile), ctx.user)
-    return RedirectResponse(f"/vms/{vm_id}", status_code=303)
+    _nic, job = await vm_nics.add_nic(ctx.session, ctx.services.jobs, vm,
+                                      NicInput(name=form.get("name", "").strip() or None,
+                                               vnic_profile=profile), ctx.user)
+    return _back_to_vm(ctx, vm_id, job)
 
 
 @page
@@ -63,11 +65,27 @@ async def change_nic(ctx: WebContext) -> Response:
     if change == "remove":
         await vm_nics.remove_nic(ctx.session, vm, nic_id, ctx.user)
     elif change in CHANGES:
-        await vm_nics.update_nic(ctx.session, ctx.services.jobs, vm, nic_id, CHANGES[change],
-                                 ctx.user)
+        _nic, job = await vm_nics.update_nic(ctx.session, ctx.services.jobs, vm, nic_id,
+                                             CHANGES[change], ctx.user)
+        return _back_to_vm(ctx, vm_id, job)
     else:
         raise InvalidInput(f"there is no network interface change {change!r}")
     return RedirectResponse(f"/vms/{vm_id}", status_code=303)
+
+
+def _back_to_vm(ctx: WebContext, vm_id: uuid.UUID, job: Job | None) -> Response:
+    """Back to the VM's page once the hot-plug job (if any) has ended, so the page shows
+    the domain as it is; a failure is shown by the NICs."""
+    target = RedirectResponse(f"/vms/{vm_id}", status_code=303)
+    if job is not None:
+        job_id = job.id
+
+        async def answer() -> Response:
+            await wait_for_job(ctx.request.app.state.db, job_id, timeout_s=NIC_WAIT_S,
+                               what="changing the network interface")
+            return target
+        ctx.then = answer
+    return target
 
 
 ROUTES = [

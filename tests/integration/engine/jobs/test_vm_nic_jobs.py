@@ -86,3 +86,20 @@ async def test_a_failed_plug_leaves_the_nic_unplugged(engine: LoopbackEngine) ->
         again = await session.get(VmNic, nic.id)
     assert again is not None and again.plugged is False
     assert hyp._vms[vm_id].nics == {}
+
+
+async def test_a_nic_is_not_removed_while_its_unplug_is_under_way(engine: LoopbackEngine) -> None:
+    hyp, vm_id, profile = await _running_vm(engine)
+    nic, job = await _change(engine, vm_id, None, NicInput(name="hot1", vnic_profile=profile))
+    assert job is not None and (await engine.job(job.id)).state == "done"
+    await engine.worker.stop()  # the unplug waits in the queue, holding the VM's lock
+    _nic, unplug = await _change(engine, vm_id, nic.id, NicInput(plugged=False))
+    assert unplug is not None
+    with pytest.raises(Conflict, match=f"VM web is locked by job {unplug.id}"):
+        async with engine.session() as session:
+            vm = await session.get(Vm, vm_id)
+            assert vm is not None
+            await vm_nics.remove_nic(session, vm, nic.id)
+    async with engine.session() as session:
+        assert await session.get(VmNic, nic.id) is not None
+    assert list(hyp._vms[vm_id].nics) == [nic.mac]  # still in the domain: not forgotten
