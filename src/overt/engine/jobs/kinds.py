@@ -69,6 +69,8 @@ class StartVm(VmJob):
     until the VM is up or the job fails and gives the room back."""
 
     kind: ClassVar[str] = "vm.start"
+    # Seen up by the monitor, the VM is free at once: a user who sees it up may stop it.
+    ends_as: ClassVar[VmStatus | None] = VmStatus.UP
     # None only in rows stored before placement moved to submission: the VM's own host.
     host_id: uuid.UUID | None = None
     # Made at the first attempt and kept so a retry sends the node the identical spec.

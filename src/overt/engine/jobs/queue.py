@@ -148,8 +148,8 @@ async def release(session: AsyncSession, job_id: uuid.UUID, resource_type: str,
 
 
 async def release_on_end(session: AsyncSession, vm_id: uuid.UUID, status: VmStatus) -> None:
-    """The monitor observed a VM end as the job holding it expects (a stop's `down`, a
-    suspend's `suspended`): the VM is free from this commit on, when users see it so.
+    """The monitor observed a VM where the job holding it leads it (a start's `up`, a stop's
+    `down`, a suspend's `suspended`): the VM is free from this commit on, when users see it so.
     The job then only records its outcome; it writes nothing more on the VM."""
     holder = (await session.execute(
         select(Lock.job_id, Job.action).join(Job, Job.id == Lock.job_id)

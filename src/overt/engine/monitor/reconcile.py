@@ -80,6 +80,8 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
         audit.record(session, f"VM {vm.name} is up on host {host.name}", code=audit.VM_UP,
                      vm_id=vm.id, host_id=host.id)
     vm.status, vm.host_id = new_status, host.id
+    if held and new_status is VmStatus.UP:  # a start's end: the VM is free as users see it up
+        await release_on_end(session, vm.id, VmStatus.UP)
     if report.spec_version is not None:
         vm.running_spec_version = report.spec_version
     if report.vnc_port is not None:

@@ -320,6 +320,24 @@ async def test_a_vm_shown_down_is_free_for_the_next_action_at_once(
     assert said == ["VM web was shut down"]
 
 
+async def test_a_vm_shown_up_is_free_for_the_next_action_at_once(
+        engine: LoopbackEngine) -> None:
+    """The monitor releases a start's VM in the transaction that records it up, so a user
+    who sees it up may stop it at once (no "locked by job" while the start's own
+    bookkeeping ends)."""
+    node = await engine.add_host("h1")
+    vm_id = await engine.add_vm("web")
+    _reply_late(node, "start")
+    job = await engine.act(vms.start_vm, vm_id)
+    await engine.vm_reaches(vm_id, [VmStatus.UP])
+    stop = await engine.act(vms.stop_vm, vm_id)  # refused with 409 before the release
+    assert (await engine.job(job.id)).state == "done"
+    assert (await engine.job(stop.id)).state == "done"
+    assert (await engine.vm(vm_id)).status == VmStatus.DOWN
+    assert await _node_states(node) == []
+    assert await _locks(engine) == []
+
+
 async def test_a_vm_shown_suspended_resumes_from_its_memory_at_once(
         engine: LoopbackEngine) -> None:
     node, vm_id = await _up(engine)
