@@ -27,6 +27,9 @@ import pytest
 from tests.e2e.engine.conftest import engine_data
 from tests.support.engine import RunningEngine
 
+# The real fence agent and an IPMI server per test: seconds per call, so not in the fast lane.
+pytestmark = pytest.mark.slow
+
 BMC_PASSWORD = "Bmc-s3cret-Pw-7731"
 
 

@@ -110,8 +110,8 @@ async def add_nic(session: AsyncSession, jobs: JobSubmitter, vm: Vm, data: NicIn
     job = None
     if not _is_down(vm) and nic.plugged:
         job = await _live_change(session, jobs, vm, nic, PLUG, user)
-    audit.record(session, f"NIC {nic.name} was added to VM {vm.name}", vm_id=vm.id,
-                 user_id=user.id if user else None)
+    _record(session, f"Interface {nic.name} ({mac}) was added to VM {vm.name}",
+            audit.NIC_ADDED, vm, user)
     return nic, job
 
 
@@ -167,6 +167,8 @@ async def update_nic(session: AsyncSession, jobs: JobSubmitter, vm: Vm, nic_id: 
             job = await _live_change(session, jobs, vm, nic, UNPLUG, user)
         elif nic.plugged and nic.linked != was_linked:
             job = await _live_change(session, jobs, vm, nic, LINK, user)
+    _record(session, f"Interface {nic.name} of VM {vm.name} was updated", audit.NIC_UPDATED,
+            vm, user)
     return nic, job
 
 
@@ -184,5 +186,12 @@ async def remove_nic(session: AsyncSession, vm: Vm, nic_id: uuid.UUID,
             raise Conflict(f"Cannot remove NIC {nic.name}: VM {vm.name} is locked by job {busy}.")
     await session.delete(nic)
     vm.spec_version += 1
-    audit.record(session, f"NIC {nic.name} was removed from VM {vm.name}", vm_id=vm.id,
-                 user_id=user.id if user else None)
+    _record(session, f"Interface {nic.name} was removed from VM {vm.name}", audit.NIC_REMOVED,
+            vm, user)
+
+
+def _record(session: AsyncSession, description: str, code: int, vm: Vm,
+            user: User | None) -> None:
+    by = f" by {user.user_name}" if user is not None else ""
+    audit.record(session, description + by, code=code, vm_id=vm.id, cluster_id=vm.cluster_id,
+                 user_id=user.id if user is not None else None)

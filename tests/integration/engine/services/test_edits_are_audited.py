@@ -10,7 +10,7 @@ from sqlalchemy import select
 from overt.engine import audit
 from overt.engine.db.tables import AuditEvent, User, Vm, VmNic
 from overt.engine.queries import lookup
-from overt.engine.services import devices, vms
+from overt.engine.services import vm_nics, vms
 from overt.engine.services.inputs import NicInput, VmInput
 from tests.support.loopback import LoopbackEngine
 
@@ -29,19 +29,20 @@ async def test_nic_and_vm_edits_are_audited_with_their_user(engine: LoopbackEngi
         user = await session.get(User, engine.user_id)
         assert user is not None
         vm = await lookup.get(session, Vm, vm_id, for_update=True)
-        nic = await devices.add_nic(session, vm, NicInput(mac="56:6f:1a:2b:3c:4d"), user)
+        nic, _job = await vm_nics.add_nic(session, engine.jobs, vm,
+                                          NicInput(mac="56:6f:1a:2b:3c:4d"), user)
         nic_id = nic.id
     async with engine.session() as session:
         user = await session.get(User, engine.user_id)
         assert user is not None
         vm = await lookup.get(session, Vm, vm_id, for_update=True)
-        await devices.update_nic(session, vm, nic_id, NicInput(linked=False), user)
+        await vm_nics.update_nic(session, engine.jobs, vm, nic_id, NicInput(linked=False), user)
         await vms.update_vm(session, vm_id, VmInput(description="front end"), user)
     async with engine.session() as session:
         user = await session.get(User, engine.user_id)
         assert user is not None
         vm = await lookup.get(session, Vm, vm_id, for_update=True)
-        await devices.remove_nic(session, vm, nic_id, user)
+        await vm_nics.remove_nic(session, vm, nic_id, user)
 
     events = await _events(engine, vm_id)
     assert [code for code, _ in events] == [audit.NIC_ADDED, audit.NIC_UPDATED,
