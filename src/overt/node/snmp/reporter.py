@@ -22,16 +22,23 @@ def row(vm: VmStatusReport, vcpus: int = 0, memory_mib: int = 0) -> VmRow:
 class SnmpReporter:
     """One node's SNMP view: the snapshot file snmpd's exporter reads, and the traps."""
 
-    def __init__(self, state_file: Path, host_name: str, host_uuid: uuid.UUID,
-                 trap_sender: TrapSender | None = None) -> None:
+    def __init__(self, state_file: Path, trap_sender: TrapSender | None = None) -> None:
         self.state_file = state_file
         self.trap_sender = trap_sender
+        self.snapshot = NodeSnapshot(host_name="", host_uuid="")
+
+    def start(self, host_name: str, host_uuid: uuid.UUID, vms: list[VmRow]) -> None:
+        """The node's identity and full state when the agent starts; no traps."""
         self.snapshot = NodeSnapshot(host_name=host_name, host_uuid=str(host_uuid))
+        self.publish(vms)
 
     def publish(self, vms: list[VmRow]) -> None:
         """The full state (at start and after a resync); no traps."""
         self.snapshot = replace(self.snapshot, vms=tuple(vms))
-        write_snapshot(self.state_file, self.snapshot)
+        try:
+            write_snapshot(self.state_file, self.snapshot)
+        except OSError as exc:  # SNMP is a side view: it never stops the agent
+            log.warning("SNMP state not written to %s: %s", self.state_file, exc.strerror)
 
     async def vm_changed(self, vm: VmRow) -> None:
         """One VM's new state: update the snapshot, then trap if its state changed."""
