@@ -8,7 +8,9 @@ where any local user could read it in the process list.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,20 +53,38 @@ def load_community(file: Path | None = None) -> str:
 
 
 def parse_target(text: str) -> tuple[str, int]:
-    """`HOST[:PORT]` (an IPv6 address in brackets) -> (host, port); port 162 by default."""
+    """`HOST[:PORT]` (an IPv6 address in brackets with a port) -> (host, port); port 162
+    by default. HOST is an IP address or a DNS name."""
     text = text.strip()
     host, port = text, "162"
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError(f"bad SNMP trap target {text!r}")
-            port = rest[1:]
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"bad SNMP trap target {text!r} (HOST[:PORT])")
+        port = rest[1:] if rest else port
+        if not _is_ip(host, 6):
+            raise ValueError(f"bad SNMP trap target {text!r}: {host!r} is not an IPv6 address")
     elif text.count(":") == 1:
         host, port = text.split(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    elif ":" in text and not _is_ip(text, 6):
         raise ValueError(f"bad SNMP trap target {text!r} (HOST[:PORT])")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bad SNMP trap target {text!r}: the port must be 1-65535")
+    is_name = _DNS_NAME.fullmatch(host) and not host.rsplit(".", 1)[-1].isdigit()
+    if not (_is_ip(host, 4) or _is_ip(host, 6) or is_name):
+        raise ValueError(f"bad SNMP trap target {text!r}: {host!r} is not an address or name")
     return host, int(port)
+
+
+_DNS_NAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                       r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def _is_ip(text: str, version: int) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == version
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
