@@ -26,7 +26,7 @@ from overt.node.events import EventSequencer
 from overt.node.hypervisor.base import Hypervisor, HypervisorReconnected, VmChanged
 from overt.node.idempotency import IdempotencyStore
 from overt.node.networks import HostNetworks
-from overt.node.snmp.reporter import SnmpReporter, row
+from overt.node.snmp.reporter import SnmpReporter, row, vm_key
 from overt.node.snmp.snapshot import VmRow
 from overt.node.stats import Reading, StatsSampler
 from overt.node.storage import iscsi_domain
@@ -127,6 +127,8 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.snmp is not None:
+            await self.snmp.close()
         await self.transport.close()
         await self.hypervisor.close()
         self.idempotency.close()
@@ -299,6 +301,9 @@ class Agent:
         while True:
             if self.hypervisor.connected:
                 host, vms = await self.hypervisor.counters()
+                if self.snmp is not None:
+                    self.snmp.refresh_memory({vm_key(c.vm_id, c.name): c.memory_kib // 1024
+                                              for c in vms})
                 sample = sampler.sample(Reading(time.monotonic(), host, vms))
                 if sample is not None:
                     await self.transport.publish_lossy(sequencer.lossy(sample))

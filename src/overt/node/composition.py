@@ -64,6 +64,7 @@ def build_transport(settings: NodeSettings) -> AgentTransport:
 def build_agent(settings: NodeSettings, transport: AgentTransport | None = None) -> Agent:
     """An agent wired from `settings`; not started."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    snmp = build_snmp(settings)  # before anything connects: a missing community stops here
     hypervisor = LibvirtHypervisor(settings.libvirt_uri, VirtModeChoice(
         VirtType(settings.virt_type), scratch_dir=settings.storage_dir / ".overt-probe",
         cache_file=settings.data_dir / "virt-mode.json"))
@@ -75,7 +76,7 @@ def build_agent(settings: NodeSettings, transport: AgentTransport | None = None)
         timings=AgentTimings(stats_interval_s=settings.stats_interval_s,
                              heartbeat_interval_s=settings.heartbeat_interval_s),
         networks=HostNetworks(settings.data_dir / "networks.json"),
-        snmp=build_snmp(settings),
+        snmp=snmp,
     )
 
 

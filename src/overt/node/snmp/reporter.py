@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 from dataclasses import replace
@@ -12,6 +14,15 @@ from overt.node.snmp.traps import TrapError, TrapSender
 from overt.protocol.host import VmStatusReport
 
 log = logging.getLogger(__name__)
+
+
+def vm_key(vm_id: uuid.UUID | str | None, name: str) -> str:
+    """How the SNMP view tells VMs apart: by id, by name for a domain without one."""
+    return str(vm_id) if vm_id else f"name:{name}"
+
+
+def _key(vm: VmRow) -> str:
+    return vm_key(vm.uuid, vm.name)
 
 
 def row(vm: VmStatusReport, vcpus: int = 0, memory_mib: int = 0) -> VmRow:
@@ -26,6 +37,7 @@ class SnmpReporter:
         self.state_file = state_file
         self.trap_sender = trap_sender
         self.snapshot = NodeSnapshot(host_name="", host_uuid="")
+        self._traps: asyncio.Task[None] | None = None  # the last trap queued
 
     def start(self, host_name: str, host_uuid: uuid.UUID, vms: list[VmRow]) -> None:
         """The node's identity and full state when the agent starts; no traps."""
@@ -41,23 +53,46 @@ class SnmpReporter:
             log.warning("SNMP state not written to %s: %s", self.state_file, exc.strerror)
 
     async def vm_changed(self, vm: VmRow) -> None:
-        """One VM's new state: update the snapshot, then trap if its state changed."""
-        key = (vm.uuid, vm.name) if vm.uuid else ("", vm.name)
-        previous = {(v.uuid, v.name) if v.uuid else ("", v.name): v for v in self.snapshot.vms}
-        old = previous.get(key)
+        """One VM's new state: update the snapshot, then trap if its state changed.
+
+        The trap goes out in the background, after the traps before it, so a slow
+        receiver (or a trap target name that takes long to resolve) never holds up the
+        agent's events to the engine."""
+        rows = {_key(v): v for v in self.snapshot.vms}
+        old = rows.pop(_key(vm), None)
         if old is not None:
             vm = replace(vm, vcpus=vm.vcpus or old.vcpus, memory_mib=vm.memory_mib or
                          (old.memory_mib if vm.state == old.state else 0))
-        rows = [v for k, v in previous.items() if k != key]
         if vm.state != "gone":
-            rows.append(vm)
-        self.publish(rows)
+            rows[_key(vm)] = vm
+        self.publish(list(rows.values()))
         if self.trap_sender is None or (old is not None and old.state == vm.state):
             return
-        index = self._index(vm)
+        self._traps = asyncio.create_task(self._send_after(self._traps, vm, self._index(vm)),
+                                          name=f"snmp-trap-{vm.name}")
+
+    def refresh_memory(self, memory_mib: dict[str, int]) -> None:
+        """Memory of the running VMs by key (id, or name for a domain without one), from the
+        agent's stats loop; written only if something changed."""
+        vms = [replace(v, memory_mib=memory_mib.get(_key(v), 0)) for v in self.snapshot.vms]
+        if vms != list(self.snapshot.vms):
+            self.publish(vms)
+
+    async def close(self, within_s: float = 5.0) -> None:
+        """Let the traps already queued go out (for at most `within_s`)."""
+        if self._traps is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._traps), within_s)
+
+    async def _send_after(self, before: asyncio.Task[None] | None, vm: VmRow,
+                          index: int) -> None:
+        if before is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await before
+        assert self.trap_sender is not None
         try:
             await self.trap_sender.send(vm, index)
-        except TrapError as exc:
+        except (TrapError, OSError) as exc:
             log.warning("SNMP trap not sent: %s", exc, extra={"vm": vm.name})
 
     def _index(self, vm: VmRow) -> int:
