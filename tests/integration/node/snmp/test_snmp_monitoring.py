@@ -137,6 +137,13 @@ async def test_a_vm_stopped_behind_the_engines_back_is_trapped_and_leaves_the_ta
         values = await asyncio.to_thread(snmpd.values)
         assert values[f"{HOST}.4.0"] == "Gauge32: 1"
         assert values[f"{ENTRY}.2.1"] == 'STRING: "db"' and f"{ENTRY}.2.2" not in values
+
+        await hypervisor.pause(db)
+        await asyncio.to_thread(wait_for, "the second trap", lambda: len(trapd.traps()) == 2)
+        trap = trapd.traps()[1]
+        assert f'{ENTRY}.2.1 = STRING: "db"' in trap and f"{ENTRY}.4.1 = INTEGER: 2" in trap
+        values = await asyncio.to_thread(snmpd.values)
+        assert values[f"{ENTRY}.4.1"] == "INTEGER: 2"  # paused
     finally:
         await agent.stop()
 
