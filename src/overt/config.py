@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from overt.bus.amqp.url import require_tls
+from overt.node.snmp.traps import parse_target
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +88,28 @@ class NodeSettings(BaseSettings):
         "(else software emulation, `qemu`); `kvm` or `qemu` force one.")
     announce_interval_s: float = Field(
         5.0, ge=0.1, le=600.0, description="How often a node waiting for approval asks again.")
+    snmp_state_file: Path | None = Field(
+        None, description="Where the agent keeps the state snmpd's exporter serves "
+        "(`python -m overt.node.snmp --state-file`); default DATA_DIR/snmp-state.json when "
+        "a trap target is set.")
+    snmp_trap_target: str | None = Field(
+        None, description="HOST[:PORT] that gets an SNMPv2c trap on each VM state change; "
+        "the community comes from snmp_community_file or OVERT_SNMP_COMMUNITY (no default).")
+    snmp_community_file: Path | None = Field(
+        None, description="File whose first line is the SNMP community for traps.")
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     test_start_delay_s: float = Field(
         0.0, ge=0.0, le=600.0, description="For tests only: wait this long before starting "
         "(before the first libvirt call and before binding the port), as an agent does on a "
         "fresh machine while libvirt probes QEMU. Set as OVERT_NODE_TEST_START_DELAY_S.")
+
+    @field_validator("snmp_trap_target")
+    @classmethod
+    def _trap_target(cls, target: str | None) -> str | None:
+        if target is not None:
+            parse_target(target)  # ValueError: a readable settings error
+        return target
 
     @field_validator("bus")
     @classmethod

@@ -14,6 +14,7 @@ from overt.cli.errors import stderr
 from overt.config import NodeSettings
 from overt.logs import configure_logging
 from overt.node.composition import run_agent
+from overt.node.snmp.traps import TrapError
 
 
 def node(
@@ -57,6 +58,13 @@ def node(
         help="Seconds between heartbeats (5).")] = None,
     virt_type: Annotated[str | None, typer.Option(
         help="auto (probe whether KVM boots guests), kvm or qemu.")] = None,
+    snmp_trap_target: Annotated[str | None, typer.Option(
+        help="HOST[:PORT] that gets an SNMPv2c trap on each VM state change (community from "
+        "--snmp-community-file or OVERT_SNMP_COMMUNITY).")] = None,
+    snmp_community_file: Annotated[Path | None, typer.Option(
+        help="File whose first line is the SNMP trap community.")] = None,
+    snmp_state_file: Annotated[Path | None, typer.Option(
+        help="State file snmpd's exporter reads (DATA_DIR/snmp-state.json).")] = None,
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING.")] = None,
     log_format: Annotated[str | None, typer.Option(help="text or json.")] = None,
 ) -> None:
@@ -74,6 +82,8 @@ def node(
         "heartbeat_interval_s": heartbeat_interval, "virt_type": virt_type,
         "log_level": log_level, "log_format": log_format,
         "discovery_domain": discovery_domain, "discovery_nameserver": discovery_nameserver,
+        "snmp_trap_target": snmp_trap_target, "snmp_community_file": snmp_community_file,
+        "snmp_state_file": snmp_state_file,
     }
     try:
         settings = NodeSettings(**{k: v for k, v in given.items() if v is not None})
@@ -84,6 +94,6 @@ def node(
     configure_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(run_agent(settings))
-    except (libvirt.libvirtError, OSError) as exc:
+    except (libvirt.libvirtError, OSError, TrapError) as exc:
         stderr.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None

@@ -26,6 +26,8 @@ from overt.node.events import EventSequencer
 from overt.node.hypervisor.base import Hypervisor, HypervisorReconnected, VmChanged
 from overt.node.idempotency import IdempotencyStore
 from overt.node.networks import HostNetworks
+from overt.node.snmp.reporter import SnmpReporter, row, vm_key
+from overt.node.snmp.snapshot import VmRow
 from overt.node.stats import Reading, StatsSampler
 from overt.node.storage import iscsi_domain
 from overt.node.storage.local import LocalVolumes
@@ -81,7 +83,8 @@ class Agent:
     def __init__(self, hypervisor: Hypervisor, volumes: LocalVolumes,
                  idempotency: IdempotencyStore, transport: AgentTransport,
                  timings: AgentTimings | None = None,
-                 networks: HostNetworks | None = None) -> None:
+                 networks: HostNetworks | None = None,
+                 snmp: SnmpReporter | None = None) -> None:
         self.hypervisor = hypervisor
         self.volumes = volumes
         self.shared_storage = NfsDomains()
@@ -89,6 +92,7 @@ class Agent:
         self.transport = transport
         self.timings = timings or AgentTimings()
         self.networks = networks
+        self.snmp = snmp
         self.sequencer: EventSequencer | None = None
         self._started_at = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
@@ -108,6 +112,9 @@ class Agent:
         for vm in state.vms:
             log.info("VM found", extra={"vm": vm.name, "vm_id": vm.vm_id, "state": vm.state})
         await self.transport.publish(self.sequencer.sequenced(HostStateReport(state=state)))
+        if self.snmp is not None:
+            capabilities = await self.hypervisor.capabilities()
+            self.snmp.start(capabilities.hostname, host_uuid, await self._snmp_rows())
         await self.transport.start(self.handle)
         for loop in (self._forward_events, self._send_heartbeats, self._send_stats):
             self._tasks.append(asyncio.create_task(self._forever(loop), name=loop.__name__))
@@ -120,6 +127,8 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.snmp is not None:
+            await self.snmp.close()
         await self.transport.close()
         await self.hypervisor.close()
         self.idempotency.close()
@@ -242,6 +251,13 @@ class Agent:
                          free_memory_mib=await self.hypervisor.free_memory_mib(),
                          seq=self.sequencer.last_seq, boot_id=self.sequencer.boot_id)
 
+    async def _snmp_rows(self) -> list[VmRow]:
+        """Every VM for the SNMP table, with the memory of those running."""
+        _, counters = await self.hypervisor.counters()
+        memory = {(c.vm_id, c.name): c.memory_kib // 1024 for c in counters}
+        return [row(vm, memory_mib=memory.get((vm.vm_id, vm.name), 0))
+                for vm in await self.hypervisor.list_vms()]
+
     # -- events -------------------------------------------------------------------------
 
     def _require_sequencer(self) -> EventSequencer:
@@ -262,6 +278,11 @@ class Agent:
                 log.info("reconnected to the hypervisor; full state sent",
                          extra={"seq": envelope.seq})
             await self.transport.publish(envelope)
+            if self.snmp is not None:  # after the engine has it: SNMP is a side view
+                if isinstance(event, VmChanged):
+                    await self.snmp.vm_changed(row(event.vm))
+                else:
+                    self.snmp.publish(await self._snmp_rows())
 
     async def _send_heartbeats(self) -> None:
         sequencer = self._require_sequencer()
@@ -280,6 +301,9 @@ class Agent:
         while True:
             if self.hypervisor.connected:
                 host, vms = await self.hypervisor.counters()
+                if self.snmp is not None:
+                    self.snmp.refresh_memory({vm_key(c.vm_id, c.name): c.memory_kib // 1024
+                                              for c in vms})
                 sample = sampler.sample(Reading(time.monotonic(), host, vms))
                 if sample is not None:
                     await self.transport.publish_lossy(sequencer.lossy(sample))

@@ -23,6 +23,8 @@ from overt.node.idempotency import IdempotencyStore
 from overt.node.identity import NodeIdentity
 from overt.node.managed import ManagedAgentTransport
 from overt.node.networks import HostNetworks
+from overt.node.snmp.reporter import SnmpReporter
+from overt.node.snmp.traps import TrapSender, load_community
 from overt.node.storage.local import LocalVolumes
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ def build_transport(settings: NodeSettings) -> AgentTransport:
 def build_agent(settings: NodeSettings, transport: AgentTransport | None = None) -> Agent:
     """An agent wired from `settings`; not started."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    snmp = build_snmp(settings)  # before anything connects: a missing community stops here
     hypervisor = LibvirtHypervisor(settings.libvirt_uri, VirtModeChoice(
         VirtType(settings.virt_type), scratch_dir=settings.storage_dir / ".overt-probe",
         cache_file=settings.data_dir / "virt-mode.json"))
@@ -73,7 +76,21 @@ def build_agent(settings: NodeSettings, transport: AgentTransport | None = None)
         timings=AgentTimings(stats_interval_s=settings.stats_interval_s,
                              heartbeat_interval_s=settings.heartbeat_interval_s),
         networks=HostNetworks(settings.data_dir / "networks.json"),
+        snmp=snmp,
     )
+
+
+def build_snmp(settings: NodeSettings) -> SnmpReporter | None:
+    """The SNMP view if configured (a state file or a trap target); TrapError without a
+    community for the traps."""
+    if settings.snmp_state_file is None and settings.snmp_trap_target is None:
+        return None
+    sender = None
+    if settings.snmp_trap_target is not None:
+        sender = TrapSender(settings.snmp_trap_target,
+                            load_community(settings.snmp_community_file))
+    return SnmpReporter(settings.snmp_state_file or settings.data_dir / "snmp-state.json",
+                        sender)
 
 
 async def run_agent(settings: NodeSettings) -> None:
