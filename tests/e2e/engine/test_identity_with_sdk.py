@@ -11,6 +11,7 @@ import re
 import ssl
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -454,3 +455,18 @@ def test_the_cli_manages_users_and_permissions(engine: RunningEngine, admin: sdk
         conn.close()
     finally:
         admin.system_service().users_service().user_service(dave["id"]).remove()
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_a_permission_path_with_an_encoded_character_is_a_clean_refusal(
+        engine: RunningEngine, method: str) -> None:
+    """A fuzzer's `/hosts/%09/permissions/ID` answered 500: the object's id was looked up by
+    its raw (percent-encoded) URL form. It is a 4xx fault now, like any id that is none."""
+    root = token_reply(engine, "admin@internal", engine.password)["access_token"]
+    tls = ssl.create_default_context(cafile=str(engine.ca_file))
+    with httpx.Client(verify=tls) as http:
+        for path in (f"/hosts/%09/permissions/{uuid.uuid4()}", "/vms/%20x/permissions"):
+            if path.endswith("permissions") and method == "DELETE":
+                continue
+            status = _status(http, method, engine.url + path, root)
+            assert 400 <= status < 500, (method, path, status)

@@ -285,8 +285,10 @@ def _scope(ctx: ApiContext) -> tuple[str, str, uuid.UUID | None]:
     parts = ctx.request.url.path.split("/api/", 1)[1].split("/")
     if parts[0] == "permissions":
         return "system", SYSTEM, None
-    collection, raw = parts[0], parts[1]
-    object_id = ctx.id_param(next(k for k, v in ctx.path_params.items() if v == raw))
+    collection = parts[0]
+    # The object's id is the path's one parameter besides the permission's (its raw form in
+    # the URL may be percent-encoded, so it is not matched by value).
+    object_id = ctx.id_param(next(k for k in ctx.path_params if k != "permission_id"))
     if collection in ("users", "groups"):
         return collection, collection, object_id
     return collection, OBJECT_PATHS[collection], object_id
