@@ -132,9 +132,11 @@ class NodeEnrollment:
             await asyncio.sleep(self.cert_check_interval_s)
 
     async def renew_if_due(self) -> bool:
-        """Ask the engine for a renewed certificate if ours is due; True if renewed."""
+        """Ask the engine for a renewed certificate if ours is due, or comes from the engine
+        CA of before the node CA (an upgraded engine); True if renewed."""
         current = self.identity.certificate()
-        if expiry_of(current, self.identity.clock.now()) is Expiry.OK:
+        if expiry_of(current, self.identity.clock.now()) is Expiry.OK and \
+                not self.identity.on_pre_split_ca():
             return False
         gateway = self.identity.gateway_url() or self.engine_url
         if gateway is None:
