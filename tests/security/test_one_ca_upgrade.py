@@ -53,7 +53,7 @@ def legacy_node_certificate(ca: CertificateAuthority, identity: NodeIdentity,
 class UpgradedSite:
     """A one-CA data directory with one enrolled, running node; then the new engine."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, rotation: bool) -> None:
         self.base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-caupgrade-"))
         self.data = self.base / "engine"
         pki = self.data / "pki"
@@ -89,7 +89,7 @@ class UpgradedSite:
         # The files a one-CA engine has (the run above only seeded the database).
         for name in ("node-ca.pem", "node-ca.key", "node-trust.pem", "legacy-node-ca.pem"):
             (pki / name).unlink(missing_ok=True)
-        self.engine = start_engine(self.data, gateway_port=gateway_port, cert_rotation=True,
+        self.engine = start_engine(self.data, gateway_port=gateway_port, cert_rotation=rotation,
                                    cert_check_interval_s=0.3, heartbeat_timeout_s=3.0)
         self.connection = sdk.Connection(url=self.engine.url, username="admin@internal",
                                          password=self.engine.password,
@@ -147,9 +147,11 @@ class UpgradedSite:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-@pytest.fixture
-def site() -> Iterator[UpgradedSite]:
-    upgraded = UpgradedSite()
+@pytest.fixture(params=[True, False], ids=["rotation", "rotation-off"])
+def site(request: pytest.FixtureRequest) -> Iterator[UpgradedSite]:
+    """With rotation off too: moving off the old CA is no renewal an administrator
+    turned off, and an upgrade must not take the hosts down either way."""
+    upgraded = UpgradedSite(rotation=request.param)
     yield upgraded
     upgraded.close()
 
