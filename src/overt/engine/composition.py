@@ -282,8 +282,9 @@ class EngineRuntime:
 
 def _tls(pki: EnginePki) -> TlsFiles:
     """The engine's identity towards nodes: its certificate (server CA), and the node CA
-    as the only CA it trusts for peers (each host's pin is checked on top)."""
-    return TlsFiles(ca_file=pki.node_ca_file, cert_file=pki.cert_file, key_file=pki.key_file)
+    as the only CA it trusts for peers (with the pre-split CA during an upgrade; each
+    host's pin is checked on top)."""
+    return TlsFiles(ca_file=pki.node_trust_file, cert_file=pki.cert_file, key_file=pki.key_file)
 
 
 def make_broker_tls(settings: EngineSettings) -> BrokerTls | None:
@@ -363,5 +364,5 @@ def make_gateway(settings: EngineSettings, pki: EnginePki, registry: Registry,
     return NodeGateway(_tls(pki), published_ca=pki.ca_file,
                        host=settings.gateway_address, port=settings.gateway_port,
                        sink=sink if settings.bus == "direct" else None, enroll=registry.announce,
-                       pins=CertificatePins(registry.db).accepts, clock=pki.clock)
+                       pins=CertificatePins(registry.db, pki=pki).accepts, clock=pki.clock)
 

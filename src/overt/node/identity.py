@@ -146,6 +146,22 @@ class NodeIdentity:
     def certificate(self) -> x509.Certificate:
         return load_cert(self.cert_file.read_bytes())
 
+    def on_pre_split_ca(self) -> bool:
+        """Whether this node's certificate was issued by the engine CA itself (an engine
+        of one CA, before it had a node CA): the node then renews early, to move to the
+        node CA before the engine stops accepting the old one."""
+        trusted = self.trusted_ca_file()
+        if trusted is None or not self.cert_file.exists():
+            return False
+        ca, cert = load_cert(trusted.read_bytes()), self.certificate()
+        if cert.issuer != ca.subject:
+            return False
+        try:
+            cert.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature):
+            return False
+        return True
+
     def trust_ca(self, ca_pem: str, proof: str | None = None,
                  exchange_key: str | None = None) -> None:
         """Accept `ca_pem` as the engine CA if it is the one already trusted, or matches the

@@ -88,3 +88,21 @@ def test_a_grant_is_taken_only_from_the_node_ca_the_trusted_server_ca_endorsed(
     identity.accept_grant(grant(node_ca, endorse(server, node_ca.cert)), host,
                           "https://engine:8444")
     assert identity.enrolled(host)
+
+
+def test_a_certificate_of_the_engine_ca_itself_is_one_to_move_off(tmp_path: Path) -> None:
+    """An engine of one CA signed nodes with the CA the node trusts; an engine with a node
+    CA does not: only the first makes the node renew early."""
+    server, node_ca = CertificateAuthority.create("engine"), CertificateAuthority.create("n")
+    identity = NodeIdentity(tmp_path)
+    identity.ca_file.write_text(_pem(server))
+    host = uuid.uuid4()
+    csr = identity.csr_pem(host, [f"urn:uuid:{host}"]).encode()
+    assert not identity.on_pre_split_ca()  # no certificate yet
+    identity.cert_file.write_bytes(cert_pem(server.sign(csr, common_name=str(host))))
+    assert identity.on_pre_split_ca()
+    identity.cert_file.write_bytes(cert_pem(node_ca.sign(csr, common_name=str(host))))
+    assert not identity.on_pre_split_ca()
+    impostor = CertificateAuthority.create("engine")  # same name, another key
+    identity.cert_file.write_bytes(cert_pem(impostor.sign(csr, common_name=str(host))))
+    assert not identity.on_pre_split_ca()

@@ -127,8 +127,10 @@ class Registry:
             if _may_certify(host, key):
                 # An enrolled node gets a new certificate only over mutual TLS with its
                 # current one (a fresh proof: a CSR can be replayed); else the one it has.
+                # Moving off the pre-split CA is no rotation: it happens with rotation off.
                 if host.status != HostStatus.INSTALLING and not (
-                        self.rotation and peer_fingerprint == host.certificate_fingerprint):
+                        (self.rotation or self._on_legacy_ca(host))
+                        and peer_fingerprint == host.certificate_fingerprint):
                     return self._current_certificate(host)
                 return await self.grant(session, host, request, broker=account)
             audit.record(session, f"Host {host.name}: refused a certificate request for key "
@@ -157,6 +159,11 @@ class Registry:
             return False
         return host.status == HostStatus.INSTALLING or (
             host.broker_username is None and peer_fingerprint == host.certificate_fingerprint)
+
+    def _on_legacy_ca(self, host: Host) -> bool:
+        """Whether the host's certificate is one of the pre-split CA, still accepted."""
+        return host.certificate_pem is not None and self.pki.legacy_ca() is not None and \
+            self.pki.issued_by_legacy_ca(load_cert(host.certificate_pem.encode()))
 
     def _current_certificate(self, host: Host) -> EnrollmentGrant:
         """The host's current certificate (`overt pki recover` may have renewed it), or a

@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
 from overt.bus.direct.tls import ENGINE_SERVER_NAME
@@ -53,6 +54,9 @@ from overt.pki.expiry import CertificateState, Expiry, expiry_of, state_of
 ENGINE_CN = "engine"
 SERVER_CA = "ca"
 NODE_CA = "node-ca"
+# The one CA of a data directory made before the split, kept (a copy of its certificate)
+# while hosts still show node certificates it issued; removed once none does.
+LEGACY_NODE_CA = "legacy-node-ca"
 
 
 class EnginePki:
@@ -75,6 +79,17 @@ class EnginePki:
     def node_ca_file(self) -> Path:
         """The node CA: what the engine trusts for nodes (with their pins)."""
         return self.directory / f"{NODE_CA}.pem"
+
+    @property
+    def legacy_ca_file(self) -> Path:
+        """The pre-split CA, accepted for nodes during the upgrade (absent otherwise)."""
+        return self.directory / f"{LEGACY_NODE_CA}.pem"
+
+    @property
+    def node_trust_file(self) -> Path:
+        """What the engine's TLS trusts for nodes: the node CA, and the legacy CA while
+        hosts still use it (pins are checked on top)."""
+        return self.directory / "node-trust.pem"
 
     @property
     def cert_file(self) -> Path:
@@ -105,12 +120,17 @@ class EnginePki:
 
     def _ensure(self) -> None:
         tag = uuid.uuid4().hex[:8]
+        if self.ca_file.exists() and not self.node_ca_file.exists():
+            # A data directory of one CA (before the split): what it issued to nodes stays
+            # accepted until each host has moved to the node CA (`retire_legacy_ca`).
+            self.legacy_ca_file.write_bytes(self.ca_file.read_bytes())
         if not self.ca_file.exists():
             CertificateAuthority.create(f"Overt engine CA {tag}",
                                         now=self.clock.now()).save(self.directory, SERVER_CA)
         if not self.node_ca_file.exists():
             CertificateAuthority.create(f"Overt node CA {tag}",
                                         now=self.clock.now()).save(self.directory, NODE_CA)
+        self._write_node_trust()
         if not self.cert_file.exists() or not self._names_engine():
             self.issue_engine_certificate()
         if self.broker is not None and not self.broker.current(self.ca):
@@ -167,6 +187,7 @@ class EnginePki:
         node_ca = self.node_ca
         if expiry_of(node_ca.cert, now) in wanted:
             node_ca.renewed(now).save(self.directory, NODE_CA)
+            self._write_node_trust()
             renewed.append("node CA")
         if expiry_of(self.engine_certificate(), now) in wanted or "server CA" in renewed:
             self.issue_engine_certificate()
@@ -215,6 +236,52 @@ class EnginePki:
 
     def issued_by_node_ca(self, cert: x509.Certificate) -> bool:
         return cert.issuer == self.node_ca.cert.subject
+
+    def legacy_ca(self) -> x509.Certificate | None:
+        """The pre-split CA while node certificates of it are still accepted, else None."""
+        try:
+            return load_cert(self.legacy_ca_file.read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def issued_by_legacy_ca(self, cert: x509.Certificate) -> bool:
+        """Whether `cert` is a node certificate of the pre-split CA (signature checked),
+        accepted or not any more: what a host must be moved off."""
+        legacy = self.legacy_ca()
+        if legacy is None:
+            legacy = self.ca.cert  # the pre-split CA is the server CA (same name and key)
+        if cert.issuer != legacy.subject:
+            return False
+        try:
+            cert.verify_directly_issued_by(legacy)
+        except (ValueError, TypeError, InvalidSignature):
+            return False
+        return True
+
+    def accepted_for_node(self, cert: x509.Certificate) -> bool:
+        """Whether the engine takes `cert` as a node's (its pin is checked apart): the node
+        CA's, or the legacy CA's during the upgrade."""
+        if self.issued_by_node_ca(cert):
+            return True
+        return self.legacy_ca() is not None and self.issued_by_legacy_ca(cert)
+
+    def retire_legacy_ca(self) -> bool:
+        """No host uses the pre-split CA any more: stop accepting it for nodes (the trust
+        file no longer carries it). True if it was still accepted."""
+        with self._lock(fcntl.LOCK_EX):
+            if not self.legacy_ca_file.exists():
+                return False
+            self.legacy_ca_file.unlink()
+            self._write_node_trust()
+            return True
+
+    def _write_node_trust(self) -> None:
+        pems = [self.node_ca_file.read_bytes()]
+        if self.legacy_ca_file.exists():
+            pems.append(self.legacy_ca_file.read_bytes())
+        tmp = self.node_trust_file.with_suffix(".pem.tmp")
+        tmp.write_bytes(b"".join(p if p.endswith(b"\n") else p + b"\n" for p in pems))
+        tmp.replace(self.node_trust_file)
 
     def issue_node_certificate(self, csr_pem: str, host_uuid: uuid.UUID) -> str:
         """A node's certificate, from the node CA: CN and its only SAN carry its host UUID.

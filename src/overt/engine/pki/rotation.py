@@ -5,6 +5,10 @@ makes the engine's servers and clients use a renewed certificate at once (also o
 `overt pki recover` wrote), and records one alert event per certificate that has 30
 days or less left, or has expired: nodes renew their own certificates through the
 gateway (see Registry), so a node's alert means that renewal is not happening.
+
+After an upgrade from a one-CA data directory, each check also looks for hosts still
+on the pre-split CA (nodes move themselves to the node CA by renewing early); once
+none is left, that CA stops being accepted for nodes (`retire_legacy_ca`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,15 @@ from overt.pki.certs import fingerprint, load_cert
 from overt.pki.expiry import CertificateState, Expiry, state_of
 
 log = logging.getLogger(__name__)
+
+
+async def hosts_on_legacy_ca(db: Database, pki: EnginePki) -> list[str]:
+    """Names of the hosts whose current certificate the pre-split CA issued."""
+    async with db.transaction() as session:
+        rows = (await session.execute(select(Host.name, Host.certificate_pem).where(
+            Host.certificate_pem.is_not(None)).order_by(Host.name))).all()
+    return [name for name, pem in rows
+            if pem and pki.issued_by_legacy_ca(load_cert(pem.encode()))]
 
 
 async def certificate_states(db: Database, pki: EnginePki) -> list[CertificateState]:
@@ -68,7 +81,17 @@ class CertificateWatch:
             self.reload()
             log.info("the engine serves its renewed certificate %s", current[:23])
         states = await certificate_states(self.db, self.pki)
+        retired = self.pki.legacy_ca() is not None and not await hosts_on_legacy_ca(
+            self.db, self.pki) and await asyncio.to_thread(self.pki.retire_legacy_ca)
+        if retired:
+            self.reload()  # new connections to nodes no longer trust the pre-split CA
+            log.info("every host has moved to the node CA: the pre-split CA is no longer "
+                     "accepted for nodes")
         async with self.db.transaction() as session:
+            if retired:
+                audit.record(session, "Every host now has a certificate of the node CA: "
+                             "certificates of the pre-split engine CA are no longer accepted "
+                             "for nodes", code=audit.CERTIFICATE_RENEWED)
             if renewed:
                 audit.record(session, f"Renewed the {' and '.join(renewed)} certificate(s) "
                              "before they expire", code=audit.CERTIFICATE_RENEWED)

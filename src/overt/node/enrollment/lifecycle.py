@@ -60,6 +60,10 @@ class NodeEnrollment:
         self._introduced_gateway: str | None = None
         self._announcing: asyncio.Task[None] | None = None
         self._renewing: asyncio.Task[None] | None = None
+        # Whether the engine certifies nodes with a node CA, as its last grant said (None:
+        # no grant this run). An engine of one CA would renew a certificate of its own CA
+        # with another: the node then stops renewing early to move to a node CA.
+        self._engine_has_node_ca: bool | None = None
 
     def begin(self, host_uuid: uuid.UUID, *, enrolled: bool) -> None:
         """Renew when enrolled, else announce (if the engine is known and may be trusted);
@@ -111,6 +115,7 @@ class NodeEnrollment:
 
     def _enrolled_with(self, grant: EnrollmentGrant) -> None:
         self.enrolled = True
+        self._engine_has_node_ca = grant.node_ca_pem is not None
         self._start_renewal()
         self.on_grant(grant)
 
@@ -132,9 +137,11 @@ class NodeEnrollment:
             await asyncio.sleep(self.cert_check_interval_s)
 
     async def renew_if_due(self) -> bool:
-        """Ask the engine for a renewed certificate if ours is due; True if renewed."""
+        """Ask the engine for a renewed certificate if ours is due, or comes from the engine
+        CA of before the node CA (an upgraded engine); True if renewed."""
         current = self.identity.certificate()
-        if expiry_of(current, self.identity.clock.now()) is Expiry.OK:
+        if expiry_of(current, self.identity.clock.now()) is Expiry.OK and not (
+                self._engine_has_node_ca is not False and self.identity.on_pre_split_ca()):
             return False
         gateway = self.identity.gateway_url() or self.engine_url
         if gateway is None:
@@ -142,6 +149,7 @@ class NodeEnrollment:
         grant = await EnrollmentClient(gateway, self.identity).ask_once(self.describe())
         if grant.status is not EnrollmentStatus.APPROVED or grant.certificate_pem is None:
             raise IdentityError(f"the engine did not renew the certificate: {grant.message}")
+        self._engine_has_node_ca = grant.node_ca_pem is not None
         if load_cert(grant.certificate_pem.encode()) == current:
             return False
         self.identity.accept_grant(grant, self.host_uuid, gateway)
