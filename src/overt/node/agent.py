@@ -37,6 +37,7 @@ from overt.protocol.commands import (
     HostStateCommand,
     VmDefine,
     VmDestroy,
+    VmMigrate,
     VmPause,
     VmReboot,
     VmResume,
@@ -187,6 +188,10 @@ class Agent:
                                                               force=force))
             case VmDestroy(vm_id=vm_id):
                 return await hyp.destroy(vm_id)  # never waits behind a slow shutdown
+            case VmMigrate(vm_id=vm_id, destination_uri=uri, migration_uri=stream,
+                           timeout_s=timeout):
+                return await self._locked(vm_id, hyp.migrate(vm_id, uri, migration_uri=stream,
+                                                             timeout_s=timeout))
             case VmReboot(vm_id=vm_id):
                 return await self._locked(vm_id, hyp.reboot(vm_id))
             case VmPause(vm_id=vm_id):

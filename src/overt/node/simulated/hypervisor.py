@@ -67,8 +67,13 @@ class SimulatedHypervisor:
 
     def __init__(self, host_uuid: uuid.UUID, *, hostname: str, memory_mib: int = 262_144,
                  cpus: int = 64, running: Iterable[tuple[uuid.UUID, str, int]] = (),
-                 timings: SimulatedTimings | None = None) -> None:
+                 timings: SimulatedTimings | None = None,
+                 peers: dict[str, SimulatedHypervisor] | None = None) -> None:
         self._host_uuid = host_uuid
+        # The simulated hosts a VM migrates to, by the URI a `vm.migrate` names them with.
+        self.peers = peers if peers is not None else {}
+        # Set on a destination: why it refuses incoming migrations (a test's failure).
+        self.refuse_incoming: str | None = None
         self._hostname = hostname
         self._memory_mib = memory_mib
         self._cpus = cpus
@@ -189,6 +194,32 @@ class SimulatedHypervisor:
         if vm.state not in _ON:
             return vm.report()
         return self._stop(vm, "stopped/destroyed")
+
+    async def migrate(self, vm_id: uuid.UUID, destination_uri: str, *,
+                      migration_uri: str | None, timeout_s: float) -> VmStatusReport:
+        """The VM moves to the peer named `destination_uri`: it runs there first (its
+        event says so), then it is gone here, as libvirt's handover does."""
+        vm = self._running(vm_id)
+        peer = self.peers.get(destination_uri)
+        if peer is None:
+            raise NodeFailure(ErrorCode.HYPERVISOR_ERROR,
+                              f"cannot reach the destination {destination_uri}")
+        await peer.accept_migration(vm)
+        del self._vms[vm_id]
+        return self._change(vm, VmState.GONE, "stopped/migrated")
+
+    async def accept_migration(self, incoming: _Vm) -> None:
+        """The destination's side of a migration."""
+        if self.refuse_incoming is not None:
+            raise NodeFailure(ErrorCode.INVALID_STATE, self.refuse_incoming)
+        if incoming.memory_mib > await self.free_memory_mib():
+            raise NodeFailure(ErrorCode.NOT_ENOUGH_MEMORY,
+                              f"host {self._hostname} has not {incoming.memory_mib} MiB free")
+        vm = self._vms[incoming.vm_id] = _Vm(
+            incoming.vm_id, incoming.name, incoming.memory_mib, VmState.SHUTOFF,
+            persistent=incoming.persistent, spec_version=incoming.spec_version,
+            vnc_port=next(self._ports), nics=dict(incoming.nics))
+        self._change(vm, VmState.RUNNING, "started/migrated")
 
     async def reboot(self, vm_id: uuid.UUID) -> VmStatusReport:
         vm = self._running(vm_id)
