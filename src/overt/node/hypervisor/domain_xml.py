@@ -137,7 +137,12 @@ def _disk(disk: DiskSpec, target: str) -> ET.Element:
     source = disk.source
     element = ET.Element("disk", type="file" if isinstance(source, FileSource) else "network",
                          device="disk")
-    ET.SubElement(element, "driver", name="qemu", type=disk.format.value)
+    driver = ET.SubElement(element, "driver", name="qemu", type=disk.format.value)
+    if not isinstance(source, FileSource):
+        # Shared storage bypasses the host's page cache (as oVirt's disks do): the VM's
+        # writes are on the storage when the VM moves to another host, so a live migration
+        # is safe (libvirt refuses it otherwise).
+        driver.set("cache", "none")
     if isinstance(source, FileSource):
         ET.SubElement(element, "source", file=source.path)
     elif isinstance(source, NfsSource):
