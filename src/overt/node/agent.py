@@ -35,6 +35,7 @@ from overt.protocol.commands import (
     Empty,
     HostCapabilitiesCommand,
     HostStateCommand,
+    VmCancelMigration,
     VmDefine,
     VmDestroy,
     VmMigrate,
@@ -192,6 +193,8 @@ class Agent:
                            timeout_s=timeout):
                 return await self._locked(vm_id, hyp.migrate(vm_id, uri, migration_uri=stream,
                                                              timeout_s=timeout))
+            case VmCancelMigration(vm_id=vm_id):  # never waits behind the migration
+                return await hyp.cancel_migration(vm_id)
             case VmReboot(vm_id=vm_id):
                 return await self._locked(vm_id, hyp.reboot(vm_id))
             case VmPause(vm_id=vm_id):

@@ -125,6 +125,12 @@ class VmMigrate(_VmCommand):
     timeout_s: float = Field(600, gt=0, le=86_400)
 
 
+class VmCancelMigration(_VmCommand):
+    """Abort the VM's outgoing migration; it keeps running on this node."""
+
+    name: Literal["vm.cancel_migration"] = "vm.cancel_migration"
+
+
 class VmReboot(_VmCommand):
     name: Literal["vm.reboot"] = "vm.reboot"
 
@@ -191,6 +197,7 @@ Command = Annotated[
     | VmShutdown
     | VmDestroy
     | VmMigrate
+    | VmCancelMigration
     | VmReboot
     | VmPause
     | VmResume

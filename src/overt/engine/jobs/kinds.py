@@ -227,6 +227,22 @@ class MigrateVm(VmJob):
         return self.host_id
 
 
+class CancelMigration(JobSpec):
+    """Abort a VM's live migration on its source. Locks nothing: the migration's own job
+    holds the VM, and fails (leaving the VM on its source) when its node gives up."""
+
+    kind: ClassVar[str] = "vm.cancel_migration"
+    max_attempts: ClassVar[int] = 1
+    vm_id: uuid.UUID
+    host_id: uuid.UUID
+
+    def vm(self) -> uuid.UUID | None:
+        return self.vm_id
+
+    def host(self) -> uuid.UUID | None:
+        return self.host_id
+
+
 class ChangeVmNic(VmJob):
     """Plug, unplug or relink one NIC of a running VM on its host, as the service layer
     has recorded it (`linked`: the link state asked for a relink)."""
@@ -294,7 +310,7 @@ KINDS: dict[str, type[JobSpec]] = {spec.kind: spec for spec in (
     StartVm, StopVm, ShutdownVm, RebootVm, SuspendVm, RemoveVm, SetTicket,
     CreateDisk, RemoveDisk, InstallHost, RefreshHost, SetupHostNetworks,
     CommitHostNetworks, CreateStorageDomain, AttachStorageDomain, DetachStorageDomain,
-    ChangeVmNic, FenceHost, MigrateVm)}
+    ChangeVmNic, FenceHost, MigrateVm, CancelMigration)}
 
 
 class UnreadableJob(Exception):

@@ -12,6 +12,7 @@ from overt.engine import audit
 from overt.engine.db.seed import BLANK_TEMPLATE_ID
 from overt.engine.db.tables import Cluster, Disk, DiskAttachment, Host, Job, Template, User, Vm
 from overt.engine.jobs.kinds import (
+    CancelMigration,
     MigrateVm,
     RebootVm,
     RemoveVm,
@@ -319,3 +320,15 @@ async def _other_host(session: AsyncSession, vm: Vm, source: Host) -> uuid.UUID:
     if not loads:
         raise Conflict(f"Cannot migrate VM {vm.name}: its cluster has no other host")
     return place(request, loads).host_id
+
+
+async def cancel_migration(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID,
+                           user: User, correlation_id: str | None = None) -> Job:
+    """oVirt's cancelmigration: the source's node aborts the migration in flight."""
+    vm = await lookup.get(session, Vm, vm_id)
+    if vm.status != VmStatus.MIGRATING or vm.host_id is None:
+        raise Conflict(f"Cannot cancel the migration of VM {vm.name}: the VM is not migrating "
+                       f"(it is {vm.status.replace('_', ' ')}).")
+    return await jobs.submit(session, CancelMigration(vm_id=vm_id, host_id=vm.host_id),
+                             description=f"Cancelling the migration of VM {vm.name}",
+                             owner_id=user.id, correlation_id=correlation_id)

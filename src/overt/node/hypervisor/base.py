@@ -109,6 +109,9 @@ class Hypervisor(Protocol):
         """Live-migrate the running VM to the hypervisor at `destination_uri`; on failure
         it keeps running here."""
 
+    async def cancel_migration(self, vm_id: uuid.UUID) -> VmStatusReport:
+        """Abort the VM's outgoing migration; it keeps running here."""
+
     async def pause(self, vm_id: uuid.UUID) -> VmStatusReport: ...
 
     async def resume(self, vm_id: uuid.UUID) -> VmStatusReport: ...

@@ -289,6 +289,13 @@ class LibvirtHypervisor:
                                        "destination": destination_uri})
         return VmStatusReport(vm_id=vm_id, name=name, state=VmState.GONE, reason="migrated")
 
+    async def cancel_migration(self, vm_id: uuid.UUID) -> VmStatusReport:
+        """Abort the VM's migration job (the `migrate` waiting on it then fails)."""
+        dom = await self._domain(vm_id)
+        await self._call(f"cancelling the migration of VM {dom.name()}", dom.abortJob)
+        log.info("VM migration cancelled", extra={"vm": dom.name(), "vm_id": str(vm_id)})
+        return await self._report(dom)
+
     async def save(self, vm_id: uuid.UUID, path: Path) -> VmStatusReport:
         dom = await self._domain(vm_id)
         name = dom.name()

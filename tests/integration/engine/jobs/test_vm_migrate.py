@@ -13,6 +13,7 @@ from overt.engine.model.status import HostStatus, VmStatus
 from overt.engine.queries.lookup import Ref
 from overt.engine.scheduler.loads import host_loads
 from overt.engine.services import vms
+from overt.node.simulated.hypervisor import SimulatedTimings
 from overt.protocol.host import VmState
 from tests.support.loopback import LoopbackEngine
 
@@ -165,3 +166,33 @@ async def test_a_failed_migration_leaves_the_vm_up_on_its_source(engine: Loopbac
             select(AuditEvent).where(AuditEvent.vm_id == vm_id).order_by(AuditEvent.id)
         )).scalars()]
     assert any(s.startswith("Migration of VM web failed:") and "refused" in s for s in said)
+
+
+async def test_a_cancelled_migration_leaves_the_vm_up_on_its_source(
+        engine: LoopbackEngine) -> None:
+    await engine.add_host("h1")
+    await engine.add_host("h2")
+    vm_id = await _running_vm(engine)
+    source = await _where(engine, vm_id)
+    target = "h2" if source == "h1" else "h1"
+    with pytest.raises(Conflict, match="Cannot cancel the migration of VM web: the VM is not "
+                       "migrating"):
+        await engine.act(vms.cancel_migration, vm_id)
+    engine.hosts[source].hypervisor.timings = SimulatedTimings(migrate_s=60)
+
+    migration = await engine.act(vms.migrate_vm, vm_id, host=Ref(name=target))
+
+    async def in_flight() -> bool:
+        return vm_id in engine.hosts[source].hypervisor.migrating()
+    await engine.eventually(in_flight, what="the migration to reach the source's node")
+    assert (await engine.vm(vm_id)).status == VmStatus.MIGRATING
+    cancel = await engine.act(vms.cancel_migration, vm_id)
+    assert (await engine.job(cancel.id)).state == "done"
+    ended = await engine.job(migration.id)
+    assert ended.state == "failed" and "was cancelled" in (ended.error or "")
+    await engine.settled()
+    vm = await engine.vm(vm_id)
+    assert vm.status == VmStatus.UP and vm.migration_host_id is None
+    assert await _where(engine, vm_id) == source
+    assert await _names(engine, source) == {"web": VmState.RUNNING}
+    assert await _names(engine, target) == {}

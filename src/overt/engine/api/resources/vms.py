@@ -179,6 +179,15 @@ async def migrate(ctx: ApiContext) -> Response:
     return action_done(ctx, job)
 
 
+@routes.post("/vms/{vm_id}/cancelmigration")
+async def cancel_migration(ctx: ApiContext) -> Response:
+    await action_params(ctx)
+    job = await vm_service.cancel_migration(ctx.session, ctx.services.jobs,
+                                            ctx.id_param("vm_id"), ctx.user,
+                                            correlation_id=_correlation(ctx))
+    return action_done(ctx, job)
+
+
 @routes.post("/vms/{vm_id}/ticket")
 async def ticket(ctx: ApiContext) -> Response:
     """oVirt's console ticket: a one-time VNC password, set by a job this call waits for."""

@@ -18,11 +18,11 @@ from overt.engine.db.tables import Host, Vm
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed
 from overt.engine.jobs.handlers.vms import want_what_is
-from overt.engine.jobs.kinds import JobSpec, MigrateVm
+from overt.engine.jobs.kinds import CancelMigration, JobSpec, MigrateVm
 from overt.engine.jobs.observe import observed_vm
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.queries import lookup
-from overt.protocol.commands import VmMigrate
+from overt.protocol.commands import VmCancelMigration, VmMigrate
 from overt.protocol.host import VmStatusReport
 
 MIGRATE_TIMEOUT_S = 600.0
@@ -88,5 +88,23 @@ async def stay_on_source(session: AsyncSession, ctx: JobContext, spec: MigrateVm
     want_what_is(vm)
 
 
+async def cancel_migration(ctx: JobContext, spec: CancelMigration) -> dict[str, Any]:
+    """The source's node aborts the migration; the migration's job then fails, and its
+    compensation leaves the VM up on its source."""
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, spec.vm_id)
+        source = await lookup.get(session, Host, spec.host_id)
+    async with ctx.step(f"Cancelling the migration of VM {vm.name} on host {source.name}",
+                        host_id=source.id):
+        await ctx.nodes.call(source, VmCancelMigration(vm_id=spec.vm_id), VmStatusReport,
+                             key=ctx.key("cancel-migration"))
+    async with ctx.transaction() as session:
+        audit.record(session, f"Migration of VM {vm.name} was cancelled",
+                     code=audit.VM_MIGRATION_CANCELLED, vm_id=vm.id, host_id=source.id,
+                     job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    return {}
+
+
 UNITS: dict[type[JobSpec], Unit[Any]] = {
-    MigrateVm: Unit(migrate_vm, compensate=stay_on_source)}
+    MigrateVm: Unit(migrate_vm, compensate=stay_on_source),
+    CancelMigration: Unit(cancel_migration)}
