@@ -122,6 +122,8 @@ class VmMigrate(_VmCommand):
     name: Literal["vm.migrate"] = "vm.migrate"
     destination_uri: str = Field(min_length=1, max_length=1024)
     migration_uri: str | None = Field(None, max_length=1024)
+    # Where the VM's console listens on the destination (the engine reaches it there).
+    display_address: str | None = Field(None, max_length=255)
     timeout_s: float = Field(600, gt=0, le=86_400)
 
 

@@ -105,7 +105,8 @@ class Hypervisor(Protocol):
     async def reboot(self, vm_id: uuid.UUID) -> VmStatusReport: ...
 
     async def migrate(self, vm_id: uuid.UUID, destination_uri: str, *,
-                      migration_uri: str | None, timeout_s: float) -> VmStatusReport:
+                      migration_uri: str | None, display_address: str | None,
+                      timeout_s: float) -> VmStatusReport:
         """Live-migrate the running VM to the hypervisor at `destination_uri`; on failure
         it keeps running here."""
 

@@ -213,3 +213,16 @@ def _serialize(element: ET.Element) -> str:
     ET.register_namespace(METADATA_PREFIX, METADATA_NS)
     ET.indent(element)
     return ET.tostring(element, encoding="unicode")
+
+
+def with_display_address(xml: str, address: str) -> str:
+    """The domain's XML with its consoles listening on `address` (a migrating VM's
+    destination: the source's address does not exist there)."""
+    root = parse_libvirt_xml(xml)
+    for graphics in root.findall("devices/graphics"):
+        if graphics.get("listen") is not None:
+            graphics.set("listen", address)
+        for listen in graphics.findall("listen"):
+            if listen.get("type") == "address":
+                listen.set("address", address)
+    return ET.tostring(root, encoding="unicode")

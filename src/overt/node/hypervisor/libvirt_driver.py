@@ -36,6 +36,7 @@ from overt.node.hypervisor.domain_xml import (
     domain_xml,
     parse_libvirt_xml,
     vnc_port,
+    with_display_address,
 )
 from overt.node.hypervisor.executor import BlockingCalls
 from overt.node.hypervisor.libvirt_connection import (
@@ -255,7 +256,8 @@ class LibvirtHypervisor:
         return await self._report_after_stop(vm_id, name)
 
     async def migrate(self, vm_id: uuid.UUID, destination_uri: str, *,
-                      migration_uri: str | None, timeout_s: float) -> VmStatusReport:
+                      migration_uri: str | None, display_address: str | None,
+                      timeout_s: float) -> VmStatusReport:
         """Live migration managed from here: this agent opens the destination's libvirtd
         and libvirt hands the domain over (`virsh migrate --live` does the same); QEMU's
         stream goes to `migration_uri`. A persistent domain moves its definition along.
@@ -273,6 +275,12 @@ class LibvirtHypervisor:
             params: dict[str, object] = {}
             if migration_uri:
                 params[libvirt.VIR_MIGRATE_PARAM_URI] = migration_uri
+            if display_address:  # the console listens on the destination's address
+                xml = await self._call(f"reading VM {name}", dom.XMLDesc,
+                                       libvirt.VIR_DOMAIN_XML_SECURE
+                                       | libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+                params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = with_display_address(
+                    xml, display_address)
             action = f"migrating VM {name} to {destination_uri}"
             try:
                 async with asyncio.timeout(timeout_s):

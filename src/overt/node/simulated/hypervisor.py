@@ -198,7 +198,8 @@ class SimulatedHypervisor:
         return self._stop(vm, "stopped/destroyed")
 
     async def migrate(self, vm_id: uuid.UUID, destination_uri: str, *,
-                      migration_uri: str | None, timeout_s: float) -> VmStatusReport:
+                      migration_uri: str | None, display_address: str | None,
+                      timeout_s: float) -> VmStatusReport:
         """The VM moves to the peer named `destination_uri`: it runs there first (its
         event says so), then it is gone here, as libvirt's handover does."""
         vm = self._running(vm_id)

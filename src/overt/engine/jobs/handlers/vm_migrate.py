@@ -56,6 +56,7 @@ async def migrate_vm(ctx: JobContext, spec: MigrateVm) -> dict[str, Any]:
                         f"{destination.name}", host_id=source.id):
         await ctx.nodes.call(
             source, VmMigrate(vm_id=spec.vm_id, destination_uri=uri, migration_uri=stream,
+                              display_address=destination.address,
                               timeout_s=MIGRATE_TIMEOUT_S),
             VmStatusReport, key=ctx.key("migrate"), timeout_s=MIGRATE_TIMEOUT_S + 30)
 
