@@ -80,6 +80,10 @@ def _migrate(site_conn: sdk.Connection, storage_lab: StorageLab, vm_id: str,
         seen.add(tuple(_runs_on(storage_lab.lab, vm_id)))
         vm = service.get()
         assert vm.host is not None, "the engine showed the VM on no host"
+        if vm.status == types.VmStatus.UP and vm.host.id != host.id:  # failed: say why
+            failed = [e.description for e in site_conn.system_service().events_service().list()
+                      if "Migration of VM lab-migr-vm failed" in e.description]
+            assert not failed, failed
         return vm.status == types.VmStatus.UP and vm.host.id == host.id
     wait_until(arrived, 180, f"the VM to be up on {to}", every=0.2)
     assert _runs_on(storage_lab.lab, vm_id) == [to]
