@@ -124,8 +124,10 @@ def test_a_vm_on_nfs_migrates_to_node2_and_back_while_it_runs(
 
         _migrate(conn, storage_lab, vm.id, other)
         _migrate(conn, storage_lab, vm.id, first)
-        events = [e.description for e in conn.system_service().events_service().list()]
-        assert sum("VM lab-migr-vm migrated from host" in e for e in events) == 2
+        events = conn.system_service().events_service()
+        # The job records its outcome just after the monitor shows the VM arrived.
+        wait_until(lambda: sum("VM lab-migr-vm migrated from host" in e.description
+                               for e in events.list()) == 2, 30, "both migrations recorded")
         service.stop()
         wait_until(lambda: service.get().status == types.VmStatus.DOWN, 120, "the VM to stop")
     finally:
