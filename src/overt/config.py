@@ -137,6 +137,12 @@ class EngineSettings(BaseSettings):
 
     data_dir: Path = Path("/var/lib/overt/engine")
     db: str | None = Field(None, description="SQLAlchemy URL; default SQLite in the data dir.")
+    migration_destination_uri: str = Field(
+        "qemu+tls://{address}/system", description="The libvirt URI a source node opens to "
+        "hand a VM over to the destination host ({address}, {name}: the destination's).")
+    migration_stream_uri: str = Field(
+        "tcp://{address}", description="Where QEMU sends a migrating VM's memory; empty: "
+        "libvirt's default.")
     bus: str = Field("direct", repr=False, description="`direct`, or the amqp(s):// URL of the "
                      "engine's own broker account (fully managed mode).")
     broker_admin_url: SecretStr | None = Field(

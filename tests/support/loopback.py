@@ -68,7 +68,11 @@ class LoopbackEngine:
                                tick_s=TICK_S, report_interval_s=3600, changes=changes)
         self.wakeup = asyncio.Event()
         self.jobs = JobSubmitter(self.wakeup)
-        self.worker = Worker(db, JobServices(nodes=self.nodes, settings=EngineSettings(),
+        # Simulated nodes reach each other for a migration by the URI "simulated://NAME".
+        self.peers: dict[str, SimulatedHypervisor] = {}
+        settings = EngineSettings(migration_destination_uri="simulated://{name}",
+                                  migration_stream_uri="")
+        self.worker = Worker(db, JobServices(nodes=self.nodes, settings=settings,
                                              changes=changes),
                              UNITS, poll_interval=TICK_S,
                              wakeup=self.wakeup)
@@ -118,7 +122,9 @@ class LoopbackEngine:
             session.add(StorageDomain(name=f"{name}-local", storage_type=StorageType.LOCALFS.value,
                                       path=str(home / "images"), host_id=host_id,
                                       status=StorageDomainStatus.ACTIVE.value))
-        hypervisor = SimulatedHypervisor(host_uuid, hostname=name, memory_mib=memory_mib, cpus=4)
+        hypervisor = SimulatedHypervisor(host_uuid, hostname=name, memory_mib=memory_mib, cpus=4,
+                                         peers=self.peers)
+        self.peers[f"simulated://{name}"] = hypervisor
         home.mkdir(parents=True, exist_ok=True)
         agent = self._agent(hypervisor, host_uuid, home)
         await agent.start()

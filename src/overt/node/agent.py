@@ -37,8 +37,10 @@ from overt.protocol.commands import (
     Empty,
     HostCapabilitiesCommand,
     HostStateCommand,
+    VmCancelMigration,
     VmDefine,
     VmDestroy,
+    VmMigrate,
     VmPause,
     VmReboot,
     VmResume,
@@ -196,6 +198,13 @@ class Agent:
                                                               force=force))
             case VmDestroy(vm_id=vm_id):
                 return await hyp.destroy(vm_id)  # never waits behind a slow shutdown
+            case VmMigrate(vm_id=vm_id, destination_uri=uri, migration_uri=stream,
+                           display_address=display, timeout_s=timeout):
+                return await self._locked(vm_id, hyp.migrate(
+                    vm_id, uri, migration_uri=stream, display_address=display,
+                    timeout_s=timeout))
+            case VmCancelMigration(vm_id=vm_id):  # never waits behind the migration
+                return await hyp.cancel_migration(vm_id)
             case VmReboot(vm_id=vm_id):
                 return await self._locked(vm_id, hyp.reboot(vm_id))
             case VmPause(vm_id=vm_id):

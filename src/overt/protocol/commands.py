@@ -114,6 +114,25 @@ class VmDestroy(_VmCommand):
     name: Literal["vm.destroy"] = "vm.destroy"
 
 
+class VmMigrate(_VmCommand):
+    """Live-migrate the running VM to another node's libvirtd (`destination_uri`, as this
+    node reaches it), QEMU's stream going to `migration_uri` (tcp://ADDRESS) when given.
+    The reply is the VM's last state here; the destination's own events report it there."""
+
+    name: Literal["vm.migrate"] = "vm.migrate"
+    destination_uri: str = Field(min_length=1, max_length=1024)
+    migration_uri: str | None = Field(None, max_length=1024)
+    # Where the VM's console listens on the destination (the engine reaches it there).
+    display_address: str | None = Field(None, max_length=255)
+    timeout_s: float = Field(600, gt=0, le=86_400)
+
+
+class VmCancelMigration(_VmCommand):
+    """Abort the VM's outgoing migration; it keeps running on this node."""
+
+    name: Literal["vm.cancel_migration"] = "vm.cancel_migration"
+
+
 class VmReboot(_VmCommand):
     name: Literal["vm.reboot"] = "vm.reboot"
 
@@ -179,6 +198,8 @@ Command = Annotated[
     | VmSave
     | VmShutdown
     | VmDestroy
+    | VmMigrate
+    | VmCancelMigration
     | VmReboot
     | VmPause
     | VmResume

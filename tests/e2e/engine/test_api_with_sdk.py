@@ -124,6 +124,21 @@ def test_actions_that_the_state_forbids_are_refused(connection: sdk.Connection) 
     assert service.get().status == types.VmStatus.DOWN
 
 
+def test_migrating_a_vm_that_is_not_up_is_refused_and_changes_nothing(
+    connection: sdk.Connection,
+) -> None:
+    vm = _vm(connection, "migr-1")
+    service = connection.system_service().vms_service().vm_service(vm.id)
+    for host in (None, types.Host(name="migr-nosuch")):
+        with pytest.raises(sdk.Error) as caught:
+            service.migrate(host=host)
+        assert caught.value.code == 409
+        assert "Cannot migrate VM migr-1: the VM is down" in str(caught.value)
+    assert service.get().status == types.VmStatus.DOWN
+    jobs = connection.system_service().jobs_service().list()
+    assert not any(j.description == "Migrating VM migr-1" for j in jobs)
+
+
 def test_starting_a_vm_no_host_can_take_is_refused_with_the_reason(
     connection: sdk.Connection,
 ) -> None:

@@ -6,6 +6,7 @@ domain on one LUN whose disk is an extent of it boots a VM on either node."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -88,13 +89,13 @@ class Site:
 
 
 def _start_site(lab: Lab, name: str, base: Path, broker: Broker, nodes: list[str],
-                node_port: int = 54321) -> Site:
+                node_port: int = 54321, **engine_env: str) -> Site:
     address = lab.topology.engine_address()
     managed = ManagedSite(base / name, f"sqlite:///{base}/{name}.db",
                           broker.engine_url_now(), broker.admin_url)
     managed.engine("engine", OVERT_PUBLIC_ADDRESS=str(address),
                    OVERT_BROKER_NODE_URL=f"amqp://{address}:5672",
-                   OVERT_BROKER_ALLOW_PLAIN="1")
+                   OVERT_BROKER_ALLOW_PLAIN="1", **engine_env)
     site = Site(lab, name, base / name, broker, managed, node_port=node_port)
     managed.wait_for_api()
     for node in nodes:
@@ -127,6 +128,13 @@ class StorageLab:
 def storage_lab(rabbitmq: Broker) -> Iterator[StorageLab]:
     """The test lab (left as it was found when it was already up) and a first engine
     with agents on node1 and node2; the export starts without storage domains."""
+    with open_storage_lab(rabbitmq) as opened:
+        yield opened
+
+
+@contextlib.contextmanager
+def open_storage_lab(rabbitmq: Broker, **engine_env: str) -> Iterator[StorageLab]:
+    """`storage_lab`, its engine run with `engine_env` added to its environment."""
     require_root()
     ensure_libvirtd()
     lab = Lab(Topology(TEST_LAB))
@@ -144,7 +152,7 @@ def storage_lab(rabbitmq: Broker) -> Iterator[StorageLab]:
     base.chmod(0o755)
     first: Site | None = None
     try:
-        first = _start_site(lab, "first", base, rabbitmq, ["node1", "node2"])
+        first = _start_site(lab, "first", base, rabbitmq, ["node1", "node2"], **engine_env)
         yield StorageLab(lab, base, first, [])
     finally:
         if first is not None:

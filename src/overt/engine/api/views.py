@@ -119,7 +119,8 @@ def vm(v: t.Vm, *, nics: Sequence[Representation] | None = None,
     base = href("vms", v.id)
     rep: Representation = {
         "href": base, "id": str(v.id),
-        "actions": actions(base, "start", "stop", "shutdown", "reboot", "suspend", "ticket"),
+        "actions": actions(base, "start", "stop", "shutdown", "reboot", "suspend", "ticket",
+                           "migrate", "cancelmigration"),
         "name": v.name, "description": v.description, "comment": v.comment,
     }
     rels = ["diskattachments", "nics", "statistics", "graphicsconsoles", "permissions"]

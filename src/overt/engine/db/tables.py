@@ -320,6 +320,8 @@ class Vm(Base):
     status: Mapped[VmStatus] = mapped_column(status_type(VmStatus, 32), default=VmStatus.DOWN,
                                              index=True)
     host_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("hosts.id"), index=True)
+    # While the VM migrates: its destination, whose memory counts it (the reservation).
+    migration_host_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("hosts.id"))
     # Desired state: what the user last asked for (up / down / suspended).
     desired_status: Mapped[str] = mapped_column(String(16), default="down")
     origin: Mapped[str] = mapped_column(String(16), default="overt")  # or "external"

@@ -210,6 +210,39 @@ class CommitHostNetworks(JobSpec):
         return self.host_id
 
 
+class MigrateVm(VmJob):
+    """Move a running VM to `host_id`, reserved at submission (the VM's `migration_host_id`)
+    as a start reserves its host. The source's agent hands the VM to the destination's
+    libvirtd; the VM's host changes when the destination reports it running. Not retried:
+    a migration that failed is not sent again blindly, it leaves the VM on its source."""
+
+    kind: ClassVar[str] = "vm.migrate"
+    max_attempts: ClassVar[int] = 1
+    # Seen up on its destination by the monitor, the VM is free at once.
+    ends_as: ClassVar[VmStatus | None] = VmStatus.UP
+    source_host_id: uuid.UUID
+    host_id: uuid.UUID
+
+    def host(self) -> uuid.UUID | None:
+        return self.host_id
+
+
+class CancelMigration(JobSpec):
+    """Abort a VM's live migration on its source. Locks nothing: the migration's own job
+    holds the VM, and fails (leaving the VM on its source) when its node gives up."""
+
+    kind: ClassVar[str] = "vm.cancel_migration"
+    max_attempts: ClassVar[int] = 1
+    vm_id: uuid.UUID
+    host_id: uuid.UUID
+
+    def vm(self) -> uuid.UUID | None:
+        return self.vm_id
+
+    def host(self) -> uuid.UUID | None:
+        return self.host_id
+
+
 class ChangeVmNic(VmJob):
     """Plug, unplug or relink one NIC of a running VM on its host, as the service layer
     has recorded it (`linked`: the link state asked for a relink)."""
@@ -277,7 +310,7 @@ KINDS: dict[str, type[JobSpec]] = {spec.kind: spec for spec in (
     StartVm, StopVm, ShutdownVm, RebootVm, SuspendVm, RemoveVm, SetTicket,
     CreateDisk, RemoveDisk, InstallHost, RefreshHost, SetupHostNetworks,
     CommitHostNetworks, CreateStorageDomain, AttachStorageDomain, DetachStorageDomain,
-    ChangeVmNic, FenceHost)}
+    ChangeVmNic, FenceHost, MigrateVm, CancelMigration)}
 
 
 class UnreadableJob(Exception):

@@ -18,6 +18,7 @@ class VmAction(StrEnum):
     TICKET = "ticket"
     UPDATE_DEVICES = "update_devices"  # add/remove disks and NICs
     HOTPLUG_NIC = "hotplug_nic"  # plug, unplug or relink a NIC of a running VM
+    MIGRATE = "migrate"
 
 
 _RUNNING = frozenset({S.UP, S.POWERING_UP, S.POWERING_DOWN, S.REBOOT_IN_PROGRESS, S.PAUSED,
@@ -34,13 +35,14 @@ VM_ACTIONS: dict[VmAction, frozenset[S]] = {
                                 S.POWERING_DOWN}),
     VmAction.UPDATE_DEVICES: frozenset({S.DOWN}),
     VmAction.HOTPLUG_NIC: frozenset({S.UP, S.POWERING_UP, S.PAUSED}),
+    VmAction.MIGRATE: frozenset({S.UP}),
 }
 
 _VERBS = {
     VmAction.START: "run VM", VmAction.STOP: "stop VM", VmAction.SHUTDOWN: "shut down VM",
     VmAction.REBOOT: "reboot VM", VmAction.SUSPEND: "suspend VM", VmAction.REMOVE: "remove VM",
     VmAction.TICKET: "set console ticket", VmAction.UPDATE_DEVICES: "change the VM's devices",
-    VmAction.HOTPLUG_NIC: "change a NIC of the running VM",
+    VmAction.HOTPLUG_NIC: "change a NIC of the running VM", VmAction.MIGRATE: "migrate VM",
 }
 
 

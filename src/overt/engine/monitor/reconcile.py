@@ -53,6 +53,16 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
         return
     held = vm.id in locked if locked is not None else \
         await locked_by(session, "vm", vm.id) is not None
+    if vm.status == VmStatus.MIGRATING and vm.migration_host_id is not None:
+        if host.id == vm.migration_host_id:
+            if report.state is not VmState.RUNNING:
+                return  # the incoming copy, paused until the source hands it over
+            vm.migration_host_id = None  # handed over: the VM is the destination's now
+            vm.host_id = host.id
+        elif host.id == vm.host_id:
+            # The source's news during the handover (paused, then gone): the destination's
+            # report settles the VM; a failed migration's job reads the source again.
+            return
     if vm.host_id != host.id:
         _refuse_foreign(session, host, vm, report)
         return
@@ -181,13 +191,17 @@ async def _being_ended(session: AsyncSession, vm_ids: set[uuid.UUID]) -> set[uui
         Job.action.in_(list(_ENDING))))).scalars())
 
 
-async def _started(session: AsyncSession, report: VmStatusReport) -> bool:
+async def _started(session: AsyncSession, host: Host, report: VmStatusReport) -> bool:
     """A VM being launched that the report shows running: its start has happened (it ran
     nowhere when it was placed), whatever the report's age; the job waiting for it may
-    have lost the start's event with an agent that restarted."""
+    have lost the start's event with an agent that restarted. Likewise a migrating VM
+    that its destination runs: the handover has happened."""
     vm = await session.get(Vm, report.vm_id) if report.vm_id is not None else None
-    return vm is not None and vm.status in _LAUNCHING and \
-        report.state in (VmState.RUNNING, VmState.PAUSED)
+    if vm is None:
+        return False
+    if vm.status == VmStatus.MIGRATING and vm.migration_host_id == host.id:
+        return report.state is VmState.RUNNING
+    return vm.status in _LAUNCHING and report.state in (VmState.RUNNING, VmState.PAUSED)
 
 
 async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None:
@@ -207,7 +221,7 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
     unreported = {vm.id for vm in believed if vm.id not in reported_ids}
     being_ended = await _being_ended(session, unreported & locked)
     for report in state.vms:
-        if report.vm_id in locked and not await _started(session, report):
+        if report.vm_id in locked and not await _started(session, host, report):
             # A job acts on it: its own events settle it, and this report may be older
             # than the job's action. Asked again once the job is done.
             deferred = True

@@ -17,12 +17,18 @@ from overt.engine.scheduler.placement import HostLoad, PlacementRequest, place
 
 def _committed(excluding_vm: uuid.UUID | None) -> Any:
     """Memory and VM count placed on each host, as a subquery."""
-    placed = (
-        select(Vm.host_id, func.sum(Vm.memory_mib).label("mib"), func.count().label("n"))
-        .where(Vm.status.in_(ON_HOST), Vm.host_id.is_not(None)))
+    running = select(Vm.host_id.label("host_id"), Vm.memory_mib.label("memory_mib")).where(
+        Vm.status.in_(ON_HOST), Vm.host_id.is_not(None))
+    # A migrating VM holds room on its destination too (the migration's reservation).
+    incoming = select(Vm.migration_host_id.label("host_id"),
+                      Vm.memory_mib.label("memory_mib")).where(
+        Vm.migration_host_id.is_not(None))
     if excluding_vm is not None:
-        placed = placed.where(Vm.id != excluding_vm)
-    return placed.group_by(Vm.host_id).subquery()
+        running = running.where(Vm.id != excluding_vm)
+        incoming = incoming.where(Vm.id != excluding_vm)
+    both = running.union_all(incoming).subquery()
+    return (select(both.c.host_id, func.sum(both.c.memory_mib).label("mib"),
+                   func.count().label("n")).group_by(both.c.host_id).subquery())
 
 
 async def host_loads(session: AsyncSession, cluster_id: uuid.UUID,

@@ -12,6 +12,8 @@ from overt.engine import audit
 from overt.engine.db.seed import BLANK_TEMPLATE_ID
 from overt.engine.db.tables import Cluster, Disk, DiskAttachment, Host, Job, Template, User, Vm
 from overt.engine.jobs.kinds import (
+    CancelMigration,
+    MigrateVm,
     RebootVm,
     RemoveVm,
     ShutdownVm,
@@ -21,11 +23,19 @@ from overt.engine.jobs.kinds import (
     VmJob,
 )
 from overt.engine.model.errors import Conflict, InvalidInput
-from overt.engine.model.status import BootDevice, DiskStatus, TemplateStatus, VmStatus
+from overt.engine.model.status import (
+    BootDevice,
+    DiskStatus,
+    HostStatus,
+    TemplateStatus,
+    VmStatus,
+)
 from overt.engine.model.vm_actions import VmAction, check_vm_action
 from overt.engine.queries import lookup
+from overt.engine.queries.lookup import Ref
 from overt.engine.queries.vm_spec import required_host
-from overt.engine.scheduler.loads import reserve_host
+from overt.engine.scheduler.loads import host_loads, reserve_host
+from overt.engine.scheduler.placement import PlacementRequest, place
 from overt.engine.services.devices import add_disk_attachment, thin_copy
 from overt.engine.services.inputs import VmInput
 from overt.engine.services.jobs import JobSubmitter
@@ -243,3 +253,82 @@ async def remove_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID,
         raise Conflict(f"Cannot remove VM {vm.name}: it is an external VM that is running")
     return await _action_job(session, jobs, RemoveVm(vm_id=vm_id, detach_only=detach_only),
                              VmAction.REMOVE, "Removing VM", user, correlation_id=correlation_id)
+
+
+async def migrate_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, user: User,
+                     *, host: Ref | None = None, correlation_id: str | None = None) -> Job:
+    """Live-migrate a running VM to `host`, or to the host of its cluster the scheduler
+    chooses (never its own). The destination is reserved here, as a start reserves its
+    host: the VM is recorded as migrating there (`migration_host_id`) in this transaction,
+    so its memory counts on both hosts until the monitor sees it arrive."""
+    vm = await lookup.get(session, Vm, vm_id)
+    status = vm.status
+    check_vm_action(VmAction.MIGRATE, status, vm_name=vm.name)
+    if vm.origin == "external":
+        raise Conflict(f"Cannot migrate VM {vm.name}: it is external (not created by Overt)")
+    if vm.host_id is None:
+        raise Conflict(f"Cannot migrate VM {vm.name}: it runs on no host")
+    source = await lookup.get(session, Host, vm.host_id)
+    pinned, why = await required_host(session, vm)
+    if pinned is not None:
+        raise Conflict(f"Cannot migrate VM {vm.name}: {why}")
+    if host is not None:
+        target = await lookup.resolve(session, Host, host, "the destination host")
+        _check_destination(vm, source, target)
+        destination = await reserve_host(session, vm, required=target.id,
+                                         required_reason="another host was asked for")
+    else:
+        destination = await reserve_host(session, vm, required=await _other_host(
+            session, vm, source), required_reason="the scheduler chose another host")
+    job = await _action_job(session, jobs, MigrateVm(vm_id=vm_id, source_host_id=source.id,
+                                                     host_id=destination),
+                            VmAction.MIGRATE, "Migrating VM", user,
+                            correlation_id=correlation_id)
+    if vm.status != status or vm.host_id != source.id:
+        raise Conflict(f"Cannot migrate VM {vm.name}: it changed meanwhile; try again.")
+    vm.status, vm.migration_host_id = VmStatus.MIGRATING, destination
+    target_host = await lookup.get(session, Host, destination)
+    audit.record(session, f"Migration of VM {vm.name} from host {source.name} to host "
+                 f"{target_host.name} was started", code=audit.VM_MIGRATION_STARTED,
+                 vm_id=vm.id, host_id=source.id, cluster_id=vm.cluster_id, job_id=job.id,
+                 user_id=user.id)
+    return job
+
+
+def _check_destination(vm: Vm, source: Host, target: Host) -> None:
+    """oVirt's refusals for a destination asked for: the VM's own host, a host of another
+    cluster, a host that is not up."""
+    if target.id == source.id:
+        raise Conflict(f"Cannot migrate VM {vm.name}: it already runs on host {target.name}, "
+                       "the destination asked for")
+    if target.cluster_id != vm.cluster_id:
+        raise Conflict(f"Cannot migrate VM {vm.name} to host {target.name}: the host is in "
+                       "another cluster than the VM")
+    if target.status != HostStatus.UP:
+        raise Conflict(f"Cannot migrate VM {vm.name} to host {target.name}: the host is "
+                       f"{target.status.replace('_', ' ')}")
+
+
+async def _other_host(session: AsyncSession, vm: Vm, source: Host) -> uuid.UUID:
+    """The scheduler's choice among the cluster's hosts other than the VM's own."""
+    cluster = await session.get(Cluster, vm.cluster_id)
+    request = PlacementRequest(
+        vm_name=vm.name, memory_mib=vm.memory_mib,
+        overcommit_percent=cluster.memory_overcommit_percent if cluster else 100)
+    loads = [load for load in await host_loads(session, vm.cluster_id, excluding_vm=vm.id)
+             if load.host_id != source.id]
+    if not loads:
+        raise Conflict(f"Cannot migrate VM {vm.name}: its cluster has no other host")
+    return place(request, loads).host_id
+
+
+async def cancel_migration(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID,
+                           user: User, correlation_id: str | None = None) -> Job:
+    """oVirt's cancelmigration: the source's node aborts the migration in flight."""
+    vm = await lookup.get(session, Vm, vm_id)
+    if vm.status != VmStatus.MIGRATING or vm.host_id is None:
+        raise Conflict(f"Cannot cancel the migration of VM {vm.name}: the VM is not migrating "
+                       f"(it is {vm.status.replace('_', ' ')}).")
+    return await jobs.submit(session, CancelMigration(vm_id=vm_id, host_id=vm.host_id),
+                             description=f"Cancelling the migration of VM {vm.name}",
+                             owner_id=user.id, correlation_id=correlation_id)

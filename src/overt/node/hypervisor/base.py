@@ -104,6 +104,15 @@ class Hypervisor(Protocol):
 
     async def reboot(self, vm_id: uuid.UUID) -> VmStatusReport: ...
 
+    async def migrate(self, vm_id: uuid.UUID, destination_uri: str, *,
+                      migration_uri: str | None, display_address: str | None,
+                      timeout_s: float) -> VmStatusReport:
+        """Live-migrate the running VM to the hypervisor at `destination_uri`; on failure
+        it keeps running here."""
+
+    async def cancel_migration(self, vm_id: uuid.UUID) -> VmStatusReport:
+        """Abort the VM's outgoing migration; it keeps running here."""
+
     async def pause(self, vm_id: uuid.UUID) -> VmStatusReport: ...
 
     async def resume(self, vm_id: uuid.UUID) -> VmStatusReport: ...

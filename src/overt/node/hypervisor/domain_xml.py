@@ -137,7 +137,12 @@ def _disk(disk: DiskSpec, target: str) -> ET.Element:
     source = disk.source
     element = ET.Element("disk", type="file" if isinstance(source, FileSource) else "network",
                          device="disk")
-    ET.SubElement(element, "driver", name="qemu", type=disk.format.value)
+    driver = ET.SubElement(element, "driver", name="qemu", type=disk.format.value)
+    if not isinstance(source, FileSource):
+        # Shared storage bypasses the host's page cache (as oVirt's disks do): the VM's
+        # writes are on the storage when the VM moves to another host, so a live migration
+        # is safe (libvirt refuses it otherwise).
+        driver.set("cache", "none")
     if isinstance(source, FileSource):
         ET.SubElement(element, "source", file=source.path)
     elif isinstance(source, NfsSource):
@@ -208,3 +213,16 @@ def _serialize(element: ET.Element) -> str:
     ET.register_namespace(METADATA_PREFIX, METADATA_NS)
     ET.indent(element)
     return ET.tostring(element, encoding="unicode")
+
+
+def with_display_address(xml: str, address: str) -> str:
+    """The domain's XML with its consoles listening on `address` (a migrating VM's
+    destination: the source's address does not exist there)."""
+    root = parse_libvirt_xml(xml)
+    for graphics in root.findall("devices/graphics"):
+        if graphics.get("listen") is not None:
+            graphics.set("listen", address)
+        for listen in graphics.findall("listen"):
+            if listen.get("type") == "address":
+                listen.set("address", address)
+    return ET.tostring(root, encoding="unicode")

@@ -7,6 +7,7 @@ Domain name = VmSpec name, domain UUID = VmSpec id; Overt's metadata marks our V
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -35,6 +36,7 @@ from overt.node.hypervisor.domain_xml import (
     domain_xml,
     parse_libvirt_xml,
     vnc_port,
+    with_display_address,
 )
 from overt.node.hypervisor.executor import BlockingCalls
 from overt.node.hypervisor.libvirt_connection import (
@@ -252,6 +254,55 @@ class LibvirtHypervisor:
                     raise node_failure(exc, f"destroying VM {name}") from None
             log.info("VM destroyed", extra={"vm": name, "vm_id": str(vm_id)})
         return await self._report_after_stop(vm_id, name)
+
+    async def migrate(self, vm_id: uuid.UUID, destination_uri: str, *,
+                      migration_uri: str | None, display_address: str | None,
+                      timeout_s: float) -> VmStatusReport:
+        """Live migration managed from here: this agent opens the destination's libvirtd
+        and libvirt hands the domain over (`virsh migrate --live` does the same); QEMU's
+        stream goes to `migration_uri`. A persistent domain moves its definition along.
+        Past `timeout_s` the migration is aborted and the VM keeps running here."""
+        dom = await self._domain(vm_id)
+        name = dom.name()
+        if not await self._active(dom):
+            raise invalid_state(f"VM {name} is not running; only a running VM migrates")
+        destination = await self._call(f"connecting to {destination_uri}", libvirt.open,
+                                       destination_uri)
+        try:
+            flags = libvirt.VIR_MIGRATE_LIVE
+            if await self._call(f"reading VM {name}", dom.isPersistent):
+                flags |= libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+            params: dict[str, object] = {}
+            if migration_uri:
+                params[libvirt.VIR_MIGRATE_PARAM_URI] = migration_uri
+            if display_address:  # the console listens on the destination's address
+                xml = await self._call(f"reading VM {name}", dom.XMLDesc,
+                                       libvirt.VIR_DOMAIN_XML_SECURE
+                                       | libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+                params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = with_display_address(
+                    xml, display_address)
+            action = f"migrating VM {name} to {destination_uri}"
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await self._call(action, dom.migrate3, destination, params, flags)
+            except TimeoutError:
+                with contextlib.suppress(libvirt.libvirtError):
+                    await self.calls.run(dom.abortJob)
+                raise NodeFailure(ErrorCode.TIMEOUT, f"VM {name} did not migrate within "
+                                  f"{timeout_s:g} s; the migration was cancelled") from None
+        finally:
+            with contextlib.suppress(libvirt.libvirtError):
+                await self.calls.run(destination.close)
+        log.info("VM migrated", extra={"vm": name, "vm_id": str(vm_id),
+                                       "destination": destination_uri})
+        return VmStatusReport(vm_id=vm_id, name=name, state=VmState.GONE, reason="migrated")
+
+    async def cancel_migration(self, vm_id: uuid.UUID) -> VmStatusReport:
+        """Abort the VM's migration job (the `migrate` waiting on it then fails)."""
+        dom = await self._domain(vm_id)
+        await self._call(f"cancelling the migration of VM {dom.name()}", dom.abortJob)
+        log.info("VM migration cancelled", extra={"vm": dom.name(), "vm_id": str(vm_id)})
+        return await self._report(dom)
 
     async def save(self, vm_id: uuid.UUID, path: Path) -> VmStatusReport:
         dom = await self._domain(vm_id)

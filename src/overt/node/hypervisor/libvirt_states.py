@@ -154,6 +154,11 @@ def state_after_event(event: int, detail: int, now: VmState | None) -> VmState:
     `now` may already be later than the event (events queue up), so the event
     decides where it implies a state; `now` is None when the domain is gone.
     """
+    if event == libvirt.VIR_DOMAIN_EVENT_STARTED and \
+            detail == libvirt.VIR_DOMAIN_EVENT_STARTED_MIGRATED:
+        # An incoming migration: the copy waits paused until the source hands it over
+        # (then "resumed/migrated"); it must not be taken for the VM running here.
+        return VmState.PAUSED
     implied = _IMPLIED_BY_EVENT.get(event)
     if implied is not None:
         return implied

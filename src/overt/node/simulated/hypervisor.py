@@ -35,6 +35,7 @@ class SimulatedTimings:
 
     start_s: float = 0.0
     shutdown_s: float = 0.0
+    migrate_s: float = 0.0
 
 
 @dataclass
@@ -67,12 +68,18 @@ class SimulatedHypervisor:
 
     def __init__(self, host_uuid: uuid.UUID, *, hostname: str, memory_mib: int = 262_144,
                  cpus: int = 64, running: Iterable[tuple[uuid.UUID, str, int]] = (),
-                 timings: SimulatedTimings | None = None) -> None:
+                 timings: SimulatedTimings | None = None,
+                 peers: dict[str, SimulatedHypervisor] | None = None) -> None:
         self._host_uuid = host_uuid
+        # The simulated hosts a VM migrates to, by the URI a `vm.migrate` names them with.
+        self.peers = peers if peers is not None else {}
+        # Set on a destination: why it refuses incoming migrations (a test's failure).
+        self.refuse_incoming: str | None = None
+        self._migrations: dict[uuid.UUID, asyncio.Event] = {}  # in flight: cancelled when set
         self._hostname = hostname
         self._memory_mib = memory_mib
         self._cpus = cpus
-        self._timings = timings or SimulatedTimings()
+        self.timings = timings or SimulatedTimings()
         self._vms: dict[uuid.UUID, _Vm] = {}
         self._events: asyncio.Queue[HypervisorEvent] = asyncio.Queue()
         self._connected = False
@@ -160,7 +167,7 @@ class SimulatedHypervisor:
         if memory > await self.free_memory_mib():
             raise NodeFailure(ErrorCode.NOT_ENOUGH_MEMORY,
                               f"host {self._hostname} has not {memory} MiB free")
-        await asyncio.sleep(self._timings.start_s)
+        await asyncio.sleep(self.timings.start_s)
         if spec is not None:
             persistent = vm.persistent if vm is not None else False
             vm = self._vms[vm_id] = _Vm(vm_id, spec.name, spec.memory_mib, VmState.SHUTOFF,
@@ -181,7 +188,7 @@ class SimulatedHypervisor:
     async def shutdown(self, vm_id: uuid.UUID, *, timeout_s: float,
                        force: bool) -> VmStatusReport:
         vm = self._running(vm_id)
-        await asyncio.sleep(self._timings.shutdown_s)
+        await asyncio.sleep(self.timings.shutdown_s)
         return self._stop(vm, "stopped/shutdown")
 
     async def destroy(self, vm_id: uuid.UUID) -> VmStatusReport:
@@ -189,6 +196,56 @@ class SimulatedHypervisor:
         if vm.state not in _ON:
             return vm.report()
         return self._stop(vm, "stopped/destroyed")
+
+    async def migrate(self, vm_id: uuid.UUID, destination_uri: str, *,
+                      migration_uri: str | None, display_address: str | None,
+                      timeout_s: float) -> VmStatusReport:
+        """The VM moves to the peer named `destination_uri`: it runs there first (its
+        event says so), then it is gone here, as libvirt's handover does."""
+        vm = self._running(vm_id)
+        peer = self.peers.get(destination_uri)
+        if peer is None:
+            raise NodeFailure(ErrorCode.HYPERVISOR_ERROR,
+                              f"cannot reach the destination {destination_uri}")
+        cancelled = self._migrations[vm_id] = asyncio.Event()
+        try:
+            async with asyncio.timeout(self.timings.migrate_s):
+                await cancelled.wait()
+        except TimeoutError:
+            pass  # the memory is copied
+        finally:
+            del self._migrations[vm_id]
+        if cancelled.is_set():
+            raise NodeFailure(ErrorCode.HYPERVISOR_ERROR,
+                              f"the migration of VM {vm.name} was cancelled")
+        await peer.accept_migration(vm)
+        del self._vms[vm_id]
+        return self._change(vm, VmState.GONE, "stopped/migrated")
+
+    def migrating(self) -> set[uuid.UUID]:
+        """The VMs whose outgoing migration is in flight."""
+        return set(self._migrations)
+
+    async def cancel_migration(self, vm_id: uuid.UUID) -> VmStatusReport:
+        vm = self._running(vm_id)
+        cancelled = self._migrations.get(vm_id)
+        if cancelled is None:
+            raise invalid_state(f"VM {vm.name} is not migrating")
+        cancelled.set()
+        return vm.report()
+
+    async def accept_migration(self, incoming: _Vm) -> None:
+        """The destination's side of a migration."""
+        if self.refuse_incoming is not None:
+            raise NodeFailure(ErrorCode.INVALID_STATE, self.refuse_incoming)
+        if incoming.memory_mib > await self.free_memory_mib():
+            raise NodeFailure(ErrorCode.NOT_ENOUGH_MEMORY,
+                              f"host {self._hostname} has not {incoming.memory_mib} MiB free")
+        vm = self._vms[incoming.vm_id] = _Vm(
+            incoming.vm_id, incoming.name, incoming.memory_mib, VmState.SHUTOFF,
+            persistent=incoming.persistent, spec_version=incoming.spec_version,
+            vnc_port=next(self._ports), nics=dict(incoming.nics))
+        self._change(vm, VmState.RUNNING, "started/migrated")
 
     async def reboot(self, vm_id: uuid.UUID) -> VmStatusReport:
         vm = self._running(vm_id)

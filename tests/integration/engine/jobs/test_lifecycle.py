@@ -142,7 +142,7 @@ async def test_a_stored_job_this_engine_cannot_read_fails_and_frees_its_objects(
     await engine.add_host("h1")
     vm_id = await engine.add_vm("web")
     async with engine.session() as session:
-        for action, params in (("vm.migrate", {"vm_id": str(vm_id)}),
+        for action, params in (("vm.teleport", {"vm_id": str(vm_id)}),
                                ("vm.shutdown", {"vm_id": str(vm_id), "timeout_s": 5})):
             job = Job(id=uuid.uuid4(), action=action, params=params, vm_id=vm_id,
                       description=f"Old {action}")
@@ -155,7 +155,7 @@ async def test_a_stored_job_this_engine_cannot_read_fails_and_frees_its_objects(
     ended = [await engine.job(job_id) for job_id in ids]
     assert [j.state for j in ended] == ["failed", "failed"]
     errors = {j.action: j.error for j in ended}
-    assert "of a kind this engine does not know ('vm.migrate')" in errors["vm.migrate"]
+    assert "of a kind this engine does not know ('vm.teleport')" in errors["vm.teleport"]
     assert "has arguments this engine cannot read: timeout_s: Extra inputs" in \
         errors["vm.shutdown"]
     assert await _locks(engine) == []

@@ -65,7 +65,7 @@ def test_a_secret_leaves_the_stored_payload_once_dropped() -> None:
 
 
 @pytest.mark.parametrize(("action", "params", "said"), [
-    ("vm.migrate", {"vm_id": str(VM)}, "of a kind this engine does not know ('vm.migrate')"),
+    ("vm.teleport", {"vm_id": str(VM)}, "of a kind this engine does not know ('vm.teleport')"),
     ("vm.shutdown", {"vm_id": str(VM), "timeout_s": 5}, "timeout_s: Extra inputs"),
     ("vm.stop", {}, "vm_id: Field required"),
     ("disk.remove", {"disk_id": "not-a-uuid"}, "disk_id: Input should be a valid UUID"),

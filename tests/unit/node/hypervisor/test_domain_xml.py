@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from overt.node.hypervisor.domain_xml import OvertMetadata, domain_xml, nic_xml, vnc_port
+from overt.node.hypervisor.domain_xml import (
+    OvertMetadata,
+    domain_xml,
+    nic_xml,
+    vnc_port,
+    with_display_address,
+)
 from overt.protocol.host import VirtMode
 from overt.protocol.vm import (
     BootDevice,
@@ -140,3 +146,15 @@ def test_a_hot_plugged_nic_is_the_same_interface_as_at_start() -> None:
         ET.canonicalize(ET.tostring(at_start), strip_text=True)
     assert plugged.find("link").get("state") == "down"  # type: ignore[union-attr]
     assert [t.get("id") for t in plugged.findall("./vlan/tag")] == ["100"]
+
+
+def test_a_migrating_vms_console_listens_on_its_destination() -> None:
+    live = ("<domain type='qemu'><name>v</name><devices>"
+            "<graphics type='vnc' port='5900' autoport='yes' listen='10.0.0.11' passwd='pw'>"
+            "<listen type='address' address='10.0.0.11'/></graphics></devices></domain>")
+    moved = ET.fromstring(with_display_address(live, "10.0.0.12"))
+    graphics = moved.find("devices/graphics")
+    assert graphics is not None
+    assert graphics.get("listen") == "10.0.0.12" and graphics.get("passwd") == "pw"
+    assert [e.get("address") for e in graphics.findall("listen")] == ["10.0.0.12"]
+    assert moved.findtext("name") == "v"

@@ -49,6 +49,10 @@ def test_every_state_and_reason_maps_to_something(state: int, reason: int) -> No
 @pytest.mark.parametrize(("event", "detail", "now", "expected"), [
     (libvirt.VIR_DOMAIN_EVENT_STARTED, 0, VmState.PAUSED, VmState.RUNNING),
     (libvirt.VIR_DOMAIN_EVENT_STARTED, 0, None, VmState.RUNNING),
+    (libvirt.VIR_DOMAIN_EVENT_STARTED, libvirt.VIR_DOMAIN_EVENT_STARTED_MIGRATED,
+     VmState.RUNNING, VmState.PAUSED),  # an incoming migration runs once handed over
+    (libvirt.VIR_DOMAIN_EVENT_RESUMED, libvirt.VIR_DOMAIN_EVENT_RESUMED_MIGRATED,
+     VmState.RUNNING, VmState.RUNNING),  # ... which is this event
     (libvirt.VIR_DOMAIN_EVENT_RESUMED, 0, VmState.RUNNING, VmState.RUNNING),
     (REBOOTED, 0, VmState.RUNNING, VmState.RUNNING),
     (libvirt.VIR_DOMAIN_EVENT_SUSPENDED, libvirt.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED,

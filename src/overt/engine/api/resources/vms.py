@@ -10,7 +10,7 @@ from starlette.responses import Response
 from overt.engine.api import views
 from overt.engine.api.authorization import require_permit
 from overt.engine.api.context import ApiContext, href
-from overt.engine.api.readers import read_disk_attachment, read_nic, read_vm
+from overt.engine.api.readers import read_disk_attachment, read_nic, read_vm, ref_of
 from overt.engine.api.resources import consoles as console_resources
 from overt.engine.api.resources import vm_devices
 from overt.engine.api.resources.common import action_done, action_params, list_rows
@@ -163,6 +163,28 @@ async def suspend(ctx: ApiContext) -> Response:
     await action_params(ctx)
     job = await vm_service.suspend_vm(ctx.session, ctx.services.jobs, ctx.id_param("vm_id"),
                                       ctx.user, correlation_id=_correlation(ctx))
+    return action_done(ctx, job)
+
+
+@routes.post("/vms/{vm_id}/migrate")
+async def migrate(ctx: ApiContext) -> Response:
+    """oVirt's migrate: to the `<host>` given (by id or name), else the scheduler's choice."""
+    body = await ctx.request.body()
+    host = None
+    if body.strip():
+        action = await ctx.body("action")
+        host = ref_of(action.child("host"))
+    job = await vm_service.migrate_vm(ctx.session, ctx.services.jobs, ctx.id_param("vm_id"),
+                                      ctx.user, host=host, correlation_id=_correlation(ctx))
+    return action_done(ctx, job)
+
+
+@routes.post("/vms/{vm_id}/cancelmigration")
+async def cancel_migration(ctx: ApiContext) -> Response:
+    await action_params(ctx)
+    job = await vm_service.cancel_migration(ctx.session, ctx.services.jobs,
+                                            ctx.id_param("vm_id"), ctx.user,
+                                            correlation_id=_correlation(ctx))
     return action_done(ctx, job)
 
 

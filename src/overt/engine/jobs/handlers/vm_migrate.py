@@ -1,0 +1,111 @@
+"""Live migration: the source's agent hands a running VM to the destination's hypervisor.
+
+The destination was reserved at submission (the VM's `migration_host_id`, whose memory
+counts the VM from then on), as a start reserves its host. The VM shows `migrating`
+while the job runs; the monitor, the one writer of observed status, moves the VM to
+its destination when the destination reports it running, so the VM is never shown on
+two hosts nor on none. A failed migration leaves the VM where it runs: its source.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine import audit
+from overt.engine.db.tables import Host, Vm
+from overt.engine.jobs.context import JobContext, Unit
+from overt.engine.jobs.errors import JobFailed
+from overt.engine.jobs.handlers.vms import want_what_is
+from overt.engine.jobs.kinds import CancelMigration, JobSpec, MigrateVm
+from overt.engine.jobs.observe import observed_vm
+from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
+from overt.engine.queries import lookup
+from overt.protocol.commands import VmCancelMigration, VmMigrate
+from overt.protocol.host import VmStatusReport
+
+MIGRATE_TIMEOUT_S = 600.0
+_MIGRATING = frozenset({VmStatus.MIGRATING})
+
+
+def destination_uris(ctx: JobContext, host: Host) -> tuple[str, str | None]:
+    """The libvirt URI the source opens to reach the destination, and QEMU's stream URI."""
+    settings = ctx.services.settings
+    fields = {"address": host.address, "name": host.name}
+    stream = settings.migration_stream_uri.format(**fields)
+    return settings.migration_destination_uri.format(**fields), stream or None
+
+
+async def migrate_vm(ctx: JobContext, spec: MigrateVm) -> dict[str, Any]:
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, spec.vm_id)
+        if vm.host_id == spec.host_id and vm.status == VmStatus.UP:
+            return {"host_id": str(spec.host_id)}  # it has arrived already
+        if vm.status != VmStatus.MIGRATING or vm.host_id != spec.source_host_id:
+            raise JobFailed(f"VM {vm.name} is {vm.status}, no longer migrating from its "
+                            "host; migrate it again")
+        source = await lookup.get(session, Host, spec.source_host_id)
+        destination = await lookup.get(session, Host, spec.host_id)
+    for host in (source, destination):
+        if host.status != HostStatus.UP:
+            raise JobFailed(f"host {host.name} is {host.status}; VM {vm.name} stays on "
+                            f"host {source.name}")
+    uri, stream = destination_uris(ctx, destination)
+    async with ctx.step(f"Migrating VM {vm.name} from host {source.name} to host "
+                        f"{destination.name}", host_id=source.id):
+        await ctx.nodes.call(
+            source, VmMigrate(vm_id=spec.vm_id, destination_uri=uri, migration_uri=stream,
+                              display_address=destination.address,
+                              timeout_s=MIGRATE_TIMEOUT_S),
+            VmStatusReport, key=ctx.key("migrate"), timeout_s=MIGRATE_TIMEOUT_S + 30)
+
+    async def arrived(session: AsyncSession, vm: Vm) -> None:
+        audit.record(session, f"VM {vm.name} migrated from host {source.name} to host "
+                     f"{destination.name}", code=audit.VM_MIGRATED, vm_id=vm.id,
+                     host_id=destination.id, cluster_id=vm.cluster_id, job_id=ctx.job.id,
+                     user_id=ctx.job.owner_id)
+    await observed_vm(ctx, spec.vm_id, {VmStatus.UP}, passing=_MIGRATING, settle=arrived)
+    return {"host_id": str(destination.id)}
+
+
+async def stay_on_source(session: AsyncSession, ctx: JobContext, spec: MigrateVm,
+                         message: str) -> None:
+    """The migration failed: the VM runs on its source as before, the destination's room
+    is given back, and both hosts are read again so the monitor confirms where it runs."""
+    vm = await session.get(Vm, spec.vm_id)
+    if vm is None:
+        return
+    if vm.status == VmStatus.MIGRATING:
+        vm.status = VmStatus.UP
+    vm.migration_host_id = None
+    for host_id in (spec.source_host_id, spec.host_id):
+        host = await session.get(Host, host_id)
+        if host is not None:
+            host.needs_resync = True
+    audit.record(session, f"Migration of VM {vm.name} failed: {message}",
+                 code=audit.VM_MIGRATION_FAILED, severity=LogSeverity.ERROR, vm_id=vm.id,
+                 host_id=spec.source_host_id, job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    want_what_is(vm)
+
+
+async def cancel_migration(ctx: JobContext, spec: CancelMigration) -> dict[str, Any]:
+    """The source's node aborts the migration; the migration's job then fails, and its
+    compensation leaves the VM up on its source."""
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, spec.vm_id)
+        source = await lookup.get(session, Host, spec.host_id)
+    async with ctx.step(f"Cancelling the migration of VM {vm.name} on host {source.name}",
+                        host_id=source.id):
+        await ctx.nodes.call(source, VmCancelMigration(vm_id=spec.vm_id), VmStatusReport,
+                             key=ctx.key("cancel-migration"))
+    async with ctx.transaction() as session:
+        audit.record(session, f"Migration of VM {vm.name} was cancelled",
+                     code=audit.VM_MIGRATION_CANCELLED, vm_id=vm.id, host_id=source.id,
+                     job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    return {}
+
+
+UNITS: dict[type[JobSpec], Unit[Any]] = {
+    MigrateVm: Unit(migrate_vm, compensate=stay_on_source),
+    CancelMigration: Unit(cancel_migration)}

@@ -1,0 +1,134 @@
+"""Live migration in the lab, through the official SDK: a VM booted from a disk on the
+lab's NFS domain moves from its node to the other and back while it runs; each node's own libvirtd
+shows it on exactly one of them, and the engine shows it on the host that runs it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import libvirt
+import ovirtsdk4 as sdk
+import ovirtsdk4.types as types
+import pytest
+
+from overt.lab.guest import BOOT_MARKER, GuestImage
+from overt.lab.lab import Lab
+from overt.lab.topology import Net, Topology
+from tests.conftest import TEST_LAB
+from tests.e2e.lab.test_shared_storage import (
+    CONSOLE_LOG_DIR,
+    NfsDomain,
+    StorageLab,
+    _boot_disk,
+    _new_vm,
+    nfs_domain,
+    open_storage_lab,
+)
+from tests.support.broker import Broker
+from tests.support.demo import wait_until
+
+pytestmark = [pytest.mark.lab, pytest.mark.amqp, pytest.mark.vm, pytest.mark.slow]
+__all__ = ["nfs_domain"]  # the shared storage tests' fixture, on this module's lab
+
+NODES = ("node1", "node2")
+
+
+@pytest.fixture(scope="module")
+def storage_lab(rabbitmq: Broker) -> Iterator[StorageLab]:
+    """The shared storage lab, its engine telling a source node to reach the destination's
+    libvirtd through its socket (the lab's nodes share the machine's file system), by the
+    destination's management address."""
+    sockets = Topology(TEST_LAB).state_dir / "migration-sockets"
+    uri = f"qemu+unix:///system?socket={sockets}/{{address}}.sock"
+    with open_storage_lab(rabbitmq, OVERT_MIGRATION_DESTINATION_URI=uri) as opened:
+        sockets.mkdir(exist_ok=True)
+        for node in NODES:
+            link = sockets / f"{_address(opened.lab, node)}.sock"
+            link.unlink(missing_ok=True)
+            link.symlink_to(opened.lab.hypervisor(node).socket)
+        yield opened
+
+
+def _address(lab: Lab, node: str) -> str:
+    return str(lab.topology.host(node).address(Net.MANAGEMENT))
+
+
+def _runs_on(lab: Lab, vm_id: str, *, running_only: bool = False) -> list[str]:
+    """The nodes whose libvirtd has the VM active (`running_only`: not paused), as each
+    reports it. During the handover the source keeps its copy paused until the
+    destination runs, then removes it: a VM may be active on two nodes for a moment,
+    running on one only."""
+    found = []
+    for node in NODES:
+        conn = libvirt.open(lab.hypervisor(node).uri)
+        try:
+            try:
+                dom = conn.lookupByUUIDString(vm_id)
+                state = dom.state()[0] if dom.isActive() else None
+            except libvirt.libvirtError:
+                state = None
+            if state is not None and (not running_only or state == libvirt.VIR_DOMAIN_RUNNING):
+                found.append(node)
+        finally:
+            conn.close()
+    return found
+
+
+def _migrate(site_conn: sdk.Connection, storage_lab: StorageLab, vm_id: str,
+             to: str) -> None:
+    service = site_conn.system_service().vms_service().vm_service(vm_id)
+    host = storage_lab.first.host_of(site_conn, to)
+    service.migrate(host=types.Host(id=host.id))
+    seen: set[tuple[str, ...]] = set()
+
+    def arrived() -> bool:
+        seen.add(tuple(_runs_on(storage_lab.lab, vm_id, running_only=True)))
+        vm = service.get()
+        assert vm.host is not None, "the engine showed the VM on no host"
+        if vm.status == types.VmStatus.UP and vm.host.id != host.id:  # failed: say why
+            failed = [e.description for e in site_conn.system_service().events_service().list()
+                      if "Migration of VM lab-migr-vm failed" in e.description]
+            assert not failed, failed
+        return vm.status == types.VmStatus.UP and vm.host.id == host.id
+    wait_until(arrived, 180, f"the VM to be up on {to}", every=0.2)
+    assert all(len(nodes) <= 1 for nodes in seen), seen  # never running on two nodes
+    assert _runs_on(storage_lab.lab, vm_id, running_only=True) == [to]
+    wait_until(lambda: _runs_on(storage_lab.lab, vm_id) == [to], 30,
+               f"the VM to be on {to} only", every=0.2)
+
+
+def test_a_vm_on_nfs_migrates_to_node2_and_back_while_it_runs(
+        storage_lab: StorageLab, nfs_domain: NfsDomain, guest_image: GuestImage) -> None:
+    site = storage_lab.first
+    disk_id = _boot_disk(storage_lab, site, nfs_domain.id, guest_image)
+    _new_vm(site, "lab-migr-vm", disk_id)
+    conn = site.connect()
+    try:
+        vms = conn.system_service().vms_service()
+        vm = vms.list(search="name=lab-migr-vm")[0]
+        service = vms.vm_service(vm.id)
+        log = CONSOLE_LOG_DIR / f"{vm.id}.log"
+        log.unlink(missing_ok=True)
+        service.start()
+        wait_until(lambda: service.get().status == types.VmStatus.UP, 180, "the VM to be up")
+        wait_until(lambda: log.exists() and BOOT_MARKER in log.read_text(errors="replace"),
+                   180, "the guest to boot")
+        [first] = _runs_on(storage_lab.lab, vm.id)
+        other = "node2" if first == "node1" else "node1"
+        own = site.host_of(conn, first)
+        assert service.get().host.id == own.id
+
+        with pytest.raises(sdk.Error) as refused:
+            service.migrate(host=types.Host(id=own.id))
+        assert refused.value.code == 409 and "it already runs on host" in str(refused.value)
+
+        _migrate(conn, storage_lab, vm.id, other)
+        _migrate(conn, storage_lab, vm.id, first)
+        events = conn.system_service().events_service()
+        # The job records its outcome just after the monitor shows the VM arrived.
+        wait_until(lambda: sum("VM lab-migr-vm migrated from host" in e.description
+                               for e in events.list()) == 2, 30, "both migrations recorded")
+        service.stop()
+        wait_until(lambda: service.get().status == types.VmStatus.DOWN, 120, "the VM to stop")
+    finally:
+        conn.close()
