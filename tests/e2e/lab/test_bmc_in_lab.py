@@ -16,11 +16,27 @@ import pytest
 
 from overt.lab.lab import Lab
 from overt.lab.node_power import node_processes
+from overt.lab.topology import LabSpec, Topology
+from overt.system.daemons import ensure_libvirtd
 from overt.system.waiting import unix_socket_answers
-from tests.conftest import TEST_LAB
+from tests.conftest import require_root
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 PASSWORD = "Lab-Bmc-Pw-5"
+# A lab of its own: powering a node off and on must not disturb the lab the other tests
+# share (a node of the shared lab came back without its namespace after this test).
+BMC_LAB = LabSpec(nodes=1, prefix="ovbmc",
+                  address_block=os.environ.get("OVERT_TEST_BMC_LAB_BLOCK", "10.214.0.0/16"))
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    require_root()
+    ensure_libvirtd()
+    lab = Lab(Topology(BMC_LAB))
+    lab.up()
+    yield lab
+    lab.down()
 
 
 def _udp_port() -> int:
@@ -43,7 +59,7 @@ def node1_bmc(lab: Lab, tmp_path: Path) -> Iterator[int]:
     with (tmp_path / "bmc.log").open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "overt.lab.bmc", "--lab-node", "node1", "--lab-prefix",
-             TEST_LAB.prefix, "--port", str(port), "--password-file", str(tmp_path / "pw")],
+             BMC_LAB.prefix, "--port", str(port), "--password-file", str(tmp_path / "pw")],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 60
     while "listening" not in (tmp_path / "bmc.log").read_text():
