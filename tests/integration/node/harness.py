@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from overt.bus.direct.tls import TlsFiles, issue_engine_identity, node_names
 from overt.node.identity import NodeIdentity
-from overt.pki.certs import CertificateAuthority, cert_pem, fingerprint
+from overt.pki.certs import CertificateAuthority, cert_pem, endorse, fingerprint
 from overt.protocol import EventEnvelope
 from overt.protocol.enrollment import EnrollmentGrant, EnrollmentStatus
 
@@ -47,23 +47,33 @@ class LoopThread:
 
 @dataclass
 class Pki:
-    """A real engine CA with the engine's identity, issuing node identities on demand."""
+    """The engine's two real CAs with the engine's identity, issuing node identities on
+    demand: the server CA signs the engine's certificate, the node CA nodes' ones.
+
+    `engine.ca_file` holds both: the engine checks nodes against the node CA, clients
+    check the engine against the server CA (and certificates of `other_identity`)."""
 
     directory: Path
     ca: CertificateAuthority = field(default_factory=lambda: CertificateAuthority.create("t"))
+    node_ca: CertificateAuthority = field(
+        default_factory=lambda: CertificateAuthority.create("t nodes"))
 
     def __post_init__(self) -> None:
         self.engine = issue_engine_identity(self.ca, self.directory / "engine", ["127.0.0.1"])
+        self.engine.ca_file.write_bytes(cert_pem(self.ca.cert) + cert_pem(self.node_ca.cert))
 
     def enroll_node(self, data_dir: Path, host_uuid: uuid.UUID, gateway_url: str) -> NodeIdentity:
-        """Give a node's data dir what enrollment would: key, CA-issued certificate, CA."""
+        """Give a node's data dir what enrollment would: key, node-CA-issued certificate,
+        the server CA, and the node CA vouched for by it."""
         identity = NodeIdentity(data_dir, ca_fingerprint=fingerprint(self.ca.cert))
         identity.trust_ca(cert_pem(self.ca.cert).decode())
         names = node_names(host_uuid, "node", "127.0.0.1")
-        cert = self.ca.sign(identity.csr_pem(host_uuid, names).encode())
+        cert = self.node_ca.sign(identity.csr_pem(host_uuid, names).encode())
         identity.accept_grant(EnrollmentGrant(
             status=EnrollmentStatus.APPROVED, certificate_pem=cert_pem(cert).decode(),
-            ca_pem=cert_pem(self.ca.cert).decode(), gateway_url=gateway_url),
+            ca_pem=cert_pem(self.ca.cert).decode(), gateway_url=gateway_url,
+            node_ca_pem=cert_pem(self.node_ca.cert).decode(),
+            node_ca_endorsement=endorse(self.ca, self.node_ca.cert)),
             host_uuid, gateway_url)
         return identity
 

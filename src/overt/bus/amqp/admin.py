@@ -8,6 +8,7 @@ events, replies and stats, and nothing else.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import ssl
@@ -36,6 +37,7 @@ from overt.protocol.enrollment import BrokerCredentials
 log = logging.getLogger(__name__)
 
 DEFAULT_MANAGEMENT_PORT = 15672
+_CLOSE_ATTEMPTS = 5
 
 
 class BrokerAdminError(RuntimeError):
@@ -180,8 +182,27 @@ class BrokerAdmin:
                 {"routing_key": routing_key, "arguments": {}})
 
     async def _close_connections(self, username: str) -> None:
-        await self._request("DELETE", f"/connections/username/{_q(username)}", missing_ok=True,
-                            headers={"X-Reason": "the node's broker account was removed"})
+        """Close the user's connections until none is left.
+
+        RabbitMQ answers 500 when a connection it lists dies while it closes it (the
+        user's deletion closes them too); asking again settles that race.
+        """
+        path = f"/connections/username/{_q(username)}"
+        for attempt in range(_CLOSE_ATTEMPTS):
+            try:
+                await self._request("DELETE", path, missing_ok=True,
+                                    headers={"X-Reason": "the node's broker account was removed"})
+                return
+            except BrokerAdminError:
+                if attempt == _CLOSE_ATTEMPTS - 1:
+                    raise
+                if not await self._connections_of(username):
+                    return
+                await asyncio.sleep(0.2 * (attempt + 1))
+
+    async def _connections_of(self, username: str) -> list[str]:
+        listed = await self._request("GET", "/connections?columns=name,user") or []
+        return [str(item.get("name")) for item in listed if item.get("user") == username]
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None = None, *,
                        missing_ok: bool = False, headers: dict[str, str] | None = None) -> Any:
