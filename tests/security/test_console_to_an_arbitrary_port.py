@@ -6,21 +6,15 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import websockets.sync.client as ws_client
-from sqlalchemy import select
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from overt.engine.db.seed import BLANK_TEMPLATE_ID
-from overt.engine.db.tables import Cluster, Host, Vm
-from overt.engine.model.status import HostStatus, VmStatus
-from overt.engine.web import sessions
-from tests.security.test_session_reuse_after_sign_out import _FakeVnc
+from tests.support.consoles import FakeVnc, console_token, vm_with_console
 from tests.support.engine import RunningEngine, start_engine
 from tests.support.portal import sign_in
 
@@ -30,28 +24,6 @@ def engine(tmp_path: Path) -> Iterator[RunningEngine]:
     running = start_engine(tmp_path / "engine")
     yield running
     running.stop()
-
-
-async def _vm_with_console(engine: RunningEngine, port: int) -> uuid.UUID:
-    async with engine.runtime.db.transaction() as session:
-        cluster = (await session.execute(select(Cluster))).scalars().first()
-        assert cluster is not None
-        host = Host(id=uuid.uuid4(), name="h1", address="127.0.0.1", cluster_id=cluster.id,
-                    status=HostStatus.MAINTENANCE.value, host_uuid=uuid.uuid4())
-        session.add(host)
-        await session.flush()
-        vm = Vm(id=uuid.uuid4(), name="vm1", cluster_id=cluster.id, host_id=host.id,
-                template_id=BLANK_TEMPLATE_ID, memory_mib=256, status=VmStatus.UP.value,
-                vnc_port=port)
-        session.add(vm)
-        return vm.id
-
-
-async def _console_token(engine: RunningEngine, cookie: str, vm_id: uuid.UUID) -> str:
-    async with engine.runtime.db.transaction() as session:
-        found = await sessions.find_session(session, cookie)
-        assert found is not None
-        return await sessions.issue_console_token(session, found[0], vm_id)
 
 
 def _free_port_below_vnc() -> int:
@@ -69,15 +41,15 @@ def _free_port_below_vnc() -> int:
 
 
 def test_console_to_an_arbitrary_port_is_refused(engine: RunningEngine) -> None:
-    target = _FakeVnc(_free_port_below_vnc())
+    target = FakeVnc(_free_port_below_vnc())
     try:
-        vm_id = asyncio.run_coroutine_threadsafe(_vm_with_console(engine, target.port),
+        vm_id = asyncio.run_coroutine_threadsafe(vm_with_console(engine, target.port),
                                                  engine.loop).result(timeout=30)
         base = engine.url.removesuffix("/ovirt-engine/api")
         with httpx.Client(base_url=base, timeout=30,
                           verify=ssl.create_default_context(cafile=engine.ca_file)) as portal:
             cookie = sign_in(portal, "admin", engine.password)
-            token = asyncio.run_coroutine_threadsafe(_console_token(engine, cookie, vm_id),
+            token = asyncio.run_coroutine_threadsafe(console_token(engine, cookie, vm_id),
                                                      engine.loop).result(timeout=30)
             with pytest.raises((ConnectionClosed, InvalidStatus, OSError, TimeoutError)), ws_client.connect(
                     f"wss://{base.split('//', 1)[1]}/console/{vm_id}/ws?token={token}",
@@ -92,7 +64,7 @@ def test_console_to_an_arbitrary_port_is_refused(engine: RunningEngine) -> None:
 
 @pytest.mark.parametrize("password", ["a", "abc12"])
 def test_a_short_console_password_is_refused(engine: RunningEngine, password: str) -> None:
-    vm_id = asyncio.run_coroutine_threadsafe(_vm_with_console(engine, 5900),
+    vm_id = asyncio.run_coroutine_threadsafe(vm_with_console(engine, 5900),
                                              engine.loop).result(timeout=30)
     with httpx.Client(verify=ssl.create_default_context(cafile=engine.ca_file), timeout=60,
                       auth=("admin@internal", engine.password)) as api:

@@ -21,11 +21,10 @@ import websockets.sync.client as ws_client
 from sqlalchemy import func, select, update
 from websockets.exceptions import ConnectionClosed
 
-from overt.engine.db.seed import BLANK_TEMPLATE_ID
-from overt.engine.db.tables import Cluster, Host, Token, User, Vm, WebSession, utcnow
+from overt.engine.db.tables import Token, User, WebSession, utcnow
 from overt.engine.identity import tokens
-from overt.engine.model.status import HostStatus, VmStatus
 from overt.engine.web import sessions
+from tests.support.consoles import FakeVnc, console_token, vm_with_console
 from tests.support.engine import RunningEngine, start_engine
 from tests.support.portal import sign_in, sign_out
 
@@ -84,59 +83,10 @@ def test_the_event_stream_ends_at_sign_out(engine: RunningEngine) -> None:
         assert "event: signedout" in received
 
 
-class _FakeVnc:
-    """A TCP server standing in for a VM's VNC server; counts the connections it gets."""
-
-    def __init__(self, port: int = 0) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
-        self.sock.listen()
-        self.port = self.sock.getsockname()[1]
-        self.connections: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            conn.sendall(b"RFB 003.008\n")
-            self.connections.append(conn)
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.connections:
-            conn.close()
-
-
-async def _vm_with_console(engine: RunningEngine, port: int) -> uuid.UUID:
-    async with engine.runtime.db.transaction() as session:
-        cluster = (await session.execute(select(Cluster))).scalars().first()
-        assert cluster is not None
-        host = Host(id=uuid.uuid4(), name="h1", address="127.0.0.1", cluster_id=cluster.id,
-                    status=HostStatus.MAINTENANCE.value, host_uuid=uuid.uuid4())
-        session.add(host)
-        await session.flush()
-        vm = Vm(id=uuid.uuid4(), name="vm1", cluster_id=cluster.id, host_id=host.id,
-                template_id=BLANK_TEMPLATE_ID, memory_mib=256, status=VmStatus.UP.value,
-                vnc_port=port)
-        session.add(vm)
-        return vm.id
-
-
-async def _console_token(engine: RunningEngine, cookie: str, vm_id: uuid.UUID) -> str:
-    async with engine.runtime.db.transaction() as session:
-        found = await sessions.find_session(session, cookie)
-        assert found is not None
-        return await sessions.issue_console_token(session, found[0], vm_id)
-
-
 def _open_console(engine: RunningEngine, portal: httpx.Client, vm_id: uuid.UUID
                   ) -> ws_client.ClientConnection:
     cookie = portal.cookies["overt_session"]
-    token = _run(engine, _console_token(engine, cookie, vm_id))
+    token = _run(engine, console_token(engine, cookie, vm_id))
     origin = str(portal.base_url).rstrip("/")
     host = origin.split("//", 1)[1]
     return ws_client.connect(
@@ -147,9 +97,9 @@ def _open_console(engine: RunningEngine, portal: httpx.Client, vm_id: uuid.UUID
 
 
 def test_the_console_websocket_closes_at_sign_out(engine: RunningEngine) -> None:
-    vnc = _FakeVnc(_free_port_at_least(5900))
+    vnc = FakeVnc(_free_port_at_least(5900))
     try:
-        vm_id = _run(engine, _vm_with_console(engine, vnc.port))
+        vm_id = _run(engine, vm_with_console(engine, vnc.port))
         with _portal(engine) as portal:
             csrf = _signed_in(engine, portal)
             with _open_console(engine, portal, vm_id) as console:

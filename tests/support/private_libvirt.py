@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from overt.lab.node_host import copy_directories, copy_libvirt_config
 from overt.system.processes import alive, command_name, spawn_detached, stop_processes
 from overt.system.waiting import unix_socket_answers, wait_until
 
@@ -70,20 +71,10 @@ class PrivateLibvirt:
                    what="the private libvirtd answering")
 
     def _prepare_dirs(self) -> None:
-        etc = self.base / "etc-libvirt"
-        shutil.copytree("/etc/libvirt", etc, symlinks=True)
-        # No domains, networks or pools of the machine's own.
-        for leftover in [*etc.glob("qemu/*.xml"), etc / "qemu" / "autostart",
-                         etc / "qemu" / "networks" / "autostart", etc / "storage"]:
-            if leftover.is_dir():
-                shutil.rmtree(leftover)
-            elif leftover.exists():
-                leftover.unlink()
-        with (etc / "libvirtd.conf").open("a") as conf:
-            conf.write(f'\nhost_uuid = "{self.host_uuid}"\n')
-        _copy_directories(Path("/var/lib/libvirt"), self.base / "var-lib-libvirt")
+        copy_libvirt_config(self.base / "etc-libvirt", self.host_uuid)
+        copy_directories(Path("/var/lib/libvirt"), self.base / "var-lib-libvirt")
         if self.fresh_cache:
-            _copy_directories(Path("/var/cache/libvirt"), self.base / "cache-libvirt")
+            copy_directories(Path("/var/cache/libvirt"), self.base / "cache-libvirt")
         else:
             shutil.copytree("/var/cache/libvirt", self.base / "cache-libvirt", symlinks=True)
         for name in BINDS:
@@ -103,13 +94,3 @@ class PrivateLibvirt:
         if self.anchor is not None and alive(self.anchor):
             os.kill(self.anchor, signal.SIGKILL)
         self.anchor = None
-
-
-def _copy_directories(source: Path, target: Path) -> None:
-    """Recreate `source`'s directory tree (owners and modes, no files) at `target`."""
-    for path in [source, *sorted(p for p in source.rglob("*") if p.is_dir())]:
-        dest = target / path.relative_to(source)
-        dest.mkdir(parents=True, exist_ok=True)
-        st = path.stat()
-        shutil.copystat(path, dest)
-        shutil.chown(dest, st.st_uid, st.st_gid)

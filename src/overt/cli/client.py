@@ -69,7 +69,14 @@ class ApiClient:
                                   "Accept": "application/json", "Version": "4"})
         self._logout = (f"{root}/ovirt-engine/services/sso-logout", body["access_token"])
 
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
+        """Sign out (the token dies with the command) and close the connection."""
         url, token = self._logout
         try:
             self.http.post(url, data={"scope": "ovirt-app-api", "token": token})

@@ -31,12 +31,9 @@ def _body(name: str | None, description: str | None, overcommit: int | None) -> 
 def list_clusters(url: Url = None, user: User = None, password_file: PasswordFile = None,
                   ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
     """List clusters with their data center."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         clusters = client.get("/clusters").get("cluster", [])
         dcs = names_by_id(client, "datacenters", "data_center")
-    finally:
-        client.close()
     if json:
         as_json(clusters)
         return
@@ -54,13 +51,10 @@ def add(name: Annotated[str, typer.Argument(help="The new cluster's name.")],
         url: Url = None, user: User = None, password_file: PasswordFile = None,
         ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
     """Add a cluster to a data center."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         dc = resolve(client, "datacenters", "data_center", datacenter)
         cluster = client.post("/clusters", {**_body(name, description, memory_overcommit),
                                             "data_center": {"id": dc["id"]}})
-    finally:
-        client.close()
     report(cluster, json, f"Cluster {cluster['name']} added to data center {dc['name']}")
 
 
@@ -72,13 +66,10 @@ def update(cluster: Name,
            url: Url = None, user: User = None, password_file: PasswordFile = None,
            ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
     """Rename a cluster, or change its description or memory overcommit."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         found = resolve(client, "clusters", "cluster", cluster)
         updated = client.put(f"/clusters/{found['id']}",
                              _body(name, description, memory_overcommit))
-    finally:
-        client.close()
     report(updated, json, f"Cluster {updated['name']} updated")
 
 
@@ -88,10 +79,7 @@ def remove(cluster: Name, url: Url = None, user: User = None,
            password_file: PasswordFile = None, ca_file: CaFile = None,
            data_dir: DataDir = None) -> None:
     """Remove a cluster no host, VM or template uses."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         found = resolve(client, "clusters", "cluster", cluster)
         client.delete(f"/clusters/{found['id']}")
-    finally:
-        client.close()
     report({}, False, f"Cluster {found['name']} removed")

@@ -22,11 +22,8 @@ def list_data_centers(url: Url = None, user: User = None, password_file: Passwor
                       ca_file: CaFile = None, data_dir: DataDir = None,
                       json: Json = False) -> None:
     """List data centers with their status and storage type."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         dcs = client.get("/datacenters").get("data_center", [])
-    finally:
-        client.close()
     if json:
         as_json(dcs)
         return
@@ -44,12 +41,9 @@ def add(name: Annotated[str, typer.Argument(help="The new data center's name.")]
         url: Url = None, user: User = None, password_file: PasswordFile = None,
         ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
     """Add a data center (it gets its management network, ovirtmgmt)."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         dc = client.post("/datacenters", {"name": name, "local": local,
                                           **changes(description=description)})
-    finally:
-        client.close()
     report(dc, json, f"Data center {dc['name']} added ({dc['id']})")
 
 
@@ -61,12 +55,9 @@ def update(data_center: Name,
            url: Url = None, user: User = None, password_file: PasswordFile = None,
            ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
     """Rename a data center or change its description."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         dc = resolve(client, "datacenters", "data_center", data_center)
         dc = client.put(f"/datacenters/{dc['id']}", changes(name=name, description=description))
-    finally:
-        client.close()
     report(dc, json, f"Data center {dc['name']} updated")
 
 
@@ -76,10 +67,7 @@ def remove(data_center: Name, url: Url = None, user: User = None,
            password_file: PasswordFile = None, ca_file: CaFile = None,
            data_dir: DataDir = None) -> None:
     """Remove a data center that has no clusters and no storage domains."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         dc = resolve(client, "datacenters", "data_center", data_center)
         client.delete(f"/datacenters/{dc['id']}")
-    finally:
-        client.close()
     report({}, False, f"Data center {dc['name']} removed")

@@ -35,12 +35,9 @@ def _body(name: str | None, description: str | None, vlan: int | None, mtu: int 
 def list_networks(url: Url = None, user: User = None, password_file: PasswordFile = None,
                   ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
     """List networks with their data center, VLAN and roles."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         networks = client.get("/networks").get("network", [])
         dcs = names_by_id(client, "datacenters", "data_center")
-    finally:
-        client.close()
     if json:
         as_json(networks)
         return
@@ -60,13 +57,10 @@ def add(name: Annotated[str, typer.Argument(help="The new network's name (at mos
         url: Url = None, user: User = None, password_file: PasswordFile = None,
         ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
     """Add a network to a data center (with a vNIC profile of the same name)."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         dc = resolve(client, "datacenters", "data_center", datacenter)
         network = client.post("/networks", {**_body(name, description, vlan, mtu, usage),
                                             "data_center": {"id": dc["id"]}})
-    finally:
-        client.close()
     report(network, json, f"Network {network['name']} added to data center {dc['name']}")
 
 
@@ -79,13 +73,10 @@ def update(network: Name,
            url: Url = None, user: User = None, password_file: PasswordFile = None,
            ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
     """Change a network (its name, VLAN and MTU only while no VM NIC uses it)."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         found = resolve(client, "networks", "network", network)
         updated = client.put(f"/networks/{found['id']}",
                              _body(name, description, vlan, mtu, usage))
-    finally:
-        client.close()
     report(updated, json, f"Network {updated['name']} updated")
 
 
@@ -95,10 +86,7 @@ def remove(network: Name, url: Url = None, user: User = None,
            password_file: PasswordFile = None, ca_file: CaFile = None,
            data_dir: DataDir = None) -> None:
     """Remove a network no VM NIC uses (never the management network)."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         found = resolve(client, "networks", "network", network)
         client.delete(f"/networks/{found['id']}")
-    finally:
-        client.close()
     report({}, False, f"Network {found['name']} removed")

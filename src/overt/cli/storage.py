@@ -23,11 +23,8 @@ Description = Annotated[str | None, typer.Option(help="A description.")]
 def list_domains(url: Url = None, user: User = None, password_file: PasswordFile = None,
                  ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
     """List storage domains with their status, place and free space."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         domains = client.get("/storagedomains").get("storage_domain", [])
-    finally:
-        client.close()
     if json:
         as_json(domains)
         return
@@ -54,15 +51,12 @@ def add(name: Annotated[str, typer.Argument(help="The new storage domain's name.
     """Add a data domain: a directory on one host (local), or an NFS export (--nfs)."""
     storage = {"type": "nfs", "address": nfs, "path": path} if nfs else \
         {"type": "localfs", "path": path}
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         found = resolve(client, "hosts", "host", host)
         domain = client.post("/storagedomains", {
             "name": name, "type": "data", "host": {"id": found["id"]}, "storage": storage,
             **({"import": True} if import_ and nfs else {}),
             **changes(description=description)})
-    finally:
-        client.close()
     where = f"{nfs}:{path} (status {domain.get('status')})" if nfs else f"host {found['name']}"
     report(domain, json, f"Storage domain {domain['name']} added on {where}")
 
@@ -74,13 +68,10 @@ def attach(domain: Name,
            url: Url = None, user: User = None, password_file: PasswordFile = None,
            ca_file: CaFile = None, data_dir: DataDir = None) -> None:
     """Attach a shared (NFS, iSCSI) domain to a data center; it then becomes active."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         found = resolve(client, "storagedomains", "storage_domain", domain)
         dc = resolve(client, "datacenters", "data_center", data_center)
         client.post(f"/datacenters/{dc['id']}/storagedomains", {"id": found["id"]})
-    finally:
-        client.close()
     report({}, False, f"Storage domain {found['name']} is being attached to {dc['name']}")
 
 
@@ -91,15 +82,12 @@ def detach(domain: Name, url: Url = None, user: User = None,
            data_dir: DataDir = None) -> None:
     """Detach a shared domain in maintenance from its data center (another engine may
     then import it)."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         found = resolve(client, "storagedomains", "storage_domain", domain)
         dcs = found.get("data_centers", {}).get("data_center", [])
         if not dcs:
             raise ApiError(f"storage domain {found['name']} is not attached to a data center")
         client.delete(f"/datacenters/{dcs[0]['id']}/storagedomains/{found['id']}")
-    finally:
-        client.close()
     report({}, False, f"Storage domain {found['name']} is being detached")
 
 
@@ -111,13 +99,10 @@ def update(domain: Name,
            url: Url = None, user: User = None, password_file: PasswordFile = None,
            ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
     """Rename a storage domain or change its description."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         found = resolve(client, "storagedomains", "storage_domain", domain)
         updated = client.put(f"/storagedomains/{found['id']}",
                              changes(name=name, description=description))
-    finally:
-        client.close()
     report(updated, json, f"Storage domain {updated['name']} updated")
 
 
@@ -134,12 +119,9 @@ def maintenance(domain: Name, url: Url = None, user: User = None,
                 password_file: PasswordFile = None, ca_file: CaFile = None,
                 data_dir: DataDir = None) -> None:
     """Switch a storage domain to maintenance (needed before removing it)."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         found = resolve(client, "storagedomains", "storage_domain", domain)
         _attached_action(client, found, "deactivate")
-    finally:
-        client.close()
     report({}, False, f"Storage domain {found['name']} is in maintenance")
 
 
@@ -149,12 +131,9 @@ def activate(domain: Name, url: Url = None, user: User = None,
              password_file: PasswordFile = None, ca_file: CaFile = None,
              data_dir: DataDir = None) -> None:
     """Bring a storage domain back from maintenance."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         found = resolve(client, "storagedomains", "storage_domain", domain)
         _attached_action(client, found, "activate")
-    finally:
-        client.close()
     report({}, False, f"Storage domain {found['name']} is active")
 
 
@@ -164,10 +143,7 @@ def remove(domain: Name, url: Url = None, user: User = None,
            password_file: PasswordFile = None, ca_file: CaFile = None,
            data_dir: DataDir = None) -> None:
     """Remove an empty storage domain in maintenance (its directory stays on the host)."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         found = resolve(client, "storagedomains", "storage_domain", domain)
         client.delete(f"/storagedomains/{found['id']}")
-    finally:
-        client.close()
     report({}, False, f"Storage domain {found['name']} removed")

@@ -71,19 +71,10 @@ class NodeHypervisor:
     def _prepare_dirs(self) -> None:
         etc = self.host_dir / "etc-libvirt"
         if not etc.exists():
-            shutil.copytree("/etc/libvirt", etc, symlinks=True)
-            # A node starts with no domains, networks or pools of the machine's own.
-            for leftover in [*etc.glob("qemu/*.xml"), etc / "qemu" / "autostart",
-                             etc / "qemu" / "networks" / "autostart", etc / "storage"]:
-                if leftover.is_dir():
-                    shutil.rmtree(leftover)
-                elif leftover.exists():
-                    leftover.unlink()
-            with (etc / "libvirtd.conf").open("a") as conf:
-                conf.write(f'\n# Overt lab node\nhost_uuid = "{self.host_uuid}"\n')
+            copy_libvirt_config(etc, self.host_uuid)
         var_lib = self.host_dir / "var-lib-libvirt"
         if not var_lib.exists():
-            _copy_directories(Path("/var/lib/libvirt"), var_lib)
+            copy_directories(Path("/var/lib/libvirt"), var_lib)
         cache = self.host_dir / "cache-libvirt"
         if not cache.exists():
             # A copy of the machine's QEMU capability cache spares each node a probe.
@@ -92,7 +83,21 @@ class NodeHypervisor:
             (self.host_dir / name).mkdir(parents=True, exist_ok=True)
 
 
-def _copy_directories(source: Path, target: Path) -> None:
+def copy_libvirt_config(etc: Path, host_uuid: uuid.UUID | str) -> None:
+    """The machine's /etc/libvirt for a private libvirtd: no domains, networks or pools of
+    the machine's own, and a host UUID of its own."""
+    shutil.copytree("/etc/libvirt", etc, symlinks=True)
+    for leftover in [*etc.glob("qemu/*.xml"), etc / "qemu" / "autostart",
+                     etc / "qemu" / "networks" / "autostart", etc / "storage"]:
+        if leftover.is_dir():
+            shutil.rmtree(leftover)
+        elif leftover.exists():
+            leftover.unlink()
+    with (etc / "libvirtd.conf").open("a") as conf:
+        conf.write(f'\n# a private libvirtd of Overt\nhost_uuid = "{host_uuid}"\n')
+
+
+def copy_directories(source: Path, target: Path) -> None:
     """Recreate `source`'s directory tree (owners and modes, no files) at `target`."""
     for path in [source, *sorted(p for p in source.rglob("*") if p.is_dir())]:
         dest = target / path.relative_to(source)
