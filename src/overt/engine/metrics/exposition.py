@@ -8,29 +8,49 @@ not); a VM's series also name its host.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import math
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from overt.engine.metrics.figures import FleetFigures
+from overt.engine.metrics.figures import FleetFigures, HostFigures, VmFigures
 from overt.engine.model.status import HostStatus, JobStatus, VmStatus
 
 HOST_LABELS = ["host", "id"]
 VM_LABELS = ["vm", "id", "host"]
 
 
+HOST_FAMILIES: list[tuple[str, str, Callable[[HostFigures], float | None]]] = [
+    ("overt_host_cpu_percent", "A host's CPU use, from its newest stats sample.",
+     lambda h: h.cpu_percent),
+    ("overt_host_memory_total_bytes", "A host's memory.", lambda h: h.memory_total_bytes),
+    ("overt_host_memory_used_bytes", "A host's used memory, from its newest stats sample.",
+     lambda h: h.memory_used_bytes),
+    ("overt_host_memory_free_bytes", "A host's free memory.", lambda h: h.memory_free_bytes),
+    ("overt_monitor_last_event_age_seconds", "Seconds since the monitor last applied an event "
+     "of a host (heartbeat, VM event or full report): the monitor's lag behind the host. "
+     "Monitored hosts only.", lambda h: h.last_event_age_s),
+]
+VM_FAMILIES: list[tuple[str, str, Callable[[VmFigures], float]]] = [
+    ("overt_vm_cpu_percent", "A running VM's CPU use, from its newest stats sample.",
+     lambda v: v.cpu_percent),
+    ("overt_vm_memory_installed_bytes", "A running VM's configured memory.",
+     lambda v: v.memory_installed_bytes),
+    ("overt_vm_memory_used_bytes", "A running VM's used memory, from its newest stats sample.",
+     lambda v: v.memory_used_bytes),
+]
+
+
 class FleetCollector(Collector):
-    """One scrape's figures (read before: collecting is synchronous, the database is not)."""
+    """One scrape's counts (read before: collecting is synchronous, the database is not)."""
 
     def __init__(self, figures: FleetFigures) -> None:
         self.figures = figures
 
     def collect(self) -> Iterator[Metric]:
         yield from _counts(self.figures)
-        yield from _hosts(self.figures)
-        yield from _vms(self.figures)
 
 
 def _by_status(name: str, doc: str, values: Iterable[str], counts: dict[str, int]
@@ -52,43 +72,37 @@ def _counts(figures: FleetFigures) -> Iterator[Metric]:
                             "to be retried).", value=figures.jobs_queued)
 
 
-def _hosts(figures: FleetFigures) -> Iterator[Metric]:
-    cpu = GaugeMetricFamily("overt_host_cpu_percent", "A host's CPU use, from its newest "
-                            "stats sample.", labels=HOST_LABELS)
-    total = GaugeMetricFamily("overt_host_memory_total_bytes", "A host's memory.",
-                              labels=HOST_LABELS)
-    used = GaugeMetricFamily("overt_host_memory_used_bytes", "A host's used memory, from its "
-                             "newest stats sample.", labels=HOST_LABELS)
-    free = GaugeMetricFamily("overt_host_memory_free_bytes", "A host's free memory.",
-                             labels=HOST_LABELS)
-    age = GaugeMetricFamily("overt_monitor_last_event_age_seconds", "Seconds since the "
-                            "monitor last applied an event of a host (heartbeat, VM event or "
-                            "full report): the monitor's lag behind the host. Monitored "
-                            "hosts only.", labels=HOST_LABELS)
-    for host in figures.hosts:
-        labels = [host.name, str(host.id)]
-        cpu.add_metric(labels, host.cpu_percent)
-        total.add_metric(labels, host.memory_total_bytes)
-        used.add_metric(labels, host.memory_used_bytes)
-        free.add_metric(labels, host.memory_free_bytes)
-        if host.last_event_age_s is not None:
-            age.add_metric(labels, host.last_event_age_s)
-    yield from (cpu, total, used, free, age)
+def _gauge_family(name: str, doc: str, rows: Iterable[tuple[str, float | None]]
+                  ) -> Iterator[str]:
+    """A gauge family in the text format; `rows` give each series' label text and value."""
+    yield f"# HELP {name} {doc}\n# TYPE {name} gauge\n"
+    yield from (f"{name}{{{text}}} {_number(value)}\n" for text, value in rows
+                if value is not None)
 
 
-def _vms(figures: FleetFigures) -> Iterator[Metric]:
-    cpu = GaugeMetricFamily("overt_vm_cpu_percent", "A running VM's CPU use, from its newest "
-                            "stats sample.", labels=VM_LABELS)
-    installed = GaugeMetricFamily("overt_vm_memory_installed_bytes", "A running VM's "
-                                  "configured memory.", labels=VM_LABELS)
-    used = GaugeMetricFamily("overt_vm_memory_used_bytes", "A running VM's used memory, from "
-                             "its newest stats sample.", labels=VM_LABELS)
-    for vm in figures.running_vms:
-        labels = [vm.name, str(vm.id), vm.host]
-        cpu.add_metric(labels, vm.cpu_percent)
-        installed.add_metric(labels, vm.memory_installed_bytes)
-        used.add_metric(labels, vm.memory_used_bytes)
-    yield from (cpu, installed, used)
+def _number(value: float) -> str:
+    if isinstance(value, int) or math.isfinite(value):
+        return str(value)
+    return "NaN" if math.isnan(value) else "+Inf" if value > 0 else "-Inf"
+
+
+def _label_text(names: list[str], values: list[str]) -> str:
+    return ",".join(f'{name}="{_escape(value)}"' for name, value in zip(names, values, strict=True))
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _series(figures: FleetFigures) -> Iterator[str]:
+    """The per-host and per-VM families, tens of thousands of series: written directly (the
+    client library's generic writer takes seconds for 20,000 VMs), in the same format."""
+    hosts = [(_label_text(HOST_LABELS, [h.name, str(h.id)]), h) for h in figures.hosts]
+    for name, doc, value in HOST_FAMILIES:
+        yield from _gauge_family(name, doc, ((text, value(h)) for text, h in hosts))
+    vms = [(_label_text(VM_LABELS, [v.name, str(v.id), v.host]), v) for v in figures.running_vms]
+    for name, doc, figure in VM_FAMILIES:
+        yield from _gauge_family(name, doc, ((text, figure(v)) for text, v in vms))
 
 
 def render(figures: FleetFigures, process_collectors: Iterable[Collector]) -> bytes:
@@ -97,4 +111,4 @@ def render(figures: FleetFigures, process_collectors: Iterable[Collector]) -> by
     registry.register(FleetCollector(figures))
     for collector in process_collectors:
         registry.register(collector)
-    return generate_latest(registry)
+    return generate_latest(registry) + "".join(_series(figures)).encode()
