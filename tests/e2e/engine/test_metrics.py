@@ -44,7 +44,9 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     token_file.chmod(0o600)
     with contextlib.ExitStack() as stack:
         db = stack.enter_context(postgres_database()) if request.param == "postgresql" else None
-        running = start_engine(data, db=db, transport=NoNodes(), metrics_token_file=token_file)
+        # The hosts are never heard from: a long heartbeat timeout keeps their status as written.
+        running = start_engine(data, db=db, transport=NoNodes(), metrics_token_file=token_file,
+                               heartbeat_timeout_s=3600.0)
         asyncio.run(_fleet(running.runtime.settings.database_url()))
         yield running
         running.stop()

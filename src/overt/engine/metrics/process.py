@@ -62,21 +62,28 @@ class RequestLatency:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500  # what the client sees when the app fails before answering
+        answered = False
 
-        async def record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
+        def observe(status: int) -> None:
+            route = self.templates.get(scope.get("root_path") or None) \
+                or self.templates.get(scope.get("endpoint"), UNMATCHED)
+            self.metrics.latency.labels(route, scope["method"], str(status)).observe(
+                time.perf_counter() - start)
+
+        async def timed_send(message: Message) -> None:
+            # Timed to the response's start: a streamed answer (the portal's live updates)
+            # counts the wait for its first byte, not how long the client keeps it open.
+            nonlocal answered
+            if message["type"] == "http.response.start" and not answered:
+                answered = True
+                observe(int(message["status"]))
             await send(message)
 
         try:
-            await self.app(scope, receive, record_status)
+            await self.app(scope, receive, timed_send)
         finally:
-            route = self.templates.get(scope.get("endpoint")) \
-                or self.templates.get(scope.get("root_path") or None, UNMATCHED)
-            self.metrics.latency.labels(route, scope["method"], str(status)).observe(
-                time.perf_counter() - start)
+            if not answered:
+                observe(500)  # what the client sees when the app fails before answering
 
 
 def route_templates(routes: Iterable[BaseRoute]) -> dict[object, str]:
