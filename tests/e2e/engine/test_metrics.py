@@ -212,6 +212,9 @@ def test_a_scrape_needs_the_token_or_a_user_with_a_system_role(engine: RunningEn
     assert httpx.get(base + "/metrics", auth=wrong, verify=tls).status_code == 401
     viewer = httpx.get(base + "/metrics", auth=(PLAIN_USER, PLAIN_PASSWORD), verify=tls)
     assert viewer.status_code == 403 and "role on the system" in viewer.text
+    events = connection.system_service().events_service().list(max=50)
+    assert any(e.description == f"User {PLAIN_USER} was refused GET /metrics: no role on the "
+               "system" for e in events)
 
     admin = httpx.get(base + "/metrics", auth=("admin@internal", engine.password), verify=tls)
     assert admin.status_code == 200 and "overt_hosts{" in admin.text

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from overt.engine import audit
 from overt.engine.api.auth import authenticate
 from overt.engine.api.faults import error_response
 from overt.engine.identity.access import load_access
@@ -24,6 +25,7 @@ from overt.engine.metrics.exposition import render
 from overt.engine.metrics.figures import read_fleet_figures
 from overt.engine.metrics.process import ProcessMetrics
 from overt.engine.model.errors import Forbidden
+from overt.engine.model.status import LogSeverity
 
 PATH = "/metrics"
 
@@ -43,6 +45,10 @@ async def _admit(request: Request) -> None:
                               state.directories)
     async with state.db.transaction() as session:
         access = await load_access(session, user)
+        if not access.system_wide:
+            audit.record(session, f"User {user.user_name} was refused GET {PATH}: no role on "
+                         "the system", code=audit.USER_NOT_AUTHORIZED, user_id=user.id,
+                         severity=LogSeverity.WARNING)
     if not access.system_wide:
         raise Forbidden("reading /metrics needs a role on the system (its figures name every "
                         "host and VM), or the metrics token")
