@@ -29,6 +29,9 @@ class SettingsError(ValueError):
     """Settings that cannot work together; the message says what to set."""
 
 
+MIN_METRICS_TOKEN = 32  # characters: `openssl rand -hex 32` gives 64
+
+
 def is_broker_url(bus: str) -> bool:
     return bus.startswith(BROKER_SCHEMES)
 
@@ -218,6 +221,10 @@ class EngineSettings(BaseSettings):
         None, description="The address plan of the managed networks (TOML, see "
         "docs/networks.md): with it the engine runs dnsmasq (DHCP, DNS) on each and chronyd "
         "(NTP) for them.")
+    metrics_token_file: Path | None = Field(
+        None, description="A file (mode 0600) holding the token Prometheus sends as a bearer "
+        "token to scrape /metrics (see docs/monitoring.md); without it a scrape needs the "
+        "API's credentials of a user with a role on the system.")
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
@@ -271,3 +278,23 @@ class EngineSettings(BaseSettings):
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
         return url
+
+    def metrics_token(self) -> str | None:
+        """The token that admits a scrape of /metrics, from its file."""
+        path = self.metrics_token_file
+        if path is None:
+            return None
+        try:
+            mode = path.stat().st_mode
+            token = path.read_text().strip()
+        except OSError as exc:
+            raise SettingsError(f"cannot read the metrics token file {path}: "
+                                f"{exc.strerror}") from None
+        if stat.S_IMODE(mode) & 0o077:
+            log.warning("%s can be read by others than its owner: chmod 600 it", path)
+        if len(token) < MIN_METRICS_TOKEN or not token.isascii() or not token.isprintable() \
+                or " " in token:
+            raise SettingsError(f"{path} must hold one token of at least {MIN_METRICS_TOKEN} "
+                                "printable characters without spaces (e.g. "
+                                "`openssl rand -hex 32`)")
+        return token

@@ -48,3 +48,18 @@ def test_the_broker_administrator_url_comes_from_a_private_file(
         settings.broker_admin()
     with pytest.raises(SettingsError, match="cannot read"):
         EngineSettings(broker_admin_file=tmp_path / "missing").broker_admin()
+
+
+def test_the_metrics_token_comes_from_a_file_holding_a_real_token(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("secret\n")
+    with pytest.raises(SettingsError, match="at least 32"):
+        EngineSettings(data_dir=tmp_path, metrics_token_file=token).metrics_token()
+    token.write_text("two words " + "x" * 40)
+    with pytest.raises(SettingsError, match="without spaces"):
+        EngineSettings(data_dir=tmp_path, metrics_token_file=token).metrics_token()
+    with pytest.raises(SettingsError, match="cannot read"):
+        EngineSettings(data_dir=tmp_path, metrics_token_file=tmp_path / "none").metrics_token()
+    token.write_text("a" * 64 + "\n")
+    assert EngineSettings(data_dir=tmp_path, metrics_token_file=token).metrics_token() == "a" * 64
+    assert EngineSettings(data_dir=tmp_path).metrics_token() is None

@@ -225,7 +225,8 @@ class EngineRuntime:
                                kerberos=self._kerberos(),
                                revoke_node_account=self.broker.delete_node_user
                                if self.broker is not None else None,
-                               secrets=SecretBox(self.settings.data_dir))
+                               secrets=SecretBox(self.settings.data_dir),
+                               metrics_token=self.settings.metrics_token())
         app = build_api_app(self.db, services, extra_routes=web_routes())
         app.state.change_feed = self._change_feed = ChangeFeed(self.db)
         app.state.session_watch = SessionWatch()

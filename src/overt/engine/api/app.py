@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from overt.engine.api import sso
+from overt.engine.api import metrics, sso
 from overt.engine.api.auth import BasicAuthCache
 from overt.engine.api.bodied_reads import CloseAfterBodiedReads
 from overt.engine.api.faults import fault_response
@@ -44,6 +44,7 @@ from overt.engine.db.database import Database
 from overt.engine.identity.directories import Directories
 from overt.engine.identity.kerberos import KerberosAcceptor
 from overt.engine.identity.signin import SignInGuard
+from overt.engine.metrics.process import ProcessMetrics, RequestLatency, route_templates
 from overt.engine.secrets import SecretBox
 from overt.engine.services.jobs import JobSubmitter
 
@@ -61,6 +62,7 @@ class ApiServices:
     # Fully managed mode: deletes a removed host's broker account (after the commit).
     revoke_node_account: Callable[[uuid.UUID], Awaitable[None]] | None = None
     secrets: SecretBox | None = None  # seals fence agents' passwords
+    metrics_token: str | None = None  # admits a Prometheus scrape of /metrics
 
 
 def api_routes() -> ApiRoutes:
@@ -127,11 +129,18 @@ def build_api_app(db: Database, services: ApiServices,
                   extra_routes: list[BaseRoute] | None = None) -> Starlette:
     routes: list[BaseRoute] = [*sso.ROUTES, *api_routes().starlette_routes(),
                                Route("/ovirt-engine/services/pki-resource", pki_resource),
-                               Route("/ca.crt", ca_crt)]
-    app = Starlette(routes=[*routes, *(extra_routes or [])],
+                               Route("/ca.crt", ca_crt), *metrics.ROUTES,
+                               *(extra_routes or [])]
+    process_metrics = ProcessMetrics(instance_id=services.instance_id,
+                                     database="sqlite" if db.is_sqlite else "postgresql")
+    # RequestLatency comes last: it reads the route the router puts in its scope.
+    app = Starlette(routes=routes,
                     exception_handlers={HTTPException: _http_error, BodyTooLarge: _too_large},
                     middleware=[Middleware(CollapseSlashes), Middleware(CloseAfterBodiedReads),
-                                Middleware(BodyLimit)])
+                                Middleware(BodyLimit),
+                                Middleware(RequestLatency, metrics=process_metrics,
+                                           templates=route_templates(routes))])
+    app.state.process_metrics = process_metrics
     app.state.db = db
     app.state.services = services
     app.state.basic_auth_cache = BasicAuthCache()
