@@ -39,6 +39,16 @@ def _token(engine: RunningEngine, user: str, password: str) -> httpx.Response:
                             "username": user, "password": password})
 
 
+def _portal_sign_in(engine: RunningEngine, user: str, password: str) -> httpx.Response:
+    base = engine.url.removesuffix("/ovirt-engine/api")
+    tls = ssl.create_default_context(cafile=str(engine.ca_file))
+    with httpx.Client(base_url=base, verify=tls, timeout=30) as client:
+        client.get("/signin")
+        return client.post("/signin", data={
+            "csrf_token": client.cookies["overt_signin"], "username": user,
+            "password": password, "next": "/"})
+
+
 def _locked_message(reply: httpx.Response) -> str:
     assert reply.status_code == 429, reply.text
     message: str = reply.json()["error"]
@@ -66,6 +76,8 @@ def test_a_locked_out_attacker_cannot_keep_guessing_after_a_restart(
     try:
         _locked_message(_token(engine, "carol@internal", RIGHT))
         _locked_message(_token(engine, "carol", "yet-another-Guess-9"))
+        portal = _portal_sign_in(engine, "carol@internal", RIGHT)
+        assert portal.status_code == 429 and "account locked until" in portal.text
     finally:
         engine.stop()
     logged = "\n".join(r.getMessage() for r in caplog.records)
