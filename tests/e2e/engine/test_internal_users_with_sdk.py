@@ -134,10 +134,20 @@ def test_an_administrator_resets_a_password(engine: RunningEngine,
                                             admin: sdk.Connection) -> None:
     fay = _add(admin, "fay", "Fable-First-Pass-1")
     users = admin.system_service().users_service()
+    tls = ssl.create_default_context(cafile=str(engine.ca_file))
+    old_token = httpx.post(engine.url.replace("/api", "/sso/oauth/token"), verify=tls, data={
+        "grant_type": "password", "scope": "ovirt-app-api", "username": "fay@internal",
+        "password": "Fable-First-Pass-1"}).json()["access_token"]
+
+    def api_with_old_token() -> int:
+        return httpx.get(engine.url, verify=tls,
+                         headers={"Authorization": f"Bearer {old_token}"}).status_code
+    assert api_with_old_token() == 403  # signed in, with no role yet
     with pytest.raises(sdk.Error) as weak:
         users.user_service(fay.id).update(types.User(password="short"))
     assert weak.value.code == 400
     users.user_service(fay.id).update(types.User(password="Fable-Reset-Pass-2"))
+    assert api_with_old_token() == 401  # the reset ended the old password's sessions
     conn = _connect(engine, "fay@internal", "Fable-Reset-Pass-2")
     try:
         conn.authenticate()  # a token: signed in (no role yet to call anything)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import User, utcnow
+from overt.engine.db.tables import Token, User, utcnow
 from overt.engine.identity import lockout
 from overt.engine.identity.password_policy import PasswordPolicy, problems, remembered
 from overt.engine.identity.passwords import hash_password
@@ -77,7 +77,8 @@ async def internal_user(session: AsyncSession, user: User | None, what: str) -> 
 async def set_password(session: AsyncSession, policy: PasswordPolicy, user: User,
                        password: str, actor: User) -> None:
     """A new password for an internal user (their own change or an administrator's reset):
-    it must meet the policy and differ from the last `policy.history` ones."""
+    it must meet the policy and differ from the last `policy.history` ones; the user's
+    tokens end with the old password."""
     previous = [h for h in [user.password_hash, *user.password_history] if h]
     new_hash = await _new_hash(policy, user.user_name, password,
                                previous[:max(1, policy.history)])
@@ -86,6 +87,8 @@ async def set_password(session: AsyncSession, policy: PasswordPolicy, user: User
     user.password_hash = new_hash
     user.password_changed_at = utcnow()
     lockout.clear(user)
+    # Whoever held the old password (an attacker, after a reset) loses its API sessions.
+    await session.execute(delete(Token).where(Token.user_id == user.id))
     who = "the user" if actor.id == user.id else actor.user_name
     audit.record(session, f"The password of {user.user_name} was changed by {who}",
                  code=audit.USER_PASSWORD_CHANGED, user_id=actor.id)
