@@ -203,6 +203,23 @@ class EngineSettings(BaseSettings):
     auth_profiles_file: Path | None = Field(
         None, description="A TOML file of LDAP authentication profiles (see docs/identity.md); "
         "without it only the internal profile exists.")
+    password_min_length: int = Field(
+        12, ge=8, le=1024, description="Internal users: the shortest password allowed.")
+    password_min_classes: int = Field(
+        3, ge=1, le=4, description="Internal users: how many kinds of characters (lower case, "
+        "upper case, digits, others) a password mixes.")
+    password_history: int = Field(
+        5, ge=1, le=50, description="Internal users: a new password is none of the last this "
+        "many (the current one included).")
+    password_max_age_days: int = Field(
+        180, ge=0, description="Internal users: days a password stays valid; after that it "
+        "signs in only to be changed (0: never expires). The installation's administrator's "
+        "password, set by its operator, does not expire.")
+    signin_failures: int = Field(
+        10, ge=1, description="Failed sign-ins of one user within signin_window_s that lock "
+        "the account for lockout_s.")
+    signin_window_s: float = Field(900.0, gt=0)
+    lockout_s: float = Field(900.0, gt=0)
     kerberos_keytab: Path | None = Field(
         None, description="Keytab with the key of HTTP/<engine host>: Kerberos single "
         "sign-on at /ovirt-engine/sso/oauth/token-http-auth.")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from overt.cli.client import ApiClient, ApiError
+from overt.cli.client import ApiClient, ApiError, ApiTarget, change_own_password
 from overt.cli.errors import reports_errors
 from overt.cli.objects import report, resolve
 from overt.cli.options import CaFile, DataDir, Json, PasswordFile, Url, User, connect
@@ -32,7 +33,7 @@ ObjectName = Annotated[str | None, typer.Option("--object", help="The object's n
 
 
 def _user(client: ApiClient, user_name: str) -> dict[str, Any]:
-    wanted = user_name if "@" in user_name else f"{user_name}@internal"
+    wanted = _qualified(user_name)
     for user in client.get("/users").get("user", []):
         if user.get("user_name") == wanted or user.get("id") == user_name:
             return dict(user)
@@ -81,21 +82,84 @@ def list_users(url: Url = None, user: User = None, password_file: PasswordFile =
         (u["user_name"], u.get("domain", {}).get("name", ""), u["id"]) for u in users])
 
 
+NewPasswordFile = Annotated[Path | None, typer.Option(
+    help="File holding the new password (default: asked twice, not echoed).")]
+
+
+def _new_password(path: Path | None) -> str:
+    if path is not None:
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise ApiError(f"cannot read the new password: {exc.strerror}") from None
+    value: str = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    return value
+
+
 @user_app.command()
 @reports_errors
-def add(user_name: Annotated[str, typer.Argument(help="name@profile of a directory user.")],
+def add(user_name: Annotated[str, typer.Argument(
+            help="name@profile of a directory user, or name@internal for a new internal "
+            "user.")],
+        new_password_file: NewPasswordFile = None,
         url: Url = None, user: User = None, password_file: PasswordFile = None,
         ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
-    """Add a user of an LDAP profile, so permissions can name them."""
+    """Add a user of an LDAP profile (so permissions can name them), or create an internal
+    user with a password that meets the password policy."""
     login, sep, profile = user_name.rpartition("@")
     if not sep or not login:
         raise ApiError("give the user as name@profile (see `overt auth profile list`)")
+    body: dict[str, Any] = {"user_name": user_name, "domain": {"name": profile}}
+    if profile == "internal":
+        body["password"] = _new_password(new_password_file)
     client = connect(url, user, password_file, ca_file, data_dir)
     try:
-        added = client.post("/users", {"user_name": user_name, "domain": {"name": profile}})
+        added = client.post("/users", body)
     finally:
         client.close()
     report(added, json, f"user {added['user_name']} added ({added['id']})")
+
+
+@user_app.command()
+@reports_errors
+def password(user_name: Annotated[str | None, typer.Argument(
+                 help="An internal user whose password an administrator sets (default: "
+                 "change your own, with your current password).")] = None,
+             new_password_file: NewPasswordFile = None,
+             url: Url = None, user: User = None, password_file: PasswordFile = None,
+             ca_file: CaFile = None, data_dir: DataDir = None) -> None:
+    """Change your internal password (also once it expired), or set another user's."""
+    target = ApiTarget.from_environment(url, user, password_file, ca_file, data_dir)
+    own = user_name is None or _qualified(user_name) == _qualified(target.user)
+    new = _new_password(new_password_file)
+    if own:
+        change_own_password(target, new)
+        typer.echo(f"password of {_qualified(target.user)} changed")
+        return
+    client = ApiClient(target)
+    try:
+        client.put(f"/users/{_user(client, user_name or '')['id']}", {"password": new})
+    finally:
+        client.close()
+    typer.echo(f"password of {_qualified(user_name or '')} set")
+
+
+@user_app.command()
+@reports_errors
+def unlock(user_name: Annotated[str, typer.Argument(help="The internal user (name@internal).")],
+           url: Url = None, user: User = None, password_file: PasswordFile = None,
+           ca_file: CaFile = None, data_dir: DataDir = None) -> None:
+    """End an internal user's lockout after failed sign-ins."""
+    client = connect(url, user, password_file, ca_file, data_dir)
+    try:
+        client.post(f"/users/{_user(client, user_name)['id']}/unlock", {})
+    finally:
+        client.close()
+    typer.echo(f"user {_qualified(user_name)} unlocked")
+
+
+def _qualified(user_name: str) -> str:
+    return user_name if "@" in user_name else f"{user_name}@internal"
 
 
 def _scope(client: ApiClient, on: str | None, name: str | None) -> tuple[str, str | None]:

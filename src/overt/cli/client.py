@@ -47,6 +47,24 @@ class ApiTarget:
                    password=password, ca_file=ca if ca.exists() else None)
 
 
+def change_own_password(target: ApiTarget, new_password: str) -> None:
+    """Change the signed-in user's internal password with the current one (works also when
+    it expired, when no token can be had)."""
+    if target.ca_file is None:
+        raise ApiError("no CA certificate to verify the engine with: pass --ca-file")
+    root = target.url.rstrip("/").removesuffix("/ovirt-engine/api")
+    tls = ssl.create_default_context(cafile=str(target.ca_file))
+    try:
+        reply = httpx.post(f"{root}/ovirt-engine/sso/password", verify=tls, timeout=60, data={
+            "username": target.user, "password": target.password,
+            "new_password": new_password})
+    except httpx.HTTPError as exc:
+        raise ApiError(f"cannot reach the engine at {root}: {exc}") from None
+    body = reply.json()
+    if "error" in body:
+        raise ApiError(f"the password was not changed: {body['error']}")
+
+
 class ApiClient:
     def __init__(self, target: ApiTarget) -> None:
         if target.ca_file is None:

@@ -42,7 +42,9 @@ from overt.engine.enrollment.unenrolled_node import (
 )
 from overt.engine.identity.directories import Directories
 from overt.engine.identity.kerberos import KerberosAcceptor
+from overt.engine.identity.password_policy import PasswordPolicy
 from overt.engine.identity.profiles import load_profiles
+from overt.engine.identity.signin import SignInPolicy
 from overt.engine.jobs.context import JobServices
 from overt.engine.jobs.handlers import UNITS
 from overt.engine.jobs.observe import ObservedChanges
@@ -216,6 +218,12 @@ class EngineRuntime:
                                 "whose users the Kerberos principals are")
         return KerberosAcceptor(keytab, profile)
 
+    def _password_policy(self) -> PasswordPolicy:
+        s = self.settings
+        return PasswordPolicy(min_length=s.password_min_length,
+                              min_classes=s.password_min_classes,
+                              history=s.password_history, max_age_days=s.password_max_age_days)
+
     async def _start_api(self, registry: Registry) -> list[asyncio.Task[Any]]:
         self._directories = directories = Directories(
             load_profiles(self.settings.auth_profiles_file))
@@ -226,7 +234,12 @@ class EngineRuntime:
                                revoke_node_account=self.broker.delete_node_user
                                if self.broker is not None else None,
                                secrets=SecretBox(self.settings.data_dir),
-                               metrics_token=self.settings.metrics_token())
+                               metrics_token=self.settings.metrics_token(),
+                               password_policy=self._password_policy(),
+                               signin_policy=SignInPolicy(
+                                   user_failures=self.settings.signin_failures,
+                                   user_window_s=self.settings.signin_window_s,
+                                   user_lockout_s=self.settings.lockout_s))
         app = build_api_app(self.db, services, extra_routes=web_routes())
         app.state.change_feed = self._change_feed = ChangeFeed(self.db)
         app.state.session_watch = SessionWatch()

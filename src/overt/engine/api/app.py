@@ -43,7 +43,8 @@ from overt.engine.api.routing import ApiRoutes
 from overt.engine.db.database import Database
 from overt.engine.identity.directories import Directories
 from overt.engine.identity.kerberos import KerberosAcceptor
-from overt.engine.identity.signin import SignInGuard
+from overt.engine.identity.password_policy import PasswordPolicy
+from overt.engine.identity.signin import SignInGuard, SignInPolicy
 from overt.engine.metrics.process import ProcessMetrics, RequestLatency, route_templates
 from overt.engine.secrets import SecretBox
 from overt.engine.services.jobs import JobSubmitter
@@ -63,6 +64,8 @@ class ApiServices:
     revoke_node_account: Callable[[uuid.UUID], Awaitable[None]] | None = None
     secrets: SecretBox | None = None  # seals fence agents' passwords
     metrics_token: str | None = None  # admits a Prometheus scrape of /metrics
+    password_policy: PasswordPolicy = field(default_factory=PasswordPolicy)
+    signin_policy: SignInPolicy = field(default_factory=SignInPolicy)
 
 
 def api_routes() -> ApiRoutes:
@@ -144,6 +147,7 @@ def build_api_app(db: Database, services: ApiServices,
     app.state.db = db
     app.state.services = services
     app.state.basic_auth_cache = BasicAuthCache()
-    app.state.signin_guard = SignInGuard()
+    app.state.signin_guard = SignInGuard(services.signin_policy,
+                                         passwords=services.password_policy)
     app.state.directories = services.directories
     return app

@@ -14,9 +14,11 @@ from starlette.requests import Request
 
 from overt.engine import audit
 from overt.engine.db.database import Database
-from overt.engine.db.tables import User
+from overt.engine.db.tables import User, utcnow
+from overt.engine.identity import lockout
 from overt.engine.identity.directories import Directories, UnknownProfile
 from overt.engine.identity.directory_users import remember_directory_user
+from overt.engine.identity.password_policy import expired
 from overt.engine.identity.profiles import INTERNAL, split_principal
 from overt.engine.identity.signin import MAX_PASSWORD, MAX_USER_NAME, SignInGuard, SignInRefused
 from overt.engine.identity.tokens import user_for_token
@@ -65,6 +67,16 @@ def shown(user_name: str) -> str:
     return printable if len(user_name) <= MAX_USER_NAME else printable + "..."
 
 
+class PasswordExpired(NotAuthenticated):
+    """The password is right but too old: it may be used only to change it."""
+
+
+def _internal_name(user_name: str, password: str) -> bool:
+    """Whether a sign-in names the internal profile (and is short enough to be looked up)."""
+    return (len(user_name) <= MAX_USER_NAME and len(password) <= MAX_PASSWORD
+            and split_principal(user_name)[1] == INTERNAL)
+
+
 async def check_password(db: Database, guard: SignInGuard, user_name: str, password: str,
                          directories: Directories | None = None) -> User | None:
     """The user, when the password is right; the same hashing cost either way. The hash
@@ -89,18 +101,36 @@ async def check_password(db: Database, guard: SignInGuard, user_name: str, passw
     return user
 
 
+async def _check_not_locked(db: Database, guard: SignInGuard, user_name: str, password: str,
+                            name: str, peer: str) -> bool:
+    """Raise SignInRefused while the client is throttled or the account locked; True when
+    `user_name` is an internal user, whose row counts its failures."""
+    guard.check(peer, name)
+    if not _internal_name(user_name, password):
+        return False
+    async with db.transaction() as session:
+        user = await user_by_name(session, user_name)
+        if user is None:
+            return False
+        lockout.check(user, utcnow())
+    return True
+
+
 async def log_in(db: Database, guard: SignInGuard, user_name: str, password: str, *,
                  peer: str, where: str = "", quiet_success: bool = False,
-                 directories: Directories | None = None) -> User | None:
+                 directories: Directories | None = None, changing: bool = False
+                 ) -> User | None:
     """A sign-in by name and password (SSO token, portal, Basic): the user, or None; both outcomes
     go to the audit log, a failure also to the engine's log. `where`: " to the portal".
-    Raises SignInRefused (throttled, locked out) before any hash is computed, and
-    Unavailable when too many checks are under way."""
+    Raises SignInRefused (throttled, locked out) before any hash is computed, Unavailable
+    when too many checks are under way, and PasswordExpired for a right but expired
+    password (unless `changing` it)."""
     name = qualified(shown(user_name))
     try:
-        guard.check(peer, name)
+        kept = await _check_not_locked(db, guard, user_name, password, name, peer)
     except SignInRefused:
-        log.warning("sign-in%s for %s from %s refused: too many failures", where, name, peer)
+        log.warning("sign-in%s for %s from %s refused: locked out or throttled", where, name,
+                    peer)
         raise
     try:
         user = await check_password(db, guard, user_name, password, directories)
@@ -110,20 +140,42 @@ async def log_in(db: Database, guard: SignInGuard, user_name: str, password: str
         raise
     async with db.transaction() as session:
         if user is None:
-            note_failure(session, guard, name, peer=peer, where=where)
+            row = await user_by_name(session, user_name) if kept else None
+            note_failure(session, guard, name, peer=peer, where=where, row=row)
             return None
         guard.succeeded(peer, name)
-        if not quiet_success:  # Basic: every call signs in; the failures are what matter
+        too_old = False
+        if user.domain == INTERNAL:
+            row = await session.get(User, user.id)
+            if row is not None and (row.failed_signins or row.locked_until):
+                lockout.clear(row)
+            # The installation's administrator's password is its operator's (the setting).
+            too_old = not changing and not user.administrator and expired(
+                guard.passwords, user.password_changed_at, utcnow())
+        if too_old:
+            audit.record(session, f"User {user.user_name} could not log in{where}: the "
+                         "password has expired", code=audit.USER_LOGIN_FAILED,
+                         user_id=user.id, severity=LogSeverity.WARNING)
+        elif not quiet_success:  # Basic: every call signs in; the failures are what matter
             audit.record(session, f"User {user.user_name} logged in{where}",
                          code=audit.USER_LOGIN, user_id=user.id)
+    if too_old:
+        raise PasswordExpired(
+            f"the password of {user.user_name} has expired; change it first (`overt user "
+            "password`, or POST /ovirt-engine/sso/password with the current and the new "
+            "password)")
     return user
 
 
 def note_failure(session: AsyncSession, guard: SignInGuard, name: str, *, peer: str,
-                 where: str) -> None:
+                 where: str, row: User | None = None) -> None:
     """Count a failed sign-in of `name` (already shown()) and audit it, and the lockout
-    it may cause."""
-    locked = guard.failed(peer, name)
+    it may cause; an internal user's `row` counts it (the guard counts other names)."""
+    if row is not None:
+        guard.failed(peer, name, count_user=False)
+        locked = lockout.fail(row, guard.policy, utcnow())
+    else:
+        locked = guard.failed(peer, name)
     audit.record(session, f"User {name} failed to log in{where} from {peer}",
                  code=audit.USER_LOGIN_FAILED, severity=LogSeverity.WARNING)
     log.warning("failed login%s for %s from %s", where, name, peer)

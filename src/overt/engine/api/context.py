@@ -14,6 +14,7 @@ from starlette.responses import Response
 from overt.engine.api.wire.parse import Node, parse_body
 from overt.engine.api.wire.render import Representation, to_json, to_xml
 from overt.engine.db.tables import User
+from overt.engine.identity.access import Access
 from overt.engine.model.errors import InvalidInput, NotFound
 
 API_PREFIX = "/ovirt-engine/api"
@@ -34,6 +35,12 @@ class ApiContext:
     # Runs after the handler's transaction committed and answers instead of the handler
     # (for the few actions that wait for their job, e.g. console tickets).
     then: Callable[[], Awaitable[Response]] | None = None
+
+    @property
+    def access(self) -> Access:
+        """What the caller may do (loaded by the dispatcher before the handler runs)."""
+        access: Access = self.request.state.access
+        return access
 
     @property
     def wants_json(self) -> bool:

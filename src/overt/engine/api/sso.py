@@ -18,10 +18,13 @@ from overt.engine.api.auth import (
     shown,
 )
 from overt.engine.api.limits import BodyTooLarge
+from overt.engine.db.tables import User
 from overt.engine.identity.directory_users import remember_directory_user
 from overt.engine.identity.kerberos import KerberosRefused
+from overt.engine.identity.profiles import INTERNAL, split_principal
 from overt.engine.identity.tokens import issue_token, revoke_token
-from overt.engine.model.errors import OvertError
+from overt.engine.model.errors import NotFound, OvertError
+from overt.engine.services.internal_users import set_password
 
 SCOPE = "ovirt-app-api"
 
@@ -66,6 +69,36 @@ async def token(request: Request) -> Response:
     return _json({"access_token": value, "token_type": "bearer", "scope": form.get("scope", SCOPE),
                   "exp": str(int(expires.timestamp() * 1000)),
                   "expires_in": int(expires.timestamp() - time.time())})
+
+
+async def change_password(request: Request) -> Response:
+    """A user changes their own internal password with the current one: the only use an
+    expired password has. Failures count toward the lockout like any sign-in."""
+    form = await _form(request)
+    user_name, password = form.get("username", ""), form.get("password", "")
+    new_password = form.get("new_password", "")
+    if not user_name or not password or not new_password:
+        return _error("invalid_request", "username, password and new_password are required")
+    if split_principal(user_name)[1] != INTERNAL:
+        return _error("invalid_request", "only internal users change their password here; "
+                      "a directory's users change it in their directory")
+    db, state = request.app.state.db, request.app.state
+    try:
+        user = await log_in(db, state.signin_guard, user_name, password, peer=client_of(request),
+                            where=" to change the password", changing=True)
+        if user is None:
+            return _error("access_denied", f"Cannot authenticate user "
+                          f"'{qualified(shown(user_name))}': the user name or password is "
+                          "incorrect.")
+        async with db.transaction() as session:
+            row = await session.get(User, user.id)
+            if row is None:
+                raise NotFound(f"user {user.user_name} was removed")
+            await set_password(session, state.services.password_policy, row, new_password, row)
+    except OvertError as refused:
+        return _error("access_denied" if refused.status in (401, 429) else "invalid_request",
+                      refused.detail, refused.status)
+    return _json({"changed": True})
 
 
 HTTP_GRANT = "urn:ovirt:params:oauth:grant-type:http"
@@ -136,4 +169,5 @@ ROUTES = [
     Route("/ovirt-engine/sso/oauth/token", token, methods=["POST"]),
     Route("/ovirt-engine/sso/oauth/token-http-auth", token_http_auth, methods=["POST"]),
     Route("/ovirt-engine/services/sso-logout", logout, methods=["POST", "GET"]),
+    Route("/ovirt-engine/sso/password", change_password, methods=["POST"]),
 ]

@@ -469,6 +469,14 @@ class User(Base):
     last_name: Mapped[str] = mapped_column(String(255), default="")
     email: Mapped[str] = mapped_column(String(255), default="")
     directory_groups: Mapped[list[Any]] = mapped_column(default=list)
+    # Internal users: when the password was set (None: never expires, as the installation's
+    # administrator's), the hashes of the ones before it, and the failed sign-ins that lock
+    # the account (kept here so every API process and a restart see the same lockout).
+    password_changed_at: Mapped[dt.datetime | None] = mapped_column()
+    password_history: Mapped[list[Any]] = mapped_column(default=list)
+    failed_signins: Mapped[int] = mapped_column(default=0)
+    failed_since: Mapped[dt.datetime | None] = mapped_column()
+    locked_until: Mapped[dt.datetime | None] = mapped_column()
 
 
 class Group(Base):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import datetime as dt
 import math
 import os
 import threading
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from overt.engine.identity.password_policy import PasswordPolicy
 from overt.engine.identity.passwords import hash_password, verify_password
 from overt.engine.model.errors import OvertError, Unavailable
 
@@ -42,6 +44,14 @@ class SignInRefused(OvertError):
 
     reason = "Too Many Requests"
     status = 429
+
+
+def account_locked(until: dt.datetime) -> SignInRefused:
+    """The refusal of a locked account (kept in the database or here): when it opens again,
+    and who can open it sooner; the same words whether the account exists or not."""
+    return SignInRefused(f"account locked until {until.astimezone(dt.UTC):%H:%M} UTC after "
+                         "too many failed sign-ins; try again then or ask an administrator "
+                         "to unlock it")
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,9 @@ class _Failures:
     def forget(self, key: str) -> None:
         self._times.pop(key, None)
 
+    def unlock(self, key: str) -> None:
+        self._locked_until.pop(key, None)
+
 
 def _trim(table: OrderedDict[str, Any], size: int) -> None:
     while len(table) > size:
@@ -108,8 +121,10 @@ class SignInGuard:
     """One per API process: every password sign-in (SSO, portal, Basic) goes through it."""
 
     def __init__(self, policy: SignInPolicy | None = None, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 passwords: PasswordPolicy | None = None) -> None:
         self.policy = policy or SignInPolicy()
+        self.passwords = passwords or PasswordPolicy()  # for the expiry of internal passwords
         p = self.policy
         self._users = _Failures(p.user_failures, p.user_window_s, p.user_lockout_s, p.tracked,
                                 clock)
@@ -124,18 +139,22 @@ class SignInGuard:
         """Raise SignInRefused when the user is locked out or the client throttled."""
         locked = self._users.locked_for(user_name)
         if locked:
-            raise SignInRefused(f"user {user_name} is locked out after too many failed "
-                                f"sign-ins; try again in {_minutes(locked)} or ask an "
-                                "administrator")
+            raise account_locked(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=locked))
         throttled = self._clients.locked_for(client)
         if throttled:
             raise SignInRefused(f"too many failed sign-ins from {client}; try again in "
                                 f"{_minutes(throttled)}")
 
-    def failed(self, client: str, user_name: str) -> bool:
-        """Count a failed sign-in; True when it locked the user out just now."""
+    def failed(self, client: str, user_name: str, *, count_user: bool = True) -> bool:
+        """Count a failed sign-in; True when it locked the user out just now. `count_user`
+        False: the user's own row counts (an internal user), only the client counts here."""
         self._clients.fail(client)
-        return self._users.fail(user_name)
+        return self._users.fail(user_name) if count_user else False
+
+    def unlock(self, user_name: str) -> None:
+        """An administrator's unlock (the row's lockout is cleared by the caller)."""
+        self._users.forget(user_name)
+        self._users.unlock(user_name)
 
     def succeeded(self, client: str, user_name: str) -> None:
         self._users.forget(user_name)

@@ -21,9 +21,20 @@ from overt.engine.identity.directories import Directories, domain_id
 from overt.engine.identity.ldap_directory import DirectoryGroup, DirectoryUser
 from overt.engine.identity.profiles import INTERNAL
 from overt.engine.identity.roles import PERMITS, PREDEFINED, RoleDef
+from overt.engine.identity.visibility import (
+    PermissionView,
+    groups_condition,
+    own_group_ids,
+    roles_condition,
+    sees_directory,
+    users_condition,
+    visible_group,
+    visible_user,
+)
 from overt.engine.model.errors import InvalidInput, NotFound
 from overt.engine.queries.lookup import Ref
 from overt.engine.services import identity as service
+from overt.engine.services import internal_users
 
 routes = ApiRoutes()
 
@@ -93,11 +104,16 @@ async def get_domain(ctx: ApiContext) -> Response:
 
 @routes.get("/domains/{domain_id}/users")
 async def search_domain_users(ctx: ApiContext) -> Response:
+    """A directory's users; those who give no permissions find only themselves."""
     profile = _domain_name(ctx)
     if profile == INTERNAL:
-        rows = await ctx.session.execute(select(User).where(User.domain == INTERNAL))
+        rows = await ctx.session.execute(select(User).where(
+            User.domain == INTERNAL, users_condition(ctx.access)).order_by(User.user_name))
         return ctx.render_list("users", "user", [user_view(u) for u in rows.scalars()])
     found = await _directories(ctx).search_users(profile, _pattern(ctx))
+    if not sees_directory(ctx.access):
+        me = ctx.access.user
+        found = [u for u in found if me.domain == profile and u.id == me.external_id]
     return ctx.render_list("users", "user", [_directory_user_view(profile, u) for u in found])
 
 
@@ -107,6 +123,9 @@ async def search_domain_groups(ctx: ApiContext) -> Response:
     if profile == INTERNAL:
         return ctx.render_list("groups", "group", [])
     found = await _directories(ctx).search_groups(profile, _pattern(ctx))
+    if not sees_directory(ctx.access):
+        me = ctx.access.user
+        found = [g for g in found if me.domain == profile and g.id in me.directory_groups]
     return ctx.render_list("groups", "group", [_directory_group_view(profile, g) for g in found])
 
 
@@ -127,11 +146,43 @@ def _profile_of(node: Node, user_name: str) -> str:
 
 @routes.post("/users")
 async def add_user(ctx: ApiContext) -> Response:
+    """A directory user, or (profile internal, with `password`) a new internal user."""
     node = await ctx.body("user")
     user_name = node.get_str("user_name") or node.get_str("principal") or ""
-    user = await service.add_user(ctx.session, _directories(ctx), user_name,
-                                  _profile_of(node, user_name), ctx.user)
+    profile = _profile_of(node, user_name)
+    if profile == INTERNAL:
+        user = await internal_users.add_internal_user(
+            ctx.session, ctx.services.password_policy, user_name,
+            node.required_str("password"), ctx.user)
+    else:
+        user = await service.add_user(ctx.session, _directories(ctx), user_name, profile,
+                                      ctx.user)
     return ctx.render("user", user_view(user), status=201)
+
+
+async def _internal_user(ctx: ApiContext) -> User:
+    return await internal_users.internal_user(
+        ctx.session, await ctx.session.get(User, ctx.id_param("user_id")),
+        f"with id {ctx.path_params['user_id']}")
+
+
+@routes.put("/users/{user_id}")
+async def update_user(ctx: ApiContext) -> Response:
+    """An administrator sets an internal user's password (the only thing that changes)."""
+    node = await ctx.body("user")
+    user = await _internal_user(ctx)
+    await internal_users.set_password(ctx.session, ctx.services.password_policy, user,
+                                      node.required_str("password"), ctx.user)
+    return ctx.render("user", user_view(user))
+
+
+@routes.post("/users/{user_id}/unlock")
+async def unlock_user(ctx: ApiContext) -> Response:
+    """Ends an internal user's lockout after failed sign-ins (in every API process)."""
+    user = await _internal_user(ctx)
+    await internal_users.unlock(ctx.session, user, ctx.user)
+    ctx.request.app.state.signin_guard.unlock(user.user_name)
+    return action_done(ctx)
 
 
 @routes.delete("/users/{user_id}")
@@ -149,7 +200,9 @@ def _group_view(g: Group) -> Representation:
 
 @routes.get("/groups")
 async def list_groups(ctx: ApiContext) -> Response:
-    rows = await ctx.session.execute(select(Group).order_by(Group.name))
+    """Every group for those who give permissions; anyone else sees their own groups."""
+    condition = groups_condition(ctx.access, await own_group_ids(ctx.session, ctx.user))
+    rows = await ctx.session.execute(select(Group).where(condition).order_by(Group.name))
     return ctx.render_list("groups", "group", [_group_view(g) for g in rows.scalars()])
 
 
@@ -164,9 +217,7 @@ async def add_group(ctx: ApiContext) -> Response:
 
 @routes.get("/groups/{group_id}")
 async def get_group(ctx: ApiContext) -> Response:
-    group = await ctx.session.get(Group, ctx.id_param("group_id"))
-    if group is None:
-        raise NotFound(f"there is no group with id {ctx.path_params['group_id']}")
+    group = await visible_group(ctx.session, ctx.access, ctx.id_param("group_id"))
     return ctx.render("group", _group_view(group))
 
 
@@ -198,14 +249,23 @@ def _permits_of(role: RoleDef | Role) -> list[int]:
 
 
 async def _role(ctx: ApiContext) -> RoleDef | Role:
-    return await service.find_role(ctx.session, Ref(id=ctx.id_param("role_id")))
+    """The role the path names, when the caller may see it (others are not found)."""
+    role_id = ctx.id_param("role_id")
+    _, seen = await roles_condition(ctx.session, ctx.access)
+    if seen is not None and role_id not in seen:
+        raise NotFound(f"there is no role {role_id}")
+    return await service.find_role(ctx.session, Ref(id=role_id))
 
 
 @routes.get("/roles")
 async def list_roles(ctx: ApiContext) -> Response:
-    custom = (await ctx.session.execute(select(Role).order_by(Role.name))).scalars()
-    return ctx.render_list("roles", "role", [_role_view(r) for r in
-                                             [*PREDEFINED.values(), *custom]])
+    """Every role for those who give permissions or manage roles; others see those they
+    hold."""
+    condition, seen = await roles_condition(ctx.session, ctx.access)
+    custom = (await ctx.session.execute(select(Role).where(condition).order_by(Role.name))
+              ).scalars()
+    predefined = [r for r in PREDEFINED.values() if seen is None or r.id in seen]
+    return ctx.render_list("roles", "role", [_role_view(r) for r in [*predefined, *custom]])
 
 
 @routes.post("/roles")
@@ -308,13 +368,24 @@ def _base(collection: str, object_id: uuid.UUID | None) -> str:
                                                               "permissions")
 
 
+async def _holder_visible(ctx: ApiContext, kind: str, object_id: uuid.UUID | None) -> None:
+    """Permissions under a user or a group: only of one the caller may see."""
+    if kind == "users" and object_id is not None:
+        await visible_user(ctx.session, ctx.access, object_id)
+    elif kind == "groups" and object_id is not None:
+        await visible_group(ctx.session, ctx.access, object_id)
+
+
 async def list_permissions(ctx: ApiContext) -> Response:
+    """The permissions here that the caller may see (see identity.visibility)."""
     collection, kind, object_id = _scope(ctx)
-    rows = (await ctx.session.execute(_permissions_query(kind, object_id)
-                                      .order_by(Permission.created_at))).scalars()
+    await _holder_visible(ctx, kind, object_id)
+    rows = list((await ctx.session.execute(_permissions_query(kind, object_id)
+                                           .order_by(Permission.created_at))).scalars())
+    seen = await (await PermissionView.of(ctx.session, ctx.access)).filter(rows)
     base = _base(collection, object_id)
     return ctx.render_list("permissions", "permission", [_permission_view(p, base)
-                                                         for p in rows])
+                                                         for p in seen])
 
 
 async def add_permission(ctx: ApiContext) -> Response:
@@ -348,9 +419,11 @@ def _target(node: Node) -> tuple[str, uuid.UUID | None]:
 
 async def _permission(ctx: ApiContext) -> tuple[Permission, str]:
     collection, kind, object_id = _scope(ctx)
+    await _holder_visible(ctx, kind, object_id)
     found = (await ctx.session.execute(_permissions_query(kind, object_id).where(
         Permission.id == ctx.id_param("permission_id")))).scalar_one_or_none()
-    if found is None:
+    if found is None or not await (await PermissionView.of(ctx.session, ctx.access)
+                                   ).sees(found):
         raise NotFound(f"there is no permission with id {ctx.path_params['permission_id']}")
     return found, _base(collection, object_id)
 

@@ -22,6 +22,7 @@ from overt.engine.db.tables import (
     User,
     VnicProfile,
 )
+from overt.engine.identity.visibility import users_condition, visible_user
 from overt.engine.queries import lookup
 from overt.engine.services import macpools
 
@@ -152,12 +153,15 @@ async def template_disks(ctx: ApiContext) -> Response:
 
 @routes.get("/users")
 async def list_users(ctx: ApiContext) -> Response:
-    rows = await list_rows(ctx, select(User).order_by(User.user_name), {"name": User.user_name,
-                                                                          "usrname": User.user_name})
+    """Every user for those who give permissions; anyone else sees only themselves."""
+    rows = await list_rows(ctx, select(User).where(users_condition(ctx.access))
+                           .order_by(User.user_name), {"name": User.user_name,
+                                                       "usrname": User.user_name})
     return ctx.render_list("users", "user", [views.user(r) for r in rows])
 
 
 @routes.get("/users/{user_id}")
 async def get_user(ctx: ApiContext) -> Response:
-    return ctx.render("user", views.user(await lookup.get(ctx.session, User,
-                                                           ctx.id_param("user_id"))))
+    return ctx.render("user", views.user(await visible_user(ctx.session, ctx.access,
+                                                            ctx.id_param("user_id"))))
+
