@@ -116,7 +116,7 @@ class ConfigDriveSpec(WireModel):
     """cloud-init NoCloud files, which the node writes to an ISO labelled `cidata` and
     attaches as a read-only cdrom. The user-data may hold a password: never in a repr."""
 
-    user_data: str = Field(max_length=256 * 1024, repr=False)
+    user_data: str = Field(max_length=1024 * 1024, repr=False)
     meta_data: str = Field(max_length=16 * 1024)
     network_config: str | None = Field(None, max_length=64 * 1024)
 

@@ -23,6 +23,7 @@ from overt.engine.model.errors import InvalidInput
 MAX_CUSTOM_SCRIPT_BYTES = 64 * 1024
 MAX_SSH_KEYS_BYTES = 64 * 1024
 MAX_PASSWORD_CHARS = 1024
+MAX_NIC_CONFIGURATIONS = 64
 
 SSH_KEY_TYPES = frozenset({
     "ssh-rsa", "ssh-dss", "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
@@ -128,6 +129,9 @@ def check_initialization(init: Initialization) -> Initialization:
     if init.timezone is not None and not _TIMEZONE_RE.match(init.timezone):
         raise InvalidInput(f"initialization.timezone {init.timezone!r} is not a time zone name "
                            "like Europe/Paris or Etc/UTC")
+    if len(init.nic_configurations) > MAX_NIC_CONFIGURATIONS:
+        raise InvalidInput(f"initialization.nic_configurations has more than "
+                           f"{MAX_NIC_CONFIGURATIONS} NICs")
     names = [nic.name for nic in init.nic_configurations]
     if len(set(names)) != len(names):
         raise InvalidInput("initialization.nic_configurations names a NIC twice")
