@@ -170,9 +170,12 @@ async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput, user
     return vm
 
 
-def _replace_initialization(vm: Vm, new: Initialization) -> dict[str, object]:
+def _replace_initialization(vm: Vm, new: Initialization) -> dict[str, object] | None:
     """The VM's new initialization. A client sending back what it read has no root password
-    to send (it is never shown): the stored one stays unless a new one is given."""
+    to send (it is never shown): the stored one stays unless a new one is given. An empty
+    `<initialization/>` removes it, password included."""
+    if new == Initialization():
+        return None
     if new.root_password is None and vm.initialization:
         kept = Initialization.from_json(vm.initialization).root_password
         return {**new.to_json(), **({"root_password": kept} if kept else {})}

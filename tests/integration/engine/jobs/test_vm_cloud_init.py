@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from overt.engine.db.tables import Job, Vm
+from overt.engine.db.tables import Job, User, Vm
 from overt.engine.model.errors import InvalidInput
 from overt.engine.model.initialization import Initialization
 from overt.engine.model.status import VmStatus
 from overt.engine.services import vms
+from overt.engine.services.inputs import VmInput
 from tests.support.loopback import LoopbackEngine
 
 KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIP34SiWpX97gj29sZsH/6YdxLfI36Wj6vbRXY/OxvEQz "
@@ -76,3 +77,24 @@ async def test_use_cloud_init_without_any_initialization_is_refused(
         raise AssertionError("the start was accepted")
     vm = await engine.vm(vm_id)
     assert vm.status == VmStatus.DOWN and vm.host_id is None
+
+
+async def test_an_update_keeps_the_unshown_password_and_an_empty_one_clears_all(
+        engine: LoopbackEngine) -> None:
+    vm_id = await engine.add_vm("kept")
+
+    async def update(init: Initialization) -> dict[str, object] | None:
+        async with engine.session() as session:
+            user = await session.get(User, engine.user_id)
+            assert user is not None
+            vm = await vms.update_vm(session, vm_id, VmInput(initialization=init), user)
+            await session.commit()
+            return vm.initialization
+
+    assert await update(Initialization(host_name="a", root_password="pw1")) == \
+        {"host_name": "a", "root_password": "pw1"}
+    assert await update(Initialization(host_name="b")) == \
+        {"host_name": "b", "root_password": "pw1"}  # what a client sends back after a GET
+    assert await update(Initialization(host_name="c", root_password="pw2")) == \
+        {"host_name": "c", "root_password": "pw2"}
+    assert await update(Initialization()) is None
