@@ -27,6 +27,7 @@ from overt.protocol.vm import (
 METADATA_NS = "https://overt.dev/xmlns/vm/1"
 METADATA_PREFIX = "overt"
 MACHINE_TYPE = "pc"
+CONFIG_DRIVE_ALIAS = "ua-config-drive"  # the cloud-init cdrom's libvirt alias
 
 _DISK_PREFIX = {DiskBus.VIRTIO: "vd", DiskBus.SCSI: "sd", DiskBus.SATA: "sd"}
 
@@ -118,7 +119,7 @@ def _set_boot_order(devices: ET.Element, spec: VmSpec) -> None:
         BootDevice.HD: [boot_disk] if boot_disk is not None else [],
         BootDevice.NETWORK: devices.findall("interface")[:1],
         BootDevice.CDROM: [d for d in devices.findall("disk[@device='cdrom']")
-                           if d.get("_config_drive") is None],
+                           if d.find(f"alias[@name='{CONFIG_DRIVE_ALIAS}']") is None],
     }
     order = 0
     for device in dict.fromkeys(spec.boot):
@@ -126,8 +127,6 @@ def _set_boot_order(devices: ET.Element, spec: VmSpec) -> None:
             order += 1
             boot = ET.Element("boot", order=str(order))
             element.insert(_boot_index(element), boot)
-    for element in devices.findall("disk[@_config_drive]"):
-        del element.attrib["_config_drive"]
 
 
 def _boot_index(element: ET.Element) -> int:
@@ -141,12 +140,12 @@ def _boot_index(element: ET.Element) -> int:
 
 def _config_drive(path: Path) -> ET.Element:
     """The cloud-init NoCloud drive: an IDE cdrom (every guest kernel reads it), read-only."""
-    element = ET.Element("disk", {"type": "file", "device": "cdrom", "_config_drive": "1"})
+    element = ET.Element("disk", type="file", device="cdrom")
     ET.SubElement(element, "driver", name="qemu", type="raw")
     ET.SubElement(element, "source", file=str(path))
     ET.SubElement(element, "target", dev="hdc", bus="ide")
     ET.SubElement(element, "readonly")
-    ET.SubElement(element, "alias", name="ua-config-drive")
+    ET.SubElement(element, "alias", name=CONFIG_DRIVE_ALIAS)
     return element
 
 
