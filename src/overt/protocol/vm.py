@@ -112,6 +112,15 @@ class GraphicsSpec(WireModel):
     password: str | None = Field(None, max_length=8, repr=False)  # VNC passwords are 8 bytes
 
 
+class ConfigDriveSpec(WireModel):
+    """cloud-init NoCloud files, which the node writes to an ISO labelled `cidata` and
+    attaches as a read-only cdrom. The user-data may hold a password: never in a repr."""
+
+    user_data: str = Field(max_length=1024 * 1024, repr=False)
+    meta_data: str = Field(max_length=16 * 1024)
+    network_config: str | None = Field(None, max_length=64 * 1024)
+
+
 class VmSpec(WireModel):
     """Everything a node needs to run a VM. The engine's database is its source of truth."""
 
@@ -124,6 +133,7 @@ class VmSpec(WireModel):
     nics: tuple[NicSpec, ...] = ()
     graphics: GraphicsSpec | None = GraphicsSpec()
     serial_log: str | None = Field(None, pattern=r"^/")  # serial console to this file
+    config_drive: ConfigDriveSpec | None = None  # cloud-init data for this run
     spec_version: int = Field(1, ge=1)  # bumped by the engine on every change
 
     @field_validator("name")

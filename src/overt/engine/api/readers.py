@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from overt.engine.api.initialization import read_initialization
 from overt.engine.api.wire.parse import Node
 from overt.engine.model.errors import InvalidInput
 from overt.engine.model.status import DiskFormat, DiskInterface, NicInterface
@@ -76,6 +77,7 @@ def read_vm(node: Node) -> VmInput:
     placement = node.child("placement_policy")
     hosts = placement.items("hosts", "host") if placement is not None else []
     ha = node.child("high_availability")
+    init = node.child("initialization")
     return VmInput(
         name=node.get_str("name"), description=node.get_str("description"),
         comment=node.get_str("comment"),
@@ -86,6 +88,7 @@ def read_vm(node: Node) -> VmInput:
         threads=topology.get_int("threads") if topology is not None else None,
         os_type=os_node.get_str("type") if os_node is not None else None,
         boot_devices=boot,
+        initialization=read_initialization(init) if init is not None else None,
         high_availability=ha.get_bool("enabled") if ha is not None else None,
         placement_host=ref_of(hosts[0]) if hosts else None,
         disk_attachments=[read_disk_attachment(a)

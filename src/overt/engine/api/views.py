@@ -12,8 +12,10 @@ from typing import Any
 
 from overt.engine.api import served
 from overt.engine.api.context import href
+from overt.engine.api.initialization import initialization_view
 from overt.engine.api.wire.render import Representation
 from overt.engine.db import tables as t
+from overt.engine.model.initialization import Initialization
 from overt.engine.services.vnic_profiles import filter_id
 
 MIB = 1 << 20
@@ -140,6 +142,8 @@ def vm(v: t.Vm, *, nics: Sequence[Representation] | None = None,
         "memory_policy": {"guaranteed": v.memory_mib * MIB, "max": v.memory_mib * MIB * 4},
         "origin": "ovirt" if v.origin == "overt" else v.origin,
         "os": {"boot": {"devices": {"device": list(v.boot_devices)}}, "type": v.os_type},
+        "initialization": initialization_view(Initialization.from_json(v.initialization))
+        if v.initialization else None,
         "placement_policy": {
             "affinity": "migratable",
             "hosts": {"host": [ref("hosts", v.placement_host_id)]} if v.placement_host_id else None,

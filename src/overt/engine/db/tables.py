@@ -314,6 +314,8 @@ class Vm(Base):
     cpu_threads: Mapped[int] = mapped_column(default=1)
     os_type: Mapped[str] = mapped_column(String(64), default="other")
     boot_devices: Mapped[list[Any]] = mapped_column(default=lambda: ["hd"])
+    # cloud-init (oVirt's initialization), as `model.initialization.Initialization.to_json`
+    initialization: Mapped[dict[str, Any] | None] = mapped_column()
     high_availability: Mapped[bool] = mapped_column(default=False)
     placement_host_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("hosts.id"))
     # Observed state, owned by the monitor (and by jobs while they act).

@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from overt.engine.db.tables import Job
 from overt.engine.model.status import VmStatus
@@ -75,6 +75,10 @@ class StartVm(VmJob):
     host_id: uuid.UUID | None = None
     # Made at the first attempt and kept so a retry sends the node the identical spec.
     vnc_password: str | None = None
+    # cloud-init for this run: False leaves it out; a run-once initialization (it may hold
+    # a password) is forgotten, like the console password, once the job has ended.
+    use_cloud_init: bool | None = None
+    initialization: dict[str, Any] | None = Field(None, repr=False)
 
     def host(self) -> uuid.UUID | None:
         return self.host_id

@@ -23,6 +23,7 @@ from overt.engine.model.status import DiskStatus, StorageType
 from overt.engine.queries.shared_storage import extent_of, lun_of
 from overt.protocol.vm import (
     BootDevice,
+    ConfigDriveSpec,
     CpuTopology,
     DiskBus,
     DiskFormat,
@@ -81,7 +82,8 @@ def nic_spec(nic: VmNic, network: Network) -> NicSpec:
 
 
 async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
-                        display_address: str = "0.0.0.0") -> VmSpec:  # noqa: S104
+                        display_address: str = "0.0.0.0",  # noqa: S104
+                        config_drive: ConfigDriveSpec | None = None) -> VmSpec:
     """The spec a node needs to run `vm` now; refuses disks that are not ready.
 
     The same VM and password give the same spec, so a retried start is recognised by
@@ -113,7 +115,8 @@ async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
         cpu=CpuTopology(sockets=vm.cpu_sockets, cores=vm.cpu_cores, threads=vm.cpu_threads),
         boot=boot or (BootDevice.HD,), disks=tuple(disks), nics=tuple(nics),
         graphics=GraphicsSpec(password=vnc_password, listen=display_address),
-        serial_log=f"{CONSOLE_LOG_DIR}/{vm.id}.log", spec_version=vm.spec_version)
+        serial_log=f"{CONSOLE_LOG_DIR}/{vm.id}.log", spec_version=vm.spec_version,
+        config_drive=config_drive)
 
 
 async def required_host(session: AsyncSession, vm: Vm) -> tuple[uuid.UUID | None, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from overt.engine.model.initialization import Initialization
 from overt.engine.queries.lookup import Ref
 
 
@@ -52,6 +53,7 @@ class VmInput:
     threads: int | None = None
     os_type: str | None = None
     boot_devices: list[str] | None = None
+    initialization: Initialization | None = None  # cloud-init, checked already
     high_availability: bool | None = None
     placement_host: Ref | None = None
     disk_attachments: list[DiskAttachmentInput] = field(default_factory=list)

@@ -23,6 +23,7 @@ from overt.engine.jobs.kinds import (
     VmJob,
 )
 from overt.engine.model.errors import Conflict, InvalidInput
+from overt.engine.model.initialization import Initialization
 from overt.engine.model.status import (
     BootDevice,
     DiskStatus,
@@ -100,6 +101,7 @@ async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user:
         cpu_sockets=data.sockets or template.cpu_sockets, cpu_cores=data.cores or template.cpu_cores,
         cpu_threads=data.threads or template.cpu_threads, os_type=data.os_type or template.os_type,
         boot_devices=_boot(data.boot_devices) if data.boot_devices else ["hd"],
+        initialization=data.initialization.to_json() if data.initialization else None,
         high_availability=bool(data.high_availability), status=VmStatus.DOWN)
     if data.placement_host is not None:
         vm.placement_host_id = (await lookup.resolve(session, Host, data.placement_host,
@@ -154,6 +156,8 @@ async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput, user
         vm.os_type = data.os_type
     if data.boot_devices:
         vm.boot_devices, changed = _boot(data.boot_devices), True
+    if data.initialization is not None:
+        vm.initialization, changed = _replace_initialization(vm, data.initialization), True
     if data.high_availability is not None:
         vm.high_availability = data.high_availability
     if data.placement_host is not None:
@@ -164,6 +168,18 @@ async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput, user
     audit.record(session, f"VM {vm.name} configuration was updated by {user.user_name}",
                  code=audit.VM_UPDATED, vm_id=vm.id, cluster_id=vm.cluster_id, user_id=user.id)
     return vm
+
+
+def _replace_initialization(vm: Vm, new: Initialization) -> dict[str, object] | None:
+    """The VM's new initialization. A client sending back what it read has no root password
+    to send (it is never shown): the stored one stays unless a new one is given. An empty
+    `<initialization/>` removes it, password included."""
+    if new == Initialization():
+        return None
+    if new.root_password is None and vm.initialization:
+        kept = Initialization.from_json(vm.initialization).root_password
+        return {**new.to_json(), **({"root_password": kept} if kept else {})}
+    return new.to_json()
 
 
 async def _action_job(session: AsyncSession, jobs: JobSubmitter, spec: VmJob,
@@ -185,11 +201,19 @@ async def _action_job(session: AsyncSession, jobs: JobSubmitter, spec: VmJob,
 
 
 async def start_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, user: User,
-                   correlation_id: str | None = None) -> Job:
+                   correlation_id: str | None = None, *, use_cloud_init: bool | None = None,
+                   initialization: Initialization | None = None) -> Job:
     """Run a VM. The scheduler places it here, once: the chosen host is reserved by
     recording the VM on it (waiting for launch, or restoring) in this transaction, so a
-    concurrent start sees the host's memory taken; the job's compensation releases it."""
+    concurrent start sees the host's memory taken; the job's compensation releases it.
+
+    cloud-init: the VM's stored initialization is given to every run unless
+    `use_cloud_init` is false; an `initialization` given here serves this run only
+    (oVirt's run once)."""
     vm = await lookup.get(session, Vm, vm_id)
+    if use_cloud_init and initialization is None and not vm.initialization:
+        raise InvalidInput(f"Cannot run VM {vm.name} with cloud-init: it has no initialization; "
+                           "give vm.initialization with the start, or set it on the VM")
     not_ready = (await session.execute(
         select(func.count()).select_from(Disk).join(DiskAttachment, DiskAttachment.disk_id == Disk.id)
         .where(DiskAttachment.vm_id == vm_id, DiskAttachment.active.is_(True),
@@ -209,7 +233,10 @@ async def start_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, 
         required, why = await required_host(session, vm)
         host_id = await reserve_host(session, vm, required=required, required_reason=why)
         launching = VmStatus.WAIT_FOR_LAUNCH
-    job = await _action_job(session, jobs, StartVm(vm_id=vm_id, host_id=host_id),
+    run_once = initialization.to_json() if initialization is not None else None
+    job = await _action_job(session, jobs, StartVm(vm_id=vm_id, host_id=host_id,
+                                                   use_cloud_init=use_cloud_init,
+                                                   initialization=run_once),
                             VmAction.START, "Launching VM", user, desired=VmStatus.UP,
                             correlation_id=correlation_id)
     if vm.status != status:  # the VM row is locked now; it changed since it was read

@@ -2,8 +2,10 @@
 
 The guest prints BOOT_MARKER on its serial console once booted, powers off on an
 ACPI power-button press, takes an address by DHCP on every NIC, shows a heartbeat
-line a second on its screen and echoes what is typed on its keyboard. Images are
-cached by their inputs.
+line a second on its screen and echoes what is typed on its keyboard. When a cdrom
+labelled `cidata` is attached, its own small NoCloud reader (files/nocloud; the test
+guest's, not a product feature) applies the host name and the users' SSH keys and
+prints them on the serial console. Images are cached by their inputs.
 """
 
 from __future__ import annotations
@@ -33,9 +35,12 @@ GUEST_MODULES = (
     "virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
     "failover", "net_failover", "virtio_net", "virtio_blk", "button", "evdev",
 )
+# The cdrom and its file system, for the test guest's NoCloud reader (files/nocloud); loaded
+# by that reader after the boot marker, so a guest without a cidata drive boots as fast.
+CDROM_MODULES = ("scsi_common", "scsi_mod", "libata", "ata_piix", "cdrom", "sr_mod", "isofs")
 DISK_SIZE_MIB = 64
 PARTITION_START_MIB = 1
-_BUILDER_VERSION = "1"
+_BUILDER_VERSION = "2"  # 2: the NoCloud reader and the cdrom modules
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,8 @@ def _build_into(out: Path, debs: Path, kernel_pkg: str) -> None:
     busybox = busybox_tree / "bin" / "busybox"
     applets = run([str(busybox), "--list"]).stdout.split()
     modules_dir = next((kernel_tree / "lib" / "modules").iterdir()) / "kernel"
-    modules = {m: next(modules_dir.rglob(f"{m}.ko")).read_bytes() for m in GUEST_MODULES}
+    modules = {m: next(modules_dir.rglob(f"{m}.ko")).read_bytes()
+               for m in GUEST_MODULES + CDROM_MODULES}
     (out / "initrd.img").write_bytes(_initramfs(busybox.read_bytes(), applets, modules))
     _make_disk(out)
 
@@ -126,7 +132,7 @@ def _initramfs(busybox: bytes, applets: list[str], modules: dict[str, bytes]) ->
     rcs = _guest_file("rcS").replace(b"@@BOOT_MARKER@@", BOOT_MARKER.encode())
     entries = [Entry.directory(d) for d in (
         "bin", "dev", "etc", "etc/acpi", "etc/acpi/PWRF", "lib", "lib/modules",
-        "proc", "sys", "tmp", "run", "var", "root")]
+        "proc", "sys", "tmp", "run", "var", "root", "home")]
     entries += [
         Entry.char_device("dev/console", 5, 1),
         Entry.file("bin/busybox", busybox, 0o755),
@@ -136,10 +142,14 @@ def _initramfs(busybox: bytes, applets: list[str], modules: dict[str, bytes]) ->
         Entry.file("etc/rcS", rcs, 0o755),
         Entry.file("etc/heartbeat", _guest_file("heartbeat"), 0o755),
         Entry.file("etc/keyboard", _guest_file("keyboard"), 0o755),
+        Entry.file("etc/nocloud", _guest_file("nocloud"), 0o755),
         Entry.file("etc/udhcpc.script", _guest_file("udhcpc.script"), 0o755),
         Entry.file("etc/acpi/PWRF/00000080", _guest_file("power-button"), 0o755),
         Entry.file("etc/modules", "\n".join(GUEST_MODULES).encode() + b"\n"),
         Entry.file("etc/hostname", b"overt-test-guest\n"),
+        Entry.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"),
+        Entry.file("etc/group", b"root:x:0:\n"),
+        Entry.file("etc/shadow", b"root:*:20000:0:99999:7:::\n", 0o600),
     ]
     entries += [Entry.symlink(f"bin/{a}", "busybox") for a in applets if a != "busybox"]
     entries += [Entry.file(f"lib/modules/{m}.ko", data) for m, data in modules.items()]

@@ -9,9 +9,11 @@ from __future__ import annotations
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from pathlib import Path
 
 from overt.protocol.host import VirtMode
 from overt.protocol.vm import (
+    BootDevice,
     DiskBus,
     DiskSpec,
     FileSource,
@@ -25,6 +27,7 @@ from overt.protocol.vm import (
 METADATA_NS = "https://overt.dev/xmlns/vm/1"
 METADATA_PREFIX = "overt"
 MACHINE_TYPE = "pc"
+CONFIG_DRIVE_ALIAS = "ua-config-drive"  # the cloud-init cdrom's libvirt alias
 
 _DISK_PREFIX = {DiskBus.VIRTIO: "vd", DiskBus.SCSI: "sd", DiskBus.SATA: "sd"}
 
@@ -65,8 +68,10 @@ class OvertMetadata:
         return cls(vm_id, version, element.findtext(f"{{{METADATA_NS}}}job"))
 
 
-def domain_xml(spec: VmSpec, virt_mode: VirtMode, metadata: OvertMetadata) -> str:
-    """The libvirt domain XML of `spec` (domain type = `virt_mode`)."""
+def domain_xml(spec: VmSpec, virt_mode: VirtMode, metadata: OvertMetadata, *,
+               config_drive: Path | None = None) -> str:
+    """The libvirt domain XML of `spec` (domain type = `virt_mode`), with the VM's
+    cloud-init `config_drive` image as a read-only cdrom when it has one."""
     dom = ET.Element("domain", type=virt_mode.value)
     ET.SubElement(dom, "name").text = spec.name
     ET.SubElement(dom, "uuid").text = str(spec.id)
@@ -81,8 +86,6 @@ def domain_xml(spec: VmSpec, virt_mode: VirtMode, metadata: OvertMetadata) -> st
                   cores=str(spec.cpu.cores), threads=str(spec.cpu.threads))
     os_ = ET.SubElement(dom, "os")
     ET.SubElement(os_, "type", arch="x86_64", machine=MACHINE_TYPE).text = "hvm"
-    for device in spec.boot:
-        ET.SubElement(os_, "boot", dev=device.value)
     features = ET.SubElement(dom, "features")
     ET.SubElement(features, "acpi")
     ET.SubElement(features, "apic")
@@ -92,14 +95,58 @@ def domain_xml(spec: VmSpec, virt_mode: VirtMode, metadata: OvertMetadata) -> st
     ET.SubElement(dom, "on_crash").text = "destroy"
     devices = ET.SubElement(dom, "devices")
     _add_disks(devices, spec.disks)
+    if config_drive is not None:
+        devices.append(_config_drive(config_drive))
     for nic in spec.nics:
         devices.append(_nic(nic))
+    _set_boot_order(devices, spec)
     _add_console(devices, spec.serial_log)
     if spec.graphics is not None:
         devices.append(_graphics(spec.graphics))
         ET.SubElement(ET.SubElement(devices, "video"), "model", type="vga")
     ET.SubElement(devices, "memballoon", model="virtio")
     return _serialize(dom)
+
+
+def _set_boot_order(devices: ET.Element, spec: VmSpec) -> None:
+    """Per-device boot order (libvirt then tells the firmware to try only these, in this
+    order): `hd` is the bootable disk (else the first), `network` the first NIC, `cdrom`
+    the VM's cdroms. The config drive is a cdrom nobody boots from: it never gets one."""
+    disks = devices.findall("disk[@device='disk']")
+    boot_disk = next((d for d, s in zip(disks, spec.disks, strict=True) if s.bootable),
+                     disks[0] if disks else None)
+    candidates = {
+        BootDevice.HD: [boot_disk] if boot_disk is not None else [],
+        BootDevice.NETWORK: devices.findall("interface")[:1],
+        BootDevice.CDROM: [d for d in devices.findall("disk[@device='cdrom']")
+                           if d.find(f"alias[@name='{CONFIG_DRIVE_ALIAS}']") is None],
+    }
+    order = 0
+    for device in dict.fromkeys(spec.boot):
+        for element in candidates[device]:
+            order += 1
+            boot = ET.Element("boot", order=str(order))
+            element.insert(_boot_index(element), boot)
+
+
+def _boot_index(element: ET.Element) -> int:
+    """libvirt accepts <boot> anywhere in the device; keep it before the alias."""
+    children = list(element)
+    for index, child in enumerate(children):
+        if child.tag == "alias":
+            return index
+    return len(children)
+
+
+def _config_drive(path: Path) -> ET.Element:
+    """The cloud-init NoCloud drive: an IDE cdrom (every guest kernel reads it), read-only."""
+    element = ET.Element("disk", type="file", device="cdrom")
+    ET.SubElement(element, "driver", name="qemu", type="raw")
+    ET.SubElement(element, "source", file=str(path))
+    ET.SubElement(element, "target", dev="hdc", bus="ide")
+    ET.SubElement(element, "readonly")
+    ET.SubElement(element, "alias", name=CONFIG_DRIVE_ALIAS)
+    return element
 
 
 def _graphics(graphics: GraphicsSpec) -> ET.Element:

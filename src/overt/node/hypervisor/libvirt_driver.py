@@ -31,6 +31,7 @@ from overt.node.hypervisor.base import (
     VmChanged,
     VmCounters,
 )
+from overt.node.hypervisor.config_drive import ConfigDrives
 from overt.node.hypervisor.domain_xml import (
     OvertMetadata,
     domain_xml,
@@ -75,8 +76,10 @@ class LibvirtHypervisor:
     """A node's libvirtd, reached at `uri` (a lab node's own socket, or qemu:///system)."""
 
     def __init__(self, uri: str, virt_mode: VirtModeChoice,
-                 calls: BlockingCalls | None = None) -> None:
+                 calls: BlockingCalls | None = None,
+                 config_drives: ConfigDrives | None = None) -> None:
         self.calls = calls or BlockingCalls()
+        self.config_drives = config_drives or ConfigDrives()
         self.connection = LibvirtConnection(uri, self.calls)
         self._virt_choice = virt_mode
         self._virt_mode: VirtMode | None = None
@@ -179,7 +182,7 @@ class LibvirtHypervisor:
         prepare_console_log(spec)
         conn = self.connection.get()
         meta = OvertMetadata(spec.id, spec.spec_version, job)
-        xml = domain_xml(spec, self.virt_mode, meta)
+        xml = domain_xml(spec, self.virt_mode, meta, config_drive=self._write_drive(spec))
         dom = await self._call(f"defining VM {spec.name}", conn.defineXML, xml)
         self._known[str(spec.id)] = meta
         log.info("VM defined", extra={"vm": spec.name, "vm_id": str(spec.id)})
@@ -205,7 +208,7 @@ class LibvirtHypervisor:
                 raise bad_request(f"vm.start for {vm_id} carries the spec of VM {spec.id}")
             prepare_console_log(spec)
             meta = OvertMetadata(spec.id, spec.spec_version, job)
-            xml = domain_xml(spec, self.virt_mode, meta)
+            xml = domain_xml(spec, self.virt_mode, meta, config_drive=self._write_drive(spec))
             self._known[str(spec.id)] = meta
             if existing is not None:  # a defined VM: start it with the new spec
                 dom = await self._call(f"redefining VM {spec.name}", conn.defineXML, xml)
@@ -214,6 +217,13 @@ class LibvirtHypervisor:
                 dom = await self._call(f"starting VM {spec.name}", conn.createXML, xml, flags)
         log.info("VM started", extra={"vm": dom.name(), "vm_id": str(vm_id)})
         return await self._report(dom)
+
+    def _write_drive(self, spec: VmSpec) -> Path | None:
+        """The VM's cloud-init drive for this run (none: an older run's is removed)."""
+        if spec.config_drive is None:
+            self.config_drives.remove(spec.id)
+            return None
+        return self.config_drives.write(spec.id, spec.config_drive)
 
     async def shutdown(self, vm_id: uuid.UUID, *, timeout_s: float,
                        force: bool) -> VmStatusReport:
@@ -416,6 +426,9 @@ class LibvirtHypervisor:
             pass  # gone meanwhile, or libvirtd went away: the event says enough
         report = now or self._gone(vm_id, raw.name)
         state = state_after_event(raw.event, raw.detail, now.state if now else None)
+        if state in (VmState.SHUTOFF, VmState.GONE, VmState.CRASHED) and \
+                event_detail(raw.event, raw.detail) != "migrated":
+            self.config_drives.remove(vm_id)  # the run it was made for is over
         if state is report.state:
             return report
         return report.model_copy(update={"state": state,
@@ -460,6 +473,7 @@ class LibvirtHypervisor:
                               vnc_port=vnc_port(xml) if mapped is not VmState.SHUTOFF else None)
 
     async def _report_after_stop(self, vm_id: uuid.UUID, name: str) -> VmStatusReport:
+        self.config_drives.remove(vm_id)
         dom = await self._find(vm_id)
         return await self._report(dom) if dom is not None else self._gone(vm_id, name)
 

@@ -81,6 +81,8 @@ class SimulatedHypervisor:
         self._cpus = cpus
         self.timings = timings or SimulatedTimings()
         self._vms: dict[uuid.UUID, _Vm] = {}
+        # The spec of each VM's last start: what a real node would have run (tests look).
+        self.started_specs: dict[uuid.UUID, VmSpec] = {}
         self._events: asyncio.Queue[HypervisorEvent] = asyncio.Queue()
         self._connected = False
         self._born = time.monotonic()
@@ -169,6 +171,7 @@ class SimulatedHypervisor:
                               f"host {self._hostname} has not {memory} MiB free")
         await asyncio.sleep(self.timings.start_s)
         if spec is not None:
+            self.started_specs[vm_id] = spec
             persistent = vm.persistent if vm is not None else False
             vm = self._vms[vm_id] = _Vm(vm_id, spec.name, spec.memory_mib, VmState.SHUTOFF,
                                         persistent=persistent, spec_version=spec.spec_version,

@@ -38,7 +38,8 @@ def test_initramfs_is_a_cpio_archive_the_cpio_tool_reads(guest_image: GuestImage
                              input=gzip.decompress(guest_image.initrd.read_bytes()),
                              capture_output=True, check=True).stdout.decode().split()
     for member in ("init", "bin/busybox", "dev/console", "etc/inittab", "etc/keyboard",
-                   "etc/acpi/PWRF/00000080", "lib/modules/virtio_net.ko"):
+                   "etc/acpi/PWRF/00000080", "lib/modules/virtio_net.ko", "etc/nocloud",
+                   "lib/modules/ata_piix.ko", "lib/modules/sr_mod.ko", "lib/modules/isofs.ko"):
         assert member in listing
 
 

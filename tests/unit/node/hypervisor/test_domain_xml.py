@@ -158,3 +158,34 @@ def test_a_migrating_vms_console_listens_on_its_destination() -> None:
     assert graphics.get("listen") == "10.0.0.12" and graphics.get("passwd") == "pw"
     assert [e.get("address") for e in graphics.findall("listen")] == ["10.0.0.12"]
     assert moved.findtext("name") == "v"
+
+
+def test_boot_order_is_per_device_in_the_order_asked() -> None:
+    """network then hd: the first NIC boots first, then the bootable disk (not the first)."""
+    spec = SPECS["web"].model_copy(update={
+        "boot": (BootDevice.NETWORK, BootDevice.CDROM, BootDevice.HD),
+        "disks": (SPECS["web"].disks[1], SPECS["web"].disks[0])})
+    root = ET.fromstring(domain_xml(spec, VirtMode.QEMU, OvertMetadata(spec.id, 1),
+                                    config_drive=Path("/var/lib/overt/config-drives/x.iso")))
+    assert root.find("os/boot") is None  # libvirt refuses both kinds together
+    devices = root.find("devices")
+    assert devices is not None
+    orders = {(e.tag, e.find("alias").get("name")): e.find("boot").get("order")  # type: ignore[union-attr]
+              for e in devices if e.find("boot") is not None}
+    assert orders == {("interface", f"ua-{_id(3)}"): "1", ("disk", f"ua-{_id(1)}"): "2"}
+
+
+def test_the_config_drive_is_a_read_only_cdrom_nobody_boots_from() -> None:
+    spec = SPECS["web"].model_copy(update={"boot": (BootDevice.CDROM, BootDevice.HD)})
+    root = ET.fromstring(domain_xml(spec, VirtMode.QEMU, OvertMetadata(spec.id, 1),
+                                    config_drive=Path("/var/lib/overt/config-drives/x.iso")))
+    (cdrom,) = root.findall("devices/disk[@device='cdrom']")
+    assert cdrom.find("source").get("file") == "/var/lib/overt/config-drives/x.iso"  # type: ignore[union-attr]
+    assert cdrom.find("readonly") is not None and cdrom.find("boot") is None
+    assert cdrom.find("target").attrib == {"dev": "hdc", "bus": "ide"}  # type: ignore[union-attr]
+    assert not any(k.startswith("_") for k in cdrom.attrib)
+    disk_orders = [d.find("boot").get("order") for d in root.findall("devices/disk")  # type: ignore[union-attr]
+                   if d.find("boot") is not None]
+    assert disk_orders == ["1"]
+    without = ET.fromstring(domain_xml(spec, VirtMode.QEMU, OvertMetadata(spec.id, 1)))
+    assert without.findall("devices/disk[@device='cdrom']") == []

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from overt.engine.api import views
 from overt.engine.api.authorization import require_permit
 from overt.engine.api.context import ApiContext, href
+from overt.engine.api.initialization import read_initialization
 from overt.engine.api.readers import read_disk_attachment, read_nic, read_vm, ref_of
 from overt.engine.api.resources import consoles as console_resources
 from overt.engine.api.resources import vm_devices
@@ -126,9 +127,18 @@ def _correlation(ctx: ApiContext) -> str | None:
 
 @routes.post("/vms/{vm_id}/start")
 async def start(ctx: ApiContext) -> Response:
-    await action_params(ctx)
+    """oVirt's start; with `use_cloud_init` and a `vm.initialization`, its run once."""
+    use_cloud_init, initialization = None, None
+    if (await ctx.request.body()).strip():
+        action = await ctx.body("action")
+        use_cloud_init = action.get_bool("use_cloud_init")
+        vm_node = action.child("vm")
+        init_node = vm_node.child("initialization") if vm_node is not None else None
+        if init_node is not None:
+            initialization = read_initialization(init_node)
     job = await vm_service.start_vm(ctx.session, ctx.services.jobs, ctx.id_param("vm_id"),
-                                    ctx.user, correlation_id=_correlation(ctx))
+                                    ctx.user, correlation_id=_correlation(ctx),
+                                    use_cloud_init=use_cloud_init, initialization=initialization)
     return action_done(ctx, job)
 
 

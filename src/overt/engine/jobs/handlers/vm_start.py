@@ -21,12 +21,15 @@ from overt.engine.jobs.errors import JobFailed, RetryLater
 from overt.engine.jobs.handlers.vms import want_what_is
 from overt.engine.jobs.kinds import JobSpec, StartVm
 from overt.engine.jobs.observe import observed_vm
+from overt.engine.model.initialization import Initialization
+from overt.engine.model.nocloud import render_nocloud
 from overt.engine.model.node_states import ON_HOST, vm_status_of
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.queries import lookup
 from overt.engine.queries.vm_spec import build_vm_spec, console_password
 from overt.protocol.commands import VmStart
 from overt.protocol.host import VmStatusReport
+from overt.protocol.vm import ConfigDriveSpec
 
 # Where a starting VM may be before the monitor sees it run (PAUSED: a paused VM resumed).
 _LAUNCHING = frozenset({VmStatus.WAIT_FOR_LAUNCH, VmStatus.RESTORING_STATE, VmStatus.POWERING_UP,
@@ -48,7 +51,8 @@ async def start_vm(ctx: JobContext, spec: StartVm) -> dict[str, Any]:
         host = await lookup.get(session, Host, host_id)
         # The console listens where the engine reaches the host, and only there.
         vm_spec = await build_vm_spec(session, vm, vnc_password=spec.vnc_password or "",
-                                      display_address=host.address)
+                                      display_address=host.address,
+                                      config_drive=_config_drive(spec, vm))
         restore_from = vm.saved_state_path if vm.status == VmStatus.RESTORING_STATE \
             else None
     if host.status != HostStatus.UP:
@@ -74,10 +78,24 @@ async def start_vm(ctx: JobContext, spec: StartVm) -> dict[str, Any]:
     return {"host_id": str(host.id)}
 
 
+def _config_drive(spec: StartVm, vm: Vm) -> ConfigDriveSpec | None:
+    """The run's cloud-init data: the run-once initialization, else the VM's own."""
+    if spec.use_cloud_init is False:
+        return None
+    stored = spec.initialization or vm.initialization
+    if not stored:
+        return None
+    files = render_nocloud(Initialization.from_json(stored), vm.id)
+    return ConfigDriveSpec(user_data=files.user_data, meta_data=files.meta_data,
+                           network_config=files.network_config)
+
+
 async def _forget_console_password(session: AsyncSession, ctx: JobContext, spec: StartVm
                                    ) -> None:
-    """The start's console password served only to make retries identical: drop it."""
-    await queue.store_spec(session, ctx.job.id, spec.model_copy(update={"vnc_password": None}))
+    """The start's console password (and run-once initialization, which may hold a root
+    password) served only to make retries identical: drop them."""
+    await queue.store_spec(session, ctx.job.id, spec.model_copy(
+        update={"vnc_password": None, "initialization": None}))
 
 
 async def release_reservation(session: AsyncSession, ctx: JobContext, spec: StartVm,
