@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from overt.node.storage import nfs_domain
 from overt.node.storage.local import LocalVolumes, _qemu_img
 from overt.node.storage.nfs_domain import (
     TOP_OF_CHAIN,
@@ -42,7 +43,7 @@ async def copy_volume(command: VolumeCopy, volumes: LocalVolumes) -> SharedVolum
 
 def _source(source: FileSource | NfsSource, volumes: LocalVolumes) -> str:
     if isinstance(source, NfsSource):
-        return f"nfs://{source.server}{source.path}"
+        return nfs_domain.image_url(source.server, source.path)
     return str(volumes.existing(source.path, "the disk image to copy"))
 
 

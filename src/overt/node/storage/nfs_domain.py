@@ -49,8 +49,13 @@ DOM_MD_FILES = ("ids", "leases", "inbox", "outbox", "xleases")
 _REFUSED = frozenset({errno.EACCES, errno.ENOENT, errno.EPERM})
 
 
+def image_url(server: str, path: str) -> str:
+    """QEMU's URL of an image on an NFS server (`path`: the export's, then the image's)."""
+    return f"nfs://{server}{path}"
+
+
 def volume_url(storage: NfsExportRef, relative: str) -> str:
-    return f"nfs://{storage.server}{storage.export.rstrip('/')}/{relative}"
+    return image_url(storage.server, f"{storage.export.rstrip('/')}/{relative}")
 
 
 class NfsDomains:

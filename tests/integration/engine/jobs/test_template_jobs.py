@@ -28,13 +28,23 @@ from overt.engine.db.tables import (
     Vm,
 )
 from overt.engine.model.errors import Conflict, InvalidInput
-from overt.engine.model.status import DiskStatus, TemplateStatus, VmStatus
+from overt.engine.model.status import (
+    DiskStatus,
+    StorageDomainStatus,
+    StorageType,
+    TemplateStatus,
+    VmStatus,
+)
 from overt.engine.queries.lookup import Ref
+from overt.engine.queries.vm_spec import build_vm_spec
 from overt.engine.services import templates, vms
+from overt.engine.services.disk_copies import CopyTarget
 from overt.engine.services.inputs import VmInput
 from overt.node.errors import NodeFailure
-from overt.node.storage import copies
+from overt.node.storage import copies, nfs_domain
 from overt.protocol import ErrorCode
+from overt.protocol.ovirt_metadata import parse_metadata, render_metadata
+from overt.protocol.vm import NfsSource
 from tests.support.loopback import LoopbackEngine
 
 MIB = 1 << 20
@@ -284,3 +294,121 @@ async def test_a_copy_cut_short_leaves_nothing_locked_and_no_partial_image(
     assert (templates_, disks, vm_count) == before[:3]
     await engine.job((await engine.act(vms.start_vm, vm_id)).id)
     await engine.vm_reaches(vm_id, [VmStatus.UP])
+
+
+async def _meta(volume: Path) -> dict[str, str]:
+    """A volume's `.meta` (oVirt's keys)."""
+    text = await asyncio.to_thread(Path(f"{volume}.meta").read_text)
+    return parse_metadata(text)
+
+
+class _ExportDirectory:
+    """The NFS client of the fast lane (an export as a local directory), with the methods
+    of `libnfs.NfsExport` the node's storage code uses; qemu-img runs on the real files."""
+
+    root = Path("/nonexistent")
+
+    def __init__(self, server: str, export: str) -> None:
+        self.base = self.root / server / export.strip("/")
+
+    def _at(self, path: str) -> Path:
+        return self.base / path.lstrip("/")
+
+    def close(self) -> None:
+        return None
+
+    def exists(self, path: str) -> bool:
+        return self._at(path).exists()
+
+    def is_dir(self, path: str) -> bool:
+        return self._at(path).is_dir()
+
+    def makedirs(self, path: str) -> None:
+        self._at(path).mkdir(parents=True, exist_ok=True)
+
+    def listdir(self, path: str) -> list[str]:
+        return sorted(p.name for p in self._at(path).iterdir())
+
+    def read_bytes(self, path: str) -> bytes:
+        return self._at(path).read_bytes()
+
+    def write_bytes(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        self._at(path).write_bytes(data)
+        self._at(path).chmod(mode)
+
+    def unlink(self, path: str, *, missing_ok: bool = False) -> None:
+        self._at(path).unlink(missing_ok=missing_ok)
+
+    def rmdir(self, path: str, *, missing_ok: bool = False) -> None:
+        if self._at(path).exists() or not missing_ok:
+            self._at(path).rmdir()
+
+    def capacity(self, path: str = "/") -> Any:
+        return nfs_domain.Capacity(total=1 << 40, free=1 << 39)
+
+
+async def test_templates_thin_vms_and_clones_on_an_nfs_domain(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """On NFS, in oVirt's layout: the template's volume is a flattened copy marked SHARED,
+    a thin VM's volume a qcow2 layer naming it relatively (`../IMG/VOL`, PUUID), which the
+    VM's spec gives libvirt as its backing; a clone is a volume of its own."""
+    _ExportDirectory.root = tmp_path / "nfs"
+    monkeypatch.setattr(nfs_domain, "NfsExport", _ExportDirectory)
+    monkeypatch.setattr(nfs_domain, "image_url", lambda server, path: str(
+        _ExportDirectory.root / server / path.lstrip("/")))
+    vm_id = await _vm_over_a_template(engine)
+    sd_id = uuid.uuid4()
+    async with engine.session() as session:
+        host_id = (await session.execute(select(StorageDomain.host_id))).scalar_one()
+        session.add(StorageDomain(id=sd_id, name="nfs1", storage_type=StorageType.NFS.value,
+                                  address="10.9.9.9", path="/export", host_id=host_id,
+                                  status=StorageDomainStatus.ACTIVE.value))
+    export = _ExportDirectory("10.9.9.9", "/export")
+    await asyncio.to_thread(export.makedirs, f"/{sd_id}/dom_md")
+    await asyncio.to_thread(export.write_bytes, f"/{sd_id}/dom_md/metadata",
+                            render_metadata({"SDUUID": str(sd_id)}, checksum=True, eof=False))
+
+    async with engine.session() as session:
+        domain = await session.get(StorageDomain, sd_id)
+        template_id = (await templates.create_template_from_vm(
+            session, engine.jobs, name="nfs-tpl", vm=Ref(id=vm_id), user=await _user(engine),
+            default_target=CopyTarget(domain=domain))).id
+    job = await _ended(engine, "template.create")
+    assert job.state == "done", job.error
+    [template_disk] = await _template_disks(engine, template_id)
+    assert template_disk.storage_domain_id == sd_id
+    image, volume = template_disk.image_path.split("/")[2:]
+    assert image == str(template_disk.id)
+    meta = await _meta(export.base / template_disk.image_path)
+    assert (meta["VOLTYPE"], meta["LEGALITY"], meta["IMAGE"]) == ("SHARED", "LEGAL", image)
+    template_image = export.base / template_disk.image_path
+    assert await asyncio.to_thread(_holds, template_image, TOP_BYTE, 2 * MIB)
+
+    thin = await engine.act(vms.add_vm, VmInput(name="thin", cluster=Ref(name="Default"),
+                                                template=Ref(id=template_id)))
+    assert (await _ended(engine, "disk.create")).state == "done"
+    [thin_disk] = await _vm_disks(engine, thin.id)
+    thin_image = export.base / thin_disk.image_path
+    assert (await asyncio.to_thread(_info, thin_image))["backing-filename"] == \
+        f"../{image}/{volume}"
+    assert (await _meta(thin_image))["PUUID"] == volume
+    assert await asyncio.to_thread(_holds, thin_image, TOP_BYTE, 2 * MIB)
+    async with engine.session() as session:
+        spec = await build_vm_spec(session, await engine.vm(thin.id), vnc_password="secret")
+    [disk_spec] = spec.disks
+    assert disk_spec.source == NfsSource(server="10.9.9.9",
+                                         path=f"/export/{thin_disk.image_path}")
+    assert disk_spec.backing == NfsSource(server="10.9.9.9",
+                                          path=f"/export/{template_disk.image_path}")
+
+    clone = await engine.act(vms.add_vm, VmInput(name="full", cluster=Ref(name="Default"),
+                                                 template=Ref(id=template_id)), clone=True)
+    assert (await _ended(engine, "vm.clone")).state == "done"
+    [clone_disk] = await _vm_disks(engine, clone.id)
+    clone_image = export.base / clone_disk.image_path
+    assert clone_disk.storage_domain_id == sd_id
+    assert "backing-filename" not in await asyncio.to_thread(_info, clone_image)
+    assert (await _meta(clone_image))["VOLTYPE"] == "LEAF"
+    assert await asyncio.to_thread(_holds, clone_image, BASE_BYTE, 0)
+    await engine.job((await engine.act(vms.start_vm, clone.id)).id)
+    await engine.vm_reaches(clone.id, [VmStatus.UP])
