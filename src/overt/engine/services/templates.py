@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
 from overt.engine.db.seed import BLANK_TEMPLATE_ID
-from overt.engine.db.tables import Disk, DiskAttachment, StorageDomain, Template, User, Vm
-from overt.engine.jobs.kinds import CreateDisk, CreateTemplate, RemoveDisk
+from overt.engine.db.tables import Disk, DiskAttachment, Job, StorageDomain, Template, User, Vm
+from overt.engine.jobs.kinds import CloneVm, CreateDisk, CreateTemplate, RemoveDisk
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.status import DiskFormat, DiskStatus, TemplateStatus, VmStatus
 from overt.engine.queries import lookup
@@ -114,6 +114,12 @@ async def remove_template(session: AsyncSession, jobs: JobSubmitter, template_id
     if template.status == TemplateStatus.LOCKED:
         raise Conflict(f"Cannot delete Template. Template {template.name} is locked (its disks "
                        "are being made); try again when it is ok.")
+    cloning = [job.description for job in (await session.execute(select(Job).where(
+        Job.action == CloneVm.kind, Job.state.in_(["queued", "running"])))).scalars()
+        if (job.params or {}).get("template_id") == str(template.id)]
+    if cloning:
+        raise Conflict(f"Cannot delete Template. Template {template.name} is being copied: "
+                       f"{'; '.join(cloning)}.")
     users = (await session.execute(select(Vm.name).where(Vm.template_id == template.id)
                                    .order_by(Vm.name))).scalars().all()
     if users:

@@ -105,6 +105,12 @@ async def _template_disks(engine: LoopbackEngine, template_id: uuid.UUID) -> lis
             Disk.template_id == template_id))).scalars())
 
 
+async def _template_id(engine: LoopbackEngine, name: str) -> uuid.UUID:
+    async with engine.session() as session:
+        return (await session.execute(select(Template.id).where(Template.name == name))
+                ).scalar_one()
+
+
 async def _counts(engine: LoopbackEngine) -> tuple[int, ...]:
     async with engine.session() as session:
         return tuple([(await session.execute(select(func.count()).select_from(table))
@@ -254,6 +260,15 @@ async def test_bad_requests_are_refused_and_change_nothing(engine: LoopbackEngin
                                                     vm=Ref(id=vm_id), user=user)
     with pytest.raises(Conflict, match="Cannot clone VM web: it is up"):
         await engine.act(vms.clone_vm, vm_id, "web2")
+    assert await _counts(engine) == before
+
+    await engine.worker.stop()  # a clone of the template waits in the queue
+    await engine.act(vms.add_vm, VmInput(name="full", cluster=Ref(name="Default"),
+                                         template=Ref(name="base")), clone=True)
+    before = await _counts(engine)
+    with pytest.raises(Conflict, match="Template base is being copied: Creating VM full as a "
+                       "clone of template base"):
+        await engine.act(templates.remove_template, await _template_id(engine, "base"))
     assert await _counts(engine) == before
 
 
