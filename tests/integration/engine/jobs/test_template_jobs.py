@@ -371,6 +371,8 @@ async def test_templates_thin_vms_and_clones_on_an_nfs_domain(
     monkeypatch.setattr(nfs_domain, "NfsExport", _ExportDirectory)
     monkeypatch.setattr(nfs_domain, "image_url", lambda server, path: str(
         _ExportDirectory.root / server / path.lstrip("/")))
+    monkeypatch.setattr(nfs_domain, "image_options", lambda server, path: {
+        "driver": "file", "filename": str(_ExportDirectory.root / server / path.lstrip("/"))})
     vm_id = await _vm_over_a_template(engine)
     sd_id = uuid.uuid4()
     async with engine.session() as session:
@@ -415,6 +417,28 @@ async def test_templates_thin_vms_and_clones_on_an_nfs_domain(
                                          path=f"/export/{thin_disk.image_path}")
     assert disk_spec.backing == NfsSource(server="10.9.9.9",
                                           path=f"/export/{template_disk.image_path}")
+
+    # A clone of the thin VM reads its chain with the template's volume named explicitly.
+    sources: list[str] = []
+    convert = copies._convert
+
+    async def recorded(command: copies.VolumeCopy, source: str, target: str) -> None:
+        sources.append(source)
+        await convert(command, source, target)
+    monkeypatch.setattr(copies, "_convert", recorded)
+    job = await engine.act(vms.clone_vm, thin.id, "thin-copy")
+    assert (await engine.job(job.id)).state == "done"
+    [source] = sources
+    assert json.loads(source.removeprefix("json:"))["backing"]["file"]["filename"] == \
+        str(template_image)
+    async with engine.session() as session:
+        copy_id = (await session.execute(select(Vm.id).where(Vm.name == "thin-copy"))
+                   ).scalar_one()
+    [copy_disk] = await _vm_disks(engine, copy_id)
+    copy_image = export.base / copy_disk.image_path
+    assert "backing-filename" not in await asyncio.to_thread(_info, copy_image)
+    assert await asyncio.to_thread(_holds, copy_image, TOP_BYTE, 2 * MIB)
+    assert await asyncio.to_thread(_holds, copy_image, BASE_BYTE, 0)
 
     clone = await engine.act(vms.add_vm, VmInput(name="full", cluster=Ref(name="Default"),
                                                  template=Ref(id=template_id)), clone=True)
