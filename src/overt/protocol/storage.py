@@ -131,10 +131,6 @@ class VolumeCopy(WireModel):
     result: ClassVar[type[SharedVolumeInfo]] = SharedVolumeInfo
     mutates: ClassVar[bool] = True
     source: FileSource | NfsSource = Field(discriminator="kind")
-    # The image under a thin source on NFS (a template's disk), opened as named here: QEMU
-    # would mount the source's relative backing name (`../IMG/VOL`) as an export path.
-    source_backing: FileSource | NfsSource | None = Field(None, discriminator="kind")
-    source_backing_format: DiskFormat = DiskFormat.QCOW2
     target: FileSource | NfsVolumeTarget = Field(discriminator="kind")
     format: DiskFormat = DiskFormat.QCOW2
     size_bytes: int = Field(gt=0)

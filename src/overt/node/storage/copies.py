@@ -8,7 +8,6 @@ a target found half-written (an earlier try cut short) is simply written again.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from overt.node.storage import nfs_domain
@@ -30,9 +29,6 @@ log = logging.getLogger(__name__)
 
 async def copy_volume(command: VolumeCopy, volumes: LocalVolumes) -> SharedVolumeInfo:
     source = _source(command.source, volumes)
-    if isinstance(command.source, NfsSource) and command.source_backing is not None:
-        source = _with_backing(command.source, command.source_backing,
-                               command.source_backing_format, volumes)
     if isinstance(command.target, NfsVolumeTarget):
         return await _copy_to_nfs(command, source, command.target)
     target = volumes.inside(command.target.path, "the copy's target")
@@ -49,18 +45,6 @@ def _source(source: FileSource | NfsSource, volumes: LocalVolumes) -> str:
     if isinstance(source, NfsSource):
         return nfs_domain.image_url(source.server, source.path)
     return str(volumes.existing(source.path, "the disk image to copy"))
-
-
-def _with_backing(top: NfsSource, backing: FileSource | NfsSource, fmt: DiskFormat,
-                  volumes: LocalVolumes) -> str:
-    """The thin source as QEMU's JSON image options, its backing named explicitly."""
-    def file_of(source: FileSource | NfsSource) -> dict[str, object]:
-        if isinstance(source, FileSource):
-            return {"driver": "file",
-                    "filename": str(volumes.existing(source.path, "the backing image"))}
-        return nfs_domain.image_options(source.server, source.path)
-    return "json:" + json.dumps({"driver": "qcow2", "file": file_of(top),
-                                 "backing": {"driver": fmt.value, "file": file_of(backing)}})
 
 
 async def _copy_to_nfs(command: VolumeCopy, source: str, target: NfsVolumeTarget

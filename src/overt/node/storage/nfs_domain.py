@@ -54,11 +54,6 @@ def image_url(server: str, path: str) -> str:
     return f"nfs://{server}{path}"
 
 
-def image_options(server: str, path: str) -> dict[str, object]:
-    """QEMU's block options of the same image (for JSON image descriptions)."""
-    return {"driver": "nfs", "server": {"type": "inet", "host": server}, "path": path}
-
-
 def volume_url(storage: NfsExportRef, relative: str) -> str:
     return image_url(storage.server, f"{storage.export.rstrip('/')}/{relative}")
 
@@ -188,8 +183,10 @@ class NfsDomains:
             if command.format is not DiskFormat.QCOW2:
                 raise NodeFailure(ErrorCode.BAD_REQUEST, "only a qcow2 volume has a backing")
             parent = str(command.backing_volume_id)
-            # -u: the backing is not opened here (QEMU would mount `../IMG` as an export).
-            argv += ["-u", "-b", f"../{command.backing_image_id}/{command.backing_volume_id}",
+            # The backing is named by its whole URL: QEMU's NFS driver resolves a relative
+            # name (oVirt's `../IMG/VOL`) under the image's own path, not its directory.
+            backing = f"{command.domain_id}/images/{command.backing_image_id}/{parent}"
+            argv += ["-b", volume_url(command.storage, backing),
                      "-F", command.backing_format.value]
         if command.format is DiskFormat.QCOW2 and not command.sparse:
             argv += ["-o", "preallocation=metadata"]

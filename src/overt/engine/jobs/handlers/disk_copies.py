@@ -80,13 +80,6 @@ async def _copy(ctx: JobContext, copy: DiskCopy, *, for_template: bool) -> None:
             return  # copied by an earlier try of this job
         source_domain = await lookup.get(session, StorageDomain, source.storage_domain_id)
         target_domain = await lookup.get(session, StorageDomain, target.storage_domain_id)
-        source_backing, backing_format = None, DiskFormat.QCOW2
-        if source.backing_disk_id is not None and \
-                source_domain.storage_type == StorageType.NFS.value:
-            base = await lookup.get(session, Disk, source.backing_disk_id)
-            source_backing = _source(
-                await lookup.get(session, StorageDomain, base.storage_domain_id), base)
-            backing_format = DiskFormat.QCOW2 if base.format == "cow" else DiskFormat.RAW
     local = next((d for d in (source_domain, target_domain)
                   if d.storage_type == StorageType.LOCALFS.value), None)
     host = await _local_host(ctx, local) if local is not None \
@@ -94,8 +87,7 @@ async def _copy(ctx: JobContext, copy: DiskCopy, *, for_template: bool) -> None:
     async with ctx.step(f"Copying disk {source.name} to disk {target.name} on storage domain "
                         f"{target_domain.name}", host_id=host.id):
         made = await ctx.nodes.call(host, VolumeCopy(
-            source=_source(source_domain, source), source_backing=source_backing,
-            source_backing_format=backing_format,
+            source=_source(source_domain, source),
             target=_target(target_domain, target, shared_by_vms=for_template),
             format=DiskFormat.QCOW2 if target.format == "cow" else DiskFormat.RAW,
             size_bytes=target.provisioned_size, sparse=target.sparse),

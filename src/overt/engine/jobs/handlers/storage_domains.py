@@ -371,19 +371,20 @@ async def _write_lun_metadata(ctx: JobContext, domain: StorageDomain, host: Host
                          key=ctx.key(key), timeout_s=120)
 
 
-async def remove_volume(ctx: JobContext, domain: StorageDomain, disk: Disk) -> None:
+async def remove_volume(ctx: JobContext, domain: StorageDomain, disk: Disk, *,
+                        key: str = "delete") -> None:
     host = await acting_host(ctx, domain)
     image_id, volume_id = split_volume_path(disk.image_path)
     if extent_of(disk.image_path) is not None:
         async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
-            await _write_lun_metadata(ctx, domain, host, key="delete-md", without=disk.id)
+            await _write_lun_metadata(ctx, domain, host, key=f"{key}-md", without=disk.id)
         return  # the extent is released with the disk's row (overt.engine.jobs.handlers.disks)
     async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
         await ctx.nodes.call(
             host, SharedVolumeDelete(storage=export_of(domain),
                                      domain_id=domain.storage_uuid or domain.id,
                                      image_id=image_id, volume_id=volume_id),
-            Removed, key=ctx.key("delete"))
+            Removed, key=ctx.key(key))
 
 
 UNITS: dict[type[JobSpec], Unit[Any]] = {
