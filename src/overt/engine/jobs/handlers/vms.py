@@ -241,11 +241,11 @@ async def remove_vm(ctx: JobContext, spec: RemoveVm) -> dict[str, Any]:
                                      key=f"delete-{disk.id}")
     async with ctx.transaction() as session:
         vm = await lookup.get(session, Vm, spec.vm_id)
-        for disk, _domain in disks:
+        for disk, domain in disks:
             found = await session.get(type(disk), disk.id)
             if found is not None and not spec.detach_only:
-                if is_shared(_domain):  # with the row, so that a retry frees it once
-                    release_extent(await lookup.get(session, StorageDomain, _domain.id,
+                if is_shared(domain):  # with the row, so that a retry frees it once
+                    release_extent(await lookup.get(session, StorageDomain, domain.id,
                                                     for_update=True), found.image_path)
                 await session.delete(found)
         audit.record(session, f"VM {vm.name} was removed", code=audit.VM_REMOVED,
