@@ -211,7 +211,14 @@ def test_templates_from_vms_clones_and_removal_with_the_sdk(connection: sdk.Conn
             (types.Template(name="tpl-2", vm=types.Vm(id=str(uuid.uuid4()))), 400,
              "does not exist"),
             (types.Template(name="tpl-2"), 400, "template.vm is required"),
-            (types.Template(vm=types.Vm(id=source.id)), 400, "template.name is required")):
+            (types.Template(vm=types.Vm(id=source.id)), 400, "template.name is required"),
+            (types.Template(name="tpl-2", vm=types.Vm(id=source.id),
+                            storage_domain=types.StorageDomain(name="tpl-nosuch")), 400,
+             "template.storage_domain 'tpl-nosuch' does not exist"),
+            (types.Template(name="tpl-2", vm=types.Vm(id=source.id, disk_attachments=[
+                types.DiskAttachment(disk=types.Disk(id=str(uuid.uuid4()),
+                                                     format=types.DiskFormat.RAW))])), 400,
+             "that VM tpl-src-1 does not have")):
         with pytest.raises(sdk.Error) as caught:
             templates.add(template)
         assert caught.value.code == code and words in str(caught.value)

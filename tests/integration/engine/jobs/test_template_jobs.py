@@ -29,6 +29,7 @@ from overt.engine.db.tables import (
 )
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.status import (
+    DiskFormat,
     DiskStatus,
     StorageDomainStatus,
     StorageType,
@@ -446,3 +447,22 @@ async def test_templates_thin_vms_and_clones_on_an_nfs_domain(
     assert (await engine.job((await engine.act(vms.remove_vm, thin.id)).id)).state == "done"
     assert not await asyncio.to_thread(thin_image.parent.exists)
     assert await asyncio.to_thread(_holds, template_image, TOP_BYTE, 2 * MIB)
+
+
+async def test_a_template_disk_may_have_another_format_than_the_vms(
+        engine: LoopbackEngine) -> None:
+    """oVirt's per-disk override (`vm.disk_attachments.disk.format`): a raw copy."""
+    vm_id = await _vm_over_a_template(engine)
+    [source] = await _vm_disks(engine, vm_id)
+    async with engine.session() as session:
+        template_id = (await templates.create_template_from_vm(
+            session, engine.jobs, name="raw-tpl", vm=Ref(id=vm_id), user=await _user(engine),
+            targets={source.id: CopyTarget(format=DiskFormat.RAW)})).id
+    assert (await _ended(engine, "template.create")).state == "done"
+    [disk] = await _template_disks(engine, template_id)
+    image = await _image(engine, disk.id)
+    assert disk.format == "raw" and image.suffix == ".raw"
+    assert (await asyncio.to_thread(_info, image))["format"] == "raw"
+    data = await asyncio.to_thread(image.read_bytes)
+    assert data[:16] == bytes([BASE_BYTE]) * 16
+    assert data[2 * MIB:2 * MIB + 16] == bytes([TOP_BYTE]) * 16
