@@ -27,6 +27,8 @@ from overt.engine.db.tables import (
     User,
     Vm,
 )
+from overt.engine.jobs.handlers import UNITS
+from overt.engine.jobs.worker import Worker
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.status import (
     DiskFormat,
@@ -466,3 +468,54 @@ async def test_a_template_disk_may_have_another_format_than_the_vms(
     data = await asyncio.to_thread(image.read_bytes)
     assert data[:16] == bytes([BASE_BYTE]) * 16
     assert data[2 * MIB:2 * MIB + 16] == bytes([TOP_BYTE]) * 16
+
+
+async def test_an_engine_that_dies_mid_copy_leaves_the_job_to_a_successor(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker stops mid-copy (the engine's process dies): the job's lease lapses, another
+    worker takes it, the copy is made again over the half-written target and the template
+    ends `ok`; nothing stays locked."""
+    vm_id = await _vm_over_a_template(engine)
+    convert, go_on = copies._convert, asyncio.Event()
+    started: list[Path] = []
+
+    async def stalls_first(command: copies.VolumeCopy, source: str, target: str) -> None:
+        if not started:
+            started.append(Path(target))
+            await asyncio.to_thread(Path(target).write_bytes, b"half a copy")
+            await go_on.wait()
+        await convert(command, source, target)
+    monkeypatch.setattr(copies, "_convert", stalls_first)
+    async with engine.session() as session:
+        template_id = (await templates.create_template_from_vm(
+            session, engine.jobs, name="web-tpl", vm=Ref(id=vm_id),
+            user=await _user(engine))).id
+    async def copying() -> bool:
+        return bool(started)
+    await engine.eventually(copying, what="the copy to start")
+    await engine.worker.stop()  # the engine dies: its job is abandoned mid-copy
+    async with engine.session() as session:
+        job = (await session.execute(select(Job).where(Job.action == "template.create"))
+               ).scalar_one()
+        assert (job.state, (await session.get(Template, template_id)).status) == (  # type: ignore[union-attr]
+            "running", TemplateStatus.LOCKED.value)
+        job.lease_until = job.start_time  # its lease lapsed long ago
+
+    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
+    running = asyncio.create_task(successor.run())
+    try:
+        go_on.set()
+        ended = await engine.job(job.id)
+    finally:
+        await successor.stop()
+        await running
+    assert (ended.state, ended.attempts) == ("done", 2), ended.error
+    async with engine.session() as session:
+        template = await session.get(Template, template_id)
+        assert template is not None and template.status == TemplateStatus.OK.value
+        assert (await session.execute(select(Lock))).all() == []
+    [disk] = await _template_disks(engine, template_id)
+    assert disk.status == DiskStatus.OK.value
+    image = await _image(engine, disk.id)
+    assert image == started[0]
+    assert await asyncio.to_thread(_holds, image, TOP_BYTE, 2 * MIB)
