@@ -58,9 +58,9 @@ async def new_copy(session: AsyncSession, what: str, source: Disk, target: CopyT
     if domain.status != StorageDomainStatus.ACTIVE:
         raise Conflict(f"Cannot {what}: storage domain {domain.name} is {domain.status}, "
                        "not active.")
-    if domain.storage_type == StorageType.LOCALFS.value and domain.host_id != (
-            source_domain.host_id if source_domain.storage_type == StorageType.LOCALFS.value
-            else domain.host_id):
+    local = StorageType.LOCALFS.value
+    if domain.storage_type == local == source_domain.storage_type \
+            and domain.host_id != source_domain.host_id:  # one host makes the copy
         raise Conflict(f"Cannot {what}: disk {source.name} is on the local storage of another "
                        f"host than storage domain {domain.name}.")
     fmt = target.format or DiskFormat(source.format)

@@ -253,6 +253,16 @@ async def test_bad_requests_are_refused_and_change_nothing(engine: LoopbackEngin
     with pytest.raises(Conflict, match="The Blank template cannot be removed"):
         await engine.act(templates.remove_template, BLANK_TEMPLATE_ID)
     assert await _counts(engine) == before
+    await engine.add_host("h2")
+    with pytest.raises(Conflict, match="disk web_base_disk1 is on the local storage of "
+                       "another host than storage domain h2-local"):
+        async with engine.session() as session:
+            other = (await session.execute(select(StorageDomain).where(
+                StorageDomain.name == "h2-local"))).scalar_one()
+            await templates.create_template_from_vm(session, engine.jobs, name="t3",
+                                                    vm=Ref(id=vm_id), user=user,
+                                                    default_target=CopyTarget(domain=other))
+    assert await _counts(engine) == before
 
     await engine.job((await engine.act(vms.start_vm, vm_id)).id)
     await engine.vm_reaches(vm_id, [VmStatus.UP])
