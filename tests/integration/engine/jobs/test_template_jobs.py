@@ -67,8 +67,10 @@ def _info(image: Path) -> dict[str, Any]:
 
 
 def _holds(image: Path, byte: int, offset: int) -> bool:
-    return "Pattern verification failed" not in _qemu_io(
-        image, f"read -P {byte:#x} {offset} 64k")
+    """Whether the image reads as 64 KiB of `byte` at `offset` (qemu-io's pattern check)."""
+    done = subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"read -P {byte:#x} {offset} 64k",
+                           str(image)], capture_output=True, text=True, check=False)
+    return done.returncode == 0 and "Pattern verification failed" not in done.stdout
 
 
 async def _user(engine: LoopbackEngine) -> User:
