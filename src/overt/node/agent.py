@@ -29,7 +29,7 @@ from overt.node.networks import HostNetworks
 from overt.node.snmp.reporter import SnmpReporter, row, vm_key
 from overt.node.snmp.snapshot import VmRow
 from overt.node.stats import Reading, StatsSampler
-from overt.node.storage import iscsi_domain
+from overt.node.storage import copies, iscsi_domain
 from overt.node.storage.local import LocalVolumes
 from overt.node.storage.nfs_domain import NfsDomains
 from overt.protocol import CommandEnvelope, ErrorCode, NodeError, Reply
@@ -66,6 +66,7 @@ from overt.protocol.storage import (
     StorageDomainCreate,
     StorageDomainScan,
     StorageDomainUpdate,
+    VolumeCopy,
 )
 from overt.protocol.vm_nics import VmNicLink, VmNicPlug, VmNicUnplug
 
@@ -231,6 +232,8 @@ class Agent:
             case (StorageDomainCreate() | StorageDomainUpdate() | StorageDomainScan()
                   | SharedVolumeCreate() | SharedVolumeDelete()):
                 return await self.shared_storage.execute(command)
+            case VolumeCopy():
+                return await copies.copy_volume(command, self.volumes)
             case LunRead() | LunMetadataWrite() | ExtentFormat():
                 return await iscsi_domain.execute(command)
             case VmNicPlug(vm_id=vm_id, nic=nic):

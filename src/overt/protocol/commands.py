@@ -18,6 +18,7 @@ from overt.protocol.storage import (
     StorageDomainCreate,
     StorageDomainScan,
     StorageDomainUpdate,
+    VolumeCopy,
 )
 from overt.protocol.vm import DiskFormat, VmSpec, WireModel
 from overt.protocol.vm_nics import VmNicLink, VmNicPlug, VmNicUnplug
@@ -216,6 +217,7 @@ Command = Annotated[
     | StorageDomainScan
     | SharedVolumeCreate
     | SharedVolumeDelete
+    | VolumeCopy
     | LunRead
     | LunMetadataWrite
     | ExtentFormat

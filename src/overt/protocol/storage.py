@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from overt.protocol.vm import DiskFormat, WireModel
+from overt.protocol.vm import DiskFormat, FileSource, NfsSource, WireModel
 
 # An NFS server as a host name or address, and an export path: no URL syntax inside.
 SERVER = r"^[A-Za-z0-9]([A-Za-z0-9.:\-]{0,253})$"
@@ -104,6 +104,37 @@ class SharedVolumeCreate(_StorageCommand):
     size_bytes: int = Field(gt=0)
     sparse: bool = True
     metadata: dict[str, str] = Field(default_factory=dict)
+    # A thin volume: a qcow2 layer over a volume of the same domain (a template's disk),
+    # named relative to it as oVirt does (`../IMG/VOL`), so the export may move.
+    backing_image_id: UUID | None = None
+    backing_volume_id: UUID | None = None
+    backing_format: DiskFormat = DiskFormat.QCOW2
+
+
+class NfsVolumeTarget(WireModel):
+    """A new volume of an NFS domain, with the keys its `.meta` gets besides oVirt's own."""
+
+    kind: Literal["nfs_volume"] = "nfs_volume"
+    storage: NfsExportRef
+    domain_id: UUID
+    image_id: UUID
+    volume_id: UUID
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class VolumeCopy(WireModel):
+    """A full, flattened copy of an image (its whole backing chain read through) into a
+    new image: a file of the node's storage or a volume of an NFS domain (qemu-img
+    convert). A target left half-written by an earlier try is written again."""
+
+    name: Literal["volume.copy"] = "volume.copy"
+    result: ClassVar[type[SharedVolumeInfo]] = SharedVolumeInfo
+    mutates: ClassVar[bool] = True
+    source: FileSource | NfsSource = Field(discriminator="kind")
+    target: FileSource | NfsVolumeTarget = Field(discriminator="kind")
+    format: DiskFormat = DiskFormat.QCOW2
+    size_bytes: int = Field(gt=0)
+    sparse: bool = True
 
 
 class SharedVolumeDelete(_StorageCommand):

@@ -84,6 +84,10 @@ class DiskSpec(WireModel):
     readonly: bool = False
     bootable: bool = False
     serial: str | None = Field(None, max_length=20)  # shown to the guest (disk id prefix)
+    # A thin disk on shared storage: the image under it (a template's disk), given to
+    # libvirt rather than probed, which it cannot do over QEMU's own NFS client.
+    backing: DiskSource | None = None
+    backing_format: DiskFormat = DiskFormat.QCOW2
 
 
 class NicSpec(WireModel):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -205,4 +207,78 @@ def test_a_vm_started_with_cloud_init_comes_up_with_its_host_name_user_and_key(
         demo.destroy_leftover_domains([vm.id])
         with contextlib.suppress(sdk.Error):
             vms.vm_service(vm.id).remove()
+def _backing_of(image: Path) -> str | None:
+    out = subprocess.run(["qemu-img", "info", "-U", "--output=json", str(image)], check=True,
+                         capture_output=True, text=True).stdout
+    backing: str | None = json.loads(out).get("full-backing-filename")
+    return backing
+
+
+# One database is enough here: the copies are the node's; the demo of the sqlite run is shared.
+@pytest.mark.parametrize("demo", ["sqlite"], indirect=True)
+def test_a_template_from_a_vm_a_thin_vm_and_a_clone_that_boots(demo: Demo) -> None:
+    """Through the SDK: a template made from a down VM (its disk copied, flattened), a thin
+    VM of that template (a qcow2 layer over the template's disk) and a clone of the thin VM
+    (a disk of its own), which boots the test guest under QEMU."""
+    conn = demo.connect()
+    system = conn.system_service()
+    vms, templates = system.vms_service(), system.templates_service()
+    disks = system.disks_service()
+    made: list[str] = []
+
+    def disk_of(vm_id: str) -> types.Disk:
+        [attachment] = vms.vm_service(vm_id).disk_attachments_service().list()
+        return conn.follow_link(attachment.disk)
+
+    def ready(disk_id: str) -> bool:
+        return disks.disk_service(disk_id).get().status == types.DiskStatus.OK
+
+    def image(disk_id: str) -> Path:
+        return next(demo.images_dir.rglob(f"{disk_id}.*"))
+    template = None
+    try:
+        source = vms.add(types.Vm(name="e2e-tpl-src", cluster=types.Cluster(name="Default"),
+                                  template=types.Template(name="test-guest"), memory=256 * MIB))
+        made.append(source.id)
+        source_disk = disk_of(source.id)
+        wait_until(lambda: ready(source_disk.id), 60, "the source VM's disk")
+        template = templates.add(types.Template(name="e2e-tpl", vm=types.Vm(id=source.id)))
+        wait_until(lambda: templates.template_service(template.id).get().status
+                   == types.TemplateStatus.OK, 120, "the template to be ok")
+        [attachment] = templates.template_service(template.id).disk_attachments_service().list()
+        assert attachment.bootable
+        template_image = image(attachment.disk.id)
+        assert _backing_of(template_image) is None and _backing_of(image(source_disk.id))
+
+        thin = vms.add(types.Vm(name="e2e-tpl-thin", cluster=types.Cluster(name="Default"),
+                                template=types.Template(id=template.id)))
+        made.append(thin.id)
+        thin_disk = disk_of(thin.id)
+        wait_until(lambda: ready(thin_disk.id), 60, "the thin VM's disk")
+        assert Path(str(_backing_of(image(thin_disk.id)))).resolve() == template_image.resolve()
+
+        vms.vm_service(thin.id).clone(vm=types.Vm(name="e2e-tpl-clone"))
+        clone = wait_until(lambda: next(iter(vms.list(search="name=e2e-tpl-clone")), None), 30,
+                           "the clone")
+        made.append(clone.id)
+        clone_disk = disk_of(clone.id)
+        wait_until(lambda: ready(clone_disk.id), 120, "the clone's disk")
+        assert _backing_of(image(clone_disk.id)) is None
+
+        service = vms.vm_service(clone.id)
+        service.start()
+        wait_until(lambda: status_of(conn, clone.id) == types.VmStatus.UP, 90, "the clone up")
+        serial = Path(CONSOLE_LOG_DIR) / f"{clone.id}.log"
+        wait_until(lambda: serial.exists() and BOOT_MARKER in serial.read_text(), 30,
+                   "the clone's boot marker")
+        service.stop()
+        wait_until(lambda: status_of(conn, clone.id) == types.VmStatus.DOWN, 60, "the clone down")
+    finally:
+        demo.destroy_leftover_domains(made)
+        for vm_id in made:
+            with contextlib.suppress(sdk.Error):
+                vms.vm_service(vm_id).remove()
+        if template is not None:
+            wait_until(lambda: not vms.list(search="name=e2e-tpl-thin"), 60, "the thin VM gone")
+            templates.template_service(template.id).remove()
         conn.close()

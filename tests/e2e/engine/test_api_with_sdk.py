@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 
 import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
@@ -181,3 +183,70 @@ def test_a_trailing_slash_in_the_url_still_works(api_engine: RunningEngine) -> N
         assert [c.name for c in conn.system_service().clusters_service().list()] == ["Default"]
     finally:
         conn.close()
+
+
+def _until(check: Callable[[], object], what: str) -> None:
+    deadline = time.monotonic() + 20
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_templates_from_vms_clones_and_removal_with_the_sdk(connection: sdk.Connection) -> None:
+    """A template from a down VM, a VM from it, clones both ways, and the refusals (4xx
+    faults that change nothing). The VMs have no disks: the copies are the fast lane's."""
+    system = connection.system_service()
+    templates, vms = system.templates_service(), system.vms_service()
+    source = _vm(connection, "tpl-src-1", memory=512 * MIB)
+    made = templates.add(types.Template(name="tpl-1", vm=types.Vm(id=source.id)))
+    assert made.memory == 512 * MIB and made.status in (types.TemplateStatus.LOCKED,
+                                                        types.TemplateStatus.OK)
+    _until(lambda: templates.template_service(made.id).get().status == types.TemplateStatus.OK,
+           "the template to be ok")
+
+    before = sorted(t.name for t in templates.list())
+    for template, code, words in (
+            (types.Template(name="tpl-1", vm=types.Vm(id=source.id)), 409,
+             "The name 'tpl-1' is already in use"),
+            (types.Template(name="tpl-2", vm=types.Vm(id=str(uuid.uuid4()))), 400,
+             "does not exist"),
+            (types.Template(name="tpl-2"), 400, "template.vm is required"),
+            (types.Template(vm=types.Vm(id=source.id)), 400, "template.name is required"),
+            (types.Template(name="tpl-2", vm=types.Vm(id=source.id),
+                            storage_domain=types.StorageDomain(name="tpl-nosuch")), 400,
+             "template.storage_domain 'tpl-nosuch' does not exist"),
+            (types.Template(name="tpl-2", vm=types.Vm(id=source.id, disk_attachments=[
+                types.DiskAttachment(disk=types.Disk(id=str(uuid.uuid4()),
+                                                     format=types.DiskFormat.RAW))])), 400,
+             "that VM tpl-src-1 does not have")):
+        with pytest.raises(sdk.Error) as caught:
+            templates.add(template)
+        assert caught.value.code == code and words in str(caught.value)
+    assert sorted(t.name for t in templates.list()) == before
+
+    thin = vms.add(types.Vm(name="tpl-thin-1", cluster=types.Cluster(name="Default"),
+                            template=types.Template(name="tpl-1")))
+    assert thin.template.id == made.id and thin.memory == 512 * MIB
+    full = vms.add(types.Vm(name="tpl-full-1", cluster=types.Cluster(name="Default"),
+                            template=types.Template(name="tpl-1")), clone=True)
+    assert full.template.id == "00000000-0000-0000-0000-000000000000"
+    vms.vm_service(source.id).clone(vm=types.Vm(name="tpl-copy-1"))
+    _until(lambda: vms.list(search="name=tpl-copy-1"), "the clone")
+    assert vms.list(search="name=tpl-copy-1")[0].memory == 512 * MIB
+    for name in ("tpl-copy-1", "tpl-src-1"):
+        with pytest.raises(sdk.Error) as caught:
+            vms.vm_service(source.id).clone(vm=types.Vm(name=name))
+        assert caught.value.code == 409
+        assert f"The name '{name}' is already in use" in str(caught.value)
+    assert len(vms.list(search="name=tpl-*")) == 4
+
+    for template_id, words in ((made.id, "being used by the following VMs: tpl-thin-1"),
+                               ("00000000-0000-0000-0000-000000000000", "cannot be removed")):
+        with pytest.raises(sdk.Error) as caught:
+            templates.template_service(template_id).remove()
+        assert caught.value.code == 409 and words in str(caught.value)
+    assert sorted(t.name for t in templates.list()) == before
+    vms.vm_service(thin.id).remove()
+    _until(lambda: not vms.list(search="name=tpl-thin-1"), "the thin VM's removal")
+    templates.template_service(made.id).remove()
+    assert "tpl-1" not in [t.name for t in templates.list()]

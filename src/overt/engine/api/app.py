@@ -36,6 +36,7 @@ from overt.engine.api.resources import (
     statistics,
     storage,
     tags,
+    templates,
     vm_devices,
     vms,
 )
@@ -72,7 +73,7 @@ def api_routes() -> ApiRoutes:
     routes = ApiRoutes()
     for module in (root, vms, hosts, host_nics, inventory, inventory_edits, storage, activity,
                    statistics, vm_devices, consoles, tags, networking, host_networks,
-                   identity, power_management):
+                   identity, power_management, templates):
         routes.include(module.routes)
     return routes
 

@@ -161,6 +161,58 @@ class RemoveDisk(JobSpec):
         return (("disk", self.disk_id),)
 
 
+class DiskCopy(BaseModel):
+    """One disk copied, flattened, into a new independent disk the service recorded."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    source: uuid.UUID
+    target: uuid.UUID
+
+
+class _CopyDisksJob(JobSpec):
+    """Copies of disks into new ones, which are locked while they are made (a source VM is
+    locked as a whole; a template's disks only read, so several clones share them)."""
+
+    copies: tuple[DiskCopy, ...] = ()
+
+    def _disk_locks(self) -> tuple[LockOn, ...]:
+        return tuple(("disk", copy.target) for copy in self.copies)
+
+
+class CreateTemplate(_CopyDisksJob):
+    """oVirt's template from a VM: the down VM's disks copied (flattened) to the template's
+    disks; the VM stays locked (it cannot start) and the template `locked` until done."""
+
+    kind: ClassVar[str] = "template.create"
+    max_attempts: ClassVar[int] = 3
+    vm_id: uuid.UUID
+    template_id: uuid.UUID
+
+    def locks(self) -> tuple[LockOn, ...]:
+        return (("vm", self.vm_id), *self._disk_locks(), ("template", self.template_id))
+
+    def vm(self) -> uuid.UUID | None:
+        return self.vm_id
+
+
+class CloneVm(_CopyDisksJob):
+    """A new VM whose disks are independent copies of a VM's or a template's disks (oVirt's
+    `clone` action and `POST /vms?clone=true`); the new VM stays locked until done."""
+
+    kind: ClassVar[str] = "vm.clone"
+    max_attempts: ClassVar[int] = 3
+    vm_id: uuid.UUID
+    source_vm_id: uuid.UUID | None = None
+    template_id: uuid.UUID | None = None
+
+    def locks(self) -> tuple[LockOn, ...]:
+        source = (("vm", self.source_vm_id),) if self.source_vm_id is not None else ()
+        return (*source, ("vm", self.vm_id), *self._disk_locks())
+
+    def vm(self) -> uuid.UUID | None:
+        return self.vm_id
+
+
 class InstallHost(JobSpec):
     """Enroll a host by its address (or reconnect one enrolled before)."""
 
@@ -314,7 +366,7 @@ KINDS: dict[str, type[JobSpec]] = {spec.kind: spec for spec in (
     StartVm, StopVm, ShutdownVm, RebootVm, SuspendVm, RemoveVm, SetTicket,
     CreateDisk, RemoveDisk, InstallHost, RefreshHost, SetupHostNetworks,
     CommitHostNetworks, CreateStorageDomain, AttachStorageDomain, DetachStorageDomain,
-    ChangeVmNic, FenceHost, MigrateVm, CancelMigration)}
+    ChangeVmNic, FenceHost, MigrateVm, CancelMigration, CreateTemplate, CloneVm)}
 
 
 class UnreadableJob(Exception):

@@ -95,8 +95,17 @@ async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
             continue
         if disk.status != DiskStatus.OK:
             raise Conflict(f"Cannot run VM {vm.name}: disk {disk.name} is {disk.status}.")
+        backing = None
+        if disk.backing_disk_id is not None and domain.storage_type != StorageType.LOCALFS.value:
+            base = await session.get(Disk, disk.backing_disk_id)
+            base_domain = await session.get(StorageDomain, base.storage_domain_id) \
+                if base is not None else None
+            if base is None or base_domain is None:
+                raise Conflict(f"Cannot run VM {vm.name}: the template disk under disk "
+                               f"{disk.name} is gone.")
+            backing = disk_source(base_domain, base)
         disks.append(DiskSpec(
-            id=disk.id, source=disk_source(domain, disk),
+            id=disk.id, source=disk_source(domain, disk), backing=backing,
             format=DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW,
             bus=_BUS.get(attachment.interface, DiskBus.VIRTIO), readonly=attachment.read_only,
             bootable=attachment.bootable, serial=str(disk.id)[:20]))

@@ -22,6 +22,7 @@ from overt.engine.model.status import (
     DiskInterface,
     DiskStatus,
     StorageDomainStatus,
+    StorageType,
 )
 from overt.engine.model.vm_actions import VmAction, check_vm_action
 from overt.engine.queries import lookup
@@ -87,12 +88,20 @@ async def add_disk(session: AsyncSession, jobs: JobSubmitter, data: DiskInput, u
 
 async def thin_copy(session: AsyncSession, jobs: JobSubmitter, vm: Vm, base: Disk,
                     template_attachment: DiskAttachment, user: User) -> Disk:
-    """A VM's disk as a qcow2 layer over a template's disk (oVirt's thin provisioning)."""
+    """A VM's disk as a qcow2 layer over a template's disk (oVirt's thin provisioning), on
+    the template disk's domain (local, or an NFS volume naming it as its backing)."""
     disk_id = uuid.uuid4()
+    domain = await lookup.get(session, StorageDomain, base.storage_domain_id)
+    if domain.storage_type == StorageType.ISCSI.value:
+        raise Conflict(f"Cannot add VM {vm.name}: the disk {base.name} of its template is on "
+                       f"iSCSI domain {domain.name}, where thin copies are not made yet; "
+                       "clone the template instead.")
+    image_path = await new_volume_path(session, domain, disk_id, DiskFormat.COW.value,
+                                       base.provisioned_size) if is_shared(domain) \
+        else f"images/{disk_id}.qcow2"
     disk = Disk(id=disk_id, name=f"{vm.name}_{base.name}", storage_domain_id=base.storage_domain_id,
                 provisioned_size=base.provisioned_size, format=DiskFormat.COW.value, sparse=True,
-                status=DiskStatus.LOCKED, image_path=f"images/{disk_id}.qcow2",
-                backing_disk_id=base.id)
+                status=DiskStatus.LOCKED, image_path=image_path, backing_disk_id=base.id)
     session.add(disk)
     await session.flush()
     session.add(DiskAttachment(disk_id=disk.id, vm_id=vm.id,

@@ -10,9 +10,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
 from overt.engine.db.seed import BLANK_TEMPLATE_ID
-from overt.engine.db.tables import Cluster, Disk, DiskAttachment, Host, Job, Template, User, Vm
+from overt.engine.db.tables import (
+    Cluster,
+    Disk,
+    DiskAttachment,
+    Host,
+    Job,
+    Template,
+    User,
+    Vm,
+    VmNic,
+)
 from overt.engine.jobs.kinds import (
     CancelMigration,
+    CloneVm,
     MigrateVm,
     RebootVm,
     RemoveVm,
@@ -38,7 +49,13 @@ from overt.engine.queries.vm_spec import required_host
 from overt.engine.scheduler.loads import host_loads, reserve_host
 from overt.engine.scheduler.placement import PlacementRequest, place
 from overt.engine.services.devices import add_disk_attachment, thin_copy
-from overt.engine.services.inputs import VmInput
+from overt.engine.services.disk_copies import (
+    CopyTarget,
+    attachments_of,
+    check_sources,
+    new_copy,
+)
+from overt.engine.services.inputs import NicInput, VmInput
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.services.vm_nics import add_nic
 
@@ -78,7 +95,10 @@ def _boot(devices: list[str]) -> list[str]:
     return devices
 
 
-async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user: User) -> Vm:
+async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user: User, *,
+                 clone: bool = False) -> Vm:
+    """A VM from a template: its disks thin copies of the template's (a qcow2 layer over
+    each), or with `clone` (oVirt's `?clone=true`) independent full copies, made by a job."""
     if not data.name:
         raise InvalidInput("vm.name is required")
     check_vm_name(data.name)
@@ -106,13 +126,18 @@ async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user:
     if data.placement_host is not None:
         vm.placement_host_id = (await lookup.resolve(session, Host, data.placement_host,
                                                      "vm.placement_policy.host")).id
+    if clone:
+        vm.template_id = BLANK_TEMPLATE_ID  # independent of the template, which may go
     session.add(vm)
     await session.flush()
-    for attachment in (await session.execute(
-            select(DiskAttachment).where(DiskAttachment.template_id == template.id)
-    )).scalars():
-        base = await lookup.get(session, Disk, attachment.disk_id)
-        await thin_copy(session, jobs, vm, base, attachment, user)
+    template_disks = await attachments_of(session, template_id=template.id)
+    if clone:
+        await _clone_disks(session, jobs, vm, template_disks, user,
+                           CloneVm(vm_id=vm.id, template_id=template.id),
+                           f"Creating VM {vm.name} as a clone of template {template.name}")
+    else:
+        for attachment, base in template_disks:
+            await thin_copy(session, jobs, vm, base, attachment, user)
     for requested in data.disk_attachments:
         await add_disk_attachment(session, jobs, vm, requested, user)
     for nic in data.nics:
@@ -120,6 +145,61 @@ async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user:
     audit.record(session, f"VM {vm.name} was created by {user.user_name}", code=audit.VM_CREATED,
                  vm_id=vm.id, cluster_id=cluster.id, user_id=user.id)
     return vm
+
+
+async def _clone_disks(session: AsyncSession, jobs: JobSubmitter, vm: Vm,
+                       sources: list[tuple[DiskAttachment, Disk]], user: User, spec: CloneVm,
+                       description: str) -> Job:
+    what = f"clone VM {vm.name}"
+    check_sources(what, [disk for _a, disk in sources])
+    copies = []
+    for attachment, disk in sources:
+        copy, planned = await new_copy(session, what, disk, CopyTarget(),
+                                       name=f"{vm.name}_{disk.name}")
+        session.add(DiskAttachment(disk_id=copy.id, vm_id=vm.id, interface=attachment.interface,
+                                   bootable=attachment.bootable, active=attachment.active,
+                                   read_only=attachment.read_only))
+        copies.append(planned)
+    return await jobs.submit(session, spec.model_copy(update={"copies": tuple(copies)}),
+                             description=description, owner_id=user.id)
+
+
+async def clone_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, name: str | None,
+                   user: User, correlation_id: str | None = None) -> Job:
+    """oVirt's `clone` action: a new VM named `name` with the down VM's configuration and
+    NICs (new MACs) and full copies of its disks, independent of the VM and its template."""
+    source = await lookup.get(session, Vm, vm_id)
+    if not name:
+        raise InvalidInput("vm.name is required: the clone's name")
+    check_vm_name(name)
+    if await lookup.name_taken(session, Vm, name):
+        raise Conflict(f"Cannot clone VM. The name {name!r} is already in use.")
+    if source.status != VmStatus.DOWN:
+        raise Conflict(f"Cannot clone VM {source.name}: it is {source.status}; it must be down.")
+    clone = Vm(id=uuid.uuid4(), name=name, description=source.description,
+               comment=source.comment, cluster_id=source.cluster_id,
+               template_id=BLANK_TEMPLATE_ID, memory_mib=source.memory_mib,
+               cpu_sockets=source.cpu_sockets, cpu_cores=source.cpu_cores,
+               cpu_threads=source.cpu_threads, os_type=source.os_type,
+               boot_devices=list(source.boot_devices),
+               high_availability=source.high_availability,
+               placement_host_id=source.placement_host_id, status=VmStatus.DOWN)
+    session.add(clone)
+    await session.flush()
+    job = await _clone_disks(session, jobs, clone, await attachments_of(session, vm_id=source.id),
+                             user, CloneVm(vm_id=clone.id, source_vm_id=source.id),
+                             f"Cloning VM {source.name} as {name}")
+    if correlation_id is not None:
+        job.correlation_id = correlation_id
+    for nic in (await session.execute(select(VmNic).where(VmNic.vm_id == source.id)
+                                      .order_by(VmNic.name))).scalars().all():
+        await add_nic(session, jobs, clone, NicInput(
+            name=nic.name, interface=nic.interface, linked=nic.linked, plugged=nic.plugged,
+            vnic_profile=Ref(id=nic.vnic_profile_id) if nic.vnic_profile_id else None), user)
+    audit.record(session, f"VM {name} is being cloned from VM {source.name} by {user.user_name}",
+                 code=audit.VM_CREATED, vm_id=clone.id, cluster_id=clone.cluster_id,
+                 user_id=user.id)
+    return job
 
 
 async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput, user: User

@@ -190,6 +190,23 @@ def _disk(disk: DiskSpec, target: str) -> ET.Element:
         # writes are on the storage when the VM moves to another host, so a live migration
         # is safe (libvirt refuses it otherwise).
         driver.set("cache", "none")
+    _source(element, source)
+    if disk.backing is not None:
+        backing = ET.SubElement(element, "backingStore", type="file" if isinstance(
+            disk.backing, FileSource) else "network")
+        ET.SubElement(backing, "format", type=disk.backing_format.value)
+        _source(backing, disk.backing)
+        ET.SubElement(backing, "backingStore")  # the template's disk has none
+    ET.SubElement(element, "target", dev=target, bus=disk.bus.value)
+    if disk.serial is not None:
+        ET.SubElement(element, "serial").text = disk.serial
+    if disk.readonly:
+        ET.SubElement(element, "readonly")
+    ET.SubElement(element, "alias", name=f"ua-{disk.id}")
+    return element
+
+
+def _source(element: ET.Element, source: FileSource | NfsSource | IscsiSource) -> None:
     if isinstance(source, FileSource):
         ET.SubElement(element, "source", file=source.path)
     elif isinstance(source, NfsSource):
@@ -206,13 +223,6 @@ def _disk(disk: DiskSpec, target: str) -> ET.Element:
             slices = ET.SubElement(src, "slices")
             ET.SubElement(slices, "slice", type="storage", offset=str(source.offset),
                           size=str(source.size))
-    ET.SubElement(element, "target", dev=target, bus=disk.bus.value)
-    if disk.serial is not None:
-        ET.SubElement(element, "serial").text = disk.serial
-    if disk.readonly:
-        ET.SubElement(element, "readonly")
-    ET.SubElement(element, "alias", name=f"ua-{disk.id}")
-    return element
 
 
 def _nic(nic: NicSpec) -> ET.Element:

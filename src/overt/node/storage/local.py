@@ -101,6 +101,10 @@ class LocalVolumes:
                 return resolved
         return self._existing(raw, "the image to copy")
 
+    def existing(self, raw: str, what: str) -> Path:
+        """An image that must exist inside the storage directory."""
+        return self._existing(raw, what)
+
     def _existing(self, raw: str, what: str) -> Path:
         path = self.inside(raw, what)
         if not path.is_file():

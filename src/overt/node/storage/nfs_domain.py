@@ -44,12 +44,18 @@ from overt.protocol.vm import DiskFormat
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+TOP_OF_CHAIN = "00000000-0000-0000-0000-000000000000"
 DOM_MD_FILES = ("ids", "leases", "inbox", "outbox", "xleases")
 _REFUSED = frozenset({errno.EACCES, errno.ENOENT, errno.EPERM})
 
 
+def image_url(server: str, path: str) -> str:
+    """QEMU's URL of an image on an NFS server (`path`: the export's, then the image's)."""
+    return f"nfs://{server}{path}"
+
+
 def volume_url(storage: NfsExportRef, relative: str) -> str:
-    return f"nfs://{storage.server}{storage.export.rstrip('/')}/{relative}"
+    return image_url(storage.server, f"{storage.export.rstrip('/')}/{relative}")
 
 
 class NfsDomains:
@@ -114,8 +120,8 @@ class NfsDomains:
             stored = []
             for image_id, volume_id, meta in volumes:
                 relative = f"{info.id}/images/{image_id}/{volume_id}"
-                facts = await _image_info(volume_url(command.storage, relative))
-                volume = _volume_info(facts)
+                facts = await image_info(volume_url(command.storage, relative))
+                volume = volume_info(facts)
                 stored.append(StoredVolume(
                     image_id=image_id, volume_id=volume_id, metadata=meta, format=volume.format,
                     virtual_size=volume.virtual_size, actual_size=volume.actual_size))
@@ -165,42 +171,36 @@ class NfsDomains:
     # -- volumes --------------------------------------------------------------------------
 
     async def _volume_create(self, command: SharedVolumeCreate) -> SharedVolumeInfo:
-        image_dir = f"/{command.domain_id}/images/{command.image_id}"
         relative = f"{command.domain_id}/images/{command.image_id}/{command.volume_id}"
         url = volume_url(command.storage, relative)
 
-        def prepare() -> bool:
-            with _mounted(command.storage) as nfs:
-                if self._read_metadata(nfs, str(command.domain_id)) is None:
-                    raise NodeFailure(ErrorCode.IMAGE_MISSING, f"storage domain "
-                                      f"{command.domain_id} is not on {_where(command.storage)}")
-                nfs.makedirs(image_dir)
-                return nfs.exists(f"/{relative}.meta")
-
-        if await _blocking(prepare):  # made by an earlier try whose reply was lost
-            return _volume_info(await _image_info(url))
+        if await _blocking(lambda: prepare_volume(  # made by an earlier try whose reply was lost
+                command.storage, command.domain_id, command.image_id, relative)):
+            return volume_info(await image_info(url))
         argv = ["qemu-img", "create", "-q", "-f", command.format.value]
+        parent = TOP_OF_CHAIN
+        if command.backing_image_id is not None and command.backing_volume_id is not None:
+            if command.format is not DiskFormat.QCOW2:
+                raise NodeFailure(ErrorCode.BAD_REQUEST, "only a qcow2 volume has a backing")
+            parent = str(command.backing_volume_id)
+            # The backing is named by its whole URL: QEMU's NFS driver resolves a relative
+            # name (oVirt's `../IMG/VOL`) under the image's own path, not its directory.
+            backing = f"{command.domain_id}/images/{command.backing_image_id}/{parent}"
+            argv += ["-b", volume_url(command.storage, backing),
+                     "-F", command.backing_format.value]
         if command.format is DiskFormat.QCOW2 and not command.sparse:
             argv += ["-o", "preallocation=metadata"]
         await _qemu_img([*argv, url, str(command.size_bytes)], f"creating volume {relative}")
-        facts = await _image_info(url)
-        meta = {**command.metadata, "DOMAIN": str(command.domain_id),
-                "IMAGE": str(command.image_id), "CAP": str(facts["virtual-size"]),
-                "FORMAT": "COW" if command.format is DiskFormat.QCOW2 else "RAW",
-                "TYPE": "SPARSE" if command.sparse else "PREALLOCATED",
-                "LEGALITY": "LEGAL", "VOLTYPE": "LEAF", "DISKTYPE": "DATA", "GEN": "0",
-                "PUUID": "00000000-0000-0000-0000-000000000000"}
-
-        def finish() -> None:
-            with _mounted(command.storage) as nfs:
-                nfs.write_bytes(f"/{relative}.lease", b"", mode=0o660)
-                # The .meta comes last: a volume without one is a leftover, not a disk.
-                nfs.write_bytes(f"/{relative}.meta",
-                                render_metadata(meta, checksum=False, eof=True))
-
-        await _blocking(finish)
+        facts = await image_info(url)
+        await _blocking(lambda: finish_volume(command.storage, relative, {
+            **command.metadata, "DOMAIN": str(command.domain_id),
+            "IMAGE": str(command.image_id), "CAP": str(facts["virtual-size"]),
+            "FORMAT": "COW" if command.format is DiskFormat.QCOW2 else "RAW",
+            "TYPE": "SPARSE" if command.sparse else "PREALLOCATED",
+            "LEGALITY": "LEGAL", "VOLTYPE": "LEAF", "DISKTYPE": "DATA", "GEN": "0",
+            "PUUID": parent}))
         log.info("volume created", extra={"volume": relative})
-        return _volume_info(facts)
+        return volume_info(facts)
 
     def _volume_delete(self, command: SharedVolumeDelete) -> Removed:
         image_dir = f"/{command.domain_id}/images/{command.image_id}"
@@ -212,6 +212,24 @@ class NfsDomains:
                 nfs.rmdir(image_dir, missing_ok=True)
         log.info("volume removed", extra={"volume": f"{image_dir}/{command.volume_id}"})
         return Removed()
+
+
+def prepare_volume(storage: NfsExportRef, domain_id: uuid.UUID, image_id: uuid.UUID,
+                   relative: str) -> bool:
+    """Make a volume's image directory; whether the volume is already complete (its .meta)."""
+    with _mounted(storage) as nfs:
+        if NfsDomains._read_metadata(nfs, str(domain_id)) is None:
+            raise NodeFailure(ErrorCode.IMAGE_MISSING,
+                              f"storage domain {domain_id} is not on {_where(storage)}")
+        nfs.makedirs(f"/{domain_id}/images/{image_id}")
+        return nfs.exists(f"/{relative}.meta")
+
+
+def finish_volume(storage: NfsExportRef, relative: str, meta: dict[str, str]) -> None:
+    """A volume's lease and `.meta`, the .meta last: a volume without one is a leftover."""
+    with _mounted(storage) as nfs:
+        nfs.write_bytes(f"/{relative}.lease", b"", mode=0o660)
+        nfs.write_bytes(f"/{relative}.meta", render_metadata(meta, checksum=False, eof=True))
 
 
 class _Mounted:
@@ -258,13 +276,13 @@ async def _blocking(work: Callable[[], T]) -> T:
     return await asyncio.to_thread(work)
 
 
-async def _image_info(url: str) -> dict[str, object]:
+async def image_info(url: str) -> dict[str, object]:
     out = await _qemu_img(["qemu-img", "info", "-U", "--output=json", url], f"reading {url}")
     facts: dict[str, object] = json.loads(out)
     return facts
 
 
-def _volume_info(facts: dict[str, object]) -> SharedVolumeInfo:
+def volume_info(facts: dict[str, object]) -> SharedVolumeInfo:
     return SharedVolumeInfo(format=DiskFormat(str(facts["format"])),
                             virtual_size=int(str(facts["virtual-size"])),
                             actual_size=int(str(facts.get("actual-size", 0))))

@@ -67,11 +67,21 @@ SPECS = {
                                            target="iqn.2024-01.dev.overt:sd1", lun=1)),
                DiskSpec(id=_id(7), bus=DiskBus.SCSI, source=FileSource(path="/a/b.qcow2"))),
         graphics=GraphicsSpec()),
+    # A thin copy of a template's disk on NFS: its backing is given, not probed.
+    "thin-on-nfs": VmSpec(
+        id=VM_ID, name="thin", memory_mib=256,
+        disks=(DiskSpec(id=_id(8), source=NfsSource(server="10.77.1.10",
+                                                    path="/export/sd1/images/i8/v8"),
+                        backing=NfsSource(server="10.77.1.10",
+                                          path="/export/sd1/images/i9/v9"),
+                        bootable=True),),
+        graphics=None),
 }
 
 
 @pytest.mark.parametrize(("name", "mode"), [("minimal", VirtMode.QEMU), ("web", VirtMode.KVM),
-                                            ("network-disks", VirtMode.QEMU)])
+                                            ("network-disks", VirtMode.QEMU),
+                                            ("thin-on-nfs", VirtMode.QEMU)])
 def test_domain_xml_matches_its_golden_file(name: str, mode: VirtMode) -> None:
     spec = SPECS[name]
     xml = domain_xml(spec, mode, OvertMetadata(spec.id, spec.spec_version, "job-1/step-2"))

@@ -85,7 +85,8 @@ async def list_vms(ctx: ApiContext) -> Response:
 @routes.post("/vms")
 async def add_vm(ctx: ApiContext) -> Response:
     data = read_vm(await ctx.body("vm"))
-    vm = await vm_service.add_vm(ctx.session, ctx.services.jobs, data, ctx.user)
+    vm = await vm_service.add_vm(ctx.session, ctx.services.jobs, data, ctx.user,
+                                 clone=ctx.flag("clone"))
     await ctx.session.flush()
     access = getattr(ctx.request.state, "access", None)
     await require_permit(ctx.session, access, "create_vm", "cluster", vm.cluster_id)
@@ -195,6 +196,17 @@ async def cancel_migration(ctx: ApiContext) -> Response:
     job = await vm_service.cancel_migration(ctx.session, ctx.services.jobs,
                                             ctx.id_param("vm_id"), ctx.user,
                                             correlation_id=_correlation(ctx))
+    return action_done(ctx, job)
+
+
+@routes.post("/vms/{vm_id}/clone")
+async def clone(ctx: ApiContext) -> Response:
+    """oVirt's clone: `<action><vm><name>NEW</name></vm></action>`, a down VM's full copy."""
+    action = await ctx.body("action")
+    vm = action.child("vm")
+    job = await vm_service.clone_vm(ctx.session, ctx.services.jobs, ctx.id_param("vm_id"),
+                                    vm.get_str("name") if vm is not None else None, ctx.user,
+                                    correlation_id=_correlation(ctx))
     return action_done(ctx, job)
 
 

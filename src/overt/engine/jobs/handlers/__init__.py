@@ -8,6 +8,7 @@ from typing import Any
 from overt.engine.jobs.context import Unit
 from overt.engine.jobs.handlers import (
     consoles,
+    disk_copies,
     disks,
     fencing,
     host_networks,
@@ -24,7 +25,7 @@ from overt.engine.jobs.kinds import KINDS, JobSpec
 UNITS: dict[type[JobSpec], Unit[Any]] = {
     **vm_start.UNITS, **vms.UNITS, **consoles.UNITS, **disks.UNITS, **hosts.UNITS,
     **host_refresh.UNITS, **host_networks.UNITS, **storage_domains.UNITS,
-    **vm_nics.UNITS, **fencing.UNITS, **vm_migrate.UNITS}
+    **vm_nics.UNITS, **fencing.UNITS, **vm_migrate.UNITS, **disk_copies.UNITS}
 
 _missing = set(KINDS.values()) - set(UNITS)
 if _missing:  # a kind nobody can run would fail every job of it: refuse to start instead

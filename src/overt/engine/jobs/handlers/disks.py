@@ -39,15 +39,15 @@ async def create_disk(ctx: JobContext, spec: CreateDisk) -> dict[str, Any]:
     async with ctx.transaction() as session:
         disk = await lookup.get(session, Disk, disk_id)
         domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
-        backing = None
+        backing, base = None, None
         if disk.backing_disk_id is not None:
             base = await lookup.get(session, Disk, disk.backing_disk_id)
             base_domain = await lookup.get(session, StorageDomain, base.storage_domain_id)
             backing = image_location(base_domain, base)
     if is_shared(domain):
-        if backing is not None or spec.copy_from:
-            raise JobFailed(f"disks on {domain.storage_type} domains are made empty for now")
-        made = await shared.create_volume(ctx, domain, disk)
+        if spec.copy_from:
+            raise JobFailed(f"disks on {domain.storage_type} domains are not made from files")
+        made = await shared.create_volume(ctx, domain, disk, backing=base)
         return await _created(ctx, disk_id, domain, made.actual_size, made.virtual_size)
     host = await _storage_host(ctx, domain)
     fmt = DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW

@@ -324,12 +324,17 @@ async def _unlock(session: AsyncSession, ctx: JobContext, sd_id: uuid.UUID,
                  job_id=ctx.job.id, user_id=ctx.job.owner_id)
 
 
-async def create_volume(ctx: JobContext, domain: StorageDomain, disk: Disk
-                        ) -> SharedVolumeInfo:
-    """A disk's volume on a shared domain, named by the engine (image = the disk's id)."""
+async def create_volume(ctx: JobContext, domain: StorageDomain, disk: Disk, *,
+                        backing: Disk | None = None) -> SharedVolumeInfo:
+    """A disk's volume on a shared domain, named by the engine (image = the disk's id);
+    with `backing`, a thin layer over that disk's volume (on the same NFS domain)."""
     host = await acting_host(ctx, domain)
     image_id, volume_id = split_volume_path(disk.image_path)
     extent = extent_of(disk.image_path)
+    if backing is not None and (extent is not None
+                                or backing.storage_domain_id != disk.storage_domain_id):
+        raise JobFailed(f"disk {disk.name}: a thin disk lies on its template disk's NFS domain")
+    backing_ids = split_volume_path(backing.image_path) if backing is not None else (None, None)
     if extent is not None:
         async with ctx.step(f"Creating disk {disk.name} on storage domain {domain.name}",
                             host_id=host.id):
@@ -349,7 +354,10 @@ async def create_volume(ctx: JobContext, domain: StorageDomain, disk: Disk
                 image_id=image_id, volume_id=volume_id,
                 format=DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW,
                 size_bytes=disk.provisioned_size, sparse=disk.sparse,
-                metadata={"DESCRIPTION": description, "CTIME": str(int(time.time()))}),
+                metadata={"DESCRIPTION": description, "CTIME": str(int(time.time()))},
+                backing_image_id=backing_ids[0], backing_volume_id=backing_ids[1],
+                backing_format=DiskFormat.QCOW2 if backing is None or backing.format == "cow"
+                else DiskFormat.RAW),
             SharedVolumeInfo, key=ctx.key("create"), timeout_s=600)
 
 
@@ -363,19 +371,20 @@ async def _write_lun_metadata(ctx: JobContext, domain: StorageDomain, host: Host
                          key=ctx.key(key), timeout_s=120)
 
 
-async def remove_volume(ctx: JobContext, domain: StorageDomain, disk: Disk) -> None:
+async def remove_volume(ctx: JobContext, domain: StorageDomain, disk: Disk, *,
+                        key: str = "delete") -> None:
     host = await acting_host(ctx, domain)
     image_id, volume_id = split_volume_path(disk.image_path)
     if extent_of(disk.image_path) is not None:
         async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
-            await _write_lun_metadata(ctx, domain, host, key="delete-md", without=disk.id)
+            await _write_lun_metadata(ctx, domain, host, key=f"{key}-md", without=disk.id)
         return  # the extent is released with the disk's row (overt.engine.jobs.handlers.disks)
     async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
         await ctx.nodes.call(
             host, SharedVolumeDelete(storage=export_of(domain),
                                      domain_id=domain.storage_uuid or domain.id,
                                      image_id=image_id, volume_id=volume_id),
-            Removed, key=ctx.key("delete"))
+            Removed, key=ctx.key(key))
 
 
 UNITS: dict[type[JobSpec], Unit[Any]] = {

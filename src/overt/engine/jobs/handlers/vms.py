@@ -16,10 +16,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import Host, Vm
+from overt.engine.db.tables import Host, StorageDomain, Vm
 from overt.engine.jobs import queue
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed, RetryLater
+from overt.engine.jobs.handlers import storage_domains as shared
 from overt.engine.jobs.kinds import (
     JobSpec,
     RebootVm,
@@ -34,6 +35,7 @@ from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus, VmStatus
 from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
+from overt.engine.queries.shared_storage import is_shared, release_extent
 from overt.engine.queries.vm_spec import memory_image_dir, vm_disks
 from overt.protocol import ErrorCode
 from overt.protocol.commands import Empty, VmDestroy, VmReboot, VmSave, VmShutdown, VolumeDelete
@@ -227,6 +229,9 @@ async def remove_vm(ctx: JobContext, spec: RemoveVm) -> dict[str, Any]:
         disks = [(d, sd) for _a, d, sd in await vm_disks(session, spec.vm_id)]
     if not spec.detach_only:
         for disk, domain in disks:
+            if is_shared(domain):
+                await shared.remove_volume(ctx, domain, disk, key=f"delete-{disk.id}")
+                continue
             if domain.host_id is None:
                 continue
             async with ctx.transaction() as session:
@@ -236,9 +241,12 @@ async def remove_vm(ctx: JobContext, spec: RemoveVm) -> dict[str, Any]:
                                      key=f"delete-{disk.id}")
     async with ctx.transaction() as session:
         vm = await lookup.get(session, Vm, spec.vm_id)
-        for disk, _domain in disks:
+        for disk, domain in disks:
             found = await session.get(type(disk), disk.id)
             if found is not None and not spec.detach_only:
+                if is_shared(domain):  # with the row, so that a retry frees it once
+                    release_extent(await lookup.get(session, StorageDomain, domain.id,
+                                                    for_update=True), found.image_path)
                 await session.delete(found)
         audit.record(session, f"VM {vm.name} was removed", code=audit.VM_REMOVED,
                      job_id=ctx.job.id, user_id=ctx.job.owner_id)

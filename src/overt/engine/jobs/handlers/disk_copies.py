@@ -1,0 +1,174 @@
+"""Full disk copies: a template from a VM, and clones (of a VM or from a template).
+
+Each target disk was recorded `locked` by the service with a fresh image name; the job
+copies its source into it, flattened, through one host that reaches both (the local
+domain's host, else any host up in the shared domain's data center). A job that fails
+for good forgets what it was making (the template, or the clone VM) and hands the
+half-made images to disk removal jobs: nothing stays `locked`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine import audit
+from overt.engine.db.tables import Disk, Host, StorageDomain, Template, Vm
+from overt.engine.jobs import queue
+from overt.engine.jobs.context import JobContext, Unit
+from overt.engine.jobs.errors import JobFailed, RetryLater
+from overt.engine.jobs.handlers import storage_domains as shared
+from overt.engine.jobs.kinds import CloneVm, CreateTemplate, DiskCopy, JobSpec, RemoveDisk
+from overt.engine.model.status import (
+    DiskStatus,
+    HostStatus,
+    LogSeverity,
+    StorageType,
+    TemplateStatus,
+)
+from overt.engine.queries import lookup
+from overt.engine.queries.shared_storage import split_volume_path
+from overt.engine.queries.vm_spec import image_location
+from overt.protocol.storage import NfsVolumeTarget, SharedVolumeInfo, VolumeCopy
+from overt.protocol.vm import DiskFormat, FileSource, NfsSource
+
+
+async def _local_host(ctx: JobContext, domain: StorageDomain) -> Host:
+    async with ctx.transaction() as session:
+        host = await session.get(Host, domain.host_id) if domain.host_id else None
+    if host is None:
+        raise JobFailed(f"storage domain {domain.name} has no host to act through")
+    if host.status != HostStatus.UP:
+        raise RetryLater(f"host {host.name} of storage domain {domain.name} is {host.status}")
+    return host
+
+
+def _source(domain: StorageDomain, disk: Disk) -> FileSource | NfsSource:
+    if domain.storage_type == StorageType.NFS.value:
+        return NfsSource(server=domain.address or "", path=image_location(domain, disk))
+    if domain.storage_type == StorageType.LOCALFS.value:
+        return FileSource(path=image_location(domain, disk))
+    raise JobFailed(f"disk {disk.name} is on a {domain.storage_type} domain, which Overt "
+                    "cannot copy yet")
+
+
+def _target(domain: StorageDomain, disk: Disk, *, shared_by_vms: bool
+            ) -> FileSource | NfsVolumeTarget:
+    if domain.storage_type == StorageType.LOCALFS.value:
+        return FileSource(path=image_location(domain, disk))
+    if domain.storage_type != StorageType.NFS.value:
+        raise JobFailed(f"storage domain {domain.name} is {domain.storage_type}; copies go to "
+                        "local or NFS domains")
+    image_id, volume_id = split_volume_path(disk.image_path)
+    description = json.dumps({"DiskAlias": disk.name, "DiskDescription": disk.description})
+    return NfsVolumeTarget(storage=shared.export_of(domain),
+                           domain_id=domain.storage_uuid or domain.id, image_id=image_id,
+                           volume_id=volume_id, metadata={
+                               "DESCRIPTION": description, "CTIME": str(int(time.time())),
+                               # oVirt's mark of a template's volume: others build on it.
+                               "VOLTYPE": "SHARED" if shared_by_vms else "LEAF"})
+
+
+async def _copy(ctx: JobContext, copy: DiskCopy, *, for_template: bool) -> None:
+    async with ctx.transaction() as session:
+        source = await lookup.get(session, Disk, copy.source)
+        target = await lookup.get(session, Disk, copy.target)
+        if target.status == DiskStatus.OK:
+            return  # copied by an earlier try of this job
+        source_domain = await lookup.get(session, StorageDomain, source.storage_domain_id)
+        target_domain = await lookup.get(session, StorageDomain, target.storage_domain_id)
+    local = next((d for d in (source_domain, target_domain)
+                  if d.storage_type == StorageType.LOCALFS.value), None)
+    host = await _local_host(ctx, local) if local is not None \
+        else await shared.acting_host(ctx, target_domain)
+    async with ctx.step(f"Copying disk {source.name} to disk {target.name} on storage domain "
+                        f"{target_domain.name}", host_id=host.id):
+        made = await ctx.nodes.call(host, VolumeCopy(
+            source=_source(source_domain, source),
+            target=_target(target_domain, target, shared_by_vms=for_template),
+            format=DiskFormat.QCOW2 if target.format == "cow" else DiskFormat.RAW,
+            size_bytes=target.provisioned_size, sparse=target.sparse),
+            SharedVolumeInfo, key=ctx.key(f"copy-{target.id}"), timeout_s=3600)
+    async with ctx.transaction() as session:
+        disk = await lookup.get(session, Disk, copy.target)
+        disk.status, disk.actual_size = DiskStatus.OK, made.actual_size
+        disk.provisioned_size = max(disk.provisioned_size, made.virtual_size)
+        audit.record(session, f"Disk {disk.name} was copied from disk {source.name} to "
+                     f"{target_domain.name}", code=audit.DISK_CREATED,
+                     storage_domain_id=target_domain.id, job_id=ctx.job.id,
+                     user_id=ctx.job.owner_id)
+
+
+async def create_template(ctx: JobContext, spec: CreateTemplate) -> dict[str, Any]:
+    for copy in spec.copies:
+        await _copy(ctx, copy, for_template=True)
+    async with ctx.transaction() as session:
+        template = await lookup.get(session, Template, spec.template_id)
+        vm = await lookup.get(session, Vm, spec.vm_id)
+        template.status = TemplateStatus.OK
+        audit.record(session, f"Template {template.name} was created from VM {vm.name}",
+                     code=audit.TEMPLATE_ADDED, vm_id=vm.id, cluster_id=vm.cluster_id,
+                     job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    return {"disks": len(spec.copies)}
+
+
+async def clone_vm(ctx: JobContext, spec: CloneVm) -> dict[str, Any]:
+    for copy in spec.copies:
+        await _copy(ctx, copy, for_template=False)
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, spec.vm_id)
+        audit.record(session, f"VM {vm.name} was cloned with {len(spec.copies)} disk(s) of "
+                     "its own", code=audit.VM_CLONED, vm_id=vm.id, cluster_id=vm.cluster_id,
+                     job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    return {"disks": len(spec.copies)}
+
+
+async def _forget_copies(session: AsyncSession, ctx: JobContext, copies: tuple[DiskCopy, ...]
+                         ) -> None:
+    """The targets become illegal, belong to nothing, and go to removal jobs, which take
+    whatever part of them reached storage away (a removal of nothing is fine)."""
+    for copy in copies:
+        disk = await session.get(Disk, copy.target)
+        if disk is None:
+            continue
+        disk.status, disk.template_id = DiskStatus.ILLEGAL, None
+        await queue.release(session, ctx.job.id, "disk", disk.id)
+        await session.flush()
+        await queue.submit(session, RemoveDisk(disk_id=disk.id),
+                           description=f"Removing disk {disk.name}",
+                           owner_id=ctx.job.owner_id)
+
+
+async def template_failed(session: AsyncSession, ctx: JobContext, spec: CreateTemplate,
+                          message: str) -> None:
+    """oVirt's way: a template that could not be made is removed, with its disks."""
+    template = await session.get(Template, spec.template_id)
+    await _forget_copies(session, ctx, spec.copies)
+    if template is None:
+        return
+    audit.record(session, f"Creating template {template.name} failed: {message}",
+                 code=audit.TEMPLATE_ADD_FAILED, severity=LogSeverity.ERROR, vm_id=spec.vm_id,
+                 job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    await session.delete(template)
+
+
+async def clone_failed(session: AsyncSession, ctx: JobContext, spec: CloneVm,
+                       message: str) -> None:
+    """A clone that could not be made is removed, with its disks."""
+    vm = await session.get(Vm, spec.vm_id)
+    await _forget_copies(session, ctx, spec.copies)
+    if vm is None:
+        return
+    audit.record(session, f"Cloning VM {vm.name} failed: {message}",
+                 code=audit.VM_CLONE_FAILED, severity=LogSeverity.ERROR,
+                 job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    await session.delete(vm)
+
+
+UNITS: dict[type[JobSpec], Unit[Any]] = {
+    CreateTemplate: Unit(create_template, compensate=template_failed),
+    CloneVm: Unit(clone_vm, compensate=clone_failed),
+}
