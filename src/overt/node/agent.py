@@ -55,7 +55,7 @@ from overt.protocol.commands import (
     VolumeInfoCommand,
 )
 from overt.protocol.events import Heartbeat, HostStateReport, VmLifecycle
-from overt.protocol.host import HostState
+from overt.protocol.host import HostState, ReportedNetwork
 from overt.protocol.networks import HostCommitNetworks, HostSetupNetworks
 from overt.protocol.storage import (
     ExtentFormat,
@@ -255,12 +255,23 @@ class Agent:
     async def host_state(self) -> HostState:
         if self.sequencer is None:
             raise NodeFailure(ErrorCode.INTERNAL, "the agent is still starting")
-        networks = await self.networks.report() if self.networks is not None else None
+        networks = await self._reported_networks()
         return HostState(host_uuid=self.sequencer.host_uuid,
                          vms=tuple(await self.hypervisor.list_vms()),
                          free_memory_mib=await self.hypervisor.free_memory_mib(),
                          seq=self.sequencer.last_seq, boot_id=self.sequencer.boot_id,
                          networks=networks)
+
+    async def _reported_networks(self) -> tuple[ReportedNetwork, ...] | None:
+        """The host networks as realised now; None (the engine keeps the last report) when
+        this node manages none or cannot read them back."""
+        if self.networks is None:
+            return None
+        try:
+            return await self.networks.report()
+        except Exception:
+            log.exception("cannot read back the host's networks; reporting without them")
+            return None
 
     async def _snmp_rows(self) -> list[VmRow]:
         """Every VM for the SNMP table, with the memory of those running."""

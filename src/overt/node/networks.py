@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -203,6 +204,8 @@ class HostNetworks:
 def _read_back(made: list[NetworkWiring]) -> tuple[ReportedNetwork, ...]:
     """The networks the agent made whose bridge exists, with the tag, MTU and addresses
     the system shows now."""
+    if not made:
+        return ()
     addresses = link_addresses()
     reported = []
     for wiring in made:
@@ -225,7 +228,7 @@ def _bridge_vlan(bridge: str) -> int | None:
     try:
         out = run(["ovs-vsctl", "--timeout=10", "br-to-vlan", bridge], timeout=20,
                   check=True).stdout.strip()
-    except (CommandFailed, ToolMissing):
+    except (CommandFailed, ToolMissing, subprocess.TimeoutExpired):
         return None
     return int(out) if out.isdigit() and int(out) > 0 else None
 
