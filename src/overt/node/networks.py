@@ -160,7 +160,9 @@ class HostNetworks:
         master = SYS_NET / wiring.nic / "master"
         if not master.exists() or master.readlink().name != wiring.bridge:
             _ip("link", "set", wiring.nic, "master", wiring.bridge)
-        _ip("link", "set", wiring.bridge, "mtu", str(wiring.mtu or DEFAULT_MTU))
+        mtu = str(wiring.mtu or DEFAULT_MTU)
+        if _read(SYS_NET / wiring.bridge / "mtu") != mtu:  # a bridge's MTU set stays fixed
+            _ip("link", "set", wiring.bridge, "mtu", mtu)
         for link in (wiring.nic, wiring.bridge):
             _ip("link", "set", link, "up")
 
@@ -221,6 +223,13 @@ def _read_back(made: list[NetworkWiring]) -> tuple[ReportedNetwork, ...]:
             vlan=_bridge_vlan(wiring.bridge) if wiring.vlan is not None else None, mtu=mtu,
             addresses=tuple(a for a in addresses.get(wiring.bridge, ()) if ":" not in a)))
     return tuple(reported)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
 
 
 def _bridge_vlan(bridge: str) -> int | None:
