@@ -36,7 +36,9 @@ from overt.engine.services.jobs import JobSubmitter
 from overt.node.agent import Agent, AgentTimings
 from overt.node.idempotency import IdempotencyStore
 from overt.node.simulated.hypervisor import SimulatedHypervisor
+from overt.node.simulated.networks import SimulatedHostNetworks
 from overt.node.storage.local import LocalVolumes
+from overt.protocol.host import NicInfo
 
 T = TypeVar("T")
 POLL_S = 0.03  # how often a test looks at the database for what it waits for
@@ -53,6 +55,7 @@ class SimulatedNode:
     name: str
     hypervisor: SimulatedHypervisor
     agent: Agent
+    networks: SimulatedHostNetworks
 
 
 class LoopbackEngine:
@@ -109,7 +112,8 @@ class LoopbackEngine:
 
     # -- the fleet ---------------------------------------------------------------------
 
-    async def add_host(self, name: str, *, memory_mib: int = 4096) -> SimulatedNode:
+    async def add_host(self, name: str, *, memory_mib: int = 4096,
+                       nics: tuple[NicInfo, ...] = ()) -> SimulatedNode:
         """A host as enrollment leaves it (connecting), whose agent then starts and reports;
         returns once the monitor has it up with its full state applied."""
         host_uuid, host_id = uuid.uuid4(), uuid.uuid4()
@@ -117,18 +121,21 @@ class LoopbackEngine:
         async with self.db.transaction() as session:
             session.add(Host(id=host_id, name=name, address="127.0.0.1",
                              cluster_id=self.cluster_id, status=HostStatus.CONNECTING.value,
-                             host_uuid=host_uuid, memory_mib=memory_mib))
+                             host_uuid=host_uuid, memory_mib=memory_mib,
+                             capabilities={"nics": [n.model_dump(mode="json") for n in nics]}))
             await session.flush()
             session.add(StorageDomain(name=f"{name}-local", storage_type=StorageType.LOCALFS.value,
                                       path=str(home / "images"), host_id=host_id,
                                       status=StorageDomainStatus.ACTIVE.value))
         hypervisor = SimulatedHypervisor(host_uuid, hostname=name, memory_mib=memory_mib, cpus=4,
-                                         peers=self.peers)
+                                         peers=self.peers, nics=nics)
         self.peers[f"simulated://{name}"] = hypervisor
         home.mkdir(parents=True, exist_ok=True)
-        agent = self._agent(hypervisor, host_uuid, home)
+        networks = SimulatedHostNetworks()
+        agent = self._agent(hypervisor, host_uuid, home, networks)
         await agent.start()
-        node = self.hosts[name] = SimulatedNode(host_id, host_uuid, name, hypervisor, agent)
+        node = self.hosts[name] = SimulatedNode(host_id, host_uuid, name, hypervisor, agent,
+                                                networks)
         await self.settled()
         return node
 
@@ -137,14 +144,17 @@ class LoopbackEngine:
         it starts on the same hypervisor, whose VMs kept running."""
         node = self.hosts[name]
         await node.agent.stop()
-        node.agent = self._agent(node.hypervisor, node.host_uuid, self.directory / name)
+        node.agent = self._agent(node.hypervisor, node.host_uuid, self.directory / name,
+                                 node.networks)
         await node.agent.start()
 
-    def _agent(self, hypervisor: SimulatedHypervisor, host_uuid: uuid.UUID, home: Path) -> Agent:
+    def _agent(self, hypervisor: SimulatedHypervisor, host_uuid: uuid.UUID, home: Path,
+               networks: SimulatedHostNetworks) -> Agent:
         return Agent(hypervisor=hypervisor, volumes=LocalVolumes(home / "images"),
                      idempotency=IdempotencyStore(home / "command-results.sqlite"),
                      transport=self.bus.agent(host_uuid),
-                     timings=AgentTimings(stats_interval_s=3600, heartbeat_interval_s=3600))
+                     timings=AgentTimings(stats_interval_s=3600, heartbeat_interval_s=3600),
+                     networks=networks)
 
     async def settled(self) -> None:
         """Wait until every host is up with no resync pending and no job is running."""

@@ -25,7 +25,7 @@ from overt.node.errors import NodeFailure
 from overt.node.events import EventSequencer
 from overt.node.hypervisor.base import Hypervisor, HypervisorReconnected, VmChanged
 from overt.node.idempotency import IdempotencyStore
-from overt.node.networks import HostNetworks
+from overt.node.networking import HostNetworking
 from overt.node.snmp.reporter import SnmpReporter, row, vm_key
 from overt.node.snmp.snapshot import VmRow
 from overt.node.stats import Reading, StatsSampler
@@ -55,7 +55,7 @@ from overt.protocol.commands import (
     VolumeInfoCommand,
 )
 from overt.protocol.events import Heartbeat, HostStateReport, VmLifecycle
-from overt.protocol.host import HostState
+from overt.protocol.host import HostState, ReportedNetwork
 from overt.protocol.networks import HostCommitNetworks, HostSetupNetworks
 from overt.protocol.storage import (
     ExtentFormat,
@@ -86,7 +86,7 @@ class Agent:
     def __init__(self, hypervisor: Hypervisor, volumes: LocalVolumes,
                  idempotency: IdempotencyStore, transport: AgentTransport,
                  timings: AgentTimings | None = None,
-                 networks: HostNetworks | None = None,
+                 networks: HostNetworking | None = None,
                  snmp: SnmpReporter | None = None) -> None:
         self.hypervisor = hypervisor
         self.volumes = volumes
@@ -244,7 +244,7 @@ class Agent:
                 return await self._locked(vm_id, hyp.set_nic_link(vm_id, nic))
         raise NodeFailure(ErrorCode.BAD_REQUEST, f"this node does not know command {command.name}")
 
-    def _host_networks(self) -> HostNetworks:
+    def _host_networks(self) -> HostNetworking:
         if self.networks is None:
             raise NodeFailure(ErrorCode.BAD_REQUEST, "this node does not manage host networks")
         return self.networks
@@ -258,10 +258,23 @@ class Agent:
     async def host_state(self) -> HostState:
         if self.sequencer is None:
             raise NodeFailure(ErrorCode.INTERNAL, "the agent is still starting")
+        networks = await self._reported_networks()
         return HostState(host_uuid=self.sequencer.host_uuid,
                          vms=tuple(await self.hypervisor.list_vms()),
                          free_memory_mib=await self.hypervisor.free_memory_mib(),
-                         seq=self.sequencer.last_seq, boot_id=self.sequencer.boot_id)
+                         seq=self.sequencer.last_seq, boot_id=self.sequencer.boot_id,
+                         networks=networks)
+
+    async def _reported_networks(self) -> tuple[ReportedNetwork, ...] | None:
+        """The host networks as realised now; None (the engine keeps the last report) when
+        this node manages none or cannot read them back."""
+        if self.networks is None:
+            return None
+        try:
+            return await self.networks.report()
+        except Exception:
+            log.exception("cannot read back the host's networks; reporting without them")
+            return None
 
     async def _snmp_rows(self) -> list[VmRow]:
         """Every VM for the SNMP table, with the memory of those running."""

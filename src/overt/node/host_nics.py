@@ -52,6 +52,11 @@ def parse_proc_net_dev(text: str) -> dict[str, tuple[int, int]]:
     return counters
 
 
+def link_addresses() -> dict[str, list[str]]:
+    """Each interface's addresses ("10.1.2.3/24"), by interface name."""
+    return _addresses()
+
+
 def _addresses() -> dict[str, list[str]]:
     try:
         data = json.loads(run(["ip", "-j", "address", "show"], timeout=10).stdout)

@@ -13,17 +13,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
 from overt.node.errors import NodeFailure
+from overt.node.host_nics import link_addresses
 from overt.protocol.errors import ErrorCode
+from overt.protocol.host import ReportedNetwork
 from overt.protocol.networks import NetworkSetup, NetworkWiring
 from overt.system.commands import CommandFailed, ToolMissing, run
 
 log = logging.getLogger(__name__)
 
 SYS_NET = Path("/sys/class/net")
+
+
+DEFAULT_MTU = 1500  # a network's MTU 0 means this, as in oVirt
 
 
 def uplink_bridge(nic: str) -> str:
@@ -63,6 +69,11 @@ class HostNetworks:
         async with self._lock:
             self._cancel_rollback()
             return NetworkSetup(carried=tuple(sorted(self._load())))
+
+    async def report(self) -> tuple[ReportedNetwork, ...]:
+        async with self._lock:
+            made = self._load()
+        return await asyncio.to_thread(_read_back, [_wiring_of(old) for old in made.values()])
 
     @property
     def rollback_pending(self) -> bool:
@@ -124,6 +135,8 @@ class HostNetworks:
             raise CommandFailed(["ip", "link", "show", wiring.nic], 1,
                                 f"the host has no NIC {wiring.nic}")
         existed = (SYS_NET / wiring.bridge).exists() if adopted is None else adopted
+        if wiring.vlan is not None and _bridge_vlan(wiring.bridge) not in (None, wiring.vlan):
+            _ovs("--if-exists", "del-br", wiring.bridge)  # retagged behind the agent's back
         if wiring.vlan is not None:
             self._ovs_vlan_bridge(wiring)
         else:
@@ -137,8 +150,7 @@ class HostNetworks:
              "datapath_type=netdev")
         _ovs("--may-exist", "add-port", parent, wiring.nic)
         _ovs("--may-exist", "add-br", wiring.bridge, parent, str(wiring.vlan))
-        if wiring.mtu:
-            _ovs("set", "interface", wiring.bridge, f"mtu_request={wiring.mtu}")
+        _ovs("set", "interface", wiring.bridge, f"mtu_request={wiring.mtu or DEFAULT_MTU}")
         for link in (wiring.nic, parent, wiring.bridge):
             _ip("link", "set", link, "up")
 
@@ -148,8 +160,9 @@ class HostNetworks:
         master = SYS_NET / wiring.nic / "master"
         if not master.exists() or master.readlink().name != wiring.bridge:
             _ip("link", "set", wiring.nic, "master", wiring.bridge)
-        if wiring.mtu:
-            _ip("link", "set", wiring.bridge, "mtu", str(wiring.mtu))
+        mtu = str(wiring.mtu or DEFAULT_MTU)
+        if _read(SYS_NET / wiring.bridge / "mtu") != mtu:  # a bridge's MTU set stays fixed
+            _ip("link", "set", wiring.bridge, "mtu", mtu)
         for link in (wiring.nic, wiring.bridge):
             _ip("link", "set", link, "up")
 
@@ -188,6 +201,45 @@ class HostNetworks:
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
         tmp.replace(self.state_file)
+
+
+def _read_back(made: list[NetworkWiring]) -> tuple[ReportedNetwork, ...]:
+    """The networks the agent made whose bridge exists, with the tag, MTU and addresses
+    the system shows now."""
+    if not made:
+        return ()
+    addresses = link_addresses()
+    reported = []
+    for wiring in made:
+        bridge = SYS_NET / wiring.bridge
+        if not bridge.exists():
+            continue
+        try:
+            mtu: int | None = int((bridge / "mtu").read_text())
+        except (OSError, ValueError):
+            mtu = None
+        reported.append(ReportedNetwork(
+            name=wiring.name, bridge=wiring.bridge, nic=wiring.nic,
+            vlan=_bridge_vlan(wiring.bridge) if wiring.vlan is not None else None, mtu=mtu,
+            addresses=tuple(a for a in addresses.get(wiring.bridge, ()) if ":" not in a)))
+    return tuple(reported)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _bridge_vlan(bridge: str) -> int | None:
+    """The tag of an OVS fake bridge; None when OVS has no such bridge or it has no tag."""
+    try:
+        out = run(["ovs-vsctl", "--timeout=10", "br-to-vlan", bridge], timeout=20,
+                  check=True).stdout.strip()
+    except (CommandFailed, ToolMissing, subprocess.TimeoutExpired):
+        return None
+    return int(out) if out.isdigit() and int(out) > 0 else None
 
 
 def _wiring_of(old: dict[str, object]) -> NetworkWiring:

@@ -65,6 +65,18 @@ class VmStatusReport(WireModel):
     vnc_port: int | None = None
 
 
+class ReportedNetwork(WireModel):
+    """A logical network as the node has really made it (read from the system, not from
+    what it was asked): the engine compares it with the network's definition."""
+
+    name: str
+    bridge: str
+    nic: str | None = None
+    vlan: int | None = None  # the OVS tag of its bridge; None for an untagged bridge
+    mtu: int | None = None
+    addresses: tuple[str, ...] = ()  # "10.1.2.3/24"
+
+
 class HostState(WireModel):
     """The full truth of a node at one moment; the engine resyncs from it."""
 
@@ -73,6 +85,8 @@ class HostState(WireModel):
     free_memory_mib: int
     seq: int  # the sequence number of the last event sent before this report
     boot_id: UUID | None = None  # the agent run `seq` counts in (None from older agents)
+    # The host networks it carries; None from a node that does not manage host networks.
+    networks: tuple[ReportedNetwork, ...] | None = None
 
 
 class NicStats(WireModel):

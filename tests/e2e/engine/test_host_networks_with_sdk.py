@@ -128,3 +128,69 @@ def test_setup_networks_records_attachments_and_refuses_bad_layouts(
     host.commit_net_config()
     events = [e.description for e in system.events_service().list(max=30)]
     assert any("Network setup of host" in e for e in events)
+
+
+def _reporting_host(engine: RunningEngine, name: str, cluster_id: str,
+                    reported: list[dict[str, object]]) -> str:
+    """An up host of `cluster_id` whose node reported carrying the networks `reported`."""
+    async def insert() -> uuid.UUID:
+        db = Database(engine.runtime.settings.database_url())
+        try:
+            async with db.transaction() as session:
+                host = Host(id=uuid.uuid4(), name=name, address=f"{name}.example",
+                            cluster_id=uuid.UUID(cluster_id), status=HostStatus.UP.value,
+                            capabilities={"nics": NICS}, reported_networks=reported)
+                session.add(host)
+                return host.id
+        finally:
+            await db.dispose()
+    return str(asyncio.run(insert()))
+
+
+def test_required_networks_and_out_of_sync_attachments_as_the_sdk_reads_them(
+        connection: sdk.Connection, api_engine: RunningEngine) -> None:
+    system = connection.system_service()
+    suffix = uuid.uuid4().hex[:6]
+    cluster = system.clusters_service().add(types.Cluster(
+        name=f"reqnet-{suffix}", data_center=types.DataCenter(name="Default")))
+    cluster_nets = system.clusters_service().cluster_service(cluster.id).networks_service()
+    dc = types.DataCenter(name="Default")
+    blue = system.networks_service().add(types.Network(name=f"blue{suffix}", data_center=dc,
+                                                       vlan=types.Vlan(id=410)))
+    cluster_nets.add(types.Network(id=blue.id, required=False))
+    # The node carries the network with another tag and MTU than the definition's.
+    host_id = _reporting_host(api_engine, f"reqnet-{suffix}", cluster.id, [
+        {"name": blue.name, "bridge": blue.name, "nic": "guest0", "vlan": 411, "mtu": 1400,
+         "addresses": ["10.41.0.9/24"]}])
+    host = system.hosts_service().host_service(host_id)
+    host.setup_networks(modified_network_attachments=[
+        _attachment(blue.name, "guest0", "10.41.0.1")])
+    attachment = host.network_attachments_service().list()[0]
+    assert attachment.in_sync is False
+    reported = {c.name: c for c in attachment.reported_configurations}
+    assert (reported["vlan"].expected_value, reported["vlan"].actual_value,
+            reported["vlan"].in_sync) == ("410", "411", False)
+    assert (reported["mtu"].expected_value, reported["mtu"].actual_value) == ("1500", "1400")
+    assert (reported["ipv4_address"].expected_value,
+            reported["ipv4_address"].actual_value) == ("10.41.0.1", "10.41.0.9")
+    assert reported["ipv4_netmask"].in_sync is True
+    one = host.network_attachments_service().attachment_service(attachment.id).get()
+    assert [c.name for c in one.reported_configurations] == list(reported)
+    # Out of sync is not missing: the host stays up.
+    assert host.get().status == types.HostStatus.UP
+
+    green = system.networks_service().add(types.Network(name=f"green{suffix}", data_center=dc,
+                                                        vlan=types.Vlan(id=420)))
+    cluster_nets.add(types.Network(id=green.id, required=True))
+    got = host.get()
+    assert (got.status, got.status_detail) == (types.HostStatus.NON_OPERATIONAL,
+                                               "network_unreachable")
+    events = [e.description for e in system.events_service().list(max=20)]
+    assert any(f"networks are missing on host: '{green.name}'" in e for e in events)
+    cluster_nets.network_service(green.id).update(types.Network(required=False))
+    got = host.get()
+    assert (got.status, got.status_detail) == (types.HostStatus.UP, None)
+    cluster_nets.network_service(green.id).update(types.Network(required=True))
+    assert host.get().status == types.HostStatus.NON_OPERATIONAL
+    system.networks_service().network_service(green.id).remove()  # required nowhere now
+    assert host.get().status == types.HostStatus.UP

@@ -1,8 +1,9 @@
 """Host networks from the SDK to the switch: the engine and two lab nodes running
 `overt node` (fully managed, through the broker). `setupnetworks` puts a VLAN network on
 each node's trunk NIC, with the connectivity check; the node's Open vSwitch carries it,
-the attachment comes in sync, the host's NICs show it; a VM NIC on the network is an OVS
-access port with the network's tag; a removed attachment is gone from the node."""
+the attachment comes in sync, the host's NICs show it; retagged behind the engine's back it
+is out of sync until re-synchronised; a VM NIC on the network is an OVS access port with the
+network's tag; a removed attachment is gone from the node."""
 
 from __future__ import annotations
 
@@ -139,6 +140,23 @@ def test_setup_networks_from_the_sdk_reaches_the_nodes_switch(engine_lab: Engine
         # The VLAN carries traffic between the nodes over the trunk.
         ping = _on(lab, "node1", "ping", "-c", "2", "-W", "2", addresses["node2"])
         assert ping.returncode == 0, ping.stdout
+
+        # Retagged on node1's switch behind the engine's back: the node's report shows the
+        # attachment out of sync with the difference; re-synchronising puts the tag back.
+        node1 = system.hosts_service().host_service(hosts["node1"].id)
+        assert _on(lab, "node1", "ovs-vsctl", "set", "port", "lab100", "tag=101").returncode == 0
+        node1.refresh()
+        drifted = wait_until(lambda: next((a for a in node1.network_attachments_service().list()
+                                           if a.network.id == network.id and not a.in_sync),
+                                          None), 60, "the attachment to be out of sync")
+        vlan = next(c for c in drifted.reported_configurations if c.name == "vlan")
+        assert (vlan.expected_value, vlan.actual_value, vlan.in_sync) == ("100", "101", False)
+        node1.setup_networks(synchronized_network_attachments=[
+            types.NetworkAttachment(id=drifted.id)], check_connectivity=True,
+            connectivity_timeout=30)
+        wait_until(lambda: _in_sync(node1, network.id), 60, "the attachment to be in sync again")
+        assert _on(lab, "node1", "ovs-vsctl", "br-to-vlan", "lab100").stdout.strip() == "100"
+        assert node1.get().status == types.HostStatus.UP
 
         # A VM NIC on the network: an OVS access port with the network's tag.
         vms = system.vms_service()

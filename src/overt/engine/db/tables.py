@@ -134,6 +134,9 @@ class Host(Base):
     # The SHA-256 digest of the host's one-time enrollment token (never the token).
     enroll_token: Mapped[str | None] = mapped_column(String(64))
     capabilities: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The host networks as the node last reported them realised (`ReportedNetwork`s);
+    # None until a node that manages host networks has reported.
+    reported_networks: Mapped[list[Any] | None] = mapped_column(JSON)
     memory_mib: Mapped[int] = mapped_column(default=0)
     free_memory_mib: Mapped[int] = mapped_column(default=0)
     cpu_percent: Mapped[float] = mapped_column(Float, default=0.0)

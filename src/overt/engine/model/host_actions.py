@@ -4,6 +4,8 @@ one table, like `vm_actions` is the VM's.
 Users act (install, approve, maintenance, activate, remove, refresh); the engine acts
 too: enrollment certifies or fails an installing node, the monitor brings a host it
 hears up and marks one it stopped hearing non responsive, and only an `up` host runs VMs.
+A host that lacks a required network of its cluster is non operational until it carries
+it again (or the network is no longer required): then it is up again by itself.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class HostAction(StrEnum):
     HEAR = "hear"  # the monitor heard the node (a heartbeat or a full report)
     LOSE = "lose"  # the monitor stopped hearing the node
     RUN_VMS = "run_vms"  # place and start VMs on the host
+    LACK_NETWORKS = "lack_networks"  # a required network of its cluster is missing
+    RECOVER = "recover"  # it carries every required network again
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,8 @@ class HostTransition:
 
 # Where the monitor listens to a node: everything else (maintenance, pending approval,
 # install failed, ...) is left alone until a user acts.
-MONITORED = frozenset({S.UP, S.CONNECTING, S.INITIALIZING, S.NON_RESPONSIVE})
+MONITORED = frozenset({S.UP, S.CONNECTING, S.INITIALIZING, S.NON_RESPONSIVE,
+                       S.NON_OPERATIONAL})
 
 HOST_ACTIONS: dict[HostAction, HostTransition] = {
     # oVirt's reinstall: only while the host serves no VMs.
@@ -57,7 +62,8 @@ HOST_ACTIONS: dict[HostAction, HostTransition] = {
         frozenset({S.UP, S.NON_RESPONSIVE, S.NON_OPERATIONAL, S.ERROR}), S.MAINTENANCE,
         done=frozenset({S.MAINTENANCE})),
     # The monitor checks the node at once and brings it up when it answers.
-    HostAction.ACTIVATE: HostTransition(frozenset({S.MAINTENANCE}), S.CONNECTING,
+    HostAction.ACTIVATE: HostTransition(frozenset({S.MAINTENANCE, S.NON_OPERATIONAL}),
+                                        S.CONNECTING,
                                         done=frozenset({S.UP})),
     HostAction.REMOVE: HostTransition(
         frozenset({S.MAINTENANCE, S.PENDING_APPROVAL, S.INSTALL_FAILED, S.NON_RESPONSIVE,
@@ -67,10 +73,17 @@ HOST_ACTIONS: dict[HostAction, HostTransition] = {
     HostAction.ENROLL: HostTransition(frozenset({S.INSTALLING}), S.CONNECTING),
     HostAction.FAIL_INSTALL: HostTransition(frozenset({S.INSTALLING}), S.INSTALL_FAILED),
     HostAction.MONITOR: HostTransition(MONITORED),
-    HostAction.HEAR: HostTransition(MONITORED - {S.UP}, S.UP, done=frozenset({S.UP})),
+    # Hearing a non operational host does not bring it up: what it lacks decides that.
+    HostAction.HEAR: HostTransition(MONITORED - {S.UP, S.NON_OPERATIONAL}, S.UP,
+                                    done=frozenset({S.UP})),
     HostAction.LOSE: HostTransition(MONITORED - {S.NON_RESPONSIVE}, S.NON_RESPONSIVE,
                                     done=frozenset({S.NON_RESPONSIVE})),
     HostAction.RUN_VMS: HostTransition(frozenset({S.UP})),
+    HostAction.LACK_NETWORKS: HostTransition(frozenset({S.UP, S.CONNECTING, S.INITIALIZING}),
+                                             S.NON_OPERATIONAL,
+                                             done=frozenset({S.NON_OPERATIONAL})),
+    HostAction.RECOVER: HostTransition(frozenset({S.NON_OPERATIONAL}), S.UP,
+                                       done=frozenset({S.UP})),
 }
 
 _REFUSALS = {
@@ -78,7 +91,8 @@ _REFUSALS = {
                         "{allowed} (switch it to maintenance first).",
     HostAction.APPROVE: "Cannot approve host {name}: it is {status}, not pending approval.",
     HostAction.DEACTIVATE: "Cannot switch host {name} to maintenance: it is {status}.",
-    HostAction.ACTIVATE: "Cannot activate host {name}: it is {status}, not in maintenance.",
+    HostAction.ACTIVATE: "Cannot activate host {name}: it is {status}, not in maintenance or "
+                         "non operational.",
     HostAction.REMOVE: "Cannot remove host {name}: it is {status}; switch it to maintenance "
                        "first.",
     HostAction.REFRESH: "Cannot refresh host {name}: it is {status}; the engine can only ask "
@@ -89,6 +103,9 @@ _REFUSALS = {
     HostAction.HEAR: "Host {name} is {status}: the engine does not monitor it.",
     HostAction.LOSE: "Host {name} is {status}: the engine does not monitor it.",
     HostAction.RUN_VMS: "Cannot run VMs on host {name}: it is {status}.",
+    HostAction.LACK_NETWORKS: "Host {name} is {status}: the engine does not judge its "
+                              "networks there.",
+    HostAction.RECOVER: "Host {name} is {status}, not non operational.",
 }
 
 

@@ -28,6 +28,7 @@ from overt.engine.db.tables import Host, utcnow
 from overt.engine.model.host_actions import MONITORED
 from overt.engine.model.status import HostStatus
 from overt.engine.monitor.reconcile import apply_vm_report, mark_host_up, reconcile
+from overt.engine.monitor.required_networks import judge_host
 from overt.protocol import EventEnvelope
 from overt.protocol.boots import is_earlier_boot
 from overt.protocol.events import Heartbeat, HostStateReport, VmLifecycle
@@ -123,7 +124,10 @@ async def _apply_to(session: AsyncSession, host: Host, envelope: EventEnvelope,
     elif isinstance(event, Heartbeat):
         if host.status != HostStatus.UP:
             host.needs_resync = True
-        mark_host_up(session, host)
+            mark_host_up(session, host)
+            await judge_host(session, host)  # on its last report, until the resync's
+        else:
+            mark_host_up(session, host)
         host.free_memory_mib = event.free_memory_mib
     return Outcome.APPLIED
 

@@ -17,6 +17,7 @@ from overt.engine.jobs.queue import locked_by, release_on_end
 from overt.engine.model.host_actions import HostAction, host_action_allowed, status_after
 from overt.engine.model.node_states import ON_HOST, vm_status_of
 from overt.engine.model.status import LogSeverity, VmStatus
+from overt.engine.monitor.required_networks import judge_host
 from overt.protocol.host import HostState, VmState, VmStatusReport
 
 log = logging.getLogger(__name__)
@@ -249,4 +250,7 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
         _runs_nowhere(vm, VmStatus.DOWN)
     host.free_memory_mib = state.free_memory_mib
     host.needs_resync = deferred
+    if state.networks is not None:
+        host.reported_networks = [n.model_dump(mode="json") for n in state.networks]
     mark_host_up(session, host)
+    await judge_host(session, host)

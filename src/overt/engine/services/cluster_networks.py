@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from overt.engine import audit
 from overt.engine.db.tables import Cluster, ClusterNetwork, Network, User
 from overt.engine.model.errors import Conflict, InvalidInput, NotFound
+from overt.engine.monitor.required_networks import judge_cluster
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 from overt.engine.services.networks import is_management
@@ -63,6 +64,8 @@ async def attach(session: AsyncSession, cluster: Cluster, ref: Ref | None,
     audit.record(session, f"Network {network.name} was attached to Cluster {cluster.name} by "
                  f"{user.user_name}", code=audit.NETWORK_UPDATED, cluster_id=cluster.id,
                  user_id=user.id)
+    await session.flush()
+    await judge_cluster(session, cluster)
     return Attached(network, link.required)
 
 
@@ -79,6 +82,8 @@ async def update(session: AsyncSession, cluster: Cluster, network_id: uuid.UUID,
     link = await session.get(ClusterNetwork, (cluster.id, network_id))
     assert link is not None
     link.required = required
+    await session.flush()
+    await judge_cluster(session, cluster)
     return Attached(item.network, required)
 
 
@@ -94,6 +99,8 @@ async def detach(session: AsyncSession, cluster: Cluster, network_id: uuid.UUID,
     audit.record(session, f"Network {item.network.name} was detached from Cluster "
                  f"{cluster.name} by {user.user_name}", code=audit.NETWORK_UPDATED,
                  cluster_id=cluster.id, user_id=user.id)
+    await session.flush()
+    await judge_cluster(session, cluster)
 
 
 async def required_networks(session: AsyncSession, cluster: Cluster) -> list[Network]:

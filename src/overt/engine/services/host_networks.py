@@ -18,6 +18,7 @@ from overt.engine import audit
 from overt.engine.db.tables import Cluster, Host, HostNetworkAttachment, Job, Network, User
 from overt.engine.jobs.kinds import CommitHostNetworks, SetupHostNetworks
 from overt.engine.model.errors import Conflict, InvalidInput, NotFound
+from overt.engine.model.network_sync import SyncState, WantedNetwork, parse_reported, sync_state
 from overt.engine.model.status import HostStatus
 from overt.engine.queries import lookup
 from overt.engine.queries.host_networks import list_attachments
@@ -61,6 +62,15 @@ async def get_attachment(session: AsyncSession, host_id: uuid.UUID, attachment_i
         if attachment.id == attachment_id:
             return attachment, network
     raise NotFound(f"host {host_id} has no network attachment {attachment_id}")
+
+
+def attachment_sync(host: Host, attachment: HostNetworkAttachment, network: Network
+                    ) -> SyncState:
+    """Whether the node carries the attachment as defined, from its last report."""
+    wanted = WantedNetwork(name=network.name, vlan=network.vlan_id, mtu=network.mtu,
+                           boot_protocol=attachment.boot_protocol, address=attachment.address,
+                           netmask=attachment.netmask)
+    return sync_state(wanted, attachment.applied, parse_reported(host.reported_networks))
 
 
 def _nic_named(host: Host, ref: Ref | None, what: str) -> host_facts.HostNic:

@@ -128,7 +128,7 @@ async def deactivate_host(session: AsyncSession, host_id: uuid.UUID, user: User)
     if running:
         raise Conflict(f"Cannot switch host {host.name} to maintenance mode: {running} VM(s) "
                        "still run on it; stop or migrate them first.")
-    host.status = status_after(HostAction.DEACTIVATE)
+    host.status, host.status_detail = status_after(HostAction.DEACTIVATE), ""
     audit.record(session, f"Host {host.name} was switched to maintenance by {user.user_name}",
                  code=audit.HOST_MAINTENANCE, host_id=host.id, user_id=user.id)
     return host
@@ -140,6 +140,7 @@ async def activate_host(session: AsyncSession, host_id: uuid.UUID, user: User) -
     if not check_host_action(HostAction.ACTIVATE, host.status, host_name=host.name):
         return host
     host.status, host.needs_resync = status_after(HostAction.ACTIVATE), True
+    host.status_detail = ""
     audit.record(session, f"Host {host.name} was activated by {user.user_name}",
                  code=audit.HOST_ACTIVATED, host_id=host.id, user_id=user.id)
     return host

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
 from overt.engine.db.tables import (
+    Cluster,
     ClusterNetwork,
     DataCenter,
     HostNetworkAttachment,
@@ -21,6 +22,7 @@ from overt.engine.db.tables import (
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.names import NETWORK_NAME_MAX, check_name
 from overt.engine.model.status import NetworkUsage
+from overt.engine.monitor.required_networks import judge_cluster
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 
@@ -168,6 +170,8 @@ async def remove_network(session: AsyncSession, network_id: uuid.UUID, user: Use
     if hosts:
         raise Conflict(f"Cannot remove Network {network.name}: {hosts} host(s) carry it; "
                        "detach it from them first.")
+    clusters = (await session.execute(select(ClusterNetwork.cluster_id).where(
+        ClusterNetwork.network_id == network.id))).scalars().all()
     await session.execute(delete(ClusterNetwork).where(ClusterNetwork.network_id == network.id))
     await session.execute(delete(VnicProfile).where(
         VnicProfile.network_id == network.id))
@@ -175,3 +179,6 @@ async def remove_network(session: AsyncSession, network_id: uuid.UUID, user: Use
                  code=audit.NETWORK_REMOVED, data_center_id=network.data_center_id,
                  user_id=user.id)
     await session.delete(network)
+    await session.flush()
+    for cluster_id in sorted(clusters):  # no longer required there
+        await judge_cluster(session, await lookup.get(session, Cluster, cluster_id))

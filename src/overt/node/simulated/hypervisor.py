@@ -20,7 +20,7 @@ from overt.node.errors import NodeFailure, invalid_state, no_such_vm
 from overt.node.hypervisor.base import HostCounters, HypervisorEvent, VmChanged, VmCounters
 from overt.protocol import PROTOCOL_VERSION, ErrorCode
 from overt.protocol.commands import VmTicket
-from overt.protocol.host import HostCapabilities, VirtMode, VmState, VmStatusReport
+from overt.protocol.host import HostCapabilities, NicInfo, VirtMode, VmState, VmStatusReport
 from overt.protocol.vm import NicSpec, VmSpec
 
 SIMULATED = "simulated"
@@ -69,8 +69,10 @@ class SimulatedHypervisor:
     def __init__(self, host_uuid: uuid.UUID, *, hostname: str, memory_mib: int = 262_144,
                  cpus: int = 64, running: Iterable[tuple[uuid.UUID, str, int]] = (),
                  timings: SimulatedTimings | None = None,
-                 peers: dict[str, SimulatedHypervisor] | None = None) -> None:
+                 peers: dict[str, SimulatedHypervisor] | None = None,
+                 nics: Iterable[NicInfo] = ()) -> None:
         self._host_uuid = host_uuid
+        self.nics = tuple(nics)  # the host NICs it reports
         # The simulated hosts a VM migrates to, by the URI a `vm.migrate` names them with.
         self.peers = peers if peers is not None else {}
         # Set on a destination: why it refuses incoming migrations (a test's failure).
@@ -120,7 +122,7 @@ class SimulatedHypervisor:
             protocol_version=PROTOCOL_VERSION, cpu_model="Simulated CPU", cpu_sockets=1,
             cpu_cores=self._cpus, cpu_threads=1, memory_mib=self._memory_mib,
             libvirt_version=SIMULATED, qemu_version=SIMULATED, virt_mode=VirtMode.QEMU,
-            kernel=SIMULATED)
+            kernel=SIMULATED, nics=self.nics)
 
     async def list_vms(self) -> list[VmStatusReport]:
         return [vm.report() for vm in self._vms.values()]

@@ -18,23 +18,23 @@ A = HostAction
 # One column per action, in this order; a cell says what the action does in that status:
 # "x" it may start, "=" there is nothing left to do (asking again is no error), "-" refused.
 COLUMNS = (A.INSTALL, A.APPROVE, A.DEACTIVATE, A.ACTIVATE, A.REMOVE, A.REFRESH, A.ENROLL,
-           A.FAIL_INSTALL, A.MONITOR, A.HEAR, A.LOSE, A.RUN_VMS)
+           A.FAIL_INSTALL, A.MONITOR, A.HEAR, A.LOSE, A.RUN_VMS, A.LACK_NETWORKS, A.RECOVER)
 GRID = {
-    #                                    inst appr deac actv rmv  rfsh enrl fail mon  hear lose run
-    HostStatus.CONNECTING:                "-    -    -    -    -    -    -    -    x    x    x    -",
-    HostStatus.DOWN:                      "x    -    -    -    x    -    -    -    -    -    -    -",
-    HostStatus.ERROR:                     "-    -    x    -    -    -    -    -    -    -    -    -",
-    HostStatus.INITIALIZING:              "-    -    -    -    -    -    -    -    x    x    x    -",
-    HostStatus.INSTALL_FAILED:            "x    -    -    -    x    -    -    -    -    -    -    -",
-    HostStatus.INSTALLING:                "-    -    -    -    x    -    x    x    -    -    -    -",
-    HostStatus.MAINTENANCE:               "x    -    =    x    x    x    -    -    -    -    -    -",
-    HostStatus.NON_OPERATIONAL:           "x    -    x    -    -    x    -    -    -    -    -    -",
-    HostStatus.NON_RESPONSIVE:            "-    -    x    -    x    -    -    -    x    x    =    -",
-    HostStatus.PENDING_APPROVAL:          "-    x    -    -    x    -    -    -    -    -    -    -",
-    HostStatus.PREPARING_FOR_MAINTENANCE: "-    -    -    -    -    -    -    -    -    -    -    -",
-    HostStatus.REBOOT:                    "-    -    -    -    -    -    -    -    -    -    -    -",
-    HostStatus.UNASSIGNED:                "-    -    -    -    -    -    -    -    -    -    -    -",
-    HostStatus.UP:                        "-    -    x    =    -    x    -    -    x    =    x    x",
+    #                                    inst appr deac actv rmv  rfsh enrl fail mon  hear lose run lack rcvr
+    HostStatus.CONNECTING:                "-    -    -    -    -    -    -    -    x    x    x    -   x   -",
+    HostStatus.DOWN:                      "x    -    -    -    x    -    -    -    -    -    -    -   -   -",
+    HostStatus.ERROR:                     "-    -    x    -    -    -    -    -    -    -    -    -   -   -",
+    HostStatus.INITIALIZING:              "-    -    -    -    -    -    -    -    x    x    x    -   x   -",
+    HostStatus.INSTALL_FAILED:            "x    -    -    -    x    -    -    -    -    -    -    -   -   -",
+    HostStatus.INSTALLING:                "-    -    -    -    x    -    x    x    -    -    -    -   -   -",
+    HostStatus.MAINTENANCE:               "x    -    =    x    x    x    -    -    -    -    -    -   -   -",
+    HostStatus.NON_OPERATIONAL:           "x    -    x    x    -    x    -    -    x    -    x    -   =   x",
+    HostStatus.NON_RESPONSIVE:            "-    -    x    -    x    -    -    -    x    x    =    -   -   -",
+    HostStatus.PENDING_APPROVAL:          "-    x    -    -    x    -    -    -    -    -    -    -   -   -",
+    HostStatus.PREPARING_FOR_MAINTENANCE: "-    -    -    -    -    -    -    -    -    -    -    -   -   -",
+    HostStatus.REBOOT:                    "-    -    -    -    -    -    -    -    -    -    -    -   -   -",
+    HostStatus.UNASSIGNED:                "-    -    -    -    -    -    -    -    -    -    -    -   -   -",
+    HostStatus.UP:                        "-    -    x    =    -    x    -    -    x    =    x    x   x   =",
 }
 # Where each action that changes the status leads.
 LEADS_TO = {
@@ -42,6 +42,7 @@ LEADS_TO = {
     A.DEACTIVATE: HostStatus.MAINTENANCE, A.ACTIVATE: HostStatus.CONNECTING,
     A.ENROLL: HostStatus.CONNECTING, A.FAIL_INSTALL: HostStatus.INSTALL_FAILED,
     A.HEAR: HostStatus.UP, A.LOSE: HostStatus.NON_RESPONSIVE,
+    A.LACK_NETWORKS: HostStatus.NON_OPERATIONAL, A.RECOVER: HostStatus.UP,
 }
 
 
@@ -84,7 +85,9 @@ def test_each_action_leads_where_the_grid_says(action: HostAction) -> None:
 
 def test_the_monitor_listens_where_it_hears_and_loses_hosts() -> None:
     assert {s for s in HostStatus if cell(s, A.MONITOR) == "x"} == MONITORED
-    assert {s for s in HostStatus if cell(s, A.HEAR) != "-"} == MONITORED
+    # A non operational host is heard, but what it lacks decides whether it is up.
+    assert {s for s in HostStatus if cell(s, A.HEAR) != "-"} == \
+        MONITORED - {HostStatus.NON_OPERATIONAL}
     assert {s for s in HostStatus if cell(s, A.LOSE) != "-"} == MONITORED
 
 

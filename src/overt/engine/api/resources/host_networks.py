@@ -20,10 +20,11 @@ from overt.engine.services import host_networks
 routes = ApiRoutes()
 
 
-def attachment_view(a: HostNetworkAttachment, network: Network) -> Representation:
+def attachment_view(host: Host, a: HostNetworkAttachment, network: Network) -> Representation:
+    sync = host_networks.attachment_sync(host, a, network)
     rep: Representation = {
         "href": href("hosts", a.host_id, "networkattachments", a.id), "id": str(a.id),
-        "in_sync": a.applied, "network": ref("networks", network.id),
+        "in_sync": sync.in_sync, "network": ref("networks", network.id),
         "host_nic": {"href": href("hosts", a.host_id, "nics", _nic_id(a)),
                      "id": str(_nic_id(a)), "name": a.nic_name},
         "host": ref("hosts", a.host_id),
@@ -33,6 +34,10 @@ def attachment_view(a: HostNetworkAttachment, network: Network) -> Representatio
                               "gateway": a.gateway, "version": "v4"}
         rep["ip_address_assignments"] = {"ip_address_assignment": [
             {"assignment_method": a.boot_protocol, "ip": ip}]}
+    if sync.configurations is not None:
+        rep["reported_configurations"] = {"reported_configuration": [
+            {"name": c.name, "expected_value": c.expected, "actual_value": c.actual,
+             "in_sync": c.in_sync} for c in sync.configurations]}
     return rep
 
 
@@ -45,7 +50,7 @@ async def list_attachments(ctx: ApiContext) -> Response:
     host = await lookup.get(ctx.session, Host, ctx.id_param("host_id"))
     rows = await host_network_reads.list_attachments(ctx.session, host.id)
     return ctx.render_list("network_attachments", "network_attachment",
-                           [attachment_view(a, n) for a, n in rows])
+                           [attachment_view(host, a, n) for a, n in rows])
 
 
 @routes.get("/hosts/{host_id}/networkattachments/{attachment_id}")
@@ -53,7 +58,7 @@ async def get_attachment(ctx: ApiContext) -> Response:
     host = await lookup.get(ctx.session, Host, ctx.id_param("host_id"))
     a, n = await host_networks.get_attachment(ctx.session, host.id,
                                               ctx.id_param("attachment_id"))
-    return ctx.render("network_attachment", attachment_view(a, n))
+    return ctx.render("network_attachment", attachment_view(host, a, n))
 
 
 @routes.post("/hosts/{host_id}/setupnetworks")

@@ -55,6 +55,8 @@ async def setup_networks(ctx: JobContext, spec: SetupHostNetworks) -> dict[str, 
     async with ctx.transaction() as session:
         host = await lookup.get(session, Host, host_id, for_update=True)
         host.capabilities = caps.model_dump(mode="json")
+        # The monitor reads back how the node realised them (in sync, required networks).
+        host.needs_resync = True
         for attachment, _network in await host_networks.list_attachments(session, host_id):
             attachment.applied = True
             attachment.committed = attachment.committed or spec.commit

@@ -24,6 +24,7 @@ async def refresh_host(ctx: JobContext, spec: RefreshHost) -> dict[str, Any]:
         host = await lookup.get(session, Host, host_id, for_update=True)
         host.capabilities = caps.model_dump(mode="json")
         host.memory_mib = caps.memory_mib
+        host.needs_resync = True  # and its networks as it carries them now
         audit.record(session, f"Host {host.name}'s capabilities were refreshed",
                      code=audit.HOST_REFRESHED, host_id=host.id, job_id=ctx.job.id)
     return {"nics": len(caps.nics), "memory_mib": caps.memory_mib}

@@ -1,0 +1,45 @@
+"""SIMULATED host networks, for the fast test lane and benchmarks: the networks a node was
+asked to carry are rows in memory, realised exactly as asked, until a test changes them
+behind the agent's back (`drift`, `lose`), as an administrator on the host might."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from overt.protocol.host import ReportedNetwork
+from overt.protocol.networks import NetworkSetup, NetworkWiring
+
+_DEFAULT_MTU = 1500
+
+
+class SimulatedHostNetworks:
+    """The networks of one simulated host, by name."""
+
+    def __init__(self) -> None:
+        self.carried: dict[str, ReportedNetwork] = {}
+
+    async def setup(self, wanted: Sequence[NetworkWiring],
+                    rollback_after_s: float | None) -> NetworkSetup:
+        removed = sorted(set(self.carried) - {w.name for w in wanted})
+        self.carried = {w.name: ReportedNetwork(
+            name=w.name, bridge=w.bridge, nic=w.nic, vlan=w.vlan, mtu=w.mtu or _DEFAULT_MTU,
+            addresses=(w.address,) if w.boot_protocol == "static" and w.address else ())
+            for w in wanted}
+        return NetworkSetup(carried=tuple(sorted(self.carried)), removed=tuple(removed))
+
+    async def commit(self) -> NetworkSetup:
+        return NetworkSetup(carried=tuple(sorted(self.carried)))
+
+    async def report(self) -> tuple[ReportedNetwork, ...]:
+        return tuple(self.carried[name] for name in sorted(self.carried))
+
+    async def close(self) -> None:
+        return None
+
+    def drift(self, name: str, **changes: object) -> None:
+        """Change how network `name` is realised (vlan, mtu, addresses) without the engine."""
+        self.carried[name] = self.carried[name].model_copy(update=changes)
+
+    def lose(self, name: str) -> None:
+        """The network's bridge is gone from the host."""
+        self.carried.pop(name, None)
