@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from overt.engine.model.migration_options import MigrationOptions
 from overt.engine.queries.lookup import Ref
 
 
@@ -54,5 +55,7 @@ class VmInput:
     boot_devices: list[str] | None = None
     high_availability: bool | None = None
     placement_host: Ref | None = None
+    migration: MigrationOptions | None = None
+    migration_downtime_ms: int | None = None  # -1: the policy's
     disk_attachments: list[DiskAttachmentInput] = field(default_factory=list)
     nics: list[NicInput] = field(default_factory=list)
