@@ -349,8 +349,11 @@ class LibvirtHypervisor:
             return {}
 
     async def migration_progress(self, vm_id: uuid.UUID) -> MigrationProgress:
-        """The VM's outgoing migration job as libvirt reports it now."""
-        dom = await self._domain(vm_id)
+        """The VM's outgoing migration job as libvirt reports it now (inactive once the VM
+        has left: its reading may come just after the handover)."""
+        dom = await self._find(vm_id)
+        if dom is None:
+            return MigrationProgress(active=False)
         stats = await self._call(f"reading the migration of VM {dom.name()}", dom.jobStats, 0)
         steps = self._migrations.get(vm_id)
         return progress_of(stats, post_copy=steps is not None and steps.post_copy)
