@@ -78,10 +78,24 @@ def _runs_on(lab: Lab, vm_id: str, *, running_only: bool = False) -> list[str]:
     return found
 
 
+def _max_downtime_ms(lab: Lab, node: str, vm_id: str) -> int | None:
+    """The max downtime QEMU has for the VM's migration on `node` (None: not there)."""
+    conn = libvirt.open(lab.hypervisor(node).uri)
+    try:
+        return int(conn.lookupByUUIDString(vm_id).migrateGetMaxDowntime(0))
+    except libvirt.libvirtError:
+        return None
+    finally:
+        conn.close()
+
+
 def _migrate(site_conn: sdk.Connection, storage_lab: StorageLab, vm_id: str,
-             to: str) -> tuple[str, list[types.Step]]:
+             to: str, downtimes: list[int | None] | None = None
+             ) -> tuple[str, list[types.Step]]:
     """Migrate the VM to `to` and wait until it runs there only; the migration's job and
-    its steps as they were seen while it ran."""
+    its steps as they were seen while it ran (and the source's max downtime in
+    `downtimes`)."""
+    source = next(node for node in NODES if node != to)
     service = site_conn.system_service().vms_service().vm_service(vm_id)
     jobs = site_conn.system_service().jobs_service()
     before = {j.id for j in jobs.list()}
@@ -95,6 +109,8 @@ def _migrate(site_conn: sdk.Connection, storage_lab: StorageLab, vm_id: str,
     def arrived() -> bool:
         seen.add(tuple(_runs_on(storage_lab.lab, vm_id, running_only=True)))
         steps.extend(jobs.job_service(job.id).steps_service().list())
+        if downtimes is not None:
+            downtimes.append(_max_downtime_ms(storage_lab.lab, source, vm_id))
         vm = service.get()
         assert vm.host is not None, "the engine showed the VM on no host"
         if vm.status == types.VmStatus.UP and vm.host.id != host.id:  # failed: say why
@@ -142,13 +158,16 @@ def test_a_vm_on_nfs_migrates_to_node2_and_back_while_it_runs(
             service.migrate(host=types.Host(id=own.id))
         assert refused.value.code == 409 and "it already runs on host" in str(refused.value)
 
-        # Slow enough (200 Mbps) that the job's step shows libvirt's progress.
-        service.update(types.Vm(migration=types.MigrationOptions(
+        # Slow enough (200 Mbps) that the job's step shows libvirt's progress; the VM's
+        # max downtime is set on the source's QEMU while it migrates.
+        service.update(types.Vm(migration_downtime=450, migration=types.MigrationOptions(
             auto_converge=types.InheritableBoolean.TRUE,
             bandwidth=types.MigrationBandwidth(
                 assignment_method=types.MigrationBandwidthAssignmentMethod.CUSTOM,
                 custom_value=200))))
-        job_id, steps = _migrate(conn, storage_lab, vm.id, other)
+        downtimes: list[int | None] = []
+        job_id, steps = _migrate(conn, storage_lab, vm.id, other, downtimes)
+        assert 450 in downtimes, downtimes
         during = [s for s in steps if s.progress is not None and s.progress < 100]
         assert during, [s.description for s in steps]
         assert all(re.search(r": \d+% of [\d.]+ MiB sent, [\d.]+ MiB remaining, iteration \d+",
