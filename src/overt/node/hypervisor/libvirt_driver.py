@@ -7,7 +7,6 @@ Domain name = VmSpec name, domain UUID = VmSpec id; Overt's metadata marks our V
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import os
@@ -36,7 +35,6 @@ from overt.node.hypervisor.domain_xml import (
     domain_xml,
     parse_libvirt_xml,
     vnc_port,
-    with_display_address,
 )
 from overt.node.hypervisor.executor import BlockingCalls
 from overt.node.hypervisor.libvirt_connection import (
@@ -52,14 +50,8 @@ from overt.node.hypervisor.libvirt_host import (
     sum_indexed,
     version_string,
 )
-from overt.node.hypervisor.libvirt_migration import (
-    ConvergenceSteps,
-    migration_flags,
-    migration_params,
-    outcome_of,
-    progress_of,
-)
 from overt.node.hypervisor.libvirt_nics import LiveNics
+from overt.node.hypervisor.libvirt_outgoing import OutgoingMigrations
 from overt.node.hypervisor.libvirt_states import event_detail, state_after_event, vm_state
 from overt.node.hypervisor.virt_mode_cache import VirtModeChoice
 from overt.node.hypervisor.virt_probe import is_probe
@@ -74,7 +66,6 @@ T = TypeVar("T")
 
 ACPI_RETRY_S = 5.0  # a press sent before the guest's ACPI handler runs is lost: press again
 POLL_S = 0.2
-MIGRATION_WATCH_S = 0.25  # how often a running migration's job is read to steer it
 _BULK_STATS = (libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
                | libvirt.VIR_DOMAIN_STATS_BALLOON | libvirt.VIR_DOMAIN_STATS_INTERFACE
                | libvirt.VIR_DOMAIN_STATS_BLOCK)
@@ -90,7 +81,7 @@ class LibvirtHypervisor:
         self._virt_choice = virt_mode
         self._virt_mode: VirtMode | None = None
         self._known: dict[str, OvertMetadata] = {}  # domain uuid -> Overt's facts
-        self._migrations: dict[uuid.UUID, ConvergenceSteps] = {}  # outgoing, in flight
+        self.outgoing = OutgoingMigrations(self.calls)
         self._nics = LiveNics(self.calls)
 
     @property
@@ -268,50 +259,15 @@ class LibvirtHypervisor:
     async def migrate(self, vm_id: uuid.UUID, destination_uri: str, *,
                       migration_uri: str | None, display_address: str | None,
                       timeout_s: float, policy: MigrationPolicy) -> VmMigrated:
-        """Live migration managed from here: this agent opens the destination's libvirtd
-        and libvirt hands the domain over (`virsh migrate --live` does the same); QEMU's
-        stream goes to `migration_uri`. A persistent domain moves its definition along.
-        The policy's flags go with the call; its max downtime and post-copy switch are
-        made while the job runs. Past `timeout_s` the migration is aborted and the VM
-        keeps running here. The figures are the destination's completed job statistics."""
+        """Live migration managed from here (`OutgoingMigrations.run`); the figures are the
+        destination's completed job statistics."""
         dom = await self._domain(vm_id)
         name = dom.name()
         if not await self._active(dom):
             raise invalid_state(f"VM {name} is not running; only a running VM migrates")
-        destination = await self._call(f"connecting to {destination_uri}", libvirt.open,
-                                       destination_uri)
-        steps = self._migrations[vm_id] = ConvergenceSteps(policy)
-        began = time.monotonic()
-        try:
-            persistent = await self._call(f"reading VM {name}", dom.isPersistent)
-            xml = None
-            if display_address:  # the console listens on the destination's address
-                xml = with_display_address(await self._call(
-                    f"reading VM {name}", dom.XMLDesc,
-                    libvirt.VIR_DOMAIN_XML_SECURE | libvirt.VIR_DOMAIN_XML_MIGRATABLE),
-                    display_address)
-            params = migration_params(policy, migration_uri=migration_uri, destination_xml=xml)
-            action = f"migrating VM {name} to {destination_uri}"
-            watcher = asyncio.create_task(self._converge(dom, steps))
-            try:
-                async with asyncio.timeout(timeout_s):
-                    await self._call(action, dom.migrate3, destination, params,
-                                     migration_flags(policy, persistent=bool(persistent)))
-            except TimeoutError:
-                with contextlib.suppress(libvirt.libvirtError):
-                    await self.calls.run(dom.abortJob)
-                raise NodeFailure(ErrorCode.TIMEOUT, f"VM {name} did not migrate within "
-                                  f"{timeout_s:g} s; the migration was cancelled") from None
-            finally:
-                watcher.cancel()
-                await asyncio.gather(watcher, return_exceptions=True)
-            outcome = outcome_of(await self._completed_stats(destination, vm_id),
-                                 measured_ms=round((time.monotonic() - began) * 1000),
-                                 post_copy=steps.post_copy)
-        finally:
-            self._migrations.pop(vm_id, None)
-            with contextlib.suppress(libvirt.libvirtError):
-                await self.calls.run(destination.close)
+        outcome = await self.outgoing.run(
+            dom, vm_id, destination_uri, migration_uri=migration_uri,
+            display_address=display_address, timeout_s=timeout_s, policy=policy)
         log.info("VM migrated", extra={"vm": name, "vm_id": str(vm_id),
                                        "destination": destination_uri,
                                        "total_ms": outcome.total_ms,
@@ -319,44 +275,13 @@ class LibvirtHypervisor:
         return VmMigrated(vm_id=vm_id, name=name, state=VmState.GONE, reason="migrated",
                           migration=outcome)
 
-    async def _converge(self, dom: libvirt.virDomain, steps: ConvergenceSteps) -> None:
-        """While the migration runs: its max downtime, then the post-copy switch."""
-        while True:
-            await asyncio.sleep(MIGRATION_WATCH_S)
-            try:
-                progress = progress_of(await self.calls.run(dom.jobStats, 0))
-                downtime = steps.set_downtime(progress)
-                if downtime is not None:
-                    await self.calls.run(dom.migrateSetMaxDowntime, downtime, 0)
-                if steps.start_post_copy(progress):
-                    log.info("VM switches to post-copy migration", extra={
-                        "vm": dom.name(), "iteration": progress.iteration})
-                    await self.calls.run(dom.migrateStartPostCopy, 0)
-            except libvirt.libvirtError as exc:  # the job ended meanwhile: nothing to steer
-                log.debug("migration watch: %s", exc)
-
-    async def _completed_stats(self, destination: libvirt.virConnect,
-                               vm_id: uuid.UUID) -> dict[str, object]:
-        """The destination's figures of the migration it completed (downtime included), as
-        `virsh domjobinfo --completed` shows them there; empty when it kept none."""
-        try:
-            dom = await self.calls.run(destination.lookupByUUIDString, str(vm_id))
-            stats: dict[str, object] = await self.calls.run(
-                dom.jobStats, libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
-            return stats
-        except libvirt.libvirtError as exc:
-            log.warning("the destination kept no figures of the migration: %s", exc)
-            return {}
-
     async def migration_progress(self, vm_id: uuid.UUID) -> MigrationProgress:
         """The VM's outgoing migration job as libvirt reports it now (inactive once the VM
         has left: its reading may come just after the handover)."""
         dom = await self._find(vm_id)
         if dom is None:
             return MigrationProgress(active=False)
-        stats = await self._call(f"reading the migration of VM {dom.name()}", dom.jobStats, 0)
-        steps = self._migrations.get(vm_id)
-        return progress_of(stats, post_copy=steps is not None and steps.post_copy)
+        return await self.outgoing.progress(dom, vm_id)
 
     async def cancel_migration(self, vm_id: uuid.UUID) -> VmStatusReport:
         """Abort the VM's migration job (the `migrate` waiting on it then fails)."""
