@@ -145,7 +145,11 @@ class EngineSettings(BaseSettings):
         "hand a VM over to the destination host ({address}, {name}: the destination's).")
     migration_stream_uri: str = Field(
         "tcp://{address}", description="Where QEMU sends a migrating VM's memory; empty: "
-        "libvirt's default.")
+        "libvirt's default. Its {address} is the destination's address on its cluster's "
+        "migration network when it has one.")
+    migration_progress_interval_s: float = Field(
+        1.0, gt=0, description="How often a migration's job reads its progress from the "
+        "source's node into its step.")
     bus: str = Field("direct", repr=False, description="`direct`, or the amqp(s):// URL of the "
                      "engine's own broker account (fully managed mode).")
     broker_admin_url: SecretStr | None = Field(

@@ -74,7 +74,7 @@ class LoopbackEngine:
         # Simulated nodes reach each other for a migration by the URI "simulated://NAME".
         self.peers: dict[str, SimulatedHypervisor] = {}
         settings = EngineSettings(migration_destination_uri="simulated://{name}",
-                                  migration_stream_uri="")
+                                  migration_stream_uri="", migration_progress_interval_s=0.02)
         self.worker = Worker(db, JobServices(nodes=self.nodes, settings=settings,
                                              changes=changes),
                              UNITS, poll_interval=TICK_S,

@@ -41,6 +41,7 @@ from overt.protocol.commands import (
     VmDefine,
     VmDestroy,
     VmMigrate,
+    VmMigrationProgress,
     VmPause,
     VmReboot,
     VmResume,
@@ -200,10 +201,12 @@ class Agent:
             case VmDestroy(vm_id=vm_id):
                 return await hyp.destroy(vm_id)  # never waits behind a slow shutdown
             case VmMigrate(vm_id=vm_id, destination_uri=uri, migration_uri=stream,
-                           display_address=display, timeout_s=timeout):
+                           display_address=display, timeout_s=timeout, policy=policy):
                 return await self._locked(vm_id, hyp.migrate(
                     vm_id, uri, migration_uri=stream, display_address=display,
-                    timeout_s=timeout))
+                    timeout_s=timeout, policy=policy))
+            case VmMigrationProgress(vm_id=vm_id):  # never waits behind the migration
+                return await hyp.migration_progress(vm_id)
             case VmCancelMigration(vm_id=vm_id):  # never waits behind the migration
                 return await hyp.cancel_migration(vm_id)
             case VmReboot(vm_id=vm_id):

@@ -8,6 +8,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from overt.protocol.host import HostCapabilities, HostState, VmStatusReport
+from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
 from overt.protocol.networks import HostCommitNetworks, HostSetupNetworks
 from overt.protocol.storage import (
     ExtentFormat,
@@ -118,14 +119,26 @@ class VmDestroy(_VmCommand):
 class VmMigrate(_VmCommand):
     """Live-migrate the running VM to another node's libvirtd (`destination_uri`, as this
     node reaches it), QEMU's stream going to `migration_uri` (tcp://ADDRESS) when given.
-    The reply is the VM's last state here; the destination's own events report it there."""
+    The reply is the VM's last state here with the migration's figures; the destination's
+    own events report it there. `policy` defaults to a plain live migration."""
 
     name: Literal["vm.migrate"] = "vm.migrate"
+    result: ClassVar[type[VmMigrated]] = VmMigrated
     destination_uri: str = Field(min_length=1, max_length=1024)
     migration_uri: str | None = Field(None, max_length=1024)
     # Where the VM's console listens on the destination (the engine reaches it there).
     display_address: str | None = Field(None, max_length=255)
     timeout_s: float = Field(600, gt=0, le=86_400)
+    policy: MigrationPolicy = MigrationPolicy()
+
+
+class VmMigrationProgress(_Command):
+    """How far the VM's outgoing migration is; never waits behind the migration."""
+
+    name: Literal["vm.migration_progress"] = "vm.migration_progress"
+    result: ClassVar[type[MigrationProgress]] = MigrationProgress
+    mutates: ClassVar[bool] = False
+    vm_id: UUID
 
 
 class VmCancelMigration(_VmCommand):
@@ -201,6 +214,7 @@ Command = Annotated[
     | VmDestroy
     | VmMigrate
     | VmCancelMigration
+    | VmMigrationProgress
     | VmReboot
     | VmPause
     | VmResume

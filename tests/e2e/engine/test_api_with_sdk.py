@@ -250,3 +250,99 @@ def test_templates_from_vms_clones_and_removal_with_the_sdk(connection: sdk.Conn
     _until(lambda: not vms.list(search="name=tpl-thin-1"), "the thin VM's removal")
     templates.template_service(made.id).remove()
     assert "tpl-1" not in [t.name for t in templates.list()]
+
+
+POST_COPY = "a7aeedb2-8d66-4e51-bb22-32595027ce71"
+MINIMAL_DOWNTIME = "80554327-0569-496b-bdeb-fcbbf52b827b"
+
+
+def test_a_clusters_migration_options_are_set_and_shown(connection: sdk.Connection) -> None:
+    clusters = connection.system_service().clusters_service()
+    cluster = clusters.add(types.Cluster(
+        name="migr-opts", data_center=types.DataCenter(name="Default"),
+        migration=types.MigrationOptions(
+            auto_converge=types.InheritableBoolean.TRUE,
+            bandwidth=types.MigrationBandwidth(
+                assignment_method=types.MigrationBandwidthAssignmentMethod.CUSTOM,
+                custom_value=500),
+            policy=types.MigrationPolicy(id=MINIMAL_DOWNTIME))))
+    service = clusters.cluster_service(cluster.id)
+    shown = service.get().migration
+    assert shown.auto_converge == types.InheritableBoolean.TRUE
+    assert shown.compressed == types.InheritableBoolean.INHERIT
+    assert shown.bandwidth.assignment_method == types.MigrationBandwidthAssignmentMethod.CUSTOM
+    assert shown.bandwidth.custom_value == 500
+    assert shown.policy.id == MINIMAL_DOWNTIME and shown.policy.name == "Minimal downtime"
+
+    service.update(types.Cluster(migration=types.MigrationOptions(
+        compressed=types.InheritableBoolean.FALSE,
+        bandwidth=types.MigrationBandwidth(
+            assignment_method=types.MigrationBandwidthAssignmentMethod.HYPERVISOR_DEFAULT),
+        policy=types.MigrationPolicy(id=POST_COPY))))
+    shown = service.get().migration
+    assert shown.auto_converge == types.InheritableBoolean.TRUE  # kept: not in the update
+    assert shown.compressed == types.InheritableBoolean.FALSE
+    assert shown.bandwidth.assignment_method == \
+        types.MigrationBandwidthAssignmentMethod.HYPERVISOR_DEFAULT
+    assert shown.bandwidth.custom_value is None
+    assert shown.policy.name == "Post-copy migration"
+    service.remove()
+
+
+@pytest.mark.parametrize(("options", "words"), [
+    (types.MigrationOptions(bandwidth=types.MigrationBandwidth(
+        assignment_method=types.MigrationBandwidthAssignmentMethod.CUSTOM, custom_value=-10)),
+     "bandwidth.custom_value must be a positive number of Mbps, not -10"),
+    (types.MigrationOptions(policy=types.MigrationPolicy(id=str(uuid.UUID(int=42)))),
+     "is not a migration policy"),
+], ids=["negative-bandwidth", "unknown-policy"])
+def test_bad_migration_options_are_a_400_and_change_nothing(
+        connection: sdk.Connection, options: types.MigrationOptions, words: str) -> None:
+    system = connection.system_service()
+    default = system.clusters_service().list(search="name=Default")[0]
+    cluster_service = system.clusters_service().cluster_service(default.id)
+    before = cluster_service.get().migration
+    with pytest.raises(sdk.Error) as caught:
+        cluster_service.update(types.Cluster(migration=options))
+    assert caught.value.code == 400 and words in str(caught.value)
+    after = cluster_service.get().migration
+    assert (after.policy, after.bandwidth) == (before.policy, before.bandwidth)
+
+    names = {v.name for v in system.vms_service().list()}
+    with pytest.raises(sdk.Error) as caught:
+        system.vms_service().add(types.Vm(
+            name="migr-bad", cluster=types.Cluster(name="Default"),
+            template=types.Template(name="Blank"), memory=256 * MIB, migration=options))
+    assert caught.value.code == 400 and words in str(caught.value)
+    assert {v.name for v in system.vms_service().list()} == names
+
+
+def test_a_vm_overrides_its_clusters_migration_options(connection: sdk.Connection) -> None:
+    vms = connection.system_service().vms_service()
+    vm = vms.add(types.Vm(
+        name="migr-vm-opts", cluster=types.Cluster(name="Default"),
+        template=types.Template(name="Blank"), memory=256 * MIB,
+        migration=types.MigrationOptions(
+            compressed=types.InheritableBoolean.TRUE,
+            policy=types.MigrationPolicy(id=POST_COPY)),
+        migration_downtime=400))
+    assert vm.migration.compressed == types.InheritableBoolean.TRUE
+    assert vm.migration.auto_converge == types.InheritableBoolean.INHERIT
+    assert vm.migration.policy.id == POST_COPY
+    assert vm.migration_downtime == 400
+    service = vms.vm_service(vm.id)
+    service.update(types.Vm(migration=types.MigrationOptions(
+        compressed=types.InheritableBoolean.INHERIT,
+        bandwidth=types.MigrationBandwidth(
+            assignment_method=types.MigrationBandwidthAssignmentMethod.CUSTOM,
+            custom_value=40)), migration_downtime=-1))
+    shown = service.get()
+    assert shown.migration.compressed == types.InheritableBoolean.INHERIT
+    assert shown.migration.bandwidth.custom_value == 40
+    assert shown.migration.policy.id == POST_COPY
+    assert shown.migration_downtime == -1
+    with pytest.raises(sdk.Error) as caught:
+        service.update(types.Vm(migration_downtime=0))
+    assert caught.value.code == 400 and "migration_downtime must be between" in str(caught.value)
+    assert service.get().migration_downtime == -1
+    service.remove()

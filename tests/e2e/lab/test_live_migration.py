@@ -1,9 +1,12 @@
 """Live migration in the lab, through the official SDK: a VM booted from a disk on the
 lab's NFS domain moves from its node to the other and back while it runs; each node's own libvirtd
-shows it on exactly one of them, and the engine shows it on the host that runs it."""
+shows it on exactly one of them, and the engine shows it on the host that runs it. The first
+migration runs with the VM's own bandwidth limit, slow enough that its job's step shows the
+progress libvirt reports; each migration's downtime is recorded."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import libvirt
@@ -40,7 +43,8 @@ def storage_lab(rabbitmq: Broker) -> Iterator[StorageLab]:
     destination's management address."""
     sockets = Topology(TEST_LAB).state_dir / "migration-sockets"
     uri = f"qemu+unix:///system?socket={sockets}/{{address}}.sock"
-    with open_storage_lab(rabbitmq, OVERT_MIGRATION_DESTINATION_URI=uri) as opened:
+    with open_storage_lab(rabbitmq, OVERT_MIGRATION_DESTINATION_URI=uri,
+                          OVERT_MIGRATION_PROGRESS_INTERVAL_S="0.3") as opened:
         sockets.mkdir(exist_ok=True)
         for node in NODES:
             link = sockets / f"{_address(opened.lab, node)}.sock"
@@ -74,15 +78,39 @@ def _runs_on(lab: Lab, vm_id: str, *, running_only: bool = False) -> list[str]:
     return found
 
 
+def _max_downtime_ms(lab: Lab, node: str, vm_id: str) -> int | None:
+    """The max downtime QEMU has for the VM's migration on `node` (None: not there)."""
+    conn = libvirt.open(lab.hypervisor(node).uri)
+    try:
+        return int(conn.lookupByUUIDString(vm_id).migrateGetMaxDowntime(0))
+    except libvirt.libvirtError:
+        return None
+    finally:
+        conn.close()
+
+
 def _migrate(site_conn: sdk.Connection, storage_lab: StorageLab, vm_id: str,
-             to: str) -> None:
+             to: str, downtimes: list[int | None] | None = None
+             ) -> tuple[str, list[types.Step]]:
+    """Migrate the VM to `to` and wait until it runs there only; the migration's job and
+    its steps as they were seen while it ran (and the source's max downtime in
+    `downtimes`)."""
+    source = next(node for node in NODES if node != to)
     service = site_conn.system_service().vms_service().vm_service(vm_id)
+    jobs = site_conn.system_service().jobs_service()
+    before = {j.id for j in jobs.list()}
     host = storage_lab.first.host_of(site_conn, to)
     service.migrate(host=types.Host(id=host.id))
+    [job] = [j for j in jobs.list() if j.id not in before and j.description.startswith(
+        "Migrating VM")]
     seen: set[tuple[str, ...]] = set()
+    steps: list[types.Step] = []
 
     def arrived() -> bool:
         seen.add(tuple(_runs_on(storage_lab.lab, vm_id, running_only=True)))
+        steps.extend(jobs.job_service(job.id).steps_service().list())
+        if downtimes is not None:
+            downtimes.append(_max_downtime_ms(storage_lab.lab, source, vm_id))
         vm = service.get()
         assert vm.host is not None, "the engine showed the VM on no host"
         if vm.status == types.VmStatus.UP and vm.host.id != host.id:  # failed: say why
@@ -95,6 +123,14 @@ def _migrate(site_conn: sdk.Connection, storage_lab: StorageLab, vm_id: str,
     assert _runs_on(storage_lab.lab, vm_id, running_only=True) == [to]
     wait_until(lambda: _runs_on(storage_lab.lab, vm_id) == [to], 30,
                f"the VM to be on {to} only", every=0.2)
+    return job.id, steps
+
+
+def _downtime_ms(text: str) -> int:
+    """The downtime a migration's step or event records ("..., downtime 170 ms, ...")."""
+    found = re.search(r"downtime (\d+) ms, [\d.]+ MiB transferred", text)
+    assert found, f"no downtime figure in {text!r}"
+    return int(found.group(1))
 
 
 def test_a_vm_on_nfs_migrates_to_node2_and_back_while_it_runs(
@@ -122,12 +158,38 @@ def test_a_vm_on_nfs_migrates_to_node2_and_back_while_it_runs(
             service.migrate(host=types.Host(id=own.id))
         assert refused.value.code == 409 and "it already runs on host" in str(refused.value)
 
-        _migrate(conn, storage_lab, vm.id, other)
+        # Slow enough (200 Mbps) that the job's step shows libvirt's progress; the VM's
+        # max downtime is set on the source's QEMU while it migrates.
+        service.update(types.Vm(migration_downtime=450, migration=types.MigrationOptions(
+            auto_converge=types.InheritableBoolean.TRUE,
+            bandwidth=types.MigrationBandwidth(
+                assignment_method=types.MigrationBandwidthAssignmentMethod.CUSTOM,
+                custom_value=200))))
+        downtimes: list[int | None] = []
+        job_id, steps = _migrate(conn, storage_lab, vm.id, other, downtimes)
+        assert 450 in downtimes, downtimes
+        during = [s for s in steps if s.progress is not None and s.progress < 100]
+        assert during, [s.description for s in steps]
+        assert all(re.search(r": \d+% of [\d.]+ MiB sent, [\d.]+ MiB remaining, iteration \d+",
+                             s.description) for s in during), [s.description for s in during]
+        job = conn.system_service().jobs_service().job_service(job_id)
+        # The job records its figures once the source's node has answered.
+        wait_until(lambda: job.get().status != types.JobStatus.STARTED, 30, "the job to end")
+        [last] = job.steps_service().list()
+        assert last.progress == 100 and last.status == types.StepStatus.FINISHED
+        assert _downtime_ms(last.description) > 0
+
+        service.update(types.Vm(migration=types.MigrationOptions(
+            bandwidth=types.MigrationBandwidth(
+                assignment_method=types.MigrationBandwidthAssignmentMethod.HYPERVISOR_DEFAULT))))
         _migrate(conn, storage_lab, vm.id, first)
         events = conn.system_service().events_service()
         # The job records its outcome just after the monitor shows the VM arrived.
         wait_until(lambda: sum("VM lab-migr-vm migrated from host" in e.description
                                for e in events.list()) == 2, 30, "both migrations recorded")
+        migrated = [e.description for e in events.list()
+                    if "VM lab-migr-vm migrated from host" in e.description]
+        assert all(_downtime_ms(text) > 0 for text in migrated), migrated
         service.stop()
         wait_until(lambda: service.get().status == types.VmStatus.DOWN, 120, "the VM to stop")
     finally:

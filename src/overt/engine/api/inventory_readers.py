@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from overt.engine.api.migration_wire import read_migration
 from overt.engine.api.readers import ref_of
 from overt.engine.api.wire.parse import Node
 from overt.engine.model.status import StorageDomainType, StorageType
@@ -25,6 +26,7 @@ def read_cluster(node: Node) -> ClusterInput:
         data_center=ref_of(node.child("data_center")),
         cpu_type=cpu.get_str("type") if cpu is not None else None,
         mac_pool=ref_of(node.child("mac_pool")),
+        migration=read_migration(node.child("migration"), "cluster.migration"),
         memory_overcommit_percent=over_commit.get_int("percent")
         if over_commit is not None else None)
 

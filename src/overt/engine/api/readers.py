@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from overt.engine.api.initialization import read_initialization
+from overt.engine.api.migration_wire import read_migration
 from overt.engine.api.wire.parse import Node
 from overt.engine.model.errors import InvalidInput
 from overt.engine.model.status import DiskFormat, DiskInterface, NicInterface
@@ -91,6 +92,8 @@ def read_vm(node: Node) -> VmInput:
         initialization=read_initialization(init) if init is not None else None,
         high_availability=ha.get_bool("enabled") if ha is not None else None,
         placement_host=ref_of(hosts[0]) if hosts else None,
+        migration=read_migration(node.child("migration"), "vm.migration"),
+        migration_downtime_ms=node.get_int("migration_downtime"),
         disk_attachments=[read_disk_attachment(a)
                           for a in node.items("disk_attachments", "disk_attachment")],
         nics=[read_nic(n) for n in node.items("nics", "nic")],

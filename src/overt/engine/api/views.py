@@ -13,9 +13,11 @@ from typing import Any
 from overt.engine.api import served
 from overt.engine.api.context import href
 from overt.engine.api.initialization import initialization_view
+from overt.engine.api.migration_wire import migration_view
 from overt.engine.api.wire.render import Representation
 from overt.engine.db import tables as t
 from overt.engine.model.initialization import Initialization
+from overt.engine.model.migration_options import MigrationOptions
 from overt.engine.services.vnic_profiles import filter_id
 
 MIB = 1 << 20
@@ -64,6 +66,7 @@ def cluster(c: t.Cluster, *, mac_pool_id: uuid.UUID | None = None) -> Representa
         "link": links(base, "networks", "permissions", "affinitygroups"),
         "cpu": {"architecture": "x86_64", "type": c.cpu_type or None},
         "memory_policy": {"over_commit": {"percent": c.memory_overcommit_percent}},
+        "migration": migration_view(MigrationOptions.from_json(c.migration)),
         "version": _version(),
         "data_center": ref("datacenters", c.data_center_id),
         "mac_pool": ref("macpools", mac_pool_id),
@@ -140,6 +143,9 @@ def vm(v: t.Vm, *, nics: Sequence[Representation] | None = None,
         "high_availability": {"enabled": v.high_availability, "priority": 0},
         "memory": v.memory_mib * MIB,
         "memory_policy": {"guaranteed": v.memory_mib * MIB, "max": v.memory_mib * MIB * 4},
+        "migration": migration_view(MigrationOptions.from_json(v.migration)),
+        "migration_downtime": v.migration_downtime_ms if v.migration_downtime_ms is not None
+        else -1,
         "origin": "ovirt" if v.origin == "overt" else v.origin,
         "os": {"boot": {"devices": {"device": list(v.boot_devices)}}, "type": v.os_type},
         "initialization": initialization_view(Initialization.from_json(v.initialization))

@@ -107,6 +107,8 @@ class Cluster(Base):
     data_center_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("data_centers.id"))
     cpu_type: Mapped[str] = mapped_column(String(64), default="")
     memory_overcommit_percent: Mapped[int] = mapped_column(default=100)
+    # oVirt's MigrationOptions, as `model.migration_options.MigrationOptions.to_json`.
+    migration: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     data_center: Mapped[DataCenter] = relationship(lazy="raise")
 
@@ -321,6 +323,9 @@ class Vm(Base):
     initialization: Mapped[dict[str, Any] | None] = mapped_column()
     high_availability: Mapped[bool] = mapped_column(default=False)
     placement_host_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("hosts.id"))
+    # Overrides of the cluster's migration options (empty: inherit) and max downtime (ms).
+    migration: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    migration_downtime_ms: Mapped[int | None] = mapped_column()
     # Observed state, owned by the monitor (and by jobs while they act).
     status: Mapped[VmStatus] = mapped_column(status_type(VmStatus, 32), default=VmStatus.DOWN,
                                              index=True)

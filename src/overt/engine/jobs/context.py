@@ -64,6 +64,17 @@ class JobContext:
             raise
         await self._close_step(step.id, JobStatus.FINISHED)
 
+    async def update_step(self, step_id: uuid.UUID, *, description: str | None = None,
+                          progress: int | None = None) -> None:
+        """Show how far a running step is (oVirt's step `progress`, a percentage)."""
+        async with self.db.transaction() as session:
+            step = await session.get(Step, step_id)
+            if step is not None:
+                if description is not None:
+                    step.description = description
+                if progress is not None:
+                    step.progress = max(0, min(100, progress))
+
     async def _close_step(self, step_id: uuid.UUID, status: JobStatus) -> None:
         async with self.db.transaction() as session:
             step = await session.get(Step, step_id)

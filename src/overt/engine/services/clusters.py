@@ -9,7 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
 from overt.engine.db.tables import Cluster, DataCenter, Host, Template, User, Vm
+from overt.engine.model import migration_options
 from overt.engine.model.errors import Conflict, InvalidInput
+from overt.engine.model.migration_options import MigrationOptions
 from overt.engine.model.names import check_name
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
@@ -26,6 +28,7 @@ class ClusterInput:
     cpu_type: str | None = None
     memory_overcommit_percent: int | None = None
     mac_pool: Ref | None = None
+    migration: MigrationOptions | None = None
 
 
 def _check_overcommit(percent: int | None) -> None:
@@ -37,12 +40,15 @@ def _check_overcommit(percent: int | None) -> None:
 async def add_cluster(session: AsyncSession, data: ClusterInput, user: User) -> Cluster:
     name = check_name("cluster", data.name or "")
     _check_overcommit(data.memory_overcommit_percent)
+    migration = migration_options.check(data.migration or MigrationOptions(),
+                                        "cluster.migration")
     dc = await lookup.resolve(session, DataCenter, data.data_center, "cluster.data_center")
     if await lookup.name_taken(session, Cluster, name):
         raise Conflict(f"Cannot add Cluster. The name {name!r} is already in use.")
     cluster = Cluster(id=uuid.uuid4(), name=name, description=data.description or "",
                       data_center_id=dc.id, cpu_type=data.cpu_type or "",
-                      memory_overcommit_percent=data.memory_overcommit_percent or 100)
+                      memory_overcommit_percent=data.memory_overcommit_percent or 100,
+                      migration=migration.to_json())
     session.add(cluster)
     await session.flush()
     if data.mac_pool is not None:
@@ -67,6 +73,10 @@ async def update_cluster(session: AsyncSession, cluster_id: uuid.UUID, data: Clu
                          user: User) -> Cluster:
     cluster = await lookup.get(session, Cluster, cluster_id, for_update=True)
     _check_overcommit(data.memory_overcommit_percent)
+    migration = None
+    if data.migration is not None:
+        migration = migration_options.check(MigrationOptions.from_json(
+            cluster.migration).updated(data.migration), "cluster.migration")
     name = cluster.name
     if data.name is not None:
         name = check_name("cluster", data.name)
@@ -89,6 +99,8 @@ async def update_cluster(session: AsyncSession, cluster_id: uuid.UUID, data: Clu
         cluster.cpu_type = data.cpu_type
     if data.memory_overcommit_percent is not None:
         cluster.memory_overcommit_percent = data.memory_overcommit_percent
+    if migration is not None:
+        cluster.migration = migration.to_json()
     audit.record(session, f"Cluster {cluster.name} was updated by {user.user_name}",
                  code=audit.CLUSTER_UPDATED, cluster_id=cluster.id, user_id=user.id)
     return cluster

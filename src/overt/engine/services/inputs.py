@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from overt.engine.model.initialization import Initialization
+from overt.engine.model.migration_options import MigrationOptions
 from overt.engine.queries.lookup import Ref
 
 
@@ -56,5 +57,7 @@ class VmInput:
     initialization: Initialization | None = None  # cloud-init, checked already
     high_availability: bool | None = None
     placement_host: Ref | None = None
+    migration: MigrationOptions | None = None
+    migration_downtime_ms: int | None = None  # -1: the policy's
     disk_attachments: list[DiskAttachmentInput] = field(default_factory=list)
     nics: list[NicInput] = field(default_factory=list)

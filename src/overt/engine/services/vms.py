@@ -33,8 +33,10 @@ from overt.engine.jobs.kinds import (
     SuspendVm,
     VmJob,
 )
+from overt.engine.model import migration_options
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.initialization import Initialization
+from overt.engine.model.migration_options import MigrationOptions
 from overt.engine.model.status import (
     BootDevice,
     DiskStatus,
@@ -113,6 +115,7 @@ async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user:
     for value, what in ((data.sockets, "sockets"), (data.cores, "cores"),
                         (data.threads, "threads")):
         _check_topology(value, what)
+    migration = migration_options.check(data.migration or MigrationOptions(), "vm.migration")
     vm = Vm(
         id=uuid.uuid4(), name=data.name, description=data.description or "",
         comment=data.comment or "", cluster_id=cluster.id, template_id=template.id,
@@ -122,7 +125,10 @@ async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user:
         cpu_threads=data.threads or template.cpu_threads, os_type=data.os_type or template.os_type,
         boot_devices=_boot(data.boot_devices) if data.boot_devices else ["hd"],
         initialization=data.initialization.to_json() if data.initialization else None,
-        high_availability=bool(data.high_availability), status=VmStatus.DOWN)
+        high_availability=bool(data.high_availability), status=VmStatus.DOWN,
+        migration=migration.to_json(),
+        migration_downtime_ms=migration_options.check_downtime(data.migration_downtime_ms,
+                                                               "vm"))
     if data.placement_host is not None:
         vm.placement_host_id = (await lookup.resolve(session, Host, data.placement_host,
                                                      "vm.placement_policy.host")).id
@@ -205,6 +211,7 @@ async def clone_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, 
 async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput, user: User
                     ) -> Vm:
     vm = await lookup.get(session, Vm, vm_id, for_update=True)
+    _update_migration(vm, data)
     if data.name is not None and data.name != vm.name:
         check_vm_name(data.name)
         if await lookup.name_taken(session, Vm, data.name, other_than=vm.id):
@@ -260,6 +267,16 @@ def _replace_initialization(vm: Vm, new: Initialization) -> dict[str, object] | 
         kept = Initialization.from_json(vm.initialization).root_password
         return {**new.to_json(), **({"root_password": kept} if kept else {})}
     return new.to_json()
+
+
+def _update_migration(vm: Vm, data: VmInput) -> None:
+    """The VM's migration options and max downtime: taken by its next migration."""
+    if data.migration_downtime_ms is not None:
+        vm.migration_downtime_ms = migration_options.check_downtime(
+            data.migration_downtime_ms, "vm")
+    if data.migration is not None:
+        vm.migration = migration_options.check(MigrationOptions.from_json(vm.migration).updated(
+            data.migration), "vm.migration").to_json()
 
 
 async def _action_job(session: AsyncSession, jobs: JobSubmitter, spec: VmJob,

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from overt.protocol.commands import VmTicket
 from overt.protocol.host import HostCapabilities, VirtMode, VmStatusReport
+from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
 from overt.protocol.vm import NicSpec, VmSpec
 
 
@@ -106,9 +107,12 @@ class Hypervisor(Protocol):
 
     async def migrate(self, vm_id: uuid.UUID, destination_uri: str, *,
                       migration_uri: str | None, display_address: str | None,
-                      timeout_s: float) -> VmStatusReport:
-        """Live-migrate the running VM to the hypervisor at `destination_uri`; on failure
-        it keeps running here."""
+                      timeout_s: float, policy: MigrationPolicy) -> VmMigrated:
+        """Live-migrate the running VM to the hypervisor at `destination_uri` as `policy`
+        says; on failure it keeps running here."""
+
+    async def migration_progress(self, vm_id: uuid.UUID) -> MigrationProgress:
+        """How far the VM's outgoing migration is (inactive when none runs)."""
 
     async def cancel_migration(self, vm_id: uuid.UUID) -> VmStatusReport:
         """Abort the VM's outgoing migration; it keeps running here."""

@@ -7,7 +7,6 @@ Domain name = VmSpec name, domain UUID = VmSpec id; Overt's metadata marks our V
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import os
@@ -37,7 +36,6 @@ from overt.node.hypervisor.domain_xml import (
     domain_xml,
     parse_libvirt_xml,
     vnc_port,
-    with_display_address,
 )
 from overt.node.hypervisor.executor import BlockingCalls
 from overt.node.hypervisor.libvirt_connection import (
@@ -54,12 +52,14 @@ from overt.node.hypervisor.libvirt_host import (
     version_string,
 )
 from overt.node.hypervisor.libvirt_nics import LiveNics
+from overt.node.hypervisor.libvirt_outgoing import OutgoingMigrations
 from overt.node.hypervisor.libvirt_states import event_detail, state_after_event, vm_state
 from overt.node.hypervisor.virt_mode_cache import VirtModeChoice
 from overt.node.hypervisor.virt_probe import is_probe
 from overt.protocol import PROTOCOL_VERSION, ErrorCode
 from overt.protocol.commands import VmTicket
 from overt.protocol.host import HostCapabilities, VirtMode, VmState, VmStatusReport
+from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
 from overt.protocol.vm import NicSpec, VmSpec
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ class LibvirtHypervisor:
         self._virt_choice = virt_mode
         self._virt_mode: VirtMode | None = None
         self._known: dict[str, OvertMetadata] = {}  # domain uuid -> Overt's facts
+        self.outgoing = OutgoingMigrations(self.calls)
         self._nics = LiveNics(self.calls)
 
     @property
@@ -267,45 +268,30 @@ class LibvirtHypervisor:
 
     async def migrate(self, vm_id: uuid.UUID, destination_uri: str, *,
                       migration_uri: str | None, display_address: str | None,
-                      timeout_s: float) -> VmStatusReport:
-        """Live migration managed from here: this agent opens the destination's libvirtd
-        and libvirt hands the domain over (`virsh migrate --live` does the same); QEMU's
-        stream goes to `migration_uri`. A persistent domain moves its definition along.
-        Past `timeout_s` the migration is aborted and the VM keeps running here."""
+                      timeout_s: float, policy: MigrationPolicy) -> VmMigrated:
+        """Live migration managed from here (`OutgoingMigrations.run`); the figures are the
+        destination's completed job statistics."""
         dom = await self._domain(vm_id)
         name = dom.name()
         if not await self._active(dom):
             raise invalid_state(f"VM {name} is not running; only a running VM migrates")
-        destination = await self._call(f"connecting to {destination_uri}", libvirt.open,
-                                       destination_uri)
-        try:
-            flags = libvirt.VIR_MIGRATE_LIVE
-            if await self._call(f"reading VM {name}", dom.isPersistent):
-                flags |= libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
-            params: dict[str, object] = {}
-            if migration_uri:
-                params[libvirt.VIR_MIGRATE_PARAM_URI] = migration_uri
-            if display_address:  # the console listens on the destination's address
-                xml = await self._call(f"reading VM {name}", dom.XMLDesc,
-                                       libvirt.VIR_DOMAIN_XML_SECURE
-                                       | libvirt.VIR_DOMAIN_XML_MIGRATABLE)
-                params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = with_display_address(
-                    xml, display_address)
-            action = f"migrating VM {name} to {destination_uri}"
-            try:
-                async with asyncio.timeout(timeout_s):
-                    await self._call(action, dom.migrate3, destination, params, flags)
-            except TimeoutError:
-                with contextlib.suppress(libvirt.libvirtError):
-                    await self.calls.run(dom.abortJob)
-                raise NodeFailure(ErrorCode.TIMEOUT, f"VM {name} did not migrate within "
-                                  f"{timeout_s:g} s; the migration was cancelled") from None
-        finally:
-            with contextlib.suppress(libvirt.libvirtError):
-                await self.calls.run(destination.close)
+        outcome = await self.outgoing.run(
+            dom, vm_id, destination_uri, migration_uri=migration_uri,
+            display_address=display_address, timeout_s=timeout_s, policy=policy)
         log.info("VM migrated", extra={"vm": name, "vm_id": str(vm_id),
-                                       "destination": destination_uri})
-        return VmStatusReport(vm_id=vm_id, name=name, state=VmState.GONE, reason="migrated")
+                                       "destination": destination_uri,
+                                       "total_ms": outcome.total_ms,
+                                       "downtime_ms": outcome.downtime_ms})
+        return VmMigrated(vm_id=vm_id, name=name, state=VmState.GONE, reason="migrated",
+                          migration=outcome)
+
+    async def migration_progress(self, vm_id: uuid.UUID) -> MigrationProgress:
+        """The VM's outgoing migration job as libvirt reports it now (inactive once the VM
+        has left: its reading may come just after the handover)."""
+        dom = await self._find(vm_id)
+        if dom is None:
+            return MigrationProgress(active=False)
+        return await self.outgoing.progress(dom, vm_id)
 
     async def cancel_migration(self, vm_id: uuid.UUID) -> VmStatusReport:
         """Abort the VM's migration job (the `migrate` waiting on it then fails)."""

@@ -18,9 +18,11 @@ from pathlib import Path
 from overt import __version__
 from overt.node.errors import NodeFailure, invalid_state, no_such_vm
 from overt.node.hypervisor.base import HostCounters, HypervisorEvent, VmChanged, VmCounters
+from overt.node.simulated.migration import SimulatedMigration
 from overt.protocol import PROTOCOL_VERSION, ErrorCode
 from overt.protocol.commands import VmTicket
 from overt.protocol.host import HostCapabilities, NicInfo, VirtMode, VmState, VmStatusReport
+from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
 from overt.protocol.vm import NicSpec, VmSpec
 
 SIMULATED = "simulated"
@@ -77,7 +79,8 @@ class SimulatedHypervisor:
         self.peers = peers if peers is not None else {}
         # Set on a destination: why it refuses incoming migrations (a test's failure).
         self.refuse_incoming: str | None = None
-        self._migrations: dict[uuid.UUID, asyncio.Event] = {}  # in flight: cancelled when set
+        self._migrations: dict[uuid.UUID, SimulatedMigration] = {}  # outgoing, in flight
+        self.migrations_made: list[SimulatedMigration] = []  # every one asked of this host
         self._hostname = hostname
         self._memory_mib = memory_mib
         self._cpus = cpus
@@ -204,7 +207,7 @@ class SimulatedHypervisor:
 
     async def migrate(self, vm_id: uuid.UUID, destination_uri: str, *,
                       migration_uri: str | None, display_address: str | None,
-                      timeout_s: float) -> VmStatusReport:
+                      timeout_s: float, policy: MigrationPolicy) -> VmMigrated:
         """The VM moves to the peer named `destination_uri`: it runs there first (its
         event says so), then it is gone here, as libvirt's handover does."""
         vm = self._running(vm_id)
@@ -212,20 +215,27 @@ class SimulatedHypervisor:
         if peer is None:
             raise NodeFailure(ErrorCode.HYPERVISOR_ERROR,
                               f"cannot reach the destination {destination_uri}")
-        cancelled = self._migrations[vm_id] = asyncio.Event()
+        migration = self._migrations[vm_id] = SimulatedMigration(
+            vm.memory_mib, self.timings.migrate_s, policy, destination_uri, migration_uri)
+        self.migrations_made.append(migration)
         try:
             async with asyncio.timeout(self.timings.migrate_s):
-                await cancelled.wait()
+                await migration.cancelled.wait()
         except TimeoutError:
             pass  # the memory is copied
         finally:
             del self._migrations[vm_id]
-        if cancelled.is_set():
+        if migration.cancelled.is_set():
             raise NodeFailure(ErrorCode.HYPERVISOR_ERROR,
                               f"the migration of VM {vm.name} was cancelled")
         await peer.accept_migration(vm)
         del self._vms[vm_id]
-        return self._change(vm, VmState.GONE, "stopped/migrated")
+        gone = self._change(vm, VmState.GONE, "stopped/migrated")
+        return VmMigrated(**gone.model_dump(), migration=migration.outcome())
+
+    async def migration_progress(self, vm_id: uuid.UUID) -> MigrationProgress:
+        migration = self._migrations.get(vm_id)  # a VM gone from here migrates no more
+        return migration.progress() if migration else MigrationProgress(active=False)
 
     def migrating(self) -> set[uuid.UUID]:
         """The VMs whose outgoing migration is in flight."""
@@ -233,10 +243,10 @@ class SimulatedHypervisor:
 
     async def cancel_migration(self, vm_id: uuid.UUID) -> VmStatusReport:
         vm = self._running(vm_id)
-        cancelled = self._migrations.get(vm_id)
-        if cancelled is None:
+        migration = self._migrations.get(vm_id)
+        if migration is None:
             raise invalid_state(f"VM {vm.name} is not migrating")
-        cancelled.set()
+        migration.cancelled.set()
         return vm.report()
 
     async def accept_migration(self, incoming: _Vm) -> None:

@@ -9,32 +9,70 @@ two hosts nor on none. A failed migration leaves the VM where it runs: its sourc
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import Host, Vm
+from overt.engine.db.tables import Cluster, Host, Vm
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed
 from overt.engine.jobs.handlers.vms import want_what_is
 from overt.engine.jobs.kinds import CancelMigration, JobSpec, MigrateVm
 from overt.engine.jobs.observe import observed_vm
+from overt.engine.model.migration_options import MigrationOptions, effective_policy
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.queries import lookup
-from overt.protocol.commands import VmCancelMigration, VmMigrate
+from overt.engine.queries.host_networks import migration_address
+from overt.protocol.commands import VmCancelMigration, VmMigrate, VmMigrationProgress
 from overt.protocol.host import VmStatusReport
+from overt.protocol.migration import MigrationOutcome, MigrationPolicy, MigrationProgress
 
+log = logging.getLogger(__name__)
 MIGRATE_TIMEOUT_S = 600.0
 _MIGRATING = frozenset({VmStatus.MIGRATING})
 
 
-def destination_uris(ctx: JobContext, host: Host) -> tuple[str, str | None]:
-    """The libvirt URI the source opens to reach the destination, and QEMU's stream URI."""
+def destination_uris(ctx: JobContext, host: Host, stream_address: str) -> tuple[str, str | None]:
+    """The libvirt URI the source opens to reach the destination (by its management
+    address), and QEMU's stream URI (by `stream_address`, on the migration network if any)."""
     settings = ctx.services.settings
-    fields = {"address": host.address, "name": host.name}
-    stream = settings.migration_stream_uri.format(**fields)
-    return settings.migration_destination_uri.format(**fields), stream or None
+    stream = settings.migration_stream_uri.format(address=stream_address, name=host.name)
+    return settings.migration_destination_uri.format(address=host.address,
+                                                     name=host.name), stream or None
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MiB"
+
+
+def progress_text(progress: MigrationProgress) -> str:
+    """A migration in flight, as its step says it."""
+    said = [f"{progress.percent}% of {_mib(progress.memory_total_bytes)} sent",
+            f"{_mib(progress.memory_remaining_bytes)} remaining",
+            f"iteration {progress.iteration}"]
+    if progress.expected_downtime_ms is not None:
+        said.append(f"expected downtime {progress.expected_downtime_ms} ms")
+    if progress.post_copy:
+        said.append("post-copy")
+    return ", ".join(said)
+
+
+def outcome_text(outcome: MigrationOutcome) -> str:
+    """A completed migration's figures: total time, downtime, bytes transferred."""
+    downtime = f"{outcome.downtime_ms} ms" if outcome.downtime_ms is not None else "unknown"
+    said = f"total {outcome.total_ms / 1000:.1f} s, downtime {downtime}, " \
+           f"{_mib(outcome.transferred_bytes)} transferred"
+    return said + (", post-copy" if outcome.post_copy else "")
+
+
+async def _policy(session: AsyncSession, vm: Vm) -> MigrationPolicy:
+    cluster = await lookup.get(session, Cluster, vm.cluster_id)
+    return effective_policy(MigrationOptions.from_json(cluster.migration),
+                            MigrationOptions.from_json(vm.migration), vm.migration_downtime_ms)
 
 
 async def migrate_vm(ctx: JobContext, spec: MigrateVm) -> dict[str, Any]:
@@ -47,26 +85,62 @@ async def migrate_vm(ctx: JobContext, spec: MigrateVm) -> dict[str, Any]:
                             "host; migrate it again")
         source = await lookup.get(session, Host, spec.source_host_id)
         destination = await lookup.get(session, Host, spec.host_id)
+        policy = await _policy(session, vm)
+        stream_address, network = await migration_address(session, destination)
     for host in (source, destination):
         if host.status != HostStatus.UP:
             raise JobFailed(f"host {host.name} is {host.status}; VM {vm.name} stays on "
                             f"host {source.name}")
-    uri, stream = destination_uris(ctx, destination)
-    async with ctx.step(f"Migrating VM {vm.name} from host {source.name} to host "
-                        f"{destination.name}", host_id=source.id):
-        await ctx.nodes.call(
-            source, VmMigrate(vm_id=spec.vm_id, destination_uri=uri, migration_uri=stream,
-                              display_address=destination.address,
-                              timeout_s=MIGRATE_TIMEOUT_S),
-            VmStatusReport, key=ctx.key("migrate"), timeout_s=MIGRATE_TIMEOUT_S + 30)
+    uri, stream = destination_uris(ctx, destination, stream_address)
+    title = f"Migrating VM {vm.name} from host {source.name} to host {destination.name}"
+    if network is not None:
+        title += f" over network {network.name}"
+    command = VmMigrate(vm_id=spec.vm_id, destination_uri=uri, migration_uri=stream,
+                        display_address=destination.address, timeout_s=MIGRATE_TIMEOUT_S,
+                        policy=policy)
+    async with ctx.step(title, host_id=source.id) as step:
+        migration = asyncio.create_task(ctx.nodes.call(
+            source, command, key=ctx.key("migrate"), timeout_s=MIGRATE_TIMEOUT_S + 30))
+        try:
+            await _follow(ctx, step.id, title, source, spec.vm_id, migration)
+            outcome = (await migration).migration
+        finally:
+            migration.cancel()
+        if outcome is not None:
+            await ctx.update_step(step.id, description=f"{title}: {outcome_text(outcome)}",
+                                  progress=100)
+    figures = f" ({outcome_text(outcome)})" if outcome is not None else ""
 
     async def arrived(session: AsyncSession, vm: Vm) -> None:
         audit.record(session, f"VM {vm.name} migrated from host {source.name} to host "
-                     f"{destination.name}", code=audit.VM_MIGRATED, vm_id=vm.id,
+                     f"{destination.name}{figures}", code=audit.VM_MIGRATED, vm_id=vm.id,
                      host_id=destination.id, cluster_id=vm.cluster_id, job_id=ctx.job.id,
                      user_id=ctx.job.owner_id)
     await observed_vm(ctx, spec.vm_id, {VmStatus.UP}, passing=_MIGRATING, settle=arrived)
-    return {"host_id": str(destination.id)}
+    result: dict[str, Any] = {"host_id": str(destination.id)}
+    if outcome is not None:
+        result["migration"] = outcome.model_dump()
+    return result
+
+
+async def _follow(ctx: JobContext, step_id: uuid.UUID, title: str, source: Host,
+                  vm_id: uuid.UUID, migration: asyncio.Future[Any]) -> None:
+    """Until the migration ends: read its progress on the source into the step. A reading
+    that fails is skipped (the migration's own reply says how it ended)."""
+    interval = ctx.services.settings.migration_progress_interval_s
+    while True:
+        done, _ = await asyncio.wait({migration}, timeout=interval)
+        if done:
+            return
+        try:
+            progress = await ctx.nodes.call(source, VmMigrationProgress(vm_id=vm_id),
+                                            timeout_s=max(5.0, interval * 5))
+        except Exception as exc:
+            log.debug("the progress of the migration of VM %s was not read: %s", vm_id, exc)
+            continue
+        if progress.active and not migration.done():
+            await ctx.update_step(step_id, description=f"{title}: {progress_text(progress)}",
+                                  progress=progress.percent)
 
 
 async def stay_on_source(session: AsyncSession, ctx: JobContext, spec: MigrateVm,
