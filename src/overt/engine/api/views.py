@@ -123,7 +123,8 @@ def vm(v: t.Vm, *, nics: Sequence[Representation] | None = None,
                            "migrate", "cancelmigration"),
         "name": v.name, "description": v.description, "comment": v.comment,
     }
-    rels = ["diskattachments", "nics", "statistics", "graphicsconsoles", "permissions"]
+    rels = ["diskattachments", "nics", "statistics", "graphicsconsoles", "permissions",
+            "snapshots"]
     if nics is not None:
         rels.remove("nics")
     if disk_attachments is not None:

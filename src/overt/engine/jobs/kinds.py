@@ -157,6 +157,27 @@ class RemoveDisk(JobSpec):
         return (("disk", self.disk_id),)
 
 
+class CreateSnapshot(VmJob):
+    """A disk-only snapshot of a VM, down or running: each disk's volume is frozen under a
+    new qcow2 volume whose name the submission chose (`overlays`: disk id -> path of the
+    new volume in its domain), so a retry asks the node for the same volumes."""
+
+    kind: ClassVar[str] = "vm.snapshot"
+    max_attempts: ClassVar[int] = 3
+    snapshot_id: uuid.UUID
+    overlays: dict[str, str]
+
+
+class RemoveSnapshot(VmJob):
+    """Merge each of a snapshot's volumes with the volume over it (a block commit, live on
+    a running VM) and forget the snapshot. The database records each disk's new chain as
+    soon as its merge is done, so a retry merges only what is left."""
+
+    kind: ClassVar[str] = "vm.snapshot_remove"
+    max_attempts: ClassVar[int] = 3
+    snapshot_id: uuid.UUID
+
+
 class InstallHost(JobSpec):
     """Enroll a host by its address (or reconnect one enrolled before)."""
 
@@ -310,7 +331,7 @@ KINDS: dict[str, type[JobSpec]] = {spec.kind: spec for spec in (
     StartVm, StopVm, ShutdownVm, RebootVm, SuspendVm, RemoveVm, SetTicket,
     CreateDisk, RemoveDisk, InstallHost, RefreshHost, SetupHostNetworks,
     CommitHostNetworks, CreateStorageDomain, AttachStorageDomain, DetachStorageDomain,
-    ChangeVmNic, FenceHost, MigrateVm, CancelMigration)}
+    ChangeVmNic, FenceHost, MigrateVm, CancelMigration, CreateSnapshot, RemoveSnapshot)}
 
 
 class UnreadableJob(Exception):

@@ -24,7 +24,7 @@ from overt.protocol.commands import Empty, VolumeCreate, VolumeDelete, VolumeInf
 from overt.protocol.vm import DiskFormat
 
 
-async def _storage_host(ctx: JobContext, domain: StorageDomain) -> Host:
+async def storage_host(ctx: JobContext, domain: StorageDomain) -> Host:
     if domain.host_id is None:
         raise JobFailed(f"storage domain {domain.name} has no host to act through")
     async with ctx.transaction() as session:
@@ -49,7 +49,7 @@ async def create_disk(ctx: JobContext, spec: CreateDisk) -> dict[str, Any]:
             raise JobFailed(f"disks on {domain.storage_type} domains are made empty for now")
         made = await shared.create_volume(ctx, domain, disk)
         return await _created(ctx, disk_id, domain, made.actual_size, made.virtual_size)
-    host = await _storage_host(ctx, domain)
+    host = await storage_host(ctx, domain)
     fmt = DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW
     async with ctx.step(f"Creating disk {disk.name} on storage domain {domain.name}",
                         host_id=host.id):
@@ -121,7 +121,7 @@ async def remove_disk(ctx: JobContext, spec: RemoveDisk) -> dict[str, Any]:
 
 
 async def _remove_local(ctx: JobContext, domain: StorageDomain, disk: Disk) -> None:
-    host = await _storage_host(ctx, domain)
+    host = await storage_host(ctx, domain)
     async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
         try:
             await ctx.nodes.call(host, VolumeDelete(path=image_location(domain, disk)), Empty,
