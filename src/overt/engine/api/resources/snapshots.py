@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import PurePosixPath
 
 from sqlalchemy import select
 from starlette.responses import Response
@@ -83,10 +82,6 @@ async def remove_snapshot(ctx: ApiContext) -> Response:
     return action_done(ctx, job)
 
 
-def _volume_id(image_path: str) -> str:
-    return PurePosixPath(image_path).stem
-
-
 @routes.get("/vms/{vm_id}/snapshots/{snapshot_id}/disks")
 async def list_snapshot_disks(ctx: ApiContext) -> Response:
     """Each disk as the snapshot holds it: `image_id` names the snapshot's volume."""
@@ -106,7 +101,7 @@ async def list_snapshot_disks(ctx: ApiContext) -> Response:
         rep.pop("actions", None)
         rep.pop("link", None)
         rep["href"] = href("vms", vm.id, "snapshots", wanted, "disks", disk.id)
-        rep["image_id"] = _volume_id(image_path)
+        rep["image_id"] = views.volume_id(image_path, disk.id)
         rep["snapshot"] = {"href": href("vms", vm.id, "snapshots", wanted), "id": str(wanted)}
         reps.append(rep)
     return ctx.render_list("disks", "disk", reps)
