@@ -178,6 +178,17 @@ class RemoveSnapshot(VmJob):
     snapshot_id: uuid.UUID
 
 
+class RestoreSnapshot(VmJob):
+    """Bring a down VM's disks back to a snapshot: each gets a new empty volume over the
+    snapshot's (`overlays`, named at submission), and the volumes newer than the snapshot
+    are dropped with their snapshots (oVirt's restore: preview and commit in one)."""
+
+    kind: ClassVar[str] = "vm.snapshot_restore"
+    max_attempts: ClassVar[int] = 3
+    snapshot_id: uuid.UUID
+    overlays: dict[str, str]
+
+
 class InstallHost(JobSpec):
     """Enroll a host by its address (or reconnect one enrolled before)."""
 
@@ -331,7 +342,8 @@ KINDS: dict[str, type[JobSpec]] = {spec.kind: spec for spec in (
     StartVm, StopVm, ShutdownVm, RebootVm, SuspendVm, RemoveVm, SetTicket,
     CreateDisk, RemoveDisk, InstallHost, RefreshHost, SetupHostNetworks,
     CommitHostNetworks, CreateStorageDomain, AttachStorageDomain, DetachStorageDomain,
-    ChangeVmNic, FenceHost, MigrateVm, CancelMigration, CreateSnapshot, RemoveSnapshot)}
+    ChangeVmNic, FenceHost, MigrateVm, CancelMigration, CreateSnapshot, RemoveSnapshot,
+    RestoreSnapshot)}
 
 
 class UnreadableJob(Exception):

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
 from overt.engine.db.tables import Disk, Job, Snapshot, SnapshotVolume, StorageDomain, User, Vm
-from overt.engine.jobs.kinds import CreateSnapshot, RemoveSnapshot
+from overt.engine.jobs.kinds import CreateSnapshot, RemoveSnapshot, RestoreSnapshot
 from overt.engine.model.errors import Conflict, InvalidInput, NotFound
-from overt.engine.model.status import DiskStatus, StorageDomainStatus, StorageType
+from overt.engine.model.status import DiskStatus, StorageDomainStatus, StorageType, VmStatus
 from overt.engine.model.vm_actions import VmAction, check_vm_action
 from overt.engine.queries import lookup
 from overt.engine.queries.snapshot_chains import new_volume_path
@@ -114,4 +114,43 @@ async def remove_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid
     audit.record(session, f"Snapshot '{snapshot.description}' deletion for VM {vm.name} was "
                  f"initiated by {user.user_name}.", code=audit.SNAPSHOT_REMOVE_REQUESTED,
                  vm_id=vm.id, job_id=job.id, user_id=user.id)
+    return job
+
+
+async def restore_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID,
+                           snapshot_id: uuid.UUID, user: User) -> Job:
+    """oVirt's restore on a down VM: its disks read the snapshot again; the snapshots
+    taken after it are dropped with their volumes."""
+    vm = await lookup.get(session, Vm, vm_id)
+    if snapshot_id == active_snapshot_id(vm_id):
+        raise Conflict("Cannot restore the Active VM snapshot: the VM already runs from it.")
+    snapshot = await get_snapshot(session, vm_id, snapshot_id)
+    vm = await _vm_for_snapshots(session, vm_id)
+    if vm.status != VmStatus.DOWN:
+        raise Conflict(f"Cannot restore a snapshot of VM {vm.name}: the VM is {vm.status}; "
+                       "shut it down first.")
+    rows = list(await session.execute(
+        select(Disk, StorageDomain).join(SnapshotVolume, SnapshotVolume.disk_id == Disk.id)
+        .join(StorageDomain, StorageDomain.id == Disk.storage_domain_id)
+        .where(SnapshotVolume.snapshot_id == snapshot.id)))
+    for disk, domain in rows:
+        _check_disk(vm, disk, domain)
+    in_snapshot = [disk.id for disk, _domain in rows]
+    later = (await session.execute(
+        select(Disk.name).join(SnapshotVolume, SnapshotVolume.disk_id == Disk.id)
+        .join(Snapshot, Snapshot.id == SnapshotVolume.snapshot_id)
+        .where(Snapshot.vm_id == vm.id, Snapshot.created_at > snapshot.created_at,
+               SnapshotVolume.disk_id.not_in(in_snapshot)))).scalars().first()
+    if later is not None:
+        raise Conflict(f"Cannot restore snapshot '{snapshot.description}' of VM {vm.name}: "
+                       f"disk {later} was added after it and has later snapshots; remove "
+                       "them first.")
+    snapshot.status = "locked"
+    overlays = {str(disk.id): new_volume_path(disk, uuid.uuid4()) for disk, _domain in rows}
+    job = await jobs.submit(session, RestoreSnapshot(vm_id=vm.id, snapshot_id=snapshot.id,
+                                                     overlays=overlays),
+                            description=f"Restoring VM {vm.name} from Snapshot "
+                            f"{snapshot.description}", owner_id=user.id)
+    audit.record(session, f"Restoring VM {vm.name} from Snapshot '{snapshot.description}' was "
+                 f"initiated by {user.user_name}.", vm_id=vm.id, job_id=job.id, user_id=user.id)
     return job

@@ -211,3 +211,41 @@ async def test_refused_snapshot_requests_change_nothing(engine: LoopbackEngine) 
     async with engine.session() as session:
         snapshot = await session.get(Snapshot, taken)
         assert snapshot is not None and snapshot.status == "ok"
+
+
+async def test_a_down_vm_is_restored_to_a_snapshot_and_later_ones_are_dropped(
+        engine: LoopbackEngine) -> None:
+    vm_id, disk_ids = await _vm_with_disks(engine)
+    [(boot, _s, _f), _data] = await _chains(engine, disk_ids)
+    qemu_io(boot[-1], "write -P 0x11 0 64k")
+    first = await _snapshot(engine, vm_id, "good")
+    chains = await _chains(engine, disk_ids)
+    qemu_io(chains[0][0][-1], "write -P 0x22 0 64k")
+    await _snapshot(engine, vm_id, "bad")
+    [(after_second, _s, _f), _data] = await _chains(engine, disk_ids)
+    qemu_io(after_second[-1], "write -P 0x33 0 64k")
+
+    start = await engine.act(vms.start_vm, vm_id)
+    assert (await engine.job(start.id)).state == "done"
+    await engine.vm_reaches(vm_id, [VmStatus.UP])
+    with pytest.raises(Conflict, match="the VM is up; shut it down first"):
+        await engine.act(snapshots.restore_snapshot, vm_id, first)
+    stop = await engine.act(vms.stop_vm, vm_id)
+    assert (await engine.job(stop.id)).state == "done"
+    await engine.vm_reaches(vm_id, [VmStatus.DOWN])
+
+    job = await engine.act(snapshots.restore_snapshot, vm_id, first)
+    ended = await engine.job(job.id)
+    assert ended.state == "done", ended.error
+    restored = await _chains(engine, disk_ids)
+    for recorded, on_storage, fmt in restored:
+        assert recorded == on_storage and len(recorded) == 2 and fmt == "cow"
+    assert restored[0][0][0] == boot[0]  # the snapshot's volume, under a new one
+    assert reads(restored[0][0][-1], "qcow2", 0x11, 0)  # what the disk held at "good"
+    async with engine.session() as session:
+        left = [s.description for s in (await session.execute(select(Snapshot))).scalars()]
+    assert left == ["good"]
+    images = Path(boot[-1]).parent
+    assert sorted(p.name for p in images.iterdir()) == sorted(
+        Path(p).name for c in restored for p in c[0])
+    _check_clean(restored[0][0][-1])

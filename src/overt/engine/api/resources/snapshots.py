@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from overt.engine.api import views
 from overt.engine.api.context import ApiContext, href
-from overt.engine.api.resources.common import action_done
+from overt.engine.api.resources.common import action_done, action_params
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.views import ref
 from overt.engine.api.wire.render import Representation
@@ -27,7 +27,9 @@ def _view(vm: Vm, snapshot_id: uuid.UUID, *, description: str, kind: str, status
           date: object) -> Representation:
     base = href("vms", vm.id, "snapshots", snapshot_id)
     return {
-        "href": base, "id": str(snapshot_id), "description": description,
+        "href": base, "id": str(snapshot_id),
+        "actions": views.actions(base, "restore") if kind == "regular" else None,
+        "description": description,
         "link": views.links(base, "disks"),
         "vm": ref("vms", vm.id), "date": date, "persist_memorystate": False,
         "snapshot_status": status, "snapshot_type": kind,
@@ -77,6 +79,15 @@ async def get_snapshot(ctx: ApiContext) -> Response:
 @routes.delete("/vms/{vm_id}/snapshots/{snapshot_id}")
 async def remove_snapshot(ctx: ApiContext) -> Response:
     job = await snapshot_service.remove_snapshot(
+        ctx.session, ctx.services.jobs, ctx.id_param("vm_id"), ctx.id_param("snapshot_id"),
+        ctx.user)
+    return action_done(ctx, job)
+
+
+@routes.post("/vms/{vm_id}/snapshots/{snapshot_id}/restore")
+async def restore_snapshot(ctx: ApiContext) -> Response:
+    await action_params(ctx)
+    job = await snapshot_service.restore_snapshot(
         ctx.session, ctx.services.jobs, ctx.id_param("vm_id"), ctx.id_param("snapshot_id"),
         ctx.user)
     return action_done(ctx, job)
