@@ -49,13 +49,20 @@ def disk_chains(xml: str) -> dict[str, list[str]]:
     return chains
 
 
-def snapshot_xml(chains: dict[str, list[str]], disks: Sequence[DiskOverlay]) -> str:
-    """`<domainsnapshot>` making an external overlay of the given disks, none of others."""
+def snapshot_xml(xml: str, disks: Sequence[DiskOverlay]) -> str:
+    """`<domainsnapshot>` making an external overlay of the given disks and none of the
+    domain's others (every disk is listed: libvirt's default for the rest may differ)."""
     overlays = {disk.active: disk.overlay for disk in disks}
+    chains = disk_chains(xml)
     root = ET.Element("domainsnapshot")
     listed = ET.SubElement(root, "disks")
-    for target, chain in chains.items():
-        overlay = overlays.get(chain[0])
+    for device in parse_libvirt_xml(xml).findall("devices/disk"):
+        found = device.find("target")
+        target = found.get("dev", "") if found is not None else ""
+        if not target:
+            continue
+        chain = chains.get(target)
+        overlay = overlays.get(chain[0]) if chain else None
         if overlay is None:
             ET.SubElement(listed, "disk", name=target, snapshot="no")
             continue
@@ -83,6 +90,7 @@ class LiveDisks:
 
     async def snapshot(self, dom: libvirt.virDomain, disks: Sequence[DiskOverlay]) -> None:
         chains = await self.chains(dom)
+        xml = await self._run(dom, "reading the live XML", dom.XMLDesc, 0)
         actives = {chain[0] for chain in chains.values()}
         pending = [d for d in disks if d.active in actives]
         taken = [d for d in disks if d.active not in actives
@@ -97,7 +105,7 @@ class LiveDisks:
             if exists(disk.overlay):
                 raise NodeFailure(ErrorCode.IMAGE_EXISTS, f"volume {disk.overlay} already exists")
         await self._run(dom, "taking a disk snapshot", dom.snapshotCreateXML,
-                        snapshot_xml(chains, pending), _SNAPSHOT_FLAGS)
+                        snapshot_xml(xml, pending), _SNAPSHOT_FLAGS)
         log.info("disk snapshot taken", extra={"vm": dom.name(), "disks": len(pending)})
 
     async def commit(self, dom: libvirt.virDomain, disk: str, top: str, base: str,
