@@ -249,3 +249,31 @@ async def test_a_down_vm_is_restored_to_a_snapshot_and_later_ones_are_dropped(
     assert sorted(p.name for p in images.iterdir()) == sorted(
         Path(p).name for c in restored for p in c[0])
     _check_clean(restored[0][0][-1])
+
+
+async def test_removing_a_disk_or_the_vm_removes_its_snapshots_volumes(
+        engine: LoopbackEngine) -> None:
+    vm_id, disk_ids = await _vm_with_disks(engine)
+    await _snapshot(engine, vm_id, "one")
+    await _snapshot(engine, vm_id, "two")
+    [(boot, _s, _f), _data] = await _chains(engine, disk_ids)
+    images = Path(boot[-1]).parent
+    assert len(list(images.iterdir())) == 6
+
+    async with engine.session() as session:
+        vm = await session.get(Vm, vm_id)
+        user = await session.get(User, engine.user_id)
+        assert vm is not None and user is not None
+        await devices.remove_disk_attachment(session, engine.jobs, vm, disk_ids[1], user,
+                                             detach_only=False)
+    await engine.settled()
+    assert sorted(p.name for p in images.iterdir()) == sorted(Path(p).name for p in boot)
+    async with engine.session() as session:
+        left = (await session.execute(select(SnapshotVolume.disk_id))).scalars().all()
+    assert set(left) == {disk_ids[0]}
+
+    removal = await engine.act(vms.remove_vm, vm_id)
+    assert (await engine.job(removal.id)).state == "done"
+    assert list(images.iterdir()) == []
+    async with engine.session() as session:
+        assert (await session.execute(select(func.count()).select_from(Snapshot))).scalar() == 0
