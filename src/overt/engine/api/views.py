@@ -120,7 +120,8 @@ def vm(v: t.Vm, *, nics: Sequence[Representation] | None = None,
     rep: Representation = {
         "href": base, "id": str(v.id),
         "actions": actions(base, "start", "stop", "shutdown", "reboot", "suspend", "ticket",
-                           "migrate", "cancelmigration"),
+                           "migrate", "cancelmigration", "previewsnapshot", "commitsnapshot",
+                           "undosnapshot"),
         "name": v.name, "description": v.description, "comment": v.comment,
     }
     rels = ["diskattachments", "nics", "statistics", "graphicsconsoles", "permissions",

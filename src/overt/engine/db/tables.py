@@ -384,6 +384,13 @@ class Snapshot(Base):
     vm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("vms.id", ondelete="CASCADE"),
                                              index=True)
     description: Mapped[str] = mapped_column(Text, default="")
+    # oVirt's snapshot_type: `regular`, or `preview` (the VM's volumes before a preview,
+    # kept to undo it); status: ok, locked or in_preview.
+    kind: Mapped[str] = mapped_column(String(16), default="regular")
+    # A `preview` snapshot: the snapshot the VM previews (each disk's chain ends at its
+    # volume while the disk has a volume kept in this one).
+    preview_of: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("snapshots.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(16), default="locked")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

@@ -189,6 +189,29 @@ class RestoreSnapshot(VmJob):
     overlays: dict[str, str]
 
 
+class PreviewSnapshot(VmJob):
+    """Let a down VM run from a snapshot: each disk gets a new volume over the snapshot's
+    (`overlays`), and its volumes until then are kept under `preview_id` (oVirt's
+    `preview` snapshot), for a commit to drop or an undo to bring back."""
+
+    kind: ClassVar[str] = "vm.snapshot_preview"
+    max_attempts: ClassVar[int] = 3
+    snapshot_id: uuid.UUID
+    preview_id: uuid.UUID
+    overlays: dict[str, str]
+
+
+class EndPreview(VmJob):
+    """End a down VM's preview: `commit` keeps the previewed state (the volumes off the
+    chain are deleted with their snapshots), otherwise the VM's volumes before the preview
+    come back and the preview's are deleted (oVirt's `commitsnapshot` / `undosnapshot`)."""
+
+    kind: ClassVar[str] = "vm.snapshot_end_preview"
+    max_attempts: ClassVar[int] = 3
+    snapshot_id: uuid.UUID
+    commit: bool
+
+
 class InstallHost(JobSpec):
     """Enroll a host by its address (or reconnect one enrolled before)."""
 
@@ -343,7 +366,7 @@ KINDS: dict[str, type[JobSpec]] = {spec.kind: spec for spec in (
     CreateDisk, RemoveDisk, InstallHost, RefreshHost, SetupHostNetworks,
     CommitHostNetworks, CreateStorageDomain, AttachStorageDomain, DetachStorageDomain,
     ChangeVmNic, FenceHost, MigrateVm, CancelMigration, CreateSnapshot, RemoveSnapshot,
-    RestoreSnapshot)}
+    RestoreSnapshot, PreviewSnapshot, EndPreview)}
 
 
 class UnreadableJob(Exception):

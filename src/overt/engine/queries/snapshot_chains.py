@@ -11,6 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.tables import Disk, Snapshot, SnapshotVolume, StorageDomain
 
+PREVIEW = "preview"  # a snapshot's kind: the VM's volumes before a preview
+IN_PREVIEW = "in_preview"  # a snapshot's status while the VM previews it
+
 
 def volume_location(domain: StorageDomain, image_path: str) -> str:
     return f"{domain.path.rstrip('/')}/{image_path}"
@@ -23,15 +26,41 @@ def new_volume_path(disk: Disk, volume_id: uuid.UUID) -> str:
 
 
 async def snapshot_volumes(session: AsyncSession, disk_id: uuid.UUID) -> list[SnapshotVolume]:
-    """The disk's frozen volumes, base first (the active one, `Disk.image_path`, is over)."""
-    return list((await session.execute(
-        select(SnapshotVolume).where(SnapshotVolume.disk_id == disk_id)
-        .order_by(SnapshotVolume.pk))).scalars())
+    """The disk's frozen volumes in its chain, base first (the active one, `Disk.image_path`,
+    is over them). While a snapshot is previewed, the chain ends at its volume: the volumes
+    of later snapshots and those kept to undo the preview are off it until then."""
+    rows = (await session.execute(
+        select(SnapshotVolume, Snapshot).join(Snapshot, Snapshot.id == SnapshotVolume.snapshot_id)
+        .where(SnapshotVolume.disk_id == disk_id).order_by(SnapshotVolume.pk))).all()
+    previewed = {snapshot.preview_of for _v, snapshot in rows if snapshot.kind == PREVIEW}
+    chain = []
+    for volume, snapshot in rows:
+        if snapshot.kind == PREVIEW:
+            continue
+        chain.append(volume)
+        if snapshot.id in previewed:
+            break
+    return chain
+
+
+async def off_chain_volumes(session: AsyncSession, disk_id: uuid.UUID) -> list[SnapshotVolume]:
+    """The disk's volumes a preview keeps off its chain (newest first): what committing the
+    preview deletes."""
+    on_chain = {v.pk for v in await snapshot_volumes(session, disk_id)}
+    rows = (await session.execute(select(SnapshotVolume).where(
+        SnapshotVolume.disk_id == disk_id).order_by(SnapshotVolume.pk.desc()))).scalars()
+    return [v for v in rows if v.pk not in on_chain]
 
 
 async def disk_chain(session: AsyncSession, disk: Disk) -> list[str]:
     """The disk's own volumes, base first and active last, as paths in its domain."""
     return [v.image_path for v in await snapshot_volumes(session, disk.id)] + [disk.image_path]
+
+
+async def all_volumes(session: AsyncSession, disk: Disk) -> list[str]:
+    """Every volume of the disk on storage, its chain's and those off it, newest first."""
+    chain = await disk_chain(session, disk)
+    return [*reversed(chain), *(v.image_path for v in await off_chain_volumes(session, disk.id))]
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
 from overt.engine.db.tables import Disk, Job, Snapshot, SnapshotVolume, StorageDomain, User, Vm
-from overt.engine.jobs.kinds import CreateSnapshot, RemoveSnapshot, RestoreSnapshot
+from overt.engine.jobs.kinds import (
+    CreateSnapshot,
+    EndPreview,
+    PreviewSnapshot,
+    RemoveSnapshot,
+    RestoreSnapshot,
+)
 from overt.engine.model.errors import Conflict, InvalidInput, NotFound
 from overt.engine.model.status import DiskStatus, StorageDomainStatus, StorageType, VmStatus
 from overt.engine.model.vm_actions import VmAction, check_vm_action
 from overt.engine.queries import lookup
-from overt.engine.queries.snapshot_chains import new_volume_path
+from overt.engine.queries.snapshot_chains import IN_PREVIEW, PREVIEW, new_volume_path
 from overt.engine.queries.vm_spec import vm_disks
 from overt.engine.services.jobs import JobSubmitter
 
@@ -44,16 +50,27 @@ def _check_disk(vm: Vm, disk: Disk, domain: StorageDomain) -> None:
         raise Conflict(f"Cannot snapshot VM {vm.name}: disk {disk.name} is {disk.status}.")
 
 
+async def _down_vm_for_snapshots(session: AsyncSession, vm_id: uuid.UUID, what: str) -> Vm:
+    vm = await _vm_for_snapshots(session, vm_id)
+    if vm.status != VmStatus.DOWN:
+        raise Conflict(f"Cannot {what} of VM {vm.name}: the VM is {vm.status}; shut it down "
+                       "first.")
+    return vm
+
+
 async def _vm_for_snapshots(session: AsyncSession, vm_id: uuid.UUID) -> Vm:
     vm = await lookup.get(session, Vm, vm_id, for_update=True)
     check_vm_action(VmAction.SNAPSHOT, vm.status, vm_name=vm.name)
     if vm.origin == "external":
         raise Conflict(f"VM {vm.name} is external (not created by Overt); it has no snapshots")
-    busy = (await session.execute(select(Snapshot.description).where(
+    busy = (await session.execute(select(Snapshot).where(
         Snapshot.vm_id == vm.id, Snapshot.status != "ok"))).scalars().first()
+    if busy is not None and busy.status == IN_PREVIEW:
+        raise Conflict(f"Cannot change the snapshots of VM {vm.name}: it is previewing "
+                       f"snapshot '{busy.description}'; commit or undo the preview first.")
     if busy is not None:
-        raise Conflict(f"Cannot change the snapshots of VM {vm.name}: snapshot '{busy}' is "
-                       "being created or removed; try again when it is done.")
+        raise Conflict(f"Cannot change the snapshots of VM {vm.name}: snapshot "
+                       f"'{busy.description}' is being changed; try again when it is done.")
     return vm
 
 
@@ -125,10 +142,7 @@ async def restore_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uui
     if snapshot_id == active_snapshot_id(vm_id):
         raise Conflict("Cannot restore the Active VM snapshot: the VM already runs from it.")
     snapshot = await get_snapshot(session, vm_id, snapshot_id)
-    vm = await _vm_for_snapshots(session, vm_id)
-    if vm.status != VmStatus.DOWN:
-        raise Conflict(f"Cannot restore a snapshot of VM {vm.name}: the VM is {vm.status}; "
-                       "shut it down first.")
+    vm = await _down_vm_for_snapshots(session, vm_id, "restore a snapshot")
     rows = list(await session.execute(
         select(Disk, StorageDomain).join(SnapshotVolume, SnapshotVolume.disk_id == Disk.id)
         .join(StorageDomain, StorageDomain.id == Disk.storage_domain_id)
@@ -153,4 +167,58 @@ async def restore_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uui
                             f"{snapshot.description}", owner_id=user.id)
     audit.record(session, f"Restoring VM {vm.name} from Snapshot '{snapshot.description}' was "
                  f"initiated by {user.user_name}.", vm_id=vm.id, job_id=job.id, user_id=user.id)
+    return job
+
+
+async def preview_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID,
+                           snapshot_id: uuid.UUID, user: User) -> Job:
+    """oVirt's previewsnapshot on a down VM: it runs from the snapshot until the preview is
+    committed or undone; its volumes until then are kept (the `preview` snapshot)."""
+    await lookup.get(session, Vm, vm_id)
+    if snapshot_id == active_snapshot_id(vm_id):
+        raise Conflict("Cannot preview the Active VM snapshot: the VM already runs from it.")
+    snapshot = await get_snapshot(session, vm_id, snapshot_id)
+    vm = await _down_vm_for_snapshots(session, vm_id, "preview a snapshot")
+    rows = list(await session.execute(
+        select(Disk, StorageDomain).join(SnapshotVolume, SnapshotVolume.disk_id == Disk.id)
+        .join(StorageDomain, StorageDomain.id == Disk.storage_domain_id)
+        .where(SnapshotVolume.snapshot_id == snapshot.id)))
+    for disk, domain in rows:
+        _check_disk(vm, disk, domain)
+    preview = Snapshot(id=uuid.uuid4(), vm_id=vm.id, kind=PREVIEW, status="locked",
+                       description="Active VM before the preview", preview_of=snapshot.id)
+    session.add(preview)
+    snapshot.status = "locked"
+    await session.flush()
+    overlays = {str(disk.id): new_volume_path(disk, uuid.uuid4()) for disk, _domain in rows}
+    job = await jobs.submit(session, PreviewSnapshot(
+        vm_id=vm.id, snapshot_id=snapshot.id, preview_id=preview.id, overlays=overlays),
+        description=f"Previewing Snapshot {snapshot.description} of VM {vm.name}",
+        owner_id=user.id)
+    audit.record(session, f"Previewing Snapshot '{snapshot.description}' of VM {vm.name} was "
+                 f"initiated by {user.user_name}.", vm_id=vm.id, job_id=job.id, user_id=user.id)
+    return job
+
+
+async def end_preview(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID,
+                      user: User, *, commit: bool) -> Job:
+    """oVirt's commitsnapshot (keep what the VM previews) or undosnapshot (go back)."""
+    vm = await lookup.get(session, Vm, vm_id, for_update=True)
+    what = "commit" if commit else "undo"
+    previewed = (await session.execute(select(Snapshot).where(
+        Snapshot.vm_id == vm.id, Snapshot.status == IN_PREVIEW))).scalars().first()
+    if previewed is None:
+        raise Conflict(f"Cannot {what} a preview of VM {vm.name}: it previews no snapshot.")
+    if vm.status != VmStatus.DOWN:
+        raise Conflict(f"Cannot {what} the preview of VM {vm.name}: the VM is {vm.status}; "
+                       "shut it down first.")
+    previewed.status = "locked"
+    job = await jobs.submit(session, EndPreview(vm_id=vm.id, snapshot_id=previewed.id,
+                                                commit=commit),
+                            description=f"{'Committing' if commit else 'Undoing'} the preview "
+                            f"of Snapshot {previewed.description} of VM {vm.name}",
+                            owner_id=user.id)
+    audit.record(session, f"{'Committing' if commit else 'Undoing'} the preview of Snapshot "
+                 f"'{previewed.description}' of VM {vm.name} was initiated by "
+                 f"{user.user_name}.", vm_id=vm.id, job_id=job.id, user_id=user.id)
     return job

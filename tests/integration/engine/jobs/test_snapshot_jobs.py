@@ -277,3 +277,58 @@ async def test_removing_a_disk_or_the_vm_removes_its_snapshots_volumes(
     assert list(images.iterdir()) == []
     async with engine.session() as session:
         assert (await session.execute(select(func.count()).select_from(Snapshot))).scalar() == 0
+
+
+async def _ended(engine: LoopbackEngine, job: Job) -> None:
+    ended = await engine.job(job.id)
+    assert ended.state == "done", ended.error
+
+
+async def _statuses(engine: LoopbackEngine) -> list[tuple[str, str, str]]:
+    async with engine.session() as session:
+        return [(s.description, s.kind, s.status) for s in (await session.execute(
+            select(Snapshot).order_by(Snapshot.created_at))).scalars()]
+
+
+async def test_a_preview_is_undone_then_committed_on_a_down_vm(engine: LoopbackEngine) -> None:
+    vm_id, disk_ids = await _vm_with_disks(engine)
+    [(boot, _s, _f), _data] = await _chains(engine, disk_ids)
+    qemu_io(boot[-1], "write -P 0x11 0 64k")
+    good = await _snapshot(engine, vm_id, "good")
+    qemu_io((await _chains(engine, disk_ids))[0][0][-1], "write -P 0x22 0 64k")
+    later = await _snapshot(engine, vm_id, "later")
+    before = await _chains(engine, disk_ids)
+    qemu_io(before[0][0][-1], "write -P 0x33 0 64k")
+    images = Path(boot[-1]).parent
+
+    await _ended(engine, await engine.act(snapshots.preview_snapshot, vm_id, good))
+    previewing = await _chains(engine, disk_ids)
+    for recorded, on_storage, _fmt in previewing:
+        assert recorded == on_storage and len(recorded) == 2
+    assert previewing[0][0][0] == boot[0] and reads(previewing[0][0][-1], "qcow2", 0x11, 0)
+    assert await _statuses(engine) == [("good", "regular", "in_preview"),
+                                       ("later", "regular", "ok"),
+                                       ("Active VM before the preview", "preview", "ok")]
+    assert len(list(images.iterdir())) == 8  # every volume kept until commit or undo
+    with pytest.raises(Conflict, match="it is previewing snapshot 'good'"):
+        await engine.act(snapshots.add_snapshot, vm_id, "during the preview")
+    with pytest.raises(Conflict, match="commit or undo the preview first"):
+        await engine.act(snapshots.remove_snapshot, vm_id, later)
+
+    await _ended(engine, await engine.act(snapshots.end_preview, vm_id, commit=False))
+    assert await _chains(engine, disk_ids) == before
+    assert reads(before[0][0][-1], "qcow2", 0x33, 0)
+    assert await _statuses(engine) == [("good", "regular", "ok"), ("later", "regular", "ok")]
+    assert len(list(images.iterdir())) == 6
+
+    await _ended(engine, await engine.act(snapshots.preview_snapshot, vm_id, good))
+    await _ended(engine, await engine.act(snapshots.end_preview, vm_id, commit=True))
+    committed = await _chains(engine, disk_ids)
+    for recorded, on_storage, _fmt in committed:
+        assert recorded == on_storage and len(recorded) == 2
+    assert reads(committed[0][0][-1], "qcow2", 0x11, 0)
+    assert await _statuses(engine) == [("good", "regular", "ok")]
+    assert sorted(p.name for p in images.iterdir()) == sorted(
+        Path(p).name for c in committed for p in c[0])
+    with pytest.raises(Conflict, match="it previews no snapshot"):
+        await engine.act(snapshots.end_preview, vm_id, commit=True)

@@ -15,6 +15,7 @@ from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.views import ref
 from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import Disk, Snapshot, SnapshotVolume, Vm
+from overt.engine.model.errors import InvalidInput, NotFound
 from overt.engine.queries import lookup
 from overt.engine.queries.vm_spec import vm_disks
 from overt.engine.services import snapshots as snapshot_service
@@ -42,8 +43,8 @@ def active_view(vm: Vm) -> Representation:
 
 
 def snapshot_view(vm: Vm, snapshot: Snapshot) -> Representation:
-    status = "ok" if snapshot.status == "ok" else "locked"
-    return _view(vm, snapshot.id, description=snapshot.description, kind="regular",
+    status = snapshot.status if snapshot.status in ("ok", "in_preview") else "locked"
+    return _view(vm, snapshot.id, description=snapshot.description, kind=snapshot.kind,
                  status=status, date=snapshot.created_at)
 
 
@@ -116,3 +117,37 @@ async def list_snapshot_disks(ctx: ApiContext) -> Response:
         rep["snapshot"] = {"href": href("vms", vm.id, "snapshots", wanted), "id": str(wanted)}
         reps.append(rep)
     return ctx.render_list("disks", "disk", reps)
+
+
+# -- preview (actions on the VM, as in oVirt) ------------------------------------------------
+
+@routes.post("/vms/{vm_id}/previewsnapshot")
+async def preview_snapshot(ctx: ApiContext) -> Response:
+    action = await ctx.body("action")
+    snapshot = action.child("snapshot")
+    raw = snapshot.get_str("id") if snapshot is not None else None
+    if not raw:
+        raise InvalidInput("action.snapshot.id is required: name the snapshot to preview")
+    try:
+        snapshot_id = uuid.UUID(raw)
+    except ValueError:
+        raise NotFound(f"there is no snapshot with id {raw}") from None
+    job = await snapshot_service.preview_snapshot(
+        ctx.session, ctx.services.jobs, ctx.id_param("vm_id"), snapshot_id, ctx.user)
+    return action_done(ctx, job)
+
+
+@routes.post("/vms/{vm_id}/commitsnapshot")
+async def commit_snapshot(ctx: ApiContext) -> Response:
+    await action_params(ctx)
+    job = await snapshot_service.end_preview(ctx.session, ctx.services.jobs,
+                                             ctx.id_param("vm_id"), ctx.user, commit=True)
+    return action_done(ctx, job)
+
+
+@routes.post("/vms/{vm_id}/undosnapshot")
+async def undo_snapshot(ctx: ApiContext) -> Response:
+    await action_params(ctx)
+    job = await snapshot_service.end_preview(ctx.session, ctx.services.jobs,
+                                             ctx.id_param("vm_id"), ctx.user, commit=False)
+    return action_done(ctx, job)

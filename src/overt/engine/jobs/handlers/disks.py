@@ -18,7 +18,7 @@ from overt.engine.model.status import DiskStatus, HostStatus, LogSeverity, Templ
 from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
 from overt.engine.queries.shared_storage import is_shared, release_extent
-from overt.engine.queries.snapshot_chains import disk_chain, volume_location
+from overt.engine.queries.snapshot_chains import all_volumes, volume_location
 from overt.engine.queries.vm_spec import image_location
 from overt.protocol import ErrorCode
 from overt.protocol.commands import Empty, VolumeCreate, VolumeDelete, VolumeInfo
@@ -124,9 +124,9 @@ async def remove_disk(ctx: JobContext, spec: RemoveDisk) -> dict[str, Any]:
 async def _remove_local(ctx: JobContext, domain: StorageDomain, disk: Disk) -> None:
     host = await storage_host(ctx, domain)
     async with ctx.transaction() as session:
-        chain = await disk_chain(session, disk)
+        volumes = await all_volumes(session, disk)
     async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
-        for number, image_path in enumerate(reversed(chain)):  # its snapshots' volumes too
+        for number, image_path in enumerate(volumes):  # its snapshots' volumes too
             try:
                 await ctx.nodes.call(host, VolumeDelete(path=volume_location(domain, image_path)),
                                      Empty, key=ctx.key(f"delete-{number}" if number else "delete"))

@@ -34,7 +34,7 @@ from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus, VmStatus
 from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
-from overt.engine.queries.snapshot_chains import disk_chain, volume_location
+from overt.engine.queries.snapshot_chains import all_volumes, volume_location
 from overt.engine.queries.vm_spec import memory_image_dir, vm_disks
 from overt.protocol import ErrorCode
 from overt.protocol.commands import Empty, VmDestroy, VmReboot, VmSave, VmShutdown, VolumeDelete
@@ -233,9 +233,9 @@ async def remove_vm(ctx: JobContext, spec: RemoveVm) -> dict[str, Any]:
             async with ctx.transaction() as session:
                 host = await lookup.get(session, Host, domain.host_id)
             async with ctx.transaction() as session:
-                chain = await disk_chain(session, disk)
+                volumes = await all_volumes(session, disk)
             async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
-                for number, image_path in enumerate(reversed(chain)):  # its snapshots' too
+                for number, image_path in enumerate(volumes):  # its snapshots' too
                     suffix = f"-{number}" if number else ""
                     await _delete_volume(ctx, host, volume_location(domain, image_path),
                                          key=f"delete-{disk.id}{suffix}")

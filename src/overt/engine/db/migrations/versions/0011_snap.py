@@ -24,8 +24,11 @@ def upgrade() -> None:
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('vm_id', sa.Uuid(), nullable=False),
     sa.Column('description', sa.Text(), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('preview_of', sa.Uuid(), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('created_at', overt.engine.db.tables.UtcDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['preview_of'], ['snapshots.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['vm_id'], ['vms.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )
