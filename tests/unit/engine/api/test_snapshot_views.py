@@ -45,3 +45,15 @@ def test_a_disks_image_id_is_the_volume_it_reads() -> None:
     assert views.volume_id(f"images/{volume}.qcow2", disk_id) == str(volume)
     assert views.volume_id(f"images/{disk_id}.raw", disk_id) == str(disk_id)
     assert views.volume_id("lun0/extent-1048576-2097152", disk_id) == str(disk_id)
+
+
+def test_the_sdk_reads_a_snapshot_in_preview_and_the_preview_one() -> None:
+    vm = Vm(id=uuid.uuid4(), name="web", created_at=dt.datetime(2026, 11, 30, tzinfo=dt.UTC))
+    previewed = Snapshot(id=uuid.uuid4(), vm_id=vm.id, description="good", kind="regular",
+                         status="in_preview", created_at=vm.created_at)
+    kept = Snapshot(id=uuid.uuid4(), vm_id=vm.id, description="Active VM before the preview",
+                    kind="preview", status="ok", created_at=vm.created_at)
+    first, second = Reader.read(to_xml("snapshots", {"snapshot": [
+        snapshot_view(vm, previewed), snapshot_view(vm, kept)]}))
+    assert first.snapshot_status == types.SnapshotStatus.IN_PREVIEW
+    assert second.snapshot_type == types.SnapshotType.PREVIEW

@@ -44,7 +44,8 @@ def active_view(vm: Vm) -> Representation:
 
 def snapshot_view(vm: Vm, snapshot: Snapshot) -> Representation:
     status = snapshot.status if snapshot.status in ("ok", "in_preview") else "locked"
-    return _view(vm, snapshot.id, description=snapshot.description, kind=snapshot.kind,
+    return _view(vm, snapshot.id, description=snapshot.description,
+                 kind=snapshot.kind or "regular",
                  status=status, date=snapshot.created_at)
 
 
