@@ -204,7 +204,7 @@ def test_a_snapshot_of_the_running_guest_is_taken_and_merged_live(
     assert len(snapshots.list()) == 1
 
 
-def test_a_snapshot_of_a_down_vm_is_made_and_merged_with_qemu_img(
+def test_a_down_vms_snapshot_is_merged_previewed_and_restored(
         demo: Demo, running_vm: tuple[sdk.Connection, types.Vm]) -> None:
     conn, _running = running_vm
     vms = conn.system_service().vms_service()
@@ -222,6 +222,28 @@ def test_a_snapshot_of_a_down_vm_is_made_and_merged_with_qemu_img(
             return str(next(demo.images_dir.rglob(f"{image_id}.qcow2")))
         snapshot_then_remove(conn, vm.id, active)
         assert service.get().status == types.VmStatus.DOWN
+
+        # Preview, undo, preview again and commit, then restore: oVirt's actions.
+        snapshots = service.snapshots_service()
+        taken = snapshots.add(types.Snapshot(description="kept", persist_memorystate=False))
+        status = lambda: snapshots.snapshot_service(taken.id).get().snapshot_status  # noqa: E731
+        wait_until(lambda: status() == types.SnapshotStatus.OK, 60, "the snapshot")
+        frozen = active()
+        service.preview_snapshot(snapshot=types.Snapshot(id=taken.id))
+        wait_until(lambda: status() == types.SnapshotStatus.IN_PREVIEW, 60, "the preview")
+        assert [s.snapshot_type for s in snapshots.list()][-1] == types.SnapshotType.PREVIEW
+        service.undo_snapshot()
+        wait_until(lambda: len(snapshots.list()) == 2, 60, "the preview to be undone")
+        assert active() == frozen
+        service.preview_snapshot(snapshot=types.Snapshot(id=taken.id))
+        wait_until(lambda: status() == types.SnapshotStatus.IN_PREVIEW, 60, "the preview")
+        service.commit_snapshot()
+        wait_until(lambda: len(snapshots.list()) == 2 and status() == types.SnapshotStatus.OK,
+                   60, "the preview to be committed")
+        snapshots.snapshot_service(taken.id).restore()
+        wait_until(lambda: active() != frozen and status() == types.SnapshotStatus.OK, 60,
+                   "the restore")
+        assert storage_chain(active()) == api_chain(conn, vm.id, template_disk_id(conn))
     finally:
         with contextlib.suppress(sdk.Error):
             service.remove()
