@@ -60,8 +60,12 @@ async def _live_host(ctx: JobContext, vm: Vm) -> Host | None:
 async def create_snapshot(ctx: JobContext, spec: CreateSnapshot) -> dict[str, Any]:
     async with ctx.transaction() as session:
         vm = await lookup.get(session, Vm, spec.vm_id)
+        snapshot = await session.get(Snapshot, spec.snapshot_id)
+        # A retry after the chains were recorded has nothing left to do.
         disks = [(d, sd) for _a, d, sd in await vm_disks(session, vm.id)
-                 if str(d.id) in spec.overlays]
+                 if d.image_path != spec.overlays.get(str(d.id), d.image_path)]
+    if snapshot is None or snapshot.status == "ok":
+        return {"disks": 0}
     host = await _live_host(ctx, vm)
     if host is not None:
         overlays = tuple(DiskOverlay(active=volume_location(sd, d.image_path),
@@ -114,8 +118,11 @@ async def create_failed(session: AsyncSession, ctx: JobContext, spec: CreateSnap
 async def remove_snapshot(ctx: JobContext, spec: RemoveSnapshot) -> dict[str, Any]:
     async with ctx.transaction() as session:
         vm = await lookup.get(session, Vm, spec.vm_id)
-        snapshot = await lookup.get(session, Snapshot, spec.snapshot_id)
+        found = await session.get(Snapshot, spec.snapshot_id)
         disk_ids = [d.id for _a, d, _sd in await vm_disks(session, vm.id)]
+    if found is None:
+        return {"merged": 0}  # a retry after the snapshot was forgotten
+    snapshot = found
     host = await _live_host(ctx, vm)
     merged = 0
     for disk_id in disk_ids:
