@@ -37,9 +37,11 @@ from overt.protocol.commands import (
     Empty,
     HostCapabilitiesCommand,
     HostStateCommand,
+    VmBlockCommit,
     VmCancelMigration,
     VmDefine,
     VmDestroy,
+    VmDiskSnapshot,
     VmMigrate,
     VmMigrationProgress,
     VmPause,
@@ -51,6 +53,7 @@ from overt.protocol.commands import (
     VmStart,
     VmStatus,
     VmUndefine,
+    VolumeCommit,
     VolumeCreate,
     VolumeDelete,
     VolumeInfoCommand,
@@ -228,6 +231,20 @@ class Agent:
                 return Empty()
             case VolumeInfoCommand(path=path):
                 return await self.volumes.info(path)
+            case VolumeCommit():
+                return await self.volumes.commit(command)
+            case VmDiskSnapshot(vm_id=vm_id, disks=disks):
+                for disk in disks:
+                    self.volumes.inside(disk.active, "the active volume")
+                    self.volumes.inside(disk.overlay, "the new volume")
+                await self._locked(vm_id, hyp.disk_snapshot(vm_id, disks))
+                return Empty()
+            case VmBlockCommit(vm_id=vm_id, disk=disk, top=top, base=base, timeout_s=timeout):
+                for path in (disk, top, base):
+                    self.volumes.inside(path, "a volume to merge")
+                await self._locked(vm_id, hyp.block_commit(vm_id, disk, top, base,
+                                                           timeout_s=timeout))
+                return Empty()
             case HostSetupNetworks(networks=wanted, rollback_after_s=rollback):
                 return await self._host_networks().setup(wanted, rollback)
             case HostCommitNetworks():

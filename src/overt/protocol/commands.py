@@ -204,6 +204,50 @@ class VolumeInfoCommand(_Command):
     path: str = Field(pattern=r"^/")
 
 
+class VolumeCommit(_Command):
+    """Merge `top` into its backing volume `base` (qemu-img commit) on a VM that is not
+    running; `child`, the volume over `top` if any, is rebased onto `base`. `top` stays
+    on storage for the engine to delete once it has recorded the new chain."""
+
+    name: Literal["volume.commit"] = "volume.commit"
+    result: ClassVar[type[VolumeInfo]] = VolumeInfo
+    top: str = Field(pattern=r"^/")
+    base: str = Field(pattern=r"^/")
+    base_format: DiskFormat = DiskFormat.QCOW2
+    child: str | None = Field(None, pattern=r"^/")
+
+
+class DiskOverlay(WireModel):
+    """One disk of a running VM to snapshot: its active volume and the new one over it."""
+
+    active: str = Field(pattern=r"^/")
+    overlay: str = Field(pattern=r"^/")
+
+
+class VmDiskSnapshot(_Command):
+    """A disk-only external snapshot of a running VM, atomic over its disks: each disk's
+    new `overlay` (qcow2, backed by its `active` volume) becomes the volume QEMU writes."""
+
+    name: Literal["vm.disk_snapshot"] = "vm.disk_snapshot"
+    result: ClassVar[type[Empty]] = Empty
+    vm_id: UUID
+    disks: tuple[DiskOverlay, ...] = Field(min_length=1)
+
+
+class VmBlockCommit(_Command):
+    """Live merge: commit `top` into `base` in the chain of the running VM's disk whose
+    active volume is `disk`; when `top` is that active volume, QEMU then pivots to `base`.
+    Returns once the chain QEMU uses no longer holds `top`."""
+
+    name: Literal["vm.block_commit"] = "vm.block_commit"
+    result: ClassVar[type[Empty]] = Empty
+    vm_id: UUID
+    disk: str = Field(pattern=r"^/")
+    top: str = Field(pattern=r"^/")
+    base: str = Field(pattern=r"^/")
+    timeout_s: float = Field(600, gt=0, le=86_400)
+
+
 Command = Annotated[
     HostCapabilitiesCommand
     | HostStateCommand
@@ -224,6 +268,9 @@ Command = Annotated[
     | VolumeCreate
     | VolumeDelete
     | VolumeInfoCommand
+    | VolumeCommit
+    | VmDiskSnapshot
+    | VmBlockCommit
     | HostSetupNetworks
     | HostCommitNetworks
     | StorageDomainCreate

@@ -1,11 +1,16 @@
-"""NICs of a running VM through the official SDK against `overt demo` and real QEMU:
-hot-plug, link down, unplug and removal, seen in the live domain XML and in the API."""
+"""NICs and snapshots of a running VM through the official SDK against `overt demo` and
+real QEMU: hot-plug, link down, unplug and removal, seen in the live domain XML and in the
+API; a disk-only snapshot taken and merged live (and on a down VM), the chain on storage
+equal to the engine's."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import subprocess
+import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import libvirt
@@ -114,3 +119,131 @@ def test_a_nic_on_a_network_outside_the_vms_cluster_is_refused(
             len(ET.fromstring(before).findall("devices/interface"))
     finally:
         system.networks_service().network_service(network.id).remove()
+
+
+# -- snapshots of the same guest (it is booted already: no second VM to boot) ---------------
+
+def live_disk_source(vm_id: str) -> str:
+    """The volume QEMU writes for the VM's first disk, from libvirt's live XML."""
+    xml = libvirt.open("qemu:///system").lookupByUUIDString(vm_id).XMLDesc()
+    source = ET.fromstring(xml).find("devices/disk/source")
+    assert source is not None
+    return source.get("file", "")
+
+
+def storage_chain(path: str) -> list[str]:
+    """The volume ids qemu-img finds on storage under `path`, base first."""
+    out = subprocess.run(["qemu-img", "info", "-U", "--backing-chain", "--output=json", path],
+                         check=True, capture_output=True, text=True).stdout
+    return [Path(layer["filename"]).name.split(".")[0] for layer in reversed(json.loads(out))]
+
+
+def api_chain(conn: sdk.Connection, vm_id: str, template_disk_id: str) -> list[str]:
+    """The chain the engine records, as its API shows it: the template's volume, each
+    snapshot's volume oldest first, then the active one (`Active VM`, listed first)."""
+    snapshots = conn.system_service().vms_service().vm_service(vm_id).snapshots_service()
+    listed = snapshots.list()
+    volumes = [template_disk_id]
+    for snapshot in [*listed[1:], listed[0]]:
+        disks = snapshots.snapshot_service(snapshot.id).disks_service().list()
+        volumes += [d.image_id for d in disks]
+    return volumes
+
+
+def template_disk_id(conn: sdk.Connection) -> str:
+    templates = conn.system_service().templates_service()
+    template = templates.list(search="name=test-guest")[0]
+    attachment = templates.template_service(template.id).disk_attachments_service().list()[0]
+    return str(attachment.id)
+
+
+def snapshot_then_remove(conn: sdk.Connection, vm_id: str, active: Callable[[], str]) -> None:
+    """Take a snapshot, check the chains, remove it, check them again: the guest (if any)
+    keeps running on a clean image."""
+    snapshots = conn.system_service().vms_service().vm_service(vm_id).snapshots_service()
+    base_volume, template = active(), template_disk_id(conn)
+    assert [(s.description, s.snapshot_type) for s in snapshots.list()] == [
+        ("Active VM", types.SnapshotType.ACTIVE)]
+
+    taken = snapshots.add(types.Snapshot(description="e2e", persist_memorystate=False))
+    assert taken.description == "e2e"
+    wait_until(lambda: snapshots.snapshot_service(taken.id).get().snapshot_status
+               == types.SnapshotStatus.OK, 60, "the snapshot to be taken")
+    overlay = active()
+    assert overlay != base_volume
+    assert storage_chain(overlay) == api_chain(conn, vm_id, template)
+    assert len(storage_chain(overlay)) == 3
+    assert [s.snapshot_type for s in snapshots.list()] == [
+        types.SnapshotType.ACTIVE, types.SnapshotType.REGULAR]
+
+    snapshots.snapshot_service(taken.id).remove()
+    wait_until(lambda: len(snapshots.list()) == 1, 120, "the snapshot to be merged away")
+    assert active() == base_volume
+    assert storage_chain(base_volume) == api_chain(conn, vm_id, template)
+    assert len(storage_chain(base_volume)) == 2
+    assert not Path(overlay).exists()
+    subprocess.run(["qemu-img", "check", "-U", base_volume], check=True, capture_output=True)
+
+
+def test_a_snapshot_of_the_running_guest_is_taken_and_merged_live(
+        running_vm: tuple[sdk.Connection, types.Vm]) -> None:
+    conn, vm = running_vm
+    serial = Path(CONSOLE_LOG_DIR) / f"{vm.id}.log"
+    snapshot_then_remove(conn, vm.id, lambda: live_disk_source(vm.id))
+    service = conn.system_service().vms_service().vm_service(vm.id)
+    assert service.get().status == types.VmStatus.UP
+    assert BOOT_MARKER in serial.read_text()
+
+    snapshots = service.snapshots_service()
+    for refused, code in ((lambda: snapshots.snapshot_service(str(uuid.uuid4())).remove(), 404),
+                          (lambda: snapshots.snapshot_service(snapshots.list()[0].id).remove(),
+                           409)):
+        with pytest.raises(sdk.Error) as error:
+            refused()
+        assert error.value.code == code
+    assert len(snapshots.list()) == 1
+
+
+def test_a_down_vms_snapshot_is_merged_previewed_and_restored(
+        demo: Demo, running_vm: tuple[sdk.Connection, types.Vm]) -> None:
+    conn, _running = running_vm
+    vms = conn.system_service().vms_service()
+    vm = vms.add(types.Vm(name="e2e-snap-down", cluster=types.Cluster(name="Default"),
+                          template=types.Template(name="test-guest"), memory=256 * MIB))
+    service = vms.vm_service(vm.id)
+    try:
+        disk = conn.follow_link(service.disk_attachments_service().list()[0].disk)
+        disks = conn.system_service().disks_service()
+        wait_until(lambda: disks.disk_service(disk.id).get().status == types.DiskStatus.OK, 60,
+                   "the VM's disk to be created")
+
+        def active() -> str:
+            image_id = disks.disk_service(disk.id).get().image_id
+            return str(next(demo.images_dir.rglob(f"{image_id}.qcow2")))
+        snapshot_then_remove(conn, vm.id, active)
+        assert service.get().status == types.VmStatus.DOWN
+
+        # Preview, undo, preview again and commit, then restore: oVirt's actions.
+        snapshots = service.snapshots_service()
+        taken = snapshots.add(types.Snapshot(description="kept", persist_memorystate=False))
+        status = lambda: snapshots.snapshot_service(taken.id).get().snapshot_status  # noqa: E731
+        wait_until(lambda: status() == types.SnapshotStatus.OK, 60, "the snapshot")
+        frozen = active()
+        service.preview_snapshot(snapshot=types.Snapshot(id=taken.id))
+        wait_until(lambda: status() == types.SnapshotStatus.IN_PREVIEW, 60, "the preview")
+        assert [s.snapshot_type for s in snapshots.list()][-1] == types.SnapshotType.PREVIEW
+        service.undo_snapshot()
+        wait_until(lambda: len(snapshots.list()) == 2, 60, "the preview to be undone")
+        assert active() == frozen
+        service.preview_snapshot(snapshot=types.Snapshot(id=taken.id))
+        wait_until(lambda: status() == types.SnapshotStatus.IN_PREVIEW, 60, "the preview")
+        service.commit_snapshot()
+        wait_until(lambda: len(snapshots.list()) == 2 and status() == types.SnapshotStatus.OK,
+                   60, "the preview to be committed")
+        snapshots.snapshot_service(taken.id).restore()
+        wait_until(lambda: active() != frozen and status() == types.SnapshotStatus.OK, 60,
+                   "the restore")
+        assert storage_chain(active()) == api_chain(conn, vm.id, template_disk_id(conn))
+    finally:
+        with contextlib.suppress(sdk.Error):
+            service.remove()

@@ -33,6 +33,7 @@ from overt.engine.api.resources import (
     networking,
     power_management,
     root,
+    snapshots,
     statistics,
     storage,
     tags,
@@ -73,7 +74,7 @@ def api_routes() -> ApiRoutes:
     routes = ApiRoutes()
     for module in (root, vms, hosts, host_nics, inventory, inventory_edits, storage, activity,
                    statistics, vm_devices, consoles, tags, networking, host_networks,
-                   identity, power_management, templates):
+                   identity, power_management, snapshots, templates):
         routes.include(module.routes)
     return routes
 

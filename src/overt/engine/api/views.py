@@ -125,10 +125,12 @@ def vm(v: t.Vm, *, nics: Sequence[Representation] | None = None,
     rep: Representation = {
         "href": base, "id": str(v.id),
         "actions": actions(base, "start", "stop", "shutdown", "reboot", "suspend", "ticket",
-                           "migrate", "cancelmigration", "clone"),
+                           "migrate", "cancelmigration", "clone", "previewsnapshot",
+                           "commitsnapshot", "undosnapshot"),
         "name": v.name, "description": v.description, "comment": v.comment,
     }
-    rels = ["diskattachments", "nics", "statistics", "graphicsconsoles", "permissions"]
+    rels = ["diskattachments", "nics", "statistics", "graphicsconsoles", "permissions",
+            "snapshots"]
     if nics is not None:
         rels.remove("nics")
     if disk_attachments is not None:
@@ -184,6 +186,15 @@ def nic(n: t.VmNic, *, network_id: uuid.UUID | None = None) -> Representation:
     }
 
 
+def volume_id(image_path: str, disk_id: uuid.UUID) -> str:
+    """oVirt's `image_id`: the id of the volume a disk (or a snapshot of it) reads now."""
+    stem = image_path.rsplit("/", 1)[-1].split(".", 1)[0]
+    try:
+        return str(uuid.UUID(stem))
+    except ValueError:
+        return str(disk_id)
+
+
 def disk(d: t.Disk) -> Representation:
     base = href("disks", d.id)
     return {
@@ -192,7 +203,7 @@ def disk(d: t.Disk) -> Representation:
         "name": d.name, "description": d.description,
         "link": links(base, "permissions", "statistics", "disksnapshots"),
         "actual_size": d.actual_size, "alias": d.name, "content_type": "data",
-        "format": d.format, "image_id": str(d.id), "propagate_errors": False,
+        "format": d.format, "image_id": volume_id(d.image_path, d.id), "propagate_errors": False,
         "provisioned_size": d.provisioned_size, "shareable": d.shareable, "sparse": d.sparse,
         "status": d.status, "storage_type": "image", "total_size": d.actual_size,
         "wipe_after_delete": False,

@@ -385,6 +385,43 @@ class DiskAttachment(Base):
     read_only: Mapped[bool] = mapped_column(default=False)
 
 
+class Snapshot(Base):
+    """A VM's disk-only snapshot (oVirt's `regular` snapshot; the `active` one, the VM as it
+    runs, is not a row). `status` is oVirt's: locked while a job makes or removes it."""
+
+    __tablename__ = "snapshots"
+    id: Mapped[uuid.UUID] = _id()
+    vm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("vms.id", ondelete="CASCADE"),
+                                             index=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    # oVirt's snapshot_type: `regular`, or `preview` (the VM's volumes before a preview,
+    # kept to undo it); status: ok, locked or in_preview.
+    kind: Mapped[str] = mapped_column(String(16), default="regular")
+    # A `preview` snapshot: the snapshot the VM previews (each disk's chain ends at its
+    # volume while the disk has a volume kept in this one).
+    preview_of: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("snapshots.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default="locked")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SnapshotVolume(Base):
+    """The volume of a disk that a snapshot froze: read-only, under the disk's next volume.
+
+    A disk's chain on storage is its template's image (if any), then its snapshot volumes
+    in `pk` order, then the disk's own `image_path` (the active volume)."""
+
+    __tablename__ = "snapshot_volumes"
+    __table_args__ = (UniqueConstraint("snapshot_id", "disk_id"),)
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    snapshot_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("snapshots.id", ondelete="CASCADE"), index=True)
+    disk_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("disks.id", ondelete="CASCADE"),
+                                               index=True)
+    image_path: Mapped[str] = mapped_column(Text)  # relative to the domain's path
+    format: Mapped[str] = mapped_column(String(8), default="cow")
+
+
 class Job(Base):
     """A persisted user action (the seed's taskomatic). `state` drives the worker."""
 

@@ -213,6 +213,61 @@ class CloneVm(_CopyDisksJob):
         return self.vm_id
 
 
+class CreateSnapshot(VmJob):
+    """A disk-only snapshot of a VM, down or running: each disk's volume is frozen under a
+    new qcow2 volume whose name the submission chose (`overlays`: disk id -> path of the
+    new volume in its domain), so a retry asks the node for the same volumes."""
+
+    kind: ClassVar[str] = "vm.snapshot"
+    max_attempts: ClassVar[int] = 3
+    snapshot_id: uuid.UUID
+    overlays: dict[str, str]
+
+
+class RemoveSnapshot(VmJob):
+    """Merge each of a snapshot's volumes with the volume over it (a block commit, live on
+    a running VM) and forget the snapshot. The database records each disk's new chain as
+    soon as its merge is done, so a retry merges only what is left."""
+
+    kind: ClassVar[str] = "vm.snapshot_remove"
+    max_attempts: ClassVar[int] = 3
+    snapshot_id: uuid.UUID
+
+
+class RestoreSnapshot(VmJob):
+    """Bring a down VM's disks back to a snapshot: each gets a new empty volume over the
+    snapshot's (`overlays`, named at submission), and the volumes newer than the snapshot
+    are dropped with their snapshots (oVirt's restore: preview and commit in one)."""
+
+    kind: ClassVar[str] = "vm.snapshot_restore"
+    max_attempts: ClassVar[int] = 3
+    snapshot_id: uuid.UUID
+    overlays: dict[str, str]
+
+
+class PreviewSnapshot(VmJob):
+    """Let a down VM run from a snapshot: each disk gets a new volume over the snapshot's
+    (`overlays`), and its volumes until then are kept under `preview_id` (oVirt's
+    `preview` snapshot), for a commit to drop or an undo to bring back."""
+
+    kind: ClassVar[str] = "vm.snapshot_preview"
+    max_attempts: ClassVar[int] = 3
+    snapshot_id: uuid.UUID
+    preview_id: uuid.UUID
+    overlays: dict[str, str]
+
+
+class EndPreview(VmJob):
+    """End a down VM's preview: `commit` keeps the previewed state (the volumes off the
+    chain are deleted with their snapshots), otherwise the VM's volumes before the preview
+    come back and the preview's are deleted (oVirt's `commitsnapshot` / `undosnapshot`)."""
+
+    kind: ClassVar[str] = "vm.snapshot_end_preview"
+    max_attempts: ClassVar[int] = 3
+    snapshot_id: uuid.UUID
+    commit: bool
+
+
 class InstallHost(JobSpec):
     """Enroll a host by its address (or reconnect one enrolled before)."""
 
@@ -366,7 +421,8 @@ KINDS: dict[str, type[JobSpec]] = {spec.kind: spec for spec in (
     StartVm, StopVm, ShutdownVm, RebootVm, SuspendVm, RemoveVm, SetTicket,
     CreateDisk, RemoveDisk, InstallHost, RefreshHost, SetupHostNetworks,
     CommitHostNetworks, CreateStorageDomain, AttachStorageDomain, DetachStorageDomain,
-    ChangeVmNic, FenceHost, MigrateVm, CancelMigration, CreateTemplate, CloneVm)}
+    ChangeVmNic, FenceHost, MigrateVm, CancelMigration, CreateTemplate, CloneVm,
+    CreateSnapshot, RemoveSnapshot, RestoreSnapshot, PreviewSnapshot, EndPreview)}
 
 
 class UnreadableJob(Exception):

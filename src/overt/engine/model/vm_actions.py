@@ -19,6 +19,7 @@ class VmAction(StrEnum):
     UPDATE_DEVICES = "update_devices"  # add/remove disks and NICs
     HOTPLUG_NIC = "hotplug_nic"  # plug, unplug or relink a NIC of a running VM
     MIGRATE = "migrate"
+    SNAPSHOT = "snapshot"  # take or remove a disk-only snapshot
 
 
 _RUNNING = frozenset({S.UP, S.POWERING_UP, S.POWERING_DOWN, S.REBOOT_IN_PROGRESS, S.PAUSED,
@@ -36,6 +37,7 @@ VM_ACTIONS: dict[VmAction, frozenset[S]] = {
     VmAction.UPDATE_DEVICES: frozenset({S.DOWN}),
     VmAction.HOTPLUG_NIC: frozenset({S.UP, S.POWERING_UP, S.PAUSED}),
     VmAction.MIGRATE: frozenset({S.UP}),
+    VmAction.SNAPSHOT: frozenset({S.DOWN, S.UP}),
 }
 
 _VERBS = {
@@ -43,6 +45,7 @@ _VERBS = {
     VmAction.REBOOT: "reboot VM", VmAction.SUSPEND: "suspend VM", VmAction.REMOVE: "remove VM",
     VmAction.TICKET: "set console ticket", VmAction.UPDATE_DEVICES: "change the VM's devices",
     VmAction.HOTPLUG_NIC: "change a NIC of the running VM", VmAction.MIGRATE: "migrate VM",
+    VmAction.SNAPSHOT: "change the snapshots of VM",
 }
 
 

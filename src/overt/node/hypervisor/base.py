@@ -7,12 +7,12 @@ so a simulated driver (for scale benchmarks) can stand in behind the same interf
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from overt.protocol.commands import VmTicket
+from overt.protocol.commands import DiskOverlay, VmTicket
 from overt.protocol.host import HostCapabilities, VirtMode, VmStatusReport
 from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
 from overt.protocol.vm import NicSpec, VmSpec
@@ -135,3 +135,11 @@ class Hypervisor(Protocol):
 
     async def set_nic_link(self, vm_id: uuid.UUID, nic: NicSpec) -> VmStatusReport:
         """Set a plugged NIC's link state to `nic.linked`."""
+
+    async def disk_snapshot(self, vm_id: uuid.UUID, disks: Sequence[DiskOverlay]) -> None:
+        """Make each disk's `overlay` its new active volume, atomically (already: success)."""
+
+    async def block_commit(self, vm_id: uuid.UUID, disk: str, top: str, base: str, *,
+                           timeout_s: float) -> None:
+        """Merge `top` into `base` in the running VM's disk whose active volume is `disk`
+        (pivoting to `base` when `top` is that volume); merged already: success."""

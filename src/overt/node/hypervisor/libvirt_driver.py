@@ -14,7 +14,7 @@ import socket
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -53,11 +53,12 @@ from overt.node.hypervisor.libvirt_host import (
 )
 from overt.node.hypervisor.libvirt_nics import LiveNics
 from overt.node.hypervisor.libvirt_outgoing import OutgoingMigrations
+from overt.node.hypervisor.libvirt_snapshots import LiveDisks
 from overt.node.hypervisor.libvirt_states import event_detail, state_after_event, vm_state
 from overt.node.hypervisor.virt_mode_cache import VirtModeChoice
 from overt.node.hypervisor.virt_probe import is_probe
 from overt.protocol import PROTOCOL_VERSION, ErrorCode
-from overt.protocol.commands import VmTicket
+from overt.protocol.commands import DiskOverlay, VmTicket
 from overt.protocol.host import HostCapabilities, VirtMode, VmState, VmStatusReport
 from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
 from overt.protocol.vm import NicSpec, VmSpec
@@ -86,6 +87,7 @@ class LibvirtHypervisor:
         self._known: dict[str, OvertMetadata] = {}  # domain uuid -> Overt's facts
         self.outgoing = OutgoingMigrations(self.calls)
         self._nics = LiveNics(self.calls)
+        self._disks = LiveDisks(self.calls)
 
     @property
     def virt_mode(self) -> VirtMode:
@@ -386,6 +388,15 @@ class LibvirtHypervisor:
         dom = await self._domain(vm_id)
         await self._nics.set_link(dom, nic)
         return await self._report(dom)
+
+    # -- disks of a running VM ---------------------------------------------------------------
+
+    async def disk_snapshot(self, vm_id: uuid.UUID, disks: Sequence[DiskOverlay]) -> None:
+        await self._disks.snapshot(await self._domain(vm_id), disks)
+
+    async def block_commit(self, vm_id: uuid.UUID, disk: str, top: str, base: str, *,
+                           timeout_s: float) -> None:
+        await self._disks.commit(await self._domain(vm_id), disk, top, base, timeout_s)
 
     # -- events -------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,11 +19,18 @@ from overt import __version__
 from overt.node.errors import NodeFailure, invalid_state, no_such_vm
 from overt.node.hypervisor.base import HostCounters, HypervisorEvent, VmChanged, VmCounters
 from overt.node.simulated.migration import SimulatedMigration
+from overt.node.storage.local import (
+    backing_chain,
+    commit_into_backing,
+    create_overlay,
+    exists,
+    rebase,
+)
 from overt.protocol import PROTOCOL_VERSION, ErrorCode
-from overt.protocol.commands import VmTicket
+from overt.protocol.commands import DiskOverlay, VmTicket
 from overt.protocol.host import HostCapabilities, NicInfo, VirtMode, VmState, VmStatusReport
 from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
-from overt.protocol.vm import NicSpec, VmSpec
+from overt.protocol.vm import DiskFormat, FileSource, NicSpec, VmSpec
 
 SIMULATED = "simulated"
 _ON = (VmState.RUNNING, VmState.PAUSED)
@@ -52,6 +59,9 @@ class _Vm:
     cpu_time_ns: int = 0
     since: float = field(default_factory=time.monotonic)
     nics: dict[str, NicSpec] = field(default_factory=dict)  # by MAC
+    # Each file disk's chain, active volume first: a snapshot's overlay and a merge act
+    # on the files themselves (qemu-img) when they exist, as QEMU would.
+    chains: list[list[str]] = field(default_factory=list)
 
     def report(self, reason: str = "") -> VmStatusReport:
         return VmStatusReport(vm_id=self.vm_id, name=self.name, state=self.state,
@@ -180,7 +190,9 @@ class SimulatedHypervisor:
             persistent = vm.persistent if vm is not None else False
             vm = self._vms[vm_id] = _Vm(vm_id, spec.name, spec.memory_mib, VmState.SHUTOFF,
                                         persistent=persistent, spec_version=spec.spec_version,
-                                        nics={nic.mac: nic for nic in spec.nics})
+                                        nics={nic.mac: nic for nic in spec.nics},
+                                        chains=[[d.source.path] for d in spec.disks
+                                                if isinstance(d.source, FileSource)])
         assert vm is not None
         vm.vnc_port = next(self._ports)
         return self._change(vm, VmState.PAUSED if paused else VmState.RUNNING,
@@ -306,6 +318,43 @@ class SimulatedHypervisor:
         vm.nics[nic.mac] = nic
         return vm.report()
 
+    # -- disks of a running VM ---------------------------------------------------------
+
+    async def disk_snapshot(self, vm_id: uuid.UUID, disks: Sequence[DiskOverlay]) -> None:
+        vm = self._running(vm_id)
+        for disk in disks:
+            chain = next((c for c in vm.chains if disk.overlay in c or disk.active == c[0]),
+                         None)
+            if chain is None:
+                raise NodeFailure(ErrorCode.IMAGE_MISSING,
+                                  f"VM {vm.name} writes no volume {disk.active}")
+            if chain[0] == disk.overlay:
+                continue  # taken already
+            if exists(disk.active):
+                await create_overlay(Path(disk.overlay), Path(disk.active), DiskFormat.QCOW2
+                                     if _is_qcow2(Path(disk.active)) else DiskFormat.RAW)
+            chain.insert(0, disk.overlay)
+
+    async def block_commit(self, vm_id: uuid.UUID, disk: str, top: str, base: str, *,
+                           timeout_s: float) -> None:
+        vm = self._running(vm_id)
+        chain = next((c for c in vm.chains if c[0] in (disk, base)), None)
+        if chain is None:
+            raise NodeFailure(ErrorCode.IMAGE_MISSING, f"no disk of VM {vm.name} writes {disk}")
+        if top not in chain:
+            return  # merged already
+        if exists(chain[0]):  # what QEMU would have read from the images at start
+            chain[:] = await backing_chain(Path(chain[0]))
+        at = chain.index(top)
+        if at + 1 >= len(chain) or chain[at + 1] != base:
+            raise invalid_state(f"{base} is not the volume under {top} in VM {vm.name}")
+        if exists(top):
+            await commit_into_backing(Path(top))
+            if at > 0:
+                await rebase(Path(chain[at - 1]), Path(base), DiskFormat.QCOW2
+                             if _is_qcow2(Path(base)) else DiskFormat.RAW)
+        del chain[at]
+
     # -- helpers --------------------------------------------------------------------------
 
     def _vm(self, vm_id: uuid.UUID) -> _Vm:
@@ -332,3 +381,8 @@ class SimulatedHypervisor:
         report = vm.report(reason=detail)
         self._events.put_nowait(VmChanged(report, detail))
         return report
+
+
+def _is_qcow2(path: Path) -> bool:
+    with path.open("rb") as image:
+        return image.read(4) == b"QFI\xfb"

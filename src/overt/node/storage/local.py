@@ -14,7 +14,7 @@ from pathlib import Path
 
 from overt.node.errors import NodeFailure, bad_request
 from overt.protocol import ErrorCode
-from overt.protocol.commands import VolumeCreate, VolumeInfo
+from overt.protocol.commands import VolumeCommit, VolumeCreate, VolumeInfo
 from overt.protocol.vm import DiskFormat
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,23 @@ class LocalVolumes:
         path.chmod(0o644)
         log.info("disk image created", extra={"volume": str(path)})
         return await self.info(path)
+
+    async def commit(self, command: VolumeCommit) -> VolumeInfo:
+        """Merge `top` into `base`, its backing volume, and rebase `child` onto `base`.
+
+        Safe to repeat after a crash: committing `top` again writes the same data, and
+        the rebase only rewrites `child`'s header (`-u`: `base` now reads as `top` did)."""
+        top = self._existing(command.top, "the volume to merge")
+        base = self._existing(command.base, "the volume to merge into")
+        child = self._existing(command.child, "the volume over it") if command.child else None
+        backing = (await self.info(top)).backing
+        if backing is None or not same_file(backing, base):
+            raise bad_request(f"{base} is not the backing volume of {top} (it is {backing})")
+        await commit_into_backing(top)
+        if child is not None:
+            await rebase(child, base, command.base_format)
+        log.info("volume merged", extra={"volume": str(top), "base": str(base)})
+        return await self.info(base)
 
     async def delete(self, raw: str) -> None:
         path = self._existing(raw, "disk image")
@@ -131,3 +148,40 @@ async def _qemu_img(argv: list[str], action: str) -> str:
         message = detail[-1] if detail else f"exit status {proc.returncode}"
         raise NodeFailure(ErrorCode.HYPERVISOR_ERROR, f"{action} failed: {message}")
     return out.decode()
+
+
+async def create_overlay(path: Path, backing: Path, backing_format: DiskFormat) -> None:
+    """A new qcow2 volume over `backing` (a snapshot's new active volume)."""
+    await _qemu_img(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(backing),
+                     "-F", backing_format.value, str(path)], f"creating volume {path}")
+    _readable_by_qemu(path)
+
+
+async def rebase(child: Path, base: Path, base_format: DiskFormat) -> None:
+    """Point `child` at `base` without copying (`base` already reads as its old backing)."""
+    await _qemu_img(["qemu-img", "rebase", "-q", "-u", "-f", "qcow2", "-b", str(base),
+                     "-F", base_format.value, str(child)], f"rebasing {child} onto {base}")
+
+
+async def commit_into_backing(top: Path) -> None:
+    await _qemu_img(["qemu-img", "commit", "-q", "-d", "-f", "qcow2", str(top)],
+                    f"merging {top} into its backing volume")
+
+
+async def backing_chain(path: Path) -> list[str]:
+    """The volumes `path` reads through, itself first, as qemu-img sees them on storage."""
+    out = await _qemu_img(["qemu-img", "info", "-U", "--backing-chain", "--output=json",
+                           str(path)], f"reading the chain of {path}")
+    return [str(layer["filename"]) for layer in json.loads(out)]
+
+
+def same_file(one: str | Path, other: str | Path) -> bool:
+    return Path(one).resolve() == Path(other).resolve()
+
+
+def exists(path: str) -> bool:
+    return Path(path).exists()
+
+
+def _readable_by_qemu(path: Path) -> None:
+    path.chmod(0o644)

@@ -36,24 +36,24 @@ V = VmAction
 # The VM state machine written out, one column per action in this order ("x": allowed):
 # a change to the table must be a deliberate change to this grid too.
 VM_COLUMNS = (V.START, V.STOP, V.SHUTDOWN, V.REBOOT, V.SUSPEND, V.REMOVE, V.TICKET,
-              V.UPDATE_DEVICES, V.HOTPLUG_NIC, V.MIGRATE)
+              V.UPDATE_DEVICES, V.HOTPLUG_NIC, V.MIGRATE, V.SNAPSHOT)
 VM_GRID = {
-    #                              start stop shut rebt susp rmv  tckt devs nics migr
-    VmStatus.DOWN:                "x     -    -    -    -    x    -    x    -    -",
-    VmStatus.IMAGE_LOCKED:        "-     -    -    -    -    -    -    -    -    -",
-    VmStatus.MIGRATING:           "-     x    -    -    -    -    -    -    -    -",
-    VmStatus.NOT_RESPONDING:      "-     x    -    -    -    -    -    -    -    -",
-    VmStatus.PAUSED:              "x     x    x    -    -    -    x    -    x    -",
-    VmStatus.POWERING_DOWN:       "-     x    -    -    -    -    x    -    -    -",
-    VmStatus.POWERING_UP:         "-     x    x    -    -    -    x    -    x    -",
-    VmStatus.REBOOT_IN_PROGRESS:  "-     x    x    -    -    -    x    -    -    -",
-    VmStatus.RESTORING_STATE:     "-     -    -    -    -    -    -    -    -    -",
-    VmStatus.SAVING_STATE:        "-     -    -    -    -    -    -    -    -    -",
-    VmStatus.SUSPENDED:           "x     x    -    -    -    -    -    -    -    -",
-    VmStatus.UNASSIGNED:          "-     -    -    -    -    -    -    -    -    -",
-    VmStatus.UNKNOWN:             "-     x    -    -    -    -    -    -    -    -",
-    VmStatus.UP:                  "-     x    x    x    x    -    x    -    x    x",
-    VmStatus.WAIT_FOR_LAUNCH:     "-     x    -    -    -    -    -    -    -    -",
+    #                              start stop shut rebt susp rmv  tckt devs nics migr snap
+    VmStatus.DOWN:                "x     -    -    -    -    x    -    x    -    -    x",
+    VmStatus.IMAGE_LOCKED:        "-     -    -    -    -    -    -    -    -    -    -",
+    VmStatus.MIGRATING:           "-     x    -    -    -    -    -    -    -    -    -",
+    VmStatus.NOT_RESPONDING:      "-     x    -    -    -    -    -    -    -    -    -",
+    VmStatus.PAUSED:              "x     x    x    -    -    -    x    -    x    -    -",
+    VmStatus.POWERING_DOWN:       "-     x    -    -    -    -    x    -    -    -    -",
+    VmStatus.POWERING_UP:         "-     x    x    -    -    -    x    -    x    -    -",
+    VmStatus.REBOOT_IN_PROGRESS:  "-     x    x    -    -    -    x    -    -    -    -",
+    VmStatus.RESTORING_STATE:     "-     -    -    -    -    -    -    -    -    -    -",
+    VmStatus.SAVING_STATE:        "-     -    -    -    -    -    -    -    -    -    -",
+    VmStatus.SUSPENDED:           "x     x    -    -    -    -    -    -    -    -    -",
+    VmStatus.UNASSIGNED:          "-     -    -    -    -    -    -    -    -    -    -",
+    VmStatus.UNKNOWN:             "-     x    -    -    -    -    -    -    -    -    -",
+    VmStatus.UP:                  "-     x    x    x    x    -    x    -    x    x    x",
+    VmStatus.WAIT_FOR_LAUNCH:     "-     x    -    -    -    -    -    -    -    -    -",
 }
 
 

@@ -14,6 +14,9 @@ from overt.engine.jobs.handlers import (
     host_networks,
     host_refresh,
     hosts,
+    snapshot_preview,
+    snapshot_restore,
+    snapshots,
     storage_domains,
     vm_migrate,
     vm_nics,
@@ -25,7 +28,8 @@ from overt.engine.jobs.kinds import KINDS, JobSpec
 UNITS: dict[type[JobSpec], Unit[Any]] = {
     **vm_start.UNITS, **vms.UNITS, **consoles.UNITS, **disks.UNITS, **hosts.UNITS,
     **host_refresh.UNITS, **host_networks.UNITS, **storage_domains.UNITS,
-    **vm_nics.UNITS, **fencing.UNITS, **vm_migrate.UNITS, **disk_copies.UNITS}
+    **vm_nics.UNITS, **fencing.UNITS, **vm_migrate.UNITS, **disk_copies.UNITS,
+    **snapshots.UNITS, **snapshot_restore.UNITS, **snapshot_preview.UNITS}
 
 _missing = set(KINDS.values()) - set(UNITS)
 if _missing:  # a kind nobody can run would fail every job of it: refuse to start instead

@@ -18,13 +18,14 @@ from overt.engine.model.status import DiskStatus, HostStatus, LogSeverity, Templ
 from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
 from overt.engine.queries.shared_storage import is_shared, release_extent
+from overt.engine.queries.snapshot_chains import all_volumes, volume_location
 from overt.engine.queries.vm_spec import image_location
 from overt.protocol import ErrorCode
 from overt.protocol.commands import Empty, VolumeCreate, VolumeDelete, VolumeInfo
 from overt.protocol.vm import DiskFormat
 
 
-async def _storage_host(ctx: JobContext, domain: StorageDomain) -> Host:
+async def storage_host(ctx: JobContext, domain: StorageDomain) -> Host:
     if domain.host_id is None:
         raise JobFailed(f"storage domain {domain.name} has no host to act through")
     async with ctx.transaction() as session:
@@ -49,7 +50,7 @@ async def create_disk(ctx: JobContext, spec: CreateDisk) -> dict[str, Any]:
             raise JobFailed(f"disks on {domain.storage_type} domains are not made from files")
         made = await shared.create_volume(ctx, domain, disk, backing=base)
         return await _created(ctx, disk_id, domain, made.actual_size, made.virtual_size)
-    host = await _storage_host(ctx, domain)
+    host = await storage_host(ctx, domain)
     fmt = DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW
     async with ctx.step(f"Creating disk {disk.name} on storage domain {domain.name}",
                         host_id=host.id):
@@ -121,14 +122,17 @@ async def remove_disk(ctx: JobContext, spec: RemoveDisk) -> dict[str, Any]:
 
 
 async def _remove_local(ctx: JobContext, domain: StorageDomain, disk: Disk) -> None:
-    host = await _storage_host(ctx, domain)
+    host = await storage_host(ctx, domain)
+    async with ctx.transaction() as session:
+        volumes = await all_volumes(session, disk)
     async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
-        try:
-            await ctx.nodes.call(host, VolumeDelete(path=image_location(domain, disk)), Empty,
-                                 key=ctx.key("delete"))
-        except NodeCommandFailed as exc:
-            if exc.error.code is not ErrorCode.IMAGE_MISSING:
-                raise
+        for number, image_path in enumerate(volumes):  # its snapshots' volumes too
+            try:
+                await ctx.nodes.call(host, VolumeDelete(path=volume_location(domain, image_path)),
+                                     Empty, key=ctx.key(f"delete-{number}" if number else "delete"))
+            except NodeCommandFailed as exc:
+                if exc.error.code is not ErrorCode.IMAGE_MISSING:
+                    raise
 
 
 UNITS: dict[type[JobSpec], Unit[Any]] = {

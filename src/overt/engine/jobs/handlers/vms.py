@@ -36,6 +36,7 @@ from overt.engine.model.status import HostStatus, VmStatus
 from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
 from overt.engine.queries.shared_storage import is_shared, release_extent
+from overt.engine.queries.snapshot_chains import all_volumes, volume_location
 from overt.engine.queries.vm_spec import memory_image_dir, vm_disks
 from overt.protocol import ErrorCode
 from overt.protocol.commands import Empty, VmDestroy, VmReboot, VmSave, VmShutdown, VolumeDelete
@@ -236,9 +237,13 @@ async def remove_vm(ctx: JobContext, spec: RemoveVm) -> dict[str, Any]:
                 continue
             async with ctx.transaction() as session:
                 host = await lookup.get(session, Host, domain.host_id)
+            async with ctx.transaction() as session:
+                volumes = await all_volumes(session, disk)
             async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
-                await _delete_volume(ctx, host, f"{domain.path.rstrip('/')}/{disk.image_path}",
-                                     key=f"delete-{disk.id}")
+                for number, image_path in enumerate(volumes):  # its snapshots' too
+                    suffix = f"-{number}" if number else ""
+                    await _delete_volume(ctx, host, volume_location(domain, image_path),
+                                         key=f"delete-{disk.id}{suffix}")
     async with ctx.transaction() as session:
         vm = await lookup.get(session, Vm, spec.vm_id)
         for disk, domain in disks:

@@ -1,0 +1,210 @@
+"""Snapshot jobs: freezing a VM's disks under new volumes, and merging them away.
+
+The engine decides every volume and records each disk's chain once its node has acted:
+the chain in the database is the chain on storage. A running VM's volumes are changed by
+its own host's QEMU (an external disk-only snapshot, a block commit); a down VM's by the
+host of each disk's storage domain (qemu-img).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine import audit
+from overt.engine.db.tables import Disk, Host, Snapshot, SnapshotVolume, StorageDomain, Vm
+from overt.engine.jobs.context import JobContext, Unit
+from overt.engine.jobs.errors import RetryLater
+from overt.engine.jobs.handlers.disks import storage_host
+from overt.engine.jobs.kinds import CreateSnapshot, JobSpec, RemoveSnapshot
+from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
+from overt.engine.nodes import NodeCommandFailed
+from overt.engine.queries import lookup
+from overt.engine.queries.snapshot_chains import Merge, merge_of, volume_location
+from overt.engine.queries.vm_spec import vm_disks
+from overt.protocol import ErrorCode
+from overt.protocol.commands import (
+    DiskOverlay,
+    Empty,
+    VmBlockCommit,
+    VmDiskSnapshot,
+    VolumeCommit,
+    VolumeCreate,
+    VolumeDelete,
+    VolumeInfo,
+)
+from overt.protocol.vm import DiskFormat
+
+# A VM in these statuses has QEMU writing its disks: only its host may change them.
+LIVE = frozenset({VmStatus.UP, VmStatus.PAUSED, VmStatus.POWERING_UP})
+
+
+def _format(disk_format: str) -> DiskFormat:
+    return DiskFormat.QCOW2 if disk_format == "cow" else DiskFormat.RAW
+
+
+async def _live_host(ctx: JobContext, vm: Vm) -> Host | None:
+    """The host whose QEMU runs the VM, or None when the VM is down."""
+    if vm.status == VmStatus.DOWN:
+        return None
+    if vm.status not in LIVE or vm.host_id is None:
+        raise RetryLater(f"VM {vm.name} is {vm.status}")
+    async with ctx.transaction() as session:
+        host = await lookup.get(session, Host, vm.host_id)
+    if host.status != HostStatus.UP:
+        raise RetryLater(f"host {host.name} of VM {vm.name} is {host.status}")
+    return host
+
+
+async def create_snapshot(ctx: JobContext, spec: CreateSnapshot) -> dict[str, Any]:
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, spec.vm_id)
+        snapshot = await session.get(Snapshot, spec.snapshot_id)
+        # A retry after the chains were recorded has nothing left to do.
+        disks = [(d, sd) for _a, d, sd in await vm_disks(session, vm.id)
+                 if d.image_path != spec.overlays.get(str(d.id), d.image_path)]
+    if snapshot is None or snapshot.status == "ok":
+        return {"disks": 0}
+    host = await _live_host(ctx, vm)
+    if host is not None:
+        overlays = tuple(DiskOverlay(active=volume_location(sd, d.image_path),
+                                     overlay=volume_location(sd, spec.overlays[str(d.id)]))
+                         for d, sd in disks)
+        async with ctx.step(f"Taking a snapshot of the disks of VM {vm.name}", host_id=host.id):
+            await ctx.nodes.call(host, VmDiskSnapshot(vm_id=vm.id, disks=overlays), Empty,
+                                 key=ctx.key("snapshot"), timeout_s=120)
+    else:
+        for disk, domain in disks:
+            await _create_overlay(ctx, disk, domain, spec.overlays[str(disk.id)])
+    async with ctx.transaction() as session:
+        snapshot = await lookup.get(session, Snapshot, spec.snapshot_id)
+        for disk, _domain in disks:
+            row = await lookup.get(session, Disk, disk.id, for_update=True)
+            session.add(SnapshotVolume(snapshot_id=snapshot.id, disk_id=row.id,
+                                       image_path=row.image_path, format=row.format))
+            row.image_path, row.format = spec.overlays[str(row.id)], "cow"
+        snapshot.status = "ok"
+        audit.record(session, f"Snapshot '{snapshot.description}' creation for VM {vm.name} "
+                     "has been completed.", code=audit.SNAPSHOT_CREATED, vm_id=vm.id,
+                     job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    return {"disks": len(disks)}
+
+
+async def _create_overlay(ctx: JobContext, disk: Disk, domain: StorageDomain,
+                          new_path: str) -> None:
+    host = await storage_host(ctx, domain)
+    async with ctx.step(f"Creating a volume of disk {disk.name}", host_id=host.id):
+        await ctx.nodes.call(host, VolumeCreate(
+            path=volume_location(domain, new_path), format=DiskFormat.QCOW2,
+            size_bytes=disk.provisioned_size, backing=volume_location(domain, disk.image_path),
+            backing_format=_format(disk.format)), VolumeInfo, key=ctx.key(f"overlay-{disk.id}"))
+
+
+async def create_failed(session: AsyncSession, ctx: JobContext, spec: CreateSnapshot,
+                        message: str) -> None:
+    """The disks keep their chains (they change only once the node has acted): the
+    snapshot that was not taken is forgotten."""
+    snapshot = await session.get(Snapshot, spec.snapshot_id)
+    vm = await session.get(Vm, spec.vm_id)
+    if snapshot is not None:
+        audit.record(session, f"Failed to create snapshot '{snapshot.description}' of VM "
+                     f"{vm.name if vm else spec.vm_id}: {message}",
+                     code=audit.SNAPSHOT_CREATE_FAILED, severity=LogSeverity.ERROR,
+                     vm_id=spec.vm_id if vm else None, job_id=ctx.job.id)
+        await session.delete(snapshot)
+
+
+async def remove_snapshot(ctx: JobContext, spec: RemoveSnapshot) -> dict[str, Any]:
+    async with ctx.transaction() as session:
+        vm = await lookup.get(session, Vm, spec.vm_id)
+        found = await session.get(Snapshot, spec.snapshot_id)
+        disk_ids = [d.id for _a, d, _sd in await vm_disks(session, vm.id)]
+    if found is None:
+        return {"merged": 0}  # a retry after the snapshot was forgotten
+    snapshot = found
+    host = await _live_host(ctx, vm)
+    merged = 0
+    for disk_id in disk_ids:
+        async with ctx.transaction() as session:
+            disk = await lookup.get(session, Disk, disk_id)
+            domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+            merge = await merge_of(session, snapshot, disk)
+        if merge is None:
+            continue  # no volume in this snapshot, or merged by an earlier attempt
+        await _merge(ctx, vm, host, domain, merge)
+        merged += 1
+    async with ctx.transaction() as session:
+        row = await session.get(Snapshot, spec.snapshot_id)
+        if row is not None:
+            await session.delete(row)
+        audit.record(session, f"Snapshot '{snapshot.description}' deletion for VM {vm.name} "
+                     "has been completed.", code=audit.SNAPSHOT_REMOVED, vm_id=vm.id,
+                     job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    return {"merged": merged}
+
+
+async def _merge(ctx: JobContext, vm: Vm, host: Host | None, domain: StorageDomain,
+                 merge: Merge) -> None:
+    """Merge one disk's volume, record the disk's new chain, then delete the merged volume."""
+    disk = merge.disk
+
+    def at(path: str) -> str:
+        return volume_location(domain, path)
+
+    if host is not None:
+        async with ctx.step(f"Merging a volume of disk {disk.name} of VM {vm.name} live",
+                            host_id=host.id):
+            await ctx.nodes.call(host, VmBlockCommit(
+                vm_id=vm.id, disk=at(disk.image_path), top=at(merge.top), base=at(merge.base)),
+                Empty, key=ctx.key(f"merge-{disk.id}"), timeout_s=900)
+        deleter = host
+    else:
+        deleter = await storage_host(ctx, domain)
+        async with ctx.step(f"Merging a volume of disk {disk.name}", host_id=deleter.id):
+            await ctx.nodes.call(deleter, VolumeCommit(
+                top=at(merge.top), base=at(merge.base), base_format=_format(merge.volume.format),
+                child=at(merge.child) if merge.child else None),
+                VolumeInfo, key=ctx.key(f"merge-{disk.id}"), timeout_s=3600)
+    await _record_merge(ctx, merge)
+    try:
+        await ctx.nodes.call(deleter, VolumeDelete(path=at(merge.top)), Empty,
+                             key=ctx.key(f"delete-{disk.id}"))
+    except NodeCommandFailed as exc:
+        if exc.error.code is not ErrorCode.IMAGE_MISSING:
+            raise
+
+
+async def _record_merge(ctx: JobContext, merge: Merge) -> None:
+    """`base` now holds what `top` held: it takes `top`'s place in the chain."""
+    async with ctx.transaction() as session:
+        volume = await session.get(SnapshotVolume, merge.volume.pk)
+        if volume is None:
+            return
+        if merge.top_owner is None:
+            disk = await lookup.get(session, Disk, merge.disk.id, for_update=True)
+            disk.image_path, disk.format = volume.image_path, volume.format
+        else:
+            owner = await session.get(SnapshotVolume, merge.top_owner.pk)
+            if owner is not None:
+                owner.image_path, owner.format = volume.image_path, volume.format
+        await session.delete(volume)
+
+
+async def remove_failed(session: AsyncSession, ctx: JobContext, spec: RemoveSnapshot,
+                        message: str) -> None:
+    """Disks already merged keep their new chains (recorded as each merge ended); the
+    snapshot, with its volumes that are left, is usable again."""
+    snapshot = await session.get(Snapshot, spec.snapshot_id)
+    if snapshot is not None:
+        snapshot.status = "ok"
+        audit.record(session, f"Failed to delete snapshot '{snapshot.description}': {message}",
+                     code=audit.SNAPSHOT_REMOVE_FAILED, severity=LogSeverity.ERROR,
+                     vm_id=spec.vm_id, job_id=ctx.job.id)
+
+
+UNITS: dict[type[JobSpec], Unit[Any]] = {
+    CreateSnapshot: Unit(create_snapshot, compensate=create_failed),
+    RemoveSnapshot: Unit(remove_snapshot, compensate=remove_failed),
+}
+

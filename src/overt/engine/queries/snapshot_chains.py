@@ -1,0 +1,96 @@
+"""A disk's chain of volumes as the database records it (the allocation authority): what
+storage must hold, base first, and where a snapshot's volume sits in it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine.db.tables import Disk, Snapshot, SnapshotVolume, StorageDomain
+
+PREVIEW = "preview"  # a snapshot's kind: the VM's volumes before a preview
+IN_PREVIEW = "in_preview"  # a snapshot's status while the VM previews it
+
+
+def volume_location(domain: StorageDomain, image_path: str) -> str:
+    return f"{domain.path.rstrip('/')}/{image_path}"
+
+
+def new_volume_path(disk: Disk, volume_id: uuid.UUID) -> str:
+    """A new volume of `disk`, next to its other volumes in its domain."""
+    folder = disk.image_path.rsplit("/", 1)[0] if "/" in disk.image_path else ""
+    return f"{folder}/{volume_id}.qcow2" if folder else f"{volume_id}.qcow2"
+
+
+async def snapshot_volumes(session: AsyncSession, disk_id: uuid.UUID) -> list[SnapshotVolume]:
+    """The disk's frozen volumes in its chain, base first (the active one, `Disk.image_path`,
+    is over them). While a snapshot is previewed, the chain ends at its volume: the volumes
+    of later snapshots and those kept to undo the preview are off it until then."""
+    rows = (await session.execute(
+        select(SnapshotVolume, Snapshot).join(Snapshot, Snapshot.id == SnapshotVolume.snapshot_id)
+        .where(SnapshotVolume.disk_id == disk_id).order_by(SnapshotVolume.pk))).all()
+    previewed = {snapshot.preview_of for _v, snapshot in rows if snapshot.kind == PREVIEW}
+    chain = []
+    for volume, snapshot in rows:
+        if snapshot.kind == PREVIEW:
+            continue
+        chain.append(volume)
+        if snapshot.id in previewed:
+            break
+    return chain
+
+
+async def off_chain_volumes(session: AsyncSession, disk_id: uuid.UUID) -> list[SnapshotVolume]:
+    """The disk's volumes a preview keeps off its chain (newest first): what committing the
+    preview deletes."""
+    on_chain = {v.pk for v in await snapshot_volumes(session, disk_id)}
+    rows = (await session.execute(select(SnapshotVolume).where(
+        SnapshotVolume.disk_id == disk_id).order_by(SnapshotVolume.pk.desc()))).scalars()
+    return [v for v in rows if v.pk not in on_chain]
+
+
+async def disk_chain(session: AsyncSession, disk: Disk) -> list[str]:
+    """The disk's own volumes, base first and active last, as paths in its domain."""
+    return [v.image_path for v in await snapshot_volumes(session, disk.id)] + [disk.image_path]
+
+
+async def all_volumes(session: AsyncSession, disk: Disk) -> list[str]:
+    """Every volume of the disk on storage, its chain's and those off it, newest first."""
+    chain = await disk_chain(session, disk)
+    return [*reversed(chain), *(v.image_path for v in await off_chain_volumes(session, disk.id))]
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Removing one disk's volume of a snapshot: `top`, the volume over it, is merged into
+    it (`base`); `child`, the volume over `top` (None when `top` is active), is rebased."""
+
+    disk: Disk
+    volume: SnapshotVolume
+    top: str
+    child: str | None
+    # The row that owns `top` (None: the disk's active volume); it takes `base` after.
+    top_owner: SnapshotVolume | None
+
+    @property
+    def base(self) -> str:
+        return self.volume.image_path
+
+    @property
+    def live_top_is_active(self) -> bool:
+        return self.top_owner is None
+
+
+async def merge_of(session: AsyncSession, snapshot: Snapshot, disk: Disk) -> Merge | None:
+    """The merge that removes `snapshot`'s volume of `disk`; None when it is done."""
+    volumes = await snapshot_volumes(session, disk.id)
+    at = next((i for i, v in enumerate(volumes) if v.snapshot_id == snapshot.id), None)
+    if at is None:
+        return None
+    chain = [v.image_path for v in volumes] + [disk.image_path]
+    owner = volumes[at + 1] if at + 1 < len(volumes) else None
+    child = chain[at + 2] if at + 2 < len(chain) else None
+    return Merge(disk=disk, volume=volumes[at], top=chain[at + 1], child=child, top_owner=owner)

@@ -1,0 +1,160 @@
+"""Disk-only snapshots and live merges of a running domain's disks over libvirt.
+
+Disks are found by the volume QEMU writes (the `<source file>` of their live XML), so a
+retried command sees what a first attempt did: a snapshot already taken, or a merge
+already done, is success. The engine decides every volume's name; libvirt writes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import libvirt
+
+from overt.node.errors import NodeFailure, invalid_state
+from overt.node.hypervisor.domain_xml import parse_libvirt_xml
+from overt.node.hypervisor.executor import BlockingCalls
+from overt.node.hypervisor.libvirt_errors import node_failure
+from overt.node.storage.local import exists
+from overt.protocol import ErrorCode
+from overt.protocol.commands import DiskOverlay
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+POLL_S = 0.1
+_SNAPSHOT_FLAGS = (libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
+                   | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA
+                   | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC)
+
+
+def disk_chains(xml: str) -> dict[str, list[str]]:
+    """Each file disk's target and its chain as the live XML has it, active volume first."""
+    chains: dict[str, list[str]] = {}
+    for disk in parse_libvirt_xml(xml).findall("devices/disk"):
+        target = disk.find("target")
+        chain: list[str] = []
+        layer: ET.Element | None = disk
+        while layer is not None:
+            source = layer.find("source")
+            if source is None or source.get("file") is None:
+                break
+            chain.append(source.get("file", ""))
+            layer = layer.find("backingStore")
+        if target is not None and chain:
+            chains[target.get("dev", "")] = chain
+    return chains
+
+
+def snapshot_xml(xml: str, disks: Sequence[DiskOverlay]) -> str:
+    """`<domainsnapshot>` making an external overlay of the given disks and none of the
+    domain's others (every disk is listed: libvirt's default for the rest may differ)."""
+    overlays = {disk.active: disk.overlay for disk in disks}
+    chains = disk_chains(xml)
+    root = ET.Element("domainsnapshot")
+    listed = ET.SubElement(root, "disks")
+    for device in parse_libvirt_xml(xml).findall("devices/disk"):
+        found = device.find("target")
+        target = found.get("dev", "") if found is not None else ""
+        if not target:
+            continue
+        chain = chains.get(target)
+        overlay = overlays.get(chain[0]) if chain else None
+        if overlay is None:
+            ET.SubElement(listed, "disk", name=target, snapshot="no")
+            continue
+        disk = ET.SubElement(listed, "disk", name=target, snapshot="external")
+        ET.SubElement(disk, "driver", type="qcow2")
+        ET.SubElement(disk, "source", file=overlay)
+    return ET.tostring(root, encoding="unicode")
+
+
+class LiveDisks:
+    def __init__(self, calls: BlockingCalls) -> None:
+        self.calls = calls
+
+    async def _run(self, dom: libvirt.virDomain, action: str, func: Callable[..., T],
+                   *args: object) -> T:
+        try:
+            return await self.calls.run(func, *args)
+        except libvirt.libvirtError as exc:
+            raise node_failure(exc, f"{action} of VM {dom.name()}") from None
+
+    async def chains(self, dom: libvirt.virDomain) -> dict[str, list[str]]:
+        if not await self._run(dom, "reading the state", dom.isActive):
+            raise invalid_state(f"VM {dom.name()} is not running")
+        return disk_chains(await self._run(dom, "reading the live XML", dom.XMLDesc, 0))
+
+    async def snapshot(self, dom: libvirt.virDomain, disks: Sequence[DiskOverlay]) -> None:
+        chains = await self.chains(dom)
+        xml = await self._run(dom, "reading the live XML", dom.XMLDesc, 0)
+        actives = {chain[0] for chain in chains.values()}
+        pending = [d for d in disks if d.active in actives]
+        taken = [d for d in disks if d.active not in actives
+                 and any(chain[:2] == [d.overlay, d.active] for chain in chains.values())]
+        if len(pending) + len(taken) != len(disks):
+            missing = sorted({d.active for d in disks} - {d.active for d in pending + taken})
+            raise NodeFailure(ErrorCode.IMAGE_MISSING, f"VM {dom.name()} writes no volume "
+                              f"{', '.join(missing)}")
+        if not pending:
+            return  # a retry after the snapshot was taken
+        for disk in pending:
+            if exists(disk.overlay):
+                raise NodeFailure(ErrorCode.IMAGE_EXISTS, f"volume {disk.overlay} already exists")
+        await self._run(dom, "taking a disk snapshot", dom.snapshotCreateXML,
+                        snapshot_xml(xml, pending), _SNAPSHOT_FLAGS)
+        log.info("disk snapshot taken", extra={"vm": dom.name(), "disks": len(pending)})
+
+    async def commit(self, dom: libvirt.virDomain, disk: str, top: str, base: str,
+                     timeout_s: float) -> None:
+        """Block commit `top` into `base`; an active commit ends with a pivot to `base`."""
+        target, chain = self._find(await self.chains(dom), disk, base)
+        if top not in chain:
+            return  # merged already (a retry)
+        if chain.index(top) + 1 >= len(chain) or chain[chain.index(top) + 1] != base:
+            raise invalid_state(f"{base} is not the volume under {top} in VM {dom.name()}")
+        active = chain[0] == top
+        flags = libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE if active else 0
+        if not await self._run(dom, "reading block jobs", dom.blockJobInfo, target, 0):
+            await self._run(dom, "starting a block commit", dom.blockCommit, target, base,
+                            None if active else top, 0, flags)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            job = await self._run(dom, "reading block jobs", dom.blockJobInfo, target, 0)
+            if active and job and job.get("cur") == job.get("end") and await self._pivot(
+                    dom, target):
+                continue
+            if not job:
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                await self._run(dom, "cancelling a block commit", dom.blockJobAbort, target, 0)
+                raise NodeFailure(ErrorCode.TIMEOUT, f"merging {top} into {base} took longer "
+                                  f"than {timeout_s:g} s; it was cancelled")
+            await asyncio.sleep(POLL_S)
+        _target, after = self._find(await self.chains(dom), disk, base)
+        if top in after:
+            raise NodeFailure(ErrorCode.HYPERVISOR_ERROR, f"merging {top} into {base} ended "
+                              f"but VM {dom.name()} still uses {top}")
+        log.info("volume merged live", extra={"vm": dom.name(), "volume": top, "base": base})
+
+    async def _pivot(self, dom: libvirt.virDomain, target: str) -> bool:
+        """Switch to the base once the active commit is ready; False while it is not."""
+        try:
+            await self.calls.run(dom.blockJobAbort, target,
+                                 libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_BLOCK_COPY_ACTIVE or \
+                    "not ready" in str(exc) or "not yet" in str(exc):
+                return False
+            raise node_failure(exc, f"pivoting a disk of VM {dom.name()}") from None
+        return True
+
+    def _find(self, chains: dict[str, list[str]], disk: str, base: str
+              ) -> tuple[str, list[str]]:
+        for target, chain in chains.items():
+            if chain[0] in (disk, base):
+                return target, chain
+        raise NodeFailure(ErrorCode.IMAGE_MISSING, f"no disk of the VM writes {disk}")
