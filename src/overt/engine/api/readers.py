@@ -74,7 +74,9 @@ def read_vm(node: Node) -> VmInput:
     if memory is not None and memory <= 0:
         raise InvalidInput(f"vm.memory must be a positive number of bytes, not {memory}")
     placement = node.child("placement_policy")
-    hosts = placement.items("hosts", "host") if placement is not None else []
+    hosts = None
+    if placement is not None and placement.child("hosts") is not None:
+        hosts = [ref for h in placement.items("hosts", "host") if (ref := ref_of(h)) is not None]
     ha = node.child("high_availability")
     return VmInput(
         name=node.get_str("name"), description=node.get_str("description"),
@@ -87,7 +89,8 @@ def read_vm(node: Node) -> VmInput:
         os_type=os_node.get_str("type") if os_node is not None else None,
         boot_devices=boot,
         high_availability=ha.get_bool("enabled") if ha is not None else None,
-        placement_host=ref_of(hosts[0]) if hosts else None,
+        placement_hosts=hosts,
+        placement_affinity=placement.get_str("affinity") if placement is not None else None,
         disk_attachments=[read_disk_attachment(a)
                           for a in node.items("disk_attachments", "disk_attachment")],
         nics=[read_nic(n) for n in node.items("nics", "nic")],

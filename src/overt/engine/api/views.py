@@ -141,8 +141,9 @@ def vm(v: t.Vm, *, nics: Sequence[Representation] | None = None,
         "origin": "ovirt" if v.origin == "overt" else v.origin,
         "os": {"boot": {"devices": {"device": list(v.boot_devices)}}, "type": v.os_type},
         "placement_policy": {
-            "affinity": "migratable",
-            "hosts": {"host": [ref("hosts", v.placement_host_id)]} if v.placement_host_id else None,
+            "affinity": v.placement_affinity,
+            "hosts": {"host": [ref("hosts", uuid.UUID(str(h))) for h in v.placement_hosts]}
+            if v.placement_hosts else None,
         },
         "stateless": False, "type": "server",
         "run_once": False,

@@ -315,7 +315,10 @@ class Vm(Base):
     os_type: Mapped[str] = mapped_column(String(64), default="other")
     boot_devices: Mapped[list[Any]] = mapped_column(default=lambda: ["hd"])
     high_availability: Mapped[bool] = mapped_column(default=False)
-    placement_host_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("hosts.id"))
+    # oVirt's placement policy: the hosts the VM may run on (ids, in the order given; none:
+    # any host of its cluster) and whether it may move once it runs (a `VmAffinity`).
+    placement_hosts: Mapped[list[Any]] = mapped_column(default=list)
+    placement_affinity: Mapped[str] = mapped_column(String(16), default="migratable")
     # Observed state, owned by the monitor (and by jobs while they act).
     status: Mapped[VmStatus] = mapped_column(status_type(VmStatus, 32), default=VmStatus.DOWN,
                                              index=True)

@@ -30,6 +30,9 @@ class HostAction(StrEnum):
     HEAR = "hear"  # the monitor heard the node (a heartbeat or a full report)
     LOSE = "lose"  # the monitor stopped hearing the node
     RUN_VMS = "run_vms"  # place and start VMs on the host
+    DRAIN = "drain"  # maintenance asked while VMs run: migrate them away first
+    DRAINED = "drained"  # every VM has left: the host is in maintenance
+    DRAIN_FAILED = "drain_failed"  # a VM could not move: the host serves as before
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,10 @@ class HostTransition:
 
 # Where the monitor listens to a node: everything else (maintenance, pending approval,
 # install failed, ...) is left alone until a user acts.
-MONITORED = frozenset({S.UP, S.CONNECTING, S.INITIALIZING, S.NON_RESPONSIVE})
+# A host preparing for maintenance is monitored too: its VMs' migrations are observed
+# through it, and a host lost meanwhile is non responsive like any other.
+MONITORED = frozenset({S.UP, S.CONNECTING, S.INITIALIZING, S.NON_RESPONSIVE,
+                       S.PREPARING_FOR_MAINTENANCE})
 
 HOST_ACTIONS: dict[HostAction, HostTransition] = {
     # oVirt's reinstall: only while the host serves no VMs.
@@ -55,7 +61,7 @@ HOST_ACTIONS: dict[HostAction, HostTransition] = {
     HostAction.APPROVE: HostTransition(frozenset({S.PENDING_APPROVAL}), S.INSTALLING),
     HostAction.DEACTIVATE: HostTransition(
         frozenset({S.UP, S.NON_RESPONSIVE, S.NON_OPERATIONAL, S.ERROR}), S.MAINTENANCE,
-        done=frozenset({S.MAINTENANCE})),
+        done=frozenset({S.MAINTENANCE, S.PREPARING_FOR_MAINTENANCE})),
     # The monitor checks the node at once and brings it up when it answers.
     HostAction.ACTIVATE: HostTransition(frozenset({S.MAINTENANCE}), S.CONNECTING,
                                         done=frozenset({S.UP})),
@@ -67,10 +73,17 @@ HOST_ACTIONS: dict[HostAction, HostTransition] = {
     HostAction.ENROLL: HostTransition(frozenset({S.INSTALLING}), S.CONNECTING),
     HostAction.FAIL_INSTALL: HostTransition(frozenset({S.INSTALLING}), S.INSTALL_FAILED),
     HostAction.MONITOR: HostTransition(MONITORED),
-    HostAction.HEAR: HostTransition(MONITORED - {S.UP}, S.UP, done=frozenset({S.UP})),
+    # Heard while it drains, a host stays preparing for maintenance (its job decides).
+    HostAction.HEAR: HostTransition(MONITORED - {S.UP, S.PREPARING_FOR_MAINTENANCE}, S.UP,
+                                    done=frozenset({S.UP, S.PREPARING_FOR_MAINTENANCE})),
     HostAction.LOSE: HostTransition(MONITORED - {S.NON_RESPONSIVE}, S.NON_RESPONSIVE,
                                     done=frozenset({S.NON_RESPONSIVE})),
     HostAction.RUN_VMS: HostTransition(frozenset({S.UP})),
+    HostAction.DRAIN: HostTransition(frozenset({S.UP}), S.PREPARING_FOR_MAINTENANCE,
+                                     done=frozenset({S.PREPARING_FOR_MAINTENANCE})),
+    HostAction.DRAINED: HostTransition(frozenset({S.PREPARING_FOR_MAINTENANCE}),
+                                       S.MAINTENANCE, done=frozenset({S.MAINTENANCE})),
+    HostAction.DRAIN_FAILED: HostTransition(frozenset({S.PREPARING_FOR_MAINTENANCE}), S.UP),
 }
 
 _REFUSALS = {
@@ -89,6 +102,10 @@ _REFUSALS = {
     HostAction.HEAR: "Host {name} is {status}: the engine does not monitor it.",
     HostAction.LOSE: "Host {name} is {status}: the engine does not monitor it.",
     HostAction.RUN_VMS: "Cannot run VMs on host {name}: it is {status}.",
+    HostAction.DRAIN: "Cannot switch host {name} to maintenance: it is {status}.",
+    HostAction.DRAINED: "Cannot switch host {name} to maintenance: it is {status}, no "
+                        "longer preparing for maintenance.",
+    HostAction.DRAIN_FAILED: "Host {name} is {status}, not preparing for maintenance.",
 }
 
 

@@ -53,6 +53,7 @@ class VmInput:
     os_type: str | None = None
     boot_devices: list[str] | None = None
     high_availability: bool | None = None
-    placement_host: Ref | None = None
+    placement_hosts: list[Ref] | None = None  # None: as it is; []: any host of the cluster
+    placement_affinity: str | None = None
     disk_attachments: list[DiskAttachmentInput] = field(default_factory=list)
     nics: list[NicInput] = field(default_factory=list)

@@ -10,6 +10,7 @@ from overt.engine.jobs.handlers import (
     consoles,
     disks,
     fencing,
+    host_maintenance,
     host_networks,
     host_refresh,
     hosts,
@@ -24,7 +25,8 @@ from overt.engine.jobs.kinds import KINDS, JobSpec
 UNITS: dict[type[JobSpec], Unit[Any]] = {
     **vm_start.UNITS, **vms.UNITS, **consoles.UNITS, **disks.UNITS, **hosts.UNITS,
     **host_refresh.UNITS, **host_networks.UNITS, **storage_domains.UNITS,
-    **vm_nics.UNITS, **fencing.UNITS, **vm_migrate.UNITS}
+    **vm_nics.UNITS, **fencing.UNITS, **vm_migrate.UNITS,
+    **host_maintenance.UNITS}
 
 _missing = set(KINDS.values()) - set(UNITS)
 if _missing:  # a kind nobody can run would fail every job of it: refuse to start instead

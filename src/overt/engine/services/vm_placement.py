@@ -1,0 +1,58 @@
+"""A VM's placement policy (oVirt's `placement_policy`): the hosts it may run on and
+whether it may move once it runs. Stored on the VM; the scheduler honours it when a VM
+starts, migrates, or leaves a host going to maintenance."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine.db.tables import Host, Vm
+from overt.engine.model.errors import InvalidInput
+from overt.engine.model.status import VmAffinity
+from overt.engine.queries import lookup
+from overt.engine.queries.lookup import Ref
+
+AFFINITIES = ", ".join(a.value for a in VmAffinity)
+
+
+def affinity_of(vm: Vm) -> VmAffinity:
+    return VmAffinity(vm.placement_affinity or VmAffinity.MIGRATABLE)
+
+
+async def set_placement_policy(session: AsyncSession, vm: Vm, *, hosts: list[Ref] | None,
+                               affinity: str | None) -> bool:
+    """Apply what was given (None: left as it is); True when something changed. Hosts must
+    be of the VM's cluster: a VM never runs outside it."""
+    changed = False
+    if affinity is not None:
+        if affinity not in {a.value for a in VmAffinity}:
+            raise InvalidInput(f"vm.placement_policy.affinity must be one of {AFFINITIES}, "
+                               f"not {affinity!r}")
+        changed |= vm.placement_affinity != affinity
+        vm.placement_affinity = affinity
+    if hosts is not None:
+        ids: list[str] = []
+        for ref in hosts:
+            host = await lookup.resolve(session, Host, ref, "vm.placement_policy.host")
+            if host.cluster_id != vm.cluster_id:
+                raise InvalidInput(f"vm.placement_policy.host {host.name} is not in the VM's "
+                                   "cluster: a VM runs only on hosts of its cluster")
+            if str(host.id) not in ids:
+                ids.append(str(host.id))
+        changed |= list(vm.placement_hosts or []) != ids
+        vm.placement_hosts = ids
+    return changed
+
+
+def migration_refusal(vm: Vm, *, by_engine: bool) -> str | None:
+    """Why the VM's placement policy keeps it on its host, or None when it may move.
+
+    `by_engine`: the engine moves it on its own (balancing); a user's migration and a
+    maintenance the administrator asked for move `user_migratable` VMs too."""
+    affinity = affinity_of(vm)
+    if affinity is VmAffinity.PINNED:
+        return f"VM {vm.name} is pinned to its host (placement policy affinity pinned)"
+    if by_engine and affinity is VmAffinity.USER_MIGRATABLE:
+        return (f"VM {vm.name} may only be migrated by a user (placement policy affinity "
+                "user_migratable)")
+    return None
