@@ -23,6 +23,7 @@ from overt.engine.model.status import HostStatus, LogSeverity
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 from overt.engine.services.jobs import JobSubmitter
+from overt.engine.services.vm_placement import forget_placement_host
 from overt.pki import tokens
 from overt.pki.certs import same_fingerprint
 
@@ -174,4 +175,5 @@ async def remove_host(session: AsyncSession, host_id: uuid.UUID, user: User,
         raise Conflict(f"Cannot remove host {host.name}: VMs still run on it.")
     audit.record(session, f"Host {host.name} was removed by {user.user_name}",
                  code=audit.HOST_REMOVED, severity=LogSeverity.NORMAL, user_id=user.id)
+    await forget_placement_host(session, host)
     await session.delete(host)

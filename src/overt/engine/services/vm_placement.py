@@ -4,6 +4,7 @@ starts, migrates, or leaves a host going to maintenance."""
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.tables import Host, Vm
@@ -56,3 +57,13 @@ def migration_refusal(vm: Vm, *, by_engine: bool) -> str | None:
         return (f"VM {vm.name} may only be migrated by a user (placement policy affinity "
                 "user_migratable)")
     return None
+
+
+async def forget_placement_host(session: AsyncSession, host: Host) -> None:
+    """A removed host leaves the placement policies naming it (a VM whose only allowed
+    host it was may then run on any host of its cluster, as oVirt does)."""
+    named = (await session.execute(select(Vm).where(Vm.cluster_id == host.cluster_id)
+                                   .with_for_update())).scalars()
+    for vm in named:
+        if str(host.id) in (vm.placement_hosts or []):
+            vm.placement_hosts = [h for h in vm.placement_hosts if h != str(host.id)]

@@ -205,3 +205,26 @@ async def test_the_placement_policy_hosts_bound_where_a_vm_starts_and_migrates(
     assert (await engine.job(job.id)).state == "done"
     other = await _host_of(engine, (await engine.vm_reaches(vm_id, [VmStatus.UP])).id)
     assert other == ({"h2", "h3"} - {first}).pop()
+
+
+async def test_a_removed_host_leaves_the_placement_policies_naming_it(
+        engine: LoopbackEngine) -> None:
+    h1 = await engine.add_host("h1")
+    spare = uuid.uuid4()  # a host with no node nor storage: removable once in maintenance
+    async with engine.session() as session:
+        session.add(Host(id=spare, name="spare", address="192.0.2.9",
+                         cluster_id=engine.cluster_id, status=HostStatus.UP.value,
+                         memory_mib=SMALL))
+    vm_id = await engine.add_vm("web")
+    async with engine.session() as session:
+        user = await session.get(User, engine.user_id)
+        assert user is not None
+        await vms.update_vm(session, vm_id, VmInput(placement_hosts=[Ref(name="h1"),
+                                                                     Ref(name="spare")]), user)
+    assert (await engine.vm(vm_id)).placement_hosts == [str(h1.host_id), str(spare)]
+    async with engine.session() as session:
+        user = await session.get(User, engine.user_id)
+        assert user is not None
+        assert await hosts.deactivate_host(session, engine.jobs, spare, user) is None
+        await hosts.remove_host(session, spare, user)
+    assert (await engine.vm(vm_id)).placement_hosts == [str(h1.host_id)]
