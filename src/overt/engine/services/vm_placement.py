@@ -16,10 +16,6 @@ from overt.engine.queries.lookup import Ref
 AFFINITIES = ", ".join(a.value for a in VmAffinity)
 
 
-def affinity_of(vm: Vm) -> VmAffinity:
-    return VmAffinity(vm.placement_affinity or VmAffinity.MIGRATABLE)
-
-
 async def set_placement_policy(session: AsyncSession, vm: Vm, *, hosts: list[Ref] | None,
                                affinity: str | None) -> bool:
     """Apply what was given (None: left as it is); True when something changed. Hosts must
@@ -43,20 +39,6 @@ async def set_placement_policy(session: AsyncSession, vm: Vm, *, hosts: list[Ref
         changed |= list(vm.placement_hosts or []) != ids
         vm.placement_hosts = ids
     return changed
-
-
-def migration_refusal(vm: Vm, *, by_engine: bool) -> str | None:
-    """Why the VM's placement policy keeps it on its host, or None when it may move.
-
-    `by_engine`: the engine moves it on its own (balancing); a user's migration and a
-    maintenance the administrator asked for move `user_migratable` VMs too."""
-    affinity = affinity_of(vm)
-    if affinity is VmAffinity.PINNED:
-        return f"VM {vm.name} is pinned to its host (placement policy affinity pinned)"
-    if by_engine and affinity is VmAffinity.USER_MIGRATABLE:
-        return (f"VM {vm.name} may only be migrated by a user (placement policy affinity "
-                "user_migratable)")
-    return None
 
 
 async def forget_placement_host(session: AsyncSession, host: Host) -> None:

@@ -23,6 +23,7 @@ from overt.engine.jobs.kinds import (
     VmJob,
 )
 from overt.engine.model.errors import Conflict, InvalidInput
+from overt.engine.model.placement_policy import migration_refusal
 from overt.engine.model.status import (
     BootDevice,
     DiskStatus,
@@ -39,7 +40,7 @@ from overt.engine.services.devices import add_disk_attachment, thin_copy
 from overt.engine.services.inputs import VmInput
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.services.vm_nics import add_nic
-from overt.engine.services.vm_placement import migration_refusal, set_placement_policy
+from overt.engine.services.vm_placement import set_placement_policy
 
 MIB = 1 << 20
 MAX_MEMORY_MIB = 4 * 1024 * 1024
@@ -270,7 +271,7 @@ async def migrate_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID
     pinned, why = await required_host(session, vm)
     if pinned is not None:
         raise Conflict(f"Cannot migrate VM {vm.name}: {why}")
-    refusal = migration_refusal(vm, by_engine=False)
+    refusal = migration_refusal(vm.name, vm.placement_affinity, by_engine=False)
     if refusal is not None:
         raise Conflict(f"Cannot migrate VM {vm.name}: {refusal}")
     if host is not None:

@@ -3,9 +3,10 @@
 The host is `preparing_for_maintenance` from the submission on, so the scheduler places
 nothing new on it. Every VM it runs is checked first (a VM pinned to the host, or with
 no other host to go to, fails the job before anything moves); then each VM is
-live-migrated by a migration job of its own, submitted as a user's migration is, to the
-host the scheduler chooses within the cluster. When the host runs no VM any more it is
-in maintenance. A failure leaves every VM running where it is, and the host `up`.
+live-migrated by a migration job of its own (`MigrateVm`, run by its own handler),
+reserved and submitted as a user's migration without a host is: the scheduler chooses
+the destination within the cluster. When the host runs no VM any more it is in
+maintenance. A failure leaves every VM running where it is, and the host `up`.
 """
 
 from __future__ import annotations
@@ -18,21 +19,20 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import Host, Job, User, Vm
+from overt.engine.db.tables import Host, Job, Vm
+from overt.engine.jobs import queue
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed
 from overt.engine.jobs.handlers.vm_migrate import MIGRATE_TIMEOUT_S
-from overt.engine.jobs.kinds import DrainHost, JobSpec
+from overt.engine.jobs.kinds import DrainHost, JobSpec, MigrateVm
 from overt.engine.model.errors import Conflict
 from overt.engine.model.host_actions import HostAction, check_host_action, status_after
 from overt.engine.model.node_states import ON_HOST
+from overt.engine.model.placement_policy import migration_refusal
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.queries import lookup
 from overt.engine.queries.vm_spec import required_host
-from overt.engine.scheduler.loads import choose_host
-from overt.engine.services import vms as vm_service
-from overt.engine.services.jobs import JobSubmitter
-from overt.engine.services.vm_placement import migration_refusal
+from overt.engine.scheduler.loads import choose_host, reserve_host
 
 _POLL_S = 0.1
 # Each migration job has its own node timeout; this bounds waiting for all of them.
@@ -55,7 +55,7 @@ async def _why_it_stays(session: AsyncSession, vm: Vm, host: Host) -> str | None
     local, why = await required_host(session, vm)
     if local is not None:
         return f"VM {vm.name} cannot move: {why}"
-    refusal = migration_refusal(vm, by_engine=False)
+    refusal = migration_refusal(vm.name, vm.placement_affinity, by_engine=False)
     if refusal is not None:
         return refusal
     try:
@@ -104,9 +104,8 @@ async def drain_host(ctx: JobContext, spec: DrainHost) -> dict[str, Any]:
 
 
 async def _migrate_all(ctx: JobContext, host: Host) -> list[str]:
-    """Submit one migration job per VM up on `host` (the scheduler chooses each
-    destination), wait for all of them; what failed, VM by VM."""
-    jobs: JobSubmitter = ctx.services.jobs or JobSubmitter()
+    """Submit one migration job per VM up on `host`, wait for all of them; what failed,
+    VM by VM."""
     failures: list[str] = []
     submitted: dict[str, uuid.UUID] = {}
     async with ctx.transaction() as session:
@@ -115,12 +114,7 @@ async def _migrate_all(ctx: JobContext, host: Host) -> list[str]:
     for vm_id, name in leaving:
         try:
             async with ctx.transaction() as session:
-                user = await session.get(User, ctx.job.owner_id) if ctx.job.owner_id else None
-                if user is None:
-                    raise Conflict("the maintenance has no user to migrate its VMs for")
-                job = await vm_service.migrate_vm(session, jobs, vm_id, user,
-                                                  correlation_id=ctx.job.correlation_id)
-                submitted[name] = job.id
+                submitted[name] = await _submit_migration(ctx, session, vm_id, host)
         except Conflict as refused:
             failures.append(f"VM {name}: {refused}")
     for name, job_id in submitted.items():
@@ -128,6 +122,38 @@ async def _migrate_all(ctx: JobContext, host: Host) -> list[str]:
         if error is not None:
             failures.append(f"VM {name} failed to migrate: {error}")
     return failures
+
+
+async def _submit_migration(ctx: JobContext, session: AsyncSession, vm_id: uuid.UUID,
+                            source: Host) -> uuid.UUID:
+    """Reserve the scheduler's choice of destination and submit the VM's migration job,
+    as `services.vms.migrate_vm` does for a user (the drain checked the VM may move).
+    Lock order: the destination host's row, then the VM's."""
+    vm = await lookup.get(session, Vm, vm_id)
+    destination_id = await reserve_host(session, vm, leaving=source.id)
+    vm = await lookup.get(session, Vm, vm_id, for_update=True)
+    if vm.status != VmStatus.UP or vm.host_id != source.id:
+        raise Conflict(f"the VM is {vm.status.replace('_', ' ')} now, no longer up on host "
+                       f"{source.name}")
+    spec = MigrateVm(vm_id=vm.id, source_host_id=source.id, host_id=destination_id)
+    description = f"Migrating VM {vm.name}"
+    submitter = ctx.services.jobs  # wakes this process's worker; else the workers poll
+    job: Job
+    if submitter is not None:
+        job = await submitter.submit(session, spec, description=description,
+                                     owner_id=ctx.job.owner_id,
+                                     correlation_id=ctx.job.correlation_id)
+    else:
+        job = await queue.submit(session, spec, description=description,
+                                 owner_id=ctx.job.owner_id,
+                                 correlation_id=ctx.job.correlation_id)
+    vm.status, vm.migration_host_id = VmStatus.MIGRATING, destination_id
+    destination = await lookup.get(session, Host, destination_id)
+    audit.record(session, f"Migration of VM {vm.name} from host {source.name} to host "
+                 f"{destination.name} was started", code=audit.VM_MIGRATION_STARTED,
+                 vm_id=vm.id, host_id=source.id, cluster_id=vm.cluster_id, job_id=job.id,
+                 user_id=ctx.job.owner_id)
+    return job.id
 
 
 async def _job_error(ctx: JobContext, job_id: uuid.UUID) -> str | None:
