@@ -26,7 +26,7 @@ from overt.engine.jobs.errors import JobFailed
 from overt.engine.jobs.handlers.vm_migrate import MIGRATE_TIMEOUT_S
 from overt.engine.jobs.kinds import DrainHost, JobSpec, MigrateVm
 from overt.engine.model.errors import Conflict
-from overt.engine.model.host_actions import HostAction, check_host_action, status_after
+from overt.engine.model.host_actions import HostAction, host_action_allowed, status_after
 from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.placement_policy import migration_refusal
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
@@ -91,8 +91,11 @@ async def drain_host(ctx: JobContext, spec: DrainHost) -> dict[str, Any]:
         await _wait_until_empty(ctx, host)
     async with ctx.transaction() as session:
         host = await lookup.get(session, Host, spec.host_id, for_update=True)
-        if not check_host_action(HostAction.DRAINED, host.status, host_name=host.name):
+        if host.status == HostStatus.MAINTENANCE:
             return {}
+        if not host_action_allowed(HostAction.DRAINED, host.status):
+            raise JobFailed(f"host {host.name} is {host.status} now, no longer preparing for "
+                            "maintenance; its VMs run on other hosts")
         if await _vms_on(session, host.id):
             raise JobFailed(f"host {host.name} runs VMs again; switch it to maintenance "
                             "again")
