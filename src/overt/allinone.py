@@ -260,7 +260,7 @@ class AllInOne:
                 self.runtime.monitor_wakeup.set()
             elif installable or host.port != self.options.node_port:
                 if not installable:
-                    await host_service.deactivate_host(session, host.id, admin)
+                    await host_service.deactivate_host(session, jobs, host.id, admin)
                 host.port = self.options.node_port
                 self.say(f"host 'local' is {status}: installing it again")
                 await host_service.install_host(session, jobs, host.id, admin)

@@ -76,7 +76,7 @@ class LoopbackEngine:
         settings = EngineSettings(migration_destination_uri="simulated://{name}",
                                   migration_stream_uri="", migration_progress_interval_s=0.02)
         self.worker = Worker(db, JobServices(nodes=self.nodes, settings=settings,
-                                             changes=changes),
+                                             changes=changes, jobs=self.jobs),
                              UNITS, poll_interval=TICK_S,
                              wakeup=self.wakeup)
         self.hosts: dict[str, SimulatedNode] = {}

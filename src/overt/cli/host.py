@@ -174,3 +174,53 @@ def fence_host(name: Annotated[str, typer.Argument(help="Host name or id.")],
         client.close()
     status = (reply.get("power_management") or {}).get("status", "unknown")
     say(f"host {host['name']}: {fence_type} done, power {status}")
+
+
+@app.command()
+@reports_errors
+def maintenance(name: Annotated[str, typer.Argument(help="Host name or id.")], url: Url = None,
+                user: User = None, password_file: PasswordFile = None, ca_file: CaFile = None,
+                data_dir: DataDir = None,
+                timeout: Annotated[float, typer.Option(help="Seconds to wait for the host's "
+                                                            "VMs to move.")] = 900) -> None:
+    """Switch a host to maintenance: its running VMs are live-migrated to other hosts of
+    its cluster first; a VM that cannot move stops the maintenance (nothing is powered off)."""
+    client = connect(url, user, password_file, ca_file, data_dir)
+    try:
+        host = _host_of(client, name)
+        correlation = str(uuid.uuid4())
+        reply = client.post(f"/hosts/{host['id']}/deactivate", {}, correlation_id=correlation)
+        what = f"Switching host {host['name']} to maintenance"
+        if reply.get("job"):
+            with progress(what) as on_step:
+                job = client.follow_job(reply["job"]["href"], on_step, timeout=timeout)
+            if job["status"] != "finished":
+                raise ApiError(client.failure_of(correlation))
+        status = client.get(f"/hosts/{host['id']}")["status"]
+        console.print(f"[green]✓[/] {what}: host {host['name']} is {status}")
+    finally:
+        client.close()
+
+
+@app.command()
+@reports_errors
+def activate(name: Annotated[str, typer.Argument(help="Host name or id.")], url: Url = None,
+             user: User = None, password_file: PasswordFile = None, ca_file: CaFile = None,
+             data_dir: DataDir = None,
+             timeout: Annotated[float, typer.Option(help="Seconds to wait for the host to be "
+                                                         "up.")] = 120) -> None:
+    """Bring a host back from maintenance and wait until the engine has it up."""
+    client = connect(url, user, password_file, ca_file, data_dir)
+    try:
+        host = _host_of(client, name)
+        client.post(f"/hosts/{host['id']}/activate", {})
+        deadline = time.monotonic() + timeout
+        with progress(f"Activating host {host['name']}"):
+            while (status := client.get(f"/hosts/{host['id']}")["status"]) != "up":
+                if status in ("non_responsive", "non_operational", "error", "maintenance") \
+                        or time.monotonic() > deadline:
+                    raise ApiError(f"host {host['name']} is {status}, not up")
+                time.sleep(0.5)
+        console.print(f"[green]✓[/] host {host['name']} is up")
+    finally:
+        client.close()

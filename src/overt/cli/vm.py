@@ -179,3 +179,17 @@ def remove(name: Annotated[str, typer.Argument(help="VM name or id.")], url: Url
         _wait(client, reply, f"Removing VM {vm_name}", correlation)
     finally:
         client.close()
+
+
+@app.command()
+@reports_errors
+def migrate(name: Annotated[str, typer.Argument(help="VM name or id.")],
+            to: Annotated[str | None, typer.Option(
+                "--to", help="The destination host's name; else the scheduler chooses a host "
+                "of the VM's cluster.")] = None,
+            url: Url = None, user: User = None, password_file: PasswordFile = None,
+            ca_file: CaFile = None, data_dir: DataDir = None) -> None:
+    """Live-migrate a running VM to another host and wait until it runs there."""
+    body = {"host": {"name": to}} if to else None
+    _action(name, "migrate", "Migrating VM", url, user, password_file, ca_file, data_dir, "up",
+            body=body)

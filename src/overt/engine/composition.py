@@ -179,7 +179,8 @@ class EngineRuntime:
         if self.parts.worker:
             worker = Worker(self.db, JobServices(nodes=nodes, settings=self.settings,
                                                  registry=registry, bootstrap=self.unenrolled_nodes,
-                                                 changes=changes if self.parts.monitor else None),
+                                                 changes=changes if self.parts.monitor else None,
+                                                 jobs=JobSubmitter(self.job_wakeup)),
                             UNITS, wakeup=self.job_wakeup)
             tasks.append(asyncio.create_task(worker.run(), name="worker"))
         if self.parts.monitor:

@@ -178,3 +178,11 @@ def test_host_nics_show_the_networks_on_each(engine: RunningEngine) -> None:
     assert listed["guest0"]["networks"][0].startswith("cli-vlan")
     assert listed["eth0"]["networks"] == []
     assert "no host named 'nowhere'" in _refused(engine, "host", "nics", "nowhere")
+
+
+def test_host_maintenance_and_activation(engine: RunningEngine) -> None:
+    _host(engine, "cli-mnt")
+    assert "host cli-mnt is maintenance" in _ok(engine, "host", "maintenance", "cli-mnt")
+    # Activated, the host waits for its node, which this engine cannot reach.
+    assert "host cli-mnt is connecting, not up" in _refused(
+        engine, "host", "activate", "cli-mnt", "--timeout", "1")

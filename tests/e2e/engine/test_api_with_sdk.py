@@ -346,3 +346,56 @@ def test_a_vm_overrides_its_clusters_migration_options(connection: sdk.Connectio
     assert caught.value.code == 400 and "migration_downtime must be between" in str(caught.value)
     assert service.get().migration_downtime == -1
     service.remove()
+
+
+def test_placement_policy_is_stored_shown_and_checked(api_engine: RunningEngine,
+                                                      connection: sdk.Connection) -> None:
+    from tests.e2e.engine.test_inventory_with_sdk import _host
+    h1, h2 = _host(api_engine, "pp-h1"), _host(api_engine, "pp-h2")
+    system = connection.system_service()
+    dc = system.data_centers_service().list(search="name=Default")[0]
+    system.clusters_service().add(types.Cluster(name="pp-other", data_center=types.DataCenter(
+        id=dc.id)))
+    vms = system.vms_service()
+    vm = vms.add(types.Vm(name="pp-vm", cluster=types.Cluster(name="Default"),
+                          template=types.Template(name="Blank"), memory=256 * MIB,
+                          placement_policy=types.VmPlacementPolicy(
+                              affinity=types.VmAffinity.PINNED, hosts=[types.Host(id=h1)])))
+    service = vms.vm_service(vm.id)
+    shown = service.get().placement_policy
+    assert shown.affinity == types.VmAffinity.PINNED and [h.id for h in shown.hosts] == [h1]
+
+    service.update(types.Vm(placement_policy=types.VmPlacementPolicy(
+        affinity=types.VmAffinity.USER_MIGRATABLE,
+        hosts=[types.Host(id=h2), types.Host(name="pp-h1")])))
+    shown = service.get().placement_policy
+    assert shown.affinity == types.VmAffinity.USER_MIGRATABLE
+    assert [h.id for h in shown.hosts] == [h2, h1]
+
+    far = _host(api_engine, "pp-far", cluster="pp-other")
+    with pytest.raises(sdk.Error) as unknown:
+        service.update(types.Vm(placement_policy=types.VmPlacementPolicy(
+            hosts=[types.Host(name="pp-nosuch")])))
+    assert unknown.value.code == 400 and "pp-nosuch" in str(unknown.value)
+    with pytest.raises(sdk.Error) as elsewhere:
+        service.update(types.Vm(placement_policy=types.VmPlacementPolicy(
+            hosts=[types.Host(id=far)])))
+    assert elsewhere.value.code == 400 and "is not in the VM's cluster" in str(elsewhere.value)
+    shown = service.get().placement_policy  # the refusals changed nothing
+    assert shown.affinity == types.VmAffinity.USER_MIGRATABLE
+    assert [h.id for h in shown.hosts] == [h2, h1]
+
+    service.update(types.Vm(placement_policy=types.VmPlacementPolicy(
+        affinity=types.VmAffinity.MIGRATABLE, hosts=[])))
+    shown = service.get().placement_policy
+    assert shown.affinity == types.VmAffinity.MIGRATABLE and not shown.hosts
+
+
+def test_maintenance_of_a_host_running_no_vm_is_immediate(api_engine: RunningEngine,
+                                                          connection: sdk.Connection) -> None:
+    from tests.e2e.engine.test_inventory_with_sdk import _host
+    host = connection.system_service().hosts_service().host_service(_host(api_engine, "mnt-1"))
+    host.deactivate()
+    assert host.get().status == types.HostStatus.MAINTENANCE
+    host.deactivate()  # asking again is no error
+    assert host.get().status == types.HostStatus.MAINTENANCE

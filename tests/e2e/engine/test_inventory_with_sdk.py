@@ -181,16 +181,17 @@ def test_network_refusals_change_nothing(connection: sdk.Connection) -> None:
     assert (after.name, after.vlan.id) == ("guests", 100)
 
 
-def _host(engine: RunningEngine, name: str, status: HostStatus = HostStatus.UP) -> str:
+def _host(engine: RunningEngine, name: str, status: HostStatus = HostStatus.UP,
+          cluster: str = "Default") -> str:
     """A host row as enrollment leaves it (the API tests run no nodes)."""
     async def insert() -> uuid.UUID:
         db = Database(engine.runtime.settings.database_url())
         try:
             async with db.transaction() as session:
-                cluster = (await session.execute(select(Cluster).where(
-                    Cluster.name == "Default"))).scalar_one()
+                found = (await session.execute(select(Cluster).where(
+                    Cluster.name == cluster))).scalar_one()
                 host = Host(id=uuid.uuid4(), name=name, address=f"{name}.example",
-                            cluster_id=cluster.id, status=status.value)
+                            cluster_id=found.id, status=status.value)
                 session.add(host)
                 return host.id
         finally:

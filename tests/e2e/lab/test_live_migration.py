@@ -194,3 +194,62 @@ def test_a_vm_on_nfs_migrates_to_node2_and_back_while_it_runs(
         wait_until(lambda: service.get().status == types.VmStatus.DOWN, 120, "the VM to stop")
     finally:
         conn.close()
+
+
+def _host_status(conn: sdk.Connection, host_id: str) -> types.HostStatus:
+    return conn.system_service().hosts_service().host_service(host_id).get().status
+
+
+def test_maintenance_drains_a_node_of_its_two_running_guests(
+        storage_lab: StorageLab, nfs_domain: NfsDomain, guest_image: GuestImage) -> None:
+    """The SDK's `deactivate` on a node running two guests: both move live to the other
+    node (each node's libvirtd shows them running there only), then the node is in
+    maintenance; `activate` brings it back."""
+    site = storage_lab.first
+    names = ("lab-drain-1", "lab-drain-2")
+    for name in names:
+        _new_vm(site, name, _boot_disk(storage_lab, site, nfs_domain.id, guest_image))
+    conn = site.connect()
+    try:
+        vms = conn.system_service().vms_service()
+        node1, node2 = site.host_of(conn, "node1"), site.host_of(conn, "node2")
+        services = [vms.vm_service(vms.list(search=f"name={name}")[0].id) for name in names]
+        for service in services:  # both on node1: pinned there to start, then free to move
+            service.update(types.Vm(placement_policy=types.VmPlacementPolicy(
+                hosts=[types.Host(id=node1.id)])))
+            service.start()
+        # Up as soon as QEMU runs: the guests migrate while they boot (the test above
+        # migrates a booted guest; booting two more in TCG would double this test's time).
+        for service in services:
+            vm = wait_until(lambda s=service: (v := s.get()).status == types.VmStatus.UP and v,
+                            180, "the VM to be up")
+            assert _runs_on(storage_lab.lab, vm.id, running_only=True) == ["node1"]
+            service.update(types.Vm(placement_policy=types.VmPlacementPolicy(
+                affinity=types.VmAffinity.MIGRATABLE, hosts=[])))
+            shown = service.get().placement_policy
+            assert shown.affinity == types.VmAffinity.MIGRATABLE and not shown.hosts
+
+        host_service = conn.system_service().hosts_service().host_service(node1.id)
+        host_service.deactivate()
+        wait_until(lambda: _host_status(conn, node1.id) == types.HostStatus.MAINTENANCE, 180,
+                   "node1 to be in maintenance", every=0.2)
+        for service in services:
+            vm = service.get()
+            assert vm.status == types.VmStatus.UP and vm.host.id == node2.id
+            assert _runs_on(storage_lab.lab, vm.id, running_only=True) == ["node2"]
+            wait_until(lambda v=vm: _runs_on(storage_lab.lab, v.id) == ["node2"], 30,
+                       f"{vm.name} to be on node2 only", every=0.2)
+        descriptions = [e.description for e in conn.system_service().events_service().list()]
+        assert any(d.startswith(f"Host {node1.name} was switched to maintenance")
+                   for d in descriptions)
+
+        host_service.activate()
+        wait_until(lambda: _host_status(conn, node1.id) == types.HostStatus.UP, 120,
+                   "node1 to be up again")
+        for service in services:
+            service.stop()
+        for service in services:
+            wait_until(lambda s=service: s.get().status == types.VmStatus.DOWN, 120,
+                       "the VM to stop")
+    finally:
+        conn.close()

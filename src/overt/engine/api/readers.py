@@ -76,7 +76,9 @@ def read_vm(node: Node) -> VmInput:
     if memory is not None and memory <= 0:
         raise InvalidInput(f"vm.memory must be a positive number of bytes, not {memory}")
     placement = node.child("placement_policy")
-    hosts = placement.items("hosts", "host") if placement is not None else []
+    hosts = None
+    if placement is not None and placement.child("hosts") is not None:
+        hosts = [ref for h in placement.items("hosts", "host") if (ref := ref_of(h)) is not None]
     ha = node.child("high_availability")
     init = node.child("initialization")
     return VmInput(
@@ -91,7 +93,8 @@ def read_vm(node: Node) -> VmInput:
         boot_devices=boot,
         initialization=read_initialization(init) if init is not None else None,
         high_availability=ha.get_bool("enabled") if ha is not None else None,
-        placement_host=ref_of(hosts[0]) if hosts else None,
+        placement_hosts=hosts,
+        placement_affinity=placement.get_str("affinity") if placement is not None else None,
         migration=read_migration(node.child("migration"), "vm.migration"),
         migration_downtime_ms=node.get_int("migration_downtime"),
         disk_attachments=[read_disk_attachment(a)

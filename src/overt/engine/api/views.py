@@ -153,8 +153,9 @@ def vm(v: t.Vm, *, nics: Sequence[Representation] | None = None,
         "initialization": initialization_view(Initialization.from_json(v.initialization))
         if v.initialization else None,
         "placement_policy": {
-            "affinity": "migratable",
-            "hosts": {"host": [ref("hosts", v.placement_host_id)]} if v.placement_host_id else None,
+            "affinity": v.placement_affinity,
+            "hosts": {"host": [ref("hosts", uuid.UUID(str(h))) for h in v.placement_hosts]}
+            if v.placement_hosts else None,
         },
         "stateless": False, "type": "server",
         "run_once": False,

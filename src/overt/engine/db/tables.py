@@ -322,7 +322,10 @@ class Vm(Base):
     # cloud-init (oVirt's initialization), as `model.initialization.Initialization.to_json`
     initialization: Mapped[dict[str, Any] | None] = mapped_column()
     high_availability: Mapped[bool] = mapped_column(default=False)
-    placement_host_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("hosts.id"))
+    # oVirt's placement policy: the hosts the VM may run on (ids, in the order given; none:
+    # any host of its cluster) and whether it may move once it runs (a `VmAffinity`).
+    placement_hosts: Mapped[list[Any]] = mapped_column(default=list)
+    placement_affinity: Mapped[str] = mapped_column(String(16), default="migratable")
     # Overrides of the cluster's migration options (empty: inherit) and max downtime (ms).
     migration: Mapped[dict[str, Any]] = mapped_column(default=dict)
     migration_downtime_ms: Mapped[int | None] = mapped_column()

@@ -28,6 +28,7 @@ class JobServices:
     registry: Any = None  # overt.engine.enrollment.registry.Registry, for enrollment jobs
     bootstrap: Any = None  # overt.engine.enrollment.unenrolled_node.UnenrolledNodeClient
     changes: Any = None  # overt.engine.jobs.observe.ObservedChanges, with a monitor in-process
+    jobs: Any = None  # services.jobs.JobSubmitter (wakes the worker) for jobs that submit jobs
 
 
 class JobContext:

@@ -383,6 +383,24 @@ class FenceHost(JobSpec):
         return self.host_id
 
 
+class DrainHost(JobSpec):
+    """oVirt's maintenance of a host that runs VMs: the host is preparing for maintenance
+    (nothing new is placed on it) while each VM is live-migrated away by a migration job
+    of its own; then the host is in maintenance. A VM that cannot move fails the job,
+    and the host serves as before: nothing is powered off. Not retried: the
+    administrator asks again once the VM can move."""
+
+    kind: ClassVar[str] = "host.maintenance"
+    max_attempts: ClassVar[int] = 1
+    host_id: uuid.UUID
+
+    def locks(self) -> tuple[LockOn, ...]:
+        return (("host", self.host_id),)
+
+    def host(self) -> uuid.UUID | None:
+        return self.host_id
+
+
 class _StorageDomainJob(JobSpec):
     """A job on one shared storage domain, which it locks until the domain is settled."""
 
@@ -422,7 +440,7 @@ KINDS: dict[str, type[JobSpec]] = {spec.kind: spec for spec in (
     CreateDisk, RemoveDisk, InstallHost, RefreshHost, SetupHostNetworks,
     CommitHostNetworks, CreateStorageDomain, AttachStorageDomain, DetachStorageDomain,
     ChangeVmNic, FenceHost, MigrateVm, CancelMigration, CreateTemplate, CloneVm,
-    CreateSnapshot, RemoveSnapshot, RestoreSnapshot, PreviewSnapshot, EndPreview)}
+    CreateSnapshot, RemoveSnapshot, RestoreSnapshot, PreviewSnapshot, EndPreview, DrainHost)}
 
 
 class UnreadableJob(Exception):

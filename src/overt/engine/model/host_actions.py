@@ -34,6 +34,9 @@ class HostAction(StrEnum):
     RUN_VMS = "run_vms"  # place and start VMs on the host
     LACK_NETWORKS = "lack_networks"  # a required network of its cluster is missing
     RECOVER = "recover"  # it carries every required network again
+    DRAIN = "drain"  # maintenance asked while VMs run: migrate them away first
+    DRAINED = "drained"  # every VM has left: the host is in maintenance
+    DRAIN_FAILED = "drain_failed"  # a VM could not move: the host serves as before
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,10 @@ class HostTransition:
 
 # Where the monitor listens to a node: everything else (maintenance, pending approval,
 # install failed, ...) is left alone until a user acts.
+# A host preparing for maintenance is monitored too: its VMs' migrations are observed
+# through it, and a host lost meanwhile is non responsive like any other.
 MONITORED = frozenset({S.UP, S.CONNECTING, S.INITIALIZING, S.NON_RESPONSIVE,
-                       S.NON_OPERATIONAL})
+                       S.NON_OPERATIONAL, S.PREPARING_FOR_MAINTENANCE})
 
 HOST_ACTIONS: dict[HostAction, HostTransition] = {
     # oVirt's reinstall: only while the host serves no VMs.
@@ -60,7 +65,7 @@ HOST_ACTIONS: dict[HostAction, HostTransition] = {
     HostAction.APPROVE: HostTransition(frozenset({S.PENDING_APPROVAL}), S.INSTALLING),
     HostAction.DEACTIVATE: HostTransition(
         frozenset({S.UP, S.NON_RESPONSIVE, S.NON_OPERATIONAL, S.ERROR}), S.MAINTENANCE,
-        done=frozenset({S.MAINTENANCE})),
+        done=frozenset({S.MAINTENANCE, S.PREPARING_FOR_MAINTENANCE})),
     # The monitor checks the node at once and brings it up when it answers.
     HostAction.ACTIVATE: HostTransition(frozenset({S.MAINTENANCE, S.NON_OPERATIONAL}),
                                         S.CONNECTING,
@@ -74,8 +79,10 @@ HOST_ACTIONS: dict[HostAction, HostTransition] = {
     HostAction.FAIL_INSTALL: HostTransition(frozenset({S.INSTALLING}), S.INSTALL_FAILED),
     HostAction.MONITOR: HostTransition(MONITORED),
     # Hearing a non operational host does not bring it up: what it lacks decides that.
-    HostAction.HEAR: HostTransition(MONITORED - {S.UP, S.NON_OPERATIONAL}, S.UP,
-                                    done=frozenset({S.UP})),
+    # Heard while it drains, a host stays preparing for maintenance (its job decides).
+    HostAction.HEAR: HostTransition(MONITORED - {S.UP, S.NON_OPERATIONAL,
+                                                 S.PREPARING_FOR_MAINTENANCE}, S.UP,
+                                    done=frozenset({S.UP, S.PREPARING_FOR_MAINTENANCE})),
     HostAction.LOSE: HostTransition(MONITORED - {S.NON_RESPONSIVE}, S.NON_RESPONSIVE,
                                     done=frozenset({S.NON_RESPONSIVE})),
     HostAction.RUN_VMS: HostTransition(frozenset({S.UP})),
@@ -84,6 +91,11 @@ HOST_ACTIONS: dict[HostAction, HostTransition] = {
                                              done=frozenset({S.NON_OPERATIONAL})),
     HostAction.RECOVER: HostTransition(frozenset({S.NON_OPERATIONAL}), S.UP,
                                        done=frozenset({S.UP})),
+    HostAction.DRAIN: HostTransition(frozenset({S.UP}), S.PREPARING_FOR_MAINTENANCE,
+                                     done=frozenset({S.PREPARING_FOR_MAINTENANCE})),
+    HostAction.DRAINED: HostTransition(frozenset({S.PREPARING_FOR_MAINTENANCE}),
+                                       S.MAINTENANCE, done=frozenset({S.MAINTENANCE})),
+    HostAction.DRAIN_FAILED: HostTransition(frozenset({S.PREPARING_FOR_MAINTENANCE}), S.UP),
 }
 
 _REFUSALS = {
@@ -106,6 +118,10 @@ _REFUSALS = {
     HostAction.LACK_NETWORKS: "Host {name} is {status}: the engine does not judge its "
                               "networks there.",
     HostAction.RECOVER: "Host {name} is {status}, not non operational.",
+    HostAction.DRAIN: "Cannot switch host {name} to maintenance: it is {status}.",
+    HostAction.DRAINED: "Cannot switch host {name} to maintenance: it is {status}, no "
+                        "longer preparing for maintenance.",
+    HostAction.DRAIN_FAILED: "Host {name} is {status}, not preparing for maintenance.",
 }
 
 

@@ -141,3 +141,11 @@ class BootDevice(StrEnum):
     CDROM = "cdrom"
     HD = "hd"
     NETWORK = "network"
+
+
+class VmAffinity(StrEnum):
+    """oVirt's placement policy affinity: whether a running VM may move to another host."""
+
+    MIGRATABLE = "migratable"  # by users and by the engine (maintenance, balancing)
+    USER_MIGRATABLE = "user_migratable"  # only when an administrator asks
+    PINNED = "pinned"  # never: it runs on its host until it stops

@@ -64,21 +64,29 @@ async def roomiest_host(session: AsyncSession, cluster_id: uuid.UUID, *, memory_
     return chosen.scalar_one_or_none()
 
 
+def placement_hosts(vm: Vm) -> frozenset[uuid.UUID]:
+    """The hosts the VM's placement policy allows (empty: any host of its cluster)."""
+    return frozenset(uuid.UUID(str(host_id)) for host_id in vm.placement_hosts or ())
+
+
 async def _request(session: AsyncSession, vm: Vm, required: uuid.UUID | None,
-                   required_reason: str) -> PlacementRequest:
+                   required_reason: str, leaving: uuid.UUID | None = None) -> PlacementRequest:
     cluster = await session.get(Cluster, vm.cluster_id)
     overcommit = cluster.memory_overcommit_percent if cluster else 100
     return PlacementRequest(vm_name=vm.name, memory_mib=vm.memory_mib,
-                            overcommit_percent=overcommit,
-                            required_host=required or vm.placement_host_id,
-                            required_reason=required_reason or "the VM is pinned elsewhere")
+                            overcommit_percent=overcommit, required_host=required,
+                            required_reason=required_reason or "the VM must run elsewhere",
+                            allowed_hosts=placement_hosts(vm), leaving_host=leaving)
 
 
 async def choose_host(session: AsyncSession, vm: Vm, *, required: uuid.UUID | None = None,
-                      required_reason: str = "") -> uuid.UUID:
-    """The host `place()` chooses for `vm` now (NoHostAvailable, with reasons, if none)."""
-    request = await _request(session, vm, required, required_reason)
-    if request.required_host is None:
+                      required_reason: str = "", leaving: uuid.UUID | None = None
+                      ) -> uuid.UUID:
+    """The host `place()` chooses for `vm` now (NoHostAvailable, with reasons, if none);
+    `leaving`: the host a migration leaves, never chosen."""
+    request = await _request(session, vm, required, required_reason, leaving)
+    if (request.required_host is None and not request.allowed_hosts
+            and request.leaving_host is None):
         # One query instead of a thousand hosts in Python; when no host fits, `place` says
         # why each was left out.
         found = await roomiest_host(session, vm.cluster_id, memory_mib=vm.memory_mib,
@@ -95,7 +103,8 @@ RESERVE_ATTEMPTS = 5
 
 
 async def reserve_host(session: AsyncSession, vm: Vm, *, required: uuid.UUID | None = None,
-                       required_reason: str = "") -> uuid.UUID:
+                       required_reason: str = "", leaving: uuid.UUID | None = None
+                       ) -> uuid.UUID:
     """Choose a host for `vm` and lock its row until the caller's transaction ends, having
     checked under that lock that the VM still fits.
 
@@ -104,10 +113,10 @@ async def reserve_host(session: AsyncSession, vm: Vm, *, required: uuid.UUID | N
     that locks the host next sees it. Lock order: the host before the VM, as the jobs'
     locks are ordered (the monitor holds host rows while it updates their VMs).
     """
-    request = await _request(session, vm, required, required_reason)
+    request = await _request(session, vm, required, required_reason, leaving)
     for _attempt in range(RESERVE_ATTEMPTS):
         host_id = await choose_host(session, vm, required=required,
-                                    required_reason=required_reason)
+                                    required_reason=required_reason, leaving=leaving)
         await session.execute(select(Host.id).where(Host.id == host_id).with_for_update())
         loads = await host_loads(session, vm.cluster_id, excluding_vm=vm.id, only=host_id)
         try:

@@ -32,6 +32,9 @@ class PlacementRequest:
     overcommit_percent: int = 100  # the cluster's memory over-commit
     required_host: uuid.UUID | None = None  # e.g. the host of the VM's local storage
     required_reason: str = ""
+    # The VM's placement policy hosts: it runs on one of them (empty: on any host).
+    allowed_hosts: frozenset[uuid.UUID] = frozenset()
+    leaving_host: uuid.UUID | None = None  # a migration's source: never its destination
 
 
 def capacity_mib(host: HostLoad, overcommit_percent: int) -> int:
@@ -49,6 +52,10 @@ def place(request: PlacementRequest, hosts: Sequence[HostLoad]) -> HostLoad:
     for host in hosts:
         if request.required_host is not None and host.host_id != request.required_host:
             reasons.append(f"{host.name}: {request.required_reason or 'the VM must run elsewhere'}")
+        elif host.host_id == request.leaving_host:
+            reasons.append(f"{host.name}: the VM is leaving this host")
+        elif request.allowed_hosts and host.host_id not in request.allowed_hosts:
+            reasons.append(f"{host.name}: not one of the VM's placement policy hosts")
         elif host.status is not HostStatus.UP:
             reasons.append(f"{host.name}: the host is {host.status.replace('_', ' ')}")
         elif (free := free_mib(host, request.overcommit_percent)) < request.memory_mib:

@@ -10,14 +10,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
 from overt.engine.db.tables import Cluster, Host, Job, User, Vm
-from overt.engine.jobs.kinds import InstallHost
+from overt.engine.jobs.kinds import DrainHost, InstallHost
 from overt.engine.model.errors import Conflict, InvalidInput
-from overt.engine.model.host_actions import HostAction, check_host_action, status_after
+from overt.engine.model.host_actions import (
+    HostAction,
+    check_host_action,
+    host_action_allowed,
+    status_after,
+)
 from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus, LogSeverity
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 from overt.engine.services.jobs import JobSubmitter
+from overt.engine.services.vm_placement import forget_placement_host
 from overt.pki import tokens
 from overt.pki.certs import same_fingerprint
 
@@ -120,18 +126,33 @@ def _colons(fingerprint: str) -> str:
     return ":".join(digits[i:i + 2] for i in range(0, len(digits), 2))
 
 
-async def deactivate_host(session: AsyncSession, host_id: uuid.UUID, user: User) -> Host:
+async def deactivate_host(session: AsyncSession, jobs: JobSubmitter, host_id: uuid.UUID,
+                          user: User, *, correlation_id: str | None = None) -> Job | None:
+    """oVirt's maintenance. A host up that runs VMs is drained first: it is preparing for
+    maintenance while a job migrates its VMs away (the job returned); one that runs none,
+    or that the engine cannot reach to move them, switches at once (None)."""
     host = await lookup.get(session, Host, host_id, for_update=True)
     if not check_host_action(HostAction.DEACTIVATE, host.status, host_name=host.name):
-        return host
+        return None
     running = await vms_on(session, host.id)
+    if running and host_action_allowed(HostAction.DRAIN, host.status):
+        job = await jobs.submit(session, DrainHost(host_id=host.id),
+                                description=f"Switching host {host.name} to maintenance",
+                                owner_id=user.id, correlation_id=correlation_id)
+        host.status = status_after(HostAction.DRAIN)
+        audit.record(session, f"Host {host.name} is preparing for maintenance, asked by "
+                     f"{user.user_name}: its {running} VM(s) migrate to other hosts",
+                     code=audit.HOST_PREPARING_FOR_MAINTENANCE, host_id=host.id,
+                     cluster_id=host.cluster_id, user_id=user.id, job_id=job.id)
+        return job
     if running:
         raise Conflict(f"Cannot switch host {host.name} to maintenance mode: {running} VM(s) "
-                       "still run on it; stop or migrate them first.")
+                       f"still run on it and the host is {host.status.replace('_', ' ')}, so "
+                       "they cannot be migrated; stop them first.")
     host.status, host.status_detail = status_after(HostAction.DEACTIVATE), ""
     audit.record(session, f"Host {host.name} was switched to maintenance by {user.user_name}",
                  code=audit.HOST_MAINTENANCE, host_id=host.id, user_id=user.id)
-    return host
+    return None
 
 
 async def activate_host(session: AsyncSession, host_id: uuid.UUID, user: User) -> Host:
@@ -155,4 +176,5 @@ async def remove_host(session: AsyncSession, host_id: uuid.UUID, user: User,
         raise Conflict(f"Cannot remove host {host.name}: VMs still run on it.")
     audit.record(session, f"Host {host.name} was removed by {user.user_name}",
                  code=audit.HOST_REMOVED, severity=LogSeverity.NORMAL, user_id=user.id)
+    await forget_placement_host(session, host)
     await session.delete(host)

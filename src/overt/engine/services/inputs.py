@@ -56,7 +56,8 @@ class VmInput:
     boot_devices: list[str] | None = None
     initialization: Initialization | None = None  # cloud-init, checked already
     high_availability: bool | None = None
-    placement_host: Ref | None = None
+    placement_hosts: list[Ref] | None = None  # None: as it is; []: any host of the cluster
+    placement_affinity: str | None = None
     migration: MigrationOptions | None = None
     migration_downtime_ms: int | None = None  # -1: the policy's
     disk_attachments: list[DiskAttachmentInput] = field(default_factory=list)

@@ -37,6 +37,7 @@ from overt.engine.model import migration_options
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.initialization import Initialization
 from overt.engine.model.migration_options import MigrationOptions
+from overt.engine.model.placement_policy import migration_refusal
 from overt.engine.model.status import (
     BootDevice,
     DiskStatus,
@@ -49,7 +50,6 @@ from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 from overt.engine.queries.vm_spec import required_host
 from overt.engine.scheduler.loads import host_loads, reserve_host
-from overt.engine.scheduler.placement import PlacementRequest, place
 from overt.engine.services.devices import add_disk_attachment, thin_copy
 from overt.engine.services.disk_copies import (
     CopyTarget,
@@ -60,6 +60,7 @@ from overt.engine.services.disk_copies import (
 from overt.engine.services.inputs import NicInput, VmInput
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.services.vm_nics import add_nic
+from overt.engine.services.vm_placement import set_placement_policy
 
 MIB = 1 << 20
 MAX_MEMORY_MIB = 4 * 1024 * 1024
@@ -129,9 +130,8 @@ async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user:
         migration=migration.to_json(),
         migration_downtime_ms=migration_options.check_downtime(data.migration_downtime_ms,
                                                                "vm"))
-    if data.placement_host is not None:
-        vm.placement_host_id = (await lookup.resolve(session, Host, data.placement_host,
-                                                     "vm.placement_policy.host")).id
+    await set_placement_policy(session, vm, hosts=data.placement_hosts,
+                               affinity=data.placement_affinity)
     if clone:
         vm.template_id = BLANK_TEMPLATE_ID  # independent of the template, which may go
     session.add(vm)
@@ -189,7 +189,11 @@ async def clone_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, 
                cpu_threads=source.cpu_threads, os_type=source.os_type,
                boot_devices=list(source.boot_devices),
                high_availability=source.high_availability,
-               placement_host_id=source.placement_host_id, status=VmStatus.DOWN)
+               placement_hosts=list(source.placement_hosts),
+               placement_affinity=source.placement_affinity,
+               migration=dict(source.migration),
+               migration_downtime_ms=source.migration_downtime_ms,
+               initialization=source.initialization, status=VmStatus.DOWN)
     session.add(clone)
     await session.flush()
     job = await _clone_disks(session, jobs, clone, await attachments_of(session, vm_id=source.id),
@@ -247,9 +251,8 @@ async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput, user
         vm.initialization, changed = _replace_initialization(vm, data.initialization), True
     if data.high_availability is not None:
         vm.high_availability = data.high_availability
-    if data.placement_host is not None:
-        vm.placement_host_id = (await lookup.resolve(session, Host, data.placement_host,
-                                                     "vm.placement_policy.host")).id
+    await set_placement_policy(session, vm, hosts=data.placement_hosts,
+                               affinity=data.placement_affinity)
     if changed:
         vm.spec_version += 1  # a running VM gets the change at its next start
     audit.record(session, f"VM {vm.name} configuration was updated by {user.user_name}",
@@ -396,14 +399,17 @@ async def migrate_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID
     pinned, why = await required_host(session, vm)
     if pinned is not None:
         raise Conflict(f"Cannot migrate VM {vm.name}: {why}")
+    refusal = migration_refusal(vm.name, vm.placement_affinity, by_engine=False)
+    if refusal is not None:
+        raise Conflict(f"Cannot migrate VM {vm.name}: {refusal}")
     if host is not None:
         target = await lookup.resolve(session, Host, host, "the destination host")
         _check_destination(vm, source, target)
-        destination = await reserve_host(session, vm, required=target.id,
+        destination = await reserve_host(session, vm, required=target.id, leaving=source.id,
                                          required_reason="another host was asked for")
     else:
-        destination = await reserve_host(session, vm, required=await _other_host(
-            session, vm, source), required_reason="the scheduler chose another host")
+        await _check_other_host(session, vm, source)
+        destination = await reserve_host(session, vm, leaving=source.id)
     job = await _action_job(session, jobs, MigrateVm(vm_id=vm_id, source_host_id=source.id,
                                                      host_id=destination),
                             VmAction.MIGRATE, "Migrating VM", user,
@@ -433,17 +439,11 @@ def _check_destination(vm: Vm, source: Host, target: Host) -> None:
                        f"{target.status.replace('_', ' ')}")
 
 
-async def _other_host(session: AsyncSession, vm: Vm, source: Host) -> uuid.UUID:
-    """The scheduler's choice among the cluster's hosts other than the VM's own."""
-    cluster = await session.get(Cluster, vm.cluster_id)
-    request = PlacementRequest(
-        vm_name=vm.name, memory_mib=vm.memory_mib,
-        overcommit_percent=cluster.memory_overcommit_percent if cluster else 100)
-    loads = [load for load in await host_loads(session, vm.cluster_id, excluding_vm=vm.id)
-             if load.host_id != source.id]
-    if not loads:
+async def _check_other_host(session: AsyncSession, vm: Vm, source: Host) -> None:
+    """oVirt's refusal for a VM with nowhere else to go in its cluster."""
+    loads = await host_loads(session, vm.cluster_id, excluding_vm=vm.id)
+    if all(load.host_id == source.id for load in loads):
         raise Conflict(f"Cannot migrate VM {vm.name}: its cluster has no other host")
-    return place(request, loads).host_id
 
 
 async def cancel_migration(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID,

@@ -83,7 +83,7 @@ async def _run(ctx: WebContext, name: str, host: Host) -> Job | None:
     elif name == "install":
         return await host_service.install_host(session, ctx.services.jobs, host.id, user)
     elif name == "deactivate":
-        await host_service.deactivate_host(session, host.id, user)
+        return await host_service.deactivate_host(session, ctx.services.jobs, host.id, user)
     elif name == "activate":
         await host_service.activate_host(session, host.id, user)
         ctx.services.monitor_wakeup()

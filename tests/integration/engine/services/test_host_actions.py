@@ -33,7 +33,7 @@ async def _act(db: Database, action: HostAction, host_id: uuid.UUID) -> None:
             case HostAction.APPROVE:
                 await hosts.approve_host(session, host_id, user)
             case HostAction.DEACTIVATE:
-                await hosts.deactivate_host(session, host_id, user)
+                await hosts.deactivate_host(session, jobs, host_id, user)
             case HostAction.ACTIVATE:
                 await hosts.activate_host(session, host_id, user)
             case HostAction.REMOVE:

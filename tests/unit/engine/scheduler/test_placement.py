@@ -54,3 +54,16 @@ def test_no_host_lists_every_reason() -> None:
 def test_an_empty_cluster_says_so() -> None:
     with pytest.raises(NoHostAvailable, match="the cluster has no hosts"):
         place(PlacementRequest("vm", 1), [])
+
+
+def test_placement_policy_hosts_bound_the_choice_and_a_migration_leaves_its_source() -> None:
+    hosts = [host("a"), host("b", committed=3000), host("c", committed=2000)]
+    allowed = frozenset({hosts[1].host_id, hosts[2].host_id})
+    assert place(PlacementRequest("vm", 512, allowed_hosts=allowed), hosts).name == "c"
+    leaving = PlacementRequest("vm", 512, allowed_hosts=allowed, leaving_host=hosts[2].host_id)
+    assert place(leaving, hosts).name == "b"
+    too_big = PlacementRequest("vm", 2048, allowed_hosts=allowed,
+                               leaving_host=hosts[2].host_id)
+    with pytest.raises(NoHostAvailable, match="a: not one of the VM's placement policy hosts; "
+                       r"b: not enough memory .*; c: the VM is leaving this host"):
+        place(too_big, hosts)

@@ -111,8 +111,14 @@ async def install(ctx: ApiContext) -> Response:
 
 @routes.post("/hosts/{host_id}/deactivate")
 async def deactivate(ctx: ApiContext) -> Response:
-    await host_service.deactivate_host(ctx.session, ctx.id_param("host_id"), ctx.user)
-    return action_done(ctx)
+    """oVirt's maintenance: a host running VMs answers with the job that drains it."""
+    await action_params(ctx)  # an empty body is allowed; what is sent must parse
+    correlation = ctx.request.headers.get("correlation-id") or ctx.request.query_params.get(
+        "correlation_id")
+    job = await host_service.deactivate_host(ctx.session, ctx.services.jobs,
+                                             ctx.id_param("host_id"), ctx.user,
+                                             correlation_id=correlation)
+    return action_done(ctx, job)
 
 
 @routes.post("/hosts/{host_id}/activate")

@@ -11,6 +11,7 @@ from overt.engine.jobs.handlers import (
     disk_copies,
     disks,
     fencing,
+    host_maintenance,
     host_networks,
     host_refresh,
     hosts,
@@ -29,7 +30,8 @@ UNITS: dict[type[JobSpec], Unit[Any]] = {
     **vm_start.UNITS, **vms.UNITS, **consoles.UNITS, **disks.UNITS, **hosts.UNITS,
     **host_refresh.UNITS, **host_networks.UNITS, **storage_domains.UNITS,
     **vm_nics.UNITS, **fencing.UNITS, **vm_migrate.UNITS, **disk_copies.UNITS,
-    **snapshots.UNITS, **snapshot_restore.UNITS, **snapshot_preview.UNITS}
+    **snapshots.UNITS, **snapshot_restore.UNITS, **snapshot_preview.UNITS,
+    **host_maintenance.UNITS}
 
 _missing = set(KINDS.values()) - set(UNITS)
 if _missing:  # a kind nobody can run would fail every job of it: refuse to start instead

@@ -34,6 +34,7 @@ from overt.protocol.migration import MigrationOutcome, MigrationPolicy, Migratio
 log = logging.getLogger(__name__)
 MIGRATE_TIMEOUT_S = 600.0
 _MIGRATING = frozenset({VmStatus.MIGRATING})
+_SOURCE_OK = frozenset({HostStatus.UP, HostStatus.PREPARING_FOR_MAINTENANCE})
 
 
 def destination_uris(ctx: JobContext, host: Host, stream_address: str) -> tuple[str, str | None]:
@@ -87,8 +88,9 @@ async def migrate_vm(ctx: JobContext, spec: MigrateVm) -> dict[str, Any]:
         destination = await lookup.get(session, Host, spec.host_id)
         policy = await _policy(session, vm)
         stream_address, network = await migration_address(session, destination)
-    for host in (source, destination):
-        if host.status != HostStatus.UP:
+    # A source preparing for maintenance is being drained: its VMs leave it this way.
+    for host, fit in ((source, _SOURCE_OK), (destination, {HostStatus.UP})):
+        if host.status not in fit:
             raise JobFailed(f"host {host.name} is {host.status}; VM {vm.name} stays on "
                             f"host {source.name}")
     uri, stream = destination_uris(ctx, destination, stream_address)
