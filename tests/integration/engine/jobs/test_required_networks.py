@@ -151,7 +151,7 @@ async def test_the_nodes_report_decides_and_a_network_made_optional_brings_the_h
     async with engine.session() as session:
         user = await session.get(User, engine.user_id)
         assert user is not None
-        await hosts.deactivate_host(session, node.host_id, user)
+        await hosts.deactivate_host(session, engine.jobs, node.host_id, user)
     await _set_required(engine, network_id, False)
     await _set_required(engine, network_id, True)
     assert (await _host_is(engine, node.host_id, HostStatus.MAINTENANCE)).status_detail == ""
