@@ -73,8 +73,9 @@ class LoopbackEngine:
         self.jobs = JobSubmitter(self.wakeup)
         # Simulated nodes reach each other for a migration by the URI "simulated://NAME".
         self.peers: dict[str, SimulatedHypervisor] = {}
-        settings = EngineSettings(migration_destination_uri="simulated://{name}",
-                                  migration_stream_uri="", migration_progress_interval_s=0.02)
+        self.settings = settings = EngineSettings(
+            data_dir=directory / "engine", migration_destination_uri="simulated://{name}",
+            migration_stream_uri="", migration_progress_interval_s=0.02)
         self.worker = Worker(db, JobServices(nodes=self.nodes, settings=settings,
                                              changes=changes, jobs=self.jobs),
                              UNITS, poll_interval=TICK_S,

@@ -18,6 +18,11 @@ KEY_FILE = "secrets.key"
 _PREFIX = "v1:"
 
 
+def is_sealed(text: str) -> bool:
+    """Whether `text` is a secret sealed by a `SecretBox` (not clear text)."""
+    return text.startswith(_PREFIX)
+
+
 class Secret:
     """A clear-text secret that prints as `***`."""
 

@@ -5,15 +5,18 @@ Shown without the root password: oVirt never returns it, and neither do we.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from overt.engine.api.wire.parse import Node
 from overt.engine.api.wire.render import Representation
-from overt.engine.model.errors import InvalidInput
+from overt.engine.model.errors import InvalidInput, Unavailable
 from overt.engine.model.initialization import (
     Initialization,
     NicBootProtocol,
     NicConfiguration,
     check_initialization,
 )
+from overt.engine.secrets import Secret, SecretBox, is_sealed
 
 _BOOT_PROTOCOLS = {"dhcp": NicBootProtocol.DHCP, "static": NicBootProtocol.STATIC,
                    "none": NicBootProtocol.NONE}
@@ -33,6 +36,18 @@ def read_initialization(node: Node) -> Initialization:
         custom_script=node.get_str("custom_script") or None,
         timezone=node.get_str("timezone") or None,
     ))
+
+
+def sealed_initialization(init: Initialization | None,
+                          box: SecretBox | None) -> Initialization | None:
+    """The initialization as the engine keeps it: its root password sealed with the
+    engine's key, never in clear text in the database or a job."""
+    if init is None or init.root_password is None or is_sealed(init.root_password):
+        return init
+    if box is None:
+        raise Unavailable("this engine keeps no secrets store: a root password for "
+                          "cloud-init cannot be kept")
+    return replace(init, root_password=box.seal(Secret(init.root_password)))
 
 
 def _read_nic(node: Node) -> NicConfiguration:

@@ -6,6 +6,7 @@ from overt.engine.db.tables import Job, User, Vm
 from overt.engine.model.errors import InvalidInput
 from overt.engine.model.initialization import Initialization
 from overt.engine.model.status import VmStatus
+from overt.engine.secrets import Secret, SecretBox
 from overt.engine.services import vms
 from overt.engine.services.inputs import VmInput
 from tests.support.loopback import LoopbackEngine
@@ -43,6 +44,23 @@ async def test_a_run_once_initialization_reaches_the_node_and_is_then_forgotten(
         assert vm is not None and stored is not None
         assert vm.initialization is None  # run once: nothing stays on the VM
         assert "S3cret" not in str(stored.params)  # nor in the finished job
+
+
+async def test_a_sealed_root_password_is_opened_only_for_the_config_drive(
+        engine: LoopbackEngine) -> None:
+    """The API keeps the root password sealed (the database never has it in clear text);
+    the start opens it with the engine's key to write the guest's user-data."""
+    node = await engine.add_host("h1")
+    vm_id = await engine.add_vm("sealed")
+    sealed = SecretBox(engine.settings.data_dir).seal(Secret("S3cret!pw"))
+    await _set_initialization(engine, vm_id, Initialization(host_name="s1",
+                                                            root_password=sealed))
+    await engine.job((await engine.act(vms.start_vm, vm_id)).id)
+    await engine.vm_reaches(vm_id, [VmStatus.UP])
+    drive = node.hypervisor.started_specs[vm_id].config_drive
+    assert drive is not None
+    assert '      password: "S3cret!pw"\n' in drive.user_data
+    assert sealed not in drive.user_data
 
 
 async def test_the_vms_own_initialization_serves_every_run_unless_refused(

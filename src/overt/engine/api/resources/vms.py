@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 from sqlalchemy import select
 from starlette.responses import Response
@@ -10,7 +11,7 @@ from starlette.responses import Response
 from overt.engine.api import views
 from overt.engine.api.authorization import require_permit
 from overt.engine.api.context import ApiContext, href
-from overt.engine.api.initialization import read_initialization
+from overt.engine.api.initialization import read_initialization, sealed_initialization
 from overt.engine.api.readers import read_disk_attachment, read_nic, read_vm, ref_of
 from overt.engine.api.resources import consoles as console_resources
 from overt.engine.api.resources import vm_devices
@@ -32,6 +33,7 @@ from overt.engine.queries import lookup
 from overt.engine.services import consoles, devices, vm_nics
 from overt.engine.services import identity as identity_service
 from overt.engine.services import vms as vm_service
+from overt.engine.services.inputs import VmInput
 from overt.engine.services.jobs import wait_for_job
 
 routes = ApiRoutes()
@@ -84,7 +86,7 @@ async def list_vms(ctx: ApiContext) -> Response:
 
 @routes.post("/vms")
 async def add_vm(ctx: ApiContext) -> Response:
-    data = read_vm(await ctx.body("vm"))
+    data = _sealed(ctx, read_vm(await ctx.body("vm")))
     vm = await vm_service.add_vm(ctx.session, ctx.services.jobs, data, ctx.user,
                                  clone=ctx.flag("clone"))
     await ctx.session.flush()
@@ -103,7 +105,7 @@ async def get_vm(ctx: ApiContext) -> Response:
 
 @routes.put("/vms/{vm_id}")
 async def update_vm(ctx: ApiContext) -> Response:
-    data = read_vm(await ctx.body("vm"))
+    data = _sealed(ctx, read_vm(await ctx.body("vm")))
     before = (await lookup.get(ctx.session, Vm, ctx.id_param("vm_id"))).cluster_id
     vm = await vm_service.update_vm(ctx.session, ctx.id_param("vm_id"), data, ctx.user)
     await ctx.session.flush()
@@ -121,6 +123,11 @@ async def remove_vm(ctx: ApiContext) -> Response:
     return action_done(ctx, job)
 
 
+def _sealed(ctx: ApiContext, data: VmInput) -> VmInput:
+    return replace(data, initialization=sealed_initialization(data.initialization,
+                                                              ctx.services.secrets))
+
+
 def _correlation(ctx: ApiContext) -> str | None:
     return ctx.request.headers.get("correlation-id") or ctx.request.query_params.get(
         "correlation_id")
@@ -136,7 +143,8 @@ async def start(ctx: ApiContext) -> Response:
         vm_node = action.child("vm")
         init_node = vm_node.child("initialization") if vm_node is not None else None
         if init_node is not None:
-            initialization = read_initialization(init_node)
+            initialization = sealed_initialization(read_initialization(init_node),
+                                                   ctx.services.secrets)
     job = await vm_service.start_vm(ctx.session, ctx.services.jobs, ctx.id_param("vm_id"),
                                     ctx.user, correlation_id=_correlation(ctx),
                                     use_cloud_init=use_cloud_init, initialization=initialization)

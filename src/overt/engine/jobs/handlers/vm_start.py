@@ -9,6 +9,7 @@ back: the VM is down (or suspended, its memory kept) and on no host.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +28,7 @@ from overt.engine.model.node_states import ON_HOST, vm_status_of
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.queries import lookup
 from overt.engine.queries.vm_spec import build_vm_spec, console_password
+from overt.engine.secrets import SecretBox, is_sealed
 from overt.protocol.commands import VmStart
 from overt.protocol.host import VmStatusReport
 from overt.protocol.vm import ConfigDriveSpec
@@ -52,7 +54,7 @@ async def start_vm(ctx: JobContext, spec: StartVm) -> dict[str, Any]:
         # The console listens where the engine reaches the host, and only there.
         vm_spec = await build_vm_spec(session, vm, vnc_password=spec.vnc_password or "",
                                       display_address=host.address,
-                                      config_drive=_config_drive(spec, vm))
+                                      config_drive=_config_drive(ctx, spec, vm))
         restore_from = vm.saved_state_path if vm.status == VmStatus.RESTORING_STATE \
             else None
     if host.status != HostStatus.UP:
@@ -78,14 +80,18 @@ async def start_vm(ctx: JobContext, spec: StartVm) -> dict[str, Any]:
     return {"host_id": str(host.id)}
 
 
-def _config_drive(spec: StartVm, vm: Vm) -> ConfigDriveSpec | None:
+def _config_drive(ctx: JobContext, spec: StartVm, vm: Vm) -> ConfigDriveSpec | None:
     """The run's cloud-init data: the run-once initialization, else the VM's own."""
     if spec.use_cloud_init is False:
         return None
     stored = spec.initialization or vm.initialization
     if not stored:
         return None
-    files = render_nocloud(Initialization.from_json(stored), vm.id)
+    init = Initialization.from_json(stored)
+    if init.root_password is not None and is_sealed(init.root_password):
+        box = SecretBox(ctx.services.settings.data_dir)
+        init = replace(init, root_password=box.open(init.root_password).reveal())
+    files = render_nocloud(init, vm.id)
     return ConfigDriveSpec(user_data=files.user_data, meta_data=files.meta_data,
                            network_config=files.network_config)
 
