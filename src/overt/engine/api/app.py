@@ -23,6 +23,7 @@ from overt.engine.api.faults import fault_response
 from overt.engine.api.limits import BodyLimit, BodyTooLarge
 from overt.engine.api.resources import (
     activity,
+    affinity_groups,
     consoles,
     host_networks,
     host_nics,
@@ -74,7 +75,7 @@ def api_routes() -> ApiRoutes:
     routes = ApiRoutes()
     for module in (root, vms, hosts, host_nics, inventory, inventory_edits, storage, activity,
                    statistics, vm_devices, consoles, tags, networking, host_networks,
-                   identity, power_management, snapshots, templates):
+                   identity, power_management, snapshots, templates, affinity_groups):
         routes.include(module.routes)
     return routes
 

@@ -658,3 +658,41 @@ class VmTag(Base):
                                              primary_key=True)
     tag_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"),
                                               primary_key=True, index=True)
+
+
+class AffinityGroup(Base):
+    """oVirt's affinity group: VMs of a cluster kept together or apart (`vms_rule`) and on
+    or off a set of its hosts (`hosts_rule`); an enforcing rule filters hosts, a soft one
+    weighs them (by `priority`)."""
+
+    __tablename__ = "affinity_groups"
+    __table_args__ = (UniqueConstraint("cluster_id", "name"),)
+    id: Mapped[uuid.UUID] = _id()
+    cluster_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"),
+                                                  index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    priority: Mapped[float] = mapped_column(Float, default=1.0)
+    vms_rule_enabled: Mapped[bool] = mapped_column(default=False)
+    vms_rule_positive: Mapped[bool] = mapped_column(default=True)
+    vms_rule_enforcing: Mapped[bool] = mapped_column(default=False)
+    hosts_rule_enabled: Mapped[bool] = mapped_column(default=False)
+    hosts_rule_positive: Mapped[bool] = mapped_column(default=True)
+    hosts_rule_enforcing: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AffinityGroupVm(Base):
+    __tablename__ = "affinity_group_vms"
+    group_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("affinity_groups.id", ondelete="CASCADE"), primary_key=True)
+    vm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("vms.id", ondelete="CASCADE"),
+                                             primary_key=True, index=True)
+
+
+class AffinityGroupHost(Base):
+    __tablename__ = "affinity_group_hosts"
+    group_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("affinity_groups.id", ondelete="CASCADE"), primary_key=True)
+    host_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"),
+                                               primary_key=True, index=True)

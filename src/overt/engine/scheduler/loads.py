@@ -12,6 +12,7 @@ from overt.engine.db.tables import Cluster, Host, Vm
 from overt.engine.model.errors import NoHostAvailable
 from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus
+from overt.engine.queries.affinity_groups import affinity_constraints
 from overt.engine.scheduler.placement import HostLoad, PlacementRequest, place
 
 
@@ -70,23 +71,27 @@ def placement_hosts(vm: Vm) -> frozenset[uuid.UUID]:
 
 
 async def _request(session: AsyncSession, vm: Vm, required: uuid.UUID | None,
-                   required_reason: str, leaving: uuid.UUID | None = None) -> PlacementRequest:
+                   required_reason: str, leaving: uuid.UUID | None = None,
+                   draining: bool = False) -> PlacementRequest:
     cluster = await session.get(Cluster, vm.cluster_id)
     overcommit = cluster.memory_overcommit_percent if cluster else 100
+    affinity = await affinity_constraints(session, vm, draining=leaving if draining else None)
     return PlacementRequest(vm_name=vm.name, memory_mib=vm.memory_mib,
                             overcommit_percent=overcommit, required_host=required,
                             required_reason=required_reason or "the VM must run elsewhere",
-                            allowed_hosts=placement_hosts(vm), leaving_host=leaving)
+                            allowed_hosts=placement_hosts(vm), leaving_host=leaving,
+                            affinity=affinity)
 
 
 async def choose_host(session: AsyncSession, vm: Vm, *, required: uuid.UUID | None = None,
-                      required_reason: str = "", leaving: uuid.UUID | None = None
-                      ) -> uuid.UUID:
+                      required_reason: str = "", leaving: uuid.UUID | None = None,
+                      draining: bool = False) -> uuid.UUID:
     """The host `place()` chooses for `vm` now (NoHostAvailable, with reasons, if none);
-    `leaving`: the host a migration leaves, never chosen."""
-    request = await _request(session, vm, required, required_reason, leaving)
+    `leaving`: the host a migration leaves, never chosen; `draining`: every VM leaves it
+    (a maintenance), so the VM's affinity peers on it move too."""
+    request = await _request(session, vm, required, required_reason, leaving, draining)
     if (request.required_host is None and not request.allowed_hosts
-            and request.leaving_host is None):
+            and request.leaving_host is None and not request.affinity):
         # One query instead of a thousand hosts in Python; when no host fits, `place` says
         # why each was left out.
         found = await roomiest_host(session, vm.cluster_id, memory_mib=vm.memory_mib,
@@ -103,8 +108,8 @@ RESERVE_ATTEMPTS = 5
 
 
 async def reserve_host(session: AsyncSession, vm: Vm, *, required: uuid.UUID | None = None,
-                       required_reason: str = "", leaving: uuid.UUID | None = None
-                       ) -> uuid.UUID:
+                       required_reason: str = "", leaving: uuid.UUID | None = None,
+                       draining: bool = False) -> uuid.UUID:
     """Choose a host for `vm` and lock its row until the caller's transaction ends, having
     checked under that lock that the VM still fits.
 
@@ -113,10 +118,11 @@ async def reserve_host(session: AsyncSession, vm: Vm, *, required: uuid.UUID | N
     that locks the host next sees it. Lock order: the host before the VM, as the jobs'
     locks are ordered (the monitor holds host rows while it updates their VMs).
     """
-    request = await _request(session, vm, required, required_reason, leaving)
+    request = await _request(session, vm, required, required_reason, leaving, draining)
     for _attempt in range(RESERVE_ATTEMPTS):
         host_id = await choose_host(session, vm, required=required,
-                                    required_reason=required_reason, leaving=leaving)
+                                    required_reason=required_reason, leaving=leaving,
+                                    draining=draining)
         await session.execute(select(Host.id).where(Host.id == host_id).with_for_update())
         loads = await host_loads(session, vm.cluster_id, excluding_vm=vm.id, only=host_id)
         try:

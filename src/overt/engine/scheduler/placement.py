@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from overt.engine.model.errors import NoHostAvailable
 from overt.engine.model.status import HostStatus
+from overt.engine.scheduler.affinity import AffinityConstraint, refusal, soft_penalty
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class PlacementRequest:
     # The VM's placement policy hosts: it runs on one of them (empty: on any host).
     allowed_hosts: frozenset[uuid.UUID] = frozenset()
     leaving_host: uuid.UUID | None = None  # a migration's source: never its destination
+    affinity: tuple[AffinityConstraint, ...] = ()  # the rules of the VM's affinity groups
 
 
 def capacity_mib(host: HostLoad, overcommit_percent: int) -> int:
@@ -58,6 +60,8 @@ def place(request: PlacementRequest, hosts: Sequence[HostLoad]) -> HostLoad:
             reasons.append(f"{host.name}: not one of the VM's placement policy hosts")
         elif host.status is not HostStatus.UP:
             reasons.append(f"{host.name}: the host is {host.status.replace('_', ' ')}")
+        elif (why := refusal(request.affinity, host.host_id)) is not None:
+            reasons.append(f"{host.name}: {why}")
         elif (free := free_mib(host, request.overcommit_percent)) < request.memory_mib:
             capacity = capacity_mib(host, request.overcommit_percent)
             reasons.append(
@@ -70,5 +74,6 @@ def place(request: PlacementRequest, hosts: Sequence[HostLoad]) -> HostLoad:
         why = "; ".join(reasons) if reasons else "the cluster has no hosts"
         raise NoHostAvailable(f"Cannot run VM {request.vm_name}. There is no host that satisfies "
                               f"current scheduling constraints: {why}.")
-    return max(candidates, key=lambda h: (free_mib(h, request.overcommit_percent), -h.vm_count,
-                                          h.name))
+    return max(candidates, key=lambda h: (-soft_penalty(request.affinity, h.host_id),
+                                          free_mib(h, request.overcommit_percent),
+                                          -h.vm_count, h.name))

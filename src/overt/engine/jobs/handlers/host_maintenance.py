@@ -59,7 +59,7 @@ async def _why_it_stays(session: AsyncSession, vm: Vm, host: Host) -> str | None
     if refusal is not None:
         return refusal
     try:
-        await choose_host(session, vm, leaving=host.id)
+        await choose_host(session, vm, leaving=host.id, draining=True)
     except Conflict as no_host:
         return f"VM {vm.name} has no host to go to: {no_host}"
     return None
@@ -133,7 +133,7 @@ async def _submit_migration(ctx: JobContext, session: AsyncSession, vm_id: uuid.
     as `services.vms.migrate_vm` does for a user (the drain checked the VM may move).
     Lock order: the destination host's row, then the VM's."""
     vm = await lookup.get(session, Vm, vm_id)
-    destination_id = await reserve_host(session, vm, leaving=source.id)
+    destination_id = await reserve_host(session, vm, leaving=source.id, draining=True)
     vm = await lookup.get(session, Vm, vm_id, for_update=True)
     if vm.status != VmStatus.UP or vm.host_id != source.id:
         raise Conflict(f"the VM is {vm.status.replace('_', ' ')} now, no longer up on host "
