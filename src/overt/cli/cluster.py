@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from overt.cli import affinity
 from overt.cli.errors import reports_errors
 from overt.cli.objects import changes, names_by_id, report, resolve
 from overt.cli.options import CaFile, DataDir, Json, PasswordFile, Url, User, connect
@@ -17,6 +18,7 @@ Description = Annotated[str | None, typer.Option(help="A description.")]
 Overcommit = Annotated[int | None, typer.Option(
     "--memory-overcommit", help="Memory the scheduler may promise, in percent of the hosts' "
     "memory (100: none).")]
+app.add_typer(affinity.app, name="affinity")
 
 
 def _body(name: str | None, description: str | None, overcommit: int | None) -> dict[str, Any]:

@@ -186,3 +186,39 @@ def test_host_maintenance_and_activation(engine: RunningEngine) -> None:
     # Activated, the host waits for its node, which this engine cannot reach.
     assert "host cli-mnt is connecting, not up" in _refused(
         engine, "host", "activate", "cli-mnt", "--timeout", "1")
+
+
+def test_cluster_affinity_groups(engine: RunningEngine) -> None:
+    _host(engine, "cli-aff-h")
+    for vm in ("cli-aff-a", "cli-aff-b"):
+        _vm(engine, vm)
+    added = json.loads(_ok(engine, "cluster", "affinity", "add", "Default", "apart",
+                           "--vms-rule", "negative", "--vms-enforcing", "--hosts-rule",
+                           "positive", "--vm", "cli-aff-a", "--vm", "cli-aff-b", "--host",
+                           "cli-aff-h", "--priority", "2", "--json"))
+    assert added["vms_rule"] == {"enabled": True, "positive": False, "enforcing": True}
+    assert added["hosts_rule"] == {"enabled": True, "positive": True, "enforcing": False}
+    assert len(added["vms"]["vm"]) == 2 and len(added["hosts"]["host"]) == 1
+    listed = " ".join(_ok(engine, "cluster", "affinity", "list", "Default").split())
+    for words in ("apart", "negative,", "enforcing", "positive,", "soft", "cli-aff-a,",
+                  "cli-aff-b", "cli-aff-h"):
+        assert words in listed
+    updated = json.loads(_ok(engine, "cluster", "affinity", "update", "Default", "apart",
+                             "--name", "together", "--vms-rule", "positive", "--vms-soft",
+                             "--json"))
+    assert updated["name"] == "together"
+    assert updated["vms_rule"] == {"enabled": True, "positive": True, "enforcing": False}
+    assert len(updated["vms"]["vm"]) == 2  # what was not given stays
+    assert "Affinity group together removed" in _ok(engine, "cluster", "affinity", "remove",
+                                                    "Default", "together")
+
+
+def _vm(engine: RunningEngine, name: str) -> None:
+    conn = sdk.Connection(url=engine.url, username="admin@internal", password=engine.password,
+                          ca_file=str(engine.ca_file))
+    try:
+        conn.system_service().vms_service().add(types.Vm(
+            name=name, cluster=types.Cluster(name="Default"),
+            template=types.Template(name="Blank"), memory=256 * 2**20))
+    finally:
+        conn.close()

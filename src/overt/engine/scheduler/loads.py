@@ -115,8 +115,9 @@ async def reserve_host(session: AsyncSession, vm: Vm, *, required: uuid.UUID | N
 
     The caller then records the VM on the host (`host_id`, a status of `ON_HOST`), which
     is the reservation: the host's memory counts the VM from that commit on, so a start
-    that locks the host next sees it. Lock order: the host before the VM, as the jobs'
-    locks are ordered (the monitor holds host rows while it updates their VMs).
+    that locks the host next sees it (and, for its affinity groups, where its peers run:
+    the rules are read again under the lock). Lock order: the host before the VM, as the
+    jobs' locks are ordered (the monitor holds host rows while it updates their VMs).
     """
     request = await _request(session, vm, required, required_reason, leaving, draining)
     for _attempt in range(RESERVE_ATTEMPTS):
@@ -125,6 +126,8 @@ async def reserve_host(session: AsyncSession, vm: Vm, *, required: uuid.UUID | N
                                     draining=draining)
         await session.execute(select(Host.id).where(Host.id == host_id).with_for_update())
         loads = await host_loads(session, vm.cluster_id, excluding_vm=vm.id, only=host_id)
+        if request.affinity:
+            request = await _request(session, vm, required, required_reason, leaving, draining)
         try:
             return place(request, loads).host_id
         except NoHostAvailable:
