@@ -244,3 +244,34 @@ async def test_a_drain_a_hard_rule_forbids_fails_and_nothing_moves(
     await engine.settled()
     assert (await engine.vm(db)).status == VmStatus.UP
     assert await _host_of(engine, db) == "h1"
+
+
+async def test_a_drain_checks_a_positive_group_fits_together_before_anything_moves(
+        engine: LoopbackEngine) -> None:
+    await engine.add_host("h1", memory_mib=BIG)
+    await engine.add_host("h2", memory_mib=SMALL)
+    await engine.add_host("h3", memory_mib=SMALL)
+    pair = []
+    for name in ("db", "web"):  # each fits h2 or h3 alone, not both together
+        vm_id = await engine.add_vm(name, memory_mib=3072)
+        await _start(engine, vm_id)
+        pair.append(vm_id)
+    await _group(engine, "together", vm_ids=pair, vms_rule=_rule(positive=True, enforcing=True))
+
+    drain = await _drain(engine, "h1")
+
+    assert drain.state == "failed"
+    error = drain.error or ""
+    assert "VM web has no host to go to" in error
+    assert "positive enforcing affinity group together keeps the VM with VM(s) db" in error
+    assert "not enough memory" in error
+    assert error.count("has no host to go to") == 1  # db could go first: only web is named
+    await engine.settled()
+    for vm_id in pair:
+        assert (await engine.vm(vm_id)).status == VmStatus.UP
+        assert await _host_of(engine, vm_id) == "h1"
+        assert (await engine.vm(vm_id)).migration_host_id is None  # the trial left nothing
+    assert {r.name for r in await engine.hosts["h1"].hypervisor.list_vms()} == {"db", "web"}
+    async with engine.session() as session:
+        assert (await session.execute(select(Job).where(Job.action == "vm.migrate"))
+                ).first() is None

@@ -2,10 +2,10 @@
 
 The host is `preparing_for_maintenance` from the submission on, so the scheduler places
 nothing new on it. Every VM it runs is checked first (a VM pinned to the host, or with
-no other host to go to, fails the job before anything moves); then each VM is
-live-migrated by a migration job of its own (`MigrateVm`, run by its own handler),
-reserved and submitted as a user's migration without a host is: the scheduler chooses
-the destination within the cluster. When the host runs no VM any more it is in
+no other host to go to once the VMs before it have theirs, fails the job before anything
+moves); then each VM is live-migrated by a migration job of its own (`MigrateVm`, run by
+its own handler), reserved and submitted as a user's migration without a host is: the
+scheduler chooses the destination within the cluster. When the host runs no VM any more it is in
 maintenance. A failure leaves every VM running where it is, and the host `up`.
 """
 
@@ -44,25 +44,55 @@ async def _vms_on(session: AsyncSession, host_id: uuid.UUID) -> list[Vm]:
         Vm.host_id == host_id, Vm.status.in_(ON_HOST)).order_by(Vm.name))).scalars())
 
 
-async def _why_it_stays(session: AsyncSession, vm: Vm, host: Host) -> str | None:
-    """Why `vm` cannot leave `host` now, or None when it can."""
+async def _why_it_stays(session: AsyncSession, vm: Vm, host: Host
+                        ) -> tuple[str | None, uuid.UUID | None]:
+    """Why `vm` cannot leave `host` now (None when it can), and where it would go."""
     if vm.status == VmStatus.MIGRATING:
-        return None  # leaving already: waited for below
+        return None, None  # leaving already: waited for below
     if vm.status != VmStatus.UP:
-        return f"VM {vm.name} is {vm.status.replace('_', ' ')}, and only a VM up migrates"
+        return f"VM {vm.name} is {vm.status.replace('_', ' ')}, and only a VM up migrates", None
     if vm.origin == "external":
-        return f"VM {vm.name} is external (not created by Overt) and cannot be migrated"
+        return f"VM {vm.name} is external (not created by Overt) and cannot be migrated", None
     local, why = await required_host(session, vm)
     if local is not None:
-        return f"VM {vm.name} cannot move: {why}"
+        return f"VM {vm.name} cannot move: {why}", None
     refusal = migration_refusal(vm.name, vm.placement_affinity, by_engine=False)
     if refusal is not None:
-        return refusal
+        return refusal, None
     try:
-        await choose_host(session, vm, leaving=host.id, draining=True)
+        return None, await choose_host(session, vm, leaving=host.id, draining=True)
     except Conflict as no_host:
-        return f"VM {vm.name} has no host to go to: {no_host}"
-    return None
+        return f"VM {vm.name} has no host to go to: {no_host}", None
+
+
+class _Checked(Exception):
+    """Carries the check's findings out of its transaction, so that the trial moves it
+    recorded are rolled back."""
+
+    def __init__(self, staying: list[str]) -> None:
+        super().__init__("; ".join(staying))
+        self.staying = staying
+
+
+async def _check_every_vm(ctx: JobContext, host: Host) -> list[str]:
+    """Why VMs cannot leave `host`, VM by VM. The VMs are tried in the order the drain
+    moves them, each recorded (in a transaction rolled back) as migrating where the
+    scheduler would send it, so that the next one sees its memory and its affinity groups
+    as they will be: VMs that fit one by one but not all together are found here, before
+    anything moves."""
+    try:
+        async with ctx.transaction() as session:
+            staying: list[str] = []
+            for vm in await _vms_on(session, host.id):
+                why, destination = await _why_it_stays(session, vm, host)
+                if why is not None:
+                    staying.append(why)
+                elif destination is not None:
+                    vm.status, vm.migration_host_id = VmStatus.MIGRATING, destination
+                    await session.flush()
+            raise _Checked(staying)
+    except _Checked as checked:
+        return checked.staying
 
 
 async def drain_host(ctx: JobContext, spec: DrainHost) -> dict[str, Any]:
@@ -75,9 +105,7 @@ async def drain_host(ctx: JobContext, spec: DrainHost) -> dict[str, Any]:
                             "maintenance")
     async with ctx.step(f"Checking that every VM can leave host {host.name}",
                         host_id=host.id):
-        async with ctx.transaction() as session:
-            staying = [why for vm in await _vms_on(session, host.id)
-                       if (why := await _why_it_stays(session, vm, host)) is not None]
+        staying = await _check_every_vm(ctx, host)
         if staying:
             raise JobFailed(f"Cannot switch host {host.name} to maintenance: "
                             f"{'; '.join(staying)}. No VM was moved or stopped.")
