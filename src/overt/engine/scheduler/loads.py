@@ -12,7 +12,7 @@ from overt.engine.db.tables import Cluster, Host, Vm
 from overt.engine.model.errors import NoHostAvailable
 from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus
-from overt.engine.queries.affinity_groups import affinity_constraints
+from overt.engine.scheduler.affinity_peers import affinity_constraints
 from overt.engine.scheduler.placement import HostLoad, PlacementRequest, place
 
 

@@ -1,7 +1,7 @@
 """Affinity groups of a cluster: adding, changing and removing them and their members.
 
 Members are VMs and hosts of the group's cluster only (oVirt refuses others); a name is
-unique within its cluster. The scheduler reads the groups (`queries.affinity_groups`).
+unique within its cluster. The scheduler reads the groups (`scheduler.affinity_peers`).
 """
 
 from __future__ import annotations

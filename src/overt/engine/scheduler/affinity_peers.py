@@ -1,4 +1,5 @@
-"""Reading the affinity groups a VM is in as the scheduler's constraints."""
+"""Reading the affinity groups a VM is in, and where their VMs run, as the scheduler's
+constraints."""
 
 from __future__ import annotations
 
