@@ -31,6 +31,7 @@ from overt.engine.api.resources import (
     inventory,
     inventory_edits,
     networking,
+    notifications,
     power_management,
     root,
     snapshots,
@@ -74,7 +75,7 @@ def api_routes() -> ApiRoutes:
     routes = ApiRoutes()
     for module in (root, vms, hosts, host_nics, inventory, inventory_edits, storage, activity,
                    statistics, vm_devices, consoles, tags, networking, host_networks,
-                   identity, power_management, snapshots, templates):
+                   identity, power_management, snapshots, templates, notifications):
         routes.include(module.routes)
     return routes
 
