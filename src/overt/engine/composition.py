@@ -187,7 +187,8 @@ class EngineRuntime:
         if self.parts.monitor:
             self._monitor = monitor
             tasks.append(asyncio.create_task(monitor.run(), name="monitor"))
-            notifier = Notifier(self.db, SecretBox(self.settings.data_dir))
+            notifier = Notifier(self.db, SecretBox(self.settings.data_dir),
+                                interval_s=self.settings.notifier_interval_s)
             tasks.append(asyncio.create_task(notifier.run(), name="notifier"))
         if self.netsvc_plan is not None:
             self.netsvc = NetworkServices(self.db, self.netsvc_plan,
