@@ -99,6 +99,11 @@ def test_a_subscribed_event_reaches_the_manager(
     assert f'{OBJ}.9.0 = STRING: "{host.id}"' in line
     assert f'{OBJ}.10.0 = STRING: "nowhere"' in line
 
+    # the database files (WAL included) hold the subscription, never the community in clear
+    data_dir = notifying_engine.runtime.settings.data_dir
+    stored = b"".join(f.read_bytes() for f in data_dir.glob("engine.db*"))
+    assert b"host_install_failed" in stored and COMMUNITY.encode() not in stored
+
     # the manager is named by a subscription: it stays until the subscription goes
     assert http.delete(f"/snmpmanagers/{manager_id}").status_code == 409
     subscriptions.event_subscription_service("host_install_failed").remove()
@@ -107,8 +112,6 @@ def test_a_subscribed_event_reaches_the_manager(
         subscriptions.event_subscription_service("host_install_failed").get()
     assert http.delete(f"/snmpmanagers/{manager_id}").status_code == 200
     hosts.host_service(host.id).remove()
-    text = (notifying_engine.runtime.settings.data_dir / "engine.db").read_bytes()
-    assert COMMUNITY.encode() not in text
 
 
 @pytest.mark.parametrize("body", [
