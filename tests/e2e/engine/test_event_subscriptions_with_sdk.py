@@ -14,9 +14,11 @@ import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
 
+from overt.engine.identity.roles import USER_ROLE
 from tests.integration.node.snmp.netsnmp import Snmptrapd, free_udp_port
 from tests.support.demo import wait_until
 from tests.support.engine import RunningEngine, start_engine
+from tests.support.internal_users import add_internal_user, give_role
 from tests.support.no_nodes import NoNodes
 
 pytestmark = pytest.mark.slow  # a real snmptrapd, an engine's host install timing out
@@ -178,3 +180,32 @@ def test_a_v3_manager_shows_its_user_and_engine_id_never_its_passphrases(
     assert http.post("/snmpmanagers", content=_manager_xml(
         "nms3", "127.0.0.1", 162, "<community>c</community>")).status_code == 409
     assert http.delete(f"/snmpmanagers/{manager_id}").status_code == 200
+
+
+def test_a_user_reads_their_own_subscriptions_only(
+        notifying_engine: RunningEngine, http: httpx.Client) -> None:
+    password = "Pw-" + secrets.token_hex(8)
+    user_id = add_internal_user(notifying_engine, "reader", password)
+    give_role(notifying_engine, user_id, USER_ROLE.id)
+    admin_id = next(u["id"] for u in _json(http.get("/users", headers=JSON))["user"]
+                    if u["user_name"] == "admin@internal")
+    with httpx.Client(verify=ssl.create_default_context(cafile=notifying_engine.ca_file),
+                      auth=("reader@internal", password), base_url=notifying_engine.url,
+                      headers={"Accept": "application/xml"}) as reader:
+        assert reader.get(f"/users/{user_id}/eventsubscriptions").status_code == 200
+        assert reader.get(f"/users/{admin_id}/eventsubscriptions").status_code == 404
+        assert reader.get("/snmpmanagers").status_code == 403
+        refused = reader.post(f"/users/{user_id}/eventsubscriptions",
+                              content="<event_subscription><event>host_failure</event>"
+                                      "</event_subscription>",
+                              headers={"Content-Type": "application/xml"})
+        assert refused.status_code == 403
+    assert http.get(f"/users/{user_id}/eventsubscriptions").status_code == 200  # the admin
+
+
+JSON = {"Accept": "application/json"}
+
+
+def _json(answer: httpx.Response) -> dict[str, list[dict[str, str]]]:
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())

@@ -3,6 +3,8 @@ and the trap receivers it goes to. A manager's secrets are write-only."""
 
 from __future__ import annotations
 
+import uuid
+
 from starlette.responses import Response
 
 from overt.engine.api.context import ApiContext, href
@@ -12,7 +14,8 @@ from overt.engine.api.views import ref
 from overt.engine.api.wire.parse import Node
 from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import EventSubscription, SnmpManager
-from overt.engine.model.errors import Unavailable
+from overt.engine.identity.access import SYSTEM
+from overt.engine.model.errors import NotFound, Unavailable
 from overt.engine.secrets import Secret, SecretBox
 from overt.engine.services import notifications as service
 from overt.engine.services.notifications import ManagerInput
@@ -27,9 +30,20 @@ def subscription_view(row: EventSubscription) -> Representation:
             "user": ref("users", row.user_id)}
 
 
+def _readable_user_id(ctx: ApiContext) -> uuid.UUID:
+    """Users read their own subscriptions; others' need `manipulate_users` on the system
+    (without it, theirs are not found)."""
+    user_id = ctx.id_param("user_id")
+    access = ctx.request.state.access
+    if user_id != ctx.user.id and not access.superuser and \
+            "manipulate_users" not in access.permits_on([(SYSTEM, None)]):
+        raise NotFound(f"there is no user with id {user_id}, or you have no permission on it")
+    return user_id
+
+
 @routes.get("/users/{user_id}/eventsubscriptions")
 async def list_subscriptions(ctx: ApiContext) -> Response:
-    rows = await service.subscriptions(ctx.session, ctx.id_param("user_id"))
+    rows = await service.subscriptions(ctx.session, _readable_user_id(ctx))
     return ctx.render_list("event_subscriptions", "event_subscription",
                            [subscription_view(r) for r in rows])
 
@@ -46,7 +60,7 @@ async def add_subscription(ctx: ApiContext) -> Response:
 
 @routes.get("/users/{user_id}/eventsubscriptions/{event}")
 async def get_subscription(ctx: ApiContext) -> Response:
-    row = await service.subscription(ctx.session, ctx.id_param("user_id"),
+    row = await service.subscription(ctx.session, _readable_user_id(ctx),
                                      ctx.path_params["event"])
     return ctx.render("event_subscription", subscription_view(row))
 
