@@ -235,6 +235,9 @@ class EngineSettings(BaseSettings):
         180.0, ge=0.0, description="How long adding or installing a host keeps trying to "
         "reach its agent (with backoff) before the host is install_failed: an agent's first "
         "start may take a while (libvirt probes QEMU, the agent probes the CPU).")
+    notifier_interval_s: float = Field(
+        2.0, gt=0.0, le=3600.0, description="How often the notifier (with the monitor) looks "
+        "for new audit events to send as SNMP traps to event subscriptions' managers.")
     monitor_report_interval_s: float = Field(
         60.0, ge=0.5, description="How often a monitor logs what it applied and the lag from "
         "node to database.")

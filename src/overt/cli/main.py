@@ -12,6 +12,7 @@ from overt.cli import (
     host,
     lab,
     network,
+    notify,
     pki,
     simulate,
     storage,
@@ -37,6 +38,7 @@ app.add_typer(cluster.app, name="cluster")
 app.add_typer(network.app, name="network")
 app.add_typer(storage.app, name="storage")
 app.add_typer(pki.app, name="pki")
+app.add_typer(notify.app, name="notify")
 app.add_typer(access.user_app, name="user")
 app.add_typer(access.permission_app, name="permission")
 app.add_typer(access.auth_app, name="auth")

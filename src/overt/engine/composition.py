@@ -54,6 +54,7 @@ from overt.engine.monitor.service import Monitor
 from overt.engine.netsvc.plan import load_plan
 from overt.engine.netsvc.service import NetworkServices
 from overt.engine.nodes import NodeClient
+from overt.engine.notifier.service import Notifier
 from overt.engine.pki.authority import EnginePki
 from overt.engine.pki.broker_tls import BrokerTls
 from overt.engine.pki.pins import CertificatePins
@@ -186,6 +187,9 @@ class EngineRuntime:
         if self.parts.monitor:
             self._monitor = monitor
             tasks.append(asyncio.create_task(monitor.run(), name="monitor"))
+            notifier = Notifier(self.db, SecretBox(self.settings.data_dir),
+                                interval_s=self.settings.notifier_interval_s)
+            tasks.append(asyncio.create_task(notifier.run(), name="notifier"))
         if self.netsvc_plan is not None:
             self.netsvc = NetworkServices(self.db, self.netsvc_plan,
                                           self.settings.data_dir / "netsvc")

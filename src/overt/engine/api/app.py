@@ -32,6 +32,7 @@ from overt.engine.api.resources import (
     inventory,
     inventory_edits,
     networking,
+    notifications,
     power_management,
     root,
     snapshots,
@@ -75,7 +76,8 @@ def api_routes() -> ApiRoutes:
     routes = ApiRoutes()
     for module in (root, vms, hosts, host_nics, inventory, inventory_edits, storage, activity,
                    statistics, vm_devices, consoles, tags, networking, host_networks,
-                   identity, power_management, snapshots, templates, affinity_groups):
+                   identity, power_management, snapshots, templates, affinity_groups,
+                   notifications):
         routes.include(module.routes)
     return routes
 

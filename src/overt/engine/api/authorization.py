@@ -48,6 +48,8 @@ _VM_VERBS = {
 }
 _SYSTEM_WRITES = {"users": "manipulate_users", "groups": "manipulate_users",
                   "roles": "manipulate_roles", "permissions": "manipulate_permissions"}
+# System objects only those who may change them may read (trap receivers' addresses).
+_SYSTEM_READS = {"snmpmanagers": "configure_engine"}
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def rule_for(method: str, path: str) -> Rule:
     kind = COLLECTIONS.get(parts[0])
     if kind is None:
         if method == "GET":
-            return Rule("login")
+            return Rule(_SYSTEM_READS.get(parts[0], "login"))
         if "permissions" in parts:
             return Rule("manipulate_permissions")
         return Rule(_SYSTEM_WRITES.get(parts[0], "configure_engine"))

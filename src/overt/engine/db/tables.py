@@ -696,3 +696,45 @@ class AffinityGroupHost(Base):
         ForeignKey("affinity_groups.id", ondelete="CASCADE"), primary_key=True)
     host_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"),
                                                primary_key=True, index=True)
+
+
+class SnmpManager(Base):
+    """A trap receiver (oVirt's notifier SNMP manager) the engine's notifier sends to.
+
+    A v2c community or v3 passphrases are kept only sealed (`engine.secrets`)."""
+
+    __tablename__ = "snmp_managers"
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(default=162)
+    version: Mapped[str] = mapped_column(String(8))  # v2c | v3
+    community_sealed: Mapped[str] = mapped_column(Text, default="")
+    user_name: Mapped[str] = mapped_column(String(64), default="")  # v3: the USM user
+    auth_sealed: Mapped[str] = mapped_column(Text, default="")
+    priv_sealed: Mapped[str] = mapped_column(Text, default="")
+    engine_id: Mapped[str] = mapped_column(String(80), default="")  # v3: the sender's
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class EventSubscription(Base):
+    """A user's subscription to a notifiable event (oVirt's `event_subscription`); its id in
+    the API is the event's name."""
+
+    __tablename__ = "event_subscriptions"
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                               primary_key=True)
+    event: Mapped[str] = mapped_column(String(128), primary_key=True)
+    notification_method: Mapped[str] = mapped_column(String(8), default="snmp")
+    address: Mapped[str] = mapped_column(String(255), default="")  # a manager's name or ""
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class NotifierCursor(Base):
+    """How far the notifier has read the audit log (one row): events after `last_event_id`
+    are still to notify, so a restart neither re-sends nor skips."""
+
+    __tablename__ = "notifier_cursor"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -1,7 +1,6 @@
 """OVERT-MIB's object layout (docs/OVERT-MIB.txt): a snapshot as a sorted list of varbinds.
 
-99999 is a placeholder for Overt's private enterprise number (none is assigned yet); every
-OID below derives from `ENTERPRISE` so changing it is one edit here and one in the MIB.
+Every OID below derives from `overt.snmp.oids.ENTERPRISE` (a placeholder number).
 """
 
 from __future__ import annotations
@@ -10,8 +9,10 @@ import bisect
 from dataclasses import dataclass
 
 from overt.node.snmp.snapshot import NodeSnapshot
+from overt.snmp.oids import ENTERPRISE, oid_text
 
-ENTERPRISE: tuple[int, ...] = (1, 3, 6, 1, 4, 1, 99999)
+__all__ = ["ENTERPRISE", "oid_text"]
+
 NODE = (*ENTERPRISE, 1)  # overtNode
 HOST = (*NODE, 1)  # overtHost: scalars
 VM_ENTRY = (*NODE, 2, 1)  # overtVmTable.overtVmEntry
@@ -35,10 +36,6 @@ class VarBind:
     oid: tuple[int, ...]
     type: str  # pass_persist's type names: integer, gauge, string, ...
     value: str
-
-
-def oid_text(oid: tuple[int, ...]) -> str:
-    return "." + ".".join(map(str, oid))
 
 
 def parse_oid(text: str) -> tuple[int, ...] | None:

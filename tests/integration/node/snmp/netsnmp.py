@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 WITHIN_S = 15.0
@@ -85,15 +86,31 @@ class Snmpd:
         self.proc.wait(timeout=15)
 
 
-class Snmptrapd:
-    """snmptrapd on 127.0.0.1:PORT logging the traps of `community` (only) to a file."""
+@dataclass(frozen=True)
+class UsmUser:
+    """An SNMPv3 user at authPriv (SHA, AES) whose traps come from `engine_id`."""
 
-    def __init__(self, workdir: Path, community: str) -> None:
+    name: str
+    auth: str
+    priv: str
+    engine_id: str
+
+
+class Snmptrapd:
+    """snmptrapd on 127.0.0.1:PORT logging the traps of `community` (only) to a file, or
+    those of an SNMPv3 user at authPriv."""
+
+    def __init__(self, workdir: Path, community: str = "", *, user: UsmUser | None = None
+                 ) -> None:
         self.port = free_udp_port()
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "client-conf").mkdir(exist_ok=True)
         conf = workdir / "snmptrapd.conf"
-        conf.write_text(f"authCommunity log {community}\n", encoding="utf-8")
+        lines = [f"authCommunity log {community}"] if community else []
+        if user is not None:
+            lines += [f"createUser -e {user.engine_id} {user.name} SHA {user.auth} AES "
+                      f"{user.priv}", f"authUser log {user.name} priv"]
+        conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
         conf.chmod(0o600)
         self.log = workdir / "snmptrapd.log"
         self.proc = subprocess.Popen(

@@ -50,6 +50,9 @@ def test_every_route_has_a_rule_that_names_real_permits_and_params(method: str,
     ("POST", "/permissions", Rule("manipulate_permissions")),
     ("POST", "/users/{user_id}/permissions", Rule("manipulate_permissions")),
     ("POST", "/tags", Rule("configure_engine")),
+    ("GET", "/snmpmanagers", Rule("configure_engine")),
+    ("POST", "/snmpmanagers", Rule("configure_engine")),
+    ("POST", "/users/{user_id}/eventsubscriptions", Rule("manipulate_users")),
 ])
 def test_rules_follow_ovirt_permits(method: str, path: str, expected: Rule) -> None:
     assert rule_for(method, path) == expected

@@ -1,0 +1,93 @@
+"""The notifier's cursor on SQLite and PostgreSQL: events in id order, each sent once even
+with two notifiers at work, an id not yet committed waited for, a rolled-back one skipped."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+
+from overt.engine import audit
+from overt.engine.db.database import Database
+from overt.engine.db.tables import AuditEvent, User
+from overt.engine.notifier.service import Notifier
+from overt.engine.secrets import Secret, SecretBox
+from overt.engine.services import notifications
+from overt.engine.services.notifications import ManagerInput
+from overt.snmp.trap import Credentials, VarBind
+
+
+class Sent:
+    """A stand-in for snmptrap that records the audit event id of each trap."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+
+    async def __call__(self, host: str, port: int, creds: Credentials, oid: tuple[int, ...],
+                       binds: list[VarBind]) -> None:
+        self.ids.append(int(binds[0][2]))
+
+
+@pytest.fixture
+async def subscribed(db: Database, tmp_path: Path) -> SecretBox:
+    box = SecretBox(tmp_path)
+    async with db.transaction() as session:
+        user = User(id=uuid.uuid4(), user_name=f"ops-{uuid.uuid4().hex[:6]}@internal")
+        session.add(user)
+        await session.flush()
+        await notifications.add_manager(session, box, ManagerInput(
+            name="nms", address="127.0.0.1", port=1162, community=Secret("c")), user)
+        await notifications.subscribe(session, user.id, event="vm_down_error", method="snmp",
+                                      address=None, by=user)
+    return box
+
+
+async def _record(db: Database, count: int, *, code: int = audit.VM_DOWN) -> list[int]:
+    ids = []
+    for i in range(count):
+        async with db.transaction() as session:
+            event = audit.record(session, f"VM vm-{i} is down", code=code)
+            await session.flush()
+            ids.append(event.id)
+    return ids
+
+
+async def _record_with_id(db: Database, event_id: int) -> None:
+    async with db.transaction() as session:
+        session.add(AuditEvent(id=event_id, description="late", code=audit.VM_DOWN))
+
+
+async def test_two_notifiers_send_each_event_once_in_order(db: Database,
+                                                          subscribed: SecretBox) -> None:
+    sent_a, sent_b = Sent(), Sent()
+    first = Notifier(db, subscribed, send=sent_a)
+    second = Notifier(db, subscribed, send=sent_b)
+    assert await first.notify_pending() == 0
+    ids = await _record(db, 12)
+    await _record(db, 3, code=audit.VM_STARTED)  # nobody subscribed: taken, not sent
+    taken = await asyncio.gather(first.notify_pending(), second.notify_pending())
+    assert sum(taken) == 15
+    assert sorted(sent_a.ids + sent_b.ids) == ids
+    assert sent_a.ids == sorted(sent_a.ids) and sent_b.ids == sorted(sent_b.ids)
+    assert await Notifier(db, subscribed, send=sent_a).notify_pending() == 0
+
+
+async def test_a_missing_id_is_waited_for_then_skipped_once_given_up(
+        db: Database, subscribed: SecretBox) -> None:
+    sent = Sent()
+    notifier = Notifier(db, subscribed, send=sent, gap_grace_s=3600)
+    await notifier.notify_pending()
+    [last] = await _record(db, 1)
+    assert await notifier.notify_pending() == 1
+    await _record_with_id(db, last + 2)  # last + 1 is still in an open transaction
+    assert await notifier.notify_pending() == 0
+    await _record_with_id(db, last + 1)  # ... which commits
+    assert await notifier.notify_pending() == 2
+    assert sent.ids == [last, last + 1, last + 2]
+
+    await _record_with_id(db, last + 4)  # last + 3 was rolled back: never appears
+    impatient = Notifier(db, subscribed, send=sent, gap_grace_s=0)
+    assert await impatient.notify_pending() == 1
+    assert sent.ids[-1] == last + 4
