@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import ssl
 import uuid
 from typing import Any
@@ -149,7 +150,7 @@ class DirectEngineTransport:
                                  f"the engine CA did not issue: {exc.certificate_error}") from None
         except (aiohttp.ClientConnectionError, OSError) as exc:
             raise NodeUnreachable(f"cannot reach node {node.host_uuid} at {node.url}: "
-                                  f"{exc or type(exc).__name__}") from None
+                                  f"{_reason(exc)}") from None
         return _reply_from(status, body, node)
 
     def reload_certificate(self) -> None:
@@ -263,3 +264,12 @@ def _error_text(body: bytes) -> str:
         if error is not None:
             return str(error)
     return str(data)[:300]
+
+
+def _reason(exc: BaseException) -> str:
+    """The operating system's words for a failed connection (aiohttp's own text shows the
+    TLS context's repr)."""
+    os_error = getattr(exc, "os_error", None)
+    if isinstance(os_error, OSError) and os_error.errno:
+        return os.strerror(os_error.errno).lower()
+    return str(exc) or type(exc).__name__

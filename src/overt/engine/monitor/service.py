@@ -61,6 +61,7 @@ class Monitor:
         self.stats = StatsWriter(db, on_written=self.report.stats)
         self.batcher = EventBatcher(db)
         self._resyncing: set[str] = set()
+        self._unreachable: dict[str, str] = {}  # host name -> the last reason said
         self._judging_paused = False  # behind the nodes' events: see check_heartbeats
         self._resync_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -266,9 +267,13 @@ class Monitor:
         try:
             state = await self.nodes.call(host, HostStateCommand(), timeout_s=20)
         except (TransportError, NodeCommandFailed) as exc:
-            log.info("host %s: cannot fetch its state yet (%s)", host.name, exc,
-                     extra={"host": host.name})
+            # Said once per host and reason at info level: the monitor asks every tick.
+            level = logging.DEBUG if self._unreachable.get(host.name) == str(exc) else logging.INFO
+            self._unreachable[host.name] = str(exc)
+            log.log(level, "host %s: cannot fetch its state yet (%s)", host.name, exc,
+                    extra={"host": host.name})
             return
+        self._unreachable.pop(host.name, None)
         async with self.db.transaction() as session:
             fresh = (await session.execute(select(Host).where(Host.id == host.id)
                                            .with_for_update())).scalar_one_or_none()
