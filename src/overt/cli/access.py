@@ -54,11 +54,8 @@ def _group(client: ApiClient, name: str) -> dict[str, Any]:
 def list_profiles(url: Url = None, user: User = None, password_file: PasswordFile = None,
                   ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
     """List the profiles users sign in with (name@profile)."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         domains = client.get("/domains").get("domain", [])
-    finally:
-        client.close()
     if json:
         as_json(domains)
         return
@@ -70,11 +67,8 @@ def list_profiles(url: Url = None, user: User = None, password_file: PasswordFil
 def list_users(url: Url = None, user: User = None, password_file: PasswordFile = None,
                ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
     """List the engine's users."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         users = client.get("/users").get("user", [])
-    finally:
-        client.close()
     if json:
         as_json(users)
         return
@@ -112,11 +106,8 @@ def add(user_name: Annotated[str, typer.Argument(
     body: dict[str, Any] = {"user_name": user_name, "domain": {"name": profile}}
     if profile == "internal":
         body["password"] = _new_password(new_password_file)
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         added = client.post("/users", body)
-    finally:
-        client.close()
     report(added, json, f"user {added['user_name']} added ({added['id']})")
 
 
@@ -136,11 +127,8 @@ def password(user_name: Annotated[str | None, typer.Argument(
         change_own_password(target, new)
         typer.echo(f"password of {_qualified(target.user)} changed")
         return
-    client = ApiClient(target)
-    try:
+    with ApiClient(target) as client:
         client.put(f"/users/{_user(client, user_name or '')['id']}", {"password": new})
-    finally:
-        client.close()
     typer.echo(f"password of {_qualified(user_name or '')} set")
 
 
@@ -150,11 +138,8 @@ def unlock(user_name: Annotated[str, typer.Argument(help="The internal user (nam
            url: Url = None, user: User = None, password_file: PasswordFile = None,
            ca_file: CaFile = None, data_dir: DataDir = None) -> None:
     """End an internal user's lockout after failed sign-ins."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         client.post(f"/users/{_user(client, user_name)['id']}/unlock", {})
-    finally:
-        client.close()
     typer.echo(f"user {_qualified(user_name)} unlocked")
 
 
@@ -191,8 +176,7 @@ def add_permission(
     """Give a role to a user or a group, on the system or on one object."""
     if (to_user is None) == (to_group is None):
         raise ApiError("give either --user-name or --group")
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         path, _ = _scope(client, on, object_name)
         body: dict[str, Any] = {"role": {"name": role}}
         if to_user is not None:
@@ -200,8 +184,6 @@ def add_permission(
         else:
             body["group"] = {"id": _group(client, to_group or "")["id"]}
         added = client.post(path, body)
-    finally:
-        client.close()
     where = f"{on} {object_name}" if on else "the system"
     report(added, json, f"{to_user or to_group} has role {role} on {where} ({added['id']})")
 
@@ -215,8 +197,7 @@ def list_permissions(
         url: Url = None, user: User = None, password_file: PasswordFile = None,
         ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
     """List permissions on the system, on one object, or of one user."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         if of_user is not None:
             path = f"/users/{_user(client, of_user)['id']}/permissions"
         else:
@@ -226,8 +207,6 @@ def list_permissions(
         users = {u["id"]: u["user_name"] for u in client.get("/users").get("user", [])}
         groups = {g["id"]: f"{g['name']}@{g.get('domain', {}).get('name', '')}"
                   for g in client.get("/groups").get("group", [])}
-    finally:
-        client.close()
     if json:
         as_json(permissions)
         return

@@ -21,12 +21,9 @@ app = typer.Typer(help="Hosts (managed nodes).", no_args_is_help=True)
 def list_hosts(url: Url = None, user: User = None, password_file: PasswordFile = None,
                ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
     """List hosts with their status, address and load."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         hosts = client.get("/hosts").get("host", [])
         clusters = {c["id"]: c["name"] for c in client.get("/clusters").get("cluster", [])}
-    finally:
-        client.close()
     if json:
         as_json(hosts)
         return
@@ -52,15 +49,12 @@ def nics(name: Annotated[str, typer.Argument(help="Host name or id.")], url: Url
          user: User = None, password_file: PasswordFile = None, ca_file: CaFile = None,
          data_dir: DataDir = None, json: Json = False) -> None:
     """List a host's network interfaces with the networks attached to each."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         host = _host_of(client, name)
         reported = client.get(f"/hosts/{host['id']}/nics").get("host_nic", [])
         attachments = client.get(f"/hosts/{host['id']}/networkattachments").get(
             "network_attachment", [])
         networks = {n["id"]: n["name"] for n in client.get("/networks").get("network", [])}
-    finally:
-        client.close()
     carried: dict[str, list[str]] = {}
     for attachment in attachments:
         network = networks.get(attachment["network"]["id"], attachment["network"]["id"])
@@ -86,8 +80,7 @@ def install(name: Annotated[str, typer.Argument(help="Host name or id.")], url: 
                                                         "up.")] = 300) -> None:
     """Install a host again (after a failed install, or from maintenance) and wait until it
     is up: the engine enrolls its agent, or reconnects one that kept its certificate."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         host = _host_of(client, name)
         correlation = str(uuid.uuid4())
         reply = client.post(f"/hosts/{host['id']}/install", {}, correlation_id=correlation)
@@ -103,8 +96,6 @@ def install(name: Annotated[str, typer.Argument(help="Host name or id.")], url: 
                 raise ApiError(f"host {host['name']} is {status}, not up")
             time.sleep(0.5)
         console.print(f"[green]✓[/] {what}: host {host['name']} is up")
-    finally:
-        client.close()
 
 
 def say(text: str) -> None:
@@ -126,11 +117,8 @@ def add_host(name: str, address: str,
                                "cluster": {"name": cluster}}
     if fingerprint:
         body["ssh"] = {"fingerprint": fingerprint}
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         host = client.post("/hosts", body)
-    finally:
-        client.close()
     say(f"host {host['name']} added ({host['id']}); the engine enrolls it at {address}:{port}")
     if not fingerprint:
         say("start its node with this one-time enrollment token (shown only now):")
@@ -144,11 +132,8 @@ def approve_host(host_id: str, fingerprint: str = typer.Option(
                  url: Url = None, user: User = None, password_file: PasswordFile = None,
                  ca_file: CaFile = None, data_dir: DataDir = None) -> None:
     """Approve a node that announced itself, for the key it showed (only that key)."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         client.post(f"/hosts/{host_id}/approve", {"host": {"ssh": {"fingerprint": fingerprint}}})
-    finally:
-        client.close()
     say(f"host {host_id} approved for key {fingerprint}")
 
 
@@ -166,12 +151,9 @@ def fence_host(name: Annotated[str, typer.Argument(help="Host name or id.")],
     if fence_type not in FENCE_TYPES:
         raise ApiError(f"the fence type must be one of {', '.join(FENCE_TYPES)}, "
                        f"not {fence_type!r}")
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         host = _host_of(client, name)
         reply = client.post(f"/hosts/{host['id']}/fence", {"fence_type": fence_type})
-    finally:
-        client.close()
     status = (reply.get("power_management") or {}).get("status", "unknown")
     say(f"host {host['name']}: {fence_type} done, power {status}")
 
@@ -185,8 +167,7 @@ def maintenance(name: Annotated[str, typer.Argument(help="Host name or id.")], u
                                                             "VMs to move.")] = 900) -> None:
     """Switch a host to maintenance: its running VMs are live-migrated to other hosts of
     its cluster first; a VM that cannot move stops the maintenance (nothing is powered off)."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         host = _host_of(client, name)
         correlation = str(uuid.uuid4())
         reply = client.post(f"/hosts/{host['id']}/deactivate", {}, correlation_id=correlation)
@@ -198,8 +179,6 @@ def maintenance(name: Annotated[str, typer.Argument(help="Host name or id.")], u
                 raise ApiError(client.failure_of(correlation))
         status = client.get(f"/hosts/{host['id']}")["status"]
         console.print(f"[green]✓[/] {what}: host {host['name']} is {status}")
-    finally:
-        client.close()
 
 
 @app.command()
@@ -210,8 +189,7 @@ def activate(name: Annotated[str, typer.Argument(help="Host name or id.")], url:
              timeout: Annotated[float, typer.Option(help="Seconds to wait for the host to be "
                                                          "up.")] = 120) -> None:
     """Bring a host back from maintenance and wait until the engine has it up."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         host = _host_of(client, name)
         client.post(f"/hosts/{host['id']}/activate", {})
         deadline = time.monotonic() + timeout
@@ -222,5 +200,3 @@ def activate(name: Annotated[str, typer.Argument(help="Host name or id.")], url:
                     raise ApiError(f"host {host['name']} is {status}, not up")
                 time.sleep(0.5)
         console.print(f"[green]✓[/] host {host['name']} is up")
-    finally:
-        client.close()

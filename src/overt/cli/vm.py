@@ -31,12 +31,9 @@ def _wait(client: ApiClient, reply: dict[str, Any], what: str, correlation_id: s
 def list_vms(url: Url = None, user: User = None, password_file: PasswordFile = None,
              ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
     """List VMs with their status and host."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         vms = client.get("/vms").get("vm", [])
         hosts = {h["id"]: h["name"] for h in client.get("/hosts").get("host", [])}
-    finally:
-        client.close()
     if json:
         as_json(vms)
         return
@@ -66,8 +63,7 @@ def create(
     ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False,
 ) -> None:
     """Create a VM (from a template), with a NIC and optionally an empty disk."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         body: dict[str, Any] = {"name": name, "cluster": {"name": cluster},
                                 "template": {"name": template}, "memory": parse_size(memory),
                                 "cpu": {"topology": {"sockets": cpus, "cores": 1, "threads": 1}}}
@@ -88,8 +84,6 @@ def create(
                          "storage_domains": {"storage_domain": [{"name": domain}]}}})
         _wait_for_disks(client, vm["id"])
         vm = client.get(f"/vms/{vm['id']}")
-    finally:
-        client.close()
     if json:
         as_json(vm)
     else:
@@ -131,8 +125,7 @@ def _vm_id(client: ApiClient, name_or_id: str) -> tuple[str, str]:
 def _action(name_or_id: str, verb: str, what: str, url: str | None, user: str | None,
             password_file: Any, ca_file: Any, data_dir: Any, wait_for: str | None,
             body: dict[str, Any] | None = None) -> None:
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         vm_id, name = _vm_id(client, name_or_id)
         correlation = str(uuid.uuid4())
         reply = client.post(f"/vms/{vm_id}/{verb}", body or {}, correlation_id=correlation)
@@ -140,8 +133,6 @@ def _action(name_or_id: str, verb: str, what: str, url: str | None, user: str | 
         if wait_for:
             status = client.get(f"/vms/{vm_id}")["status"]
             console.print(f"VM {name} is {status}")
-    finally:
-        client.close()
 
 
 @app.command()
@@ -171,14 +162,11 @@ def remove(name: Annotated[str, typer.Argument(help="VM name or id.")], url: Url
            user: User = None, password_file: PasswordFile = None, ca_file: CaFile = None,
            data_dir: DataDir = None) -> None:
     """Remove a stopped VM and its disks."""
-    client = connect(url, user, password_file, ca_file, data_dir)
-    try:
+    with connect(url, user, password_file, ca_file, data_dir) as client:
         vm_id, vm_name = _vm_id(client, name)
         correlation = str(uuid.uuid4())
         reply = client.delete(f"/vms/{vm_id}", correlation_id=correlation)
         _wait(client, reply, f"Removing VM {vm_name}", correlation)
-    finally:
-        client.close()
 
 
 @app.command()

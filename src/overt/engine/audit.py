@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from overt.engine.db.tables import AuditEvent
+from overt.engine.db.tables import AuditEvent, User, Vm
 from overt.engine.model.status import LogSeverity
 
 # Stable codes, after oVirt's AuditLogType where one exists.
@@ -141,3 +141,10 @@ def record(
         correlation_id=correlation_id)
     session.add(event)
     return event
+
+
+def record_vm_change(session: AsyncSession, description: str, *, code: int, vm: Vm,
+                     user: User | None) -> AuditEvent:
+    """An event about a VM's configuration, tied to the VM, its cluster and who changed it."""
+    return record(session, description, code=code, vm_id=vm.id, cluster_id=vm.cluster_id,
+                  user_id=user.id if user is not None else None)

@@ -127,44 +127,62 @@ async def remove_group(session: AsyncSession, cluster_id: uuid.UUID, group_id: u
 
 async def add_vm(session: AsyncSession, cluster_id: uuid.UUID, group_id: uuid.UUID, ref: Ref,
                  user: User) -> Vm:
-    group = await get_group(session, cluster_id, group_id, for_update=True)
-    vm = await _member(session, Vm, ref, group.cluster_id, "vm")
-    if await session.get(AffinityGroupVm, (group.id, vm.id)) is None:
-        session.add(AffinityGroupVm(group_id=group.id, vm_id=vm.id))
-        _record_change(session, group, user, f"VM {vm.name} was added to")
-    return vm
+    return await _add_member(session, cluster_id, group_id, Vm, ref, user)
 
 
 async def remove_vm(session: AsyncSession, cluster_id: uuid.UUID, group_id: uuid.UUID,
                     vm_id: uuid.UUID, user: User) -> None:
-    group = await get_group(session, cluster_id, group_id, for_update=True)
-    found = await session.get(AffinityGroupVm, (group.id, vm_id))
-    if found is None:
-        raise NotFound(f"VM {vm_id} is not in affinity group {group.name}")
-    vm = await lookup.get(session, Vm, vm_id)
-    await session.delete(found)
-    _record_change(session, group, user, f"VM {vm.name} was removed from")
+    await _remove_member(session, cluster_id, group_id, Vm, vm_id, user)
 
 
 async def add_host(session: AsyncSession, cluster_id: uuid.UUID, group_id: uuid.UUID,
                    ref: Ref, user: User) -> Host:
-    group = await get_group(session, cluster_id, group_id, for_update=True)
-    host = await _member(session, Host, ref, group.cluster_id, "host")
-    if await session.get(AffinityGroupHost, (group.id, host.id)) is None:
-        session.add(AffinityGroupHost(group_id=group.id, host_id=host.id))
-        _record_change(session, group, user, f"Host {host.name} was added to")
-    return host
+    return await _add_member(session, cluster_id, group_id, Host, ref, user)
 
 
 async def remove_host(session: AsyncSession, cluster_id: uuid.UUID, group_id: uuid.UUID,
                       host_id: uuid.UUID, user: User) -> None:
+    await _remove_member(session, cluster_id, group_id, Host, host_id, user)
+
+
+M = TypeVar("M", Vm, Host)
+
+
+def _link(model: type[Vm] | type[Host], group_id: uuid.UUID, member_id: uuid.UUID
+          ) -> AffinityGroupVm | AffinityGroupHost:
+    if model is Vm:
+        return AffinityGroupVm(group_id=group_id, vm_id=member_id)
+    return AffinityGroupHost(group_id=group_id, host_id=member_id)
+
+
+def _link_table(model: type[Vm] | type[Host]) -> type[AffinityGroupVm] | type[AffinityGroupHost]:
+    return AffinityGroupVm if model is Vm else AffinityGroupHost
+
+
+def _kind(model: type[Vm] | type[Host]) -> str:
+    return "VM" if model is Vm else "Host"
+
+
+async def _add_member(session: AsyncSession, cluster_id: uuid.UUID, group_id: uuid.UUID,
+                      model: type[M], ref: Ref, user: User) -> M:
     group = await get_group(session, cluster_id, group_id, for_update=True)
-    found = await session.get(AffinityGroupHost, (group.id, host_id))
+    member = await _member(session, model, ref, group.cluster_id, _kind(model).lower())
+    if await session.get(_link_table(model), (group.id, member.id)) is None:
+        session.add(_link(model, group.id, member.id))
+        _record_change(session, group, user, f"{_kind(model)} {member.name} was added to")
+    return member
+
+
+async def _remove_member(session: AsyncSession, cluster_id: uuid.UUID, group_id: uuid.UUID,
+                         model: type[Vm] | type[Host], member_id: uuid.UUID,
+                         user: User) -> None:
+    group = await get_group(session, cluster_id, group_id, for_update=True)
+    found = await session.get(_link_table(model), (group.id, member_id))
     if found is None:
-        raise NotFound(f"host {host_id} is not in affinity group {group.name}")
-    host = await lookup.get(session, Host, host_id)
+        raise NotFound(f"{_kind(model)} {member_id} is not in affinity group {group.name}")
+    member = await lookup.get(session, model, member_id)
     await session.delete(found)
-    _record_change(session, group, user, f"Host {host.name} was removed from")
+    _record_change(session, group, user, f"{_kind(model)} {member.name} was removed from")
 
 
 def _record_change(session: AsyncSession, group: AffinityGroup, user: User, what: str) -> None:
@@ -221,9 +239,6 @@ async def _members(session: AsyncSession, cluster: Cluster, data: AffinityGroupI
     hosts = None if data.hosts is None else [
         await _member(session, Host, ref, cluster.id, "host") for ref in data.hosts]
     return vms, hosts
-
-
-M = TypeVar("M", Vm, Host)
 
 
 async def _member(session: AsyncSession, model: type[M], ref: Ref, cluster_id: uuid.UUID,

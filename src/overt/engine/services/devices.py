@@ -38,8 +38,7 @@ def _devices_changeable(vm: Vm) -> None:
 
 
 def _record(session: AsyncSession, description: str, code: int, vm: Vm, user: User) -> None:
-    audit.record(session, description, code=code, vm_id=vm.id, cluster_id=vm.cluster_id,
-                 user_id=user.id)
+    audit.record_vm_change(session, description, code=code, vm=vm, user=user)
 
 
 # -- disks -------------------------------------------------------------------------------

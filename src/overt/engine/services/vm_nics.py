@@ -193,5 +193,4 @@ async def remove_nic(session: AsyncSession, vm: Vm, nic_id: uuid.UUID,
 def _record(session: AsyncSession, description: str, code: int, vm: Vm,
             user: User | None) -> None:
     by = f" by {user.user_name}" if user is not None else ""
-    audit.record(session, description + by, code=code, vm_id=vm.id, cluster_id=vm.cluster_id,
-                 user_id=user.id if user is not None else None)
+    audit.record_vm_change(session, description + by, code=code, vm=vm, user=user)

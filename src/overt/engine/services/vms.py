@@ -255,8 +255,8 @@ async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput, user
                                affinity=data.placement_affinity)
     if changed:
         vm.spec_version += 1  # a running VM gets the change at its next start
-    audit.record(session, f"VM {vm.name} configuration was updated by {user.user_name}",
-                 code=audit.VM_UPDATED, vm_id=vm.id, cluster_id=vm.cluster_id, user_id=user.id)
+    audit.record_vm_change(session, f"VM {vm.name} configuration was updated by "
+                           f"{user.user_name}", code=audit.VM_UPDATED, vm=vm, user=user)
     return vm
 
 
