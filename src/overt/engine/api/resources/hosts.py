@@ -8,7 +8,11 @@ from starlette.responses import Response
 from overt.engine.api import views
 from overt.engine.api.context import ApiContext
 from overt.engine.api.readers import ref_of
-from overt.engine.api.resources.common import action_done, action_params, list_rows
+from overt.engine.api.resources.common import (
+    action_done,
+    action_params,
+    list_records,
+)
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.wire.parse import Node
 from overt.engine.api.wire.render import Representation
@@ -57,7 +61,7 @@ def _fingerprint(ssh: Node | None) -> str | None:
 
 @routes.get("/hosts")
 async def list_hosts(ctx: ApiContext) -> Response:
-    rows = await list_rows(ctx, select(Host).join(Cluster, Cluster.id == Host.cluster_id)
+    rows = await list_records(ctx, select(Host).join(Cluster, Cluster.id == Host.cluster_id)
                                 .order_by(Host.name),
                                 {"name": Host.name, "status": Host.status,
                                  "address": Host.address, "cluster": Cluster.name})

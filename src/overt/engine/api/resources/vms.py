@@ -16,7 +16,11 @@ from overt.engine.api.initialization import read_initialization, sealed_initiali
 from overt.engine.api.readers import read_disk_attachment, read_nic, read_vm, ref_of
 from overt.engine.api.resources import consoles as console_resources
 from overt.engine.api.resources import vm_devices
-from overt.engine.api.resources.common import action_done, action_params, list_rows
+from overt.engine.api.resources.common import (
+    action_done,
+    action_params,
+    list_records,
+)
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import (
@@ -150,7 +154,7 @@ SEARCH_FIELDS["host"] = Host.name
 async def list_vms(ctx: ApiContext) -> Response:
     stmt = (select(Vm).join(Cluster, Cluster.id == Vm.cluster_id)
             .outerjoin(Host, Host.id == Vm.host_id).order_by(Vm.name))
-    rows = await list_rows(ctx, stmt, SEARCH_FIELDS)
+    rows = await list_records(ctx, stmt, SEARCH_FIELDS)
     return ctx.render_list("vms", "vm", await vm_views(ctx, rows))
 
 
