@@ -83,10 +83,11 @@ def cluster(c: t.Cluster, *, mac_pool_id: uuid.UUID | None = None) -> Representa
 
 
 def host(h: t.Host, *, vm_count: int = 0) -> Representation:
-    base = href("hosts", h.id)
+    text_id = id_text(h.id)
+    base = f"{API_PREFIX}/hosts/{text_id}"
     caps: dict[str, Any] = h.capabilities or {}
     return {
-        "href": base, "id": str(h.id),
+        "href": base, "id": text_id,
         "actions": actions(base, "activate", "approve", "commitnetconfig", "deactivate",
                            "enrollcertificate", "fence", "install", "refresh", "setupnetworks"),
         "name": h.name, "description": h.description,
@@ -130,9 +131,10 @@ def fence_agent(a: t.FenceAgent) -> Representation:
 
 def vm(v: t.Vm, *, nics: Sequence[Representation] | None = None,
        disk_attachments: Sequence[Representation] | None = None) -> Representation:
-    base = href("vms", v.id)
+    text_id = id_text(v.id)
+    base = f"{API_PREFIX}/vms/{text_id}"
     rep: Representation = {
-        "href": base, "id": str(v.id),
+        "href": base, "id": text_id,
         "actions": actions(base, "start", "stop", "shutdown", "reboot", "suspend", "ticket",
                            "migrate", "cancelmigration", "clone", "previewsnapshot",
                            "commitsnapshot", "undosnapshot"),
