@@ -76,6 +76,14 @@ class ApiContext:
     def flag(self, name: str) -> bool:
         return self.request.query_params.get(name, "false").lower() == "true"
 
+    def strict_flag(self, name: str) -> bool:
+        """A boolean parameter that must say true or false (e.g. `all_content`): anything
+        else is a fault rather than a silent false."""
+        raw = self.request.query_params.get(name, "false")
+        if raw.strip().lower() not in ("true", "false"):
+            raise InvalidInput(f"{name} must be true or false, not {raw!r}")
+        return raw.strip().lower() == "true"
+
     async def body(self, root: str) -> Node:
         data = await self.request.body()
         return parse_body(data, self.request.headers.get("content-type", ""), root)

@@ -6,12 +6,13 @@ JSON; links name sub-collections with the SDK's `rel` values.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from overt.engine.api import served
-from overt.engine.api.context import href
+from overt.engine.api.context import API_PREFIX, href
 from overt.engine.api.initialization import initialization_view
 from overt.engine.api.migration_wire import migration_view
 from overt.engine.api.wire.render import Representation
@@ -24,23 +25,31 @@ MIB = 1 << 20
 ENGINE_VERSION = {"major": 4, "minor": 5}
 
 
+@functools.lru_cache(maxsize=65536)
+def id_text(object_id: uuid.UUID) -> str:
+    """`str(object_id)`, remembered: a listing writes the same clusters, templates and hosts
+    a thousand times, and formatting a UUID costs more than looking it up."""
+    return str(object_id)
+
+
 def ref(kind: str, object_id: uuid.UUID | None, **extra: Any) -> Representation | None:
     """A reference element: `<cluster id=".." href=".."/>`."""
     if object_id is None:
         return None
-    return {"href": href(kind, object_id), "id": str(object_id), **extra}
+    text = id_text(object_id)
+    return {"href": f"{API_PREFIX}/{kind}/{text}", "id": text, **extra}
 
 
 def links(base: str, *rels: str) -> list[Representation]:
     """oVirt's sub-collection links of an object, those the API serves."""
-    return [{"href": f"{base}/{rel}", "rel": rel} for rel in rels
-            if served.serves("GET", f"{base}/{rel}")]
+    return [{"href": f"{base}/{rel}", "rel": rel}
+            for rel in served.served_under("GET", base, rels)]
 
 
 def actions(base: str, *verbs: str) -> Representation:
     """oVirt's actions on an object, those the API serves."""
-    return {"link": [{"href": f"{base}/{verb}", "rel": verb} for verb in verbs
-                     if served.serves("POST", f"{base}/{verb}")]}
+    return {"link": [{"href": f"{base}/{verb}", "rel": verb}
+                     for verb in served.served_under("POST", base, verbs)]}
 
 
 def _version() -> Representation:
@@ -74,10 +83,11 @@ def cluster(c: t.Cluster, *, mac_pool_id: uuid.UUID | None = None) -> Representa
 
 
 def host(h: t.Host, *, vm_count: int = 0) -> Representation:
-    base = href("hosts", h.id)
+    text_id = id_text(h.id)
+    base = f"{API_PREFIX}/hosts/{text_id}"
     caps: dict[str, Any] = h.capabilities or {}
     return {
-        "href": base, "id": str(h.id),
+        "href": base, "id": text_id,
         "actions": actions(base, "activate", "approve", "commitnetconfig", "deactivate",
                            "enrollcertificate", "fence", "install", "refresh", "setupnetworks"),
         "name": h.name, "description": h.description,
@@ -121,9 +131,10 @@ def fence_agent(a: t.FenceAgent) -> Representation:
 
 def vm(v: t.Vm, *, nics: Sequence[Representation] | None = None,
        disk_attachments: Sequence[Representation] | None = None) -> Representation:
-    base = href("vms", v.id)
+    text_id = id_text(v.id)
+    base = f"{API_PREFIX}/vms/{text_id}"
     rep: Representation = {
-        "href": base, "id": str(v.id),
+        "href": base, "id": text_id,
         "actions": actions(base, "start", "stop", "shutdown", "reboot", "suspend", "ticket",
                            "migrate", "cancelmigration", "clone", "previewsnapshot",
                            "commitsnapshot", "undosnapshot"),

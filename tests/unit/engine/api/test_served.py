@@ -34,3 +34,16 @@ def test_every_route_the_api_declares_is_served() -> None:
         concrete = re.sub(r"\{[^}]+\}", lambda _: str(uuid.uuid4()), entry.path)
         assert "{" not in concrete
         assert served.serves(entry.method, "/ovirt-engine/api" + concrete), entry
+
+
+def test_links_under_any_spelling_of_an_id_agree_with_serves() -> None:
+    api_routes()
+    vm = uuid.uuid4()
+    rels = ("nics", "start", "diskattachments", "nosuchlink")
+    for base in (href("vms", vm), href("vms", vm.hex), href("vms", str(vm).upper()),
+                 href("vms", "not-an-id"), href("vms", vm, "nics", uuid.uuid4())):
+        expected = [rel for rel in rels if served.serves("GET", f"{base}/{rel}")]
+        assert [link["rel"] for link in views.links(base, *rels)] == expected, base
+    assert [link["rel"] for link in views.links(href("vms", vm), *rels)] == \
+        ["nics", "diskattachments"]
+    assert views.links(href("vms", "not-an-id"), *rels) == []

@@ -67,3 +67,16 @@ def test_entities_are_refused() -> None:
     bomb = b'<!DOCTYPE vm [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;">]><vm><name>&b;</name></vm>'
     with pytest.raises(InvalidInput):
         parse_body(bomb, "application/xml", "vm")
+
+
+def test_text_and_attributes_that_need_escaping_read_back_as_written() -> None:
+    xml = to_xml("vms", {"vm": [
+        {"id": 'a"b<c>&\n\td', "href": "/ovirt-engine/api/vms/x?y=1&z=2",
+         "name": "R&D <lab>", "description": "plain", "comment": "", "link": []},
+        {"id": "plain", "name": "ok", "stateless": True, "memory": 0},
+    ]})
+    first, second = Reader.read(xml)
+    assert first.id == 'a"b<c>&\n\td' and first.href.endswith("y=1&z=2")
+    assert first.name == "R&D <lab>" and first.description == "plain" and first.comment == ""
+    assert second.stateless is True and second.memory == 0
+    assert b"<comment></comment>" in xml and b"<vm id=\"plain\">" in xml

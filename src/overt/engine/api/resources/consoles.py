@@ -33,16 +33,27 @@ FILE_TICKET_EXPIRY_S = 120  # oVirt's ConsoleOptions.TICKET_VALIDITY_SECONDS
 
 async def display(ctx: ApiContext, vm: Vm) -> Representation:
     """A VM's `display`: where its console listens while it runs (what libgovirt reads)."""
+    address, port = await _listening(ctx, vm)
+    return display_at(address, port)
+
+
+def display_at(address: str | None, port: int | None) -> Representation:
+    """`display` of a VM whose console listens on `address`:`port` (None: it does not);
+    listings look the addresses of all their VMs' hosts up at once."""
     rep: Representation = {"type": PROTOCOL, "monitors": 1, "single_qxl_pci": False,
                            "allow_override": False, "smartcard_enabled": False}
-    address, port = await _listening(ctx, vm)
     if port is not None:
         rep.update({"address": address, "port": port})
     return rep
 
 
+def listens(vm: Vm) -> bool:
+    """Whether `vm`'s console listens somewhere (on its host) now."""
+    return vm.host_id is not None and vm.vnc_port is not None
+
+
 async def _listening(ctx: ApiContext, vm: Vm) -> tuple[str | None, int | None]:
-    if vm.host_id is None or vm.vnc_port is None:
+    if not listens(vm) or vm.host_id is None:
         return None, None
     host = await ctx.session.get(Host, vm.host_id)
     return (host.address, vm.vnc_port) if host is not None else (None, None)

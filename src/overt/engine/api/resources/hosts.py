@@ -8,7 +8,11 @@ from starlette.responses import Response
 from overt.engine.api import views
 from overt.engine.api.context import ApiContext
 from overt.engine.api.readers import ref_of
-from overt.engine.api.resources.common import action_done, action_params, list_rows
+from overt.engine.api.resources.common import (
+    action_done,
+    action_params,
+    list_records,
+)
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.wire.parse import Node
 from overt.engine.api.wire.render import Representation
@@ -22,8 +26,21 @@ routes = ApiRoutes()
 
 
 async def _view(ctx: ApiContext, host: Host) -> Representation:
-    counts = await _vm_counts(ctx, [host])
-    return views.host(host, vm_count=counts.get(host.id, 0))
+    return (await _views(ctx, [host]))[0]
+
+
+async def _views(ctx: ApiContext, hosts: list[Host]) -> list[Representation]:
+    """Views of `hosts`; `all_content=true` adds what oVirt leaves out by default:
+    `hosted_engine` (never configured: Overt's engine is not a VM on its hosts)."""
+    all_content = ctx.strict_flag("all_content")
+    counts = await _vm_counts(ctx, hosts)
+    reps = []
+    for host in hosts:
+        rep = views.host(host, vm_count=counts.get(host.id, 0))
+        if all_content:
+            rep["hosted_engine"] = {"configured": False}
+        reps.append(rep)
+    return reps
 
 
 async def _vm_counts(ctx: ApiContext, hosts: list[Host]) -> dict[object, int]:
@@ -44,13 +61,11 @@ def _fingerprint(ssh: Node | None) -> str | None:
 
 @routes.get("/hosts")
 async def list_hosts(ctx: ApiContext) -> Response:
-    rows = await list_rows(ctx, select(Host).join(Cluster, Cluster.id == Host.cluster_id)
+    rows = await list_records(ctx, select(Host).join(Cluster, Cluster.id == Host.cluster_id)
                                 .order_by(Host.name),
                                 {"name": Host.name, "status": Host.status,
                                  "address": Host.address, "cluster": Cluster.name})
-    counts = await _vm_counts(ctx, rows)
-    return ctx.render_list("hosts", "host",
-                           [views.host(h, vm_count=counts.get(h.id, 0)) for h in rows])
+    return ctx.render_list("hosts", "host", await _views(ctx, rows))
 
 
 @routes.get("/hosts/{host_id}")
