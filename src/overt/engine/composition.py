@@ -249,6 +249,8 @@ class EngineRuntime:
                                    user_window_s=self.settings.signin_window_s,
                                    user_lockout_s=self.settings.lockout_s),
                                image_transfers=self._image_transfers())
+        if services.image_transfers is not None:
+            await services.image_transfers.recover(self.db, services.jobs)
         app = build_api_app(self.db, services, extra_routes=web_routes())
         app.state.change_feed = self._change_feed = ChangeFeed(self.db)
         app.state.session_watch = SessionWatch()
@@ -281,6 +283,11 @@ class EngineRuntime:
                 tasks[0].result()  # re-raise why the API could not start (e.g. port in use)
         return tasks
 
+    @property
+    def image_transfers(self) -> ImageTransfers | None:
+        """The transfers this process's API serves (None before the API starts)."""
+        return self._transfers
+
     def _image_transfers(self) -> ImageTransfers:
         """The image data server of this API process (started at its first transfer)."""
         home = self.settings.data_dir / "imageio"
@@ -288,7 +295,9 @@ class EngineRuntime:
                                            key_file=self.pki.key_file, ca_file=self.pki.ca_file),
                                address=self.settings.imageio_address,
                                port=self.settings.imageio_port)
-        self._transfers = ImageTransfers(daemon, public_address(self.settings), home / "nbd")
+        self._transfers = ImageTransfers(
+            daemon, public_address(self.settings), home / "nbd",
+            server_name=f"imageio@{public_address(self.settings)}:{self.settings.api_port}")
         return self._transfers
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> None:

@@ -24,8 +24,10 @@ import pytest
 from ovirt_imageio import client
 from sqlalchemy import select
 
-from overt.engine.db.tables import Disk, Job, StorageDomain
-from overt.engine.model.status import DiskStatus, StorageDomainStatus, StorageType
+from overt.engine.db.tables import Disk, Job, StorageDomain, User
+from overt.engine.model.status import DiskStatus, JobStatus, StorageDomainStatus, StorageType
+from overt.engine.services.image_transfers import JOB_ACTION, JOB_STATE
+from overt.engine.services.jobs import JobSubmitter
 from tests.support.engine import RunningEngine
 
 # ovirt_imageio.client leaves the socket of its local qemu-nbd helper to the collector.
@@ -250,3 +252,45 @@ def test_bad_transfers_are_4xx_faults_that_change_nothing(
     with pytest.raises(sdk.NotFoundError):
         service.image_transfer_service(str(uuid.uuid4())).get()
     assert _status(connection, disk_id) == types.DiskStatus.OK
+
+
+def test_transfers_cut_short_by_a_crash_end_when_the_api_starts_again(
+        api_engine: RunningEngine, connection: sdk.Connection, domain: tuple[uuid.UUID, Path]
+        ) -> None:
+    """What a killed API process leaves (locked disks, started transfer jobs of its name)
+    is ended by its next start: no disk stays locked, an upload's disk is removed."""
+    transfers = api_engine.runtime.image_transfers
+    assert transfers is not None
+    uploaded, downloaded = _disk(api_engine, domain, "cow"), _disk(api_engine, domain, "raw")
+    jobs = {uploaded: uuid.uuid4(), downloaded: uuid.uuid4()}
+
+    async def crashed(session: object) -> uuid.UUID:
+        admin = (await session.execute(select(User.id).where(  # type: ignore[attr-defined]
+            User.user_name.like("admin%")))).scalars().first()
+        for disk_id, direction in ((uploaded, "upload"), (downloaded, "download")):
+            disk = await session.get(Disk, disk_id)  # type: ignore[attr-defined]
+            disk.status = DiskStatus.LOCKED
+            session.add(Job(id=jobs[disk_id], action=JOB_ACTION,  # type: ignore[attr-defined]
+                            description=f"Transfer of {disk.name}", state=JOB_STATE,
+                            params={"disk_id": str(disk_id), "direction": direction},
+                            status=JobStatus.STARTED, claimed_by=transfers.server_name,
+                            owner_id=admin))
+        return admin
+    assert _run(api_engine, crashed) is not None
+    ended = asyncio.run_coroutine_threadsafe(
+        transfers.recover(api_engine.runtime.db, JobSubmitter(asyncio.Event())),
+        api_engine.loop).result(timeout=30)
+    assert ended == 2
+    assert _status(connection, downloaded) == types.DiskStatus.OK
+    assert _status(connection, uploaded) == types.DiskStatus.OK
+
+    async def after(session: object) -> tuple[list[str], list[JobStatus]]:
+        descriptions = list((await session.execute(  # type: ignore[attr-defined]
+            select(Job.description))).scalars())
+        statuses = [(await session.get(Job, j)).status for j in jobs.values()]  # type: ignore
+        return descriptions, statuses
+    descriptions, statuses = _run(api_engine, after)  # type: ignore[misc]
+    assert statuses == [JobStatus.FAILED, JobStatus.FAILED]
+    assert any(d.startswith("Removing disk") and uploaded.hex[:6] in d for d in descriptions)
+    assert not any(d.startswith("Removing disk") and downloaded.hex[:6] in d
+                   for d in descriptions)

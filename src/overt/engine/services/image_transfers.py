@@ -5,6 +5,10 @@ imageio daemon a ticket for it: an unguessable id, an expiry, the disk's size an
 operations of its direction. The client then talks to the daemon alone (`transfer_url`).
 `finalize` takes the ticket away, flushes and closes the volume and unlocks the disk;
 `cancel` does the same, and a cancelled upload's disk is removed, as in oVirt.
+
+Each transfer is also a job row (oVirt shows transfers as jobs), in a queue state the
+worker never claims, named after the API process serving it; when that process starts
+again, its transfers that were cut short end as a cancel would, so no disk stays locked.
 """
 
 from __future__ import annotations
@@ -20,17 +24,20 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import Disk, DiskAttachment, StorageDomain, User, Vm
+from overt.engine.db.database import Database
+from overt.engine.db.tables import Disk, DiskAttachment, Job, StorageDomain, User, Vm, utcnow
 from overt.engine.imageio.daemon import ImageioDaemon
 from overt.engine.imageio.exports import NbdExport
 from overt.engine.model.errors import Conflict, InvalidInput, NotFound
-from overt.engine.model.status import DiskStatus, StorageType, VmStatus
+from overt.engine.model.status import DiskStatus, JobStatus, LogSeverity, StorageType, VmStatus
 from overt.engine.queries import lookup
 from overt.engine.services.devices import remove_disk_job
 from overt.engine.services.jobs import JobSubmitter
 
 log = logging.getLogger(__name__)
 
+JOB_ACTION = "image.transfer"
+JOB_STATE = "transfer"  # served by an API process, never claimed by a worker
 TICKET_TIMEOUT_S = 3600  # a ticket's life; `extend` renews it
 DEFAULT_INACTIVITY_S = 60
 MAX_INACTIVITY_S = 86400
@@ -117,8 +124,10 @@ def volume_source(domain: StorageDomain, disk: Disk) -> str:
 class ImageTransfers:
     """The transfers this API process serves, and the daemon that carries their data."""
 
-    def __init__(self, daemon: ImageioDaemon, public_address: str, sockets: Path) -> None:
+    def __init__(self, daemon: ImageioDaemon, public_address: str, sockets: Path, *,
+                 server_name: str) -> None:
         self.daemon = daemon
+        self.server_name = server_name
         self.public_address = public_address
         self.sockets = sockets
         self._transfers: dict[uuid.UUID, Transfer] = {}
@@ -172,6 +181,11 @@ class ImageTransfers:
         transfer.phase = Phase.TRANSFERRING
         self._transfers[transfer.id] = transfer
         disk.status = DiskStatus.LOCKED
+        verb = "Uploading" if request.direction is Direction.UPLOAD else "Downloading"
+        session.add(Job(id=transfer.id, action=JOB_ACTION, description=f"{verb} disk {disk.name}",
+                        params={"disk_id": str(disk.id), "direction": request.direction.value},
+                        state=JOB_STATE, status=JobStatus.STARTED, claimed_by=self.server_name,
+                        owner_id=user.id, auto_cleared=True))
         audit.record(session, f"Image {request.direction.value} of disk {disk.name} was "
                      f"initiated by {user.user_name}", code=audit.TRANSFER_IMAGE_INITIATED,
                      storage_domain_id=domain.id, user_id=user.id)
@@ -190,6 +204,7 @@ class ImageTransfers:
         if not transfer.export.source.startswith("nfs://"):
             disk.actual_size = _allocated(transfer.export.source)
         transfer.phase = Phase.FINISHED_SUCCESS
+        await _end_job(session, transfer.id, succeeded=True)
         audit.record(session, f"Image {transfer.direction.value} of disk {disk.name} "
                      f"succeeded", code=audit.TRANSFER_IMAGE_SUCCEEDED, user_id=user.id)
 
@@ -204,6 +219,7 @@ class ImageTransfers:
         if transfer.direction is Direction.UPLOAD:
             await remove_disk_job(session, jobs, disk, user)
         transfer.phase = Phase.FINISHED_FAILURE
+        await _end_job(session, transfer.id, succeeded=False)
         audit.record(session, f"Image {transfer.direction.value} of disk {disk.name} was "
                      f"cancelled by {user.user_name}", code=audit.TRANSFER_IMAGE_CANCELLED,
                      user_id=user.id)
@@ -224,12 +240,40 @@ class ImageTransfers:
         if transfer.phase is Phase.TRANSFERRING:
             await self.daemon.extend_ticket(transfer.ticket_id, TICKET_TIMEOUT_S)
 
+    async def recover(self, db: Database, jobs: JobSubmitter) -> int:
+        """End the transfers an earlier run of this API process left (it died mid-way):
+        their disks are unlocked, an upload's half-written disk removed."""
+        async with db.transaction() as session:
+            left = (await session.execute(select(Job).where(
+                Job.action == JOB_ACTION, Job.state == JOB_STATE,
+                Job.claimed_by == self.server_name).with_for_update())).scalars().all()
+            for job in left:
+                disk = await session.get(Disk, uuid.UUID(job.params["disk_id"]))
+                await _end_job(session, job.id, succeeded=False)
+                if disk is None:
+                    continue
+                disk.status = DiskStatus.OK
+                owner = await session.get(User, job.owner_id) if job.owner_id else None
+                if job.params.get("direction") == Direction.UPLOAD.value and owner is not None:
+                    await remove_disk_job(session, jobs, disk, owner)
+                audit.record(session, f"{job.description} was interrupted by an engine restart",
+                             code=audit.TRANSFER_IMAGE_FAILED, severity=LogSeverity.WARNING)
+            return len(left)
+
     async def close_all(self) -> None:
         """At shutdown: no daemon or qemu-nbd outlives the engine."""
         for transfer in self._transfers.values():
             if transfer.phase not in ENDED:
                 await transfer.export.stop()
         self.daemon.stop()
+
+
+async def _end_job(session: AsyncSession, job_id: uuid.UUID, *, succeeded: bool) -> None:
+    job = await session.get(Job, job_id)
+    if job is not None:
+        job.state = "done" if succeeded else "failed"
+        job.status = JobStatus.FINISHED if succeeded else JobStatus.FAILED
+        job.end_time = utcnow()
 
 
 async def _check_disk(session: AsyncSession, disk: Disk) -> None:
