@@ -14,7 +14,7 @@ import ssl
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -28,10 +28,13 @@ from overt.engine.db.tables import Disk, Job, StorageDomain, User
 from overt.engine.model.status import DiskStatus, JobStatus, StorageDomainStatus, StorageType
 from overt.engine.services.image_transfers import JOB_ACTION, JOB_STATE
 from overt.engine.services.jobs import JobSubmitter
-from tests.support.engine import RunningEngine
+from tests.support.engine import RunningEngine, start_engine
+from tests.support.no_nodes import NoNodes
 
 # ovirt_imageio.client leaves the socket of its local qemu-nbd helper to the collector.
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+# Real qemu-nbd and imageio transfers: seconds, so not in the fast lane.
+pytestmark = [pytest.mark.slow,
+              pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
 MIB = 1 << 20
 SIZE = 64 * MIB
 UPLOAD, DOWNLOAD = types.ImageTransferDirection.UPLOAD, types.ImageTransferDirection.DOWNLOAD
@@ -42,6 +45,16 @@ def _run(engine: RunningEngine, coro_fn: Callable[..., object]) -> object:
         async with engine.runtime.db.transaction() as session:
             return await coro_fn(session)  # type: ignore[misc]
     return asyncio.run_coroutine_threadsafe(go(), engine.loop).result(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def api_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
+    """One engine (SQLite) for this module: the transfers' data path is the same on any
+    database, and PostgreSQL's run doubles the time (passes too: `-k postgresql` on the
+    conftest's fixture)."""
+    engine = start_engine(tmp_path_factory.mktemp("engine"), transport=NoNodes())
+    yield engine
+    engine.stop()
 
 
 @pytest.fixture(scope="module")
