@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import ssl
 import subprocess
 import time
@@ -28,6 +29,7 @@ from overt.engine.db.tables import Disk, Job, StorageDomain, User
 from overt.engine.model.status import DiskStatus, JobStatus, StorageDomainStatus, StorageType
 from overt.engine.services.image_transfers import JOB_ACTION, JOB_STATE
 from overt.engine.services.jobs import JobSubmitter
+from tests.support.cli import overt
 from tests.support.engine import RunningEngine, start_engine
 from tests.support.no_nodes import NoNodes
 
@@ -307,3 +309,25 @@ def test_transfers_cut_short_by_a_crash_end_when_the_api_starts_again(
     assert any(d.startswith("Removing disk") and uploaded.hex[:6] in d for d in descriptions)
     assert not any(d.startswith("Removing disk") and downloaded.hex[:6] in d
                    for d in descriptions)
+
+
+def test_overt_disk_upload_and_download_move_an_image_with_a_progress_bar(
+        api_engine: RunningEngine, domain: tuple[uuid.UUID, Path], tmp_path: Path) -> None:
+    source = _source(tmp_path, 0x3C)
+    disk_id = _disk(api_engine, domain, "cow")
+    (tmp_path / "pw").write_text(api_engine.password)
+    where = ["--url", api_engine.url, "--ca-file", str(api_engine.ca_file),
+             "--password-file", str(tmp_path / "pw")]
+    up = overt("disk", "upload", str(source), "--disk", str(disk_id), *where)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert f"{source.name} uploaded into disk up-{disk_id.hex[:6]}" in up.stdout
+    out = tmp_path / "back.qcow2"
+    down = overt("disk", "download", str(disk_id), str(out), *where)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert _digest(out, "qcow2") == _digest(source, "qcow2")
+    listed = overt("disk", "list", "--json", *where)
+    assert any(d["id"] == str(disk_id) and d["status"] == "ok"
+               for d in json.loads(listed.stdout))
+    both = overt("disk", "upload", str(source), "--disk", str(disk_id), "--storage-domain",
+                 "x", *where)
+    assert both.returncode != 0 and "either --disk" in both.stdout + both.stderr
