@@ -24,12 +24,13 @@ import ovirtsdk4.types as types
 import pytest
 from ovirt_imageio import client
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from overt.cli.main import app
 from overt.engine.db.tables import Disk, Job, StorageDomain, User
 from overt.engine.model.status import DiskStatus, JobStatus, StorageDomainStatus, StorageType
 from overt.engine.services.image_transfers import JOB_ACTION, JOB_STATE
 from overt.engine.services.jobs import JobSubmitter
-from tests.support.cli import overt
 from tests.support.engine import RunningEngine, start_engine
 from tests.support.no_nodes import NoNodes
 
@@ -208,6 +209,15 @@ def test_a_ticket_reaches_only_its_own_disk_and_direction(
     for guessed in (str(uuid.uuid4()), up.transfer_url.rsplit("/", 1)[1], "..%2Fetc", ""):
         status, body = _http("GET", f"{base}/{guessed}", ca, headers={"Range": "bytes=0-511"})
         assert status in (400, 403, 404) and bytes([0x5A]) * 16 not in body, guessed
+    # Paused, the ticket reads nothing; resumed, it reads again; extended, it still does.
+    service = _transfers(connection).image_transfer_service(down.id)
+    service.pause()
+    assert service.get().phase == types.ImageTransferPhase.PAUSED_USER
+    assert _http("GET", down.transfer_url, ca, headers={"Range": "bytes=0-511"})[0] == 403
+    service.resume()
+    service.extend()
+    assert service.get().phase == types.ImageTransferPhase.TRANSFERRING
+    assert _http("GET", down.transfer_url, ca, headers={"Range": "bytes=0-511"})[0] == 206
     _finalize(connection, down)
     # Nothing was written to this disk.
     volume = domain[1] / f"images/{mine}.img"
@@ -316,18 +326,23 @@ def test_overt_disk_upload_and_download_move_an_image_with_a_progress_bar(
     source = _source(tmp_path, 0x3C)
     disk_id = _disk(api_engine, domain, "cow")
     (tmp_path / "pw").write_text(api_engine.password)
+
+    def overt(*args: str) -> tuple[int, str]:
+        """The `overt` command in this process (a child's start costs seconds of CPU)."""
+        result = CliRunner().invoke(app, list(args))
+        return result.exit_code, result.stdout + result.stderr
+
     where = ["--url", api_engine.url, "--ca-file", str(api_engine.ca_file),
              "--password-file", str(tmp_path / "pw")]
-    up = overt("disk", "upload", str(source), "--disk", str(disk_id), *where)
-    assert up.returncode == 0, up.stdout + up.stderr
-    assert f"{source.name} uploaded into disk up-{disk_id.hex[:6]}" in up.stdout
+    code, said = overt("disk", "upload", str(source), "--disk", str(disk_id), *where)
+    assert code == 0 and f"{source.name} uploaded into disk up-{disk_id.hex[:6]}" in said, said
     out = tmp_path / "back.qcow2"
-    down = overt("disk", "download", str(disk_id), str(out), *where)
-    assert down.returncode == 0, down.stdout + down.stderr
+    code, said = overt("disk", "download", str(disk_id), str(out), *where)
+    assert code == 0, said
     assert _digest(out, "qcow2") == _digest(source, "qcow2")
-    listed = overt("disk", "list", "--json", *where)
-    assert any(d["id"] == str(disk_id) and d["status"] == "ok"
-               for d in json.loads(listed.stdout))
-    both = overt("disk", "upload", str(source), "--disk", str(disk_id), "--storage-domain",
-                 "x", *where)
-    assert both.returncode != 0 and "either --disk" in both.stdout + both.stderr
+    code, said = overt("disk", "list", "--json", *where)
+    assert code == 0 and any(d["id"] == str(disk_id) and d["status"] == "ok"
+                             for d in json.loads(said))
+    code, said = overt("disk", "upload", str(source), "--disk", str(disk_id), "--storage-domain",
+                       "x", *where)
+    assert code != 0 and "either --disk" in said
