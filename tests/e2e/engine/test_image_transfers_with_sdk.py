@@ -187,6 +187,10 @@ def test_an_image_uploaded_with_ovirt_imageio_downloads_back_identical(
     _finalize(connection, back)
     assert _digest(out, "qcow2") == _digest(source, "qcow2")
     assert _status(connection, disk_id) == types.DiskStatus.OK
+    # Tickets are bearer secrets: not in the daemon's log.
+    log = api_engine.runtime.settings.data_dir / "imageio" / "daemon.log"
+    ticket = transfer.transfer_url.rsplit("/", 1)[1]
+    assert ticket not in (log.read_text() if log.exists() else "")
 
 
 def test_a_ticket_reaches_only_its_own_disk_and_direction(

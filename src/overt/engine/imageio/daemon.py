@@ -61,9 +61,10 @@ def render_config(files: DaemonFiles, *, address: str, port: int) -> str:
         "[control]", "transport = unix", f"socket = {files.control_socket}", "",
         "[handlers]", "keys = logfile", "",
         "[handler_logfile]", "keyword__class = logging.FileHandler",
-        f"args = ('{files.home / 'daemon.log'}',)", "kwargs = {}", "level = INFO",
+        f"args = ('{files.home / 'daemon.log'}',)", "kwargs = {}", "level = WARNING",
         "formatter = long", "",
-        "[logger_root]", "level = INFO", "handlers = logfile", "",
+        # INFO lines carry whole tickets (their ids are the bearer secret): warnings only.
+        "[logger_root]", "level = WARNING", "handlers = logfile", "",
     ])
 
 
