@@ -52,11 +52,13 @@ def test_a_download_ticket_only_reads_and_an_upload_ticket_reads_and_writes() ->
 
 def test_qemu_nbd_serves_a_download_read_only() -> None:
     argv = NbdExport("nfs://10.0.0.2/export/sd/images/i/v", "qcow2", Path("/s.sock"),
-                     read_only=True).argv()
+                     read_only=True).argv(direct=False)
     assert argv[0] == "qemu-nbd" and "--read-only" in argv
     assert argv[argv.index("--format") + 1] == "qcow2"
     assert argv[-1] == "nfs://10.0.0.2/export/sd/images/i/v"
-    assert "--read-only" not in NbdExport("/v", "raw", Path("/s"), read_only=False).argv()
+    assert "--cache=writeback" in argv
+    direct = NbdExport("/v", "raw", Path("/s"), read_only=False).argv(direct=True)
+    assert "--read-only" not in direct and "--cache=none" in direct
 
 
 def test_the_daemon_serves_tls_with_the_engines_files_and_logs_no_tickets(tmp_path: Path) -> None:
