@@ -261,6 +261,9 @@ class EngineRuntime:
         server = _QuietServer(config)
         self._servers.append(server)
         tasks = [asyncio.create_task(server.serve(), name="api")]
+        if services.image_transfers is not None:
+            tasks.append(asyncio.create_task(
+                services.image_transfers.watch(self.db, services.jobs), name="image-transfers"))
         gateway = make_gateway(self.settings, self.pki, registry,
                                InboxSink(self.db, self.monitor_wakeup))
         await gateway.start()

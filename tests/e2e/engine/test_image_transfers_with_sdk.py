@@ -252,6 +252,17 @@ def test_a_cancelled_upload_hands_its_disk_to_removal_and_a_download_unlocks(
     _transfers(connection).image_transfer_service(down.id).cancel()
     assert _status(connection, other) == types.DiskStatus.OK
 
+    # A client idle past the inactivity timeout: the engine cancels the transfer.
+    idle = _transfers(connection).add(types.ImageTransfer(
+        disk=types.Disk(id=str(other)), direction=DOWNLOAD, inactivity_timeout=1))
+    service = _transfers(connection).image_transfer_service(idle.id)
+    deadline = time.monotonic() + 30
+    while service.get().phase != types.ImageTransferPhase.FINISHED_FAILURE:
+        assert time.monotonic() < deadline, service.get().phase
+        time.sleep(0.2)
+    assert _status(connection, other) == types.DiskStatus.OK
+    assert _http("GET", idle.transfer_url, ca, headers={"Range": "bytes=0-511"})[0] == 403
+
 
 def test_bad_transfers_are_4xx_faults_that_change_nothing(
         api_engine: RunningEngine, connection: sdk.Connection, domain: tuple[uuid.UUID, Path]

@@ -110,13 +110,23 @@ class ImageioDaemon:
             time.sleep(0.05)
         log.info("image data server listening on %s:%d", self.address, self._port)
 
-    async def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> None:
+    async def _control(self, method: str, path: str, body: dict[str, Any] | None = None
+                       ) -> httpx.Response:
         transport = httpx.AsyncHTTPTransport(uds=str(self.files.control_socket))
         async with httpx.AsyncClient(transport=transport, timeout=30) as client:
             reply = await client.request(method, f"http://imageio{path}", json=body)
-        if reply.status_code >= 300:
+        if reply.status_code >= 300 and not (method == "GET" and reply.status_code == 404):
             raise Unavailable(f"The image data server refused {method} {path.split('/')[1]}: "
                               f"{reply.status_code}")
+        return reply
+
+    async def ticket_info(self, ticket_id: str) -> dict[str, Any] | None:
+        """The daemon's view of a ticket (`idle_time`, `transferred`, ...); None: gone."""
+        reply = await self._control("GET", f"/tickets/{ticket_id}")
+        if reply.status_code == 404:
+            return None
+        info: dict[str, Any] = reply.json()
+        return info
 
     async def add_ticket(self, ticket: dict[str, Any]) -> None:
         await self.ensure_started()

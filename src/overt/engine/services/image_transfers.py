@@ -13,6 +13,7 @@ again, its transfers that were cut short end as a cancel would, so no disk stays
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import uuid
@@ -57,6 +58,7 @@ class Phase(StrEnum):
     FINALIZING_SUCCESS = "finalizing_success"
     FINISHED_SUCCESS = "finished_success"
     CANCELLED_USER = "cancelled_user"
+    CANCELLED_SYSTEM = "cancelled_system"
     FINISHED_FAILURE = "finished_failure"
 
 
@@ -91,6 +93,7 @@ class Transfer:
     transfer_url: str
     export: NbdExport
     phase: Phase = Phase.INITIALIZING
+    transferred: int = 0  # bytes, as the daemon last counted them
     created: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     def ticket(self) -> dict[str, object]:
@@ -209,10 +212,10 @@ class ImageTransfers:
                      f"succeeded", code=audit.TRANSFER_IMAGE_SUCCEEDED, user_id=user.id)
 
     async def cancel(self, session: AsyncSession, jobs: JobSubmitter, transfer: Transfer,
-                     user: User) -> None:
+                     user: User, *, phase: Phase = Phase.CANCELLED_USER) -> None:
         """Stop the transfer; an upload's half-written disk is removed, as in oVirt."""
         check_action(transfer, "cancel")
-        transfer.phase = Phase.CANCELLED_USER
+        transfer.phase = phase
         await self._close(transfer)
         disk = await lookup.get(session, Disk, transfer.disk_id, for_update=True)
         disk.status = DiskStatus.OK
@@ -220,8 +223,10 @@ class ImageTransfers:
             await remove_disk_job(session, jobs, disk, user)
         transfer.phase = Phase.FINISHED_FAILURE
         await _end_job(session, transfer.id, succeeded=False)
+        who = "the engine: its client was idle too long" \
+            if phase is Phase.CANCELLED_SYSTEM else user.user_name
         audit.record(session, f"Image {transfer.direction.value} of disk {disk.name} was "
-                     f"cancelled by {user.user_name}", code=audit.TRANSFER_IMAGE_CANCELLED,
+                     f"cancelled by {who}", code=audit.TRANSFER_IMAGE_CANCELLED,
                      user_id=user.id)
 
     async def pause(self, transfer: Transfer) -> None:
@@ -239,6 +244,30 @@ class ImageTransfers:
         check_action(transfer, "extend")
         if transfer.phase is Phase.TRANSFERRING:
             await self.daemon.extend_ticket(transfer.ticket_id, TICKET_TIMEOUT_S)
+
+    async def watch(self, db: Database, jobs: JobSubmitter, interval_s: float = 2.0) -> None:
+        """Cancel transfers whose client stayed idle past their inactivity timeout (oVirt's
+        engine does too), so an abandoned transfer does not keep its disk locked."""
+        while True:
+            await asyncio.sleep(interval_s)
+            for transfer in [t for t in self._transfers.values()
+                             if t.phase is Phase.TRANSFERRING]:
+                try:
+                    info = await self.daemon.ticket_info(transfer.ticket_id)
+                    if info is not None:
+                        transfer.transferred = int(info.get("transferred", 0))
+                        if info.get("active") or info.get("idle_time", 0) <= \
+                                transfer.inactivity_timeout:
+                            continue
+                    async with db.transaction() as session:
+                        job = await session.get(Job, transfer.id)
+                        owner = await session.get(User, job.owner_id) \
+                            if job is not None and job.owner_id else None
+                        if owner is not None and transfer.phase is Phase.TRANSFERRING:
+                            await self.cancel(session, jobs, transfer, owner,
+                                              phase=Phase.CANCELLED_SYSTEM)
+                except Exception:
+                    log.exception("could not check image transfer %s", transfer.id)
 
     async def recover(self, db: Database, jobs: JobSubmitter) -> int:
         """End the transfers an earlier run of this API process left (it died mid-way):

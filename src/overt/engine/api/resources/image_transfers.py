@@ -30,7 +30,7 @@ def image_transfer(t: Transfer) -> Representation:
         "format": t.format, "inactivity_timeout": t.inactivity_timeout,
         "phase": t.phase.value, "shallow": False, "timeout_policy": "legacy",
         "transfer_url": t.transfer_url, "proxy_url": t.transfer_url,
-        "transferred": 0,
+        "transferred": t.transferred,
         "disk": ref("disks", t.disk_id), "image": ref("images", t.disk_id),
     }
 
