@@ -31,7 +31,7 @@ def image_transfer(t: Transfer) -> Representation:
         "phase": t.phase.value, "shallow": False, "timeout_policy": "legacy",
         "transfer_url": t.transfer_url, "proxy_url": t.transfer_url,
         "transferred": t.transferred,
-        "disk": ref("disks", t.disk_id), "image": ref("images", t.disk_id),
+        "disk": ref("disks", t.disk_id),
     }
 
 
