@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 JOB_ACTION = "image.transfer"
 JOB_STATE = "transfer"  # served by an API process, never claimed by a worker
 TICKET_TIMEOUT_S = 3600  # a ticket's life; `extend` renews it
+KEEP_ENDED_S = 3600
 DEFAULT_INACTIVITY_S = 60
 MAX_INACTIVITY_S = 86400
 
@@ -250,6 +251,7 @@ class ImageTransfers:
         engine does too), so an abandoned transfer does not keep its disk locked."""
         while True:
             await asyncio.sleep(interval_s)
+            self._forget_ended()
             for transfer in [t for t in self._transfers.values()
                              if t.phase is Phase.TRANSFERRING]:
                 try:
@@ -268,6 +270,13 @@ class ImageTransfers:
                                               phase=Phase.CANCELLED_SYSTEM)
                 except Exception:
                     log.exception("could not check image transfer %s", transfer.id)
+
+    def _forget_ended(self) -> None:
+        """Ended transfers stay readable for an hour (clients poll them to the end)."""
+        horizon = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=KEEP_ENDED_S)
+        for transfer_id in [t.id for t in self._transfers.values()
+                            if t.phase in ENDED and t.created < horizon]:
+            del self._transfers[transfer_id]
 
     async def recover(self, db: Database, jobs: JobSubmitter) -> int:
         """End the transfers an earlier run of this API process left (it died mid-way):
