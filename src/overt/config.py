@@ -200,6 +200,12 @@ class EngineSettings(BaseSettings):
     api_port: int = Field(DEFAULT_API_PORT, gt=0, lt=65536)
     gateway_address: str = "0.0.0.0"  # noqa: S104 - nodes reach the gateway over management
     gateway_port: int = Field(DEFAULT_GATEWAY_PORT, gt=0, lt=65536)
+    imageio_address: str = Field(
+        "0.0.0.0", description="Where the engine's image data server (ovirt-imageio) "  # noqa: S104
+        "listens for disk uploads and downloads.")
+    imageio_port: int = Field(
+        54323, ge=0, lt=65536, description="The image data server's port (oVirt's imageio "
+        "proxy port); 0: any free port, chosen at the first transfer.")
     public_address: str | None = Field(
         None, description="The address nodes use to reach the engine (in certificates and "
         "in the gateway URL given to nodes).")

@@ -64,7 +64,7 @@ class Demo:
             self.process = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, "OVERT_ADMIN_PASSWORD": self.password,
-                     "OVERT_DEMO_BUS": self.bus,
+                     "OVERT_DEMO_BUS": self.bus, "OVERT_IMAGEIO_PORT": "0",
                      **({"OVERT_DEMO_DB": self.db} if self.db else {}), **self.env})
 
     def output(self) -> str:

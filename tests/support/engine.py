@@ -47,7 +47,8 @@ def start_engine(data_dir: Path, *, db: str | None = None, password: str = TEST_
     """An engine (all parts, or `parts`) in a thread; `settings` are more EngineSettings."""
     config = EngineSettings(**{
         "data_dir": data_dir, "db": db, "api_port": free_port(), "gateway_port": free_port(),
-        "admin_password": password, "bus": bus, "public_address": "127.0.0.1", **settings})
+        "admin_password": password, "bus": bus, "public_address": "127.0.0.1",
+        "imageio_port": 0, **settings})
     embedded = data_dir / "engine.db"
     if db is None and not embedded.exists():
         # The schema is migrated once per run, not per engine.

@@ -71,6 +71,7 @@ class ApiClient:
             raise ApiError("no CA certificate to verify the engine with: pass --ca-file "
                            "(download it from /ovirt-engine/services/pki-resource)")
         self.base = target.url.rstrip("/")
+        self.ca_file: Path = target.ca_file  # image transfers' data servers use it too
         root = self.base.removesuffix("/ovirt-engine/api")
         tls = ssl.create_default_context(cafile=str(target.ca_file))
         self.http = httpx.Client(verify=tls, timeout=60)

@@ -8,6 +8,7 @@ from overt.cli import (
     broker,
     cluster,
     datacenter,
+    disk,
     engine,
     host,
     lab,
@@ -37,6 +38,7 @@ app.add_typer(datacenter.app, name="datacenter")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(network.app, name="network")
 app.add_typer(storage.app, name="storage")
+app.add_typer(disk.app, name="disk")
 app.add_typer(pki.app, name="pki")
 app.add_typer(notify.app, name="notify")
 app.add_typer(access.user_app, name="user")

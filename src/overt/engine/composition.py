@@ -45,6 +45,7 @@ from overt.engine.identity.kerberos import KerberosAcceptor
 from overt.engine.identity.password_policy import PasswordPolicy
 from overt.engine.identity.profiles import load_profiles
 from overt.engine.identity.signin import SignInPolicy
+from overt.engine.imageio.daemon import DaemonFiles, ImageioDaemon
 from overt.engine.jobs.context import JobServices
 from overt.engine.jobs.handlers import UNITS
 from overt.engine.jobs.observe import ObservedChanges
@@ -60,6 +61,7 @@ from overt.engine.pki.broker_tls import BrokerTls
 from overt.engine.pki.pins import CertificatePins
 from overt.engine.pki.rotation import CertificateWatch
 from overt.engine.secrets import SecretBox
+from overt.engine.services.image_transfers import ImageTransfers
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.web.app import web_routes
 from overt.engine.web.live import ChangeFeed
@@ -127,6 +129,7 @@ class EngineRuntime:
         self._change_feed: ChangeFeed | None = None
         self._directories: Directories | None = None
         self.netsvc: NetworkServices | None = None
+        self._transfers: ImageTransfers | None = None
         # Checked now, so a bad address plan stops the engine before anything starts.
         self.netsvc_plan = load_plan(self.settings.netsvc_file,
                                      gateway_port=self.settings.gateway_port) \
@@ -244,7 +247,10 @@ class EngineRuntime:
                                signin_policy=SignInPolicy(
                                    user_failures=self.settings.signin_failures,
                                    user_window_s=self.settings.signin_window_s,
-                                   user_lockout_s=self.settings.lockout_s))
+                                   user_lockout_s=self.settings.lockout_s),
+                               image_transfers=self._image_transfers())
+        if services.image_transfers is not None:
+            await services.image_transfers.recover(self.db, services.jobs)
         app = build_api_app(self.db, services, extra_routes=web_routes())
         app.state.change_feed = self._change_feed = ChangeFeed(self.db)
         app.state.session_watch = SessionWatch()
@@ -255,6 +261,9 @@ class EngineRuntime:
         server = _QuietServer(config)
         self._servers.append(server)
         tasks = [asyncio.create_task(server.serve(), name="api")]
+        if services.image_transfers is not None:
+            tasks.append(asyncio.create_task(
+                services.image_transfers.watch(self.db, services.jobs), name="image-transfers"))
         gateway = make_gateway(self.settings, self.pki, registry,
                                InboxSink(self.db, self.monitor_wakeup))
         await gateway.start()
@@ -277,7 +286,26 @@ class EngineRuntime:
                 tasks[0].result()  # re-raise why the API could not start (e.g. port in use)
         return tasks
 
+    @property
+    def image_transfers(self) -> ImageTransfers | None:
+        """The transfers this process's API serves (None before the API starts)."""
+        return self._transfers
+
+    def _image_transfers(self) -> ImageTransfers:
+        """The image data server of this API process (started at its first transfer)."""
+        home = self.settings.data_dir / "imageio"
+        daemon = ImageioDaemon(DaemonFiles(home, cert_file=self.pki.cert_file,
+                                           key_file=self.pki.key_file, ca_file=self.pki.ca_file),
+                               address=self.settings.imageio_address,
+                               port=self.settings.imageio_port)
+        self._transfers = ImageTransfers(
+            daemon, public_address(self.settings), home / "nbd",
+            server_name=f"imageio@{public_address(self.settings)}:{self.settings.api_port}")
+        return self._transfers
+
     async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> None:
+        if self._transfers is not None:
+            await self._transfers.close_all()
         for server in self._servers:
             if isinstance(server, uvicorn.Server):
                 server.should_exit = True

@@ -282,3 +282,46 @@ def test_a_template_from_a_vm_a_thin_vm_and_a_clone_that_boots(demo: Demo) -> No
             wait_until(lambda: not vms.list(search="name=e2e-tpl-thin"), 60, "the thin VM gone")
             templates.template_service(template.id).remove()
         conn.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_disk_uploaded_with_the_sdk_flow_downloads_back_identical(demo: Demo,
+                                                                     tmp_path: Path) -> None:
+    """upload_disk.py's and download_disk.py's flow (`ovirt_imageio.client`) on `overt demo`:
+    a new disk made by the node on the local domain, the image written into its volume."""
+    from ovirt_imageio import client
+
+    source, back = tmp_path / "source.qcow2", tmp_path / "back.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(source), "64M"], check=True)
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x6b 2M 3M", str(source)],
+                   check=True, capture_output=True)
+    conn = demo.connect()
+    system = conn.system_service()
+    disks, transfers = system.disks_service(), system.image_transfers_service()
+    disk = disks.add(types.Disk(name="e2e-upload", format=types.DiskFormat.COW,
+                                provisioned_size=64 * MIB, sparse=True,
+                                storage_domains=[types.StorageDomain(name="local")]))
+    try:
+        wait_until(lambda: disks.disk_service(disk.id).get().status == types.DiskStatus.OK, 60,
+                   "the disk to be created")
+        for direction, move in (
+                (types.ImageTransferDirection.UPLOAD,
+                 lambda url: client.upload(str(source), url, str(demo.ca_file))),
+                (types.ImageTransferDirection.DOWNLOAD,
+                 lambda url: client.download(url, str(back), str(demo.ca_file), fmt="qcow2"))):
+            transfer = transfers.add(types.ImageTransfer(disk=types.Disk(id=disk.id),
+                                                         direction=direction,
+                                                         format=types.DiskFormat.RAW))
+            assert disks.disk_service(disk.id).get().status == types.DiskStatus.LOCKED
+            move(transfer.transfer_url)
+            service = transfers.image_transfer_service(transfer.id)
+            service.finalize()
+            wait_until(lambda s=service: s.get().phase
+                       == types.ImageTransferPhase.FINISHED_SUCCESS, 60, "the transfer to end")
+        compared = subprocess.run(["qemu-img", "compare", str(source), str(back)],
+                                  capture_output=True, text=True, check=False)
+        assert compared.returncode == 0, compared.stdout + compared.stderr
+        assert disks.disk_service(disk.id).get().status == types.DiskStatus.OK
+    finally:
+        disks.disk_service(disk.id).remove()
+        conn.close()

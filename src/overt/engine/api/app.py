@@ -29,6 +29,7 @@ from overt.engine.api.resources import (
     host_nics,
     hosts,
     identity,
+    image_transfers,
     inventory,
     inventory_edits,
     networking,
@@ -51,6 +52,7 @@ from overt.engine.identity.password_policy import PasswordPolicy
 from overt.engine.identity.signin import SignInGuard, SignInPolicy
 from overt.engine.metrics.process import ProcessMetrics, RequestLatency, route_templates
 from overt.engine.secrets import SecretBox
+from overt.engine.services.image_transfers import ImageTransfers
 from overt.engine.services.jobs import JobSubmitter
 
 
@@ -70,6 +72,7 @@ class ApiServices:
     metrics_token: str | None = None  # admits a Prometheus scrape of /metrics
     password_policy: PasswordPolicy = field(default_factory=PasswordPolicy)
     signin_policy: SignInPolicy = field(default_factory=SignInPolicy)
+    image_transfers: ImageTransfers | None = None  # disk uploads and downloads (imageio)
 
 
 def api_routes() -> ApiRoutes:
@@ -77,7 +80,7 @@ def api_routes() -> ApiRoutes:
     for module in (root, vms, hosts, host_nics, inventory, inventory_edits, storage, activity,
                    statistics, vm_devices, consoles, tags, networking, host_networks,
                    identity, power_management, snapshots, templates, affinity_groups,
-                   notifications):
+                   notifications, image_transfers):
         routes.include(module.routes)
     return routes
 

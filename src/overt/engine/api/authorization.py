@@ -48,8 +48,9 @@ _VM_VERBS = {
 }
 _SYSTEM_WRITES = {"users": "manipulate_users", "groups": "manipulate_users",
                   "roles": "manipulate_roles", "permissions": "manipulate_permissions"}
-# System objects only those who may change them may read (trap receivers' addresses).
-_SYSTEM_READS = {"snmpmanagers": "configure_engine"}
+# System objects only those who may change them may read (trap receivers' addresses, image
+# transfers' tickets).
+_SYSTEM_READS = {"snmpmanagers": "configure_engine", "imagetransfers": "configure_engine"}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,335 @@
+"""Image transfers (oVirt's `imagetransfers`): a disk's data uploaded or downloaded by HTTP.
+
+A transfer locks its disk, exports the disk's volume with qemu-nbd and gives the engine's
+imageio daemon a ticket for it: an unguessable id, an expiry, the disk's size and only the
+operations of its direction. The client then talks to the daemon alone (`transfer_url`).
+`finalize` takes the ticket away, flushes and closes the volume and unlocks the disk;
+`cancel` does the same, and a cancelled upload's disk is removed, as in oVirt.
+
+Each transfer is also a job row (oVirt shows transfers as jobs), in a queue state the
+worker never claims, named after the API process serving it; when that process starts
+again, its transfers that were cut short end as a cancel would, so no disk stays locked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine import audit
+from overt.engine.db.database import Database
+from overt.engine.db.tables import Disk, DiskAttachment, Job, StorageDomain, User, Vm, utcnow
+from overt.engine.imageio.daemon import ImageioDaemon
+from overt.engine.imageio.exports import NbdExport
+from overt.engine.model.errors import Conflict, InvalidInput, NotFound
+from overt.engine.model.status import DiskStatus, JobStatus, LogSeverity, StorageType, VmStatus
+from overt.engine.queries import lookup
+from overt.engine.services.devices import remove_disk_job
+from overt.engine.services.jobs import JobSubmitter
+
+log = logging.getLogger(__name__)
+
+JOB_ACTION = "image.transfer"
+JOB_STATE = "transfer"  # served by an API process, never claimed by a worker
+TICKET_TIMEOUT_S = 3600  # a ticket's life; `extend` renews it
+KEEP_ENDED_S = 3600
+DEFAULT_INACTIVITY_S = 60
+MAX_INACTIVITY_S = 86400
+
+
+class Direction(StrEnum):
+    UPLOAD = "upload"
+    DOWNLOAD = "download"
+
+
+class Phase(StrEnum):
+    """oVirt's ImageTransferPhase values that Overt's transfers pass through."""
+
+    INITIALIZING = "initializing"
+    TRANSFERRING = "transferring"
+    PAUSED_USER = "paused_user"
+    FINALIZING_SUCCESS = "finalizing_success"
+    FINISHED_SUCCESS = "finished_success"
+    CANCELLED_USER = "cancelled_user"
+    CANCELLED_SYSTEM = "cancelled_system"
+    FINISHED_FAILURE = "finished_failure"
+
+
+ENDED = frozenset({Phase.FINISHED_SUCCESS, Phase.FINISHED_FAILURE})
+# The phase an action needs, per action.
+ACTION_FROM: dict[str, frozenset[Phase]] = {
+    "finalize": frozenset({Phase.TRANSFERRING, Phase.PAUSED_USER}),
+    "cancel": frozenset({Phase.TRANSFERRING, Phase.PAUSED_USER}),
+    "pause": frozenset({Phase.TRANSFERRING}),
+    "resume": frozenset({Phase.PAUSED_USER}),
+    "extend": frozenset({Phase.TRANSFERRING, Phase.PAUSED_USER}),
+}
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    disk_id: uuid.UUID | None
+    direction: Direction
+    format: str | None  # the format of the data on the wire: raw (guest data) or cow
+    inactivity_timeout: int | None = None
+
+
+@dataclass
+class Transfer:
+    id: uuid.UUID
+    disk_id: uuid.UUID
+    direction: Direction
+    format: str
+    image_size: int
+    inactivity_timeout: int
+    ticket_id: str
+    transfer_url: str
+    export: NbdExport
+    phase: Phase = Phase.INITIALIZING
+    transferred: int = 0  # bytes, as the daemon last counted them
+    created: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    def ticket(self) -> dict[str, object]:
+        ops = ["read", "write"] if self.direction is Direction.UPLOAD else ["read"]
+        return {"uuid": self.ticket_id, "size": self.image_size, "url": self.export.url,
+                "timeout": TICKET_TIMEOUT_S, "inactivity_timeout": self.inactivity_timeout,
+                "ops": ops, "sparse": True, "transfer_id": str(self.id)}
+
+
+def check_action(transfer: Transfer, action: str) -> None:
+    if transfer.phase not in ACTION_FROM[action]:
+        raise Conflict(f"Cannot {action} image transfer {transfer.id}: it is "
+                       f"{transfer.phase.value}")
+
+
+def volume_source(domain: StorageDomain, disk: Disk) -> str:
+    """Where qemu-nbd opens the disk's volume: a file of a local domain on this machine, or
+    QEMU's URL of an NFS volume."""
+    if domain.storage_type == StorageType.NFS.value and domain.address:
+        return f"nfs://{domain.address}{domain.path.rstrip('/')}/{disk.image_path}"
+    if domain.storage_type == StorageType.ISCSI.value:
+        raise Conflict(f"Cannot transfer disk {disk.name}: image transfer to iSCSI domains "
+                       "is not supported yet")
+    path = Path(domain.path) / disk.image_path
+    if not path.is_file():
+        raise Conflict(f"Cannot transfer disk {disk.name}: its volume on local domain "
+                       f"{domain.name} is not on the engine's machine")
+    return str(path)
+
+
+class ImageTransfers:
+    """The transfers this API process serves, and the daemon that carries their data."""
+
+    def __init__(self, daemon: ImageioDaemon, public_address: str, sockets: Path, *,
+                 server_name: str) -> None:
+        self.daemon = daemon
+        self.server_name = server_name
+        self.public_address = public_address
+        self.sockets = sockets
+        self._transfers: dict[uuid.UUID, Transfer] = {}
+
+    def all(self) -> list[Transfer]:
+        return sorted(self._transfers.values(), key=lambda t: t.created)
+
+    def get(self, transfer_id: uuid.UUID) -> Transfer:
+        found = self._transfers.get(transfer_id)
+        if found is None:
+            raise NotFound(f"Image transfer {transfer_id} does not exist")
+        return found
+
+    async def start(self, session: AsyncSession, request: TransferRequest, user: User
+                    ) -> Transfer:
+        if request.disk_id is None:
+            raise InvalidInput("image_transfer.disk is required (give its id)")
+        if request.format not in (None, "raw", "cow"):
+            raise InvalidInput("image_transfer.format must be raw or cow")
+        inactivity = request.inactivity_timeout or DEFAULT_INACTIVITY_S
+        if not 1 <= inactivity <= MAX_INACTIVITY_S:
+            raise InvalidInput(f"image_transfer.inactivity_timeout must be 1 to "
+                               f"{MAX_INACTIVITY_S} seconds")
+        disk = await lookup.get(session, Disk, request.disk_id, for_update=True)
+        wire = request.format or disk.format  # oVirt: the disk's format unless given
+        if request.direction is Direction.UPLOAD and wire == "cow":
+            raise InvalidInput("Upload guest data with image_transfer.format raw (as the "
+                               "SDK's upload_disk.py does); the volume's format stays the disk's")
+        await _check_disk(session, disk)
+        domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+        source = volume_source(domain, disk)
+        transfer_id = uuid.uuid4()
+        self.sockets.mkdir(mode=0o700, parents=True, exist_ok=True)
+        export_format = ("qcow2" if disk.format == "cow" else "raw") if wire == "raw" else "raw"
+        export = NbdExport(source, export_format, self.sockets / f"{transfer_id}.sock",
+                           read_only=request.direction is Direction.DOWNLOAD)
+        ticket_id = str(uuid.uuid4())
+        await self.daemon.ensure_started()
+        transfer = Transfer(
+            id=transfer_id, disk_id=disk.id, direction=request.direction, format=wire,
+            image_size=disk.provisioned_size if wire == "raw" else _file_size(source),
+            inactivity_timeout=inactivity, ticket_id=ticket_id,
+            transfer_url=f"https://{self.public_address}:{self.daemon.port}/images/{ticket_id}",
+            export=export)
+        await export.start()
+        try:
+            await self.daemon.add_ticket(transfer.ticket())
+        except BaseException:
+            await export.stop()
+            raise
+        transfer.phase = Phase.TRANSFERRING
+        self._transfers[transfer.id] = transfer
+        disk.status = DiskStatus.LOCKED
+        verb = "Uploading" if request.direction is Direction.UPLOAD else "Downloading"
+        session.add(Job(id=transfer.id, action=JOB_ACTION, description=f"{verb} disk {disk.name}",
+                        params={"disk_id": str(disk.id), "direction": request.direction.value},
+                        state=JOB_STATE, status=JobStatus.STARTED, claimed_by=self.server_name,
+                        owner_id=user.id, auto_cleared=True))
+        audit.record(session, f"Image {request.direction.value} of disk {disk.name} was "
+                     f"initiated by {user.user_name}", code=audit.TRANSFER_IMAGE_INITIATED,
+                     storage_domain_id=domain.id, user_id=user.id)
+        return transfer
+
+    async def _close(self, transfer: Transfer) -> None:
+        await self.daemon.remove_ticket(transfer.ticket_id)
+        await transfer.export.stop()
+
+    async def finalize(self, session: AsyncSession, transfer: Transfer, user: User) -> None:
+        check_action(transfer, "finalize")
+        transfer.phase = Phase.FINALIZING_SUCCESS
+        await self._close(transfer)
+        disk = await lookup.get(session, Disk, transfer.disk_id, for_update=True)
+        disk.status = DiskStatus.OK
+        if not transfer.export.source.startswith("nfs://"):
+            disk.actual_size = _allocated(transfer.export.source)
+        transfer.phase = Phase.FINISHED_SUCCESS
+        await _end_job(session, transfer.id, succeeded=True)
+        audit.record(session, f"Image {transfer.direction.value} of disk {disk.name} "
+                     f"succeeded", code=audit.TRANSFER_IMAGE_SUCCEEDED, user_id=user.id)
+
+    async def cancel(self, session: AsyncSession, jobs: JobSubmitter, transfer: Transfer,
+                     user: User, *, phase: Phase = Phase.CANCELLED_USER) -> None:
+        """Stop the transfer; an upload's half-written disk is removed, as in oVirt."""
+        check_action(transfer, "cancel")
+        transfer.phase = phase
+        await self._close(transfer)
+        disk = await lookup.get(session, Disk, transfer.disk_id, for_update=True)
+        disk.status = DiskStatus.OK
+        if transfer.direction is Direction.UPLOAD:
+            await remove_disk_job(session, jobs, disk, user)
+        transfer.phase = Phase.FINISHED_FAILURE
+        await _end_job(session, transfer.id, succeeded=False)
+        who = "the engine: its client was idle too long" \
+            if phase is Phase.CANCELLED_SYSTEM else user.user_name
+        audit.record(session, f"Image {transfer.direction.value} of disk {disk.name} was "
+                     f"cancelled by {who}", code=audit.TRANSFER_IMAGE_CANCELLED,
+                     user_id=user.id)
+
+    async def pause(self, transfer: Transfer) -> None:
+        """No data moves while paused: the daemon forgets the ticket until `resume`."""
+        check_action(transfer, "pause")
+        await self.daemon.remove_ticket(transfer.ticket_id)
+        transfer.phase = Phase.PAUSED_USER
+
+    async def resume(self, transfer: Transfer) -> None:
+        check_action(transfer, "resume")
+        await self.daemon.add_ticket(transfer.ticket())
+        transfer.phase = Phase.TRANSFERRING
+
+    async def extend(self, transfer: Transfer) -> None:
+        check_action(transfer, "extend")
+        if transfer.phase is Phase.TRANSFERRING:
+            await self.daemon.extend_ticket(transfer.ticket_id, TICKET_TIMEOUT_S)
+
+    async def watch(self, db: Database, jobs: JobSubmitter, interval_s: float = 2.0) -> None:
+        """Cancel transfers whose client stayed idle past their inactivity timeout (oVirt's
+        engine does too), so an abandoned transfer does not keep its disk locked."""
+        while True:
+            await asyncio.sleep(interval_s)
+            self._forget_ended()
+            for transfer in [t for t in self._transfers.values()
+                             if t.phase is Phase.TRANSFERRING]:
+                try:
+                    info = await self.daemon.ticket_info(transfer.ticket_id)
+                    if info is not None:
+                        transfer.transferred = int(info.get("transferred", 0))
+                        if info.get("active") or info.get("idle_time", 0) <= \
+                                transfer.inactivity_timeout:
+                            continue
+                    async with db.transaction() as session:
+                        job = await session.get(Job, transfer.id)
+                        owner = await session.get(User, job.owner_id) \
+                            if job is not None and job.owner_id else None
+                        if owner is not None and transfer.phase is Phase.TRANSFERRING:
+                            await self.cancel(session, jobs, transfer, owner,
+                                              phase=Phase.CANCELLED_SYSTEM)
+                except Exception:
+                    log.exception("could not check image transfer %s", transfer.id)
+
+    def _forget_ended(self) -> None:
+        """Ended transfers stay readable for an hour (clients poll them to the end)."""
+        horizon = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=KEEP_ENDED_S)
+        for transfer_id in [t.id for t in self._transfers.values()
+                            if t.phase in ENDED and t.created < horizon]:
+            del self._transfers[transfer_id]
+
+    async def recover(self, db: Database, jobs: JobSubmitter) -> int:
+        """End the transfers an earlier run of this API process left (it died mid-way):
+        their disks are unlocked, an upload's half-written disk removed."""
+        async with db.transaction() as session:
+            left = (await session.execute(select(Job).where(
+                Job.action == JOB_ACTION, Job.state == JOB_STATE,
+                Job.claimed_by == self.server_name).with_for_update())).scalars().all()
+            for job in left:
+                disk = await session.get(Disk, uuid.UUID(job.params["disk_id"]))
+                await _end_job(session, job.id, succeeded=False)
+                if disk is None:
+                    continue
+                disk.status = DiskStatus.OK
+                owner = await session.get(User, job.owner_id) if job.owner_id else None
+                if job.params.get("direction") == Direction.UPLOAD.value and owner is not None:
+                    await remove_disk_job(session, jobs, disk, owner)
+                audit.record(session, f"{job.description} was interrupted by an engine restart",
+                             code=audit.TRANSFER_IMAGE_FAILED, severity=LogSeverity.WARNING)
+            return len(left)
+
+    async def close_all(self) -> None:
+        """At shutdown: no daemon or qemu-nbd outlives the engine."""
+        for transfer in self._transfers.values():
+            if transfer.phase not in ENDED:
+                await transfer.export.stop()
+        self.daemon.stop()
+
+
+async def _end_job(session: AsyncSession, job_id: uuid.UUID, *, succeeded: bool) -> None:
+    job = await session.get(Job, job_id)
+    if job is not None:
+        job.state = "done" if succeeded else "failed"
+        job.status = JobStatus.FINISHED if succeeded else JobStatus.FAILED
+        job.end_time = utcnow()
+
+
+async def _check_disk(session: AsyncSession, disk: Disk) -> None:
+    if disk.status != DiskStatus.OK:
+        raise Conflict(f"Cannot transfer disk {disk.name}: it is {disk.status}")
+    running = (await session.execute(
+        select(Vm.name).join(DiskAttachment, DiskAttachment.vm_id == Vm.id)
+        .where(DiskAttachment.disk_id == disk.id, Vm.status != VmStatus.DOWN))).scalars().first()
+    if running is not None:
+        raise Conflict(f"Cannot transfer disk {disk.name}: VM {running} using it is not down")
+
+
+def _file_size(source: str) -> int:
+    if source.startswith("nfs://"):
+        raise Conflict("Downloads of a volume's own bytes (format cow) from NFS domains are "
+                       "not supported yet; download guest data with format raw")
+    return Path(source).stat().st_size
+
+
+def _allocated(path: str) -> int:
+    return Path(path).stat().st_blocks * 512
