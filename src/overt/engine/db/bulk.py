@@ -10,7 +10,7 @@ Rows are dicts with the same keys; values of the columns' Python types.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, any_, bindparam, insert, text, update
 from sqlalchemy.dialects import postgresql
@@ -90,5 +90,6 @@ def among(session: AsyncSession, column: Any, values: Collection[Any]
     a placeholder per value, whose statement the driver parses anew for every count.
     `column`: a column or a mapped attribute."""
     if session.get_bind().dialect.name != "postgresql":
-        return column.in_(list(values))
-    return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+        return cast(ColumnElement[bool], column.in_(list(values)))
+    return cast(ColumnElement[bool], column == any_(
+        bindparam(None, list(values), type_=postgresql.ARRAY(column.type))))

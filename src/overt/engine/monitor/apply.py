@@ -19,8 +19,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, cast
 
@@ -28,7 +29,7 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.bulk import among
-from overt.engine.db.tables import Host, utcnow
+from overt.engine.db.tables import Host, Lock, Vm, utcnow
 from overt.engine.model.host_actions import MONITORED
 from overt.engine.model.status import HostStatus
 from overt.engine.monitor.reconcile import apply_vm_report, mark_host_up, reconcile
@@ -107,6 +108,8 @@ async def apply_events(session: AsyncSession, events: Sequence[tuple[EventEnvelo
         hosts = {host.host_uuid: host for host in (await session.execute(select(Host).where(
             Host.host_uuid.in_(sorted(full & positions.keys()))))).scalars()
             if host.host_uuid is not None}
+    locked = await _prefetch_vms(session, [envelope for envelope, _gaps in events
+                                           if envelope.host_uuid in hosts])
     results: list[Outcome | ApplyLater] = []
     for envelope, gaps in events:
         if envelope.host_uuid in busy:
@@ -118,7 +121,7 @@ async def apply_events(session: AsyncSession, events: Sequence[tuple[EventEnvelo
             if position is None:
                 results.append(Outcome.UNKNOWN_HOST)
             elif host is not None:
-                results.append(await _apply_to(session, host, envelope, gaps))
+                results.append(await _apply_to(session, host, envelope, gaps, locked))
             else:
                 results.append(_heard(position, envelope, gaps))
         except EventTooEarly as early:
@@ -196,8 +199,44 @@ async def _write_positions(session: AsyncSession, positions: list[_Position]) ->
         await session.execute(update(_HOSTS).where(_HOSTS.c.id == bindparam("row_id")), rows)
 
 
+async def _prefetch_vms(session: AsyncSession, envelopes: list[EventEnvelope]
+                       ) -> Locks:
+    """The VMs of the lifecycle events in one query (into the session, where each event
+    finds its own without a query), and which of them jobs lock.
+
+    A lock is known ahead only for a VM of a single event and a batch without full
+    reports: an event may release its VM's lock (a start's end), a full report any."""
+    vm_ids = Counter(envelope.event.vm.vm_id for envelope in envelopes
+                     if isinstance(envelope.event, VmLifecycle)
+                     and envelope.event.vm.vm_id is not None)
+    if not vm_ids:
+        return Locks(set(), set())
+    # Held here: the session keeps only weak references to what it loaded.
+    vms = list((await session.execute(select(Vm).where(among(session, Vm.id, vm_ids))
+                )).scalars())
+    if any(isinstance(envelope.event, HostStateReport) for envelope in envelopes):
+        return Locks(set(), set(), vms)
+    known = {vm_id for vm_id, count in vm_ids.items() if count == 1}
+    locked = set((await session.execute(select(Lock.resource_id).where(
+        Lock.resource_type == "vm", among(session, Lock.resource_id, known)))).scalars())
+    return Locks(known, locked, vms)
+
+
+@dataclass
+class Locks:
+    """Of the VMs `known`, those `locked` by jobs (others: ask the database); `vms`, the
+    batch's VMs, loaded ahead."""
+
+    known: set[uuid.UUID]
+    locked: set[uuid.UUID]
+    vms: list[Vm] = field(default_factory=list)
+
+    def of(self, vm_id: uuid.UUID | None) -> set[uuid.UUID] | None:
+        return self.locked if vm_id in self.known else None
+
+
 async def _apply_to(session: AsyncSession, host: Host, envelope: EventEnvelope,
-                    gaps: Gaps) -> Outcome:
+                    gaps: Gaps, locks: Locks | None = None) -> Outcome:
     event = envelope.event
     skipped = _advance(host, envelope, gaps)
     if skipped is not None:
@@ -210,7 +249,8 @@ async def _apply_to(session: AsyncSession, host: Host, envelope: EventEnvelope,
         log.debug("host %s event %d: VM %s is %s", host.name, envelope.seq, event.vm.name,
                   event.vm.state.value, extra={"host": host.name, "vm": event.vm.name,
                                                "vm_id": event.vm.vm_id, "seq": envelope.seq})
-        await apply_vm_report(session, host, event.vm)
+        await apply_vm_report(session, host, event.vm,
+                              locked=locks.of(event.vm.vm_id) if locks is not None else None)
         host.last_heartbeat_at = utcnow()
     elif isinstance(event, Heartbeat):
         if host.status != HostStatus.UP:
