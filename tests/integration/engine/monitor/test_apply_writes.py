@@ -19,7 +19,8 @@ from overt.engine.model.status import HostStatus, VmStatus
 from overt.engine.monitor.apply import Gaps, Outcome, apply_events
 from overt.engine.monitor.stats_writer import StatsWriter
 from overt.protocol import EventEnvelope
-from overt.protocol.events import Heartbeat, StatsSample as StatsEvent, VmLifecycle
+from overt.protocol.events import Heartbeat, VmLifecycle
+from overt.protocol.events import StatsSample as StatsEvent
 from overt.protocol.host import HostStats, VmState, VmStats, VmStatusReport
 
 BOOT = uuid.uuid4()
