@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, cast
@@ -29,7 +29,7 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.bulk import among
-from overt.engine.db.tables import Host, Lock, Vm, utcnow
+from overt.engine.db.tables import Cluster, Host, Lock, Vm, utcnow
 from overt.engine.model.host_actions import MONITORED
 from overt.engine.model.status import HostStatus
 from overt.engine.monitor.reconcile import apply_vm_report, mark_host_up, reconcile
@@ -110,6 +110,8 @@ async def apply_events(session: AsyncSession, events: Sequence[tuple[EventEnvelo
             if host.host_uuid is not None}
     locked = await _prefetch_vms(session, [envelope for envelope, _gaps in events
                                            if envelope.host_uuid in hosts])
+    # Their clusters, held for the batch: judging a host's networks looks its cluster up.
+    locked.vms.extend(await _clusters(session, hosts.values()))
     results: list[Outcome | ApplyLater] = []
     for envelope, gaps in events:
         if envelope.host_uuid in busy:
@@ -212,7 +214,7 @@ async def _prefetch_vms(session: AsyncSession, envelopes: list[EventEnvelope]
     if not vm_ids:
         return Locks(set(), set())
     # Held here: the session keeps only weak references to what it loaded.
-    vms = list((await session.execute(select(Vm).where(among(session, Vm.id, vm_ids))
+    vms: list[object] = list((await session.execute(select(Vm).where(among(session, Vm.id, vm_ids))
                 )).scalars())
     if any(isinstance(envelope.event, HostStateReport) for envelope in envelopes):
         return Locks(set(), set(), vms)
@@ -222,14 +224,22 @@ async def _prefetch_vms(session: AsyncSession, envelopes: list[EventEnvelope]
     return Locks(known, locked, vms)
 
 
+async def _clusters(session: AsyncSession, hosts: Iterable[Host]) -> list[Cluster]:
+    wanted = {host.cluster_id for host in hosts}
+    if not wanted:
+        return []
+    return list((await session.execute(select(Cluster).where(
+        among(session, Cluster.id, wanted)))).scalars())
+
+
 @dataclass
 class Locks:
     """Of the VMs `known`, those `locked` by jobs (others: ask the database); `vms`, the
-    batch's VMs, loaded ahead."""
+    batch's VMs and clusters, loaded ahead (and held: the session's references are weak)."""
 
     known: set[uuid.UUID]
     locked: set[uuid.UUID]
-    vms: list[Vm] = field(default_factory=list)
+    vms: list[object] = field(default_factory=list)
 
     def of(self, vm_id: uuid.UUID | None) -> set[uuid.UUID] | None:
         return self.locked if vm_id in self.known else None
