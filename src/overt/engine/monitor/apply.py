@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from overt.engine.db.bulk import among
+from overt.engine.db.bulk import among, update_by_id
 from overt.engine.db.tables import Cluster, Host, Lock, Vm, utcnow
 from overt.engine.model.host_actions import MONITORED
 from overt.engine.model.status import HostStatus
@@ -178,9 +178,10 @@ _HOSTS = cast(Table, Host.__table__)
 
 
 async def _write_positions(session: AsyncSession, positions: list[_Position]) -> None:
-    """What `_heard` changed, in one UPDATE per set of changed columns: nothing for the
-    events that changed nothing (duplicates); else the position and the heartbeat's
-    timestamp and free memory, and the run and resync flag only when they changed."""
+    """What `_heard` changed, in one UPDATE per set of changed columns (one statement on
+    PostgreSQL, see `db.bulk`): nothing for the events that changed nothing (duplicates);
+    else the position and the heartbeat's timestamp and free memory, and the run and
+    resync flag only when they changed."""
     changes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for position in sorted(positions, key=lambda p: str(p.id)):
         values: dict[str, Any] = {}
@@ -195,10 +196,9 @@ async def _write_positions(session: AsyncSession, positions: list[_Position]) ->
             values["last_heartbeat_at"] = position.heard_at
             values["free_memory_mib"] = position.free_memory_mib
         if values:
-            values["row_id"] = position.id
-            changes.setdefault(tuple(sorted(values)), []).append(values)
+            changes.setdefault(tuple(sorted(values)), []).append({"id": position.id, **values})
     for rows in changes.values():
-        await session.execute(update(_HOSTS).where(_HOSTS.c.id == bindparam("row_id")), rows)
+        await update_by_id(session, _HOSTS, rows)
 
 
 async def _prefetch_vms(session: AsyncSession, envelopes: list[EventEnvelope]
