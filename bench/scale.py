@@ -12,7 +12,10 @@ Measured, while the fleet sends heartbeats (5 s) and stats (15 s):
 - engine CPU: the engine processes' CPU time over the measuring window;
 - event lag: node event to database commit, from the monitors' own reports;
 - API latency while loaded: GET /vms/{id} and GET /hosts (paced, one at a time);
-- time to start K VMs through the API (POST .../start for each) until all are up.
+- time to start K VMs through the API (POST .../start for each) until all are up;
+- engine and monitor CPU per event (events and stats samples), refusals (early, busy),
+  redeliveries (duplicates) and resyncs, from the monitors' reports;
+- with --cpu-hog, all of it while another process keeps one core busy.
 Usage (root, after scripts/setup):
     .venv/bin/python -m bench.scale --nodes 1000 --vms-per-node 20
 """
@@ -28,6 +31,8 @@ import re
 import shutil
 import ssl
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -54,6 +59,9 @@ from overt.system.daemons import SYSTEM_RABBITMQ
 SEED = "scale"
 REPORT = re.compile(r"^(\S+ \S+) INFO .*monitor: in the last (\d+) s: (\d+) events applied.*"
                     r"events p50 (\d+) ms p99 (\d+) ms max (\d+) ms, stats p99 (\d+) ms")
+# The same lines' other counts (resyncs: from monitors that report them).
+COUNTS = re.compile(r"(\d+) duplicate, (\d+) stale, (\d+) refused as early, (\d+) as busy, "
+                    r"(\d+) stats samples written.*?(?:; (\d+) resyncs)?$")
 
 
 @dataclass
@@ -68,6 +76,7 @@ class Options:
     stats_interval: float
     heartbeat_interval: float
     keep: bool
+    cpu_hog: bool = False
 
 
 def say(text: str) -> None:
@@ -261,14 +270,31 @@ def machine_busy() -> tuple[float, float]:
 
 
 def monitor_reports(site: ManagedSite, options: Options, since: float) -> list[tuple[int, ...]]:
-    """(events, p50, p99, max, stats p99) of each monitor report written after `since`."""
+    """(events, p50, p99, max, stats p99, duplicates, stale, refused as early, refused as
+    busy, stats samples, resyncs) of each monitor report written after `since`."""
     found = []
     for n in range(1, options.monitors + 1):
         for line in site.text(f"monitor{n}").splitlines():
             match = REPORT.match(line)
             if match and time.mktime(time.strptime(match[1], "%Y-%m-%d %H:%M:%S")) >= since:
-                found.append(tuple(int(g) for g in match.groups()[2:]))
+                counts = COUNTS.search(line)
+                more = tuple(int(g or 0) for g in counts.groups()) if counts else (0,) * 6
+                found.append(tuple(int(g) for g in match.groups()[2:]) + more)
     return found
+
+
+@contextmanager
+def cpu_hog(enabled: bool) -> Iterator[None]:
+    """A process that keeps one core busy meanwhile (a busy machine), when `enabled`."""
+    if not enabled:
+        yield
+        return
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
 
 
 def measure(site: ManagedSite, api: Api, options: Options, vm_ids: list[uuid.UUID]
@@ -292,6 +318,9 @@ def measure(site: ManagedSite, api: Api, options: Options, vm_ids: list[uuid.UUI
     time.sleep(11)  # the monitors' last report of the window
     reports = monitor_reports(site, options, wall + 10)
     events = sum(r[0] for r in reports)
+    handled = events + sum(r[5] + r[6] + r[7] + r[8] for r in reports)  # taken from the queue
+    samples = sum(r[9] for r in reports)
+    monitor_cpu = sum(cpu[name] for name in cpu if name.startswith("monitor")) * elapsed
     return {
         "window_s": round(elapsed), "engine_cpu_percent": round(100 * sum(cpu.values())),
         "engine_cpu_by_process": {k: round(100 * v) for k, v in cpu.items()},
@@ -304,6 +333,14 @@ def measure(site: ManagedSite, api: Api, options: Options, vm_ids: list[uuid.UUI
         "event_lag_p50_ms_median_report": statistics.median([r[1] for r in reports] or [0]),
         "event_lag_max_ms": max((r[3] for r in reports), default=0),
         "stats_lag_p99_ms_worst_report": max((r[4] for r in reports), default=0),
+        # CPU per event and per stats sample together (a sample carries a host's VMs).
+        "engine_cpu_ms_per_event": round(1000 * sum(cpu.values()) * elapsed
+                                         / max(1, handled + samples), 2),
+        "monitor_cpu_ms_per_event": round(1000 * monitor_cpu / max(1, handled + samples), 2),
+        "stats_samples_per_s": round(samples / elapsed, 1),
+        "refused_early": sum(r[7] for r in reports), "refused_busy": sum(r[8] for r in reports),
+        "redeliveries_duplicate": sum(r[5] for r in reports),
+        "stale": sum(r[6] for r in reports), "resyncs": sum(r[10] for r in reports),
         **{f"{label} p99 ms": round(1000 * percentile(t, 0.99)) for label, t in times.items()},
         **{f"{label} p50 ms": round(1000 * percentile(t, 0.50)) for label, t in times.items()},
         "api_requests": sum(len(t) for t in times.values()),
@@ -331,7 +368,8 @@ def start_vms(site: ManagedSite, api: Api, vm_ids: list[uuid.UUID]) -> dict[str,
 def run(options: Options) -> dict[str, object]:
     base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-scale-"))
     results: dict[str, object] = {"options": options.__dict__}
-    with scratch_database("overt_scale") as db_url, broker() as opened:
+    with cpu_hog(options.cpu_hog), scratch_database("overt_scale") as db_url, \
+            broker() as opened:
         site = ManagedSite(base, db_url, opened.engine_url_now(), opened.admin_url)
         try:
             say(f"preparing {options.nodes * options.vms_per_node} VMs in PostgreSQL")
@@ -394,12 +432,15 @@ def main() -> None:
     parser.add_argument("--stats-interval", type=float, default=15.0)
     parser.add_argument("--heartbeat-interval", type=float, default=5.0)
     parser.add_argument("--keep", action="store_true", help="keep the logs")
+    parser.add_argument("--cpu-hog", action="store_true",
+                        help="keep one core busy with another process throughout")
     args = parser.parse_args()
     options = Options(nodes=args.nodes, vms_per_node=args.vms_per_node,
                       start_vms=args.start_vms, fleet_processes=args.fleet_processes,
                       workers=args.workers, monitors=args.monitors, measure_s=args.measure,
                       stats_interval=args.stats_interval,
-                      heartbeat_interval=args.heartbeat_interval, keep=args.keep)
+                      heartbeat_interval=args.heartbeat_interval, keep=args.keep,
+                      cpu_hog=args.cpu_hog)
     results = run(options)
     print(json.dumps(results, indent=1))
 

@@ -16,15 +16,20 @@ skipped. See docs/broker.md.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from overt.engine.db.tables import Host, utcnow
+from overt.engine.db.bulk import among, update_by_id
+from overt.engine.db.tables import Cluster, Host, Lock, Vm, utcnow
 from overt.engine.model.host_actions import MONITORED
 from overt.engine.model.status import HostStatus
 from overt.engine.monitor.reconcile import apply_vm_report, mark_host_up, reconcile
@@ -79,34 +84,169 @@ async def apply_events(session: AsyncSession, events: Sequence[tuple[EventEnvelo
     deadlock. An event that must wait changes nothing and gets its ApplyLater in the
     result (EventTooEarly; HostBusy, with `skip_busy`, when another transaction holds
     its host's row: a batch never waits behind one slow host); the others are
-    applied. Any other failure fails them all."""
+    applied. Any other failure fails them all.
+
+    Most events of a fleet are heartbeats of hosts that are up: those hosts are never
+    loaded as ORM objects; their stream position and heartbeat are written with one
+    bulk UPDATE for the whole batch (see `_Position`). The hosts with other news are
+    loaded and go through the full path."""
     if any(envelope.seq is None for envelope, _gaps in events):
         raise ValueError("stats samples are written in bulk by StatsWriter, not one by one")
     wanted = sorted({envelope.host_uuid for envelope, _gaps in events})
-    hosts = {host.host_uuid: host for host in (await session.execute(
-        select(Host).where(Host.host_uuid.in_(wanted)).order_by(Host.id)
-        .with_for_update(skip_locked=skip_busy))).scalars()}
+    positions = {row.host_uuid: _Position(*row) for row in (await session.execute(  # type: ignore[arg-type]
+        select(*_POSITION_COLUMNS).where(among(session, Host.host_uuid, wanted)).order_by(Host.id)
+        .with_for_update(skip_locked=skip_busy)))}
     busy: set[uuid.UUID] = set()
-    if skip_busy and len(hosts) < len(wanted):
+    if skip_busy and len(positions) < len(wanted):
         busy = {u for u in (await session.execute(select(Host.host_uuid).where(
-            Host.host_uuid.in_([u for u in wanted if u not in hosts])))).scalars()
+            Host.host_uuid.in_([u for u in wanted if u not in positions])))).scalars()
             if u is not None}
+    full = {envelope.host_uuid for envelope, _gaps in events
+            if not _heard_only(positions.get(envelope.host_uuid), envelope)}
+    hosts: dict[uuid.UUID, Host] = {}
+    if full & positions.keys():  # already locked above
+        hosts = {host.host_uuid: host for host in (await session.execute(select(Host).where(
+            Host.host_uuid.in_(sorted(full & positions.keys()))))).scalars()
+            if host.host_uuid is not None}
+    locked = await _prefetch_vms(session, [envelope for envelope, _gaps in events
+                                           if envelope.host_uuid in hosts])
+    # Their clusters, held for the batch: judging a host's networks looks its cluster up.
+    locked.vms.extend(await _clusters(session, hosts.values()))
     results: list[Outcome | ApplyLater] = []
     for envelope, gaps in events:
-        host = hosts.get(envelope.host_uuid)
         if envelope.host_uuid in busy:
             results.append(HostBusy(f"node {envelope.host_uuid}: its host is being updated"))
             continue
+        position = positions.get(envelope.host_uuid)
+        host = hosts.get(envelope.host_uuid)
         try:
-            results.append(Outcome.UNKNOWN_HOST if host is None
-                           else await _apply_to(session, host, envelope, gaps))
+            if position is None:
+                results.append(Outcome.UNKNOWN_HOST)
+            elif host is not None:
+                results.append(await _apply_to(session, host, envelope, gaps, locked))
+            else:
+                results.append(_heard(position, envelope, gaps))
         except EventTooEarly as early:
             results.append(early)
+    await _write_positions(session, [p for u, p in positions.items() if u not in hosts])
     return results
 
 
+_POSITION_COLUMNS = (Host.id, Host.host_uuid, Host.name, Host.status, Host.boot_id,
+                     Host.last_seq, Host.needs_resync)
+
+
+@dataclass
+class _Position:
+    """A host's stream position, read without the ORM: all a heartbeat of a host that is
+    up changes (besides its timestamp and free memory)."""
+
+    id: uuid.UUID
+    host_uuid: uuid.UUID
+    name: str
+    status: HostStatus
+    boot_id: uuid.UUID | None
+    last_seq: int
+    needs_resync: bool
+    heard_at: dt.datetime | None = None
+    free_memory_mib: int | None = None
+    read: tuple[uuid.UUID | None, int, bool] = (None, 0, False)
+
+    def __post_init__(self) -> None:
+        self.read = (self.boot_id, self.last_seq, self.needs_resync)
+
+
+def _heard_only(position: _Position | None, envelope: EventEnvelope) -> bool:
+    """Whether the event is a heartbeat that at most moves `position` and marks the host
+    heard: a host that is up stays up, and a heartbeat changes nothing else."""
+    return position is None or (isinstance(envelope.event, Heartbeat)
+                                and position.status == HostStatus.UP)
+
+
+def _heard(position: _Position, envelope: EventEnvelope, gaps: Gaps) -> Outcome:
+    """A heartbeat of a host that is up (`_apply_to`'s, without the ORM)."""
+    skipped = _advance(position, envelope, gaps)
+    if skipped is not None:
+        return skipped
+    assert isinstance(envelope.event, Heartbeat)
+    position.heard_at = utcnow()
+    position.free_memory_mib = envelope.event.free_memory_mib
+    return Outcome.APPLIED
+
+
+_HOSTS = cast(Table, Host.__table__)
+
+
+async def _write_positions(session: AsyncSession, positions: list[_Position]) -> None:
+    """What `_heard` changed, in one UPDATE per set of changed columns (one statement on
+    PostgreSQL, see `db.bulk`): nothing for the events that changed nothing (duplicates);
+    else the position and the heartbeat's timestamp and free memory, and the run and
+    resync flag only when they changed."""
+    changes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for position in sorted(positions, key=lambda p: str(p.id)):
+        values: dict[str, Any] = {}
+        boot_id, last_seq, needs_resync = position.read
+        if position.boot_id != boot_id:
+            values["boot_id"] = position.boot_id
+        if position.last_seq != last_seq:
+            values["last_seq"] = position.last_seq
+        if position.needs_resync != needs_resync:
+            values["needs_resync"] = position.needs_resync
+        if position.heard_at is not None:
+            values["last_heartbeat_at"] = position.heard_at
+            values["free_memory_mib"] = position.free_memory_mib
+        if values:
+            changes.setdefault(tuple(sorted(values)), []).append({"id": position.id, **values})
+    for rows in changes.values():
+        await update_by_id(session, _HOSTS, rows)
+
+
+async def _prefetch_vms(session: AsyncSession, envelopes: list[EventEnvelope]
+                       ) -> Locks:
+    """The VMs of the lifecycle events in one query (into the session, where each event
+    finds its own without a query), and which of them jobs lock.
+
+    A lock is known ahead only for a VM of a single event and a batch without full
+    reports: an event may release its VM's lock (a start's end), a full report any."""
+    vm_ids = Counter(envelope.event.vm.vm_id for envelope in envelopes
+                     if isinstance(envelope.event, VmLifecycle)
+                     and envelope.event.vm.vm_id is not None)
+    if not vm_ids:
+        return Locks(set(), set())
+    # Held here: the session keeps only weak references to what it loaded.
+    vms: list[object] = list((await session.execute(select(Vm).where(among(session, Vm.id, vm_ids))
+                )).scalars())
+    if any(isinstance(envelope.event, HostStateReport) for envelope in envelopes):
+        return Locks(set(), set(), vms)
+    known = {vm_id for vm_id, count in vm_ids.items() if count == 1}
+    locked = set((await session.execute(select(Lock.resource_id).where(
+        Lock.resource_type == "vm", among(session, Lock.resource_id, known)))).scalars())
+    return Locks(known, locked, vms)
+
+
+async def _clusters(session: AsyncSession, hosts: Iterable[Host]) -> list[Cluster]:
+    wanted = {host.cluster_id for host in hosts}
+    if not wanted:
+        return []
+    return list((await session.execute(select(Cluster).where(
+        among(session, Cluster.id, wanted)))).scalars())
+
+
+@dataclass
+class Locks:
+    """Of the VMs `known`, those `locked` by jobs (others: ask the database); `vms`, the
+    batch's VMs and clusters, loaded ahead (and held: the session's references are weak)."""
+
+    known: set[uuid.UUID]
+    locked: set[uuid.UUID]
+    vms: list[object] = field(default_factory=list)
+
+    def of(self, vm_id: uuid.UUID | None) -> set[uuid.UUID] | None:
+        return self.locked if vm_id in self.known else None
+
+
 async def _apply_to(session: AsyncSession, host: Host, envelope: EventEnvelope,
-                    gaps: Gaps) -> Outcome:
+                    gaps: Gaps, locks: Locks | None = None) -> Outcome:
     event = envelope.event
     skipped = _advance(host, envelope, gaps)
     if skipped is not None:
@@ -119,7 +259,8 @@ async def _apply_to(session: AsyncSession, host: Host, envelope: EventEnvelope,
         log.debug("host %s event %d: VM %s is %s", host.name, envelope.seq, event.vm.name,
                   event.vm.state.value, extra={"host": host.name, "vm": event.vm.name,
                                                "vm_id": event.vm.vm_id, "seq": envelope.seq})
-        await apply_vm_report(session, host, event.vm)
+        await apply_vm_report(session, host, event.vm,
+                              locked=locks.of(event.vm.vm_id) if locks is not None else None)
         host.last_heartbeat_at = utcnow()
     elif isinstance(event, Heartbeat):
         if host.status != HostStatus.UP:
@@ -132,7 +273,7 @@ async def _apply_to(session: AsyncSession, host: Host, envelope: EventEnvelope,
     return Outcome.APPLIED
 
 
-def _advance(host: Host, envelope: EventEnvelope, gaps: Gaps) -> Outcome | None:
+def _advance(host: Host | _Position, envelope: EventEnvelope, gaps: Gaps) -> Outcome | None:
     """Move the host's stream position to this event, or say why it is skipped.
 
     Raises EventTooEarly for an event that must wait for its predecessor."""

@@ -36,8 +36,8 @@ class InboxSink:
 
 async def take_batch(db: Database, limit: int = 200) -> list[tuple[int, EventEnvelope | None]]:
     async with db.transaction() as session:
-        rows = (await session.execute(select(NodeEventInbox).order_by(NodeEventInbox.id)
-                                      .limit(limit))).scalars().all()
+        rows = (await session.execute(select(NodeEventInbox.id, NodeEventInbox.payload)
+                                      .order_by(NodeEventInbox.id).limit(limit))).all()
     batch: list[tuple[int, EventEnvelope | None]] = []
     for row in rows:
         try:

@@ -213,8 +213,9 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
         Vm.host_id == host.id, Vm.status.in_(ON_HOST)))).scalars().all()
     # The VMs of both lists and their job locks in two queries: a node runs many VMs.
     concerned = reported_ids | {vm.id for vm in believed}
-    if reported_ids:
-        await session.execute(select(Vm).where(Vm.id.in_(list(reported_ids))))
+    # Held: the session's own references to what it loaded are weak.
+    reported = (await session.execute(select(Vm).where(Vm.id.in_(list(reported_ids))))
+                ).scalars().all() if reported_ids else []
     locked = set((await session.execute(select(Lock.resource_id).where(
         Lock.resource_type == "vm", Lock.resource_id.in_(list(concerned))))).scalars()) \
         if concerned else set()
@@ -254,3 +255,4 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
         host.reported_networks = [n.model_dump(mode="json") for n in state.networks]
     mark_host_up(session, host)
     await judge_host(session, host)
+    del reported

@@ -52,6 +52,10 @@ class MonitorReport:
             return 0.0
         return max(0.0, self._last_lag)
 
+    def resynced(self) -> None:
+        """A full state report was fetched from a host."""
+        self.outcomes["resyncs"] += 1
+
     def stats(self, sent_at: list[float]) -> None:
         now = time.time()
         self.outcomes["stats"] += len(sent_at)
@@ -72,8 +76,8 @@ class MonitorReport:
         log.info(
             "monitor: in the last %.0f s: %d events applied, %d duplicate, %d stale, %d "
             "refused as early, %d as busy, %d stats samples written; node to database: events "
-            "p50 %.0f ms p99 %.0f ms max %.0f ms, stats p99 %.0f ms", self.interval_s,
+            "p50 %.0f ms p99 %.0f ms max %.0f ms, stats p99 %.0f ms; %d resyncs", self.interval_s,
             counts["applied"], counts["duplicate"], counts["stale"], counts["early"],
             counts["busy"], counts["stats"],
             1000 * percentile(events, 0.50), 1000 * percentile(events, 0.99),
-            1000 * max(events, default=0.0), 1000 * percentile(stats, 0.99))
+            1000 * max(events, default=0.0), 1000 * percentile(stats, 0.99), counts["resyncs"])

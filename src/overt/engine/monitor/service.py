@@ -264,6 +264,7 @@ class Monitor:
         if not wanted:
             return  # another monitor did it meanwhile
         self.resyncs += 1
+        self.report.resynced()
         try:
             state = await self.nodes.call(host, HostStateCommand(), timeout_s=20)
         except (TransportError, NodeCommandFailed) as exc:

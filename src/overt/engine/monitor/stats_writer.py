@@ -12,12 +12,13 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, select
 from sqlalchemy.exc import DBAPIError
 
 from overt.engine import audit
+from overt.engine.db import bulk
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Host, StatsSample, Vm, utcnow
 from overt.engine.model.host_actions import MONITORED
@@ -81,22 +82,26 @@ class StatsWriter:
 async def _write(session: Any, batch: dict[uuid.UUID, StatsEvent],
                  audited: set[tuple[uuid.UUID, uuid.UUID]]) -> list[uuid.UUID]:
     """Write the samples of monitored hosts (of their own VMs only); returns those hosts."""
-    hosts = (await session.execute(select(Host.id, Host.host_uuid).where(
-        Host.host_uuid.in_(list(batch)), Host.status.in_(MONITORED)))).all()
+    hosts = (await session.execute(select(
+        Host.id, Host.host_uuid, Host.cpu_percent, Host.free_memory_mib, Host.memory_mib).where(
+        bulk.among(session, Host.host_uuid, batch), Host.status.in_(MONITORED)))).all()
     if not hosts:
         return []
     now = utcnow()
     host_rows: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
     vm_samples: dict[uuid.UUID, tuple[VmStatsSample, float, uuid.UUID]] = {}
-    for host_id, host_uuid in hosts:
+    for host_id, host_uuid, cpu_before, free_before, total_before in hosts:
         stats = batch[host_uuid].host
         # Total and free from the same sample, so a host's memory facts never disagree.
-        host_rows.append({"id": host_id, "cpu_percent": stats.cpu_percent,
-                          "free_memory_mib": stats.memory_free_mib,
-                          "memory_mib": stats.memory_total_mib})
+        # A row the sample leaves as it is is not written (its history sample is).
+        if (cpu_before, free_before, total_before) != (
+                stats.cpu_percent, stats.memory_free_mib, stats.memory_total_mib):
+            host_rows.append({"id": host_id, "cpu_percent": stats.cpu_percent,
+                              "free_memory_mib": stats.memory_free_mib,
+                              "memory_mib": stats.memory_total_mib})
         samples.append({
-            "subject_type": "host", "subject_id": host_id, "time": now,
+            "subject_type": "host", "subject_id": host_id, "time": now, "resolution_s": 0,
             "cpu_percent": stats.cpu_percent, "memory_used_mib": stats.memory_used_mib,
             "memory_total_mib": stats.memory_total_mib,
             "net_rx_bps": sum(n.rx_rate_bps for n in stats.nics),
@@ -109,19 +114,22 @@ async def _write(session: Any, batch: dict[uuid.UUID, StatsEvent],
     refused: list[tuple[uuid.UUID, uuid.UUID]] = []
     if vm_samples:
         known = (await session.execute(select(
-            Vm.id, Vm.memory_mib, Vm.net_rx_bytes, Vm.net_tx_bytes, Vm.host_id).where(
-                Vm.id.in_(list(vm_samples))))).all()
-        for vm_id, memory_mib, rx_before, tx_before, on_host in known:
+            Vm.id, Vm.memory_mib, Vm.net_rx_bytes, Vm.net_tx_bytes, Vm.host_id, Vm.cpu_percent,
+            Vm.memory_used_mib).where(bulk.among(session, Vm.id, vm_samples)))).all()
+        for vm_id, memory_mib, rx_before, tx_before, on_host, cpu_before, used_before in known:
             sample, interval, reporter = vm_samples[vm_id]
             if on_host != reporter:
                 refused.append((reporter, vm_id))
                 continue
-            vm_rows.append({"id": vm_id, "cpu_percent": sample.cpu_percent,
-                            "memory_used_mib": sample.memory_mib,
-                            "net_rx_bytes": sample.net_rx_bytes,
-                            "net_tx_bytes": sample.net_tx_bytes})
+            row = {"id": vm_id, "cpu_percent": sample.cpu_percent,
+                   "memory_used_mib": sample.memory_mib, "net_rx_bytes": sample.net_rx_bytes,
+                   "net_tx_bytes": sample.net_tx_bytes}
+            if (cpu_before, used_before, rx_before, tx_before) != (
+                    row["cpu_percent"], row["memory_used_mib"], row["net_rx_bytes"],
+                    row["net_tx_bytes"]):
+                vm_rows.append(row)
             samples.append({
-                "subject_type": "vm", "subject_id": vm_id, "time": now,
+                "subject_type": "vm", "subject_id": vm_id, "time": now, "resolution_s": 0,
                 "cpu_percent": sample.cpu_percent, "memory_used_mib": sample.memory_mib,
                 "memory_total_mib": memory_mib,
                 "net_rx_bps": max(0, sample.net_rx_bytes - rx_before) / interval,
@@ -129,12 +137,16 @@ async def _write(session: Any, batch: dict[uuid.UUID, StatsEvent],
     # Rows in one order (by id) so that two writers never deadlock on them.
     if any(row["memory_mib"] <= 0 for row in host_rows):  # a sample without a total
         host_rows = [{k: v for k, v in row.items() if k != "memory_mib"} for row in host_rows]
-    await session.execute(update(Host), sorted(host_rows, key=lambda r: str(r["id"])))
-    if vm_rows:
-        await session.execute(update(Vm), sorted(vm_rows, key=lambda r: str(r["id"])))
-    await session.execute(insert(StatsSample), samples)
+    by_id = lambda row: str(row["id"])  # noqa: E731
+    await bulk.update_by_id(session, _table(Host), sorted(host_rows, key=by_id))
+    await bulk.update_by_id(session, _table(Vm), sorted(vm_rows, key=by_id))
+    await bulk.insert_rows(session, _table(StatsSample), samples)
     _audit_refused(session, refused, audited)
-    return [host_uuid for _host_id, host_uuid in hosts]
+    return [row.host_uuid for row in hosts]
+
+
+def _table(entity: type[Any]) -> Table:
+    return cast(Table, entity.__table__)
 
 
 AUDITED_MAX = 10_000
