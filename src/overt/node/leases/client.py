@@ -1,0 +1,48 @@
+"""The agent's side of the keeper's socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from overt.protocol.vm import LeaseSpec
+
+
+class KeeperUnavailable(Exception):
+    """No keeper answers on the socket: leases cannot be acquired on this node."""
+
+
+class LeaseClient:
+    def __init__(self, socket_path: Path, timeout_s: float = 300.0) -> None:
+        self.socket_path = socket_path
+        self.timeout_s = timeout_s  # an acquire may watch a lease for its whole timeout
+
+    async def request(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(self.socket_path))
+        except OSError as exc:
+            raise KeeperUnavailable(f"the lease keeper of this node is not running "
+                                    f"({self.socket_path}: {exc.strerror})") from None
+        try:
+            writer.write(json.dumps(body).encode() + b"\n")
+            await writer.drain()
+            line = await asyncio.wait_for(reader.readline(), self.timeout_s)
+        finally:
+            writer.close()
+        if not line:
+            raise KeeperUnavailable("the lease keeper closed the connection")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    async def acquire(self, vm_id: uuid.UUID, lease: LeaseSpec) -> dict[str, Any]:
+        return await self.request({"op": "acquire", "vm_id": str(vm_id),
+                                   "lease": lease.model_dump(mode="json")})
+
+    async def release(self, vm_id: uuid.UUID) -> dict[str, Any]:
+        return await self.request({"op": "release", "vm_id": str(vm_id)})
+
+    async def status(self) -> dict[str, Any]:
+        return await self.request({"op": "status"})

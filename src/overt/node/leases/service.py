@@ -1,0 +1,141 @@
+"""The keeper as a daemon: its Unix socket (one JSON request, one JSON reply per line),
+its adapters (qemu-storage-daemon exports, libvirt destroy) and its main loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from overt.node.leases.export import DomainExport, DomainRef
+from overt.node.leases.keeper import DomainAreas, Keeper, LeaseRefused
+from overt.protocol.vm import LeaseSpec
+
+log = logging.getLogger(__name__)
+SOCKET_NAME = "keeper.sock"
+
+
+class KeeperServer:
+    """Answers the agent: `acquire` (vm_id, lease), `release` (vm_id), `status`."""
+
+    def __init__(self, keeper: Keeper, socket_path: Path) -> None:
+        self.keeper = keeper
+        self.socket_path = socket_path
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        self._server = await asyncio.start_unix_server(self._serve, path=str(self.socket_path))
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                reply = await self.answer(line)
+                writer.write(json.dumps(reply).encode() + b"\n")
+                await writer.drain()
+        finally:
+            writer.close()
+
+    async def answer(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(line)
+            op = request.get("op")
+            if op == "status":
+                return {"ok": True, **self.keeper.status(), "kills": self.keeper.kills()}
+            vm_id = uuid.UUID(str(request.get("vm_id")))
+            if op == "acquire":
+                await self.keeper.acquire(vm_id, LeaseSpec.model_validate(request.get("lease")))
+                return {"ok": True}
+            if op == "release":
+                return {"ok": True, "released": await self.keeper.release(vm_id)}
+            return {"ok": False, "error": f"unknown request {op!r}"}
+        except LeaseRefused as exc:
+            return {"ok": False, "error": str(exc),
+                    "owner": str(exc.owner) if exc.owner else None}
+        except (ValueError, ValidationError, AttributeError) as exc:
+            return {"ok": False, "error": f"bad request: {exc}"}
+
+
+def nfs_opener(run_dir: Path) -> Any:
+    async def open_domain(ref: DomainRef) -> DomainAreas:
+        export = DomainExport(ref, run_dir)
+        try:
+            await export.start()
+        except OSError:
+            await export.stop()
+            raise
+        return DomainAreas(export.areas["ids"], export.areas["xleases"], export.stop)
+    return open_domain
+
+
+def libvirt_stopper(uri: str) -> tuple[Any, Any]:
+    """Destroy (and ask whether runs) a domain by the VM's id through libvirt."""
+    import libvirt
+
+    def _lookup(conn: Any, vm_id: uuid.UUID) -> Any:
+        try:
+            return conn.lookupByUUIDString(str(vm_id))
+        except libvirt.libvirtError:
+            return None
+
+    def destroy(vm_id: uuid.UUID) -> None:
+        conn = libvirt.open(uri)
+        try:
+            domain = _lookup(conn, vm_id)
+            if domain is not None and domain.isActive():
+                domain.destroy()
+        finally:
+            conn.close()
+
+    def running(vm_id: uuid.UUID) -> bool | None:
+        try:
+            conn = libvirt.open(uri)
+        except libvirt.libvirtError:
+            return None
+        try:
+            domain = _lookup(conn, vm_id)
+            return bool(domain is not None and domain.isActive())
+        finally:
+            conn.close()
+
+    async def stop_vm(vm_id: uuid.UUID) -> None:
+        await asyncio.to_thread(destroy, vm_id)
+
+    async def vm_running(vm_id: uuid.UUID) -> bool | None:
+        return await asyncio.to_thread(running, vm_id)
+
+    return stop_vm, vm_running
+
+
+async def run_keeper(host_id: uuid.UUID, state_dir: Path, libvirt_uri: str) -> None:
+    """Run until SIGTERM; the leases stay on storage (a restarted keeper adopts them)."""
+    await asyncio.to_thread(state_dir.mkdir, parents=True, exist_ok=True)
+    stop_vm, vm_running = libvirt_stopper(libvirt_uri)
+    keeper = Keeper(host_id, state_dir, nfs_opener(state_dir / "areas"), stop_vm, vm_running)
+    await keeper.adopt()
+    server = KeeperServer(keeper, state_dir / SOCKET_NAME)
+    await server.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    work = asyncio.ensure_future(keeper.run())
+    log.info("lease keeper running", extra={"host": str(host_id)})
+    await stopping.wait()
+    work.cancel()
+    await server.stop()
+    for domain in list(keeper.domains.values()):
+        await domain.areas.close()
