@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import uuid
 from pathlib import Path
@@ -118,6 +119,41 @@ def libvirt_stopper(uri: str) -> tuple[Any, Any]:
         return await asyncio.to_thread(running, vm_id)
 
     return stop_vm, vm_running
+
+
+def host_uuid(libvirt_uri: str) -> uuid.UUID:
+    """libvirt's host UUID: the id the agent reports this host by."""
+    import libvirt
+
+    from overt.node.hypervisor.libvirt_host import parse_capabilities
+    conn = libvirt.open(libvirt_uri)
+    try:
+        return parse_capabilities(conn.getCapabilities()).host_uuid
+    finally:
+        conn.close()
+
+
+async def ensure_keeper(state_dir: Path, libvirt_uri: str) -> None:
+    """Start a keeper in its own session unless one answers: it outlives the agent."""
+    import subprocess
+    import sys
+
+    from overt.node.leases.client import KeeperUnavailable, LeaseClient
+    try:
+        await LeaseClient(state_dir / SOCKET_NAME, timeout_s=5).status()
+        return
+    except (KeeperUnavailable, OSError, TimeoutError):
+        pass
+    await asyncio.to_thread(state_dir.mkdir, parents=True, exist_ok=True)
+    log_fd = os.open(state_dir / "keeper.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "overt", "lease-keeper", "--data-dir", str(state_dir.parent),
+            "--libvirt-uri", libvirt_uri, stdin=subprocess.DEVNULL, stdout=log_fd,
+            stderr=log_fd, start_new_session=True)
+    finally:
+        os.close(log_fd)
+    log.info("lease keeper started", extra={"host": libvirt_uri})
 
 
 async def run_keeper(host_id: uuid.UUID, state_dir: Path, libvirt_uri: str) -> None:
