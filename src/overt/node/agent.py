@@ -377,6 +377,10 @@ class Agent:
                     self.snmp.refresh_memory({vm_key(c.vm_id, c.name): c.memory_kib // 1024
                                               for c in vms})
                 sample = sampler.sample(Reading(time.monotonic(), host, vms))
+                if sample is not None and self.leases is not None:
+                    with contextlib.suppress(KeeperUnavailable, OSError, ValueError,
+                                             KeyError, TimeoutError):
+                        sample = sample.model_copy(update={"leases": await self.leases.report()})
                 if sample is not None:
                     await self.transport.publish_lossy(sequencer.lossy(sample))
             await asyncio.sleep(self.timings.stats_interval_s)

@@ -22,6 +22,7 @@ from overt.engine.db.database import Database
 from overt.engine.db.tables import Host, StatsSample, Vm, utcnow
 from overt.engine.model.host_actions import MONITORED
 from overt.engine.model.status import LogSeverity
+from overt.engine.monitor.lease_reports import record_lease_report
 from overt.protocol import EventEnvelope
 from overt.protocol.events import StatsSample as StatsEvent
 from overt.protocol.host import VmStats as VmStatsSample
@@ -91,6 +92,9 @@ async def _write(session: Any, batch: dict[uuid.UUID, StatsEvent],
     vm_samples: dict[uuid.UUID, tuple[VmStatsSample, float, uuid.UUID]] = {}
     for host_id, host_uuid in hosts:
         stats = batch[host_uuid].host
+        leases = batch[host_uuid].leases
+        if leases is not None:
+            await record_lease_report(session, host_id, leases)
         # Total and free from the same sample, so a host's memory facts never disagree.
         host_rows.append({"id": host_id, "cpu_percent": stats.cpu_percent,
                           "free_memory_mib": stats.memory_free_mib,

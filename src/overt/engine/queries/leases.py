@@ -2,7 +2,7 @@
 fencing's `skip_if_sd_active`.
 
 Each node's lease keeper reports its last renewals (its host id lease per storage
-domain, and the lease of each VM it runs); `services/lease_reports.py` records them.
+domain, and the lease of each VM it runs); `monitor/lease_reports.py` records them.
 A report's time is the engine's clock less the age the keeper gave, so hosts need no
 common clock. These answers are only as fresh as the reports: a host that still
 renews but cannot report looks expired here, which is why a start elsewhere re-checks

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from overt.protocol.host import HostIdLease, LeaseReport, VmLease
 from overt.protocol.vm import LeaseSpec
 
 
@@ -46,3 +47,15 @@ class LeaseClient:
 
     async def status(self) -> dict[str, Any]:
         return await self.request({"op": "status"})
+
+    async def report(self) -> LeaseReport:
+        """The keeper's status as the engine gets it in the node's stats."""
+        status = await self.status()
+        domains = status.get("domains") or {}
+        return LeaseReport(
+            domains=tuple(HostIdLease(domain_id=uuid.UUID(domain), **{
+                k: facts[k] for k in ("renewed_age_s", "lease_timeout_s")})
+                for domain, facts in domains.items()),
+            vms=tuple(VmLease(vm_id=uuid.UUID(vm), domain_id=uuid.UUID(facts["domain_id"]),
+                              renewed_age_s=facts["renewed_age_s"])
+                      for vm, facts in (status.get("vms") or {}).items()))

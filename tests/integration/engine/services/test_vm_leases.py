@@ -14,11 +14,12 @@ from overt.engine.db.seed import BLANK_TEMPLATE_ID
 from overt.engine.db.tables import Cluster, Host, StorageDomain, Vm, utcnow
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.status import HostStatus, StorageDomainStatus, VmStatus
+from overt.engine.monitor.lease_reports import record_lease_report
 from overt.engine.queries import host_renews_storage_lease, vm_lease_expired
 from overt.engine.queries.lookup import Ref
 from overt.engine.queries.vm_spec import lease_spec
-from overt.engine.services.lease_reports import record_lease_report
 from overt.engine.services.vm_leases import set_vm_lease
+from overt.protocol.host import HostIdLease, LeaseReport, VmLease
 
 
 async def _world(db: Database) -> dict[str, uuid.UUID]:
@@ -72,10 +73,9 @@ async def test_a_lease_on_local_storage_or_on_a_running_vm_is_refused(db: Databa
 async def test_the_queries_follow_the_keepers_reports(db: Database) -> None:
     ids = await _world(db)
     now = utcnow()
-    report = {"domains": {str(ids["nfs"]): {"host_slot": 0, "renewed_age_s": 2.0,
-                                            "lease_timeout_s": 80.0}},
-              "vms": {str(ids["vm1"]): {"domain_id": str(ids["nfs"]), "slot": 0,
-                                        "renewed_age_s": 3.0}}}
+    report = LeaseReport(
+        domains=(HostIdLease(domain_id=ids["nfs"], renewed_age_s=2.0, lease_timeout_s=80.0),),
+        vms=(VmLease(vm_id=ids["vm1"], domain_id=ids["nfs"], renewed_age_s=3.0),))
     async with db.transaction() as session:
         assert await host_renews_storage_lease(session, ids["host"]) is None
         vm = await session.get(Vm, ids["vm1"])
