@@ -133,6 +133,7 @@ async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user:
                                                                "vm"))
     await set_placement_policy(session, vm, hosts=data.placement_hosts,
                                affinity=data.placement_affinity)
+    await set_vm_lease(session, vm, data.lease, unset=False)
     if clone:
         vm.template_id = BLANK_TEMPLATE_ID  # independent of the template, which may go
     session.add(vm)

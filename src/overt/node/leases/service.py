@@ -21,6 +21,7 @@ from overt.protocol.vm import LeaseSpec
 
 log = logging.getLogger(__name__)
 SOCKET_NAME = "keeper.sock"
+PID_NAME = "keeper.pid"
 
 
 class KeeperServer:
@@ -156,6 +157,17 @@ async def ensure_keeper(state_dir: Path, libvirt_uri: str) -> None:
     log.info("lease keeper started", extra={"host": libvirt_uri})
 
 
+async def _until_orphaned(keeper: Keeper, state_dir: Path, stopping: asyncio.Event) -> None:
+    """Stop when the node's data directory is gone (the node was wiped) and no lease is
+    held: no agent can reach this keeper any more."""
+    while True:
+        await asyncio.sleep(2)
+        if not keeper.specs and not await asyncio.to_thread(state_dir.exists):
+            log.info("the node's data directory is gone: the lease keeper stops")
+            stopping.set()
+            return
+
+
 async def run_keeper(host_id: uuid.UUID, state_dir: Path, libvirt_uri: str) -> None:
     """Run until SIGTERM; the leases stay on storage (a restarted keeper adopts them)."""
     await asyncio.to_thread(state_dir.mkdir, parents=True, exist_ok=True)
@@ -168,10 +180,13 @@ async def run_keeper(host_id: uuid.UUID, state_dir: Path, libvirt_uri: str) -> N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    await asyncio.to_thread((state_dir / PID_NAME).write_text, f"{os.getpid()}\n")
     work = asyncio.ensure_future(keeper.run())
+    orphaned = asyncio.ensure_future(_until_orphaned(keeper, state_dir, stopping))
     log.info("lease keeper running", extra={"host": str(host_id)})
     await stopping.wait()
     work.cancel()
+    orphaned.cancel()
     await server.stop()
     for domain in list(keeper.domains.values()):
         await domain.areas.close()
