@@ -76,6 +76,7 @@ class Keeper:
         self.domains: dict[uuid.UUID, _Domain] = {}
         self.specs: dict[uuid.UUID, LeaseSpec] = {}
         self._lock = asyncio.Lock()
+        self._attached = asyncio.Event()
         self._tasks: set[asyncio.Future[None]] = set()
 
     # -- what the agent asks ---------------------------------------------------------------
@@ -148,6 +149,7 @@ class Keeper:
                                f"{exc}") from None
         domain = _Domain(ref, areas, timings, host)
         self.domains[spec.domain_id] = domain
+        self._attached.set()
         log.info("host id lease acquired", extra={"storage_domain": str(spec.domain_id)})
         return domain
 
@@ -186,8 +188,8 @@ class Keeper:
                     task = asyncio.ensure_future(self._renew_domain(domain))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
-            await asyncio.sleep(min((d.timings.renew_interval for d in self.domains.values()),
-                                    default=1.0))
+            await self._pause(min((d.timings.renew_interval for d in self.domains.values()),
+                                   default=60.0))
 
     async def _renew_domain(self, domain: _Domain) -> None:
         try:
@@ -236,8 +238,16 @@ class Keeper:
                                          f"{domain.ref.domain_id} could not be renewed for "
                                          f"{timings.kill_after:g} s (lease timeout "
                                          f"{timings.lease_timeout:g} s)")
-            await asyncio.sleep(min((d.timings.io_timeout / 4 for d in self.domains.values()),
-                                    default=0.5))
+            await self._pause(min((d.timings.io_timeout / 4 for d in self.domains.values()),
+                                   default=60.0))
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, or less when a domain is attached (its timings may be shorter)."""
+        attached = self._attached
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(attached.wait(), seconds)
+        if attached.is_set() and attached is self._attached:
+            self._attached = asyncio.Event()
 
     async def _kill_all(self, domain: _Domain, reason: str) -> None:
         for vm_id in list(domain.vms):

@@ -16,7 +16,7 @@ from overt.node.leases.keeper import DomainAreas, Keeper, LeaseRefused
 from overt.node.leases.record import SECTOR
 from overt.protocol.vm import LeaseSpec
 
-IO_TIMEOUT = 0.05  # lease timeout 0.4 s, kill after 0.3 s
+IO_TIMEOUT = 0.2  # lease timeout 1.6 s, kill after 1.2 s: slack for a loaded machine
 
 
 class CuttableArea(FileArea):
