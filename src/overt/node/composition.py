@@ -110,9 +110,10 @@ async def run_agent(settings: NodeSettings) -> None:
         if stop.is_set():
             return
     agent = build_agent(settings)
-    await ensure_keeper(settings.data_dir / "leases", settings.libvirt_uri)
     try:
         await agent.start()
+        await ensure_keeper(settings.data_dir / "leases", settings.libvirt_uri,
+                            await agent.hypervisor.host_uuid())
         await stop.wait()
         log.info("stopping the agent (VMs keep running)")
     finally:

@@ -38,9 +38,19 @@ class LeaseClient:
         reply: dict[str, Any] = json.loads(line)
         return reply
 
-    async def acquire(self, vm_id: uuid.UUID, lease: LeaseSpec) -> dict[str, Any]:
-        return await self.request({"op": "acquire", "vm_id": str(vm_id),
-                                   "lease": lease.model_dump(mode="json")})
+    async def acquire(self, vm_id: uuid.UUID, lease: LeaseSpec,
+                      wait_for_keeper_s: float = 30.0) -> dict[str, Any]:
+        """Ask for the lease; a keeper that is (re)starting is waited for a while."""
+        body = {"op": "acquire", "vm_id": str(vm_id), "lease": lease.model_dump(mode="json")}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_for_keeper_s
+        while True:
+            try:
+                return await self.request(body)
+            except KeeperUnavailable:
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(0.5)
 
     async def release(self, vm_id: uuid.UUID) -> dict[str, Any]:
         return await self.request({"op": "release", "vm_id": str(vm_id)})

@@ -134,7 +134,7 @@ def host_uuid(libvirt_uri: str) -> uuid.UUID:
         conn.close()
 
 
-async def ensure_keeper(state_dir: Path, libvirt_uri: str) -> None:
+async def ensure_keeper(state_dir: Path, libvirt_uri: str, host_id: uuid.UUID) -> None:
     """Start a keeper in its own session unless one answers: it outlives the agent."""
     import subprocess
     import sys
@@ -149,8 +149,8 @@ async def ensure_keeper(state_dir: Path, libvirt_uri: str) -> None:
     log_fd = os.open(state_dir / "keeper.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "overt", "lease-keeper", "--data-dir", str(state_dir.parent),
-            "--libvirt-uri", libvirt_uri, stdin=subprocess.DEVNULL, stdout=log_fd,
+            sys.executable, "-m", "overt.node.leases", "--data-dir", str(state_dir.parent),
+            "--libvirt-uri", libvirt_uri, "--host-id", str(host_id), stdin=subprocess.DEVNULL, stdout=log_fd,
             stderr=log_fd, start_new_session=True)
     finally:
         os.close(log_fd)
