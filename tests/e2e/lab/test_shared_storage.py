@@ -25,6 +25,9 @@ import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
 
+from overt.engine.db.database import Database
+from overt.engine.db.tables import VmLeaseRenewal
+from overt.engine.queries import host_renews_storage_lease, vm_lease_expired
 from overt.lab.guest import BOOT_MARKER, GuestImage
 from overt.lab.lab import Lab
 from overt.lab.topology import Net, Topology
@@ -73,7 +76,9 @@ class Site:
         with self.managed.log(f"{self.name}-{node}").open("ab") as log:
             self.nodes[node] = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "OVERT_NODE_ANNOUNCE_INTERVAL_S": "0.5"})
+                env={**os.environ, "OVERT_NODE_ANNOUNCE_INTERVAL_S": "0.5",
+                     # the lease keeper's renewals reach the engine in the stats
+                     "OVERT_NODE_STATS_INTERVAL_S": "3"})
 
     def host_of(self, conn: sdk.Connection, node: str) -> types.Host:
         address = str(self.lab.topology.host(node).address(Net.MANAGEMENT))
@@ -555,6 +560,9 @@ def test_a_vm_lease_keeps_a_second_copy_off_and_its_loss_stops_the_vm(
                           export="/export", slot=held["vms"][vm.id]["slot"],
                           io_timeout_s=LEASE_IO_TIMEOUT_S)
 
+        wait_until(lambda: asyncio.run(_lease_facts(site, host1.id, vm.id)) == (True, False),
+                   30, "the engine to record node1's renewals")
+
         second = asyncio.run(node2.acquire(uuid.UUID(vm.id), lease))
         assert not second["ok"] and "held by host" in second["error"], second
         assert _running(site.lab, "node1", vm.id)
@@ -567,6 +575,8 @@ def test_a_vm_lease_keeps_a_second_copy_off_and_its_loss_stops_the_vm(
                  (site.keeper_dir("node1") / "kills.jsonl").read_text().splitlines()]
         assert any(k["vm_id"] == vm.id and k["stopped"] and "renew" in k["reason"]
                    for k in kills), kills
+        wait_until(lambda: asyncio.run(_lease_facts(site, host1.id, vm.id))[1], 30,
+                   "the engine to judge the VM's lease expired")
 
         taken = asyncio.run(node2.acquire(uuid.UUID(vm.id), lease))
         assert taken["ok"], taken
@@ -581,6 +591,18 @@ def test_a_vm_lease_keeps_a_second_copy_off_and_its_loss_stops_the_vm(
             with contextlib.suppress(sdk.Error):
                 conn.system_service().vms_service().vm_service(vm_id).stop()
         conn.close()
+
+
+async def _lease_facts(site: Site, host_id: str, vm_id: str) -> tuple[bool | None, bool]:
+    """What the engine's lease queries say of the host and the VM (read from its database)."""
+    db = Database(site.managed.db)
+    try:
+        async with db.transaction() as session:
+            vm_known = await session.get(VmLeaseRenewal, uuid.UUID(vm_id)) is not None
+            return (await host_renews_storage_lease(session, uuid.UUID(host_id)),
+                    not vm_known or await vm_lease_expired(session, uuid.UUID(vm_id)))
+    finally:
+        await db.dispose()
 
 
 def _running(lab: Lab, node: str, vm_id: str) -> bool:
