@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import libvirt
 import ovirtsdk4 as sdk
@@ -569,12 +570,15 @@ def test_a_vm_lease_keeps_a_second_copy_off_and_its_loss_stops_the_vm(
 
         frozen = _storage_daemon_of(site.keeper_dir("node1"))
         os.kill(frozen, signal.SIGSTOP)  # node1's keeper can no longer read or write
-        wait_until(lambda: not _running(site.lab, "node1", vm.id),
-                   8 * LEASE_IO_TIMEOUT_S + 10, "node1's keeper to stop the VM")
-        kills = [json.loads(line) for line in
-                 (site.keeper_dir("node1") / "kills.jsonl").read_text().splitlines()]
-        assert any(k["vm_id"] == vm.id and k["stopped"] and "renew" in k["reason"]
-                   for k in kills), kills
+        kills_file = site.keeper_dir("node1") / "kills.jsonl"
+
+        def killed() -> list[dict[str, Any]]:
+            lines = kills_file.read_text().splitlines() if kills_file.exists() else []
+            return [k for k in map(json.loads, lines) if k["vm_id"] == vm.id]
+        kills = wait_until(killed, 8 * LEASE_IO_TIMEOUT_S + 10,
+                           "node1's keeper to stop the VM")
+        assert kills[0]["stopped"] and "renew" in kills[0]["reason"], kills
+        assert not _running(site.lab, "node1", vm.id)
         wait_until(lambda: asyncio.run(_lease_facts(site, host1.id, vm.id))[1], 30,
                    "the engine to judge the VM's lease expired")
 
