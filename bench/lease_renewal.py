@@ -31,8 +31,11 @@ def main() -> None:
         if len(sys.argv) == 1:
             Path(image).write_bytes(bytes(1 << 20))
         driver = "nfs" if image.startswith("nfs://") else "file"
-        node = f"driver=file,filename={image}" if driver == "file" else \
-            f"driver=nfs,filename={image}"
+        if driver == "file":
+            node = f"driver=file,filename={image}"
+        else:  # the keeper's way: QEMU's NFS driver (libnfs), as export.py opens areas
+            server, _, path = image.removeprefix("nfs://").partition("/")
+            node = f"driver=nfs,server.type=inet,server.host={server},path=/{path}"
         mountpoint = Path(tmp) / "area"
         mountpoint.touch()
         daemon = subprocess.Popen(
