@@ -11,13 +11,14 @@ from sqlalchemy import select
 
 from overt.engine.db.database import Database
 from overt.engine.db.seed import BLANK_TEMPLATE_ID
-from overt.engine.db.tables import Cluster, Host, StorageDomain, Vm, utcnow
+from overt.engine.db.tables import Cluster, Host, StorageDomain, User, Vm, utcnow
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.status import HostStatus, StorageDomainStatus, VmStatus
 from overt.engine.monitor.lease_reports import record_lease_report
 from overt.engine.queries import host_renews_storage_lease, vm_lease_expired
 from overt.engine.queries.lookup import Ref
 from overt.engine.queries.vm_spec import lease_spec
+from overt.engine.services.storage_domains import remove_storage_domain
 from overt.engine.services.vm_leases import set_vm_lease
 from overt.protocol.host import HostIdLease, LeaseReport, VmLease
 
@@ -53,6 +54,11 @@ async def test_a_lease_goes_on_an_nfs_domain_with_its_own_slot_and_into_the_spec
         assert spec is not None
         assert (spec.domain_id, spec.server, spec.export, spec.slot) == (
             ids["nfs"], "storage.example", "/export", 1)
+        admin = User(id=uuid.uuid4(), user_name="lease-admin", administrator=True)
+        session.add(admin)
+        await session.flush()
+        with pytest.raises(Conflict, match="holds the leases of 2 VM"):
+            await remove_storage_domain(session, ids["nfs"], admin)
         assert await set_vm_lease(session, vm1, None, unset=True)
         assert (vm1.lease_storage_domain_id, vm1.lease_slot) == (None, None)
         assert await lease_spec(session, vm1) is None
