@@ -22,6 +22,7 @@ from overt.protocol.vm import LeaseSpec
 log = logging.getLogger(__name__)
 SOCKET_NAME = "keeper.sock"
 PID_NAME = "keeper.pid"
+DESTROY_TIMEOUT_S = 5.0  # then the QEMU is killed without libvirt
 
 
 class KeeperServer:
@@ -83,6 +84,25 @@ def nfs_opener(run_dir: Path) -> Any:
     return open_domain
 
 
+def kill_qemu(vm_id: uuid.UUID) -> bool:
+    """SIGKILL every QEMU of this VM (found by its `-uuid` argument); whether one was."""
+    found = False
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and b"qemu" in argv[0] and str(vm_id).encode() in argv \
+                and argv.index(str(vm_id).encode()) > 0 \
+                and argv[argv.index(str(vm_id).encode()) - 1] == b"-uuid":
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
+                found = True
+    return found
+
+
 def libvirt_stopper(uri: str) -> tuple[Any, Any]:
     """Destroy (and ask whether runs) a domain by the VM's id through libvirt."""
     import libvirt
@@ -114,7 +134,14 @@ def libvirt_stopper(uri: str) -> tuple[Any, Any]:
             conn.close()
 
     async def stop_vm(vm_id: uuid.UUID) -> None:
-        await asyncio.to_thread(destroy, vm_id)
+        """libvirt's destroy; if libvirt fails or hangs, SIGKILL the VM's QEMU directly."""
+        try:
+            await asyncio.wait_for(asyncio.to_thread(destroy, vm_id), DESTROY_TIMEOUT_S)
+        except (libvirt.libvirtError, TimeoutError) as exc:
+            killed = await asyncio.to_thread(kill_qemu, vm_id)
+            if not killed:
+                raise
+            log.warning("libvirt could not destroy VM %s (%s); killed its QEMU", vm_id, exc)
 
     async def vm_running(vm_id: uuid.UUID) -> bool | None:
         return await asyncio.to_thread(running, vm_id)
