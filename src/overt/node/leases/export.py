@@ -83,6 +83,9 @@ class DomainExport:
         raise OSError(f"cannot export the lease area {path.name} of domain "
                       f"{self.domain.domain_id}: {error.decode(errors='replace').strip()}")
 
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
     async def stop(self) -> None:
         for area in self.areas.values():
             area.close()

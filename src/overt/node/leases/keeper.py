@@ -37,6 +37,10 @@ class DomainAreas:
     ids: LeaseArea
     xleases: LeaseArea
     close: Callable[[], Awaitable[None]]
+    # Whether what serves the areas still runs, and how to start it again (its
+    # qemu-storage-daemon died: renewals would fail until the VMs are stopped).
+    alive: Callable[[], bool] = lambda: True
+    restart: Callable[[], Awaitable[tuple[LeaseArea, LeaseArea]]] | None = None
 
 
 @dataclass
@@ -194,7 +198,7 @@ class Keeper:
     async def _renew_domain(self, domain: _Domain) -> None:
         try:
             try:
-                await asyncio.to_thread(delta.renew, domain.host, self.clock)
+                await self._renew_host(domain)
             except LeaseLost as exc:
                 await self._kill_all(domain, f"this host's id lease was taken: {exc}")
                 return
@@ -212,6 +216,35 @@ class Keeper:
             await self._release_gone(domain)
         finally:
             domain.renewing = False
+
+    async def _renew_host(self, domain: _Domain) -> None:
+        """Renew the host id lease; if the areas' server died, serve them again and retry
+        at once (the watchdog's deadline keeps running meanwhile)."""
+        try:
+            await asyncio.to_thread(delta.renew, domain.host, self.clock)
+        except OSError:
+            if not await self._restart_areas(domain):
+                raise
+            await asyncio.to_thread(delta.renew, domain.host, self.clock)
+
+    async def _restart_areas(self, domain: _Domain) -> bool:
+        """Serve the domain's areas again if their server died (the leases stay ours if
+        the next renewal comes before the watchdog's deadline)."""
+        areas = domain.areas
+        if areas.alive() or areas.restart is None:
+            return False
+        try:
+            ids, xleases = await areas.restart()
+        except OSError as exc:
+            log.warning("cannot serve the lease areas again: %s", exc,
+                        extra={"storage_domain": str(domain.ref.domain_id)})
+            return False
+        areas.ids, areas.xleases = ids, xleases
+        domain.host.area = ids
+        for held in domain.vms.values():
+            held.area = xleases
+        log.info("lease areas served again", extra={"storage_domain": str(domain.ref.domain_id)})
+        return True
 
     async def _release_gone(self, domain: _Domain) -> None:
         """Free the leases of VMs that no longer run here (stopped, or migrated away)."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from overt.node.leases.area import LeaseArea
 from overt.node.leases.export import DomainExport, DomainRef
 from overt.node.leases.keeper import DomainAreas, Keeper, LeaseRefused
 from overt.protocol.vm import LeaseSpec
@@ -80,7 +81,12 @@ def nfs_opener(run_dir: Path) -> Any:
         except OSError:
             await export.stop()
             raise
-        return DomainAreas(export.areas["ids"], export.areas["xleases"], export.stop)
+        async def restart() -> tuple[LeaseArea, LeaseArea]:
+            await export.stop()
+            await export.start()
+            return export.areas["ids"], export.areas["xleases"]
+        return DomainAreas(export.areas["ids"], export.areas["xleases"], export.stop,
+                           alive=export.alive, restart=restart)
     return open_domain
 
 

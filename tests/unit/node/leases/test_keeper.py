@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from overt.node.leases.area import FileArea
+from overt.node.leases.area import FileArea, LeaseArea
 from overt.node.leases.export import DomainRef
 from overt.node.leases.keeper import DomainAreas, Keeper, LeaseRefused
 from overt.node.leases.record import SECTOR
@@ -38,18 +38,29 @@ class Node:
         state.mkdir()
         self.storage = storage
         self.stopped: list[uuid.UUID] = []
+        self.server_died = False
+        self.restarts = 0
         self.areas: list[CuttableArea] = []
         self.keeper = Keeper(uuid.uuid4(), state, self.open_domain, self.stop_vm)
         self.task: asyncio.Task[None] | None = None
 
     async def open_domain(self, ref: DomainRef) -> DomainAreas:
-        ids, xleases = (CuttableArea(self.storage / n, direct=False) for n in ("ids", "xleases"))
-        self.areas += [ids, xleases]
+        ids, xleases = self._open_areas()
 
         async def close() -> None:
             ids.close()
             xleases.close()
-        return DomainAreas(ids, xleases, close)
+
+        async def restart() -> tuple[LeaseArea, LeaseArea]:
+            self.restarts += 1
+            return self._open_areas()
+        return DomainAreas(ids, xleases, close, alive=lambda: not self.server_died,
+                           restart=restart)
+
+    def _open_areas(self) -> tuple[CuttableArea, CuttableArea]:
+        ids, xleases = (CuttableArea(self.storage / n, direct=False) for n in ("ids", "xleases"))
+        self.areas += [ids, xleases]
+        return ids, xleases
 
     async def stop_vm(self, vm_id: uuid.UUID) -> None:
         self.stopped.append(vm_id)
@@ -66,9 +77,9 @@ def storage(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def spec() -> LeaseSpec:
+def spec(io_timeout: float = IO_TIMEOUT) -> LeaseSpec:
     return LeaseSpec(domain_id=uuid.UUID(int=7), server="storage", export="/export", slot=5,
-                     io_timeout_s=IO_TIMEOUT)
+                     io_timeout_s=io_timeout)
 
 
 def node(storage: Path, name: str) -> Node:
@@ -131,3 +142,25 @@ async def test_a_restarted_keeper_adopts_its_leases(storage: Path) -> None:
     await again.adopt()
     assert list(again.status()["vms"]) == [str(vm)]
     assert a.stopped == []
+
+
+async def test_lease_areas_whose_server_died_are_served_again_and_the_vm_keeps_running(
+        storage: Path) -> None:
+    vm = uuid.uuid4()
+    a = node(storage, "a")
+    await a.keeper.acquire(vm, spec(0.3))  # kill after 1.8 s: time for a restart
+    task = asyncio.create_task(a.keeper.run())
+    try:
+        a.server_died = True
+        a.cut()  # the old areas fail as a dead FUSE mount does
+        await _poll(lambda: a.restarts == 1)
+        a.server_died = False
+        restarted = a.keeper.clock.now()
+        held = a.keeper.domains[spec().domain_id].vms[vm]
+        await _poll(lambda: held.renewed_at > restarted)  # renewed on the new areas
+        assert a.stopped == []
+        assert str(vm) in a.keeper.status()["vms"]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
