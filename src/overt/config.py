@@ -139,6 +139,9 @@ class EngineSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OVERT_", extra="ignore")
 
     data_dir: Path = Path("/var/lib/overt/engine")
+    # The I/O timeout T of VM leases given to nodes: renewed every 2T, the VM stopped
+    # after 6T without renewal, the lease free for others after 8T (sanlock's default 10 s).
+    lease_io_timeout_s: float = Field(10.0, gt=0, le=60)
     db: str | None = Field(None, description="SQLAlchemy URL; default SQLite in the data dir.")
     migration_destination_uri: str = Field(
         "qemu+tls://{address}/system", description="The libvirt URI a source node opens to "

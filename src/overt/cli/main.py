@@ -20,6 +20,7 @@ from overt.cli import (
     vm,
 )
 from overt.cli.demo import demo
+from overt.cli.lease_keeper import lease_keeper
 from overt.cli.node import node
 
 app = typer.Typer(
@@ -32,6 +33,7 @@ app.add_typer(lab.app, name="lab")
 app.add_typer(broker.app, name="broker")
 app.add_typer(simulate.app, name="simulate")
 app.command(name="engine")(engine.engine)
+app.command(name="lease-keeper")(lease_keeper)
 app.add_typer(vm.app, name="vm")
 app.add_typer(host.app, name="host")
 app.add_typer(datacenter.app, name="datacenter")

@@ -42,8 +42,8 @@ def _is_node_machine_process(pid: int) -> bool:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         if comm in HYPERVISOR_COMMANDS or comm.startswith("qemu-"):
             return True
-        # the agent: `python -m overt node ...`
-        return b"overt" in argv and b"node" in argv
+        # the agent: `python -m overt node ...`; its lease keeper: `-m overt.node.leases`
+        return (b"overt" in argv and b"node" in argv) or b"overt.node.leases" in argv
     return False
 
 

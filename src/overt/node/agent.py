@@ -25,6 +25,7 @@ from overt.node.errors import NodeFailure
 from overt.node.events import EventSequencer
 from overt.node.hypervisor.base import Hypervisor, HypervisorReconnected, VmChanged
 from overt.node.idempotency import IdempotencyStore
+from overt.node.leases.client import KeeperUnavailable, LeaseClient
 from overt.node.networking import HostNetworking
 from overt.node.snmp.reporter import SnmpReporter, row, vm_key
 from overt.node.snmp.snapshot import VmRow
@@ -72,6 +73,7 @@ from overt.protocol.storage import (
     StorageDomainUpdate,
     VolumeCopy,
 )
+from overt.protocol.vm import VmSpec
 from overt.protocol.vm_nics import VmNicLink, VmNicPlug, VmNicUnplug
 
 log = logging.getLogger(__name__)
@@ -91,8 +93,10 @@ class Agent:
                  idempotency: IdempotencyStore, transport: AgentTransport,
                  timings: AgentTimings | None = None,
                  networks: HostNetworking | None = None,
-                 snmp: SnmpReporter | None = None) -> None:
+                 snmp: SnmpReporter | None = None,
+                 leases: LeaseClient | None = None) -> None:
         self.hypervisor = hypervisor
+        self.leases = leases
         self.volumes = volumes
         self.shared_storage = NfsDomains()
         self.idempotency = idempotency
@@ -193,8 +197,9 @@ class Agent:
                 return await self._locked(spec.id, hyp.define(spec, job))
             case VmStart(vm_id=vm_id, spec=spec, paused=paused, restore_from=saved):
                 image = self.volumes.inside(saved, "the saved memory image") if saved else None
-                return await self._locked(vm_id, hyp.start(vm_id, spec, paused=paused, job=job,
-                                                           restore_from=image))
+                return await self._locked(vm_id, self._start_leased(
+                    vm_id, spec, lambda: hyp.start(vm_id, spec, paused=paused, job=job,
+                                                   restore_from=image)))
             case VmSave(vm_id=vm_id, path=path):
                 image = self.volumes.inside(path, "the memory image")
                 return await self._locked(vm_id, hyp.save(vm_id, image))
@@ -263,6 +268,28 @@ class Agent:
             case VmNicLink(vm_id=vm_id, nic=nic):
                 return await self._locked(vm_id, hyp.set_nic_link(vm_id, nic))
         raise NodeFailure(ErrorCode.BAD_REQUEST, f"this node does not know command {command.name}")
+
+    async def _start_leased(self, vm_id: uuid.UUID, spec: VmSpec | None,
+                            start: Callable[[], Awaitable[T]]) -> T:
+        """Start a VM that has a lease only once this node's keeper holds it."""
+        if spec is None or spec.lease is None:
+            return await start()
+        if self.leases is None:
+            raise NodeFailure(ErrorCode.INVALID_STATE, f"VM {vm_id} has a lease and this node "
+                              "runs no lease keeper")
+        try:
+            reply = await self.leases.acquire(vm_id, spec.lease)
+        except KeeperUnavailable as exc:
+            raise NodeFailure(ErrorCode.INVALID_STATE, str(exc)) from None
+        if not reply.get("ok"):
+            raise NodeFailure(ErrorCode.INVALID_STATE, f"VM {vm_id} cannot start here: "
+                              f"{reply.get('error')}")
+        try:
+            return await start()
+        except BaseException:
+            with contextlib.suppress(KeeperUnavailable, OSError):
+                await self.leases.release(vm_id)
+            raise
 
     def _host_networks(self) -> HostNetworking:
         if self.networks is None:
@@ -350,6 +377,10 @@ class Agent:
                     self.snmp.refresh_memory({vm_key(c.vm_id, c.name): c.memory_kib // 1024
                                               for c in vms})
                 sample = sampler.sample(Reading(time.monotonic(), host, vms))
+                if sample is not None and self.leases is not None:
+                    with contextlib.suppress(KeeperUnavailable, OSError, ValueError,
+                                             KeyError, TimeoutError):
+                        sample = sample.model_copy(update={"leases": await self.leases.report()})
                 if sample is not None:
                     await self.transport.publish_lossy(sequencer.lossy(sample))
             await asyncio.sleep(self.timings.stats_interval_s)

@@ -21,6 +21,8 @@ from overt.node.hypervisor.libvirt_driver import LibvirtHypervisor
 from overt.node.hypervisor.virt_mode_cache import VirtModeChoice, VirtType
 from overt.node.idempotency import IdempotencyStore
 from overt.node.identity import NodeIdentity
+from overt.node.leases.client import LeaseClient
+from overt.node.leases.service import SOCKET_NAME, ensure_keeper
 from overt.node.managed import ManagedAgentTransport
 from overt.node.networks import HostNetworks
 from overt.node.snmp.reporter import SnmpReporter
@@ -77,6 +79,7 @@ def build_agent(settings: NodeSettings, transport: AgentTransport | None = None)
                              heartbeat_interval_s=settings.heartbeat_interval_s),
         networks=HostNetworks(settings.data_dir / "networks.json"),
         snmp=snmp,
+        leases=LeaseClient(settings.data_dir / "leases" / SOCKET_NAME),
     )
 
 
@@ -109,6 +112,8 @@ async def run_agent(settings: NodeSettings) -> None:
     agent = build_agent(settings)
     try:
         await agent.start()
+        await ensure_keeper(settings.data_dir / "leases", settings.libvirt_uri,
+                            await agent.hypervisor.host_uuid())
         await stop.wait()
         log.info("stopping the agent (VMs keep running)")
     finally:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from overt.protocol.host import HostState, HostStats, VmStats, VmStatusReport
+from overt.protocol.host import HostState, HostStats, LeaseReport, VmStats, VmStatusReport
 from overt.protocol.vm import WireModel
 
 
@@ -39,6 +39,7 @@ class StatsSample(WireModel):
     interval_s: float
     host: HostStats
     vms: tuple[VmStats, ...] = ()
+    leases: LeaseReport | None = None  # none: the node runs no lease keeper
 
 
 Event = Annotated[

@@ -105,6 +105,27 @@ class HostStats(WireModel):
     nics: tuple[NicStats, ...] = ()
 
 
+class HostIdLease(WireModel):
+    """The host's id lease on a storage domain, as its lease keeper last renewed it."""
+
+    domain_id: UUID
+    renewed_age_s: float = Field(ge=0)  # how long before the report
+    lease_timeout_s: float = Field(gt=0)
+
+
+class VmLease(WireModel):
+    vm_id: UUID
+    domain_id: UUID
+    renewed_age_s: float = Field(ge=0)
+
+
+class LeaseReport(WireModel):
+    """What the node's lease keeper holds: the engine's proof of who still renews."""
+
+    domains: tuple[HostIdLease, ...] = ()
+    vms: tuple[VmLease, ...] = ()
+
+
 class VmStats(WireModel):
     vm_id: UUID | None
     name: str

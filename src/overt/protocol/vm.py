@@ -90,6 +90,18 @@ class DiskSpec(WireModel):
     backing_format: DiskFormat = DiskFormat.QCOW2
 
 
+class LeaseSpec(WireModel):
+    """The VM's lease: slot `slot` of the `xleases` area of an NFS storage domain
+    (`server`:`export`, domain directory `domain_id`); a node starts the VM only
+    after its lease keeper has acquired it."""
+
+    domain_id: UUID
+    server: str = Field(min_length=1, max_length=255)
+    export: str = Field(pattern=r"^/")
+    slot: int = Field(ge=0, lt=2000)
+    io_timeout_s: float = Field(10.0, gt=0, le=60)
+
+
 class NicSpec(WireModel):
     id: UUID
     name: str = "nic1"
@@ -139,6 +151,7 @@ class VmSpec(WireModel):
     serial_log: str | None = Field(None, pattern=r"^/")  # serial console to this file
     config_drive: ConfigDriveSpec | None = None  # cloud-init data for this run
     spec_version: int = Field(1, ge=1)  # bumped by the engine on every change
+    lease: LeaseSpec | None = None
 
     @field_validator("name")
     @classmethod

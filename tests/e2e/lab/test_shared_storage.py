@@ -6,6 +6,7 @@ domain on one LUN whose disk is an extent of it boots a VM on either node."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -18,16 +19,22 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import libvirt
 import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
 
+from overt.engine.db.database import Database
+from overt.engine.db.tables import VmLeaseRenewal
+from overt.engine.queries import host_renews_storage_lease, vm_lease_expired
 from overt.lab.guest import BOOT_MARKER, GuestImage
 from overt.lab.lab import Lab
 from overt.lab.topology import Net, Topology
+from overt.node.leases.client import LeaseClient
 from overt.protocol.ovirt_metadata import parse_metadata
+from overt.protocol.vm import LeaseSpec
 from overt.system.daemons import SYSTEM_RABBITMQ, ensure_libvirtd
 from tests.conftest import TEST_LAB, require_root
 from tests.support.broker import Broker, close_broker, open_broker
@@ -40,6 +47,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.amqp, pytest.mark.vm, pytest.mark.slo
 ARGS = ["--prefix", TEST_LAB.prefix]
 MIB = 2**20
 CONSOLE_LOG_DIR = Path("/var/log/overt/console")
+LEASE_IO_TIMEOUT_S = 1.0  # VM leases: renewed every 2 s, the VM stopped after 6 s, free after 8 s
 
 
 @dataclass
@@ -69,12 +77,18 @@ class Site:
         with self.managed.log(f"{self.name}-{node}").open("ab") as log:
             self.nodes[node] = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "OVERT_NODE_ANNOUNCE_INTERVAL_S": "0.5"})
+                env={**os.environ, "OVERT_NODE_ANNOUNCE_INTERVAL_S": "0.5",
+                     # the lease keeper's renewals reach the engine in the stats
+                     "OVERT_NODE_STATS_INTERVAL_S": "3"})
 
     def host_of(self, conn: sdk.Connection, node: str) -> types.Host:
         address = str(self.lab.topology.host(node).address(Net.MANAGEMENT))
         return next(h for h in conn.system_service().hosts_service().list()
                     if h.address == address)
+
+    def keeper_dir(self, node: str) -> Path:
+        """Where `overt node` keeps its lease keeper's socket, state and kill records."""
+        return self.base / node / "data" / "leases"
 
     def stop(self) -> None:
         for process in self.nodes.values():
@@ -84,6 +98,9 @@ class Site:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+        for node in self.nodes:  # the keepers outlive their agents by design
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int((self.keeper_dir(node) / "keeper.pid").read_text()), signal.SIGTERM)
         self.managed.stop_all()
         self.managed.print_logs()
 
@@ -128,7 +145,7 @@ class StorageLab:
 def storage_lab(rabbitmq: Broker) -> Iterator[StorageLab]:
     """The test lab (left as it was found when it was already up) and a first engine
     with agents on node1 and node2; the export starts without storage domains."""
-    with open_storage_lab(rabbitmq) as opened:
+    with open_storage_lab(rabbitmq, OVERT_LEASE_IO_TIMEOUT_S=str(LEASE_IO_TIMEOUT_S)) as opened:
         yield opened
 
 
@@ -506,6 +523,112 @@ def test_a_detached_domain_is_imported_by_another_engine_with_its_disks(
         if second is not None:
             second.stop()
         close_broker(broker)
+
+
+def test_a_vm_lease_keeps_a_second_copy_off_and_its_loss_stops_the_vm(
+        storage_lab: StorageLab, nfs_domain: NfsDomain) -> None:
+    """A leased VM runs on node1 and node1's keeper holds the lease on the NFS domain;
+    node2 cannot take it while it is renewed; when node1's keeper can no longer reach the
+    storage (its qemu-storage-daemon frozen) the VM's QEMU is destroyed before the lease
+    expires, and then node2 gets the lease."""
+    site = storage_lab.first
+    conn = site.connect()
+    frozen: int | None = None
+    node2 = LeaseClient(site.keeper_dir("node2") / "keeper.sock")
+    vm_id = ""
+    try:
+        vms = conn.system_service().vms_service()
+        local = types.StorageDomainLease(storage_domain=types.StorageDomain(id=str(uuid.uuid4())))
+        with pytest.raises(sdk.Error) as refused:  # no such domain: refused, nothing made
+            vms.add(types.Vm(name="lab-leased", cluster=types.Cluster(name="Default"),
+                             template=types.Template(name="Blank"), memory=128 * MIB,
+                             lease=local))
+        assert refused.value.code == 400 and not vms.list(search="name=lab-leased")
+        vm = vms.add(types.Vm(name="lab-leased", cluster=types.Cluster(name="Default"),
+                              template=types.Template(name="Blank"), memory=128 * MIB))
+        vm_id = vm.id
+        service = vms.vm_service(vm.id)
+        host1 = site.host_of(conn, "node1")
+        service.update(types.Vm(
+            lease=types.StorageDomainLease(storage_domain=types.StorageDomain(id=nfs_domain.id)),
+            placement_policy=types.VmPlacementPolicy(hosts=[types.Host(id=host1.id)])))
+        assert service.get().lease.storage_domain.id == nfs_domain.id
+        service.start()
+        wait_until(lambda: service.get().status == types.VmStatus.UP, 180, "the VM to be up")
+        held = asyncio.run(LeaseClient(site.keeper_dir("node1") / "keeper.sock").status())
+        assert vm.id in held["vms"], held
+        lease = LeaseSpec(domain_id=uuid.UUID(nfs_domain.id), server=storage_lab.nfs_address,
+                          export="/export", slot=held["vms"][vm.id]["slot"],
+                          io_timeout_s=LEASE_IO_TIMEOUT_S)
+
+        wait_until(lambda: asyncio.run(_lease_facts(site, host1.id, vm.id)) == (True, False),
+                   30, "the engine to record node1's renewals")
+
+        second = asyncio.run(node2.acquire(uuid.UUID(vm.id), lease))
+        assert not second["ok"] and "held by host" in second["error"], second
+        assert _running(site.lab, "node1", vm.id)
+
+        frozen = _storage_daemon_of(site.keeper_dir("node1"))
+        os.kill(frozen, signal.SIGSTOP)  # node1's keeper can no longer read or write
+        kills_file = site.keeper_dir("node1") / "kills.jsonl"
+
+        def killed() -> list[dict[str, Any]]:
+            lines = kills_file.read_text().splitlines() if kills_file.exists() else []
+            return [k for k in map(json.loads, lines) if k["vm_id"] == vm.id]
+        kills = wait_until(killed, 8 * LEASE_IO_TIMEOUT_S + 10,
+                           "node1's keeper to stop the VM")
+        assert kills[0]["stopped"] and "renew" in kills[0]["reason"], kills
+        assert not _running(site.lab, "node1", vm.id)
+        wait_until(lambda: asyncio.run(_lease_facts(site, host1.id, vm.id))[1], 30,
+                   "the engine to judge the VM's lease expired")
+
+        taken = asyncio.run(node2.acquire(uuid.UUID(vm.id), lease))
+        assert taken["ok"], taken
+        wait_until(lambda: service.get().status == types.VmStatus.DOWN, 60,
+                   "the engine to see the VM down")
+    finally:
+        if frozen is not None:
+            os.kill(frozen, signal.SIGCONT)
+        if vm_id:
+            with contextlib.suppress(Exception):
+                asyncio.run(node2.release(uuid.UUID(vm_id)))
+            with contextlib.suppress(sdk.Error):
+                conn.system_service().vms_service().vm_service(vm_id).stop()
+        conn.close()
+
+
+async def _lease_facts(site: Site, host_id: str, vm_id: str) -> tuple[bool | None, bool]:
+    """What the engine's lease queries say of the host and the VM (read from its database)."""
+    db = Database(site.managed.db)
+    try:
+        async with db.transaction() as session:
+            vm_known = await session.get(VmLeaseRenewal, uuid.UUID(vm_id)) is not None
+            return (await host_renews_storage_lease(session, uuid.UUID(host_id)),
+                    not vm_known or await vm_lease_expired(session, uuid.UUID(vm_id)))
+    finally:
+        await db.dispose()
+
+
+def _running(lab: Lab, node: str, vm_id: str) -> bool:
+    conn = libvirt.open(lab.hypervisor(node).uri)
+    try:
+        return bool(conn.lookupByUUIDString(vm_id).isActive())
+    except libvirt.libvirtError:
+        return False
+    finally:
+        conn.close()
+
+
+def _storage_daemon_of(keeper_dir: Path) -> int:
+    """The qemu-storage-daemon exporting a node's lease areas (found by its mountpoint)."""
+    areas = str(keeper_dir / "areas")
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+                if argv[0].endswith(b"qemu-storage-daemon") and areas.encode() in b" ".join(argv):
+                    return int(proc.name)
+    raise AssertionError(f"no qemu-storage-daemon serves {areas}")
 
 
 def _volume_url(storage_lab: StorageLab, domain_id: str, disk_id: str) -> str:

@@ -80,6 +80,8 @@ def read_vm(node: Node) -> VmInput:
     if placement is not None and placement.child("hosts") is not None:
         hosts = [ref for h in placement.items("hosts", "host") if (ref := ref_of(h)) is not None]
     ha = node.child("high_availability")
+    lease = node.child("lease")
+    lease_domain = ref_of(lease.child("storage_domain")) if lease is not None else None
     init = node.child("initialization")
     return VmInput(
         name=node.get_str("name"), description=node.get_str("description"),
@@ -93,6 +95,7 @@ def read_vm(node: Node) -> VmInput:
         boot_devices=boot,
         initialization=read_initialization(init) if init is not None else None,
         high_availability=ha.get_bool("enabled") if ha is not None else None,
+        lease=lease_domain, lease_unset=lease is not None and lease_domain is None,
         placement_hosts=hosts,
         placement_affinity=placement.get_str("affinity") if placement is not None else None,
         migration=read_migration(node.child("migration"), "vm.migration"),

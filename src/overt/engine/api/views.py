@@ -154,6 +154,8 @@ def vm(v: t.Vm, *, nics: Sequence[Representation] | None = None,
         "creation_time": v.created_at,
         "display": {"type": "vnc"},
         "high_availability": {"enabled": v.high_availability, "priority": 0},
+        **({"lease": {"storage_domain": ref("storagedomains", v.lease_storage_domain_id)}}
+           if v.lease_storage_domain_id is not None else {}),
         "memory": v.memory_mib * MIB,
         "memory_policy": {"guaranteed": v.memory_mib * MIB, "max": v.memory_mib * MIB * 4},
         "migration": migration_view(MigrationOptions.from_json(v.migration)),

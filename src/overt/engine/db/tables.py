@@ -322,6 +322,11 @@ class Vm(Base):
     # cloud-init (oVirt's initialization), as `model.initialization.Initialization.to_json`
     initialization: Mapped[dict[str, Any] | None] = mapped_column()
     high_availability: Mapped[bool] = mapped_column(default=False)
+    # oVirt's VM lease: a slot of the `xleases` area of a shared storage domain, held by
+    # the node that runs the VM (its lease keeper), so no second copy can start.
+    lease_storage_domain_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("storage_domains.id"))
+    lease_slot: Mapped[int | None] = mapped_column()
     # oVirt's placement policy: the hosts the VM may run on (ids, in the order given; none:
     # any host of its cluster) and whether it may move once it runs (a `VmAffinity`).
     placement_hosts: Mapped[list[Any]] = mapped_column(default=list)
@@ -738,3 +743,29 @@ class NotifierCursor(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_event_id: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class StorageLeaseRenewal(Base):
+    """A host's last renewal of its id lease on a storage domain, as its keeper reported
+    it (the engine's time, less the age the keeper gave): proof it still reaches storage."""
+
+    __tablename__ = "storage_lease_renewals"
+    host_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"),
+                                               primary_key=True)
+    storage_domain_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("storage_domains.id", ondelete="CASCADE"), primary_key=True)
+    renewed_at: Mapped[dt.datetime] = mapped_column()
+    lease_timeout_s: Mapped[float] = mapped_column()
+
+
+class VmLeaseRenewal(Base):
+    """The last renewal of a VM's lease the engine heard of, and by which host."""
+
+    __tablename__ = "vm_lease_renewals"
+    vm_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("vms.id", ondelete="CASCADE"),
+                                             primary_key=True)
+    host_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
+    storage_domain_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("storage_domains.id", ondelete="CASCADE"))
+    renewed_at: Mapped[dt.datetime] = mapped_column()
+    lease_timeout_s: Mapped[float] = mapped_column()

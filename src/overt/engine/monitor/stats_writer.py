@@ -23,6 +23,7 @@ from overt.engine.db.database import Database
 from overt.engine.db.tables import Host, StatsSample, Vm, utcnow
 from overt.engine.model.host_actions import MONITORED
 from overt.engine.model.status import LogSeverity
+from overt.engine.monitor.lease_reports import record_lease_report
 from overt.protocol import EventEnvelope
 from overt.protocol.events import StatsSample as StatsEvent
 from overt.protocol.host import VmStats as VmStatsSample
@@ -93,6 +94,9 @@ async def _write(session: Any, batch: dict[uuid.UUID, StatsEvent],
     vm_samples: dict[uuid.UUID, tuple[VmStatsSample, float, uuid.UUID]] = {}
     for host_id, host_uuid, cpu_before, free_before, total_before in hosts:
         stats = batch[host_uuid].host
+        leases = batch[host_uuid].leases
+        if leases is not None:
+            await record_lease_report(session, host_id, leases)
         # Total and free from the same sample, so a host's memory facts never disagree.
         # A row the sample leaves as it is is not written (its history sample is).
         if (cpu_before, free_before, total_before) != (

@@ -1,1 +1,5 @@
 """Reads that services, jobs and the monitor share (a leaf: it imports none of them)."""
+
+from overt.engine.queries.leases import host_renews_storage_lease, vm_lease_expired
+
+__all__ = ["host_renews_storage_lease", "vm_lease_expired"]

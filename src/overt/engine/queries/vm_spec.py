@@ -32,6 +32,7 @@ from overt.protocol.vm import (
     FileSource,
     GraphicsSpec,
     IscsiSource,
+    LeaseSpec,
     NfsSource,
     NicSpec,
     VmSpec,
@@ -83,7 +84,8 @@ def nic_spec(nic: VmNic, network: Network) -> NicSpec:
 
 async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
                         display_address: str = "0.0.0.0",  # noqa: S104
-                        config_drive: ConfigDriveSpec | None = None) -> VmSpec:
+                        config_drive: ConfigDriveSpec | None = None,
+                        lease_io_timeout_s: float = 10.0) -> VmSpec:
     """The spec a node needs to run `vm` now; refuses disks that are not ready.
 
     The same VM and password give the same spec, so a retried start is recognised by
@@ -125,7 +127,20 @@ async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
         boot=boot or (BootDevice.HD,), disks=tuple(disks), nics=tuple(nics),
         graphics=GraphicsSpec(password=vnc_password, listen=display_address),
         serial_log=f"{CONSOLE_LOG_DIR}/{vm.id}.log", spec_version=vm.spec_version,
-        config_drive=config_drive)
+        config_drive=config_drive, lease=await lease_spec(session, vm, lease_io_timeout_s))
+
+
+async def lease_spec(session: AsyncSession, vm: Vm, io_timeout_s: float = 10.0
+                     ) -> LeaseSpec | None:
+    """Where the VM's lease lies, for the node's keeper to acquire before the start."""
+    if vm.lease_storage_domain_id is None or vm.lease_slot is None:
+        return None
+    domain = await session.get(StorageDomain, vm.lease_storage_domain_id)
+    if domain is None or domain.storage_type != StorageType.NFS.value:
+        raise Conflict(f"Cannot run VM {vm.name}: its lease's storage domain is gone or "
+                       "cannot hold leases.")
+    return LeaseSpec(domain_id=domain.storage_uuid or domain.id, server=domain.address or "",
+                     export=domain.path, slot=vm.lease_slot, io_timeout_s=io_timeout_s)
 
 
 async def required_host(session: AsyncSession, vm: Vm) -> tuple[uuid.UUID | None, str]:

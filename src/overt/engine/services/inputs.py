@@ -56,6 +56,8 @@ class VmInput:
     boot_devices: list[str] | None = None
     initialization: Initialization | None = None  # cloud-init, checked already
     high_availability: bool | None = None
+    lease: Ref | None = None  # the storage domain of the VM's lease
+    lease_unset: bool = False  # `<lease/>` without a domain: remove the lease
     placement_hosts: list[Ref] | None = None  # None: as it is; []: any host of the cluster
     placement_affinity: str | None = None
     migration: MigrationOptions | None = None

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import Cluster, DataCenter, Disk, Host, StorageDomain, User
+from overt.engine.db.tables import Cluster, DataCenter, Disk, Host, StorageDomain, User, Vm
 from overt.engine.model.errors import Conflict, InvalidInput, NotFound
 from overt.engine.model.names import check_name
 from overt.engine.model.status import StorageDomainStatus, StorageDomainType, StorageType
@@ -140,6 +140,10 @@ async def remove_storage_domain(session: AsyncSession, sd_id: uuid.UUID, user: U
     if disks:
         raise Conflict(f"Cannot remove Storage Domain {domain.name}: it still holds {disks} "
                        "disk(s); remove or move them first.")
+    leases = await lookup.count(session, Vm, Vm.lease_storage_domain_id == domain.id)
+    if leases:
+        raise Conflict(f"Cannot remove Storage Domain {domain.name}: it holds the leases of "
+                       f"{leases} VM(s); remove their leases first.")
     if domain.status not in _REMOVABLE:
         raise Conflict(f"Cannot remove Storage Domain {domain.name}: it is {domain.status}; "
                        "switch it to maintenance first.")

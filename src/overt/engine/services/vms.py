@@ -59,6 +59,7 @@ from overt.engine.services.disk_copies import (
 )
 from overt.engine.services.inputs import NicInput, VmInput
 from overt.engine.services.jobs import JobSubmitter
+from overt.engine.services.vm_leases import set_vm_lease
 from overt.engine.services.vm_nics import add_nic
 from overt.engine.services.vm_placement import set_placement_policy
 
@@ -132,6 +133,7 @@ async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user:
                                                                "vm"))
     await set_placement_policy(session, vm, hosts=data.placement_hosts,
                                affinity=data.placement_affinity)
+    await set_vm_lease(session, vm, data.lease, unset=False)
     if clone:
         vm.template_id = BLANK_TEMPLATE_ID  # independent of the template, which may go
     session.add(vm)
@@ -251,6 +253,8 @@ async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput, user
         vm.initialization, changed = _replace_initialization(vm, data.initialization), True
     if data.high_availability is not None:
         vm.high_availability = data.high_availability
+    if await set_vm_lease(session, vm, data.lease, unset=data.lease_unset):
+        changed = True
     await set_placement_policy(session, vm, hosts=data.placement_hosts,
                                affinity=data.placement_affinity)
     if changed:

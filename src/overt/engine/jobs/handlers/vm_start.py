@@ -54,7 +54,8 @@ async def start_vm(ctx: JobContext, spec: StartVm) -> dict[str, Any]:
         # The console listens where the engine reaches the host, and only there.
         vm_spec = await build_vm_spec(session, vm, vnc_password=spec.vnc_password or "",
                                       display_address=host.address,
-                                      config_drive=_config_drive(ctx, spec, vm))
+                                      config_drive=_config_drive(ctx, spec, vm),
+                                      lease_io_timeout_s=ctx.services.settings.lease_io_timeout_s)
         restore_from = vm.saved_state_path if vm.status == VmStatus.RESTORING_STATE \
             else None
     if host.status != HostStatus.UP:

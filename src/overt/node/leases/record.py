@@ -1,0 +1,58 @@
+"""One lease slot on storage: a 512-byte sector, all zeros when free.
+
+    0   8  magic  b"OVLEASE1"
+    8  16  resource   the VM's id (xleases) or the host's id (ids)
+   24  16  owner      the holding host's id
+   40   8  generation bumped by every acquire
+   48   8  timestamp  the owner's counter, bumped by every renewal
+   56   4  io_timeout seconds, so a reader knows how long to watch
+   60   4  crc32 of bytes 0..59
+
+Readers never compare timestamps with their own clocks: a lease is live while its
+timestamp changes (sanlock's delta lease rule), so hosts need no common time.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+import zlib
+from dataclasses import dataclass
+
+SECTOR = 512
+MAGIC = b"OVLEASE1"
+_LAYOUT = struct.Struct("<8s16s16sQQI")
+
+
+class CorruptRecord(ValueError):
+    """A slot holds bytes that are neither zeros nor a record with a valid checksum."""
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    resource: uuid.UUID
+    owner: uuid.UUID
+    generation: int
+    timestamp: int
+    io_timeout: int
+
+    def pack(self) -> bytes:
+        body = _LAYOUT.pack(MAGIC, self.resource.bytes, self.owner.bytes, self.generation,
+                            self.timestamp, self.io_timeout)
+        return (body + struct.pack("<I", zlib.crc32(body))).ljust(SECTOR, b"\0")
+
+
+def unpack(sector: bytes) -> LeaseRecord | None:
+    """The record in a slot, or None for a free (zeroed) slot."""
+    if not any(sector[:_LAYOUT.size + 4]):
+        return None
+    body = sector[:_LAYOUT.size]
+    (crc,) = struct.unpack_from("<I", sector, _LAYOUT.size)
+    magic, resource, owner, generation, timestamp, io_timeout = _LAYOUT.unpack(body)
+    if magic != MAGIC or crc != zlib.crc32(body):
+        raise CorruptRecord("the lease slot holds no valid lease record")
+    return LeaseRecord(uuid.UUID(bytes=resource), uuid.UUID(bytes=owner), generation,
+                       timestamp, io_timeout)
+
+
+FREE = bytes(SECTOR)
