@@ -56,6 +56,7 @@ class VmInput:
     boot_devices: list[str] | None = None
     initialization: Initialization | None = None  # cloud-init, checked already
     high_availability: bool | None = None
+    ha_priority: int | None = None  # oVirt's high_availability.priority: higher restarts first
     placement_hosts: list[Ref] | None = None  # None: as it is; []: any host of the cluster
     placement_affinity: str | None = None
     migration: MigrationOptions | None = None
