@@ -60,7 +60,9 @@ async def judge_silent_host(session: AsyncSession, host: Host, *, now: dt.dateti
         grace_s = grace_period_s(policy, await _running_vms(session, host))
         if (now - host.unreachable_since).total_seconds() < grace_s:
             return
-    await _lose(session, host, silent_s, grace_s, recover=in_grace)
+    # A host lost while it drained still ran VMs: recovered too (its drain fails).
+    draining = host.status == HostStatus.PREPARING_FOR_MAINTENANCE
+    await _lose(session, host, silent_s, grace_s, recover=in_grace or draining)
 
 
 async def _lose(session: AsyncSession, host: Host, silent_s: int, grace_s: float, *,

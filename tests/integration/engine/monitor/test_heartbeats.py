@@ -127,6 +127,18 @@ async def test_a_host_connecting_after_activation_has_no_grace_and_no_recovery(
     assert await _recoveries(db, host_id) == 0
 
 
+async def test_a_host_lost_while_it_drains_is_recovered_at_once(db: Database) -> None:
+    host_id, vm_id = await _silent_host_with_a_vm(db)
+    async with db.transaction() as session:
+        host = await session.get(Host, host_id)
+        assert host is not None
+        host.status = HostStatus.PREPARING_FOR_MAINTENANCE
+    await _monitor(db).check_heartbeats()
+    assert await _statuses(db, host_id, vm_id) == (HostStatus.NON_RESPONSIVE.value,
+                                                   VmStatus.UNKNOWN.value)
+    assert await _recoveries(db, host_id) == 1
+
+
 async def test_a_monitor_behind_the_nodes_events_does_not_blame_the_hosts(
         db: Database) -> None:
     host_id, vm_id = await _silent_host_with_a_vm(db)
