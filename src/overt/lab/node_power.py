@@ -20,18 +20,21 @@ HYPERVISOR_COMMANDS = ("libvirtd", "virtlogd", "qemu-system-x86", "qemu-system-x
                        "ovsdb-server", "ovs-vswitchd")
 
 
-def _mount_ns(pid: int | str) -> str:
-    return str(Path(f"/proc/{pid}/ns/mnt").readlink())
+def _namespace(pid: int | str, kind: str) -> str:
+    return str(Path(f"/proc/{pid}/ns/{kind}").readlink())
 
 
 def node_processes(anchor: int) -> list[int]:
-    """Processes in `anchor`'s mount namespace, the anchor and this process apart."""
-    target, found = _mount_ns(anchor), []
+    """Processes on `anchor`'s node, the anchor and this process apart: those in its mount
+    namespace, and those in its network namespace (libvirtd gives each QEMU a mount
+    namespace of its own, so only the network namespace says which node a QEMU runs on)."""
+    mount, net = _namespace(anchor, "mnt"), _namespace(anchor, "net")
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) in (anchor, os.getpid()):
             continue
         with contextlib.suppress(OSError):
-            if _mount_ns(entry.name) == target:
+            if _namespace(entry.name, "mnt") == mount or _namespace(entry.name, "net") == net:
                 found.append(int(entry.name))
     return found
 

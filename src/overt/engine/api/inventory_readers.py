@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from overt.engine.api.fencing_wire import read_fencing_policy
 from overt.engine.api.migration_wire import read_migration
 from overt.engine.api.readers import ref_of
 from overt.engine.api.wire.parse import Node
@@ -27,6 +28,7 @@ def read_cluster(node: Node) -> ClusterInput:
         cpu_type=cpu.get_str("type") if cpu is not None else None,
         mac_pool=ref_of(node.child("mac_pool")),
         migration=read_migration(node.child("migration"), "cluster.migration"),
+        fencing_policy=read_fencing_policy(node.child("fencing_policy")),
         memory_overcommit_percent=over_commit.get_int("percent")
         if over_commit is not None else None)
 

@@ -13,10 +13,12 @@ from typing import Any
 
 from overt.engine.api import served
 from overt.engine.api.context import API_PREFIX, href
+from overt.engine.api.fencing_wire import fencing_policy_view
 from overt.engine.api.initialization import initialization_view
 from overt.engine.api.migration_wire import migration_view
 from overt.engine.api.wire.render import Representation
 from overt.engine.db import tables as t
+from overt.engine.model.fencing_policy import FencingPolicy
 from overt.engine.model.initialization import Initialization
 from overt.engine.model.migration_options import MigrationOptions
 from overt.engine.services.vnic_profiles import filter_id
@@ -76,6 +78,7 @@ def cluster(c: t.Cluster, *, mac_pool_id: uuid.UUID | None = None) -> Representa
         "cpu": {"architecture": "x86_64", "type": c.cpu_type or None},
         "memory_policy": {"over_commit": {"percent": c.memory_overcommit_percent}},
         "migration": migration_view(MigrationOptions.from_json(c.migration)),
+        "fencing_policy": fencing_policy_view(FencingPolicy.from_json(c.fencing_policy)),
         "version": _version(),
         "data_center": ref("datacenters", c.data_center_id),
         "mac_pool": ref("macpools", mac_pool_id),
@@ -153,9 +156,9 @@ def vm(v: t.Vm, *, nics: Sequence[Representation] | None = None,
                              "threads": v.cpu_threads}},
         "creation_time": v.created_at,
         "display": {"type": "vnc"},
-        "high_availability": {"enabled": v.high_availability, "priority": 0},
         **({"lease": {"storage_domain": ref("storagedomains", v.lease_storage_domain_id)}}
            if v.lease_storage_domain_id is not None else {}),
+        "high_availability": {"enabled": v.high_availability, "priority": v.ha_priority},
         "memory": v.memory_mib * MIB,
         "memory_policy": {"guaranteed": v.memory_mib * MIB, "max": v.memory_mib * MIB * 4},
         "migration": migration_view(MigrationOptions.from_json(v.migration)),

@@ -109,6 +109,8 @@ class Cluster(Base):
     memory_overcommit_percent: Mapped[int] = mapped_column(default=100)
     # oVirt's MigrationOptions, as `model.migration_options.MigrationOptions.to_json`.
     migration: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # oVirt's FencingPolicy and the hosts' grace period, as `model.fencing_policy.FencingPolicy.to_json`.
+    fencing_policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     data_center: Mapped[DataCenter] = relationship(lazy="raise")
 
@@ -146,6 +148,10 @@ class Host(Base):
     boot_id: Mapped[uuid.UUID | None] = mapped_column()
     last_seq: Mapped[int] = mapped_column(default=0)
     last_heartbeat_at: Mapped[dt.datetime | None] = mapped_column()
+    # When the monitor last found the host silent while it served (it went connecting);
+    # its grace period runs from here. None for a host connecting after enrollment or
+    # activation, which is not fenced for its silence.
+    unreachable_since: Mapped[dt.datetime | None] = mapped_column()
     needs_resync: Mapped[bool] = mapped_column(default=False)
     broker_username: Mapped[str | None] = mapped_column(String(128))
     # Power management (oVirt's `power_management.enabled`); its agents are `FenceAgent`s.
@@ -327,6 +333,7 @@ class Vm(Base):
     lease_storage_domain_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("storage_domains.id"))
     lease_slot: Mapped[int | None] = mapped_column()
+    ha_priority: Mapped[int] = mapped_column(default=1)  # oVirt's: higher restarts first
     # oVirt's placement policy: the hosts the VM may run on (ids, in the order given; none:
     # any host of its cluster) and whether it may move once it runs (a `VmAffinity`).
     placement_hosts: Mapped[list[Any]] = mapped_column(default=list)

@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from overt.engine import fencing
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Job, Step, utcnow
 from overt.engine.jobs.kinds import JobSpec
@@ -29,6 +30,9 @@ class JobServices:
     bootstrap: Any = None  # overt.engine.enrollment.unenrolled_node.UnenrolledNodeClient
     changes: Any = None  # overt.engine.jobs.observe.ObservedChanges, with a monitor in-process
     jobs: Any = None  # services.jobs.JobSubmitter (wakes the worker) for jobs that submit jobs
+    # Runs a fence agent's action (`engine.fencing.run`); the fast lane's simulated BMCs
+    # stand in for it there.
+    fence_agent: Callable[..., Awaitable[str]] = fencing.run
 
 
 class JobContext:

@@ -401,6 +401,21 @@ class DrainHost(JobSpec):
         return self.host_id
 
 
+class RecoverHost(JobSpec):
+    """oVirt's treatment of a non responsive host: fence it when its cluster's fencing
+    policy allows, and only with proof that its VMs are gone (`jobs.handlers.ha_proofs`)
+    mark them down and restart the highly available ones on other hosts. Locks nothing
+    (the host's own jobs may be stuck on it); not retried (a power action is not repeated
+    blindly: the monitor submits it again if the host fails again)."""
+
+    kind: ClassVar[str] = "host.recover"
+    max_attempts: ClassVar[int] = 1
+    host_id: uuid.UUID
+
+    def host(self) -> uuid.UUID | None:
+        return self.host_id
+
+
 class _StorageDomainJob(JobSpec):
     """A job on one shared storage domain, which it locks until the domain is settled."""
 
@@ -440,7 +455,8 @@ KINDS: dict[str, type[JobSpec]] = {spec.kind: spec for spec in (
     CreateDisk, RemoveDisk, InstallHost, RefreshHost, SetupHostNetworks,
     CommitHostNetworks, CreateStorageDomain, AttachStorageDomain, DetachStorageDomain,
     ChangeVmNic, FenceHost, MigrateVm, CancelMigration, CreateTemplate, CloneVm,
-    CreateSnapshot, RemoveSnapshot, RestoreSnapshot, PreviewSnapshot, EndPreview, DrainHost)}
+    CreateSnapshot, RemoveSnapshot, RestoreSnapshot, PreviewSnapshot, EndPreview, DrainHost,
+    RecoverHost)}
 
 
 class UnreadableJob(Exception):

@@ -30,6 +30,7 @@ class HostAction(StrEnum):
     FAIL_INSTALL = "fail_install"
     MONITOR = "monitor"  # apply the node's events, ask it for its state
     HEAR = "hear"  # the monitor heard the node (a heartbeat or a full report)
+    MISS = "miss"  # a serving host missed its heartbeats: connecting, for a grace period
     LOSE = "lose"  # the monitor stopped hearing the node
     RUN_VMS = "run_vms"  # place and start VMs on the host
     LACK_NETWORKS = "lack_networks"  # a required network of its cluster is missing
@@ -83,6 +84,8 @@ HOST_ACTIONS: dict[HostAction, HostTransition] = {
     HostAction.HEAR: HostTransition(MONITORED - {S.UP, S.NON_OPERATIONAL,
                                                  S.PREPARING_FOR_MAINTENANCE}, S.UP,
                                     done=frozenset({S.UP, S.PREPARING_FOR_MAINTENANCE})),
+    HostAction.MISS: HostTransition(frozenset({S.UP, S.NON_OPERATIONAL}), S.CONNECTING,
+                                    done=frozenset({S.CONNECTING})),
     HostAction.LOSE: HostTransition(MONITORED - {S.NON_RESPONSIVE}, S.NON_RESPONSIVE,
                                     done=frozenset({S.NON_RESPONSIVE})),
     HostAction.RUN_VMS: HostTransition(frozenset({S.UP})),
@@ -113,6 +116,7 @@ _REFUSALS = {
     HostAction.FAIL_INSTALL: "Host {name} is {status}, not installing.",
     HostAction.MONITOR: "Host {name} is {status}: the engine does not monitor it.",
     HostAction.HEAR: "Host {name} is {status}: the engine does not monitor it.",
+    HostAction.MISS: "Host {name} is {status}: it serves no VMs, so it has no grace period.",
     HostAction.LOSE: "Host {name} is {status}: the engine does not monitor it.",
     HostAction.RUN_VMS: "Cannot run VMs on host {name}: it is {status}.",
     HostAction.LACK_NETWORKS: "Host {name} is {status}: the engine does not judge its "

@@ -16,7 +16,7 @@ from overt.engine.jobs.kinds import ShutdownVm, StopVm
 from overt.engine.jobs.queue import locked_by, release_on_end
 from overt.engine.model.host_actions import HostAction, host_action_allowed, status_after
 from overt.engine.model.node_states import ON_HOST, vm_status_of
-from overt.engine.model.status import LogSeverity, VmStatus
+from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.monitor.required_networks import judge_host
 from overt.protocol.host import HostState, VmState, VmStatusReport
 
@@ -30,10 +30,15 @@ _ENDING = frozenset({StopVm.kind, ShutdownVm.kind})
 def mark_host_up(session: AsyncSession, host: Host) -> None:
     """The node was heard: a host the monitor was waiting for is up."""
     if host_action_allowed(HostAction.HEAR, host.status):
-        audit.record(session, f"Host {host.name} is up", code=audit.HOST_UP, host_id=host.id,
+        said = f"Host {host.name} is up"
+        if host.status == HostStatus.CONNECTING and host.unreachable_since is not None:
+            silent = (utcnow() - host.unreachable_since).total_seconds()
+            said = (f"Host {host.name} answers again {silent:.0f} s into its grace period: "
+                    "it is up, nothing was done to it or its VMs")
+        audit.record(session, said, code=audit.HOST_UP, host_id=host.id,
                      cluster_id=host.cluster_id)
         host.status, host.status_detail = status_after(HostAction.HEAR), ""
-    host.last_heartbeat_at = utcnow()
+    host.last_heartbeat_at, host.unreachable_since = utcnow(), None
 
 
 async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusReport, *,

@@ -13,17 +13,16 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import load_only
 
 from overt.bus.base import TransportError
-from overt.engine import audit
 from overt.engine.db.database import Database
-from overt.engine.db.tables import Host, Vm, utcnow
+from overt.engine.db.tables import Host, utcnow
 from overt.engine.jobs.observe import ObservedChanges
-from overt.engine.model.host_actions import HOST_ACTIONS, MONITORED, HostAction, status_after
-from overt.engine.model.node_states import ON_HOST
-from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
+from overt.engine.model.host_actions import HOST_ACTIONS, MONITORED, HostAction
+from overt.engine.model.status import HostStatus
 from overt.engine.monitor import inbox
 from overt.engine.monitor.apply import EventTooEarly, Gaps, HostBusy, Outcome, apply_events
 from overt.engine.monitor.batch import EventBatcher
 from overt.engine.monitor.downsample import downsample
+from overt.engine.monitor.host_loss import judge_silent_host
 from overt.engine.monitor.reconcile import reconcile
 from overt.engine.monitor.report import MonitorReport
 from overt.engine.monitor.stats_writer import StatsWriter
@@ -195,7 +194,8 @@ class Monitor:
             log.info("the monitor has caught up with the nodes' events; judging heartbeats "
                      "again")
             self._judging_paused = False
-        deadline = utcnow() - self.heartbeat_timeout
+        now = utcnow()
+        deadline = now - self.heartbeat_timeout
         async with self.db.transaction() as session:
             # A host never heard of yet is left alone: the resync loop is trying to reach it.
             # Rows are locked in id order, as the event batches lock them.
@@ -206,17 +206,8 @@ class Monitor:
                     & (Host.status != HostStatus.CONNECTING)))
                 .order_by(Host.id).with_for_update())).scalars().all()
             for host in silent:
-                log.warning("host %s sent no heartbeat for %s: non responsive", host.name,
-                            self.heartbeat_timeout, extra={"host": host.name})
-                host.status = status_after(HostAction.LOSE)
-                host.status_detail = f"no heartbeat for {int(self.heartbeat_timeout.total_seconds())} s"
-                audit.record(session, f"Host {host.name} is not responding",
-                             code=audit.HOST_NON_RESPONSIVE, severity=LogSeverity.ERROR,
-                             host_id=host.id, cluster_id=host.cluster_id)
-                await session.execute(
-                    update(Vm).where(Vm.host_id == host.id, Vm.status.in_(ON_HOST))
-                    .values(status=VmStatus.UNKNOWN)
-                    .execution_options(synchronize_session=False))
+                await judge_silent_host(session, host, now=now,
+                                        heartbeat_timeout=self.heartbeat_timeout)
 
     # -- resynchronisation -------------------------------------------------------------
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
 from overt.engine.db.tables import Cluster, DataCenter, Host, Template, User, Vm
-from overt.engine.model import migration_options
+from overt.engine.model import fencing_policy, migration_options
 from overt.engine.model.errors import Conflict, InvalidInput
+from overt.engine.model.fencing_policy import FencingPolicy
 from overt.engine.model.migration_options import MigrationOptions
 from overt.engine.model.names import check_name
 from overt.engine.queries import lookup
@@ -29,6 +31,8 @@ class ClusterInput:
     memory_overcommit_percent: int | None = None
     mac_pool: Ref | None = None
     migration: MigrationOptions | None = None
+    # Fields of the fencing policy to change (`FencingPolicy.updated`); None: unchanged.
+    fencing_policy: dict[str, Any] | None = None
 
 
 def _check_overcommit(percent: int | None) -> None:
@@ -42,13 +46,14 @@ async def add_cluster(session: AsyncSession, data: ClusterInput, user: User) -> 
     _check_overcommit(data.memory_overcommit_percent)
     migration = migration_options.check(data.migration or MigrationOptions(),
                                         "cluster.migration")
+    fencing = fencing_policy.check(FencingPolicy().updated(data.fencing_policy or {}))
     dc = await lookup.resolve(session, DataCenter, data.data_center, "cluster.data_center")
     if await lookup.name_taken(session, Cluster, name):
         raise Conflict(f"Cannot add Cluster. The name {name!r} is already in use.")
     cluster = Cluster(id=uuid.uuid4(), name=name, description=data.description or "",
                       data_center_id=dc.id, cpu_type=data.cpu_type or "",
                       memory_overcommit_percent=data.memory_overcommit_percent or 100,
-                      migration=migration.to_json())
+                      migration=migration.to_json(), fencing_policy=fencing.to_json())
     session.add(cluster)
     await session.flush()
     if data.mac_pool is not None:
@@ -77,6 +82,10 @@ async def update_cluster(session: AsyncSession, cluster_id: uuid.UUID, data: Clu
     if data.migration is not None:
         migration = migration_options.check(MigrationOptions.from_json(
             cluster.migration).updated(data.migration), "cluster.migration")
+    fencing = None
+    if data.fencing_policy is not None:
+        fencing = fencing_policy.check(FencingPolicy.from_json(
+            cluster.fencing_policy).updated(data.fencing_policy))
     name = cluster.name
     if data.name is not None:
         name = check_name("cluster", data.name)
@@ -101,6 +110,8 @@ async def update_cluster(session: AsyncSession, cluster_id: uuid.UUID, data: Clu
         cluster.memory_overcommit_percent = data.memory_overcommit_percent
     if migration is not None:
         cluster.migration = migration.to_json()
+    if fencing is not None:
+        cluster.fencing_policy = fencing.to_json()
     audit.record(session, f"Cluster {cluster.name} was updated by {user.user_name}",
                  code=audit.CLUSTER_UPDATED, cluster_id=cluster.id, user_id=user.id)
     return cluster

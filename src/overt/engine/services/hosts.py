@@ -161,7 +161,7 @@ async def activate_host(session: AsyncSession, host_id: uuid.UUID, user: User) -
     if not check_host_action(HostAction.ACTIVATE, host.status, host_name=host.name):
         return host
     host.status, host.needs_resync = status_after(HostAction.ACTIVATE), True
-    host.status_detail = ""
+    host.status_detail, host.unreachable_since = "", None
     audit.record(session, f"Host {host.name} was activated by {user.user_name}",
                  code=audit.HOST_ACTIVATED, host_id=host.id, user_id=user.id)
     return host

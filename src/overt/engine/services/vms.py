@@ -99,6 +99,9 @@ def _boot(devices: list[str]) -> list[str]:
     return devices
 
 
+MAX_HA_PRIORITY = 100
+
+
 async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user: User, *,
                  clone: bool = False) -> Vm:
     """A VM from a template: its disks thin copies of the template's (a qcow2 layer over
@@ -127,7 +130,8 @@ async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user:
         cpu_threads=data.threads or template.cpu_threads, os_type=data.os_type or template.os_type,
         boot_devices=_boot(data.boot_devices) if data.boot_devices else ["hd"],
         initialization=data.initialization.to_json() if data.initialization else None,
-        high_availability=bool(data.high_availability), status=VmStatus.DOWN,
+        high_availability=bool(data.high_availability),
+        ha_priority=_ha_priority(data.ha_priority, 1), status=VmStatus.DOWN,
         migration=migration.to_json(),
         migration_downtime_ms=migration_options.check_downtime(data.migration_downtime_ms,
                                                                "vm"))
@@ -190,7 +194,7 @@ async def clone_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, 
                cpu_sockets=source.cpu_sockets, cpu_cores=source.cpu_cores,
                cpu_threads=source.cpu_threads, os_type=source.os_type,
                boot_devices=list(source.boot_devices),
-               high_availability=source.high_availability,
+               high_availability=source.high_availability, ha_priority=source.ha_priority,
                placement_hosts=list(source.placement_hosts),
                placement_affinity=source.placement_affinity,
                migration=dict(source.migration),
@@ -255,6 +259,7 @@ async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput, user
         vm.high_availability = data.high_availability
     if await set_vm_lease(session, vm, data.lease, unset=data.lease_unset):
         changed = True
+    vm.ha_priority = _ha_priority(data.ha_priority, vm.ha_priority)
     await set_placement_policy(session, vm, hosts=data.placement_hosts,
                                affinity=data.placement_affinity)
     if changed:
@@ -302,6 +307,16 @@ async def _action_job(session: AsyncSession, jobs: JobSubmitter, spec: VmJob,
     if desired is not None:
         vm.desired_status = desired.value
     return job
+
+
+def _ha_priority(priority: int | None, current: int) -> int:
+    """oVirt's priority range: 0 (lowest) to 100 (the portal's High)."""
+    if priority is None:
+        return current
+    if not 0 <= priority <= MAX_HA_PRIORITY:
+        raise InvalidInput(f"vm.high_availability.priority must be between 0 and "
+                           f"{MAX_HA_PRIORITY}, not {priority}")
+    return priority
 
 
 async def start_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, user: User,

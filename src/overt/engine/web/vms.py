@@ -84,7 +84,8 @@ async def form_choices(session: AsyncSession) -> dict[str, Any]:
 
 
 DEFAULT_FORM = {"name": "", "memory_mib": "256", "cpus": "1", "disk": "image", "template": "",
-                "disk_gib": "1", "domain": "", "profile": "", "cluster": ""}
+                "disk_gib": "1", "domain": "", "profile": "", "cluster": "",
+                "ha": "", "ha_priority": "1"}
 
 
 def _number(form: dict[str, str], key: str, label: str, low: int, high: int) -> int:
@@ -109,7 +110,9 @@ def vm_input(form: dict[str, str]) -> VmInput:
     """What the create form asks for, as the service layer's input."""
     data = VmInput(name=form.get("name", "").strip(), cluster=_ref(form.get("cluster"), "cluster"),
                    memory_bytes=_number(form, "memory_mib", "Memory (MiB)", 16, 4 << 20) * MIB,
-                   sockets=_number(form, "cpus", "CPUs", 1, 64))
+                   sockets=_number(form, "cpus", "CPUs", 1, 64),
+                   high_availability=form.get("ha") == "on",
+                   ha_priority=_number(form, "ha_priority", "Restart priority", 0, 100))
     source = form.get("disk", "image")
     if source == "image":
         data.template = _ref(form.get("template"), "template (disk image)")

@@ -357,6 +357,12 @@ class SimulatedHypervisor:
 
     # -- helpers --------------------------------------------------------------------------
 
+    def power_off(self) -> None:
+        """The simulated machine loses its power: every VM is gone at once, and no event
+        says so (nothing runs to send one)."""
+        self._vms.clear()
+        self._migrations.clear()
+
     def _vm(self, vm_id: uuid.UUID) -> _Vm:
         vm = self._vms.get(vm_id)
         if vm is None:

@@ -59,10 +59,11 @@ async def _run(ctx: JobContext, host_name: str, agent: fencing.AgentSpec, fence_
     if action != "status":
         async with ctx.step(f"Power management {fence_type} of host {host_name} through "
                             f"{agent.type} at {agent.address}"):
-            await fencing.run(agent, action)
+            await ctx.services.fence_agent(agent, action)
     async with ctx.step(f"Power status of host {host_name} through {agent.type} at "
                         f"{agent.address}"):
-        return await fencing.run(agent, "status")
+        status: str = await ctx.services.fence_agent(agent, "status")
+        return status
 
 
 UNITS: dict[type[JobSpec], Unit[Any]] = {FenceHost: Unit(fence_host)}

@@ -1,0 +1,224 @@
+"""A non responsive host (oVirt's `VdsNotRespondingTreatment`): fence it when its cluster's
+fencing policy allows, then act on its VMs only with proof their copies are gone.
+
+1. The verdict (`model.fencing_policy.fence_verdict`): the policy, the host's power
+   management, the share of its cluster that is unreachable, its storage activity.
+2. Fencing: a power management restart, run as a `FenceHost` job of its own (the same
+   job an administrator's fence runs), waited for.
+3. Proofs (`ha_proofs`): VMs proven gone are `down` (not shut down gracefully: each
+   event says why), and the highly available ones among them are started again, highest
+   priority first, each placed by the scheduler as a user's start is (affinity, pinning,
+   memory); a VM no host can take gets an event saying why. VMs without proof stay
+   `unknown` and nothing is restarted: a VM must never run twice.
+Every decision is an event that says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any, Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine import audit
+from overt.engine.db.tables import Cluster, FenceAgent, Host, Job, Vm, utcnow
+from overt.engine.jobs import queue
+from overt.engine.jobs.context import JobContext, Unit
+from overt.engine.jobs.handlers.ha_proofs import FenceOutcome, as_result, prove_gone
+from overt.engine.jobs.kinds import FenceHost, JobSpec, RecoverHost, StartVm
+from overt.engine.model.errors import Conflict
+from overt.engine.model.fencing_policy import FencingPolicy, Liveness, fence_verdict
+from overt.engine.model.host_actions import MONITORED
+from overt.engine.model.node_states import ON_HOST
+from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
+from overt.engine.queries import host_renews_storage_lease, lookup
+from overt.engine.queries.vm_spec import required_host
+from overt.engine.scheduler.loads import reserve_host
+
+_POLL_S = 0.1
+FENCE_WAIT_S = 300.0  # the agent's own timeout (120 s) for the action and the status after
+
+
+async def storage_lease_liveness(session: AsyncSession, host: Host) -> Liveness:
+    """Whether the host still renews its id lease on shared storage (oVirt's
+    skip_if_sd_active), as its lease keeper last reported; UNKNOWN when it reported none."""
+    renews = await host_renews_storage_lease(session, host.id)
+    if renews is None:
+        return Liveness.UNKNOWN
+    return Liveness.ACTIVE if renews else Liveness.INACTIVE
+
+
+async def _power_management(session: AsyncSession, host: Host) -> bool:
+    agents = int((await session.execute(select(func.count()).select_from(FenceAgent).where(
+        FenceAgent.host_id == host.id))).scalar_one())
+    return host.pm_enabled and agents > 0
+
+
+async def _reachability(session: AsyncSession, cluster_id: uuid.UUID) -> tuple[int, int]:
+    """(monitored hosts of the cluster, those of them unreachable now)."""
+    statuses = list((await session.execute(select(Host.status).where(
+        Host.cluster_id == cluster_id, Host.status.in_(MONITORED)))).scalars())
+    lost = sum(1 for s in statuses if s in (HostStatus.NON_RESPONSIVE, HostStatus.CONNECTING))
+    return len(statuses), lost
+
+
+async def recover_host(ctx: JobContext, spec: RecoverHost) -> dict[str, Any]:
+    async with ctx.transaction() as session:
+        host = await lookup.get(session, Host, spec.host_id)
+        if host.status != HostStatus.NON_RESPONSIVE:
+            return {"outcome": f"host is {host.status}"}  # it answered again meanwhile
+        cluster = await lookup.get(session, Cluster, host.cluster_id)
+        policy = FencingPolicy.from_json(cluster.fencing_policy)
+        has_pm = await _power_management(session, host)
+        hosts, lost = await _reachability(session, host.cluster_id)
+        verdict = fence_verdict(policy, host_name=host.name, power_management=has_pm,
+                                cluster_hosts=hosts, unreachable_hosts=lost,
+                                storage=await storage_lease_liveness(session, host))
+        if not verdict.fence:
+            audit.record(session, f"Host {host.name} is not fenced: {verdict.reason}",
+                         code=audit.HOST_FENCING_SKIPPED, severity=LogSeverity.WARNING,
+                         host_id=host.id, cluster_id=host.cluster_id, job_id=ctx.job.id)
+    outcome = FenceOutcome()
+    if verdict.fence:
+        async with ctx.step(f"Fencing non responsive host {host.name} (power management "
+                            "restart)", host_id=host.id):
+            outcome = await _fence(ctx, host, "restart")
+
+    async def power_status() -> str | None:
+        if not has_pm:
+            return None
+        return (await _fence(ctx, host, "status")).power
+
+    async with ctx.transaction() as session:
+        vm_ids = [vm.id for vm in await _vms_on(session, host.id)]
+    async with ctx.step(f"Looking for proof that the VMs of host {host.name} are gone",
+                        host_id=host.id):
+        proven = await prove_gone(ctx, host, outcome, vm_ids, power_status)
+    await _leave_unknown(ctx, host, [v for v in vm_ids if v not in proven], verdict.reason
+                         if not verdict.fence else outcome.error or "no proof was found")
+    restart = await _mark_down(ctx, host, proven)
+    restarted, refused = await _restart(ctx, host, restart)
+    return {**as_result(outcome), "proven": len(proven), "unknown": len(vm_ids) - len(proven),
+            "restarted": restarted, "not_restarted": refused}
+
+
+async def _fence(ctx: JobContext, host: Host,
+                 fence_type: Literal["status", "restart"]) -> FenceOutcome:
+    """Run a `FenceHost` job and wait for its end."""
+    spec = FenceHost(host_id=host.id, fence_type=fence_type)
+    description = f"Power management {fence_type} of non responsive host {host.name}"
+    async with ctx.transaction() as session:
+        submitter = ctx.services.jobs
+        job = await (submitter.submit if submitter is not None else _queue_submit)(
+            session, spec, description=description, correlation_id=ctx.job.correlation_id)
+        job_id = job.id
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + FENCE_WAIT_S
+    while True:
+        async with ctx.transaction() as session:
+            job = await session.get(Job, job_id, populate_existing=True)
+        if job is None:
+            return FenceOutcome(fence_type, error=f"its job {job_id} is gone")
+        if job.state == "done":
+            return FenceOutcome(fence_type, True, (job.result or {}).get("status"))
+        if job.state == "failed":
+            return FenceOutcome(fence_type, error=job.error or "the fence failed")
+        if loop.time() > deadline:
+            return FenceOutcome(fence_type, error=f"its job {job_id} did not end within "
+                                                  f"{FENCE_WAIT_S:.0f} s")
+        await asyncio.sleep(_POLL_S)
+
+
+async def _queue_submit(session: AsyncSession, spec: JobSpec, **kwargs: Any) -> Job:
+    return await queue.submit(session, spec, **kwargs)
+
+
+async def _vms_on(session: AsyncSession, host_id: uuid.UUID) -> list[Vm]:
+    return list((await session.execute(select(Vm).where(
+        Vm.host_id == host_id, Vm.status.in_(ON_HOST)).order_by(Vm.id))).scalars())
+
+
+async def _leave_unknown(ctx: JobContext, host: Host, vm_ids: list[uuid.UUID],
+                         reason: str) -> None:
+    if not vm_ids:
+        return
+    async with ctx.transaction() as session:
+        vms = [await lookup.get(session, Vm, vm_id) for vm_id in vm_ids]
+        ha = sorted(vm.name for vm in vms if vm.high_availability)
+        names = ", ".join(sorted(vm.name for vm in vms))
+        said = (f"; highly available VM(s) {', '.join(ha)} are not restarted elsewhere, so "
+                "that no VM ever runs twice") if ha else ""
+        audit.record(session, f"VM(s) {names} of non responsive host {host.name} stay "
+                     f"unknown: there is no proof they are gone ({reason}){said}",
+                     code=audit.VMS_LEFT_UNKNOWN, severity=LogSeverity.ERROR, host_id=host.id,
+                     cluster_id=host.cluster_id, job_id=ctx.job.id)
+
+
+async def _mark_down(ctx: JobContext, host: Host, proven: dict[uuid.UUID, str]
+                     ) -> list[uuid.UUID]:
+    """Proven VMs still recorded on the host are down; the highly available ones among them
+    (or already down since the proof, e.g. seen gone by the monitor), highest priority first."""
+    restart: list[tuple[int, str, uuid.UUID]] = []
+    async with ctx.transaction() as session:
+        for vm_id, why in proven.items():
+            vm = await lookup.get(session, Vm, vm_id, for_update=True)
+            if vm.host_id == host.id and vm.status in ON_HOST:
+                vm.status, vm.host_id, vm.migration_host_id = VmStatus.DOWN, None, None
+                vm.stop_time, vm.running_spec_version = utcnow(), None
+                vm.stop_reason = f"{why}; not shut down gracefully"
+                audit.record(session, f"VM {vm.name} is down: {why}; it was not shut down "
+                             "gracefully", code=audit.VM_DOWN, severity=LogSeverity.WARNING,
+                             vm_id=vm.id, host_id=host.id, cluster_id=vm.cluster_id,
+                             job_id=ctx.job.id)
+            if vm.status == VmStatus.DOWN and vm.high_availability:
+                restart.append((-vm.ha_priority, vm.name, vm.id))
+    return [vm_id for _p, _n, vm_id in sorted(restart)]
+
+
+async def _restart(ctx: JobContext, host: Host, vm_ids: list[uuid.UUID]
+                   ) -> tuple[list[str], list[str]]:
+    """Start each VM where the scheduler places it now, in the given order: each reserves
+    its host before the next is placed, so higher priorities get the room first."""
+    restarted: list[str] = []
+    refused: list[str] = []
+    for vm_id in vm_ids:
+        async with ctx.transaction() as session:
+            vm = await lookup.get(session, Vm, vm_id)
+            try:
+                where = await _submit_start(ctx, session, vm)
+            except Conflict as no:
+                refused.append(vm.name)
+                audit.record(session, f"Highly available VM {vm.name} could not be restarted "
+                             f"after host {host.name} failed: {no}", code=audit.VM_HA_RESTART_FAILED,
+                             severity=LogSeverity.ERROR, vm_id=vm.id, host_id=host.id,
+                             cluster_id=vm.cluster_id, job_id=ctx.job.id)
+                continue
+            restarted.append(vm.name)
+            audit.record(session, f"Highly available VM {vm.name} is restarted on host "
+                         f"{where.name}: its host {host.name} failed and its copy there is "
+                         "gone", code=audit.VM_HA_RESTARTED, severity=LogSeverity.WARNING,
+                         vm_id=vm.id, host_id=where.id, cluster_id=vm.cluster_id,
+                         job_id=ctx.job.id)
+    return restarted, refused
+
+
+async def _submit_start(ctx: JobContext, session: AsyncSession, vm: Vm) -> Host:
+    """Reserve the scheduler's choice and submit the VM's start job, as
+    `services.vms.start_vm` does for a user. Lock order: the host's row, then the VM's."""
+    required, why = await required_host(session, vm)
+    host_id = await reserve_host(session, vm, required=required, required_reason=why)
+    vm = await lookup.get(session, Vm, vm.id, for_update=True)
+    if vm.status != VmStatus.DOWN:
+        raise Conflict(f"it is {vm.status.replace('_', ' ')} now")
+    spec = StartVm(vm_id=vm.id, host_id=host_id)
+    submitter = ctx.services.jobs
+    await (submitter.submit if submitter is not None else _queue_submit)(
+        session, spec, description=f"Restarting highly available VM {vm.name}",
+        correlation_id=ctx.job.correlation_id)
+    vm.host_id, vm.status, vm.desired_status = host_id, VmStatus.WAIT_FOR_LAUNCH, "up"
+    return await lookup.get(session, Host, host_id)
+
+
+UNITS: dict[type[JobSpec], Unit[Any]] = {RecoverHost: Unit(recover_host)}
