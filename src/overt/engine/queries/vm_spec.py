@@ -23,6 +23,7 @@ from overt.engine.model.status import DiskStatus, StorageType
 from overt.engine.queries.shared_storage import extent_of, lun_of
 from overt.protocol.vm import (
     BootDevice,
+    CdromSpec,
     ConfigDriveSpec,
     CpuTopology,
     DiskBus,
@@ -69,6 +70,19 @@ async def vm_disks(session: AsyncSession, vm_id: uuid.UUID
     return [(a, d, sd) for a, d, sd in rows]
 
 
+async def cdrom_spec(session: AsyncSession, disk_id: uuid.UUID | None) -> CdromSpec:
+    """The VM's cdrom drive holding ISO disk `disk_id` (None, or a disk gone: empty). All
+    VMs run on i440fx (machine type `pc`), whose cdroms are on IDE."""
+    disk = await session.get(Disk, disk_id) if disk_id is not None else None
+    domain = await session.get(StorageDomain, disk.storage_domain_id) \
+        if disk is not None else None
+    if disk is None or domain is None:
+        return CdromSpec()
+    if disk.status != DiskStatus.OK:
+        raise Conflict(f"ISO disk {disk.name} is {disk.status}; wait until it is ok.")
+    return CdromSpec(source=disk_source(domain, disk), bus="ide")
+
+
 def console_password() -> str:
     """A VNC password nobody knows: the console opens only with a ticket's password."""
     return secrets.token_urlsafe(6)[:8]
@@ -83,7 +97,8 @@ def nic_spec(nic: VmNic, network: Network) -> NicSpec:
 
 async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
                         display_address: str = "0.0.0.0",  # noqa: S104
-                        config_drive: ConfigDriveSpec | None = None) -> VmSpec:
+                        config_drive: ConfigDriveSpec | None = None,
+                        boot_devices: list[str] | None = None) -> VmSpec:
     """The spec a node needs to run `vm` now; refuses disks that are not ready.
 
     The same VM and password give the same spec, so a retried start is recognised by
@@ -118,14 +133,15 @@ async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
         if network is None:
             continue  # a NIC with no profile is unplugged from any network, as in oVirt
         nics.append(nic_spec(nic, network))
-    boot = tuple(BootDevice(d) for d in vm.boot_devices if d in BootDevice.__members__.values())
+    boot = tuple(BootDevice(d) for d in (boot_devices or vm.boot_devices)
+                 if d in BootDevice.__members__.values())
     return VmSpec(
         id=vm.id, name=vm.name, memory_mib=vm.memory_mib,
         cpu=CpuTopology(sockets=vm.cpu_sockets, cores=vm.cpu_cores, threads=vm.cpu_threads),
         boot=boot or (BootDevice.HD,), disks=tuple(disks), nics=tuple(nics),
         graphics=GraphicsSpec(password=vnc_password, listen=display_address),
         serial_log=f"{CONSOLE_LOG_DIR}/{vm.id}.log", spec_version=vm.spec_version,
-        config_drive=config_drive)
+        config_drive=config_drive, cdrom=await cdrom_spec(session, vm.cdrom_current_disk_id))
 
 
 async def required_host(session: AsyncSession, vm: Vm) -> tuple[uuid.UUID | None, str]:
