@@ -149,6 +149,13 @@ async def required_host(session: AsyncSession, vm: Vm) -> tuple[uuid.UUID | None
     for _attachment, disk, domain in await vm_disks(session, vm.id):
         if domain.storage_type == StorageType.LOCALFS.value and domain.host_id is not None:
             return domain.host_id, f"disk {disk.name} is on local storage of another host"
+    iso = await session.get(Disk, vm.cdrom_disk_id) if vm.cdrom_disk_id is not None else None
+    iso_domain = await session.get(StorageDomain, iso.storage_domain_id) \
+        if iso is not None else None
+    if iso is not None and iso_domain is not None and iso_domain.host_id is not None \
+            and iso_domain.storage_type == StorageType.LOCALFS.value:
+        return iso_domain.host_id, f"ISO {iso.name} in its cdrom is on local storage of " \
+            "another host"
     return None, ""
 
 

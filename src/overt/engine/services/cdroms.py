@@ -16,7 +16,7 @@ from overt.engine import audit
 from overt.engine.db.tables import Cluster, Disk, Job, StorageDomain, User, Vm
 from overt.engine.jobs.kinds import ChangeVmCdrom
 from overt.engine.model.errors import Conflict, InvalidInput
-from overt.engine.model.status import DiskStatus, VmStatus
+from overt.engine.model.status import DiskStatus, StorageType, VmStatus
 from overt.engine.queries import lookup
 from overt.engine.services.jobs import JobSubmitter
 
@@ -56,6 +56,10 @@ async def iso_disk(session: AsyncSession, vm: Vm, file_id: str) -> Disk:
     if domain.data_center_id != cluster.data_center_id:
         raise InvalidInput(f"Cannot change the CD of VM {vm.name}: ISO disk {disk.name} is on "
                            f"storage domain {domain.name}, outside the VM's data center.")
+    if domain.storage_type == StorageType.LOCALFS.value and vm.host_id is not None \
+            and vm.status is not VmStatus.DOWN and domain.host_id != vm.host_id:
+        raise InvalidInput(f"Cannot change the CD of VM {vm.name}: ISO disk {disk.name} is on "
+                           f"local storage domain {domain.name} of another host than the VM's.")
     return disk
 
 

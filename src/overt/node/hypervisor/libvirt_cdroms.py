@@ -50,7 +50,9 @@ class LiveCdrom:
             wanted = ET.fromstring(cdrom_xml(cdrom))  # noqa: S314 - our own XML
             if _media(drive) == _media(wanted):
                 return
-            flags = libvirt.VIR_DOMAIN_AFFECT_LIVE
+            # Forced, as VDSM does: a guest that holds the tray locked (a mounted or open
+            # drive) would otherwise keep the old media and the change would time out.
+            flags = libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE
             if await self.calls.run(dom.isPersistent):
                 flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
             # The drive's own target, as libvirt matches the device by it.
