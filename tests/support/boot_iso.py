@@ -1,5 +1,7 @@
-"""A bootable ISO image of the test guest (isolinux, El Torito no-emulation boot), built
-with xorriso: what an installer ISO is to a VM booting from its cdrom."""
+"""A bootable ISO image (El Torito, no emulation) holding only the isolinux boot loader, set
+to talk on the first serial port: a VM that boots from it shows isolinux's banner on its
+serial console, then waits at isolinux's prompt. Built with xorriso in a second; booted
+under TCG in about three (an ISO with a kernel takes ten times longer to load)."""
 
 from __future__ import annotations
 
@@ -8,34 +10,24 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from overt.lab.guest import build_guest_image
-
 ISOLINUX = Path("/usr/lib/ISOLINUX/isolinux.bin")
 LDLINUX = Path("/usr/lib/syslinux/modules/bios/ldlinux.c32")
-# On the kernel's command line, which it prints on the serial console at boot (loglevel 6):
-# proof that the guest came from this ISO and not from a disk.
-CDROM_BOOT_ARG = "overt.boot=cdrom"
+# What isolinux prints first: only a VM whose firmware booted the ISO shows it.
+ISOLINUX_BANNER = "ISOLINUX 6."
+_CONFIG = "SERIAL 0 115200\nPROMPT 1\nTIMEOUT 0\n"
 
 
 def build_boot_iso(out: Path) -> Path:
-    """The test guest's kernel and initrd behind isolinux, as ISO 9660 in `out`."""
     for needed in (ISOLINUX, LDLINUX):
         if not needed.exists():
             raise RuntimeError(f"{needed} is missing: install the isolinux and syslinux-common "
                                "packages (scripts/setup does)")
-    guest = build_guest_image()
     with tempfile.TemporaryDirectory(prefix="overt-iso-") as tmp:
         tree = Path(tmp)
         (tree / "isolinux").mkdir()
-        (tree / "boot").mkdir()
         shutil.copyfile(ISOLINUX, tree / "isolinux" / "isolinux.bin")
         shutil.copyfile(LDLINUX, tree / "isolinux" / "ldlinux.c32")
-        shutil.copyfile(guest.kernel, tree / "boot" / "vmlinuz")
-        shutil.copyfile(guest.initrd, tree / "boot" / "initrd.img")
-        (tree / "isolinux" / "isolinux.cfg").write_text(
-            "DEFAULT overt\nPROMPT 0\nTIMEOUT 0\nLABEL overt\n    KERNEL /boot/vmlinuz\n"
-            "    INITRD /boot/initrd.img\n    APPEND console=ttyS0,115200 panic=-1 loglevel=6 "
-            f"consoleblank=0 {CDROM_BOOT_ARG}\n")
+        (tree / "isolinux" / "isolinux.cfg").write_text(_CONFIG)
         subprocess.run(
             ["xorriso", "-as", "mkisofs", "-quiet", "-o", str(out), "-V", "OVERT_BOOT",
              "-b", "isolinux/isolinux.bin", "-c", "isolinux/boot.cat", "-no-emul-boot",
