@@ -24,7 +24,7 @@ from overt.engine.services.jobs import JobSubmitter
 CDROM_ID = uuid.UUID(int=0)
 ISO = "iso"
 # Where the media of a running VM can change (its drive exists and QEMU answers).
-_LIVE = frozenset({VmStatus.UP, VmStatus.POWERING_UP, VmStatus.PAUSED})
+LIVE = frozenset({VmStatus.UP, VmStatus.POWERING_UP, VmStatus.PAUSED})
 
 
 def cdrom_disk_id(vm: Vm, *, current: bool) -> uuid.UUID | None:
@@ -78,7 +78,7 @@ async def update_cdrom(session: AsyncSession, jobs: JobSubmitter, vm: Vm, file_i
                      code=audit.CDROM_CHANGED if disk else audit.CDROM_EJECTED, vm_id=vm.id,
                      cluster_id=vm.cluster_id, user_id=user.id if user else None)
         return None
-    if vm.status not in _LIVE:
+    if vm.status not in LIVE:
         raise Conflict(f"Cannot change the CD of VM {vm.name}: the VM is {vm.status}; change "
                        "the media of a running VM only (without current=true to change its "
                        "next run).")
