@@ -19,7 +19,7 @@ from overt.engine.db.tables import (
     VnicProfile,
 )
 from overt.engine.model.errors import Conflict
-from overt.engine.model.status import DiskStatus, StorageType
+from overt.engine.model.status import DiskStatus, StorageType, VmStatus
 from overt.engine.queries.shared_storage import extent_of, lun_of
 from overt.protocol.vm import (
     BootDevice,
@@ -149,7 +149,9 @@ async def required_host(session: AsyncSession, vm: Vm) -> tuple[uuid.UUID | None
     for _attachment, disk, domain in await vm_disks(session, vm.id):
         if domain.storage_type == StorageType.LOCALFS.value and domain.host_id is not None:
             return domain.host_id, f"disk {disk.name} is on local storage of another host"
-    iso = await session.get(Disk, vm.cdrom_disk_id) if vm.cdrom_disk_id is not None else None
+    # The ISO in its drive: the running VM's (a migration), else its next run's (a start).
+    iso_id = vm.cdrom_disk_id if vm.status == VmStatus.DOWN else vm.cdrom_current_disk_id
+    iso = await session.get(Disk, iso_id) if iso_id is not None else None
     iso_domain = await session.get(StorageDomain, iso.storage_domain_id) \
         if iso is not None else None
     if iso is not None and iso_domain is not None and iso_domain.host_id is not None \

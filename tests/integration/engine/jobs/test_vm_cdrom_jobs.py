@@ -133,3 +133,30 @@ async def test_run_once_boots_from_the_cdrom_given_for_that_run_only(
     again = node.hypervisor.started_specs[vm_id]
     assert again.boot == (BootDevice.HD,)
     assert again.cdrom is not None and again.cdrom.source is None
+
+
+async def test_a_vm_with_an_iso_of_its_hosts_local_storage_in_its_drive_stays_there(
+        engine: LoopbackEngine) -> None:
+    hyp, vm_id = await _running_vm(engine)
+    await engine.add_host("h2")
+    async with engine.session() as session:
+        vm = await session.get(Vm, vm_id)
+        cluster = await session.get(Cluster, engine.cluster_id)
+        assert vm is not None and cluster is not None
+        domain = StorageDomain(id=uuid.uuid4(), name="h1-isos", storage_type="localfs",
+                               path=str(engine.directory / "h1-isos"), host_id=vm.host_id,
+                               data_center_id=cluster.data_center_id,
+                               status=StorageDomainStatus.ACTIVE)
+        session.add(domain)
+        await session.flush()
+        disk = Disk(id=uuid.uuid4(), name="local.iso", storage_domain_id=domain.id,
+                    provisioned_size=MIB, format="raw", sparse=False, status=DiskStatus.OK,
+                    image_path="images/local.iso", content_type="iso")
+        session.add(disk)
+    job_id = await _change(engine, vm_id, str(disk.id))
+    assert job_id is not None and (await engine.job(job_id)).state == "done"
+
+    with pytest.raises(Conflict, match="ISO local.iso in its cdrom is on local storage"):
+        await engine.act(vms.migrate_vm, vm_id)
+    assert (await engine.vm(vm_id)).status == VmStatus.UP
+    assert hyp._vms[vm_id].state.value == "running"
