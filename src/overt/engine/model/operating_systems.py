@@ -2,7 +2,9 @@
 defaults a VM of that type is given: machine type, disk and NIC bus, cdrom bus, memory.
 
 Ids are oVirt's (osinfo-defaults.properties), so a VM exported from oVirt or created by
-Ansible with `operating_system: rhel_9x64` keeps its type here.
+Ansible with `operating_system: rhel_9x64` keeps its type here. Overt runs every VM on
+i440fx (machine type `pc`, cdrom on IDE) today: `machine` and the buses are the type's
+recommendation, for the day a VM's machine type follows it.
 """
 
 from __future__ import annotations
@@ -47,15 +49,30 @@ def _windows(name: str, description: str) -> OperatingSystem:
 OPERATING_SYSTEMS: tuple[OperatingSystem, ...] = (
     OperatingSystem("other", "Other OS", "Other"),
     OperatingSystem("other_linux", "Linux", "Linux"),
+    OperatingSystem("other_linux_x64", "Linux x64", "Linux"),
+    OperatingSystem("freebsd", "FreeBSD", "Other"),
+    OperatingSystem("freebsdx64", "FreeBSD x64", "Other"),
+    _linux("rhel_6x64", "Red Hat Enterprise Linux 6.x x64", q35=False),
     _linux("rhel_7x64", "Red Hat Enterprise Linux 7.x x64", q35=False),
     _linux("rhel_8x64", "Red Hat Enterprise Linux 8.x x64"),
     _linux("rhel_9x64", "Red Hat Enterprise Linux 9.x x64"),
     _linux("centos_stream_9x64", "CentOS Stream 9 x64"),
+    _linux("debian_7", "Debian 7", q35=False),
+    _linux("debian_8", "Debian 8", q35=False),
+    _linux("debian_9", "Debian 9"),
+    _linux("debian_10", "Debian 10"),
     _linux("debian_11", "Debian 11"),
     _linux("debian_12x64", "Debian 12 x64"),
+    _linux("ubuntu_18_04", "Ubuntu 18.04 LTS"),
+    _linux("ubuntu_20_04", "Ubuntu 20.04 LTS"),
     _linux("ubuntu_22_04", "Ubuntu 22.04 LTS"),
     _linux("ubuntu_24_04", "Ubuntu 24.04 LTS"),
+    _linux("sles_12", "SUSE Linux Enterprise Server 12", q35=False),
     _linux("sles_15", "SUSE Linux Enterprise Server 15"),
+    _windows("windows_7x64", "Windows 7 x64"),
+    _windows("windows_8x64", "Windows 8 x64"),
+    _windows("windows_2012R2x64", "Windows 2012R2 x64"),
+    _windows("windows_2016x64", "Windows 2016 x64"),
     _windows("windows_10x64", "Windows 10 x64"),
     _windows("windows_11", "Windows 11"),
     _windows("windows_2019x64", "Windows 2019 x64"),

@@ -156,7 +156,7 @@ async def test_a_vm_with_an_iso_of_its_hosts_local_storage_in_its_drive_stays_th
     job_id = await _change(engine, vm_id, str(disk.id))
     assert job_id is not None and (await engine.job(job_id)).state == "done"
 
-    with pytest.raises(Conflict, match="ISO local.iso in its cdrom is on local storage"):
+    with pytest.raises(Conflict, match=r"ISO local\.iso in its cdrom is on local storage"):
         await engine.act(vms.migrate_vm, vm_id)
     assert (await engine.vm(vm_id)).status == VmStatus.UP
     assert hyp._vms[vm_id].state.value == "running"
