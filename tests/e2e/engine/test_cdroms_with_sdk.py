@@ -121,6 +121,13 @@ def test_bad_cdrom_changes_are_refused_and_change_nothing(
     _refused(404, service.cdroms_service().cdrom_service(str(uuid.uuid4())).get)
     assert cdrom.get().file.id == ids["b-boot.iso"]
 
+    # Nor in a run once: refused before the VM is placed anywhere.
+    once = _refused(400, service.start, vm=types.Vm(
+        os=types.OperatingSystem(boot=types.Boot(devices=[types.BootDevice.CDROM])),
+        cdroms=[types.Cdrom(file=types.File(id=ids["b-data"]))]))
+    assert "not an ISO image" in str(once)
+    assert service.get().status == types.VmStatus.DOWN
+
     # An ISO is no disk of a VM.
     attachments = service.disk_attachments_service()
     _refused(400, attachments.add, types.DiskAttachment(

@@ -63,6 +63,15 @@ async def iso_disk(session: AsyncSession, vm: Vm, file_id: str) -> Disk:
     return disk
 
 
+async def iso_host(session: AsyncSession, disk_id: uuid.UUID) -> tuple[uuid.UUID | None, str]:
+    """The host an ISO disk binds a VM to: that of its local storage domain, if it is one."""
+    disk = await lookup.get(session, Disk, disk_id)
+    domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+    if domain.storage_type == StorageType.LOCALFS.value and domain.host_id is not None:
+        return domain.host_id, f"ISO {disk.name} is on local storage of another host"
+    return None, ""
+
+
 async def update_cdrom(session: AsyncSession, jobs: JobSubmitter, vm: Vm, file_id: str | None,
                        user: User | None, *, current: bool) -> Job | None:
     """Put ISO disk `file_id` (None or empty: nothing) in the VM's cdrom; with `current`

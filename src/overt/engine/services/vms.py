@@ -334,6 +334,10 @@ async def start_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, 
     if use_cloud_init and initialization is None and not vm.initialization:
         raise InvalidInput(f"Cannot run VM {vm.name} with cloud-init: it has no initialization; "
                            "give vm.initialization with the start, or set it on the VM")
+    once = run_once or RunOnce()  # checked first: bad input changes nothing
+    boot = _boot(once.boot) if once.boot else None
+    cdrom = (await cdroms.iso_disk(session, vm, once.cdrom_file)).id if once.cdrom_file \
+        else None
     not_ready = (await session.execute(
         select(func.count()).select_from(Disk).join(DiskAttachment, DiskAttachment.disk_id == Disk.id)
         .where(DiskAttachment.vm_id == vm_id, DiskAttachment.active.is_(True),
@@ -351,13 +355,10 @@ async def start_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, 
         launching = VmStatus.RESTORING_STATE
     elif status in (VmStatus.DOWN, VmStatus.SUSPENDED):
         required, why = await required_host(session, vm)
+        if cdrom is not None and required is None:  # a run-once ISO on a host's own storage
+            required, why = await cdroms.iso_host(session, cdrom)
         host_id = await reserve_host(session, vm, required=required, required_reason=why)
         launching = VmStatus.WAIT_FOR_LAUNCH
-    once = run_once or RunOnce()
-    boot = _boot(once.boot) if once.boot else None
-    cdrom = None
-    if once.cdrom_file:
-        cdrom = (await cdroms.iso_disk(session, vm, once.cdrom_file)).id
     job = await _action_job(session, jobs, StartVm(
         vm_id=vm_id, host_id=host_id, use_cloud_init=use_cloud_init,
         initialization=initialization.to_json() if initialization is not None else None,

@@ -160,3 +160,30 @@ async def test_a_vm_with_an_iso_of_its_hosts_local_storage_in_its_drive_stays_th
         await engine.act(vms.migrate_vm, vm_id)
     assert (await engine.vm(vm_id)).status == VmStatus.UP
     assert hyp._vms[vm_id].state.value == "running"
+
+
+async def test_a_run_once_iso_on_a_hosts_local_storage_starts_the_vm_there(
+        engine: LoopbackEngine) -> None:
+    await engine.add_host("h1")
+    h2 = await engine.add_host("h2", memory_mib=1024)  # the scheduler would pick h1
+    vm_id = await engine.add_vm("installer")
+    async with engine.session() as session:
+        cluster = await session.get(Cluster, engine.cluster_id)
+        assert cluster is not None
+        domain = StorageDomain(id=uuid.uuid4(), name="h2-isos", storage_type="localfs",
+                               path=str(engine.directory / "h2-isos"), host_id=h2.host_id,
+                               data_center_id=cluster.data_center_id,
+                               status=StorageDomainStatus.ACTIVE)
+        session.add(domain)
+        await session.flush()
+        disk = Disk(id=uuid.uuid4(), name="h2.iso", storage_domain_id=domain.id,
+                    provisioned_size=MIB, format="raw", sparse=False, status=DiskStatus.OK,
+                    image_path="images/h2.iso", content_type="iso")
+        session.add(disk)
+    once = RunOnce(boot=["cdrom"], cdrom_given=True, cdrom_file=str(disk.id))
+    job = await engine.act(vms.start_vm, vm_id, run_once=once)
+    assert (await engine.job(job.id)).state == "done"
+    vm = await engine.vm_reaches(vm_id, [VmStatus.UP])
+    assert vm.host_id == h2.host_id
+    spec = h2.hypervisor.started_specs[vm_id]
+    assert spec.cdrom is not None and spec.cdrom.source is not None
