@@ -10,6 +10,7 @@ from overt.cli import (
     datacenter,
     engine,
     host,
+    iso,
     lab,
     network,
     notify,
@@ -37,6 +38,7 @@ app.add_typer(datacenter.app, name="datacenter")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(network.app, name="network")
 app.add_typer(storage.app, name="storage")
+app.add_typer(iso.app, name="iso")
 app.add_typer(pki.app, name="pki")
 app.add_typer(notify.app, name="notify")
 app.add_typer(access.user_app, name="user")

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import uuid
 import xml.etree.ElementTree as ET
@@ -259,29 +261,30 @@ EMPTY_CDROM = "00000000-0000-0000-0000-000000000000"
 
 
 @pytest.fixture(scope="module")
-def boot_iso(running_vm: tuple[sdk.Connection, types.Vm]) -> Iterator[types.Disk]:
-    """An ISO disk on the demo's local domain holding a bootable ISO (isolinux): made
-    through the API (content type iso), its bytes then written as an upload leaves them."""
+def boot_iso(demo: Demo, running_vm: tuple[sdk.Connection, types.Vm]) -> Iterator[types.Disk]:
+    """A bootable ISO (isolinux) added to the demo's local domain by `overt iso add`."""
     conn, _vm = running_vm
-    system = conn.system_service()
-    domain = system.storage_domains_service().list(search="name=local")[0]
-    image = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-iso-")) / "boot.iso"
+    image = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-iso-")) / "e2e-boot.iso"
     build_boot_iso(image)
-    disks = system.disks_service()
-    disk = disks.add(types.Disk(
-        name="e2e-boot.iso", content_type=types.DiskContentType.ISO,
-        format=types.DiskFormat.RAW, provisioned_size=max(MIB, image.stat().st_size),
-        storage_domains=[types.StorageDomain(id=domain.id)]))
+    disks = conn.system_service().disks_service()
+    disk_id = None
     try:
-        wait_until(lambda: disks.disk_service(disk.id).get().status == types.DiskStatus.OK, 60,
-                   "the ISO disk to be created")
-        [volume] = Path(domain.storage.path).glob(f"images/{disk.id}.*")
-        volume.write_bytes(image.read_bytes())
-        yield disks.disk_service(disk.id).get()
+        env = {**os.environ, "OVERT_URL": demo.url, "OVERT_PASSWORD": demo.password,
+               "OVERT_CA_FILE": str(demo.ca_file)}
+        added = subprocess.run([sys.executable, "-m", "overt", "iso", "add", str(image),
+                                "--domain", "local", "--json"], capture_output=True, text=True,
+                               env=env, timeout=300, check=False)
+        assert added.returncode == 0, added.stderr
+        disk_id = json.loads(added.stdout)["id"]
+        disk = disks.disk_service(disk_id).get()
+        assert (disk.content_type, disk.status) == (types.DiskContentType.ISO,
+                                                     types.DiskStatus.OK)
+        yield disk
     finally:
         shutil.rmtree(image.parent, ignore_errors=True)
-        with contextlib.suppress(sdk.Error):
-            disks.disk_service(disk.id).remove()
+        if disk_id is not None:
+            with contextlib.suppress(sdk.Error):
+                disks.disk_service(disk_id).remove()
 
 
 def live_cdrom(vm_id: str) -> ET.Element:
