@@ -11,6 +11,7 @@ from overt.cli import (
     disk,
     engine,
     host,
+    iso,
     lab,
     network,
     notify,
@@ -41,6 +42,7 @@ app.add_typer(cluster.app, name="cluster")
 app.add_typer(network.app, name="network")
 app.add_typer(storage.app, name="storage")
 app.add_typer(disk.app, name="disk")
+app.add_typer(iso.app, name="iso")
 app.add_typer(pki.app, name="pki")
 app.add_typer(notify.app, name="notify")
 app.add_typer(access.user_app, name="user")

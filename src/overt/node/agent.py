@@ -74,6 +74,7 @@ from overt.protocol.storage import (
     VolumeCopy,
 )
 from overt.protocol.vm import VmSpec
+from overt.protocol.vm_cdroms import VmCdromChange
 from overt.protocol.vm_nics import VmNicLink, VmNicPlug, VmNicUnplug
 
 log = logging.getLogger(__name__)
@@ -267,6 +268,8 @@ class Agent:
                 return await self._locked(vm_id, hyp.unplug_nic(vm_id, nic))
             case VmNicLink(vm_id=vm_id, nic=nic):
                 return await self._locked(vm_id, hyp.set_nic_link(vm_id, nic))
+            case VmCdromChange(vm_id=vm_id, cdrom=cdrom):
+                return await self._locked(vm_id, hyp.change_cdrom(vm_id, cdrom))
         raise NodeFailure(ErrorCode.BAD_REQUEST, f"this node does not know command {command.name}")
 
     async def _start_leased(self, vm_id: uuid.UUID, spec: VmSpec | None,

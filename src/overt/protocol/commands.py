@@ -22,6 +22,7 @@ from overt.protocol.storage import (
     VolumeCopy,
 )
 from overt.protocol.vm import DiskFormat, VmSpec, WireModel
+from overt.protocol.vm_cdroms import VmCdromChange
 from overt.protocol.vm_nics import VmNicLink, VmNicPlug, VmNicUnplug
 
 
@@ -284,6 +285,7 @@ Command = Annotated[
     | ExtentFormat
     | VmNicPlug
     | VmNicUnplug
-    | VmNicLink,
+    | VmNicLink
+    | VmCdromChange,
     Field(discriminator="name"),
 ]

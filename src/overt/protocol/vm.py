@@ -137,6 +137,14 @@ class ConfigDriveSpec(WireModel):
     network_config: str | None = Field(None, max_length=64 * 1024)
 
 
+class CdromSpec(WireModel):
+    """The VM's cdrom drive and the ISO image in it (`source` None: an empty drive). The
+    drive always exists, so media can be changed while the VM runs."""
+
+    source: DiskSource | None = None
+    bus: Literal["ide", "sata"] = "ide"  # IDE on i440fx; SATA where the machine has no IDE
+
+
 class VmSpec(WireModel):
     """Everything a node needs to run a VM. The engine's database is its source of truth."""
 
@@ -150,6 +158,7 @@ class VmSpec(WireModel):
     graphics: GraphicsSpec | None = GraphicsSpec()
     serial_log: str | None = Field(None, pattern=r"^/")  # serial console to this file
     config_drive: ConfigDriveSpec | None = None  # cloud-init data for this run
+    cdrom: CdromSpec | None = None  # the VM's own cdrom (not the config drive)
     spec_version: int = Field(1, ge=1)  # bumped by the engine on every change
     lease: LeaseSpec | None = None
 

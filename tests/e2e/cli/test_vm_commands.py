@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
+import ovirtsdk4 as sdk
 import pytest
 
 from tests.support.engine import RunningEngine, start_engine
@@ -66,3 +68,18 @@ def test_host_list_and_bad_credentials(engine: RunningEngine) -> None:
     denied = subprocess.run([sys.executable, "-m", "overt", "host", "list"], capture_output=True,
                             text=True, env=env, timeout=60, check=False)
     assert denied.returncode == 1 and "login failed" in denied.stderr
+
+
+def test_iso_add_refuses_a_file_that_is_not_an_iso(engine: RunningEngine,
+                                                   tmp_path: Path) -> None:
+    not_iso = tmp_path / "disk.qcow2"
+    not_iso.write_bytes(b"QFI\xfb" + b"\0" * 40000)
+    refused = cli(engine, "iso", "add", str(not_iso), "--domain", "local")
+    assert refused.returncode != 0
+    assert "is not an ISO 9660 image" in refused.stderr + refused.stdout
+    conn = sdk.Connection(url=engine.url, username="admin@internal", password=engine.password,
+                          ca_file=str(engine.ca_file))
+    try:
+        assert conn.system_service().disks_service().list() == []
+    finally:
+        conn.close()

@@ -1,13 +1,18 @@
-"""NICs and snapshots of a running VM through the official SDK against `overt demo` and
-real QEMU: hot-plug, link down, unplug and removal, seen in the live domain XML and in the
-API; a disk-only snapshot taken and merged live (and on a down VM), the chain on storage
-equal to the engine's."""
+"""NICs, snapshots and the cdrom of a running VM through the official SDK against `overt
+demo` and real QEMU: hot-plug, link down, unplug and removal, seen in the live domain XML
+and in the API; a disk-only snapshot taken and merged live (and on a down VM), the chain on
+storage equal to the engine's; an ISO inserted into and ejected from the running guest's
+cdrom (live XML and QEMU's block layer), and a VM with no disk booting from an ISO."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
 import subprocess
+import sys
+import tempfile
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -20,6 +25,7 @@ import pytest
 
 from overt.engine.queries.vm_spec import CONSOLE_LOG_DIR
 from overt.lab.guest import BOOT_MARKER
+from tests.support.boot_iso import ISOLINUX_BANNER, build_boot_iso
 from tests.support.demo import Demo, wait_until
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
@@ -246,4 +252,124 @@ def test_a_down_vms_snapshot_is_merged_previewed_and_restored(
         assert storage_chain(active()) == api_chain(conn, vm.id, template_disk_id(conn))
     finally:
         with contextlib.suppress(sdk.Error):
+            service.remove()
+
+
+# -- the cdrom ------------------------------------------------------------------------------
+
+EMPTY_CDROM = "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.fixture(scope="module")
+def boot_iso(demo: Demo, running_vm: tuple[sdk.Connection, types.Vm]) -> Iterator[types.Disk]:
+    """A bootable ISO (isolinux) added to the demo's local domain by `overt iso add`."""
+    conn, _vm = running_vm
+    image = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-iso-")) / "e2e-boot.iso"
+    build_boot_iso(image)
+    disks = conn.system_service().disks_service()
+    disk_id = None
+    try:
+        env = {**os.environ, "OVERT_URL": demo.url, "OVERT_PASSWORD": demo.password,
+               "OVERT_CA_FILE": str(demo.ca_file)}
+        added = subprocess.run([sys.executable, "-m", "overt", "iso", "add", str(image),
+                                "--domain", "local", "--json"], capture_output=True, text=True,
+                               env=env, timeout=300, check=False)
+        assert added.returncode == 0, added.stderr
+        disk_id = json.loads(added.stdout)["id"]
+        disk = disks.disk_service(disk_id).get()
+        assert (disk.content_type, disk.status) == (types.DiskContentType.ISO,
+                                                     types.DiskStatus.OK)
+        yield disk
+    finally:
+        shutil.rmtree(image.parent, ignore_errors=True)
+        if disk_id is not None:
+            with contextlib.suppress(sdk.Error):
+                disks.disk_service(disk_id).remove()
+
+
+def live_cdrom(vm_id: str) -> ET.Element:
+    xml = libvirt.open("qemu:///system").lookupByUUIDString(vm_id).XMLDesc()
+    [drive] = [d for d in ET.fromstring(xml).findall("devices/disk[@device='cdrom']")
+               if d.find("alias[@name='ua-cdrom']") is not None]
+    return drive
+
+
+def live_media(vm_id: str) -> str | None:
+    """The image file in the cdrom by the live XML (an ejected drive keeps a bare <source>)."""
+    source = live_cdrom(vm_id).find("source")
+    return source.get("file") if source is not None else None
+
+
+def qemu_cdrom_file(vm_id: str) -> str | None:
+    """The image QEMU's block layer has in the VM's cdrom (QMP query-block), None: empty."""
+    dom = libvirt.open("qemu:///system").lookupByUUIDString(vm_id)
+    out = subprocess.run(["virsh", "-c", "qemu:///system", "qemu-monitor-command", dom.name(),
+                          '{"execute": "query-block"}'], check=True, capture_output=True,
+                         text=True).stdout
+    for device in json.loads(out)["return"]:
+        if device.get("qdev", "").endswith("ide0-1-1") or "ua-cdrom" in device.get("qdev", ""):
+            inserted = device.get("inserted")
+            return inserted["file"] if inserted else None
+    raise AssertionError(f"QEMU has no cdrom drive of VM {dom.name()}: {out}")
+
+
+# The media change is a command over the engine's transport (direct and AMQP); the database
+# adds nothing here (the API tests run on PostgreSQL too).
+@pytest.mark.parametrize("demo", ["sqlite", pytest.param("sqlite+amqp", marks=pytest.mark.amqp)],
+                         indirect=True)
+def test_an_iso_is_inserted_into_and_ejected_from_the_running_guest(
+        running_vm: tuple[sdk.Connection, types.Vm], boot_iso: types.Disk) -> None:
+    conn, vm = running_vm
+    system = conn.system_service()
+    files = system.storage_domains_service().storage_domain_service(
+        boot_iso.storage_domains[0].id).files_service().list()
+    assert boot_iso.id in [f.id for f in files]
+    cdrom = system.vms_service().vm_service(vm.id).cdroms_service().cdrom_service(EMPTY_CDROM)
+    assert cdrom.get(current=True).file is None
+    assert live_media(vm.id) is None and qemu_cdrom_file(vm.id) is None
+
+    inserted = cdrom.update(types.Cdrom(file=types.File(id=boot_iso.id)), current=True)
+    assert inserted.file.id == boot_iso.id
+    media = live_media(vm.id)
+    assert media is not None and media.endswith(f"images/{boot_iso.id}.raw")
+    assert qemu_cdrom_file(vm.id) == media
+    assert cdrom.get(current=True).file.id == boot_iso.id
+    assert cdrom.get().file is None  # the next run's media did not change
+    events = [e.description for e in system.events_service().list(max=20)]
+    assert f"CD e2e-boot.iso was inserted into VM {vm.name}" in events
+
+    ejected = cdrom.update(types.Cdrom(file=types.File(id="")), current=True)
+    assert ejected.file is None
+    assert live_media(vm.id) is None and qemu_cdrom_file(vm.id) is None
+
+
+# One boot of a second VM is enough: booting from a cdrom does not depend on the engine's
+# database or transport.
+@pytest.mark.parametrize("demo", ["sqlite"], indirect=True)
+def test_a_vm_with_no_disk_boots_from_an_iso_when_asked(
+        demo: Demo, running_vm: tuple[sdk.Connection, types.Vm], boot_iso: types.Disk) -> None:
+    conn, _running = running_vm
+    vms = conn.system_service().vms_service()
+    vm = vms.add(types.Vm(name="e2e-installer", cluster=types.Cluster(name="Default"),
+                          template=types.Template(name="Blank"), memory=256 * MIB,
+                          os=types.OperatingSystem(type="debian_12x64")))
+    service = vms.vm_service(vm.id)
+    try:
+        service.start(vm=types.Vm(
+            os=types.OperatingSystem(boot=types.Boot(devices=[types.BootDevice.CDROM])),
+            cdroms=[types.Cdrom(file=types.File(id=boot_iso.id))]))
+        wait_until(lambda: service.get().status == types.VmStatus.UP, 90, "the VM to be up")
+        drive = live_cdrom(vm.id)
+        assert drive.find("boot").get("order") == "1"  # type: ignore[union-attr]
+        # The VM has no disk and no NIC: only the ISO's boot loader can talk.
+        serial = Path(CONSOLE_LOG_DIR) / f"{vm.id}.log"
+        wait_until(lambda: serial.exists() and ISOLINUX_BANNER in serial.read_text(), 60,
+                   "isolinux's banner on the serial console")
+        assert service.cdroms_service().cdrom_service(EMPTY_CDROM).get(
+            current=True).file.id == boot_iso.id
+        assert service.cdroms_service().cdrom_service(EMPTY_CDROM).get().file is None
+    finally:
+        demo.destroy_leftover_domains([vm.id])
+        with contextlib.suppress(sdk.Error):
+            wait_until(lambda: service.get().status == types.VmStatus.DOWN, 60, "the VM down")
             service.remove()

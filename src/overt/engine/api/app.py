@@ -24,12 +24,14 @@ from overt.engine.api.limits import BodyLimit, BodyTooLarge
 from overt.engine.api.resources import (
     activity,
     affinity_groups,
+    cdroms,
     consoles,
     host_networks,
     host_nics,
     hosts,
     identity,
     image_transfers,
+    instance_types,
     inventory,
     inventory_edits,
     networking,
@@ -80,7 +82,7 @@ def api_routes() -> ApiRoutes:
     for module in (root, vms, hosts, host_nics, inventory, inventory_edits, storage, activity,
                    statistics, vm_devices, consoles, tags, networking, host_networks,
                    identity, power_management, snapshots, templates, affinity_groups,
-                   notifications, image_transfers):
+                   notifications, image_transfers, cdroms, instance_types):
         routes.include(module.routes)
     return routes
 

@@ -8,7 +8,13 @@ from overt.engine.api.wire.parse import Node
 from overt.engine.model.errors import InvalidInput
 from overt.engine.model.status import DiskFormat, DiskInterface, NicInterface
 from overt.engine.queries.lookup import Ref
-from overt.engine.services.inputs import DiskAttachmentInput, DiskInput, NicInput, VmInput
+from overt.engine.services.inputs import (
+    DiskAttachmentInput,
+    DiskInput,
+    NicInput,
+    RunOnce,
+    VmInput,
+)
 
 
 def ref_of(node: Node | None) -> Ref | None:
@@ -27,7 +33,41 @@ def read_disk(node: Node) -> DiskInput:
         format=fmt.value if fmt else None,
         sparse=node.get_bool("sparse"),
         storage_domain=ref_of(domains[0]) if domains else None,
+        content_type=_content_type(node.get_str("content_type")),
     )
+
+
+def read_run_once(vm: Node) -> RunOnce:
+    """A start's run-once settings: `vm.os.boot.devices` and the ISO in `vm.cdroms`."""
+    boot = None
+    os_node = vm.child("os")
+    boot_node = os_node.child("boot") if os_node is not None else None
+    if boot_node is not None:
+        boot = [d.text.strip().lower() for d in boot_node.items("devices", "device")
+                if d.text and d.text.strip()]
+    cdroms = vm.items("cdroms", "cdrom")
+    if not cdroms:
+        return RunOnce(boot=boot)
+    file_node = cdroms[0].child("file")
+    file_id = None
+    if file_node is not None:
+        file_id = (file_node.attrs.get("id") or file_node.get_str("id") or "").strip() or None
+    return RunOnce(boot=boot, cdrom_given=True, cdrom_file=file_id)
+
+
+# oVirt's DiskContentType values Overt stores; the others (memory dumps, OVF stores...)
+# are the engine's own disks, not made by users.
+CONTENT_TYPES = ("data", "iso")
+
+
+def _content_type(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    value = raw.strip().lower()
+    if value not in CONTENT_TYPES:
+        raise InvalidInput(f"disk.content_type must be one of {', '.join(CONTENT_TYPES)}, "
+                           f"not {raw!r}")
+    return value
 
 
 def read_disk_attachment(node: Node) -> DiskAttachmentInput:
@@ -92,6 +132,7 @@ def read_vm(node: Node) -> VmInput:
         cores=topology.get_int("cores") if topology is not None else None,
         threads=topology.get_int("threads") if topology is not None else None,
         os_type=os_node.get_str("type") if os_node is not None else None,
+        instance_type=ref_of(node.child("instance_type")),
         boot_devices=boot,
         initialization=read_initialization(init) if init is not None else None,
         high_availability=ha.get_bool("enabled") if ha is not None else None,

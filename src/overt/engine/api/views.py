@@ -144,7 +144,7 @@ def vm(v: t.Vm, *, nics: Sequence[Representation] | None = None,
         "name": v.name, "description": v.description, "comment": v.comment,
     }
     rels = ["diskattachments", "nics", "statistics", "graphicsconsoles", "permissions",
-            "snapshots"]
+            "snapshots", "cdroms"]
     if nics is not None:
         rels.remove("nics")
     if disk_attachments is not None:
@@ -166,6 +166,7 @@ def vm(v: t.Vm, *, nics: Sequence[Representation] | None = None,
         else -1,
         "origin": "ovirt" if v.origin == "overt" else v.origin,
         "os": {"boot": {"devices": {"device": list(v.boot_devices)}}, "type": v.os_type},
+        "instance_type": ref("instancetypes", v.instance_type_id),
         "initialization": initialization_view(Initialization.from_json(v.initialization))
         if v.initialization else None,
         "placement_policy": {
@@ -219,7 +220,7 @@ def disk(d: t.Disk) -> Representation:
         "actions": actions(base, "copy", "export", "move", "refreshlun", "sparsify"),
         "name": d.name, "description": d.description,
         "link": links(base, "permissions", "statistics", "disksnapshots"),
-        "actual_size": d.actual_size, "alias": d.name, "content_type": "data",
+        "actual_size": d.actual_size, "alias": d.name, "content_type": d.content_type,
         "format": d.format, "image_id": volume_id(d.image_path, d.id), "propagate_errors": False,
         "provisioned_size": d.provisioned_size, "shareable": d.shareable, "sparse": d.sparse,
         "status": d.status, "storage_type": "image", "total_size": d.actual_size,

@@ -308,6 +308,22 @@ class Disk(Base):
     backing_disk_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("disks.id"))
     template_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("templates.id"))
     shareable: Mapped[bool] = mapped_column(default=False)
+    # oVirt's disk content type: `data` (a VM's disk) or `iso` (an ISO image for cdroms).
+    content_type: Mapped[str] = mapped_column(String(16), default="data")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class InstanceType(Base):
+    """oVirt's instance type: hardware a VM created with it takes (memory, CPU topology)."""
+
+    __tablename__ = "instance_types"
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    memory_mib: Mapped[int] = mapped_column(default=1024)
+    cpu_sockets: Mapped[int] = mapped_column(default=1)
+    cpu_cores: Mapped[int] = mapped_column(default=1)
+    cpu_threads: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -325,6 +341,14 @@ class Vm(Base):
     cpu_threads: Mapped[int] = mapped_column(default=1)
     os_type: Mapped[str] = mapped_column(String(64), default="other")
     boot_devices: Mapped[list[Any]] = mapped_column(default=lambda: ["hd"])
+    instance_type_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("instance_types.id", ondelete="SET NULL"))
+    # The ISO disk in the VM's cdrom: for its next run, and in the running VM (as the last
+    # start or live change put it there). None: an empty drive.
+    cdrom_disk_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("disks.id", ondelete="SET NULL"))
+    cdrom_current_disk_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("disks.id", ondelete="SET NULL"))
     # cloud-init (oVirt's initialization), as `model.initialization.Initialization.to_json`
     initialization: Mapped[dict[str, Any] | None] = mapped_column()
     high_availability: Mapped[bool] = mapped_column(default=False)

@@ -79,6 +79,10 @@ class StartVm(VmJob):
     # a password) is forgotten, like the console password, once the job has ended.
     use_cloud_init: bool | None = None
     initialization: dict[str, Any] | None = Field(None, repr=False)
+    # Run once: the boot order and cdrom media of this run (None: the VM's own).
+    boot: list[str] | None = None
+    cdrom_given: bool = False
+    cdrom_disk_id: uuid.UUID | None = None
 
     def host(self) -> uuid.UUID | None:
         return self.host_id
@@ -369,6 +373,20 @@ class ChangeVmNic(VmJob):
         return self.host_id
 
 
+class ChangeVmCdrom(VmJob):
+    """Put the ISO disk the service layer recorded as the running VM's current cdrom media
+    (`disk_id`; None: eject) into its drive on its host."""
+
+    kind: ClassVar[str] = "vm.cdrom"
+    max_attempts: ClassVar[int] = 3
+    disk_id: uuid.UUID | None = None
+    previous_disk_id: uuid.UUID | None = None
+    host_id: uuid.UUID | None = None
+
+    def host(self) -> uuid.UUID | None:
+        return self.host_id
+
+
 class FenceHost(JobSpec):
     """Ask a host's power management for its power status, or to start, stop or restart
     it, through its fence agents in order. Locks nothing: a fence must never wait for a job
@@ -456,7 +474,7 @@ KINDS: dict[str, type[JobSpec]] = {spec.kind: spec for spec in (
     CommitHostNetworks, CreateStorageDomain, AttachStorageDomain, DetachStorageDomain,
     ChangeVmNic, FenceHost, MigrateVm, CancelMigration, CreateTemplate, CloneVm,
     CreateSnapshot, RemoveSnapshot, RestoreSnapshot, PreviewSnapshot, EndPreview, DrainHost,
-    RecoverHost)}
+    RecoverHost, ChangeVmCdrom)}
 
 
 class UnreadableJob(Exception):

@@ -19,10 +19,11 @@ from overt.engine.db.tables import (
     VnicProfile,
 )
 from overt.engine.model.errors import Conflict
-from overt.engine.model.status import DiskStatus, StorageType
+from overt.engine.model.status import DiskStatus, StorageType, VmStatus
 from overt.engine.queries.shared_storage import extent_of, lun_of
 from overt.protocol.vm import (
     BootDevice,
+    CdromSpec,
     ConfigDriveSpec,
     CpuTopology,
     DiskBus,
@@ -70,6 +71,19 @@ async def vm_disks(session: AsyncSession, vm_id: uuid.UUID
     return [(a, d, sd) for a, d, sd in rows]
 
 
+async def cdrom_spec(session: AsyncSession, disk_id: uuid.UUID | None) -> CdromSpec:
+    """The VM's cdrom drive holding ISO disk `disk_id` (None, or a disk gone: empty). All
+    VMs run on i440fx (machine type `pc`), whose cdroms are on IDE."""
+    disk = await session.get(Disk, disk_id) if disk_id is not None else None
+    domain = await session.get(StorageDomain, disk.storage_domain_id) \
+        if disk is not None else None
+    if disk is None or domain is None:
+        return CdromSpec()
+    if disk.status != DiskStatus.OK:
+        raise Conflict(f"ISO disk {disk.name} is {disk.status}; wait until it is ok.")
+    return CdromSpec(source=disk_source(domain, disk), bus="ide")
+
+
 def console_password() -> str:
     """A VNC password nobody knows: the console opens only with a ticket's password."""
     return secrets.token_urlsafe(6)[:8]
@@ -85,7 +99,8 @@ def nic_spec(nic: VmNic, network: Network) -> NicSpec:
 async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
                         display_address: str = "0.0.0.0",  # noqa: S104
                         config_drive: ConfigDriveSpec | None = None,
-                        lease_io_timeout_s: float = 10.0) -> VmSpec:
+                        lease_io_timeout_s: float = 10.0,
+                        boot_devices: list[str] | None = None) -> VmSpec:
     """The spec a node needs to run `vm` now; refuses disks that are not ready.
 
     The same VM and password give the same spec, so a retried start is recognised by
@@ -120,14 +135,16 @@ async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
         if network is None:
             continue  # a NIC with no profile is unplugged from any network, as in oVirt
         nics.append(nic_spec(nic, network))
-    boot = tuple(BootDevice(d) for d in vm.boot_devices if d in BootDevice.__members__.values())
+    boot = tuple(BootDevice(d) for d in (boot_devices or vm.boot_devices)
+                 if d in BootDevice.__members__.values())
     return VmSpec(
         id=vm.id, name=vm.name, memory_mib=vm.memory_mib,
         cpu=CpuTopology(sockets=vm.cpu_sockets, cores=vm.cpu_cores, threads=vm.cpu_threads),
         boot=boot or (BootDevice.HD,), disks=tuple(disks), nics=tuple(nics),
         graphics=GraphicsSpec(password=vnc_password, listen=display_address),
         serial_log=f"{CONSOLE_LOG_DIR}/{vm.id}.log", spec_version=vm.spec_version,
-        config_drive=config_drive, lease=await lease_spec(session, vm, lease_io_timeout_s))
+        config_drive=config_drive, lease=await lease_spec(session, vm, lease_io_timeout_s),
+        cdrom=await cdrom_spec(session, vm.cdrom_current_disk_id))
 
 
 async def lease_spec(session: AsyncSession, vm: Vm, io_timeout_s: float = 10.0
@@ -148,6 +165,15 @@ async def required_host(session: AsyncSession, vm: Vm) -> tuple[uuid.UUID | None
     for _attachment, disk, domain in await vm_disks(session, vm.id):
         if domain.storage_type == StorageType.LOCALFS.value and domain.host_id is not None:
             return domain.host_id, f"disk {disk.name} is on local storage of another host"
+    # The ISO in its drive: the running VM's (a migration), else its next run's (a start).
+    iso_id = vm.cdrom_disk_id if vm.status == VmStatus.DOWN else vm.cdrom_current_disk_id
+    iso = await session.get(Disk, iso_id) if iso_id is not None else None
+    iso_domain = await session.get(StorageDomain, iso.storage_domain_id) \
+        if iso is not None else None
+    if iso is not None and iso_domain is not None and iso_domain.host_id is not None \
+            and iso_domain.storage_type == StorageType.LOCALFS.value:
+        return iso_domain.host_id, f"ISO {iso.name} in its cdrom is on local storage of " \
+            "another host"
     return None, ""
 
 

@@ -23,6 +23,7 @@ from overt.engine.model.status import (
     DiskStatus,
     StorageDomainStatus,
     StorageType,
+    VmStatus,
 )
 from overt.engine.model.vm_actions import VmAction, check_vm_action
 from overt.engine.queries import lookup
@@ -56,6 +57,11 @@ async def _new_disk(session: AsyncSession, data: DiskInput, *, default_name: str
     if domain.status != StorageDomainStatus.ACTIVE:
         raise Conflict(f"storage domain {domain.name} is {domain.status}, not active")
     fmt = DiskFormat(data.format) if data.format else DiskFormat.COW
+    iso = data.content_type == "iso"
+    if iso and data.format == DiskFormat.COW.value:
+        raise InvalidInput("an ISO disk is raw: give disk.format raw (or none)")
+    if iso:  # an ISO image is read by QEMU as it is: raw, filled by an upload
+        fmt = DiskFormat.RAW
     disk_id = uuid.uuid4()
     suffix = "qcow2" if fmt is DiskFormat.COW else "raw"
     image_path = await new_volume_path(session, domain, disk_id, fmt.value,
@@ -64,7 +70,8 @@ async def _new_disk(session: AsyncSession, data: DiskInput, *, default_name: str
     disk = Disk(id=disk_id, name=data.name or default_name, description=data.description or "",
                 storage_domain_id=domain.id, provisioned_size=data.provisioned_size,
                 format=fmt.value, sparse=True if data.sparse is None else data.sparse,
-                status=DiskStatus.LOCKED, image_path=image_path)
+                status=DiskStatus.LOCKED, image_path=image_path,
+                content_type=data.content_type or "data")
     session.add(disk)
     await session.flush()
     return disk
@@ -116,6 +123,9 @@ async def add_disk_attachment(session: AsyncSession, jobs: JobSubmitter, vm: Vm,
     interface = DiskInterface(data.interface) if data.interface else DiskInterface.VIRTIO
     if data.disk_ref is not None:
         disk = await lookup.resolve(session, Disk, data.disk_ref, "disk_attachment.disk")
+        if disk.content_type == "iso":
+            raise InvalidInput(f"disk {disk.name} is an ISO image: put it in the VM's cdrom "
+                               "(vms/{id}/cdroms) instead of attaching it as a disk")
         attached = (await session.execute(select(DiskAttachment).where(
             DiskAttachment.disk_id == disk.id, DiskAttachment.vm_id.is_not(None)))).scalars().first()
         if attached is not None and not disk.shareable:
@@ -183,5 +193,10 @@ async def remove_disk_job(session: AsyncSession, jobs: JobSubmitter, disk: Disk,
         DiskAttachment.disk_id == disk.id))).scalars().all()
     if users:
         raise Conflict(f"Cannot remove disk {disk.name}: it is attached to a VM or template")
+    in_drive = (await session.execute(select(Vm.name).where(
+        Vm.cdrom_current_disk_id == disk.id, Vm.status != VmStatus.DOWN))).scalars().first()
+    if in_drive is not None:
+        raise Conflict(f"Cannot remove ISO disk {disk.name}: it is in the cdrom of running VM "
+                       f"{in_drive}; eject it first.")
     await jobs.submit(session, RemoveDisk(disk_id=disk.id),
                       description=f"Removing disk {disk.name}", owner_id=user.id)

@@ -18,6 +18,16 @@ class DiskInput:
     sparse: bool | None = None
     storage_domain: Ref | None = None
     template_disk: Ref | None = None  # a thin copy of this disk
+    content_type: str | None = None  # data | iso
+
+
+@dataclass
+class RunOnce:
+    """What one start of a VM changes for that run only (oVirt's run once)."""
+
+    boot: list[str] | None = None
+    cdrom_given: bool = False
+    cdrom_file: str | None = None  # an ISO disk's id; None with cdrom_given: empty drive
 
 
 @dataclass
@@ -53,6 +63,7 @@ class VmInput:
     cores: int | None = None
     threads: int | None = None
     os_type: str | None = None
+    instance_type: Ref | None = None
     boot_devices: list[str] | None = None
     initialization: Initialization | None = None  # cloud-init, checked already
     high_availability: bool | None = None

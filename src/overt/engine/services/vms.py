@@ -15,6 +15,7 @@ from overt.engine.db.tables import (
     Disk,
     DiskAttachment,
     Host,
+    InstanceType,
     Job,
     Template,
     User,
@@ -37,6 +38,7 @@ from overt.engine.model import migration_options
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.initialization import Initialization
 from overt.engine.model.migration_options import MigrationOptions
+from overt.engine.model.operating_systems import operating_system
 from overt.engine.model.placement_policy import migration_refusal
 from overt.engine.model.status import (
     BootDevice,
@@ -50,6 +52,7 @@ from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 from overt.engine.queries.vm_spec import required_host
 from overt.engine.scheduler.loads import host_loads, reserve_host
+from overt.engine.services import cdroms
 from overt.engine.services.devices import add_disk_attachment, thin_copy
 from overt.engine.services.disk_copies import (
     CopyTarget,
@@ -57,7 +60,7 @@ from overt.engine.services.disk_copies import (
     check_sources,
     new_copy,
 )
-from overt.engine.services.inputs import NicInput, VmInput
+from overt.engine.services.inputs import NicInput, RunOnce, VmInput
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.services.vm_leases import set_vm_lease
 from overt.engine.services.vm_nics import add_nic
@@ -91,6 +94,14 @@ def _check_topology(value: int | None, what: str) -> None:
         raise InvalidInput(f"vm.cpu.topology.{what} must be between 1 and 64, not {value}")
 
 
+def check_os_type(name: str) -> str:
+    """oVirt's id of a known operating system type, else 400."""
+    if operating_system(name) is None:
+        raise InvalidInput(f"vm.os.type {name!r} is not a known operating system; see "
+                           "/operatingsystems for the types")
+    return name
+
+
 def _boot(devices: list[str]) -> list[str]:
     allowed = {d.value for d in BootDevice}
     for device in devices:
@@ -121,13 +132,16 @@ async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user:
                         (data.threads, "threads")):
         _check_topology(value, what)
     migration = migration_options.check(data.migration or MigrationOptions(), "vm.migration")
+    kind = await lookup.resolve(session, InstanceType, data.instance_type, "vm.instance_type") \
+        if data.instance_type is not None else None
     vm = Vm(
         id=uuid.uuid4(), name=data.name, description=data.description or "",
         comment=data.comment or "", cluster_id=cluster.id, template_id=template.id,
         memory_mib=memory_mib(data.memory_bytes) if data.memory_bytes is not None
         else template.memory_mib,
         cpu_sockets=data.sockets or template.cpu_sockets, cpu_cores=data.cores or template.cpu_cores,
-        cpu_threads=data.threads or template.cpu_threads, os_type=data.os_type or template.os_type,
+        cpu_threads=data.threads or template.cpu_threads, os_type=check_os_type(data.os_type) if data.os_type
+        else template.os_type,
         boot_devices=_boot(data.boot_devices) if data.boot_devices else ["hd"],
         initialization=data.initialization.to_json() if data.initialization else None,
         high_availability=bool(data.high_availability),
@@ -135,6 +149,11 @@ async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user:
         migration=migration.to_json(),
         migration_downtime_ms=migration_options.check_downtime(data.migration_downtime_ms,
                                                                "vm"))
+    if kind is not None:  # the instance type's hardware, as oVirt gives it
+        vm.instance_type_id = kind.id
+        vm.memory_mib = kind.memory_mib
+        vm.cpu_sockets, vm.cpu_cores = kind.cpu_sockets, kind.cpu_cores
+        vm.cpu_threads = kind.cpu_threads
     await set_placement_policy(session, vm, hosts=data.placement_hosts,
                                affinity=data.placement_affinity)
     await set_vm_lease(session, vm, data.lease, unset=False)
@@ -250,7 +269,7 @@ async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput, user
             setattr(vm, attr, value)
             changed = True
     if data.os_type is not None:
-        vm.os_type = data.os_type
+        vm.os_type = check_os_type(data.os_type)
     if data.boot_devices:
         vm.boot_devices, changed = _boot(data.boot_devices), True
     if data.initialization is not None:
@@ -321,7 +340,8 @@ def _ha_priority(priority: int | None, current: int) -> int:
 
 async def start_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, user: User,
                    correlation_id: str | None = None, *, use_cloud_init: bool | None = None,
-                   initialization: Initialization | None = None) -> Job:
+                   initialization: Initialization | None = None,
+                   run_once: RunOnce | None = None) -> Job:
     """Run a VM. The scheduler places it here, once: the chosen host is reserved by
     recording the VM on it (waiting for launch, or restoring) in this transaction, so a
     concurrent start sees the host's memory taken; the job's compensation releases it.
@@ -333,6 +353,10 @@ async def start_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, 
     if use_cloud_init and initialization is None and not vm.initialization:
         raise InvalidInput(f"Cannot run VM {vm.name} with cloud-init: it has no initialization; "
                            "give vm.initialization with the start, or set it on the VM")
+    once = run_once or RunOnce()  # checked first: bad input changes nothing
+    boot = _boot(once.boot) if once.boot else None
+    cdrom = (await cdroms.iso_disk(session, vm, once.cdrom_file)).id if once.cdrom_file \
+        else None
     not_ready = (await session.execute(
         select(func.count()).select_from(Disk).join(DiskAttachment, DiskAttachment.disk_id == Disk.id)
         .where(DiskAttachment.vm_id == vm_id, DiskAttachment.active.is_(True),
@@ -350,12 +374,14 @@ async def start_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, 
         launching = VmStatus.RESTORING_STATE
     elif status in (VmStatus.DOWN, VmStatus.SUSPENDED):
         required, why = await required_host(session, vm)
+        if cdrom is not None and required is None:  # a run-once ISO on a host's own storage
+            required, why = await cdroms.iso_host(session, cdrom)
         host_id = await reserve_host(session, vm, required=required, required_reason=why)
         launching = VmStatus.WAIT_FOR_LAUNCH
-    run_once = initialization.to_json() if initialization is not None else None
-    job = await _action_job(session, jobs, StartVm(vm_id=vm_id, host_id=host_id,
-                                                   use_cloud_init=use_cloud_init,
-                                                   initialization=run_once),
+    job = await _action_job(session, jobs, StartVm(
+        vm_id=vm_id, host_id=host_id, use_cloud_init=use_cloud_init,
+        initialization=initialization.to_json() if initialization is not None else None,
+        boot=boot, cdrom_given=once.cdrom_given, cdrom_disk_id=cdrom),
                             VmAction.START, "Launching VM", user, desired=VmStatus.UP,
                             correlation_id=correlation_id)
     if vm.status != status:  # the VM row is locked now; it changed since it was read

@@ -17,6 +17,7 @@ from overt.engine.web import (
     inventory,
     live,
     pages,
+    vm_cdrom,
     vm_nics,
     vms,
     vnic_profiles,
@@ -35,6 +36,7 @@ def web_routes() -> list[BaseRoute]:
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         *auth.ROUTES, *live.ROUTES, *graphs.ROUTES, *console.ROUTES,
         *vm_nics.ROUTES,  # before the VM actions' /vms/{vm_id}/{action}
+        *vm_cdrom.ROUTES,
         *vms.ROUTES, *inventory.ROUTES,
         *host_networks.ROUTES,  # before the host actions' /hosts/{host_id}/{action}
         *hosts.ROUTES,

@@ -32,6 +32,7 @@ from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 from overt.engine.services import vms as vm_service
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput, NicInput, VmInput
+from overt.engine.web.cdrom_view import cdrom_values
 from overt.engine.web.context import WebContext, page
 from overt.engine.web.pages import jobs_with_steps, recent_events
 
@@ -185,7 +186,8 @@ async def vm_values(session: AsyncSession, vm_id: uuid.UUID) -> dict[str, Any]:
             "nics_live": status in VM_ACTIONS[VmAction.HOTPLUG_NIC],
             "nics_changeable": status is VmStatus.DOWN
             or status in VM_ACTIONS[VmAction.HOTPLUG_NIC],
-            "console_ready": vm.host_id is not None and status in VM_ACTIONS[VmAction.TICKET]}
+            "console_ready": vm.host_id is not None and status in VM_ACTIONS[VmAction.TICKET],
+            **await cdrom_values(session, vm)}
 
 
 async def activity_values(session: AsyncSession, vm_id: uuid.UUID) -> dict[str, Any]:

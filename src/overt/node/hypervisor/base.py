@@ -15,7 +15,7 @@ from typing import Protocol
 from overt.protocol.commands import DiskOverlay, VmTicket
 from overt.protocol.host import HostCapabilities, VirtMode, VmStatusReport
 from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
-from overt.protocol.vm import NicSpec, VmSpec
+from overt.protocol.vm import CdromSpec, NicSpec, VmSpec
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,9 @@ class Hypervisor(Protocol):
 
     async def set_nic_link(self, vm_id: uuid.UUID, nic: NicSpec) -> VmStatusReport:
         """Set a plugged NIC's link state to `nic.linked`."""
+
+    async def change_cdrom(self, vm_id: uuid.UUID, cdrom: CdromSpec) -> VmStatusReport:
+        """Put `cdrom.source` in the running VM's cdrom drive (None: eject)."""
 
     async def disk_snapshot(self, vm_id: uuid.UUID, disks: Sequence[DiskOverlay]) -> None:
         """Make each disk's `overlay` its new active volume, atomically (already: success)."""

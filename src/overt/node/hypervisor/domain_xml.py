@@ -14,6 +14,7 @@ from pathlib import Path
 from overt.protocol.host import VirtMode
 from overt.protocol.vm import (
     BootDevice,
+    CdromSpec,
     DiskBus,
     DiskSpec,
     FileSource,
@@ -28,6 +29,10 @@ METADATA_NS = "https://overt.dev/xmlns/vm/1"
 METADATA_PREFIX = "overt"
 MACHINE_TYPE = "pc"
 CONFIG_DRIVE_ALIAS = "ua-config-drive"  # the cloud-init cdrom's libvirt alias
+CDROM_ALIAS = "ua-cdrom"  # the VM's own cdrom drive (ISO images)
+# IDE on i440fx: the config drive is the secondary master (hdc), the VM's cdrom the
+# secondary slave (hdd), so both coexist with any disk; SATA buses take the first free unit.
+_CDROM_TARGET = {"ide": "hdd", "sata": "sdz"}
 
 _DISK_PREFIX = {DiskBus.VIRTIO: "vd", DiskBus.SCSI: "sd", DiskBus.SATA: "sd"}
 
@@ -97,6 +102,8 @@ def domain_xml(spec: VmSpec, virt_mode: VirtMode, metadata: OvertMetadata, *,
     _add_disks(devices, spec.disks)
     if config_drive is not None:
         devices.append(_config_drive(config_drive))
+    if spec.cdrom is not None:
+        devices.append(_cdrom(spec.cdrom))
     for nic in spec.nics:
         devices.append(_nic(nic))
     _set_boot_order(devices, spec)
@@ -147,6 +154,25 @@ def _config_drive(path: Path) -> ET.Element:
     ET.SubElement(element, "readonly")
     ET.SubElement(element, "alias", name=CONFIG_DRIVE_ALIAS)
     return element
+
+
+def _cdrom(cdrom: CdromSpec) -> ET.Element:
+    """The VM's cdrom drive, read-only; with no source it is an empty tray (media can be
+    inserted later with libvirt's update-device)."""
+    network = cdrom.source is not None and not isinstance(cdrom.source, FileSource)
+    element = ET.Element("disk", type="network" if network else "file", device="cdrom")
+    ET.SubElement(element, "driver", name="qemu", type="raw")
+    if cdrom.source is not None:
+        _source(element, cdrom.source)
+    ET.SubElement(element, "target", dev=_CDROM_TARGET[cdrom.bus], bus=cdrom.bus)
+    ET.SubElement(element, "readonly")
+    ET.SubElement(element, "alias", name=CDROM_ALIAS)
+    return element
+
+
+def cdrom_xml(cdrom: CdromSpec) -> str:
+    """The cdrom's <disk> element, as libvirt's update-device takes it to change media."""
+    return _serialize(_cdrom(cdrom))
 
 
 def _graphics(graphics: GraphicsSpec) -> ET.Element:

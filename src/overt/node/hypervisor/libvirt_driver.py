@@ -38,6 +38,7 @@ from overt.node.hypervisor.domain_xml import (
     vnc_port,
 )
 from overt.node.hypervisor.executor import BlockingCalls
+from overt.node.hypervisor.libvirt_cdroms import LiveCdrom
 from overt.node.hypervisor.libvirt_connection import (
     LibvirtConnection,
     RawDomainEvent,
@@ -61,7 +62,7 @@ from overt.protocol import PROTOCOL_VERSION, ErrorCode
 from overt.protocol.commands import DiskOverlay, VmTicket
 from overt.protocol.host import HostCapabilities, VirtMode, VmState, VmStatusReport
 from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
-from overt.protocol.vm import NicSpec, VmSpec
+from overt.protocol.vm import CdromSpec, NicSpec, VmSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -87,6 +88,7 @@ class LibvirtHypervisor:
         self._known: dict[str, OvertMetadata] = {}  # domain uuid -> Overt's facts
         self.outgoing = OutgoingMigrations(self.calls)
         self._nics = LiveNics(self.calls)
+        self._cdrom = LiveCdrom(self.calls)
         self._disks = LiveDisks(self.calls)
 
     @property
@@ -387,6 +389,11 @@ class LibvirtHypervisor:
     async def set_nic_link(self, vm_id: uuid.UUID, nic: NicSpec) -> VmStatusReport:
         dom = await self._domain(vm_id)
         await self._nics.set_link(dom, nic)
+        return await self._report(dom)
+
+    async def change_cdrom(self, vm_id: uuid.UUID, cdrom: CdromSpec) -> VmStatusReport:
+        dom = await self._domain(vm_id)
+        await self._cdrom.change(dom, cdrom)
         return await self._report(dom)
 
     # -- disks of a running VM ---------------------------------------------------------------

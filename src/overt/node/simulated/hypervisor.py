@@ -30,7 +30,7 @@ from overt.protocol import PROTOCOL_VERSION, ErrorCode
 from overt.protocol.commands import DiskOverlay, VmTicket
 from overt.protocol.host import HostCapabilities, NicInfo, VirtMode, VmState, VmStatusReport
 from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
-from overt.protocol.vm import DiskFormat, FileSource, NicSpec, VmSpec
+from overt.protocol.vm import CdromSpec, DiskFormat, FileSource, NicSpec, VmSpec
 
 SIMULATED = "simulated"
 _ON = (VmState.RUNNING, VmState.PAUSED)
@@ -59,6 +59,7 @@ class _Vm:
     cpu_time_ns: int = 0
     since: float = field(default_factory=time.monotonic)
     nics: dict[str, NicSpec] = field(default_factory=dict)  # by MAC
+    cdrom: CdromSpec | None = None  # the drive and its media, as a cdrom change left it
     # Each file disk's chain, active volume first: a snapshot's overlay and a merge act
     # on the files themselves (qemu-img) when they exist, as QEMU would.
     chains: list[list[str]] = field(default_factory=list)
@@ -191,6 +192,7 @@ class SimulatedHypervisor:
             vm = self._vms[vm_id] = _Vm(vm_id, spec.name, spec.memory_mib, VmState.SHUTOFF,
                                         persistent=persistent, spec_version=spec.spec_version,
                                         nics={nic.mac: nic for nic in spec.nics},
+                                        cdrom=spec.cdrom,
                                         chains=[[d.source.path] for d in spec.disks
                                                 if isinstance(d.source, FileSource)])
         assert vm is not None
@@ -316,6 +318,13 @@ class SimulatedHypervisor:
         if nic.mac not in vm.nics:
             raise invalid_state(f"VM {vm.name} has no plugged NIC {nic.name} ({nic.mac})")
         vm.nics[nic.mac] = nic
+        return vm.report()
+
+    async def change_cdrom(self, vm_id: uuid.UUID, cdrom: CdromSpec) -> VmStatusReport:
+        vm = self._running(vm_id)
+        if vm.cdrom is None:
+            raise invalid_state(f"VM {vm.name} has no cdrom drive (it was started without one)")
+        vm.cdrom = cdrom
         return vm.report()
 
     # -- disks of a running VM ---------------------------------------------------------

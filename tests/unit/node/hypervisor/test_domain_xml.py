@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from overt.node.hypervisor.domain_xml import (
+    CDROM_ALIAS,
     OvertMetadata,
+    cdrom_xml,
     domain_xml,
     nic_xml,
     vnc_port,
@@ -23,6 +25,7 @@ from overt.node.hypervisor.domain_xml import (
 from overt.protocol.host import VirtMode
 from overt.protocol.vm import (
     BootDevice,
+    CdromSpec,
     CpuTopology,
     DiskBus,
     DiskFormat,
@@ -76,12 +79,20 @@ SPECS = {
                                           path="/export/sd1/images/i9/v9"),
                         bootable=True),),
         graphics=None),
+    # An installer: boots from an ISO on an NFS domain (QEMU's own NFS client), then its disk.
+    "cdrom-on-nfs": VmSpec(
+        id=VM_ID, name="installer", memory_mib=512, boot=(BootDevice.CDROM, BootDevice.HD),
+        disks=(DiskSpec(id=_id(10), source=FileSource(path="/var/lib/overt/images/i.qcow2")),),
+        cdrom=CdromSpec(source=NfsSource(server="10.77.1.10",
+                                         path="/export/sd1/images/i11/v11")),
+        graphics=None),
 }
 
 
 @pytest.mark.parametrize(("name", "mode"), [("minimal", VirtMode.QEMU), ("web", VirtMode.KVM),
                                             ("network-disks", VirtMode.QEMU),
-                                            ("thin-on-nfs", VirtMode.QEMU)])
+                                            ("thin-on-nfs", VirtMode.QEMU),
+                                            ("cdrom-on-nfs", VirtMode.QEMU)])
 def test_domain_xml_matches_its_golden_file(name: str, mode: VirtMode) -> None:
     spec = SPECS[name]
     xml = domain_xml(spec, mode, OvertMetadata(spec.id, spec.spec_version, "job-1/step-2"))
@@ -199,3 +210,29 @@ def test_the_config_drive_is_a_read_only_cdrom_nobody_boots_from() -> None:
     assert disk_orders == ["1"]
     without = ET.fromstring(domain_xml(spec, VirtMode.QEMU, OvertMetadata(spec.id, 1)))
     assert without.findall("devices/disk[@device='cdrom']") == []
+
+
+def test_the_vms_cdrom_and_the_config_drive_coexist_on_ide() -> None:
+    """Both on the i440fx's secondary IDE channel; only the VM's cdrom boots."""
+    spec = SPECS["cdrom-on-nfs"]
+    root = ET.fromstring(domain_xml(spec, VirtMode.QEMU, OvertMetadata(spec.id, 1),
+                                    config_drive=Path("/var/lib/overt/config-drives/x.iso")))
+    drives = {d.find("alias").get("name"): d  # type: ignore[union-attr]
+              for d in root.findall("devices/disk[@device='cdrom']")}
+    assert set(drives) == {"ua-config-drive", CDROM_ALIAS}
+    cdrom = drives[CDROM_ALIAS]
+    assert cdrom.get("type") == "network"
+    assert cdrom.find("target").attrib == {"dev": "hdd", "bus": "ide"}  # type: ignore[union-attr]
+    assert cdrom.find("boot").get("order") == "1"  # type: ignore[union-attr]
+    assert drives["ua-config-drive"].find("boot") is None
+    assert root.find("devices/disk[@device='disk']/boot").get("order") == "2"  # type: ignore[union-attr]
+
+
+def test_an_empty_cdrom_drive_has_no_source_and_media_change_xml_names_the_drive() -> None:
+    empty = ET.fromstring(cdrom_xml(CdromSpec()))
+    assert (empty.get("type"), empty.get("device"), empty.find("source")) == \
+        ("file", "cdrom", None)
+    assert empty.find("alias").get("name") == CDROM_ALIAS  # type: ignore[union-attr]
+    local = ET.fromstring(cdrom_xml(CdromSpec(source=FileSource(path="/sd/images/x.iso"))))
+    assert local.find("source").get("file") == "/sd/images/x.iso"  # type: ignore[union-attr]
+    assert local.find("readonly") is not None

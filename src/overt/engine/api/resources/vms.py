@@ -13,7 +13,13 @@ from overt.engine.api import views
 from overt.engine.api.authorization import require_permit
 from overt.engine.api.context import ApiContext, href
 from overt.engine.api.initialization import read_initialization, sealed_initialization
-from overt.engine.api.readers import read_disk_attachment, read_nic, read_vm, ref_of
+from overt.engine.api.readers import (
+    read_disk_attachment,
+    read_nic,
+    read_run_once,
+    read_vm,
+    ref_of,
+)
 from overt.engine.api.resources import consoles as console_resources
 from overt.engine.api.resources import vm_devices
 from overt.engine.api.resources.common import (
@@ -39,7 +45,7 @@ from overt.engine.queries import lookup
 from overt.engine.services import consoles, devices, vm_nics
 from overt.engine.services import identity as identity_service
 from overt.engine.services import vms as vm_service
-from overt.engine.services.inputs import VmInput
+from overt.engine.services.inputs import RunOnce, VmInput
 from overt.engine.services.jobs import wait_for_job
 
 routes = ApiRoutes()
@@ -210,7 +216,7 @@ def _correlation(ctx: ApiContext) -> str | None:
 @routes.post("/vms/{vm_id}/start")
 async def start(ctx: ApiContext) -> Response:
     """oVirt's start; with `use_cloud_init` and a `vm.initialization`, its run once."""
-    use_cloud_init, initialization = None, None
+    use_cloud_init, initialization, run_once = None, None, RunOnce()
     if (await ctx.request.body()).strip():
         action = await ctx.body("action")
         use_cloud_init = action.get_bool("use_cloud_init")
@@ -219,9 +225,12 @@ async def start(ctx: ApiContext) -> Response:
         if init_node is not None:
             initialization = sealed_initialization(read_initialization(init_node),
                                                    ctx.services.secrets)
+        if vm_node is not None:
+            run_once = read_run_once(vm_node)
     job = await vm_service.start_vm(ctx.session, ctx.services.jobs, ctx.id_param("vm_id"),
                                     ctx.user, correlation_id=_correlation(ctx),
-                                    use_cloud_init=use_cloud_init, initialization=initialization)
+                                    use_cloud_init=use_cloud_init, initialization=initialization,
+                                    run_once=run_once)
     return action_done(ctx, job)
 
 

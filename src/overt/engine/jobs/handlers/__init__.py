@@ -20,6 +20,7 @@ from overt.engine.jobs.handlers import (
     snapshot_restore,
     snapshots,
     storage_domains,
+    vm_cdroms,
     vm_migrate,
     vm_nics,
     vm_start,
@@ -32,7 +33,7 @@ UNITS: dict[type[JobSpec], Unit[Any]] = {
     **host_refresh.UNITS, **host_networks.UNITS, **storage_domains.UNITS,
     **vm_nics.UNITS, **fencing.UNITS, **vm_migrate.UNITS, **disk_copies.UNITS,
     **snapshots.UNITS, **snapshot_restore.UNITS, **snapshot_preview.UNITS,
-    **host_maintenance.UNITS, **host_recovery.UNITS}
+    **host_maintenance.UNITS, **host_recovery.UNITS, **vm_cdroms.UNITS}
 
 _missing = set(KINDS.values()) - set(UNITS)
 if _missing:  # a kind nobody can run would fail every job of it: refuse to start instead

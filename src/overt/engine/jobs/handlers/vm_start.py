@@ -51,11 +51,14 @@ async def start_vm(ctx: JobContext, spec: StartVm) -> dict[str, Any]:
             spec = spec.model_copy(update={"vnc_password": console_password()})
             await queue.store_spec(session, ctx.job.id, spec)
         host = await lookup.get(session, Host, host_id)
+        # The run's cdrom media: the run-once one, else the VM's next-run configuration.
+        vm.cdrom_current_disk_id = spec.cdrom_disk_id if spec.cdrom_given else vm.cdrom_disk_id
         # The console listens where the engine reaches the host, and only there.
         vm_spec = await build_vm_spec(session, vm, vnc_password=spec.vnc_password or "",
                                       display_address=host.address,
                                       config_drive=_config_drive(ctx, spec, vm),
-                                      lease_io_timeout_s=ctx.services.settings.lease_io_timeout_s)
+                                      lease_io_timeout_s=ctx.services.settings.lease_io_timeout_s,
+                                      boot_devices=spec.boot)
         restore_from = vm.saved_state_path if vm.status == VmStatus.RESTORING_STATE \
             else None
     if host.status != HostStatus.UP:
