@@ -65,6 +65,7 @@ from overt.protocol.storage import (
     ExtentFormat,
     LunMetadataWrite,
     LunRead,
+    SharedVolumeCommit,
     SharedVolumeCreate,
     SharedVolumeDelete,
     StorageDomainCreate,
@@ -250,7 +251,7 @@ class Agent:
             case HostCommitNetworks():
                 return await self._host_networks().commit()
             case (StorageDomainCreate() | StorageDomainUpdate() | StorageDomainScan()
-                  | SharedVolumeCreate() | SharedVolumeDelete()):
+                  | SharedVolumeCreate() | SharedVolumeCommit() | SharedVolumeDelete()):
                 return await self.shared_storage.execute(command)
             case VolumeCopy():
                 return await copies.copy_volume(command, self.volumes)

@@ -137,6 +137,22 @@ class VolumeCopy(WireModel):
     sparse: bool = True
 
 
+class SharedVolumeCommit(_StorageCommand):
+    """Merge volume `top` of an NFS domain's image into `base`, its backing volume
+    (qemu-img commit over nfs://); `child`, the volume over `top` if any, is rebased onto
+    `base`, and the `.meta` files follow (the child's PUUID, the base's VOLTYPE). `top`
+    stays for the engine to delete once it has recorded the new chain: safe to repeat."""
+
+    name: Literal["storage.volume_commit"] = "storage.volume_commit"
+    result: ClassVar[type[SharedVolumeInfo]] = SharedVolumeInfo
+    domain_id: UUID
+    image_id: UUID
+    top_id: UUID
+    base_id: UUID
+    base_format: DiskFormat = DiskFormat.QCOW2
+    child_id: UUID | None = None
+
+
 class SharedVolumeDelete(_StorageCommand):
     name: Literal["storage.volume_delete"] = "storage.volume_delete"
     result: ClassVar[type[Removed]] = Removed
@@ -153,6 +169,14 @@ class IscsiLunRef(WireModel):
     portal: str = Field(pattern=SERVER)  # host or host:port
     target: str = Field(pattern=IQN)
     lun: int = Field(ge=0, le=16383)
+
+
+class ExtentRef(WireModel):
+    """A volume of an iSCSI domain: an extent of its LUN and the image format in it."""
+
+    offset: int = Field(ge=METADATA_AREA)
+    size: int = Field(gt=0)
+    format: DiskFormat = DiskFormat.QCOW2
 
 
 class LunContents(WireModel):
@@ -190,8 +214,11 @@ class ExtentFormat(WireModel):
     size: int = Field(gt=0)
     format: DiskFormat = DiskFormat.QCOW2
     virtual_size: int = Field(gt=0)
+    # A thin volume: a qcow2 layer over another extent of the same LUN (a template's
+    # disk), which its header names as its backing (QEMU's json: image options).
+    backing: ExtentRef | None = None
 
 
 StorageCommand = (StorageDomainCreate | StorageDomainUpdate | StorageDomainScan
-                  | SharedVolumeCreate | SharedVolumeDelete)
+                  | SharedVolumeCreate | SharedVolumeCommit | SharedVolumeDelete)
 LunCommand = LunRead | LunMetadataWrite | ExtentFormat
