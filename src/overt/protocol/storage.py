@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from overt.protocol.vm import DiskFormat, FileSource, NfsSource, WireModel
+from overt.protocol.vm import DiskFormat, FileSource, IscsiSource, NfsSource, WireModel
 
 # An NFS server as a host name or address, and an export path: no URL syntax inside.
 SERVER = r"^[A-Za-z0-9]([A-Za-z0-9.:\-]{0,253})$"
@@ -122,21 +122,6 @@ class NfsVolumeTarget(WireModel):
     metadata: dict[str, str] = Field(default_factory=dict)
 
 
-class VolumeCopy(WireModel):
-    """A full, flattened copy of an image (its whole backing chain read through) into a
-    new image: a file of the node's storage or a volume of an NFS domain (qemu-img
-    convert). A target left half-written by an earlier try is written again."""
-
-    name: Literal["volume.copy"] = "volume.copy"
-    result: ClassVar[type[SharedVolumeInfo]] = SharedVolumeInfo
-    mutates: ClassVar[bool] = True
-    source: FileSource | NfsSource = Field(discriminator="kind")
-    target: FileSource | NfsVolumeTarget = Field(discriminator="kind")
-    format: DiskFormat = DiskFormat.QCOW2
-    size_bytes: int = Field(gt=0)
-    sparse: bool = True
-
-
 class SharedVolumeCommit(_StorageCommand):
     """Merge volume `top` of an NFS domain's image into `base`, its backing volume
     (qemu-img commit over nfs://); `child`, the volume over `top` if any, is rebased onto
@@ -177,6 +162,30 @@ class ExtentRef(WireModel):
     offset: int = Field(ge=METADATA_AREA)
     size: int = Field(gt=0)
     format: DiskFormat = DiskFormat.QCOW2
+
+
+class IscsiExtentTarget(WireModel):
+    """A new volume of an iSCSI domain: an extent of its LUN, the engine's allocation."""
+
+    kind: Literal["iscsi_extent"] = "iscsi_extent"
+    lun: IscsiLunRef
+    offset: int = Field(ge=METADATA_AREA)
+    size: int = Field(gt=0)
+
+
+class VolumeCopy(WireModel):
+    """A full, flattened copy of an image (its whole backing chain read through) into a
+    new image: a file of the node's storage or a volume of an NFS domain (qemu-img
+    convert). A target left half-written by an earlier try is written again."""
+
+    name: Literal["volume.copy"] = "volume.copy"
+    result: ClassVar[type[SharedVolumeInfo]] = SharedVolumeInfo
+    mutates: ClassVar[bool] = True
+    source: FileSource | NfsSource | IscsiSource = Field(discriminator="kind")
+    target: FileSource | NfsVolumeTarget | IscsiExtentTarget = Field(discriminator="kind")
+    format: DiskFormat = DiskFormat.QCOW2
+    size_bytes: int = Field(gt=0)
+    sparse: bool = True
 
 
 class LunContents(WireModel):

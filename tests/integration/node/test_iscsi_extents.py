@@ -14,9 +14,17 @@ from pathlib import Path
 import pytest
 
 from overt.node.errors import NodeFailure
-from overt.node.storage import iscsi_domain
-from overt.protocol.storage import METADATA_AREA, ExtentFormat, ExtentRef, IscsiLunRef
-from overt.protocol.vm import DiskFormat
+from overt.node.storage import copies, iscsi_domain
+from overt.node.storage.local import LocalVolumes
+from overt.protocol.storage import (
+    METADATA_AREA,
+    ExtentFormat,
+    ExtentRef,
+    IscsiExtentTarget,
+    IscsiLunRef,
+    VolumeCopy,
+)
+from overt.protocol.vm import DiskFormat, FileSource, IscsiSource
 
 MIB = 1 << 20
 LUN = IscsiLunRef(portal="10.9.9.9", target="iqn.2026-11.dev.overt:lun", lun=1)
@@ -77,3 +85,45 @@ async def test_a_thin_extent_reads_its_template_extent_and_keeps_its_own_writes(
         await iscsi_domain.execute(ExtentFormat(
             lun=LUN, offset=base.offset + MIB, size=16 * MIB, virtual_size=8 * MIB,
             backing=base))
+
+
+async def test_a_full_copy_reads_a_thin_extent_through_and_writes_an_extent_of_its_own(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    lun_file = tmp_path / "lun1.img"
+    await asyncio.to_thread(subprocess.run, ["truncate", "-s", str(64 * MIB), str(lun_file)],
+                            check=True)
+    window = _file_window(lun_file)
+    monkeypatch.setattr(iscsi_domain, "window", window)
+    monkeypatch.setattr(iscsi_domain, "lun_url", lambda lun: str(lun_file))
+    volumes = LocalVolumes(tmp_path / "images")
+    image = tmp_path / "images" / "guest.qcow2"
+    image.parent.mkdir()
+    await asyncio.to_thread(subprocess.run, ["qemu-img", "create", "-q", "-f", "qcow2",
+                                             str(image), str(8 * MIB)], check=True)
+    await asyncio.to_thread(_io, f"driver=qcow2,file.driver=file,file.filename={image}",
+                            "write -P 0x11 0 64k")
+
+    # A file into an extent (a template made from a VM on local storage), ...
+    template = IscsiExtentTarget(lun=LUN, offset=METADATA_AREA, size=16 * MIB)
+    await copies.copy_volume(VolumeCopy(source=FileSource(path=str(image)), target=template,
+                                        size_bytes=8 * MIB), volumes)
+    # ... a thin extent over it with writes of its own, then that flattened to a third.
+    thin_at = template.offset + template.size
+    await iscsi_domain.execute(ExtentFormat(
+        lun=LUN, offset=thin_at, size=16 * MIB, virtual_size=8 * MIB,
+        backing=ExtentRef(offset=template.offset, size=template.size)))
+    await asyncio.to_thread(_io, window(LUN, thin_at, 16 * MIB, DiskFormat.QCOW2),
+                            "write -P 0x22 64k 64k")
+    clone = IscsiExtentTarget(lun=LUN, offset=thin_at + 16 * MIB, size=16 * MIB)
+    made = await copies.copy_volume(VolumeCopy(
+        source=IscsiSource(portal=LUN.portal, target=LUN.target, lun=LUN.lun, offset=thin_at,
+                           size=16 * MIB), target=clone, size_bytes=8 * MIB), volumes)
+    assert (made.format, made.virtual_size) == (DiskFormat.QCOW2, 8 * MIB)
+    clone_opts = window(LUN, clone.offset, clone.size, DiskFormat.QCOW2)
+    info = json.loads((await asyncio.to_thread(
+        subprocess.run, ["qemu-img", "info", "-U", "--output=json", "--image-opts", clone_opts],
+        check=True, capture_output=True, text=True)).stdout)
+    assert "backing-filename" not in info  # a clone stands on its own
+    for pattern, offset in ((0x11, "0"), (0x22, "64k")):
+        assert "Pattern verification failed" not in await asyncio.to_thread(
+            _io, clone_opts, f"read -P {pattern:#x} {offset} 64k")

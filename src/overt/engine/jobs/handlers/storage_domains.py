@@ -374,7 +374,7 @@ async def create_volume(ctx: JobContext, domain: StorageDomain, disk: Disk, *,
                 format=DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW,
                 virtual_size=disk.provisioned_size, backing=under), SharedVolumeInfo,
                 key=ctx.key("create"), timeout_s=600)
-            await _write_lun_metadata(ctx, domain, host, key="create-md")
+            await write_lun_metadata(ctx, domain, host, key="create-md")
         return made
     description = json.dumps({"DiskAlias": disk.name, "DiskDescription": disk.description})
     async with ctx.step(f"Creating disk {disk.name} on storage domain {domain.name}",
@@ -392,7 +392,7 @@ async def create_volume(ctx: JobContext, domain: StorageDomain, disk: Disk, *,
             SharedVolumeInfo, key=ctx.key("create"), timeout_s=600)
 
 
-async def _write_lun_metadata(ctx: JobContext, domain: StorageDomain, host: Host, *, key: str,
+async def write_lun_metadata(ctx: JobContext, domain: StorageDomain, host: Host, *, key: str,
                               without: uuid.UUID | None = None) -> None:
     async with ctx.transaction() as session:
         fresh = await lookup.get(session, StorageDomain, domain.id)
@@ -408,7 +408,7 @@ async def remove_volume(ctx: JobContext, domain: StorageDomain, disk: Disk, *,
     image_id, volume_id = split_volume_path(disk.image_path)
     if extent_of(disk.image_path) is not None:
         async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
-            await _write_lun_metadata(ctx, domain, host, key=f"{key}-md", without=disk.id)
+            await write_lun_metadata(ctx, domain, host, key=f"{key}-md", without=disk.id)
         return  # the extent is released with the disk's row (overt.engine.jobs.handlers.disks)
     async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
         await ctx.nodes.call(
