@@ -188,7 +188,7 @@ async def _import(ctx: JobContext, domain: StorageDomain, host: Host) -> dict[st
         row.storage_uuid = contents.domain.id
         _settle(row, contents.domain, StorageDomainStatus.UNATTACHED)
         for volume in contents.volumes:
-            if _image_leaf(volume, contents.volumes) and await _adopt(session, row, volume):
+            if is_image_leaf(volume, contents.volumes) and await _adopt(session, row, volume):
                 imported += 1
         audit.record(session, f"Storage Domain {row.name} was imported from "
                      f"{row.address}:{row.path} with {imported} disk(s)",
@@ -197,7 +197,7 @@ async def _import(ctx: JobContext, domain: StorageDomain, host: Host) -> dict[st
     return {"disks": imported}
 
 
-def _image_leaf(volume: StoredVolume, volumes: list[StoredVolume]) -> bool:
+def is_image_leaf(volume: StoredVolume, volumes: list[StoredVolume]) -> bool:
     """Whether `volume` is the leaf of a whole image: not under a snapshot's volume, and
     its chain (its snapshots' volumes, in the same image) reaches the image's base."""
     if volume.metadata.get("VOLTYPE") == "INTERNAL":
@@ -218,7 +218,7 @@ def _image_leaf(volume: StoredVolume, volumes: list[StoredVolume]) -> bool:
 
 
 async def _adopt(session: Any, domain: StorageDomain, volume: StoredVolume) -> bool:
-    """A disk row for an image's leaf volume found on storage (`_image_leaf`) whose
+    """A disk row for an image's leaf volume found on storage (`is_image_leaf`) whose
     metadata says it is legal; the disk keeps its image id, as in oVirt. The volumes
     under the leaf stay its backing chain on storage (the snapshots themselves, VM
     configuration, are not on the domain)."""
