@@ -218,8 +218,8 @@ class NfsDomains:
         if backing.rstrip("/").rsplit("/", 1)[-1] != str(command.base_id):
             raise NodeFailure(ErrorCode.BAD_REQUEST, f"{base} is not the backing volume of "
                               f"{top} (it is {backing or 'none'})")
-        await _qemu_img(["qemu-img", "commit", "-q", "-d", "-f", "qcow2", top_url],
-                        f"merging volume {top} into {base}")
+        await _qemu_img(["qemu-img", "commit", "-q", "-d", _commit_spec(
+            top_url, command.base_format)], f"merging volume {top} into {base}")
         if command.child_id is not None:
             child = f"{image}/{command.child_id}"
             await _qemu_img(["qemu-img", "rebase", "-q", "-u", "-f", "qcow2", "-b", base_url,
@@ -260,6 +260,19 @@ def finish_volume(storage: NfsExportRef, relative: str, meta: dict[str, str]) ->
     with _mounted(storage) as nfs:
         nfs.write_bytes(f"/{relative}.lease", b"", mode=0o660)
         nfs.write_bytes(f"/{relative}.meta", render_metadata(meta, checksum=False, eof=True))
+
+
+def _commit_spec(top_url: str, base_format: DiskFormat) -> str:
+    """`top` as a json: image whose backing opens read-write from the start: QEMU's NFS
+    driver cannot reopen a read-only image read-write, as `qemu-img commit` would."""
+    if top_url.startswith("nfs://"):
+        server, _, path = top_url.removeprefix("nfs://").partition("/")
+        file: dict[str, object] = {"driver": "nfs", "server": {"type": "inet", "host": server},
+                                   "path": f"/{path}"}
+    else:  # an export kept as a local directory (the fast lane)
+        file = {"driver": "file", "filename": top_url}
+    return "json:" + json.dumps({"driver": "qcow2", "file": file, "backing": {
+        "driver": base_format.value, "read-only": False}}, separators=(",", ":"))
 
 
 def update_meta(storage: NfsExportRef, relative: str, changes: dict[str, str]) -> None:
