@@ -115,9 +115,8 @@ async def add_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UU
                         status="locked")
     session.add(snapshot)
     await session.flush()
-    overlays = {str(d.id): new_volume_path(d, sd, uuid.uuid4()) for d, sd in disks}
     job = await jobs.submit(session, CreateSnapshot(vm_id=vm.id, snapshot_id=snapshot.id,
-                                                    overlays=overlays),
+                                                    overlays=_overlays(disks)),
                             description=f"Creating VM Snapshot {description} for VM {vm.name}",
                             owner_id=user.id)
     audit.record(session, f"Snapshot '{description}' creation for VM {vm.name} was initiated "
