@@ -66,6 +66,7 @@ from overt.protocol.storage import (
     ExtentFormat,
     LunMetadataWrite,
     LunRead,
+    SharedVolumeCommit,
     SharedVolumeCreate,
     SharedVolumeDelete,
     StorageDomainCreate,
@@ -256,7 +257,7 @@ class Agent:
             case HostCommitNetworks():
                 return await self._host_networks().commit()
             case (StorageDomainCreate() | StorageDomainUpdate() | StorageDomainScan()
-                  | SharedVolumeCreate() | SharedVolumeDelete()):
+                  | SharedVolumeCreate() | SharedVolumeCommit() | SharedVolumeDelete()):
                 return await self.shared_storage.execute(command)
             case VolumeCopy():
                 return await copies.copy_volume(command, self.volumes)

@@ -14,6 +14,7 @@ from overt.protocol.storage import (
     ExtentFormat,
     LunMetadataWrite,
     LunRead,
+    SharedVolumeCommit,
     SharedVolumeCreate,
     SharedVolumeDelete,
     StorageDomainCreate,
@@ -278,6 +279,7 @@ Command = Annotated[
     | StorageDomainUpdate
     | StorageDomainScan
     | SharedVolumeCreate
+    | SharedVolumeCommit
     | SharedVolumeDelete
     | VolumeCopy
     | LunRead

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from overt.protocol.vm import DiskFormat, FileSource, NfsSource, WireModel
+from overt.protocol.vm import DiskFormat, FileSource, IscsiSource, NfsSource, WireModel
 
 # An NFS server as a host name or address, and an export path: no URL syntax inside.
 SERVER = r"^[A-Za-z0-9]([A-Za-z0-9.:\-]{0,253})$"
@@ -122,19 +122,20 @@ class NfsVolumeTarget(WireModel):
     metadata: dict[str, str] = Field(default_factory=dict)
 
 
-class VolumeCopy(WireModel):
-    """A full, flattened copy of an image (its whole backing chain read through) into a
-    new image: a file of the node's storage or a volume of an NFS domain (qemu-img
-    convert). A target left half-written by an earlier try is written again."""
+class SharedVolumeCommit(_StorageCommand):
+    """Merge volume `top` of an NFS domain's image into `base`, its backing volume
+    (qemu-img commit over nfs://); `child`, the volume over `top` if any, is rebased onto
+    `base`, and the `.meta` files follow (the child's PUUID, the base's VOLTYPE). `top`
+    stays for the engine to delete once it has recorded the new chain: safe to repeat."""
 
-    name: Literal["volume.copy"] = "volume.copy"
+    name: Literal["storage.volume_commit"] = "storage.volume_commit"
     result: ClassVar[type[SharedVolumeInfo]] = SharedVolumeInfo
-    mutates: ClassVar[bool] = True
-    source: FileSource | NfsSource = Field(discriminator="kind")
-    target: FileSource | NfsVolumeTarget = Field(discriminator="kind")
-    format: DiskFormat = DiskFormat.QCOW2
-    size_bytes: int = Field(gt=0)
-    sparse: bool = True
+    domain_id: UUID
+    image_id: UUID
+    top_id: UUID
+    base_id: UUID
+    base_format: DiskFormat = DiskFormat.QCOW2
+    child_id: UUID | None = None
 
 
 class SharedVolumeDelete(_StorageCommand):
@@ -153,6 +154,38 @@ class IscsiLunRef(WireModel):
     portal: str = Field(pattern=SERVER)  # host or host:port
     target: str = Field(pattern=IQN)
     lun: int = Field(ge=0, le=16383)
+
+
+class ExtentRef(WireModel):
+    """A volume of an iSCSI domain: an extent of its LUN and the image format in it."""
+
+    offset: int = Field(ge=METADATA_AREA)
+    size: int = Field(gt=0)
+    format: DiskFormat = DiskFormat.QCOW2
+
+
+class IscsiExtentTarget(WireModel):
+    """A new volume of an iSCSI domain: an extent of its LUN, the engine's allocation."""
+
+    kind: Literal["iscsi_extent"] = "iscsi_extent"
+    lun: IscsiLunRef
+    offset: int = Field(ge=METADATA_AREA)
+    size: int = Field(gt=0)
+
+
+class VolumeCopy(WireModel):
+    """A full, flattened copy of an image (its whole backing chain read through) into a
+    new image: a file of the node's storage or a volume of an NFS domain (qemu-img
+    convert). A target left half-written by an earlier try is written again."""
+
+    name: Literal["volume.copy"] = "volume.copy"
+    result: ClassVar[type[SharedVolumeInfo]] = SharedVolumeInfo
+    mutates: ClassVar[bool] = True
+    source: FileSource | NfsSource | IscsiSource = Field(discriminator="kind")
+    target: FileSource | NfsVolumeTarget | IscsiExtentTarget = Field(discriminator="kind")
+    format: DiskFormat = DiskFormat.QCOW2
+    size_bytes: int = Field(gt=0)
+    sparse: bool = True
 
 
 class LunContents(WireModel):
@@ -190,8 +223,11 @@ class ExtentFormat(WireModel):
     size: int = Field(gt=0)
     format: DiskFormat = DiskFormat.QCOW2
     virtual_size: int = Field(gt=0)
+    # A thin volume: a qcow2 layer over another extent of the same LUN (a template's
+    # disk), which its header names as its backing (QEMU's json: image options).
+    backing: ExtentRef | None = None
 
 
 StorageCommand = (StorageDomainCreate | StorageDomainUpdate | StorageDomainScan
-                  | SharedVolumeCreate | SharedVolumeDelete)
+                  | SharedVolumeCreate | SharedVolumeCommit | SharedVolumeDelete)
 LunCommand = LunRead | LunMetadataWrite | ExtentFormat

@@ -76,6 +76,13 @@ class IscsiSource(WireModel):
 DiskSource = Annotated[FileSource | NfsSource | IscsiSource, Field(discriminator="kind")]
 
 
+class BackingLayer(WireModel):
+    """One volume of a disk's backing chain."""
+
+    source: DiskSource
+    format: DiskFormat = DiskFormat.QCOW2
+
+
 class DiskSpec(WireModel):
     id: UUID
     source: DiskSource
@@ -88,6 +95,9 @@ class DiskSpec(WireModel):
     # libvirt rather than probed, which it cannot do over QEMU's own NFS client.
     backing: DiskSource | None = None
     backing_format: DiskFormat = DiskFormat.QCOW2
+    # A disk with snapshots on shared storage: the volumes under `source`, nearest first,
+    # given to libvirt for the same reason; `backing` (a template's disk) lies under them.
+    chain: tuple[BackingLayer, ...] = ()
 
 
 class LeaseSpec(WireModel):

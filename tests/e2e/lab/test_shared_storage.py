@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -305,8 +305,10 @@ def _boot_disk(storage_lab: StorageLab, site: Site, domain_id: str, guest: Guest
         conn.close()
 
 
-def _run_on(site: Site, vm_name: str, node: str, protocol: str = "nfs") -> None:
-    """Start the VM pinned to `node`; it boots there from its shared disk."""
+def _run_on(site: Site, vm_name: str, node: str, protocol: str = "nfs",
+            while_up: Callable[[sdk.Connection, str], None] | None = None) -> None:
+    """Start the VM pinned to `node`; it boots there from its shared disk (`while_up`
+    is called with the VM's id once it has booted, before it is stopped)."""
     conn = site.connect()
     try:
         vms = conn.system_service().vms_service()
@@ -325,6 +327,8 @@ def _run_on(site: Site, vm_name: str, node: str, protocol: str = "nfs") -> None:
         assert f"protocol='{protocol}'" in xml or f'protocol="{protocol}"' in xml
         wait_until(lambda: log.exists() and BOOT_MARKER in log.read_text(errors="replace"),
                    180, f"the guest to boot from its {protocol} disk on {node}")
+        if while_up is not None:
+            while_up(conn, vm.id)
         service.stop()
         wait_until(lambda: service.get().status == types.VmStatus.DOWN, 120, "the VM to stop")
     finally:
@@ -455,6 +459,153 @@ def test_an_iscsi_domain_holds_a_disk_that_boots_a_vm_on_either_node(
         "qemu-img", "check", "-q", "--image-opts", extent]), capture_output=True, text=True,
         check=False, timeout=120)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def _nfs_volumes(storage_lab: StorageLab, domain_id: str, disk_id: str
+                 ) -> dict[str, dict[str, str]]:
+    """The volumes of a disk's image on the export, with their `.meta`."""
+    image_dir = storage_lab.export_dir / domain_id / "images" / disk_id
+    return {p.name: parse_metadata((image_dir / f"{p.name}.meta").read_text())
+            for p in image_dir.iterdir() if _is_uuid(p.name)}
+
+
+def _leaf_url(storage_lab: StorageLab, domain_id: str, disk_id: str) -> str:
+    [leaf] = [v for v, meta in _nfs_volumes(storage_lab, domain_id, disk_id).items()
+              if meta["VOLTYPE"] == "LEAF"]
+    return f"nfs://{storage_lab.nfs_address}/export/{domain_id}/images/{disk_id}/{leaf}"
+
+
+def _qemu_io(storage_lab: StorageLab, url: str, command: str) -> str:
+    """qemu-io on node1 over QEMU's NFS client; its output (fails on an error)."""
+    done = subprocess.run(storage_lab.lab.exec_argv("node1", [
+        "qemu-io", "-f", "qcow2", "-c", command, url]), capture_output=True, text=True,
+        check=False, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def _mbr(storage_lab: StorageLab, url: str) -> list[str]:
+    """The disk's first sector as qemu-io dumps it (the guest's boot code)."""
+    dump = _qemu_io(storage_lab, url, "read -v 0 512").splitlines()
+    return [line for line in dump if line.startswith("000")]
+
+
+def _holds_marker(storage_lab: StorageLab, url: str) -> bool:
+    """Whether the volume (with its chain) reads as the marker at 512 KiB."""
+    done = subprocess.run(storage_lab.lab.exec_argv("node1", [
+        "qemu-io", "-r", "-f", "qcow2", "-c", "read -P 0x5a 512k 64k", url]),
+        capture_output=True, text=True, check=False, timeout=120)
+    assert "read 65536/65536 bytes" in done.stdout, done.stdout + done.stderr
+    return done.returncode == 0 and "Pattern verification failed" not in done.stdout
+
+
+def test_snapshots_of_a_vm_on_nfs_are_restored_and_merged_through_the_sdk(
+        storage_lab: StorageLab, nfs_domain: NfsDomain) -> None:
+    """The VM of the NFS test (down, its disk on the domain): a snapshot, a marker written
+    over it, a restore that drops the marker; the VM boots from its two-volume chain and
+    refuses a live snapshot (409); the marker written again survives the merge that
+    removes the snapshot, leaving one clean volume."""
+    site = storage_lab.first
+    # The marker goes to 512 KiB, between the MBR and the guest's partition.
+    conn = site.connect()
+    try:
+        vms = conn.system_service().vms_service()
+        [vm] = vms.list(search="name=lab-nfs-vm")
+        [attachment] = vms.vm_service(vm.id).disk_attachments_service().list()
+        disk_id = attachment.disk.id
+        before = _nfs_volumes(storage_lab, nfs_domain.id, disk_id)
+        assert len(before) == 1
+        snaps = vms.vm_service(vm.id).snapshots_service()
+        taken = snaps.add(types.Snapshot(description="before marker",
+                                         persist_memorystate=False))
+        snap = snaps.snapshot_service(taken.id)
+        wait_until(lambda: snap.get().snapshot_status == types.SnapshotStatus.OK, 120,
+                   "the snapshot to be taken")
+        volumes = _nfs_volumes(storage_lab, nfs_domain.id, disk_id)
+        assert len(volumes) == 2 and volumes[next(iter(before))]["VOLTYPE"] == "INTERNAL"
+        original = _mbr(storage_lab, _leaf_url(storage_lab, nfs_domain.id, disk_id))
+        assert len(original) == 32  # 512 bytes, 16 a line
+        _qemu_io(storage_lab, _leaf_url(storage_lab, nfs_domain.id, disk_id),
+                 "write -P 0x5a 512k 64k")
+        assert _holds_marker(storage_lab, _leaf_url(storage_lab, nfs_domain.id, disk_id))
+
+        with pytest.raises(sdk.Error) as unknown:
+            snaps.snapshot_service(str(uuid.uuid4())).restore()
+        assert unknown.value.code == 404
+        snap.restore()
+        wait_until(lambda: snap.get().snapshot_status == types.SnapshotStatus.OK
+                   and len(_nfs_volumes(storage_lab, nfs_domain.id, disk_id)) == 2, 120,
+                   "the snapshot to be restored")
+        assert not _holds_marker(storage_lab,
+                                 _leaf_url(storage_lab, nfs_domain.id, disk_id))
+    finally:
+        conn.close()
+
+    def live_snapshot_refused(conn: sdk.Connection, vm_id: str) -> None:
+        service = conn.system_service().vms_service().vm_service(vm_id).snapshots_service()
+        with pytest.raises(sdk.Error) as live:
+            service.add(types.Snapshot(description="live", persist_memorystate=False))
+        assert live.value.code == 409 and "shut it down first" in str(live.value)
+    _run_on(site, "lab-nfs-vm", "node1", while_up=live_snapshot_refused)
+
+    conn = site.connect()
+    try:
+        snaps = conn.system_service().vms_service().vm_service(vm.id).snapshots_service()
+        _qemu_io(storage_lab, _leaf_url(storage_lab, nfs_domain.id, disk_id),
+                 "write -P 0x5a 512k 64k")
+        snaps.snapshot_service(taken.id).remove()
+        wait_until(lambda: all(s.id != taken.id for s in snaps.list()), 180,
+                   "the snapshot to be merged away")
+    finally:
+        conn.close()
+    volumes = _nfs_volumes(storage_lab, nfs_domain.id, disk_id)
+    assert list(volumes) == list(before)
+    [meta] = volumes.values()
+    assert (meta["VOLTYPE"], meta["PUUID"]) == ("LEAF", "00000000-0000-0000-0000-000000000000")
+    url = _leaf_url(storage_lab, nfs_domain.id, disk_id)
+    assert _holds_marker(storage_lab, url)
+    assert _mbr(storage_lab, url) == original
+    checked = subprocess.run(storage_lab.lab.exec_argv("node1", ["qemu-img", "check", "-q",
+                                                                  url]),
+                             capture_output=True, text=True, check=False, timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_template_on_iscsi_gives_a_thin_vm_that_boots(storage_lab: StorageLab) -> None:
+    """The VM of the iSCSI test (down, its disk an extent): a template made from it on the
+    same domain (a full copy into a new extent), and a thin VM whose disk is a qcow2
+    extent over the template's, which boots on node1."""
+    site = storage_lab.first
+    conn = site.connect()
+    try:
+        vms = conn.system_service().vms_service()
+        [vm] = vms.list(search="name=lab-iscsi-vm")
+        [attachment] = vms.vm_service(vm.id).disk_attachments_service().list()
+        domain_id = conn.system_service().disks_service().disk_service(
+            attachment.disk.id).get().storage_domains[0].id
+        templates_service = conn.system_service().templates_service()
+        made = templates_service.add(types.Template(name="lab-iscsi-tpl", vm=types.Vm(id=vm.id)))
+        template = templates_service.template_service(made.id)
+        wait_until(lambda: template.get().status == types.TemplateStatus.OK, 300,
+                   "the template to be copied")
+        [template_attachment] = template.disk_attachments_service().list()
+        template_disk = conn.system_service().disks_service().disk_service(
+            template_attachment.disk.id).get()
+        assert template_disk.storage_domains[0].id == domain_id
+        thin = vms.add(types.Vm(name="lab-iscsi-thin", cluster=types.Cluster(name="Default"),
+                                template=types.Template(id=made.id), memory=128 * MIB))
+        [thin_attachment] = vms.vm_service(thin.id).disk_attachments_service().list()
+        disks = conn.system_service().disks_service()
+        wait_until(lambda: disks.disk_service(thin_attachment.disk.id).get().status
+                   == types.DiskStatus.OK, 120, "the thin disk to be made")
+    finally:
+        conn.close()
+
+    def backed_by_the_template(conn: sdk.Connection, vm_id: str) -> None:
+        xml = _domain_xml(storage_lab.lab, "node1", vm_id)
+        assert xml.count("protocol='iscsi'") + xml.count('protocol="iscsi"') == 2
+        assert "<backingStore type='network'" in xml or '<backingStore type="network"' in xml
+    _run_on(site, "lab-iscsi-thin", "node1", "iscsi", while_up=backed_by_the_template)
 
 
 def test_a_detached_domain_is_imported_by_another_engine_with_its_disks(

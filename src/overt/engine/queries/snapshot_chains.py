@@ -10,6 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.tables import Disk, Snapshot, SnapshotVolume, StorageDomain
+from overt.engine.model.status import StorageType
+from overt.engine.queries.shared_storage import split_volume_path, volume_path
 
 PREVIEW = "preview"  # a snapshot's kind: the VM's volumes before a preview
 IN_PREVIEW = "in_preview"  # a snapshot's status while the VM previews it
@@ -19,8 +21,11 @@ def volume_location(domain: StorageDomain, image_path: str) -> str:
     return f"{domain.path.rstrip('/')}/{image_path}"
 
 
-def new_volume_path(disk: Disk, volume_id: uuid.UUID) -> str:
-    """A new volume of `disk`, next to its other volumes in its domain."""
+def new_volume_path(disk: Disk, domain: StorageDomain, volume_id: uuid.UUID) -> str:
+    """A new volume of `disk`, next to its other volumes in its domain (on NFS: a volume
+    of the disk's image, oVirt's SD/images/IMG/VOL)."""
+    if domain.storage_type == StorageType.NFS.value:
+        return volume_path(domain, split_volume_path(disk.image_path)[0], volume_id)
     folder = disk.image_path.rsplit("/", 1)[0] if "/" in disk.image_path else ""
     return f"{folder}/{volume_id}.qcow2" if folder else f"{volume_id}.qcow2"
 

@@ -21,7 +21,9 @@ from overt.engine.db.tables import (
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import DiskStatus, StorageType, VmStatus
 from overt.engine.queries.shared_storage import extent_of, lun_of
+from overt.engine.queries.snapshot_chains import snapshot_volumes, volume_location
 from overt.protocol.vm import (
+    BackingLayer,
     BootDevice,
     CdromSpec,
     ConfigDriveSpec,
@@ -112,7 +114,7 @@ async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
             continue
         if disk.status != DiskStatus.OK:
             raise Conflict(f"Cannot run VM {vm.name}: disk {disk.name} is {disk.status}.")
-        backing = None
+        backing, base = None, None
         if disk.backing_disk_id is not None and domain.storage_type != StorageType.LOCALFS.value:
             base = await session.get(Disk, disk.backing_disk_id)
             base_domain = await session.get(StorageDomain, base.storage_domain_id) \
@@ -121,11 +123,20 @@ async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
                 raise Conflict(f"Cannot run VM {vm.name}: the template disk under disk "
                                f"{disk.name} is gone.")
             backing = disk_source(base_domain, base)
+        chain: tuple[BackingLayer, ...] = ()
+        if domain.storage_type == StorageType.NFS.value:
+            chain = tuple(BackingLayer(
+                source=NfsSource(server=domain.address or "",
+                                 path=volume_location(domain, volume.image_path)),
+                format=DiskFormat.QCOW2 if volume.format == "cow" else DiskFormat.RAW)
+                for volume in reversed(await snapshot_volumes(session, disk.id)))
         disks.append(DiskSpec(
             id=disk.id, source=disk_source(domain, disk), backing=backing,
             format=DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW,
             bus=_BUS.get(attachment.interface, DiskBus.VIRTIO), readonly=attachment.read_only,
-            bootable=attachment.bootable, serial=str(disk.id)[:20]))
+            bootable=attachment.bootable, serial=str(disk.id)[:20], chain=chain,
+            backing_format=DiskFormat.RAW if base is not None and base.format == "raw"
+            else DiskFormat.QCOW2))
     nics = []
     rows = await session.execute(
         select(VmNic, Network).outerjoin(VnicProfile, VnicProfile.id == VmNic.vnic_profile_id)

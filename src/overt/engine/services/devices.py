@@ -22,7 +22,6 @@ from overt.engine.model.status import (
     DiskInterface,
     DiskStatus,
     StorageDomainStatus,
-    StorageType,
     VmStatus,
 )
 from overt.engine.model.vm_actions import VmAction, check_vm_action
@@ -95,13 +94,10 @@ async def add_disk(session: AsyncSession, jobs: JobSubmitter, data: DiskInput, u
 async def thin_copy(session: AsyncSession, jobs: JobSubmitter, vm: Vm, base: Disk,
                     template_attachment: DiskAttachment, user: User) -> Disk:
     """A VM's disk as a qcow2 layer over a template's disk (oVirt's thin provisioning), on
-    the template disk's domain (local, or an NFS volume naming it as its backing)."""
+    the template disk's domain (local, an NFS volume or an iSCSI extent naming it as its
+    backing)."""
     disk_id = uuid.uuid4()
     domain = await lookup.get(session, StorageDomain, base.storage_domain_id)
-    if domain.storage_type == StorageType.ISCSI.value:
-        raise Conflict(f"Cannot add VM {vm.name}: the disk {base.name} of its template is on "
-                       f"iSCSI domain {domain.name}, where thin copies are not made yet; "
-                       "clone the template instead.")
     image_path = await new_volume_path(session, domain, disk_id, DiskFormat.COW.value,
                                        base.provisioned_size) if is_shared(domain) \
         else f"images/{disk_id}.qcow2"

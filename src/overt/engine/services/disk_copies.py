@@ -14,9 +14,10 @@ from overt.engine.jobs.kinds import DiskCopy
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import DiskFormat, DiskStatus, StorageDomainStatus, StorageType
 from overt.engine.queries import lookup
-from overt.engine.queries.shared_storage import new_volume_path
+from overt.engine.queries.shared_storage import is_shared, new_volume_path
 
-COPYABLE = frozenset({StorageType.LOCALFS.value, StorageType.NFS.value})
+COPYABLE = frozenset({StorageType.LOCALFS.value, StorageType.NFS.value,
+                      StorageType.ISCSI.value})
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ async def new_copy(session: AsyncSession, what: str, source: Disk, target: CopyT
         if checked.storage_type not in COPYABLE:
             raise Conflict(f"Cannot {what}: disk {source.name} would be copied from or to "
                            f"storage domain {checked.name}, of type {checked.storage_type}; "
-                           "copies are made on local and NFS domains.")
+                           "copies are made on local, NFS and iSCSI domains.")
     if domain.status != StorageDomainStatus.ACTIVE:
         raise Conflict(f"Cannot {what}: storage domain {domain.name} is {domain.status}, "
                        "not active.")
@@ -66,7 +67,7 @@ async def new_copy(session: AsyncSession, what: str, source: Disk, target: CopyT
     fmt = target.format or DiskFormat(source.format)
     disk_id = uuid.uuid4()
     suffix = "qcow2" if fmt is DiskFormat.COW else "raw"
-    if domain.storage_type == StorageType.NFS.value:
+    if is_shared(domain):
         image_path = await new_volume_path(session, domain, disk_id, fmt.value,
                                            source.provisioned_size)
     else:

@@ -28,8 +28,10 @@ from overt.engine.queries.snapshot_chains import IN_PREVIEW, PREVIEW, new_volume
 from overt.engine.queries.vm_spec import vm_disks
 from overt.engine.services.jobs import JobSubmitter
 
-# Storage Overt can snapshot for now: qcow2 files the domain's host reaches.
-SNAPSHOT_STORAGE = frozenset({StorageType.LOCALFS.value})
+# Storage Overt can snapshot for now: qcow2 files the domain's host reaches, and NFS
+# volumes (of a down VM: a running VM's QEMU reaches them through its own NFS client).
+SNAPSHOT_STORAGE = frozenset({StorageType.LOCALFS.value, StorageType.NFS.value})
+LIVE_SNAPSHOT_STORAGE = frozenset({StorageType.LOCALFS.value})
 
 
 def active_snapshot_id(vm_id: uuid.UUID) -> uuid.UUID:
@@ -45,7 +47,11 @@ def _check_disk(vm: Vm, disk: Disk, domain: StorageDomain) -> None:
     if domain.storage_type not in SNAPSHOT_STORAGE:
         raise Conflict(f"Cannot snapshot VM {vm.name}: disk {disk.name} is on a "
                        f"{domain.storage_type} domain; Overt snapshots disks on local "
-                       "domains only for now.")
+                       "and NFS domains only for now.")
+    if domain.storage_type not in LIVE_SNAPSHOT_STORAGE and vm.status != VmStatus.DOWN:
+        raise Conflict(f"Cannot snapshot VM {vm.name} while it is {vm.status}: disk "
+                       f"{disk.name} is on {domain.storage_type} domain {domain.name}, whose "
+                       "snapshots are taken and removed with the VM down; shut it down first.")
     if disk.status != DiskStatus.OK:
         raise Conflict(f"Cannot snapshot VM {vm.name}: disk {disk.name} is {disk.status}.")
 
@@ -74,6 +80,23 @@ async def _vm_for_snapshots(session: AsyncSession, vm_id: uuid.UUID) -> Vm:
     return vm
 
 
+async def _snapshot_disks(session: AsyncSession, vm: Vm, snapshot: Snapshot
+                          ) -> list[tuple[Disk, StorageDomain]]:
+    """The disks with a volume in `snapshot`, each checked as a snapshot action needs."""
+    rows = [(disk, domain) for disk, domain in await session.execute(
+        select(Disk, StorageDomain).join(SnapshotVolume, SnapshotVolume.disk_id == Disk.id)
+        .join(StorageDomain, StorageDomain.id == Disk.storage_domain_id)
+        .where(SnapshotVolume.snapshot_id == snapshot.id))]
+    for disk, domain in rows:
+        _check_disk(vm, disk, domain)
+    return rows
+
+
+def _overlays(rows: list[tuple[Disk, StorageDomain]]) -> dict[str, str]:
+    """A new volume for each disk, named now so that every retry of the job makes it."""
+    return {str(disk.id): new_volume_path(disk, domain, uuid.uuid4()) for disk, domain in rows}
+
+
 async def add_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID,
                        description: str, user: User, *, persist_memory: bool = False,
                        ) -> tuple[Snapshot, Job]:
@@ -92,9 +115,8 @@ async def add_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UU
                         status="locked")
     session.add(snapshot)
     await session.flush()
-    overlays = {str(d.id): new_volume_path(d, uuid.uuid4()) for d, _sd in disks}
     job = await jobs.submit(session, CreateSnapshot(vm_id=vm.id, snapshot_id=snapshot.id,
-                                                    overlays=overlays),
+                                                    overlays=_overlays(disks)),
                             description=f"Creating VM Snapshot {description} for VM {vm.name}",
                             owner_id=user.id)
     audit.record(session, f"Snapshot '{description}' creation for VM {vm.name} was initiated "
@@ -118,12 +140,7 @@ async def remove_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid
         raise Conflict("Cannot remove the Active VM snapshot: it is the VM itself.")
     snapshot = await get_snapshot(session, vm_id, snapshot_id)
     vm = await _vm_for_snapshots(session, vm_id)
-    rows = await session.execute(
-        select(Disk, StorageDomain).join(SnapshotVolume, SnapshotVolume.disk_id == Disk.id)
-        .join(StorageDomain, StorageDomain.id == Disk.storage_domain_id)
-        .where(SnapshotVolume.snapshot_id == snapshot.id))
-    for disk, domain in rows:
-        _check_disk(vm, disk, domain)
+    await _snapshot_disks(session, vm, snapshot)
     snapshot.status = "locked"
     job = await jobs.submit(session, RemoveSnapshot(vm_id=vm.id, snapshot_id=snapshot.id),
                             description=f"Removing Snapshot {snapshot.description} of VM "
@@ -138,17 +155,12 @@ async def restore_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uui
                            snapshot_id: uuid.UUID, user: User) -> Job:
     """oVirt's restore on a down VM: its disks read the snapshot again; the snapshots
     taken after it are dropped with their volumes."""
-    vm = await lookup.get(session, Vm, vm_id)
     if snapshot_id == active_snapshot_id(vm_id):
+        await lookup.get(session, Vm, vm_id)  # an unknown VM is a 404 before this 409
         raise Conflict("Cannot restore the Active VM snapshot: the VM already runs from it.")
     snapshot = await get_snapshot(session, vm_id, snapshot_id)
     vm = await _down_vm_for_snapshots(session, vm_id, "restore a snapshot")
-    rows = list(await session.execute(
-        select(Disk, StorageDomain).join(SnapshotVolume, SnapshotVolume.disk_id == Disk.id)
-        .join(StorageDomain, StorageDomain.id == Disk.storage_domain_id)
-        .where(SnapshotVolume.snapshot_id == snapshot.id)))
-    for disk, domain in rows:
-        _check_disk(vm, disk, domain)
+    rows = await _snapshot_disks(session, vm, snapshot)
     in_snapshot = [disk.id for disk, _domain in rows]
     later = (await session.execute(
         select(Disk.name).join(SnapshotVolume, SnapshotVolume.disk_id == Disk.id)
@@ -160,9 +172,8 @@ async def restore_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uui
                        f"disk {later} was added after it and has later snapshots; remove "
                        "them first.")
     snapshot.status = "locked"
-    overlays = {str(disk.id): new_volume_path(disk, uuid.uuid4()) for disk, _domain in rows}
     job = await jobs.submit(session, RestoreSnapshot(vm_id=vm.id, snapshot_id=snapshot.id,
-                                                     overlays=overlays),
+                                                     overlays=_overlays(rows)),
                             description=f"Restoring VM {vm.name} from Snapshot "
                             f"{snapshot.description}", owner_id=user.id)
     audit.record(session, f"Restoring VM {vm.name} from Snapshot '{snapshot.description}' was "
@@ -174,25 +185,19 @@ async def preview_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uui
                            snapshot_id: uuid.UUID, user: User) -> Job:
     """oVirt's previewsnapshot on a down VM: it runs from the snapshot until the preview is
     committed or undone; its volumes until then are kept (the `preview` snapshot)."""
-    await lookup.get(session, Vm, vm_id)
     if snapshot_id == active_snapshot_id(vm_id):
+        await lookup.get(session, Vm, vm_id)  # an unknown VM is a 404 before this 409
         raise Conflict("Cannot preview the Active VM snapshot: the VM already runs from it.")
     snapshot = await get_snapshot(session, vm_id, snapshot_id)
     vm = await _down_vm_for_snapshots(session, vm_id, "preview a snapshot")
-    rows = list(await session.execute(
-        select(Disk, StorageDomain).join(SnapshotVolume, SnapshotVolume.disk_id == Disk.id)
-        .join(StorageDomain, StorageDomain.id == Disk.storage_domain_id)
-        .where(SnapshotVolume.snapshot_id == snapshot.id)))
-    for disk, domain in rows:
-        _check_disk(vm, disk, domain)
+    rows = await _snapshot_disks(session, vm, snapshot)
     preview = Snapshot(id=uuid.uuid4(), vm_id=vm.id, kind=PREVIEW, status="locked",
                        description="Active VM before the preview", preview_of=snapshot.id)
     session.add(preview)
     snapshot.status = "locked"
     await session.flush()
-    overlays = {str(disk.id): new_volume_path(disk, uuid.uuid4()) for disk, _domain in rows}
     job = await jobs.submit(session, PreviewSnapshot(
-        vm_id=vm.id, snapshot_id=snapshot.id, preview_id=preview.id, overlays=overlays),
+        vm_id=vm.id, snapshot_id=snapshot.id, preview_id=preview.id, overlays=_overlays(rows)),
         description=f"Previewing Snapshot {snapshot.description} of VM {vm.name}",
         owner_id=user.id)
     audit.record(session, f"Previewing Snapshot '{snapshot.description}' of VM {vm.name} was "

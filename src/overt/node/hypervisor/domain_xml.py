@@ -217,12 +217,17 @@ def _disk(disk: DiskSpec, target: str) -> ET.Element:
         # is safe (libvirt refuses it otherwise).
         driver.set("cache", "none")
     _source(element, source)
+    layers = [(layer.source, layer.format) for layer in disk.chain]
     if disk.backing is not None:
-        backing = ET.SubElement(element, "backingStore", type="file" if isinstance(
-            disk.backing, FileSource) else "network")
-        ET.SubElement(backing, "format", type=disk.backing_format.value)
-        _source(backing, disk.backing)
-        ET.SubElement(backing, "backingStore")  # the template's disk has none
+        layers.append((disk.backing, disk.backing_format))
+    parent = element
+    for source_of_layer, fmt in layers:
+        parent = ET.SubElement(parent, "backingStore", type="file" if isinstance(
+            source_of_layer, FileSource) else "network")
+        ET.SubElement(parent, "format", type=fmt.value)
+        _source(parent, source_of_layer)
+    if layers:
+        ET.SubElement(parent, "backingStore")  # the bottom volume has none
     ET.SubElement(element, "target", dev=target, bus=disk.bus.value)
     if disk.serial is not None:
         ET.SubElement(element, "serial").text = disk.serial

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from overt.node.storage import nfs_domain
+from overt.node.errors import NodeFailure
+from overt.node.storage import iscsi_domain, nfs_domain
 from overt.node.storage.local import LocalVolumes, _qemu_img
 from overt.node.storage.nfs_domain import (
     TOP_OF_CHAIN,
@@ -21,8 +22,16 @@ from overt.node.storage.nfs_domain import (
     volume_info,
     volume_url,
 )
-from overt.protocol.storage import NfsVolumeTarget, SharedVolumeInfo, VolumeCopy
-from overt.protocol.vm import DiskFormat, FileSource, NfsSource
+from overt.protocol import ErrorCode
+from overt.protocol.storage import (
+    ExtentFormat,
+    IscsiExtentTarget,
+    IscsiLunRef,
+    NfsVolumeTarget,
+    SharedVolumeInfo,
+    VolumeCopy,
+)
+from overt.protocol.vm import DiskFormat, FileSource, IscsiSource, NfsSource
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +40,8 @@ async def copy_volume(command: VolumeCopy, volumes: LocalVolumes) -> SharedVolum
     source = _source(command.source, volumes)
     if isinstance(command.target, NfsVolumeTarget):
         return await _copy_to_nfs(command, source, command.target)
+    if isinstance(command.target, IscsiExtentTarget):
+        return await _copy_to_extent(command, source, command.target)
     target = volumes.inside(command.target.path, "the copy's target")
     await _blocking(lambda: target.parent.mkdir(parents=True, exist_ok=True, mode=0o755))
     await _convert(command, source, str(target))
@@ -41,9 +52,17 @@ async def copy_volume(command: VolumeCopy, volumes: LocalVolumes) -> SharedVolum
                             actual_size=info.actual_size)
 
 
-def _source(source: FileSource | NfsSource, volumes: LocalVolumes) -> str:
+def _source(source: FileSource | NfsSource | IscsiSource, volumes: LocalVolumes) -> str:
     if isinstance(source, NfsSource):
         return nfs_domain.image_url(source.server, source.path)
+    if isinstance(source, IscsiSource):
+        if source.offset is None or source.size is None:
+            raise NodeFailure(ErrorCode.BAD_REQUEST, "a copy reads a volume of an iSCSI "
+                              "domain (an extent), not a whole LUN")
+        lun = IscsiLunRef(portal=source.portal, target=source.target, lun=source.lun)
+        # No driver on top: qemu-img finds the format inside the extent (qcow2 or raw).
+        window = iscsi_domain.image_json(iscsi_domain.window(lun, source.offset, source.size))
+        return 'json:{"file":' + window.removeprefix("json:") + "}"
     return str(volumes.existing(source.path, "the disk image to copy"))
 
 
@@ -65,6 +84,25 @@ async def _copy_to_nfs(command: VolumeCopy, source: str, target: NfsVolumeTarget
         "PUUID": TOP_OF_CHAIN}))
     log.info("volume copied", extra={"volume": relative})
     return volume_info(facts)
+
+
+async def _copy_to_extent(command: VolumeCopy, source: str, target: IscsiExtentTarget
+                          ) -> SharedVolumeInfo:
+    """Lay the volume out on its extent (a qcow2 header of the full size), then write the
+    source into it: an extent is never created by qemu-img, only written (`-n`)."""
+    await iscsi_domain.execute(ExtentFormat(
+        lun=target.lun, offset=target.offset, size=target.size, format=command.format,
+        virtual_size=command.size_bytes))
+    into = iscsi_domain.image_json(iscsi_domain.window(target.lun, target.offset, target.size,
+                                                       command.format))
+    argv = ["qemu-img", "convert", "-q", "-n", "-O", command.format.value]
+    if not command.sparse:
+        argv += ["-S", "0"]
+    await _qemu_img([*argv, source, into], f"copying {source} to an extent at {target.offset}")
+    log.info("volume copied", extra={"volume": f"extent {target.offset}"})
+    virtual = command.size_bytes if command.format is DiskFormat.QCOW2 else target.size
+    return SharedVolumeInfo(format=command.format, virtual_size=virtual,
+                            actual_size=target.size)
 
 
 async def _convert(command: VolumeCopy, source: str, target: str) -> None:

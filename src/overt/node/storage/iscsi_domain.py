@@ -49,6 +49,22 @@ def window(lun: IscsiLunRef, offset: int, size: int, fmt: DiskFormat | None = No
     return f"driver={fmt.value}," + ",".join(f"file.{part}" for part in raw.split(","))
 
 
+def image_json(options: str) -> str:
+    """The `json:` filename of comma-separated image options (a qcow2 backing name)."""
+    tree: dict[str, object] = {}
+    for part in options.split(","):
+        key, _, value = part.partition("=")
+        *parents, leaf = key.split(".")
+        node = tree
+        for parent in parents:
+            child = node.setdefault(parent, {})
+            assert isinstance(child, dict)
+            node = child
+        node[leaf] = int(value) if value.isdigit() and leaf in ("offset", "size", "lun") \
+            else value
+    return "json:" + json.dumps(tree, separators=(",", ":"), sort_keys=True)
+
+
 async def execute(command: LunCommand) -> LunContents | SharedVolumeInfo:
     match command:
         case LunRead(lun=lun):
@@ -110,7 +126,17 @@ async def _format(command: ExtentFormat) -> SharedVolumeInfo:
     if command.format is DiskFormat.QCOW2:
         with tempfile.TemporaryDirectory(prefix="overt-lun-") as tmp:
             header = Path(tmp) / "empty.qcow2"
-            await _qemu_img(["qemu-img", "create", "-q", "-f", "qcow2", str(header),
+            backing = []
+            if command.backing is not None:
+                under = command.backing
+                if under.offset < command.offset + command.size and \
+                        command.offset < under.offset + under.size:
+                    raise NodeFailure(ErrorCode.BAD_REQUEST, f"the extent {where} overlaps "
+                                      "its backing extent")
+                # -u: the backing is not opened here; the header only names it.
+                backing = ["-u", "-F", under.format.value, "-b", image_json(
+                    window(lun, under.offset, under.size, under.format))]
+            await _qemu_img(["qemu-img", "create", "-q", "-f", "qcow2", *backing, str(header),
                              str(command.virtual_size)], "making an empty qcow2 image")
             await _copy_in(lun, header.read_bytes(), command.offset, command.size,
                            f"writing a qcow2 volume on {where}")

@@ -30,6 +30,7 @@ from overt.protocol.storage import (
     DomainList,
     NfsExportRef,
     Removed,
+    SharedVolumeCommit,
     SharedVolumeCreate,
     SharedVolumeDelete,
     SharedVolumeInfo,
@@ -72,6 +73,8 @@ class NfsDomains:
                 return await self._scan(command)
             case SharedVolumeCreate():
                 return await self._volume_create(command)
+            case SharedVolumeCommit():
+                return await self._volume_commit(command)
             case SharedVolumeDelete():
                 return await _blocking(lambda: self._volume_delete(command))
         raise NodeFailure(ErrorCode.BAD_REQUEST, f"unknown storage command {command.name}")
@@ -199,8 +202,35 @@ class NfsDomains:
             "TYPE": "SPARSE" if command.sparse else "PREALLOCATED",
             "LEGALITY": "LEGAL", "VOLTYPE": "LEAF", "DISKTYPE": "DATA", "GEN": "0",
             "PUUID": parent}))
+        if command.backing_image_id == command.image_id and command.backing_volume_id:
+            # A snapshot: the volume under the new one is no longer the image's leaf.
+            under = f"{command.domain_id}/images/{command.image_id}/{parent}"
+            await _blocking(lambda: update_meta(command.storage, under, {"VOLTYPE": "INTERNAL"}))
         log.info("volume created", extra={"volume": relative})
         return volume_info(facts)
+
+    async def _volume_commit(self, command: SharedVolumeCommit) -> SharedVolumeInfo:
+        image = f"{command.domain_id}/images/{command.image_id}"
+        top, base = f"{image}/{command.top_id}", f"{image}/{command.base_id}"
+        top_url, base_url = volume_url(command.storage, top), volume_url(command.storage, base)
+        facts = await image_info(top_url)
+        backing = str(facts.get("full-backing-filename") or facts.get("backing-filename") or "")
+        if backing.rstrip("/").rsplit("/", 1)[-1] != str(command.base_id):
+            raise NodeFailure(ErrorCode.BAD_REQUEST, f"{base} is not the backing volume of "
+                              f"{top} (it is {backing or 'none'})")
+        await _qemu_img(["qemu-img", "commit", "-q", "-d", _commit_spec(
+            top_url, command.base_format)], f"merging volume {top} into {base}")
+        if command.child_id is not None:
+            child = f"{image}/{command.child_id}"
+            await _qemu_img(["qemu-img", "rebase", "-q", "-u", "-f", "qcow2", "-b", base_url,
+                             "-F", command.base_format.value, volume_url(command.storage, child)],
+                            f"rebasing volume {child} onto {base}")
+            await _blocking(lambda: update_meta(command.storage, child,
+                                                {"PUUID": str(command.base_id)}))
+        else:
+            await _blocking(lambda: update_meta(command.storage, base, {"VOLTYPE": "LEAF"}))
+        log.info("volume merged", extra={"volume": top, "base": base})
+        return volume_info(await image_info(base_url))
 
     def _volume_delete(self, command: SharedVolumeDelete) -> Removed:
         image_dir = f"/{command.domain_id}/images/{command.image_id}"
@@ -230,6 +260,29 @@ def finish_volume(storage: NfsExportRef, relative: str, meta: dict[str, str]) ->
     with _mounted(storage) as nfs:
         nfs.write_bytes(f"/{relative}.lease", b"", mode=0o660)
         nfs.write_bytes(f"/{relative}.meta", render_metadata(meta, checksum=False, eof=True))
+
+
+def _commit_spec(top_url: str, base_format: DiskFormat) -> str:
+    """`top` as a json: image whose backing opens read-write from the start: QEMU's NFS
+    driver cannot reopen a read-only image read-write, as `qemu-img commit` would."""
+    if top_url.startswith("nfs://"):
+        server, _, path = top_url.removeprefix("nfs://").partition("/")
+        file: dict[str, object] = {"driver": "nfs", "server": {"type": "inet", "host": server},
+                                   "path": f"/{path}"}
+    else:  # an export kept as a local directory (the fast lane)
+        file = {"driver": "file", "filename": top_url}
+    return "json:" + json.dumps({"driver": "qcow2", "file": file, "backing": {
+        "driver": base_format.value, "read-only": False}}, separators=(",", ":"))
+
+
+def update_meta(storage: NfsExportRef, relative: str, changes: dict[str, str]) -> None:
+    """Change keys of a volume's `.meta` (one without a .meta is left alone)."""
+    with _mounted(storage) as nfs:
+        path = f"/{relative}.meta"
+        if not nfs.exists(path):
+            return
+        meta = parse_metadata(nfs.read_bytes(path).decode(errors="replace"))
+        nfs.write_bytes(path, render_metadata({**meta, **changes}, checksum=False, eof=True))
 
 
 class _Mounted:

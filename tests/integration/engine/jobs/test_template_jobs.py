@@ -44,10 +44,11 @@ from overt.engine.services import templates, vms
 from overt.engine.services.disk_copies import CopyTarget
 from overt.engine.services.inputs import VmInput
 from overt.node.errors import NodeFailure
-from overt.node.storage import copies, nfs_domain
+from overt.node.storage import copies
 from overt.protocol import ErrorCode
 from overt.protocol.ovirt_metadata import parse_metadata, render_metadata
 from overt.protocol.vm import NfsSource
+from tests.support.export_directory import ExportDirectory, use_export_directories
 from tests.support.loopback import LoopbackEngine
 
 MIB = 1 << 20
@@ -332,60 +333,12 @@ async def _meta(volume: Path) -> dict[str, str]:
     return parse_metadata(text)
 
 
-class _ExportDirectory:
-    """The NFS client of the fast lane (an export as a local directory), with the methods
-    of `libnfs.NfsExport` the node's storage code uses; qemu-img runs on the real files."""
-
-    root = Path("/nonexistent")
-
-    def __init__(self, server: str, export: str) -> None:
-        self.base = self.root / server / export.strip("/")
-
-    def _at(self, path: str) -> Path:
-        return self.base / path.lstrip("/")
-
-    def close(self) -> None:
-        return None
-
-    def exists(self, path: str) -> bool:
-        return self._at(path).exists()
-
-    def is_dir(self, path: str) -> bool:
-        return self._at(path).is_dir()
-
-    def makedirs(self, path: str) -> None:
-        self._at(path).mkdir(parents=True, exist_ok=True)
-
-    def listdir(self, path: str) -> list[str]:
-        return sorted(p.name for p in self._at(path).iterdir())
-
-    def read_bytes(self, path: str) -> bytes:
-        return self._at(path).read_bytes()
-
-    def write_bytes(self, path: str, data: bytes, mode: int = 0o644) -> None:
-        self._at(path).write_bytes(data)
-        self._at(path).chmod(mode)
-
-    def unlink(self, path: str, *, missing_ok: bool = False) -> None:
-        self._at(path).unlink(missing_ok=missing_ok)
-
-    def rmdir(self, path: str, *, missing_ok: bool = False) -> None:
-        if self._at(path).exists() or not missing_ok:
-            self._at(path).rmdir()
-
-    def capacity(self, path: str = "/") -> Any:
-        return nfs_domain.Capacity(total=1 << 40, free=1 << 39)
-
-
 async def test_templates_thin_vms_and_clones_on_an_nfs_domain(
         engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """On NFS, in oVirt's layout: the template's volume is a flattened copy marked SHARED,
     a thin VM's volume a qcow2 layer naming it relatively (`../IMG/VOL`, PUUID), which the
     VM's spec gives libvirt as its backing; a clone is a volume of its own."""
-    _ExportDirectory.root = tmp_path / "nfs"
-    monkeypatch.setattr(nfs_domain, "NfsExport", _ExportDirectory)
-    monkeypatch.setattr(nfs_domain, "image_url", lambda server, path: str(
-        _ExportDirectory.root / server / path.lstrip("/")))
+    use_export_directories(monkeypatch, tmp_path / "nfs")
 
     vm_id = await _vm_over_a_template(engine)
     sd_id = uuid.uuid4()
@@ -394,7 +347,7 @@ async def test_templates_thin_vms_and_clones_on_an_nfs_domain(
         session.add(StorageDomain(id=sd_id, name="nfs1", storage_type=StorageType.NFS.value,
                                   address="10.9.9.9", path="/export", host_id=host_id,
                                   status=StorageDomainStatus.ACTIVE.value))
-    export = _ExportDirectory("10.9.9.9", "/export")
+    export = ExportDirectory("10.9.9.9", "/export")
     await asyncio.to_thread(export.makedirs, f"/{sd_id}/dom_md")
     await asyncio.to_thread(export.write_bytes, f"/{sd_id}/dom_md/metadata",
                             render_metadata({"SDUUID": str(sd_id)}, checksum=True, eof=False))

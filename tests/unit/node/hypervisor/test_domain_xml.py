@@ -24,6 +24,7 @@ from overt.node.hypervisor.domain_xml import (
 )
 from overt.protocol.host import VirtMode
 from overt.protocol.vm import (
+    BackingLayer,
     BootDevice,
     CdromSpec,
     CpuTopology,
@@ -236,3 +237,28 @@ def test_an_empty_cdrom_drive_has_no_source_and_media_change_xml_names_the_drive
     local = ET.fromstring(cdrom_xml(CdromSpec(source=FileSource(path="/sd/images/x.iso"))))
     assert local.find("source").get("file") == "/sd/images/x.iso"  # type: ignore[union-attr]
     assert local.find("readonly") is not None
+
+
+def test_a_disks_snapshot_chain_is_given_nearest_first_over_its_template() -> None:
+    nfs = "10.77.1.10"
+    spec = VmSpec(id=VM_ID, name="snapped", memory_mib=256, graphics=None, disks=(DiskSpec(
+        id=_id(9), source=NfsSource(server=nfs, path="/export/sd1/images/i9/v3"),
+        chain=(BackingLayer(source=NfsSource(server=nfs, path="/export/sd1/images/i9/v2")),
+               BackingLayer(source=NfsSource(server=nfs, path="/export/sd1/images/i9/v1"),
+                            format=DiskFormat.RAW)),
+        backing=IscsiSource(portal="10.77.1.10:3260", target="iqn.2024-01.dev.overt:sd1",
+                            lun=1, offset=1 << 20, size=1 << 24)),))
+    disk = ET.fromstring(domain_xml(spec, VirtMode.QEMU, OvertMetadata(spec.id, 1))).find(
+        "devices/disk")
+    assert disk is not None
+    layers = []
+    store = disk.find("backingStore")
+    while store is not None and store.find("source") is not None:
+        source = store.find("source")
+        assert source is not None
+        fmt = store.find("format")
+        layers.append((source.get("name"), fmt.get("type") if fmt is not None else None))
+        store = store.find("backingStore")
+    assert layers == [("/export/sd1/images/i9/v2", "qcow2"), ("/export/sd1/images/i9/v1", "raw"),
+                      ("iqn.2024-01.dev.overt:sd1/1", "qcow2")]
+    assert store is not None and list(store) == []  # the bottom volume has none

@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from overt.engine.db.tables import StorageDomain
+from overt.engine.jobs.handlers.storage_domains import is_image_leaf
 from overt.engine.queries.shared_storage import (
     extent_of,
     extent_path,
@@ -18,6 +19,8 @@ from overt.engine.queries.shared_storage import (
     volume_path,
 )
 from overt.protocol.ovirt_metadata import parse_metadata, render_metadata
+from overt.protocol.storage import StoredVolume
+from overt.protocol.vm import DiskFormat
 
 
 def test_domain_metadata_carries_ovirts_checksum_of_its_lines() -> None:
@@ -71,3 +74,21 @@ def test_an_iscsi_volume_is_an_extent_with_room_for_its_qcow2_tables() -> None:
     assert extent_size("cow", 1 << 30) % (1 << 20) == 0
     lun = lun_of(domain)
     assert (lun.portal, lun.target, lun.lun) == ("10.0.0.2:3260", "iqn.2026-11.org.example:t", 3)
+
+
+def test_an_import_adopts_each_images_leaf_over_its_snapshot_volumes() -> None:
+    top = "00000000-0000-0000-0000-000000000000"
+    image, other = uuid.uuid4(), uuid.uuid4()
+    base, middle, leaf, thin = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+
+    def volume(image_id: uuid.UUID, volume_id: uuid.UUID, parent: str, kind: str
+               ) -> StoredVolume:
+        return StoredVolume(image_id=image_id, volume_id=volume_id,
+                            metadata={"PUUID": parent, "VOLTYPE": kind, "LEGALITY": "LEGAL"},
+                            format=DiskFormat.QCOW2, virtual_size=1, actual_size=1)
+    volumes = [volume(image, base, top, "INTERNAL"), volume(image, middle, str(base), "INTERNAL"),
+               volume(image, leaf, str(middle), "LEAF"),
+               volume(other, thin, str(base), "LEAF")]  # a thin disk over another image
+    assert [v.volume_id for v in volumes if is_image_leaf(v, volumes)] == [leaf]
+    broken = [v for v in volumes if v.volume_id != middle]  # a hole in the chain
+    assert [v.volume_id for v in broken if is_image_leaf(v, broken)] == []

@@ -30,10 +30,15 @@ from overt.engine.model.status import (
     TemplateStatus,
 )
 from overt.engine.queries import lookup
-from overt.engine.queries.shared_storage import split_volume_path
-from overt.engine.queries.vm_spec import image_location
-from overt.protocol.storage import NfsVolumeTarget, SharedVolumeInfo, VolumeCopy
-from overt.protocol.vm import DiskFormat, FileSource, NfsSource
+from overt.engine.queries.shared_storage import extent_of, lun_of, split_volume_path
+from overt.engine.queries.vm_spec import disk_source, image_location
+from overt.protocol.storage import (
+    IscsiExtentTarget,
+    NfsVolumeTarget,
+    SharedVolumeInfo,
+    VolumeCopy,
+)
+from overt.protocol.vm import DiskFormat, FileSource, IscsiSource, NfsSource
 
 
 async def _local_host(ctx: JobContext, domain: StorageDomain) -> Host:
@@ -46,22 +51,26 @@ async def _local_host(ctx: JobContext, domain: StorageDomain) -> Host:
     return host
 
 
-def _source(domain: StorageDomain, disk: Disk) -> FileSource | NfsSource:
-    if domain.storage_type == StorageType.NFS.value:
-        return NfsSource(server=domain.address or "", path=image_location(domain, disk))
-    if domain.storage_type == StorageType.LOCALFS.value:
-        return FileSource(path=image_location(domain, disk))
+def _source(domain: StorageDomain, disk: Disk) -> FileSource | NfsSource | IscsiSource:
+    if domain.storage_type in (StorageType.NFS.value, StorageType.ISCSI.value,
+                               StorageType.LOCALFS.value):
+        return disk_source(domain, disk)
     raise JobFailed(f"disk {disk.name} is on a {domain.storage_type} domain, which Overt "
                     "cannot copy yet")
 
 
 def _target(domain: StorageDomain, disk: Disk, *, shared_by_vms: bool
-            ) -> FileSource | NfsVolumeTarget:
+            ) -> FileSource | NfsVolumeTarget | IscsiExtentTarget:
     if domain.storage_type == StorageType.LOCALFS.value:
         return FileSource(path=image_location(domain, disk))
+    if domain.storage_type == StorageType.ISCSI.value:
+        extent = extent_of(disk.image_path)
+        if extent is None:
+            raise JobFailed(f"disk {disk.name} has no extent of its iSCSI domain")
+        return IscsiExtentTarget(lun=lun_of(domain), offset=extent[0], size=extent[1])
     if domain.storage_type != StorageType.NFS.value:
         raise JobFailed(f"storage domain {domain.name} is {domain.storage_type}; copies go to "
-                        "local or NFS domains")
+                        "local, NFS or iSCSI domains")
     image_id, volume_id = split_volume_path(disk.image_path)
     description = json.dumps({"DiskAlias": disk.name, "DiskDescription": disk.description})
     return NfsVolumeTarget(storage=shared.export_of(domain),
@@ -92,6 +101,9 @@ async def _copy(ctx: JobContext, copy: DiskCopy, *, for_template: bool) -> None:
             format=DiskFormat.QCOW2 if target.format == "cow" else DiskFormat.RAW,
             size_bytes=target.provisioned_size, sparse=target.sparse),
             SharedVolumeInfo, key=ctx.key(f"copy-{target.id}"), timeout_s=3600)
+        if target_domain.storage_type == StorageType.ISCSI.value:
+            await shared.write_lun_metadata(ctx, target_domain, host,
+                                            key=f"copy-md-{target.id}")
     async with ctx.transaction() as session:
         disk = await lookup.get(session, Disk, copy.target)
         disk.status, disk.actual_size = DiskStatus.OK, made.actual_size

@@ -18,20 +18,19 @@ from overt.engine import audit
 from overt.engine.db.tables import Disk, Snapshot, SnapshotVolume, StorageDomain, Vm
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed
-from overt.engine.jobs.handlers.disks import storage_host
+from overt.engine.jobs.handlers.snapshot_volumes import (
+    create_overlay,
+    delete_volumes,
+    volume_host,
+)
 from overt.engine.jobs.kinds import EndPreview, JobSpec, PreviewSnapshot
 from overt.engine.model.status import LogSeverity, VmStatus
-from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
 from overt.engine.queries.snapshot_chains import (
     IN_PREVIEW,
     PREVIEW,
     off_chain_volumes,
-    volume_location,
 )
-from overt.protocol import ErrorCode
-from overt.protocol.commands import Empty, VolumeCreate, VolumeDelete, VolumeInfo
-from overt.protocol.vm import DiskFormat
 
 
 async def _down_vm(ctx: JobContext, vm_id: uuid.UUID) -> Vm:
@@ -43,14 +42,8 @@ async def _down_vm(ctx: JobContext, vm_id: uuid.UUID) -> Vm:
 
 
 async def _delete(ctx: JobContext, domain: StorageDomain, paths: list[str], key: str) -> None:
-    host = await storage_host(ctx, domain)
-    for number, image_path in enumerate(paths):
-        try:
-            await ctx.nodes.call(host, VolumeDelete(path=volume_location(domain, image_path)),
-                                 Empty, key=ctx.key(f"{key}-{number}"))
-        except NodeCommandFailed as exc:
-            if exc.error.code is not ErrorCode.IMAGE_MISSING:
-                raise
+    host = await volume_host(ctx, domain)
+    await delete_volumes(ctx, host, domain, paths, key)
 
 
 async def preview_snapshot(ctx: JobContext, spec: PreviewSnapshot) -> dict[str, Any]:
@@ -65,14 +58,10 @@ async def preview_snapshot(ctx: JobContext, spec: PreviewSnapshot) -> dict[str, 
         new_path = spec.overlays[str(disk.id)]
         if disk.image_path == new_path:
             continue  # previewed by an earlier attempt
-        host = await storage_host(ctx, domain)
+        host = await volume_host(ctx, domain)
         async with ctx.step(f"Previewing a snapshot of disk {disk.name}", host_id=host.id):
-            await ctx.nodes.call(host, VolumeCreate(
-                path=volume_location(domain, new_path), format=DiskFormat.QCOW2,
-                size_bytes=disk.provisioned_size,
-                backing=volume_location(domain, volume.image_path),
-                backing_format=DiskFormat.QCOW2 if volume.format == "cow" else DiskFormat.RAW),
-                VolumeInfo, key=ctx.key(f"overlay-{disk.id}"))
+            await create_overlay(ctx, host, domain, disk, new_path, volume.image_path,
+                                 volume.format, key=f"overlay-{disk.id}")
         async with ctx.transaction() as session:
             row = await lookup.get(session, Disk, disk.id, for_update=True)
             session.add(SnapshotVolume(snapshot_id=spec.preview_id, disk_id=row.id,

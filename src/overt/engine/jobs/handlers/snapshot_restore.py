@@ -14,15 +14,15 @@ from overt.engine import audit
 from overt.engine.db.tables import Disk, Snapshot, SnapshotVolume, StorageDomain, Vm
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed
-from overt.engine.jobs.handlers.disks import storage_host
+from overt.engine.jobs.handlers.snapshot_volumes import (
+    create_overlay,
+    delete_volumes,
+    volume_host,
+)
 from overt.engine.jobs.kinds import JobSpec, RestoreSnapshot
 from overt.engine.model.status import LogSeverity, VmStatus
-from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
-from overt.engine.queries.snapshot_chains import snapshot_volumes, volume_location
-from overt.protocol import ErrorCode
-from overt.protocol.commands import Empty, VolumeCreate, VolumeDelete, VolumeInfo
-from overt.protocol.vm import DiskFormat
+from overt.engine.queries.snapshot_chains import snapshot_volumes
 
 
 async def restore_snapshot(ctx: JobContext, spec: RestoreSnapshot) -> dict[str, Any]:
@@ -59,26 +59,17 @@ async def _restore_disk(ctx: JobContext, snapshot: Snapshot, disk_id: uuid.UUID,
         return  # restored by an earlier attempt
     base = volumes[at]
     dropped = [v.image_path for v in volumes[at + 1:]] + [disk.image_path]
-    host = await storage_host(ctx, domain)
+    host = await volume_host(ctx, domain)
     async with ctx.step(f"Restoring disk {disk.name} to snapshot '{snapshot.description}'",
                         host_id=host.id):
-        await ctx.nodes.call(host, VolumeCreate(
-            path=volume_location(domain, new_path), format=DiskFormat.QCOW2,
-            size_bytes=disk.provisioned_size, backing=volume_location(domain, base.image_path),
-            backing_format=DiskFormat.QCOW2 if base.format == "cow" else DiskFormat.RAW),
-            VolumeInfo, key=ctx.key(f"overlay-{disk.id}"))
+        await create_overlay(ctx, host, domain, disk, new_path, base.image_path, base.format,
+                             key=f"overlay-{disk.id}")
         async with ctx.transaction() as session:
             row = await lookup.get(session, Disk, disk.id, for_update=True)
             row.image_path, row.format = new_path, "cow"
             await session.execute(delete(SnapshotVolume).where(
                 SnapshotVolume.disk_id == disk.id, SnapshotVolume.pk > base.pk))
-        for number, image_path in enumerate(dropped):
-            try:
-                await ctx.nodes.call(host, VolumeDelete(path=volume_location(domain, image_path)),
-                                     Empty, key=ctx.key(f"drop-{disk.id}-{number}"))
-            except NodeCommandFailed as exc:
-                if exc.error.code is not ErrorCode.IMAGE_MISSING:
-                    raise
+        await delete_volumes(ctx, host, domain, dropped, key=f"drop-{disk.id}")
 
 
 async def restore_failed(session: AsyncSession, ctx: JobContext, spec: RestoreSnapshot,

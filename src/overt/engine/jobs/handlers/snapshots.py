@@ -16,32 +16,26 @@ from overt.engine import audit
 from overt.engine.db.tables import Disk, Host, Snapshot, SnapshotVolume, StorageDomain, Vm
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import RetryLater
-from overt.engine.jobs.handlers.disks import storage_host
+from overt.engine.jobs.handlers.snapshot_volumes import (
+    commit_volume,
+    create_overlay,
+    delete_volumes,
+    volume_host,
+)
 from overt.engine.jobs.kinds import CreateSnapshot, JobSpec, RemoveSnapshot
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
-from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
 from overt.engine.queries.snapshot_chains import Merge, merge_of, volume_location
 from overt.engine.queries.vm_spec import vm_disks
-from overt.protocol import ErrorCode
 from overt.protocol.commands import (
     DiskOverlay,
     Empty,
     VmBlockCommit,
     VmDiskSnapshot,
-    VolumeCommit,
-    VolumeCreate,
-    VolumeDelete,
-    VolumeInfo,
 )
-from overt.protocol.vm import DiskFormat
 
 # A VM in these statuses has QEMU writing its disks: only its host may change them.
 LIVE = frozenset({VmStatus.UP, VmStatus.PAUSED, VmStatus.POWERING_UP})
-
-
-def _format(disk_format: str) -> DiskFormat:
-    return DiskFormat.QCOW2 if disk_format == "cow" else DiskFormat.RAW
 
 
 async def _live_host(ctx: JobContext, vm: Vm) -> Host | None:
@@ -93,12 +87,10 @@ async def create_snapshot(ctx: JobContext, spec: CreateSnapshot) -> dict[str, An
 
 async def _create_overlay(ctx: JobContext, disk: Disk, domain: StorageDomain,
                           new_path: str) -> None:
-    host = await storage_host(ctx, domain)
+    host = await volume_host(ctx, domain)
     async with ctx.step(f"Creating a volume of disk {disk.name}", host_id=host.id):
-        await ctx.nodes.call(host, VolumeCreate(
-            path=volume_location(domain, new_path), format=DiskFormat.QCOW2,
-            size_bytes=disk.provisioned_size, backing=volume_location(domain, disk.image_path),
-            backing_format=_format(disk.format)), VolumeInfo, key=ctx.key(f"overlay-{disk.id}"))
+        await create_overlay(ctx, host, domain, disk, new_path, disk.image_path, disk.format,
+                             key=f"overlay-{disk.id}")
 
 
 async def create_failed(session: AsyncSession, ctx: JobContext, spec: CreateSnapshot,
@@ -160,19 +152,13 @@ async def _merge(ctx: JobContext, vm: Vm, host: Host | None, domain: StorageDoma
                 Empty, key=ctx.key(f"merge-{disk.id}"), timeout_s=900)
         deleter = host
     else:
-        deleter = await storage_host(ctx, domain)
+        deleter = await volume_host(ctx, domain)
         async with ctx.step(f"Merging a volume of disk {disk.name}", host_id=deleter.id):
-            await ctx.nodes.call(deleter, VolumeCommit(
-                top=at(merge.top), base=at(merge.base), base_format=_format(merge.volume.format),
-                child=at(merge.child) if merge.child else None),
-                VolumeInfo, key=ctx.key(f"merge-{disk.id}"), timeout_s=3600)
+            await commit_volume(ctx, deleter, domain, top=merge.top, base=merge.base,
+                                base_format=merge.volume.format, child=merge.child,
+                                key=f"merge-{disk.id}")
     await _record_merge(ctx, merge)
-    try:
-        await ctx.nodes.call(deleter, VolumeDelete(path=at(merge.top)), Empty,
-                             key=ctx.key(f"delete-{disk.id}"))
-    except NodeCommandFailed as exc:
-        if exc.error.code is not ErrorCode.IMAGE_MISSING:
-            raise
+    await delete_volumes(ctx, deleter, domain, [merge.top], key=f"delete-{disk.id}")
 
 
 async def _record_merge(ctx: JobContext, merge: Merge) -> None:

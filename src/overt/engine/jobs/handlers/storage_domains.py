@@ -44,6 +44,7 @@ from overt.protocol.storage import (
     DomainInfo,
     DomainList,
     ExtentFormat,
+    ExtentRef,
     LunContents,
     LunMetadataWrite,
     LunRead,
@@ -187,7 +188,7 @@ async def _import(ctx: JobContext, domain: StorageDomain, host: Host) -> dict[st
         row.storage_uuid = contents.domain.id
         _settle(row, contents.domain, StorageDomainStatus.UNATTACHED)
         for volume in contents.volumes:
-            if await _adopt(session, row, volume):
+            if is_image_leaf(volume, contents.volumes) and await _adopt(session, row, volume):
                 imported += 1
         audit.record(session, f"Storage Domain {row.name} was imported from "
                      f"{row.address}:{row.path} with {imported} disk(s)",
@@ -196,11 +197,33 @@ async def _import(ctx: JobContext, domain: StorageDomain, host: Host) -> dict[st
     return {"disks": imported}
 
 
+def is_image_leaf(volume: StoredVolume, volumes: list[StoredVolume]) -> bool:
+    """Whether `volume` is the leaf of a whole image: not under a snapshot's volume, and
+    its chain (its snapshots' volumes, in the same image) reaches the image's base."""
+    if volume.metadata.get("VOLTYPE") == "INTERNAL":
+        return False
+    parents = {v.volume_id: v.metadata.get("PUUID", TOP_OF_CHAIN) for v in volumes
+               if v.image_id == volume.image_id}
+    parent, seen = volume.metadata.get("PUUID", TOP_OF_CHAIN), {volume.volume_id}
+    while parent != TOP_OF_CHAIN:
+        try:
+            parent_id = uuid.UUID(parent)
+        except ValueError:
+            return False
+        if parent_id in seen or parent_id not in parents:
+            return False  # a thin volume over another image (a template's), or a loop
+        seen.add(parent_id)
+        parent = parents[parent_id]
+    return True
+
+
 async def _adopt(session: Any, domain: StorageDomain, volume: StoredVolume) -> bool:
-    """A disk row for a volume found on storage: a whole image (its top of chain) whose
-    metadata says it is legal; the disk keeps its image id, as in oVirt."""
+    """A disk row for an image's leaf volume found on storage (`is_image_leaf`) whose
+    metadata says it is legal; the disk keeps its image id, as in oVirt. The volumes
+    under the leaf stay its backing chain on storage (the snapshots themselves, VM
+    configuration, are not on the domain)."""
     meta = volume.metadata
-    if meta.get("LEGALITY") != "LEGAL" or meta.get("PUUID", TOP_OF_CHAIN) != TOP_OF_CHAIN:
+    if meta.get("LEGALITY") != "LEGAL":
         return False
     if await session.get(Disk, volume.image_id) is not None:
         return False
@@ -331,19 +354,27 @@ async def create_volume(ctx: JobContext, domain: StorageDomain, disk: Disk, *,
     host = await acting_host(ctx, domain)
     image_id, volume_id = split_volume_path(disk.image_path)
     extent = extent_of(disk.image_path)
-    if backing is not None and (extent is not None
-                                or backing.storage_domain_id != disk.storage_domain_id):
-        raise JobFailed(f"disk {disk.name}: a thin disk lies on its template disk's NFS domain")
+    if backing is not None and backing.storage_domain_id != disk.storage_domain_id:
+        raise JobFailed(f"disk {disk.name}: a thin disk lies on its template disk's domain")
     backing_ids = split_volume_path(backing.image_path) if backing is not None else (None, None)
     if extent is not None:
+        under = None
+        if backing is not None:
+            backing_extent = extent_of(backing.image_path)
+            if backing_extent is None or disk.format != "cow":
+                raise JobFailed(f"disk {disk.name}: a thin disk on iSCSI is a qcow2 layer "
+                                "over its template disk's extent")
+            under = ExtentRef(offset=backing_extent[0], size=backing_extent[1],
+                              format=DiskFormat.QCOW2 if backing.format == "cow"
+                              else DiskFormat.RAW)
         async with ctx.step(f"Creating disk {disk.name} on storage domain {domain.name}",
                             host_id=host.id):
             made = await ctx.nodes.call(host, ExtentFormat(
                 lun=lun_of(domain), offset=extent[0], size=extent[1],
                 format=DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW,
-                virtual_size=disk.provisioned_size), SharedVolumeInfo, key=ctx.key("create"),
-                timeout_s=600)
-            await _write_lun_metadata(ctx, domain, host, key="create-md")
+                virtual_size=disk.provisioned_size, backing=under), SharedVolumeInfo,
+                key=ctx.key("create"), timeout_s=600)
+            await write_lun_metadata(ctx, domain, host, key="create-md")
         return made
     description = json.dumps({"DiskAlias": disk.name, "DiskDescription": disk.description})
     async with ctx.step(f"Creating disk {disk.name} on storage domain {domain.name}",
@@ -361,7 +392,7 @@ async def create_volume(ctx: JobContext, domain: StorageDomain, disk: Disk, *,
             SharedVolumeInfo, key=ctx.key("create"), timeout_s=600)
 
 
-async def _write_lun_metadata(ctx: JobContext, domain: StorageDomain, host: Host, *, key: str,
+async def write_lun_metadata(ctx: JobContext, domain: StorageDomain, host: Host, *, key: str,
                               without: uuid.UUID | None = None) -> None:
     async with ctx.transaction() as session:
         fresh = await lookup.get(session, StorageDomain, domain.id)
@@ -377,7 +408,7 @@ async def remove_volume(ctx: JobContext, domain: StorageDomain, disk: Disk, *,
     image_id, volume_id = split_volume_path(disk.image_path)
     if extent_of(disk.image_path) is not None:
         async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
-            await _write_lun_metadata(ctx, domain, host, key=f"{key}-md", without=disk.id)
+            await write_lun_metadata(ctx, domain, host, key=f"{key}-md", without=disk.id)
         return  # the extent is released with the disk's row (overt.engine.jobs.handlers.disks)
     async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
         await ctx.nodes.call(

@@ -1,0 +1,273 @@
+"""Snapshots of a down VM whose disks are on an NFS domain, over the fast lane: the node's
+NFS code runs on an export kept as a local directory (oVirt's layout, `.meta` files) and
+qemu-img on the real volumes. The chain the database records is the chain on storage
+and the one the `.meta` files describe; taken, previewed, restored and merged, the data
+is what the user expects; refused requests change nothing; an engine that dies while a
+snapshot's volume is half made leaves the job to a successor, which finishes it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from overt.engine.db.tables import Disk, Job, Lock, Snapshot, StorageDomain, User, Vm
+from overt.engine.jobs.handlers import UNITS
+from overt.engine.jobs.worker import Worker
+from overt.engine.model.errors import Conflict, NotFound
+from overt.engine.model.status import StorageDomainStatus, StorageType, VmStatus
+from overt.engine.queries.lookup import Ref
+from overt.engine.queries.snapshot_chains import disk_chain
+from overt.engine.queries.vm_spec import build_vm_spec
+from overt.engine.services import devices, snapshots
+from overt.engine.services.inputs import DiskAttachmentInput, DiskInput
+from overt.node.storage import nfs_domain
+from overt.protocol.ovirt_metadata import parse_metadata, render_metadata
+from overt.protocol.vm import NfsSource
+from tests.support.export_directory import ExportDirectory, use_export_directories
+from tests.support.loopback import LoopbackEngine
+
+MIB = 1 << 20
+TOP = "00000000-0000-0000-0000-000000000000"
+
+
+def _storage_chain(path: Path) -> list[str]:
+    out = subprocess.run(["qemu-img", "info", "-U", "--backing-chain", "--output=json",
+                          str(path)], check=True, capture_output=True, text=True).stdout
+    return [layer["filename"] for layer in reversed(json.loads(out))]
+
+
+def _write(path: Path, fmt: str, command: str) -> None:
+    subprocess.run(["qemu-io", "-f", fmt, "-c", command, str(path)], check=True,
+                   capture_output=True)
+
+
+def _reads(path: Path, fmt: str, pattern: int, offset: int) -> bool:
+    done = subprocess.run(["qemu-io", "-r", "-f", fmt, "-c", f"read -P {pattern} {offset} 64k",
+                           str(path)], capture_output=True, text=True, check=False)
+    return done.returncode == 0 and "Pattern verification failed" not in done.stdout
+
+
+def _meta(volume: Path) -> dict[str, str]:
+    return parse_metadata(Path(f"{volume}.meta").read_text())
+
+
+async def _nfs_vm(engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, root: Path
+                  ) -> tuple[uuid.UUID, list[uuid.UUID], Path]:
+    """A down VM with a qcow2 and a raw disk on an active NFS domain; the export's path."""
+    use_export_directories(monkeypatch, root)
+    await engine.add_host("h1")
+    sd_id = uuid.uuid4()
+    async with engine.session() as session:
+        host_id = (await session.execute(select(StorageDomain.host_id))).scalar_one()
+        session.add(StorageDomain(id=sd_id, name="nfs1", storage_type=StorageType.NFS.value,
+                                  address="10.9.9.9", path="/export", host_id=host_id,
+                                  storage_uuid=sd_id, status=StorageDomainStatus.ACTIVE.value))
+    export = ExportDirectory("10.9.9.9", "/export")
+    await asyncio.to_thread(export.makedirs, f"/{sd_id}/dom_md")
+    await asyncio.to_thread(export.write_bytes, f"/{sd_id}/dom_md/metadata",
+                            render_metadata({"SDUUID": str(sd_id)}, checksum=True, eof=False))
+    vm_id = await engine.add_vm("nfs-snappy")
+    disk_ids = []
+    for name, fmt in (("boot", "cow"), ("data", "raw")):
+        async with engine.session() as session:
+            vm = await session.get(Vm, vm_id)
+            user = await session.get(User, engine.user_id)
+            assert vm is not None and user is not None
+            attachment = await devices.add_disk_attachment(
+                session, engine.jobs, vm, DiskAttachmentInput(
+                    disk=DiskInput(name=name, provisioned_size=8 * MIB, format=fmt,
+                                   storage_domain=Ref(name="nfs1")),
+                    bootable=name == "boot"), user)
+            disk_ids.append(attachment.disk_id)
+    await engine.settled()
+    return vm_id, disk_ids, export.base
+
+
+async def _chains(engine: LoopbackEngine, export: Path, disk_ids: list[uuid.UUID]
+                  ) -> list[list[Path]]:
+    """Per disk, its chain (base first) as the database records it, checked against the
+    chain qemu-img reads on storage and the parents the `.meta` files name."""
+    found = []
+    async with engine.session() as session:
+        for disk_id in disk_ids:
+            disk = await session.get(Disk, disk_id)
+            assert disk is not None
+            recorded = [export / p for p in await disk_chain(session, disk)]
+            assert [str(p) for p in recorded] == await asyncio.to_thread(
+                _storage_chain, recorded[-1])
+            parents = [TOP] + [p.name for p in recorded[:-1]]
+            assert [_meta(p)["PUUID"] for p in recorded] == parents
+            assert [_meta(p)["VOLTYPE"] for p in recorded] == \
+                ["INTERNAL"] * (len(recorded) - 1) + ["LEAF"]
+            assert {p.parent.name for p in recorded} == {str(disk_id)}  # the disk's image
+            found.append(recorded)
+    return found
+
+
+def _volumes(export: Path, disk_id: uuid.UUID) -> set[str]:
+    image = next(export.glob(f"*/images/{disk_id}"))
+    return {p.name for p in image.iterdir() if "." not in p.name}
+
+
+async def _done(engine: LoopbackEngine, job: Job) -> None:
+    ended = await engine.job(job.id)
+    assert ended.state == "done", ended.error
+
+
+async def _take(engine: LoopbackEngine, vm_id: uuid.UUID, description: str) -> uuid.UUID:
+    snapshot, job = await engine.act(snapshots.add_snapshot, vm_id, description)
+    await _done(engine, job)
+    return snapshot.id
+
+
+async def test_snapshots_of_a_down_vm_on_nfs_are_taken_previewed_restored_and_merged(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    vm_id, disk_ids, export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    [[boot], [data]] = await _chains(engine, export, disk_ids)
+    await asyncio.to_thread(_write, boot, "qcow2", "write -P 0x11 0 64k")
+    await asyncio.to_thread(_write, data, "raw", "write -P 0x11 0 64k")
+
+    first = await _take(engine, vm_id, "first")
+    chains = await _chains(engine, export, disk_ids)
+    assert [c[0] for c in chains] == [boot, data] and all(len(c) == 2 for c in chains)
+    for chain in chains:
+        await asyncio.to_thread(_write, chain[-1], "qcow2", "write -P 0x22 64k 64k")
+    second = await _take(engine, vm_id, "second")
+    chains = await _chains(engine, export, disk_ids)
+    for chain in chains:
+        assert len(chain) == 3
+        await asyncio.to_thread(_write, chain[-1], "qcow2", "write -P 0x33 128k 64k")
+    # The VM runs its chain from NFS: libvirt is given every volume, nearest first.
+    async with engine.session() as session:
+        spec = await build_vm_spec(session, await engine.vm(vm_id), vnc_password="secret")
+    layers = [layer.source for layer in spec.disks[0].chain]
+    assert [s.path for s in layers if isinstance(s, NfsSource)] == [
+        f"/export/{p.relative_to(export)}" for p in reversed(chains[0][:-1])]
+
+    # Preview the first snapshot, then undo: the chain and its data come back.
+    before = await _chains(engine, export, disk_ids)
+    await _done(engine, await engine.act(snapshots.preview_snapshot, vm_id, first))
+    previewing = await _chains(engine, export, disk_ids)
+    assert all(len(c) == 2 for c in previewing) and previewing[0][0] == boot
+    assert await asyncio.to_thread(_reads, previewing[0][-1], "qcow2", 0x11, 0)
+    assert not await asyncio.to_thread(_reads, previewing[0][-1], "qcow2", 0x22, 64 * 1024)
+    await _done(engine, await engine.act(snapshots.end_preview, vm_id, commit=False))
+    assert await _chains(engine, export, disk_ids) == before
+    assert await asyncio.to_thread(_reads, before[0][-1], "qcow2", 0x33, 128 * 1024)
+
+    # Restore the second snapshot: what was written after it is gone, its volumes too.
+    await _done(engine, await engine.act(snapshots.restore_snapshot, vm_id, second))
+    restored = await _chains(engine, export, disk_ids)
+    assert all(len(c) == 3 for c in restored)
+    assert await asyncio.to_thread(_reads, restored[0][-1], "qcow2", 0x22, 64 * 1024)
+    assert not await asyncio.to_thread(_reads, restored[0][-1], "qcow2", 0x33, 128 * 1024)
+    assert _volumes(export, disk_ids[0]) == {p.name for p in restored[0]}
+    await asyncio.to_thread(_write, restored[1][-1], "qcow2", "write -P 0x44 128k 64k")
+
+    # Removing both snapshots merges every volume into the base, which is a leaf again.
+    await _done(engine, await engine.act(snapshots.remove_snapshot, vm_id, first))
+    assert all(len(c) == 2 for c in await _chains(engine, export, disk_ids))
+    await _done(engine, await engine.act(snapshots.remove_snapshot, vm_id, second))
+    assert await _chains(engine, export, disk_ids) == [[boot], [data]]
+    for path, fmt in ((boot, "qcow2"), (data, "raw")):
+        assert await asyncio.to_thread(_reads, path, fmt, 0x11, 0)
+        assert await asyncio.to_thread(_reads, path, fmt, 0x22, 64 * 1024)
+    assert await asyncio.to_thread(_reads, data, "raw", 0x44, 128 * 1024)
+    await asyncio.to_thread(subprocess.run, ["qemu-img", "check", "-U", str(boot)], check=True,
+                            capture_output=True)
+    assert [_volumes(export, d) for d in disk_ids] == [{boot.name}, {data.name}]
+    async with engine.session() as session:
+        assert (await session.execute(select(func.count()).select_from(Snapshot))).scalar() == 0
+
+
+async def test_nfs_snapshot_requests_that_cannot_be_served_change_nothing(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    vm_id, disk_ids, export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    taken = await _take(engine, vm_id, "kept")
+    before = await _chains(engine, export, disk_ids)
+
+    async def counts() -> tuple[int, int]:
+        async with engine.session() as session:
+            return ((await session.execute(select(func.count()).select_from(Job))).scalar_one(),
+                    (await session.execute(select(func.count()).select_from(Snapshot))
+                     ).scalar_one())
+    counted = await counts()
+    async with engine.session() as session:
+        vm = await session.get(Vm, vm_id)
+        assert vm is not None
+        vm.status = VmStatus.UP.value  # QEMU now holds the volumes
+    with pytest.raises(Conflict, match=r"on nfs domain nfs1.*shut it down first"):
+        await engine.act(snapshots.add_snapshot, vm_id, "live")
+    with pytest.raises(Conflict, match="shut it down first"):
+        await engine.act(snapshots.remove_snapshot, vm_id, taken)
+    with pytest.raises(Conflict, match="shut it down first"):
+        await engine.act(snapshots.restore_snapshot, vm_id, taken)
+    async with engine.session() as session:
+        vm = await session.get(Vm, vm_id)
+        assert vm is not None
+        vm.status = VmStatus.DOWN.value
+        domain = (await session.execute(select(StorageDomain).where(
+            StorageDomain.name == "nfs1"))).scalar_one()
+        domain.storage_type = StorageType.ISCSI.value
+    with pytest.raises(Conflict, match="is on a iscsi domain"):
+        await engine.act(snapshots.add_snapshot, vm_id, "on iscsi")
+    async with engine.session() as session:
+        domain = (await session.execute(select(StorageDomain).where(
+            StorageDomain.name == "nfs1"))).scalar_one()
+        domain.storage_type = StorageType.NFS.value
+    with pytest.raises(NotFound, match="has no snapshot"):
+        await engine.act(snapshots.preview_snapshot, vm_id, uuid.uuid4())
+    with pytest.raises(NotFound):
+        await engine.act(snapshots.preview_snapshot, uuid.uuid4(), taken)
+    assert await counts() == counted
+    assert await _chains(engine, export, disk_ids) == before
+
+
+async def test_an_engine_that_dies_while_a_snapshot_volume_is_made_leaves_it_to_a_successor(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The volume is made on storage but has no `.meta` yet when the engine dies: the
+    snapshot is `locked`, its job `running`. The successor makes the volume again, records
+    the chain, and nothing stays locked."""
+    vm_id, disk_ids, export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    real, go_on, made = nfs_domain.finish_volume, asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def stalls_first(storage: object, relative: str, meta: dict[str, str]) -> None:
+        if not made.is_set():
+            loop.call_soon_threadsafe(made.set)
+            asyncio.run_coroutine_threadsafe(go_on.wait(), loop).result(timeout=60)
+        real(storage, relative, meta)  # type: ignore[arg-type]
+    monkeypatch.setattr(nfs_domain, "finish_volume", stalls_first)
+    snapshot, _job = await engine.act(snapshots.add_snapshot, vm_id, "interrupted")
+    await asyncio.wait_for(made.wait(), 60)
+    await engine.worker.stop()  # the engine dies between making the volume and its .meta
+    async with engine.session() as session:
+        job = (await session.execute(select(Job).where(Job.action == "vm.snapshot"))
+               ).scalar_one()
+        row = await session.get(Snapshot, snapshot.id)
+        assert (job.state, row.status if row else None) == ("running", "locked")
+        job.lease_until = job.start_time  # its lease lapsed long ago
+
+    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
+    running = asyncio.create_task(successor.run())
+    try:
+        go_on.set()
+        ended = await engine.job(job.id)
+    finally:
+        await successor.stop()
+        await running
+    assert ended.state == "done", ended.error
+    chains = await _chains(engine, export, disk_ids)
+    assert all(len(c) == 2 for c in chains)
+    async with engine.session() as session:
+        row = await session.get(Snapshot, snapshot.id)
+        assert row is not None and row.status == "ok"
+        assert (await session.execute(select(Lock))).all() == []
+    for disk_id, chain in zip(disk_ids, chains, strict=True):
+        assert _volumes(export, disk_id) == {p.name for p in chain}
