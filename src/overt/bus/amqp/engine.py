@@ -275,9 +275,11 @@ class AmqpEngineTransport:
                                 self._stats_prefetch)
             for host in self._routes:
                 await self._route(session, host)
-            for partition in sorted(self._wanted):
-                await self._consume_partition(session, partition)
-        self._session = session
+        async with self._changing:  # a partition taken meanwhile is consumed here
+            if self._delivery is not None:
+                for partition in sorted(self._wanted):
+                    await self._consume_partition(session, partition)
+            self._session = session
 
     async def _consume_partition(self, session: _Session, partition: int) -> None:
         assert self._delivery is not None

@@ -119,12 +119,14 @@ def event_partition(host_uuid: uuid.UUID) -> int:
 
 
 def partition_queue(partition: int) -> QueueSpec:
-    """One partition's events queue. Single active consumer: whatever the monitors believe
-    about who owns it, the broker delivers its events to one consumer at a time."""
+    """One partition's events queue. Who consumes it is decided by the monitors' advisory
+    locks, not by the broker: RabbitMQ 3.10 and 3.11 crash a classic queue with single
+    active consumer when its active consumer dies with messages in hand while another
+    waits (rabbitmq-server issue 5460), and the consumer left waiting is never told."""
     if not 0 <= partition < EVENT_PARTITIONS:
         raise ValueError(f"partition {partition} is not between 0 and {EVENT_PARTITIONS - 1}")
     return QueueSpec(f"{EVENT_PARTITION_PREFIX}{partition:02d}",
-                     {"x-dead-letter-exchange": DEAD_EXCHANGE, "x-single-active-consumer": True})
+                     {"x-dead-letter-exchange": DEAD_EXCHANGE})
 
 
 def node_events_binding(host_uuid: uuid.UUID) -> tuple[str, str, QueueSpec]:

@@ -14,8 +14,9 @@ partitions between them without consensus code of their own:
 - A monitor consumes a partition only while it holds the partition's advisory lock.
   One that gives a partition up stops consuming it and records the events it holds
   before unlocking it, so the next owner starts where it stopped (a node's events in
-  order, none refused). The partition queues are single active consumer, so even two
-  monitors that disagreed would never both receive a partition's events.
+  order, none refused). A monitor that loses its database connection gives up every
+  partition at once; should two monitors ever consume one partition for a moment, the
+  sink's (boot, seq) check still applies each event once and in order.
 
 On SQLite (one engine process) the monitor consumes every partition.
 """
