@@ -66,11 +66,11 @@ class MonitorUnderTest:
 
 @pytest_asyncio.fixture
 async def fleet(rabbitmq: Broker) -> AsyncIterator[list[AmqpAgentTransport]]:
-    agents = []
-    for host in HOSTS:
+    async def start(host: uuid.UUID) -> AmqpAgentTransport:
         agent = AmqpAgentTransport(await rabbitmq.enroll(host), host, backoff=TEST_BACKOFF)
         await agent.start(answering_handler(host))
-        agents.append(agent)
+        return agent
+    agents = list(await asyncio.gather(*(start(host) for host in HOSTS)))
     yield agents
     for agent in agents:
         await agent.close()
