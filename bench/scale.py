@@ -63,6 +63,9 @@ REPORT = re.compile(r"^(\S+ \S+) INFO .*monitor: in the last (\d+) s: (\d+) even
 COUNTS = re.compile(r"(\d+) duplicate, (\d+) stale, (\d+) refused as early, (\d+) as busy, "
                     r"(\d+) stats samples written.*?(?:; (\d+) resyncs)?$")
 
+OUTCOMES = re.compile(r"^(\S+ \S+) INFO .*monitor: in the last \d+ s: (\d+) events applied, "
+                      r"(\d+) duplicate, \d+ stale, (\d+) refused as early, (\d+) as busy")
+
 
 @dataclass
 class Options:
@@ -297,6 +300,20 @@ def cpu_hog(enabled: bool) -> Iterator[None]:
         hog.wait()
 
 
+def monitor_shares(site: ManagedSite, options: Options, since: float) -> dict[str, list[int]]:
+    """Each monitor's [applied, duplicate, refused as early, refused as busy] after `since`:
+    how the monitors split the fleet, and what they cost each other."""
+    shares = {}
+    for n in range(1, options.monitors + 1):
+        totals = [0, 0, 0, 0]
+        for line in site.text(f"monitor{n}").splitlines():
+            match = OUTCOMES.match(line)
+            if match and time.mktime(time.strptime(match[1], "%Y-%m-%d %H:%M:%S")) >= since:
+                totals = [t + int(g) for t, g in zip(totals, match.groups()[1:], strict=True)]
+        shares[f"monitor{n}"] = totals
+    return shares
+
+
 def measure(site: ManagedSite, api: Api, options: Options, vm_ids: list[uuid.UUID]
             ) -> dict[str, object]:
     pids = {name: p.pid for name, p in site.processes.items() if not name.startswith("fleet")}
@@ -344,6 +361,7 @@ def measure(site: ManagedSite, api: Api, options: Options, vm_ids: list[uuid.UUI
         **{f"{label} p99 ms": round(1000 * percentile(t, 0.99)) for label, t in times.items()},
         **{f"{label} p50 ms": round(1000 * percentile(t, 0.50)) for label, t in times.items()},
         "api_requests": sum(len(t) for t in times.values()),
+        "applied_duplicate_early_busy_by_monitor": monitor_shares(site, options, wall + 10),
     }
 
 
@@ -426,8 +444,7 @@ def main() -> None:
     parser.add_argument("--fleet-processes", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--monitors", type=int, default=1,
-                        help="a second monitor is for availability: on 2 cores it costs "
-                        "more CPU than it saves (competing for the same hosts' events)")
+                        help="monitors split the fleet's event partitions between them")
     parser.add_argument("--measure", type=float, default=120.0, help="seconds")
     parser.add_argument("--stats-interval", type=float, default=15.0)
     parser.add_argument("--heartbeat-interval", type=float, default=5.0)

@@ -14,7 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from overt.bus.amqp import AmqpEngineTransport, BrokerAdmin
-from overt.bus.amqp.topology import EVENTS_QUEUE
+from overt.bus.amqp.topology import EVENTS_QUEUE, partition_queue
 from overt.config import EngineSettings
 from tests.integration.bus.amqp.conftest import engine, sink
 from tests.support.broker import Broker
@@ -64,11 +64,13 @@ async def test_the_events_queue_is_bounded(rabbitmq: Broker,
     async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{rabbitmq.node.management_port}/api",
             auth=(rabbitmq.admin_user, rabbitmq.admin_password)) as api:
-        for _ in range(40):  # the management API's view of a queue lags by a few seconds
-            queue = (await api.get(f"/queues/{rabbitmq.vhost.replace('/', '%2F')}/"
-                                   f"{EVENTS_QUEUE}")).json()
-            limits = queue.get("effective_policy_definition") or {}
-            if limits:
-                break
-            await asyncio.sleep(0.5)
-    assert limits.get("max-length", 0) > 0 and limits.get("overflow") == "reject-publish", queue
+        for name in (EVENTS_QUEUE, partition_queue(0).name, partition_queue(31).name):
+            for _ in range(40):  # the management API's view of a queue lags by a few seconds
+                queue = (await api.get(f"/queues/{rabbitmq.vhost.replace('/', '%2F')}/"
+                                       f"{name}")).json()
+                limits = queue.get("effective_policy_definition") or {}
+                if limits:
+                    break
+                await asyncio.sleep(0.5)
+            assert limits.get("max-length", 0) > 0 and \
+                limits.get("overflow") == "reject-publish", queue

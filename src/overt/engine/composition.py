@@ -51,6 +51,7 @@ from overt.engine.jobs.handlers import UNITS
 from overt.engine.jobs.observe import ObservedChanges
 from overt.engine.jobs.worker import Worker
 from overt.engine.monitor.inbox import InboxSink
+from overt.engine.monitor.partitions import PartitionKeeper
 from overt.engine.monitor.service import Monitor
 from overt.engine.netsvc.plan import load_plan
 from overt.engine.netsvc.service import NetworkServices
@@ -151,7 +152,8 @@ class EngineRuntime:
         self.pki.ensure()
         if self.transport is None:
             self.transport = make_transport(self.settings, self.pki,
-                                            on_connected=self._bus_connected)
+                                            on_connected=self._bus_connected,
+                                            assigned=self.parts.monitor)
         if self.broker is None and self.parts.api and self.settings.managed:
             self.broker = make_broker_accounts(self.settings, self.pki)
         if self.unenrolled_nodes is None:
@@ -190,6 +192,9 @@ class EngineRuntime:
         if self.parts.monitor:
             self._monitor = monitor
             tasks.append(asyncio.create_task(monitor.run(), name="monitor"))
+            if isinstance(self.transport, AmqpEngineTransport):
+                keeper = PartitionKeeper(self.db, self.transport)
+                tasks.append(asyncio.create_task(keeper.run(), name="monitor partitions"))
             notifier = Notifier(self.db, SecretBox(self.settings.data_dir),
                                 interval_s=self.settings.notifier_interval_s)
             tasks.append(asyncio.create_task(notifier.run(), name="notifier"))
@@ -358,13 +363,15 @@ ConnectedHook = Callable[[], Coroutine[Any, Any, None]]
 
 
 def make_transport(settings: EngineSettings, pki: EnginePki, *,
-                   on_connected: ConnectedHook | None = None) -> EngineTransport:
-    """The engine's end of the bus named by the settings (direct, or amqp://...)."""
+                   on_connected: ConnectedHook | None = None,
+                   assigned: bool = False) -> EngineTransport:
+    """The engine's end of the bus named by the settings (direct, or amqp://...); an
+    `assigned` one consumes the event partitions its monitor's PartitionKeeper gives it."""
     if not settings.managed:
         return DirectEngineTransport(_tls(pki), clock=pki.clock)
     return AmqpEngineTransport(settings.bus, instance=engine_instance(),
                                ssl_context=broker_ssl_context(settings, pki),
-                               on_connected=on_connected)
+                               on_connected=on_connected, assigned=assigned)
 
 
 def engine_instance() -> str:

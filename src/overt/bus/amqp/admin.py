@@ -28,6 +28,7 @@ from overt.bus.amqp.topology import (
     QueueSpec,
     command_queue,
     host_of_username,
+    node_events_binding,
     node_permissions,
     node_username,
 )
@@ -128,12 +129,22 @@ class BrokerAdmin:
         await self.ensure_shared()
         queue = command_queue(host_uuid)
         await self._put_queue(queue)
+        await self._route_events(host_uuid)
         log.info("broker account %s ready for node %s", username, host_uuid)
         return BrokerCredentials(
             url=broker_url(self._node_scheme, username, password, self._node_host,
                            self._node_port, self.vhost),
             username=username, command_queue=queue.name, events_exchange=EVENTS_EXCHANGE,
             stats_exchange=STATS_EXCHANGE)
+
+    async def _route_events(self, host_uuid: uuid.UUID) -> None:
+        """Bind the node's events to its partition queue, so that its first event already
+        has a monitor to go to (monitors also bind every host they know of)."""
+        exchange, pattern, queue = node_events_binding(host_uuid)
+        await self._put_queue(queue)
+        await self._request(
+            "POST", f"/bindings/{_q(self.vhost)}/e/{_q(exchange)}/q/{_q(queue.name)}",
+            {"routing_key": pattern, "arguments": {}})
 
     async def ensure_shared(self) -> None:
         """The shared exchanges, and the policies that bound the shared queues (policies

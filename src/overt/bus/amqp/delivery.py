@@ -10,10 +10,13 @@ refusals, or when the process stops, the lane hands its events back to the
 broker (nack + requeue), so that another monitor, or this one later, takes
 them: unacknowledged events never hold the queue's prefetch forever.
 
-Several monitor processes compete for one queue, so two of them may hold
-consecutive events of one node at once: the sink is the arbiter. It applies an
-event only when its predecessor is recorded and raises for one that comes too
-early, which the lane retries a moment later (see docs/broker.md).
+Each node's events come from its partition queue, which one monitor consumes at a
+time, so a node's events reach one lane in one process. When a partition moves to
+another monitor, this one stops taking its events and finishes the lanes of its
+nodes first (`finish_partition`). The sink stays the arbiter of order across
+crashes and the queue of events left from before partitions, which every monitor
+drains: it applies an event only when its predecessor is recorded and raises for
+one that comes too early, which the lane retries a moment later (docs/broker.md).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from overt.bus.amqp.messages import (
     settle,
     still_open,
 )
+from overt.bus.amqp.topology import event_partition
 from overt.bus.base import EventSink
 from overt.protocol import EventEnvelope
 
@@ -84,6 +88,11 @@ class EventDelivery:
         self._lanes: dict[uuid.UUID, _Lane] = {}
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._stopping = False
+        # Sequenced events taken from the broker, of them redelivered (a crash, a hand-back,
+        # a partition moved with events in hand), and times the sink refused one.
+        self.events = 0
+        self.redelivered = 0
+        self.refused = 0
 
     async def on_event(self, message: AbstractIncomingMessage) -> None:
         """Consumer callback of the events queue; it must not wait before queueing the event,
@@ -94,6 +103,9 @@ class EventDelivery:
         except MessageRejected as exc:
             await reject(message, "an event", exc, self._budget)
             return
+        self.events += 1
+        if message.redelivered:
+            self.redelivered += 1
         host = event.host_uuid
         self._lanes.setdefault(host, _Lane()).add(_Delivery(message, event))
         if host not in self._tasks:
@@ -123,6 +135,18 @@ class EventDelivery:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+    async def finish_partition(self, partition: int, grace: float) -> None:
+        """After its consumer is cancelled: let the lanes of the partition's nodes record
+        what they hold (up to `grace` seconds); what is left goes back to the broker when
+        the partition's channel closes."""
+        tasks = [task for host, task in self._tasks.items() if event_partition(host) == partition]
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def _drain(self, host: uuid.UUID) -> None:
         lane = self._lanes[host]
@@ -158,6 +182,7 @@ class EventDelivery:
             try:
                 await self._sink(event)
             except Exception as exc:
+                self.refused += 1
                 delay = next(delays)
                 log.info("event %s of node %s not recorded (%s: %s); giving it to the sink "
                          "again in %.2g s", event.seq, event.host_uuid, type(exc).__name__,

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aio_pika.abc import (
+    AbstractChannel,
     AbstractConnection,
     AbstractExchange,
     AbstractIncomingMessage,
@@ -38,12 +39,16 @@ from overt.bus.amqp.messages import (
 )
 from overt.bus.amqp.topology import (
     COMMANDS_EXCHANGE,
+    EVENT_PARTITIONS,
     EVENTS_QUEUE,
+    LEGACY_EVENTS_BINDING,
     SHARED_QUEUES,
     STATS_QUEUE,
     declare_exchanges,
     declare_queue,
+    node_events_binding,
     node_username,
+    partition_queue,
     reply_queue,
 )
 from overt.bus.amqp.url import BrokerUrl
@@ -75,7 +80,13 @@ class _Session:
     """What one connection gives the engine; replaced on every reconnection."""
 
     commands: AbstractExchange  # publisher confirms, unroutable commands raise
+    control: AbstractChannel
+    connection: AbstractConnection
     consumers: list[tuple[AbstractQueue, str]] = field(default_factory=list)
+    # Partitions consumed: each on a channel of its own, closed to give its events back.
+    partitions: dict[int, tuple[AbstractChannel, AbstractQueue, str]] = field(
+        default_factory=dict)
+    routed: set[uuid.UUID] = field(default_factory=set)  # nodes bound in this session
 
 
 class AmqpEngineTransport:
@@ -93,8 +104,13 @@ class AmqpEngineTransport:
         connect_timeout: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
         on_connected: ConnectedHook | None = None,
+        assigned: bool = False,
     ) -> None:
         self._url = BrokerUrl.parse(url)
+        # The event partitions this process consumes (it must be given them when assigned).
+        self._wanted: set[int] = set() if assigned else set(range(EVENT_PARTITIONS))
+        self._routes: set[uuid.UUID] = set()  # nodes whose events monitors route
+        self._changing = asyncio.Lock()
         self.instance = instance or uuid.uuid4().hex[:12]
         self._replies = reply_queue(self.instance)
         self._prefetch = prefetch
@@ -120,6 +136,66 @@ class AmqpEngineTransport:
     async def wait_connected(self) -> None:
         """Wait until connected and set up (bound the wait with asyncio.timeout)."""
         await self._link.wait_connected()
+
+    @property
+    def partitions(self) -> frozenset[int]:
+        """The event partitions this process is to consume."""
+        return frozenset(self._wanted)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Events taken from the broker, of them redelivered, and refusals by the sink."""
+        delivery = self._delivery
+        if delivery is None:
+            return {"events": 0, "redelivered": 0, "refused": 0}
+        return {"events": delivery.events, "redelivered": delivery.redelivered,
+                "refused": delivery.refused}
+
+    async def take_partition(self, partition: int) -> None:
+        """Consume `partition` from now on (after every reconnection too)."""
+        partition_queue(partition)  # checks the number
+        async with self._changing:
+            self._wanted.add(partition)
+            session = self._session
+            if session is not None and partition not in session.partitions:
+                with contextlib.suppress(*LINK_ERRORS):
+                    await self._consume_partition(session, partition)
+
+    async def release_partition(self, partition: int, *, grace: float = 10.0) -> None:
+        """Stop consuming `partition`; return once the events in hand are recorded (up to
+        `grace` s; the rest go back to the broker), so that its next consumer starts
+        where this one stopped."""
+        async with self._changing:
+            self._wanted.discard(partition)
+            session = self._session
+            held = session.partitions.pop(partition, None) if session is not None else None
+            if held is None:
+                return
+            channel, queue, tag = held
+            with contextlib.suppress(*LINK_ERRORS):
+                await queue.cancel(tag)
+            if self._delivery is not None:
+                await self._delivery.finish_partition(partition, grace)
+            self._link.unwatch(channel)  # closed on purpose: no reconnection
+            with contextlib.suppress(*LINK_ERRORS):
+                await channel.close()
+
+    async def route_nodes(self, hosts: set[uuid.UUID]) -> None:
+        """Bind these nodes' events to their partitions (idempotent; nodes enrolled before
+        partitions existed have no binding of their own)."""
+        self._routes |= hosts
+        session = self._session
+        if session is None:
+            return
+        for host in hosts - session.routed:
+            await self._route(session, host)
+
+    async def _route(self, session: _Session, host: uuid.UUID) -> None:
+        exchange, pattern, queue = node_events_binding(host)
+        with contextlib.suppress(*LINK_ERRORS):
+            bound = await session.control.get_queue(queue.name, ensure=False)
+            await bound.bind(exchange, pattern)
+            session.routed.add(host)
 
     async def call(self, node: NodeAddress, envelope: CommandEnvelope) -> Reply:
         session = self._session
@@ -147,6 +223,9 @@ class AmqpEngineTransport:
         """Stop consuming, let the sink finish what it holds (up to `grace` s), disconnect."""
         session = self._session
         if session is not None:
+            for _channel, queue, tag in session.partitions.values():
+                with contextlib.suppress(*LINK_ERRORS):
+                    await queue.cancel(tag)
             for queue, tag in session.consumers:
                 with contextlib.suppress(*LINK_ERRORS):
                     await queue.cancel(tag)
@@ -179,14 +258,37 @@ class AmqpEngineTransport:
         await declare_exchanges(control)
         for spec in (*SHARED_QUEUES, self._replies):
             await declare_queue(control, spec)
-        session = _Session(commands=await control.get_exchange(COMMANDS_EXCHANGE, ensure=False))
+        session = _Session(commands=await control.get_exchange(COMMANDS_EXCHANGE, ensure=False),
+                           control=control, connection=connection)
         await self._consume(connection, session, self._replies.name, self._on_reply, 1000)
         if self._delivery is not None:
+            for partition in range(EVENT_PARTITIONS):
+                await declare_queue(control, partition_queue(partition))
+            # Events queued before partitions existed are drained by every monitor, as
+            # competing consumers (their lanes keep each node's order, see delivery.py).
+            exchange, routing_key = LEGACY_EVENTS_BINDING
+            legacy = await control.get_queue(EVENTS_QUEUE, ensure=False)
+            await legacy.unbind(exchange, routing_key)
             await self._consume(connection, session, EVENTS_QUEUE, self._delivery.on_event,
                                 self._prefetch)
             await self._consume(connection, session, STATS_QUEUE, self._delivery.on_stats,
                                 self._stats_prefetch)
-        self._session = session
+            for host in self._routes:
+                await self._route(session, host)
+        async with self._changing:  # a partition taken meanwhile is consumed here
+            if self._delivery is not None:
+                for partition in sorted(self._wanted):
+                    await self._consume_partition(session, partition)
+            self._session = session
+
+    async def _consume_partition(self, session: _Session, partition: int) -> None:
+        assert self._delivery is not None
+        channel = await session.connection.channel()
+        self._link.watch(channel)
+        await channel.set_qos(prefetch_count=self._prefetch)
+        queue = await channel.get_queue(partition_queue(partition).name, ensure=False)
+        tag = await queue.consume(self._delivery.on_event)
+        session.partitions[partition] = (channel, queue, tag)
 
     async def _consume(self, connection: AbstractConnection, session: _Session, queue_name: str,
                        callback: Callback, prefetch: int) -> None:

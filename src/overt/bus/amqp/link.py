@@ -139,6 +139,10 @@ class BrokerLink:
         so that its owner sets everything up again on a fresh connection."""
         channel.close_callbacks.add(self._on_channel_closed)
 
+    def unwatch(self, channel: AbstractChannel) -> None:
+        """Before closing a channel on purpose."""
+        channel.close_callbacks.discard(self._on_channel_closed)
+
     async def _on_channel_closed(self, _channel: AbstractChannel | None,
                                  exc: BaseException | None) -> None:
         await self.reconnect(f"a channel closed: {describe(exc, self.url)}")

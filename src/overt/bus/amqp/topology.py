@@ -7,6 +7,7 @@ declarations can never disagree (a mismatch would be PRECONDITION_FAILED).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -25,7 +26,8 @@ STATS_EXCHANGE = "overt.stats"
 # Rejected, expired or overflowing messages, kept for an administrator to inspect.
 DEAD_EXCHANGE = "overt.dead"
 
-EVENTS_QUEUE = "overt.events"
+EVENTS_QUEUE = "overt.events"  # before partitions: drained, no longer bound
+EVENT_PARTITION_PREFIX = "overt.events.p"
 STATS_QUEUE = "overt.stats"
 DEAD_QUEUE = "overt.dead"
 
@@ -46,6 +48,10 @@ REPLY_QUEUE_LIMIT = 10_000
 # Events waiting for the monitors, all nodes together: beyond it the broker refuses
 # (nacks) new ones and nodes keep them and publish them again later; no event is lost.
 EVENTS_QUEUE_LIMIT = 1_000_000
+# Node events go to one of this many partition queues, a node always to the same one, so
+# that each node's events have one consumer at a time (docs/broker.md). Changing it moves
+# nodes between partitions: do it with every monitor stopped and the partitions drained.
+EVENT_PARTITIONS = 32
 
 _INSTANCE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -78,8 +84,8 @@ SHARED_EXCHANGES = (
 SHARED_QUEUES = (
     QueueSpec(DEAD_QUEUE, {"x-max-length": DEAD_QUEUE_LIMIT, "x-overflow": "drop-head"},
               bindings=((DEAD_EXCHANGE, ""),)),
-    QueueSpec(EVENTS_QUEUE, {"x-dead-letter-exchange": DEAD_EXCHANGE},
-              bindings=((EVENTS_EXCHANGE, NODE_ROUTING_PREFIX + "#"),)),
+    # Left from before partitions (monitors drain it); its old binding is removed.
+    QueueSpec(EVENTS_QUEUE, {"x-dead-letter-exchange": DEAD_EXCHANGE}),
     # Durable definition, transient messages: stats never touch the disk, and the
     # queue survives a broker restart without anyone declaring it again. No dead
     # letters: stats expire and overflow by design.
@@ -99,9 +105,34 @@ class PolicySpec:
 
 
 SHARED_POLICIES = (
-    PolicySpec("overt-events-limit", f"^{re.escape(EVENTS_QUEUE)}$",
+    PolicySpec("overt-events-limit", f"^{re.escape(EVENTS_QUEUE)}(\\.p[0-9]+)?$",
                {"max-length": EVENTS_QUEUE_LIMIT, "overflow": "reject-publish"}),
 )
+# The binding every events queue had before partitions; removed where found.
+LEGACY_EVENTS_BINDING = (EVENTS_EXCHANGE, NODE_ROUTING_PREFIX + "#")
+
+
+def event_partition(host_uuid: uuid.UUID) -> int:
+    """The partition of a node's events: a stable hash of its uuid (any uuid scheme)."""
+    digest = hashlib.blake2b(host_uuid.bytes, digest_size=8).digest()
+    return int.from_bytes(digest, "big") % EVENT_PARTITIONS
+
+
+def partition_queue(partition: int) -> QueueSpec:
+    """One partition's events queue. Who consumes it is decided by the monitors' advisory
+    locks, not by the broker: RabbitMQ 3.10 and 3.11 crash a classic queue with single
+    active consumer when its active consumer dies with messages in hand while another
+    waits (rabbitmq-server issue 5460), and the consumer left waiting is never told."""
+    if not 0 <= partition < EVENT_PARTITIONS:
+        raise ValueError(f"partition {partition} is not between 0 and {EVENT_PARTITIONS - 1}")
+    return QueueSpec(f"{EVENT_PARTITION_PREFIX}{partition:02d}",
+                     {"x-dead-letter-exchange": DEAD_EXCHANGE})
+
+
+def node_events_binding(host_uuid: uuid.UUID) -> tuple[str, str, QueueSpec]:
+    """(exchange, routing key pattern, queue) that route one node's events to its partition."""
+    return (EVENTS_EXCHANGE, f"{NODE_ROUTING_PREFIX}{host_uuid}.#",
+            partition_queue(event_partition(host_uuid)))
 
 
 def node_username(host_uuid: uuid.UUID) -> str:
