@@ -13,8 +13,13 @@ from collections.abc import Collection
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, any_, bindparam, insert, text, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+
+
+def table_of(entity: type[Any]) -> Table:
+    """A mapped class's table, typed as the Core table it is."""
+    return cast(Table, entity.__table__)
 
 
 async def update_by_id(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -93,3 +98,13 @@ def among(session: AsyncSession, column: Any, values: Collection[Any]
         return cast(ColumnElement[bool], column.in_(list(values)))
     return cast(ColumnElement[bool], column == any_(
         bindparam(None, list(values), type_=postgresql.ARRAY(column.type))))
+
+
+async def insert_if_absent(session: AsyncSession, table: Table, row: dict[str, Any]) -> None:
+    """INSERT the row unless one with its primary key exists (another process may make the
+    same row at the same moment: both end with it, neither with a unique violation)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        await session.execute(postgresql.insert(table).values(row).on_conflict_do_nothing())
+    else:
+        await session.execute(sqlite.insert(table).values(row).on_conflict_do_nothing())

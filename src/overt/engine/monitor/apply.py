@@ -23,12 +23,12 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from overt.engine.db.bulk import among, update_by_id
+from overt.engine.db.bulk import among, table_of, update_by_id
 from overt.engine.db.tables import Cluster, Host, Lock, Vm, utcnow
 from overt.engine.model.host_actions import MONITORED
 from overt.engine.model.status import HostStatus
@@ -174,7 +174,7 @@ def _heard(position: _Position, envelope: EventEnvelope, gaps: Gaps) -> Outcome:
     return Outcome.APPLIED
 
 
-_HOSTS = cast(Table, Host.__table__)
+_HOSTS = table_of(Host)
 
 
 async def _write_positions(session: AsyncSession, positions: list[_Position]) -> None:

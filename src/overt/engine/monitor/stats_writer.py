@@ -12,9 +12,9 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from overt.engine import audit
@@ -142,15 +142,11 @@ async def _write(session: Any, batch: dict[uuid.UUID, StatsEvent],
     if any(row["memory_mib"] <= 0 for row in host_rows):  # a sample without a total
         host_rows = [{k: v for k, v in row.items() if k != "memory_mib"} for row in host_rows]
     by_id = lambda row: str(row["id"])  # noqa: E731
-    await bulk.update_by_id(session, _table(Host), sorted(host_rows, key=by_id))
-    await bulk.update_by_id(session, _table(Vm), sorted(vm_rows, key=by_id))
-    await bulk.insert_rows(session, _table(StatsSample), samples)
+    await bulk.update_by_id(session, bulk.table_of(Host), sorted(host_rows, key=by_id))
+    await bulk.update_by_id(session, bulk.table_of(Vm), sorted(vm_rows, key=by_id))
+    await bulk.insert_rows(session, bulk.table_of(StatsSample), samples)
     _audit_refused(session, refused, audited)
     return [row.host_uuid for row in hosts]
-
-
-def _table(entity: type[Any]) -> Table:
-    return cast(Table, entity.__table__)
 
 
 AUDITED_MAX = 10_000

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from overt.engine.db import bulk
 from overt.engine.db.database import Database
 from overt.engine.db.tables import (
     AuditEvent,
@@ -146,11 +147,13 @@ async def _cursor(session: AsyncSession) -> int:
     the engine notified anything are not notified)."""
     row = await session.get(NotifierCursor, CURSOR_ROW)
     if row is None:
+        # Two notifiers starting together both make it: the first one's row stays.
         end = (await session.execute(select(AuditEvent.id).order_by(AuditEvent.id.desc())
                                      .limit(1))).scalar_one_or_none() or 0
-        row = NotifierCursor(id=CURSOR_ROW, last_event_id=end)
-        session.add(row)
-        await session.flush()
+        await bulk.insert_if_absent(session, bulk.table_of(NotifierCursor),
+                                    {"id": CURSOR_ROW, "last_event_id": end})
+        row = await session.get(NotifierCursor, CURSOR_ROW, populate_existing=True)
+        assert row is not None
     return row.last_event_id
 
 

@@ -8,11 +8,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from overt.engine import audit
 from overt.engine.db.database import Database
-from overt.engine.db.tables import AuditEvent, User
-from overt.engine.notifier.service import Notifier
+from overt.engine.db.tables import AuditEvent, NotifierCursor, User
+from overt.engine.notifier.service import Notifier, _cursor
 from overt.engine.secrets import Secret, SecretBox
 from overt.engine.services import notifications
 from overt.engine.services.notifications import ManagerInput
@@ -91,3 +92,32 @@ async def test_a_missing_id_is_waited_for_then_skipped_once_given_up(
     impatient = Notifier(db, subscribed, send=sent, gap_grace_s=0)
     assert await impatient.notify_pending() == 1
     assert sent.ids[-1] == last + 4
+
+
+async def test_two_notifiers_starting_together_make_the_cursor_once(db: Database) -> None:
+    """Both find no cursor and make it: the second one's insert waits for the first's commit
+    and then keeps its row (it used to fail with a unique violation, a traceback in the log
+    of every engine whose monitors started together)."""
+    first_read = asyncio.Event()
+    release = asyncio.Event()
+
+    async def first() -> int:
+        async with db.transaction() as session:
+            last = await _cursor(session)
+            first_read.set()
+            await release.wait()
+            return last
+
+    async def second() -> int:
+        async with db.transaction() as session:
+            return await _cursor(session)
+
+    one = asyncio.create_task(first())
+    await first_read.wait()
+    two = asyncio.create_task(second())
+    await asyncio.sleep(0.5)  # the second reaches its insert while the first holds its row
+    release.set()
+    assert await one == await two == 0
+    async with db.transaction() as session:
+        assert (await session.execute(select(func.count()).select_from(NotifierCursor))
+                ).scalar_one() == 1
