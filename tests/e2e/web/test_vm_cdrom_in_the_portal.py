@@ -48,6 +48,17 @@ def test_a_down_vms_cd_is_changed_and_ejected_from_the_vm_page(page: Page,
         page.get_by_role("button", name="Eject").click()
         expect(page.get_by_test_id("cdrom-media")).to_have_text("nothing")
         assert cdrom.get().file is None
+
+        # An image gone meanwhile (its option still on a page open elsewhere): the page
+        # says why, by the CD, and the drive stays empty.
+        gone = "0badc0de-0000-4000-8000-000000000000"
+        form.get_by_label("ISO image").evaluate(
+            "(select, id) => { select.add(new Option('gone.iso', id)); select.value = id; }",
+            gone)
+        form.get_by_role("button", name="Change CD").click()
+        expect(page.get_by_test_id("cdrom-error")).to_contain_text(gone)
+        expect(page.get_by_test_id("cdrom-media")).to_have_text("nothing")
+        assert cdrom.get().file is None
     finally:
         with contextlib.suppress(sdk.Error):
             system.vms_service().vm_service(vm.id).remove()

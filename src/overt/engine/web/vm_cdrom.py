@@ -3,41 +3,27 @@ on a running VM the media changes now, by a job; on a down VM for its next run).
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Awaitable, Callable
-
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from overt.engine.db.tables import Vm
-from overt.engine.model.errors import InvalidInput, OvertError
+from overt.engine.model.errors import InvalidInput
 from overt.engine.model.status import VmStatus
 from overt.engine.queries import lookup
 from overt.engine.services import cdroms
 from overt.engine.services.jobs import wait_for_job
 from overt.engine.web.context import WebContext, page
-from overt.engine.web.vms import activity_values, vm_values
+from overt.engine.web.vms import show_vm_page_error
 
 CDROM_WAIT_S = 60.0
 
-
-def _show_error(ctx: WebContext, vm_id: uuid.UUID
-                ) -> Callable[[OvertError], Awaitable[Response]]:
-    async def show(exc: OvertError) -> Response:
-        async with ctx.request.app.state.db.transaction() as session:
-            activity = await activity_values(session, vm_id)
-            values = {**await vm_values(session, vm_id),
-                      **{k: v for k, v in activity.items() if k != "vm"},
-                      "cdrom_error": f"{exc.reason}: {exc.detail}"}
-            return ctx.render("vm.html", exc.status, nav="vms", **values)
-    return show
 
 
 @page
 async def change_cdrom(ctx: WebContext) -> Response:
     vm_id = ctx.id_param("vm_id")
     form = await ctx.form()
-    ctx.on_error = _show_error(ctx, vm_id)
+    ctx.on_error = show_vm_page_error(ctx, vm_id, "cdrom")
     vm = await lookup.get(ctx.session, Vm, vm_id, for_update=True)
     change = str(ctx.request.path_params["change"])
     if change == "eject":

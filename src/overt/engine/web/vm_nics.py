@@ -4,20 +4,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from overt.engine.db.tables import Job, Vm
-from overt.engine.model.errors import InvalidInput, OvertError
+from overt.engine.model.errors import InvalidInput
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 from overt.engine.services import vm_nics
 from overt.engine.services.inputs import NicInput
 from overt.engine.services.jobs import wait_for_job
 from overt.engine.web.context import WebContext, page
-from overt.engine.web.vms import activity_values, vm_values
+from overt.engine.web.vms import show_vm_page_error
 
 NIC_WAIT_S = 60.0
 # What each NIC button asks the service for.
@@ -27,24 +26,12 @@ CHANGES: dict[str, NicInput] = {
 }
 
 
-def _show_error(ctx: WebContext, vm_id: uuid.UUID
-                ) -> Callable[[OvertError], Awaitable[Response]]:
-    """The VM's page again, with the reason shown by its network interfaces."""
-    async def show(exc: OvertError) -> Response:
-        async with ctx.request.app.state.db.transaction() as session:
-            activity = await activity_values(session, vm_id)
-            values = {**await vm_values(session, vm_id),
-                      **{k: v for k, v in activity.items() if k != "vm"},
-                      "nic_error": f"{exc.reason}: {exc.detail}"}
-            return ctx.render("vm.html", exc.status, nav="vms", **values)
-    return show
-
 
 @page
 async def add_nic(ctx: WebContext) -> Response:
     vm_id = ctx.id_param("vm_id")
     form = await ctx.form()
-    ctx.on_error = _show_error(ctx, vm_id)
+    ctx.on_error = show_vm_page_error(ctx, vm_id, "nic")
     vm = await lookup.get(ctx.session, Vm, vm_id, for_update=True)
     try:
         profile = Ref(id=uuid.UUID(form.get("profile", "")))
@@ -60,7 +47,7 @@ async def add_nic(ctx: WebContext) -> Response:
 async def change_nic(ctx: WebContext) -> Response:
     vm_id, nic_id = ctx.id_param("vm_id"), ctx.id_param("nic_id")
     change = str(ctx.request.path_params["change"])
-    ctx.on_error = _show_error(ctx, vm_id)
+    ctx.on_error = show_vm_page_error(ctx, vm_id, "nic")
     vm = await lookup.get(ctx.session, Vm, vm_id, for_update=True)
     if change == "remove":
         await vm_nics.remove_nic(ctx.session, vm, nic_id, ctx.user)

@@ -4,6 +4,7 @@ same service functions the API uses; each action shows its job's progress)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -194,6 +195,20 @@ async def activity_values(session: AsyncSession, vm_id: uuid.UUID) -> dict[str, 
     vm = await lookup.get(session, Vm, vm_id)
     return {"vm": vm, "jobs": await jobs_with_steps(session, vm_id=vm_id, limit=8),
             "events": await recent_events(session, vm_id=vm_id, limit=10)}
+
+
+def show_vm_page_error(ctx: WebContext, vm_id: uuid.UUID, where: str
+                       ) -> Callable[[OvertError], Awaitable[Response]]:
+    """The VM's page again, with the reason shown by the part the form was in (`where`:
+    the template's `<where>_error`)."""
+    async def show(exc: OvertError) -> Response:
+        async with ctx.request.app.state.db.transaction() as session:
+            activity = await activity_values(session, vm_id)
+            values = {**await vm_values(session, vm_id),
+                      **{k: v for k, v in activity.items() if k != "vm"},
+                      f"{where}_error": f"{exc.reason}: {exc.detail}"}
+            return ctx.render("vm.html", exc.status, nav="vms", **values)
+    return show
 
 
 @page
