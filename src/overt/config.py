@@ -240,6 +240,13 @@ class EngineSettings(BaseSettings):
         None, description="The LDAP profile whose users Kerberos principals name "
         "(alice@REALM is alice of this profile).")
     heartbeat_timeout_s: float = Field(30.0, ge=1.0)
+    host_grace_s: float = Field(
+        60.0, ge=0.0, le=3600.0, description="How long a silent host that serves VMs stays "
+        "connecting before it is judged non responsive (and fenced), in clusters whose "
+        "fencing policy sets no grace of its own (oVirt's TimeoutToResetVdsInSeconds).")
+    host_grace_per_vm_s: float = Field(
+        0.5, ge=0.0, le=3600.0, description="Added to the grace per VM the host runs, in "
+        "those clusters (oVirt's DelayResetPerVmInSeconds).")
     host_install_timeout_s: float = Field(
         180.0, ge=0.0, description="How long adding or installing a host keeps trying to "
         "reach its agent (with backoff) before the host is install_failed: an agent's first "

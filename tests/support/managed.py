@@ -54,6 +54,7 @@ class ManagedSite:
         environment = {"OVERT_DB": self.db, "OVERT_BUS": self.bus,
                        "OVERT_GATEWAY_PORT": str(self.gateway_port),
                        "OVERT_ADMIN_PASSWORD": PASSWORD, "OVERT_HEARTBEAT_TIMEOUT_S": "10",
+                       "OVERT_HOST_GRACE_S": "0",
                        "OVERT_MONITOR_REPORT_INTERVAL_S": "2", **env}
         if part in (None, "api"):
             environment["OVERT_BROKER_ADMIN_URL"] = self.admin_url

@@ -50,6 +50,7 @@ from overt.engine.jobs.context import JobServices
 from overt.engine.jobs.handlers import UNITS
 from overt.engine.jobs.observe import ObservedChanges
 from overt.engine.jobs.worker import Worker
+from overt.engine.model.fencing_policy import FencingPolicy
 from overt.engine.monitor.inbox import InboxSink
 from overt.engine.monitor.partitions import PartitionKeeper
 from overt.engine.monitor.service import Monitor
@@ -176,7 +177,9 @@ class EngineRuntime:
         monitor = Monitor(self.db, nodes, heartbeat_timeout_s=self.settings.heartbeat_timeout_s,
                           read_inbox=self.settings.bus == "direct", wakeup=self.monitor_wakeup,
                           report_interval_s=self.settings.monitor_report_interval_s,
-                          changes=changes)
+                          changes=changes, fencing_defaults=FencingPolicy(
+                              grace_s=self.settings.host_grace_s,
+                              grace_per_vm_s=self.settings.host_grace_per_vm_s))
         sink = monitor.apply if self.parts.monitor and self.settings.bus != "direct" else None
         await self.transport.start(sink)
         tasks: list[asyncio.Task[Any]] = []

@@ -74,9 +74,10 @@ def test_the_demo_waits_for_an_agent_whose_first_start_is_slow(demo: Demo) -> No
 
 def test_the_demo_run_again_repairs_a_host_whose_install_failed(private_demo: Demo) -> None:
     demo = private_demo
-    # A first run whose engine gives up installing hosts after 3 s, and notices a silent
-    # host after 5 s.
-    demo.env.update(OVERT_HOST_INSTALL_TIMEOUT_S="3", OVERT_HEARTBEAT_TIMEOUT_S="5")
+    # A first run whose engine gives up installing hosts after 3 s, and judges a silent
+    # host non responsive after 5 s (no grace).
+    demo.env.update(OVERT_HOST_INSTALL_TIMEOUT_S="3", OVERT_HEARTBEAT_TIMEOUT_S="5",
+                    OVERT_HOST_GRACE_S="0")
     demo.start()
     conn = demo.connect()
     try:

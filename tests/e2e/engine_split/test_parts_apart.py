@@ -45,7 +45,8 @@ class Cluster:
         argv = [sys.executable, "-m", "overt", "engine", part, "--data-dir", str(self.data_dir),
                 "--port", str(self.api_port), "--public-address", "127.0.0.1"]
         self._spawn(name, argv, {"OVERT_DB": self.db, "OVERT_GATEWAY_PORT": str(self.gateway_port),
-                                 "OVERT_ADMIN_PASSWORD": PASSWORD})
+                                 "OVERT_ADMIN_PASSWORD": PASSWORD,
+                                 "OVERT_HOST_GRACE_S": "0"})
 
     def agent(self) -> None:
         argv = [sys.executable, "-m", "overt", "node", "--listen-address", "127.0.0.1",

@@ -109,7 +109,7 @@ class Cluster(Base):
     memory_overcommit_percent: Mapped[int] = mapped_column(default=100)
     # oVirt's MigrationOptions, as `model.migration_options.MigrationOptions.to_json`.
     migration: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    # oVirt's FencingPolicy and the hosts' grace period, as `model.fencing_policy.FencingPolicy.to_json`.
+    # oVirt's FencingPolicy: the fields a client set (the rest: the engine's defaults).
     fencing_policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     data_center: Mapped[DataCenter] = relationship(lazy="raise")

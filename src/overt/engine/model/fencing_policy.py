@@ -48,9 +48,11 @@ class FencingPolicy:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> FencingPolicy:
+    def from_json(cls, data: dict[str, Any] | None,
+                  defaults: FencingPolicy | None = None) -> FencingPolicy:
+        """The stored policy; what it does not set comes from `defaults` (the engine's)."""
         known = {k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        return replace(defaults or cls(), **known)
 
     def updated(self, changes: dict[str, Any]) -> FencingPolicy:
         """This policy with the fields a client gave (None: left as it is)."""

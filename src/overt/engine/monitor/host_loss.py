@@ -37,7 +37,8 @@ async def _running_vms(session: AsyncSession, host: Host) -> int:
 
 
 async def judge_silent_host(session: AsyncSession, host: Host, *, now: dt.datetime,
-                            heartbeat_timeout: dt.timedelta) -> None:
+                            heartbeat_timeout: dt.timedelta,
+                            defaults: FencingPolicy | None = None) -> None:
     """`host` (its row locked) sent no heartbeat for longer than `heartbeat_timeout`."""
     silent_s = int(heartbeat_timeout.total_seconds())
     if host.status in SERVING:
@@ -56,7 +57,8 @@ async def judge_silent_host(session: AsyncSession, host: Host, *, now: dt.dateti
     if in_grace:
         assert host.unreachable_since is not None
         cluster = await session.get(Cluster, host.cluster_id)
-        policy = FencingPolicy.from_json(cluster.fencing_policy if cluster else None)
+        policy = FencingPolicy.from_json(cluster.fencing_policy if cluster else None,
+                                         defaults)
         grace_s = grace_period_s(policy, await _running_vms(session, host))
         if (now - host.unreachable_since).total_seconds() < grace_s:
             return

@@ -16,6 +16,7 @@ from overt.bus.base import TransportError
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Host, utcnow
 from overt.engine.jobs.observe import ObservedChanges
+from overt.engine.model.fencing_policy import FencingPolicy
 from overt.engine.model.host_actions import HOST_ACTIONS, MONITORED, HostAction
 from overt.engine.model.status import HostStatus
 from overt.engine.monitor import inbox
@@ -48,8 +49,11 @@ class Monitor:
     def __init__(self, db: Database, nodes: NodeClient, *, heartbeat_timeout_s: float,
                  read_inbox: bool = True, wakeup: asyncio.Event | None = None,
                  tick_s: float = 1.0, report_interval_s: float = 60.0,
-                 changes: ObservedChanges | None = None) -> None:
+                 changes: ObservedChanges | None = None,
+                 fencing_defaults: FencingPolicy | None = None) -> None:
         self.db = db
+        # The grace of clusters whose fencing policy sets none (the engine's settings).
+        self.fencing_defaults = fencing_defaults
         self.nodes = nodes
         self.heartbeat_timeout = dt.timedelta(seconds=heartbeat_timeout_s)
         self.read_inbox = read_inbox
@@ -207,7 +211,8 @@ class Monitor:
                 .order_by(Host.id).with_for_update())).scalars().all()
             for host in silent:
                 await judge_silent_host(session, host, now=now,
-                                        heartbeat_timeout=self.heartbeat_timeout)
+                                        heartbeat_timeout=self.heartbeat_timeout,
+                                        defaults=self.fencing_defaults)
 
     # -- resynchronisation -------------------------------------------------------------
 

@@ -46,14 +46,14 @@ async def add_cluster(session: AsyncSession, data: ClusterInput, user: User) -> 
     _check_overcommit(data.memory_overcommit_percent)
     migration = migration_options.check(data.migration or MigrationOptions(),
                                         "cluster.migration")
-    fencing = fencing_policy.check(FencingPolicy().updated(data.fencing_policy or {}))
+    fencing = _fencing(None, data.fencing_policy or {})
     dc = await lookup.resolve(session, DataCenter, data.data_center, "cluster.data_center")
     if await lookup.name_taken(session, Cluster, name):
         raise Conflict(f"Cannot add Cluster. The name {name!r} is already in use.")
     cluster = Cluster(id=uuid.uuid4(), name=name, description=data.description or "",
                       data_center_id=dc.id, cpu_type=data.cpu_type or "",
                       memory_overcommit_percent=data.memory_overcommit_percent or 100,
-                      migration=migration.to_json(), fencing_policy=fencing.to_json())
+                      migration=migration.to_json(), fencing_policy=fencing)
     session.add(cluster)
     await session.flush()
     if data.mac_pool is not None:
@@ -84,8 +84,7 @@ async def update_cluster(session: AsyncSession, cluster_id: uuid.UUID, data: Clu
             cluster.migration).updated(data.migration), "cluster.migration")
     fencing = None
     if data.fencing_policy is not None:
-        fencing = fencing_policy.check(FencingPolicy.from_json(
-            cluster.fencing_policy).updated(data.fencing_policy))
+        fencing = _fencing(cluster.fencing_policy, data.fencing_policy)
     name = cluster.name
     if data.name is not None:
         name = check_name("cluster", data.name)
@@ -111,7 +110,7 @@ async def update_cluster(session: AsyncSession, cluster_id: uuid.UUID, data: Clu
     if migration is not None:
         cluster.migration = migration.to_json()
     if fencing is not None:
-        cluster.fencing_policy = fencing.to_json()
+        cluster.fencing_policy = fencing
     audit.record(session, f"Cluster {cluster.name} was updated by {user.user_name}",
                  code=audit.CLUSTER_UPDATED, cluster_id=cluster.id, user_id=user.id)
     return cluster
@@ -127,3 +126,11 @@ async def remove_cluster(session: AsyncSession, cluster_id: uuid.UUID, user: Use
                  code=audit.CLUSTER_REMOVED, data_center_id=cluster.data_center_id,
                  user_id=user.id)
     await session.delete(cluster)
+
+
+def _fencing(stored: dict[str, Any] | None, changes: dict[str, Any]) -> dict[str, Any]:
+    """The policy to store: only the fields a client ever set, so that what it left unset
+    (the grace) follows the engine's settings; checked as the whole policy it makes."""
+    given = {**(stored or {}), **{k: v for k, v in changes.items() if v is not None}}
+    fencing_policy.check(FencingPolicy.from_json(given))
+    return given

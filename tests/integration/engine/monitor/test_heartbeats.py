@@ -22,17 +22,18 @@ from tests.support.no_nodes import NoNodes
 TIMEOUT_S = 10
 
 
-async def _silent_host_with_a_vm(db: Database) -> tuple[uuid.UUID, uuid.UUID]:
+async def _silent_host_with_a_vm(db: Database, name: str = "quiet"
+                                 ) -> tuple[uuid.UUID, uuid.UUID]:
     """A host `up` whose last heartbeat was applied a minute ago, running one VM."""
     async with db.transaction() as session:
         cluster = (await session.execute(select(Cluster))).scalars().first()
         assert cluster is not None
-        host = Host(id=uuid.uuid4(), name="quiet", address="192.0.2.1", cluster_id=cluster.id,
+        host = Host(id=uuid.uuid4(), name=name, address="192.0.2.1", cluster_id=cluster.id,
                     status=HostStatus.UP.value, host_uuid=uuid.uuid4(),
                     last_heartbeat_at=utcnow() - dt.timedelta(seconds=60))
         session.add(host)
         await session.flush()
-        vm = Vm(id=uuid.uuid4(), name="on-quiet", cluster_id=cluster.id,
+        vm = Vm(id=uuid.uuid4(), name=f"on-{name}", cluster_id=cluster.id,
                 template_id=BLANK_TEMPLATE_ID, memory_mib=64, status=VmStatus.UP.value,
                 host_id=host.id)
         session.add(vm)
@@ -157,3 +158,27 @@ async def test_a_monitor_behind_the_nodes_events_does_not_blame_the_hosts(
     await monitor.check_heartbeats()
     assert await _statuses(db, host_id, vm_id) == (HostStatus.CONNECTING.value,
                                                    VmStatus.UP.value)
+
+
+async def test_the_engines_grace_serves_clusters_that_set_none_of_their_own(
+        db: Database) -> None:
+    host_id, vm_id = await _silent_host_with_a_vm(db)
+    engine_wide = FencingPolicy(grace_s=5.0, grace_per_vm_s=0.0)
+    monitor = Monitor(db, NodeClient(NoNodes()), heartbeat_timeout_s=TIMEOUT_S,
+                      fencing_defaults=engine_wide)
+    await monitor.check_heartbeats()
+    await _grace_began(db, host_id, 6)  # past the engine's 5 s, far from oVirt's 60.5 s
+    await monitor.check_heartbeats()
+    assert await _statuses(db, host_id, vm_id) == (HostStatus.NON_RESPONSIVE.value,
+                                                   VmStatus.UNKNOWN.value)
+
+    # A cluster that sets its own grace keeps it, whatever the engine's.
+    host_id, vm_id = await _silent_host_with_a_vm(db, "calm")
+    async with db.transaction() as session:
+        cluster = (await session.execute(select(Cluster))).scalars().first()
+        assert cluster is not None
+        cluster.fencing_policy = {"skip_if_sd_active": True, "grace_s": 30.0}
+    await monitor.check_heartbeats()
+    await _grace_began(db, host_id, 6)
+    await monitor.check_heartbeats()
+    assert (await _statuses(db, host_id, vm_id))[0] == HostStatus.CONNECTING.value
