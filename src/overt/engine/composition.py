@@ -176,7 +176,8 @@ class EngineRuntime:
         monitor = Monitor(self.db, nodes, heartbeat_timeout_s=self.settings.heartbeat_timeout_s,
                           read_inbox=self.settings.bus == "direct", wakeup=self.monitor_wakeup,
                           report_interval_s=self.settings.monitor_report_interval_s,
-                          changes=changes)
+                          changes=changes,
+                          storage_probe_interval_s=self.settings.storage_probe_interval_s)
         sink = monitor.apply if self.parts.monitor and self.settings.bus != "direct" else None
         await self.transport.start(sink)
         tasks: list[asyncio.Task[Any]] = []
