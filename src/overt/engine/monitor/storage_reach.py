@@ -77,7 +77,9 @@ class StorageReachMonitor:
         """One round: every serving host with active shared domains, probed at once."""
         async with self.db.transaction() as session:
             probes = await _probes(session)
-        await asyncio.gather(*(self.probe(p) for p in probes))
+            for probe in [p for p in probes if not p.domains]:
+                await self.apply(session, probe, DomainsReach(domains=[]))
+        await asyncio.gather(*(self.probe(p) for p in probes if p.domains))
 
     async def probe(self, probe: _Probe) -> None:
         command = StorageDomainsProbe(
@@ -159,6 +161,7 @@ async def _probes(session: AsyncSession) -> list[_Probe]:
                 host.status_detail != STORAGE_DOMAIN_UNREACHABLE:
             continue  # non operational for another reason: that reason's judge owns it
         own = {storage_id(d): d for d in domains if d.data_center_id == cluster.data_center_id}
-        if own:
+        # One cut off from a domain no longer active has nothing left to reach: judged as is.
+        if own or host.status == HostStatus.NON_OPERATIONAL:
             probes.append(_Probe(host, dc.name, own))
     return probes

@@ -155,3 +155,25 @@ async def test_a_host_not_answering_and_one_down_for_another_reason_are_left_alo
     for _ in range(3):
         await engine.monitor.storage.probe_all()
     assert (await _host(engine, h1)).status == HostStatus.UP  # the heartbeat watch judges it
+
+
+async def test_a_host_cut_off_from_a_domain_put_in_maintenance_is_up_again(
+        engine: LoopbackEngine) -> None:
+    h1 = await engine.add_host("h1")
+    storage = _storage(h1)
+    data = await _nfs_domain(engine, "data1")
+    assert data.storage_uuid is not None
+    storage.cut.add(data.storage_uuid)
+    for _ in range(2):
+        await engine.monitor.storage.probe_all()
+    assert (await _host(engine, h1)).status == HostStatus.NON_OPERATIONAL
+
+    async with engine.session() as session:  # the administrator parks the domain
+        domain = await session.get(StorageDomain, data.id)
+        assert domain is not None
+        domain.status = StorageDomainStatus.MAINTENANCE
+    probed = len(storage.probed)
+    await engine.monitor.storage.probe_all()
+    host = await _host(engine, h1)
+    assert (host.status, host.status_detail) == (HostStatus.UP, "")
+    assert len(storage.probed) == probed  # nothing left to probe
