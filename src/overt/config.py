@@ -247,6 +247,10 @@ class EngineSettings(BaseSettings):
     host_grace_per_vm_s: float = Field(
         0.5, ge=0.0, le=3600.0, description="Added to the grace per VM the host runs, in "
         "those clusters (oVirt's DelayResetPerVmInSeconds).")
+    storage_probe_interval_s: float = Field(
+        10.0, gt=0.0, le=3600.0, description="How often the monitor asks each host whether "
+        "it reaches the active storage domains of its data center (and reads their space); "
+        "a host that misses a domain twice in a row is non operational until it reaches it.")
     host_install_timeout_s: float = Field(
         180.0, ge=0.0, description="How long adding or installing a host keeps trying to "
         "reach its agent (with backoff) before the host is install_failed: an agent's first "

@@ -68,7 +68,8 @@ class LoopbackEngine:
         self.nodes = NodeClient(self.bus.engine())
         changes = ObservedChanges()
         self.monitor = Monitor(db, self.nodes, heartbeat_timeout_s=3600, read_inbox=False,
-                               tick_s=TICK_S, report_interval_s=3600, changes=changes)
+                               tick_s=TICK_S, report_interval_s=3600, changes=changes,
+                               storage_probe_interval_s=3600)  # tests probe when they mean to
         self.wakeup = asyncio.Event()
         self.jobs = JobSubmitter(self.wakeup)
         # Simulated nodes reach each other for a migration by the URI "simulated://NAME".

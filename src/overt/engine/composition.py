@@ -179,7 +179,8 @@ class EngineRuntime:
                           report_interval_s=self.settings.monitor_report_interval_s,
                           changes=changes, fencing_defaults=FencingPolicy(
                               grace_s=self.settings.host_grace_s,
-                              grace_per_vm_s=self.settings.host_grace_per_vm_s))
+                              grace_per_vm_s=self.settings.host_grace_per_vm_s),
+                          storage_probe_interval_s=self.settings.storage_probe_interval_s)
         sink = monitor.apply if self.parts.monitor and self.settings.bus != "direct" else None
         await self.transport.start(sink)
         tasks: list[asyncio.Task[Any]] = []

@@ -30,7 +30,7 @@ from overt.node.networking import HostNetworking
 from overt.node.snmp.reporter import SnmpReporter, row, vm_key
 from overt.node.snmp.snapshot import VmRow
 from overt.node.stats import Reading, StatsSampler
-from overt.node.storage import copies, iscsi_domain
+from overt.node.storage import copies, iscsi_domain, reach
 from overt.node.storage.local import LocalVolumes
 from overt.node.storage.nfs_domain import NfsDomains
 from overt.protocol import CommandEnvelope, ErrorCode, NodeError, Reply
@@ -74,11 +74,14 @@ from overt.protocol.storage import (
     StorageDomainUpdate,
     VolumeCopy,
 )
+from overt.protocol.storage_reach import DomainsReach, StorageDomainsProbe
 from overt.protocol.vm import VmSpec
 from overt.protocol.vm_cdroms import VmCdromChange
 from overt.protocol.vm_nics import VmNicLink, VmNicPlug, VmNicUnplug
 
 log = logging.getLogger(__name__)
+
+StorageProber = Callable[[StorageDomainsProbe], Awaitable[DomainsReach]]
 T = TypeVar("T")
 
 
@@ -96,8 +99,12 @@ class Agent:
                  timings: AgentTimings | None = None,
                  networks: HostNetworking | None = None,
                  snmp: SnmpReporter | None = None,
-                 leases: LeaseClient | None = None) -> None:
+                 leases: LeaseClient | None = None,
+                 probe_storage: StorageProber | None = None) -> None:
         self.hypervisor = hypervisor
+        # How this node probes its data center's storage domains (QEMU's clients; the
+        # fast lane's simulated nodes say what a test wants them to reach).
+        self.probe_storage: StorageProber = probe_storage or reach.probe_domains
         self.leases = leases
         self.volumes = volumes
         self.shared_storage = NfsDomains()
@@ -263,6 +270,8 @@ class Agent:
                 return await copies.copy_volume(command, self.volumes)
             case LunRead() | LunMetadataWrite() | ExtentFormat():
                 return await iscsi_domain.execute(command)
+            case StorageDomainsProbe():
+                return await self.probe_storage(command)
             case VmNicPlug(vm_id=vm_id, nic=nic):
                 return await self._locked(vm_id, hyp.plug_nic(vm_id, nic))
             case VmNicUnplug(vm_id=vm_id, nic=nic):

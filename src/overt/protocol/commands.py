@@ -22,6 +22,7 @@ from overt.protocol.storage import (
     StorageDomainUpdate,
     VolumeCopy,
 )
+from overt.protocol.storage_reach import StorageDomainsProbe
 from overt.protocol.vm import DiskFormat, VmSpec, WireModel
 from overt.protocol.vm_cdroms import VmCdromChange
 from overt.protocol.vm_nics import VmNicLink, VmNicPlug, VmNicUnplug
@@ -285,6 +286,7 @@ Command = Annotated[
     | LunRead
     | LunMetadataWrite
     | ExtentFormat
+    | StorageDomainsProbe
     | VmNicPlug
     | VmNicUnplug
     | VmNicLink

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import select
 
 from overt.engine.db.database import Database
-from overt.engine.db.tables import Cluster, Host
-from overt.engine.model.status import HostStatus
+from overt.engine.db.tables import Cluster, Host, StorageDomain
+from overt.engine.model.status import HostStatus, StorageDomainStatus
 from tests.support.engine import RunningEngine
 
 MIB = 2**20
@@ -320,3 +320,47 @@ def test_iscsi_storage_domain_refusals_change_nothing(connection: sdk.Connection
                                                           port=3260, target=iqn))
     assert "already used by storage domain san" in str(error)
     assert {d.name for d in domains.list()} - {"san"} == set(before)
+
+
+def _iscsi_domain_row(engine: RunningEngine, name: str, portal: str, target: str,
+                      lun: int) -> str:
+    """An iSCSI domain row as its add job leaves it (the API tests run no nodes)."""
+    async def insert() -> uuid.UUID:
+        db = Database(engine.runtime.settings.database_url())
+        try:
+            async with db.transaction() as session:
+                domain = StorageDomain(id=uuid.uuid4(), name=name, address=portal,
+                                       path=f"{target}/{lun}", storage_type="iscsi",
+                                       status=StorageDomainStatus.UNATTACHED.value)
+                session.add(domain)
+                return domain.id
+        finally:
+            await db.dispose()
+    return str(asyncio.run(insert()))
+
+
+def test_storage_connections_are_those_of_the_shared_domains(connection: sdk.Connection,
+                                                             api_engine: RunningEngine) -> None:
+    system = connection.system_service()
+    host_id = _host(api_engine, "sd-host-conn", HostStatus.MAINTENANCE)
+    nfs = _nfs_domain(connection, "conn-nfs", host_id, "filer.example", "/exports/conn")
+    local = _local_domain(connection, "conn-local", host_id)
+    iqn = "iqn.2003-01.org.example:conn"
+    iscsi_id = _iscsi_domain_row(api_engine, "conn-iscsi", "san.example:3261", iqn, 2)
+    domains = system.storage_domains_service()
+
+    [nfs_conn] = domains.storage_domain_service(nfs.id).storage_connections_service().list()
+    assert (nfs_conn.type, nfs_conn.address, nfs_conn.path) == (
+        types.StorageType.NFS, "filer.example", "/exports/conn")
+    [iscsi_conn] = domains.storage_domain_service(
+        iscsi_id).storage_connections_service().list()
+    assert (iscsi_conn.type, iscsi_conn.address, iscsi_conn.port, iscsi_conn.target) == (
+        types.StorageType.ISCSI, "san.example", 3261, iqn)
+    assert domains.storage_domain_service(local.id).storage_connections_service().list() == []
+
+    connections = system.storage_connections_service()
+    listed = {c.id: c for c in connections.list()}
+    assert {nfs_conn.id, iscsi_conn.id} <= set(listed)
+    fetched = connections.storage_connection_service(nfs_conn.id).get()
+    assert (fetched.address, fetched.path) == ("filer.example", "/exports/conn")
+    _refused(404, connections.storage_connection_service(str(uuid.uuid4())).get)

@@ -47,6 +47,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.amqp, pytest.mark.vm, pytest.mark.slo
 ARGS = ["--prefix", TEST_LAB.prefix]
 MIB = 2**20
 CONSOLE_LOG_DIR = Path("/var/log/overt/console")
+STORAGE_PROBE_INTERVAL_S = 2.0  # each host's reach of the active domains, asked this often
 LEASE_IO_TIMEOUT_S = 1.0  # VM leases: renewed every 2 s, the VM stopped after 6 s, free after 8 s
 
 
@@ -145,7 +146,8 @@ class StorageLab:
 def storage_lab(rabbitmq: Broker) -> Iterator[StorageLab]:
     """The test lab (left as it was found when it was already up) and a first engine
     with agents on node1 and node2; the export starts without storage domains."""
-    with open_storage_lab(rabbitmq, OVERT_LEASE_IO_TIMEOUT_S=str(LEASE_IO_TIMEOUT_S)) as opened:
+    with open_storage_lab(rabbitmq, OVERT_LEASE_IO_TIMEOUT_S=str(LEASE_IO_TIMEOUT_S),
+                          OVERT_STORAGE_PROBE_INTERVAL_S=str(STORAGE_PROBE_INTERVAL_S)) as opened:
         yield opened
 
 
@@ -273,6 +275,51 @@ def test_a_second_nfs_domain_on_the_same_export_is_refused(
         assert len(sds.list()) == before
     finally:
         conn.close()
+
+
+def test_a_node_cut_off_from_the_nfs_server_is_non_operational_until_it_reaches_it(
+        storage_lab: StorageLab, nfs_domain: NfsDomain) -> None:
+    """node1's namespace rejects everything sent to the storage host: the engine sees node1
+    non operational with the reason and an event naming the domain, node2 stays up; the
+    rule gone, node1 is up again by itself."""
+    site = storage_lab.first
+    conn = site.connect()
+    namespace = site.lab.topology.host("node1").namespace
+    rule = ["OUTPUT", "-d", storage_lab.nfs_address, "-j", "REJECT"]
+    hosts = conn.system_service().hosts_service()
+    host1, host2 = site.host_of(conn, "node1"), site.host_of(conn, "node2")
+    try:
+        _host_reaches(hosts, host1.id, types.HostStatus.UP)
+        _iptables(namespace, "-I", *rule)
+        cut = _host_reaches(hosts, host1.id, types.HostStatus.NON_OPERATIONAL)
+        assert cut.status_detail == "storage_domain_unreachable"
+        assert hosts.host_service(host2.id).get().status == types.HostStatus.UP
+        events = [e.description for e in conn.system_service().events_service().list(max=50)]
+        assert any(f"Host {host1.name} cannot access the Storage Domain(s) {nfs_domain.name}"
+                   in e for e in events), events
+
+        _iptables(namespace, "-D", *rule)
+        back = _host_reaches(hosts, host1.id, types.HostStatus.UP)
+        assert not back.status_detail
+        sd = conn.system_service().storage_domains_service().storage_domain_service(
+            nfs_domain.id).get()
+        assert sd.available > 0 and sd.used > 0  # the export's space, as the probes saw it
+    finally:
+        _iptables(namespace, "-D", *rule, check=False)
+        conn.close()
+
+
+def _host_reaches(hosts: Any, host_id: str, status: types.HostStatus) -> types.Host:
+    def reached() -> types.Host | None:
+        host: types.Host = hosts.host_service(host_id).get()
+        return host if host.status == status else None
+    return wait_until(reached, 60, f"host {host_id} to be {status.value}")
+
+
+def _iptables(namespace: str, *args: str, check: bool = True) -> None:
+    done = subprocess.run(["ip", "netns", "exec", namespace, "iptables", *args],
+                          capture_output=True, text=True, check=False)
+    assert not check or done.returncode == 0, done.stderr
 
 
 def _boot_disk(storage_lab: StorageLab, site: Site, domain_id: str, guest: GuestImage) -> str:

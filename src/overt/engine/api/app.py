@@ -41,6 +41,7 @@ from overt.engine.api.resources import (
     snapshots,
     statistics,
     storage,
+    storage_connections,
     tags,
     templates,
     vm_devices,
@@ -82,7 +83,8 @@ def api_routes() -> ApiRoutes:
     for module in (root, vms, hosts, host_nics, inventory, inventory_edits, storage, activity,
                    statistics, vm_devices, consoles, tags, networking, host_networks,
                    identity, power_management, snapshots, templates, affinity_groups,
-                   notifications, image_transfers, cdroms, instance_types):
+                   notifications, image_transfers, cdroms, instance_types,
+                   storage_connections):
         routes.include(module.routes)
     return routes
 

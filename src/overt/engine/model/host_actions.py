@@ -4,8 +4,9 @@ one table, like `vm_actions` is the VM's.
 Users act (install, approve, maintenance, activate, remove, refresh); the engine acts
 too: enrollment certifies or fails an installing node, the monitor brings a host it
 hears up and marks one it stopped hearing non responsive, and only an `up` host runs VMs.
-A host that lacks a required network of its cluster is non operational until it carries
-it again (or the network is no longer required): then it is up again by itself.
+A host that lacks a required network of its cluster, or cannot reach an active storage
+domain of its data center, is non operational until it carries the network again (or the
+network is no longer required) or reaches the domain again: then it is up again by itself.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class HostAction(StrEnum):
     LOSE = "lose"  # the monitor stopped hearing the node
     RUN_VMS = "run_vms"  # place and start VMs on the host
     LACK_NETWORKS = "lack_networks"  # a required network of its cluster is missing
-    RECOVER = "recover"  # it carries every required network again
+    LOSE_STORAGE = "lose_storage"  # it cannot reach an active storage domain of its DC
+    RECOVER = "recover"  # it carries every required network (reaches every domain) again
     DRAIN = "drain"  # maintenance asked while VMs run: migrate them away first
     DRAINED = "drained"  # every VM has left: the host is in maintenance
     DRAIN_FAILED = "drain_failed"  # a VM could not move: the host serves as before
@@ -92,6 +94,8 @@ HOST_ACTIONS: dict[HostAction, HostTransition] = {
     HostAction.LACK_NETWORKS: HostTransition(frozenset({S.UP, S.CONNECTING, S.INITIALIZING}),
                                              S.NON_OPERATIONAL,
                                              done=frozenset({S.NON_OPERATIONAL})),
+    HostAction.LOSE_STORAGE: HostTransition(frozenset({S.UP}), S.NON_OPERATIONAL,
+                                            done=frozenset({S.NON_OPERATIONAL})),
     HostAction.RECOVER: HostTransition(frozenset({S.NON_OPERATIONAL}), S.UP,
                                        done=frozenset({S.UP})),
     HostAction.DRAIN: HostTransition(frozenset({S.UP}), S.PREPARING_FOR_MAINTENANCE,
@@ -121,6 +125,8 @@ _REFUSALS = {
     HostAction.RUN_VMS: "Cannot run VMs on host {name}: it is {status}.",
     HostAction.LACK_NETWORKS: "Host {name} is {status}: the engine does not judge its "
                               "networks there.",
+    HostAction.LOSE_STORAGE: "Host {name} is {status}: the engine does not judge its "
+                             "storage there.",
     HostAction.RECOVER: "Host {name} is {status}, not non operational.",
     HostAction.DRAIN: "Cannot switch host {name} to maintenance: it is {status}.",
     HostAction.DRAINED: "Cannot switch host {name} to maintenance: it is {status}, no "

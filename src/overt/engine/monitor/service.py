@@ -27,6 +27,7 @@ from overt.engine.monitor.host_loss import judge_silent_host
 from overt.engine.monitor.reconcile import reconcile
 from overt.engine.monitor.report import MonitorReport
 from overt.engine.monitor.stats_writer import StatsWriter
+from overt.engine.monitor.storage_reach import StorageReachMonitor
 from overt.engine.nodes import NodeClient, NodeCommandFailed
 from overt.protocol import EventEnvelope
 from overt.protocol.boots import is_earlier_boot
@@ -50,7 +51,8 @@ class Monitor:
                  read_inbox: bool = True, wakeup: asyncio.Event | None = None,
                  tick_s: float = 1.0, report_interval_s: float = 60.0,
                  changes: ObservedChanges | None = None,
-                 fencing_defaults: FencingPolicy | None = None) -> None:
+                 fencing_defaults: FencingPolicy | None = None,
+                 storage_probe_interval_s: float = 10.0) -> None:
         self.db = db
         # The grace of clusters whose fencing policy sets none (the engine's settings).
         self.fencing_defaults = fencing_defaults
@@ -63,6 +65,7 @@ class Monitor:
         self.report = MonitorReport(report_interval_s)
         self.stats = StatsWriter(db, on_written=self.report.stats)
         self.batcher = EventBatcher(db)
+        self.storage = StorageReachMonitor(db, nodes, interval_s=storage_probe_interval_s)
         self._resyncing: set[str] = set()
         self._unreachable: dict[str, str] = {}  # host name -> the last reason said
         self._judging_paused = False  # behind the nodes' events: see check_heartbeats
@@ -120,7 +123,7 @@ class Monitor:
     async def run(self) -> None:
         await self._resync_everything()
         loops = [self._watchdog_loop(), self._resync_loop(), self._housekeeping_loop(),
-                 self.stats.run(), self.report.run()]
+                 self.stats.run(), self.report.run(), self.storage.run()]
         if self.read_inbox:
             loops.append(self._inbox_loop())
         await asyncio.gather(*loops)

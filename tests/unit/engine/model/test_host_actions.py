@@ -19,23 +19,23 @@ A = HostAction
 # "x" it may start, "=" there is nothing left to do (asking again is no error), "-" refused.
 COLUMNS = (A.INSTALL, A.APPROVE, A.DEACTIVATE, A.ACTIVATE, A.REMOVE, A.REFRESH, A.ENROLL,
            A.FAIL_INSTALL, A.MONITOR, A.HEAR, A.LOSE, A.RUN_VMS, A.LACK_NETWORKS, A.RECOVER,
-           A.DRAIN, A.DRAINED, A.DRAIN_FAILED, A.MISS)
+           A.DRAIN, A.DRAINED, A.DRAIN_FAILED, A.MISS, A.LOSE_STORAGE)
 GRID = {
-    #                                      in ap de ac rm rf en fa mo he lo ru lk rc dr dd df mi
-    HostStatus.CONNECTING:                "-  -  -  -  -  -  -  -  x  x  x  -  x  -  -  -  -  =",
-    HostStatus.DOWN:                      "x  -  -  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -",
-    HostStatus.ERROR:                     "-  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -",
-    HostStatus.INITIALIZING:              "-  -  -  -  -  -  -  -  x  x  x  -  x  -  -  -  -  -",
-    HostStatus.INSTALL_FAILED:            "x  -  -  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -",
-    HostStatus.INSTALLING:                "-  -  -  -  x  -  x  x  -  -  -  -  -  -  -  -  -  -",
-    HostStatus.MAINTENANCE:               "x  -  =  x  x  x  -  -  -  -  -  -  -  -  -  =  -  -",
-    HostStatus.NON_OPERATIONAL:           "x  -  x  x  -  x  -  -  x  -  x  -  =  x  -  -  -  x",
-    HostStatus.NON_RESPONSIVE:            "-  -  x  -  x  -  -  -  x  x  =  -  -  -  -  -  -  -",
-    HostStatus.PENDING_APPROVAL:          "-  x  -  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -",
-    HostStatus.PREPARING_FOR_MAINTENANCE: "-  -  =  -  -  -  -  -  x  =  x  -  -  -  =  x  x  -",
-    HostStatus.REBOOT:                    "-  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -",
-    HostStatus.UNASSIGNED:                "-  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -",
-    HostStatus.UP:                        "-  -  x  =  -  x  -  -  x  =  x  x  x  =  x  -  -  x",
+    #                                      in ap de ac rm rf en fa mo he lo ru lk rc dr dd df mi ls
+    HostStatus.CONNECTING:                "-  -  -  -  -  -  -  -  x  x  x  -  x  -  -  -  -  =  -",
+    HostStatus.DOWN:                      "x  -  -  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -  -",
+    HostStatus.ERROR:                     "-  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -",
+    HostStatus.INITIALIZING:              "-  -  -  -  -  -  -  -  x  x  x  -  x  -  -  -  -  -  -",
+    HostStatus.INSTALL_FAILED:            "x  -  -  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -  -",
+    HostStatus.INSTALLING:                "-  -  -  -  x  -  x  x  -  -  -  -  -  -  -  -  -  -  -",
+    HostStatus.MAINTENANCE:               "x  -  =  x  x  x  -  -  -  -  -  -  -  -  -  =  -  -  -",
+    HostStatus.NON_OPERATIONAL:           "x  -  x  x  -  x  -  -  x  -  x  -  =  x  -  -  -  x  =",
+    HostStatus.NON_RESPONSIVE:            "-  -  x  -  x  -  -  -  x  x  =  -  -  -  -  -  -  -  -",
+    HostStatus.PENDING_APPROVAL:          "-  x  -  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -  -",
+    HostStatus.PREPARING_FOR_MAINTENANCE: "-  -  =  -  -  -  -  -  x  =  x  -  -  -  =  x  x  -  -",
+    HostStatus.REBOOT:                    "-  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -",
+    HostStatus.UNASSIGNED:                "-  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -",
+    HostStatus.UP:                        "-  -  x  =  -  x  -  -  x  =  x  x  x  =  x  -  -  x  x",
 }
 # Where each action that changes the status leads.
 LEADS_TO = {
@@ -43,7 +43,8 @@ LEADS_TO = {
     A.DEACTIVATE: HostStatus.MAINTENANCE, A.ACTIVATE: HostStatus.CONNECTING,
     A.ENROLL: HostStatus.CONNECTING, A.FAIL_INSTALL: HostStatus.INSTALL_FAILED,
     A.HEAR: HostStatus.UP, A.LOSE: HostStatus.NON_RESPONSIVE,
-    A.LACK_NETWORKS: HostStatus.NON_OPERATIONAL, A.RECOVER: HostStatus.UP,
+    A.LACK_NETWORKS: HostStatus.NON_OPERATIONAL,
+    A.LOSE_STORAGE: HostStatus.NON_OPERATIONAL, A.RECOVER: HostStatus.UP,
     A.DRAIN: HostStatus.PREPARING_FOR_MAINTENANCE, A.DRAINED: HostStatus.MAINTENANCE,
     A.DRAIN_FAILED: HostStatus.UP, A.MISS: HostStatus.CONNECTING,
 }

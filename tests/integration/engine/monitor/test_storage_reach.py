@@ -1,0 +1,179 @@
+"""Per-host reachability of the active storage domains over the fast lane: the monitor
+probes each host (a simulated node answers what the test lets it reach); a host cut off
+from a domain is non operational with oVirt's reason and an audit event naming the
+domain, runs no new VMs, and is up again by itself once it reaches the domain."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+
+from overt.engine.db.tables import AuditEvent, Cluster, Host, StorageDomain
+from overt.engine.model.status import HostStatus, StorageDomainStatus, StorageType
+from overt.engine.model.storage_reach import STORAGE_DOMAIN_UNREACHABLE
+from overt.engine.services import vms
+from overt.protocol.storage_reach import DomainReach, DomainsReach, StorageDomainsProbe
+from tests.support.loopback import LoopbackEngine, SimulatedNode
+
+GIB = 1 << 30
+
+
+class Storage:
+    """What one simulated node reaches: every domain probed but those in `cut`."""
+
+    def __init__(self) -> None:
+        self.cut: set[uuid.UUID] = set()
+        self.probed: list[uuid.UUID] = []
+
+    async def probe(self, command: StorageDomainsProbe) -> DomainsReach:
+        found = []
+        for target in command.domains:
+            self.probed.append(target.domain_id)
+            if target.domain_id in self.cut:
+                found.append(DomainReach(domain_id=target.domain_id, reachable=False,
+                                         error="no answer from 10.0.9.9 within 10 s"))
+            else:
+                found.append(DomainReach(domain_id=target.domain_id, reachable=True,
+                                         total_bytes=100 * GIB, free_bytes=60 * GIB))
+        return DomainsReach(domains=found)
+
+
+def _storage(node: SimulatedNode) -> Storage:
+    storage = Storage()
+    node.agent.probe_storage = storage.probe
+    return storage
+
+
+async def _nfs_domain(engine: LoopbackEngine, name: str,
+                      status: StorageDomainStatus = StorageDomainStatus.ACTIVE) -> StorageDomain:
+    async with engine.session() as session:
+        cluster = await session.get(Cluster, engine.cluster_id)
+        assert cluster is not None
+        domain = StorageDomain(name=name, storage_type=StorageType.NFS.value, address="10.0.9.9",
+                               path=f"/exports/{name}", storage_uuid=uuid.uuid4(),
+                               data_center_id=cluster.data_center_id, status=status.value)
+        session.add(domain)
+        await session.flush()
+        return domain
+
+
+async def _host(engine: LoopbackEngine, node: SimulatedNode) -> Host:
+    async with engine.session() as session:
+        host = await session.get(Host, node.host_id)
+    assert host is not None
+    return host
+
+
+async def _events(engine: LoopbackEngine, host_id: uuid.UUID) -> list[tuple[int, str]]:
+    async with engine.session() as session:
+        return [(e.code, e.description) for e in (await session.execute(
+            select(AuditEvent).where(AuditEvent.host_id == host_id)
+            .order_by(AuditEvent.id))).scalars()]
+
+
+async def test_a_host_cut_off_from_a_domain_is_non_operational_until_it_reaches_it(
+        engine: LoopbackEngine) -> None:
+    h1, h2 = await engine.add_host("h1"), await engine.add_host("h2")
+    s1, s2 = _storage(h1), _storage(h2)
+    data = await _nfs_domain(engine, "data1")
+    await _nfs_domain(engine, "parked", StorageDomainStatus.MAINTENANCE)
+    assert data.storage_uuid is not None
+
+    await engine.monitor.storage.probe_all()
+    assert s1.probed == s2.probed == [data.storage_uuid]  # only the active domain
+    async with engine.session() as session:  # the space the export reports
+        seen = await session.get(StorageDomain, data.id)
+        assert seen is not None
+        assert (seen.available_bytes, seen.used_bytes) == (60 * GIB, 40 * GIB)
+
+    s1.cut.add(data.storage_uuid)
+    await engine.monitor.storage.probe_all()
+    assert (await _host(engine, h1)).status == HostStatus.UP  # one miss is not enough
+    await engine.monitor.storage.probe_all()
+    host = await _host(engine, h1)
+    assert (host.status, host.status_detail) == (HostStatus.NON_OPERATIONAL,
+                                                 STORAGE_DOMAIN_UNREACHABLE)
+    assert (await _host(engine, h2)).status == HostStatus.UP
+    code, text = (await _events(engine, h1.host_id))[-1]
+    assert code == 522
+    assert "cannot access the Storage Domain(s) data1" in text
+    assert "no answer from 10.0.9.9" in text
+
+    # The scheduler places new VMs only on the host that reaches the domain.
+    for name in ("a", "b"):
+        vm_id = await engine.add_vm(name)
+        job = await engine.act(vms.start_vm, vm_id)
+        assert (await engine.job(job.id)).state == "done"
+        assert (await engine.vm(vm_id)).host_id == h2.host_id
+
+    await engine.monitor.storage.probe_all()  # still cut off: no second event
+    assert (await _host(engine, h1)).status == HostStatus.NON_OPERATIONAL
+    assert sum(c == 522 for c, _ in await _events(engine, h1.host_id)) == 1
+
+    s1.cut.clear()
+    await engine.monitor.storage.probe_all()
+    host = await _host(engine, h1)
+    assert (host.status, host.status_detail) == (HostStatus.UP, "")
+    assert "reaches every active storage domain" in (await _events(engine, h1.host_id))[-1][1]
+    vm_id = await engine.add_vm("c")
+    async with engine.session() as session:  # only h1 may take it now
+        h2_row = await session.get(Host, h2.host_id)
+        assert h2_row is not None
+        h2_row.status = HostStatus.MAINTENANCE
+    job = await engine.act(vms.start_vm, vm_id)
+    assert (await engine.job(job.id)).state == "done"
+    assert (await engine.vm(vm_id)).host_id == h1.host_id
+
+
+async def test_a_host_not_answering_and_one_down_for_another_reason_are_left_alone(
+        engine: LoopbackEngine) -> None:
+    h1 = await engine.add_host("h1")
+    storage = _storage(h1)
+    data = await _nfs_domain(engine, "data1")
+    assert data.storage_uuid is not None
+    storage.cut.add(data.storage_uuid)
+    async with engine.session() as session:  # non operational for its networks
+        host = await session.get(Host, h1.host_id)
+        assert host is not None
+        host.status, host.status_detail = HostStatus.NON_OPERATIONAL, "network_unreachable"
+    for _ in range(3):
+        await engine.monitor.storage.probe_all()
+    assert storage.probed == []
+    host = await _host(engine, h1)
+    assert (host.status, host.status_detail) == (HostStatus.NON_OPERATIONAL,
+                                                 "network_unreachable")
+
+    async with engine.session() as session:
+        host = await session.get(Host, h1.host_id)
+        assert host is not None
+        host.status, host.status_detail = HostStatus.UP, ""
+
+    async def silent(_command: StorageDomainsProbe) -> DomainsReach:
+        raise TimeoutError("the node does not answer")
+    h1.agent.probe_storage = silent
+    for _ in range(3):
+        await engine.monitor.storage.probe_all()
+    assert (await _host(engine, h1)).status == HostStatus.UP  # the heartbeat watch judges it
+
+
+async def test_a_host_cut_off_from_a_domain_put_in_maintenance_is_up_again(
+        engine: LoopbackEngine) -> None:
+    h1 = await engine.add_host("h1")
+    storage = _storage(h1)
+    data = await _nfs_domain(engine, "data1")
+    assert data.storage_uuid is not None
+    storage.cut.add(data.storage_uuid)
+    for _ in range(2):
+        await engine.monitor.storage.probe_all()
+    assert (await _host(engine, h1)).status == HostStatus.NON_OPERATIONAL
+
+    async with engine.session() as session:  # the administrator parks the domain
+        domain = await session.get(StorageDomain, data.id)
+        assert domain is not None
+        domain.status = StorageDomainStatus.MAINTENANCE
+    probed = len(storage.probed)
+    await engine.monitor.storage.probe_all()
+    host = await _host(engine, h1)
+    assert (host.status, host.status_detail) == (HostStatus.UP, "")
+    assert len(storage.probed) == probed  # nothing left to probe
