@@ -19,9 +19,11 @@ import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
 from sqlalchemy import func, select
+from starlette.routing import Route
 
 from overt.engine.db.tables import AuditEvent, Job, Permission, User, Vm, utcnow
 from overt.engine.identity.roles import POWER_USER, USER_ROLE, USER_VM_MANAGER
+from overt.engine.web import user_portal
 from tests.support.engine import RunningEngine, start_engine
 from tests.support.internal_users import add_internal_user, give_role
 from tests.support.no_nodes import NoNodes
@@ -108,8 +110,9 @@ def _client(engine: RunningEngine) -> httpx.Client:
                         verify=ssl.create_default_context(cafile=str(engine.ca_file)))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ursula(site: Site) -> Iterator[Portal]:
+    """Signed in once for the module (each sign-in costs a password hash)."""
     with _client(site.engine) as http:
         portal = Portal(http)
         answer = portal.sign_in("ursula@internal", URSULA)
@@ -148,6 +151,27 @@ def test_an_action_her_role_does_not_allow_is_forbidden_and_does_nothing(
     assert "vm_basic_operations permit" in refused.text
     assert site.jobs_of(site.neighbours.id) == 0
     assert ursula.post(f"/user/vms/{site.neighbours.id}/console/ticket").status_code == 403
+
+
+def _vm_routes() -> list[tuple[str, str]]:
+    """Every VM Portal route about one VM, as (method, path): from the router, so a route
+    added later is attacked here the day it exists."""
+    found = []
+    for route in user_portal.ROUTES:
+        assert isinstance(route, Route)
+        if "{vm_id}" in route.path:
+            for method in sorted((route.methods or set()) - {"HEAD"}):
+                found.append((method, route.path))
+    return found
+
+
+@pytest.mark.parametrize(("method", "path"), _vm_routes())
+def test_every_vm_route_refuses_another_users_vm(site: Site, ursula: Portal, method: str,
+                                                 path: str) -> None:
+    url = path.replace("{vm_id}", site.theirs.id).replace("{action}", "start")
+    answer = ursula.http.get(url) if method == "GET" else ursula.post(url)
+    assert answer.status_code == 404, (method, url)
+    assert site.jobs_of(site.theirs.id) == 0
 
 
 def test_her_own_vm_gets_past_the_permission_check(site: Site, ursula: Portal) -> None:
