@@ -228,6 +228,13 @@ def test_the_admin_portal_sends_her_to_the_vm_portal_and_audits_refusals(
     assert site.run(refusals()) >= 1
 
 
+def test_the_admin_portals_live_feed_is_closed_to_her(ursula: Portal) -> None:
+    """The feed tells of every VM, host and event: not for a VM Portal user."""
+    refused = ursula.http.get("/events/stream")
+    assert refused.status_code == 403
+    assert "event:" not in refused.text
+
+
 def test_a_forged_request_without_the_csrf_token_is_refused(site: Site, ursula: Portal
                                                             ) -> None:
     before = site.jobs_of(site.mine.id)
