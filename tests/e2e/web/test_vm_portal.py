@@ -70,12 +70,7 @@ def test_a_user_runs_their_vm_in_the_vm_portal(page: Page, web_demo: Demo,
     page.get_by_role("button", name=f"Start {vm_name}").click()
     expect(page.locator("#user-notice")).to_have_text(f"Start: {vm_name}")
     status = page.get_by_test_id(f"vm-status-{vm_name}")
-    for _ in range(60):  # the list has no live updates: reload until the VM is up
-        if status.text_content() == "up":
-            break
-        page.wait_for_timeout(500)
-        page.reload()
-    expect(status).to_have_text("up")
+    expect(status).to_have_text("up", timeout=60_000)  # the table refreshes itself
     page.screenshot(path=str(SCREENSHOTS / "vm-portal.png"))
 
     page.get_by_role("link", name=f"Console of {vm_name}").click()
@@ -85,12 +80,7 @@ def test_a_user_runs_their_vm_in_the_vm_portal(page: Page, web_demo: Demo,
 
     page.get_by_role("button", name=f"Power off {vm_name}").click()
     expect(page.locator("#user-notice")).to_have_text(f"Power off: {vm_name}")
-    for _ in range(60):
-        if status.text_content() == "down":
-            break
-        page.wait_for_timeout(500)
-        page.reload()
-    expect(status).to_have_text("down")
+    expect(status).to_have_text("down", timeout=60_000)
 
     page.goto("/vms")  # the admin portal sends them back
     page.wait_for_url("**/user")

@@ -80,6 +80,13 @@ async def my_vms(ctx: WebContext) -> Response:
 
 
 @user_page
+async def my_vms_fragment(ctx: WebContext) -> Response:
+    """The table alone: the page refreshes it every few seconds (statuses change)."""
+    return ctx.render("_user_vms_table.html", rows=await _my_vms(ctx),
+                      can_create=_access(ctx).anywhere("create_vm"))
+
+
+@user_page
 async def vm_action(ctx: WebContext) -> Response:
     """A button of the list; refused unless the user holds the permit the API asks for."""
     vm_id = ctx.id_param("vm_id")
@@ -192,6 +199,7 @@ async def create_vm(ctx: WebContext) -> Response:
 
 ROUTES = [
     Route("/user", my_vms),
+    Route("/user/fragments/vms", my_vms_fragment),
     Route("/user/vms/new", new_vm_form),
     Route("/user/vms", create_vm, methods=["POST"]),
     Route("/user/vms/{vm_id}/console", console_page),
