@@ -372,12 +372,11 @@ def _portal_sign_in(engine: RunningEngine, user: str, password: str) -> httpx.Re
                                           "password": password, "next": "/vms"})
 
 
-def test_the_portal_signs_in_directory_administrators_only(engine: RunningEngine,
-                                                           admin: sdk.Connection) -> None:
-    refused = _portal_sign_in(engine, "alice@example.com", PASSWORDS["alice"])
-    assert refused.status_code == 403
-    assert "has no SuperUser role" in refused.text
-    assert "overt_session" not in refused.cookies
+def test_the_portal_sends_directory_users_to_the_vm_portal_and_administrators_to_theirs(
+        engine: RunningEngine, admin: sdk.Connection) -> None:
+    user = _portal_sign_in(engine, "alice@example.com", PASSWORDS["alice"])
+    assert user.status_code == 303 and user.headers["location"] == "/user"
+    assert "overt_session" in user.cookies
     wrong = _portal_sign_in(engine, "alice@example.com", "wrong")
     assert wrong.status_code == 401 and "incorrect" in wrong.text
 

@@ -4,6 +4,7 @@ directory user the principal names; the test runs its own MIT KDC and OpenLDAP."
 
 from __future__ import annotations
 
+import base64
 import os
 import ssl
 import subprocess
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import gssapi
 import httpx
 import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
@@ -131,3 +133,60 @@ def test_an_expired_ticket_is_refused(engine: RunningEngine, kdc: Kdc, ticket: P
     time.sleep(2)  # past the KDC's and the engine's tolerated clock skew too
     with pytest.raises(sdk.AuthError):
         kerberos_connection(engine).authenticate()
+
+
+def _give_alice_a_vm(engine: RunningEngine, name: str) -> tuple[sdk.Connection, str, str]:
+    admin = sdk.Connection(url=engine.url, username="admin@internal",
+                           password=engine.password, ca_file=str(engine.ca_file))
+    system = admin.system_service()
+    vm = system.vms_service().add(types.Vm(name=name, cluster=types.Cluster(
+        name="Default"), template=types.Template(name="Blank"), memory=256 * MIB))
+    alice = system.users_service().add(types.User(user_name="alice@example.com",
+                                                  domain=types.Domain(name="example.com")))
+    system.vms_service().vm_service(vm.id).permissions_service().add(types.Permission(
+        role=types.Role(name="UserRole"), user=types.User(id=alice.id)))
+    return admin, vm.id, alice.id
+
+
+def _take_back(admin: sdk.Connection, vm_id: str, alice_id: str) -> None:
+    system = admin.system_service()
+    system.users_service().user_service(alice_id).remove()
+    system.vms_service().vm_service(vm_id).remove()
+    admin.close()
+
+
+def _spnego_token() -> str:
+    """What a browser sends for HTTP/127.0.0.1 from the ticket cache (KRB5CCNAME)."""
+    service = gssapi.Name("HTTP@127.0.0.1", gssapi.NameType.hostbased_service)
+    context = gssapi.SecurityContext(name=service, usage="initiate",
+                                     mech=gssapi.Mechanism.from_sasl_name("SPNEGO"))
+    return base64.b64encode(context.step() or b"").decode()
+
+
+def test_the_portal_signs_in_with_a_kerberos_ticket(engine: RunningEngine, kdc: Kdc,
+                                                     ticket: Path) -> None:
+    admin, vm_id, alice_id = _give_alice_a_vm(engine, "kerberos-portal")
+    base = engine.url.removesuffix("/ovirt-engine/api")
+    tls = ssl.create_default_context(cafile=str(engine.ca_file))
+    try:
+        with httpx.Client(base_url=base, verify=tls) as http:
+            challenge = http.get("/signin/kerberos")
+            assert challenge.status_code == 401
+            assert challenge.headers["www-authenticate"] == "Negotiate"
+            assert "sent no Kerberos ticket" in challenge.text
+            assert "overt_session" not in http.cookies
+            refused = http.get("/signin/kerberos", headers={"Authorization": "Negotiate AAAA"})
+            assert refused.status_code == 401 and "Cannot sign in with Kerberos" in refused.text
+
+            kdc.kinit("alice", KERBEROS_PASSWORDS["alice"], ticket)
+            signed_in = http.get("/signin/kerberos",
+                                 headers={"Authorization": f"Negotiate {_spnego_token()}"})
+            assert signed_in.status_code == 303, signed_in.text[:500]
+            assert signed_in.headers["location"] == "/user"
+            portal = http.get("/user")
+            assert portal.status_code == 200
+            assert 'data-vm="kerberos-portal"' in portal.text
+            assert "alice@example.com" in portal.text
+    finally:
+        _take_back(admin, vm_id, alice_id)
+

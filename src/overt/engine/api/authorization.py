@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from overt.engine.identity.access import BLANK_TEMPLATE as BLANK
 from overt.engine.identity.access import SYSTEM, Access, ancestors
 from overt.engine.model.errors import Forbidden, NotFound
 
@@ -136,3 +137,27 @@ async def require_permit(session: AsyncSession, access: Access | None, permit: s
     if permit not in access.permits_on(await ancestors(session, kind, object_id)):
         raise Forbidden(f"User is not authorized to perform this action: it needs the "
                         f"{permit} permit on that {kind.replace('_', ' ')}")
+
+
+async def require_vm_creation(session: AsyncSession, access: Access | None,
+                              cluster_id: uuid.UUID, template_id: uuid.UUID | None) -> None:
+    """A VM is created where the user holds `create_vm` (the cluster or above), from a
+    template they may use (some role on it or above it, or Blank), as oVirt checks both."""
+    await require_permit(session, access, "create_vm", "cluster", cluster_id)
+    if access is None or access.superuser or template_id is None or template_id == BLANK:
+        return
+    if not access.permits_on(await ancestors(session, "template", template_id)):
+        raise Forbidden("User is not authorized to perform this action: it needs a role on "
+                        "that template to create a VM from it")
+
+
+async def vm_permits(session: AsyncSession, access: Access, vm_id: uuid.UUID
+                     ) -> frozenset[str]:
+    """What the user may do to one VM (for showing only the buttons that will work)."""
+    return access.permits_on(await ancestors(session, "vm", vm_id))
+
+
+async def check_route(session: AsyncSession, access: Access, method: str, path: str,
+                      path_params: dict[str, str]) -> None:
+    """Authorize a portal request by the API route it stands for (same rules, same place)."""
+    await authorize(session, access, rule_for(method, path), path_params)

@@ -20,7 +20,7 @@ from overt.engine.api.auth import (
 from overt.engine.api.limits import BodyTooLarge
 from overt.engine.db.tables import User
 from overt.engine.identity.directory_users import remember_directory_user
-from overt.engine.identity.kerberos import KerberosRefused
+from overt.engine.identity.kerberos import Accepted, KerberosRefused
 from overt.engine.identity.profiles import INTERNAL, split_principal
 from overt.engine.identity.tokens import issue_token, revoke_token
 from overt.engine.model.errors import NotFound, OvertError
@@ -124,28 +124,13 @@ async def token_http_auth(request: Request) -> Response:
     if scheme.lower() != "negotiate" or not value.strip():
         return _negotiate("authentication is required: send a Kerberos ticket "
                           "(Authorization: Negotiate)")
-    db, peer = request.app.state.db, client_of(request)
-    directories = request.app.state.directories
     try:
-        accepted = await directories.run(lambda: kerberos.accept(value))
-        found = await directories.find_user(kerberos.profile, accepted.login)
+        user, accepted = await negotiate(request, value, where="")
     except KerberosRefused as refused:
-        async with db.transaction() as session:
-            note_failure(session, request.app.state.signin_guard, "(Kerberos)", peer=peer,
-                         where=" with Kerberos")
         return _negotiate(str(refused))
     except OvertError as refused:  # the directory is down
         return _error("access_denied", refused.detail, refused.status)
-    name = f"{accepted.login}@{kerberos.profile}"
-    async with db.transaction() as session:
-        if found is None:
-            note_failure(session, request.app.state.signin_guard, shown(name), peer=peer,
-                         where=f" with Kerberos as {shown(accepted.principal)}")
-            return _negotiate(f"Cannot authenticate user '{shown(accepted.principal)}': there "
-                              f"is no such user in profile {kerberos.profile}")
-        user = await remember_directory_user(session, kerberos.profile, found)
-        audit.record(session, f"User {user.user_name} logged in with Kerberos as "
-                     f"{shown(accepted.principal)}", code=audit.USER_LOGIN, user_id=user.id)
+    async with request.app.state.db.transaction() as session:
         value_, expires = await issue_token(session, user)
     response = _json({"access_token": value_, "token_type": "bearer",
                       "scope": form.get("scope", SCOPE),
@@ -154,6 +139,38 @@ async def token_http_auth(request: Request) -> Response:
     if accepted.reply:
         response.headers["WWW-Authenticate"] = f"Negotiate {accepted.reply}"
     return response
+
+
+async def negotiate(request: Request, value: str, *, where: str) -> tuple[User, Accepted]:
+    """The directory user a Negotiate token proves (SSO token endpoint, portal), audited;
+    raises KerberosRefused (a bad ticket, an unknown principal: counted as failures) or
+    OvertError (the directory is down). `where`: " to the portal"."""
+    kerberos = request.app.state.services.kerberos
+    if kerberos is None:
+        raise KerberosRefused("Kerberos sign-in is not configured on this engine")
+    db, peer = request.app.state.db, client_of(request)
+    directories = request.app.state.directories
+    guard = request.app.state.signin_guard
+    try:
+        accepted = await directories.run(lambda: kerberos.accept(value))
+        found = await directories.find_user(kerberos.profile, accepted.login)
+    except KerberosRefused:
+        async with db.transaction() as session:
+            note_failure(session, guard, "(Kerberos)", peer=peer, where=f"{where} with Kerberos")
+        raise
+    name = f"{accepted.login}@{kerberos.profile}"
+    async with db.transaction() as session:
+        if found is None:
+            note_failure(session, guard, shown(name), peer=peer,
+                         where=f"{where} with Kerberos as {shown(accepted.principal)}")
+            refused = KerberosRefused(f"Cannot authenticate user '{shown(accepted.principal)}'"
+                                      f": there is no such user in profile {kerberos.profile}")
+        else:
+            user = await remember_directory_user(session, kerberos.profile, found)
+            audit.record(session, f"User {user.user_name} logged in{where} with Kerberos as "
+                         f"{shown(accepted.principal)}", code=audit.USER_LOGIN, user_id=user.id)
+            return user, accepted
+    raise refused
 
 
 async def logout(request: Request) -> Response:

@@ -17,6 +17,8 @@ from overt.engine.web import (
     inventory,
     live,
     pages,
+    passwords,
+    user_portal,
     vm_cdrom,
     vm_nics,
     vms,
@@ -34,7 +36,7 @@ def web_routes() -> list[BaseRoute]:
                   "scripts/setup (it installs them with npm)", STATIC)
     return [
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
-        *auth.ROUTES, *live.ROUTES, *graphs.ROUTES, *console.ROUTES,
+        *auth.ROUTES, *passwords.ROUTES, *user_portal.ROUTES, *live.ROUTES, *graphs.ROUTES, *console.ROUTES,
         *vm_nics.ROUTES,  # before the VM actions' /vms/{vm_id}/{action}
         *vm_cdrom.ROUTES,
         *vms.ROUTES, *inventory.ROUTES,

@@ -1,4 +1,6 @@
-"""Signing in and out of the portal with the engine's users (admin@internal for now)."""
+"""Signing in and out of the portal: by name and password, or with a Kerberos ticket
+(Negotiate). SuperUsers land in the admin portal, other users in the VM Portal (/user);
+an internal user whose password has expired is asked to change it instead."""
 
 from __future__ import annotations
 
@@ -7,11 +9,14 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from overt.engine import audit
-from overt.engine.api.auth import client_of, log_in, qualified, shown
+from overt.engine.api.auth import PasswordExpired, client_of, log_in, qualified, shown
+from overt.engine.api.sso import negotiate
+from overt.engine.db.tables import User
 from overt.engine.identity.access import load_access
-from overt.engine.model.errors import Forbidden, OvertError
-from overt.engine.web import sessions
-from overt.engine.web.context import WebContext, forbidden, page, render
+from overt.engine.identity.kerberos import KerberosRefused
+from overt.engine.model.errors import OvertError
+from overt.engine.web import passwords, sessions
+from overt.engine.web.context import USER_PORTAL, WebContext, forbidden, render, user_page
 
 
 def _next(raw: str | None) -> str:
@@ -29,7 +34,8 @@ def _form_page(request: Request, *, next_url: str, error: str = "", user_name: s
                status: int = 200) -> Response:
     token = request.cookies.get(sessions.SIGNIN_COOKIE) or sessions.new_secret()
     response = render(request, "signin.html", status, signin_token=token, next_url=next_url,
-                      error=error, user_name=user_name)
+                      error=error, user_name=user_name,
+                      kerberos=request.app.state.services.kerberos is not None)
     _cookie(response, sessions.SIGNIN_COOKIE, token)
     return response
 
@@ -57,13 +63,8 @@ async def signin(request: Request) -> Response:
         user = await log_in(db, request.app.state.signin_guard, user_name, password,
                             where=" to the portal", peer=client_of(request),
                             directories=request.app.state.directories)
-        if user is not None:
-            async with db.transaction() as session:
-                if not (await load_access(session, user)).superuser:
-                    raise Forbidden(f"this portal is for administrators, and "
-                                    f"{shown(user.user_name)} has no SuperUser role; use the "
-                                    "API (with filter=true) or ask an administrator")
-                cookie, _row = await sessions.start_session(session, user)
+    except PasswordExpired:
+        return passwords.expired_form(request, user_name=qualified(shown(user_name)))
     except OvertError as refused:  # throttled, locked out, busy
         return _form_page(request, next_url=next_url, user_name=shown(user_name),
                           status=refused.status, error=f"Cannot sign in: {refused.detail}.")
@@ -71,6 +72,16 @@ async def signin(request: Request) -> Response:
         return _form_page(request, next_url=next_url, user_name=shown(user_name), status=401,
                           error=f"Cannot sign in as {qualified(shown(user_name))}: the user "
                           "name or password is incorrect.")
+    return await _signed_in(request, user, next_url)
+
+
+async def _signed_in(request: Request, user: User, next_url: str) -> Response:
+    """Start the session; SuperUsers go where they were going, others to the VM Portal."""
+    async with request.app.state.db.transaction() as session:
+        administrator = (await load_access(session, user)).superuser
+        cookie, _row = await sessions.start_session(session, user)
+    if not administrator and not next_url.startswith(USER_PORTAL):
+        next_url = USER_PORTAL
     response = RedirectResponse(next_url, status_code=303)
     _cookie(response, sessions.COOKIE, cookie)
     response.delete_cookie(sessions.SIGNIN_COOKIE, path="/", secure=True, httponly=True,
@@ -78,7 +89,37 @@ async def signin(request: Request) -> Response:
     return response
 
 
-@page
+async def kerberos_signin(request: Request) -> Response:
+    """GET: sign in with the browser's Kerberos ticket (SPNEGO). Without one the answer is
+    a 401 challenge (`WWW-Authenticate: Negotiate`) that a browser configured for this
+    engine answers by itself; its body is the sign-in form, for browsers that cannot."""
+    next_url = _next(request.query_params.get("next"))
+    if request.app.state.services.kerberos is None:
+        return _form_page(request, next_url=next_url, status=400,
+                          error="Kerberos sign-in is not configured on this engine.")
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "negotiate" or not value.strip():
+        response = _form_page(request, next_url=next_url, status=401,
+                              error="Your browser sent no Kerberos ticket: sign in with your "
+                              "password, or get a ticket (kinit) and allow this site to use "
+                              "it.")
+        response.headers["WWW-Authenticate"] = "Negotiate"
+        return response
+    try:
+        user, accepted = await negotiate(request, value, where=" to the portal")
+    except KerberosRefused as refused:
+        return _form_page(request, next_url=next_url, status=401,
+                          error=f"Cannot sign in with Kerberos: {refused}.")
+    except OvertError as refused:  # the directory is down
+        return _form_page(request, next_url=next_url, status=refused.status,
+                          error=f"Cannot sign in with Kerberos: {refused.detail}.")
+    response = await _signed_in(request, user, next_url)
+    if accepted.reply:
+        response.headers["WWW-Authenticate"] = f"Negotiate {accepted.reply}"
+    return response
+
+
+@user_page
 async def signout(ctx: WebContext) -> Response:
     cookie = ctx.request.cookies.get(sessions.COOKIE)
     await sessions.end_session(ctx.session, cookie)
@@ -97,5 +138,6 @@ async def signout(ctx: WebContext) -> Response:
 ROUTES = [
     Route("/signin", signin_form, methods=["GET"]),
     Route("/signin", signin, methods=["POST"]),
+    Route("/signin/kerberos", kerberos_signin, methods=["GET"]),
     Route("/signout", signout, methods=["POST"]),
 ]

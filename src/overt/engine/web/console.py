@@ -50,9 +50,16 @@ async def console_page(ctx: WebContext) -> Response:
 async def console_ticket(ctx: WebContext) -> Response:
     """POST: a VNC ticket and a proxy token for this session, as JSON for the console page."""
     vm_id = ctx.id_param("vm_id")
-    ctx.on_error = _json_error
+    ctx.on_error = json_error
     request = await consoles.request_ticket(ctx.session, ctx.services.jobs, vm_id, ctx.user,
                                             expiry_s=TICKET_EXPIRY_S)
+    return await answer_with_ticket(ctx, vm_id, request)
+
+
+async def answer_with_ticket(ctx: WebContext, vm_id: uuid.UUID,
+                             request: consoles.TicketRequest) -> Response:
+    """Issue the one-time proxy token; once committed, wait for the node to set the ticket
+    and answer the console page with both (the admin portal's and the VM Portal's)."""
     token = await sessions.issue_console_token(ctx.session, ctx.web_session, vm_id)
 
     async def answer() -> Response:
@@ -69,7 +76,7 @@ async def console_ticket(ctx: WebContext) -> Response:
     return Response(status_code=204)
 
 
-async def _json_error(exc: OvertError) -> Response:
+async def json_error(exc: OvertError) -> Response:
     return JSONResponse({"error": f"{exc.reason}: {exc.detail}"}, exc.status)
 
 

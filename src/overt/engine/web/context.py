@@ -22,13 +22,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from overt.engine import audit
 from overt.engine.db.tables import User, WebSession
-from overt.engine.identity.access import load_access
+from overt.engine.identity.access import Access, load_access
 from overt.engine.model.errors import Forbidden, NotFound, OvertError
+from overt.engine.model.status import LogSeverity
 from overt.engine.web import sessions
 
 log = logging.getLogger(__name__)
 
+USER_PORTAL = "/user"  # the VM Portal: what a user without the SuperUser role sees
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 TEMPLATES = Path(__file__).parent / "templates"
 SECURITY_HEADERS = {
@@ -94,6 +97,7 @@ class Viewer:
 
     id: uuid.UUID
     user_name: str
+    administrator: bool = True  # the admin portal's pages; else the VM Portal's
 
 
 @dataclass
@@ -103,6 +107,7 @@ class WebContext:
     user: User
     web_session: WebSession
     services: Any  # overt.engine.api.app.ApiServices (typed loosely: no import cycle)
+    access: Access | None = None  # the user's grants (loaded by the guard)
     # After the transaction committed: answers instead of the handler (waits for a job).
     then: Callable[[], Awaitable[Response]] | None = None
     # Answers a domain error after the rollback (which expires every row read so far).
@@ -111,7 +116,8 @@ class WebContext:
     csrf_token: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.viewer = Viewer(self.user.id, self.user.user_name)
+        self.viewer = Viewer(self.user.id, self.user.user_name,
+                             self.access is None or self.access.superuser)
         self.csrf_token = self.web_session.csrf_token
 
     @property
@@ -170,9 +176,29 @@ def forbidden(request: Request) -> Response:
                       "missing or out of date). Reload the page and try again.")
 
 
-def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """A portal endpoint: signed-in users only, CSRF-checked, errors made readable."""
+async def _audit_refusal(request: Request, viewer: Viewer, refused: Forbidden) -> None:
+    """Every refusal of a signed-in user goes to the audit log, as the API's do."""
+    async with request.app.state.db.transaction() as session:
+        audit.record(session, f"User {viewer.user_name} was refused {request.method} "
+                     f"{request.url.path} in the portal: {refused.detail}",
+                     code=audit.USER_NOT_AUTHORIZED, user_id=viewer.id,
+                     severity=LogSeverity.WARNING)
 
+
+def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """An admin portal endpoint: signed-in SuperUsers only, CSRF-checked, errors made
+    readable."""
+    return _guarded(handler, administrators=True)
+
+
+def user_page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """A user portal endpoint: any signed-in user (the handler checks their permits on
+    what it touches, through the API's authorization), CSRF-checked."""
+    return _guarded(handler, administrators=False)
+
+
+def _guarded(handler: Handler, *, administrators: bool
+             ) -> Callable[[Request], Awaitable[Response]]:
     @wraps(handler)
     async def endpoint(request: Request) -> Response:
         state = request.app.state
@@ -183,13 +209,17 @@ def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                 if found is None:
                     return signin_redirect(request)
                 web_session, user = found
-                if not (await load_access(session, user)).superuser:  # a role removed since
-                    raise Forbidden("this portal is for administrators; your account no longer "
-                                    "has the SuperUser role")
+                access = await load_access(session, user)
+                if administrators and not access.superuser:
+                    if request.method in SAFE_METHODS and not is_htmx(request):
+                        return RedirectResponse(USER_PORTAL, status_code=303)
+                    raise Forbidden("this portal is for administrators; your account has no "
+                                    f"SuperUser role: use the VM Portal ({USER_PORTAL})")
                 if request.method not in SAFE_METHODS:
                     await check_csrf(request, web_session.csrf_token)
                 ctx = WebContext(request=request, session=session, user=user,
-                                 web_session=web_session, services=state.services)
+                                 web_session=web_session, services=state.services,
+                                 access=access)
                 response = await handler(ctx)
             if ctx.then is not None:
                 return await ctx.then()
@@ -199,6 +229,8 @@ def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                         request.url.path)
             return forbidden(request)
         except OvertError as exc:
+            if isinstance(exc, Forbidden) and ctx is not None:
+                await _audit_refusal(request, ctx.viewer, exc)
             if ctx is not None and ctx.on_error is not None:
                 return await ctx.on_error(exc)
             return error_page(request, exc.status, exc.reason, exc.detail,

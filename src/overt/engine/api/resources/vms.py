@@ -10,7 +10,7 @@ from sqlalchemy import select
 from starlette.responses import Response
 
 from overt.engine.api import views
-from overt.engine.api.authorization import require_permit
+from overt.engine.api.authorization import require_permit, require_vm_creation
 from overt.engine.api.context import ApiContext, href
 from overt.engine.api.initialization import read_initialization, sealed_initialization
 from overt.engine.api.readers import (
@@ -171,7 +171,7 @@ async def add_vm(ctx: ApiContext) -> Response:
                                  clone=ctx.flag("clone"))
     await ctx.session.flush()
     access = getattr(ctx.request.state, "access", None)
-    await require_permit(ctx.session, access, "create_vm", "cluster", vm.cluster_id)
+    await require_vm_creation(ctx.session, access, vm.cluster_id, vm.template_id)
     if access is not None and not access.superuser:
         await identity_service.make_owner(ctx.session, ctx.user, vm.id)
     return ctx.render("vm", await vm_view(ctx, vm), status=201)
