@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -47,6 +48,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.amqp, pytest.mark.vm, pytest.mark.slo
 ARGS = ["--prefix", TEST_LAB.prefix]
 MIB = 2**20
 CONSOLE_LOG_DIR = Path("/var/log/overt/console")
+TOP_OF_CHAIN = "00000000-0000-0000-0000-000000000000"
 LEASE_IO_TIMEOUT_S = 1.0  # VM leases: renewed every 2 s, the VM stopped after 6 s, free after 8 s
 
 
@@ -582,14 +584,33 @@ def live_snapshots_taken_and_merged(storage_lab: StorageLab, domain_id: str,
         snaps.snapshot_service(older).restore()
     assert refused.value.code == 409 and "shut it down first" in str(refused.value)
 
+    [base] = [v for v, m in volumes.items() if m["PUUID"] == TOP_OF_CHAIN]
     for snapshot_id in (older, live.id):
         snaps.snapshot_service(snapshot_id).remove()
         wait_until(lambda sid=snapshot_id: all(s.id != sid for s in snaps.list()), 300,
                    "the snapshot to be merged away live")
         assert vm_service.get().status == types.VmStatus.UP
+        if snapshot_id == older:  # the inner volume is gone: the leaf's backing is the base
+            volumes = _nfs_volumes(storage_lab, domain_id, disk_id)
+            assert (volumes[leaf]["PUUID"], volumes[base]["VOLTYPE"]) == (base, "INTERNAL")
+            assert _chain_on_storage(storage_lab, domain_id, disk_id, leaf) == [leaf, base]
     [(volume, meta)] = _nfs_volumes(storage_lab, domain_id, disk_id).items()
     assert meta["VOLTYPE"] == "LEAF"
     assert f"/images/{disk_id}/{volume}'" in _domain_xml(storage_lab.lab, "node1", vm_id)
+
+
+def _chain_on_storage(storage_lab: StorageLab, domain_id: str, disk_id: str, volume: str
+                      ) -> list[str]:
+    """The volumes qemu-img reads through from `volume` (itself first), by their ids."""
+    url = f"nfs://{storage_lab.nfs_address}/export/{domain_id}/images/{disk_id}/{volume}"
+    done = subprocess.run(storage_lab.lab.exec_argv("node1", [
+        "qemu-img", "info", "-U", "--backing-chain", "--output=json", url]),
+        capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = [re.search(rf"/images/{disk_id}/([0-9a-f-]{{36}})", layer["filename"])
+             for layer in json.loads(done.stdout)]
+    assert all(found), done.stdout
+    return [m.group(1) for m in found if m]
 
 
 def test_a_template_on_iscsi_gives_a_thin_vm_that_boots(storage_lab: StorageLab) -> None:
