@@ -101,8 +101,8 @@ async def _snapshot_live(ctx: JobContext, vm: Vm, host: Host,
         async with ctx.step(f"Taking a snapshot of the disks of VM {vm.name}", host_id=host.id):
             await ctx.nodes.call(host, VmDiskSnapshot(vm_id=vm.id, disks=overlays), Empty,
                                  key=ctx.key("snapshot"), timeout_s=120)
-    except NodeCommandFailed:
-        if reuse:
+    except NodeCommandFailed as exc:
+        if reuse and not exc.transient:  # a transient failure is retried, not undone
             await _drop_overlays(ctx, disks, spec)
         raise
 
