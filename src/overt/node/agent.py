@@ -69,6 +69,7 @@ from overt.protocol.storage import (
     SharedVolumeCommit,
     SharedVolumeCreate,
     SharedVolumeDelete,
+    SharedVolumeMetaUpdate,
     StorageDomainCreate,
     StorageDomainScan,
     StorageDomainUpdate,
@@ -249,13 +250,17 @@ class Agent:
                 return await self.volumes.commit(command)
             case VmDiskSnapshot(vm_id=vm_id, disks=disks):
                 for disk in disks:
+                    if disk.reuse:
+                        continue  # a shared domain's volume, reached by QEMU's own client
                     self.volumes.inside(disk.active, "the active volume")
                     self.volumes.inside(disk.overlay, "the new volume")
                 await self._locked(vm_id, hyp.disk_snapshot(vm_id, disks))
                 return Empty()
-            case VmBlockCommit(vm_id=vm_id, disk=disk, top=top, base=base, timeout_s=timeout):
+            case VmBlockCommit(vm_id=vm_id, disk=disk, top=top, base=base, timeout_s=timeout,
+                               shared=shared):
                 for path in (disk, top, base):
-                    self.volumes.inside(path, "a volume to merge")
+                    if not shared:  # a shared domain's volumes are found in the live chain
+                        self.volumes.inside(path, "a volume to merge")
                 await self._locked(vm_id, hyp.block_commit(vm_id, disk, top, base,
                                                            timeout_s=timeout))
                 return Empty()
@@ -264,7 +269,8 @@ class Agent:
             case HostCommitNetworks():
                 return await self._host_networks().commit()
             case (StorageDomainCreate() | StorageDomainUpdate() | StorageDomainScan()
-                  | SharedVolumeCreate() | SharedVolumeCommit() | SharedVolumeDelete()):
+                  | SharedVolumeCreate() | SharedVolumeCommit() | SharedVolumeDelete()
+                  | SharedVolumeMetaUpdate()):
                 return await self.shared_storage.execute(command)
             case VolumeCopy():
                 return await copies.copy_volume(command, self.volumes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, ClassVar, Literal, Protocol, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from overt.protocol.host import HostCapabilities, HostState, VmStatusReport
 from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
@@ -17,6 +17,7 @@ from overt.protocol.storage import (
     SharedVolumeCommit,
     SharedVolumeCreate,
     SharedVolumeDelete,
+    SharedVolumeMetaUpdate,
     StorageDomainCreate,
     StorageDomainScan,
     StorageDomainUpdate,
@@ -225,6 +226,17 @@ class DiskOverlay(WireModel):
 
     active: str = Field(pattern=r"^/")
     overlay: str = Field(pattern=r"^/")
+    # The overlay is a volume of a shared domain (NFS) that the engine made beforehand,
+    # with its metadata: QEMU opens it where the active volume is (same server, same
+    # client options) instead of creating a local file.
+    reuse: bool = False
+
+    @field_validator("active", "overlay")
+    @classmethod
+    def _no_parent_steps(cls, value: str) -> str:
+        if ".." in value.split("/"):
+            raise ValueError("a volume path may not contain '..'")
+        return value
 
 
 class VmDiskSnapshot(_Command):
@@ -249,6 +261,9 @@ class VmBlockCommit(_Command):
     top: str = Field(pattern=r"^/")
     base: str = Field(pattern=r"^/")
     timeout_s: float = Field(600, gt=0, le=86_400)
+    # The volumes are on a shared domain (NFS), named as QEMU's NFS client reaches them
+    # (export path + volume path), not files of this node.
+    shared: bool = False
 
 
 Command = Annotated[
@@ -282,6 +297,7 @@ Command = Annotated[
     | SharedVolumeCreate
     | SharedVolumeCommit
     | SharedVolumeDelete
+    | SharedVolumeMetaUpdate
     | VolumeCopy
     | LunRead
     | LunMetadataWrite

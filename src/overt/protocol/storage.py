@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from overt.protocol.vm import DiskFormat, FileSource, IscsiSource, NfsSource, WireModel
 
@@ -138,6 +138,29 @@ class SharedVolumeCommit(_StorageCommand):
     child_id: UUID | None = None
 
 
+class SharedVolumeMetaUpdate(_StorageCommand):
+    """Change keys of a volume's `.meta` (after a live merge, which QEMU did on the
+    images: the next volume's PUUID, or the base's VOLTYPE once it is the leaf again)."""
+
+    name: Literal["storage.volume_meta_update"] = "storage.volume_meta_update"
+    result: ClassVar[type[Removed]] = Removed
+    domain_id: UUID
+    image_id: UUID
+    volume_id: UUID
+    changes: dict[str, str] = Field(min_length=1)
+
+    @field_validator("changes")
+    @classmethod
+    def _known_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = set(value) - LIVE_MERGE_KEYS
+        if unknown:
+            raise ValueError(f"keys {sorted(unknown)} may not be changed this way")
+        return value
+
+
+LIVE_MERGE_KEYS = frozenset({"PUUID", "VOLTYPE"})
+
+
 class SharedVolumeDelete(_StorageCommand):
     name: Literal["storage.volume_delete"] = "storage.volume_delete"
     result: ClassVar[type[Removed]] = Removed
@@ -229,5 +252,6 @@ class ExtentFormat(WireModel):
 
 
 StorageCommand = (StorageDomainCreate | StorageDomainUpdate | StorageDomainScan
-                  | SharedVolumeCreate | SharedVolumeCommit | SharedVolumeDelete)
+                  | SharedVolumeCreate | SharedVolumeCommit | SharedVolumeDelete
+                  | SharedVolumeMetaUpdate)
 LunCommand = LunRead | LunMetadataWrite | ExtentFormat

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -48,6 +49,7 @@ ARGS = ["--prefix", TEST_LAB.prefix]
 MIB = 2**20
 CONSOLE_LOG_DIR = Path("/var/log/overt/console")
 STORAGE_PROBE_INTERVAL_S = 2.0  # each host's reach of the active domains, asked this often
+TOP_OF_CHAIN = "00000000-0000-0000-0000-000000000000"
 LEASE_IO_TIMEOUT_S = 1.0  # VM leases: renewed every 2 s, the VM stopped after 6 s, free after 8 s
 
 
@@ -549,9 +551,9 @@ def _holds_marker(storage_lab: StorageLab, url: str) -> bool:
 def test_snapshots_of_a_vm_on_nfs_are_restored_and_merged_through_the_sdk(
         storage_lab: StorageLab, nfs_domain: NfsDomain) -> None:
     """The VM of the NFS test (down, its disk on the domain): a snapshot, a marker written
-    over it, a restore that drops the marker; the VM boots from its two-volume chain and
-    refuses a live snapshot (409); the marker written again survives the merge that
-    removes the snapshot, leaving one clean volume."""
+    over it, a restore that drops the marker; the VM boots from its two-volume chain, takes
+    a live snapshot, and both snapshots are merged away live; the marker written again
+    survives, leaving one clean volume."""
     site = storage_lab.first
     # The marker goes to 512 KiB, between the MBR and the guest's partition.
     conn = site.connect()
@@ -588,23 +590,14 @@ def test_snapshots_of_a_vm_on_nfs_are_restored_and_merged_through_the_sdk(
     finally:
         conn.close()
 
-    def live_snapshot_refused(conn: sdk.Connection, vm_id: str) -> None:
-        service = conn.system_service().vms_service().vm_service(vm_id).snapshots_service()
-        with pytest.raises(sdk.Error) as live:
-            service.add(types.Snapshot(description="live", persist_memorystate=False))
-        assert live.value.code == 409 and "shut it down first" in str(live.value)
-    _run_on(site, "lab-nfs-vm", "node1", while_up=live_snapshot_refused)
+    def snapshots_live(conn: sdk.Connection, vm_id: str) -> None:
+        live_snapshots_taken_and_merged(storage_lab, nfs_domain.id, conn, vm_id, disk_id,
+                                        older=taken.id)
+    # The marker written again (the VM down) must survive the live merges.
+    _qemu_io(storage_lab, _leaf_url(storage_lab, nfs_domain.id, disk_id),
+             "write -P 0x5a 512k 64k")
+    _run_on(site, "lab-nfs-vm", "node1", while_up=snapshots_live)
 
-    conn = site.connect()
-    try:
-        snaps = conn.system_service().vms_service().vm_service(vm.id).snapshots_service()
-        _qemu_io(storage_lab, _leaf_url(storage_lab, nfs_domain.id, disk_id),
-                 "write -P 0x5a 512k 64k")
-        snaps.snapshot_service(taken.id).remove()
-        wait_until(lambda: all(s.id != taken.id for s in snaps.list()), 180,
-                   "the snapshot to be merged away")
-    finally:
-        conn.close()
     volumes = _nfs_volumes(storage_lab, nfs_domain.id, disk_id)
     assert list(volumes) == list(before)
     [meta] = volumes.values()
@@ -616,6 +609,55 @@ def test_snapshots_of_a_vm_on_nfs_are_restored_and_merged_through_the_sdk(
                                                                   url]),
                              capture_output=True, text=True, check=False, timeout=120)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def live_snapshots_taken_and_merged(storage_lab: StorageLab, domain_id: str,
+                                    conn: sdk.Connection, vm_id: str, disk_id: str, *,
+                                    older: str) -> None:
+    """The running VM (a snapshot `older` under its active volume, which holds the
+    marker): a live snapshot, then `older` merged live (a block commit of the volume
+    between, the marker's) and the live one (an active commit, then the pivot): the VM
+    runs on, its QEMU writes the one volume left, whose `.meta` says it is the leaf."""
+    vm_service = conn.system_service().vms_service().vm_service(vm_id)
+    snaps = vm_service.snapshots_service()
+    live = snaps.add(types.Snapshot(description="live", persist_memorystate=False))
+    wait_until(lambda: snaps.snapshot_service(live.id).get().snapshot_status
+               == types.SnapshotStatus.OK, 120, "the live snapshot to be taken")
+    volumes = _nfs_volumes(storage_lab, domain_id, disk_id)
+    assert sorted(m["VOLTYPE"] for m in volumes.values()) == ["INTERNAL", "INTERNAL", "LEAF"]
+    [leaf] = [v for v, m in volumes.items() if m["VOLTYPE"] == "LEAF"]
+    assert f"/images/{disk_id}/{leaf}'" in _domain_xml(storage_lab.lab, "node1", vm_id)
+    with pytest.raises(sdk.Error) as refused:  # oVirt restores a VM that is down
+        snaps.snapshot_service(older).restore()
+    assert refused.value.code == 409 and "shut it down first" in str(refused.value)
+
+    [base] = [v for v, m in volumes.items() if m["PUUID"] == TOP_OF_CHAIN]
+    for snapshot_id in (older, live.id):
+        snaps.snapshot_service(snapshot_id).remove()
+        wait_until(lambda sid=snapshot_id: all(s.id != sid for s in snaps.list()), 300,
+                   "the snapshot to be merged away live")
+        assert vm_service.get().status == types.VmStatus.UP
+        if snapshot_id == older:  # the inner volume is gone: the leaf's backing is the base
+            volumes = _nfs_volumes(storage_lab, domain_id, disk_id)
+            assert (volumes[leaf]["PUUID"], volumes[base]["VOLTYPE"]) == (base, "INTERNAL")
+            assert _chain_on_storage(storage_lab, domain_id, disk_id, leaf) == [leaf, base]
+    [(volume, meta)] = _nfs_volumes(storage_lab, domain_id, disk_id).items()
+    assert meta["VOLTYPE"] == "LEAF"
+    assert f"/images/{disk_id}/{volume}'" in _domain_xml(storage_lab.lab, "node1", vm_id)
+
+
+def _chain_on_storage(storage_lab: StorageLab, domain_id: str, disk_id: str, volume: str
+                      ) -> list[str]:
+    """The volumes qemu-img reads through from `volume` (itself first), by their ids."""
+    url = f"nfs://{storage_lab.nfs_address}/export/{domain_id}/images/{disk_id}/{volume}"
+    done = subprocess.run(storage_lab.lab.exec_argv("node1", [
+        "qemu-img", "info", "-U", "--backing-chain", "--output=json", url]),
+        capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = [re.search(rf"/images/{disk_id}/([0-9a-f-]{{36}})", layer["filename"])
+             for layer in json.loads(done.stdout)]
+    assert all(found), done.stdout
+    return [m.group(1) for m in found if m]
 
 
 def test_a_template_on_iscsi_gives_a_thin_vm_that_boots(storage_lab: StorageLab) -> None:

@@ -28,10 +28,10 @@ from overt.engine.queries.snapshot_chains import IN_PREVIEW, PREVIEW, new_volume
 from overt.engine.queries.vm_spec import vm_disks
 from overt.engine.services.jobs import JobSubmitter
 
-# Storage Overt can snapshot for now: qcow2 files the domain's host reaches, and NFS
-# volumes (of a down VM: a running VM's QEMU reaches them through its own NFS client).
+# Storage Overt can snapshot for now, down or running: qcow2 files the domain's host
+# reaches, and NFS volumes (a running VM's QEMU reaches them through its own NFS client).
 SNAPSHOT_STORAGE = frozenset({StorageType.LOCALFS.value, StorageType.NFS.value})
-LIVE_SNAPSHOT_STORAGE = frozenset({StorageType.LOCALFS.value})
+LIVE_SNAPSHOT_STORAGE = frozenset({StorageType.LOCALFS.value, StorageType.NFS.value})
 
 
 def active_snapshot_id(vm_id: uuid.UUID) -> uuid.UUID:

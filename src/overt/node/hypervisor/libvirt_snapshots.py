@@ -31,29 +31,51 @@ _SNAPSHOT_FLAGS = (libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
                    | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC)
 
 
+def _layer_name(source: ET.Element | None) -> str | None:
+    """A layer's volume: a file's path, or an NFS volume's path on its server."""
+    if source is None:
+        return None
+    if source.get("file") is not None:
+        return source.get("file")
+    if source.get("protocol") == "nfs":
+        return source.get("name")
+    return None
+
+
 def disk_chains(xml: str) -> dict[str, list[str]]:
-    """Each file disk's target and its chain as the live XML has it, active volume first."""
-    chains: dict[str, list[str]] = {}
+    """Each file or NFS disk's target and its chain as the live XML has it, active first."""
+    return {target: [name for name, _ref in layers] for target, layers in _layers(xml).items()}
+
+
+def _layers(xml: str) -> dict[str, list[tuple[str, str | None]]]:
+    """Each disk's chain with, per layer, libvirt's name for it (`vda[3]`) when the live
+    XML numbers it: libvirt finds a network layer by that name, not by its path."""
+    chains: dict[str, list[tuple[str, str | None]]] = {}
     for disk in parse_libvirt_xml(xml).findall("devices/disk"):
-        target = disk.find("target")
-        chain: list[str] = []
+        found = disk.find("target")
+        target = found.get("dev", "") if found is not None else ""
+        chain: list[tuple[str, str | None]] = []
         layer: ET.Element | None = disk
         while layer is not None:
             source = layer.find("source")
-            if source is None or source.get("file") is None:
+            name = _layer_name(source)
+            if name is None or source is None:
                 break
-            chain.append(source.get("file", ""))
+            index = layer.get("index") if layer is not disk else source.get("index")
+            numbered = index is not None and source.get("protocol") is not None
+            chain.append((name, f"{target}[{index}]" if numbered else None))
             layer = layer.find("backingStore")
-        if target is not None and chain:
-            chains[target.get("dev", "")] = chain
+        if target and chain:
+            chains[target] = chain
     return chains
 
 
 def snapshot_xml(xml: str, disks: Sequence[DiskOverlay]) -> str:
     """`<domainsnapshot>` making an external overlay of the given disks and none of the
-    domain's others (every disk is listed: libvirt's default for the rest may differ)."""
-    overlays = {disk.active: disk.overlay for disk in disks}
-    chains = disk_chains(xml)
+    domain's others (every disk is listed: libvirt's default for the rest may differ).
+    An NFS disk's overlay (made beforehand) is reached as its active volume is: the same
+    server and client options, another path."""
+    overlays = {disk.active: disk for disk in disks}
     root = ET.Element("domainsnapshot")
     listed = ET.SubElement(root, "disks")
     for device in parse_libvirt_xml(xml).findall("devices/disk"):
@@ -61,14 +83,24 @@ def snapshot_xml(xml: str, disks: Sequence[DiskOverlay]) -> str:
         target = found.get("dev", "") if found is not None else ""
         if not target:
             continue
-        chain = chains.get(target)
-        overlay = overlays.get(chain[0]) if chain else None
-        if overlay is None:
+        active = device.find("source")
+        name = _layer_name(active)
+        overlay = overlays.get(name) if name is not None else None
+        if overlay is None or active is None:
             ET.SubElement(listed, "disk", name=target, snapshot="no")
+            continue
+        if active.get("protocol") == "nfs":
+            disk = ET.SubElement(listed, "disk", name=target, snapshot="external",
+                                 type="network")
+            ET.SubElement(disk, "driver", type="qcow2")
+            source = ET.SubElement(disk, "source", protocol="nfs", name=overlay.overlay)
+            for child in active:
+                if child.tag in ("host", "identity"):
+                    ET.SubElement(source, child.tag, dict(child.attrib))
             continue
         disk = ET.SubElement(listed, "disk", name=target, snapshot="external")
         ET.SubElement(disk, "driver", type="qcow2")
-        ET.SubElement(disk, "source", file=overlay)
+        ET.SubElement(disk, "source", file=overlay.overlay)
     return ET.tostring(root, encoding="unicode")
 
 
@@ -102,10 +134,16 @@ class LiveDisks:
         if not pending:
             return  # a retry after the snapshot was taken
         for disk in pending:
-            if exists(disk.overlay):
+            if not disk.reuse and exists(disk.overlay):
                 raise NodeFailure(ErrorCode.IMAGE_EXISTS, f"volume {disk.overlay} already exists")
+        reuse = {disk.reuse for disk in pending}
+        if len(reuse) > 1:
+            raise NodeFailure(ErrorCode.BAD_REQUEST, "the new volumes of one snapshot are "
+                              "either all made beforehand or all made here")
+        flags = _SNAPSHOT_FLAGS | (libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REUSE_EXT
+                                   if True in reuse else 0)
         await self._run(dom, "taking a disk snapshot", dom.snapshotCreateXML,
-                        snapshot_xml(xml, pending), _SNAPSHOT_FLAGS)
+                        snapshot_xml(xml, pending), flags)
         log.info("disk snapshot taken", extra={"vm": dom.name(), "disks": len(pending)})
 
     async def commit(self, dom: libvirt.virDomain, disk: str, top: str, base: str,
@@ -119,8 +157,11 @@ class LiveDisks:
         active = chain[0] == top
         flags = libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE if active else 0
         if not await self._run(dom, "reading block jobs", dom.blockJobInfo, target, 0):
-            await self._run(dom, "starting a block commit", dom.blockCommit, target, base,
-                            None if active else top, 0, flags)
+            names = dict(_layers(await self._run(dom, "reading the live XML", dom.XMLDesc, 0)
+                                 ).get(target, []))
+            await self._run(dom, "starting a block commit", dom.blockCommit, target,
+                            names.get(base) or base, None if active else names.get(top) or top,
+                            0, flags)
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
             job = await self._run(dom, "reading block jobs", dom.blockJobInfo, target, 0)

@@ -19,6 +19,7 @@ from overt import __version__
 from overt.node.errors import NodeFailure, invalid_state, no_such_vm
 from overt.node.hypervisor.base import HostCounters, HypervisorEvent, VmChanged, VmCounters
 from overt.node.simulated.migration import SimulatedMigration
+from overt.node.storage import nfs_domain
 from overt.node.storage.local import (
     backing_chain,
     commit_into_backing,
@@ -30,7 +31,7 @@ from overt.protocol import PROTOCOL_VERSION, ErrorCode
 from overt.protocol.commands import DiskOverlay, VmTicket
 from overt.protocol.host import HostCapabilities, NicInfo, VirtMode, VmState, VmStatusReport
 from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
-from overt.protocol.vm import CdromSpec, DiskFormat, FileSource, NicSpec, VmSpec
+from overt.protocol.vm import CdromSpec, DiskFormat, FileSource, NfsSource, NicSpec, VmSpec
 
 SIMULATED = "simulated"
 _ON = (VmState.RUNNING, VmState.PAUSED)
@@ -63,6 +64,14 @@ class _Vm:
     # Each file disk's chain, active volume first: a snapshot's overlay and a merge act
     # on the files themselves (qemu-img) when they exist, as QEMU would.
     chains: list[list[str]] = field(default_factory=list)
+    # The NFS server of each volume of an NFS disk's chain (named by its path there): the
+    # images are read where the node's NFS client finds them.
+    servers: dict[str, str] = field(default_factory=dict)
+
+    def file(self, volume: str) -> str:
+        """Where a volume of the chains is (an NFS volume: its QEMU URL)."""
+        server = self.servers.get(volume)
+        return volume if server is None else nfs_domain.image_url(server, volume)
 
     def report(self, reason: str = "") -> VmStatusReport:
         return VmStatusReport(vm_id=self.vm_id, name=self.name, state=self.state,
@@ -193,8 +202,7 @@ class SimulatedHypervisor:
                                         persistent=persistent, spec_version=spec.spec_version,
                                         nics={nic.mac: nic for nic in spec.nics},
                                         cdrom=spec.cdrom,
-                                        chains=[[d.source.path] for d in spec.disks
-                                                if isinstance(d.source, FileSource)])
+                                        chains=_chains(spec), servers=_servers(spec))
         assert vm is not None
         vm.vnc_port = next(self._ports)
         return self._change(vm, VmState.PAUSED if paused else VmState.RUNNING,
@@ -339,7 +347,13 @@ class SimulatedHypervisor:
                                   f"VM {vm.name} writes no volume {disk.active}")
             if chain[0] == disk.overlay:
                 continue  # taken already
-            if exists(disk.active):
+            if disk.active in vm.servers:
+                vm.servers[disk.overlay] = vm.servers[disk.active]
+            if disk.reuse:
+                if not exists(vm.file(disk.overlay)) and exists(vm.file(disk.active)):
+                    raise NodeFailure(ErrorCode.IMAGE_MISSING,
+                                      f"volume {disk.overlay} was not made beforehand")
+            elif exists(disk.active):
                 await create_overlay(Path(disk.overlay), Path(disk.active), DiskFormat.QCOW2
                                      if _is_qcow2(Path(disk.active)) else DiskFormat.RAW)
             chain.insert(0, disk.overlay)
@@ -357,11 +371,11 @@ class SimulatedHypervisor:
         at = chain.index(top)
         if at + 1 >= len(chain) or chain[at + 1] != base:
             raise invalid_state(f"{base} is not the volume under {top} in VM {vm.name}")
-        if exists(top):
-            await commit_into_backing(Path(top))
+        if exists(vm.file(top)):
+            await commit_into_backing(Path(vm.file(top)))
             if at > 0:
-                await rebase(Path(chain[at - 1]), Path(base), DiskFormat.QCOW2
-                             if _is_qcow2(Path(base)) else DiskFormat.RAW)
+                await rebase(Path(vm.file(chain[at - 1])), Path(vm.file(base)), DiskFormat.QCOW2
+                             if _is_qcow2(Path(vm.file(base))) else DiskFormat.RAW)
         del chain[at]
 
     # -- helpers --------------------------------------------------------------------------
@@ -401,3 +415,24 @@ class SimulatedHypervisor:
 def _is_qcow2(path: Path) -> bool:
     with path.open("rb") as image:
         return image.read(4) == b"QFI\xfb"
+
+
+def _chains(spec: VmSpec) -> list[list[str]]:
+    """Each file or NFS disk's chain, active volume first (NFS: as libvirt is given it)."""
+    chains = []
+    for disk in spec.disks:
+        if isinstance(disk.source, FileSource):
+            chains.append([disk.source.path])
+        elif isinstance(disk.source, NfsSource):
+            chains.append([disk.source.path, *(layer.source.path for layer in disk.chain
+                                               if isinstance(layer.source, NfsSource))])
+    return chains
+
+
+def _servers(spec: VmSpec) -> dict[str, str]:
+    servers = {}
+    for disk in spec.disks:
+        for source in (disk.source, *(layer.source for layer in disk.chain)):
+            if isinstance(source, NfsSource):
+                servers[source.path] = source.server
+    return servers

@@ -34,6 +34,7 @@ from overt.protocol.storage import (
     SharedVolumeCreate,
     SharedVolumeDelete,
     SharedVolumeInfo,
+    SharedVolumeMetaUpdate,
     StorageCommand,
     StorageDomainCreate,
     StorageDomainScan,
@@ -77,6 +78,8 @@ class NfsDomains:
                 return await self._volume_commit(command)
             case SharedVolumeDelete():
                 return await _blocking(lambda: self._volume_delete(command))
+            case SharedVolumeMetaUpdate():
+                return await _blocking(lambda: self._volume_meta_update(command))
         raise NodeFailure(ErrorCode.BAD_REQUEST, f"unknown storage command {command.name}")
 
     # -- domains --------------------------------------------------------------------------
@@ -231,6 +234,12 @@ class NfsDomains:
             await _blocking(lambda: update_meta(command.storage, base, {"VOLTYPE": "LEAF"}))
         log.info("volume merged", extra={"volume": top, "base": base})
         return volume_info(await image_info(base_url))
+
+    def _volume_meta_update(self, command: SharedVolumeMetaUpdate) -> Removed:
+        relative = f"{command.domain_id}/images/{command.image_id}/{command.volume_id}"
+        update_meta(command.storage, relative, command.changes)
+        log.info("volume metadata updated", extra={"volume": relative})
+        return Removed()
 
     def _volume_delete(self, command: SharedVolumeDelete) -> Removed:
         image_dir = f"/{command.domain_id}/images/{command.image_id}"

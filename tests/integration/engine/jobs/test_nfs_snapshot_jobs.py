@@ -1,9 +1,12 @@
-"""Snapshots of a down VM whose disks are on an NFS domain, over the fast lane: the node's
+"""Snapshots of a VM whose disks are on an NFS domain, over the fast lane: the node's
 NFS code runs on an export kept as a local directory (oVirt's layout, `.meta` files) and
 qemu-img on the real volumes. The chain the database records is the chain on storage
-and the one the `.meta` files describe; taken, previewed, restored and merged, the data
-is what the user expects; refused requests change nothing; an engine that dies while a
-snapshot's volume is half made leaves the job to a successor, which finishes it."""
+and the one the `.meta` files describe; taken, previewed, restored and merged on a down
+VM, taken and merged live on a running one (the simulated host's QEMU acting on the
+volumes the engine made), the data is what the user expects; refused requests change
+nothing; an engine that dies while a snapshot's volume is half made, or after QEMU
+merged a volume but before its `.meta` followed, leaves the job to a successor, which
+finishes it."""
 
 from __future__ import annotations
 
@@ -24,9 +27,12 @@ from overt.engine.model.status import StorageDomainStatus, StorageType, VmStatus
 from overt.engine.queries.lookup import Ref
 from overt.engine.queries.snapshot_chains import disk_chain
 from overt.engine.queries.vm_spec import build_vm_spec
-from overt.engine.services import devices, snapshots
+from overt.engine.services import devices, snapshots, vms
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput
+from overt.node.errors import NodeFailure
+from overt.node.simulated.hypervisor import SimulatedHypervisor
 from overt.node.storage import nfs_domain
+from overt.protocol import ErrorCode
 from overt.protocol.ovirt_metadata import parse_metadata, render_metadata
 from overt.protocol.vm import NfsSource
 from tests.support.export_directory import ExportDirectory, use_export_directories
@@ -201,13 +207,11 @@ async def test_nfs_snapshot_requests_that_cannot_be_served_change_nothing(
     async with engine.session() as session:
         vm = await session.get(Vm, vm_id)
         assert vm is not None
-        vm.status = VmStatus.UP.value  # QEMU now holds the volumes
-    with pytest.raises(Conflict, match=r"on nfs domain nfs1.*shut it down first"):
-        await engine.act(snapshots.add_snapshot, vm_id, "live")
-    with pytest.raises(Conflict, match="shut it down first"):
-        await engine.act(snapshots.remove_snapshot, vm_id, taken)
+        vm.status = VmStatus.UP.value  # QEMU now holds the volumes: oVirt wants it down
     with pytest.raises(Conflict, match="shut it down first"):
         await engine.act(snapshots.restore_snapshot, vm_id, taken)
+    with pytest.raises(Conflict, match="shut it down first"):
+        await engine.act(snapshots.preview_snapshot, vm_id, taken)
     async with engine.session() as session:
         vm = await session.get(Vm, vm_id)
         assert vm is not None
@@ -271,3 +275,130 @@ async def test_an_engine_that_dies_while_a_snapshot_volume_is_made_leaves_it_to_
         assert (await session.execute(select(Lock))).all() == []
     for disk_id, chain in zip(disk_ids, chains, strict=True):
         assert _volumes(export, disk_id) == {p.name for p in chain}
+
+
+async def _running(engine: LoopbackEngine, vm_id: uuid.UUID) -> SimulatedHypervisor:
+    """The VM started on its host; that host's hypervisor (its QEMU's live chains)."""
+    start = await engine.act(vms.start_vm, vm_id)
+    assert (await engine.job(start.id)).state == "done"
+    await engine.vm_reaches(vm_id, [VmStatus.UP])
+    hyp = engine.hosts["h1"].hypervisor
+    assert isinstance(hyp, SimulatedHypervisor)
+    return hyp
+
+
+def _written(hyp: SimulatedHypervisor, vm_id: uuid.UUID, export: Path) -> list[Path]:
+    """The volumes the running VM's QEMU writes, as files of the export."""
+    return sorted(export / Path(chain[0]).relative_to("/export")
+                  for chain in hyp._vms[vm_id].chains)
+
+
+async def test_a_running_vms_snapshots_on_nfs_are_taken_and_merged_live(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    vm_id, disk_ids, export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    [[boot], [data]] = await _chains(engine, export, disk_ids)
+    await asyncio.to_thread(_write, boot, "qcow2", "write -P 0x11 0 64k")
+    await asyncio.to_thread(_write, data, "raw", "write -P 0x11 0 64k")
+    hyp = await _running(engine, vm_id)
+
+    first = await _take(engine, vm_id, "first")
+    chains = await _chains(engine, export, disk_ids)
+    assert [c[0] for c in chains] == [boot, data] and all(len(c) == 2 for c in chains)
+    assert _written(hyp, vm_id, export) == sorted(c[-1] for c in chains)
+    for chain in chains:
+        await asyncio.to_thread(_write, chain[-1], "qcow2", "write -P 0x22 64k 64k")
+    second = await _take(engine, vm_id, "second")
+    chains = await _chains(engine, export, disk_ids)
+    assert all(len(c) == 3 for c in chains)
+    for chain in chains:
+        await asyncio.to_thread(_write, chain[-1], "qcow2", "write -P 0x33 128k 64k")
+    with pytest.raises(Conflict, match="shut it down first"):  # oVirt restores a down VM
+        await engine.act(snapshots.restore_snapshot, vm_id, first)
+
+    # The first snapshot's volume absorbs the one over it, which QEMU reads but does not
+    # write (a block commit); the active volume's .meta names its new parent.
+    await _done(engine, await engine.act(snapshots.remove_snapshot, vm_id, first))
+    merged = await _chains(engine, export, disk_ids)
+    assert [c[0] for c in merged] == [boot, data] and all(len(c) == 2 for c in merged)
+    assert [c[-1] for c in merged] == [c[-1] for c in chains]
+    # The second's absorbs the active volume (an active commit, then the pivot to it):
+    # the base volume is the image's leaf again.
+    await _done(engine, await engine.act(snapshots.remove_snapshot, vm_id, second))
+    assert await _chains(engine, export, disk_ids) == [[boot], [data]]
+    assert _written(hyp, vm_id, export) == sorted([boot, data])
+    for path, fmt in ((boot, "qcow2"), (data, "raw")):
+        for pattern, offset in ((0x11, 0), (0x22, 64 * 1024), (0x33, 128 * 1024)):
+            assert await asyncio.to_thread(_reads, path, fmt, pattern, offset)
+    await asyncio.to_thread(subprocess.run, ["qemu-img", "check", "-U", str(boot)], check=True,
+                            capture_output=True)
+    assert [_volumes(export, d) for d in disk_ids] == [{boot.name}, {data.name}]
+    assert (await engine.vm(vm_id)).status == VmStatus.UP
+
+
+async def test_a_live_snapshot_the_host_refuses_leaves_the_chains_as_they_were(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The engine made the new volumes (their `.meta` made the active ones INTERNAL);
+    QEMU refuses them: they are removed and the active volumes are leaves again."""
+    vm_id, disk_ids, export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    hyp = await _running(engine, vm_id)
+    before = await _chains(engine, export, disk_ids)
+
+    async def refuses(vm: uuid.UUID, disks: object) -> None:
+        raise NodeFailure(ErrorCode.HYPERVISOR_ERROR, "QEMU could not open the new volume")
+    monkeypatch.setattr(hyp, "disk_snapshot", refuses)
+    snapshot, job = await engine.act(snapshots.add_snapshot, vm_id, "refused")
+    ended = await engine.job(job.id)
+    assert ended.state == "failed" and "could not open" in (ended.error or "")
+    assert await _chains(engine, export, disk_ids) == before
+    assert [_volumes(export, d) for d in disk_ids] == [{c[0].name} for c in before]
+    async with engine.session() as session:
+        assert await session.get(Snapshot, snapshot.id) is None
+        assert (await session.execute(select(Lock))).all() == []
+
+
+async def test_an_engine_that_dies_after_a_live_merge_leaves_the_metadata_to_a_successor(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """QEMU merged the active volume into the snapshot's and pivoted to it, and the engine
+    dies before the `.meta` files follow: the successor finishes the removal (the merge
+    already done is recognised in the live chain) and nothing stays locked."""
+    vm_id, disk_ids, export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    hyp = await _running(engine, vm_id)
+    taken = await _take(engine, vm_id, "interrupted")
+    chains = await _chains(engine, export, disk_ids)
+    await asyncio.to_thread(_write, chains[0][-1], "qcow2", "write -P 0x55 0 64k")
+    real, go_on, merged = nfs_domain.update_meta, asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def stalls_first(storage: object, relative: str, changes: dict[str, str]) -> None:
+        if not merged.is_set():
+            loop.call_soon_threadsafe(merged.set)
+            asyncio.run_coroutine_threadsafe(go_on.wait(), loop).result(timeout=60)
+        real(storage, relative, changes)  # type: ignore[arg-type]
+    monkeypatch.setattr(nfs_domain, "update_meta", stalls_first)
+    job_of_removal = await engine.act(snapshots.remove_snapshot, vm_id, taken)
+    await asyncio.wait_for(merged.wait(), 60)
+    await engine.worker.stop()  # QEMU writes a base now; its .meta still says INTERNAL
+    assert set(_written(hyp, vm_id, export)) & {c[0] for c in chains}
+    async with engine.session() as session:
+        job = await session.get(Job, job_of_removal.id)
+        row = await session.get(Snapshot, taken)
+        assert job is not None and (job.state, row.status if row else None) == (
+            "running", "locked")
+        job.lease_until = job.start_time
+
+    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
+    running = asyncio.create_task(successor.run())
+    try:
+        go_on.set()
+        ended = await engine.job(job.id)
+    finally:
+        await successor.stop()
+        await running
+    assert ended.state == "done", ended.error
+    final = await _chains(engine, export, disk_ids)  # each base a LEAF again
+    assert final == [[c[0]] for c in chains]
+    assert await asyncio.to_thread(_reads, final[0][0], "qcow2", 0x55, 0)
+    assert [_volumes(export, d) for d in disk_ids] == [{c[0].name} for c in chains]
+    async with engine.session() as session:
+        assert await session.get(Snapshot, taken) is None
+        assert (await session.execute(select(Lock))).all() == []

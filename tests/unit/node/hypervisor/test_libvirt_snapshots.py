@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from overt.node.hypervisor.libvirt_snapshots import disk_chains, snapshot_xml
+import pytest
+from pydantic import ValidationError
+
+from overt.node.hypervisor.libvirt_snapshots import _layers, disk_chains, snapshot_xml
 from overt.protocol.commands import DiskOverlay
 
 LIVE = """<domain type='qemu'><devices>
@@ -43,3 +46,46 @@ def test_a_snapshot_overlays_the_disks_asked_for_and_no_other() -> None:
     driver = disks["vdb"].find("driver")
     assert source is not None and source.get("file") == "/srv/images/new.qcow2"
     assert driver is not None and driver.get("type") == "qcow2"
+
+
+# An NFS disk as libvirt 9 shows it live: QEMU's NFS client, layers numbered.
+NFS_LIVE = """<domain type='kvm'><devices>
+  <disk type='network' device='disk'>
+    <driver name='qemu' type='qcow2' cache='none'/>
+    <source protocol='nfs' name='/export/sd/images/img/top' index='3'>
+      <host name='10.9.9.9'/><identity user='root' group='root'/>
+    </source>
+    <backingStore type='network' index='2'><format type='qcow2'/>
+      <source protocol='nfs' name='/export/sd/images/img/base'><host name='10.9.9.9'/>
+        <identity user='root' group='root'/></source><backingStore/></backingStore>
+    <target dev='vda' bus='virtio'/>
+  </disk>
+</devices></domain>"""
+
+
+def test_an_nfs_disks_chain_is_read_from_its_network_sources() -> None:
+    assert disk_chains(NFS_LIVE) == {
+        "vda": ["/export/sd/images/img/top", "/export/sd/images/img/base"]}
+    # libvirt finds a network layer by its number, not by its path
+    assert _layers(NFS_LIVE)["vda"] == [("/export/sd/images/img/top", "vda[3]"),
+                                        ("/export/sd/images/img/base", "vda[2]")]
+    assert all(ref is None for _name, ref in _layers(LIVE)["vda"])  # files keep their paths
+
+
+def test_an_nfs_disks_overlay_is_reached_as_its_active_volume_is() -> None:
+    xml = snapshot_xml(NFS_LIVE, [DiskOverlay(active="/export/sd/images/img/top",
+                                              overlay="/export/sd/images/img/new", reuse=True)])
+    [disk] = ET.fromstring(xml).findall("disks/disk")
+    assert (disk.get("name"), disk.get("snapshot"), disk.get("type")) == (
+        "vda", "external", "network")
+    source = disk.find("source")
+    assert source is not None
+    assert (source.get("protocol"), source.get("name")) == ("nfs", "/export/sd/images/img/new")
+    host, identity = source.find("host"), source.find("identity")
+    assert host is not None and host.get("name") == "10.9.9.9"
+    assert identity is not None and identity.get("user") == "root"
+
+
+def test_a_volume_path_with_parent_steps_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"\.\."):
+        DiskOverlay(active="/export/sd/images/img/top", overlay="/export/../etc/x", reuse=True)

@@ -2,8 +2,9 @@
 
 The engine decides every volume and records each disk's chain once its node has acted:
 the chain in the database is the chain on storage. A running VM's volumes are changed by
-its own host's QEMU (an external disk-only snapshot, a block commit); a down VM's by the
-host of each disk's storage domain (qemu-img).
+its own host's QEMU (an external disk-only snapshot, a block commit; on NFS over volumes
+the engine made, whose `.meta` it keeps right after a merge); a down VM's by the host of
+each disk's storage domain (qemu-img).
 """
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ from overt.engine.db.tables import Disk, Host, Snapshot, SnapshotVolume, Storage
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import RetryLater
 from overt.engine.jobs.handlers.snapshot_volumes import (
+    after_live_merge,
     commit_volume,
     create_overlay,
     delete_volumes,
+    on_nfs,
+    update_metadata,
     volume_host,
 )
 from overt.engine.jobs.kinds import CreateSnapshot, JobSpec, RemoveSnapshot
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
+from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
 from overt.engine.queries.snapshot_chains import Merge, merge_of, volume_location
 from overt.engine.queries.vm_spec import vm_disks
@@ -62,12 +67,7 @@ async def create_snapshot(ctx: JobContext, spec: CreateSnapshot) -> dict[str, An
         return {"disks": 0}
     host = await _live_host(ctx, vm)
     if host is not None:
-        overlays = tuple(DiskOverlay(active=volume_location(sd, d.image_path),
-                                     overlay=volume_location(sd, spec.overlays[str(d.id)]))
-                         for d, sd in disks)
-        async with ctx.step(f"Taking a snapshot of the disks of VM {vm.name}", host_id=host.id):
-            await ctx.nodes.call(host, VmDiskSnapshot(vm_id=vm.id, disks=overlays), Empty,
-                                 key=ctx.key("snapshot"), timeout_s=120)
+        await _snapshot_live(ctx, vm, host, disks, spec)
     else:
         for disk, domain in disks:
             await _create_overlay(ctx, disk, domain, spec.overlays[str(disk.id)])
@@ -83,6 +83,41 @@ async def create_snapshot(ctx: JobContext, spec: CreateSnapshot) -> dict[str, An
                      "has been completed.", code=audit.SNAPSHOT_CREATED, vm_id=vm.id,
                      job_id=ctx.job.id, user_id=ctx.job.owner_id)
     return {"disks": len(disks)}
+
+
+async def _snapshot_live(ctx: JobContext, vm: Vm, host: Host,
+                         disks: list[tuple[Disk, StorageDomain]], spec: CreateSnapshot) -> None:
+    """QEMU switches every disk to its new volume at once. On NFS the engine makes the
+    volumes first (with their `.meta`; QEMU only opens them), and takes them back if the
+    node refuses: the disks keep writing their volumes, which are leaves again."""
+    reuse = any(on_nfs(domain) for _disk, domain in disks)
+    if reuse:
+        for disk, domain in disks:
+            await _create_overlay(ctx, disk, domain, spec.overlays[str(disk.id)])
+    overlays = tuple(DiskOverlay(active=volume_location(sd, d.image_path),
+                                 overlay=volume_location(sd, spec.overlays[str(d.id)]),
+                                 reuse=reuse) for d, sd in disks)
+    try:
+        async with ctx.step(f"Taking a snapshot of the disks of VM {vm.name}", host_id=host.id):
+            await ctx.nodes.call(host, VmDiskSnapshot(vm_id=vm.id, disks=overlays), Empty,
+                                 key=ctx.key("snapshot"), timeout_s=120)
+    except NodeCommandFailed as exc:
+        if reuse and not exc.transient:  # a transient failure is retried, not undone
+            await _drop_overlays(ctx, disks, spec)
+        raise
+
+
+async def _drop_overlays(ctx: JobContext, disks: list[tuple[Disk, StorageDomain]],
+                         spec: CreateSnapshot) -> None:
+    for disk, domain in disks:
+        host = await volume_host(ctx, domain)
+        async with ctx.step(f"Removing the unused new volume of disk {disk.name}",
+                            host_id=host.id):
+            await delete_volumes(ctx, host, domain, [spec.overlays[str(disk.id)]],
+                                 key=f"unused-{disk.id}")
+            if on_nfs(domain):
+                await update_metadata(ctx, host, domain, disk.image_path, {"VOLTYPE": "LEAF"},
+                                      key=f"leaf-again-{disk.id}")
 
 
 async def _create_overlay(ctx: JobContext, disk: Disk, domain: StorageDomain,
@@ -148,8 +183,10 @@ async def _merge(ctx: JobContext, vm: Vm, host: Host | None, domain: StorageDoma
         async with ctx.step(f"Merging a volume of disk {disk.name} of VM {vm.name} live",
                             host_id=host.id):
             await ctx.nodes.call(host, VmBlockCommit(
-                vm_id=vm.id, disk=at(disk.image_path), top=at(merge.top), base=at(merge.base)),
-                Empty, key=ctx.key(f"merge-{disk.id}"), timeout_s=900)
+                vm_id=vm.id, disk=at(disk.image_path), top=at(merge.top), base=at(merge.base),
+                shared=on_nfs(domain)), Empty, key=ctx.key(f"merge-{disk.id}"), timeout_s=900)
+            await after_live_merge(ctx, host, domain, base=merge.base, child=merge.child,
+                                   key=f"merged-meta-{disk.id}")
         deleter = host
     else:
         deleter = await volume_host(ctx, domain)
