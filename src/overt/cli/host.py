@@ -153,7 +153,8 @@ def fence_host(name: Annotated[str, typer.Argument(help="Host name or id.")],
                        f"not {fence_type!r}")
     with connect(url, user, password_file, ca_file, data_dir) as client:
         host = _host_of(client, name)
-        reply = client.post(f"/hosts/{host['id']}/fence", {"fence_type": fence_type})
+        with progress(f"Power management {fence_type} of host {host['name']}"):
+            reply = client.post(f"/hosts/{host['id']}/fence", {"fence_type": fence_type})
     status = (reply.get("power_management") or {}).get("status", "unknown")
     say(f"host {host['name']}: {fence_type} done, power {status}")
 

@@ -163,6 +163,16 @@ class Lab:
             raise LabError(f"{host_name} is not running; run `overt lab up` to repair the lab")
         return enter(anchor, argv, workdir=str(Path.cwd()))
 
+    def set_link(self, host_name: str, net: Net, *, up: bool) -> None:
+        """Plug or unplug a host's cable to `net`: its port on the network's bridge goes
+        down (the host sees no carrier, nothing reaches it) or up again, as a pulled and
+        replaced cable would. Its processes and addresses stay as they are."""
+        host = self.topology.host(host_name)
+        iface = next((i for i in host.interfaces if i.net is net), None)
+        if iface is None:
+            raise LabError(f"{host_name} has no port on the {net.value} network")
+        netns.ip("link", "set", iface.outer, "up" if up else "down")
+
     # -- status ---------------------------------------------------------------------
 
     def status(self) -> list[HostStatus]:

@@ -17,8 +17,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import libvirt
@@ -26,6 +28,7 @@ import ovirtsdk4.types as types
 import pytest
 
 from overt.lab.lab import Lab
+from overt.lab.topology import Net
 from tests.conftest import TEST_LAB
 from tests.e2e.lab.test_shared_storage import StorageLab, open_storage_lab
 from tests.support.broker import Broker
@@ -38,12 +41,15 @@ NODES = ("node1", "node2")
 BMC_PASSWORD = "Lab-Ha-Bmc-Pw-3"
 MIB = 1 << 20
 GRACE_S = 2  # the cluster's grace: the lab's nodes send a heartbeat every second
+HEARTBEAT_TIMEOUT_S = 5  # the engine's: a node silent this long is `connecting`
+BLIP_GRACE_S = 30  # the grace while a node's cable is out for a moment
+BLIP_S = 6  # longer than the heartbeat timeout, well within BLIP_GRACE_S
 
 
 @pytest.fixture(scope="module")
 def ha_lab(rabbitmq: Broker) -> Iterator[StorageLab]:
     """The shared lab and an engine that misses a node after 5 s without heartbeats."""
-    with open_storage_lab(rabbitmq, OVERT_HEARTBEAT_TIMEOUT_S="5") as opened:
+    with open_storage_lab(rabbitmq, OVERT_HEARTBEAT_TIMEOUT_S=str(HEARTBEAT_TIMEOUT_S)) as opened:
         yield opened
 
 
@@ -59,19 +65,19 @@ def _udp_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def node1_bmc(ha_lab: StorageLab, tmp_path: Path) -> Iterator[NodeBmc]:
-    """node1's virtual BMC on loopback; afterwards node1's hypervisor and agent run again."""
-    (tmp_path / "pw").write_text(BMC_PASSWORD)
+@contextmanager
+def _node_bmc(ha_lab: StorageLab, node: str, work: Path) -> Iterator[NodeBmc]:
+    """`node`'s virtual BMC on loopback; afterwards its hypervisor and agent run again."""
+    (work / "pw").write_text(BMC_PASSWORD)
     port = _udp_port()
-    with (tmp_path / "bmc.log").open("wb") as log:
+    with (work / "bmc.log").open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "overt.lab.bmc", "--lab-node", "node1", "--lab-prefix",
-             TEST_LAB.prefix, "--port", str(port), "--password-file", str(tmp_path / "pw")],
+            [sys.executable, "-m", "overt.lab.bmc", "--lab-node", node, "--lab-prefix",
+             TEST_LAB.prefix, "--port", str(port), "--password-file", str(work / "pw")],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     wait_until(lambda: proc.poll() is not None
-               or "listening" in (tmp_path / "bmc.log").read_text(), 60, "the BMC to listen")
-    assert proc.poll() is None, (tmp_path / "bmc.log").read_text()
+               or "listening" in (work / "bmc.log").read_text(), 60, "the BMC to listen")
+    assert proc.poll() is None, (work / "bmc.log").read_text()
     yield NodeBmc(port, proc)
     proc.send_signal(signal.SIGINT)
     try:
@@ -79,10 +85,22 @@ def node1_bmc(ha_lab: StorageLab, tmp_path: Path) -> Iterator[NodeBmc]:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    ha_lab.lab.hypervisor("node1").ensure_running()
-    agent = ha_lab.first.nodes.get("node1")
+    ha_lab.lab.hypervisor(node).ensure_running()
+    agent = ha_lab.first.nodes.get(node)
     if agent is None or agent.poll() is not None:
-        ha_lab.first.start_node("node1")
+        ha_lab.first.start_node(node)
+
+
+@pytest.fixture
+def node1_bmc(ha_lab: StorageLab, tmp_path: Path) -> Iterator[NodeBmc]:
+    with _node_bmc(ha_lab, "node1", tmp_path) as bmc:
+        yield bmc
+
+
+@pytest.fixture
+def node2_bmc(ha_lab: StorageLab, tmp_path: Path) -> Iterator[NodeBmc]:
+    with _node_bmc(ha_lab, "node2", tmp_path) as bmc:
+        yield bmc
 
 
 def _power_off(bmc: NodeBmc) -> None:
@@ -113,11 +131,21 @@ def _copies(lab: Lab, vm_id: str) -> list[str]:
     return found
 
 
-def _set_grace(ha_lab: StorageLab, cluster_id: str) -> None:
+def _fence_through(host: Any, bmc: NodeBmc) -> None:
+    """The host's power management: its BMC alone (an agent of an earlier test goes)."""
+    agents = host.fence_agents_service()
+    for agent in agents.list():
+        agents.agent_service(agent.id).remove()
+    agents.add(types.Agent(type="ipmilan", address="127.0.0.1", port=bmc.port,
+                           username="admin", password=BMC_PASSWORD, order=1))
+    host.update(types.Host(power_management=types.PowerManagement(enabled=True)))
+
+
+def _set_grace(ha_lab: StorageLab, cluster_id: str, seconds: float = GRACE_S) -> None:
     """Overt's `host_grace_period` (the SDK does not know it): a plain XML update."""
     managed = ha_lab.first.managed
     body = ("<cluster><fencing_policy><enabled>true</enabled><host_grace_period>"
-            f"<seconds>{GRACE_S}</seconds><per_vm_seconds>0</per_vm_seconds>"
+            f"<seconds>{seconds}</seconds><per_vm_seconds>0</per_vm_seconds>"
             "</host_grace_period></fencing_policy></cluster>")
     answer = httpx.put(
         f"https://127.0.0.1:{managed.api_port}/ovirt-engine/api/clusters/{cluster_id}",
@@ -134,11 +162,7 @@ def test_a_powered_off_nodes_ha_vm_runs_on_the_other_node_and_never_twice(
     try:
         system = conn.system_service()
         node1, node2 = site.host_of(conn, "node1"), site.host_of(conn, "node2")
-        host1 = system.hosts_service().host_service(node1.id)
-        host1.fence_agents_service().add(types.Agent(
-            type="ipmilan", address="127.0.0.1", port=node1_bmc.port, username="admin",
-            password=BMC_PASSWORD, order=1))
-        host1.update(types.Host(power_management=types.PowerManagement(enabled=True)))
+        _fence_through(system.hosts_service().host_service(node1.id), node1_bmc)
         cluster = system.clusters_service().list(search="name=Default")[0]
         _set_grace(ha_lab, cluster.id)
         policy = system.clusters_service().cluster_service(cluster.id).get().fencing_policy
@@ -206,5 +230,135 @@ def test_a_powered_off_nodes_ha_vm_runs_on_the_other_node_and_never_twice(
                                for s in services.values()), 120, "the VMs to stop")
         for service in services.values():
             service.remove()
+    finally:
+        conn.close()
+
+
+@contextmanager
+def _management_cut(lab: Lab, node: str) -> Iterator[None]:
+    """`node`'s management cable out (its storage cable stays in) until the block ends."""
+    lab.set_link(node, Net.MANAGEMENT, up=False)
+    try:
+        yield
+    finally:
+        lab.set_link(node, Net.MANAGEMENT, up=True)
+
+
+def _domain_id(lab: Lab, node: str, vm_id: str) -> int:
+    """The id libvirtd gave the VM's running domain: a restarted QEMU gets a new one."""
+    conn = libvirt.open(lab.hypervisor(node).uri)
+    try:
+        return int(conn.lookupByUUIDString(vm_id).ID())
+    finally:
+        conn.close()
+
+
+def test_a_management_blip_costs_nothing_and_a_long_cut_fences_the_node(
+        ha_lab: StorageLab, node2_bmc: NodeBmc) -> None:
+    """The blip: node2's management cable out for longer than the heartbeat timeout but
+    within its grace: it is `connecting`, then up again, unfenced, its VM still the same
+    QEMU. The long cut (a short grace now): node2 is fenced through its BMC and its HA VM
+    restarts on node1. Both nodes' hypervisors are polled every 200 ms: never two copies.
+
+    node2 is the one cut: node1 may still be coming back from the test before (its power
+    was cut), and need only be up for the long cut's restart."""
+    site, lab = ha_lab.first, ha_lab.lab
+    conn = site.connect()
+    try:
+        system = conn.system_service()
+        node1, node2 = site.host_of(conn, "node1"), site.host_of(conn, "node2")
+        hosts = system.hosts_service()
+        host2 = hosts.host_service(node2.id)
+        wait_until(lambda: hosts.host_service(node2.id).get().status == types.HostStatus.UP,
+                   180, "node2 to be up")
+        _fence_through(host2, node2_bmc)
+        cluster = system.clusters_service().list(search="name=Default")[0]
+        _set_grace(ha_lab, cluster.id, BLIP_GRACE_S)
+
+        vms = system.vms_service()
+        added = vms.add(types.Vm(
+            name="lab-blip-vm", cluster=types.Cluster(name="Default"),
+            template=types.Template(name="Blank"), memory=128 * MIB,
+            high_availability=types.HighAvailability(enabled=True, priority=1),
+            placement_policy=types.VmPlacementPolicy(hosts=[types.Host(id=node2.id)])))
+        service = vms.vm_service(added.id)
+        service.start()
+        wait_until(lambda: service.get().status == types.VmStatus.UP, 180, "the VM to be up")
+        service.update(types.Vm(placement_policy=types.VmPlacementPolicy(
+            affinity=types.VmAffinity.MIGRATABLE, hosts=[])))
+        assert _copies(lab, added.id) == ["node2"]
+        qemu_before = _domain_id(lab, "node2", added.id)
+        seen_before = {e.id for e in system.events_service().list()}
+
+        def new_events() -> list[str]:
+            return [e.description for e in system.events_service().list()
+                    if e.id not in seen_before]
+
+        # The blip.
+        seen: list[list[str]] = []
+        statuses: list[types.HostStatus] = []
+
+        def poll() -> None:
+            seen.append(_copies(lab, added.id))
+            statuses.append(host2.get().status)
+
+        cut_at = time.monotonic()
+        with _management_cut(lab, "node2"):
+            wait_until(lambda: poll() or (statuses[-1] == types.HostStatus.CONNECTING
+                                          and time.monotonic() - cut_at >= BLIP_S),
+                       BLIP_GRACE_S - 5, "node2 to be connecting", every=0.2)
+        try:
+            wait_until(lambda: poll() or statuses[-1] == types.HostStatus.UP,
+                       BLIP_GRACE_S, "node2 to be up again", every=0.2)
+        except AssertionError:
+            site.managed.print_logs()
+            print("\n".join(new_events()), statuses[-5:])
+            raise
+        assert all(copies == ["node2"] for copies in seen), seen
+        assert types.HostStatus.NON_RESPONSIVE not in statuses, statuses
+        vm = service.get()
+        assert vm.status == types.VmStatus.UP and vm.host.id == node2.id
+        assert _domain_id(lab, "node2", added.id) == qemu_before  # not restarted
+        events = new_events()
+        assert (f"Host {node2.name} is not responding; the engine keeps trying to reach it "
+                "during its grace period before judging it non responsive") in events
+        assert any(d.startswith(f"Host {node2.name} answers again ")
+                   and d.endswith("it is up, nothing was done to it or its VMs")
+                   for d in events), events
+        assert not [d for d in events if "power management" in d or "fenced" in d
+                    or "restarted" in d or "after its grace" in d], events
+
+        # The long cut, with a short grace now, once node1 can take the VM.
+        wait_until(lambda: hosts.host_service(node1.id).get().status == types.HostStatus.UP,
+                   180, "node1 to be up")
+        _set_grace(ha_lab, cluster.id, GRACE_S)
+        seen_before |= {e.id for e in system.events_service().list()}
+        seen.clear()
+
+        def restarted() -> bool:
+            seen.append(_copies(lab, added.id))
+            now = service.get()
+            return now.status == types.VmStatus.UP and now.host is not None \
+                and now.host.id == node1.id and seen[-1] == ["node1"]
+        with _management_cut(lab, "node2"):
+            try:
+                wait_until(restarted, 240, "the HA VM to run on node1", every=0.2)
+            except AssertionError:
+                site.managed.print_logs()
+                print("\n".join(new_events()), "copies seen:", seen[-3:])
+                raise
+        assert all(len(copies) <= 1 for copies in seen), seen  # never two copies
+        assert [] in seen  # the old copy went before the new one started
+        events = new_events()
+        assert any(d.startswith(f"Host {node2.name} is not responding after its grace "
+                                f"period of {GRACE_S} s") for d in events), events
+        assert any(d.startswith(f"Host {node2.name}: power management restart through "
+                                "ipmilan at 127.0.0.1 succeeded") for d in events), events
+        assert (f"Highly available VM lab-blip-vm is restarted on host {node1.name}: its host "
+                f"{node2.name} failed and its copy there is gone") in events
+
+        service.stop()
+        wait_until(lambda: service.get().status == types.VmStatus.DOWN, 120, "the VM to stop")
+        service.remove()
     finally:
         conn.close()

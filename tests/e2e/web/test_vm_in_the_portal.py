@@ -82,6 +82,16 @@ def test_a_vm_from_creation_to_removal(page: Page, web_demo: Demo) -> None:
         expect(page.get_by_test_id("vm-status")).to_have_text("up", timeout=90_000)
         expect(page.get_by_test_id("vm-host")).to_have_text("local")
         expect(page.locator("#vm-activity")).to_contain_text("started on host local")
+        # Migrate: its own host is the only one, so the chooser offers the scheduler's
+        # choice alone, and asking says why it cannot move (its disk is local).
+        expect(page.get_by_test_id("migrate-host").locator("option")).to_have_text(
+            ["automatic (the scheduler chooses)"])
+        expect(page.locator("button[data-action='cancelmigration']")).to_have_count(0)
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.locator("button[data-action='migrate']").click()
+        expect(page.locator("#action-result")).to_contain_text(
+            re.compile(f"Cannot migrate VM {name}: disk {name}\\S* is on local storage"))
+        expect(page.get_by_test_id("vm-status")).to_have_text("up")
         # The graphs fill as the VM's samples arrive, and keep moving.
         first = wait_until(lambda: (g := graph_points(page))[0] > 0 and g, 60,
                            "the VM's first sample on its graphs")

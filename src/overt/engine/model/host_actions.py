@@ -26,6 +26,7 @@ class HostAction(StrEnum):
     ACTIVATE = "activate"
     REMOVE = "remove"
     REFRESH = "refresh"
+    FENCE = "fence"  # power management: status, start, stop, restart through a fence agent
     # What the engine does on its own.
     ENROLL = "enroll"  # the installing node got its certificate: connect to it
     FAIL_INSTALL = "fail_install"
@@ -78,6 +79,10 @@ HOST_ACTIONS: dict[HostAction, HostTransition] = {
                    S.DOWN, S.INSTALLING})),
     # The engine can only ask a host it is connected to.
     HostAction.REFRESH: HostTransition(frozenset({S.UP, S.MAINTENANCE, S.NON_OPERATIONAL})),
+    # Fencing is for hosts that do not answer or are stuck (an install, a refresh), so
+    # every status allows it but a node that only announced itself: not approved, it is
+    # not the administrator's machine yet.
+    HostAction.FENCE: HostTransition(frozenset(S) - {S.PENDING_APPROVAL}),
     HostAction.ENROLL: HostTransition(frozenset({S.INSTALLING}), S.CONNECTING),
     HostAction.FAIL_INSTALL: HostTransition(frozenset({S.INSTALLING}), S.INSTALL_FAILED),
     HostAction.MONITOR: HostTransition(MONITORED),
@@ -116,6 +121,7 @@ _REFUSALS = {
                        "first.",
     HostAction.REFRESH: "Cannot refresh host {name}: it is {status}; the engine can only ask "
                         "a host it is connected to.",
+    HostAction.FENCE: "Cannot fence host {name}: it is {status}; approve it first.",
     HostAction.ENROLL: "Cannot enroll host {name}: it is {status}, not installing.",
     HostAction.FAIL_INSTALL: "Host {name} is {status}, not installing.",
     HostAction.MONITOR: "Host {name} is {status}: the engine does not monitor it.",

@@ -14,6 +14,7 @@ from overt.engine import audit, fencing
 from overt.engine.db.tables import FenceAgent, Host, Job, User
 from overt.engine.jobs.kinds import FenceHost
 from overt.engine.model.errors import Conflict, InvalidInput, NotFound
+from overt.engine.model.host_actions import HostAction, check_host_action
 from overt.engine.queries import lookup
 from overt.engine.secrets import Secret, SecretBox
 from overt.engine.services.jobs import JobSubmitter
@@ -128,6 +129,16 @@ async def remove_agent(session: AsyncSession, host_id: uuid.UUID, agent_id: uuid
     await session.delete(agent)
 
 
+async def _agent_count(session: AsyncSession, host: Host) -> int:
+    return int((await session.execute(select(func.count()).select_from(FenceAgent).where(
+        FenceAgent.host_id == host.id))).scalar_one())
+
+
+async def configured(session: AsyncSession, host: Host) -> bool:
+    """Whether `host` can be fenced: power management enabled with at least one agent."""
+    return host.pm_enabled and await _agent_count(session, host) > 0
+
+
 async def fence(session: AsyncSession, jobs: JobSubmitter, host_id: uuid.UUID, fence_type: str,
                 user: User, *, correlation_id: str | None = None) -> Job:
     """Submit the fence job; refused at once when the host has no power management."""
@@ -135,8 +146,8 @@ async def fence(session: AsyncSession, jobs: JobSubmitter, host_id: uuid.UUID, f
         raise InvalidInput(f"fence_type must be one of {', '.join(FENCE_TYPES)}, "
                            f"not {fence_type!r}")
     host = await lookup.get(session, Host, host_id, for_update=True)
-    agents = int((await session.execute(select(func.count()).select_from(FenceAgent).where(
-        FenceAgent.host_id == host.id))).scalar_one())
+    check_host_action(HostAction.FENCE, host.status, host_name=host.name)
+    agents = await _agent_count(session, host)
     if not host.pm_enabled or not agents:
         why = "it has no fence agent" if not agents else "power management is disabled"
         raise Conflict(f"Cannot {fence_type} host {host.name}: power management is not "

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from overt.engine.db.tables import Cluster, DataCenter, Network
 from overt.engine.model.errors import OvertError
+from overt.engine.model.fencing_policy import FencingPolicy
 from overt.engine.queries import lookup
 from overt.engine.services import clusters, datacenters, networks
 from overt.engine.web import inventory_fields as f
@@ -52,7 +53,8 @@ KINDS = {
         lambda s, v, u: clusters.add_cluster(s, f.read_cluster(v, editing=False), u),
         lambda s, i, v, u: clusters.update_cluster(s, i, f.read_cluster(v, editing=True), u),
         clusters.remove_cluster,
-        {"name": "", "description": "", "data_center": "", "overcommit": "100"}),
+        {"name": "", "description": "", "data_center": "", "overcommit": "100",
+         **f.fencing_values(FencingPolicy())}),
     "networks": Kind(
         "/networks", "networks", "network", Network,
         lambda dcs, editing: f.network_fields(dcs, editing=editing), f.network_values,
@@ -108,7 +110,9 @@ async def new_form(ctx: WebContext) -> Response:
 @page
 async def create(ctx: WebContext) -> Response:
     kind = _kind(ctx)
-    values = {**kind.defaults, "local": "", **await _form_values(ctx)}
+    # An unchecked checkbox is not sent: it is off, whatever its default.
+    values = {**kind.defaults, "local": "", **dict.fromkeys(f.FENCING_CHECKBOXES, ""),
+              **await _form_values(ctx)}
     if kind.path == "/networks" and "usages" not in await ctx.request.form():
         values["usages"] = []
     ctx.on_error = _show_error(ctx, kind, values, None)
@@ -127,7 +131,8 @@ async def edit_form(ctx: WebContext) -> Response:
 async def update(ctx: WebContext) -> Response:
     kind = _kind(ctx)
     obj_id = ctx.id_param("obj_id")
-    values: Values = {"local": "", "usages": [], **await _form_values(ctx)}
+    values: Values = {"local": "", "usages": [], **dict.fromkeys(f.FENCING_CHECKBOXES, ""),
+                      **await _form_values(ctx)}
     ctx.on_error = _show_error(ctx, kind, values, obj_id)
     await kind.update(ctx.session, obj_id, values, ctx.user)
     return RedirectResponse(kind.path, status_code=303)

@@ -30,9 +30,10 @@ from overt.engine.db.tables import (
 from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus, VmStatus
 from overt.engine.queries import lookup
+from overt.engine.services import power_management
 from overt.engine.web import host_networks
 from overt.engine.web.context import WebContext, page
-from overt.engine.web.hosts import host_buttons
+from overt.engine.web.hosts import fence_buttons, host_buttons
 
 ATTENTION_HOST_STATUSES = (HostStatus.NON_RESPONSIVE, HostStatus.NON_OPERATIONAL,
                            HostStatus.INSTALL_FAILED, HostStatus.ERROR,
@@ -172,6 +173,8 @@ async def host_values(session: AsyncSession, host_id: uuid.UUID) -> dict[str, An
     vms = list((await session.execute(select(Vm).where(Vm.host_id == host.id)
                                       .order_by(Vm.name))).scalars())
     return {"host": host, "cluster": cluster, "vms": vms, "buttons": host_buttons(host),
+            "pm_configured": (pm := await power_management.configured(session, host)),
+            "fence_buttons": fence_buttons(host, pm),
             "events": await recent_events(session, host_id=host.id)}
 
 

@@ -27,7 +27,7 @@ from overt.engine.db.tables import (
     VnicProfile,
 )
 from overt.engine.model.errors import InvalidInput, OvertError
-from overt.engine.model.status import StorageDomainStatus, TemplateStatus, VmStatus
+from overt.engine.model.status import HostStatus, StorageDomainStatus, TemplateStatus, VmStatus
 from overt.engine.model.vm_actions import VM_ACTIONS, VmAction
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
@@ -49,6 +49,9 @@ ACTIONS: dict[str, tuple[VmAction, str, bool]] = {
     "stop": (VmAction.STOP, "Power off", True),
     "remove": (VmAction.REMOVE, "Remove", True),
 }
+
+# The restart priorities offered (oVirt's portal offers these three).
+HA_PRIORITIES = ((1, "Low"), (50, "Medium"), (100, "High"))
 
 
 async def vm_rows(session: AsyncSession) -> list[tuple[Vm, str | None, str]]:
@@ -180,6 +183,9 @@ async def vm_values(session: AsyncSession, vm_id: uuid.UUID) -> dict[str, Any]:
         .where(Network.data_center_id == (cluster.data_center_id if cluster else None))
         .order_by(Network.name, VnicProfile.name))).all()
     status = vm.status
+    migrate_hosts = list((await session.execute(
+        select(Host).where(Host.cluster_id == vm.cluster_id, Host.status == HostStatus.UP,
+                           Host.id != vm.host_id).order_by(Host.name))).scalars())
     buttons = [(name, label, destructive, status in VM_ACTIONS[action])
                for name, (action, label, destructive) in ACTIONS.items()]
     return {"vm": vm, "host": host, "cluster": cluster, "template": template, "disks": disks,
@@ -188,7 +194,9 @@ async def vm_values(session: AsyncSession, vm_id: uuid.UUID) -> dict[str, Any]:
             "nics_changeable": status is VmStatus.DOWN
             or status in VM_ACTIONS[VmAction.HOTPLUG_NIC],
             "console_ready": vm.host_id is not None and status in VM_ACTIONS[VmAction.TICKET],
-            **await cdrom_values(session, vm)}
+            "migrate_allowed": status in VM_ACTIONS[VmAction.MIGRATE],
+            "migrate_hosts": migrate_hosts, "migrating": status is VmStatus.MIGRATING,
+            "ha_priorities": HA_PRIORITIES, **await cdrom_values(session, vm)}
 
 
 async def activity_values(session: AsyncSession, vm_id: uuid.UUID) -> dict[str, Any]:
@@ -248,6 +256,46 @@ async def vm_action(ctx: WebContext) -> Response:
     return ctx.render("_job_progress.html", job=job, steps=[])
 
 
+@page
+async def migrate(ctx: WebContext) -> Response:
+    """Migrate: to the chosen host, or (no host chosen) where the scheduler places it."""
+    vm_id = ctx.id_param("vm_id")
+    form = await ctx.form()
+    target = form.get("host") or None
+    job = await vm_service.migrate_vm(ctx.session, ctx.services.jobs, vm_id, ctx.user,
+                                      host=_ref(target, "host") if target else None)
+    return _job_answer(ctx, vm_id, job)
+
+
+@page
+async def cancel_migration(ctx: WebContext) -> Response:
+    vm_id = ctx.id_param("vm_id")
+    await ctx.form()
+    job = await vm_service.cancel_migration(ctx.session, ctx.services.jobs, vm_id, ctx.user)
+    return _job_answer(ctx, vm_id, job)
+
+
+@page
+async def high_availability(ctx: WebContext) -> Response:
+    """The VM's high availability settings (enabled, restart priority)."""
+    vm_id = ctx.id_param("vm_id")
+    form = await ctx.form()
+    vm = await vm_service.update_vm(ctx.session, vm_id, VmInput(
+        high_availability=form.get("ha") == "on",
+        ha_priority=_number(form, "ha_priority", "Restart priority", 0, 100)), ctx.user)
+    if not ctx.htmx:
+        return RedirectResponse(f"/vms/{vm_id}", status_code=303)
+    said = (f"VM {vm.name} is highly available (restart priority {vm.ha_priority})"
+            if vm.high_availability else f"VM {vm.name} is not highly available")
+    return ctx.render("_notice.html", message=f"{said}.")
+
+
+def _job_answer(ctx: WebContext, vm_id: uuid.UUID, job: Job) -> Response:
+    if not ctx.htmx:
+        return RedirectResponse(f"/vms/{vm_id}", status_code=303)
+    return ctx.render("_job_progress.html", job=job, steps=[])
+
+
 async def _run_action(ctx: WebContext, name: str, vm_id: uuid.UUID) -> Job:
     session, jobs, user = ctx.session, ctx.services.jobs, ctx.user
     if name == "start":
@@ -271,5 +319,8 @@ ROUTES = [
     Route("/vms/{vm_id}", vm_page),
     Route("/fragments/vms/{vm_id}/summary", vm_summary_fragment),
     Route("/fragments/vms/{vm_id}/activity", vm_activity_fragment),
+    Route("/vms/{vm_id}/migrate", migrate, methods=["POST"]),
+    Route("/vms/{vm_id}/cancelmigration", cancel_migration, methods=["POST"]),
+    Route("/vms/{vm_id}/high-availability", high_availability, methods=["POST"]),
     Route("/vms/{vm_id}/{action}", vm_action, methods=["POST"]),
 ]

@@ -19,23 +19,23 @@ A = HostAction
 # "x" it may start, "=" there is nothing left to do (asking again is no error), "-" refused.
 COLUMNS = (A.INSTALL, A.APPROVE, A.DEACTIVATE, A.ACTIVATE, A.REMOVE, A.REFRESH, A.ENROLL,
            A.FAIL_INSTALL, A.MONITOR, A.HEAR, A.LOSE, A.RUN_VMS, A.LACK_NETWORKS, A.RECOVER,
-           A.DRAIN, A.DRAINED, A.DRAIN_FAILED, A.MISS, A.LOSE_STORAGE)
+           A.DRAIN, A.DRAINED, A.DRAIN_FAILED, A.MISS, A.LOSE_STORAGE, A.FENCE)
 GRID = {
-    #                                      in ap de ac rm rf en fa mo he lo ru lk rc dr dd df mi ls
-    HostStatus.CONNECTING:                "-  -  -  -  -  -  -  -  x  x  x  -  x  -  -  -  -  =  -",
-    HostStatus.DOWN:                      "x  -  -  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -  -",
-    HostStatus.ERROR:                     "-  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -",
-    HostStatus.INITIALIZING:              "-  -  -  -  -  -  -  -  x  x  x  -  x  -  -  -  -  -  -",
-    HostStatus.INSTALL_FAILED:            "x  -  -  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -  -",
-    HostStatus.INSTALLING:                "-  -  -  -  x  -  x  x  -  -  -  -  -  -  -  -  -  -  -",
-    HostStatus.MAINTENANCE:               "x  -  =  x  x  x  -  -  -  -  -  -  -  -  -  =  -  -  -",
-    HostStatus.NON_OPERATIONAL:           "x  -  x  x  -  x  -  -  x  -  x  -  =  x  -  -  -  x  =",
-    HostStatus.NON_RESPONSIVE:            "-  -  x  -  x  -  -  -  x  x  =  -  -  -  -  -  -  -  -",
-    HostStatus.PENDING_APPROVAL:          "-  x  -  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -  -",
-    HostStatus.PREPARING_FOR_MAINTENANCE: "-  -  =  -  -  -  -  -  x  =  x  -  -  -  =  x  x  -  -",
-    HostStatus.REBOOT:                    "-  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -",
-    HostStatus.UNASSIGNED:                "-  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -",
-    HostStatus.UP:                        "-  -  x  =  -  x  -  -  x  =  x  x  x  =  x  -  -  x  x",
+    #                                      in ap de ac rm rf en fa mo he lo ru lk rc dr dd df mi ls fe
+    HostStatus.CONNECTING:                "-  -  -  -  -  -  -  -  x  x  x  -  x  -  -  -  -  =  -  x",
+    HostStatus.DOWN:                      "x  -  -  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -  -  x",
+    HostStatus.ERROR:                     "-  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  x",
+    HostStatus.INITIALIZING:              "-  -  -  -  -  -  -  -  x  x  x  -  x  -  -  -  -  -  -  x",
+    HostStatus.INSTALL_FAILED:            "x  -  -  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -  -  x",
+    HostStatus.INSTALLING:                "-  -  -  -  x  -  x  x  -  -  -  -  -  -  -  -  -  -  -  x",
+    HostStatus.MAINTENANCE:               "x  -  =  x  x  x  -  -  -  -  -  -  -  -  -  =  -  -  -  x",
+    HostStatus.NON_OPERATIONAL:           "x  -  x  x  -  x  -  -  x  -  x  -  =  x  -  -  -  x  =  x",
+    HostStatus.NON_RESPONSIVE:            "-  -  x  -  x  -  -  -  x  x  =  -  -  -  -  -  -  -  -  x",
+    HostStatus.PENDING_APPROVAL:          "-  x  -  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -",
+    HostStatus.PREPARING_FOR_MAINTENANCE: "-  -  =  -  -  -  -  -  x  =  x  -  -  -  =  x  x  -  -  x",
+    HostStatus.REBOOT:                    "-  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  x",
+    HostStatus.UNASSIGNED:                "-  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  x",
+    HostStatus.UP:                        "-  -  x  =  -  x  -  -  x  =  x  x  x  =  x  -  -  x  x  x",
 }
 # Where each action that changes the status leads.
 LEADS_TO = {
@@ -102,3 +102,6 @@ def test_refusals_say_what_to_do_in_oVirts_words() -> None:
     with pytest.raises(Conflict, match="Cannot remove host h: it is up; switch it to "
                        "maintenance first"):
         check_host_action(A.REMOVE, HostStatus.UP, host_name="h")
+    with pytest.raises(Conflict, match="Cannot fence host h: it is pending_approval; approve "
+                       "it first"):
+        check_host_action(A.FENCE, HostStatus.PENDING_APPROVAL, host_name="h")
