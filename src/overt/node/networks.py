@@ -45,6 +45,9 @@ class HostNetworks:
         self._lock = asyncio.Lock()
         self._rollback: asyncio.Task[None] | None = None
         self._before: list[NetworkWiring] | None = None
+        # Why the last change was undone by the agent itself; a late confirmation then fails,
+        # so the engine never takes a rolled-back change for a kept one.
+        self._rolled_back: str | None = None
 
     # -- commands ---------------------------------------------------------------------
 
@@ -52,6 +55,7 @@ class HostNetworks:
                     rollback_after_s: float | None) -> NetworkSetup:
         async with self._lock:
             self._cancel_rollback()
+            self._rolled_back = None
             before = self._load()
             try:
                 result = await asyncio.to_thread(self._apply, list(wanted), before)
@@ -67,6 +71,8 @@ class HostNetworks:
 
     async def commit(self) -> NetworkSetup:
         async with self._lock:
+            if self._rolled_back is not None:
+                raise NodeFailure(ErrorCode.INVALID_STATE, self._rolled_back)
             self._cancel_rollback()
             return NetworkSetup(carried=tuple(sorted(self._load())))
 
@@ -102,6 +108,8 @@ class HostNetworks:
             except (CommandFailed, ToolMissing):
                 log.exception("rolling the networks back failed")
             self._before = None
+            self._rolled_back = (f"the host's network change was rolled back: the engine did "
+                                 f"not confirm it within {delay_s:g} s")
 
     # -- applying ---------------------------------------------------------------------
 
@@ -111,10 +119,13 @@ class HostNetworks:
         for wiring in wanted:
             old = before.get(wiring.name)
             adopted = bool(old and old.get("adopted"))
+            # The addresses an adopted bridge had: put back when the network leaves it.
+            kept = _kept(old) if old is not None else _global_addresses(wiring.bridge)
             if old is not None and _wiring_of(old) != wiring:
                 self._remove(old)
             adopted = self._realise(wiring, adopted=adopted if old else None)
-            state[wiring.name] = {**wiring.model_dump(mode="json"), "adopted": adopted}
+            state[wiring.name] = {**wiring.model_dump(mode="json"), "adopted": adopted,
+                                  "kept_addresses": kept if adopted else []}
         removed = []
         for name, old in before.items():
             if name not in state:
@@ -167,8 +178,14 @@ class HostNetworks:
             _ip("link", "set", link, "up")
 
     def _addresses(self, wiring: NetworkWiring) -> None:
+        """A static address is the bridge's only one of its family (as on an oVirt host),
+        so a wrong one really cuts the host off: the connectivity check is there for that."""
         if wiring.boot_protocol == "static" and wiring.address:
             _ip("address", "replace", wiring.address, "dev", wiring.bridge)
+            family = ":" in wiring.address
+            for other in _global_addresses(wiring.bridge):
+                if (":" in other) == family and other != wiring.address:
+                    _ip("address", "del", other, "dev", wiring.bridge)
             if wiring.gateway:
                 _ip("route", "replace", "default", "via", wiring.gateway, "dev",
                     wiring.bridge)
@@ -178,6 +195,8 @@ class HostNetworks:
         if wiring.boot_protocol == "static" and wiring.address:
             run(["ip", "address", "del", wiring.address, "dev", wiring.bridge], check=False)
         if old.get("adopted"):
+            for address in _kept(old):
+                run(["ip", "address", "replace", address, "dev", wiring.bridge], check=False)
             return
         if wiring.vlan is not None:
             _ovs("--if-exists", "del-br", wiring.bridge)
@@ -243,7 +262,20 @@ def _bridge_vlan(bridge: str) -> int | None:
 
 
 def _wiring_of(old: dict[str, object]) -> NetworkWiring:
-    return NetworkWiring.model_validate({k: v for k, v in old.items() if k != "adopted"})
+    return NetworkWiring.model_validate({k: v for k, v in old.items()
+                                         if k not in ("adopted", "kept_addresses")})
+
+
+def _kept(old: dict[str, object]) -> list[str]:
+    kept = old.get("kept_addresses")
+    return [str(a) for a in kept] if isinstance(kept, list) else []
+
+
+def _global_addresses(link: str) -> list[str]:
+    """The link's addresses with their prefix, without IPv6 link-local ones."""
+    if not (SYS_NET / link).exists():
+        return []
+    return [a for a in link_addresses().get(link, ()) if not a.lower().startswith("fe80:")]
 
 
 def _ovs(*args: str) -> None:

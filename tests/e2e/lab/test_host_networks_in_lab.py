@@ -202,3 +202,53 @@ def test_setup_networks_from_the_sdk_reaches_the_nodes_switch(engine_lab: Engine
             a.network.id != network.id for a in node2.network_attachments_service().list())
     finally:
         conn.close()
+
+
+def _layout(service: sdk.services.HostService) -> list[tuple[str, str, str | None]]:
+    return sorted((a.network.id, a.host_nic.name if a.host_nic else "",
+                   a.ip_address_assignments[0].ip.address
+                   if a.ip_address_assignments and a.ip_address_assignments[0].ip else None)
+                  for a in service.network_attachments_service().list())
+
+
+def test_a_setup_that_cuts_the_host_off_is_rolled_back_by_the_node(
+        engine_lab: EngineLab) -> None:
+    lab, site = engine_lab.lab, engine_lab.site
+    conn = site.connect()
+    try:
+        site.approve_all(conn, 2)
+        system = conn.system_service()
+        mgmt_address = str(lab.topology.host("node2").address(Net.MANAGEMENT))
+        host = next(h for h in system.hosts_service().list() if h.address == mgmt_address)
+        service = system.hosts_service().host_service(host.id)
+        management = system.networks_service().list(search="name=ovirtmgmt")[0]
+        before = _layout(service)
+        # The management network on its NIC with an address in the wrong subnet: the node
+        # can no longer reach the engine (nor the engine the node) until it undoes it.
+        service.setup_networks(modified_network_attachments=[types.NetworkAttachment(
+            network=types.Network(id=management.id), host_nic=types.HostNic(name="mgmt0"),
+            ip_address_assignments=[types.IpAddressAssignment(
+                assignment_method=types.BootProtocol.STATIC,
+                ip=types.Ip(address="192.0.2.66", netmask="255.255.255.0"))])],
+            check_connectivity=True, connectivity_timeout=5)
+        wait_until(lambda: "192.0.2.66/24" in _on(lab, "node2", "ip", "-4", "-o", "address",
+                                                  "show", "ovirtmgmt").stdout,
+                   30, "the wrong address to be applied on node2")
+        cut_off = _on(lab, "node2", "ip", "-4", "-o", "address", "show", "ovirtmgmt").stdout
+        assert f"{mgmt_address}/" not in cut_off, cut_off
+        events = system.events_service()
+        rolled_back = wait_until(
+            lambda: next((e for e in events.list()
+                          if "rolled back" in e.description and e.host is not None
+                          and e.host.id == host.id), None),
+            120, "an event saying the network change was rolled back")
+        assert host.name in rolled_back.description
+        assert rolled_back.severity == types.LogSeverity.ERROR
+        # The node put its own address back by itself; the host is up, nothing changed.
+        shown = _on(lab, "node2", "ip", "-4", "-o", "address", "show", "ovirtmgmt").stdout
+        assert f"{mgmt_address}/" in shown and "192.0.2.66" not in shown, shown
+        wait_until(lambda: service.get().status == types.HostStatus.UP, 90,
+                   "node2 to be up again")
+        assert _layout(service) == before
+    finally:
+        conn.close()

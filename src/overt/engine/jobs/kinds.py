@@ -296,6 +296,22 @@ class RefreshHost(JobSpec):
         return self.host_id
 
 
+class AttachmentSnapshot(BaseModel):
+    """One network attachment as it was before a `setupnetworks` (put back if it fails)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: uuid.UUID
+    network_id: uuid.UUID
+    nic_name: str
+    boot_protocol: str = "none"
+    address: str | None = None
+    netmask: str | None = None
+    gateway: str | None = None
+    applied: bool = False
+    committed: bool = False
+
+
 class SetupHostNetworks(JobSpec):
     """Make a host's node carry the networks attached to it (oVirt's `setupnetworks`).
 
@@ -309,6 +325,8 @@ class SetupHostNetworks(JobSpec):
     check_connectivity: bool = False
     connectivity_timeout_s: float = 120.0
     commit: bool = False
+    # The host's attachments before the change: what the engine shows again if it fails.
+    previous: tuple[AttachmentSnapshot, ...] = ()
 
     def host(self) -> uuid.UUID | None:
         return self.host_id

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
 from overt.engine.db.tables import Cluster, Host, HostNetworkAttachment, Job, Network, User
-from overt.engine.jobs.kinds import CommitHostNetworks, SetupHostNetworks
+from overt.engine.jobs.kinds import AttachmentSnapshot, CommitHostNetworks, SetupHostNetworks
 from overt.engine.model.errors import Conflict, InvalidInput, NotFound
 from overt.engine.model.network_sync import SyncState, WantedNetwork, parse_reported, sync_state
 from overt.engine.model.status import HostStatus
@@ -113,6 +113,10 @@ async def setup_networks(session: AsyncSession, jobs: JobSubmitter, host_id: uui
     allowed = {item.network.id: item.network
                for item in await cluster_networks.list_attached(session, cluster)}
     current = {a.id: (a, n) for a, n in await list_attachments(session, host.id)}
+    previous = tuple(AttachmentSnapshot(
+        id=a.id, network_id=a.network_id, nic_name=a.nic_name, boot_protocol=a.boot_protocol,
+        address=a.address, netmask=a.netmask, gateway=a.gateway, applied=a.applied,
+        committed=a.committed) for a, _n in current.values())
     for removed_id in data.removed:
         if removed_id not in current:
             raise InvalidInput(f"host {host.name} has no network attachment {removed_id}")
@@ -166,7 +170,7 @@ async def setup_networks(session: AsyncSession, jobs: JobSubmitter, host_id: uui
     return await jobs.submit(
         session, SetupHostNetworks(host_id=host.id, check_connectivity=data.check_connectivity,
                                    connectivity_timeout_s=timeout,
-                                   commit=data.commit_on_success),
+                                   commit=data.commit_on_success, previous=previous),
         description=f"Setting up the networks of host {host.name}", owner_id=user.id)
 
 

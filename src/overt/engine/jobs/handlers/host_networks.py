@@ -9,10 +9,13 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from overt.engine import audit
-from overt.engine.db.tables import Host
+from overt.engine.db.tables import Host, HostNetworkAttachment
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.kinds import CommitHostNetworks, JobSpec, SetupHostNetworks
+from overt.engine.model.status import LogSeverity
 from overt.engine.queries import host_networks, lookup
 from overt.protocol.commands import HostCapabilitiesCommand
 from overt.protocol.host import HostCapabilities
@@ -44,7 +47,7 @@ async def setup_networks(ctx: JobContext, spec: SetupHostNetworks) -> dict[str, 
                         host_id=host.id):
         result = await ctx.nodes.call(
             host, HostSetupNetworks(networks=wanted, rollback_after_s=timeout if check else None),
-            NetworkSetup, key=ctx.key("setup"), timeout_s=timeout + 30)
+            NetworkSetup, key=ctx.key("setup"), timeout_s=timeout + 10)
     if check:
         async with ctx.step(f"Confirming that host {host.name} is still reachable",
                             host_id=host.id):
@@ -79,5 +82,25 @@ async def commit_networks(ctx: JobContext, spec: CommitHostNetworks) -> dict[str
     return {"carried": list(result.carried)}
 
 
-UNITS: dict[type[JobSpec], Unit[Any]] = {SetupHostNetworks: Unit(setup_networks),
+async def setup_failed(session: AsyncSession, ctx: JobContext, spec: SetupHostNetworks,
+                       message: str) -> None:
+    """The node kept or restored its previous networks (it rolls back by itself when the
+    engine cannot reach it to confirm): the engine shows the attachments as they were."""
+    host = await session.get(Host, spec.host_id)
+    if host is None:
+        return
+    for attachment, _network in await host_networks.list_attachments(session, host.id):
+        await session.delete(attachment)
+    await session.flush()
+    for old in spec.previous:
+        session.add(HostNetworkAttachment(host_id=host.id, **old.model_dump()))
+    host.needs_resync = True
+    audit.record(session, f"The network change of host {host.name} was rolled back and its "
+                 f"previous networks restored: {message}", code=audit.HOST_NETWORKS_ROLLED_BACK,
+                 severity=LogSeverity.ERROR, host_id=host.id, job_id=ctx.job.id,
+                 user_id=ctx.job.owner_id)
+
+
+UNITS: dict[type[JobSpec], Unit[Any]] = {SetupHostNetworks: Unit(setup_networks,
+                                                                 compensate=setup_failed),
                                          CommitHostNetworks: Unit(commit_networks)}
