@@ -87,8 +87,8 @@ async def setup_failed(session: AsyncSession, ctx: JobContext, spec: SetupHostNe
     """The node kept or restored its previous networks (it rolls back by itself when the
     engine cannot reach it to confirm): the engine shows the attachments as they were."""
     host = await session.get(Host, spec.host_id)
-    if host is None:
-        return
+    if host is None or host.host_uuid is None:
+        return  # no node yet: the recorded attachments are all there is, nothing to restore
     for attachment, _network in await host_networks.list_attachments(session, host.id):
         await session.delete(attachment)
     await session.flush()
