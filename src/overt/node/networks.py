@@ -11,9 +11,13 @@ and can roll a change back by itself when the engine does not confirm it in time
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import signal
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +34,22 @@ SYS_NET = Path("/sys/class/net")
 
 
 DEFAULT_MTU = 1500  # a network's MTU 0 means this, as in oVirt
+
+# What udhcpc runs on its events: the leased address (and router) on the bridge, and the
+# address gone again when the lease is released or lost.
+DHCP_SCRIPT = """#!/bin/sh
+case "$1" in
+    bound|renew)
+        ip -4 address flush dev "$interface"
+        ip address replace "$ip/$mask" dev "$interface"
+        if [ -n "$router" ]; then
+            ip route replace default via "${router%% *}" dev "$interface"
+        fi ;;
+    deconfig|leasefail|nak)
+        ip -4 address flush dev "$interface" ;;
+esac
+exit 0
+"""
 
 
 def uplink_bridge(nic: str) -> str:
@@ -189,11 +209,45 @@ class HostNetworks:
             if wiring.gateway:
                 _ip("route", "replace", "default", "via", wiring.gateway, "dev",
                     wiring.bridge)
+        elif wiring.boot_protocol == "dhcp":
+            self._dhcp_client(wiring.bridge)
+
+    # -- DHCP -----------------------------------------------------------------------------
+
+    def _dhcp_pid_file(self, bridge: str) -> Path:
+        return self.state_file.parent / "dhcp" / f"{bridge}.pid"
+
+    def _dhcp_client(self, bridge: str) -> None:
+        """A DHCP client on the bridge (busybox udhcpc), left running to renew its lease as
+        dhclient is on an oVirt host; it waits a few seconds for the first lease, then goes
+        on trying in the background."""
+        pid_file = self._dhcp_pid_file(bridge)
+        if _alive(pid_file):
+            return
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        script = pid_file.parent / "udhcpc.script"
+        script.write_text(DHCP_SCRIPT)
+        script.chmod(0o755)
+        run(["busybox", "udhcpc", "-i", bridge, "-s", str(script), "-p", str(pid_file),
+             "-t", "4", "-T", "1", "-b", "-R"], timeout=30)
+
+    def _stop_dhcp_client(self, bridge: str) -> None:
+        pid_file = self._dhcp_pid_file(bridge)
+        pid = _alive(pid_file)
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)  # -R: it releases the lease and drops the address
+            deadline = time.monotonic() + 5
+            while _alive(pid_file) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        pid_file.unlink(missing_ok=True)
 
     def _remove(self, old: dict[str, object]) -> None:
         wiring = _wiring_of(old)
         if wiring.boot_protocol == "static" and wiring.address:
             run(["ip", "address", "del", wiring.address, "dev", wiring.bridge], check=False)
+        if wiring.boot_protocol == "dhcp":
+            self._stop_dhcp_client(wiring.bridge)
         if old.get("adopted"):
             for address in _kept(old):
                 run(["ip", "address", "replace", address, "dev", wiring.bridge], check=False)
@@ -264,6 +318,16 @@ def _bridge_vlan(bridge: str) -> int | None:
 def _wiring_of(old: dict[str, object]) -> NetworkWiring:
     return NetworkWiring.model_validate({k: v for k, v in old.items()
                                          if k not in ("adopted", "kept_addresses")})
+
+
+def _alive(pid_file: Path) -> int | None:
+    """The pid in `pid_file` if that process still runs."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
 
 
 def _kept(old: dict[str, object]) -> list[str]:

@@ -125,6 +125,15 @@ def test_setup_networks_records_attachments_and_refuses_bad_layouts(
                             _attachment("hv100", "guest0", "10.9.100.2")])
     assert _layout(host) == sorted([(mgmt_id, "eth0", None),
                                     (v100.id, "guest0", "10.9.100.2")])
+    # An address by DHCP: recorded as such, with no address of the engine's own.
+    host.setup_networks(modified_network_attachments=[types.NetworkAttachment(
+        network=types.Network(name="hv100"), host_nic=types.HostNic(name="guest0"),
+        ip_address_assignments=[types.IpAddressAssignment(
+            assignment_method=types.BootProtocol.DHCP)])])
+    dhcp = next(a for a in host.network_attachments_service().list()
+                if a.network.id == v100.id)
+    [assignment] = dhcp.ip_address_assignments
+    assert (assignment.assignment_method, assignment.ip) == (types.BootProtocol.DHCP, None)
     host.commit_net_config()
     events = [e.description for e in system.events_service().list(max=30)]
     assert any("Network setup of host" in e for e in events)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,57 @@ def test_an_unconfirmed_change_that_cuts_the_host_off_is_rolled_back(namespace: 
     assert seen["committed"] == ["ovirtmgmt"]
     assert seen["kept"] == ["198.51.100.7/24"]
     assert seen["detached"] == ["192.0.2.10/24"]
+
+
+DHCP_SCENARIO = r'''
+import asyncio, json, tempfile
+from pathlib import Path
+from overt.node.networks import HostNetworks
+from overt.protocol.networks import NetworkWiring
+
+async def main() -> None:
+    nets = HostNetworks(Path(tempfile.mkdtemp()) / "networks.json")
+    await nets.setup([NetworkWiring(name="lan", bridge="lanbr", nic="data0",
+                                    boot_protocol="dhcp")], rollback_after_s=None)
+    reported = await nets.report()
+    pid_file = nets.state_file.parent / "dhcp" / "lanbr.pid"
+    seen = {"reported": [list(r.addresses) for r in reported], "client": pid_file.exists()}
+    await nets.setup([], rollback_after_s=None)
+    seen["client_after"] = pid_file.exists()
+    print(json.dumps(seen))
+
+asyncio.run(main())
+'''
+
+
+def test_a_dhcp_network_gets_its_address_from_the_dhcp_server(namespace: str,
+                                                             tmp_path: Path) -> None:
+    server = f"{namespace}-srv"
+    subprocess.run(["ip", "netns", "add", server], check=True)
+    dnsmasq = None
+    try:
+        def on_server(*argv: str) -> None:
+            subprocess.run(["ip", "netns", "exec", server, *argv], check=True)
+        subprocess.run(["ip", "netns", "exec", namespace, "ip", "link", "set", "data0p",
+                        "netns", server], check=True)
+        on_server("ip", "address", "add", "198.18.7.1/24", "dev", "data0p")
+        on_server("ip", "link", "set", "data0p", "up")
+        dnsmasq = subprocess.Popen(
+            ["ip", "netns", "exec", server, "dnsmasq", "--keep-in-foreground", "--port=0",
+             "--bind-interfaces", "--interface=data0p", "--dhcp-range=198.18.7.50,198.18.7.60",
+             f"--dhcp-leasefile={tmp_path}/leases", f"--pid-file={tmp_path}/dnsmasq.pid",
+             "--conf-file=/dev/null"], stderr=subprocess.DEVNULL)
+        done = subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-c",
+                               DHCP_SCENARIO], capture_output=True, text=True, timeout=60,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        seen = json.loads(done.stdout.strip().splitlines()[-1])
+        [addresses] = seen["reported"]
+        assert len(addresses) == 1 and addresses[0].endswith("/24"), addresses
+        assert 50 <= int(addresses[0].split("/")[0].split(".")[-1]) <= 60
+        assert seen["client"] is True and seen["client_after"] is False
+    finally:
+        if dnsmasq is not None:
+            dnsmasq.terminate()
+            dnsmasq.wait(timeout=10)
+        subprocess.run(["ip", "netns", "del", server], check=False)

@@ -87,9 +87,6 @@ def _check_ip(data: AttachmentInput, what: str) -> tuple[str, str | None, str | 
     method = (data.boot_protocol or "none").lower()
     if method not in ("none", "static", "dhcp"):
         raise InvalidInput(f"{what} assignment_method {method!r} is not none, static or dhcp")
-    if method == "dhcp":
-        raise InvalidInput(f"{what}: DHCP addresses on host networks are not supported yet; "
-                           "use a static address or none")
     if method != "static":
         return method, None, None, None
     if not data.address or not data.netmask:

@@ -30,10 +30,11 @@ def attachment_view(host: Host, a: HostNetworkAttachment, network: Network) -> R
         "host": ref("hosts", a.host_id),
     }
     if a.boot_protocol != "none":
-        ip: Representation = {"address": a.address, "netmask": a.netmask,
-                              "gateway": a.gateway, "version": "v4"}
-        rep["ip_address_assignments"] = {"ip_address_assignment": [
-            {"assignment_method": a.boot_protocol, "ip": ip}]}
+        assignment: Representation = {"assignment_method": a.boot_protocol}
+        if a.boot_protocol == "static":  # a DHCP address is the node's, shown in its NICs
+            assignment["ip"] = {"address": a.address, "netmask": a.netmask,
+                                "gateway": a.gateway, "version": "v4"}
+        rep["ip_address_assignments"] = {"ip_address_assignment": [assignment]}
     if sync.configurations is not None:
         rep["reported_configurations"] = {"reported_configuration": [
             {"name": c.name, "expected_value": c.expected, "actual_value": c.actual,

@@ -38,7 +38,7 @@ async def setup_networks(ctx: JobContext, spec: SetupHostNetworks) -> dict[str, 
         rows = await host_networks.list_attachments(session, host_id)
         wanted = tuple(NetworkWiring(
             name=n.name, bridge=n.bridge, nic=a.nic_name, vlan=n.vlan_id, mtu=n.mtu,
-            boot_protocol="static" if a.boot_protocol == "static" else "none",
+            boot_protocol=a.boot_protocol if a.boot_protocol in ("static", "dhcp") else "none",
             address=f"{a.address}/{_prefix(a.netmask)}" if a.address else None,
             gateway=a.gateway) for a, n in rows)
     check = spec.check_connectivity
