@@ -211,6 +211,21 @@ class HostNetworks:
                     wiring.bridge)
         elif wiring.boot_protocol == "dhcp":
             self._dhcp_client(wiring.bridge)
+        self._ipv6(wiring)
+
+    def _ipv6(self, wiring: NetworkWiring) -> None:
+        """Static: the bridge's only global IPv6 address; autoconf: addresses (and the
+        default route) from the routers' advertisements."""
+        if wiring.ipv6_boot_protocol == "static" and wiring.ipv6_address:
+            _ip("-6", "address", "replace", wiring.ipv6_address, "dev", wiring.bridge)
+            for other in _global_addresses(wiring.bridge):
+                if ":" in other and other != wiring.ipv6_address:
+                    _ip("-6", "address", "del", other, "dev", wiring.bridge)
+            if wiring.ipv6_gateway:
+                _ip("-6", "route", "replace", "default", "via", wiring.ipv6_gateway, "dev",
+                    wiring.bridge)
+        elif wiring.ipv6_boot_protocol == "autoconf":
+            _ipv6_sysctls(wiring.bridge, accept_ra="2", autoconf="1")
 
     # -- DHCP -----------------------------------------------------------------------------
 
@@ -248,6 +263,11 @@ class HostNetworks:
             run(["ip", "address", "del", wiring.address, "dev", wiring.bridge], check=False)
         if wiring.boot_protocol == "dhcp":
             self._stop_dhcp_client(wiring.bridge)
+        if wiring.ipv6_boot_protocol == "static" and wiring.ipv6_address:
+            run(["ip", "-6", "address", "del", wiring.ipv6_address, "dev", wiring.bridge],
+                check=False)
+        if wiring.ipv6_boot_protocol == "autoconf" and (SYS_NET / wiring.bridge).exists():
+            _ipv6_sysctls(wiring.bridge, accept_ra="1", autoconf="0")
         if old.get("adopted"):
             for address in _kept(old):
                 run(["ip", "address", "replace", address, "dev", wiring.bridge], check=False)
@@ -294,7 +314,8 @@ def _read_back(made: list[NetworkWiring]) -> tuple[ReportedNetwork, ...]:
         reported.append(ReportedNetwork(
             name=wiring.name, bridge=wiring.bridge, nic=wiring.nic,
             vlan=_bridge_vlan(wiring.bridge) if wiring.vlan is not None else None, mtu=mtu,
-            addresses=tuple(a for a in addresses.get(wiring.bridge, ()) if ":" not in a)))
+            addresses=tuple(a for a in addresses.get(wiring.bridge, ())
+                            if not a.lower().startswith("fe80:"))))
     return tuple(reported)
 
 
@@ -318,6 +339,15 @@ def _bridge_vlan(bridge: str) -> int | None:
 def _wiring_of(old: dict[str, object]) -> NetworkWiring:
     return NetworkWiring.model_validate({k: v for k, v in old.items()
                                          if k not in ("adopted", "kept_addresses")})
+
+
+def _ipv6_sysctls(link: str, **values: str) -> None:
+    for key, value in values.items():
+        path = Path("/proc/sys/net/ipv6/conf") / link / key
+        try:
+            path.write_text(value)
+        except OSError as exc:
+            raise CommandFailed(["sysctl", f"{path}={value}"], 1, str(exc)) from None
 
 
 def _alive(pid_file: Path) -> int | None:

@@ -125,15 +125,36 @@ def test_setup_networks_records_attachments_and_refuses_bad_layouts(
                             _attachment("hv100", "guest0", "10.9.100.2")])
     assert _layout(host) == sorted([(mgmt_id, "eth0", None),
                                     (v100.id, "guest0", "10.9.100.2")])
-    # An address by DHCP: recorded as such, with no address of the engine's own.
+    # IPv4 by DHCP (recorded as such, with no address of the engine's own) and a static
+    # IPv6 address: one assignment per family.
     host.setup_networks(modified_network_attachments=[types.NetworkAttachment(
         network=types.Network(name="hv100"), host_nic=types.HostNic(name="guest0"),
-        ip_address_assignments=[types.IpAddressAssignment(
-            assignment_method=types.BootProtocol.DHCP)])])
+        ip_address_assignments=[
+            types.IpAddressAssignment(assignment_method=types.BootProtocol.DHCP),
+            types.IpAddressAssignment(
+                assignment_method=types.BootProtocol.STATIC,
+                ip=types.Ip(address="2001:DB8:100::7", netmask="64",
+                            version=types.IpVersion.V6))])])
     dhcp = next(a for a in host.network_attachments_service().list()
                 if a.network.id == v100.id)
-    [assignment] = dhcp.ip_address_assignments
-    assert (assignment.assignment_method, assignment.ip) == (types.BootProtocol.DHCP, None)
+    v4, v6 = dhcp.ip_address_assignments
+    assert (v4.assignment_method, v4.ip) == (types.BootProtocol.DHCP, None)
+    assert (v6.assignment_method, v6.ip.address, v6.ip.netmask, v6.ip.version) == (
+        types.BootProtocol.STATIC, "2001:db8:100::7", "64", types.IpVersion.V6)
+    for assignment, words in (
+            (types.IpAddressAssignment(assignment_method=types.BootProtocol.STATIC, ip=types.Ip(
+                address="fe80::7", netmask="64", version=types.IpVersion.V6)), "fe80::7"),
+            (types.IpAddressAssignment(assignment_method=types.BootProtocol.DHCP, ip=types.Ip(
+                version=types.IpVersion.V6)), "IPv6 assignment_method"),
+            (types.IpAddressAssignment(assignment_method=types.BootProtocol.STATIC, ip=types.Ip(
+                address="2001:db8::1", version=types.IpVersion.V6)), "prefix length")):
+        error = _refused(400, host.setup_networks, modified_network_attachments=[
+            types.NetworkAttachment(network=types.Network(name="hv100"),
+                                    host_nic=types.HostNic(name="guest0"),
+                                    ip_address_assignments=[assignment])])
+        assert words in str(error)
+    assert v100.id in {a.network.id for a in host.network_attachments_service().list()
+                       if a.ip_address_assignments and len(a.ip_address_assignments) == 2}
     host.commit_net_config()
     events = [e.description for e in system.events_service().list(max=30)]
     assert any("Network setup of host" in e for e in events)

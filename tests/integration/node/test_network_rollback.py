@@ -107,10 +107,16 @@ from overt.protocol.networks import NetworkWiring
 async def main() -> None:
     nets = HostNetworks(Path(tempfile.mkdtemp()) / "networks.json")
     await nets.setup([NetworkWiring(name="lan", bridge="lanbr", nic="data0",
-                                    boot_protocol="dhcp")], rollback_after_s=None)
-    reported = await nets.report()
+                                    boot_protocol="dhcp", ipv6_boot_protocol="static",
+                                    ipv6_address="2001:db8:7::5/64"),
+                      NetworkWiring(name="auto", bridge="autobr", nic="mgmt0",
+                                    ipv6_boot_protocol="autoconf")], rollback_after_s=None)
+    reported = [r for r in await nets.report() if r.name == "lan"]
+    conf = Path("/proc/sys/net/ipv6/conf/autobr")
+    autoconf = [(conf / k).read_text().strip() for k in ("accept_ra", "autoconf")]
     pid_file = nets.state_file.parent / "dhcp" / "lanbr.pid"
-    seen = {"reported": [list(r.addresses) for r in reported], "client": pid_file.exists()}
+    seen = {"reported": [list(r.addresses) for r in reported], "client": pid_file.exists(),
+            "autoconf": autoconf}
     await nets.setup([], rollback_after_s=None)
     seen["client_after"] = pid_file.exists()
     print(json.dumps(seen))
@@ -119,7 +125,7 @@ asyncio.run(main())
 '''
 
 
-def test_a_dhcp_network_gets_its_address_from_the_dhcp_server(namespace: str,
+def test_networks_get_ipv4_by_dhcp_static_ipv6_and_ipv6_autoconf(namespace: str,
                                                              tmp_path: Path) -> None:
     server = f"{namespace}-srv"
     subprocess.run(["ip", "netns", "add", server], check=True)
@@ -142,9 +148,12 @@ def test_a_dhcp_network_gets_its_address_from_the_dhcp_server(namespace: str,
         assert done.returncode == 0, done.stderr
         seen = json.loads(done.stdout.strip().splitlines()[-1])
         [addresses] = seen["reported"]
-        assert len(addresses) == 1 and addresses[0].endswith("/24"), addresses
-        assert 50 <= int(addresses[0].split("/")[0].split(".")[-1]) <= 60
+        leased = [a for a in addresses if "." in a]
+        assert len(leased) == 1 and leased[0].endswith("/24"), addresses
+        assert 50 <= int(leased[0].split("/")[0].split(".")[-1]) <= 60
+        assert [a for a in addresses if ":" in a] == ["2001:db8:7::5/64"]
         assert seen["client"] is True and seen["client_after"] is False
+        assert seen["autoconf"] == ["2", "1"]  # addresses from router advertisements
     finally:
         if dnsmasq is not None:
             dnsmasq.terminate()

@@ -37,19 +37,26 @@ def read_vnic_profile(node: Node) -> ProfileInput:
 
 def _read_attachment(node: Node) -> AttachmentInput:
     assignments = node.items("ip_address_assignments", "ip_address_assignment")
-    method = address = netmask = gateway = None
+    found: dict[str, tuple[str | None, str | None, str | None, str | None]] = {}
     for assignment in assignments:
         ip = assignment.child("ip")
-        if ip is not None and (ip.get_str("version") or "v4") != "v4":
-            continue
-        method = assignment.get_str("assignment_method")
-        if ip is not None:
-            address, netmask = ip.get_str("address"), ip.get_str("netmask")
-            gateway = ip.get_str("gateway")
-        break
+        version = ip.get_str("version") if ip is not None else None
+        address = ip.get_str("address") if ip is not None else None
+        if version is None:  # as oVirt: the family follows from the address, else IPv4
+            version = "v6" if address and ":" in address else "v4"
+        if version not in ("v4", "v6"):
+            raise InvalidInput(f"ip.version {version!r} is not v4 or v6")
+        found.setdefault(version, (
+            assignment.get_str("assignment_method"), address,
+            ip.get_str("netmask") if ip is not None else None,
+            ip.get_str("gateway") if ip is not None else None))
+    method, address, netmask, gateway = found.get("v4", (None, None, None, None))
+    method6, address6, prefix6, gateway6 = found.get("v6", (None, None, None, None))
     return AttachmentInput(id=node.get_id(), network=ref_of(node.child("network")),
                            nic=ref_of(node.child("host_nic")), boot_protocol=method,
-                           address=address, netmask=netmask, gateway=gateway)
+                           address=address, netmask=netmask, gateway=gateway,
+                           ipv6_boot_protocol=method6, ipv6_address=address6,
+                           ipv6_prefix=prefix6, ipv6_gateway=gateway6)
 
 
 def _ids(nodes: list[Node], what: str) -> list[uuid.UUID]:

@@ -270,6 +270,12 @@ class HostNetworkAttachment(Base):
     address: Mapped[str | None] = mapped_column(String(64))
     netmask: Mapped[str | None] = mapped_column(String(64))
     gateway: Mapped[str | None] = mapped_column(String(64))
+    # IPv6 apart, as oVirt has one assignment per family: none / static / autoconf.
+    ipv6_boot_protocol: Mapped[str] = mapped_column(String(16), default="none",
+                                                    server_default="none")
+    ipv6_address: Mapped[str | None] = mapped_column(String(64))
+    ipv6_prefix: Mapped[int | None] = mapped_column()
+    ipv6_gateway: Mapped[str | None] = mapped_column(String(64))
     # What the node last confirmed it applied (None: not yet); commitnetconfig makes it durable.
     applied: Mapped[bool] = mapped_column(default=False)
     committed: Mapped[bool] = mapped_column(default=False)

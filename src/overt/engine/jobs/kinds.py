@@ -308,6 +308,10 @@ class AttachmentSnapshot(BaseModel):
     address: str | None = None
     netmask: str | None = None
     gateway: str | None = None
+    ipv6_boot_protocol: str = "none"
+    ipv6_address: str | None = None
+    ipv6_prefix: int | None = None
+    ipv6_gateway: str | None = None
     applied: bool = False
     committed: bool = False
 

@@ -44,6 +44,10 @@ class AttachmentInput:
     address: str | None = None
     netmask: str | None = None
     gateway: str | None = None
+    ipv6_boot_protocol: str | None = None  # none / static / autoconf
+    ipv6_address: str | None = None
+    ipv6_prefix: str | None = None
+    ipv6_gateway: str | None = None
 
 
 @dataclass
@@ -69,7 +73,10 @@ def attachment_sync(host: Host, attachment: HostNetworkAttachment, network: Netw
     """Whether the node carries the attachment as defined, from its last report."""
     wanted = WantedNetwork(name=network.name, vlan=network.vlan_id, mtu=network.mtu,
                            boot_protocol=attachment.boot_protocol, address=attachment.address,
-                           netmask=attachment.netmask)
+                           netmask=attachment.netmask,
+                           ipv6_boot_protocol=attachment.ipv6_boot_protocol,
+                           ipv6_address=attachment.ipv6_address,
+                           ipv6_prefix=attachment.ipv6_prefix)
     return sync_state(wanted, attachment.applied, parse_reported(host.reported_networks))
 
 
@@ -101,6 +108,29 @@ def _check_ip(data: AttachmentInput, what: str) -> tuple[str, str | None, str | 
     return method, str(iface.ip), str(iface.netmask), gateway
 
 
+Ip6 = tuple[str, str | None, int | None, str | None]
+
+
+def _check_ip6(data: AttachmentInput, what: str) -> Ip6:
+    method = (data.ipv6_boot_protocol or "none").lower()
+    if method not in ("none", "static", "autoconf"):
+        raise InvalidInput(f"{what} IPv6 assignment_method {method!r} is not none, static or "
+                           "autoconf")
+    if method != "static":
+        return method, None, None, None
+    if not data.ipv6_address or not data.ipv6_prefix:
+        raise InvalidInput(f"{what}: a static IPv6 address needs ip.address and ip.netmask "
+                           "(the prefix length)")
+    try:
+        iface = ipaddress.IPv6Interface(f"{data.ipv6_address}/{int(data.ipv6_prefix)}")
+        gateway = ipaddress.IPv6Address(data.ipv6_gateway) if data.ipv6_gateway else None
+    except ValueError as exc:
+        raise InvalidInput(f"{what}: {exc}") from None
+    if iface.ip.is_link_local or iface.ip.is_multicast:
+        raise InvalidInput(f"{what}: {iface.ip} is not an address a host network can carry")
+    return method, str(iface.ip), iface.network.prefixlen, str(gateway) if gateway else None
+
+
 async def setup_networks(session: AsyncSession, jobs: JobSubmitter, host_id: uuid.UUID,
                          data: SetupInput, user: User) -> Job:
     host = await lookup.get(session, Host, host_id, for_update=True)
@@ -112,7 +142,9 @@ async def setup_networks(session: AsyncSession, jobs: JobSubmitter, host_id: uui
     current = {a.id: (a, n) for a, n in await list_attachments(session, host.id)}
     previous = tuple(AttachmentSnapshot(
         id=a.id, network_id=a.network_id, nic_name=a.nic_name, boot_protocol=a.boot_protocol,
-        address=a.address, netmask=a.netmask, gateway=a.gateway, applied=a.applied,
+        address=a.address, netmask=a.netmask, gateway=a.gateway,
+        ipv6_boot_protocol=a.ipv6_boot_protocol, ipv6_address=a.ipv6_address,
+        ipv6_prefix=a.ipv6_prefix, ipv6_gateway=a.ipv6_gateway, applied=a.applied,
         committed=a.committed) for a, _n in current.values())
     for removed_id in data.removed:
         if removed_id not in current:
@@ -122,8 +154,9 @@ async def setup_networks(session: AsyncSession, jobs: JobSubmitter, host_id: uui
                            f"from host {host.name}.")
     # The wanted result, by network: (attachment or None, network, nic, ip settings).
     wanted: dict[uuid.UUID, tuple[HostNetworkAttachment | None, Network, str, tuple[
-        str, str | None, str | None, str | None]]] = {
-        n.id: (a, n, a.nic_name, (a.boot_protocol, a.address, a.netmask, a.gateway))
+        str, str | None, str | None, str | None], Ip6]] = {
+        n.id: (a, n, a.nic_name, (a.boot_protocol, a.address, a.netmask, a.gateway),
+               (a.ipv6_boot_protocol, a.ipv6_address, a.ipv6_prefix, a.ipv6_gateway))
         for a, n in current.values() if a.id not in data.removed}
     for index, item in enumerate(data.modified):
         what = f"modified_network_attachments[{index}]"
@@ -142,22 +175,31 @@ async def setup_networks(session: AsyncSession, jobs: JobSubmitter, host_id: uui
         nic = _nic_named(host, item.nic, what) if item.nic is not None or existing is None \
             else _nic_named(host, Ref(name=existing[0].nic_name), what)
         ip = _check_ip(item, what)
-        wanted[network.id] = (existing[0] if existing else None, network, nic.name, ip)
-    _check_layout(host, [(n, nic) for _, n, nic, _ in wanted.values()])
+        ip6 = _check_ip6(item, what)
+        if existing is not None and item.ipv6_boot_protocol is None:
+            old = existing[0]  # an assignment of one family leaves the other as it was
+            ip6 = (old.ipv6_boot_protocol, old.ipv6_address, old.ipv6_prefix, old.ipv6_gateway)
+        wanted[network.id] = (existing[0] if existing else None, network, nic.name, ip, ip6)
+    _check_layout(host, [(n, nic) for _, n, nic, _, _ in wanted.values()])
     for attachment_id in data.removed:
         await session.delete(current[attachment_id][0])
-    for attachment, network, nic_name, (method, address, netmask, gateway) in wanted.values():
+    for attachment, network, nic_name, (method, address, netmask, gateway), ip6 in \
+            wanted.values():
         if attachment is None:
             attachment = HostNetworkAttachment(id=uuid.uuid4(), host_id=host.id,
                                                network_id=network.id)
             session.add(attachment)
+        old6 = (attachment.ipv6_boot_protocol, attachment.ipv6_address, attachment.ipv6_prefix,
+                attachment.ipv6_gateway)
         changed = (attachment.nic_name, attachment.boot_protocol, attachment.address,
-                   attachment.netmask, attachment.gateway) != (nic_name, method, address,
-                                                               netmask, gateway)
+                   attachment.netmask, attachment.gateway, old6) != (
+                       nic_name, method, address, netmask, gateway, ip6)
         if changed or attachment.id in data.synchronized:
             attachment.applied = attachment.committed = False
         attachment.nic_name, attachment.boot_protocol = nic_name, method
         attachment.address, attachment.netmask, attachment.gateway = address, netmask, gateway
+        (attachment.ipv6_boot_protocol, attachment.ipv6_address, attachment.ipv6_prefix,
+         attachment.ipv6_gateway) = ip6
     await session.flush()
     timeout = data.connectivity_timeout_s or DEFAULT_CONNECTIVITY_TIMEOUT_S
     if not 1 <= timeout <= 600:

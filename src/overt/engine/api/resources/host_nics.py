@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from starlette.responses import Response
 
 from overt.engine.api.context import ApiContext, href
@@ -21,11 +23,24 @@ def _nic_view(host: Host, nic: host_facts.HostNic) -> Representation:
     return {
         "href": href("hosts", host.id, "nics", nic.id), "id": str(nic.id), "name": nic.name,
         "mac": {"address": nic.mac} if nic.mac else None,
-        "ip": {"address": nic.addresses[0].split("/")[0]} if nic.addresses else None,
+        "ip": _ip(nic.addresses, "v4"), "ipv6": _ip(nic.addresses, "v6"),
         "bridged": nic.bridged, "mtu": nic.mtu,
         "speed": nic.speed_mbps * 1_000_000 if nic.speed_mbps else None,
         "status": "up", "host": ref("hosts", host.id),
     }
+
+
+def _ip(addresses: tuple[str, ...], version: str) -> Representation | None:
+    """The NIC's first address of a family (IPv6: a global one), as oVirt shows it."""
+    for text in addresses:
+        try:
+            iface = ipaddress.ip_interface(text)
+        except ValueError:
+            continue
+        if (iface.version == 6) == (version == "v6") and not iface.ip.is_link_local:
+            netmask = str(iface.netmask) if iface.version == 4 else str(iface.network.prefixlen)
+            return {"address": str(iface.ip), "netmask": netmask, "version": version}
+    return None
 
 
 @routes.get("/hosts/{host_id}/nics")

@@ -40,7 +40,11 @@ async def setup_networks(ctx: JobContext, spec: SetupHostNetworks) -> dict[str, 
             name=n.name, bridge=n.bridge, nic=a.nic_name, vlan=n.vlan_id, mtu=n.mtu,
             boot_protocol=a.boot_protocol if a.boot_protocol in ("static", "dhcp") else "none",
             address=f"{a.address}/{_prefix(a.netmask)}" if a.address else None,
-            gateway=a.gateway) for a, n in rows)
+            gateway=a.gateway,
+            ipv6_boot_protocol=a.ipv6_boot_protocol
+            if a.ipv6_boot_protocol in ("static", "autoconf") else "none",
+            ipv6_address=f"{a.ipv6_address}/{a.ipv6_prefix}" if a.ipv6_address else None,
+            ipv6_gateway=a.ipv6_gateway) for a, n in rows)
     check = spec.check_connectivity
     timeout = spec.connectivity_timeout_s
     async with ctx.step(f"Applying {len(wanted)} network(s) on host {host.name}",
