@@ -25,7 +25,7 @@ from overt.node.errors import NodeFailure
 from overt.node.host_nics import link_addresses
 from overt.protocol.errors import ErrorCode
 from overt.protocol.host import ReportedNetwork
-from overt.protocol.networks import NetworkSetup, NetworkWiring
+from overt.protocol.networks import BondWiring, NetworkSetup, NetworkWiring
 from overt.system.commands import CommandFailed, ToolMissing, run
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,9 @@ class HostNetworks:
         self._lock = asyncio.Lock()
         self._rollback: asyncio.Task[None] | None = None
         self._before: list[NetworkWiring] | None = None
+        self._before_bonds: list[BondWiring] = []
+        self.bonds_file = state_file.with_name("bonds.json")
+        self._bond_names: set[str] = set()
         # Why the last change was undone by the agent itself; a late confirmation then fails,
         # so the engine never takes a rolled-back change for a kept one.
         self._rolled_back: str | None = None
@@ -72,19 +75,22 @@ class HostNetworks:
     # -- commands ---------------------------------------------------------------------
 
     async def setup(self, wanted: Sequence[NetworkWiring],
-                    rollback_after_s: float | None) -> NetworkSetup:
+                    rollback_after_s: float | None,
+                    bonds: Sequence[BondWiring] = ()) -> NetworkSetup:
         async with self._lock:
             self._cancel_rollback()
             self._rolled_back = None
             before = self._load()
+            before_bonds = self._load_bonds()
             try:
-                result = await asyncio.to_thread(self._apply, list(wanted), before)
+                result = await asyncio.to_thread(self._apply, list(wanted), before, list(bonds))
             except (CommandFailed, ToolMissing) as exc:
                 log.warning("setting up networks failed, restoring the previous ones: %s", exc)
-                await asyncio.to_thread(self._restore, before)
+                await asyncio.to_thread(self._restore, before, before_bonds)
                 raise NodeFailure(ErrorCode.HYPERVISOR_ERROR,
                                   f"setting up the host's networks failed: {exc}") from None
             if rollback_after_s is not None:
+                self._before_bonds = before_bonds
                 self._before = [_wiring_of(old) for old in before.values()]
                 self._rollback = asyncio.create_task(self._roll_back_after(rollback_after_s))
             return result
@@ -124,7 +130,7 @@ class HostNetworks:
             log.warning("the engine did not confirm the new networks within %g s: rolling "
                         "them back", delay_s)
             try:
-                await asyncio.to_thread(self._apply, before, self._load())
+                await asyncio.to_thread(self._apply, before, self._load(), self._before_bonds)
             except (CommandFailed, ToolMissing):
                 log.exception("rolling the networks back failed")
             self._before = None
@@ -133,8 +139,13 @@ class HostNetworks:
 
     # -- applying ---------------------------------------------------------------------
 
-    def _apply(self, wanted: list[NetworkWiring],
-               before: dict[str, dict[str, object]]) -> NetworkSetup:
+    def _apply(self, wanted: list[NetworkWiring], before: dict[str, dict[str, object]],
+               bonds: list[BondWiring]) -> NetworkSetup:
+        old_bonds = {b.name: b for b in self._load_bonds()}
+        for bond in bonds:
+            _realise_bond(bond, old_bonds.get(bond.name))
+        self._save_bonds(bonds)
+        self._bond_names = {b.name for b in bonds}
         state: dict[str, dict[str, object]] = {}
         for wiring in wanted:
             old = before.get(wiring.name)
@@ -152,17 +163,21 @@ class HostNetworks:
                 self._remove(old)
                 removed.append(name)
         self._save(state)
+        for name in set(old_bonds) - self._bond_names:
+            _ovs("--if-exists", "del-br", uplink_bridge(name))  # its networks went above
         return NetworkSetup(carried=tuple(sorted(state)), removed=tuple(sorted(removed)))
 
-    def _restore(self, before: dict[str, dict[str, object]]) -> None:
+    def _restore(self, before: dict[str, dict[str, object]],
+                 before_bonds: list[BondWiring]) -> None:
         try:
-            self._apply([_wiring_of(old) for old in before.values()], self._load())
+            self._apply([_wiring_of(old) for old in before.values()], self._load(),
+                        before_bonds)
         except (CommandFailed, ToolMissing):
             log.exception("restoring the previous networks failed")
 
     def _realise(self, wiring: NetworkWiring, *, adopted: bool | None) -> bool:
         """Make `wiring` real; whether its bridge existed before (then it is never deleted)."""
-        if not (SYS_NET / wiring.nic).exists():
+        if wiring.nic not in self._bond_names and not (SYS_NET / wiring.nic).exists():
             raise CommandFailed(["ip", "link", "show", wiring.nic], 1,
                                 f"the host has no NIC {wiring.nic}")
         existed = (SYS_NET / wiring.bridge).exists() if adopted is None else adopted
@@ -177,12 +192,15 @@ class HostNetworks:
 
     def _ovs_vlan_bridge(self, wiring: NetworkWiring) -> None:
         parent = uplink_bridge(wiring.nic)
+        bonded = wiring.nic in self._bond_names  # the bond is the bridge's trunk port
         _ovs("--may-exist", "add-br", parent, "--", "set", "bridge", parent,
              "datapath_type=netdev")
-        _ovs("--may-exist", "add-port", parent, wiring.nic)
+        if not bonded:
+            _ovs("--may-exist", "add-port", parent, wiring.nic)
         _ovs("--may-exist", "add-br", wiring.bridge, parent, str(wiring.vlan))
         _ovs("set", "interface", wiring.bridge, f"mtu_request={wiring.mtu or DEFAULT_MTU}")
-        for link in (wiring.nic, parent, wiring.bridge):
+        for link in ((parent, wiring.bridge) if bonded else (wiring.nic, parent,
+                                                              wiring.bridge)):
             _ip("link", "set", link, "up")
 
     def _linux_bridge(self, wiring: NetworkWiring) -> None:
@@ -289,6 +307,21 @@ class HostNetworks:
             return {}
         return {str(k): v for k, v in data.items() if isinstance(v, dict)}
 
+    def _load_bonds(self) -> list[BondWiring]:
+        try:
+            return [BondWiring.model_validate(b) for b in json.loads(self.bonds_file.read_text())]
+        except FileNotFoundError:
+            return []
+        except ValueError:
+            log.warning("ignoring an unreadable %s", self.bonds_file)
+            return []
+
+    def _save_bonds(self, bonds: list[BondWiring]) -> None:
+        self.bonds_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.bonds_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps([b.model_dump(mode="json") for b in bonds], indent=1))
+        tmp.replace(self.bonds_file)
+
     def _save(self, state: dict[str, dict[str, object]]) -> None:
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(".tmp")
@@ -317,6 +350,33 @@ def _read_back(made: list[NetworkWiring]) -> tuple[ReportedNetwork, ...]:
             addresses=tuple(a for a in addresses.get(wiring.bridge, ())
                             if not a.lower().startswith("fe80:"))))
     return tuple(reported)
+
+
+def _realise_bond(bond: BondWiring, old: BondWiring | None) -> None:
+    """The bond as the trunk port of its own OVS bridge (`ob-BOND`), made again when its
+    slaves changed; its mode and LACP set in place."""
+    for slave in bond.slaves:
+        if not (SYS_NET / slave).exists():
+            raise CommandFailed(["ip", "link", "show", slave], 1,
+                                f"the host has no NIC {slave} to bond")
+    parent = uplink_bridge(bond.name)
+    _ovs("--may-exist", "add-br", parent, "--", "set", "bridge", parent,
+         "datapath_type=netdev")
+    if old is not None and set(old.slaves) != set(bond.slaves):
+        _ovs("--if-exists", "del-port", parent, bond.name)
+    if old is None or set(old.slaves) != set(bond.slaves) or not _port_exists(bond.name):
+        _ovs("--may-exist", "add-bond", parent, bond.name, *bond.slaves)
+    _ovs("set", "port", bond.name, f"bond_mode={bond.mode}", f"lacp={bond.lacp}")
+    for link in (*bond.slaves, parent):
+        _ip("link", "set", link, "up")
+
+
+def _port_exists(port: str) -> bool:
+    try:
+        run(["ovs-vsctl", "--timeout=10", "port-to-br", port], timeout=20, check=True)
+    except (CommandFailed, ToolMissing, subprocess.TimeoutExpired):
+        return False
+    return True
 
 
 def _read(path: Path) -> str | None:

@@ -29,6 +29,15 @@ class NetworkWiring(WireModel):
     ipv6_gateway: str | None = None
 
 
+class BondWiring(WireModel):
+    """Host NICs joined as one Open vSwitch bond, the trunk port of its own OVS bridge."""
+
+    name: str = Field(pattern=NIC_NAME)
+    slaves: tuple[str, ...] = Field(min_length=2)
+    mode: Literal["active-backup", "balance-slb", "balance-tcp"] = "active-backup"
+    lacp: Literal["off", "active", "passive"] = "off"
+
+
 class NetworkSetup(WireModel):
     """What the node did: the networks it carries now."""
 
@@ -46,6 +55,7 @@ class HostSetupNetworks(WireModel):
     result: ClassVar[type[NetworkSetup]] = NetworkSetup
     mutates: ClassVar[bool] = True
     networks: tuple[NetworkWiring, ...] = ()
+    bonds: tuple[BondWiring, ...] = ()
     rollback_after_s: float | None = Field(default=None, gt=0, le=600)
 
 

@@ -7,6 +7,7 @@ import uuid
 from overt.engine.api.readers import ref_of
 from overt.engine.api.wire.parse import Node
 from overt.engine.model.errors import InvalidInput
+from overt.engine.services import host_bonds
 from overt.engine.services.host_networks import AttachmentInput, SetupInput
 from overt.engine.services.macpools import MacPoolInput
 from overt.engine.services.vnic_profiles import ProfileInput
@@ -69,8 +70,24 @@ def _ids(nodes: list[Node], what: str) -> list[uuid.UUID]:
     return ids
 
 
+def _read_bond(node: Node) -> host_bonds.BondInput:
+    bonding = node.child("bonding")
+    options: dict[str, str] = {}
+    slaves = []
+    if bonding is not None:
+        for option in bonding.items("options", "option"):
+            options[option.get_str("name") or ""] = option.get_str("value") or ""
+        slaves = [ref for s in bonding.items("slaves", "host_nic")
+                  if (ref := ref_of(s)) is not None]
+    return host_bonds.BondInput(id=node.get_id(), name=node.get_str("name"), options=options,
+                                slaves=slaves)
+
+
 def read_setup_networks(node: Node) -> SetupInput:
     return SetupInput(
+        modified_bonds=[_read_bond(n) for n in node.items("modified_bonds", "host_nic")],
+        removed_bonds=[ref for n in node.items("removed_bonds", "host_nic")
+                       if (ref := ref_of(n)) is not None],
         modified=[_read_attachment(n) for n in node.items("modified_network_attachments",
                                                           "network_attachment")],
         removed=_ids(node.items("removed_network_attachments", "network_attachment"),

@@ -281,6 +281,19 @@ class HostNetworkAttachment(Base):
     committed: Mapped[bool] = mapped_column(default=False)
 
 
+class HostBond(Base):
+    """Host NICs joined as one (an Open vSwitch bond), made by `setupnetworks`."""
+
+    __tablename__ = "host_bonds"
+    __table_args__ = (UniqueConstraint("host_id", "name"),)
+    id: Mapped[uuid.UUID] = _id()
+    host_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"),
+                                               index=True)
+    name: Mapped[str] = mapped_column(String(15))
+    slaves: Mapped[list[Any]] = mapped_column(default=list)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
 class Template(Base):
     __tablename__ = "templates"
     id: Mapped[uuid.UUID] = _id()

@@ -316,6 +316,16 @@ class AttachmentSnapshot(BaseModel):
     committed: bool = False
 
 
+class BondSnapshot(BaseModel):
+    """One bond as it was before a `setupnetworks`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    slaves: tuple[str, ...]
+    options: dict[str, str] = {}
+
+
 class SetupHostNetworks(JobSpec):
     """Make a host's node carry the networks attached to it (oVirt's `setupnetworks`).
 
@@ -331,6 +341,7 @@ class SetupHostNetworks(JobSpec):
     commit: bool = False
     # The host's attachments before the change: what the engine shows again if it fails.
     previous: tuple[AttachmentSnapshot, ...] = ()
+    previous_bonds: tuple[BondSnapshot, ...] = ()
 
     def host(self) -> uuid.UUID | None:
         return self.host_id

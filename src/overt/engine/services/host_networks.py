@@ -16,14 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
 from overt.engine.db.tables import Cluster, Host, HostNetworkAttachment, Job, Network, User
-from overt.engine.jobs.kinds import AttachmentSnapshot, CommitHostNetworks, SetupHostNetworks
+from overt.engine.jobs.kinds import (
+    AttachmentSnapshot,
+    BondSnapshot,
+    CommitHostNetworks,
+    SetupHostNetworks,
+)
 from overt.engine.model.errors import Conflict, InvalidInput, NotFound
 from overt.engine.model.network_sync import SyncState, WantedNetwork, parse_reported, sync_state
 from overt.engine.model.status import HostStatus
 from overt.engine.queries import lookup
 from overt.engine.queries.host_networks import list_attachments
 from overt.engine.queries.lookup import Ref
-from overt.engine.services import cluster_networks, host_facts
+from overt.engine.services import cluster_networks, host_bonds, host_facts
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.services.networks import is_management
 
@@ -55,6 +60,8 @@ class SetupInput:
     modified: list[AttachmentInput] = field(default_factory=list)
     removed: list[uuid.UUID] = field(default_factory=list)
     synchronized: list[uuid.UUID] = field(default_factory=list)
+    modified_bonds: list[host_bonds.BondInput] = field(default_factory=list)
+    removed_bonds: list[Ref] = field(default_factory=list)
     check_connectivity: bool = False
     connectivity_timeout_s: int | None = None
     commit_on_success: bool = False
@@ -80,10 +87,13 @@ def attachment_sync(host: Host, attachment: HostNetworkAttachment, network: Netw
     return sync_state(wanted, attachment.applied, parse_reported(host.reported_networks))
 
 
-def _nic_named(host: Host, ref: Ref | None, what: str) -> host_facts.HostNic:
+def _nic_named(host: Host, ref: Ref | None, what: str, bonds: list[str]) -> host_facts.HostNic:
     if ref is None or (ref.id is None and not ref.name):
         raise InvalidInput(f"{what}.host_nic is required (give its id or name)")
-    for nic in host_facts.host_nics(host):
+    bond_nics = [host_facts.HostNic(id=host_bonds.bond_id(host.id, b), name=b, mac=None,
+                                    addresses=(), bridged=False, speed_mbps=None, mtu=None)
+                 for b in bonds]
+    for nic in [*host_facts.host_nics(host), *bond_nics]:
         if (ref.id is not None and nic.id == ref.id) or (ref.id is None and nic.name == ref.name):
             return nic
     raise InvalidInput(f"{what}.host_nic {ref.id or ref.name} is not a NIC of host {host.name}")
@@ -140,6 +150,8 @@ async def setup_networks(session: AsyncSession, jobs: JobSubmitter, host_id: uui
     allowed = {item.network.id: item.network
                for item in await cluster_networks.list_attached(session, cluster)}
     current = {a.id: (a, n) for a, n in await list_attachments(session, host.id)}
+    bonds_now = await host_bonds.list_bonds(session, host.id)
+    bonds = host_bonds.plan(host, bonds_now, data.modified_bonds, data.removed_bonds)
     previous = tuple(AttachmentSnapshot(
         id=a.id, network_id=a.network_id, nic_name=a.nic_name, boot_protocol=a.boot_protocol,
         address=a.address, netmask=a.netmask, gateway=a.gateway,
@@ -172,8 +184,9 @@ async def setup_networks(session: AsyncSession, jobs: JobSubmitter, host_id: uui
                                f"{cluster.name} of host {host.name}")
         if existing is None:
             existing = next(((a, n) for a, n in current.values() if n.id == network.id), None)
-        nic = _nic_named(host, item.nic, what) if item.nic is not None or existing is None \
-            else _nic_named(host, Ref(name=existing[0].nic_name), what)
+        nic = _nic_named(host, item.nic, what, list(bonds.wanted)) \
+            if item.nic is not None or existing is None \
+            else _nic_named(host, Ref(name=existing[0].nic_name), what, list(bonds.wanted))
         ip = _check_ip(item, what)
         ip6 = _check_ip6(item, what)
         if existing is not None and item.ipv6_boot_protocol is None:
@@ -181,6 +194,9 @@ async def setup_networks(session: AsyncSession, jobs: JobSubmitter, host_id: uui
             ip6 = (old.ipv6_boot_protocol, old.ipv6_address, old.ipv6_prefix, old.ipv6_gateway)
         wanted[network.id] = (existing[0] if existing else None, network, nic.name, ip, ip6)
     _check_layout(host, [(n, nic) for _, n, nic, _, _ in wanted.values()])
+    host_bonds.check_networks(host, bonds, [(n.name, n.vlan_id, nic)
+                                            for _, n, nic, _, _ in wanted.values()])
+    await host_bonds.apply(session, host, bonds_now, bonds)
     for attachment_id in data.removed:
         await session.delete(current[attachment_id][0])
     for attachment, network, nic_name, (method, address, netmask, gateway), ip6 in \
@@ -209,7 +225,11 @@ async def setup_networks(session: AsyncSession, jobs: JobSubmitter, host_id: uui
     return await jobs.submit(
         session, SetupHostNetworks(host_id=host.id, check_connectivity=data.check_connectivity,
                                    connectivity_timeout_s=timeout,
-                                   commit=data.commit_on_success, previous=previous),
+                                   commit=data.commit_on_success, previous=previous,
+                                   previous_bonds=tuple(
+                                       BondSnapshot(name=b.name, slaves=tuple(b.slaves),
+                                                    options=dict(b.options))
+                                       for b in bonds_now)),
         description=f"Setting up the networks of host {host.name}", owner_id=user.id)
 
 

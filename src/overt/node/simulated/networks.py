@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from overt.node.errors import NodeFailure
 from overt.protocol.errors import ErrorCode
 from overt.protocol.host import ReportedNetwork
-from overt.protocol.networks import NetworkSetup, NetworkWiring
+from overt.protocol.networks import BondWiring, NetworkSetup, NetworkWiring
 
 _DEFAULT_MTU = 1500
 
@@ -25,7 +25,8 @@ class SimulatedHostNetworks:
         self._rolled_back = False
 
     async def setup(self, wanted: Sequence[NetworkWiring],
-                    rollback_after_s: float | None) -> NetworkSetup:
+                    rollback_after_s: float | None,
+                    bonds: Sequence[BondWiring] = ()) -> NetworkSetup:
         self._rolled_back = False
         if rollback_after_s is not None and self.cuts_off in {w.name for w in wanted}:
             self._rolled_back = True
