@@ -264,8 +264,8 @@ class Agent:
                 await self._locked(vm_id, hyp.block_commit(vm_id, disk, top, base,
                                                            timeout_s=timeout))
                 return Empty()
-            case HostSetupNetworks(networks=wanted, rollback_after_s=rollback):
-                return await self._host_networks().setup(wanted, rollback)
+            case HostSetupNetworks(networks=wanted, rollback_after_s=rollback, bonds=bonds):
+                return await self._host_networks().setup(wanted, rollback, bonds)
             case HostCommitNetworks():
                 return await self._host_networks().commit()
             case (StorageDomainCreate() | StorageDomainUpdate() | StorageDomainScan()

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from overt.protocol.host import ReportedNetwork
-from overt.protocol.networks import NetworkSetup, NetworkWiring
+from overt.protocol.networks import BondWiring, NetworkSetup, NetworkWiring
 
 
 class HostNetworking(Protocol):
     async def setup(self, wanted: Sequence[NetworkWiring],
-                    rollback_after_s: float | None) -> NetworkSetup:
+                    rollback_after_s: float | None,
+                    bonds: Sequence[BondWiring] = ()) -> NetworkSetup:
         """Carry exactly `wanted` (undone by itself after `rollback_after_s` unless
         committed)."""
         ...

@@ -11,9 +11,13 @@ and can roll a change back by itself when the engine does not confirm it in time
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import signal
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,7 +25,7 @@ from overt.node.errors import NodeFailure
 from overt.node.host_nics import link_addresses
 from overt.protocol.errors import ErrorCode
 from overt.protocol.host import ReportedNetwork
-from overt.protocol.networks import NetworkSetup, NetworkWiring
+from overt.protocol.networks import BondWiring, NetworkSetup, NetworkWiring
 from overt.system.commands import CommandFailed, ToolMissing, run
 
 log = logging.getLogger(__name__)
@@ -30,6 +34,22 @@ SYS_NET = Path("/sys/class/net")
 
 
 DEFAULT_MTU = 1500  # a network's MTU 0 means this, as in oVirt
+
+# What udhcpc runs on its events: the leased address (and router) on the bridge, and the
+# address gone again when the lease is released or lost.
+DHCP_SCRIPT = """#!/bin/sh
+case "$1" in
+    bound|renew)
+        ip -4 address flush dev "$interface"
+        ip address replace "$ip/$mask" dev "$interface"
+        if [ -n "$router" ]; then
+            ip route replace default via "${router%% *}" dev "$interface"
+        fi ;;
+    deconfig|leasefail|nak)
+        ip -4 address flush dev "$interface" ;;
+esac
+exit 0
+"""
 
 
 def uplink_bridge(nic: str) -> str:
@@ -45,28 +65,40 @@ class HostNetworks:
         self._lock = asyncio.Lock()
         self._rollback: asyncio.Task[None] | None = None
         self._before: list[NetworkWiring] | None = None
+        self._before_bonds: list[BondWiring] = []
+        self.bonds_file = state_file.with_name("bonds.json")
+        self._bond_names: set[str] = set()
+        # Why the last change was undone by the agent itself; a late confirmation then fails,
+        # so the engine never takes a rolled-back change for a kept one.
+        self._rolled_back: str | None = None
 
     # -- commands ---------------------------------------------------------------------
 
     async def setup(self, wanted: Sequence[NetworkWiring],
-                    rollback_after_s: float | None) -> NetworkSetup:
+                    rollback_after_s: float | None,
+                    bonds: Sequence[BondWiring] = ()) -> NetworkSetup:
         async with self._lock:
             self._cancel_rollback()
+            self._rolled_back = None
             before = self._load()
+            before_bonds = self._load_bonds()
             try:
-                result = await asyncio.to_thread(self._apply, list(wanted), before)
+                result = await asyncio.to_thread(self._apply, list(wanted), before, list(bonds))
             except (CommandFailed, ToolMissing) as exc:
                 log.warning("setting up networks failed, restoring the previous ones: %s", exc)
-                await asyncio.to_thread(self._restore, before)
+                await asyncio.to_thread(self._restore, before, before_bonds)
                 raise NodeFailure(ErrorCode.HYPERVISOR_ERROR,
                                   f"setting up the host's networks failed: {exc}") from None
             if rollback_after_s is not None:
+                self._before_bonds = before_bonds
                 self._before = [_wiring_of(old) for old in before.values()]
                 self._rollback = asyncio.create_task(self._roll_back_after(rollback_after_s))
             return result
 
     async def commit(self) -> NetworkSetup:
         async with self._lock:
+            if self._rolled_back is not None:
+                raise NodeFailure(ErrorCode.INVALID_STATE, self._rolled_back)
             self._cancel_rollback()
             return NetworkSetup(carried=tuple(sorted(self._load())))
 
@@ -98,40 +130,54 @@ class HostNetworks:
             log.warning("the engine did not confirm the new networks within %g s: rolling "
                         "them back", delay_s)
             try:
-                await asyncio.to_thread(self._apply, before, self._load())
+                await asyncio.to_thread(self._apply, before, self._load(), self._before_bonds)
             except (CommandFailed, ToolMissing):
                 log.exception("rolling the networks back failed")
             self._before = None
+            self._rolled_back = (f"the host's network change was rolled back: the engine did "
+                                 f"not confirm it within {delay_s:g} s")
 
     # -- applying ---------------------------------------------------------------------
 
-    def _apply(self, wanted: list[NetworkWiring],
-               before: dict[str, dict[str, object]]) -> NetworkSetup:
+    def _apply(self, wanted: list[NetworkWiring], before: dict[str, dict[str, object]],
+               bonds: list[BondWiring]) -> NetworkSetup:
+        old_bonds = {b.name: b for b in self._load_bonds()}
+        for bond in bonds:
+            _realise_bond(bond, old_bonds.get(bond.name))
+        self._save_bonds(bonds)
+        self._bond_names = {b.name for b in bonds}
         state: dict[str, dict[str, object]] = {}
         for wiring in wanted:
             old = before.get(wiring.name)
             adopted = bool(old and old.get("adopted"))
+            # The addresses an adopted bridge had: put back when the network leaves it.
+            kept = _kept(old) if old is not None else _global_addresses(wiring.bridge)
             if old is not None and _wiring_of(old) != wiring:
                 self._remove(old)
             adopted = self._realise(wiring, adopted=adopted if old else None)
-            state[wiring.name] = {**wiring.model_dump(mode="json"), "adopted": adopted}
+            state[wiring.name] = {**wiring.model_dump(mode="json"), "adopted": adopted,
+                                  "kept_addresses": kept if adopted else []}
         removed = []
         for name, old in before.items():
             if name not in state:
                 self._remove(old)
                 removed.append(name)
         self._save(state)
+        for name in set(old_bonds) - self._bond_names:
+            _ovs("--if-exists", "del-br", uplink_bridge(name))  # its networks went above
         return NetworkSetup(carried=tuple(sorted(state)), removed=tuple(sorted(removed)))
 
-    def _restore(self, before: dict[str, dict[str, object]]) -> None:
+    def _restore(self, before: dict[str, dict[str, object]],
+                 before_bonds: list[BondWiring]) -> None:
         try:
-            self._apply([_wiring_of(old) for old in before.values()], self._load())
+            self._apply([_wiring_of(old) for old in before.values()], self._load(),
+                        before_bonds)
         except (CommandFailed, ToolMissing):
             log.exception("restoring the previous networks failed")
 
     def _realise(self, wiring: NetworkWiring, *, adopted: bool | None) -> bool:
         """Make `wiring` real; whether its bridge existed before (then it is never deleted)."""
-        if not (SYS_NET / wiring.nic).exists():
+        if wiring.nic not in self._bond_names and not (SYS_NET / wiring.nic).exists():
             raise CommandFailed(["ip", "link", "show", wiring.nic], 1,
                                 f"the host has no NIC {wiring.nic}")
         existed = (SYS_NET / wiring.bridge).exists() if adopted is None else adopted
@@ -146,12 +192,15 @@ class HostNetworks:
 
     def _ovs_vlan_bridge(self, wiring: NetworkWiring) -> None:
         parent = uplink_bridge(wiring.nic)
+        bonded = wiring.nic in self._bond_names  # the bond is the bridge's trunk port
         _ovs("--may-exist", "add-br", parent, "--", "set", "bridge", parent,
              "datapath_type=netdev")
-        _ovs("--may-exist", "add-port", parent, wiring.nic)
+        if not bonded:
+            _ovs("--may-exist", "add-port", parent, wiring.nic)
         _ovs("--may-exist", "add-br", wiring.bridge, parent, str(wiring.vlan))
         _ovs("set", "interface", wiring.bridge, f"mtu_request={wiring.mtu or DEFAULT_MTU}")
-        for link in (wiring.nic, parent, wiring.bridge):
+        for link in ((parent, wiring.bridge) if bonded else (wiring.nic, parent,
+                                                              wiring.bridge)):
             _ip("link", "set", link, "up")
 
     def _linux_bridge(self, wiring: NetworkWiring) -> None:
@@ -167,17 +216,79 @@ class HostNetworks:
             _ip("link", "set", link, "up")
 
     def _addresses(self, wiring: NetworkWiring) -> None:
+        """A static address is the bridge's only one of its family (as on an oVirt host),
+        so a wrong one really cuts the host off: the connectivity check is there for that."""
         if wiring.boot_protocol == "static" and wiring.address:
             _ip("address", "replace", wiring.address, "dev", wiring.bridge)
+            family = ":" in wiring.address
+            for other in _global_addresses(wiring.bridge):
+                if (":" in other) == family and other != wiring.address:
+                    _ip("address", "del", other, "dev", wiring.bridge)
             if wiring.gateway:
                 _ip("route", "replace", "default", "via", wiring.gateway, "dev",
                     wiring.bridge)
+        elif wiring.boot_protocol == "dhcp":
+            self._dhcp_client(wiring.bridge)
+        self._ipv6(wiring)
+
+    def _ipv6(self, wiring: NetworkWiring) -> None:
+        """Static: the bridge's only global IPv6 address; autoconf: addresses (and the
+        default route) from the routers' advertisements."""
+        if wiring.ipv6_boot_protocol == "static" and wiring.ipv6_address:
+            _ip("-6", "address", "replace", wiring.ipv6_address, "dev", wiring.bridge)
+            for other in _global_addresses(wiring.bridge):
+                if ":" in other and other != wiring.ipv6_address:
+                    _ip("-6", "address", "del", other, "dev", wiring.bridge)
+            if wiring.ipv6_gateway:
+                _ip("-6", "route", "replace", "default", "via", wiring.ipv6_gateway, "dev",
+                    wiring.bridge)
+        elif wiring.ipv6_boot_protocol == "autoconf":
+            _ipv6_sysctls(wiring.bridge, accept_ra="2", autoconf="1")
+
+    # -- DHCP -----------------------------------------------------------------------------
+
+    def _dhcp_pid_file(self, bridge: str) -> Path:
+        return self.state_file.parent / "dhcp" / f"{bridge}.pid"
+
+    def _dhcp_client(self, bridge: str) -> None:
+        """A DHCP client on the bridge (busybox udhcpc), left running to renew its lease as
+        dhclient is on an oVirt host; it waits a few seconds for the first lease, then goes
+        on trying in the background."""
+        pid_file = self._dhcp_pid_file(bridge)
+        if _alive(pid_file):
+            return
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        script = pid_file.parent / "udhcpc.script"
+        script.write_text(DHCP_SCRIPT)
+        script.chmod(0o755)
+        run(["busybox", "udhcpc", "-i", bridge, "-s", str(script), "-p", str(pid_file),
+             "-t", "4", "-T", "1", "-b", "-R"], timeout=30)
+
+    def _stop_dhcp_client(self, bridge: str) -> None:
+        pid_file = self._dhcp_pid_file(bridge)
+        pid = _alive(pid_file)
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)  # -R: it releases the lease and drops the address
+            deadline = time.monotonic() + 5
+            while _alive(pid_file) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        pid_file.unlink(missing_ok=True)
 
     def _remove(self, old: dict[str, object]) -> None:
         wiring = _wiring_of(old)
         if wiring.boot_protocol == "static" and wiring.address:
             run(["ip", "address", "del", wiring.address, "dev", wiring.bridge], check=False)
+        if wiring.boot_protocol == "dhcp":
+            self._stop_dhcp_client(wiring.bridge)
+        if wiring.ipv6_boot_protocol == "static" and wiring.ipv6_address:
+            run(["ip", "-6", "address", "del", wiring.ipv6_address, "dev", wiring.bridge],
+                check=False)
+        if wiring.ipv6_boot_protocol == "autoconf" and (SYS_NET / wiring.bridge).exists():
+            _ipv6_sysctls(wiring.bridge, accept_ra="1", autoconf="0")
         if old.get("adopted"):
+            for address in _kept(old):
+                run(["ip", "address", "replace", address, "dev", wiring.bridge], check=False)
             return
         if wiring.vlan is not None:
             _ovs("--if-exists", "del-br", wiring.bridge)
@@ -195,6 +306,21 @@ class HostNetworks:
             log.warning("ignoring an unreadable %s", self.state_file)
             return {}
         return {str(k): v for k, v in data.items() if isinstance(v, dict)}
+
+    def _load_bonds(self) -> list[BondWiring]:
+        try:
+            return [BondWiring.model_validate(b) for b in json.loads(self.bonds_file.read_text())]
+        except FileNotFoundError:
+            return []
+        except ValueError:
+            log.warning("ignoring an unreadable %s", self.bonds_file)
+            return []
+
+    def _save_bonds(self, bonds: list[BondWiring]) -> None:
+        self.bonds_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.bonds_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps([b.model_dump(mode="json") for b in bonds], indent=1))
+        tmp.replace(self.bonds_file)
 
     def _save(self, state: dict[str, dict[str, object]]) -> None:
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
@@ -221,8 +347,36 @@ def _read_back(made: list[NetworkWiring]) -> tuple[ReportedNetwork, ...]:
         reported.append(ReportedNetwork(
             name=wiring.name, bridge=wiring.bridge, nic=wiring.nic,
             vlan=_bridge_vlan(wiring.bridge) if wiring.vlan is not None else None, mtu=mtu,
-            addresses=tuple(a for a in addresses.get(wiring.bridge, ()) if ":" not in a)))
+            addresses=tuple(a for a in addresses.get(wiring.bridge, ())
+                            if not a.lower().startswith("fe80:"))))
     return tuple(reported)
+
+
+def _realise_bond(bond: BondWiring, old: BondWiring | None) -> None:
+    """The bond as the trunk port of its own OVS bridge (`ob-BOND`), made again when its
+    slaves changed; its mode and LACP set in place."""
+    for slave in bond.slaves:
+        if not (SYS_NET / slave).exists():
+            raise CommandFailed(["ip", "link", "show", slave], 1,
+                                f"the host has no NIC {slave} to bond")
+    parent = uplink_bridge(bond.name)
+    _ovs("--may-exist", "add-br", parent, "--", "set", "bridge", parent,
+         "datapath_type=netdev")
+    if old is not None and set(old.slaves) != set(bond.slaves):
+        _ovs("--if-exists", "del-port", parent, bond.name)
+    if old is None or set(old.slaves) != set(bond.slaves) or not _port_exists(bond.name):
+        _ovs("--may-exist", "add-bond", parent, bond.name, *bond.slaves)
+    _ovs("set", "port", bond.name, f"bond_mode={bond.mode}", f"lacp={bond.lacp}")
+    for link in (*bond.slaves, parent):
+        _ip("link", "set", link, "up")
+
+
+def _port_exists(port: str) -> bool:
+    try:
+        run(["ovs-vsctl", "--timeout=10", "port-to-br", port], timeout=20, check=True)
+    except (CommandFailed, ToolMissing, subprocess.TimeoutExpired):
+        return False
+    return True
 
 
 def _read(path: Path) -> str | None:
@@ -243,7 +397,39 @@ def _bridge_vlan(bridge: str) -> int | None:
 
 
 def _wiring_of(old: dict[str, object]) -> NetworkWiring:
-    return NetworkWiring.model_validate({k: v for k, v in old.items() if k != "adopted"})
+    return NetworkWiring.model_validate({k: v for k, v in old.items()
+                                         if k not in ("adopted", "kept_addresses")})
+
+
+def _ipv6_sysctls(link: str, **values: str) -> None:
+    for key, value in values.items():
+        path = Path("/proc/sys/net/ipv6/conf") / link / key
+        try:
+            path.write_text(value)
+        except OSError as exc:
+            raise CommandFailed(["sysctl", f"{path}={value}"], 1, str(exc)) from None
+
+
+def _alive(pid_file: Path) -> int | None:
+    """The pid in `pid_file` if that process still runs."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def _kept(old: dict[str, object]) -> list[str]:
+    kept = old.get("kept_addresses")
+    return [str(a) for a in kept] if isinstance(kept, list) else []
+
+
+def _global_addresses(link: str) -> list[str]:
+    """The link's addresses with their prefix, without IPv6 link-local ones."""
+    if not (SYS_NET / link).exists():
+        return []
+    return [a for a in link_addresses().get(link, ()) if not a.lower().startswith("fe80:")]
 
 
 def _ovs(*args: str) -> None:

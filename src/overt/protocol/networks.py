@@ -24,6 +24,18 @@ class NetworkWiring(WireModel):
     boot_protocol: Literal["none", "static", "dhcp"] = "none"
     address: str | None = None  # static: "10.1.2.3/24"
     gateway: str | None = None
+    ipv6_boot_protocol: Literal["none", "static", "autoconf"] = "none"
+    ipv6_address: str | None = None  # static: "2001:db8::5/64"
+    ipv6_gateway: str | None = None
+
+
+class BondWiring(WireModel):
+    """Host NICs joined as one Open vSwitch bond, the trunk port of its own OVS bridge."""
+
+    name: str = Field(pattern=NIC_NAME)
+    slaves: tuple[str, ...] = Field(min_length=2)
+    mode: Literal["active-backup", "balance-slb", "balance-tcp"] = "active-backup"
+    lacp: Literal["off", "active", "passive"] = "off"
 
 
 class NetworkSetup(WireModel):
@@ -43,6 +55,7 @@ class HostSetupNetworks(WireModel):
     result: ClassVar[type[NetworkSetup]] = NetworkSetup
     mutates: ClassVar[bool] = True
     networks: tuple[NetworkWiring, ...] = ()
+    bonds: tuple[BondWiring, ...] = ()
     rollback_after_s: float | None = Field(default=None, gt=0, le=600)
 
 

@@ -20,7 +20,11 @@ from tests.support.engine import RunningEngine
 NICS = [{"name": "eth0", "mac": "52:54:00:00:00:01", "addresses": ["192.0.2.10/24"],
          "bridge": False, "speed_mbps": 1000, "mtu": 1500},
         {"name": "guest0", "mac": "52:54:00:00:00:02", "addresses": [], "bridge": False,
-         "speed_mbps": 10000, "mtu": 9000}]
+         "speed_mbps": 10000, "mtu": 9000},
+        {"name": "eth1", "mac": "52:54:00:00:00:03", "addresses": [], "bridge": False,
+         "speed_mbps": 1000, "mtu": 1500},
+        {"name": "eth2", "mac": "52:54:00:00:00:04", "addresses": [], "bridge": False,
+         "speed_mbps": 1000, "mtu": 1500}]
 
 
 def _refused(code: int, call: object, *args: object, **kwargs: object) -> sdk.Error:
@@ -125,6 +129,36 @@ def test_setup_networks_records_attachments_and_refuses_bad_layouts(
                             _attachment("hv100", "guest0", "10.9.100.2")])
     assert _layout(host) == sorted([(mgmt_id, "eth0", None),
                                     (v100.id, "guest0", "10.9.100.2")])
+    # IPv4 by DHCP (recorded as such, with no address of the engine's own) and a static
+    # IPv6 address: one assignment per family.
+    host.setup_networks(modified_network_attachments=[types.NetworkAttachment(
+        network=types.Network(name="hv100"), host_nic=types.HostNic(name="guest0"),
+        ip_address_assignments=[
+            types.IpAddressAssignment(assignment_method=types.BootProtocol.DHCP),
+            types.IpAddressAssignment(
+                assignment_method=types.BootProtocol.STATIC,
+                ip=types.Ip(address="2001:DB8:100::7", netmask="64",
+                            version=types.IpVersion.V6))])])
+    dhcp = next(a for a in host.network_attachments_service().list()
+                if a.network.id == v100.id)
+    v4, v6 = dhcp.ip_address_assignments
+    assert (v4.assignment_method, v4.ip) == (types.BootProtocol.DHCP, None)
+    assert (v6.assignment_method, v6.ip.address, v6.ip.netmask, v6.ip.version) == (
+        types.BootProtocol.STATIC, "2001:db8:100::7", "64", types.IpVersion.V6)
+    for assignment, words in (
+            (types.IpAddressAssignment(assignment_method=types.BootProtocol.STATIC, ip=types.Ip(
+                address="fe80::7", netmask="64", version=types.IpVersion.V6)), "fe80::7"),
+            (types.IpAddressAssignment(assignment_method=types.BootProtocol.DHCP, ip=types.Ip(
+                version=types.IpVersion.V6)), "IPv6 assignment_method"),
+            (types.IpAddressAssignment(assignment_method=types.BootProtocol.STATIC, ip=types.Ip(
+                address="2001:db8::1", version=types.IpVersion.V6)), "prefix length")):
+        error = _refused(400, host.setup_networks, modified_network_attachments=[
+            types.NetworkAttachment(network=types.Network(name="hv100"),
+                                    host_nic=types.HostNic(name="guest0"),
+                                    ip_address_assignments=[assignment])])
+        assert words in str(error)
+    assert v100.id in {a.network.id for a in host.network_attachments_service().list()
+                       if a.ip_address_assignments and len(a.ip_address_assignments) == 2}
     host.commit_net_config()
     events = [e.description for e in system.events_service().list(max=30)]
     assert any("Network setup of host" in e for e in events)
@@ -194,3 +228,61 @@ def test_required_networks_and_out_of_sync_attachments_as_the_sdk_reads_them(
     assert host.get().status == types.HostStatus.NON_OPERATIONAL
     system.networks_service().network_service(green.id).remove()  # required nowhere now
     assert host.get().status == types.HostStatus.UP
+
+
+def _bond(name: str, mode: str, *slaves: str) -> types.HostNic:
+    return types.HostNic(name=name, bonding=types.Bonding(
+        options=[types.Option(name="mode", value=mode)],
+        slaves=[types.HostNic(name=s) for s in slaves]))
+
+
+def test_a_bond_is_made_listed_carries_a_tagged_network_and_goes(
+        connection: sdk.Connection, api_engine: RunningEngine) -> None:
+    system = connection.system_service()
+    host = system.hosts_service().host_service(
+        _host(api_engine, f"bondnode-{uuid.uuid4().hex[:6]}"))
+    suffix = uuid.uuid4().hex[:4]
+    dc = types.DataCenter(name="Default")
+    tagged = system.networks_service().add(types.Network(
+        name=f"hb{suffix}", data_center=dc, vlan=types.Vlan(id=310)))
+    cluster = system.clusters_service().list(search="name=Default")[0]
+    system.clusters_service().cluster_service(cluster.id).networks_service().add(
+        types.Network(id=tagged.id, required=False))
+
+    host.setup_networks(modified_bonds=[_bond("bond0", "1", "eth1", "eth2")],
+                        modified_network_attachments=[_attachment(tagged.name, "bond0")])
+    nics = {n.name: n for n in host.nics_service().list()}
+    bond = nics["bond0"]
+    assert sorted(s.name for s in bond.bonding.slaves) == ["eth1", "eth2"]
+    assert {o.name: o.value for o in bond.bonding.options} == {"mode": "1"}
+    assert {s.id for s in bond.bonding.slaves} == {nics["eth1"].id, nics["eth2"].id}
+    assert host.nics_service().nic_service(bond.id).get().name == "bond0"
+    assert (tagged.id, "bond0", None) in _layout(host)
+
+    bad: list[tuple[int, dict[str, object], str]] = [
+        (400, {"modified_bonds": [_bond("bond1", "1", "guest0")]}, "at least two"),
+        (400, {"modified_bonds": [_bond("bond1", "0", "guest0", "eth0")]}, "bonding mode"),
+        (400, {"modified_bonds": [_bond("team0", "1", "guest0", "eth0")]}, "bond followed"),
+        (400, {"modified_bonds": [_bond("bond1", "4", "eth1", "guest0")]}, "slave of both"),
+        (400, {"modified_bonds": [_bond("bond1", "4", "eth9", "guest0")]}, "eth9"),
+        (400, {"modified_network_attachments": [_attachment("ovirtmgmt", "eth1")]},
+         "slave of bond0"),
+        (400, {"modified_network_attachments": [_attachment("ovirtmgmt", "bond0")]},
+         "needs a VLAN"),
+        (409, {"removed_bonds": [types.HostNic(name="bond0")]}, "rides on it"),
+    ]
+    for code, kwargs, words in bad:
+        error = _refused(code, host.setup_networks, **kwargs)
+        assert words in str(error), (words, str(error))
+    assert "bond0" in {n.name for n in host.nics_service().list()}  # refusals changed nothing
+
+    # LACP, then gone with its network.
+    host.setup_networks(modified_bonds=[_bond("bond0", "4", "eth1", "eth2")])
+    bond = next(n for n in host.nics_service().list() if n.name == "bond0")
+    assert {o.name: o.value for o in bond.bonding.options} == {"mode": "4"}
+    attachment = next(a for a in host.network_attachments_service().list()
+                      if a.network.id == tagged.id)
+    host.setup_networks(removed_bonds=[types.HostNic(id=bond.id)],
+                        removed_network_attachments=[types.NetworkAttachment(id=attachment.id)])
+    assert "bond0" not in {n.name for n in host.nics_service().list()}
+    assert tagged.id not in {a.network.id for a in host.network_attachments_service().list()}

@@ -202,3 +202,113 @@ def test_setup_networks_from_the_sdk_reaches_the_nodes_switch(engine_lab: Engine
             a.network.id != network.id for a in node2.network_attachments_service().list())
     finally:
         conn.close()
+
+
+def _layout(service: sdk.services.HostService) -> list[tuple[str, str, str | None]]:
+    return sorted((a.network.id, a.host_nic.name if a.host_nic else "",
+                   a.ip_address_assignments[0].ip.address
+                   if a.ip_address_assignments and a.ip_address_assignments[0].ip else None)
+                  for a in service.network_attachments_service().list())
+
+
+def test_a_setup_that_cuts_the_host_off_is_rolled_back_by_the_node(
+        engine_lab: EngineLab) -> None:
+    lab, site = engine_lab.lab, engine_lab.site
+    conn = site.connect()
+    try:
+        site.approve_all(conn, 2)
+        system = conn.system_service()
+        mgmt_address = str(lab.topology.host("node2").address(Net.MANAGEMENT))
+        host = next(h for h in system.hosts_service().list() if h.address == mgmt_address)
+        service = system.hosts_service().host_service(host.id)
+        management = system.networks_service().list(search="name=ovirtmgmt")[0]
+        before = _layout(service)
+        # The management network on its NIC with an address in the wrong subnet: the node
+        # can no longer reach the engine (nor the engine the node) until it undoes it.
+        service.setup_networks(modified_network_attachments=[types.NetworkAttachment(
+            network=types.Network(id=management.id), host_nic=types.HostNic(name="mgmt0"),
+            ip_address_assignments=[types.IpAddressAssignment(
+                assignment_method=types.BootProtocol.STATIC,
+                ip=types.Ip(address="192.0.2.66", netmask="255.255.255.0"))])],
+            check_connectivity=True, connectivity_timeout=5)
+        wait_until(lambda: "192.0.2.66/24" in _on(lab, "node2", "ip", "-4", "-o", "address",
+                                                  "show", "ovirtmgmt").stdout,
+                   30, "the wrong address to be applied on node2")
+        cut_off = _on(lab, "node2", "ip", "-4", "-o", "address", "show", "ovirtmgmt").stdout
+        assert f"{mgmt_address}/" not in cut_off, cut_off
+        events = system.events_service()
+        rolled_back = wait_until(
+            lambda: next((e for e in events.list()
+                          if "rolled back" in e.description and e.host is not None
+                          and e.host.id == host.id), None),
+            120, "an event saying the network change was rolled back")
+        assert host.name in rolled_back.description
+        assert rolled_back.severity == types.LogSeverity.ERROR
+        # The node put its own address back by itself; the host is up, nothing changed.
+        shown = _on(lab, "node2", "ip", "-4", "-o", "address", "show", "ovirtmgmt").stdout
+        assert f"{mgmt_address}/" in shown and "192.0.2.66" not in shown, shown
+        wait_until(lambda: service.get().status == types.HostStatus.UP, 90,
+                   "node2 to be up again")
+        assert _layout(service) == before
+    finally:
+        conn.close()
+
+
+def test_a_bond_from_the_sdk_is_an_ovs_bond_carrying_a_tagged_network(
+        engine_lab: EngineLab) -> None:
+    lab, site = engine_lab.lab, engine_lab.site
+    conn = site.connect()
+    slaves = ("bnda", "bndb")
+    try:
+        for slave in slaves:  # two more NICs on node1 to bond
+            made = _on(lab, "node1", "ip", "link", "add", slave, "type", "veth", "peer", "name",
+                       f"{slave}p")
+            assert made.returncode == 0, made.stderr
+        site.approve_all(conn, 2)
+        system = conn.system_service()
+        mgmt_address = str(lab.topology.host("node1").address(Net.MANAGEMENT))
+        host = next(h for h in system.hosts_service().list() if h.address == mgmt_address)
+        service = system.hosts_service().host_service(host.id)
+        service.refresh()
+        wait_until(lambda: set(slaves) <= {n.name for n in service.nics_service().list()}, 60,
+                   "node1 to report the NICs to bond")
+        network = system.networks_service().add(types.Network(
+            name="lab300", data_center=types.DataCenter(name="Default"),
+            vlan=types.Vlan(id=300)))
+        cluster = system.clusters_service().list(search="name=Default")[0]
+        system.clusters_service().cluster_service(cluster.id).networks_service().add(
+            types.Network(id=network.id, required=False))
+        service.setup_networks(
+            modified_bonds=[types.HostNic(name="bond0", bonding=types.Bonding(
+                options=[types.Option(name="mode", value="1")],
+                slaves=[types.HostNic(name=s) for s in slaves]))],
+            modified_network_attachments=[types.NetworkAttachment(
+                network=types.Network(id=network.id), host_nic=types.HostNic(name="bond0"))],
+            check_connectivity=True, connectivity_timeout=30)
+        wait_until(lambda: _in_sync(service, network.id), 90, "lab300 to be in sync on node1")
+        switch = {"bond_mode": _on(lab, "node1", "ovs-vsctl", "get", "port", "bond0",
+                                   "bond_mode").stdout.strip().strip('"'),
+                  "bridge": _on(lab, "node1", "ovs-vsctl", "port-to-br", "bond0").stdout.strip(),
+                  "parent": _on(lab, "node1", "ovs-vsctl", "br-to-parent", "lab300").stdout.strip(),
+                  "vlan": _on(lab, "node1", "ovs-vsctl", "br-to-vlan", "lab300").stdout.strip()}
+        assert switch == {"bond_mode": "active-backup", "bridge": "ob-bond0",
+                          "parent": "ob-bond0", "vlan": "300"}
+        members = _on(lab, "node1", "ovs-vsctl", "get", "port", "bond0", "interfaces").stdout
+        assert members.count("-") >= 8  # two interface uuids
+        bond = next(n for n in service.nics_service().list() if n.name == "bond0")
+        assert sorted(s.name for s in bond.bonding.slaves) == sorted(slaves)
+
+        attachment = next(a for a in service.network_attachments_service().list()
+                          if a.network.id == network.id)
+        service.setup_networks(removed_bonds=[types.HostNic(id=bond.id)],
+                               removed_network_attachments=[
+                                   types.NetworkAttachment(id=attachment.id)],
+                               check_connectivity=True, connectivity_timeout=30)
+        wait_until(lambda: _on(lab, "node1", "ovs-vsctl", "br-exists", "ob-bond0").returncode
+                   == 2, 60, "the bond's bridge to leave node1's switch")
+        assert _on(lab, "node1", "ovs-vsctl", "br-exists", "lab300").returncode == 2
+        assert "bond0" not in {n.name for n in service.nics_service().list()}
+    finally:
+        for slave in slaves:
+            _on(lab, "node1", "ip", "link", "del", slave)
+        conn.close()

@@ -56,7 +56,8 @@ async def test_the_report_reads_each_made_bridge_back(tmp_path: Path,
 
 class _Unreadable:
     async def setup(self, wanted: Sequence[NetworkWiring],
-                    rollback_after_s: float | None) -> NetworkSetup:
+                    rollback_after_s: float | None,
+                    bonds: Sequence[object] = ()) -> NetworkSetup:
         return NetworkSetup()
 
     async def commit(self) -> NetworkSetup:

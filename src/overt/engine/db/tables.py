@@ -270,9 +270,28 @@ class HostNetworkAttachment(Base):
     address: Mapped[str | None] = mapped_column(String(64))
     netmask: Mapped[str | None] = mapped_column(String(64))
     gateway: Mapped[str | None] = mapped_column(String(64))
+    # IPv6 apart, as oVirt has one assignment per family: none / static / autoconf.
+    ipv6_boot_protocol: Mapped[str] = mapped_column(String(16), default="none",
+                                                    server_default="none")
+    ipv6_address: Mapped[str | None] = mapped_column(String(64))
+    ipv6_prefix: Mapped[int | None] = mapped_column()
+    ipv6_gateway: Mapped[str | None] = mapped_column(String(64))
     # What the node last confirmed it applied (None: not yet); commitnetconfig makes it durable.
     applied: Mapped[bool] = mapped_column(default=False)
     committed: Mapped[bool] = mapped_column(default=False)
+
+
+class HostBond(Base):
+    """Host NICs joined as one (an Open vSwitch bond), made by `setupnetworks`."""
+
+    __tablename__ = "host_bonds"
+    __table_args__ = (UniqueConstraint("host_id", "name"),)
+    id: Mapped[uuid.UUID] = _id()
+    host_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"),
+                                               index=True)
+    name: Mapped[str] = mapped_column(String(15))
+    slaves: Mapped[list[Any]] = mapped_column(default=list)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class Template(Base):

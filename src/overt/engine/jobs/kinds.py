@@ -296,6 +296,36 @@ class RefreshHost(JobSpec):
         return self.host_id
 
 
+class AttachmentSnapshot(BaseModel):
+    """One network attachment as it was before a `setupnetworks` (put back if it fails)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: uuid.UUID
+    network_id: uuid.UUID
+    nic_name: str
+    boot_protocol: str = "none"
+    address: str | None = None
+    netmask: str | None = None
+    gateway: str | None = None
+    ipv6_boot_protocol: str = "none"
+    ipv6_address: str | None = None
+    ipv6_prefix: int | None = None
+    ipv6_gateway: str | None = None
+    applied: bool = False
+    committed: bool = False
+
+
+class BondSnapshot(BaseModel):
+    """One bond as it was before a `setupnetworks`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    slaves: tuple[str, ...]
+    options: dict[str, str] = {}
+
+
 class SetupHostNetworks(JobSpec):
     """Make a host's node carry the networks attached to it (oVirt's `setupnetworks`).
 
@@ -309,6 +339,9 @@ class SetupHostNetworks(JobSpec):
     check_connectivity: bool = False
     connectivity_timeout_s: float = 120.0
     commit: bool = False
+    # The host's attachments before the change: what the engine shows again if it fails.
+    previous: tuple[AttachmentSnapshot, ...] = ()
+    previous_bonds: tuple[BondSnapshot, ...] = ()
 
     def host(self) -> uuid.UUID | None:
         return self.host_id

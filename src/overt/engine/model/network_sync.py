@@ -30,6 +30,9 @@ class WantedNetwork:
     boot_protocol: str  # none / static / dhcp
     address: str | None = None
     netmask: str | None = None
+    ipv6_boot_protocol: str = "none"  # none / static / autoconf
+    ipv6_address: str | None = None
+    ipv6_prefix: int | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,12 @@ def compare(wanted: WantedNetwork, reported: ReportedNetwork | None
                                              str(actual.ip) if actual else ""))
         configs.append(ReportedConfiguration("ipv4_netmask", wanted.netmask or "",
                                              str(actual.netmask) if actual else ""))
+    if wanted.ipv6_boot_protocol == "static" and wanted.ipv6_address:
+        expected = f"{wanted.ipv6_address}/{wanted.ipv6_prefix}"
+        have = [str(ipaddress.IPv6Interface(a)) for a in reported.addresses if ":" in a]
+        configs.append(ReportedConfiguration(
+            "ipv6_address", expected, expected if expected in have else (have[0] if have
+                                                                         else "")))
     return configs
 
 

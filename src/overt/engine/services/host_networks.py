@@ -16,14 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
 from overt.engine.db.tables import Cluster, Host, HostNetworkAttachment, Job, Network, User
-from overt.engine.jobs.kinds import CommitHostNetworks, SetupHostNetworks
+from overt.engine.jobs.kinds import (
+    AttachmentSnapshot,
+    BondSnapshot,
+    CommitHostNetworks,
+    SetupHostNetworks,
+)
 from overt.engine.model.errors import Conflict, InvalidInput, NotFound
 from overt.engine.model.network_sync import SyncState, WantedNetwork, parse_reported, sync_state
 from overt.engine.model.status import HostStatus
 from overt.engine.queries import lookup
 from overt.engine.queries.host_networks import list_attachments
 from overt.engine.queries.lookup import Ref
-from overt.engine.services import cluster_networks, host_facts
+from overt.engine.services import cluster_networks, host_bonds, host_facts
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.services.networks import is_management
 
@@ -44,6 +49,10 @@ class AttachmentInput:
     address: str | None = None
     netmask: str | None = None
     gateway: str | None = None
+    ipv6_boot_protocol: str | None = None  # none / static / autoconf
+    ipv6_address: str | None = None
+    ipv6_prefix: str | None = None
+    ipv6_gateway: str | None = None
 
 
 @dataclass
@@ -51,6 +60,8 @@ class SetupInput:
     modified: list[AttachmentInput] = field(default_factory=list)
     removed: list[uuid.UUID] = field(default_factory=list)
     synchronized: list[uuid.UUID] = field(default_factory=list)
+    modified_bonds: list[host_bonds.BondInput] = field(default_factory=list)
+    removed_bonds: list[Ref] = field(default_factory=list)
     check_connectivity: bool = False
     connectivity_timeout_s: int | None = None
     commit_on_success: bool = False
@@ -69,14 +80,20 @@ def attachment_sync(host: Host, attachment: HostNetworkAttachment, network: Netw
     """Whether the node carries the attachment as defined, from its last report."""
     wanted = WantedNetwork(name=network.name, vlan=network.vlan_id, mtu=network.mtu,
                            boot_protocol=attachment.boot_protocol, address=attachment.address,
-                           netmask=attachment.netmask)
+                           netmask=attachment.netmask,
+                           ipv6_boot_protocol=attachment.ipv6_boot_protocol,
+                           ipv6_address=attachment.ipv6_address,
+                           ipv6_prefix=attachment.ipv6_prefix)
     return sync_state(wanted, attachment.applied, parse_reported(host.reported_networks))
 
 
-def _nic_named(host: Host, ref: Ref | None, what: str) -> host_facts.HostNic:
+def _nic_named(host: Host, ref: Ref | None, what: str, bonds: list[str]) -> host_facts.HostNic:
     if ref is None or (ref.id is None and not ref.name):
         raise InvalidInput(f"{what}.host_nic is required (give its id or name)")
-    for nic in host_facts.host_nics(host):
+    bond_nics = [host_facts.HostNic(id=host_bonds.bond_id(host.id, b), name=b, mac=None,
+                                    addresses=(), bridged=False, speed_mbps=None, mtu=None)
+                 for b in bonds]
+    for nic in [*host_facts.host_nics(host), *bond_nics]:
         if (ref.id is not None and nic.id == ref.id) or (ref.id is None and nic.name == ref.name):
             return nic
     raise InvalidInput(f"{what}.host_nic {ref.id or ref.name} is not a NIC of host {host.name}")
@@ -87,9 +104,6 @@ def _check_ip(data: AttachmentInput, what: str) -> tuple[str, str | None, str | 
     method = (data.boot_protocol or "none").lower()
     if method not in ("none", "static", "dhcp"):
         raise InvalidInput(f"{what} assignment_method {method!r} is not none, static or dhcp")
-    if method == "dhcp":
-        raise InvalidInput(f"{what}: DHCP addresses on host networks are not supported yet; "
-                           "use a static address or none")
     if method != "static":
         return method, None, None, None
     if not data.address or not data.netmask:
@@ -104,6 +118,29 @@ def _check_ip(data: AttachmentInput, what: str) -> tuple[str, str | None, str | 
     return method, str(iface.ip), str(iface.netmask), gateway
 
 
+Ip6 = tuple[str, str | None, int | None, str | None]
+
+
+def _check_ip6(data: AttachmentInput, what: str) -> Ip6:
+    method = (data.ipv6_boot_protocol or "none").lower()
+    if method not in ("none", "static", "autoconf"):
+        raise InvalidInput(f"{what} IPv6 assignment_method {method!r} is not none, static or "
+                           "autoconf")
+    if method != "static":
+        return method, None, None, None
+    if not data.ipv6_address or not data.ipv6_prefix:
+        raise InvalidInput(f"{what}: a static IPv6 address needs ip.address and ip.netmask "
+                           "(the prefix length)")
+    try:
+        iface = ipaddress.IPv6Interface(f"{data.ipv6_address}/{int(data.ipv6_prefix)}")
+        gateway = ipaddress.IPv6Address(data.ipv6_gateway) if data.ipv6_gateway else None
+    except ValueError as exc:
+        raise InvalidInput(f"{what}: {exc}") from None
+    if iface.ip.is_link_local or iface.ip.is_multicast:
+        raise InvalidInput(f"{what}: {iface.ip} is not an address a host network can carry")
+    return method, str(iface.ip), iface.network.prefixlen, str(gateway) if gateway else None
+
+
 async def setup_networks(session: AsyncSession, jobs: JobSubmitter, host_id: uuid.UUID,
                          data: SetupInput, user: User) -> Job:
     host = await lookup.get(session, Host, host_id, for_update=True)
@@ -113,6 +150,14 @@ async def setup_networks(session: AsyncSession, jobs: JobSubmitter, host_id: uui
     allowed = {item.network.id: item.network
                for item in await cluster_networks.list_attached(session, cluster)}
     current = {a.id: (a, n) for a, n in await list_attachments(session, host.id)}
+    bonds_now = await host_bonds.list_bonds(session, host.id)
+    bonds = host_bonds.plan(host, bonds_now, data.modified_bonds, data.removed_bonds)
+    previous = tuple(AttachmentSnapshot(
+        id=a.id, network_id=a.network_id, nic_name=a.nic_name, boot_protocol=a.boot_protocol,
+        address=a.address, netmask=a.netmask, gateway=a.gateway,
+        ipv6_boot_protocol=a.ipv6_boot_protocol, ipv6_address=a.ipv6_address,
+        ipv6_prefix=a.ipv6_prefix, ipv6_gateway=a.ipv6_gateway, applied=a.applied,
+        committed=a.committed) for a, _n in current.values())
     for removed_id in data.removed:
         if removed_id not in current:
             raise InvalidInput(f"host {host.name} has no network attachment {removed_id}")
@@ -121,8 +166,9 @@ async def setup_networks(session: AsyncSession, jobs: JobSubmitter, host_id: uui
                            f"from host {host.name}.")
     # The wanted result, by network: (attachment or None, network, nic, ip settings).
     wanted: dict[uuid.UUID, tuple[HostNetworkAttachment | None, Network, str, tuple[
-        str, str | None, str | None, str | None]]] = {
-        n.id: (a, n, a.nic_name, (a.boot_protocol, a.address, a.netmask, a.gateway))
+        str, str | None, str | None, str | None], Ip6]] = {
+        n.id: (a, n, a.nic_name, (a.boot_protocol, a.address, a.netmask, a.gateway),
+               (a.ipv6_boot_protocol, a.ipv6_address, a.ipv6_prefix, a.ipv6_gateway))
         for a, n in current.values() if a.id not in data.removed}
     for index, item in enumerate(data.modified):
         what = f"modified_network_attachments[{index}]"
@@ -138,25 +184,38 @@ async def setup_networks(session: AsyncSession, jobs: JobSubmitter, host_id: uui
                                f"{cluster.name} of host {host.name}")
         if existing is None:
             existing = next(((a, n) for a, n in current.values() if n.id == network.id), None)
-        nic = _nic_named(host, item.nic, what) if item.nic is not None or existing is None \
-            else _nic_named(host, Ref(name=existing[0].nic_name), what)
+        nic = _nic_named(host, item.nic, what, list(bonds.wanted)) \
+            if item.nic is not None or existing is None \
+            else _nic_named(host, Ref(name=existing[0].nic_name), what, list(bonds.wanted))
         ip = _check_ip(item, what)
-        wanted[network.id] = (existing[0] if existing else None, network, nic.name, ip)
-    _check_layout(host, [(n, nic) for _, n, nic, _ in wanted.values()])
+        ip6 = _check_ip6(item, what)
+        if existing is not None and item.ipv6_boot_protocol is None:
+            old = existing[0]  # an assignment of one family leaves the other as it was
+            ip6 = (old.ipv6_boot_protocol, old.ipv6_address, old.ipv6_prefix, old.ipv6_gateway)
+        wanted[network.id] = (existing[0] if existing else None, network, nic.name, ip, ip6)
+    _check_layout(host, [(n, nic) for _, n, nic, _, _ in wanted.values()])
+    host_bonds.check_networks(host, bonds, [(n.name, n.vlan_id, nic)
+                                            for _, n, nic, _, _ in wanted.values()])
+    await host_bonds.apply(session, host, bonds_now, bonds)
     for attachment_id in data.removed:
         await session.delete(current[attachment_id][0])
-    for attachment, network, nic_name, (method, address, netmask, gateway) in wanted.values():
+    for attachment, network, nic_name, (method, address, netmask, gateway), ip6 in \
+            wanted.values():
         if attachment is None:
             attachment = HostNetworkAttachment(id=uuid.uuid4(), host_id=host.id,
                                                network_id=network.id)
             session.add(attachment)
+        old6 = (attachment.ipv6_boot_protocol, attachment.ipv6_address, attachment.ipv6_prefix,
+                attachment.ipv6_gateway)
         changed = (attachment.nic_name, attachment.boot_protocol, attachment.address,
-                   attachment.netmask, attachment.gateway) != (nic_name, method, address,
-                                                               netmask, gateway)
+                   attachment.netmask, attachment.gateway, old6) != (
+                       nic_name, method, address, netmask, gateway, ip6)
         if changed or attachment.id in data.synchronized:
             attachment.applied = attachment.committed = False
         attachment.nic_name, attachment.boot_protocol = nic_name, method
         attachment.address, attachment.netmask, attachment.gateway = address, netmask, gateway
+        (attachment.ipv6_boot_protocol, attachment.ipv6_address, attachment.ipv6_prefix,
+         attachment.ipv6_gateway) = ip6
     await session.flush()
     timeout = data.connectivity_timeout_s or DEFAULT_CONNECTIVITY_TIMEOUT_S
     if not 1 <= timeout <= 600:
@@ -166,7 +225,11 @@ async def setup_networks(session: AsyncSession, jobs: JobSubmitter, host_id: uui
     return await jobs.submit(
         session, SetupHostNetworks(host_id=host.id, check_connectivity=data.check_connectivity,
                                    connectivity_timeout_s=timeout,
-                                   commit=data.commit_on_success),
+                                   commit=data.commit_on_success, previous=previous,
+                                   previous_bonds=tuple(
+                                       BondSnapshot(name=b.name, slaves=tuple(b.slaves),
+                                                    options=dict(b.options))
+                                       for b in bonds_now)),
         description=f"Setting up the networks of host {host.name}", owner_id=user.id)
 
 

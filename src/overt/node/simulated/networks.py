@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from overt.node.errors import NodeFailure
+from overt.protocol.errors import ErrorCode
 from overt.protocol.host import ReportedNetwork
-from overt.protocol.networks import NetworkSetup, NetworkWiring
+from overt.protocol.networks import BondWiring, NetworkSetup, NetworkWiring
 
 _DEFAULT_MTU = 1500
 
@@ -17,9 +19,18 @@ class SimulatedHostNetworks:
 
     def __init__(self) -> None:
         self.carried: dict[str, ReportedNetwork] = {}
+        # A network whose setup cuts the host off from the engine (a test sets it): with the
+        # connectivity check the change is undone at once and its confirmation fails.
+        self.cuts_off: str | None = None
+        self._rolled_back = False
 
     async def setup(self, wanted: Sequence[NetworkWiring],
-                    rollback_after_s: float | None) -> NetworkSetup:
+                    rollback_after_s: float | None,
+                    bonds: Sequence[BondWiring] = ()) -> NetworkSetup:
+        self._rolled_back = False
+        if rollback_after_s is not None and self.cuts_off in {w.name for w in wanted}:
+            self._rolled_back = True
+            return NetworkSetup(carried=tuple(sorted(self.carried)))
         removed = sorted(set(self.carried) - {w.name for w in wanted})
         self.carried = {w.name: ReportedNetwork(
             name=w.name, bridge=w.bridge, nic=w.nic, vlan=w.vlan, mtu=w.mtu or _DEFAULT_MTU,
@@ -28,6 +39,9 @@ class SimulatedHostNetworks:
         return NetworkSetup(carried=tuple(sorted(self.carried)), removed=tuple(removed))
 
     async def commit(self) -> NetworkSetup:
+        if self._rolled_back:
+            raise NodeFailure(ErrorCode.INVALID_STATE, "the host's network change was rolled "
+                              "back: the engine did not confirm it in time")
         return NetworkSetup(carried=tuple(sorted(self.carried)))
 
     async def report(self) -> tuple[ReportedNetwork, ...]:

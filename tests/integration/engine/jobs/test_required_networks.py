@@ -200,3 +200,33 @@ async def test_an_attachment_realised_otherwise_is_out_of_sync_until_synchronise
     await engine.eventually(settled_in_sync, what="the attachment to be in sync again")
     carried = node.networks.carried["red"]
     assert (carried.vlan, carried.mtu, carried.addresses) == (300, 1500, ("10.9.2.1/24",))
+
+
+async def test_a_setup_the_node_rolled_back_leaves_the_attachments_as_they_were(
+        engine: LoopbackEngine) -> None:
+    node = await engine.add_host("h1", nics=NICS)
+    await _network(engine, "blue", 100, required=False)
+    await _network(engine, "red", 300, required=False)
+    await _attach(engine, node.host_id, "blue", "10.9.0.1")
+    before = await _layout(engine, node.host_id)
+
+    node.networks.cuts_off = "red"
+    job = await engine.act(host_networks.setup_networks, node.host_id, SetupInput(
+        modified=[AttachmentInput(network=Ref(name="red"), nic=Ref(name="guest0")),
+                  AttachmentInput(network=Ref(name="blue"), nic=Ref(name="guest0"),
+                                  boot_protocol="static", address="10.9.0.7",
+                                  netmask="255.255.255.0")],
+        check_connectivity=True, connectivity_timeout_s=5))
+    assert (await engine.job(job.id)).state == "failed"
+    assert await _layout(engine, node.host_id) == before
+    assert list(node.networks.carried) == ["blue"]
+    assert any("network change of host h1 was rolled back" in e and "did not confirm" in e
+               for e in await _events(engine, node.host_id))
+    await _host_is(engine, node.host_id, HostStatus.UP)
+
+
+async def _layout(engine: LoopbackEngine, host_id: uuid.UUID) -> list[tuple[str, str, str | None,
+                                                                         bool]]:
+    async with engine.session() as session:
+        return sorted((n.name, a.nic_name, a.address, a.applied)
+                      for a, n in await list_attachments(session, host_id))

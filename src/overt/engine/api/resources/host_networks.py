@@ -29,11 +29,21 @@ def attachment_view(host: Host, a: HostNetworkAttachment, network: Network) -> R
                      "id": str(_nic_id(a)), "name": a.nic_name},
         "host": ref("hosts", a.host_id),
     }
+    assignments: list[Representation] = []
     if a.boot_protocol != "none":
-        ip: Representation = {"address": a.address, "netmask": a.netmask,
-                              "gateway": a.gateway, "version": "v4"}
-        rep["ip_address_assignments"] = {"ip_address_assignment": [
-            {"assignment_method": a.boot_protocol, "ip": ip}]}
+        assignment: Representation = {"assignment_method": a.boot_protocol}
+        if a.boot_protocol == "static":  # a DHCP address is the node's, shown in its NICs
+            assignment["ip"] = {"address": a.address, "netmask": a.netmask,
+                                "gateway": a.gateway, "version": "v4"}
+        assignments.append(assignment)
+    if a.ipv6_boot_protocol != "none":
+        assignment6: Representation = {"assignment_method": a.ipv6_boot_protocol}
+        if a.ipv6_boot_protocol == "static":
+            assignment6["ip"] = {"address": a.ipv6_address, "netmask": str(a.ipv6_prefix),
+                                 "gateway": a.ipv6_gateway, "version": "v6"}
+        assignments.append(assignment6)
+    if assignments:
+        rep["ip_address_assignments"] = {"ip_address_assignment": assignments}
     if sync.configurations is not None:
         rep["reported_configurations"] = {"reported_configuration": [
             {"name": c.name, "expected_value": c.expected, "actual_value": c.actual,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import uuid
+
 from starlette.responses import Response
 
 from overt.engine.api.context import ApiContext, href
@@ -9,10 +12,10 @@ from overt.engine.api.resources.common import action_done, action_params
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.views import ref
 from overt.engine.api.wire.render import Representation
-from overt.engine.db.tables import Host
+from overt.engine.db.tables import Host, HostBond
 from overt.engine.model.errors import NotFound
 from overt.engine.queries import lookup
-from overt.engine.services import host_facts
+from overt.engine.services import host_bonds, host_facts
 
 routes = ApiRoutes()
 
@@ -21,27 +24,61 @@ def _nic_view(host: Host, nic: host_facts.HostNic) -> Representation:
     return {
         "href": href("hosts", host.id, "nics", nic.id), "id": str(nic.id), "name": nic.name,
         "mac": {"address": nic.mac} if nic.mac else None,
-        "ip": {"address": nic.addresses[0].split("/")[0]} if nic.addresses else None,
+        "ip": _ip(nic.addresses, "v4"), "ipv6": _ip(nic.addresses, "v6"),
         "bridged": nic.bridged, "mtu": nic.mtu,
         "speed": nic.speed_mbps * 1_000_000 if nic.speed_mbps else None,
         "status": "up", "host": ref("hosts", host.id),
     }
 
 
+def _ip(addresses: tuple[str, ...], version: str) -> Representation | None:
+    """The NIC's first address of a family (IPv6: a global one), as oVirt shows it."""
+    for text in addresses:
+        try:
+            iface = ipaddress.ip_interface(text)
+        except ValueError:
+            continue
+        if (iface.version == 6) == (version == "v6") and not iface.ip.is_link_local:
+            netmask = str(iface.netmask) if iface.version == 4 else str(iface.network.prefixlen)
+            return {"address": str(iface.ip), "netmask": netmask, "version": version}
+    return None
+
+
+def _bond_view(host: Host, bond: HostBond) -> Representation:
+    """A bond as oVirt shows it: a host NIC with its bonding options and slaves."""
+    nic_id = host_bonds.bond_id(host.id, bond.name)
+    return {
+        "href": href("hosts", host.id, "nics", nic_id), "id": str(nic_id), "name": bond.name,
+        "bonding": {
+            "options": {"option": [{"name": k, "value": v}
+                                   for k, v in sorted(bond.options.items())]},
+            "slaves": {"host_nic": [
+                {"href": href("hosts", host.id, "nics", uuid.uuid5(host.id, s)),
+                 "id": str(uuid.uuid5(host.id, s)), "name": s} for s in bond.slaves]}},
+        "bridged": False, "status": "up", "host": ref("hosts", host.id),
+    }
+
+
+async def _views(ctx: ApiContext, host: Host) -> list[tuple[uuid.UUID, Representation]]:
+    nics = [(nic.id, _nic_view(host, nic)) for nic in host_facts.host_nics(host)]
+    bonds = [(host_bonds.bond_id(host.id, b.name), _bond_view(host, b))
+             for b in await host_bonds.list_bonds(ctx.session, host.id)]
+    return nics + bonds
+
+
 @routes.get("/hosts/{host_id}/nics")
 async def list_nics(ctx: ApiContext) -> Response:
     host = await lookup.get(ctx.session, Host, ctx.id_param("host_id"))
-    return ctx.render_list("host_nics", "host_nic",
-                           [_nic_view(host, nic) for nic in host_facts.host_nics(host)])
+    return ctx.render_list("host_nics", "host_nic", [v for _, v in await _views(ctx, host)])
 
 
 @routes.get("/hosts/{host_id}/nics/{nic_id}")
 async def get_nic(ctx: ApiContext) -> Response:
     host = await lookup.get(ctx.session, Host, ctx.id_param("host_id"))
     nic_id = ctx.id_param("nic_id")
-    for nic in host_facts.host_nics(host):
-        if nic.id == nic_id:
-            return ctx.render("host_nic", _nic_view(host, nic))
+    for found, view in await _views(ctx, host):
+        if found == nic_id:
+            return ctx.render("host_nic", view)
     raise NotFound(f"host {host.name} has no network interface with id {nic_id}")
 
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from overt.engine import audit
-from overt.engine.db.tables import Host
+from overt.engine.db.tables import Host, HostBond, HostNetworkAttachment
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.kinds import CommitHostNetworks, JobSpec, SetupHostNetworks
+from overt.engine.model.status import LogSeverity
 from overt.engine.queries import host_networks, lookup
+from overt.engine.services import host_bonds
 from overt.protocol.commands import HostCapabilitiesCommand
 from overt.protocol.host import HostCapabilities
 from overt.protocol.networks import (
@@ -35,16 +39,22 @@ async def setup_networks(ctx: JobContext, spec: SetupHostNetworks) -> dict[str, 
         rows = await host_networks.list_attachments(session, host_id)
         wanted = tuple(NetworkWiring(
             name=n.name, bridge=n.bridge, nic=a.nic_name, vlan=n.vlan_id, mtu=n.mtu,
-            boot_protocol="static" if a.boot_protocol == "static" else "none",
+            boot_protocol=a.boot_protocol if a.boot_protocol in ("static", "dhcp") else "none",
             address=f"{a.address}/{_prefix(a.netmask)}" if a.address else None,
-            gateway=a.gateway) for a, n in rows)
+            gateway=a.gateway,
+            ipv6_boot_protocol=a.ipv6_boot_protocol
+            if a.ipv6_boot_protocol in ("static", "autoconf") else "none",
+            ipv6_address=f"{a.ipv6_address}/{a.ipv6_prefix}" if a.ipv6_address else None,
+            ipv6_gateway=a.ipv6_gateway) for a, n in rows)
+        bonds = tuple(host_bonds.wiring(b) for b in await host_bonds.list_bonds(session, host_id))
     check = spec.check_connectivity
     timeout = spec.connectivity_timeout_s
     async with ctx.step(f"Applying {len(wanted)} network(s) on host {host.name}",
                         host_id=host.id):
         result = await ctx.nodes.call(
-            host, HostSetupNetworks(networks=wanted, rollback_after_s=timeout if check else None),
-            NetworkSetup, key=ctx.key("setup"), timeout_s=timeout + 30)
+            host, HostSetupNetworks(networks=wanted, bonds=bonds,
+                                    rollback_after_s=timeout if check else None),
+            NetworkSetup, key=ctx.key("setup"), timeout_s=timeout + 10)
     if check:
         async with ctx.step(f"Confirming that host {host.name} is still reachable",
                             host_id=host.id):
@@ -79,5 +89,32 @@ async def commit_networks(ctx: JobContext, spec: CommitHostNetworks) -> dict[str
     return {"carried": list(result.carried)}
 
 
-UNITS: dict[type[JobSpec], Unit[Any]] = {SetupHostNetworks: Unit(setup_networks),
+async def setup_failed(session: AsyncSession, ctx: JobContext, spec: SetupHostNetworks,
+                       message: str) -> None:
+    """The node kept or restored its previous networks (it rolls back by itself when the
+    engine cannot reach it to confirm): the engine shows the attachments as they were."""
+    host = await session.get(Host, spec.host_id)
+    if host is None or host.host_uuid is None:
+        return  # no node yet: the recorded attachments are all there is, nothing to restore
+    for attachment, _network in await host_networks.list_attachments(session, host.id):
+        await session.delete(attachment)
+    await session.flush()
+    for bond in await host_bonds.list_bonds(session, host.id):
+        await session.delete(bond)
+    await session.flush()
+    for old in spec.previous:
+        session.add(HostNetworkAttachment(host_id=host.id, **old.model_dump()))
+    for old_bond in spec.previous_bonds:
+        session.add(HostBond(id=host_bonds.bond_id(host.id, old_bond.name), host_id=host.id,
+                             name=old_bond.name, slaves=list(old_bond.slaves),
+                             options=dict(old_bond.options)))
+    host.needs_resync = True
+    audit.record(session, f"The network change of host {host.name} was rolled back and its "
+                 f"previous networks restored: {message}", code=audit.HOST_NETWORKS_ROLLED_BACK,
+                 severity=LogSeverity.ERROR, host_id=host.id, job_id=ctx.job.id,
+                 user_id=ctx.job.owner_id)
+
+
+UNITS: dict[type[JobSpec], Unit[Any]] = {SetupHostNetworks: Unit(setup_networks,
+                                                                 compensate=setup_failed),
                                          CommitHostNetworks: Unit(commit_networks)}
