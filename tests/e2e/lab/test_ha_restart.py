@@ -11,6 +11,7 @@ Set `OVERT_HA_TIMINGS_FILE` to have the test write its figures there (`bench/ha_
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -34,6 +35,7 @@ from tests.conftest import TEST_LAB
 from tests.e2e.lab.test_shared_storage import (
     LEASE_IO_TIMEOUT_S,
     StorageLab,
+    _lease_facts,
     add_nfs_domain,
     open_storage_lab,
     storage_daemon_of,
@@ -271,6 +273,10 @@ def test_with_its_fence_agent_failing_a_cut_nodes_leased_vm_restarts_only_after_
             affinity=types.VmAffinity.MIGRATABLE, hosts=[])))
         assert _copies(ha_lab.lab, vm.id) == ["node1"]
         kills_file = site.keeper_dir("node1") / "kills.jsonl"
+        # The engine knows node1 holds the lease (its keeper's renewals came in the stats):
+        # the proof it will wait for.
+        wait_until(lambda: asyncio.run(_lease_facts(site, node1.id, vm.id)) == (True, False),
+                   30, "the engine to record node1's renewals")
 
         # node1 loses its storage (its lease daemon frozen) and its management (its agent
         # frozen); its BMC refuses the engine's password.
