@@ -24,6 +24,7 @@ from dataclasses import dataclass
 SECTOR = 512
 MAGIC = b"OVLEASE1"
 _LAYOUT = struct.Struct("<8s16s16sQQI16s")
+_BEFORE_HANDOVER = struct.Struct("<8s16s16sQQI")  # the layout before hand-overs: crc at 60
 NO_HANDOVER = bytes(16)
 
 
@@ -54,6 +55,11 @@ def unpack(sector: bytes) -> LeaseRecord | None:
     body = sector[:_LAYOUT.size]
     (crc,) = struct.unpack_from("<I", sector, _LAYOUT.size)
     magic, resource, owner, generation, timestamp, io_timeout, handover = _LAYOUT.unpack(body)
+    if magic == MAGIC and crc != zlib.crc32(body):
+        old = sector[:_BEFORE_HANDOVER.size]
+        (old_crc,) = struct.unpack_from("<I", sector, _BEFORE_HANDOVER.size)
+        if old_crc == zlib.crc32(old):  # written by a keeper that knew no hand-overs
+            crc, handover = zlib.crc32(body), NO_HANDOVER
     if magic != MAGIC or crc != zlib.crc32(body):
         raise CorruptRecord("the lease slot holds no valid lease record")
     return LeaseRecord(uuid.UUID(bytes=resource), uuid.UUID(bytes=owner), generation,
