@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -43,6 +43,7 @@ from overt.protocol.commands import (
     VmDefine,
     VmDestroy,
     VmDiskSnapshot,
+    VmLeaseTakeOver,
     VmMigrate,
     VmMigrationProgress,
     VmPause,
@@ -219,10 +220,16 @@ class Agent:
             case VmDestroy(vm_id=vm_id):
                 return await hyp.destroy(vm_id)  # never waits behind a slow shutdown
             case VmMigrate(vm_id=vm_id, destination_uri=uri, migration_uri=stream,
-                           display_address=display, timeout_s=timeout, policy=policy):
-                return await self._locked(vm_id, hyp.migrate(
-                    vm_id, uri, migration_uri=stream, display_address=display,
-                    timeout_s=timeout, policy=policy))
+                           display_address=display, timeout_s=timeout, policy=policy,
+                           lease_handover=token):
+                return await self._locked(vm_id, self._migrate_leased(
+                    vm_id, token, lambda: hyp.migrate(
+                        vm_id, uri, migration_uri=stream, display_address=display,
+                        timeout_s=timeout, policy=policy)))
+            case VmLeaseTakeOver(vm_id=vm_id, lease=lease, token=token):
+                await self._keeper_call(f"VM {vm_id}'s lease cannot move here",
+                                        self._keeper().take_over(vm_id, lease, token))
+                return Empty()
             case VmMigrationProgress(vm_id=vm_id):  # never waits behind the migration
                 return await hyp.migration_progress(vm_id)
             case VmCancelMigration(vm_id=vm_id):  # never waits behind the migration
@@ -309,6 +316,38 @@ class Agent:
             with contextlib.suppress(KeeperUnavailable, OSError):
                 await self.leases.release(vm_id)
             raise
+
+    async def _migrate_leased(self, vm_id: uuid.UUID, token: uuid.UUID | None,
+                              migrate: Callable[[], Awaitable[T]]) -> T:
+        """Offer a leased VM's lease to its destination for the migration; a migration
+        that fails withdraws the offer, and the lease stays with this host."""
+        if token is None:
+            return await migrate()
+        await self._keeper_call(f"VM {vm_id} cannot migrate",
+                                self._keeper().offer(vm_id, token))
+        try:
+            return await migrate()
+        except BaseException:
+            with contextlib.suppress(KeeperUnavailable, OSError):
+                reply = await self._keeper().offer(vm_id, None)
+                if not reply.get("ok"):
+                    log.error("the lease offer of VM %s was not withdrawn: %s", vm_id,
+                              reply.get("error"), extra={"vm_id": str(vm_id)})
+            raise
+
+    def _keeper(self) -> LeaseClient:
+        if self.leases is None:
+            raise NodeFailure(ErrorCode.INVALID_STATE, "this node runs no lease keeper")
+        return self.leases
+
+    async def _keeper_call(self, context: str, call: Awaitable[dict[str, Any]]) -> None:
+        """A keeper request whose refusal is the command's failure, with the reason."""
+        try:
+            reply = await call
+        except KeeperUnavailable as exc:
+            raise NodeFailure(ErrorCode.INVALID_STATE, f"{context}: {exc}") from None
+        if not reply.get("ok"):
+            raise NodeFailure(ErrorCode.INVALID_STATE, f"{context}: {reply.get('error')}")
 
     def _host_networks(self) -> HostNetworking:
         if self.networks is None:

@@ -24,7 +24,7 @@ from overt.protocol.storage import (
     VolumeCopy,
 )
 from overt.protocol.storage_reach import StorageDomainsProbe
-from overt.protocol.vm import DiskFormat, VmSpec, WireModel
+from overt.protocol.vm import DiskFormat, LeaseSpec, VmSpec, WireModel
 from overt.protocol.vm_cdroms import VmCdromChange
 from overt.protocol.vm_nics import VmNicLink, VmNicPlug, VmNicUnplug
 
@@ -134,6 +134,21 @@ class VmMigrate(_VmCommand):
     display_address: str | None = Field(None, max_length=255)
     timeout_s: float = Field(600, gt=0, le=86_400)
     policy: MigrationPolicy = MigrationPolicy()
+    # A leased VM: the source's keeper offers the lease under this token before the
+    # migration starts and withdraws the offer if it fails (`vm.lease_take_over`).
+    lease_handover: UUID | None = None
+
+
+class VmLeaseTakeOver(_Command):
+    """On a migration's destination: take over the VM's lease its source offered under
+    `token`, without waiting out the lease timeout (the source consents and stops
+    renewing once it sees the new holder)."""
+
+    name: Literal["vm.lease_take_over"] = "vm.lease_take_over"
+    result: ClassVar[type[Empty]] = Empty
+    vm_id: UUID
+    lease: LeaseSpec
+    token: UUID
 
 
 class VmMigrationProgress(_Command):
@@ -277,6 +292,7 @@ Command = Annotated[
     | VmMigrate
     | VmCancelMigration
     | VmMigrationProgress
+    | VmLeaseTakeOver
     | VmReboot
     | VmPause
     | VmResume

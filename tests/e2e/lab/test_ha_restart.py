@@ -3,11 +3,16 @@ non responsive after its grace, fences it with the real `fence_ipmilan`, and res
 highly available VM on the other node; its other VM is down with an event saying why. Both
 nodes' libvirtd are polled every 200 ms throughout: the HA VM never runs on two at once.
 
+A node whose fence agent fails (a wrong BMC password) and whose storage and management are
+cut: its leased HA VM is restarted elsewhere only after its lease expired, never before.
+
 Set `OVERT_HA_TIMINGS_FILE` to have the test write its figures there (`bench/ha_restart.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -30,7 +35,14 @@ import pytest
 from overt.lab.lab import Lab
 from overt.lab.topology import Net
 from tests.conftest import TEST_LAB
-from tests.e2e.lab.test_shared_storage import StorageLab, open_storage_lab
+from tests.e2e.lab.test_shared_storage import (
+    LEASE_IO_TIMEOUT_S,
+    StorageLab,
+    _lease_facts,
+    add_nfs_domain,
+    open_storage_lab,
+    storage_daemon_of,
+)
 from tests.support.broker import Broker
 from tests.support.demo import wait_until
 from tests.support.managed import PASSWORD
@@ -48,8 +60,10 @@ BLIP_S = 6  # longer than the heartbeat timeout, well within BLIP_GRACE_S
 
 @pytest.fixture(scope="module")
 def ha_lab(rabbitmq: Broker) -> Iterator[StorageLab]:
-    """The shared lab and an engine that misses a node after 5 s without heartbeats."""
-    with open_storage_lab(rabbitmq, OVERT_HEARTBEAT_TIMEOUT_S=str(HEARTBEAT_TIMEOUT_S)) as opened:
+    """The shared lab and an engine that misses a node after 5 s without heartbeats (VM
+    leases with a 1 s I/O timeout: a lease expires 8 s after its last renewal)."""
+    with open_storage_lab(rabbitmq, OVERT_HEARTBEAT_TIMEOUT_S=str(HEARTBEAT_TIMEOUT_S),
+                          OVERT_LEASE_IO_TIMEOUT_S=str(LEASE_IO_TIMEOUT_S)) as opened:
         yield opened
 
 
@@ -231,6 +245,104 @@ def test_a_powered_off_nodes_ha_vm_runs_on_the_other_node_and_never_twice(
         for service in services.values():
             service.remove()
     finally:
+        conn.close()
+
+
+def _agent_pid(ha_lab: StorageLab, node: str) -> int:
+    """The `overt node` process of a lab node (inside its namespaces), by its data dir."""
+    data_dir = str(ha_lab.first.base / node / "data").encode()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[1:4] == [b"-m", b"overt", b"node"] and data_dir in argv:
+                return int(proc.name)
+    raise AssertionError(f"no agent of {node} runs")
+
+
+def test_with_its_fence_agent_failing_a_cut_nodes_leased_vm_restarts_only_after_expiry(
+        ha_lab: StorageLab, node1_bmc: NodeBmc) -> None:
+    site = ha_lab.first
+    domain = add_nfs_domain(ha_lab)
+    conn = site.connect()
+    frozen: list[int] = []
+    vm_id = ""
+    try:
+        system = conn.system_service()
+        node1, node2 = site.host_of(conn, "node1"), site.host_of(conn, "node2")
+        host1 = system.hosts_service().host_service(node1.id)
+        for agent in host1.fence_agents_service().list():
+            host1.fence_agents_service().agent_service(agent.id).remove()
+        host1.fence_agents_service().add(types.Agent(
+            type="ipmilan", address="127.0.0.1", port=node1_bmc.port, username="admin",
+            password="Not-The-Bmc-Password-1", order=1))  # every fence of node1 fails
+        host1.update(types.Host(power_management=types.PowerManagement(enabled=True)))
+        cluster = system.clusters_service().list(search="name=Default")[0]
+        _set_grace(ha_lab, cluster.id)
+
+        vms = system.vms_service()
+        vm = vms.add(types.Vm(
+            name="lab-leased-ha", cluster=types.Cluster(name="Default"),
+            template=types.Template(name="Blank"), memory=128 * MIB,
+            high_availability=types.HighAvailability(enabled=True, priority=50),
+            lease=types.StorageDomainLease(storage_domain=types.StorageDomain(id=domain.id)),
+            placement_policy=types.VmPlacementPolicy(hosts=[types.Host(id=node1.id)])))
+        vm_id = vm.id
+        service = vms.vm_service(vm.id)
+        service.start()
+        wait_until(lambda: service.get().status == types.VmStatus.UP, 180, "the VM to be up")
+        service.update(types.Vm(placement_policy=types.VmPlacementPolicy(
+            affinity=types.VmAffinity.MIGRATABLE, hosts=[])))
+        assert _copies(ha_lab.lab, vm.id) == ["node1"]
+        kills_file = site.keeper_dir("node1") / "kills.jsonl"
+        # The engine knows node1 holds the lease (its keeper's renewals came in the stats):
+        # the proof it will wait for.
+        wait_until(lambda: asyncio.run(_lease_facts(site, node1.id, vm.id)) == (True, False),
+                   30, "the engine to record node1's renewals")
+
+        # node1 loses its storage (its lease daemon frozen) and its management (its agent
+        # frozen); its BMC refuses the engine's password.
+        frozen.append(storage_daemon_of(site.keeper_dir("node1")))
+        frozen.append(_agent_pid(ha_lab, "node1"))
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        seen: list[tuple[float, list[str]]] = []
+
+        def restarted() -> bool:
+            seen.append((time.time(), _copies(ha_lab.lab, vm.id)))
+            now = service.get()
+            return now.status == types.VmStatus.UP and now.host is not None \
+                and now.host.id == node2.id and seen[-1][1] == ["node2"]
+        try:
+            wait_until(restarted, 180, "the leased HA VM to run on node2", every=0.2)
+        except AssertionError:
+            site.managed.print_logs()
+            print("\n".join(e.description for e in system.events_service().list()))
+            raise
+        assert all(len(copies) <= 1 for _, copies in seen), seen  # never two copies
+        kills = [json.loads(line) for line in kills_file.read_text().splitlines()
+                 if json.loads(line)["vm_id"] == vm.id]
+        assert kills and kills[0]["stopped"], kills  # node1's keeper stopped its copy
+        on_node2 = min(at for at, copies in seen if copies == ["node2"])
+        # not before node1's copy was gone, and not before its lease expired (2T after
+        # its keeper stopped it; node2's keeper watched it stand still for 8T)
+        assert on_node2 >= kills[0]["at"] + 2 * LEASE_IO_TIMEOUT_S, (on_node2, kills)
+        events = [e.description for e in system.events_service().list()]
+        assert (f"VM lab-leased-ha is down: its lease on shared storage expired (host "
+                f"{node1.name} stopped renewing it); it was not shut down gracefully") \
+            in events, events
+        assert (f"Highly available VM lab-leased-ha is restarted on host {node2.name}: its "
+                f"host {node1.name} failed and its copy there is gone") in events
+        assert not any(d.startswith(f"Host {node1.name} was fenced") for d in events)
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        if vm_id:
+            with contextlib.suppress(Exception):
+                conn.system_service().vms_service().vm_service(vm_id).stop()
         conn.close()
 
 

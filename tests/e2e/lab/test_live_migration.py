@@ -6,8 +6,10 @@ progress libvirt reports; each migration's downtime is recorded."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import libvirt
 import ovirtsdk4 as sdk
@@ -17,10 +19,13 @@ import pytest
 from overt.lab.guest import BOOT_MARKER, GuestImage
 from overt.lab.lab import Lab
 from overt.lab.topology import Net, Topology
+from overt.node.leases.client import LeaseClient
 from tests.conftest import TEST_LAB
 from tests.e2e.lab.test_shared_storage import (
     CONSOLE_LOG_DIR,
+    LEASE_IO_TIMEOUT_S,
     NfsDomain,
+    Site,
     StorageLab,
     _boot_disk,
     _new_vm,
@@ -44,7 +49,8 @@ def storage_lab(rabbitmq: Broker) -> Iterator[StorageLab]:
     sockets = Topology(TEST_LAB).state_dir / "migration-sockets"
     uri = f"qemu+unix:///system?socket={sockets}/{{address}}.sock"
     with open_storage_lab(rabbitmq, OVERT_MIGRATION_DESTINATION_URI=uri,
-                          OVERT_MIGRATION_PROGRESS_INTERVAL_S="0.3") as opened:
+                          OVERT_MIGRATION_PROGRESS_INTERVAL_S="0.3",
+                          OVERT_LEASE_IO_TIMEOUT_S=str(LEASE_IO_TIMEOUT_S)) as opened:
         sockets.mkdir(exist_ok=True)
         for node in NODES:
             link = sockets / f"{_address(opened.lab, node)}.sock"
@@ -204,7 +210,8 @@ def test_maintenance_drains_a_node_of_its_two_running_guests(
         storage_lab: StorageLab, nfs_domain: NfsDomain, guest_image: GuestImage) -> None:
     """The SDK's `deactivate` on a node running two guests: both move live to the other
     node (each node's libvirtd shows them running there only), then the node is in
-    maintenance; `activate` brings it back."""
+    maintenance; `activate` brings it back. The first has a VM lease: it moves with it
+    (node2's keeper holds it, node1's lets it go without stopping anything)."""
     site = storage_lab.first
     names = ("lab-drain-1", "lab-drain-2")
     for name in names:
@@ -214,6 +221,8 @@ def test_maintenance_drains_a_node_of_its_two_running_guests(
         vms = conn.system_service().vms_service()
         node1, node2 = site.host_of(conn, "node1"), site.host_of(conn, "node2")
         services = [vms.vm_service(vms.list(search=f"name={name}")[0].id) for name in names]
+        services[0].update(types.Vm(lease=types.StorageDomainLease(
+            storage_domain=types.StorageDomain(id=nfs_domain.id))))
         for service in services:  # both on node1: pinned there to start, then free to move
             service.update(types.Vm(placement_policy=types.VmPlacementPolicy(
                 hosts=[types.Host(id=node1.id)])))
@@ -242,6 +251,12 @@ def test_maintenance_drains_a_node_of_its_two_running_guests(
         descriptions = [e.description for e in conn.system_service().events_service().list()]
         assert any(d.startswith(f"Host {node1.name} was switched to maintenance")
                    for d in descriptions)
+        leased = services[0].get().id
+        assert leased in _keeper_status(site, "node2")["vms"]  # taken over at the switch
+        wait_until(lambda: leased not in _keeper_status(site, "node1")["vms"], 30,
+                   "node1's keeper to let the lease go")
+        assert not any(k["vm_id"] == leased for k in _keeper_status(site, "node1")["kills"])
+        assert not any("lease could not move" in d for d in descriptions), descriptions
 
         host_service.activate()
         wait_until(lambda: _host_status(conn, node1.id) == types.HostStatus.UP, 120,
@@ -253,3 +268,7 @@ def test_maintenance_drains_a_node_of_its_two_running_guests(
                        "the VM to stop")
     finally:
         conn.close()
+
+
+def _keeper_status(site: Site, node: str) -> dict[str, Any]:
+    return asyncio.run(LeaseClient(site.keeper_dir(node) / "keeper.sock").status())

@@ -193,6 +193,11 @@ class NfsDomain:
 @pytest.fixture(scope="module")
 def nfs_domain(storage_lab: StorageLab) -> NfsDomain:
     """An NFS data domain added through the SDK on the lab's export, attached and active."""
+    return add_nfs_domain(storage_lab)
+
+
+def add_nfs_domain(storage_lab: StorageLab) -> NfsDomain:
+    """`nfs_domain` for any lab opened with `open_storage_lab`."""
     conn = storage_lab.first.connect()
     try:
         host1 = storage_lab.first.host_of(conn, "node1")
@@ -808,7 +813,7 @@ def test_a_vm_lease_keeps_a_second_copy_off_and_its_loss_stops_the_vm(
         assert not second["ok"] and "held by host" in second["error"], second
         assert _running(site.lab, "node1", vm.id)
 
-        frozen = _storage_daemon_of(site.keeper_dir("node1"))
+        frozen = storage_daemon_of(site.keeper_dir("node1"))
         os.kill(frozen, signal.SIGSTOP)  # node1's keeper can no longer read or write
         kills_file = site.keeper_dir("node1") / "kills.jsonl"
 
@@ -859,7 +864,7 @@ def _running(lab: Lab, node: str, vm_id: str) -> bool:
         conn.close()
 
 
-def _storage_daemon_of(keeper_dir: Path) -> int:
+def storage_daemon_of(keeper_dir: Path) -> int:
     """The qemu-storage-daemon exporting a node's lease areas (found by its mountpoint)."""
     areas = str(keeper_dir / "areas")
     for proc in Path("/proc").iterdir():

@@ -50,3 +50,19 @@ async def vm_lease_expired(session: AsyncSession, vm_id: uuid.UUID,
         return False
     now = now or utcnow()
     return now - row.renewed_at > dt.timedelta(seconds=row.lease_timeout_s)
+
+
+async def vm_lease_expires_in(session: AsyncSession, vm_id: uuid.UUID,
+                              now: dt.datetime | None = None) -> float | None:
+    """Seconds until `vm_lease_expired` turns True (0 once it is), or None when it never
+    will from what is known (no lease, or never reported held): how long an HA recovery
+    waits for this proof rather than leaving the VM unknown."""
+    vm = await session.get(Vm, vm_id)
+    if vm is None or vm.lease_storage_domain_id is None:
+        return None
+    row = await session.get(VmLeaseRenewal, vm_id)
+    if row is None:
+        return None
+    now = now or utcnow()
+    left = row.lease_timeout_s - (now - row.renewed_at).total_seconds()
+    return max(0.0, left)

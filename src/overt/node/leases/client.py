@@ -52,6 +52,17 @@ class LeaseClient:
                     raise
                 await asyncio.sleep(0.5)
 
+    async def offer(self, vm_id: uuid.UUID, token: uuid.UUID | None) -> dict[str, Any]:
+        """Offer the VM's lease to its migration's destination (None withdraws it)."""
+        return await self.request({"op": "offer", "vm_id": str(vm_id),
+                                   "token": str(token) if token else None})
+
+    async def take_over(self, vm_id: uuid.UUID, lease: LeaseSpec,
+                        token: uuid.UUID) -> dict[str, Any]:
+        """Take the lease the migration's source offered under `token`."""
+        return await self.request({"op": "take_over", "vm_id": str(vm_id), "token": str(token),
+                                   "lease": lease.model_dump(mode="json")})
+
     async def release(self, vm_id: uuid.UUID) -> dict[str, Any]:
         return await self.request({"op": "release", "vm_id": str(vm_id)})
 

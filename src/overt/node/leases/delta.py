@@ -37,6 +37,14 @@ class LeaseLost(Exception):
     """Our record is no longer in the slot: someone took the lease (we were judged dead)."""
 
 
+class LeaseHandedOver(LeaseLost):
+    """The destination of a live migration took the lease we offered it: the VM runs
+    there now; ours stops renewing (and stops the VM if it still runs here)."""
+
+
+HANDOVER_ATTEMPTS = 3  # a source renewal in flight may overwrite the first takeover write
+
+
 @dataclass(frozen=True)
 class LeaseTimings:
     io_timeout: float = 10.0
@@ -114,16 +122,66 @@ def _wait_for_expiry(area: LeaseArea, slot: int, seen: LeaseRecord, timings: Lea
 def renew(lease: HeldLease, clock: Clock | None = None) -> None:
     """Bump our timestamp; LeaseLost if the slot is no longer ours."""
     clock = clock or Clock()
+    _write_ours(lease, clock, lease.record.handover)
+
+
+def offer(lease: HeldLease, token: uuid.UUID | None, clock: Clock | None = None) -> None:
+    """Mark our lease as offered to whoever presents `token` (a live migration's
+    destination), or withdraw the offer (None). We keep renewing it meanwhile."""
+    _write_ours(lease, clock or Clock(), token)
+
+
+def _write_ours(lease: HeldLease, clock: Clock, handover: uuid.UUID | None) -> None:
     on_disk = unpack(lease.area.read(lease.slot))
     if on_disk is None or on_disk.owner != lease.record.owner \
             or on_disk.generation != lease.record.generation:
+        if on_disk is not None and lease.record.handover is not None \
+                and on_disk.resource == lease.record.resource \
+                and on_disk.generation == lease.record.generation + 1:
+            raise LeaseHandedOver(f"the lease of {lease.record.resource} was taken over by "
+                                  f"host {on_disk.owner}, the destination of its migration")
         raise LeaseLost(f"the lease of {lease.record.resource} was taken by "
                         f"{on_disk.owner if on_disk else 'nobody (released)'}")
     record = LeaseRecord(lease.record.resource, lease.record.owner, lease.record.generation,
-                         lease.record.timestamp + 1, lease.record.io_timeout)
+                         lease.record.timestamp + 1, lease.record.io_timeout, handover)
     started = clock.now()
     lease.area.write(lease.slot, record.pack())
     lease.record, lease.renewed_at = record, started
+
+
+def take_over(area: LeaseArea, slot: int, resource: uuid.UUID, owner: uuid.UUID,
+              token: uuid.UUID, timings: LeaseTimings, clock: Clock | None = None) -> HeldLease:
+    """Take a lease its owner offered under `token`, without the lease timeout's wait:
+    the owner is alive and consents. Write our record (generation + 1), wait 2T and read
+    again; the owner's renewal in flight may have overwritten it (then write again), and
+    its next renewal finds our record and stops renewing. A free slot is acquired as
+    usual; any other record (no offer, another token) refuses."""
+    clock = clock or Clock()
+    source = owner
+    for _ in range(HANDOVER_ATTEMPTS):
+        current = unpack(area.read(slot))
+        if current is None:
+            return acquire(area, slot, resource, owner, timings, clock)
+        if current.owner == owner and current.resource == resource:
+            return HeldLease(area, slot, current, clock.now())  # ours already
+        if current.resource != resource or current.handover != token:
+            raise LeaseHeld(current.owner, f"the lease of {resource} is held by host "
+                            f"{current.owner}, which did not offer it to this migration")
+        source = current.owner
+        mine = LeaseRecord(resource, owner, current.generation + 1, 1,
+                           int(max(1, timings.io_timeout)))
+        started = clock.now()
+        area.write(slot, mine.pack())
+        clock.sleep(timings.acquire_delay)
+        after = unpack(area.read(slot))
+        if after == mine:
+            return HeldLease(area, slot, mine, started)
+        if after is None or after.handover != token or after.generation != current.generation:
+            holder = after.owner if after else owner
+            raise LeaseHeld(holder, f"the lease of {resource} changed hands during its "
+                            f"hand-over (now host {holder})")
+    raise LeaseHeld(source, f"the lease of {resource} could not be taken over from "
+                    f"host {source}: its renewals kept overwriting ours")
 
 
 def release(lease: HeldLease) -> None:

@@ -22,7 +22,13 @@ from typing import Any
 
 from overt.node.leases import delta
 from overt.node.leases.area import LeaseArea
-from overt.node.leases.delta import HeldLease, LeaseHeld, LeaseLost, LeaseTimings
+from overt.node.leases.delta import (
+    HeldLease,
+    LeaseHandedOver,
+    LeaseHeld,
+    LeaseLost,
+    LeaseTimings,
+)
 from overt.node.leases.export import DomainRef
 from overt.node.leases.record import CorruptRecord, LeaseRecord, unpack
 from overt.protocol.vm import LeaseSpec
@@ -105,6 +111,68 @@ class Keeper:
             self.specs[vm_id] = spec
             self._save()
             log.info("VM lease acquired", extra={"vm": str(vm_id)})
+
+    # -- live migration: the hand-over ------------------------------------------------------
+
+    async def offer(self, vm_id: uuid.UUID, token: uuid.UUID | None) -> None:
+        """Offer the VM's lease to the destination of its migration (who will present
+        `token`), or withdraw the offer (None: the migration failed, the lease stays)."""
+        async with self._lock:
+            found = self._held(vm_id)
+            if found is None:
+                raise LeaseRefused(f"this host holds no lease of VM {vm_id} to hand over")
+            domain, held = found
+            try:
+                await asyncio.to_thread(delta.offer, held, token, self.clock)
+            except LeaseLost as exc:
+                raise LeaseRefused(f"the lease of VM {vm_id} is no longer this host's: "
+                                   f"{exc}") from None
+            except (OSError, CorruptRecord) as exc:
+                raise LeaseRefused(f"cannot mark the lease of VM {vm_id} for its hand-over: "
+                                   f"{exc}") from None
+            domain.acquired_at[vm_id] = self.clock.now()  # the release grace counts anew
+            log.info("VM lease offered" if token else "VM lease offer withdrawn",
+                     extra={"vm": str(vm_id)})
+
+    async def take_over(self, vm_id: uuid.UUID, spec: LeaseSpec, token: uuid.UUID) -> None:
+        """Take the lease the source of the VM's migration offered under `token`."""
+        async with self._lock:
+            domain = await self._attach(spec)
+            if vm_id in domain.vms:
+                return
+            try:
+                held = await asyncio.to_thread(
+                    delta.take_over, domain.areas.xleases, spec.slot, vm_id, self.host_id,
+                    token, domain.timings, self.clock)
+            except LeaseHeld as exc:
+                raise LeaseRefused(f"cannot take over the lease of VM {vm_id}: {exc}",
+                                   exc.owner) from None
+            except (OSError, CorruptRecord) as exc:
+                raise LeaseRefused(f"cannot take over the lease of VM {vm_id} on storage "
+                                   f"domain {spec.domain_id}: {exc}") from None
+            domain.vms[vm_id] = held
+            domain.acquired_at[vm_id] = self.clock.now()
+            self.specs[vm_id] = spec
+            self._save()
+            log.info("VM lease taken over from the migration's source", extra={"vm": str(vm_id)})
+
+    def _held(self, vm_id: uuid.UUID) -> tuple[_Domain, HeldLease] | None:
+        for domain in self.domains.values():
+            if vm_id in domain.vms:
+                return domain, domain.vms[vm_id]
+        return None
+
+    async def _handed_over(self, domain: _Domain, vm_id: uuid.UUID, reason: str) -> None:
+        """The destination holds the lease now: stop renewing; a copy still running here
+        (the hand-over came before the switch-over ended) is stopped."""
+        if self._vm_running is not None and await self._vm_running(vm_id) is not False:
+            await self._kill(domain, vm_id, f"{reason}, but it still ran here")
+            return
+        domain.vms.pop(vm_id, None)
+        domain.acquired_at.pop(vm_id, None)
+        self.specs.pop(vm_id, None)
+        self._save()
+        log.info("VM lease handed over", extra={"vm": str(vm_id)})
 
     async def release(self, vm_id: uuid.UUID) -> bool:
         async with self._lock:
@@ -209,6 +277,8 @@ class Keeper:
             for vm_id, held in list(domain.vms.items()):
                 try:
                     await asyncio.to_thread(delta.renew, held, self.clock)
+                except LeaseHandedOver as exc:
+                    await self._handed_over(domain, vm_id, str(exc))
                 except LeaseLost as exc:
                     await self._kill(domain, vm_id, f"its lease was taken by another host: {exc}")
                 except (OSError, CorruptRecord) as exc:

@@ -27,7 +27,9 @@ DESTROY_TIMEOUT_S = 5.0  # then the QEMU is killed without libvirt
 
 
 class KeeperServer:
-    """Answers the agent: `acquire` (vm_id, lease), `release` (vm_id), `status`."""
+    """Answers the agent: `acquire` (vm_id, lease), `release` (vm_id), `status`, and a
+    migration's hand-over: `offer` (vm_id, token or null) on the source, `take_over`
+    (vm_id, lease, token) on the destination."""
 
     def __init__(self, keeper: Keeper, socket_path: Path) -> None:
         self.keeper = keeper
@@ -62,6 +64,14 @@ class KeeperServer:
             vm_id = uuid.UUID(str(request.get("vm_id")))
             if op == "acquire":
                 await self.keeper.acquire(vm_id, LeaseSpec.model_validate(request.get("lease")))
+                return {"ok": True}
+            if op == "offer":
+                token = request.get("token")
+                await self.keeper.offer(vm_id, uuid.UUID(str(token)) if token else None)
+                return {"ok": True}
+            if op == "take_over":
+                await self.keeper.take_over(vm_id, LeaseSpec.model_validate(request.get("lease")),
+                                            uuid.UUID(str(request.get("token"))))
                 return {"ok": True}
             if op == "release":
                 return {"ok": True, "released": await self.keeper.release(vm_id)}

@@ -17,6 +17,7 @@ from overt.engine.db.tables import (
     AuditEvent,
     Host,
     Job,
+    Step,
     StorageDomain,
     StorageLeaseRenewal,
     User,
@@ -356,3 +357,41 @@ async def test_an_expired_vm_lease_proves_the_copy_gone_without_power_management
             "renewing it); it was not shut down gracefully") in said
     assert any(line.startswith("Highly available VM leased is restarted on host h2")
                for line in said), said
+
+
+async def test_a_lease_not_yet_expired_is_waited_for_and_the_vm_restarted_only_after(
+        engine: LoopbackEngine, bmcs: SimulatedBmcs) -> None:
+    await engine.add_host("h1", memory_mib=BIG)
+    await engine.add_host("h2", memory_mib=ROOMY)
+    await _with_power_management(engine, bmcs, "h1")
+    bmcs.broken.add("h1")  # the fence agent fails: no power proof
+    await _policy(engine)
+    leased = await _running(engine, "leased", ha=True)
+    domain_id = await _nfs_domain(engine)
+    renewed_at = utcnow()  # h1's keeper renewed just now; it expires 4 s later
+    async with engine.session() as session:
+        vm = await session.get(Vm, leased)
+        assert vm is not None
+        vm.lease_storage_domain_id, vm.lease_slot = domain_id, 3
+        session.add(VmLeaseRenewal(vm_id=leased, host_id=engine.hosts["h1"].host_id,
+                                   storage_domain_id=domain_id, renewed_at=renewed_at,
+                                   lease_timeout_s=4.0))
+    await engine.hosts["h1"].agent.stop()
+    await _falls_silent(engine, "h1")
+    job = await _recovered(engine, "h1")
+
+    assert job.result["proven"] == 1 and job.result["fence_succeeded"] is False
+    async with engine.session() as session:
+        events = {e.description: e.time for e in (await session.execute(
+            select(AuditEvent).order_by(AuditEvent.id))).scalars()}
+        steps = [s.description for s in (await session.execute(
+            select(Step).where(Step.job_id == job.id))).scalars()]
+    down = ("VM leased is down: its lease on shared storage expired (host h1 stopped "
+            "renewing it); it was not shut down gracefully")
+    assert down in events, list(events)
+    assert events[down] >= renewed_at + dt.timedelta(seconds=4.0)  # never before expiry
+    restarted = [t for d, t in events.items()
+                 if d.startswith("Highly available VM leased is restarted on host h2")]
+    assert restarted and restarted[0] >= renewed_at + dt.timedelta(seconds=4.0)
+    assert any(s.startswith("Waiting up to ") and s.endswith(
+        " s for the leases of VM(s) leased of host h1 to expire") for s in steps), steps

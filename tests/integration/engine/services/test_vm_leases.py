@@ -15,7 +15,11 @@ from overt.engine.db.tables import Cluster, Host, StorageDomain, User, Vm, utcno
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.status import HostStatus, StorageDomainStatus, VmStatus
 from overt.engine.monitor.lease_reports import record_lease_report
-from overt.engine.queries import host_renews_storage_lease, vm_lease_expired
+from overt.engine.queries import (
+    host_renews_storage_lease,
+    vm_lease_expired,
+    vm_lease_expires_in,
+)
 from overt.engine.queries.lookup import Ref
 from overt.engine.queries.vm_spec import lease_spec
 from overt.engine.services.storage_domains import remove_storage_domain
@@ -95,12 +99,17 @@ async def test_the_queries_follow_the_keepers_reports(db: Database) -> None:
         vm = await session.get(Vm, ids["vm1"])
         await set_vm_lease(session, vm, Ref(id=ids["nfs"]), unset=False)
         assert not await vm_lease_expired(session, ids["vm1"])  # never held: no proof
+        assert await vm_lease_expires_in(session, ids["vm1"]) is None  # nothing to wait for
         await record_lease_report(session, ids["host"], report, now=now)
     async with db.transaction() as session:
         later = now + dt.timedelta(seconds=60)
         assert await host_renews_storage_lease(session, ids["host"], now=later) is True
         assert not await vm_lease_expired(session, ids["vm1"], now=later)
+        # renewed 3 s before `now`, lease timeout 80 s: 17 s left a minute later
+        assert await vm_lease_expires_in(session, ids["vm1"], now=later) == pytest.approx(17.0)
         much_later = now + dt.timedelta(seconds=90)
         assert await host_renews_storage_lease(session, ids["host"], now=much_later) is False
         assert await vm_lease_expired(session, ids["vm1"], now=much_later)
+        assert await vm_lease_expires_in(session, ids["vm1"], now=much_later) == 0.0
+        assert await vm_lease_expires_in(session, ids["vm2"], now=much_later) is None
         assert not await vm_lease_expired(session, ids["vm2"], now=much_later)  # no lease

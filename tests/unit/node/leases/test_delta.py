@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 import uuid
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -119,3 +121,16 @@ def test_a_slot_of_garbage_is_refused_not_taken_for_free(area: FileArea) -> None
     area.write(1, b"\x01" * SECTOR)
     with pytest.raises(CorruptRecord):
         unpack(area.read(1))
+
+
+def test_a_record_of_the_layout_before_hand_overs_still_reads() -> None:
+    resource, owner = uuid.uuid4(), uuid.uuid4()
+    body = struct.pack("<8s16s16sQQI", b"OVLEASE1", resource.bytes, owner.bytes, 3, 7, 10)
+    sector = (body + struct.pack("<I", zlib.crc32(body))).ljust(SECTOR, b"\0")
+    assert unpack(sector) == LeaseRecord(resource, owner, 3, 7, 10)
+    offered = LeaseRecord(resource, owner, 3, 8, 10, handover=uuid.uuid4())
+    assert unpack(offered.pack()) == offered
+    damaged = bytearray(offered.pack())
+    damaged[65] ^= 1  # a bit of the token flipped
+    with pytest.raises(CorruptRecord):
+        unpack(bytes(damaged))

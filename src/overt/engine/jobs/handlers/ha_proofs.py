@@ -18,7 +18,7 @@ from typing import Any
 
 from overt.engine.db.tables import Host
 from overt.engine.jobs.context import JobContext
-from overt.engine.queries import vm_lease_expired
+from overt.engine.queries import vm_lease_expired, vm_lease_expires_in
 
 # What a proof found: VM id -> why its copy on the lost host is gone.
 Proven = dict[uuid.UUID, str]
@@ -80,6 +80,19 @@ async def lease_expired(ctx: JobContext, host: Host, _outcome: FenceOutcome,
                 found[vm_id] = (f"its lease on shared storage expired (host {host.name} "
                                 "stopped renewing it)")
     return found
+
+
+async def lease_waits(ctx: JobContext, vm_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, float]:
+    """The VMs whose lease will expire from what is known (a holder reported it), with the
+    seconds left: a recovery waits that long for the lease proof instead of leaving them
+    unknown (the lost host's keeper stops its copy before then)."""
+    waits: dict[uuid.UUID, float] = {}
+    async with ctx.transaction() as session:
+        for vm_id in vm_ids:
+            left = await vm_lease_expires_in(session, vm_id)
+            if left is not None:
+                waits[vm_id] = left
+    return waits
 
 
 def proofs(power_status: PowerStatus) -> tuple[Proof, ...]:

@@ -9,13 +9,15 @@ fencing policy allows, then act on its VMs only with proof their copies are gone
    event says why), and the highly available ones among them are started again, highest
    priority first, each placed by the scheduler as a user's start is (affinity, pinning,
    memory); a VM no host can take gets an event saying why. VMs without proof stay
-   `unknown` and nothing is restarted: a VM must never run twice.
+   `unknown` and nothing is restarted: a VM must never run twice. A VM whose lease was
+   reported held is waited for until its lease has expired (never restarted before).
 Every decision is an event that says why.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from typing import Any, Literal
 
@@ -26,7 +28,13 @@ from overt.engine import audit
 from overt.engine.db.tables import Cluster, FenceAgent, Host, Job, Vm, utcnow
 from overt.engine.jobs import queue
 from overt.engine.jobs.context import JobContext, Unit
-from overt.engine.jobs.handlers.ha_proofs import FenceOutcome, as_result, prove_gone
+from overt.engine.jobs.handlers.ha_proofs import (
+    FenceOutcome,
+    as_result,
+    lease_expired,
+    lease_waits,
+    prove_gone,
+)
 from overt.engine.jobs.kinds import FenceHost, JobSpec, RecoverHost, StartVm
 from overt.engine.model.errors import Conflict
 from overt.engine.model.fencing_policy import FencingPolicy, Liveness, fence_verdict
@@ -39,6 +47,8 @@ from overt.engine.scheduler.loads import reserve_host
 
 _POLL_S = 0.1
 FENCE_WAIT_S = 300.0  # the agent's own timeout (120 s) for the action and the status after
+LEASE_POLL_S = 0.5  # re-reading whether a waited-for lease has expired
+LEASE_WAIT_SLACK_S = 5.0  # past the expected expiry, for the clock's rounding
 
 
 async def storage_lease_liveness(session: AsyncSession, host: Host) -> Liveness:
@@ -96,12 +106,43 @@ async def recover_host(ctx: JobContext, spec: RecoverHost) -> dict[str, Any]:
     async with ctx.step(f"Looking for proof that the VMs of host {host.name} are gone",
                         host_id=host.id):
         proven = await prove_gone(ctx, host, outcome, vm_ids, power_status)
+    if not await _wait_for_leases(ctx, host, [v for v in vm_ids if v not in proven], proven):
+        return {**as_result(outcome), "outcome": "host answered again"}
     await _leave_unknown(ctx, host, [v for v in vm_ids if v not in proven], verdict.reason
                          if not verdict.fence else outcome.error or "no proof was found")
     restart = await _mark_down(ctx, host, proven)
     restarted, refused = await _restart(ctx, host, restart)
     return {**as_result(outcome), "proven": len(proven), "unknown": len(vm_ids) - len(proven),
             "restarted": restarted, "not_restarted": refused}
+
+
+async def _wait_for_leases(ctx: JobContext, host: Host, unproven: list[uuid.UUID],
+                           proven: dict[uuid.UUID, str]) -> bool:
+    """VMs no proof covers yet but whose lease will expire (its holder was reported): wait
+    until it has, then take the lease proof (never before: the copy may still run until
+    its keeper stops it). False when the host answered again meanwhile."""
+    waits = await lease_waits(ctx, unproven)
+    if not waits:
+        return True
+    async with ctx.transaction() as session:
+        vms = [await lookup.get(session, Vm, vm_id) for vm_id in waits]
+    names = ", ".join(sorted(vm.name for vm in vms))
+    longest = max(waits.values())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + longest + LEASE_WAIT_SLACK_S
+    async with ctx.step(f"Waiting up to {math.ceil(longest)} s for the leases of VM(s) {names} of "
+                        f"host {host.name} to expire", host_id=host.id):
+        while True:
+            async with ctx.transaction() as session:
+                current = await lookup.get(session, Host, host.id)
+                if current.status != HostStatus.NON_RESPONSIVE:
+                    return False
+            found = await lease_expired(ctx, host, FenceOutcome(), list(waits))
+            for vm_id, why in found.items():
+                proven.setdefault(vm_id, why)
+            if len(found) == len(waits) or loop.time() > deadline:
+                return True
+            await asyncio.sleep(LEASE_POLL_S)
 
 
 async def _fence(ctx: JobContext, host: Host,

@@ -27,9 +27,16 @@ from overt.engine.model.migration_options import MigrationOptions, effective_pol
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.queries import lookup
 from overt.engine.queries.host_networks import migration_address
-from overt.protocol.commands import VmCancelMigration, VmMigrate, VmMigrationProgress
+from overt.engine.queries.vm_spec import lease_spec
+from overt.protocol.commands import (
+    VmCancelMigration,
+    VmLeaseTakeOver,
+    VmMigrate,
+    VmMigrationProgress,
+)
 from overt.protocol.host import VmStatusReport
 from overt.protocol.migration import MigrationOutcome, MigrationPolicy, MigrationProgress
+from overt.protocol.vm import LeaseSpec
 
 log = logging.getLogger(__name__)
 MIGRATE_TIMEOUT_S = 600.0
@@ -88,6 +95,7 @@ async def migrate_vm(ctx: JobContext, spec: MigrateVm) -> dict[str, Any]:
         destination = await lookup.get(session, Host, spec.host_id)
         policy = await _policy(session, vm)
         stream_address, network = await migration_address(session, destination)
+        lease = await lease_spec(session, vm, ctx.services.settings.lease_io_timeout_s)
     # A source preparing for maintenance is being drained: its VMs leave it this way.
     for host, fit in ((source, _SOURCE_OK), (destination, {HostStatus.UP})):
         if host.status not in fit:
@@ -97,9 +105,12 @@ async def migrate_vm(ctx: JobContext, spec: MigrateVm) -> dict[str, Any]:
     title = f"Migrating VM {vm.name} from host {source.name} to host {destination.name}"
     if network is not None:
         title += f" over network {network.name}"
+    # The same token on a retry of this job: the source's offer and the destination's
+    # take-over name one hand-over.
+    token = uuid.uuid5(ctx.job.id, "lease-handover") if lease is not None else None
     command = VmMigrate(vm_id=spec.vm_id, destination_uri=uri, migration_uri=stream,
                         display_address=destination.address, timeout_s=MIGRATE_TIMEOUT_S,
-                        policy=policy)
+                        policy=policy, lease_handover=token)
     async with ctx.step(title, host_id=source.id) as step:
         migration = asyncio.create_task(ctx.nodes.call(
             source, command, key=ctx.key("migrate"), timeout_s=MIGRATE_TIMEOUT_S + 30))
@@ -112,6 +123,8 @@ async def migrate_vm(ctx: JobContext, spec: MigrateVm) -> dict[str, Any]:
             await ctx.update_step(step.id, description=f"{title}: {outcome_text(outcome)}",
                                   progress=100)
     figures = f" ({outcome_text(outcome)})" if outcome is not None else ""
+    if lease is not None and token is not None:
+        await _take_over_lease(ctx, vm.name, spec.vm_id, destination, lease, token)
 
     async def arrived(session: AsyncSession, vm: Vm) -> None:
         audit.record(session, f"VM {vm.name} migrated from host {source.name} to host "
@@ -123,6 +136,27 @@ async def migrate_vm(ctx: JobContext, spec: MigrateVm) -> dict[str, Any]:
     if outcome is not None:
         result["migration"] = outcome.model_dump()
     return result
+
+
+async def _take_over_lease(ctx: JobContext, name: str, vm_id: uuid.UUID, destination: Host,
+                           lease: LeaseSpec, token: uuid.UUID) -> None:
+    """The VM runs on the destination now: its keeper takes the lease the source offered.
+    If it cannot, the VM stays where it is and the source's keeper keeps the lease (a
+    second copy still cannot start) until it frees it; the event says so."""
+    title = f"Moving the lease of VM {name} to host {destination.name}"
+    try:
+        async with ctx.step(title, host_id=destination.id):
+            await ctx.nodes.call(destination, VmLeaseTakeOver(vm_id=vm_id, lease=lease,
+                                                              token=token),
+                                 key=ctx.key("lease-take-over"),
+                                 timeout_s=30 + 12 * lease.io_timeout_s)
+    except Exception as exc:
+        log.warning("the lease of VM %s did not move: %s", vm_id, exc)
+        async with ctx.transaction() as session:
+            audit.record(session, f"VM {name} migrated to host {destination.name}, but its "
+                         f"lease could not move there: {exc}", code=audit.VM_LEASE_NOT_MOVED,
+                         severity=LogSeverity.WARNING, vm_id=vm_id, host_id=destination.id,
+                         job_id=ctx.job.id, user_id=ctx.job.owner_id)
 
 
 async def _follow(ctx: JobContext, step_id: uuid.UUID, title: str, source: Host,
