@@ -12,21 +12,15 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.tables import Host, HostBond
 from overt.engine.model.errors import Conflict, InvalidInput
+from overt.engine.queries.host_bonds import MODES, bond_id
 from overt.engine.queries.lookup import Ref
 from overt.engine.services import host_facts
-from overt.protocol.networks import BondWiring
 
 BOND_NAME = re.compile(r"^bond[0-9]{1,4}$")
-# oVirt's (Linux) mode -> (Open vSwitch bond_mode, lacp)
-_MODES = {"1": ("active-backup", "off"), "active-backup": ("active-backup", "off"),
-          "4": ("balance-tcp", "active"), "802.3ad": ("balance-tcp", "active"),
-          "lacp": ("balance-tcp", "active"), "balance-slb": ("balance-slb", "off"),
-          "balance-tcp": ("balance-tcp", "active")}
 
 
 @dataclass
@@ -39,24 +33,9 @@ class BondInput:
     slaves: list[Ref] = field(default_factory=list)
 
 
-async def list_bonds(session: AsyncSession, host_id: uuid.UUID) -> list[HostBond]:
-    rows = await session.execute(select(HostBond).where(HostBond.host_id == host_id)
-                                 .order_by(HostBond.name))
-    return list(rows.scalars())
-
-
-def bond_id(host_id: uuid.UUID, name: str) -> uuid.UUID:
-    return uuid.uuid5(host_id, name)  # as `host_facts.host_nics` names NICs
-
-
-def wiring(bond: HostBond) -> BondWiring:
-    mode, lacp = _MODES[str(bond.options.get("mode", "1"))]
-    return BondWiring(name=bond.name, slaves=tuple(bond.slaves), mode=mode, lacp=lacp)
-
-
 def _mode(options: dict[str, str], what: str) -> str:
     mode = options.get("mode", "1")
-    if mode not in _MODES:
+    if mode not in MODES:
         raise InvalidInput(f"{what}: bonding mode {mode!r} is not one Open vSwitch bonds "
                            "carry (1/active-backup, 4/802.3ad, balance-slb)")
     return mode

@@ -25,6 +25,7 @@ from overt.engine.jobs.kinds import (
 from overt.engine.model.errors import Conflict, InvalidInput, NotFound
 from overt.engine.model.network_sync import SyncState, WantedNetwork, parse_reported, sync_state
 from overt.engine.model.status import HostStatus
+from overt.engine.queries import host_bonds as bond_reads
 from overt.engine.queries import lookup
 from overt.engine.queries.host_networks import list_attachments
 from overt.engine.queries.lookup import Ref
@@ -90,7 +91,7 @@ def attachment_sync(host: Host, attachment: HostNetworkAttachment, network: Netw
 def _nic_named(host: Host, ref: Ref | None, what: str, bonds: list[str]) -> host_facts.HostNic:
     if ref is None or (ref.id is None and not ref.name):
         raise InvalidInput(f"{what}.host_nic is required (give its id or name)")
-    bond_nics = [host_facts.HostNic(id=host_bonds.bond_id(host.id, b), name=b, mac=None,
+    bond_nics = [host_facts.HostNic(id=bond_reads.bond_id(host.id, b), name=b, mac=None,
                                     addresses=(), bridged=False, speed_mbps=None, mtu=None)
                  for b in bonds]
     for nic in [*host_facts.host_nics(host), *bond_nics]:
@@ -150,7 +151,7 @@ async def setup_networks(session: AsyncSession, jobs: JobSubmitter, host_id: uui
     allowed = {item.network.id: item.network
                for item in await cluster_networks.list_attached(session, cluster)}
     current = {a.id: (a, n) for a, n in await list_attachments(session, host.id)}
-    bonds_now = await host_bonds.list_bonds(session, host.id)
+    bonds_now = await bond_reads.list_bonds(session, host.id)
     bonds = host_bonds.plan(host, bonds_now, data.modified_bonds, data.removed_bonds)
     previous = tuple(AttachmentSnapshot(
         id=a.id, network_id=a.network_id, nic_name=a.nic_name, boot_protocol=a.boot_protocol,

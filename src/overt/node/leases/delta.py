@@ -16,6 +16,7 @@ racing acquirer overwrote it, and the lease is ours.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -83,6 +84,10 @@ class HeldLease:
     record: LeaseRecord
     renewed_at: float  # our monotonic time just before the last successful write
     history: list[str] = field(default_factory=list)
+    # One read-modify-write of the slot at a time: a renewal (from the renewing task's
+    # thread) must not write back a record older than an offer made meanwhile.
+    writing: threading.Lock = field(default_factory=threading.Lock, repr=False,
+                                    compare=False)
 
 
 def acquire(area: LeaseArea, slot: int, resource: uuid.UUID, owner: uuid.UUID,
@@ -122,7 +127,7 @@ def _wait_for_expiry(area: LeaseArea, slot: int, seen: LeaseRecord, timings: Lea
 def renew(lease: HeldLease, clock: Clock | None = None) -> None:
     """Bump our timestamp; LeaseLost if the slot is no longer ours."""
     clock = clock or Clock()
-    _write_ours(lease, clock, lease.record.handover)
+    _write_ours(lease, clock, _KEEP)
 
 
 def offer(lease: HeldLease, token: uuid.UUID | None, clock: Clock | None = None) -> None:
@@ -131,7 +136,15 @@ def offer(lease: HeldLease, token: uuid.UUID | None, clock: Clock | None = None)
     _write_ours(lease, clock or Clock(), token)
 
 
-def _write_ours(lease: HeldLease, clock: Clock, handover: uuid.UUID | None) -> None:
+_KEEP = object()  # a renewal keeps the hand-over offer as it is when it writes
+
+
+def _write_ours(lease: HeldLease, clock: Clock, handover: object) -> None:
+    with lease.writing:
+        _write_ours_now(lease, clock, lease.record.handover if handover is _KEEP else handover)
+
+
+def _write_ours_now(lease: HeldLease, clock: Clock, handover: object) -> None:
     on_disk = unpack(lease.area.read(lease.slot))
     if on_disk is None or on_disk.owner != lease.record.owner \
             or on_disk.generation != lease.record.generation:
@@ -142,6 +155,7 @@ def _write_ours(lease: HeldLease, clock: Clock, handover: uuid.UUID | None) -> N
                                   f"host {on_disk.owner}, the destination of its migration")
         raise LeaseLost(f"the lease of {lease.record.resource} was taken by "
                         f"{on_disk.owner if on_disk else 'nobody (released)'}")
+    assert handover is None or isinstance(handover, uuid.UUID)
     record = LeaseRecord(lease.record.resource, lease.record.owner, lease.record.generation,
                          lease.record.timestamp + 1, lease.record.io_timeout, handover)
     started = clock.now()

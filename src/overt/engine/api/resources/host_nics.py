@@ -14,8 +14,8 @@ from overt.engine.api.views import ref
 from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import Host, HostBond
 from overt.engine.model.errors import NotFound
-from overt.engine.queries import lookup
-from overt.engine.services import host_bonds, host_facts
+from overt.engine.queries import host_bonds, lookup
+from overt.engine.services import host_facts
 
 routes = ApiRoutes()
 

@@ -16,8 +16,7 @@ from overt.engine.db.tables import Host, HostBond, HostNetworkAttachment
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.kinds import CommitHostNetworks, JobSpec, SetupHostNetworks
 from overt.engine.model.status import LogSeverity
-from overt.engine.queries import host_networks, lookup
-from overt.engine.services import host_bonds
+from overt.engine.queries import host_bonds, host_networks, lookup
 from overt.protocol.commands import HostCapabilitiesCommand
 from overt.protocol.host import HostCapabilities
 from overt.protocol.networks import (
