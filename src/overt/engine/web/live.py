@@ -96,14 +96,17 @@ async def take_snapshot(session: AsyncSession) -> Snapshot:
 async def changes_between(session: AsyncSession, old: Snapshot, new: Snapshot, *,
                           with_stats: bool = True) -> list[Change]:
     changes = []
+    # `old_host_id`: where the VM ran before (a host list shows VM counts of both hosts).
     for vm_id, (name, status, host_id) in new.vms.items():
-        if old.vms.get(vm_id) != (name, status, host_id):
+        before = old.vms.get(vm_id)
+        if before != (name, status, host_id):
             changes.append(Change("vm", {"id": str(vm_id), "name": name, "status": status,
-                                         "host_id": host_id}))
-    for vm_id, (name, _status, _host) in old.vms.items():
+                                         "host_id": host_id,
+                                         "old_host_id": before[2] if before else None}))
+    for vm_id, (name, _status, was_on) in old.vms.items():
         if vm_id not in new.vms:
             changes.append(Change("vm", {"id": str(vm_id), "name": name, "status": "removed",
-                                         "host_id": None}))
+                                         "host_id": None, "old_host_id": was_on}))
     for host_key, (host_name, host_status) in new.hosts.items():
         if old.hosts.get(host_key) != (host_name, host_status):
             changes.append(Change("host", {"id": str(host_key), "name": host_name,

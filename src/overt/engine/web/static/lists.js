@@ -1,0 +1,88 @@
+// Paged lists (VMs, hosts): when the change feed says an object changed, only its row is
+// fetched again, if the page shows it; rows whose content did not change keep their DOM
+// nodes (focus, selection). A resync (empty detail) refreshes every row shown. Which rows
+// belong to the page (search, sort, page) changes only by navigating: it is in the URL.
+(function () {
+  "use strict";
+
+  var DELAY_MS = 150;
+
+  function start(list) {
+    var kind = list.dataset.liveRows;
+    var wanted = new Set();
+    var timer = null;
+    var busy = false;
+
+    function shown(id) {
+      return list.querySelector("tbody tr[data-id='" + CSS.escape(id) + "']");
+    }
+
+    function allShown() {
+      return Array.prototype.map.call(list.querySelectorAll("tbody tr[data-id]"),
+        function (row) { return row.dataset.id; });
+    }
+
+    function want(ids) {
+      ids.forEach(function (id) { if (id && shown(id)) { wanted.add(id); } });
+      if (wanted.size && !timer && !busy) { timer = setTimeout(refresh, DELAY_MS); }
+    }
+
+    function swap(html, asked) {
+      var template = document.createElement("template");
+      template.innerHTML = "<table><tbody>" + html + "</tbody></table>";
+      var found = new Set();
+      template.content.querySelectorAll("tr[data-id]").forEach(function (fresh) {
+        found.add(fresh.dataset.id);
+        var old = shown(fresh.dataset.id);
+        if (old && !old.isEqualNode(fresh)) { old.replaceWith(fresh); }
+      });
+      asked.forEach(function (id) {  // removed since: no row came back
+        var old = shown(id);
+        if (!found.has(id) && old) { old.remove(); }
+      });
+      list.dataset.refreshes = String(Number(list.dataset.refreshes || 0) + 1);
+    }
+
+    function refresh() {
+      timer = null;
+      var asked = Array.from(wanted);
+      wanted.clear();
+      if (!asked.length) { return; }
+      busy = true;
+      fetch(list.dataset.rowsUrl + "?ids=" + encodeURIComponent(asked.join(",")), {
+        headers: { "HX-Request": "true", "HX-Current-URL": window.location.href },
+        credentials: "same-origin"
+      }).then(function (reply) {
+        var redirect = reply.headers.get("HX-Redirect");
+        if (redirect) { window.location.assign(redirect); return null; }
+        return reply.ok ? reply.text() : null;
+      }).then(function (html) {
+        if (html !== null) { swap(html, asked); }
+      }).catch(function () {
+        asked.forEach(function (id) { wanted.add(id); });  // try again with the next change
+      }).finally(function () {
+        busy = false;
+        if (wanted.size) { timer = setTimeout(refresh, DELAY_MS); }
+      });
+    }
+
+    function on(name, ids) {
+      document.body.addEventListener(name, function (event) {
+        var detail = event.detail || {};
+        want(detail.id === undefined ? allShown() : ids(detail));
+      });
+    }
+
+    if (kind === "vm") {
+      on("overt-vm", function (d) { return [d.id]; });
+    } else {
+      on("overt-host", function (d) { return [d.id]; });
+      // A VM starting, stopping or moving changes the VM counts of its hosts.
+      on("overt-vm", function (d) { return [d.host_id, d.old_host_id]; });
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-live-rows]").forEach(start);
+  });
+})();
