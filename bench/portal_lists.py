@@ -101,8 +101,8 @@ def main() -> None:
     parser.add_argument("--churn", type=int, default=50, help="VM changes a second")
     parser.add_argument("--pg", action="store_true", help="PostgreSQL instead of SQLite")
     args = parser.parse_args()
-    with database(args.pg) as url:
-        engine = start_engine(Path(tempfile.mkdtemp()), db=url, transport=NoNodes(),
+    with database(args.pg) as url, tempfile.TemporaryDirectory() as data_dir:
+        engine = start_engine(Path(data_dir), db=url, transport=NoNodes(),
                               parts=Parts(monitor=False))
         try:
             db_url = engine.runtime.settings.database_url()
