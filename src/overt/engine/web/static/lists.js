@@ -23,6 +23,7 @@
     }
 
     function want(ids) {
+      if (leaving) { return; }
       ids.forEach(function (id) { if (id && shown(id)) { wanted.add(id); } });
       if (wanted.size && !timer && !busy) { timer = setTimeout(refresh, DELAY_MS); }
     }
@@ -50,14 +51,13 @@
       if (!asked.length) { return; }
       busy = true;
       fetch(list.dataset.rowsUrl + "?ids=" + encodeURIComponent(asked.join(",")), {
-        headers: { "HX-Request": "true", "HX-Current-URL": window.location.href },
+        headers: { "HX-Request": "true" },
         credentials: "same-origin"
       }).then(function (reply) {
-        var redirect = reply.headers.get("HX-Redirect");
-        if (redirect) { window.location.assign(redirect); return null; }
+        // Not signed in any more: the event stream says so and app.js goes to sign in.
         return reply.ok ? reply.text() : null;
       }).then(function (html) {
-        if (html !== null) { swap(html, asked); }
+        if (html !== null && !leaving) { swap(html, asked); }
       }).catch(function () {
         asked.forEach(function (id) { wanted.add(id); });  // try again with the next change
       }).finally(function () {
@@ -81,6 +81,11 @@
       on("overt-vm", function (d) { return [d.host_id, d.old_host_id]; });
     }
   }
+
+  // Leaving the page (signing out, a link, a form): no more rows are fetched.
+  var leaving = false;
+  window.addEventListener("beforeunload", function () { leaving = true; });
+  document.addEventListener("submit", function () { leaving = true; });
 
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-live-rows]").forEach(start);
