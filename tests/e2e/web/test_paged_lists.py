@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from overt.engine.composition import Parts
 from overt.engine.db.database import Database
@@ -249,3 +249,30 @@ def test_a_vm_starting_updates_its_hosts_count(page: Page, listed: RunningEngine
     finally:
         with contextlib.suppress(Exception):
             _change(listed, "vm-00001", status=VmStatus.DOWN, host_id=None)
+
+
+def _remove(engine: RunningEngine, vm_name: str) -> None:
+    async def write() -> None:
+        db = Database(engine.runtime.settings.database_url())
+        try:
+            async with db.transaction() as session:
+                await session.execute(delete(Vm).where(Vm.name == vm_name))
+        finally:
+            await db.dispose()
+
+    _run(write())
+
+
+def test_vms_added_and_removed_join_and_leave_the_page_shown(page: Page,
+                                                             listed: RunningEngine) -> None:
+    """Last in this module: it adds VMs (named apart from the others)."""
+    page.goto("/vms?search=name%3Dextra-*")
+    expect(page.locator("#live-status")).to_have_text("Live")
+    expect(page.locator("#vms tbody")).to_contain_text("No VMs match this search.")
+    _run(fill(listed.runtime.settings.database_url(), 3, prefix="extra-", first=COUNT))
+    expect(page.locator("#vms tbody tr[data-id]")).to_have_count(3)
+    expect(page.get_by_test_id("page-indicator")).to_have_text("Page 1 of 1 · 1–3 of 3 VMs")
+    _remove(listed, "extra-vm-00251")
+    expect(page.locator("#vms tbody tr[data-id]")).to_have_count(2)
+    assert _names(page, "vms") == ["extra-vm-00250", "extra-vm-00252"]
+    expect(page.get_by_test_id("page-indicator")).to_have_text("Page 1 of 1 · 1–2 of 2 VMs")

@@ -121,15 +121,21 @@ async def changes_between(session: AsyncSession, old: Snapshot, new: Snapshot, *
         if before != (name, status, host_id):
             changes.append(Change("vm", {"id": _id(vm_id), "name": name, "status": status,
                                          "host_id": _id(host_id),
-                                         "old_host_id": _id(before[2]) if before else None}))
+                                         "old_host_id": _id(before[2]) if before else None,
+                                         "new": before is None}))
     for vm_id, (name, _status, was_on) in old.vms.items():
         if vm_id not in new.vms:
             changes.append(Change("vm", {"id": _id(vm_id), "name": name, "status": "removed",
                                          "host_id": None, "old_host_id": _id(was_on)}))
     for host_key, (host_name, host_status) in new.hosts.items():
-        if old.hosts.get(host_key) != (host_name, host_status):
+        seen = old.hosts.get(host_key)
+        if seen != (host_name, host_status):
             changes.append(Change("host", {"id": _id(host_key), "name": host_name,
-                                           "status": host_status}))
+                                           "status": host_status, "new": seen is None}))
+    for host_key, (host_name, _status) in old.hosts.items():
+        if host_key not in new.hosts:
+            changes.append(Change("host", {"id": _id(host_key), "name": host_name,
+                                           "status": "removed", "new": False}))
     for job_id, row in new.jobs.items():
         if old.jobs.get(job_id) != row:
             job_status, state, job_vm, job_host, steps = row

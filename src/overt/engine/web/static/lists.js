@@ -1,7 +1,7 @@
 // Paged lists (VMs, hosts): when the change feed says an object changed, only its row is
 // fetched again, if the page shows it; rows whose content did not change keep their DOM
-// nodes (focus, selection). A resync (empty detail) refreshes every row shown. Which rows
-// belong to the page (search, sort, page) changes only by navigating: it is in the URL.
+// nodes (focus, selection). A resync (empty detail) refreshes every row shown. An object
+// added or removed fetches the page's table again (search, sort and page are in the URL).
 (function () {
   "use strict";
 
@@ -66,17 +66,40 @@
       });
     }
 
-    function on(name, ids) {
+    // An object added or removed may change which rows the page holds: the page's
+    // table (its search, order and page, from the URL) is fetched again, once for many.
+    var tableTimer = null;
+
+    function refreshTable() {
+      tableTimer = null;
+      if (leaving) { return; }
+      fetch(list.dataset.tableUrl + window.location.search, {
+        headers: { "HX-Request": "true" }, credentials: "same-origin"
+      }).then(function (reply) {
+        return reply.ok ? reply.text() : null;
+      }).then(function (html) {
+        if (html !== null && !leaving) {
+          list.innerHTML = html;
+          list.dataset.refreshes = String(Number(list.dataset.refreshes || 0) + 1);
+        }
+      }).catch(function () { /* the next change tries again */ });
+    }
+
+    function on(name, ids, membership) {
       document.body.addEventListener(name, function (event) {
         var detail = event.detail || {};
+        if (membership && (detail.new || detail.status === "removed")) {
+          if (!tableTimer) { tableTimer = setTimeout(refreshTable, DELAY_MS * 2); }
+          return;
+        }
         want(detail.id === undefined ? allShown() : ids(detail));
       });
     }
 
     if (kind === "vm") {
-      on("overt-vm", function (d) { return [d.id]; });
+      on("overt-vm", function (d) { return [d.id]; }, true);
     } else {
-      on("overt-host", function (d) { return [d.id]; });
+      on("overt-host", function (d) { return [d.id]; }, true);
       // A VM starting, stopping or moving changes the VM counts of its hosts.
       on("overt-vm", function (d) { return [d.host_id, d.old_host_id]; });
     }
