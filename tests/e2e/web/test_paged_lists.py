@@ -276,3 +276,7 @@ def test_vms_added_and_removed_join_and_leave_the_page_shown(page: Page,
     expect(page.locator("#vms tbody tr[data-id]")).to_have_count(2)
     assert _names(page, "vms") == ["extra-vm-00250", "extra-vm-00252"]
     expect(page.get_by_test_id("page-indicator")).to_have_text("Page 1 of 1 · 1–2 of 2 VMs")
+    # The table fetched again links to the list's page, as the page did.
+    page.get_by_role("link", name=re.compile(r"^Sort by Name")).click()
+    expect(page).to_have_url(re.compile(r"/vms\?search=name%3Dextra-%2A&order=desc$"))
+    assert _names(page, "vms") == ["extra-vm-00252", "extra-vm-00250"]

@@ -84,7 +84,8 @@ class ListView:
 def list_view(request: Request, columns: list[Column]) -> ListView:
     """The list's parameters from the URL; a bad one is kept as the view's error."""
     params = request.query_params
-    view = ListView(path=request.url.path, columns=columns,
+    # The table alone (/fragments/vms) links to its page (/vms) like the page does.
+    view = ListView(path=request.url.path.removeprefix("/fragments"), columns=columns,
                     search=params.get("search", "").strip()[:MAX_SEARCH])
     try:
         sort = params.get("sort")
