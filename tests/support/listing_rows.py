@@ -25,10 +25,11 @@ CAPABILITIES = {"cpu_model": "Skylake-Client-IBRS", "cpu_cores": 4, "cpu_sockets
                 "cpu_threads": 1, "libvirt_version": "9.0.0", "kernel": "6.1.0-13-amd64"}
 
 
-async def fill(url: str, count: int, prefix: str = "") -> None:
-    """`count` hosts and `count` VMs (named PREFIXhost-00000.., PREFIXvm-00000..); every
-    other VM runs on a host and has a console; each VM has a NIC and a disk (every fourth
-    from the second on virtio-scsi)."""
+async def fill(url: str, count: int, prefix: str = "", first: int = 0) -> None:
+    """`count` hosts and `count` VMs (named PREFIXhost-00000.., PREFIXvm-00000.., numbered
+    from `first`: a second fill numbers on, its NICs' MACs apart); every other VM runs on a
+    host and has a console; each VM has a NIC and a disk (every fourth from the second on
+    virtio-scsi)."""
     db = Database(url)
     async with db.transaction() as session:
         cluster = (await session.execute(select(Cluster).order_by(Cluster.created_at))
@@ -44,16 +45,16 @@ async def fill(url: str, count: int, prefix: str = "") -> None:
                       cluster_id=cluster.id, status=HostStatus.UP, host_uuid=uuid.uuid4(),
                       certificate_fingerprint="ab" * 32, key_fingerprint="SHA256:bench",
                       capabilities=CAPABILITIES, memory_mib=65536, free_memory_mib=32768)
-                 for n in range(count)]
+                 for n in range(first, first + count)]
         session.add_all(hosts)
         await session.flush()
         children: list[object] = []
-        for n in range(count):
+        for n in range(first, first + count):
             running = n % 2 == 0
             vm = Vm(id=uuid.uuid4(), name=f"{prefix}vm-{n:05d}", cluster_id=cluster.id,
                     template_id=BLANK_TEMPLATE_ID, memory_mib=1024,
                     status=VmStatus.UP if running else VmStatus.DOWN,
-                    host_id=hosts[n].id if running else None,
+                    host_id=hosts[n - first].id if running else None,
                     vnc_port=5900 + n if running else None)
             disk = Disk(id=uuid.uuid4(), name=f"{prefix}vm-{n:05d}_disk",
                         storage_domain_id=domain.id,

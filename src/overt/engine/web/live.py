@@ -14,12 +14,13 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import String, func, or_, select, type_coerce
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -40,6 +41,8 @@ KEEPALIVE_S = 15.0
 MAX_EVENTS_PER_TICK = 50
 MAX_STATS_SUBJECTS_PER_TICK = 5000
 MAX_GRAPHS_PER_PAGE = 10
+# The feed sleeps at least this many times as long as its last tick took.
+BUSY_FACTOR = 3.0
 
 
 @dataclass(frozen=True)
@@ -56,25 +59,41 @@ class Change:
 
 @dataclass
 class Snapshot:
-    vms: dict[uuid.UUID, tuple[str, str, str | None]] = field(default_factory=dict)
-    hosts: dict[uuid.UUID, tuple[str, str]] = field(default_factory=dict)
+    """VMs and hosts as stored (ids and statuses in the database's own form, compared as
+    they are and turned into text only for what changed: tens of thousands of rows are
+    read every tick), jobs and the newest event and sample."""
+
+    vms: dict[Any, tuple[str, str, Any]] = field(default_factory=dict)
+    hosts: dict[Any, tuple[str, str]] = field(default_factory=dict)
     jobs: dict[uuid.UUID, tuple[Any, ...]] = field(default_factory=dict)
     last_event_id: int = 0
     last_sample_id: int = 0
 
 
-def _id(value: uuid.UUID | None) -> str | None:
-    return str(value) if value is not None else None
+def _id(value: Any) -> str | None:
+    """An id as the browser gets it, from a UUID or the database's text of one."""
+    if value is None:
+        return None
+    return str(uuid.UUID(value)) if isinstance(value, str) else str(value)
+
+
+def _stored(column: Any) -> Any:
+    """A column read as stored: no UUID or enum object made for each of 20,000 rows."""
+    return type_coerce(column, String())
+
+
+_VMS = Vm.__table__.c
+_HOSTS = Host.__table__.c
 
 
 async def take_snapshot(session: AsyncSession) -> Snapshot:
     snap = Snapshot()
-    for vm_id, name, vm_status, on_host in await session.execute(
-            select(Vm.id, Vm.name, Vm.status, Vm.host_id)):
-        snap.vms[vm_id] = (name, vm_status, _id(on_host))
-    for host_id, name, host_status in await session.execute(
-            select(Host.id, Host.name, Host.status)):
-        snap.hosts[host_id] = (name, host_status)
+    rows = await session.execute(select(_stored(_VMS.id), _VMS.name, _stored(_VMS.status),
+                                        _stored(_VMS.host_id)))
+    snap.vms = {vm_id: (name, vm_status, on_host) for vm_id, name, vm_status, on_host in rows}
+    rows = await session.execute(select(_stored(_HOSTS.id), _HOSTS.name,
+                                        _stored(_HOSTS.status)))
+    snap.hosts = {host_id: (name, host_status) for host_id, name, host_status in rows}
     recent = utcnow() - RECENT_JOBS
     jobs = (await session.execute(select(Job.id, Job.status, Job.state, Job.vm_id, Job.host_id)
                                   .where(or_(Job.start_time >= recent,
@@ -97,18 +116,27 @@ async def take_snapshot(session: AsyncSession) -> Snapshot:
 async def changes_between(session: AsyncSession, old: Snapshot, new: Snapshot, *,
                           with_stats: bool = True) -> list[Change]:
     changes = []
+    # `old_host_id`: where the VM ran before (a host list shows VM counts of both hosts).
     for vm_id, (name, status, host_id) in new.vms.items():
-        if old.vms.get(vm_id) != (name, status, host_id):
-            changes.append(Change("vm", {"id": str(vm_id), "name": name, "status": status,
-                                         "host_id": host_id}))
-    for vm_id, (name, _status, _host) in old.vms.items():
+        before = old.vms.get(vm_id)
+        if before != (name, status, host_id):
+            changes.append(Change("vm", {"id": _id(vm_id), "name": name, "status": status,
+                                         "host_id": _id(host_id),
+                                         "old_host_id": _id(before[2]) if before else None,
+                                         "new": before is None}))
+    for vm_id, (name, _status, was_on) in old.vms.items():
         if vm_id not in new.vms:
-            changes.append(Change("vm", {"id": str(vm_id), "name": name, "status": "removed",
-                                         "host_id": None}))
+            changes.append(Change("vm", {"id": _id(vm_id), "name": name, "status": "removed",
+                                         "host_id": None, "old_host_id": _id(was_on)}))
     for host_key, (host_name, host_status) in new.hosts.items():
-        if old.hosts.get(host_key) != (host_name, host_status):
-            changes.append(Change("host", {"id": str(host_key), "name": host_name,
-                                           "status": host_status}))
+        seen = old.hosts.get(host_key)
+        if seen != (host_name, host_status):
+            changes.append(Change("host", {"id": _id(host_key), "name": host_name,
+                                           "status": host_status, "new": seen is None}))
+    for host_key, (host_name, _status) in old.hosts.items():
+        if host_key not in new.hosts:
+            changes.append(Change("host", {"id": _id(host_key), "name": host_name,
+                                           "status": "removed", "new": False}))
     for job_id, row in new.jobs.items():
         if old.jobs.get(job_id) != row:
             job_status, state, job_vm, job_host, steps = row
@@ -172,6 +200,7 @@ class ChangeFeed:
     async def _run(self) -> None:
         current: Snapshot | None = None
         while self._listeners:
+            started = time.monotonic()
             try:
                 async with self.db.transaction() as session:
                     fresh = await take_snapshot(session)
@@ -190,7 +219,10 @@ class ChangeFeed:
                         continue
                     with contextlib.suppress(asyncio.QueueFull):
                         queue.put_nowait(change)
-            await asyncio.sleep(self.interval_s)
+            # A large fleet makes a tick cost more: the feed then waits longer between
+            # ticks, so that it never takes more than a share of the process from pages.
+            spent = time.monotonic() - started
+            await asyncio.sleep(max(self.interval_s, spent * BUSY_FACTOR))
 
 
 def graphs_asked(request: Request) -> frozenset[str]:

@@ -8,7 +8,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 from starlette.routing import Route
@@ -34,6 +34,7 @@ from overt.engine.services import power_management
 from overt.engine.web import host_networks
 from overt.engine.web.context import WebContext, page
 from overt.engine.web.hosts import fence_buttons, host_buttons
+from overt.engine.web.listing import Column, ids_asked, list_view, page_of
 
 ATTENTION_HOST_STATUSES = (HostStatus.NON_RESPONSIVE, HostStatus.NON_OPERATIONAL,
                            HostStatus.INSTALL_FAILED, HostStatus.ERROR,
@@ -148,23 +149,64 @@ async def clusters(ctx: WebContext) -> Response:
     return ctx.render("clusters.html", nav="clusters", clusters=rows, hosts=hosts, vms=vms)
 
 
-async def host_rows(session: AsyncSession) -> list[tuple[Host, str, int]]:
+# How many VMs run on each host: one pass over the VMs, joined to the list for sorting by it.
+_RUNNING = (select(Vm.host_id.label("host_id"), func.count().label("running"))
+            .where(Vm.status.in_(ON_HOST)).group_by(Vm.host_id).subquery("running"))
+
+
+HOST_COLUMNS = [
+    Column("name", "Name", Host.name),
+    Column("status", "Status", Host.status),
+    Column("address", "Address", Host.address),
+    Column("cluster", "Cluster", Cluster.name),
+    Column("vms", "VMs", func.coalesce(_RUNNING.c.running, 0)),
+    Column("cpu", "CPU", Host.cpu_percent),
+    Column("memory", "Memory free", Host.free_memory_mib),
+]
+
+
+def _host_select() -> Select[Host, str]:
+    return select(Host, Cluster.name).join(Cluster, Cluster.id == Host.cluster_id)
+
+
+async def _with_running(session: AsyncSession, rows: list[Any]) -> list[tuple[Host, str, int]]:
+    """Each host row with the number of VMs running on it (counted for these hosts only)."""
+    ids = [host.id for host, _cluster in rows]
     running = dict((await session.execute(
-        select(Vm.host_id, func.count()).where(Vm.status.in_(ON_HOST))
-        .group_by(Vm.host_id))).all())
-    rows = (await session.execute(select(Host, Cluster.name).join(
-        Cluster, Cluster.id == Host.cluster_id).order_by(Host.name))).all()
+        select(Vm.host_id, func.count()).where(Vm.status.in_(ON_HOST), Vm.host_id.in_(ids))
+        .group_by(Vm.host_id))).all()) if ids else {}
     return [(host, cluster, running.get(host.id, 0)) for host, cluster in rows]
+
+
+async def host_list_values(ctx: WebContext) -> tuple[int, dict[str, Any]]:
+    """A page of the host list as the URL asks for it, and its status (400: a bad search)."""
+    view = list_view(ctx.request, HOST_COLUMNS)
+    stmt = _host_select().outerjoin(_RUNNING, _RUNNING.c.host_id == Host.id)
+    rows = await page_of(ctx.session, stmt, Host, view)
+    return (400 if view.error else 200), {"hosts": await _with_running(ctx.session, rows),
+                                          "view": view}
 
 
 @page
 async def hosts(ctx: WebContext) -> Response:
-    return ctx.render("hosts.html", nav="hosts", hosts=await host_rows(ctx.session))
+    status, values = await host_list_values(ctx)
+    return ctx.render("hosts.html", status, nav="hosts", **values)
 
 
 @page
 async def hosts_fragment(ctx: WebContext) -> Response:
-    return ctx.render("_hosts_table.html", hosts=await host_rows(ctx.session))
+    status, values = await host_list_values(ctx)
+    return ctx.render("_hosts_table.html", status, **values)
+
+
+@page
+async def host_rows_fragment(ctx: WebContext) -> Response:
+    """The rows of some hosts (those a list page shows that changed); a removed host has
+    no row."""
+    ids = ids_asked(ctx.request)
+    rows = list(await ctx.session.execute(_host_select().where(Host.id.in_(ids)))) \
+        if ids else []
+    return ctx.render("_host_rows.html", hosts=await _with_running(ctx.session, rows))
 
 
 async def host_values(session: AsyncSession, host_id: uuid.UUID) -> dict[str, Any]:
@@ -248,6 +290,7 @@ ROUTES = [
     Route("/clusters", clusters),
     Route("/hosts", hosts),
     Route("/fragments/hosts", hosts_fragment),
+    Route("/fragments/hosts/rows", host_rows_fragment),
     Route("/hosts/{host_id}", host_page),
     Route("/fragments/hosts/{host_id}", host_fragment),
     Route("/storage", storage),

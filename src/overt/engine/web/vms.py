@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -35,6 +35,7 @@ from overt.engine.services import vms as vm_service
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput, NicInput, VmInput
 from overt.engine.web.cdrom_view import cdrom_values
 from overt.engine.web.context import WebContext, page
+from overt.engine.web.listing import Column, ids_asked, list_view, page_of
 from overt.engine.web.pages import jobs_with_steps, recent_events
 
 MIB = 1 << 20
@@ -54,20 +55,49 @@ ACTIONS: dict[str, tuple[VmAction, str, bool]] = {
 HA_PRIORITIES = ((1, "Low"), (50, "Medium"), (100, "High"))
 
 
-async def vm_rows(session: AsyncSession) -> list[tuple[Vm, str | None, str]]:
-    return list((await session.execute(
-        select(Vm, Host.name, Cluster.name).outerjoin(Host, Host.id == Vm.host_id)
-        .join(Cluster, Cluster.id == Vm.cluster_id).order_by(Vm.name))).all())
+VM_COLUMNS = [
+    Column("name", "Name", Vm.name),
+    Column("status", "Status", Vm.status),
+    Column("host", "Host", Host.name),
+    Column("cluster", "Cluster", Cluster.name),
+    Column("memory", "Memory", Vm.memory_mib),
+    Column("cpus", "CPUs", Vm.cpu_sockets * Vm.cpu_cores * Vm.cpu_threads),
+    Column("cpu", "CPU use", Vm.cpu_percent),
+]
+
+
+def _vm_select() -> Select[Vm, str, str]:
+    return (select(Vm, Host.name, Cluster.name).outerjoin(Host, Host.id == Vm.host_id)
+            .join(Cluster, Cluster.id == Vm.cluster_id))
+
+
+async def vm_list_values(ctx: WebContext) -> tuple[int, dict[str, Any]]:
+    """A page of the VM list as the URL asks for it, and its status (400: a bad search)."""
+    view = list_view(ctx.request, VM_COLUMNS)
+    rows = await page_of(ctx.session, _vm_select(), Vm, view)
+    return (400 if view.error else 200), {"vms": rows, "view": view}
 
 
 @page
 async def vm_list(ctx: WebContext) -> Response:
-    return ctx.render("vms.html", nav="vms", vms=await vm_rows(ctx.session))
+    status, values = await vm_list_values(ctx)
+    return ctx.render("vms.html", status, nav="vms", **values)
 
 
 @page
 async def vm_list_fragment(ctx: WebContext) -> Response:
-    return ctx.render("_vms_table.html", vms=await vm_rows(ctx.session))
+    status, values = await vm_list_values(ctx)
+    return ctx.render("_vms_table.html", status, **values)
+
+
+@page
+async def vm_rows_fragment(ctx: WebContext) -> Response:
+    """The rows of some VMs (those a list page shows that changed), in no particular order;
+    a removed VM has no row."""
+    ids = ids_asked(ctx.request)
+    rows = list((await ctx.session.execute(_vm_select().where(Vm.id.in_(ids)))).all()) \
+        if ids else []
+    return ctx.render("_vm_rows.html", vms=rows)
 
 
 # -- creating a VM -----------------------------------------------------------------------
@@ -314,6 +344,7 @@ async def _run_action(ctx: WebContext, name: str, vm_id: uuid.UUID) -> Job:
 ROUTES = [
     Route("/vms", vm_list),
     Route("/fragments/vms", vm_list_fragment),
+    Route("/fragments/vms/rows", vm_rows_fragment),
     Route("/vms/new", new_vm_form),
     Route("/vms", create_vm, methods=["POST"]),
     Route("/vms/{vm_id}", vm_page),

@@ -45,7 +45,7 @@ async def test_vm_job_and_audit_changes_reach_a_listener(db: Database) -> None:
                 found.status = "up"
             change = await _next(changes, "vm")
             assert change.data == {"id": str(vm.id), "name": "live-1", "status": "up",
-                                   "host_id": None}
+                                   "host_id": None, "old_host_id": None, "new": False}
             async with writer.transaction() as session:
                 job = await queue.submit(session, StopVm(vm_id=vm.id),
                                          description="Stopping VM")
