@@ -25,6 +25,7 @@ from overt.node.errors import NodeFailure
 from overt.node.events import EventSequencer
 from overt.node.hypervisor.base import Hypervisor, HypervisorReconnected, VmChanged
 from overt.node.idempotency import IdempotencyStore
+from overt.node.imageio import NodeImageio
 from overt.node.leases.client import KeeperUnavailable, LeaseClient
 from overt.node.networking import HostNetworking
 from overt.node.snmp.reporter import SnmpReporter, row, vm_key
@@ -61,6 +62,7 @@ from overt.protocol.commands import (
 )
 from overt.protocol.events import Heartbeat, HostStateReport, VmLifecycle
 from overt.protocol.host import HostState, ReportedNetwork
+from overt.protocol.imageio import ImageExportStart, ImageExportStop, ImageTicket
 from overt.protocol.networks import HostCommitNetworks, HostSetupNetworks
 from overt.protocol.storage import (
     ExtentFormat,
@@ -96,8 +98,10 @@ class Agent:
                  timings: AgentTimings | None = None,
                  networks: HostNetworking | None = None,
                  snmp: SnmpReporter | None = None,
-                 leases: LeaseClient | None = None) -> None:
+                 leases: LeaseClient | None = None,
+                 imageio: NodeImageio | None = None) -> None:
         self.hypervisor = hypervisor
+        self.imageio = imageio
         self.leases = leases
         self.volumes = volumes
         self.shared_storage = NfsDomains()
@@ -140,6 +144,8 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.imageio is not None:
+            await self.imageio.close()
         if self.snmp is not None:
             await self.snmp.close()
         await self.transport.close()
@@ -263,6 +269,11 @@ class Agent:
                 return await copies.copy_volume(command, self.volumes)
             case LunRead() | LunMetadataWrite() | ExtentFormat():
                 return await iscsi_domain.execute(command)
+            case ImageExportStart() | ImageExportStop() | ImageTicket():
+                if self.imageio is None:
+                    raise NodeFailure(ErrorCode.BAD_REQUEST, "this node serves no image "
+                                      "transfers")
+                return await self.imageio.execute(command)
             case VmNicPlug(vm_id=vm_id, nic=nic):
                 return await self._locked(vm_id, hyp.plug_nic(vm_id, nic))
             case VmNicUnplug(vm_id=vm_id, nic=nic):

@@ -8,6 +8,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from overt.protocol.host import HostCapabilities, HostState, VmStatusReport
+from overt.protocol.imageio import ImageExportStart, ImageExportStop, ImageTicket
 from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
 from overt.protocol.networks import HostCommitNetworks, HostSetupNetworks
 from overt.protocol.storage import (
@@ -285,6 +286,9 @@ Command = Annotated[
     | LunRead
     | LunMetadataWrite
     | ExtentFormat
+    | ImageExportStart
+    | ImageExportStop
+    | ImageTicket
     | VmNicPlug
     | VmNicUnplug
     | VmNicLink
