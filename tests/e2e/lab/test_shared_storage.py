@@ -826,11 +826,17 @@ def _image_digest(image: Path, fmt: str) -> str:
 
 
 def _imageio_http(method: str, url: str, ca_file: Path, data: bytes | None = None) -> int:
+    return _imageio_request(method, url, ca_file, data)[0]
+
+
+def _imageio_request(method: str, url: str, ca_file: Path, data: bytes | None = None
+                     ) -> tuple[int, bytes]:
+    """One request to an imageio daemon (a GET reads the first 4 KiB)."""
     with httpx.Client(verify=ssl.create_default_context(cafile=str(ca_file)),
                       timeout=30) as http:
-        return http.request(method, url, content=data,
-                            headers={"Range": "bytes=0-4095"} if method == "GET" else {}
-                            ).status_code
+        reply = http.request(method, url, content=data,
+                             headers={"Range": "bytes=0-4095"} if method == "GET" else {})
+        return reply.status_code, reply.content
 
 
 def _nfs_disk(conn: sdk.Connection, domain_id: str, name: str, disk_format: types.DiskFormat
@@ -922,7 +928,10 @@ def test_a_nodes_imageio_ticket_reaches_only_its_own_disk_and_direction(
         assert write.transfer_url.rsplit("/", 1)[0] == base  # the same daemon serves both
         assert _imageio_http("GET", read.transfer_url, ca) == 206
         # A download's ticket cannot write its own disk, nor any other.
-        assert _imageio_http("PUT", read.transfer_url, ca, bytes(4096)) == 403
+        assert _imageio_http("PUT", read.transfer_url, ca, b"\xab" * 4096) == 403
+        # Another disk's ticket writes that disk only: this one still reads zeros.
+        assert _imageio_http("PUT", write.transfer_url, ca, b"\xab" * 4096) == 200
+        assert _imageio_request("GET", read.transfer_url, ca) == (206, bytes(4096))
         # Only a ticket reaches a disk: an unknown one reads nothing.
         assert _imageio_http("GET", f"{base}/{uuid.uuid4()}", ca) == 403
         _finalize(conn, write, theirs)
