@@ -64,6 +64,7 @@ class NodeImageio:
                                               key_file=key_file, ca_file=home / "ca.pem"),
                                   address=address, port=port)
         self._exports: dict[uuid.UUID, NbdExport] = {}
+        self._tickets: dict[uuid.UUID, set[str]] = {}  # each export's tickets
 
     async def execute(self, command: ImageExportStart | ImageExportStop | ImageTicket
                       ) -> ImageExport | ImageTicketState:
@@ -96,6 +97,9 @@ class NodeImageio:
         return ImageExport(port=self.daemon.port)
 
     async def stop(self, transfer_id: uuid.UUID) -> None:
+        for ticket_id in self._tickets.pop(transfer_id, set()):
+            if self.daemon.running:
+                await self.daemon.remove_ticket(ticket_id)
         export = self._exports.pop(transfer_id, None)
         if export is not None:
             await export.stop()
@@ -112,6 +116,7 @@ class NodeImageio:
                 "timeout": command.timeout_s, "inactivity_timeout": command.inactivity_timeout_s,
                 "ops": list(command.ops), "sparse": True,
                 "transfer_id": str(command.transfer_id)})
+            self._tickets.setdefault(command.transfer_id, set()).add(command.ticket_id)
             return ImageTicketState()
         if not self.daemon.running:
             return ImageTicketState()
@@ -120,6 +125,7 @@ class NodeImageio:
             return ImageTicketState()
         if command.action == "remove":
             await self.daemon.remove_ticket(command.ticket_id)
+            self._tickets.get(command.transfer_id, set()).discard(command.ticket_id)
             return ImageTicketState()
         info = await self.daemon.ticket_info(command.ticket_id)
         if info is not None and info.get("transfer_id") != str(command.transfer_id):
