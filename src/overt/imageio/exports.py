@@ -38,7 +38,10 @@ class NbdExport:
         """Direct I/O (no page cache) nearly doubles upload throughput to a local file
         (docs/benchmarks.md); QEMU's NFS client and file systems such as tmpfs lack it."""
         cache = ["--cache=none", "--aio=native"] if direct else ["--cache=writeback"]
-        return ["qemu-nbd", "--socket", str(self.socket_path), "--format", self.image_format,
+        # A `json:` source names its own drivers (an iSCSI extent: a format over a raw
+        # window of the LUN), so no --format beside it.
+        fmt = [] if self.source.startswith("json:") else ["--format", self.image_format]
+        return ["qemu-nbd", "--socket", str(self.socket_path), *fmt,
                 "--persistent", "--shared=8", *cache, "--discard=unmap",
                 *(["--read-only"] if self.read_only else []), self.source]
 

@@ -21,6 +21,7 @@ from cryptography import x509
 from overt.imageio.daemon import DaemonFiles, ImageioDaemon
 from overt.imageio.exports import NbdExport
 from overt.node.errors import NodeFailure
+from overt.node.storage.iscsi_domain import image_json, window
 from overt.node.storage.local import LocalVolumes
 from overt.pki.certs import load_cert
 from overt.protocol import ErrorCode
@@ -31,6 +32,7 @@ from overt.protocol.imageio import (
     ImageTicket,
     ImageTicketState,
 )
+from overt.protocol.vm import DiskFormat
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,11 @@ class NodeImageio:
         if command.transfer_id in self._exports:
             return ImageExport(port=self.daemon.port)
         source = command.source
-        if "://" not in source:
+        if command.extent is not None:
+            extent = command.extent
+            source = image_json(window(extent.lun, extent.offset, extent.size,
+                                       DiskFormat(command.format)))
+        elif "://" not in source:
             source = str(self.volumes.inside(source, "the volume to transfer"))
         elif not source.startswith("nfs://"):
             raise NodeFailure(ErrorCode.BAD_REQUEST, "a transfer's volume is a file or an "

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from pydantic import Field
 
+from overt.protocol.storage import IscsiExtentTarget
 from overt.protocol.vm import WireModel
 
 
@@ -32,7 +33,8 @@ class ImageExportStart(WireModel):
     """Export a volume for one transfer and have the imageio daemon running.
 
     `source` is a volume file under the node's storage directory, or QEMU's URL of an
-    NFS volume. `certificate_pem` is the server CA's certificate for this node's own key
+    NFS volume; with `extent`, an iSCSI volume: that extent of its LUN (`source` is then
+    the LUN's URL, for the record). `certificate_pem` is the server CA's certificate for this node's own key
     and address (server authentication only), so clients trusting the engine CA accept
     the daemon; `ca_pem` is that CA (the daemon checks nothing with it but keeps it)."""
 
@@ -43,6 +45,7 @@ class ImageExportStart(WireModel):
     source: str = Field(min_length=1, max_length=4096)
     format: Literal["raw", "qcow2"]
     read_only: bool
+    extent: IscsiExtentTarget | None = None
     certificate_pem: str = Field(max_length=16384)
     ca_pem: str = Field(max_length=16384)
 

@@ -666,6 +666,34 @@ def _finalize(conn: sdk.Connection, transfer: types.ImageTransfer, disk_id: str)
                "the disk to be unlocked")
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_iscsi_disk_is_uploaded_and_downloaded_through_a_nodes_imageio(
+        storage_lab: StorageLab, tmp_path: Path) -> None:
+    """A qcow2 disk of the iSCSI test's domain (an extent of its LUN): guest data uploaded
+    at a node's daemon reads back the same."""
+    site, ca = storage_lab.first, storage_lab.first.managed.ca_file
+    source = tmp_path / "source.raw"
+    with source.open("wb") as f:
+        f.truncate(32 * MIB)
+        f.seek(3 * MIB)
+        f.write(b"\xc3" * MIB)
+    conn = site.connect()
+    try:
+        [sd] = conn.system_service().storage_domains_service().list(search="name=lab-iscsi")
+        disk_id = _nfs_disk(conn, sd.id, "lab-iscsi-upload", types.DiskFormat.COW)
+        up = _transfer(conn, disk_id, types.ImageTransferDirection.UPLOAD)
+        assert "54322/images/" in up.transfer_url
+        client.upload(str(source), up.transfer_url, str(ca))
+        _finalize(conn, up, disk_id)
+        down = _transfer(conn, disk_id, types.ImageTransferDirection.DOWNLOAD)
+        back = tmp_path / "back.raw"
+        client.download(down.transfer_url, str(back), str(ca), fmt="raw")
+        _finalize(conn, down, disk_id)
+        assert hashlib.sha256(back.read_bytes()[:32 * MIB]).hexdigest() == \
+            hashlib.sha256(source.read_bytes()).hexdigest()
+    finally:
+        conn.close()
+
 # ovirt_imageio.client leaves its local helper's unix socket to the garbage collector.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_an_nfs_disk_is_uploaded_and_downloaded_through_a_nodes_imageio(

@@ -58,10 +58,12 @@ from overt.engine.model.status import (
 from overt.engine.nodes import NodeClient, NodeCommandFailed
 from overt.engine.pki.authority import EnginePki
 from overt.engine.queries import lookup
+from overt.engine.queries.shared_storage import extent_of, lun_of
 from overt.engine.services.devices import remove_disk_job
 from overt.engine.services.jobs import JobSubmitter
 from overt.protocol.commands import Returns
 from overt.protocol.imageio import ImageExportStart, ImageExportStop, ImageTicket
+from overt.protocol.storage import IscsiExtentTarget, IscsiLunRef
 
 R = TypeVar("R", bound=BaseModel)
 Op = Literal["read", "write"]
@@ -170,8 +172,10 @@ def volume_source(domain: StorageDomain, disk: Disk, *, on_engine: bool = True) 
     if domain.storage_type == StorageType.NFS.value and domain.address:
         return f"nfs://{domain.address}{domain.path.rstrip('/')}/{disk.image_path}"
     if domain.storage_type == StorageType.ISCSI.value:
-        raise Conflict(f"Cannot transfer disk {disk.name}: image transfer to iSCSI domains "
-                       "is not supported yet")
+        if on_engine:
+            raise Conflict(f"Cannot transfer disk {disk.name}: iSCSI volumes move on a host "
+                           "and no host of its data center is up")
+        return lun_url(lun_of(domain))
     path = Path(domain.path) / disk.image_path
     if on_engine and not path.is_file():
         raise Conflict(f"Cannot transfer disk {disk.name}: its volume on local domain "
@@ -191,7 +195,7 @@ async def pick_host(session: AsyncSession, domain: StorageDomain,
     the first up host that does (a local domain: its own host; NFS: any of its data
     center). None: no host is up (NFS is then served by the engine, if it reaches it)."""
     query = select(Host).where(Host.status == HostStatus.UP, Host.host_uuid.is_not(None))
-    if domain.storage_type == StorageType.NFS.value:
+    if domain.storage_type in (StorageType.NFS.value, StorageType.ISCSI.value):
         query = query.join(Cluster, Cluster.id == Host.cluster_id).where(
             Cluster.data_center_id == domain.data_center_id)
     else:
@@ -204,6 +208,9 @@ async def pick_host(session: AsyncSession, domain: StorageDomain,
             raise Conflict(f"Cannot transfer through host {host.name}: it is not up or does "
                            f"not reach storage domain {domain.name}")
         return chosen
+    if not hosts and domain.storage_type == StorageType.ISCSI.value:
+        raise Conflict(f"Cannot transfer disks of iSCSI domain {domain.name}: no host of its "
+                       "data center is up")
     if not hosts and domain.storage_type != StorageType.NFS.value:
         raise Conflict(f"Cannot transfer disks of local domain {domain.name}: its host is "
                        "not up")
@@ -277,7 +284,7 @@ class ImageTransfers:
                                         read_only=request.direction is Direction.DOWNLOAD)
             await transfer.export.start()
         else:
-            await self._open_on_node(transfer, host, export_format)
+            await self._open_on_node(transfer, host, export_format, _extent(domain, disk))
         try:
             await self._add_tickets(transfer)
         except BaseException:
@@ -297,7 +304,8 @@ class ImageTransfers:
                      storage_domain_id=domain.id, user_id=user.id)
         return transfer
 
-    async def _open_on_node(self, transfer: Transfer, host: Host, export_format: str) -> None:
+    async def _open_on_node(self, transfer: Transfer, host: Host, export_format: str,
+                            extent: IscsiExtentTarget | None = None) -> None:
         """The volume exported on `host`, its daemon running with a certificate of the
         server CA for the host's own key and address (what the SDK's clients trust)."""
         if self.pki is None or host.certificate_pem is None or host.host_uuid is None:
@@ -310,7 +318,7 @@ class ImageTransfers:
         command = ImageExportStart(
             transfer_id=transfer.id, source=transfer.source,
             format="qcow2" if export_format == "qcow2" else "raw",
-            read_only=transfer.direction is Direction.DOWNLOAD,
+            read_only=transfer.direction is Direction.DOWNLOAD, extent=extent,
             certificate_pem=certificate, ca_pem=self.pki.ca_pem())
         reached = _reach(host)
         started = await self._node_call(reached, command)
@@ -505,10 +513,24 @@ async def _check_disk(session: AsyncSession, disk: Disk) -> None:
         raise Conflict(f"Cannot transfer disk {disk.name}: VM {running} using it is not down")
 
 
+def _extent(domain: StorageDomain, disk: Disk) -> IscsiExtentTarget | None:
+    """An iSCSI volume's extent of its domain's LUN (None for other domains)."""
+    if domain.storage_type != StorageType.ISCSI.value:
+        return None
+    extent = extent_of(disk.image_path)
+    if extent is None:
+        raise Conflict(f"Cannot transfer disk {disk.name}: it has no extent of its iSCSI domain")
+    return IscsiExtentTarget(lun=lun_of(domain), offset=extent[0], size=extent[1])
+
+
+def lun_url(lun: IscsiLunRef) -> str:
+    return f"iscsi://{lun.portal}/{lun.target}/{lun.lun}"
+
+
 def _file_size(source: str) -> int:
-    if source.startswith("nfs://"):
-        raise Conflict("Downloads of a volume's own bytes (format cow) from NFS domains are "
-                       "not supported yet; download guest data with format raw")
+    if "://" in source:
+        raise Conflict("Downloads of a volume's own bytes (format cow) from NFS and iSCSI "
+                       "domains are not supported yet; download guest data with format raw")
     return Path(source).stat().st_size
 
 
