@@ -60,6 +60,10 @@ class NodeSettings(BaseSettings):
     advertise_address: str | None = Field(
         None, description="The address the engine should use to reach this node "
         "(default: the address of the route towards the engine).")
+    imageio_port: int = Field(
+        54322, ge=0, lt=65536, description="Port of the node's image data server "
+        "(ovirt-imageio, started at the first image transfer this node serves; oVirt's "
+        "port; 0: any free port).")
     data_dir: Path = Field(Path("/var/lib/overt/node"),
                            description="Keys, certificates and the agent's own state.")
     storage_dir: Path = Field(Path("/var/lib/overt/images"),

@@ -33,6 +33,8 @@ def node(
         "credentials, to reach the broker at another address.")] = None,
     listen_address: Annotated[str | None, typer.Option(help="Address of the RPC server.")] = None,
     port: Annotated[int | None, typer.Option(help="Port of the RPC server (54321).")] = None,
+    imageio_port: Annotated[int | None, typer.Option(
+        help="Port of the image data server (ovirt-imageio, 54322; 0: any free).")] = None,
     advertise_address: Annotated[str | None, typer.Option(
         help="Address the engine should use to reach this node.")] = None,
     data_dir: Annotated[Path | None, typer.Option(
@@ -74,6 +76,7 @@ def node(
     """
     given: dict[str, Any] = {
         "engine_url": engine_url, "bus": bus, "listen_address": listen_address, "port": port,
+        "imageio_port": imageio_port,
         "advertise_address": advertise_address, "data_dir": data_dir,
         "storage_dir": storage_dir, "image_import_dirs": import_dir or None,
         "libvirt_uri": libvirt_uri,

@@ -185,7 +185,7 @@ class EngineRuntime:
         await self.transport.start(sink)
         tasks: list[asyncio.Task[Any]] = []
         if self.parts.api:
-            tasks += await self._start_api(registry)
+            tasks += await self._start_api(registry, nodes)
         if self.parts.worker:
             worker = Worker(self.db, JobServices(nodes=nodes, settings=self.settings,
                                                  registry=registry, bootstrap=self.unenrolled_nodes,
@@ -241,7 +241,8 @@ class EngineRuntime:
                               min_classes=s.password_min_classes,
                               history=s.password_history, max_age_days=s.password_max_age_days)
 
-    async def _start_api(self, registry: Registry) -> list[asyncio.Task[Any]]:
+    async def _start_api(self, registry: Registry, nodes: NodeClient | None = None
+                         ) -> list[asyncio.Task[Any]]:
         self._directories = directories = Directories(
             load_profiles(self.settings.auth_profiles_file))
         services = ApiServices(jobs=JobSubmitter(self.job_wakeup), ca_certificate=self.pki.ca_file,
@@ -257,7 +258,7 @@ class EngineRuntime:
                                    user_failures=self.settings.signin_failures,
                                    user_window_s=self.settings.signin_window_s,
                                    user_lockout_s=self.settings.lockout_s),
-                               image_transfers=self._image_transfers())
+                               image_transfers=self._image_transfers(nodes))
         if services.image_transfers is not None:
             await services.image_transfers.recover(self.db, services.jobs)
         app = build_api_app(self.db, services, extra_routes=web_routes())
@@ -300,8 +301,9 @@ class EngineRuntime:
         """The transfers this process's API serves (None before the API starts)."""
         return self._transfers
 
-    def _image_transfers(self) -> ImageTransfers:
-        """The image data server of this API process (started at its first transfer)."""
+    def _image_transfers(self, nodes: NodeClient | None = None) -> ImageTransfers:
+        """The image data server of this API process (started at its first transfer), and
+        the hosts' servers it proxies to."""
         home = self.settings.data_dir / "imageio"
         daemon = ImageioDaemon(DaemonFiles(home, cert_file=self.pki.cert_file,
                                            key_file=self.pki.key_file, ca_file=self.pki.ca_file),
@@ -309,7 +311,8 @@ class EngineRuntime:
                                port=self.settings.imageio_port)
         self._transfers = ImageTransfers(
             daemon, public_address(self.settings), home / "nbd",
-            server_name=f"imageio@{public_address(self.settings)}:{self.settings.api_port}")
+            server_name=f"imageio@{public_address(self.settings)}:{self.settings.api_port}",
+            nodes=nodes, pki=self.pki)
         return self._transfers
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> None:

@@ -25,6 +25,7 @@ from overt.node.errors import NodeFailure
 from overt.node.events import EventSequencer
 from overt.node.hypervisor.base import Hypervisor, HypervisorReconnected, VmChanged
 from overt.node.idempotency import IdempotencyStore
+from overt.node.imageio import NodeImageio
 from overt.node.leases.client import KeeperUnavailable, LeaseClient
 from overt.node.networking import HostNetworking
 from overt.node.snmp.reporter import SnmpReporter, row, vm_key
@@ -62,6 +63,7 @@ from overt.protocol.commands import (
 )
 from overt.protocol.events import Heartbeat, HostStateReport, VmLifecycle
 from overt.protocol.host import HostState, ReportedNetwork
+from overt.protocol.imageio import ImageExportStart, ImageExportStop, ImageTicket
 from overt.protocol.networks import HostCommitNetworks, HostSetupNetworks
 from overt.protocol.storage import (
     ExtentFormat,
@@ -102,8 +104,10 @@ class Agent:
                  networks: HostNetworking | None = None,
                  snmp: SnmpReporter | None = None,
                  leases: LeaseClient | None = None,
-                 probe_storage: StorageProber | None = None) -> None:
+                 probe_storage: StorageProber | None = None,
+                 imageio: NodeImageio | None = None) -> None:
         self.hypervisor = hypervisor
+        self.imageio = imageio
         # How this node probes its data center's storage domains (QEMU's clients; the
         # fast lane's simulated nodes say what a test wants them to reach).
         self.probe_storage: StorageProber = probe_storage or reach.probe_domains
@@ -149,6 +153,8 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.imageio is not None:
+            await self.imageio.close()
         if self.snmp is not None:
             await self.snmp.close()
         await self.transport.close()
@@ -285,6 +291,11 @@ class Agent:
                 return await iscsi_domain.execute(command)
             case StorageDomainsProbe():
                 return await self.probe_storage(command)
+            case ImageExportStart() | ImageExportStop() | ImageTicket():
+                if self.imageio is None:
+                    raise NodeFailure(ErrorCode.BAD_REQUEST, "this node serves no image "
+                                      "transfers")
+                return await self.imageio.execute(command)
             case VmNicPlug(vm_id=vm_id, nic=nic):
                 return await self._locked(vm_id, hyp.plug_nic(vm_id, nic))
             case VmNicUnplug(vm_id=vm_id, nic=nic):

@@ -21,6 +21,7 @@ from overt.node.hypervisor.libvirt_driver import LibvirtHypervisor
 from overt.node.hypervisor.virt_mode_cache import VirtModeChoice, VirtType
 from overt.node.idempotency import IdempotencyStore
 from overt.node.identity import NodeIdentity
+from overt.node.imageio import NodeImageio
 from overt.node.leases.client import LeaseClient
 from overt.node.leases.service import SOCKET_NAME, ensure_keeper
 from overt.node.managed import ManagedAgentTransport
@@ -70,9 +71,10 @@ def build_agent(settings: NodeSettings, transport: AgentTransport | None = None)
     hypervisor = LibvirtHypervisor(settings.libvirt_uri, VirtModeChoice(
         VirtType(settings.virt_type), scratch_dir=settings.storage_dir / ".overt-probe",
         cache_file=settings.data_dir / "virt-mode.json"))
+    volumes = LocalVolumes(settings.storage_dir, tuple(settings.image_import_dirs))
     return Agent(
         hypervisor=hypervisor,
-        volumes=LocalVolumes(settings.storage_dir, tuple(settings.image_import_dirs)),
+        volumes=volumes,
         idempotency=IdempotencyStore(settings.data_dir / "command-results.sqlite"),
         transport=transport or build_transport(settings),
         timings=AgentTimings(stats_interval_s=settings.stats_interval_s,
@@ -80,6 +82,9 @@ def build_agent(settings: NodeSettings, transport: AgentTransport | None = None)
         networks=HostNetworks(settings.data_dir / "networks.json"),
         snmp=snmp,
         leases=LeaseClient(settings.data_dir / "leases" / SOCKET_NAME),
+        imageio=NodeImageio(settings.data_dir / "imageio", settings.data_dir / "node.key",
+                            volumes, address=settings.listen_address,
+                            port=settings.imageio_port),
     )
 
 

@@ -8,6 +8,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field, field_validator
 
 from overt.protocol.host import HostCapabilities, HostState, VmStatusReport
+from overt.protocol.imageio import ImageExportStart, ImageExportStop, ImageTicket
 from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
 from overt.protocol.networks import HostCommitNetworks, HostSetupNetworks
 from overt.protocol.storage import (
@@ -319,6 +320,9 @@ Command = Annotated[
     | LunMetadataWrite
     | ExtentFormat
     | StorageDomainsProbe
+    | ImageExportStart
+    | ImageExportStop
+    | ImageTicket
     | VmNicPlug
     | VmNicUnplug
     | VmNicLink

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -22,10 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import libvirt
 import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
+from ovirt_imageio import client
 
 from overt.engine.db.database import Database
 from overt.engine.db.tables import VmLeaseRenewal
@@ -149,7 +153,8 @@ def storage_lab(rabbitmq: Broker) -> Iterator[StorageLab]:
     """The test lab (left as it was found when it was already up) and a first engine
     with agents on node1 and node2; the export starts without storage domains."""
     with open_storage_lab(rabbitmq, OVERT_LEASE_IO_TIMEOUT_S=str(LEASE_IO_TIMEOUT_S),
-                          OVERT_STORAGE_PROBE_INTERVAL_S=str(STORAGE_PROBE_INTERVAL_S)) as opened:
+                          OVERT_STORAGE_PROBE_INTERVAL_S=str(STORAGE_PROBE_INTERVAL_S),
+                          OVERT_IMAGEIO_PORT="0") as opened:
         yield opened
 
 
@@ -702,6 +707,162 @@ def test_a_template_on_iscsi_gives_a_thin_vm_that_boots(storage_lab: StorageLab)
     _run_on(site, "lab-iscsi-thin", "node1", "iscsi", while_up=backed_by_the_template)
 
 
+def _image_digest(image: Path, fmt: str) -> str:
+    """The guest's view of an image, as a checksum."""
+    raw = image.with_suffix(".check")
+    subprocess.run(["qemu-img", "convert", "-f", fmt, "-O", "raw", str(image), str(raw)],
+                   check=True)
+    digest = hashlib.sha256(raw.read_bytes()).hexdigest()
+    raw.unlink()
+    return digest
+
+
+def _imageio_http(method: str, url: str, ca_file: Path, data: bytes | None = None) -> int:
+    return _imageio_request(method, url, ca_file, data)[0]
+
+
+def _imageio_request(method: str, url: str, ca_file: Path, data: bytes | None = None
+                     ) -> tuple[int, bytes]:
+    """One request to an imageio daemon (a GET reads the first 4 KiB)."""
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(ca_file)),
+                      timeout=30) as http:
+        reply = http.request(method, url, content=data,
+                             headers={"Range": "bytes=0-4095"} if method == "GET" else {})
+        return reply.status_code, reply.content
+
+
+def _nfs_disk(conn: sdk.Connection, domain_id: str, name: str, disk_format: types.DiskFormat
+              ) -> str:
+    disks = conn.system_service().disks_service()
+    disk = disks.add(types.Disk(name=name, format=disk_format, provisioned_size=64 * MIB,
+                                sparse=True, storage_domains=[types.StorageDomain(id=domain_id)]))
+    wait_until(lambda: disks.disk_service(disk.id).get().status == types.DiskStatus.OK, 120,
+               f"disk {name} to be created")
+    return str(disk.id)
+
+
+def _transfer(conn: sdk.Connection, disk_id: str, direction: types.ImageTransferDirection,
+              host_id: str | None = None) -> types.ImageTransfer:
+    transfers = conn.system_service().image_transfers_service()
+    return transfers.add(types.ImageTransfer(
+        disk=types.Disk(id=disk_id), direction=direction, format=types.DiskFormat.RAW,
+        host=types.Host(id=host_id) if host_id else None))
+
+
+def _finalize(conn: sdk.Connection, transfer: types.ImageTransfer, disk_id: str) -> None:
+    service = conn.system_service().image_transfers_service().image_transfer_service(
+        transfer.id)
+    service.finalize()
+    wait_until(lambda: service.get().phase == types.ImageTransferPhase.FINISHED_SUCCESS, 120,
+               "the transfer to finish")
+    disks = conn.system_service().disks_service()
+    wait_until(lambda: disks.disk_service(disk_id).get().status == types.DiskStatus.OK, 60,
+               "the disk to be unlocked")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_iscsi_disk_is_uploaded_and_downloaded_through_a_nodes_imageio(
+        storage_lab: StorageLab, tmp_path: Path) -> None:
+    """A qcow2 disk of the iSCSI test's domain (an extent of its LUN): guest data uploaded
+    at a node's daemon reads back the same."""
+    site, ca = storage_lab.first, storage_lab.first.managed.ca_file
+    source = tmp_path / "source.raw"
+    with source.open("wb") as f:
+        f.truncate(32 * MIB)
+        f.seek(3 * MIB)
+        f.write(b"\xc3" * MIB)
+    conn = site.connect()
+    try:
+        [sd] = conn.system_service().storage_domains_service().list(search="name=lab-iscsi")
+        disk_id = _nfs_disk(conn, sd.id, "lab-iscsi-upload", types.DiskFormat.COW)
+        up = _transfer(conn, disk_id, types.ImageTransferDirection.UPLOAD)
+        assert "54322/images/" in up.transfer_url
+        client.upload(str(source), up.transfer_url, str(ca))
+        _finalize(conn, up, disk_id)
+        down = _transfer(conn, disk_id, types.ImageTransferDirection.DOWNLOAD)
+        back = tmp_path / "back.raw"
+        client.download(down.transfer_url, str(back), str(ca), fmt="raw")
+        _finalize(conn, down, disk_id)
+        assert hashlib.sha256(back.read_bytes()[:32 * MIB]).hexdigest() == \
+            hashlib.sha256(source.read_bytes()).hexdigest()
+    finally:
+        conn.close()
+
+# ovirt_imageio.client leaves its local helper's unix socket to the garbage collector.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_nfs_disk_is_uploaded_and_downloaded_through_a_nodes_imageio(
+        storage_lab: StorageLab, nfs_domain: NfsDomain, tmp_path: Path) -> None:
+    """The engine is off the storage network: the data moves on node2, which reaches the
+    NFS export, at its own ovirt-imageio (transfer_url), or through the engine's daemon
+    (proxy_url); the SDK's client trusts both with the engine CA file alone."""
+    site = storage_lab.first
+    ca = site.managed.ca_file
+    source = tmp_path / "source.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(source), str(64 * MIB)],
+                   check=True)
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0xb1 1M 3M",
+                    "-c", "write -P 0xb2 40M 512k", str(source)], check=True,
+                   capture_output=True)
+    conn = site.connect()
+    try:
+        node2 = site.host_of(conn, "node2")
+        disk_id = _nfs_disk(conn, nfs_domain.id, "lab-nfs-upload", types.DiskFormat.COW)
+        up = _transfer(conn, disk_id, types.ImageTransferDirection.UPLOAD, node2.id)
+        assert up.phase == types.ImageTransferPhase.TRANSFERRING
+        assert up.transfer_url.startswith(f"https://{node2.address}:54322/images/")
+        ticket = up.transfer_url.rsplit("/", 1)[1]  # the engine's proxy: the same ticket
+        assert up.proxy_url != up.transfer_url and up.proxy_url.endswith(f"/images/{ticket}")
+        assert up.host.id == node2.id
+        client.upload(str(source), up.transfer_url, str(ca))
+        _finalize(conn, up, disk_id)
+        assert _imageio_http("GET", up.transfer_url, ca) == 403  # the ticket died with it
+        checked = subprocess.run(storage_lab.lab.exec_argv("node1", [
+            "qemu-img", "check", "-q", _volume_url(storage_lab, nfs_domain.id, disk_id)]),
+            capture_output=True, text=True, check=False, timeout=120)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+        down = _transfer(conn, disk_id, types.ImageTransferDirection.DOWNLOAD)
+        assert "54322/images/" in down.transfer_url  # a host's daemon, picked by the engine
+        direct, proxied = tmp_path / "direct.qcow2", tmp_path / "proxied.qcow2"
+        client.download(down.transfer_url, str(direct), str(ca), fmt="qcow2")
+        client.download(down.proxy_url, str(proxied), str(ca), fmt="qcow2")
+        _finalize(conn, down, disk_id)
+        assert _image_digest(direct, "qcow2") == _image_digest(source, "qcow2")
+        assert _image_digest(proxied, "qcow2") == _image_digest(source, "qcow2")
+    finally:
+        conn.close()
+
+
+def test_a_nodes_imageio_ticket_reaches_only_its_own_disk_and_direction(
+        storage_lab: StorageLab, nfs_domain: NfsDomain) -> None:
+    site = storage_lab.first
+    ca = site.managed.ca_file
+    conn = site.connect()
+    try:
+        node1 = site.host_of(conn, "node1")
+        mine = _nfs_disk(conn, nfs_domain.id, "lab-nfs-mine", types.DiskFormat.RAW)
+        theirs = _nfs_disk(conn, nfs_domain.id, "lab-nfs-theirs", types.DiskFormat.RAW)
+        read = _transfer(conn, mine, types.ImageTransferDirection.DOWNLOAD, node1.id)
+        write = _transfer(conn, theirs, types.ImageTransferDirection.UPLOAD, node1.id)
+        base = read.transfer_url.rsplit("/", 1)[0]
+        assert write.transfer_url.rsplit("/", 1)[0] == base  # the same daemon serves both
+        assert _imageio_http("GET", read.transfer_url, ca) == 206
+        # A download's ticket cannot write its own disk, nor any other.
+        assert _imageio_http("PUT", read.transfer_url, ca, b"\xab" * 4096) == 403
+        # Another disk's ticket writes that disk only: this one still reads zeros.
+        assert _imageio_http("PUT", write.transfer_url, ca, b"\xab" * 4096) == 200
+        assert _imageio_request("GET", read.transfer_url, ca) == (206, bytes(4096))
+        # Only a ticket reaches a disk: an unknown one reads nothing.
+        assert _imageio_http("GET", f"{base}/{uuid.uuid4()}", ca) == 403
+        _finalize(conn, write, theirs)
+        _finalize(conn, read, mine)
+        # Ended transfers' tickets are gone from the node.
+        assert _imageio_http("GET", read.transfer_url, ca) == 403
+        assert _imageio_http("PUT", write.transfer_url, ca, bytes(4096)) == 403
+    finally:
+        conn.close()
+
+
 def test_a_detached_domain_is_imported_by_another_engine_with_its_disks(
         storage_lab: StorageLab, nfs_domain: NfsDomain) -> None:
     conn = storage_lab.first.connect()
@@ -731,8 +892,9 @@ def test_a_detached_domain_is_imported_by_another_engine_with_its_disks(
     broker = open_broker(SYSTEM_RABBITMQ)
     second: Site | None = None
     try:
+        # (54322 is the first site's node imageio daemon on node2.)
         second = _start_site(storage_lab.lab, "second", storage_lab.base, broker, ["node2"],
-                             node_port=54322)
+                             node_port=54329)
         conn = second.connect()
         try:
             host = second.host_of(conn, "node2")
@@ -902,3 +1064,4 @@ def _is_uuid(text: str) -> bool:
     except ValueError:
         return False
     return True
+

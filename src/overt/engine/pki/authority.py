@@ -25,7 +25,9 @@ engine trusts needs no such rules to be right.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
+import ipaddress
 import socket
 import uuid
 from collections.abc import Iterator
@@ -33,7 +35,8 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from overt.bus.direct.tls import ENGINE_SERVER_NAME
 from overt.clock import Clock
@@ -47,6 +50,7 @@ from overt.pki.certs import (
     key_pem,
     load_cert,
     new_key,
+    valid_from,
     write_private,
 )
 from overt.pki.expiry import CertificateState, Expiry, expiry_of, state_of
@@ -57,6 +61,7 @@ NODE_CA = "node-ca"
 # The one CA of a data directory made before the split, kept (a copy of its certificate)
 # while hosts still show node certificates it issued; removed once none does.
 LEGACY_NODE_CA = "legacy-node-ca"
+IMAGEIO_CERT_VALIDITY = dt.timedelta(days=30)
 
 
 class EnginePki:
@@ -217,6 +222,37 @@ class EnginePki:
             x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, str(host_uuid))]),
             current.public_key(),  # type: ignore[arg-type]
             [x509.UniformResourceIdentifier(f"urn:uuid:{host_uuid}")], now=self.clock.now())
+        return cert_pem(cert).decode()
+
+    def issue_imageio_certificate(self, node_pem: str, host_uuid: uuid.UUID,
+                                  address: str) -> str:
+        """A server-CA certificate for a node's own key (the one its node certificate
+        certifies), naming the host's address: what the node's imageio daemon serves, so
+        the SDK's clients, which trust the server CA only, reach it. Server authentication
+        only (never a client of the broker or the nodes), never the engine's name, and
+        short-lived (the node gets a new one with a later transfer)."""
+        if address.lower() in (ENGINE_SERVER_NAME, ENGINE_CN, "localhost"):
+            raise ValueError(f"a node's image server cannot be named {address}")
+        try:
+            name: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(address))
+        except ValueError:
+            name = x509.DNSName(address)
+        now = self.clock.now()
+        ca = self.ca
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                                                        f"imageio {host_uuid}")]))
+            .issuer_name(ca.cert.subject)
+            .public_key(load_cert(node_pem.encode()).public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(valid_from(now))
+            .not_valid_after(min(now + IMAGEIO_CERT_VALIDITY, ca.cert.not_valid_after_utc))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .add_extension(x509.SubjectAlternativeName([name]), critical=False)
+            .sign(ca.key, hashes.SHA256()))
         return cert_pem(cert).decode()
 
     def ca_pem(self) -> str:

@@ -28,7 +28,8 @@ def _transfer(direction: Direction, phase: Phase) -> Transfer:
                        read_only=direction is Direction.DOWNLOAD)
     return Transfer(id=uuid.uuid4(), disk_id=uuid.uuid4(), direction=direction, format="raw",
                     image_size=1 << 30, inactivity_timeout=60, ticket_id="t-1",
-                    transfer_url="https://e:54323/images/t-1", export=export, phase=phase)
+                    transfer_url="https://e:54323/images/t-1", source="/d/v", export=export,
+                    phase=phase)
 
 
 @pytest.mark.parametrize("action", sorted(ACTION_FROM))

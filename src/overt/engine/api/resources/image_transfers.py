@@ -29,20 +29,23 @@ def image_transfer(t: Transfer) -> Representation:
         "active": t.phase.value == "transferring", "direction": t.direction.value,
         "format": t.format, "inactivity_timeout": t.inactivity_timeout,
         "phase": t.phase.value, "shallow": False, "timeout_policy": "legacy",
-        "transfer_url": t.transfer_url, "proxy_url": t.transfer_url,
+        "transfer_url": t.transfer_url, "proxy_url": t.proxy_url or t.transfer_url,
         "transferred": t.transferred,
         "disk": ref("disks", t.disk_id),
+        **({"host": ref("hosts", t.node.host.id)} if t.node is not None else {}),
     }
 
 
 def read_image_transfer(node: Node) -> TransferRequest:
     disk = node.child("disk") or node.child("image")
+    host = node.child("host")
     direction = node.get_enum("direction", Direction)
     fmt = node.get_str("format")
     return TransferRequest(
         disk_id=disk.get_id() if disk is not None else None,
         direction=direction or Direction.UPLOAD, format=fmt,
-        inactivity_timeout=node.get_int("inactivity_timeout", minimum=1))
+        inactivity_timeout=node.get_int("inactivity_timeout", minimum=1),
+        host_id=host.get_id() if host is not None else None)
 
 
 def _transfers(ctx: ApiContext) -> ImageTransfers:
