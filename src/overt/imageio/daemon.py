@@ -25,7 +25,19 @@ import httpx
 log = logging.getLogger(__name__)
 
 START_WITHIN_S = 30.0
-_LAUNCH = "from ovirt_imageio._internal.server import main; main()"
+# The daemon ends with the process that started it (an engine or agent killed outright
+# leaves no server behind holding its port): it watches for its parent to change.
+_LAUNCH = """
+import os, threading, time
+parent = os.getppid()
+def _orphaned():
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+threading.Thread(target=_orphaned, daemon=True).start()
+from ovirt_imageio._internal.server import main
+main()
+"""
 
 
 @dataclass(frozen=True)
