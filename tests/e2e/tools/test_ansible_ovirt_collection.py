@@ -61,7 +61,9 @@ def test_a_playbook_creates_starts_stops_and_removes_a_vm(demo: Demo, tmp_path: 
         assert [t.name for t in service.tags_service().list()] == [f"{VM_NAME}-tag"]
         domain_xml = libvirt.open(LOCAL_LIBVIRT_URI).lookupByUUIDString(vm.id).XMLDesc()
         assert nic.mac.address in domain_xml
-        assert domain_xml.count("<disk type=") == 2
+        # The template's disk and the data disk, beside the VM's (empty) cdrom drive.
+        assert domain_xml.count("device='disk'") == 2
+        assert domain_xml.count("device='cdrom'") == 1
 
         run_playbook(demo, "gone", tmp_path)
         assert vms.list(search=f"name={VM_NAME}") == []
