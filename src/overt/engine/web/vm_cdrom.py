@@ -3,7 +3,7 @@ on a running VM the media changes now, by a job; on a down VM for its next run).
 
 from __future__ import annotations
 
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from overt.engine.db.tables import Vm
@@ -11,9 +11,8 @@ from overt.engine.model.errors import InvalidInput
 from overt.engine.model.status import VmStatus
 from overt.engine.queries import lookup
 from overt.engine.services import cdroms
-from overt.engine.services.jobs import wait_for_job
 from overt.engine.web.context import WebContext, page
-from overt.engine.web.vms import show_vm_page_error
+from overt.engine.web.vms import back_to_vm_page, show_vm_page_error
 
 CDROM_WAIT_S = 60.0
 
@@ -36,16 +35,7 @@ async def change_cdrom(ctx: WebContext) -> Response:
         raise InvalidInput(f"there is no cdrom change {change!r}")
     job = await cdroms.update_cdrom(ctx.session, ctx.services.jobs, vm, file_id, ctx.user,
                                     current=vm.status is not VmStatus.DOWN)
-    target = RedirectResponse(f"/vms/{vm_id}", status_code=303)
-    if job is not None:
-        job_id = job.id
-
-        async def answer() -> Response:
-            await wait_for_job(ctx.request.app.state.db, job_id, timeout_s=CDROM_WAIT_S,
-                               what="changing the CD")
-            return target
-        ctx.then = answer
-    return target
+    return back_to_vm_page(ctx, vm_id, job, wait_s=CDROM_WAIT_S, what="changing the CD")
 
 
 ROUTES = [Route("/vms/{vm_id}/cdrom/{change}", change_cdrom, methods=["POST"])]

@@ -8,15 +8,14 @@ import uuid
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from overt.engine.db.tables import Job, Vm
+from overt.engine.db.tables import Vm
 from overt.engine.model.errors import InvalidInput
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 from overt.engine.services import vm_nics
 from overt.engine.services.inputs import NicInput
-from overt.engine.services.jobs import wait_for_job
 from overt.engine.web.context import WebContext, page
-from overt.engine.web.vms import show_vm_page_error
+from overt.engine.web.vms import back_to_vm_page, show_vm_page_error
 
 NIC_WAIT_S = 60.0
 # What each NIC button asks the service for.
@@ -40,7 +39,8 @@ async def add_nic(ctx: WebContext) -> Response:
     _nic, job = await vm_nics.add_nic(ctx.session, ctx.services.jobs, vm,
                                       NicInput(name=form.get("name", "").strip() or None,
                                                vnic_profile=profile), ctx.user)
-    return _back_to_vm(ctx, vm_id, job)
+    return back_to_vm_page(ctx, vm_id, job, wait_s=NIC_WAIT_S,
+                           what="changing the network interface")
 
 
 @page
@@ -54,25 +54,12 @@ async def change_nic(ctx: WebContext) -> Response:
     elif change in CHANGES:
         _nic, job = await vm_nics.update_nic(ctx.session, ctx.services.jobs, vm, nic_id,
                                              CHANGES[change], ctx.user)
-        return _back_to_vm(ctx, vm_id, job)
+        return back_to_vm_page(ctx, vm_id, job, wait_s=NIC_WAIT_S,
+                           what="changing the network interface")
     else:
         raise InvalidInput(f"there is no network interface change {change!r}")
     return RedirectResponse(f"/vms/{vm_id}", status_code=303)
 
-
-def _back_to_vm(ctx: WebContext, vm_id: uuid.UUID, job: Job | None) -> Response:
-    """Back to the VM's page once the hot-plug job (if any) has ended, so the page shows
-    the domain as it is; a failure is shown by the NICs."""
-    target = RedirectResponse(f"/vms/{vm_id}", status_code=303)
-    if job is not None:
-        job_id = job.id
-
-        async def answer() -> Response:
-            await wait_for_job(ctx.request.app.state.db, job_id, timeout_s=NIC_WAIT_S,
-                               what="changing the network interface")
-            return target
-        ctx.then = answer
-    return target
 
 
 ROUTES = [

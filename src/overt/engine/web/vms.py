@@ -33,6 +33,7 @@ from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 from overt.engine.services import vms as vm_service
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput, NicInput, VmInput
+from overt.engine.services.jobs import wait_for_job
 from overt.engine.web.cdrom_view import cdrom_values
 from overt.engine.web.context import WebContext, page
 from overt.engine.web.listing import Column, ids_asked, list_view, page_of
@@ -247,6 +248,21 @@ def show_vm_page_error(ctx: WebContext, vm_id: uuid.UUID, where: str
                       f"{where}_error": f"{exc.reason}: {exc.detail}"}
             return ctx.render("vm.html", exc.status, nav="vms", **values)
     return show
+
+
+def back_to_vm_page(ctx: WebContext, vm_id: uuid.UUID, job: Job | None, *, wait_s: float,
+                    what: str) -> Response:
+    """Back to the VM's page once the form's job (if any) has ended, so the page shows the
+    domain as it is; a failure is shown by the part the form was in."""
+    target = RedirectResponse(f"/vms/{vm_id}", status_code=303)
+    if job is not None:
+        job_id = job.id
+
+        async def answer() -> Response:
+            await wait_for_job(ctx.request.app.state.db, job_id, timeout_s=wait_s, what=what)
+            return target
+        ctx.then = answer
+    return target
 
 
 @page

@@ -106,10 +106,7 @@ class Keeper:
             except (OSError, CorruptRecord) as exc:
                 raise LeaseRefused(f"cannot acquire the lease of VM {vm_id} on storage "
                                    f"domain {spec.domain_id}: {exc}") from None
-            domain.vms[vm_id] = held
-            domain.acquired_at[vm_id] = self.clock.now()
-            self.specs[vm_id] = spec
-            self._save()
+            self._hold(domain, vm_id, held, spec)
             log.info("VM lease acquired", extra={"vm": str(vm_id)})
 
     # -- live migration: the hand-over ------------------------------------------------------
@@ -150,11 +147,15 @@ class Keeper:
             except (OSError, CorruptRecord) as exc:
                 raise LeaseRefused(f"cannot take over the lease of VM {vm_id} on storage "
                                    f"domain {spec.domain_id}: {exc}") from None
-            domain.vms[vm_id] = held
-            domain.acquired_at[vm_id] = self.clock.now()
-            self.specs[vm_id] = spec
-            self._save()
+            self._hold(domain, vm_id, held, spec)
             log.info("VM lease taken over from the migration's source", extra={"vm": str(vm_id)})
+
+    def _hold(self, domain: _Domain, vm_id: uuid.UUID, held: HeldLease, spec: LeaseSpec) -> None:
+        """Renew the lease from now on, and remember it across a restart of the keeper."""
+        domain.vms[vm_id] = held
+        domain.acquired_at[vm_id] = self.clock.now()
+        self.specs[vm_id] = spec
+        self._save()
 
     def _held(self, vm_id: uuid.UUID) -> tuple[_Domain, HeldLease] | None:
         for domain in self.domains.values():
