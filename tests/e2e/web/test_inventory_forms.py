@@ -18,6 +18,7 @@ from sqlalchemy import select
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Cluster, Host
 from overt.engine.model.status import HostStatus
+from tests.support.demo import wait_until
 from tests.support.engine import RunningEngine, start_engine
 from tests.support.no_nodes import NoNodes
 
@@ -302,6 +303,8 @@ def test_vnic_profiles_added_refused_and_removed(admin: Page, engine: RunningEng
         expect(page.get_by_role("alert")).to_contain_text(
             "Cannot remove VM network interface profile mirror: 1 VM NIC(s) use it")
         vms.vm_service(vm.id).remove()
+        # removal is a job: the profile is free once the VM is gone
+        wait_until(lambda: all(v.id != vm.id for v in vms.list()), 60, "the VM's removal")
     finally:
         conn.close()
     page.goto("/vnicprofiles")
