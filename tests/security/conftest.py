@@ -63,14 +63,9 @@ def wait_for_idle_jobs(engine: RunningEngine) -> None:
 
 @pytest.fixture
 def connection(engine: RunningEngine) -> Iterator[sdk.Connection]:
-    conn = sdk.Connection(url=engine.url, username="admin@internal", password=engine.password,
-                          ca_file=str(engine.ca_file))
+    conn = engine.admin_connection()
     yield conn
     conn.close()
-
-
-def gateway_url(engine: RunningEngine) -> str:
-    return f"https://127.0.0.1:{engine.runtime.settings.gateway_port}"
 
 
 @dataclass
@@ -98,7 +93,7 @@ class FakeNode:
         """POST /v1/enroll, without a client certificate (as a fresh node does)."""
         context = ssl.create_default_context(cafile=str(engine.ca_file))
         context.check_hostname = False
-        response = httpx.post(gateway_url(engine) + "/v1/enroll", verify=context, timeout=30,
+        response = httpx.post(engine.gateway_url + "/v1/enroll", verify=context, timeout=30,
                               content=self.request(names).model_dump_json(),
                               headers={"Content-Type": "application/json"})
         assert response.status_code == 200, response.text
@@ -118,5 +113,5 @@ def post_events(engine: RunningEngine, directory: Path, host_uuid: uuid.UUID,
     event = {"host_uuid": str(host_uuid), "boot_id": str(uuid.uuid4()), "seq": 1,
              "event": {"type": "host.heartbeat", "vm_count": 0, "free_memory_mib": 1,
                        "uptime_s": 1}}
-    return httpx.post(gateway_url(engine) + "/v1/events", verify=context, timeout=30,
+    return httpx.post(engine.gateway_url + "/v1/events", verify=context, timeout=30,
                       content=json.dumps([event]), headers={"Content-Type": "application/json"})

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,9 +29,9 @@ from overt.node.simulated.fleet import FleetSpec, SimulatedFleet
 from overt.pki.certs import fingerprint, load_cert
 from overt.pki.expiry import CertificateState, Expiry
 from tests.integration.node.harness import LoopThread
-from tests.security.conftest import close_loop
 from tests.support.demo import wait_until
 from tests.support.engine import start_engine
+from tests.support.fleet_site import FleetSite
 
 pytestmark = pytest.mark.slow  # years of a faked clock, step by step
 
@@ -41,7 +40,7 @@ STEP = dt.timedelta(days=30)
 THREE_YEARS = dt.timedelta(days=3 * 365 + 1)
 
 
-class Site:
+class Site(FleetSite):
     def __init__(self, *, rotation: bool) -> None:
         self.base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-rotation-"))
         self.engine = start_engine(self.base / "engine", cert_rotation=rotation,
@@ -55,9 +54,7 @@ class Site:
             cert_check_interval_s=0.3, clock=self.clock,
             timings=AgentTimings(stats_interval_s=5.0, heartbeat_interval_s=0.5)))
         self.loop.run(self.fleet.start())
-        self.connection = sdk.Connection(url=self.engine.url, username="admin@internal",
-                                         password=self.engine.password,
-                                         ca_file=str(self.engine.ca_file))
+        self.connection = self.engine.admin_connection()
 
     @property
     def hosts(self) -> sdk.services.HostsService:
@@ -101,16 +98,6 @@ class Site:
         assert len(pems) == NODES
         return [load_cert(pem.encode()) for pem in pems]
 
-    def events(self) -> list[str]:
-        return [e.description for e in
-                self.connection.system_service().events_service().list(max=500)]
-
-    def close(self) -> None:
-        self.connection.close()
-        self.loop.run(self.fleet.stop())
-        close_loop(self.loop)
-        self.engine.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
 
 
 @pytest.fixture

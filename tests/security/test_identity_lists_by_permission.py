@@ -14,9 +14,9 @@ import ovirtsdk4.types as types
 import pytest
 
 from overt.engine.identity.roles import CLUSTER_ADMIN, USER_ROLE
-from tests.support.engine import RunningEngine, start_engine
+from tests.support.engine import RunningEngine
 from tests.support.internal_users import add_internal_user, give_role
-from tests.support.no_nodes import NoNodes
+from tests.support.no_nodes import engine_with_admin
 
 URSULA, VICTOR = "Ursula-Pass-2026", "Victor-Pass-2026"
 MIB = 2**20
@@ -40,14 +40,8 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    engine = start_engine(Path(tmp_path_factory.mktemp("engine")), transport=NoNodes())
-    admin = sdk.Connection(url=engine.url, username="admin@internal", password=engine.password,
-                           ca_file=str(engine.ca_file))
-    try:
+    with engine_with_admin(Path(tmp_path_factory.mktemp("engine"))) as (engine, admin):
         yield Site(engine, admin)
-    finally:
-        admin.close()
-        engine.stop()
 
 
 @pytest.fixture

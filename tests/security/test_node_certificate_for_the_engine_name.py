@@ -44,7 +44,7 @@ from overt.protocol.commands import HostCapabilitiesCommand
 from overt.protocol.enrollment import EnrollmentGrant, EnrollmentRequest, EnrollmentStatus
 from tests.integration.bus.direct.conftest import NodeCommands, capabilities
 from tests.integration.node.harness import LoopThread, free_port
-from tests.security.conftest import FakeNode, close_loop, gateway_url
+from tests.security.conftest import FakeNode, close_loop
 from tests.support.engine import RunningEngine
 
 
@@ -57,7 +57,7 @@ def _approve_pending(connection: sdk.Connection) -> None:
 def _announce(engine: RunningEngine, request: EnrollmentRequest) -> EnrollmentGrant:
     context = ssl.create_default_context(cafile=str(engine.ca_file))
     context.check_hostname = False
-    response = httpx.post(gateway_url(engine) + "/v1/enroll", verify=context, timeout=30,
+    response = httpx.post(engine.gateway_url + "/v1/enroll", verify=context, timeout=30,
                           content=request.model_dump_json(),
                           headers={"Content-Type": "application/json"})
     assert response.status_code == 200, response.text
@@ -141,7 +141,7 @@ def victim(engine: RunningEngine, connection: sdk.Connection,
     _approve_pending(connection)
     grant = _announce(engine, request)
     assert grant.status is EnrollmentStatus.APPROVED, grant.message
-    identity.accept_grant(grant, host_uuid, gateway_url(engine))
+    identity.accept_grant(grant, host_uuid, engine.gateway_url)
     commands = NodeCommands(host_uuid)
     loop = LoopThread()
     node = DirectAgentTransport(identity, AgentServerSettings(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import ssl
 import subprocess
 import sys
@@ -21,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
-import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
 from sqlalchemy import select
@@ -36,9 +34,9 @@ from overt.node.identity import NodeIdentity
 from overt.node.simulated.fleet import FleetSpec, SimulatedFleet, node_name, node_uuid
 from overt.pki.certs import CertificateAuthority, cert_pem, csr_key_fingerprint, fingerprint, load_cert
 from tests.integration.node.harness import LoopThread
-from tests.security.conftest import close_loop
 from tests.support.demo import wait_until
 from tests.support.engine import RunningEngine, free_port, start_engine
+from tests.support.fleet_site import FleetSite
 
 SEED = "upgrade"
 
@@ -50,7 +48,7 @@ def legacy_node_certificate(ca: CertificateAuthority, identity: NodeIdentity,
     return cert_pem(ca.sign(csr, common_name=str(host), names=[f"urn:uuid:{host}"])).decode()
 
 
-class UpgradedSite:
+class UpgradedSite(FleetSite):
     """A one-CA data directory with one enrolled, running node; then the new engine."""
 
     def __init__(self, *, rotation: bool) -> None:
@@ -91,9 +89,7 @@ class UpgradedSite:
             (pki / name).unlink(missing_ok=True)
         self.engine = start_engine(self.data, gateway_port=gateway_port, cert_rotation=rotation,
                                    cert_check_interval_s=0.3, heartbeat_timeout_s=3.0)
-        self.connection = sdk.Connection(url=self.engine.url, username="admin@internal",
-                                         password=self.engine.password,
-                                         ca_file=str(self.engine.ca_file))
+        self.connection = self.engine.admin_connection()
 
     def record_host(self, rpc_port: int) -> None:
         """The host row the one-CA engine had: enrolled, pinned to the legacy certificate;
@@ -135,16 +131,6 @@ class UpgradedSite:
                 host.certificate_fingerprint = fingerprint(load_cert(pem.encode()))
         asyncio.run_coroutine_threadsafe(write(), self.engine.loop).result(30)
 
-    def events(self) -> list[str]:
-        return [e.description for e in
-                self.connection.system_service().events_service().list(max=500)]
-
-    def close(self) -> None:
-        self.connection.close()
-        self.loop.run(self.fleet.stop())
-        close_loop(self.loop)
-        self.engine.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
 
 
 @pytest.fixture(params=[True, False], ids=["rotation", "rotation-off"])

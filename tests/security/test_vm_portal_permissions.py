@@ -24,9 +24,9 @@ from starlette.routing import Route
 from overt.engine.db.tables import AuditEvent, Job, Permission, User, Vm, utcnow
 from overt.engine.identity.roles import POWER_USER, USER_ROLE, USER_VM_MANAGER
 from overt.engine.web import user_portal
-from tests.support.engine import RunningEngine, start_engine
+from tests.support.engine import RunningEngine
 from tests.support.internal_users import add_internal_user, give_role
-from tests.support.no_nodes import NoNodes
+from tests.support.no_nodes import engine_with_admin
 
 URSULA = "Ursula-Pass-2026"
 MIB = 2**20
@@ -74,14 +74,8 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    engine = start_engine(Path(tmp_path_factory.mktemp("engine")), transport=NoNodes())
-    admin = sdk.Connection(url=engine.url, username="admin@internal", password=engine.password,
-                           ca_file=str(engine.ca_file))
-    try:
+    with engine_with_admin(Path(tmp_path_factory.mktemp("engine"))) as (engine, admin):
         yield Site(engine, admin)
-    finally:
-        admin.close()
-        engine.stop()
 
 
 class Portal:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ovirtsdk4 as sdk
+
 from overt.bus.base import EngineTransport
 from overt.config import EngineSettings
 from overt.engine.composition import EngineRuntime, Parts
@@ -35,6 +37,16 @@ class RunningEngine:
     @property
     def ca_file(self) -> Path:
         return self.runtime.pki.ca_file
+
+    @property
+    def gateway_url(self) -> str:
+        """Where nodes announce themselves and enroll."""
+        return f"https://127.0.0.1:{self.runtime.settings.gateway_port}"
+
+    def admin_connection(self) -> sdk.Connection:
+        """The official SDK signed in as admin@internal (close it after use)."""
+        return sdk.Connection(url=self.url, username="admin@internal", password=self.password,
+                              ca_file=str(self.ca_file))
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.runtime.stop)

@@ -44,21 +44,16 @@ def engine(request: pytest.FixtureRequest) -> Iterator[RunningEngine]:
 
 @pytest.fixture
 def connection(engine: RunningEngine) -> Iterator[sdk.Connection]:
-    conn = sdk.Connection(url=engine.url, username="admin@internal", password=engine.password,
-                          ca_file=str(engine.ca_file))
+    conn = engine.admin_connection()
     yield conn
     conn.close()
-
-
-def _gateway(engine: RunningEngine) -> str:
-    return f"https://127.0.0.1:{engine.runtime.settings.gateway_port}"
 
 
 def test_a_node_that_announces_itself_waits_for_approval(
     engine: RunningEngine, connection: sdk.Connection
 ) -> None:
     agent = Agent(engine.runtime.settings.data_dir.parent / "announcer",
-                  engine_url=_gateway(engine), engine_ca=engine.ca_file)
+                  engine_url=engine.gateway_url, engine_ca=engine.ca_file)
     agent.start()
     try:
         hosts = connection.system_service().hosts_service()
