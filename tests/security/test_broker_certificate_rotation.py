@@ -29,7 +29,7 @@ import ovirtsdk4.types as types
 import pytest
 from cryptography import x509
 
-from overt.bus.amqp import AmqpAgentTransport
+from overt.bus.amqp.agent import AmqpAgentTransport
 from overt.clock import Clock
 from overt.engine.pki.authority import EnginePki
 from overt.engine.pki.broker_tls import BrokerTls

@@ -13,7 +13,8 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from overt.bus.amqp import AmqpEngineTransport, BrokerAdmin
+from overt.bus.amqp.admin import BrokerAdmin
+from overt.bus.amqp.engine import AmqpEngineTransport
 from overt.bus.amqp.topology import EVENTS_QUEUE, partition_queue
 from overt.config import EngineSettings
 from tests.integration.bus.amqp.conftest import engine, sink

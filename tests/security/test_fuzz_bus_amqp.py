@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from overt.bus.amqp import AmqpEngineTransport
+from overt.bus.amqp.engine import AmqpEngineTransport
 from overt.bus.amqp.topology import (
     COMMANDS_EXCHANGE,
     EVENTS_EXCHANGE,

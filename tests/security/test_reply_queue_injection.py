@@ -11,7 +11,7 @@ import aio_pika
 import aiormq
 import pytest
 
-from overt.bus.amqp import AmqpEngineTransport
+from overt.bus.amqp.engine import AmqpEngineTransport
 from overt.bus.amqp.topology import (
     DEAD_QUEUE,
     EVENTS_EXCHANGE,

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
-from overt.bus.amqp import BrokerAdmin
+from overt.bus.amqp.admin import BrokerAdmin
 from overt.bus.amqp.url import broker_url
 from overt.protocol.enrollment import BrokerCredentials
 from overt.system.commands import run

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from overt.bus.amqp import BrokerAdmin, BrokerAdminError
+from overt.bus.amqp.admin import BrokerAdmin, BrokerAdminError
 from overt.bus.amqp.url import broker_url
 from overt.cli.errors import reports_errors, stderr
 from overt.pki.certs import write_private

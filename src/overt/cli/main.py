@@ -1,55 +1,87 @@
-"""Entry point of the `overt` command: one Typer app with a sub-app per area."""
+"""Entry point of the `overt` command: one Typer app with a sub-app per area.
+
+An area's module is imported only when its command runs (or when the whole command
+list is shown): `overt vm list` does not load the engine, the broker's transports or
+libvirt's bindings, which cost more than the request itself."""
+
+from __future__ import annotations
+
+import importlib
 
 import typer
+from typer._click.core import Command, Context  # Typer keeps its own click
+from typer.core import TyperGroup
 
 from overt import __version__
-from overt.cli import (
-    access,
-    broker,
-    cluster,
-    datacenter,
-    disk,
-    engine,
-    host,
-    iso,
-    lab,
-    network,
-    notify,
-    pki,
-    simulate,
-    storage,
-    vm,
-)
-from overt.cli.demo import demo
-from overt.cli.lease_keeper import lease_keeper
-from overt.cli.node import node
+
+# name -> (module, attribute): a function that is the command, or a Typer sub-app.
+# Listed as before they were loaded on demand: the commands, then the areas.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "engine": ("overt.cli.engine", "engine"),
+    "lease-keeper": ("overt.cli.lease_keeper", "lease_keeper"),
+    "demo": ("overt.cli.demo", "demo"),
+    "node": ("overt.cli.node", "node"),
+}
+AREAS: dict[str, tuple[str, str]] = {
+    "lab": ("overt.cli.lab", "app"),
+    "broker": ("overt.cli.broker", "app"),
+    "simulate": ("overt.cli.simulate", "app"),
+    "vm": ("overt.cli.vm", "app"),
+    "host": ("overt.cli.host", "app"),
+    "datacenter": ("overt.cli.datacenter", "app"),
+    "cluster": ("overt.cli.cluster", "app"),
+    "network": ("overt.cli.network", "app"),
+    "storage": ("overt.cli.storage", "app"),
+    "disk": ("overt.cli.disk", "app"),
+    "iso": ("overt.cli.iso", "app"),
+    "pki": ("overt.cli.pki", "app"),
+    "notify": ("overt.cli.notify", "app"),
+    "user": ("overt.cli.access", "user_app"),
+    "permission": ("overt.cli.access", "permission_app"),
+    "auth": ("overt.cli.access", "auth_app"),
+}
+ON_DEMAND = {**COMMANDS, **AREAS}
+
+
+def load_area(name: str) -> Command:
+    """The click command of area `name`, its module imported now."""
+    module, attribute = ON_DEMAND[name]
+    found = getattr(importlib.import_module(module), attribute)
+    holder = typer.Typer()
+    if isinstance(found, typer.Typer):
+        holder.add_typer(found, name=name)  # a group, even of one command
+    else:
+        holder.command(name=name)(found)
+        holder.command(name="-")(version)  # two commands: built as a group, not collapsed
+    group = typer.main.get_command(holder)
+    assert isinstance(group, TyperGroup)
+    return group.commands[name]
+
+
+class Areas(TyperGroup):
+    """The top-level command: its own commands, then each area loaded on demand."""
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return [*COMMANDS, *super().list_commands(ctx), *AREAS]
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        if cmd_name in ON_DEMAND:
+            return load_area(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
 
 app = typer.Typer(
     name="overt",
     help="Overt: an open virtualization manager (oVirt-compatible API).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=Areas,
 )
-app.add_typer(lab.app, name="lab")
-app.add_typer(broker.app, name="broker")
-app.add_typer(simulate.app, name="simulate")
-app.command(name="engine")(engine.engine)
-app.command(name="lease-keeper")(lease_keeper)
-app.add_typer(vm.app, name="vm")
-app.add_typer(host.app, name="host")
-app.add_typer(datacenter.app, name="datacenter")
-app.add_typer(cluster.app, name="cluster")
-app.add_typer(network.app, name="network")
-app.add_typer(storage.app, name="storage")
-app.add_typer(disk.app, name="disk")
-app.add_typer(iso.app, name="iso")
-app.add_typer(pki.app, name="pki")
-app.add_typer(notify.app, name="notify")
-app.add_typer(access.user_app, name="user")
-app.add_typer(access.permission_app, name="permission")
-app.add_typer(access.auth_app, name="auth")
-app.command()(demo)
-app.command()(node)
+
+
+@app.callback()
+def overt() -> None:
+    """Overt: an open virtualization manager (oVirt-compatible API)."""
 
 
 @app.command()

@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
-from overt.bus.amqp import AmqpEngineTransport, BrokerAdmin
+from overt.bus.amqp.admin import BrokerAdmin
+from overt.bus.amqp.engine import AmqpEngineTransport
 from overt.bus.base import EngineTransport
 from overt.bus.direct.engine import DirectEngineTransport
 from overt.bus.direct.gateway import NodeGateway

@@ -20,7 +20,7 @@ from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from overt.bus.amqp import AmqpAgentTransport
+from overt.bus.amqp.agent import AmqpAgentTransport
 from overt.bus.base import CommandHandler
 from overt.bus.direct.agent import AgentServerSettings, DirectAgentTransport
 from overt.node.enrollment.announce import EnrollmentClient

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from overt.bus.amqp import BrokerAdmin, BrokerAdminError
+from overt.bus.amqp.admin import BrokerAdmin, BrokerAdminError
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Host
 from overt.engine.model.errors import Unavailable

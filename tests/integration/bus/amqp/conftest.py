@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import pytest_asyncio
 
-from overt.bus.amqp import AmqpAgentTransport, AmqpEngineTransport
+from overt.bus.amqp.agent import AmqpAgentTransport
+from overt.bus.amqp.engine import AmqpEngineTransport
 from overt.bus.base import CommandHandler
 from overt.protocol.enrollment import BrokerCredentials
 from tests.integration.bus.contract.harness import RecordingSink, answering_handler

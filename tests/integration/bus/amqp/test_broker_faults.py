@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from overt.bus.amqp import AmqpAgentTransport, AmqpEngineTransport
+from overt.bus.amqp.agent import AmqpAgentTransport
+from overt.bus.amqp.engine import AmqpEngineTransport
 from overt.bus.base import NodeAddress, NodeUnreachable, TransportError
 from overt.protocol import CommandEnvelope, Reply
 from overt.protocol.commands import HostCapabilitiesCommand, VmStatus

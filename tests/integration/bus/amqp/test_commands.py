@@ -9,7 +9,8 @@ import uuid
 import aio_pika
 import pytest
 
-from overt.bus.amqp import AmqpAgentTransport, AmqpEngineTransport
+from overt.bus.amqp.agent import AmqpAgentTransport
+from overt.bus.amqp.engine import AmqpEngineTransport
 from overt.bus.amqp.topology import COMMAND_QUEUE_LIMIT, COMMANDS_EXCHANGE
 from overt.bus.base import CommandTimedOut, NodeAddress, NodeUnreachable
 from overt.protocol import CommandEnvelope

@@ -14,8 +14,9 @@ import uuid
 
 import pytest
 
-from overt.bus.amqp import AmqpEngineTransport, Backoff
 from overt.bus.amqp.delivery import HAND_BACK_AFTER
+from overt.bus.amqp.engine import AmqpEngineTransport
+from overt.bus.amqp.link import Backoff
 from overt.bus.base import EventSink
 from overt.protocol import EventEnvelope
 from tests.integration.bus.amqp.conftest import NodeStarter

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from overt.bus.amqp import AmqpEngineTransport
+from overt.bus.amqp.engine import AmqpEngineTransport
 from overt.bus.amqp.topology import (
     COMMANDS_EXCHANGE,
     DEAD_QUEUE,

@@ -14,7 +14,8 @@ from aiormq.exceptions import (
     ProbableAuthenticationError,
 )
 
-from overt.bus.amqp import AmqpAgentTransport, AmqpEngineTransport
+from overt.bus.amqp.agent import AmqpAgentTransport
+from overt.bus.amqp.engine import AmqpEngineTransport
 from overt.bus.amqp.topology import COMMANDS_EXCHANGE, STATS_EXCHANGE, node_username
 from overt.bus.base import NodeAddress, NodeUnreachable
 from overt.protocol import CommandEnvelope

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from overt.bus.amqp import AmqpAgentTransport, AmqpEngineTransport
+from overt.bus.amqp.agent import AmqpAgentTransport
+from overt.bus.amqp.engine import AmqpEngineTransport
 from overt.bus.base import NodeAddress
 from overt.pki.certs import CertificateAuthority, cert_pem, certificate_request, key_pem, new_key
 from overt.protocol import CommandEnvelope

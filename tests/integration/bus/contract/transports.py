@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from overt.bus.amqp import AmqpAgentTransport, AmqpEngineTransport, Backoff
+from overt.bus.amqp.agent import AmqpAgentTransport
+from overt.bus.amqp.engine import AmqpEngineTransport
+from overt.bus.amqp.link import Backoff
 from overt.bus.base import AgentTransport, EngineTransport, NodeAddress
 from overt.bus.direct.agent import AgentServerSettings, DirectAgentTransport
 from overt.bus.direct.engine import DirectEngineTransport

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
-from overt.bus.amqp import AmqpAgentTransport, AmqpEngineTransport, Backoff
+from overt.bus.amqp.agent import AmqpAgentTransport
+from overt.bus.amqp.engine import AmqpEngineTransport
+from overt.bus.amqp.link import Backoff
 from overt.bus.amqp.topology import EVENT_PARTITIONS
 from overt.engine.db.database import Database
 from overt.engine.monitor.partitions import PartitionKeeper
