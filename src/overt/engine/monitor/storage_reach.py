@@ -30,8 +30,13 @@ from overt.engine.model.storage_reach import STORAGE_DOMAIN_UNREACHABLE, Strikes
 from overt.engine.monitor.required_networks import judge_host as judge_networks
 from overt.engine.nodes import NodeClient, NodeCommandFailed
 from overt.engine.queries.shared_storage import lun_of
-from overt.protocol.storage import NfsExportRef
-from overt.protocol.storage_reach import DomainsReach, ProbeTarget, StorageDomainsProbe
+from overt.protocol.storage import METADATA_AREA, NfsExportRef
+from overt.protocol.storage_reach import (
+    DomainReach,
+    DomainsReach,
+    ProbeTarget,
+    StorageDomainsProbe,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +130,23 @@ class StorageReachMonitor:
                 found.cut_off.append((domain, answer.error))
             elif answer.reachable:
                 found.reached.add(domain.id)
-                if answer.total_bytes is not None and answer.free_bytes is not None \
-                        and domain.storage_type == StorageType.NFS:
-                    domain.available_bytes = answer.free_bytes
-                    domain.used_bytes = max(0, answer.total_bytes - answer.free_bytes)
+                await _record_space(session, domain, answer)
         return found
+
+
+async def _record_space(session: AsyncSession, domain: StorageDomain, answer: DomainReach
+                        ) -> None:
+    """An NFS export's space as its server reports it; an iSCSI domain's free space is
+    the LUN's size now (a LUN grown on the target shows) less what the engine allocated."""
+    if answer.total_bytes is None:
+        return
+    if domain.storage_type == StorageType.NFS and answer.free_bytes is not None:
+        domain.available_bytes = answer.free_bytes
+        domain.used_bytes = max(0, answer.total_bytes - answer.free_bytes)
+    elif domain.storage_type == StorageType.ISCSI:
+        # Allocation changes `used_bytes` under this row's lock: read it under the lock too.
+        await session.refresh(domain, with_for_update=True)
+        domain.available_bytes = max(0, answer.total_bytes - METADATA_AREA - domain.used_bytes)
 
 
 @dataclass

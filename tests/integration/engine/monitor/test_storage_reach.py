@@ -26,6 +26,7 @@ from overt.protocol.storage_reach import DomainReach, DomainsReach, StorageDomai
 from tests.support.loopback import LoopbackEngine, SimulatedNode
 
 GIB = 1 << 30
+MIB = 1 << 20
 
 
 class Storage:
@@ -268,3 +269,45 @@ async def test_a_domain_no_host_reaches_is_inactive_until_one_reaches_it(
     await engine.monitor.storage.probe_all()
     assert (await _host(engine, h1)).status == HostStatus.UP
     assert await _status(engine, data.id) == StorageDomainStatus.ACTIVE
+
+
+async def test_an_iscsi_domains_free_space_follows_its_luns_size(engine: LoopbackEngine) -> None:
+    """The probe reports the LUN's size as the target has it now (grown here): free space
+    is that less the metadata area and the extents the engine allocated."""
+    h1 = await engine.add_host("h1")
+    sizes: dict[uuid.UUID, int] = {}
+
+    async def probe(command: StorageDomainsProbe) -> DomainsReach:
+        return DomainsReach(domains=[DomainReach(domain_id=t.domain_id, reachable=True,
+                                                 total_bytes=sizes[t.domain_id])
+                                     for t in command.domains])
+    h1.agent.probe_storage = probe
+    async with engine.session() as session:
+        cluster = await session.get(Cluster, engine.cluster_id)
+        assert cluster is not None
+        domain = StorageDomain(name="san1", storage_type=StorageType.ISCSI.value,
+                               address="10.0.9.9:3260", path="iqn.2026-11.dev.overt:t/1",
+                               storage_uuid=uuid.uuid4(), data_center_id=cluster.data_center_id,
+                               status=StorageDomainStatus.ACTIVE.value,
+                               used_bytes=3 * GIB, available_bytes=7 * GIB - MIB)
+        session.add(domain)
+        await session.flush()
+        assert domain.storage_uuid is not None
+        sizes[domain.storage_uuid] = 10 * GIB
+    await engine.monitor.storage.probe_all()
+    async with engine.session() as session:
+        seen = await session.get(StorageDomain, domain.id)
+        assert seen is not None
+        assert (seen.used_bytes, seen.available_bytes) == (3 * GIB, 7 * GIB - MIB)
+    assert domain.storage_uuid is not None
+    sizes[domain.storage_uuid] = 20 * GIB  # the LUN grown on the target
+    await engine.monitor.storage.probe_all()
+    async with engine.session() as session:
+        seen = await session.get(StorageDomain, domain.id)
+        assert seen is not None
+        assert (seen.used_bytes, seen.available_bytes) == (3 * GIB, 17 * GIB - MIB)
+    sizes[domain.storage_uuid] = 2 * GIB  # smaller than what is allocated: nothing free
+    await engine.monitor.storage.probe_all()
+    async with engine.session() as session:
+        seen = await session.get(StorageDomain, domain.id)
+        assert seen is not None and seen.available_bytes == 0
