@@ -492,7 +492,10 @@ def test_a_domains_connection_moves_it_only_in_maintenance(connection: sdk.Conne
              types.StorageConnection(target="iqn.2003-01.org.example:third"))
     sd_conns.connection_service(portal.id).remove()
     assert [c.id for c in sd_conns.list()] == [own.id]
-    conns.storage_connection_service(portal.id).remove()
+    sd_conns.add(types.StorageConnection(id=portal.id))
+    domains.storage_domain_service(sd_id).remove()  # its own connection goes with it
+    _refused(404, conns.storage_connection_service(own.id).get)
+    conns.storage_connection_service(portal.id).remove()  # no longer used
     conns.storage_connection_service(elsewhere.id).remove()
 
     nfs_id = _domain_row(api_engine, "move-nfs", "nfs", "filer.example", "/exports/a",
