@@ -9,9 +9,12 @@ for the host's address, so the SDK's clients trust it with the engine CA file al
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
+import json
 import logging
+import os
 import uuid
 from pathlib import Path
 from typing import ClassVar
@@ -21,8 +24,9 @@ from cryptography import x509
 from overt.imageio.daemon import DaemonFiles, ImageioDaemon
 from overt.imageio.exports import NbdExport
 from overt.node.errors import NodeFailure
-from overt.node.storage.iscsi_domain import image_json, window
-from overt.node.storage.local import LocalVolumes
+from overt.node.storage import iscsi_domain
+from overt.node.storage.iscsi_domain import image_json
+from overt.node.storage.local import LocalVolumes, _qemu_img
 from overt.pki.certs import load_cert
 from overt.protocol import ErrorCode
 from overt.protocol.imageio import (
@@ -32,6 +36,7 @@ from overt.protocol.imageio import (
     ImageTicket,
     ImageTicketState,
 )
+from overt.protocol.storage import IscsiExtentTarget
 from overt.protocol.vm import DiskFormat
 
 log = logging.getLogger(__name__)
@@ -66,6 +71,7 @@ class NodeImageio:
                                               key_file=key_file, ca_file=home / "ca.pem"),
                                   address=address, port=port)
         self._exports: dict[uuid.UUID, NbdExport] = {}
+        self._sizes: dict[uuid.UUID, int | None] = {}  # each export's own bytes, if asked
         self._tickets: dict[uuid.UUID, set[str]] = {}  # each export's tickets
 
     async def execute(self, command: ImageExportStart | ImageExportStop | ImageTicket
@@ -82,31 +88,37 @@ class NodeImageio:
     async def start(self, command: ImageExportStart) -> ImageExport:
         await self._ensure_daemon(command.certificate_pem, command.ca_pem)
         if command.transfer_id in self._exports:
-            return ImageExport(port=self.daemon.port)
-        source = command.source
+            return ImageExport(port=self.daemon.port, size=self._sizes.get(command.transfer_id))
+        source, size = command.source, None
         if command.extent is not None:
             extent = command.extent
-            source = image_json(window(extent.lun, extent.offset, extent.size,
-                                       DiskFormat(command.format)))
+            source = image_json(iscsi_domain.window(extent.lun, extent.offset, extent.size,
+                                                    DiskFormat(command.format)))
         elif "://" not in source:
             source = str(self.volumes.inside(source, "the volume to transfer"))
         elif not source.startswith("nfs://"):
             raise NodeFailure(ErrorCode.BAD_REQUEST, "a transfer's volume is a file or an "
                               "nfs:// URL")
+        if command.own_bytes:
+            if command.format != "raw":
+                raise NodeFailure(ErrorCode.BAD_REQUEST, "a volume's own bytes are served raw")
+            source, size = await own_bytes(source, command.extent)
         sockets = self.home / "nbd"
         sockets.mkdir(mode=0o700, parents=True, exist_ok=True)
         export = _NodeExport(source, command.format, sockets / f"{command.transfer_id}.sock",
                              read_only=command.read_only)
         await export.start()
         self._exports[command.transfer_id] = export
+        self._sizes[command.transfer_id] = size
         log.info("exporting a volume for image transfer %s", command.transfer_id)
-        return ImageExport(port=self.daemon.port)
+        return ImageExport(port=self.daemon.port, size=size)
 
     async def stop(self, transfer_id: uuid.UUID) -> None:
         for ticket_id in self._tickets.pop(transfer_id, set()):
             if self.daemon.running:
                 await self.daemon.remove_ticket(ticket_id)
         export = self._exports.pop(transfer_id, None)
+        self._sizes.pop(transfer_id, None)
         if export is not None:
             await export.stop()
             log.info("image transfer %s closed", transfer_id)
@@ -162,6 +174,43 @@ class NodeImageio:
             with contextlib.suppress(Exception):
                 await self.stop(transfer_id)
         self.daemon.stop()
+
+
+async def own_bytes(source: str, extent: IscsiExtentTarget | None) -> tuple[str, int]:
+    """What serves a qcow2 volume's own bytes raw, and how many there are: a file's or an
+    NFS volume's length; of an iSCSI extent, the part up to the qcow2's end (qemu-img
+    check's `image-end-offset`), since the rest of the extent is not the volume's and may
+    hold what an earlier volume left there."""
+    if extent is not None:
+        qcow2 = image_json(iscsi_domain.window(extent.lun, extent.offset, extent.size,
+                                               DiskFormat.QCOW2))
+        end = await _qcow2_end(qcow2)
+        if not 0 < end <= extent.size:
+            raise NodeFailure(ErrorCode.IMAGE_MISSING, "the extent holds no qcow2 volume")
+        return image_json(iscsi_domain.window(extent.lun, extent.offset, end)), end
+    if "://" not in source:
+        return source, await asyncio.to_thread(os.path.getsize, source)
+    info = await _qemu_img(["qemu-img", "info", "-U", "--output=json", "-f", "raw", source],
+                           "reading the volume's size")
+    return source, int(json.loads(info)["virtual-size"])
+
+
+async def _qcow2_end(image: str) -> int:
+    """qemu-img check's end of a qcow2 image; leaked clusters (exit status 3) are fine."""
+    proc = await asyncio.create_subprocess_exec(
+        "qemu-img", "check", "-U", "--output=json", image,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 300)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise ImageioUnavailable("reading the volume's qcow2 end took too long") from None
+    if proc.returncode not in (0, 3):
+        detail = err.decode(errors="replace").strip().splitlines()
+        raise NodeFailure(ErrorCode.IMAGE_MISSING, "the extent holds no sound qcow2 volume: "
+                          + (detail[-1] if detail else f"exit status {proc.returncode}"))
+    return int(json.loads(out).get("image-end-offset", 0))
 
 
 def _ending(cert_file: Path) -> bool:

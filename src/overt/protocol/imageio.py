@@ -18,9 +18,11 @@ from overt.protocol.vm import WireModel
 
 
 class ImageExport(WireModel):
-    """Where the node's imageio daemon listens (its address is the host's)."""
+    """Where the node's imageio daemon listens (its address is the host's), and for a
+    volume's own bytes (`own_bytes`) how many there are."""
 
     port: int
+    size: int | None = None
 
 
 class ImageTicketState(WireModel):
@@ -36,7 +38,9 @@ class ImageExportStart(WireModel):
     NFS volume; with `extent`, an iSCSI volume: that extent of its LUN (`source` is then
     the LUN's URL, for the record). `certificate_pem` is the server CA's certificate for this node's own key
     and address (server authentication only), so clients trusting the engine CA accept
-    the daemon; `ca_pem` is that CA (the daemon checks nothing with it but keeps it)."""
+    the daemon; `ca_pem` is that CA (the daemon checks nothing with it but keeps it).
+    `own_bytes`: serve a qcow2 volume's own bytes (oVirt's `format=cow` download), of an
+    iSCSI extent only up to the qcow2's end, never the rest of the extent."""
 
     name: Literal["image.export_start"] = "image.export_start"
     result: ClassVar[type[ImageExport]] = ImageExport
@@ -46,6 +50,7 @@ class ImageExportStart(WireModel):
     format: Literal["raw", "qcow2"]
     read_only: bool
     extent: IscsiExtentTarget | None = None
+    own_bytes: bool = False
     certificate_pem: str = Field(max_length=16384)
     ca_pem: str = Field(max_length=16384)
 

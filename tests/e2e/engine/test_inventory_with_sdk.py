@@ -364,3 +364,154 @@ def test_storage_connections_are_those_of_the_shared_domains(connection: sdk.Con
     fetched = connections.storage_connection_service(nfs_conn.id).get()
     assert (fetched.address, fetched.path) == ("filer.example", "/exports/conn")
     _refused(404, connections.storage_connection_service(str(uuid.uuid4())).get)
+
+
+def _domain_row(engine: RunningEngine, name: str, storage_type: str, address: str, path: str,
+                status: StorageDomainStatus) -> str:
+    """A shared domain row in `status` (the API tests run no nodes to lay one out)."""
+    async def insert() -> uuid.UUID:
+        db = Database(engine.runtime.settings.database_url())
+        try:
+            async with db.transaction() as session:
+                domain = StorageDomain(id=uuid.uuid4(), name=name, address=address, path=path,
+                                       storage_type=storage_type, status=status.value)
+                session.add(domain)
+                return domain.id
+        finally:
+            await db.dispose()
+    return str(asyncio.run(insert()))
+
+
+def _domain_set(engine: RunningEngine, sd_id: str, status: StorageDomainStatus | None = None
+                ) -> tuple[str | None, str]:
+    """The domain's address and path as recorded (after setting its status, if given)."""
+    async def update() -> tuple[str | None, str]:
+        db = Database(engine.runtime.settings.database_url())
+        try:
+            async with db.transaction() as session:
+                domain = await session.get(StorageDomain, uuid.UUID(sd_id))
+                assert domain is not None
+                if status is not None:
+                    domain.status = status
+                return domain.address, domain.path
+        finally:
+            await db.dispose()
+    return asyncio.run(update())
+
+
+def test_storage_connections_are_added_edited_and_removed(connection: sdk.Connection,
+                                                         api_engine: RunningEngine) -> None:
+    """Connections added on their own, edited and removed; bad ones refused with nothing
+    changed."""
+    conns = connection.system_service().storage_connections_service()
+    before = sorted(c.id for c in conns.list())
+    spare = conns.add(types.StorageConnection(
+        type=types.StorageType.NFS, address="filer2.example", path="/exports/spare/",
+        nfs_version=types.NfsVersion.V4_2))
+    assert (spare.type, spare.address, spare.path, spare.nfs_version) == (
+        types.StorageType.NFS, "filer2.example", "/exports/spare", types.NfsVersion.V4_2)
+    assert conns.storage_connection_service(spare.id).get().path == "/exports/spare"
+    listed = sorted(c.id for c in conns.list())
+    error = _refused(409, conns.add_nfs, types.StorageConnection(
+        type=types.StorageType.NFS, address="filer2.example", path="/exports/spare"))
+    assert "already exists" in str(error)
+    iqn = "iqn.2003-01.org.example:spare"
+    for bad in (types.StorageConnection(type=types.StorageType.NFS, address="filer2.example"),
+                types.StorageConnection(type=types.StorageType.NFS, address="a b", path="/x"),
+                types.StorageConnection(type=types.StorageType.NFS, address="f", path="/a/../b"),
+                types.StorageConnection(address="filer3.example", path="/x"),
+                types.StorageConnection(type=types.StorageType.LOCALFS, path="/var/tmp"),
+                types.StorageConnection(type=types.StorageType.ISCSI, address="san.example",
+                                        port=3260, target="not-an-iqn"),
+                types.StorageConnection(type=types.StorageType.ISCSI, address="san.example",
+                                        port=70000, target=iqn),
+                types.StorageConnection(type=types.StorageType.ISCSI, address="san.example",
+                                        target=iqn, username="u", password="secret-chap"),
+                types.StorageConnection(type=types.StorageType.NFS, address="filer3.example",
+                                        path="/x", host=types.Host(name="no-such-host"))):
+        error = _refused(400, conns.add, bad)
+        assert "secret-chap" not in str(error)
+    assert sorted(c.id for c in conns.list()) == listed
+
+    service = conns.storage_connection_service(spare.id)
+    edited = service.update(types.StorageConnection(path="/exports/spare2"))
+    assert (edited.address, edited.path) == ("filer2.example", "/exports/spare2")
+    _refused(400, service.update, types.StorageConnection(path="/exports/../etc"))
+    _refused(409, service.update, types.StorageConnection(type=types.StorageType.ISCSI))
+    assert service.get().path == "/exports/spare2"
+    service.remove()
+    _refused(404, service.get)
+    _refused(404, conns.storage_connection_service(str(uuid.uuid4())).remove)
+    assert sorted(c.id for c in conns.list()) == before
+    assert any("Storage connection filer2.example:/exports/spare2 was removed by "
+               "admin@internal" in e for e in _events(connection))
+
+
+def test_a_domains_connection_moves_it_only_in_maintenance(connection: sdk.Connection,
+                                                         api_engine: RunningEngine) -> None:
+    """Editing the connection a domain was made on moves the domain to another server or
+    portal: refused (409) while the domain is active, done in maintenance; further portals
+    are added to and taken from an iSCSI domain; a used connection is not removed."""
+    system = connection.system_service()
+    conns = system.storage_connections_service()
+    domains = system.storage_domains_service()
+    iqn = "iqn.2003-01.org.example:move"
+    sd_id = _domain_row(api_engine, "move-san", "iscsi", "san1.example:3260", f"{iqn}/3",
+                        StorageDomainStatus.ACTIVE)
+    sd_conns = domains.storage_domain_service(sd_id).storage_connections_service()
+    [own] = sd_conns.list()
+    service = conns.storage_connection_service(own.id)
+    error = _refused(409, service.update, types.StorageConnection(address="san2.example"))
+    assert "switch it to maintenance first" in str(error)
+    assert _domain_set(api_engine, sd_id) == ("san1.example:3260", f"{iqn}/3")
+
+    _domain_set(api_engine, sd_id, StorageDomainStatus.MAINTENANCE)
+    moved = service.update(types.StorageConnection(address="san2.example", port=3261))
+    assert (moved.id, moved.address, moved.port, moved.target) == (
+        own.id, "san2.example", 3261, iqn)
+    assert _domain_set(api_engine, sd_id) == ("san2.example:3261", f"{iqn}/3")  # same LUN
+    error = _refused(409, service.remove)
+    assert "move-san" in str(error)
+    _refused(409, sd_conns.connection_service(own.id).remove)
+
+    portal = conns.add_iscsi(types.StorageConnection(
+        type=types.StorageType.ISCSI, address="san3.example", port=3260, target=iqn))
+    sd_conns.add(types.StorageConnection(id=portal.id))
+    assert sorted(c.id for c in sd_conns.list()) == sorted([own.id, portal.id])
+    assert sd_conns.connection_service(portal.id).get().address == "san3.example"
+    _refused(409, sd_conns.add, types.StorageConnection(id=portal.id))  # already there
+    _refused(400, sd_conns.add, types.StorageConnection(id=str(uuid.uuid4())))
+    elsewhere = conns.add_iscsi(types.StorageConnection(
+        type=types.StorageType.ISCSI, address="san3.example", port=3260,
+        target="iqn.2003-01.org.example:other"))
+    error = _refused(409, sd_conns.add, types.StorageConnection(id=elsewhere.id))
+    assert "target" in str(error)
+    error = _refused(409, conns.storage_connection_service(portal.id).remove)
+    assert "move-san" in str(error)
+    _refused(409, conns.storage_connection_service(portal.id).update,
+             types.StorageConnection(target="iqn.2003-01.org.example:third"))
+    sd_conns.connection_service(portal.id).remove()
+    assert [c.id for c in sd_conns.list()] == [own.id]
+    sd_conns.add(types.StorageConnection(id=portal.id))
+    domains.storage_domain_service(sd_id).remove()  # its own connection goes with it
+    _refused(404, conns.storage_connection_service(own.id).get)
+    conns.storage_connection_service(portal.id).remove()  # no longer used
+    conns.storage_connection_service(elsewhere.id).remove()
+
+    nfs_id = _domain_row(api_engine, "move-nfs", "nfs", "filer.example", "/exports/a",
+                         StorageDomainStatus.ACTIVE)
+    _domain_row(api_engine, "stay-nfs", "nfs", "filer.example", "/exports/b",
+                StorageDomainStatus.MAINTENANCE)
+    [nfs_own] = domains.storage_domain_service(nfs_id).storage_connections_service().list()
+    _refused(409, domains.storage_domain_service(nfs_id).storage_connections_service().add,
+             types.StorageConnection(id=portal.id))  # only iSCSI domains take more
+    nfs_service = conns.storage_connection_service(nfs_own.id)
+    error = _refused(409, nfs_service.update, types.StorageConnection(path="/exports/b"),
+                     force=True)
+    assert "already exists" in str(error)
+    moved = nfs_service.update(types.StorageConnection(address="filer9.example"), force=True)
+    assert (moved.address, moved.path) == ("filer9.example", "/exports/a")
+    assert _domain_set(api_engine, nfs_id) == ("filer9.example", "/exports/a")
+    assert any("Storage connection of Storage Domain move-san was changed from "
+               f"san1.example:3260 {iqn} to san2.example:3261 {iqn}" in e
+               for e in _events(connection))

@@ -292,13 +292,18 @@ def test_a_second_nfs_domain_on_the_same_export_is_refused(
 def test_a_node_cut_off_from_the_nfs_server_is_non_operational_until_it_reaches_it(
         storage_lab: StorageLab, nfs_domain: NfsDomain) -> None:
     """node1's namespace rejects everything sent to the storage host: the engine sees node1
-    non operational with the reason and an event naming the domain, node2 stays up; the
-    rule gone, node1 is up again by itself."""
+    non operational with the reason and an event naming the domain, node2 stays up. node2
+    cut off too, no host reaches the domain: it is inactive and both hosts are up; node2's
+    rule gone, the domain is active and node1 non operational again; node1's gone, node1
+    is up again by itself."""
     site = storage_lab.first
     conn = site.connect()
     namespace = site.lab.topology.host("node1").namespace
+    namespace2 = site.lab.topology.host("node2").namespace
     rule = ["OUTPUT", "-d", storage_lab.nfs_address, "-j", "REJECT"]
     hosts = conn.system_service().hosts_service()
+    domain = conn.system_service().storage_domains_service().storage_domain_service(
+        nfs_domain.id)
     host1, host2 = site.host_of(conn, "node1"), site.host_of(conn, "node2")
     try:
         _host_reaches(hosts, host1.id, types.HostStatus.UP)
@@ -310,15 +315,33 @@ def test_a_node_cut_off_from_the_nfs_server_is_non_operational_until_it_reaches_
         assert any(f"Host {host1.name} cannot access the Storage Domain(s) {nfs_domain.name}"
                    in e for e in events), events
 
+        _iptables(namespace2, "-I", *rule)
+        _domain_is(domain, types.StorageDomainStatus.INACTIVE)
+        _host_reaches(hosts, host1.id, types.HostStatus.UP)  # the domain's fault, not theirs
+        assert hosts.host_service(host2.id).get().status == types.HostStatus.UP
+        events = [e.description for e in conn.system_service().events_service().list(max=50)]
+        assert any(f"Storage Domain {nfs_domain.name} (Data Center Default) was deactivated "
+                   "by system because it's not visible by any of the hosts" in e
+                   for e in events), events
+        _iptables(namespace2, "-D", *rule)
+        _domain_is(domain, types.StorageDomainStatus.ACTIVE)
+        _host_reaches(hosts, host1.id, types.HostStatus.NON_OPERATIONAL)
+
         _iptables(namespace, "-D", *rule)
         back = _host_reaches(hosts, host1.id, types.HostStatus.UP)
         assert not back.status_detail
-        sd = conn.system_service().storage_domains_service().storage_domain_service(
-            nfs_domain.id).get()
+        assert hosts.host_service(host2.id).get().status == types.HostStatus.UP
+        sd = domain.get()
+        assert sd.status == types.StorageDomainStatus.ACTIVE
         assert sd.available > 0 and sd.used > 0  # the export's space, as the probes saw it
     finally:
+        _iptables(namespace2, "-D", *rule, check=False)
         _iptables(namespace, "-D", *rule, check=False)
         conn.close()
+
+
+def _domain_is(service: Any, status: types.StorageDomainStatus) -> None:
+    wait_until(lambda: service.get().status == status, 60, f"the domain to be {status.value}")
 
 
 def _host_reaches(hosts: Any, host_id: str, status: types.HostStatus) -> types.Host:
@@ -742,11 +765,26 @@ def _nfs_disk(conn: sdk.Connection, domain_id: str, name: str, disk_format: type
 
 
 def _transfer(conn: sdk.Connection, disk_id: str, direction: types.ImageTransferDirection,
-              host_id: str | None = None) -> types.ImageTransfer:
+              host_id: str | None = None, fmt: types.DiskFormat = types.DiskFormat.RAW
+              ) -> types.ImageTransfer:
     transfers = conn.system_service().image_transfers_service()
     return transfers.add(types.ImageTransfer(
-        disk=types.Disk(id=disk_id), direction=direction, format=types.DiskFormat.RAW,
+        disk=types.Disk(id=disk_id), direction=direction, format=fmt,
         host=types.Host(id=host_id) if host_id else None))
+
+
+def _own_bytes(conn: sdk.Connection, disk_id: str, into: Path, ca: Path) -> Path:
+    """A `format=cow` download: the qcow2 volume's own bytes, written as they come."""
+    own = _transfer(conn, disk_id, types.ImageTransferDirection.DOWNLOAD,
+                    fmt=types.DiskFormat.COW)
+    assert own.format == types.DiskFormat.COW and "54322/images/" in own.transfer_url
+    client.download(own.transfer_url, str(into), str(ca), fmt="raw")
+    _finalize(conn, own, disk_id)
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(into)],
+                                     check=True, capture_output=True, text=True).stdout)
+    assert info["format"] == "qcow2"
+    subprocess.run(["qemu-img", "check", "-q", str(into)], check=True)
+    return into
 
 
 def _finalize(conn: sdk.Connection, transfer: types.ImageTransfer, disk_id: str) -> None:
@@ -784,6 +822,16 @@ def test_an_iscsi_disk_is_uploaded_and_downloaded_through_a_nodes_imageio(
         client.download(down.transfer_url, str(back), str(ca), fmt="raw")
         _finalize(conn, down, disk_id)
         assert hashlib.sha256(back.read_bytes()[:32 * MIB]).hexdigest() == \
+            hashlib.sha256(source.read_bytes()).hexdigest()
+        # format=cow: the qcow2 of the extent, up to its own end (not the whole extent)
+        own = _own_bytes(conn, disk_id, tmp_path / "own.qcow2", ca)
+        assert own.stat().st_size < 32 * MIB
+        guest = tmp_path / "own.raw"
+        subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(own),
+                        str(guest)], check=True)
+        data = guest.read_bytes()
+        assert len(data) == 64 * MIB and data[32 * MIB:] == bytes(32 * MIB)
+        assert hashlib.sha256(data[:32 * MIB]).hexdigest() == \
             hashlib.sha256(source.read_bytes()).hexdigest()
     finally:
         conn.close()
@@ -829,6 +877,13 @@ def test_an_nfs_disk_is_uploaded_and_downloaded_through_a_nodes_imageio(
         _finalize(conn, down, disk_id)
         assert _image_digest(direct, "qcow2") == _image_digest(source, "qcow2")
         assert _image_digest(proxied, "qcow2") == _image_digest(source, "qcow2")
+        # format=cow: the volume on the export, byte for byte
+        own = _own_bytes(conn, disk_id, tmp_path / "own.qcow2", ca)
+        image_dir = storage_lab.export_dir / nfs_domain.id / "images" / disk_id
+        [volume] = [p for p in image_dir.iterdir() if _is_uuid(p.name)]
+        assert hashlib.sha256(own.read_bytes()).hexdigest() == \
+            hashlib.sha256(volume.read_bytes()).hexdigest()
+        assert _image_digest(own, "qcow2") == _image_digest(source, "qcow2")
     finally:
         conn.close()
 

@@ -10,6 +10,7 @@ from overt.engine.model.status import StorageDomainType, StorageType
 from overt.engine.services.clusters import ClusterInput
 from overt.engine.services.datacenters import DataCenterInput
 from overt.engine.services.networks import NetworkInput
+from overt.engine.services.storage_connections import ConnectionInput
 from overt.engine.services.storage_domains import LogicalUnitInput, StorageDomainInput
 
 
@@ -59,4 +60,14 @@ def read_storage_domain(node: Node) -> StorageDomainInput:
             port=lu.get_int("port", minimum=1), target=lu.get_str("target"))
             for lu in (storage.items("logical_units", "logical_unit")
                        if storage is not None else [])],
+        host=ref_of(node.child("host")))
+
+
+def read_storage_connection(node: Node) -> ConnectionInput:
+    version = node.get_str("nfs_version")
+    return ConnectionInput(
+        type=node.get_enum("type", StorageType), address=node.get_str("address"),
+        path=node.get_str("path"), port=node.get_int("port", minimum=1),
+        target=node.get_str("target"), nfs_version=version,
+        username=node.get_str("username"), password=node.get_str("password"),
         host=ref_of(node.child("host")))

@@ -199,6 +199,32 @@ class StorageDomain(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class StorageConnection(Base):
+    """A storage connection added on its own (oVirt's storage server connections): an NFS
+    export or an iSCSI portal and target. The connection a shared domain was made on lives
+    in the domain's own row (`address`, `path`); these are the others."""
+
+    __tablename__ = "storage_connections"
+    id: Mapped[uuid.UUID] = _id()
+    type: Mapped[str] = mapped_column(String(16))  # nfs / iscsi
+    address: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str | None] = mapped_column(Text)  # an NFS export
+    port: Mapped[int | None] = mapped_column()  # an iSCSI portal's port
+    target: Mapped[str | None] = mapped_column(String(255))  # an iSCSI target (iqn.)
+    nfs_version: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class StorageDomainConnection(Base):
+    """A further connection of an iSCSI domain (another portal of its target)."""
+
+    __tablename__ = "storage_domain_connections"
+    storage_domain_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("storage_domains.id", ondelete="CASCADE"), primary_key=True)
+    connection_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("storage_connections.id"), primary_key=True)
+
+
 class Network(Base):
     __tablename__ = "networks"
     __table_args__ = (UniqueConstraint("data_center_id", "name"),)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
@@ -30,12 +30,19 @@ from overt.engine.model.storage_reach import STORAGE_DOMAIN_UNREACHABLE, Strikes
 from overt.engine.monitor.required_networks import judge_host as judge_networks
 from overt.engine.nodes import NodeClient, NodeCommandFailed
 from overt.engine.queries.shared_storage import lun_of
-from overt.protocol.storage import NfsExportRef
-from overt.protocol.storage_reach import DomainsReach, ProbeTarget, StorageDomainsProbe
+from overt.protocol.storage import METADATA_AREA, NfsExportRef
+from overt.protocol.storage_reach import (
+    DomainReach,
+    DomainsReach,
+    ProbeTarget,
+    StorageDomainsProbe,
+)
 
 log = logging.getLogger(__name__)
 
 _SHARED = (StorageType.NFS, StorageType.ISCSI)
+# Probed: active domains, and those the system made inactive (to see them come back).
+_PROBED = (StorageDomainStatus.ACTIVE, StorageDomainStatus.INACTIVE)
 
 
 @dataclass(frozen=True)
@@ -74,49 +81,117 @@ class StorageReachMonitor:
             await asyncio.sleep(self.interval_s)
 
     async def probe_all(self) -> None:
-        """One round: every serving host with active shared domains, probed at once."""
+        """One round: every serving host with shared domains, probed at once, then judged
+        together: a domain no host reaches is inactive (and its hosts are not blamed)."""
         async with self.db.transaction() as session:
             probes = await _probes(session)
-            for probe in [p for p in probes if not p.domains]:
-                await self.apply(session, probe, DomainsReach(domains=[]))
-        await asyncio.gather(*(self.probe(p) for p in probes if p.domains))
+        asked = [p for p in probes if p.domains]
+        answers = await asyncio.gather(*(self.probe(p) for p in asked))
+        reaches = {p.host.id: r for p, r in zip(asked, answers, strict=True) if r is not None}
+        async with self.db.transaction() as session:
+            seen: list[tuple[_Probe, Host, _Seen]] = []
+            for probe in probes:
+                reach = reaches.get(probe.host.id) if probe.domains else DomainsReach(domains=[])
+                host = None if reach is None else await session.get(
+                    Host, probe.host.id, with_for_update=True)
+                if reach is not None and host is not None:
+                    seen.append((probe, host, await self.observe(session, probe, host, reach)))
+            gone = await judge_domains(session, [(p, s) for p, _, s in seen])
+            for probe, host, found in seen:
+                await judge_host(session, host, probe.data_center,
+                                 [(d, why) for d, why in found.cut_off if d.id not in gone])
 
-    async def probe(self, probe: _Probe) -> None:
+    async def probe(self, probe: _Probe) -> DomainsReach | None:
         command = StorageDomainsProbe(
             domains=[probe_target(d) for d in probe.domains.values()],
             timeout_s=self.probe_timeout_s)
         try:
-            reach = await self.nodes.call(probe.host, command,
-                                          timeout_s=self.probe_timeout_s + 10)
+            return await self.nodes.call(probe.host, command,
+                                         timeout_s=self.probe_timeout_s + 10)
         except (TransportError, NodeCommandFailed) as exc:
             log.debug("host %s: no storage probe (%s)", probe.host.name, exc,
                       extra={"host": probe.host.name})
-            return
-        async with self.db.transaction() as session:
-            await self.apply(session, probe, reach)
+            return None
 
-    async def apply(self, session: AsyncSession, probe: _Probe, reach: DomainsReach) -> None:
-        """Record the space seen and judge the host on what it could not reach."""
-        host = (await session.execute(select(Host).where(Host.id == probe.host.id)
-                                      .with_for_update())).scalar_one_or_none()
-        if host is None:
-            return
+    async def observe(self, session: AsyncSession, probe: _Probe, host: Host,
+                      reach: DomainsReach) -> _Seen:
+        """Count the host's misses and record the space seen."""
         self.strikes.forget(host.id, probe.domains)
-        cut_off: list[tuple[StorageDomain, str]] = []
-        for seen in reach.domains:
-            known = probe.domains.get(seen.domain_id)
+        found = _Seen()
+        for answer in reach.domains:
+            known = probe.domains.get(answer.domain_id)
             if known is None:
                 continue
             domain = await session.get(StorageDomain, known.id)
-            if domain is None or domain.status != StorageDomainStatus.ACTIVE:
+            if domain is None or domain.status not in _PROBED:
                 continue
-            if self.strikes.note(host.id, seen.domain_id, seen.reachable):
-                cut_off.append((domain, seen.error))
-            elif seen.reachable and seen.total_bytes is not None \
-                    and seen.free_bytes is not None and domain.storage_type == StorageType.NFS:
-                domain.available_bytes = seen.free_bytes
-                domain.used_bytes = max(0, seen.total_bytes - seen.free_bytes)
-        await judge_host(session, host, probe.data_center, cut_off)
+            found.answered.append(domain)
+            if self.strikes.note(host.id, answer.domain_id, answer.reachable):
+                found.cut_off.append((domain, answer.error))
+            elif answer.reachable:
+                found.reached.add(domain.id)
+                await _record_space(session, domain, answer)
+        return found
+
+
+async def _record_space(session: AsyncSession, domain: StorageDomain, answer: DomainReach
+                        ) -> None:
+    """An NFS export's space as its server reports it; an iSCSI domain's free space is
+    the LUN's size now (a LUN grown on the target shows) less what the engine allocated."""
+    if answer.total_bytes is None:
+        return
+    if domain.storage_type == StorageType.NFS and answer.free_bytes is not None:
+        domain.available_bytes = answer.free_bytes
+        domain.used_bytes = max(0, answer.total_bytes - answer.free_bytes)
+    elif domain.storage_type == StorageType.ISCSI:
+        # Allocation changes `used_bytes` under this row's lock: read it under the lock too.
+        await session.refresh(domain, with_for_update=True)
+        domain.available_bytes = max(0, answer.total_bytes - METADATA_AREA - domain.used_bytes)
+
+
+@dataclass
+class _Seen:
+    """What one host's probe showed: the domains it answered for, reached, is cut off from."""
+
+    answered: list[StorageDomain] = field(default_factory=list)
+    reached: set[uuid.UUID] = field(default_factory=set)
+    cut_off: list[tuple[StorageDomain, str]] = field(default_factory=list)
+
+
+async def judge_domains(session: AsyncSession, seen: list[tuple[_Probe, _Seen]]
+                        ) -> set[uuid.UUID]:
+    """oVirt's rule for a data domain: `inactive` when every host of its data center that
+    answered is cut off from it, `active` again once one reaches it. Returns the domains
+    inactive now (no host is blamed for those)."""
+    answered: dict[uuid.UUID, tuple[StorageDomain, str]] = {}
+    for probe, found in seen:
+        for domain in found.answered:
+            answered[domain.id] = (domain, probe.data_center)
+    inactive: set[uuid.UUID] = set()
+    for domain_id, (domain, data_center) in answered.items():
+        reached_by = [p.host.name for p, f in seen if domain_id in f.reached]
+        cut = [(p.host.name, why) for p, f in seen
+               for d, why in f.cut_off if d.id == domain_id]
+        hosts = sum(1 for _, f in seen if any(d.id == domain_id for d in f.answered))
+        if domain.status == StorageDomainStatus.ACTIVE and cut and len(cut) == hosts:
+            domain.status = StorageDomainStatus.INACTIVE
+            why = "; ".join(f"{name}: {error}" for name, error in cut if error)
+            audit.record(session, f"Storage Domain {domain.name} (Data Center {data_center}) "
+                         "was deactivated by system because it's not visible by any of the "
+                         "hosts." + (f" ({why})" if why else ""),
+                         code=audit.STORAGE_DOMAIN_UNREACHABLE, severity=LogSeverity.ERROR,
+                         storage_domain_id=domain.id, data_center_id=domain.data_center_id)
+            log.warning("no host reaches storage domain %s: inactive", domain.name)
+        elif domain.status == StorageDomainStatus.INACTIVE and reached_by:
+            domain.status = StorageDomainStatus.ACTIVE
+            audit.record(session, f"Storage Domain {domain.name} (Data Center {data_center}) "
+                         f"is reached by host {reached_by[0]} again: it is active",
+                         code=audit.STORAGE_DOMAIN_REACHED_AGAIN,
+                         storage_domain_id=domain.id, data_center_id=domain.data_center_id)
+            log.info("storage domain %s is reached again: active", domain.name)
+        if domain.status == StorageDomainStatus.INACTIVE:
+            inactive.add(domain_id)
+    return inactive
 
 
 async def judge_host(session: AsyncSession, host: Host, data_center: str,
@@ -153,7 +228,7 @@ async def _probes(session: AsyncSession) -> list[_Probe]:
                                           Host.status.in_((HostStatus.UP,
                                                            HostStatus.NON_OPERATIONAL))))).all()
     domains = (await session.execute(select(StorageDomain).where(
-        StorageDomain.status == StorageDomainStatus.ACTIVE,
+        StorageDomain.status.in_(_PROBED),
         StorageDomain.storage_type.in_(_SHARED)))).scalars().all()
     probes = []
     for host, cluster, dc in hosts:

@@ -269,12 +269,15 @@ class ImageTransfers:
         source = volume_source(domain, disk, on_engine=host is None)
         transfer_id = uuid.uuid4()
         export_format = ("qcow2" if disk.format == "cow" else "raw") if wire == "raw" else "raw"
+        # format=cow of a qcow2 volume: the volume's own bytes, as many as the volume has.
+        own_bytes = wire == "cow" and disk.format == "cow"
         ticket_id = str(uuid.uuid4())
         await self.daemon.ensure_started()
         proxy_url = f"https://{self.public_address}:{self.daemon.port}/images/{ticket_id}"
         transfer = Transfer(
             id=transfer_id, disk_id=disk.id, direction=request.direction, format=wire,
-            image_size=disk.provisioned_size if wire == "raw" else _file_size(source),
+            image_size=_file_size(source) if own_bytes and host is None
+            else disk.provisioned_size,
             inactivity_timeout=inactivity, ticket_id=ticket_id, transfer_url=proxy_url,
             source=source, proxy_url=proxy_url)
         if host is None:
@@ -284,7 +287,8 @@ class ImageTransfers:
                                         read_only=request.direction is Direction.DOWNLOAD)
             await transfer.export.start()
         else:
-            await self._open_on_node(transfer, host, export_format, _extent(domain, disk))
+            await self._open_on_node(transfer, host, export_format, _extent(domain, disk),
+                                     own_bytes=own_bytes)
         try:
             await self._add_tickets(transfer)
         except BaseException:
@@ -305,9 +309,11 @@ class ImageTransfers:
         return transfer
 
     async def _open_on_node(self, transfer: Transfer, host: Host, export_format: str,
-                            extent: IscsiExtentTarget | None = None) -> None:
+                            extent: IscsiExtentTarget | None = None, *,
+                            own_bytes: bool = False) -> None:
         """The volume exported on `host`, its daemon running with a certificate of the
-        server CA for the host's own key and address (what the SDK's clients trust)."""
+        server CA for the host's own key and address (what the SDK's clients trust);
+        with `own_bytes`, the qcow2 volume's own bytes, whose length the host reads."""
         if self.pki is None or host.certificate_pem is None or host.host_uuid is None:
             raise Conflict(f"Cannot transfer through host {host.name}: it has no certificate")
         try:
@@ -319,10 +325,16 @@ class ImageTransfers:
             transfer_id=transfer.id, source=transfer.source,
             format="qcow2" if export_format == "qcow2" else "raw",
             read_only=transfer.direction is Direction.DOWNLOAD, extent=extent,
-            certificate_pem=certificate, ca_pem=self.pki.ca_pem())
+            own_bytes=own_bytes, certificate_pem=certificate, ca_pem=self.pki.ca_pem())
         reached = _reach(host)
         started = await self._node_call(reached, command)
         transfer.node = NodeSide(reached, started.port)
+        if own_bytes:
+            if started.size is None:
+                await self._close_export(transfer)
+                raise Conflict(f"Host {host.name} cannot serve a volume's own bytes "
+                               "(format cow): download guest data with format raw")
+            transfer.image_size = started.size
         transfer.transfer_url = f"{transfer.node.base_url}/images/{transfer.ticket_id}"
 
     async def _node_call(self, host: Host, command: Returns[R]) -> R:
@@ -529,8 +541,9 @@ def lun_url(lun: IscsiLunRef) -> str:
 
 def _file_size(source: str) -> int:
     if "://" in source:
-        raise Conflict("Downloads of a volume's own bytes (format cow) from NFS and iSCSI "
-                       "domains are not supported yet; download guest data with format raw")
+        raise Conflict("A volume's own bytes (format cow) of an NFS domain are served by a "
+                       "host of its data center, and none is up; download guest data with "
+                       "format raw")
     return Path(source).stat().st_size
 
 

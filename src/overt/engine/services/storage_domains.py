@@ -105,11 +105,12 @@ async def attached(session: AsyncSession, dc_id: uuid.UUID, sd_id: uuid.UUID) ->
 
 async def deactivate_storage_domain(session: AsyncSession, dc_id: uuid.UUID, sd_id: uuid.UUID,
                                     user: User) -> StorageDomain:
-    """Maintenance: no new disks go there, and the domain may then be removed."""
+    """Maintenance: no new disks go there, and the domain may then be removed (also from
+    `inactive`, a domain no host reaches)."""
     domain = await attached(session, dc_id, sd_id)
     if domain.status == StorageDomainStatus.MAINTENANCE:
         return domain
-    if domain.status != StorageDomainStatus.ACTIVE:
+    if domain.status not in (StorageDomainStatus.ACTIVE, StorageDomainStatus.INACTIVE):
         raise Conflict(f"Cannot deactivate Storage Domain {domain.name}: it is {domain.status}.")
     domain.status = StorageDomainStatus.MAINTENANCE
     audit.record(session, f"Storage Domain {domain.name} was switched to maintenance by "
@@ -123,7 +124,7 @@ async def activate_storage_domain(session: AsyncSession, dc_id: uuid.UUID, sd_id
     domain = await attached(session, dc_id, sd_id)
     if domain.status == StorageDomainStatus.ACTIVE:
         return domain
-    if domain.status != StorageDomainStatus.MAINTENANCE:
+    if domain.status not in (StorageDomainStatus.MAINTENANCE, StorageDomainStatus.INACTIVE):
         raise Conflict(f"Cannot activate Storage Domain {domain.name}: it is {domain.status}, "
                        "not in maintenance.")
     domain.status = StorageDomainStatus.ACTIVE

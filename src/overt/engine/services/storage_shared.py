@@ -28,27 +28,12 @@ from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 from overt.engine.queries.shared_storage import is_shared
 from overt.engine.services.jobs import JobSubmitter
+from overt.engine.services.storage_connections import check_export
 from overt.engine.services.storage_domains import StorageDomainInput, attached
-from overt.protocol.storage import EXPORT, IQN, SERVER
+from overt.protocol.storage import IQN, SERVER
 
 _IQN_RE = re.compile(IQN)
 _SERVER_RE = re.compile(SERVER)
-_EXPORT_RE = re.compile(EXPORT)
-
-
-def _check_export(address: str | None, path: str | None) -> tuple[str, str]:
-    if not address:
-        raise InvalidInput("storage_domain.storage.address is required for an NFS domain")
-    if not _SERVER_RE.match(address):
-        raise InvalidInput(f"storage_domain.storage.address {address!r} is not a host name "
-                           "or an address")
-    if not path:
-        raise InvalidInput("storage_domain.storage.path is required (the NFS export)")
-    normal = "/" + path.strip("/")
-    if not _EXPORT_RE.match(normal) or "/../" in f"{normal}/" or "/./" in f"{normal}/":
-        raise InvalidInput(f"storage_domain.storage.path {path!r} is not an absolute export "
-                           "path")
-    return address, normal
 
 
 async def add_nfs_domain(session: AsyncSession, jobs: JobSubmitter, data: StorageDomainInput,
@@ -56,7 +41,7 @@ async def add_nfs_domain(session: AsyncSession, jobs: JobSubmitter, data: Storag
     """A new NFS data domain, or (`import_`) the one already on that export; a job lays
     it out or reads it through `data.host`, then it is `unattached`."""
     name = check_name("storage_domain", data.name or "")
-    address, path = _check_export(data.address, data.path)
+    address, path = check_export(data.address, data.path, "storage_domain.storage")
     kind = data.type or StorageDomainType.DATA
     if kind is not StorageDomainType.DATA:
         raise InvalidInput("only data domains can be added on NFS for now")

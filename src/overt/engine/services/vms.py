@@ -17,6 +17,7 @@ from overt.engine.db.tables import (
     Host,
     InstanceType,
     Job,
+    StorageDomain,
     Template,
     User,
     Vm,
@@ -44,6 +45,7 @@ from overt.engine.model.status import (
     BootDevice,
     DiskStatus,
     HostStatus,
+    StorageDomainStatus,
     TemplateStatus,
     VmStatus,
 )
@@ -364,6 +366,14 @@ async def start_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, 
     if not_ready:
         raise Conflict(f"Cannot run VM {vm.name}: {not_ready} of its disks are not ready "
                        "(locked while being created, or illegal).")
+    unreachable = (await session.execute(
+        select(StorageDomain.name).join(Disk, Disk.storage_domain_id == StorageDomain.id)
+        .join(DiskAttachment, DiskAttachment.disk_id == Disk.id)
+        .where(DiskAttachment.vm_id == vm_id, DiskAttachment.active.is_(True),
+               StorageDomain.status == StorageDomainStatus.INACTIVE))).scalars().first()
+    if unreachable is not None:
+        raise Conflict(f"Cannot run VM {vm.name}: its disks' Storage Domain {unreachable} is "
+                       "inactive (no host reaches it).")
     status = vm.status
     check_vm_action(VmAction.START, status, vm_name=vm.name)
     host_id, launching = None, status

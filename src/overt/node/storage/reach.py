@@ -9,6 +9,7 @@ server must cost the node a bounded wait, never a hung thread.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 from overt.node.storage.iscsi_domain import lun_url
@@ -35,7 +36,7 @@ async def probe_domain(target: ProbeTarget, timeout_s: float) -> DomainReach:
     else:
         return DomainReach(domain_id=target.domain_id, reachable=False,
                            error="neither an NFS export nor a LUN was given")
-    error = await _read_header(url, timeout_s)
+    error, size = await _read_header(url, timeout_s)
     if error:
         log.warning("storage domain unreachable: %s", error,
                     extra={"storage_domain": str(target.domain_id)})
@@ -43,28 +44,34 @@ async def probe_domain(target: ProbeTarget, timeout_s: float) -> DomainReach:
     total = free = None
     if target.nfs is not None:
         total, free = await _capacity(target.nfs, timeout_s)
+    else:  # the LUN's size as the target reports it now; its free space is the engine's
+        total = size
     return DomainReach(domain_id=target.domain_id, reachable=True, total_bytes=total,
                        free_bytes=free)
 
 
-async def _read_header(url: str, timeout_s: float) -> str:
-    """An empty string when QEMU could open `url`, else why not."""
+async def _read_header(url: str, timeout_s: float) -> tuple[str, int | None]:
+    """An empty string and the image's size when QEMU could open `url`, else why not."""
     try:
         proc = await asyncio.create_subprocess_exec(
             "qemu-img", "info", "-U", "--output=json", url,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     except FileNotFoundError:
-        return "qemu-img is not installed on this node (Debian package qemu-utils)"
+        return "qemu-img is not installed on this node (Debian package qemu-utils)", None
     try:
-        _out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        return f"no answer from {_where(url)} within {timeout_s:g} s"
+        return f"no answer from {_where(url)} within {timeout_s:g} s", None
     if proc.returncode != 0:
         lines = err.decode(errors="replace").strip().splitlines()
-        return lines[-1] if lines else f"qemu-img exit status {proc.returncode}"
-    return ""
+        return (lines[-1] if lines else f"qemu-img exit status {proc.returncode}"), None
+    try:
+        size = json.loads(out).get("virtual-size")
+    except ValueError:
+        size = None
+    return "", size if isinstance(size, int) and size > 0 else None
 
 
 async def _capacity(storage: NfsExportRef, timeout_s: float) -> tuple[int | None, int | None]:

@@ -15,12 +15,14 @@ import json
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from overt.engine.db.tables import Disk, Job, Lock, Snapshot, StorageDomain, User, Vm
 from overt.engine.jobs.handlers import UNITS
+from overt.engine.jobs.handlers import snapshots as snapshot_handlers
 from overt.engine.jobs.worker import Worker
 from overt.engine.model.errors import Conflict, NotFound
 from overt.engine.model.status import StorageDomainStatus, StorageType, VmStatus
@@ -399,6 +401,50 @@ async def test_an_engine_that_dies_after_a_live_merge_leaves_the_metadata_to_a_s
     assert final == [[c[0]] for c in chains]
     assert await asyncio.to_thread(_reads, final[0][0], "qcow2", 0x55, 0)
     assert [_volumes(export, d) for d in disk_ids] == [{c[0].name} for c in chains]
+    async with engine.session() as session:
+        assert await session.get(Snapshot, taken) is None
+        assert (await session.execute(select(Lock))).all() == []
+
+
+async def test_an_engine_that_dies_after_recording_a_merge_leaves_no_merged_volume(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The merge is done and the disk's new chain recorded when the engine dies, before the
+    merged volume is deleted: the successor deletes it, so storage holds no volume that no
+    chain names."""
+    vm_id, disk_ids, export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    taken = await _take(engine, vm_id, "interrupted")
+    before = await _chains(engine, export, disk_ids)
+    real, recorded = snapshot_handlers.delete_volumes, asyncio.Event()
+
+    async def dies_first(*args: Any, **kwargs: Any) -> None:
+        if not recorded.is_set():
+            recorded.set()
+            await asyncio.Event().wait()  # the engine is gone before it deletes anything
+        await real(*args, **kwargs)
+    monkeypatch.setattr(snapshot_handlers, "delete_volumes", dies_first)
+    job_of_removal = await engine.act(snapshots.remove_snapshot, vm_id, taken)
+    await asyncio.wait_for(recorded.wait(), 60)
+    await engine.worker.stop()
+    async with engine.session() as session:
+        job = await session.get(Job, job_of_removal.id)
+        assert job is not None and job.state == "running"
+        job.lease_until = job.start_time
+    first = await _chains(engine, export, [disk_ids[0]])  # recorded: the top is merged
+    assert first == [[before[0][0]]]
+    assert _volumes(export, disk_ids[0]) == {p.name for p in before[0]}  # not deleted yet
+
+    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
+    running = asyncio.create_task(successor.run())
+    try:
+        ended = await engine.job(job_of_removal.id)
+    finally:
+        await successor.stop()
+        await running
+    assert ended.state == "done", ended.error
+    final = await _chains(engine, export, disk_ids)
+    assert final == [[c[0]] for c in before]
+    assert [_volumes(export, d) for d in disk_ids] == [{c[0].name} for c in before]
+    assert not any(export.glob(f"*/images/{disk_ids[0]}/{before[0][1].name}*"))
     async with engine.session() as session:
         assert await session.get(Snapshot, taken) is None
         assert (await session.execute(select(Lock))).all() == []

@@ -1,22 +1,32 @@
 """Per-host reachability of the active storage domains over the fast lane: the monitor
 probes each host (a simulated node answers what the test lets it reach); a host cut off
 from a domain is non operational with oVirt's reason and an audit event naming the
-domain, runs no new VMs, and is up again by itself once it reaches the domain."""
+domain, runs no new VMs, and is up again by itself once it reaches the domain. A domain
+no host reaches is inactive instead, and active again once one does."""
 
 from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import select
 
-from overt.engine.db.tables import AuditEvent, Cluster, Host, StorageDomain
-from overt.engine.model.status import HostStatus, StorageDomainStatus, StorageType
+from overt.engine.db.tables import AuditEvent, Cluster, Disk, DiskAttachment, Host, StorageDomain
+from overt.engine.model.errors import Conflict
+from overt.engine.model.status import (
+    DiskStatus,
+    HostStatus,
+    StorageDomainStatus,
+    StorageType,
+    VmStatus,
+)
 from overt.engine.model.storage_reach import STORAGE_DOMAIN_UNREACHABLE
 from overt.engine.services import vms
 from overt.protocol.storage_reach import DomainReach, DomainsReach, StorageDomainsProbe
 from tests.support.loopback import LoopbackEngine, SimulatedNode
 
 GIB = 1 << 30
+MIB = 1 << 20
 
 
 class Storage:
@@ -161,6 +171,7 @@ async def test_a_host_cut_off_from_a_domain_put_in_maintenance_is_up_again(
         engine: LoopbackEngine) -> None:
     h1 = await engine.add_host("h1")
     storage = _storage(h1)
+    _storage(await engine.add_host("h2"))  # reaches it: the domain stays active
     data = await _nfs_domain(engine, "data1")
     assert data.storage_uuid is not None
     storage.cut.add(data.storage_uuid)
@@ -177,3 +188,126 @@ async def test_a_host_cut_off_from_a_domain_put_in_maintenance_is_up_again(
     host = await _host(engine, h1)
     assert (host.status, host.status_detail) == (HostStatus.UP, "")
     assert len(storage.probed) == probed  # nothing left to probe
+
+
+async def _domain_events(engine: LoopbackEngine, sd_id: uuid.UUID) -> list[tuple[int, str]]:
+    async with engine.session() as session:
+        return [(e.code, e.description) for e in (await session.execute(
+            select(AuditEvent).where(AuditEvent.storage_domain_id == sd_id,
+                                     AuditEvent.host_id.is_(None))
+            .order_by(AuditEvent.id))).scalars()]
+
+
+async def _status(engine: LoopbackEngine, sd_id: uuid.UUID) -> StorageDomainStatus:
+    async with engine.session() as session:
+        domain = await session.get(StorageDomain, sd_id)
+    assert domain is not None
+    return StorageDomainStatus(domain.status)
+
+
+async def test_a_domain_no_host_reaches_is_inactive_until_one_reaches_it(
+        engine: LoopbackEngine) -> None:
+    """oVirt's rule: when every host of the data center misses a domain it is the domain's
+    fault, not the hosts': the domain is inactive (an event says why) and the hosts are
+    up; once a host reaches it, it is active again and a host still cut off is blamed."""
+    h1, h2 = await engine.add_host("h1"), await engine.add_host("h2")
+    s1, s2 = _storage(h1), _storage(h2)
+    data = await _nfs_domain(engine, "data1")
+    other = await _nfs_domain(engine, "data2")
+    assert data.storage_uuid is not None
+
+    s1.cut.add(data.storage_uuid)
+    for _ in range(2):
+        await engine.monitor.storage.probe_all()
+    assert (await _host(engine, h1)).status == HostStatus.NON_OPERATIONAL
+    assert await _status(engine, data.id) == StorageDomainStatus.ACTIVE  # h2 reaches it
+
+    s2.cut.add(data.storage_uuid)
+    await engine.monitor.storage.probe_all()  # h2's first miss is not enough
+    assert await _status(engine, data.id) == StorageDomainStatus.ACTIVE
+    assert (await _host(engine, h2)).status == HostStatus.UP
+    await engine.monitor.storage.probe_all()
+    assert await _status(engine, data.id) == StorageDomainStatus.INACTIVE
+    assert await _status(engine, other.id) == StorageDomainStatus.ACTIVE
+    for node in (h1, h2):  # nothing left they fail to reach: both up
+        host = await _host(engine, node)
+        assert (host.status, host.status_detail) == (HostStatus.UP, "")
+    [(code, text)] = await _domain_events(engine, data.id)
+    assert code == 970
+    assert "Storage Domain data1 (Data Center Default) was deactivated by system because " \
+        "it's not visible by any of the hosts" in text
+    assert "no answer from 10.0.9.9" in text
+    assert not any(c == 522 for c, _ in await _events(engine, h2.host_id))
+
+    vm_id = await engine.add_vm("on-data1")  # a VM whose disk is there does not start
+    async with engine.session() as session:
+        disk = Disk(name="d1", storage_domain_id=data.id, provisioned_size=GIB,
+                    status=DiskStatus.OK, image_path="images/d1")
+        session.add(disk)
+        await session.flush()
+        session.add(DiskAttachment(disk_id=disk.id, vm_id=vm_id))
+    with pytest.raises(Conflict, match="Storage Domain data1 is inactive"):
+        await engine.act(vms.start_vm, vm_id)
+    assert (await engine.vm(vm_id)).status == VmStatus.DOWN
+
+    await engine.monitor.storage.probe_all()  # still unreachable: no second event
+    assert await _status(engine, data.id) == StorageDomainStatus.INACTIVE
+    assert len(await _domain_events(engine, data.id)) == 1
+    assert s2.probed.count(data.storage_uuid) == 5  # an inactive domain is still probed
+
+    s2.cut.clear()
+    await engine.monitor.storage.probe_all()
+    assert await _status(engine, data.id) == StorageDomainStatus.ACTIVE
+    code, text = (await _domain_events(engine, data.id))[-1]
+    assert code == 9674 and "is reached by host h2 again: it is active" in text
+    host = await _host(engine, h1)  # h2 reaches it, h1 still does not: h1 is blamed
+    assert (host.status, host.status_detail) == (HostStatus.NON_OPERATIONAL,
+                                                 STORAGE_DOMAIN_UNREACHABLE)
+    assert (await _host(engine, h2)).status == HostStatus.UP
+
+    s1.cut.clear()
+    await engine.monitor.storage.probe_all()
+    assert (await _host(engine, h1)).status == HostStatus.UP
+    assert await _status(engine, data.id) == StorageDomainStatus.ACTIVE
+
+
+async def test_an_iscsi_domains_free_space_follows_its_luns_size(engine: LoopbackEngine) -> None:
+    """The probe reports the LUN's size as the target has it now (grown here): free space
+    is that less the metadata area and the extents the engine allocated."""
+    h1 = await engine.add_host("h1")
+    sizes: dict[uuid.UUID, int] = {}
+
+    async def probe(command: StorageDomainsProbe) -> DomainsReach:
+        return DomainsReach(domains=[DomainReach(domain_id=t.domain_id, reachable=True,
+                                                 total_bytes=sizes[t.domain_id])
+                                     for t in command.domains])
+    h1.agent.probe_storage = probe
+    async with engine.session() as session:
+        cluster = await session.get(Cluster, engine.cluster_id)
+        assert cluster is not None
+        domain = StorageDomain(name="san1", storage_type=StorageType.ISCSI.value,
+                               address="10.0.9.9:3260", path="iqn.2026-11.dev.overt:t/1",
+                               storage_uuid=uuid.uuid4(), data_center_id=cluster.data_center_id,
+                               status=StorageDomainStatus.ACTIVE.value,
+                               used_bytes=3 * GIB, available_bytes=7 * GIB - MIB)
+        session.add(domain)
+        await session.flush()
+        assert domain.storage_uuid is not None
+        sizes[domain.storage_uuid] = 10 * GIB
+    await engine.monitor.storage.probe_all()
+    async with engine.session() as session:
+        seen = await session.get(StorageDomain, domain.id)
+        assert seen is not None
+        assert (seen.used_bytes, seen.available_bytes) == (3 * GIB, 7 * GIB - MIB)
+    assert domain.storage_uuid is not None
+    sizes[domain.storage_uuid] = 20 * GIB  # the LUN grown on the target
+    await engine.monitor.storage.probe_all()
+    async with engine.session() as session:
+        seen = await session.get(StorageDomain, domain.id)
+        assert seen is not None
+        assert (seen.used_bytes, seen.available_bytes) == (3 * GIB, 17 * GIB - MIB)
+    sizes[domain.storage_uuid] = 2 * GIB  # smaller than what is allocated: nothing free
+    await engine.monitor.storage.probe_all()
+    async with engine.session() as session:
+        seen = await session.get(StorageDomain, domain.id)
+        assert seen is not None and seen.available_bytes == 0

@@ -1,74 +1,141 @@
 """/storageconnections and /storagedomains/{id}/storageconnections: the connection each
-shared domain is reached by (an NFS export or an iSCSI target and LUN), read only.
-
-A connection here is made with its domain and goes with it, so its id is derived from
-the domain's; free-standing connections (added, edited or removed on their own, as
-oVirt allows) are not kept."""
+shared domain is reached by (an NFS export or an iSCSI portal and target), and those
+added on their own; added, edited and removed as in oVirt
+(overt.engine.services.storage_connections)."""
 
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
 from starlette.responses import Response
 
 from overt.engine.api.context import ApiContext, href
+from overt.engine.api.inventory_readers import read_storage_connection
+from overt.engine.api.readers import ref_of
+from overt.engine.api.resources.common import action_done
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.views import ref
 from overt.engine.api.wire.render import Representation
-from overt.engine.db.tables import StorageDomain
+from overt.engine.db.tables import StorageConnection, StorageDomain
 from overt.engine.model.errors import NotFound
 from overt.engine.model.status import StorageType
 from overt.engine.queries import lookup
+from overt.engine.queries.lookup import Ref
+from overt.engine.services import storage_connections as connections
+from overt.engine.services.storage_connections import Endpoint
 
 routes = ApiRoutes()
-_CONNECTIONS = uuid.UUID("5d0c7a52-8f0e-4a8e-9b7e-3c6f1e2a9d41")  # namespace of their ids
-_SHARED = (StorageType.NFS.value, StorageType.ISCSI.value)
-ISCSI_PORT = 3260
 
 
-def connection_id(domain: StorageDomain) -> uuid.UUID:
-    return uuid.uuid5(_CONNECTIONS, str(domain.id))
-
-
-def connection(domain: StorageDomain) -> Representation:
-    base = href("storageconnections", connection_id(domain))
-    rep: Representation = {"href": base, "id": str(connection_id(domain)),
-                           "type": domain.storage_type}
-    if domain.storage_type == StorageType.NFS:
-        rep.update(address=domain.address, path=domain.path, nfs_version="auto")
+def _rep(conn_id: uuid.UUID, endpoint: Endpoint, nfs_version: str | None = None
+         ) -> Representation:
+    rep: Representation = {"href": href("storageconnections", conn_id), "id": str(conn_id),
+                           "type": endpoint.type, "address": endpoint.address}
+    if endpoint.type == StorageType.NFS:
+        rep.update(path=endpoint.path, nfs_version=nfs_version or "auto")
     else:
-        host, _, port = (domain.address or "").partition(":")
-        target, _, _lun = domain.path.rpartition("/")
-        rep.update(address=host, port=int(port) if port.isdigit() else ISCSI_PORT,
-                   target=target)
+        rep.update(port=endpoint.port, target=endpoint.target)
     return rep
 
 
-async def _shared(ctx: ApiContext) -> list[StorageDomain]:
-    return list((await ctx.session.execute(select(StorageDomain).where(
-        StorageDomain.storage_type.in_(_SHARED)).order_by(StorageDomain.name))).scalars())
+def connection(domain: StorageDomain) -> Representation:
+    """The connection a shared domain was made on."""
+    return _rep(connections.domain_connection_id(domain), connections.domain_endpoint(domain))
+
+
+def _of(found: StorageDomain | StorageConnection) -> Representation:
+    if isinstance(found, StorageDomain):
+        return connection(found)
+    return _rep(found.id, connections.row_endpoint(found), found.nfs_version)
 
 
 @routes.get("/storageconnections")
 async def list_connections(ctx: ApiContext) -> Response:
-    return ctx.render_list("storage_connections", "storage_connection",
-                           [connection(d) for d in await _shared(ctx)])
+    found = await connections.all_connections(ctx.session)
+    return ctx.render_list("storage_connections", "storage_connection", [
+        _rep(conn_id, endpoint, row.nfs_version if row is not None else None)
+        for conn_id, endpoint, row in found])
 
 
 @routes.get("/storageconnections/{conn_id}")
 async def get_connection(ctx: ApiContext) -> Response:
-    wanted = ctx.id_param("conn_id")
-    for domain in await _shared(ctx):
-        if connection_id(domain) == wanted:
-            return ctx.render("storage_connection", connection(domain))
-    raise NotFound(f"There is no storage connection with id {wanted}.")
+    found = await connections.find(ctx.session, ctx.id_param("conn_id"))
+    return ctx.render("storage_connection", _of(found))
+
+
+@routes.post("/storageconnections")
+async def add_connection(ctx: ApiContext) -> Response:
+    row = await connections.add_connection(
+        ctx.session, read_storage_connection(await ctx.body("storage_connection")), ctx.user)
+    return ctx.render("storage_connection", _of(row), status=201)
+
+
+@routes.put("/storageconnections/{conn_id}")
+async def update_connection(ctx: ApiContext) -> Response:
+    found = await connections.update_connection(
+        ctx.session, ctx.id_param("conn_id"),
+        read_storage_connection(await ctx.body("storage_connection")), ctx.user,
+        force=ctx.flag("force"))
+    return ctx.render("storage_connection", _of(found))
+
+
+@routes.delete("/storageconnections/{conn_id}")
+async def remove_connection(ctx: ApiContext) -> Response:
+    await connections.remove_connection(ctx.session, ctx.id_param("conn_id"), ctx.user,
+                                        host=_host_param(ctx))
+    return action_done(ctx)
+
+
+def _host_param(ctx: ApiContext) -> Ref | None:
+    """`?host=` names the host to disconnect, by id or by name."""
+    raw = ctx.request.query_params.get("host")
+    if not raw:
+        return None
+    try:
+        return Ref(id=uuid.UUID(raw), name=None)
+    except ValueError:
+        return Ref(id=None, name=raw)
+
+
+async def _domain_reps(ctx: ApiContext, domain: StorageDomain) -> list[Representation]:
+    if domain.storage_type not in (StorageType.NFS, StorageType.ISCSI):
+        return []
+    found = [connection(domain)] + [_of(r) for r in
+                                    await connections.connections_of(ctx.session, domain)]
+    for rep in found:
+        rep["storage_domain"] = ref("storagedomains", domain.id)
+    return found
 
 
 @routes.get("/storagedomains/{sd_id}/storageconnections")
 async def domain_connections(ctx: ApiContext) -> Response:
     domain = await lookup.get(ctx.session, StorageDomain, ctx.id_param("sd_id"))
-    found = [connection(domain)] if domain.storage_type in _SHARED else []
-    for rep in found:
-        rep["storage_domain"] = ref("storagedomains", domain.id)
-    return ctx.render_list("storage_connections", "storage_connection", found)
+    return ctx.render_list("storage_connections", "storage_connection",
+                           await _domain_reps(ctx, domain))
+
+
+@routes.get("/storagedomains/{sd_id}/storageconnections/{conn_id}")
+async def domain_connection(ctx: ApiContext) -> Response:
+    domain = await lookup.get(ctx.session, StorageDomain, ctx.id_param("sd_id"))
+    wanted = str(ctx.id_param("conn_id"))
+    for rep in await _domain_reps(ctx, domain):
+        if rep["id"] == wanted:
+            return ctx.render("storage_connection", rep)
+    raise NotFound(f"Storage Domain {domain.name} has no storage connection {wanted}.")
+
+
+@routes.post("/storagedomains/{sd_id}/storageconnections")
+async def attach_connection(ctx: ApiContext) -> Response:
+    sd_id = ctx.id_param("sd_id")
+    row = await connections.attach_connection(
+        ctx.session, sd_id, ref_of(await ctx.body("storage_connection")), ctx.user)
+    rep = _of(row)
+    rep["storage_domain"] = ref("storagedomains", sd_id)
+    return ctx.render("storage_connection", rep, status=201)
+
+
+@routes.delete("/storagedomains/{sd_id}/storageconnections/{conn_id}")
+async def detach_connection(ctx: ApiContext) -> Response:
+    await connections.detach_connection(ctx.session, ctx.id_param("sd_id"),
+                                        ctx.id_param("conn_id"), ctx.user)
+    return action_done(ctx)

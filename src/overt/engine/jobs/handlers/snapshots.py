@@ -9,12 +9,21 @@ each disk's storage domain (qemu-img).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import Disk, Host, Snapshot, SnapshotVolume, StorageDomain, Vm
+from overt.engine.db.tables import (
+    Disk,
+    Host,
+    Job,
+    Snapshot,
+    SnapshotVolume,
+    StorageDomain,
+    Vm,
+)
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import RetryLater
 from overt.engine.jobs.handlers.snapshot_volumes import (
@@ -42,6 +51,8 @@ from overt.protocol.commands import (
 # A VM in these statuses has QEMU writing its disks: only its host may change them.
 LIVE = frozenset({VmStatus.UP, VmStatus.PAUSED, VmStatus.POWERING_UP})
 
+
+_MERGED = "merged_volumes"  # in the job's result: disk id -> its merged volume to delete
 
 async def _live_host(ctx: JobContext, vm: Vm) -> Host | None:
     """The host whose QEMU runs the VM, or None when the VM is down."""
@@ -147,10 +158,11 @@ async def remove_snapshot(ctx: JobContext, spec: RemoveSnapshot) -> dict[str, An
         vm = await lookup.get(session, Vm, spec.vm_id)
         found = await session.get(Snapshot, spec.snapshot_id)
         disk_ids = [d.id for _a, d, _sd in await vm_disks(session, vm.id)]
+    host = await _live_host(ctx, vm)
+    await _delete_merged(ctx, host)  # merges an earlier attempt recorded but did not finish
     if found is None:
         return {"merged": 0}  # a retry after the snapshot was forgotten
     snapshot = found
-    host = await _live_host(ctx, vm)
     merged = 0
     for disk_id in disk_ids:
         async with ctx.transaction() as session:
@@ -196,14 +208,19 @@ async def _merge(ctx: JobContext, vm: Vm, host: Host | None, domain: StorageDoma
                                 key=f"merge-{disk.id}")
     await _record_merge(ctx, merge)
     await delete_volumes(ctx, deleter, domain, [merge.top], key=f"delete-{disk.id}")
+    await _merged_deleted(ctx, disk.id)
 
 
 async def _record_merge(ctx: JobContext, merge: Merge) -> None:
-    """`base` now holds what `top` held: it takes `top`'s place in the chain."""
+    """`base` now holds what `top` held: it takes `top`'s place in the chain. The job
+    keeps `top` until it is deleted, so a job that dies now leaves it to its successor."""
     async with ctx.transaction() as session:
         volume = await session.get(SnapshotVolume, merge.volume.pk)
         if volume is None:
             return
+        job = await lookup.get(session, Job, ctx.job.id, for_update=True)
+        job.result = {**job.result, _MERGED: {**job.result.get(_MERGED, {}),
+                                              str(merge.disk.id): merge.top}}
         if merge.top_owner is None:
             disk = await lookup.get(session, Disk, merge.disk.id, for_update=True)
             disk.image_path, disk.format = volume.image_path, volume.format
@@ -212,6 +229,30 @@ async def _record_merge(ctx: JobContext, merge: Merge) -> None:
             if owner is not None:
                 owner.image_path, owner.format = volume.image_path, volume.format
         await session.delete(volume)
+
+
+async def _delete_merged(ctx: JobContext, host: Host | None) -> None:
+    """Delete the volumes whose merge was recorded but whose deletion did not happen
+    (the job died in between); one already gone counts as deleted."""
+    async with ctx.transaction() as session:
+        job = await lookup.get(session, Job, ctx.job.id)
+        pending = dict(job.result.get(_MERGED, {}))
+    for disk_id, top in pending.items():
+        async with ctx.transaction() as session:
+            disk = await session.get(Disk, uuid.UUID(disk_id))
+            domain = None if disk is None else await session.get(
+                StorageDomain, disk.storage_domain_id)
+        if domain is not None:  # a disk since removed took its volumes along
+            deleter = host or await volume_host(ctx, domain)
+            await delete_volumes(ctx, deleter, domain, [top], key=f"delete-{disk_id}")
+        await _merged_deleted(ctx, uuid.UUID(disk_id))
+
+
+async def _merged_deleted(ctx: JobContext, disk_id: uuid.UUID) -> None:
+    async with ctx.transaction() as session:
+        job = await lookup.get(session, Job, ctx.job.id, for_update=True)
+        left = {k: v for k, v in job.result.get(_MERGED, {}).items() if k != str(disk_id)}
+        job.result = {**job.result, _MERGED: left}
 
 
 async def remove_failed(session: AsyncSession, ctx: JobContext, spec: RemoveSnapshot,
