@@ -152,7 +152,7 @@ class HostNetworks:
             adopted = bool(old and old.get("adopted"))
             # The addresses an adopted bridge had: put back when the network leaves it.
             kept = _kept(old) if old is not None else _global_addresses(wiring.bridge)
-            if old is not None and _wiring_of(old) != wiring:
+            if old is not None and not _same_but_remotes(_wiring_of(old), wiring):
                 self._remove(old)
             adopted = self._realise(wiring, adopted=adopted if old else None)
             state[wiring.name] = {**wiring.model_dump(mode="json"), "adopted": adopted,
@@ -354,6 +354,14 @@ def _read_back(made: list[NetworkWiring]) -> tuple[ReportedNetwork, ...]:
             addresses=tuple(a for a in addresses.get(wiring.bridge, ())
                             if not a.lower().startswith("fe80:"))))
     return tuple(reported)
+
+
+def _same_but_remotes(old: NetworkWiring, new: NetworkWiring) -> bool:
+    """Equal, or an overlay whose remotes alone changed (set in place: no traffic lost)."""
+    if old.vxlan is not None and new.vxlan is not None:
+        old = old.model_copy(update={"vxlan": old.vxlan.model_copy(
+            update={"remotes": new.vxlan.remotes})})
+    return old == new
 
 
 def vxlan_port(bridge: str) -> str:
