@@ -403,7 +403,7 @@ def _run_guests(lab: Lab, state: Path, guest_image: GuestImage, macs: dict[str, 
         # sees none of them.
         trunk = Capture([], _trunk(lab, "node2", Net.GUEST), "icmp or arp or (vlan and (icmp or arp))")
         at_c = Capture(lab.exec_argv("node2", []), _tap(c, "56:6f:64:00:00:0c"), "icmp or arp")
-        pinged = a_port.run("ping -c 3 -W 2 vlan-b.default.lab", timeout=20)
+        pinged = a_port.run("ping -c 3 -i 0.2 -W 2 vlan-b.default.lab", timeout=20)
         on_trunk, seen_by_c = trunk.stop(), at_c.stop()
         assert pinged.status == 0 and "3 packets received" in pinged.output, pinged.output
         echoes = [line for line in on_trunk.splitlines() if "ICMP echo" in line]
@@ -422,7 +422,7 @@ def _run_guests(lab: Lab, state: Path, guest_image: GuestImage, macs: dict[str, 
         assert a_port.run(f"ip addr add {_overlay_ip(10)}/24 dev eth1").status == 0
         assert b_port.run(f"ip addr add {_overlay_ip(11)}/24 dev eth1").status == 0
         underlay = Capture([], _trunk(lab, "node2", Net.MANAGEMENT), "udp port 4789")
-        over = a_port.run(f"ping -c 3 -W 2 {_overlay_ip(11)}", timeout=20)
+        over = a_port.run(f"ping -c 3 -i 0.2 -W 2 {_overlay_ip(11)}", timeout=20)
         tunnelled = underlay.stop()
         assert over.status == 0 and "3 packets received" in over.output, over.output
         assert f"VXLAN, flags [I] (0x08), vni {VNI}" in tunnelled, tunnelled
