@@ -25,7 +25,12 @@ from overt.node.errors import NodeFailure
 from overt.node.host_nics import link_addresses
 from overt.protocol.errors import ErrorCode
 from overt.protocol.host import ReportedNetwork
-from overt.protocol.networks import BondWiring, NetworkSetup, NetworkWiring
+from overt.protocol.networks import (
+    OVERLAY_DEFAULT_MTU,
+    BondWiring,
+    NetworkSetup,
+    NetworkWiring,
+)
 from overt.system.commands import CommandFailed, ToolMissing, run
 
 log = logging.getLogger(__name__)
@@ -371,18 +376,17 @@ def vxlan_port(bridge: str) -> str:
 
 def _vxlan_bridge(wiring: NetworkWiring) -> None:
     """A Linux bridge whose port is a VXLAN device (learning MACs, flooding to every
-    remote: head-end replication, no multicast needed). Made again when its VNI, local
-    address or underlay changed; its remotes are set in place. Its MTU defaults to the
-    underlay's minus the 50 bytes of VXLAN headers."""
+    remote: head-end replication, no multicast needed; the host's routes carry the tunnel).
+    Made again when its VNI or local address changed; its remotes are set in place. Its
+    MTU defaults to 1450: 1500 less the 50 bytes of VXLAN headers."""
     vxlan = wiring.vxlan
     assert vxlan is not None
     port = vxlan_port(wiring.bridge)
-    want = (vxlan.vni, vxlan.local, wiring.nic)
-    if (SYS_NET / port).exists() and _vxlan_of(port) != want:
+    if (SYS_NET / port).exists() and _vxlan_of(port) != (vxlan.vni, vxlan.local):
         _ip("link", "del", port)
     if not (SYS_NET / port).exists():
         _ip("link", "add", port, "type", "vxlan", "id", str(vxlan.vni), "local", vxlan.local,
-            "dev", wiring.nic, "dstport", "4789")
+            "dstport", "4789")
     flood = _flood_entries(port)
     for remote in sorted(set(vxlan.remotes) - flood):
         run(["bridge", "fdb", "append", "00:00:00:00:00:00", "dev", port, "dst", remote],
@@ -390,8 +394,7 @@ def _vxlan_bridge(wiring: NetworkWiring) -> None:
     for remote in sorted(flood - set(vxlan.remotes)):
         run(["bridge", "fdb", "del", "00:00:00:00:00:00", "dev", port, "dst", remote],
             timeout=20)
-    underlay = int(_read(SYS_NET / wiring.nic / "mtu") or DEFAULT_MTU)
-    mtu = str(wiring.mtu or underlay - 50)
+    mtu = str(wiring.mtu or OVERLAY_DEFAULT_MTU)
     if not (SYS_NET / wiring.bridge).exists():
         _ip("link", "add", "name", wiring.bridge, "type", "bridge")
     _ip("link", "set", port, "mtu", mtu)
@@ -412,12 +415,12 @@ def _flood_entries(port: str) -> set[str]:
             and "dst" in fields}
 
 
-def _vxlan_of(port: str) -> tuple[int, str, str] | None:
-    """(VNI, local address, underlay device) of a VXLAN device, as the kernel has it."""
+def _vxlan_of(port: str) -> tuple[int, str] | None:
+    """(VNI, local address) of a VXLAN device, as the kernel has it."""
     try:
         info = json.loads(run(["ip", "-d", "-j", "link", "show", port], timeout=20).stdout)[0]
         data = info["linkinfo"]["info_data"]
-        return int(data["id"]), str(data.get("local", "")), str(data.get("link", ""))
+        return int(data["id"]), str(data.get("local", ""))
     except (CommandFailed, ValueError, KeyError, IndexError):
         return None
 
