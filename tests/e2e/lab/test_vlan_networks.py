@@ -369,13 +369,16 @@ def _run_guests(lab: Lab, state: Path, guest_image: GuestImage, macs: dict[str, 
                 mgmt: dict[str, str]) -> None:
     _dhcp(lab, "node2", "vlan200", 150, 199, state)
     chrony = _node_chrony(lab, "node2", mgmt["node1"], state)
-    a, a_log, a_port = _guest(lab, "node1", guest_image, state, "vlan-a", [
-        _nic(macs["vlan-a"], "vlan100", 100), _nic(OVERLAY_MACS[0], "overlay1", None, "nic2")])
-    b, b_log, b_port = _guest(lab, "node2", guest_image, state, "vlan-b", [
-        _nic(macs["vlan-b"], "vlan100", 100), _nic(OVERLAY_MACS[1], "overlay1", None, "nic2")])
-    c, c_log, c_port = _guest(lab, "node2", guest_image, state, "vlan-c", [
-        _nic("56:6f:64:00:00:0c", "vlan200", 200)])
+    started: list[tuple[libvirt.virDomain, Path, GuestPort]] = []
     try:
+        for node, name, nics in (
+                ("node1", "vlan-a", [_nic(macs["vlan-a"], "vlan100", 100),
+                                     _nic(OVERLAY_MACS[0], "overlay1", None, "nic2")]),
+                ("node2", "vlan-b", [_nic(macs["vlan-b"], "vlan100", 100),
+                                     _nic(OVERLAY_MACS[1], "overlay1", None, "nic2")]),
+                ("node2", "vlan-c", [_nic("56:6f:64:00:00:0c", "vlan200", 200)])):
+            started.append(_guest(lab, node, guest_image, state, name, nics))
+        (_, a_log, a_port), (_, b_log, b_port), (c, c_log, c_port) = started
         for log in (a_log, b_log, c_log):
             wait_for_text(log, BOOT_MARKER, timeout=60)
         a_ip, b_ip, c_ip = _leased(a_log), _leased(b_log), _leased(c_log)
@@ -432,9 +435,8 @@ def _run_guests(lab: Lab, state: Path, guest_image: GuestImage, macs: dict[str, 
         # node2's clock follows the engine's NTP: its chronyd selected the engine's server.
         assert mgmt["node1"] in _chrony_source(lab, "node2", chrony)
     finally:
-        for port in (a_port, b_port, c_port):
+        for domain, _log, port in started:
             port.close()
-        for domain in (a, b, c):
             with contextlib.suppress(libvirt.libvirtError):
                 domain.destroy()
 
