@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from overt.system.commands import run, succeeds
+from overt.system.commands import CommandFailed, run, succeeds
 
 NETNS_DIR = Path("/run/netns")
 
@@ -84,7 +84,11 @@ def ensure_address(dev: str, address: ipaddress.IPv4Interface,
 def delete_links(names: Sequence[str]) -> None:
     for name in names:
         if link_exists(name):
-            ip("link", "delete", name)
+            try:
+                ip("link", "delete", name)
+            except CommandFailed:
+                if link_exists(name):  # else its veth peer's deletion took it meanwhile
+                    raise
 
 
 def routes_overlapping(block: ipaddress.IPv4Network, *, ignore_devs: set[str]) -> list[str]:

@@ -25,7 +25,12 @@ from overt.node.errors import NodeFailure
 from overt.node.host_nics import link_addresses
 from overt.protocol.errors import ErrorCode
 from overt.protocol.host import ReportedNetwork
-from overt.protocol.networks import BondWiring, NetworkSetup, NetworkWiring
+from overt.protocol.networks import (
+    OVERLAY_DEFAULT_MTU,
+    BondWiring,
+    NetworkSetup,
+    NetworkWiring,
+)
 from overt.system.commands import CommandFailed, ToolMissing, run
 
 log = logging.getLogger(__name__)
@@ -152,7 +157,7 @@ class HostNetworks:
             adopted = bool(old and old.get("adopted"))
             # The addresses an adopted bridge had: put back when the network leaves it.
             kept = _kept(old) if old is not None else _global_addresses(wiring.bridge)
-            if old is not None and _wiring_of(old) != wiring:
+            if old is not None and not _same_but_remotes(_wiring_of(old), wiring):
                 self._remove(old)
             adopted = self._realise(wiring, adopted=adopted if old else None)
             state[wiring.name] = {**wiring.model_dump(mode="json"), "adopted": adopted,
@@ -183,7 +188,9 @@ class HostNetworks:
         existed = (SYS_NET / wiring.bridge).exists() if adopted is None else adopted
         if wiring.vlan is not None and _bridge_vlan(wiring.bridge) not in (None, wiring.vlan):
             _ovs("--if-exists", "del-br", wiring.bridge)  # retagged behind the agent's back
-        if wiring.vlan is not None:
+        if wiring.vxlan is not None:
+            _vxlan_bridge(wiring)
+        elif wiring.vlan is not None:
             self._ovs_vlan_bridge(wiring)
         else:
             self._linux_bridge(wiring)
@@ -290,7 +297,9 @@ class HostNetworks:
             for address in _kept(old):
                 run(["ip", "address", "replace", address, "dev", wiring.bridge], check=False)
             return
-        if wiring.vlan is not None:
+        if wiring.vxlan is not None and (SYS_NET / vxlan_port(wiring.bridge)).exists():
+            _ip("link", "del", vxlan_port(wiring.bridge))
+        if wiring.vlan is not None and wiring.vxlan is None:
             _ovs("--if-exists", "del-br", wiring.bridge)
         elif (SYS_NET / wiring.bridge).exists():
             _ip("link", "del", wiring.bridge)
@@ -350,6 +359,70 @@ def _read_back(made: list[NetworkWiring]) -> tuple[ReportedNetwork, ...]:
             addresses=tuple(a for a in addresses.get(wiring.bridge, ())
                             if not a.lower().startswith("fe80:"))))
     return tuple(reported)
+
+
+def _same_but_remotes(old: NetworkWiring, new: NetworkWiring) -> bool:
+    """Equal, or an overlay whose remotes alone changed (set in place: no traffic lost)."""
+    if old.vxlan is not None and new.vxlan is not None:
+        old = old.model_copy(update={"vxlan": old.vxlan.model_copy(
+            update={"remotes": new.vxlan.remotes})})
+    return old == new
+
+
+def vxlan_port(bridge: str) -> str:
+    """The VXLAN device that is an overlay network's bridge port."""
+    return f"vx-{bridge}"[:15]
+
+
+def _vxlan_bridge(wiring: NetworkWiring) -> None:
+    """A Linux bridge whose port is a VXLAN device (learning MACs, flooding to every
+    remote: head-end replication, no multicast needed; the host's routes carry the tunnel).
+    Made again when its VNI or local address changed; its remotes are set in place. Its
+    MTU defaults to 1450: 1500 less the 50 bytes of VXLAN headers."""
+    vxlan = wiring.vxlan
+    assert vxlan is not None
+    port = vxlan_port(wiring.bridge)
+    if (SYS_NET / port).exists() and _vxlan_of(port) != (vxlan.vni, vxlan.local):
+        _ip("link", "del", port)
+    if not (SYS_NET / port).exists():
+        _ip("link", "add", port, "type", "vxlan", "id", str(vxlan.vni), "local", vxlan.local,
+            "dstport", "4789")
+    flood = _flood_entries(port)
+    for remote in sorted(set(vxlan.remotes) - flood):
+        run(["bridge", "fdb", "append", "00:00:00:00:00:00", "dev", port, "dst", remote],
+            timeout=20)
+    for remote in sorted(flood - set(vxlan.remotes)):
+        run(["bridge", "fdb", "del", "00:00:00:00:00:00", "dev", port, "dst", remote],
+            timeout=20)
+    mtu = str(wiring.mtu or OVERLAY_DEFAULT_MTU)
+    if not (SYS_NET / wiring.bridge).exists():
+        _ip("link", "add", "name", wiring.bridge, "type", "bridge")
+    _ip("link", "set", port, "mtu", mtu)
+    master = SYS_NET / port / "master"
+    if not master.exists() or master.readlink().name != wiring.bridge:
+        _ip("link", "set", port, "master", wiring.bridge)
+    if _read(SYS_NET / wiring.bridge / "mtu") != mtu:
+        _ip("link", "set", wiring.bridge, "mtu", mtu)
+    for link in (port, wiring.bridge):
+        _ip("link", "set", link, "up")
+
+
+def _flood_entries(port: str) -> set[str]:
+    """The remotes an overlay's VXLAN device floods unknown and broadcast frames to."""
+    out = run(["bridge", "fdb", "show", "dev", port], timeout=20).stdout
+    return {fields[fields.index("dst") + 1] for fields in (line.split() for line in
+            out.splitlines()) if fields and fields[0] == "00:00:00:00:00:00"
+            and "dst" in fields}
+
+
+def _vxlan_of(port: str) -> tuple[int, str] | None:
+    """(VNI, local address) of a VXLAN device, as the kernel has it."""
+    try:
+        info = json.loads(run(["ip", "-d", "-j", "link", "show", port], timeout=20).stdout)[0]
+        data = info["linkinfo"]["info_data"]
+        return int(data["id"]), str(data.get("local", ""))
+    except (CommandFailed, ValueError, KeyError, IndexError):
+        return None
 
 
 def _realise_bond(bond: BondWiring, old: BondWiring | None) -> None:

@@ -12,9 +12,22 @@ BRIDGE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$"
 NIC_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,14}$"
 
 
+OVERLAY_DEFAULT_MTU = 1450  # an overlay's MTU 0: 1500 less the 50 bytes of VXLAN headers
+
+
+class VxlanWiring(WireModel):
+    """An overlay: the network's frames go in VXLAN (UDP 4789) from this host's `local`
+    address to each of the `remotes` (the other hosts that carry it)."""
+
+    vni: int = Field(ge=1, le=16777215)
+    local: str = Field(min_length=1, max_length=45)
+    remotes: tuple[str, ...] = ()
+
+
 class NetworkWiring(WireModel):
     """One logical network on one host NIC: an OVS VLAN bridge when it has a VLAN id,
-    a Linux bridge when it has none."""
+    a Linux bridge when it has none; with `vxlan`, a Linux bridge whose port is a VXLAN
+    device (routed by the host to its remotes) instead of the NIC itself."""
 
     name: str = Field(min_length=1, max_length=64)
     bridge: str = Field(pattern=BRIDGE_NAME)
@@ -27,6 +40,7 @@ class NetworkWiring(WireModel):
     ipv6_boot_protocol: Literal["none", "static", "autoconf"] = "none"
     ipv6_address: str | None = None  # static: "2001:db8::5/64"
     ipv6_gateway: str | None = None
+    vxlan: VxlanWiring | None = None
 
 
 class BondWiring(WireModel):

@@ -286,3 +286,23 @@ def test_a_bond_is_made_listed_carries_a_tagged_network_and_goes(
                         removed_network_attachments=[types.NetworkAttachment(id=attachment.id)])
     assert "bond0" not in {n.name for n in host.nics_service().list()}
     assert tagged.id not in {a.network.id for a in host.network_attachments_service().list()}
+
+
+def test_an_overlay_shares_a_nic_with_its_untagged_network(
+        connection: sdk.Connection, api_engine: RunningEngine) -> None:
+    """An overlay rides on the NIC's address (a routed tunnel), not on the NIC itself: it
+    goes beside the NIC's untagged network, where a second untagged network may not."""
+    system = connection.system_service()
+    host_id = _host(api_engine, f"vxnode-{uuid.uuid4().hex[:6]}")
+    host = system.hosts_service().host_service(host_id)
+    cluster = system.clusters_service().list(search="name=Default")[0]
+    cluster_nets = system.clusters_service().cluster_service(cluster.id).networks_service()
+    networks = system.networks_service()
+    overlay = networks.add(types.Network(
+        name="hvx1", data_center=types.DataCenter(name="Default"),
+        external_provider=types.OpenStackNetworkProvider(name="overt-vxlan")))
+    cluster_nets.add(types.Network(id=overlay.id, required=False))
+    host.setup_networks(modified_network_attachments=[
+        _attachment("ovirtmgmt", "eth0"), _attachment("hvx1", "eth0")])
+    mgmt_id = next(n.id for n in networks.list() if n.name == "ovirtmgmt")
+    assert _layout(host) == sorted([(mgmt_id, "eth0", None), (overlay.id, "eth0", None)])

@@ -147,3 +147,31 @@ def test_mac_pools_and_nic_macs_from_the_clusters_pool(connection: sdk.Connectio
         assert fourth.mac.address == "02:1a:00:00:00:03"
     finally:
         system.vms_service().vm_service(vm.id).remove()
+
+
+def test_an_overlay_network_is_one_of_the_built_in_vxlan_provider(
+        connection: sdk.Connection) -> None:
+    """oVirt's way to an overlay (an external provider's network), on Overt's own VXLAN
+    provider; it has no VLAN, and a provider the engine does not have is refused."""
+    networks = connection.system_service().networks_service()
+    default = types.DataCenter(name="Default")
+    network = networks.add(types.Network(
+        name="overlay1", data_center=default,
+        external_provider=types.OpenStackNetworkProvider(name="overt-vxlan")))
+    try:
+        got = networks.network_service(network.id).get()
+        assert got.external_provider.name == "overt-vxlan" and got.vlan is None
+        _refused(400, networks.network_service(network.id).update,
+                 types.Network(vlan=types.Vlan(id=300)))
+        _refused(400, networks.add, types.Network(
+            name="overlay2", data_center=default, vlan=types.Vlan(id=300),
+            external_provider=types.OpenStackNetworkProvider(name="overt-vxlan")))
+        _refused(400, networks.add, types.Network(
+            name="overlay3", data_center=default,
+            external_provider=types.OpenStackNetworkProvider(name="ovirt-provider-ovn")))
+        assert networks.network_service(network.id).get().vlan is None
+        assert not [n for n in networks.list() if n.name in ("overlay2", "overlay3")]
+        plain = next(n for n in networks.list() if n.name == "ovirtmgmt")
+        assert plain.external_provider is None
+    finally:
+        networks.network_service(network.id).remove()

@@ -43,7 +43,8 @@ def read_network(node: Node) -> NetworkInput:
         data_center=ref_of(node.child("data_center")),
         vlan_id=vlan_id, clear_vlan=vlan is not None and vlan_id is None,
         mtu=node.get_int("mtu"), stp=node.get_bool("stp"),
-        usages=[u.text or "" for u in usages.all("usage")] if usages is not None else None)
+        usages=[u.text or "" for u in usages.all("usage")] if usages is not None else None,
+        external_provider=ref_of(node.child("external_provider")))
 
 
 def read_storage_domain(node: Node) -> StorageDomainInput:

@@ -21,6 +21,7 @@ from overt.engine.db import tables as t
 from overt.engine.model.fencing_policy import FencingPolicy
 from overt.engine.model.initialization import Initialization
 from overt.engine.model.migration_options import MigrationOptions
+from overt.engine.model.overlay import OVERLAY_PROVIDER, OVERLAY_PROVIDER_ID
 from overt.engine.services.vnic_profiles import filter_id
 
 MIB = 1 << 20
@@ -274,6 +275,8 @@ def network(n: t.Network, *, cluster_id: uuid.UUID | None = None,
         "cluster": ref("clusters", cluster_id),
         "usages": {"usage": list(n.usages)},
         "vlan": {"id": n.vlan_id} if n.vlan_id is not None else None,
+        "external_provider": {"id": str(OVERLAY_PROVIDER_ID), "name": OVERLAY_PROVIDER}
+        if n.vxlan_id is not None else None,
         "data_center": ref("datacenters", n.data_center_id),
     }
 

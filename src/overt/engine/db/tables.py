@@ -237,6 +237,7 @@ class Network(Base):
     usages: Mapped[list[Any]] = mapped_column(default=list)
     bridge: Mapped[str] = mapped_column(String(15))  # the host bridge that carries it
     stp: Mapped[bool] = mapped_column(default=False)
+    vxlan_id: Mapped[int | None] = mapped_column()  # set: a VXLAN overlay with this VNI
 
 
 class VnicProfile(Base):

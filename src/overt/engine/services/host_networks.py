@@ -32,6 +32,7 @@ from overt.engine.queries.lookup import Ref
 from overt.engine.services import cluster_networks, host_bonds, host_facts
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.services.networks import is_management
+from overt.protocol.networks import OVERLAY_DEFAULT_MTU
 
 DEFAULT_CONNECTIVITY_TIMEOUT_S = 120
 _REACHABLE = {HostStatus.UP, HostStatus.MAINTENANCE,
@@ -79,7 +80,8 @@ async def get_attachment(session: AsyncSession, host_id: uuid.UUID, attachment_i
 def attachment_sync(host: Host, attachment: HostNetworkAttachment, network: Network
                     ) -> SyncState:
     """Whether the node carries the attachment as defined, from its last report."""
-    wanted = WantedNetwork(name=network.name, vlan=network.vlan_id, mtu=network.mtu,
+    mtu = network.mtu or (OVERLAY_DEFAULT_MTU if network.vxlan_id is not None else 0)
+    wanted = WantedNetwork(name=network.name, vlan=network.vlan_id, mtu=mtu,
                            boot_protocol=attachment.boot_protocol, address=attachment.address,
                            netmask=attachment.netmask,
                            ipv6_boot_protocol=attachment.ipv6_boot_protocol,
@@ -248,7 +250,8 @@ def _check_layout(host: Host, placed: list[tuple[Network, str]]) -> None:
     for network, nic in placed:
         by_nic.setdefault(nic, []).append(network)
     for nic, networks in by_nic.items():
-        untagged = [n.name for n in networks if n.vlan_id is None]
+        # An overlay rides on the NIC's address, not on the NIC itself: any number fit.
+        untagged = [n.name for n in networks if n.vlan_id is None and n.vxlan_id is None]
         if len(untagged) > 1:
             raise InvalidInput(f"NIC {nic} of host {host.name} cannot carry two networks "
                                f"without a VLAN: {', '.join(untagged)}")

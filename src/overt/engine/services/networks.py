@@ -21,6 +21,7 @@ from overt.engine.db.tables import (
 )
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.names import NETWORK_NAME_MAX, check_name
+from overt.engine.model.overlay import FIRST_VNI, MAX_VNI, OVERLAY_PROVIDER, OVERLAY_PROVIDER_ID
 from overt.engine.model.status import NetworkUsage
 from overt.engine.monitor.required_networks import judge_cluster
 from overt.engine.queries import lookup
@@ -42,6 +43,28 @@ class NetworkInput:
     mtu: int | None = None
     usages: list[str] | None = None
     stp: bool | None = None
+    external_provider: Ref | None = None  # OVERLAY_PROVIDER: a VXLAN overlay
+
+
+def _wants_overlay(data: NetworkInput) -> bool:
+    provider = data.external_provider
+    if provider is None:
+        return False
+    if provider.name != OVERLAY_PROVIDER and provider.id != OVERLAY_PROVIDER_ID:
+        raise InvalidInput(f"network.external_provider names no provider this engine has; "
+                           f"its overlay networks' provider is {OVERLAY_PROVIDER!r}")
+    return True
+
+
+async def _free_vni(session: AsyncSession) -> int:
+    used = set((await session.execute(select(Network.vxlan_id).where(
+        Network.vxlan_id.is_not(None)))).scalars())
+    vni = FIRST_VNI
+    while vni in used:
+        vni += 1
+    if vni > MAX_VNI:
+        raise Conflict("Cannot add Network: every VXLAN network identifier is in use.")
+    return vni
 
 
 def _check_values(data: NetworkInput) -> list[str] | None:
@@ -77,9 +100,13 @@ async def add_network(session: AsyncSession, data: NetworkInput, user: User) -> 
     if await _name_taken(session, dc.id, name):
         raise Conflict(f"Cannot add Network. The name {name!r} is already in use in data "
                        f"center {dc.name}.")
+    overlay = _wants_overlay(data)
+    if overlay and data.vlan_id is not None:
+        raise InvalidInput(f"network {name!r} is an overlay ({OVERLAY_PROVIDER}): it has no VLAN")
     network = Network(id=uuid.uuid4(), name=name, description=data.description or "",
                       data_center_id=dc.id, vlan_id=data.vlan_id, mtu=data.mtu or 0,
-                      usages=usages, bridge=name, stp=bool(data.stp))
+                      usages=usages, bridge=name, stp=bool(data.stp),
+                      vxlan_id=await _free_vni(session) if overlay else None)
     session.add(network)
     await session.flush()
     session.add(VnicProfile(id=uuid.uuid4(), name=name, network_id=network.id))
@@ -117,6 +144,13 @@ async def update_network(session: AsyncSession, network_id: uuid.UUID, data: Net
     vlan_id = None if data.clear_vlan else (
         data.vlan_id if data.vlan_id is not None else network.vlan_id)
     mtu = data.mtu if data.mtu is not None else network.mtu
+    if data.external_provider is not None and _wants_overlay(data) != (
+            network.vxlan_id is not None):
+        raise Conflict(f"Cannot edit Network {network.name}: its external provider cannot "
+                       "change (add another network instead).")
+    if network.vxlan_id is not None and vlan_id is not None:
+        raise InvalidInput(f"network {network.name!r} is an overlay ({OVERLAY_PROVIDER}): it "
+                           "has no VLAN")
     wiring_changes = name != network.name or vlan_id != network.vlan_id or mtu != network.mtu
     if is_management(network):
         if name != network.name:

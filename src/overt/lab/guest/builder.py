@@ -40,7 +40,7 @@ GUEST_MODULES = (
 CDROM_MODULES = ("scsi_common", "scsi_mod", "libata", "ata_piix", "cdrom", "sr_mod", "isofs")
 DISK_SIZE_MIB = 64
 PARTITION_START_MIB = 1
-_BUILDER_VERSION = "2"  # 2: the NoCloud reader and the cdrom modules
+_BUILDER_VERSION = "3"  # 3: the command port; 2: the NoCloud reader, cdrom modules
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,7 @@ def _initramfs(busybox: bytes, applets: list[str], modules: dict[str, bytes]) ->
         Entry.file("etc/heartbeat", _guest_file("heartbeat"), 0o755),
         Entry.file("etc/keyboard", _guest_file("keyboard"), 0o755),
         Entry.file("etc/nocloud", _guest_file("nocloud"), 0o755),
+        Entry.file("etc/command-port", _guest_file("command-port"), 0o755),
         Entry.file("etc/udhcpc.script", _guest_file("udhcpc.script"), 0o755),
         Entry.file("etc/acpi/PWRF/00000080", _guest_file("power-button"), 0o755),
         Entry.file("etc/modules", "\n".join(GUEST_MODULES).encode() + b"\n"),

@@ -264,6 +264,11 @@ def _nic(nic: NicSpec) -> ET.Element:
         ET.SubElement(element, "virtualport", type="openvswitch")
         ET.SubElement(ET.SubElement(element, "vlan"), "tag", id=str(nic.vlan))
     ET.SubElement(element, "model", type=nic.model)
+    if nic.vlan is not None and nic.model == "virtio":
+        # The OVS userspace datapath reads the tap through a packet socket, which loses the
+        # "checksum still to do" mark of offloaded frames: the guest must checksum its
+        # own TCP and UDP, or they arrive broken (ICMP and DHCP's raw frames would not show).
+        ET.SubElement(ET.SubElement(element, "driver"), "host", csum="off")
     ET.SubElement(element, "link", state="up" if nic.linked else "down")
     ET.SubElement(element, "alias", name=f"ua-{nic.id}")
     return element

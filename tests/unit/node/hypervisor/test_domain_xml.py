@@ -262,3 +262,15 @@ def test_a_disks_snapshot_chain_is_given_nearest_first_over_its_template() -> No
     assert layers == [("/export/sd1/images/i9/v2", "qcow2"), ("/export/sd1/images/i9/v1", "raw"),
                       ("iqn.2024-01.dev.overt:sd1/1", "qcow2")]
     assert store is not None and list(store) == []  # the bottom volume has none
+
+
+def test_a_guest_on_an_ovs_port_checksums_its_own_frames() -> None:
+    """The userspace datapath cannot finish offloaded checksums: virtio NICs on OVS ports
+    are offered no checksum offload; Linux bridge ports keep it."""
+    nics = (NicSpec(id=_id(33), mac="56:6f:1a:00:00:33", bridge="vlan100", vlan=100),
+            NicSpec(id=_id(34), name="nic2", mac="56:6f:1a:00:00:34", bridge="ovirtmgmt"))
+    spec = SPECS["minimal"].model_copy(update={"nics": nics})
+    root = ET.fromstring(domain_xml(spec, VirtMode.QEMU, OvertMetadata(spec.id, 1)))
+    tagged, plain = root.findall("./devices/interface")
+    assert [h.get("csum") for h in tagged.findall("./driver/host")] == ["off"]
+    assert plain.find("driver") is None

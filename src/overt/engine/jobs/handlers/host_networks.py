@@ -6,13 +6,16 @@ it again within the timeout and confirms (the second command is that confirmatio
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import socket
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import Host, HostBond, HostNetworkAttachment
+from overt.engine.db.tables import Host, HostBond, HostNetworkAttachment, Network
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.kinds import CommitHostNetworks, JobSpec, SetupHostNetworks
 from overt.engine.model.status import LogSeverity
@@ -24,6 +27,7 @@ from overt.protocol.networks import (
     HostSetupNetworks,
     NetworkSetup,
     NetworkWiring,
+    VxlanWiring,
 )
 
 
@@ -31,13 +35,39 @@ def _prefix(netmask: str | None) -> int:
     return ipaddress.IPv4Network(f"0.0.0.0/{netmask or 0}").prefixlen
 
 
+def _resolved(address: str) -> str:
+    """A host's address as an IP address (VXLAN endpoints are addresses, not names)."""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        try:
+            return socket.gethostbyname(address)
+        except OSError:
+            return address  # the node's own tools then say what is wrong with it
+
+
+async def _overlay(session: AsyncSession, host: Host, network: Network) -> VxlanWiring:
+    """The overlay's tunnel from this host to every other host the network is attached to
+    (those set up before this one learn of it when they are set up again)."""
+    assert network.vxlan_id is not None
+    others = (await session.execute(select(Host.address).join(
+        HostNetworkAttachment, HostNetworkAttachment.host_id == Host.id).where(
+        HostNetworkAttachment.network_id == network.id, Host.id != host.id))).scalars()
+    local, *remotes = await asyncio.to_thread(
+        lambda: [_resolved(a) for a in (host.address, *others)])
+    return VxlanWiring(vni=network.vxlan_id, local=local, remotes=tuple(sorted(set(remotes))))
+
+
 async def setup_networks(ctx: JobContext, spec: SetupHostNetworks) -> dict[str, Any]:
     host_id = spec.host_id
     async with ctx.transaction() as session:
         host = await lookup.get(session, Host, host_id)
         rows = await host_networks.list_attachments(session, host_id)
+        overlays = {n.id: await _overlay(session, host, n) for _a, n in rows
+                    if n.vxlan_id is not None}
         wanted = tuple(NetworkWiring(
             name=n.name, bridge=n.bridge, nic=a.nic_name, vlan=n.vlan_id, mtu=n.mtu,
+            vxlan=overlays.get(n.id),
             boot_protocol=a.boot_protocol if a.boot_protocol in ("static", "dhcp") else "none",
             address=f"{a.address}/{_prefix(a.netmask)}" if a.address else None,
             gateway=a.gateway,
