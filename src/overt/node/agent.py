@@ -62,7 +62,7 @@ from overt.protocol.commands import (
     VolumeInfoCommand,
 )
 from overt.protocol.events import Heartbeat, HostStateReport, VmLifecycle
-from overt.protocol.host import HostState, ReportedNetwork
+from overt.protocol.host import HostState, ReportedBond, ReportedNetwork
 from overt.protocol.imageio import ImageExportStart, ImageExportStop, ImageTicket
 from overt.protocol.networks import HostCommitNetworks, HostSetupNetworks
 from overt.protocol.storage import (
@@ -375,11 +375,12 @@ class Agent:
         if self.sequencer is None:
             raise NodeFailure(ErrorCode.INTERNAL, "the agent is still starting")
         networks = await self._reported_networks()
+        bonds = await self._reported_bonds()
         return HostState(host_uuid=self.sequencer.host_uuid,
                          vms=tuple(await self.hypervisor.list_vms()),
                          free_memory_mib=await self.hypervisor.free_memory_mib(),
                          seq=self.sequencer.last_seq, boot_id=self.sequencer.boot_id,
-                         networks=networks)
+                         networks=networks, bonds=bonds)
 
     async def _reported_networks(self) -> tuple[ReportedNetwork, ...] | None:
         """The host networks as realised now; None (the engine keeps the last report) when
@@ -390,6 +391,16 @@ class Agent:
             return await self.networks.report()
         except Exception:
             log.exception("cannot read back the host's networks; reporting without them")
+            return None
+
+    async def _reported_bonds(self) -> tuple[ReportedBond, ...] | None:
+        """The bonds on the host's switch; None as for `_reported_networks`."""
+        if self.networks is None:
+            return None
+        try:
+            return await self.networks.report_bonds()
+        except Exception:
+            log.exception("cannot read the host's bonds; reporting without them")
             return None
 
     async def _snmp_rows(self) -> list[VmRow]:
