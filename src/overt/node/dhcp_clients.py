@@ -32,7 +32,7 @@ exit 0
 """
 
 # What dhclient -6 runs: the leased address on the bridge, off again when released,
-# expired or the client stops. (DHCPv6 carries no prefix length; dhclient passes 64.)
+# expired or the client stops. (DHCPv6 carries no prefix length: see PREFIX.)
 DHCP6_SCRIPT = """#!/bin/sh
 case "$reason" in
     BOUND6|RENEW6|REBIND6|REBOOT6)
@@ -49,6 +49,11 @@ case "$reason" in
 esac
 exit 0
 """
+
+
+# The prefix length dhclient gives a leased address (and must give it again on release
+# for the script to remove it): the common /64 of an IPv6 LAN.
+PREFIX = ("--address-prefix-len", "64")
 
 
 def start_dhcp4(directory: Path, bridge: str) -> None:
@@ -75,7 +80,7 @@ def start_dhcp6(directory: Path, bridge: str) -> None:
         return
     _wait_link_local(bridge, timeout_s=10)
     script = _script(directory, "dhclient6.script", DHCP6_SCRIPT)
-    run(["dhclient", "-6", "-nw", "--address-prefix-len", "64", "-pf", str(pid_file),
+    run(["dhclient", "-6", "-nw", *PREFIX, "-pf", str(pid_file),
          "-lf", str(directory / f"{bridge}.leases6"), "-sf", str(script), bridge],
         timeout=30)
 
@@ -86,7 +91,7 @@ def stop_dhcp6(directory: Path, bridge: str) -> None:
     if alive(pid_file):
         script = _script(directory, "dhclient6.script", DHCP6_SCRIPT)
         with contextlib.suppress(CommandFailed, ToolMissing, TimeoutError):
-            run(["dhclient", "-6", "-r", "-pf", str(pid_file), "-lf",
+            run(["dhclient", "-6", "-r", *PREFIX, "-pf", str(pid_file), "-lf",
                  str(directory / f"{bridge}.leases6"), "-sf", str(script), bridge],
                 timeout=20, check=False)
     _terminate(pid_file)
