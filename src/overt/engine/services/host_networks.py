@@ -50,7 +50,7 @@ class AttachmentInput:
     address: str | None = None
     netmask: str | None = None
     gateway: str | None = None
-    ipv6_boot_protocol: str | None = None  # none / static / autoconf
+    ipv6_boot_protocol: str | None = None  # none / static / autoconf / dhcp
     ipv6_address: str | None = None
     ipv6_prefix: str | None = None
     ipv6_gateway: str | None = None
