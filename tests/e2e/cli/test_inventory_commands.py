@@ -191,18 +191,6 @@ def connection_nics(engine: RunningEngine, host_name: str) -> set[str]:
         conn.close()
 
 
-def connection_detach(engine: RunningEngine, host_name: str) -> None:
-    conn = sdk.Connection(url=engine.url, username="admin@internal", password=engine.password,
-                          ca_file=str(engine.ca_file))
-    try:
-        hosts = conn.system_service().hosts_service()
-        host = hosts.host_service(hosts.list(search=f"name={host_name}")[0].id)
-        host.setup_networks(removed_network_attachments=[
-            types.NetworkAttachment(id=a.id) for a in host.network_attachments_service().list()])
-    finally:
-        conn.close()
-
-
 def test_host_bonds_and_network_addressing(engine: RunningEngine) -> None:
     """`overt host bond add|remove`, `overt network attach --ipv4/--ipv6|detach`, and
     `overt host nics` showing the bond the node reports with its active slave."""
@@ -261,7 +249,8 @@ def test_host_bonds_and_network_addressing(engine: RunningEngine) -> None:
     bond1 = " ".join(next(line for line in lines if " bond1 " in line).split())
     assert "│ 4 │" in bond1 and "cli-flat" in bond1
 
-    connection_detach(engine, "bond-host")
+    assert "Network cli-flat detached from host bond-host" in _ok(
+        engine, "network", "detach", "cli-flat", "--host", "bond-host")
     assert "Bond bond1 of host bond-host removed" in _ok(
         engine, "host", "bond", "remove", "bond-host", "bond1")
     nics = connection_nics(engine, "bond-host")
