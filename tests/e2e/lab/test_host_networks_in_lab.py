@@ -414,6 +414,14 @@ def test_traffic_over_an_active_backup_bond_survives_losing_the_active_slave(
                                                                types.NicStatus.UP)
         shown = _on(lab, "node1", "ovs-appctl", "bond/show", "bond1").stdout
         assert f"member {active}: disabled" in shown and f"member {standby}: enabled" in shown
+
+        attachment = next(a for a in service.network_attachments_service().list()
+                          if a.network.id == network.id)
+        service.setup_networks(removed_bonds=[types.HostNic(name="bond1")],
+                               removed_network_attachments=[
+                                   types.NetworkAttachment(id=attachment.id)])
+        wait_until(lambda: _on(lab, "node1", "ovs-vsctl", "br-exists", "ob-bond1").returncode
+                   == 2, 60, "bond1's bridge to leave node1's switch")
     finally:
         for slave in slaves:
             _on(lab, "node1", "ip", "link", "del", slave)
