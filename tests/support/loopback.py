@@ -155,7 +155,8 @@ class LoopbackEngine:
         return Agent(hypervisor=hypervisor, volumes=LocalVolumes(home / "images"),
                      idempotency=IdempotencyStore(home / "command-results.sqlite"),
                      transport=self.bus.agent(host_uuid),
-                     timings=AgentTimings(stats_interval_s=3600, heartbeat_interval_s=3600),
+                     timings=AgentTimings(stats_interval_s=3600, heartbeat_interval_s=3600,
+                                          bond_watch_interval_s=0.2),
                      networks=networks)
 
     async def settled(self) -> None:

@@ -10,10 +10,12 @@ import typer
 
 from overt.cli.client import ApiClient, ApiError
 from overt.cli.errors import reports_errors
+from overt.cli.host_setup import bond_app
 from overt.cli.options import CaFile, DataDir, Json, PasswordFile, Url, User, connect
 from overt.cli.output import as_json, console, human_bytes, progress, table
 
 app = typer.Typer(help="Hosts (managed nodes).", no_args_is_help=True)
+app.add_typer(bond_app, name="bond")
 
 
 @app.command("list")
@@ -63,12 +65,33 @@ def nics(name: Annotated[str, typer.Argument(help="Host name or id.")], url: Url
     if json:
         as_json([{**nic, "networks": carried.get(nic["id"], [])} for nic in reported])
         return
+    nics_only = [n for n in reported if not n.get("bonding")]
     table(f"Network interfaces of host {host['name']}",
           ["name", "MAC", "address", "MTU", "speed", "networks"], [
         (n["name"], (n.get("mac") or {}).get("address", ""),
          (n.get("ip") or {}).get("address", ""), n.get("mtu") or "",
          f"{int(n['speed']) // 1_000_000} Mb/s" if n.get("speed") else "",
-         ", ".join(carried.get(n["id"], []))) for n in reported])
+         ", ".join(carried.get(n["id"], []))) for n in nics_only])
+    bonds = [n for n in reported if n.get("bonding")]
+    if bonds:
+        links = {n["name"]: n.get("status", "") for n in nics_only}
+        table(f"Bonds of host {host['name']}", ["name", "mode", "slaves", "active", "state",
+                                                 "networks"], [
+            (*_bonding(b, links), ", ".join(carried.get(b["id"], []))) for b in bonds])
+
+
+def _bonding(nic: dict[str, Any], links: dict[str, str]) -> tuple[str, ...]:
+    """A bond's name, mode, slaves (with their links), active slave and whether the host
+    has it as the engine defines it."""
+    bonding = nic["bonding"]
+    options = {o["name"]: o["value"] for o in (bonding.get("options") or {}).get("option", [])}
+    slaves = [s["name"] for s in (bonding.get("slaves") or {}).get("host_nic", [])]
+    properties = {p["name"]: p["value"]
+                  for p in (nic.get("properties") or {}).get("property", [])}
+    return (nic["name"], options.get("mode", "1"),
+            ", ".join(f"{s} ({links[s]})" if links.get(s) else s for s in slaves),
+            (bonding.get("active_slave") or {}).get("name", ""),
+            "out of sync" if properties.get("in_sync") == "false" else "in sync")
 
 
 @app.command()

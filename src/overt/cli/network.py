@@ -1,4 +1,5 @@
-"""`overt network`: list, add, update and remove logical networks."""
+"""`overt network`: list, add, update and remove logical networks; attach one to a host's
+NIC or bond (with its IPv4 and IPv6 addressing) and detach it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from overt.cli.errors import reports_errors
+from overt.cli.host_setup import assignments, attach_network, detach_network
 from overt.cli.objects import changes, names_by_id, report, resolve
 from overt.cli.options import CaFile, DataDir, Json, PasswordFile, Url, User, connect
 from overt.cli.output import as_json, table
@@ -90,3 +92,41 @@ def remove(network: Name, url: Url = None, user: User = None,
         found = resolve(client, "networks", "network", network)
         client.delete(f"/networks/{found['id']}")
     report({}, False, f"Network {found['name']} removed")
+
+
+HostOption = Annotated[str, typer.Option("--host", help="The host's name or id.")]
+
+
+@app.command()
+@reports_errors
+def attach(network: Name, host: HostOption,
+           nic: Annotated[str, typer.Option(help="The host's NIC or bond.")],
+           ipv4: Annotated[str, typer.Option(
+               help="none, dhcp or static:ADDRESS/NETMASK.")] = "none",
+           ipv4_gateway: Annotated[str | None, typer.Option(help="IPv4 gateway.")] = None,
+           ipv6: Annotated[str, typer.Option(
+               help="none, dhcp, autoconf or static:ADDRESS/PREFIX.")] = "none",
+           ipv6_gateway: Annotated[str | None, typer.Option(help="IPv6 gateway.")] = None,
+           url: Url = None, user: User = None, password_file: PasswordFile = None,
+           ca_file: CaFile = None, data_dir: DataDir = None) -> None:
+    """Put a network on a host's NIC or bond (or change its addressing there)."""
+    ip = assignments(ipv4, ipv4_gateway, ipv6, ipv6_gateway)
+    with connect(url, user, password_file, ca_file, data_dir) as client:
+        found = resolve(client, "networks", "network", network)
+        target = resolve(client, "hosts", "host", host)
+        attach_network(client, found, target, nic, ip)
+    report({}, False, f"Network {found['name']} attached to {nic} of host {target['name']} "
+                      f"(IPv4 {ipv4}, IPv6 {ipv6})")
+
+
+@app.command()
+@reports_errors
+def detach(network: Name, host: HostOption, url: Url = None, user: User = None,
+           password_file: PasswordFile = None, ca_file: CaFile = None,
+           data_dir: DataDir = None) -> None:
+    """Take a network off a host (never the management network)."""
+    with connect(url, user, password_file, ca_file, data_dir) as client:
+        found = resolve(client, "networks", "network", network)
+        target = resolve(client, "hosts", "host", host)
+        detach_network(client, found, target)
+    report({}, False, f"Network {found['name']} detached from host {target['name']}")

@@ -62,7 +62,7 @@ from overt.protocol.commands import (
     VolumeInfoCommand,
 )
 from overt.protocol.events import Heartbeat, HostStateReport, VmLifecycle
-from overt.protocol.host import HostState, ReportedNetwork
+from overt.protocol.host import HostState, ReportedBond, ReportedNetwork
 from overt.protocol.imageio import ImageExportStart, ImageExportStop, ImageTicket
 from overt.protocol.networks import HostCommitNetworks, HostSetupNetworks
 from overt.protocol.storage import (
@@ -93,6 +93,7 @@ T = TypeVar("T")
 class AgentTimings:
     stats_interval_s: float = 15.0
     heartbeat_interval_s: float = 5.0
+    bond_watch_interval_s: float = 2.0  # how often the switch's bonds are read for changes
 
 
 class Agent:
@@ -123,6 +124,7 @@ class Agent:
         self._started_at = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self._vm_locks: dict[uuid.UUID, asyncio.Lock] = {}
+        self._last_bonds: tuple[ReportedBond, ...] | None = None  # as last reported
 
     # -- running ----------------------------------------------------------------------
 
@@ -142,7 +144,10 @@ class Agent:
             capabilities = await self.hypervisor.capabilities()
             self.snmp.start(capabilities.hostname, host_uuid, await self._snmp_rows())
         await self.transport.start(self.handle)
-        for loop in (self._forward_events, self._send_heartbeats, self._send_stats):
+        loops = [self._forward_events, self._send_heartbeats, self._send_stats]
+        if self.networks is not None:
+            loops.append(self._watch_bonds)
+        for loop in loops:
             self._tasks.append(asyncio.create_task(self._forever(loop), name=loop.__name__))
 
     async def stop(self) -> None:
@@ -375,11 +380,12 @@ class Agent:
         if self.sequencer is None:
             raise NodeFailure(ErrorCode.INTERNAL, "the agent is still starting")
         networks = await self._reported_networks()
+        bonds = await self._reported_bonds()
         return HostState(host_uuid=self.sequencer.host_uuid,
                          vms=tuple(await self.hypervisor.list_vms()),
                          free_memory_mib=await self.hypervisor.free_memory_mib(),
                          seq=self.sequencer.last_seq, boot_id=self.sequencer.boot_id,
-                         networks=networks)
+                         networks=networks, bonds=bonds)
 
     async def _reported_networks(self) -> tuple[ReportedNetwork, ...] | None:
         """The host networks as realised now; None (the engine keeps the last report) when
@@ -390,6 +396,17 @@ class Agent:
             return await self.networks.report()
         except Exception:
             log.exception("cannot read back the host's networks; reporting without them")
+            return None
+
+    async def _reported_bonds(self) -> tuple[ReportedBond, ...] | None:
+        """The bonds on the host's switch; None as for `_reported_networks`."""
+        if self.networks is None:
+            return None
+        try:
+            self._last_bonds = await self.networks.report_bonds()
+            return self._last_bonds
+        except Exception:
+            log.exception("cannot read the host's bonds; reporting without them")
             return None
 
     async def _snmp_rows(self) -> list[VmRow]:
@@ -435,6 +452,20 @@ class Agent:
             await self.transport.publish(sequencer.sequenced(Heartbeat(
                 vm_count=len(vms), free_memory_mib=await self.hypervisor.free_memory_mib(),
                 uptime_s=round(time.monotonic() - self._started_at, 3))))
+
+    async def _watch_bonds(self) -> None:
+        """A full state report when a bond changes by itself (an active-backup bond failing
+        over, a slave's link going down or up), so the engine shows it without a refresh."""
+        sequencer = self._require_sequencer()
+        while True:
+            await asyncio.sleep(self.timings.bond_watch_interval_s)
+            before = self._last_bonds
+            bonds = await self._reported_bonds()
+            if bonds is None or before is None or bonds == before:
+                continue
+            envelope = sequencer.sequenced(HostStateReport(state=await self.host_state()))
+            log.info("the host's bonds changed; full state sent", extra={"seq": envelope.seq})
+            await self.transport.publish(envelope)
 
     async def _send_stats(self) -> None:
         sequencer = self._require_sequencer()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from overt.protocol.host import ReportedNetwork
+from overt.protocol.host import ReportedBond, ReportedNetwork
 from overt.protocol.networks import BondWiring, NetworkSetup, NetworkWiring
 
 
@@ -24,6 +24,10 @@ class HostNetworking(Protocol):
 
     async def report(self) -> tuple[ReportedNetwork, ...]:
         """The networks as the host really carries them now (read back, not remembered)."""
+        ...
+
+    async def report_bonds(self) -> tuple[ReportedBond, ...]:
+        """The bonds on the host's switch now, whoever made them."""
         ...
 
     async def close(self) -> None:

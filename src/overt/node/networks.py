@@ -11,20 +11,18 @@ and can roll a change back by itself when the engine does not confirm it in time
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
-import signal
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from overt.node.dhcp_clients import start_dhcp4, start_dhcp6, stop_dhcp4, stop_dhcp6
 from overt.node.errors import NodeFailure
 from overt.node.host_nics import link_addresses
+from overt.node.ovs_bonds import switch_bonds
 from overt.protocol.errors import ErrorCode
-from overt.protocol.host import ReportedNetwork
+from overt.protocol.host import ReportedBond, ReportedNetwork
 from overt.protocol.networks import (
     OVERLAY_DEFAULT_MTU,
     BondWiring,
@@ -39,23 +37,6 @@ SYS_NET = Path("/sys/class/net")
 
 
 DEFAULT_MTU = 1500  # a network's MTU 0 means this, as in oVirt
-
-# What udhcpc runs on its events: the leased address (and router) on the bridge, and the
-# address gone again when the lease is released or lost.
-DHCP_SCRIPT = """#!/bin/sh
-case "$1" in
-    bound|renew)
-        ip -4 address flush dev "$interface"
-        ip address replace "$ip/$mask" dev "$interface"
-        if [ -n "$router" ]; then
-            ip route replace default via "${router%% *}" dev "$interface"
-        fi ;;
-    deconfig|leasefail|nak)
-        ip -4 address flush dev "$interface" ;;
-esac
-exit 0
-"""
-
 
 def uplink_bridge(nic: str) -> str:
     """The OVS bridge that has `nic` as its trunk port."""
@@ -112,6 +93,9 @@ class HostNetworks:
             made = self._load()
         return await asyncio.to_thread(_read_back, [_wiring_of(old) for old in made.values()])
 
+    async def report_bonds(self) -> tuple[ReportedBond, ...]:
+        return await asyncio.to_thread(switch_bonds)
+
     @property
     def rollback_pending(self) -> bool:
         return self._rollback is not None and not self._rollback.done()
@@ -161,7 +145,8 @@ class HostNetworks:
                 self._remove(old)
             adopted = self._realise(wiring, adopted=adopted if old else None)
             state[wiring.name] = {**wiring.model_dump(mode="json"), "adopted": adopted,
-                                  "kept_addresses": kept if adopted else []}
+                                  "kept_addresses": kept if adopted else [],
+                                  "ovs": wiring.vlan is not None or wiring.nic in self._bond_names}
         removed = []
         for name, old in before.items():
             if name not in state:
@@ -188,9 +173,12 @@ class HostNetworks:
         existed = (SYS_NET / wiring.bridge).exists() if adopted is None else adopted
         if wiring.vlan is not None and _bridge_vlan(wiring.bridge) not in (None, wiring.vlan):
             _ovs("--if-exists", "del-br", wiring.bridge)  # retagged behind the agent's back
+        if wiring.vxlan is None and wiring.vlan is None and wiring.nic in self._bond_names \
+                and _bridge_vlan(wiring.bridge) is not None:
+            _ovs("--if-exists", "del-br", wiring.bridge)
         if wiring.vxlan is not None:
             _vxlan_bridge(wiring)
-        elif wiring.vlan is not None:
+        elif wiring.vlan is not None or wiring.nic in self._bond_names:
             self._ovs_vlan_bridge(wiring)
         else:
             self._linux_bridge(wiring)
@@ -204,7 +192,8 @@ class HostNetworks:
              "datapath_type=netdev")
         if not bonded:
             _ovs("--may-exist", "add-port", parent, wiring.nic)
-        _ovs("--may-exist", "add-br", wiring.bridge, parent, str(wiring.vlan))
+        # A bond's untagged network: a fake bridge on VLAN 0, which OVS carries untagged.
+        _ovs("--may-exist", "add-br", wiring.bridge, parent, str(wiring.vlan or 0))
         _ovs("set", "interface", wiring.bridge, f"mtu_request={wiring.mtu or DEFAULT_MTU}")
         for link in ((parent, wiring.bridge) if bonded else (wiring.nic, parent,
                                                               wiring.bridge)):
@@ -235,12 +224,12 @@ class HostNetworks:
                 _ip("route", "replace", "default", "via", wiring.gateway, "dev",
                     wiring.bridge)
         elif wiring.boot_protocol == "dhcp":
-            self._dhcp_client(wiring.bridge)
+            start_dhcp4(self._dhcp_dir(), wiring.bridge)
         self._ipv6(wiring)
 
     def _ipv6(self, wiring: NetworkWiring) -> None:
         """Static: the bridge's only global IPv6 address; autoconf: addresses (and the
-        default route) from the routers' advertisements."""
+        default route) from the routers' advertisements; dhcp: a leased address."""
         if wiring.ipv6_boot_protocol == "static" and wiring.ipv6_address:
             _ip("-6", "address", "replace", wiring.ipv6_address, "dev", wiring.bridge)
             for other in _global_addresses(wiring.bridge):
@@ -251,46 +240,23 @@ class HostNetworks:
                     wiring.bridge)
         elif wiring.ipv6_boot_protocol == "autoconf":
             _ipv6_sysctls(wiring.bridge, accept_ra="2", autoconf="1")
+        elif wiring.ipv6_boot_protocol == "dhcp":
+            start_dhcp6(self._dhcp_dir(), wiring.bridge)
 
-    # -- DHCP -----------------------------------------------------------------------------
-
-    def _dhcp_pid_file(self, bridge: str) -> Path:
-        return self.state_file.parent / "dhcp" / f"{bridge}.pid"
-
-    def _dhcp_client(self, bridge: str) -> None:
-        """A DHCP client on the bridge (busybox udhcpc), left running to renew its lease as
-        dhclient is on an oVirt host; it waits a few seconds for the first lease, then goes
-        on trying in the background."""
-        pid_file = self._dhcp_pid_file(bridge)
-        if _alive(pid_file):
-            return
-        pid_file.parent.mkdir(parents=True, exist_ok=True)
-        script = pid_file.parent / "udhcpc.script"
-        script.write_text(DHCP_SCRIPT)
-        script.chmod(0o755)
-        run(["busybox", "udhcpc", "-i", bridge, "-s", str(script), "-p", str(pid_file),
-             "-t", "4", "-T", "1", "-b", "-R"], timeout=30)
-
-    def _stop_dhcp_client(self, bridge: str) -> None:
-        pid_file = self._dhcp_pid_file(bridge)
-        pid = _alive(pid_file)
-        if pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)  # -R: it releases the lease and drops the address
-            deadline = time.monotonic() + 5
-            while _alive(pid_file) and time.monotonic() < deadline:
-                time.sleep(0.05)
-        pid_file.unlink(missing_ok=True)
+    def _dhcp_dir(self) -> Path:
+        return self.state_file.parent / "dhcp"
 
     def _remove(self, old: dict[str, object]) -> None:
         wiring = _wiring_of(old)
         if wiring.boot_protocol == "static" and wiring.address:
             run(["ip", "address", "del", wiring.address, "dev", wiring.bridge], check=False)
         if wiring.boot_protocol == "dhcp":
-            self._stop_dhcp_client(wiring.bridge)
+            stop_dhcp4(self._dhcp_dir(), wiring.bridge)
         if wiring.ipv6_boot_protocol == "static" and wiring.ipv6_address:
             run(["ip", "-6", "address", "del", wiring.ipv6_address, "dev", wiring.bridge],
                 check=False)
+        if wiring.ipv6_boot_protocol == "dhcp":
+            stop_dhcp6(self._dhcp_dir(), wiring.bridge)
         if wiring.ipv6_boot_protocol == "autoconf" and (SYS_NET / wiring.bridge).exists():
             _ipv6_sysctls(wiring.bridge, accept_ra="1", autoconf="0")
         if old.get("adopted"):
@@ -299,7 +265,7 @@ class HostNetworks:
             return
         if wiring.vxlan is not None and (SYS_NET / vxlan_port(wiring.bridge)).exists():
             _ip("link", "del", vxlan_port(wiring.bridge))
-        if wiring.vlan is not None and wiring.vxlan is None:
+        if wiring.vxlan is None and (wiring.vlan is not None or old.get("ovs")):
             _ovs("--if-exists", "del-br", wiring.bridge)
         elif (SYS_NET / wiring.bridge).exists():
             _ip("link", "del", wiring.bridge)
@@ -471,7 +437,7 @@ def _bridge_vlan(bridge: str) -> int | None:
 
 def _wiring_of(old: dict[str, object]) -> NetworkWiring:
     return NetworkWiring.model_validate({k: v for k, v in old.items()
-                                         if k not in ("adopted", "kept_addresses")})
+                                         if k not in ("adopted", "kept_addresses", "ovs")})
 
 
 def _ipv6_sysctls(link: str, **values: str) -> None:
@@ -481,16 +447,6 @@ def _ipv6_sysctls(link: str, **values: str) -> None:
             path.write_text(value)
         except OSError as exc:
             raise CommandFailed(["sysctl", f"{path}={value}"], 1, str(exc)) from None
-
-
-def _alive(pid_file: Path) -> int | None:
-    """The pid in `pid_file` if that process still runs."""
-    try:
-        pid = int(pid_file.read_text().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
 
 
 def _kept(old: dict[str, object]) -> list[str]:

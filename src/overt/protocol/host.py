@@ -77,6 +77,22 @@ class ReportedNetwork(WireModel):
     addresses: tuple[str, ...] = ()  # "10.1.2.3/24"
 
 
+class ReportedBondSlave(WireModel):
+    name: str
+    link_up: bool = False  # the slave's carrier, as the bond sees it
+
+
+class ReportedBond(WireModel):
+    """An Open vSwitch bond as the node finds it on its switch (whoever made it), with the
+    slave that carries its traffic now (active-backup)."""
+
+    name: str
+    mode: str  # OVS's bond_mode: active-backup, balance-slb, balance-tcp
+    lacp: str = "off"  # OVS's lacp_status: off, configured, negotiated
+    slaves: tuple[ReportedBondSlave, ...] = ()
+    active_slave: str | None = None
+
+
 class HostState(WireModel):
     """The full truth of a node at one moment; the engine resyncs from it."""
 
@@ -87,6 +103,8 @@ class HostState(WireModel):
     boot_id: UUID | None = None  # the agent run `seq` counts in (None from older agents)
     # The host networks it carries; None from a node that does not manage host networks.
     networks: tuple[ReportedNetwork, ...] | None = None
+    # The OVS bonds on its switch; None as for `networks`.
+    bonds: tuple[ReportedBond, ...] | None = None
 
 
 class NicStats(WireModel):

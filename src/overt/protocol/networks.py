@@ -37,7 +37,7 @@ class NetworkWiring(WireModel):
     boot_protocol: Literal["none", "static", "dhcp"] = "none"
     address: str | None = None  # static: "10.1.2.3/24"
     gateway: str | None = None
-    ipv6_boot_protocol: Literal["none", "static", "autoconf"] = "none"
+    ipv6_boot_protocol: Literal["none", "static", "autoconf", "dhcp"] = "none"
     ipv6_address: str | None = None  # static: "2001:db8::5/64"
     ipv6_gateway: str | None = None
     vxlan: VxlanWiring | None = None

@@ -180,6 +180,83 @@ def test_host_nics_show_the_networks_on_each(engine: RunningEngine) -> None:
     assert "no host named 'nowhere'" in _refused(engine, "host", "nics", "nowhere")
 
 
+def connection_nics(engine: RunningEngine, host_name: str) -> set[str]:
+    conn = sdk.Connection(url=engine.url, username="admin@internal", password=engine.password,
+                          ca_file=str(engine.ca_file))
+    try:
+        hosts = conn.system_service().hosts_service()
+        host = hosts.list(search=f"name={host_name}")[0]
+        return {n.name for n in hosts.host_service(host.id).nics_service().list()}
+    finally:
+        conn.close()
+
+
+def test_host_bonds_and_network_addressing(engine: RunningEngine) -> None:
+    """`overt host bond add|remove`, `overt network attach --ipv4/--ipv6|detach`, and
+    `overt host nics` showing the bond the node reports with its active slave."""
+    async def insert() -> None:
+        db = Database(engine.runtime.settings.database_url())
+        try:
+            async with db.transaction() as session:
+                cluster = (await session.execute(select(Cluster).where(
+                    Cluster.name == "Default"))).scalar_one()
+                session.add(Host(
+                    id=uuid.uuid4(), name="bond-host", address="bond-host.example",
+                    cluster_id=cluster.id, status=HostStatus.UP.value,
+                    capabilities={"nics": [{"name": n, "mtu": 1500} for n in (
+                        "eth0", "eth1", "eth2", "eth3", "eth4")]},
+                    reported_bonds=[{"name": "bond0", "mode": "active-backup",
+                                     "active_slave": "eth2",
+                                     "slaves": [{"name": "eth1", "link_up": False},
+                                                {"name": "eth2", "link_up": True}]}]))
+        finally:
+            await db.dispose()
+    asyncio.run(insert())
+    conn = sdk.Connection(url=engine.url, username="admin@internal", password=engine.password,
+                          ca_file=str(engine.ca_file))
+    try:
+        system = conn.system_service()
+        cluster = system.clusters_service().list(search="name=Default")[0]
+        network = system.networks_service().add(types.Network(
+            name="cli-flat", data_center=types.DataCenter(name="Default")))
+        system.clusters_service().cluster_service(cluster.id).networks_service().add(
+            types.Network(id=network.id, required=False))
+        host = system.hosts_service().host_service(
+            system.hosts_service().list(search="name=bond-host")[0].id)
+
+        assert "Bond bond1 of host bond-host set up" in _ok(
+            engine, "host", "bond", "add", "bond-host", "bond1", "--slave", "eth3",
+            "--slave", "eth4", "--mode", "4")
+        bond1 = next(n for n in host.nics_service().list() if n.name == "bond1")
+        assert {o.name: o.value for o in bond1.bonding.options} == {"mode": "4"}
+
+        assert "static:ADDRESS/PREFIX" in _refused(
+            engine, "network", "attach", "cli-flat", "--host", "bond-host", "--nic", "bond1",
+            "--ipv6", "static:2001:db8::1")
+        _ok(engine, "network", "attach", "cli-flat", "--host", "bond-host", "--nic", "bond1",
+            "--ipv4", "static:10.8.0.1/255.255.255.0", "--ipv6", "dhcp")
+        [attachment] = host.network_attachments_service().list()
+        assert attachment.host_nic.name == "bond1"
+        assert [(a.assignment_method, a.ip.address if a.ip else None)
+                for a in attachment.ip_address_assignments] == [
+            (types.BootProtocol.STATIC, "10.8.0.1"), (types.BootProtocol.DHCP, None)]
+    finally:
+        conn.close()
+
+    lines = _ok(engine, "host", "nics", "bond-host").splitlines()
+    bond0 = " ".join(next(line for line in lines if " bond0 " in line).split())
+    assert "eth1 (down)" in bond0 and "│ eth2 │" in bond0  # the active slave
+    bond1 = " ".join(next(line for line in lines if " bond1 " in line).split())
+    assert "│ 4 │" in bond1 and "cli-flat" in bond1
+
+    assert "Network cli-flat detached from host bond-host" in _ok(
+        engine, "network", "detach", "cli-flat", "--host", "bond-host")
+    assert "Bond bond1 of host bond-host removed" in _ok(
+        engine, "host", "bond", "remove", "bond-host", "bond1")
+    nics = connection_nics(engine, "bond-host")
+    assert "bond1" not in nics and "bond0" in nics  # the node still reports its own
+
+
 def test_host_maintenance_and_activation(engine: RunningEngine) -> None:
     _host(engine, "cli-mnt")
     assert "host cli-mnt is maintenance" in _ok(engine, "host", "maintenance", "cli-mnt")

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from overt.engine.db.database import Database
-from overt.engine.db.tables import Cluster, Host
+from overt.engine.db.tables import Cluster, Host, HostBond
 from overt.engine.model.status import HostStatus
 from tests.support.engine import RunningEngine
 
@@ -148,8 +148,9 @@ def test_setup_networks_records_attachments_and_refuses_bad_layouts(
     for assignment, words in (
             (types.IpAddressAssignment(assignment_method=types.BootProtocol.STATIC, ip=types.Ip(
                 address="fe80::7", netmask="64", version=types.IpVersion.V6)), "fe80::7"),
-            (types.IpAddressAssignment(assignment_method=types.BootProtocol.DHCP, ip=types.Ip(
-                version=types.IpVersion.V6)), "IPv6 assignment_method"),
+            (types.IpAddressAssignment(assignment_method=types.BootProtocol.POLY_DHCP_AUTOCONF,
+                                       ip=types.Ip(version=types.IpVersion.V6)),
+             "IPv6 assignment_method"),
             (types.IpAddressAssignment(assignment_method=types.BootProtocol.STATIC, ip=types.Ip(
                 address="2001:db8::1", version=types.IpVersion.V6)), "prefix length")):
         error = _refused(400, host.setup_networks, modified_network_attachments=[
@@ -159,6 +160,19 @@ def test_setup_networks_records_attachments_and_refuses_bad_layouts(
         assert words in str(error)
     assert v100.id in {a.network.id for a in host.network_attachments_service().list()
                        if a.ip_address_assignments and len(a.ip_address_assignments) == 2}
+    # DHCPv6: both families by DHCP, told apart by their version.
+    host.setup_networks(modified_network_attachments=[types.NetworkAttachment(
+        network=types.Network(name="hv100"), host_nic=types.HostNic(name="guest0"),
+        ip_address_assignments=[
+            types.IpAddressAssignment(assignment_method=types.BootProtocol.DHCP),
+            types.IpAddressAssignment(assignment_method=types.BootProtocol.DHCP,
+                                      ip=types.Ip(version=types.IpVersion.V6))])])
+    dhcp = next(a for a in host.network_attachments_service().list()
+                if a.network.id == v100.id)
+    assert [(x.assignment_method, x.ip.version if x.ip else None)
+            for x in dhcp.ip_address_assignments] == [(types.BootProtocol.DHCP, None),
+                                                       (types.BootProtocol.DHCP,
+                                                        types.IpVersion.V6)]
     host.commit_net_config()
     events = [e.description for e in system.events_service().list(max=30)]
     assert any("Network setup of host" in e for e in events)
@@ -249,15 +263,22 @@ def test_a_bond_is_made_listed_carries_a_tagged_network_and_goes(
     system.clusters_service().cluster_service(cluster.id).networks_service().add(
         types.Network(id=tagged.id, required=False))
 
+    plain, other = (system.networks_service().add(types.Network(
+        name=f"hu{n}{suffix}", data_center=dc)) for n in (1, 2))
+    for untagged in (plain, other):
+        system.clusters_service().cluster_service(cluster.id).networks_service().add(
+            types.Network(id=untagged.id, required=False))
+
     host.setup_networks(modified_bonds=[_bond("bond0", "1", "eth1", "eth2")],
-                        modified_network_attachments=[_attachment(tagged.name, "bond0")])
+                        modified_network_attachments=[_attachment(tagged.name, "bond0"),
+                                                      _attachment(plain.name, "bond0")])
     nics = {n.name: n for n in host.nics_service().list()}
     bond = nics["bond0"]
     assert sorted(s.name for s in bond.bonding.slaves) == ["eth1", "eth2"]
     assert {o.name: o.value for o in bond.bonding.options} == {"mode": "1"}
     assert {s.id for s in bond.bonding.slaves} == {nics["eth1"].id, nics["eth2"].id}
     assert host.nics_service().nic_service(bond.id).get().name == "bond0"
-    assert (tagged.id, "bond0", None) in _layout(host)
+    assert {(tagged.id, "bond0", None), (plain.id, "bond0", None)} <= set(_layout(host))
 
     bad: list[tuple[int, dict[str, object], str]] = [
         (400, {"modified_bonds": [_bond("bond1", "1", "guest0")]}, "at least two"),
@@ -268,7 +289,10 @@ def test_a_bond_is_made_listed_carries_a_tagged_network_and_goes(
         (400, {"modified_network_attachments": [_attachment("ovirtmgmt", "eth1")]},
          "slave of bond0"),
         (400, {"modified_network_attachments": [_attachment("ovirtmgmt", "bond0")]},
-         "needs a VLAN"),
+         "cannot move onto bond"),
+        (400, {"modified_network_attachments": [_attachment(plain.name, "bond0"),
+                                                _attachment(other.name, "bond0")]},
+         "two networks without a VLAN"),
         (409, {"removed_bonds": [types.HostNic(name="bond0")]}, "rides on it"),
     ]
     for code, kwargs, words in bad:
@@ -282,8 +306,12 @@ def test_a_bond_is_made_listed_carries_a_tagged_network_and_goes(
     assert {o.name: o.value for o in bond.bonding.options} == {"mode": "4"}
     attachment = next(a for a in host.network_attachments_service().list()
                       if a.network.id == tagged.id)
+    untagged_attachment = next(a for a in host.network_attachments_service().list()
+                               if a.network.id == plain.id)
     host.setup_networks(removed_bonds=[types.HostNic(id=bond.id)],
-                        removed_network_attachments=[types.NetworkAttachment(id=attachment.id)])
+                        removed_network_attachments=[
+                            types.NetworkAttachment(id=attachment.id),
+                            types.NetworkAttachment(id=untagged_attachment.id)])
     assert "bond0" not in {n.name for n in host.nics_service().list()}
     assert tagged.id not in {a.network.id for a in host.network_attachments_service().list()}
 
@@ -306,3 +334,53 @@ def test_an_overlay_shares_a_nic_with_its_untagged_network(
         _attachment("ovirtmgmt", "eth0"), _attachment("hvx1", "eth0")])
     mgmt_id = next(n.id for n in networks.list() if n.name == "ovirtmgmt")
     assert _layout(host) == sorted([(mgmt_id, "eth0", None), (overlay.id, "eth0", None)])
+def _host_with_bonds(engine: RunningEngine, name: str, defined: dict[str, list[str]],
+                     reported: list[dict[str, object]]) -> str:
+    """An up host whose engine defines `defined` bonds (active-backup) and whose node
+    reported the bonds `reported` on its switch."""
+    async def insert() -> uuid.UUID:
+        db = Database(engine.runtime.settings.database_url())
+        try:
+            async with db.transaction() as session:
+                cluster = (await session.execute(select(Cluster).where(
+                    Cluster.name == "Default"))).scalar_one()
+                host = Host(id=uuid.uuid4(), name=name, address=f"{name}.example",
+                            cluster_id=cluster.id, status=HostStatus.UP.value,
+                            capabilities={"nics": NICS}, reported_bonds=reported)
+                session.add(host)
+                for bond, slaves in defined.items():
+                    session.add(HostBond(id=uuid.uuid5(host.id, bond), host_id=host.id,
+                                         name=bond, slaves=slaves, options={"mode": "1"}))
+                return host.id
+        finally:
+            await db.dispose()
+    return str(asyncio.run(insert()))
+
+
+def test_the_nics_show_the_bonds_the_node_reports_with_active_slave_and_sync(
+        connection: sdk.Connection, api_engine: RunningEngine) -> None:
+    reported = [
+        {"name": "bond0", "mode": "active-backup", "lacp": "off", "active_slave": "eth2",
+         "slaves": [{"name": "eth1", "link_up": False}, {"name": "eth2", "link_up": True}]},
+        {"name": "bond9", "mode": "balance-slb", "lacp": "off", "active_slave": None,
+         "slaves": [{"name": "guest0", "link_up": True}, {"name": "eth0", "link_up": True}]}]
+    host = connection.system_service().hosts_service().host_service(_host_with_bonds(
+        api_engine, f"rbnode-{uuid.uuid4().hex[:6]}", {"bond0": ["eth1", "eth2"]}, reported))
+    nics = {n.name: n for n in host.nics_service().list()}
+
+    bond0 = nics["bond0"]
+    assert bond0.bonding.active_slave.name == "eth2"
+    assert bond0.bonding.active_slave.id == nics["eth2"].id
+    assert sorted(s.name for s in bond0.bonding.slaves) == ["eth1", "eth2"]
+    assert {p.name: p.value for p in bond0.properties} == {"in_sync": "true"}
+    assert bond0.status == types.NicStatus.UP
+    assert (nics["eth1"].status, nics["eth2"].status) == (types.NicStatus.DOWN,
+                                                          types.NicStatus.UP)
+
+    bond9 = nics["bond9"]  # made on the host behind the engine's back
+    assert {o.name: o.value for o in bond9.bonding.options} == {"mode": "balance-slb"}
+    assert bond9.bonding.active_slave is None
+    assert {p.name: p.value for p in bond9.properties} == {
+        "in_sync": "false", "expected_mode": "(none)", "reported_mode": "balance-slb",
+        "expected_slaves": "(none)", "reported_slaves": "eth0,guest0"}
+    assert host.nics_service().nic_service(bond9.id).get().bonding.slaves[0].name == "eth0"

@@ -307,8 +307,123 @@ def test_a_bond_from_the_sdk_is_an_ovs_bond_carrying_a_tagged_network(
         wait_until(lambda: _on(lab, "node1", "ovs-vsctl", "br-exists", "ob-bond0").returncode
                    == 2, 60, "the bond's bridge to leave node1's switch")
         assert _on(lab, "node1", "ovs-vsctl", "br-exists", "lab300").returncode == 2
-        assert "bond0" not in {n.name for n in service.nics_service().list()}
+        # Gone from the engine's definition at once, from the node's report once it reports.
+        wait_until(lambda: "bond0" not in {n.name for n in service.nics_service().list()}, 60,
+                   "bond0 to leave node1's NICs")
     finally:
         for slave in slaves:
             _on(lab, "node1", "ip", "link", "del", slave)
+        conn.close()
+
+
+def _ping_counts(output: str) -> tuple[int, int]:
+    """(transmitted, received) from ping's summary line."""
+    for line in output.splitlines():
+        if "packets transmitted" in line:
+            sent, received = line.split(",")[:2]
+            return int(sent.split()[0]), int(received.split()[0])
+    raise AssertionError(f"no ping summary in {output!r}")
+
+
+def _rx_packets(lab: Lab, node: str, link: str) -> int:
+    return int(_on(lab, node, "cat", f"/sys/class/net/{link}/statistics/rx_packets").stdout)
+
+
+def test_traffic_over_an_active_backup_bond_survives_losing_the_active_slave(
+        engine_lab: EngineLab) -> None:
+    """node1's bond1 (two veth cables to node2, whose ends share one Linux bridge there)
+    carries an untagged network with a static address; while node1 pings node2 over it,
+    the active slave's cable goes down: the bond fails over with few packets lost, the node
+    reports it by itself, and the engine shows the other slave active and the cut one
+    down."""
+    lab, site = engine_lab.lab, engine_lab.site
+    conn = site.connect()
+    ns1, ns2 = (lab.topology.host(n).namespace for n in ("node1", "node2"))
+    slaves = ("bfa", "bfb")
+    try:
+        for slave in slaves:  # a cable from node1 to node2
+            made = subprocess.run(["ip", "link", "add", "name", slave, "netns", ns1, "type",
+                                   "veth", "peer", "name", f"{slave}p", "netns", ns2],
+                                  capture_output=True, text=True, check=False)
+            assert made.returncode == 0, made.stderr
+        for argv in (["ip", "link", "add", "bfbr", "type", "bridge"],
+                     ["ip", "link", "set", "bfap", "master", "bfbr"],
+                     ["ip", "link", "set", "bfbp", "master", "bfbr"],
+                     ["ip", "address", "add", "203.0.113.2/24", "dev", "bfbr"],
+                     ["ip", "link", "set", "bfap", "up"], ["ip", "link", "set", "bfbp", "up"],
+                     ["ip", "link", "set", "bfbr", "up"]):
+            done = _on(lab, "node2", *argv)
+            assert done.returncode == 0, (argv, done.stderr)
+        site.approve_all(conn, 2)
+        system = conn.system_service()
+        mgmt_address = str(lab.topology.host("node1").address(Net.MANAGEMENT))
+        host = next(h for h in system.hosts_service().list() if h.address == mgmt_address)
+        service = system.hosts_service().host_service(host.id)
+        service.refresh()
+        wait_until(lambda: set(slaves) <= {n.name for n in service.nics_service().list()}, 60,
+                   "node1 to report the NICs to bond")
+        network = system.networks_service().add(types.Network(
+            name="labfo", data_center=types.DataCenter(name="Default")))  # untagged
+        cluster = system.clusters_service().list(search="name=Default")[0]
+        system.clusters_service().cluster_service(cluster.id).networks_service().add(
+            types.Network(id=network.id, required=False))
+        service.setup_networks(
+            modified_bonds=[types.HostNic(name="bond1", bonding=types.Bonding(
+                options=[types.Option(name="mode", value="active-backup")],
+                slaves=[types.HostNic(name=s) for s in slaves]))],
+            modified_network_attachments=[types.NetworkAttachment(
+                network=types.Network(id=network.id), host_nic=types.HostNic(name="bond1"),
+                ip_address_assignments=[types.IpAddressAssignment(
+                    assignment_method=types.BootProtocol.STATIC,
+                    ip=types.Ip(address="203.0.113.1", netmask="255.255.255.0"))])],
+            check_connectivity=True, connectivity_timeout=30)
+        wait_until(lambda: _in_sync(service, network.id), 90, "labfo to be in sync on node1")
+        assert _on(lab, "node1", "ovs-vsctl", "br-to-parent", "labfo").stdout.strip() \
+            == "ob-bond1"  # untagged, on the bond's own switch
+
+        def bond() -> types.HostNic:
+            return next(n for n in service.nics_service().list() if n.name == "bond1")
+        wait_until(lambda: bond().bonding.active_slave is not None, 60,
+                   "the engine to show bond1's active slave")
+        active = bond().bonding.active_slave.name
+        standby = next(s for s in slaves if s != active)
+        assert {p.name: p.value for p in bond().properties}["in_sync"] == "true"
+
+        before = _rx_packets(lab, "node2", f"{active}p")
+        ping = subprocess.Popen(lab.exec_argv("node1", ["ping", "-n", "-i", "0.2", "-w", "6",
+                                                        "203.0.113.2"]),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            wait_until(lambda: _rx_packets(lab, "node2", f"{active}p") >= before + 5, 10,
+                       "the pings to flow over the active slave")
+            cut = _on(lab, "node2", "ip", "link", "set", f"{active}p", "down")
+            assert cut.returncode == 0, cut.stderr
+            output, _ = ping.communicate(timeout=30)
+        finally:
+            if ping.poll() is None:
+                ping.kill()
+        sent, received = _ping_counts(output)
+        assert sent >= 20 and sent - received <= 10, output  # at most ~2 s of pings lost
+        assert _rx_packets(lab, "node2", f"{standby}p") >= 10  # they went on over the other
+
+        # The node sees its bond change and reports by itself: no refresh needed.
+        wait_until(lambda: bond().bonding.active_slave.name == standby, 60,
+                   f"the engine to show {standby} active")
+        nics = {n.name: n for n in service.nics_service().list()}
+        assert (nics[active].status, nics[standby].status) == (types.NicStatus.DOWN,
+                                                               types.NicStatus.UP)
+        shown = _on(lab, "node1", "ovs-appctl", "bond/show", "bond1").stdout
+        assert f"member {active}: disabled" in shown and f"member {standby}: enabled" in shown
+
+        attachment = next(a for a in service.network_attachments_service().list()
+                          if a.network.id == network.id)
+        service.setup_networks(removed_bonds=[types.HostNic(name="bond1")],
+                               removed_network_attachments=[
+                                   types.NetworkAttachment(id=attachment.id)])
+        wait_until(lambda: _on(lab, "node1", "ovs-vsctl", "br-exists", "ob-bond1").returncode
+                   == 2, 60, "bond1's bridge to leave node1's switch")
+    finally:
+        for slave in slaves:
+            _on(lab, "node1", "ip", "link", "del", slave)
+        _on(lab, "node2", "ip", "link", "del", "bfbr")
         conn.close()

@@ -188,8 +188,9 @@ def test_every_inventory_page_shows_its_content(admin: Page, path: str, heading:
     expect(admin.get_by_text("Something went wrong")).to_have_count(0)
 
 
-def _node_with_nics(engine: RunningEngine, name: str) -> str:
-    """A host row as enrollment leaves it, with the NICs its node reported."""
+def _node_with_nics(engine: RunningEngine, name: str, *, more_nics: tuple[str, ...] = (),
+                    reported_bonds: list[dict[str, object]] | None = None) -> str:
+    """A host row as enrollment leaves it, with the NICs (and bonds) its node reported."""
     async def insert() -> uuid.UUID:
         db = Database(engine.runtime.settings.database_url())
         try:
@@ -203,7 +204,9 @@ def _node_with_nics(engine: RunningEngine, name: str) -> str:
                                  "addresses": ["192.0.2.10/24"], "speed_mbps": 1000,
                                  "mtu": 1500},
                                 {"name": "guest0", "mac": "52:54:00:00:00:02",
-                                 "addresses": [], "speed_mbps": 10000, "mtu": 9000}]})
+                                 "addresses": [], "speed_mbps": 10000, "mtu": 9000},
+                                *({"name": nic, "mtu": 1500} for nic in more_nics)]},
+                            reported_bonds=reported_bonds)
                 session.add(host)
                 return host.id
         finally:
@@ -261,6 +264,95 @@ def test_a_hosts_nics_and_attaching_a_network_to_one(admin: Page, engine: Runnin
     expect(page).to_have_url(re.compile(rf"/hosts/{host_id}$"))
     expect(page.locator("tr[data-host-nic='guest0']").get_by_test_id("nic-networks")
            ).to_have_text("")
+
+
+def test_bonds_and_addressing_on_a_hosts_page(admin: Page, engine: RunningEngine) -> None:
+    """The node's own bond with its active slave and links, a bond created from the form
+    (and one refused), an untagged network on it with IPv4 static and IPv6 DHCP set from
+    the addresses form, and the bond removed once its network is detached."""
+    page = admin
+    host_id = _node_with_nics(
+        engine, "bond-node", more_nics=("eth1", "eth2", "eth3", "eth4"),
+        reported_bonds=[{"name": "bond7", "mode": "active-backup", "lacp": "off",
+                         "active_slave": "eth4",
+                         "slaves": [{"name": "eth3", "link_up": False},
+                                    {"name": "eth4", "link_up": True}]}])
+    conn = sdk.Connection(url=engine.url, username="admin@internal", password=engine.password,
+                          ca_file=str(engine.ca_file))
+    try:
+        system = conn.system_service()
+        network = system.networks_service().add(types.Network(
+            name="web-flat", data_center=types.DataCenter(name="Default")))
+        cluster = system.clusters_service().list(search="name=Default")[0]
+        system.clusters_service().cluster_service(cluster.id).networks_service().add(
+            types.Network(id=network.id, required=False))
+    finally:
+        conn.close()
+
+    page.goto(f"/hosts/{host_id}")
+    reported = page.locator("tr[data-host-bond='bond7']")
+    expect(reported.get_by_test_id("bond-mode")).to_have_text("active-backup (1)")
+    expect(reported.get_by_test_id("bond-slaves")).to_have_text("eth3 (down), eth4 (up)")
+    expect(reported.get_by_test_id("bond-active-slave")).to_have_text("eth4")
+    expect(reported.get_by_test_id("bond-state")).to_have_text(
+        "out of sync: mode none on the engine, active-backup on the host; "
+        "slaves none on the engine, eth3,eth4 on the host")
+
+    form = page.get_by_role("form", name="Create a bond")
+    form.get_by_label("Bond name").fill("bond1")
+    form.get_by_label("eth1").check()
+    form.get_by_role("button", name="Create bond").click()
+    expect(page.get_by_role("alert")).to_contain_text("at least two distinct slave NICs")
+
+    page.goto(f"/hosts/{host_id}")
+    form = page.get_by_role("form", name="Create a bond")
+    form.get_by_label("Bond name").fill("bond1")
+    form.get_by_label("Mode").select_option(label="802.3ad (4)")
+    form.get_by_label("eth1").check()
+    form.get_by_label("eth2").check()
+    form.get_by_role("button", name="Create bond").click()
+    expect(page).to_have_url(re.compile(rf"/hosts/{host_id}$"))
+    bond = page.locator("tr[data-host-bond='bond1']")
+    expect(bond.get_by_test_id("bond-mode")).to_have_text("802.3ad (4)")
+    expect(bond.get_by_test_id("bond-slaves")).to_have_text("eth1, eth2")
+    expect(bond.get_by_test_id("bond-state")).to_contain_text("out of sync")  # no node here
+
+    form = page.get_by_role("form", name="Attach a network")
+    form.get_by_label("Network").select_option(label="web-flat")
+    form.get_by_label("Interface").select_option("bond1")
+    form.get_by_role("button", name="Attach network").click()
+    expect(page).to_have_url(re.compile(rf"/hosts/{host_id}$"))
+    expect(bond.get_by_test_id("nic-networks")).to_contain_text("web-flat")
+
+    addresses = page.get_by_role("form", name="Set addresses")
+    addresses.get_by_label("Network").select_option(label="web-flat")
+    addresses.get_by_label("IPv4 boot protocol").select_option("static")
+    addresses.get_by_label("IPv4 address").fill("10.7.0.300")
+    addresses.get_by_label("Netmask").fill("255.255.255.0")
+    addresses.get_by_role("button", name="Set addresses").click()
+    expect(page.get_by_role("alert")).to_contain_text("10.7.0.300")
+
+    page.goto(f"/hosts/{host_id}")
+    addresses = page.get_by_role("form", name="Set addresses")
+    addresses.get_by_label("Network").select_option(label="web-flat")
+    addresses.get_by_label("IPv4 boot protocol").select_option("static")
+    addresses.get_by_label("IPv4 address").fill("10.7.0.1")
+    addresses.get_by_label("Netmask").fill("255.255.255.0")
+    addresses.get_by_label("IPv6 boot protocol").select_option("dhcp")
+    addresses.get_by_role("button", name="Set addresses").click()
+    expect(page).to_have_url(re.compile(rf"/hosts/{host_id}$"))
+    expect(bond.get_by_test_id("addressing")).to_have_text(
+        "IPv4 static 10.7.0.1/255.255.255.0, IPv6 dhcp")
+
+    bond.get_by_role("button", name="Remove bond1").click()
+    expect(page.get_by_role("alert")).to_contain_text("network web-flat rides on it")
+    page.goto(f"/hosts/{host_id}")
+    bond.get_by_role("button", name="Detach web-flat").click()
+    expect(page).to_have_url(re.compile(rf"/hosts/{host_id}$"))
+    bond.get_by_role("button", name="Remove bond1").click()
+    expect(page).to_have_url(re.compile(rf"/hosts/{host_id}$"))
+    expect(page.locator("tr[data-host-bond='bond1']")).to_have_count(0)
+    expect(page.locator("tr[data-host-bond='bond7']")).to_have_count(1)
 
 
 def test_vnic_profiles_added_refused_and_removed(admin: Page, engine: RunningEngine) -> None:

@@ -159,3 +159,75 @@ def test_networks_get_ipv4_by_dhcp_static_ipv6_and_ipv6_autoconf(namespace: str,
             dnsmasq.terminate()
             dnsmasq.wait(timeout=10)
         subprocess.run(["ip", "netns", "del", server], check=False)
+
+
+DHCP6_SCENARIO = r'''
+import asyncio, json, tempfile, time
+from pathlib import Path
+from overt.node.host_nics import link_addresses
+from overt.node.networks import HostNetworks
+from overt.protocol.networks import NetworkWiring
+
+def global6(link):
+    return [a for a in link_addresses().get(link, []) if ":" in a and not a.startswith("fe80:")]
+
+async def main() -> None:
+    nets = HostNetworks(Path(tempfile.mkdtemp()) / "networks.json")
+    await nets.setup([NetworkWiring(name="lan6", bridge="lan6br", nic="data0",
+                                    ipv6_boot_protocol="dhcp")], rollback_after_s=None)
+    deadline = time.monotonic() + 30
+    reported = []
+    while time.monotonic() < deadline:
+        reported = [list(r.addresses) for r in await nets.report() if r.name == "lan6"]
+        if reported and any(":" in a for a in reported[0]):
+            break
+        await asyncio.sleep(0.2)
+    pid_file = nets.state_file.parent / "dhcp" / "lan6br.pid6"
+    seen = {"reported": reported, "client": pid_file.exists()}
+    # Detached from the bridge (the bridge stays: it is the host's), the lease is released.
+    nets.state_file.write_text(json.dumps({
+        k: {**v, "adopted": True} for k, v in json.loads(nets.state_file.read_text()).items()}))
+    await nets.setup([], rollback_after_s=None)
+    seen["after"] = global6("lan6br")
+    seen["client_after"] = pid_file.exists()
+    print(json.dumps(seen))
+
+asyncio.run(main())
+'''
+
+
+def test_a_network_gets_its_ipv6_address_by_dhcpv6(namespace: str, tmp_path: Path) -> None:
+    server = f"{namespace}-srv"
+    subprocess.run(["ip", "netns", "add", server], check=True)
+    dnsmasq = None
+    try:
+        def on_server(*argv: str) -> None:
+            subprocess.run(["ip", "netns", "exec", server, *argv], check=True)
+        subprocess.run(["ip", "netns", "exec", namespace, "ip", "link", "set", "data0p",
+                        "netns", server], check=True)
+        on_server("ip", "-6", "address", "add", "2001:db8:9::1/64", "dev", "data0p", "nodad")
+        on_server("ip", "link", "set", "data0p", "up")
+        dnsmasq = subprocess.Popen(
+            ["ip", "netns", "exec", server, "dnsmasq", "--keep-in-foreground", "--port=0",
+             "--bind-interfaces", "--interface=data0p",
+             "--dhcp-range=2001:db8:9::50,2001:db8:9::60,64",
+             f"--dhcp-leasefile={tmp_path}/leases", f"--pid-file={tmp_path}/dnsmasq.pid",
+             "--conf-file=/dev/null"], stderr=subprocess.DEVNULL)
+        done = subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-c",
+                               DHCP6_SCENARIO], capture_output=True, text=True, timeout=90,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        seen = json.loads(done.stdout.strip().splitlines()[-1])
+        [addresses] = seen["reported"]
+        leased = [a for a in addresses if ":" in a]
+        assert len(leased) == 1, addresses
+        address, prefix = leased[0].split("/")
+        assert prefix == "64"
+        assert 0x50 <= int(address.rsplit(":", 1)[1], 16) <= 0x60, address
+        assert seen["client"] is True
+        assert (seen["after"], seen["client_after"]) == ([], False)  # released
+    finally:
+        if dnsmasq is not None:
+            dnsmasq.terminate()
+            dnsmasq.wait(timeout=10)
+        subprocess.run(["ip", "netns", "del", server], check=False)

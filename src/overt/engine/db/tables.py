@@ -141,6 +141,9 @@ class Host(Base):
     # The host networks as the node last reported them realised (`ReportedNetwork`s);
     # None until a node that manages host networks has reported.
     reported_networks: Mapped[list[Any] | None] = mapped_column(JSON)
+    # The Open vSwitch bonds the node last reported on its switch (`ReportedBond`s); None
+    # as for `reported_networks`.
+    reported_bonds: Mapped[list[Any] | None] = mapped_column(JSON)
     memory_mib: Mapped[int] = mapped_column(default=0)
     free_memory_mib: Mapped[int] = mapped_column(default=0)
     cpu_percent: Mapped[float] = mapped_column(Float, default=0.0)

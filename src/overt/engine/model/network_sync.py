@@ -30,7 +30,7 @@ class WantedNetwork:
     boot_protocol: str  # none / static / dhcp
     address: str | None = None
     netmask: str | None = None
-    ipv6_boot_protocol: str = "none"  # none / static / autoconf
+    ipv6_boot_protocol: str = "none"  # none / static / autoconf / dhcp
     ipv6_address: str | None = None
     ipv6_prefix: int | None = None
 

@@ -258,6 +258,8 @@ async def reconcile(session: AsyncSession, host: Host, state: HostState) -> None
     host.needs_resync = deferred
     if state.networks is not None:
         host.reported_networks = [n.model_dump(mode="json") for n in state.networks]
+    if state.bonds is not None:
+        host.reported_bonds = [b.model_dump(mode="json") for b in state.bonds]
     mark_host_up(session, host)
     await judge_host(session, host)
     del reported

@@ -8,7 +8,8 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from overt.engine.db.tables import HostBond
+from overt.engine.db.tables import Host, HostBond
+from overt.engine.model.bond_sync import BondView, DefinedBond, bond_views, parse_reported
 from overt.protocol.networks import BondWiring
 
 # Linux bonding modes (oVirt's `mode=`) as Open vSwitch's bond modes, with LACP or not.
@@ -31,3 +32,15 @@ def bond_id(host_id: uuid.UUID, name: str) -> uuid.UUID:
 def wiring(bond: HostBond) -> BondWiring:
     mode, lacp = MODES[str(bond.options.get("mode", "1"))]
     return BondWiring(name=bond.name, slaves=tuple(bond.slaves), mode=mode, lacp=lacp)
+
+
+def defined(bond: HostBond) -> DefinedBond:
+    mode, _lacp = MODES[str(bond.options.get("mode", "1"))]
+    return DefinedBond(name=bond.name, mode=mode, slaves=tuple(sorted(bond.slaves)),
+                       options={str(k): str(v) for k, v in bond.options.items()})
+
+
+async def host_bond_views(session: AsyncSession, host: Host) -> list[BondView]:
+    """The host's bonds, defined or reported, with their differences."""
+    rows = await list_bonds(session, host.id)
+    return bond_views([defined(b) for b in rows], parse_reported(host.reported_bonds))

@@ -95,18 +95,15 @@ def plan(host: Host, current: list[HostBond], modified: list[BondInput],
 def check_networks(host: Host, bonds: BondPlan, placed: list[tuple[str, int | None, str]]
                    ) -> None:
     """Networks (name, vlan, nic) only on NICs that are no bond's slave, none on a removed
-    bond, and a VLAN on every network of a bond (its bridge is an OVS one)."""
+    bond. (Two untagged networks on one bond are refused with those on one NIC.)"""
     slaves = {s: name for name, (ss, _o) in bonds.wanted.items() for s in ss}
-    for network, vlan, nic in placed:
+    for network, _vlan, nic in placed:
         if nic in slaves:
             raise InvalidInput(f"network {network} cannot ride on NIC {nic} of host "
                                f"{host.name}: it is a slave of {slaves[nic]}")
         if any(b.name == nic for b in bonds.removed) and nic not in bonds.wanted:
             raise Conflict(f"Cannot remove bond {nic} of host {host.name}: network "
                            f"{network} rides on it.")
-        if nic in bonds.wanted and vlan is None:
-            raise InvalidInput(f"network {network} needs a VLAN to ride on bond {nic} of "
-                               f"host {host.name}")
 
 
 async def apply(session: AsyncSession, host: Host, current: list[HostBond],

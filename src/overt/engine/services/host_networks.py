@@ -51,7 +51,7 @@ class AttachmentInput:
     address: str | None = None
     netmask: str | None = None
     gateway: str | None = None
-    ipv6_boot_protocol: str | None = None  # none / static / autoconf
+    ipv6_boot_protocol: str | None = None  # none / static / autoconf / dhcp
     ipv6_address: str | None = None
     ipv6_prefix: str | None = None
     ipv6_gateway: str | None = None
@@ -126,9 +126,9 @@ Ip6 = tuple[str, str | None, int | None, str | None]
 
 def _check_ip6(data: AttachmentInput, what: str) -> Ip6:
     method = (data.ipv6_boot_protocol or "none").lower()
-    if method not in ("none", "static", "autoconf"):
-        raise InvalidInput(f"{what} IPv6 assignment_method {method!r} is not none, static or "
-                           "autoconf")
+    if method not in ("none", "static", "autoconf", "dhcp"):
+        raise InvalidInput(f"{what} IPv6 assignment_method {method!r} is not none, static, "
+                           "autoconf or dhcp")
     if method != "static":
         return method, None, None, None
     if not data.ipv6_address or not data.ipv6_prefix:
@@ -196,6 +196,10 @@ async def setup_networks(session: AsyncSession, jobs: JobSubmitter, host_id: uui
             old = existing[0]  # an assignment of one family leaves the other as it was
             ip6 = (old.ipv6_boot_protocol, old.ipv6_address, old.ipv6_prefix, old.ipv6_gateway)
         wanted[network.id] = (existing[0] if existing else None, network, nic.name, ip, ip6)
+    for _, placed, on, _, _ in wanted.values():
+        if is_management(placed) and on in bonds.wanted:
+            raise InvalidInput(f"the management network {placed.name} cannot move onto bond "
+                               f"{on} of host {host.name}: it keeps the node's own bridge")
     _check_layout(host, [(n, nic) for _, n, nic, _, _ in wanted.values()])
     host_bonds.check_networks(host, bonds, [(n.name, n.vlan_id, nic)
                                             for _, n, nic, _, _ in wanted.values()])

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from overt.node.errors import NodeFailure
 from overt.protocol.errors import ErrorCode
-from overt.protocol.host import ReportedNetwork
+from overt.protocol.host import ReportedBond, ReportedBondSlave, ReportedNetwork
 from overt.protocol.networks import BondWiring, NetworkSetup, NetworkWiring
 
 _DEFAULT_MTU = 1500
@@ -19,6 +19,7 @@ class SimulatedHostNetworks:
 
     def __init__(self) -> None:
         self.carried: dict[str, ReportedNetwork] = {}
+        self.bonds: dict[str, ReportedBond] = {}
         # A network whose setup cuts the host off from the engine (a test sets it): with the
         # connectivity check the change is undone at once and its confirmation fails.
         self.cuts_off: str | None = None
@@ -36,6 +37,12 @@ class SimulatedHostNetworks:
             name=w.name, bridge=w.bridge, nic=w.nic, vlan=w.vlan, mtu=w.mtu or _DEFAULT_MTU,
             addresses=(w.address,) if w.boot_protocol == "static" and w.address else ())
             for w in wanted}
+        self.bonds = {b.name: self.bonds[b.name] if b.name in self.bonds and _same(
+            self.bonds[b.name], b) else ReportedBond(
+            name=b.name, mode=b.mode, lacp="configured" if b.lacp != "off" else "off",
+            slaves=tuple(ReportedBondSlave(name=s, link_up=True) for s in sorted(b.slaves)),
+            active_slave=sorted(b.slaves)[0] if b.mode == "active-backup" else None)
+            for b in bonds}
         return NetworkSetup(carried=tuple(sorted(self.carried)), removed=tuple(removed))
 
     async def commit(self) -> NetworkSetup:
@@ -47,8 +54,28 @@ class SimulatedHostNetworks:
     async def report(self) -> tuple[ReportedNetwork, ...]:
         return tuple(self.carried[name] for name in sorted(self.carried))
 
+    async def report_bonds(self) -> tuple[ReportedBond, ...]:
+        return tuple(self.bonds[name] for name in sorted(self.bonds))
+
     async def close(self) -> None:
         return None
+
+    def link_down(self, slave: str) -> None:
+        """A bond slave loses its carrier: an active-backup bond fails over to another."""
+        for name, bond in self.bonds.items():
+            if slave not in {s.name for s in bond.slaves}:
+                continue
+            slaves = tuple(s.model_copy(update={"link_up": False}) if s.name == slave else s
+                           for s in bond.slaves)
+            active = bond.active_slave
+            if active == slave:
+                active = next((s.name for s in slaves if s.link_up), None)
+            self.bonds[name] = bond.model_copy(update={"slaves": slaves,
+                                                       "active_slave": active})
+
+    def add_bond(self, bond: ReportedBond) -> None:
+        """A bond made on the host behind the engine's back."""
+        self.bonds[bond.name] = bond
 
     def drift(self, name: str, **changes: object) -> None:
         """Change how network `name` is realised (vlan, mtu, addresses) without the engine."""
@@ -57,3 +84,8 @@ class SimulatedHostNetworks:
     def lose(self, name: str) -> None:
         """The network's bridge is gone from the host."""
         self.carried.pop(name, None)
+
+
+def _same(reported: ReportedBond, wanted: BondWiring) -> bool:
+    return (reported.mode == wanted.mode
+            and {s.name for s in reported.slaves} == set(wanted.slaves))

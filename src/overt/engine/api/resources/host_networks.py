@@ -41,6 +41,8 @@ def attachment_view(host: Host, a: HostNetworkAttachment, network: Network) -> R
         if a.ipv6_boot_protocol == "static":
             assignment6["ip"] = {"address": a.ipv6_address, "netmask": str(a.ipv6_prefix),
                                  "gateway": a.ipv6_gateway, "version": "v6"}
+        else:  # dhcp or autoconf: the family says which one it is
+            assignment6["ip"] = {"version": "v6"}
         assignments.append(assignment6)
     if assignments:
         rep["ip_address_assignments"] = {"ip_address_assignment": assignments}

@@ -12,7 +12,8 @@ from overt.engine.api.resources.common import action_done, action_params
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.views import ref
 from overt.engine.api.wire.render import Representation
-from overt.engine.db.tables import Host, HostBond
+from overt.engine.db.tables import Host
+from overt.engine.model.bond_sync import BondView, parse_reported, slave_links
 from overt.engine.model.errors import NotFound
 from overt.engine.queries import host_bonds, lookup
 from overt.engine.services import host_facts
@@ -20,14 +21,14 @@ from overt.engine.services import host_facts
 routes = ApiRoutes()
 
 
-def _nic_view(host: Host, nic: host_facts.HostNic) -> Representation:
+def _nic_view(host: Host, nic: host_facts.HostNic, link_up: bool | None) -> Representation:
     return {
         "href": href("hosts", host.id, "nics", nic.id), "id": str(nic.id), "name": nic.name,
         "mac": {"address": nic.mac} if nic.mac else None,
         "ip": _ip(nic.addresses, "v4"), "ipv6": _ip(nic.addresses, "v6"),
         "bridged": nic.bridged, "mtu": nic.mtu,
         "speed": nic.speed_mbps * 1_000_000 if nic.speed_mbps else None,
-        "status": "up", "host": ref("hosts", host.id),
+        "status": "down" if link_up is False else "up", "host": ref("hosts", host.id),
     }
 
 
@@ -44,25 +45,40 @@ def _ip(addresses: tuple[str, ...], version: str) -> Representation | None:
     return None
 
 
-def _bond_view(host: Host, bond: HostBond) -> Representation:
-    """A bond as oVirt shows it: a host NIC with its bonding options and slaves."""
+def _slave_ref(host: Host, name: str) -> Representation:
+    slave_id = uuid.uuid5(host.id, name)
+    return {"href": href("hosts", host.id, "nics", slave_id), "id": str(slave_id), "name": name}
+
+
+def _bond_view(host: Host, bond: BondView) -> Representation:
+    """A bond as oVirt shows it (a host NIC with its bonding options, slaves and active
+    slave), the slaves and active slave as the node reports them; `properties` say whether
+    the node has it as defined and what differs."""
     nic_id = host_bonds.bond_id(host.id, bond.name)
+    active = bond.reported.active_slave if bond.reported else None
+    properties = [{"name": "in_sync", "value": str(bond.in_sync).lower()}]
+    for name, expected, actual in bond.differences:
+        properties += [{"name": f"expected_{name}", "value": expected or "(none)"},
+                       {"name": f"reported_{name}", "value": actual or "(none)"}]
     return {
         "href": href("hosts", host.id, "nics", nic_id), "id": str(nic_id), "name": bond.name,
         "bonding": {
             "options": {"option": [{"name": k, "value": v}
                                    for k, v in sorted(bond.options.items())]},
-            "slaves": {"host_nic": [
-                {"href": href("hosts", host.id, "nics", uuid.uuid5(host.id, s)),
-                 "id": str(uuid.uuid5(host.id, s)), "name": s} for s in bond.slaves]}},
-        "bridged": False, "status": "up", "host": ref("hosts", host.id),
+            "slaves": {"host_nic": [_slave_ref(host, s) for s in bond.slaves]},
+            "active_slave": _slave_ref(host, active) if active else None},
+        "properties": {"property": properties},
+        "bridged": False, "status": "down" if bond.link_up is False else "up",
+        "host": ref("hosts", host.id),
     }
 
 
 async def _views(ctx: ApiContext, host: Host) -> list[tuple[uuid.UUID, Representation]]:
-    nics = [(nic.id, _nic_view(host, nic)) for nic in host_facts.host_nics(host)]
+    links = slave_links(parse_reported(host.reported_bonds))
+    nics = [(nic.id, _nic_view(host, nic, links.get(nic.name)))
+            for nic in host_facts.host_nics(host)]
     bonds = [(host_bonds.bond_id(host.id, b.name), _bond_view(host, b))
-             for b in await host_bonds.list_bonds(ctx.session, host.id)]
+             for b in await host_bonds.host_bond_views(ctx.session, host)]
     return nics + bonds
 
 

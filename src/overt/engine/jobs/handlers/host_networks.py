@@ -72,7 +72,7 @@ async def setup_networks(ctx: JobContext, spec: SetupHostNetworks) -> dict[str, 
             address=f"{a.address}/{_prefix(a.netmask)}" if a.address else None,
             gateway=a.gateway,
             ipv6_boot_protocol=a.ipv6_boot_protocol
-            if a.ipv6_boot_protocol in ("static", "autoconf") else "none",
+            if a.ipv6_boot_protocol in ("static", "autoconf", "dhcp") else "none",
             ipv6_address=f"{a.ipv6_address}/{a.ipv6_prefix}" if a.ipv6_address else None,
             ipv6_gateway=a.ipv6_gateway) for a, n in rows)
         bonds = tuple(host_bonds.wiring(b) for b in await host_bonds.list_bonds(session, host_id))
