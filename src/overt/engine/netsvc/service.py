@@ -20,6 +20,8 @@ from overt.engine.netsvc.configs import DnsmasqFiles, render_chrony, render_dnsm
 from overt.engine.netsvc.daemon import ChildDaemon, reap_stale
 from overt.engine.netsvc.inventory import Inventory, read_inventory
 from overt.engine.netsvc.plan import PlanError, ServicesPlan
+from overt.engine.netsvc.pxe import prepare_tftp_root
+from overt.lab.guest import build_guest_image
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +67,28 @@ class NetworkServices:
     def network_dir(self, name: str) -> Path:
         return self.state_dir / name
 
+    @property
+    def tftp_root(self) -> Path:
+        return self.state_dir / "tftp"
+
+    def _prepare_network_boot(self) -> None:
+        """The boot entry's files in the TFTP root; the test guest's unless the plan names
+        others (built from Debian packages once, then cached)."""
+        entry = self.plan.boot
+        if entry.kernel is not None and entry.initrd is not None:
+            kernel, initrd = entry.kernel, entry.initrd
+        else:
+            image = build_guest_image()
+            kernel, initrd = image.kernel, image.initrd
+        prepare_tftp_root(self.tftp_root, kernel, initrd, entry)
+        log.info("network boot: serving %s with %s (%s)", kernel, initrd, self.tftp_root)
+
     async def start(self) -> None:
         """Write every file and start the daemons."""
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         dnsmasq = _program("dnsmasq")
+        if self.plan.serves_pxe:
+            await asyncio.to_thread(self._prepare_network_boot)
         await self.refresh(start=False)
         for net in self.plan.networks:
             directory = self.network_dir(net.name)
@@ -132,7 +152,7 @@ class NetworkServices:
         net = self.plan.network(name)
         assert net is not None
         return render_dnsmasq(self.plan, net, inventory, addresses, self.network_dir(name),
-                              user=self._user, group=self._group)
+                              user=self._user, group=self._group, tftp_root=self.tftp_root)
 
     async def run(self) -> None:
         await self.start()
