@@ -26,6 +26,7 @@ from overt.engine.queries.vm_spec import CONSOLE_LOG_DIR
 from overt.lab import netns
 from overt.lab.guest import BOOT_MARKER
 from tests.support.demo import Demo, wait_until
+from tests.support.engine import free_port
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 MIB = 2**20
@@ -350,7 +351,8 @@ def _network_services_on_a_bridge(demo: Demo, token: str) -> Iterator[tuple[str,
     state = demo.data_dir.parent / "netsvc-pxe"
     plan = parse_plan({
         "domain": "overt.test", "upstream_dns": [], "ntp": False, "refresh_s": 1,
-        "pxe": {"cmdline": f"console=ttyS0,115200 panic=-1 loglevel=6 overt.pxe={token}"},
+        "pxe": {"cmdline": f"console=ttyS0,115200 panic=-1 loglevel=6 overt.pxe={token}",
+                "http_port": free_port()},
         "networks": [{"name": bridge, "subnet": str(subnet),
                       "address": str(subnet.network_address + 1),
                       "dhcp_range": f"{subnet.network_address + 100}-{subnet.network_address + 150}",
@@ -427,7 +429,7 @@ def test_a_vm_boots_from_the_network_into_the_image_the_engine_serves(demo: Demo
             leases = (state / bridge / "leases").read_text()
             assert nic.mac.address in leases  # its address came from the engine's dnsmasq
             tftp_log = (state / bridge / "dnsmasq.log").read_text(errors="replace")
-            assert "sent" in tftp_log and "vmlinuz" in tftp_log
+            assert "boot.ipxe" in tftp_log  # the script by TFTP; the files by HTTP
 
             service.stop()
             wait_until(lambda: status_of(conn, vm.id) == types.VmStatus.DOWN, 60,

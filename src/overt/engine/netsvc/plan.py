@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from overt.config import SettingsError
-from overt.engine.netsvc.pxe import DEFAULT_CMDLINE, BootEntry
+from overt.engine.netsvc.pxe import DEFAULT_CMDLINE, DEFAULT_HTTP_PORT, BootEntry
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -95,7 +95,7 @@ _PLAN_KEYS = {"domain", "networks", "engine_name", "upstream_dns", "ntp_servers"
               "refresh_s", "gateway_port", "pxe"}
 _NETWORK_KEYS = {"name", "interface", "subnet", "address", "gateway", "dhcp_range",
                  "reserved_range", "data_center", "lease_time", "pxe"}
-_BOOT_KEYS = {"kernel", "initrd", "cmdline"}
+_BOOT_KEYS = {"kernel", "initrd", "cmdline", "http_port"}
 
 
 def _unknown(raw: dict[str, Any], known: set[str], where: str) -> None:
@@ -161,7 +161,12 @@ def _boot_entry(raw: object) -> BootEntry:
     cmdline = str(raw.get("cmdline", DEFAULT_CMDLINE))
     if "\n" in cmdline or "\r" in cmdline:
         raise PlanError("[pxe] cmdline must be one line")
-    return BootEntry(kernel=paths.get("kernel"), initrd=paths.get("initrd"), cmdline=cmdline)
+    port = raw.get("http_port", DEFAULT_HTTP_PORT)
+    if port is not False and (not isinstance(port, int) or isinstance(port, bool)
+                              or not 0 < port < 65536):
+        raise PlanError(f"[pxe] http_port must be a port number or false, got {port!r}")
+    return BootEntry(kernel=paths.get("kernel"), initrd=paths.get("initrd"), cmdline=cmdline,
+                     http_port=port or None)
 
 
 def parse_plan(raw: dict[str, Any], *, gateway_port: int = 8444) -> ServicesPlan:

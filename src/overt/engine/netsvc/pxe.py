@@ -22,6 +22,7 @@ IPXE_TAG = "ipxe"  # the dnsmasq tag of a client that is already iPXE (DHCP opti
 # The test guest, talking on its first serial port; `overt.boot=network` tells whoever
 # reads the console how it booted.
 DEFAULT_CMDLINE = "console=ttyS0,115200 panic=-1 loglevel=6 consoleblank=0 overt.boot=network"
+DEFAULT_HTTP_PORT = 8480
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,15 @@ class BootEntry:
     kernel: Path | None = None
     initrd: Path | None = None
     cmdline: str = DEFAULT_CMDLINE
+    http_port: int | None = DEFAULT_HTTP_PORT  # None: the files over TFTP only (slower)
 
 
 def ipxe_script(entry: BootEntry) -> str:
-    """The iPXE script; names relative to the script's own TFTP address."""
-    return (f"#!ipxe\necho Overt network boot\nkernel {KERNEL} {entry.cmdline}\n"
-            f"initrd {INITRD}\nboot\n")
+    """The iPXE script: the files from the engine's HTTP server on the address that gave
+    the script (`${next-server}`), or else by TFTP, relative to the script."""
+    base = f"http://${{next-server}}:{entry.http_port}/" if entry.http_port else ""
+    return (f"#!ipxe\necho Overt network boot\nkernel {base}{KERNEL} {entry.cmdline}\n"
+            f"initrd {base}{INITRD}\nboot\n")
 
 
 def dnsmasq_lines(tftp_root: Path) -> list[str]:

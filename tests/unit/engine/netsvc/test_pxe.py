@@ -37,7 +37,7 @@ def test_a_pxe_network_serves_tftp_and_the_ipxe_script(tmp_path: Path) -> None:
     plan = parse_plan(_plan({"kernel": str(kernel), "initrd": str(initrd),
                              "cmdline": "console=ttyS0 marker=1"}, pxe=True))
     assert plan.serves_pxe and plan.networks[0].pxe
-    assert plan.boot == BootEntry(kernel, initrd, "console=ttyS0 marker=1")
+    assert plan.boot == BootEntry(kernel, initrd, "console=ttyS0 marker=1", 8480)
     root = tmp_path / "tftp"
     main = render_dnsmasq(plan, plan.networks[0], Inventory((), ()), {}, tmp_path,
                           user="root", group="root", tftp_root=root).main.splitlines()
@@ -58,7 +58,7 @@ def test_a_network_without_pxe_serves_no_boot(tmp_path: Path) -> None:
 def test_the_tftp_root_holds_the_entry_and_follows_its_changes(tmp_path: Path) -> None:
     kernel, initrd = _files(tmp_path)
     root = tmp_path / "tftp"
-    entry = BootEntry(kernel, initrd, "console=ttyS0 a=1")
+    entry = BootEntry(kernel, initrd, "console=ttyS0 a=1", http_port=None)
     prepare_tftp_root(root, kernel, initrd, entry)
     assert (root / "vmlinuz").read_bytes() == b"kernel"
     assert (root / "initrd.img").read_bytes() == b"initrd"
@@ -66,6 +66,10 @@ def test_the_tftp_root_holds_the_entry_and_follows_its_changes(tmp_path: Path) -
     assert ipxe_script(entry).splitlines() == [
         "#!ipxe", "echo Overt network boot", "kernel vmlinuz console=ttyS0 a=1",
         "initrd initrd.img", "boot"]
+    over_http = BootEntry(kernel, initrd, "console=ttyS0 a=1", http_port=8480)
+    assert ipxe_script(over_http).splitlines()[2:4] == [
+        "kernel http://${next-server}:8480/vmlinuz console=ttyS0 a=1",
+        "initrd http://${next-server}:8480/initrd.img"]
     kernel.write_bytes(b"kernel, version 2")
     changed = BootEntry(kernel, initrd, "console=ttyS0 a=2")
     prepare_tftp_root(root, kernel, initrd, changed)
@@ -79,6 +83,8 @@ def test_the_tftp_root_holds_the_entry_and_follows_its_changes(tmp_path: Path) -
     ({"image": "debian"}, "unknown setting image"),
     ({"cmdline": "a\nb"}, "one line"),
     ("yes", "must be a table"),
+    ({"http_port": 70000}, "http_port"),
+    ({"http_port": "80"}, "http_port"),
 ])
 def test_bad_boot_entries_are_refused(pxe: object, message: str) -> None:
     with pytest.raises(PlanError, match=message):
@@ -94,3 +100,7 @@ def test_half_a_boot_entry_is_refused(tmp_path: Path) -> None:
 def test_pxe_on_a_network_is_a_flag() -> None:
     with pytest.raises(PlanError, match="pxe must be true or false"):
         parse_plan(_plan(None, pxe="yes"))
+
+
+def test_http_can_be_turned_off() -> None:
+    assert parse_plan(_plan({"http_port": False})).boot.http_port is None
