@@ -17,6 +17,7 @@ from overt.cli import (
     notify,
     pki,
     simulate,
+    snmp,
     storage,
     vm,
 )
@@ -45,6 +46,7 @@ app.add_typer(disk.app, name="disk")
 app.add_typer(iso.app, name="iso")
 app.add_typer(pki.app, name="pki")
 app.add_typer(notify.app, name="notify")
+app.add_typer(snmp.app, name="snmp")
 app.add_typer(access.user_app, name="user")
 app.add_typer(access.permission_app, name="permission")
 app.add_typer(access.auth_app, name="auth")
