@@ -228,9 +228,11 @@ def _backing_of(image: Path) -> str | None:
 # One database is enough here: the copies are the node's; the demo of the sqlite run is shared.
 @pytest.mark.parametrize("demo", ["sqlite"], indirect=True)
 def test_a_template_from_a_vm_a_thin_vm_and_a_clone_that_boots(demo: Demo) -> None:
-    """Through the SDK: a template made from a down VM (its disk copied, flattened), a thin
-    VM of that template (a qcow2 layer over the template's disk) and a clone of the thin VM
-    (a disk of its own), which boots the test guest under QEMU."""
+    """Through the SDK: a template made from a down VM (its disk copied, flattened; its
+    cloud-init kept), a thin VM of that template (a qcow2 layer over the template's disk; the
+    template's cloud-init) and a clone of the thin VM (a disk of its own), which boots the
+    test guest under QEMU and comes up configured: the guest's NoCloud reader shows the
+    host name, user and key from inside, and the drive carries the custom script."""
     conn = demo.connect()
     system = conn.system_service()
     vms, templates = system.vms_service(), system.templates_service()
@@ -248,14 +250,21 @@ def test_a_template_from_a_vm_a_thin_vm_and_a_clone_that_boots(demo: Demo) -> No
         return next(demo.images_dir.rglob(f"{disk_id}.*"))
     template = None
     try:
-        source = vms.add(types.Vm(name="e2e-tpl-src", cluster=types.Cluster(name="Default"),
-                                  template=types.Template(name="test-guest"), memory=256 * MIB))
+        script = "runcmd:\n  - [touch, /tmp/configured-from-the-template]"
+        source = vms.add(types.Vm(
+            name="e2e-tpl-src", cluster=types.Cluster(name="Default"),
+            template=types.Template(name="test-guest"), memory=256 * MIB,
+            initialization=types.Initialization(
+                host_name="tpl-web1", user_name="carol", authorized_ssh_keys=CLOUD_INIT_KEY,
+                custom_script=script)))
         made.append(source.id)
         source_disk = disk_of(source.id)
         wait_until(lambda: ready(source_disk.id), 60, "the source VM's disk")
         template = templates.add(types.Template(name="e2e-tpl", vm=types.Vm(id=source.id)))
         wait_until(lambda: templates.template_service(template.id).get().status
                    == types.TemplateStatus.OK, 120, "the template to be ok")
+        assert templates.template_service(template.id).get().initialization.host_name == \
+            "tpl-web1"
         [attachment] = templates.template_service(template.id).disk_attachments_service().list()
         assert attachment.bootable
         template_image = image(attachment.disk.id)
@@ -264,6 +273,7 @@ def test_a_template_from_a_vm_a_thin_vm_and_a_clone_that_boots(demo: Demo) -> No
         thin = vms.add(types.Vm(name="e2e-tpl-thin", cluster=types.Cluster(name="Default"),
                                 template=types.Template(id=template.id)))
         made.append(thin.id)
+        assert vms.vm_service(thin.id).get().initialization.user_name == "carol"
         thin_disk = disk_of(thin.id)
         wait_until(lambda: ready(thin_disk.id), 60, "the thin VM's disk")
         assert Path(str(_backing_of(image(thin_disk.id)))).resolve() == template_image.resolve()
@@ -282,6 +292,15 @@ def test_a_template_from_a_vm_a_thin_vm_and_a_clone_that_boots(demo: Demo) -> No
         serial = Path(CONSOLE_LOG_DIR) / f"{clone.id}.log"
         wait_until(lambda: serial.exists() and BOOT_MARKER in serial.read_text(), 30,
                    "the clone's boot marker")
+        drive = Path("/var/lib/overt/config-drives") / f"{clone.id}.iso"
+        assert script.encode() in drive.read_bytes()  # the user-data, as given
+        wait_until(lambda: "nocloud: done" in serial.read_text(), 40,
+                   "the guest to read its cloud-init drive")
+        console = serial.read_text()
+        assert "overt-test-guest: nocloud: hostname tpl-web1" in console
+        assert "overt-test-guest: nocloud: user carol" in console
+        assert ("overt-test-guest: nocloud: /home/carol/.ssh/authorized_keys: "
+                f"{CLOUD_INIT_KEY}") in console
         service.stop()
         wait_until(lambda: status_of(conn, clone.id) == types.VmStatus.DOWN, 60, "the clone down")
     finally:
