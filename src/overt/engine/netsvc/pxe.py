@@ -48,6 +48,8 @@ def dnsmasq_lines(tftp_root: Path) -> list[str]:
     return [
         "enable-tftp", f"tftp-root={tftp_root}",
         f"dhcp-match=set:{IPXE_TAG},175",
+        # iPXE's no-proxydhcp: there is no ProxyDHCP server to wait for (it waits seconds)
+        "dhcp-option=encap:175,176,1b",
         f"dhcp-boot=tag:{IPXE_TAG},{SCRIPT}",
         f"dhcp-boot=tag:!{IPXE_TAG},{CHAIN}",
     ]

@@ -42,6 +42,7 @@ def test_a_pxe_network_serves_tftp_and_the_ipxe_script(tmp_path: Path) -> None:
     main = render_dnsmasq(plan, plan.networks[0], Inventory((), ()), {}, tmp_path,
                           user="root", group="root", tftp_root=root).main.splitlines()
     for line in ("enable-tftp", f"tftp-root={root}", "dhcp-match=set:ipxe,175",
+                 "dhcp-option=encap:175,176,1b",
                  "dhcp-boot=tag:ipxe,boot.ipxe", "dhcp-boot=tag:!ipxe,undionly.kpxe"):
         assert line in main
 
