@@ -36,6 +36,7 @@ AREAS: dict[str, tuple[str, str]] = {
     "iso": ("overt.cli.iso", "app"),
     "pki": ("overt.cli.pki", "app"),
     "notify": ("overt.cli.notify", "app"),
+    "snmp": ("overt.cli.snmp", "app"),
     "user": ("overt.cli.access", "user_app"),
     "permission": ("overt.cli.access", "permission_app"),
     "auth": ("overt.cli.access", "auth_app"),

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -148,6 +149,23 @@ class ImageioDaemon:
 
     async def extend_ticket(self, ticket_id: str, timeout_s: int) -> None:
         await self._control("PATCH", f"/tickets/{ticket_id}", {"timeout": timeout_s})
+
+    async def read_head(self, ticket_id: str, length: int) -> bytes:
+        """The first `length` bytes of a ticket's image, read as a client would (through
+        the ticket, so a node's volume is read through the proxy): what an upload wrote."""
+        wildcard = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104
+        host = wildcard.get(self.address, self.address)
+        context = ssl.create_default_context(cafile=str(self.files.ca_file))
+        context.check_hostname = False  # our own daemon, on this machine: the CA suffices
+        url = f"https://{f'[{host}]' if ':' in host else host}:{self._port}/images/{ticket_id}"
+        try:
+            async with httpx.AsyncClient(verify=context, timeout=60) as client:
+                reply = await client.get(url, headers={"Range": f"bytes=0-{length - 1}"})
+        except httpx.HTTPError as exc:
+            raise self.fail(f"The image data server could not be read: {exc}") from None
+        if reply.status_code not in (200, 206):
+            raise self.fail(f"The image data server refused a read: {reply.status_code}")
+        return reply.content[:length]
 
     async def remove_ticket(self, ticket_id: str) -> None:
         if self._process is not None:

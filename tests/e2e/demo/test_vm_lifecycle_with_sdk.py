@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ipaddress
 import json
+import secrets
 import subprocess
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,9 +18,15 @@ import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
 
+from overt.config import EngineSettings
+from overt.engine.db.database import Database
+from overt.engine.netsvc.plan import parse_plan
+from overt.engine.netsvc.service import NetworkServices
 from overt.engine.queries.vm_spec import CONSOLE_LOG_DIR
+from overt.lab import netns
 from overt.lab.guest import BOOT_MARKER
 from tests.support.demo import Demo, wait_until
+from tests.support.engine import free_port
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 MIB = 2**20
@@ -217,9 +228,11 @@ def _backing_of(image: Path) -> str | None:
 # One database is enough here: the copies are the node's; the demo of the sqlite run is shared.
 @pytest.mark.parametrize("demo", ["sqlite"], indirect=True)
 def test_a_template_from_a_vm_a_thin_vm_and_a_clone_that_boots(demo: Demo) -> None:
-    """Through the SDK: a template made from a down VM (its disk copied, flattened), a thin
-    VM of that template (a qcow2 layer over the template's disk) and a clone of the thin VM
-    (a disk of its own), which boots the test guest under QEMU."""
+    """Through the SDK: a template made from a down VM (its disk copied, flattened; its
+    cloud-init kept), a thin VM of that template (a qcow2 layer over the template's disk; the
+    template's cloud-init) and a clone of the thin VM (a disk of its own), which boots the
+    test guest under QEMU and comes up configured: the guest's NoCloud reader shows the
+    host name, user and key from inside, and the drive carries the custom script."""
     conn = demo.connect()
     system = conn.system_service()
     vms, templates = system.vms_service(), system.templates_service()
@@ -237,14 +250,21 @@ def test_a_template_from_a_vm_a_thin_vm_and_a_clone_that_boots(demo: Demo) -> No
         return next(demo.images_dir.rglob(f"{disk_id}.*"))
     template = None
     try:
-        source = vms.add(types.Vm(name="e2e-tpl-src", cluster=types.Cluster(name="Default"),
-                                  template=types.Template(name="test-guest"), memory=256 * MIB))
+        script = "runcmd:\n  - [touch, /tmp/configured-from-the-template]"
+        source = vms.add(types.Vm(
+            name="e2e-tpl-src", cluster=types.Cluster(name="Default"),
+            template=types.Template(name="test-guest"), memory=256 * MIB,
+            initialization=types.Initialization(
+                host_name="tpl-web1", user_name="carol", authorized_ssh_keys=CLOUD_INIT_KEY,
+                custom_script=script)))
         made.append(source.id)
         source_disk = disk_of(source.id)
         wait_until(lambda: ready(source_disk.id), 60, "the source VM's disk")
         template = templates.add(types.Template(name="e2e-tpl", vm=types.Vm(id=source.id)))
         wait_until(lambda: templates.template_service(template.id).get().status
                    == types.TemplateStatus.OK, 120, "the template to be ok")
+        assert templates.template_service(template.id).get().initialization.host_name == \
+            "tpl-web1"
         [attachment] = templates.template_service(template.id).disk_attachments_service().list()
         assert attachment.bootable
         template_image = image(attachment.disk.id)
@@ -253,6 +273,7 @@ def test_a_template_from_a_vm_a_thin_vm_and_a_clone_that_boots(demo: Demo) -> No
         thin = vms.add(types.Vm(name="e2e-tpl-thin", cluster=types.Cluster(name="Default"),
                                 template=types.Template(id=template.id)))
         made.append(thin.id)
+        assert vms.vm_service(thin.id).get().initialization.user_name == "carol"
         thin_disk = disk_of(thin.id)
         wait_until(lambda: ready(thin_disk.id), 60, "the thin VM's disk")
         assert Path(str(_backing_of(image(thin_disk.id)))).resolve() == template_image.resolve()
@@ -271,6 +292,15 @@ def test_a_template_from_a_vm_a_thin_vm_and_a_clone_that_boots(demo: Demo) -> No
         serial = Path(CONSOLE_LOG_DIR) / f"{clone.id}.log"
         wait_until(lambda: serial.exists() and BOOT_MARKER in serial.read_text(), 30,
                    "the clone's boot marker")
+        drive = Path("/var/lib/overt/config-drives") / f"{clone.id}.iso"
+        assert script.encode() in drive.read_bytes()  # the user-data, as given
+        wait_until(lambda: "nocloud: done" in serial.read_text(), 40,
+                   "the guest to read its cloud-init drive")
+        console = serial.read_text()
+        assert "overt-test-guest: nocloud: hostname tpl-web1" in console
+        assert "overt-test-guest: nocloud: user carol" in console
+        assert ("overt-test-guest: nocloud: /home/carol/.ssh/authorized_keys: "
+                f"{CLOUD_INIT_KEY}") in console
         service.stop()
         wait_until(lambda: status_of(conn, clone.id) == types.VmStatus.DOWN, 60, "the clone down")
     finally:
@@ -325,3 +355,114 @@ def test_a_disk_uploaded_with_the_sdk_flow_downloads_back_identical(demo: Demo,
     finally:
         disks.disk_service(disk.id).remove()
         conn.close()
+
+
+@contextlib.contextmanager
+def _network_services_on_a_bridge(demo: Demo, token: str) -> Iterator[tuple[str, Path]]:
+    """A bridge of this test's own (the network's name is the bridge's), served by the
+    engine's network services (dnsmasq with DHCP and TFTP) with the test guest as the boot
+    entry: the `netsvc` part, run here against the demo's database. Yields the bridge and
+    the network services' directory."""
+    bridge = f"ovpxe{secrets.token_hex(2)}"
+    subnet = ipaddress.IPv4Network(f"10.233.{secrets.randbelow(250) + 1}.0/24")
+    netns.ensure_bridge(bridge)
+    netns.ensure_address(bridge, ipaddress.IPv4Interface(f"{subnet.network_address + 1}/24"))
+    state = demo.data_dir.parent / "netsvc-pxe"
+    plan = parse_plan({
+        "domain": "overt.test", "upstream_dns": [], "ntp": False, "refresh_s": 1,
+        "pxe": {"cmdline": f"console=ttyS0,115200 panic=-1 loglevel=6 overt.pxe={token}",
+                "http_port": free_port()},
+        "networks": [{"name": bridge, "subnet": str(subnet),
+                      "address": str(subnet.network_address + 1),
+                      "dhcp_range": f"{subnet.network_address + 100}-{subnet.network_address + 150}",
+                      "reserved_range": f"{subnet.network_address + 10}-"
+                                        f"{subnet.network_address + 50}", "pxe": True}]})
+    db = Database(EngineSettings(data_dir=demo.data_dir, db=demo.db).database_url())
+    services = NetworkServices(db, plan, state)
+    loop = asyncio.new_event_loop()
+
+    async def serve() -> None:
+        with contextlib.suppress(asyncio.CancelledError):  # how the test stops them
+            await services.run()
+    task = loop.create_task(serve())
+    thread = threading.Thread(target=loop.run_until_complete, args=(task,), daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: task.done() or services.dnsmasq, 120, "the network services to start")
+        if task.done():
+            raise AssertionError(f"the network services stopped: {task.exception()!r}")
+        yield bridge, state
+    finally:
+        loop.call_soon_threadsafe(task.cancel)
+        thread.join(timeout=30)
+        loop.run_until_complete(db.dispose())
+        loop.close()
+        netns.delete_links([bridge])
+
+
+# On the embedded database only: the network services read the database the same way on
+# every variant, and the boot is the node's and QEMU's business.
+@pytest.mark.parametrize("demo", ["sqlite"], indirect=True)
+def test_a_vm_boots_from_the_network_into_the_image_the_engine_serves(demo: Demo) -> None:
+    """`os.boot.devices` = [network, hd] on a VM with no disk: QEMU's iPXE boot ROM gets its
+    address and `boot.ipxe` from the engine's dnsmasq, loads the test guest's kernel and
+    initramfs over TFTP, and the guest's console shows the command line only the engine's
+    boot entry gives (a token of this test's own)."""
+    token = secrets.token_hex(4)
+    conn = demo.connect()
+    system = conn.system_service()
+    vms = system.vms_service()
+    vm: types.Vm | None = None
+    network: types.Network | None = None
+    with _network_services_on_a_bridge(demo, token) as (bridge, state):
+        try:
+            network = system.networks_service().add(types.Network(
+                name=bridge, data_center=types.DataCenter(name="Default")))
+            cluster = system.clusters_service().list(search="name=Default")[0]
+            system.clusters_service().cluster_service(cluster.id).networks_service().add(
+                types.Network(id=network.id, required=False))
+            profile = next(p for p in system.vnic_profiles_service().list() if p.name == bridge)
+            vm = vms.add(types.Vm(
+                name=f"e2e-pxe-{token}", cluster=types.Cluster(name="Default"),
+                template=types.Template(name="Blank"), memory=256 * MIB,
+                os=types.OperatingSystem(boot=types.Boot(
+                    devices=[types.BootDevice.NETWORK, types.BootDevice.HD]))))
+            service = vms.vm_service(vm.id)
+            assert [d for d in service.get().os.boot.devices] == [
+                types.BootDevice.NETWORK, types.BootDevice.HD]
+            assert service.disk_attachments_service().list() == []
+            nic = service.nics_service().add(types.Nic(
+                name="nic1", vnic_profile=types.VnicProfile(id=profile.id)))
+            dhcp_hosts = state / bridge / "dhcp-hosts"
+            wait_until(lambda: nic.mac.address in dhcp_hosts.read_text(), 30,
+                       "the network services to publish the VM's NIC")
+
+            service.start()
+            wait_until(lambda: status_of(conn, vm.id) == types.VmStatus.UP, 90,
+                       "the VM to be up")
+            serial = Path(CONSOLE_LOG_DIR) / f"{vm.id}.log"
+            wait_until(lambda: serial.exists() and BOOT_MARKER in serial.read_text(), 120,
+                       "the network-booted guest's boot marker")
+            console = serial.read_text(errors="replace")
+            assert f"overt.pxe={token}" in console  # the kernel echoes its command line
+            leases = (state / bridge / "leases").read_text()
+            assert nic.mac.address in leases  # its address came from the engine's dnsmasq
+            tftp_log = (state / bridge / "dnsmasq.log").read_text(errors="replace")
+            assert "boot.ipxe" in tftp_log  # the script by TFTP; the files by HTTP
+
+            service.stop()
+            wait_until(lambda: status_of(conn, vm.id) == types.VmStatus.DOWN, 60,
+                       "the VM to be down")
+        finally:
+            if vm is not None:
+                demo.destroy_leftover_domains([vm.id])
+                with contextlib.suppress(sdk.Error):
+                    wait_until(lambda: status_of(conn, vm.id) == types.VmStatus.DOWN, 60,
+                               "the VM to be down")
+                    vms.vm_service(vm.id).remove()
+                    wait_until(lambda: not vms.list(search=f"name=e2e-pxe-{token}"), 60,
+                               "the VM to be removed")
+            if network is not None:
+                with contextlib.suppress(sdk.Error):
+                    system.networks_service().network_service(network.id).remove()
+            conn.close()

@@ -179,6 +179,18 @@ def test_instance_types_and_a_vm_made_with_one(connection: sdk.Connection) -> No
         name="typeless", cluster=types.Cluster(name="Default"),
         template=types.Template(name="Blank"), instance_type=types.InstanceType(name="nosuch")))
 
+    # On an edit too: the type's hardware replaces the VM's; an unknown type changes nothing.
+    plain = _vm(connection, "retyped")
+    plain_service = connection.system_service().vms_service().vm_service(plain.id)
+    _refused(400, plain_service.update, types.Vm(
+        description="typed now", instance_type=types.InstanceType(name="nosuch")))
+    kept = plain_service.get()
+    assert (kept.memory, kept.cpu.topology.cores, kept.instance_type) == (256 * MIB, 1, None)
+    assert kept.description in (None, "")
+    retyped = plain_service.update(types.Vm(instance_type=types.InstanceType(name="medium")))
+    assert (retyped.memory, retyped.cpu.topology.cores) == (768 * MIB, 2)
+    assert retyped.instance_type.id == made.id
+
     service.remove()
     assert kinds.list() == []
     again = connection.system_service().vms_service().vm_service(vm.id).get()

@@ -31,6 +31,7 @@ from overt.engine.db.tables import Disk, Job, StorageDomain, User
 from overt.engine.model.status import DiskStatus, JobStatus, StorageDomainStatus, StorageType
 from overt.engine.services.image_transfers import JOB_ACTION, JOB_STATE
 from overt.engine.services.jobs import JobSubmitter
+from tests.support.boot_iso import build_boot_iso
 from tests.support.engine import RunningEngine, start_engine
 from tests.support.no_nodes import NoNodes
 
@@ -76,7 +77,8 @@ def domain(api_engine: RunningEngine, tmp_path_factory: pytest.TempPathFactory
     return sd_id, path
 
 
-def _disk(engine: RunningEngine, domain: tuple[uuid.UUID, Path], fmt: str) -> uuid.UUID:
+def _disk(engine: RunningEngine, domain: tuple[uuid.UUID, Path], fmt: str,
+          content_type: str = "data") -> uuid.UUID:
     """A new empty disk, its volume made as a node's `disk.create` makes it."""
     sd_id, path = domain
     disk_id = uuid.uuid4()
@@ -87,7 +89,8 @@ def _disk(engine: RunningEngine, domain: tuple[uuid.UUID, Path], fmt: str) -> uu
     async def add(session: object) -> None:
         session.add(Disk(id=disk_id, name=f"up-{disk_id.hex[:6]}",  # type: ignore[attr-defined]
                          storage_domain_id=sd_id, provisioned_size=SIZE, format=fmt,
-                         sparse=True, status=DiskStatus.OK, image_path=image))
+                         sparse=True, status=DiskStatus.OK, image_path=image,
+                         content_type=content_type))
     _run(engine, add)
     return disk_id
 
@@ -361,3 +364,47 @@ def test_overt_disk_upload_and_download_move_an_image_with_a_progress_bar(
     code, said = overt("disk", "upload", str(source), "--disk", str(disk_id), "--storage-domain",
                        "x", *where)
     assert code != 0 and "either --disk" in said
+
+
+def test_an_iso_disk_takes_only_an_iso_image(
+        api_engine: RunningEngine, connection: sdk.Connection, domain: tuple[uuid.UUID, Path],
+        tmp_path: Path) -> None:
+    """Bytes that are not ISO 9660, uploaded into an ISO disk with ovirt_imageio.client:
+    finalize is a 400 saying why, the transfer ends in failure and the disk goes to removal
+    (its removal job); a real ISO image then uploads into another ISO disk and is ok."""
+    disks = connection.system_service().disks_service()
+    not_iso = tmp_path / "installer.iso"
+    not_iso.write_bytes(b"MZ this is a Windows program, not a disc image\n" * 4096)
+    disk_id = _disk(api_engine, domain, "raw", content_type="iso")
+    before = sorted(d.id for d in disks.list() if d.id != str(disk_id))
+    transfer = _start(connection, disk_id, UPLOAD)
+    client.upload(str(not_iso), transfer.transfer_url, str(api_engine.ca_file))
+    service = _transfers(connection).image_transfer_service(transfer.id)
+    with pytest.raises(sdk.Error) as caught:
+        service.finalize()
+    assert caught.value.code == 400, caught.value
+    assert "not an ISO 9660 image" in str(caught.value), caught.value
+    assert service.get().phase == types.ImageTransferPhase.FINISHED_FAILURE
+    assert _http("GET", transfer.transfer_url, api_engine.ca_file)[0] == 403  # ticket gone
+
+    async def jobs(session: object) -> list[tuple[str, str]]:
+        return [(str(d), str(s)) for d, s in (await session.execute(  # type: ignore[attr-defined]
+            select(Job.description, Job.status))).all()]
+    recorded = _run(api_engine, jobs)
+    assert any(d == f"Removing disk up-{disk_id.hex[:6]}"
+               for d, _ in recorded)  # type: ignore[union-attr]
+    assert any(d == f"Uploading disk up-{disk_id.hex[:6]}" and s == JobStatus.FAILED.value
+               for d, s in recorded)  # type: ignore[union-attr]
+    events = [e.description for e in connection.system_service().events_service().list()]
+    assert any(f"Image upload of disk up-{disk_id.hex[:6]} failed: the uploaded data is not "
+               "an ISO 9660 image" in str(e) for e in events)
+    assert sorted(d.id for d in disks.list() if d.id != str(disk_id)) == before
+
+    iso = build_boot_iso(tmp_path / "boot.iso")
+    good = _disk(api_engine, domain, "raw", content_type="iso")
+    transfer = _start(connection, good, UPLOAD)
+    client.upload(str(iso), transfer.transfer_url, str(api_engine.ca_file))
+    _finalize(connection, transfer)
+    assert _status(connection, good) == types.DiskStatus.OK
+    volume = domain[1] / f"images/{good}.img"
+    assert volume.read_bytes()[:iso.stat().st_size] == iso.read_bytes()

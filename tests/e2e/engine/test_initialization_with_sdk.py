@@ -67,6 +67,9 @@ def test_initialization_is_stored_and_shown_without_the_root_password(
 @pytest.mark.parametrize(("init", "words"), [
     (_init(authorized_ssh_keys="ssh-rsa not-a-key"), "key 1 is not an OpenSSH public key"),
     (_init(custom_script="x" * (64 * 1024 + 1)), "the limit is 65536 bytes (64 KiB)"),
+    (_init(custom_script="#!/bin/sh\n" + "y" * (1 << 20)), "the limit is 65536 bytes"),
+    (_init(authorized_ssh_keys="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIP34 truncated"),
+     "key 1 is not an OpenSSH public key"),
     (_init(host_name="web_1.example.com"), "is not a valid host name (RFC 1123)"),
 ])
 def test_bad_initialization_is_a_400_fault_and_changes_nothing(

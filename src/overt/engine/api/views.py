@@ -308,6 +308,8 @@ def template(tp: t.Template) -> Representation:
         "creation_time": tp.created_at,
         "memory": tp.memory_mib * MIB,
         "os": {"type": tp.os_type},
+        "initialization": initialization_view(Initialization.from_json(tp.initialization))
+        if tp.initialization else None,
         "status": tp.status, "type": "server",
         "version": {"version_name": "base version", "version_number": 1,
                     "base_template": ref("templates", tp.id)},

@@ -335,6 +335,8 @@ class Template(Base):
     cpu_cores: Mapped[int] = mapped_column(default=1)
     cpu_threads: Mapped[int] = mapped_column(default=1)
     os_type: Mapped[str] = mapped_column(String(64), default="other")
+    # cloud-init that VMs made from the template start with (the VM's, when made from one)
+    initialization: Mapped[dict[str, Any] | None] = mapped_column()
     status: Mapped[TemplateStatus] = mapped_column(status_type(TemplateStatus, 16),
                                                    default=TemplateStatus.OK)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

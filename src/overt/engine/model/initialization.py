@@ -29,6 +29,12 @@ SSH_KEY_TYPES = frozenset({
     "ssh-rsa", "ssh-dss", "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
     "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
 })
+# How many SSH wire strings follow the type name in each kind of key's blob.
+_SSH_KEY_FIELDS = {
+    "ssh-rsa": 2, "ssh-dss": 4, "ssh-ed25519": 1, "ecdsa-sha2-nistp256": 2,
+    "ecdsa-sha2-nistp384": 2, "ecdsa-sha2-nistp521": 2, "sk-ssh-ed25519@openssh.com": 2,
+    "sk-ecdsa-sha2-nistp256@openssh.com": 3,
+}
 _LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _TIMEZONE_RE = re.compile(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+){0,3}$")
@@ -159,14 +165,36 @@ def check_ssh_key(key: str, number: int = 1) -> None:
     else:
         try:
             blob = base64.b64decode(parts[1], validate=True)
-            (length,) = struct.unpack(">I", blob[:4])
-            if blob[4:4 + length] != parts[0].encode() or len(blob) <= 4 + length:
-                problem = "its key data does not hold a key of the type it names"
-        except (binascii.Error, struct.error, ValueError):
+        except (binascii.Error, ValueError):
             problem = "its key data is not valid base64"
+        else:
+            problem = _ssh_blob_problem(parts[0], blob)
     if problem is not None:
         raise InvalidInput(f"initialization.authorized_ssh_keys: key {number} is not an "
                            f"OpenSSH public key: {problem}")
+
+
+def _ssh_blob_problem(kind: str, blob: bytes) -> str | None:
+    """Whether the key data is whole: the type's name, then exactly the fields a key of
+    that type has (a truncated or padded key is refused, not handed to the guest)."""
+    fields: list[bytes] = []
+    offset = 0
+    while offset < len(blob):
+        if offset + 4 > len(blob):
+            return "its key data is truncated"
+        (length,) = struct.unpack(">I", blob[offset:offset + 4])
+        offset += 4
+        if offset + length > len(blob):
+            return "its key data is truncated"
+        fields.append(blob[offset:offset + length])
+        offset += length
+    if not fields or fields[0] != kind.encode():
+        return "its key data does not hold a key of the type it names"
+    if len(fields) != 1 + _SSH_KEY_FIELDS[kind] or not all(fields[1:]):
+        return "its key data does not hold a whole key of that type"
+    if "ed25519" in kind and len(fields[1]) != 32:
+        return "its key data does not hold a whole key of that type"
+    return None
 
 
 def _check_nic(nic: NicConfiguration) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from overt.engine.netsvc.inventory import Inventory
 from overt.engine.netsvc.plan import NetworkPlan, ServicesPlan, dns_label
+from overt.engine.netsvc.pxe import dnsmasq_lines
 
 HEADER = "# Written by the Overt engine (network services); changes here are overwritten.\n"
 SRV_NAME = "_overt._tcp"
@@ -40,9 +41,10 @@ def engine_fqdn(plan: ServicesPlan) -> str:
 
 def render_dnsmasq(plan: ServicesPlan, net: NetworkPlan, inventory: Inventory,
                    addresses: dict[str, dict[str, ipaddress.IPv4Address]], state_dir: Path, *,
-                   user: str, group: str) -> DnsmasqFiles:
+                   user: str, group: str, tftp_root: Path | None = None) -> DnsmasqFiles:
     """The files of the dnsmasq serving `net`. `addresses` is network -> MAC -> address;
-    DNS answers for every managed network, DHCP only on this one."""
+    DNS answers for every managed network, DHCP only on this one; on a `pxe` network its
+    TFTP server serves `tftp_root` (network boot)."""
     low, high = net.dhcp_range
     mask = net.subnet.netmask
     lines = [
@@ -68,6 +70,8 @@ def render_dnsmasq(plan: ServicesPlan, net: NetworkPlan, inventory: Inventory,
     if plan.ntp:
         lines.append(f"dhcp-option=option:ntp-server,{net.address}")
     lines.append(f"srv-host={SRV_NAME}.{plan.domain},{engine_fqdn(plan)},{plan.gateway_port}")
+    if net.pxe and tftp_root is not None:
+        lines += dnsmasq_lines(tftp_root)
     main = HEADER + "\n".join(lines) + "\n"
 
     records: list[tuple[str, str]] = [(str(net.address), engine_fqdn(plan))]

@@ -10,11 +10,12 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from overt.config import SettingsError
+from overt.engine.netsvc.pxe import DEFAULT_CMDLINE, DEFAULT_HTTP_PORT, BootEntry
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -36,6 +37,7 @@ class NetworkPlan:
     reserved_range: tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]  # VM NICs' fixed ones
     data_center: str | None = None
     lease_time: str = "1h"
+    pxe: bool = False  # machines on it may boot from the network (the plan's boot entry)
 
     def reserved_addresses(self) -> list[ipaddress.IPv4Address]:
         low, high = self.reserved_range
@@ -55,6 +57,11 @@ class ServicesPlan:
     ntp: bool = True
     refresh_s: float = 5.0
     gateway_port: int = 8444
+    boot: BootEntry = field(default_factory=BootEntry)
+
+    @property
+    def serves_pxe(self) -> bool:
+        return any(net.pxe for net in self.networks)
 
     def network(self, name: str) -> NetworkPlan | None:
         return next((n for n in self.networks if n.name == name), None)
@@ -85,9 +92,10 @@ def _overlap(a: tuple[ipaddress.IPv4Address, ipaddress.IPv4Address],
 
 
 _PLAN_KEYS = {"domain", "networks", "engine_name", "upstream_dns", "ntp_servers", "ntp",
-              "refresh_s", "gateway_port"}
+              "refresh_s", "gateway_port", "pxe"}
 _NETWORK_KEYS = {"name", "interface", "subnet", "address", "gateway", "dhcp_range",
-                 "reserved_range", "data_center", "lease_time"}
+                 "reserved_range", "data_center", "lease_time", "pxe"}
+_BOOT_KEYS = {"kernel", "initrd", "cmdline", "http_port"}
 
 
 def _unknown(raw: dict[str, Any], known: set[str], where: str) -> None:
@@ -122,7 +130,43 @@ def _network(raw: dict[str, Any]) -> NetworkPlan:
     return NetworkPlan(name=name, interface=interface, subnet=subnet, address=address,
                        gateway=gateway, dhcp_range=dhcp, reserved_range=reserved,
                        data_center=raw.get("data_center"),
-                       lease_time=str(raw.get("lease_time", "1h")))
+                       lease_time=str(raw.get("lease_time", "1h")),
+                       pxe=_flag(raw.get("pxe", False), f"network {name}: pxe"))
+
+
+def _flag(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise PlanError(f"{what} must be true or false, got {value!r}")
+    return value
+
+
+def _boot_entry(raw: object) -> BootEntry:
+    """The `[pxe]` table: the kernel and initramfs every network boot runs (both or neither:
+    neither means the test guest's), and their command line."""
+    if raw is None:
+        return BootEntry()
+    if not isinstance(raw, dict):
+        raise PlanError("pxe must be a table ([pxe] with kernel, initrd, cmdline)")
+    _unknown(raw, _BOOT_KEYS, "[pxe]")
+    paths: dict[str, Path] = {}
+    for key in ("kernel", "initrd"):
+        if key in raw:
+            path = Path(str(raw[key]))
+            if not path.is_absolute() or not path.is_file():
+                raise PlanError(f"[pxe] {key}: {raw[key]!r} is not a file (give an absolute "
+                                "path to an existing kernel or initramfs)")
+            paths[key] = path
+    if len(paths) == 1:
+        raise PlanError("[pxe] needs both kernel and initrd, or neither (the test guest's)")
+    cmdline = str(raw.get("cmdline", DEFAULT_CMDLINE))
+    if "\n" in cmdline or "\r" in cmdline:
+        raise PlanError("[pxe] cmdline must be one line")
+    port = raw.get("http_port", DEFAULT_HTTP_PORT)
+    if port is not False and (not isinstance(port, int) or isinstance(port, bool)
+                              or not 0 < port < 65536):
+        raise PlanError(f"[pxe] http_port must be a port number or false, got {port!r}")
+    return BootEntry(kernel=paths.get("kernel"), initrd=paths.get("initrd"), cmdline=cmdline,
+                     http_port=port or None)
 
 
 def parse_plan(raw: dict[str, Any], *, gateway_port: int = 8444) -> ServicesPlan:
@@ -155,7 +199,8 @@ def parse_plan(raw: dict[str, Any], *, gateway_port: int = 8444) -> ServicesPlan
         upstream_dns=tuple(upstream),
         ntp_servers=tuple(str(s) for s in raw.get("ntp_servers", [])),
         ntp=bool(raw.get("ntp", True)), refresh_s=float(raw.get("refresh_s", 5.0)),
-        gateway_port=int(raw.get("gateway_port", gateway_port)))
+        gateway_port=int(raw.get("gateway_port", gateway_port)),
+        boot=_boot_entry(raw.get("pxe")))
 
 
 def load_plan(path: Path, *, gateway_port: int = 8444) -> ServicesPlan:

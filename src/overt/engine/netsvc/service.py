@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import grp
 import ipaddress
 import logging
@@ -16,10 +17,13 @@ from pathlib import Path
 
 from overt.engine.db.database import Database
 from overt.engine.netsvc.addresses import AddressBook, PoolExhausted
+from overt.engine.netsvc.boot_http import BootFileServer
 from overt.engine.netsvc.configs import DnsmasqFiles, render_chrony, render_dnsmasq
 from overt.engine.netsvc.daemon import ChildDaemon, reap_stale
 from overt.engine.netsvc.inventory import Inventory, read_inventory
 from overt.engine.netsvc.plan import PlanError, ServicesPlan
+from overt.engine.netsvc.pxe import INITRD, KERNEL, BootEntry, prepare_tftp_root
+from overt.lab.guest import build_guest_image
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +65,49 @@ class NetworkServices:
         self._user = pwd.getpwuid(os.geteuid()).pw_name
         self._group = grp.getgrgid(os.getegid()).gr_name
         self._missing: set[str] = set()
+        self.boot_files: BootFileServer | None = None
 
     def network_dir(self, name: str) -> Path:
         return self.state_dir / name
+
+    @property
+    def tftp_root(self) -> Path:
+        return self.state_dir / "tftp"
+
+    async def _start_network_boot(self) -> None:
+        """The HTTP server of the boot files, then the TFTP root; an HTTP port that cannot
+        be had leaves TFTP alone serving them (slower, but every machine still boots)."""
+        entry = self.plan.boot
+        if entry.http_port is not None:
+            server = BootFileServer(self.tftp_root, (KERNEL, INITRD))
+            try:
+                await server.start([str(net.address) for net in self.plan.networks if net.pxe],
+                                   entry.http_port)
+                self.boot_files = server
+            except OSError as exc:
+                await server.stop()
+                log.error("network boot: cannot serve the boot files over HTTP on port %d "
+                          "(%s); serving them over TFTP only", entry.http_port, exc.strerror)
+                entry = dataclasses.replace(entry, http_port=None)
+        await asyncio.to_thread(self._prepare_network_boot, entry)
+
+    def _prepare_network_boot(self, entry: BootEntry) -> None:
+        """The boot entry's files in the TFTP root; the test guest's unless the plan names
+        others (built from Debian packages once, then cached)."""
+        if entry.kernel is not None and entry.initrd is not None:
+            kernel, initrd = entry.kernel, entry.initrd
+        else:
+            image = build_guest_image()
+            kernel, initrd = image.kernel, image.initrd
+        prepare_tftp_root(self.tftp_root, kernel, initrd, entry)
+        log.info("network boot: serving %s with %s (%s)", kernel, initrd, self.tftp_root)
 
     async def start(self) -> None:
         """Write every file and start the daemons."""
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         dnsmasq = _program("dnsmasq")
+        if self.plan.serves_pxe:
+            await self._start_network_boot()
         await self.refresh(start=False)
         for net in self.plan.networks:
             directory = self.network_dir(net.name)
@@ -132,7 +171,7 @@ class NetworkServices:
         net = self.plan.network(name)
         assert net is not None
         return render_dnsmasq(self.plan, net, inventory, addresses, self.network_dir(name),
-                              user=self._user, group=self._group)
+                              user=self._user, group=self._group, tftp_root=self.tftp_root)
 
     async def run(self) -> None:
         await self.start()
@@ -149,6 +188,8 @@ class NetworkServices:
             await self.stop()
 
     async def stop(self) -> None:
+        if self.boot_files is not None:
+            await self.boot_files.stop()
         for daemon in self.dnsmasq.values():
             await daemon.stop()
         if self.chrony is not None:

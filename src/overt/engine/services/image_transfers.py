@@ -47,6 +47,7 @@ from overt.engine.db.tables import (
 from overt.engine.imageio.daemon import ImageioDaemon
 from overt.engine.imageio.exports import NbdExport
 from overt.engine.model.errors import Conflict, InvalidInput, NotFound, Unavailable
+from overt.engine.model.iso_image import DESCRIPTOR_OFFSET, HEADER_BYTES, is_iso9660
 from overt.engine.model.status import (
     DiskStatus,
     HostStatus,
@@ -91,6 +92,7 @@ class Phase(StrEnum):
     TRANSFERRING = "transferring"
     PAUSED_USER = "paused_user"
     FINALIZING_SUCCESS = "finalizing_success"
+    FINALIZING_FAILURE = "finalizing_failure"
     FINISHED_SUCCESS = "finished_success"
     CANCELLED_USER = "cancelled_user"
     CANCELLED_SYSTEM = "cancelled_system"
@@ -380,11 +382,27 @@ class ImageTransfers:
         await self._remove_tickets(transfer)
         await self._close_export(transfer)
 
-    async def finalize(self, session: AsyncSession, transfer: Transfer, user: User) -> None:
+    async def finalize(self, session: AsyncSession, jobs: JobSubmitter, transfer: Transfer,
+                       user: User) -> str | None:
+        """Close the transfer; the disk is ready. An upload into an ISO disk must have
+        written an ISO 9660 image: other bytes fail the transfer and the disk is removed
+        (as a cancelled upload's). Returns that refusal's reason, else None."""
         check_action(transfer, "finalize")
+        disk = await lookup.get(session, Disk, transfer.disk_id, for_update=True)
+        refusal = await self._iso_refusal(transfer, disk)
+        if refusal is not None:
+            transfer.phase = Phase.FINALIZING_FAILURE
+            await self._close(transfer)
+            disk.status = DiskStatus.OK
+            await remove_disk_job(session, jobs, disk, user)
+            transfer.phase = Phase.FINISHED_FAILURE
+            await _end_job(session, transfer.id, succeeded=False)
+            audit.record(session, f"Image upload of disk {disk.name} failed: {refusal}",
+                         code=audit.TRANSFER_IMAGE_FAILED, user_id=user.id,
+                         severity=LogSeverity.ERROR)
+            return refusal
         transfer.phase = Phase.FINALIZING_SUCCESS
         await self._close(transfer)
-        disk = await lookup.get(session, Disk, transfer.disk_id, for_update=True)
         disk.status = DiskStatus.OK
         if transfer.export is not None and not transfer.source.startswith("nfs://"):
             disk.actual_size = _allocated(transfer.source)
@@ -392,6 +410,18 @@ class ImageTransfers:
         await _end_job(session, transfer.id, succeeded=True)
         audit.record(session, f"Image {transfer.direction.value} of disk {disk.name} "
                      f"succeeded", code=audit.TRANSFER_IMAGE_SUCCEEDED, user_id=user.id)
+        return None
+
+    async def _iso_refusal(self, transfer: Transfer, disk: Disk) -> str | None:
+        """Why an upload into an ISO disk is not an ISO (None: it is, or not an ISO disk)."""
+        if transfer.direction is not Direction.UPLOAD or disk.content_type != "iso":
+            return None
+        head = await self.daemon.read_head(transfer.ticket_id,
+                                           min(HEADER_BYTES, transfer.image_size))
+        if is_iso9660(head):
+            return None
+        return ("the uploaded data is not an ISO 9660 image (no CD001 volume descriptor at "
+                f"byte {DESCRIPTOR_OFFSET}); the disk was removed. Upload a .iso file.")
 
     async def cancel(self, session: AsyncSession, jobs: JobSubmitter, transfer: Transfer,
                      user: User, *, phase: Phase = Phase.CANCELLED_USER) -> None:

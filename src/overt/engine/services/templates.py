@@ -82,6 +82,7 @@ async def create_template_from_vm(
                         cluster_id=source.cluster_id, memory_mib=source.memory_mib,
                         cpu_sockets=source.cpu_sockets, cpu_cores=source.cpu_cores,
                         cpu_threads=source.cpu_threads, os_type=source.os_type,
+                        initialization=source.initialization,  # its root password sealed
                         status=TemplateStatus.LOCKED)
     session.add(template)
     await session.flush()

@@ -145,7 +145,9 @@ async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user:
         cpu_threads=data.threads or template.cpu_threads, os_type=check_os_type(data.os_type) if data.os_type
         else template.os_type,
         boot_devices=_boot(data.boot_devices) if data.boot_devices else ["hd"],
-        initialization=data.initialization.to_json() if data.initialization else None,
+        # oVirt: a VM without initialization of its own takes its template's
+        initialization=data.initialization.to_json() if data.initialization
+        else template.initialization,
         high_availability=bool(data.high_availability),
         ha_priority=_ha_priority(data.ha_priority, 1), status=VmStatus.DOWN,
         migration=migration.to_json(),
@@ -270,6 +272,8 @@ async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput, user
         if value is not None and value != getattr(vm, attr):
             setattr(vm, attr, value)
             changed = True
+    if data.instance_type is not None:
+        changed |= await _apply_instance_type(session, vm, data.instance_type)
     if data.os_type is not None:
         vm.os_type = check_os_type(data.os_type)
     if data.boot_devices:
@@ -288,6 +292,18 @@ async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput, user
     audit.record_vm_change(session, f"VM {vm.name} configuration was updated by "
                            f"{user.user_name}", code=audit.VM_UPDATED, vm=vm, user=user)
     return vm
+
+
+async def _apply_instance_type(session: AsyncSession, vm: Vm, ref: lookup.Ref) -> bool:
+    """oVirt's instance type on an edit: the type's memory and CPU topology replace the
+    VM's (as at creation); a running VM gets them at its next start. Whether it changed."""
+    kind = await lookup.resolve(session, InstanceType, ref, "vm.instance_type")
+    before = (vm.memory_mib, vm.cpu_sockets, vm.cpu_cores, vm.cpu_threads)
+    vm.instance_type_id = kind.id
+    vm.memory_mib = kind.memory_mib
+    vm.cpu_sockets, vm.cpu_cores, vm.cpu_threads = \
+        kind.cpu_sockets, kind.cpu_cores, kind.cpu_threads
+    return before != (vm.memory_mib, vm.cpu_sockets, vm.cpu_cores, vm.cpu_threads)
 
 
 def _replace_initialization(vm: Vm, new: Initialization) -> dict[str, object] | None:

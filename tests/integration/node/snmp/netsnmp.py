@@ -48,23 +48,28 @@ def wait_for(what: str, check: Callable[[], bool], within_s: float = WITHIN_S) -
 class Snmpd:
     """snmpd answering `community` on 127.0.0.1:PORT, the Overt subtree from our exporter."""
 
-    def __init__(self, workdir: Path, community: str, state_file: Path) -> None:
+    def __init__(self, workdir: Path, community: str, state_file: Path, *,
+                 config: Callable[[int], str] | None = None,
+                 ready: Callable[[Snmpd], bool] | None = None) -> None:
+        """`config(port)`: another snmpd.conf (e.g. the product's); `ready`: how to tell
+        that it answers (by default a v2c walk with `community`)."""
         self.workdir, self.community = workdir, community
         self.port = free_udp_port()
         (workdir / "client-conf").mkdir(parents=True, exist_ok=True)
         conf = workdir / "snmpd.conf"
-        conf.write_text(
+        conf.write_text(config(self.port) if config is not None else (
             f"agentAddress udp:127.0.0.1:{self.port}\n"
             f"rocommunity {community} 127.0.0.1\n"
             f"pass_persist .1.3.6.1.4.1.99999 {sys.executable} -m overt.node.snmp "
-            f"--state-file {state_file}\n", encoding="utf-8")
+            f"--state-file {state_file}\n"), encoding="utf-8")
         conf.chmod(0o600)
         self.log = workdir / "snmpd.log"
         self.proc = subprocess.Popen(
             [require("snmpd"), "-f", "-C", "-c", str(conf), "-Lf", str(self.log),
              "-p", str(workdir / "snmpd.pid")], env=_env(workdir),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for("snmpd answering", lambda: self.walk(community, ".1.3.6.1.2.1.1.1")[0] == 0)
+        wait_for("snmpd answering", (lambda: ready(self)) if ready is not None else
+                 (lambda: self.walk(community, ".1.3.6.1.2.1.1.1")[0] == 0))
 
     def walk(self, community: str, oid: str = ".1.3.6.1.4.1.99999") -> tuple[int, str]:
         if self.proc.poll() is not None:
@@ -74,6 +79,18 @@ class Snmpd:
              f"udp:127.0.0.1:{self.port}", oid], env=_env(self.workdir),
             capture_output=True, text=True, check=False, timeout=30)
         return done.returncode, done.stdout
+
+    def walk_v3(self, user: str, auth: str, priv: str, oid: str = ".1.3.6.1.4.1.99999"
+                ) -> tuple[int, str]:
+        """An SNMPv3 authPriv walk (SHA, AES), as a monitoring system does it."""
+        if self.proc.poll() is not None:
+            raise AssertionError(f"snmpd exited: {self.log.read_text(errors='replace')[-2000:]}")
+        done = subprocess.run(
+            [require("snmpwalk"), "-v3", "-l", "authPriv", "-u", user, "-a", "SHA", "-A", auth,
+             "-x", "AES", "-X", priv, "-On", "-t", "1", "-r", "0",
+             f"udp:127.0.0.1:{self.port}", oid], env=_env(self.workdir),
+            capture_output=True, text=True, check=False, timeout=30)
+        return done.returncode, done.stdout + done.stderr
 
     def values(self) -> dict[str, str]:
         """The subtree as {OID: 'TYPE: value'}."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from overt.engine.model.errors import InvalidInput
@@ -49,6 +51,12 @@ def test_the_root_password_is_never_shown_nor_in_a_repr() -> None:
     (Initialization(authorized_ssh_keys="ssh-rsa " + ED25519.split()[1]),
      "does not hold a key of the type it names"),
     (Initialization(authorized_ssh_keys="ssh-ed25519"), "does not start with a known key type"),
+    # the type's name, then a key cut short, or a whole key with bytes after it
+    (Initialization(authorized_ssh_keys="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIP34 x"),
+     "its key data is truncated"),
+    (Initialization(authorized_ssh_keys="ssh-ed25519 " + base64.b64encode(
+        base64.b64decode(ED25519.split()[1]) + b"\0\0\0\1x").decode()),
+     "does not hold a whole key of that type"),
     (Initialization(custom_script="x" * (MAX_CUSTOM_SCRIPT_BYTES + 1)),
      "the limit is 65536 bytes (64 KiB)"),
     (Initialization(host_name="-web"), "not a valid host name (RFC 1123)"),

@@ -10,7 +10,7 @@ from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.views import actions, ref
 from overt.engine.api.wire.parse import Node
 from overt.engine.api.wire.render import Representation
-from overt.engine.model.errors import Unavailable
+from overt.engine.model.errors import InvalidInput, Unavailable
 from overt.engine.services.image_transfers import (
     Direction,
     ImageTransfers,
@@ -79,7 +79,11 @@ async def _act(ctx: ApiContext, verb: str) -> Response:
     await action_params(ctx)
     transfer = transfers.get(ctx.id_param("transfer_id"))
     if verb == "finalize":
-        await transfers.finalize(ctx.session, transfer, ctx.user)
+        refusal = await transfers.finalize(ctx.session, ctx.services.jobs, transfer, ctx.user)
+        if refusal is not None:  # the transfer ended and its disk goes: say why, once saved
+            async def refuse() -> Response:
+                raise InvalidInput(f"Cannot finalize image transfer {transfer.id}: {refusal}")
+            ctx.then = refuse
     elif verb == "cancel":
         await transfers.cancel(ctx.session, ctx.services.jobs, transfer, ctx.user)
     elif verb == "pause":

@@ -1,0 +1,83 @@
+"""Network boot on a managed network: dnsmasq's own TFTP server hands PXE clients a boot
+entry (a kernel, its initramfs and their command line) through an iPXE script.
+
+QEMU's NIC boot ROMs are iPXE (Debian's ipxe-qemu): they ask DHCP with option 175 and get
+`boot.ipxe` at once. Any other PXE client gets iPXE itself first (`undionly.kpxe`, from
+Debian's ipxe), which asks again and gets the script. The TFTP root is the engine's own
+directory; what it holds is only what the plan names.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+SCRIPT = "boot.ipxe"
+KERNEL = "vmlinuz"
+INITRD = "initrd.img"
+CHAIN = "undionly.kpxe"
+CHAIN_SOURCE = Path("/usr/lib/ipxe/undionly.kpxe")
+IPXE_TAG = "ipxe"  # the dnsmasq tag of a client that is already iPXE (DHCP option 175)
+# The test guest, talking on its first serial port; `overt.boot=network` tells whoever
+# reads the console how it booted.
+DEFAULT_CMDLINE = "console=ttyS0,115200 panic=-1 loglevel=6 consoleblank=0 overt.boot=network"
+DEFAULT_HTTP_PORT = 8480
+
+
+@dataclass(frozen=True)
+class BootEntry:
+    """What a machine booting from the network runs: `None` paths mean the test guest's."""
+
+    kernel: Path | None = None
+    initrd: Path | None = None
+    cmdline: str = DEFAULT_CMDLINE
+    http_port: int | None = DEFAULT_HTTP_PORT  # None: the files over TFTP only (slower)
+
+
+def ipxe_script(entry: BootEntry) -> str:
+    """The iPXE script: the files from the engine's HTTP server on the address that gave
+    the script (`${next-server}`), or else by TFTP, relative to the script."""
+    base = f"http://${{next-server}}:{entry.http_port}/" if entry.http_port else ""
+    return (f"#!ipxe\necho Overt network boot\nkernel {base}{KERNEL} {entry.cmdline}\n"
+            f"initrd {base}{INITRD}\nboot\n")
+
+
+def dnsmasq_lines(tftp_root: Path) -> list[str]:
+    """dnsmasq's TFTP server and the boot file each kind of client gets."""
+    return [
+        "enable-tftp", f"tftp-root={tftp_root}",
+        f"dhcp-match=set:{IPXE_TAG},175",
+        # iPXE's no-proxydhcp: there is no ProxyDHCP server to wait for (it waits seconds)
+        "dhcp-option=encap:175,176,1b",
+        f"dhcp-boot=tag:{IPXE_TAG},{SCRIPT}",
+        f"dhcp-boot=tag:!{IPXE_TAG},{CHAIN}",
+    ]
+
+
+def _copy_if_changed(source: Path, target: Path) -> None:
+    try:
+        same = target.stat().st_size == source.stat().st_size and \
+            target.stat().st_mtime_ns == source.stat().st_mtime_ns
+    except FileNotFoundError:
+        same = False
+    if not same:
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.copy2(source, tmp)
+        tmp.replace(target)
+
+
+def prepare_tftp_root(root: Path, kernel: Path, initrd: Path, entry: BootEntry) -> None:
+    """Fill the TFTP root: the kernel, the initramfs, the script, and iPXE to chain into
+    when Debian's ipxe is installed (without it only iPXE clients boot)."""
+    root.mkdir(parents=True, exist_ok=True, mode=0o755)
+    _copy_if_changed(kernel, root / KERNEL)
+    _copy_if_changed(initrd, root / INITRD)
+    if CHAIN_SOURCE.exists():
+        _copy_if_changed(CHAIN_SOURCE, root / CHAIN)
+    script = root / SCRIPT
+    text = ipxe_script(entry)
+    if not script.exists() or script.read_text() != text:
+        tmp = script.with_name(SCRIPT + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(script)
