@@ -359,8 +359,13 @@ class HaLab:
         netns.unmount_netns_dir_if_unused()
 
     def print_logs(self, tail: int = 3000) -> None:
+        """The end of every log; the engine parts' errors in full."""
         for log in sorted((self.base / "logs").glob("*.log")):
-            print(f"==== {log.name}\n{log.read_text(errors='replace')[-tail:]}")
+            text = log.read_text(errors="replace")
+            print(f"==== {log.name}\n{text[-tail:]}")
+            if log.stem.startswith(("api", "worker", "monitor")) and "Traceback" in text:
+                print(f"==== {log.name}, from its first traceback\n"
+                      f"{text[text.index('Traceback') - 300:][:12000]}")
 
 
 def _chown_tree(path: Path, user: str) -> None:
@@ -405,11 +410,9 @@ def ha_lab() -> Iterator[HaLab]:
             lab.engine_part(machine, part)
         wait_until(lambda: lab.replicas_streaming() == 2, 90, "two streaming replicas")
         yield lab
-    except BaseException:
-        lab.print_logs()
-        raise
     finally:
         lab.down()
+        lab.print_logs()
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -8,6 +8,8 @@ every event the nodes sent is applied, the API answers again within 30 s."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +31,7 @@ API_BACK_S = 30
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[HaLab]:
+def ha() -> Iterator[HaLab]:
     require_root()
     with ha_lab() as deployment:
         deployment.fleet(NODES)
@@ -72,14 +74,19 @@ class Submitter:
                 number += 1
                 vms.vm_service(vm.id).start()
                 self.accepted.append(vm.id)
-            except Exception:
+            except Exception as exc:
                 self.refused += 1
-                if conn is not None:
-                    conn.close()
+                print(f"engine HA: a VM start was not accepted: {exc}")
+                _close(conn)
                 conn = None
                 number += 1
             self.stop.wait(0.5)
-        if conn is not None:
+        _close(conn)
+
+
+def _close(conn: sdk.Connection | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(Exception):
             conn.close()
 
 
@@ -117,8 +124,8 @@ KILLS: list[tuple[str, Callable[[HaLab], str]]] = [
 ]
 
 
-def test_killing_any_one_machine_loses_no_job_and_no_event(lab: HaLab) -> None:
-    submitter = Submitter(lab)
+def test_killing_any_one_machine_loses_no_job_and_no_event(ha: HaLab) -> None:
+    submitter = Submitter(ha)
     thread = threading.Thread(target=submitter.run, daemon=True)
     thread.start()
     failover: dict[str, float] = {}
@@ -127,8 +134,8 @@ def test_killing_any_one_machine_loses_no_job_and_no_event(lab: HaLab) -> None:
             before = len(submitter.accepted)
             wait_until(lambda b=before: len(submitter.accepted) >= b + 2, 60,
                        "VM starts to be accepted before the next kill")
-            machine = machine_of(lab)
-            failover[what] = _kill_and_time(lab, machine)
+            machine = machine_of(ha)
+            failover[what] = _kill_and_time(ha, machine)
             print(f"engine HA: killed the {what} ({machine}): API answered again in "
                   f"{failover[what]} s")
             after = len(submitter.accepted)
@@ -137,7 +144,7 @@ def test_killing_any_one_machine_loses_no_job_and_no_event(lab: HaLab) -> None:
     finally:
         submitter.stop.set()
         thread.join(60)
-    conn = lab.connect(timeout=30)
+    conn = ha.connect(timeout=30)
     try:
         vms = conn.system_service().vms_service()
         jobs = conn.system_service().jobs_service()
@@ -153,12 +160,12 @@ def test_killing_any_one_machine_loses_no_job_and_no_event(lab: HaLab) -> None:
     finally:
         conn.close()
     # Every event the nodes sent was applied, once: positions match the nodes' own.
-    for process in lab.processes.pop("fleet", []):
+    for process in ha.processes.pop("fleet", []):
         process.terminate()
         process.wait(30)
     sent = {host: (node["boot_id"], node["sent"]) for host, node in
-            __import__("json").loads((lab.base / "fleet.status.json").read_text()).items()}
-    wait_until(lambda: all(event_positions(lab.db_url)[h] == s for h, s in sent.items()), 60,
+            json.loads((ha.base / "fleet.status.json").read_text()).items()}
+    wait_until(lambda: all(event_positions(ha.db_url)[h] == s for h, s in sent.items()), 60,
                "every event the nodes sent to be applied")
     print("engine HA failover (s):", failover)
     assert all(seconds <= API_BACK_S for seconds in failover.values())
