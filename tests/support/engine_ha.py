@@ -30,6 +30,7 @@ import httpx
 import ovirtsdk4 as sdk
 
 from overt.bus.amqp import BrokerAdmin
+from overt.engine.db import migrate
 from overt.lab import netns
 from overt.system.commands import run
 from tests.support.demo import wait_until
@@ -257,6 +258,14 @@ class HaLab:
             return sum(bool(node.get("running")) for node in nodes)
         return 0
 
+    def queues(self) -> list[dict[str, object]]:
+        """The engine's queues as the broker's management API lists them."""
+        reply = httpx.get(f"http://{self.ip('lb')}:{MANAGEMENT_PORT}/api/queues/{VHOST}",
+                          auth=("overt-admin", self.secrets["rabbit"]), timeout=10)
+        reply.raise_for_status()
+        return [{"name": q["name"], "type": q.get("type"), "members": q.get("members", [])}
+                for q in reply.json()]
+
     def make_engine_user(self) -> None:
         async def ensure() -> None:
             async with BrokerAdmin(f"http://{self.ip('lb')}:{MANAGEMENT_PORT}",
@@ -277,6 +286,8 @@ class HaLab:
             "global", "  maxconn 4000",
             "defaults", "  mode tcp", "  timeout connect 2s", "  timeout client 1h",
             "  timeout server 1h", "  timeout check 2s",
+            # A connection refused by a dead server goes to another at once.
+            "  option redispatch", "  retries 2",
             "  default-server inter 1s fall 2 rise 1 on-marked-down shutdown-sessions",
             "listen api", f"  bind {lb}:{API_PORT}", *servers(("api1", "api2"), API_PORT),
             "listen gateway", f"  bind {lb}:{GATEWAY_PORT}",
@@ -348,11 +359,16 @@ class HaLab:
     # ---- tearing down
 
     def down(self) -> None:
-        for machine in list(MACHINES):
-            self.kill_machine(machine)
+        for machine in MACHINES:  # all at once: nothing fails over while others stop
+            for pid in netns.pids_in(self.namespace(machine)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         for process in self.processes.pop("fleet", []):
             process.kill()
-            process.wait()
+        for processes in self.processes.values():
+            for process in processes:
+                process.wait()
+        self.processes.clear()
         for machine in MACHINES:
             netns.delete_namespace(self.namespace(machine))
         netns.delete_links([self.bridge])
@@ -389,6 +405,10 @@ def ha_lab() -> Iterator[HaLab]:
     base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-ha-"))
     base.chmod(0o755)
     lab = HaLab(prefix, network, base)
+    since = time.monotonic()
+
+    def step(what: str) -> None:
+        print(f"engine HA lab: {what} at {elapsed(since)} s", flush=True)
     try:
         lab.build_network()
         lab.start_etcd()
@@ -397,18 +417,24 @@ def ha_lab() -> Iterator[HaLab]:
             lab.start_patroni(db)
         lab.start_haproxy()
         wait_until(lambda: lab.rabbit_nodes_running() == 1, 90, "the first broker")
+        step("first broker up")
         lab.start_rabbitmq("mq2")
         lab.start_rabbitmq("mq3")
         wait_until(lambda: lab.primary() is not None, 90, "a PostgreSQL primary")
         lab.create_engine_database()
+        migrate.upgrade(lab.db_url)
+        step("database made and migrated")
         wait_until(lambda: lab.rabbit_nodes_running() == 3, 120, "three brokers in the cluster")
+        step("broker cluster up")
         lab.make_engine_user()
         lab.engine_part("api1", "api")
         wait_until(lambda: lab.ca_file.exists() and lab.api_answers(), 120, "the API")
+        step("first api answering")
         for machine, part in (("api2", "api"), ("worker1", "worker"), ("worker2", "worker"),
                               ("monitor1", "monitor"), ("monitor2", "monitor")):
             lab.engine_part(machine, part)
         wait_until(lambda: lab.replicas_streaming() == 2, 90, "two streaming replicas")
+        step("up")
         yield lab
     finally:
         lab.down()
