@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import httpx
@@ -132,17 +133,20 @@ def test_sso_errors_and_logout(http: httpx.Client, token: str) -> None:
 
 
 @contextmanager
-def _database_away(engine: RunningEngine) -> Iterator[None]:
+def _database_away(engine: RunningEngine) -> Iterator[Callable[[], None]]:
     """The engine's database stops answering (as during a failover): its connections go
-    to a port where nothing listens, until the block ends."""
+    to a port where nothing listens, until the block ends or it is given `back()`."""
     db = engine.runtime.db
     saved = db.engine, db.sessions
+
+    def back() -> None:
+        db.engine, db.sessions = saved
     away = create_async_engine("postgresql+psycopg://overt:pw@127.0.0.1:1/overt")
     db.engine, db.sessions = away, async_sessionmaker(away, expire_on_commit=False)
     try:
-        yield
+        yield back
     finally:
-        db.engine, db.sessions = saved
+        back()
 
 
 def test_while_the_database_is_away_the_api_answers_503_with_retry_after(
@@ -169,3 +173,12 @@ def test_while_the_database_is_away_the_api_answers_503_with_retry_after(
     # Back: the API answers as before, and the refused VM was never made.
     after = http.get("/ovirt-engine/api/vms", headers=headers)
     assert after.status_code == 200 and b"<name>never</name>" not in after.content
+
+
+def test_a_read_made_while_the_database_fails_over_is_answered_once_it_is_back(
+        http: httpx.Client, token: str, api_engine: RunningEngine) -> None:
+    with _database_away(api_engine) as back:
+        threading.Timer(1.5, back).start()
+        reply = http.get("/ovirt-engine/api/vms", headers=_auth(token))
+    assert reply.status_code == 200
+    assert ElementTree.fromstring(reply.content).tag == "vms"
