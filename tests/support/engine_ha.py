@@ -439,6 +439,12 @@ def ha_lab() -> Iterator[HaLab]:
     finally:
         lab.down()
         lab.print_logs()
+        keep = os.environ.get("OVERT_TEST_HA_LOGS")  # a directory for a post-mortem
+        if keep:
+            shutil.copytree(base / "logs", Path(keep), dirs_exist_ok=True)
+            for mq in MQS:
+                shutil.copytree(base / mq / "log", Path(keep) / f"{mq}-server",
+                                dirs_exist_ok=True)
         shutil.rmtree(base, ignore_errors=True)
 
 
