@@ -157,10 +157,14 @@ def test_killing_any_one_machine_loses_no_job_and_no_event(ha: HaLab) -> None:
             status = {vm.id: vm.status for vm in vms.list()}
             return all(status.get(vm_id) == types.VmStatus.UP for vm_id in submitter.accepted)
         wait_until(all_up, 120, "every accepted VM start to have its VM up")
-        launches = [j for j in jobs.list() if j.description.startswith("Launching VM ha-")]
-        assert len(launches) >= len(submitter.accepted)
-        assert all(j.status == types.JobStatus.FINISHED for j in launches
-                   if j.status != types.JobStatus.STARTED)
+
+        def launches() -> list[types.Job]:
+            return [j for j in jobs.list() if j.description.startswith("Launching VM ha-")]
+        wait_until(lambda: all(j.status != types.JobStatus.STARTED for j in launches()), 60,
+                   "every VM start job to end")
+        ended = launches()
+        assert len(ended) >= len(submitter.accepted)
+        assert [j.description for j in ended if j.status != types.JobStatus.FINISHED] == []
     finally:
         conn.close()
     # Every event the nodes sent was applied, once: positions match the nodes' own.
