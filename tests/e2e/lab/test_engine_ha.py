@@ -177,3 +177,7 @@ def test_killing_any_one_machine_loses_no_job_and_no_event(ha: HaLab) -> None:
                "every event the nodes sent to be applied")
     print("engine HA failover (s):", failover)
     assert all(seconds <= API_BACK_S for seconds in failover.values())
+    # The engine told each failure in words, without tracebacks (a database or broker
+    # away is expected, not an internal error).
+    for part in ("api1", "api2", "worker1", "worker2", "monitor1", "monitor2"):
+        assert "Traceback" not in ha.log(part).read_text(errors="replace"), part
