@@ -169,7 +169,12 @@ class EngineSettings(BaseSettings):
     broker_node_url: str | None = Field(
         None, description="amqp(s)://HOST:PORT where nodes reach the broker, when it is not "
         "where the administrator URL points (e.g. the broker's address on the management "
-        "network).")
+        "network); a cluster's brokers comma-separated (amqp://HOST1:5672,HOST2:5672).")
+    broker_quorum_queues: bool = Field(
+        False, description="Make Overt's queues quorum queues (a RabbitMQ cluster of three or "
+        "more brokers: each queue is replicated and survives losing one broker). A queue's "
+        "type is fixed when it is made: set it before the engine first starts "
+        "(docs/engine-ha.md).")
     broker_management_port: int | None = Field(
         None, gt=0, lt=65536, description="Port of the broker's management API (15672, or "
         "15671 for amqps).")

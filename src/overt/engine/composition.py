@@ -25,6 +25,7 @@ import uvicorn
 
 from overt.bus.amqp.admin import BrokerAdmin
 from overt.bus.amqp.engine import AmqpEngineTransport
+from overt.bus.amqp.url import broker_addresses
 from overt.bus.base import EngineTransport
 from overt.bus.direct.engine import DirectEngineTransport
 from overt.bus.direct.gateway import NodeGateway
@@ -363,7 +364,11 @@ def broker_names(settings: EngineSettings) -> list[str]:
     urls = [settings.bus if settings.managed else None, settings.broker_node_url]
     with contextlib.suppress(SettingsError):
         urls.append(settings.broker_admin())
-    hosts = [urlsplit(url).hostname for url in urls if url and "://" in url]
+    hosts: list[str | None] = [
+        host for url in urls if url and url.startswith(("amqp://", "amqps://"))
+        for host, _port in broker_addresses(url)]
+    hosts += [urlsplit(url).hostname for url in urls
+              if url and "://" in url and not url.startswith(("amqp://", "amqps://"))]
     return list(dict.fromkeys([*(h for h in hosts if h), "localhost", "127.0.0.1"]))
 
 
@@ -379,7 +384,8 @@ def make_transport(settings: EngineSettings, pki: EnginePki, *,
         return DirectEngineTransport(_tls(pki), clock=pki.clock)
     return AmqpEngineTransport(settings.bus, instance=engine_instance(),
                                ssl_context=broker_ssl_context(settings, pki),
-                               on_connected=on_connected, assigned=assigned)
+                               on_connected=on_connected, assigned=assigned,
+                               quorum_queues=settings.broker_quorum_queues)
 
 
 def engine_instance() -> str:
@@ -413,7 +419,8 @@ def make_broker_accounts(settings: EngineSettings, pki: EnginePki) -> BrokerAdmi
     return BrokerAdminAccounts(BrokerAdmin.for_broker(
         url, management_port=settings.broker_management_port,
         node_url=settings.broker_node_url, verify=verify,
-        allow_plain=settings.broker_allow_plain))
+        allow_plain=settings.broker_allow_plain,
+        quorum_queues=settings.broker_quorum_queues))
 
 
 def make_unenrolled_node_client(pki: EnginePki) -> UnenrolledNodeClient:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
 from defusedxml import ElementTree
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from tests.support.engine import RunningEngine
 
@@ -127,3 +130,55 @@ def test_sso_errors_and_logout(http: httpx.Client, token: str) -> None:
                                                                "token": token})
     assert out.status_code == 200 and out.json() == {}
     assert http.get("/ovirt-engine/api", headers=_auth(token)).status_code == 401
+
+
+@contextmanager
+def _database_away(engine: RunningEngine) -> Iterator[Callable[[], None]]:
+    """The engine's database stops answering (as during a failover): its connections go
+    to a port where nothing listens, until the block ends or it is given `back()`."""
+    db = engine.runtime.db
+    saved = db.engine, db.sessions
+
+    def back() -> None:
+        db.engine, db.sessions = saved
+    away = create_async_engine("postgresql+psycopg://overt:pw@127.0.0.1:1/overt")
+    db.engine, db.sessions = away, async_sessionmaker(away, expire_on_commit=False)
+    try:
+        yield back
+    finally:
+        back()
+
+
+def test_while_the_database_is_away_the_api_answers_503_with_retry_after(
+        http: httpx.Client, token: str, api_engine: RunningEngine) -> None:
+    headers = _auth(token)
+    before = http.get("/ovirt-engine/api/vms", headers=headers)
+    assert before.status_code == 200
+    with _database_away(api_engine):
+        listed = http.get("/ovirt-engine/api/vms", headers=headers)
+        added = http.post("/ovirt-engine/api/vms", headers=headers | {
+            "Content-Type": "application/xml"}, content=b"<vm><name>never</name><cluster>"
+            b"<name>Default</name></cluster><template><name>Blank</name></template></vm>")
+        signin = http.post("/ovirt-engine/sso/oauth/token", data={
+            "grant_type": "password", "scope": "ovirt-app-api", "username": "admin@internal",
+            "password": api_engine.password}, headers={"Accept": "application/json"})
+    for reply in (listed, added):
+        assert reply.status_code == 503
+        assert reply.headers["Retry-After"] == "5"
+        reason, detail = _fault(reply)
+        assert reason == "Service Unavailable"
+        assert "database is unavailable" in detail and "nothing was changed" in detail
+    assert signin.status_code == 503 and signin.headers["Retry-After"] == "5"
+    assert signin.json()["error_code"] == "temporarily_unavailable"
+    # Back: the API answers as before, and the refused VM was never made.
+    after = http.get("/ovirt-engine/api/vms", headers=headers)
+    assert after.status_code == 200 and b"<name>never</name>" not in after.content
+
+
+def test_a_read_made_while_the_database_fails_over_is_answered_once_it_is_back(
+        http: httpx.Client, token: str, api_engine: RunningEngine) -> None:
+    with _database_away(api_engine) as back:
+        threading.Timer(1.5, back).start()
+        reply = http.get("/ovirt-engine/api/vms", headers=_auth(token))
+    assert reply.status_code == 200
+    assert ElementTree.fromstring(reply.content).tag == "vms"

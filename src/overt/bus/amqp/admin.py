@@ -14,7 +14,7 @@ import secrets
 import ssl
 import uuid
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 
@@ -31,8 +31,9 @@ from overt.bus.amqp.topology import (
     node_events_binding,
     node_permissions,
     node_username,
+    queue_arguments,
 )
-from overt.bus.amqp.url import BrokerUrl, broker_url, require_tls
+from overt.bus.amqp.url import BrokerUrl, broker_addresses, broker_url, require_tls
 from overt.protocol.enrollment import BrokerCredentials
 
 log = logging.getLogger(__name__)
@@ -64,18 +65,24 @@ class BrokerAdmin:
         timeout: float = 10.0,
         verify: ssl.SSLContext | bool = True,
         allow_plain: bool = False,
+        quorum_queues: bool = False,
     ) -> None:
-        node = urlsplit(node_url)
-        if node.scheme not in ("amqp", "amqps") or not node.hostname or node.password:
+        scheme = node_url.partition("://")[0]
+        try:
+            addresses = broker_addresses(node_url)
+        except ValueError:
+            addresses = []
+        if scheme not in ("amqp", "amqps") or not addresses or "@" in node_url:
             raise ValueError(f"{node_url!r} is not a broker address for nodes: expected "
-                             "amqp://HOST:PORT or amqps://HOST:PORT, without credentials")
+                             "amqp://HOST:PORT or amqps://HOST:PORT (several, comma-separated, "
+                             "for a cluster), without credentials")
         require_tls(management_url, allow_plain=allow_plain,
                     what="the broker's management API")
         require_tls(node_url, allow_plain=allow_plain, what="the broker address for nodes")
         self.vhost = vhost
-        self._node_scheme = node.scheme
-        self._node_host = node.hostname
-        self._node_port = node.port or (5671 if node.scheme == "amqps" else 5672)
+        self._node_scheme = scheme
+        self._node_addresses = addresses
+        self._quorum = quorum_queues
         self.management_url = management_url.rstrip("/")
         self._exchanges_ready = False
         self._client = httpx.AsyncClient(
@@ -86,7 +93,7 @@ class BrokerAdmin:
     def for_broker(cls, url: str, *, management_port: int | None = None,
                    node_url: str | None = None,
                    verify: ssl.SSLContext | bool = True,
-                   allow_plain: bool = False) -> BrokerAdmin:
+                   allow_plain: bool = False, quorum_queues: bool = False) -> BrokerAdmin:
         """The admin for the broker and vhost of `url`, an administrator's amqp(s) URL (its
         management API over https for amqps); nodes reach the same host unless `node_url`
         says otherwise."""
@@ -96,7 +103,7 @@ class BrokerAdmin:
         return cls(f"{scheme}://{admin.host}:{management_port or default_port}",
                    username=admin.username, password=admin.password, vhost=admin.vhost,
                    node_url=node_url or f"{'amqps' if tls else 'amqp'}://{admin.host}:{admin.port}",
-                   verify=verify, allow_plain=allow_plain)
+                   verify=verify, allow_plain=allow_plain, quorum_queues=quorum_queues)
 
     async def __aenter__(self) -> BrokerAdmin:
         return self
@@ -132,8 +139,8 @@ class BrokerAdmin:
         await self._route_events(host_uuid)
         log.info("broker account %s ready for node %s", username, host_uuid)
         return BrokerCredentials(
-            url=broker_url(self._node_scheme, username, password, self._node_host,
-                           self._node_port, self.vhost),
+            url=broker_url(self._node_scheme, username, password, *self._node_addresses[0],
+                           self.vhost, others=tuple(self._node_addresses[1:])),
             username=username, command_queue=queue.name, events_exchange=EVENTS_EXCHANGE,
             stats_exchange=STATS_EXCHANGE)
 
@@ -186,7 +193,8 @@ class BrokerAdmin:
 
     async def _put_queue(self, spec: QueueSpec) -> None:
         await self._request("PUT", f"/queues/{_q(self.vhost)}/{_q(spec.name)}", {
-            "durable": True, "auto_delete": False, "arguments": spec.arguments})
+            "durable": True, "auto_delete": False,
+            "arguments": queue_arguments(spec, quorum=self._quorum)})
         for exchange, routing_key in spec.bindings:
             await self._request(
                 "POST", f"/bindings/{_q(self.vhost)}/e/{_q(exchange)}/q/{_q(spec.name)}",

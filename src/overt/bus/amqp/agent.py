@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 ANSWERED_CACHE = 1024  # replies remembered per request id, for redelivered commands
 REFUSAL_TTL_S = 60.0  # how long the answer to a command that could not be read is kept
 UNROUTED_RETRY_S = 1.0
+# Refusals (nacks) of one event in a row after which the node connects again, to the next
+# broker of a cluster: a channel can stay refused after its queue's leader moved.
+REFUSALS_BEFORE_RECONNECT = 3
 
 
 @dataclass
@@ -183,6 +186,7 @@ class AmqpAgentTransport:
     async def _pump(self, session: _Session) -> None:
         """Publish the outbox in order, one confirmed event at a time, until the link drops."""
         unrouted_logged = False
+        refusals = 0
         while True:
             event = await self._outbox.head()
             assert event.seq is not None
@@ -198,13 +202,18 @@ class AmqpAgentTransport:
                 await asyncio.sleep(UNROUTED_RETRY_S)
                 continue
             except DeliveryError as exc:
+                refusals += 1
                 log.warning("the broker refused event %d (%s); trying again", event.seq, exc)
+                if refusals >= REFUSALS_BEFORE_RECONNECT:
+                    await self._link.reconnect(f"the broker refused event {event.seq} "
+                                               f"{refusals} times in a row", elsewhere=True)
+                    return
                 await asyncio.sleep(UNROUTED_RETRY_S)
                 continue
             except LINK_ERRORS as exc:
                 log.debug("event pump stopped: %s", exc)
                 return
-            unrouted_logged = False
+            unrouted_logged, refusals = False, 0
             await self._outbox.confirm(event)
 
     async def _on_command(self, message: AbstractIncomingMessage) -> None:

@@ -105,8 +105,10 @@ class AmqpEngineTransport:
         ssl_context: ssl.SSLContext | None = None,
         on_connected: ConnectedHook | None = None,
         assigned: bool = False,
+        quorum_queues: bool = False,
     ) -> None:
         self._url = BrokerUrl.parse(url)
+        self._quorum = quorum_queues
         # The event partitions this process consumes (it must be given them when assigned).
         self._wanted: set[int] = set() if assigned else set(range(EVENT_PARTITIONS))
         self._routes: set[uuid.UUID] = set()  # nodes whose events monitors route
@@ -257,13 +259,13 @@ class AmqpEngineTransport:
         self._link.watch(control)
         await declare_exchanges(control)
         for spec in (*SHARED_QUEUES, self._replies):
-            await declare_queue(control, spec)
+            await declare_queue(control, spec, quorum=self._quorum)
         session = _Session(commands=await control.get_exchange(COMMANDS_EXCHANGE, ensure=False),
                            control=control, connection=connection)
         await self._consume(connection, session, self._replies.name, self._on_reply, 1000)
         if self._delivery is not None:
             for partition in range(EVENT_PARTITIONS):
-                await declare_queue(control, partition_queue(partition))
+                await declare_queue(control, partition_queue(partition), quorum=self._quorum)
             # Events queued before partitions existed are drained by every monitor, as
             # competing consumers (their lanes keep each node's order, see delivery.py).
             exchange, routing_key = LEGACY_EVENTS_BINDING

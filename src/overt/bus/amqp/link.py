@@ -102,7 +102,8 @@ class BrokerLink:
         on_connected: ConnectedHook | None = None,
     ) -> None:
         _quiet_library_logs()
-        self.url = url
+        self._members = url.members()
+        self._current = 0
         self._name = name
         self._on_connect = on_connect
         self._on_disconnect = on_disconnect
@@ -118,6 +119,16 @@ class BrokerLink:
         self._lost: asyncio.Future[BaseException | None] | None = None
         self._warned_at = 0.0
         self._closing = False
+        self._elsewhere = False  # the next connection goes to the cluster's next broker
+
+    @property
+    def url(self) -> BrokerUrl:
+        """The broker this link uses (or tries next), one of the cluster's members."""
+        return self._members[self._current]
+
+    def _next_member(self) -> None:
+        """Try the cluster's next broker: the current one failed or went away."""
+        self._current = (self._current + 1) % len(self._members)
 
     @property
     def connected(self) -> bool:
@@ -147,9 +158,11 @@ class BrokerLink:
                                  exc: BaseException | None) -> None:
         await self.reconnect(f"a channel closed: {describe(exc, self.url)}")
 
-    async def reconnect(self, reason: str) -> None:
-        """Drop the current connection (a channel failed); the loop connects again."""
+    async def reconnect(self, reason: str, *, elsewhere: bool = False) -> None:
+        """Drop the current connection (a channel failed); the loop connects again, to the
+        cluster's next broker when `elsewhere` (this one refuses what it should take)."""
         if self._lost is not None and not self._lost.done():
+            self._elsewhere = self._elsewhere or elsewhere
             self._lost.set_result(LinkReset(reason))
 
     async def close(self) -> None:
@@ -169,6 +182,7 @@ class BrokerLink:
             connection = await self._connect(failures)
             if connection is None:
                 failures += 1
+                self._next_member()
                 self._tried.set()
                 await asyncio.sleep(next(delays))
                 continue
@@ -188,6 +202,9 @@ class BrokerLink:
                 return
             log.warning("%s: lost the connection to the broker at %s (%s); reconnecting",
                         self._name, self.url, describe(reason, self.url))
+            if self._elsewhere or not isinstance(reason, LinkReset):
+                self._next_member()
+            self._elsewhere = False
             # A connection that keeps failing right after set-up must not spin.
             if loop.time() - since > self._backoff.maximum:
                 delays = self._backoff.delays()

@@ -210,8 +210,17 @@ async def declare_exchanges(channel: AbstractChannel) -> None:
         await channel.declare_exchange(spec.name, spec.type, durable=True)
 
 
-async def declare_queue(channel: AbstractChannel, spec: QueueSpec) -> None:
+def queue_arguments(spec: QueueSpec, *, quorum: bool) -> dict[str, Any]:
+    """`spec`'s arguments, as a quorum queue when asked (a RabbitMQ cluster: the queue is
+    replicated on a majority of the brokers and survives losing any one of them). The
+    type of a queue is fixed when it is made: choose before the first engine starts."""
+    return {**spec.arguments, "x-queue-type": "quorum"} if quorum else dict(spec.arguments)
+
+
+async def declare_queue(channel: AbstractChannel, spec: QueueSpec, *,
+                        quorum: bool = False) -> None:
     """Declare `spec` and its bindings (idempotent with the same arguments)."""
-    queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
+    queue = await channel.declare_queue(spec.name, durable=True,
+                                        arguments=queue_arguments(spec, quorum=quorum))
     for exchange, routing_key in spec.bindings:
         await queue.bind(exchange, routing_key)

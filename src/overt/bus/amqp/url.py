@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 # Seconds between AMQP heartbeats unless the URL says otherwise: a silent peer is
@@ -13,7 +13,11 @@ DEFAULT_HEARTBEAT_S = 15
 
 @dataclass(frozen=True)
 class BrokerUrl:
-    """An amqp:// or amqps:// URL with a user; `str()` never shows the password."""
+    """An amqp:// or amqps:// URL with a user; `str()` never shows the password.
+
+    The URL may name several brokers of one cluster, comma-separated
+    (`amqp://USER:PASSWORD@HOST1:5672,HOST2:5672/VHOST`): `url`, `host` and `port` are
+    the first's, `members()` gives one URL per broker, to try in turn."""
 
     url: str
     username: str
@@ -21,11 +25,18 @@ class BrokerUrl:
     host: str
     port: int
     vhost: str
+    others: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def parse(cls, url: str) -> BrokerUrl:
-        parts = urlsplit(url)
-        if parts.scheme not in ("amqp", "amqps"):
+        scheme, _, rest = url.partition("://")
+        netloc, slash, tail = rest.partition("/")
+        credentials, at, hosts = netloc.rpartition("@")
+        addresses = [_address(scheme, a) for a in hosts.split(",")] if hosts else []
+        first = (f"{credentials}{at}{_netloc_host(addresses[0][0])}:{addresses[0][1]}"
+                 if addresses else netloc)
+        parts = urlsplit(f"{scheme}://{first}{slash}{tail}")
+        if parts.scheme not in ("amqp", "amqps") or not addresses:
             raise ValueError(f"{_mask(url)} is not a broker URL: expected "
                              "amqp://USER:PASSWORD@HOST:PORT/VHOST or amqps://...")
         if not parts.username or parts.password is None:
@@ -34,17 +45,33 @@ class BrokerUrl:
         query = dict(parse_qsl(parts.query))
         query.setdefault("heartbeat", str(DEFAULT_HEARTBEAT_S))
         vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+        host, port = addresses[0]
         return cls(
             url=urlunsplit(parts._replace(query=urlencode(query))),
             username=unquote(parts.username),
             password=unquote(parts.password),
-            host=parts.hostname or "localhost",
-            port=parts.port or (5671 if parts.scheme == "amqps" else 5672),
+            host=host,
+            port=port,
             vhost=vhost,
+            others=tuple(addresses[1:]),
         )
 
+    def members(self) -> list[BrokerUrl]:
+        """One URL per broker named, the first first."""
+        parts = urlsplit(self.url)
+        credentials = parts.netloc.rpartition("@")[0]
+        result = [replace(self, others=())]
+        for host, port in self.others:
+            netloc = f"{credentials}@{_netloc_host(host)}:{port}"
+            result.append(replace(self, url=urlunsplit(parts._replace(netloc=netloc)),
+                                  host=host, port=port, others=()))
+        return result
+
     def __str__(self) -> str:
-        return _mask(self.url)
+        first = f"@{_netloc_host(self.host)}:{self.port}"
+        every = ",".join(f"{_netloc_host(h)}:{p}" for h, p in ((self.host, self.port),
+                                                                *self.others))
+        return _mask(self.url).replace(first, f"@{every}", 1)
 
     def __repr__(self) -> str:
         return f"BrokerUrl({_mask(self.url)!r})"
@@ -55,18 +82,45 @@ class BrokerUrl:
 
 
 def broker_url(scheme: str, username: str, password: str, host: str, port: int,
-               vhost: str) -> str:
-    """Build an amqp(s) URL, quoting what needs quoting (vhost '/' is '%2F')."""
-    netloc = f"{quote(username, safe='')}:{quote(password, safe='')}@{host}:{port}"
+               vhost: str, *, others: tuple[tuple[str, int], ...] = ()) -> str:
+    """Build an amqp(s) URL, quoting what needs quoting (vhost '/' is '%2F'); `others`
+    are more brokers of the same cluster."""
+    hosts = ",".join(f"{_netloc_host(h)}:{p}" for h, p in ((host, port), *others))
+    netloc = f"{quote(username, safe='')}:{quote(password, safe='')}@{hosts}"
     return f"{scheme}://{netloc}/{quote(vhost, safe='')}"
 
 
+def broker_addresses(url: str) -> list[tuple[str, int]]:
+    """The (host, port) of every broker an amqp(s) URL names (credentials or not)."""
+    scheme, _, rest = url.partition("://")
+    hosts = rest.partition("/")[0].rpartition("@")[2]
+    if scheme not in ("amqp", "amqps") or not hosts:
+        raise ValueError(f"{_mask(url)} is not a broker address: expected amqp://HOST:PORT")
+    return [_address(scheme, a) for a in hosts.split(",")]
+
+
+def _address(scheme: str, text: str) -> tuple[str, int]:
+    parts = urlsplit(f"{scheme}://{text}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{text!r} is not a broker address: expected HOST or HOST:PORT") from None
+    if not parts.hostname:
+        raise ValueError(f"{text!r} is not a broker address: expected HOST or HOST:PORT")
+    return parts.hostname, port or (5671 if scheme == "amqps" else 5672)
+
+
+def _netloc_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 def _mask(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    credentials, at, hosts = netloc.rpartition("@")
+    if not at or ":" not in credentials:
         return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc}"))
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{hosts}{slash}{tail}"
 
 
 class PlainBrokerRefused(ValueError):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -19,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from overt.engine.api import metrics, sso
 from overt.engine.api.auth import BasicAuthCache
 from overt.engine.api.bodied_reads import CloseAfterBodiedReads
-from overt.engine.api.faults import fault_response
+from overt.engine.api.faults import error_response, fault_response
 from overt.engine.api.limits import BodyLimit, BodyTooLarge
 from overt.engine.api.resources import (
     activity,
@@ -48,6 +50,7 @@ from overt.engine.api.resources import (
     vms,
 )
 from overt.engine.api.routing import ApiRoutes
+from overt.engine.db.availability import RETRY_AFTER_S, database_unavailable
 from overt.engine.db.database import Database
 from overt.engine.identity.directories import Directories
 from overt.engine.identity.kerberos import KerberosAcceptor
@@ -126,6 +129,18 @@ async def _too_large(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """A database error outside the API's dispatcher (sign-in, the portal's pages); sign-in
+    answers in OAuth's words (RFC 6749: temporarily_unavailable)."""
+    if request.url.path.startswith("/ovirt-engine/sso/") and database_unavailable(exc):
+        return Response(json.dumps({"error_code": "temporarily_unavailable",
+                                    "error": "the engine's database is unavailable for the "
+                                             "moment; try again in a few seconds"}),
+                        503, media_type="application/json",
+                        headers={"Retry-After": str(RETRY_AFTER_S)})
+    return error_response(request, exc)
+
+
 class CollapseSlashes:
     """`https://engine/ovirt-engine/api/` + `/vms` gives `//vms` in SDK URLs: serve it anyway
     (the SDK follows no redirects)."""
@@ -150,7 +165,8 @@ def build_api_app(db: Database, services: ApiServices,
                                      database="sqlite" if db.is_sqlite else "postgresql")
     # RequestLatency comes last: it reads the route the router puts in its scope.
     app = Starlette(routes=routes,
-                    exception_handlers={HTTPException: _http_error, BodyTooLarge: _too_large},
+                    exception_handlers={HTTPException: _http_error, BodyTooLarge: _too_large,
+                                        DBAPIError: _database_error},
                     middleware=[Middleware(CollapseSlashes), Middleware(CloseAfterBodiedReads),
                                 Middleware(BodyLimit),
                                 Middleware(RequestLatency, metrics=process_metrics,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -15,11 +16,17 @@ from overt.engine.api.authorization import authorize, rule_for
 from overt.engine.api.context import API_PREFIX, ApiContext
 from overt.engine.api.faults import error_response
 from overt.engine.api.served import declare
+from overt.engine.db.availability import database_unavailable
 from overt.engine.identity.access import load_access
 from overt.engine.model.errors import Forbidden
 from overt.engine.model.status import LogSeverity
 
 Endpoint = Callable[[ApiContext], Awaitable[Response]]
+
+# A read is served again this many times, this far apart, while the database fails over
+# (a PostgreSQL primary lost: its replacement takes seconds); then 503 and Retry-After.
+READ_RETRIES = 3
+READ_RETRY_DELAY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,19 @@ def _dispatcher(path: str, methods: dict[str, Endpoint]
     rules = {method: rule_for(method, path) for method in methods}
 
     async def dispatch(request: Request) -> Response:
+        """Serve `request`; a read the database failed for the moment (a failover under
+        way) is served again a few times before the client is told 503 (Retry-After)."""
+        for attempt in range(READ_RETRIES + 1):
+            try:
+                return await serve(request)
+            except Exception as exc:
+                if (request.method not in ("GET", "HEAD") or attempt == READ_RETRIES
+                        or not database_unavailable(exc)):
+                    return error_response(request, exc)
+                await asyncio.sleep(READ_RETRY_DELAY_S)
+        raise AssertionError("unreachable")
+
+    async def serve(request: Request) -> Response:
         method = request.method if request.method != "HEAD" else "GET"
         endpoint = methods[method]
         state = request.app.state
@@ -93,7 +113,5 @@ def _dispatcher(path: str, methods: dict[str, Endpoint]
                              code=audit.USER_NOT_AUTHORIZED, user_id=user.id,
                              severity=LogSeverity.WARNING)
             return error_response(request, refused)
-        except Exception as exc:
-            return error_response(request, exc)
 
     return dispatch

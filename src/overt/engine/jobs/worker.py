@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 from overt.bus.base import TransportError
 from overt.engine import audit
+from overt.engine.db.availability import database_unavailable
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Job
 from overt.engine.jobs import kinds, queue
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+# While the database fails over, a job's outcome is recorded again this often.
+RECORD_RETRY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -146,21 +150,48 @@ class Worker:
             except Exception as exc:  # every failure is mapped in one place: `outcome_of`
                 outcome = outcome_of(exc)
                 if outcome.retry:
-                    await self._retry(job, outcome.message, spec, unit,
-                                      max_delay_s=outcome.max_delay_s)
+                    await self._recording(job, lambda: self._retry(
+                        job, outcome.message, spec, unit, max_delay_s=outcome.max_delay_s))
                 else:
-                    await self._fail(job, outcome.message, spec, unit)
+                    await self._recording(job, lambda: self._fail(job, outcome.message, spec,
+                                                                  unit))
                 return
             finally:
                 lease.cancel()
                 await asyncio.gather(lease, return_exceptions=True)
-            async with self.db.transaction() as session:
-                fresh = await session.get(Job, job.id)
-                if fresh is not None and fresh.claimed_by == self.name:
-                    await queue.finish(session, fresh, result=result)
-            log.info("job %s (%s) finished", job.id, job.description)
+            await self._recording(job, lambda: self._finish(job, result))
         finally:
             self.concurrency.release()
+
+    async def _finish(self, job: Job, result: dict[str, Any] | None) -> None:
+        async with self.db.transaction() as session:
+            fresh = await session.get(Job, job.id)
+            if fresh is None or fresh.claimed_by != self.name:
+                return
+            await queue.finish(session, fresh, result=result)
+        log.info("job %s (%s) finished", job.id, job.description)
+
+    async def _recording(self, job: Job, record: Callable[[], Awaitable[None]]) -> None:
+        """Record a job's outcome, waiting out a database failover. Recording again is
+        harmless: a job this worker no longer holds is left alone. Past the job's lease
+        the job is given up here: another worker claims it and runs it again."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + queue.LEASE.total_seconds()
+        while True:
+            try:
+                await record()
+                return
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    log.exception("job %s: recording its outcome failed", job.id)
+                    return
+                if loop.time() >= deadline:
+                    log.warning("job %s: the database stayed unavailable, its outcome is not "
+                                "recorded; it runs again once its lease lapses", job.id)
+                    return
+                log.warning("job %s: the database is unavailable (%s); recording its outcome "
+                            "again in %s s", job.id, type(exc).__name__, RECORD_RETRY_S)
+                await asyncio.sleep(RECORD_RETRY_S)
 
     async def _keep_lease(self, job: Job, runner: asyncio.Task[object]) -> None:
         interval = queue.LEASE.total_seconds() / 3

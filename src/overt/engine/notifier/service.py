@@ -26,6 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db import bulk
+from overt.engine.db.availability import database_unavailable
 from overt.engine.db.database import Database
 from overt.engine.db.tables import (
     AuditEvent,
@@ -74,8 +75,12 @@ class Notifier:
                 await self.notify_pending()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("the notifier failed a pass; it tries again")
+            except Exception as exc:
+                if database_unavailable(exc):
+                    log.warning("the notifier cannot reach the database (%s); it tries again",
+                                type(exc).__name__)
+                else:
+                    log.exception("the notifier failed a pass; it tries again")
             self.wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), self.interval_s)

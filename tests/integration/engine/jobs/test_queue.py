@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.config import EngineSettings
 from overt.engine.db.database import Database
 from overt.engine.db.seed import BLANK_TEMPLATE_ID, seed
 from overt.engine.db.tables import AuditEvent, Cluster, Job, Lock, Vm, utcnow
 from overt.engine.jobs import queue
-from overt.engine.jobs.context import JobServices
+from overt.engine.jobs.context import JobContext, JobServices
 from overt.engine.jobs.handlers import UNITS
 from overt.engine.jobs.kinds import RebootVm, StartVm, StopVm
 from overt.engine.jobs.worker import Worker
@@ -124,3 +131,50 @@ async def test_a_retry_waits_longer_each_time_up_to_the_handlers_cap(db_url: str
             delays.append(round((not_before - before).total_seconds()))
     assert delays == [2, 4, 8, 5]
     await db.dispose()
+
+
+class _FailingOverDatabase(Database):
+    """A database that is away (connections refused) for a while when told to."""
+
+    away_until = 0.0
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        if time.monotonic() < self.away_until:
+            raise OperationalError("BEGIN", None, ConnectionRefusedError("the primary is gone"))
+        async with super().transaction() as session:
+            yield session
+
+
+async def test_a_job_that_ends_while_the_database_fails_over_is_recorded_once_it_is_back(
+        db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    db = _FailingOverDatabase(db_url)
+    [vm_id] = await _vms(db, 1)
+    async with db.transaction() as session:
+        job = await queue.submit(session, StopVm(vm_id=vm_id), description="Stopping it")
+    stop = UNITS[StopVm]
+
+    async def run_then_lose_the_database(ctx: JobContext, spec: StopVm) -> dict[str, Any] | None:
+        result = await stop.run(ctx, spec)
+        db.away_until = time.monotonic() + 1.5  # the primary is lost as the job ends
+        return result
+    units = {**UNITS, StopVm: dataclasses.replace(stop, run=run_then_lose_the_database)}
+    worker = Worker(db, JobServices(nodes=NodeClient(NoNodes()), settings=EngineSettings()),
+                    units, poll_interval=0.05)
+    runner = asyncio.create_task(worker.run())
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                if time.monotonic() >= db.away_until:
+                    async with db.transaction() as session:
+                        fresh = await session.get(Job, job.id)
+                        assert fresh is not None
+                        if fresh.state == "done":
+                            break
+                await asyncio.sleep(0.1)
+    finally:
+        await worker.stop()
+        await asyncio.gather(runner, return_exceptions=True)
+        await db.dispose()
+    assert fresh.attempts == 1  # recorded, not run again
+    assert any("recording its outcome again" in r.getMessage() for r in caplog.records)

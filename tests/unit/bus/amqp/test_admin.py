@@ -25,3 +25,12 @@ def test_nodes_are_never_handed_an_address_with_credentials_or_without_host(
     with pytest.raises(ValueError, match="not a broker address for nodes"):
         BrokerAdmin("http://broker:15672", username="a", password="b", vhost="v",
                     node_url=node_url)
+
+
+def test_nodes_are_handed_every_broker_of_a_cluster() -> None:
+    admin = BrokerAdmin("http://lb:15672", username="a", password="b", vhost="v",
+                        node_url="amqp://10.0.0.1:5672,10.0.0.2:5672", allow_plain=True)
+    try:
+        assert admin._node_addresses == [("10.0.0.1", 5672), ("10.0.0.2", 5672)]
+    finally:
+        asyncio.run(admin.aclose())

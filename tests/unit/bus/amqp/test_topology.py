@@ -3,6 +3,7 @@ import uuid
 
 import pytest
 
+from overt.bus.amqp import topology
 from overt.bus.amqp.topology import (
     EVENTS_EXCHANGE,
     REPLIES_EXCHANGE,
@@ -62,3 +63,11 @@ def test_reply_queues_take_only_plain_instance_names() -> None:
     assert reply_queue("worker-1").name == "overt.engine.worker-1.replies"
     with pytest.raises(ValueError, match="instance name"):
         reply_queue("a.b#")
+
+
+def test_queues_are_quorum_queues_when_asked_with_their_other_arguments_kept() -> None:
+    spec = topology.command_queue(uuid.uuid4())
+    quorum = topology.queue_arguments(spec, quorum=True)
+    assert quorum == {**spec.arguments, "x-queue-type": "quorum"}
+    assert topology.queue_arguments(spec, quorum=False) == spec.arguments
+    assert "x-queue-type" not in spec.arguments  # the spec itself is left as it is
