@@ -251,7 +251,20 @@ class ExtentFormat(WireModel):
     backing: ExtentRef | None = None
 
 
+class ExtentCommit(WireModel):
+    """Merge the qcow2 volume on extent `top` into its backing, extent `base` (a snapshot's
+    removal on a down VM); `child`, the qcow2 volume over `top`, is rebased onto `base`."""
+
+    name: Literal["storage.extent_commit"] = "storage.extent_commit"
+    result: ClassVar[type[SharedVolumeInfo]] = SharedVolumeInfo
+    mutates: ClassVar[bool] = True
+    lun: IscsiLunRef
+    top: ExtentRef
+    base: ExtentRef
+    child: ExtentRef | None = None
+
+
 StorageCommand = (StorageDomainCreate | StorageDomainUpdate | StorageDomainScan
                   | SharedVolumeCreate | SharedVolumeCommit | SharedVolumeDelete
                   | SharedVolumeMetaUpdate)
-LunCommand = LunRead | LunMetadataWrite | ExtentFormat
+LunCommand = LunRead | LunMetadataWrite | ExtentFormat | ExtentCommit

@@ -480,6 +480,17 @@ class SnapshotVolume(Base):
     format: Mapped[str] = mapped_column(String(8), default="cow")
 
 
+class ExtentReservation(Base):
+    """An extent of an iSCSI domain's LUN allocated to a volume a job is about to make (a
+    snapshot's new volume), not yet in any disk's chain: no other volume may take it. It
+    goes once the chain records the volume, or with the job that failed to make it."""
+
+    __tablename__ = "extent_reservations"
+    image_path: Mapped[str] = mapped_column(Text, primary_key=True)
+    storage_domain_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("storage_domains.id", ondelete="CASCADE"), index=True)
+
+
 class Job(Base):
     """A persisted user action (the seed's taskomatic). `state` drives the worker."""
 

@@ -62,6 +62,16 @@ def disk_source(domain: StorageDomain, disk: Disk) -> DiskSource:
     return FileSource(path=image_location(domain, disk))
 
 
+def _volume_source(domain: StorageDomain, image_path: str) -> DiskSource:
+    """A volume of a disk's chain on a shared domain, as QEMU opens it."""
+    if domain.storage_type == StorageType.ISCSI.value:
+        lun, extent = lun_of(domain), extent_of(image_path)
+        return IscsiSource(portal=lun.portal, target=lun.target, lun=lun.lun,
+                           offset=extent[0] if extent else None,
+                           size=extent[1] if extent else None)
+    return NfsSource(server=domain.address or "", path=volume_location(domain, image_path))
+
+
 async def vm_disks(session: AsyncSession, vm_id: uuid.UUID
                    ) -> list[tuple[DiskAttachment, Disk, StorageDomain]]:
     rows = await session.execute(
@@ -124,10 +134,10 @@ async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
                                f"{disk.name} is gone.")
             backing = disk_source(base_domain, base)
         chain: tuple[BackingLayer, ...] = ()
-        if domain.storage_type == StorageType.NFS.value:
+        if domain.storage_type in (StorageType.NFS.value, StorageType.ISCSI.value):
+            # libvirt cannot probe a chain over QEMU's network clients: it is told it.
             chain = tuple(BackingLayer(
-                source=NfsSource(server=domain.address or "",
-                                 path=volume_location(domain, volume.image_path)),
+                source=_volume_source(domain, volume.image_path),
                 format=DiskFormat.QCOW2 if volume.format == "cow" else DiskFormat.RAW)
                 for volume in reversed(await snapshot_volumes(session, disk.id)))
         disks.append(DiskSpec(

@@ -19,6 +19,7 @@ from overt.engine.db.tables import Disk, Snapshot, SnapshotVolume, StorageDomain
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed
 from overt.engine.jobs.handlers.snapshot_volumes import (
+    chain_recorded,
     create_overlay,
     delete_volumes,
     volume_host,
@@ -26,6 +27,7 @@ from overt.engine.jobs.handlers.snapshot_volumes import (
 from overt.engine.jobs.kinds import EndPreview, JobSpec, PreviewSnapshot
 from overt.engine.model.status import LogSeverity, VmStatus
 from overt.engine.queries import lookup
+from overt.engine.queries.shared_storage import claim_extent, release_reservations
 from overt.engine.queries.snapshot_chains import (
     IN_PREVIEW,
     PREVIEW,
@@ -67,6 +69,8 @@ async def preview_snapshot(ctx: JobContext, spec: PreviewSnapshot) -> dict[str, 
             session.add(SnapshotVolume(snapshot_id=spec.preview_id, disk_id=row.id,
                                        image_path=row.image_path, format=row.format))
             row.image_path, row.format = new_path, "cow"
+            await claim_extent(session, new_path)
+        await chain_recorded(ctx, domain, key=f"recorded-{disk.id}")
     async with ctx.transaction() as session:
         snapshot = await lookup.get(session, Snapshot, spec.snapshot_id)
         snapshot.status = IN_PREVIEW
@@ -94,6 +98,7 @@ async def preview_failed(session: AsyncSession, ctx: JobContext, spec: PreviewSn
         snapshot.status = IN_PREVIEW if started else "ok"
         audit.record(session, f"Failed to preview snapshot '{snapshot.description}': {message}",
                      severity=LogSeverity.ERROR, vm_id=spec.vm_id, job_id=ctx.job.id)
+    await release_reservations(session, list(spec.overlays.values()))
 
 
 async def end_preview(ctx: JobContext, spec: EndPreview) -> dict[str, Any]:

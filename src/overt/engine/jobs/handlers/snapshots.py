@@ -16,20 +16,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from overt.engine import audit
 from overt.engine.db.tables import Disk, Host, Snapshot, SnapshotVolume, StorageDomain, Vm
 from overt.engine.jobs.context import JobContext, Unit
-from overt.engine.jobs.errors import RetryLater
+from overt.engine.jobs.errors import JobFailed, RetryLater
 from overt.engine.jobs.handlers.snapshot_volumes import (
-    after_live_merge,
+    chain_recorded,
     commit_volume,
     create_overlay,
     delete_volumes,
-    on_nfs,
-    update_metadata,
     volume_host,
+    volumes_of,
 )
 from overt.engine.jobs.kinds import CreateSnapshot, JobSpec, RemoveSnapshot
-from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
+from overt.engine.model.status import HostStatus, LogSeverity, StorageType, VmStatus
 from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
+from overt.engine.queries.shared_storage import claim_extent, release_reservations
 from overt.engine.queries.snapshot_chains import Merge, merge_of, volume_location
 from overt.engine.queries.vm_spec import vm_disks
 from overt.protocol.commands import (
@@ -78,10 +78,13 @@ async def create_snapshot(ctx: JobContext, spec: CreateSnapshot) -> dict[str, An
             session.add(SnapshotVolume(snapshot_id=snapshot.id, disk_id=row.id,
                                        image_path=row.image_path, format=row.format))
             row.image_path, row.format = spec.overlays[str(row.id)], "cow"
+            await claim_extent(session, row.image_path)
         snapshot.status = "ok"
         audit.record(session, f"Snapshot '{snapshot.description}' creation for VM {vm.name} "
                      "has been completed.", code=audit.SNAPSHOT_CREATED, vm_id=vm.id,
                      job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    for domain in {sd.id: sd for _d, sd in disks}.values():
+        await chain_recorded(ctx, domain, key=f"recorded-{domain.id}")
     return {"disks": len(disks)}
 
 
@@ -90,7 +93,12 @@ async def _snapshot_live(ctx: JobContext, vm: Vm, host: Host,
     """QEMU switches every disk to its new volume at once. On NFS the engine makes the
     volumes first (with their `.meta`; QEMU only opens them), and takes them back if the
     node refuses: the disks keep writing their volumes, which are leaves again."""
-    reuse = any(on_nfs(domain) for _disk, domain in disks)
+    for disk, domain in disks:
+        if not volumes_of(domain).live:
+            raise JobFailed(f"disk {disk.name} of VM {vm.name} is on {domain.storage_type} "
+                            f"domain {domain.name}, whose snapshots are taken with the VM "
+                            "down")
+    reuse = any(volumes_of(domain).engine_made for _disk, domain in disks)
     if reuse:
         for disk, domain in disks:
             await _create_overlay(ctx, disk, domain, spec.overlays[str(disk.id)])
@@ -115,9 +123,8 @@ async def _drop_overlays(ctx: JobContext, disks: list[tuple[Disk, StorageDomain]
                             host_id=host.id):
             await delete_volumes(ctx, host, domain, [spec.overlays[str(disk.id)]],
                                  key=f"unused-{disk.id}")
-            if on_nfs(domain):
-                await update_metadata(ctx, host, domain, disk.image_path, {"VOLTYPE": "LEAF"},
-                                      key=f"leaf-again-{disk.id}")
+            await volumes_of(domain).leaf_again(ctx, host, domain, disk.image_path,
+                                                key=f"leaf-again-{disk.id}")
 
 
 async def _create_overlay(ctx: JobContext, disk: Disk, domain: StorageDomain,
@@ -140,6 +147,7 @@ async def create_failed(session: AsyncSession, ctx: JobContext, spec: CreateSnap
                      code=audit.SNAPSHOT_CREATE_FAILED, severity=LogSeverity.ERROR,
                      vm_id=spec.vm_id if vm else None, job_id=ctx.job.id)
         await session.delete(snapshot)
+    await release_reservations(session, list(spec.overlays.values()))
 
 
 async def remove_snapshot(ctx: JobContext, spec: RemoveSnapshot) -> dict[str, Any]:
@@ -184,9 +192,11 @@ async def _merge(ctx: JobContext, vm: Vm, host: Host | None, domain: StorageDoma
                             host_id=host.id):
             await ctx.nodes.call(host, VmBlockCommit(
                 vm_id=vm.id, disk=at(disk.image_path), top=at(merge.top), base=at(merge.base),
-                shared=on_nfs(domain)), Empty, key=ctx.key(f"merge-{disk.id}"), timeout_s=900)
-            await after_live_merge(ctx, host, domain, base=merge.base, child=merge.child,
-                                   key=f"merged-meta-{disk.id}")
+                shared=domain.storage_type != StorageType.LOCALFS.value), Empty,
+                key=ctx.key(f"merge-{disk.id}"), timeout_s=900)
+            await volumes_of(domain).after_live_merge(ctx, host, domain, base=merge.base,
+                                                      child=merge.child,
+                                                      key=f"merged-meta-{disk.id}")
         deleter = host
     else:
         deleter = await volume_host(ctx, domain)

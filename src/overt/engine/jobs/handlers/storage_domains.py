@@ -38,6 +38,7 @@ from overt.engine.queries.shared_storage import (
     split_volume_path,
     volume_path,
 )
+from overt.engine.queries.snapshot_chains import volume_parents
 from overt.protocol.ovirt_metadata import parse_metadata, render_metadata
 from overt.protocol.storage import (
     METADATA_AREA,
@@ -150,21 +151,28 @@ async def _create_on_lun(ctx: JobContext, domain: StorageDomain, host: Host
 async def _lun_metadata(ctx: JobContext, domain: StorageDomain, *, pool: str,
                         without: uuid.UUID | None = None) -> str:
     """The whole metadata area of an iSCSI domain, from the engine's records: the domain's
-    keys and one line per volume (image, extent, format, size)."""
+    keys and one line per volume (image, extent, format, size, alias, the volume under it,
+    LEAF or INTERNAL): the disks' chains as the database records them."""
     async with ctx.transaction() as session:
         disks = (await session.execute(select(Disk).where(
             Disk.storage_domain_id == domain.id).order_by(Disk.image_path))).scalars().all()
+        chains = {disk.id: await volume_parents(session, disk) for disk in disks}
     values = {**domain_metadata(domain), "TYPE": "ISCSI", "POOL_UUID": pool,
               "REMOTE_PATH": f"{domain.address}/{domain.path}", "SDUUID": str(domain.id)}
     for disk in disks:
-        extent = extent_of(disk.image_path)
-        if extent is None or disk.id == without:
+        if disk.id == without:
             continue
-        image_id, volume_id = split_volume_path(disk.image_path)
-        values[f"VOL_{volume_id}"] = ",".join([
-            str(image_id), str(extent[0]), str(extent[1]),
-            "COW" if disk.format == "cow" else "RAW", str(disk.provisioned_size),
-            json.dumps({"DiskAlias": disk.name}, separators=(",", ":")).replace(",", ";")])
+        alias = json.dumps({"DiskAlias": disk.name}, separators=(",", ":")).replace(",", ";")
+        for path, under, fmt in chains[disk.id]:
+            extent = extent_of(path)
+            if extent is None:
+                continue
+            image_id, volume_id = split_volume_path(path)
+            parent = split_volume_path(under)[1] if under is not None else TOP_OF_CHAIN
+            values[f"VOL_{volume_id}"] = ",".join([
+                str(image_id), str(extent[0]), str(extent[1]), "COW" if fmt == "cow" else "RAW",
+                str(disk.provisioned_size), alias, str(parent),
+                "LEAF" if path == disk.image_path else "INTERNAL"])
     return render_metadata(values, checksum=True, eof=False).decode()
 
 
