@@ -13,7 +13,7 @@ from overt.engine.db.tables import Disk, ExtentReservation, SnapshotVolume, Stor
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import StorageType
 from overt.engine.queries import lookup
-from overt.protocol.storage import METADATA_AREA, IscsiLunRef
+from overt.protocol.storage import DOMAIN_AREA, IscsiLunRef
 
 SHARED_TYPES = frozenset({StorageType.NFS.value, StorageType.ISCSI.value})
 MIB = 1 << 20
@@ -93,8 +93,8 @@ async def allocate_extent(session: AsyncSession, domain: StorageDomain, image_id
     size = extent_size(fmt, provisioned)
     taken = sorted(extent for path in await taken_extents(session, locked.id)
                    if (extent := extent_of(path)) is not None)
-    end = METADATA_AREA + locked.used_bytes + locked.available_bytes
-    offset = METADATA_AREA
+    end = DOMAIN_AREA + locked.used_bytes + locked.available_bytes
+    offset = DOMAIN_AREA
     for start, length in taken:
         if offset + size <= start:
             break

@@ -174,6 +174,11 @@ async def lease_spec(session: AsyncSession, vm: Vm, io_timeout_s: float = 10.0
     if vm.lease_storage_domain_id is None or vm.lease_slot is None:
         return None
     domain = await session.get(StorageDomain, vm.lease_storage_domain_id)
+    if domain is not None and domain.storage_type == StorageType.ISCSI.value:
+        lun = lun_of(domain)  # the areas follow the LUN's metadata area
+        return LeaseSpec(domain_id=domain.id, server=lun.portal,
+                         lun=IscsiSource(portal=lun.portal, target=lun.target, lun=lun.lun),
+                         slot=vm.lease_slot, io_timeout_s=io_timeout_s)
     if domain is None or domain.storage_type != StorageType.NFS.value:
         raise Conflict(f"Cannot run VM {vm.name}: its lease's storage domain is gone or "
                        "cannot hold leases.")

@@ -18,6 +18,9 @@ from overt.node.errors import NodeFailure
 from overt.node.storage.local import _qemu_img
 from overt.protocol import ErrorCode
 from overt.protocol.storage import (
+    DOMAIN_AREA,
+    LEASE_AREA_SIZE,
+    LEASE_AREAS,
     METADATA_AREA,
     ExtentCommit,
     ExtentFormat,
@@ -71,7 +74,10 @@ async def execute(command: LunCommand) -> LunContents | SharedVolumeInfo:
     match command:
         case LunRead(lun=lun):
             return await _read(lun)
-        case LunMetadataWrite(lun=lun, metadata=text):
+        case LunMetadataWrite(lun=lun, metadata=text, clear_leases=clear):
+            if clear:
+                await _copy_in(lun, bytes(2 * LEASE_AREA_SIZE), LEASE_AREAS["ids"],
+                               2 * LEASE_AREA_SIZE, f"clearing the lease areas of {lun_url(lun)}")
             await _write_area(lun, text)
             return await _read(lun)
         case ExtentFormat():
@@ -89,7 +95,7 @@ async def _size(lun: IscsiLunRef) -> int:
 
 async def _read(lun: IscsiLunRef) -> LunContents:
     size = await _size(lun)
-    if size <= METADATA_AREA:
+    if size <= DOMAIN_AREA:
         raise NodeFailure(ErrorCode.BAD_REQUEST, f"LUN {lun_url(lun)} is too small for a "
                           "storage domain")
     with tempfile.TemporaryDirectory(prefix="overt-lun-") as tmp:

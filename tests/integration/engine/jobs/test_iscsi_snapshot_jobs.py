@@ -25,13 +25,13 @@ from overt.engine.queries.lookup import Ref
 from overt.engine.queries.shared_storage import extent_of
 from overt.engine.queries.snapshot_chains import all_volumes, disk_chain
 from overt.engine.queries.vm_spec import build_vm_spec
-from overt.engine.services import devices, snapshots
+from overt.engine.services import devices, snapshots, vms
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput
 from overt.node.errors import NodeFailure
 from overt.node.storage import iscsi_domain
 from overt.protocol import ErrorCode
 from overt.protocol.ovirt_metadata import parse_metadata
-from overt.protocol.storage import METADATA_AREA, IscsiLunRef
+from overt.protocol.storage import DOMAIN_AREA, METADATA_AREA, IscsiLunRef
 from overt.protocol.vm import DiskFormat, IscsiSource
 from tests.support.loopback import LoopbackEngine
 
@@ -107,7 +107,7 @@ async def _iscsi_vm(engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp
                                   storage_type=StorageType.ISCSI.value, address="10.9.9.9",
                                   path=f"{TARGET}/1", host_id=host_id,
                                   status=StorageDomainStatus.ACTIVE.value, used_bytes=0,
-                                  available_bytes=lun_size - METADATA_AREA))
+                                  available_bytes=lun_size - DOMAIN_AREA))
     vm_id = await engine.add_vm("san-snappy")
     disk_ids = []
     for name, fmt in (("boot", "cow"), ("data", "raw")):
@@ -237,13 +237,15 @@ async def test_snapshots_of_a_down_vm_on_iscsi_are_taken_previewed_restored_and_
 
 async def test_iscsi_snapshot_extents_are_allocated_refused_when_full_and_given_back(
         engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # 1 MiB of metadata, a 13 MiB qcow2 and an 8 MiB raw disk, room for one snapshot.
-    vm_id, disk_ids, lun = await _iscsi_vm(engine, monkeypatch, tmp_path, lun_size=48 * MIB)
+    # 3 MiB of metadata and leases, a 13 MiB qcow2 and an 8 MiB raw disk, room for one
+    # snapshot.
+    vm_id, disk_ids, lun = await _iscsi_vm(engine, monkeypatch, tmp_path, lun_size=50 * MIB)
     await _take(engine, vm_id, "fits")
     chains = await _chains(engine, lun, disk_ids)
     extents = sorted(extent_of(p) for c in chains for p in c)  # type: ignore[type-var]
     assert all(a[0] + a[1] <= b[0] for a, b in itertools.pairwise(extents))
-    assert extents[-1][0] + extents[-1][1] == 48 * MIB  # type: ignore[index]
+    assert extents[0][0] == DOMAIN_AREA  # type: ignore[index]
+    assert extents[-1][0] + extents[-1][1] == 50 * MIB  # type: ignore[index]
     assert await _free(engine) == 0
 
     async def counts() -> tuple[int, int]:
@@ -293,3 +295,12 @@ async def test_iscsi_snapshot_extents_are_allocated_refused_when_full_and_given_
         assert await session.get(Snapshot, snapshot.id) is None
         assert (await session.execute(select(func.count()).select_from(ExtentReservation))
                 ).scalar() == 0
+
+    # The VM removed with its disks and a snapshot: every extent is free, none listed.
+    monkeypatch.setattr(iscsi_domain, "_format", real_format)
+    await _take(engine, vm_id, "goes with the vm")
+    assert await _free(engine) == 0
+    removal = await engine.act(vms.remove_vm, vm_id)
+    assert (await engine.job(removal.id)).state == "done"
+    assert await _free(engine) == 50 * MIB - DOMAIN_AREA
+    assert not [key for key in lun.metadata() if key.startswith("VOL_")]

@@ -60,9 +60,10 @@ async def create_snapshot(ctx: JobContext, spec: CreateSnapshot) -> dict[str, An
     async with ctx.transaction() as session:
         vm = await lookup.get(session, Vm, spec.vm_id)
         snapshot = await session.get(Snapshot, spec.snapshot_id)
-        # A retry after the chains were recorded has nothing left to do.
-        disks = [(d, sd) for _a, d, sd in await vm_disks(session, vm.id)
-                 if d.image_path != spec.overlays.get(str(d.id), d.image_path)]
+        attached = [(d, sd) for _a, d, sd in await vm_disks(session, vm.id)
+                    if str(d.id) in spec.overlays]
+        # A retry after a disk's chain was recorded has nothing left to make for it.
+        disks = [(d, sd) for d, sd in attached if d.image_path != spec.overlays[str(d.id)]]
     if snapshot is None or snapshot.status == "ok":
         return {"disks": 0}
     host = await _live_host(ctx, vm)
@@ -79,12 +80,16 @@ async def create_snapshot(ctx: JobContext, spec: CreateSnapshot) -> dict[str, An
                                        image_path=row.image_path, format=row.format))
             row.image_path, row.format = spec.overlays[str(row.id)], "cow"
             await claim_extent(session, row.image_path)
+    # Storage describes the new chains (an iSCSI domain's metadata area) before the
+    # snapshot is `ok`: a retry after the chains were recorded does this again.
+    for domain in {sd.id: sd for _d, sd in attached}.values():
+        await chain_recorded(ctx, domain, key=f"recorded-{domain.id}")
+    async with ctx.transaction() as session:
+        snapshot = await lookup.get(session, Snapshot, spec.snapshot_id)
         snapshot.status = "ok"
         audit.record(session, f"Snapshot '{snapshot.description}' creation for VM {vm.name} "
                      "has been completed.", code=audit.SNAPSHOT_CREATED, vm_id=vm.id,
                      job_id=ctx.job.id, user_id=ctx.job.owner_id)
-    for domain in {sd.id: sd for _d, sd in disks}.values():
-        await chain_recorded(ctx, domain, key=f"recorded-{domain.id}")
     return {"disks": len(disks)}
 
 

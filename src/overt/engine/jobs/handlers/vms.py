@@ -231,7 +231,8 @@ async def remove_vm(ctx: JobContext, spec: RemoveVm) -> dict[str, Any]:
     if not spec.detach_only:
         for disk, domain in disks:
             if is_shared(domain):
-                await shared.remove_volume(ctx, domain, disk, key=f"delete-{disk.id}")
+                await shared.remove_volume(ctx, domain, disk, key=f"delete-{disk.id}",
+                                           going=[d.id for d, _sd in disks])
                 continue
             if domain.host_id is None:
                 continue
