@@ -315,7 +315,13 @@ class Disk(Base):
     id: Mapped[uuid.UUID] = _id()
     name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str] = mapped_column(Text, default="")
-    storage_domain_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("storage_domains.id"))
+    # None for a direct LUN disk (oVirt's `lun_storage`): a whole LUN given to VMs, named by
+    # its portal (`lun_portal`, host:port) and `lun_path` (target/LUN number), as an iSCSI
+    # domain's `address` and `path`.
+    storage_domain_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("storage_domains.id"))
+    lun_portal: Mapped[str | None] = mapped_column(String(255))
+    lun_path: Mapped[str | None] = mapped_column(Text)
     provisioned_size: Mapped[int] = mapped_column(BigInteger)
     actual_size: Mapped[int] = mapped_column(BigInteger, default=0)
     format: Mapped[str] = mapped_column(String(8), default="cow")

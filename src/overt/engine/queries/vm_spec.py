@@ -83,6 +83,21 @@ async def vm_disks(session: AsyncSession, vm_id: uuid.UUID
     return [(a, d, sd) for a, d, sd in rows]
 
 
+async def vm_lun_disks(session: AsyncSession, vm_id: uuid.UUID
+                       ) -> list[tuple[DiskAttachment, Disk]]:
+    """The VM's direct LUN disks (on no storage domain, so not among `vm_disks`)."""
+    rows = await session.execute(
+        select(DiskAttachment, Disk).join(Disk, Disk.id == DiskAttachment.disk_id)
+        .where(DiskAttachment.vm_id == vm_id, Disk.storage_domain_id.is_(None))
+        .order_by(DiskAttachment.bootable.desc(), DiskAttachment.pk))
+    return [(a, d) for a, d in rows]
+
+
+def lun_source(disk: Disk) -> IscsiSource:
+    target, _, number = (disk.lun_path or "").rpartition("/")
+    return IscsiSource(portal=disk.lun_portal or "", target=target, lun=int(number or 0))
+
+
 async def cdrom_spec(session: AsyncSession, disk_id: uuid.UUID | None) -> CdromSpec:
     """The VM's cdrom drive holding ISO disk `disk_id` (None, or a disk gone: empty). All
     VMs run on i440fx (machine type `pc`), whose cdroms are on IDE."""
@@ -147,6 +162,13 @@ async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
             bootable=attachment.bootable, serial=str(disk.id)[:20], chain=chain,
             backing_format=DiskFormat.RAW if base is not None and base.format == "raw"
             else DiskFormat.QCOW2))
+    for attachment, disk in await vm_lun_disks(session, vm.id):
+        if attachment.active:  # a whole LUN, opened by QEMU's iSCSI client
+            disks.append(DiskSpec(
+                id=disk.id, source=lun_source(disk), format=DiskFormat.RAW,
+                bus=_BUS.get(attachment.interface, DiskBus.VIRTIO),
+                readonly=attachment.read_only, bootable=attachment.bootable,
+                serial=str(disk.id)[:20]))
     nics = []
     rows = await session.execute(
         select(VmNic, Network).outerjoin(VnicProfile, VnicProfile.id == VmNic.vnic_profile_id)

@@ -39,11 +39,11 @@ async def create_disk(ctx: JobContext, spec: CreateDisk) -> dict[str, Any]:
     disk_id = spec.disk_id
     async with ctx.transaction() as session:
         disk = await lookup.get(session, Disk, disk_id)
-        domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+        domain = await lookup.domain_of(session, disk)
         backing, base = None, None
         if disk.backing_disk_id is not None:
             base = await lookup.get(session, Disk, disk.backing_disk_id)
-            base_domain = await lookup.get(session, StorageDomain, base.storage_domain_id)
+            base_domain = await lookup.domain_of(session, base)
             backing = image_location(base_domain, base)
     if is_shared(domain):
         if spec.copy_from:
@@ -105,7 +105,7 @@ async def remove_disk(ctx: JobContext, spec: RemoveDisk) -> dict[str, Any]:
     disk_id = spec.disk_id
     async with ctx.transaction() as session:
         disk = await lookup.get(session, Disk, disk_id)
-        domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+        domain = await lookup.domain_of(session, disk)
     if is_shared(domain):
         await shared.remove_volume(ctx, domain, disk)
     else:

@@ -56,7 +56,7 @@ async def preview_snapshot(ctx: JobContext, spec: PreviewSnapshot) -> dict[str, 
     for volume in volumes:
         async with ctx.transaction() as session:
             disk = await lookup.get(session, Disk, volume.disk_id)
-            domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+            domain = await lookup.domain_of(session, disk)
         new_path = spec.overlays[str(disk.id)]
         if disk.image_path == new_path:
             continue  # previewed by an earlier attempt
@@ -135,7 +135,7 @@ async def _commit_disk(ctx: JobContext, disk_id: uuid.UUID) -> None:
     """The disk keeps the previewed chain: the volumes off it go."""
     async with ctx.transaction() as session:
         disk = await lookup.get(session, Disk, disk_id)
-        domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+        domain = await lookup.domain_of(session, disk)
         dropped = await off_chain_volumes(session, disk_id)
         for volume in dropped:
             await session.delete(volume)
@@ -149,7 +149,7 @@ async def _undo_disk(ctx: JobContext, kept: SnapshotVolume) -> None:
         if row is None:
             return  # undone by an earlier attempt
         disk = await lookup.get(session, Disk, kept.disk_id, for_update=True)
-        domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+        domain = await lookup.domain_of(session, disk)
         previewed = disk.image_path
         disk.image_path, disk.format = row.image_path, row.format
         await session.delete(row)

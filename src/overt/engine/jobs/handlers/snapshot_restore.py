@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import Disk, Snapshot, SnapshotVolume, StorageDomain, Vm
+from overt.engine.db.tables import Disk, Snapshot, SnapshotVolume, Vm
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed
 from overt.engine.jobs.handlers.snapshot_volumes import (
@@ -53,7 +53,7 @@ async def _restore_disk(ctx: JobContext, snapshot: Snapshot, disk_id: uuid.UUID,
                         new_path: str) -> None:
     async with ctx.transaction() as session:
         disk = await lookup.get(session, Disk, disk_id)
-        domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+        domain = await lookup.domain_of(session, disk)
         volumes = await snapshot_volumes(session, disk.id)
     at = next((i for i, v in enumerate(volumes) if v.snapshot_id == snapshot.id), None)
     if at is None or (disk.image_path == new_path and len(volumes) == at + 1):

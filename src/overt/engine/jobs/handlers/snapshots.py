@@ -168,7 +168,7 @@ async def remove_snapshot(ctx: JobContext, spec: RemoveSnapshot) -> dict[str, An
     for disk_id in disk_ids:
         async with ctx.transaction() as session:
             disk = await lookup.get(session, Disk, disk_id)
-            domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+            domain = await lookup.domain_of(session, disk)
             merge = await merge_of(session, snapshot, disk)
         if merge is None:
             continue  # no volume in this snapshot, or merged by an earlier attempt

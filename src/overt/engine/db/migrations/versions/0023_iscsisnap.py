@@ -1,4 +1,5 @@
-"""iscsisnap: extents of iSCSI domains reserved for volumes jobs are making
+"""iscsisnap: extents of iSCSI domains reserved for volumes jobs are making; direct LUN
+disks (a disk with no storage domain, named by its LUN)
 
 Revision ID: 0023_iscsisnap
 Revises: 0022_hostnet
@@ -25,9 +26,17 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_extent_reservations_storage_domain_id'), 'extent_reservations',
                     ['storage_domain_id'], unique=False)
+    with op.batch_alter_table('disks') as batch:
+        batch.add_column(sa.Column('lun_portal', sa.String(length=255), nullable=True))
+        batch.add_column(sa.Column('lun_path', sa.Text(), nullable=True))
+        batch.alter_column('storage_domain_id', existing_type=sa.Uuid(), nullable=True)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('disks') as batch:
+        batch.alter_column('storage_domain_id', existing_type=sa.Uuid(), nullable=False)
+        batch.drop_column('lun_path')
+        batch.drop_column('lun_portal')
     op.drop_index(op.f('ix_extent_reservations_storage_domain_id'),
                   table_name='extent_reservations')
     op.drop_table('extent_reservations')
