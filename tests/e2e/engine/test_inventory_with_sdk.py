@@ -404,6 +404,13 @@ def test_direct_lun_disks_are_added_attached_and_removed_with_the_sdk(
         "san.example", 3260, iqn, 5)
     assert "direct LUN disk db-lun" in str(_refused(409, disks.add, lun_disk("again", "5")))
     assert [d.id for d in disks.list(search="name=db-lun")] == [added.id]
+    host_id = _host(api_engine, "lun-host", HostStatus.MAINTENANCE)
+    domain_on_it = types.StorageDomain(
+        name="on-the-lun", type=types.StorageDomainType.DATA, host=types.Host(id=host_id),
+        storage=types.HostStorage(type=types.StorageType.ISCSI, logical_units=[
+            types.LogicalUnit(id="5", address="san.example", port=3260, target=iqn)]))
+    error = _refused(409, system.storage_domains_service().add, domain_on_it)
+    assert "direct LUN disk db-lun" in str(error)
 
     vm = system.vms_service().add(types.Vm(
         name="lun-vm", cluster=types.Cluster(name="Default"),

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import DataCenter, Host, StorageDomain, User
+from overt.engine.db.tables import DataCenter, Disk, Host, StorageDomain, User
 from overt.engine.jobs.kinds import (
     AttachStorageDomain,
     CreateStorageDomain,
@@ -132,6 +132,11 @@ async def add_iscsi_domain(session: AsyncSession, jobs: JobSubmitter, data: Stor
     if used is not None:
         raise Conflict(f"Cannot add Storage. The LUN {path} of {portal} is already used by "
                        f"storage domain {used}.")
+    lun_disk = (await session.execute(select(Disk.name).where(
+        Disk.lun_portal == portal, Disk.lun_path == path))).scalars().first()
+    if lun_disk is not None:
+        raise Conflict(f"Cannot add Storage. The LUN {path} of {portal} is direct LUN disk "
+                       f"{lun_disk}.")
     sd_id = uuid.uuid4()
     domain = StorageDomain(id=sd_id, name=name, description=data.description or "",
                            type=StorageDomainType.DATA.value,
