@@ -85,7 +85,8 @@ async def taken_extents(session: AsyncSession, domain_id: uuid.UUID) -> set[str]
 
 
 async def allocate_extent(session: AsyncSession, domain: StorageDomain, image_id: uuid.UUID,
-                          fmt: str, provisioned: int, *, reserve: bool = False) -> str:
+                          fmt: str, provisioned: int, *, reserve: bool = False,
+                          what: str = "Disk") -> str:
     """The first free extent of the LUN large enough for a volume of `image_id` (the
     domain row is locked, so two volumes never share one). With `reserve`, the extent is
     held until a chain records it (`claim_extent`) or its job gives it up."""
@@ -100,7 +101,7 @@ async def allocate_extent(session: AsyncSession, domain: StorageDomain, image_id
             break
         offset = max(offset, start + length)
     if offset + size > end:
-        raise Conflict(f"Cannot add Disk: storage domain {locked.name} has no free extent of "
+        raise Conflict(f"Cannot add {what}: storage domain {locked.name} has no free extent of "
                        f"{size} bytes (free space: {locked.available_bytes} bytes).")
     path = extent_path(locked, offset, size, image_id, uuid.uuid4())
     if reserve:

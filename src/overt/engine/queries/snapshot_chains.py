@@ -39,7 +39,8 @@ async def allocate_volume(session: AsyncSession, disk: Disk, domain: StorageDoma
     (`ExtentReservation`) until the disk's chain records it or its job gives it up."""
     if domain.storage_type == StorageType.ISCSI.value:
         return await allocate_extent(session, domain, split_volume_path(disk.image_path)[0],
-                                     "cow", disk.provisioned_size, reserve=True)
+                                     "cow", disk.provisioned_size, reserve=True,
+                                     what=f"a volume of disk {disk.name}")
     return new_volume_path(disk, domain, uuid.uuid4())
 
 

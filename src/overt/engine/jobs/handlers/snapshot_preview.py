@@ -58,18 +58,8 @@ async def preview_snapshot(ctx: JobContext, spec: PreviewSnapshot) -> dict[str, 
             disk = await lookup.get(session, Disk, volume.disk_id)
             domain = await lookup.domain_of(session, disk)
         new_path = spec.overlays[str(disk.id)]
-        if disk.image_path == new_path:
-            continue  # previewed by an earlier attempt
-        host = await volume_host(ctx, domain)
-        async with ctx.step(f"Previewing a snapshot of disk {disk.name}", host_id=host.id):
-            await create_overlay(ctx, host, domain, disk, new_path, volume.image_path,
-                                 volume.format, key=f"overlay-{disk.id}")
-        async with ctx.transaction() as session:
-            row = await lookup.get(session, Disk, disk.id, for_update=True)
-            session.add(SnapshotVolume(snapshot_id=spec.preview_id, disk_id=row.id,
-                                       image_path=row.image_path, format=row.format))
-            row.image_path, row.format = new_path, "cow"
-            await claim_extent(session, new_path)
+        if disk.image_path != new_path:  # else previewed by an earlier attempt
+            await _preview_disk(ctx, spec, disk, domain, volume, new_path)
         await chain_recorded(ctx, domain, key=f"recorded-{disk.id}")
     async with ctx.transaction() as session:
         snapshot = await lookup.get(session, Snapshot, spec.snapshot_id)
@@ -79,6 +69,21 @@ async def preview_snapshot(ctx: JobContext, spec: PreviewSnapshot) -> dict[str, 
                      code=audit.SNAPSHOT_PREVIEWED, vm_id=vm.id, job_id=ctx.job.id,
                      user_id=ctx.job.owner_id)
     return {"disks": len(volumes)}
+
+
+async def _preview_disk(ctx: JobContext, spec: PreviewSnapshot, disk: Disk,
+                        domain: StorageDomain, volume: SnapshotVolume, new_path: str) -> None:
+    """The disk reads a new volume over the snapshot's; its volume until now is kept."""
+    host = await volume_host(ctx, domain)
+    async with ctx.step(f"Previewing a snapshot of disk {disk.name}", host_id=host.id):
+        await create_overlay(ctx, host, domain, disk, new_path, volume.image_path,
+                             volume.format, key=f"overlay-{disk.id}")
+    async with ctx.transaction() as session:
+        row = await lookup.get(session, Disk, disk.id, for_update=True)
+        session.add(SnapshotVolume(snapshot_id=spec.preview_id, disk_id=row.id,
+                                   image_path=row.image_path, format=row.format))
+        row.image_path, row.format = new_path, "cow"
+        await claim_extent(session, new_path)
 
 
 async def preview_failed(session: AsyncSession, ctx: JobContext, spec: PreviewSnapshot,
