@@ -2,7 +2,8 @@
 on the storage host's nfs-ganesha export, attached and active; a disk on it runs a VM
 on node1 and then on node2; detached, the domain is imported by a second engine (its
 own database and broker vhost) with its disk, which boots there too. iSCSI (tgt): a
-domain on one LUN whose disk is an extent of it boots a VM on either node."""
+domain on one LUN whose disk is an extent of it boots a VM on either node; its snapshots
+(new extents) restored and merged; a VM lease in its lease area; a direct LUN disk."""
 
 from __future__ import annotations
 
@@ -804,6 +805,56 @@ def test_a_vm_lease_on_the_iscsi_domain_is_held_by_one_node_at_a_time(
     metadata = parse_metadata(area[:MIB].split(b"\0", 1)[0].decode())
     assert metadata["SDUUID"] == domain.id  # the leases did not touch the metadata
     assert area[MIB:MIB + 8] == b"OVLEASE1"  # node1's host id, in the ids area's first slot
+
+
+def test_a_direct_lun_disk_is_a_whole_lun_a_vm_opens_over_iscsi(
+        storage_lab: StorageLab) -> None:
+    """LUN 2 of the storage host given to a VM as a direct LUN disk through the SDK: the
+    VM's QEMU on node1 opens the whole LUN through its iSCSI client (no slice of it); the
+    LUN of the iSCSI domain is refused (409); the disk goes once its VM is gone."""
+    site, lab = storage_lab.first, storage_lab.lab
+    target, portal = lab.topology.iscsi_target(), storage_lab.nfs_address
+    conn = site.connect()
+    vm_id = disk_id = ""
+
+    def lun_disk(name: str, number: int) -> types.Disk:
+        return types.Disk(alias=name, lun_storage=types.HostStorage(
+            type=types.StorageType.ISCSI, logical_units=[types.LogicalUnit(
+                address=portal, port=3260, target=target, lun_mapping=number)]))
+    try:
+        disks = conn.system_service().disks_service()
+        with pytest.raises(sdk.Error) as refused:
+            disks.add(lun_disk("lab-lun-taken", 1))
+        assert refused.value.code == 409 and "lab-iscsi" in str(refused.value)
+        disk_id = disks.add(lun_disk("lab-lun", 2)).id
+        vms = conn.system_service().vms_service()
+        vm_id = vms.add(types.Vm(name="lab-lun-vm", cluster=types.Cluster(name="Default"),
+                                 template=types.Template(name="Blank"), memory=128 * MIB)).id
+        service = vms.vm_service(vm_id)
+        service.disk_attachments_service().add(types.DiskAttachment(
+            disk=types.Disk(id=disk_id), interface=types.DiskInterface.VIRTIO, active=True))
+        host = site.host_of(conn, "node1")
+        service.update(types.Vm(placement_policy=types.VmPlacementPolicy(
+            hosts=[types.Host(id=host.id)])))
+        service.start()
+        wait_until(lambda: service.get().status == types.VmStatus.UP, 180,
+                   "the VM with the LUN to be up on node1")
+        xml = _domain_xml(lab, "node1", vm_id)
+        assert re.search(rf"<source protocol=.iscsi. name=.{re.escape(target)}/2.", xml), xml
+        assert "<slices>" not in xml
+        service.stop()
+        wait_until(lambda: service.get().status == types.VmStatus.DOWN, 120, "the VM to stop")
+        service.remove(detach_only=True)
+        wait_until(lambda: not vms.list(search="name=lab-lun-vm"), 120, "the VM to go")
+        vm_id = ""
+        disks.disk_service(disk_id).remove()
+        assert not disks.list(search="name=lab-lun")
+        disk_id = ""
+    finally:
+        if vm_id:
+            with contextlib.suppress(sdk.Error):
+                conn.system_service().vms_service().vm_service(vm_id).stop()
+        conn.close()
 
 
 def _extent_opts(storage_lab: StorageLab, volume: tuple[str, int, int]) -> str:
