@@ -811,7 +811,8 @@ def test_a_direct_lun_disk_is_a_whole_lun_a_vm_opens_over_iscsi(
         storage_lab: StorageLab) -> None:
     """LUN 2 of the storage host given to a VM as a direct LUN disk through the SDK: the
     VM's QEMU on node1 opens the whole LUN through its iSCSI client (no slice of it); the
-    LUN of the iSCSI domain is refused (409); the disk goes once its VM is gone."""
+    LUN of the iSCSI domain is refused (409); the disk goes once its VM is gone. The VM's
+    lease is on the iSCSI domain: node1's keeper holds it while the VM runs."""
     site, lab = storage_lab.first, storage_lab.lab
     target, portal = lab.topology.iscsi_target(), storage_lab.nfs_address
     conn = site.connect()
@@ -828,8 +829,11 @@ def test_a_direct_lun_disk_is_a_whole_lun_a_vm_opens_over_iscsi(
         assert refused.value.code == 409 and "lab-iscsi" in str(refused.value)
         disk_id = disks.add(lun_disk("lab-lun", 2)).id
         vms = conn.system_service().vms_service()
+        [domain] = conn.system_service().storage_domains_service().list(search="name=lab-iscsi")
         vm_id = vms.add(types.Vm(name="lab-lun-vm", cluster=types.Cluster(name="Default"),
-                                 template=types.Template(name="Blank"), memory=128 * MIB)).id
+                                 template=types.Template(name="Blank"), memory=128 * MIB,
+                                 lease=types.StorageDomainLease(
+                                     storage_domain=types.StorageDomain(id=domain.id)))).id
         service = vms.vm_service(vm_id)
         service.disk_attachments_service().add(types.DiskAttachment(
             disk=types.Disk(id=disk_id), interface=types.DiskInterface.VIRTIO, active=True))
@@ -842,6 +846,8 @@ def test_a_direct_lun_disk_is_a_whole_lun_a_vm_opens_over_iscsi(
         xml = _domain_xml(lab, "node1", vm_id)
         assert re.search(rf"<source protocol=.iscsi. name=.{re.escape(target)}/2.", xml), xml
         assert "<slices>" not in xml
+        held = asyncio.run(LeaseClient(site.keeper_dir("node1") / "keeper.sock").status())
+        assert held["vms"][vm_id]["domain_id"] == domain.id, held
         service.stop()
         wait_until(lambda: service.get().status == types.VmStatus.DOWN, 120, "the VM to stop")
         service.remove(detach_only=True)
