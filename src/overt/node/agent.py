@@ -66,6 +66,7 @@ from overt.protocol.host import HostState, ReportedBond, ReportedNetwork
 from overt.protocol.imageio import ImageExportStart, ImageExportStop, ImageTicket
 from overt.protocol.networks import HostCommitNetworks, HostSetupNetworks
 from overt.protocol.storage import (
+    ExtentCommit,
     ExtentFormat,
     LunMetadataWrite,
     LunRead,
@@ -292,7 +293,7 @@ class Agent:
                 return await self.shared_storage.execute(command)
             case VolumeCopy():
                 return await copies.copy_volume(command, self.volumes)
-            case LunRead() | LunMetadataWrite() | ExtentFormat():
+            case LunRead() | LunMetadataWrite() | ExtentFormat() | ExtentCommit():
                 return await iscsi_domain.execute(command)
             case StorageDomainsProbe():
                 return await self.probe_storage(command)

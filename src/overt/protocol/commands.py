@@ -12,6 +12,7 @@ from overt.protocol.imageio import ImageExportStart, ImageExportStop, ImageTicke
 from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
 from overt.protocol.networks import HostCommitNetworks, HostSetupNetworks
 from overt.protocol.storage import (
+    ExtentCommit,
     ExtentFormat,
     LunMetadataWrite,
     LunRead,
@@ -319,6 +320,7 @@ Command = Annotated[
     | LunRead
     | LunMetadataWrite
     | ExtentFormat
+    | ExtentCommit
     | StorageDomainsProbe
     | ImageExportStart
     | ImageExportStop

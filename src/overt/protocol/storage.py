@@ -171,6 +171,11 @@ class SharedVolumeDelete(_StorageCommand):
 
 IQN = r"^iqn\.[0-9]{4}-[0-9]{2}\.[A-Za-z0-9.\-]+(:[A-Za-z0-9.:\-]+)?$"
 METADATA_AREA = 1 << 20  # the start of an iSCSI domain's LUN holds its metadata
+# Then its lease areas (as an NFS domain's dom_md/ids and dom_md/xleases), 1 MiB each;
+# volumes (extents) come after them.
+LEASE_AREA_SIZE = 1 << 20
+LEASE_AREAS = {"ids": METADATA_AREA, "xleases": METADATA_AREA + LEASE_AREA_SIZE}
+DOMAIN_AREA = METADATA_AREA + 2 * LEASE_AREA_SIZE
 
 
 class IscsiLunRef(WireModel):
@@ -182,7 +187,7 @@ class IscsiLunRef(WireModel):
 class ExtentRef(WireModel):
     """A volume of an iSCSI domain: an extent of its LUN and the image format in it."""
 
-    offset: int = Field(ge=METADATA_AREA)
+    offset: int = Field(ge=DOMAIN_AREA)
     size: int = Field(gt=0)
     format: DiskFormat = DiskFormat.QCOW2
 
@@ -192,7 +197,7 @@ class IscsiExtentTarget(WireModel):
 
     kind: Literal["iscsi_extent"] = "iscsi_extent"
     lun: IscsiLunRef
-    offset: int = Field(ge=METADATA_AREA)
+    offset: int = Field(ge=DOMAIN_AREA)
     size: int = Field(gt=0)
 
 
@@ -233,6 +238,8 @@ class LunMetadataWrite(WireModel):
     mutates: ClassVar[bool] = True
     lun: IscsiLunRef
     metadata: str = Field(max_length=METADATA_AREA - 1)
+    # A new domain: its lease areas are zeroed (all slots free), whatever the LUN held.
+    clear_leases: bool = False
 
 
 class ExtentFormat(WireModel):
@@ -242,7 +249,7 @@ class ExtentFormat(WireModel):
     result: ClassVar[type[SharedVolumeInfo]] = SharedVolumeInfo
     mutates: ClassVar[bool] = True
     lun: IscsiLunRef
-    offset: int = Field(ge=METADATA_AREA)
+    offset: int = Field(ge=DOMAIN_AREA)
     size: int = Field(gt=0)
     format: DiskFormat = DiskFormat.QCOW2
     virtual_size: int = Field(gt=0)
@@ -251,7 +258,20 @@ class ExtentFormat(WireModel):
     backing: ExtentRef | None = None
 
 
+class ExtentCommit(WireModel):
+    """Merge the qcow2 volume on extent `top` into its backing, extent `base` (a snapshot's
+    removal on a down VM); `child`, the qcow2 volume over `top`, is rebased onto `base`."""
+
+    name: Literal["storage.extent_commit"] = "storage.extent_commit"
+    result: ClassVar[type[SharedVolumeInfo]] = SharedVolumeInfo
+    mutates: ClassVar[bool] = True
+    lun: IscsiLunRef
+    top: ExtentRef
+    base: ExtentRef
+    child: ExtentRef | None = None
+
+
 StorageCommand = (StorageDomainCreate | StorageDomainUpdate | StorageDomainScan
                   | SharedVolumeCreate | SharedVolumeCommit | SharedVolumeDelete
                   | SharedVolumeMetaUpdate)
-LunCommand = LunRead | LunMetadataWrite | ExtentFormat
+LunCommand = LunRead | LunMetadataWrite | ExtentFormat | ExtentCommit

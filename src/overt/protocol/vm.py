@@ -101,13 +101,15 @@ class DiskSpec(WireModel):
 
 
 class LeaseSpec(WireModel):
-    """The VM's lease: slot `slot` of the `xleases` area of an NFS storage domain
-    (`server`:`export`, domain directory `domain_id`); a node starts the VM only
-    after its lease keeper has acquired it."""
+    """The VM's lease: slot `slot` of the `xleases` area of a storage domain: on NFS
+    (`server`:`export`, domain directory `domain_id`) a file of the domain's `dom_md`, on
+    iSCSI (`lun`; `server` is its portal) a window of the LUN after its metadata area. A
+    node starts the VM only after its lease keeper has acquired it."""
 
     domain_id: UUID
     server: str = Field(min_length=1, max_length=255)
-    export: str = Field(pattern=r"^/")
+    export: str = Field("/", pattern=r"^/")
+    lun: IscsiSource | None = None
     slot: int = Field(ge=0, lt=2000)
     io_timeout_s: float = Field(10.0, gt=0, le=60)
 

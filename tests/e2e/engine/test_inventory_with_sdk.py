@@ -13,8 +13,10 @@ import pytest
 from sqlalchemy import select
 
 from overt.engine.db.database import Database
-from overt.engine.db.tables import Cluster, Host, StorageDomain
+from overt.engine.db.tables import Cluster, Host, StorageDomain, Vm
 from overt.engine.model.status import HostStatus, StorageDomainStatus
+from overt.engine.queries.vm_spec import build_vm_spec
+from overt.protocol.vm import IscsiSource
 from tests.support.engine import RunningEngine
 
 MIB = 2**20
@@ -515,3 +517,78 @@ def test_a_domains_connection_moves_it_only_in_maintenance(connection: sdk.Conne
     assert any("Storage connection of Storage Domain move-san was changed from "
                f"san1.example:3260 {iqn} to san2.example:3261 {iqn}" in e
                for e in _events(connection))
+def test_direct_lun_disks_are_added_attached_and_removed_with_the_sdk(
+        connection: sdk.Connection, api_engine: RunningEngine) -> None:
+    """A direct LUN disk (oVirt's `lun_storage`) is a whole LUN given to a VM: added with
+    no job, listed and read back with its LUN, attached to a VM whose spec opens it as an
+    iSCSI network disk (no slice of it), removed once detached. Refused, changing nothing:
+    a LUN that holds a storage domain or another direct LUN disk (409), a bad LUN (400),
+    a storage domain as well as a LUN (400), the removal of an attached one (409)."""
+    system = connection.system_service()
+    disks = system.disks_service()
+    iqn = "iqn.2026-11.org.example:luns"
+    _iscsi_domain_row(api_engine, "lun-domain", "san.example:3260", iqn, 4)
+
+    def lun_disk(name: str, lun: int | str, target: str = iqn,
+                 kind: types.StorageType = types.StorageType.ISCSI, **extra: object
+                 ) -> types.Disk:
+        return types.Disk(alias=name, lun_storage=types.HostStorage(type=kind, logical_units=[
+            types.LogicalUnit(address="san.example", port=3260, target=target,
+                              **({"lun_mapping": lun} if isinstance(lun, int) else {"id": lun}))]),
+            **extra)  # type: ignore[arg-type]
+
+    before = sorted(d.name for d in disks.list())
+    assert "storage domain lun-domain" in str(_refused(409, disks.add, lun_disk("taken", 4)))
+    _refused(400, disks.add, lun_disk("bad-iqn", 5, target="luns"))
+    _refused(400, disks.add, lun_disk("bad-lun", "36001405abc"))
+    _refused(400, disks.add, lun_disk("nfs-lun", 5, kind=types.StorageType.NFS))
+    _refused(400, disks.add, lun_disk("both", 5, storage_domains=[
+        types.StorageDomain(name="lun-domain")]))
+    assert sorted(d.name for d in disks.list()) == before
+
+    added = disks.add(lun_disk("db-lun", 5))
+    assert added.status == types.DiskStatus.OK and added.storage_type == types.DiskStorageType.LUN
+    [unit] = disks.disk_service(added.id).get().lun_storage.logical_units
+    assert (unit.address, unit.port, unit.target, unit.lun_mapping) == (
+        "san.example", 3260, iqn, 5)
+    assert "direct LUN disk db-lun" in str(_refused(409, disks.add, lun_disk("again", "5")))
+    assert [d.id for d in disks.list(search="name=db-lun")] == [added.id]
+    host_id = _host(api_engine, "lun-host", HostStatus.MAINTENANCE)
+    domain_on_it = types.StorageDomain(
+        name="on-the-lun", type=types.StorageDomainType.DATA, host=types.Host(id=host_id),
+        storage=types.HostStorage(type=types.StorageType.ISCSI, logical_units=[
+            types.LogicalUnit(id="5", address="san.example", port=3260, target=iqn)]))
+    error = _refused(409, system.storage_domains_service().add, domain_on_it)
+    assert "direct LUN disk db-lun" in str(error)
+
+    vm = system.vms_service().add(types.Vm(
+        name="lun-vm", cluster=types.Cluster(name="Default"),
+        template=types.Template(name="Blank"), memory=128 * MIB))
+    attachments = system.vms_service().vm_service(vm.id).disk_attachments_service()
+    attachments.add(types.DiskAttachment(disk=types.Disk(id=added.id), bootable=False,
+                                         interface=types.DiskInterface.VIRTIO, active=True))
+    assert [a.disk.id for a in attachments.list()] == [added.id]
+    source = asyncio.run(_spec_disk_source(api_engine, uuid.UUID(vm.id)))
+    assert isinstance(source, IscsiSource)
+    assert (source.portal, source.target, source.lun, source.offset) == (
+        "san.example:3260", iqn, 5, None)
+    assert "attached" in str(_refused(409, disks.disk_service(added.id).remove))
+
+    attachments.attachment_service(added.id).remove()
+    disks.disk_service(added.id).remove()
+    assert sorted(d.name for d in disks.list()) == before
+    _refused(404, disks.disk_service(added.id).get)
+
+
+async def _spec_disk_source(engine: RunningEngine, vm_id: uuid.UUID) -> object:
+    """The source of the VM's one disk in the spec a node would be given to start it."""
+    db = Database(engine.runtime.settings.database_url())
+    try:
+        async with db.transaction() as session:
+            vm = await session.get(Vm, vm_id)
+            assert vm is not None
+            spec = await build_vm_spec(session, vm, vnc_password="secret")
+            [disk] = spec.disks
+            return disk.source
+    finally:
+        await db.dispose()

@@ -2,7 +2,8 @@
 on the storage host's nfs-ganesha export, attached and active; a disk on it runs a VM
 on node1 and then on node2; detached, the domain is imported by a second engine (its
 own database and broker vhost) with its disk, which boots there too. iSCSI (tgt): a
-domain on one LUN whose disk is an extent of it boots a VM on either node."""
+domain on one LUN whose disk is an extent of it boots a VM on either node; its snapshots
+(new extents) restored and merged; a VM lease in its lease area; a direct LUN disk."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from overt.lab.lab import Lab
 from overt.lab.topology import Net, Topology
 from overt.node.leases.client import LeaseClient
 from overt.protocol.ovirt_metadata import parse_metadata
-from overt.protocol.vm import LeaseSpec
+from overt.protocol.vm import IscsiSource, LeaseSpec
 from overt.system.daemons import SYSTEM_RABBITMQ, ensure_libvirtd
 from tests.conftest import TEST_LAB, require_root
 from tests.support.broker import Broker, close_broker, open_broker
@@ -728,6 +729,207 @@ def test_a_template_on_iscsi_gives_a_thin_vm_that_boots(storage_lab: StorageLab)
         assert xml.count("protocol='iscsi'") + xml.count('protocol="iscsi"') == 2
         assert "<backingStore type='network'" in xml or '<backingStore type="network"' in xml
     _run_on(site, "lab-iscsi-thin", "node1", "iscsi", while_up=backed_by_the_template)
+
+
+def test_a_snapshot_of_an_iscsi_disk_is_restored_and_merged_through_the_sdk(
+        storage_lab: StorageLab) -> None:
+    """The iSCSI VM's disk (down): a snapshot gives it a new extent over its own; a marker
+    written over it is gone after a restore; the snapshot merged away frees its extents.
+    Each time the chain QEMU reads on the LUN (`qemu-img info --backing-chain` through
+    its iSCSI client) is the one the domain's metadata area lists from the database,
+    ending at the volume the API names as the disk's image."""
+    site = storage_lab.first
+    conn = site.connect()
+    try:
+        vms = conn.system_service().vms_service()
+        [vm] = vms.list(search="name=lab-iscsi-vm")
+        [attachment] = vms.vm_service(vm.id).disk_attachments_service().list()
+        disks = conn.system_service().disks_service()
+        disk = disks.disk_service(attachment.disk.id)
+        domain_id = disk.get().storage_domains[0].id
+        sd = conn.system_service().storage_domains_service().storage_domain_service(domain_id)
+        free = sd.get().available
+        [base] = _iscsi_chain(storage_lab, disk.get().image_id)
+        snaps = vms.vm_service(vm.id).snapshots_service()
+        taken = snaps.add(types.Snapshot(description="iscsi before marker",
+                                         persist_memorystate=False))
+        snap = snaps.snapshot_service(taken.id)
+        wait_until(lambda: snap.get().snapshot_status == types.SnapshotStatus.OK, 120,
+                   "the snapshot to be taken")
+        chain = _iscsi_chain(storage_lab, disk.get().image_id)
+        assert len(chain) == 2 and chain[0] == base
+        assert sd.get().available == free - chain[1][2]
+        _iscsi_io(storage_lab, chain[1], "write -P 0x5a 512k 64k")
+        assert _iscsi_io(storage_lab, chain[1], "read -P 0x5a 512k 64k", check=False)
+
+        with pytest.raises(sdk.Error) as unknown:
+            snaps.snapshot_service(str(uuid.uuid4())).restore()
+        assert unknown.value.code == 404
+        snap.restore()
+        wait_until(lambda: snap.get().snapshot_status == types.SnapshotStatus.OK
+                   and disk.get().image_id != chain[1][0], 120, "the snapshot to be restored")
+        restored = _iscsi_chain(storage_lab, disk.get().image_id)
+        assert len(restored) == 2 and restored[0] == base
+        assert not _iscsi_io(storage_lab, restored[1], "read -P 0x5a 512k 64k", check=False)
+
+        snap.remove()
+        wait_until(lambda: all(s.id != taken.id for s in snaps.list()), 120,
+                   "the snapshot to be merged away")
+        assert _iscsi_chain(storage_lab, disk.get().image_id) == [base]
+        assert sd.get().available == free
+    finally:
+        conn.close()
+    checked = subprocess.run(storage_lab.lab.exec_argv("node1", [
+        "qemu-img", "check", "-q", "--image-opts", _extent_opts(storage_lab, base)]),
+        capture_output=True, text=True, check=False, timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_vm_lease_on_the_iscsi_domain_is_held_by_one_node_at_a_time(
+        storage_lab: StorageLab) -> None:
+    """The lease areas of the iSCSI domain, after its metadata area on the LUN, reached by
+    each node's keeper through qemu-storage-daemon's iSCSI client: a VM's lease taken by
+    node1 is refused to node2 while node1 renews it, and taken by node2 once released. The
+    domain's metadata and the VM's lease set through the SDK stay as they were."""
+    site, lab = storage_lab.first, storage_lab.lab
+    conn = site.connect()
+    vm_id = ""
+    nodes = {n: LeaseClient(site.keeper_dir(n) / "keeper.sock") for n in ("node1", "node2")}
+    try:
+        [domain] = conn.system_service().storage_domains_service().list(search="name=lab-iscsi")
+        vms = conn.system_service().vms_service()
+        vm = vms.add(types.Vm(name="lab-iscsi-leased", cluster=types.Cluster(name="Default"),
+                              template=types.Template(name="Blank"), memory=128 * MIB,
+                              lease=types.StorageDomainLease(
+                                  storage_domain=types.StorageDomain(id=domain.id))))
+        vm_id = vm.id
+        assert vms.vm_service(vm.id).get().lease.storage_domain.id == domain.id
+        lease = LeaseSpec(domain_id=uuid.UUID(domain.id), server=storage_lab.nfs_address,
+                          lun=IscsiSource(portal=storage_lab.nfs_address,
+                                          target=lab.topology.iscsi_target(), lun=1),
+                          slot=0, io_timeout_s=LEASE_IO_TIMEOUT_S)
+        taken = asyncio.run(nodes["node1"].acquire(uuid.UUID(vm_id), lease))
+        assert taken["ok"], taken
+        second = asyncio.run(nodes["node2"].acquire(uuid.UUID(vm_id), lease))
+        assert not second["ok"] and "held by host" in second["error"], second
+        asyncio.run(nodes["node1"].release(uuid.UUID(vm_id)))
+        moved = asyncio.run(nodes["node2"].acquire(uuid.UUID(vm_id), lease))
+        assert moved["ok"], moved
+    finally:
+        if vm_id:
+            for client in nodes.values():
+                with contextlib.suppress(Exception):
+                    asyncio.run(client.release(uuid.UUID(vm_id)))
+            with contextlib.suppress(sdk.Error):
+                conn.system_service().vms_service().vm_service(vm_id).remove()
+        conn.close()
+    with (lab.topology.host_dir(lab.topology.storage) / "lun1.img").open("rb") as f:
+        area = f.read(3 * MIB)
+    metadata = parse_metadata(area[:MIB].split(b"\0", 1)[0].decode())
+    assert metadata["SDUUID"] == domain.id  # the leases did not touch the metadata
+    assert area[MIB:MIB + 8] == b"OVLEASE1"  # node1's host id, in the ids area's first slot
+
+
+def test_a_direct_lun_disk_is_a_whole_lun_a_vm_opens_over_iscsi(
+        storage_lab: StorageLab) -> None:
+    """LUN 2 of the storage host given to a VM as a direct LUN disk through the SDK: the
+    VM's QEMU on node1 opens the whole LUN through its iSCSI client (no slice of it); the
+    LUN of the iSCSI domain is refused (409); the disk goes once its VM is gone. The VM's
+    lease is on the iSCSI domain: node1's keeper holds it while the VM runs."""
+    site, lab = storage_lab.first, storage_lab.lab
+    target, portal = lab.topology.iscsi_target(), storage_lab.nfs_address
+    conn = site.connect()
+    vm_id = disk_id = ""
+
+    def lun_disk(name: str, number: int) -> types.Disk:
+        return types.Disk(alias=name, lun_storage=types.HostStorage(
+            type=types.StorageType.ISCSI, logical_units=[types.LogicalUnit(
+                address=portal, port=3260, target=target, lun_mapping=number)]))
+    try:
+        disks = conn.system_service().disks_service()
+        with pytest.raises(sdk.Error) as refused:
+            disks.add(lun_disk("lab-lun-taken", 1))
+        assert refused.value.code == 409 and "lab-iscsi" in str(refused.value)
+        disk_id = disks.add(lun_disk("lab-lun", 2)).id
+        vms = conn.system_service().vms_service()
+        [domain] = conn.system_service().storage_domains_service().list(search="name=lab-iscsi")
+        vm_id = vms.add(types.Vm(name="lab-lun-vm", cluster=types.Cluster(name="Default"),
+                                 template=types.Template(name="Blank"), memory=128 * MIB,
+                                 lease=types.StorageDomainLease(
+                                     storage_domain=types.StorageDomain(id=domain.id)))).id
+        service = vms.vm_service(vm_id)
+        service.disk_attachments_service().add(types.DiskAttachment(
+            disk=types.Disk(id=disk_id), interface=types.DiskInterface.VIRTIO, active=True))
+        host = site.host_of(conn, "node1")
+        service.update(types.Vm(placement_policy=types.VmPlacementPolicy(
+            hosts=[types.Host(id=host.id)])))
+        service.start()
+        wait_until(lambda: service.get().status == types.VmStatus.UP, 180,
+                   "the VM with the LUN to be up on node1")
+        xml = _domain_xml(lab, "node1", vm_id)
+        assert re.search(rf"<source protocol=.iscsi. name=.{re.escape(target)}/2.", xml), xml
+        assert "<slices>" not in xml
+        held = asyncio.run(LeaseClient(site.keeper_dir("node1") / "keeper.sock").status())
+        assert held["vms"][vm_id]["domain_id"] == domain.id, held
+        service.stop()
+        wait_until(lambda: service.get().status == types.VmStatus.DOWN, 120, "the VM to stop")
+        service.remove(detach_only=True)
+        wait_until(lambda: not vms.list(search="name=lab-lun-vm"), 120, "the VM to go")
+        vm_id = ""
+        disks.disk_service(disk_id).remove()
+        assert not disks.list(search="name=lab-lun")
+        disk_id = ""
+    finally:
+        if vm_id:
+            with contextlib.suppress(sdk.Error):
+                conn.system_service().vms_service().vm_service(vm_id).stop()
+        conn.close()
+
+
+def _extent_opts(storage_lab: StorageLab, volume: tuple[str, int, int]) -> str:
+    """The image options of a qcow2 volume (id, offset, size) of the lab's LUN 1."""
+    _id, offset, size = volume
+    return (f"driver=qcow2,file.driver=raw,file.offset={offset},file.size={size},"
+            "file.file.driver=iscsi,file.file.transport=tcp,"
+            f"file.file.portal={storage_lab.nfs_address}:3260,"
+            f"file.file.target={storage_lab.lab.topology.iscsi_target()},file.file.lun=1")
+
+
+def _iscsi_io(storage_lab: StorageLab, volume: tuple[str, int, int], command: str, *,
+              check: bool = True) -> bool:
+    """qemu-io on node1 through QEMU's iSCSI client; whether it read what it expected."""
+    done = subprocess.run(storage_lab.lab.exec_argv("node1", [
+        "qemu-io", "--image-opts", "-c", command, _extent_opts(storage_lab, volume)]),
+        capture_output=True, text=True, check=False, timeout=120)
+    if check:
+        assert done.returncode == 0, done.stdout + done.stderr
+    return done.returncode == 0 and "Pattern verification failed" not in done.stdout
+
+
+def _iscsi_chain(storage_lab: StorageLab, leaf: str) -> list[tuple[str, int, int]]:
+    """The chain (base first) of volume `leaf` as the LUN's metadata area lists it (each
+    volume's parent), checked against the chain qemu-img reads on the LUN over iSCSI."""
+    lab = storage_lab.lab
+    with (lab.topology.host_dir(lab.topology.storage) / "lun1.img").open("rb") as f:
+        metadata = parse_metadata(f.read(MIB).split(b"\0", 1)[0].decode())
+    records = {k.removeprefix("VOL_"): v.split(",") for k, v in metadata.items()
+               if k.startswith("VOL_")}
+    chain, volume = [], leaf
+    while volume != TOP_OF_CHAIN:
+        record = records[volume]
+        chain.insert(0, (volume, int(record[1]), int(record[2])))
+        volume = record[6]
+    assert records[leaf][7] == "LEAF"
+    assert all(records[v][7] == "INTERNAL" for v, _o, _s in chain[:-1])
+    done = subprocess.run(lab.exec_argv("node1", [
+        "qemu-img", "info", "-U", "--backing-chain", "--output=json", "--image-opts",
+        _extent_opts(storage_lab, chain[-1])]), capture_output=True, text=True, check=False,
+        timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    offsets = [int(m.group(1)) for layer in reversed(json.loads(done.stdout))
+               if (m := re.search(r'"offset":\s*"?(\d+)', layer["filename"]))]
+    assert offsets == [offset for _v, offset, _s in chain], done.stdout
+    return chain
 
 
 def _image_digest(image: Path, fmt: str) -> str:

@@ -17,7 +17,7 @@ from overt.node.errors import NodeFailure
 from overt.node.storage import copies, iscsi_domain
 from overt.node.storage.local import LocalVolumes
 from overt.protocol.storage import (
-    METADATA_AREA,
+    DOMAIN_AREA,
     ExtentFormat,
     ExtentRef,
     IscsiExtentTarget,
@@ -57,7 +57,7 @@ async def test_a_thin_extent_reads_its_template_extent_and_keeps_its_own_writes(
     monkeypatch.setattr(iscsi_domain, "window", window)
     monkeypatch.setattr(iscsi_domain, "lun_url", lambda lun: str(lun_file))
 
-    base = ExtentRef(offset=METADATA_AREA, size=16 * MIB, format=DiskFormat.QCOW2)
+    base = ExtentRef(offset=DOMAIN_AREA, size=16 * MIB, format=DiskFormat.QCOW2)
     await iscsi_domain.execute(ExtentFormat(lun=LUN, offset=base.offset, size=base.size,
                                             virtual_size=8 * MIB))
     base_opts = window(LUN, base.offset, base.size, DiskFormat.QCOW2)
@@ -104,7 +104,7 @@ async def test_a_full_copy_reads_a_thin_extent_through_and_writes_an_extent_of_i
                             "write -P 0x11 0 64k")
 
     # A file into an extent (a template made from a VM on local storage), ...
-    template = IscsiExtentTarget(lun=LUN, offset=METADATA_AREA, size=16 * MIB)
+    template = IscsiExtentTarget(lun=LUN, offset=DOMAIN_AREA, size=16 * MIB)
     await copies.copy_volume(VolumeCopy(source=FileSource(path=str(image)), target=template,
                                         size_bytes=8 * MIB), volumes)
     # ... a thin extent over it with writes of its own, then that flattened to a third.

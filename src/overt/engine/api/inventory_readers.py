@@ -9,9 +9,10 @@ from overt.engine.api.wire.parse import Node
 from overt.engine.model.status import StorageDomainType, StorageType
 from overt.engine.services.clusters import ClusterInput
 from overt.engine.services.datacenters import DataCenterInput
+from overt.engine.services.inputs import LogicalUnitInput
 from overt.engine.services.networks import NetworkInput
 from overt.engine.services.storage_connections import ConnectionInput
-from overt.engine.services.storage_domains import LogicalUnitInput, StorageDomainInput
+from overt.engine.services.storage_domains import StorageDomainInput
 
 
 def read_data_center(node: Node) -> DataCenterInput:

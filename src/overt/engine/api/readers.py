@@ -11,6 +11,7 @@ from overt.engine.queries.lookup import Ref
 from overt.engine.services.inputs import (
     DiskAttachmentInput,
     DiskInput,
+    LogicalUnitInput,
     NicInput,
     RunOnce,
     VmInput,
@@ -34,7 +35,27 @@ def read_disk(node: Node) -> DiskInput:
         sparse=node.get_bool("sparse"),
         storage_domain=ref_of(domains[0]) if domains else None,
         content_type=_content_type(node.get_str("content_type")),
+        lun=_lun_storage(node.child("lun_storage")),
     )
+
+
+def _lun_storage(storage: Node | None) -> LogicalUnitInput | None:
+    """A direct LUN disk's LUN: one iSCSI logical unit (address, port, target, and its
+    number as `lun_mapping` or `id`)."""
+    if storage is None:
+        return None
+    kind = (storage.get_str("type") or "iscsi").strip().lower()
+    if kind != "iscsi":
+        raise InvalidInput(f"disk.lun_storage.type {kind!r}: Overt gives VMs iSCSI LUNs only")
+    units = storage.items("logical_units", "logical_unit")
+    if len(units) != 1:
+        raise InvalidInput("disk.lun_storage.logical_units must name one LUN (address, "
+                           "port, target, and its number as lun_mapping or id)")
+    unit = units[0]
+    return LogicalUnitInput(id=unit.attrs.get("id") or unit.get_str("id"),
+                            address=unit.get_str("address"),
+                            port=unit.get_int("port", minimum=1), target=unit.get_str("target"),
+                            lun_mapping=unit.get_int("lun_mapping", minimum=0))
 
 
 def read_run_once(vm: Node) -> RunOnce:

@@ -226,8 +226,22 @@ def disk(d: t.Disk) -> Representation:
         "provisioned_size": d.provisioned_size, "shareable": d.shareable, "sparse": d.sparse,
         "status": d.status, "storage_type": "image", "total_size": d.actual_size,
         "wipe_after_delete": False,
-        "storage_domains": {"storage_domain": [ref("storagedomains", d.storage_domain_id)]},
+        **_disk_storage(d),
     }
+
+
+def _disk_storage(d: t.Disk) -> Representation:
+    """Where the disk is: its storage domain, or (a direct LUN disk) its LUN."""
+    if d.storage_domain_id is not None:
+        return {"storage_domains": {"storage_domain": [ref("storagedomains",
+                                                           d.storage_domain_id)]}}
+    portal, path = d.lun_portal or "", d.lun_path or ""
+    address, _, port = portal.rpartition(":")
+    target, _, number = path.rpartition("/")
+    return {"storage_type": "lun", "lun_storage": {"type": "iscsi", "logical_units": {
+        "logical_unit": [{"id": number, "address": address, "port": int(port or 3260),
+                          "target": target, "lun_mapping": int(number or 0),
+                          "size": d.provisioned_size}]}}}
 
 
 def disk_attachment(a: t.DiskAttachment, *, owner: str = "vms",

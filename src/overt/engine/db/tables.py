@@ -347,7 +347,13 @@ class Disk(Base):
     id: Mapped[uuid.UUID] = _id()
     name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str] = mapped_column(Text, default="")
-    storage_domain_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("storage_domains.id"))
+    # None for a direct LUN disk (oVirt's `lun_storage`): a whole LUN given to VMs, named by
+    # its portal (`lun_portal`, host:port) and `lun_path` (target/LUN number), as an iSCSI
+    # domain's `address` and `path`.
+    storage_domain_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("storage_domains.id"))
+    lun_portal: Mapped[str | None] = mapped_column(String(255))
+    lun_path: Mapped[str | None] = mapped_column(Text)
     provisioned_size: Mapped[int] = mapped_column(BigInteger)
     actual_size: Mapped[int] = mapped_column(BigInteger, default=0)
     format: Mapped[str] = mapped_column(String(8), default="cow")
@@ -510,6 +516,17 @@ class SnapshotVolume(Base):
                                                index=True)
     image_path: Mapped[str] = mapped_column(Text)  # relative to the domain's path
     format: Mapped[str] = mapped_column(String(8), default="cow")
+
+
+class ExtentReservation(Base):
+    """An extent of an iSCSI domain's LUN allocated to a volume a job is about to make (a
+    snapshot's new volume), not yet in any disk's chain: no other volume may take it. It
+    goes once the chain records the volume, or with the job that failed to make it."""
+
+    __tablename__ = "extent_reservations"
+    image_path: Mapped[str] = mapped_column(Text, primary_key=True)
+    storage_domain_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("storage_domains.id", ondelete="CASCADE"), index=True)
 
 
 class Job(Base):

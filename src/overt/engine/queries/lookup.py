@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from overt.engine.db.tables import Base
-from overt.engine.model.errors import InvalidInput, NotFound
+from overt.engine.db.tables import Base, Disk, StorageDomain
+from overt.engine.model.errors import Conflict, InvalidInput, NotFound
 
 T = TypeVar("T", bound=Base)
 
@@ -36,6 +36,14 @@ async def get(session: AsyncSession, model: type[T], object_id: uuid.UUID,
     if found is None:
         raise NotFound(f"there is no {_kind(model)} with id {object_id}")
     return found
+
+
+async def domain_of(session: AsyncSession, disk: Disk) -> StorageDomain:
+    """The storage domain holding the disk's volumes; a direct LUN disk has none."""
+    if disk.storage_domain_id is None:
+        raise Conflict(f"Disk {disk.name} is a direct LUN disk: it has no volumes on a "
+                       "storage domain.")
+    return await get(session, StorageDomain, disk.storage_domain_id)
 
 
 async def by_name(session: AsyncSession, model: type[T], name: str) -> T | None:

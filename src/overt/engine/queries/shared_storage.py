@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from overt.engine.db.tables import Disk, StorageDomain
+from overt.engine.db.tables import Disk, ExtentReservation, SnapshotVolume, StorageDomain
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import StorageType
 from overt.engine.queries import lookup
-from overt.protocol.storage import METADATA_AREA, IscsiLunRef
+from overt.protocol.storage import DOMAIN_AREA, IscsiLunRef
 
 SHARED_TYPES = frozenset({StorageType.NFS.value, StorageType.ISCSI.value})
 MIB = 1 << 20
@@ -65,31 +65,76 @@ def extent_size(fmt: str, provisioned: int) -> int:
 
 async def new_volume_path(session: AsyncSession, domain: StorageDomain, disk_id: uuid.UUID,
                           fmt: str, provisioned: int) -> str:
-    """Allocate a new disk's volume: ids on NFS; on iSCSI also the first free extent of
-    the LUN large enough (the domain row is locked, so two disks never share one)."""
+    """Allocate a new disk's volume: ids on NFS; on iSCSI also an extent of the LUN."""
     if domain.storage_type == StorageType.NFS.value:
         return volume_path(domain, disk_id, uuid.uuid4())
+    return await allocate_extent(session, domain, disk_id, fmt, provisioned)
+
+
+async def taken_extents(session: AsyncSession, domain_id: uuid.UUID) -> set[str]:
+    """The volume paths holding extents of an iSCSI domain: its disks' volumes, their
+    snapshots' volumes, and the volumes jobs are about to make."""
+    disks = (await session.execute(select(Disk.image_path).where(
+        Disk.storage_domain_id == domain_id))).scalars().all()
+    frozen = (await session.execute(select(SnapshotVolume.image_path).join(
+        Disk, Disk.id == SnapshotVolume.disk_id).where(
+        Disk.storage_domain_id == domain_id))).scalars().all()
+    reserved = (await session.execute(select(ExtentReservation.image_path).where(
+        ExtentReservation.storage_domain_id == domain_id))).scalars().all()
+    return {path for path in (*disks, *frozen, *reserved) if extent_of(path) is not None}
+
+
+async def allocate_extent(session: AsyncSession, domain: StorageDomain, image_id: uuid.UUID,
+                          fmt: str, provisioned: int, *, reserve: bool = False,
+                          what: str = "Disk") -> str:
+    """The first free extent of the LUN large enough for a volume of `image_id` (the
+    domain row is locked, so two volumes never share one). With `reserve`, the extent is
+    held until a chain records it (`claim_extent`) or its job gives it up."""
     locked = await lookup.get(session, StorageDomain, domain.id, for_update=True)
     size = extent_size(fmt, provisioned)
-    taken = sorted(extent for path in (await session.execute(select(Disk.image_path).where(
-        Disk.storage_domain_id == locked.id))).scalars().all()
-        if (extent := extent_of(path)) is not None)
-    end = METADATA_AREA + locked.used_bytes + locked.available_bytes
-    offset = METADATA_AREA
+    taken = sorted(extent for path in await taken_extents(session, locked.id)
+                   if (extent := extent_of(path)) is not None)
+    end = DOMAIN_AREA + locked.used_bytes + locked.available_bytes
+    offset = DOMAIN_AREA
     for start, length in taken:
         if offset + size <= start:
             break
         offset = max(offset, start + length)
     if offset + size > end:
-        raise Conflict(f"Cannot add Disk: storage domain {locked.name} has no free extent of "
+        raise Conflict(f"Cannot add {what}: storage domain {locked.name} has no free extent of "
                        f"{size} bytes (free space: {locked.available_bytes} bytes).")
+    path = extent_path(locked, offset, size, image_id, uuid.uuid4())
+    if reserve:
+        session.add(ExtentReservation(image_path=path, storage_domain_id=locked.id))
     locked.used_bytes += size
     locked.available_bytes -= size
-    return extent_path(locked, offset, size, disk_id, uuid.uuid4())
+    return path
 
 
-def release_extent(domain: StorageDomain, image_path: str) -> None:
-    extent = extent_of(image_path)
-    if extent is not None:
-        domain.used_bytes = max(0, domain.used_bytes - extent[1])
-        domain.available_bytes += extent[1]
+async def recount_extents(session: AsyncSession, domain_id: uuid.UUID) -> None:
+    """The domain's used and free space from the extents its volumes hold now: safe to
+    repeat, so a retried removal frees an extent once."""
+    await session.flush()
+    domain = await lookup.get(session, StorageDomain, domain_id, for_update=True)
+    if domain.storage_type != StorageType.ISCSI.value:
+        return
+    total = domain.used_bytes + domain.available_bytes
+    used = sum(extent[1] for path in await taken_extents(session, domain_id)
+               if (extent := extent_of(path)) is not None)
+    domain.used_bytes, domain.available_bytes = used, max(0, total - used)
+
+
+async def claim_extent(session: AsyncSession, image_path: str) -> None:
+    """A reserved volume is now in a disk's chain (recorded in the same transaction)."""
+    await session.execute(delete(ExtentReservation).where(
+        ExtentReservation.image_path == image_path))
+
+
+async def release_reservations(session: AsyncSession, paths: list[str]) -> None:
+    """A job that failed gives up the extents it reserved and did not record."""
+    domains = set((await session.execute(select(ExtentReservation.storage_domain_id).where(
+        ExtentReservation.image_path.in_(paths)))).scalars())
+    await session.execute(delete(ExtentReservation).where(
+        ExtentReservation.image_path.in_(paths)))
+    for domain_id in domains:
+        await recount_extents(session, domain_id)

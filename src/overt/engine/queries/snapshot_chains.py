@@ -11,7 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.tables import Disk, Snapshot, SnapshotVolume, StorageDomain
 from overt.engine.model.status import StorageType
-from overt.engine.queries.shared_storage import split_volume_path, volume_path
+from overt.engine.queries.shared_storage import (
+    allocate_extent,
+    split_volume_path,
+    volume_path,
+)
 
 PREVIEW = "preview"  # a snapshot's kind: the VM's volumes before a preview
 IN_PREVIEW = "in_preview"  # a snapshot's status while the VM previews it
@@ -28,6 +32,16 @@ def new_volume_path(disk: Disk, domain: StorageDomain, volume_id: uuid.UUID) -> 
         return volume_path(domain, split_volume_path(disk.image_path)[0], volume_id)
     folder = disk.image_path.rsplit("/", 1)[0] if "/" in disk.image_path else ""
     return f"{folder}/{volume_id}.qcow2" if folder else f"{volume_id}.qcow2"
+
+
+async def allocate_volume(session: AsyncSession, disk: Disk, domain: StorageDomain) -> str:
+    """A new qcow2 volume of `disk` in its domain: on iSCSI an extent of the LUN, held
+    (`ExtentReservation`) until the disk's chain records it or its job gives it up."""
+    if domain.storage_type == StorageType.ISCSI.value:
+        return await allocate_extent(session, domain, split_volume_path(disk.image_path)[0],
+                                     "cow", disk.provisioned_size, reserve=True,
+                                     what=f"a volume of disk {disk.name}")
+    return new_volume_path(disk, domain, uuid.uuid4())
 
 
 async def snapshot_volumes(session: AsyncSession, disk_id: uuid.UUID) -> list[SnapshotVolume]:
@@ -66,6 +80,31 @@ async def all_volumes(session: AsyncSession, disk: Disk) -> list[str]:
     """Every volume of the disk on storage, its chain's and those off it, newest first."""
     chain = await disk_chain(session, disk)
     return [*reversed(chain), *(v.image_path for v in await off_chain_volumes(session, disk.id))]
+
+
+async def volume_parents(session: AsyncSession, disk: Disk) -> list[tuple[str, str | None, str]]:
+    """Every volume of the disk on storage with the volume under it (None for the base of
+    a disk not over a template's) and its format: its chain's, then those a preview keeps
+    off it (each over the one recorded before it)."""
+    chain = await snapshot_volumes(session, disk.id)
+    under: str | None = None
+    if disk.backing_disk_id is not None:
+        base = await session.get(Disk, disk.backing_disk_id)
+        under = base.image_path if base is not None else None
+    found: list[tuple[str, str | None, str]] = []
+    for volume in chain:
+        found.append((volume.image_path, under, volume.format))
+        under = volume.image_path
+    found.append((disk.image_path, under, disk.format))
+    on_chain = {v.pk for v in chain}
+    everything = (await session.execute(select(SnapshotVolume).where(
+        SnapshotVolume.disk_id == disk.id).order_by(SnapshotVolume.pk))).scalars().all()
+    before: str | None = None
+    for volume in everything:
+        if volume.pk not in on_chain:
+            found.append((volume.image_path, before, volume.format))
+        before = volume.image_path
+    return found
 
 
 @dataclass(frozen=True)

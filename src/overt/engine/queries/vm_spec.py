@@ -62,6 +62,16 @@ def disk_source(domain: StorageDomain, disk: Disk) -> DiskSource:
     return FileSource(path=image_location(domain, disk))
 
 
+def _volume_source(domain: StorageDomain, image_path: str) -> DiskSource:
+    """A volume of a disk's chain on a shared domain, as QEMU opens it."""
+    if domain.storage_type == StorageType.ISCSI.value:
+        lun, extent = lun_of(domain), extent_of(image_path)
+        return IscsiSource(portal=lun.portal, target=lun.target, lun=lun.lun,
+                           offset=extent[0] if extent else None,
+                           size=extent[1] if extent else None)
+    return NfsSource(server=domain.address or "", path=volume_location(domain, image_path))
+
+
 async def vm_disks(session: AsyncSession, vm_id: uuid.UUID
                    ) -> list[tuple[DiskAttachment, Disk, StorageDomain]]:
     rows = await session.execute(
@@ -71,6 +81,21 @@ async def vm_disks(session: AsyncSession, vm_id: uuid.UUID
         .where(DiskAttachment.vm_id == vm_id)
         .order_by(DiskAttachment.bootable.desc(), DiskAttachment.pk))
     return [(a, d, sd) for a, d, sd in rows]
+
+
+async def vm_lun_disks(session: AsyncSession, vm_id: uuid.UUID
+                       ) -> list[tuple[DiskAttachment, Disk]]:
+    """The VM's direct LUN disks (on no storage domain, so not among `vm_disks`)."""
+    rows = await session.execute(
+        select(DiskAttachment, Disk).join(Disk, Disk.id == DiskAttachment.disk_id)
+        .where(DiskAttachment.vm_id == vm_id, Disk.storage_domain_id.is_(None))
+        .order_by(DiskAttachment.bootable.desc(), DiskAttachment.pk))
+    return [(a, d) for a, d in rows]
+
+
+def lun_source(disk: Disk) -> IscsiSource:
+    target, _, number = (disk.lun_path or "").rpartition("/")
+    return IscsiSource(portal=disk.lun_portal or "", target=target, lun=int(number or 0))
 
 
 async def cdrom_spec(session: AsyncSession, disk_id: uuid.UUID | None) -> CdromSpec:
@@ -124,10 +149,10 @@ async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
                                f"{disk.name} is gone.")
             backing = disk_source(base_domain, base)
         chain: tuple[BackingLayer, ...] = ()
-        if domain.storage_type == StorageType.NFS.value:
+        if domain.storage_type in (StorageType.NFS.value, StorageType.ISCSI.value):
+            # libvirt cannot probe a chain over QEMU's network clients: it is told it.
             chain = tuple(BackingLayer(
-                source=NfsSource(server=domain.address or "",
-                                 path=volume_location(domain, volume.image_path)),
+                source=_volume_source(domain, volume.image_path),
                 format=DiskFormat.QCOW2 if volume.format == "cow" else DiskFormat.RAW)
                 for volume in reversed(await snapshot_volumes(session, disk.id)))
         disks.append(DiskSpec(
@@ -137,6 +162,13 @@ async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
             bootable=attachment.bootable, serial=str(disk.id)[:20], chain=chain,
             backing_format=DiskFormat.RAW if base is not None and base.format == "raw"
             else DiskFormat.QCOW2))
+    for attachment, disk in await vm_lun_disks(session, vm.id):
+        if attachment.active:  # a whole LUN, opened by QEMU's iSCSI client
+            disks.append(DiskSpec(
+                id=disk.id, source=lun_source(disk), format=DiskFormat.RAW,
+                bus=_BUS.get(attachment.interface, DiskBus.VIRTIO),
+                readonly=attachment.read_only, bootable=attachment.bootable,
+                serial=str(disk.id)[:20]))
     nics = []
     rows = await session.execute(
         select(VmNic, Network).outerjoin(VnicProfile, VnicProfile.id == VmNic.vnic_profile_id)
@@ -164,6 +196,11 @@ async def lease_spec(session: AsyncSession, vm: Vm, io_timeout_s: float = 10.0
     if vm.lease_storage_domain_id is None or vm.lease_slot is None:
         return None
     domain = await session.get(StorageDomain, vm.lease_storage_domain_id)
+    if domain is not None and domain.storage_type == StorageType.ISCSI.value:
+        lun = lun_of(domain)  # the areas follow the LUN's metadata area
+        return LeaseSpec(domain_id=domain.id, server=lun.portal,
+                         lun=IscsiSource(portal=lun.portal, target=lun.target, lun=lun.lun),
+                         slot=vm.lease_slot, io_timeout_s=io_timeout_s)
     if domain is None or domain.storage_type != StorageType.NFS.value:
         raise Conflict(f"Cannot run VM {vm.name}: its lease's storage domain is gone or "
                        "cannot hold leases.")

@@ -13,7 +13,7 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import Cluster, Disk, Job, StorageDomain, User, Vm
+from overt.engine.db.tables import Cluster, Disk, Job, User, Vm
 from overt.engine.jobs.kinds import ChangeVmCdrom
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.status import DiskStatus, StorageType, VmStatus
@@ -51,7 +51,7 @@ async def iso_disk(session: AsyncSession, vm: Vm, file_id: str) -> Disk:
     if disk.status != DiskStatus.OK:
         raise Conflict(f"Cannot change the CD of VM {vm.name}: ISO disk {disk.name} is "
                        f"{disk.status}; wait until it is ok.")
-    domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+    domain = await lookup.domain_of(session, disk)
     cluster = await lookup.get(session, Cluster, vm.cluster_id)
     if domain.data_center_id != cluster.data_center_id:
         raise InvalidInput(f"Cannot change the CD of VM {vm.name}: ISO disk {disk.name} is on "
@@ -66,7 +66,7 @@ async def iso_disk(session: AsyncSession, vm: Vm, file_id: str) -> Disk:
 async def iso_host(session: AsyncSession, disk_id: uuid.UUID) -> tuple[uuid.UUID | None, str]:
     """The host an ISO disk binds a VM to: that of its local storage domain, if it is one."""
     disk = await lookup.get(session, Disk, disk_id)
-    domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+    domain = await lookup.domain_of(session, disk)
     if domain.storage_type == StorageType.LOCALFS.value and domain.host_id is not None:
         return domain.host_id, f"ISO {disk.name} is on local storage of another host"
     return None, ""

@@ -29,6 +29,7 @@ from overt.engine.queries import lookup
 from overt.engine.queries.shared_storage import is_shared, new_volume_path
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput
 from overt.engine.services.jobs import JobSubmitter
+from overt.engine.services.lun_disks import add_lun_disk, remove_lun_disk
 
 MAX_DISK_BYTES = 64 << 40
 
@@ -85,7 +86,10 @@ async def _create_job(session: AsyncSession, jobs: JobSubmitter, disk: Disk, use
 
 async def add_disk(session: AsyncSession, jobs: JobSubmitter, data: DiskInput, user: User,
                    *, copy_from: str | None = None) -> Disk:
-    """A floating disk (attached to nothing yet), created by a job."""
+    """A floating disk (attached to nothing yet), created by a job (a direct LUN disk needs
+    none)."""
+    if data.lun is not None:
+        return await add_lun_disk(session, data, user)
     disk = await _new_disk(session, data, default_name="disk")
     await _create_job(session, jobs, disk, user, copy_from=copy_from)
     return disk
@@ -97,7 +101,7 @@ async def thin_copy(session: AsyncSession, jobs: JobSubmitter, vm: Vm, base: Dis
     the template disk's domain (local, an NFS volume or an iSCSI extent naming it as its
     backing)."""
     disk_id = uuid.uuid4()
-    domain = await lookup.get(session, StorageDomain, base.storage_domain_id)
+    domain = await lookup.domain_of(session, base)
     image_path = await new_volume_path(session, domain, disk_id, DiskFormat.COW.value,
                                        base.provisioned_size) if is_shared(domain) \
         else f"images/{disk_id}.qcow2"
@@ -126,6 +130,8 @@ async def add_disk_attachment(session: AsyncSession, jobs: JobSubmitter, vm: Vm,
             DiskAttachment.disk_id == disk.id, DiskAttachment.vm_id.is_not(None)))).scalars().first()
         if attached is not None and not disk.shareable:
             raise Conflict(f"disk {disk.name} is already attached to a VM")
+    elif data.disk is not None and data.disk.lun is not None:
+        disk = await add_lun_disk(session, data.disk, user)
     elif data.disk is not None:
         disk = await _new_disk(session, data.disk, default_name=f"{vm.name}_Disk1")
         await _create_job(session, jobs, disk, user, vm)
@@ -185,6 +191,9 @@ async def remove_disk_attachment(session: AsyncSession, jobs: JobSubmitter, vm: 
 
 async def remove_disk_job(session: AsyncSession, jobs: JobSubmitter, disk: Disk, user: User
                           ) -> None:
+    if disk.storage_domain_id is None:
+        await remove_lun_disk(session, disk, user)
+        return
     users = (await session.execute(select(DiskAttachment).where(
         DiskAttachment.disk_id == disk.id))).scalars().all()
     if users:

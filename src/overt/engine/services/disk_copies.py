@@ -49,7 +49,7 @@ def check_sources(what: str, disks: list[Disk]) -> None:
 async def new_copy(session: AsyncSession, what: str, source: Disk, target: CopyTarget, *,
                    name: str, template_id: uuid.UUID | None = None) -> tuple[Disk, DiskCopy]:
     """The row of a disk that will be a copy of `source`, and the copy its job makes."""
-    source_domain = await lookup.get(session, StorageDomain, source.storage_domain_id)
+    source_domain = await lookup.domain_of(session, source)
     domain = target.domain or source_domain
     for checked in (source_domain, domain):
         if checked.storage_type not in COPYABLE:

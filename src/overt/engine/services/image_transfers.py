@@ -264,7 +264,7 @@ class ImageTransfers:
             raise InvalidInput("Upload guest data with image_transfer.format raw (as the "
                                "SDK's upload_disk.py does); the volume's format stays the disk's")
         await _check_disk(session, disk)
-        domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+        domain = await lookup.domain_of(session, disk)
         host = None
         if self.nodes is not None and not on_engine_machine(domain, disk):
             host = await pick_host(session, domain, request.host_id)

@@ -10,6 +10,17 @@ from overt.engine.queries.lookup import Ref
 
 
 @dataclass
+class LogicalUnitInput:
+    """An iSCSI LUN as the client names it: portal, target and LUN number (`id`)."""
+
+    id: str | None = None
+    address: str | None = None
+    port: int | None = None
+    target: str | None = None
+    lun_mapping: int | None = None  # the LUN number, when `id` is the LUN's SCSI id
+
+
+@dataclass
 class DiskInput:
     name: str | None = None
     description: str | None = None
@@ -19,6 +30,7 @@ class DiskInput:
     storage_domain: Ref | None = None
     template_disk: Ref | None = None  # a thin copy of this disk
     content_type: str | None = None  # data | iso
+    lun: LogicalUnitInput | None = None  # a direct LUN disk (oVirt's lun_storage)
 
 
 @dataclass

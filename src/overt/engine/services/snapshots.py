@@ -24,13 +24,15 @@ from overt.engine.model.errors import Conflict, InvalidInput, NotFound
 from overt.engine.model.status import DiskStatus, StorageDomainStatus, StorageType, VmStatus
 from overt.engine.model.vm_actions import VmAction, check_vm_action
 from overt.engine.queries import lookup
-from overt.engine.queries.snapshot_chains import IN_PREVIEW, PREVIEW, new_volume_path
+from overt.engine.queries.snapshot_chains import IN_PREVIEW, PREVIEW, allocate_volume
 from overt.engine.queries.vm_spec import vm_disks
 from overt.engine.services.jobs import JobSubmitter
 
-# Storage Overt can snapshot for now, down or running: qcow2 files the domain's host
-# reaches, and NFS volumes (a running VM's QEMU reaches them through its own NFS client).
-SNAPSHOT_STORAGE = frozenset({StorageType.LOCALFS.value, StorageType.NFS.value})
+# Storage Overt can snapshot: qcow2 files the domain's host reaches, NFS volumes and
+# iSCSI extents; running VMs' only on the first two (a running VM's QEMU reaches them
+# as files or through its own NFS client; an iSCSI extent is a slice of a network LUN).
+SNAPSHOT_STORAGE = frozenset({StorageType.LOCALFS.value, StorageType.NFS.value,
+                              StorageType.ISCSI.value})
 LIVE_SNAPSHOT_STORAGE = frozenset({StorageType.LOCALFS.value, StorageType.NFS.value})
 
 
@@ -46,8 +48,8 @@ def _check_disk(vm: Vm, disk: Disk, domain: StorageDomain) -> None:
                        "first.")
     if domain.storage_type not in SNAPSHOT_STORAGE:
         raise Conflict(f"Cannot snapshot VM {vm.name}: disk {disk.name} is on a "
-                       f"{domain.storage_type} domain; Overt snapshots disks on local "
-                       "and NFS domains only for now.")
+                       f"{domain.storage_type} domain; Overt snapshots disks on local, "
+                       "NFS and iSCSI domains only for now.")
     if domain.storage_type not in LIVE_SNAPSHOT_STORAGE and vm.status != VmStatus.DOWN:
         raise Conflict(f"Cannot snapshot VM {vm.name} while it is {vm.status}: disk "
                        f"{disk.name} is on {domain.storage_type} domain {domain.name}, whose "
@@ -92,9 +94,11 @@ async def _snapshot_disks(session: AsyncSession, vm: Vm, snapshot: Snapshot
     return rows
 
 
-def _overlays(rows: list[tuple[Disk, StorageDomain]]) -> dict[str, str]:
-    """A new volume for each disk, named now so that every retry of the job makes it."""
-    return {str(disk.id): new_volume_path(disk, domain, uuid.uuid4()) for disk, domain in rows}
+async def _overlays(session: AsyncSession, rows: list[tuple[Disk, StorageDomain]]
+                    ) -> dict[str, str]:
+    """A new volume for each disk, named (on iSCSI: its extent reserved) now so that every
+    retry of the job makes it."""
+    return {str(disk.id): await allocate_volume(session, disk, domain) for disk, domain in rows}
 
 
 async def add_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID,
@@ -116,7 +120,7 @@ async def add_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UU
     session.add(snapshot)
     await session.flush()
     job = await jobs.submit(session, CreateSnapshot(vm_id=vm.id, snapshot_id=snapshot.id,
-                                                    overlays=_overlays(disks)),
+                                                    overlays=await _overlays(session, disks)),
                             description=f"Creating VM Snapshot {description} for VM {vm.name}",
                             owner_id=user.id)
     audit.record(session, f"Snapshot '{description}' creation for VM {vm.name} was initiated "
@@ -173,7 +177,7 @@ async def restore_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uui
                        "them first.")
     snapshot.status = "locked"
     job = await jobs.submit(session, RestoreSnapshot(vm_id=vm.id, snapshot_id=snapshot.id,
-                                                     overlays=_overlays(rows)),
+                                                     overlays=await _overlays(session, rows)),
                             description=f"Restoring VM {vm.name} from Snapshot "
                             f"{snapshot.description}", owner_id=user.id)
     audit.record(session, f"Restoring VM {vm.name} from Snapshot '{snapshot.description}' was "
@@ -197,7 +201,8 @@ async def preview_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uui
     snapshot.status = "locked"
     await session.flush()
     job = await jobs.submit(session, PreviewSnapshot(
-        vm_id=vm.id, snapshot_id=snapshot.id, preview_id=preview.id, overlays=_overlays(rows)),
+        vm_id=vm.id, snapshot_id=snapshot.id, preview_id=preview.id,
+        overlays=await _overlays(session, rows)),
         description=f"Previewing Snapshot {snapshot.description} of VM {vm.name}",
         owner_id=user.id)
     audit.record(session, f"Previewing Snapshot '{snapshot.description}' of VM {vm.name} was "

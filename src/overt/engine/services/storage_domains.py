@@ -14,19 +14,10 @@ from overt.engine.model.names import check_name
 from overt.engine.model.status import StorageDomainStatus, StorageDomainType, StorageType
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
+from overt.engine.services.inputs import LogicalUnitInput
 
 _REMOVABLE = {StorageDomainStatus.MAINTENANCE, StorageDomainStatus.UNATTACHED,
               StorageDomainStatus.INACTIVE}
-
-
-@dataclass
-class LogicalUnitInput:
-    """An iSCSI LUN as the client names it: portal, target and LUN number (`id`)."""
-
-    id: str | None = None
-    address: str | None = None
-    port: int | None = None
-    target: str | None = None
 
 
 @dataclass

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import DataCenter, Host, StorageDomain, User
+from overt.engine.db.tables import DataCenter, Disk, Host, StorageDomain, User
 from overt.engine.jobs.kinds import (
     AttachStorageDomain,
     CreateStorageDomain,
@@ -27,6 +27,7 @@ from overt.engine.model.status import StorageDomainStatus, StorageDomainType, St
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 from overt.engine.queries.shared_storage import is_shared
+from overt.engine.services.inputs import LogicalUnitInput
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.services.storage_connections import check_export
 from overt.engine.services.storage_domains import StorageDomainInput, attached
@@ -77,18 +78,24 @@ def _check_lun(data: StorageDomainInput) -> tuple[str, str]:
     if len(data.logical_units) != 1:
         raise InvalidInput("storage_domain.storage.logical_units must name one LUN "
                            "(address, port, target, and the LUN number as id)")
-    unit = data.logical_units[0]
+    return check_logical_unit(data.logical_units[0])
+
+
+def check_logical_unit(unit: LogicalUnitInput) -> tuple[str, str]:
+    """An iSCSI LUN's portal (host:port) and path (target/LUN number), as a domain or a
+    direct LUN disk records them; 400 when the client's naming of it is wrong."""
+    number = str(unit.lun_mapping) if unit.lun_mapping is not None else unit.id
     if not unit.address or not _SERVER_RE.match(unit.address):
         raise InvalidInput(f"logical_unit.address {unit.address!r} is not a host name or an "
                            "address")
     if not unit.target or not _IQN_RE.match(unit.target):
         raise InvalidInput(f"logical_unit.target {unit.target!r} is not an iSCSI name (iqn.)")
-    if unit.id is None or not unit.id.isdigit() or int(unit.id) > 16383:
-        raise InvalidInput(f"logical_unit.id {unit.id!r} must be the LUN number")
+    if number is None or not number.isdigit() or int(number) > 16383:
+        raise InvalidInput(f"logical_unit.id {number!r} must be the LUN number")
     port = unit.port or 3260
     if port > 65535:
         raise InvalidInput(f"logical_unit.port {port} is not a port")
-    return f"{unit.address}:{port}", f"{unit.target}/{int(unit.id)}"
+    return f"{unit.address}:{port}", f"{unit.target}/{int(number)}"
 
 
 async def add_iscsi_domain(session: AsyncSession, jobs: JobSubmitter, data: StorageDomainInput,
@@ -110,6 +117,11 @@ async def add_iscsi_domain(session: AsyncSession, jobs: JobSubmitter, data: Stor
     if used is not None:
         raise Conflict(f"Cannot add Storage. The LUN {path} of {portal} is already used by "
                        f"storage domain {used}.")
+    lun_disk = (await session.execute(select(Disk.name).where(
+        Disk.lun_portal == portal, Disk.lun_path == path))).scalars().first()
+    if lun_disk is not None:
+        raise Conflict(f"Cannot add Storage. The LUN {path} of {portal} is direct LUN disk "
+                       f"{lun_disk}.")
     sd_id = uuid.uuid4()
     domain = StorageDomain(id=sd_id, name=name, description=data.description or "",
                            type=StorageDomainType.DATA.value,

@@ -11,6 +11,7 @@ from overt.engine.model.status import StorageType, VmStatus
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 
+LEASE_STORAGE = frozenset({StorageType.NFS.value, StorageType.ISCSI.value})
 LEASE_SLOTS = 2000  # slots of a domain's xleases area (1 MiB of 512-byte slots, less spare)
 
 
@@ -33,10 +34,10 @@ async def set_vm_lease(session: AsyncSession, vm: Vm, domain_ref: Ref | None, *,
     domain = await lookup.resolve(session, StorageDomain, domain_ref, "vm.lease.storage_domain")
     if domain.id == vm.lease_storage_domain_id:
         return False
-    if domain.storage_type != StorageType.NFS.value:
+    if domain.storage_type not in LEASE_STORAGE:
         raise InvalidInput(f"Cannot put the lease of VM {vm.name} on storage domain "
-                           f"{domain.name}: leases need a shared NFS domain, and it is "
-                           f"{domain.storage_type}.")
+                           f"{domain.name}: leases need a shared NFS or iSCSI domain, and "
+                           f"it is {domain.storage_type}.")
     _require_down(vm)
     used = set((await session.scalars(select(Vm.lease_slot).where(
         Vm.lease_storage_domain_id == domain.id, Vm.id != vm.id))).all())

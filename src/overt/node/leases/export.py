@@ -1,6 +1,7 @@
 """A domain's lease areas as local files: one long-lived qemu-storage-daemon per domain
-exports `dom_md/ids` and `dom_md/xleases` (reached through libnfs, QEMU's NFS client)
-as FUSE files the keeper reads and writes with O_DIRECT.
+exports `dom_md/ids` and `dom_md/xleases` (reached through libnfs, QEMU's NFS client) or,
+on an iSCSI domain, the two windows of its LUN after the metadata area (reached through
+libiscsi, QEMU's iSCSI client) as FUSE files the keeper reads and writes with O_DIRECT.
 
 Why this and not `qemu-io` per renewal: a renewal is a read and a write of one sector;
 a long-lived daemon keeps the NFS session open, so each costs a round trip to the
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from overt.node.leases.area import FileArea
+from overt.protocol.storage import LEASE_AREA_SIZE, LEASE_AREAS
+from overt.protocol.vm import IscsiSource
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +36,23 @@ class DomainRef:
     domain_id: uuid.UUID
     server: str
     export: str
+    lun: IscsiSource | None = None  # an iSCSI domain's LUN
 
     def url(self, area: str) -> str:
         return f"nfs://{self.server}{self.export.rstrip('/')}/{self.domain_id}/dom_md/{area}"
+
+    def blockdevs(self, area: str) -> list[str]:
+        """qemu-storage-daemon's block nodes for an area: `area` reads and writes it."""
+        if self.lun is not None:
+            host, _, port = self.lun.portal.partition(":")
+            return ["--blockdev", f"driver=iscsi,node-name={area}-file,transport=tcp,"
+                    f"portal={host}:{port or 3260},target={self.lun.target},lun={self.lun.lun}",
+                    "--blockdev", f"driver=raw,node-name={area},file={area}-file,"
+                    f"offset={LEASE_AREAS[area]},size={LEASE_AREA_SIZE},cache.direct=on"]
+        return ["--blockdev", f"driver=nfs,node-name={area}-file,"
+                f"server.type=inet,server.host={self.server},"
+                f"path={self.export.rstrip('/')}/{self.domain_id}/dom_md/{area}",
+                "--blockdev", f"driver=raw,node-name={area},file={area}-file,cache.direct=on"]
 
 
 class DomainExport:
@@ -48,19 +65,16 @@ class DomainExport:
         self.areas: dict[str, FileArea] = {}
 
     async def start(self) -> None:
-        for area in AREAS:
-            await _grow(self.domain.url(area))
+        if self.domain.lun is None:  # an iSCSI domain's areas have their size from the start
+            for area in AREAS:
+                await _grow(self.domain.url(area))
         self.dir.mkdir(parents=True, exist_ok=True)
         argv = ["qemu-storage-daemon"]
         for area in AREAS:
             mountpoint = self.dir / area
             _unmount_stale(mountpoint)
             mountpoint.touch()
-            argv += ["--blockdev", f"driver=nfs,node-name={area}-file,"
-                     f"server.type=inet,server.host={self.domain.server},"
-                     f"path={self.domain.export.rstrip('/')}/{self.domain.domain_id}/dom_md/{area}",
-                     "--blockdev", f"driver=raw,node-name={area},file={area}-file,cache.direct=on",
-                     "--export", f"type=fuse,id={area}-export,node-name={area},"
+            argv += [*self.domain.blockdevs(area), "--export", f"type=fuse,id={area}-export,node-name={area},"
                      f"mountpoint={mountpoint},writable=on"]
         self.process = await asyncio.create_subprocess_exec(
             *argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

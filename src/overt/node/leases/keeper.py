@@ -207,7 +207,7 @@ class Keeper:
         found = self.domains.get(spec.domain_id)
         if found is not None:
             return found
-        ref = DomainRef(spec.domain_id, spec.server, spec.export)
+        ref = DomainRef(spec.domain_id, spec.server, spec.export, spec.lun)
         try:
             areas = await self._open_domain(ref)
         except OSError as exc:

@@ -18,8 +18,13 @@ from overt.node.errors import NodeFailure
 from overt.node.storage.local import _qemu_img
 from overt.protocol import ErrorCode
 from overt.protocol.storage import (
+    DOMAIN_AREA,
+    LEASE_AREA_SIZE,
+    LEASE_AREAS,
     METADATA_AREA,
+    ExtentCommit,
     ExtentFormat,
+    ExtentRef,
     IscsiLunRef,
     LunCommand,
     LunContents,
@@ -69,11 +74,16 @@ async def execute(command: LunCommand) -> LunContents | SharedVolumeInfo:
     match command:
         case LunRead(lun=lun):
             return await _read(lun)
-        case LunMetadataWrite(lun=lun, metadata=text):
+        case LunMetadataWrite(lun=lun, metadata=text, clear_leases=clear):
+            if clear:
+                await _copy_in(lun, bytes(2 * LEASE_AREA_SIZE), LEASE_AREAS["ids"],
+                               2 * LEASE_AREA_SIZE, f"clearing the lease areas of {lun_url(lun)}")
             await _write_area(lun, text)
             return await _read(lun)
         case ExtentFormat():
             return await _format(command)
+        case ExtentCommit():
+            return await _commit(command)
     raise NodeFailure(ErrorCode.BAD_REQUEST, f"unknown storage command {command.name}")
 
 
@@ -85,7 +95,7 @@ async def _size(lun: IscsiLunRef) -> int:
 
 async def _read(lun: IscsiLunRef) -> LunContents:
     size = await _size(lun)
-    if size <= METADATA_AREA:
+    if size <= DOMAIN_AREA:
         raise NodeFailure(ErrorCode.BAD_REQUEST, f"LUN {lun_url(lun)} is too small for a "
                           "storage domain")
     with tempfile.TemporaryDirectory(prefix="overt-lun-") as tmp:
@@ -153,3 +163,41 @@ async def _format(command: ExtentFormat) -> SharedVolumeInfo:
     log.info("extent volume made", extra={"volume": where})
     return SharedVolumeInfo(format=command.format, virtual_size=virtual,
                             actual_size=command.size)
+
+
+def _tree(lun: IscsiLunRef, extent: ExtentRef) -> dict[str, object]:
+    """The image options of a volume on an extent, as a JSON tree."""
+    tree = json.loads(image_json(window(lun, extent.offset, extent.size, extent.format))[5:])
+    assert isinstance(tree, dict)
+    return tree
+
+
+async def _commit(command: ExtentCommit) -> SharedVolumeInfo:
+    lun, top, base = command.lun, command.top, command.base
+    where = f"{lun_url(lun)} at {top.offset}"
+    out = await _qemu_img(["qemu-img", "info", "-U", "--output=json", "--image-opts",
+                           window(lun, top.offset, top.size, DiskFormat.QCOW2)],
+                          f"reading the volume on {where}")
+    named = str(json.loads(out).get("backing-filename") or "")
+    try:
+        backing = json.loads(named[5:]) if named.startswith("json:") else None
+    except ValueError:
+        backing = None
+    if backing != _tree(lun, base):
+        raise NodeFailure(ErrorCode.BAD_REQUEST, f"the volume on {where} is not over the "
+                          f"extent at {base.offset} (its backing is {named or 'none'})")
+    # The backing opens read-write from the start, as on NFS (no reopen of a read-only
+    # image over the network client).
+    spec = {"driver": "qcow2", "file": _tree(lun, top.model_copy(update={
+        "format": DiskFormat.RAW})), "backing": {**_tree(lun, base), "read-only": False}}
+    await _qemu_img(["qemu-img", "commit", "-q", "-d",
+                     "json:" + json.dumps(spec, separators=(",", ":"))],
+                    f"merging the volume on {where} into the one at {base.offset}")
+    if command.child is not None:
+        child = command.child
+        await _qemu_img(["qemu-img", "rebase", "-q", "-u", "-b", image_json(window(
+            lun, base.offset, base.size, base.format)), "-F", base.format.value,
+            "--image-opts", window(lun, child.offset, child.size, DiskFormat.QCOW2)],
+            f"rebasing the volume at {child.offset} of {lun_url(lun)} onto {base.offset}")
+    log.info("extent volume merged", extra={"volume": where, "base": base.offset})
+    return SharedVolumeInfo(format=base.format, virtual_size=0, actual_size=base.size)

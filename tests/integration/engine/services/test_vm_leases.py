@@ -1,5 +1,5 @@
-"""VM leases in the engine: set only on a shared NFS domain and only while the VM is down,
-one slot per VM on a domain; the keeper's reports answer the HA and fencing queries."""
+"""VM leases in the engine: set only on a shared NFS or iSCSI domain and only while the VM
+is down, one slot per VM on a domain; the keeper's reports answer the HA and fencing queries."""
 
 from __future__ import annotations
 
@@ -24,11 +24,14 @@ from overt.engine.queries.lookup import Ref
 from overt.engine.queries.vm_spec import lease_spec
 from overt.engine.services.storage_domains import remove_storage_domain
 from overt.engine.services.vm_leases import set_vm_lease
+from overt.node.leases.export import DomainRef
 from overt.protocol.host import HostIdLease, LeaseReport, VmLease
+
+MIB = 1 << 20
 
 
 async def _world(db: Database) -> dict[str, uuid.UUID]:
-    ids = {name: uuid.uuid4() for name in ("nfs", "local", "vm1", "vm2", "host")}
+    ids = {name: uuid.uuid4() for name in ("nfs", "iscsi", "local", "vm1", "vm2", "host")}
     async with db.transaction() as session:
         cluster = (await session.execute(select(Cluster))).scalars().first()
         assert cluster is not None
@@ -37,6 +40,9 @@ async def _world(db: Database) -> dict[str, uuid.UUID]:
                          key_fingerprint="AB:" * 31 + "AB"))
         session.add(StorageDomain(id=ids["nfs"], name="shared", storage_type="nfs",
                                   path="/export", address="storage.example",
+                                  status=StorageDomainStatus.ACTIVE))
+        session.add(StorageDomain(id=ids["iscsi"], name="san", storage_type="iscsi",
+                                  path="iqn.2026-11.example:lun/3", address="10.9.9.9",
                                   status=StorageDomainStatus.ACTIVE))
         session.add(StorageDomain(id=ids["local"], name="local", storage_type="localfs",
                                   path="/srv/images", status=StorageDomainStatus.ACTIVE))
@@ -75,11 +81,35 @@ async def test_a_lease_goes_on_an_nfs_domain_with_its_own_slot_and_into_the_spec
 
 
 @sqlite_only
+async def test_a_lease_on_an_iscsi_domain_lies_in_its_luns_lease_area(db: Database) -> None:
+    ids = await _world(db)
+    async with db.transaction() as session:
+        vm1, vm2 = await session.get(Vm, ids["vm1"]), await session.get(Vm, ids["vm2"])
+        assert await set_vm_lease(session, vm1, Ref(id=ids["iscsi"]), unset=False)
+        assert await set_vm_lease(session, vm2, Ref(name="san"), unset=False)
+        assert (vm1.lease_slot, vm2.lease_slot) == (0, 1)
+        spec = await lease_spec(session, vm2, 2.0)
+        assert spec is not None and spec.lun is not None
+        assert (spec.domain_id, spec.slot, spec.io_timeout_s) == (ids["iscsi"], 1, 2.0)
+        assert (spec.lun.portal, spec.lun.target, spec.lun.lun) == (
+            "10.9.9.9", "iqn.2026-11.example:lun", 3)
+        # The keeper's daemon opens the LUN's two lease windows, after its metadata area.
+        ref = DomainRef(spec.domain_id, spec.server, spec.export, spec.lun)
+        for area, offset in (("ids", MIB), ("xleases", 2 * MIB)):
+            opts = ref.blockdevs(area)
+            assert "driver=iscsi" in opts[1] and "portal=10.9.9.9:3260" in opts[1]
+            assert "target=iqn.2026-11.example:lun,lun=3" in opts[1]
+            assert f"offset={offset},size={MIB}" in opts[3]
+        assert await set_vm_lease(session, vm1, Ref(id=ids["nfs"]), unset=False)  # moved
+        assert (await lease_spec(session, vm1)).lun is None  # type: ignore[union-attr]
+
+
+@sqlite_only
 async def test_a_lease_on_local_storage_or_on_a_running_vm_is_refused(db: Database) -> None:
     ids = await _world(db)
     async with db.transaction() as session:
         vm = await session.get(Vm, ids["vm1"])
-        with pytest.raises(InvalidInput, match="shared NFS"):
+        with pytest.raises(InvalidInput, match="shared NFS or iSCSI"):
             await set_vm_lease(session, vm, Ref(id=ids["local"]), unset=False)
         vm.status = VmStatus.UP
         with pytest.raises(Conflict, match="stop it first"):

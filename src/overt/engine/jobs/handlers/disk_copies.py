@@ -87,8 +87,8 @@ async def _copy(ctx: JobContext, copy: DiskCopy, *, for_template: bool) -> None:
         target = await lookup.get(session, Disk, copy.target)
         if target.status == DiskStatus.OK:
             return  # copied by an earlier try of this job
-        source_domain = await lookup.get(session, StorageDomain, source.storage_domain_id)
-        target_domain = await lookup.get(session, StorageDomain, target.storage_domain_id)
+        source_domain = await lookup.domain_of(session, source)
+        target_domain = await lookup.domain_of(session, target)
     local = next((d for d in (source_domain, target_domain)
                   if d.storage_type == StorageType.LOCALFS.value), None)
     host = await _local_host(ctx, local) if local is not None \

@@ -17,7 +17,7 @@ from overt.engine.jobs.kinds import CreateDisk, JobSpec, RemoveDisk
 from overt.engine.model.status import DiskStatus, HostStatus, LogSeverity, TemplateStatus
 from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
-from overt.engine.queries.shared_storage import is_shared, release_extent
+from overt.engine.queries.shared_storage import is_shared, recount_extents
 from overt.engine.queries.snapshot_chains import all_volumes, volume_location
 from overt.engine.queries.vm_spec import image_location
 from overt.protocol import ErrorCode
@@ -39,11 +39,11 @@ async def create_disk(ctx: JobContext, spec: CreateDisk) -> dict[str, Any]:
     disk_id = spec.disk_id
     async with ctx.transaction() as session:
         disk = await lookup.get(session, Disk, disk_id)
-        domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+        domain = await lookup.domain_of(session, disk)
         backing, base = None, None
         if disk.backing_disk_id is not None:
             base = await lookup.get(session, Disk, disk.backing_disk_id)
-            base_domain = await lookup.get(session, StorageDomain, base.storage_domain_id)
+            base_domain = await lookup.domain_of(session, base)
             backing = image_location(base_domain, base)
     if is_shared(domain):
         if spec.copy_from:
@@ -105,19 +105,18 @@ async def remove_disk(ctx: JobContext, spec: RemoveDisk) -> dict[str, Any]:
     disk_id = spec.disk_id
     async with ctx.transaction() as session:
         disk = await lookup.get(session, Disk, disk_id)
-        domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+        domain = await lookup.domain_of(session, disk)
     if is_shared(domain):
         await shared.remove_volume(ctx, domain, disk)
     else:
         await _remove_local(ctx, domain, disk)
     async with ctx.transaction() as session:
         disk = await lookup.get(session, Disk, disk_id)
-        if is_shared(domain):  # with the row, so that a retried removal frees it once
-            release_extent(await lookup.get(session, StorageDomain, domain.id, for_update=True),
-                           disk.image_path)
         audit.record(session, f"Disk {disk.name} was removed", code=audit.DISK_REMOVED,
                      storage_domain_id=domain.id, job_id=ctx.job.id, user_id=ctx.job.owner_id)
         await session.delete(disk)
+        if is_shared(domain):  # with the row (and its snapshots' volumes): freed once
+            await recount_extents(session, domain.id)
     return {}
 
 

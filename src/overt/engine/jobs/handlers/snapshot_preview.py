@@ -19,6 +19,7 @@ from overt.engine.db.tables import Disk, Snapshot, SnapshotVolume, StorageDomain
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed
 from overt.engine.jobs.handlers.snapshot_volumes import (
+    chain_recorded,
     create_overlay,
     delete_volumes,
     volume_host,
@@ -26,6 +27,7 @@ from overt.engine.jobs.handlers.snapshot_volumes import (
 from overt.engine.jobs.kinds import EndPreview, JobSpec, PreviewSnapshot
 from overt.engine.model.status import LogSeverity, VmStatus
 from overt.engine.queries import lookup
+from overt.engine.queries.shared_storage import claim_extent, release_reservations
 from overt.engine.queries.snapshot_chains import (
     IN_PREVIEW,
     PREVIEW,
@@ -54,19 +56,11 @@ async def preview_snapshot(ctx: JobContext, spec: PreviewSnapshot) -> dict[str, 
     for volume in volumes:
         async with ctx.transaction() as session:
             disk = await lookup.get(session, Disk, volume.disk_id)
-            domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+            domain = await lookup.domain_of(session, disk)
         new_path = spec.overlays[str(disk.id)]
-        if disk.image_path == new_path:
-            continue  # previewed by an earlier attempt
-        host = await volume_host(ctx, domain)
-        async with ctx.step(f"Previewing a snapshot of disk {disk.name}", host_id=host.id):
-            await create_overlay(ctx, host, domain, disk, new_path, volume.image_path,
-                                 volume.format, key=f"overlay-{disk.id}")
-        async with ctx.transaction() as session:
-            row = await lookup.get(session, Disk, disk.id, for_update=True)
-            session.add(SnapshotVolume(snapshot_id=spec.preview_id, disk_id=row.id,
-                                       image_path=row.image_path, format=row.format))
-            row.image_path, row.format = new_path, "cow"
+        if disk.image_path != new_path:  # else previewed by an earlier attempt
+            await _preview_disk(ctx, spec, disk, domain, volume, new_path)
+        await chain_recorded(ctx, domain, key=f"recorded-{disk.id}")
     async with ctx.transaction() as session:
         snapshot = await lookup.get(session, Snapshot, spec.snapshot_id)
         snapshot.status = IN_PREVIEW
@@ -75,6 +69,21 @@ async def preview_snapshot(ctx: JobContext, spec: PreviewSnapshot) -> dict[str, 
                      code=audit.SNAPSHOT_PREVIEWED, vm_id=vm.id, job_id=ctx.job.id,
                      user_id=ctx.job.owner_id)
     return {"disks": len(volumes)}
+
+
+async def _preview_disk(ctx: JobContext, spec: PreviewSnapshot, disk: Disk,
+                        domain: StorageDomain, volume: SnapshotVolume, new_path: str) -> None:
+    """The disk reads a new volume over the snapshot's; its volume until now is kept."""
+    host = await volume_host(ctx, domain)
+    async with ctx.step(f"Previewing a snapshot of disk {disk.name}", host_id=host.id):
+        await create_overlay(ctx, host, domain, disk, new_path, volume.image_path,
+                             volume.format, key=f"overlay-{disk.id}")
+    async with ctx.transaction() as session:
+        row = await lookup.get(session, Disk, disk.id, for_update=True)
+        session.add(SnapshotVolume(snapshot_id=spec.preview_id, disk_id=row.id,
+                                   image_path=row.image_path, format=row.format))
+        row.image_path, row.format = new_path, "cow"
+        await claim_extent(session, new_path)
 
 
 async def preview_failed(session: AsyncSession, ctx: JobContext, spec: PreviewSnapshot,
@@ -94,6 +103,7 @@ async def preview_failed(session: AsyncSession, ctx: JobContext, spec: PreviewSn
         snapshot.status = IN_PREVIEW if started else "ok"
         audit.record(session, f"Failed to preview snapshot '{snapshot.description}': {message}",
                      severity=LogSeverity.ERROR, vm_id=spec.vm_id, job_id=ctx.job.id)
+    await release_reservations(session, list(spec.overlays.values()))
 
 
 async def end_preview(ctx: JobContext, spec: EndPreview) -> dict[str, Any]:
@@ -130,7 +140,7 @@ async def _commit_disk(ctx: JobContext, disk_id: uuid.UUID) -> None:
     """The disk keeps the previewed chain: the volumes off it go."""
     async with ctx.transaction() as session:
         disk = await lookup.get(session, Disk, disk_id)
-        domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+        domain = await lookup.domain_of(session, disk)
         dropped = await off_chain_volumes(session, disk_id)
         for volume in dropped:
             await session.delete(volume)
@@ -144,7 +154,7 @@ async def _undo_disk(ctx: JobContext, kept: SnapshotVolume) -> None:
         if row is None:
             return  # undone by an earlier attempt
         disk = await lookup.get(session, Disk, kept.disk_id, for_update=True)
-        domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+        domain = await lookup.domain_of(session, disk)
         previewed = disk.image_path
         disk.image_path, disk.format = row.image_path, row.format
         await session.delete(row)

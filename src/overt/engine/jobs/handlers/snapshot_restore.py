@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import Disk, Snapshot, SnapshotVolume, StorageDomain, Vm
+from overt.engine.db.tables import Disk, Snapshot, SnapshotVolume, Vm
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed
 from overt.engine.jobs.handlers.snapshot_volumes import (
@@ -22,6 +22,7 @@ from overt.engine.jobs.handlers.snapshot_volumes import (
 from overt.engine.jobs.kinds import JobSpec, RestoreSnapshot
 from overt.engine.model.status import LogSeverity, VmStatus
 from overt.engine.queries import lookup
+from overt.engine.queries.shared_storage import claim_extent, release_reservations
 from overt.engine.queries.snapshot_chains import snapshot_volumes
 
 
@@ -52,7 +53,7 @@ async def _restore_disk(ctx: JobContext, snapshot: Snapshot, disk_id: uuid.UUID,
                         new_path: str) -> None:
     async with ctx.transaction() as session:
         disk = await lookup.get(session, Disk, disk_id)
-        domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+        domain = await lookup.domain_of(session, disk)
         volumes = await snapshot_volumes(session, disk.id)
     at = next((i for i, v in enumerate(volumes) if v.snapshot_id == snapshot.id), None)
     if at is None or (disk.image_path == new_path and len(volumes) == at + 1):
@@ -67,6 +68,7 @@ async def _restore_disk(ctx: JobContext, snapshot: Snapshot, disk_id: uuid.UUID,
         async with ctx.transaction() as session:
             row = await lookup.get(session, Disk, disk.id, for_update=True)
             row.image_path, row.format = new_path, "cow"
+            await claim_extent(session, new_path)
             await session.execute(delete(SnapshotVolume).where(
                 SnapshotVolume.disk_id == disk.id, SnapshotVolume.pk > base.pk))
         await delete_volumes(ctx, host, domain, dropped, key=f"drop-{disk.id}")
@@ -80,6 +82,7 @@ async def restore_failed(session: AsyncSession, ctx: JobContext, spec: RestoreSn
         snapshot.status = "ok"
         audit.record(session, f"Failed to restore snapshot '{snapshot.description}': {message}",
                      severity=LogSeverity.ERROR, vm_id=spec.vm_id, job_id=ctx.job.id)
+    await release_reservations(session, list(spec.overlays.values()))
 
 
 UNITS: dict[type[JobSpec], Unit[Any]] = {

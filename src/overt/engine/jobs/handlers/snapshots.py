@@ -25,20 +25,20 @@ from overt.engine.db.tables import (
     Vm,
 )
 from overt.engine.jobs.context import JobContext, Unit
-from overt.engine.jobs.errors import RetryLater
+from overt.engine.jobs.errors import JobFailed, RetryLater
 from overt.engine.jobs.handlers.snapshot_volumes import (
-    after_live_merge,
+    chain_recorded,
     commit_volume,
     create_overlay,
     delete_volumes,
-    on_nfs,
-    update_metadata,
     volume_host,
+    volumes_of,
 )
 from overt.engine.jobs.kinds import CreateSnapshot, JobSpec, RemoveSnapshot
-from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
+from overt.engine.model.status import HostStatus, LogSeverity, StorageType, VmStatus
 from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
+from overt.engine.queries.shared_storage import claim_extent, release_reservations
 from overt.engine.queries.snapshot_chains import Merge, merge_of, volume_location
 from overt.engine.queries.vm_spec import vm_disks
 from overt.protocol.commands import (
@@ -71,9 +71,10 @@ async def create_snapshot(ctx: JobContext, spec: CreateSnapshot) -> dict[str, An
     async with ctx.transaction() as session:
         vm = await lookup.get(session, Vm, spec.vm_id)
         snapshot = await session.get(Snapshot, spec.snapshot_id)
-        # A retry after the chains were recorded has nothing left to do.
-        disks = [(d, sd) for _a, d, sd in await vm_disks(session, vm.id)
-                 if d.image_path != spec.overlays.get(str(d.id), d.image_path)]
+        attached = [(d, sd) for _a, d, sd in await vm_disks(session, vm.id)
+                    if str(d.id) in spec.overlays]
+        # A retry after a disk's chain was recorded has nothing left to make for it.
+        disks = [(d, sd) for d, sd in attached if d.image_path != spec.overlays[str(d.id)]]
     if snapshot is None or snapshot.status == "ok":
         return {"disks": 0}
     host = await _live_host(ctx, vm)
@@ -89,6 +90,13 @@ async def create_snapshot(ctx: JobContext, spec: CreateSnapshot) -> dict[str, An
             session.add(SnapshotVolume(snapshot_id=snapshot.id, disk_id=row.id,
                                        image_path=row.image_path, format=row.format))
             row.image_path, row.format = spec.overlays[str(row.id)], "cow"
+            await claim_extent(session, row.image_path)
+    # Storage describes the new chains (an iSCSI domain's metadata area) before the
+    # snapshot is `ok`: a retry after the chains were recorded does this again.
+    for domain in {sd.id: sd for _d, sd in attached}.values():
+        await chain_recorded(ctx, domain, key=f"recorded-{domain.id}")
+    async with ctx.transaction() as session:
+        snapshot = await lookup.get(session, Snapshot, spec.snapshot_id)
         snapshot.status = "ok"
         audit.record(session, f"Snapshot '{snapshot.description}' creation for VM {vm.name} "
                      "has been completed.", code=audit.SNAPSHOT_CREATED, vm_id=vm.id,
@@ -101,7 +109,12 @@ async def _snapshot_live(ctx: JobContext, vm: Vm, host: Host,
     """QEMU switches every disk to its new volume at once. On NFS the engine makes the
     volumes first (with their `.meta`; QEMU only opens them), and takes them back if the
     node refuses: the disks keep writing their volumes, which are leaves again."""
-    reuse = any(on_nfs(domain) for _disk, domain in disks)
+    for disk, domain in disks:
+        if not volumes_of(domain).live:
+            raise JobFailed(f"disk {disk.name} of VM {vm.name} is on {domain.storage_type} "
+                            f"domain {domain.name}, whose snapshots are taken with the VM "
+                            "down")
+    reuse = any(volumes_of(domain).engine_made for _disk, domain in disks)
     if reuse:
         for disk, domain in disks:
             await _create_overlay(ctx, disk, domain, spec.overlays[str(disk.id)])
@@ -126,9 +139,8 @@ async def _drop_overlays(ctx: JobContext, disks: list[tuple[Disk, StorageDomain]
                             host_id=host.id):
             await delete_volumes(ctx, host, domain, [spec.overlays[str(disk.id)]],
                                  key=f"unused-{disk.id}")
-            if on_nfs(domain):
-                await update_metadata(ctx, host, domain, disk.image_path, {"VOLTYPE": "LEAF"},
-                                      key=f"leaf-again-{disk.id}")
+            await volumes_of(domain).leaf_again(ctx, host, domain, disk.image_path,
+                                                key=f"leaf-again-{disk.id}")
 
 
 async def _create_overlay(ctx: JobContext, disk: Disk, domain: StorageDomain,
@@ -151,6 +163,7 @@ async def create_failed(session: AsyncSession, ctx: JobContext, spec: CreateSnap
                      code=audit.SNAPSHOT_CREATE_FAILED, severity=LogSeverity.ERROR,
                      vm_id=spec.vm_id if vm else None, job_id=ctx.job.id)
         await session.delete(snapshot)
+    await release_reservations(session, list(spec.overlays.values()))
 
 
 async def remove_snapshot(ctx: JobContext, spec: RemoveSnapshot) -> dict[str, Any]:
@@ -167,7 +180,7 @@ async def remove_snapshot(ctx: JobContext, spec: RemoveSnapshot) -> dict[str, An
     for disk_id in disk_ids:
         async with ctx.transaction() as session:
             disk = await lookup.get(session, Disk, disk_id)
-            domain = await lookup.get(session, StorageDomain, disk.storage_domain_id)
+            domain = await lookup.domain_of(session, disk)
             merge = await merge_of(session, snapshot, disk)
         if merge is None:
             continue  # no volume in this snapshot, or merged by an earlier attempt
@@ -196,9 +209,11 @@ async def _merge(ctx: JobContext, vm: Vm, host: Host | None, domain: StorageDoma
                             host_id=host.id):
             await ctx.nodes.call(host, VmBlockCommit(
                 vm_id=vm.id, disk=at(disk.image_path), top=at(merge.top), base=at(merge.base),
-                shared=on_nfs(domain)), Empty, key=ctx.key(f"merge-{disk.id}"), timeout_s=900)
-            await after_live_merge(ctx, host, domain, base=merge.base, child=merge.child,
-                                   key=f"merged-meta-{disk.id}")
+                shared=domain.storage_type != StorageType.LOCALFS.value), Empty,
+                key=ctx.key(f"merge-{disk.id}"), timeout_s=900)
+            await volumes_of(domain).after_live_merge(ctx, host, domain, base=merge.base,
+                                                      child=merge.child,
+                                                      key=f"merged-meta-{disk.id}")
         deleter = host
     else:
         deleter = await volume_host(ctx, domain)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import select
@@ -38,9 +39,10 @@ from overt.engine.queries.shared_storage import (
     split_volume_path,
     volume_path,
 )
+from overt.engine.queries.snapshot_chains import volume_parents
 from overt.protocol.ovirt_metadata import parse_metadata, render_metadata
 from overt.protocol.storage import (
-    METADATA_AREA,
+    DOMAIN_AREA,
     DomainInfo,
     DomainList,
     ExtentFormat,
@@ -136,11 +138,12 @@ async def _create_on_lun(ctx: JobContext, domain: StorageDomain, host: Host
             raise JobFailed(f"LUN {domain.path} of {domain.address} already holds storage "
                             f"domain {owner}")
         await ctx.nodes.call(host, LunMetadataWrite(lun=lun, metadata=await _lun_metadata(
-            ctx, domain, pool=NO_POOL)), LunContents, key=ctx.key("write"), timeout_s=120)
+            ctx, domain, pool=NO_POOL), clear_leases=True), LunContents, key=ctx.key("write"),
+            timeout_s=120)
     async with ctx.transaction() as session:
         row = await lookup.get(session, StorageDomain, domain.id)
         row.status = StorageDomainStatus.UNATTACHED
-        row.used_bytes, row.available_bytes = 0, found.size_bytes - METADATA_AREA
+        row.used_bytes, row.available_bytes = 0, found.size_bytes - DOMAIN_AREA
         audit.record(session, f"Storage Domain {row.name} was added on LUN {row.path} of "
                      f"{row.address}", code=audit.STORAGE_DOMAIN_ADDED, storage_domain_id=row.id,
                      host_id=host.id, job_id=ctx.job.id, user_id=ctx.job.owner_id)
@@ -148,23 +151,30 @@ async def _create_on_lun(ctx: JobContext, domain: StorageDomain, host: Host
 
 
 async def _lun_metadata(ctx: JobContext, domain: StorageDomain, *, pool: str,
-                        without: uuid.UUID | None = None) -> str:
+                        without: Collection[uuid.UUID] = ()) -> str:
     """The whole metadata area of an iSCSI domain, from the engine's records: the domain's
-    keys and one line per volume (image, extent, format, size)."""
+    keys and one line per volume (image, extent, format, size, alias, the volume under it,
+    LEAF or INTERNAL): the disks' chains as the database records them."""
     async with ctx.transaction() as session:
         disks = (await session.execute(select(Disk).where(
             Disk.storage_domain_id == domain.id).order_by(Disk.image_path))).scalars().all()
+        chains = {disk.id: await volume_parents(session, disk) for disk in disks}
     values = {**domain_metadata(domain), "TYPE": "ISCSI", "POOL_UUID": pool,
               "REMOTE_PATH": f"{domain.address}/{domain.path}", "SDUUID": str(domain.id)}
     for disk in disks:
-        extent = extent_of(disk.image_path)
-        if extent is None or disk.id == without:
+        if disk.id in without:
             continue
-        image_id, volume_id = split_volume_path(disk.image_path)
-        values[f"VOL_{volume_id}"] = ",".join([
-            str(image_id), str(extent[0]), str(extent[1]),
-            "COW" if disk.format == "cow" else "RAW", str(disk.provisioned_size),
-            json.dumps({"DiskAlias": disk.name}, separators=(",", ":")).replace(",", ";")])
+        alias = json.dumps({"DiskAlias": disk.name}, separators=(",", ":")).replace(",", ";")
+        for path, under, fmt in chains[disk.id]:
+            extent = extent_of(path)
+            if extent is None:
+                continue
+            image_id, volume_id = split_volume_path(path)
+            parent = split_volume_path(under)[1] if under is not None else TOP_OF_CHAIN
+            values[f"VOL_{volume_id}"] = ",".join([
+                str(image_id), str(extent[0]), str(extent[1]), "COW" if fmt == "cow" else "RAW",
+                str(disk.provisioned_size), alias, str(parent),
+                "LEAF" if path == disk.image_path else "INTERNAL"])
     return render_metadata(values, checksum=True, eof=False).decode()
 
 
@@ -393,7 +403,7 @@ async def create_volume(ctx: JobContext, domain: StorageDomain, disk: Disk, *,
 
 
 async def write_lun_metadata(ctx: JobContext, domain: StorageDomain, host: Host, *, key: str,
-                              without: uuid.UUID | None = None) -> None:
+                              without: Collection[uuid.UUID] = ()) -> None:
     async with ctx.transaction() as session:
         fresh = await lookup.get(session, StorageDomain, domain.id)
     pool = str(fresh.data_center_id) if fresh.data_center_id else NO_POOL
@@ -403,12 +413,15 @@ async def write_lun_metadata(ctx: JobContext, domain: StorageDomain, host: Host,
 
 
 async def remove_volume(ctx: JobContext, domain: StorageDomain, disk: Disk, *,
-                        key: str = "delete") -> None:
+                        key: str = "delete", going: Collection[uuid.UUID] = ()) -> None:
+    """Remove a disk's volume; `going`: other disks removed with it (a VM's), which the
+    metadata area of an iSCSI domain no longer lists either."""
     host = await acting_host(ctx, domain)
     image_id, volume_id = split_volume_path(disk.image_path)
     if extent_of(disk.image_path) is not None:
         async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
-            await write_lun_metadata(ctx, domain, host, key=f"{key}-md", without=disk.id)
+            await write_lun_metadata(ctx, domain, host, key=f"{key}-md",
+                                     without={disk.id, *going})
         return  # the extent is released with the disk's row (overt.engine.jobs.handlers.disks)
     async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):
         await ctx.nodes.call(

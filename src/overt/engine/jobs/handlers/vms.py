@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import Host, StorageDomain, Vm
+from overt.engine.db.tables import Host, Vm
 from overt.engine.jobs import queue
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed, RetryLater
@@ -35,7 +35,7 @@ from overt.engine.model.node_states import ON_HOST
 from overt.engine.model.status import HostStatus, VmStatus
 from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
-from overt.engine.queries.shared_storage import is_shared, release_extent
+from overt.engine.queries.shared_storage import is_shared, recount_extents
 from overt.engine.queries.snapshot_chains import all_volumes, volume_location
 from overt.engine.queries.vm_spec import memory_image_dir, vm_disks
 from overt.protocol import ErrorCode
@@ -231,7 +231,8 @@ async def remove_vm(ctx: JobContext, spec: RemoveVm) -> dict[str, Any]:
     if not spec.detach_only:
         for disk, domain in disks:
             if is_shared(domain):
-                await shared.remove_volume(ctx, domain, disk, key=f"delete-{disk.id}")
+                await shared.remove_volume(ctx, domain, disk, key=f"delete-{disk.id}",
+                                           going=[d.id for d, _sd in disks])
                 continue
             if domain.host_id is None:
                 continue
@@ -249,10 +250,9 @@ async def remove_vm(ctx: JobContext, spec: RemoveVm) -> dict[str, Any]:
         for disk, domain in disks:
             found = await session.get(type(disk), disk.id)
             if found is not None and not spec.detach_only:
-                if is_shared(domain):  # with the row, so that a retry frees it once
-                    release_extent(await lookup.get(session, StorageDomain, domain.id,
-                                                    for_update=True), found.image_path)
                 await session.delete(found)
+                if is_shared(domain):  # with the row (and its snapshots'): freed once
+                    await recount_extents(session, domain.id)
         audit.record(session, f"VM {vm.name} was removed", code=audit.VM_REMOVED,
                      job_id=ctx.job.id, user_id=ctx.job.owner_id)
         await session.delete(vm)

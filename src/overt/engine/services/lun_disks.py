@@ -1,0 +1,69 @@
+"""Direct LUN disks (oVirt's `disks` with `lun_storage`): a whole iSCSI LUN given to a VM,
+which QEMU opens as a network disk (libiscsi). Overt keeps no volume on it: adding or
+removing one changes only the engine's records, so neither needs a job."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine import audit
+from overt.engine.db.tables import Disk, DiskAttachment, StorageDomain, User
+from overt.engine.model.errors import Conflict, InvalidInput
+from overt.engine.model.names import check_name
+from overt.engine.model.status import DiskStatus, StorageType
+from overt.engine.services.inputs import DiskInput
+from overt.engine.services.storage_shared import check_logical_unit
+
+MAX_LUN_BYTES = 64 << 40
+
+
+async def add_lun_disk(session: AsyncSession, data: DiskInput, user: User) -> Disk:
+    """A disk that is the LUN `data.lun`; refused (409) while the LUN holds a storage
+    domain or is another direct LUN disk."""
+    assert data.lun is not None
+    name = check_name("disk", data.name or "")
+    if data.storage_domain is not None:
+        raise InvalidInput("a direct LUN disk is on no storage domain: give "
+                           "disk.lun_storage or disk.storage_domains, not both")
+    if data.format not in (None, "raw"):
+        raise InvalidInput("a direct LUN disk is raw: give disk.format raw (or none)")
+    if data.content_type not in (None, "data"):
+        raise InvalidInput("a direct LUN disk holds data, not an ISO image")
+    size = data.provisioned_size or 0
+    if not 0 <= size <= MAX_LUN_BYTES:
+        raise InvalidInput(f"disk.provisioned_size {size} is not a LUN's size")
+    portal, path = check_logical_unit(data.lun)
+    domain = (await session.execute(select(StorageDomain.name).where(
+        StorageDomain.storage_type == StorageType.ISCSI.value, StorageDomain.address == portal,
+        StorageDomain.path == path))).scalars().first()
+    if domain is not None:
+        raise Conflict(f"Cannot add Disk. The LUN {path} of {portal} is used by storage "
+                       f"domain {domain}.")
+    other = (await session.execute(select(Disk.name).where(
+        Disk.lun_portal == portal, Disk.lun_path == path))).scalars().first()
+    if other is not None:
+        raise Conflict(f"Cannot add Disk. The LUN {path} of {portal} is already direct LUN "
+                       f"disk {other}.")
+    disk = Disk(id=uuid.uuid4(), name=name, description=data.description or "",
+                storage_domain_id=None, lun_portal=portal, lun_path=path,
+                provisioned_size=size, actual_size=size, format="raw", sparse=False,
+                status=DiskStatus.OK, image_path="", shareable=False, content_type="data")
+    session.add(disk)
+    await session.flush()
+    audit.record(session, f"Direct LUN disk {name} (LUN {path} of {portal}) was added by "
+                 f"{user.user_name}", code=audit.DISK_CREATED, user_id=user.id)
+    return disk
+
+
+async def remove_lun_disk(session: AsyncSession, disk: Disk, user: User) -> None:
+    """Forget a direct LUN disk (its LUN keeps its data); refused while a VM uses it."""
+    attached = (await session.execute(select(DiskAttachment.pk).where(
+        DiskAttachment.disk_id == disk.id))).first()
+    if attached is not None:
+        raise Conflict(f"Cannot remove disk {disk.name}: it is attached to a VM")
+    audit.record(session, f"Direct LUN disk {disk.name} was removed by {user.user_name}",
+                 code=audit.DISK_REMOVED, user_id=user.id)
+    await session.delete(disk)

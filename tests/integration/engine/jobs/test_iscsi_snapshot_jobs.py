@@ -1,0 +1,306 @@
+"""Snapshots of a down VM whose disks are on an iSCSI domain, over the fast lane: the
+node's iSCSI code runs with the LUN kept as a local file (QEMU's `file` driver under the
+same `raw` offset/size window the `iscsi` driver sits under on a real target), qemu-img
+on the real extents. Each new volume is an extent the engine allocated; the chain the
+database records is the chain qemu-img reads and the one the LUN's metadata area lists;
+a merge frees the merged volume's extent; a job that fails gives its extents back."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from overt.engine.db.tables import Disk, ExtentReservation, Job, Snapshot, StorageDomain, User, Vm
+from overt.engine.model.errors import Conflict
+from overt.engine.model.status import StorageDomainStatus, StorageType, VmStatus
+from overt.engine.queries.lookup import Ref
+from overt.engine.queries.shared_storage import extent_of
+from overt.engine.queries.snapshot_chains import all_volumes, disk_chain
+from overt.engine.queries.vm_spec import build_vm_spec
+from overt.engine.services import devices, snapshots, vms
+from overt.engine.services.inputs import DiskAttachmentInput, DiskInput
+from overt.node.errors import NodeFailure
+from overt.node.storage import iscsi_domain
+from overt.protocol import ErrorCode
+from overt.protocol.ovirt_metadata import parse_metadata
+from overt.protocol.storage import DOMAIN_AREA, METADATA_AREA, IscsiLunRef
+from overt.protocol.vm import DiskFormat, IscsiSource
+from tests.support.loopback import LoopbackEngine
+
+MIB = 1 << 20
+TOP = "00000000-0000-0000-0000-000000000000"
+TARGET = "iqn.2026-11.dev.overt:lun"
+
+
+class Lun:
+    """A LUN kept as a file; the node's iSCSI code reads and writes it through `window`."""
+
+    def __init__(self, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.path = path
+        monkeypatch.setattr(iscsi_domain, "window", self.window)
+        monkeypatch.setattr(iscsi_domain, "lun_url", lambda lun: str(path))
+
+    def window(self, lun: IscsiLunRef, offset: int, size: int,
+               fmt: DiskFormat | None = None) -> str:
+        raw = (f"driver=raw,offset={offset},size={size},file.driver=file,"
+               f"file.filename={self.path},file.locking=off")
+        if fmt is None or fmt is DiskFormat.RAW:
+            return raw
+        return f"driver={fmt.value}," + ",".join(f"file.{part}" for part in raw.split(","))
+
+    def opts(self, image_path: str, fmt: str) -> str:
+        extent = extent_of(image_path)
+        assert extent is not None
+        return self.window(LUN, extent[0], extent[1],
+                           DiskFormat.QCOW2 if fmt == "cow" else DiskFormat.RAW)
+
+    def storage_chain(self, image_path: str) -> list[int]:
+        """The offsets of the volumes qemu-img reads under the active one, base first."""
+        out = subprocess.run(["qemu-img", "info", "-U", "--backing-chain", "--output=json",
+                              "--image-opts", self.opts(image_path, "cow")],
+                             check=True, capture_output=True, text=True).stdout
+        return [_offset(json.loads(layer["filename"].removeprefix("json:")))
+                for layer in reversed(json.loads(out))]
+
+    def metadata(self) -> dict[str, str]:
+        return parse_metadata(self.path.read_bytes()[:METADATA_AREA].split(b"\0", 1)[0]
+                              .decode())
+
+    def write(self, image_path: str, fmt: str, command: str) -> None:
+        subprocess.run(["qemu-io", "--image-opts", "-c", command, self.opts(image_path, fmt)],
+                       check=True, capture_output=True)
+
+    def reads(self, image_path: str, fmt: str, pattern: int, offset: int) -> bool:
+        done = subprocess.run(["qemu-io", "-r", "--image-opts", "-c",
+                               f"read -P {pattern} {offset} 64k", self.opts(image_path, fmt)],
+                              capture_output=True, text=True, check=False)
+        return done.returncode == 0 and "Pattern verification failed" not in done.stdout
+
+
+LUN = IscsiLunRef(portal="10.9.9.9", target=TARGET, lun=1)
+
+
+def _offset(tree: Any) -> int:
+    while "offset" not in tree:
+        tree = tree["file"]
+    return int(tree["offset"])
+
+
+async def _iscsi_vm(engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                    *, lun_size: int) -> tuple[uuid.UUID, list[uuid.UUID], Lun]:
+    """A down VM with a qcow2 and a raw disk of 8 MiB on an active iSCSI domain."""
+    lun = Lun(tmp_path / "lun1.img", monkeypatch)
+    await asyncio.to_thread(subprocess.run, ["truncate", "-s", str(lun_size), str(lun.path)],
+                            check=True)
+    await engine.add_host("h1")
+    async with engine.session() as session:
+        host_id = (await session.execute(select(StorageDomain.host_id))).scalar_one()
+        session.add(StorageDomain(id=uuid.uuid4(), name="san1",
+                                  storage_type=StorageType.ISCSI.value, address="10.9.9.9",
+                                  path=f"{TARGET}/1", host_id=host_id,
+                                  status=StorageDomainStatus.ACTIVE.value, used_bytes=0,
+                                  available_bytes=lun_size - DOMAIN_AREA))
+    vm_id = await engine.add_vm("san-snappy")
+    disk_ids = []
+    for name, fmt in (("boot", "cow"), ("data", "raw")):
+        async with engine.session() as session:
+            vm = await session.get(Vm, vm_id)
+            user = await session.get(User, engine.user_id)
+            assert vm is not None and user is not None
+            attachment = await devices.add_disk_attachment(
+                session, engine.jobs, vm, DiskAttachmentInput(
+                    disk=DiskInput(name=name, provisioned_size=8 * MIB, format=fmt,
+                                   storage_domain=Ref(name="san1")),
+                    bootable=name == "boot"), user)
+            disk_ids.append(attachment.disk_id)
+    await engine.settled()
+    return vm_id, disk_ids, lun
+
+
+async def _chains(engine: LoopbackEngine, lun: Lun, disk_ids: list[uuid.UUID]
+                  ) -> list[list[str]]:
+    """Per disk, its chain (base first) as the database records it, checked against the
+    chain qemu-img reads on the LUN and the one its metadata area lists."""
+    metadata = lun.metadata()
+    listed = {key.removeprefix("VOL_"): value.split(",") for key, value in metadata.items()
+              if key.startswith("VOL_")}
+    found, volumes = [], set()
+    async with engine.session() as session:
+        for disk_id in disk_ids:
+            disk = await session.get(Disk, disk_id)
+            assert disk is not None
+            chain = await disk_chain(session, disk)
+            offsets = [extent_of(p)[0] for p in chain]  # type: ignore[index]
+            if disk.format == "cow":  # a raw volume is the extent itself
+                assert offsets == await asyncio.to_thread(lun.storage_chain, chain[-1])
+            ids = [p.rsplit("/", 1)[1] for p in chain]
+            assert [listed[i][6] for i in ids] == [TOP, *ids[:-1]]  # each volume's parent
+            assert [listed[i][7] for i in ids] == ["INTERNAL"] * (len(ids) - 1) + ["LEAF"]
+            assert [int(listed[i][1]) for i in ids] == offsets
+            assert {listed[i][0] for i in ids} == {str(disk_id)}  # the disk's image
+            # ... and those a preview keeps off the chain
+            volumes |= {p.rsplit("/", 1)[1] for p in await all_volumes(session, disk)}
+            found.append(chain)
+    assert set(listed) == volumes  # no other volume holds an extent
+    return found
+
+
+async def _free(engine: LoopbackEngine) -> int:
+    async with engine.session() as session:
+        domain = (await session.execute(select(StorageDomain).where(
+            StorageDomain.name == "san1"))).scalar_one()
+        return domain.available_bytes
+
+
+async def _done(engine: LoopbackEngine, job: Job) -> None:
+    ended = await engine.job(job.id)
+    assert ended.state == "done", ended.error
+
+
+async def _take(engine: LoopbackEngine, vm_id: uuid.UUID, description: str) -> uuid.UUID:
+    snapshot, job = await engine.act(snapshots.add_snapshot, vm_id, description)
+    await _done(engine, job)
+    return snapshot.id
+
+
+async def test_snapshots_of_a_down_vm_on_iscsi_are_taken_previewed_restored_and_merged(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    vm_id, disk_ids, lun = await _iscsi_vm(engine, monkeypatch, tmp_path, lun_size=128 * MIB)
+    [[boot], [data]] = await _chains(engine, lun, disk_ids)
+    free = await _free(engine)
+    await asyncio.to_thread(lun.write, boot, "cow", "write -P 0x11 0 64k")
+    await asyncio.to_thread(lun.write, data, "raw", "write -P 0x11 0 64k")
+
+    first = await _take(engine, vm_id, "first")
+    chains = await _chains(engine, lun, disk_ids)
+    assert [c[0] for c in chains] == [boot, data] and all(len(c) == 2 for c in chains)
+    assert await _free(engine) == free - 2 * 13 * MIB  # two qcow2 extents of 8 MiB disks
+    for chain in chains:
+        await asyncio.to_thread(lun.write, chain[-1], "cow", "write -P 0x22 64k 64k")
+    second = await _take(engine, vm_id, "second")
+    chains = await _chains(engine, lun, disk_ids)
+    for chain in chains:
+        assert len(chain) == 3
+        await asyncio.to_thread(lun.write, chain[-1], "cow", "write -P 0x33 128k 64k")
+    # libvirt is given the whole chain, nearest first, each volume a slice of the LUN.
+    async with engine.session() as session:
+        spec = await build_vm_spec(session, await engine.vm(vm_id), vnc_password="secret")
+    layers = [layer.source for layer in spec.disks[0].chain]
+    assert [s.offset for s in layers if isinstance(s, IscsiSource)] == [
+        extent_of(p)[0] for p in reversed(chains[0][:-1])]  # type: ignore[index]
+
+    # Preview the first snapshot, then undo: the chain and its data come back.
+    before = await _chains(engine, lun, disk_ids)
+    await _done(engine, await engine.act(snapshots.preview_snapshot, vm_id, first))
+    previewing = await _chains(engine, lun, disk_ids)
+    assert all(len(c) == 2 for c in previewing) and previewing[0][0] == boot
+    assert await asyncio.to_thread(lun.reads, previewing[0][-1], "cow", 0x11, 0)
+    assert not await asyncio.to_thread(lun.reads, previewing[0][-1], "cow", 0x22, 64 * 1024)
+    await _done(engine, await engine.act(snapshots.end_preview, vm_id, commit=False))
+    assert await _chains(engine, lun, disk_ids) == before
+
+    # Restore the second snapshot: what was written after it is gone, its extents freed.
+    await _done(engine, await engine.act(snapshots.restore_snapshot, vm_id, second))
+    restored = await _chains(engine, lun, disk_ids)
+    assert all(len(c) == 3 for c in restored)
+    assert await asyncio.to_thread(lun.reads, restored[0][-1], "cow", 0x22, 64 * 1024)
+    assert not await asyncio.to_thread(lun.reads, restored[0][-1], "cow", 0x33, 128 * 1024)
+    assert await _free(engine) == free - 4 * 13 * MIB
+    await asyncio.to_thread(lun.write, restored[1][-1], "cow", "write -P 0x44 128k 64k")
+
+    # Removing both snapshots merges every volume into the base and frees their extents.
+    await _done(engine, await engine.act(snapshots.remove_snapshot, vm_id, first))
+    assert all(len(c) == 2 for c in await _chains(engine, lun, disk_ids))
+    await _done(engine, await engine.act(snapshots.remove_snapshot, vm_id, second))
+    assert await _chains(engine, lun, disk_ids) == [[boot], [data]]
+    for path, fmt in ((boot, "cow"), (data, "raw")):
+        assert await asyncio.to_thread(lun.reads, path, fmt, 0x11, 0)
+        assert await asyncio.to_thread(lun.reads, path, fmt, 0x22, 64 * 1024)
+    assert await asyncio.to_thread(lun.reads, data, "raw", 0x44, 128 * 1024)
+    await asyncio.to_thread(subprocess.run, ["qemu-img", "check", "--image-opts",
+                                             lun.opts(boot, "cow")], check=True,
+                            capture_output=True)
+    assert await _free(engine) == free
+    async with engine.session() as session:
+        assert (await session.execute(select(func.count()).select_from(Snapshot))).scalar() == 0
+        assert (await session.execute(select(func.count()).select_from(ExtentReservation))
+                ).scalar() == 0
+
+
+async def test_iscsi_snapshot_extents_are_allocated_refused_when_full_and_given_back(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # 3 MiB of metadata and leases, a 13 MiB qcow2 and an 8 MiB raw disk, room for one
+    # snapshot.
+    vm_id, disk_ids, lun = await _iscsi_vm(engine, monkeypatch, tmp_path, lun_size=50 * MIB)
+    await _take(engine, vm_id, "fits")
+    chains = await _chains(engine, lun, disk_ids)
+    extents = sorted(extent_of(p) for c in chains for p in c)  # type: ignore[type-var]
+    assert all(a[0] + a[1] <= b[0] for a, b in itertools.pairwise(extents))
+    assert extents[0][0] == DOMAIN_AREA  # type: ignore[index]
+    assert extents[-1][0] + extents[-1][1] == 50 * MIB  # type: ignore[index]
+    assert await _free(engine) == 0
+
+    async def counts() -> tuple[int, int]:
+        async with engine.session() as session:
+            return ((await session.execute(select(func.count()).select_from(Job))).scalar_one(),
+                    (await session.execute(select(func.count()).select_from(Snapshot))
+                     ).scalar_one())
+    counted = await counts()
+    with pytest.raises(Conflict, match="no free extent"):
+        await engine.act(snapshots.add_snapshot, vm_id, "too many")
+    async with engine.session() as session:
+        vm = await session.get(Vm, vm_id)
+        assert vm is not None
+        vm.status = VmStatus.UP.value
+    with pytest.raises(Conflict, match="taken and removed with the VM down"):
+        await engine.act(snapshots.add_snapshot, vm_id, "live")
+    async with engine.session() as session:
+        vm = await session.get(Vm, vm_id)
+        assert vm is not None
+        vm.status = VmStatus.DOWN.value
+    assert await counts() == counted and await _free(engine) == 0
+    assert await _chains(engine, lun, disk_ids) == chains
+
+    # Merged away, the snapshot's extents are free; a snapshot whose volume the node cannot
+    # make is forgotten and gives its reserved extents back.
+    async with engine.session() as session:
+        snapshot_id = (await session.execute(select(Snapshot.id).where(
+            Snapshot.vm_id == vm_id, Snapshot.description == "fits"))).scalar_one()
+    await _done(engine, await engine.act(snapshots.remove_snapshot, vm_id, snapshot_id))
+    merged = await _chains(engine, lun, disk_ids)
+    free = await _free(engine)
+    assert free == 26 * MIB
+
+    real_format = iscsi_domain._format
+
+    async def refusing(command: Any) -> Any:
+        if command.backing is not None:
+            raise NodeFailure(ErrorCode.BAD_REQUEST, "the target refused the write")
+        return await real_format(command)
+    monkeypatch.setattr(iscsi_domain, "_format", refusing)
+    snapshot, job = await engine.act(snapshots.add_snapshot, vm_id, "refused")
+    ended = await engine.job(job.id)
+    assert ended.state == "failed" and "refused the write" in (ended.error or "")
+    assert await _free(engine) == free
+    assert await _chains(engine, lun, disk_ids) == merged
+    async with engine.session() as session:
+        assert await session.get(Snapshot, snapshot.id) is None
+        assert (await session.execute(select(func.count()).select_from(ExtentReservation))
+                ).scalar() == 0
+
+    # The VM removed with its disks and a snapshot: every extent is free, none listed.
+    monkeypatch.setattr(iscsi_domain, "_format", real_format)
+    await _take(engine, vm_id, "goes with the vm")
+    assert await _free(engine) == 0
+    removal = await engine.act(vms.remove_vm, vm_id)
+    assert (await engine.job(removal.id)).state == "done"
+    assert await _free(engine) == 50 * MIB - DOMAIN_AREA
+    assert not [key for key in lun.metadata() if key.startswith("VOL_")]
