@@ -30,7 +30,7 @@ from overt.engine.model.storage_reach import STORAGE_DOMAIN_UNREACHABLE, Strikes
 from overt.engine.monitor.required_networks import judge_host as judge_networks
 from overt.engine.nodes import NodeClient, NodeCommandFailed
 from overt.engine.queries.shared_storage import lun_of
-from overt.protocol.storage import METADATA_AREA, NfsExportRef
+from overt.protocol.storage import DOMAIN_AREA, NfsExportRef
 from overt.protocol.storage_reach import (
     DomainReach,
     DomainsReach,
@@ -137,7 +137,8 @@ class StorageReachMonitor:
 async def _record_space(session: AsyncSession, domain: StorageDomain, answer: DomainReach
                         ) -> None:
     """An NFS export's space as its server reports it; an iSCSI domain's free space is
-    the LUN's size now (a LUN grown on the target shows) less what the engine allocated."""
+    the LUN's size now (a LUN grown on the target shows) less its metadata and lease
+    areas and what the engine allocated."""
     if answer.total_bytes is None:
         return
     if domain.storage_type == StorageType.NFS and answer.free_bytes is not None:
@@ -146,7 +147,7 @@ async def _record_space(session: AsyncSession, domain: StorageDomain, answer: Do
     elif domain.storage_type == StorageType.ISCSI:
         # Allocation changes `used_bytes` under this row's lock: read it under the lock too.
         await session.refresh(domain, with_for_update=True)
-        domain.available_bytes = max(0, answer.total_bytes - METADATA_AREA - domain.used_bytes)
+        domain.available_bytes = max(0, answer.total_bytes - DOMAIN_AREA - domain.used_bytes)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from overt.engine.model.status import (
 )
 from overt.engine.model.storage_reach import STORAGE_DOMAIN_UNREACHABLE
 from overt.engine.services import vms
+from overt.protocol.storage import DOMAIN_AREA
 from overt.protocol.storage_reach import DomainReach, DomainsReach, StorageDomainsProbe
 from tests.support.loopback import LoopbackEngine, SimulatedNode
 
@@ -289,7 +290,7 @@ async def test_an_iscsi_domains_free_space_follows_its_luns_size(engine: Loopbac
                                address="10.0.9.9:3260", path="iqn.2026-11.dev.overt:t/1",
                                storage_uuid=uuid.uuid4(), data_center_id=cluster.data_center_id,
                                status=StorageDomainStatus.ACTIVE.value,
-                               used_bytes=3 * GIB, available_bytes=7 * GIB - MIB)
+                               used_bytes=3 * GIB, available_bytes=7 * GIB - DOMAIN_AREA)
         session.add(domain)
         await session.flush()
         assert domain.storage_uuid is not None
@@ -298,14 +299,14 @@ async def test_an_iscsi_domains_free_space_follows_its_luns_size(engine: Loopbac
     async with engine.session() as session:
         seen = await session.get(StorageDomain, domain.id)
         assert seen is not None
-        assert (seen.used_bytes, seen.available_bytes) == (3 * GIB, 7 * GIB - MIB)
+        assert (seen.used_bytes, seen.available_bytes) == (3 * GIB, 7 * GIB - DOMAIN_AREA)
     assert domain.storage_uuid is not None
     sizes[domain.storage_uuid] = 20 * GIB  # the LUN grown on the target
     await engine.monitor.storage.probe_all()
     async with engine.session() as session:
         seen = await session.get(StorageDomain, domain.id)
         assert seen is not None
-        assert (seen.used_bytes, seen.available_bytes) == (3 * GIB, 17 * GIB - MIB)
+        assert (seen.used_bytes, seen.available_bytes) == (3 * GIB, 17 * GIB - DOMAIN_AREA)
     sizes[domain.storage_uuid] = 2 * GIB  # smaller than what is allocated: nothing free
     await engine.monitor.storage.probe_all()
     async with engine.session() as session:
