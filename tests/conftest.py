@@ -4,6 +4,7 @@ RabbitMQ; and the fast lane (`pytest --fast`: only tests that need none of them)
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import re
 import shutil
@@ -89,6 +90,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(marker)
         if fast and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(FAST_TIMEOUT_S))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What collection imported (the product, the libraries, the tests) lives as long as
+    the run: the cyclic garbage collector stops looking at it again and again, and runs
+    less often (a test allocates a lot, little of it cyclic). About a tenth of the lane's
+    time went to collections that found nothing."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
 
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
