@@ -4,7 +4,6 @@ RabbitMQ; and the fast lane (`pytest --fast`: only tests that need none of them)
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import re
 import shutil
@@ -41,9 +40,9 @@ libvirt.registerErrorHandler(_quiet_libvirt, None)
 # The fast lane: engine logic over the loopback transport and simulated nodes, units,
 # SQLite. A test of it that hangs fails after FAST_TIMEOUT_S instead of holding the lane:
 # long enough for its slowest tests (seconds each, an engine and a node in subprocesses)
-# on a machine shared by others, running six times the work it has cores for.
+# on a machine shared by others, running several times the work it has cores for.
 FAST_LANE = "not (vm or lab or pg or amqp or browser or slow)"
-FAST_TIMEOUT_S = 90
+FAST_TIMEOUT_S = 60
 FAST_WORKERS = 4
 # A test using one of these fixtures needs what the marker names, whether or not its
 # module says so: the marker is added here, so the fast lane never starts a real service.
@@ -92,16 +91,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(marker)
         if fast and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(FAST_TIMEOUT_S))
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """What collection imported (the product, the libraries, the tests) lives as long as
-    the run: the cyclic garbage collector stops looking at it again and again, and runs
-    less often (a test allocates a lot, little of it cyclic). About a tenth of the lane's
-    time went to collections that found nothing."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 20)
 
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
