@@ -163,7 +163,10 @@ def test_hosts_of_a_one_ca_engine_stay_up_and_move_to_the_node_ca(site: Upgraded
     wait_until(lambda: pki.issued_by_node_ca(load_cert(site.pinned_pem().encode())), 60,
                "the host to move to the node CA by itself")
     current = load_cert(site.pinned_pem().encode())
-    assert load_cert(site.identity.cert_file.read_bytes()) == current  # the node took it
+    # The engine pins the certificate it issues as it answers; the node writes it on
+    # receiving the answer, a moment later.
+    wait_until(lambda: load_cert(site.identity.cert_file.read_bytes()) == current, 30,
+               "the node to take its node-CA certificate")
     assert current.public_key() == load_cert(site.legacy_pem.encode()).public_key()
     wait_until(lambda: not pki.legacy_ca_file.exists(), 30,
                "the pre-split CA to be retired for nodes")

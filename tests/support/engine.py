@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +13,10 @@ import ovirtsdk4 as sdk
 from overt.bus.base import EngineTransport
 from overt.config import EngineSettings
 from overt.engine.composition import EngineRuntime, Parts
+from tests.support.ports import free_port
 from tests.support.schema import TEST_PASSWORD, copy_migrated_sqlite
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["RunningEngine", "free_port", "start_engine"]
 
 
 @dataclass

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from importlib import metadata
 from pathlib import Path
 
 from sqlalchemy import create_engine
@@ -38,9 +39,31 @@ def _directory() -> Path:
 
 @functools.cache
 def migrated_sqlite() -> Path:
+    """The migrated database, kept between runs (and shared by the lane's worker processes)
+    under a name that changes with the migrations and the libraries that run them: a run
+    after no migration changed costs no migration at all."""
+    cached = Path(tempfile.gettempdir()) / "overt-test-schema" / _migrations_digest() / "engine.db"
+    if not cached.exists():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        building = cached.with_name(f"building-{os.getpid()}-{uuid.uuid4().hex[:8]}.db")
+        try:
+            migrate.upgrade(f"sqlite:///{building}")
+            building.replace(cached)  # whole or not at all, whoever builds it at once
+        finally:
+            building.unlink(missing_ok=True)
     path = _directory() / "engine.db"
-    migrate.upgrade(f"sqlite:///{path}")
+    shutil.copyfile(cached, path)
     return path
+
+
+def _migrations_digest() -> str:
+    digest = hashlib.sha256()
+    for package in ("alembic", "sqlalchemy"):
+        digest.update(f"{package}={metadata.version(package)};".encode())
+    scripts = Path(migrate.__file__).parent / "migrations"
+    for script in sorted(scripts.rglob("*.py")):
+        digest.update(str(script.relative_to(scripts)).encode() + b"\0" + script.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 @functools.cache

@@ -230,7 +230,10 @@ class NodeIdentity:
         if host_uuid_of(cert) != host_uuid:
             raise IdentityError(f"the node certificate names host {host_uuid_of(cert)}, "
                                 f"this node is {host_uuid}")
-        self.cert_file.write_bytes(cert_pem(cert))
+        # Whole or not at all: the node's TLS reads it at any time (a renewal replaces it).
+        written = self.cert_file.with_name(self.cert_file.name + ".tmp")
+        written.write_bytes(cert_pem(cert))
+        written.replace(self.cert_file)
         self.enrollment_file.write_text(json.dumps({
             "host_id": str(grant.host_id) if grant.host_id else None,
             "gateway_url": grant.gateway_url or gateway_url,

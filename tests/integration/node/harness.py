@@ -23,6 +23,7 @@ from overt.node.identity import NodeIdentity
 from overt.pki.certs import CertificateAuthority, cert_pem, endorse, fingerprint
 from overt.protocol import EventEnvelope
 from overt.protocol.enrollment import EnrollmentGrant, EnrollmentStatus
+from tests.support.ports import free_port as free_port  # where the node tests import it
 
 T = TypeVar("T")
 
@@ -115,12 +116,6 @@ class RecordingSink:
             time.sleep(0.05)
         kinds = [(e.seq, e.event.type) for e in self.events[-20:]]
         raise AssertionError(f"{what} did not arrive within {timeout} s; last: {kinds}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class AgentProcess:

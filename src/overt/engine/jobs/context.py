@@ -46,6 +46,12 @@ class JobContext:
         """An idempotency key for one command of this job, stable across retries."""
         return f"{self.job.id}:{name}"
 
+    def ctime(self) -> str:
+        """When the job was submitted, in whole seconds since the epoch: what a volume it
+        makes records as its CTIME. The same at every retry, since a command resent under
+        its idempotency key must be the same command (a clock read would differ)."""
+        return str(int(self.job.start_time.timestamp()))
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         async with self.db.transaction() as session:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -260,6 +261,10 @@ async def test_an_engine_that_dies_while_a_snapshot_volume_is_made_leaves_it_to_
         assert (job.state, row.status if row else None) == ("running", "locked")
         job.lease_until = job.start_time  # its lease lapsed long ago
 
+    # The successor starts later (seconds, in a real crash): the volume it asks for again
+    # is the same command under the same key, whatever the clock says now.
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 7)
     successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
     running = asyncio.create_task(successor.run())
     try:

@@ -10,7 +10,6 @@ half-made images to disk removal jobs: nothing stays `locked`.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -59,7 +58,7 @@ def _source(domain: StorageDomain, disk: Disk) -> FileSource | NfsSource | Iscsi
                     "cannot copy yet")
 
 
-def _target(domain: StorageDomain, disk: Disk, *, shared_by_vms: bool
+def _target(ctx: JobContext, domain: StorageDomain, disk: Disk, *, shared_by_vms: bool
             ) -> FileSource | NfsVolumeTarget | IscsiExtentTarget:
     if domain.storage_type == StorageType.LOCALFS.value:
         return FileSource(path=image_location(domain, disk))
@@ -76,7 +75,7 @@ def _target(domain: StorageDomain, disk: Disk, *, shared_by_vms: bool
     return NfsVolumeTarget(storage=shared.export_of(domain),
                            domain_id=domain.storage_uuid or domain.id, image_id=image_id,
                            volume_id=volume_id, metadata={
-                               "DESCRIPTION": description, "CTIME": str(int(time.time())),
+                               "DESCRIPTION": description, "CTIME": ctx.ctime(),
                                # oVirt's mark of a template's volume: others build on it.
                                "VOLTYPE": "SHARED" if shared_by_vms else "LEAF"})
 
@@ -97,7 +96,7 @@ async def _copy(ctx: JobContext, copy: DiskCopy, *, for_template: bool) -> None:
                         f"{target_domain.name}", host_id=host.id):
         made = await ctx.nodes.call(host, VolumeCopy(
             source=_source(source_domain, source),
-            target=_target(target_domain, target, shared_by_vms=for_template),
+            target=_target(ctx, target_domain, target, shared_by_vms=for_template),
             format=DiskFormat.QCOW2 if target.format == "cow" else DiskFormat.RAW,
             size_bytes=target.provisioned_size, sparse=target.sparse),
             SharedVolumeInfo, key=ctx.key(f"copy-{target.id}"), timeout_s=3600)

@@ -12,7 +12,6 @@ and an engine that restarts runs the job again from its recorded progress.
 from __future__ import annotations
 
 import json
-import time
 from typing import ClassVar
 
 from overt.engine.db.tables import Disk, Host, StorageDomain
@@ -119,7 +118,7 @@ class NfsVolumes(LocalVolumes):
             storage=export_of(domain), domain_id=domain.storage_uuid or domain.id,
             image_id=image_id, volume_id=volume_id, format=DiskFormat.QCOW2,
             size_bytes=disk.provisioned_size, sparse=True,
-            metadata={"DESCRIPTION": description, "CTIME": str(int(time.time()))},
+            metadata={"DESCRIPTION": description, "CTIME": ctx.ctime()},
             backing_image_id=backing_image, backing_volume_id=backing_volume,
             backing_format=disk_format(backing_format)), SharedVolumeInfo, key=ctx.key(key),
             timeout_s=600)

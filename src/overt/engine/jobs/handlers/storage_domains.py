@@ -395,7 +395,7 @@ async def create_volume(ctx: JobContext, domain: StorageDomain, disk: Disk, *,
                 image_id=image_id, volume_id=volume_id,
                 format=DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW,
                 size_bytes=disk.provisioned_size, sparse=disk.sparse,
-                metadata={"DESCRIPTION": description, "CTIME": str(int(time.time()))},
+                metadata={"DESCRIPTION": description, "CTIME": ctx.ctime()},
                 backing_image_id=backing_ids[0], backing_volume_id=backing_ids[1],
                 backing_format=DiskFormat.QCOW2 if backing is None or backing.format == "cow"
                 else DiskFormat.RAW),
