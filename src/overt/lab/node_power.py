@@ -1,6 +1,6 @@
 """A lab node's power, for its virtual BMC (`overt.lab.bmc`): power off kills the node's
 hypervisor (libvirtd, virtlogd, every QEMU) and its agent at once, as a power loss would;
-power on starts libvirtd again and the agent, if the BMC was told how."""
+power on starts libvirtd again and the agent at once, if the BMC was told how."""
 
 from __future__ import annotations
 
@@ -82,8 +82,13 @@ class LabNodePower:
                 sock.unlink(missing_ok=True)
 
     def power_on(self) -> None:
+        """Start the node's hypervisor and, at once, its agent (if told how): a node that
+        was on already keeps what runs on it (its agent was not this BMC's to start)."""
         with self._lock:
+            was_on = self.is_on()
             self.hypervisor.ensure_running()
+            if was_on:
+                return
             if self.agent_argv and (self._agent is None or self._agent.poll() is not None):
                 argv = self.lab.exec_argv(self.node, self.agent_argv)
                 log = self.agent_log.open("ab") if self.agent_log else subprocess.DEVNULL
