@@ -3,7 +3,8 @@
 The guest prints BOOT_MARKER on its serial console once booted, powers off on an
 ACPI power-button press, takes an address by DHCP on every NIC, shows a heartbeat
 line a second on its screen, prints a counter line (COUNTER_PREFIX and a number from 0)
-every 100 ms on its serial console and echoes what is typed on its keyboard. When a cdrom
+every 100 ms on its serial console and echoes what is typed on its keyboard (typing
+`busy` makes it rewrite 32 MiB of its memory in a loop, for migration benchmarks). When a cdrom
 labelled `cidata` is attached, its own small NoCloud reader (files/nocloud; the test
 guest's, not a product feature) applies the host name and the users' SSH keys and
 prints them on the serial console. Images are cached by their inputs.
