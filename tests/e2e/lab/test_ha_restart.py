@@ -88,7 +88,12 @@ class _AdoptedAgent:
     pid: int
 
     def poll(self) -> int | None:
-        return None if Path(f"/proc/{self.pid}").exists() else 0
+        """None while it runs; a zombie has ended (its new parent reaps it when it will)."""
+        try:
+            state = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            return 0
+        return 0 if state in ("Z", "X") else None
 
     def send_signal(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -98,8 +103,12 @@ class _AdoptedAgent:
         self.send_signal(signal.SIGKILL)
 
     def wait(self, timeout: float) -> int:
-        wait_until(lambda: self.poll() is not None, timeout, f"agent {self.pid} to end",
-                   every=0.1)
+        """As `Popen.wait`: TimeoutExpired past `timeout` (the site then kills it)."""
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"agent {self.pid}", timeout)
+            time.sleep(0.1)
         return 0
 
 
