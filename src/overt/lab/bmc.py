@@ -118,13 +118,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lab-node", help="power this lab node (node1, ...): its libvirtd, "
                         "QEMUs and agent; COMMAND, if given, is the agent to start on power on")
     parser.add_argument("--lab-prefix", default=os.environ.get("OVERT_LAB_PREFIX", "overt"))
+    parser.add_argument("--agent-log", type=Path,
+                        help="with --lab-node: where the agent started on power on writes")
     parser.add_argument("command", nargs="*", help="what runs while the power is on")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s bmc %(message)s")
     power: PowerBackend
     if args.lab_node:
         power = LabNodePower(Lab.find(args.lab_prefix), args.lab_node,
-                             agent_argv=args.command or None)
+                             agent_argv=args.command or None, agent_log=args.agent_log)
         if not args.off:
             power.power_on()
     elif args.command:

@@ -1,6 +1,6 @@
 """A lab node's power, for its virtual BMC (`overt.lab.bmc`): power off kills the node's
 hypervisor (libvirtd, virtlogd, every QEMU) and its agent at once, as a power loss would;
-power on starts libvirtd again and the agent, if the BMC was told how."""
+power on starts libvirtd again and the agent at once, if the BMC was told how."""
 
 from __future__ import annotations
 
@@ -50,6 +50,10 @@ def _is_node_machine_process(pid: int) -> bool:
     return False
 
 
+def _unblock_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
 class LabNodePower:
     """The power of lab node `node` (a `PowerBackend`)."""
 
@@ -81,15 +85,31 @@ class LabNodePower:
                          self.hypervisor.host_dir / "run-libvirt" / "virtlogd-sock"):
                 sock.unlink(missing_ok=True)
 
+    def _agent_runs(self) -> bool:
+        """Whether the agent this BMC starts (the same command) runs on the node already,
+        whoever started it."""
+        anchor = self.hypervisor.anchor()
+        wanted = [arg.encode() for arg in self.agent_argv or []]
+        for pid in node_processes(anchor) if anchor is not None else []:
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1] == wanted:
+                    return True
+        return False
+
     def power_on(self) -> None:
+        """Start the node's hypervisor and, at once, its agent (if told how) unless one
+        already runs there (a node that was on keeps what runs on it)."""
         with self._lock:
             self.hypervisor.ensure_running()
-            if self.agent_argv and (self._agent is None or self._agent.poll() is not None):
+            if self.agent_argv and not self._agent_runs():
                 argv = self.lab.exec_argv(self.node, self.agent_argv)
                 log = self.agent_log.open("ab") if self.agent_log else subprocess.DEVNULL
                 try:
-                    self._agent = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                                   stderr=subprocess.STDOUT)
+                    # from the BMC's request thread: the agent must not inherit its
+                    # blocked signals, or it would never hear SIGTERM
+                    self._agent = subprocess.Popen(
+                        argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                        preexec_fn=_unblock_signals)
                 finally:
                     if not isinstance(log, int):
                         log.close()

@@ -23,7 +23,7 @@ from overt.node.idempotency import IdempotencyStore
 from overt.node.identity import NodeIdentity
 from overt.node.imageio import NodeImageio
 from overt.node.leases.client import LeaseClient
-from overt.node.leases.service import SOCKET_NAME, ensure_keeper
+from overt.node.leases.service import SOCKET_NAME, ensure_keeper, watch_keeper
 from overt.node.managed import ManagedAgentTransport
 from overt.node.networks import HostNetworks
 from overt.node.snmp.reporter import SnmpReporter
@@ -117,9 +117,12 @@ async def run_agent(settings: NodeSettings) -> None:
     agent = build_agent(settings)
     try:
         await agent.start()
-        await ensure_keeper(settings.data_dir / "leases", settings.libvirt_uri,
-                            await agent.hypervisor.host_uuid())
+        host_id = await agent.hypervisor.host_uuid()
+        await ensure_keeper(settings.data_dir / "leases", settings.libvirt_uri, host_id)
+        watchdog = asyncio.create_task(watch_keeper(settings.data_dir / "leases",
+                                                    settings.libvirt_uri, host_id))
         await stop.wait()
+        watchdog.cancel()
         log.info("stopping the agent (VMs keep running)")
     finally:
         with contextlib.suppress(Exception):

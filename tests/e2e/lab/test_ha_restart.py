@@ -36,6 +36,7 @@ from overt.lab.lab import Lab
 from overt.lab.topology import Net
 from tests.conftest import TEST_LAB
 from tests.e2e.lab.test_shared_storage import (
+    AGENT_ENV,
     LEASE_IO_TIMEOUT_S,
     StorageLab,
     _lease_facts,
@@ -79,16 +80,53 @@ def _udp_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass
+class _AdoptedAgent:
+    """An agent a BMC started on power on, outliving its BMC: the site stops it at the end
+    as it stops the agents it started (`send_signal`, `wait`, `kill`, `poll`)."""
+
+    pid: int
+
+    def poll(self) -> int | None:
+        """None while it runs; a zombie has ended (its new parent reaps it when it will)."""
+        try:
+            state = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            return 0
+        return 0 if state in ("Z", "X") else None
+
+    def send_signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float) -> int:
+        """As `Popen.wait`: TimeoutExpired past `timeout` (the site then kills it)."""
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"agent {self.pid}", timeout)
+            time.sleep(0.1)
+        return 0
+
+
 @contextmanager
 def _node_bmc(ha_lab: StorageLab, node: str, work: Path) -> Iterator[NodeBmc]:
-    """`node`'s virtual BMC on loopback; afterwards its hypervisor and agent run again."""
+    """`node`'s virtual BMC on loopback. Its power on starts the node's libvirtd and agent
+    at once (as a real machine boots its services), so the engine sees the node back while
+    the test goes on; afterwards the hypervisor and an agent run again."""
     (work / "pw").write_text(BMC_PASSWORD)
     port = _udp_port()
     with (work / "bmc.log").open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "overt.lab.bmc", "--lab-node", node, "--lab-prefix",
-             TEST_LAB.prefix, "--port", str(port), "--password-file", str(work / "pw")],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+             TEST_LAB.prefix, "--port", str(port), "--password-file", str(work / "pw"),
+             "--agent-log", str(ha_lab.first.agent_log(node)), "--",
+             *ha_lab.first.agent_argv(node)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, **AGENT_ENV})
     wait_until(lambda: proc.poll() is not None
                or "listening" in (work / "bmc.log").read_text(), 60, "the BMC to listen")
     assert proc.poll() is None, (work / "bmc.log").read_text()
@@ -102,7 +140,10 @@ def _node_bmc(ha_lab: StorageLab, node: str, work: Path) -> Iterator[NodeBmc]:
     ha_lab.lab.hypervisor(node).ensure_running()
     agent = ha_lab.first.nodes.get(node)
     if agent is None or agent.poll() is not None:
-        ha_lab.first.start_node(node)
+        try:
+            ha_lab.first.nodes[node] = _AdoptedAgent(_agent_pid(ha_lab, node))  # type: ignore[assignment]
+        except AssertionError:  # none runs (the power stayed off)
+            ha_lab.first.start_node(node)
 
 
 @pytest.fixture

@@ -2,13 +2,22 @@
 lab's NFS domain moves from its node to the other and back while it runs; each node's own libvirtd
 shows it on exactly one of them, and the engine shows it on the host that runs it. The first
 migration runs with the VM's own bandwidth limit, slow enough that its job's step shows the
-progress libvirt reports; each migration's downtime is recorded."""
+progress libvirt reports; each migration's downtime is recorded.
+
+The guest writes a counter line on its serial console every 100 ms (the test guest's own
+counter), read from outside as it reaches the console log (both nodes append to the same
+file). While it migrates, both nodes' libvirtd and the API are polled every 200 ms."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import libvirt
@@ -16,7 +25,7 @@ import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
 
-from overt.lab.guest import BOOT_MARKER, GuestImage
+from overt.lab.guest import BOOT_MARKER, COUNTER_PREFIX, GuestImage
 from overt.lab.lab import Lab
 from overt.lab.topology import Net, Topology
 from overt.node.leases.client import LeaseClient
@@ -39,6 +48,13 @@ pytestmark = [pytest.mark.lab, pytest.mark.amqp, pytest.mark.vm, pytest.mark.slo
 __all__ = ["nfs_domain"]  # the shared storage tests' fixture, on this module's lab
 
 NODES = ("node1", "node2")
+COUNTER_INTERVAL_MS = 100  # the test guest's counter: a line every 100 ms
+# What a counter's gap may exceed a migration's downtime by: the guest's own interval, plus
+# 900 ms for the lab. The destination's QEMU is TCG and starts with an empty translation
+# cache, so the guest's first instructions there come slowly on a busy machine; the
+# console's lines reach the file through virtlogd and this test reads it every 20 ms.
+# Measured at a load average of 20: gaps 374-634 ms above QEMU's downtime.
+GAP_SLACK_MS = COUNTER_INTERVAL_MS + 900
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +98,98 @@ def _runs_on(lab: Lab, vm_id: str, *, running_only: bool = False) -> list[str]:
         finally:
             conn.close()
     return found
+
+
+@dataclass
+class _Sample:
+    """One poll: where each node's libvirtd has the VM running or paused (a paused copy runs
+    no guest code: the destination while memory streams in, the source from the switch-over
+    until it is removed), and the hosts the API lists it on (`search=host=NAME`)."""
+
+    running: list[str]
+    paused: list[str]
+    listed_on: list[str]
+
+
+@dataclass
+class _Watch:
+    """Watches a VM from outside while it migrates: the guest's counter lines as they reach
+    its console log (every 20 ms; when each number first appeared), and both nodes'
+    hypervisors and the API (every 200 ms)."""
+
+    log: Path
+    vm_id: str
+    hypervisor_uris: dict[str, str]
+    host_names: dict[str, str]  # node -> the engine's host name
+    connect: Any
+    counts: list[tuple[int, float]] = field(default_factory=list)
+    samples: list[_Sample] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> _Watch:
+        self._threads = [threading.Thread(target=self._guarded, args=(fn,), daemon=True)
+                         for fn in (self._read_counter, self._poll)]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+
+    def last_count(self) -> int:
+        return self.counts[-1][0] if self.counts else -1
+
+    def _guarded(self, loop: Any) -> None:
+        try:
+            loop()
+        except Exception as error:  # reported by the test, not lost in its thread
+            self.failures.append(f"{loop.__name__}: {error!r}")
+
+    def _read_counter(self) -> None:
+        pattern = re.compile(re.escape(COUNTER_PREFIX) + r"(\d+)\r?$")
+        offset, pending = self.log.stat().st_size, b""
+        with self.log.open("rb") as handle:
+            while not self._stop.is_set():
+                handle.seek(offset)
+                chunk = handle.read()
+                now = time.monotonic()
+                offset += len(chunk)
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    found = pattern.search(line.decode(errors="replace"))
+                    if found:
+                        self.counts.append((int(found.group(1)), now))
+                time.sleep(0.02)
+
+    def _poll(self) -> None:
+        conns = {node: libvirt.open(uri) for node, uri in self.hypervisor_uris.items()}
+        api = self.connect()
+        vms = api.system_service().vms_service()
+        try:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                running, paused = [], []
+                for node, conn in conns.items():
+                    try:
+                        state = conn.lookupByUUIDString(self.vm_id).state()[0]
+                    except libvirt.libvirtError:
+                        continue
+                    if state == libvirt.VIR_DOMAIN_RUNNING:
+                        running.append(node)
+                    elif state == libvirt.VIR_DOMAIN_PAUSED:
+                        paused.append(node)
+                listed_on = [node for node, name in self.host_names.items()
+                             if any(v.id == self.vm_id for v in vms.list(search=f"host={name}"))]
+                self.samples.append(_Sample(running, paused, listed_on))
+                self._stop.wait(max(0.0, 0.2 - (time.monotonic() - started)))
+        finally:
+            api.close()
+            for conn in conns.values():
+                conn.close()
 
 
 def _max_downtime_ms(lab: Lab, node: str, vm_id: str) -> int | None:
@@ -151,13 +259,20 @@ def test_a_vm_on_nfs_migrates_to_node2_and_back_while_it_runs(
         service = vms.vm_service(vm.id)
         log = CONSOLE_LOG_DIR / f"{vm.id}.log"
         log.unlink(missing_ok=True)
+        service.update(types.Vm(placement_policy=types.VmPlacementPolicy(  # starts on node1
+            hosts=[types.Host(id=site.host_of(conn, "node1").id)])))
         service.start()
         wait_until(lambda: service.get().status == types.VmStatus.UP, 180, "the VM to be up")
+        service.update(types.Vm(placement_policy=types.VmPlacementPolicy(
+            affinity=types.VmAffinity.MIGRATABLE, hosts=[])))
         wait_until(lambda: log.exists() and BOOT_MARKER in log.read_text(errors="replace"),
                    180, "the guest to boot")
         [first] = _runs_on(storage_lab.lab, vm.id)
-        other = "node2" if first == "node1" else "node1"
+        assert first == "node1"
+        other = "node2"
         own = site.host_of(conn, first)
+        watch = _Watch(log, vm.id, {n: storage_lab.lab.hypervisor(n).uri for n in NODES},
+                       {n: site.host_of(conn, n).name for n in NODES}, site.connect)
         assert service.get().host.id == own.id
 
         with pytest.raises(sdk.Error) as refused:
@@ -172,7 +287,20 @@ def test_a_vm_on_nfs_migrates_to_node2_and_back_while_it_runs(
                 assignment_method=types.MigrationBandwidthAssignmentMethod.CUSTOM,
                 custom_value=200))))
         downtimes: list[int | None] = []
-        job_id, steps = _migrate(conn, storage_lab, vm.id, other, downtimes)
+        with watch, _console_on_failure(log):
+            wait_until(lambda: watch.last_count() >= 0, 30, "the guest's counter")
+            windows = [time.monotonic()]
+            job_id, steps = _migrate(conn, storage_lab, vm.id, other, downtimes)
+            windows.append(time.monotonic())
+            service.update(types.Vm(migration=types.MigrationOptions(
+                bandwidth=types.MigrationBandwidth(assignment_method=(
+                    types.MigrationBandwidthAssignmentMethod.HYPERVISOR_DEFAULT)))))
+            windows.append(time.monotonic())
+            back_job_id, _ = _migrate(conn, storage_lab, vm.id, first)
+            windows.append(time.monotonic())
+            arrived = watch.last_count()  # and it goes on counting on its first node
+            wait_until(lambda: watch.last_count() >= arrived + 10, 30, "the counter to go on")
+        assert not watch.failures, watch.failures
         assert 450 in downtimes, downtimes
         during = [s for s in steps if s.progress is not None and s.progress < 100]
         assert during, [s.description for s in steps]
@@ -185,10 +313,12 @@ def test_a_vm_on_nfs_migrates_to_node2_and_back_while_it_runs(
         assert last.progress == 100 and last.status == types.StepStatus.FINISHED
         assert _downtime_ms(last.description) > 0
 
-        service.update(types.Vm(migration=types.MigrationOptions(
-            bandwidth=types.MigrationBandwidth(
-                assignment_method=types.MigrationBandwidthAssignmentMethod.HYPERVISOR_DEFAULT))))
-        _migrate(conn, storage_lab, vm.id, first)
+        back = conn.system_service().jobs_service().job_service(back_job_id)
+        wait_until(lambda: back.get().status != types.JobStatus.STARTED, 30, "the job to end")
+        measured = [_downtime_ms(last.description),
+                    _downtime_ms(back.steps_service().list()[-1].description)]
+        _assert_the_guest_never_stopped_longer_than(watch, windows, measured)
+        _assert_the_vm_was_always_on_one_node(watch)
         events = conn.system_service().events_service()
         # The job records its outcome just after the monitor shows the VM arrived.
         wait_until(lambda: sum("VM lab-migr-vm migrated from host" in e.description
@@ -200,6 +330,49 @@ def test_a_vm_on_nfs_migrates_to_node2_and_back_while_it_runs(
         wait_until(lambda: service.get().status == types.VmStatus.DOWN, 120, "the VM to stop")
     finally:
         conn.close()
+
+
+@contextmanager
+def _console_on_failure(log: Path) -> Iterator[None]:
+    """What the guest last said on its console, when the test fails (e.g. a kernel oops)."""
+    try:
+        yield
+    except AssertionError:
+        print("the guest's console, last lines:", *log.read_text(errors="replace")
+              .splitlines()[-40:], sep="\n")
+        raise
+
+
+def _assert_the_guest_never_stopped_longer_than(watch: _Watch, windows: list[float],
+                                                measured_ms: list[int]) -> None:
+    """No counter value is missing or repeated from the first seen to the last, and no gap
+    between two values exceeds the downtime QEMU measured for the migration it falls in
+    (outside migrations: none) by more than GAP_SLACK_MS."""
+    numbers = [n for n, _ in watch.counts]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers
+    spans = list(zip(windows[::2], windows[1::2], strict=True))
+    worst: list[float] = [0.0] * (len(spans) + 1)  # per migration, then outside them
+    for (_, before), (_, after) in zip(watch.counts, watch.counts[1:], strict=False):
+        gap_ms = (after - before) * 1000
+        index = next((i for i, (start, end) in enumerate(spans) if start <= after <= end),
+                     len(spans))
+        worst[index] = max(worst[index], gap_ms)
+    print(f"counter: {len(numbers)} values, largest gap per migration {worst[:-1]} ms "
+          f"(QEMU's downtime {measured_ms} ms), outside migrations {worst[-1]:.0f} ms")
+    for gap_ms, downtime_ms in zip(worst, [*measured_ms, 0], strict=True):
+        assert gap_ms <= downtime_ms + GAP_SLACK_MS, (worst, measured_ms)
+
+
+def _assert_the_vm_was_always_on_one_node(watch: _Watch) -> None:
+    """At every poll: running on at most one node's hypervisor, and active (running, or
+    paused during the switch-over) on at least one; the API lists it on exactly one host."""
+    assert len(watch.samples) > 10, watch.samples
+    for sample in watch.samples:
+        assert len(sample.running) <= 1, sample
+        assert sample.running or sample.paused, sample
+        assert len(sample.listed_on) == 1, sample
+    assert any(s.running == ["node2"] for s in watch.samples)  # it did move
+    assert any(s.running == ["node1"] for s in watch.samples)
 
 
 def _host_status(conn: sdk.Connection, host_id: str) -> types.HostStatus:

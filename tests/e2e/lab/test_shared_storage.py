@@ -55,6 +55,9 @@ MIB = 2**20
 CONSOLE_LOG_DIR = Path("/var/log/overt/console")
 STORAGE_PROBE_INTERVAL_S = 2.0  # each host's reach of the active domains, asked this often
 TOP_OF_CHAIN = "00000000-0000-0000-0000-000000000000"
+AGENT_ENV = {"OVERT_NODE_ANNOUNCE_INTERVAL_S": "0.5",
+             # the lease keeper's renewals reach the engine in the stats
+             "OVERT_NODE_STATS_INTERVAL_S": "3"}
 LEASE_IO_TIMEOUT_S = 1.0  # VM leases: renewed every 2 s, the VM stopped after 6 s, free after 8 s
 
 
@@ -73,21 +76,25 @@ class Site:
     def connect(self) -> sdk.Connection:
         return self.managed.connect()
 
-    def start_node(self, node: str) -> None:
-        argv = [sys.executable, "-m", "overt", "lab", "exec", *ARGS, node, "--",
-                sys.executable, "-m", "overt", "node", "--bus", "amqp",
-                "--engine-url",
+    def agent_argv(self, node: str) -> list[str]:
+        """`overt node` on `node`, as run inside the node's namespaces (with AGENT_ENV)."""
+        return [sys.executable, "-m", "overt", "node", "--bus", "amqp", "--engine-url",
                 f"https://{self.lab.topology.engine_address()}:{self.managed.gateway_port}",
                 "--engine-ca-file", str(self.managed.ca_file), "--libvirt-uri", "qemu:///system",
                 "--data-dir", str(self.base / node / "data"),
                 "--storage-dir", str(self.base / node / "images"), "--heartbeat-interval", "1",
                 "--port", str(self.node_port)]
-        with self.managed.log(f"{self.name}-{node}").open("ab") as log:
+
+    def agent_log(self, node: str) -> Path:
+        return self.managed.log(f"{self.name}-{node}")
+
+    def start_node(self, node: str) -> None:
+        argv = [sys.executable, "-m", "overt", "lab", "exec", *ARGS, node, "--",
+                *self.agent_argv(node)]
+        with self.agent_log(node).open("ab") as log:
             self.nodes[node] = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "OVERT_NODE_ANNOUNCE_INTERVAL_S": "0.5",
-                     # the lease keeper's renewals reach the engine in the stats
-                     "OVERT_NODE_STATS_INTERVAL_S": "3"})
+                env={**os.environ, **AGENT_ENV})
 
     def host_of(self, conn: sdk.Connection, node: str) -> types.Host:
         address = str(self.lab.topology.host(node).address(Net.MANAGEMENT))

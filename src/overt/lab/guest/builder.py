@@ -2,7 +2,9 @@
 
 The guest prints BOOT_MARKER on its serial console once booted, powers off on an
 ACPI power-button press, takes an address by DHCP on every NIC, shows a heartbeat
-line a second on its screen and echoes what is typed on its keyboard. When a cdrom
+line a second on its screen, prints a counter line (COUNTER_PREFIX and a number from 0)
+every 100 ms on its serial console and echoes what is typed on its keyboard (typing
+`busy` makes it rewrite 32 MiB of its memory in a loop, for migration benchmarks). When a cdrom
 labelled `cidata` is attached, its own small NoCloud reader (files/nocloud; the test
 guest's, not a product feature) applies the host name and the users' SSH keys and
 prints them on the serial console. Images are cached by their inputs.
@@ -28,6 +30,7 @@ from overt.lab.guest.cpio import Entry, write_archive
 from overt.system.commands import run
 
 BOOT_MARKER = "overt-test-guest: boot complete"
+COUNTER_PREFIX = "overt-test-guest: count "
 
 # virtio for disks and NICs, the ACPI button and evdev for the power button; order
 # matters because the .deb carries no modules.dep.
@@ -141,6 +144,7 @@ def _initramfs(busybox: bytes, applets: list[str], modules: dict[str, bytes]) ->
         Entry.file("etc/inittab", _guest_file("inittab")),
         Entry.file("etc/rcS", rcs, 0o755),
         Entry.file("etc/heartbeat", _guest_file("heartbeat"), 0o755),
+        Entry.file("etc/counter", _guest_file("counter"), 0o755),
         Entry.file("etc/keyboard", _guest_file("keyboard"), 0o755),
         Entry.file("etc/nocloud", _guest_file("nocloud"), 0o755),
         Entry.file("etc/command-port", _guest_file("command-port"), 0o755),

@@ -283,8 +283,10 @@ def _add_console(devices: ET.Element, serial_log: str | None) -> None:
     if serial_log is None:
         serial = ET.SubElement(devices, "serial", type="pty")
     else:
+        # Appended to, not truncated: a VM migrating in opens the same log while its source
+        # still writes to it, and the log keeps what the guest wrote on every node.
         serial = ET.SubElement(devices, "serial", type="file")
-        ET.SubElement(serial, "source", path=serial_log)
+        ET.SubElement(serial, "source", path=serial_log, append="on")
     ET.SubElement(serial, "target", port="0")
 
 

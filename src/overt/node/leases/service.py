@@ -190,14 +190,51 @@ async def ensure_keeper(state_dir: Path, libvirt_uri: str, host_id: uuid.UUID) -
         pass
     await asyncio.to_thread(state_dir.mkdir, parents=True, exist_ok=True)
     log_fd = os.open(state_dir / "keeper.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "overt.node.leases", "--data-dir", str(state_dir.parent),
-            "--libvirt-uri", libvirt_uri, "--host-id", str(host_id), stdin=subprocess.DEVNULL, stdout=log_fd,
-            stderr=log_fd, start_new_session=True)
+    try:  # `setsid -f`: in its own session, and no child of ours (init reaps it)
+        await asyncio.to_thread(
+            subprocess.run, ["setsid", "-f", sys.executable, "-m", "overt.node.leases",
+                             "--data-dir", str(state_dir.parent), "--libvirt-uri", libvirt_uri,
+                             "--host-id", str(host_id)],
+            stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, check=True)
     finally:
         os.close(log_fd)
     log.info("lease keeper started", extra={"host": libvirt_uri})
+
+
+KEEPER_CHECK_S = 1.0  # how often the agent makes sure its keeper still runs
+KEEPER_START_WAIT_S = 30.0  # how long a (re)started keeper may take to answer
+
+
+def _pid_runs(state_dir: Path) -> bool:
+    """Whether the process of `keeper.pid` still exists (a keeper that hangs is not
+    replaced: two keepers on one host would renew the same slots)."""
+    try:
+        stat = Path(f"/proc/{int((state_dir / PID_NAME).read_text())}/stat").read_text()
+    except (OSError, ValueError):
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")  # a zombie is dead
+
+
+async def watch_keeper(state_dir: Path, libvirt_uri: str, host_id: uuid.UUID,
+                       every_s: float = KEEPER_CHECK_S) -> None:
+    """The keeper's watchdog, in the agent: a dead keeper renews nothing, and 8T after its
+    last renewal another host may take the leases of VMs still running here. Checked every
+    `every_s`; a keeper whose process is gone is started again at once and adopts the
+    leases it held (`held.json`), so none lapses unless the agent is down too."""
+    from overt.node.leases.client import KeeperUnavailable, LeaseClient
+    while True:
+        await asyncio.sleep(every_s)
+        if await asyncio.to_thread(_pid_runs, state_dir):
+            continue
+        log.warning("the lease keeper is gone: starting it again", extra={"host": libvirt_uri})
+        await ensure_keeper(state_dir, libvirt_uri, host_id)
+        deadline = asyncio.get_running_loop().time() + KEEPER_START_WAIT_S
+        while asyncio.get_running_loop().time() < deadline:  # before the next check
+            with contextlib.suppress(KeeperUnavailable, OSError, TimeoutError):
+                await LeaseClient(state_dir / SOCKET_NAME, timeout_s=5).status()
+                if await asyncio.to_thread(_pid_runs, state_dir):
+                    break
+            await asyncio.sleep(0.2)
 
 
 async def _until_orphaned(keeper: Keeper, state_dir: Path, stopping: asyncio.Event) -> None:

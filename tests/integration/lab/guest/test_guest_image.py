@@ -11,7 +11,7 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from overt.lab.guest import BOOT_MARKER, GuestImage, build_guest_image
+from overt.lab.guest import BOOT_MARKER, COUNTER_PREFIX, GuestImage, build_guest_image
 from overt.lab.guest.domain import overlay_disk
 from tests.support.domains import GuestDomain, wait_for_shutoff, wait_for_text
 
@@ -39,7 +39,7 @@ def test_initramfs_is_a_cpio_archive_the_cpio_tool_reads(guest_image: GuestImage
     listing = subprocess.run(["cpio", "-it", "--quiet"],
                              input=gzip.decompress(guest_image.initrd.read_bytes()),
                              capture_output=True, check=True).stdout.decode().split()
-    for member in ("init", "bin/busybox", "dev/console", "etc/inittab", "etc/keyboard",
+    for member in ("init", "bin/busybox", "dev/console", "etc/inittab", "etc/keyboard", "etc/counter",
                    "etc/acpi/PWRF/00000080", "lib/modules/virtio_net.ko", "etc/nocloud",
                    "etc/command-port",
                    "lib/modules/ata_piix.ko", "lib/modules/sr_mod.ko", "lib/modules/isofs.ko"):
@@ -64,6 +64,12 @@ def test_guest_boots_from_disk_and_prints_its_marker(
     domain = local_libvirt.createXML(spec.xml(), 0)
     try:
         wait_for_text(spec.serial_log, BOOT_MARKER, timeout=15)
+        # then its counter, a line every 100 ms from 0, none missing
+        wait_for_text(spec.serial_log, f"{COUNTER_PREFIX}6", timeout=15)
+        counts = [int(line.removeprefix(COUNTER_PREFIX))
+                  for line in spec.serial_log.read_text().splitlines()
+                  if line.startswith(COUNTER_PREFIX) and line[len(COUNTER_PREFIX):].isdigit()]
+        assert counts[:6] == list(range(6)), counts
     finally:
         if domain.isActive():
             domain.destroy()
