@@ -96,6 +96,21 @@ class Database:
             finally:
                 _IN_SQLITE_TRANSACTION.reset(marker)
 
+    @asynccontextmanager
+    async def between_transactions(self) -> AsyncIterator[None]:
+        """A moment when no other task of this process is inside a SQLite transaction:
+        the one to cancel tasks in. A task cancelled half-way through an aiosqlite query
+        leaves its connection unable to close (SQLAlchemy's terminate stops aiosqlite's
+        thread while the graceful close it started still waits on that thread), and
+        whatever closes the engine then waits for ever. SQLite's transactions take turns
+        on one lock (`transaction`): holding it, no task is inside one. PostgreSQL's
+        driver needs no such care."""
+        if not self.is_sqlite or _IN_SQLITE_TRANSACTION.get():
+            yield
+            return
+        async with self._turn():
+            yield
+
     def _turn(self) -> asyncio.Lock:
         """The lock SQLite transactions of this event loop take turns on."""
         loop = asyncio.get_running_loop()

@@ -123,8 +123,9 @@ class Worker:
 
     async def _abandon_running(self) -> None:
         self._stopping.set()
-        for task in list(self._tasks):
-            task.cancel()
+        async with self.db.between_transactions():
+            for task in list(self._tasks):
+                task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _execute(self, job: Job) -> None:
@@ -157,7 +158,8 @@ class Worker:
                                                                   unit))
                 return
             finally:
-                lease.cancel()
+                async with self.db.between_transactions():
+                    lease.cancel()
                 await asyncio.gather(lease, return_exceptions=True)
             await self._recording(job, lambda: self._finish(job, result))
         finally:
@@ -202,7 +204,8 @@ class Worker:
             except OperationalError:
                 continue
             if not still_ours:
-                runner.cancel()
+                async with self.db.between_transactions():
+                    runner.cancel()
                 return
 
     async def _retry(self, job: Job, message: str, spec: JobSpec, unit: Unit[Any], *,
