@@ -345,7 +345,7 @@ def test_with_its_fence_agent_failing_a_cut_nodes_leased_vm_restarts_only_after_
 
         # node1 loses its storage (its lease daemon frozen) and its management (its agent
         # frozen); its BMC refuses the engine's password.
-        frozen.append(storage_daemon_of(site.keeper_dir("node1")))
+        frozen.append(storage_daemon_of(site.keeper_dir("node1"), domain.id))
         frozen.append(_agent_pid(ha_lab, "node1"))
         for pid in frozen:
             os.kill(pid, signal.SIGSTOP)

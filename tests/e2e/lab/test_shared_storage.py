@@ -1239,7 +1239,7 @@ def test_a_vm_lease_keeps_a_second_copy_off_and_its_loss_stops_the_vm(
         assert not second["ok"] and "held by host" in second["error"], second
         assert _running(site.lab, "node1", vm.id)
 
-        frozen = storage_daemon_of(site.keeper_dir("node1"))
+        frozen = storage_daemon_of(site.keeper_dir("node1"), nfs_domain.id)
         os.kill(frozen, signal.SIGSTOP)  # node1's keeper can no longer read or write
         kills_file = site.keeper_dir("node1") / "kills.jsonl"
 
@@ -1290,9 +1290,10 @@ def _running(lab: Lab, node: str, vm_id: str) -> bool:
         conn.close()
 
 
-def storage_daemon_of(keeper_dir: Path) -> int:
-    """The qemu-storage-daemon exporting a node's lease areas (found by its mountpoint)."""
-    areas = str(keeper_dir / "areas")
+def storage_daemon_of(keeper_dir: Path, domain_id: str) -> int:
+    """The qemu-storage-daemon exporting the lease areas of storage domain `domain_id` on a
+    node (found by its mountpoints: a keeper runs one per domain it holds leases on)."""
+    areas = str(keeper_dir / "areas" / domain_id) + "/"
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             with contextlib.suppress(OSError):
