@@ -138,3 +138,16 @@ async def release_reservations(session: AsyncSession, paths: list[str]) -> None:
         ExtentReservation.image_path.in_(paths)))
     for domain_id in domains:
         await recount_extents(session, domain_id)
+
+
+async def lun_holders(session: AsyncSession, portal: str, path: str
+                      ) -> tuple[str | None, str | None]:
+    """Who holds the LUN `path` of `portal`: the name of the iSCSI storage domain on it and
+    the name of the direct LUN disk that is it (None for each nobody is). A LUN is given to
+    one of them only."""
+    domain = (await session.execute(select(StorageDomain.name).where(
+        StorageDomain.storage_type == StorageType.ISCSI.value, StorageDomain.address == portal,
+        StorageDomain.path == path))).scalars().first()
+    disk = (await session.execute(select(Disk.name).where(
+        Disk.lun_portal == portal, Disk.lun_path == path))).scalars().first()
+    return domain, disk

@@ -10,10 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import Disk, DiskAttachment, StorageDomain, User
+from overt.engine.db.tables import Disk, DiskAttachment, User
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.names import check_name
-from overt.engine.model.status import DiskStatus, StorageType
+from overt.engine.model.status import DiskStatus
+from overt.engine.queries.shared_storage import lun_holders
 from overt.engine.services.inputs import DiskInput
 from overt.engine.services.storage_shared import check_logical_unit
 
@@ -36,14 +37,10 @@ async def add_lun_disk(session: AsyncSession, data: DiskInput, user: User) -> Di
     if not 0 <= size <= MAX_LUN_BYTES:
         raise InvalidInput(f"disk.provisioned_size {size} is not a LUN's size")
     portal, path = check_logical_unit(data.lun)
-    domain = (await session.execute(select(StorageDomain.name).where(
-        StorageDomain.storage_type == StorageType.ISCSI.value, StorageDomain.address == portal,
-        StorageDomain.path == path))).scalars().first()
+    domain, other = await lun_holders(session, portal, path)
     if domain is not None:
         raise Conflict(f"Cannot add Disk. The LUN {path} of {portal} is used by storage "
                        f"domain {domain}.")
-    other = (await session.execute(select(Disk.name).where(
-        Disk.lun_portal == portal, Disk.lun_path == path))).scalars().first()
     if other is not None:
         raise Conflict(f"Cannot add Disk. The LUN {path} of {portal} is already direct LUN "
                        f"disk {other}.")

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import DataCenter, Disk, Host, StorageDomain, User
+from overt.engine.db.tables import DataCenter, Host, StorageDomain, User
 from overt.engine.jobs.kinds import (
     AttachStorageDomain,
     CreateStorageDomain,
@@ -26,7 +26,7 @@ from overt.engine.model.names import check_name
 from overt.engine.model.status import StorageDomainStatus, StorageDomainType, StorageType
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
-from overt.engine.queries.shared_storage import is_shared
+from overt.engine.queries.shared_storage import is_shared, lun_holders
 from overt.engine.services.inputs import LogicalUnitInput
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.services.storage_connections import check_export
@@ -111,14 +111,10 @@ async def add_iscsi_domain(session: AsyncSession, jobs: JobSubmitter, data: Stor
     host = await lookup.resolve(session, Host, data.host, "storage_domain.host")
     if await lookup.name_taken(session, StorageDomain, name):
         raise Conflict(f"Cannot add Storage. The name {name!r} is already in use.")
-    used = (await session.execute(select(StorageDomain.name).where(
-        StorageDomain.storage_type == StorageType.ISCSI.value, StorageDomain.address == portal,
-        StorageDomain.path == path))).scalars().first()
+    used, lun_disk = await lun_holders(session, portal, path)
     if used is not None:
         raise Conflict(f"Cannot add Storage. The LUN {path} of {portal} is already used by "
                        f"storage domain {used}.")
-    lun_disk = (await session.execute(select(Disk.name).where(
-        Disk.lun_portal == portal, Disk.lun_path == path))).scalars().first()
     if lun_disk is not None:
         raise Conflict(f"Cannot add Storage. The LUN {path} of {portal} is direct LUN disk "
                        f"{lun_disk}.")
