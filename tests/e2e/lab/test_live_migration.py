@@ -182,14 +182,25 @@ class _Watch:
                         running.append(node)
                     elif state == libvirt.VIR_DOMAIN_PAUSED:
                         paused.append(node)
-                listed_on = [node for node, name in self.host_names.items()
-                             if any(v.id == self.vm_id for v in vms.list(search=f"host={name}"))]
-                self.samples.append(_Sample(running, paused, listed_on))
+                self.samples.append(_Sample(running, paused, self._listed_on(vms)))
                 self._stop.wait(max(0.0, 0.2 - (time.monotonic() - started)))
         finally:
             api.close()
             for conn in conns.values():
                 conn.close()
+
+    def _listed_on(self, vms: Any) -> list[str]:
+        """The hosts the API lists the VM on, one search per host. Those searches are not one
+        snapshot: a switch-over between two of them shows the VM on both hosts or on none.
+        So the searches are repeated until two rounds in a row agree (one switch-over
+        cannot fall into both)."""
+        def round_of_searches() -> list[str]:
+            return [node for node, name in self.host_names.items()
+                    if any(v.id == self.vm_id for v in vms.list(search=f"host={name}"))]
+        last = round_of_searches()
+        while (again := round_of_searches()) != last:
+            last = again
+        return again
 
 
 def _max_downtime_ms(lab: Lab, node: str, vm_id: str) -> int | None:

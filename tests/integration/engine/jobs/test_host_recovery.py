@@ -166,6 +166,35 @@ async def test_a_fenced_hosts_ha_vms_restart_elsewhere_by_priority_and_others_go
     assert (await engine.vm(plain)).stop_reason.endswith("not shut down gracefully")
 
 
+async def test_a_fenced_host_that_is_back_before_its_fence_returns_still_has_its_ha_vm_restarted(
+        engine: LoopbackEngine, bmcs: SimulatedBmcs) -> None:
+    """The restart brings the node's agent back before `fence_ipmilan` returns: the monitor
+    already has the VMs down (gone from the host). The HA VM is restarted all the same, and
+    not on the host that just failed while another can take it."""
+    await engine.add_host("h1", memory_mib=BIG)
+    await engine.add_host("h2", memory_mib=ROOMY)
+    await _with_power_management(engine, bmcs, "h1")
+    await _policy(engine)
+    bmcs.boots.add("h1")
+    ha = await _running(engine, "ha", memory_mib=512, ha=True)
+    plain = await _running(engine, "plain")
+    assert {(await _where(engine, v))[1] for v in (ha, plain)} == {"h1"}
+
+    await bmcs.power_off("h1")
+    await _falls_silent(engine, "h1")
+    job = await _recovered(engine, "h1")
+
+    assert ("h1", "reboot") in bmcs.actions
+    assert job.result["proven"] == 2 and job.result["restarted"] == ["ha"], job.result
+    await engine.vm_reaches(ha, [VmStatus.UP])
+    assert await _where(engine, ha) == (VmStatus.UP, "h2")
+    assert await _copies(engine, "ha") == ["h2"]
+    assert await _where(engine, plain) == (VmStatus.DOWN, "nowhere")
+    said = await _said(engine)
+    assert ("Highly available VM ha is restarted on host h2: its host h1 failed and its "
+            "copy there is gone") in said
+
+
 async def test_without_proof_the_vms_stay_unknown_and_nothing_restarts(
         engine: LoopbackEngine, bmcs: SimulatedBmcs) -> None:
     await engine.add_host("h1", memory_mib=BIG)

@@ -90,6 +90,10 @@ async def recover_host(ctx: JobContext, spec: RecoverHost) -> dict[str, Any]:
             audit.record(session, f"Host {host.name} is not fenced: {verdict.reason}",
                          code=audit.HOST_FENCING_SKIPPED, severity=LogSeverity.WARNING,
                          host_id=host.id, cluster_id=host.cluster_id, job_id=ctx.job.id)
+        # Read before fencing: a restarted node's agent can answer before the fence job
+        # ends, and the monitor then records these VMs down (gone from the host), which
+        # would hide them from the restart below.
+        vm_ids = [vm.id for vm in await _vms_on(session, host.id)]
     outcome = FenceOutcome()
     if verdict.fence:
         async with ctx.step(f"Fencing non responsive host {host.name} (power management "
@@ -101,8 +105,6 @@ async def recover_host(ctx: JobContext, spec: RecoverHost) -> dict[str, Any]:
             return None
         return (await _fence(ctx, host, "status")).power
 
-    async with ctx.transaction() as session:
-        vm_ids = [vm.id for vm in await _vms_on(session, host.id)]
     async with ctx.step(f"Looking for proof that the VMs of host {host.name} are gone",
                         host_id=host.id):
         proven = await prove_gone(ctx, host, outcome, vm_ids, power_status)
@@ -228,7 +230,7 @@ async def _restart(ctx: JobContext, host: Host, vm_ids: list[uuid.UUID]
         async with ctx.transaction() as session:
             vm = await lookup.get(session, Vm, vm_id)
             try:
-                where = await _submit_start(ctx, session, vm)
+                where = await _submit_start(ctx, session, vm, avoid=host.id)
             except Conflict as no:
                 refused.append(vm.name)
                 audit.record(session, f"Highly available VM {vm.name} could not be restarted "
@@ -245,11 +247,20 @@ async def _restart(ctx: JobContext, host: Host, vm_ids: list[uuid.UUID]
     return restarted, refused
 
 
-async def _submit_start(ctx: JobContext, session: AsyncSession, vm: Vm) -> Host:
+async def _submit_start(ctx: JobContext, session: AsyncSession, vm: Vm, *,
+                        avoid: uuid.UUID) -> Host:
     """Reserve the scheduler's choice and submit the VM's start job, as
-    `services.vms.start_vm` does for a user. Lock order: the host's row, then the VM's."""
+    `services.vms.start_vm` does for a user. Lock order: the host's row, then the VM's.
+
+    The host that failed (`avoid`) is chosen only when no other can take the VM: a fence
+    restart may have brought it back already, and the cause of its failure is unknown
+    (oVirt keeps a fenced host in `reboot`, out of the scheduler's choice, for a while)."""
     required, why = await required_host(session, vm)
-    host_id = await reserve_host(session, vm, required=required, required_reason=why)
+    try:
+        host_id = await reserve_host(session, vm, required=required, required_reason=why,
+                                     leaving=avoid)
+    except Conflict:
+        host_id = await reserve_host(session, vm, required=required, required_reason=why)
     vm = await lookup.get(session, Vm, vm.id, for_update=True)
     if vm.status != VmStatus.DOWN:
         raise Conflict(f"it is {vm.status.replace('_', ' ')} now")
