@@ -63,7 +63,7 @@ def _local_host(demo: Demo) -> types.Host:
 
 
 def test_the_demo_waits_for_an_agent_whose_first_start_is_slow(demo: Demo) -> None:
-    demo.env["OVERT_NODE_TEST_START_DELAY_S"] = "30"
+    demo.env["OVERT_NODE_TEST_START_DELAY_S"] = "18"
     demo.start(timeout=300)
     output = demo.output()
     assert f"waiting for the agent to answer on 127.0.0.1:{demo.node_port}" in output
