@@ -2,11 +2,13 @@
 
 The lab of `tests/e2e/lab/test_live_migration.py` (two nodes, the guest's disk on the lab's
 NFS domain, the engine fully managed over RabbitMQ): a test guest (128 MiB, TCG) migrates
-node1 -> node2 -> node1 ... `--runs` times through the API (`vms/{id}/migrate`), then is
-stopped, and a copy of the very domain it ran as (same XML, disk, memory; another name and
-UUID, outside Overt) migrates as often with `virsh migrate --live` between the same nodes'
-libvirtd, over the same migration address, with the same settings (auto-converge on,
-bandwidth and max downtime left to QEMU). Both idle, then busy: typing `busy` on the
+node1 -> node2 -> node1 ... `--runs` times through the API (`vms/{id}/migrate`), and beside
+it a second guest, started by Overt and then run outside it as a copy of the very domain
+Overt ran (same XML and memory, its own disk; another name and UUID), migrates as often with
+`virsh migrate --live` between the same nodes' libvirtd, over the same migration address,
+with the same settings (auto-converge on, bandwidth and max downtime left to QEMU). The two
+alternate migration by migration (and which goes first), so a load that changes during the
+run weighs on both alike. Both idle, then busy: typing `busy` on the
 guest's keyboard makes it rewrite 32 MiB of its memory over and over. Downtime and total
 time are QEMU's own figures (the destination's completed job: through the API as the
 migration's job reports them, its total rounded to 0.1 s); "wall" is the time from
@@ -76,121 +78,147 @@ def _figures(rows: list[tuple[float, int, int]]) -> dict[str, float]:
             "wall_s_median": statistics.median(walls), "runs": len(rows)}
 
 
+def _domain_outside_overt(xml: str, copy_id: str) -> str:
+    """The same domain under another name and UUID, without Overt's metadata."""
+    xml = re.sub(r"<uuid>[^<]+</uuid>", f"<uuid>{copy_id}</uuid>", xml)
+    xml = re.sub(r"<name>[^<]+</name>", "<name>bench-migr-virsh</name>", xml, count=1)
+    return re.sub(r"<metadata>.*?</metadata>", "", xml, flags=re.S)
+
+
+def _busy(uri: str, vm_id: str, log: Path) -> None:
+    conn = libvirt.open(uri)
+    try:
+        dom = conn.lookupByUUIDString(vm_id)
+        deadline = time.monotonic() + 60
+        while "overt-test-guest: busy" not in log.read_text(errors="replace"):
+            assert time.monotonic() < deadline, "the guest never got busy"
+            _type_busy(dom)
+            time.sleep(2)
+    finally:
+        conn.close()
+
+
 def test_migration_figures(storage_lab: StorageLab, nfs_domain: NfsDomain,
                            guest_image: GuestImage) -> None:
     """The scenario, run by pytest for the lab's fixtures (see `main`)."""
     runs = int(os.environ.get(RUNS_ENV, "4"))
     lab, site = storage_lab.lab, storage_lab.first
     uris = {node: lab.hypervisor(node).uri for node in NODES}
-    _new_vm(site, "bench-migr", _boot_disk(storage_lab, site, nfs_domain.id, guest_image))
+    names = ("bench-migr", "bench-migr-copy")
+    for name in names:
+        _new_vm(site, name, _boot_disk(storage_lab, site, nfs_domain.id, guest_image))
     conn = site.connect()
     results: dict[str, dict[str, float]] = {}
+    copy_id = str(uuid.uuid4())
     try:
         vms = conn.system_service().vms_service()
-        vm = vms.list(search="name=bench-migr")[0]
-        service = vms.vm_service(vm.id)
         hosts = {node: site.host_of(conn, node) for node in NODES}
-        service.update(types.Vm(
-            placement_policy=types.VmPlacementPolicy(hosts=[types.Host(id=hosts["node1"].id)]),
-            migration=types.MigrationOptions(auto_converge=types.InheritableBoolean.TRUE)))
-        log = CONSOLE_LOG_DIR / f"{vm.id}.log"
-        log.unlink(missing_ok=True)
-        service.start()
-        wait_until(lambda: log.exists() and BOOT_MARKER in log.read_text(errors="replace"),
-                   300, "the guest to boot")
+        services, logs = {}, {}
+        for name in names:
+            vm = vms.list(search=f"name={name}")[0]
+            services[name] = vms.vm_service(vm.id)
+            services[name].update(types.Vm(
+                placement_policy=types.VmPlacementPolicy(hosts=[types.Host(id=hosts["node1"].id)]),
+                migration=types.MigrationOptions(auto_converge=types.InheritableBoolean.TRUE)))
+            logs[name] = CONSOLE_LOG_DIR / f"{vm.id}.log"
+            logs[name].unlink(missing_ok=True)
+            services[name].start()
+        for name in names:
+            wait_until(lambda n=name: logs[n].exists()
+                       and BOOT_MARKER in logs[n].read_text(errors="replace"),
+                       300, f"{name} to boot")
+        service = services["bench-migr"]
+        vm_id = service.get().id
         service.update(types.Vm(placement_policy=types.VmPlacementPolicy(
             affinity=types.VmAffinity.MIGRATABLE, hosts=[])))
+
+        # The second guest's domain, as Overt ran it, becomes the copy outside Overt (same
+        # XML, its own disk): both guests run side by side, so the API's and virsh's
+        # migrations alternate under the same load.
+        copy_service = services["bench-migr-copy"]
         node1 = libvirt.open(uris["node1"])
-        xml = node1.lookupByUUIDString(vm.id).XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+        xml = node1.lookupByUUIDString(copy_service.get().id).XMLDesc(
+            libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+        copy_service.stop()
+        wait_until(lambda: copy_service.get().status == types.VmStatus.DOWN, 120,
+                   "the copy's VM down in Overt")
+        copy_log = logs["bench-migr-copy"]
+        copy_log.unlink(missing_ok=True)
+        node1.createXML(_domain_outside_overt(xml, copy_id), 0)
         node1.close()
+        wait_until(lambda: copy_log.exists()
+                   and BOOT_MARKER in copy_log.read_text(errors="replace"), 300,
+                   "the copy to boot")
 
         jobs = conn.system_service().jobs_service()
 
-        def api_runs(label: str) -> None:
-            rows = []
-            for run in range(runs):
-                to = NODES[(run + 1) % 2]
-                before = {j.id for j in jobs.list()}
+        def through_the_api(to: str) -> tuple[float, int, int]:
+            before = {j.id for j in jobs.list()}
+            start = time.monotonic()
+            service.migrate(host=types.Host(id=hosts[to].id))
+            wait_until(lambda: (v := service.get()).status == types.VmStatus.UP
+                       and v.host.id == hosts[to].id, 300, f"the VM up on {to}", every=0.05)
+            wall = time.monotonic() - start
+            [job] = [j for j in jobs.list() if j.id not in before
+                     and j.description.startswith("Migrating VM")]
+            ended = wait_until(lambda: (g := jobs.job_service(job.id).get()).status
+                               != types.JobStatus.STARTED and g, 60, "the job to end")
+            assert ended.status == types.JobStatus.FINISHED, ended.status
+            said = jobs.job_service(job.id).steps_service().list()[-1].description
+            found = re.search(r"total ([\d.]+) s, downtime (\d+) ms", said)
+            assert found, said
+            return wall, int(found.group(2)), round(float(found.group(1)) * 1000)
+
+        def with_virsh(source: str, to: str) -> tuple[float, int, int]:
+            # its console listens on the destination's address, as Overt's agent does
+            at = libvirt.open(uris[source])
+            moved = with_display_address(at.lookupByUUIDString(copy_id).XMLDesc(
+                libvirt.VIR_DOMAIN_XML_SECURE | libvirt.VIR_DOMAIN_XML_MIGRATABLE),
+                _address(lab, to))
+            at.close()
+            with tempfile.NamedTemporaryFile("w", suffix=".xml") as dest_xml:
+                dest_xml.write(moved)
+                dest_xml.flush()
                 start = time.monotonic()
-                service.migrate(host=types.Host(id=hosts[to].id))
-                wait_until(lambda t=to: (v := service.get()).status == types.VmStatus.UP
-                           and v.host.id == hosts[t].id, 300, f"the VM up on {to}", every=0.05)
+                done = subprocess.run(
+                    ["virsh", "-c", uris[source], "migrate", "--live", "--auto-converge",
+                     "--xml", dest_xml.name, "bench-migr-virsh", uris[to],
+                     f"tcp://{_address(lab, to)}"],
+                    capture_output=True, text=True, timeout=600, check=False)
                 wall = time.monotonic() - start
-                [job] = [j for j in jobs.list() if j.id not in before
-                         and j.description.startswith("Migrating VM")]
-                ended = wait_until(lambda j=job: (g := jobs.job_service(j.id).get()).status
-                                   != types.JobStatus.STARTED and g, 60, "the job to end")
-                assert ended.status == types.JobStatus.FINISHED, ended.status
-                said = jobs.job_service(job.id).steps_service().list()[-1].description
-                found = re.search(r"total ([\d.]+) s, downtime (\d+) ms", said)
-                assert found, said
-                rows.append((wall, int(found.group(2)), round(float(found.group(1)) * 1000)))
-            if runs % 2:  # back on node1 for the next series
-                service.migrate(host=types.Host(id=hosts["node1"].id))
-                wait_until(lambda: service.get().host.id == hosts["node1"].id, 300, "back")
-            results[f"api {label}"] = _figures(rows)
+            assert done.returncode == 0, done.stdout + done.stderr
+            return (wall, *_completed(uris[to], copy_id))
 
-        def busy(uri: str, vm_id: str) -> None:
-            dom = libvirt.open(uri).lookupByUUIDString(vm_id)
-            deadline = time.monotonic() + 60
-            while "overt-test-guest: busy" not in log.read_text(errors="replace"):
-                assert time.monotonic() < deadline, "the guest never got busy"
-                _type_busy(dom)
-                time.sleep(2)
-
-        api_runs("idle")
-        busy(uris["node1"], vm.id)
-        api_runs("busy")
-        service.stop()
-        wait_until(lambda: service.get().status == types.VmStatus.DOWN, 120, "the VM down")
-
-        # The same domain outside Overt: another name and UUID, no Overt metadata.
-        copy_id = str(uuid.uuid4())
-        xml = re.sub(r"<uuid>[^<]+</uuid>", f"<uuid>{copy_id}</uuid>", xml)
-        xml = re.sub(r"<name>[^<]+</name>", "<name>bench-migr-virsh</name>", xml, count=1)
-        xml = re.sub(r"<metadata>.*?</metadata>", "", xml, flags=re.S)
-        log.unlink(missing_ok=True)
-        node1 = libvirt.open(uris["node1"])
-        node1.createXML(xml, 0)
-        node1.close()
-        wait_until(lambda: log.exists() and BOOT_MARKER in log.read_text(errors="replace"),
-                   300, "the copy to boot")
-
-        def virsh_runs(label: str) -> None:
-            rows = []
+        def series(label: str) -> None:
+            """`runs` migrations each, alternating (and alternating which goes first), an
+            even number so both guests end on node1."""
+            api_rows, virsh_rows = [], []
             for run in range(runs + (runs % 2)):
                 source, to = NODES[run % 2], NODES[(run + 1) % 2]
-                # its console listens on the destination's address, as Overt's agent does
-                at = libvirt.open(uris[source])
-                moved = with_display_address(at.lookupByUUIDString(copy_id).XMLDesc(
-                    libvirt.VIR_DOMAIN_XML_SECURE | libvirt.VIR_DOMAIN_XML_MIGRATABLE),
-                    _address(lab, to))
-                at.close()
-                with tempfile.NamedTemporaryFile("w", suffix=".xml") as dest_xml:
-                    dest_xml.write(moved)
-                    dest_xml.flush()
-                    start = time.monotonic()
-                    done = subprocess.run(
-                        ["virsh", "-c", uris[source], "migrate", "--live", "--auto-converge",
-                         "--xml", dest_xml.name, "bench-migr-virsh", uris[to],
-                         f"tcp://{_address(lab, to)}"],
-                        capture_output=True, text=True, timeout=600, check=False)
-                    wall = time.monotonic() - start
-                assert done.returncode == 0, done.stdout + done.stderr
-                rows.append((wall, *_completed(uris[to], copy_id)))
-            results[f"virsh {label}"] = _figures(rows[:runs])
+                if run % 4 < 2:
+                    api_rows.append(through_the_api(to))
+                    virsh_rows.append(with_virsh(source, to))
+                else:
+                    virsh_rows.append(with_virsh(source, to))
+                    api_rows.append(through_the_api(to))
+            results[f"api {label}"] = _figures(api_rows[:runs])
+            results[f"virsh {label}"] = _figures(virsh_rows[:runs])
 
         try:
-            virsh_runs("idle")
-            busy(uris["node1"], copy_id)
-            virsh_runs("busy")
+            series("idle")
+            _busy(uris["node1"], vm_id, logs["bench-migr"])
+            _busy(uris["node1"], copy_id, copy_log)
+            series("busy")
         finally:
             for uri in uris.values():
                 with_conn = libvirt.open(uri)
                 with contextlib.suppress(libvirt.libvirtError):
                     with_conn.lookupByUUIDString(copy_id).destroy()
                 with_conn.close()
-        service.remove()
+        service.stop()
+        wait_until(lambda: service.get().status == types.VmStatus.DOWN, 120, "the VM down")
+        for name in names:
+            services[name].remove()
     finally:
         conn.close()
     Path(os.environ[FIGURES_ENV]).write_text(json.dumps(results))
