@@ -177,22 +177,31 @@ class AllInOne:
 
         The all-in-one cannot move the machine's own address onto a bridge, so the
         bridge is a network of its own for the VMs, with DHCP, reachable from here.
+        A bridge of that name without the demo's address is the machine's own (a host
+        deploy's) and is left alone; the demo's own bridge outlives its DHCP server (the
+        server's process can die, its state directory be wiped), so that server is started
+        again whenever it is not running.
         """
-        if netns.link_exists(MANAGEMENT_BRIDGE):
-            return
         subnet = ipaddress.IPv4Network(DEMO_SUBNET)
-        clashes = netns.routes_overlapping(subnet, ignore_devs={MANAGEMENT_BRIDGE})
-        if clashes:
-            raise DemoError(f"the demo's VM network {subnet} overlaps this machine's routes "
-                            f"({'; '.join(clashes)})")
-        self.say(f"creating bridge {MANAGEMENT_BRIDGE} ({subnet}, with DHCP) for the VMs")
-        netns.ensure_bridge(MANAGEMENT_BRIDGE)
-        netns.ensure_address(MANAGEMENT_BRIDGE, ipaddress.IPv4Interface(
-            f"{subnet.network_address + 1}/{subnet.prefixlen}"))
+        gateway = ipaddress.IPv4Interface(f"{subnet.network_address + 1}/{subnet.prefixlen}")
+        if netns.link_exists(MANAGEMENT_BRIDGE):
+            if not netns.has_address(MANAGEMENT_BRIDGE, gateway):
+                return
+        else:
+            clashes = netns.routes_overlapping(subnet, ignore_devs={MANAGEMENT_BRIDGE})
+            if clashes:
+                raise DemoError(f"the demo's VM network {subnet} overlaps this machine's "
+                                f"routes ({'; '.join(clashes)})")
+            self.say(f"creating bridge {MANAGEMENT_BRIDGE} ({subnet}, with DHCP) for the VMs")
+            netns.ensure_bridge(MANAGEMENT_BRIDGE)
+            netns.ensure_address(MANAGEMENT_BRIDGE, gateway)
         state = Path("/var/lib/overt/demo-network")
         state.mkdir(parents=True, exist_ok=True)
-        GuestDhcp(state, MANAGEMENT_BRIDGE,
-                  (subnet.network_address + 100, subnet.network_address + 250)).ensure_running()
+        dhcp = GuestDhcp(state, MANAGEMENT_BRIDGE,
+                         (subnet.network_address + 100, subnet.network_address + 250))
+        if not dhcp.running():
+            self.say(f"starting DHCP on bridge {MANAGEMENT_BRIDGE} for the VMs")
+            dhcp.ensure_running()
 
     async def _set_up(self, image_path: str, image_size: int) -> None:
         db = self.runtime.db

@@ -73,11 +73,16 @@ def enslave(port: str, bridge: str, namespace: str | None = None) -> None:
     ip("link", "set", port, "up", namespace=namespace)
 
 
-def ensure_address(dev: str, address: ipaddress.IPv4Interface,
-                   namespace: str | None = None) -> None:
+def has_address(dev: str, address: ipaddress.IPv4Interface,
+                namespace: str | None = None) -> bool:
     prefix = ["ip", "-n", namespace] if namespace else ["ip"]
     present = run([*prefix, "-4", "-o", "addr", "show", "dev", dev]).stdout
-    if f" {address.with_prefixlen} " not in present:
+    return f" {address.with_prefixlen} " in present
+
+
+def ensure_address(dev: str, address: ipaddress.IPv4Interface,
+                   namespace: str | None = None) -> None:
+    if not has_address(dev, address, namespace):
         ip("addr", "add", address.with_prefixlen, "dev", dev, namespace=namespace)
 
 

@@ -1,14 +1,17 @@
 """NICs, snapshots and the cdrom of a running VM through the official SDK against `overt
-demo` and real QEMU: hot-plug, link down, unplug and removal, seen in the live domain XML
-and in the API; a disk-only snapshot taken and merged live (and on a down VM), the chain on
-storage equal to the engine's; an ISO inserted into and ejected from the running guest's
-cdrom (live XML and QEMU's block layer), and a VM with no disk booting from an ISO."""
+demo` and real QEMU: hot-plug (the guest takes an address on the new NIC by DHCP and is
+reached through it), link down, unplug (the address unreachable) and removal, seen in the
+live domain XML and in the API; a disk-only snapshot taken and merged live (and on a down
+VM), the chain on storage equal to the engine's; an ISO inserted into and ejected from the
+running guest's cdrom (live XML and QEMU's block layer), and a VM with no disk booting from
+an ISO."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +43,30 @@ def live_interface(vm_id: str, mac: str) -> ET.Element | None:
         if found is not None and found.get("address", "").lower() == mac.lower():
             return interface
     return None
+
+
+def guest_address(vm_id: str) -> str:
+    """The address the guest took by DHCP, as its serial console says (it has no other
+    NIC, so the first one it reports)."""
+    serial = Path(CONSOLE_LOG_DIR) / f"{vm_id}.log"
+
+    def reported() -> str | None:
+        found = re.search(r"overt-test-guest: eth\d+ has address (\S+)",
+                          serial.read_text(errors="replace"))
+        return found.group(1) if found else None
+    return wait_until(reported, 60, "the guest's address on the hot-plugged NIC")
+
+
+def reaches(address: str) -> bool:
+    """Whether the guest answers a ping at `address` through the demo's bridge."""
+    return subprocess.run(["ping", "-c", "3", "-i", "0.2", "-W", "1", "-I", "ovirtmgmt", address],
+                          capture_output=True).returncode == 0
+
+
+def neighbour_mac(address: str) -> str:
+    shown = subprocess.run(["ip", "neigh", "show", address, "dev", "ovirtmgmt"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    return shown[shown.index("lladdr") + 1].lower() if "lladdr" in shown else ""
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +109,11 @@ def test_a_nic_is_hot_plugged_relinked_unplugged_and_removed(
     assert interface is not None, "the hot-plugged NIC is not in the live domain"
     assert interface.find("source").get("bridge") == "ovirtmgmt"  # type: ignore[union-attr]
     assert [n.name for n in nics.list()] == ["hot1"]
+    # The guest takes an address on it by DHCP, and this machine reaches that address
+    # through the NIC's own MAC.
+    address = guest_address(vm.id)
+    assert reaches(address)
+    assert neighbour_mac(address) == nic.mac.address.lower()
 
     changed = nics.nic_service(nic.id).update(types.Nic(linked=False))
     assert changed.linked is False and changed.plugged is True
@@ -100,6 +132,7 @@ def test_a_nic_is_hot_plugged_relinked_unplugged_and_removed(
     unplugged = nics.nic_service(nic.id).update(types.Nic(plugged=False))
     assert unplugged.plugged is False
     assert live_interface(vm.id, nic.mac.address) is None
+    assert not reaches(address)  # the guest's only NIC is gone
     nics.nic_service(nic.id).remove()
     assert nics.list() == []
 

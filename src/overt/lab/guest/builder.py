@@ -1,7 +1,8 @@
 """Building the test guest: an initramfs of busybox plus a bootable MBR/extlinux disk.
 
 The guest prints BOOT_MARKER on its serial console once booted, powers off on an
-ACPI power-button press, takes an address by DHCP on every NIC, shows a heartbeat
+ACPI power-button press, takes an address by DHCP on every NIC (NICs plugged while it
+runs too, within a second), shows a heartbeat
 line a second on its screen, prints a counter line (COUNTER_PREFIX and a number from 0)
 every 100 ms on its serial console and echoes what is typed on its keyboard (typing
 `busy` makes it rewrite 32 MiB of its memory in a loop, for migration benchmarks). When a cdrom
@@ -144,6 +145,7 @@ def _initramfs(busybox: bytes, applets: list[str], modules: dict[str, bytes]) ->
         Entry.file("etc/inittab", _guest_file("inittab")),
         Entry.file("etc/rcS", rcs, 0o755),
         Entry.file("etc/heartbeat", _guest_file("heartbeat"), 0o755),
+        Entry.file("etc/nics", _guest_file("nics"), 0o755),
         Entry.file("etc/counter", _guest_file("counter"), 0o755),
         Entry.file("etc/keyboard", _guest_file("keyboard"), 0o755),
         Entry.file("etc/nocloud", _guest_file("nocloud"), 0o755),

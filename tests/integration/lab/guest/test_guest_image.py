@@ -41,7 +41,7 @@ def test_initramfs_is_a_cpio_archive_the_cpio_tool_reads(guest_image: GuestImage
                              capture_output=True, check=True).stdout.decode().split()
     for member in ("init", "bin/busybox", "dev/console", "etc/inittab", "etc/keyboard", "etc/counter",
                    "etc/acpi/PWRF/00000080", "lib/modules/virtio_net.ko", "etc/nocloud",
-                   "etc/command-port",
+                   "etc/command-port", "etc/nics",
                    "lib/modules/ata_piix.ko", "lib/modules/sr_mod.ko", "lib/modules/isofs.ko"):
         assert member in listing
 
