@@ -37,7 +37,7 @@ from overt.engine.jobs.kinds import (
 )
 from overt.engine.model import migration_options
 from overt.engine.model.errors import Conflict, InvalidInput
-from overt.engine.model.initialization import Initialization
+from overt.engine.model.initialization import Initialization, replaced_initialization
 from overt.engine.model.migration_options import MigrationOptions
 from overt.engine.model.operating_systems import operating_system
 from overt.engine.model.placement_policy import migration_refusal
@@ -279,7 +279,7 @@ async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput, user
     if data.boot_devices:
         vm.boot_devices, changed = _boot(data.boot_devices), True
     if data.initialization is not None:
-        vm.initialization, changed = _replace_initialization(vm, data.initialization), True
+        vm.initialization, changed = replaced_initialization(vm.initialization, data.initialization), True
     if data.high_availability is not None:
         vm.high_availability = data.high_availability
     if await set_vm_lease(session, vm, data.lease, unset=data.lease_unset):
@@ -304,18 +304,6 @@ async def _apply_instance_type(session: AsyncSession, vm: Vm, ref: lookup.Ref) -
     vm.cpu_sockets, vm.cpu_cores, vm.cpu_threads = \
         kind.cpu_sockets, kind.cpu_cores, kind.cpu_threads
     return before != (vm.memory_mib, vm.cpu_sockets, vm.cpu_cores, vm.cpu_threads)
-
-
-def _replace_initialization(vm: Vm, new: Initialization) -> dict[str, object] | None:
-    """The VM's new initialization. A client sending back what it read has no root password
-    to send (it is never shown): the stored one stays unless a new one is given. An empty
-    `<initialization/>` removes it, password included."""
-    if new == Initialization():
-        return None
-    if new.root_password is None and vm.initialization:
-        kept = Initialization.from_json(vm.initialization).root_password
-        return {**new.to_json(), **({"root_password": kept} if kept else {})}
-    return new.to_json()
 
 
 def _update_migration(vm: Vm, data: VmInput) -> None:
