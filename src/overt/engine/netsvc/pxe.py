@@ -42,9 +42,14 @@ class BootEntry:
 
 def ipxe_script(entry: BootEntry) -> str:
     """The iPXE script: the files from the engine's HTTP server on the address that gave
-    the script (`${next-server}`), or else by TFTP, relative to the script."""
+    the script (`${next-server}`), or else by TFTP, relative to the script.
+
+    `initrd=` names the initramfs for the kernel's EFI stub: under UEFI, iPXE hands the
+    kernel the images it loaded by name, and without it the kernel finds no initramfs
+    (a BIOS boot ignores the argument)."""
     base = f"http://${{next-server}}:{entry.http_port}/" if entry.http_port else ""
-    return (f"#!ipxe\necho Overt network boot\nkernel {base}{KERNEL} {entry.cmdline}\n"
+    return (f"#!ipxe\necho Overt network boot\n"
+            f"kernel {base}{KERNEL} initrd={INITRD} {entry.cmdline}\n"
             f"initrd {base}{INITRD}\nboot\n")
 
 

@@ -104,11 +104,11 @@ def test_the_tftp_root_holds_the_entry_and_follows_its_changes(tmp_path: Path) -
     assert (root / "initrd.img").read_bytes() == b"initrd"
     assert (root / "boot.ipxe").read_text() == ipxe_script(entry)
     assert ipxe_script(entry).splitlines() == [
-        "#!ipxe", "echo Overt network boot", "kernel vmlinuz console=ttyS0 a=1",
+        "#!ipxe", "echo Overt network boot", "kernel vmlinuz initrd=initrd.img console=ttyS0 a=1",
         "initrd initrd.img", "boot"]
     over_http = BootEntry(kernel, initrd, "console=ttyS0 a=1", http_port=8480)
     assert ipxe_script(over_http).splitlines()[2:4] == [
-        "kernel http://${next-server}:8480/vmlinuz console=ttyS0 a=1",
+        "kernel http://${next-server}:8480/vmlinuz initrd=initrd.img console=ttyS0 a=1",
         "initrd http://${next-server}:8480/initrd.img"]
     kernel.write_bytes(b"kernel, version 2")
     changed = BootEntry(kernel, initrd, "console=ttyS0 a=2")
