@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from overt.bus.amqp.url import require_tls
 from overt.node.snmp.traps import parse_target
+from overt.snmp.trap import check_engine_id
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +101,23 @@ class NodeSettings(BaseSettings):
         "(`python -m overt.node.snmp --state-file`); default DATA_DIR/snmp-state.json when "
         "a trap target is set.")
     snmp_trap_target: str | None = Field(
-        None, description="HOST[:PORT] that gets an SNMPv2c trap on each VM state change; "
-        "the community comes from snmp_community_file or OVERT_SNMP_COMMUNITY (no default).")
+        None, description="HOST[:PORT] that gets an SNMP trap on each VM state change: v3 with "
+        "snmp_trap_v3_user, else v2c with the community from snmp_community_file or "
+        "OVERT_SNMP_COMMUNITY (no default).")
     snmp_community_file: Path | None = Field(
         None, description="File whose first line is the SNMP community for traps.")
+    snmp_trap_v3_user: str | None = Field(
+        None, description="Send the traps as this SNMPv3 user at authPriv (SHA, AES) instead "
+        "of v2c; its passphrases come from snmp_trap_v3_auth_file / snmp_trap_v3_priv_file "
+        "or OVERT_SNMP_V3_AUTH_PASSPHRASE / OVERT_SNMP_V3_PRIV_PASSPHRASE (no default).")
+    snmp_trap_v3_auth_file: Path | None = Field(
+        None, description="File whose first line is the SNMPv3 authentication passphrase.")
+    snmp_trap_v3_priv_file: Path | None = Field(
+        None, description="File whose first line is the SNMPv3 privacy passphrase.")
+    snmp_trap_engine_id: str | None = Field(
+        None, description="The node's SNMP engine id for v3 traps (0x + 5-32 bytes in hex), "
+        "which the receiver's `createUser -e` names; default: from the host name "
+        "(0x80001f8804 + its hex), logged at start.")
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     test_start_delay_s: float = Field(
@@ -117,6 +131,11 @@ class NodeSettings(BaseSettings):
         if target is not None:
             parse_target(target)  # ValueError: a readable settings error
         return target
+
+    @field_validator("snmp_trap_engine_id")
+    @classmethod
+    def _trap_engine_id(cls, engine_id: str | None) -> str | None:
+        return check_engine_id(engine_id) if engine_id is not None else None
 
     @field_validator("bus")
     @classmethod

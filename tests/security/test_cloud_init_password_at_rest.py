@@ -5,6 +5,7 @@ only the start that renders the config drive opens it."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import ovirtsdk4.types as types
 import pytest
 from sqlalchemy import select
 
-from overt.engine.db.tables import Vm
+from overt.engine.db.tables import Template, Vm
 from tests.support.engine import RunningEngine, start_engine
 
 PASSWORD = "Root-pw-4-cloud-init-7f3a"
@@ -59,4 +60,47 @@ def test_the_root_password_is_not_in_the_database_in_clear_text(
     assert stored["host_name"] == "web2"
     sealed = str(stored["root_password"])
     assert sealed.startswith("v1:") and PASSWORD not in sealed
+    assert PASSWORD.encode() not in _database_bytes(engine.runtime.settings.data_dir)
+
+
+def test_a_template_s_root_password_is_sealed_and_kept_across_edits(
+        engine: RunningEngine) -> None:
+    """Given on a template (made or edited), sealed the same way; an edit without a password
+    keeps it, and a VM made from the template takes the sealed one."""
+    conn = sdk.Connection(url=engine.url, username="admin@internal", password=engine.password,
+                          ca_file=str(engine.ca_file))
+    try:
+        system = conn.system_service()
+        source = system.vms_service().add(types.Vm(
+            name="sealed-tpl-src", cluster=types.Cluster(name="Default"),
+            template=types.Template(name="Blank"), memory=256 * 2**20))
+        templates = system.templates_service()
+        made = templates.add(types.Template(
+            name="sealed-tpl", vm=types.Vm(id=source.id),
+            initialization=types.Initialization(host_name="tpl1", root_password=PASSWORD)))
+        service = templates.template_service(made.id)
+        deadline = time.monotonic() + 30
+        while service.get().status != types.TemplateStatus.OK:
+            assert time.monotonic() < deadline, "the template did not become ok"
+            time.sleep(0.1)
+        edited = service.update(types.Template(
+            initialization=types.Initialization(host_name="tpl2")))
+        assert edited.initialization.root_password is None
+        system.vms_service().add(types.Vm(
+            name="sealed-from-tpl", cluster=types.Cluster(name="Default"),
+            template=types.Template(name="sealed-tpl")))
+    finally:
+        conn.close()
+
+    async def read() -> dict[str, object]:
+        async with engine.runtime.db.transaction() as session:
+            template = (await session.execute(
+                select(Template).where(Template.name == "sealed-tpl"))).scalar_one()
+            return dict(template.initialization or {})
+    stored = asyncio.run_coroutine_threadsafe(read(), engine.loop).result(timeout=30)
+    assert stored["host_name"] == "tpl2"
+    sealed = str(stored["root_password"])
+    assert sealed.startswith("v1:") and PASSWORD not in sealed
+    inherited = _stored_initialization(engine, "sealed-from-tpl")
+    assert inherited["host_name"] == "tpl2" and inherited["root_password"] == sealed
     assert PASSWORD.encode() not in _database_bytes(engine.runtime.settings.data_dir)

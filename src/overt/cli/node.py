@@ -61,10 +61,21 @@ def node(
     virt_type: Annotated[str | None, typer.Option(
         help="auto (probe whether KVM boots guests), kvm or qemu.")] = None,
     snmp_trap_target: Annotated[str | None, typer.Option(
-        help="HOST[:PORT] that gets an SNMPv2c trap on each VM state change (community from "
-        "--snmp-community-file or OVERT_SNMP_COMMUNITY).")] = None,
+        help="HOST[:PORT] that gets an SNMP trap on each VM state change (v2c with the "
+        "community from --snmp-community-file or OVERT_SNMP_COMMUNITY, or v3).")] = None,
     snmp_community_file: Annotated[Path | None, typer.Option(
         help="File whose first line is the SNMP trap community.")] = None,
+    snmp_trap_v3_user: Annotated[str | None, typer.Option(
+        help="Send the traps as this SNMPv3 user (authPriv, SHA/AES) instead of v2c.")] = None,
+    snmp_trap_v3_auth_file: Annotated[Path | None, typer.Option(
+        help="File whose first line is the v3 authentication passphrase (else "
+        "OVERT_SNMP_V3_AUTH_PASSPHRASE).")] = None,
+    snmp_trap_v3_priv_file: Annotated[Path | None, typer.Option(
+        help="File whose first line is the v3 privacy passphrase (else "
+        "OVERT_SNMP_V3_PRIV_PASSPHRASE).")] = None,
+    snmp_trap_engine_id: Annotated[str | None, typer.Option(
+        help="The node's SNMP engine id for v3 traps (0x + hex; default from the host "
+        "name).")] = None,
     snmp_state_file: Annotated[Path | None, typer.Option(
         help="State file snmpd's exporter reads (DATA_DIR/snmp-state.json).")] = None,
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING.")] = None,
@@ -86,7 +97,10 @@ def node(
         "log_level": log_level, "log_format": log_format,
         "discovery_domain": discovery_domain, "discovery_nameserver": discovery_nameserver,
         "snmp_trap_target": snmp_trap_target, "snmp_community_file": snmp_community_file,
-        "snmp_state_file": snmp_state_file,
+        "snmp_state_file": snmp_state_file, "snmp_trap_v3_user": snmp_trap_v3_user,
+        "snmp_trap_v3_auth_file": snmp_trap_v3_auth_file,
+        "snmp_trap_v3_priv_file": snmp_trap_v3_priv_file,
+        "snmp_trap_engine_id": snmp_trap_engine_id,
     }
     try:
         settings = NodeSettings(**{k: v for k, v in given.items() if v is not None})

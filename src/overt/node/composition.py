@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 
 from overt.bus.base import AgentTransport
 from overt.bus.direct.agent import AgentServerSettings, DirectAgentTransport
@@ -27,8 +28,9 @@ from overt.node.leases.service import SOCKET_NAME, ensure_keeper, watch_keeper
 from overt.node.managed import ManagedAgentTransport
 from overt.node.networks import HostNetworks
 from overt.node.snmp.reporter import SnmpReporter
-from overt.node.snmp.traps import TrapSender, load_community
+from overt.node.snmp.traps import TrapSender, default_engine_id, load_community, load_v3
 from overt.node.storage.local import LocalVolumes
+from overt.snmp.trap import Credentials, V2c
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,19 @@ def build_agent(settings: NodeSettings, transport: AgentTransport | None = None)
     )
 
 
+def trap_credentials(settings: NodeSettings) -> Credentials:
+    """SNMPv3 (authPriv) when a v3 user is set, else the v2c community; TrapError if the
+    secrets cannot be had."""
+    if settings.snmp_trap_v3_user is None:
+        return V2c(load_community(settings.snmp_community_file))
+    engine_id = settings.snmp_trap_engine_id or default_engine_id(socket.gethostname())
+    credentials = load_v3(settings.snmp_trap_v3_user, settings.snmp_trap_v3_auth_file,
+                          settings.snmp_trap_v3_priv_file, engine_id)
+    log.info("SNMP traps: SNMPv3 user %s (authPriv, SHA/AES), engine id %s",
+             credentials.user, credentials.engine_id)
+    return credentials
+
+
 def build_snmp(settings: NodeSettings) -> SnmpReporter | None:
     """The SNMP view if configured (a state file or a trap target); TrapError without a
     community for the traps."""
@@ -95,8 +110,7 @@ def build_snmp(settings: NodeSettings) -> SnmpReporter | None:
         return None
     sender = None
     if settings.snmp_trap_target is not None:
-        sender = TrapSender(settings.snmp_trap_target,
-                            load_community(settings.snmp_community_file))
+        sender = TrapSender(settings.snmp_trap_target, trap_credentials(settings))
     return SnmpReporter(settings.snmp_state_file or settings.data_dir / "snmp-state.json",
                         sender)
 

@@ -25,6 +25,15 @@ class BootDevice(StrEnum):
     CDROM = "cdrom"
 
 
+class BiosType(StrEnum):
+    """oVirt's `bios.type`: the machine type and its firmware (SeaBIOS, or OVMF for UEFI)."""
+
+    I440FX_SEA_BIOS = "i440fx_sea_bios"
+    Q35_SEA_BIOS = "q35_sea_bios"
+    Q35_OVMF = "q35_ovmf"
+    Q35_SECURE_BOOT = "q35_secure_boot"
+
+
 class DiskFormat(StrEnum):
     RAW = "raw"
     QCOW2 = "qcow2"
@@ -164,6 +173,7 @@ class VmSpec(WireModel):
     name: str
     memory_mib: int = Field(ge=16, le=4 * 1024 * 1024)
     cpu: CpuTopology = CpuTopology()
+    bios: BiosType = BiosType.I440FX_SEA_BIOS
     boot: tuple[BootDevice, ...] = (BootDevice.HD,)
     disks: tuple[DiskSpec, ...] = ()
     nics: tuple[NicSpec, ...] = ()

@@ -155,6 +155,7 @@ def read_vm(node: Node) -> VmInput:
         os_type=os_node.get_str("type") if os_node is not None else None,
         instance_type=ref_of(node.child("instance_type")),
         boot_devices=boot,
+        bios_type=bios.get_str("type") if (bios := node.child("bios")) is not None else None,
         initialization=read_initialization(init) if init is not None else None,
         high_availability=ha.get_bool("enabled") if ha is not None else None,
         lease=lease_domain, lease_unset=lease is not None and lease_domain is None,

@@ -167,6 +167,7 @@ def vm(v: t.Vm, *, nics: Sequence[Representation] | None = None,
         else -1,
         "origin": "ovirt" if v.origin == "overt" else v.origin,
         "os": {"boot": {"devices": {"device": list(v.boot_devices)}}, "type": v.os_type},
+        "bios": {"type": v.bios_type},
         "instance_type": ref("instancetypes", v.instance_type_id),
         "initialization": initialization_view(Initialization.from_json(v.initialization))
         if v.initialization else None,

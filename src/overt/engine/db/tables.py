@@ -398,6 +398,9 @@ class Vm(Base):
     cpu_threads: Mapped[int] = mapped_column(default=1)
     os_type: Mapped[str] = mapped_column(String(64), default="other")
     boot_devices: Mapped[list[Any]] = mapped_column(default=lambda: ["hd"])
+    # oVirt's bios.type: machine and firmware (`protocol.vm.BiosType`), taken at the next run
+    bios_type: Mapped[str] = mapped_column(String(32), default="i440fx_sea_bios",
+                                           server_default="i440fx_sea_bios")
     instance_type_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("instance_types.id", ondelete="SET NULL"))
     # The ISO disk in the VM's cdrom: for its next run, and in the running VM (as the last

@@ -210,3 +210,16 @@ def _check_nic(nic: NicConfiguration) -> None:
                 ipaddress.IPv4Address(nic.gateway)
         except ValueError as exc:
             raise InvalidInput(f"{what}: {exc}") from None
+
+
+def replaced_initialization(stored: dict[str, Any] | None,
+                            new: Initialization) -> dict[str, Any] | None:
+    """A VM's or template's new initialization. A client sending back what it read has no
+    root password to send (it is never shown): the stored one stays unless a new one is
+    given. An empty `<initialization/>` removes it, password included."""
+    if new == Initialization():
+        return None
+    if new.root_password is None and stored:
+        kept = Initialization.from_json(stored).root_password
+        return {**new.to_json(), **({"root_password": kept} if kept else {})}
+    return new.to_json()

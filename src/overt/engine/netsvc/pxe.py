@@ -2,9 +2,10 @@
 entry (a kernel, its initramfs and their command line) through an iPXE script.
 
 QEMU's NIC boot ROMs are iPXE (Debian's ipxe-qemu): they ask DHCP with option 175 and get
-`boot.ipxe` at once. Any other PXE client gets iPXE itself first (`undionly.kpxe`, from
-Debian's ipxe), which asks again and gets the script. The TFTP root is the engine's own
-directory; what it holds is only what the plan names.
+`boot.ipxe` at once. Any other PXE client gets iPXE itself first (from Debian's ipxe), which
+asks again and gets the script: `undionly.kpxe` for BIOS clients, `ipxe.efi` for UEFI ones
+(DHCP option 93, client architecture 7 or 9: x86-64 UEFI, as OVMF's own PXE sends).
+The TFTP root is the engine's own directory; what it holds is only what the plan names.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ KERNEL = "vmlinuz"
 INITRD = "initrd.img"
 CHAIN = "undionly.kpxe"
 CHAIN_SOURCE = Path("/usr/lib/ipxe/undionly.kpxe")
+EFI_CHAIN = "ipxe.efi"
+EFI_CHAIN_SOURCE = Path("/usr/lib/ipxe/ipxe.efi")
 IPXE_TAG = "ipxe"  # the dnsmasq tag of a client that is already iPXE (DHCP option 175)
+EFI_TAG = "efi64"  # the tag of an x86-64 UEFI client (RFC 4578 architectures 7 and 9)
+EFI_ARCHITECTURES = (7, 9)
 # The test guest, talking on its first serial port; `overt.boot=network` tells whoever
 # reads the console how it booted.
 DEFAULT_CMDLINE = "console=ttyS0,115200 panic=-1 loglevel=6 consoleblank=0 overt.boot=network"
@@ -37,9 +42,14 @@ class BootEntry:
 
 def ipxe_script(entry: BootEntry) -> str:
     """The iPXE script: the files from the engine's HTTP server on the address that gave
-    the script (`${next-server}`), or else by TFTP, relative to the script."""
+    the script (`${next-server}`), or else by TFTP, relative to the script.
+
+    `initrd=` names the initramfs for the kernel's EFI stub: under UEFI, iPXE hands the
+    kernel the images it loaded by name, and without it the kernel finds no initramfs
+    (a BIOS boot ignores the argument)."""
     base = f"http://${{next-server}}:{entry.http_port}/" if entry.http_port else ""
-    return (f"#!ipxe\necho Overt network boot\nkernel {base}{KERNEL} {entry.cmdline}\n"
+    return (f"#!ipxe\necho Overt network boot\n"
+            f"kernel {base}{KERNEL} initrd={INITRD} {entry.cmdline}\n"
             f"initrd {base}{INITRD}\nboot\n")
 
 
@@ -50,8 +60,11 @@ def dnsmasq_lines(tftp_root: Path) -> list[str]:
         f"dhcp-match=set:{IPXE_TAG},175",
         # iPXE's no-proxydhcp: there is no ProxyDHCP server to wait for (it waits seconds)
         "dhcp-option=encap:175,176,1b",
+        *(f"dhcp-match=set:{EFI_TAG},option:client-arch,{arch}" for arch in EFI_ARCHITECTURES),
+        # disjoint tag sets: which line dnsmasq tries first does not matter
         f"dhcp-boot=tag:{IPXE_TAG},{SCRIPT}",
-        f"dhcp-boot=tag:!{IPXE_TAG},{CHAIN}",
+        f"dhcp-boot=tag:!{IPXE_TAG},tag:{EFI_TAG},{EFI_CHAIN}",
+        f"dhcp-boot=tag:!{IPXE_TAG},tag:!{EFI_TAG},{CHAIN}",
     ]
 
 
@@ -68,13 +81,15 @@ def _copy_if_changed(source: Path, target: Path) -> None:
 
 
 def prepare_tftp_root(root: Path, kernel: Path, initrd: Path, entry: BootEntry) -> None:
-    """Fill the TFTP root: the kernel, the initramfs, the script, and iPXE to chain into
-    when Debian's ipxe is installed (without it only iPXE clients boot)."""
+    """Fill the TFTP root: the kernel, the initramfs, the script, and iPXE (BIOS and UEFI
+    builds) to chain into when Debian's ipxe is installed (without it only iPXE clients
+    boot)."""
     root.mkdir(parents=True, exist_ok=True, mode=0o755)
     _copy_if_changed(kernel, root / KERNEL)
     _copy_if_changed(initrd, root / INITRD)
-    if CHAIN_SOURCE.exists():
-        _copy_if_changed(CHAIN_SOURCE, root / CHAIN)
+    for source, name in ((CHAIN_SOURCE, CHAIN), (EFI_CHAIN_SOURCE, EFI_CHAIN)):
+        if source.exists():
+            _copy_if_changed(source, root / name)
     script = root / SCRIPT
     text = ipxe_script(entry)
     if not script.exists() or script.read_text() != text:

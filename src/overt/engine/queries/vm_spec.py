@@ -24,6 +24,7 @@ from overt.engine.queries.shared_storage import extent_of, lun_of
 from overt.engine.queries.snapshot_chains import snapshot_volumes, volume_location
 from overt.protocol.vm import (
     BackingLayer,
+    BiosType,
     BootDevice,
     CdromSpec,
     ConfigDriveSpec,
@@ -183,7 +184,7 @@ async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
     return VmSpec(
         id=vm.id, name=vm.name, memory_mib=vm.memory_mib,
         cpu=CpuTopology(sockets=vm.cpu_sockets, cores=vm.cpu_cores, threads=vm.cpu_threads),
-        boot=boot or (BootDevice.HD,), disks=tuple(disks), nics=tuple(nics),
+        bios=BiosType(vm.bios_type), boot=boot or (BootDevice.HD,), disks=tuple(disks), nics=tuple(nics),
         graphics=GraphicsSpec(password=vnc_password, listen=display_address),
         serial_log=f"{CONSOLE_LOG_DIR}/{vm.id}.log", spec_version=vm.spec_version,
         config_drive=config_drive, lease=await lease_spec(session, vm, lease_io_timeout_s),

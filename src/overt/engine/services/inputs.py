@@ -77,6 +77,7 @@ class VmInput:
     os_type: str | None = None
     instance_type: Ref | None = None
     boot_devices: list[str] | None = None
+    bios_type: str | None = None  # oVirt's bios.type, checked by the service
     initialization: Initialization | None = None  # cloud-init, checked already
     high_availability: bool | None = None
     lease: Ref | None = None  # the storage domain of the VM's lease

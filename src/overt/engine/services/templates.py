@@ -4,6 +4,7 @@ thin copies of them or full clones; removed when no VM is based on them."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,12 +14,13 @@ from overt.engine.db.seed import BLANK_TEMPLATE_ID
 from overt.engine.db.tables import Disk, DiskAttachment, Job, StorageDomain, Template, User, Vm
 from overt.engine.jobs.kinds import CloneVm, CreateDisk, CreateTemplate, RemoveDisk
 from overt.engine.model.errors import Conflict, InvalidInput
+from overt.engine.model.initialization import Initialization, replaced_initialization
 from overt.engine.model.status import DiskFormat, DiskStatus, TemplateStatus, VmStatus
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 from overt.engine.services.disk_copies import CopyTarget, attachments_of, check_sources, new_copy
 from overt.engine.services.jobs import JobSubmitter
-from overt.engine.services.vms import check_vm_name
+from overt.engine.services.vms import check_vm_name, memory_mib
 
 
 async def import_image_template(
@@ -57,10 +59,12 @@ async def create_template_from_vm(
     user: User, description: str | None = None,
     targets: dict[uuid.UUID, CopyTarget] | None = None,
     default_target: CopyTarget | None = None,
+    initialization: Initialization | None = None,
 ) -> Template:
     """oVirt's template from a VM: the down VM's configuration, and full (flattened) copies
     of its disks on the same domain or the one asked for per disk (`targets`, by the VM's
-    disk id) or for all (`default_target`). The template is `locked` until its job ends."""
+    disk id) or for all (`default_target`). The template is `locked` until its job ends.
+    Its cloud-init is the `initialization` given, else the VM's."""
     what = "add Template"
     if not name:
         raise InvalidInput("template.name is required")
@@ -82,7 +86,9 @@ async def create_template_from_vm(
                         cluster_id=source.cluster_id, memory_mib=source.memory_mib,
                         cpu_sockets=source.cpu_sockets, cpu_cores=source.cpu_cores,
                         cpu_threads=source.cpu_threads, os_type=source.os_type,
-                        initialization=source.initialization,  # its root password sealed
+                        # its root password sealed
+                        initialization=source.initialization if initialization is None
+                        else replaced_initialization(None, initialization),
                         status=TemplateStatus.LOCKED)
     session.add(template)
     await session.flush()
@@ -102,6 +108,43 @@ async def create_template_from_vm(
     audit.record(session, f"Template {name} is being created from VM {source.name} by "
                  f"{user.user_name}", code=audit.TEMPLATE_ADDING, vm_id=source.id,
                  cluster_id=source.cluster_id, user_id=user.id)
+    return template
+
+
+@dataclass(frozen=True)
+class TemplateEdit:
+    """What `PUT /templates/{id}` may change (None: unchanged)."""
+
+    name: str | None = None
+    description: str | None = None
+    memory_bytes: int | None = None
+    initialization: Initialization | None = None  # checked and sealed already
+
+
+async def update_template(session: AsyncSession, template_id: uuid.UUID, edit: TemplateEdit,
+                          user: User) -> Template:
+    """oVirt's template edit: its name, description, memory and cloud-init, which VMs made
+    from it afterwards take (VMs made before keep theirs, as in oVirt)."""
+    template = await lookup.get(session, Template, template_id, for_update=True)
+    if template.status == TemplateStatus.LOCKED:
+        raise Conflict(f"Cannot edit Template. Template {template.name} is locked (its disks "
+                       "are being made); try again when it is ok.")
+    if edit.name is not None and edit.name != template.name:
+        if template.id == BLANK_TEMPLATE_ID:
+            raise Conflict("Cannot edit Template. The Blank template cannot be renamed.")
+        check_vm_name(edit.name)
+        if await lookup.name_taken(session, Template, edit.name, other_than=template.id):
+            raise Conflict(f"Cannot edit Template. The name {edit.name!r} is already in use.")
+        template.name = edit.name
+    if edit.description is not None:
+        template.description = edit.description
+    if edit.memory_bytes is not None:
+        template.memory_mib = memory_mib(edit.memory_bytes)
+    if edit.initialization is not None:
+        template.initialization = replaced_initialization(template.initialization,
+                                                          edit.initialization)
+    audit.record(session, f"Template {template.name} was updated by {user.user_name}",
+                 code=audit.TEMPLATE_UPDATED, user_id=user.id)
     return template
 
 

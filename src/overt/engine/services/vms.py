@@ -37,7 +37,7 @@ from overt.engine.jobs.kinds import (
 )
 from overt.engine.model import migration_options
 from overt.engine.model.errors import Conflict, InvalidInput
-from overt.engine.model.initialization import Initialization
+from overt.engine.model.initialization import Initialization, replaced_initialization
 from overt.engine.model.migration_options import MigrationOptions
 from overt.engine.model.operating_systems import operating_system
 from overt.engine.model.placement_policy import migration_refusal
@@ -67,6 +67,7 @@ from overt.engine.services.jobs import JobSubmitter
 from overt.engine.services.vm_leases import set_vm_lease
 from overt.engine.services.vm_nics import add_nic
 from overt.engine.services.vm_placement import set_placement_policy
+from overt.protocol.vm import BiosType
 
 MIB = 1 << 20
 MAX_MEMORY_MIB = 4 * 1024 * 1024
@@ -112,6 +113,14 @@ def _boot(devices: list[str]) -> list[str]:
     return devices
 
 
+def _bios(value: str) -> str:
+    """oVirt's bios.type, one of its four values (UEFI: `q35_ovmf`, `q35_secure_boot`)."""
+    allowed = [b.value for b in BiosType]
+    if value not in allowed:
+        raise InvalidInput(f"vm.bios.type {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
 MAX_HA_PRIORITY = 100
 
 
@@ -145,6 +154,7 @@ async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user:
         cpu_threads=data.threads or template.cpu_threads, os_type=check_os_type(data.os_type) if data.os_type
         else template.os_type,
         boot_devices=_boot(data.boot_devices) if data.boot_devices else ["hd"],
+        bios_type=_bios(data.bios_type) if data.bios_type else BiosType.I440FX_SEA_BIOS.value,
         # oVirt: a VM without initialization of its own takes its template's
         initialization=data.initialization.to_json() if data.initialization
         else template.initialization,
@@ -216,7 +226,7 @@ async def clone_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, 
                template_id=BLANK_TEMPLATE_ID, memory_mib=source.memory_mib,
                cpu_sockets=source.cpu_sockets, cpu_cores=source.cpu_cores,
                cpu_threads=source.cpu_threads, os_type=source.os_type,
-               boot_devices=list(source.boot_devices),
+               boot_devices=list(source.boot_devices), bios_type=source.bios_type,
                high_availability=source.high_availability, ha_priority=source.ha_priority,
                placement_hosts=list(source.placement_hosts),
                placement_affinity=source.placement_affinity,
@@ -278,8 +288,10 @@ async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput, user
         vm.os_type = check_os_type(data.os_type)
     if data.boot_devices:
         vm.boot_devices, changed = _boot(data.boot_devices), True
+    if data.bios_type and _bios(data.bios_type) != vm.bios_type:
+        vm.bios_type, changed = _bios(data.bios_type), True
     if data.initialization is not None:
-        vm.initialization, changed = _replace_initialization(vm, data.initialization), True
+        vm.initialization, changed = replaced_initialization(vm.initialization, data.initialization), True
     if data.high_availability is not None:
         vm.high_availability = data.high_availability
     if await set_vm_lease(session, vm, data.lease, unset=data.lease_unset):
@@ -304,18 +316,6 @@ async def _apply_instance_type(session: AsyncSession, vm: Vm, ref: lookup.Ref) -
     vm.cpu_sockets, vm.cpu_cores, vm.cpu_threads = \
         kind.cpu_sockets, kind.cpu_cores, kind.cpu_threads
     return before != (vm.memory_mib, vm.cpu_sockets, vm.cpu_cores, vm.cpu_threads)
-
-
-def _replace_initialization(vm: Vm, new: Initialization) -> dict[str, object] | None:
-    """The VM's new initialization. A client sending back what it read has no root password
-    to send (it is never shown): the stored one stays unless a new one is given. An empty
-    `<initialization/>` removes it, password included."""
-    if new == Initialization():
-        return None
-    if new.root_password is None and vm.initialization:
-        kept = Initialization.from_json(vm.initialization).root_password
-        return {**new.to_json(), **({"root_password": kept} if kept else {})}
-    return new.to_json()
 
 
 def _update_migration(vm: Vm, data: VmInput) -> None:

@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from overt.node.hypervisor.firmware import FIRMWARE, add_firmware
 from overt.protocol.host import VirtMode
 from overt.protocol.vm import (
     BootDevice,
@@ -27,7 +28,6 @@ from overt.protocol.vm import (
 
 METADATA_NS = "https://overt.dev/xmlns/vm/1"
 METADATA_PREFIX = "overt"
-MACHINE_TYPE = "pc"
 CONFIG_DRIVE_ALIAS = "ua-config-drive"  # the cloud-init cdrom's libvirt alias
 CDROM_ALIAS = "ua-cdrom"  # the VM's own cdrom drive (ISO images)
 # IDE on i440fx: the config drive is the secondary master (hdc), the VM's cdrom the
@@ -89,11 +89,13 @@ def domain_xml(spec: VmSpec, virt_mode: VirtMode, metadata: OvertMetadata, *,
         cpu.set("mode", "host-passthrough")
     ET.SubElement(cpu, "topology", sockets=str(spec.cpu.sockets), dies="1",
                   cores=str(spec.cpu.cores), threads=str(spec.cpu.threads))
+    firmware = FIRMWARE[spec.bios]
     os_ = ET.SubElement(dom, "os")
-    ET.SubElement(os_, "type", arch="x86_64", machine=MACHINE_TYPE).text = "hvm"
+    ET.SubElement(os_, "type", arch="x86_64", machine=firmware.machine).text = "hvm"
     features = ET.SubElement(dom, "features")
     ET.SubElement(features, "acpi")
     ET.SubElement(features, "apic")
+    add_firmware(os_, features, firmware)
     ET.SubElement(dom, "clock", offset="utc")
     ET.SubElement(dom, "on_poweroff").text = "destroy"
     ET.SubElement(dom, "on_reboot").text = "restart"
@@ -101,9 +103,10 @@ def domain_xml(spec: VmSpec, virt_mode: VirtMode, metadata: OvertMetadata, *,
     devices = ET.SubElement(dom, "devices")
     _add_disks(devices, spec.disks)
     if config_drive is not None:
-        devices.append(_config_drive(config_drive))
+        devices.append(_config_drive(config_drive, ide=firmware.has_ide))
     if spec.cdrom is not None:
-        devices.append(_cdrom(spec.cdrom))
+        devices.append(_cdrom(spec.cdrom if firmware.has_ide
+                              else spec.cdrom.model_copy(update={"bus": "sata"})))
     for nic in spec.nics:
         devices.append(_nic(nic))
     _set_boot_order(devices, spec)
@@ -145,12 +148,13 @@ def _boot_index(element: ET.Element) -> int:
     return len(children)
 
 
-def _config_drive(path: Path) -> ET.Element:
-    """The cloud-init NoCloud drive: an IDE cdrom (every guest kernel reads it), read-only."""
+def _config_drive(path: Path, *, ide: bool = True) -> ET.Element:
+    """The cloud-init NoCloud drive: an IDE cdrom (every guest kernel reads it), read-only;
+    SATA on machines without IDE (q35)."""
     element = ET.Element("disk", type="file", device="cdrom")
     ET.SubElement(element, "driver", name="qemu", type="raw")
     ET.SubElement(element, "source", file=str(path))
-    ET.SubElement(element, "target", dev="hdc", bus="ide")
+    ET.SubElement(element, "target", dev="hdc" if ide else "sdy", bus="ide" if ide else "sata")
     ET.SubElement(element, "readonly")
     ET.SubElement(element, "alias", name=CONFIG_DRIVE_ALIAS)
     return element

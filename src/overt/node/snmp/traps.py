@@ -1,8 +1,10 @@
-"""SNMPv2c traps on VM state changes, sent with net-snmp's `snmptrap` (`overt.snmp.trap`).
+"""SNMP traps on VM state changes (v2c, or v3 at authPriv with SHA and AES), sent with
+net-snmp's `snmptrap` (`overt.snmp.trap`).
 
-The community is a secret: it comes from OVERT_SNMP_COMMUNITY or a file, never a default,
-and reaches `snmptrap` through a private snmp.conf (`defCommunity`), not its command line
-where any local user could read it in the process list.
+The community and the v3 passphrases are secrets: they come from files or the environment
+(OVERT_SNMP_COMMUNITY, OVERT_SNMP_V3_AUTH_PASSPHRASE, OVERT_SNMP_V3_PRIV_PASSPHRASE),
+never a default, and reach `snmptrap` through a private snmp.conf, not its command line
+where any local user could read them in the process list, nor its environment.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from overt.node.snmp.mib import (
     VM_STATES,
 )
 from overt.node.snmp.snapshot import VmRow
+from overt.node.snmp.snmpd_conf import AUTH_ENV, PRIV_ENV, SnmpConfigError, load_usm_user
 from overt.snmp.targets import parse_target
-from overt.snmp.trap import TrapError, V2c, VarBind, command, send_trap
+from overt.snmp.trap import V3, Credentials, TrapError, VarBind, check_engine_id, command, send_trap
 
-__all__ = ["COMMUNITY_ENV", "TrapError", "TrapSender", "load_community", "parse_target"]
+__all__ = ["COMMUNITY_ENV", "TrapError", "TrapSender", "default_engine_id", "load_community",
+           "load_v3", "parse_target"]
 
 COMMUNITY_ENV = "OVERT_SNMP_COMMUNITY"
 
@@ -47,12 +51,30 @@ def load_community(file: Path | None = None) -> str:
     return community
 
 
+def default_engine_id(hostname: str) -> str:
+    """The node's SNMP engine id when none is given: net-snmp's enterprise (8072) with the
+    host name as text (RFC 3411 format 4), so it stays the same across restarts and a
+    receiver's `createUser -e` can name it."""
+    text = hostname.encode("utf-8")[:27] or b"overt-node"
+    return "0x80001f8804" + text.hex()
+
+
+def load_v3(user: str, auth_file: Path | None, priv_file: Path | None, engine_id: str
+            ) -> V3:
+    """The v3 credentials of the node's traps; TrapError (with no secret) if unusable."""
+    try:
+        usm = load_usm_user(user, auth_file, priv_file)
+        return V3(usm.name, usm.auth, usm.priv, check_engine_id(engine_id))
+    except (SnmpConfigError, ValueError) as exc:
+        raise TrapError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class TrapSender:
     """Sends overtVmStateChange to one trap receiver."""
 
     target: str  # HOST[:PORT]
-    community: str = field(repr=False)
+    credentials: Credentials = field(repr=False)
     timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
@@ -67,11 +89,10 @@ class TrapSender:
 
     def command(self, vm: VmRow, index: int) -> list[str]:
         host, port = parse_target(self.target)
-        return command(host, port, V2c(self.community), VM_STATE_CHANGE,
-                       self.varbinds(vm, index))
+        return command(host, port, self.credentials, VM_STATE_CHANGE, self.varbinds(vm, index))
 
     async def send(self, vm: VmRow, index: int) -> None:
         host, port = parse_target(self.target)
-        await send_trap(host, port, V2c(self.community), VM_STATE_CHANGE,
+        await send_trap(host, port, self.credentials, VM_STATE_CHANGE,
                         self.varbinds(vm, index), timeout_s=self.timeout_s,
-                        hide=(COMMUNITY_ENV,))
+                        hide=(COMMUNITY_ENV, AUTH_ENV, PRIV_ENV))

@@ -25,6 +25,7 @@ from overt.node.hypervisor.domain_xml import (
 from overt.protocol.host import VirtMode
 from overt.protocol.vm import (
     BackingLayer,
+    BiosType,
     BootDevice,
     CdromSpec,
     CpuTopology,
@@ -87,13 +88,24 @@ SPECS = {
         cdrom=CdromSpec(source=NfsSource(server="10.77.1.10",
                                          path="/export/sd1/images/i11/v11")),
         graphics=None),
+    # A UEFI guest (OVMF) booting from the network, with an empty cdrom on q35's SATA.
+    "uefi-network": VmSpec(
+        id=VM_ID, name="uefi", memory_mib=256, bios=BiosType.Q35_OVMF,
+        boot=(BootDevice.NETWORK, BootDevice.HD),
+        disks=(DiskSpec(id=_id(12), source=FileSource(path="/var/lib/overt/images/u.qcow2")),),
+        nics=(NicSpec(id=_id(13), mac="56:6f:1a:00:00:03", bridge="guest"),),
+        cdrom=CdromSpec(), graphics=None),
+    "secure-boot": VmSpec(id=VM_ID, name="secure", memory_mib=256,
+                          bios=BiosType.Q35_SECURE_BOOT, graphics=None),
 }
 
 
 @pytest.mark.parametrize(("name", "mode"), [("minimal", VirtMode.QEMU), ("web", VirtMode.KVM),
                                             ("network-disks", VirtMode.QEMU),
                                             ("thin-on-nfs", VirtMode.QEMU),
-                                            ("cdrom-on-nfs", VirtMode.QEMU)])
+                                            ("cdrom-on-nfs", VirtMode.QEMU),
+                                            ("uefi-network", VirtMode.QEMU),
+                                            ("secure-boot", VirtMode.QEMU)])
 def test_domain_xml_matches_its_golden_file(name: str, mode: VirtMode) -> None:
     spec = SPECS[name]
     xml = domain_xml(spec, mode, OvertMetadata(spec.id, spec.spec_version, "job-1/step-2"))
@@ -101,6 +113,27 @@ def test_domain_xml_matches_its_golden_file(name: str, mode: VirtMode) -> None:
     if os.environ.get("OVERT_UPDATE_GOLDEN"):
         golden.write_text(xml + "\n")
     assert xml + "\n" == golden.read_text()
+
+
+@pytest.mark.parametrize("bios", list(BiosType))
+def test_each_bios_type_gets_its_machine_and_a_firmware_that_exists(bios: BiosType) -> None:
+    """The firmware files named are Debian's `ovmf`'s, installed here (scripts/setup)."""
+    spec = SPECS["minimal"].model_copy(update={"bios": bios, "config_drive": None})
+    dom = ET.fromstring(domain_xml(spec, VirtMode.QEMU, OvertMetadata(VM_ID, 1),
+                                   config_drive=Path("/run/overt/cidata.iso")))
+    machine = dom.find("os/type").get("machine")  # type: ignore[union-attr]
+    assert machine == ("pc" if bios is BiosType.I440FX_SEA_BIOS else "q35")
+    loader, nvram = dom.find("os/loader"), dom.find("os/nvram")
+    uefi = bios in (BiosType.Q35_OVMF, BiosType.Q35_SECURE_BOOT)
+    assert (loader is not None, nvram is not None) == (uefi, uefi)
+    if loader is not None and nvram is not None:
+        assert Path(loader.text or "").is_file() and Path(nvram.get("template", "")).is_file()
+        assert loader.get("readonly") == "yes" and loader.get("type") == "pflash"
+    secure = bios is BiosType.Q35_SECURE_BOOT
+    assert (dom.find("features/smm") is not None) == secure
+    assert (loader is not None and loader.get("secure") == "yes") == secure
+    (drive,) = dom.findall("devices/disk[@device='cdrom']")
+    assert drive.find("target").get("bus") == ("ide" if machine == "pc" else "sata")  # type: ignore[union-attr]
 
 
 def test_metadata_is_read_back_from_the_domain() -> None:

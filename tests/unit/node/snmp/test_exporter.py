@@ -11,7 +11,14 @@ from pydantic import ValidationError
 from overt.config import NodeSettings
 from overt.node.snmp.pass_persist import serve
 from overt.node.snmp.snapshot import NodeSnapshot, VmRow, read_snapshot, write_snapshot
-from overt.node.snmp.traps import TrapError, TrapSender, load_community, parse_target
+from overt.node.snmp.traps import (
+    TrapError,
+    TrapSender,
+    default_engine_id,
+    load_community,
+    parse_target,
+)
+from overt.snmp.trap import V3, V2c, check_engine_id
 
 ROOT = ".1.3.6.1.4.1.99999"
 
@@ -88,7 +95,7 @@ def test_the_community_has_no_default(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_the_community_never_reaches_the_command_line() -> None:
-    sender = TrapSender("127.0.0.1:1162", "hidden-community")
+    sender = TrapSender("127.0.0.1:1162", V2c("hidden-community"))
     argv = sender.command(VmRow("web", "id", "running"), 1)
     assert "hidden-community" not in " ".join(argv)
 
@@ -97,3 +104,28 @@ def test_the_community_never_reaches_the_command_line() -> None:
 def test_trap_target_hosts_must_be_addresses_or_names(text: str) -> None:
     with pytest.raises(ValueError, match="trap target"):
         parse_target(text)
+
+
+def test_v3_passphrases_never_reach_the_command_line() -> None:
+    sender = TrapSender("127.0.0.1:1162", V3("overt-node", "auth-secret-1", "priv-secret-2",
+                                             "0x80001f88046e6f6465"))
+    argv = " ".join(sender.command(VmRow("web", "id", "running"), 1))
+    assert "auth-secret-1" not in argv and "priv-secret-2" not in argv
+    assert "-v 3 -e 0x80001f88046e6f6465" in argv
+    assert "auth-secret-1" not in repr(sender) and "priv-secret-2" not in repr(sender)
+
+
+@pytest.mark.parametrize(("hostname", "expected"), [
+    ("node-b", "0x80001f88046e6f64652d62"),
+    ("", "0x80001f88046f766572742d6e6f6465"),
+    ("n" * 40, "0x80001f8804" + "6e" * 27),
+])
+def test_the_default_engine_id_comes_from_the_host_name(hostname: str, expected: str) -> None:
+    engine_id = default_engine_id(hostname)
+    assert engine_id == expected and check_engine_id(engine_id) == engine_id
+
+
+@pytest.mark.parametrize("engine_id", ["0x12", "node-b", "0x" + "ab" * 33])
+def test_a_bad_trap_engine_id_is_a_settings_error(engine_id: str) -> None:
+    with pytest.raises(ValueError, match="snmp_trap_engine_id"):
+        NodeSettings(snmp_trap_engine_id=engine_id)

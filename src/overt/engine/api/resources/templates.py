@@ -1,4 +1,4 @@
-"""/templates: making a template from a VM, and removing one (reads: `inventory`)."""
+"""/templates: making a template from a VM, editing and removing one (reads: `inventory`)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from starlette.responses import Response
 
 from overt.engine.api import views
 from overt.engine.api.context import ApiContext
+from overt.engine.api.initialization import read_initialization, sealed_initialization
 from overt.engine.api.readers import ref_of
 from overt.engine.api.resources.common import action_done
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.wire.parse import Node
 from overt.engine.db.tables import StorageDomain
 from overt.engine.model.errors import InvalidInput
+from overt.engine.model.initialization import Initialization
 from overt.engine.model.status import DiskFormat
 from overt.engine.queries import lookup
 from overt.engine.services import templates
@@ -61,8 +63,32 @@ async def add_template(ctx: ApiContext) -> Response:
         ctx.session, ctx.services.jobs, name=body.get_str("name"), vm=ref_of(vm),
         description=body.get_str("description"), user=ctx.user,
         targets=await _disk_targets(ctx, vm),
-        default_target=await _target(ctx, body, "template.storage_domain"))
+        default_target=await _target(ctx, body, "template.storage_domain"),
+        initialization=_initialization(ctx, body))
     return ctx.render("template", views.template(template), status=201)
+
+
+@routes.put("/templates/{template_id}")
+async def update_template(ctx: ApiContext) -> Response:
+    """oVirt's template edit (name, description, memory, cloud-init)."""
+    body = await ctx.body("template")
+    memory = body.get_int("memory")
+    if memory is not None and memory <= 0:
+        raise InvalidInput(f"template.memory must be a positive number of bytes, not {memory}")
+    template = await templates.update_template(
+        ctx.session, ctx.id_param("template_id"), templates.TemplateEdit(
+            name=body.get_str("name"), description=body.get_str("description"),
+            memory_bytes=memory, initialization=_initialization(ctx, body)), ctx.user)
+    await ctx.session.flush()
+    return ctx.render("template", views.template(template))
+
+
+def _initialization(ctx: ApiContext, body: Node) -> Initialization | None:
+    """The template's `<initialization>`, checked, its root password sealed."""
+    node = body.child("initialization")
+    if node is None:
+        return None
+    return sealed_initialization(read_initialization(node), ctx.services.secrets)
 
 
 @routes.delete("/templates/{template_id}")
