@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import String, func, or_, select, type_coerce
+from sqlalchemy import String, cast, func, or_, select, type_coerce
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -70,7 +70,7 @@ class Snapshot:
     """VMs and hosts as the feed last read them (by id as text; statuses in the database's
     own form), jobs, where the change log stood and the newest stats sample."""
 
-    vms: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)
+    vms: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)  # as stored
     hosts: dict[str, tuple[str, str]] = field(default_factory=dict)
     jobs: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     position: change_log.Position = field(default_factory=change_log.Position)
@@ -89,10 +89,16 @@ def _stored(column: Any) -> Any:
     return type_coerce(column, String())
 
 
+def _text(column: Any) -> Any:
+    """An id as the database writes it as text (the change log's form): compared as it
+    is, and turned into a UUID's text only for what changed."""
+    return cast(column, String())
+
+
 _VMS = Vm.__table__.c
 _HOSTS = Host.__table__.c
-_VM_ROW = (_stored(_VMS.id), _VMS.name, _stored(_VMS.status), _stored(_VMS.host_id))
-_HOST_ROW = (_stored(_HOSTS.id), _HOSTS.name, _stored(_HOSTS.status))
+_VM_ROW = (_text(_VMS.id), _VMS.name, _stored(_VMS.status), _text(_VMS.host_id))
+_HOST_ROW = (_text(_HOSTS.id), _HOSTS.name, _stored(_HOSTS.status))
 
 
 async def take_snapshot(session: AsyncSession) -> Snapshot:
@@ -113,7 +119,7 @@ async def _read_vms(session: AsyncSession, ids: Collection[str] | None
     for where in _id_filters(_VMS.id, ids):
         for vm_id, name, vm_status, on_host in await session.execute(
                 select(*_VM_ROW).where(*where)):
-            found[str(_id(vm_id))] = (name, vm_status, _id(on_host))
+            found[vm_id] = (name, vm_status, on_host)
     return found
 
 
@@ -123,7 +129,7 @@ async def _read_hosts(session: AsyncSession, ids: Collection[str] | None
     for where in _id_filters(_HOSTS.id, ids):
         for host_id, name, host_status in await session.execute(
                 select(*_HOST_ROW).where(*where)):
-            found[str(_id(host_id))] = (name, host_status)
+            found[host_id] = (name, host_status)
     return found
 
 
@@ -162,7 +168,6 @@ async def poll(session: AsyncSession, snap: Snapshot, *, with_stats: bool = True
         vms, hosts = await _read_vms(session, None), await _read_hosts(session, None)
         vm_ids, host_ids = set(vms) | set(snap.vms), set(hosts) | set(snap.hosts)
     else:
-        vm_ids, host_ids = {str(_id(x)) for x in vm_ids}, {str(_id(x)) for x in host_ids}
         vms, hosts = await _read_vms(session, vm_ids), await _read_hosts(session, host_ids)
     changes = _vm_changes(snap, vm_ids, vms) + _host_changes(snap, host_ids, hosts)
     job_ids = {str(_id(x)) for x in changed.get("job", ())}
@@ -192,15 +197,15 @@ def _vm_changes(snap: Snapshot, ids: Collection[str],
         if now is None:
             if before is not None:
                 del snap.vms[vm_id]
-                changes.append(Change("vm", {"id": vm_id, "name": before[0],
+                changes.append(Change("vm", {"id": _id(vm_id), "name": before[0],
                                              "status": "removed", "host_id": None,
-                                             "old_host_id": before[2]}))
+                                             "old_host_id": _id(before[2])}))
         elif before != now:
             snap.vms[vm_id] = now
             name, status, host_id = now
-            changes.append(Change("vm", {"id": vm_id, "name": name, "status": status,
-                                         "host_id": host_id,
-                                         "old_host_id": before[2] if before else None,
+            changes.append(Change("vm", {"id": _id(vm_id), "name": name, "status": status,
+                                         "host_id": _id(host_id),
+                                         "old_host_id": _id(before[2]) if before else None,
                                          "new": before is None}))
     return changes
 
@@ -213,11 +218,12 @@ def _host_changes(snap: Snapshot, ids: Collection[str],
         if now is None:
             if before is not None:
                 del snap.hosts[host_id]
-                changes.append(Change("host", {"id": host_id, "name": before[0],
+                changes.append(Change("host", {"id": _id(host_id), "name": before[0],
                                                "status": "removed", "new": False}))
         elif before != now:
             snap.hosts[host_id] = now
-            changes.append(Change("host", {"id": host_id, "name": now[0], "status": now[1],
+            changes.append(Change("host", {"id": _id(host_id), "name": now[0],
+                                           "status": now[1],
                                            "new": before is None}))
     return changes
 
