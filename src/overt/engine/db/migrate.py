@@ -6,7 +6,9 @@ from importlib import resources
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import create_engine
 
+from overt.engine.db import change_log
 from overt.engine.db.database import sync_url
 
 
@@ -22,3 +24,10 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str) -> None:
     """Apply every migration the database lacks."""
     command.upgrade(alembic_config(url), "head")
+    # SQLite drops a table's triggers when a migration rebuilds it: put them back.
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.begin() as connection:
+            change_log.install(connection)
+    finally:
+        engine.dispose()

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    func,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -608,6 +609,22 @@ class AuditEvent(Base):
     job_id: Mapped[uuid.UUID | None] = mapped_column()
     correlation_id: Mapped[str | None] = mapped_column(String(128))
     origin: Mapped[str] = mapped_column(String(32), default="overt")
+
+
+class ChangeRecord(Base):
+    """One change of a VM, host, job or audit event, written by the database's triggers
+    (`db.change_log`): readers poll what changed since their position, not whole tables.
+    `xid` is the writing transaction's id on PostgreSQL (None on SQLite)."""
+
+    __tablename__ = "change_log"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                     primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(8))  # vm | host | job | audit
+    object_id: Mapped[str] = mapped_column(String(64))
+    xid: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    at: Mapped[dt.datetime] = mapped_column(server_default=func.current_timestamp(),
+                                            index=True)
 
 
 class User(Base):

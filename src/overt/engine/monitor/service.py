@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import load_only
 
 from overt.bus.base import TransportError
+from overt.engine.db import change_log
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Host, utcnow
 from overt.engine.jobs.observe import ObservedChanges
@@ -300,8 +301,11 @@ class Monitor:
             try:
                 async with self.db.transaction() as session:
                     await downsample(session)
+                async with self.db.transaction() as session:
+                    await change_log.prune(session)
             except OperationalError as exc:
-                log.warning("stats downsampling failed (%s)", exc.orig)
+                log.warning("stats downsampling or pruning the change log failed (%s)",
+                            exc.orig)
 
 
 def _take_position(host: Host, state: HostState) -> bool:
