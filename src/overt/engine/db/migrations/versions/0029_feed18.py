@@ -1,8 +1,8 @@
 """feed18: the change log (rows written by triggers on VMs, hosts, jobs, steps and audit
 events) that the portal's change feed reads instead of whole tables
 
-Revision ID: 0028_feed18
-Revises: 0027_iscsisnap
+Revision ID: 0029_feed18
+Revises: 0028_prov17
 Create Date: 2026-12-01 07:20:00.000000
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 from overt.engine.db import change_log
 
-revision = '0028_feed18'
-down_revision = '0027_iscsisnap'
+revision = '0029_feed18'
+down_revision = '0028_prov17'
 branch_labels = None
 depends_on = None
 
