@@ -95,9 +95,10 @@ async def run_qemu_img(argv: list[str], action: str,
             for _target, auth in credentials:
                 message = chap.scrub(message, auth)
             if chap.refused_login(message):
+                said = message.rsplit("': ", 1)[-1]  # libiscsi's words, not QEMU's options
                 raise NodeFailure(ErrorCode.BAD_REQUEST, f"{action} failed: the iSCSI target "
                                   "refused the login (check the CHAP user name and password "
-                                  f"of the connection): {message}") from None
+                                  f"of the connection): {said}") from None
             raise NodeFailure(failure.code, message) from None
 
 
