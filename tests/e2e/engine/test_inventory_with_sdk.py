@@ -622,8 +622,9 @@ def test_direct_lun_disks_are_added_attached_and_removed_with_the_sdk(
         types.StorageDomain(name="lun-domain")]))
     assert sorted(d.name for d in disks.list()) == before
 
-    added = disks.add(lun_disk("db-lun", 5))
+    added = disks.add(lun_disk("db-lun", 5, provisioned_size=7 * MIB))
     assert added.status == types.DiskStatus.OK and added.storage_type == types.DiskStorageType.LUN
+    assert added.provisioned_size == 0  # the LUN's, once a host reads it; not the client's
     [unit] = disks.disk_service(added.id).get().lun_storage.logical_units
     assert (unit.address, unit.port, unit.target, unit.lun_mapping) == (
         "san.example", 3260, iqn, 5)

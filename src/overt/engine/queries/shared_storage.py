@@ -61,6 +61,12 @@ def lun_of(domain: StorageDomain) -> IscsiLunRef:
                        chap=chap_of(domain))
 
 
+def lun_ref(disk: Disk) -> IscsiLunRef:
+    """A direct LUN disk's LUN."""
+    target, _, number = (disk.lun_path or "").rpartition("/")
+    return IscsiLunRef(portal=disk.lun_portal or "", target=target, lun=int(number or 0))
+
+
 def chap_of(domain: StorageDomain) -> ChapAuth | None:
     """The CHAP credentials of an iSCSI domain's connection, the password opened with
     the engine's box (it goes to the node in the command only, never to a log)."""
