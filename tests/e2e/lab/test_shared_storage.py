@@ -37,7 +37,7 @@ from overt.engine.db.tables import VmLeaseRenewal
 from overt.engine.queries import host_renews_storage_lease, vm_lease_expired
 from overt.lab.guest import BOOT_MARKER, GuestImage
 from overt.lab.lab import Lab
-from overt.lab.storage_host import CHAP_USER
+from overt.lab.storage_host import CHAP_USER, LUN_SIZE
 from overt.lab.topology import Net, Topology
 from overt.node.leases.client import LeaseClient
 from overt.protocol.ovirt_metadata import parse_metadata
@@ -850,7 +850,7 @@ def test_a_direct_lun_disk_is_a_whole_lun_a_vm_opens_over_iscsi(
     vm_id = disk_id = ""
 
     def lun_disk(name: str, number: int) -> types.Disk:
-        return types.Disk(alias=name, lun_storage=types.HostStorage(
+        return types.Disk(alias=name, provisioned_size=5 * MIB, lun_storage=types.HostStorage(
             type=types.StorageType.ISCSI, logical_units=[types.LogicalUnit(
                 address=portal, port=3260, target=target, lun_mapping=number)]))
     try:
@@ -859,6 +859,8 @@ def test_a_direct_lun_disk_is_a_whole_lun_a_vm_opens_over_iscsi(
             disks.add(lun_disk("lab-lun-taken", 1))
         assert refused.value.code == 409 and "lab-iscsi" in str(refused.value)
         disk_id = disks.add(lun_disk("lab-lun", 2)).id
+        wait_until(lambda: disks.disk_service(disk_id).get().provisioned_size == LUN_SIZE, 30,
+                   "the direct LUN disk's size to be read from its LUN")
         vms = conn.system_service().vms_service()
         [domain] = conn.system_service().storage_domains_service().list(search="name=lab-iscsi")
         vm_id = vms.add(types.Vm(name="lab-lun-vm", cluster=types.Cluster(name="Default"),
