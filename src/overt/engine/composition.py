@@ -65,6 +65,7 @@ from overt.engine.pki.broker_tls import BrokerTls
 from overt.engine.pki.pins import CertificatePins
 from overt.engine.pki.rotation import CertificateWatch
 from overt.engine.secrets import SecretBox
+from overt.engine.secrets import install as install_secret_box
 from overt.engine.services.image_transfers import ImageTransfers
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.web.app import web_routes
@@ -117,6 +118,7 @@ class EngineRuntime:
     def __post_init__(self) -> None:
         data = self.settings.data_dir
         self.db = Database(self.settings.database_url())
+        install_secret_box(SecretBox(data))
         addresses = [a for a in {public_address(self.settings), self.settings.api_address}
                      if a not in ("0.0.0.0", "::")]  # noqa: S104
         self.clock = Clock(self.settings.clock_offset_s)

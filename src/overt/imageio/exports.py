@@ -23,8 +23,9 @@ class NbdExport:
     fail: ClassVar[type[Exception]] = RuntimeError
 
     def __init__(self, source: str, image_format: str, socket_path: Path, *,
-                 read_only: bool) -> None:
+                 read_only: bool, objects: list[str] | None = None) -> None:
         self.source = source
+        self.objects = list(objects or [])  # `--object secret,...` (CHAP of an iSCSI LUN)
         self.image_format = image_format
         self.socket_path = socket_path
         self.read_only = read_only
@@ -41,7 +42,7 @@ class NbdExport:
         # A `json:` source names its own drivers (an iSCSI extent: a format over a raw
         # window of the LUN), so no --format beside it.
         fmt = [] if self.source.startswith("json:") else ["--format", self.image_format]
-        return ["qemu-nbd", "--socket", str(self.socket_path), *fmt,
+        return ["qemu-nbd", *self.objects, "--socket", str(self.socket_path), *fmt,
                 "--persistent", "--shared=8", *cache, "--discard=unmap",
                 *(["--read-only"] if self.read_only else []), self.source]
 

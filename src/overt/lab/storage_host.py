@@ -2,12 +2,16 @@
 
 Both servers run in userspace (the kernel here has no NFS or iSCSI server) in the
 storage host's namespaces; they bind to its storage address, so nodes reach them
-over the storage network and not over management.
+over the storage network and not over management. A second iSCSI target asks its
+initiators for CHAP (user `CHAP_USER`, a password made for this lab and kept 0600 in the
+storage host's directory).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import secrets
 from pathlib import Path
 
 from overt.lab.anchor import enter, read_anchor, start_anchor
@@ -18,6 +22,8 @@ NFS_PORT = 2049
 ISCSI_PORT = 3260
 LUN_COUNT = 2
 LUN_SIZE = 2 << 30
+CHAP_USER = "overt-lab"
+CHAP_LUN_SIZE = 256 << 20
 
 GANESHA_CONF = """\
 NFS_CORE_PARAM {{
@@ -68,6 +74,28 @@ class StorageServer:
     def iscsi_url(self, lun: int) -> str:
         return f"iscsi://{self.address}/{self.target_iqn}/{lun}"
 
+    @property
+    def chap_target_iqn(self) -> str:
+        """The target that asks for CHAP; its one LUN (1) is `chap-lun1.img`."""
+        return f"{self.target_iqn}.chap"
+
+    def chap_secret(self) -> str:
+        """The CHAP password of `chap_target_iqn` (made on first use, kept 0600)."""
+        path = self.host_dir / "chap-secret"
+        try:
+            return path.read_text()
+        except FileNotFoundError:
+            pass
+        self.host_dir.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(12)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text()
+        with os.fdopen(fd, "w") as out:
+            out.write(secret)
+        return secret
+
     def ensure_running(self) -> None:
         self.pid_dir.mkdir(parents=True, exist_ok=True)
         self.export_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +136,9 @@ class StorageServer:
                        what=f"tgtd listening on {self.address}:{ISCSI_PORT}")
         tgtadm = ["tgtadm", "--lld", "iscsi"]
         shown = run(self._in_host(anchor, *tgtadm, "--op", "show", "--mode", "target")).stdout
-        if self.target_iqn in shown:
+        if self.chap_target_iqn not in shown:
+            self._add_chap_target(anchor, tgtadm)
+        if f"{self.target_iqn}\n" in shown:
             return
         run(self._in_host(anchor, *tgtadm, "--op", "new", "--mode", "target", "--tid", "1",
                           "-T", self.target_iqn))
@@ -120,6 +150,25 @@ class StorageServer:
             run(self._in_host(anchor, *tgtadm, "--op", "new", "--mode", "logicalunit",
                               "--tid", "1", "--lun", str(lun), "-b", str(backing)))
         run(self._in_host(anchor, *tgtadm, "--op", "bind", "--mode", "target", "--tid", "1",
+                          "-I", "ALL"))
+
+    def _add_chap_target(self, anchor: int, tgtadm: list[str]) -> None:
+        """Target 2: one LUN, and an incoming CHAP account bound to it."""
+        run(self._in_host(anchor, *tgtadm, "--op", "new", "--mode", "target", "--tid", "2",
+                          "-T", self.chap_target_iqn))
+        backing = self.host_dir / "chap-lun1.img"
+        if not backing.exists():
+            with backing.open("wb") as image:
+                image.truncate(CHAP_LUN_SIZE)
+        run(self._in_host(anchor, *tgtadm, "--op", "new", "--mode", "logicalunit", "--tid",
+                          "2", "--lun", "1", "-b", str(backing)))
+        self.chap_secret()  # read by the shell below: the password is on no logged line
+        account = (f'{" ".join(tgtadm)} --op new --mode account --user {CHAP_USER} '
+                   f'--password "$(cat {self.host_dir / "chap-secret"})"')
+        run(self._in_host(anchor, "bash", "-c", account))
+        run(self._in_host(anchor, *tgtadm, "--op", "bind", "--mode", "account", "--tid", "2",
+                          "--user", CHAP_USER))
+        run(self._in_host(anchor, *tgtadm, "--op", "bind", "--mode", "target", "--tid", "2",
                           "-I", "ALL"))
 
     def _answers_inside(self, anchor: int, port: int) -> bool:

@@ -24,7 +24,7 @@ from cryptography import x509
 from overt.imageio.daemon import DaemonFiles, ImageioDaemon
 from overt.imageio.exports import NbdExport
 from overt.node.errors import NodeFailure
-from overt.node.storage import iscsi_domain
+from overt.node.storage import chap, iscsi_domain
 from overt.node.storage.iscsi_domain import image_json
 from overt.node.storage.local import LocalVolumes, _qemu_img
 from overt.pki.certs import load_cert
@@ -99,15 +99,20 @@ class NodeImageio:
         elif not source.startswith("nfs://"):
             raise NodeFailure(ErrorCode.BAD_REQUEST, "a transfer's volume is a file or an "
                               "nfs:// URL")
-        if command.own_bytes:
-            if command.format != "raw":
-                raise NodeFailure(ErrorCode.BAD_REQUEST, "a volume's own bytes are served raw")
-            source, size = await own_bytes(source, command.extent)
-        sockets = self.home / "nbd"
-        sockets.mkdir(mode=0o700, parents=True, exist_ok=True)
-        export = _NodeExport(source, command.format, sockets / f"{command.transfer_id}.sock",
-                             read_only=command.read_only)
-        await export.start()
+        lun = command.extent.lun if command.extent is not None else None
+        # The secret's file lives until qemu-nbd has read it (it has once its socket is up).
+        with chap.secret_objects([(lun.target, lun.chap)] if lun else []) as objects:
+            if command.own_bytes:
+                if command.format != "raw":
+                    raise NodeFailure(ErrorCode.BAD_REQUEST,
+                                      "a volume's own bytes are served raw")
+                source, size = await own_bytes(source, command.extent, objects)
+            sockets = self.home / "nbd"
+            sockets.mkdir(mode=0o700, parents=True, exist_ok=True)
+            export = _NodeExport(source, command.format,
+                                 sockets / f"{command.transfer_id}.sock",
+                                 read_only=command.read_only, objects=objects)
+            await export.start()
         self._exports[command.transfer_id] = export
         self._sizes[command.transfer_id] = size
         log.info("exporting a volume for image transfer %s", command.transfer_id)
@@ -176,7 +181,8 @@ class NodeImageio:
         self.daemon.stop()
 
 
-async def own_bytes(source: str, extent: IscsiExtentTarget | None) -> tuple[str, int]:
+async def own_bytes(source: str, extent: IscsiExtentTarget | None,
+                    objects: list[str] | None = None) -> tuple[str, int]:
     """What serves a qcow2 volume's own bytes raw, and how many there are: a file's or an
     NFS volume's length; of an iSCSI extent, the part up to the qcow2's end (qemu-img
     check's `image-end-offset`), since the rest of the extent is not the volume's and may
@@ -184,7 +190,7 @@ async def own_bytes(source: str, extent: IscsiExtentTarget | None) -> tuple[str,
     if extent is not None:
         qcow2 = image_json(iscsi_domain.window(extent.lun, extent.offset, extent.size,
                                                DiskFormat.QCOW2))
-        end = await _qcow2_end(qcow2)
+        end = await _qcow2_end(qcow2, objects or [])
         if not 0 < end <= extent.size:
             raise NodeFailure(ErrorCode.IMAGE_MISSING, "the extent holds no qcow2 volume")
         return image_json(iscsi_domain.window(extent.lun, extent.offset, end)), end
@@ -195,10 +201,10 @@ async def own_bytes(source: str, extent: IscsiExtentTarget | None) -> tuple[str,
     return source, int(json.loads(info)["virtual-size"])
 
 
-async def _qcow2_end(image: str) -> int:
+async def _qcow2_end(image: str, objects: list[str]) -> int:
     """qemu-img check's end of a qcow2 image; leaked clusters (exit status 3) are fine."""
     proc = await asyncio.create_subprocess_exec(
-        "qemu-img", "check", "-U", "--output=json", image,
+        "qemu-img", "check", *objects, "-U", "--output=json", image,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), 300)

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, field_validator
 
-from overt.protocol.vm import DiskFormat, FileSource, IscsiSource, NfsSource, WireModel
+from overt.protocol.vm import ChapAuth, DiskFormat, FileSource, IscsiSource, NfsSource, WireModel
 
 # An NFS server as a host name or address, and an export path: no URL syntax inside.
 SERVER = r"^[A-Za-z0-9]([A-Za-z0-9.:\-]{0,253})$"
@@ -182,6 +182,7 @@ class IscsiLunRef(WireModel):
     portal: str = Field(pattern=SERVER)  # host or host:port
     target: str = Field(pattern=IQN)
     lun: int = Field(ge=0, le=16383)
+    chap: ChapAuth | None = None
 
 
 class ExtentRef(WireModel):

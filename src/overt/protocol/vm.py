@@ -70,6 +70,14 @@ class NfsSource(WireModel):
     path: str = Field(pattern=r"^/")  # export path + image path, e.g. /export/sd/img.qcow2
 
 
+class ChapAuth(WireModel):
+    """CHAP credentials an iSCSI target asks of its initiators; the password never shows
+    in a repr (so neither in a log line nor a traceback)."""
+
+    username: str = Field(min_length=1, max_length=255)
+    password: str = Field(min_length=1, max_length=255, repr=False)
+
+
 class IscsiSource(WireModel):
     """A LUN of an iSCSI target, opened by QEMU's own iSCSI client."""
 
@@ -77,6 +85,7 @@ class IscsiSource(WireModel):
     portal: str  # host or host:port
     target: str  # IQN
     lun: int = Field(ge=0)
+    chap: ChapAuth | None = None
     # A volume of an iSCSI domain is an extent of the LUN (QEMU's raw offset/size).
     offset: int | None = Field(None, ge=0)
     size: int | None = Field(None, gt=0)

@@ -4,6 +4,7 @@ update, delete, and oVirt's refusals (the fault's code, and that nothing changed
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 
@@ -13,9 +14,10 @@ import pytest
 from sqlalchemy import select
 
 from overt.engine.db.database import Database
-from overt.engine.db.tables import Cluster, Host, StorageDomain, Vm
+from overt.engine.db.tables import Cluster, Host, StorageConnection, StorageDomain, Vm
 from overt.engine.model.status import HostStatus, StorageDomainStatus
 from overt.engine.queries.vm_spec import build_vm_spec
+from overt.engine.secrets import SecretBox
 from overt.protocol.vm import IscsiSource
 from tests.support.engine import RunningEngine
 
@@ -427,8 +429,14 @@ def test_storage_connections_are_added_edited_and_removed(connection: sdk.Connec
                                         port=3260, target="not-an-iqn"),
                 types.StorageConnection(type=types.StorageType.ISCSI, address="san.example",
                                         port=70000, target=iqn),
+                types.StorageConnection(type=types.StorageType.NFS, address="filer3.example",
+                                        path="/y", username="u", password="secret-chap"),
                 types.StorageConnection(type=types.StorageType.ISCSI, address="san.example",
-                                        target=iqn, username="u", password="secret-chap"),
+                                        target=iqn, password="secret-chap"),
+                types.StorageConnection(type=types.StorageType.ISCSI, address="san.example",
+                                        target=iqn, username="u"),
+                types.StorageConnection(type=types.StorageType.ISCSI, address="san.example",
+                                        target=iqn, username="u", password="secret chap"),
                 types.StorageConnection(type=types.StorageType.NFS, address="filer3.example",
                                         path="/x", host=types.Host(name="no-such-host"))):
         error = _refused(400, conns.add, bad)
@@ -517,6 +525,74 @@ def test_a_domains_connection_moves_it_only_in_maintenance(connection: sdk.Conne
     assert any("Storage connection of Storage Domain move-san was changed from "
                f"san1.example:3260 {iqn} to san2.example:3261 {iqn}" in e
                for e in _events(connection))
+def _chap_rows(engine: RunningEngine, sd_name: str, conn_id: str
+               ) -> tuple[tuple[str | None, str | None], tuple[str | None, str | None]]:
+    """The CHAP user and sealed password of a domain and of a connection, as stored."""
+    async def read() -> tuple[tuple[str | None, str | None], tuple[str | None, str | None]]:
+        db = Database(engine.runtime.settings.database_url())
+        try:
+            async with db.transaction() as session:
+                domain = (await session.execute(select(StorageDomain).where(
+                    StorageDomain.name == sd_name))).scalar_one()
+                row = await session.get(StorageConnection, uuid.UUID(conn_id))
+                assert row is not None
+                return ((domain.chap_username, domain.chap_password_sealed),
+                        (row.username, row.password_sealed))
+        finally:
+            await db.dispose()
+    return asyncio.run(read())
+
+
+def test_chap_credentials_are_sealed_and_never_shown(connection: sdk.Connection,
+                                                     api_engine: RunningEngine,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """CHAP on an iSCSI domain's LUN and on a connection: the user name shows, the password
+    is stored sealed (the engine's key opens it) and is in no answer, event or log line."""
+    caplog.set_level(logging.DEBUG)
+    secret, other = "Chap-Secret-0451", "Chap-Other-7788"
+    system = connection.system_service()
+    domains, conns = system.storage_domains_service(), system.storage_connections_service()
+    host_id = _host(api_engine, "sd-host-chap", HostStatus.MAINTENANCE)
+    iqn = "iqn.2026-12.org.example:chap"
+    domain = domains.add(types.StorageDomain(
+        name="chap-san", type=types.StorageDomainType.DATA, host=types.Host(id=host_id),
+        storage=types.HostStorage(type=types.StorageType.ISCSI, logical_units=[
+            types.LogicalUnit(id="1", address="chapsan.example", port=3260, target=iqn,
+                              username="overt-init", password=secret)])))
+    [own] = domains.storage_domain_service(domain.id).storage_connections_service().list()
+    assert (own.username, own.password) == ("overt-init", None)
+    spare = conns.add(types.StorageConnection(
+        type=types.StorageType.ISCSI, address="chapsan2.example", port=3260, target=iqn,
+        username="spare-user", password=other))
+    assert (spare.username, spare.password) == ("spare-user", None)
+    listed = {c.id: c for c in conns.list()}
+    assert (listed[spare.id].username, listed[own.id].username) == ("spare-user", "overt-init")
+
+    box = SecretBox(api_engine.runtime.settings.data_dir)
+    (sd_user, sd_sealed), (conn_user, conn_sealed) = _chap_rows(api_engine, "chap-san", spare.id)
+    assert (sd_user, conn_user) == ("overt-init", "spare-user")
+    assert sd_sealed is not None and conn_sealed is not None
+    assert secret not in sd_sealed and other not in conn_sealed
+    assert (box.open(sd_sealed).reveal(), box.open(conn_sealed).reveal()) == (secret, other)
+
+    service = conns.storage_connection_service(spare.id)
+    error = _refused(400, service.update, types.StorageConnection(username="new-user"))
+    assert "password is required" in str(error)
+    error = _refused(400, service.update, types.StorageConnection(password="has space"))
+    assert "has space" not in str(error)
+    moved = service.update(types.StorageConnection(address="chapsan3.example"))
+    assert (moved.address, moved.username) == ("chapsan3.example", "spare-user")
+    assert box.open(_chap_rows(api_engine, "chap-san", spare.id)[1][1] or "").reveal() == other
+    service.update(types.StorageConnection(username="", password=""))  # CHAP off
+    assert _chap_rows(api_engine, "chap-san", spare.id)[1] == (None, None)
+    assert service.get().username is None
+    service.remove()
+
+    shown = [repr(vars(c)) for c in conns.list()]
+    for text in (*shown, *_events(connection), caplog.text):
+        assert secret not in text and other not in text
+
+
 def test_direct_lun_disks_are_added_attached_and_removed_with_the_sdk(
         connection: sdk.Connection, api_engine: RunningEngine) -> None:
     """A direct LUN disk (oVirt's `lun_storage`) is a whole LUN given to a VM: added with
@@ -546,8 +622,9 @@ def test_direct_lun_disks_are_added_attached_and_removed_with_the_sdk(
         types.StorageDomain(name="lun-domain")]))
     assert sorted(d.name for d in disks.list()) == before
 
-    added = disks.add(lun_disk("db-lun", 5))
+    added = disks.add(lun_disk("db-lun", 5, provisioned_size=7 * MIB))
     assert added.status == types.DiskStatus.OK and added.storage_type == types.DiskStorageType.LUN
+    assert added.provisioned_size == 0  # the LUN's, once a host reads it; not the client's
     [unit] = disks.disk_service(added.id).get().lun_storage.logical_units
     assert (unit.address, unit.port, unit.target, unit.lun_mapping) == (
         "san.example", 3260, iqn, 5)

@@ -37,6 +37,7 @@ from overt.engine.db.tables import VmLeaseRenewal
 from overt.engine.queries import host_renews_storage_lease, vm_lease_expired
 from overt.lab.guest import BOOT_MARKER, GuestImage
 from overt.lab.lab import Lab
+from overt.lab.storage_host import CHAP_USER, LUN_SIZE
 from overt.lab.topology import Net, Topology
 from overt.node.leases.client import LeaseClient
 from overt.protocol.ovirt_metadata import parse_metadata
@@ -179,8 +180,8 @@ def open_storage_lab(rabbitmq: Broker, **engine_env: str) -> Iterator[StorageLab
     for entry in lab.topology.nfs_export_dir().iterdir():
         if _is_uuid(entry.name):  # domains of an earlier run
             shutil.rmtree(entry)
-    for lun in (1, 2):
-        with (lab.topology.host_dir(lab.topology.storage) / f"lun{lun}.img").open("r+b") as f:
+    for lun in ("lun1", "lun2", "chap-lun1"):
+        with (lab.topology.host_dir(lab.topology.storage) / f"{lun}.img").open("r+b") as f:
             f.write(bytes(MIB))  # an earlier run's iSCSI domain metadata
     base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-storage-lab-"))
     base.chmod(0o755)
@@ -849,7 +850,7 @@ def test_a_direct_lun_disk_is_a_whole_lun_a_vm_opens_over_iscsi(
     vm_id = disk_id = ""
 
     def lun_disk(name: str, number: int) -> types.Disk:
-        return types.Disk(alias=name, lun_storage=types.HostStorage(
+        return types.Disk(alias=name, provisioned_size=5 * MIB, lun_storage=types.HostStorage(
             type=types.StorageType.ISCSI, logical_units=[types.LogicalUnit(
                 address=portal, port=3260, target=target, lun_mapping=number)]))
     try:
@@ -858,6 +859,8 @@ def test_a_direct_lun_disk_is_a_whole_lun_a_vm_opens_over_iscsi(
             disks.add(lun_disk("lab-lun-taken", 1))
         assert refused.value.code == 409 and "lab-iscsi" in str(refused.value)
         disk_id = disks.add(lun_disk("lab-lun", 2)).id
+        wait_until(lambda: disks.disk_service(disk_id).get().provisioned_size == LUN_SIZE, 30,
+                   "the direct LUN disk's size to be read from its LUN")
         vms = conn.system_service().vms_service()
         [domain] = conn.system_service().storage_domains_service().list(search="name=lab-iscsi")
         vm_id = vms.add(types.Vm(name="lab-lun-vm", cluster=types.Cluster(name="Default"),
@@ -1330,3 +1333,126 @@ def _is_uuid(text: str) -> bool:
         return False
     return True
 
+
+
+def _login(storage_lab: StorageLab, target: str, password: str | None
+           ) -> subprocess.CompletedProcess[str]:
+    """qemu-img on node1 opening LUN 1 of `target`, with CHAP `password` if given (a secret
+    object read from a file, as the nodes do)."""
+    options = (f"driver=iscsi,transport=tcp,portal={storage_lab.nfs_address}:3260,"
+               f"target={target},lun=1")
+    with tempfile.NamedTemporaryFile("w", dir=storage_lab.base, delete=False) as secret:
+        secret.write(password or "")
+    objects = ["--object", f"secret,id=chap,file={secret.name}"] if password else []
+    auth = f",user={CHAP_USER},password-secret=chap" if password else ""
+    try:
+        return subprocess.run(storage_lab.lab.exec_argv("node1", [
+            "qemu-img", "info", *objects, "--image-opts", options + auth]),
+            capture_output=True, text=True, check=False, timeout=60)
+    finally:
+        Path(secret.name).unlink()
+
+
+def _files_holding(root: Path, text: str) -> list[Path]:
+    needle, found = text.encode(), []
+    for path in root.rglob("*"):
+        if path.is_file() and path.stat().st_size < 64 * MIB and needle in path.read_bytes():
+            found.append(path)
+    return found
+
+
+def test_an_iscsi_domain_on_a_chap_target_is_reached_with_its_sealed_password(
+        storage_lab: StorageLab, guest_image: GuestImage) -> None:
+    """The lab's CHAP target refuses a login without a password or with a wrong one; a
+    domain added with a wrong password fails with the target's refusal said plainly; with
+    the right one the node writes the domain's metadata, makes a disk on it, and a VM
+    boots from that disk (libvirt logs in with its iSCSI auth secret). The password is in
+    no answer, event, domain XML or log of the engine and agents."""
+    server = storage_lab.lab.storage_server()
+    target, secret = server.chap_target_iqn, server.chap_secret()
+    refused = [_login(storage_lab, target, None), _login(storage_lab, target, secret + "x")]
+    for attempt in refused:
+        assert attempt.returncode != 0 and "failed to log in" in attempt.stderr.lower(), \
+            attempt.stderr
+    granted = _login(storage_lab, target, secret)
+    assert granted.returncode == 0 and "virtual size: 256 MiB" in granted.stdout, granted.stderr
+
+    def lun(password: str) -> types.HostStorage:
+        return types.HostStorage(type=types.StorageType.ISCSI, logical_units=[types.LogicalUnit(
+            id="1", address=storage_lab.nfs_address, port=3260, target=target,
+            username=CHAP_USER, password=password)])
+
+    conn = storage_lab.first.connect()
+    try:
+        host1 = storage_lab.first.host_of(conn, "node1")
+        sds = conn.system_service().storage_domains_service()
+        wrong = sds.add(types.StorageDomain(name="lab-chap-wrong", host=types.Host(id=host1.id),
+                                            type=types.StorageDomainType.DATA,
+                                            storage=lun("not-" + secret)))
+        wait_until(lambda: not sds.list(search="name=lab-chap-wrong"), 60,
+                   "the domain with a wrong password to be dropped")
+        events = [e.description for e in conn.system_service().events_service().list(max=30)]
+        failed = [e for e in events if "Adding storage domain lab-chap-wrong failed" in e]
+        assert failed and all("the iSCSI target refused the login" in e for e in failed), events
+        assert wrong.id not in {d.id for d in sds.list()}
+
+        added = sds.add(types.StorageDomain(name="lab-chap", host=types.Host(id=host1.id),
+                                            type=types.StorageDomainType.DATA,
+                                            storage=lun(secret)))
+        sd = sds.storage_domain_service(added.id)
+        wait_until(lambda: sd.get().status == types.StorageDomainStatus.UNATTACHED, 60,
+                   "the CHAP domain to be written")
+        [own] = sd.storage_connections_service().list()
+        assert (own.username, own.password) == (CHAP_USER, None)
+        dc = conn.system_service().data_centers_service().list(search="name=Default")[0]
+        attached = conn.system_service().data_centers_service().data_center_service(
+            dc.id).storage_domains_service()
+        attached.add(types.StorageDomain(id=added.id))
+        wait_until(lambda: attached.storage_domain_service(added.id).get().status
+                   == types.StorageDomainStatus.ACTIVE, 60, "the CHAP domain to be active")
+        disks = conn.system_service().disks_service()
+        disk = disks.add(types.Disk(name="lab-chap-disk", format=types.DiskFormat.COW,
+                                    provisioned_size=_virtual_size(guest_image),
+                                    storage_domains=[types.StorageDomain(id=added.id)]))
+        wait_until(lambda: disks.disk_service(disk.id).get().status == types.DiskStatus.OK,
+                   60, "the disk on the CHAP domain to be made")
+        hosts = conn.system_service().hosts_service()
+        assert {h.status for h in hosts.list()} == {types.HostStatus.UP}  # both reach it
+        events = [e.description for e in conn.system_service().events_service().list(max=100)]
+    finally:
+        conn.close()
+    backing = storage_lab.lab.topology.host_dir(storage_lab.lab.topology.storage) / \
+        "chap-lun1.img"
+    with backing.open("rb") as f:
+        metadata = parse_metadata(f.read(MIB).split(b"\0", 1)[0].decode())
+    assert metadata["SDUUID"] == added.id and metadata["POOL_UUID"] == dc.id
+    [record] = [v for k, v in metadata.items() if k.startswith("VOL_")]
+    image, offset, length = record.split(",")[:3]
+    assert image == disk.id
+    _write_guest(storage_lab, guest_image, target, secret, int(offset), int(length))
+    _new_vm(storage_lab.first, "lab-chap-vm", disk.id)
+    shown: list[str] = []
+    _run_on(storage_lab.first, "lab-chap-vm", "node1", "iscsi", while_up=lambda _conn, vm_id:
+            shown.append(_domain_xml(storage_lab.lab, "node1", vm_id)))
+    assert f"<auth username='{CHAP_USER}'>" in shown[0] and secret not in shown[0]
+    assert not any(secret in e for e in events)
+    assert _files_holding(storage_lab.base, secret) == []
+
+
+def _write_guest(storage_lab: StorageLab, guest: GuestImage, target: str, secret: str,
+                 offset: int, length: int) -> None:
+    """The guest's disk written into the qcow2 volume at `offset` of the CHAP LUN."""
+    extent = (f"driver=qcow2,file.driver=raw,file.offset={offset},file.size={length},"
+              f"file.file.driver=iscsi,file.file.transport=tcp,"
+              f"file.file.portal={storage_lab.nfs_address}:3260,file.file.target={target},"
+              f"file.file.lun=1,file.file.user={CHAP_USER},file.file.password-secret=chap")
+    with tempfile.NamedTemporaryFile("w", dir=storage_lab.base, delete=False) as file:
+        file.write(secret)
+    try:
+        copied = subprocess.run(storage_lab.lab.exec_argv("node1", [
+            "qemu-img", "convert", "--object", f"secret,id=chap,file={file.name}", "-n",
+            "-f", "qcow2", str(guest.qcow2_disk), "--target-image-opts", extent]),
+            capture_output=True, text=True, check=False, timeout=300)
+    finally:
+        Path(file.name).unlink()
+    assert copied.returncode == 0, copied.stderr

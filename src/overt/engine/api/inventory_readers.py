@@ -59,7 +59,8 @@ def read_storage_domain(node: Node) -> StorageDomainInput:
         import_=bool(node.get_bool("import")),
         logical_units=[LogicalUnitInput(
             id=lu.attrs.get("id") or lu.get_str("id"), address=lu.get_str("address"),
-            port=lu.get_int("port", minimum=1), target=lu.get_str("target"))
+            port=lu.get_int("port", minimum=1), target=lu.get_str("target"),
+            username=lu.get_str("username"), password=lu.get_str("password"))
             for lu in (storage.items("logical_units", "logical_unit")
                        if storage is not None else [])],
         host=ref_of(node.child("host")))

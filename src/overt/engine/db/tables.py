@@ -192,6 +192,9 @@ class StorageDomain(Base):
     storage_type: Mapped[str] = mapped_column(String(16))
     path: Mapped[str] = mapped_column(Text)  # local: a directory on `host_id`
     address: Mapped[str | None] = mapped_column(String(255))  # nfs / iscsi server
+    # The CHAP user of an iSCSI domain's own connection; its password sealed (SecretBox).
+    chap_username: Mapped[str | None] = mapped_column(String(255))
+    chap_password_sealed: Mapped[str | None] = mapped_column(Text)
     # The domain's id on storage (SD_UUID of its layout); a domain imported from an
     # export keeps the id its metadata carries, which need not be this row's.
     storage_uuid: Mapped[uuid.UUID | None] = mapped_column()
@@ -216,6 +219,9 @@ class StorageConnection(Base):
     port: Mapped[int | None] = mapped_column()  # an iSCSI portal's port
     target: Mapped[str | None] = mapped_column(String(255))  # an iSCSI target (iqn.)
     nfs_version: Mapped[str | None] = mapped_column(String(16))
+    # iSCSI CHAP: the password sealed by the engine's SecretBox, never in clear text.
+    username: Mapped[str | None] = mapped_column(String(255))
+    password_sealed: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

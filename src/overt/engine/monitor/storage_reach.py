@@ -23,13 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from overt.bus.base import TransportError
 from overt.engine import audit
 from overt.engine.db.database import Database
-from overt.engine.db.tables import Cluster, DataCenter, Host, StorageDomain
+from overt.engine.db.tables import Cluster, DataCenter, Disk, Host, StorageDomain
 from overt.engine.model.host_actions import HostAction, host_action_allowed, status_after
 from overt.engine.model.status import HostStatus, LogSeverity, StorageDomainStatus, StorageType
 from overt.engine.model.storage_reach import STORAGE_DOMAIN_UNREACHABLE, Strikes
 from overt.engine.monitor.required_networks import judge_host as judge_networks
 from overt.engine.nodes import NodeClient, NodeCommandFailed
-from overt.engine.queries.shared_storage import lun_of
+from overt.engine.queries.shared_storage import lun_of, lun_ref
 from overt.protocol.storage import DOMAIN_AREA, NfsExportRef
 from overt.protocol.storage_reach import (
     DomainReach,
@@ -50,6 +50,9 @@ class _Probe:
     host: Host
     data_center: str
     domains: dict[uuid.UUID, StorageDomain]  # by the domain's id on storage
+    # Direct LUN disks whose size is not known yet: one host reads each LUN's size (the
+    # same `qemu-img info` a probe of an iSCSI domain does).
+    luns: dict[uuid.UUID, Disk] = field(default_factory=dict)
 
 
 def storage_id(domain: StorageDomain) -> uuid.UUID:
@@ -85,13 +88,17 @@ class StorageReachMonitor:
         together: a domain no host reaches is inactive (and its hosts are not blamed)."""
         async with self.db.transaction() as session:
             probes = await _probes(session)
-        asked = [p for p in probes if p.domains]
+            probes = await _with_unsized_luns(session, probes)
+        asked = [p for p in probes if p.domains or p.luns]
         answers = await asyncio.gather(*(self.probe(p) for p in asked))
         reaches = {p.host.id: r for p, r in zip(asked, answers, strict=True) if r is not None}
         async with self.db.transaction() as session:
             seen: list[tuple[_Probe, Host, _Seen]] = []
             for probe in probes:
-                reach = reaches.get(probe.host.id) if probe.domains else DomainsReach(domains=[])
+                reach = reaches.get(probe.host.id) if probe.domains or probe.luns \
+                    else DomainsReach(domains=[])
+                if reach is not None:
+                    await _record_lun_sizes(session, probe, reach)
                 host = None if reach is None else await session.get(
                     Host, probe.host.id, with_for_update=True)
                 if reach is not None and host is not None:
@@ -103,7 +110,8 @@ class StorageReachMonitor:
 
     async def probe(self, probe: _Probe) -> DomainsReach | None:
         command = StorageDomainsProbe(
-            domains=[probe_target(d) for d in probe.domains.values()],
+            domains=[probe_target(d) for d in probe.domains.values()]
+            + [ProbeTarget(domain_id=disk.id, iscsi=lun_ref(disk)) for disk in probe.luns.values()],
             timeout_s=self.probe_timeout_s)
         try:
             return await self.nodes.call(probe.host, command,
@@ -219,6 +227,47 @@ async def judge_host(session: AsyncSession, host: Host, data_center: str,
                      host_id=host.id, cluster_id=host.cluster_id)
         log.info("host %s reaches its storage again: up", host.name, extra={"host": host.name})
         await judge_networks(session, host)
+
+
+async def _with_unsized_luns(session: AsyncSession, probes: list[_Probe]) -> list[_Probe]:
+    """The direct LUN disks of unknown size, given to the first host probed (any host
+    reaches a LUN as well as another: none is judged by it)."""
+    unsized = (await session.execute(select(Disk).where(
+        Disk.storage_domain_id.is_(None), Disk.lun_path.is_not(None),
+        Disk.provisioned_size == 0))).scalars().all()
+    if not unsized:
+        return probes
+    luns = {d.id: d for d in unsized}
+    serving = [p for p in probes if p.host.status == HostStatus.UP]
+    if serving:
+        first = serving[0]
+        sized = _Probe(first.host, first.data_center, first.domains, luns)
+        return [sized if p is first else p for p in probes]
+    found = (await session.execute(select(Host, DataCenter)
+                                   .join(Cluster, Cluster.id == Host.cluster_id)
+                                   .join(DataCenter, DataCenter.id == Cluster.data_center_id)
+                                   .where(Host.host_uuid.is_not(None),
+                                          Host.status == HostStatus.UP)
+                                   .order_by(Host.name).limit(1))).first()
+    if found is None:
+        return probes
+    host, dc = found
+    return [*probes, _Probe(host, dc.name, {}, luns)]  # a host with no domain to judge
+
+
+async def _record_lun_sizes(session: AsyncSession, probe: _Probe, reach: DomainsReach) -> None:
+    """A direct LUN disk's size is its LUN's, as the target reports it (not the client's
+    word when it was added)."""
+    for answer in reach.domains:
+        if answer.domain_id not in probe.luns or not answer.reachable or not answer.total_bytes:
+            continue
+        disk = await session.get(Disk, answer.domain_id, with_for_update=True)
+        if disk is None or disk.provisioned_size:
+            continue
+        disk.provisioned_size = disk.actual_size = answer.total_bytes
+        audit.record(session, f"Direct LUN disk {disk.name} is {answer.total_bytes} bytes, "
+                     f"as LUN {disk.lun_path} of {disk.lun_portal} reports",
+                     host_id=probe.host.id)
 
 
 async def _probes(session: AsyncSession) -> list[_Probe]:

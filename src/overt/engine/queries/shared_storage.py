@@ -13,7 +13,9 @@ from overt.engine.db.tables import Disk, ExtentReservation, SnapshotVolume, Stor
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import StorageType
 from overt.engine.queries import lookup
+from overt.engine.secrets import engine_box
 from overt.protocol.storage import DOMAIN_AREA, IscsiLunRef
+from overt.protocol.vm import ChapAuth
 
 SHARED_TYPES = frozenset({StorageType.NFS.value, StorageType.ISCSI.value})
 MIB = 1 << 20
@@ -53,8 +55,25 @@ def extent_of(image_path: str) -> tuple[int, int] | None:
 
 
 def lun_of(domain: StorageDomain) -> IscsiLunRef:
+    """The domain's LUN as a node reaches it, with its CHAP credentials opened."""
     target, _, lun = domain.path.rpartition("/")
-    return IscsiLunRef(portal=domain.address or "", target=target, lun=int(lun))
+    return IscsiLunRef(portal=domain.address or "", target=target, lun=int(lun),
+                       chap=chap_of(domain))
+
+
+def lun_ref(disk: Disk) -> IscsiLunRef:
+    """A direct LUN disk's LUN."""
+    target, _, number = (disk.lun_path or "").rpartition("/")
+    return IscsiLunRef(portal=disk.lun_portal or "", target=target, lun=int(number or 0))
+
+
+def chap_of(domain: StorageDomain) -> ChapAuth | None:
+    """The CHAP credentials of an iSCSI domain's connection, the password opened with
+    the engine's box (it goes to the node in the command only, never to a log)."""
+    if not domain.chap_username:
+        return None
+    password = engine_box().open(domain.chap_password_sealed or "").reveal()
+    return ChapAuth(username=domain.chap_username, password=password)
 
 
 def extent_size(fmt: str, provisioned: int) -> int:

@@ -57,7 +57,7 @@ def disk_source(domain: StorageDomain, disk: Disk) -> DiskSource:
         return NfsSource(server=domain.address or "", path=image_location(domain, disk))
     if domain.storage_type == StorageType.ISCSI.value:
         lun, extent = lun_of(domain), extent_of(disk.image_path)
-        return IscsiSource(portal=lun.portal, target=lun.target, lun=lun.lun,
+        return IscsiSource(portal=lun.portal, target=lun.target, lun=lun.lun, chap=lun.chap,
                            offset=extent[0] if extent else None,
                            size=extent[1] if extent else None)
     return FileSource(path=image_location(domain, disk))
@@ -67,7 +67,7 @@ def _volume_source(domain: StorageDomain, image_path: str) -> DiskSource:
     """A volume of a disk's chain on a shared domain, as QEMU opens it."""
     if domain.storage_type == StorageType.ISCSI.value:
         lun, extent = lun_of(domain), extent_of(image_path)
-        return IscsiSource(portal=lun.portal, target=lun.target, lun=lun.lun,
+        return IscsiSource(portal=lun.portal, target=lun.target, lun=lun.lun, chap=lun.chap,
                            offset=extent[0] if extent else None,
                            size=extent[1] if extent else None)
     return NfsSource(server=domain.address or "", path=volume_location(domain, image_path))
@@ -200,7 +200,8 @@ async def lease_spec(session: AsyncSession, vm: Vm, io_timeout_s: float = 10.0
     if domain is not None and domain.storage_type == StorageType.ISCSI.value:
         lun = lun_of(domain)  # the areas follow the LUN's metadata area
         return LeaseSpec(domain_id=domain.id, server=lun.portal,
-                         lun=IscsiSource(portal=lun.portal, target=lun.target, lun=lun.lun),
+                         lun=IscsiSource(portal=lun.portal, target=lun.target, lun=lun.lun,
+                                         chap=lun.chap),
                          slot=vm.lease_slot, io_timeout_s=io_timeout_s)
     if domain is None or domain.storage_type != StorageType.NFS.value:
         raise Conflict(f"Cannot run VM {vm.name}: its lease's storage domain is gone or "

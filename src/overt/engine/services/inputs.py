@@ -18,6 +18,8 @@ class LogicalUnitInput:
     port: int | None = None
     target: str | None = None
     lun_mapping: int | None = None  # the LUN number, when `id` is the LUN's SCSI id
+    username: str | None = None  # CHAP
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass

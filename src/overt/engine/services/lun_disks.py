@@ -18,8 +18,6 @@ from overt.engine.queries.shared_storage import lun_holders
 from overt.engine.services.inputs import DiskInput
 from overt.engine.services.storage_shared import check_logical_unit
 
-MAX_LUN_BYTES = 64 << 40
-
 
 async def add_lun_disk(session: AsyncSession, data: DiskInput, user: User) -> Disk:
     """A disk that is the LUN `data.lun`; refused (409) while the LUN holds a storage
@@ -33,9 +31,9 @@ async def add_lun_disk(session: AsyncSession, data: DiskInput, user: User) -> Di
         raise InvalidInput("a direct LUN disk is raw: give disk.format raw (or none)")
     if data.content_type not in (None, "data"):
         raise InvalidInput("a direct LUN disk holds data, not an ISO image")
-    size = data.provisioned_size or 0
-    if not 0 <= size <= MAX_LUN_BYTES:
-        raise InvalidInput(f"disk.provisioned_size {size} is not a LUN's size")
+    # The size is the LUN's: the storage monitor reads it from the target (a size the
+    # client gives is not taken; oVirt's comes from the LUN list of a discovery too).
+    size = 0
     portal, path = check_logical_unit(data.lun)
     domain, other = await lun_holders(session, portal, path)
     if domain is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,6 +29,7 @@ from overt.engine.model.errors import Conflict, InvalidInput, NotFound
 from overt.engine.model.status import StorageDomainStatus, StorageType
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
+from overt.engine.secrets import Secret, SecretBox
 from overt.protocol.storage import EXPORT, IQN, SERVER
 
 ISCSI_PORT = 3260
@@ -39,6 +40,8 @@ _IDLE = (StorageDomainStatus.MAINTENANCE, StorageDomainStatus.UNATTACHED)
 _SERVER_RE = re.compile(SERVER)
 _EXPORT_RE = re.compile(EXPORT)
 _IQN_RE = re.compile(IQN)
+# A CHAP name or secret: printable, no separators QEMU's option syntax or a URL would split.
+_CHAP_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 @dataclass
@@ -52,7 +55,7 @@ class ConnectionInput:
     target: str | None = None
     nfs_version: str | None = None
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # CHAP; never echoed
     host: Ref | None = None
 
 
@@ -109,12 +112,53 @@ def _check_portal(address: str | None, port: int | None, target: str | None) -> 
     return Endpoint(StorageType.ISCSI.value, address, port=port, target=target)
 
 
+@dataclass(frozen=True)
+class Chap:
+    """CHAP credentials as a connection keeps them: the user and the sealed password."""
+
+    username: str | None
+    password_sealed: str | None
+
+
+NO_CHAP = Chap(None, None)
+
+
+def check_chap(username: str | None, password: str | None, old: Chap, box: SecretBox,
+               what: str = "storage_connection") -> Chap:
+    """The CHAP credentials after a request: both given, both kept, or cleared with an
+    empty user name; a password without a user, or a new user without a password, is
+    refused. Messages never hold the password."""
+    if username == "" and not password:
+        return NO_CHAP
+    if username is None and password is None:
+        return old
+    name = username if username is not None else old.username
+    if not name:
+        raise InvalidInput(f"{what}.password needs {what}.username (CHAP)")
+    if not _CHAP_RE.match(name) or "," in name:
+        raise InvalidInput(f"{what}.username is not a CHAP user name (1-255 printable "
+                           "characters, no spaces or commas)")
+    if password is None:
+        if old.password_sealed and name == old.username:
+            return old
+        raise InvalidInput(f"{what}.password is required with {what}.username (CHAP)")
+    if not _CHAP_RE.match(password):
+        raise InvalidInput(f"{what}.password is not a CHAP secret (1-255 printable "
+                           "characters, no spaces)")
+    return Chap(name, box.seal(Secret(password)))
+
+
+def domain_chap(domain: StorageDomain) -> Chap:
+    return Chap(domain.chap_username, domain.chap_password_sealed)
+
+
 def _endpoint(kind: str, data: ConnectionInput, old: Endpoint | None) -> Endpoint:
     """The connection `data` describes, over `old` for the fields it leaves out."""
     if data.type is not None and old is not None and data.type.value != old.type:
         raise Conflict(f"Cannot edit Storage Connection: its type ({old.type}) cannot change.")
-    if data.username or data.password:
-        raise InvalidInput("CHAP (storage_connection.username, password) is not supported yet")
+    if (data.username or data.password) and kind != StorageType.ISCSI:
+        raise InvalidInput("storage_connection.username and password (CHAP) are for iSCSI "
+                           "connections")
     if kind == StorageType.NFS:
         address, path = check_export(data.address or (old.address if old else None),
                                      data.path or (old.path if old else None),
@@ -198,7 +242,7 @@ async def connections_of(session: AsyncSession, domain: StorageDomain
         .order_by(StorageConnection.created_at))).scalars())
 
 
-async def add_connection(session: AsyncSession, data: ConnectionInput,
+async def add_connection(session: AsyncSession, box: SecretBox, data: ConnectionInput,
                          user: User) -> StorageConnection:
     if data.type is None:
         raise InvalidInput("storage_connection.type is required (nfs or iscsi)")
@@ -206,10 +250,12 @@ async def add_connection(session: AsyncSession, data: ConnectionInput,
         await lookup.resolve(session, Host, data.host, "storage_connection.host")
     endpoint = _endpoint(data.type.value, data, None)
     await _refuse_duplicate(session, endpoint)
+    chap = check_chap(data.username, data.password, NO_CHAP, box)
     row = StorageConnection(id=uuid.uuid4(), type=endpoint.type, address=endpoint.address,
                             path=endpoint.path, port=endpoint.port, target=endpoint.target,
                             nfs_version=_nfs_version(data.nfs_version)
-                            if endpoint.type == StorageType.NFS else None)
+                            if endpoint.type == StorageType.NFS else None,
+                            username=chap.username, password_sealed=chap.password_sealed)
     session.add(row)
     await session.flush()
     audit.record(session, f"Storage connection {_describe(endpoint)} was added by "
@@ -225,8 +271,8 @@ def _idle(domain: StorageDomain, force: bool) -> None:
                        f"it is {domain.status}; switch it to maintenance first.")
 
 
-async def update_connection(session: AsyncSession, conn_id: uuid.UUID, data: ConnectionInput,
-                            user: User, *, force: bool = False
+async def update_connection(session: AsyncSession, box: SecretBox, conn_id: uuid.UUID,
+                            data: ConnectionInput, user: User, *, force: bool = False
                             ) -> StorageDomain | StorageConnection:
     """A new address, path, port or target; a domain's own connection moves the domain."""
     found = await find(session, conn_id, for_update=True)
@@ -235,9 +281,11 @@ async def update_connection(session: AsyncSession, conn_id: uuid.UUID, data: Con
         endpoint = _endpoint(old.type, data, old)
         if data.nfs_version not in (None, "auto"):
             raise InvalidInput("a domain's NFS version is the client's choice (auto)")
+        chap = check_chap(data.username, data.password, domain_chap(found), box)
         _idle(found, force)
         await _refuse_duplicate(session, endpoint, other_than=conn_id)
         _move_domain(found, endpoint)
+        found.chap_username, found.chap_password_sealed = chap.username, chap.password_sealed
         audit.record(session, f"Storage connection of Storage Domain {found.name} was changed "
                      f"from {_describe(old)} to {_describe(endpoint)} by {user.user_name}",
                      code=audit.STORAGE_CONNECTION_UPDATED, storage_domain_id=found.id,
@@ -245,6 +293,8 @@ async def update_connection(session: AsyncSession, conn_id: uuid.UUID, data: Con
         return found
     old = row_endpoint(found)
     endpoint = _endpoint(old.type, data, old)
+    chap = check_chap(data.username, data.password, Chap(found.username, found.password_sealed),
+                      box)
     for domain in await domains_using(session, found.id):
         _idle(domain, force)
         if endpoint.target != domain_endpoint(domain).target:
@@ -253,6 +303,7 @@ async def update_connection(session: AsyncSession, conn_id: uuid.UUID, data: Con
     await _refuse_duplicate(session, endpoint, other_than=conn_id)
     found.address, found.path = endpoint.address, endpoint.path
     found.port, found.target = endpoint.port, endpoint.target
+    found.username, found.password_sealed = chap.username, chap.password_sealed
     if endpoint.type == StorageType.NFS and data.nfs_version is not None:
         found.nfs_version = _nfs_version(data.nfs_version)
     audit.record(session, f"Storage connection {_describe(old)} was changed to "

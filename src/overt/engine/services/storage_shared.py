@@ -27,9 +27,10 @@ from overt.engine.model.status import StorageDomainStatus, StorageDomainType, St
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 from overt.engine.queries.shared_storage import is_shared, lun_holders
+from overt.engine.secrets import SecretBox
 from overt.engine.services.inputs import LogicalUnitInput
 from overt.engine.services.jobs import JobSubmitter
-from overt.engine.services.storage_connections import check_export
+from overt.engine.services.storage_connections import NO_CHAP, check_chap, check_export
 from overt.engine.services.storage_domains import StorageDomainInput, attached
 from overt.protocol.storage import IQN, SERVER
 
@@ -98,12 +99,14 @@ def check_logical_unit(unit: LogicalUnitInput) -> tuple[str, str]:
     return f"{unit.address}:{port}", f"{unit.target}/{int(number)}"
 
 
-async def add_iscsi_domain(session: AsyncSession, jobs: JobSubmitter, data: StorageDomainInput,
-                           user: User) -> StorageDomain:
-    """A new iSCSI data domain on one LUN; a job writes its metadata area, then it is
-    `unattached`."""
+async def add_iscsi_domain(session: AsyncSession, jobs: JobSubmitter, box: SecretBox,
+                           data: StorageDomainInput, user: User) -> StorageDomain:
+    """A new iSCSI data domain on one LUN (with CHAP if the LUN's target asks for it); a
+    job writes its metadata area, then it is `unattached`."""
     name = check_name("storage_domain", data.name or "")
     portal, path = _check_lun(data)
+    unit = data.logical_units[0]
+    chap = check_chap(unit.username, unit.password, NO_CHAP, box, "logical_unit")
     if data.import_:
         raise InvalidInput("importing an iSCSI domain is not supported yet")
     if (data.type or StorageDomainType.DATA) is not StorageDomainType.DATA:
@@ -123,7 +126,8 @@ async def add_iscsi_domain(session: AsyncSession, jobs: JobSubmitter, data: Stor
                            type=StorageDomainType.DATA.value,
                            storage_type=StorageType.ISCSI.value, path=path, address=portal,
                            host_id=host.id, data_center_id=None, storage_uuid=sd_id,
-                           status=StorageDomainStatus.LOCKED)
+                           status=StorageDomainStatus.LOCKED, chap_username=chap.username,
+                           chap_password_sealed=chap.password_sealed)
     session.add(domain)
     await session.flush()
     await jobs.submit(session, CreateStorageDomain(storage_domain_id=sd_id, host_id=host.id),

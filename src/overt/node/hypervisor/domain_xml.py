@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from overt.node.hypervisor.firmware import FIRMWARE, add_firmware
+from overt.node.storage.chap import secret_id
 from overt.protocol.host import VirtMode
 from overt.protocol.vm import (
     BootDevice,
@@ -254,6 +255,9 @@ def _source(element: ET.Element, source: FileSource | NfsSource | IscsiSource) -
         src = ET.SubElement(element, "source", protocol="iscsi",
                             name=f"{source.target}/{source.lun}")
         ET.SubElement(src, "host", name=host, port=port or "3260")
+        if source.chap is not None:  # the password is in a libvirt secret (libvirt_secrets)
+            auth = ET.SubElement(src, "auth", username=source.chap.username)
+            ET.SubElement(auth, "secret", type="iscsi", usage=secret_id(source.target))
         if source.offset is not None and source.size is not None:
             slices = ET.SubElement(src, "slices")
             ET.SubElement(slices, "slice", type="storage", offset=str(source.offset),

@@ -23,6 +23,7 @@ import libvirt
 from overt import __version__
 from overt.node import host_nics
 from overt.node.errors import NodeFailure, bad_request, invalid_state, no_such_vm
+from overt.node.hypervisor import libvirt_secrets
 from overt.node.hypervisor.base import (
     HostCounters,
     HypervisorEvent,
@@ -188,10 +189,18 @@ class LibvirtHypervisor:
         conn = self.connection.get()
         meta = OvertMetadata(spec.id, spec.spec_version, job)
         xml = domain_xml(spec, self.virt_mode, meta, config_drive=self._write_drive(spec))
+        await self._secrets(conn, spec)
         dom = await self._call(f"defining VM {spec.name}", conn.defineXML, xml)
         self._known[str(spec.id)] = meta
         log.info("VM defined", extra={"vm": spec.name, "vm_id": str(spec.id)})
         return await self._report(dom)
+
+    async def _secrets(self, conn: libvirt.virConnect, spec: VmSpec) -> None:
+        """The iSCSI CHAP secrets the VM's disks name, defined before the VM is."""
+        credentials = libvirt_secrets.iscsi_credentials(spec)
+        if credentials:
+            await self._call(f"defining the iSCSI secrets of VM {spec.name}",
+                             libvirt_secrets.ensure, conn, credentials)
 
     async def start(self, vm_id: uuid.UUID, spec: VmSpec | None, *, paused: bool,
                     job: str | None, restore_from: Path | None = None) -> VmStatusReport:
@@ -215,6 +224,7 @@ class LibvirtHypervisor:
             meta = OvertMetadata(spec.id, spec.spec_version, job)
             xml = domain_xml(spec, self.virt_mode, meta, config_drive=self._write_drive(spec))
             self._known[str(spec.id)] = meta
+            await self._secrets(conn, spec)
             if existing is not None:  # a defined VM: start it with the new spec
                 dom = await self._call(f"redefining VM {spec.name}", conn.defineXML, xml)
                 await self._call(f"starting VM {spec.name}", dom.createWithFlags, flags)

@@ -59,11 +59,27 @@ def _source(source: FileSource | NfsSource | IscsiSource, volumes: LocalVolumes)
         if source.offset is None or source.size is None:
             raise NodeFailure(ErrorCode.BAD_REQUEST, "a copy reads a volume of an iSCSI "
                               "domain (an extent), not a whole LUN")
-        lun = IscsiLunRef(portal=source.portal, target=source.target, lun=source.lun)
+        lun = IscsiLunRef(portal=source.portal, target=source.target, lun=source.lun,
+                          chap=source.chap)
         # No driver on top: qemu-img finds the format inside the extent (qcow2 or raw).
         window = iscsi_domain.image_json(iscsi_domain.window(lun, source.offset, source.size))
         return 'json:{"file":' + window.removeprefix("json:") + "}"
     return str(volumes.existing(source.path, "the disk image to copy"))
+
+
+def _luns(command: VolumeCopy) -> list[IscsiLunRef | IscsiSource]:
+    """The LUNs a copy opens (their CHAP secrets go with the qemu-img line)."""
+    found: list[IscsiLunRef | IscsiSource] = []
+    if isinstance(command.source, IscsiSource):
+        found.append(command.source)
+    if isinstance(command.target, IscsiExtentTarget):
+        found.append(command.target.lun)
+    return found
+
+
+def _said(source: str) -> str:
+    """A source for a message: a LUN's JSON options said as 'a volume of an iSCSI LUN'."""
+    return "a volume of an iSCSI LUN" if source.startswith("json:") else source
 
 
 async def _copy_to_nfs(command: VolumeCopy, source: str, target: NfsVolumeTarget
@@ -98,7 +114,8 @@ async def _copy_to_extent(command: VolumeCopy, source: str, target: IscsiExtentT
     argv = ["qemu-img", "convert", "-q", "-n", "-O", command.format.value]
     if not command.sparse:
         argv += ["-S", "0"]
-    await _qemu_img([*argv, source, into], f"copying {source} to an extent at {target.offset}")
+    await iscsi_domain.run_qemu_img([*argv, source, into], f"copying {_said(source)} to an "
+                                     f"extent at {target.offset}", _luns(command))
     log.info("volume copied", extra={"volume": f"extent {target.offset}"})
     virtual = command.size_bytes if command.format is DiskFormat.QCOW2 else target.size
     return SharedVolumeInfo(format=command.format, virtual_size=virtual,
@@ -109,7 +126,8 @@ async def _convert(command: VolumeCopy, source: str, target: str) -> None:
     argv = ["qemu-img", "convert", "-q", "-O", command.format.value]
     if not command.sparse:
         argv += ["-S", "0"]
-    await _qemu_img([*argv, source, target], f"copying {source} to {target}")
+    await iscsi_domain.run_qemu_img([*argv, source, target],
+                                     f"copying {_said(source)} to {target}", _luns(command))
     if command.size_bytes > (volume_info(await image_info(target))).virtual_size:
         await _qemu_img(["qemu-img", "resize", "-q", "-f", command.format.value, target,
                          str(command.size_bytes)], f"growing the copy {target}")

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from overt.node.errors import NodeFailure
+from overt.node.storage import chap
 from overt.node.storage.local import _qemu_img
 from overt.protocol import ErrorCode
 from overt.protocol.storage import (
@@ -32,23 +34,33 @@ from overt.protocol.storage import (
     LunRead,
     SharedVolumeInfo,
 )
-from overt.protocol.vm import DiskFormat
+from overt.protocol.vm import DiskFormat, IscsiSource
 
 log = logging.getLogger(__name__)
 
 END_MARKER = "EOF"
 
 
-def lun_url(lun: IscsiLunRef) -> str:
+def lun_url(lun: IscsiLunRef | IscsiSource) -> str:
+    """The LUN as a URL: for messages and for QEMU without CHAP (never credentials)."""
     return f"iscsi://{lun.portal}/{lun.target}/{lun.lun}"
 
 
-def window(lun: IscsiLunRef, offset: int, size: int, fmt: DiskFormat | None = None) -> str:
+def lun_options(lun: IscsiLunRef | IscsiSource) -> str:
+    """Image options of the whole LUN for the iSCSI driver, CHAP included."""
+    host, _, port = lun.portal.partition(":")
+    options = (f"driver=iscsi,transport=tcp,portal={host}:{port or 3260},"
+               f"target={lun.target},lun={lun.lun}")
+    auth = chap.image_options(lun.target, lun.chap)
+    return f"{options},{auth}" if auth else options
+
+
+def window(lun: IscsiLunRef | IscsiSource, offset: int, size: int,
+           fmt: DiskFormat | None = None) -> str:
     """Image options for `size` bytes of the LUN from `offset` (as a raw image, or as
     the `fmt` image that lies there)."""
-    host, _, port = lun.portal.partition(":")
-    raw = (f"driver=raw,offset={offset},size={size},file.driver=iscsi,file.transport=tcp,"
-           f"file.portal={host}:{port or 3260},file.target={lun.target},file.lun={lun.lun}")
+    raw = f"driver=raw,offset={offset},size={size}," + ",".join(
+        f"file.{part}" for part in lun_options(lun).split(","))
     if fmt is None or fmt is DiskFormat.RAW:
         return raw
     return f"driver={fmt.value}," + ",".join(f"file.{part}" for part in raw.split(","))
@@ -70,6 +82,26 @@ def image_json(options: str) -> str:
     return "json:" + json.dumps(tree, separators=(",", ":"), sort_keys=True)
 
 
+async def run_qemu_img(argv: list[str], action: str,
+                       luns: Sequence[IscsiLunRef | IscsiSource]) -> str:
+    """`qemu-img` over LUNs, with the secret objects their CHAP credentials need; a
+    target refusing the login is said in those words (not a bare libiscsi status)."""
+    credentials = [(lun.target, lun.chap) for lun in luns]
+    with chap.secret_objects(credentials) as objects:
+        try:
+            return await _qemu_img(chap.with_objects(argv, objects), action)
+        except NodeFailure as failure:
+            message = failure.message
+            for _target, auth in credentials:
+                message = chap.scrub(message, auth)
+            if chap.refused_login(message):
+                said = message.rsplit("': ", 1)[-1]  # libiscsi's words, not QEMU's options
+                raise NodeFailure(ErrorCode.BAD_REQUEST, f"{action} failed: the iSCSI target "
+                                  "refused the login (check the CHAP user name and password "
+                                  f"of the connection): {said}") from None
+            raise NodeFailure(failure.code, message) from None
+
+
 async def execute(command: LunCommand) -> LunContents | SharedVolumeInfo:
     match command:
         case LunRead(lun=lun):
@@ -88,8 +120,10 @@ async def execute(command: LunCommand) -> LunContents | SharedVolumeInfo:
 
 
 async def _size(lun: IscsiLunRef) -> int:
-    out = await _qemu_img(["qemu-img", "info", "-U", "--output=json", lun_url(lun)],
-                          f"reading LUN {lun_url(lun)}")
+    # With CHAP the LUN is named by options (a URL would carry the password).
+    image = ["--image-opts", lun_options(lun)] if lun.chap is not None else [lun_url(lun)]
+    out = await run_qemu_img(["qemu-img", "info", "-U", "--output=json", *image],
+                             f"reading LUN {lun_url(lun)}", [lun])
     return int(json.loads(out)["virtual-size"])
 
 
@@ -100,9 +134,9 @@ async def _read(lun: IscsiLunRef) -> LunContents:
                           "storage domain")
     with tempfile.TemporaryDirectory(prefix="overt-lun-") as tmp:
         copy = Path(tmp) / "area"
-        await _qemu_img(["qemu-img", "convert", "-q", "--image-opts",
-                         window(lun, 0, METADATA_AREA), "-O", "raw", str(copy)],
-                        f"reading the metadata area of {lun_url(lun)}")
+        await run_qemu_img(["qemu-img", "convert", "-q", "--image-opts",
+                            window(lun, 0, METADATA_AREA), "-O", "raw", str(copy)],
+                           f"reading the metadata area of {lun_url(lun)}", [lun])
         data = copy.read_bytes()
     text = data.split(b"\0", 1)[0].decode(errors="replace")
     if f"\n{END_MARKER}\n" not in f"\n{text}":
@@ -124,8 +158,8 @@ async def _copy_in(lun: IscsiLunRef, data: bytes, offset: int, size: int, action
     with tempfile.TemporaryDirectory(prefix="overt-lun-") as tmp:
         source = Path(tmp) / "data"
         source.write_bytes(data)
-        await _qemu_img(["qemu-img", "convert", "-q", "-n", "-f", "raw", str(source),
-                         "--target-image-opts", window(lun, offset, size)], action)
+        await run_qemu_img(["qemu-img", "convert", "-q", "-n", "-f", "raw", str(source),
+                            "--target-image-opts", window(lun, offset, size)], action, [lun])
 
 
 async def _format(command: ExtentFormat) -> SharedVolumeInfo:
@@ -150,9 +184,9 @@ async def _format(command: ExtentFormat) -> SharedVolumeInfo:
                              str(command.virtual_size)], "making an empty qcow2 image")
             await _copy_in(lun, header.read_bytes(), command.offset, command.size,
                            f"writing a qcow2 volume on {where}")
-        out = await _qemu_img(["qemu-img", "info", "-U", "--output=json", "--image-opts",
-                               window(lun, command.offset, command.size, DiskFormat.QCOW2)],
-                              f"reading the volume on {where}")
+        out = await run_qemu_img(["qemu-img", "info", "-U", "--output=json", "--image-opts",
+                                  window(lun, command.offset, command.size, DiskFormat.QCOW2)],
+                                 f"reading the volume on {where}", [lun])
         virtual = int(json.loads(out)["virtual-size"])
     else:
         # A raw volume is the extent itself; zeroing its start hides an old partition table.
@@ -175,9 +209,9 @@ def _tree(lun: IscsiLunRef, extent: ExtentRef) -> dict[str, object]:
 async def _commit(command: ExtentCommit) -> SharedVolumeInfo:
     lun, top, base = command.lun, command.top, command.base
     where = f"{lun_url(lun)} at {top.offset}"
-    out = await _qemu_img(["qemu-img", "info", "-U", "--output=json", "--image-opts",
-                           window(lun, top.offset, top.size, DiskFormat.QCOW2)],
-                          f"reading the volume on {where}")
+    out = await run_qemu_img(["qemu-img", "info", "-U", "--output=json", "--image-opts",
+                              window(lun, top.offset, top.size, DiskFormat.QCOW2)],
+                             f"reading the volume on {where}", [lun])
     named = str(json.loads(out).get("backing-filename") or "")
     try:
         backing = json.loads(named[5:]) if named.startswith("json:") else None
@@ -190,14 +224,14 @@ async def _commit(command: ExtentCommit) -> SharedVolumeInfo:
     # image over the network client).
     spec = {"driver": "qcow2", "file": _tree(lun, top.model_copy(update={
         "format": DiskFormat.RAW})), "backing": {**_tree(lun, base), "read-only": False}}
-    await _qemu_img(["qemu-img", "commit", "-q", "-d",
-                     "json:" + json.dumps(spec, separators=(",", ":"))],
-                    f"merging the volume on {where} into the one at {base.offset}")
+    await run_qemu_img(["qemu-img", "commit", "-q", "-d",
+                        "json:" + json.dumps(spec, separators=(",", ":"))],
+                       f"merging the volume on {where} into the one at {base.offset}", [lun])
     if command.child is not None:
         child = command.child
-        await _qemu_img(["qemu-img", "rebase", "-q", "-u", "-b", image_json(window(
+        await run_qemu_img(["qemu-img", "rebase", "-q", "-u", "-b", image_json(window(
             lun, base.offset, base.size, base.format)), "-F", base.format.value,
             "--image-opts", window(lun, child.offset, child.size, DiskFormat.QCOW2)],
-            f"rebasing the volume at {child.offset} of {lun_url(lun)} onto {base.offset}")
+            f"rebasing the volume at {child.offset} of {lun_url(lun)} onto {base.offset}", [lun])
     log.info("extent volume merged", extra={"volume": where, "base": base.offset})
     return SharedVolumeInfo(format=base.format, virtual_size=0, actual_size=base.size)

@@ -12,7 +12,8 @@ import asyncio
 import json
 import logging
 
-from overt.node.storage.iscsi_domain import lun_url
+from overt.node.storage import chap
+from overt.node.storage.iscsi_domain import lun_options, lun_url
 from overt.node.storage.libnfs import NfsError, NfsExport
 from overt.node.storage.nfs_domain import volume_url
 from overt.protocol.storage import NfsExportRef
@@ -31,12 +32,18 @@ async def probe_domains(command: StorageDomainsProbe) -> DomainsReach:
 async def probe_domain(target: ProbeTarget, timeout_s: float) -> DomainReach:
     if target.nfs is not None:
         url = volume_url(target.nfs, f"{target.domain_id}/dom_md/metadata")
+        error, size = await _read_header(url, [url], timeout_s)
     elif target.iscsi is not None:
-        url = lun_url(target.iscsi)
+        lun = target.iscsi
+        with chap.secret_objects([(lun.target, lun.chap)]) as objects:
+            error, size = await _read_header(lun_url(lun), [
+                *objects, "--image-opts", lun_options(lun)], timeout_s)
+        error = chap.scrub(error, lun.chap)
+        if error and chap.refused_login(error):
+            error = f"the iSCSI target refused the login (CHAP): {error}"
     else:
         return DomainReach(domain_id=target.domain_id, reachable=False,
                            error="neither an NFS export nor a LUN was given")
-    error, size = await _read_header(url, timeout_s)
     if error:
         log.warning("storage domain unreachable: %s", error,
                     extra={"storage_domain": str(target.domain_id)})
@@ -50,11 +57,13 @@ async def probe_domain(target: ProbeTarget, timeout_s: float) -> DomainReach:
                        free_bytes=free)
 
 
-async def _read_header(url: str, timeout_s: float) -> tuple[str, int | None]:
-    """An empty string and the image's size when QEMU could open `url`, else why not."""
+async def _read_header(url: str, image: list[str], timeout_s: float
+                       ) -> tuple[str, int | None]:
+    """An empty string and the image's size when QEMU could open `image` (`url`'s
+    arguments), else why not."""
     try:
         proc = await asyncio.create_subprocess_exec(
-            "qemu-img", "info", "-U", "--output=json", url,
+            "qemu-img", "info", "-U", "--output=json", *image,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     except FileNotFoundError:
         return "qemu-img is not installed on this node (Debian package qemu-utils)", None

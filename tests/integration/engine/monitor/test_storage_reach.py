@@ -11,7 +11,15 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from overt.engine.db.tables import AuditEvent, Cluster, Disk, DiskAttachment, Host, StorageDomain
+from overt.engine.db.tables import (
+    AuditEvent,
+    Cluster,
+    Disk,
+    DiskAttachment,
+    Host,
+    StorageDomain,
+    User,
+)
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import (
     DiskStatus,
@@ -22,6 +30,8 @@ from overt.engine.model.status import (
 )
 from overt.engine.model.storage_reach import STORAGE_DOMAIN_UNREACHABLE
 from overt.engine.services import vms
+from overt.engine.services.inputs import DiskInput, LogicalUnitInput
+from overt.engine.services.lun_disks import add_lun_disk
 from overt.protocol.storage import DOMAIN_AREA
 from overt.protocol.storage_reach import DomainReach, DomainsReach, StorageDomainsProbe
 from tests.support.loopback import LoopbackEngine, SimulatedNode
@@ -312,3 +322,32 @@ async def test_an_iscsi_domains_free_space_follows_its_luns_size(engine: Loopbac
     async with engine.session() as session:
         seen = await session.get(StorageDomain, domain.id)
         assert seen is not None and seen.available_bytes == 0
+
+
+async def test_a_direct_lun_disks_size_is_read_from_its_lun_not_taken_from_the_client(
+        engine: LoopbackEngine) -> None:
+    """A direct LUN disk is added with the size unknown (whatever the client says); the
+    next storage round has one host read the LUN's size, once."""
+    h1 = await engine.add_host("h1")
+    storage = _storage(h1)
+    async with engine.session() as session:
+        admin = (await session.execute(select(User))).scalars().first()
+        assert admin is not None
+        disk = await add_lun_disk(session, DiskInput(
+            name="db-lun", provisioned_size=1 * GIB, lun=LogicalUnitInput(
+                address="san.example", port=3260, target="iqn.2026-12.org.example:luns",
+                lun_mapping=3)), admin)
+        disk_id = disk.id
+    assert disk.provisioned_size == 0
+
+    await engine.monitor.storage.probe_all()
+    assert storage.probed == [disk_id]
+    async with engine.session() as session:
+        sized = await session.get(Disk, disk_id)
+        assert sized is not None
+        assert (sized.provisioned_size, sized.actual_size) == (100 * GIB, 100 * GIB)
+        events = [e.description for e in (await session.execute(select(AuditEvent))).scalars()]
+    assert any(f"Direct LUN disk db-lun is {100 * GIB} bytes" in e for e in events)
+    assert (await _host(engine, h1)).status == HostStatus.UP  # a LUN disk judges no host
+    await engine.monitor.storage.probe_all()
+    assert storage.probed == [disk_id]  # read once

@@ -22,12 +22,15 @@ from overt.node.hypervisor.domain_xml import (
     vnc_port,
     with_display_address,
 )
+from overt.node.hypervisor.libvirt_secrets import iscsi_credentials
+from overt.node.storage.chap import secret_id as chap_secret_id
 from overt.protocol.host import VirtMode
 from overt.protocol.vm import (
     BackingLayer,
     BiosType,
     BootDevice,
     CdromSpec,
+    ChapAuth,
     CpuTopology,
     DiskBus,
     DiskFormat,
@@ -307,3 +310,24 @@ def test_a_guest_on_an_ovs_port_checksums_its_own_frames() -> None:
     tagged, plain = root.findall("./devices/interface")
     assert [h.get("csum") for h in tagged.findall("./driver/host")] == ["off"]
     assert plain.find("driver") is None
+
+
+def test_a_disk_over_a_chap_lun_names_its_libvirt_secret_never_the_password() -> None:
+    chap = ChapAuth(username="overt-init", password="Chap-Secret-0451")
+    iqn = "iqn.2024-01.dev.overt:chap"
+    lun = IscsiSource(portal="10.77.1.10:3260", target=iqn, lun=1, chap=chap)
+    spec = VmSpec(id=VM_ID, name="chap", memory_mib=256, graphics=None, disks=(DiskSpec(
+        id=_id(9), source=lun.model_copy(update={"offset": 1 << 22, "size": 1 << 24}),
+        backing=lun.model_copy(update={"offset": 1 << 21, "size": 1 << 20})),))
+    xml = domain_xml(spec, VirtMode.QEMU, OvertMetadata(spec.id, 1))
+    assert "Chap-Secret-0451" not in xml and "Chap-Secret-0451" not in repr(spec)
+    disk = ET.fromstring(xml).find("devices/disk")
+    assert disk is not None
+    for source in (disk.find("source"), disk.find("backingStore/source")):
+        assert source is not None
+        auth = source.find("auth")
+        assert auth is not None and auth.get("username") == "overt-init"
+        secret = auth.find("secret")
+        assert secret is not None
+        assert (secret.get("type"), secret.get("usage")) == ("iscsi", chap_secret_id(iqn))
+    assert iscsi_credentials(spec) == {chap_secret_id(iqn): chap}

@@ -10,6 +10,7 @@ from overt.engine.api.context import ApiContext
 from overt.engine.api.inventory_readers import read_storage_domain
 from overt.engine.api.readers import read_disk, ref_of
 from overt.engine.api.resources.common import action_done, action_params, list_rows
+from overt.engine.api.resources.storage_connections import secret_box
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.db.tables import Disk, StorageDomain
 from overt.engine.model.status import StorageType
@@ -41,8 +42,8 @@ async def add_domain(ctx: ApiContext) -> Response:
         domain = await storage_shared.add_nfs_domain(ctx.session, ctx.services.jobs, data,
                                                      ctx.user)
     elif data.storage_type is StorageType.ISCSI:
-        domain = await storage_shared.add_iscsi_domain(ctx.session, ctx.services.jobs, data,
-                                                       ctx.user)
+        domain = await storage_shared.add_iscsi_domain(ctx.session, ctx.services.jobs,
+                                                       secret_box(ctx), data, ctx.user)
     else:
         domain = await storage_domains.add_storage_domain(ctx.session, data, ctx.user)
     return ctx.render("storage_domain", views.storage_domain(domain), status=201)

@@ -21,40 +21,55 @@ from overt.engine.model.errors import NotFound
 from overt.engine.model.status import StorageType
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
+from overt.engine.secrets import SecretBox, engine_box
 from overt.engine.services import storage_connections as connections
 from overt.engine.services.storage_connections import Endpoint
 
 routes = ApiRoutes()
 
 
-def _rep(conn_id: uuid.UUID, endpoint: Endpoint, nfs_version: str | None = None
-         ) -> Representation:
+def secret_box(ctx: ApiContext) -> SecretBox:
+    """The box CHAP passwords are sealed with (the engine's own)."""
+    box: SecretBox | None = ctx.services.secrets
+    return box if box is not None else engine_box()
+
+
+def _rep(conn_id: uuid.UUID, endpoint: Endpoint, nfs_version: str | None = None,
+         username: str | None = None) -> Representation:
+    """A connection as oVirt shows it: the CHAP user name, never the password."""
     rep: Representation = {"href": href("storageconnections", conn_id), "id": str(conn_id),
                            "type": endpoint.type, "address": endpoint.address}
     if endpoint.type == StorageType.NFS:
         rep.update(path=endpoint.path, nfs_version=nfs_version or "auto")
     else:
         rep.update(port=endpoint.port, target=endpoint.target)
+        if username:
+            rep.update(username=username)
     return rep
 
 
 def connection(domain: StorageDomain) -> Representation:
     """The connection a shared domain was made on."""
-    return _rep(connections.domain_connection_id(domain), connections.domain_endpoint(domain))
+    return _rep(connections.domain_connection_id(domain), connections.domain_endpoint(domain),
+                username=domain.chap_username)
 
 
 def _of(found: StorageDomain | StorageConnection) -> Representation:
     if isinstance(found, StorageDomain):
         return connection(found)
-    return _rep(found.id, connections.row_endpoint(found), found.nfs_version)
+    return _rep(found.id, connections.row_endpoint(found), found.nfs_version, found.username)
 
 
 @routes.get("/storageconnections")
 async def list_connections(ctx: ApiContext) -> Response:
     found = await connections.all_connections(ctx.session)
-    return ctx.render_list("storage_connections", "storage_connection", [
-        _rep(conn_id, endpoint, row.nfs_version if row is not None else None)
-        for conn_id, endpoint, row in found])
+    reps: list[Representation] = []
+    for conn_id, endpoint, row in found:
+        if row is None:
+            reps.append(_of(await connections.find(ctx.session, conn_id)))
+        else:
+            reps.append(_rep(conn_id, endpoint, row.nfs_version, row.username))
+    return ctx.render_list("storage_connections", "storage_connection", reps)
 
 
 @routes.get("/storageconnections/{conn_id}")
@@ -66,14 +81,14 @@ async def get_connection(ctx: ApiContext) -> Response:
 @routes.post("/storageconnections")
 async def add_connection(ctx: ApiContext) -> Response:
     row = await connections.add_connection(
-        ctx.session, read_storage_connection(await ctx.body("storage_connection")), ctx.user)
+        ctx.session, secret_box(ctx), read_storage_connection(await ctx.body("storage_connection")), ctx.user)
     return ctx.render("storage_connection", _of(row), status=201)
 
 
 @routes.put("/storageconnections/{conn_id}")
 async def update_connection(ctx: ApiContext) -> Response:
     found = await connections.update_connection(
-        ctx.session, ctx.id_param("conn_id"),
+        ctx.session, secret_box(ctx), ctx.id_param("conn_id"),
         read_storage_connection(await ctx.body("storage_connection")), ctx.user,
         force=ctx.flag("force"))
     return ctx.render("storage_connection", _of(found))
