@@ -123,6 +123,7 @@ async def setup_networks(ctx: JobContext, spec: SetupHostNetworks) -> dict[str, 
         audit.record(session, f"Networks of host {host.name} were set up: "
                      f"{', '.join(result.carried) or 'none'}", code=audit.NETWORK_UPDATED,
                      host_id=host.id, job_id=ctx.job.id)
+    ctx.services.resync_soon()  # the attachments are in sync once the node's report is read
     return {"carried": list(result.carried), "removed": list(result.removed)}
 
 
