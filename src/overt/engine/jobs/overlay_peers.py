@@ -59,14 +59,16 @@ async def rewire(session: AsyncSession, jobs: Submitter | None, host: Host, *, w
     await session.flush()
     rows = (await session.execute(select(HostNetworkAttachment, Host).join(
         Host, Host.id == HostNetworkAttachment.host_id).where(
-        HostNetworkAttachment.network_id.in_(wanted), Host.status.in_(_REWIRABLE),
-        Host.host_uuid.is_not(None)).order_by(Host.name))).all()
+        HostNetworkAttachment.network_id.in_(wanted), Host.status.not_in(LEFT))
+        .order_by(Host.name))).all()
     targets: dict[uuid.UUID, Host] = {}
     for attachment, peer in rows:
         if peer.id == host.id and not itself:
             continue
-        attachment.applied = False  # its tunnel list is stale until the job has run
-        targets[peer.id] = peer
+        attachment.applied = False  # its tunnel list is stale until a job has run
+        if peer.status in _REWIRABLE and peer.host_uuid is not None:
+            targets[peer.id] = peer
+        # else (not responding...): out of sync until setupnetworks re-syncs it
     made = []
     for peer in targets.values():
         attachments = (await session.execute(select(HostNetworkAttachment).where(
