@@ -22,9 +22,10 @@ from overt.engine.db.tables import (
 )
 from overt.engine.jobs.handlers.host_networks import _overlay
 from overt.engine.model.overlay import OVERLAY_PROVIDER
+from overt.engine.model.status import VmStatus
 from overt.engine.queries.host_networks import list_attachments
 from overt.engine.queries.lookup import Ref
-from overt.engine.services import cluster_networks, host_networks, hosts
+from overt.engine.services import cluster_networks, host_networks, hosts, vms
 from overt.engine.services.host_networks import AttachmentInput, SetupInput
 from overt.engine.services.networks import NetworkInput, add_network
 from overt.protocol.host import NicInfo
@@ -169,3 +170,26 @@ async def _no_jobs(engine: LoopbackEngine) -> bool:
     async with engine.session() as session:
         return (await session.execute(select(Job.id).where(
             Job.state.in_(["queued", "running"])))).first() is None
+
+
+async def test_a_host_drained_into_maintenance_leaves_the_others_tunnels(
+        engine: LoopbackEngine) -> None:
+    """Its VMs migrate away first (the tunnel still carries them); once the drain job has
+    switched it to maintenance, the other hosts stop flooding to it."""
+    await _overlay_network(engine)
+    h1 = await _host(engine, "h1", "192.0.2.1")
+    h2 = await _host(engine, "h2", "192.0.2.2")
+    for node in (h1, h2):
+        await _join(engine, node)
+    assert _remotes(h1) == ("192.0.2.2",)
+    vm_id = await engine.add_vm("web")
+    started = await engine.act(vms.start_vm, vm_id)
+    assert (await engine.job(started.id)).state == "done"
+    vm = await engine.vm_reaches(vm_id, [VmStatus.UP])
+    running_on, other = (h1, h2) if vm.host_id == h1.host_id else (h2, h1)
+
+    drain = await engine.act(hosts.deactivate_host, running_on.host_id)
+    assert drain is not None and (await engine.job(drain.id)).state == "done"
+    await engine.eventually(lambda: _has(other), what="the other host to drop the drained one")
+    await engine.eventually(lambda: _synced(engine, other.host_id), what="it in sync again")
+    assert (await engine.vm(vm_id)).host_id == other.host_id
