@@ -265,7 +265,7 @@ class AllInOne:
                 await host_service.approve_host(session, host.id, admin)
             elif status is HostStatus.MAINTENANCE and host.port == self.options.node_port:
                 self.say("host 'local' is in maintenance: activating it")
-                await host_service.activate_host(session, host.id, admin)
+                await host_service.activate_host(session, host.id, admin, jobs)
                 self.runtime.monitor_wakeup.set()
             elif installable or host.port != self.options.node_port:
                 if not installable:

@@ -78,7 +78,8 @@ class LoopbackEngine:
             data_dir=directory / "engine", migration_destination_uri="simulated://{name}",
             migration_stream_uri="", migration_progress_interval_s=0.02)
         self.worker = Worker(db, JobServices(nodes=self.nodes, settings=settings,
-                                             changes=changes, jobs=self.jobs),
+                                             changes=changes, jobs=self.jobs,
+                                             resync_soon=self.monitor.resync_soon),
                              UNITS, poll_interval=TICK_S,
                              wakeup=self.wakeup)
         self.hosts: dict[str, SimulatedNode] = {}

@@ -194,7 +194,9 @@ class EngineRuntime:
             worker = Worker(self.db, JobServices(nodes=nodes, settings=self.settings,
                                                  registry=registry, bootstrap=self.unenrolled_nodes,
                                                  changes=changes if self.parts.monitor else None,
-                                                 jobs=JobSubmitter(self.job_wakeup)),
+                                                 jobs=JobSubmitter(self.job_wakeup),
+                                                 resync_soon=monitor.resync_soon
+                                                 if self.parts.monitor else lambda: None),
                             UNITS, wakeup=self.job_wakeup)
             tasks.append(asyncio.create_task(worker.run(), name="worker"))
         if self.parts.monitor:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from overt.engine import audit
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Cluster, Host
+from overt.engine.jobs import overlay_peers
 from overt.engine.model.errors import Unavailable
 from overt.engine.model.status import HostStatus, LogSeverity
 from overt.engine.pki.authority import EnginePki
@@ -223,6 +224,7 @@ class Registry:
         renewal = host.status != HostStatus.INSTALLING
         if broker is None and not (renewal and host.broker_username):
             broker = await self.broker_account(request.host_uuid)
+        moved = not renewal and host.address != request.address
         if not renewal:
             caps = request.capabilities
             host.host_uuid, host.address, host.port = (request.host_uuid, request.address,
@@ -250,6 +252,9 @@ class Registry:
             audit.record(session, f"Host {host.name} was enrolled (certificate "
                          f"{host.certificate_fingerprint[:23]}...)", code=audit.HOST_ADDED,
                          host_id=host.id, cluster_id=host.cluster_id)
+            if moved:  # the other hosts of its overlays tunnel to its new address
+                await overlay_peers.rewire(session, None, host,
+                                           why=f"host {host.name} moved to {host.address}")
         return EnrollmentGrant(status=EnrollmentStatus.APPROVED, host_id=host.id,
                                certificate_pem=certificate, ca_pem=self.pki.ca_pem(),
                                node_ca_pem=self.pki.node_ca_pem(),

@@ -30,6 +30,9 @@ class JobServices:
     bootstrap: Any = None  # overt.engine.enrollment.unenrolled_node.UnenrolledNodeClient
     changes: Any = None  # overt.engine.jobs.observe.ObservedChanges, with a monitor in-process
     jobs: Any = None  # services.jobs.JobSubmitter (wakes the worker) for jobs that submit jobs
+    # The in-process monitor's `resync_soon`: a job that committed `needs_resync` says so,
+    # and the host's state is read back at once rather than at the monitor's next tick.
+    resync_soon: Callable[[], None] = lambda: None
     # Runs a fence agent's action (`engine.fencing.run`); the fast lane's simulated BMCs
     # stand in for it there.
     fence_agent: Callable[..., Awaitable[str]] = fencing.run

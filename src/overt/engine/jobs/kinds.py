@@ -342,6 +342,9 @@ class SetupHostNetworks(JobSpec):
     # The host's attachments before the change: what the engine shows again if it fails.
     previous: tuple[AttachmentSnapshot, ...] = ()
     previous_bonds: tuple[BondSnapshot, ...] = ()
+    # Whether the other hosts of an overlay this change adds or removes are set up again
+    # afterwards (false for those follow-up jobs themselves).
+    peers: bool = True
 
     def host(self) -> uuid.UUID | None:
         return self.host_id

@@ -68,6 +68,9 @@ class Monitor:
         self.batcher = EventBatcher(db)
         self.storage = StorageReachMonitor(db, nodes, interval_s=storage_probe_interval_s)
         self._resyncing: set[str] = set()
+        # Set by a job in this process that marked a host for resync (`resync_soon`): the
+        # resync loop looks at once instead of at its next tick.
+        self._resync_wanted = asyncio.Event()
         self._unreachable: dict[str, str] = {}  # host name -> the last reason said
         self._judging_paused = False  # behind the nodes' events: see check_heartbeats
         self._resync_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
@@ -248,7 +251,14 @@ class Monitor:
                         task.add_done_callback(self._tasks.discard)
             except OperationalError as exc:
                 log.warning("monitor cannot reach the database (%s); retrying", exc.orig)
-            await asyncio.sleep(self.tick_s)
+            self._resync_wanted.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.tick_s):
+                    await self._resync_wanted.wait()
+
+    def resync_soon(self) -> None:
+        """A host was marked for resync (`needs_resync`) and committed: look now."""
+        self._resync_wanted.set()
 
     async def resync(self, host: Host) -> None:
         try:

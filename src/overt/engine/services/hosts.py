@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
 from overt.engine.db.tables import Cluster, Host, Job, User, Vm
+from overt.engine.jobs import overlay_peers
 from overt.engine.jobs.kinds import DrainHost, InstallHost
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.host_actions import (
@@ -152,11 +153,15 @@ async def deactivate_host(session: AsyncSession, jobs: JobSubmitter, host_id: uu
     host.status, host.status_detail = status_after(HostAction.DEACTIVATE), ""
     audit.record(session, f"Host {host.name} was switched to maintenance by {user.user_name}",
                  code=audit.HOST_MAINTENANCE, host_id=host.id, user_id=user.id)
+    await overlay_peers.rewire(session, jobs, host, why=f"host {host.name} left (maintenance)",
+                               owner_id=user.id)
     return None
 
 
-async def activate_host(session: AsyncSession, host_id: uuid.UUID, user: User) -> Host:
-    """Leave maintenance; the monitor checks the node at once (it resyncs its state)."""
+async def activate_host(session: AsyncSession, host_id: uuid.UUID, user: User,
+                        jobs: JobSubmitter | None = None) -> Host:
+    """Leave maintenance; the monitor checks the node at once (it resyncs its state). The
+    host joins its overlays again: it and their other hosts get each other's tunnels."""
     host = await lookup.get(session, Host, host_id, for_update=True)
     if not check_host_action(HostAction.ACTIVATE, host.status, host_name=host.name):
         return host
@@ -164,11 +169,13 @@ async def activate_host(session: AsyncSession, host_id: uuid.UUID, user: User) -
     host.status_detail, host.unreachable_since = "", None
     audit.record(session, f"Host {host.name} was activated by {user.user_name}",
                  code=audit.HOST_ACTIVATED, host_id=host.id, user_id=user.id)
+    await overlay_peers.rewire(session, jobs, host, why=f"host {host.name} joined (activated)",
+                               itself=True, owner_id=user.id)
     return host
 
 
 async def remove_host(session: AsyncSession, host_id: uuid.UUID, user: User,
-                      *, force: bool = False) -> None:
+                      *, force: bool = False, jobs: JobSubmitter | None = None) -> None:
     host = await lookup.get(session, Host, host_id, for_update=True)
     if not force:
         check_host_action(HostAction.REMOVE, host.status, host_name=host.name)
@@ -176,5 +183,9 @@ async def remove_host(session: AsyncSession, host_id: uuid.UUID, user: User,
         raise Conflict(f"Cannot remove host {host.name}: VMs still run on it.")
     audit.record(session, f"Host {host.name} was removed by {user.user_name}",
                  code=audit.HOST_REMOVED, severity=LogSeverity.NORMAL, user_id=user.id)
+    overlays = await overlay_peers.overlays_of(session, host.id)
     await forget_placement_host(session, host)
     await session.delete(host)
+    await session.flush()  # the other hosts' tunnels leave it out from now on
+    await overlay_peers.rewire(session, jobs, host, networks=overlays,
+                               why=f"host {host.name} left (removed)", owner_id=user.id)

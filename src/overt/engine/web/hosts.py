@@ -115,10 +115,10 @@ async def _run(ctx: WebContext, name: str, host: Host) -> Job | None:
     elif name == "deactivate":
         return await host_service.deactivate_host(session, ctx.services.jobs, host.id, user)
     elif name == "activate":
-        await host_service.activate_host(session, host.id, user)
+        await host_service.activate_host(session, host.id, user, ctx.services.jobs)
         ctx.services.monitor_wakeup()
     else:
-        await host_service.remove_host(session, host.id, user)
+        await host_service.remove_host(session, host.id, user, jobs=ctx.services.jobs)
     return None
 
 

@@ -75,9 +75,11 @@ class OvertMetadata:
 
 
 def domain_xml(spec: VmSpec, virt_mode: VirtMode, metadata: OvertMetadata, *,
-               config_drive: Path | None = None) -> str:
+               config_drive: Path | None = None,
+               ovs_bridges: frozenset[str] = frozenset()) -> str:
     """The libvirt domain XML of `spec` (domain type = `virt_mode`), with the VM's
-    cloud-init `config_drive` image as a read-only cdrom when it has one."""
+    cloud-init `config_drive` image as a read-only cdrom when it has one; NICs on
+    `ovs_bridges` (untagged networks on a bond) are OVS ports, as tagged ones always are."""
     dom = ET.Element("domain", type=virt_mode.value)
     ET.SubElement(dom, "name").text = spec.name
     ET.SubElement(dom, "uuid").text = str(spec.id)
@@ -109,7 +111,7 @@ def domain_xml(spec: VmSpec, virt_mode: VirtMode, metadata: OvertMetadata, *,
         devices.append(_cdrom(spec.cdrom if firmware.has_ide
                               else spec.cdrom.model_copy(update={"bus": "sata"})))
     for nic in spec.nics:
-        devices.append(_nic(nic))
+        devices.append(_nic(nic, ovs=nic.bridge in ovs_bridges))
     _set_boot_order(devices, spec)
     _add_console(devices, spec.serial_log)
     if spec.graphics is not None:
@@ -264,15 +266,19 @@ def _source(element: ET.Element, source: FileSource | NfsSource | IscsiSource) -
                           size=str(source.size))
 
 
-def _nic(nic: NicSpec) -> ET.Element:
+def _nic(nic: NicSpec, *, ovs: bool = False) -> ET.Element:
+    """`ovs`: the untagged network's bridge is an OVS one here (a fake bridge on VLAN 0
+    above a bond), so the port is an OVS port too, carried untagged."""
     element = ET.Element("interface", type="bridge")
     ET.SubElement(element, "mac", address=nic.mac)
     ET.SubElement(element, "source", bridge=nic.bridge)
-    if nic.vlan is not None:  # the network's OVS bridge; libvirt makes the port an access port
+    ovs = ovs or nic.vlan is not None
+    if ovs:  # the network's OVS bridge; libvirt makes the port an access port
         ET.SubElement(element, "virtualport", type="openvswitch")
+    if nic.vlan is not None:
         ET.SubElement(ET.SubElement(element, "vlan"), "tag", id=str(nic.vlan))
     ET.SubElement(element, "model", type=nic.model)
-    if nic.vlan is not None and nic.model == "virtio":
+    if ovs and nic.model == "virtio":
         # The OVS userspace datapath reads the tap through a packet socket, which loses the
         # "checksum still to do" mark of offloaded frames: the guest must checksum its
         # own TCP and UDP, or they arrive broken (ICMP and DHCP's raw frames would not show).
@@ -282,9 +288,9 @@ def _nic(nic: NicSpec) -> ET.Element:
     return element
 
 
-def nic_xml(nic: NicSpec) -> str:
+def nic_xml(nic: NicSpec, *, ovs: bool = False) -> str:
     """One NIC's <interface> element, as hot-plugged into a running domain."""
-    return _serialize(_nic(nic))
+    return _serialize(_nic(nic, ovs=ovs))
 
 
 def _add_console(devices: ET.Element, serial_log: str | None) -> None:

@@ -59,6 +59,7 @@ from overt.node.hypervisor.libvirt_snapshots import LiveDisks
 from overt.node.hypervisor.libvirt_states import event_detail, state_after_event, vm_state
 from overt.node.hypervisor.virt_mode_cache import VirtModeChoice
 from overt.node.hypervisor.virt_probe import is_probe
+from overt.node.ovs_ports import ovs_bridges
 from overt.protocol import PROTOCOL_VERSION, ErrorCode
 from overt.protocol.commands import DiskOverlay, VmTicket
 from overt.protocol.host import HostCapabilities, VirtMode, VmState, VmStatusReport
@@ -188,7 +189,8 @@ class LibvirtHypervisor:
         prepare_console_log(spec)
         conn = self.connection.get()
         meta = OvertMetadata(spec.id, spec.spec_version, job)
-        xml = domain_xml(spec, self.virt_mode, meta, config_drive=self._write_drive(spec))
+        xml = domain_xml(spec, self.virt_mode, meta, config_drive=self._write_drive(spec),
+                         ovs_bridges=await _ovs_bridges(spec.nics))
         await self._secrets(conn, spec)
         dom = await self._call(f"defining VM {spec.name}", conn.defineXML, xml)
         self._known[str(spec.id)] = meta
@@ -222,7 +224,8 @@ class LibvirtHypervisor:
                 raise bad_request(f"vm.start for {vm_id} carries the spec of VM {spec.id}")
             prepare_console_log(spec)
             meta = OvertMetadata(spec.id, spec.spec_version, job)
-            xml = domain_xml(spec, self.virt_mode, meta, config_drive=self._write_drive(spec))
+            xml = domain_xml(spec, self.virt_mode, meta, config_drive=self._write_drive(spec),
+                             ovs_bridges=await _ovs_bridges(spec.nics))
             self._known[str(spec.id)] = meta
             await self._secrets(conn, spec)
             if existing is not None:  # a defined VM: start it with the new spec
@@ -504,3 +507,8 @@ def prepare_console_log(spec: VmSpec) -> None:
         directory = Path(spec.serial_log).parent
         directory.mkdir(parents=True, exist_ok=True)
         directory.chmod(0o755)
+
+
+async def _ovs_bridges(nics: Sequence[NicSpec]) -> frozenset[str]:
+    """The untagged NICs' bridges that are OVS bridges on this host (see `ovs_ports`)."""
+    return await asyncio.to_thread(ovs_bridges, [n.bridge for n in nics if n.vlan is None])

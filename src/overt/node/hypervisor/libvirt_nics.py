@@ -18,6 +18,7 @@ from overt.node.errors import invalid_state
 from overt.node.hypervisor.domain_xml import nic_xml, parse_libvirt_xml
 from overt.node.hypervisor.executor import BlockingCalls
 from overt.node.hypervisor.libvirt_errors import node_failure
+from overt.node.ovs_ports import ovs_bridges
 from overt.protocol.vm import NicSpec
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,9 @@ class LiveNics:
         if await self.find(dom, nic.mac) is not None:
             return
         await self._run(dom, f"plugging NIC {nic.name} into", dom.attachDeviceFlags,
-                        nic_xml(nic), await self._flags(dom))
+                        nic_xml(nic, ovs=bool(await asyncio.to_thread(
+                            ovs_bridges, [nic.bridge] if nic.vlan is None else []))),
+                        await self._flags(dom))
         log.info("NIC plugged", extra={"vm": dom.name(), "nic": nic.name})
 
     async def unplug(self, dom: libvirt.virDomain, nic: NicSpec) -> None:

@@ -19,6 +19,7 @@ class SimulatedHostNetworks:
 
     def __init__(self) -> None:
         self.carried: dict[str, ReportedNetwork] = {}
+        self.wirings: dict[str, NetworkWiring] = {}  # as last asked (an overlay's tunnels)
         self.bonds: dict[str, ReportedBond] = {}
         # A network whose setup cuts the host off from the engine (a test sets it): with the
         # connectivity check the change is undone at once and its confirmation fails.
@@ -37,6 +38,7 @@ class SimulatedHostNetworks:
             name=w.name, bridge=w.bridge, nic=w.nic, vlan=w.vlan, mtu=w.mtu or _DEFAULT_MTU,
             addresses=(w.address,) if w.boot_protocol == "static" and w.address else ())
             for w in wanted}
+        self.wirings = {w.name: w for w in wanted}
         self.bonds = {b.name: self.bonds[b.name] if b.name in self.bonds and _same(
             self.bonds[b.name], b) else ReportedBond(
             name=b.name, mode=b.mode, lacp="configured" if b.lacp != "off" else "off",

@@ -230,3 +230,18 @@ async def _layout(engine: LoopbackEngine, host_id: uuid.UUID) -> list[tuple[str,
     async with engine.session() as session:
         return sorted((n.name, a.nic_name, a.address, a.applied)
                       for a, n in await list_attachments(session, host_id))
+
+
+async def test_setupnetworks_has_the_node_read_back_at_once_not_at_the_monitors_tick(
+        engine: LoopbackEngine) -> None:
+    """The job tells the monitor it marked the host for resync: with a tick of an hour the
+    attachment is still in sync as soon as the node's report is read back."""
+    node = await engine.add_host("h1", nics=NICS)
+    await _network(engine, "blue", 100, required=False)
+    engine.monitor.tick_s = 3600
+    engine.monitor.resync_soon()  # the loop takes the new tick from its next wait on
+    await _attach(engine, node.host_id, "blue", "10.9.0.1")
+
+    async def in_sync() -> bool:
+        return (await _sync(engine, node.host_id, "blue")).in_sync
+    await engine.eventually(in_sync, what="blue in sync without waiting for the tick")

@@ -191,6 +191,31 @@ def test_a_nic_on_a_vlan_network_is_an_ovs_access_port() -> None:
     assert plain.find("source").get("bridge") == "ovirtmgmt"  # type: ignore[union-attr]
 
 
+def test_a_nic_on_an_untagged_network_carried_by_a_bond_is_an_untagged_ovs_port() -> None:
+    """On a bond the untagged network's bridge is an OVS fake bridge on VLAN 0: the NIC is
+    an OVS port there (no tag: the fake bridge's own VLAN, carried untagged) with the guest
+    checksumming; the same network on a host where it is a Linux bridge stays a plain port."""
+    nic = NicSpec(id=_id(33), name="nic1", mac="56:6f:1a:00:00:33", bridge="guestnet")
+    spec = SPECS["minimal"].model_copy(update={"nics": (nic,)})
+    meta = OvertMetadata(spec.id, 1)
+    on_bond = ET.fromstring(domain_xml(spec, VirtMode.QEMU, meta,
+                                       ovs_bridges=frozenset({"guestnet"}))).find(
+        "./devices/interface")
+    assert on_bond is not None
+    assert on_bond.find("source").get("bridge") == "guestnet"  # type: ignore[union-attr]
+    assert on_bond.find("virtualport").get("type") == "openvswitch"  # type: ignore[union-attr]
+    assert on_bond.find("vlan") is None
+    assert on_bond.find("./driver/host").get("csum") == "off"  # type: ignore[union-attr]
+    plugged = ET.fromstring(nic_xml(nic, ovs=True))  # hot-plugged: the same port
+    assert ET.canonicalize(ET.tostring(plugged), strip_text=True) == \
+        ET.canonicalize(ET.tostring(on_bond), strip_text=True)
+    on_nic = ET.fromstring(domain_xml(spec, VirtMode.QEMU, meta,
+                                      ovs_bridges=frozenset({"other"}))).find(
+        "./devices/interface")
+    assert on_nic is not None
+    assert on_nic.find("virtualport") is None and on_nic.find("driver") is None
+
+
 def test_a_hot_plugged_nic_is_the_same_interface_as_at_start() -> None:
     """What `vm.nic_plug` attaches equals what the domain XML carries at start."""
     nic = NicSpec(id=_id(32), name="hot1", mac="56:6f:1a:00:00:32", bridge="vlan100", vlan=100,

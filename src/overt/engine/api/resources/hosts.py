@@ -91,7 +91,8 @@ async def add_host(ctx: ApiContext) -> Response:
 async def remove_host(ctx: ApiContext) -> Response:
     host = await lookup.get(ctx.session, Host, ctx.id_param("host_id"))
     host_uuid = host.host_uuid
-    await host_service.remove_host(ctx.session, host.id, ctx.user, force=ctx.flag("force"))
+    await host_service.remove_host(ctx.session, host.id, ctx.user, force=ctx.flag("force"),
+                              jobs=ctx.services.jobs)
     answer = action_done(ctx)
     revoke_after_commit(ctx, host_uuid, answer)
     return answer
@@ -138,6 +139,7 @@ async def deactivate(ctx: ApiContext) -> Response:
 
 @routes.post("/hosts/{host_id}/activate")
 async def activate(ctx: ApiContext) -> Response:
-    await host_service.activate_host(ctx.session, ctx.id_param("host_id"), ctx.user)
+    await host_service.activate_host(ctx.session, ctx.id_param("host_id"), ctx.user,
+                                     ctx.services.jobs)
     ctx.services.monitor_wakeup()
     return action_done(ctx)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
 from overt.engine.db.tables import Host, Job, Vm
-from overt.engine.jobs import queue
+from overt.engine.jobs import overlay_peers, queue
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed
 from overt.engine.jobs.handlers.vm_migrate import MIGRATE_TIMEOUT_S
@@ -131,6 +131,9 @@ async def drain_host(ctx: JobContext, spec: DrainHost) -> dict[str, Any]:
         audit.record(session, f"Host {host.name} was switched to maintenance: its VMs run "
                      "on other hosts", code=audit.HOST_MAINTENANCE, host_id=host.id,
                      cluster_id=host.cluster_id, job_id=ctx.job.id, user_id=ctx.job.owner_id)
+        await overlay_peers.rewire(session, ctx.services.jobs, host,
+                                   why=f"host {host.name} left (maintenance)",
+                                   owner_id=ctx.job.owner_id)
     return {}
 
 

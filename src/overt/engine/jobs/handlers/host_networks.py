@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import uuid
 from typing import Any
 
 from sqlalchemy import select
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
 from overt.engine.db.tables import Host, HostBond, HostNetworkAttachment, Network
+from overt.engine.jobs import overlay_peers
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.kinds import CommitHostNetworks, JobSpec, SetupHostNetworks
 from overt.engine.model.status import LogSeverity
@@ -48,14 +50,23 @@ def _resolved(address: str) -> str:
 
 async def _overlay(session: AsyncSession, host: Host, network: Network) -> VxlanWiring:
     """The overlay's tunnel from this host to every other host the network is attached to
-    (those set up before this one learn of it when they are set up again)."""
+    and that has not left (maintenance, not enrolled yet): `overlay_peers` sets the others
+    up again when that set changes."""
     assert network.vxlan_id is not None
     others = (await session.execute(select(Host.address).join(
         HostNetworkAttachment, HostNetworkAttachment.host_id == Host.id).where(
-        HostNetworkAttachment.network_id == network.id, Host.id != host.id))).scalars()
+        HostNetworkAttachment.network_id == network.id, Host.id != host.id,
+        Host.status.not_in(overlay_peers.LEFT)))).scalars()
     local, *remotes = await asyncio.to_thread(
         lambda: [_resolved(a) for a in (host.address, *others)])
     return VxlanWiring(vni=network.vxlan_id, local=local, remotes=tuple(sorted(set(remotes))))
+
+
+async def _overlay_ids(session: AsyncSession, ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    if not ids:
+        return set()
+    return set((await session.execute(select(Network.id).where(
+        Network.id.in_(ids), Network.vxlan_id.is_not(None)))).scalars())
 
 
 async def setup_networks(ctx: JobContext, spec: SetupHostNetworks) -> dict[str, Any]:
@@ -96,12 +107,23 @@ async def setup_networks(ctx: JobContext, spec: SetupHostNetworks) -> dict[str, 
         host.capabilities = caps.model_dump(mode="json")
         # The monitor reads back how the node realised them (in sync, required networks).
         host.needs_resync = True
-        for attachment, _network in await host_networks.list_attachments(session, host_id):
+        carried: set[uuid.UUID] = set()
+        for attachment, network in await host_networks.list_attachments(session, host_id):
             attachment.applied = True
             attachment.committed = attachment.committed or spec.commit
+            if network.vxlan_id is not None:
+                carried.add(network.id)
+        if spec.peers:  # the overlays this host joined or left: their other hosts follow
+            before = {old.network_id for old in spec.previous}
+            left = await _overlay_ids(session, before - carried)
+            changed = (carried - before) | left
+            await overlay_peers.rewire(session, ctx.services.jobs, host, networks=changed,
+                                       why=f"host {host.name} joined or left an overlay",
+                                       owner_id=ctx.job.owner_id)
         audit.record(session, f"Networks of host {host.name} were set up: "
                      f"{', '.join(result.carried) or 'none'}", code=audit.NETWORK_UPDATED,
                      host_id=host.id, job_id=ctx.job.id)
+    ctx.services.resync_soon()  # the attachments are in sync once the node's report is read
     return {"carried": list(result.carried), "removed": list(result.removed)}
 
 
