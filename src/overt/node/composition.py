@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from pathlib import Path
 
 from overt.bus.base import AgentTransport
 from overt.bus.direct.agent import AgentServerSettings, DirectAgentTransport
@@ -58,7 +59,7 @@ def build_transport(settings: NodeSettings) -> AgentTransport:
         listen_address=settings.listen_address, port=settings.port,
         engine_url=engine_url(settings, identity), advertise_address=settings.advertise_address,
         announce_interval_s=settings.announce_interval_s,
-        cert_check_interval_s=settings.cert_check_interval_s)
+        cert_check_interval_s=settings.cert_check_interval_s, hardware_root=Path("/"))
     if settings.managed:
         return ManagedAgentTransport(identity, server, broker=settings.bus)
     return DirectAgentTransport(identity, server)

@@ -59,6 +59,12 @@ def _may_certify(host: Host, key: str) -> bool:
     return same_fingerprint(host.key_fingerprint, key)
 
 
+def _record_hardware(host: Host, request: EnrollmentRequest) -> None:
+    """Keep the facts the node announced (the ones it announced last, while pending)."""
+    if request.hardware is not None:
+        host.hardware = request.hardware.model_dump(mode="json")
+
+
 class Registry:
     def __init__(self, db: Database, pki: EnginePki, *, gateway_url: str,
                  broker: BrokerAccounts | None = None, rotation: bool = True) -> None:
@@ -123,6 +129,7 @@ class Registry:
             if host.status == HostStatus.PENDING_APPROVAL:
                 host.pending_csr, host.key_fingerprint = request.csr_pem, key
                 host.capabilities = request.capabilities.model_dump(mode="json")
+                _record_hardware(host, request)
                 return self._pending(host)
             if _may_certify(host, key):
                 # An enrolled node gets a new certificate only over mutual TLS with its
@@ -197,6 +204,7 @@ class Registry:
                     key_fingerprint=key,
                     capabilities=request.capabilities.model_dump(mode="json"),
                     memory_mib=request.capabilities.memory_mib)
+        _record_hardware(host, request)
         session.add(host)
         audit.record(session, f"Host {name} ({request.address}) asks to join with key {key}; "
                      "approve it to add it if the node shows the same key fingerprint",
@@ -229,6 +237,7 @@ class Registry:
                                                        request.rpc_port)
             host.capabilities = caps.model_dump(mode="json")
             host.memory_mib, host.free_memory_mib = caps.memory_mib, caps.memory_mib
+            _record_hardware(host, request)
         host.certificate_pem = certificate
         host.certificate_fingerprint = fingerprint(load_cert(certificate.encode()))
         host.pending_csr, host.enroll_token = None, None
