@@ -15,7 +15,7 @@ from overt.system.commands import run
 # What a node runs: the agent's Python, libvirt's daemon and its QEMU driver, QEMU, and
 # busybox for its init (udhcpc, modprobe, mount...).
 ROOTS = ("python3-minimal", "python3.11", "libvirt-daemon", "libvirt-daemon-driver-qemu", "qemu-system-x86",
-         "qemu-utils", "busybox", "iproute2", "kmod")
+         "qemu-utils", "busybox", "iproute2", "kmod", "util-linux")
 # Pulled in by maintainer scripts' needs, never run on a node.
 EXCLUDED = frozenset({"debconf", "perl-base", "dpkg", "init-system-helpers", "systemd",
                       "systemd-sysv", "adduser", "passwd", "login", "ucf", "lsb-base",
