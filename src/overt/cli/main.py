@@ -37,6 +37,8 @@ AREAS: dict[str, tuple[str, str]] = {
     "pki": ("overt.cli.pki", "app"),
     "notify": ("overt.cli.notify", "app"),
     "snmp": ("overt.cli.snmp", "app"),
+    "provision": ("overt.cli.provision", "app"),
+    "node-image": ("overt.cli.node_image", "app"),
     "user": ("overt.cli.access", "user_app"),
     "permission": ("overt.cli.access", "permission_app"),
     "auth": ("overt.cli.access", "auth_app"),

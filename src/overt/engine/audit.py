@@ -171,3 +171,7 @@ def record_vm_change(session: AsyncSession, description: str, *, code: int, vm: 
     """An event about a VM's configuration, tied to the VM, its cluster and who changed it."""
     return record(session, description, code=code, vm_id=vm.id, cluster_id=vm.cluster_id,
                   user_id=user.id if user is not None else None)
+# Node provisioning: 9595-9599.
+PROVISIONING_PROFILE_ADDED = 9595
+PROVISIONING_PROFILE_UPDATED = 9596
+PROVISIONING_PROFILE_REMOVED = 9597

@@ -64,6 +64,7 @@ from overt.engine.pki.authority import EnginePki
 from overt.engine.pki.broker_tls import BrokerTls
 from overt.engine.pki.pins import CertificatePins
 from overt.engine.pki.rotation import CertificateWatch
+from overt.engine.provisioning.images import NodeImages
 from overt.engine.secrets import SecretBox
 from overt.engine.secrets import install as install_secret_box
 from overt.engine.services.image_transfers import ImageTransfers
@@ -71,6 +72,7 @@ from overt.engine.services.jobs import JobSubmitter
 from overt.engine.web.app import web_routes
 from overt.engine.web.live import ChangeFeed
 from overt.engine.web.session_watch import SessionWatch
+from overt.pki.certs import fingerprint, load_cert
 from overt.system.daemons import SYSTEM_RABBITMQ, RabbitNode, reload_rabbitmq_tls
 
 log = logging.getLogger(__name__)
@@ -209,8 +211,10 @@ class EngineRuntime:
                                 interval_s=self.settings.notifier_interval_s)
             tasks.append(asyncio.create_task(notifier.run(), name="notifier"))
         if self.netsvc_plan is not None:
-            self.netsvc = NetworkServices(self.db, self.netsvc_plan,
-                                          self.settings.data_dir / "netsvc")
+            self.netsvc = NetworkServices(
+                self.db, self.netsvc_plan, self.settings.data_dir / "netsvc",
+                node_images=self.node_images(),
+                ca_fingerprint=fingerprint(load_cert(self.pki.ca_pem().encode())))
             tasks.append(asyncio.create_task(self.netsvc.run(), name="netsvc"))
         if self.parts.api and isinstance(self.broker, BrokerAdminAccounts):
             sweeper = NodeAccountSweeper(self.db, self.broker,
@@ -241,6 +245,10 @@ class EngineRuntime:
                                 "whose users the Kerberos principals are")
         return KerberosAcceptor(keytab, profile)
 
+    def node_images(self) -> NodeImages:
+        """The node images provisioning profiles may name (`overt node-image build`)."""
+        return NodeImages(self.settings.data_dir / "node-images")
+
     def _password_policy(self) -> PasswordPolicy:
         s = self.settings
         return PasswordPolicy(min_length=s.password_min_length,
@@ -253,6 +261,7 @@ class EngineRuntime:
             load_profiles(self.settings.auth_profiles_file))
         services = ApiServices(jobs=JobSubmitter(self.job_wakeup), ca_certificate=self.pki.ca_file,
                                monitor_wakeup=self.monitor_wakeup.set,
+                               node_images=self.node_images(),
                                directories=directories,
                                kerberos=self._kerberos(),
                                revoke_node_account=self.broker.delete_node_user

@@ -11,11 +11,13 @@ import contextlib
 import logging
 import signal
 import socket
+from pathlib import Path
 
 from overt.bus.base import AgentTransport
 from overt.bus.direct.agent import AgentServerSettings, DirectAgentTransport
 from overt.clock import Clock
 from overt.config import NodeSettings
+from overt.node import boot_args
 from overt.node.agent import Agent, AgentTimings
 from overt.node.discovery import discover_engine_url
 from overt.node.hypervisor.libvirt_driver import LibvirtHypervisor
@@ -36,12 +38,17 @@ log = logging.getLogger(__name__)
 
 
 def engine_url(settings: NodeSettings, identity: NodeIdentity | None = None) -> str | None:
-    """The configured engine URL, else (for a node not enrolled yet) the one DNS names
-    (SRV `_overt._tcp`), else none."""
+    """The configured engine URL, else (for a node not enrolled yet) the one its kernel
+    command line gives (a node booted by provisioning), else the one DNS names (SRV
+    `_overt._tcp`), else none."""
     if settings.engine_url is not None:
         return settings.engine_url
     if identity is not None and identity.gateway_url() is not None:
         return None  # enrolled: the engine told it where its gateway is
+    booted = boot_args.read()
+    if booted.engine_url is not None:
+        log.info("engine %s from the kernel command line", booted.engine_url)
+        return booted.engine_url
     found = discover_engine_url(
         [settings.discovery_domain] if settings.discovery_domain else [],
         [settings.discovery_nameserver] if settings.discovery_nameserver else [])
@@ -53,14 +60,15 @@ def engine_url(settings: NodeSettings, identity: NodeIdentity | None = None) -> 
 def build_transport(settings: NodeSettings) -> AgentTransport:
     """Direct (HTTPS + mutual TLS), or fully managed (enrollment over HTTPS, then the broker)."""
     identity = NodeIdentity(settings.data_dir, settings.engine_ca_file,
-                            ca_fingerprint=settings.engine_ca_fingerprint,
+                            ca_fingerprint=settings.engine_ca_fingerprint
+                            or boot_args.read().ca_fingerprint,
                             enroll_token=settings.enroll_token,
                             clock=Clock(settings.clock_offset_s))
     server = AgentServerSettings(
         listen_address=settings.listen_address, port=settings.port,
         engine_url=engine_url(settings, identity), advertise_address=settings.advertise_address,
         announce_interval_s=settings.announce_interval_s,
-        cert_check_interval_s=settings.cert_check_interval_s)
+        cert_check_interval_s=settings.cert_check_interval_s, hardware_root=Path("/"))
     if settings.managed:
         return ManagedAgentTransport(identity, server, broker=settings.bus)
     return DirectAgentTransport(identity, server)

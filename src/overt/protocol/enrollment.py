@@ -15,6 +15,7 @@ from uuid import UUID
 
 from pydantic import Field
 
+from overt.protocol.hardware import HardwareFacts
 from overt.protocol.host import HostCapabilities
 from overt.protocol.vm import WireModel
 
@@ -44,6 +45,7 @@ class EnrollmentRequest(WireModel):
     rpc_port: int = Field(54321, gt=0, lt=65536)
     csr_pem: str = Field(max_length=16384)
     capabilities: HostCapabilities
+    hardware: HardwareFacts | None = None  # what the administrator sees before approving
     # With an enrollment token: the token sealed for the engine's exchange key, bound to
     # the CSR's key and the engine CA it was introduced to (overt.pki.tokens.seal).
     proof: str | None = Field(None, max_length=512)

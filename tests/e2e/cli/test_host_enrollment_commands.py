@@ -55,3 +55,29 @@ def test_host_approve_needs_the_key_the_node_shows(engine: RunningEngine) -> Non
     right = cli(engine, "host", "approve", host["id"], "--fingerprint", shown.lower())
     assert right.returncode == 0, right.stderr
     assert node.announce(engine).certificate_pem is not None
+
+
+def test_provisioning_profiles_from_the_command_line(engine: RunningEngine) -> None:
+    image = engine.runtime.settings.data_dir / "node-images" / "node-2026"
+    image.mkdir(parents=True)
+    for name in ("vmlinuz", "initrd.img"):
+        (image / name).write_bytes(b"boot file")
+    unknown = cli(engine, "provision", "add", "rack1-node3", "--image", "node-1999",
+                  "--mac", "52:54:00:AB:CD:EF")
+    assert unknown.returncode == 1 and "is not a node image" in unknown.stderr
+    assert "node-2026" in unknown.stderr  # what it has instead
+    bad_mac = cli(engine, "provision", "add", "rack1-node3", "--image", "node-2026",
+                  "--mac", "52:54:00")
+    assert bad_mac.returncode == 1 and "is not a MAC address" in bad_mac.stderr
+    added = cli(engine, "provision", "add", "rack1-node3", "--image", "node-2026", "--mac",
+                "52:54:00:AB:CD:EF", "--kernel-args", "intel_iommu=on", "--cluster", "Default")
+    assert added.returncode == 0, added.stderr
+    updated = cli(engine, "provision", "update", "rack1-node3", "--kernel-args", "quiet")
+    assert updated.returncode == 0, updated.stderr
+    [profile] = json.loads(cli(engine, "provision", "list", "--json").stdout)
+    assert (profile["name"], profile["mac"]["address"], profile["image"],
+            profile["kernel_args"]) == ("rack1-node3", "52:54:00:ab:cd:ef", "node-2026", "quiet")
+    assert profile["cluster"]["id"]
+    removed = cli(engine, "provision", "remove", "rack1-node3")
+    assert removed.returncode == 0, removed.stderr
+    assert json.loads(cli(engine, "provision", "list", "--json").stdout) == []

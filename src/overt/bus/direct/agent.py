@@ -10,6 +10,7 @@ events go through the broker.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -17,6 +18,7 @@ import socket
 import ssl
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -33,6 +35,7 @@ from overt.bus.direct.http import (
 )
 from overt.bus.direct.tls import ENGINE_COMMON_NAME, common_name, node_names, peer_certificate
 from overt.node.enrollment.lifecycle import GrantHook, NodeEnrollment
+from overt.node.hardware import read_facts
 from overt.node.identity import NodeIdentity
 from overt.pki.expiry import expired
 from overt.protocol import (
@@ -49,6 +52,7 @@ from overt.protocol.enrollment import (
     EnrollmentGrant,
     EnrollmentRequest,
 )
+from overt.protocol.hardware import HardwareFacts
 from overt.protocol.host import HostCapabilities
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,9 @@ class AgentServerSettings:
     announce_interval_s: float = 5.0
     commands_and_events: bool = True  # False: enrollment only (fully managed mode)
     cert_check_interval_s: float = 3600.0  # how often the certificate's expiry is checked
+    # Where the hardware facts are read (/proc, /sys under it) for the announcement; None
+    # for a node with no machine of its own to describe (a simulated one).
+    hardware_root: Path | None = None
 
 
 class DirectAgentTransport:
@@ -85,6 +92,7 @@ class DirectAgentTransport:
             cert_check_interval_s=settings.cert_check_interval_s)
         self._handler: CommandHandler | None = None
         self._capabilities: HostCapabilities | None = None
+        self._hardware: HardwareFacts | None = None
         self._tls: ssl.SSLContext | None = None
         self._runner: web.AppRunner | None = None
         self._issued_certificate = False  # serving the CA-issued one (else the self-signed)
@@ -105,6 +113,8 @@ class DirectAgentTransport:
     async def start(self, handler: CommandHandler) -> None:
         self._handler = handler
         self._capabilities = await self._read_capabilities(handler)
+        if self.settings.hardware_root is not None:
+            self._hardware = await asyncio.to_thread(read_facts, self.settings.hardware_root)
         self.delivery.start()
         enrolled = self.identity.enrolled(self.host_uuid)
         if enrolled:
@@ -212,7 +222,7 @@ class DirectAgentTransport:
         return EnrollmentRequest(host_uuid=caps.host_uuid, hostname=caps.hostname,
                                  address=self._address(), rpc_port=self.port or 0,
                                  csr_pem=self.identity.csr_pem(caps.host_uuid, self._names()),
-                                 capabilities=caps)
+                                 capabilities=caps, hardware=self._hardware)
 
     # -- HTTP handlers --------------------------------------------------------------------
 

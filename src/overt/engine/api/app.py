@@ -39,6 +39,7 @@ from overt.engine.api.resources import (
     networking,
     notifications,
     power_management,
+    provisioning,
     root,
     snapshots,
     statistics,
@@ -57,6 +58,7 @@ from overt.engine.identity.kerberos import KerberosAcceptor
 from overt.engine.identity.password_policy import PasswordPolicy
 from overt.engine.identity.signin import SignInGuard, SignInPolicy
 from overt.engine.metrics.process import ProcessMetrics, RequestLatency, route_templates
+from overt.engine.provisioning.images import NodeImages
 from overt.engine.secrets import SecretBox
 from overt.engine.services.image_transfers import ImageTransfers
 from overt.engine.services.jobs import JobSubmitter
@@ -79,6 +81,7 @@ class ApiServices:
     password_policy: PasswordPolicy = field(default_factory=PasswordPolicy)
     signin_policy: SignInPolicy = field(default_factory=SignInPolicy)
     image_transfers: ImageTransfers | None = None  # disk uploads and downloads (imageio)
+    node_images: NodeImages = field(default_factory=lambda: NodeImages(None))
 
 
 def api_routes() -> ApiRoutes:
@@ -87,7 +90,7 @@ def api_routes() -> ApiRoutes:
                    statistics, vm_devices, consoles, tags, networking, host_networks,
                    identity, power_management, snapshots, templates, affinity_groups,
                    notifications, image_transfers, cdroms, instance_types,
-                   storage_connections):
+                   storage_connections, provisioning):
         routes.include(module.routes)
     return routes
 

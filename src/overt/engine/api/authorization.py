@@ -51,7 +51,8 @@ _SYSTEM_WRITES = {"users": "manipulate_users", "groups": "manipulate_users",
                   "roles": "manipulate_roles", "permissions": "manipulate_permissions"}
 # System objects only those who may change them may read (trap receivers' addresses, image
 # transfers' tickets).
-_SYSTEM_READS = {"snmpmanagers": "configure_engine", "imagetransfers": "configure_engine"}
+_SYSTEM_READS = {"snmpmanagers": "configure_engine", "imagetransfers": "configure_engine",
+                 "provisioningprofiles": "configure_engine"}
 
 
 @dataclass(frozen=True)

@@ -102,12 +102,8 @@ def host(h: t.Host, *, vm_count: int = 0) -> Representation:
         "type": "rhel", "external_status": "ok",
         "memory": h.memory_mib * MIB,
         "max_scheduling_memory": h.free_memory_mib * MIB,
-        "cpu": {
-            "name": caps.get("cpu_model"),
-            "topology": {"cores": caps.get("cpu_cores"), "sockets": caps.get("cpu_sockets"),
-                         "threads": caps.get("cpu_threads")} if caps else None,
-        },
-        "hardware_information": {"uuid": str(h.host_uuid)} if h.host_uuid else None,
+        "cpu": _host_cpu(caps, h.hardware or {}),
+        "hardware_information": _hardware_information(h),
         "libvirt_version": {"full_version": caps.get("libvirt_version")} if caps else None,
         "os": {"type": "Linux", "version": {"full_version": caps.get("kernel")}} if caps else None,
         "summary": {"active": vm_count, "migrating": 0, "total": vm_count},
@@ -117,6 +113,31 @@ def host(h: t.Host, *, vm_count: int = 0) -> Representation:
         "ssh": {"fingerprint": h.key_fingerprint} if h.key_fingerprint else None,
         "power_management": {"enabled": h.pm_enabled},
         "cluster": ref("clusters", h.cluster_id),
+    }
+
+
+def _host_cpu(caps: dict[str, Any], facts: dict[str, Any]) -> Representation:
+    """The CPU as the node's capabilities say, else as it announced (a pending host)."""
+    source = caps or facts
+    return {
+        "name": source.get("cpu_model") or None,
+        "topology": {"cores": source.get("cpu_cores"), "sockets": source.get("cpu_sockets"),
+                     "threads": source.get("cpu_threads")} if source else None,
+    }
+
+
+def _hardware_information(h: t.Host) -> Representation | None:
+    """oVirt's HardwareInformation from the DMI facts the node announced."""
+    facts: dict[str, Any] = h.hardware or {}
+    if not facts and h.host_uuid is None:
+        return None
+    return {
+        "uuid": facts.get("system_uuid") or (str(h.host_uuid) if h.host_uuid else None),
+        "manufacturer": facts.get("manufacturer") or None,
+        "product_name": facts.get("product_name") or None,
+        "version": facts.get("product_version") or None,
+        "serial_number": facts.get("serial_number") or None,
+        "family": facts.get("family") or None,
     }
 
 

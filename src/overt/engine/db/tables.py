@@ -139,6 +139,9 @@ class Host(Base):
     # The SHA-256 digest of the host's one-time enrollment token (never the token).
     enroll_token: Mapped[str | None] = mapped_column(String(64))
     capabilities: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The hardware facts the node announced (`HardwareFacts`); None for a host that never
+    # announced them (added by address, or an older agent).
+    hardware: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # The host networks as the node last reported them realised (`ReportedNetwork`s);
     # None until a node that manages host networks has reported.
     reported_networks: Mapped[list[Any] | None] = mapped_column(JSON)
@@ -162,6 +165,22 @@ class Host(Base):
     pm_enabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     cluster: Mapped[Cluster] = relationship(lazy="raise")
+
+
+class ProvisioningProfile(Base):
+    """What a machine booting from a provisioning network gets: the node image, extra
+    kernel arguments, and the cluster it joins once approved. `mac` None: the default
+    profile (at most one), for machines with no profile of their own."""
+
+    __tablename__ = "provisioning_profiles"
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    mac: Mapped[str | None] = mapped_column(String(17), unique=True)  # lower case, colons
+    image: Mapped[str] = mapped_column(String(255))  # a node image the engine serves
+    kernel_args: Mapped[str] = mapped_column(Text, default="")
+    cluster_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("clusters.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class FenceAgent(Base):

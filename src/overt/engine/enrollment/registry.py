@@ -17,6 +17,7 @@ from overt.engine.jobs import overlay_peers
 from overt.engine.model.errors import Unavailable
 from overt.engine.model.status import HostStatus, LogSeverity
 from overt.engine.pki.authority import EnginePki
+from overt.engine.services import provisioning
 from overt.pki.certs import csr_key_fingerprint, fingerprint, load_cert, same_fingerprint
 from overt.pki.expiry import expired
 from overt.protocol.enrollment import (
@@ -58,6 +59,20 @@ def _may_certify(host: Host, key: str) -> bool:
     if host.status == HostStatus.PENDING_APPROVAL or not host.certificate_pem:
         return False
     return same_fingerprint(host.key_fingerprint, key)
+
+
+def _macs(request: EnrollmentRequest) -> list[str]:
+    """The node's MACs, the one it booted from first (its provisioning profile's)."""
+    facts = request.hardware
+    macs = [facts.boot_mac] if facts is not None and facts.boot_mac else []
+    macs += [n.mac for n in facts.nics if n.mac] if facts is not None else []
+    return macs + [n.mac for n in request.capabilities.nics if n.mac]
+
+
+def _record_hardware(host: Host, request: EnrollmentRequest) -> None:
+    """Keep the facts the node announced (the ones it announced last, while pending)."""
+    if request.hardware is not None:
+        host.hardware = request.hardware.model_dump(mode="json")
 
 
 class Registry:
@@ -124,6 +139,7 @@ class Registry:
             if host.status == HostStatus.PENDING_APPROVAL:
                 host.pending_csr, host.key_fingerprint = request.csr_pem, key
                 host.capabilities = request.capabilities.model_dump(mode="json")
+                _record_hardware(host, request)
                 return self._pending(host)
             if _may_certify(host, key):
                 # An enrolled node gets a new certificate only over mutual TLS with its
@@ -185,8 +201,13 @@ class Registry:
 
     async def _new_pending(self, session: AsyncSession, request: EnrollmentRequest,
                            key: str) -> Host:
-        cluster = (await session.execute(select(Cluster).where(Cluster.name == "Default"))
-                   ).scalar_one_or_none() or (await session.execute(select(Cluster))).scalars().first()
+        profile = await provisioning.for_macs(session, _macs(request))
+        cluster = None
+        if profile is not None and profile.cluster_id is not None:
+            cluster = await session.get(Cluster, profile.cluster_id)
+        cluster = cluster or (await session.execute(select(Cluster).where(
+            Cluster.name == "Default"))).scalar_one_or_none() or (
+            await session.execute(select(Cluster))).scalars().first()
         if cluster is None:
             raise RuntimeError("the engine has no cluster to put new hosts in")
         name = request.hostname[:200]
@@ -198,9 +219,12 @@ class Registry:
                     key_fingerprint=key,
                     capabilities=request.capabilities.model_dump(mode="json"),
                     memory_mib=request.capabilities.memory_mib)
+        _record_hardware(host, request)
         session.add(host)
-        audit.record(session, f"Host {name} ({request.address}) asks to join with key {key}; "
-                     "approve it to add it if the node shows the same key fingerprint",
+        booted = f" (provisioning profile {profile.name})" if profile is not None else ""
+        audit.record(session, f"Host {name} ({request.address}){booted} asks to join with "
+                     f"key {key} (into cluster {cluster.name}); approve it to add it if the "
+                     "node shows the same key fingerprint",
                      code=audit.HOST_PENDING_APPROVAL, host_id=host.id)
         log.info("node %s (%s) is pending approval", request.host_uuid, request.address,
                  extra={"host": request.hostname, "host_id": request.host_uuid})
@@ -231,6 +255,7 @@ class Registry:
                                                        request.rpc_port)
             host.capabilities = caps.model_dump(mode="json")
             host.memory_mib, host.free_memory_mib = caps.memory_mib, caps.memory_mib
+            _record_hardware(host, request)
         host.certificate_pem = certificate
         host.certificate_fingerprint = fingerprint(load_cert(certificate.encode()))
         host.pending_csr, host.enroll_token = None, None

@@ -40,15 +40,23 @@ class BootEntry:
     http_port: int | None = DEFAULT_HTTP_PORT  # None: the files over TFTP only (slower)
 
 
-def ipxe_script(entry: BootEntry) -> str:
-    """The iPXE script: the files from the engine's HTTP server on the address that gave
-    the script (`${next-server}`), or else by TFTP, relative to the script.
+def boot_base(entry: BootEntry) -> str:
+    """Where iPXE fetches the boot files: the engine's HTTP server on the address that gave
+    the script (`${next-server}`), or else TFTP, relative to the script."""
+    return f"http://${{next-server}}:{entry.http_port}/" if entry.http_port else ""
+
+
+def ipxe_script(entry: BootEntry, *, profiles: bool = False) -> str:
+    """The iPXE script. With provisioning profiles, a machine first chains to its MAC's
+    script, then to the default profile's; the entry is what any other machine boots.
 
     `initrd=` names the initramfs for the kernel's EFI stub: under UEFI, iPXE hands the
     kernel the images it loaded by name, and without it the kernel finds no initramfs
     (a BIOS boot ignores the argument)."""
-    base = f"http://${{next-server}}:{entry.http_port}/" if entry.http_port else ""
-    return (f"#!ipxe\necho Overt network boot\n"
+    chain = ("chain mac-${netX/mac:hexhyp}.ipxe || goto nomac\n:nomac\n"
+             "chain default.ipxe || goto nodefault\n:nodefault\n") if profiles else ""
+    base = boot_base(entry)
+    return (f"#!ipxe\necho Overt network boot\n{chain}"
             f"kernel {base}{KERNEL} initrd={INITRD} {entry.cmdline}\n"
             f"initrd {base}{INITRD}\nboot\n")
 
@@ -80,7 +88,8 @@ def _copy_if_changed(source: Path, target: Path) -> None:
         tmp.replace(target)
 
 
-def prepare_tftp_root(root: Path, kernel: Path, initrd: Path, entry: BootEntry) -> None:
+def prepare_tftp_root(root: Path, kernel: Path, initrd: Path, entry: BootEntry, *,
+                      profiles: bool = False) -> None:
     """Fill the TFTP root: the kernel, the initramfs, the script, and iPXE (BIOS and UEFI
     builds) to chain into when Debian's ipxe is installed (without it only iPXE clients
     boot)."""
@@ -91,8 +100,18 @@ def prepare_tftp_root(root: Path, kernel: Path, initrd: Path, entry: BootEntry) 
         if source.exists():
             _copy_if_changed(source, root / name)
     script = root / SCRIPT
-    text = ipxe_script(entry)
-    if not script.exists() or script.read_text() != text:
-        tmp = script.with_name(SCRIPT + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(script)
+    write_if_changed(script, ipxe_script(entry, profiles=profiles))
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    if path.exists() and path.read_text() == text:
+        return False
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o644)
+    tmp.replace(path)
+    return True
+
+
+def copy_if_changed(source: Path, target: Path) -> None:
+    _copy_if_changed(source, target)

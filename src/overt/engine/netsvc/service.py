@@ -22,7 +22,9 @@ from overt.engine.netsvc.configs import DnsmasqFiles, render_chrony, render_dnsm
 from overt.engine.netsvc.daemon import ChildDaemon, reap_stale
 from overt.engine.netsvc.inventory import Inventory, read_inventory
 from overt.engine.netsvc.plan import PlanError, ServicesPlan
-from overt.engine.netsvc.pxe import INITRD, KERNEL, BootEntry, prepare_tftp_root
+from overt.engine.netsvc.provisioning import publish, read_profiles
+from overt.engine.netsvc.pxe import INITRD, KERNEL, BootEntry, boot_base, prepare_tftp_root
+from overt.engine.provisioning.images import NodeImages
 from overt.lab.guest import build_guest_image
 
 log = logging.getLogger(__name__)
@@ -52,9 +54,15 @@ class NetworkServices:
     """Runs until cancelled; stops its daemons on the way out."""
 
     def __init__(self, db: Database, plan: ServicesPlan, state_dir: Path, *,
-                 wrap: Sequence[str] = ()) -> None:
-        """`wrap` prefixes the daemons' command lines (tests: `ip netns exec NS`)."""
+                 wrap: Sequence[str] = (), node_images: NodeImages | None = None,
+                 ca_fingerprint: str | None = None) -> None:
+        """`wrap` prefixes the daemons' command lines (tests: `ip netns exec NS`);
+        `node_images` and `ca_fingerprint` serve the provisioning profiles' nodes."""
         self.db = db
+        self.node_images = node_images or NodeImages(None)
+        self.ca_fingerprint = ca_fingerprint
+        self._entry: BootEntry | None = None
+        self._boot_source: tuple[Path, Path] | None = None
         self.wrap = list(wrap)
         self.plan = plan
         self.state_dir = state_dir
@@ -89,6 +97,7 @@ class NetworkServices:
                 log.error("network boot: cannot serve the boot files over HTTP on port %d "
                           "(%s); serving them over TFTP only", entry.http_port, exc.strerror)
                 entry = dataclasses.replace(entry, http_port=None)
+        self._entry = entry
         await asyncio.to_thread(self._prepare_network_boot, entry)
 
     def _prepare_network_boot(self, entry: BootEntry) -> None:
@@ -99,6 +108,7 @@ class NetworkServices:
         else:
             image = build_guest_image()
             kernel, initrd = image.kernel, image.initrd
+        self._boot_source = (kernel, initrd)
         prepare_tftp_root(self.tftp_root, kernel, initrd, entry)
         log.info("network boot: serving %s with %s (%s)", kernel, initrd, self.tftp_root)
 
@@ -129,8 +139,26 @@ class NetworkServices:
                                       pidfile=self.state_dir / "chronyd.pid")
             await self.chrony.start()
 
+    async def _refresh_profiles(self) -> None:
+        """The provisioning profiles' scripts and images, and the boot script chaining to
+        them; the booted node is told to announce itself on the engine's gateway on the
+        address that served it."""
+        entry, source = self._entry, self._boot_source
+        if entry is None or source is None:
+            return
+        profiles = await read_profiles(self.db)
+        served = await asyncio.to_thread(
+            publish, self.tftp_root, profiles, self.node_images, base=boot_base(entry),
+            engine_url=f"https://${{next-server}}:{self.plan.gateway_port}",
+            ca_fingerprint=self.ca_fingerprint)
+        await asyncio.to_thread(prepare_tftp_root, self.tftp_root, *source, entry,
+                                profiles=bool(profiles))
+        if self.boot_files is not None:
+            self.boot_files.names = frozenset({KERNEL, INITRD, *served})
+
     async def refresh(self, *, start: bool = True) -> None:
         """Re-read the database; rewrite what changed; reload (hosts) or restart (main file)."""
+        await self._refresh_profiles()
         subnets = {net.name: net.subnet for net in self.plan.networks}
         inventory = await read_inventory(
             self.db, {net.name: net.data_center for net in self.plan.networks}, subnets)

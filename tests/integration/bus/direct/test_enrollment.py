@@ -125,3 +125,28 @@ def test_a_node_announces_itself_until_approved(
         assert oct(identity.key_file.stat().st_mode & 0o777) == "0o600"
     finally:
         loop.run(node.close())
+
+
+def test_a_node_announces_the_hardware_facts_it_reads(
+        loop: LoopThread, pki: Pki, commands: NodeCommands, tmp_path: Path) -> None:
+    machine = tmp_path / "machine"
+    (machine / "proc").mkdir(parents=True)
+    (machine / "proc" / "meminfo").write_text("MemTotal:  2048000 kB\n")
+    (machine / "proc" / "cmdline").write_text("overt.boot_mac=52:54:00:12:34:56\n")
+    identity = NodeIdentity(tmp_path / "fresh", ca_fingerprint=fingerprint(pki.ca.cert))
+    transport = DirectAgentTransport(identity, AgentServerSettings(
+        listen_address="127.0.0.1", port=0, hardware_root=machine))
+    loop.run(transport.start(commands))
+    try:
+        facts = transport.enrollment_request().hardware
+    finally:
+        loop.run(transport.close())
+    assert facts is not None
+    assert (facts.memory_bytes, facts.boot_mac) == (2048000 * 1024, "52:54:00:12:34:56")
+    simulated = DirectAgentTransport(identity, AgentServerSettings(listen_address="127.0.0.1",
+                                                                   port=0))
+    loop.run(simulated.start(commands))
+    try:
+        assert simulated.enrollment_request().hardware is None  # no machine of its own
+    finally:
+        loop.run(simulated.close())
