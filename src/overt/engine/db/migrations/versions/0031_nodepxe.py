@@ -1,7 +1,7 @@
 """nodepxe: hardware facts of announced hosts; provisioning profiles
 
-Revision ID: 0028_nodepxe
-Revises: 0027_iscsisnap
+Revision ID: 0031_nodepxe
+Revises: 0030_iscsi13
 Create Date: 2026-12-01 07:13:07.104278
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import overt.engine.db.tables
 
-revision = '0028_nodepxe'
-down_revision = '0027_iscsisnap'
+revision = '0031_nodepxe'
+down_revision = '0030_iscsi13'
 branch_labels = None
 depends_on = None
 
