@@ -1130,75 +1130,6 @@ def test_a_nodes_imageio_ticket_reaches_only_its_own_disk_and_direction(
         conn.close()
 
 
-def test_a_detached_domain_is_imported_by_another_engine_with_its_disks(
-        storage_lab: StorageLab, nfs_domain: NfsDomain) -> None:
-    conn = storage_lab.first.connect()
-    try:
-        disks = conn.system_service().storage_domains_service().storage_domain_service(
-            nfs_domain.id).disks_service().list()
-        assert disks, "the VM test leaves a disk on the domain"
-        wanted = {d.id: (d.name, d.provisioned_size) for d in disks}
-        attached = conn.system_service().data_centers_service().data_center_service(
-            nfs_domain.dc_id).storage_domains_service().storage_domain_service(nfs_domain.id)
-        attached.deactivate()
-        wait_until(lambda: attached.get().status == types.StorageDomainStatus.MAINTENANCE, 60,
-                   "maintenance")
-        attached.remove()
-        sd = conn.system_service().storage_domains_service().storage_domain_service(
-            nfs_domain.id)
-        wait_until(lambda: sd.get().status == types.StorageDomainStatus.UNATTACHED, 120,
-                   "the domain to be detached")
-    finally:
-        conn.close()
-    metadata = parse_metadata(
-        (storage_lab.export_dir / nfs_domain.id / "dom_md" / "metadata").read_text())
-    assert metadata["POOL_UUID"] == ""
-
-    # The second engine's agent shares node2 with the first's (each lab node has one
-    # libvirtd), which a node never does outside tests: this test comes last.
-    broker = open_broker(SYSTEM_RABBITMQ)
-    second: Site | None = None
-    try:
-        # (54322 is the first site's node imageio daemon on node2.)
-        second = _start_site(storage_lab.lab, "second", storage_lab.base, broker, ["node2"],
-                             node_port=54329)
-        conn = second.connect()
-        try:
-            host = second.host_of(conn, "node2")
-            sds = conn.system_service().storage_domains_service()
-            assert sds.list() == [] or all(s.storage.type != types.StorageType.NFS
-                                           for s in sds.list())
-            imported = sds.add(types.StorageDomain(
-                name="lab-nfs-imported", type=types.StorageDomainType.DATA, import_=True,
-                host=types.Host(id=host.id),
-                storage=types.HostStorage(type=types.StorageType.NFS,
-                                          address=storage_lab.nfs_address, path="/export")))
-            service = sds.storage_domain_service(imported.id)
-            wait_until(lambda: service.get().status == types.StorageDomainStatus.UNATTACHED,
-                       120, "the domain to be imported")
-            found = {d.id: (d.name, d.provisioned_size)
-                     for d in service.disks_service().list()}
-            assert found == wanted
-            dc = conn.system_service().data_centers_service().list(search="name=Default")[0]
-            attached2 = conn.system_service().data_centers_service().data_center_service(
-                dc.id).storage_domains_service()
-            attached2.add(types.StorageDomain(id=imported.id))
-            wait_until(lambda: attached2.storage_domain_service(imported.id).get().status
-                       == types.StorageDomainStatus.ACTIVE, 120, "the domain to be active")
-        finally:
-            conn.close()
-        metadata = parse_metadata(
-            (storage_lab.export_dir / nfs_domain.id / "dom_md" / "metadata").read_text())
-        assert metadata["POOL_UUID"] == dc.id
-        boot = next(d for d, (name, _size) in wanted.items() if name == "lab-nfs-boot")
-        _new_vm(second, "lab-nfs-imported-vm", boot)
-        _run_on(second, "lab-nfs-imported-vm", "node2")
-    finally:
-        if second is not None:
-            second.stop()
-        close_broker(broker)
-
-
 def test_a_vm_lease_keeps_a_second_copy_off_and_its_loss_stops_the_vm(
         storage_lab: StorageLab, nfs_domain: NfsDomain) -> None:
     """A leased VM runs on node1 and node1's keeper holds the lease on the NFS domain;
@@ -1456,3 +1387,72 @@ def _write_guest(storage_lab: StorageLab, guest: GuestImage, target: str, secret
     finally:
         Path(file.name).unlink()
     assert copied.returncode == 0, copied.stderr
+
+
+def test_a_detached_domain_is_imported_by_another_engine_with_its_disks(
+        storage_lab: StorageLab, nfs_domain: NfsDomain) -> None:
+    conn = storage_lab.first.connect()
+    try:
+        disks = conn.system_service().storage_domains_service().storage_domain_service(
+            nfs_domain.id).disks_service().list()
+        assert disks, "the VM test leaves a disk on the domain"
+        wanted = {d.id: (d.name, d.provisioned_size) for d in disks}
+        attached = conn.system_service().data_centers_service().data_center_service(
+            nfs_domain.dc_id).storage_domains_service().storage_domain_service(nfs_domain.id)
+        attached.deactivate()
+        wait_until(lambda: attached.get().status == types.StorageDomainStatus.MAINTENANCE, 60,
+                   "maintenance")
+        attached.remove()
+        sd = conn.system_service().storage_domains_service().storage_domain_service(
+            nfs_domain.id)
+        wait_until(lambda: sd.get().status == types.StorageDomainStatus.UNATTACHED, 120,
+                   "the domain to be detached")
+    finally:
+        conn.close()
+    metadata = parse_metadata(
+        (storage_lab.export_dir / nfs_domain.id / "dom_md" / "metadata").read_text())
+    assert metadata["POOL_UUID"] == ""
+
+    # The second engine's agent shares node2 with the first's (each lab node has one
+    # libvirtd), which a node never does outside tests: this test comes last.
+    broker = open_broker(SYSTEM_RABBITMQ)
+    second: Site | None = None
+    try:
+        # (54322 is the first site's node imageio daemon on node2.)
+        second = _start_site(storage_lab.lab, "second", storage_lab.base, broker, ["node2"],
+                             node_port=54329)
+        conn = second.connect()
+        try:
+            host = second.host_of(conn, "node2")
+            sds = conn.system_service().storage_domains_service()
+            assert sds.list() == [] or all(s.storage.type != types.StorageType.NFS
+                                           for s in sds.list())
+            imported = sds.add(types.StorageDomain(
+                name="lab-nfs-imported", type=types.StorageDomainType.DATA, import_=True,
+                host=types.Host(id=host.id),
+                storage=types.HostStorage(type=types.StorageType.NFS,
+                                          address=storage_lab.nfs_address, path="/export")))
+            service = sds.storage_domain_service(imported.id)
+            wait_until(lambda: service.get().status == types.StorageDomainStatus.UNATTACHED,
+                       120, "the domain to be imported")
+            found = {d.id: (d.name, d.provisioned_size)
+                     for d in service.disks_service().list()}
+            assert found == wanted
+            dc = conn.system_service().data_centers_service().list(search="name=Default")[0]
+            attached2 = conn.system_service().data_centers_service().data_center_service(
+                dc.id).storage_domains_service()
+            attached2.add(types.StorageDomain(id=imported.id))
+            wait_until(lambda: attached2.storage_domain_service(imported.id).get().status
+                       == types.StorageDomainStatus.ACTIVE, 120, "the domain to be active")
+        finally:
+            conn.close()
+        metadata = parse_metadata(
+            (storage_lab.export_dir / nfs_domain.id / "dom_md" / "metadata").read_text())
+        assert metadata["POOL_UUID"] == dc.id
+        boot = next(d for d, (name, _size) in wanted.items() if name == "lab-nfs-boot")
+        _new_vm(second, "lab-nfs-imported-vm", boot)
+        _run_on(second, "lab-nfs-imported-vm", "node2")
+    finally:
+        if second is not None:
+            second.stop()
+        close_broker(broker)

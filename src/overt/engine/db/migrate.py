@@ -6,7 +6,8 @@ from importlib import resources
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, create_engine
 
 from overt.engine.db import change_log
 from overt.engine.db.database import sync_url
@@ -22,12 +23,27 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str) -> None:
-    """Apply every migration the database lacks."""
-    command.upgrade(alembic_config(url), "head")
-    # SQLite drops a table's triggers when a migration rebuilds it: put them back.
+    """Apply every migration the database lacks.
+
+    SQLite drops a table's triggers when a migration rebuilds the table, so after
+    migrations ran on SQLite the change log's triggers are put back. Nothing else is
+    written at a start that has nothing to migrate: several engine parts start at once
+    against one database, and PostgreSQL refuses concurrent replacements of one function
+    ("tuple concurrently updated")."""
     engine = create_engine(sync_url(url))
     try:
-        with engine.begin() as connection:
-            change_log.install(connection)
+        if engine.dialect.name != "sqlite":
+            command.upgrade(alembic_config(url), "head")
+            return
+        before = _revision(engine)
+        command.upgrade(alembic_config(url), "head")
+        if _revision(engine) != before:
+            with engine.begin() as connection:
+                change_log.install(connection)
     finally:
         engine.dispose()
+
+
+def _revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()

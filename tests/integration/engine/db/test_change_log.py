@@ -109,3 +109,24 @@ async def test_old_changes_are_pruned_recent_ones_kept(db: Database) -> None:
     async with db.transaction() as session:
         left = set((await session.execute(select(ChangeRecord.object_id))).scalars())
     assert left and all(uuid.UUID(x) != vm_id for x in left)
+
+
+@pytest.mark.pg
+def test_engine_parts_starting_at_once_on_a_migrated_database_all_start(
+        fresh_postgres_url: str) -> None:
+    """Each engine part brings the schema up to date as it starts; six parts start at once
+    against one PostgreSQL (the engine's HA deployment). None may fail: a start with
+    nothing to migrate writes nothing (replacing the change log's functions concurrently
+    made PostgreSQL refuse all but one: "tuple concurrently updated")."""
+    import subprocess
+    import sys
+
+    from overt.engine.db import migrate
+    migrate.upgrade(fresh_postgres_url)
+    code = ("import sys\nfrom overt.engine.db import migrate\n"
+            "for _ in range(5):\n    migrate.upgrade(sys.argv[1])\n")
+    parts = [subprocess.Popen([sys.executable, "-c", code, fresh_postgres_url],
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    failed = [err for part in parts if (err := part.communicate(timeout=120)[1])
+              and part.returncode != 0]
+    assert failed == []
