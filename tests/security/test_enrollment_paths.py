@@ -13,12 +13,14 @@ import httpx
 import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
+from aiohttp import web
 
 from overt.bus.direct.agent import AgentServerSettings, DirectAgentTransport
 from overt.engine.db.tables import Host
 from overt.engine.web.sessions import SIGNIN_COOKIE
 from overt.node.identity import NodeIdentity
 from overt.pki import tokens
+from overt.pki.certs import fingerprint
 from tests.integration.bus.direct.conftest import NodeCommands
 from tests.integration.node.harness import LoopThread, free_port
 from tests.security.conftest import FakeNode, close_loop
@@ -76,6 +78,53 @@ def test_a_node_started_with_the_token_is_enrolled(engine: RunningEngine,
     finally:
         loop.run(node.close())
         close_loop(loop)
+
+
+def test_a_certificate_the_node_did_not_take_is_sent_again(engine: RunningEngine,
+                                                           connection: sdk.Connection) -> None:
+    """The install job was cut off after issuing the certificate, before the node took it
+    (a dropped connection, or the engine stopped there): its retry must not take the host
+    for enrolled, or the monitor knocks forever with a certificate the node never got."""
+    loop = LoopThread()
+    base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-token-"))
+    port = free_port()
+    host_id, token = _add(engine, port)
+    node = DirectAgentTransport(NodeIdentity(base, enroll_token=token), AgentServerSettings(
+        listen_address="127.0.0.1", port=port))
+    take_certificate = node.enrollment.certificate
+    refused: list[str] = []
+
+    async def cut_first_delivery(request: web.Request) -> web.Response:
+        if not refused:
+            refused.append(await request.text())
+            return web.json_response({"error": "connection lost"}, status=503)
+        return await take_certificate(request)
+
+    node.enrollment.certificate = cut_first_delivery  # type: ignore[method-assign]
+    commands = NodeCommands()
+    loop.run(node.start(commands))
+    try:
+        wait_until(lambda: node.enrolled, 40, "the node to be enrolled after a retry")
+        seen_at_enrollment = len(commands.seen)
+        assert len(refused) == 1
+        host = connection.system_service().hosts_service().host_service(host_id)
+        # The engine now calls the node over mutual TLS with the certificate it holds.
+        wait_until(lambda: len(commands.seen) > seen_at_enrollment, 15,
+                   "the engine to reach the node with its certificate")
+        assert host.get().status in (types.HostStatus.CONNECTING, types.HostStatus.UP)
+        assert _stored_fingerprint(engine, host_id) == fingerprint(
+            node.identity.certificate())
+    finally:
+        loop.run(node.close())
+        close_loop(loop)
+
+
+def _stored_fingerprint(engine: RunningEngine, host_id: str) -> str | None:
+    async def read() -> str | None:
+        async with engine.runtime.db.transaction() as session:
+            host = await session.get(Host, uuid.UUID(host_id))
+            return host.certificate_fingerprint if host is not None else None
+    return asyncio.run_coroutine_threadsafe(read(), engine.loop).result(30)
 
 
 @pytest.mark.install_timeout(3)

@@ -235,10 +235,14 @@ class Registry:
                                message="waiting for an administrator to approve this host")
 
     async def grant(self, session: AsyncSession, host: Host, request: EnrollmentRequest, *,
-                    broker: BrokerCredentials | None = None) -> EnrollmentGrant:
+                    broker: BrokerCredentials | None = None,
+                    connect: bool = True) -> EnrollmentGrant:
         """Sign the node's certificate and record who it is; the monitor then brings it up.
 
-        `broker` is the node's account when the caller made it already (outside the lock)."""
+        `broker` is the node's account when the caller made it already (outside the lock).
+        `connect=False` leaves a host being installed `installing`: its install job hands
+        the node the certificate itself and calls `connected` once the node took it (the
+        monitor would otherwise knock with a certificate the node may never have got)."""
         other = (await session.execute(select(Host).where(
             Host.host_uuid == request.host_uuid, Host.id != host.id))).scalar_one_or_none()
         if other is not None:
@@ -272,11 +276,8 @@ class Registry:
                          code=audit.CERTIFICATE_RENEWED, host_id=host.id,
                          cluster_id=host.cluster_id)
         else:
-            host.status, host.needs_resync, host.status_detail = (HostStatus.CONNECTING,
-                                                                  True, "")
-            audit.record(session, f"Host {host.name} was enrolled (certificate "
-                         f"{host.certificate_fingerprint[:23]}...)", code=audit.HOST_ADDED,
-                         host_id=host.id, cluster_id=host.cluster_id)
+            if connect:
+                self.connected(session, host)
             if moved:  # the other hosts of its overlays tunnel to its new address
                 await overlay_peers.rewire(session, None, host,
                                            why=f"host {host.name} moved to {host.address}")
@@ -285,3 +286,12 @@ class Registry:
                                node_ca_pem=self.pki.node_ca_pem(),
                                node_ca_endorsement=self.pki.node_ca_endorsement(),
                                gateway_url=self.gateway_url, broker=broker)
+
+    @staticmethod
+    def connected(session: AsyncSession, host: Host) -> None:
+        """The node holds the certificate just granted: the monitor may bring it up."""
+        assert host.certificate_fingerprint is not None
+        host.status, host.needs_resync, host.status_detail = HostStatus.CONNECTING, True, ""
+        audit.record(session, f"Host {host.name} was enrolled (certificate "
+                     f"{host.certificate_fingerprint[:23]}...)", code=audit.HOST_ADDED,
+                     host_id=host.id, cluster_id=host.cluster_id)

@@ -110,17 +110,26 @@ async def _enroll(ctx: JobContext, host: Host) -> dict[str, Any]:
             account = await registry.broker_account(request.host_uuid)
             async with ctx.transaction() as session:
                 locked = await lookup.get(session, Host, host.id, for_update=True)
-                grant = await registry.grant(session, locked, request, broker=account)
+                if locked.status != HostStatus.INSTALLING:
+                    return {"status": locked.status}  # the node announced and was enrolled
+                grant = await registry.grant(session, locked, request, broker=account,
+                                             connect=False)
         except Unavailable as exc:
             raise _retry_or_fail(ctx, exc.detail) from exc
     if grant.status is not EnrollmentStatus.APPROVED:
         raise JobFailed(grant.message)
+    # The host stays `installing` until the node took the certificate: a retry after a
+    # failed or interrupted delivery reconnects (the node has it) or enrolls again.
     async with ctx.step(f"Sending host {host.name} its certificate"):
         try:
             await bootstrap.deliver_grant(host.address, host.port, grant)
         except TransportError as exc:
             raise _retry_or_fail(ctx, f"host {host.name} did not take its certificate "
                                       f"({exc})") from exc
+        async with ctx.transaction() as session:
+            locked = await lookup.get(session, Host, host.id, for_update=True)
+            if locked.status == HostStatus.INSTALLING:
+                registry.connected(session, locked)
     return {"host_uuid": str(request.host_uuid)}
 
 
