@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import calendar
 import json
 import os
 import random
@@ -44,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from tests.support.broker import Broker, close_broker, open_broker
 from tests.support.managed import ManagedSite
 from tests.support.postgres import scratch_database
@@ -53,17 +54,18 @@ from overt.engine.db import migrate
 from overt.engine.db.database import Database
 from overt.engine.db.seed import BLANK_TEMPLATE_ID, seed
 from overt.engine.db.tables import Cluster, Host, Vm
-from overt.node.simulated.fleet import vm_name, vm_uuid
+from overt.engine.model.status import VmStatus
+from overt.node.simulated.fleet import node_uuid, vm_name, vm_uuid
 from overt.system.daemons import SYSTEM_RABBITMQ
 
 SEED = "scale"
-REPORT = re.compile(r"^(\S+ \S+) INFO .*monitor: in the last (\d+) s: (\d+) events applied.*"
+REPORT = re.compile(r"^(\S+) INFO .*monitor: in the last (\d+) s: (\d+) events applied.*"
                     r"events p50 (\d+) ms p99 (\d+) ms max (\d+) ms, stats p99 (\d+) ms")
 # The same lines' other counts (resyncs: from monitors that report them).
 COUNTS = re.compile(r"(\d+) duplicate, (\d+) stale, (\d+) refused as early, (\d+) as busy, "
                     r"(\d+) stats samples written.*?(?:; (\d+) resyncs)?$")
 
-OUTCOMES = re.compile(r"^(\S+ \S+) INFO .*monitor: in the last \d+ s: (\d+) events applied, "
+OUTCOMES = re.compile(r"^(\S+) INFO .*monitor: in the last \d+ s: (\d+) events applied, "
                       r"(\d+) duplicate, \d+ stale, (\d+) refused as early, (\d+) as busy")
 
 
@@ -117,6 +119,26 @@ async def prepare_vms(db_url: str, options: Options) -> list[uuid.UUID]:
             await session.execute(insert(Vm), rows[chunk:chunk + 5000])
     await db.dispose()
     return to_start
+
+
+async def place_prepared_vms(db_url: str, options: Options) -> None:
+    """Each node's prepared VMs placed on its host, as the engine does when it launches
+    them: the monitor accepts a node's report of a VM placed on that node only (a node
+    cannot claim a VM the engine put nowhere), so the reports their nodes sent before
+    are asked for again (a resync of every host) and bring the VMs `up`."""
+    db = Database(db_url)
+    try:
+        async with db.transaction() as session:
+            hosts = {row.host_uuid: row.id for row in
+                     await session.execute(select(Host.host_uuid, Host.id))}
+            for node in range(options.nodes):
+                host_id = hosts[node_uuid(SEED, node)]
+                await session.execute(update(Vm).where(Vm.id.in_(
+                    [vm_uuid(SEED, node, n) for n in range(options.vms_per_node)])).values(
+                    host_id=host_id, status=VmStatus.WAIT_FOR_LAUNCH, desired_status="up"))
+            await session.execute(update(Host).values(needs_resync=True))
+    finally:
+        await db.dispose()
 
 
 async def count(db_url: str, *, hosts_up: bool = False, vms: list[uuid.UUID] | None = None,
@@ -272,6 +294,11 @@ def machine_busy() -> tuple[float, float]:
     return sum(fields) - idle, sum(fields)
 
 
+def logged_at(stamp: str) -> float:
+    """The time of a log line of Overt's (UTC, `2026-12-02T02:03:19Z`)."""
+    return calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
+
+
 def monitor_reports(site: ManagedSite, options: Options, since: float) -> list[tuple[int, ...]]:
     """(events, p50, p99, max, stats p99, duplicates, stale, refused as early, refused as
     busy, stats samples, resyncs) of each monitor report written after `since`."""
@@ -279,7 +306,7 @@ def monitor_reports(site: ManagedSite, options: Options, since: float) -> list[t
     for n in range(1, options.monitors + 1):
         for line in site.text(f"monitor{n}").splitlines():
             match = REPORT.match(line)
-            if match and time.mktime(time.strptime(match[1], "%Y-%m-%d %H:%M:%S")) >= since:
+            if match and logged_at(match[1]) >= since:
                 counts = COUNTS.search(line)
                 more = tuple(int(g or 0) for g in counts.groups()) if counts else (0,) * 6
                 found.append(tuple(int(g) for g in match.groups()[2:]) + more)
@@ -308,7 +335,7 @@ def monitor_shares(site: ManagedSite, options: Options, since: float) -> dict[st
         totals = [0, 0, 0, 0]
         for line in site.text(f"monitor{n}").splitlines():
             match = OUTCOMES.match(line)
-            if match and time.mktime(time.strptime(match[1], "%Y-%m-%d %H:%M:%S")) >= since:
+            if match and logged_at(match[1]) >= since:
                 totals = [t + int(g) for t, g in zip(totals, match.groups()[1:], strict=True)]
         shares[f"monitor{n}"] = totals
     return shares
@@ -410,6 +437,7 @@ def run(options: Options) -> dict[str, object]:
             api = Api(site)
             say(f"enrolling {options.nodes} simulated nodes (announce, approve)")
             results["enrollment_s"] = round(approve_until_up(api, site, options), 1)
+            asyncio.run(place_prepared_vms(db_url, options))
             wanted = options.nodes * options.vms_per_node
             while asyncio.run(count(site.db)) < wanted:
                 time.sleep(2)
