@@ -51,7 +51,8 @@ def _readable(page: Page, element: Locator) -> None:
     expect(element).to_be_visible()
     box = element.bounding_box()
     assert box is not None and box["height"] >= 16 and box["width"] >= 200, box
-    assert box["x"] >= 0 and box["x"] + box["width"] <= page.viewport_size["width"], box  # type: ignore[index]
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    assert box["x"] >= 0 and box["x"] + box["width"] <= width, box
 
 
 def _fits(page: Page) -> bool:
@@ -145,6 +146,21 @@ def test_a_trap_target_refused_then_added_subscribed_to_and_removed(admin: Page)
     subscription = page.locator("tr[data-subscription='admin@internal/host_failure']")
     expect(subscription).to_contain_text("noc")
     expect(subscription).to_contain_text("snmp")
+
+    # Edited: a new address; its passphrases, left empty, stay.
+    row.get_by_role("link", name="Edit manager noc").click()
+    edit = page.get_by_role("form", name="Edit SNMP manager noc")
+    expect(edit.get_by_label("Version")).to_have_value("v3")
+    expect(edit.get_by_label("Authentication passphrase")).to_have_value("")
+    edit.get_by_label("Address").fill("noc .example")
+    edit.get_by_role("button", name="Save").click()
+    expect(page.locator("#manager-error")).to_contain_text("is not an address or name")
+    edit = page.get_by_role("form", name="Edit SNMP manager noc")
+    edit.get_by_label("Address").fill("192.0.2.9")
+    edit.get_by_role("button", name="Save").click()
+    expect(page).to_have_url(re.compile(r"/notifications$"))
+    expect(row).to_contain_text("192.0.2.9")
+    expect(row).to_contain_text("v3 (authPriv, SHA/AES)")
     page.screenshot(path=str(SCREENSHOTS / "notifications.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 800})  # a phone
     expect(page.get_by_role("button", name="Add manager")).to_be_visible()

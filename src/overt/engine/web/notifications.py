@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from overt.engine.db.tables import EventSubscription, User
+from overt.engine.db.tables import EventSubscription, SnmpManager, User
 from overt.engine.model.errors import InvalidInput, OvertError, Unavailable
 from overt.engine.notifier.events import NOTIFIABLE
 from overt.engine.secrets import Secret, SecretBox
@@ -64,7 +64,7 @@ def _render(ctx: WebContext, values: dict[str, Any], *, status: int = 200,
             manager_form: dict[str, str] | None = None,
             subscription_form: dict[str, str] | None = None, error: str | None = None,
             error_at: str = "") -> Response:
-    return ctx.render("notifications.html", status, nav=NAV, **values,
+    return ctx.render("notifications.html", status, nav=NAV, editing=None, **values,
                       manager_form={k: v for k, v in (manager_form or EMPTY_MANAGER).items()
                                     if k not in SECRETS},
                       subscription_form=subscription_form or {
@@ -93,10 +93,45 @@ async def notifications_page(ctx: WebContext) -> Response:
 async def add_manager(ctx: WebContext) -> Response:
     form = {**EMPTY_MANAGER, **await ctx.form()}
     ctx.on_error = _show_error(ctx, "manager", manager_form=form)
+    await service.add_manager(ctx.session, _box(ctx), read_manager(form), ctx.user)
+    return RedirectResponse(PATH, status_code=303)
+
+
+def _box(ctx: WebContext) -> SecretBox:
     box: SecretBox | None = ctx.services.secrets
     if box is None:
         raise Unavailable("this engine keeps no secrets store: SNMP managers are unavailable")
-    await service.add_manager(ctx.session, box, read_manager(form), ctx.user)
+    return box
+
+
+def manager_values(row: SnmpManager) -> dict[str, str]:
+    return {"name": row.name, "address": row.host, "port": str(row.port),
+            "version": row.version, "user": row.user_name, "engine_id": row.engine_id}
+
+
+def _render_edit(ctx: WebContext, row: SnmpManager | dict[str, Any], form: dict[str, str],
+                 error: str | None = None, status: int = 200) -> Response:
+    return ctx.render("snmp_manager_edit.html", status, nav=NAV, editing=row, error=error,
+                      manager_form={k: v for k, v in form.items() if k not in SECRETS})
+
+
+@page
+async def edit_manager_form(ctx: WebContext) -> Response:
+    row = await service.get_manager(ctx.session, ctx.id_param("manager_id"))
+    return _render_edit(ctx, row, manager_values(row))
+
+
+@page
+async def update_manager(ctx: WebContext) -> Response:
+    """Empty secrets (and an empty engine id) leave the manager's as they are."""
+    row = await service.get_manager(ctx.session, ctx.id_param("manager_id"))
+    shown = {"id": row.id, "name": row.name}
+    form = {**manager_values(row), **await ctx.form()}
+
+    async def show(exc: OvertError) -> Response:
+        return _render_edit(ctx, shown, form, f"{exc.reason}: {exc.detail}", exc.status)
+    ctx.on_error = show
+    await service.update_manager(ctx.session, _box(ctx), row.id, read_manager(form), ctx.user)
     return RedirectResponse(PATH, status_code=303)
 
 
@@ -131,7 +166,9 @@ async def unsubscribe(ctx: WebContext) -> Response:
 ROUTES = [
     Route(PATH, notifications_page),
     Route(f"{PATH}/managers", add_manager, methods=["POST"]),
+    Route(f"{PATH}/managers/{{manager_id}}/edit", edit_manager_form),
     Route(f"{PATH}/managers/{{manager_id}}/remove", remove_manager, methods=["POST"]),
+    Route(f"{PATH}/managers/{{manager_id}}", update_manager, methods=["POST"]),
     Route(f"{PATH}/subscriptions", subscribe, methods=["POST"]),
     Route(f"{PATH}/subscriptions/{{user_id}}/{{event}}/remove", unsubscribe, methods=["POST"]),
 ]

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from overt.engine.db.tables import Cluster, EventSubscription, ProvisioningProfile, SnmpManager
+from overt.engine.secrets import SecretBox
 from tests.support.engine import RunningEngine
 from tests.support.internal_users import add_internal_user
 from tests.support.no_nodes import engine_with_admin
@@ -181,10 +182,40 @@ def test_snmp_managers_and_subscriptions_added_refused_and_removed(
                        event="host_failure", manager="")
     assert again.status_code == 409 and "already subscribed" in _alert(again.text)
 
+    # Edited: what is left empty (its secrets) stays; a new name is followed by the
+    # subscriptions naming it; a bad address or a switch to v3 without passphrases is
+    # refused on the edit form and changes nothing.
+    noc = managers["noc"]
+    form = admin.http.get(f"/notifications/managers/{noc.id}/edit")
+    assert form.status_code == 200 and 'value="192.0.2.8"' in form.text
+    assert COMMUNITY not in form.text
+    for bad, reason in (({"address": "192.0.2.300"}, "'192.0.2.300' is not an address"),
+                        ({"version": "v3", "user": "trapper"},
+                         "the snmp_manager.auth_passphrase must have at least 8 characters")):
+        refused = admin.post(f"/notifications/managers/{noc.id}", **{
+            "name": "noc", "address": "192.0.2.8", "port": "1162", "version": "v2c",
+            "community": "", "user": "", "engine_id": "", **bad})
+        assert refused.status_code == 400 and reason in _alert(refused.text), refused.text
+        assert "Edit SNMP manager noc" in refused.text
+    [same] = [m for m in _rows(engine, SnmpManager) if m.id == noc.id]
+    assert (same.name, same.host, same.version, same.community_sealed) == (
+        "noc", "192.0.2.8", "v2c", noc.community_sealed)
+    saved = admin.post(f"/notifications/managers/{noc.id}", name="noc-east",
+                       address="noc.example", port="162", version="v2c", community="",
+                       user="", engine_id="")
+    assert saved.status_code == 303, saved.text[:2000]
+    [renamed] = [m for m in _rows(engine, SnmpManager) if m.id == noc.id]
+    assert (renamed.name, renamed.host, renamed.port) == ("noc-east", "noc.example", 162)
+    box = SecretBox(engine.runtime.settings.data_dir)
+    assert box.open(renamed.community_sealed).reveal() == COMMUNITY
+    [sub] = _rows(engine, EventSubscription)
+    assert sub.address == "noc-east"
+    managers["noc"] = renamed
+
     # A manager a subscription names stays until the subscription goes.
     in_use = admin.post(f"/notifications/managers/{managers['noc'].id}/remove")
     assert in_use.status_code == 409
-    assert "named by subscriptions to host_failure" in _alert(in_use.text)
+    assert "noc-east is named by subscriptions to host_failure" in _alert(in_use.text)
     assert len(_rows(engine, SnmpManager)) == 2
     gone = admin.post(f"/notifications/subscriptions/{sub.user_id}/host_failure/remove")
     assert gone.status_code == 303
@@ -219,3 +250,34 @@ def test_forms_without_the_token_or_the_superuser_role_are_refused(
     finally:
         uma.http.close()
     assert _rows(engine, ProvisioningProfile) == [] and _rows(engine, SnmpManager) == []
+
+
+def test_an_snmp_manager_changed_through_the_api(engine: RunningEngine) -> None:
+    """PUT /snmpmanagers/{id}, the service the portal's edit form uses: what is not given
+    stays (its passphrases too); a switch to v2c without a community is a 400."""
+    with httpx.Client(base_url=engine.url, auth=("admin@internal", engine.password),
+                      verify=ssl.create_default_context(cafile=str(engine.ca_file)),
+                      headers={"Accept": "application/json"}, timeout=30) as api:
+        made = api.post("/snmpmanagers", json={
+            "name": "api-nms", "address": "192.0.2.20", "version": "v3", "user": "ops",
+            "auth_passphrase": AUTH, "priv_passphrase": PRIV})
+        assert made.status_code == 201, made.text
+        manager_id = made.json()["id"]
+        [before] = _rows(engine, SnmpManager)
+        moved = api.put(f"/snmpmanagers/{manager_id}", json={"address": "192.0.2.21",
+                                                            "port": "10162"})
+        assert moved.status_code == 200, moved.text
+        shown = moved.json()
+        assert (shown["address"], shown["port"], shown["version"], shown["user"],
+                shown["engine_id"]) == ("192.0.2.21", "10162", "v3", "ops", before.engine_id)
+        assert AUTH not in moved.text and PRIV not in moved.text
+        [after] = _rows(engine, SnmpManager)
+        box = SecretBox(engine.runtime.settings.data_dir)
+        assert box.open(after.auth_sealed).reveal() == AUTH
+        assert box.open(after.priv_sealed).reveal() == PRIV
+
+        refused = api.put(f"/snmpmanagers/{manager_id}", json={"version": "v2c"})
+        assert refused.status_code == 400 and "community" in refused.text
+        [still] = _rows(engine, SnmpManager)
+        assert (still.version, still.host, still.user_name) == ("v3", "192.0.2.21", "ops")
+        assert api.delete(f"/snmpmanagers/{manager_id}").status_code == 200
