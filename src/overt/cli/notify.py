@@ -76,6 +76,54 @@ def add_manager(
            + (f", engine id {manager['engine_id']})" if manager.get("engine_id") else ")"))
 
 
+@app.command("update-manager")
+@reports_errors
+def update_manager(
+        name: Annotated[str, typer.Argument(help="The manager's name or id.")],
+        new_name: Annotated[str | None, typer.Option(
+            "--name", help="A new name (its subscriptions follow it).")] = None,
+        address: Annotated[str | None, typer.Option(help="Its IP address or DNS name.")]
+        = None,
+        port: Annotated[int | None, typer.Option(help="Its trap port.")] = None,
+        community_file: SecretFile = None,
+        v3_user: Annotated[str | None, typer.Option(help="SNMPv3 user (switches to v3).")]
+        = None,
+        auth_passphrase_file: SecretFile = None, priv_passphrase_file: SecretFile = None,
+        engine_id: Annotated[str | None, typer.Option(help="SNMPv3 engine id (hex).")] = None,
+        url: Url = None, user: User = None, password_file: PasswordFile = None,
+        ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False) -> None:
+    """Change a trap receiver: only what is given changes (its secrets stay unless new
+    files are given); --v3-user with both passphrase files makes it v3, --community-file
+    alone makes a v3 manager v2c."""
+    community = _secret(community_file, "community")
+    version = "v3" if v3_user else ("v2c" if community is not None and not (
+        auth_passphrase_file or priv_passphrase_file) else None)
+    body: dict[str, Any] = changes(
+        name=new_name, address=address, port=port, version=version, community=community,
+        user=v3_user, auth_passphrase=_secret(auth_passphrase_file, "auth passphrase"),
+        priv_passphrase=_secret(priv_passphrase_file, "priv passphrase"), engine_id=engine_id)
+    with connect(url, user, password_file, ca_file, data_dir) as client:
+        found = resolve_manager(client, name)
+        manager = client.put(f"/snmpmanagers/{found['id']}", body)
+    report(manager, json, f"SNMP manager {manager['name']} updated ({manager['version']}, "
+           f"{manager['address']}:{manager['port']})")
+
+
+@app.command("events")
+@reports_errors
+def list_events(json: Json = False) -> None:
+    """List the events a user can subscribe to, with the audit codes that raise each."""
+    from overt.engine.notifier.events import NOTIFIABLE
+
+    rows = [{"event": name, "codes": sorted(codes)} for name, codes in sorted(
+        NOTIFIABLE.items())]
+    if json:
+        as_json(rows)
+        return
+    table("Notifiable events", ["event", "audit codes"], [
+        (row["event"], ", ".join(str(c) for c in row["codes"])) for row in rows])
+
+
 @app.command("remove-manager")
 @reports_errors
 def remove_manager(name: Annotated[str, typer.Argument(help="The manager's name or id.")],

@@ -74,14 +74,22 @@ def add(name: Annotated[str, typer.Argument(help="The profile's name.")],
 @reports_errors
 def update(name: Annotated[str, typer.Argument(help="The profile's name or id.")],
            mac: Mac = None, image: Image = None, kernel_args: KernelArgs = None,
-           cluster: Cluster = None, url: Url = None, user: User = None,
+           cluster: Cluster = None,
+           new_name: Annotated[str | None, typer.Option(
+               "--name", help="A new name for the profile.")] = None,
+           default: Annotated[bool, typer.Option(
+               "--default", help="Make it the default profile (no MAC of its own).")] = False,
+           url: Url = None, user: User = None,
            password_file: PasswordFile = None, ca_file: CaFile = None,
            data_dir: DataDir = None, json: Json = False) -> None:
     """Change what a profile gives (only the options given)."""
+    if default and mac:
+        raise typer.BadParameter("give --mac or --default, not both")
     with connect(url, user, password_file, ca_file, data_dir) as client:
         found = _resolve(client, name)
-        body = changes(image=image, kernel_args=kernel_args,
-                       mac={"address": mac} if mac is not None else None,
+        body = changes(name=new_name, image=image, kernel_args=kernel_args,
+                       mac={"address": "" if default else mac}
+                       if default or mac is not None else None,
                        cluster=_cluster(client, cluster))
         made = client.put(f"/provisioningprofiles/{found['id']}", body)
     report(made, json, f"Provisioning profile {made['name']} updated")

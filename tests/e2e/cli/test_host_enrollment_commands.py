@@ -78,6 +78,15 @@ def test_provisioning_profiles_from_the_command_line(engine: RunningEngine) -> N
     assert (profile["name"], profile["mac"]["address"], profile["image"],
             profile["kernel_args"]) == ("rack1-node3", "52:54:00:ab:cd:ef", "node-2026", "quiet")
     assert profile["cluster"]["id"]
-    removed = cli(engine, "provision", "remove", "rack1-node3")
+    renamed = cli(engine, "provision", "update", "rack1-node3", "--name", "rack1-any",
+                  "--default")
+    assert renamed.returncode == 0, renamed.stderr
+    [profile] = json.loads(cli(engine, "provision", "list", "--json").stdout)
+    assert (profile["name"], profile.get("mac"), profile["default"]) == (
+        "rack1-any", None, True)
+    both = cli(engine, "provision", "update", "rack1-any", "--default", "--mac",
+               "52:54:00:AB:CD:EF")
+    assert both.returncode != 0 and "not both" in both.stdout + both.stderr
+    removed = cli(engine, "provision", "remove", "rack1-any")
     assert removed.returncode == 0, removed.stderr
     assert json.loads(cli(engine, "provision", "list", "--json").stdout) == []

@@ -79,3 +79,38 @@ def test_bad_input_is_refused_with_the_reason(engine: RunningEngine, tmp_path: P
     assert "is not one this engine notifies" in unknown.stdout + unknown.stderr
     assert json.loads(cli(engine, "notify", "managers", "--json").stdout) == []
     assert json.loads(cli(engine, "notify", "subscriptions", "--json").stdout) == []
+
+
+def test_a_manager_changed_and_the_events_listed_from_the_cli(engine: RunningEngine,
+                                                              tmp_path: Path) -> None:
+    community = tmp_path / "community"
+    community.write_text("c-" + secrets.token_hex(6) + "\n")
+    assert cli(engine, "notify", "add-manager", "ops", "--address", "192.0.2.30",
+               "--community-file", str(community)).returncode == 0
+    assert cli(engine, "notify", "subscribe", "vm_down_error", "--manager", "ops"
+               ).returncode == 0
+    bad = cli(engine, "notify", "update-manager", "ops", "--address", "192.0.2.300")
+    assert bad.returncode != 0 and "is not an address or name" in bad.stdout + bad.stderr
+    no_keys = cli(engine, "notify", "update-manager", "ops", "--v3-user", "overt")
+    assert no_keys.returncode != 0 and "passphrase" in no_keys.stdout + no_keys.stderr
+    moved = cli(engine, "notify", "update-manager", "ops", "--name", "ops-east", "--port",
+                "2162")
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert "SNMP manager ops-east updated (v2c, 192.0.2.30:2162)" in moved.stdout
+    [manager] = json.loads(cli(engine, "notify", "managers", "--json").stdout)
+    assert (manager["name"], manager["address"], manager["port"], manager["version"]) == (
+        "ops-east", "192.0.2.30", "2162", "v2c")
+    subs = json.loads(cli(engine, "notify", "subscriptions", "--json").stdout)
+    assert [(s["event"], s["address"]) for s in subs] == [("vm_down_error", "ops-east")]
+
+    events = json.loads(cli(engine, "notify", "events", "--json").stdout)
+    by_event = {e["event"]: e["codes"] for e in events}
+    assert by_event["vm_down_error"] and all(isinstance(c, int) for c in by_event["vm_down_error"])
+    assert [e["event"] for e in events] == sorted(e["event"] for e in events)
+    assert {"host_failure", "vm_down_error", "system_deactivated_storage_domain"} <= {
+        e["event"] for e in events}
+    shown = cli(engine, "notify", "events")
+    assert shown.returncode == 0 and "host_failure" in shown.stdout
+
+    assert cli(engine, "notify", "unsubscribe", "vm_down_error").returncode == 0
+    assert cli(engine, "notify", "remove-manager", "ops-east").returncode == 0

@@ -167,6 +167,59 @@ async def add_manager(session: AsyncSession, box: SecretBox, data: ManagerInput,
     return row
 
 
+async def update_manager(session: AsyncSession, box: SecretBox, manager_id: uuid.UUID,
+                         data: ManagerInput, by: User) -> SnmpManager:
+    """Change a manager: what is not given (None) stays, its secrets too (a new one
+    replaces the old); a change of version needs the other version's secrets. A new name
+    is followed by the subscriptions that named the old one."""
+    row = await lookup.get(session, SnmpManager, manager_id, for_update=True)
+    version = data.version or row.version
+    same = version == row.version
+
+    def kept(given: Secret | None, sealed: str) -> Secret | None:
+        if given is not None or not same or not sealed:
+            return given
+        try:
+            return box.open(sealed)
+        except ValueError:  # sealed under another key: it must be given again
+            return None
+
+    merged = ManagerInput(
+        name=row.name if data.name is None else data.name,
+        address=row.host if data.address is None else data.address,
+        port=row.port if data.port is None else data.port, version=version,
+        community=kept(data.community, row.community_sealed),
+        user=(row.user_name or None) if data.user is None else data.user,
+        auth_passphrase=kept(data.auth_passphrase, row.auth_sealed),
+        priv_passphrase=kept(data.priv_passphrase, row.priv_sealed),
+        engine_id=(row.engine_id or None) if data.engine_id is None else data.engine_id)
+    name, address, port, version = _checked(merged)
+    if await lookup.name_taken(session, SnmpManager, name, other_than=row.id):
+        raise Conflict(f"an SNMP manager named {name} already exists")
+    old_name = row.name
+    row.name, row.host, row.port, row.version = name, address, port, version
+    if version == "v2c":
+        assert merged.community is not None
+        row.community_sealed = box.seal(merged.community)
+        row.user_name = row.auth_sealed = row.priv_sealed = row.engine_id = ""
+    else:
+        assert merged.auth_passphrase is not None and merged.priv_passphrase is not None
+        row.community_sealed = ""
+        row.user_name = merged.user or ""
+        row.auth_sealed = box.seal(merged.auth_passphrase)
+        row.priv_sealed = box.seal(merged.priv_passphrase)
+        row.engine_id = check_engine_id(merged.engine_id) if merged.engine_id \
+            else new_engine_id()
+    if name != old_name:
+        for sub in (await session.execute(select(EventSubscription).where(
+                EventSubscription.address == old_name))).scalars():
+            sub.address = name
+    await session.flush()
+    audit.record(session, f"SNMP manager {name} ({version}, {address}:{port}) was updated by "
+                 f"{by.user_name}", user_id=by.id)
+    return row
+
+
 def new_engine_id() -> str:
     """A local SNMP engine id (RFC 3411 format 5, octets; enterprise 8072 is net-snmp's)."""
     return "0x80001f8804" + uuid.uuid4().hex[:16]

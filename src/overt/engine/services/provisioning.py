@@ -33,6 +33,7 @@ class ProfileInput:
     image: str | None = None
     kernel_args: str | None = None
     cluster: Ref | None = None
+    clear_cluster: bool = False  # on update: no cluster of its own (new nodes join Default)
 
 
 async def profiles(session: AsyncSession) -> list[ProvisioningProfile]:
@@ -127,6 +128,8 @@ async def update_profile(session: AsyncSession, images: NodeImages, profile_id: 
     args = row.kernel_args if data.kernel_args is None else _kernel_args(data.kernel_args)
     cluster_id = row.cluster_id if data.cluster is None else (await lookup.resolve(
         session, Cluster, data.cluster, "provisioning_profile.cluster")).id
+    if data.clear_cluster and data.cluster is None:
+        cluster_id = None
     await _unique(session, row.id, name=name, mac=mac)
     row.name, row.mac, row.image, row.kernel_args, row.cluster_id = (name, mac, image, args,
                                                                      cluster_id)

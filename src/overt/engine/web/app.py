@@ -16,8 +16,10 @@ from overt.engine.web import (
     hosts,
     inventory,
     live,
+    notifications,
     pages,
     passwords,
+    provisioning,
     user_portal,
     vm_cdrom,
     vm_nics,
@@ -42,6 +44,6 @@ def web_routes() -> list[BaseRoute]:
         *vms.ROUTES, *inventory.ROUTES,
         *host_networks.ROUTES,  # before the host actions' /hosts/{host_id}/{action}
         *hosts.ROUTES,
-        *vnic_profiles.ROUTES,
+        *vnic_profiles.ROUTES, *provisioning.ROUTES, *notifications.ROUTES,
         *pages.ROUTES,
     ]

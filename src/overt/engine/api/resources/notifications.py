@@ -102,17 +102,28 @@ async def list_managers(ctx: ApiContext) -> Response:
     return ctx.render_list("snmp_managers", "snmp_manager", [manager_view(r) for r in rows])
 
 
-@routes.post("/snmpmanagers")
-async def add_manager(ctx: ApiContext) -> Response:
-    node = await ctx.body("snmp_manager")
-    data = ManagerInput(
+def _manager_input(node: Node) -> ManagerInput:
+    return ManagerInput(
         name=node.get_str("name"), address=node.get_str("address"),
         port=node.get_int("port"), version=node.get_str("version"),
         community=_secret(node, "community"), user=node.get_str("user"),
         auth_passphrase=_secret(node, "auth_passphrase"),
         priv_passphrase=_secret(node, "priv_passphrase"), engine_id=node.get_str("engine_id"))
-    row = await service.add_manager(ctx.session, _box(ctx), data, ctx.user)
+
+
+@routes.post("/snmpmanagers")
+async def add_manager(ctx: ApiContext) -> Response:
+    node = await ctx.body("snmp_manager")
+    row = await service.add_manager(ctx.session, _box(ctx), _manager_input(node), ctx.user)
     return ctx.render("snmp_manager", manager_view(row), status=201)
+
+
+@routes.put("/snmpmanagers/{manager_id}")
+async def update_manager(ctx: ApiContext) -> Response:
+    node = await ctx.body("snmp_manager")
+    row = await service.update_manager(ctx.session, _box(ctx), ctx.id_param("manager_id"),
+                                       _manager_input(node), ctx.user)
+    return ctx.render("snmp_manager", manager_view(row))
 
 
 @routes.get("/snmpmanagers/{manager_id}")
