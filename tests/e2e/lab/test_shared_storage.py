@@ -41,6 +41,7 @@ from overt.lab.lab import Lab
 from overt.lab.storage_host import CHAP_USER, LUN_SIZE
 from overt.lab.topology import Net, Topology
 from overt.node.leases.client import LeaseClient
+from overt.node.storage import iscsi_domain
 from overt.protocol.ovirt_metadata import parse_metadata
 from overt.protocol.vm import IscsiSource, LeaseSpec
 from overt.system.daemons import SYSTEM_RABBITMQ, ensure_libvirtd
@@ -823,6 +824,16 @@ def _lab_iscsi_domain(site: Site) -> str:
         conn.close()
 
 
+def _backing_name(storage_lab: StorageLab, volume: tuple[str, int, int]) -> str:
+    """The backing name in the header of a qcow2 volume of the lab's LUN 1."""
+    done = subprocess.run(storage_lab.lab.exec_argv("node1", [
+        "qemu-img", "info", "-U", "--output=json", "--image-opts",
+        _extent_opts(storage_lab, volume)]), capture_output=True, text=True, check=False,
+        timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return str(json.loads(done.stdout)["backing-filename"])
+
+
 def _guest_io(lab: Lab, vm_id: str, disk_id: str, command: str) -> None:
     """A qemu-io command run by the VM's own QEMU on its disk (HMP `qemu-io`), as the guest
     would write it: through the chain QEMU has open now. QEMU prints qemu-io's report to
@@ -842,10 +853,11 @@ def test_a_running_vms_disks_on_nfs_and_iscsi_are_snapshotted_and_merged_live(
         storage_lab: StorageLab, nfs_domain: NfsDomain) -> None:
     """A running VM with a disk on NFS and one on iSCSI: a live snapshot gives each a new
     volume its QEMU writes (a new NFS volume, a new slice of the LUN), data written then
-    lands over the snapshot, and the snapshot merged away live (active commit and pivot)
-    leaves each disk its base, holding that data, the VM up throughout; each time the
-    chain on storage (qcow2 headers, the `.meta` files, the LUN's metadata area) is the
-    engine's."""
+    lands over the snapshot; a second one over it; the first merged away live (a block
+    commit of the volume between, whose name QEMU writes into the header over it) and
+    the second (an active commit and its pivot) leave each disk its base, holding the
+    data, the VM up throughout; each time the chain on storage (qcow2 headers, the
+    `.meta` files, the LUN's metadata area) is the engine's."""
     site, lab = storage_lab.first, storage_lab.lab
     iscsi_id = _lab_iscsi_domain(site)
     conn = site.connect()
@@ -895,11 +907,31 @@ def test_a_running_vms_disks_on_nfs_and_iscsi_are_snapshotted_and_merged_live(
         assert f"offset='{chain[1][1]}'" in xml and f"offset='{iscsi_base[1]}'" in xml
         for disk in made:  # written over the snapshot, into the volumes QEMU writes now
             _guest_io(lab, vm.id, disk.id, "write -P 0x5a 512k 64k")
+        second = snaps.add(types.Snapshot(description="second live",
+                                          persist_memorystate=False))
+        wait_until(lambda: snaps.snapshot_service(second.id).get().snapshot_status
+                   == types.SnapshotStatus.OK, 120, "the second live snapshot to be taken")
+        chain = _iscsi_chain(storage_lab, iscsi_disk.get().image_id)
+        assert len(chain) == 3 and sd.get().available == free - chain[1][2] - chain[2][2]
+        for disk in made:
+            _guest_io(lab, vm.id, disk.id, "write -P 0x6b 640k 64k")
 
-        snaps.snapshot_service(live.id).remove()
-        wait_until(lambda: all(s.id != live.id for s in snaps.list()), 300,
-                   "the snapshot to be merged away live")
-        assert vm_service.get().status == types.VmStatus.UP
+        for snapshot in (live, second):
+            snaps.snapshot_service(snapshot.id).remove()
+            wait_until(lambda sid=snapshot.id: all(s.id != sid for s in snaps.list()), 300,
+                       "the snapshot to be merged away live")
+            assert vm_service.get().status == types.VmStatus.UP
+            if snapshot is live:  # QEMU named the base in the top's header, as libvirt says
+                assert _iscsi_chain(storage_lab, iscsi_disk.get().image_id) == [
+                    iscsi_base, chain[2]]
+                assert sd.get().available == free - chain[2][2]
+                named = _backing_name(storage_lab, chain[2])
+                assert iscsi_domain._slice(json.loads(named.removeprefix("json:"))) == (
+                    lab.topology.iscsi_target(), 1, iscsi_base[1], iscsi_base[2]), named
+                volumes = _nfs_volumes(storage_lab, nfs_domain.id, made[0].id)
+                assert len(volumes) == 2 and volumes[nfs_base]["VOLTYPE"] == "INTERNAL"
+                [nfs_top] = [v for v, m in volumes.items() if m["VOLTYPE"] == "LEAF"]
+                assert volumes[nfs_top]["PUUID"] == nfs_base
         assert _iscsi_chain(storage_lab, iscsi_disk.get().image_id) == [iscsi_base]
         assert sd.get().available == free
         [(volume, meta)] = _nfs_volumes(storage_lab, nfs_domain.id, made[0].id).items()
@@ -907,7 +939,7 @@ def test_a_running_vms_disks_on_nfs_and_iscsi_are_snapshotted_and_merged_live(
         assert nfs_disk.get().image_id == nfs_base
         xml = _domain_xml(lab, "node1", vm.id)
         assert f"/images/{made[0].id}/{nfs_base}'" in xml and f"/{nfs_top}'" not in xml
-        assert f"offset='{chain[1][1]}'" not in xml
+        assert f"offset='{chain[1][1]}'" not in xml and f"offset='{chain[2][1]}'" not in xml
         vm_service.stop()
         wait_until(lambda: vm_service.get().status == types.VmStatus.DOWN, 120,
                    "the VM to stop")
@@ -915,7 +947,10 @@ def test_a_running_vms_disks_on_nfs_and_iscsi_are_snapshotted_and_merged_live(
         conn.close()
     nfs_url = _leaf_url(storage_lab, nfs_domain.id, made[0].id)
     assert _holds_marker(storage_lab, nfs_url)
-    assert _iscsi_io(storage_lab, iscsi_base, "read -P 0x5a 512k 64k", check=False)
+    assert "Pattern verification failed" not in _qemu_io(storage_lab, nfs_url,
+                                                          "read -P 0x6b 640k 64k")
+    for pattern in ("0x5a 512k", "0x6b 640k"):
+        assert _iscsi_io(storage_lab, iscsi_base, f"read -P {pattern} 64k", check=False)
     for image in (["-f", "qcow2", nfs_url],
                   ["--image-opts", _extent_opts(storage_lab, iscsi_base)]):
         checked = subprocess.run(lab.exec_argv("node1", ["qemu-img", "check", "-q", *image]),
