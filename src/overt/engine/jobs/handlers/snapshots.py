@@ -83,8 +83,7 @@ async def create_snapshot(ctx: JobContext, spec: CreateSnapshot) -> dict[str, An
     if host is not None:
         await _snapshot_live(ctx, vm, host, disks, spec)
     else:
-        for disk, domain in disks:
-            await _create_overlay(ctx, disk, domain, spec.overlays[str(disk.id)])
+        await _make_overlays(ctx, disks, spec)
     async with ctx.transaction() as session:
         snapshot = await lookup.get(session, Snapshot, spec.snapshot_id)
         for disk, _domain in disks:
@@ -114,8 +113,7 @@ async def _snapshot_live(ctx: JobContext, vm: Vm, host: Host,
     keep writing their volumes, which are leaves again."""
     reuse = any(volumes_of(domain).engine_made for _disk, domain in disks)
     if reuse:
-        for disk, domain in disks:
-            await _create_overlay(ctx, disk, domain, spec.overlays[str(disk.id)])
+        await _make_overlays(ctx, disks, spec)
     overlays = tuple(DiskOverlay(active=live_location(sd, d.image_path),
                                  overlay=live_location(sd, spec.overlays[str(d.id)]),
                                  reuse=reuse) for d, sd in disks)
@@ -125,6 +123,19 @@ async def _snapshot_live(ctx: JobContext, vm: Vm, host: Host,
                                  key=ctx.key("snapshot"), timeout_s=120)
     except NodeCommandFailed as exc:
         if reuse and not exc.transient:  # a transient failure is retried, not undone
+            await _drop_overlays(ctx, disks, spec)
+        raise
+
+
+async def _make_overlays(ctx: JobContext, disks: list[tuple[Disk, StorageDomain]],
+                         spec: CreateSnapshot) -> None:
+    """Every disk's new volume, or none: when one cannot be made, those made already are
+    removed (an NFS volume's `.meta` made the active one INTERNAL; it is a leaf again)."""
+    try:
+        for disk, domain in disks:
+            await _create_overlay(ctx, disk, domain, spec.overlays[str(disk.id)])
+    except NodeCommandFailed as exc:
+        if not exc.transient:  # a transient failure is retried, not undone
             await _drop_overlays(ctx, disks, spec)
         raise
 
