@@ -243,9 +243,10 @@ class DiskOverlay(WireModel):
 
     active: str = Field(pattern=r"^/")
     overlay: str = Field(pattern=r"^/")
-    # The overlay is a volume of a shared domain (NFS) that the engine made beforehand,
-    # with its metadata: QEMU opens it where the active volume is (same server, same
-    # client options) instead of creating a local file.
+    # The overlay is a volume of a shared domain that the engine made beforehand (NFS,
+    # with its metadata; iSCSI, an extent named by `storage.extent_location`): QEMU opens
+    # it where the active volume is (same server or LUN, same client options) instead of
+    # creating a local file.
     reuse: bool = False
 
     @field_validator("active", "overlay")
@@ -278,8 +279,8 @@ class VmBlockCommit(_Command):
     top: str = Field(pattern=r"^/")
     base: str = Field(pattern=r"^/")
     timeout_s: float = Field(600, gt=0, le=86_400)
-    # The volumes are on a shared domain (NFS), named as QEMU's NFS client reaches them
-    # (export path + volume path), not files of this node.
+    # The volumes are on a shared domain, named as QEMU's client reaches them (NFS: export
+    # path + volume path; iSCSI: `storage.extent_location`), not files of this node.
     shared: bool = False
 
 

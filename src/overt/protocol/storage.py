@@ -3,6 +3,7 @@ execute them against the export through libnfs and QEMU's NFS driver."""
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar, Literal
 from uuid import UUID
 
@@ -191,6 +192,23 @@ class ExtentRef(WireModel):
     offset: int = Field(ge=DOMAIN_AREA)
     size: int = Field(gt=0)
     format: DiskFormat = DiskFormat.QCOW2
+
+
+def extent_location(target: str, lun: int, offset: int, size: int) -> str:
+    """An iSCSI volume as a running VM's commands name it, `/IQN/LUN/OFFSET/SIZE`: the
+    node finds it in the live XML by its source (`IQN/LUN`) and slice, and builds a new
+    overlay's network disk from it."""
+    return f"/{target}/{lun}/{offset}/{size}"
+
+
+def parse_extent_location(location: str) -> tuple[str, int, int, int] | None:
+    """(target, LUN, offset, size) of an `extent_location`, None for any other path."""
+    parts = location.split("/")
+    if len(parts) != 5 or parts[0] or not all(p.isdigit() for p in parts[2:]):
+        return None
+    if re.match(IQN, parts[1]) is None:
+        return None
+    return parts[1], int(parts[2]), int(parts[3]), int(parts[4])
 
 
 class IscsiExtentTarget(WireModel):

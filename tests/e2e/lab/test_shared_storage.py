@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import libvirt
+import libvirt_qemu
 import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
@@ -40,6 +41,7 @@ from overt.lab.lab import Lab
 from overt.lab.storage_host import CHAP_USER, LUN_SIZE
 from overt.lab.topology import Net, Topology
 from overt.node.leases.client import LeaseClient
+from overt.node.storage import iscsi_domain
 from overt.protocol.ovirt_metadata import parse_metadata
 from overt.protocol.vm import IscsiSource, LeaseSpec
 from overt.system.daemons import SYSTEM_RABBITMQ, ensure_libvirtd
@@ -791,6 +793,178 @@ def test_a_snapshot_of_an_iscsi_disk_is_restored_and_merged_through_the_sdk(
         "qemu-img", "check", "-q", "--image-opts", _extent_opts(storage_lab, base)]),
         capture_output=True, text=True, check=False, timeout=120)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def _lab_iscsi_domain(site: Site) -> str:
+    """The id of the iSCSI domain on LUN 1 (`lab-iscsi`), added and attached here when the
+    test that makes it did not run."""
+    conn = site.connect()
+    try:
+        sds = conn.system_service().storage_domains_service()
+        found = sds.list(search="name=lab-iscsi")
+        if found:
+            return str(found[0].id)
+        added = sds.add(types.StorageDomain(
+            name="lab-iscsi", type=types.StorageDomainType.DATA,
+            host=types.Host(id=site.host_of(conn, "node1").id),
+            storage=types.HostStorage(type=types.StorageType.ISCSI, logical_units=[
+                types.LogicalUnit(id="1", address=str(site.lab.topology.host("storage").address(
+                    Net.STORAGE)), port=3260, target=site.lab.topology.iscsi_target())])))
+        sd = sds.storage_domain_service(added.id)
+        wait_until(lambda: sd.get().status == types.StorageDomainStatus.UNATTACHED, 120,
+                   "the iSCSI domain to be written")
+        dc = conn.system_service().data_centers_service().list(search="name=Default")[0]
+        attached = conn.system_service().data_centers_service().data_center_service(
+            dc.id).storage_domains_service()
+        attached.add(types.StorageDomain(id=added.id))
+        wait_until(lambda: attached.storage_domain_service(added.id).get().status
+                   == types.StorageDomainStatus.ACTIVE, 120, "the iSCSI domain to be active")
+        return str(added.id)
+    finally:
+        conn.close()
+
+
+def _backing_name(storage_lab: StorageLab, volume: tuple[str, int, int]) -> str:
+    """The backing name in the header of a qcow2 volume of the lab's LUN 1."""
+    done = subprocess.run(storage_lab.lab.exec_argv("node1", [
+        "qemu-img", "info", "-U", "--output=json", "--image-opts",
+        _extent_opts(storage_lab, volume)]), capture_output=True, text=True, check=False,
+        timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return str(json.loads(done.stdout)["backing-filename"])
+
+
+def _guest_io(lab: Lab, vm_id: str, disk_id: str, command: str) -> None:
+    """A qemu-io command run by the VM's own QEMU on its disk (HMP `qemu-io`), as the guest
+    would write it: through the chain QEMU has open now. QEMU prints qemu-io's report to
+    its own log; the monitor answers only an error."""
+    conn = libvirt.open(lab.hypervisor("node1").uri)
+    try:
+        dom = conn.lookupByUUIDString(vm_id)
+        said = str(libvirt_qemu.qemuMonitorCommand(
+            dom, f'qemu-io -d ua-{disk_id} "{command}"',
+            libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP))
+        assert not said.strip(), said
+    finally:
+        conn.close()
+
+
+def test_a_running_vms_disks_on_nfs_and_iscsi_are_snapshotted_and_merged_live(
+        storage_lab: StorageLab, nfs_domain: NfsDomain) -> None:
+    """A running VM with a disk on NFS and one on iSCSI: a live snapshot gives each a new
+    volume its QEMU writes (a new NFS volume, a new slice of the LUN), data written then
+    lands over the snapshot; a second one over it; the first merged away live (a block
+    commit of the volume between, whose name QEMU writes into the header over it) and
+    the second (an active commit and its pivot) leave each disk its base, holding the
+    data, the VM up throughout; each time the chain on storage (qcow2 headers, the
+    `.meta` files, the LUN's metadata area) is the engine's."""
+    site, lab = storage_lab.first, storage_lab.lab
+    iscsi_id = _lab_iscsi_domain(site)
+    conn = site.connect()
+    try:
+        system = conn.system_service()
+        disks = system.disks_service()
+        made = [disks.add(types.Disk(name=f"lab-live-{kind}", format=types.DiskFormat.COW,
+                                     provisioned_size=64 * MIB, sparse=True,
+                                     storage_domains=[types.StorageDomain(id=sd_id)]))
+                for kind, sd_id in (("nfs", nfs_domain.id), ("iscsi", iscsi_id))]
+        for disk in made:
+            wait_until(lambda d=disk: disks.disk_service(d.id).get().status
+                       == types.DiskStatus.OK, 120, "the disks to be created")
+        nfs_disk, iscsi_disk = (disks.disk_service(d.id) for d in made)
+        sd = system.storage_domains_service().storage_domain_service(iscsi_id)
+        free = sd.get().available
+        [iscsi_base] = _iscsi_chain(storage_lab, iscsi_disk.get().image_id)
+        [nfs_base] = _nfs_volumes(storage_lab, nfs_domain.id, made[0].id)
+        vms = system.vms_service()
+        vm = vms.add(types.Vm(name="lab-live-vm", cluster=types.Cluster(name="Default"),
+                              template=types.Template(name="Blank"), memory=128 * MIB,
+                              placement_policy=types.VmPlacementPolicy(
+                                  hosts=[types.Host(id=site.host_of(conn, "node1").id)])))
+        vm_service = vms.vm_service(vm.id)
+        for disk in made:  # SCSI: HMP's qemu-io finds a scsi-hd's drive by its qdev id
+            vm_service.disk_attachments_service().add(types.DiskAttachment(
+                disk=types.Disk(id=disk.id), interface=types.DiskInterface.VIRTIO_SCSI,
+                active=True))
+        vm_service.start()  # no guest: QEMU runs the disks all the same
+        wait_until(lambda: vm_service.get().status == types.VmStatus.UP, 180,
+                   "the VM to be up on node1")
+
+        snaps = vm_service.snapshots_service()
+        live = snaps.add(types.Snapshot(description="live on nfs and iscsi",
+                                        persist_memorystate=False))
+        wait_until(lambda: snaps.snapshot_service(live.id).get().snapshot_status
+                   == types.SnapshotStatus.OK, 120, "the live snapshot to be taken")
+        chain = _iscsi_chain(storage_lab, iscsi_disk.get().image_id)
+        assert len(chain) == 2 and chain[0] == iscsi_base
+        assert sd.get().available == free - chain[1][2]
+        volumes = _nfs_volumes(storage_lab, nfs_domain.id, made[0].id)
+        [nfs_top] = [v for v, m in volumes.items() if m["VOLTYPE"] == "LEAF"]
+        assert volumes[nfs_base]["VOLTYPE"] == "INTERNAL"
+        assert volumes[nfs_top]["PUUID"] == nfs_base
+        xml = _domain_xml(lab, "node1", vm.id)
+        assert f"/images/{made[0].id}/{nfs_top}'" in xml
+        assert f"offset='{chain[1][1]}'" in xml and f"offset='{iscsi_base[1]}'" in xml
+        for disk in made:  # written over the snapshot, into the volumes QEMU writes now
+            _guest_io(lab, vm.id, disk.id, "write -P 0x5a 512k 64k")
+        second = snaps.add(types.Snapshot(description="second live",
+                                          persist_memorystate=False))
+        wait_until(lambda: snaps.snapshot_service(second.id).get().snapshot_status
+                   == types.SnapshotStatus.OK, 120, "the second live snapshot to be taken")
+        chain = _iscsi_chain(storage_lab, iscsi_disk.get().image_id)
+        assert len(chain) == 3 and sd.get().available == free - chain[1][2] - chain[2][2]
+        for disk in made:
+            _guest_io(lab, vm.id, disk.id, "write -P 0x6b 640k 64k")
+
+        for snapshot in (live, second):
+            snaps.snapshot_service(snapshot.id).remove()
+            wait_until(lambda sid=snapshot.id: all(s.id != sid for s in snaps.list()), 300,
+                       "the snapshot to be merged away live")
+            assert vm_service.get().status == types.VmStatus.UP
+            if snapshot is live:  # QEMU named the base in the top's header, as libvirt says
+                assert _iscsi_chain(storage_lab, iscsi_disk.get().image_id) == [
+                    iscsi_base, chain[2]]
+                assert sd.get().available == free - chain[2][2]
+                named = _backing_name(storage_lab, chain[2])
+                assert iscsi_domain._slice(json.loads(named.removeprefix("json:"))) == (
+                    lab.topology.iscsi_target(), 1, iscsi_base[1], iscsi_base[2]), named
+                volumes = _nfs_volumes(storage_lab, nfs_domain.id, made[0].id)
+                assert len(volumes) == 2 and volumes[nfs_base]["VOLTYPE"] == "INTERNAL"
+                [nfs_top] = [v for v, m in volumes.items() if m["VOLTYPE"] == "LEAF"]
+                assert volumes[nfs_top]["PUUID"] == nfs_base
+        assert _iscsi_chain(storage_lab, iscsi_disk.get().image_id) == [iscsi_base]
+        assert sd.get().available == free
+        [(volume, meta)] = _nfs_volumes(storage_lab, nfs_domain.id, made[0].id).items()
+        assert (volume, meta["VOLTYPE"], meta["PUUID"]) == (nfs_base, "LEAF", TOP_OF_CHAIN)
+        assert nfs_disk.get().image_id == nfs_base
+        xml = _domain_xml(lab, "node1", vm.id)
+        assert f"/images/{made[0].id}/{nfs_base}'" in xml and f"/{nfs_top}'" not in xml
+        assert f"offset='{chain[1][1]}'" not in xml and f"offset='{chain[2][1]}'" not in xml
+        vm_service.stop()
+        wait_until(lambda: vm_service.get().status == types.VmStatus.DOWN, 120,
+                   "the VM to stop")
+    finally:
+        conn.close()
+    nfs_url = _leaf_url(storage_lab, nfs_domain.id, made[0].id)
+    assert _holds_marker(storage_lab, nfs_url)
+    assert "Pattern verification failed" not in _qemu_io(storage_lab, nfs_url,
+                                                          "read -P 0x6b 640k 64k")
+    for pattern in ("0x5a 512k", "0x6b 640k"):
+        assert _iscsi_io(storage_lab, iscsi_base, f"read -P {pattern} 64k", check=False)
+    for image in (["-f", "qcow2", nfs_url],
+                  ["--image-opts", _extent_opts(storage_lab, iscsi_base)]):
+        checked = subprocess.run(lab.exec_argv("node1", ["qemu-img", "check", "-q", *image]),
+                                 capture_output=True, text=True, check=False, timeout=120)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    conn = site.connect()
+    try:  # later tests find the domains as they were
+        vms = conn.system_service().vms_service()
+        vms.vm_service(vm.id).remove()
+        wait_until(lambda: not vms.list(search="name=lab-live-vm"), 120, "the VM to go")
+        wait_until(lambda: not conn.system_service().disks_service().list(
+            search="name=lab-live-*"), 120, "its disks to go")
+    finally:
+        conn.close()
 
 
 def test_a_vm_lease_on_the_iscsi_domain_is_held_by_one_node_at_a_time(

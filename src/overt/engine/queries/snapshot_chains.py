@@ -13,9 +13,11 @@ from overt.engine.db.tables import Disk, Snapshot, SnapshotVolume, StorageDomain
 from overt.engine.model.status import StorageType
 from overt.engine.queries.shared_storage import (
     allocate_extent,
+    extent_of,
     split_volume_path,
     volume_path,
 )
+from overt.protocol.storage import extent_location
 
 PREVIEW = "preview"  # a snapshot's kind: the VM's volumes before a preview
 IN_PREVIEW = "in_preview"  # a snapshot's status while the VM previews it
@@ -23,6 +25,16 @@ IN_PREVIEW = "in_preview"  # a snapshot's status while the VM previews it
 
 def volume_location(domain: StorageDomain, image_path: str) -> str:
     return f"{domain.path.rstrip('/')}/{image_path}"
+
+
+def live_location(domain: StorageDomain, image_path: str) -> str:
+    """A volume as a running VM's host names it in its live chains: a file's or an NFS
+    volume's path, or an iSCSI volume's LUN and slice (`extent_location`)."""
+    extent = extent_of(image_path)
+    if domain.storage_type == StorageType.ISCSI.value and extent is not None:
+        target, _, lun = domain.path.rpartition("/")
+        return extent_location(target, int(lun), *extent)
+    return volume_location(domain, image_path)
 
 
 def new_volume_path(disk: Disk, domain: StorageDomain, volume_id: uuid.UUID) -> str:

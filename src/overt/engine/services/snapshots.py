@@ -28,12 +28,11 @@ from overt.engine.queries.snapshot_chains import IN_PREVIEW, PREVIEW, allocate_v
 from overt.engine.queries.vm_spec import vm_disks
 from overt.engine.services.jobs import JobSubmitter
 
-# Storage Overt can snapshot: qcow2 files the domain's host reaches, NFS volumes and
-# iSCSI extents; running VMs' only on the first two (a running VM's QEMU reaches them
-# as files or through its own NFS client; an iSCSI extent is a slice of a network LUN).
+# Storage Overt can snapshot, down or running: qcow2 files the domain's host reaches,
+# NFS volumes and iSCSI extents (a running VM's QEMU reaches them as files, through its
+# own NFS client, or as slices of a LUN through its iSCSI client).
 SNAPSHOT_STORAGE = frozenset({StorageType.LOCALFS.value, StorageType.NFS.value,
                               StorageType.ISCSI.value})
-LIVE_SNAPSHOT_STORAGE = frozenset({StorageType.LOCALFS.value, StorageType.NFS.value})
 
 
 def active_snapshot_id(vm_id: uuid.UUID) -> uuid.UUID:
@@ -50,10 +49,6 @@ def _check_disk(vm: Vm, disk: Disk, domain: StorageDomain) -> None:
         raise Conflict(f"Cannot snapshot VM {vm.name}: disk {disk.name} is on a "
                        f"{domain.storage_type} domain; Overt snapshots disks on local, "
                        "NFS and iSCSI domains only for now.")
-    if domain.storage_type not in LIVE_SNAPSHOT_STORAGE and vm.status != VmStatus.DOWN:
-        raise Conflict(f"Cannot snapshot VM {vm.name} while it is {vm.status}: disk "
-                       f"{disk.name} is on {domain.storage_type} domain {domain.name}, whose "
-                       "snapshots are taken and removed with the VM down; shut it down first.")
     if disk.status != DiskStatus.OK:
         raise Conflict(f"Cannot snapshot VM {vm.name}: disk {disk.name} is {disk.status}.")
 

@@ -8,6 +8,7 @@ already done, is success. The engine decides every volume's name; libvirt writes
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from overt.node.hypervisor.libvirt_errors import node_failure
 from overt.node.storage.local import exists
 from overt.protocol import ErrorCode
 from overt.protocol.commands import DiskOverlay
+from overt.protocol.storage import extent_location, parse_extent_location
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -32,18 +34,27 @@ _SNAPSHOT_FLAGS = (libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
 
 
 def _layer_name(source: ET.Element | None) -> str | None:
-    """A layer's volume: a file's path, or an NFS volume's path on its server."""
+    """A layer's volume: a file's path, an NFS volume's path on its server, or an iSCSI
+    volume's `extent_location` (its LUN and slice; a whole LUN is no volume of ours)."""
     if source is None:
         return None
     if source.get("file") is not None:
         return source.get("file")
     if source.get("protocol") == "nfs":
         return source.get("name")
+    if source.get("protocol") == "iscsi":
+        found = source.find("slices/slice[@type='storage']")
+        target, _, lun = (source.get("name") or "").rpartition("/")
+        if found is None or not lun.isdigit():
+            return None
+        return extent_location(target, int(lun), int(found.get("offset", "0")),
+                               int(found.get("size", "0")))
     return None
 
 
 def disk_chains(xml: str) -> dict[str, list[str]]:
-    """Each file or NFS disk's target and its chain as the live XML has it, active first."""
+    """Each file, NFS or iSCSI-extent disk's target and its chain as the live XML has it,
+    active first."""
     return {target: [name for name, _ref in layers] for target, layers in _layers(xml).items()}
 
 
@@ -73,8 +84,8 @@ def _layers(xml: str) -> dict[str, list[tuple[str, str | None]]]:
 def snapshot_xml(xml: str, disks: Sequence[DiskOverlay]) -> str:
     """`<domainsnapshot>` making an external overlay of the given disks and none of the
     domain's others (every disk is listed: libvirt's default for the rest may differ).
-    An NFS disk's overlay (made beforehand) is reached as its active volume is: the same
-    server and client options, another path."""
+    A network disk's overlay (made beforehand) is reached as its active volume is: the
+    same server and client options, another path (NFS) or another slice of the LUN (iSCSI)."""
     overlays = {disk.active: disk for disk in disks}
     root = ET.Element("domainsnapshot")
     listed = ET.SubElement(root, "disks")
@@ -89,19 +100,36 @@ def snapshot_xml(xml: str, disks: Sequence[DiskOverlay]) -> str:
         if overlay is None or active is None:
             ET.SubElement(listed, "disk", name=target, snapshot="no")
             continue
-        if active.get("protocol") == "nfs":
+        if active.get("protocol") in ("nfs", "iscsi"):
             disk = ET.SubElement(listed, "disk", name=target, snapshot="external",
                                  type="network")
             ET.SubElement(disk, "driver", type="qcow2")
-            source = ET.SubElement(disk, "source", protocol="nfs", name=overlay.overlay)
-            for child in active:
-                if child.tag in ("host", "identity"):
-                    ET.SubElement(source, child.tag, dict(child.attrib))
+            _network_overlay(disk, active, overlay.overlay)
             continue
         disk = ET.SubElement(listed, "disk", name=target, snapshot="external")
         ET.SubElement(disk, "driver", type="qcow2")
         ET.SubElement(disk, "source", file=overlay.overlay)
     return ET.tostring(root, encoding="unicode")
+
+
+def _network_overlay(disk: ET.Element, active: ET.Element, overlay: str) -> None:
+    """The overlay's `<source>`, reached as the active volume is (its host, identity and
+    CHAP auth); an iSCSI overlay is its extent of the LUN, a `<slices>` window."""
+    protocol = active.get("protocol", "")
+    if protocol == "iscsi":
+        extent = parse_extent_location(overlay)
+        if extent is None:
+            raise NodeFailure(ErrorCode.BAD_REQUEST, f"{overlay} is not an extent of a LUN")
+        target, lun, offset, size = extent
+        source = ET.SubElement(disk, "source", protocol=protocol, name=f"{target}/{lun}")
+    else:
+        source = ET.SubElement(disk, "source", protocol=protocol, name=overlay)
+    for child in active:
+        if child.tag in ("host", "identity", "auth"):
+            source.append(copy.deepcopy(child))
+    if protocol == "iscsi":
+        slices = ET.SubElement(source, "slices")
+        ET.SubElement(slices, "slice", type="storage", offset=str(offset), size=str(size))
 
 
 class LiveDisks:

@@ -19,7 +19,7 @@ from overt import __version__
 from overt.node.errors import NodeFailure, invalid_state, no_such_vm
 from overt.node.hypervisor.base import HostCounters, HypervisorEvent, VmChanged, VmCounters
 from overt.node.simulated.migration import SimulatedMigration
-from overt.node.storage import nfs_domain
+from overt.node.storage import iscsi_domain, nfs_domain
 from overt.node.storage.local import (
     backing_chain,
     commit_into_backing,
@@ -31,7 +31,23 @@ from overt.protocol import PROTOCOL_VERSION, ErrorCode
 from overt.protocol.commands import DiskOverlay, VmTicket
 from overt.protocol.host import HostCapabilities, NicInfo, VirtMode, VmState, VmStatusReport
 from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
-from overt.protocol.vm import CdromSpec, DiskFormat, FileSource, NfsSource, NicSpec, VmSpec
+from overt.protocol.storage import (
+    ExtentCommit,
+    ExtentRef,
+    IscsiLunRef,
+    extent_location,
+    parse_extent_location,
+)
+from overt.protocol.vm import (
+    CdromSpec,
+    DiskFormat,
+    DiskSource,
+    FileSource,
+    IscsiSource,
+    NfsSource,
+    NicSpec,
+    VmSpec,
+)
 
 SIMULATED = "simulated"
 _ON = (VmState.RUNNING, VmState.PAUSED)
@@ -67,6 +83,9 @@ class _Vm:
     # The NFS server of each volume of an NFS disk's chain (named by its path there): the
     # images are read where the node's NFS client finds them.
     servers: dict[str, str] = field(default_factory=dict)
+    # The LUN and format of each iSCSI volume of the chains (named by `extent_location`):
+    # a merge acts on the extents through the node's iSCSI code, as QEMU would.
+    extents: dict[str, tuple[IscsiLunRef, DiskFormat]] = field(default_factory=dict)
 
     def file(self, volume: str) -> str:
         """Where a volume of the chains is (an NFS volume: its QEMU URL)."""
@@ -202,7 +221,8 @@ class SimulatedHypervisor:
                                         persistent=persistent, spec_version=spec.spec_version,
                                         nics={nic.mac: nic for nic in spec.nics},
                                         cdrom=spec.cdrom,
-                                        chains=_chains(spec), servers=_servers(spec))
+                                        chains=_chains(spec), servers=_servers(spec),
+                                        extents=_extents(spec))
         assert vm is not None
         vm.vnc_port = next(self._ports)
         return self._change(vm, VmState.PAUSED if paused else VmState.RUNNING,
@@ -349,6 +369,8 @@ class SimulatedHypervisor:
                 continue  # taken already
             if disk.active in vm.servers:
                 vm.servers[disk.overlay] = vm.servers[disk.active]
+            if disk.active in vm.extents:
+                vm.extents[disk.overlay] = (vm.extents[disk.active][0], DiskFormat.QCOW2)
             if disk.reuse:
                 if not exists(vm.file(disk.overlay)) and exists(vm.file(disk.active)):
                     raise NodeFailure(ErrorCode.IMAGE_MISSING,
@@ -371,7 +393,9 @@ class SimulatedHypervisor:
         at = chain.index(top)
         if at + 1 >= len(chain) or chain[at + 1] != base:
             raise invalid_state(f"{base} is not the volume under {top} in VM {vm.name}")
-        if exists(vm.file(top)):
+        if top in vm.extents and base in vm.extents:
+            await _commit_extent(vm, top, base, chain[at - 1] if at > 0 else None)
+        elif exists(vm.file(top)):
             await commit_into_backing(Path(vm.file(top)))
             if at > 0:
                 await rebase(Path(vm.file(chain[at - 1])), Path(vm.file(base)), DiskFormat.QCOW2
@@ -418,7 +442,8 @@ def _is_qcow2(path: Path) -> bool:
 
 
 def _chains(spec: VmSpec) -> list[list[str]]:
-    """Each file or NFS disk's chain, active volume first (NFS: as libvirt is given it)."""
+    """Each file, NFS or iSCSI-extent disk's chain, active volume first (NFS and iSCSI: as
+    libvirt is given it)."""
     chains = []
     for disk in spec.disks:
         if isinstance(disk.source, FileSource):
@@ -426,7 +451,40 @@ def _chains(spec: VmSpec) -> list[list[str]]:
         elif isinstance(disk.source, NfsSource):
             chains.append([disk.source.path, *(layer.source.path for layer in disk.chain
                                                if isinstance(layer.source, NfsSource))])
+        elif (name := _extent_name(disk.source)) is not None:
+            chains.append([name, *(n for layer in disk.chain
+                                   if (n := _extent_name(layer.source)) is not None)])
     return chains
+
+
+def _extent_name(source: DiskSource) -> str | None:
+    if not isinstance(source, IscsiSource) or source.offset is None or source.size is None:
+        return None
+    return extent_location(source.target, source.lun, source.offset, source.size)
+
+
+def _extents(spec: VmSpec) -> dict[str, tuple[IscsiLunRef, DiskFormat]]:
+    found = {}
+    for disk in spec.disks:
+        layers = [(disk.source, disk.format),
+                  *((layer.source, layer.format) for layer in disk.chain)]
+        for source, fmt in layers:
+            name = _extent_name(source)
+            if name is not None and isinstance(source, IscsiSource):
+                found[name] = (IscsiLunRef(portal=source.portal, target=source.target,
+                                           lun=source.lun, chap=source.chap), fmt)
+    return found
+
+
+async def _commit_extent(vm: _Vm, top: str, base: str, child: str | None) -> None:
+    """QEMU's block commit of one extent into the one under it, on the LUN itself."""
+    def ref(name: str) -> ExtentRef:
+        where = parse_extent_location(name)
+        assert where is not None
+        return ExtentRef(offset=where[2], size=where[3], format=vm.extents[name][1])
+    await iscsi_domain.execute(ExtentCommit(
+        lun=vm.extents[top][0], top=ref(top), base=ref(base),
+        child=ref(child) if child is not None else None))
 
 
 def _servers(spec: VmSpec) -> dict[str, str]:

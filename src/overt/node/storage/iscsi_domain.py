@@ -206,6 +206,20 @@ def _tree(lun: IscsiLunRef, extent: ExtentRef) -> dict[str, object]:
     return tree
 
 
+def _slice(tree: object) -> tuple[object, ...] | None:
+    """The LUN window a backing name opens: its target, LUN, offset and size. A name
+    written by `extent_format` wraps it in its format; one QEMU wrote after a live merge
+    (libvirt's `json:` for a `<slices>` source) is the window alone, its keys in another
+    order."""
+    while isinstance(tree, dict) and "offset" not in tree:
+        tree = tree.get("file")
+    if not isinstance(tree, dict) or not isinstance(tree.get("file"), dict):
+        return None
+    lun = tree["file"]
+    return (lun.get("target"), int(lun.get("lun", -1)), int(tree["offset"]),
+            int(tree.get("size", -1)))
+
+
 async def _commit(command: ExtentCommit) -> SharedVolumeInfo:
     lun, top, base = command.lun, command.top, command.base
     where = f"{lun_url(lun)} at {top.offset}"
@@ -217,7 +231,7 @@ async def _commit(command: ExtentCommit) -> SharedVolumeInfo:
         backing = json.loads(named[5:]) if named.startswith("json:") else None
     except ValueError:
         backing = None
-    if backing != _tree(lun, base):
+    if _slice(backing) != _slice(_tree(lun, base)):
         raise NodeFailure(ErrorCode.BAD_REQUEST, f"the volume on {where} is not over the "
                           f"extent at {base.offset} (its backing is {named or 'none'})")
     # The backing opens read-write from the start, as on NFS (no reopen of a read-only

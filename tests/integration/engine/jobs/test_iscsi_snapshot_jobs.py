@@ -18,7 +18,19 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from overt.engine.db.tables import Disk, ExtentReservation, Job, Snapshot, StorageDomain, User, Vm
+from overt.engine.db.tables import (
+    Disk,
+    ExtentReservation,
+    Job,
+    Lock,
+    Snapshot,
+    StorageDomain,
+    User,
+    Vm,
+)
+from overt.engine.jobs.handlers import UNITS
+from overt.engine.jobs.handlers import snapshots as snapshot_handlers
+from overt.engine.jobs.worker import Worker
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import StorageDomainStatus, StorageType, VmStatus
 from overt.engine.queries.lookup import Ref
@@ -28,10 +40,16 @@ from overt.engine.queries.vm_spec import build_vm_spec
 from overt.engine.services import devices, snapshots, vms
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput
 from overt.node.errors import NodeFailure
+from overt.node.simulated.hypervisor import SimulatedHypervisor
 from overt.node.storage import iscsi_domain
 from overt.protocol import ErrorCode
 from overt.protocol.ovirt_metadata import parse_metadata
-from overt.protocol.storage import DOMAIN_AREA, METADATA_AREA, IscsiLunRef
+from overt.protocol.storage import (
+    DOMAIN_AREA,
+    METADATA_AREA,
+    IscsiLunRef,
+    parse_extent_location,
+)
 from overt.protocol.vm import DiskFormat, IscsiSource
 from tests.support.loopback import LoopbackEngine
 
@@ -260,7 +278,7 @@ async def test_iscsi_snapshot_extents_are_allocated_refused_when_full_and_given_
         vm = await session.get(Vm, vm_id)
         assert vm is not None
         vm.status = VmStatus.UP.value
-    with pytest.raises(Conflict, match="taken and removed with the VM down"):
+    with pytest.raises(Conflict, match="no free extent"):  # running, as much as down
         await engine.act(snapshots.add_snapshot, vm_id, "live")
     async with engine.session() as session:
         vm = await session.get(Vm, vm_id)
@@ -304,3 +322,169 @@ async def test_iscsi_snapshot_extents_are_allocated_refused_when_full_and_given_
     assert (await engine.job(removal.id)).state == "done"
     assert await _free(engine) == 50 * MIB - DOMAIN_AREA
     assert not [key for key in lun.metadata() if key.startswith("VOL_")]
+
+
+async def _running(engine: LoopbackEngine, vm_id: uuid.UUID) -> SimulatedHypervisor:
+    """The VM started on its host; that host's hypervisor (its QEMU's live chains)."""
+    start = await engine.act(vms.start_vm, vm_id)
+    assert (await engine.job(start.id)).state == "done"
+    await engine.vm_reaches(vm_id, [VmStatus.UP])
+    hyp = engine.hosts["h1"].hypervisor
+    assert isinstance(hyp, SimulatedHypervisor)
+    return hyp
+
+
+def _live(hyp: SimulatedHypervisor, vm_id: uuid.UUID) -> list[list[tuple[int, int]]]:
+    """Each disk's chain as the running VM's QEMU has it, active first: (offset, size)
+    of each slice of the LUN."""
+    found = []
+    for chain in hyp._vms[vm_id].chains:
+        parsed = [parse_extent_location(name) for name in chain]
+        assert all(p is not None and p[:2] == (TARGET, 1) for p in parsed), chain
+        found.append([(p[2], p[3]) for p in parsed if p is not None])
+    return found
+
+
+def _extents(chains: list[list[str]]) -> list[list[tuple[int, int]]]:
+    """The database's chains (base first) as QEMU's (active first)."""
+    return [[extent_of(p) for p in reversed(c)] for c in chains]  # type: ignore[misc]
+
+
+async def test_a_running_vms_snapshots_on_iscsi_are_taken_and_merged_live(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each live snapshot's volume is an extent the engine allocated and formatted over
+    the active one, which the VM's QEMU then writes (a slice of the LUN); removing the
+    snapshots merges them live (an inner block commit, then an active one with its
+    pivot): data kept, extents freed, the metadata area listing the database's chains."""
+    vm_id, disk_ids, lun = await _iscsi_vm(engine, monkeypatch, tmp_path, lun_size=128 * MIB)
+    [[boot], [data]] = await _chains(engine, lun, disk_ids)
+    free = await _free(engine)
+    await asyncio.to_thread(lun.write, boot, "cow", "write -P 0x11 0 64k")
+    await asyncio.to_thread(lun.write, data, "raw", "write -P 0x11 0 64k")
+    hyp = await _running(engine, vm_id)
+    assert _live(hyp, vm_id) == _extents([[boot], [data]])
+
+    first = await _take(engine, vm_id, "first")
+    chains = await _chains(engine, lun, disk_ids)
+    assert [c[0] for c in chains] == [boot, data] and all(len(c) == 2 for c in chains)
+    assert _live(hyp, vm_id) == _extents(chains)  # QEMU writes the new extents
+    assert await _free(engine) == free - 2 * 13 * MIB
+    for chain in chains:
+        await asyncio.to_thread(lun.write, chain[-1], "cow", "write -P 0x22 64k 64k")
+    second = await _take(engine, vm_id, "second")
+    chains = await _chains(engine, lun, disk_ids)
+    assert all(len(c) == 3 for c in chains) and _live(hyp, vm_id) == _extents(chains)
+    for chain in chains:
+        await asyncio.to_thread(lun.write, chain[-1], "cow", "write -P 0x33 128k 64k")
+    with pytest.raises(Conflict, match="shut it down first"):  # oVirt restores a down VM
+        await engine.act(snapshots.restore_snapshot, vm_id, first)
+
+    # The first snapshot's extent absorbs the one over it (QEMU reads it, does not write
+    # it): the active volume's header and the metadata area name the base as its parent.
+    await _done(engine, await engine.act(snapshots.remove_snapshot, vm_id, first))
+    merged = await _chains(engine, lun, disk_ids)
+    assert [c[0] for c in merged] == [boot, data] and all(len(c) == 2 for c in merged)
+    assert [c[-1] for c in merged] == [c[-1] for c in chains]
+    assert _live(hyp, vm_id) == _extents(merged)
+    assert await _free(engine) == free - 2 * 13 * MIB
+    # The second's absorbs the active volume (an active commit, then the pivot).
+    await _done(engine, await engine.act(snapshots.remove_snapshot, vm_id, second))
+    assert await _chains(engine, lun, disk_ids) == [[boot], [data]]
+    assert _live(hyp, vm_id) == _extents([[boot], [data]])
+    for path, fmt in ((boot, "cow"), (data, "raw")):
+        for pattern, offset in ((0x11, 0), (0x22, 64 * 1024), (0x33, 128 * 1024)):
+            assert await asyncio.to_thread(lun.reads, path, fmt, pattern, offset)
+    await asyncio.to_thread(subprocess.run, ["qemu-img", "check", "--image-opts",
+                                             lun.opts(boot, "cow")], check=True,
+                            capture_output=True)
+    assert await _free(engine) == free
+    assert (await engine.vm(vm_id)).status == VmStatus.UP
+    async with engine.session() as session:
+        assert (await session.execute(select(func.count()).select_from(Snapshot))).scalar() == 0
+        assert (await session.execute(select(func.count()).select_from(ExtentReservation))
+                ).scalar() == 0
+
+
+async def test_a_live_iscsi_snapshot_the_host_refuses_gives_its_extents_back(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    vm_id, disk_ids, lun = await _iscsi_vm(engine, monkeypatch, tmp_path, lun_size=128 * MIB)
+    hyp = await _running(engine, vm_id)
+    before, free = await _chains(engine, lun, disk_ids), await _free(engine)
+
+    async def refuses(vm: uuid.UUID, disks: object) -> None:
+        raise NodeFailure(ErrorCode.HYPERVISOR_ERROR, "QEMU could not open the new volume")
+    monkeypatch.setattr(hyp, "disk_snapshot", refuses)
+    snapshot, job = await engine.act(snapshots.add_snapshot, vm_id, "refused")
+    ended = await engine.job(job.id)
+    assert ended.state == "failed" and "could not open" in (ended.error or "")
+    assert await _chains(engine, lun, disk_ids) == before
+    assert await _free(engine) == free and _live(hyp, vm_id) == _extents(before)
+    async with engine.session() as session:
+        assert await session.get(Snapshot, snapshot.id) is None
+        assert (await session.execute(select(Lock))).all() == []
+        assert (await session.execute(select(func.count()).select_from(ExtentReservation))
+                ).scalar() == 0
+
+
+async def test_an_engine_that_dies_after_qemu_took_a_live_snapshot_leaves_it_to_a_successor(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """QEMU switched to the new extents and wrote into them when the engine dies, before
+    the disks' chains were recorded: the successor, even on a host with no answer cached,
+    never formats an extent again (the guest's writes are kept), finds the snapshot taken
+    and records the chains."""
+    vm_id, disk_ids, lun = await _iscsi_vm(engine, monkeypatch, tmp_path, lun_size=128 * MIB)
+    hyp = await _running(engine, vm_id)
+    [[boot], [data]] = await _chains(engine, lun, disk_ids)
+    formats: list[int] = []
+    real_format, real_live = iscsi_domain._format, snapshot_handlers._snapshot_live
+    taken = asyncio.Event()
+
+    async def counted(command: Any) -> Any:
+        formats.append(command.offset)
+        return await real_format(command)
+    monkeypatch.setattr(iscsi_domain, "_format", counted)
+
+    async def dies_after(*args: Any) -> None:
+        await real_live(*args)
+        if not taken.is_set():
+            taken.set()
+            await asyncio.Event().wait()  # the engine is gone before it records anything
+    monkeypatch.setattr(snapshot_handlers, "_snapshot_live", dies_after)
+    snapshot, job = await engine.act(snapshots.add_snapshot, vm_id, "interrupted")
+    await asyncio.wait_for(taken.wait(), 60)
+    await engine.worker.stop()
+    tops = [c[0] for c in hyp._vms[vm_id].chains]
+    for top in tops:  # the guest writes its new volumes
+        where = parse_extent_location(top)
+        assert where is not None
+        opts = lun.window(LUN, where[2], where[3], DiskFormat.QCOW2)
+        await asyncio.to_thread(subprocess.run, ["qemu-io", "--image-opts", "-c",
+                                                 "write -P 0x66 0 64k", opts],
+                                check=True, capture_output=True)
+    async with engine.session() as session:
+        row = await session.get(Job, job.id)
+        assert row is not None and row.state == "running"
+        assert len(row.result["made_volumes"]) == 2 and len(formats) == 2
+        row.lease_until = row.start_time
+    store = engine.hosts["h1"].agent.idempotency
+    store._db.execute("DELETE FROM results")  # as another host would: nothing cached
+
+    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
+    running = asyncio.create_task(successor.run())
+    try:
+        ended = await engine.job(job.id)
+    finally:
+        await successor.stop()
+        await running
+    assert ended.state == "done", ended.error
+    assert len(formats) == 2  # no extent formatted again
+    chains = await _chains(engine, lun, disk_ids)
+    assert [c[0] for c in chains] == [boot, data] and _live(hyp, vm_id) == _extents(chains)
+    for chain in chains:
+        assert await asyncio.to_thread(lun.reads, chain[-1], "cow", 0x66, 0)
+    async with engine.session() as session:
+        row = await session.get(Snapshot, snapshot.id)
+        assert row is not None and row.status == "ok"
+        assert (await session.execute(select(Lock))).all() == []
+        assert (await session.execute(select(func.count()).select_from(ExtentReservation))
+                ).scalar() == 0

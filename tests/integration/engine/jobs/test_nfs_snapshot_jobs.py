@@ -216,18 +216,9 @@ async def test_nfs_snapshot_requests_that_cannot_be_served_change_nothing(
     with pytest.raises(Conflict, match="shut it down first"):
         await engine.act(snapshots.preview_snapshot, vm_id, taken)
     async with engine.session() as session:
-        domain = (await session.execute(select(StorageDomain).where(
-            StorageDomain.name == "nfs1"))).scalar_one()
-        domain.storage_type = StorageType.ISCSI.value  # no live snapshots on iSCSI
-    with pytest.raises(Conflict, match="taken and removed with the VM down"):
-        await engine.act(snapshots.add_snapshot, vm_id, "on iscsi")
-    async with engine.session() as session:
         vm = await session.get(Vm, vm_id)
         assert vm is not None
         vm.status = VmStatus.DOWN.value
-        domain = (await session.execute(select(StorageDomain).where(
-            StorageDomain.name == "nfs1"))).scalar_one()
-        domain.storage_type = StorageType.NFS.value
     with pytest.raises(NotFound, match="has no snapshot"):
         await engine.act(snapshots.preview_snapshot, vm_id, uuid.uuid4())
     with pytest.raises(NotFound):
@@ -358,6 +349,33 @@ async def test_a_live_snapshot_the_host_refuses_leaves_the_chains_as_they_were(
     assert ended.state == "failed" and "could not open" in (ended.error or "")
     assert await _chains(engine, export, disk_ids) == before
     assert [_volumes(export, d) for d in disk_ids] == [{c[0].name} for c in before]
+    async with engine.session() as session:
+        assert await session.get(Snapshot, snapshot.id) is None
+        assert (await session.execute(select(Lock))).all() == []
+
+
+async def test_a_live_snapshot_whose_second_volume_cannot_be_made_removes_the_first(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The first disk's new volume is made (its `.meta` made the active one INTERNAL), the
+    second's is refused half made: the snapshot is not taken, both new volumes are gone
+    and the active volumes are leaves again, as before."""
+    vm_id, disk_ids, export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    hyp = await _running(engine, vm_id)
+    before = await _chains(engine, export, disk_ids)
+    real, finished = nfs_domain.finish_volume, []
+
+    def refuses_second(storage: object, relative: str, meta: dict[str, str]) -> None:
+        finished.append(relative)
+        if len(finished) == 2:
+            raise NodeFailure(ErrorCode.BAD_REQUEST, "the export refused the .meta file")
+        real(storage, relative, meta)  # type: ignore[arg-type]
+    monkeypatch.setattr(nfs_domain, "finish_volume", refuses_second)
+    snapshot, job = await engine.act(snapshots.add_snapshot, vm_id, "half made")
+    ended = await engine.job(job.id)
+    assert ended.state == "failed" and "refused the .meta" in (ended.error or "")
+    assert await _chains(engine, export, disk_ids) == before  # each a LEAF again
+    assert [_volumes(export, d) for d in disk_ids] == [{c[0].name} for c in before]
+    assert _written(hyp, vm_id, export) == sorted(c[0] for c in before)
     async with engine.session() as session:
         assert await session.get(Snapshot, snapshot.id) is None
         assert (await session.execute(select(Lock))).all() == []

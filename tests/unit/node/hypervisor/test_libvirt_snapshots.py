@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from overt.node.hypervisor.libvirt_snapshots import _layers, disk_chains, snapshot_xml
 from overt.protocol.commands import DiskOverlay
+from overt.protocol.storage import extent_location, parse_extent_location
 
 LIVE = """<domain type='qemu'><devices>
   <disk type='file' device='disk'>
@@ -89,3 +90,61 @@ def test_an_nfs_disks_overlay_is_reached_as_its_active_volume_is() -> None:
 def test_a_volume_path_with_parent_steps_is_refused() -> None:
     with pytest.raises(ValidationError, match=r"\.\."):
         DiskOverlay(active="/export/sd/images/img/top", overlay="/export/../etc/x", reuse=True)
+
+
+# An iSCSI domain's disk as libvirt 9 shows it live: each volume a slice of the LUN,
+# reached through QEMU's iSCSI client with CHAP; a direct LUN disk (no slice) besides.
+ISCSI_LIVE = """<domain type='qemu'><devices>
+  <disk type='network' device='disk'>
+    <driver name='qemu' type='qcow2' cache='none'/>
+    <source protocol='iscsi' name='iqn.2026-11.org.overt:lab/1' index='3'>
+      <host name='10.9.9.9' port='3260'/>
+      <auth username='init1'><secret type='iscsi' usage='overtchap1'/></auth>
+      <slices><slice type='storage' offset='40894464' size='13631488'/></slices>
+    </source>
+    <backingStore type='network' index='2'><format type='qcow2'/>
+      <source protocol='iscsi' name='iqn.2026-11.org.overt:lab/1'>
+        <host name='10.9.9.9' port='3260'/>
+        <slices><slice type='storage' offset='3145728' size='37748736'/></slices>
+      </source><backingStore/></backingStore>
+    <target dev='vda' bus='virtio'/>
+  </disk>
+  <disk type='network' device='disk'>
+    <driver name='qemu' type='raw' cache='none'/>
+    <source protocol='iscsi' name='iqn.2026-11.org.overt:lab/2' index='1'>
+      <host name='10.9.9.9' port='3260'/>
+    </source>
+    <target dev='vdb' bus='virtio'/>
+  </disk>
+</devices></domain>"""
+IQN = "iqn.2026-11.org.overt:lab"
+
+
+def test_an_iscsi_disks_chain_names_each_volume_by_its_lun_and_slice() -> None:
+    top, base = extent_location(IQN, 1, 40894464, 13631488), extent_location(
+        IQN, 1, 3145728, 37748736)
+    assert top == f"/{IQN}/1/40894464/13631488"
+    assert parse_extent_location(top) == (IQN, 1, 40894464, 13631488)
+    assert parse_extent_location("/export/sd/images/img/top") is None
+    assert disk_chains(ISCSI_LIVE) == {"vda": [top, base]}  # a whole LUN is no volume
+    assert _layers(ISCSI_LIVE)["vda"] == [(top, "vda[3]"), (base, "vda[2]")]
+
+
+def test_an_iscsi_disks_overlay_is_a_new_slice_of_the_lun_reached_as_the_active_one() -> None:
+    active = extent_location(IQN, 1, 40894464, 13631488)
+    overlay = extent_location(IQN, 1, 54525952, 13631488)
+    xml = snapshot_xml(ISCSI_LIVE, [DiskOverlay(active=active, overlay=overlay, reuse=True)])
+    disks = {d.get("name"): d for d in ET.fromstring(xml).findall("disks/disk")}
+    assert {name: d.get("snapshot") for name, d in disks.items()} == {
+        "vda": "external", "vdb": "no"}
+    disk = disks["vda"]
+    assert disk.get("type") == "network"
+    driver, source = disk.find("driver"), disk.find("source")
+    assert driver is not None and driver.get("type") == "qcow2"
+    assert source is not None
+    assert (source.get("protocol"), source.get("name")) == ("iscsi", f"{IQN}/1")
+    host, secret = source.find("host"), source.find("auth/secret")
+    assert host is not None and (host.get("name"), host.get("port")) == ("10.9.9.9", "3260")
+    assert secret is not None and secret.get("usage") == "overtchap1"
+    [piece] = source.findall("slices/slice")
+    assert piece.attrib == {"type": "storage", "offset": "54525952", "size": "13631488"}

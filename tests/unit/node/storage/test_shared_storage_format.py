@@ -4,6 +4,7 @@ EOF line; and where the engine puts a volume on a shared domain."""
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 
 import pytest
@@ -18,8 +19,9 @@ from overt.engine.queries.shared_storage import (
     split_volume_path,
     volume_path,
 )
+from overt.node.storage import iscsi_domain
 from overt.protocol.ovirt_metadata import parse_metadata, render_metadata
-from overt.protocol.storage import StoredVolume
+from overt.protocol.storage import IscsiLunRef, StoredVolume
 from overt.protocol.vm import DiskFormat
 
 
@@ -92,3 +94,20 @@ def test_an_import_adopts_each_images_leaf_over_its_snapshot_volumes() -> None:
     assert [v.volume_id for v in volumes if is_image_leaf(v, volumes)] == [leaf]
     broken = [v for v in volumes if v.volume_id != middle]  # a hole in the chain
     assert [v.volume_id for v in broken if is_image_leaf(v, broken)] == []
+
+
+def test_a_backing_name_qemu_wrote_after_a_live_merge_names_the_same_extent() -> None:
+    """libvirt gives QEMU a `<slices>` volume's backing name as the window alone (keys in
+    its own order, the format apart); `extent_format` writes the window in its format:
+    both name the same extent, and another extent is told apart."""
+    mib = 1 << 20
+    lun = IscsiLunRef(portal="10.9.9.9", target="iqn.2026-11.dev.overt:lun", lun=1)
+    ours = json.loads(iscsi_domain.image_json(iscsi_domain.window(
+        lun, 3 * mib, 13 * mib, DiskFormat.QCOW2))[5:])
+    libvirts = {"driver": "raw", "offset": 3 * mib, "size": 13 * mib, "file": {
+        "lun": 1, "portal": "10.9.9.9:3260", "driver": "iscsi", "transport": "tcp",
+        "target": "iqn.2026-11.dev.overt:lun"}}
+    assert iscsi_domain._slice(ours) == iscsi_domain._slice(libvirts) == (
+        "iqn.2026-11.dev.overt:lun", 1, 3 * mib, 13 * mib)
+    assert iscsi_domain._slice({**libvirts, "offset": 16 * mib}) != iscsi_domain._slice(ours)
+    assert iscsi_domain._slice({"driver": "file", "filename": "/x"}) is None

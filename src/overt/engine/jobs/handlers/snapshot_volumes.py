@@ -56,7 +56,6 @@ class LocalVolumes:
     """qcow2 files of a local domain, changed by the domain's own host."""
 
     # A running VM's QEMU makes the new volumes itself and reaches them as files.
-    live: ClassVar[bool] = True
     engine_made: ClassVar[bool] = False  # live overlays made by the engine first
 
     async def host(self, ctx: JobContext, domain: StorageDomain) -> Host:
@@ -161,11 +160,10 @@ class IscsiVolumes(LocalVolumes):
     """Volumes of an iSCSI domain: extents of its LUN the engine allocated (a new volume's
     at the snapshot's submission); a qcow2 volume's header names the extent under it.
     The domain's metadata area, rendered from the database, lists every volume with its
-    parent, so it is written again once the database recorded a change."""
+    parent, so it is written again once the database recorded a change. A running VM's
+    QEMU opens a new volume as a slice of the LUN (libvirt's `<slices>`, reuse-external)
+    and merges one live (block commit); its extent is then free and no longer listed."""
 
-    # A running VM's snapshot on iSCSI would need libvirt to open a new sliced network
-    # volume over the running one; Overt takes them with the VM down.
-    live: ClassVar[bool] = False
     engine_made: ClassVar[bool] = True
 
     async def host(self, ctx: JobContext, domain: StorageDomain) -> Host:

@@ -2,9 +2,10 @@
 
 The engine decides every volume and records each disk's chain once its node has acted:
 the chain in the database is the chain on storage. A running VM's volumes are changed by
-its own host's QEMU (an external disk-only snapshot, a block commit; on NFS over volumes
-the engine made, whose `.meta` it keeps right after a merge); a down VM's by the host of
-each disk's storage domain (qemu-img).
+its own host's QEMU (an external disk-only snapshot, a block commit; on NFS and iSCSI
+over volumes the engine made: NFS volumes whose `.meta` it keeps right after a merge,
+extents of a LUN whose metadata area it rewrites); a down VM's by the host of each
+disk's storage domain (qemu-img).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from overt.engine.db.tables import (
     Vm,
 )
 from overt.engine.jobs.context import JobContext, Unit
-from overt.engine.jobs.errors import JobFailed, RetryLater
+from overt.engine.jobs.errors import RetryLater
 from overt.engine.jobs.handlers.snapshot_volumes import (
     chain_recorded,
     commit_volume,
@@ -39,7 +40,7 @@ from overt.engine.model.status import HostStatus, LogSeverity, StorageType, VmSt
 from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
 from overt.engine.queries.shared_storage import claim_extent, release_reservations
-from overt.engine.queries.snapshot_chains import Merge, merge_of, volume_location
+from overt.engine.queries.snapshot_chains import Merge, live_location, merge_of
 from overt.engine.queries.vm_spec import vm_disks
 from overt.protocol.commands import (
     DiskOverlay,
@@ -53,6 +54,7 @@ LIVE = frozenset({VmStatus.UP, VmStatus.PAUSED, VmStatus.POWERING_UP})
 
 
 _MERGED = "merged_volumes"  # in the job's result: disk id -> its merged volume to delete
+_MADE = "made_volumes"  # in the job's result: the new volumes made on storage so far
 
 async def _live_host(ctx: JobContext, vm: Vm) -> Host | None:
     """The host whose QEMU runs the VM, or None when the VM is down."""
@@ -81,8 +83,7 @@ async def create_snapshot(ctx: JobContext, spec: CreateSnapshot) -> dict[str, An
     if host is not None:
         await _snapshot_live(ctx, vm, host, disks, spec)
     else:
-        for disk, domain in disks:
-            await _create_overlay(ctx, disk, domain, spec.overlays[str(disk.id)])
+        await _make_overlays(ctx, disks, spec)
     async with ctx.transaction() as session:
         snapshot = await lookup.get(session, Snapshot, spec.snapshot_id)
         for disk, _domain in disks:
@@ -106,20 +107,15 @@ async def create_snapshot(ctx: JobContext, spec: CreateSnapshot) -> dict[str, An
 
 async def _snapshot_live(ctx: JobContext, vm: Vm, host: Host,
                          disks: list[tuple[Disk, StorageDomain]], spec: CreateSnapshot) -> None:
-    """QEMU switches every disk to its new volume at once. On NFS the engine makes the
-    volumes first (with their `.meta`; QEMU only opens them), and takes them back if the
-    node refuses: the disks keep writing their volumes, which are leaves again."""
-    for disk, domain in disks:
-        if not volumes_of(domain).live:
-            raise JobFailed(f"disk {disk.name} of VM {vm.name} is on {domain.storage_type} "
-                            f"domain {domain.name}, whose snapshots are taken with the VM "
-                            "down")
+    """QEMU switches every disk to its new volume at once. On NFS and iSCSI the engine
+    makes the volumes first (an NFS volume with its `.meta`, an extent with its qcow2
+    header; QEMU only opens them), and takes them back if the node refuses: the disks
+    keep writing their volumes, which are leaves again."""
     reuse = any(volumes_of(domain).engine_made for _disk, domain in disks)
     if reuse:
-        for disk, domain in disks:
-            await _create_overlay(ctx, disk, domain, spec.overlays[str(disk.id)])
-    overlays = tuple(DiskOverlay(active=volume_location(sd, d.image_path),
-                                 overlay=volume_location(sd, spec.overlays[str(d.id)]),
+        await _make_overlays(ctx, disks, spec)
+    overlays = tuple(DiskOverlay(active=live_location(sd, d.image_path),
+                                 overlay=live_location(sd, spec.overlays[str(d.id)]),
                                  reuse=reuse) for d, sd in disks)
     try:
         async with ctx.step(f"Taking a snapshot of the disks of VM {vm.name}", host_id=host.id):
@@ -127,6 +123,19 @@ async def _snapshot_live(ctx: JobContext, vm: Vm, host: Host,
                                  key=ctx.key("snapshot"), timeout_s=120)
     except NodeCommandFailed as exc:
         if reuse and not exc.transient:  # a transient failure is retried, not undone
+            await _drop_overlays(ctx, disks, spec)
+        raise
+
+
+async def _make_overlays(ctx: JobContext, disks: list[tuple[Disk, StorageDomain]],
+                         spec: CreateSnapshot) -> None:
+    """Every disk's new volume, or none: when one cannot be made, those made already are
+    removed (an NFS volume's `.meta` made the active one INTERNAL; it is a leaf again)."""
+    try:
+        for disk, domain in disks:
+            await _create_overlay(ctx, disk, domain, spec.overlays[str(disk.id)])
+    except NodeCommandFailed as exc:
+        if not exc.transient:  # a transient failure is retried, not undone
             await _drop_overlays(ctx, disks, spec)
         raise
 
@@ -145,10 +154,19 @@ async def _drop_overlays(ctx: JobContext, disks: list[tuple[Disk, StorageDomain]
 
 async def _create_overlay(ctx: JobContext, disk: Disk, domain: StorageDomain,
                           new_path: str) -> None:
+    """Make the disk's new volume once: after that a running VM's QEMU may be writing it
+    (an iSCSI extent formatted again, by a retry on another host, would lose that)."""
+    async with ctx.transaction() as session:
+        job = await lookup.get(session, Job, ctx.job.id)
+        if new_path in job.result.get(_MADE, []):
+            return
     host = await volume_host(ctx, domain)
     async with ctx.step(f"Creating a volume of disk {disk.name}", host_id=host.id):
         await create_overlay(ctx, host, domain, disk, new_path, disk.image_path, disk.format,
                              key=f"overlay-{disk.id}")
+    async with ctx.transaction() as session:
+        job = await lookup.get(session, Job, ctx.job.id, for_update=True)
+        job.result = {**job.result, _MADE: [*job.result.get(_MADE, []), new_path]}
 
 
 async def create_failed(session: AsyncSession, ctx: JobContext, spec: CreateSnapshot,
@@ -202,7 +220,7 @@ async def _merge(ctx: JobContext, vm: Vm, host: Host | None, domain: StorageDoma
     disk = merge.disk
 
     def at(path: str) -> str:
-        return volume_location(domain, path)
+        return live_location(domain, path)
 
     if host is not None:
         async with ctx.step(f"Merging a volume of disk {disk.name} of VM {vm.name} live",
