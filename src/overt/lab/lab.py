@@ -16,6 +16,7 @@ from pathlib import Path
 
 from overt.lab import netns
 from overt.lab.anchor import enter
+from overt.lab.blank_machine import DEFAULT_MEMORY_MIB, BlankMachine, BlankMachineSpec
 from overt.lab.guest_dhcp import GuestDhcp
 from overt.lab.node_host import NodeHypervisor
 from overt.lab.storage_host import ISCSI_PORT, NFS_PORT, StorageServer
@@ -150,6 +151,16 @@ class Lab:
         return GuestDhcp(self.topology.state_dir, self.topology.bridge(Net.GUEST),
                          self.topology.guest_dhcp_range())
 
+    def blank_machine(self, name: str, mac: str, *, index: int = 1,
+                      memory_mib: int = DEFAULT_MEMORY_MIB, cpus: int = 2) -> BlankMachine:
+        """A diskless machine booting from the management network (powered off until
+        `power_on`); the lab's teardown powers it off."""
+        return BlankMachine(BlankMachineSpec(
+            name=name, mac=mac, tap=self.topology.blank_tap(index),
+            bridge=self.topology.bridge(Net.MANAGEMENT),
+            directory=self.topology.blank_machine_dir(name),
+            system_uuid=self.topology.blank_uuid(name), memory_mib=memory_mib, cpus=cpus))
+
     def _anchor(self, host: Host) -> int | None:
         if host.role is Role.NODE:
             return self.hypervisor(host.name).anchor()
@@ -211,7 +222,7 @@ class Lab:
             raise LabError(f"processes {sorted(stuck)} would not stop; the lab is not fully down")
         for ns in ours:
             netns.delete_namespace(ns)
-        link_re = re.compile(rf"^{prefix}(-(mgmt|stor|guest)|(st|n\d+)[msg]x?)$")
+        link_re = re.compile(rf"^{prefix}(-(mgmt|stor|guest)|(st|n\d+)[msg]x?|b\d+)$")
         netns.delete_links([name for name in netns.links() if link_re.match(name)])
         _unmount_below(self.topology.state_dir)
         if self.topology.state_dir.exists():

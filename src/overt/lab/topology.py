@@ -118,6 +118,40 @@ class Topology:
         subnet = self.subnets[Net.GUEST]
         return subnet.network_address + 100, subnet.network_address + 250
 
+    def blank_tap(self, index: int) -> str:
+        """The tap of the lab's blank machine number `index` (1-99) on the management
+        network (`Lab.blank_machine`)."""
+        if not 1 <= index <= 99:
+            raise LabError(f"blank machines are numbered 1 to 99, not {index}")
+        return f"{self.spec.prefix}b{index}"
+
+    def blank_machine_dir(self, name: str) -> Path:
+        return self.state_dir / "blank" / name
+
+    def blank_uuid(self, name: str) -> uuid.UUID:
+        """A blank machine's SMBIOS UUID: stable for its name, distinct between labs."""
+        return uuid.uuid5(_HOST_UUID_NAMESPACE, f"{self.spec.prefix}/blank/{name}")
+
+    def netsvc_plan(self, *, pxe: bool = True, boot_http_port: int | None = None,
+                    refresh_s: float = 5.0) -> str:
+        """An address plan (TOML, `--netsvc-file`) for an engine on this machine serving the
+        lab's management network as `ovirtmgmt`: DHCP (dynamic .100-.199, leaving the lab
+        hosts' fixed addresses alone), DNS, and with `pxe` network boot (TFTP, and the boot
+        files over HTTP on `boot_http_port`, or TFTP only with None)."""
+        subnet = self.subnets[Net.MANAGEMENT]
+        base = subnet.network_address
+        lines = [
+            f'domain = "{self.spec.prefix}.lab"', "upstream_dns = []", "ntp = false",
+            f"refresh_s = {refresh_s}",
+            "[[networks]]", 'name = "ovirtmgmt"', f'interface = "{self.bridge(Net.MANAGEMENT)}"',
+            f'subnet = "{subnet}"', f'address = "{self.engine_address()}"',
+            f'dhcp_range = "{base + 100}-{base + 199}"',
+            f'reserved_range = "{base + 200}-{base + 250}"',
+            f"pxe = {'true' if pxe else 'false'}",
+            "[pxe]", f"http_port = {boot_http_port if boot_http_port else 'false'}",
+        ]
+        return "\n".join(lines) + "\n"
+
     def host(self, name: str) -> Host:
         for host in self.hosts:
             if host.name == name:

@@ -9,6 +9,7 @@ and, once an administrator approves it, enrolls and serves."""
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import io
 import json
 import shutil
@@ -50,6 +51,32 @@ class NodeImageFiles:
         return self.directory / "initrd.img"
 
 
+# The node's Python (Debian's python3.11): its bytecode cache's name and format. Python
+# under emulation compiling the agent's modules and the standard library at every boot
+# costs tens of seconds, so the image carries the bytecode this machine already has.
+NODE_PYTHON = (3, 11)
+CACHE_TAG = "cpython-311"
+
+
+def unchecked_pyc(source: bytes, source_stat: tuple[int, int], pyc: bytes) -> bytes | None:
+    """`pyc` (this machine's bytecode of `source`, whose (mtime, size) is `source_stat`) as
+    an unchecked hash-based pyc (PEP 552): valid whatever the file times in the image (all
+    0 there), so the node's Python loads it without compiling. None when `pyc` is not
+    this Python's or not of this source."""
+    if len(pyc) < 16 or pyc[:4] != importlib.util.MAGIC_NUMBER:
+        return None
+    flags = int.from_bytes(pyc[4:8], "little")
+    digest = importlib.util.source_hash(source)
+    if flags == 0:  # timestamp-based: of this source only if its mtime and size match
+        mtime, size = source_stat
+        if (int.from_bytes(pyc[8:12], "little"), int.from_bytes(pyc[12:16], "little")) != (
+                mtime & 0xFFFFFFFF, size & 0xFFFFFFFF):
+            return None
+    elif not flags & 1 or pyc[8:16] != digest:
+        return None
+    return pyc[:4] + (1).to_bytes(4, "little") + digest + pyc[16:]
+
+
 def _node_file(name: str) -> bytes:
     return (resources.files("overt.nodeimage") / "files" / name).read_bytes()
 
@@ -85,9 +112,27 @@ class _Tree:
         if stat.S_ISLNK(info.st_mode):
             self.add(name, Entry.symlink(name, str(source.readlink())))
         elif stat.S_ISREG(info.st_mode):
-            self.add(name, Entry.file(name, source.read_bytes(), stat.S_IMODE(info.st_mode)))
+            data = source.read_bytes()
+            self.add(name, Entry.file(name, data, stat.S_IMODE(info.st_mode)))
+            if name.endswith(".py"):
+                self._add_bytecode(source, name, data, (int(info.st_mtime), info.st_size))
         elif stat.S_ISDIR(info.st_mode):
             self._parents(name + "/x")
+
+    def _add_bytecode(self, source: Path, name: str, data: bytes,
+                      source_stat: tuple[int, int]) -> None:
+        if sys.version_info[:2] != NODE_PYTHON:
+            return  # another Python's bytecode would not load on the node
+        cached = source.parent / "__pycache__" / f"{source.stem}.{CACHE_TAG}.pyc"
+        try:
+            pyc = unchecked_pyc(data, source_stat, cached.read_bytes())
+        except OSError:
+            return
+        if pyc is not None:
+            target = name.rsplit("/", 1)
+            path = f"{target[0]}/__pycache__/" if len(target) == 2 else "__pycache__/"
+            self.add(f"{path}{source.stem}.{CACHE_TAG}.pyc",
+                     Entry.file(f"{path}{source.stem}.{CACHE_TAG}.pyc", pyc))
 
     def add_tree(self, source: Path, name: str) -> None:
         for path in sorted(source.rglob("*")):

@@ -12,10 +12,12 @@ from pathlib import Path
 
 from overt.system.commands import run
 
-# What a node runs: the agent's Python, libvirt's daemon and its QEMU driver, QEMU, and
-# busybox for its init (udhcpc, modprobe, mount...).
-ROOTS = ("python3-minimal", "python3.11", "libvirt-daemon", "libvirt-daemon-driver-qemu", "qemu-system-x86",
-         "qemu-utils", "busybox", "iproute2", "kmod", "util-linux")
+# What a node runs: the agent's Python, libvirt's daemon and its QEMU driver, QEMU with
+# its NICs' boot ROMs (ipxe-qemu: QEMU will not start a guest with a NIC whose ROM file is
+# missing), and busybox for its init (udhcpc, modprobe, mount...).
+ROOTS = ("python3-minimal", "python3.11", "libvirt-daemon", "libvirt-daemon-driver-qemu",
+         "qemu-system-x86", "ipxe-qemu", "qemu-utils", "busybox", "iproute2", "kmod",
+         "util-linux")
 # Pulled in by maintainer scripts' needs, never run on a node.
 EXCLUDED = frozenset({"debconf", "perl-base", "dpkg", "init-system-helpers", "systemd",
                       "systemd-sysv", "adduser", "passwd", "login", "ucf", "lsb-base",
