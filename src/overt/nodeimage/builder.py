@@ -129,10 +129,10 @@ class _Tree:
         except OSError:
             return
         if pyc is not None:
-            target = name.rsplit("/", 1)
-            path = f"{target[0]}/__pycache__/" if len(target) == 2 else "__pycache__/"
-            self.add(f"{path}{source.stem}.{CACHE_TAG}.pyc",
-                     Entry.file(f"{path}{source.stem}.{CACHE_TAG}.pyc", pyc))
+            folder, _, _file = name.rpartition("/")
+            pyc_name = f"{folder}/__pycache__/" if folder else "__pycache__/"
+            pyc_name += f"{source.stem}.{CACHE_TAG}.pyc"
+            self.add(pyc_name, Entry.file(pyc_name, pyc))
 
     def add_tree(self, source: Path, name: str) -> None:
         for path in sorted(source.rglob("*")):
