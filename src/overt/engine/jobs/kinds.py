@@ -504,13 +504,45 @@ class DetachStorageDomain(_StorageDomainJob):
     kind: ClassVar[str] = "storage_domain.detach"
 
 
+class LeftVolume(BaseModel):
+    """A volume a failed job may have made and no chain records: removed by a follow-up
+    job; `leaf`, the volume under it that is a leaf again once it is gone (NFS `.meta`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    storage_domain_id: uuid.UUID
+    path: str
+    leaf: str | None = None
+
+
+class RemoveVolumes(JobSpec):
+    """Remove from storage the volumes a job that failed for good may have left (its
+    compensation runs in a database transaction and cannot call a node), then free their
+    extents. Submitted in the transaction that records the failure; runs through any host
+    that reaches each domain. Locks the VM the volumes were made for, unless it was
+    running (`live`): QEMU may then hold them, and they go only once the VM is down."""
+
+    kind: ClassVar[str] = "storage.remove_volumes"
+    max_attempts: ClassVar[int] = 10
+    volumes: tuple[LeftVolume, ...] = Field(min_length=1)
+    failed_job_id: uuid.UUID
+    reason: str
+    vm_id: uuid.UUID | None = None
+    live: bool = False
+
+    def locks(self) -> tuple[LockOn, ...]:
+        return (("vm", self.vm_id),) if self.vm_id is not None and not self.live else ()
+
+    def vm(self) -> uuid.UUID | None:
+        return self.vm_id
+
+
 KINDS: dict[str, type[JobSpec]] = {spec.kind: spec for spec in (
     StartVm, StopVm, ShutdownVm, RebootVm, SuspendVm, RemoveVm, SetTicket,
     CreateDisk, RemoveDisk, InstallHost, RefreshHost, SetupHostNetworks,
     CommitHostNetworks, CreateStorageDomain, AttachStorageDomain, DetachStorageDomain,
     ChangeVmNic, FenceHost, MigrateVm, CancelMigration, CreateTemplate, CloneVm,
     CreateSnapshot, RemoveSnapshot, RestoreSnapshot, PreviewSnapshot, EndPreview, DrainHost,
-    RecoverHost, ChangeVmCdrom)}
+    RecoverHost, ChangeVmCdrom, RemoveVolumes)}
 
 
 class UnreadableJob(Exception):

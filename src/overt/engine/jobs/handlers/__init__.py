@@ -16,6 +16,7 @@ from overt.engine.jobs.handlers import (
     host_recovery,
     host_refresh,
     hosts,
+    leftovers,
     snapshot_preview,
     snapshot_restore,
     snapshots,
@@ -33,7 +34,8 @@ UNITS: dict[type[JobSpec], Unit[Any]] = {
     **host_refresh.UNITS, **host_networks.UNITS, **storage_domains.UNITS,
     **vm_nics.UNITS, **fencing.UNITS, **vm_migrate.UNITS, **disk_copies.UNITS,
     **snapshots.UNITS, **snapshot_restore.UNITS, **snapshot_preview.UNITS,
-    **host_maintenance.UNITS, **host_recovery.UNITS, **vm_cdroms.UNITS}
+    **host_maintenance.UNITS, **host_recovery.UNITS, **vm_cdroms.UNITS,
+    **leftovers.UNITS}
 
 _missing = set(KINDS.values()) - set(UNITS)
 if _missing:  # a kind nobody can run would fail every job of it: refuse to start instead

@@ -18,6 +18,7 @@ from overt.engine import audit
 from overt.engine.db.tables import Disk, Snapshot, SnapshotVolume, StorageDomain, Vm
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed
+from overt.engine.jobs.handlers import leftovers
 from overt.engine.jobs.handlers.snapshot_volumes import (
     chain_recorded,
     create_overlay,
@@ -75,6 +76,7 @@ async def _preview_disk(ctx: JobContext, spec: PreviewSnapshot, disk: Disk,
                         domain: StorageDomain, volume: SnapshotVolume, new_path: str) -> None:
     """The disk reads a new volume over the snapshot's; its volume until now is kept."""
     host = await volume_host(ctx, domain)
+    await leftovers.making(ctx, domain, new_path)
     async with ctx.step(f"Previewing a snapshot of disk {disk.name}", host_id=host.id):
         await create_overlay(ctx, host, domain, disk, new_path, volume.image_path,
                              volume.format, key=f"overlay-{disk.id}")
@@ -89,7 +91,8 @@ async def _preview_disk(ctx: JobContext, spec: PreviewSnapshot, disk: Disk,
 async def preview_failed(session: AsyncSession, ctx: JobContext, spec: PreviewSnapshot,
                          message: str) -> None:
     """Disks already previewing stay so (recorded as each was made): the snapshot is in
-    preview, to be committed or undone; with none, the preview is forgotten."""
+    preview, to be committed or undone; with none, the preview is forgotten. A new volume
+    not recorded goes to a removal job (`leftovers`)."""
     snapshot = await session.get(Snapshot, spec.snapshot_id)
     preview = await session.get(Snapshot, spec.preview_id)
     started = preview is not None and (await session.execute(select(SnapshotVolume.pk).where(
@@ -103,7 +106,10 @@ async def preview_failed(session: AsyncSession, ctx: JobContext, spec: PreviewSn
         snapshot.status = IN_PREVIEW if started else "ok"
         audit.record(session, f"Failed to preview snapshot '{snapshot.description}': {message}",
                      severity=LogSeverity.ERROR, vm_id=spec.vm_id, job_id=ctx.job.id)
-    await release_reservations(session, list(spec.overlays.values()))
+    vm = await session.get(Vm, spec.vm_id)
+    handed = await leftovers.hand_off(session, ctx, vm_id=vm.id if vm else None, live=False,
+                                      message=message)
+    await release_reservations(session, [p for p in spec.overlays.values() if p not in handed])
 
 
 async def end_preview(ctx: JobContext, spec: EndPreview) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from overt.engine import audit
 from overt.engine.db.tables import Disk, Snapshot, SnapshotVolume, Vm
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed
+from overt.engine.jobs.handlers import leftovers
 from overt.engine.jobs.handlers.snapshot_volumes import (
     create_overlay,
     delete_volumes,
@@ -61,6 +62,7 @@ async def _restore_disk(ctx: JobContext, snapshot: Snapshot, disk_id: uuid.UUID,
     base = volumes[at]
     dropped = [v.image_path for v in volumes[at + 1:]] + [disk.image_path]
     host = await volume_host(ctx, domain)
+    await leftovers.making(ctx, domain, new_path)
     async with ctx.step(f"Restoring disk {disk.name} to snapshot '{snapshot.description}'",
                         host_id=host.id):
         await create_overlay(ctx, host, domain, disk, new_path, base.image_path, base.format,
@@ -76,13 +78,17 @@ async def _restore_disk(ctx: JobContext, snapshot: Snapshot, disk_id: uuid.UUID,
 
 async def restore_failed(session: AsyncSession, ctx: JobContext, spec: RestoreSnapshot,
                          message: str) -> None:
-    """Disks restored already keep their new volume (recorded as each was made)."""
+    """Disks restored already keep their new volume (recorded as each was made); a new
+    volume not recorded goes to a removal job (`leftovers`), which frees its extent."""
     snapshot = await session.get(Snapshot, spec.snapshot_id)
     if snapshot is not None:
         snapshot.status = "ok"
         audit.record(session, f"Failed to restore snapshot '{snapshot.description}': {message}",
                      severity=LogSeverity.ERROR, vm_id=spec.vm_id, job_id=ctx.job.id)
-    await release_reservations(session, list(spec.overlays.values()))
+    vm = await session.get(Vm, spec.vm_id)
+    handed = await leftovers.hand_off(session, ctx, vm_id=vm.id if vm else None, live=False,
+                                      message=message)
+    await release_reservations(session, [p for p in spec.overlays.values() if p not in handed])
 
 
 UNITS: dict[type[JobSpec], Unit[Any]] = {

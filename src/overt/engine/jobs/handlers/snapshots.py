@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
@@ -27,6 +28,7 @@ from overt.engine.db.tables import (
 )
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import RetryLater
+from overt.engine.jobs.handlers import leftovers
 from overt.engine.jobs.handlers.snapshot_volumes import (
     chain_recorded,
     commit_volume,
@@ -150,6 +152,7 @@ async def _drop_overlays(ctx: JobContext, disks: list[tuple[Disk, StorageDomain]
                                  key=f"unused-{disk.id}")
             await volumes_of(domain).leaf_again(ctx, host, domain, disk.image_path,
                                                 key=f"leaf-again-{disk.id}")
+    await leftovers.dropped(ctx, [spec.overlays[str(disk.id)] for disk, _sd in disks])
 
 
 async def _create_overlay(ctx: JobContext, disk: Disk, domain: StorageDomain,
@@ -161,6 +164,7 @@ async def _create_overlay(ctx: JobContext, disk: Disk, domain: StorageDomain,
         if new_path in job.result.get(_MADE, []):
             return
     host = await volume_host(ctx, domain)
+    await leftovers.making(ctx, domain, new_path, leaf=disk.image_path)
     async with ctx.step(f"Creating a volume of disk {disk.name}", host_id=host.id):
         await create_overlay(ctx, host, domain, disk, new_path, disk.image_path, disk.format,
                              key=f"overlay-{disk.id}")
@@ -172,16 +176,27 @@ async def _create_overlay(ctx: JobContext, disk: Disk, domain: StorageDomain,
 async def create_failed(session: AsyncSession, ctx: JobContext, spec: CreateSnapshot,
                         message: str) -> None:
     """The disks keep their chains (they change only once the node has acted): the
-    snapshot that was not taken is forgotten."""
+    snapshot that was not taken is forgotten, and the new volumes the job may have made
+    go to a removal job (`leftovers`), which frees their extents. A snapshot whose chains
+    were recorded (only storage's description of them failed) is kept: its volumes are
+    in use."""
     snapshot = await session.get(Snapshot, spec.snapshot_id)
     vm = await session.get(Vm, spec.vm_id)
+    taken = snapshot is not None and (await session.execute(select(SnapshotVolume.pk).where(
+        SnapshotVolume.snapshot_id == snapshot.id))).first() is not None
     if snapshot is not None:
         audit.record(session, f"Failed to create snapshot '{snapshot.description}' of VM "
                      f"{vm.name if vm else spec.vm_id}: {message}",
                      code=audit.SNAPSHOT_CREATE_FAILED, severity=LogSeverity.ERROR,
                      vm_id=spec.vm_id if vm else None, job_id=ctx.job.id)
-        await session.delete(snapshot)
-    await release_reservations(session, list(spec.overlays.values()))
+        if taken:
+            snapshot.status = "ok"
+        else:
+            await session.delete(snapshot)
+    live = vm is not None and vm.status != VmStatus.DOWN
+    handed = await leftovers.hand_off(session, ctx, vm_id=vm.id if vm else None, live=live,
+                                      message=message)
+    await release_reservations(session, [p for p in spec.overlays.values() if p not in handed])
 
 
 async def remove_snapshot(ctx: JobContext, spec: RemoveSnapshot) -> dict[str, Any]:

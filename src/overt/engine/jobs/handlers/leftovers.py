@@ -1,0 +1,163 @@
+"""Volumes a job that failed for good may have left on storage, and the job that removes
+them.
+
+A job records each volume it is about to make (`making`) before it asks a node for it,
+in its own row: a reply lost or a crash after that still leaves the volume known. When
+the job fails for good, its compensation (one database transaction, no node calls) hands
+every such volume that no chain records to a `RemoveVolumes` job, submitted in that same
+transaction (`hand_off`); an iSCSI volume keeps its extent reserved until then. The
+follow-up job removes the volumes through any host that reaches their domain, marks the
+volumes under them leaves again, frees the extents and records what it cleaned and why.
+Every step is safe to repeat, so whenever the engine dies, storage and the database end
+up agreeing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine import audit
+from overt.engine.db.tables import Disk, Job, SnapshotVolume, StorageDomain, Vm
+from overt.engine.jobs import queue
+from overt.engine.jobs.context import JobContext, Unit
+from overt.engine.jobs.errors import RetryLater
+from overt.engine.jobs.handlers.snapshot_volumes import delete_volumes, volume_host, volumes_of
+from overt.engine.jobs.kinds import JobSpec, LeftVolume, RemoveVolumes
+from overt.engine.model.status import LogSeverity, VmStatus
+from overt.engine.queries import lookup
+from overt.engine.queries.shared_storage import release_reservations
+
+_MAKING = "volumes_in_making"  # in the job's result: volumes asked of a node, maybe made
+_REMOVED = "removed_volumes"  # in a RemoveVolumes job's result: its work is recorded
+# A running VM's leftovers wait for it to be down: retried this often (a minute apart).
+LIVE_PATIENCE = 24 * 60
+
+
+async def making(ctx: JobContext, domain: StorageDomain, path: str, *,
+                 leaf: str | None = None) -> None:
+    """`path` is about to be made on `domain` (over `leaf`, when it is a leaf again once
+    the new volume is gone): recorded before the node is asked."""
+    entry = LeftVolume(storage_domain_id=domain.id, path=path, leaf=leaf).model_dump(
+        mode="json", exclude_none=True)
+    async with ctx.transaction() as session:
+        job = await lookup.get(session, Job, ctx.job.id, for_update=True)
+        known = job.result.get(_MAKING, [])
+        if entry not in known:
+            job.result = {**job.result, _MAKING: [*known, entry]}
+
+
+async def dropped(ctx: JobContext, paths: Iterable[str]) -> None:
+    """The job itself removed these volumes: nothing of them is left."""
+    gone = set(paths)
+    async with ctx.transaction() as session:
+        job = await lookup.get(session, Job, ctx.job.id, for_update=True)
+        job.result = {**job.result, _MAKING: [
+            e for e in job.result.get(_MAKING, []) if e["path"] not in gone]}
+
+
+async def recorded_paths(session: AsyncSession, paths: Iterable[str]) -> set[str]:
+    """Those of `paths` a disk's chain records (its active volume or a snapshot's)."""
+    wanted = list(set(paths))
+    if not wanted:
+        return set()
+    active = (await session.execute(select(Disk.image_path).where(
+        Disk.image_path.in_(wanted)))).scalars().all()
+    frozen = (await session.execute(select(SnapshotVolume.image_path).where(
+        SnapshotVolume.image_path.in_(wanted)))).scalars().all()
+    return {*active, *frozen}
+
+
+async def hand_off(session: AsyncSession, ctx: JobContext, *, vm_id: uuid.UUID | None,
+                   live: bool, message: str) -> set[str]:
+    """In a failed job's compensation: a `RemoveVolumes` job for the volumes it may have
+    made that no chain records; their paths (whose extents that job frees). It takes the
+    VM's lock from the failed job, unless the VM runs (`live`)."""
+    entries = [LeftVolume.model_validate(e) for e in ctx.job.result.get(_MAKING, [])]
+    recorded = await recorded_paths(session, [e.path for e in entries])
+    left = tuple(e for e in entries if e.path not in recorded)
+    if not left:
+        return set()
+    if vm_id is not None and not live:
+        await queue.release(session, ctx.job.id, "vm", vm_id)
+        await session.flush()
+    spec = RemoveVolumes(volumes=left, failed_job_id=ctx.job.id, vm_id=vm_id, live=live,
+                         reason=f"{ctx.job.description} failed: {message}")
+    await queue.submit(session, spec, description=f"Removing {len(left)} volume(s) left by "
+                       f"job '{ctx.job.description}'", owner_id=ctx.job.owner_id,
+                       correlation_id=ctx.job.correlation_id,
+                       max_attempts=LIVE_PATIENCE if live else None)
+    return {e.path for e in left}
+
+
+async def remove_volumes(ctx: JobContext, spec: RemoveVolumes) -> dict[str, Any]:
+    async with ctx.transaction() as session:
+        job = await lookup.get(session, Job, ctx.job.id)
+        if _REMOVED in job.result:
+            return dict(job.result)  # recorded by an attempt that died before it ended
+        vm = await session.get(Vm, spec.vm_id) if spec.vm_id is not None else None
+    if spec.live and vm is not None and vm.status != VmStatus.DOWN:
+        raise RetryLater(f"VM {vm.name} is {vm.status}: its QEMU may hold the volumes",
+                         max_delay_s=60)
+    removed: list[str] = []
+    names: list[str] = []
+    for domain_id in dict.fromkeys(v.storage_domain_id for v in spec.volumes):
+        volumes = [v for v in spec.volumes if v.storage_domain_id == domain_id]
+        async with ctx.transaction() as session:
+            domain = await session.get(StorageDomain, domain_id)
+            recorded = await recorded_paths(session, [v.path for v in volumes])
+        if domain is None:
+            continue  # the domain was removed, and its volumes with it
+        left = [v for v in volumes if v.path not in recorded]
+        if left:
+            await _remove(ctx, domain, left)
+            removed += [v.path for v in left]
+            names.append(domain.name)
+    async with ctx.transaction() as session:
+        job = await lookup.get(session, Job, ctx.job.id, for_update=True)
+        await release_reservations(session, [v.path for v in spec.volumes])
+        audit.record(session, f"Removed {len(removed)} volume(s) left on storage domain(s) "
+                     f"{', '.join(names) or '-'} by a job that failed ({spec.reason}): "
+                     f"{', '.join(removed) or 'none was left'}",
+                     code=audit.LEFTOVER_VOLUMES_REMOVED, vm_id=spec.vm_id,
+                     storage_domain_id=spec.volumes[0].storage_domain_id, job_id=ctx.job.id,
+                     user_id=ctx.job.owner_id)
+        job.result = {_REMOVED: removed}
+    return {_REMOVED: removed}
+
+
+async def _remove(ctx: JobContext, domain: StorageDomain, volumes: list[LeftVolume]) -> None:
+    host = await volume_host(ctx, domain)
+    async with ctx.step(f"Removing {len(volumes)} volume(s) left on storage domain "
+                        f"{domain.name}", host_id=host.id):
+        await delete_volumes(ctx, host, domain, [v.path for v in volumes],
+                             key=f"leftover-{domain.id}")
+        for number, volume in enumerate(volumes):
+            if volume.leaf is None:
+                continue
+            async with ctx.transaction() as session:
+                active = (await session.execute(select(Disk.id).where(
+                    Disk.image_path == volume.leaf))).first() is not None
+            if active:  # still the disk's volume, with nothing over it any more
+                await volumes_of(domain).leaf_again(ctx, host, domain, volume.leaf,
+                                                    key=f"leftover-leaf-{domain.id}-{number}")
+
+
+async def remove_failed(session: AsyncSession, ctx: JobContext, spec: RemoveVolumes,
+                        message: str) -> None:
+    """The volumes stay where they are, their extents reserved (never given to another
+    volume): the administrator is told which, to remove them by hand."""
+    audit.record(session, f"Volume(s) left by a job that failed ({spec.reason}) could not be "
+                 f"removed and stay on storage: {', '.join(v.path for v in spec.volumes)}: "
+                 f"{message}", code=audit.LEFTOVER_VOLUMES_KEPT, severity=LogSeverity.ERROR,
+                 vm_id=spec.vm_id, storage_domain_id=spec.volumes[0].storage_domain_id,
+                 job_id=ctx.job.id)
+
+
+UNITS: dict[type[JobSpec], Unit[Any]] = {
+    RemoveVolumes: Unit(remove_volumes, compensate=remove_failed),
+}

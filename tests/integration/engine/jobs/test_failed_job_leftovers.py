@@ -1,0 +1,107 @@
+"""A job that fails its last retry after it made new volumes on shared storage leaves
+nothing behind: its compensation hands them to a removal job, which takes them off the
+NFS export or the LUN (the fast lane's simulated storage, as in the snapshot tests),
+frees their extents and tells the administrator what it cleaned and why."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from overt.engine.db.tables import AuditEvent, ExtentReservation, Job, Lock, Snapshot
+from overt.engine.jobs import queue
+from overt.engine.services import snapshots
+from overt.node.errors import NodeFailure
+from overt.node.storage import iscsi_domain, nfs_domain
+from overt.protocol import ErrorCode
+from tests.integration.engine.jobs import test_iscsi_snapshot_jobs as on_iscsi
+from tests.integration.engine.jobs import test_nfs_snapshot_jobs as on_nfs
+from tests.support.loopback import LoopbackEngine
+
+MIB = 1 << 20
+
+
+def _files(export: Path) -> list[str]:
+    return sorted(str(p.relative_to(export)) for p in export.rglob("*") if p.is_file())
+
+
+async def _failed_for_good(engine: LoopbackEngine, vm_id: uuid.UUID) -> Snapshot:
+    """A snapshot whose job fails all its tries (the storage stops answering for the
+    second disk's new volume, after the first disk's was made)."""
+    snapshot, job = await engine.act(snapshots.add_snapshot, vm_id, "unlucky")
+    ended = await engine.job(job.id)
+    assert ended.state == "failed" and "stopped answering" in (ended.error or "")
+    assert ended.attempts == ended.max_attempts
+    await engine.settled()  # the removal of what it left
+    return snapshot
+
+
+async def _cleaned(engine: LoopbackEngine, snapshot: Snapshot, domain: str) -> str:
+    """Nothing of the snapshot is in the database; the event saying what was cleaned."""
+    async with engine.session() as session:
+        assert await session.get(Snapshot, snapshot.id) is None
+        assert (await session.execute(select(Lock))).all() == []
+        assert (await session.execute(select(func.count()).select_from(ExtentReservation))
+                ).scalar_one() == 0
+        failed = (await session.execute(select(Job.state).where(Job.state == "failed"))
+                  ).scalars().all()
+        assert failed == ["failed"]  # the snapshot's job only: the removal is done
+        events = (await session.execute(select(AuditEvent.description).where(
+            AuditEvent.description.contains(f"left on storage domain(s) {domain}")))
+                  ).scalars().all()
+    assert len(events) == 1, events
+    assert "stopped answering" in events[0]  # why
+    return events[0]
+
+
+async def test_a_snapshot_failing_its_last_retry_on_nfs_leaves_no_volume_behind(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(queue, "MAX_BACKOFF_S", 0.05)
+    vm_id, disk_ids, export = await on_nfs._nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    before = await on_nfs._chains(engine, export, disk_ids)
+    files = await asyncio.to_thread(_files, export)
+    real = nfs_domain.finish_volume
+
+    def unreachable_for_second(storage: Any, relative: str, meta: dict[str, str]) -> None:
+        if str(disk_ids[1]) in relative:  # its data is written, its .meta is not
+            raise NodeFailure(ErrorCode.STORAGE_UNREACHABLE, "the export stopped answering")
+        real(storage, relative, meta)
+    monkeypatch.setattr(nfs_domain, "finish_volume", unreachable_for_second)
+
+    snapshot = await _failed_for_good(engine, vm_id)
+    # Both new volumes are gone from the export; the volumes under them are leaves again.
+    assert await asyncio.to_thread(_files, export) == files
+    assert await on_nfs._chains(engine, export, disk_ids) == before
+    event = await _cleaned(engine, snapshot, "nfs1")
+    assert "Removed 2 volume(s)" in event
+
+
+async def test_a_snapshot_failing_its_last_retry_on_iscsi_frees_its_extents(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(queue, "MAX_BACKOFF_S", 0.05)
+    vm_id, disk_ids, lun = await on_iscsi._iscsi_vm(engine, monkeypatch, tmp_path,
+                                                    lun_size=128 * MIB)
+    before = await on_iscsi._chains(engine, lun, disk_ids)
+    free = await on_iscsi._free(engine)
+    real, made = iscsi_domain._format, set()
+
+    async def unreachable_after_first(command: Any) -> Any:
+        if command.backing is not None and made and command.offset not in made:
+            raise NodeFailure(ErrorCode.STORAGE_UNREACHABLE, "the target stopped answering")
+        if command.backing is not None:
+            made.add(command.offset)
+        return await real(command)
+    monkeypatch.setattr(iscsi_domain, "_format", unreachable_after_first)
+
+    snapshot = await _failed_for_good(engine, vm_id)
+    assert len(made) == 1  # the first disk's new volume was made, on the LUN
+    # The metadata area lists the chains as before, nothing else; every extent is free.
+    assert await on_iscsi._chains(engine, lun, disk_ids) == before
+    assert await on_iscsi._free(engine) == free
+    event = await _cleaned(engine, snapshot, "san1")
+    assert "Removed 2 volume(s)" in event
