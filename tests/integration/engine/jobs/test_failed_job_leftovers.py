@@ -15,7 +15,10 @@ from sqlalchemy import func, select
 
 from overt.engine.db.tables import AuditEvent, ExtentReservation, Job, Lock, Snapshot
 from overt.engine.jobs import queue
-from overt.engine.services import snapshots
+from overt.engine.jobs.handlers import UNITS, leftovers
+from overt.engine.jobs.worker import Worker
+from overt.engine.model.status import VmStatus
+from overt.engine.services import snapshots, vms
 from overt.node.errors import NodeFailure
 from overt.node.storage import iscsi_domain, nfs_domain
 from overt.protocol import ErrorCode
@@ -105,3 +108,90 @@ async def test_a_snapshot_failing_its_last_retry_on_iscsi_frees_its_extents(
     assert await on_iscsi._free(engine) == free
     event = await _cleaned(engine, snapshot, "san1")
     assert "Removed 2 volume(s)" in event
+
+
+async def test_a_live_snapshot_failing_its_last_retry_keeps_its_volumes_until_the_vm_is_down(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The host never answers whether QEMU took the snapshot: QEMU may be writing the new
+    volumes, so they stay (the snapshot is forgotten) until the VM is down; then they go
+    and the volumes under them are leaves again."""
+    monkeypatch.setattr(queue, "MAX_BACKOFF_S", 0.05)
+    vm_id, disk_ids, export = await on_nfs._nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    hyp = await on_nfs._running(engine, vm_id)
+    before = await on_nfs._chains(engine, export, disk_ids)
+    files = await asyncio.to_thread(_files, export)
+
+    async def no_answer(vm: uuid.UUID, disks: object) -> None:
+        raise NodeFailure(ErrorCode.TIMEOUT, "the host stopped answering")
+    monkeypatch.setattr(hyp, "disk_snapshot", no_answer)
+    snapshot, job = await engine.act(snapshots.add_snapshot, vm_id, "unlucky")
+    ended = await engine.job(job.id)
+    assert ended.state == "failed" and "stopped answering" in (ended.error or "")
+
+    async def waiting() -> Job | None:
+        async with engine.session() as session:
+            removal = (await session.execute(select(Job).where(
+                Job.action == "storage.remove_volumes"))).scalar_one_or_none()
+        return removal if removal is not None and removal.attempts >= 2 else None
+    removal = await engine.eventually(waiting, what="the removal to wait for the VM")
+    assert removal.state != "done" and "QEMU may hold" in (removal.error or "")
+    assert len(await asyncio.to_thread(_files, export)) == len(files) + 6  # 2 volumes kept
+
+    stop = await engine.act(vms.stop_vm, vm_id)
+    assert (await engine.job(stop.id)).state == "done"
+    await engine.vm_reaches(vm_id, [VmStatus.DOWN])
+    await engine.settled()
+    assert await asyncio.to_thread(_files, export) == files
+    assert await on_nfs._chains(engine, export, disk_ids) == before
+    event = await _cleaned(engine, snapshot, "nfs1")
+    assert "Removed 2 volume(s)" in event
+
+
+async def test_an_engine_that_dies_while_removing_leftovers_leaves_them_to_a_successor(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The volumes are off the LUN's records but their extents not yet freed when the
+    engine dies: a successor runs the removal again and frees them, once."""
+    monkeypatch.setattr(queue, "MAX_BACKOFF_S", 0.05)
+    vm_id, disk_ids, lun = await on_iscsi._iscsi_vm(engine, monkeypatch, tmp_path,
+                                                    lun_size=128 * MIB)
+    before = await on_iscsi._chains(engine, lun, disk_ids)
+    free = await on_iscsi._free(engine)
+    real_format, real_remove = iscsi_domain._format, leftovers._remove
+    removed = asyncio.Event()
+
+    async def unreachable(command: Any) -> Any:
+        if command.backing is not None:
+            raise NodeFailure(ErrorCode.STORAGE_UNREACHABLE, "the target stopped answering")
+        return await real_format(command)
+    monkeypatch.setattr(iscsi_domain, "_format", unreachable)
+
+    async def dies_after(*args: Any) -> None:
+        await real_remove(*args)
+        if not removed.is_set():
+            removed.set()
+            await asyncio.Event().wait()  # the engine is gone before it records anything
+    monkeypatch.setattr(leftovers, "_remove", dies_after)
+    snapshot, job = await engine.act(snapshots.add_snapshot, vm_id, "unlucky")
+    assert (await engine.job(job.id)).state == "failed"
+    await asyncio.wait_for(removed.wait(), 60)
+    await engine.worker.stop()
+    # The first disk's new volume was asked for: its extent stays reserved until it is
+    # removed; the second's, never asked for, was given back with the failure.
+    assert await on_iscsi._free(engine) == free - 13 * MIB
+    async with engine.session() as session:
+        removal = (await session.execute(select(Job).where(
+            Job.action == "storage.remove_volumes"))).scalar_one()
+        assert removal.state == "running"
+        removal.lease_until = removal.start_time  # its lease lapsed long ago
+
+    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
+    running = asyncio.create_task(successor.run())
+    try:
+        ended = await engine.job(removal.id)
+    finally:
+        await successor.stop()
+        await running
+    assert ended.state == "done", ended.error
+    assert await on_iscsi._chains(engine, lun, disk_ids) == before
+    assert await on_iscsi._free(engine) == free
+    assert "Removed 1 volume(s)" in await _cleaned(engine, snapshot, "san1")  # once
