@@ -66,7 +66,6 @@ from overt.engine.pki.pins import CertificatePins
 from overt.engine.pki.rotation import CertificateWatch
 from overt.engine.provisioning.images import NodeImages
 from overt.engine.secrets import SecretBox
-from overt.engine.secrets import install as install_secret_box
 from overt.engine.services.image_transfers import ImageTransfers
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.web.app import web_routes
@@ -120,7 +119,9 @@ class EngineRuntime:
     def __post_init__(self) -> None:
         data = self.settings.data_dir
         self.db = Database(self.settings.database_url())
-        install_secret_box(SecretBox(data))
+        # Every part of this process opens the engine's secrets with this one box, handed
+        # to it (the API's services, the jobs' services, the monitor, image transfers).
+        self.secrets = SecretBox(data)
         addresses = [a for a in {public_address(self.settings), self.settings.api_address}
                      if a not in ("0.0.0.0", "::")]  # noqa: S104
         self.clock = Clock(self.settings.clock_offset_s)
@@ -186,7 +187,8 @@ class EngineRuntime:
                           changes=changes, fencing_defaults=FencingPolicy(
                               grace_s=self.settings.host_grace_s,
                               grace_per_vm_s=self.settings.host_grace_per_vm_s),
-                          storage_probe_interval_s=self.settings.storage_probe_interval_s)
+                          storage_probe_interval_s=self.settings.storage_probe_interval_s,
+                          secrets=self.secrets)
         sink = monitor.apply if self.parts.monitor and self.settings.bus != "direct" else None
         await self.transport.start(sink)
         tasks: list[asyncio.Task[Any]] = []
@@ -198,7 +200,8 @@ class EngineRuntime:
                                                  changes=changes if self.parts.monitor else None,
                                                  jobs=JobSubmitter(self.job_wakeup),
                                                  resync_soon=monitor.resync_soon
-                                                 if self.parts.monitor else lambda: None),
+                                                 if self.parts.monitor else lambda: None,
+                                                 secrets=self.secrets),
                             UNITS, wakeup=self.job_wakeup)
             tasks.append(asyncio.create_task(worker.run(), name="worker"))
         if self.parts.monitor:
@@ -266,7 +269,7 @@ class EngineRuntime:
                                kerberos=self._kerberos(),
                                revoke_node_account=self.broker.delete_node_user
                                if self.broker is not None else None,
-                               secrets=SecretBox(self.settings.data_dir),
+                               secrets=self.secrets,
                                metrics_token=self.settings.metrics_token(),
                                password_policy=self._password_policy(),
                                signin_policy=SignInPolicy(
@@ -327,7 +330,7 @@ class EngineRuntime:
         self._transfers = ImageTransfers(
             daemon, public_address(self.settings), home / "nbd",
             server_name=f"imageio@{public_address(self.settings)}:{self.settings.api_port}",
-            nodes=nodes, pki=self.pki)
+            nodes=nodes, pki=self.pki, secrets=self.secrets)
         return self._transfers
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> None:

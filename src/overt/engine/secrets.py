@@ -80,19 +80,3 @@ class SecretBox:
         except InvalidTag:
             raise ValueError("the secret was sealed with another engine key") from None
 
-
-_engine_box: SecretBox | None = None
-
-
-def install(box: SecretBox) -> None:
-    """Make `box` the engine process's own: the one `engine_box` gives to code that opens a
-    secret far from any request or job context (a LUN's CHAP password, as a node command
-    that reaches the LUN is built)."""
-    global _engine_box
-    _engine_box = box
-
-
-def engine_box() -> SecretBox:
-    if _engine_box is None:
-        raise RuntimeError("the engine's secret box is not installed (secrets.install)")
-    return _engine_box

@@ -70,13 +70,15 @@ class ApiServices:
 
     jobs: JobSubmitter
     ca_certificate: Path
+    # The engine's secret box: seals and opens fence agents', CHAP, notifiers' and
+    # cloud-init passwords.
+    secrets: SecretBox
     instance_id: uuid.UUID = field(default_factory=uuid.uuid4)
     monitor_wakeup: Callable[[], None] = lambda: None
     directories: Directories = field(default_factory=Directories)
     kerberos: KerberosAcceptor | None = None
     # Fully managed mode: deletes a removed host's broker account (after the commit).
     revoke_node_account: Callable[[uuid.UUID], Awaitable[None]] | None = None
-    secrets: SecretBox | None = None  # seals fence agents' passwords
     metrics_token: str | None = None  # admits a Prometheus scrape of /metrics
     password_policy: PasswordPolicy = field(default_factory=PasswordPolicy)
     signin_policy: SignInPolicy = field(default_factory=SignInPolicy)

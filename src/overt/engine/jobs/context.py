@@ -18,6 +18,7 @@ from overt.engine.db.tables import Job, Step, utcnow
 from overt.engine.jobs.kinds import JobSpec
 from overt.engine.model.status import JobStatus, StepType
 from overt.engine.nodes import NodeClient
+from overt.engine.secrets import SecretBox
 
 
 @dataclass
@@ -36,6 +37,13 @@ class JobServices:
     # Runs a fence agent's action (`engine.fencing.run`); the fast lane's simulated BMCs
     # stand in for it there.
     fence_agent: Callable[..., Awaitable[str]] = fencing.run
+    # The engine's secret box (CHAP, fence agent and cloud-init passwords); None: the
+    # one of `settings.data_dir`, as the engine makes it.
+    secrets: SecretBox | None = None
+
+    def secret_box(self) -> SecretBox:
+        """The box the engine's secrets are opened with."""
+        return self.secrets if self.secrets is not None else SecretBox(self.settings.data_dir)
 
 
 class JobContext:

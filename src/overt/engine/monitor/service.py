@@ -30,6 +30,7 @@ from overt.engine.monitor.report import MonitorReport
 from overt.engine.monitor.stats_writer import StatsWriter
 from overt.engine.monitor.storage_reach import StorageReachMonitor
 from overt.engine.nodes import NodeClient, NodeCommandFailed
+from overt.engine.secrets import SecretBox
 from overt.protocol import EventEnvelope
 from overt.protocol.boots import is_earlier_boot
 from overt.protocol.commands import HostStateCommand
@@ -53,7 +54,8 @@ class Monitor:
                  tick_s: float = 1.0, report_interval_s: float = 60.0,
                  changes: ObservedChanges | None = None,
                  fencing_defaults: FencingPolicy | None = None,
-                 storage_probe_interval_s: float = 10.0) -> None:
+                 storage_probe_interval_s: float = 10.0,
+                 secrets: SecretBox | None = None) -> None:
         self.db = db
         # The grace of clusters whose fencing policy sets none (the engine's settings).
         self.fencing_defaults = fencing_defaults
@@ -66,7 +68,10 @@ class Monitor:
         self.report = MonitorReport(report_interval_s)
         self.stats = StatsWriter(db, on_written=self.report.stats)
         self.batcher = EventBatcher(db)
-        self.storage = StorageReachMonitor(db, nodes, interval_s=storage_probe_interval_s)
+        # `secrets`: the engine's box, which opens the CHAP passwords of iSCSI domains to
+        # probe (None: a monitor that reaches none).
+        self.storage = StorageReachMonitor(db, nodes, interval_s=storage_probe_interval_s,
+                                           secrets=secrets)
         self._resyncing: set[str] = set()
         # Set by a job in this process that marked a host for resync (`resync_soon`): the
         # resync loop looks at once instead of at its next tick.

@@ -30,6 +30,7 @@ from overt.engine.model.storage_reach import STORAGE_DOMAIN_UNREACHABLE, Strikes
 from overt.engine.monitor.required_networks import judge_host as judge_networks
 from overt.engine.nodes import NodeClient, NodeCommandFailed
 from overt.engine.queries.shared_storage import lun_of, lun_ref
+from overt.engine.secrets import SecretBox
 from overt.protocol.storage import DOMAIN_AREA, NfsExportRef
 from overt.protocol.storage_reach import (
     DomainReach,
@@ -59,17 +60,19 @@ def storage_id(domain: StorageDomain) -> uuid.UUID:
     return domain.storage_uuid or domain.id
 
 
-def probe_target(domain: StorageDomain) -> ProbeTarget:
+def probe_target(domain: StorageDomain, box: SecretBox | None) -> ProbeTarget:
     if domain.storage_type == StorageType.ISCSI:
-        return ProbeTarget(domain_id=storage_id(domain), iscsi=lun_of(domain))
+        return ProbeTarget(domain_id=storage_id(domain), iscsi=lun_of(domain, box))
     return ProbeTarget(domain_id=storage_id(domain), nfs=NfsExportRef(
         server=domain.address or "", export=domain.path))
 
 
 class StorageReachMonitor:
     def __init__(self, db: Database, nodes: NodeClient, *, interval_s: float,
-                 probe_timeout_s: float = 10.0, strikes: Strikes | None = None) -> None:
+                 probe_timeout_s: float = 10.0, strikes: Strikes | None = None,
+                 secrets: SecretBox | None = None) -> None:
         self.db = db
+        self.secrets = secrets
         self.nodes = nodes
         self.interval_s = interval_s
         self.probe_timeout_s = probe_timeout_s
@@ -110,7 +113,7 @@ class StorageReachMonitor:
 
     async def probe(self, probe: _Probe) -> DomainsReach | None:
         command = StorageDomainsProbe(
-            domains=[probe_target(d) for d in probe.domains.values()]
+            domains=[probe_target(d, self.secrets) for d in probe.domains.values()]
             + [ProbeTarget(domain_id=disk.id, iscsi=lun_ref(disk)) for disk in probe.luns.values()],
             timeout_s=self.probe_timeout_s)
         try:

@@ -13,7 +13,7 @@ from overt.engine.db.tables import Disk, ExtentReservation, SnapshotVolume, Stor
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import StorageType
 from overt.engine.queries import lookup
-from overt.engine.secrets import engine_box
+from overt.engine.secrets import SecretBox
 from overt.protocol.storage import DOMAIN_AREA, IscsiLunRef
 from overt.protocol.vm import ChapAuth
 
@@ -54,11 +54,12 @@ def extent_of(image_path: str) -> tuple[int, int] | None:
     return None
 
 
-def lun_of(domain: StorageDomain) -> IscsiLunRef:
-    """The domain's LUN as a node reaches it, with its CHAP credentials opened."""
+def lun_of(domain: StorageDomain, box: SecretBox | None) -> IscsiLunRef:
+    """The domain's LUN as a node reaches it, with its CHAP credentials opened with `box`,
+    the engine's (from the job's services, the API's or the monitor's)."""
     target, _, lun = domain.path.rpartition("/")
     return IscsiLunRef(portal=domain.address or "", target=target, lun=int(lun),
-                       chap=chap_of(domain))
+                       chap=chap_of(domain, box))
 
 
 def lun_ref(disk: Disk) -> IscsiLunRef:
@@ -67,12 +68,16 @@ def lun_ref(disk: Disk) -> IscsiLunRef:
     return IscsiLunRef(portal=disk.lun_portal or "", target=target, lun=int(number or 0))
 
 
-def chap_of(domain: StorageDomain) -> ChapAuth | None:
+def chap_of(domain: StorageDomain, box: SecretBox | None) -> ChapAuth | None:
     """The CHAP credentials of an iSCSI domain's connection, the password opened with
-    the engine's box (it goes to the node in the command only, never to a log)."""
+    the engine's box (it goes to the node in the command only, never to a log); code
+    given no box (None) reaches no domain with CHAP."""
     if not domain.chap_username:
         return None
-    password = engine_box().open(domain.chap_password_sealed or "").reveal()
+    if box is None:
+        raise RuntimeError(f"the CHAP password of storage domain {domain.name} is opened "
+                           "without the engine's secret box")
+    password = box.open(domain.chap_password_sealed or "").reveal()
     return ChapAuth(username=domain.chap_username, password=password)
 
 

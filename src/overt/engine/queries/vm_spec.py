@@ -22,6 +22,7 @@ from overt.engine.model.errors import Conflict
 from overt.engine.model.status import DiskStatus, StorageType, VmStatus
 from overt.engine.queries.shared_storage import extent_of, lun_of
 from overt.engine.queries.snapshot_chains import snapshot_volumes, volume_location
+from overt.engine.secrets import SecretBox
 from overt.protocol.vm import (
     BackingLayer,
     BiosType,
@@ -52,21 +53,23 @@ def image_location(domain: StorageDomain, disk: Disk) -> str:
     return f"{domain.path.rstrip('/')}/{disk.image_path}"
 
 
-def disk_source(domain: StorageDomain, disk: Disk) -> DiskSource:
+def disk_source(domain: StorageDomain, disk: Disk, box: SecretBox | None) -> DiskSource:
+    """Where QEMU opens the disk; `box` opens an iSCSI domain's CHAP password."""
     if domain.storage_type == StorageType.NFS.value:
         return NfsSource(server=domain.address or "", path=image_location(domain, disk))
     if domain.storage_type == StorageType.ISCSI.value:
-        lun, extent = lun_of(domain), extent_of(disk.image_path)
+        lun, extent = lun_of(domain, box), extent_of(disk.image_path)
         return IscsiSource(portal=lun.portal, target=lun.target, lun=lun.lun, chap=lun.chap,
                            offset=extent[0] if extent else None,
                            size=extent[1] if extent else None)
     return FileSource(path=image_location(domain, disk))
 
 
-def _volume_source(domain: StorageDomain, image_path: str) -> DiskSource:
+def _volume_source(domain: StorageDomain, image_path: str, box: SecretBox | None
+                   ) -> DiskSource:
     """A volume of a disk's chain on a shared domain, as QEMU opens it."""
     if domain.storage_type == StorageType.ISCSI.value:
-        lun, extent = lun_of(domain), extent_of(image_path)
+        lun, extent = lun_of(domain, box), extent_of(image_path)
         return IscsiSource(portal=lun.portal, target=lun.target, lun=lun.lun, chap=lun.chap,
                            offset=extent[0] if extent else None,
                            size=extent[1] if extent else None)
@@ -99,7 +102,8 @@ def lun_source(disk: Disk) -> IscsiSource:
     return IscsiSource(portal=disk.lun_portal or "", target=target, lun=int(number or 0))
 
 
-async def cdrom_spec(session: AsyncSession, disk_id: uuid.UUID | None) -> CdromSpec:
+async def cdrom_spec(session: AsyncSession, disk_id: uuid.UUID | None, *,
+                     box: SecretBox | None = None) -> CdromSpec:
     """The VM's cdrom drive holding ISO disk `disk_id` (None, or a disk gone: empty). All
     VMs run on i440fx (machine type `pc`), whose cdroms are on IDE."""
     disk = await session.get(Disk, disk_id) if disk_id is not None else None
@@ -109,7 +113,7 @@ async def cdrom_spec(session: AsyncSession, disk_id: uuid.UUID | None) -> CdromS
         return CdromSpec()
     if disk.status != DiskStatus.OK:
         raise Conflict(f"ISO disk {disk.name} is {disk.status}; wait until it is ok.")
-    return CdromSpec(source=disk_source(domain, disk), bus="ide")
+    return CdromSpec(source=disk_source(domain, disk, box), bus="ide")
 
 
 def console_password() -> str:
@@ -128,8 +132,10 @@ async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
                         display_address: str = "0.0.0.0",  # noqa: S104
                         config_drive: ConfigDriveSpec | None = None,
                         lease_io_timeout_s: float = 10.0,
-                        boot_devices: list[str] | None = None) -> VmSpec:
-    """The spec a node needs to run `vm` now; refuses disks that are not ready.
+                        boot_devices: list[str] | None = None,
+                        box: SecretBox | None = None) -> VmSpec:
+    """The spec a node needs to run `vm` now; refuses disks that are not ready. `box`, the
+    engine's secret box, opens the CHAP passwords of iSCSI domains (None: there are none).
 
     The same VM and password give the same spec, so a retried start is recognised by
     the node as the command it already ran.
@@ -148,16 +154,16 @@ async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
             if base is None or base_domain is None:
                 raise Conflict(f"Cannot run VM {vm.name}: the template disk under disk "
                                f"{disk.name} is gone.")
-            backing = disk_source(base_domain, base)
+            backing = disk_source(base_domain, base, box)
         chain: tuple[BackingLayer, ...] = ()
         if domain.storage_type in (StorageType.NFS.value, StorageType.ISCSI.value):
             # libvirt cannot probe a chain over QEMU's network clients: it is told it.
             chain = tuple(BackingLayer(
-                source=_volume_source(domain, volume.image_path),
+                source=_volume_source(domain, volume.image_path, box),
                 format=DiskFormat.QCOW2 if volume.format == "cow" else DiskFormat.RAW)
                 for volume in reversed(await snapshot_volumes(session, disk.id)))
         disks.append(DiskSpec(
-            id=disk.id, source=disk_source(domain, disk), backing=backing,
+            id=disk.id, source=disk_source(domain, disk, box), backing=backing,
             format=DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW,
             bus=_BUS.get(attachment.interface, DiskBus.VIRTIO), readonly=attachment.read_only,
             bootable=attachment.bootable, serial=str(disk.id)[:20], chain=chain,
@@ -187,18 +193,19 @@ async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
         bios=BiosType(vm.bios_type), boot=boot or (BootDevice.HD,), disks=tuple(disks), nics=tuple(nics),
         graphics=GraphicsSpec(password=vnc_password, listen=display_address),
         serial_log=f"{CONSOLE_LOG_DIR}/{vm.id}.log", spec_version=vm.spec_version,
-        config_drive=config_drive, lease=await lease_spec(session, vm, lease_io_timeout_s),
-        cdrom=await cdrom_spec(session, vm.cdrom_current_disk_id))
+        config_drive=config_drive,
+        lease=await lease_spec(session, vm, lease_io_timeout_s, box=box),
+        cdrom=await cdrom_spec(session, vm.cdrom_current_disk_id, box=box))
 
 
-async def lease_spec(session: AsyncSession, vm: Vm, io_timeout_s: float = 10.0
-                     ) -> LeaseSpec | None:
+async def lease_spec(session: AsyncSession, vm: Vm, io_timeout_s: float = 10.0, *,
+                     box: SecretBox | None = None) -> LeaseSpec | None:
     """Where the VM's lease lies, for the node's keeper to acquire before the start."""
     if vm.lease_storage_domain_id is None or vm.lease_slot is None:
         return None
     domain = await session.get(StorageDomain, vm.lease_storage_domain_id)
     if domain is not None and domain.storage_type == StorageType.ISCSI.value:
-        lun = lun_of(domain)  # the areas follow the LUN's metadata area
+        lun = lun_of(domain, box)  # the areas follow the LUN's metadata area
         return LeaseSpec(domain_id=domain.id, server=lun.portal,
                          lun=IscsiSource(portal=lun.portal, target=lun.target, lun=lun.lun,
                                          chap=lun.chap),

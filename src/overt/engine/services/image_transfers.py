@@ -60,6 +60,7 @@ from overt.engine.nodes import NodeClient, NodeCommandFailed
 from overt.engine.pki.authority import EnginePki
 from overt.engine.queries import lookup
 from overt.engine.queries.shared_storage import extent_of, lun_of
+from overt.engine.secrets import SecretBox
 from overt.engine.services.devices import remove_disk_job
 from overt.engine.services.jobs import JobSubmitter
 from overt.protocol.commands import Returns
@@ -168,7 +169,8 @@ def check_action(transfer: Transfer, action: str) -> None:
                        f"{transfer.phase.value}")
 
 
-def volume_source(domain: StorageDomain, disk: Disk, *, on_engine: bool = True) -> str:
+def volume_source(domain: StorageDomain, disk: Disk, *, on_engine: bool = True,
+                  box: SecretBox | None = None) -> str:
     """Where qemu-nbd opens the disk's volume: a file of a local domain (on this machine
     when `on_engine`), or QEMU's URL of an NFS volume."""
     if domain.storage_type == StorageType.NFS.value and domain.address:
@@ -177,7 +179,7 @@ def volume_source(domain: StorageDomain, disk: Disk, *, on_engine: bool = True) 
         if on_engine:
             raise Conflict(f"Cannot transfer disk {disk.name}: iSCSI volumes move on a host "
                            "and no host of its data center is up")
-        return lun_url(lun_of(domain))
+        return lun_url(lun_of(domain, box))
     path = Path(domain.path) / disk.image_path
     if on_engine and not path.is_file():
         raise Conflict(f"Cannot transfer disk {disk.name}: its volume on local domain "
@@ -230,8 +232,9 @@ class ImageTransfers:
 
     def __init__(self, daemon: ImageioDaemon, public_address: str, sockets: Path, *,
                  server_name: str, nodes: NodeClient | None = None,
-                 pki: EnginePki | None = None) -> None:
+                 pki: EnginePki | None = None, secrets: SecretBox) -> None:
         self.daemon = daemon
+        self.secrets = secrets  # opens the CHAP passwords of iSCSI domains
         self.nodes = nodes
         self.pki = pki
         self.server_name = server_name
@@ -268,7 +271,7 @@ class ImageTransfers:
         host = None
         if self.nodes is not None and not on_engine_machine(domain, disk):
             host = await pick_host(session, domain, request.host_id)
-        source = volume_source(domain, disk, on_engine=host is None)
+        source = volume_source(domain, disk, on_engine=host is None, box=self.secrets)
         transfer_id = uuid.uuid4()
         export_format = ("qcow2" if disk.format == "cow" else "raw") if wire == "raw" else "raw"
         # format=cow of a qcow2 volume: the volume's own bytes, as many as the volume has.
@@ -289,7 +292,7 @@ class ImageTransfers:
                                         read_only=request.direction is Direction.DOWNLOAD)
             await transfer.export.start()
         else:
-            await self._open_on_node(transfer, host, export_format, _extent(domain, disk),
+            await self._open_on_node(transfer, host, export_format, _extent(domain, disk, self.secrets),
                                      own_bytes=own_bytes)
         try:
             await self._add_tickets(transfer)
@@ -555,14 +558,14 @@ async def _check_disk(session: AsyncSession, disk: Disk) -> None:
         raise Conflict(f"Cannot transfer disk {disk.name}: VM {running} using it is not down")
 
 
-def _extent(domain: StorageDomain, disk: Disk) -> IscsiExtentTarget | None:
+def _extent(domain: StorageDomain, disk: Disk, box: SecretBox) -> IscsiExtentTarget | None:
     """An iSCSI volume's extent of its domain's LUN (None for other domains)."""
     if domain.storage_type != StorageType.ISCSI.value:
         return None
     extent = extent_of(disk.image_path)
     if extent is None:
         raise Conflict(f"Cannot transfer disk {disk.name}: it has no extent of its iSCSI domain")
-    return IscsiExtentTarget(lun=lun_of(domain), offset=extent[0], size=extent[1])
+    return IscsiExtentTarget(lun=lun_of(domain, box), offset=extent[0], size=extent[1])
 
 
 def lun_url(lun: IscsiLunRef) -> str:

@@ -74,7 +74,7 @@ def test_an_iscsi_volume_is_an_extent_with_room_for_its_qcow2_tables() -> None:
     assert extent_size("raw", 5 << 20) == 5 << 20
     assert extent_size("cow", 1 << 30) >= (1 << 30) + (1 << 30) // 8192 + (1 << 20)
     assert extent_size("cow", 1 << 30) % (1 << 20) == 0
-    lun = lun_of(domain)
+    lun = lun_of(domain, None)  # no CHAP: nothing to open
     assert (lun.portal, lun.target, lun.lun) == ("10.0.0.2:3260", "iqn.2026-11.org.example:t", 3)
 
 

@@ -21,7 +21,7 @@ from overt.engine.model.errors import NotFound
 from overt.engine.model.status import StorageType
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
-from overt.engine.secrets import SecretBox, engine_box
+from overt.engine.secrets import SecretBox
 from overt.engine.services import storage_connections as connections
 from overt.engine.services.storage_connections import Endpoint
 
@@ -30,8 +30,8 @@ routes = ApiRoutes()
 
 def secret_box(ctx: ApiContext) -> SecretBox:
     """The box CHAP passwords are sealed with (the engine's own)."""
-    box: SecretBox | None = ctx.services.secrets
-    return box if box is not None else engine_box()
+    box: SecretBox = ctx.services.secrets
+    return box
 
 
 def _rep(conn_id: uuid.UUID, endpoint: Endpoint, nfs_version: str | None = None,

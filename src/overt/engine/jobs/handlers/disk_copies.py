@@ -50,10 +50,11 @@ async def _local_host(ctx: JobContext, domain: StorageDomain) -> Host:
     return host
 
 
-def _source(domain: StorageDomain, disk: Disk) -> FileSource | NfsSource | IscsiSource:
+def _source(ctx: JobContext, domain: StorageDomain, disk: Disk
+            ) -> FileSource | NfsSource | IscsiSource:
     if domain.storage_type in (StorageType.NFS.value, StorageType.ISCSI.value,
                                StorageType.LOCALFS.value):
-        return disk_source(domain, disk)
+        return disk_source(domain, disk, ctx.services.secret_box())
     raise JobFailed(f"disk {disk.name} is on a {domain.storage_type} domain, which Overt "
                     "cannot copy yet")
 
@@ -66,7 +67,8 @@ def _target(ctx: JobContext, domain: StorageDomain, disk: Disk, *, shared_by_vms
         extent = extent_of(disk.image_path)
         if extent is None:
             raise JobFailed(f"disk {disk.name} has no extent of its iSCSI domain")
-        return IscsiExtentTarget(lun=lun_of(domain), offset=extent[0], size=extent[1])
+        return IscsiExtentTarget(lun=lun_of(domain, ctx.services.secret_box()),
+                                 offset=extent[0], size=extent[1])
     if domain.storage_type != StorageType.NFS.value:
         raise JobFailed(f"storage domain {domain.name} is {domain.storage_type}; copies go to "
                         "local, NFS or iSCSI domains")
@@ -95,7 +97,7 @@ async def _copy(ctx: JobContext, copy: DiskCopy, *, for_template: bool) -> None:
     async with ctx.step(f"Copying disk {source.name} to disk {target.name} on storage domain "
                         f"{target_domain.name}", host_id=host.id):
         made = await ctx.nodes.call(host, VolumeCopy(
-            source=_source(source_domain, source),
+            source=_source(ctx, source_domain, source),
             target=_target(ctx, target_domain, target, shared_by_vms=for_template),
             format=DiskFormat.QCOW2 if target.format == "cow" else DiskFormat.RAW,
             size_bytes=target.provisioned_size, sparse=target.sparse),

@@ -14,12 +14,11 @@ from overt.engine.jobs.errors import JobFailed
 from overt.engine.jobs.kinds import FenceHost, JobSpec
 from overt.engine.model.status import LogSeverity
 from overt.engine.queries import lookup
-from overt.engine.secrets import SecretBox
 
 
 async def fence_host(ctx: JobContext, spec: FenceHost) -> dict[str, Any]:
     host_id, fence_type = spec.host_id, spec.fence_type
-    box = SecretBox(ctx.services.settings.data_dir)
+    box = ctx.services.secret_box()
     async with ctx.transaction() as session:
         host = await lookup.get(session, Host, host_id)
         rows = list((await session.execute(select(FenceAgent).where(

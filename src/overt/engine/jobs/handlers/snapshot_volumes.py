@@ -174,7 +174,7 @@ class IscsiVolumes(LocalVolumes):
                              backing_format: str, key: str) -> None:
         extent = _extent(new_path)
         await ctx.nodes.call(host, ExtentFormat(
-            lun=lun_of(domain), offset=extent.offset, size=extent.size,
+            lun=lun_of(domain, ctx.services.secret_box()), offset=extent.offset, size=extent.size,
             format=DiskFormat.QCOW2, virtual_size=disk.provisioned_size,
             backing=_extent(backing_path, backing_format)), SharedVolumeInfo,
             key=ctx.key(key), timeout_s=600)
@@ -182,7 +182,7 @@ class IscsiVolumes(LocalVolumes):
     async def commit(self, ctx: JobContext, host: Host, domain: StorageDomain, *, top: str,
                      base: str, base_format: str, child: str | None, key: str) -> None:
         await ctx.nodes.call(host, ExtentCommit(
-            lun=lun_of(domain), top=_extent(top), base=_extent(base, base_format),
+            lun=lun_of(domain, ctx.services.secret_box()), top=_extent(top), base=_extent(base, base_format),
             child=_extent(child) if child else None), SharedVolumeInfo, key=ctx.key(key),
             timeout_s=3600)
 

@@ -128,7 +128,7 @@ async def create_domain(ctx: JobContext, spec: CreateStorageDomain) -> dict[str,
 
 async def _create_on_lun(ctx: JobContext, domain: StorageDomain, host: Host
                          ) -> dict[str, Any]:
-    lun = lun_of(domain)
+    lun = lun_of(domain, ctx.services.secret_box())
     async with ctx.step(f"Writing the metadata of storage domain {domain.name} on LUN "
                         f"{domain.path} of {domain.address}", host_id=host.id):
         found = await ctx.nodes.call(host, LunRead(lun=lun), LunContents,
@@ -331,8 +331,9 @@ async def _update(ctx: JobContext, domain: StorageDomain, host: Host, changes: d
     if domain.storage_type == StorageType.ISCSI.value:
         async with ctx.step(what, host_id=host.id):
             text = await _lun_metadata(ctx, domain, pool=changes["POOL_UUID"])
-            await ctx.nodes.call(host, LunMetadataWrite(lun=lun_of(domain), metadata=text),
-                                 LunContents, key=ctx.key("update"), timeout_s=120)
+            await ctx.nodes.call(host, LunMetadataWrite(
+                lun=lun_of(domain, ctx.services.secret_box()), metadata=text),
+                LunContents, key=ctx.key("update"), timeout_s=120)
         return DomainInfo(id=domain.id, metadata=parse_metadata(text),
                           total_bytes=domain.used_bytes + domain.available_bytes,
                           free_bytes=domain.available_bytes)
@@ -380,7 +381,7 @@ async def create_volume(ctx: JobContext, domain: StorageDomain, disk: Disk, *,
         async with ctx.step(f"Creating disk {disk.name} on storage domain {domain.name}",
                             host_id=host.id):
             made = await ctx.nodes.call(host, ExtentFormat(
-                lun=lun_of(domain), offset=extent[0], size=extent[1],
+                lun=lun_of(domain, ctx.services.secret_box()), offset=extent[0], size=extent[1],
                 format=DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW,
                 virtual_size=disk.provisioned_size, backing=under), SharedVolumeInfo,
                 key=ctx.key("create"), timeout_s=600)
@@ -408,8 +409,9 @@ async def write_lun_metadata(ctx: JobContext, domain: StorageDomain, host: Host,
         fresh = await lookup.get(session, StorageDomain, domain.id)
     pool = str(fresh.data_center_id) if fresh.data_center_id else NO_POOL
     text = await _lun_metadata(ctx, fresh, pool=pool, without=without)
-    await ctx.nodes.call(host, LunMetadataWrite(lun=lun_of(domain), metadata=text), LunContents,
-                         key=ctx.key(key), timeout_s=120)
+    await ctx.nodes.call(host, LunMetadataWrite(
+        lun=lun_of(domain, ctx.services.secret_box()), metadata=text), LunContents,
+        key=ctx.key(key), timeout_s=120)
 
 
 async def remove_volume(ctx: JobContext, domain: StorageDomain, disk: Disk, *,

@@ -31,7 +31,7 @@ async def change_cdrom(ctx: JobContext, job: ChangeVmCdrom) -> dict[str, Any]:
         disk = await session.get(Disk, job.disk_id) if job.disk_id is not None else None
         if job.disk_id is not None and disk is None:
             raise JobFailed(f"ISO disk {job.disk_id} is gone")
-        cdrom = await cdrom_spec(session, job.disk_id)
+        cdrom = await cdrom_spec(session, job.disk_id, box=ctx.services.secret_box())
     if host.status in (HostStatus.NON_RESPONSIVE, HostStatus.CONNECTING):
         raise RetryLater(f"host {host.name} is {host.status}")
     what = f"Inserting ISO {disk.name} into" if disk is not None else "Ejecting the cdrom of"

@@ -95,7 +95,8 @@ async def migrate_vm(ctx: JobContext, spec: MigrateVm) -> dict[str, Any]:
         destination = await lookup.get(session, Host, spec.host_id)
         policy = await _policy(session, vm)
         stream_address, network = await migration_address(session, destination)
-        lease = await lease_spec(session, vm, ctx.services.settings.lease_io_timeout_s)
+        lease = await lease_spec(session, vm, ctx.services.settings.lease_io_timeout_s,
+                                 box=ctx.services.secret_box())
     # A source preparing for maintenance is being drained: its VMs leave it this way.
     for host, fit in ((source, _SOURCE_OK), (destination, {HostStatus.UP})):
         if host.status not in fit:

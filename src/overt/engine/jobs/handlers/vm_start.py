@@ -28,7 +28,7 @@ from overt.engine.model.node_states import ON_HOST, vm_status_of
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.queries import lookup
 from overt.engine.queries.vm_spec import build_vm_spec, console_password
-from overt.engine.secrets import SecretBox, is_sealed
+from overt.engine.secrets import is_sealed
 from overt.protocol.commands import VmStart
 from overt.protocol.host import VmStatusReport
 from overt.protocol.vm import ConfigDriveSpec
@@ -58,7 +58,8 @@ async def start_vm(ctx: JobContext, spec: StartVm) -> dict[str, Any]:
                                       display_address=host.address,
                                       config_drive=_config_drive(ctx, spec, vm),
                                       lease_io_timeout_s=ctx.services.settings.lease_io_timeout_s,
-                                      boot_devices=spec.boot)
+                                      boot_devices=spec.boot,
+                                      box=ctx.services.secret_box())
         restore_from = vm.saved_state_path if vm.status == VmStatus.RESTORING_STATE \
             else None
     if host.status != HostStatus.UP:
@@ -93,8 +94,8 @@ def _config_drive(ctx: JobContext, spec: StartVm, vm: Vm) -> ConfigDriveSpec | N
         return None
     init = Initialization.from_json(stored)
     if init.root_password is not None and is_sealed(init.root_password):
-        box = SecretBox(ctx.services.settings.data_dir)
-        init = replace(init, root_password=box.open(init.root_password).reveal())
+        init = replace(init, root_password=ctx.services.secret_box().open(
+            init.root_password).reveal())
     files = render_nocloud(init, vm.id)
     return ConfigDriveSpec(user_data=files.user_data, meta_data=files.meta_data,
                            network_config=files.network_config)
