@@ -37,6 +37,7 @@ from overt.engine.queries.lookup import Ref
 from overt.engine.queries.shared_storage import extent_of
 from overt.engine.queries.snapshot_chains import all_volumes, disk_chain
 from overt.engine.queries.vm_spec import build_vm_spec
+from overt.engine.secrets import Secret
 from overt.engine.services import devices, snapshots, vms
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput
 from overt.node.errors import NodeFailure
@@ -488,3 +489,26 @@ async def test_an_engine_that_dies_after_qemu_took_a_live_snapshot_leaves_it_to_
         assert (await session.execute(select(Lock))).all() == []
         assert (await session.execute(select(func.count()).select_from(ExtentReservation))
                 ).scalar() == 0
+
+
+async def test_a_snapshot_job_opens_the_chap_password_with_its_services_box(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The password sealed with the engine's box reaches the node in the job's commands,
+    opened with the box the job's services carry (no process-wide box)."""
+    vm_id, _disk_ids, _lun = await _iscsi_vm(engine, monkeypatch, tmp_path, lun_size=128 * MIB)
+    box = engine.worker.services.secret_box()
+    async with engine.session() as session:
+        domain = (await session.execute(select(StorageDomain))).scalars().all()[-1]
+        domain.chap_username = "init1"
+        domain.chap_password_sealed = box.seal(Secret("chap-secret"))
+    real, sent = iscsi_domain.execute, []
+
+    async def seen(command: Any) -> Any:  # the LUN is a file here: no login to make
+        sent.append((command.name, command.lun.chap))
+        return await real(command.model_copy(update={"lun": LUN}))
+    monkeypatch.setattr(iscsi_domain, "execute", seen)
+    await _take(engine, vm_id, "with chap")
+    assert {name for name, _chap in sent} == {"storage.extent_format",
+                                              "storage.lun_metadata_write"}
+    assert all(chap is not None and (chap.username, chap.password) == ("init1", "chap-secret")
+               for _name, chap in sent)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,7 @@ from overt.engine.queries.shared_storage import (
     split_volume_path,
     volume_path,
 )
+from overt.engine.secrets import Secret, SecretBox
 from overt.node.storage import iscsi_domain
 from overt.protocol.ovirt_metadata import parse_metadata, render_metadata
 from overt.protocol.storage import IscsiLunRef, StoredVolume
@@ -76,6 +78,19 @@ def test_an_iscsi_volume_is_an_extent_with_room_for_its_qcow2_tables() -> None:
     assert extent_size("cow", 1 << 30) % (1 << 20) == 0
     lun = lun_of(domain, None)  # no CHAP: nothing to open
     assert (lun.portal, lun.target, lun.lun) == ("10.0.0.2:3260", "iqn.2026-11.org.example:t", 3)
+
+
+def test_a_luns_chap_password_is_opened_with_the_box_it_is_given(tmp_path: Path) -> None:
+    box = SecretBox(tmp_path)
+    domain = StorageDomain(id=uuid.uuid4(), name="san", path="iqn.2026-11.org.example:t/3",
+                           address="10.0.0.2:3260", chap_username="init1",
+                           chap_password_sealed=box.seal(Secret("chap-secret")))
+    chap = lun_of(domain, box).chap
+    assert chap is not None and (chap.username, chap.password) == ("init1", "chap-secret")
+    with pytest.raises(RuntimeError, match="without the engine's secret box"):
+        lun_of(domain, None)  # no process-wide box to fall back on
+    with pytest.raises(ValueError, match="another engine key"):
+        lun_of(domain, SecretBox(tmp_path / "other"))
 
 
 def test_an_import_adopts_each_images_leaf_over_its_snapshot_volumes() -> None:
