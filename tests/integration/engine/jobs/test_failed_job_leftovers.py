@@ -195,3 +195,33 @@ async def test_an_engine_that_dies_while_removing_leftovers_leaves_them_to_a_suc
     assert await on_iscsi._chains(engine, lun, disk_ids) == before
     assert await on_iscsi._free(engine) == free
     assert "Removed 1 volume(s)" in await _cleaned(engine, snapshot, "san1")  # once
+
+
+async def test_a_restore_failing_its_last_retry_on_nfs_leaves_only_recorded_volumes(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The first disk is restored (its new volume recorded), the second's new volume is
+    half made when the storage stops answering: that one is removed, the first kept."""
+    monkeypatch.setattr(queue, "MAX_BACKOFF_S", 0.05)
+    vm_id, disk_ids, export = await on_nfs._nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    taken = await on_nfs._take(engine, vm_id, "kept")
+    real = nfs_domain.finish_volume
+
+    def unreachable_for_second(storage: Any, relative: str, meta: dict[str, str]) -> None:
+        if str(disk_ids[1]) in relative:
+            raise NodeFailure(ErrorCode.STORAGE_UNREACHABLE, "the export stopped answering")
+        real(storage, relative, meta)
+    monkeypatch.setattr(nfs_domain, "finish_volume", unreachable_for_second)
+    job = await engine.act(snapshots.restore_snapshot, vm_id, taken)
+    ended = await engine.job(job.id)
+    assert ended.state == "failed" and "stopped answering" in (ended.error or "")
+    await engine.settled()
+    chains = await on_nfs._chains(engine, export, disk_ids)
+    assert all(len(chain) == 2 for chain in chains)
+    assert [on_nfs._volumes(export, d) for d in disk_ids] == [{p.name for p in c}
+                                                              for c in chains]
+    async with engine.session() as session:
+        assert (await session.execute(select(Lock))).all() == []
+        events = (await session.execute(select(AuditEvent.description).where(
+            AuditEvent.description.contains("left on storage domain(s) nfs1")))
+                  ).scalars().all()
+    assert len(events) == 1 and "Removed 1 volume(s)" in events[0]
