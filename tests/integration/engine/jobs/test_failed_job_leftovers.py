@@ -225,3 +225,38 @@ async def test_a_restore_failing_its_last_retry_on_nfs_leaves_only_recorded_volu
             AuditEvent.description.contains("left on storage domain(s) nfs1")))
                   ).scalars().all()
     assert len(events) == 1 and "Removed 1 volume(s)" in events[0]
+
+
+async def test_a_snapshot_whose_chains_were_recorded_is_kept_when_storage_cannot_list_them(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The new volumes are made and the disks' chains recorded; only the LUN's metadata
+    area cannot be written. The snapshot stays (its volumes are in the disks' chains and
+    keep their extents), nothing is handed for removal, and it can be merged away later."""
+    monkeypatch.setattr(queue, "MAX_BACKOFF_S", 0.05)
+    vm_id, disk_ids, lun = await on_iscsi._iscsi_vm(engine, monkeypatch, tmp_path,
+                                                    lun_size=128 * MIB)
+    before = await on_iscsi._chains(engine, lun, disk_ids)
+    free = await on_iscsi._free(engine)
+    real = iscsi_domain.execute
+
+    async def area_unwritable(command: Any) -> Any:
+        if command.name == "storage.lun_metadata_write":
+            raise NodeFailure(ErrorCode.STORAGE_UNREACHABLE, "the target stopped answering")
+        return await real(command)
+    monkeypatch.setattr(iscsi_domain, "execute", area_unwritable)
+    snapshot, job = await engine.act(snapshots.add_snapshot, vm_id, "recorded")
+    assert (await engine.job(job.id)).state == "failed"
+    await engine.settled()
+    async with engine.session() as session:
+        row = await session.get(Snapshot, snapshot.id)
+        assert row is not None and row.status == "ok"
+        assert (await session.execute(select(Job).where(
+            Job.action == "storage.remove_volumes"))).first() is None
+        assert (await session.execute(select(Lock))).all() == []
+    assert await on_iscsi._free(engine) == free - 2 * 13 * MIB  # the new volumes' extents
+
+    monkeypatch.setattr(iscsi_domain, "execute", real)
+    await on_iscsi._done(engine, await engine.act(snapshots.remove_snapshot, vm_id,
+                                                  snapshot.id))
+    assert await on_iscsi._chains(engine, lun, disk_ids) == before
+    assert await on_iscsi._free(engine) == free
