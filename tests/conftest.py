@@ -19,6 +19,7 @@ from overt.lab.guest import GuestImage, build_guest_image
 from overt.lab.lab import Lab
 from overt.lab.topology import LabSpec, Topology
 from overt.system.daemons import LOCAL_LIBVIRT_URI, SYSTEM_RABBITMQ, ensure_libvirtd
+from tests.support import inline_sqlite
 from tests.support.broker import Broker, close_broker, open_broker
 from tests.support.postgres import scratch_database
 
@@ -67,6 +68,7 @@ def pytest_configure(config: pytest.Config) -> None:
         chosen = config.option.markexpr
         config.option.markexpr = f"({FAST_LANE}) and ({chosen})" if chosen else FAST_LANE
         _spread_over_cores(config)
+        inline_sqlite.install()
 
 
 def _spread_over_cores(config: pytest.Config) -> None:
