@@ -79,18 +79,22 @@ def update(name: Annotated[str, typer.Argument(help="The profile's name or id.")
                "--name", help="A new name for the profile.")] = None,
            default: Annotated[bool, typer.Option(
                "--default", help="Make it the default profile (no MAC of its own).")] = False,
+           no_cluster: Annotated[bool, typer.Option(
+               "--no-cluster", help="No cluster of its own: its nodes join Default.")] = False,
            url: Url = None, user: User = None,
            password_file: PasswordFile = None, ca_file: CaFile = None,
            data_dir: DataDir = None, json: Json = False) -> None:
     """Change what a profile gives (only the options given)."""
     if default and mac:
         raise typer.BadParameter("give --mac or --default, not both")
+    if no_cluster and cluster is not None:
+        raise typer.BadParameter("give --cluster or --no-cluster, not both")
     with connect(url, user, password_file, ca_file, data_dir) as client:
         found = _resolve(client, name)
         body = changes(name=new_name, image=image, kernel_args=kernel_args,
                        mac={"address": "" if default else mac}
                        if default or mac is not None else None,
-                       cluster=_cluster(client, cluster))
+                       cluster={} if no_cluster else _cluster(client, cluster))
         made = client.put(f"/provisioningprofiles/{found['id']}", body)
     report(made, json, f"Provisioning profile {made['name']} updated")
 

@@ -78,8 +78,11 @@ def test_a_blank_machine_boots_the_node_image_is_approved_and_runs_a_guest(
         assert re.search(rf"DHCPACK\(\S+\) \S+ {MAC}", log), log[-3000:]
         assert "boot.ipxe" in log and "mac-52-54-00-43-00-01.ipxe" in log
 
-        # Its facts, as the firmware and kernel of the machine tell them.
+        # Its name, its own: from the MAC it booted from (not one name for every node).
         facts = hosts.host_service(host.id).get()
+        assert facts.name == "overt-node-" + MAC.replace(":", "")[-6:], facts.name
+        assert "overt-node: host name overt-node-430001" in console
+        # Its facts, as the firmware and kernel of the machine tell them.
         assert facts.hardware_information.uuid == str(machine.spec.system_uuid)
         assert facts.hardware_information.product_name  # QEMU's "Standard PC (Q35 ...)"
         assert facts.cpu.name

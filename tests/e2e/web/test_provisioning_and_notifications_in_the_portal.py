@@ -59,6 +59,42 @@ def _fits(page: Page) -> bool:
     return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"))
 
 
+# The live badge's states: as the page is rendered (the change feed not answering yet),
+# while the feed is refused (the browser retries), and live.
+BADGE_STATES = ("Connecting…", "Reconnecting…", "Live")
+
+
+def _with_badge(page: Page, state: str) -> None:
+    """Reload the page with the change feed held (never answered), refused, or served."""
+    page.unroute("**/events/stream*")
+    if state == "Connecting…":
+        page.route("**/events/stream*", lambda route: None)
+    elif state == "Reconnecting…":
+        page.route("**/events/stream*", lambda route: route.abort())
+    page.reload(wait_until="domcontentloaded")
+    expect(page.locator("#live-status")).to_have_text(state)
+
+
+def _header_fits(page: Page, *, one_row: bool) -> None:
+    """The header, measured on screen: one row (no taller than one nav link and its padding)
+    or, wrapped, with the badge, the user and Sign out inside the window's width."""
+    main_nav = page.get_by_role("navigation", name="Main")
+    header = page.locator("header.top").bounding_box()
+    link = main_nav.get_by_role("link", name="Events").bounding_box()
+    assert header is not None and link is not None
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    if one_row:
+        assert header["height"] < 1.6 * link["height"], (header, link)
+    for part in (page.locator("#live-status"), page.locator("header.top .user"),
+                 page.get_by_role("button", name="Sign out")):
+        expect(part).to_be_visible()
+        box = part.bounding_box()
+        assert box is not None and header["y"] <= box["y"] and \
+            box["y"] + box["height"] <= header["y"] + header["height"], (part, box, header)
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width, (part, box)
+    assert _fits(page)
+
+
 def test_a_provisioning_profile_refused_added_changed_and_removed(admin: Page) -> None:
     page = admin
     main_nav = page.get_by_role("navigation", name="Main")
@@ -69,11 +105,14 @@ def test_a_provisioning_profile_refused_added_changed_and_removed(admin: Page) -
     expect(page.get_by_test_id("node-images")).to_have_text(f"Node images served: {IMAGE}")
     expect(page.get_by_test_id("provisioning-profiles")).to_contain_text(
         "No provisioning profiles")
-    # Eleven pages in the navigation: at 1280 px the header is still one row.
-    expect(page.locator("#live-status")).to_have_text("Live")
-    header, link = (page.locator("header.top").bounding_box(),
-                    main_nav.get_by_role("link", name="Events").bounding_box())
-    assert header is not None and link is not None and header["height"] < 1.6 * link["height"]
+    # Eleven pages in the navigation: at 1280 px the header is still one row, whatever the
+    # live badge says; on a phone it wraps and everything in it stays on screen.
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 800})
+        for state in BADGE_STATES:
+            _with_badge(page, state)
+            _header_fits(page, one_row=width == 1280)
+    page.set_viewport_size({"width": 1280, "height": 800})
 
     page.get_by_role("link", name="New provisioning profile").click()
     page.get_by_label("Name").fill("rack1")

@@ -344,6 +344,7 @@ def template(tp: t.Template) -> Representation:
         "creation_time": tp.created_at,
         "memory": tp.memory_mib * MIB,
         "os": {"type": tp.os_type},
+        "bios": {"type": tp.bios_type},
         "initialization": initialization_view(Initialization.from_json(tp.initialization))
         if tp.initialization else None,
         "status": tp.status, "type": "server",

@@ -361,6 +361,9 @@ class Template(Base):
     cpu_cores: Mapped[int] = mapped_column(default=1)
     cpu_threads: Mapped[int] = mapped_column(default=1)
     os_type: Mapped[str] = mapped_column(String(64), default="other")
+    # oVirt's Template.bios.type: what VMs made from it get unless they ask for another
+    bios_type: Mapped[str] = mapped_column(String(32), default="i440fx_sea_bios",
+                                           server_default="i440fx_sea_bios")
     # cloud-init that VMs made from the template start with (the VM's, when made from one)
     initialization: Mapped[dict[str, Any] | None] = mapped_column()
     status: Mapped[TemplateStatus] = mapped_column(status_type(TemplateStatus, 16),

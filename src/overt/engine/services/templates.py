@@ -20,7 +20,7 @@ from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 from overt.engine.services.disk_copies import CopyTarget, attachments_of, check_sources, new_copy
 from overt.engine.services.jobs import JobSubmitter
-from overt.engine.services.vms import check_vm_name, memory_mib
+from overt.engine.services.vms import check_bios, check_vm_name, memory_mib
 
 
 async def import_image_template(
@@ -59,16 +59,18 @@ async def create_template_from_vm(
     user: User, description: str | None = None,
     targets: dict[uuid.UUID, CopyTarget] | None = None,
     default_target: CopyTarget | None = None,
-    initialization: Initialization | None = None,
+    initialization: Initialization | None = None, bios_type: str | None = None,
 ) -> Template:
     """oVirt's template from a VM: the down VM's configuration, and full (flattened) copies
     of its disks on the same domain or the one asked for per disk (`targets`, by the VM's
     disk id) or for all (`default_target`). The template is `locked` until its job ends.
-    Its cloud-init is the `initialization` given, else the VM's."""
+    Its cloud-init is the `initialization` given, else the VM's; its bios type likewise."""
     what = "add Template"
     if not name:
         raise InvalidInput("template.name is required")
     check_vm_name(name)
+    if bios_type is not None:
+        check_bios(bios_type, "template")
     source = await lookup.resolve(session, Vm, vm, "template.vm")
     if await lookup.name_taken(session, Template, name):
         raise Conflict(f"Cannot add Template. The name {name!r} is already in use.")
@@ -86,6 +88,7 @@ async def create_template_from_vm(
                         cluster_id=source.cluster_id, memory_mib=source.memory_mib,
                         cpu_sockets=source.cpu_sockets, cpu_cores=source.cpu_cores,
                         cpu_threads=source.cpu_threads, os_type=source.os_type,
+                        bios_type=bios_type or source.bios_type,
                         # its root password sealed
                         initialization=source.initialization if initialization is None
                         else replaced_initialization(None, initialization),
@@ -119,13 +122,16 @@ class TemplateEdit:
     description: str | None = None
     memory_bytes: int | None = None
     initialization: Initialization | None = None  # checked and sealed already
+    bios_type: str | None = None
 
 
 async def update_template(session: AsyncSession, template_id: uuid.UUID, edit: TemplateEdit,
                           user: User) -> Template:
-    """oVirt's template edit: its name, description, memory and cloud-init, which VMs made
-    from it afterwards take (VMs made before keep theirs, as in oVirt)."""
+    """oVirt's template edit: its name, description, memory, bios type and cloud-init,
+    which VMs made from it afterwards take (VMs made before keep theirs, as in oVirt)."""
     template = await lookup.get(session, Template, template_id, for_update=True)
+    if edit.bios_type is not None:
+        check_bios(edit.bios_type, "template")
     if template.status == TemplateStatus.LOCKED:
         raise Conflict(f"Cannot edit Template. Template {template.name} is locked (its disks "
                        "are being made); try again when it is ok.")
@@ -140,6 +146,8 @@ async def update_template(session: AsyncSession, template_id: uuid.UUID, edit: T
         template.description = edit.description
     if edit.memory_bytes is not None:
         template.memory_mib = memory_mib(edit.memory_bytes)
+    if edit.bios_type is not None:
+        template.bios_type = edit.bios_type
     if edit.initialization is not None:
         template.initialization = replaced_initialization(template.initialization,
                                                           edit.initialization)

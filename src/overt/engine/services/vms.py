@@ -113,11 +113,11 @@ def _boot(devices: list[str]) -> list[str]:
     return devices
 
 
-def _bios(value: str) -> str:
+def check_bios(value: str, what: str = "vm") -> str:
     """oVirt's bios.type, one of its four values (UEFI: `q35_ovmf`, `q35_secure_boot`)."""
     allowed = [b.value for b in BiosType]
     if value not in allowed:
-        raise InvalidInput(f"vm.bios.type {value!r} is not one of {', '.join(allowed)}")
+        raise InvalidInput(f"{what}.bios.type {value!r} is not one of {', '.join(allowed)}")
     return value
 
 
@@ -154,7 +154,8 @@ async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user:
         cpu_threads=data.threads or template.cpu_threads, os_type=check_os_type(data.os_type) if data.os_type
         else template.os_type,
         boot_devices=_boot(data.boot_devices) if data.boot_devices else ["hd"],
-        bios_type=_bios(data.bios_type) if data.bios_type else BiosType.I440FX_SEA_BIOS.value,
+        # oVirt: the template's firmware unless the VM asks for its own
+        bios_type=check_bios(data.bios_type) if data.bios_type else template.bios_type,
         # oVirt: a VM without initialization of its own takes its template's
         initialization=data.initialization.to_json() if data.initialization
         else template.initialization,
@@ -288,8 +289,8 @@ async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput, user
         vm.os_type = check_os_type(data.os_type)
     if data.boot_devices:
         vm.boot_devices, changed = _boot(data.boot_devices), True
-    if data.bios_type and _bios(data.bios_type) != vm.bios_type:
-        vm.bios_type, changed = _bios(data.bios_type), True
+    if data.bios_type and check_bios(data.bios_type) != vm.bios_type:
+        vm.bios_type, changed = check_bios(data.bios_type), True
     if data.initialization is not None:
         vm.initialization, changed = replaced_initialization(vm.initialization, data.initialization), True
     if data.high_availability is not None:

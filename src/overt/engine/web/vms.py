@@ -38,6 +38,7 @@ from overt.engine.web.cdrom_view import cdrom_values
 from overt.engine.web.context import WebContext, page
 from overt.engine.web.listing import Column, ids_asked, list_view, page_of
 from overt.engine.web.pages import jobs_with_steps, recent_events
+from overt.engine.web.vm_hardware import hardware_facts
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -219,7 +220,9 @@ async def vm_values(session: AsyncSession, vm_id: uuid.UUID) -> dict[str, Any]:
                            Host.id != vm.host_id).order_by(Host.name))).scalars())
     buttons = [(name, label, destructive, status in VM_ACTIONS[action])
                for name, (action, label, destructive) in ACTIONS.items()]
-    return {"vm": vm, "host": host, "cluster": cluster, "template": template, "disks": disks,
+    cdrom = await cdrom_values(session, vm)
+    return {"vm": vm, "hardware": hardware_facts(vm, cdrom["cdrom_media"]), "host": host,
+            "cluster": cluster, "template": template, "disks": disks,
             "nics": nics, "profiles": profiles, "nic_error": None, "buttons": buttons,
             "nics_live": status in VM_ACTIONS[VmAction.HOTPLUG_NIC],
             "nics_changeable": status is VmStatus.DOWN
@@ -227,7 +230,7 @@ async def vm_values(session: AsyncSession, vm_id: uuid.UUID) -> dict[str, Any]:
             "console_ready": vm.host_id is not None and status in VM_ACTIONS[VmAction.TICKET],
             "migrate_allowed": status in VM_ACTIONS[VmAction.MIGRATE],
             "migrate_hosts": migrate_hosts, "migrating": status is VmStatus.MIGRATING,
-            "ha_priorities": HA_PRIORITIES, **await cdrom_values(session, vm)}
+            "ha_priorities": HA_PRIORITIES, **cdrom}
 
 
 async def activity_values(session: AsyncSession, vm_id: uuid.UUID) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from overt.engine.api.views import ref
 from overt.engine.api.wire.parse import Node
 from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import ProvisioningProfile
+from overt.engine.model.errors import InvalidInput
+from overt.engine.queries.lookup import Ref
 from overt.engine.services import provisioning as service
 from overt.engine.services.provisioning import ProfileInput
 
@@ -28,10 +30,24 @@ def profile_view(row: ProvisioningProfile) -> Representation:
 
 def _input(node: Node) -> ProfileInput:
     mac = node.child("mac")
+    cluster = _cluster(node.child("cluster"))
     return ProfileInput(name=node.get_str("name"),
                         mac=(mac.get_str("address") or "") if mac is not None else None,
                         image=node.get_str("image"), kernel_args=node.get_str("kernel_args"),
-                        cluster=ref_of(node.child("cluster")))
+                        cluster=cluster, clear_cluster=node.has("cluster") and cluster is None)
+
+
+def _cluster(node: Node | None) -> Ref | None:
+    """The profile's cluster: a reference by id or name; an empty one (`<cluster/>`, JSON
+    `"cluster": {}` or `null`) clears it, as an empty `<network_filter/>` does a vNIC
+    profile's. Anything else in it is refused, not taken for empty."""
+    found = ref_of(node)
+    if node is None or found is None or found.id is not None or found.name is not None:
+        return found
+    if node.text or node.children or set(node.attrs) - {"href"}:
+        raise InvalidInput("provisioning_profile.cluster must be a cluster's id or name, or "
+                           "empty (<cluster/>) to clear it")
+    return None
 
 
 @routes.get("/provisioningprofiles")

@@ -64,13 +64,13 @@ async def add_template(ctx: ApiContext) -> Response:
         description=body.get_str("description"), user=ctx.user,
         targets=await _disk_targets(ctx, vm),
         default_target=await _target(ctx, body, "template.storage_domain"),
-        initialization=_initialization(ctx, body))
+        initialization=_initialization(ctx, body), bios_type=_bios(body))
     return ctx.render("template", views.template(template), status=201)
 
 
 @routes.put("/templates/{template_id}")
 async def update_template(ctx: ApiContext) -> Response:
-    """oVirt's template edit (name, description, memory, cloud-init)."""
+    """oVirt's template edit (name, description, memory, bios type, cloud-init)."""
     body = await ctx.body("template")
     memory = body.get_int("memory")
     if memory is not None and memory <= 0:
@@ -78,9 +78,16 @@ async def update_template(ctx: ApiContext) -> Response:
     template = await templates.update_template(
         ctx.session, ctx.id_param("template_id"), templates.TemplateEdit(
             name=body.get_str("name"), description=body.get_str("description"),
-            memory_bytes=memory, initialization=_initialization(ctx, body)), ctx.user)
+            memory_bytes=memory, initialization=_initialization(ctx, body),
+            bios_type=_bios(body)), ctx.user)
     await ctx.session.flush()
     return ctx.render("template", views.template(template))
+
+
+def _bios(body: Node) -> str | None:
+    """`<bios><type>` (oVirt's Template.bios), checked by the service; None: not given."""
+    bios = body.child("bios")
+    return bios.get_str("type") or None if bios is not None else None
 
 
 def _initialization(ctx: ApiContext, body: Node) -> Initialization | None:
