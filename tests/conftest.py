@@ -60,13 +60,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--fast", action="store_true",
                      help=f"run only the fast lane ({FAST_LANE}): no QEMU, lab, PostgreSQL, "
                      "broker or browser")
+    parser.addoption("--rest", action="store_true",
+                     help="run only what the fast lane leaves out (QEMU, lab, PostgreSQL, "
+                     "broker, browser, slow), one test at a time: `--fast` and `--rest` "
+                     "together are the whole suite")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist looks at its options
 def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("--fast"):
+    if config.getoption("--fast") and config.getoption("--rest"):
+        raise pytest.UsageError("--fast and --rest are the suite's two halves: give one")
+    lane = FAST_LANE if config.getoption("--fast") else \
+        f"not ({FAST_LANE})" if config.getoption("--rest") else None
+    if lane is not None:
         chosen = config.option.markexpr
-        config.option.markexpr = f"({FAST_LANE}) and ({chosen})" if chosen else FAST_LANE
+        config.option.markexpr = f"({lane}) and ({chosen})" if chosen else lane
+    if config.getoption("--fast"):
         _spread_over_cores(config)
         inline_sqlite.install()
 
