@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_
 
 from tests.e2e.demo.conftest import running_demo
 from tests.support.demo import Demo
+from tests.support.engine import RunningEngine
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -65,8 +67,29 @@ def page(context: BrowserContext) -> Page:
 
 
 def sign_in(page: Page, demo: Demo) -> None:
+    sign_in_as_admin(page, demo.password)
+
+
+def sign_in_as_admin(page: Page, password: str) -> None:
     page.goto("/signin")
     page.get_by_label("User name").fill("admin@internal")
-    page.get_by_label("Password").fill(demo.password)
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/")
+
+
+@contextlib.contextmanager
+def admin_page(browser: Browser, engine: RunningEngine, *, height: int = 800
+               ) -> Iterator[Page]:
+    """A page 1280 px wide, in a browser context of its own, signed in to `engine`'s
+    portal as admin@internal."""
+    context = browser.new_context(base_url=engine.url.removesuffix("/ovirt-engine/api"),
+                                  ignore_https_errors=True,
+                                  viewport={"width": 1280, "height": height})
+    context.set_default_timeout(30_000)
+    try:
+        page = context.new_page()
+        sign_in_as_admin(page, engine.password)
+        yield page
+    finally:
+        context.close()

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from overt.engine.db.database import Database
 from overt.engine.db.tables import Cluster, Host
 from overt.engine.model.status import HostStatus
+from tests.e2e.web.conftest import admin_page
 from tests.support.demo import wait_until
 from tests.support.engine import RunningEngine, start_engine
 from tests.support.no_nodes import NoNodes
@@ -35,18 +36,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
 
 @pytest.fixture
 def admin(browser: Browser, engine: RunningEngine) -> Iterator[Page]:
-    base = engine.url.removesuffix("/ovirt-engine/api")
-    context = browser.new_context(base_url=base, ignore_https_errors=True,
-                                  viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    page.goto("/signin")
-    page.get_by_label("User name").fill("admin@internal")
-    page.get_by_label("Password").fill(engine.password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/")
-    yield page
-    context.close()
+    with admin_page(browser, engine) as page:
+        yield page
 
 
 def _row(page: Page, name: str) -> Locator:

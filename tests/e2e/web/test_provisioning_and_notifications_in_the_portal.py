@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from tests.e2e.web.conftest import SCREENSHOTS
+from tests.e2e.web.conftest import SCREENSHOTS, admin_page
 from tests.support.engine import RunningEngine, start_engine
 from tests.support.no_nodes import NoNodes
 
@@ -32,18 +32,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
 
 @pytest.fixture
 def admin(browser: Browser, engine: RunningEngine) -> Iterator[Page]:
-    context = browser.new_context(base_url=engine.url.removesuffix("/ovirt-engine/api"),
-                                  ignore_https_errors=True,
-                                  viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    page.goto("/signin")
-    page.get_by_label("User name").fill("admin@internal")
-    page.get_by_label("Password").fill(engine.password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/")
-    yield page
-    context.close()
+    with admin_page(browser, engine) as page:
+        yield page
 
 
 def _readable(page: Page, element: Locator) -> None:

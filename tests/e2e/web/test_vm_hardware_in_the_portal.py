@@ -13,7 +13,7 @@ import ovirtsdk4.types as types
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.web.conftest import SCREENSHOTS
+from tests.e2e.web.conftest import SCREENSHOTS, admin_page
 from tests.support.engine import RunningEngine, start_engine
 from tests.support.no_nodes import NoNodes
 
@@ -68,18 +68,8 @@ def vm_ids(engine: RunningEngine) -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def admin(browser: Browser, engine: RunningEngine) -> Iterator[Page]:
-    context = browser.new_context(base_url=engine.url.removesuffix("/ovirt-engine/api"),
-                                  ignore_https_errors=True,
-                                  viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    page.goto("/signin")
-    page.get_by_label("User name").fill("admin@internal")
-    page.get_by_label("Password").fill(engine.password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/")
-    yield page
-    context.close()
+    with admin_page(browser, engine, height=900) as page:
+        yield page
 
 
 # Measured in one go in the page (the summary it is part of is fetched again on changes,
