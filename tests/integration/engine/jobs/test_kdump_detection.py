@@ -8,6 +8,7 @@ host whose kdump detection is off, change nothing: it is fenced as before."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import shutil
 from collections.abc import AsyncIterator
@@ -15,7 +16,9 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
-from overt.engine.db.tables import Host, Job, User
+from overt.engine.db.tables import Host, Job, User, utcnow
+from overt.engine.jobs import queue
+from overt.engine.jobs.kinds import RecoverHost
 from overt.engine.model.status import HostStatus, VmStatus
 from overt.engine.monitor.kdump_listener import KdumpListener
 from overt.engine.services import power_management
@@ -220,3 +223,26 @@ async def test_a_sender_that_is_several_hosts_address_is_not_trusted(
     assert await listener.record("127.0.0.1") is False
     assert (await _host(engine, "h1")).kdump_message_at is None
     assert (await _host(engine, "h2")).kdump_message_at is None
+
+
+async def test_a_recovery_run_again_while_the_host_is_kdumping_waits_for_the_dumps_end(
+        engine: LoopbackEngine) -> None:
+    """The engine restarted while a host dumped: its recovery, run again, does not fence nor
+    judge it again; it waits for the dump's end (its last message is long past here)."""
+    await engine.add_host("h1")
+    await engine.hosts["h1"].agent.stop()
+    async with engine.session() as session:
+        host = await session.get(Host, engine.hosts["h1"].host_id)
+        assert host is not None
+        host.status = HostStatus.KDUMPING
+        host.kdump_message_at = utcnow() - dt.timedelta(minutes=5)
+        await queue.submit(session, RecoverHost(host_id=host.id),
+                           description="Handling non responsive host h1")
+    engine.wakeup.set()
+    job = await _recovered(engine, "h1")
+
+    assert job.result["kdump"] == "finished"
+    assert (await _host(engine, "h1")).status == HostStatus.NON_RESPONSIVE
+    said = await _said(engine)
+    assert any(line.startswith("Kdump flow finished on host h1") for line in said), said
+    assert not any(line.startswith("Host h1 is not fenced") for line in said), said

@@ -81,6 +81,12 @@ async def _reachability(session: AsyncSession, cluster_id: uuid.UUID) -> tuple[i
 async def recover_host(ctx: JobContext, spec: RecoverHost) -> dict[str, Any]:
     async with ctx.transaction() as session:
         host = await lookup.get(session, Host, spec.host_id)
+    if host.status == HostStatus.KDUMPING:  # run again (the engine restarted meanwhile)
+        # Its VMs were handled when it was found dumping: wait for the dump's end.
+        finished = await wait_until_finished(ctx, host)
+        return {**as_result(FenceOutcome()), "kdump": "finished" if finished else "interrupted"}
+    async with ctx.transaction() as session:
+        host = await lookup.get(session, Host, spec.host_id)
         if host.status != HostStatus.NON_RESPONSIVE:
             return {"outcome": f"host is {host.status}"}  # it answered again meanwhile
         cluster = await lookup.get(session, Cluster, host.cluster_id)
