@@ -34,6 +34,7 @@ from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.handlers.ha_proofs import (
     FenceOutcome,
     as_result,
+    kdump_detected,
     lease_expired,
     lease_waits,
     prove_gone,
@@ -137,8 +138,7 @@ async def _kdumping(ctx: JobContext, host: Host, vm_ids: list[uuid.UUID]) -> dic
     """A host dumping its crashed kernel's memory runs none of its VMs any more (as sure as
     a BMC's power off): they are down and the highly available ones restarted at once; then
     the dump is waited for (the host is not fenced: that would cut it short)."""
-    why = f"host {host.name} crashed and is dumping its memory (kdump)"
-    proven = dict.fromkeys(vm_ids, why)
+    proven = kdump_detected(host, vm_ids)
     restart = await _mark_down(ctx, host, proven)
     restarted, refused = await _restart(ctx, host, restart)
     finished = await wait_until_finished(ctx, host)
