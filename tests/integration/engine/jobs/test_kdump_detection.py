@@ -209,6 +209,8 @@ async def test_kdump_detection_off_ignores_the_messages(
     assert "Kdump detection of host h1 was disabled by " + (
         f"admin-{engine.user_id.hex[:6]}@internal") in said
     assert not any(line.startswith("Kdump flow") for line in said), said
+    assert ("Host h1 is fenced without waiting for fence_kdump messages: its power "
+            "management's kdump detection is off") in said
     async with engine.session() as session:
         jobs = list((await session.execute(select(Job.description))).scalars())
     assert "Power management restart of non responsive host h1" in jobs

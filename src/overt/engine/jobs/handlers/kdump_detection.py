@@ -55,6 +55,12 @@ def dumping(host: Host, finished_s: float, now: dt.datetime) -> bool:
 async def detect(ctx: JobContext, host: Host) -> Kdump:
     """Wait for the host's fence_kdump messages; on them, mark it kdumping (with the event)."""
     if not host.kdump_detection or not ctx.services.settings.fence_kdump_listener:
+        why = ("its power management's kdump detection is off" if not host.kdump_detection
+               else "the engine runs no fence_kdump listener (fence_kdump_listener=false)")
+        async with ctx.transaction() as session:
+            audit.record(session, f"Host {host.name} is fenced without waiting for fence_kdump "
+                         f"messages: {why}", code=audit.KDUMP_NOT_DETECTED, host_id=host.id,
+                         cluster_id=host.cluster_id, job_id=ctx.job.id)
         return Kdump.OFF
     timeouts = Timeouts.of(ctx)
     loop = asyncio.get_running_loop()
