@@ -283,6 +283,22 @@ class EngineSettings(BaseSettings):
         180.0, ge=0.0, description="How long adding or installing a host keeps trying to "
         "reach its agent (with backoff) before the host is install_failed: an agent's first "
         "start may take a while (libvirt probes QEMU, the agent probes the CPU).")
+    fence_kdump_listener: bool = Field(
+        True, description="Run the fence_kdump listener (with the monitor): hosts whose "
+        "kdump kernel sends fence_kdump messages are kdumping, not power fenced.")
+    fence_kdump_address: str | None = Field(
+        None, description="Where the fence_kdump listener receives (UDP); default the "
+        "engine's public address (oVirt's FenceKdumpDestinationAddress).")
+    fence_kdump_port: int = Field(
+        7410, ge=0, lt=65536, description="The fence_kdump listener's UDP port (oVirt's "
+        "FenceKdumpDestinationPort); 0: any free port.")
+    kdump_started_timeout_s: float = Field(
+        30.0, ge=0.0, le=3600.0, description="How long a recovery waits for fence_kdump "
+        "messages of a non responsive host with kdump detection before fencing it (oVirt's "
+        "KdumpStartedTimeout).")
+    kdump_finished_timeout_s: float = Field(
+        30.0, gt=0.0, le=3600.0, description="A kdumping host whose messages stopped for "
+        "this long has finished its dump (the listener's KDUMP_FINISHED_TIMEOUT).")
     notifier_interval_s: float = Field(
         2.0, gt=0.0, le=3600.0, description="How often the notifier (with the monitor) looks "
         "for new audit events to send as SNMP traps to event subscriptions' managers.")

@@ -56,7 +56,7 @@ def start_engine(data_dir: Path, *, db: str | None = None, password: str = TEST_
     config = EngineSettings(**{
         "data_dir": data_dir, "db": db, "api_port": free_port(), "gateway_port": free_port(),
         "admin_password": password, "bus": bus, "public_address": "127.0.0.1",
-        "imageio_port": 0,
+        "imageio_port": 0, "fence_kdump_port": 0,
         # A silent host is judged at once (the grace has its own fast tests): tests that
         # stop an agent expect it non responsive within their wait.
         "host_grace_s": 0.0, **settings})

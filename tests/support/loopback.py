@@ -76,7 +76,9 @@ class LoopbackEngine:
         self.peers: dict[str, SimulatedHypervisor] = {}
         self.settings = settings = EngineSettings(
             data_dir=directory / "engine", migration_destination_uri="simulated://{name}",
-            migration_stream_uri="", migration_progress_interval_s=0.02)
+            migration_stream_uri="", migration_progress_interval_s=0.02,
+            # No listener runs here unless a test starts one: a short wait before a fence.
+            kdump_started_timeout_s=0.3, kdump_finished_timeout_s=1.5)
         self.worker = Worker(db, JobServices(nodes=self.nodes, settings=settings,
                                              changes=changes, jobs=self.jobs,
                                              resync_soon=self.monitor.resync_soon),

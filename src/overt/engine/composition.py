@@ -54,6 +54,7 @@ from overt.engine.jobs.observe import ObservedChanges
 from overt.engine.jobs.worker import Worker
 from overt.engine.model.fencing_policy import FencingPolicy
 from overt.engine.monitor.inbox import InboxSink
+from overt.engine.monitor.kdump_listener import KdumpListener
 from overt.engine.monitor.partitions import PartitionKeeper
 from overt.engine.monitor.service import Monitor
 from overt.engine.netsvc.plan import load_plan
@@ -135,6 +136,7 @@ class EngineRuntime:
         self._stop = asyncio.Event()
         self._servers: list[Any] = []
         self._monitor: Monitor | None = None
+        self.kdump_listener: KdumpListener | None = None  # with the monitor, when enabled
         self._change_feed: ChangeFeed | None = None
         self._directories: Directories | None = None
         self.netsvc: NetworkServices | None = None
@@ -213,6 +215,12 @@ class EngineRuntime:
             notifier = Notifier(self.db, SecretBox(self.settings.data_dir),
                                 interval_s=self.settings.notifier_interval_s)
             tasks.append(asyncio.create_task(notifier.run(), name="notifier"))
+            if self.settings.fence_kdump_listener:
+                listener = KdumpListener(self.db, address=self.settings.fence_kdump_address
+                                         or public_address(self.settings),
+                                         port=self.settings.fence_kdump_port)
+                self.kdump_listener = listener
+                tasks.append(asyncio.create_task(listener.run(), name="fence_kdump listener"))
         if self.netsvc_plan is not None:
             self.netsvc = NetworkServices(
                 self.db, self.netsvc_plan, self.settings.data_dir / "netsvc",

@@ -64,7 +64,9 @@ def ha_lab(rabbitmq: Broker) -> Iterator[StorageLab]:
     """The shared lab and an engine that misses a node after 5 s without heartbeats (VM
     leases with a 1 s I/O timeout: a lease expires 8 s after its last renewal)."""
     with open_storage_lab(rabbitmq, OVERT_HEARTBEAT_TIMEOUT_S=str(HEARTBEAT_TIMEOUT_S),
-                          OVERT_LEASE_IO_TIMEOUT_S=str(LEASE_IO_TIMEOUT_S)) as opened:
+                          OVERT_LEASE_IO_TIMEOUT_S=str(LEASE_IO_TIMEOUT_S),
+                          # No lab node runs fence_kdump_send: a short wait before a fence.
+                          OVERT_KDUMP_STARTED_TIMEOUT_S="1") as opened:
         yield opened
 
 

@@ -111,7 +111,8 @@ def host(h: t.Host, *, vm_count: int = 0) -> Representation:
         if h.certificate_fingerprint else None,
         # The node's key (pending approval, or certified): compare with the node's log.
         "ssh": {"fingerprint": h.key_fingerprint} if h.key_fingerprint else None,
-        "power_management": {"enabled": h.pm_enabled},
+        "power_management": {"enabled": h.pm_enabled,
+                             "kdump_detection": h.kdump_detection},
         "cluster": ref("clusters", h.cluster_id),
     }
 

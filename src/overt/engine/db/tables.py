@@ -163,6 +163,11 @@ class Host(Base):
     broker_username: Mapped[str | None] = mapped_column(String(128))
     # Power management (oVirt's `power_management.enabled`); its agents are `FenceAgent`s.
     pm_enabled: Mapped[bool] = mapped_column(default=False)
+    # oVirt's `power_management.kdump_detection`: before fencing, wait for fence_kdump
+    # messages; the last one the engine's listener matched to this host, and its sender.
+    kdump_detection: Mapped[bool] = mapped_column(default=True)
+    kdump_message_at: Mapped[dt.datetime | None] = mapped_column()
+    kdump_sender: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     cluster: Mapped[Cluster] = relationship(lazy="raise")
 

@@ -4,6 +4,8 @@ one table, like `vm_actions` is the VM's.
 Users act (install, approve, maintenance, activate, remove, refresh); the engine acts
 too: enrollment certifies or fails an installing node, the monitor brings a host it
 hears up and marks one it stopped hearing non responsive, and only an `up` host runs VMs.
+A non responsive host whose crash kernel sends fence_kdump messages is kdumping until they
+stop (then non responsive again, until it is heard).
 A host that lacks a required network of its cluster, or cannot reach an active storage
 domain of its data center, is non operational until it carries the network again (or the
 network is no longer required) or reaches the domain again: then it is up again by itself.
@@ -41,6 +43,8 @@ class HostAction(StrEnum):
     DRAIN = "drain"  # maintenance asked while VMs run: migrate them away first
     DRAINED = "drained"  # every VM has left: the host is in maintenance
     DRAIN_FAILED = "drain_failed"  # a VM could not move: the host serves as before
+    KDUMP = "kdump"  # a non responsive host sends fence_kdump messages: it is dumping
+    KDUMP_FINISHED = "kdump_finished"  # its messages stopped: non responsive until heard
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,10 @@ HOST_ACTIONS: dict[HostAction, HostTransition] = {
     HostAction.DRAINED: HostTransition(frozenset({S.PREPARING_FOR_MAINTENANCE}),
                                        S.MAINTENANCE, done=frozenset({S.MAINTENANCE})),
     HostAction.DRAIN_FAILED: HostTransition(frozenset({S.PREPARING_FOR_MAINTENANCE}), S.UP),
+    # oVirt's Kdumping: not monitored (nothing answers there), not power fenced.
+    HostAction.KDUMP: HostTransition(frozenset({S.NON_RESPONSIVE}), S.KDUMPING,
+                                     done=frozenset({S.KDUMPING})),
+    HostAction.KDUMP_FINISHED: HostTransition(frozenset({S.KDUMPING}), S.NON_RESPONSIVE),
 }
 
 _REFUSALS = {
@@ -138,6 +146,8 @@ _REFUSALS = {
     HostAction.DRAINED: "Cannot switch host {name} to maintenance: it is {status}, no "
                         "longer preparing for maintenance.",
     HostAction.DRAIN_FAILED: "Host {name} is {status}, not preparing for maintenance.",
+    HostAction.KDUMP: "Host {name} is {status}, not non responsive: its kdump is not awaited.",
+    HostAction.KDUMP_FINISHED: "Host {name} is {status}, not kdumping.",
 }
 
 

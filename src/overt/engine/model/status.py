@@ -30,6 +30,7 @@ class HostStatus(StrEnum):
     INITIALIZING = "initializing"
     INSTALL_FAILED = "install_failed"
     INSTALLING = "installing"
+    KDUMPING = "kdumping"  # crashed, its kdump kernel sends fence_kdump messages
     MAINTENANCE = "maintenance"
     NON_OPERATIONAL = "non_operational"
     NON_RESPONSIVE = "non_responsive"

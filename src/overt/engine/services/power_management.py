@@ -32,6 +32,19 @@ async def set_enabled(session: AsyncSession, host_id: uuid.UUID, enabled: bool, 
     return host
 
 
+async def set_kdump_detection(session: AsyncSession, host_id: uuid.UUID, enabled: bool,
+                              user: User) -> Host:
+    """oVirt's `power_management.kdump_detection`: whether a recovery waits for the host's
+    fence_kdump messages before fencing it."""
+    host = await lookup.get(session, Host, host_id, for_update=True)
+    if host.kdump_detection != enabled:
+        host.kdump_detection = enabled
+        audit.record(session, f"Kdump detection of host {host.name} was "
+                     f"{'enabled' if enabled else 'disabled'} by {user.user_name}",
+                     code=audit.HOST_POWER_MANAGEMENT_UPDATED, host_id=host.id, user_id=user.id)
+    return host
+
+
 def _check_type(agent_type: str) -> None:
     if agent_type not in fencing.AGENT_PROGRAMS:
         raise InvalidInput(f"agent.type {agent_type!r} is not supported; supported: "

@@ -36,7 +36,8 @@ from overt.engine.web.context import WebContext, page
 from overt.engine.web.hosts import fence_buttons, host_buttons
 from overt.engine.web.listing import Column, ids_asked, list_view, page_of
 
-ATTENTION_HOST_STATUSES = (HostStatus.NON_RESPONSIVE, HostStatus.NON_OPERATIONAL,
+ATTENTION_HOST_STATUSES = (HostStatus.NON_RESPONSIVE, HostStatus.KDUMPING,
+                           HostStatus.NON_OPERATIONAL,
                            HostStatus.INSTALL_FAILED, HostStatus.ERROR,
                            HostStatus.PENDING_APPROVAL)
 FAILED_JOBS_WINDOW = dt.timedelta(hours=24)

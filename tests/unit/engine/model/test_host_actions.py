@@ -19,23 +19,25 @@ A = HostAction
 # "x" it may start, "=" there is nothing left to do (asking again is no error), "-" refused.
 COLUMNS = (A.INSTALL, A.APPROVE, A.DEACTIVATE, A.ACTIVATE, A.REMOVE, A.REFRESH, A.ENROLL,
            A.FAIL_INSTALL, A.MONITOR, A.HEAR, A.LOSE, A.RUN_VMS, A.LACK_NETWORKS, A.RECOVER,
-           A.DRAIN, A.DRAINED, A.DRAIN_FAILED, A.MISS, A.LOSE_STORAGE, A.FENCE)
+           A.DRAIN, A.DRAINED, A.DRAIN_FAILED, A.MISS, A.LOSE_STORAGE, A.FENCE, A.KDUMP,
+           A.KDUMP_FINISHED)
 GRID = {
-    #                                      in ap de ac rm rf en fa mo he lo ru lk rc dr dd df mi ls fe
-    HostStatus.CONNECTING:                "-  -  -  -  -  -  -  -  x  x  x  -  x  -  -  -  -  =  -  x",
-    HostStatus.DOWN:                      "x  -  -  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -  -  x",
-    HostStatus.ERROR:                     "-  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  x",
-    HostStatus.INITIALIZING:              "-  -  -  -  -  -  -  -  x  x  x  -  x  -  -  -  -  -  -  x",
-    HostStatus.INSTALL_FAILED:            "x  -  -  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -  -  x",
-    HostStatus.INSTALLING:                "-  -  -  -  x  -  x  x  -  -  -  -  -  -  -  -  -  -  -  x",
-    HostStatus.MAINTENANCE:               "x  -  =  x  x  x  -  -  -  -  -  -  -  -  -  =  -  -  -  x",
-    HostStatus.NON_OPERATIONAL:           "x  -  x  x  -  x  -  -  x  -  x  -  =  x  -  -  -  x  =  x",
-    HostStatus.NON_RESPONSIVE:            "-  -  x  -  x  -  -  -  x  x  =  -  -  -  -  -  -  -  -  x",
-    HostStatus.PENDING_APPROVAL:          "-  x  -  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -",
-    HostStatus.PREPARING_FOR_MAINTENANCE: "-  -  =  -  -  -  -  -  x  =  x  -  -  -  =  x  x  -  -  x",
-    HostStatus.REBOOT:                    "-  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  x",
-    HostStatus.UNASSIGNED:                "-  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  x",
-    HostStatus.UP:                        "-  -  x  =  -  x  -  -  x  =  x  x  x  =  x  -  -  x  x  x",
+    #                                      in ap de ac rm rf en fa mo he lo ru lk rc dr dd df mi ls fe kd kf
+    HostStatus.CONNECTING:                "-  -  -  -  -  -  -  -  x  x  x  -  x  -  -  -  -  =  -  x  -  -",
+    HostStatus.DOWN:                      "x  -  -  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -  -  x  -  -",
+    HostStatus.ERROR:                     "-  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  x  -  -",
+    HostStatus.INITIALIZING:              "-  -  -  -  -  -  -  -  x  x  x  -  x  -  -  -  -  -  -  x  -  -",
+    HostStatus.INSTALL_FAILED:            "x  -  -  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -  -  x  -  -",
+    HostStatus.INSTALLING:                "-  -  -  -  x  -  x  x  -  -  -  -  -  -  -  -  -  -  -  x  -  -",
+    HostStatus.KDUMPING:                  "-  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  x  =  x",
+    HostStatus.MAINTENANCE:               "x  -  =  x  x  x  -  -  -  -  -  -  -  -  -  =  -  -  -  x  -  -",
+    HostStatus.NON_OPERATIONAL:           "x  -  x  x  -  x  -  -  x  -  x  -  =  x  -  -  -  x  =  x  -  -",
+    HostStatus.NON_RESPONSIVE:            "-  -  x  -  x  -  -  -  x  x  =  -  -  -  -  -  -  -  -  x  x  -",
+    HostStatus.PENDING_APPROVAL:          "-  x  -  -  x  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -",
+    HostStatus.PREPARING_FOR_MAINTENANCE: "-  -  =  -  -  -  -  -  x  =  x  -  -  -  =  x  x  -  -  x  -  -",
+    HostStatus.REBOOT:                    "-  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  x  -  -",
+    HostStatus.UNASSIGNED:                "-  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  x  -  -",
+    HostStatus.UP:                        "-  -  x  =  -  x  -  -  x  =  x  x  x  =  x  -  -  x  x  x  -  -",
 }
 # Where each action that changes the status leads.
 LEADS_TO = {
@@ -47,6 +49,7 @@ LEADS_TO = {
     A.LOSE_STORAGE: HostStatus.NON_OPERATIONAL, A.RECOVER: HostStatus.UP,
     A.DRAIN: HostStatus.PREPARING_FOR_MAINTENANCE, A.DRAINED: HostStatus.MAINTENANCE,
     A.DRAIN_FAILED: HostStatus.UP, A.MISS: HostStatus.CONNECTING,
+    A.KDUMP: HostStatus.KDUMPING, A.KDUMP_FINISHED: HostStatus.NON_RESPONSIVE,
 }
 
 

@@ -46,17 +46,21 @@ def _password(node: Node) -> Secret | None:
 
 @routes.put("/hosts/{host_id}")
 async def update_host(ctx: ApiContext) -> Response:
-    """oVirt's host update; Overt changes `power_management.enabled` through it and refuses
-    the rest rather than ignore it."""
+    """oVirt's host update; Overt changes `power_management.enabled` and
+    `power_management.kdump_detection` through it and refuses the rest rather than ignore
+    it."""
     node = await ctx.body("host")
     others = sorted({child.tag for child in node.children} - {"power_management", "id", "href"})
     if others:
         raise InvalidInput(f"host {', '.join(others)} cannot be updated; an update may change "
-                           "power_management.enabled only")
+                           "power_management.enabled and kdump_detection only")
     power = node.child("power_management")
     host_id = ctx.id_param("host_id")
     if power is not None and power.get_bool("enabled") is not None:
         await pm.set_enabled(ctx.session, host_id, bool(power.get_bool("enabled")), ctx.user)
+    if power is not None and power.get_bool("kdump_detection") is not None:
+        await pm.set_kdump_detection(ctx.session, host_id,
+                                     bool(power.get_bool("kdump_detection")), ctx.user)
     host = await lookup.get(ctx.session, Host, host_id)
     return ctx.render("host", views.host(host))
 

@@ -3,6 +3,9 @@ fencing policy allows, then act on its VMs only with proof their copies are gone
 
 1. The verdict (`model.fencing_policy.fence_verdict`): the policy, the host's power
    management, the share of its cluster that is unreachable, its storage activity.
+   Kdump detection (`kdump_detection`): before a fence, a short wait for the host's
+   fence_kdump messages; a host that sends them crashed: it is kdumping, not fenced, and
+   its VMs are proven gone by that.
 2. Fencing: a power management restart, run as a `FenceHost` job of its own (the same
    job an administrator's fence runs), waited for.
 3. Proofs (`ha_proofs`): VMs proven gone are `down` (not shut down gracefully: each
@@ -31,10 +34,12 @@ from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.handlers.ha_proofs import (
     FenceOutcome,
     as_result,
+    kdump_detected,
     lease_expired,
     lease_waits,
     prove_gone,
 )
+from overt.engine.jobs.handlers.kdump_detection import Kdump, detect, wait_until_finished
 from overt.engine.jobs.kinds import FenceHost, JobSpec, RecoverHost, StartVm
 from overt.engine.model.errors import Conflict
 from overt.engine.model.fencing_policy import FencingPolicy, Liveness, fence_verdict
@@ -77,6 +82,12 @@ async def _reachability(session: AsyncSession, cluster_id: uuid.UUID) -> tuple[i
 async def recover_host(ctx: JobContext, spec: RecoverHost) -> dict[str, Any]:
     async with ctx.transaction() as session:
         host = await lookup.get(session, Host, spec.host_id)
+    if host.status == HostStatus.KDUMPING:  # run again (the engine restarted meanwhile)
+        # Its VMs were handled when it was found dumping: wait for the dump's end.
+        finished = await wait_until_finished(ctx, host)
+        return {**as_result(FenceOutcome()), "kdump": "finished" if finished else "interrupted"}
+    async with ctx.transaction() as session:
+        host = await lookup.get(session, Host, spec.host_id)
         if host.status != HostStatus.NON_RESPONSIVE:
             return {"outcome": f"host is {host.status}"}  # it answered again meanwhile
         cluster = await lookup.get(session, Cluster, host.cluster_id)
@@ -96,6 +107,11 @@ async def recover_host(ctx: JobContext, spec: RecoverHost) -> dict[str, Any]:
         vm_ids = [vm.id for vm in await _vms_on(session, host.id)]
     outcome = FenceOutcome()
     if verdict.fence:
+        kdump = await detect(ctx, host)
+        if kdump is Kdump.ANSWERED:
+            return {"outcome": "host answered again"}
+        if kdump is Kdump.DETECTED:
+            return await _kdumping(ctx, host, vm_ids)
         async with ctx.step(f"Fencing non responsive host {host.name} (power management "
                             "restart)", host_id=host.id):
             outcome = await _fence(ctx, host, "restart")
@@ -116,6 +132,19 @@ async def recover_host(ctx: JobContext, spec: RecoverHost) -> dict[str, Any]:
     restarted, refused = await _restart(ctx, host, restart)
     return {**as_result(outcome), "proven": len(proven), "unknown": len(vm_ids) - len(proven),
             "restarted": restarted, "not_restarted": refused}
+
+
+async def _kdumping(ctx: JobContext, host: Host, vm_ids: list[uuid.UUID]) -> dict[str, Any]:
+    """A host dumping its crashed kernel's memory runs none of its VMs any more (as sure as
+    a BMC's power off): they are down and the highly available ones restarted at once; then
+    the dump is waited for (the host is not fenced: that would cut it short)."""
+    proven = kdump_detected(host, vm_ids)
+    restart = await _mark_down(ctx, host, proven)
+    restarted, refused = await _restart(ctx, host, restart)
+    finished = await wait_until_finished(ctx, host)
+    return {**as_result(FenceOutcome()), "kdump": "finished" if finished else "interrupted",
+            "proven": len(proven), "unknown": 0, "restarted": restarted,
+            "not_restarted": refused}
 
 
 async def _wait_for_leases(ctx: JobContext, host: Host, unproven: list[uuid.UUID],

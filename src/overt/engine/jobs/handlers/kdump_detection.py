@@ -1,0 +1,120 @@
+"""Kdump detection (oVirt's `VdsKdumpDetection`): before a non responsive host is power
+fenced, the recovery waits a short time (`kdump_started_timeout_s`) for the fence_kdump
+messages its crash kernel sends (recorded by `monitor.kdump_listener`).
+
+A host that sends them crashed: its kernel, and every VM it ran, is gone. It is `kdumping`,
+not power fenced (that would cut its dump short), and its VMs are proven gone at once.
+Once its messages stop for longer than `kdump_finished_timeout_s` its dump is over and it is
+`non_responsive` again until it is heard (its kdump configuration reboots it, as oVirt
+expects; oVirt does not fence it then either).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+from overt.engine import audit
+from overt.engine.db.tables import Host, utcnow
+from overt.engine.jobs.context import JobContext
+from overt.engine.model.host_actions import HostAction, check_host_action, status_after
+from overt.engine.model.status import HostStatus, LogSeverity
+from overt.engine.queries import lookup
+
+POLL_S = 0.25  # re-reading the host's last fence_kdump message
+
+
+class Kdump(StrEnum):
+    OFF = "off"  # detection disabled for the host, or the engine runs no listener
+    NOT_DETECTED = "not_detected"  # no message within the started timeout: fence it
+    DETECTED = "detected"  # it is dumping: kdumping, not fenced
+    ANSWERED = "answered"  # the host answered again meanwhile
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    started_s: float
+    finished_s: float
+
+    @classmethod
+    def of(cls, ctx: JobContext) -> Timeouts:
+        settings = ctx.services.settings
+        return cls(float(settings.kdump_started_timeout_s),
+                   float(settings.kdump_finished_timeout_s))
+
+
+def dumping(host: Host, finished_s: float, now: dt.datetime) -> bool:
+    """Its last fence_kdump message is recent enough that its dump still runs."""
+    last = host.kdump_message_at
+    return last is not None and (now - last).total_seconds() <= finished_s
+
+
+async def detect(ctx: JobContext, host: Host) -> Kdump:
+    """Wait for the host's fence_kdump messages; on them, mark it kdumping (with the event)."""
+    if not host.kdump_detection or not ctx.services.settings.fence_kdump_listener:
+        why = ("its power management's kdump detection is off" if not host.kdump_detection
+               else "the engine runs no fence_kdump listener (fence_kdump_listener=false)")
+        async with ctx.transaction() as session:
+            audit.record(session, f"Host {host.name} is fenced without waiting for fence_kdump "
+                         f"messages: {why}", code=audit.KDUMP_NOT_DETECTED, host_id=host.id,
+                         cluster_id=host.cluster_id, job_id=ctx.job.id)
+        return Kdump.OFF
+    timeouts = Timeouts.of(ctx)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeouts.started_s
+    async with ctx.step(f"Waiting up to {math.ceil(timeouts.started_s)} s for fence_kdump "
+                        f"messages of host {host.name} (kdump detection)", host_id=host.id):
+        while True:
+            async with ctx.transaction() as session:
+                current = await lookup.get(session, Host, host.id, for_update=True)
+                if current.status != HostStatus.NON_RESPONSIVE:
+                    return Kdump.ANSWERED
+                if dumping(current, timeouts.finished_s, utcnow()):
+                    check_host_action(HostAction.KDUMP, current.status, host_name=host.name)
+                    current.status = status_after(HostAction.KDUMP)
+                    current.status_detail = f"kdump: fence_kdump messages from {current.kdump_sender}"
+                    audit.record(session, f"Kdump flow is in progress on host {host.name}: it "
+                                 "crashed and its kdump kernel sends fence_kdump messages "
+                                 f"(from {current.kdump_sender}); it is kdumping and is not "
+                                 "power fenced, and its VMs are gone with its crashed kernel",
+                                 code=audit.KDUMP_DETECTED, severity=LogSeverity.WARNING,
+                                 host_id=host.id, cluster_id=host.cluster_id,
+                                 job_id=ctx.job.id)
+                    return Kdump.DETECTED
+                if loop.time() >= deadline:
+                    audit.record(session, f"Kdump flow is not in progress on host {host.name}: "
+                                 "no fence_kdump message came within "
+                                 f"{timeouts.started_s:g} s; it is fenced as its cluster's "
+                                 "fencing policy says", code=audit.KDUMP_NOT_DETECTED,
+                                 host_id=host.id, cluster_id=host.cluster_id,
+                                 job_id=ctx.job.id)
+                    return Kdump.NOT_DETECTED
+            await asyncio.sleep(POLL_S)
+
+
+async def wait_until_finished(ctx: JobContext, host: Host) -> bool:
+    """Wait while the host still sends messages; then it is non responsive again (with the
+    event). False when it left kdumping otherwise (heard again, or fenced by a user)."""
+    timeouts = Timeouts.of(ctx)
+    async with ctx.step(f"Waiting for host {host.name} to finish its kdump (no fence_kdump "
+                        f"message for {timeouts.finished_s:g} s)", host_id=host.id):
+        while True:
+            async with ctx.transaction() as session:
+                current = await lookup.get(session, Host, host.id, for_update=True)
+                if current.status != HostStatus.KDUMPING:
+                    return False
+                if not dumping(current, timeouts.finished_s, utcnow()):
+                    current.status = status_after(HostAction.KDUMP_FINISHED)
+                    current.status_detail = "kdump finished"
+                    audit.record(session, f"Kdump flow finished on host {host.name}: no "
+                                 f"fence_kdump message for {timeouts.finished_s:g} s; it stays "
+                                 "non responsive until it answers again (its kdump "
+                                 "configuration reboots it); it is not power fenced",
+                                 code=audit.KDUMP_FINISHED, severity=LogSeverity.WARNING,
+                                 host_id=host.id, cluster_id=host.cluster_id,
+                                 job_id=ctx.job.id)
+                    return True
+            await asyncio.sleep(POLL_S)

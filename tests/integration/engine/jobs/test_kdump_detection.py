@@ -1,0 +1,250 @@
+"""Kdump detection over the fast lane: a host stops answering while the real
+`fence_kdump_send` (Debian's fence-agents) sends its messages to the engine's fence_kdump
+listener on 127.0.0.1. The host is kdumping, never power fenced (the simulated BMC is never
+asked), its highly available VM restarts elsewhere at once; when the messages stop the dump
+is over and the host is non responsive. Messages from an address that is no host's, or for a
+host whose kdump detection is off, change nothing: it is fenced as before."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import shutil
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select
+
+from overt.engine.db.tables import Host, Job, User, utcnow
+from overt.engine.jobs import queue
+from overt.engine.jobs.kinds import RecoverHost
+from overt.engine.model.status import HostStatus, VmStatus
+from overt.engine.monitor.kdump_listener import KdumpListener
+from overt.engine.services import power_management
+from tests.integration.engine.jobs.test_host_recovery import (
+    BIG,
+    ROOMY,
+    _copies,
+    _falls_silent,
+    _policy,
+    _recovered,
+    _running,
+    _said,
+    _where,
+    _with_power_management,
+)
+from tests.support.loopback import LoopbackEngine
+from tests.support.simulated_bmc import SimulatedBmcs
+
+SENDER = "/usr/libexec/fence-agents/fence_kdump_send"
+
+
+@pytest.fixture
+def bmcs(engine: LoopbackEngine) -> SimulatedBmcs:
+    found = SimulatedBmcs(engine)
+    engine.worker.services.fence_agent = found
+    return found
+
+
+@pytest.fixture
+async def listener(engine: LoopbackEngine) -> AsyncIterator[KdumpListener]:
+    found = KdumpListener(engine.db, address="127.0.0.1", port=0)
+    await found.start()
+    yield found
+    await found.close()
+
+
+class KdumpSender:
+    """The real fence_kdump_send, as a crashed host's kdump kernel runs it."""
+
+    def __init__(self) -> None:
+        self.procs: list[asyncio.subprocess.Process] = []
+
+    async def start(self, port: int) -> None:
+        if shutil.which(SENDER) is None:
+            pytest.fail(f"{SENDER} is missing: install the Debian package fence-agents")
+        self.procs.append(await asyncio.create_subprocess_exec(
+            SENDER, "--ipport", str(port), "--interval", "1", "--count", "0", "127.0.0.1"))
+
+    async def stop(self) -> None:
+        for proc in self.procs:
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+        self.procs.clear()
+
+
+@pytest.fixture
+async def sender() -> AsyncIterator[KdumpSender]:
+    found = KdumpSender()
+    yield found
+    await found.stop()
+
+
+async def _two_hosts(engine: LoopbackEngine, bmcs: SimulatedBmcs, *,
+                     h1_address: str = "127.0.0.1") -> None:
+    """h1 (power management, the address given) and h2 (127.0.0.2); no grace."""
+    await engine.add_host("h1", memory_mib=BIG)
+    await engine.add_host("h2", memory_mib=ROOMY)
+    async with engine.session() as session:
+        for name, address in (("h1", h1_address), ("h2", "127.0.0.2")):
+            host = await session.get(Host, engine.hosts[name].host_id)
+            assert host is not None
+            host.address = address
+    await _with_power_management(engine, bmcs, "h1")
+    await _policy(engine)
+
+
+async def _crashes(engine: LoopbackEngine, name: str) -> None:
+    """Its kernel panics: every VM and its agent are gone, its power stays on."""
+    engine.hosts[name].hypervisor.power_off()
+    await engine.hosts[name].agent.stop()
+
+
+async def _host(engine: LoopbackEngine, name: str) -> Host:
+    async with engine.session() as session:
+        host = await session.get(Host, engine.hosts[name].host_id, populate_existing=True)
+        assert host is not None
+        return host
+
+
+async def _messages_recorded(engine: LoopbackEngine, name: str) -> None:
+    async def recorded() -> bool:
+        return (await _host(engine, name)).kdump_message_at is not None
+    await engine.eventually(recorded, what=f"a fence_kdump message recorded for {name}")
+
+
+async def test_a_kdumping_host_is_not_fenced_and_its_ha_vm_restarts_at_once(
+        engine: LoopbackEngine, bmcs: SimulatedBmcs, listener: KdumpListener,
+        sender: KdumpSender) -> None:
+    await _two_hosts(engine, bmcs)
+    ha = await _running(engine, "ha", memory_mib=512, ha=True)
+    plain = await _running(engine, "plain")
+    assert {(await _where(engine, v))[1] for v in (ha, plain)} == {"h1"}
+
+    await _crashes(engine, "h1")
+    await sender.start(listener.port)
+    await _messages_recorded(engine, "h1")
+    await _falls_silent(engine, "h1")
+
+    async def kdumping() -> bool:
+        return (await _host(engine, "h1")).status == HostStatus.KDUMPING
+    await engine.eventually(kdumping, what="h1 kdumping")
+    await engine.vm_reaches(ha, [VmStatus.UP])
+    assert await _where(engine, ha) == (VmStatus.UP, "h2")
+    assert await _copies(engine, "ha") == ["h2"]
+    assert await _where(engine, plain) == (VmStatus.DOWN, "nowhere")
+    assert (await _host(engine, "h1")).status == HostStatus.KDUMPING  # still dumping
+    said = await _said(engine)
+    assert ("Kdump flow is in progress on host h1: it crashed and its kdump kernel sends "
+            "fence_kdump messages (from 127.0.0.1); it is kdumping and is not power fenced, "
+            "and its VMs are gone with its crashed kernel") in said
+    why = "host h1 crashed and is dumping its memory (kdump)"
+    assert f"VM plain is down: {why}; it was not shut down gracefully" in said
+    assert ("Highly available VM ha is restarted on host h2: its host h1 failed and its "
+            "copy there is gone") in said
+
+    await sender.stop()  # the dump is written: the kdump kernel stops sending
+    job = await _recovered(engine, "h1")
+    assert job.result["kdump"] == "finished" and job.result["restarted"] == ["ha"]
+    assert (await _host(engine, "h1")).status == HostStatus.NON_RESPONSIVE
+    assert ("Kdump flow finished on host h1: no fence_kdump message for 1.5 s; it stays non "
+            "responsive until it answers again (its kdump configuration reboots it); it is "
+            "not power fenced") in await _said(engine)
+    assert [a for a in bmcs.actions if a[0] == "h1"] == []  # its BMC never asked
+
+
+async def test_messages_from_an_address_of_no_host_change_nothing(
+        engine: LoopbackEngine, bmcs: SimulatedBmcs, listener: KdumpListener,
+        sender: KdumpSender, caplog: pytest.LogCaptureFixture) -> None:
+    # h1 is 127.0.0.9 to the engine: the messages from 127.0.0.1 are nobody's.
+    await _two_hosts(engine, bmcs, h1_address="127.0.0.9")
+    ha = await _running(engine, "ha", memory_mib=512, ha=True)
+    caplog.set_level(logging.WARNING, logger="overt.engine.monitor.kdump_listener")
+    await _crashes(engine, "h1")
+    await sender.start(listener.port)
+
+    async def ignored() -> bool:
+        return "ignoring fence_kdump messages from 127.0.0.1: it is the address of no host" \
+            in caplog.text
+    await engine.eventually(ignored, what="the messages ignored")
+    await _falls_silent(engine, "h1")
+    job = await _recovered(engine, "h1")
+
+    assert ("h1", "reboot") in bmcs.actions  # fenced as without kdump detection
+    assert job.result.get("kdump") is None
+    for name in ("h1", "h2"):
+        assert (await _host(engine, name)).kdump_message_at is None
+    await engine.vm_reaches(ha, [VmStatus.UP])
+    assert await _where(engine, ha) == (VmStatus.UP, "h2")
+    said = await _said(engine)
+    assert ("Kdump flow is not in progress on host h1: no fence_kdump message came within "
+            "0.3 s; it is fenced as its cluster's fencing policy says") in said
+    assert not any(line.startswith("Kdump flow is in progress") for line in said)
+    # Logged once, however many messages came.
+    assert caplog.text.count("ignoring fence_kdump messages from 127.0.0.1") == 1
+
+
+async def test_kdump_detection_off_ignores_the_messages(
+        engine: LoopbackEngine, bmcs: SimulatedBmcs, listener: KdumpListener,
+        sender: KdumpSender) -> None:
+    await _two_hosts(engine, bmcs)
+    async with engine.session() as session:
+        user = await session.get(User, engine.user_id)
+        assert user is not None
+        await power_management.set_kdump_detection(session, engine.hosts["h1"].host_id, False,
+                                                   user)
+    ha = await _running(engine, "ha", memory_mib=512, ha=True)
+    await _crashes(engine, "h1")
+    await sender.start(listener.port)
+    await _messages_recorded(engine, "h1")
+    await _falls_silent(engine, "h1")
+    job = await _recovered(engine, "h1")
+
+    assert ("h1", "reboot") in bmcs.actions
+    assert job.result.get("kdump") is None
+    await engine.vm_reaches(ha, [VmStatus.UP])
+    said = await _said(engine)
+    assert "Kdump detection of host h1 was disabled by " + (
+        f"admin-{engine.user_id.hex[:6]}@internal") in said
+    assert not any(line.startswith("Kdump flow") for line in said), said
+    assert ("Host h1 is fenced without waiting for fence_kdump messages: its power "
+            "management's kdump detection is off") in said
+    async with engine.session() as session:
+        jobs = list((await session.execute(select(Job.description))).scalars())
+    assert "Power management restart of non responsive host h1" in jobs
+
+
+async def test_a_sender_that_is_several_hosts_address_is_not_trusted(
+        engine: LoopbackEngine) -> None:
+    """Two hosts recorded with the same address: a message cannot tell which one crashed."""
+    await engine.add_host("h1")
+    await engine.add_host("h2")  # both 127.0.0.1, as the loopback engine adds them
+    listener = KdumpListener(engine.db, address="127.0.0.1", port=0)
+    assert await listener.record("127.0.0.1") is False
+    assert (await _host(engine, "h1")).kdump_message_at is None
+    assert (await _host(engine, "h2")).kdump_message_at is None
+
+
+async def test_a_recovery_run_again_while_the_host_is_kdumping_waits_for_the_dumps_end(
+        engine: LoopbackEngine) -> None:
+    """The engine restarted while a host dumped: its recovery, run again, does not fence nor
+    judge it again; it waits for the dump's end (its last message is long past here)."""
+    await engine.add_host("h1")
+    await engine.hosts["h1"].agent.stop()
+    async with engine.session() as session:
+        host = await session.get(Host, engine.hosts["h1"].host_id)
+        assert host is not None
+        host.status = HostStatus.KDUMPING
+        host.kdump_message_at = utcnow() - dt.timedelta(minutes=5)
+        await queue.submit(session, RecoverHost(host_id=host.id),
+                           description="Handling non responsive host h1")
+    engine.wakeup.set()
+    job = await _recovered(engine, "h1")
+
+    assert job.result["kdump"] == "finished"
+    assert (await _host(engine, "h1")).status == HostStatus.NON_RESPONSIVE
+    said = await _said(engine)
+    assert any(line.startswith("Kdump flow finished on host h1") for line in said), said
+    assert not any(line.startswith("Host h1 is not fenced") for line in said), said
