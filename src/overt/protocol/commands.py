@@ -24,6 +24,7 @@ from overt.protocol.storage import (
     StorageDomainScan,
     StorageDomainUpdate,
     VolumeCopy,
+    VolumeSeal,
 )
 from overt.protocol.storage_reach import StorageDomainsProbe
 from overt.protocol.vm import DiskFormat, LeaseSpec, VmSpec, WireModel
@@ -318,6 +319,7 @@ Command = Annotated[
     | SharedVolumeDelete
     | SharedVolumeMetaUpdate
     | VolumeCopy
+    | VolumeSeal
     | LunRead
     | LunMetadataWrite
     | ExtentFormat

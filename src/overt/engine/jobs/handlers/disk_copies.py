@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import Disk, Host, StorageDomain, Template, Vm
+from overt.engine.db.tables import Disk, DiskAttachment, Host, StorageDomain, Template, Vm
 from overt.engine.jobs import queue
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed, RetryLater
@@ -34,10 +35,14 @@ from overt.engine.queries.vm_spec import disk_source, image_location
 from overt.protocol.storage import (
     IscsiExtentTarget,
     NfsVolumeTarget,
+    SealReport,
     SharedVolumeInfo,
     VolumeCopy,
+    VolumeSeal,
 )
 from overt.protocol.vm import DiskFormat, FileSource, IscsiSource, NfsSource
+
+SEAL_TIMEOUT_S = 1800  # virt-sysprep boots its appliance: ~30 s under TCG for a small disk
 
 
 async def _local_host(ctx: JobContext, domain: StorageDomain) -> Host:
@@ -115,9 +120,34 @@ async def _copy(ctx: JobContext, copy: DiskCopy, *, for_template: bool) -> None:
                      user_id=ctx.job.owner_id)
 
 
+async def _seal(ctx: JobContext, spec: CreateTemplate) -> None:
+    """oVirt's sealing: virt-sysprep on the template's boot disk (its first disk when
+    none is bootable), through the host that made the copy."""
+    async with ctx.transaction() as session:
+        template = await lookup.get(session, Template, spec.template_id)
+        attached = [(a, d) for a, d in await session.execute(
+            select(DiskAttachment, Disk).join(Disk, Disk.id == DiskAttachment.disk_id)
+            .where(DiskAttachment.template_id == template.id).order_by(DiskAttachment.pk))]
+        if not attached:
+            return
+        _attachment, disk = next(((a, d) for a, d in attached if a.bootable), attached[0])
+        domain = await lookup.domain_of(session, disk)
+    host = await _local_host(ctx, domain) if domain.storage_type == StorageType.LOCALFS.value \
+        else await shared.acting_host(ctx, domain)
+    async with ctx.step(f"Sealing template {template.name}", host_id=host.id) as step:
+        await ctx.nodes.call(host, VolumeSeal(
+            volume=_source(ctx, domain, disk),
+            format=DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW,
+            timeout_s=SEAL_TIMEOUT_S), SealReport, key=ctx.key(f"seal-{disk.id}"),
+            timeout_s=SEAL_TIMEOUT_S + 60)
+        await ctx.update_step(step.id, progress=100)
+
+
 async def create_template(ctx: JobContext, spec: CreateTemplate) -> dict[str, Any]:
     for copy in spec.copies:
         await _copy(ctx, copy, for_template=True)
+    if spec.seal:
+        await _seal(ctx, spec)
     async with ctx.transaction() as session:
         template = await lookup.get(session, Template, spec.template_id)
         vm = await lookup.get(session, Vm, spec.vm_id)
