@@ -127,28 +127,45 @@ def _nbd_argv(command: VolumeSeal, socket: Path, objects: list[str]) -> list[str
 
 @contextlib.asynccontextmanager
 async def nbd_export(command: VolumeSeal) -> AsyncIterator[Path]:
-    """The volume exported raw by qemu-nbd on a private unix socket, while the block runs."""
+    """The volume exported raw by qemu-nbd on a private unix socket, while the block runs.
+    `--fork`: qemu-nbd returns once it serves, or with its error if it cannot open the
+    volume (its socket appears before that, so it says nothing)."""
     volume = command.volume
     luns = [(volume.target, volume.chap)] if isinstance(volume, IscsiSource) else []
     with tempfile.TemporaryDirectory(prefix="overt-seal-") as scratch, \
             chap.secret_objects(luns) as objects:
-        socket = Path(scratch) / "nbd.sock"
-        proc = await asyncio.create_subprocess_exec(
-            *_nbd_argv(command, socket, objects), stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE)
+        socket, pid_file = Path(scratch) / "nbd.sock", Path(scratch) / "nbd.pid"
+        errors = Path(scratch) / "nbd.err"
+        with errors.open("wb") as err:
+            proc = await asyncio.create_subprocess_exec(
+                *_nbd_argv(command, socket, objects), "--fork", "--pid-file", str(pid_file),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=err)
+            try:
+                code = await asyncio.wait_for(proc.wait(), _NBD_READY_S)
+            except TimeoutError:
+                proc.kill()
+                code = None
+        if code != 0:
+            message = chap.scrub(errors.read_text(errors="replace").strip(),
+                                 luns[0][1] if luns else None)
+            raise NodeFailure(ErrorCode.STORAGE_UNREACHABLE, f"sealing {_said(volume)} "
+                              f"failed: qemu-nbd could not open it: {message or 'no answer'}")
+        server = int(pid_file.read_text().strip())
         try:
-            deadline = time.monotonic() + _NBD_READY_S
-            while not socket.exists():
-                if proc.returncode is not None or time.monotonic() > deadline:
-                    err = b"" if proc.stderr is None else await proc.stderr.read()
-                    message = chap.scrub(err.decode(errors="replace").strip(),
-                                         luns[0][1] if luns else None)
-                    raise NodeFailure(ErrorCode.STORAGE_UNREACHABLE, f"sealing "
-                                      f"{_said(volume)} failed: qemu-nbd could not open "
-                                      f"it: {message or 'no export'}")
-                await asyncio.sleep(0.05)
             yield socket
         finally:
-            if proc.returncode is None:
-                proc.terminate()
-                await proc.wait()
+            await _stop(server)
+
+
+async def _stop(pid: int) -> None:
+    """End the export and wait for it to close the volume (a VM may open it next)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    await asyncio.to_thread(_wait_gone, pid, 10.0)
+
+
+def _wait_gone(pid: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
