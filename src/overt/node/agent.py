@@ -79,6 +79,7 @@ from overt.protocol.storage import (
     StorageDomainUpdate,
     VolumeCopy,
     VolumeSeal,
+    VolumeSealProgress,
 )
 from overt.protocol.storage_reach import DomainsReach, StorageDomainsProbe
 from overt.protocol.vm import VmSpec
@@ -296,6 +297,8 @@ class Agent:
                 return await copies.copy_volume(command, self.volumes)
             case VolumeSeal():
                 return await sealing.seal_volume(command, self.volumes, tcg=self._tcg())
+            case VolumeSealProgress(volume=volume):
+                return sealing.progress_of(volume)
             case LunRead() | LunMetadataWrite() | ExtentFormat() | ExtentCommit():
                 return await iscsi_domain.execute(command)
             case StorageDomainsProbe():

@@ -25,6 +25,7 @@ from overt.protocol.storage import (
     StorageDomainUpdate,
     VolumeCopy,
     VolumeSeal,
+    VolumeSealProgress,
 )
 from overt.protocol.storage_reach import StorageDomainsProbe
 from overt.protocol.vm import DiskFormat, LeaseSpec, VmSpec, WireModel
@@ -320,6 +321,7 @@ Command = Annotated[
     | SharedVolumeMetaUpdate
     | VolumeCopy
     | VolumeSeal
+    | VolumeSealProgress
     | LunRead
     | LunMetadataWrite
     | ExtentFormat

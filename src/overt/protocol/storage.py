@@ -254,6 +254,22 @@ class VolumeSeal(WireModel):
     timeout_s: float = Field(default=1800, gt=0)
 
 
+class SealProgress(WireModel):
+    running: bool  # a seal of that volume is running on this node
+    stage: str = ""  # "starting", "examining the guest", or the operation being performed
+    operations_done: int = 0
+    percent: int = 0
+
+
+class VolumeSealProgress(WireModel):
+    """How far a running seal of the volume is (virt-sysprep's own lines), for its step."""
+
+    name: Literal["volume.seal_progress"] = "volume.seal_progress"
+    result: ClassVar[type[SealProgress]] = SealProgress
+    mutates: ClassVar[bool] = False
+    volume: FileSource | NfsSource | IscsiSource = Field(discriminator="kind")
+
+
 class LunContents(WireModel):
     size_bytes: int
     metadata: str  # the metadata area's text (up to its end marker), empty when blank

@@ -25,7 +25,7 @@ from overt.node.errors import NodeFailure
 from overt.node.storage import chap, iscsi_domain, nfs_domain
 from overt.node.storage.local import LocalVolumes
 from overt.protocol import ErrorCode
-from overt.protocol.storage import SealReport, VolumeSeal
+from overt.protocol.storage import SealProgress, SealReport, VolumeSeal
 from overt.protocol.vm import FileSource, IscsiSource, NfsSource
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ async def seal_volume(command: VolumeSeal, volumes: LocalVolumes, *, tcg: bool
     if isinstance(volume, FileSource):
         path = volumes.existing(volume.path, "the volume to seal")
         out = await run_sysprep(["--format", command.format.value, "-a", str(path)],
-                                command.timeout_s, tcg=tcg, said=str(path))
+                                command.timeout_s, tcg=tcg, said=_said(volume))
     else:
         async with nbd_export(command) as socket:
             out = await run_sysprep(["--format", "raw", "-a", f"nbd://?socket={socket}"],
@@ -73,8 +73,10 @@ def _sysprep_env(tcg: bool) -> dict[str, str]:
 
 
 async def run_sysprep(disk_args: list[str], timeout_s: float, *, tcg: bool, said: str) -> str:
-    """virt-sysprep's output; NodeFailure with its error lines if it fails or overruns."""
+    """virt-sysprep's output; NodeFailure with its error lines if it fails or overruns.
+    Its lines are followed as they come, for `progress_of` (keyed by `said`)."""
     argv = ["virt-sysprep", "--operations", OPERATIONS, *disk_args]
+    total = await _default_operations()
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -82,8 +84,18 @@ async def run_sysprep(disk_args: list[str], timeout_s: float, *, tcg: bool, said
     except FileNotFoundError:
         raise NodeFailure(ErrorCode.HYPERVISOR_ERROR, "sealing needs virt-sysprep on the "
                           "host (Debian package guestfs-tools)") from None
+    _running[said] = SealProgress(running=True, stage="starting", percent=0)
+    lines: list[str] = []
+
+    async def follow() -> None:
+        assert proc.stdout is not None
+        async for raw in proc.stdout:
+            line = raw.decode(errors="replace")
+            lines.append(line)
+            _running[said] = _advanced(_running[said], line, total)
+        await proc.wait()
     try:
-        raw, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
+        await asyncio.wait_for(follow(), timeout_s)
     except TimeoutError:
         _kill_group(proc.pid)
         await proc.wait()
@@ -92,11 +104,59 @@ async def run_sysprep(disk_args: list[str], timeout_s: float, *, tcg: bool, said
     except asyncio.CancelledError:
         _kill_group(proc.pid)
         raise
-    out = raw.decode(errors="replace")
+    finally:
+        _running.pop(said, None)
+    out = "".join(lines)
     if proc.returncode != 0:
         raise NodeFailure(ErrorCode.HYPERVISOR_ERROR,
                           f"sealing {said} failed: {error_of(out)}")
     return out
+
+
+_running: dict[str, SealProgress] = {}
+_defaults: list[int] = []
+
+
+def progress_of(volume: FileSource | NfsSource | IscsiSource) -> SealProgress:
+    """How far the seal of `volume` running on this node is (not running: said so)."""
+    return _running.get(_said(volume), SealProgress(running=False))
+
+
+def _advanced(progress: SealProgress, line: str, total: int) -> SealProgress:
+    """Examining the guest boots libguestfs's appliance (most of the time under TCG); then
+    each operation virt-sysprep performs moves the rest of the way."""
+    if "Examining the guest" in line:
+        return SealProgress(running=True, stage="examining the guest", percent=10)
+    performed = _PERFORMING.search(line)
+    if performed is None:
+        return progress
+    done = progress.operations_done + 1
+    return SealProgress(running=True, stage=performed.group(1), operations_done=done,
+                        percent=min(99, 10 + 90 * done // max(total, 1)))
+
+
+async def _default_operations() -> int:
+    """How many operations virt-sysprep performs (its defaults, less customize)."""
+    if not _defaults:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "virt-sysprep", "--list-operations", stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL)
+        except OSError:
+            return 36  # libguestfs 1.48's count; the progress is an estimate then
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), 5)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return 36
+        listed = [line.split() for line in out.decode(errors="replace").splitlines()]
+        count = sum(1 for words in listed
+                    if len(words) > 1 and words[1] == "*" and words[0] != "customize")
+        if not count:
+            return 36
+        _defaults.append(count)
+    return _defaults[0]
 
 
 def error_of(out: str) -> str:

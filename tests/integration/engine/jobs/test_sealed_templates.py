@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from overt.engine.db.tables import Disk, Job, Lock, Step, StorageDomain, Template, User, Vm
+from overt.engine.jobs.handlers import disk_copies
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import DiskStatus, TemplateStatus
 from overt.engine.queries.lookup import Ref
@@ -22,6 +23,7 @@ from overt.engine.services.inputs import VmInput
 from overt.node.errors import NodeFailure
 from overt.node.storage import sealing
 from overt.protocol import ErrorCode
+from overt.protocol.storage import SealProgress
 from tests.support.loopback import LoopbackEngine
 
 MIB = 1 << 20
@@ -103,6 +105,38 @@ async def test_a_sealed_template_has_its_boot_volume_sealed_after_the_copy(
     # virt-sysprep opened the template's own new volume (never the VM's), as qcow2.
     [(disk_args, _tcg)] = runs
     assert disk_args == ["--format", "qcow2", "-a", str(Path(domain.path) / disk.image_path)]
+
+
+async def test_the_seal_step_shows_virt_sysprep_s_stage_and_progress(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    vm_id = await _down_vm(engine)
+    seen = asyncio.Event()
+
+    async def half_way(disk_args: list[str], timeout_s: float, *, tcg: bool, said: str) -> str:
+        sealing._running[said] = SealProgress(running=True, stage="ssh-hostkeys",
+                                              operations_done=16, percent=50)
+        try:
+            await asyncio.wait_for(seen.wait(), 30)
+        finally:
+            sealing._running.pop(said, None)
+        return ""
+    monkeypatch.setattr(sealing, "run_sysprep", half_way)
+    monkeypatch.setattr(disk_copies, "SEAL_PROGRESS_INTERVAL_S", 0.05)
+    async with engine.session() as session:
+        await templates.create_template_from_vm(session, engine.jobs, name="web-tpl",
+                                                vm=Ref(id=vm_id), user=await _user(engine),
+                                                seal=True)
+
+    async def shown() -> bool:
+        async with engine.session() as session:
+            return (await session.execute(select(Step).where(
+                Step.description == "Sealing template web-tpl: ssh-hostkeys",
+                Step.progress == 50))).first() is not None
+    await engine.eventually(shown)
+    seen.set()
+    job = await engine.job(await _last_job(engine, "template.create"))
+    assert job.state == "done", job.error
+    assert (await _steps(engine, job))[-1] == ("Sealing template web-tpl", "finished")
 
 
 async def test_a_seal_that_fails_fails_the_job_and_removes_the_template(

@@ -20,12 +20,21 @@ def _stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> Pat
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     script = bin_dir / "virt-sysprep"
-    script.write_text("#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/args\"\n"
+    monkeypatch.setattr(sealing, "_defaults", [])
+    script.write_text("#!/bin/sh\n[ \"$1\" = --list-operations ] && { echo 'machine-id * "
+                      "Remove the local machine ID'; echo 'ssh-hostkeys * Remove'; exit 0; }\n"
+                      "echo \"$@\" > \"$(dirname \"$0\")/args\"\n"
                       "echo \"$LIBGUESTFS_BACKEND $LIBGUESTFS_BACKEND_SETTINGS\" > "
                       "\"$(dirname \"$0\")/env\"\n" + body)
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     return bin_dir
+
+
+def _replace_body(tmp_path: Path, body: str) -> None:
+    script = tmp_path / "bin" / "virt-sysprep"
+    text = script.read_text()
+    script.write_text(text[:text.index("\n", text.index("/env")) + 1] + body)
 
 
 def _volume(tmp_path: Path) -> tuple[VolumeSeal, LocalVolumes]:
@@ -43,6 +52,7 @@ async def test_a_local_volume_is_sealed_as_a_file_under_tcg(
     command, volumes = _volume(tmp_path)
     report = await sealing.seal_volume(command, volumes, tcg=True)
     assert report.operations == ["machine-id", "ssh-hostkeys"]
+    assert sealing._defaults == [2]  # its defaults, for the progress
     assert (bin_dir / "args").read_text().split() == [
         "--operations", "defaults,-customize", "--format", "qcow2", "-a",
         str(tmp_path / "images" / "t.qcow2")]
@@ -58,7 +68,7 @@ async def test_virt_sysprep_failing_or_overrunning_is_said_in_its_words(
     with pytest.raises(NodeFailure, match=r"failed: virt-sysprep: error: no operating "
                        "systems were found in the guest image$"):
         await sealing.seal_volume(command, volumes, tcg=False)
-    (tmp_path / "bin" / "virt-sysprep").write_text("#!/bin/sh\nsleep 30\n")
+    _replace_body(tmp_path, "sleep 30\n")
     with pytest.raises(NodeFailure, match="virt-sysprep did not finish within 2 s"):
         await sealing.seal_volume(command, volumes, tcg=False)
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
@@ -85,3 +95,14 @@ async def test_an_unreachable_shared_volume_is_said_as_such(tmp_path: Path) -> N
                        r"failed: qemu-nbd could not open it: qemu-nbd: Failed to blk_new_open"):
         async with sealing.nbd_export(command):
             pass
+
+
+def test_progress_follows_virt_sysprep_s_lines() -> None:
+    progress = sealing.SealProgress(running=True, stage="starting")
+    progress = sealing._advanced(progress, "[   0.0] Examining the guest ...\n", 4)
+    assert (progress.stage, progress.percent) == ("examining the guest", 10)
+    for line in ('[  28.0] Performing "machine-id" ...', "(a line of its own)",
+                 '[  30.1] Performing "ssh-hostkeys" ...'):
+        progress = sealing._advanced(progress, line, 4)
+    assert (progress.stage, progress.operations_done, progress.percent) == (
+        "ssh-hostkeys", 2, 55)

@@ -9,7 +9,10 @@ half-made images to disk removal jobs: nothing stays `locked`.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import uuid
 from typing import Any
 
 from sqlalchemy import select
@@ -39,10 +42,13 @@ from overt.protocol.storage import (
     SharedVolumeInfo,
     VolumeCopy,
     VolumeSeal,
+    VolumeSealProgress,
 )
 from overt.protocol.vm import DiskFormat, FileSource, IscsiSource, NfsSource
 
 SEAL_TIMEOUT_S = 1800  # virt-sysprep boots its appliance: ~30 s under TCG for a small disk
+SEAL_PROGRESS_INTERVAL_S = 2.0
+log = logging.getLogger(__name__)
 
 
 async def _local_host(ctx: JobContext, domain: StorageDomain) -> Host:
@@ -134,13 +140,39 @@ async def _seal(ctx: JobContext, spec: CreateTemplate) -> None:
         domain = await lookup.domain_of(session, disk)
     host = await _local_host(ctx, domain) if domain.storage_type == StorageType.LOCALFS.value \
         else await shared.acting_host(ctx, domain)
-    async with ctx.step(f"Sealing template {template.name}", host_id=host.id) as step:
-        await ctx.nodes.call(host, VolumeSeal(
-            volume=_source(ctx, domain, disk),
-            format=DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW,
+    title = f"Sealing template {template.name}"
+    volume = _source(ctx, domain, disk)
+    async with ctx.step(title, host_id=host.id) as step:
+        sealing = asyncio.ensure_future(ctx.nodes.call(host, VolumeSeal(
+            volume=volume, format=DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW,
             timeout_s=SEAL_TIMEOUT_S), SealReport, key=ctx.key(f"seal-{disk.id}"),
-            timeout_s=SEAL_TIMEOUT_S + 60)
-        await ctx.update_step(step.id, progress=100)
+            timeout_s=SEAL_TIMEOUT_S + 60))
+        try:
+            await _follow_seal(ctx, step.id, title, host, volume, sealing)
+            await sealing
+        finally:
+            sealing.cancel()
+        await ctx.update_step(step.id, description=title, progress=100)
+
+
+async def _follow_seal(ctx: JobContext, step_id: uuid.UUID, title: str, host: Host,
+                       volume: FileSource | NfsSource | IscsiSource,
+                       sealing: asyncio.Future[SealReport]) -> None:
+    """Until the seal ends: virt-sysprep's stage and progress into the step. A reading
+    that fails is skipped (the seal's own reply says how it ended)."""
+    while True:
+        done, _ = await asyncio.wait({sealing}, timeout=SEAL_PROGRESS_INTERVAL_S)
+        if done:
+            return
+        try:
+            progress = await ctx.nodes.call(host, VolumeSealProgress(volume=volume),
+                                            timeout_s=10)
+        except Exception as exc:
+            log.debug("the progress of %s was not read: %s", title, exc)
+            continue
+        if progress.running and not sealing.done():
+            await ctx.update_step(step_id, description=f"{title}: {progress.stage}",
+                                  progress=progress.percent)
 
 
 async def create_template(ctx: JobContext, spec: CreateTemplate) -> dict[str, Any]:
