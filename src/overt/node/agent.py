@@ -31,7 +31,7 @@ from overt.node.networking import HostNetworking
 from overt.node.snmp.reporter import SnmpReporter, row, vm_key
 from overt.node.snmp.snapshot import VmRow
 from overt.node.stats import Reading, StatsSampler
-from overt.node.storage import copies, iscsi_domain, reach
+from overt.node.storage import copies, iscsi_domain, reach, sealing
 from overt.node.storage.local import LocalVolumes
 from overt.node.storage.nfs_domain import NfsDomains
 from overt.protocol import CommandEnvelope, ErrorCode, NodeError, Reply
@@ -62,7 +62,7 @@ from overt.protocol.commands import (
     VolumeInfoCommand,
 )
 from overt.protocol.events import Heartbeat, HostStateReport, VmLifecycle
-from overt.protocol.host import HostState, ReportedBond, ReportedNetwork
+from overt.protocol.host import HostState, ReportedBond, ReportedNetwork, VirtMode
 from overt.protocol.imageio import ImageExportStart, ImageExportStop, ImageTicket
 from overt.protocol.networks import HostCommitNetworks, HostSetupNetworks
 from overt.protocol.storage import (
@@ -78,6 +78,8 @@ from overt.protocol.storage import (
     StorageDomainScan,
     StorageDomainUpdate,
     VolumeCopy,
+    VolumeSeal,
+    VolumeSealProgress,
 )
 from overt.protocol.storage_reach import DomainsReach, StorageDomainsProbe
 from overt.protocol.vm import VmSpec
@@ -293,6 +295,10 @@ class Agent:
                 return await self.shared_storage.execute(command)
             case VolumeCopy():
                 return await copies.copy_volume(command, self.volumes)
+            case VolumeSeal():
+                return await sealing.seal_volume(command, self.volumes, tcg=self._tcg())
+            case VolumeSealProgress(volume=volume):
+                return sealing.progress_of(volume)
             case LunRead() | LunMetadataWrite() | ExtentFormat() | ExtentCommit():
                 return await iscsi_domain.execute(command)
             case StorageDomainsProbe():
@@ -370,6 +376,13 @@ class Agent:
         if self.networks is None:
             raise NodeFailure(ErrorCode.BAD_REQUEST, "this node does not manage host networks")
         return self.networks
+
+    def _tcg(self) -> bool:
+        """Whether libguestfs's appliance must run under TCG, as this host's VMs do."""
+        try:
+            return self.hypervisor.virt_mode is not VirtMode.KVM
+        except RuntimeError:  # not connected yet: the safe (slower) choice
+            return True
 
     async def _locked(self, vm_id: uuid.UUID, action: Awaitable[T]) -> T:
         """Commands on one VM run one at a time (destroy and status excepted)."""

@@ -24,6 +24,8 @@ from overt.protocol.storage import (
     StorageDomainScan,
     StorageDomainUpdate,
     VolumeCopy,
+    VolumeSeal,
+    VolumeSealProgress,
 )
 from overt.protocol.storage_reach import StorageDomainsProbe
 from overt.protocol.vm import DiskFormat, LeaseSpec, VmSpec, WireModel
@@ -318,6 +320,8 @@ Command = Annotated[
     | SharedVolumeDelete
     | SharedVolumeMetaUpdate
     | VolumeCopy
+    | VolumeSeal
+    | VolumeSealProgress
     | LunRead
     | LunMetadataWrite
     | ExtentFormat

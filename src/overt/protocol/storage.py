@@ -235,6 +235,41 @@ class VolumeCopy(WireModel):
     sparse: bool = True
 
 
+class SealReport(WireModel):
+    operations: list[str]  # what virt-sysprep said it did, in its words
+    seconds: float
+
+
+class VolumeSeal(WireModel):
+    """oVirt's sealing of a template's volume: `virt-sysprep` takes away what makes a
+    Linux guest one machine (machine-id, SSH host keys, logs, cloud-init's state...), so
+    each VM made from the template gets an identity of its own. A shared domain's volume
+    is reached through `qemu-nbd` (the node has no NFS or iSCSI mount)."""
+
+    name: Literal["volume.seal"] = "volume.seal"
+    result: ClassVar[type[SealReport]] = SealReport
+    mutates: ClassVar[bool] = True
+    volume: FileSource | NfsSource | IscsiSource = Field(discriminator="kind")
+    format: DiskFormat = DiskFormat.QCOW2
+    timeout_s: float = Field(default=1800, gt=0)
+
+
+class SealProgress(WireModel):
+    running: bool  # a seal of that volume is running on this node
+    stage: str = ""  # "starting", "examining the guest", or the operation being performed
+    operations_done: int = 0
+    percent: int = 0
+
+
+class VolumeSealProgress(WireModel):
+    """How far a running seal of the volume is (virt-sysprep's own lines), for its step."""
+
+    name: Literal["volume.seal_progress"] = "volume.seal_progress"
+    result: ClassVar[type[SealProgress]] = SealProgress
+    mutates: ClassVar[bool] = False
+    volume: FileSource | NfsSource | IscsiSource = Field(discriminator="kind")
+
+
 class LunContents(WireModel):
     size_bytes: int
     metadata: str  # the metadata area's text (up to its end marker), empty when blank

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import os
 import secrets
 import subprocess
 import threading
@@ -311,6 +312,108 @@ def test_a_template_from_a_vm_a_thin_vm_and_a_clone_that_boots(demo: Demo) -> No
         if template is not None:
             wait_until(lambda: not vms.list(search="name=e2e-tpl-thin"), 60, "the thin VM gone")
             templates.template_service(template.id).remove()
+        conn.close()
+
+
+MACHINE_ID = "0123456789abcdef0123456789abcdef"
+HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
+
+
+def _guestfish(images: list[Path], script: str, *, read_only: bool) -> str:
+    """guestfish on a disk image, libguestfs's appliance under TCG (KVM is unusable here);
+    the script's lines are guestfish commands."""
+    env = {**os.environ, "LIBGUESTFS_BACKEND": "direct", "LIBGUESTFS_BACKEND_SETTINGS":
+           "force_tcg"}
+    argv = ["guestfish", *(["--ro"] if read_only else [])]
+    for image in images:
+        argv += ["-a", str(image)]
+    return subprocess.run(argv, input=script, env=env, check=True, capture_output=True,
+                          text=True, timeout=300).stdout
+
+
+def _give_a_linux_identity(image: Path, scratch: Path) -> None:
+    """The test guest's disk holds only its boot files: give it what virt-sysprep looks for
+    (an /etc with fstab and os-release, a /bin) and an identity to remove: a machine-id and
+    an SSH host key."""
+    files = {"fstab": "/dev/vda1 / ext4 defaults 0 1\n", "machine-id": f"{MACHINE_ID}\n",
+             "os-release": 'ID=debian\nVERSION_ID="12"\nNAME="Debian GNU/Linux"\n',
+             "host-key": "-----BEGIN OPENSSH PRIVATE KEY-----\ntest\n"}
+    for name, text in files.items():
+        (scratch / name).write_text(text)
+    _guestfish([image], "\n".join([
+        "run", "mount /dev/sda1 /", "mkdir-p /bin", "mkdir-p /etc/ssh",
+        f"upload {scratch}/fstab /etc/fstab", f"upload {scratch}/machine-id /etc/machine-id",
+        f"upload {scratch}/os-release /etc/os-release",
+        f"upload {scratch}/host-key {HOST_KEY}", ""]), read_only=False)
+
+
+@pytest.mark.parametrize("demo", ["sqlite"], indirect=True)
+def test_a_sealed_template_loses_the_vms_identity_and_its_vms_boot(
+        demo: Demo, tmp_path: Path) -> None:
+    """Through the SDK: `templates.add(..., seal=True)` from a down VM whose disk has a
+    machine-id and an SSH host key: the job's "Sealing template" step runs virt-sysprep on
+    the template's copy (the machine-id is emptied, the host key gone; the VM's own disk
+    keeps both), and a VM made from the sealed template boots."""
+    conn = demo.connect()
+    system = conn.system_service()
+    vms, templates = system.vms_service(), system.templates_service()
+    disks = system.disks_service()
+    made: list[str] = []
+
+    def image(disk_id: str) -> Path:
+        return next(demo.images_dir.rglob(f"{disk_id}.*"))
+
+    def ready(disk_id: str) -> bool:
+        return disks.disk_service(disk_id).get().status == types.DiskStatus.OK
+    template = None
+    try:
+        source = vms.add(types.Vm(name="e2e-seal-src", cluster=types.Cluster(name="Default"),
+                                  template=types.Template(name="test-guest"), memory=256 * MIB))
+        made.append(source.id)
+        [attachment] = vms.vm_service(source.id).disk_attachments_service().list()
+        wait_until(lambda: ready(attachment.disk.id), 60, "the source VM's disk")
+        source_image = image(attachment.disk.id)
+        _give_a_linux_identity(source_image, tmp_path)
+
+        template = templates.add(types.Template(name="e2e-sealed", vm=types.Vm(id=source.id)),
+                                 seal=True)
+        wait_until(lambda: templates.template_service(template.id).get().status
+                   == types.TemplateStatus.OK, 300, "the sealed template to be ok")
+        job = next(j for j in system.jobs_service().list()
+                   if j.description == "Creating template e2e-sealed from VM e2e-seal-src")
+        steps = [s.description for s in
+                 system.jobs_service().job_service(job.id).steps_service().list()]
+        assert "Sealing template e2e-sealed" in steps
+        [sealed] = templates.template_service(template.id).disk_attachments_service().list()
+        # Both disks in one appliance boot: the template's (sda), then the VM's (sdb).
+        check = "".join(f"mount-ro /dev/{d}1 /\ncat /etc/machine-id\nexists {HOST_KEY}\n"
+                        "umount /\n" for d in ("sda", "sdb"))
+        seen = _guestfish([image(sealed.disk.id), source_image], f"run\n{check}",
+                          read_only=True).split()
+        assert seen == ["false", MACHINE_ID, "true"]
+
+        vm = vms.add(types.Vm(name="e2e-sealed-vm", cluster=types.Cluster(name="Default"),
+                              template=types.Template(id=template.id)))
+        made.append(vm.id)
+        [vm_disk] = vms.vm_service(vm.id).disk_attachments_service().list()
+        wait_until(lambda: ready(vm_disk.disk.id), 60, "the new VM's disk")
+        service = vms.vm_service(vm.id)
+        service.start()
+        wait_until(lambda: status_of(conn, vm.id) == types.VmStatus.UP, 90, "the VM up")
+        serial = Path(CONSOLE_LOG_DIR) / f"{vm.id}.log"
+        wait_until(lambda: serial.exists() and BOOT_MARKER in serial.read_text(), 30,
+                   "the boot marker of the sealed template's VM")
+        service.stop()
+        wait_until(lambda: status_of(conn, vm.id) == types.VmStatus.DOWN, 60, "the VM down")
+    finally:
+        demo.destroy_leftover_domains(made)
+        for vm_id in made:
+            with contextlib.suppress(sdk.Error):
+                vms.vm_service(vm_id).remove()
+        if template is not None:
+            wait_until(lambda: not vms.list(search="name=e2e-sealed-vm"), 60, "the VM gone")
+            with contextlib.suppress(sdk.Error):
+                templates.template_service(template.id).remove()
         conn.close()
 
 

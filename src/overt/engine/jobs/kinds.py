@@ -191,6 +191,7 @@ class CreateTemplate(_CopyDisksJob):
     max_attempts: ClassVar[int] = 3
     vm_id: uuid.UUID
     template_id: uuid.UUID
+    seal: bool = False  # oVirt's sealed template: its boot disk's copy goes through virt-sysprep
 
     def locks(self) -> tuple[LockOn, ...]:
         return (("vm", self.vm_id), *self._disk_locks(), ("template", self.template_id))

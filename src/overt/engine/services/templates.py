@@ -15,6 +15,7 @@ from overt.engine.db.tables import Disk, DiskAttachment, Job, StorageDomain, Tem
 from overt.engine.jobs.kinds import CloneVm, CreateDisk, CreateTemplate, RemoveDisk
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.initialization import Initialization, replaced_initialization
+from overt.engine.model.operating_systems import operating_system
 from overt.engine.model.status import DiskFormat, DiskStatus, TemplateStatus, VmStatus
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
@@ -60,11 +61,13 @@ async def create_template_from_vm(
     targets: dict[uuid.UUID, CopyTarget] | None = None,
     default_target: CopyTarget | None = None,
     initialization: Initialization | None = None, bios_type: str | None = None,
+    seal: bool = False,
 ) -> Template:
     """oVirt's template from a VM: the down VM's configuration, and full (flattened) copies
     of its disks on the same domain or the one asked for per disk (`targets`, by the VM's
     disk id) or for all (`default_target`). The template is `locked` until its job ends.
-    Its cloud-init is the `initialization` given, else the VM's; its bios type likewise."""
+    Its cloud-init is the `initialization` given, else the VM's; its bios type likewise.
+    `seal`: its boot disk's copy is sealed (virt-sysprep), refused for Windows as in oVirt."""
     what = "add Template"
     if not name:
         raise InvalidInput("template.name is required")
@@ -77,6 +80,10 @@ async def create_template_from_vm(
     if source.status != VmStatus.DOWN:
         raise Conflict(f"Cannot add Template. VM {source.name} is {source.status}: it must be "
                        "down.")
+    os_family = getattr(operating_system(source.os_type), "family", "Other")
+    if seal and os_family == "Windows":
+        raise Conflict(f"Cannot add Template. VM {source.name} runs Windows: sealing "
+                       "(virt-sysprep) is for Linux guests only.")
     attached = await attachments_of(session, vm_id=source.id)
     check_sources(what, [disk for _a, disk in attached])
     unknown = set(targets or {}) - {disk.id for _a, disk in attached}
@@ -105,7 +112,7 @@ async def create_template_from_vm(
                                    active=attachment.active))
         copies.append(planned)
     await jobs.submit(session, CreateTemplate(vm_id=source.id, template_id=template.id,
-                                              copies=tuple(copies)),
+                                              copies=tuple(copies), seal=seal),
                       description=f"Creating template {name} from VM {source.name}",
                       owner_id=user.id)
     audit.record(session, f"Template {name} is being created from VM {source.name} by "

@@ -54,7 +54,8 @@ async def _disk_targets(ctx: ApiContext, vm: Node | None) -> dict[uuid.UUID, Cop
 
 @routes.post("/templates")
 async def add_template(ctx: ApiContext) -> Response:
-    """oVirt's `POST /templates` with `<vm>`: a template made from a down VM's disks."""
+    """oVirt's `POST /templates` with `<vm>`: a template made from a down VM's disks;
+    `?seal=true` seals its boot disk (virt-sysprep), as the SDK's `add(seal=True)` asks."""
     body = await ctx.body("template")
     vm = body.child("vm")
     if vm is None:
@@ -64,7 +65,8 @@ async def add_template(ctx: ApiContext) -> Response:
         description=body.get_str("description"), user=ctx.user,
         targets=await _disk_targets(ctx, vm),
         default_target=await _target(ctx, body, "template.storage_domain"),
-        initialization=_initialization(ctx, body), bios_type=_bios(body))
+        initialization=_initialization(ctx, body), bios_type=_bios(body),
+        seal=ctx.strict_flag("seal"))
     return ctx.render("template", views.template(template), status=201)
 
 

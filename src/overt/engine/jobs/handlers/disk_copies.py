@@ -9,13 +9,17 @@ half-made images to disk removal jobs: nothing stays `locked`.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import uuid
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import Disk, Host, StorageDomain, Template, Vm
+from overt.engine.db.tables import Disk, DiskAttachment, Host, StorageDomain, Template, Vm
 from overt.engine.jobs import queue
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed, RetryLater
@@ -34,10 +38,17 @@ from overt.engine.queries.vm_spec import disk_source, image_location
 from overt.protocol.storage import (
     IscsiExtentTarget,
     NfsVolumeTarget,
+    SealReport,
     SharedVolumeInfo,
     VolumeCopy,
+    VolumeSeal,
+    VolumeSealProgress,
 )
 from overt.protocol.vm import DiskFormat, FileSource, IscsiSource, NfsSource
+
+SEAL_TIMEOUT_S = 1800  # virt-sysprep boots its appliance: ~30 s under TCG for a small disk
+SEAL_PROGRESS_INTERVAL_S = 2.0
+log = logging.getLogger(__name__)
 
 
 async def _local_host(ctx: JobContext, domain: StorageDomain) -> Host:
@@ -115,9 +126,60 @@ async def _copy(ctx: JobContext, copy: DiskCopy, *, for_template: bool) -> None:
                      user_id=ctx.job.owner_id)
 
 
+async def _seal(ctx: JobContext, spec: CreateTemplate) -> None:
+    """oVirt's sealing: virt-sysprep on the template's boot disk (its first disk when
+    none is bootable), through the host that made the copy."""
+    async with ctx.transaction() as session:
+        template = await lookup.get(session, Template, spec.template_id)
+        attached = [(a, d) for a, d in await session.execute(
+            select(DiskAttachment, Disk).join(Disk, Disk.id == DiskAttachment.disk_id)
+            .where(DiskAttachment.template_id == template.id).order_by(DiskAttachment.pk))]
+        if not attached:
+            return
+        _attachment, disk = next(((a, d) for a, d in attached if a.bootable), attached[0])
+        domain = await lookup.domain_of(session, disk)
+    host = await _local_host(ctx, domain) if domain.storage_type == StorageType.LOCALFS.value \
+        else await shared.acting_host(ctx, domain)
+    title = f"Sealing template {template.name}"
+    volume = _source(ctx, domain, disk)
+    async with ctx.step(title, host_id=host.id) as step:
+        sealing = asyncio.ensure_future(ctx.nodes.call(host, VolumeSeal(
+            volume=volume, format=DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW,
+            timeout_s=SEAL_TIMEOUT_S), SealReport, key=ctx.key(f"seal-{disk.id}"),
+            timeout_s=SEAL_TIMEOUT_S + 60))
+        try:
+            await _follow_seal(ctx, step.id, title, host, volume, sealing)
+            await sealing
+        finally:
+            sealing.cancel()
+        await ctx.update_step(step.id, description=title, progress=100)
+
+
+async def _follow_seal(ctx: JobContext, step_id: uuid.UUID, title: str, host: Host,
+                       volume: FileSource | NfsSource | IscsiSource,
+                       sealing: asyncio.Future[SealReport]) -> None:
+    """Until the seal ends: virt-sysprep's stage and progress into the step. A reading
+    that fails is skipped (the seal's own reply says how it ended)."""
+    while True:
+        done, _ = await asyncio.wait({sealing}, timeout=SEAL_PROGRESS_INTERVAL_S)
+        if done:
+            return
+        try:
+            progress = await ctx.nodes.call(host, VolumeSealProgress(volume=volume),
+                                            timeout_s=10)
+        except Exception as exc:
+            log.debug("the progress of %s was not read: %s", title, exc)
+            continue
+        if progress.running and not sealing.done():
+            await ctx.update_step(step_id, description=f"{title}: {progress.stage}",
+                                  progress=progress.percent)
+
+
 async def create_template(ctx: JobContext, spec: CreateTemplate) -> dict[str, Any]:
     for copy in spec.copies:
         await _copy(ctx, copy, for_template=True)
+    if spec.seal:
+        await _seal(ctx, spec)
     async with ctx.transaction() as session:
         template = await lookup.get(session, Template, spec.template_id)
         vm = await lookup.get(session, Vm, spec.vm_id)
