@@ -92,7 +92,11 @@ def create(
         iso_disk = iso_id(client, iso) if iso else None
         vm = client.post("/vms", body)
         if iso_disk:
-            client.put(f"/vms/{vm['id']}/cdroms/{CDROM_ID}", {"file": {"id": iso_disk}})
+            try:
+                client.put(f"/vms/{vm['id']}/cdroms/{CDROM_ID}", {"file": {"id": iso_disk}})
+            except ApiError:  # e.g. an ISO of another data center: no VM left half-made
+                client.delete(f"/vms/{vm['id']}")
+                raise
         if network:
             profiles = [p for p in client.get("/vnicprofiles").get("vnic_profile", [])
                         if p["name"] == network]
