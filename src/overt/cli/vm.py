@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -11,6 +12,7 @@ from overt.cli.client import ApiClient, ApiError
 from overt.cli.errors import reports_errors
 from overt.cli.options import CaFile, DataDir, Json, PasswordFile, Url, User, connect
 from overt.cli.output import as_json, console, human_bytes, parse_size, progress, table
+from overt.cli.vm_provisioning import CDROM_ID, initialization, iso_id, parse_boot
 
 app = typer.Typer(help="Virtual machines.", no_args_is_help=True)
 
@@ -59,15 +61,42 @@ def create(
     disk_size: Annotated[str | None, typer.Option(help="Add an empty disk of this size.")] = None,
     storage_domain: Annotated[str | None, typer.Option(help="Where the disk goes.")] = None,
     network: Annotated[str | None, typer.Option(help="Add a NIC on this network.")] = "ovirtmgmt",
+    boot: Annotated[str | None, typer.Option(
+        help="Boot devices in order, comma-separated: hd, cdrom, network.")] = None,
+    iso: Annotated[str | None, typer.Option(help="An ISO image (name) for the VM's CD.")] = None,
+    hostname: Annotated[str | None, typer.Option(help="cloud-init: the guest's host name.")
+                        ] = None,
+    user_name: Annotated[str | None, typer.Option(
+        "--user-name", help="cloud-init: a user to create.")] = None,
+    ssh_key: Annotated[Path | None, typer.Option(
+        help="cloud-init: a file of SSH public keys for the user.", dir_okay=False)] = None,
+    root_password_file: Annotated[Path | None, typer.Option(
+        help="cloud-init: a file holding the root password.", dir_okay=False)] = None,
+    cloud_init_script: Annotated[Path | None, typer.Option(
+        help="cloud-init: a file of cloud-config to merge.", dir_okay=False)] = None,
     url: Url = None, user: User = None, password_file: PasswordFile = None,
     ca_file: CaFile = None, data_dir: DataDir = None, json: Json = False,
 ) -> None:
-    """Create a VM (from a template), with a NIC and optionally an empty disk."""
+    """Create a VM (from a template), with a NIC and optionally an empty disk, its boot
+    order, an ISO in its CD and cloud-init settings."""
+    devices = parse_boot(boot)
+    init = initialization(hostname, user_name, ssh_key, root_password_file, cloud_init_script)
     with connect(url, user, password_file, ca_file, data_dir) as client:
         body: dict[str, Any] = {"name": name, "cluster": {"name": cluster},
                                 "template": {"name": template}, "memory": parse_size(memory),
                                 "cpu": {"topology": {"sockets": cpus, "cores": 1, "threads": 1}}}
+        if devices:
+            body["os"] = {"boot": {"devices": {"device": devices}}}
+        if init:
+            body["initialization"] = init
+        iso_disk = iso_id(client, iso) if iso else None
         vm = client.post("/vms", body)
+        if iso_disk:
+            try:
+                client.put(f"/vms/{vm['id']}/cdroms/{CDROM_ID}", {"file": {"id": iso_disk}})
+            except ApiError:  # e.g. an ISO of another data center: no VM left half-made
+                client.delete(f"/vms/{vm['id']}")
+                raise
         if network:
             profiles = [p for p in client.get("/vnicprofiles").get("vnic_profile", [])
                         if p["name"] == network]
@@ -181,3 +210,25 @@ def migrate(name: Annotated[str, typer.Argument(help="VM name or id.")],
     body = {"host": {"name": to}} if to else None
     _action(name, "migrate", "Migrating VM", url, user, password_file, ca_file, data_dir, "up",
             body=body)
+
+
+@app.command()
+@reports_errors
+def cdrom(name: Annotated[str, typer.Argument(help="VM name or id.")],
+          iso: Annotated[str | None, typer.Option(help="The ISO image (name) to insert.")
+                         ] = None,
+          eject: Annotated[bool, typer.Option(help="Empty the CD.")] = False,
+          url: Url = None, user: User = None, password_file: PasswordFile = None,
+          ca_file: CaFile = None, data_dir: DataDir = None) -> None:
+    """Change a VM's CD: on a running VM now, else for its next start."""
+    if (iso is None) == (not eject):
+        raise typer.BadParameter("give either --iso NAME or --eject", param_hint="--iso")
+    with connect(url, user, password_file, ca_file, data_dir) as client:
+        vm_id, vm_name = _vm_id(client, name)
+        file_id = iso_id(client, iso) if iso else ""
+        running = client.get(f"/vms/{vm_id}")["status"] not in ("down", "suspended")
+        query = "?current=true" if running else ""
+        client.put(f"/vms/{vm_id}/cdroms/{CDROM_ID}{query}", {"file": {"id": file_id}})
+    what = f"ISO {iso} inserted" if iso else "CD ejected"
+    when = "now (the VM is running)" if running else "for the VM's next start"
+    console.print(f"[green]✓[/] {what} in VM {vm_name}, {when}")

@@ -5,14 +5,19 @@ and a change through the API shows on the page."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from collections.abc import Iterator
 
 import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
 from playwright.sync_api import Browser, Page, expect
+from sqlalchemy import select
 
+from overt.engine.db.tables import Cluster, Disk, StorageDomain
+from overt.engine.model.status import DiskStatus, StorageDomainStatus
 from tests.e2e.web.conftest import SCREENSHOTS, admin_page
 from tests.support.engine import RunningEngine, start_engine
 from tests.support.no_nodes import NoNodes
@@ -141,3 +146,64 @@ def test_a_change_through_the_api_shows_on_the_page(
         "BIOS (SeaBIOS) · bios.type q35_sea_bios")
     expect(page.get_by_test_id("vm-hw-boot")).to_have_text("1. CD-ROM, 2. Network (PXE)")
     _section_fits(page)
+
+
+def _iso_disk(engine: RunningEngine, name: str) -> str:
+    """An ISO disk on a local domain of the Default data center, as its upload leaves it."""
+    async def insert() -> str:
+        async with engine.runtime.db.transaction() as session:
+            cluster = (await session.execute(select(Cluster).where(
+                Cluster.name == "Default"))).scalar_one()
+            domain = StorageDomain(id=uuid.uuid4(), name=f"{name}-sd", storage_type="localfs",
+                                   path=f"/var/tmp/{name}-sd",
+                                   data_center_id=cluster.data_center_id,
+                                   status=StorageDomainStatus.ACTIVE)
+            session.add(domain)
+            await session.flush()
+            disk = Disk(id=uuid.uuid4(), name=name, storage_domain_id=domain.id,
+                        provisioned_size=4 * MIB, format="raw", sparse=False,
+                        status=DiskStatus.OK, image_path=f"images/{name}", content_type="iso")
+            session.add(disk)
+            return str(disk.id)
+    return str(asyncio.run_coroutine_threadsafe(insert(), engine.loop).result(timeout=30))
+
+
+def test_the_new_vm_forms_boot_order_cd_and_cloud_init_reach_the_vm(
+        admin: Page, engine: RunningEngine) -> None:
+    page = admin
+    iso_id = _iso_disk(engine, "hw-installer.iso")
+    page.goto("/vms/new")
+    page.get_by_label("Name", exact=True).fill("hw-from-form")
+    page.get_by_label("No disk").check()
+    page.get_by_label("Network interface").select_option("")
+    page.get_by_label("1st device").select_option("cdrom")
+    page.get_by_label("2nd device").select_option("network")
+    page.get_by_label("3rd device").select_option("hd")
+    page.get_by_label("CD (ISO image)").select_option(iso_id)
+    page.get_by_label("Host name").fill("installer1")
+    page.get_by_label("User", exact=True).fill("ops")
+    # A malformed key first: the form says why and keeps everything typed.
+    page.get_by_label("SSH public key").fill("ssh-ed25519 not-a-key")
+    page.get_by_label("Custom script (cloud-config)").fill("runcmd:\n  - echo hi\n")
+    page.get_by_role("button", name="Create VM").click()
+    expect(page.get_by_role("alert")).to_contain_text("key 1 is not an OpenSSH public key")
+    expect(page.get_by_label("Host name")).to_have_value("installer1")
+    expect(page.get_by_label("1st device")).to_have_value("cdrom")
+    expect(page.get_by_label("CD (ISO image)")).to_have_value(iso_id)
+    expect(page.get_by_label("Custom script (cloud-config)")).to_have_value(
+        "runcmd:\n  - echo hi\n")
+    page.get_by_label("SSH public key").fill("")
+    page.get_by_role("button", name="Create VM").click()
+    expect(page.get_by_role("heading", name="VM hw-from-form")).to_be_visible()
+    expect(page.get_by_test_id("vm-hw-boot")).to_have_text(
+        "1. CD-ROM, 2. Network (PXE), 3. Hard disk")
+    expect(page.get_by_test_id("vm-hw-cdrom")).to_have_text("hw-installer.iso")
+    conn = sdk.Connection(url=engine.url, username="admin@internal", password=engine.password,
+                          ca_file=str(engine.ca_file))
+    try:
+        vm = conn.system_service().vms_service().list(search="name=hw-from-form")[0]
+        assert (vm.initialization.host_name, vm.initialization.user_name) == ("installer1",
+                                                                              "ops")
+        assert vm.initialization.custom_script == "runcmd:\n  - echo hi\n"
+    finally:
+        conn.close()

@@ -60,7 +60,7 @@ def test_a_vm_from_creation_to_removal(page: Page, web_demo: Demo) -> None:
         page.goto("/vms")
         page.get_by_role("link", name="New VM").click()
         assert _labels_on_every_control(page) == []
-        page.get_by_label("Name").fill(name)
+        page.get_by_label("Name", exact=True).fill(name)
         page.get_by_label("Memory (MiB)").fill("256")
         page.get_by_label("From an image").check()
         image = page.get_by_label("Image (template)")

@@ -31,9 +31,11 @@ from overt.engine.model.status import HostStatus, StorageDomainStatus, TemplateS
 from overt.engine.model.vm_actions import VM_ACTIONS, VmAction
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
+from overt.engine.services import cdroms
 from overt.engine.services import vms as vm_service
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput, NicInput, VmInput
 from overt.engine.services.jobs import wait_for_job
+from overt.engine.web import vm_new_provisioning as provisioning
 from overt.engine.web.cdrom_view import cdrom_values
 from overt.engine.web.context import WebContext, page
 from overt.engine.web.listing import Column, ids_asked, list_view, page_of
@@ -117,12 +119,13 @@ async def form_choices(session: AsyncSession) -> dict[str, Any]:
         "profiles": list((await session.execute(
             select(VnicProfile, Network.name).join(Network, Network.id == VnicProfile.network_id)
             .order_by(VnicProfile.name))).all()),
+        **await provisioning.iso_choices(session),
     }
 
 
 DEFAULT_FORM = {"name": "", "memory_mib": "256", "cpus": "1", "disk": "image", "template": "",
                 "disk_gib": "1", "domain": "", "profile": "", "cluster": "",
-                "ha": "", "ha_priority": "1"}
+                "ha": "", "ha_priority": "1", **provisioning.DEFAULTS}
 
 
 def _number(form: dict[str, str], key: str, label: str, low: int, high: int) -> int:
@@ -163,6 +166,8 @@ def vm_input(form: dict[str, str]) -> VmInput:
         raise InvalidInput(f"disk must be image, empty or none, not {source!r}")
     if form.get("profile"):
         data.nics.append(NicInput(name="nic1", vnic_profile=_ref(form["profile"], "network")))
+    data.boot_devices = provisioning.boot_devices(form)
+    data.initialization = provisioning.initialization(form)
     return data
 
 
@@ -192,6 +197,9 @@ async def create_vm(ctx: WebContext) -> Response:
 
     ctx.on_error = show_error
     vm = await vm_service.add_vm(ctx.session, ctx.services.jobs, vm_input(form), ctx.user)
+    if form.get("iso"):  # for its first start; a refusal undoes the whole creation
+        await cdroms.update_cdrom(ctx.session, ctx.services.jobs, vm, form["iso"], ctx.user,
+                                  current=False)
     return RedirectResponse(f"/vms/{vm.id}", status_code=303)
 
 
