@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import ipaddress
+import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,13 +54,18 @@ def load_cert(data: bytes) -> x509.Certificate:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write a secret file readable by its owner only."""
+    """Write a secret file readable by its owner only. The temporary file is this call's
+    own: engine processes started together (api, workers, monitors) may write the same
+    file at once, and one's rename must not take another's temporary file away."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.touch(mode=0o600)
-    tmp.chmod(0o600)
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.touch(mode=0o600)
+        tmp.chmod(0o600)
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def fingerprint(cert: x509.Certificate) -> str:

@@ -62,6 +62,10 @@ def test_workers_and_monitors_share_the_load_and_losing_one_of_each_loses_nothin
                        if j.description.startswith("Launching VM scale-"))
         wait_until(lambda: finished() >= 8, 60, "the first VMs to start")
         site.kill("worker1")  # with jobs in hand: their leases lapse, worker2 takes them
+        # monitor1 has reported events it applied (its report comes every 2 s: killed
+        # before its first one, it would show none although it shared the load)
+        wait_until(lambda: _applied(site.text("monitor1")) > 0, 30,
+                   "monitor1 to report events applied")
         site.kill("monitor1")  # with events in hand: the broker gives them to monitor2
         wait_until(lambda: finished() == VMS, 120, "every start job to finish", every=1)
         wait_until(lambda: all(vms.vm_service(i).get().status == types.VmStatus.UP
