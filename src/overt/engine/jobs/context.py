@@ -3,6 +3,8 @@ and what a unit is: how one kind of job runs, and what it undoes when it fails."
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -19,6 +21,8 @@ from overt.engine.jobs.kinds import JobSpec
 from overt.engine.model.status import JobStatus, StepType
 from overt.engine.nodes import NodeClient
 from overt.engine.secrets import SecretBox
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -96,6 +100,26 @@ class JobContext:
                     step.description = description
                 if progress is not None:
                     step.progress = max(0, min(100, progress))
+
+    async def follow_step(self, step_id: uuid.UUID, title: str, running: asyncio.Future[Any],
+                          read: Callable[[], Awaitable[tuple[str, int] | None]], *,
+                          interval_s: float) -> None:
+        """Until `running` ends: every `interval_s`, what `read` says of it (a text and a
+        percentage; None: nothing to show) into the step as "TITLE: text". A reading that
+        fails is skipped (the work's own reply says how it ended)."""
+        while True:
+            done, _ = await asyncio.wait({running}, timeout=interval_s)
+            if done:
+                return
+            try:
+                reading = await read()
+            except Exception as exc:
+                log.debug("the progress of %s was not read: %s", title, exc)
+                continue
+            if reading is not None and not running.done():
+                text, percent = reading
+                await self.update_step(step_id, description=f"{title}: {text}",
+                                       progress=percent)
 
     async def _close_step(self, step_id: uuid.UUID, status: JobStatus) -> None:
         async with self.db.transaction() as session:

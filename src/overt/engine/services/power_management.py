@@ -23,23 +23,24 @@ FENCE_TYPES = tuple(fencing.ACTIONS)
 
 
 async def set_enabled(session: AsyncSession, host_id: uuid.UUID, enabled: bool, user: User) -> Host:
-    host = await lookup.get(session, Host, host_id, for_update=True)
-    if host.pm_enabled != enabled:
-        host.pm_enabled = enabled
-        audit.record(session, f"Power management of host {host.name} was "
-                     f"{'enabled' if enabled else 'disabled'} by {user.user_name}",
-                     code=audit.HOST_POWER_MANAGEMENT_UPDATED, host_id=host.id, user_id=user.id)
-    return host
+    return await _set_flag(session, host_id, "pm_enabled", "Power management", enabled, user)
 
 
 async def set_kdump_detection(session: AsyncSession, host_id: uuid.UUID, enabled: bool,
                               user: User) -> Host:
     """oVirt's `power_management.kdump_detection`: whether a recovery waits for the host's
     fence_kdump messages before fencing it."""
+    return await _set_flag(session, host_id, "kdump_detection", "Kdump detection", enabled,
+                           user)
+
+
+async def _set_flag(session: AsyncSession, host_id: uuid.UUID, flag: str, what: str,
+                    enabled: bool, user: User) -> Host:
+    """Turn one of the host's power management switches on or off, with the event."""
     host = await lookup.get(session, Host, host_id, for_update=True)
-    if host.kdump_detection != enabled:
-        host.kdump_detection = enabled
-        audit.record(session, f"Kdump detection of host {host.name} was "
+    if getattr(host, flag) != enabled:
+        setattr(host, flag, enabled)
+        audit.record(session, f"{what} of host {host.name} was "
                      f"{'enabled' if enabled else 'disabled'} by {user.user_name}",
                      code=audit.HOST_POWER_MANAGEMENT_UPDATED, host_id=host.id, user_id=user.id)
     return host

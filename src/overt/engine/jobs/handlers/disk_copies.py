@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from typing import Any
 
 from sqlalchemy import select
@@ -148,31 +147,16 @@ async def _seal(ctx: JobContext, spec: CreateTemplate) -> None:
             timeout_s=SEAL_TIMEOUT_S), SealReport, key=ctx.key(f"seal-{disk.id}"),
             timeout_s=SEAL_TIMEOUT_S + 60))
         try:
-            await _follow_seal(ctx, step.id, title, host, volume, sealing)
+            async def read() -> tuple[str, int] | None:
+                progress = await ctx.nodes.call(host, VolumeSealProgress(volume=volume),
+                                                timeout_s=10)
+                return (progress.stage, progress.percent) if progress.running else None
+            await ctx.follow_step(step.id, title, sealing, read,
+                                  interval_s=SEAL_PROGRESS_INTERVAL_S)
             await sealing
         finally:
             sealing.cancel()
         await ctx.update_step(step.id, description=title, progress=100)
-
-
-async def _follow_seal(ctx: JobContext, step_id: uuid.UUID, title: str, host: Host,
-                       volume: FileSource | NfsSource | IscsiSource,
-                       sealing: asyncio.Future[SealReport]) -> None:
-    """Until the seal ends: virt-sysprep's stage and progress into the step. A reading
-    that fails is skipped (the seal's own reply says how it ended)."""
-    while True:
-        done, _ = await asyncio.wait({sealing}, timeout=SEAL_PROGRESS_INTERVAL_S)
-        if done:
-            return
-        try:
-            progress = await ctx.nodes.call(host, VolumeSealProgress(volume=volume),
-                                            timeout_s=10)
-        except Exception as exc:
-            log.debug("the progress of %s was not read: %s", title, exc)
-            continue
-        if progress.running and not sealing.done():
-            await ctx.update_step(step_id, description=f"{title}: {progress.stage}",
-                                  progress=progress.percent)
 
 
 async def create_template(ctx: JobContext, spec: CreateTemplate) -> dict[str, Any]:

@@ -116,7 +116,14 @@ async def migrate_vm(ctx: JobContext, spec: MigrateVm) -> dict[str, Any]:
         migration = asyncio.create_task(ctx.nodes.call(
             source, command, key=ctx.key("migrate"), timeout_s=MIGRATE_TIMEOUT_S + 30))
         try:
-            await _follow(ctx, step.id, title, source, spec.vm_id, migration)
+            interval = ctx.services.settings.migration_progress_interval_s
+
+            async def read() -> tuple[str, int] | None:
+                progress = await ctx.nodes.call(source, VmMigrationProgress(vm_id=spec.vm_id),
+                                                timeout_s=max(5.0, interval * 5))
+                return (progress_text(progress), progress.percent) if progress.active \
+                    else None
+            await ctx.follow_step(step.id, title, migration, read, interval_s=interval)
             outcome = (await migration).migration
         finally:
             migration.cancel()
@@ -158,26 +165,6 @@ async def _take_over_lease(ctx: JobContext, name: str, vm_id: uuid.UUID, destina
                          f"lease could not move there: {exc}", code=audit.VM_LEASE_NOT_MOVED,
                          severity=LogSeverity.WARNING, vm_id=vm_id, host_id=destination.id,
                          job_id=ctx.job.id, user_id=ctx.job.owner_id)
-
-
-async def _follow(ctx: JobContext, step_id: uuid.UUID, title: str, source: Host,
-                  vm_id: uuid.UUID, migration: asyncio.Future[Any]) -> None:
-    """Until the migration ends: read its progress on the source into the step. A reading
-    that fails is skipped (the migration's own reply says how it ended)."""
-    interval = ctx.services.settings.migration_progress_interval_s
-    while True:
-        done, _ = await asyncio.wait({migration}, timeout=interval)
-        if done:
-            return
-        try:
-            progress = await ctx.nodes.call(source, VmMigrationProgress(vm_id=vm_id),
-                                            timeout_s=max(5.0, interval * 5))
-        except Exception as exc:
-            log.debug("the progress of the migration of VM %s was not read: %s", vm_id, exc)
-            continue
-        if progress.active and not migration.done():
-            await ctx.update_step(step_id, description=f"{title}: {progress_text(progress)}",
-                                  progress=progress.percent)
 
 
 async def stay_on_source(session: AsyncSession, ctx: JobContext, spec: MigrateVm,
