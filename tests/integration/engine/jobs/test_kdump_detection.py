@@ -1,9 +1,11 @@
 """Kdump detection over the fast lane: a host stops answering while the real
 `fence_kdump_send` (Debian's fence-agents) sends its messages to the engine's fence_kdump
 listener on 127.0.0.1. The host is kdumping, never power fenced (the simulated BMC is never
-asked), its highly available VM restarts elsewhere at once; when the messages stop the dump
-is over and the host is non responsive. Messages from an address that is no host's, or for a
-host whose kdump detection is off, change nothing: it is fenced as before."""
+asked), its highly available VM restarts elsewhere once its lease has expired; when the
+messages stop the dump is over and the host is non responsive. Forged messages from a host
+that is only cut off (its VM without a lease still running) never free that VM. Messages
+from an address that is no host's, or for a host whose kdump detection is off, change
+nothing: it is fenced as before."""
 
 from __future__ import annotations
 
@@ -11,12 +13,13 @@ import asyncio
 import datetime as dt
 import logging
 import shutil
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import select
 
-from overt.engine.db.tables import Host, Job, User, utcnow
+from overt.engine.db.tables import AuditEvent, Host, Job, User, Vm, VmLeaseRenewal, utcnow
 from overt.engine.jobs import queue
 from overt.engine.jobs.kinds import RecoverHost
 from overt.engine.model.status import HostStatus, VmStatus
@@ -27,6 +30,7 @@ from tests.integration.engine.jobs.test_host_recovery import (
     ROOMY,
     _copies,
     _falls_silent,
+    _nfs_domain,
     _policy,
     _recovered,
     _running,
@@ -115,13 +119,31 @@ async def _messages_recorded(engine: LoopbackEngine, name: str) -> None:
     await engine.eventually(recorded, what=f"a fence_kdump message recorded for {name}")
 
 
-async def test_a_kdumping_host_is_not_fenced_and_its_ha_vm_restarts_at_once(
+async def _leased(engine: LoopbackEngine, vm_ids: list[uuid.UUID], *,
+                  timeout_s: float) -> dt.datetime:
+    """The VMs hold leases on an NFS domain, h1's keeper renewed them just now (it stops
+    when its kernel crashes): they expire `timeout_s` later. Returns the renewal time."""
+    domain_id = await _nfs_domain(engine)
+    renewed_at = utcnow()
+    async with engine.session() as session:
+        for slot, vm_id in enumerate(vm_ids, start=3):
+            vm = await session.get(Vm, vm_id)
+            assert vm is not None
+            vm.lease_storage_domain_id, vm.lease_slot = domain_id, slot
+            session.add(VmLeaseRenewal(vm_id=vm_id, host_id=engine.hosts["h1"].host_id,
+                                       storage_domain_id=domain_id, renewed_at=renewed_at,
+                                       lease_timeout_s=timeout_s))
+    return renewed_at
+
+
+async def test_a_kdumping_host_is_not_fenced_and_its_ha_vm_restarts_once_its_lease_expired(
         engine: LoopbackEngine, bmcs: SimulatedBmcs, listener: KdumpListener,
         sender: KdumpSender) -> None:
     await _two_hosts(engine, bmcs)
     ha = await _running(engine, "ha", memory_mib=512, ha=True)
     plain = await _running(engine, "plain")
     assert {(await _where(engine, v))[1] for v in (ha, plain)} == {"h1"}
+    renewed_at = await _leased(engine, [ha, plain], timeout_s=2.0)
 
     await _crashes(engine, "h1")
     await sender.start(listener.port)
@@ -131,19 +153,29 @@ async def test_a_kdumping_host_is_not_fenced_and_its_ha_vm_restarts_at_once(
     async def kdumping() -> bool:
         return (await _host(engine, "h1")).status == HostStatus.KDUMPING
     await engine.eventually(kdumping, what="h1 kdumping")
-    await engine.vm_reaches(ha, [VmStatus.UP])
-    assert await _where(engine, ha) == (VmStatus.UP, "h2")
-    assert await _copies(engine, "ha") == ["h2"]
+
+    async def restarted_on_h2() -> bool:
+        return (await engine.vm(ha)).host_id == engine.hosts["h2"].host_id
+    # The restart is placed on h2 (its start then fails there: loopback nodes run no lease
+    # keeper; the lab's HA tests start leased VMs for real).
+    await engine.eventually(restarted_on_h2, what="ha restarted on h2")
     assert await _where(engine, plain) == (VmStatus.DOWN, "nowhere")
+    assert await _copies(engine, "ha") == []  # none on h1: it crashed
     assert (await _host(engine, "h1")).status == HostStatus.KDUMPING  # still dumping
-    said = await _said(engine)
+    async with engine.session() as session:
+        events = {e.description: e.time for e in (await session.execute(
+            select(AuditEvent).order_by(AuditEvent.id))).scalars()}
     assert ("Kdump flow is in progress on host h1: it crashed and its kdump kernel sends "
-            "fence_kdump messages (from 127.0.0.1); it is kdumping and is not power fenced, "
-            "and its VMs are gone with its crashed kernel") in said
-    why = "host h1 crashed and is dumping its memory (kdump)"
-    assert f"VM plain is down: {why}; it was not shut down gracefully" in said
-    assert ("Highly available VM ha is restarted on host h2: its host h1 failed and its "
-            "copy there is gone") in said
+            "fence_kdump messages (from 127.0.0.1); it is kdumping and is not power fenced; "
+            "its VMs are down once their leases on shared storage expire") in events
+    why = "its lease on shared storage expired (host h1 stopped renewing it)"
+    down = f"VM plain is down: {why}; it was not shut down gracefully"
+    assert down in events, list(events)
+    restarted = [t for d, t in events.items() if d == (
+        "Highly available VM ha is restarted on host h2: its host h1 failed and its copy "
+        "there is gone")]
+    expiry = renewed_at + dt.timedelta(seconds=2.0)
+    assert restarted and restarted[0] >= expiry and events[down] >= expiry  # never before
 
     await sender.stop()  # the dump is written: the kdump kernel stops sending
     job = await _recovered(engine, "h1")
@@ -155,12 +187,54 @@ async def test_a_kdumping_host_is_not_fenced_and_its_ha_vm_restarts_at_once(
     assert [a for a in bmcs.actions if a[0] == "h1"] == []  # its BMC never asked
 
 
+@pytest.mark.parametrize("fence_works", [True, False], ids=["fence-works", "fence-fails"])
+async def test_forged_messages_from_a_cut_off_hosts_address_never_run_a_vm_twice(
+        engine: LoopbackEngine, bmcs: SimulatedBmcs, listener: KdumpListener,
+        sender: KdumpSender, fence_works: bool) -> None:
+    """The attack: h1 is only cut off from the engine (its VM without a lease still runs
+    there) and someone on the management network sends fence_kdump messages from its
+    address. A message is unauthenticated UDP: it must not free the VM. h1 is fenced as
+    without kdump detection; with its fence failing, its VM stays unknown, on h1 only."""
+    await _two_hosts(engine, bmcs)
+    if not fence_works:
+        bmcs.broken.add("h1")
+    ha = await _running(engine, "ha", memory_mib=512, ha=True)
+    await engine.hosts["h1"].agent.stop()  # cut off; its hypervisor still runs the VM
+    await sender.start(listener.port)  # the forged messages
+    await _messages_recorded(engine, "h1")
+    await _falls_silent(engine, "h1")
+    recovery_id = engine.hosts["h1"].host_id
+
+    async def settled() -> bool:  # the recovery ended, or a second copy runs
+        if len(await _copies(engine, "ha")) > 1:
+            return True
+        async with engine.session() as session:
+            return (await session.execute(select(Job.id).where(
+                Job.action == "host.recover", Job.host_id == recovery_id,
+                Job.state.in_(("done", "failed"))))).first() is not None
+    await engine.eventually(settled, what="the recovery of h1 (or a second copy of ha)")
+    assert len(await _copies(engine, "ha")) == 1, await _copies(engine, "ha")
+    assert (await _host(engine, "h1")).status != HostStatus.KDUMPING
+    said = await _said(engine)
+    assert ("Host h1 is fenced without waiting for fence_kdump messages: VM(s) ha on it have "
+            "no lease on shared storage, and a fence_kdump message (unauthenticated) cannot "
+            "prove their copies gone") in said, said
+    assert not any(line.startswith("Kdump flow is in progress") for line in said), said
+    if fence_works:
+        assert ("h1", "reboot") in bmcs.actions
+        await engine.vm_reaches(ha, [VmStatus.UP])
+        assert await _where(engine, ha) == (VmStatus.UP, "h2")
+        assert await _copies(engine, "ha") == ["h2"]
+    else:
+        assert await _where(engine, ha) == (VmStatus.UNKNOWN, "h1")
+        assert await _copies(engine, "ha") == ["h1"]
+
+
 async def test_messages_from_an_address_of_no_host_change_nothing(
         engine: LoopbackEngine, bmcs: SimulatedBmcs, listener: KdumpListener,
         sender: KdumpSender, caplog: pytest.LogCaptureFixture) -> None:
     # h1 is 127.0.0.9 to the engine: the messages from 127.0.0.1 are nobody's.
-    await _two_hosts(engine, bmcs, h1_address="127.0.0.9")
-    ha = await _running(engine, "ha", memory_mib=512, ha=True)
+    await _two_hosts(engine, bmcs, h1_address="127.0.0.9")  # h1 runs no VM: it may wait
     caplog.set_level(logging.WARNING, logger="overt.engine.monitor.kdump_listener")
     await _crashes(engine, "h1")
     await sender.start(listener.port)
@@ -176,8 +250,6 @@ async def test_messages_from_an_address_of_no_host_change_nothing(
     assert job.result.get("kdump") is None
     for name in ("h1", "h2"):
         assert (await _host(engine, name)).kdump_message_at is None
-    await engine.vm_reaches(ha, [VmStatus.UP])
-    assert await _where(engine, ha) == (VmStatus.UP, "h2")
     said = await _said(engine)
     assert ("Kdump flow is not in progress on host h1: no fence_kdump message came within "
             "0.3 s; it is fenced as its cluster's fencing policy says") in said

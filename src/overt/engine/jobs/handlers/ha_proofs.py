@@ -7,7 +7,8 @@ that the engine last saw there, it returns the VMs it proves gone, each with the
 in their events. A proof that cannot tell returns nothing: a VM no proof covers stays
 `unknown`. The set is `proofs()`: a fence that succeeded, the BMC reporting power off, and
 per VM a lease on shared storage that has expired. A host found kdumping (its crash
-kernel's fence_kdump messages) is not fenced: `kdump_detected` proves its VMs gone.
+kernel's fence_kdump messages) is not fenced, but its messages prove nothing (they are
+unauthenticated UDP): its VMs are proven gone by their leases alone.
 """
 
 from __future__ import annotations
@@ -51,13 +52,6 @@ async def fence_succeeded(_ctx: JobContext, host: Host, outcome: FenceOutcome,
         return {}
     why = f"host {host.name} was fenced (power management {outcome.fence_type} succeeded)"
     return dict.fromkeys(vm_ids, why)
-
-
-def kdump_detected(host: Host, vm_ids: Collection[uuid.UUID]) -> Proven:
-    """The host sends fence_kdump messages (`kdump_detection`): its kernel crashed and its
-    kdump kernel runs in its place, so no VM of its previous kernel runs any more. Taken
-    instead of a fence, which would cut the dump short."""
-    return dict.fromkeys(vm_ids, f"host {host.name} crashed and is dumping its memory (kdump)")
 
 
 def bmc_reports_off(power_status: PowerStatus) -> Proof:

@@ -4,8 +4,9 @@ fencing policy allows, then act on its VMs only with proof their copies are gone
 1. The verdict (`model.fencing_policy.fence_verdict`): the policy, the host's power
    management, the share of its cluster that is unreachable, its storage activity.
    Kdump detection (`kdump_detection`): before a fence, a short wait for the host's
-   fence_kdump messages; a host that sends them crashed: it is kdumping, not fenced, and
-   its VMs are proven gone by that.
+   fence_kdump messages, when every VM on it has a lease that can prove it gone; a host
+   that sends them crashed: it is kdumping, not fenced, and its VMs are down once their
+   leases expire (a message alone is no proof: it is unauthenticated UDP).
 2. Fencing: a power management restart, run as a `FenceHost` job of its own (the same
    job an administrator's fence runs), waited for.
 3. Proofs (`ha_proofs`): VMs proven gone are `down` (not shut down gracefully: each
@@ -33,8 +34,8 @@ from overt.engine.jobs import queue
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.handlers.ha_proofs import (
     FenceOutcome,
+    Proven,
     as_result,
-    kdump_detected,
     lease_expired,
     lease_waits,
     prove_gone,
@@ -83,9 +84,9 @@ async def recover_host(ctx: JobContext, spec: RecoverHost) -> dict[str, Any]:
     async with ctx.transaction() as session:
         host = await lookup.get(session, Host, spec.host_id)
     if host.status == HostStatus.KDUMPING:  # run again (the engine restarted meanwhile)
-        # Its VMs were handled when it was found dumping: wait for the dump's end.
-        finished = await wait_until_finished(ctx, host)
-        return {**as_result(FenceOutcome()), "kdump": "finished" if finished else "interrupted"}
+        async with ctx.transaction() as session:  # those not handled yet
+            vm_ids = [vm.id for vm in await _vms_on(session, host.id)]
+        return await _kdumping(ctx, host, vm_ids)
     async with ctx.transaction() as session:
         host = await lookup.get(session, Host, spec.host_id)
         if host.status != HostStatus.NON_RESPONSIVE:
@@ -107,7 +108,7 @@ async def recover_host(ctx: JobContext, spec: RecoverHost) -> dict[str, Any]:
         vm_ids = [vm.id for vm in await _vms_on(session, host.id)]
     outcome = FenceOutcome()
     if verdict.fence:
-        kdump = await detect(ctx, host)
+        kdump = await detect(ctx, host, await _unleased(ctx, vm_ids))
         if kdump is Kdump.ANSWERED:
             return {"outcome": "host answered again"}
         if kdump is Kdump.DETECTED:
@@ -134,24 +135,38 @@ async def recover_host(ctx: JobContext, spec: RecoverHost) -> dict[str, Any]:
             "restarted": restarted, "not_restarted": refused}
 
 
+async def _unleased(ctx: JobContext, vm_ids: list[uuid.UUID]) -> list[str]:
+    """The names of the VMs no lease will prove gone (none, or never reported held)."""
+    waits = await lease_waits(ctx, vm_ids)
+    async with ctx.transaction() as session:
+        return [(await lookup.get(session, Vm, vm_id)).name
+                for vm_id in vm_ids if vm_id not in waits]
+
+
 async def _kdumping(ctx: JobContext, host: Host, vm_ids: list[uuid.UUID]) -> dict[str, Any]:
-    """A host dumping its crashed kernel's memory runs none of its VMs any more (as sure as
-    a BMC's power off): they are down and the highly available ones restarted at once; then
-    the dump is waited for (the host is not fenced: that would cut it short)."""
-    proven = kdump_detected(host, vm_ids)
+    """A host dumping its crashed kernel's memory is not fenced (that would cut the dump
+    short). Its messages are no proof on their own: each VM is down once its lease has
+    expired (the highly available ones restarted then), as after a failed fence; then the
+    dump is waited for."""
+    proven: Proven = {}
+    if not await _wait_for_leases(ctx, host, vm_ids, proven):
+        return {"kdump": "interrupted", "outcome": "host answered again"}
+    await _leave_unknown(ctx, host, [v for v in vm_ids if v not in proven],
+                         "it is kdumping and their leases did not expire")
     restart = await _mark_down(ctx, host, proven)
     restarted, refused = await _restart(ctx, host, restart)
     finished = await wait_until_finished(ctx, host)
     return {**as_result(FenceOutcome()), "kdump": "finished" if finished else "interrupted",
-            "proven": len(proven), "unknown": 0, "restarted": restarted,
-            "not_restarted": refused}
+            "proven": len(proven), "unknown": len(vm_ids) - len(proven),
+            "restarted": restarted, "not_restarted": refused}
 
 
 async def _wait_for_leases(ctx: JobContext, host: Host, unproven: list[uuid.UUID],
-                           proven: dict[uuid.UUID, str]) -> bool:
+                           proven: Proven) -> bool:
     """VMs no proof covers yet but whose lease will expire (its holder was reported): wait
     until it has, then take the lease proof (never before: the copy may still run until
-    its keeper stops it). False when the host answered again meanwhile."""
+    its keeper stops it). False when the host answered again meanwhile (a kdumping host's
+    dump ending is not an answer)."""
     waits = await lease_waits(ctx, unproven)
     if not waits:
         return True
@@ -166,7 +181,7 @@ async def _wait_for_leases(ctx: JobContext, host: Host, unproven: list[uuid.UUID
         while True:
             async with ctx.transaction() as session:
                 current = await lookup.get(session, Host, host.id)
-                if current.status != HostStatus.NON_RESPONSIVE:
+                if current.status not in (HostStatus.NON_RESPONSIVE, HostStatus.KDUMPING):
                     return False
             found = await lease_expired(ctx, host, FenceOutcome(), list(waits))
             for vm_id, why in found.items():

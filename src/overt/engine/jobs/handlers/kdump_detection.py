@@ -2,11 +2,15 @@
 fenced, the recovery waits a short time (`kdump_started_timeout_s`) for the fence_kdump
 messages its crash kernel sends (recorded by `monitor.kdump_listener`).
 
-A host that sends them crashed: its kernel, and every VM it ran, is gone. It is `kdumping`,
-not power fenced (that would cut its dump short), and its VMs are proven gone at once.
-Once its messages stop for longer than `kdump_finished_timeout_s` its dump is over and it is
-`non_responsive` again until it is heard (its kdump configuration reboots it, as oVirt
-expects; oVirt does not fence it then either).
+A host that sends them crashed: it is `kdumping`, not power fenced (that would cut its dump
+short). A fence_kdump message is unauthenticated UDP, though: anyone who can send from the
+host's address can forge one while the host is only cut off from the engine and still runs
+its VMs. So the messages spare the fence only when every VM on the host has a lease on
+shared storage whose expiry proves its copy gone (the recovery waits for that); a host with a
+VM no lease covers is fenced without waiting for them. Once its messages stop for longer
+than `kdump_finished_timeout_s` its dump is over and it is `non_responsive` again until it
+is heard (its kdump configuration reboots it, as oVirt expects; oVirt does not fence it then
+either).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -52,11 +57,23 @@ def dumping(host: Host, finished_s: float, now: dt.datetime) -> bool:
     return last is not None and (now - last).total_seconds() <= finished_s
 
 
-async def detect(ctx: JobContext, host: Host) -> Kdump:
-    """Wait for the host's fence_kdump messages; on them, mark it kdumping (with the event)."""
-    if not host.kdump_detection or not ctx.services.settings.fence_kdump_listener:
-        why = ("its power management's kdump detection is off" if not host.kdump_detection
-               else "the engine runs no fence_kdump listener (fence_kdump_listener=false)")
+def _why_not(ctx: JobContext, host: Host, unleased: Sequence[str]) -> str | None:
+    """Why the host's fence_kdump messages are not waited for; None when they are."""
+    if not host.kdump_detection:
+        return "its power management's kdump detection is off"
+    if not ctx.services.settings.fence_kdump_listener:
+        return "the engine runs no fence_kdump listener (fence_kdump_listener=false)"
+    if unleased:
+        return (f"VM(s) {', '.join(sorted(unleased))} on it have no lease on shared storage, "
+                "and a fence_kdump message (unauthenticated) cannot prove their copies gone")
+    return None
+
+
+async def detect(ctx: JobContext, host: Host, unleased: Sequence[str] = ()) -> Kdump:
+    """Wait for the host's fence_kdump messages; on them, mark it kdumping (with the event).
+    `unleased`: the names of its VMs no lease proves gone; any makes the messages moot."""
+    why = _why_not(ctx, host, unleased)
+    if why is not None:
         async with ctx.transaction() as session:
             audit.record(session, f"Host {host.name} is fenced without waiting for fence_kdump "
                          f"messages: {why}", code=audit.KDUMP_NOT_DETECTED, host_id=host.id,
@@ -79,7 +96,8 @@ async def detect(ctx: JobContext, host: Host) -> Kdump:
                     audit.record(session, f"Kdump flow is in progress on host {host.name}: it "
                                  "crashed and its kdump kernel sends fence_kdump messages "
                                  f"(from {current.kdump_sender}); it is kdumping and is not "
-                                 "power fenced, and its VMs are gone with its crashed kernel",
+                                 "power fenced; its VMs are down once their leases on shared "
+                                 "storage expire",
                                  code=audit.KDUMP_DETECTED, severity=LogSeverity.WARNING,
                                  host_id=host.id, cluster_id=host.cluster_id,
                                  job_id=ctx.job.id)
