@@ -2,6 +2,11 @@
 fenced, the recovery waits a short time (`kdump_started_timeout_s`) for the fence_kdump
 messages its crash kernel sends (recorded by `monitor.kdump_listener`).
 
+The wait is only for a host whose node reports kdump `enabled` (its crash kernel loaded
+with fence_kdump targets, `Host.kdump_status`): as oVirt, a host whose status is `disabled`
+or `unknown` (an agent that cannot tell, or an older one) sends no message, so it is fenced
+at once, with the event that says its kdump is not configured.
+
 A host that sends them crashed: its kernel, and every VM it ran, is gone. It is `kdumping`,
 not power fenced (that would cut its dump short), and its VMs are proven gone at once.
 Once its messages stop for longer than `kdump_finished_timeout_s` its dump is over and it is
@@ -23,12 +28,13 @@ from overt.engine.jobs.context import JobContext
 from overt.engine.model.host_actions import HostAction, check_host_action, status_after
 from overt.engine.model.status import HostStatus, LogSeverity
 from overt.engine.queries import lookup
+from overt.protocol.host import KdumpStatus
 
 POLL_S = 0.25  # re-reading the host's last fence_kdump message
 
 
 class Kdump(StrEnum):
-    OFF = "off"  # detection disabled for the host, or the engine runs no listener
+    OFF = "off"  # detection off for the host, no listener, or kdump not enabled on it
     NOT_DETECTED = "not_detected"  # no message within the started timeout: fence it
     DETECTED = "detected"  # it is dumping: kdumping, not fenced
     ANSWERED = "answered"  # the host answered again meanwhile
@@ -53,13 +59,25 @@ def dumping(host: Host, finished_s: float, now: dt.datetime) -> bool:
 
 
 async def detect(ctx: JobContext, host: Host) -> Kdump:
-    """Wait for the host's fence_kdump messages; on them, mark it kdumping (with the event)."""
+    """Wait for the host's fence_kdump messages; on them, mark it kdumping (with the event).
+    Not at all (OFF, with the event) where none can come: detection off for the host, no
+    listener, or a host whose kdump status is not `enabled`."""
     if not host.kdump_detection or not ctx.services.settings.fence_kdump_listener:
         why = ("its power management's kdump detection is off" if not host.kdump_detection
                else "the engine runs no fence_kdump listener (fence_kdump_listener=false)")
         async with ctx.transaction() as session:
             audit.record(session, f"Host {host.name} is fenced without waiting for fence_kdump "
                          f"messages: {why}", code=audit.KDUMP_NOT_DETECTED, host_id=host.id,
+                         cluster_id=host.cluster_id, job_id=ctx.job.id)
+        return Kdump.OFF
+    if host.kdump_status != KdumpStatus.ENABLED:
+        async with ctx.transaction() as session:
+            audit.record(session, f"Kdump integration is enabled for host {host.name}, but "
+                         f"kdump is not configured properly on host (its kdump status is "
+                         f"{host.kdump_status}): it is fenced without waiting for fence_kdump "
+                         "messages; configure kdump with fence_kdump_nodes on the host and "
+                         "refresh its capabilities", code=audit.KDUMP_NOT_CONFIGURED,
+                         severity=LogSeverity.WARNING, host_id=host.id,
                          cluster_id=host.cluster_id, job_id=ctx.job.id)
         return Kdump.OFF
     timeouts = Timeouts.of(ctx)
