@@ -38,7 +38,7 @@ from overt.node.idempotency import IdempotencyStore
 from overt.node.simulated.hypervisor import SimulatedHypervisor
 from overt.node.simulated.networks import SimulatedHostNetworks
 from overt.node.storage.local import LocalVolumes
-from overt.protocol.host import NicInfo
+from overt.protocol.host import KdumpStatus, NicInfo
 
 T = TypeVar("T")
 POLL_S = 0.03  # how often a test looks at the database for what it waits for
@@ -118,22 +118,26 @@ class LoopbackEngine:
     # -- the fleet ---------------------------------------------------------------------
 
     async def add_host(self, name: str, *, memory_mib: int = 4096,
-                       nics: tuple[NicInfo, ...] = ()) -> SimulatedNode:
-        """A host as enrollment leaves it (connecting), whose agent then starts and reports;
-        returns once the monitor has it up with its full state applied."""
+                       nics: tuple[NicInfo, ...] = (),
+                       kdump_status: KdumpStatus = KdumpStatus.DISABLED) -> SimulatedNode:
+        """A host as enrollment leaves it (connecting, with the capabilities its node
+        reports: its NICs and kdump status), whose agent then starts and reports; returns
+        once the monitor has it up with its full state applied."""
         host_uuid, host_id = uuid.uuid4(), uuid.uuid4()
         home = self.directory / name
         async with self.db.transaction() as session:
             session.add(Host(id=host_id, name=name, address="127.0.0.1",
                              cluster_id=self.cluster_id, status=HostStatus.CONNECTING.value,
                              host_uuid=host_uuid, memory_mib=memory_mib,
-                             capabilities={"nics": [n.model_dump(mode="json") for n in nics]}))
+                             capabilities={"nics": [n.model_dump(mode="json") for n in nics]},
+                             kdump_status=kdump_status))
             await session.flush()
             session.add(StorageDomain(name=f"{name}-local", storage_type=StorageType.LOCALFS.value,
                                       path=str(home / "images"), host_id=host_id,
                                       status=StorageDomainStatus.ACTIVE.value))
         hypervisor = SimulatedHypervisor(host_uuid, hostname=name, memory_mib=memory_mib, cpus=4,
-                                         peers=self.peers, nics=nics)
+                                         peers=self.peers, nics=nics,
+                                         kdump_status=kdump_status)
         self.peers[f"simulated://{name}"] = hypervisor
         home.mkdir(parents=True, exist_ok=True)
         networks = SimulatedHostNetworks()

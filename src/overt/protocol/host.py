@@ -28,6 +28,15 @@ class VmState(StrEnum):
     GONE = "gone"  # no domain any more (transient domain stopped, or undefined)
 
 
+class KdumpStatus(StrEnum):
+    """Whether the host's crash kernel would tell the engine it dumps (vdsm's `kdumpStatus`):
+    its crash kernel is loaded and fence_kdump messages are configured."""
+
+    ENABLED = "enabled"  # crash kernel loaded, fence_kdump targets configured
+    DISABLED = "disabled"  # no crash kernel loaded, or no fence_kdump targets
+    UNKNOWN = "unknown"  # the node cannot tell (or an older agent that does not report it)
+
+
 class NicInfo(WireModel):
     name: str
     mac: str | None = None
@@ -52,6 +61,7 @@ class HostCapabilities(WireModel):
     qemu_version: str
     virt_mode: VirtMode
     kernel: str
+    kdump_status: KdumpStatus = KdumpStatus.UNKNOWN
 
 
 class VmStatusReport(WireModel):

@@ -1,6 +1,7 @@
 """Kdump detection through the official SDK: `power_management.kdump_detection` (true by
 default, as in oVirt) read and changed on a host, and the engine's own fence_kdump listener
-recording the real `fence_kdump_send`'s message for the host whose address sent it."""
+recording the real `fence_kdump_send`'s message for the host whose address sent it, and the
+host's `kdump_status` as its node reported it."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from collections.abc import Iterator
 import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from overt.engine.db.tables import Host
+from overt.protocol.host import KdumpStatus
 from tests.support.engine import RunningEngine
 
 SENDER = "/usr/libexec/fence-agents/fence_kdump_send"
@@ -69,3 +71,21 @@ def test_the_engines_listener_records_fence_kdump_send(api_engine: RunningEngine
             break
         time.sleep(0.1)
     assert at is not None and sender == "127.0.0.1"
+
+
+def test_the_hosts_kdump_status_is_as_its_node_reported_it(
+        api_engine: RunningEngine, connection: sdk.Connection, host: types.Host) -> None:
+    service = connection.system_service().hosts_service().host_service(host.id)
+    # No node has reported yet: unknown (which a recovery does not wait for).
+    assert service.get().kdump_status == types.KdumpStatus.UNKNOWN
+
+    async def reported(status: KdumpStatus) -> None:  # as its capabilities store it
+        async with api_engine.runtime.db.transaction() as session:
+            await session.execute(update(Host).where(Host.name == "dumper")
+                                  .values(kdump_status=status))
+    for status, seen in ((KdumpStatus.ENABLED, types.KdumpStatus.ENABLED),
+                         (KdumpStatus.DISABLED, types.KdumpStatus.DISABLED)):
+        asyncio.run_coroutine_threadsafe(reported(status), api_engine.loop).result(30)
+        assert service.get().kdump_status == seen
+        listed = connection.system_service().hosts_service().list(search="name=dumper")
+        assert [h.kdump_status for h in listed] == [seen]

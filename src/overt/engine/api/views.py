@@ -113,6 +113,8 @@ def host(h: t.Host, *, vm_count: int = 0) -> Representation:
         "ssh": {"fingerprint": h.key_fingerprint} if h.key_fingerprint else None,
         "power_management": {"enabled": h.pm_enabled,
                              "kdump_detection": h.kdump_detection},
+        # As its node reported it (oVirt's KdumpStatus): only `enabled` is waited for.
+        "kdump_status": h.kdump_status,
         "cluster": ref("clusters", h.cluster_id),
     }
 

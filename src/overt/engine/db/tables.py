@@ -40,6 +40,7 @@ from overt.engine.model.status import (
     TemplateStatus,
     VmStatus,
 )
+from overt.protocol.host import KdumpStatus
 
 
 def utcnow() -> dt.datetime:
@@ -168,6 +169,10 @@ class Host(Base):
     kdump_detection: Mapped[bool] = mapped_column(default=True)
     kdump_message_at: Mapped[dt.datetime | None] = mapped_column()
     kdump_sender: Mapped[str | None] = mapped_column(String(64))
+    # Whether the node's crash kernel is loaded with fence_kdump targets (vdsm's
+    # `kdumpStatus`, from its capabilities): only `enabled` is waited for before a fence.
+    kdump_status: Mapped[KdumpStatus] = mapped_column(status_type(KdumpStatus, 16),
+                                                      default=KdumpStatus.UNKNOWN)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     cluster: Mapped[Cluster] = relationship(lazy="raise")
 

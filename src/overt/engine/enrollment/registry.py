@@ -139,6 +139,7 @@ class Registry:
             if host.status == HostStatus.PENDING_APPROVAL:
                 host.pending_csr, host.key_fingerprint = request.csr_pem, key
                 host.capabilities = request.capabilities.model_dump(mode="json")
+                host.kdump_status = request.capabilities.kdump_status
                 _record_hardware(host, request)
                 return self._pending(host)
             if _may_certify(host, key):
@@ -218,7 +219,8 @@ class Registry:
                     host_uuid=request.host_uuid, pending_csr=request.csr_pem,
                     key_fingerprint=key,
                     capabilities=request.capabilities.model_dump(mode="json"),
-                    memory_mib=request.capabilities.memory_mib)
+                    memory_mib=request.capabilities.memory_mib,
+                    kdump_status=request.capabilities.kdump_status)
         _record_hardware(host, request)
         session.add(host)
         booted = f" (provisioning profile {profile.name})" if profile is not None else ""
@@ -258,6 +260,7 @@ class Registry:
             host.host_uuid, host.address, host.port = (request.host_uuid, request.address,
                                                        request.rpc_port)
             host.capabilities = caps.model_dump(mode="json")
+            host.kdump_status = caps.kdump_status
             host.memory_mib, host.free_memory_mib = caps.memory_mib, caps.memory_mib
             _record_hardware(host, request)
         host.certificate_pem = certificate

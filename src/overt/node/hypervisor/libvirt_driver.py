@@ -59,6 +59,7 @@ from overt.node.hypervisor.libvirt_snapshots import LiveDisks
 from overt.node.hypervisor.libvirt_states import event_detail, state_after_event, vm_state
 from overt.node.hypervisor.virt_mode_cache import VirtModeChoice
 from overt.node.hypervisor.virt_probe import is_probe
+from overt.node.kdump import kdump_status
 from overt.node.ovs_ports import ovs_bridges
 from overt.protocol import PROTOCOL_VERSION, ErrorCode
 from overt.protocol.commands import DiskOverlay, VmTicket
@@ -131,6 +132,7 @@ class LibvirtHypervisor:
                                                   conn.getCapabilities))
         memory = await self._call("reading host memory", host_memory, conn)
         nics = await asyncio.to_thread(host_nics.host_nics)
+        kdump = await asyncio.to_thread(kdump_status)
         return HostCapabilities(
             host_uuid=cpu.host_uuid, hostname=socket.gethostname(), agent_version=__version__,
             protocol_version=PROTOCOL_VERSION, cpu_model=cpu.model, cpu_sockets=cpu.sockets,
@@ -138,7 +140,7 @@ class LibvirtHypervisor:
             libvirt_version=version_string(await self._call("reading versions",
                                                             conn.getLibVersion)),
             qemu_version=version_string(await self._call("reading versions", conn.getVersion)),
-            virt_mode=self.virt_mode, kernel=os.uname().release)
+            virt_mode=self.virt_mode, kernel=os.uname().release, kdump_status=kdump)
 
     async def list_vms(self) -> list[VmStatusReport]:
         conn = self.connection.get()

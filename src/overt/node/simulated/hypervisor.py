@@ -29,7 +29,14 @@ from overt.node.storage.local import (
 )
 from overt.protocol import PROTOCOL_VERSION, ErrorCode
 from overt.protocol.commands import DiskOverlay, VmTicket
-from overt.protocol.host import HostCapabilities, NicInfo, VirtMode, VmState, VmStatusReport
+from overt.protocol.host import (
+    HostCapabilities,
+    KdumpStatus,
+    NicInfo,
+    VirtMode,
+    VmState,
+    VmStatusReport,
+)
 from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
 from overt.protocol.storage import (
     ExtentCommit,
@@ -111,8 +118,11 @@ class SimulatedHypervisor:
                  cpus: int = 64, running: Iterable[tuple[uuid.UUID, str, int]] = (),
                  timings: SimulatedTimings | None = None,
                  peers: dict[str, SimulatedHypervisor] | None = None,
-                 nics: Iterable[NicInfo] = ()) -> None:
+                 nics: Iterable[NicInfo] = (),
+                 kdump_status: KdumpStatus = KdumpStatus.DISABLED) -> None:
         self._host_uuid = host_uuid
+        # What it reports of its kdump (a simulated machine has no crash kernel by default).
+        self.kdump_status = kdump_status
         self.nics = tuple(nics)  # the host NICs it reports
         # The simulated hosts a VM migrates to, by the URI a `vm.migrate` names them with.
         self.peers = peers if peers is not None else {}
@@ -164,7 +174,7 @@ class SimulatedHypervisor:
             protocol_version=PROTOCOL_VERSION, cpu_model="Simulated CPU", cpu_sockets=1,
             cpu_cores=self._cpus, cpu_threads=1, memory_mib=self._memory_mib,
             libvirt_version=SIMULATED, qemu_version=SIMULATED, virt_mode=VirtMode.QEMU,
-            kernel=SIMULATED, nics=self.nics)
+            kernel=SIMULATED, nics=self.nics, kdump_status=self.kdump_status)
 
     async def list_vms(self) -> list[VmStatusReport]:
         return [vm.report() for vm in self._vms.values()]

@@ -17,7 +17,7 @@ from overt.engine.web.context import TEMPLATE_ENV
 from overt.engine.web.pages import host_values
 from overt.protocol.enrollment import EnrollmentStatus
 from overt.protocol.hardware import DiskFact, HardwareFacts, NicFact
-from overt.protocol.host import NicInfo
+from overt.protocol.host import KdumpStatus, NicInfo
 from tests.security.conftest import FakeNode
 
 FACTS = HardwareFacts(
@@ -94,3 +94,22 @@ async def test_a_node_that_announces_no_facts_shows_only_its_identity(
         html = TEMPLATE_ENV.get_template("_host_live.html").render(
             request=None, csrf_token="", user=None, nav="", **await host_values(session, host.id))
     assert 'data-testid="host-hardware"' not in html
+
+
+async def test_the_kdump_status_a_node_announces_is_kept_on_its_host(
+        db: Database, tmp_path: Path) -> None:
+    """What a recovery reads before waiting for fence_kdump messages (oVirt's kdump_status)."""
+    registry, node = _registry(db, tmp_path), FakeNode()
+    request = node.request()
+    assert request.capabilities.kdump_status is KdumpStatus.UNKNOWN
+    await registry.announce(request.model_copy(update={
+        "capabilities": request.capabilities.model_copy(
+            update={"kdump_status": KdumpStatus.DISABLED})}))
+    host = await _pending(db, node)
+    assert host.kdump_status is KdumpStatus.DISABLED
+    assert views.host(host)["kdump_status"] == "disabled"
+
+    await registry.announce(request.model_copy(update={  # configured meanwhile
+        "capabilities": request.capabilities.model_copy(
+            update={"kdump_status": KdumpStatus.ENABLED})}))
+    assert (await _pending(db, node)).kdump_status is KdumpStatus.ENABLED

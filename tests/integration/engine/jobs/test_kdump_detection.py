@@ -5,7 +5,8 @@ asked), its highly available VM restarts elsewhere once its lease has expired; w
 messages stop the dump is over and the host is non responsive. Forged messages from a host
 that is only cut off (its VM without a lease still running) never free that VM. Messages
 from an address that is no host's, or for a host whose kdump detection is off, change
-nothing: it is fenced as before."""
+nothing: it is fenced as before. A host whose node reports kdump not enabled (no crash
+kernel, no fence_kdump target) is fenced at once."""
 
 from __future__ import annotations
 
@@ -19,12 +20,13 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
-from overt.engine.db.tables import AuditEvent, Host, Job, User, Vm, VmLeaseRenewal, utcnow
+from overt.engine.db.tables import AuditEvent, Host, Job, Step, User, Vm, VmLeaseRenewal, utcnow
 from overt.engine.jobs import queue
 from overt.engine.jobs.kinds import RecoverHost
 from overt.engine.model.status import HostStatus, VmStatus
 from overt.engine.monitor.kdump_listener import KdumpListener
-from overt.engine.services import power_management
+from overt.engine.services import host_facts, power_management
+from overt.protocol.host import KdumpStatus
 from tests.integration.engine.jobs.test_host_recovery import (
     BIG,
     ROOMY,
@@ -87,9 +89,11 @@ async def sender() -> AsyncIterator[KdumpSender]:
 
 
 async def _two_hosts(engine: LoopbackEngine, bmcs: SimulatedBmcs, *,
-                     h1_address: str = "127.0.0.1") -> None:
-    """h1 (power management, the address given) and h2 (127.0.0.2); no grace."""
-    await engine.add_host("h1", memory_mib=BIG)
+                     h1_address: str = "127.0.0.1",
+                     h1_kdump: KdumpStatus = KdumpStatus.ENABLED) -> None:
+    """h1 (power management, the address given, its node reporting kdump `h1_kdump`) and
+    h2 (127.0.0.2); no grace."""
+    await engine.add_host("h1", memory_mib=BIG, kdump_status=h1_kdump)
     await engine.add_host("h2", memory_mib=ROOMY)
     async with engine.session() as session:
         for name, address in (("h1", h1_address), ("h2", "127.0.0.2")):
@@ -320,3 +324,68 @@ async def test_a_recovery_run_again_while_the_host_is_kdumping_waits_for_the_dum
     said = await _said(engine)
     assert any(line.startswith("Kdump flow finished on host h1") for line in said), said
     assert not any(line.startswith("Host h1 is not fenced") for line in said), said
+
+
+async def _steps(engine: LoopbackEngine, job: Job) -> list[str]:
+    async with engine.session() as session:
+        return list((await session.execute(select(Step.description).where(
+            Step.job_id == job.id).order_by(Step.number))).scalars())
+
+
+async def test_a_host_whose_node_reports_kdump_disabled_is_fenced_without_waiting(
+        engine: LoopbackEngine, bmcs: SimulatedBmcs, listener: KdumpListener) -> None:
+    """Its node reported kdump enabled; after its kdump was switched off, a refresh of its
+    capabilities brings `disabled`, and its recovery fences it with no wait for messages
+    that cannot come (oVirt's KDUMP_DETECTION_NOT_CONFIGURED_ON_VDS)."""
+    await _two_hosts(engine, bmcs)
+    assert (await _host(engine, "h1")).kdump_status == KdumpStatus.ENABLED
+    engine.hosts["h1"].hypervisor.kdump_status = KdumpStatus.DISABLED
+    refresh = await engine.act(host_facts.refresh_host, engine.hosts["h1"].host_id)
+    assert (await engine.job(refresh.id)).state == "done"
+    assert (await _host(engine, "h1")).kdump_status == KdumpStatus.DISABLED
+    ha = await _running(engine, "ha", memory_mib=512, ha=True)
+
+    await _crashes(engine, "h1")
+    await _falls_silent(engine, "h1")
+    job = await _recovered(engine, "h1")
+
+    assert ("h1", "reboot") in bmcs.actions
+    assert job.result.get("kdump") is None
+    assert not any("fence_kdump messages" in step for step in await _steps(engine, job))
+    await engine.vm_reaches(ha, [VmStatus.UP])
+    assert await _where(engine, ha) == (VmStatus.UP, "h2")
+    said = await _said(engine)
+    assert ("Kdump integration is enabled for host h1, but kdump is not configured properly "
+            "on host (its kdump status is disabled): it is fenced without waiting for "
+            "fence_kdump messages; configure kdump with fence_kdump_nodes on the host and "
+            "refresh its capabilities") in said
+    assert not any(line.startswith("Kdump flow") for line in said), said
+
+
+async def test_a_host_whose_kdump_status_is_unknown_is_not_waited_for(
+        engine: LoopbackEngine, bmcs: SimulatedBmcs, listener: KdumpListener) -> None:
+    """As oVirt: anything but `enabled` (a node that cannot read its kdump configuration, or
+    an older agent that reports none) is not configured."""
+    await _two_hosts(engine, bmcs, h1_kdump=KdumpStatus.UNKNOWN)
+    await _crashes(engine, "h1")
+    await _falls_silent(engine, "h1")
+    job = await _recovered(engine, "h1")
+
+    assert ("h1", "reboot") in bmcs.actions
+    assert not any("fence_kdump messages" in step for step in await _steps(engine, job))
+    assert any(line.startswith("Kdump integration is enabled for host h1, but kdump is not "
+                               "configured properly on host (its kdump status is unknown)")
+               for line in await _said(engine))
+
+
+async def test_a_host_whose_node_reports_kdump_enabled_is_waited_for(
+        engine: LoopbackEngine, bmcs: SimulatedBmcs, listener: KdumpListener) -> None:
+    await _two_hosts(engine, bmcs)
+    await _crashes(engine, "h1")
+    await _falls_silent(engine, "h1")
+    job = await _recovered(engine, "h1")
+
+    assert ("h1", "reboot") in bmcs.actions
+    assert "Waiting up to 1 s for fence_kdump messages of host h1 (kdump detection)" in (
+        await _steps(engine, job))
+    assert not any(line.startswith("Kdump integration") for line in await _said(engine))

@@ -11,7 +11,7 @@ from overt.node.hypervisor.base import VmChanged
 from overt.node.simulated.fleet import node_uuid, vm_uuid
 from overt.node.simulated.hypervisor import SimulatedHypervisor
 from overt.protocol import ErrorCode
-from overt.protocol.host import VmState
+from overt.protocol.host import HostCapabilities, KdumpStatus, VmState
 from overt.protocol.vm import NicSpec, VmSpec
 
 
@@ -75,3 +75,15 @@ async def test_nics_of_a_running_vm_are_plugged_relinked_and_unplugged() -> None
     await hyp.unplug_nic(spec.id, nic)  # again: already gone, success
     with pytest.raises(NodeFailure):
         await hyp.set_nic_link(spec.id, nic)
+
+
+async def test_its_capabilities_report_the_kdump_status_it_was_given() -> None:
+    plain = SimulatedHypervisor(uuid.uuid4(), hostname="sim")
+    assert (await plain.capabilities()).kdump_status is KdumpStatus.DISABLED
+    dumper = SimulatedHypervisor(uuid.uuid4(), hostname="sim", kdump_status=KdumpStatus.ENABLED)
+    caps = await dumper.capabilities()
+    assert caps.kdump_status is KdumpStatus.ENABLED
+    # An older agent reports none: the engine reads `unknown`.
+    older = caps.model_dump(mode="json")
+    del older["kdump_status"]
+    assert HostCapabilities.model_validate(older).kdump_status is KdumpStatus.UNKNOWN

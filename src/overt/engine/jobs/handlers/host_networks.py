@@ -105,6 +105,7 @@ async def setup_networks(ctx: JobContext, spec: SetupHostNetworks) -> dict[str, 
     async with ctx.transaction() as session:
         host = await lookup.get(session, Host, host_id, for_update=True)
         host.capabilities = caps.model_dump(mode="json")
+        host.kdump_status = caps.kdump_status
         # The monitor reads back how the node realised them (in sync, required networks).
         host.needs_resync = True
         carried: set[uuid.UUID] = set()

@@ -23,6 +23,7 @@ async def refresh_host(ctx: JobContext, spec: RefreshHost) -> dict[str, Any]:
     async with ctx.transaction() as session:
         host = await lookup.get(session, Host, host_id, for_update=True)
         host.capabilities = caps.model_dump(mode="json")
+        host.kdump_status = caps.kdump_status
         host.memory_mib = caps.memory_mib
         host.needs_resync = True  # and its networks as it carries them now
         audit.record(session, f"Host {host.name}'s capabilities were refreshed",

@@ -74,6 +74,7 @@ async def _reconnect(ctx: JobContext, host: Host) -> bool:
         if fresh.status != HostStatus.INSTALLING:
             return True
         fresh.capabilities = caps.model_dump(mode="json")
+        fresh.kdump_status = caps.kdump_status
         fresh.status, fresh.needs_resync, fresh.status_detail = (
             HostStatus.CONNECTING, True, "")
         audit.record(session, f"Host {fresh.name} was installed again (it kept its "

@@ -11,6 +11,11 @@ VM no lease covers is fenced without waiting for them. Once its messages stop fo
 than `kdump_finished_timeout_s` its dump is over and it is `non_responsive` again until it
 is heard (its kdump configuration reboots it, as oVirt expects; oVirt does not fence it then
 either).
+
+The wait is only for a host whose node reports kdump `enabled` (its crash kernel loaded
+with fence_kdump targets, `Host.kdump_status`): as oVirt, a host whose status is `disabled`
+or `unknown` (an agent that cannot tell, or an older one) sends no message, so it is fenced
+at once, with the event that says its kdump is not configured.
 """
 
 from __future__ import annotations
@@ -28,12 +33,13 @@ from overt.engine.jobs.context import JobContext
 from overt.engine.model.host_actions import HostAction, check_host_action, status_after
 from overt.engine.model.status import HostStatus, LogSeverity
 from overt.engine.queries import lookup
+from overt.protocol.host import KdumpStatus
 
 POLL_S = 0.25  # re-reading the host's last fence_kdump message
 
 
 class Kdump(StrEnum):
-    OFF = "off"  # detection disabled for the host, or the engine runs no listener
+    OFF = "off"  # detection off for the host, no listener, or kdump not enabled on it
     NOT_DETECTED = "not_detected"  # no message within the started timeout: fence it
     DETECTED = "detected"  # it is dumping: kdumping, not fenced
     ANSWERED = "answered"  # the host answered again meanwhile
@@ -57,22 +63,35 @@ def dumping(host: Host, finished_s: float, now: dt.datetime) -> bool:
     return last is not None and (now - last).total_seconds() <= finished_s
 
 
-def _why_not(ctx: JobContext, host: Host, unleased: Sequence[str]) -> str | None:
-    """Why the host's fence_kdump messages are not waited for; None when they are."""
+def _why_not(ctx: JobContext, host: Host) -> str | None:
+    """Why no fence_kdump message is waited for where the host's own configuration is not
+    the cause; None when they may be."""
     if not host.kdump_detection:
         return "its power management's kdump detection is off"
     if not ctx.services.settings.fence_kdump_listener:
         return "the engine runs no fence_kdump listener (fence_kdump_listener=false)"
-    if unleased:
-        return (f"VM(s) {', '.join(sorted(unleased))} on it have no lease on shared storage, "
-                "and a fence_kdump message (unauthenticated) cannot prove their copies gone")
     return None
 
 
 async def detect(ctx: JobContext, host: Host, unleased: Sequence[str] = ()) -> Kdump:
     """Wait for the host's fence_kdump messages; on them, mark it kdumping (with the event).
-    `unleased`: the names of its VMs no lease proves gone; any makes the messages moot."""
-    why = _why_not(ctx, host, unleased)
+    Not at all (OFF, with the event) where none can come or none would count: detection off
+    for the host, no listener, a host whose kdump status is not `enabled`, or VMs on it no
+    lease proves gone (`unleased`, their names)."""
+    why = _why_not(ctx, host)
+    if why is None and host.kdump_status != KdumpStatus.ENABLED:
+        async with ctx.transaction() as session:
+            audit.record(session, f"Kdump integration is enabled for host {host.name}, but "
+                         f"kdump is not configured properly on host (its kdump status is "
+                         f"{host.kdump_status}): it is fenced without waiting for fence_kdump "
+                         "messages; configure kdump with fence_kdump_nodes on the host and "
+                         "refresh its capabilities", code=audit.KDUMP_NOT_CONFIGURED,
+                         severity=LogSeverity.WARNING, host_id=host.id,
+                         cluster_id=host.cluster_id, job_id=ctx.job.id)
+        return Kdump.OFF
+    if why is None and unleased:
+        why = (f"VM(s) {', '.join(sorted(unleased))} on it have no lease on shared storage, "
+               "and a fence_kdump message (unauthenticated) cannot prove their copies gone")
     if why is not None:
         async with ctx.transaction() as session:
             audit.record(session, f"Host {host.name} is fenced without waiting for fence_kdump "
