@@ -61,6 +61,9 @@ def test_workers_and_monitors_share_the_load_and_losing_one_of_each_loses_nothin
             return sum(j.status == types.JobStatus.FINISHED for j in jobs.list()
                        if j.description.startswith("Launching VM scale-"))
         wait_until(lambda: finished() >= 8, 60, "the first VMs to start")
+        # worker1 has finished jobs of its own (killed before any, it would show none
+        # although it shared the load)
+        wait_until(lambda: "finished" in site.text("worker1"), 30, "worker1 to finish a job")
         site.kill("worker1")  # with jobs in hand: their leases lapse, worker2 takes them
         # monitor1 has reported events it applied (its report comes every 2 s: killed
         # before its first one, it would show none although it shared the load)
