@@ -15,7 +15,7 @@ up agreeing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -85,13 +85,21 @@ async def hand_off(session: AsyncSession, ctx: JobContext, *, vm_id: uuid.UUID |
     if vm_id is not None and not live:
         await queue.release(session, ctx.job.id, "vm", vm_id)
         await session.flush()
-    spec = RemoveVolumes(volumes=left, failed_job_id=ctx.job.id, vm_id=vm_id, live=live,
-                         reason=f"{ctx.job.description} failed: {message}")
-    await queue.submit(session, spec, description=f"Removing {len(left)} volume(s) left by "
-                       f"job '{ctx.job.description}'", owner_id=ctx.job.owner_id,
-                       correlation_id=ctx.job.correlation_id,
-                       max_attempts=LIVE_PATIENCE if live else None)
+    await remove_later(session, ctx, left, vm_id=vm_id, live=live, message=message)
     return {e.path for e in left}
+
+
+async def remove_later(session: AsyncSession, ctx: JobContext, volumes: Sequence[LeftVolume],
+                       *, message: str, vm_id: uuid.UUID | None = None,
+                       live: bool = False) -> Job:
+    """In a failed job's compensation: the `RemoveVolumes` job that takes `volumes` (which
+    no chain records) off storage, because the job failed with `message`."""
+    spec = RemoveVolumes(volumes=tuple(volumes), failed_job_id=ctx.job.id, vm_id=vm_id,
+                         live=live, reason=f"{ctx.job.description} failed: {message}")
+    return await queue.submit(session, spec, description=f"Removing {len(volumes)} volume(s) "
+                              f"left by job '{ctx.job.description}'",
+                              owner_id=ctx.job.owner_id, correlation_id=ctx.job.correlation_id,
+                              max_attempts=LIVE_PATIENCE if live else None)
 
 
 async def remove_volumes(ctx: JobContext, spec: RemoveVolumes) -> dict[str, Any]:
