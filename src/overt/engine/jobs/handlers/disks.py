@@ -5,14 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
 from overt.engine.db.tables import (
     Disk,
     DiskAttachment,
-    ExtentReservation,
     StorageDomain,
     Template,
     Vm,
@@ -21,11 +20,11 @@ from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed
 from overt.engine.jobs.handlers import leftovers
 from overt.engine.jobs.handlers import storage_domains as shared
-from overt.engine.jobs.kinds import CreateDisk, JobSpec, LeftVolume, RemoveDisk
+from overt.engine.jobs.kinds import CreateDisk, JobSpec, RemoveDisk
 from overt.engine.model.status import DiskStatus, LogSeverity, TemplateStatus
 from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
-from overt.engine.queries.shared_storage import extent_of, is_shared, recount_extents
+from overt.engine.queries.shared_storage import is_shared, recount_extents
 from overt.engine.queries.snapshot_chains import all_volumes, volume_location
 from overt.engine.queries.vm_spec import image_location
 from overt.protocol import ErrorCode
@@ -97,13 +96,8 @@ async def create_failed(session: AsyncSession, ctx: JobContext, spec: CreateDisk
     vm_id = (await session.execute(select(DiskAttachment.vm_id).where(
         DiskAttachment.disk_id == disk.id, DiskAttachment.vm_id.is_not(None)))).scalars().first()
     template = await session.get(Template, disk.template_id) if disk.template_id else None
-    if extent_of(disk.image_path) is not None:
-        session.add(ExtentReservation(image_path=disk.image_path, storage_domain_id=domain.id))
-    await session.execute(delete(DiskAttachment).where(DiskAttachment.disk_id == disk.id))
-    await session.delete(disk)
-    await session.flush()
-    await leftovers.remove_later(session, ctx, [LeftVolume(
-        storage_domain_id=domain.id, path=disk.image_path)], message=message)
+    left = await leftovers.forget_disk(session, disk)
+    await leftovers.remove_later(session, ctx, [left], message=message)
     audit.record(session, f"Creating disk {disk.name} failed: {message}. The disk was removed"
                  f"{' from VM ' + await _vm_name(session, vm_id) if vm_id else ''}; what was "
                  f"made of its image is being removed from storage domain {domain.name}.",
