@@ -240,7 +240,7 @@ class AllInOne:
             template_id = template.id
         await self._wait_for(lambda: self._template_status(template_id),
                              {TemplateStatus.OK}, "template 'test-guest'",
-                             failed={TemplateStatus.ILLEGAL})
+                             failed={TemplateStatus.ILLEGAL, "gone"})
 
     async def _ensure_local_host(self) -> uuid.UUID:
         """Host `local`, added if missing, and repaired from whatever state a previous run

@@ -86,7 +86,11 @@ def _wait(check: Any, what: str) -> Any:
 
 def _disk_ok(client: ApiClient, disk_id: str) -> dict[str, Any]:
     def ready() -> dict[str, Any] | None:
-        disk: dict[str, Any] = client.get(f"/disks/{disk_id}")
+        try:
+            disk: dict[str, Any] = client.get(f"/disks/{disk_id}")
+        except ApiError as exc:  # a disk that could not be created is removed
+            raise ApiError(f"disk {disk_id} could not be created ({exc}); see the events"
+                           ) from exc
         if disk.get("status") == "illegal":
             raise ApiError(f"disk {disk.get('name')} could not be created")
         return disk if disk.get("status") == "ok" else None

@@ -43,7 +43,11 @@ def _wait_ok(client: ApiClient, disk_id: str) -> None:
     deadline = time.monotonic() + CREATE_TIMEOUT_S
     with progress("Creating the ISO disk") as on_step:
         while True:
-            status = client.get(f"/disks/{disk_id}").get("status")
+            try:
+                status = client.get(f"/disks/{disk_id}").get("status")
+            except ApiError as exc:  # a disk that could not be created is removed
+                raise ApiError(f"the ISO disk was not created ({exc}); see the events"
+                               ) from exc
             if status == "ok":
                 return
             if status == "illegal" or time.monotonic() > deadline:

@@ -129,12 +129,15 @@ def _first_domain(client: ApiClient) -> str:
 def _wait_for_disks(client: ApiClient, vm_id: str) -> None:
     import time
 
+    seen: set[str] = set()
     with progress("Creating disks") as on_step:
         while True:
             attachments = client.get(f"/vms/{vm_id}/diskattachments", follow="disk").get(
                 "disk_attachment", [])
             states = [a["disk"].get("status") for a in attachments]
-            if "illegal" in states:
+            present = {str(a["disk"]["id"]) for a in attachments}
+            seen |= present
+            if "illegal" in states or seen - present:  # a disk that failed is removed
                 raise ApiError("creating a disk failed; see the events (overt vm list, the UI)")
             if all(state == "ok" for state in states):
                 return

@@ -14,8 +14,16 @@ import pytest
 from sqlalchemy import select
 
 from overt.engine.db.database import Database
-from overt.engine.db.tables import Cluster, Host, StorageConnection, StorageDomain, Vm
-from overt.engine.model.status import HostStatus, StorageDomainStatus
+from overt.engine.db.tables import (
+    Cluster,
+    Disk,
+    DiskAttachment,
+    Host,
+    StorageConnection,
+    StorageDomain,
+    Vm,
+)
+from overt.engine.model.status import DiskStatus, HostStatus, StorageDomainStatus
 from overt.engine.queries.vm_spec import build_vm_spec
 from overt.engine.secrets import SecretBox
 from overt.protocol.vm import IscsiSource
@@ -203,6 +211,24 @@ def _host(engine: RunningEngine, name: str, status: HostStatus = HostStatus.UP,
     return str(asyncio.run(insert()))
 
 
+def _made_disk(engine: RunningEngine, name: str, domain_id: str, vm_id: str) -> None:
+    """A VM's disk on the domain as a finished creation leaves it (no node runs here: a
+    disk asked of the API fails to be made, and is removed)."""
+    async def insert() -> None:
+        db = Database(engine.runtime.settings.database_url())
+        try:
+            async with db.transaction() as session:
+                disk = Disk(id=uuid.uuid4(), name=name, storage_domain_id=uuid.UUID(domain_id),
+                            provisioned_size=MIB, status=DiskStatus.OK,
+                            image_path=f"images/{name}.qcow2")
+                session.add(disk)
+                await session.flush()
+                session.add(DiskAttachment(disk_id=disk.id, vm_id=uuid.UUID(vm_id)))
+        finally:
+            await db.dispose()
+    asyncio.run(insert())
+
+
 def _local_domain(conn: sdk.Connection, name: str, host_id: str) -> types.StorageDomain:
     return conn.system_service().storage_domains_service().add(types.StorageDomain(
         name=name, type=types.StorageDomainType.DATA, host=types.Host(id=host_id),
@@ -248,10 +274,7 @@ def test_storage_domain_refusals_change_nothing(connection: sdk.Connection,
     vm = system.vms_service().add(types.Vm(
         name="vault-vm", cluster=types.Cluster(name="Default"),
         template=types.Template(name="Blank"), memory=128 * MIB))
-    system.vms_service().vm_service(vm.id).disk_attachments_service().add(types.DiskAttachment(
-        interface=types.DiskInterface.VIRTIO, disk=types.Disk(
-            name="vault-disk", provisioned_size=MIB, format=types.DiskFormat.COW,
-            storage_domains=[types.StorageDomain(id=domain.id)])))
+    _made_disk(api_engine, "vault-disk", domain.id, vm.id)
     system.data_centers_service().data_center_service(domain.data_centers[0].id) \
         .storage_domains_service().storage_domain_service(domain.id).deactivate()
     error = _refused(409, service.remove)

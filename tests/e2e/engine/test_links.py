@@ -17,8 +17,8 @@ import pytest
 from defusedxml import ElementTree
 
 from overt.engine.db.database import Database
-from overt.engine.db.tables import Host, Step
-from overt.engine.model.status import HostStatus
+from overt.engine.db.tables import Disk, DiskAttachment, Host, Step
+from overt.engine.model.status import DiskStatus, HostStatus
 from tests.support.engine import RunningEngine
 
 MIB = 2**20
@@ -100,10 +100,13 @@ def _fleet(conn: sdk.Connection, engine: RunningEngine) -> None:
         .vnic_profiles_service().list()[0]
     vm_service.nics_service().add(types.Nic(name="nic1",
                                             vnic_profile=types.VnicProfile(id=profile.id)))
-    vm_service.disk_attachments_service().add(types.DiskAttachment(
-        interface=types.DiskInterface.VIRTIO, bootable=True, disk=types.Disk(
-            name="walker-disk", provisioned_size=MIB, format=types.DiskFormat.COW,
-            storage_domains=[types.StorageDomain(id=domain.id)])))
+    # A disk as a finished creation leaves it (no node runs here: a disk asked of the API
+    # fails to be made, and is removed).
+    disk_id = uuid.uuid4()
+    _in_db(engine, Disk(id=disk_id, name="walker-disk", storage_domain_id=uuid.UUID(domain.id),
+                        provisioned_size=MIB, status=DiskStatus.OK,
+                        image_path=f"images/{disk_id}.qcow2"))
+    _in_db(engine, DiskAttachment(disk_id=disk_id, vm_id=uuid.UUID(vm.id), bootable=True))
     job = system.jobs_service().add(types.Job(description="walker's own work"))
     _in_db(engine, Step(id=uuid.uuid4(), job_id=uuid.UUID(job.id), number=1,
                         description="a step of the walker's work"))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from overt.engine import audit
 from overt.engine.db.tables import AuditEvent, Disk, Job, Lock, Step, StorageDomain
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import DiskStatus, VmStatus
@@ -161,7 +162,9 @@ async def test_a_disk_is_created_on_its_hosts_storage_and_removed(
     assert not await asyncio.to_thread(Path(image).exists)
 
 
-async def test_a_disk_the_node_cannot_create_becomes_illegal(engine: LoopbackEngine) -> None:
+async def test_a_disk_the_node_cannot_create_is_removed(engine: LoopbackEngine) -> None:
+    """oVirt's AddDisk on failure: the disk goes (never `illegal`), and the removal of
+    whatever part of its image was made says what it could not take away."""
     await engine.add_host("h1")
     async with engine.session() as session:
         domain = (await session.execute(select(StorageDomain))).scalar_one()
@@ -171,7 +174,17 @@ async def test_a_disk_the_node_cannot_create_becomes_illegal(engine: LoopbackEng
     job = await engine.job((await _last_job(engine, "disk.create")).id)
     assert job.state == "failed" and "outside this node's storage directory" in (job.error or "")
     async with engine.session() as session:
-        assert (await session.get(Disk, disk.id)).status == DiskStatus.ILLEGAL.value  # type: ignore[union-attr]
+        assert await session.get(Disk, disk.id) is None
+    await engine.settled()
+    async with engine.session() as session:
+        assert (await session.execute(select(Lock))).all() == []
+        said = (await session.execute(select(AuditEvent.description).where(
+            AuditEvent.code == audit.DISK_ADD_FAILED))).scalars().all()
+        removal = (await session.execute(select(Job).where(
+            Job.action == "storage.remove_volumes"))).scalar_one()
+    assert len(said) == 1 and said[0].startswith("Creating disk data failed: ")
+    assert "The disk was removed" in said[0]
+    assert removal.state == "failed"  # the domain's path is outside the node's storage
 
 
 async def _user(engine: LoopbackEngine) -> vms.User:

@@ -152,7 +152,7 @@ async def test_a_seal_that_fails_fails_the_job_and_removes_the_template(
     assert job.state == "failed" and NO_OS in (job.error or "")
     steps = await _steps(engine, job)
     assert steps[-1] == ("Sealing template web-tpl", "failed")
-    await engine.job(await _last_job(engine, "disk.remove"))
+    await engine.job(await _last_job(engine, "storage.remove_volumes"))
     await engine.settled()
     assert sealed and not await asyncio.to_thread(Path(sealed[0]).exists)
     async with engine.session() as session:

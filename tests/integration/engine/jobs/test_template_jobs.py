@@ -310,7 +310,9 @@ async def test_a_copy_cut_short_leaves_nothing_locked_and_no_partial_image(
     else:
         job = await engine.job((await engine.act(vms.clone_vm, vm_id, "web2")).id)
     assert job.state == "failed" and "No space left on device" in job.error
-    assert (await _ended(engine, "disk.remove")).state == "done"
+    # Gone with the failure, disks included: none is left `illegal` meanwhile.
+    assert (await _counts(engine))[:3] == before[:3]
+    assert (await _ended(engine, "storage.remove_volumes")).state == "done"
     await engine.settled()
     assert written and not await asyncio.to_thread(written[0].exists)
     async with engine.session() as session:

@@ -3,8 +3,8 @@
 Each target disk was recorded `locked` by the service with a fresh image name; the job
 copies its source into it, flattened, through one host that reaches both (the local
 domain's host, else any host up in the shared domain's data center). A job that fails
-for good forgets what it was making (the template, or the clone VM) and hands the
-half-made images to disk removal jobs: nothing stays `locked`.
+for good forgets what it was making (the template, or the clone VM, with their disks)
+and hands the half-made images to a removal job: nothing stays `locked` or `illegal`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
 from overt.engine.db.tables import Disk, DiskAttachment, Host, StorageDomain, Template, Vm
-from overt.engine.jobs import queue
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed, RetryLater
+from overt.engine.jobs.handlers import leftovers
 from overt.engine.jobs.handlers import storage_domains as shared
-from overt.engine.jobs.kinds import CloneVm, CreateTemplate, DiskCopy, JobSpec, RemoveDisk
+from overt.engine.jobs.kinds import CloneVm, CreateTemplate, DiskCopy, JobSpec
 from overt.engine.model.status import (
     DiskStatus,
     HostStatus,
@@ -185,27 +185,25 @@ async def clone_vm(ctx: JobContext, spec: CloneVm) -> dict[str, Any]:
     return {"disks": len(spec.copies)}
 
 
-async def _forget_copies(session: AsyncSession, ctx: JobContext, copies: tuple[DiskCopy, ...]
-                         ) -> None:
-    """The targets become illegal, belong to nothing, and go to removal jobs, which take
-    whatever part of them reached storage away (a removal of nothing is fine)."""
+async def _forget_copies(session: AsyncSession, ctx: JobContext, copies: tuple[DiskCopy, ...],
+                         message: str) -> None:
+    """The targets are removed at once (none stays `locked` or `illegal`); whatever part
+    of them reached storage goes to one removal job (`leftovers`; removing nothing is
+    fine)."""
+    left = []
     for copy in copies:
         disk = await session.get(Disk, copy.target)
-        if disk is None:
-            continue
-        disk.status, disk.template_id = DiskStatus.ILLEGAL, None
-        await queue.release(session, ctx.job.id, "disk", disk.id)
-        await session.flush()
-        await queue.submit(session, RemoveDisk(disk_id=disk.id),
-                           description=f"Removing disk {disk.name}",
-                           owner_id=ctx.job.owner_id)
+        if disk is not None:
+            left.append(await leftovers.forget_disk(session, disk))
+    if left:
+        await leftovers.remove_later(session, ctx, left, message=message)
 
 
 async def template_failed(session: AsyncSession, ctx: JobContext, spec: CreateTemplate,
                           message: str) -> None:
     """oVirt's way: a template that could not be made is removed, with its disks."""
     template = await session.get(Template, spec.template_id)
-    await _forget_copies(session, ctx, spec.copies)
+    await _forget_copies(session, ctx, spec.copies, message)
     if template is None:
         return
     audit.record(session, f"Creating template {template.name} failed: {message}",
@@ -218,7 +216,7 @@ async def clone_failed(session: AsyncSession, ctx: JobContext, spec: CloneVm,
                        message: str) -> None:
     """A clone that could not be made is removed, with its disks."""
     vm = await session.get(Vm, spec.vm_id)
-    await _forget_copies(session, ctx, spec.copies)
+    await _forget_copies(session, ctx, spec.copies, message)
     if vm is None:
         return
     audit.record(session, f"Cloning VM {vm.name} failed: {message}",

@@ -9,12 +9,19 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import Disk, Host, StorageDomain, Template
+from overt.engine.db.tables import (
+    Disk,
+    DiskAttachment,
+    StorageDomain,
+    Template,
+    Vm,
+)
 from overt.engine.jobs.context import JobContext, Unit
-from overt.engine.jobs.errors import JobFailed, RetryLater
+from overt.engine.jobs.errors import JobFailed
+from overt.engine.jobs.handlers import leftovers
 from overt.engine.jobs.handlers import storage_domains as shared
 from overt.engine.jobs.kinds import CreateDisk, JobSpec, RemoveDisk
-from overt.engine.model.status import DiskStatus, HostStatus, LogSeverity, TemplateStatus
+from overt.engine.model.status import DiskStatus, LogSeverity, TemplateStatus
 from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
 from overt.engine.queries.shared_storage import is_shared, recount_extents
@@ -23,16 +30,6 @@ from overt.engine.queries.vm_spec import image_location
 from overt.protocol import ErrorCode
 from overt.protocol.commands import Empty, VolumeCreate, VolumeDelete, VolumeInfo
 from overt.protocol.vm import DiskFormat
-
-
-async def storage_host(ctx: JobContext, domain: StorageDomain) -> Host:
-    if domain.host_id is None:
-        raise JobFailed(f"storage domain {domain.name} has no host to act through")
-    async with ctx.transaction() as session:
-        host = await lookup.get(session, Host, domain.host_id)
-    if host.status != HostStatus.UP:
-        raise RetryLater(f"host {host.name} of storage domain {domain.name} is {host.status}")
-    return host
 
 
 async def create_disk(ctx: JobContext, spec: CreateDisk) -> dict[str, Any]:
@@ -50,7 +47,7 @@ async def create_disk(ctx: JobContext, spec: CreateDisk) -> dict[str, Any]:
             raise JobFailed(f"disks on {domain.storage_type} domains are not made from files")
         made = await shared.create_volume(ctx, domain, disk, backing=base)
         return await _created(ctx, disk_id, domain, made.actual_size, made.virtual_size)
-    host = await storage_host(ctx, domain)
+    host = await shared.storage_host(ctx, domain)
     fmt = DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW
     async with ctx.step(f"Creating disk {disk.name} on storage domain {domain.name}",
                         host_id=host.id):
@@ -88,17 +85,44 @@ async def _unlock_template(session: AsyncSession, template_id: uuid.UUID) -> Non
 
 async def create_failed(session: AsyncSession, ctx: JobContext, spec: CreateDisk,
                         message: str) -> None:
-    """The image may be half-made: the disk (and its template) become illegal, for the
-    administrator to remove; nothing stays locked."""
+    """oVirt's AddDisk on failure: the disk is removed with its attachment (and the template
+    it was imported for), and a removal job submitted here takes whatever part of its image
+    reached storage away (`leftovers`; an iSCSI extent stays reserved until then).
+    Nothing stays `locked` or `illegal`."""
     disk = await session.get(Disk, spec.disk_id)
-    if disk is not None and disk.status == DiskStatus.LOCKED:
-        disk.status = DiskStatus.ILLEGAL
-        if disk.template_id is not None:
-            template = await session.get(Template, disk.template_id)
-            if template is not None:
-                template.status = TemplateStatus.ILLEGAL
-        audit.record(session, f"Creating disk {disk.name} failed: {message}",
-                     severity=LogSeverity.ERROR, job_id=ctx.job.id)
+    if disk is None or disk.status != DiskStatus.LOCKED:
+        return
+    domain = await lookup.domain_of(session, disk)
+    vm_id = (await session.execute(select(DiskAttachment.vm_id).where(
+        DiskAttachment.disk_id == disk.id, DiskAttachment.vm_id.is_not(None)))).scalars().first()
+    template = await session.get(Template, disk.template_id) if disk.template_id else None
+    left = await leftovers.forget_disk(session, disk)
+    await leftovers.remove_later(session, ctx, [left], message=message)
+    audit.record(session, f"Creating disk {disk.name} failed: {message}. The disk was removed"
+                 f"{' from VM ' + await _vm_name(session, vm_id) if vm_id else ''}; what was "
+                 f"made of its image is being removed from storage domain {domain.name}.",
+                 code=audit.DISK_ADD_FAILED, severity=LogSeverity.ERROR, vm_id=vm_id,
+                 storage_domain_id=domain.id, job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    if template is not None:
+        await _drop_template(session, ctx, template, message)
+
+
+async def _vm_name(session: AsyncSession, vm_id: uuid.UUID) -> str:
+    return (await lookup.get(session, Vm, vm_id)).name
+
+
+async def _drop_template(session: AsyncSession, ctx: JobContext, template: Template,
+                         message: str) -> None:
+    """A template imported with the disk goes with it, as a template whose creation
+    failed does in oVirt."""
+    others = (await session.execute(select(Disk.id).where(
+        Disk.template_id == template.id))).first()
+    if others is not None:  # not an import's: its other disks stay with it
+        return
+    audit.record(session, f"Creating template {template.name} failed: {message}. The "
+                 "template was removed.", code=audit.TEMPLATE_ADD_FAILED,
+                 severity=LogSeverity.ERROR, job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    await session.delete(template)
 
 
 async def remove_disk(ctx: JobContext, spec: RemoveDisk) -> dict[str, Any]:
@@ -121,7 +145,7 @@ async def remove_disk(ctx: JobContext, spec: RemoveDisk) -> dict[str, Any]:
 
 
 async def _remove_local(ctx: JobContext, domain: StorageDomain, disk: Disk) -> None:
-    host = await storage_host(ctx, domain)
+    host = await shared.storage_host(ctx, domain)
     async with ctx.transaction() as session:
         volumes = await all_volumes(session, disk)
     async with ctx.step(f"Removing disk {disk.name}", host_id=host.id):

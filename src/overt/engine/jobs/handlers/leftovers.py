@@ -10,19 +10,31 @@ follow-up job removes the volumes through any host that reaches their domain, ma
 volumes under them leaves again, frees the extents and records what it cleaned and why.
 Every step is safe to repeat, so whenever the engine dies, storage and the database end
 up agreeing.
+
+A disk creation or copy that fails for good removes its disks from the database at once
+(`forget_disk`, as oVirt's AddDisk does) and hands their volumes to the same job
+(`remove_later`).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import Disk, Job, SnapshotVolume, StorageDomain, Vm
+from overt.engine.db.tables import (
+    Disk,
+    DiskAttachment,
+    ExtentReservation,
+    Job,
+    SnapshotVolume,
+    StorageDomain,
+    Vm,
+)
 from overt.engine.jobs import queue
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import RetryLater
@@ -30,7 +42,7 @@ from overt.engine.jobs.handlers.snapshot_volumes import delete_volumes, volume_h
 from overt.engine.jobs.kinds import JobSpec, LeftVolume, RemoveVolumes
 from overt.engine.model.status import LogSeverity, VmStatus
 from overt.engine.queries import lookup
-from overt.engine.queries.shared_storage import release_reservations
+from overt.engine.queries.shared_storage import extent_of, release_reservations
 
 _MAKING = "volumes_in_making"  # in the job's result: volumes asked of a node, maybe made
 _REMOVED = "removed_volumes"  # in a RemoveVolumes job's result: its work is recorded
@@ -85,13 +97,34 @@ async def hand_off(session: AsyncSession, ctx: JobContext, *, vm_id: uuid.UUID |
     if vm_id is not None and not live:
         await queue.release(session, ctx.job.id, "vm", vm_id)
         await session.flush()
-    spec = RemoveVolumes(volumes=left, failed_job_id=ctx.job.id, vm_id=vm_id, live=live,
-                         reason=f"{ctx.job.description} failed: {message}")
-    await queue.submit(session, spec, description=f"Removing {len(left)} volume(s) left by "
-                       f"job '{ctx.job.description}'", owner_id=ctx.job.owner_id,
-                       correlation_id=ctx.job.correlation_id,
-                       max_attempts=LIVE_PATIENCE if live else None)
+    await remove_later(session, ctx, left, vm_id=vm_id, live=live, message=message)
     return {e.path for e in left}
+
+
+async def remove_later(session: AsyncSession, ctx: JobContext, volumes: Sequence[LeftVolume],
+                       *, message: str, vm_id: uuid.UUID | None = None,
+                       live: bool = False) -> Job:
+    """In a failed job's compensation: the `RemoveVolumes` job that takes `volumes` (which
+    no chain records) off storage, because the job failed with `message`."""
+    spec = RemoveVolumes(volumes=tuple(volumes), failed_job_id=ctx.job.id, vm_id=vm_id,
+                         live=live, reason=f"{ctx.job.description} failed: {message}")
+    return await queue.submit(session, spec, description=f"Removing {len(volumes)} volume(s) "
+                              f"left by job '{ctx.job.description}'",
+                              owner_id=ctx.job.owner_id, correlation_id=ctx.job.correlation_id,
+                              max_attempts=LIVE_PATIENCE if live else None)
+
+
+async def forget_disk(session: AsyncSession, disk: Disk) -> LeftVolume:
+    """In a failed job's compensation: a disk it was making is removed with its
+    attachments; its volume (whatever part of it reached storage) is returned for
+    `remove_later`, an iSCSI volume's extent reserved until then."""
+    if extent_of(disk.image_path) is not None:
+        session.add(ExtentReservation(image_path=disk.image_path,
+                                      storage_domain_id=disk.storage_domain_id))
+    await session.execute(delete(DiskAttachment).where(DiskAttachment.disk_id == disk.id))
+    await session.delete(disk)
+    await session.flush()
+    return LeftVolume(storage_domain_id=disk.storage_domain_id, path=disk.image_path)
 
 
 async def remove_volumes(ctx: JobContext, spec: RemoveVolumes) -> dict[str, Any]:

@@ -17,10 +17,10 @@ from typing import ClassVar
 from overt.engine.db.tables import Disk, Host, StorageDomain
 from overt.engine.jobs.context import JobContext
 from overt.engine.jobs.errors import JobFailed
-from overt.engine.jobs.handlers.disks import storage_host
 from overt.engine.jobs.handlers.storage_domains import (
     acting_host,
     export_of,
+    storage_host,
     write_lun_metadata,
 )
 from overt.engine.model.status import StorageType

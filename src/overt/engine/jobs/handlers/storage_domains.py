@@ -70,6 +70,17 @@ def export_of(domain: StorageDomain) -> NfsExportRef:
     return NfsExportRef(server=domain.address or "", export=domain.path)
 
 
+async def storage_host(ctx: JobContext, domain: StorageDomain) -> Host:
+    """The host of a local domain, which alone reaches its directory."""
+    if domain.host_id is None:
+        raise JobFailed(f"storage domain {domain.name} has no host to act through")
+    async with ctx.transaction() as session:
+        host = await lookup.get(session, Host, domain.host_id)
+    if host.status != HostStatus.UP:
+        raise RetryLater(f"host {host.name} of storage domain {domain.name} is {host.status}")
+    return host
+
+
 async def acting_host(ctx: JobContext, domain: StorageDomain) -> Host:
     """A host that is up to act on the domain: its own host first, else any host up in
     its data center (any of them reaches shared storage)."""
