@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import ovirtsdk4 as sdk
 
@@ -17,6 +18,7 @@ from tests.support.ports import free_port
 from tests.support.schema import TEST_PASSWORD, copy_migrated_sqlite
 
 __all__ = ["RunningEngine", "free_port", "start_engine"]
+T = TypeVar("T")
 
 
 @dataclass
@@ -43,6 +45,10 @@ class RunningEngine:
         """The official SDK signed in as admin@internal (close it after use)."""
         return sdk.Connection(url=self.url, username="admin@internal", password=self.password,
                               ca_file=str(self.ca_file))
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the engine's own loop (its database) and return its result."""
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout=30)
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.runtime.stop)

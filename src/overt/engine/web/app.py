@@ -23,6 +23,7 @@ from overt.engine.web import (
     user_portal,
     vm_cdrom,
     vm_nics,
+    vm_snapshots,
     vms,
     vnic_profiles,
 )
@@ -41,6 +42,7 @@ def web_routes() -> list[BaseRoute]:
         *auth.ROUTES, *passwords.ROUTES, *user_portal.ROUTES, *live.ROUTES, *graphs.ROUTES, *console.ROUTES,
         *vm_nics.ROUTES,  # before the VM actions' /vms/{vm_id}/{action}
         *vm_cdrom.ROUTES,
+        *vm_snapshots.ROUTES,
         *vms.ROUTES, *inventory.ROUTES,
         *host_networks.ROUTES,  # before the host actions' /hosts/{host_id}/{action}
         *hosts.ROUTES,

@@ -40,6 +40,7 @@ from overt.engine.web.cdrom_view import cdrom_values
 from overt.engine.web.context import WebContext, page
 from overt.engine.web.listing import Column, ids_asked, list_view, page_of
 from overt.engine.web.pages import jobs_with_steps, recent_events
+from overt.engine.web.snapshot_view import snapshot_values
 from overt.engine.web.vm_hardware import hardware_facts
 
 MIB = 1 << 20
@@ -229,6 +230,7 @@ async def vm_values(session: AsyncSession, vm_id: uuid.UUID) -> dict[str, Any]:
     buttons = [(name, label, destructive, status in VM_ACTIONS[action])
                for name, (action, label, destructive) in ACTIONS.items()]
     cdrom = await cdrom_values(session, vm)
+    snapshots = await snapshot_values(session, vm)
     return {"vm": vm, "hardware": hardware_facts(vm, cdrom["cdrom_media"]), "host": host,
             "cluster": cluster, "template": template, "disks": disks,
             "nics": nics, "profiles": profiles, "nic_error": None, "buttons": buttons,
@@ -238,7 +240,7 @@ async def vm_values(session: AsyncSession, vm_id: uuid.UUID) -> dict[str, Any]:
             "console_ready": vm.host_id is not None and status in VM_ACTIONS[VmAction.TICKET],
             "migrate_allowed": status in VM_ACTIONS[VmAction.MIGRATE],
             "migrate_hosts": migrate_hosts, "migrating": status is VmStatus.MIGRATING,
-            "ha_priorities": HA_PRIORITIES, **cdrom}
+            "ha_priorities": HA_PRIORITIES, **cdrom, **snapshots}
 
 
 async def activity_values(session: AsyncSession, vm_id: uuid.UUID) -> dict[str, Any]:

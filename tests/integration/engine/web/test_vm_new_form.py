@@ -4,26 +4,16 @@ a refused key or script is shown by the form with what was typed kept, nothing c
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import html
 import re
-import ssl
 import struct
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import ovirtsdk4 as sdk
 import pytest
-from sqlalchemy import select
 
-from overt.engine.db.tables import Cluster, Disk, StorageDomain
 from overt.engine.model.initialization import MAX_CUSTOM_SCRIPT_BYTES
-from overt.engine.model.status import DiskStatus, StorageDomainStatus
-from tests.support.engine import RunningEngine
-from tests.support.no_nodes import engine_with_admin
 
 
 def _ed25519_key() -> str:
@@ -32,62 +22,6 @@ def _ed25519_key() -> str:
         return struct.pack(">I", len(data)) + data
     blob = field(b"ssh-ed25519") + field(bytes(range(32)))
     return f"ssh-ed25519 {base64.b64encode(blob).decode()} ops@laptop"
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
-    with engine_with_admin(Path(tmp_path_factory.mktemp("engine"))) as (engine, _admin):
-        yield engine
-
-
-def _run(engine: RunningEngine, work: object) -> object:
-    return asyncio.run_coroutine_threadsafe(work, engine.loop).result(  # type: ignore[arg-type]
-        timeout=30)
-
-
-@pytest.fixture(scope="module")
-def setup(engine: RunningEngine) -> dict[str, str]:
-    """The Default cluster's id and an ISO disk on a local domain of its data center."""
-    async def insert() -> dict[str, str]:
-        async with engine.runtime.db.transaction() as session:
-            cluster = (await session.execute(select(Cluster).where(
-                Cluster.name == "Default"))).scalar_one()
-            domain = StorageDomain(id=uuid.uuid4(), name="isos", storage_type="localfs",
-                                   path="/var/tmp/isos", data_center_id=cluster.data_center_id,
-                                   status=StorageDomainStatus.ACTIVE)
-            session.add(domain)
-            await session.flush()
-            disk = Disk(id=uuid.uuid4(), name="installer.iso", storage_domain_id=domain.id,
-                        provisioned_size=4 << 20, format="raw", sparse=False,
-                        status=DiskStatus.OK, image_path="images/installer.iso",
-                        content_type="iso")
-            session.add(disk)
-            return {"cluster": str(cluster.id), "iso": str(disk.id)}
-    return _run(engine, insert())  # type: ignore[return-value]
-
-
-@pytest.fixture(scope="module")
-def portal(engine: RunningEngine) -> Iterator[tuple[httpx.Client, str]]:
-    client = httpx.Client(base_url=engine.url.removesuffix("/ovirt-engine/api"), timeout=30,
-                          verify=ssl.create_default_context(cafile=str(engine.ca_file)))
-    client.get("/signin")
-    answer = client.post("/signin", data={"csrf_token": client.cookies["overt_signin"],
-                                          "username": "admin@internal",
-                                          "password": engine.password, "next": "/"})
-    assert answer.status_code == 303, answer.text[:500]
-    form = client.get("/vms/new")
-    found = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert found is not None, form.text[:500]
-    yield client, found.group(1)
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def api(engine: RunningEngine) -> Iterator[sdk.Connection]:
-    conn = sdk.Connection(url=engine.url, username="admin@internal", password=engine.password,
-                          ca_file=str(engine.ca_file))
-    yield conn
-    conn.close()
 
 
 def _form(setup: dict[str, str], name: str, **extra: str) -> dict[str, str]:
