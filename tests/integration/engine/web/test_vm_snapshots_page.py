@@ -102,6 +102,8 @@ def test_snapshots_are_listed_and_restore_and_remove_ask_first(
                              data={"csrf_token": csrf})
         assert answer.status_code == 200
         assert said in answer.text and 'name="confirmed" value="yes"' in answer.text
+        assert f'action="/vms/{vm_id}/snapshots/{first_id}/{change}"' in answer.text
+        assert f'name="csrf_token" value="{csrf}"' in answer.text
     assert engine.run(_snapshots(engine, vm_id)) == [("first", "ok"), ("second <b>", "ok")]
     assert engine.run(_jobs(engine)) == jobs  # asking changed nothing
 
