@@ -217,7 +217,8 @@ async def test_forged_messages_from_a_cut_off_hosts_address_never_run_a_vm_twice
                 Job.action == "host.recover", Job.host_id == recovery_id,
                 Job.state.in_(("done", "failed"))))).first() is not None
     await engine.eventually(settled, what="the recovery of h1 (or a second copy of ha)")
-    assert len(await _copies(engine, "ha")) == 1, await _copies(engine, "ha")
+    # Never two copies (none for a moment is fine: h1 fenced, the restart not yet run).
+    assert len(await _copies(engine, "ha")) <= 1, await _copies(engine, "ha")
     assert (await _host(engine, "h1")).status != HostStatus.KDUMPING
     said = await _said(engine)
     assert ("Host h1 is fenced without waiting for fence_kdump messages: VM(s) ha on it have "
