@@ -7,19 +7,32 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable
 
 import pytest
 from sqlalchemy import select
 
-from overt.engine.db.tables import AuditEvent, Disk, DiskAttachment, Job, Step, StorageDomain
+from overt.engine.db.tables import (
+    AuditEvent,
+    Disk,
+    DiskAttachment,
+    Job,
+    Step,
+    StorageDomain,
+    Vm,
+)
 from overt.engine.model.status import DiskStatus, StorageDomainStatus, StorageType, VmStatus
 from overt.engine.queries.lookup import Ref
 from overt.engine.secrets import Secret
 from overt.engine.services import vms
+from overt.node.leases.export import DomainRef
+from overt.node.leases.keeper import DomainAreas
 from overt.node.storage.chap import secret_id
 from overt.protocol.commands import VmPrepareIncoming
 from overt.protocol.vm import ChapAuth
+from tests.integration.engine.jobs.test_vm_migrate_lease import SLOT, keepers  # noqa: F401
 from tests.support.loopback import LoopbackEngine
+from tests.unit.node.leases.test_keeper import Node
 
 TARGET = "iqn.2024-01.dev.overt:chap"
 PASSWORD = "Chap-Secret-0451"
@@ -140,3 +153,40 @@ async def test_a_failed_migration_keeps_a_secret_another_vm_on_the_destination_n
     assert (await engine.job(job.id)).state == "failed"
     assert target_hyp.secrets == CHAP  # VM second runs there on the same domain
     assert engine.hosts[source].hypervisor.secrets == CHAP
+
+
+async def test_a_leased_vm_on_a_chap_domain_has_its_lease_opened_with_the_credentials(
+        engine: LoopbackEngine, keepers: dict[str, Node]) -> None:  # noqa: F811
+    """The lease's areas are a window of the CHAP LUN: the source's keeper opens them with
+    the domain's credentials at the start, the destination's at the take-over."""
+    opened: dict[str, list[DomainRef]] = {name: [] for name in keepers}
+    for name, node in keepers.items():
+        def record(ref: DomainRef, node: Node = node, name: str = name
+                   ) -> Awaitable[DomainAreas]:
+            opened[name].append(ref)
+            return node.open_domain(ref)
+        node.keeper._open_domain = record
+    vm_id = await engine.add_vm("leased")
+    async with engine.session() as session:
+        domain = StorageDomain(
+            id=uuid.uuid4(), name="san-chap", storage_type=StorageType.ISCSI.value,
+            address="10.9.9.9", path=f"{TARGET}/1", status=StorageDomainStatus.ACTIVE.value,
+            used_bytes=0, available_bytes=1 << 30, chap_username="init1",
+            chap_password_sealed=engine.worker.services.secret_box().seal(Secret(PASSWORD)))
+        session.add(domain)
+        await session.flush()
+        vm = await session.get(Vm, vm_id)
+        assert vm is not None
+        vm.lease_storage_domain_id, vm.lease_slot = domain.id, SLOT
+    job = await engine.act(vms.start_vm, vm_id)
+    assert (await engine.job(job.id)).state == "done"
+    await engine.vm_reaches(vm_id, [VmStatus.UP])
+    source, target = await _placed(engine, vm_id)
+
+    job = await engine.act(vms.migrate_vm, vm_id, host=Ref(name=target))
+    assert (await engine.job(job.id)).state == "done"
+    assert list(keepers[target].keeper.status()["vms"]) == [str(vm_id)]
+    for name in (source, target):
+        luns = [ref.lun for ref in opened[name]]
+        assert [(lun.target, lun.chap) for lun in luns if lun is not None] == \
+            [(TARGET, CHAP[secret_id(TARGET)])]
