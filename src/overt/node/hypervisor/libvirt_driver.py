@@ -251,7 +251,10 @@ class LibvirtHypervisor:
         if existing is not None and await self._call("reading state", existing.isActive):
             raise invalid_state(f"VM {existing.name()} is already running")
         if restore_from is not None:
-            return await self._restore(vm_id, restore_from, paused=paused)
+            async with self._secrets_lock:  # the saved VM's disks name them as before
+                if spec is not None:
+                    await self._secrets(conn, spec)
+                return await self._restore(vm_id, restore_from, paused=paused)
         if spec is None:
             if existing is None:
                 raise NodeFailure(ErrorCode.NO_SUCH_VM, f"no VM with id {vm_id} is defined on "

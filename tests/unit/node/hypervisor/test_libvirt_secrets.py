@@ -12,7 +12,7 @@ from overt.node.hypervisor import libvirt_secrets
 from overt.node.hypervisor.libvirt_driver import LibvirtHypervisor
 from overt.node.hypervisor.virt_mode_cache import VirtModeChoice, VirtType
 from overt.node.storage.chap import secret_id
-from overt.protocol.vm import ChapAuth
+from overt.protocol.vm import ChapAuth, DiskSpec, IscsiSource, VmSpec
 
 CHAP = ChapAuth(username="init1", password="Chap-Secret-0451")
 A, B = secret_id("iqn.2024-01.dev.overt:a"), secret_id("iqn.2024-01.dev.overt:b")
@@ -124,3 +124,56 @@ async def test_an_incoming_vms_secrets_stay_until_it_is_abandoned(tmp_path: Path
         assert set(conn.secrets) == {B}
     finally:
         hyp.calls.shutdown()
+
+
+class RestoringConn(FakeConn):
+    """A libvirtd that restores a saved VM, noting the secrets it had as it did."""
+
+    def __init__(self, vm_id: uuid.UUID) -> None:
+        super().__init__()
+        self.vm_id, self.restored_with = vm_id, None
+        self.restored: FakeDomain | None = None
+
+    def lookupByUUIDString(self, vm_id: str) -> FakeDomain:
+        if self.restored is None:
+            raise _gone()
+        return self.restored
+
+    def restoreFlags(self, path: str, xml: None, flags: int) -> None:
+        self.restored_with = {u: s.value for u, s in self.secrets.items()}
+        self.restored = RunningDomain([A], self.vm_id)
+
+
+class RunningDomain(FakeDomain):
+    def __init__(self, usages: list[str], vm_id: uuid.UUID) -> None:
+        super().__init__(usages)
+        self.vm_id = vm_id
+
+    def state(self) -> tuple[int, int]:
+        return libvirt.VIR_DOMAIN_RUNNING, 1
+
+    def name(self) -> str:
+        return "saved"
+
+    def UUIDString(self) -> str:
+        return str(self.vm_id)
+
+
+async def test_a_vm_resumed_from_disk_has_its_secrets_defined_before_the_restore(
+        tmp_path: Path) -> None:
+    """Its secrets went when it stopped (saved): the restore, given the VM's spec, defines
+    them again before libvirt opens its disks."""
+    hyp = LibvirtHypervisor("test:///default", VirtModeChoice(VirtType.QEMU, tmp_path))
+    vm_id = uuid.uuid4()
+    conn = RestoringConn(vm_id)
+    hyp.connection._conn = conn  # type: ignore[assignment]
+    image = tmp_path / "saved.memory"
+    image.write_bytes(b"memory")
+    lun = IscsiSource(portal="10.77.1.10", target="iqn.2024-01.dev.overt:a", lun=1, chap=CHAP)
+    spec = VmSpec(id=vm_id, name="saved", memory_mib=256, graphics=None,
+                  disks=(DiskSpec(id=uuid.uuid4(), source=lun),))
+    try:
+        await hyp.start(vm_id, spec, paused=False, job=None, restore_from=image)
+    finally:
+        hyp.calls.shutdown()
+    assert conn.restored_with == {A: CHAP.password.encode()}
