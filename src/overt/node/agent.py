@@ -31,7 +31,7 @@ from overt.node.networking import HostNetworking
 from overt.node.snmp.reporter import SnmpReporter, row, vm_key
 from overt.node.snmp.snapshot import VmRow
 from overt.node.stats import Reading, StatsSampler
-from overt.node.storage import copies, iscsi_domain, reach, sealing
+from overt.node.storage import chap, copies, iscsi_domain, reach, sealing
 from overt.node.storage.local import LocalVolumes
 from overt.node.storage.nfs_domain import NfsDomains
 from overt.protocol import CommandEnvelope, ErrorCode, NodeError, Reply
@@ -39,6 +39,7 @@ from overt.protocol.commands import (
     Empty,
     HostCapabilitiesCommand,
     HostStateCommand,
+    VmAbandonIncoming,
     VmBlockCommit,
     VmCancelMigration,
     VmDefine,
@@ -48,6 +49,7 @@ from overt.protocol.commands import (
     VmMigrate,
     VmMigrationProgress,
     VmPause,
+    VmPrepareIncoming,
     VmReboot,
     VmResume,
     VmSave,
@@ -243,6 +245,14 @@ class Agent:
             case VmLeaseTakeOver(vm_id=vm_id, lease=lease, token=token):
                 await self._keeper_call(f"VM {vm_id}'s lease cannot move here",
                                         self._keeper().take_over(vm_id, lease, token))
+                return Empty()
+            case VmPrepareIncoming(vm_id=vm_id, luns=luns):
+                await self._locked(vm_id, hyp.prepare_incoming(vm_id, {
+                    chap.secret_id(lun.target): lun.chap for lun in luns
+                    if lun.chap is not None}))
+                return Empty()
+            case VmAbandonIncoming(vm_id=vm_id):
+                await self._locked(vm_id, hyp.abandon_incoming(vm_id))
                 return Empty()
             case VmMigrationProgress(vm_id=vm_id):  # never waits behind the migration
                 return await hyp.migration_progress(vm_id)

@@ -14,6 +14,7 @@ from overt.protocol.networks import HostCommitNetworks, HostSetupNetworks
 from overt.protocol.storage import (
     ExtentCommit,
     ExtentFormat,
+    IscsiLunRef,
     LunMetadataWrite,
     LunRead,
     SharedVolumeCommit,
@@ -153,6 +154,26 @@ class VmLeaseTakeOver(_Command):
     vm_id: UUID
     lease: LeaseSpec
     token: UUID
+
+
+class VmPrepareIncoming(_Command):
+    """On a migration's destination, before `vm.migrate`: define the iSCSI CHAP secrets
+    the VM's disks name (`luns`, with their credentials), which libvirt looks up as the
+    incoming VM starts there; they stay until it arrives or `vm.abandon_incoming`."""
+
+    name: Literal["vm.prepare_incoming"] = "vm.prepare_incoming"
+    result: ClassVar[type[Empty]] = Empty
+    vm_id: UUID
+    luns: tuple[IscsiLunRef, ...] = ()
+
+
+class VmAbandonIncoming(_Command):
+    """On a migration's destination whose migration failed: the VM will not come; the
+    secrets `vm.prepare_incoming` defined go unless a VM there names them."""
+
+    name: Literal["vm.abandon_incoming"] = "vm.abandon_incoming"
+    result: ClassVar[type[Empty]] = Empty
+    vm_id: UUID
 
 
 class VmMigrationProgress(_Command):
@@ -298,6 +319,8 @@ Command = Annotated[
     | VmCancelMigration
     | VmMigrationProgress
     | VmLeaseTakeOver
+    | VmPrepareIncoming
+    | VmAbandonIncoming
     | VmReboot
     | VmPause
     | VmResume

@@ -27,17 +27,22 @@ import pytest
 
 from overt.lab.guest import BOOT_MARKER, COUNTER_PREFIX, GuestImage
 from overt.lab.lab import Lab
+from overt.lab.storage_host import CHAP_USER
 from overt.lab.topology import Net, Topology
 from overt.node.leases.client import LeaseClient
+from overt.protocol.ovirt_metadata import parse_metadata
 from tests.conftest import TEST_LAB
 from tests.e2e.lab.test_shared_storage import (
     CONSOLE_LOG_DIR,
     LEASE_IO_TIMEOUT_S,
+    MIB,
     NfsDomain,
     Site,
     StorageLab,
     _boot_disk,
     _new_vm,
+    _virtual_size,
+    _write_guest,
     nfs_domain,
     open_storage_lab,
 )
@@ -456,3 +461,108 @@ def test_maintenance_drains_a_node_of_its_two_running_guests(
 
 def _keeper_status(site: Site, node: str) -> dict[str, Any]:
     return asyncio.run(LeaseClient(site.keeper_dir(node) / "keeper.sock").status())
+
+
+def _secrets_of(lab: Lab, node: str) -> set[str]:
+    """The iSCSI secrets Overt defined in the node's libvirtd."""
+    conn = libvirt.open(lab.hypervisor(node).uri)
+    try:
+        return {s.usageID() for s in conn.listAllSecrets(0)
+                if s.usageID().startswith("overtchap")}
+    finally:
+        conn.close()
+
+
+def _chap_domain_disk(storage_lab: StorageLab, conn: sdk.Connection,
+                      guest_image: GuestImage) -> tuple[str, str]:
+    """An active domain on the lab's CHAP target and a disk on it holding the test guest:
+    (domain id, disk id)."""
+    server = storage_lab.lab.storage_server()
+    target, secret = server.chap_target_iqn, server.chap_secret()
+    host1 = storage_lab.first.host_of(conn, "node1")
+    sds = conn.system_service().storage_domains_service()
+    added = sds.add(types.StorageDomain(
+        name="lab-chap-migr", host=types.Host(id=host1.id), type=types.StorageDomainType.DATA,
+        storage=types.HostStorage(type=types.StorageType.ISCSI, logical_units=[
+            types.LogicalUnit(id="1", address=storage_lab.nfs_address, port=3260,
+                              target=target, username=CHAP_USER, password=secret)])))
+    sd = sds.storage_domain_service(added.id)
+    wait_until(lambda: sd.get().status == types.StorageDomainStatus.UNATTACHED, 60,
+               "the CHAP domain to be written")
+    dc = conn.system_service().data_centers_service().list(search="name=Default")[0]
+    attached = conn.system_service().data_centers_service().data_center_service(
+        dc.id).storage_domains_service()
+    attached.add(types.StorageDomain(id=added.id))
+    wait_until(lambda: attached.storage_domain_service(added.id).get().status
+               == types.StorageDomainStatus.ACTIVE, 60, "the CHAP domain to be active")
+    disks = conn.system_service().disks_service()
+    disk = disks.add(types.Disk(name="lab-chap-migr-disk", format=types.DiskFormat.COW,
+                                provisioned_size=_virtual_size(guest_image),
+                                storage_domains=[types.StorageDomain(id=added.id)]))
+    wait_until(lambda: disks.disk_service(disk.id).get().status == types.DiskStatus.OK,
+               60, "the disk on the CHAP domain to be made")
+    backing = storage_lab.lab.topology.host_dir(storage_lab.lab.topology.storage) / \
+        "chap-lun1.img"
+    with backing.open("rb") as f:
+        metadata = parse_metadata(f.read(MIB).split(b"\0", 1)[0].decode())
+    [record] = [v for k, v in metadata.items() if k.startswith("VOL_")]
+    _image, offset, length = record.split(",")[:3]
+    _write_guest(storage_lab, guest_image, target, secret, int(offset), int(length))
+    return added.id, disk.id
+
+
+def test_a_leased_vm_on_a_chap_domain_migrates_to_node2(
+        storage_lab: StorageLab, guest_image: GuestImage) -> None:
+    """A VM booted from a disk on the lab's CHAP target, with its lease on that domain,
+    migrates live from node1 to node2: node2's libvirtd gets the iSCSI secret before the
+    VM comes (it could not start the incoming VM otherwise), node2's keeper takes the
+    lease over (its qemu-storage-daemon logs in with CHAP), and node1 keeps no secret once
+    the VM has left."""
+    site = storage_lab.first
+    conn = site.connect()
+    try:
+        domain_id, disk_id = _chap_domain_disk(storage_lab, conn, guest_image)
+        _new_vm(site, "lab-chap-migr-vm", disk_id)
+        vms = conn.system_service().vms_service()
+        vm = vms.list(search="name=lab-chap-migr-vm")[0]
+        service = vms.vm_service(vm.id)
+        node1, node2 = site.host_of(conn, "node1"), site.host_of(conn, "node2")
+        service.update(types.Vm(lease=types.StorageDomainLease(
+            storage_domain=types.StorageDomain(id=domain_id)),
+            placement_policy=types.VmPlacementPolicy(hosts=[types.Host(id=node1.id)])))
+        log = CONSOLE_LOG_DIR / f"{vm.id}.log"
+        service.start()
+        wait_until(lambda: service.get().status == types.VmStatus.UP, 180, "the VM to be up")
+        wait_until(lambda: log.exists() and BOOT_MARKER in log.read_text(errors="replace"),
+                   120, "the guest to boot from the CHAP disk")
+        assert _runs_on(storage_lab.lab, vm.id, running_only=True) == ["node1"]
+        assert vm.id in _keeper_status(site, "node1")["vms"]
+        assert _secrets_of(storage_lab.lab, "node1") and not _secrets_of(storage_lab.lab,
+                                                                          "node2")
+        service.update(types.Vm(placement_policy=types.VmPlacementPolicy(
+            affinity=types.VmAffinity.MIGRATABLE, hosts=[])))
+
+        service.migrate(host=types.Host(id=node2.id))
+        wait_until(lambda: (v := service.get()).status == types.VmStatus.UP
+                   and v.host.id == node2.id, 180, "the VM to run on node2")
+        wait_until(lambda: _runs_on(storage_lab.lab, vm.id) == ["node2"], 30,
+                   "the VM to be on node2 only", every=0.2)
+        assert _runs_on(storage_lab.lab, vm.id, running_only=True) == ["node2"]
+        wait_until(lambda: vm.id in _keeper_status(site, "node2")["vms"], 30,
+                   "node2's keeper to hold the lease")
+        wait_until(lambda: vm.id not in _keeper_status(site, "node1")["vms"], 30,
+                   "node1's keeper to let the lease go")
+        assert not any(k["vm_id"] == vm.id for k in _keeper_status(site, "node2")["kills"])
+        secret = storage_lab.lab.storage_server().chap_secret()
+        assert _secrets_of(storage_lab.lab, "node2")
+        wait_until(lambda: not _secrets_of(storage_lab.lab, "node1"), 30,
+                   "node1 to drop the secret")
+        descriptions = [e.description for e in conn.system_service().events_service().list()]
+        assert not any("lease could not move" in d for d in descriptions), descriptions
+        assert not any(secret in d for d in descriptions)
+        service.stop()
+        wait_until(lambda: service.get().status == types.VmStatus.DOWN, 120, "the VM to stop")
+        wait_until(lambda: not _secrets_of(storage_lab.lab, "node2"), 30,
+                   "node2 to drop the secret")
+    finally:
+        conn.close()

@@ -23,6 +23,7 @@ from overt.engine.model.status import DiskStatus, StorageType, VmStatus
 from overt.engine.queries.shared_storage import extent_of, lun_of
 from overt.engine.queries.snapshot_chains import snapshot_volumes, volume_location
 from overt.engine.secrets import SecretBox
+from overt.protocol.storage import IscsiLunRef
 from overt.protocol.vm import (
     BackingLayer,
     BiosType,
@@ -215,6 +216,32 @@ async def lease_spec(session: AsyncSession, vm: Vm, io_timeout_s: float = 10.0, 
                        "cannot hold leases.")
     return LeaseSpec(domain_id=domain.storage_uuid or domain.id, server=domain.address or "",
                      export=domain.path, slot=vm.lease_slot, io_timeout_s=io_timeout_s)
+
+
+async def chap_luns(session: AsyncSession, vm: Vm, box: SecretBox | None
+                    ) -> tuple[IscsiLunRef, ...]:
+    """The LUNs with CHAP the running VM's disks are on (a thin disk's template disk and
+    the ISO in its drive too), with their credentials opened with `box`: the iSCSI secrets
+    a migration's destination defines before the VM comes."""
+    domains: dict[uuid.UUID, StorageDomain] = {}
+    for attachment, disk, domain in await vm_disks(session, vm.id):
+        if not attachment.active:
+            continue
+        domains[domain.id] = domain
+        base = await session.get(Disk, disk.backing_disk_id) \
+            if disk.backing_disk_id is not None else None
+        if base is not None and base.storage_domain_id is not None:
+            base_domain = await session.get(StorageDomain, base.storage_domain_id)
+            if base_domain is not None:
+                domains[base_domain.id] = base_domain
+    iso = await session.get(Disk, vm.cdrom_current_disk_id) \
+        if vm.cdrom_current_disk_id is not None else None
+    if iso is not None and iso.storage_domain_id is not None:
+        iso_domain = await session.get(StorageDomain, iso.storage_domain_id)
+        if iso_domain is not None:
+            domains[iso_domain.id] = iso_domain
+    return tuple(lun_of(domain, box) for domain in domains.values()
+                 if domain.storage_type == StorageType.ISCSI.value and domain.chap_username)
 
 
 async def required_host(session: AsyncSession, vm: Vm) -> tuple[uuid.UUID | None, str]:

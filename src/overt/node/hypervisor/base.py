@@ -15,7 +15,7 @@ from typing import Protocol
 from overt.protocol.commands import DiskOverlay, VmTicket
 from overt.protocol.host import HostCapabilities, VirtMode, VmStatusReport
 from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
-from overt.protocol.vm import CdromSpec, NicSpec, VmSpec
+from overt.protocol.vm import CdromSpec, ChapAuth, NicSpec, VmSpec
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,14 @@ class Hypervisor(Protocol):
                       timeout_s: float, policy: MigrationPolicy) -> VmMigrated:
         """Live-migrate the running VM to the hypervisor at `destination_uri` as `policy`
         says; on failure it keeps running here."""
+
+    async def prepare_incoming(self, vm_id: uuid.UUID,
+                               credentials: dict[str, ChapAuth]) -> None:
+        """Before a migration brings the VM here: define the iSCSI CHAP secrets (by secret
+        id) its disks name, and keep them until it arrives or `abandon_incoming`."""
+
+    async def abandon_incoming(self, vm_id: uuid.UUID) -> None:
+        """The VM's migration here failed: remove the secrets no VM here names."""
 
     async def migration_progress(self, vm_id: uuid.UUID) -> MigrationProgress:
         """How far the VM's outgoing migration is (inactive when none runs)."""

@@ -65,7 +65,7 @@ from overt.protocol import PROTOCOL_VERSION, ErrorCode
 from overt.protocol.commands import DiskOverlay, VmTicket
 from overt.protocol.host import HostCapabilities, VirtMode, VmState, VmStatusReport
 from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
-from overt.protocol.vm import CdromSpec, NicSpec, VmSpec
+from overt.protocol.vm import CdromSpec, ChapAuth, NicSpec, VmSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -93,6 +93,10 @@ class LibvirtHypervisor:
         self._nics = LiveNics(self.calls)
         self._cdrom = LiveCdrom(self.calls)
         self._disks = LiveDisks(self.calls)
+        # The iSCSI secrets of VMs on their way here (`prepare_incoming`), by VM id.
+        self._incoming: dict[uuid.UUID, frozenset[str]] = {}
+        # A secret is defined and its domain made under this lock, and pruned under it.
+        self._secrets_lock = asyncio.Lock()
 
     @property
     def virt_mode(self) -> VirtMode:
@@ -193,8 +197,9 @@ class LibvirtHypervisor:
         meta = OvertMetadata(spec.id, spec.spec_version, job)
         xml = domain_xml(spec, self.virt_mode, meta, config_drive=self._write_drive(spec),
                          ovs_bridges=await _ovs_bridges(spec.nics))
-        await self._secrets(conn, spec)
-        dom = await self._call(f"defining VM {spec.name}", conn.defineXML, xml)
+        async with self._secrets_lock:
+            await self._secrets(conn, spec)
+            dom = await self._call(f"defining VM {spec.name}", conn.defineXML, xml)
         self._known[str(spec.id)] = meta
         log.info("VM defined", extra={"vm": spec.name, "vm_id": str(spec.id)})
         return await self._report(dom)
@@ -206,6 +211,38 @@ class LibvirtHypervisor:
             await self._call(f"defining the iSCSI secrets of VM {spec.name}",
                              libvirt_secrets.ensure, conn, credentials)
 
+    async def prepare_incoming(self, vm_id: uuid.UUID,
+                               credentials: dict[str, ChapAuth]) -> None:
+        """A migration's destination, before the VM comes: the iSCSI secrets its disks
+        name, kept until it arrives or `abandon_incoming`."""
+        conn = self.connection.get()
+        async with self._secrets_lock:
+            self._incoming[vm_id] = frozenset(credentials)
+            if credentials:
+                await self._call(f"defining the iSCSI secrets of incoming VM {vm_id}",
+                                 libvirt_secrets.ensure, conn, credentials)
+        log.info("incoming VM prepared", extra={"vm_id": str(vm_id)})
+
+    async def abandon_incoming(self, vm_id: uuid.UUID) -> None:
+        """The VM will not come (its migration failed): its secrets go unless a VM here
+        names them."""
+        self._incoming.pop(vm_id, None)
+        await self._prune_secrets()
+
+    async def _prune_secrets(self) -> None:
+        """Remove the iSCSI secrets no VM here needs any more; a failure only logs (the
+        next stop tries again)."""
+        async with self._secrets_lock:
+            keep = frozenset[str]().union(*self._incoming.values())
+            try:
+                removed = await self.calls.run(libvirt_secrets.prune, self.connection.get(),
+                                               keep)
+            except (libvirt.libvirtError, NodeFailure) as exc:
+                log.warning("cannot remove unused iSCSI secrets: %s", exc)
+                return
+        if removed:
+            log.info("unused iSCSI secrets removed", extra={"count": len(removed)})
+
     async def start(self, vm_id: uuid.UUID, spec: VmSpec | None, *, paused: bool,
                     job: str | None, restore_from: Path | None = None) -> VmStatusReport:
         conn = self.connection.get()
@@ -214,7 +251,10 @@ class LibvirtHypervisor:
         if existing is not None and await self._call("reading state", existing.isActive):
             raise invalid_state(f"VM {existing.name()} is already running")
         if restore_from is not None:
-            return await self._restore(vm_id, restore_from, paused=paused)
+            async with self._secrets_lock:  # the saved VM's disks name them as before
+                if spec is not None:
+                    await self._secrets(conn, spec)
+                return await self._restore(vm_id, restore_from, paused=paused)
         if spec is None:
             if existing is None:
                 raise NodeFailure(ErrorCode.NO_SUCH_VM, f"no VM with id {vm_id} is defined on "
@@ -229,12 +269,14 @@ class LibvirtHypervisor:
             xml = domain_xml(spec, self.virt_mode, meta, config_drive=self._write_drive(spec),
                              ovs_bridges=await _ovs_bridges(spec.nics))
             self._known[str(spec.id)] = meta
-            await self._secrets(conn, spec)
-            if existing is not None:  # a defined VM: start it with the new spec
-                dom = await self._call(f"redefining VM {spec.name}", conn.defineXML, xml)
-                await self._call(f"starting VM {spec.name}", dom.createWithFlags, flags)
-            else:
-                dom = await self._call(f"starting VM {spec.name}", conn.createXML, xml, flags)
+            async with self._secrets_lock:
+                await self._secrets(conn, spec)
+                if existing is not None:  # a defined VM: start it with the new spec
+                    dom = await self._call(f"redefining VM {spec.name}", conn.defineXML, xml)
+                    await self._call(f"starting VM {spec.name}", dom.createWithFlags, flags)
+                else:
+                    dom = await self._call(f"starting VM {spec.name}", conn.createXML, xml,
+                                           flags)
         log.info("VM started", extra={"vm": dom.name(), "vm_id": str(vm_id)})
         return await self._report(dom)
 
@@ -297,6 +339,7 @@ class LibvirtHypervisor:
         outcome = await self.outgoing.run(
             dom, vm_id, destination_uri, migration_uri=migration_uri,
             display_address=display_address, timeout_s=timeout_s, policy=policy)
+        await self._prune_secrets()  # the VM has left: its secrets, unless another needs them
         log.info("VM migrated", extra={"vm": name, "vm_id": str(vm_id),
                                        "destination": destination_uri,
                                        "total_ms": outcome.total_ms,
@@ -445,9 +488,11 @@ class LibvirtHypervisor:
             pass  # gone meanwhile, or libvirtd went away: the event says enough
         report = now or self._gone(vm_id, raw.name)
         state = state_after_event(raw.event, raw.detail, now.state if now else None)
-        if state in (VmState.SHUTOFF, VmState.GONE, VmState.CRASHED) and \
-                event_detail(raw.event, raw.detail) != "migrated":
-            self.config_drives.remove(vm_id)  # the run it was made for is over
+        self._incoming.pop(vm_id, None)  # an incoming VM's domain names its secrets now
+        if state in (VmState.SHUTOFF, VmState.GONE, VmState.CRASHED):
+            if event_detail(raw.event, raw.detail) != "migrated":
+                self.config_drives.remove(vm_id)  # the run it was made for is over
+            await self._prune_secrets()
         if state is report.state:
             return report
         return report.model_copy(update={"state": state,
@@ -493,6 +538,7 @@ class LibvirtHypervisor:
 
     async def _report_after_stop(self, vm_id: uuid.UUID, name: str) -> VmStatusReport:
         self.config_drives.remove(vm_id)
+        await self._prune_secrets()
         dom = await self._find(vm_id)
         return await self._report(dom) if dom is not None else self._gone(vm_id, name)
 

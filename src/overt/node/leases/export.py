@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from overt.node.leases.area import FileArea
+from overt.node.storage import chap
 from overt.protocol.storage import LEASE_AREA_SIZE, LEASE_AREAS
 from overt.protocol.vm import IscsiSource
 
@@ -45,8 +46,10 @@ class DomainRef:
         """qemu-storage-daemon's block nodes for an area: `area` reads and writes it."""
         if self.lun is not None:
             host, _, port = self.lun.portal.partition(":")
+            auth = chap.image_options(self.lun.target, self.lun.chap)
             return ["--blockdev", f"driver=iscsi,node-name={area}-file,transport=tcp,"
-                    f"portal={host}:{port or 3260},target={self.lun.target},lun={self.lun.lun}",
+                    f"portal={host}:{port or 3260},target={self.lun.target},lun={self.lun.lun}"
+                    + (f",{auth}" if auth else ""),
                     "--blockdev", f"driver=raw,node-name={area},file={area}-file,"
                     f"offset={LEASE_AREAS[area]},size={LEASE_AREA_SIZE},cache.direct=on"]
         return ["--blockdev", f"driver=nfs,node-name={area}-file,"
@@ -76,11 +79,15 @@ class DomainExport:
             mountpoint.touch()
             argv += [*self.domain.blockdevs(area), "--export", f"type=fuse,id={area}-export,node-name={area},"
                      f"mountpoint={mountpoint},writable=on"]
-        self.process = await asyncio.create_subprocess_exec(
-            *argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, start_new_session=True)
-        for area in AREAS:
-            self.areas[area] = await self._open(self.dir / area)
+        lun = self.domain.lun
+        # A CHAP password reaches the daemon as a secret object read from a 0600 file,
+        # which lives until the areas are up (the daemon has read it by then).
+        with chap.secret_objects([(lun.target, lun.chap)] if lun else []) as objects:
+            self.process = await asyncio.create_subprocess_exec(
+                argv[0], *objects, *argv[1:], stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+            for area in AREAS:
+                self.areas[area] = await self._open(self.dir / area)
         log.info("lease areas exported", extra={"storage_domain": str(self.domain.domain_id)})
 
     async def _open(self, path: Path) -> FileArea:
@@ -94,8 +101,10 @@ class DomainExport:
         if self.process is not None and self.process.stderr is not None \
                 and self.process.returncode is not None:
             error = await self.process.stderr.read()
+        said = chap.scrub(error.decode(errors="replace").strip(),
+                          self.domain.lun.chap if self.domain.lun else None)
         raise OSError(f"cannot export the lease area {path.name} of domain "
-                      f"{self.domain.domain_id}: {error.decode(errors='replace').strip()}")
+                      f"{self.domain.domain_id}: {said}")
 
     def alive(self) -> bool:
         return self.process is not None and self.process.returncode is None

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -387,9 +388,16 @@ class Keeper:
     # -- surviving a restart ---------------------------------------------------------------
 
     def _save(self) -> None:
+        """`held.json`, 0600: a lease on an iSCSI domain with CHAP keeps the credentials
+        its areas are opened with, so a restarted keeper can open them again before the
+        watchdog's deadline (the agent cannot give them: it keeps none)."""
         held = {str(vm): spec.model_dump(mode="json") for vm, spec in self.specs.items()}
         temporary = self.state_dir / "held.json.new"
-        temporary.write_text(json.dumps(held))
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(held))
         temporary.replace(self.state_dir / "held.json")
 
     async def adopt(self) -> None:

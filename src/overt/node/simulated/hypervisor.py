@@ -20,6 +20,7 @@ from overt.node.errors import NodeFailure, invalid_state, no_such_vm
 from overt.node.hypervisor.base import HostCounters, HypervisorEvent, VmChanged, VmCounters
 from overt.node.simulated.migration import SimulatedMigration
 from overt.node.storage import iscsi_domain, nfs_domain
+from overt.node.storage.chap import iscsi_credentials
 from overt.node.storage.local import (
     backing_chain,
     commit_into_backing,
@@ -47,6 +48,7 @@ from overt.protocol.storage import (
 )
 from overt.protocol.vm import (
     CdromSpec,
+    ChapAuth,
     DiskFormat,
     DiskSource,
     FileSource,
@@ -93,6 +95,8 @@ class _Vm:
     # The LUN and format of each iSCSI volume of the chains (named by `extent_location`):
     # a merge acts on the extents through the node's iSCSI code, as QEMU would.
     extents: dict[str, tuple[IscsiLunRef, DiskFormat]] = field(default_factory=dict)
+    # The iSCSI secrets its disks name (by secret id): libvirt looks them up as it starts.
+    secrets: frozenset[str] = frozenset()
 
     def file(self, volume: str) -> str:
         """Where a volume of the chains is (an NFS volume: its QEMU URL)."""
@@ -137,6 +141,10 @@ class SimulatedHypervisor:
         self._vms: dict[uuid.UUID, _Vm] = {}
         # The spec of each VM's last start: what a real node would have run (tests look).
         self.started_specs: dict[uuid.UUID, VmSpec] = {}
+        # libvirt's iSCSI CHAP secrets here, by secret id (tests look), and those kept for
+        # VMs on their way here (`prepare_incoming`).
+        self.secrets: dict[str, ChapAuth] = {}
+        self._incoming: dict[uuid.UUID, frozenset[str]] = {}
         self._events: asyncio.Queue[HypervisorEvent] = asyncio.Queue()
         self._connected = False
         self._born = time.monotonic()
@@ -207,9 +215,11 @@ class SimulatedHypervisor:
         vm = self._vms.get(spec.id)
         if vm is not None and vm.state in _ON:
             raise invalid_state(f"VM {vm.name} is running; stop it before defining it again")
+        self.secrets.update(iscsi_credentials(spec))
         vm = self._vms[spec.id] = _Vm(spec.id, spec.name, spec.memory_mib, VmState.SHUTOFF,
                                       persistent=True, spec_version=spec.spec_version,
-                                      nics={nic.mac: nic for nic in spec.nics})
+                                      nics={nic.mac: nic for nic in spec.nics},
+                                      secrets=frozenset(iscsi_credentials(spec)))
         return vm.report()
 
     async def start(self, vm_id: uuid.UUID, spec: VmSpec | None, *, paused: bool,
@@ -226,13 +236,15 @@ class SimulatedHypervisor:
         await asyncio.sleep(self.timings.start_s)
         if spec is not None:
             self.started_specs[vm_id] = spec
+            self.secrets.update(iscsi_credentials(spec))
             persistent = vm.persistent if vm is not None else False
             vm = self._vms[vm_id] = _Vm(vm_id, spec.name, spec.memory_mib, VmState.SHUTOFF,
                                         persistent=persistent, spec_version=spec.spec_version,
                                         nics={nic.mac: nic for nic in spec.nics},
                                         cdrom=spec.cdrom,
                                         chains=_chains(spec), servers=_servers(spec),
-                                        extents=_extents(spec))
+                                        extents=_extents(spec),
+                                        secrets=frozenset(iscsi_credentials(spec)))
         assert vm is not None
         vm.vnc_port = next(self._ports)
         return self._change(vm, VmState.PAUSED if paused else VmState.RUNNING,
@@ -283,6 +295,7 @@ class SimulatedHypervisor:
         await peer.accept_migration(vm)
         del self._vms[vm_id]
         gone = self._change(vm, VmState.GONE, "stopped/migrated")
+        self._prune_secrets()
         return VmMigrated(**gone.model_dump(), migration=migration.outcome())
 
     async def migration_progress(self, vm_id: uuid.UUID) -> MigrationProgress:
@@ -301,17 +314,32 @@ class SimulatedHypervisor:
         migration.cancelled.set()
         return vm.report()
 
+    async def prepare_incoming(self, vm_id: uuid.UUID,
+                               credentials: dict[str, ChapAuth]) -> None:
+        self.secrets.update(credentials)
+        self._incoming[vm_id] = frozenset(credentials)
+
+    async def abandon_incoming(self, vm_id: uuid.UUID) -> None:
+        self._incoming.pop(vm_id, None)
+        self._prune_secrets()
+
     async def accept_migration(self, incoming: _Vm) -> None:
-        """The destination's side of a migration."""
+        """The destination's side of a migration; as libvirt, it cannot start a VM whose
+        disks name an iSCSI secret it lacks."""
         if self.refuse_incoming is not None:
             raise NodeFailure(ErrorCode.INVALID_STATE, self.refuse_incoming)
+        missing = sorted(incoming.secrets - self.secrets.keys())
+        if missing:
+            raise NodeFailure(ErrorCode.HYPERVISOR_ERROR, "no secret with 'iscsi' usage "
+                              f"matching '{missing[0]}' on host {self._hostname}")
         if incoming.memory_mib > await self.free_memory_mib():
             raise NodeFailure(ErrorCode.NOT_ENOUGH_MEMORY,
                               f"host {self._hostname} has not {incoming.memory_mib} MiB free")
         vm = self._vms[incoming.vm_id] = _Vm(
             incoming.vm_id, incoming.name, incoming.memory_mib, VmState.SHUTOFF,
             persistent=incoming.persistent, spec_version=incoming.spec_version,
-            vnc_port=next(self._ports), nics=dict(incoming.nics))
+            vnc_port=next(self._ports), nics=dict(incoming.nics), secrets=incoming.secrets)
+        self._incoming.pop(vm.vm_id, None)
         self._change(vm, VmState.RUNNING, "started/migrated")
 
     async def reboot(self, vm_id: uuid.UUID) -> VmStatusReport:
@@ -334,6 +362,7 @@ class SimulatedHypervisor:
             raise invalid_state(f"VM {vm.name} is running; stop it first")
         del self._vms[vm_id]
         vm.state = VmState.GONE
+        self._prune_secrets()
         return vm.report()
 
     async def set_ticket(self, vm_id: uuid.UUID, password: str, expiry_s: int) -> VmTicket:
@@ -436,7 +465,16 @@ class SimulatedHypervisor:
         if vm.persistent:
             return self._change(vm, VmState.SHUTOFF, detail)
         del self._vms[vm.vm_id]
-        return self._change(vm, VmState.GONE, detail)
+        report = self._change(vm, VmState.GONE, detail)
+        self._prune_secrets()
+        return report
+
+    def _prune_secrets(self) -> None:
+        """As the libvirt driver: a secret no VM here names, nor one on its way, goes."""
+        used = set().union(*(vm.secrets for vm in self._vms.values()),
+                           *self._incoming.values())
+        for usage in set(self.secrets) - used:
+            del self.secrets[usage]
 
     def _change(self, vm: _Vm, state: VmState, detail: str) -> VmStatusReport:
         now = time.monotonic()

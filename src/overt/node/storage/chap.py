@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from overt.protocol.vm import ChapAuth
+from overt.protocol.vm import ChapAuth, DiskSource, IscsiSource, VmSpec
 
 # What libiscsi says (through QEMU) when a target refuses the login.
 _REFUSED = ("authorization failure", "authentication failure", "failed to login",
@@ -26,6 +26,20 @@ _REFUSED = ("authorization failure", "authentication failure", "failed to login"
 def secret_id(target: str) -> str:
     """The QEMU object id (and libvirt usage name) of the CHAP secret of `target`."""
     return "overtchap" + hashlib.sha256(target.encode()).hexdigest()[:12]
+
+
+def iscsi_credentials(spec: VmSpec) -> dict[str, ChapAuth]:
+    """The CHAP credentials of the VM's disks (their backing chains too), by secret id."""
+    def sources() -> Iterator[DiskSource]:
+        for disk in spec.disks:
+            yield disk.source
+            if disk.backing is not None:
+                yield disk.backing
+            yield from (layer.source for layer in disk.chain)
+        if spec.cdrom is not None and spec.cdrom.source is not None:
+            yield spec.cdrom.source
+    return {secret_id(s.target): s.chap for s in sources()
+            if isinstance(s, IscsiSource) and s.chap is not None}
 
 
 def image_options(target: str, chap: ChapAuth | None) -> str:

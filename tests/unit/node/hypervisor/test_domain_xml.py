@@ -22,7 +22,7 @@ from overt.node.hypervisor.domain_xml import (
     vnc_port,
     with_display_address,
 )
-from overt.node.hypervisor.libvirt_secrets import iscsi_credentials
+from overt.node.storage.chap import iscsi_credentials
 from overt.node.storage.chap import secret_id as chap_secret_id
 from overt.protocol.host import VirtMode
 from overt.protocol.vm import (

@@ -27,15 +27,18 @@ from overt.engine.model.migration_options import MigrationOptions, effective_pol
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.queries import lookup
 from overt.engine.queries.host_networks import migration_address
-from overt.engine.queries.vm_spec import lease_spec
+from overt.engine.queries.vm_spec import chap_luns, lease_spec
 from overt.protocol.commands import (
+    VmAbandonIncoming,
     VmCancelMigration,
     VmLeaseTakeOver,
     VmMigrate,
     VmMigrationProgress,
+    VmPrepareIncoming,
 )
 from overt.protocol.host import VmStatusReport
 from overt.protocol.migration import MigrationOutcome, MigrationPolicy, MigrationProgress
+from overt.protocol.storage import IscsiLunRef
 from overt.protocol.vm import LeaseSpec
 
 log = logging.getLogger(__name__)
@@ -95,8 +98,10 @@ async def migrate_vm(ctx: JobContext, spec: MigrateVm) -> dict[str, Any]:
         destination = await lookup.get(session, Host, spec.host_id)
         policy = await _policy(session, vm)
         stream_address, network = await migration_address(session, destination)
+        box = ctx.services.secret_box()
         lease = await lease_spec(session, vm, ctx.services.settings.lease_io_timeout_s,
-                                 box=ctx.services.secret_box())
+                                 box=box)
+        luns = await chap_luns(session, vm, box)
     # A source preparing for maintenance is being drained: its VMs leave it this way.
     for host, fit in ((source, _SOURCE_OK), (destination, {HostStatus.UP})):
         if host.status not in fit:
@@ -112,24 +117,14 @@ async def migrate_vm(ctx: JobContext, spec: MigrateVm) -> dict[str, Any]:
     command = VmMigrate(vm_id=spec.vm_id, destination_uri=uri, migration_uri=stream,
                         display_address=destination.address, timeout_s=MIGRATE_TIMEOUT_S,
                         policy=policy, lease_handover=token)
-    async with ctx.step(title, host_id=source.id) as step:
-        migration = asyncio.create_task(ctx.nodes.call(
-            source, command, key=ctx.key("migrate"), timeout_s=MIGRATE_TIMEOUT_S + 30))
-        try:
-            interval = ctx.services.settings.migration_progress_interval_s
-
-            async def read() -> tuple[str, int] | None:
-                progress = await ctx.nodes.call(source, VmMigrationProgress(vm_id=spec.vm_id),
-                                                timeout_s=max(5.0, interval * 5))
-                return (progress_text(progress), progress.percent) if progress.active \
-                    else None
-            await ctx.follow_step(step.id, title, migration, read, interval_s=interval)
-            outcome = (await migration).migration
-        finally:
-            migration.cancel()
-        if outcome is not None:
-            await ctx.update_step(step.id, description=f"{title}: {outcome_text(outcome)}",
-                                  progress=100)
+    if luns:
+        await _prepare_destination(ctx, vm.name, spec.vm_id, destination, luns)
+    try:
+        outcome = await _migrate(ctx, spec.vm_id, source, command, title)
+    except Exception:
+        if luns:
+            await _abandon_destination(ctx, spec.vm_id, destination)
+        raise
     figures = f" ({outcome_text(outcome)})" if outcome is not None else ""
     if lease is not None and token is not None:
         await _take_over_lease(ctx, vm.name, spec.vm_id, destination, lease, token)
@@ -144,6 +139,53 @@ async def migrate_vm(ctx: JobContext, spec: MigrateVm) -> dict[str, Any]:
     if outcome is not None:
         result["migration"] = outcome.model_dump()
     return result
+
+
+async def _migrate(ctx: JobContext, vm_id: uuid.UUID, source: Host, command: VmMigrate,
+                   title: str) -> MigrationOutcome | None:
+    """The source's node migrates the VM; its step follows the progress and ends with
+    the figures (None when the node gave none)."""
+    async with ctx.step(title, host_id=source.id) as step:
+        migration = asyncio.create_task(ctx.nodes.call(
+            source, command, key=ctx.key("migrate"), timeout_s=MIGRATE_TIMEOUT_S + 30))
+        try:
+            interval = ctx.services.settings.migration_progress_interval_s
+
+            async def read() -> tuple[str, int] | None:
+                progress = await ctx.nodes.call(source, VmMigrationProgress(vm_id=vm_id),
+                                                timeout_s=max(5.0, interval * 5))
+                return (progress_text(progress), progress.percent) if progress.active \
+                    else None
+            await ctx.follow_step(step.id, title, migration, read, interval_s=interval)
+            outcome = (await migration).migration
+        finally:
+            migration.cancel()
+        if outcome is not None:
+            await ctx.update_step(step.id, description=f"{title}: {outcome_text(outcome)}",
+                                  progress=100)
+    return outcome
+
+
+async def _prepare_destination(ctx: JobContext, name: str, vm_id: uuid.UUID,
+                               destination: Host, luns: tuple[IscsiLunRef, ...]) -> None:
+    """The destination's libvirtd gets the iSCSI CHAP secrets the VM's disks name before
+    the VM comes (the source's libvirt does not carry them; the passwords travel in this
+    command only)."""
+    async with ctx.step(f"Preparing host {destination.name} for VM {name}",
+                        host_id=destination.id):
+        await ctx.nodes.call(destination, VmPrepareIncoming(vm_id=vm_id, luns=luns),
+                             key=ctx.key("prepare-incoming"))
+
+
+async def _abandon_destination(ctx: JobContext, vm_id: uuid.UUID, destination: Host) -> None:
+    """The migration failed: the destination drops the secrets only that VM needed there.
+    Best effort: the job fails for the migration's reason, not for this."""
+    try:
+        await ctx.nodes.call(destination, VmAbandonIncoming(vm_id=vm_id),
+                             key=ctx.key("abandon-incoming"), timeout_s=30)
+    except Exception as exc:
+        log.warning("the secrets of VM %s may stay on host %s: %s", vm_id, destination.name,
+                    exc)
 
 
 async def _take_over_lease(ctx: JobContext, name: str, vm_id: uuid.UUID, destination: Host,
