@@ -490,7 +490,7 @@ class LibvirtHypervisor:
         state = state_after_event(raw.event, raw.detail, now.state if now else None)
         self._incoming.pop(vm_id, None)  # an incoming VM's domain names its secrets now
         if state in (VmState.SHUTOFF, VmState.GONE, VmState.CRASHED):
-            if event_detail(raw.event, raw.detail) != "migrated":
+            if event_detail(raw.event, raw.detail) != "stopped/migrated":
                 self.config_drives.remove(vm_id)  # the run it was made for is over
             await self._prune_secrets()
         if state is report.state:
