@@ -9,9 +9,11 @@ from pathlib import Path
 import libvirt
 
 from overt.node.hypervisor import libvirt_secrets
+from overt.node.hypervisor.libvirt_connection import RawDomainEvent
 from overt.node.hypervisor.libvirt_driver import LibvirtHypervisor
 from overt.node.hypervisor.virt_mode_cache import VirtModeChoice, VirtType
 from overt.node.storage.chap import secret_id
+from overt.protocol.host import VmState
 from overt.protocol.vm import ChapAuth, DiskSpec, IscsiSource, VmSpec
 
 CHAP = ChapAuth(username="init1", password="Chap-Secret-0451")
@@ -177,3 +179,31 @@ async def test_a_vm_resumed_from_disk_has_its_secrets_defined_before_the_restore
     finally:
         hyp.calls.shutdown()
     assert conn.restored_with == {A: CHAP.password.encode()}
+
+
+class GoneConn(FakeConn):
+    """A libvirtd whose domain is gone: stopped, or migrated away."""
+
+    def lookupByUUIDString(self, vm_id: str) -> FakeDomain:
+        raise _gone()
+
+
+async def test_a_vm_migrated_away_leaves_its_cloud_init_drive_and_a_stopped_one_not(
+        tmp_path: Path) -> None:
+    """The drive is the running copy's: after `stopped/migrated` the VM runs on, elsewhere
+    (in the lab on the same file system), after `stopped/shutdown` its run is over."""
+    hyp = LibvirtHypervisor("test:///default", VirtModeChoice(VirtType.QEMU, tmp_path))
+    hyp.connection._conn = GoneConn()  # type: ignore[assignment]
+    removed: list[uuid.UUID] = []
+    hyp.config_drives.remove = removed.append  # type: ignore[method-assign]
+    migrated, stopped = uuid.uuid4(), uuid.uuid4()
+    try:
+        for vm_id, detail in ((migrated, libvirt.VIR_DOMAIN_EVENT_STOPPED_MIGRATED),
+                              (stopped, libvirt.VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN)):
+            report = await hyp._report_for_event(RawDomainEvent(
+                domain_uuid=str(vm_id), name="web", event=libvirt.VIR_DOMAIN_EVENT_STOPPED,
+                detail=detail))
+            assert report.state is VmState.GONE
+    finally:
+        hyp.calls.shutdown()
+    assert removed == [stopped]
