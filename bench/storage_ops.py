@@ -130,6 +130,8 @@ def _copies(storage_lab: StorageLab, nfs: NfsDomain, iscsi_id: str, size_mib: in
         extents: list[tuple[str, int, int]] = []
 
         templates_made: list[str] = []
+        iscsi_sd = system.storage_domains_service().storage_domain_service(iscsi_id)
+        free = iscsi_sd.get().available
 
         def through_the_api() -> None:
             start = time.monotonic()
@@ -175,6 +177,8 @@ def _copies(storage_lab: StorageLab, nfs: NfsDomain, iscsi_id: str, size_mib: in
             for template_id in gone:
                 wait_until(lambda t=template_id: all(x.id != t for x in templates.list()),
                            300, "the template to go")
+            # its extent is freed by the disk's removal job, after the template is gone
+            wait_until(lambda: iscsi_sd.get().available >= free, 300, "the extent to be free")
 
         # One template at a time: the lab's LUN (2 GiB) holds one 1 GiB qcow2 extent.
         for run in range(runs):
