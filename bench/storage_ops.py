@@ -70,6 +70,8 @@ from overt.protocol.vm import DiskFormat
 __all__ = ["nfs_domain", "storage_lab"]  # the lab tests' fixtures, for the scenario
 ARGS_ENV = "OVERT_BENCH_STORAGE_OPS_ARGS"
 FIGURES_ENV = "OVERT_BENCH_STORAGE_OPS_FIGURES"
+STEPS = {"Taking a snapshot of the disks": "snapshot step",  # the node's part of a job
+         "Merging a volume of disk": "merge step"}
 RUN_MIB = 8  # data is written in runs of 8 MiB, a hole of the same size after each
 
 
@@ -254,11 +256,14 @@ def _snapshots(storage_lab: StorageLab, nfs: NfsDomain, iscsi_id: str | None, si
         virt.close()
         [(device, [base_name])] = disk_chains(_domain_xml(lab, "node1", copy_id)).items()
 
+        jobs = system.jobs_service()
+
         def through_the_api(name: str = "bench-snap", label: str = "api",
                             writes: list[str] = writes) -> None:
             vm_id, disk_id = made[name]
             vm_service = vms.vm_service(vm_id)
             snaps = vm_service.snapshots_service()
+            before = {j.id for j in jobs.list()}
             start = time.monotonic()
             live = snaps.add(types.Snapshot(description="bench", persist_memorystate=False))
             wait_until(lambda: snaps.snapshot_service(live.id).get().snapshot_status
@@ -274,6 +279,16 @@ def _snapshots(storage_lab: StorageLab, nfs: NfsDomain, iscsi_id: str | None, si
                        "the snapshot to be merged away live", every=0.05)
             times[f"merge {label}"].append(time.monotonic() - start)
             assert vm_service.get().status == types.VmStatus.UP
+            # the node's part, as the jobs' steps say
+            for job in (j for j in jobs.list() if j.id not in before):
+                ended = wait_until(lambda j=job: (g := jobs.job_service(j.id).get()).status
+                                   != types.JobStatus.STARTED and g, 60, "the job to end")
+                assert ended.status == types.JobStatus.FINISHED, ended.status
+                for step in jobs.job_service(job.id).steps_service().list():
+                    for said, key in STEPS.items():
+                        if step.description.startswith(said) and step.end_time:
+                            times.setdefault(f"{key} {label}", []).append(
+                                (step.end_time - step.start_time).total_seconds())
 
         def virsh(*argv: str) -> None:
             done = subprocess.run(["virsh", "-c", uri, *argv], capture_output=True, text=True,
@@ -374,11 +389,14 @@ def main() -> None:
           f"{args.runs} runs each (load average {load[0]:.1f} at start, "
           f"{os.getloadavg()[0]:.1f} at end; iSCSI snapshots: {args.iscsi_size_mib} MiB "
           "disk), medians (min-max):")
-    for label, rows in results.items():
+    order = [f"{step} {path}" for step in ("snapshot", "snapshot step", "write", "merge",
+                                           "merge step") for path in ("api", "virsh", "api iscsi")]
+    for label, rows in sorted(results.items(), key=lambda kv: (
+            order.index(kv[0]) if kv[0] in order else -1)):
         if not rows:
             continue
-        spread = f"{min(rows):.2f}-{max(rows):.2f}" if rows else "-"
-        print(f"  {label:20} {_median(rows):8.2f} s  ({spread})")
+        spread = f"{min(rows):.2f}-{max(rows):.2f}"
+        print(f"  {label:24} {_median(rows):8.2f} s  ({spread})")
 
 
 if __name__ == "__main__":
