@@ -44,6 +44,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import libvirt
 import ovirtsdk4.types as types
@@ -70,7 +71,8 @@ from overt.protocol.vm import DiskFormat
 __all__ = ["nfs_domain", "storage_lab"]  # the lab tests' fixtures, for the scenario
 ARGS_ENV = "OVERT_BENCH_STORAGE_OPS_ARGS"
 FIGURES_ENV = "OVERT_BENCH_STORAGE_OPS_FIGURES"
-STEPS = {"Taking a snapshot of the disks": "snapshot step",  # the node's part of a job
+STEPS = {"Copying disk": "copy step",  # the steps of a job that are the node's part
+         "Taking a snapshot of the disks": "snapshot step",
          "Merging a volume of disk": "merge step"}
 RUN_MIB = 8  # data is written in runs of 8 MiB, a hole of the same size after each
 
@@ -92,6 +94,20 @@ def _writes(data_mib: int, size_mib: int) -> list[str]:
 
 def _nfs_url(storage_lab: StorageLab, domain_id: str, disk_id: str, volume: str) -> str:
     return f"nfs://{storage_lab.nfs_address}/export/{domain_id}/images/{disk_id}/{volume}"
+
+
+def _step_times(jobs: Any, before: set[str], label: str, times: dict[str, list[float]]
+                ) -> None:
+    """The node's part of the jobs started since `before`, as their steps say."""
+    for job in (j for j in jobs.list() if j.id not in before):
+        ended = wait_until(lambda j=job: (g := jobs.job_service(j.id).get()).status
+                           != types.JobStatus.STARTED and g, 60, "the job to end")
+        assert ended.status == types.JobStatus.FINISHED, ended.status
+        for step in jobs.job_service(job.id).steps_service().list():
+            for said, key in STEPS.items():
+                if step.description.startswith(said) and step.end_time:
+                    times.setdefault(f"{key} {label}", []).append(
+                        (step.end_time - step.start_time).total_seconds())
 
 
 def _median(rows: list[float]) -> float:
@@ -135,7 +151,10 @@ def _copies(storage_lab: StorageLab, nfs: NfsDomain, iscsi_id: str, size_mib: in
         iscsi_sd = system.storage_domains_service().storage_domain_service(iscsi_id)
         free = iscsi_sd.get().available
 
+        jobs = system.jobs_service()
+
         def through_the_api() -> None:
+            before = {j.id for j in jobs.list()}
             start = time.monotonic()
             made = templates.add(types.Template(name=f"bench-copy-{uuid.uuid4().hex[:8]}",
                                                 vm=types.Vm(id=vm.id),
@@ -144,6 +163,7 @@ def _copies(storage_lab: StorageLab, nfs: NfsDomain, iscsi_id: str, size_mib: in
             wait_until(lambda: template.get().status == types.TemplateStatus.OK, 1800,
                        "the copy (template) to be ok", every=0.1)
             times["copy api"].append(time.monotonic() - start)
+            _step_times(jobs, before, "api", times)
             templates_made.append(made.id)
             [attachment] = template.disk_attachments_service().list()
             copied = disks.disk_service(attachment.disk.id).get()
@@ -279,16 +299,7 @@ def _snapshots(storage_lab: StorageLab, nfs: NfsDomain, iscsi_id: str | None, si
                        "the snapshot to be merged away live", every=0.05)
             times[f"merge {label}"].append(time.monotonic() - start)
             assert vm_service.get().status == types.VmStatus.UP
-            # the node's part, as the jobs' steps say
-            for job in (j for j in jobs.list() if j.id not in before):
-                ended = wait_until(lambda j=job: (g := jobs.job_service(j.id).get()).status
-                                   != types.JobStatus.STARTED and g, 60, "the job to end")
-                assert ended.status == types.JobStatus.FINISHED, ended.status
-                for step in jobs.job_service(job.id).steps_service().list():
-                    for said, key in STEPS.items():
-                        if step.description.startswith(said) and step.end_time:
-                            times.setdefault(f"{key} {label}", []).append(
-                                (step.end_time - step.start_time).total_seconds())
+            _step_times(jobs, before, label, times)
 
         def virsh(*argv: str) -> None:
             done = subprocess.run(["virsh", "-c", uri, *argv], capture_output=True, text=True,
@@ -389,8 +400,9 @@ def main() -> None:
           f"{args.runs} runs each (load average {load[0]:.1f} at start, "
           f"{os.getloadavg()[0]:.1f} at end; iSCSI snapshots: {args.iscsi_size_mib} MiB "
           "disk), medians (min-max):")
-    order = [f"{step} {path}" for step in ("snapshot", "snapshot step", "write", "merge",
-                                           "merge step") for path in ("api", "virsh", "api iscsi")]
+    order = [f"{step} {path}"
+             for step in ("copy", "copy step", "snapshot", "snapshot step", "write", "merge",
+                          "merge step") for path in ("api", "qemu-img", "virsh", "api iscsi")]
     for label, rows in sorted(results.items(), key=lambda kv: (
             order.index(kv[0]) if kv[0] in order else -1)):
         if not rows:
