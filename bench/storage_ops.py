@@ -25,8 +25,17 @@ run outside Overt (a copy of the domain Overt ran, with its own disk on the same
 --no-metadata --reuse-external --atomic` (the XML the agent sends), the same write, then
 `virsh blockcommit --active --pivot`. The API and the raw tools alternate run by run (and
 which goes first).
+
+Snapshot and live merge, iSCSI (`--parts` with `iscsi`): the same through the API alone, on
+a disk of `--iscsi-size-mib` (data in proportion): the lab's LUN is 2 GiB, and a 1 GiB qcow2
+volume takes a 1,029 MiB extent, so a 1 GiB disk and its overlay do not both fit; a raw
+`virsh` overlay would need an extent outside the engine's allocation.
+
+"step" figures are the node's part of the API's jobs (the job step's start to end): the
+agent's copy, its disk snapshot, its block commit with the pivot.
 Needs root and the lab (`OVERT_TEST_LAB_PREFIX`, `OVERT_TEST_LAB_BLOCK` as for the tests).
 Usage: .venv/bin/python -m bench.storage_ops [--size-mib 1024] [--data-mib 512] [--runs 3]
+       [--iscsi-size-mib 512] [--parts copy,snapshot,iscsi]
 """
 
 from __future__ import annotations
