@@ -184,7 +184,8 @@ async def _new_path(session: AsyncSession, domain: StorageDomain, disk: Disk) ->
         return volume_path(domain, disk.id, uuid.uuid4())
     if domain.storage_type == StorageType.ISCSI.value:
         return await allocate_extent(session, domain, disk.id, disk.format,
-                                     disk.provisioned_size, reserve=True, what="the disk")
+                                     disk.provisioned_size, reserve=True,
+                                     what=f"a volume for moving disk {disk.name}")
     suffix = "qcow2" if disk.format == DiskFormat.COW.value else "raw"
     return f"images/{uuid.uuid4()}.{suffix}"
 

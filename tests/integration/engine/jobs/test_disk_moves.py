@@ -304,6 +304,15 @@ async def test_copies_and_moves_that_cannot_be_made_are_refused_changing_nothing
     assert "not in the data center" in await refused(disk_moves.copy_disk, floating,
                                                      Ref(name="h1-local"), None)
     async with engine.session() as session:
+        san = (await session.execute(select(StorageDomain).where(
+            StorageDomain.name == "san1"))).scalar_one()
+        san.available_bytes = 4 * MIB
+    before = await _state(engine)
+    said = await refused(disk_moves.move_disk, floating, Ref(name="san1"))
+    assert "Cannot add a volume for moving disk floating" in said and "no free extent" in said
+    assert "no free extent" in await refused(disk_moves.copy_disk, floating, Ref(name="san1"),
+                                             None)
+    async with engine.session() as session:
         disk = await session.get(Disk, floating)
         assert disk is not None
         disk.shareable = True
