@@ -218,6 +218,40 @@ class CloneVm(_CopyDisksJob):
         return self.vm_id
 
 
+class CopyDisk(JobSpec):
+    """oVirt's disk `copy`: a new floating disk (recorded `locked` by the service) made a
+    flattened copy of `source`; the source is `locked` meanwhile and the VMs it is
+    attached to (down) too, so none starts writing to it."""
+
+    kind: ClassVar[str] = "disk.copy"
+    max_attempts: ClassVar[int] = 3
+    disk_copy: DiskCopy
+    vm_ids: tuple[uuid.UUID, ...] = ()
+
+    def locks(self) -> tuple[LockOn, ...]:
+        return (*(("vm", vm_id) for vm_id in self.vm_ids), ("disk", self.disk_copy.source),
+                ("disk", self.disk_copy.target))
+
+
+class MoveDisk(JobSpec):
+    """oVirt's disk `move` (offline): the disk's volume copied to `target_path` on the
+    target domain, the disk (same id, same attachments) switched to it, then the source
+    volume removed. Both paths are chosen at submission, so a retry (or the engine that
+    takes the job over after a crash) asks the nodes for the same volumes."""
+
+    kind: ClassVar[str] = "disk.move"
+    max_attempts: ClassVar[int] = 3
+    disk_id: uuid.UUID
+    source_domain_id: uuid.UUID
+    source_path: str
+    target_domain_id: uuid.UUID
+    target_path: str
+    vm_ids: tuple[uuid.UUID, ...] = ()
+
+    def locks(self) -> tuple[LockOn, ...]:
+        return (*(("vm", vm_id) for vm_id in self.vm_ids), ("disk", self.disk_id))
+
+
 class CreateSnapshot(VmJob):
     """A disk-only snapshot of a VM, down or running: each disk's volume is frozen under a
     new qcow2 volume whose name the submission chose (`overlays`: disk id -> path of the
@@ -543,7 +577,7 @@ KINDS: dict[str, type[JobSpec]] = {spec.kind: spec for spec in (
     CommitHostNetworks, CreateStorageDomain, AttachStorageDomain, DetachStorageDomain,
     ChangeVmNic, FenceHost, MigrateVm, CancelMigration, CreateTemplate, CloneVm,
     CreateSnapshot, RemoveSnapshot, RestoreSnapshot, PreviewSnapshot, EndPreview, DrainHost,
-    RecoverHost, ChangeVmCdrom, RemoveVolumes)}
+    RecoverHost, ChangeVmCdrom, RemoveVolumes, CopyDisk, MoveDisk)}
 
 
 class UnreadableJob(Exception):

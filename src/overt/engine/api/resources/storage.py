@@ -15,7 +15,7 @@ from overt.engine.api.routing import ApiRoutes
 from overt.engine.db.tables import Disk, StorageDomain
 from overt.engine.model.status import StorageType
 from overt.engine.queries import lookup
-from overt.engine.services import devices, storage_domains, storage_shared
+from overt.engine.services import devices, disk_moves, storage_domains, storage_shared
 
 routes = ApiRoutes()
 
@@ -143,3 +143,31 @@ async def remove_disk(ctx: ApiContext) -> Response:
     disk = await lookup.get(ctx.session, Disk, ctx.id_param("disk_id"))
     await devices.remove_disk_job(ctx.session, ctx.services.jobs, disk, ctx.user)
     return action_done(ctx)
+
+
+def _correlation(ctx: ApiContext) -> str | None:
+    return ctx.request.headers.get("correlation-id") or ctx.request.query_params.get(
+        "correlation_id")
+
+
+@routes.post("/disks/{disk_id}/copy")
+async def copy_disk(ctx: ApiContext) -> Response:
+    """oVirt's `<action><storage_domain id=".."/><disk><name>NEW</name></disk></action>`:
+    a new floating disk on the domain (named as given, else as the source)."""
+    action = await ctx.body("action")
+    disk = action.child("disk")
+    name = (disk.get_str("name") or disk.get_str("alias")) if disk is not None else None
+    job = await disk_moves.copy_disk(ctx.session, ctx.services.jobs, ctx.id_param("disk_id"),
+                                     ref_of(action.child("storage_domain")), name, ctx.user,
+                                     correlation_id=_correlation(ctx))
+    return action_done(ctx, job)
+
+
+@routes.post("/disks/{disk_id}/move")
+async def move_disk(ctx: ApiContext) -> Response:
+    """oVirt's `<action><storage_domain id=".."/></action>`: the disk's volume moved there."""
+    action = await ctx.body("action")
+    job = await disk_moves.move_disk(ctx.session, ctx.services.jobs, ctx.id_param("disk_id"),
+                                     ref_of(action.child("storage_domain")), ctx.user,
+                                     correlation_id=_correlation(ctx))
+    return action_done(ctx, job)

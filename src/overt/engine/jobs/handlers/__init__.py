@@ -9,6 +9,7 @@ from overt.engine.jobs.context import Unit
 from overt.engine.jobs.handlers import (
     consoles,
     disk_copies,
+    disk_moves,
     disks,
     fencing,
     host_maintenance,
@@ -33,8 +34,8 @@ UNITS: dict[type[JobSpec], Unit[Any]] = {
     **vm_start.UNITS, **vms.UNITS, **consoles.UNITS, **disks.UNITS, **hosts.UNITS,
     **host_refresh.UNITS, **host_networks.UNITS, **storage_domains.UNITS,
     **vm_nics.UNITS, **fencing.UNITS, **vm_migrate.UNITS, **disk_copies.UNITS,
-    **snapshots.UNITS, **snapshot_restore.UNITS, **snapshot_preview.UNITS,
-    **host_maintenance.UNITS, **host_recovery.UNITS, **vm_cdroms.UNITS,
+    **disk_moves.UNITS, **snapshots.UNITS, **snapshot_restore.UNITS,
+    **snapshot_preview.UNITS, **host_maintenance.UNITS, **host_recovery.UNITS, **vm_cdroms.UNITS,
     **leftovers.UNITS}
 
 _missing = set(KINDS.values()) - set(UNITS)

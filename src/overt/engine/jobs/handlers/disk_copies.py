@@ -50,7 +50,7 @@ SEAL_PROGRESS_INTERVAL_S = 2.0
 log = logging.getLogger(__name__)
 
 
-async def _local_host(ctx: JobContext, domain: StorageDomain) -> Host:
+async def local_host(ctx: JobContext, domain: StorageDomain) -> Host:
     async with ctx.transaction() as session:
         host = await session.get(Host, domain.host_id) if domain.host_id else None
     if host is None:
@@ -60,7 +60,7 @@ async def _local_host(ctx: JobContext, domain: StorageDomain) -> Host:
     return host
 
 
-def _source(ctx: JobContext, domain: StorageDomain, disk: Disk
+def copy_source(ctx: JobContext, domain: StorageDomain, disk: Disk
             ) -> FileSource | NfsSource | IscsiSource:
     if domain.storage_type in (StorageType.NFS.value, StorageType.ISCSI.value,
                                StorageType.LOCALFS.value):
@@ -69,7 +69,7 @@ def _source(ctx: JobContext, domain: StorageDomain, disk: Disk
                     "cannot copy yet")
 
 
-def _target(ctx: JobContext, domain: StorageDomain, disk: Disk, *, shared_by_vms: bool
+def copy_target(ctx: JobContext, domain: StorageDomain, disk: Disk, *, shared_by_vms: bool
             ) -> FileSource | NfsVolumeTarget | IscsiExtentTarget:
     if domain.storage_type == StorageType.LOCALFS.value:
         return FileSource(path=image_location(domain, disk))
@@ -92,7 +92,7 @@ def _target(ctx: JobContext, domain: StorageDomain, disk: Disk, *, shared_by_vms
                                "VOLTYPE": "SHARED" if shared_by_vms else "LEAF"})
 
 
-async def _copy(ctx: JobContext, copy: DiskCopy, *, for_template: bool) -> None:
+async def copy_image(ctx: JobContext, copy: DiskCopy, *, for_template: bool) -> None:
     async with ctx.transaction() as session:
         source = await lookup.get(session, Disk, copy.source)
         target = await lookup.get(session, Disk, copy.target)
@@ -102,13 +102,13 @@ async def _copy(ctx: JobContext, copy: DiskCopy, *, for_template: bool) -> None:
         target_domain = await lookup.domain_of(session, target)
     local = next((d for d in (source_domain, target_domain)
                   if d.storage_type == StorageType.LOCALFS.value), None)
-    host = await _local_host(ctx, local) if local is not None \
+    host = await local_host(ctx, local) if local is not None \
         else await shared.acting_host(ctx, target_domain)
     async with ctx.step(f"Copying disk {source.name} to disk {target.name} on storage domain "
                         f"{target_domain.name}", host_id=host.id):
         made = await ctx.nodes.call(host, VolumeCopy(
-            source=_source(ctx, source_domain, source),
-            target=_target(ctx, target_domain, target, shared_by_vms=for_template),
+            source=copy_source(ctx, source_domain, source),
+            target=copy_target(ctx, target_domain, target, shared_by_vms=for_template),
             format=DiskFormat.QCOW2 if target.format == "cow" else DiskFormat.RAW,
             size_bytes=target.provisioned_size, sparse=target.sparse),
             SharedVolumeInfo, key=ctx.key(f"copy-{target.id}"), timeout_s=3600)
@@ -137,10 +137,10 @@ async def _seal(ctx: JobContext, spec: CreateTemplate) -> None:
             return
         _attachment, disk = next(((a, d) for a, d in attached if a.bootable), attached[0])
         domain = await lookup.domain_of(session, disk)
-    host = await _local_host(ctx, domain) if domain.storage_type == StorageType.LOCALFS.value \
+    host = await local_host(ctx, domain) if domain.storage_type == StorageType.LOCALFS.value \
         else await shared.acting_host(ctx, domain)
     title = f"Sealing template {template.name}"
-    volume = _source(ctx, domain, disk)
+    volume = copy_source(ctx, domain, disk)
     async with ctx.step(title, host_id=host.id) as step:
         sealing = asyncio.ensure_future(ctx.nodes.call(host, VolumeSeal(
             volume=volume, format=DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW,
@@ -161,7 +161,7 @@ async def _seal(ctx: JobContext, spec: CreateTemplate) -> None:
 
 async def create_template(ctx: JobContext, spec: CreateTemplate) -> dict[str, Any]:
     for copy in spec.copies:
-        await _copy(ctx, copy, for_template=True)
+        await copy_image(ctx, copy, for_template=True)
     if spec.seal:
         await _seal(ctx, spec)
     async with ctx.transaction() as session:
@@ -176,7 +176,7 @@ async def create_template(ctx: JobContext, spec: CreateTemplate) -> dict[str, An
 
 async def clone_vm(ctx: JobContext, spec: CloneVm) -> dict[str, Any]:
     for copy in spec.copies:
-        await _copy(ctx, copy, for_template=False)
+        await copy_image(ctx, copy, for_template=False)
     async with ctx.transaction() as session:
         vm = await lookup.get(session, Vm, spec.vm_id)
         audit.record(session, f"VM {vm.name} was cloned with {len(spec.copies)} disk(s) of "

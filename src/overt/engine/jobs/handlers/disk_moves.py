@@ -1,0 +1,162 @@
+"""oVirt's disk `copy` and `move` of a disk no running VM uses (the checks are the
+service's: `services.disk_moves`).
+
+A copy makes the new disk the service recorded (`disk_copies.copy_image`); failing for
+good, the new disk goes and what reached storage is removed (`leftovers`), the source
+is `ok` again. A move copies the volume to the path chosen at submission, switches the
+disk's row to it (same id, same attachments: the VM runs from the new domain), then
+removes the old volume. Every step is safe to repeat: an engine that dies anywhere
+leaves the job to a successor, which finds the switch made or not. Failing for good
+before the switch, the disk stays where it was and the half-made target is removed;
+after it, the disk is on the target and the old volume goes to a removal job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine import audit
+from overt.engine.db.tables import Disk, ExtentReservation, StorageDomain
+from overt.engine.jobs.context import JobContext, Unit
+from overt.engine.jobs.handlers import leftovers
+from overt.engine.jobs.handlers import storage_domains as shared
+from overt.engine.jobs.handlers.disk_copies import (
+    copy_image,
+    copy_source,
+    copy_target,
+    local_host,
+)
+from overt.engine.jobs.handlers.snapshot_volumes import delete_volumes, volume_host
+from overt.engine.jobs.kinds import CopyDisk, JobSpec, LeftVolume, MoveDisk
+from overt.engine.model.status import DiskStatus, LogSeverity, StorageType
+from overt.engine.queries import lookup
+from overt.engine.queries.shared_storage import claim_extent, extent_of, release_reservations
+from overt.protocol.storage import SharedVolumeInfo, VolumeCopy
+from overt.protocol.vm import DiskFormat
+
+
+async def copy_disk(ctx: JobContext, spec: CopyDisk) -> dict[str, Any]:
+    await copy_image(ctx, spec.disk_copy, for_template=False)
+    async with ctx.transaction() as session:
+        source = await lookup.get(session, Disk, spec.disk_copy.source)
+        made = await lookup.get(session, Disk, spec.disk_copy.target)
+        domain = await lookup.domain_of(session, made)
+        source.status = DiskStatus.OK
+        audit.record(session, f"Disk {source.name} was copied to storage domain "
+                     f"{domain.name} as disk {made.name}", code=audit.DISK_COPIED,
+                     storage_domain_id=domain.id, job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    return {"disk": str(spec.disk_copy.target)}
+
+
+async def copy_failed(session: AsyncSession, ctx: JobContext, spec: CopyDisk,
+                      message: str) -> None:
+    """The new disk goes (what reached storage with it, by a removal job); the source is
+    as it was."""
+    source = await session.get(Disk, spec.disk_copy.source)
+    made = await session.get(Disk, spec.disk_copy.target)
+    if made is not None:
+        left = await leftovers.forget_disk(session, made)
+        await leftovers.remove_later(session, ctx, [left], message=message)
+    if source is None:
+        return
+    if source.status == DiskStatus.LOCKED:
+        source.status = DiskStatus.OK
+    audit.record(session, f"Copying disk {source.name} failed: {message}. The copy was "
+                 "removed; the disk is unchanged.", code=audit.DISK_COPY_FAILED,
+                 severity=LogSeverity.ERROR, storage_domain_id=source.storage_domain_id,
+                 job_id=ctx.job.id, user_id=ctx.job.owner_id)
+
+
+async def move_disk(ctx: JobContext, spec: MoveDisk) -> dict[str, Any]:
+    async with ctx.transaction() as session:
+        disk = await lookup.get(session, Disk, spec.disk_id)
+        source = await lookup.get(session, StorageDomain, spec.source_domain_id)
+        target = await lookup.get(session, StorageDomain, spec.target_domain_id)
+    if disk.image_path != spec.target_path:  # not switched yet (by an earlier try)
+        await _copy_volume(ctx, spec, disk, source, target)
+        await _switch(ctx, spec)
+    host = await volume_host(ctx, target)
+    if target.storage_type == StorageType.ISCSI.value:
+        await shared.write_lun_metadata(ctx, target, host, key=f"move-md-{disk.id}")
+    old_host = await volume_host(ctx, source)
+    async with ctx.step(f"Removing the volume of disk {disk.name} from storage domain "
+                        f"{source.name}", host_id=old_host.id):
+        await delete_volumes(ctx, old_host, source, [spec.source_path],
+                             key=f"move-old-{disk.id}")
+    async with ctx.transaction() as session:
+        await release_reservations(session, [spec.source_path])
+        disk = await lookup.get(session, Disk, spec.disk_id)
+        disk.status = DiskStatus.OK
+        audit.record(session, f"Disk {disk.name} was moved from storage domain {source.name} "
+                     f"to {target.name}", code=audit.DISK_MOVED, storage_domain_id=target.id,
+                     job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    return {"storage_domain": str(target.id)}
+
+
+async def _copy_volume(ctx: JobContext, spec: MoveDisk, disk: Disk, source: StorageDomain,
+                       target: StorageDomain) -> None:
+    """The disk's volume, flattened, at `spec.target_path` on the target domain: recorded
+    as in the making first, so a job failing for good removes what was made of it."""
+    local = next((d for d in (source, target)
+                  if d.storage_type == StorageType.LOCALFS.value), None)
+    host = await local_host(ctx, local) if local is not None \
+        else await shared.acting_host(ctx, target)
+    await leftovers.making(ctx, target, spec.target_path)
+    moved = Disk(id=disk.id, name=disk.name, description=disk.description,
+                 image_path=spec.target_path, format=disk.format)
+    async with ctx.step(f"Copying disk {disk.name} to storage domain {target.name}",
+                        host_id=host.id):
+        made = await ctx.nodes.call(host, VolumeCopy(
+            source=copy_source(ctx, source, disk),
+            target=copy_target(ctx, target, moved, shared_by_vms=False),
+            format=DiskFormat.QCOW2 if disk.format == "cow" else DiskFormat.RAW,
+            size_bytes=disk.provisioned_size, sparse=disk.sparse),
+            SharedVolumeInfo, key=ctx.key(f"move-{disk.id}"), timeout_s=3600)
+    async with ctx.transaction() as session:
+        row = await lookup.get(session, Disk, spec.disk_id)
+        row.actual_size = made.actual_size
+
+
+async def _switch(ctx: JobContext, spec: MoveDisk) -> None:
+    """The disk is on the target from this commit on; the old volume's extent stays
+    reserved until the volume is removed."""
+    async with ctx.transaction() as session:
+        disk = await lookup.get(session, Disk, spec.disk_id, for_update=True)
+        disk.storage_domain_id, disk.image_path = spec.target_domain_id, spec.target_path
+        await claim_extent(session, spec.target_path)
+        if extent_of(spec.source_path) is not None:
+            session.add(ExtentReservation(image_path=spec.source_path,
+                                          storage_domain_id=spec.source_domain_id))
+
+
+async def move_failed(session: AsyncSession, ctx: JobContext, spec: MoveDisk,
+                      message: str) -> None:
+    """Before the switch: the disk is `ok` where it was, the half-made target removed.
+    After it: the disk is `ok` on the target, and its old volume goes to a removal job."""
+    disk = await session.get(Disk, spec.disk_id)
+    if disk is None:
+        return
+    disk.status = DiskStatus.OK
+    if disk.image_path == spec.target_path:
+        await leftovers.remove_later(session, ctx, [LeftVolume(
+            storage_domain_id=spec.source_domain_id, path=spec.source_path)], message=message)
+        audit.record(session, f"Disk {disk.name} was moved, but removing its old volume "
+                     f"failed: {message}. A job removes it.", code=audit.DISK_MOVED,
+                     severity=LogSeverity.WARNING, storage_domain_id=spec.target_domain_id,
+                     job_id=ctx.job.id, user_id=ctx.job.owner_id)
+        return
+    handed = await leftovers.hand_off(session, ctx, vm_id=None, live=False, message=message)
+    if spec.target_path not in handed:
+        await release_reservations(session, [spec.target_path])
+    audit.record(session, f"Moving disk {disk.name} failed: {message}. The disk stays on "
+                 "its storage domain, unchanged.", code=audit.DISK_MOVE_FAILED,
+                 severity=LogSeverity.ERROR, storage_domain_id=spec.source_domain_id,
+                 job_id=ctx.job.id, user_id=ctx.job.owner_id)
+
+
+UNITS: dict[type[JobSpec], Unit[Any]] = {
+    CopyDisk: Unit(copy_disk, compensate=copy_failed),
+    MoveDisk: Unit(move_disk, compensate=move_failed),
+}

@@ -1,0 +1,191 @@
+"""oVirt's disk `copy` and `move` (offline): what may be copied or moved where, checked
+before anything changes, and the job that does it (`jobs.handlers.disk_moves`).
+
+A refusal is a 409 with nothing changed. Accepted, the disk is `locked` (and the down
+VMs it is attached to are locked by the job) until the job ends.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from overt.engine import audit
+from overt.engine.db.tables import (
+    Disk,
+    DiskAttachment,
+    Job,
+    SnapshotVolume,
+    StorageDomain,
+    User,
+    Vm,
+)
+from overt.engine.jobs.kinds import CopyDisk, MoveDisk
+from overt.engine.model.errors import Conflict, InvalidInput
+from overt.engine.model.status import (
+    DiskFormat,
+    DiskStatus,
+    StorageDomainStatus,
+    StorageType,
+    VmStatus,
+)
+from overt.engine.queries import lookup
+from overt.engine.queries.lookup import Ref
+from overt.engine.queries.shared_storage import allocate_extent, volume_path
+from overt.engine.services.disk_copies import CopyTarget, new_copy
+from overt.engine.services.jobs import JobSubmitter
+
+
+async def _attached_vms(session: AsyncSession, disk: Disk) -> list[Vm]:
+    return list((await session.execute(select(Vm).join(
+        DiskAttachment, DiskAttachment.vm_id == Vm.id).where(
+        DiskAttachment.disk_id == disk.id).order_by(Vm.id))).scalars())
+
+
+async def _check_disk(session: AsyncSession, what: str, disk: Disk) -> list[Vm]:
+    """The disk may be copied or moved now; the (down) VMs it is attached to."""
+    if disk.storage_domain_id is None:
+        raise Conflict(f"Cannot {what} disk {disk.name}: it is a direct LUN disk, which has "
+                       "no volume on a storage domain.")
+    if disk.shareable:
+        raise Conflict(f"Cannot {what} disk {disk.name}: it is shareable; shareable disks "
+                       "are not copied or moved.")
+    if disk.status != DiskStatus.OK:
+        raise Conflict(f"Cannot {what} disk {disk.name}: it is {disk.status}, not ok.")
+    snapshots = (await session.execute(select(SnapshotVolume.pk).where(
+        SnapshotVolume.disk_id == disk.id))).first()
+    if snapshots is not None:
+        raise Conflict(f"Cannot {what} disk {disk.name}: it has snapshots, and Overt does not "
+                       "copy or move a disk's snapshot chain yet. Remove its snapshots first.")
+    vms = await _attached_vms(session, disk)
+    running = [vm for vm in vms if vm.status != VmStatus.DOWN]
+    if running:
+        vm = running[0]
+        raise Conflict(f"Cannot {what} disk {disk.name}: it is attached to VM {vm.name}, "
+                       f"which is {vm.status}. Overt copies and moves disks of down VMs only "
+                       "(live storage migration is not supported yet): stop the VM first.")
+    return vms
+
+
+async def _target_domain(session: AsyncSession, what: str, disk: Disk, ref: Ref | None
+                         ) -> tuple[StorageDomain, StorageDomain]:
+    """The disk's domain and the target domain, which must be able to take it."""
+    if ref is None:
+        raise InvalidInput("action.storage_domain is required: name the target storage domain")
+    domain = await lookup.resolve(session, StorageDomain, ref, "action.storage_domain")
+    source = await lookup.domain_of(session, disk)
+    if domain.type != "data":
+        raise Conflict(f"Cannot {what} disk {disk.name}: storage domain {domain.name} is an "
+                       f"{domain.type} domain, not a data domain.")
+    if domain.data_center_id != source.data_center_id:
+        raise Conflict(f"Cannot {what} disk {disk.name}: storage domain {domain.name} is not "
+                       f"in the data center of storage domain {source.name}.")
+    return source, domain
+
+
+def _check_room(what: str, disk: Disk, domain: StorageDomain) -> None:
+    """The target's free space takes the copy (an iSCSI extent is checked as it is
+    allocated): a sparse disk needs what it holds now, a preallocated one its size."""
+    if domain.storage_type == StorageType.ISCSI.value:
+        return
+    needed = max(disk.actual_size, 1) if disk.sparse else disk.provisioned_size
+    if domain.available_bytes < needed:
+        raise Conflict(f"Cannot {what} disk {disk.name}: storage domain {domain.name} has "
+                       f"{domain.available_bytes} bytes free, and the disk needs {needed}.")
+
+
+async def copy_disk(session: AsyncSession, jobs: JobSubmitter, disk_id: uuid.UUID,
+                    target: Ref | None, name: str | None, user: User, *,
+                    correlation_id: str | None = None) -> Job:
+    """oVirt's CopyImageGroup: a new floating disk on `target`, named `name` (else the
+    source's name), a flattened copy of the disk; the source stays as it is."""
+    disk = await lookup.get(session, Disk, disk_id, for_update=True)
+    vms = await _check_disk(session, "copy", disk)
+    source, domain = await _target_domain(session, "copy", disk, target)
+    _check_room("copy", disk, domain)
+    copy_row, copy = await new_copy(session, "copy disk", disk, CopyTarget(domain=domain),
+                                    name=name or disk.name)
+    copy_row.content_type = disk.content_type
+    disk.status = DiskStatus.LOCKED
+    job = await jobs.submit(session, CopyDisk(disk_copy=copy, vm_ids=tuple(vm.id for vm in vms)),
+                            description=f"Copying disk {disk.name} to storage domain "
+                            f"{domain.name}", owner_id=user.id, correlation_id=correlation_id)
+    audit.record(session, f"User {user.user_name} is copying disk {disk.name} from storage "
+                 f"domain {source.name} to {domain.name} (as disk {copy_row.name})",
+                 code=audit.DISK_COPYING, storage_domain_id=domain.id, job_id=job.id,
+                 user_id=user.id)
+    return job
+
+
+async def move_disk(session: AsyncSession, jobs: JobSubmitter, disk_id: uuid.UUID,
+                    target: Ref | None, user: User, *,
+                    correlation_id: str | None = None) -> Job:
+    """oVirt's MoveDisk of a disk no running VM uses: the disk keeps its id and its
+    attachments, its volume goes to `target` and leaves its domain."""
+    disk = await lookup.get(session, Disk, disk_id, for_update=True)
+    vms = await _check_disk(session, "move", disk)
+    source, domain = await _target_domain(session, "move", disk, target)
+    await _check_move(session, disk, source, domain)
+    _check_room("move", disk, domain)
+    target_path = await _new_path(session, domain, disk)
+    spec = MoveDisk(disk_id=disk.id, source_domain_id=source.id, source_path=disk.image_path,
+                    target_domain_id=domain.id, target_path=target_path,
+                    vm_ids=tuple(vm.id for vm in vms))
+    disk.status = DiskStatus.LOCKED
+    job = await jobs.submit(session, spec, description=f"Moving disk {disk.name} to storage "
+                            f"domain {domain.name}", owner_id=user.id,
+                            correlation_id=correlation_id)
+    audit.record(session, f"User {user.user_name} is moving disk {disk.name} from storage "
+                 f"domain {source.name} to {domain.name}", code=audit.DISK_MOVING,
+                 storage_domain_id=domain.id, job_id=job.id, user_id=user.id)
+    return job
+
+
+async def _check_move(session: AsyncSession, disk: Disk, source: StorageDomain,
+                      domain: StorageDomain) -> None:
+    """What a move refuses beyond a copy's checks."""
+    if domain.id == source.id:
+        raise Conflict(f"Cannot move disk {disk.name}: it is already on storage domain "
+                       f"{domain.name}.")
+    if disk.template_id is not None:
+        raise Conflict(f"Cannot move disk {disk.name}: it is a template's disk, which VMs "
+                       "build on; Overt does not move template disks yet.")
+    if disk.backing_disk_id is not None:
+        raise Conflict(f"Cannot move disk {disk.name}: it is a thin layer over a template's "
+                       "disk, which would have to be on the target domain too; Overt does "
+                       "not move such disks yet (copy it, or clone its VM, instead).")
+    copyable = (StorageType.LOCALFS.value, StorageType.NFS.value, StorageType.ISCSI.value)
+    for checked in (source, domain):
+        if checked.storage_type not in copyable:
+            raise Conflict(f"Cannot move disk {disk.name}: storage domain {checked.name} is "
+                           f"of type {checked.storage_type}; disks are moved between local, "
+                           "NFS and iSCSI domains.")
+    if StorageType.LOCALFS.value == source.storage_type == domain.storage_type \
+            and source.host_id != domain.host_id:
+        raise Conflict(f"Cannot move disk {disk.name}: storage domains {source.name} and "
+                       f"{domain.name} are local to different hosts.")
+    if domain.status != StorageDomainStatus.ACTIVE:
+        raise Conflict(f"Cannot move disk {disk.name}: storage domain {domain.name} is "
+                       f"{domain.status}, not active.")
+    in_drive = (await session.execute(select(Vm.name).where(
+        Vm.cdrom_current_disk_id == disk.id, Vm.status != VmStatus.DOWN))).scalars().first()
+    if in_drive is not None:
+        raise Conflict(f"Cannot move ISO disk {disk.name}: it is in the cdrom of running VM "
+                       f"{in_drive}; eject it first.")
+
+
+async def _new_path(session: AsyncSession, domain: StorageDomain, disk: Disk) -> str:
+    """The disk's volume on the target: a new NFS volume of the same image, a reserved
+    extent of the LUN (held until the disk records it or the job gives it up), or a
+    new file in the local domain's images directory."""
+    if domain.storage_type == StorageType.NFS.value:
+        return volume_path(domain, disk.id, uuid.uuid4())
+    if domain.storage_type == StorageType.ISCSI.value:
+        return await allocate_extent(session, domain, disk.id, disk.format,
+                                     disk.provisioned_size, reserve=True,
+                                     what=f"a volume for moving disk {disk.name}")
+    suffix = "qcow2" if disk.format == DiskFormat.COW.value else "raw"
+    return f"images/{uuid.uuid4()}.{suffix}"
+
