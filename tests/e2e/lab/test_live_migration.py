@@ -212,11 +212,14 @@ def _max_downtime_ms(lab: Lab, node: str, vm_id: str) -> int | None:
     """The max downtime QEMU has for the VM's migration on `node` (None: not there)."""
     conn = libvirt.open(lab.hypervisor(node).uri)
     try:
-        return int(conn.lookupByUUIDString(vm_id).migrateGetMaxDowntime(0))
+        found = conn.lookupByUUIDString(vm_id).migrateGetMaxDowntime(0)
     except libvirt.libvirtError:
         return None
     finally:
         conn.close()
+    # libvirt-python answers None, not an error, when the domain left meanwhile (the
+    # migration ended between the lookup and the call)
+    return int(found) if found is not None else None
 
 
 def _migrate(site_conn: sdk.Connection, storage_lab: StorageLab, vm_id: str,
