@@ -20,13 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from overt.engine import audit
 from overt.engine.db.tables import Disk, DiskAttachment, Host, StorageDomain, Template, Vm
 from overt.engine.jobs.context import JobContext, Unit
-from overt.engine.jobs.errors import JobFailed, RetryLater
+from overt.engine.jobs.errors import JobFailed
 from overt.engine.jobs.handlers import leftovers
 from overt.engine.jobs.handlers import storage_domains as shared
+from overt.engine.jobs.handlers.snapshot_volumes import volume_host
 from overt.engine.jobs.kinds import CloneVm, CreateTemplate, DiskCopy, JobSpec
 from overt.engine.model.status import (
     DiskStatus,
-    HostStatus,
     LogSeverity,
     StorageType,
     TemplateStatus,
@@ -50,14 +50,12 @@ SEAL_PROGRESS_INTERVAL_S = 2.0
 log = logging.getLogger(__name__)
 
 
-async def local_host(ctx: JobContext, domain: StorageDomain) -> Host:
-    async with ctx.transaction() as session:
-        host = await session.get(Host, domain.host_id) if domain.host_id else None
-    if host is None:
-        raise JobFailed(f"storage domain {domain.name} has no host to act through")
-    if host.status != HostStatus.UP:
-        raise RetryLater(f"host {host.name} of storage domain {domain.name} is {host.status}")
-    return host
+async def copy_host(ctx: JobContext, source: StorageDomain, target: StorageDomain) -> Host:
+    """The host that copies between two domains: a local domain's own host (it alone
+    reaches its directory), else one that acts on the target."""
+    local = next((d for d in (source, target)
+                  if d.storage_type == StorageType.LOCALFS.value), None)
+    return await volume_host(ctx, local or target)
 
 
 def copy_source(ctx: JobContext, domain: StorageDomain, disk: Disk
@@ -100,10 +98,7 @@ async def copy_image(ctx: JobContext, copy: DiskCopy, *, for_template: bool) -> 
             return  # copied by an earlier try of this job
         source_domain = await lookup.domain_of(session, source)
         target_domain = await lookup.domain_of(session, target)
-    local = next((d for d in (source_domain, target_domain)
-                  if d.storage_type == StorageType.LOCALFS.value), None)
-    host = await local_host(ctx, local) if local is not None \
-        else await shared.acting_host(ctx, target_domain)
+    host = await copy_host(ctx, source_domain, target_domain)
     async with ctx.step(f"Copying disk {source.name} to disk {target.name} on storage domain "
                         f"{target_domain.name}", host_id=host.id):
         made = await ctx.nodes.call(host, VolumeCopy(
@@ -137,8 +132,7 @@ async def _seal(ctx: JobContext, spec: CreateTemplate) -> None:
             return
         _attachment, disk = next(((a, d) for a, d in attached if a.bootable), attached[0])
         domain = await lookup.domain_of(session, disk)
-    host = await local_host(ctx, domain) if domain.storage_type == StorageType.LOCALFS.value \
-        else await shared.acting_host(ctx, domain)
+    host = await volume_host(ctx, domain)
     title = f"Sealing template {template.name}"
     volume = copy_source(ctx, domain, disk)
     async with ctx.step(title, host_id=host.id) as step:

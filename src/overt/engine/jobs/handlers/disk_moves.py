@@ -23,10 +23,10 @@ from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.handlers import leftovers
 from overt.engine.jobs.handlers import storage_domains as shared
 from overt.engine.jobs.handlers.disk_copies import (
+    copy_host,
     copy_image,
     copy_source,
     copy_target,
-    local_host,
 )
 from overt.engine.jobs.handlers.snapshot_volumes import delete_volumes, volume_host
 from overt.engine.jobs.kinds import CopyDisk, JobSpec, LeftVolume, MoveDisk
@@ -99,10 +99,7 @@ async def _copy_volume(ctx: JobContext, spec: MoveDisk, disk: Disk, source: Stor
                        target: StorageDomain) -> None:
     """The disk's volume, flattened, at `spec.target_path` on the target domain: recorded
     as in the making first, so a job failing for good removes what was made of it."""
-    local = next((d for d in (source, target)
-                  if d.storage_type == StorageType.LOCALFS.value), None)
-    host = await local_host(ctx, local) if local is not None \
-        else await shared.acting_host(ctx, target)
+    host = await copy_host(ctx, source, target)
     await leftovers.making(ctx, target, spec.target_path)
     moved = Disk(id=disk.id, name=disk.name, description=disk.description,
                  image_path=spec.target_path, format=disk.format)
