@@ -48,6 +48,18 @@ FAST_TIMEOUT_S = 60
 # they compute, so one per core leaves the cores idle a third of the time (on 2 cores:
 # 130 s with 2 workers, 96 s with 4, 91 s with 6, 105 s with 8; docs/development.md).
 WORKERS_PER_CORE, FAST_WORKERS = 2, 8
+# The rest (`--rest`) runs as two streams side by side, each a worker process running its
+# tests one at a time in the order they are collected. "network": the tests that change
+# this machine's network (the lab's namespaces, bridges and links; the demo's bridge), then
+# the browser's (Chromium aborts a page load with ERR_NETWORK_CHANGED when the network
+# changes under it, so they never overlap); "services": everything else (this machine's
+# libvirtd, PostgreSQL, RabbitMQ, engines and nodes of their own). One stream left a core
+# idle half of the time: its tests mostly wait on guests, servers and polls.
+NETWORK_CHANGERS = (  # besides the `lab` tests: namespaces, bridges and links of their own
+    "tests/e2e/demo/", "tests/e2e/engine/test_netsvc_discovery.py",
+    "tests/integration/engine/netsvc/", "tests/integration/node/test_network_rollback.py",
+    "tests/integration/node/test_vxlan_networks.py")
+REST_STREAMS = ("network", "services")
 # A test using one of these fixtures needs what the marker names, whether or not its
 # module says so: the marker is added here, so the fast lane never starts a real service.
 FIXTURE_MARKERS = {
@@ -78,6 +90,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--fast"):
         _spread_over_cores(config)
         inline_sqlite.install()
+    elif config.getoption("--rest"):
+        _two_streams(config)
 
 
 def _spread_over_cores(config: pytest.Config) -> None:
@@ -95,6 +109,27 @@ def _spread_over_cores(config: pytest.Config) -> None:
         config.option.tx = ["popen"] * workers
 
 
+def _two_streams(config: pytest.Config) -> None:
+    """The rest runs as two streams side by side, each one test at a time
+    (`REST_STREAMS`); `-n` says otherwise, and a run of chosen tests stays in this process."""
+    if (not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput")
+            or config.option.numprocesses is not None
+            or config.getoption("collectonly")
+            or config.args_source is not pytest.Config.ArgsSource.TESTPATHS
+            or len(os.sched_getaffinity(0)) < 2):
+        return
+    config.option.numprocesses, config.option.dist = 2, "loadgroup"
+    config.option.tx = ["popen"] * 2
+
+
+def rest_stream(item: pytest.Item) -> str:
+    """The stream of the rest a test runs in (see REST_STREAMS)."""
+    marks = {mark.name for mark in item.iter_markers()}
+    if marks & {"lab", "browser"} or item.nodeid.startswith(NETWORK_CHANGERS):
+        return "network"
+    return "services"
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by the markers added here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     fast = config.getoption("--fast")
@@ -105,6 +140,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(marker)
         if fast and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(FAST_TIMEOUT_S))
+        elif config.getoption("--rest"):
+            item.add_marker(pytest.mark.xdist_group(rest_stream(item)))
 
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

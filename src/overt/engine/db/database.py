@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from overt.engine.db.availability import drop_connections_to_demoted_servers
+
 
 def async_url(url: str) -> str:
     """The async-driver form of a database URL."""
@@ -77,6 +79,8 @@ class Database:
             **({} if self.is_sqlite else {"pool_size": 10, "max_overflow": 20}))
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            drop_connections_to_demoted_servers(self.engine.sync_engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = \
             weakref.WeakKeyDictionary()
