@@ -69,6 +69,11 @@ from overt.protocol.vm import CdromSpec, ChapAuth, NicSpec, VmSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# How long a migration's destination keeps the secrets of a VM it was prepared for that
+# has not come: longer than the engine lets a migration run (10 min); past it, the engine
+# that prepared it died or gave up without `abandon_incoming`, and the next prune (a VM
+# stopping or leaving, another preparation) removes them.
+INCOMING_KEEP_S = 900.0
 
 ACPI_RETRY_S = 5.0  # a press sent before the guest's ACPI handler runs is lost: press again
 POLL_S = 0.2
@@ -93,8 +98,10 @@ class LibvirtHypervisor:
         self._nics = LiveNics(self.calls)
         self._cdrom = LiveCdrom(self.calls)
         self._disks = LiveDisks(self.calls)
-        # The iSCSI secrets of VMs on their way here (`prepare_incoming`), by VM id.
-        self._incoming: dict[uuid.UUID, frozenset[str]] = {}
+        # The iSCSI secrets of VMs on their way here (`prepare_incoming`), by VM id, with
+        # when the preparation lapses (`INCOMING_KEEP_S`).
+        self._incoming: dict[uuid.UUID, tuple[frozenset[str], float]] = {}
+        self.monotonic: Callable[[], float] = time.monotonic  # tests move it
         # A secret is defined and its domain made under this lock, and pruned under it.
         self._secrets_lock = asyncio.Lock()
 
@@ -214,14 +221,17 @@ class LibvirtHypervisor:
     async def prepare_incoming(self, vm_id: uuid.UUID,
                                credentials: dict[str, ChapAuth]) -> None:
         """A migration's destination, before the VM comes: the iSCSI secrets its disks
-        name, kept until it arrives or `abandon_incoming`."""
+        name, kept until it arrives, `abandon_incoming`, or `INCOMING_KEEP_S` (the secrets
+        of earlier preparations that lapsed go now)."""
         conn = self.connection.get()
         async with self._secrets_lock:
-            self._incoming[vm_id] = frozenset(credentials)
+            self._incoming[vm_id] = (frozenset(credentials),
+                                     self.monotonic() + INCOMING_KEEP_S)
             if credentials:
                 await self._call(f"defining the iSCSI secrets of incoming VM {vm_id}",
                                  libvirt_secrets.ensure, conn, credentials)
         log.info("incoming VM prepared", extra={"vm_id": str(vm_id)})
+        await self._prune_secrets()
 
     async def abandon_incoming(self, vm_id: uuid.UUID) -> None:
         """The VM will not come (its migration failed): its secrets go unless a VM here
@@ -233,7 +243,12 @@ class LibvirtHypervisor:
         """Remove the iSCSI secrets no VM here needs any more; a failure only logs (the
         next stop tries again)."""
         async with self._secrets_lock:
-            keep = frozenset[str]().union(*self._incoming.values())
+            now = self.monotonic()
+            for vm_id in [v for v, (_, lapses) in self._incoming.items() if lapses <= now]:
+                log.warning("VM %s was prepared for but never came: its secrets go",
+                            vm_id)
+                del self._incoming[vm_id]
+            keep = frozenset[str]().union(*(usages for usages, _ in self._incoming.values()))
             try:
                 removed = await self.calls.run(libvirt_secrets.prune, self.connection.get(),
                                                keep)

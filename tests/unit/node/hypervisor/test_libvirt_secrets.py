@@ -10,7 +10,7 @@ import libvirt
 
 from overt.node.hypervisor import libvirt_secrets
 from overt.node.hypervisor.libvirt_connection import RawDomainEvent
-from overt.node.hypervisor.libvirt_driver import LibvirtHypervisor
+from overt.node.hypervisor.libvirt_driver import INCOMING_KEEP_S, LibvirtHypervisor
 from overt.node.hypervisor.virt_mode_cache import VirtModeChoice, VirtType
 from overt.node.storage.chap import secret_id
 from overt.protocol.host import VmState
@@ -123,6 +123,26 @@ async def test_an_incoming_vms_secrets_stay_until_it_is_abandoned(tmp_path: Path
         assert set(conn.secrets) == {A, B}
         conn.domains = [FakeDomain([B])]  # a VM here runs on B's target
         await hyp.abandon_incoming(vm_id)
+        assert set(conn.secrets) == {B}
+    finally:
+        hyp.calls.shutdown()
+
+
+async def test_a_preparation_whose_vm_never_comes_lapses(tmp_path: Path) -> None:
+    """The engine that prepared a migration died before `abandon_incoming`: past
+    INCOMING_KEEP_S the next prune (here: another preparation) removes its secrets."""
+    hyp = LibvirtHypervisor("test:///default", VirtModeChoice(VirtType.QEMU, tmp_path))
+    conn = FakeConn()
+    hyp.connection._conn = conn  # type: ignore[assignment]
+    now = [1000.0]
+    hyp.monotonic = lambda: now[0]
+    try:
+        await hyp.prepare_incoming(uuid.uuid4(), {A: CHAP})
+        now[0] += INCOMING_KEEP_S - 1
+        await hyp._prune_secrets()
+        assert set(conn.secrets) == {A}  # still on its way
+        now[0] += 2
+        await hyp.prepare_incoming(uuid.uuid4(), {B: CHAP})
         assert set(conn.secrets) == {B}
     finally:
         hyp.calls.shutdown()
