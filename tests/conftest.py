@@ -49,17 +49,21 @@ FAST_TIMEOUT_S = 60
 # 130 s with 2 workers, 96 s with 4, 91 s with 6, 105 s with 8; docs/development.md).
 WORKERS_PER_CORE, FAST_WORKERS = 2, 8
 # The rest (`--rest`) runs as two streams side by side, each a worker process running its
-# tests one at a time in the order they are collected. "network": the tests that change
-# this machine's network (the lab's namespaces, bridges and links; the demo's bridge), then
-# the browser's (Chromium aborts a page load with ERR_NETWORK_CHANGED when the network
-# changes under it, so they never overlap); "services": everything else (this machine's
-# libvirtd, PostgreSQL, RabbitMQ, engines and nodes of their own). One stream left a core
-# idle half of the time: its tests mostly wait on guests, servers and polls.
-NETWORK_CHANGERS = (  # besides the `lab` tests: namespaces, bridges and links of their own
-    "tests/e2e/demo/", "tests/e2e/engine/test_netsvc_discovery.py",
-    "tests/integration/engine/netsvc/", "tests/integration/node/test_network_rollback.py",
-    "tests/integration/node/test_vxlan_networks.py")
-REST_STREAMS = ("network", "services")
+# tests one at a time (one stream left a core idle half of the time: its tests mostly wait
+# on guests, servers and polls). Tests that could disturb each other stay in one stream:
+# - "machine": everything on this machine's own libvirtd (the demo, local guests: a demo's
+#   node reports every domain there, and probes QEMU with domains of its own), the tests
+#   that change this machine's network besides the lab's (the demo's bridge, network
+#   services in namespaces), and last the browser's (Chromium aborts a page load with
+#   ERR_NETWORK_CHANGED when the network changes under it; by the time they run, the
+#   other stream's lab tests are over).
+# - "lab": the lab's tests first (their own libvirtds in namespaces), then the engine's
+#   parts, buses, brokers and databases (nothing on this machine's libvirtd or network).
+# Their lengths are about even (docs/development.md).
+MACHINE_STREAM = ("tests/e2e/", "tests/integration/engine/netsvc/",
+                  "tests/integration/node/test_network_rollback.py",
+                  "tests/integration/node/test_vxlan_networks.py")
+LAB_STREAM = ("tests/e2e/lab/", "tests/e2e/managed/")
 # A test using one of these fixtures needs what the marker names, whether or not its
 # module says so: the marker is added here, so the fast lane never starts a real service.
 FIXTURE_MARKERS = {
@@ -122,12 +126,17 @@ def _two_streams(config: pytest.Config) -> None:
     config.option.tx = ["popen"] * 2
 
 
-def rest_stream(item: pytest.Item) -> str:
-    """The stream of the rest a test runs in (see REST_STREAMS)."""
+def rest_stream(item: pytest.Item) -> tuple[str, bool]:
+    """The stream of the rest a test runs in, and whether it is one of the browser's (those
+    run last in theirs); see MACHINE_STREAM."""
     marks = {mark.name for mark in item.iter_markers()}
-    if marks & {"lab", "browser"} or item.nodeid.startswith(NETWORK_CHANGERS):
-        return "network"
-    return "services"
+    if "browser" in marks:
+        return "machine", True
+    if "lab" in marks or item.nodeid.startswith(LAB_STREAM):
+        return "lab", False
+    if "vm" in marks or item.nodeid.startswith(MACHINE_STREAM):
+        return "machine", False
+    return "lab", False
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by the markers added here
@@ -141,7 +150,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if fast and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(FAST_TIMEOUT_S))
         elif config.getoption("--rest"):
-            item.add_marker(pytest.mark.xdist_group(rest_stream(item)))
+            item.add_marker(pytest.mark.xdist_group(rest_stream(item)[0]))
+    if config.getoption("--rest"):  # the browser's tests last (a stable sort: modules whole)
+        items.sort(key=lambda item: rest_stream(item)[1])
 
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
