@@ -48,22 +48,6 @@ FAST_TIMEOUT_S = 60
 # they compute, so one per core leaves the cores idle a third of the time (on 2 cores:
 # 130 s with 2 workers, 96 s with 4, 91 s with 6, 105 s with 8; docs/development.md).
 WORKERS_PER_CORE, FAST_WORKERS = 2, 8
-# The rest (`--rest`) runs as two streams side by side, each a worker process running its
-# tests one at a time (one stream left a core idle half of the time: its tests mostly wait
-# on guests, servers and polls). Tests that could disturb each other stay in one stream:
-# - "machine": everything on this machine's own libvirtd (the demo, local guests: a demo's
-#   node reports every domain there, and probes QEMU with domains of its own), the tests
-#   that change this machine's network besides the lab's (the demo's bridge, network
-#   services in namespaces), and last the browser's (Chromium aborts a page load with
-#   ERR_NETWORK_CHANGED when the network changes under it; by the time they run, the
-#   other stream's lab tests are over).
-# - "lab": the lab's tests first (their own libvirtds in namespaces), then the engine's
-#   parts, buses, brokers and databases (nothing on this machine's libvirtd or network).
-# Their lengths are about even (docs/development.md).
-MACHINE_STREAM = ("tests/e2e/", "tests/integration/engine/netsvc/",
-                  "tests/integration/node/test_network_rollback.py",
-                  "tests/integration/node/test_vxlan_networks.py")
-LAB_STREAM = ("tests/e2e/lab/", "tests/e2e/managed/")
 # A test using one of these fixtures needs what the marker names, whether or not its
 # module says so: the marker is added here, so the fast lane never starts a real service.
 FIXTURE_MARKERS = {
@@ -94,8 +78,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--fast"):
         _spread_over_cores(config)
         inline_sqlite.install()
-    elif config.getoption("--rest"):
-        _two_streams(config)
 
 
 def _spread_over_cores(config: pytest.Config) -> None:
@@ -113,32 +95,6 @@ def _spread_over_cores(config: pytest.Config) -> None:
         config.option.tx = ["popen"] * workers
 
 
-def _two_streams(config: pytest.Config) -> None:
-    """The rest runs as two streams side by side, each one test at a time
-    (`REST_STREAMS`); `-n` says otherwise, and a run of chosen tests stays in this process."""
-    if (not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput")
-            or config.option.numprocesses is not None
-            or config.getoption("collectonly")
-            or config.args_source is not pytest.Config.ArgsSource.TESTPATHS
-            or len(os.sched_getaffinity(0)) < 2):
-        return
-    config.option.numprocesses, config.option.dist = 2, "loadgroup"
-    config.option.tx = ["popen"] * 2
-
-
-def rest_stream(item: pytest.Item) -> tuple[str, bool]:
-    """The stream of the rest a test runs in, and whether it is one of the browser's (those
-    run last in theirs); see MACHINE_STREAM."""
-    marks = {mark.name for mark in item.iter_markers()}
-    if "browser" in marks:
-        return "machine", True
-    if "lab" in marks or item.nodeid.startswith(LAB_STREAM):
-        return "lab", False
-    if "vm" in marks or item.nodeid.startswith(MACHINE_STREAM):
-        return "machine", False
-    return "lab", False
-
-
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by the markers added here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     fast = config.getoption("--fast")
@@ -149,10 +105,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(marker)
         if fast and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(FAST_TIMEOUT_S))
-        elif config.getoption("--rest"):
-            item.add_marker(pytest.mark.xdist_group(rest_stream(item)[0]))
-    if config.getoption("--rest"):  # the browser's tests last (a stable sort: modules whole)
-        items.sort(key=lambda item: rest_stream(item)[1])
 
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
