@@ -206,10 +206,9 @@ def test_hosts_stay_up_through_the_renewal_of_the_cas(rotating: Site) -> None:
         assert trusted is not None and load_cert(trusted.read_bytes()) == server
     # The CAs are renewed in the last step; their event is recorded once the engine has
     # reloaded and checked the hosts, which may be after the states read OK above.
-    def renewal_events() -> list[str]:
-        return [e for e in site.events() if "Renewed" in e and " CA" in e]
-    wait_until(lambda: any("server CA" in e for e in renewal_events())
-               and any("node CA" in e for e in renewal_events()), 30,
-               "the events of both CAs' renewal")
+    def both_cas_renewed() -> bool:
+        renewals = [e for e in site.events() if "Renewed" in e]
+        return any("server CA" in e for e in renewals) and any("node CA" in e for e in renewals)
+    wait_until(both_cas_renewed, 30, "the events of both CAs' renewal")
     assert not [e for e in site.events() if "certificate expire" in e]
     assert site.dashboard_alerts() == []

@@ -31,4 +31,4 @@ async def test_a_write_refused_as_read_only_drops_its_connection(
             second = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
         assert second != first  # a new connection, not the one that was refused
     finally:
-        await db.engine.dispose()
+        await db.dispose()
