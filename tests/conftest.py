@@ -48,6 +48,21 @@ FAST_TIMEOUT_S = 60
 # they compute, so one per core leaves the cores idle a third of the time (on 2 cores:
 # 130 s with 2 workers, 96 s with 4, 91 s with 6, 105 s with 8; docs/development.md).
 WORKERS_PER_CORE, FAST_WORKERS = 2, 8
+# `scripts/test` runs the rest (`--rest`) as two pytest processes side by side, each one
+# test at a time (`--stream`; one stream left a core idle half of the time: its tests
+# mostly wait on guests, servers and polls). "machine": every test that touches something
+# this machine has one of (its libvirtd and QEMU, the lab's namespaces and the network, the
+# system RabbitMQ, the browser); "apart": the tests that touch none of them (engines in
+# processes of their own over the direct transport, each on a PostgreSQL database of its
+# own, simulated nodes, free ports), which nothing in the other stream can disturb nor be
+# disturbed by. Two processes rather than pytest-xdist's `loadgroup`: with pytest 9 that
+# mode no longer keeps a group in one worker, and tests of one group ran side by side
+# (two session labs of one name, two demos' VMs of one name).
+REST_STREAMS = ("machine", "apart")
+SHARED_MARKERS = {"vm", "lab", "amqp", "browser"}
+SHARED_PATHS = ("tests/e2e/demo/", "tests/e2e/lab/", "tests/e2e/managed/", "tests/e2e/web/",
+                "tests/e2e/engine/test_netsvc_discovery.py", "tests/integration/engine/netsvc/",
+                "tests/integration/node/", "tests/integration/lab/")
 # A test using one of these fixtures needs what the marker names, whether or not its
 # module says so: the marker is added here, so the fast lane never starts a real service.
 FIXTURE_MARKERS = {
@@ -60,6 +75,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--fast", action="store_true",
                      help=f"run only the fast lane ({FAST_LANE}): no QEMU, lab, PostgreSQL, "
                      "broker or browser")
+    parser.addoption("--stream", choices=REST_STREAMS,
+                     help="with --rest: only the tests of this stream (scripts/test runs "
+                     "both side by side)")
     parser.addoption("--rest", action="store_true",
                      help="run only what the fast lane leaves out (QEMU, lab, PostgreSQL, "
                      "broker, browser, slow), one test at a time: `--fast` and `--rest` "
@@ -95,6 +113,14 @@ def _spread_over_cores(config: pytest.Config) -> None:
         config.option.tx = ["popen"] * workers
 
 
+def rest_stream(item: pytest.Item) -> str:
+    """The stream of the rest a test runs in (see SHARED_MARKERS)."""
+    if ({mark.name for mark in item.iter_markers()} & SHARED_MARKERS
+            or item.nodeid.startswith(SHARED_PATHS)):
+        return "machine"
+    return "apart"
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by the markers added here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     fast = config.getoption("--fast")
@@ -105,6 +131,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(marker)
         if fast and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(FAST_TIMEOUT_S))
+    stream = config.getoption("--stream")
+    if stream is not None:
+        if not config.getoption("--rest"):
+            raise pytest.UsageError("--stream is a part of the rest: give --rest too")
+        others = [item for item in items if rest_stream(item) != stream]
+        if others:
+            config.hook.pytest_deselected(items=others)
+            items[:] = [item for item in items if rest_stream(item) == stream]
 
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
