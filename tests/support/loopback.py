@@ -37,6 +37,7 @@ from overt.node.agent import Agent, AgentTimings
 from overt.node.idempotency import IdempotencyStore
 from overt.node.simulated.hypervisor import SimulatedHypervisor
 from overt.node.simulated.networks import SimulatedHostNetworks
+from overt.node.simulated.san import SimulatedSan
 from overt.node.storage.local import LocalVolumes
 from overt.protocol.host import KdumpStatus, NicInfo
 
@@ -74,6 +75,8 @@ class LoopbackEngine:
         self.jobs = JobSubmitter(self.wakeup)
         # Simulated nodes reach each other for a migration by the URI "simulated://NAME".
         self.peers: dict[str, SimulatedHypervisor] = {}
+        # The iSCSI portals every simulated node reaches (empty unless a test adds some).
+        self.san = SimulatedSan()
         self.settings = settings = EngineSettings(
             data_dir=directory / "engine", migration_destination_uri="simulated://{name}",
             migration_stream_uri="", migration_progress_interval_s=0.02,
@@ -164,7 +167,7 @@ class LoopbackEngine:
                      transport=self.bus.agent(host_uuid),
                      timings=AgentTimings(stats_interval_s=3600, heartbeat_interval_s=3600,
                                           bond_watch_interval_s=0.2),
-                     networks=networks)
+                     networks=networks, iscsi=self.san)
 
     async def settled(self) -> None:
         """Wait until every host is up with no resync pending and no job is running."""
