@@ -51,8 +51,6 @@ async def submit(session: AsyncSession, jobs: JobSubmitter, box: SecretBox,
     (`luns`: of `details.target`, or without details of every target the host logged in
     to); 409 when the host is not up, 400 for a malformed portal or target."""
     host = await lookup.get(session, Host, host_id)
-    if host.status != HostStatus.UP:
-        raise Conflict(f"Cannot use iSCSI on host {host.name}: it is {host.status}, not up.")
     spec: dict[str, Any] = {"host_id": host.id, "op": op}
     if details is not None:
         if not details.address or not _SERVER_RE.match(details.address):
@@ -72,6 +70,8 @@ async def submit(session: AsyncSession, jobs: JobSubmitter, box: SecretBox,
                     chap_password_sealed=chap.password_sealed)
     elif op != "luns":
         raise InvalidInput("iscsi (address, and target for a login) is required")
+    if host.status != HostStatus.UP:
+        raise Conflict(f"Cannot use iSCSI on host {host.name}: it is {host.status}, not up.")
     what = {"discover": f"Discovering the iSCSI targets of {spec.get('address')}",
             "login": f"Logging in to iSCSI target {spec.get('target')}",
             "luns": "Listing the iSCSI LUNs"}[op]

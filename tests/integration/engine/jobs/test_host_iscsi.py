@@ -14,8 +14,9 @@ from overt.engine.db.tables import Host, StorageDomain
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.status import HostStatus, StorageDomainStatus, StorageType
 from overt.engine.secrets import SecretBox
-from overt.engine.services import host_iscsi
+from overt.engine.services import host_iscsi, lun_disks
 from overt.engine.services.host_iscsi import IscsiDetailsInput
+from overt.engine.services.inputs import DiskInput, LogicalUnitInput
 from overt.node.simulated.san import SimulatedTarget
 from overt.protocol.storage import IscsiLunInfo, IscsiLunList
 from overt.protocol.vm import ChapAuth
@@ -104,6 +105,14 @@ async def test_discovery_login_and_the_lun_list_of_a_host(engine: LoopbackEngine
                                  TARGET) == 2
     with pytest.raises(InvalidInput, match="neither a LUN number nor the SCSI id"):
         host_iscsi.lun_number(result, "36000000000000000deadbeef", PORTAL, 3260, TARGET)
+    # A direct LUN disk named by SCSI id: the LUN as the host's login listed it.
+    async def lun_disk(session: Any, _jobs: Any, user: Any, scsi_id: str) -> Any:
+        return await lun_disks.add_lun_disk(session, DiskInput(name="db", lun=LogicalUnitInput(
+            id=scsi_id, address=PORTAL, port=3260, target=TARGET)), user)
+    disk = await engine.act(lun_disk, scsi_id="360000000000000000e00000000010001")
+    assert (disk.lun_portal, disk.lun_path) == (f"{PORTAL}:3260", f"{TARGET}/1")
+    with pytest.raises(InvalidInput, match="iscsilogin first"):
+        await engine.act(lun_disk, scsi_id="360000000000000000e0000000001ffff")
     assert host_iscsi.needs_resolving("360000000000000000e00000000010002", None)
     assert not host_iscsi.needs_resolving("2", None)
     assert not host_iscsi.needs_resolving("360000000000000000e00000000010002", 2)

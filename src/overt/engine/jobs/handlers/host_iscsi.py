@@ -63,14 +63,26 @@ async def iscsi_on_host(ctx: JobContext, spec: IscsiOnHost) -> dict[str, Any]:
                            "luns": [lun.model_dump(mode="json") for lun in luns.luns]})
     except NodeCommandFailed as failed:
         raise JobFailed(failed.error.message) from None
-    if spec.op == "login":
-        assert spec.address is not None and spec.target is not None
-        async with ctx.transaction() as session:
-            host = await lookup.get(session, Host, spec.host_id, for_update=True)
+    # A login is remembered; every login the list saw keeps its LUNs' numbers by SCSI id
+    # (what a direct LUN disk named by SCSI id is resolved with).
+    seen = {login_key(e["address"], e["port"], e["target"]):
+            [{"lun": lun["lun"], "scsi_id": lun["scsi_id"]} for lun in e["luns"]]
+            for e in listed}
+    async with ctx.transaction() as session:
+        host = await lookup.get(session, Host, spec.host_id, for_update=True)
+        entries = [dict(entry) for entry in host.iscsi_logins or []]
+        if spec.op == "login":
+            assert spec.address is not None and spec.target is not None
             key = login_key(spec.address, spec.port, spec.target)
-            kept = [entry for entry in host.iscsi_logins or []
-                    if login_key(entry["address"], entry["port"], entry["target"]) != key]
-            host.iscsi_logins = [*kept, logins[0]]
+            entries = [entry for entry in entries
+                       if login_key(entry["address"], entry["port"], entry["target"]) != key]
+            entries.append(dict(logins[0]))
+        for entry in entries:
+            found_luns = seen.get(login_key(entry["address"], entry["port"], entry["target"]))
+            if found_luns is not None:
+                entry["luns"] = found_luns
+        if entries != (host.iscsi_logins or []):
+            host.iscsi_logins = entries
     return {"logins": listed}
 
 
