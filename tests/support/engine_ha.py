@@ -372,7 +372,6 @@ class HaLab:
         for machine in MACHINES:
             netns.delete_namespace(self.namespace(machine))
         netns.delete_links([self.bridge])
-        netns.unmount_netns_dir_if_unused()
 
     def print_logs(self, tail: int = 3000) -> None:
         """The end of every log; the engine parts' errors in full."""

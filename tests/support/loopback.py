@@ -37,6 +37,7 @@ from overt.node.agent import Agent, AgentTimings
 from overt.node.idempotency import IdempotencyStore
 from overt.node.simulated.hypervisor import SimulatedHypervisor
 from overt.node.simulated.networks import SimulatedHostNetworks
+from overt.node.simulated.san import SimulatedSan
 from overt.node.storage.local import LocalVolumes
 from overt.protocol.host import KdumpStatus, NicInfo
 
@@ -45,6 +46,10 @@ POLL_S = 0.03  # how often a test looks at the database for what it waits for
 # The monitor's heartbeat and resync loops and the idle worker's polling: events and job
 # submissions wake them at once, so they only need to be quick, not busy.
 TICK_S = 0.1
+# The monitor's heartbeat check: with a timeout of an hour no host falls silent unless a
+# test backdates its heartbeat; the check every tick cost a transaction per 0.1 s of every
+# engine test (a third of an idle engine's CPU).
+HEARTBEAT_CHECK_S = 1.0
 WITHIN_S = 10.0  # what the lane waits for anything before failing the test
 
 
@@ -68,12 +73,15 @@ class LoopbackEngine:
         self.nodes = NodeClient(self.bus.engine())
         changes = ObservedChanges()
         self.monitor = Monitor(db, self.nodes, heartbeat_timeout_s=3600, read_inbox=False,
-                               tick_s=TICK_S, report_interval_s=3600, changes=changes,
+                               tick_s=TICK_S, heartbeat_check_s=HEARTBEAT_CHECK_S,
+                               report_interval_s=3600, changes=changes,
                                storage_probe_interval_s=3600)  # tests probe when they mean to
         self.wakeup = asyncio.Event()
         self.jobs = JobSubmitter(self.wakeup)
         # Simulated nodes reach each other for a migration by the URI "simulated://NAME".
         self.peers: dict[str, SimulatedHypervisor] = {}
+        # The iSCSI portals every simulated node reaches (empty unless a test adds some).
+        self.san = SimulatedSan()
         self.settings = settings = EngineSettings(
             data_dir=directory / "engine", migration_destination_uri="simulated://{name}",
             migration_stream_uri="", migration_progress_interval_s=0.02,
@@ -164,7 +172,7 @@ class LoopbackEngine:
                      transport=self.bus.agent(host_uuid),
                      timings=AgentTimings(stats_interval_s=3600, heartbeat_interval_s=3600,
                                           bond_watch_interval_s=0.2),
-                     networks=networks)
+                     networks=networks, iscsi=self.san)
 
     async def settled(self) -> None:
         """Wait until every host is up with no resync pending and no job is running."""

@@ -71,4 +71,3 @@ def veth_pair(vm_mac: str) -> Iterator[Wire]:
             for pid in netns.pids_in(ns):  # only processes this test started live in them
                 subprocess.run(["kill", "-9", str(pid)], check=False)
             netns.delete_namespace(ns)
-        netns.unmount_netns_dir_if_unused()

@@ -229,7 +229,6 @@ class Lab:
             shutil.rmtree(self.topology.state_dir)
         with contextlib.suppress(OSError):
             STATE_ROOT.rmdir()  # only when no other lab is left
-        netns.unmount_netns_dir_if_unused()
 
     # -- state --------------------------------------------------------------------------
 

@@ -5,14 +5,22 @@ Every function is idempotent, so `overt lab up` can repair a half-present lab.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import ipaddress
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from overt.system.commands import CommandFailed, run, succeeds
 
 NETNS_DIR = Path("/run/netns")
+# `ip netns add` makes /run/netns a shared mount point the first time; two first adds at
+# once (two labs, or a lab and a test's namespaces, coming up side by side) can each mount
+# it, and a namespace made under the first mount is then hidden ("Cannot open network
+# namespace"). Adds take this lock, and the mount point stays once made, as iproute2
+# itself leaves it (an unmount while another lab came up was the same race).
+NETNS_LOCK = Path("/run/lock/overt-netns.lock")
 
 
 def ip(*args: str, namespace: str | None = None) -> str:
@@ -25,9 +33,18 @@ def namespaces() -> list[str]:
     return [entry["name"] for entry in json.loads(out or "[]")]
 
 
+@contextlib.contextmanager
+def _netns_lock() -> Iterator[None]:
+    NETNS_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with NETNS_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def ensure_namespace(name: str) -> None:
-    if name not in namespaces():
-        run(["ip", "netns", "add", name])
+    with _netns_lock():
+        if name not in namespaces():
+            run(["ip", "netns", "add", name])
     ip("link", "set", "lo", "up", namespace=name)
 
 
@@ -113,8 +130,3 @@ def pids_in(namespace: str) -> list[int]:
     out = run(["ip", "netns", "pids", namespace], check=False).stdout
     return [int(pid) for pid in out.split()]
 
-
-def unmount_netns_dir_if_unused() -> None:
-    """`ip netns add` bind-mounts /run/netns; drop that mount once no namespace is left."""
-    if NETNS_DIR.exists() and not namespaces() and succeeds(["mountpoint", "-q", str(NETNS_DIR)]):
-        run(["umount", str(NETNS_DIR)], check=False)

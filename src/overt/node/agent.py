@@ -31,7 +31,7 @@ from overt.node.networking import HostNetworking
 from overt.node.snmp.reporter import SnmpReporter, row, vm_key
 from overt.node.snmp.snapshot import VmRow
 from overt.node.stats import Reading, StatsSampler
-from overt.node.storage import chap, copies, iscsi_domain, reach, sealing
+from overt.node.storage import chap, copies, iscsi_domain, iscsi_scan, reach, sealing
 from overt.node.storage.local import LocalVolumes
 from overt.node.storage.nfs_domain import NfsDomains
 from overt.protocol import CommandEnvelope, ErrorCode, NodeError, Reply
@@ -68,8 +68,12 @@ from overt.protocol.host import HostState, ReportedBond, ReportedNetwork, VirtMo
 from overt.protocol.imageio import ImageExportStart, ImageExportStop, ImageTicket
 from overt.protocol.networks import HostCommitNetworks, HostSetupNetworks
 from overt.protocol.storage import (
+    DiscoveredTargets,
     ExtentCommit,
     ExtentFormat,
+    IscsiDiscover,
+    IscsiLunList,
+    IscsiLuns,
     LunMetadataWrite,
     LunRead,
     SharedVolumeCommit,
@@ -91,6 +95,7 @@ from overt.protocol.vm_nics import VmNicLink, VmNicPlug, VmNicUnplug
 log = logging.getLogger(__name__)
 
 StorageProber = Callable[[StorageDomainsProbe], Awaitable[DomainsReach]]
+IscsiScanner = Callable[[IscsiDiscover | IscsiLunList], Awaitable[DiscoveredTargets | IscsiLuns]]
 T = TypeVar("T")
 
 
@@ -111,12 +116,16 @@ class Agent:
                  snmp: SnmpReporter | None = None,
                  leases: LeaseClient | None = None,
                  probe_storage: StorageProber | None = None,
-                 imageio: NodeImageio | None = None) -> None:
+                 imageio: NodeImageio | None = None,
+                 iscsi: IscsiScanner | None = None) -> None:
         self.hypervisor = hypervisor
         self.imageio = imageio
         # How this node probes its data center's storage domains (QEMU's clients; the
         # fast lane's simulated nodes say what a test wants them to reach).
         self.probe_storage: StorageProber = probe_storage or reach.probe_domains
+        # How this node discovers iSCSI targets and lists their LUNs (libiscsi; the fast
+        # lane's simulated nodes read a simulated SAN).
+        self.iscsi: IscsiScanner = iscsi or iscsi_scan.execute
         self.leases = leases
         self.volumes = volumes
         self.shared_storage = NfsDomains()
@@ -313,6 +322,8 @@ class Agent:
                 return await iscsi_domain.execute(command)
             case StorageDomainsProbe():
                 return await self.probe_storage(command)
+            case IscsiDiscover() | IscsiLunList():
+                return await self.iscsi(command)
             case ImageExportStart() | ImageExportStop() | ImageTicket():
                 if self.imageio is None:
                     raise NodeFailure(ErrorCode.BAD_REQUEST, "this node serves no image "

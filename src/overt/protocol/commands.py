@@ -14,6 +14,8 @@ from overt.protocol.networks import HostCommitNetworks, HostSetupNetworks
 from overt.protocol.storage import (
     ExtentCommit,
     ExtentFormat,
+    IscsiDiscover,
+    IscsiLunList,
     IscsiLunRef,
     LunMetadataWrite,
     LunRead,
@@ -350,6 +352,8 @@ Command = Annotated[
     | ExtentFormat
     | ExtentCommit
     | StorageDomainsProbe
+    | IscsiDiscover
+    | IscsiLunList
     | ImageExportStart
     | ImageExportStop
     | ImageTicket

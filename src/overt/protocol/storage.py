@@ -329,3 +329,57 @@ StorageCommand = (StorageDomainCreate | StorageDomainUpdate | StorageDomainScan
                   | SharedVolumeCreate | SharedVolumeCommit | SharedVolumeDelete
                   | SharedVolumeMetaUpdate)
 LunCommand = LunRead | LunMetadataWrite | ExtentFormat | ExtentCommit
+
+
+class DiscoveredTarget(WireModel):
+    """A target a portal names in a SendTargets discovery, with one of its portals."""
+
+    target: str
+    address: str
+    port: int
+    portal: str  # as the target said it: "ADDRESS:PORT,TPGT"
+
+
+class DiscoveredTargets(WireModel):
+    targets: list[DiscoveredTarget]
+
+
+class IscsiDiscover(WireModel):
+    """oVirt's iscsidiscover: the targets a portal offers (a SendTargets discovery
+    session through libiscsi; CHAP when the portal asks for it)."""
+
+    name: Literal["storage.iscsi_discover"] = "storage.iscsi_discover"
+    result: ClassVar[type[DiscoveredTargets]] = DiscoveredTargets
+    mutates: ClassVar[bool] = False
+    portal: str = Field(pattern=SERVER)  # host or host:port
+    chap: ChapAuth | None = None
+
+
+class IscsiLunInfo(WireModel):
+    """One LUN of a target as a SCSI inquiry describes it."""
+
+    lun: int
+    scsi_id: str  # the WWID as udev's scsi_id (and so oVirt) writes it: "36..." for NAA 6
+    size_bytes: int
+    serial: str = ""
+    vendor: str = ""
+    product: str = ""
+
+
+class IscsiLuns(WireModel):
+    luns: list[IscsiLunInfo]
+
+
+class IscsiLunList(WireModel):
+    """The disk LUNs of a target (its LUN 0 controller and other device types left out);
+    a login through libiscsi, so a wrong CHAP password is refused here."""
+
+    name: Literal["storage.iscsi_luns"] = "storage.iscsi_luns"
+    result: ClassVar[type[IscsiLuns]] = IscsiLuns
+    mutates: ClassVar[bool] = False
+    portal: str = Field(pattern=SERVER)
+    target: str = Field(pattern=IQN)
+    chap: ChapAuth | None = None
+
+
+IscsiCommand = IscsiDiscover | IscsiLunList

@@ -78,7 +78,7 @@ def admin(engine: RunningEngine) -> Iterator[sdk.Connection]:
 
 def token_reply(engine: RunningEngine, user: str, password: str) -> dict[str, str]:
     tls = ssl.create_default_context(cafile=str(engine.ca_file))
-    reply = httpx.post(engine.url.replace("/api", "/sso/oauth/token"), verify=tls,
+    reply = httpx.post(engine.url.replace("/api", "/sso/oauth/token"), verify=tls, timeout=30,
                        data={"grant_type": "password", "scope": "ovirt-app-api",
                              "username": user, "password": password})
     body: dict[str, str] = reply.json()

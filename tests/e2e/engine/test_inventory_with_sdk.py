@@ -337,8 +337,14 @@ def test_iscsi_storage_domain_refusals_change_nothing(connection: sdk.Connection
     _refused(400, add, "no-lun")
     _refused(400, add, "bad-iqn", types.LogicalUnit(id="1", address="san.example",
                                                     port=3260, target="disks"))
-    _refused(400, add, "bad-lun", types.LogicalUnit(id="36001405abc", address="san.example",
+    _refused(400, add, "bad-lun", types.LogicalUnit(id="16384", address="san.example",
                                                     port=3260, target=iqn))
+    _refused(400, add, "bad-iqn-by-id", types.LogicalUnit(
+        id="36001405abc", address="san.example", port=3260, target="disks"))
+    # A SCSI id is looked up in the host's LUN list, which a host in maintenance cannot give.
+    error = _refused(409, add, "by-scsi-id", types.LogicalUnit(
+        id="36001405abc", address="san.example", port=3260, target=iqn))
+    assert "Cannot use iSCSI on host sd-host-4: it is maintenance, not up." in str(error)
     _refused(400, add, "bad-portal", types.LogicalUnit(id="1", address="san example",
                                                        port=3260, target=iqn))
     domain = add("san", types.LogicalUnit(id="1", address="san.example", port=3260, target=iqn))

@@ -1466,6 +1466,76 @@ def _files_holding(root: Path, text: str) -> list[Path]:
     return found
 
 
+def test_iscsi_discovery_login_and_lun_list_name_the_lun_of_a_new_domain(
+        storage_lab: StorageLab) -> None:
+    """oVirt's flow through the SDK against tgt: node1 discovers the portal's targets, a
+    login with a wrong CHAP password is refused plainly, the right one is remembered, the
+    host's storage lists the CHAP target's LUN by its SCSI id (VPD 0x83, udev's form), and
+    a domain added by that id is laid out on LUN 1 and becomes active. Undone afterwards
+    (the CHAP test below uses the LUN)."""
+    server = storage_lab.lab.storage_server()
+    target, secret = server.chap_target_iqn, server.chap_secret()
+    address = storage_lab.nfs_address
+    conn = storage_lab.first.connect()
+    try:
+        host1 = storage_lab.first.host_of(conn, "node1")
+        host = conn.system_service().hosts_service().host_service(host1.id)
+        found = host.iscsi_discover(iscsi=types.IscsiDetails(address=address, port=3260))
+        assert set(found) == {server.target_iqn, target}, found
+        details = host.discover_iscsi(iscsi=types.IscsiDetails(address=address, port=3260))
+        assert {(d.target, d.address, d.port) for d in details} == {
+            (server.target_iqn, address, 3260), (target, address, 3260)}
+        with pytest.raises(sdk.Error) as refused:
+            host.iscsi_login(iscsi=types.IscsiDetails(address=address, port=3260, target=target,
+                                                      username=CHAP_USER, password="not-it"))
+        assert "refused the login" in str(refused.value) and secret not in str(refused.value)
+        assert host.storage_service().list() == []
+        host.iscsi_login(iscsi=types.IscsiDetails(address=address, port=3260, target=target,
+                                                  username=CHAP_USER, password=secret))
+        [listed] = host.storage_service().list()
+        [lun] = listed.logical_units
+        assert lun.id.startswith("36") and len(lun.id) == 33, lun.id
+        assert (listed.id, listed.type, lun.address, lun.port, lun.target, lun.lun_mapping,
+                lun.size, lun.vendor_id, lun.status) == (
+            lun.id, types.StorageType.ISCSI, address, 3260, target, 1, 256 * MIB, "IET",
+            types.LunStatus.FREE)
+        sds = conn.system_service().storage_domains_service()
+        added = sds.add(types.StorageDomain(
+            name="lab-by-scsi-id", type=types.StorageDomainType.DATA,
+            host=types.Host(id=host1.id), storage=types.HostStorage(
+                type=types.StorageType.ISCSI, logical_units=[types.LogicalUnit(
+                    id=lun.id, address=address, port=3260, target=target,
+                    username=CHAP_USER, password=secret)])))
+        assert added.storage.path == f"{target}/1"  # recorded by its number, as ever
+        sd = sds.storage_domain_service(added.id)
+        wait_until(lambda: sd.get().status == types.StorageDomainStatus.UNATTACHED, 60,
+                   "the domain on the LUN named by its SCSI id to be written")
+        dc = conn.system_service().data_centers_service().list(search="name=Default")[0]
+        attached = conn.system_service().data_centers_service().data_center_service(
+            dc.id).storage_domains_service()
+        attached.add(types.StorageDomain(id=added.id))
+        mine = attached.storage_domain_service(added.id)
+        wait_until(lambda: mine.get().status == types.StorageDomainStatus.ACTIVE, 60,
+                   "the domain to be active")
+        [again] = host.storage_service().list()
+        assert again.logical_units[0].status == types.LunStatus.USED
+        mine.deactivate()
+        wait_until(lambda: mine.get().status == types.StorageDomainStatus.MAINTENANCE, 60,
+                   "the domain to be in maintenance")
+        mine.remove()
+        wait_until(lambda: sd.get().status == types.StorageDomainStatus.UNATTACHED, 60,
+                   "the domain to be detached")
+        sd.remove()
+    finally:
+        conn.close()
+    backing = storage_lab.lab.topology.host_dir(storage_lab.lab.topology.storage) / \
+        "chap-lun1.img"
+    with backing.open("r+b") as f:
+        assert parse_metadata(f.read(MIB).split(b"\0", 1)[0].decode())["SDUUID"] == added.id
+        f.seek(0)
+        f.write(bytes(MIB))  # the LUN blank again for the CHAP test
+
+
 def test_an_iscsi_domain_on_a_chap_target_is_reached_with_its_sealed_password(
         storage_lab: StorageLab, guest_image: GuestImage) -> None:
     """The lab's CHAP target refuses a login without a password or with a wrong one; a

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from overt.lab import netns
 from tests.conftest import require_root
 
 pytestmark = [pytest.mark.slow]
@@ -66,7 +67,7 @@ asyncio.run(main())
 def namespace() -> Iterator[str]:
     require_root()
     name = f"ovt-rb-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
+    netns.ensure_namespace(name)
     try:
         for argv in (["ip", "link", "set", "lo", "up"],
                      ["ip", "link", "add", "mgmt0", "type", "veth", "peer", "name", "mgmt0p"],
@@ -128,7 +129,7 @@ asyncio.run(main())
 def test_networks_get_ipv4_by_dhcp_static_ipv6_and_ipv6_autoconf(namespace: str,
                                                              tmp_path: Path) -> None:
     server = f"{namespace}-srv"
-    subprocess.run(["ip", "netns", "add", server], check=True)
+    netns.ensure_namespace(server)
     dnsmasq = None
     try:
         def on_server(*argv: str) -> None:
@@ -198,7 +199,7 @@ asyncio.run(main())
 
 def test_a_network_gets_its_ipv6_address_by_dhcpv6(namespace: str, tmp_path: Path) -> None:
     server = f"{namespace}-srv"
-    subprocess.run(["ip", "netns", "add", server], check=True)
+    netns.ensure_namespace(server)
     dnsmasq = None
     try:
         def on_server(*argv: str) -> None:

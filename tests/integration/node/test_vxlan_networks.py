@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from overt.lab import netns
 from tests.conftest import require_root
 
 pytestmark = [pytest.mark.slow]
@@ -65,7 +66,7 @@ asyncio.run(main())
 def namespace() -> Iterator[str]:
     require_root()
     name = f"ovt-vx-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
+    netns.ensure_namespace(name)
     try:
         for argv in (["ip", "link", "set", "lo", "up"],
                      ["ip", "link", "add", "data0", "type", "veth", "peer", "name", "data0p"],

@@ -30,6 +30,7 @@ from overt.engine.api.resources import (
     consoles,
     host_networks,
     host_nics,
+    host_storage,
     hosts,
     identity,
     image_transfers,
@@ -92,7 +93,7 @@ def api_routes() -> ApiRoutes:
                    statistics, vm_devices, consoles, tags, networking, host_networks,
                    identity, power_management, snapshots, templates, affinity_groups,
                    notifications, image_transfers, cdroms, instance_types,
-                   storage_connections, provisioning):
+                   storage_connections, provisioning, host_storage):
         routes.include(module.routes)
     return routes
 

@@ -171,6 +171,10 @@ class Host(Base):
     kdump_sender: Mapped[str | None] = mapped_column(String(64))
     # Whether the node's crash kernel is loaded with fence_kdump targets (vdsm's
     # `kdumpStatus`, from its capabilities): only `enabled` is waited for before a fence.
+    # oVirt's iSCSI logins (no kernel session here: targets the host reached with these
+    # credentials, remembered for its LUN list): address, port, target, username,
+    # password_sealed.
+    iscsi_logins: Mapped[list[Any] | None] = mapped_column(JSON)
     kdump_status: Mapped[KdumpStatus] = mapped_column(status_type(KdumpStatus, 16),
                                                       default=KdumpStatus.UNKNOWN)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -472,6 +472,27 @@ class FenceHost(JobSpec):
         return self.host_id
 
 
+class IscsiOnHost(JobSpec):
+    """oVirt's iSCSI discovery, login and LUN list, done by a host through libiscsi:
+    `discover` asks a portal for its targets; `login` lists a target's LUNs (which logs in,
+    so a wrong password is refused) and the host remembers the login; `luns` lists the
+    LUNs of `target`, or of every target the host logged in to. The API waits for it. The
+    CHAP password is sealed here as everywhere. Locks nothing; not retried."""
+
+    kind: ClassVar[str] = "host.iscsi"
+    max_attempts: ClassVar[int] = 1
+    host_id: uuid.UUID
+    op: Literal["discover", "login", "luns"]
+    address: str | None = None
+    port: int = 3260
+    target: str | None = None
+    chap_username: str | None = None
+    chap_password_sealed: str | None = None
+
+    def host(self) -> uuid.UUID | None:
+        return self.host_id
+
+
 class DrainHost(JobSpec):
     """oVirt's maintenance of a host that runs VMs: the host is preparing for maintenance
     (nothing new is placed on it) while each VM is live-migrated away by a migration job
@@ -577,7 +598,7 @@ KINDS: dict[str, type[JobSpec]] = {spec.kind: spec for spec in (
     CommitHostNetworks, CreateStorageDomain, AttachStorageDomain, DetachStorageDomain,
     ChangeVmNic, FenceHost, MigrateVm, CancelMigration, CreateTemplate, CloneVm,
     CreateSnapshot, RemoveSnapshot, RestoreSnapshot, PreviewSnapshot, EndPreview, DrainHost,
-    RecoverHost, ChangeVmCdrom, RemoveVolumes, CopyDisk, MoveDisk)}
+    RecoverHost, ChangeVmCdrom, RemoveVolumes, CopyDisk, MoveDisk, IscsiOnHost)}
 
 
 class UnreadableJob(Exception):

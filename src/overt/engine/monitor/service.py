@@ -55,7 +55,8 @@ class Monitor:
                  changes: ObservedChanges | None = None,
                  fencing_defaults: FencingPolicy | None = None,
                  storage_probe_interval_s: float = 10.0,
-                 secrets: SecretBox | None = None) -> None:
+                 secrets: SecretBox | None = None,
+                 heartbeat_check_s: float | None = None) -> None:
         self.db = db
         # The grace of clusters whose fencing policy sets none (the engine's settings).
         self.fencing_defaults = fencing_defaults
@@ -64,6 +65,8 @@ class Monitor:
         self.read_inbox = read_inbox
         self.wakeup = wakeup or asyncio.Event()
         self.tick_s = tick_s
+        # How often hosts are judged on their heartbeats (None: every tick).
+        self.heartbeat_check_s = heartbeat_check_s
         self.changes = changes  # told after news is committed: jobs in this process wait on it
         self.report = MonitorReport(report_interval_s)
         self.stats = StatsWriter(db, on_written=self.report.stats)
@@ -189,7 +192,7 @@ class Monitor:
 
     async def _watchdog_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.tick_s)
+            await asyncio.sleep(self.heartbeat_check_s or self.tick_s)
             try:
                 await self.check_heartbeats()
             except OperationalError as exc:

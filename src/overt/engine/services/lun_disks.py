@@ -10,12 +10,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import Disk, DiskAttachment, User
+from overt.engine.db.tables import Disk, DiskAttachment, Host, User
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.names import check_name
 from overt.engine.model.status import DiskStatus
 from overt.engine.queries.shared_storage import lun_holders
-from overt.engine.services.inputs import DiskInput
+from overt.engine.services.host_iscsi import needs_resolving
+from overt.engine.services.inputs import DiskInput, LogicalUnitInput
 from overt.engine.services.storage_shared import check_logical_unit
 
 
@@ -34,6 +35,8 @@ async def add_lun_disk(session: AsyncSession, data: DiskInput, user: User) -> Di
     # The size is the LUN's: the storage monitor reads it from the target (a size the
     # client gives is not taken; oVirt's comes from the LUN list of a discovery too).
     size = 0
+    if needs_resolving(data.lun.id, data.lun.lun_mapping):
+        data.lun.lun_mapping = await _logged_in_lun(session, data.lun)
     portal, path = check_logical_unit(data.lun)
     domain, other = await lun_holders(session, portal, path)
     if domain is not None:
@@ -51,6 +54,25 @@ async def add_lun_disk(session: AsyncSession, data: DiskInput, user: User) -> Di
     audit.record(session, f"Direct LUN disk {name} (LUN {path} of {portal}) was added by "
                  f"{user.user_name}", code=audit.DISK_CREATED, user_id=user.id)
     return disk
+
+
+async def _logged_in_lun(session: AsyncSession, unit: LogicalUnitInput) -> int:
+    """The number of the LUN whose SCSI id is `unit.id`, as the last LUN list of a host
+    logged in to its target saw it (`hosts.iscsi_logins`); 400 when none did."""
+    port = unit.port or 3260
+    hosts = (await session.execute(select(Host).where(Host.iscsi_logins.is_not(None))
+                                   .order_by(Host.name))).scalars().all()
+    for host in hosts:
+        for entry in host.iscsi_logins or []:
+            if (entry["address"], entry["port"], entry["target"]) != (
+                    unit.address, port, unit.target):
+                continue
+            for lun in entry.get("luns", []):
+                if lun["scsi_id"] == unit.id:
+                    return int(lun["lun"])
+    raise InvalidInput(f"logical_unit.id {unit.id!r} is neither a LUN number nor the SCSI id "
+                       f"of a LUN of {unit.target} on {unit.address}:{port} that a host "
+                       "logged in to that target has listed (iscsilogin first)")
 
 
 async def remove_lun_disk(session: AsyncSession, disk: Disk, user: User) -> None:

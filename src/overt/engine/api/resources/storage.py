@@ -12,10 +12,19 @@ from overt.engine.api.readers import read_disk, ref_of
 from overt.engine.api.resources.common import action_done, action_params, list_rows
 from overt.engine.api.resources.storage_connections import secret_box
 from overt.engine.api.routing import ApiRoutes
-from overt.engine.db.tables import Disk, StorageDomain
+from overt.engine.db.tables import Disk, Host, StorageDomain
 from overt.engine.model.status import StorageType
 from overt.engine.queries import lookup
-from overt.engine.services import devices, disk_moves, storage_domains, storage_shared
+from overt.engine.services import (
+    devices,
+    disk_moves,
+    host_iscsi,
+    storage_domains,
+    storage_shared,
+)
+from overt.engine.services.host_iscsi import IscsiDetailsInput
+from overt.engine.services.jobs import wait_for_job
+from overt.engine.services.storage_domains import StorageDomainInput
 
 routes = ApiRoutes()
 
@@ -42,11 +51,41 @@ async def add_domain(ctx: ApiContext) -> Response:
         domain = await storage_shared.add_nfs_domain(ctx.session, ctx.services.jobs, data,
                                                      ctx.user)
     elif data.storage_type is StorageType.ISCSI:
+        units = data.logical_units
+        if len(units) == 1 and host_iscsi.needs_resolving(units[0].id, units[0].lun_mapping):
+            return await _add_iscsi_domain_by_scsi_id(ctx, data)
         domain = await storage_shared.add_iscsi_domain(ctx.session, ctx.services.jobs,
                                                        secret_box(ctx), data, ctx.user)
     else:
         domain = await storage_domains.add_storage_domain(ctx.session, data, ctx.user)
     return ctx.render("storage_domain", views.storage_domain(domain), status=201)
+
+
+async def _add_iscsi_domain_by_scsi_id(ctx: ApiContext, data: StorageDomainInput) -> Response:
+    """An iSCSI domain whose logical unit is named by its SCSI id (as oVirt's LUN list
+    shows it): the domain's host lists the target's LUNs first (a job the API waits for),
+    and the domain is added on the LUN of that id, recorded by its number as ever."""
+    unit = data.logical_units[0]
+    host = await lookup.resolve(ctx.session, Host, data.host, "storage_domain.host")
+    details = IscsiDetailsInput(address=unit.address, port=unit.port, target=unit.target,
+                                username=unit.username, password=unit.password)
+    job = await host_iscsi.submit(ctx.session, ctx.services.jobs, secret_box(ctx), host.id,
+                                  "luns", details, ctx.user)
+    job_id, db = job.id, ctx.request.app.state.db
+
+    async def answer() -> Response:
+        done = await wait_for_job(db, job_id, timeout_s=host_iscsi.WAIT_S,
+                                  what=f"Listing the LUNs of {unit.target} on host {host.name}")
+        unit.lun_mapping = host_iscsi.lun_number(done.result or {}, unit.id or "",
+                                                 unit.address or "", unit.port or 3260,
+                                                 unit.target or "")
+        async with db.transaction() as session:
+            domain = await storage_shared.add_iscsi_domain(session, ctx.services.jobs,
+                                                           secret_box(ctx), data, ctx.user)
+            rep = views.storage_domain(domain)
+        return ctx.render("storage_domain", rep, status=201)
+    ctx.then = answer
+    return ctx.render("action", {"status": "pending"})
 
 
 @routes.post("/datacenters/{dc_id}/storagedomains")

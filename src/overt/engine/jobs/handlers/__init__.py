@@ -12,6 +12,7 @@ from overt.engine.jobs.handlers import (
     disk_moves,
     disks,
     fencing,
+    host_iscsi,
     host_maintenance,
     host_networks,
     host_recovery,
@@ -36,7 +37,7 @@ UNITS: dict[type[JobSpec], Unit[Any]] = {
     **vm_nics.UNITS, **fencing.UNITS, **vm_migrate.UNITS, **disk_copies.UNITS,
     **disk_moves.UNITS, **snapshots.UNITS, **snapshot_restore.UNITS,
     **snapshot_preview.UNITS, **host_maintenance.UNITS, **host_recovery.UNITS, **vm_cdroms.UNITS,
-    **leftovers.UNITS}
+    **leftovers.UNITS, **host_iscsi.UNITS}
 
 _missing = set(KINDS.values()) - set(UNITS)
 if _missing:  # a kind nobody can run would fail every job of it: refuse to start instead
