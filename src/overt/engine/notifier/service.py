@@ -5,7 +5,8 @@ Ordering and delivery rules:
 - Events are taken in id order. Each is *claimed* by moving the cursor to it with a
   compare-and-set on the cursor row before its traps are sent, so of several engine
   processes running a notifier exactly one sends it, and a restart resumes after the last
-  claimed event: nothing is re-sent. A process killed between the claim and the send loses
+  claimed event: nothing is re-sent. Events without a subscriber are claimed together
+  with the next one that has one. A process killed between the claim and the send loses
   that one event's traps (traps are UDP: a receiver may miss one anyway).
 - An id missing after the cursor may belong to a transaction not yet committed
   (PostgreSQL hands out ids before commit): the notifier waits for it, and skips it only
@@ -86,7 +87,11 @@ class Notifier:
                 await asyncio.wait_for(self.wakeup.wait(), self.interval_s)
 
     async def notify_pending(self) -> int:
-        """Notify every event after the cursor that can be taken now; how many were taken."""
+        """Notify every event after the cursor that can be taken now; how many were taken.
+
+        Events nobody is subscribed to (most of them) are claimed together, in one move of
+        the cursor, up to and including the next event that has traps to send: a busy
+        engine's audit log costs a transaction per subscribed event, not per event."""
         taken = 0
         while True:
             async with self.db.transaction() as session:
@@ -94,20 +99,38 @@ class Notifier:
                 events = list((await session.execute(
                     select(AuditEvent).where(AuditEvent.id > last).order_by(AuditEvent.id)
                     .limit(BATCH))).scalars())
+                subscribed = await _subscribed(session)
             if not events:
                 return taken
-            for event in events:
-                if not self._may_take(last, event.id):
+            position, pending = last, list(events)
+            while pending:
+                run = self._run(position, pending, subscribed)
+                if not run:
                     return taken
-                deliveries = await self._claim(last, event)
+                deliveries = await self._claim(position, run)
                 if deliveries is None:  # another notifier took it: read the cursor again
                     break
-                last = event.id
-                taken += 1
+                position = run[-1].id
+                taken += len(run)
+                del pending[:len(run)]
                 await asyncio.shield(self._deliver(deliveries))
             else:
                 if len(events) < BATCH:
                     return taken
+
+    def _run(self, last: int, events: list[AuditEvent], subscribed: set[str]
+             ) -> list[AuditEvent]:
+        """The events that can be claimed together after `last`: in id order without a gap
+        still waited for, ending at the first that has a subscriber."""
+        run: list[AuditEvent] = []
+        for event in events:
+            if not self._may_take(last, event.id):
+                break
+            run.append(event)
+            last = event.id
+            if subscribed.intersection(events_of(event.code)):
+                break
+        return run
 
     def _may_take(self, last: int, event_id: int) -> bool:
         if event_id == last + 1:
@@ -122,15 +145,22 @@ class Notifier:
         self._gaps.clear()
         return True
 
-    async def _claim(self, last: int, event: AuditEvent) -> list[Delivery] | None:
+    async def _claim(self, last: int, run: list[AuditEvent]) -> list[Delivery] | None:
+        """Move the cursor from `last` to the run's end (compare-and-set); the traps of the
+        run's events, or None when another notifier moved it first."""
         async with self.db.transaction() as session:
             moved = await session.execute(
                 update(NotifierCursor).where(NotifierCursor.id == CURSOR_ROW,
                                              NotifierCursor.last_event_id == last)
-                .values(last_event_id=event.id, updated_at=utcnow()))
+                .values(last_event_id=run[-1].id, updated_at=utcnow()))
             if getattr(moved, "rowcount", 0) != 1:
                 return None
-            return await _deliveries(session, event)
+            subscribed = await _subscribed(session)  # as of the claim
+            deliveries: list[Delivery] = []
+            for event in run:
+                if subscribed.intersection(events_of(event.code)):
+                    deliveries += await _deliveries(session, event)
+            return deliveries
 
     async def _deliver(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
@@ -160,6 +190,13 @@ async def _cursor(session: AsyncSession) -> int:
         row = await session.get(NotifierCursor, CURSOR_ROW, populate_existing=True)
         assert row is not None
     return row.last_event_id
+
+
+async def _subscribed(session: AsyncSession) -> set[str]:
+    """The event names someone is subscribed to by SNMP."""
+    return set((await session.execute(
+        select(EventSubscription.event).where(EventSubscription.notification_method == "snmp")
+        .distinct())).scalars())
 
 
 async def _deliveries(session: AsyncSession, event: AuditEvent) -> list[Delivery]:

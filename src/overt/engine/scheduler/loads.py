@@ -16,14 +16,17 @@ from overt.engine.scheduler.affinity_peers import affinity_constraints
 from overt.engine.scheduler.placement import HostLoad, PlacementRequest, place
 
 
-def _committed(excluding_vm: uuid.UUID | None) -> Any:
-    """Memory and VM count placed on each host, as a subquery."""
+def _committed(excluding_vm: uuid.UUID | None, only: uuid.UUID | None = None) -> Any:
+    """Memory and VM count placed on each host (or on host `only`), as a subquery."""
     running = select(Vm.host_id.label("host_id"), Vm.memory_mib.label("memory_mib")).where(
         Vm.status.in_(ON_HOST), Vm.host_id.is_not(None))
     # A migrating VM holds room on its destination too (the migration's reservation).
     incoming = select(Vm.migration_host_id.label("host_id"),
                       Vm.memory_mib.label("memory_mib")).where(
         Vm.migration_host_id.is_not(None))
+    if only is not None:  # one host's VMs, not the fleet's (a start's check under lock)
+        running = running.where(Vm.host_id == only)
+        incoming = incoming.where(Vm.migration_host_id == only)
     if excluding_vm is not None:
         running = running.where(Vm.id != excluding_vm)
         incoming = incoming.where(Vm.id != excluding_vm)
@@ -35,7 +38,7 @@ def _committed(excluding_vm: uuid.UUID | None) -> Any:
 async def host_loads(session: AsyncSession, cluster_id: uuid.UUID,
                      *, excluding_vm: uuid.UUID | None = None,
                      only: uuid.UUID | None = None) -> list[HostLoad]:
-    committed = _committed(excluding_vm)
+    committed = _committed(excluding_vm, only)
     # Only the columns placement needs: a fleet's hosts carry certificates and capabilities.
     query = (
         select(Host.id, Host.name, Host.status, Host.memory_mib, committed.c.mib, committed.c.n)
@@ -89,7 +92,11 @@ async def choose_host(session: AsyncSession, vm: Vm, *, required: uuid.UUID | No
     """The host `place()` chooses for `vm` now (NoHostAvailable, with reasons, if none);
     `leaving`: the host a migration leaves, never chosen; `draining`: every VM leaves it
     (a maintenance), so the VM's affinity peers on it move too."""
-    request = await _request(session, vm, required, required_reason, leaving, draining)
+    return await _choose(session, vm, await _request(session, vm, required, required_reason,
+                                                      leaving, draining))
+
+
+async def _choose(session: AsyncSession, vm: Vm, request: PlacementRequest) -> uuid.UUID:
     if (request.required_host is None and not request.allowed_hosts
             and request.leaving_host is None and not request.affinity):
         # One query instead of a thousand hosts in Python; when no host fits, `place` says
@@ -121,9 +128,7 @@ async def reserve_host(session: AsyncSession, vm: Vm, *, required: uuid.UUID | N
     """
     request = await _request(session, vm, required, required_reason, leaving, draining)
     for _attempt in range(RESERVE_ATTEMPTS):
-        host_id = await choose_host(session, vm, required=required,
-                                    required_reason=required_reason, leaving=leaving,
-                                    draining=draining)
+        host_id = await _choose(session, vm, request)
         await session.execute(select(Host.id).where(Host.id == host_id).with_for_update())
         loads = await host_loads(session, vm.cluster_id, excluding_vm=vm.id, only=host_id)
         if request.affinity:

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from overt.engine import audit
 from overt.engine.db.database import Database
 from overt.engine.db.tables import AuditEvent, NotifierCursor, User
-from overt.engine.notifier.service import Notifier, _cursor
+from overt.engine.notifier.service import Delivery, Notifier, _cursor
 from overt.engine.secrets import Secret, SecretBox
 from overt.engine.services import notifications
 from overt.engine.services.notifications import ManagerInput
@@ -121,3 +121,32 @@ async def test_two_notifiers_starting_together_make_the_cursor_once(db: Database
     async with db.transaction() as session:
         assert (await session.execute(select(func.count()).select_from(NotifierCursor))
                 ).scalar_one() == 1
+
+
+class CountingNotifier(Notifier):
+    """Counts the cursor's moves (a transaction each)."""
+
+    claims = 0
+
+    async def _claim(self, last: int, run: list[AuditEvent]) -> list[Delivery] | None:
+        self.claims += 1
+        return await super()._claim(last, run)
+
+
+async def test_events_without_subscribers_are_claimed_together(db: Database,
+                                                               subscribed: SecretBox) -> None:
+    """A busy engine's audit log (VMs started, hosts up) costs a move of the cursor per
+    subscribed event, not one per event; the subscribed ones are still sent in order."""
+    sent = Sent()
+    notifier = CountingNotifier(db, subscribed, send=sent)
+    await notifier.notify_pending()
+    await _record(db, 40, code=audit.VM_STARTED)
+    first = await _record(db, 1)
+    await _record(db, 40, code=audit.VM_STARTED)
+    second = await _record(db, 1)
+    await _record(db, 40, code=audit.VM_STARTED)
+    assert await notifier.notify_pending() == 122
+    assert sent.ids == first + second
+    assert notifier.claims == 3  # up to the first subscribed, up to the second, the rest
+    async with db.transaction() as session:
+        assert await _cursor(session) == second[0] + 40
