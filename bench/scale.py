@@ -393,10 +393,28 @@ def measure(site: ManagedSite, api: Api, options: Options, vm_ids: list[uuid.UUI
 
 
 def start_vms(site: ManagedSite, api: Api, vm_ids: list[uuid.UUID]) -> dict[str, object]:
+    """POST start for each VM from 8 threads, then wait until all are up; with the CPU
+    (% of one core) each engine process, PostgreSQL, RabbitMQ and this client spent while
+    the starts were submitted."""
+    pids = {name: p.pid for name, p in site.processes.items() if not name.startswith("fleet")}
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    services = service_pids()
+    services_before = {name: total_cpu(p) for name, p in services.items()}
+    client_before, busy_before = time.process_time(), machine_busy()
     started = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
         posts = list(pool.map(lambda vm_id: api.post(f"/vms/{vm_id}/start"), vm_ids))
     submitted = time.monotonic() - started
+    busy_after = machine_busy()
+    cpu_while_submitted = {
+        **{name: round(100 * (cpu_seconds(pid) - before[name]) / submitted)
+           for name, pid in pids.items()},
+        **{name: round(100 * (total_cpu(p) - services_before[name]) / submitted)
+           for name, p in services.items()},
+        "client": round(100 * (time.process_time() - client_before) / submitted),
+        "machine_busy_percent_of_all_cores": round(100 * (busy_after[0] - busy_before[0])
+                                                   / max(1e-9, busy_after[1] - busy_before[1])),
+    }
     refused = [r.text[:200] for _t, r in posts if r.status_code >= 400]
     while asyncio.run(count(site.db, vms=vm_ids)) < len(vm_ids) - len(refused):
         if time.monotonic() - started > 1800:
@@ -404,6 +422,7 @@ def start_vms(site: ManagedSite, api: Api, vm_ids: list[uuid.UUID]) -> dict[str,
         time.sleep(0.5)
     return {"vms": len(vm_ids), "all_up_s": round(time.monotonic() - started, 1),
             "submitted_s": round(submitted, 1), "refused": len(refused),
+            "cpu_percent_while_submitted": cpu_while_submitted,
             "POST start p99 ms": round(1000 * percentile([t for t, _r in posts], 0.99)),
             "up": asyncio.run(count(site.db, vms=vm_ids)), "first_refusals": refused[:3]}
 
