@@ -39,8 +39,10 @@ def _change(engine: RunningEngine, model: Any, row_id: str, **values: Any) -> No
 
 
 def _disks(conn: sdk.Connection) -> list[tuple[str, str, str, str]]:
+    """This test's disks (the engine is shared with other tests, whose jobs may still be
+    ending theirs)."""
     return sorted((d.id, d.name, str(d.status), d.storage_domains[0].id)
-                  for d in conn.system_service().disks_service().list())
+                  for d in conn.system_service().disks_service().list(search="name=mover-*"))
 
 
 def test_disk_copies_and_moves_that_cannot_be_made_are_refused(
@@ -57,6 +59,7 @@ def test_disk_copies_and_moves_that_cannot_be_made_are_refused(
     service = system.disks_service().disk_service(disk.id)
     to_target = types.StorageDomain(id=target.id)
     before = _disks(connection)
+    assert [name for _id, name, _status, _domain in before] == ["mover-disk"]
 
     # The target domain has no free space recorded (no node reported it).
     error = _refused(409, service.move, storage_domain=to_target)
@@ -86,7 +89,7 @@ def test_disk_copies_and_moves_that_cannot_be_made_are_refused(
     _change(api_engine, Disk, disk.id, shareable=False)
 
     assert _disks(connection) == before
-    assert system.jobs_service().list(search="description=Moving*") == []
+    assert [j for j in system.jobs_service().list() if "mover-disk" in j.description] == []
 
     # Accepted: the copy is a new disk, `locked` on the target like its source until the
     # job (which needs a node, none runs here) ends.
