@@ -294,6 +294,32 @@ def machine_busy() -> tuple[float, float]:
     return sum(fields) - idle, sum(fields)
 
 
+class CpuMeter:
+    """The CPU spent from its making on by each engine process, the fleet, PostgreSQL and
+    RabbitMQ (the processes there were then), and how busy the whole machine was."""
+
+    def __init__(self, site: ManagedSite) -> None:
+        self.engine = {name: p.pid for name, p in site.processes.items()
+                       if not name.startswith("fleet")}
+        self.fleet = [p.pid for name, p in site.processes.items() if name.startswith("fleet")]
+        self.services = service_pids()
+        self._before, self._machine_before = self._read(), machine_busy()
+        self.started = time.monotonic()
+
+    def _read(self) -> dict[str, float]:
+        return {**{name: cpu_seconds(pid) for name, pid in self.engine.items()},
+                "fleet": total_cpu(self.fleet),
+                **{name: total_cpu(pids) for name, pids in self.services.items()}}
+
+    def shares(self) -> tuple[float, dict[str, float], float]:
+        """(seconds since, cores each used on average, share of the machine's cores busy)."""
+        elapsed = time.monotonic() - self.started
+        now, (busy, total) = self._read(), machine_busy()
+        used = {name: (now[name] - self._before[name]) / elapsed for name in now}
+        busy_before, total_before = self._machine_before
+        return elapsed, used, (busy - busy_before) / max(1, total - total_before)
+
+
 def logged_at(stamp: str) -> float:
     """The time of a log line of Overt's (UTC, `2026-12-02T02:03:19Z`)."""
     return calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
@@ -343,22 +369,11 @@ def monitor_shares(site: ManagedSite, options: Options, since: float) -> dict[st
 
 def measure(site: ManagedSite, api: Api, options: Options, vm_ids: list[uuid.UUID]
             ) -> dict[str, object]:
-    pids = {name: p.pid for name, p in site.processes.items() if not name.startswith("fleet")}
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    fleet_before = sum(cpu_seconds(p.pid) for n, p in site.processes.items()
-                       if n.startswith("fleet"))
-    services = service_pids()
-    services_before = {name: total_cpu(p) for name, p in services.items()}
-    busy_before, all_before = machine_busy()
-    started, wall = time.monotonic(), time.time()
-    times = api_load(api, vm_ids, started + options.measure_s)
-    elapsed = time.monotonic() - started
-    cpu = {name: (cpu_seconds(pid) - before[name]) / elapsed for name, pid in pids.items()}
-    fleet = (sum(cpu_seconds(p.pid) for n, p in site.processes.items()
-                 if n.startswith("fleet")) - fleet_before) / elapsed
-    service_cpu = {name: round(100 * (total_cpu(p) - services_before[name]) / elapsed)
-                   for name, p in services.items()}
-    busy_after, all_after = machine_busy()
+    meter, wall = CpuMeter(site), time.time()
+    times = api_load(api, vm_ids, meter.started + options.measure_s)
+    elapsed, used, machine = meter.shares()
+    cpu = {name: used[name] for name in meter.engine}
+    service_cpu = {name: round(100 * used[name]) for name in meter.services}
     time.sleep(11)  # the monitors' last report of the window
     reports = monitor_reports(site, options, wall + 10)
     events = sum(r[0] for r in reports)
@@ -368,10 +383,9 @@ def measure(site: ManagedSite, api: Api, options: Options, vm_ids: list[uuid.UUI
     return {
         "window_s": round(elapsed), "engine_cpu_percent": round(100 * sum(cpu.values())),
         "engine_cpu_by_process": {k: round(100 * v) for k, v in cpu.items()},
-        "fleet_cpu_percent": round(100 * fleet),
+        "fleet_cpu_percent": round(100 * used["fleet"]),
         "service_cpu_percent": service_cpu,
-        "machine_busy_percent_of_all_cores": round(
-            100 * (busy_after - busy_before) / max(1, all_after - all_before)),
+        "machine_busy_percent_of_all_cores": round(100 * machine),
         "events_per_s": round(events / elapsed, 1),
         "event_lag_p99_ms_worst_report": max((r[2] for r in reports), default=0),
         "event_lag_p50_ms_median_report": statistics.median([r[1] for r in reports] or [0]),
@@ -396,31 +410,21 @@ def start_vms(site: ManagedSite, api: Api, vm_ids: list[uuid.UUID]) -> dict[str,
     """POST start for each VM from 8 threads, then wait until all are up; with the CPU
     (% of one core) each engine process, PostgreSQL, RabbitMQ and this client spent while
     the starts were submitted."""
-    pids = {name: p.pid for name, p in site.processes.items() if not name.startswith("fleet")}
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    services = service_pids()
-    services_before = {name: total_cpu(p) for name, p in services.items()}
-    client_before, busy_before = time.process_time(), machine_busy()
-    started = time.monotonic()
+    meter, client_before = CpuMeter(site), time.process_time()
     with ThreadPoolExecutor(8) as pool:
         posts = list(pool.map(lambda vm_id: api.post(f"/vms/{vm_id}/start"), vm_ids))
-    submitted = time.monotonic() - started
-    busy_after = machine_busy()
+    submitted, used, machine = meter.shares()
     cpu_while_submitted = {
-        **{name: round(100 * (cpu_seconds(pid) - before[name]) / submitted)
-           for name, pid in pids.items()},
-        **{name: round(100 * (total_cpu(p) - services_before[name]) / submitted)
-           for name, p in services.items()},
+        **{name: round(100 * used[name]) for name in [*meter.engine, *meter.services]},
         "client": round(100 * (time.process_time() - client_before) / submitted),
-        "machine_busy_percent_of_all_cores": round(100 * (busy_after[0] - busy_before[0])
-                                                   / max(1e-9, busy_after[1] - busy_before[1])),
+        "machine_busy_percent_of_all_cores": round(100 * machine),
     }
     refused = [r.text[:200] for _t, r in posts if r.status_code >= 400]
     while asyncio.run(count(site.db, vms=vm_ids)) < len(vm_ids) - len(refused):
-        if time.monotonic() - started > 1800:
+        if time.monotonic() - meter.started > 1800:
             break
         time.sleep(0.5)
-    return {"vms": len(vm_ids), "all_up_s": round(time.monotonic() - started, 1),
+    return {"vms": len(vm_ids), "all_up_s": round(time.monotonic() - meter.started, 1),
             "submitted_s": round(submitted, 1), "refused": len(refused),
             "cpu_percent_while_submitted": cpu_while_submitted,
             "POST start p99 ms": round(1000 * percentile([t for t, _r in posts], 0.99)),
