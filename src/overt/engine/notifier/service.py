@@ -99,9 +99,9 @@ class Notifier:
                 events = list((await session.execute(
                     select(AuditEvent).where(AuditEvent.id > last).order_by(AuditEvent.id)
                     .limit(BATCH))).scalars())
+                if not events:
+                    return taken
                 subscribed = await _subscribed(session)
-            if not events:
-                return taken
             position, pending = last, list(events)
             while pending:
                 run = self._run(position, pending, subscribed)
@@ -128,7 +128,7 @@ class Notifier:
                 break
             run.append(event)
             last = event.id
-            if subscribed.intersection(events_of(event.code)):
+            if _wanted(event, subscribed):
                 break
         return run
 
@@ -158,7 +158,7 @@ class Notifier:
             subscribed = await _subscribed(session)  # as of the claim
             deliveries: list[Delivery] = []
             for event in run:
-                if subscribed.intersection(events_of(event.code)):
+                if _wanted(event, subscribed):
                     deliveries += await _deliveries(session, event)
             return deliveries
 
@@ -197,6 +197,11 @@ async def _subscribed(session: AsyncSession) -> set[str]:
     return set((await session.execute(
         select(EventSubscription.event).where(EventSubscription.notification_method == "snmp")
         .distinct())).scalars())
+
+
+def _wanted(event: AuditEvent, subscribed: set[str]) -> bool:
+    """Whether someone is subscribed to one of the event's names."""
+    return not subscribed.isdisjoint(events_of(event.code))
 
 
 async def _deliveries(session: AsyncSession, event: AuditEvent) -> list[Delivery]:
