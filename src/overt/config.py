@@ -176,6 +176,11 @@ class EngineSettings(BaseSettings):
     migration_progress_interval_s: float = Field(
         1.0, gt=0, description="How often a migration's job reads its progress from the "
         "source's node into its step.")
+    migration_tcg_live: bool = Field(
+        False, description="Migrate VMs live from hosts whose QEMU, older than 9.0, runs "
+        "guests without KVM. Such a QEMU loses guest writes in a live migration unless it "
+        "carries the fix 03bfc2188f: set this only for a QEMU with that backport. Otherwise "
+        "those hosts' VMs migrate with the guest paused for the copy.")
     bus: str = Field("direct", repr=False, description="`direct`, or the amqp(s):// URL of the "
                      "engine's own broker account (fully managed mode).")
     broker_admin_url: SecretStr | None = Field(

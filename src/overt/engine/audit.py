@@ -27,6 +27,7 @@ VM_MIGRATED = 63  # VM_MIGRATION_DONE
 VM_MIGRATION_FAILED = 65
 VM_MIGRATION_CANCELLED = 9540
 VM_LEASE_NOT_MOVED = 9545  # the destination could not take over a migrated VM's lease
+VM_MIGRATION_PAUSED = 9677  # migrated with the guest paused: live would lose its writes
 HOST_ADDED = 42
 HOST_PENDING_APPROVAL = 9502
 HOST_APPROVED = 9503

@@ -20,6 +20,9 @@ class MigrationPolicy(WireModel):
     # Switch to post-copy (the VM runs on the destination, pages fetched on demand) once
     # pre-copy has taken this many passes over memory without converging; None: never.
     post_copy_after_iterations: int | None = Field(None, ge=1, le=1000)
+    # False: the guest is paused for the whole copy (libvirt without VIR_MIGRATE_LIVE), for
+    # hypervisors whose live migration loses guest writes (engine.model.migration_safety).
+    live: bool = True
 
 
 class MigrationProgress(WireModel):
@@ -53,6 +56,7 @@ class MigrationOutcome(WireModel):
     transferred_bytes: int = 0
     iterations: int = 0
     post_copy: bool = False
+    live: bool = True  # False: the guest was paused for the whole copy
 
 
 class VmMigrated(VmStatusReport):

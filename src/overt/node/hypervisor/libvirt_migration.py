@@ -14,17 +14,18 @@ _MIB = 1024 * 1024
 
 
 def migration_flags(policy: MigrationPolicy, *, persistent: bool) -> int:
-    """`virDomainMigrate3`'s flags: always live; the policy's switches on top."""
-    flags: int = libvirt.VIR_MIGRATE_LIVE
+    """`virDomainMigrate3`'s flags: live unless the policy says the guest is paused for
+    the copy (then nothing that steers a running guest); the policy's switches on top."""
+    flags: int = libvirt.VIR_MIGRATE_LIVE if policy.live else 0
     if persistent:
         flags |= libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
-    if policy.auto_converge:
+    if policy.auto_converge and policy.live:
         flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
     if policy.compressed:
         flags |= libvirt.VIR_MIGRATE_COMPRESSED
     if policy.encrypted:
         flags |= libvirt.VIR_MIGRATE_TLS
-    if policy.post_copy_after_iterations is not None:
+    if policy.post_copy_after_iterations is not None and policy.live:
         flags |= libvirt.VIR_MIGRATE_POSTCOPY  # allows the switch; migrateStartPostCopy makes it
     return flags
 
@@ -68,16 +69,16 @@ def progress_of(stats: Mapping[str, object], *, post_copy: bool = False) -> Migr
 
 
 def outcome_of(stats: Mapping[str, object], *, measured_ms: int,
-               post_copy: bool = False) -> MigrationOutcome:
+               post_copy: bool = False, live: bool = True) -> MigrationOutcome:
     """A completed job's statistics (`VIR_DOMAIN_JOB_STATS_COMPLETED`) as the outcome;
     `measured_ms` (the agent's own clock) when libvirt kept no figures."""
     if stats.get("type") != libvirt.VIR_DOMAIN_JOB_COMPLETED:
-        return MigrationOutcome(total_ms=measured_ms, post_copy=post_copy)
+        return MigrationOutcome(total_ms=measured_ms, post_copy=post_copy, live=live)
     return MigrationOutcome(
         total_ms=_int(stats, "time_elapsed") or measured_ms,
         downtime_ms=_int(stats, "downtime") if "downtime" in stats else None,
         transferred_bytes=_int(stats, "data_processed") or _int(stats, "memory_processed"),
-        iterations=_int(stats, "memory_iteration"), post_copy=post_copy)
+        iterations=_int(stats, "memory_iteration"), post_copy=post_copy, live=live)
 
 
 @dataclass
@@ -99,7 +100,8 @@ class ConvergenceSteps:
 
     def start_post_copy(self, progress: MigrationProgress) -> bool:
         after = self.policy.post_copy_after_iterations
-        if self.post_copy or after is None or not progress.active or progress.iteration < after:
+        if self.post_copy or after is None or not self.policy.live or not progress.active \
+                or progress.iteration < after:
             return False
         self.post_copy = True
         return True

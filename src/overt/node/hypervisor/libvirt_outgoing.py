@@ -84,7 +84,7 @@ class OutgoingMigrations:
                 await asyncio.gather(watcher, return_exceptions=True)
             return outcome_of(await self._completed_stats(destination, vm_id),
                               measured_ms=round((time.monotonic() - began) * 1000),
-                              post_copy=steps.post_copy)
+                              post_copy=steps.post_copy, live=policy.live)
         finally:
             self._steps.pop(vm_id, None)
             with contextlib.suppress(libvirt.libvirtError):

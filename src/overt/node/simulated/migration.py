@@ -50,6 +50,10 @@ class SimulatedMigration:
 
     def outcome(self) -> MigrationOutcome:
         total = self.memory_mib * 1024 * 1024
+        if not self.policy.live:  # paused for the whole copy: one pass, all of it downtime
+            took = round((time.monotonic() - self.began) * 1000)
+            return MigrationOutcome(total_ms=took, downtime_ms=took, transferred_bytes=total,
+                                    iterations=1, live=False)
         return MigrationOutcome(
             total_ms=round((time.monotonic() - self.began) * 1000), downtime_ms=DOWNTIME_MS,
             transferred_bytes=total + total // 2, iterations=PASSES, post_copy=self.post_copy)

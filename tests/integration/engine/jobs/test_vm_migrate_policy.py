@@ -13,6 +13,7 @@ from overt.engine.db.tables import (
     AuditEvent,
     Cluster,
     ClusterNetwork,
+    Host,
     HostNetworkAttachment,
     Job,
     Network,
@@ -164,3 +165,66 @@ async def test_the_stream_goes_over_the_clusters_migration_network(
             .order_by(Step.start_time))).scalars().all()
     assert steps[-1].startswith(f"Migrating VM web from host {target} to host {source} "
                                 "over network migr: total ")
+
+
+async def _qemu_without_kvm(engine: LoopbackEngine, host: str, version: str) -> None:
+    """The host says it runs guests on QEMU `version` without KVM (TCG)."""
+    async with engine.session() as session:
+        row = await session.get(Host, engine.hosts[host].host_id)
+        row.capabilities = {**row.capabilities, "virt_mode": "qemu", "qemu_version": version}
+
+
+async def test_a_tcg_host_on_qemu_7_migrates_its_guest_paused_and_says_why(
+        engine: LoopbackEngine) -> None:
+    vm_id, source, target = await _running_vm(engine)
+    await _set(engine, cluster=MigrationOptions(policy_id=POST_COPY_ID, auto_converge=True))
+    await _qemu_without_kvm(engine, source, "7.2.22")
+    job = await engine.act(vms.migrate_vm, vm_id, host=Ref(name=target))
+    assert (await engine.job(job.id)).state == "done", (await engine.job(job.id)).error
+    made = engine.hosts[source].hypervisor.migrations_made[-1]
+    assert made.policy.live is False
+    assert made.policy.auto_converge is False and made.policy.post_copy_after_iterations is None
+    async with engine.session() as session:
+        step = (await session.execute(select(Step).where(Step.job_id == job.id).where(
+            Step.description.like("Migrating VM %")))).scalars().one()
+        events = {e.code: e for e in (await session.execute(
+            select(AuditEvent).where(AuditEvent.vm_id == vm_id))).scalars()}
+    assert step.description.startswith(f"Migrating VM web from host {source} to host {target} "
+                                       "with the guest paused for the copy: total ")
+    assert step.description.endswith("MiB transferred, guest paused")
+    warned = events[9677]
+    assert warned.severity == "warning"
+    assert warned.description == (
+        f"VM web is migrated with its guest paused for the copy, not live: host {source} "
+        "cannot migrate it live safely (its hypervisor is QEMU 7.2.22 without KVM, whose "
+        "live migration loses guest writes (fixed in QEMU 9.0))")
+    assert (await engine.job(job.id)).result["migration"]["live"] is False
+    assert (await engine.vm_reaches(vm_id, [VmStatus.UP])).host_id \
+        == engine.hosts[target].host_id
+
+
+@pytest.mark.parametrize("version", ["9.0.0", "8.2.2-kvm"])
+async def test_kvm_or_a_fixed_qemu_migrates_live(engine: LoopbackEngine, version: str) -> None:
+    vm_id, source, target = await _running_vm(engine)
+    if version.endswith("-kvm"):
+        async with engine.session() as session:
+            row = await session.get(Host, engine.hosts[source].host_id)
+            row.capabilities = {**row.capabilities, "virt_mode": "kvm",
+                                "qemu_version": version.removesuffix("-kvm")}
+    else:
+        await _qemu_without_kvm(engine, source, version)
+    made = await _migrate(engine, vm_id, target)
+    assert made.policy == MigrationPolicy() and made.policy.live
+    async with engine.session() as session:
+        codes = set((await session.execute(select(AuditEvent.code).where(
+            AuditEvent.vm_id == vm_id))).scalars())
+    assert 63 in codes and 9677 not in codes
+
+
+async def test_the_engine_told_the_qemu_is_fixed_migrates_tcg_guests_live(
+        engine: LoopbackEngine) -> None:
+    vm_id, source, target = await _running_vm(engine)
+    await _qemu_without_kvm(engine, source, "7.2.22")
+    engine.settings.migration_tcg_live = True
+    made = await _migrate(engine, vm_id, target)
+    assert made.policy.live is True

@@ -44,6 +44,17 @@ def test_every_switch_together() -> None:
         | libvirt.VIR_MIGRATE_TLS | libvirt.VIR_MIGRATE_POSTCOPY)
 
 
+def test_a_paused_policy_leaves_out_live_and_what_steers_a_running_guest() -> None:
+    policy = MigrationPolicy(live=False, auto_converge=True, compressed=True,
+                             post_copy_after_iterations=2)
+    assert migration_flags(policy, persistent=True) == (
+        libvirt.VIR_MIGRATE_COMPRESSED | libvirt.VIR_MIGRATE_PERSIST_DEST
+        | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
+    steps = ConvergenceSteps(policy)
+    assert not steps.start_post_copy(progress_of({**RUNNING, "memory_iteration": 5}))
+    assert not outcome_of({}, measured_ms=10, live=False).live
+
+
 @pytest.mark.parametrize(("mbps", "mib_s"), [(1, 1), (8, 1), (32, 4), (100, 12), (1000, 119),
                                              (10_000, 1192)])
 def test_bandwidth_in_mbps_becomes_mib_per_second(mbps: int, mib_s: int) -> None:

@@ -24,6 +24,7 @@ from overt.engine.jobs.handlers.vms import want_what_is
 from overt.engine.jobs.kinds import CancelMigration, JobSpec, MigrateVm
 from overt.engine.jobs.observe import observed_vm
 from overt.engine.model.migration_options import MigrationOptions, effective_policy
+from overt.engine.model.migration_safety import live_migration_hazard, paused_policy
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.queries import lookup
 from overt.engine.queries.host_networks import migration_address
@@ -77,7 +78,8 @@ def outcome_text(outcome: MigrationOutcome) -> str:
     downtime = f"{outcome.downtime_ms} ms" if outcome.downtime_ms is not None else "unknown"
     said = f"total {outcome.total_ms / 1000:.1f} s, downtime {downtime}, " \
            f"{_mib(outcome.transferred_bytes)} transferred"
-    return said + (", post-copy" if outcome.post_copy else "")
+    return said + (", post-copy" if outcome.post_copy else "") + \
+        ("" if outcome.live else ", guest paused")
 
 
 async def _policy(session: AsyncSession, vm: Vm) -> MigrationPolicy:
@@ -111,6 +113,17 @@ async def migrate_vm(ctx: JobContext, spec: MigrateVm) -> dict[str, Any]:
     title = f"Migrating VM {vm.name} from host {source.name} to host {destination.name}"
     if network is not None:
         title += f" over network {network.name}"
+    hazard = live_migration_hazard(source.capabilities)
+    if hazard is not None and policy.live and not ctx.services.settings.migration_tcg_live:
+        policy = paused_policy(policy)
+        title += " with the guest paused for the copy"
+        async with ctx.transaction() as session:
+            audit.record(session, f"VM {vm.name} is migrated with its guest paused for the "
+                         f"copy, not live: host {source.name} cannot migrate it live safely "
+                         f"({hazard})", code=audit.VM_MIGRATION_PAUSED,
+                         severity=LogSeverity.WARNING, vm_id=vm.id, host_id=source.id,
+                         cluster_id=vm.cluster_id, job_id=ctx.job.id,
+                         user_id=ctx.job.owner_id)
     # The same token on a retry of this job: the source's offer and the destination's
     # take-over name one hand-over.
     token = uuid.uuid5(ctx.job.id, "lease-handover") if lease is not None else None
