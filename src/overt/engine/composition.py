@@ -33,8 +33,9 @@ from overt.bus.direct.tls import TlsFiles
 from overt.clock import Clock
 from overt.config import EngineSettings, SettingsError
 from overt.engine.api.app import ApiServices, build_api_app
-from overt.engine.db import migrate
+from overt.engine.db import migrate, observed_news
 from overt.engine.db.database import Database
+from overt.engine.db.observed_news import Announcer
 from overt.engine.db.seed import ensure_admin, seed
 from overt.engine.enrollment.broker_accounts import BrokerAdminAccounts, NodeAccountSweeper
 from overt.engine.enrollment.registry import BrokerAccounts, Registry
@@ -183,10 +184,14 @@ class EngineRuntime:
         registry = Registry(self.db, self.pki, gateway_url=self.gateway_url, broker=self.broker,
                             rotation=self.settings.cert_rotation)
         changes = ObservedChanges()
+        # On PostgreSQL the monitors' word reaches every process's jobs (LISTEN/NOTIFY).
+        shared_news = not self.db.is_sqlite
         monitor = Monitor(self.db, nodes, heartbeat_timeout_s=self.settings.heartbeat_timeout_s,
                           read_inbox=self.settings.bus == "direct", wakeup=self.monitor_wakeup,
                           report_interval_s=self.settings.monitor_report_interval_s,
-                          changes=changes, fencing_defaults=FencingPolicy(
+                          changes=changes,
+                          announcer=Announcer(self.db) if shared_news else None,
+                          fencing_defaults=FencingPolicy(
                               grace_s=self.settings.host_grace_s,
                               grace_per_vm_s=self.settings.host_grace_per_vm_s),
                           storage_probe_interval_s=self.settings.storage_probe_interval_s,
@@ -199,13 +204,17 @@ class EngineRuntime:
         if self.parts.worker:
             worker = Worker(self.db, JobServices(nodes=nodes, settings=self.settings,
                                                  registry=registry, bootstrap=self.unenrolled_nodes,
-                                                 changes=changes if self.parts.monitor else None,
+                                                 changes=changes if self.parts.monitor
+                                                 or shared_news else None,
                                                  jobs=JobSubmitter(self.job_wakeup),
                                                  resync_soon=monitor.resync_soon
                                                  if self.parts.monitor else lambda: None,
                                                  secrets=self.secrets),
                             UNITS, wakeup=self.job_wakeup)
             tasks.append(asyncio.create_task(worker.run(), name="worker"))
+            if shared_news:
+                tasks.append(asyncio.create_task(observed_news.listen(
+                    self.db.url, changes.changed), name="observed news"))
         if self.parts.monitor:
             self._monitor = monitor
             tasks.append(asyncio.create_task(monitor.run(), name="monitor"))

@@ -14,8 +14,11 @@ from pathlib import Path
 
 import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
+import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
+from overt.engine.db.observed_news import APPLICATION
 from overt.pki.certs import key_fingerprint, load_key
 from tests.conftest import require_root
 from tests.support.demo import wait_until
@@ -118,6 +121,16 @@ def _answers(parts: Cluster) -> bool:
         return False
 
 
+def _listeners(url: str) -> int:
+    """The engine's connections listening for the monitors' news, as PostgreSQL shows them."""
+    with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(
+            hide_password=False)) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                           "AND datname = current_database() AND query LIKE 'LISTEN %%'",
+                           (APPLICATION,)).fetchone()
+    return int(row[0]) if row else 0
+
+
 def test_the_parts_apart_run_hosts_and_vms_as_one_engine(cluster: Cluster) -> None:
     conn = cluster.connect()
     system = conn.system_service()
@@ -138,6 +151,9 @@ def test_the_parts_apart_run_hosts_and_vms_as_one_engine(cluster: Cluster) -> No
         vms.vm_service(vm.id).start()
         wait_until(lambda: vms.vm_service(vm.id).get().status == types.VmStatus.UP, 90,
                    "the VM to run")
+        # Both workers hear the monitor's word of changed VMs (LISTEN), so their jobs do
+        # not poll the database for what the monitor observed.
+        assert _listeners(cluster.db) == 2
         # A worker dies: the other one carries on with the next job.
         cluster.kill("worker1")
         vms.vm_service(vm.id).stop()

@@ -6,9 +6,11 @@ monitor, shows the status the job expects; the host is never resynchronised for 
 A job that stops waiting (the monitor is far behind, or not running) is retried: its
 commands carry idempotency keys, so the retry only waits again.
 
-Where the monitor runs in the worker's process (`overt demo`, `overt engine`), it says
-when it has committed news (`ObservedChanges`) and a waiting job looks at once; a
-worker of its own polls, every 5 ms at first and at most every 250 ms.
+The monitors say when they have committed news of a VM (`ObservedChanges`): in their own
+process by a call, to other processes through PostgreSQL's NOTIFY
+(`db.observed_news`); a waiting job looks at once, and otherwise every 0.25-1 s. A worker
+that hears no monitor (SQLite without one in its process) polls, every 5 ms at first and
+at most every 250 ms.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Iterable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,25 +30,43 @@ from overt.engine.model.status import VmStatus
 from overt.engine.queries import lookup
 
 OBSERVE_TIMEOUT_S = 120.0
-_FIRST_POLL_S, _LAST_POLL_S = 0.005, 0.25
+_FIRST_POLL_S, _LAST_POLL_S = 0.005, 0.25  # no word from a monitor: reading is all there is
+# With the monitors' word, reading again only catches what no monitor announces (a host
+# found lost marks its VMs unknown) and news missed while a listener reconnected.
+_FIRST_LOOK_S, _LAST_LOOK_S = 0.25, 1.0
 
 
 class ObservedChanges:
-    """The monitor's word, within one process, that it has committed news from nodes."""
+    """The monitor's word, within one process, that it has committed news from nodes: a
+    VM's own event wakes only the jobs waiting on that VM (a burst of starts is not a
+    burst of every waiter reading its VM again at each event); news that may touch any VM
+    (a host's state applied whole) wakes them all."""
 
     def __init__(self) -> None:
-        self._news = asyncio.Event()
+        self._news: dict[uuid.UUID, asyncio.Event] = {}
 
-    def changed(self) -> None:
-        """Wake everyone waiting now (later waiters wait for the next news)."""
-        self._news.set()
-        self._news = asyncio.Event()
+    def changed(self, vm_ids: Iterable[uuid.UUID] | None = None) -> None:
+        """Wake the jobs waiting on `vm_ids` now, or everyone (None); later waiters wait
+        for the next news."""
+        if vm_ids is None:
+            news, self._news = list(self._news.values()), {}
+        else:
+            news = [e for e in (self._news.pop(vm_id, None) for vm_id in vm_ids) if e]
+        for event in news:
+            event.set()
 
-    async def wait(self, timeout_s: float) -> None:
-        """Return at the next news, or after `timeout_s`."""
+    def watch(self, vm_id: uuid.UUID) -> asyncio.Event:
+        """Set at the VM's next news: taken before a job reads the VM, so news committed
+        between its reading and its waiting is not missed."""
+        return self._news.setdefault(vm_id, asyncio.Event())
+
+    async def wait(self, vm_id: uuid.UUID, timeout_s: float,
+                   news: asyncio.Event | None = None) -> None:
+        """Return at the VM's next news (since `news` was taken), or after `timeout_s`."""
+        news = news or self.watch(vm_id)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
-                await self._news.wait()
+                await news.wait()
 
 
 Settle = Callable[[AsyncSession, Vm], Awaitable[None]]
@@ -66,8 +86,12 @@ async def observed_vm(ctx: JobContext, vm_id: uuid.UUID, expected: Collection[Vm
     transaction that recorded the end, and has no `settle`: the VM may already be
     another job's (or removed)."""
     loop = asyncio.get_running_loop()
-    deadline, delay = loop.time() + timeout_s, _FIRST_POLL_S
+    changes: ObservedChanges | None = ctx.services.changes
+    first, last = (_FIRST_LOOK_S, _LAST_LOOK_S) if changes is not None \
+        else (_FIRST_POLL_S, _LAST_POLL_S)
+    deadline, delay = loop.time() + timeout_s, first
     while True:
+        news = changes.watch(vm_id) if changes is not None else None
         async with ctx.transaction() as session:
             found = await session.get(Vm, vm_id, populate_existing=True)
             if found is None and VmStatus.DOWN in expected:
@@ -88,12 +112,11 @@ async def observed_vm(ctx: JobContext, vm_id: uuid.UUID, expected: Collection[Vm
         if loop.time() > deadline:
             raise RetryLater(f"the host's report that VM {vm.name} is {_either(expected)} has not "
                              f"reached the engine's monitor within {timeout_s:.0f} s")
-        changes = ctx.services.changes
         if changes is not None:
-            await changes.wait(delay)
+            await changes.wait(vm_id, delay, news)
         else:
             await asyncio.sleep(delay)
-        delay = min(delay * 2, _LAST_POLL_S)
+        delay = min(delay * 2, last)
 
 
 def _either(statuses: Collection[VmStatus]) -> str:

@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import logging
 import random
+import uuid
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
@@ -15,6 +16,7 @@ from sqlalchemy.orm import load_only
 from overt.bus.base import TransportError
 from overt.engine.db import change_log
 from overt.engine.db.database import Database
+from overt.engine.db.observed_news import Announcer
 from overt.engine.db.tables import Host, utcnow
 from overt.engine.jobs.observe import ObservedChanges
 from overt.engine.model.fencing_policy import FencingPolicy
@@ -34,6 +36,7 @@ from overt.engine.secrets import SecretBox
 from overt.protocol import EventEnvelope
 from overt.protocol.boots import is_earlier_boot
 from overt.protocol.commands import HostStateCommand
+from overt.protocol.events import HostStateReport, VmLifecycle
 from overt.protocol.host import HostState
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,7 @@ class Monitor:
                  read_inbox: bool = True, wakeup: asyncio.Event | None = None,
                  tick_s: float = 1.0, report_interval_s: float = 60.0,
                  changes: ObservedChanges | None = None,
+                 announcer: Announcer | None = None,
                  fencing_defaults: FencingPolicy | None = None,
                  storage_probe_interval_s: float = 10.0,
                  secrets: SecretBox | None = None,
@@ -68,6 +72,7 @@ class Monitor:
         # How often hosts are judged on their heartbeats (None: every tick).
         self.heartbeat_check_s = heartbeat_check_s
         self.changes = changes  # told after news is committed: jobs in this process wait on it
+        self.announcer = announcer  # and jobs in other processes (PostgreSQL's NOTIFY)
         self.report = MonitorReport(report_interval_s)
         self.stats = StatsWriter(db, on_written=self.report.stats)
         self.batcher = EventBatcher(db)
@@ -126,16 +131,30 @@ class Monitor:
 
     def _noted(self, envelope: EventEnvelope, outcome: Outcome) -> None:
         self.report.event(outcome.value, envelope.sent_at)
-        if outcome is Outcome.APPLIED and self.changes is not None:
-            self.changes.changed()
+        if outcome is Outcome.APPLIED:
+            event = envelope.event
+            if isinstance(event, VmLifecycle):
+                if event.vm.vm_id is not None:
+                    self._changed([event.vm.vm_id])
+            elif isinstance(event, HostStateReport):  # a host's whole state: any of its VMs
+                self._changed(None)
         if outcome is Outcome.UNKNOWN_HOST:
             log.warning("event from unknown node %s dropped", envelope.host_uuid,
                         extra={"host_id": envelope.host_uuid, "seq": envelope.seq})
+
+    def _changed(self, vm_ids: list[uuid.UUID] | None) -> None:
+        """Committed news of these VMs (None: of any VM): the jobs waiting on them look."""
+        if self.changes is not None:
+            self.changes.changed(vm_ids)
+        if self.announcer is not None:
+            self.announcer.changed(vm_ids)
 
     async def run(self) -> None:
         await self._resync_everything()
         loops = [self._watchdog_loop(), self._resync_loop(), self._housekeeping_loop(),
                  self.stats.run(), self.report.run(), self.storage.run()]
+        if self.announcer is not None:
+            loops.append(self.announcer.run())
         if self.read_inbox:
             loops.append(self._inbox_loop())
         await asyncio.gather(*loops)
@@ -306,8 +325,7 @@ class Monitor:
             log.debug("host %s: applying its state at event %d (%d VMs)", host.name, state.seq,
                       len(state.vms), extra={"host": host.name, "seq": state.seq})
             await reconcile(session, fresh, state)
-        if self.changes is not None:
-            self.changes.changed()
+        self._changed(None)
         log.info("host %s resynchronised: %d VMs", host.name, len(state.vms),
                  extra={"host": host.name})
 
