@@ -423,14 +423,16 @@ def _host_status(conn: sdk.Connection, host_id: str) -> types.HostStatus:
     return conn.system_service().hosts_service().host_service(host_id).get().status
 
 
-def test_maintenance_drains_a_node_of_its_two_running_guests(
+def test_maintenance_drains_a_node_of_its_three_running_guests(
         storage_lab: StorageLab, nfs_domain: NfsDomain, guest_image: GuestImage) -> None:
-    """The SDK's `deactivate` on a node running two guests: both move live to the other
-    node (each node's libvirtd shows them running there only), then the node is in
-    maintenance; `activate` brings it back. The first has a VM lease: it moves with it
-    (node2's keeper holds it, node1's lets it go without stopping anything)."""
+    """The SDK's `deactivate` on a node running three guests, one of them pinned to it:
+    the drain fails with the reason and nothing moves or stops. Once that guest may move,
+    `deactivate` moves all three to the other node (each node's libvirtd shows them
+    running there only), then the node is in maintenance; `activate` brings it back. The
+    first has a VM lease: it moves with it (node2's keeper holds it, node1's lets it go
+    without stopping anything)."""
     site = storage_lab.first
-    names = ("lab-drain-1", "lab-drain-2")
+    names = ("lab-drain-1", "lab-drain-2", "lab-drain-3")
     for name in names:
         _new_vm(site, name, _boot_disk(storage_lab, site, nfs_domain.id, guest_image))
     conn = site.connect()
@@ -440,12 +442,12 @@ def test_maintenance_drains_a_node_of_its_two_running_guests(
         services = [vms.vm_service(vms.list(search=f"name={name}")[0].id) for name in names]
         services[0].update(types.Vm(lease=types.StorageDomainLease(
             storage_domain=types.StorageDomain(id=nfs_domain.id))))
-        for service in services:  # both on node1: pinned there to start, then free to move
+        for service in services:  # all on node1: placed there to start, then free to move
             service.update(types.Vm(placement_policy=types.VmPlacementPolicy(
                 hosts=[types.Host(id=node1.id)])))
             service.start()
         # Up as soon as QEMU runs: the guests migrate while they boot (the test above
-        # migrates a booted guest; booting two more in TCG would double this test's time).
+        # migrates a booted guest; booting three more in TCG would double this test's time).
         for service in services:
             vm = wait_until(lambda s=service: (v := s.get()).status == types.VmStatus.UP and v,
                             180, "the VM to be up")
@@ -456,6 +458,23 @@ def test_maintenance_drains_a_node_of_its_two_running_guests(
             assert shown.affinity == types.VmAffinity.MIGRATABLE and not shown.hosts
 
         host_service = conn.system_service().hosts_service().host_service(node1.id)
+        pinned = services[2]
+        pinned.update(types.Vm(placement_policy=types.VmPlacementPolicy(
+            affinity=types.VmAffinity.PINNED, hosts=[types.Host(id=node1.id)])))
+        events = conn.system_service().events_service()
+        host_service.deactivate()
+        failed = wait_until(lambda: [e.description for e in events.list() if e.description
+                                     .startswith(f"Host {node1.name} failed to switch to "
+                                                 "maintenance")], 60, "the drain to fail")
+        assert "VM lab-drain-3 is pinned to its host" in failed[0], failed
+        assert _host_status(conn, node1.id) == types.HostStatus.UP
+        for service in services:  # nothing moved, nothing stopped
+            vm = service.get()
+            assert vm.status == types.VmStatus.UP and vm.host.id == node1.id
+            assert _runs_on(storage_lab.lab, vm.id, running_only=True) == ["node1"]
+        pinned.update(types.Vm(placement_policy=types.VmPlacementPolicy(
+            affinity=types.VmAffinity.MIGRATABLE, hosts=[])))
+
         host_service.deactivate()
         wait_until(lambda: _host_status(conn, node1.id) == types.HostStatus.MAINTENANCE, 180,
                    "node1 to be in maintenance", every=0.2)

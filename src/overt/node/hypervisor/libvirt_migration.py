@@ -91,6 +91,13 @@ class ConvergenceSteps:
     downtime_set: bool = False
     post_copy: bool = False
 
+    @property
+    def steers(self) -> bool:
+        """Whether there is anything (left) to do while the migration runs."""
+        return (self.policy.max_downtime_ms is not None and not self.downtime_set) or (
+            self.policy.live and self.policy.post_copy_after_iterations is not None
+            and not self.post_copy)
+
     def set_downtime(self, progress: MigrationProgress) -> int | None:
         """The max downtime to set now (None: nothing to do)."""
         if self.downtime_set or not progress.active or self.policy.max_downtime_ms is None:

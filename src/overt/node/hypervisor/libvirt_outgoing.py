@@ -68,6 +68,8 @@ class OutgoingMigrations:
                     libvirt.VIR_DOMAIN_XML_SECURE | libvirt.VIR_DOMAIN_XML_MIGRATABLE),
                     display_address)
             params = migration_params(policy, migration_uri=migration_uri, destination_xml=xml)
+            # It reads the job only while there is something to steer: each reading is a
+            # `query-migrate` QEMU answers while it copies.
             watcher = asyncio.create_task(self._converge(dom, steps))
             try:
                 async with asyncio.timeout(timeout_s):
@@ -97,8 +99,9 @@ class OutgoingMigrations:
         return progress_of(stats, post_copy=steps is not None and steps.post_copy)
 
     async def _converge(self, dom: libvirt.virDomain, steps: ConvergenceSteps) -> None:
-        """While the migration runs: its max downtime, then the post-copy switch."""
-        while True:
+        """While the migration runs: its max downtime, then the post-copy switch; then
+        nothing more to do."""
+        while steps.steers:
             await asyncio.sleep(WATCH_S)
             try:
                 progress = progress_of(await self.calls.run(dom.jobStats, 0))

@@ -111,6 +111,17 @@ def test_the_max_downtime_is_set_once_when_the_job_has_started() -> None:
     assert ConvergenceSteps(MigrationPolicy()).set_downtime(progress_of(RUNNING)) is None
 
 
+def test_only_a_max_downtime_or_a_live_post_copy_is_steered_while_it_runs() -> None:
+    assert not ConvergenceSteps(MigrationPolicy()).steers
+    assert not ConvergenceSteps(MigrationPolicy(auto_converge=True, bandwidth_mbps=10)).steers
+    assert ConvergenceSteps(MigrationPolicy(max_downtime_ms=300)).steers
+    assert ConvergenceSteps(MigrationPolicy(post_copy_after_iterations=3)).steers
+    assert not ConvergenceSteps(MigrationPolicy(post_copy_after_iterations=3, live=False)).steers
+    steps = ConvergenceSteps(MigrationPolicy(max_downtime_ms=300))
+    steps.set_downtime(progress_of(RUNNING))
+    assert not steps.steers  # done: nothing left to read the job for
+
+
 def test_post_copy_starts_once_after_the_policys_passes() -> None:
     steps = ConvergenceSteps(MigrationPolicy(post_copy_after_iterations=3))
     assert not steps.start_post_copy(progress_of(RUNNING))  # iteration 2
