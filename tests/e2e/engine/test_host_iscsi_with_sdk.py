@@ -1,14 +1,17 @@
-"""A host's iSCSI logout through the official SDK (`POST /hosts/ID/iscsilogout`, the
-`iscsi` element an `Action` carries, as iscsilogin takes it): the login is forgotten at
-once; refused with nothing changed while an active domain or a direct LUN disk of a VM
-running on the host uses the target, or for a target the host is not logged in to."""
+"""An iSCSI domain's `storage` as oVirt shows it; a host's iSCSI logout through the
+official SDK (`POST /hosts/ID/iscsilogout`, the `iscsi` element an `Action` carries, as
+iscsilogin takes it): the login is forgotten at once; refused with nothing changed while
+an active domain or a direct LUN disk of a VM running on the host uses the target, or for
+a target the host is not logged in to."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import uuid
 from typing import Any
 
+import httpx
 import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
@@ -24,6 +27,7 @@ from overt.engine.model.status import (
     StorageType,
     VmStatus,
 )
+from overt.protocol.storage import DOMAIN_AREA
 from tests.support.engine import RunningEngine
 
 SAN = "san.example"
@@ -148,3 +152,59 @@ def test_iscsi_logout_forgets_a_login_unless_the_target_is_in_use(
     _logout(host, DISK_TARGET)
     assert _logins(api_engine, host_id) == []
     _refused(404, _logout, host, DISK_TARGET)
+
+
+def test_an_iscsi_domains_storage_is_a_volume_group_of_its_lun(
+        connection: sdk.Connection, api_engine: RunningEngine) -> None:
+    """oVirt's `storage` of an iSCSI domain: `volume_group` with the LUN as a
+    `logical_unit`, its id the SCSI id a host's LUN list saw (else its number)."""
+    scsi_id = "360000000000000000e00000000030001"
+    listed = {"lun": 1, "scsi_id": scsi_id, "size_bytes": 5 * 2**30, "serial": "beaf31",
+              "vendor": "IET", "product": "VIRTUAL-DISK"}
+
+    async def insert(session: Any) -> tuple[uuid.UUID, uuid.UUID]:
+        cluster = (await session.execute(select(Cluster).where(
+            Cluster.name == "Default"))).scalar_one()
+        session.add(Host(id=uuid.uuid4(), name="vg-host", address="vg-host.example",
+                         cluster_id=cluster.id, status=HostStatus.UP.value,
+                         iscsi_logins=[{**_login(DOMAIN_TARGET, 3261), "luns": [listed]}]))
+        seen, unseen = (StorageDomain(
+            id=uuid.uuid4(), name=name, address=f"{SAN}:3261", path=f"{DOMAIN_TARGET}/{lun}",
+            storage_type=StorageType.ISCSI.value, chap_username=user, used_bytes=2**30,
+            available_bytes=2 * 2**30, status=StorageDomainStatus.UNATTACHED.value)
+            for name, lun, user in (("vg-seen", 1, None), ("vg-unseen", 2, "init1")))
+        session.add_all([seen, unseen])
+        return seen.id, unseen.id
+    seen_id, _unseen_id = _db(api_engine, insert)
+    domains = connection.system_service().storage_domains_service()
+
+    domain = domains.storage_domain_service(str(seen_id)).get()
+    storage = domain.storage
+    assert storage.type == types.StorageType.ISCSI
+    assert storage.path is None and storage.address is None
+    assert storage.volume_group.id == str(seen_id)
+    [unit] = storage.volume_group.logical_units
+    assert (unit.id, unit.address, unit.port, unit.target, unit.lun_mapping, unit.size) == (
+        scsi_id, SAN, 3261, DOMAIN_TARGET, 1, 5 * 2**30)
+    assert (unit.serial, unit.vendor_id, unit.product_id, unit.storage_domain_id,
+            unit.volume_group_id, unit.status, unit.username) == (
+        "beaf31", "IET", "VIRTUAL-DISK", str(seen_id), str(seen_id),
+        types.LunStatus.USED, None)
+    # No host listed LUN 2: its number is its id, its size the domain's (and its area).
+    by_name = {d.name: d for d in domains.list()}
+    [other] = by_name["vg-unseen"].storage.volume_group.logical_units
+    assert (other.id, other.lun_mapping, other.username, other.serial) == ("2", 2, "init1", None)
+    assert other.size == 3 * 2**30 + DOMAIN_AREA
+    [listed_unit] = by_name["vg-seen"].storage.volume_group.logical_units
+    assert listed_unit.id == scsi_id
+
+    # The same in JSON.
+    reply = httpx.get(f"{api_engine.url}/storagedomains/{seen_id}",
+                      auth=("admin@internal", api_engine.password),
+                      headers={"Accept": "application/json", "Version": "4"},
+                      verify=ssl.create_default_context(cafile=str(api_engine.ca_file)))
+    assert reply.status_code == 200, reply.text
+    group = reply.json()["storage"]["volume_group"]
+    [as_json] = group["logical_units"]["logical_unit"]
+    assert (group["id"], as_json["id"], as_json["size"], as_json["lun_mapping"]) == (
+        str(seen_id), scsi_id, 5 * 2**30, 1)

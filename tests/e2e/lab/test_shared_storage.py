@@ -1506,7 +1506,10 @@ def test_iscsi_discovery_login_and_lun_list_name_the_lun_of_a_new_domain(
                 type=types.StorageType.ISCSI, logical_units=[types.LogicalUnit(
                     id=lun.id, address=address, port=3260, target=target,
                     username=CHAP_USER, password=secret)])))
-        assert added.storage.path == f"{target}/1"  # recorded by its number, as ever
+        # oVirt's shape: the LUN is the volume group's logical unit, by its SCSI id.
+        [unit] = added.storage.volume_group.logical_units
+        assert (unit.id, unit.target, unit.lun_mapping, unit.size, unit.vendor_id) == (
+            lun.id, target, 1, 256 * MIB, "IET")
         sd = sds.storage_domain_service(added.id)
         wait_until(lambda: sd.get().status == types.StorageDomainStatus.UNATTACHED, 60,
                    "the domain on the LUN named by its SCSI id to be written")
@@ -1519,6 +1522,13 @@ def test_iscsi_discovery_login_and_lun_list_name_the_lun_of_a_new_domain(
                    "the domain to be active")
         [again] = host.storage_service().list()
         assert again.logical_units[0].status == types.LunStatus.USED
+        [unit] = mine.get().storage.volume_group.logical_units
+        assert (unit.id, unit.storage_domain_id) == (lun.id, added.id)
+        # The active domain keeps the host logged in to its target.
+        logout = types.Action(iscsi=types.IscsiDetails(address=address, target=target))
+        with pytest.raises(sdk.Error) as in_use:
+            host._internal_action(logout, "iscsilogout", None, None, None, True)
+        assert in_use.value.code == 409 and "lab-by-scsi-id" in str(in_use.value)
         mine.deactivate()
         wait_until(lambda: mine.get().status == types.StorageDomainStatus.MAINTENANCE, 60,
                    "the domain to be in maintenance")
@@ -1526,6 +1536,11 @@ def test_iscsi_discovery_login_and_lun_list_name_the_lun_of_a_new_domain(
         wait_until(lambda: sd.get().status == types.StorageDomainStatus.UNATTACHED, 60,
                    "the domain to be detached")
         sd.remove()
+        # Logged out, the host lists no LUN; logged in again for the tests below.
+        host._internal_action(logout, "iscsilogout", None, None, None, True)
+        assert host.storage_service().list() == []
+        host.iscsi_login(iscsi=types.IscsiDetails(address=address, port=3260, target=target,
+                                                  username=CHAP_USER, password=secret))
     finally:
         conn.close()
     backing = storage_lab.lab.topology.host_dir(storage_lab.lab.topology.storage) / \

@@ -5,11 +5,13 @@ them."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from overt.engine.db.tables import Disk, ExtentReservation, SnapshotVolume, StorageDomain
+from overt.engine.db.tables import Disk, ExtentReservation, Host, SnapshotVolume, StorageDomain
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import StorageType
 from overt.engine.queries import lookup
@@ -175,3 +177,26 @@ async def lun_holders(session: AsyncSession, portal: str, path: str
     disk = (await session.execute(select(Disk.name).where(
         Disk.lun_portal == portal, Disk.lun_path == path))).scalars().first()
     return domain, disk
+
+
+async def listed_luns(session: AsyncSession, domains: Sequence[StorageDomain]
+                      ) -> dict[tuple[str, str], dict[str, Any]]:
+    """The LUNs of `domains` (their iSCSI ones) as the last LUN list of a host logged in to
+    their target saw them (`hosts.iscsi_logins`), by (portal, `target/LUN`): what the
+    domain's `logical_unit` shows beyond what the engine records (the SCSI id, serial,
+    vendor, product, size). Empty, with no query, when no domain is iSCSI."""
+    wanted = {(d.address or "", d.path) for d in domains
+              if d.storage_type == StorageType.ISCSI.value}
+    if not wanted:
+        return {}
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    logins = (await session.execute(select(Host.iscsi_logins).where(
+        Host.iscsi_logins.is_not(None)))).scalars()
+    for entries in logins:
+        for entry in entries or []:
+            portal = f"{entry['address']}:{entry['port']}"
+            for lun in entry.get("luns", []):
+                key = (portal, f"{entry['target']}/{lun['lun']}")
+                if key in wanted:
+                    found.setdefault(key, lun)
+    return found
