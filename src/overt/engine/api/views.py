@@ -267,7 +267,7 @@ def _disk_storage(d: t.Disk) -> Representation:
     return {"storage_type": "lun", "lun_storage": {"type": "iscsi", "logical_units": {
         "logical_unit": [{"id": number, "address": address, "port": int(port or 3260),
                           "target": target, "lun_mapping": int(number or 0),
-                          "size": d.provisioned_size}]}}}
+                          "size": d.provisioned_size, "username": d.lun_chap_username}]}}}
 
 
 def disk_attachment(a: t.DiskAttachment, *, owner: str = "vms",

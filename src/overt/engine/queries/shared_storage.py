@@ -64,10 +64,22 @@ def lun_of(domain: StorageDomain, box: SecretBox | None) -> IscsiLunRef:
                        chap=chap_of(domain, box))
 
 
-def lun_ref(disk: Disk) -> IscsiLunRef:
-    """A direct LUN disk's LUN."""
+def lun_ref(disk: Disk, box: SecretBox | None) -> IscsiLunRef:
+    """A direct LUN disk's LUN, with its CHAP credentials opened with `box`."""
     target, _, number = (disk.lun_path or "").rpartition("/")
-    return IscsiLunRef(portal=disk.lun_portal or "", target=target, lun=int(number or 0))
+    return IscsiLunRef(portal=disk.lun_portal or "", target=target, lun=int(number or 0),
+                       chap=lun_disk_chap(disk, box))
+
+
+def lun_disk_chap(disk: Disk, box: SecretBox | None) -> ChapAuth | None:
+    """The CHAP credentials of a direct LUN disk's target (None: it has none)."""
+    if not disk.lun_chap_username:
+        return None
+    if box is None:
+        raise RuntimeError(f"the CHAP password of direct LUN disk {disk.name} is opened "
+                           "without the engine's secret box")
+    password = box.open(disk.lun_chap_password_sealed or "").reveal()
+    return ChapAuth(username=disk.lun_chap_username, password=password)
 
 
 def chap_of(domain: StorageDomain, box: SecretBox | None) -> ChapAuth | None:

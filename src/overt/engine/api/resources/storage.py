@@ -188,7 +188,8 @@ async def get_disk(ctx: ApiContext) -> Response:
 @routes.post("/disks")
 async def add_disk(ctx: ApiContext) -> Response:
     disk = await devices.add_disk(ctx.session, ctx.services.jobs,
-                                  read_disk(await ctx.body("disk")), ctx.user)
+                                  read_disk(await ctx.body("disk")), ctx.user,
+                                  box=secret_box(ctx))
     return ctx.render("disk", views.disk(disk), status=201)
 
 
