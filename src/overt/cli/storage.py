@@ -18,6 +18,14 @@ Name = Annotated[str, typer.Argument(help="The storage domain's name or id.")]
 Description = Annotated[str | None, typer.Option(help="A description.")]
 
 
+def _place(storage: dict[str, Any]) -> str:
+    """Where a domain is: `type:path`, or an iSCSI domain's `iscsi:TARGET/LUN`."""
+    units = storage.get("volume_group", {}).get("logical_units", {}).get("logical_unit", [])
+    if units:
+        return f"{storage.get('type', '')}:{units[0].get('target')}/{units[0].get('lun_mapping')}"
+    return f"{storage.get('type', '')}:{storage.get('path', '')}"
+
+
 @app.command("list")
 @reports_errors
 def list_domains(url: Url = None, user: User = None, password_file: PasswordFile = None,
@@ -30,8 +38,7 @@ def list_domains(url: Url = None, user: User = None, password_file: PasswordFile
         return
     table("Storage domains", ["name", "status", "type", "storage", "free", "id"], [
         (d["name"], d.get("status", ""), d.get("type", ""),
-         f"{d.get('storage', {}).get('type', '')}:{d.get('storage', {}).get('path', '')}",
-         human_bytes(d.get("available")), d["id"]) for d in domains])
+         _place(d.get("storage", {})), human_bytes(d.get("available")), d["id"]) for d in domains])
 
 
 @app.command()

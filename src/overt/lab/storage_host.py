@@ -24,6 +24,7 @@ LUN_COUNT = 2
 LUN_SIZE = 2 << 30
 CHAP_USER = "overt-lab"
 CHAP_LUN_SIZE = 256 << 20
+CHAP_LUN_COUNT = 2
 
 GANESHA_CONF = """\
 NFS_CORE_PARAM {{
@@ -76,7 +77,7 @@ class StorageServer:
 
     @property
     def chap_target_iqn(self) -> str:
-        """The target that asks for CHAP; its one LUN (1) is `chap-lun1.img`."""
+        """The target that asks for CHAP; its LUNs (1, 2) are `chap-lunN.img`."""
         return f"{self.target_iqn}.chap"
 
     def chap_secret(self) -> str:
@@ -138,6 +139,7 @@ class StorageServer:
         shown = run(self._in_host(anchor, *tgtadm, "--op", "show", "--mode", "target")).stdout
         if self.chap_target_iqn not in shown:
             self._add_chap_target(anchor, tgtadm)
+        self._add_chap_luns(anchor, tgtadm, shown)
         if f"{self.target_iqn}\n" in shown:
             return
         run(self._in_host(anchor, *tgtadm, "--op", "new", "--mode", "target", "--tid", "1",
@@ -153,15 +155,9 @@ class StorageServer:
                           "-I", "ALL"))
 
     def _add_chap_target(self, anchor: int, tgtadm: list[str]) -> None:
-        """Target 2: one LUN, and an incoming CHAP account bound to it."""
+        """Target 2 and an incoming CHAP account bound to it (its LUNs: `_add_chap_luns`)."""
         run(self._in_host(anchor, *tgtadm, "--op", "new", "--mode", "target", "--tid", "2",
                           "-T", self.chap_target_iqn))
-        backing = self.host_dir / "chap-lun1.img"
-        if not backing.exists():
-            with backing.open("wb") as image:
-                image.truncate(CHAP_LUN_SIZE)
-        run(self._in_host(anchor, *tgtadm, "--op", "new", "--mode", "logicalunit", "--tid",
-                          "2", "--lun", "1", "-b", str(backing)))
         self.chap_secret()  # read by the shell below: the password is on no logged line
         account = (f'{" ".join(tgtadm)} --op new --mode account --user {CHAP_USER} '
                    f'--password "$(cat {self.host_dir / "chap-secret"})"')
@@ -170,6 +166,20 @@ class StorageServer:
                           "--user", CHAP_USER))
         run(self._in_host(anchor, *tgtadm, "--op", "bind", "--mode", "target", "--tid", "2",
                           "-I", "ALL"))
+
+    def _add_chap_luns(self, anchor: int, tgtadm: list[str], shown: str) -> None:
+        """The CHAP target's LUNs, each `chap-lunN.img` that target 2 lacks (a lab made
+        before LUN 2 existed gets it on its next `up`): LUN 1 for domains, LUN 2 for
+        direct LUN disks."""
+        for lun in range(1, CHAP_LUN_COUNT + 1):
+            backing = self.host_dir / f"chap-lun{lun}.img"
+            if f"{backing}\n" in shown:
+                continue
+            if not backing.exists():
+                with backing.open("wb") as image:
+                    image.truncate(CHAP_LUN_SIZE)
+            run(self._in_host(anchor, *tgtadm, "--op", "new", "--mode", "logicalunit",
+                              "--tid", "2", "--lun", str(lun), "-b", str(backing)))
 
     def _answers_inside(self, anchor: int, port: int) -> bool:
         probe = f"exec 3<>/dev/tcp/{self.address}/{port}"

@@ -1492,7 +1492,9 @@ def test_iscsi_discovery_login_and_lun_list_name_the_lun_of_a_new_domain(
         assert host.storage_service().list() == []
         host.iscsi_login(iscsi=types.IscsiDetails(address=address, port=3260, target=target,
                                                   username=CHAP_USER, password=secret))
-        [listed] = host.storage_service().list()
+        listed_all = host.storage_service().list()  # LUN 1, and LUN 2 for direct LUN disks
+        assert sorted(s.logical_units[0].lun_mapping for s in listed_all) == [1, 2]
+        [listed] = [s for s in listed_all if s.logical_units[0].lun_mapping == 1]
         [lun] = listed.logical_units
         assert lun.id.startswith("36") and len(lun.id) == 33, lun.id
         assert (listed.id, listed.type, lun.address, lun.port, lun.target, lun.lun_mapping,
@@ -1506,7 +1508,10 @@ def test_iscsi_discovery_login_and_lun_list_name_the_lun_of_a_new_domain(
                 type=types.StorageType.ISCSI, logical_units=[types.LogicalUnit(
                     id=lun.id, address=address, port=3260, target=target,
                     username=CHAP_USER, password=secret)])))
-        assert added.storage.path == f"{target}/1"  # recorded by its number, as ever
+        # oVirt's shape: the LUN is the volume group's logical unit, by its SCSI id.
+        [unit] = added.storage.volume_group.logical_units
+        assert (unit.id, unit.target, unit.lun_mapping, unit.size, unit.vendor_id) == (
+            lun.id, target, 1, 256 * MIB, "IET")
         sd = sds.storage_domain_service(added.id)
         wait_until(lambda: sd.get().status == types.StorageDomainStatus.UNATTACHED, 60,
                    "the domain on the LUN named by its SCSI id to be written")
@@ -1517,8 +1522,15 @@ def test_iscsi_discovery_login_and_lun_list_name_the_lun_of_a_new_domain(
         mine = attached.storage_domain_service(added.id)
         wait_until(lambda: mine.get().status == types.StorageDomainStatus.ACTIVE, 60,
                    "the domain to be active")
-        [again] = host.storage_service().list()
+        [again] = [s for s in host.storage_service().list() if s.id == lun.id]
         assert again.logical_units[0].status == types.LunStatus.USED
+        [unit] = mine.get().storage.volume_group.logical_units
+        assert (unit.id, unit.storage_domain_id) == (lun.id, added.id)
+        # The active domain keeps the host logged in to its target.
+        logout = types.Action(iscsi=types.IscsiDetails(address=address, target=target))
+        with pytest.raises(sdk.Error) as in_use:
+            host._internal_action(logout, "iscsilogout", None, None, None, True)
+        assert in_use.value.code == 409 and "lab-by-scsi-id" in str(in_use.value)
         mine.deactivate()
         wait_until(lambda: mine.get().status == types.StorageDomainStatus.MAINTENANCE, 60,
                    "the domain to be in maintenance")
@@ -1526,6 +1538,11 @@ def test_iscsi_discovery_login_and_lun_list_name_the_lun_of_a_new_domain(
         wait_until(lambda: sd.get().status == types.StorageDomainStatus.UNATTACHED, 60,
                    "the domain to be detached")
         sd.remove()
+        # Logged out, the host lists no LUN; logged in again for the tests below.
+        host._internal_action(logout, "iscsilogout", None, None, None, True)
+        assert host.storage_service().list() == []
+        host.iscsi_login(iscsi=types.IscsiDetails(address=address, port=3260, target=target,
+                                                  username=CHAP_USER, password=secret))
     finally:
         conn.close()
     backing = storage_lab.lab.topology.host_dir(storage_lab.lab.topology.storage) / \
@@ -1612,6 +1629,163 @@ def test_an_iscsi_domain_on_a_chap_target_is_reached_with_its_sealed_password(
     assert f"<auth username='{CHAP_USER}'>" in shown[0] and secret not in shown[0]
     assert not any(secret in e for e in events)
     assert _files_holding(storage_lab.base, secret) == []
+
+
+def _lun_opts(storage_lab: StorageLab, target: str, lun: int, chap: bool) -> list[str]:
+    """qemu-img/qemu-io arguments opening a whole LUN of the lab's portal (with the CHAP
+    secret object `chap`, whose file the caller gives)."""
+    auth = f",user={CHAP_USER},password-secret=chap" if chap else ""
+    return ["--image-opts", f"driver=iscsi,transport=tcp,portal={storage_lab.nfs_address}:3260,"
+            f"target={target},lun={lun}{auth}"]
+
+
+def _on_lun(storage_lab: StorageLab, argv: list[str], target: str, lun: int,
+            secret: str | None) -> subprocess.CompletedProcess[str]:
+    """`argv` (qemu-img or qemu-io, then its options) on node1 with the LUN's image options
+    last, and the CHAP secret in a file that lives as long as the call."""
+    with tempfile.NamedTemporaryFile("w", dir=storage_lab.base, delete=False) as file:
+        file.write(secret or "")
+    objects = ["--object", f"secret,id=chap,file={file.name}"] if secret else []
+    opts = _lun_opts(storage_lab, target, lun, secret is not None)
+    if argv[0] == "qemu-img":  # convert: the LUN is the target image
+        opts = ["-n", *argv[2:], "--target-image-opts", opts[1]]
+        argv = argv[:2]
+    try:
+        return subprocess.run(storage_lab.lab.exec_argv("node1", [*argv, *objects, *opts]),
+                              capture_output=True, text=True, check=False, timeout=300)
+    finally:
+        Path(file.name).unlink()
+
+
+def _boot_from_lun_and_write(storage_lab: StorageLab, conn: sdk.Connection, name: str,
+                             disk_id: str, target: str, lun: int, secret: str | None) -> str:
+    """A VM on node1 whose boot disk is direct LUN disk `disk_id`: it boots from the LUN,
+    its QEMU writes a marker at 200 MiB (as the guest would), and once it is down the
+    marker is read back from the LUN over iSCSI. The domain XML it ran with."""
+    vms = conn.system_service().vms_service()
+    vm_id = vms.add(types.Vm(name=name, cluster=types.Cluster(name="Default"),
+                             template=types.Template(name="Blank"), memory=128 * MIB)).id
+    service = vms.vm_service(vm_id)
+    try:
+        # virtio-scsi: the disk's qdev (`ua-ID`) is its SCSI device, which holds the drive
+        # HMP `qemu-io -d` writes through (a virtio-blk proxy holds none); SeaBIOS boots it.
+        service.disk_attachments_service().add(types.DiskAttachment(
+            disk=types.Disk(id=disk_id), interface=types.DiskInterface.VIRTIO_SCSI,
+            bootable=True, active=True))
+        host = storage_lab.first.host_of(conn, "node1")
+        service.update(types.Vm(placement_policy=types.VmPlacementPolicy(
+            hosts=[types.Host(id=host.id)])))
+        log = CONSOLE_LOG_DIR / f"{vm_id}.log"
+        log.unlink(missing_ok=True)
+        service.start()
+        wait_until(lambda: service.get().status == types.VmStatus.UP, 180,
+                   f"VM {name} to be up on node1")
+        xml = _domain_xml(storage_lab.lab, "node1", vm_id)
+        wait_until(lambda: log.exists() and BOOT_MARKER in log.read_text(errors="replace"),
+                   180, f"the guest of {name} to boot from its direct LUN")
+        _guest_io(storage_lab.lab, vm_id, disk_id, "write -P 0x5a 200M 64k")
+        service.stop()
+        wait_until(lambda: service.get().status == types.VmStatus.DOWN, 120, "the VM to stop")
+    finally:
+        with contextlib.suppress(sdk.Error):
+            service.stop()
+        wait_until(lambda: service.get().status == types.VmStatus.DOWN, 120, "the VM to stop")
+        service.remove(detach_only=True)
+        wait_until(lambda: not vms.list(search=f"name={name}"), 120, f"VM {name} to go")
+    read = _on_lun(storage_lab, ["qemu-io", "-r", "-c", "read -P 0x5a 200M 64k"], target,
+                   lun, secret)
+    assert "read 65536/65536 bytes" in read.stdout and "Pattern verification failed" \
+        not in read.stdout, read.stdout + read.stderr
+    return xml
+
+
+def test_a_direct_lun_disk_named_by_scsi_id_boots_a_vm_that_writes_it(
+        storage_lab: StorageLab, guest_image: GuestImage) -> None:
+    """As the SDK gives a LUN to a VM: node1 logs in to the target, the disk names LUN 2 by
+    the SCSI id the host's storage lists; the test guest, written onto the LUN, boots a VM
+    from it on node1, whose QEMU writes the LUN; the marker is on the LUN afterwards."""
+    target, address = storage_lab.lab.topology.iscsi_target(), storage_lab.nfs_address
+    copied = _on_lun(storage_lab, ["qemu-img", "convert", "-f", "qcow2",
+                                   str(guest_image.qcow2_disk)], target, 2, None)
+    assert copied.returncode == 0, copied.stderr
+    conn = storage_lab.first.connect()
+    disk_id = ""
+    try:
+        host = conn.system_service().hosts_service().host_service(
+            storage_lab.first.host_of(conn, "node1").id)
+        host.iscsi_login(iscsi=types.IscsiDetails(address=address, port=3260, target=target))
+        [lun] = [s.logical_units[0] for s in host.storage_service().list()
+                 if s.logical_units[0].target == target and s.logical_units[0].lun_mapping == 2]
+        assert lun.id.startswith("36") and lun.status == types.LunStatus.FREE, lun.id
+        disks = conn.system_service().disks_service()
+        disk = disks.add(types.Disk(alias="lab-lun-by-id", lun_storage=types.HostStorage(
+            type=types.StorageType.ISCSI, logical_units=[types.LogicalUnit(
+                id=lun.id, address=address, port=3260, target=target)])))
+        disk_id = disk.id
+        [unit] = disk.lun_storage.logical_units
+        assert (unit.target, unit.lun_mapping) == (target, 2)
+        wait_until(lambda: disks.disk_service(disk_id).get().provisioned_size == LUN_SIZE, 30,
+                   "the direct LUN disk's size to be read from its LUN")
+        xml = _boot_from_lun_and_write(storage_lab, conn, "lab-lun-id-vm", disk_id, target, 2,
+                                       None)
+        assert re.search(rf"<source protocol=.iscsi. name=.{re.escape(target)}/2.", xml), xml
+        assert "<auth" not in xml
+    finally:
+        if disk_id:
+            with contextlib.suppress(sdk.Error):
+                conn.system_service().disks_service().disk_service(disk_id).remove()
+        conn.close()
+
+
+def test_a_direct_lun_disk_on_a_chap_target_boots_a_vm_with_its_sealed_password(
+        storage_lab: StorageLab, guest_image: GuestImage) -> None:
+    """LUN 2 of the CHAP target as a direct LUN disk: a wrong password is refused (400,
+    no disk made, the password in no fault); with the right one the disk keeps the user
+    (shown) and the password (sealed), and a VM boots from the LUN on node1 (libvirt logs
+    in with its auth secret) and writes it. The password is in no event or domain XML."""
+    server = storage_lab.lab.storage_server()
+    target, secret, address = server.chap_target_iqn, server.chap_secret(), \
+        storage_lab.nfs_address
+    copied = _on_lun(storage_lab, ["qemu-img", "convert", "-f", "qcow2",
+                                   str(guest_image.qcow2_disk)], target, 2, secret)
+    assert copied.returncode == 0, copied.stderr
+    conn = storage_lab.first.connect()
+    disk_id = ""
+    try:
+        host = conn.system_service().hosts_service().host_service(
+            storage_lab.first.host_of(conn, "node1").id)
+        host.iscsi_login(iscsi=types.IscsiDetails(address=address, port=3260, target=target,
+                                                  username=CHAP_USER, password=secret))
+        [lun] = [s.logical_units[0] for s in host.storage_service().list()
+                 if s.logical_units[0].target == target and s.logical_units[0].lun_mapping == 2]
+        disks = conn.system_service().disks_service()
+
+        def lun_disk(password: str) -> types.Disk:
+            return disks.add(types.Disk(alias="lab-chap-lun", lun_storage=types.HostStorage(
+                type=types.StorageType.ISCSI, logical_units=[types.LogicalUnit(
+                    id=lun.id, address=address, port=3260, target=target,
+                    username=CHAP_USER, password=password)])))
+        with pytest.raises(sdk.Error) as refused:
+            lun_disk("not-" + secret)
+        assert refused.value.code == 400 and "CHAP" in str(refused.value), refused.value
+        assert secret not in str(refused.value)
+        assert not disks.list(search="name=lab-chap-lun")
+        disk = lun_disk(secret)
+        disk_id = disk.id
+        [unit] = disk.lun_storage.logical_units
+        assert (unit.lun_mapping, unit.username, unit.password) == (2, CHAP_USER, None)
+        wait_until(lambda: disks.disk_service(disk_id).get().provisioned_size == 256 * MIB,
+                   30, "the CHAP LUN's size to be read (the probe logs in with the password)")
+        xml = _boot_from_lun_and_write(storage_lab, conn, "lab-chap-lun-vm", disk_id, target,
+                                       2, secret)
+        assert f"<auth username='{CHAP_USER}'>" in xml and secret not in xml
+        events = [e.description for e in conn.system_service().events_service().list(max=100)]
+        assert not any(secret in e for e in events)
+    finally:
+        if disk_id:
+            with contextlib.suppress(sdk.Error):
+                conn.system_service().disks_service().disk_service(disk_id).remove()
+        conn.close()
 
 
 def _write_guest(storage_lab: StorageLab, guest: GuestImage, target: str, secret: str,

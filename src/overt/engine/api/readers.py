@@ -41,7 +41,7 @@ def read_disk(node: Node) -> DiskInput:
 
 def _lun_storage(storage: Node | None) -> LogicalUnitInput | None:
     """A direct LUN disk's LUN: one iSCSI logical unit (address, port, target, and its
-    number as `lun_mapping` or `id`)."""
+    number as `lun_mapping` or `id`; `username` and `password` of a CHAP target)."""
     if storage is None:
         return None
     kind = (storage.get_str("type") or "iscsi").strip().lower()
@@ -55,7 +55,9 @@ def _lun_storage(storage: Node | None) -> LogicalUnitInput | None:
     return LogicalUnitInput(id=unit.attrs.get("id") or unit.get_str("id"),
                             address=unit.get_str("address"),
                             port=unit.get_int("port", minimum=1), target=unit.get_str("target"),
-                            lun_mapping=unit.get_int("lun_mapping", minimum=0))
+                            lun_mapping=unit.get_int("lun_mapping", minimum=0),
+                            username=unit.get_str("username"),
+                            password=unit.get_str("password"))
 
 
 def read_run_once(vm: Node) -> RunOnce:

@@ -23,6 +23,7 @@ from overt.engine.model.initialization import Initialization
 from overt.engine.model.migration_options import MigrationOptions
 from overt.engine.model.overlay import OVERLAY_PROVIDER, OVERLAY_PROVIDER_ID
 from overt.engine.services.vnic_profiles import filter_id
+from overt.protocol.storage import DOMAIN_AREA
 
 MIB = 1 << 20
 ENGINE_VERSION = {"major": 4, "minor": 5}
@@ -266,7 +267,7 @@ def _disk_storage(d: t.Disk) -> Representation:
     return {"storage_type": "lun", "lun_storage": {"type": "iscsi", "logical_units": {
         "logical_unit": [{"id": number, "address": address, "port": int(port or 3260),
                           "target": target, "lun_mapping": int(number or 0),
-                          "size": d.provisioned_size}]}}}
+                          "size": d.provisioned_size, "username": d.lun_chap_username}]}}}
 
 
 def disk_attachment(a: t.DiskAttachment, *, owner: str = "vms",
@@ -283,11 +284,43 @@ def disk_attachment(a: t.DiskAttachment, *, owner: str = "vms",
     }
 
 
-def storage_domain(sd: t.StorageDomain) -> Representation:
+def _iscsi_storage(sd: t.StorageDomain, listed: dict[str, Any] | None) -> Representation:
+    """oVirt's `storage` of an iSCSI domain: its volume group (the domain's id on storage)
+    of one logical unit, the LUN, with what the hosts' last LUN list saw of it (`listed`:
+    the SCSI id as its id, serial, vendor, product, size); without one the LUN's number is
+    its id and its size is the domain's."""
+    address, _, port = (sd.address or "").rpartition(":")
+    target, _, number = sd.path.rpartition("/")
+    group = str(sd.storage_uuid or sd.id)
+    laid_out = sd.used_bytes + sd.available_bytes
+    unit: Representation = {
+        "id": number, "address": address, "port": int(port or 3260), "target": target,
+        "lun_mapping": int(number or 0), "paths": 1, "status": "used",
+        "size": laid_out + DOMAIN_AREA if laid_out else None,
+        "username": sd.chap_username, "storage_domain_id": str(sd.id),
+        "volume_group_id": group}
+    if listed is not None:
+        unit.update(id=listed["scsi_id"], size=listed.get("size_bytes", unit["size"]),
+                    serial=listed.get("serial") or None,
+                    vendor_id=listed.get("vendor") or None,
+                    product_id=listed.get("product") or None)
+    return {"type": sd.storage_type, "volume_group": {
+        "id": group, "logical_units": {"logical_unit": [unit]}}}
+
+
+def storage_domain(sd: t.StorageDomain,
+                   listed_luns: dict[tuple[str, str], dict[str, Any]] | None = None
+                   ) -> Representation:
+    """A storage domain; `listed_luns` (`queries.shared_storage.listed_luns`) describes
+    the LUN of an iSCSI one."""
     base = href("storagedomains", sd.id)
-    storage: Representation = {"type": sd.storage_type, "path": sd.path}
-    if sd.address:
-        storage["address"] = sd.address
+    storage: Representation
+    if sd.storage_type == "iscsi":
+        storage = _iscsi_storage(sd, (listed_luns or {}).get((sd.address or "", sd.path)))
+    else:
+        storage = {"type": sd.storage_type, "path": sd.path}
+        if sd.address:
+            storage["address"] = sd.address
     return {
         "href": base, "id": str(sd.id),
         "actions": actions(base, "isattached", "refreshluns", "updateovfstore"),

@@ -397,6 +397,9 @@ class Disk(Base):
         ForeignKey("storage_domains.id"))
     lun_portal: Mapped[str | None] = mapped_column(String(255))
     lun_path: Mapped[str | None] = mapped_column(Text)
+    # The CHAP user of a direct LUN disk's target and its password, sealed (SecretBox).
+    lun_chap_username: Mapped[str | None] = mapped_column(String(255))
+    lun_chap_password_sealed: Mapped[str | None] = mapped_column(Text)
     provisioned_size: Mapped[int] = mapped_column(BigInteger)
     actual_size: Mapped[int] = mapped_column(BigInteger, default=0)
     format: Mapped[str] = mapped_column(String(8), default="cow")

@@ -114,7 +114,8 @@ class StorageReachMonitor:
     async def probe(self, probe: _Probe) -> DomainsReach | None:
         command = StorageDomainsProbe(
             domains=[probe_target(d, self.secrets) for d in probe.domains.values()]
-            + [ProbeTarget(domain_id=disk.id, iscsi=lun_ref(disk)) for disk in probe.luns.values()],
+            + [ProbeTarget(domain_id=disk.id, iscsi=lun_ref(disk, self.secrets))
+               for disk in probe.luns.values()],
             timeout_s=self.probe_timeout_s)
         try:
             return await self.nodes.call(probe.host, command,

@@ -5,11 +5,13 @@ them."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from overt.engine.db.tables import Disk, ExtentReservation, SnapshotVolume, StorageDomain
+from overt.engine.db.tables import Disk, ExtentReservation, Host, SnapshotVolume, StorageDomain
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import StorageType
 from overt.engine.queries import lookup
@@ -62,10 +64,22 @@ def lun_of(domain: StorageDomain, box: SecretBox | None) -> IscsiLunRef:
                        chap=chap_of(domain, box))
 
 
-def lun_ref(disk: Disk) -> IscsiLunRef:
-    """A direct LUN disk's LUN."""
+def lun_ref(disk: Disk, box: SecretBox | None) -> IscsiLunRef:
+    """A direct LUN disk's LUN, with its CHAP credentials opened with `box`."""
     target, _, number = (disk.lun_path or "").rpartition("/")
-    return IscsiLunRef(portal=disk.lun_portal or "", target=target, lun=int(number or 0))
+    return IscsiLunRef(portal=disk.lun_portal or "", target=target, lun=int(number or 0),
+                       chap=lun_disk_chap(disk, box))
+
+
+def lun_disk_chap(disk: Disk, box: SecretBox | None) -> ChapAuth | None:
+    """The CHAP credentials of a direct LUN disk's target (None: it has none)."""
+    if not disk.lun_chap_username:
+        return None
+    if box is None:
+        raise RuntimeError(f"the CHAP password of direct LUN disk {disk.name} is opened "
+                           "without the engine's secret box")
+    password = box.open(disk.lun_chap_password_sealed or "").reveal()
+    return ChapAuth(username=disk.lun_chap_username, password=password)
 
 
 def chap_of(domain: StorageDomain, box: SecretBox | None) -> ChapAuth | None:
@@ -175,3 +189,26 @@ async def lun_holders(session: AsyncSession, portal: str, path: str
     disk = (await session.execute(select(Disk.name).where(
         Disk.lun_portal == portal, Disk.lun_path == path))).scalars().first()
     return domain, disk
+
+
+async def listed_luns(session: AsyncSession, domains: Sequence[StorageDomain]
+                      ) -> dict[tuple[str, str], dict[str, Any]]:
+    """The LUNs of `domains` (their iSCSI ones) as the last LUN list of a host logged in to
+    their target saw them (`hosts.iscsi_logins`), by (portal, `target/LUN`): what the
+    domain's `logical_unit` shows beyond what the engine records (the SCSI id, serial,
+    vendor, product, size). Empty, with no query, when no domain is iSCSI."""
+    wanted = {(d.address or "", d.path) for d in domains
+              if d.storage_type == StorageType.ISCSI.value}
+    if not wanted:
+        return {}
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    logins = (await session.execute(select(Host.iscsi_logins).where(
+        Host.iscsi_logins.is_not(None)))).scalars()
+    for entries in logins:
+        for entry in entries or []:
+            portal = f"{entry['address']}:{entry['port']}"
+            for lun in entry.get("luns", []):
+                key = (portal, f"{entry['target']}/{lun['lun']}")
+                if key in wanted:
+                    found.setdefault(key, lun)
+    return found

@@ -20,7 +20,7 @@ from overt.engine.db.tables import (
 )
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import DiskStatus, StorageType, VmStatus
-from overt.engine.queries.shared_storage import extent_of, lun_of
+from overt.engine.queries.shared_storage import extent_of, lun_of, lun_ref
 from overt.engine.queries.snapshot_chains import snapshot_volumes, volume_location
 from overt.engine.secrets import SecretBox
 from overt.protocol.storage import IscsiLunRef
@@ -98,9 +98,10 @@ async def vm_lun_disks(session: AsyncSession, vm_id: uuid.UUID
     return [(a, d) for a, d in rows]
 
 
-def lun_source(disk: Disk) -> IscsiSource:
-    target, _, number = (disk.lun_path or "").rpartition("/")
-    return IscsiSource(portal=disk.lun_portal or "", target=target, lun=int(number or 0))
+def lun_source(disk: Disk, box: SecretBox | None) -> IscsiSource:
+    """A direct LUN disk as QEMU opens it: the whole LUN, with its target's CHAP."""
+    lun = lun_ref(disk, box)
+    return IscsiSource(portal=lun.portal, target=lun.target, lun=lun.lun, chap=lun.chap)
 
 
 async def cdrom_spec(session: AsyncSession, disk_id: uuid.UUID | None, *,
@@ -173,7 +174,7 @@ async def build_vm_spec(session: AsyncSession, vm: Vm, *, vnc_password: str,
     for attachment, disk in await vm_lun_disks(session, vm.id):
         if attachment.active:  # a whole LUN, opened by QEMU's iSCSI client
             disks.append(DiskSpec(
-                id=disk.id, source=lun_source(disk), format=DiskFormat.RAW,
+                id=disk.id, source=lun_source(disk, box), format=DiskFormat.RAW,
                 bus=_BUS.get(attachment.interface, DiskBus.VIRTIO),
                 readonly=attachment.read_only, bootable=attachment.bootable,
                 serial=str(disk.id)[:20]))
@@ -220,9 +221,9 @@ async def lease_spec(session: AsyncSession, vm: Vm, io_timeout_s: float = 10.0, 
 
 async def chap_luns(session: AsyncSession, vm: Vm, box: SecretBox | None
                     ) -> tuple[IscsiLunRef, ...]:
-    """The LUNs with CHAP the running VM's disks are on (a thin disk's template disk and
-    the ISO in its drive too), with their credentials opened with `box`: the iSCSI secrets
-    a migration's destination defines before the VM comes."""
+    """The LUNs with CHAP the running VM's disks are on (a thin disk's template disk, the
+    ISO in its drive and its direct LUN disks too), with their credentials opened with
+    `box`: the iSCSI secrets a migration's destination defines before the VM comes."""
     domains: dict[uuid.UUID, StorageDomain] = {}
     for attachment, disk, domain in await vm_disks(session, vm.id):
         if not attachment.active:
@@ -241,7 +242,9 @@ async def chap_luns(session: AsyncSession, vm: Vm, box: SecretBox | None
         if iso_domain is not None:
             domains[iso_domain.id] = iso_domain
     return tuple(lun_of(domain, box) for domain in domains.values()
-                 if domain.storage_type == StorageType.ISCSI.value and domain.chap_username)
+                 if domain.storage_type == StorageType.ISCSI.value and domain.chap_username) \
+        + tuple(lun_ref(disk, box) for attachment, disk in await vm_lun_disks(session, vm.id)
+                if attachment.active and disk.lun_chap_username)
 
 
 async def required_host(session: AsyncSession, vm: Vm) -> tuple[uuid.UUID | None, str]:

@@ -27,6 +27,7 @@ from overt.engine.model.status import (
 from overt.engine.model.vm_actions import VmAction, check_vm_action
 from overt.engine.queries import lookup
 from overt.engine.queries.shared_storage import is_shared, new_volume_path
+from overt.engine.secrets import SecretBox
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput
 from overt.engine.services.jobs import JobSubmitter
 from overt.engine.services.lun_disks import add_lun_disk, remove_lun_disk
@@ -85,11 +86,11 @@ async def _create_job(session: AsyncSession, jobs: JobSubmitter, disk: Disk, use
 
 
 async def add_disk(session: AsyncSession, jobs: JobSubmitter, data: DiskInput, user: User,
-                   *, copy_from: str | None = None) -> Disk:
+                   *, copy_from: str | None = None, box: SecretBox | None = None) -> Disk:
     """A floating disk (attached to nothing yet), created by a job (a direct LUN disk needs
-    none)."""
+    none; `box` seals its target's CHAP password)."""
     if data.lun is not None:
-        return await add_lun_disk(session, data, user)
+        return await add_lun_disk(session, data, user, box)
     disk = await _new_disk(session, data, default_name="disk")
     await _create_job(session, jobs, disk, user, copy_from=copy_from)
     return disk
@@ -118,7 +119,8 @@ async def thin_copy(session: AsyncSession, jobs: JobSubmitter, vm: Vm, base: Dis
 
 
 async def add_disk_attachment(session: AsyncSession, jobs: JobSubmitter, vm: Vm,
-                              data: DiskAttachmentInput, user: User) -> DiskAttachment:
+                              data: DiskAttachmentInput, user: User,
+                              box: SecretBox | None = None) -> DiskAttachment:
     _devices_changeable(vm)
     interface = DiskInterface(data.interface) if data.interface else DiskInterface.VIRTIO
     if data.disk_ref is not None:
@@ -131,7 +133,7 @@ async def add_disk_attachment(session: AsyncSession, jobs: JobSubmitter, vm: Vm,
         if attached is not None and not disk.shareable:
             raise Conflict(f"disk {disk.name} is already attached to a VM")
     elif data.disk is not None and data.disk.lun is not None:
-        disk = await add_lun_disk(session, data.disk, user)
+        disk = await add_lun_disk(session, data.disk, user, box)
     elif data.disk is not None:
         disk = await _new_disk(session, data.disk, default_name=f"{vm.name}_Disk1")
         await _create_job(session, jobs, disk, user, vm)

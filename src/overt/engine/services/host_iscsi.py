@@ -15,12 +15,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from overt.engine.db.tables import Host, Job, User
+from overt.engine.db.tables import Cluster, Disk, DiskAttachment, Host, Job, StorageDomain, User, Vm
 from overt.engine.jobs.kinds import IscsiOnHost
-from overt.engine.model.errors import Conflict, InvalidInput
-from overt.engine.model.status import HostStatus
+from overt.engine.model.errors import Conflict, InvalidInput, NotFound
+from overt.engine.model.node_states import ON_HOST
+from overt.engine.model.status import HostStatus, StorageDomainStatus, StorageType
 from overt.engine.queries import lookup
 from overt.engine.queries.shared_storage import lun_holders
 from overt.engine.secrets import SecretBox
@@ -77,6 +79,66 @@ async def submit(session: AsyncSession, jobs: JobSubmitter, box: SecretBox,
             "luns": "Listing the iSCSI LUNs"}[op]
     return await jobs.submit(session, IscsiOnHost(**spec), description=f"{what} on host "
                              f"{host.name}", owner_id=user.id)
+
+
+async def logout(session: AsyncSession, host_id: uuid.UUID,
+                 details: IscsiDetailsInput | None) -> list[str]:
+    """Forget the host's login to `details.target` on `details.address` (on every port
+    when `details.port` is not given): a DB change only, since no node keeps an iSCSI
+    session (QEMU's libiscsi logs in for each disk it opens). Refused (409, nothing
+    changed) while an active iSCSI domain of the host's data center or a direct LUN disk
+    of a VM on the host uses the target, for oVirt would then lose the host's paths;
+    404 when the host has no such login. Returns the portals logged out of."""
+    if details is None or not details.address or not details.target:
+        raise InvalidInput("iscsi.address and iscsi.target are required")
+    if not _SERVER_RE.match(details.address):
+        raise InvalidInput(f"iscsi.address {details.address!r} is not a host name or an "
+                           "address")
+    if not _IQN_RE.match(details.target):
+        raise InvalidInput(f"iscsi.target {details.target!r} is not an iSCSI name (iqn.)")
+    host = await lookup.get(session, Host, host_id, for_update=True)
+    entries = [dict(entry) for entry in host.iscsi_logins or []]
+    gone = [e for e in entries if e["address"] == details.address
+            and e["target"] == details.target
+            and (details.port is None or int(e["port"]) == details.port)]
+    if not gone:
+        where = details.address if details.port is None else \
+            f"{details.address}:{details.port}"
+        raise NotFound(f"Host {host.name} is not logged in to iSCSI target {details.target} "
+                       f"on {where}.")
+    portals = sorted({f"{e['address']}:{e['port']}" for e in gone})
+    user = await _target_user(session, host, portals, details.target)
+    if user is not None:
+        raise Conflict(f"Cannot log host {host.name} out of iSCSI target {details.target}: "
+                       f"{user} uses it.")
+    host.iscsi_logins = [e for e in entries if e not in gone] or None
+    return portals
+
+
+async def _target_user(session: AsyncSession, host: Host, portals: list[str],
+                       target: str) -> str | None:
+    """What uses `target` on one of `portals` through `host`: an active iSCSI domain of the
+    host's data center, or a direct LUN disk of a VM running on (or migrating to) it."""
+    on_target = f"{target}/%"
+    data_center_id = (await session.execute(select(Cluster.data_center_id).where(
+        Cluster.id == host.cluster_id))).scalar_one_or_none()
+    domain = (await session.execute(select(StorageDomain.name).where(
+        StorageDomain.storage_type == StorageType.ISCSI.value,
+        StorageDomain.status == StorageDomainStatus.ACTIVE,
+        StorageDomain.address.in_(portals), StorageDomain.path.like(on_target),
+        or_(StorageDomain.data_center_id == data_center_id,
+            StorageDomain.host_id == host.id)))).scalars().first()
+    if domain is not None:
+        return f"active storage domain {domain}"
+    found = (await session.execute(select(Disk.name, Vm.name).join(
+        DiskAttachment, DiskAttachment.disk_id == Disk.id).join(
+        Vm, Vm.id == DiskAttachment.vm_id).where(
+        Disk.lun_portal.in_(portals), Disk.lun_path.like(on_target),
+        Vm.status.in_(ON_HOST),
+        or_(Vm.host_id == host.id, Vm.migration_host_id == host.id)))).first()
+    if found is not None:
+        return f"direct LUN disk {found[0]} of running VM {found[1]}"
+    return None
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,15 @@
 """Direct LUN disks (oVirt's `disks` with `lun_storage`): a whole iSCSI LUN given to a VM,
 which QEMU opens as a network disk (libiscsi). Overt keeps no volume on it: adding or
-removing one changes only the engine's records, so neither needs a job."""
+removing one changes only the engine's records, so neither needs a job.
+
+A LUN on a CHAP target keeps the target's credentials with the disk (the password sealed).
+With no job, the target is not asked: credentials are checked against those a host logged
+in to that target with (`hosts.iscsi_logins`, checked by the target at the login), and a
+disk that gives none takes the login's, as oVirt reuses a target's connection."""
 
 from __future__ import annotations
 
+import hmac
 import uuid
 
 from sqlalchemy import select
@@ -15,14 +21,18 @@ from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.names import check_name
 from overt.engine.model.status import DiskStatus
 from overt.engine.queries.shared_storage import lun_holders
+from overt.engine.secrets import SecretBox
 from overt.engine.services.host_iscsi import needs_resolving
 from overt.engine.services.inputs import DiskInput, LogicalUnitInput
+from overt.engine.services.storage_connections import NO_CHAP, Chap, check_chap
 from overt.engine.services.storage_shared import check_logical_unit
 
 
-async def add_lun_disk(session: AsyncSession, data: DiskInput, user: User) -> Disk:
+async def add_lun_disk(session: AsyncSession, data: DiskInput, user: User,
+                       box: SecretBox | None = None) -> Disk:
     """A disk that is the LUN `data.lun`; refused (409) while the LUN holds a storage
-    domain or is another direct LUN disk."""
+    domain or is another direct LUN disk, (400) with CHAP credentials other than those a
+    host logged in to the target with, or none to check them against."""
     assert data.lun is not None
     name = check_name("disk", data.name or "")
     if data.storage_domain is not None:
@@ -45,8 +55,10 @@ async def add_lun_disk(session: AsyncSession, data: DiskInput, user: User) -> Di
     if other is not None:
         raise Conflict(f"Cannot add Disk. The LUN {path} of {portal} is already direct LUN "
                        f"disk {other}.")
+    chap = await _target_chap(session, data.lun, box)
     disk = Disk(id=uuid.uuid4(), name=name, description=data.description or "",
                 storage_domain_id=None, lun_portal=portal, lun_path=path,
+                lun_chap_username=chap.username, lun_chap_password_sealed=chap.password_sealed,
                 provisioned_size=size, actual_size=size, format="raw", sparse=False,
                 status=DiskStatus.OK, image_path="", shareable=False, content_type="data")
     session.add(disk)
@@ -54,6 +66,40 @@ async def add_lun_disk(session: AsyncSession, data: DiskInput, user: User) -> Di
     audit.record(session, f"Direct LUN disk {name} (LUN {path} of {portal}) was added by "
                  f"{user.user_name}", code=audit.DISK_CREATED, user_id=user.id)
     return disk
+
+
+async def _target_chap(session: AsyncSession, unit: LogicalUnitInput,
+                       box: SecretBox | None) -> Chap:
+    """The CHAP credentials of the disk's target: those given, when a host logged in to
+    the target with the same ones; else a login's own; else none."""
+    port = unit.port or 3260
+    logins = [entry for entries in (await session.execute(select(Host.iscsi_logins).where(
+        Host.iscsi_logins.is_not(None)).order_by(Host.name))).scalars()
+        for entry in entries or []
+        if (entry["address"], entry["port"], entry["target"]) == (unit.address, port,
+                                                                   unit.target)]
+    given = unit.username is not None or unit.password is not None
+    if not given:
+        with_chap = [e for e in logins if e.get("username")]
+        if with_chap and not any(not e.get("username") for e in logins):
+            return Chap(with_chap[0]["username"], with_chap[0]["password_sealed"])
+        return NO_CHAP
+    if box is None:
+        raise InvalidInput("a direct LUN disk with CHAP credentials is added on its own "
+                           "(POST /disks or a VM's diskattachments), not with its VM")
+    chap = check_chap(unit.username, unit.password, NO_CHAP, box, "logical_unit")
+    if chap.username is None:
+        return NO_CHAP
+    for entry in logins:
+        if entry.get("username") == chap.username and hmac.compare_digest(
+                box.open(entry.get("password_sealed") or "").reveal(), unit.password or ""):
+            return chap
+    if not logins:
+        raise InvalidInput(f"no host is logged in to {unit.target} on {unit.address}:{port} "
+                           "to check the logical unit's CHAP credentials against (iscsilogin "
+                           "first)")
+    raise InvalidInput(f"the CHAP user name or password of the logical unit is not the one "
+                       f"the hosts logged in to {unit.target} on {unit.address}:{port} with")
 
 
 async def _logged_in_lun(session: AsyncSession, unit: LogicalUnitInput) -> int:

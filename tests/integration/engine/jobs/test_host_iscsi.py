@@ -10,16 +10,17 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from overt.engine.db.tables import Host, StorageDomain
+from overt.engine.db.tables import Disk, DiskAttachment, Host, StorageDomain, Vm
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.status import HostStatus, StorageDomainStatus, StorageType
+from overt.engine.queries.vm_spec import build_vm_spec, chap_luns
 from overt.engine.secrets import SecretBox
 from overt.engine.services import host_iscsi, lun_disks
 from overt.engine.services.host_iscsi import IscsiDetailsInput
 from overt.engine.services.inputs import DiskInput, LogicalUnitInput
 from overt.node.simulated.san import SimulatedTarget
 from overt.protocol.storage import IscsiLunInfo, IscsiLunList
-from overt.protocol.vm import ChapAuth
+from overt.protocol.vm import ChapAuth, IscsiSource
 from tests.support.loopback import LoopbackEngine
 
 PORTAL = "10.77.1.2"
@@ -144,3 +145,64 @@ async def test_refusals_change_nothing(engine: LoopbackEngine) -> None:
                                        IscsiDetailsInput(address=PORTAL), user)
     with pytest.raises(Conflict, match="it is maintenance, not up"):
         await engine.act(on_maintenance)
+
+
+async def test_a_direct_lun_disk_on_a_chap_target_keeps_the_logins_credentials(
+        engine: LoopbackEngine) -> None:
+    """A direct LUN disk of the CHAP target: refused (400, nothing made) with a wrong
+    password or with no login to check one against; with the login's credentials (given,
+    or left out and taken from the login) it keeps them sealed, and its VM's spec opens the
+    LUN with them, as a migration's destination gets them."""
+    _san(engine)
+    node = await engine.add_host("h1")
+    box = SecretBox(engine.settings.data_dir)
+    chap_lun = "360000000000000000e00000000020001"
+
+    async def lun_disk(session: Any, _jobs: Any, name: str, user: Any, **chap: str) -> Any:
+        return await lun_disks.add_lun_disk(session, DiskInput(name=name, lun=LogicalUnitInput(
+            id=chap_lun, address=PORTAL, port=3260, target=CHAP_TARGET, **chap)), user, box)
+
+    async def numbered(session: Any, _jobs: Any, user: Any) -> Any:
+        return await lun_disks.add_lun_disk(session, DiskInput(
+            name="no-login", lun=LogicalUnitInput(id="1", address=PORTAL, port=3260,
+                                                  target=CHAP_TARGET, username="init1",
+                                                  password=SECRET)), user, box)
+    with pytest.raises(InvalidInput, match="no host is logged in to"):
+        await engine.act(numbered)
+    state, _, error = await _run(engine, node.host_id, "login", IscsiDetailsInput(
+        address=PORTAL, target=CHAP_TARGET, username="init1", password=SECRET))
+    assert state == "done", error
+    for wrong in ({"username": "init1", "password": "not-" + SECRET},
+                  {"username": "init2", "password": SECRET}):
+        with pytest.raises(InvalidInput, match="is not the one the hosts logged in") as refused:
+            await engine.act(lun_disk, "wrong", **wrong)
+        assert SECRET not in str(refused.value)
+    with pytest.raises(InvalidInput, match=r"needs logical_unit\.username"):
+        await engine.act(lun_disk, "alone", password=SECRET)
+    async with engine.session() as session:
+        assert (await session.execute(select(Disk).where(Disk.lun_path.is_not(None)))
+                ).first() is None
+
+    disk = await engine.act(lun_disk, "chap-lun", username="init1", password=SECRET)
+    assert (disk.lun_path, disk.lun_chap_username) == (f"{CHAP_TARGET}/1", "init1")
+    assert SECRET not in (disk.lun_chap_password_sealed or "")
+    # Left out, the credentials are the login's (the disk above is removed first).
+    async with engine.session() as session:
+        await session.delete(await session.get(Disk, disk.id))
+    disk = await engine.act(lun_disk, "chap-lun")
+    assert disk.lun_chap_username == "init1"
+
+    vm_id = await engine.add_vm("db")
+    async with engine.session() as session:
+        session.add(DiskAttachment(disk_id=disk.id, vm_id=vm_id, active=True))
+    async with engine.session() as session:
+        vm = await session.get(Vm, vm_id)
+        assert vm is not None
+        spec = await build_vm_spec(session, vm, vnc_password="x", box=box)
+        luns = await chap_luns(session, vm, box)
+    [source] = [d.source for d in spec.disks if d.id == disk.id]
+    assert isinstance(source, IscsiSource)
+    assert (source.target, source.lun, source.offset, source.chap) == (
+        CHAP_TARGET, 1, None, ChapAuth(username="init1", password=SECRET))
+    assert [(lun.target, lun.chap) for lun in luns] == [
+        (CHAP_TARGET, ChapAuth(username="init1", password=SECRET))]

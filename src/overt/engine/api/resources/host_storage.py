@@ -1,6 +1,7 @@
 """/hosts/{id}/iscsidiscover, /discoveriscsi, /iscsilogin and /hosts/{id}/storage: oVirt's
 iSCSI discovery, login and LUN list, each a job on the host the API waits for
-(`services.host_iscsi`)."""
+(`services.host_iscsi`); and /iscsilogout, which forgets a login at once (no node keeps a
+session to end)."""
 
 from __future__ import annotations
 
@@ -93,6 +94,17 @@ async def iscsi_login(ctx: ApiContext) -> Response:
         return ctx.render("action", {"job": views.ref("jobs", job_id), "status": "complete"})
     ctx.then = answer
     return ctx.render("action", {"status": "pending"})
+
+
+@routes.post("/hosts/{host_id}/iscsilogout")
+async def iscsi_logout(ctx: ApiContext) -> Response:
+    """The host forgets its login to the target: `<action><iscsi>` with `address`, `target`
+    and optionally `port`, as iscsilogin takes them (oVirt's model up to 4.6 has no logout
+    action; this is the one shape its `Action` can carry, `iscsi`). Refused (409) while
+    the target is in use on the host."""
+    details = await _details(ctx)
+    await host_iscsi.logout(ctx.session, ctx.id_param("host_id"), details)
+    return ctx.render("action", {"status": "complete"})
 
 
 def _lun_view(lun: ListedLun) -> Representation:

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from overt.engine.api import views
 from overt.engine.api.context import ApiContext
 from overt.engine.api.resources.common import list_rows
+from overt.engine.api.resources.storage import domain_views
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.db.tables import (
     Cluster,
@@ -68,7 +69,7 @@ async def dc_storage_domains(ctx: ApiContext) -> Response:
     rows = await list_rows(ctx, select(StorageDomain).where(StorageDomain.data_center_id == dc_id)
                            .order_by(StorageDomain.name), {"name": StorageDomain.name})
     return ctx.render_list("storage_domains", "storage_domain",
-                           [views.storage_domain(r) for r in rows])
+                           await domain_views(ctx.session, rows))
 
 
 # -- clusters ----------------------------------------------------------------------------

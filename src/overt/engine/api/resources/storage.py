@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from overt.engine.api import views
@@ -12,9 +15,10 @@ from overt.engine.api.readers import read_disk, ref_of
 from overt.engine.api.resources.common import action_done, action_params, list_rows
 from overt.engine.api.resources.storage_connections import secret_box
 from overt.engine.api.routing import ApiRoutes
+from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import Disk, Host, StorageDomain
 from overt.engine.model.status import StorageType
-from overt.engine.queries import lookup
+from overt.engine.queries import lookup, shared_storage
 from overt.engine.services import (
     devices,
     disk_moves,
@@ -29,19 +33,30 @@ from overt.engine.services.storage_domains import StorageDomainInput
 routes = ApiRoutes()
 
 
+async def domain_views(session: AsyncSession, rows: Sequence[StorageDomain]
+                       ) -> list[Representation]:
+    """The domains' views, each iSCSI one with its LUN as the hosts' LUN lists saw it."""
+    listed = await shared_storage.listed_luns(session, rows)
+    return [views.storage_domain(row, listed) for row in rows]
+
+
+async def domain_view(session: AsyncSession, domain: StorageDomain) -> Representation:
+    return (await domain_views(session, [domain]))[0]
+
+
 @routes.get("/storagedomains")
 async def list_domains(ctx: ApiContext) -> Response:
     rows = await list_rows(ctx, select(StorageDomain).order_by(StorageDomain.name),
                            {"name": StorageDomain.name, "status": StorageDomain.status,
                             "type": StorageDomain.type})
     return ctx.render_list("storage_domains", "storage_domain",
-                           [views.storage_domain(r) for r in rows])
+                           await domain_views(ctx.session, rows))
 
 
 @routes.get("/storagedomains/{sd_id}")
 async def get_domain(ctx: ApiContext) -> Response:
     domain = await lookup.get(ctx.session, StorageDomain, ctx.id_param("sd_id"))
-    return ctx.render("storage_domain", views.storage_domain(domain))
+    return ctx.render("storage_domain", await domain_view(ctx.session, domain))
 
 
 @routes.post("/storagedomains")
@@ -58,7 +73,7 @@ async def add_domain(ctx: ApiContext) -> Response:
                                                        secret_box(ctx), data, ctx.user)
     else:
         domain = await storage_domains.add_storage_domain(ctx.session, data, ctx.user)
-    return ctx.render("storage_domain", views.storage_domain(domain), status=201)
+    return ctx.render("storage_domain", await domain_view(ctx.session, domain), status=201)
 
 
 async def _add_iscsi_domain_by_scsi_id(ctx: ApiContext, data: StorageDomainInput) -> Response:
@@ -82,7 +97,7 @@ async def _add_iscsi_domain_by_scsi_id(ctx: ApiContext, data: StorageDomainInput
         async with db.transaction() as session:
             domain = await storage_shared.add_iscsi_domain(session, ctx.services.jobs,
                                                            secret_box(ctx), data, ctx.user)
-            rep = views.storage_domain(domain)
+            rep = await domain_view(session, domain)
         return ctx.render("storage_domain", rep, status=201)
     ctx.then = answer
     return ctx.render("action", {"status": "pending"})
@@ -93,7 +108,7 @@ async def attach_domain(ctx: ApiContext) -> Response:
     domain = await storage_shared.attach_domain(
         ctx.session, ctx.services.jobs, ctx.id_param("dc_id"),
         ref_of(await ctx.body("storage_domain")), ctx.user)
-    return ctx.render("storage_domain", views.storage_domain(domain), status=201)
+    return ctx.render("storage_domain", await domain_view(ctx.session, domain), status=201)
 
 
 @routes.delete("/datacenters/{dc_id}/storagedomains/{sd_id}")
@@ -108,7 +123,7 @@ async def update_domain(ctx: ApiContext) -> Response:
     domain = await storage_domains.update_storage_domain(
         ctx.session, ctx.id_param("sd_id"), read_storage_domain(await ctx.body("storage_domain")),
         ctx.user)
-    return ctx.render("storage_domain", views.storage_domain(domain))
+    return ctx.render("storage_domain", await domain_view(ctx.session, domain))
 
 
 @routes.delete("/storagedomains/{sd_id}")
@@ -129,7 +144,7 @@ async def is_attached(ctx: ApiContext) -> Response:
 async def get_attached_domain(ctx: ApiContext) -> Response:
     domain = await storage_domains.attached(ctx.session, ctx.id_param("dc_id"),
                                             ctx.id_param("sd_id"))
-    return ctx.render("storage_domain", views.storage_domain(domain))
+    return ctx.render("storage_domain", await domain_view(ctx.session, domain))
 
 
 @routes.post("/datacenters/{dc_id}/storagedomains/{sd_id}/deactivate")
@@ -173,7 +188,8 @@ async def get_disk(ctx: ApiContext) -> Response:
 @routes.post("/disks")
 async def add_disk(ctx: ApiContext) -> Response:
     disk = await devices.add_disk(ctx.session, ctx.services.jobs,
-                                  read_disk(await ctx.body("disk")), ctx.user)
+                                  read_disk(await ctx.body("disk")), ctx.user,
+                                  box=secret_box(ctx))
     return ctx.render("disk", views.disk(disk), status=201)
 
 

@@ -27,6 +27,7 @@ from overt.engine.api.resources.common import (
     action_params,
     list_records,
 )
+from overt.engine.api.resources.storage_connections import secret_box
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import (
@@ -396,7 +397,7 @@ async def add_attachment(ctx: ApiContext) -> Response:
     vm = await lookup.get(ctx.session, Vm, ctx.id_param("vm_id"), for_update=True)
     data = read_disk_attachment(await ctx.body("disk_attachment"))
     attachment = await devices.add_disk_attachment(ctx.session, ctx.services.jobs, vm, data,
-                                                   ctx.user)
+                                                   ctx.user, secret_box(ctx))
     if data.disk_ref is not None:  # an existing disk: the caller must be allowed to attach it
         await require_permit(ctx.session, getattr(ctx.request.state, "access", None),
                              "attach_disk", "disk", attachment.disk_id)

@@ -63,11 +63,10 @@ async def iscsi_on_host(ctx: JobContext, spec: IscsiOnHost) -> dict[str, Any]:
                            "luns": [lun.model_dump(mode="json") for lun in luns.luns]})
     except NodeCommandFailed as failed:
         raise JobFailed(failed.error.message) from None
-    # A login is remembered; every login the list saw keeps its LUNs' numbers by SCSI id
-    # (what a direct LUN disk named by SCSI id is resolved with).
-    seen = {login_key(e["address"], e["port"], e["target"]):
-            [{"lun": lun["lun"], "scsi_id": lun["scsi_id"]} for lun in e["luns"]]
-            for e in listed}
+    # A login is remembered; every login the list saw keeps its LUNs (number, SCSI id,
+    # size, serial, vendor, product): what a direct LUN disk named by SCSI id is resolved
+    # with, and what an iSCSI domain's `logical_unit` shows.
+    seen = {login_key(e["address"], e["port"], e["target"]): e["luns"] for e in listed}
     async with ctx.transaction() as session:
         host = await lookup.get(session, Host, spec.host_id, for_update=True)
         entries = [dict(entry) for entry in host.iscsi_logins or []]
