@@ -73,6 +73,10 @@ class NodeSettings(BaseSettings):
         [Path("/var/cache/overt")], description="Directories whose images may be copied into "
         "the storage directory (volume.create copy_from), e.g. the test guest's cache.")
     libvirt_uri: str = "qemu:///system"
+    max_outgoing_migrations: int = Field(
+        2, ge=1, le=64, description="Migrations this node runs out at once (VDSM's "
+        "max_outgoing_migrations); more wait their turn, so a drained host's VMs do not "
+        "share its CPU and network all at once, each stopping longer at its switch-over.")
     engine_ca_file: Path | None = Field(
         None, description="The engine CA to trust (the engine's pki/ca.pem, copied here).")
     engine_ca_fingerprint: str | None = Field(

@@ -80,7 +80,8 @@ def build_agent(settings: NodeSettings, transport: AgentTransport | None = None)
     snmp = build_snmp(settings)  # before anything connects: a missing community stops here
     hypervisor = LibvirtHypervisor(settings.libvirt_uri, VirtModeChoice(
         VirtType(settings.virt_type), scratch_dir=settings.storage_dir / ".overt-probe",
-        cache_file=settings.data_dir / "virt-mode.json"))
+        cache_file=settings.data_dir / "virt-mode.json"),
+        max_outgoing_migrations=settings.max_outgoing_migrations)
     volumes = LocalVolumes(settings.storage_dir, tuple(settings.image_import_dirs))
     return Agent(
         hypervisor=hypervisor,

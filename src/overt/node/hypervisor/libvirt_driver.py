@@ -87,14 +87,15 @@ class LibvirtHypervisor:
 
     def __init__(self, uri: str, virt_mode: VirtModeChoice,
                  calls: BlockingCalls | None = None,
-                 config_drives: ConfigDrives | None = None) -> None:
+                 config_drives: ConfigDrives | None = None,
+                 max_outgoing_migrations: int = 2) -> None:
         self.calls = calls or BlockingCalls()
         self.config_drives = config_drives or ConfigDrives()
         self.connection = LibvirtConnection(uri, self.calls)
         self._virt_choice = virt_mode
         self._virt_mode: VirtMode | None = None
         self._known: dict[str, OvertMetadata] = {}  # domain uuid -> Overt's facts
-        self.outgoing = OutgoingMigrations(self.calls)
+        self.outgoing = OutgoingMigrations(self.calls, max_at_once=max_outgoing_migrations)
         self._nics = LiveNics(self.calls)
         self._cdrom = LiveCdrom(self.calls)
         self._disks = LiveDisks(self.calls)
@@ -371,9 +372,11 @@ class LibvirtHypervisor:
         return await self.outgoing.progress(dom, vm_id)
 
     async def cancel_migration(self, vm_id: uuid.UUID) -> VmStatusReport:
-        """Abort the VM's migration job (the `migrate` waiting on it then fails)."""
+        """Abort the VM's migration job (the `migrate` waiting on it then fails), or the
+        migration still waiting for its turn."""
         dom = await self._domain(vm_id)
-        await self._call(f"cancelling the migration of VM {dom.name()}", dom.abortJob)
+        if not self.outgoing.cancel_waiting(vm_id):
+            await self._call(f"cancelling the migration of VM {dom.name()}", dom.abortJob)
         log.info("VM migration cancelled", extra={"vm": dom.name(), "vm_id": str(vm_id)})
         return await self._report(dom)
 

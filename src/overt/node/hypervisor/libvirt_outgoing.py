@@ -36,9 +36,11 @@ WATCH_S = 0.25  # how often a running migration's job is read to steer it
 class OutgoingMigrations:
     """The migrations leaving this node, each steered by its policy while it runs."""
 
-    def __init__(self, calls: BlockingCalls) -> None:
+    def __init__(self, calls: BlockingCalls, *, max_at_once: int = 2) -> None:
         self.calls = calls
         self._steps: dict[uuid.UUID, ConvergenceSteps] = {}  # in flight, by VM id
+        self._turns = asyncio.Semaphore(max_at_once)  # the others wait their turn
+        self._waiting: dict[uuid.UUID, asyncio.Event] = {}  # set: cancelled while waiting
 
     async def _call(self, action: str, func: Callable[..., T], *args: object) -> T:
         try:
@@ -53,7 +55,55 @@ class OutgoingMigrations:
         (`virsh migrate --live` does the same); QEMU's stream goes to `migration_uri`. A
         persistent domain moves its definition along. The policy's flags go with the call;
         its max downtime and post-copy switch are made while the job runs. Past
-        `timeout_s` the migration is aborted and the VM keeps running here."""
+        `timeout_s` the migration is aborted and the VM keeps running here. At most
+        `max_at_once` migrations leave at once; the others wait their turn first."""
+        if not await self._wait_turn(vm_id):
+            raise NodeFailure(ErrorCode.INVALID_STATE, f"the migration of VM {dom.name()} was "
+                              "cancelled before it began; the VM keeps running here")
+        try:
+            return await self._run(dom, vm_id, destination_uri, migration_uri=migration_uri,
+                                   display_address=display_address, timeout_s=timeout_s,
+                                   policy=policy)
+        finally:
+            self._turns.release()
+
+    async def _wait_turn(self, vm_id: uuid.UUID) -> bool:
+        """Wait for a free turn (True, then held), unless the VM's migration is cancelled
+        first (False, nothing held)."""
+        cancelled = self._waiting[vm_id] = asyncio.Event()
+        turn = asyncio.ensure_future(self._turns.acquire())
+        stop = asyncio.ensure_future(cancelled.wait())
+        try:
+            await asyncio.wait({turn, stop}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # this call was cancelled: hold nothing
+            stop.cancel()
+            turn.cancel()  # a turn given but not taken yet goes back (Semaphore.acquire)
+            if turn.done() and not turn.cancelled():
+                self._turns.release()
+            raise
+        finally:
+            self._waiting.pop(vm_id, None)
+        stop.cancel()
+        if turn.done():
+            if not cancelled.is_set():
+                return True
+            self._turns.release()
+            return False
+        turn.cancel()
+        return False
+
+    def cancel_waiting(self, vm_id: uuid.UUID) -> bool:
+        """Cancel the VM's migration if it is still waiting for its turn (True): it never
+        begins. False when none waits (it runs, or there is none)."""
+        cancelled = self._waiting.get(vm_id)
+        if cancelled is None:
+            return False
+        cancelled.set()
+        return True
+
+    async def _run(self, dom: libvirt.virDomain, vm_id: uuid.UUID, destination_uri: str, *,
+                   migration_uri: str | None, display_address: str | None,
+                   timeout_s: float, policy: MigrationPolicy) -> MigrationOutcome:
         name = dom.name()
         destination = await self._call(f"connecting to {destination_uri}", libvirt.open,
                                        destination_uri)
