@@ -234,10 +234,13 @@ class CopyDisk(JobSpec):
 
 
 class MoveDisk(JobSpec):
-    """oVirt's disk `move` (offline): the disk's volume copied to `target_path` on the
-    target domain, the disk (same id, same attachments) switched to it, then the source
-    volume removed. Both paths are chosen at submission, so a retry (or the engine that
-    takes the job over after a crash) asks the nodes for the same volumes."""
+    """oVirt's disk `move`: the disk's volume copied to `target_path` on the target
+    domain, the disk (same id, same attachments) switched to it, then the source volume
+    removed. Both paths are chosen at submission, so a retry (or the engine that takes the
+    job over after a crash) asks the nodes for the same volumes. With `live_vm_id` the disk
+    is in use by that running VM (live storage migration): its QEMU mirrors the disk into
+    the target (a block copy) and pivots to it; the VM is among `vm_ids`, locked, so it
+    neither migrates nor stops by a user's action meanwhile."""
 
     kind: ClassVar[str] = "disk.move"
     max_attempts: ClassVar[int] = 3
@@ -247,9 +250,13 @@ class MoveDisk(JobSpec):
     target_domain_id: uuid.UUID
     target_path: str
     vm_ids: tuple[uuid.UUID, ...] = ()
+    live_vm_id: uuid.UUID | None = None
 
     def locks(self) -> tuple[LockOn, ...]:
         return (*(("vm", vm_id) for vm_id in self.vm_ids), ("disk", self.disk_id))
+
+    def vm(self) -> uuid.UUID | None:
+        return self.live_vm_id
 
 
 class CreateSnapshot(VmJob):

@@ -269,8 +269,8 @@ async def test_copies_and_moves_that_cannot_be_made_are_refused_changing_nothing
         return str(caught.value)
 
     said = await refused(disk_moves.move_disk, used, Ref(name="h1-local"))
-    assert "live storage migration is not supported" in said and "runner" in said
-    assert "live storage migration" in await refused(
+    assert "between NFS and iSCSI domains only" in said and "runner" in said
+    assert "copies disks of down VMs only" in await refused(
         disk_moves.copy_disk, used, Ref(name="h1-local"), None)
     assert "already on storage domain nfs1" in await refused(
         disk_moves.move_disk, floating, Ref(name="nfs1"))

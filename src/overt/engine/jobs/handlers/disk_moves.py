@@ -1,14 +1,15 @@
-"""oVirt's disk `copy` and `move` of a disk no running VM uses (the checks are the
-service's: `services.disk_moves`).
+"""oVirt's disk `copy` and `move` (the checks are the service's: `services.disk_moves`).
 
-A copy makes the new disk the service recorded (`disk_copies.copy_image`); failing for
-good, the new disk goes and what reached storage is removed (`leftovers`), the source
-is `ok` again. A move copies the volume to the path chosen at submission, switches the
-disk's row to it (same id, same attachments: the VM runs from the new domain), then
-removes the old volume. Every step is safe to repeat: an engine that dies anywhere
-leaves the job to a successor, which finds the switch made or not. Failing for good
-before the switch, the disk stays where it was and the half-made target is removed;
-after it, the disk is on the target and the old volume goes to a removal job.
+A copy makes the new disk the service recorded (`disk_copies.copy_image`) from a disk no
+running VM uses; failing for good, the new disk goes and what reached storage is removed
+(`leftovers`), the source is `ok` again. A move copies the volume to the path chosen at
+submission (offline: `qemu-img convert` through a host; a running VM's disk: its QEMU
+mirrors it and pivots, `live_disk_moves`), switches the disk's row to it (same id, same
+attachments: the VM runs from the new domain), then removes the old volume. Every step
+is safe to repeat: an engine that dies anywhere leaves the job to a successor, which
+finds the switch made or not (live: it asks the VM's host where QEMU writes). Failing
+for good before the switch, the disk stays where it was and the half-made target is
+removed; after it, the disk is on the target and the old volume goes to a removal job.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from overt.engine import audit
 from overt.engine.db.tables import Disk, ExtentReservation, StorageDomain
 from overt.engine.jobs.context import JobContext, Unit
-from overt.engine.jobs.handlers import leftovers
+from overt.engine.jobs.handlers import leftovers, live_disk_moves
 from overt.engine.jobs.handlers import storage_domains as shared
 from overt.engine.jobs.handlers.disk_copies import (
     copy_host,
@@ -75,7 +76,10 @@ async def move_disk(ctx: JobContext, spec: MoveDisk) -> dict[str, Any]:
         source = await lookup.get(session, StorageDomain, spec.source_domain_id)
         target = await lookup.get(session, StorageDomain, spec.target_domain_id)
     if disk.image_path != spec.target_path:  # not switched yet (by an earlier try)
-        await _copy_volume(ctx, spec, disk, source, target)
+        if spec.live_vm_id is not None:
+            await live_disk_moves.mirror(ctx, spec, disk, source, target)
+        else:
+            await _copy_volume(ctx, spec, disk, source, target)
         await _switch(ctx, spec)
     host = await volume_host(ctx, target)
     if target.storage_type == StorageType.ISCSI.value:
@@ -89,8 +93,9 @@ async def move_disk(ctx: JobContext, spec: MoveDisk) -> dict[str, Any]:
         await release_reservations(session, [spec.source_path])
         disk = await lookup.get(session, Disk, spec.disk_id)
         disk.status = DiskStatus.OK
+        live = " while its VM kept running" if spec.live_vm_id is not None else ""
         audit.record(session, f"Disk {disk.name} was moved from storage domain {source.name} "
-                     f"to {target.name}", code=audit.DISK_MOVED, storage_domain_id=target.id,
+                     f"to {target.name}{live}", code=audit.DISK_MOVED, storage_domain_id=target.id,
                      job_id=ctx.job.id, user_id=ctx.job.owner_id)
     return {"storage_domain": str(target.id)}
 
@@ -143,6 +148,9 @@ async def move_failed(session: AsyncSession, ctx: JobContext, spec: MoveDisk,
                      f"failed: {message}. A job removes it.", code=audit.DISK_MOVED,
                      severity=LogSeverity.WARNING, storage_domain_id=spec.target_domain_id,
                      job_id=ctx.job.id, user_id=ctx.job.owner_id)
+        return
+    if spec.live_vm_id is not None:
+        await live_disk_moves.live_move_failed(session, ctx, spec, disk, message)
         return
     handed = await leftovers.hand_off(session, ctx, vm_id=None, live=False, message=message)
     if spec.target_path not in handed:
