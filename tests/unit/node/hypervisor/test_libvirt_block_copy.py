@@ -95,6 +95,8 @@ async def test_a_copy_mirrors_the_disk_into_the_extent_made_beforehand_then_pivo
     assert source is not None and source.get("name") == f"{TARGET}/1"
     assert [(s.get("offset"), s.get("size")) for s in source.iter("slice")] == [
         (str(3 << 20), str(72 << 20))]
+    backing = disk.find("backingStore")  # nothing under it: libvirt probes no chain
+    assert backing is not None and len(backing) == 0
     # Asked again (a retry, an engine that took over): no second copy.
     assert (await copies.start(dom, DISK, DESTINATION, DiskFormat.QCOW2)).job == "copying"
     assert len(dom.calls) == 1
