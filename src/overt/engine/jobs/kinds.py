@@ -220,8 +220,9 @@ class CloneVm(_CopyDisksJob):
 
 class CopyDisk(JobSpec):
     """oVirt's disk `copy`: a new floating disk (recorded `locked` by the service) made a
-    flattened copy of `source`; the source is `locked` meanwhile and the VMs it is
-    attached to (down) too, so none starts writing to it."""
+    flattened copy of `source` (its snapshot chain, if any, read through: the disk as it
+    is now); the source is `locked` meanwhile and the VMs it is attached to (down) too,
+    so none starts writing to it."""
 
     kind: ClassVar[str] = "disk.copy"
     max_attempts: ClassVar[int] = 3

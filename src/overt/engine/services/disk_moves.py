@@ -4,7 +4,8 @@ anything changes, and the job that does it (`jobs.handlers.disk_moves`).
 A disk of a down VM (or a floating one) is copied or moved offline. A disk a running VM
 uses is moved live (oVirt's live storage migration), between NFS and iSCSI domains,
 while the VM is `up`: the VM keeps running and its QEMU mirrors the disk to the target.
-A copy is of disks no running VM uses. Disks with snapshots are neither copied nor moved.
+A copy is of disks no running VM uses; a disk with snapshots is copied as it is now (its
+chain collapsed into the new disk, as oVirt's copy does), and not moved yet.
 
 A refusal is a 409 with nothing changed. Accepted, the disk is `locked` (and the VMs it
 is attached to are locked by the job, a running one staying `up`) until the job ends.
@@ -22,6 +23,7 @@ from overt.engine.db.tables import (
     Disk,
     DiskAttachment,
     Job,
+    Snapshot,
     SnapshotVolume,
     StorageDomain,
     User,
@@ -39,6 +41,7 @@ from overt.engine.model.status import (
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 from overt.engine.queries.shared_storage import allocate_extent, volume_path
+from overt.engine.queries.snapshot_chains import IN_PREVIEW
 from overt.engine.services.disk_copies import CopyTarget, new_copy
 from overt.engine.services.jobs import JobSubmitter
 
@@ -64,11 +67,18 @@ async def _check_disk(session: AsyncSession, what: str, disk: Disk
                        "are not copied or moved.")
     if disk.status != DiskStatus.OK:
         raise Conflict(f"Cannot {what} disk {disk.name}: it is {disk.status}, not ok.")
-    snapshots = (await session.execute(select(SnapshotVolume.pk).where(
-        SnapshotVolume.disk_id == disk.id))).first()
-    if snapshots is not None:
-        raise Conflict(f"Cannot {what} disk {disk.name}: it has snapshots, and Overt does not "
-                       "copy or move a disk's snapshot chain yet. Remove its snapshots first.")
+    snapshots = (await session.execute(select(SnapshotVolume.snapshot_id).where(
+        SnapshotVolume.disk_id == disk.id))).scalars().all()
+    if snapshots and what == "move":
+        raise Conflict(f"Cannot move disk {disk.name}: it has snapshots, and Overt does not "
+                       "move a disk's snapshot chain yet. Remove its snapshots first (or copy "
+                       "it: a copy is the disk as it is now, its chain collapsed).")
+    previewed = (await session.execute(select(Snapshot.description).where(
+        Snapshot.id.in_(snapshots), Snapshot.status == IN_PREVIEW))).scalars().first() \
+        if snapshots else None
+    if previewed is not None:
+        raise Conflict(f"Cannot {what} disk {disk.name}: its VM previews snapshot "
+                       f"'{previewed}'; commit or undo the preview first.")
     attached = await _attached_vms(session, disk)
     running = [vm for vm, active in attached if active and vm.status != VmStatus.DOWN]
     if running and what != "move":

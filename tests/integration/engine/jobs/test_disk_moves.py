@@ -6,6 +6,7 @@ lies on storage are both checked."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
 import uuid
@@ -50,6 +51,8 @@ from tests.support.loopback import LoopbackEngine
 MIB = 1 << 20
 GIB = 1 << 30
 PATTERN = 0x5A
+LATER = 0x6B  # written over a snapshot
+TOP_OF_CHAIN = "00000000-0000-0000-0000-000000000000"
 
 
 def _qemu(fmt: str) -> str:
@@ -334,21 +337,99 @@ async def _data_center(session: Any, engine: LoopbackEngine) -> uuid.UUID:
     return cluster.data_center_id  # type: ignore[no-any-return]
 
 
-async def test_a_disk_with_snapshots_is_not_moved_yet(
+async def test_a_disk_with_snapshots_is_copied_collapsed_and_not_moved_yet(
         engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A down VM's disk with a snapshot, on NFS and then on iSCSI: each copy is one new
+    volume (no backing) holding what the snapshot froze and what was written over it;
+    the source keeps its chain. A move is still refused."""
     from overt.engine.services import snapshots
 
-    await _domains(engine, monkeypatch, tmp_path)
+    _export, lun = await _domains(engine, monkeypatch, tmp_path)
     vm_id = await engine.add_vm("snappy")
-    disk_id = await _disk(engine, "boot", "nfs1", vm_id=vm_id)
+    nfs_disk = await _disk(engine, "boot", "nfs1", vm_id=vm_id)  # PATTERN at 2 MiB
     _snapshot, job = await engine.act(snapshots.add_snapshot, vm_id, "before")
     assert (await _ended(engine, job)).state == "done"
-    async with engine.session() as session:
-        assert (await session.execute(select(SnapshotVolume))).first() is not None
+    active, domain = await _row(engine, nfs_disk)
+    await asyncio.to_thread(subprocess.run, ["qemu-io", "-f", "qcow2", "-c",
+                                             f"write -P {LATER} {3 * MIB} 64k",
+                                             _file(active, domain)], check=True,
+                            capture_output=True)
     before = await _state(engine)
     with pytest.raises(Conflict, match="it has snapshots"):
-        await engine.act(disk_moves.move_disk, disk_id, Ref(name="h1-local"))
+        await engine.act(disk_moves.move_disk, nfs_disk, Ref(name="h1-local"))
     assert await _state(engine) == before
+    async with engine.session() as session:
+        chain = (await session.execute(select(SnapshotVolume.image_path).where(
+            SnapshotVolume.disk_id == nfs_disk))).scalars().all()
+    assert len(chain) == 1
+
+    for target, name in (("san1", "on-san"), ("h1-local", "local")):
+        job = await engine.act(disk_moves.copy_disk, nfs_disk, Ref(name=target), name)
+        assert (await _ended(engine, job)).state == "done", job.error
+        async with engine.session() as session:
+            made = (await session.execute(select(Disk).where(Disk.name == name))).scalar_one()
+        assert await _reads(engine, made.id, lun)
+        assert await _holds_later(engine, made.id, lun)
+        if target == "san1":
+            [record] = [v for k, v in lun.metadata().items() if str(made.id) in v]
+            assert record.split(",")[6] == TOP_OF_CHAIN  # one volume, no parent
+        else:
+            assert "backing-filename" not in await _info(_file(*await _row(engine, made.id)))
+    disk, _domain = await _row(engine, nfs_disk)
+    assert (disk.status, disk.image_path) == (DiskStatus.OK, active.image_path)
+    async with engine.session() as session:
+        assert (await session.execute(select(SnapshotVolume.image_path).where(
+            SnapshotVolume.disk_id == nfs_disk))).scalars().all() == chain
+    await _no_locks(engine)
+
+
+async def test_an_iscsi_disk_with_snapshots_is_copied_collapsed_to_nfs(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The source chain is extents of the LUN whose qcow2 headers name the extent under
+    them: the copy reads it through and is one NFS volume."""
+    from overt.engine.services import snapshots
+
+    _export, lun = await _domains(engine, monkeypatch, tmp_path)
+    vm_id = await engine.add_vm("snappy")
+    async with engine.session() as session:
+        user = await session.get(User, engine.user_id)
+        vm = await session.get(Vm, vm_id)
+        assert user is not None and vm is not None
+        disk_id = (await devices.add_disk_attachment(session, engine.jobs, vm, DiskAttachmentInput(
+            disk=DiskInput(name="boot", provisioned_size=8 * MIB, format="cow",
+                           storage_domain=Ref(name="san1")), bootable=True), user)).disk_id
+    await engine.settled()
+    base, _domain = await _row(engine, disk_id)
+    await asyncio.to_thread(lun.write, base.image_path, "cow", f"write -P {PATTERN} {2 * MIB} 64k")
+    _snapshot, job = await engine.act(snapshots.add_snapshot, vm_id, "before")
+    assert (await _ended(engine, job)).state == "done"
+    active, _domain = await _row(engine, disk_id)
+    assert active.image_path != base.image_path
+    await asyncio.to_thread(lun.write, active.image_path, "cow", f"write -P {LATER} {3 * MIB} 64k")
+    job = await engine.act(disk_moves.copy_disk, disk_id, Ref(name="nfs1"), "on-nfs")
+    assert (await _ended(engine, job)).state == "done"
+    async with engine.session() as session:
+        made = (await session.execute(select(Disk).where(Disk.name == "on-nfs"))).scalar_one()
+    assert await _reads(engine, made.id, lun) and await _holds_later(engine, made.id, lun)
+    assert "backing-filename" not in await _info(_file(*await _row(engine, made.id)))
+    await _no_locks(engine)
+
+
+async def _info(path: str) -> dict[str, Any]:
+    done = await asyncio.to_thread(subprocess.run, ["qemu-img", "info", "--output=json", path],
+                                   check=True, capture_output=True, text=True)
+    return dict(json.loads(done.stdout))
+
+
+async def _holds_later(engine: LoopbackEngine, disk_id: uuid.UUID, lun: Lun) -> bool:
+    """Whether the disk reads as LATER at 3 MiB (written over its snapshot)."""
+    disk, domain = await _row(engine, disk_id)
+    if domain.storage_type == StorageType.ISCSI.value:
+        return await asyncio.to_thread(lun.reads, disk.image_path, disk.format, LATER, 3 * MIB)
+    done = await asyncio.to_thread(subprocess.run, [
+        "qemu-io", "-r", "-f", _qemu(disk.format), "-c", f"read -P {LATER} {3 * MIB} 64k",
+        _file(disk, domain)], capture_output=True, text=True, check=False)
+    return done.returncode == 0 and "Pattern verification failed" not in done.stdout
 
 
 async def test_a_failing_copy_leaves_no_target_and_the_source_ok(
