@@ -234,6 +234,16 @@ class CopyDisk(JobSpec):
                 ("disk", self.disk_copy.target))
 
 
+class MovedLayer(BaseModel):
+    """A snapshot volume of a disk moved with its chain: where it is, where it goes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    pk: int  # its SnapshotVolume row
+    source_path: str
+    target_path: str
+    format: str = "cow"
+
+
 class MoveDisk(JobSpec):
     """oVirt's disk `move`: the disk's volume copied to `target_path` on the target
     domain, the disk (same id, same attachments) switched to it, then the source volume
@@ -241,7 +251,9 @@ class MoveDisk(JobSpec):
     job over after a crash) asks the nodes for the same volumes. With `live_vm_id` the disk
     is in use by that running VM (live storage migration): its QEMU mirrors the disk into
     the target (a block copy) and pivots to it; the VM is among `vm_ids`, locked, so it
-    neither migrates nor stops by a user's action meanwhile."""
+    neither migrates nor stops by a user's action meanwhile. A disk with snapshots (its VM
+    down) moves with its chain: each of `chain` (base first) copied over the one copied
+    before it, the disk's own volume over the last; all rows switched in one commit."""
 
     kind: ClassVar[str] = "disk.move"
     max_attempts: ClassVar[int] = 3
@@ -252,6 +264,7 @@ class MoveDisk(JobSpec):
     target_path: str
     vm_ids: tuple[uuid.UUID, ...] = ()
     live_vm_id: uuid.UUID | None = None
+    chain: tuple[MovedLayer, ...] = ()
 
     def locks(self) -> tuple[LockOn, ...]:
         return (*(("vm", vm_id) for vm_id in self.vm_ids), ("disk", self.disk_id))

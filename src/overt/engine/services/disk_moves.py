@@ -5,7 +5,8 @@ A disk of a down VM (or a floating one) is copied or moved offline. A disk a run
 uses is moved live (oVirt's live storage migration), between NFS and iSCSI domains,
 while the VM is `up`: the VM keeps running and its QEMU mirrors the disk to the target.
 A copy is of disks no running VM uses; a disk with snapshots is copied as it is now (its
-chain collapsed into the new disk, as oVirt's copy does), and not moved yet.
+chain collapsed into the new disk, as oVirt's copy does), and moved (its VM down) with
+its chain, each volume over the one under it on the target.
 
 A refusal is a 409 with nothing changed. Accepted, the disk is `locked` (and the VMs it
 is attached to are locked by the job, a running one staying `up`) until the job ends.
@@ -29,7 +30,7 @@ from overt.engine.db.tables import (
     User,
     Vm,
 )
-from overt.engine.jobs.kinds import CopyDisk, MoveDisk
+from overt.engine.jobs.kinds import CopyDisk, MoveDisk, MovedLayer
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.status import (
     DiskFormat,
@@ -41,7 +42,7 @@ from overt.engine.model.status import (
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 from overt.engine.queries.shared_storage import allocate_extent, volume_path
-from overt.engine.queries.snapshot_chains import IN_PREVIEW
+from overt.engine.queries.snapshot_chains import IN_PREVIEW, snapshot_volumes
 from overt.engine.services.disk_copies import CopyTarget, new_copy
 from overt.engine.services.jobs import JobSubmitter
 
@@ -69,10 +70,6 @@ async def _check_disk(session: AsyncSession, what: str, disk: Disk
         raise Conflict(f"Cannot {what} disk {disk.name}: it is {disk.status}, not ok.")
     snapshots = (await session.execute(select(SnapshotVolume.snapshot_id).where(
         SnapshotVolume.disk_id == disk.id))).scalars().all()
-    if snapshots and what == "move":
-        raise Conflict(f"Cannot move disk {disk.name}: it has snapshots, and Overt does not "
-                       "move a disk's snapshot chain yet. Remove its snapshots first (or copy "
-                       "it: a copy is the disk as it is now, its chain collapsed).")
     previewed = (await session.execute(select(Snapshot.description).where(
         Snapshot.id.in_(snapshots), Snapshot.status == IN_PREVIEW))).scalars().first() \
         if snapshots else None
@@ -86,6 +83,10 @@ async def _check_disk(session: AsyncSession, what: str, disk: Disk
         raise Conflict(f"Cannot {what} disk {disk.name}: it is attached to VM {vm.name}, "
                        f"which is {vm.status}. Overt copies disks of down VMs only (a "
                        "running VM's disk may be moved): stop the VM first.")
+    if running and snapshots:
+        raise Conflict(f"Cannot move disk {disk.name} while VM {running[0].name} runs: it has "
+                       "snapshots, and Overt moves a disk's snapshot chain only while its VM "
+                       "is down. Stop the VM, or remove the snapshots first.")
     if running and running[0].status != VmStatus.UP:
         vm = running[0]
         raise Conflict(f"Cannot move disk {disk.name}: it is attached to VM {vm.name}, which "
@@ -156,11 +157,14 @@ async def move_disk(session: AsyncSession, jobs: JobSubmitter, disk_id: uuid.UUI
     if running is not None:
         _check_live(disk, running, source, domain)
     _check_room("move", disk, domain)
-    target_path = await _new_path(session, domain, disk)
+    chain = [MovedLayer(pk=volume.pk, source_path=volume.image_path, format=volume.format,
+                        target_path=await _new_path(session, domain, disk, volume.format))
+             for volume in await snapshot_volumes(session, disk.id)]
+    target_path = await _new_path(session, domain, disk, disk.format)
     spec = MoveDisk(disk_id=disk.id, source_domain_id=source.id, source_path=disk.image_path,
                     target_domain_id=domain.id, target_path=target_path,
                     vm_ids=tuple(vm.id for vm in vms),
-                    live_vm_id=running.id if running is not None else None)
+                    live_vm_id=running.id if running is not None else None, chain=tuple(chain))
     disk.status = DiskStatus.LOCKED
     job = await jobs.submit(session, spec, description=f"Moving disk {disk.name} to storage "
                             f"domain {domain.name}", owner_id=user.id,
@@ -219,16 +223,17 @@ async def _check_move(session: AsyncSession, disk: Disk, source: StorageDomain,
                        f"{in_drive}; eject it first.")
 
 
-async def _new_path(session: AsyncSession, domain: StorageDomain, disk: Disk) -> str:
-    """The disk's volume on the target: a new NFS volume of the same image, a reserved
-    extent of the LUN (held until the disk records it or the job gives it up), or a
-    new file in the local domain's images directory."""
+async def _new_path(session: AsyncSession, domain: StorageDomain, disk: Disk,
+                    fmt: str) -> str:
+    """A volume of the disk (of format `fmt`) on the target: a new NFS volume of the
+    disk's image there, a reserved extent of the LUN (held until the disk records it or
+    the job gives it up), or a new file in the local domain's images directory."""
     if domain.storage_type == StorageType.NFS.value:
         return volume_path(domain, disk.id, uuid.uuid4())
     if domain.storage_type == StorageType.ISCSI.value:
-        return await allocate_extent(session, domain, disk.id, disk.format,
+        return await allocate_extent(session, domain, disk.id, fmt,
                                      disk.provisioned_size, reserve=True,
                                      what=f"a volume for moving disk {disk.name}")
-    suffix = "qcow2" if disk.format == DiskFormat.COW.value else "raw"
+    suffix = "qcow2" if fmt == DiskFormat.COW.value else "raw"
     return f"images/{uuid.uuid4()}.{suffix}"
 
