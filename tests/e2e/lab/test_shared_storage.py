@@ -3,7 +3,8 @@ on the storage host's nfs-ganesha export, attached and active; a disk on it runs
 on node1 and then on node2; detached, the domain is imported by a second engine (its
 own database and broker vhost) with its disk, which boots there too. iSCSI (tgt): a
 domain on one LUN whose disk is an extent of it boots a VM on either node; its snapshots
-(new extents) restored and merged; a VM lease in its lease area; a direct LUN disk."""
+(new extents) restored and merged; a VM lease in its lease area; a direct LUN disk.
+Disks move between the two: a running guest's live, a down VM's with its snapshots."""
 
 from __future__ import annotations
 
@@ -1083,6 +1084,63 @@ def test_a_running_vms_disk_moves_live_from_nfs_to_iscsi_and_boots_from_there(
         wait_until(lambda: not vms.list(search="name=lab-lsm-vm"), 120, "the VM to go")
         wait_until(lambda: not conn.system_service().disks_service().list(
             search="name=lab-lsm-*"), 120, "its disk to go")
+    finally:
+        conn.close()
+
+
+def test_a_down_vms_disk_moves_to_iscsi_with_its_snapshot_and_copies_collapsed(
+        storage_lab: StorageLab, nfs_domain: NfsDomain, guest_image: GuestImage) -> None:
+    """A down VM's NFS boot disk with a snapshot and a marker written over it moves to the
+    iSCSI domain as a chain of two extents (the LUN's metadata and the qcow2 headers
+    agree; the snapshot's volume lacks the marker), its NFS volumes gone; the VM boots
+    from it; a copy back to NFS is one volume holding the marker."""
+    site = storage_lab.first
+    iscsi_id = _lab_iscsi_domain(site)
+    disk_id = _boot_disk(storage_lab, site, nfs_domain.id, guest_image, name="lab-chain-boot")
+    _new_vm(site, "lab-chain-vm", disk_id)
+    conn = site.connect()
+    try:
+        system = conn.system_service()
+        [vm] = system.vms_service().list(search="name=lab-chain-vm")
+        snaps = system.vms_service().vm_service(vm.id).snapshots_service()
+        taken = snaps.add(types.Snapshot(description="before the marker",
+                                         persist_memorystate=False))
+        wait_until(lambda: snaps.snapshot_service(taken.id).get().snapshot_status
+                   == types.SnapshotStatus.OK, 120, "the snapshot to be taken")
+        _qemu_io(storage_lab, _leaf_url(storage_lab, nfs_domain.id, disk_id),
+                 "write -P 0x5a 512k 64k")
+        disk_service = system.disks_service().disk_service(disk_id)
+        disk_service.move(storage_domain=types.StorageDomain(id=iscsi_id))
+        wait_until(lambda: (d := disk_service.get()).status == types.DiskStatus.OK
+                   and d.storage_domains[0].id == iscsi_id, 600,
+                   "the disk to be moved with its chain")
+        chain = _iscsi_chain(storage_lab, disk_service.get().image_id)
+        assert len(chain) == 2
+        assert _iscsi_io(storage_lab, chain[1], "read -P 0x5a 512k 64k", check=False)
+        assert not _iscsi_io(storage_lab, chain[0], "read -P 0x5a 512k 64k", check=False)
+        old_image = storage_lab.export_dir / nfs_domain.id / "images" / disk_id
+        assert not old_image.exists() or not [p for p in old_image.iterdir()
+                                              if _is_uuid(p.name)]
+    finally:
+        conn.close()
+    _run_on(site, "lab-chain-vm", "node1", "iscsi")
+    conn = site.connect()
+    try:
+        disks = conn.system_service().disks_service()
+        disks.disk_service(disk_id).copy(storage_domain=types.StorageDomain(id=nfs_domain.id),
+                                         disk=types.Disk(name="lab-chain-copy"))
+        wait_until(lambda: (found := disks.list(search="name=lab-chain-copy"))
+                   and found[0].status == types.DiskStatus.OK, 600, "the copy to be made")
+        [copy] = disks.list(search="name=lab-chain-copy")
+        [(_volume, meta)] = _nfs_volumes(storage_lab, nfs_domain.id, copy.id).items()
+        assert meta["PUUID"] == TOP_OF_CHAIN
+        assert _holds_marker(storage_lab, _leaf_url(storage_lab, nfs_domain.id, copy.id))
+        disks.disk_service(copy.id).remove()
+        vms = conn.system_service().vms_service()
+        [vm] = vms.list(search="name=lab-chain-vm")
+        vms.vm_service(vm.id).remove()
+        wait_until(lambda: not vms.list(search="name=lab-chain-vm"), 120, "the VM to go")
+        wait_until(lambda: not disks.list(search="name=lab-chain-*"), 120, "its disks to go")
     finally:
         conn.close()
 
