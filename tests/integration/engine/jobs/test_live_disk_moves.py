@@ -34,6 +34,8 @@ from overt.engine.model.status import DiskStatus, VmStatus
 from overt.engine.queries.lookup import Ref
 from overt.engine.queries.vm_spec import build_vm_spec
 from overt.engine.services import disk_moves, vms
+from overt.node.errors import NodeFailure
+from overt.protocol import ErrorCode
 from overt.protocol.host import VmState
 from overt.protocol.vm import IscsiSource, NfsSource
 from tests.integration.engine.jobs.test_disk_moves import (
@@ -304,3 +306,37 @@ async def test_an_engine_that_dies_after_the_pivot_leaves_the_switch_to_a_succes
     assert (disk.status, domain.name) == (DiskStatus.OK, "san1")
     assert await _reads(engine, disk_id, lun)
     assert not await asyncio.to_thread(old.exists)
+
+
+async def test_a_vm_lost_during_the_pivot_leaves_both_volumes_and_an_illegal_disk(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The VM dies while its host pivots, and the reply is lost: no node can say which
+    volume QEMU last wrote. The disk is not locked any more but `illegal`, both volumes
+    are kept (nothing removed) and an error event names them."""
+    await _domains(engine, monkeypatch, tmp_path)
+    vm_id, disk_id = await _running(engine, "doomed", "nfs1")
+    hypervisor = engine.hosts["h1"].hypervisor
+    nfs_volume = Path(_file(*await _row(engine, disk_id)))
+    real = hypervisor.block_copy
+
+    async def dies_pivoting(vm: uuid.UUID, disk: uuid.UUID, destination: object,
+                            fmt: object, action: str) -> object:
+        if action == "pivot":
+            await hypervisor.destroy(vm)
+            raise NodeFailure(ErrorCode.HYPERVISOR_ERROR, "the connection to QEMU was lost")
+        return await real(vm, disk, destination, fmt, action)  # type: ignore[arg-type]
+    monkeypatch.setattr(hypervisor, "block_copy", dies_pivoting)
+    job = await engine.act(disk_moves.move_disk, disk_id, Ref(name="san1"))
+    ended = await engine.job(job.id)
+    await engine.settled()
+    assert ended.state == "failed"
+    disk, domain = await _row(engine, disk_id)
+    assert (disk.status, domain.name) == (DiskStatus.ILLEGAL, "nfs1")
+    assert await asyncio.to_thread(nfs_volume.exists)
+    [failed] = await _events(engine, audit.DISK_MOVE_FAILED)
+    assert "both are kept" in failed
+    await engine.vm_reaches(vm_id, [VmStatus.DOWN])
+    async with engine.session() as session:
+        assert (await session.execute(select(Job).where(
+            Job.action == "storage.remove_volumes"))).first() is None
+        assert (await session.execute(select(Lock))).all() == []

@@ -102,6 +102,7 @@ async def mirror(ctx: JobContext, spec: MoveDisk, disk: Disk, source: StorageDom
     state = await _state(ctx, host, vm, disk, destination)
     if state.on_destination:
         return  # pivoted by an earlier try (or before the engine died)
+    await _note(ctx, **{PIVOT_ASKED: False})  # an earlier pivot, if asked, did not happen
     title = f"Copying disk {disk.name} of VM {vm.name} live to storage domain {target.name}"
     async with ctx.step(title, host_id=host.id) as step:
         try:
@@ -167,8 +168,6 @@ async def _make_target(ctx: JobContext, spec: MoveDisk, disk: Disk,
                        target: StorageDomain) -> None:
     """The empty volume the mirror writes: the disk's format and size, on the target;
     recorded as in the making first, so a job failing for good removes it."""
-    if ctx.job.result.get(TARGET_MADE):
-        return
     async with ctx.transaction() as session:
         if (await lookup.get(session, Job, ctx.job.id)).result.get(TARGET_MADE):
             return
