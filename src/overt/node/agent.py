@@ -41,6 +41,8 @@ from overt.protocol.commands import (
     HostStateCommand,
     VmAbandonIncoming,
     VmBlockCommit,
+    VmBlockCopy,
+    VmBlockCopyStatus,
     VmCancelMigration,
     VmDefine,
     VmDestroy,
@@ -304,6 +306,12 @@ class Agent:
                 await self._locked(vm_id, hyp.block_commit(vm_id, disk, top, base,
                                                            timeout_s=timeout))
                 return Empty()
+            case VmBlockCopy(vm_id=vm_id, disk_id=disk_id, destination=destination,
+                             format=fmt, action=action):
+                return await self._locked(vm_id, hyp.block_copy(vm_id, disk_id, destination,
+                                                                fmt, action))
+            case VmBlockCopyStatus(vm_id=vm_id, disk_id=disk_id, destination=destination):
+                return await hyp.block_copy_state(vm_id, disk_id, destination)
             case HostSetupNetworks(networks=wanted, rollback_after_s=rollback, bonds=bonds):
                 return await self._host_networks().setup(wanted, rollback, bonds)
             case HostCommitNetworks():

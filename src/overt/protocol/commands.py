@@ -31,7 +31,7 @@ from overt.protocol.storage import (
     VolumeSealProgress,
 )
 from overt.protocol.storage_reach import StorageDomainsProbe
-from overt.protocol.vm import DiskFormat, LeaseSpec, VmSpec, WireModel
+from overt.protocol.vm import DiskFormat, DiskSource, LeaseSpec, VmSpec, WireModel
 from overt.protocol.vm_cdroms import VmCdromChange
 from overt.protocol.vm_nics import VmNicLink, VmNicPlug, VmNicUnplug
 
@@ -309,6 +309,46 @@ class VmBlockCommit(_Command):
     shared: bool = False
 
 
+class BlockCopyState(WireModel):
+    """Where one disk of a running VM stands in a live storage migration (a libvirt block
+    copy): whether QEMU writes the destination volume yet, and the copy job if one runs
+    (`ready`: the mirror is in sync, a pivot may end it)."""
+
+    on_destination: bool
+    job: Literal["none", "copying", "ready"] = "none"
+    copied: int = 0  # bytes, as QEMU counts them (they may grow while the guest writes)
+    total: int = 0
+
+
+class VmBlockCopy(_Command):
+    """Live storage migration of the running VM's disk `disk_id` (its device alias) to
+    `destination`, a volume the engine made beforehand (`format`, the disk's size):
+    `start` mirrors the disk there (already mirroring or moved: nothing more), `pivot`
+    switches QEMU to it once the mirror is ready (moved already: success), `abort` ends
+    the mirror and leaves the VM on its volume (no mirror: success). The reply is the state
+    after the action."""
+
+    name: Literal["vm.block_copy"] = "vm.block_copy"
+    result: ClassVar[type[BlockCopyState]] = BlockCopyState
+    vm_id: UUID
+    disk_id: UUID
+    destination: DiskSource
+    format: DiskFormat = DiskFormat.QCOW2
+    action: Literal["start", "pivot", "abort"]
+
+
+class VmBlockCopyStatus(_Command):
+    """The state of a live storage migration of the VM's disk `disk_id` to `destination`
+    (asked again by an engine that took the job over after a crash)."""
+
+    name: Literal["vm.block_copy_status"] = "vm.block_copy_status"
+    result: ClassVar[type[BlockCopyState]] = BlockCopyState
+    mutates: ClassVar[bool] = False
+    vm_id: UUID
+    disk_id: UUID
+    destination: DiskSource
+
+
 Command = Annotated[
     HostCapabilitiesCommand
     | HostStateCommand
@@ -335,6 +375,8 @@ Command = Annotated[
     | VolumeCommit
     | VmDiskSnapshot
     | VmBlockCommit
+    | VmBlockCopy
+    | VmBlockCopyStatus
     | HostSetupNetworks
     | HostCommitNetworks
     | StorageDomainCreate

@@ -220,10 +220,24 @@ class IscsiExtentTarget(WireModel):
     size: int = Field(gt=0)
 
 
+class CopyBacking(WireModel):
+    """The volume a copied layer goes over, on the copy's target domain (made before):
+    an NFS volume of the target's image (`volume_id`), an extent of the target's LUN
+    (`extent`), or a file of the node's storage (`path`)."""
+
+    format: DiskFormat = DiskFormat.QCOW2
+    volume_id: UUID | None = None
+    extent: ExtentRef | None = None
+    path: str | None = Field(None, pattern=r"^/")
+
+
 class VolumeCopy(WireModel):
     """A full, flattened copy of an image (its whole backing chain read through) into a
     new image: a file of the node's storage or a volume of an NFS domain (qemu-img
-    convert). A target left half-written by an earlier try is written again."""
+    convert). A target left half-written by an earlier try is written again. With
+    `backing`, one layer of a chain: only what the source's own volume holds is written
+    (`qemu-img convert -B`), into a qcow2 target over `backing` (a disk moved with its
+    snapshots, layer by layer)."""
 
     name: Literal["volume.copy"] = "volume.copy"
     result: ClassVar[type[SharedVolumeInfo]] = SharedVolumeInfo
@@ -233,6 +247,7 @@ class VolumeCopy(WireModel):
     format: DiskFormat = DiskFormat.QCOW2
     size_bytes: int = Field(gt=0)
     sparse: bool = True
+    backing: CopyBacking | None = None
 
 
 class SealReport(WireModel):

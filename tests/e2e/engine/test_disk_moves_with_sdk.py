@@ -45,6 +45,15 @@ def _disks(conn: sdk.Connection) -> list[tuple[str, str, str, str]]:
                   for d in conn.system_service().disks_service().list(search="name=mover-*"))
 
 
+def _vm_disk_move(conn: sdk.Connection, vm_id: str, disk_id: str, domain_id: str
+                  ) -> tuple[int, str]:
+    """POST /vms/ID/disks/ID/move with a target domain: the HTTP status and body."""
+    request = sdk.http.Request(method="POST", path=f"/vms/{vm_id}/disks/{disk_id}/move",
+                               body=f'<action><storage_domain id="{domain_id}"/></action>')
+    response = conn.wait(conn.send(request))
+    return int(response.code), response.body.decode() if response.body else ""
+
+
 def test_disk_copies_and_moves_that_cannot_be_made_are_refused(
         connection: sdk.Connection, api_engine: RunningEngine) -> None:
     system = connection.system_service()
@@ -79,7 +88,13 @@ def test_disk_copies_and_moves_that_cannot_be_made_are_refused(
 
     _change(api_engine, Vm, vm.id, status=VmStatus.UP)
     error = _refused(409, service.move, storage_domain=to_target)
-    assert "live storage migration is not supported" in str(error)
+    assert "moved live between NFS and iSCSI domains only" in str(error)
+    error = _refused(409, service.copy, storage_domain=to_target)
+    assert "copies disks of down VMs only" in str(error)
+    # The VM's own disk move (oVirt's VmDiskService.move) says the same.
+    code, said = _vm_disk_move(connection, vm.id, disk.id, target.id)
+    assert code == 409 and "moved live between NFS and iSCSI domains only" in said
+    assert _vm_disk_move(connection, vm.id, str(uuid.uuid4()), target.id)[0] == 404
     _change(api_engine, Vm, vm.id, status=VmStatus.DOWN)
 
     _change(api_engine, Disk, disk.id, status=DiskStatus.LOCKED)

@@ -3,7 +3,8 @@ on the storage host's nfs-ganesha export, attached and active; a disk on it runs
 on node1 and then on node2; detached, the domain is imported by a second engine (its
 own database and broker vhost) with its disk, which boots there too. iSCSI (tgt): a
 domain on one LUN whose disk is an extent of it boots a VM on either node; its snapshots
-(new extents) restored and merged; a VM lease in its lease area; a direct LUN disk."""
+(new extents) restored and merged; a VM lease in its lease area; a direct LUN disk.
+Disks move between the two: a running guest's live, a down VM's with its snapshots."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from ovirt_imageio import client
 from overt.engine.db.database import Database
 from overt.engine.db.tables import VmLeaseRenewal
 from overt.engine.queries import host_renews_storage_lease, vm_lease_expired
-from overt.lab.guest import BOOT_MARKER, GuestImage
+from overt.lab.guest import BOOT_MARKER, COUNTER_PREFIX, GuestImage
 from overt.lab.lab import Lab
 from overt.lab.storage_host import CHAP_USER, LUN_SIZE
 from overt.lab.topology import Net, Topology
@@ -368,14 +369,15 @@ def _iptables(namespace: str, *args: str, check: bool = True) -> None:
     assert not check or done.returncode == 0, done.stderr
 
 
-def _boot_disk(storage_lab: StorageLab, site: Site, domain_id: str, guest: GuestImage) -> str:
+def _boot_disk(storage_lab: StorageLab, site: Site, domain_id: str, guest: GuestImage,
+               name: str = "lab-nfs-boot") -> str:
     """A disk on the NFS domain holding the test guest (written into the volume from a
     node with qemu-img, as an upload would), ok in the engine."""
     conn = site.connect()
     try:
         size = _virtual_size(guest)
         disks = conn.system_service().disks_service()
-        disk = disks.add(types.Disk(name="lab-nfs-boot", format=types.DiskFormat.COW,
+        disk = disks.add(types.Disk(name=name, format=types.DiskFormat.COW,
                                     provisioned_size=size, sparse=True,
                                     storage_domains=[types.StorageDomain(id=domain_id)]))
         wait_until(lambda: disks.disk_service(disk.id).get().status == types.DiskStatus.OK,
@@ -428,15 +430,15 @@ def _run_on(site: Site, vm_name: str, node: str, protocol: str = "nfs",
         conn.close()
 
 
-def _new_vm(site: Site, name: str, disk_id: str) -> None:
+def _new_vm(site: Site, name: str, disk_id: str,
+            interface: types.DiskInterface = types.DiskInterface.VIRTIO) -> None:
     conn = site.connect()
     try:
         vms = conn.system_service().vms_service()
         vm = vms.add(types.Vm(name=name, cluster=types.Cluster(name="Default"),
                               template=types.Template(name="Blank"), memory=128 * MIB))
         vms.vm_service(vm.id).disk_attachments_service().add(types.DiskAttachment(
-            disk=types.Disk(id=disk_id), interface=types.DiskInterface.VIRTIO, bootable=True,
-            active=True))
+            disk=types.Disk(id=disk_id), interface=interface, bootable=True, active=True))
     finally:
         conn.close()
 
@@ -963,6 +965,182 @@ def test_a_running_vms_disks_on_nfs_and_iscsi_are_snapshotted_and_merged_live(
         wait_until(lambda: not vms.list(search="name=lab-live-vm"), 120, "the VM to go")
         wait_until(lambda: not conn.system_service().disks_service().list(
             search="name=lab-live-*"), 120, "its disks to go")
+    finally:
+        conn.close()
+
+
+def _domain_free(site: Site, domain_id: str) -> int:
+    conn = site.connect()
+    try:
+        return int(conn.system_service().storage_domains_service().storage_domain_service(
+            domain_id).get().available)
+    finally:
+        conn.close()
+
+
+def _counter(log: Path) -> int:
+    """The last counter the guest printed on its serial console (it counts from 0 at
+    boot, every 100 ms: a guest that rebooted would count from 0 again)."""
+    found = re.findall(re.escape(COUNTER_PREFIX) + r"(\d+)", log.read_text(errors="replace"))
+    return int(found[-1]) if found else -1
+
+
+def test_a_running_vms_disk_moves_live_from_nfs_to_iscsi_and_boots_from_there(
+        storage_lab: StorageLab, nfs_domain: NfsDomain, guest_image: GuestImage) -> None:
+    """Live storage migration through the SDK: a marker written by the running VM's QEMU
+    (as its guest writes) on its NFS boot disk; the disk moved to the iSCSI domain while
+    the guest runs on (its counter goes on, never from 0) and the VM stays up, the disk
+    `locked` meanwhile; QEMU then writes the LUN's new extent, which holds the marker and
+    what was written after; the NFS volume is gone; stopped and started, the VM boots
+    from the iSCSI domain, and its disk moves live back to NFS (the extent freed)."""
+    site, lab = storage_lab.first, storage_lab.lab
+    iscsi_id = _lab_iscsi_domain(site)
+    disk_id = _boot_disk(storage_lab, site, nfs_domain.id, guest_image, name="lab-lsm-boot")
+    # SCSI: HMP's qemu-io finds a scsi-hd's drive by its qdev id (SeaBIOS boots it).
+    _new_vm(site, "lab-lsm-vm", disk_id, types.DiskInterface.VIRTIO_SCSI)
+    old_image = storage_lab.export_dir / nfs_domain.id / "images" / disk_id
+    conn = site.connect()
+    try:
+        system = conn.system_service()
+        vms = system.vms_service()
+        [vm] = vms.list(search="name=lab-lsm-vm")
+        vm_service = vms.vm_service(vm.id)
+        vm_service.update(types.Vm(placement_policy=types.VmPlacementPolicy(
+            hosts=[types.Host(id=site.host_of(conn, "node1").id)])))
+        log = CONSOLE_LOG_DIR / f"{vm.id}.log"
+        log.unlink(missing_ok=True)
+        vm_service.start()
+        wait_until(lambda: vm_service.get().status == types.VmStatus.UP, 180,
+                   "the VM to be up on node1")
+        wait_until(lambda: log.exists() and BOOT_MARKER in log.read_text(errors="replace"),
+                   180, "the guest to boot from its NFS disk")
+        _guest_io(lab, vm.id, disk_id, "write -P 0x5a 512k 64k")
+        disk_service = system.disks_service().disk_service(disk_id)
+        before = wait_until(lambda: (n := _counter(log)) > 0 and n, 60,
+                            "the guest to count")
+
+        disk_service.move(storage_domain=types.StorageDomain(id=iscsi_id))
+        seen: set[tuple[types.DiskStatus, types.VmStatus]] = set()
+
+        def moved() -> bool:
+            disk, now = disk_service.get(), vm_service.get()
+            seen.add((disk.status, now.status))
+            return disk.status == types.DiskStatus.OK and \
+                disk.storage_domains[0].id == iscsi_id
+        wait_until(moved, 600, "the disk to be moved live to the iSCSI domain")
+        assert (types.DiskStatus.LOCKED, types.VmStatus.UP) in seen
+        assert {vm_status for _disk, vm_status in seen} == {types.VmStatus.UP}
+        xml = _domain_xml(lab, "node1", vm.id)
+        assert "protocol='iscsi'" in xml and "protocol='nfs'" not in xml
+        assert "<mirror" not in xml
+        after = _counter(log)
+        wait_until(lambda: _counter(log) > after, 30, "the guest to count on")
+        assert after > before  # it ran throughout, never rebooted (counting from 0)
+        _guest_io(lab, vm.id, disk_id, "write -P 0x6b 640k 64k")  # into the new volume
+        assert not old_image.exists() or not [p for p in old_image.iterdir()
+                                              if _is_uuid(p.name)]
+        [volume] = _iscsi_chain(storage_lab, disk_service.get().image_id)
+        vm_service.stop()
+        wait_until(lambda: vm_service.get().status == types.VmStatus.DOWN, 120,
+                   "the VM to stop")
+    finally:
+        conn.close()
+    for pattern in ("0x5a 512k", "0x6b 640k"):
+        assert _iscsi_io(storage_lab, volume, f"read -P {pattern} 64k", check=False), pattern
+    checked = subprocess.run(lab.exec_argv("node1", [
+        "qemu-img", "check", "-q", "--image-opts", _extent_opts(storage_lab, volume)]),
+        capture_output=True, text=True, check=False, timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    free = _domain_free(site, iscsi_id)
+
+    def back_to_nfs(conn: sdk.Connection, vm_id: str) -> None:
+        """Booted from the iSCSI domain: the disk moves live back to NFS."""
+        disk_service = conn.system_service().disks_service().disk_service(disk_id)
+        disk_service.move(storage_domain=types.StorageDomain(id=nfs_domain.id))
+        wait_until(lambda: (d := disk_service.get()).status == types.DiskStatus.OK
+                   and d.storage_domains[0].id == nfs_domain.id, 600,
+                   "the disk to be moved live back to NFS")
+        assert conn.system_service().vms_service().vm_service(vm_id).get().status \
+            == types.VmStatus.UP
+        xml = _domain_xml(lab, "node1", vm_id)
+        assert "protocol='nfs'" in xml and "protocol='iscsi'" not in xml
+        _guest_io(lab, vm_id, disk_id, "write -P 0x7c 768k 64k")
+
+    _run_on(site, "lab-lsm-vm", "node1", "iscsi", while_up=back_to_nfs)  # the new domain
+    # The extent went back to the domain's free space; the NFS volume holds everything.
+    wait_until(lambda: _domain_free(site, iscsi_id) == free + volume[2], 120,
+               "the iSCSI extent to be free again")
+    url = _leaf_url(storage_lab, nfs_domain.id, disk_id)
+    for pattern in ("0x5a 512k", "0x6b 640k", "0x7c 768k"):
+        assert "Pattern verification failed" not in _qemu_io(storage_lab, url,
+                                                              f"read -P {pattern} 64k")
+    assert len(_nfs_volumes(storage_lab, nfs_domain.id, disk_id)) == 1
+    _run_on(site, "lab-lsm-vm", "node1", "nfs")
+    conn = site.connect()
+    try:  # later tests find the domains as they were
+        vms = conn.system_service().vms_service()
+        [vm] = vms.list(search="name=lab-lsm-vm")
+        vms.vm_service(vm.id).remove()
+        wait_until(lambda: not vms.list(search="name=lab-lsm-vm"), 120, "the VM to go")
+        wait_until(lambda: not conn.system_service().disks_service().list(
+            search="name=lab-lsm-*"), 120, "its disk to go")
+    finally:
+        conn.close()
+
+
+def test_a_down_vms_disk_moves_to_iscsi_with_its_snapshot_and_copies_collapsed(
+        storage_lab: StorageLab, nfs_domain: NfsDomain, guest_image: GuestImage) -> None:
+    """A down VM's NFS boot disk with a snapshot and a marker written over it moves to the
+    iSCSI domain as a chain of two extents (the LUN's metadata and the qcow2 headers
+    agree; the snapshot's volume lacks the marker), its NFS volumes gone; the VM boots
+    from it; a copy back to NFS is one volume holding the marker."""
+    site = storage_lab.first
+    iscsi_id = _lab_iscsi_domain(site)
+    disk_id = _boot_disk(storage_lab, site, nfs_domain.id, guest_image, name="lab-chain-boot")
+    _new_vm(site, "lab-chain-vm", disk_id)
+    conn = site.connect()
+    try:
+        system = conn.system_service()
+        [vm] = system.vms_service().list(search="name=lab-chain-vm")
+        snaps = system.vms_service().vm_service(vm.id).snapshots_service()
+        taken = snaps.add(types.Snapshot(description="before the marker",
+                                         persist_memorystate=False))
+        wait_until(lambda: snaps.snapshot_service(taken.id).get().snapshot_status
+                   == types.SnapshotStatus.OK, 120, "the snapshot to be taken")
+        _qemu_io(storage_lab, _leaf_url(storage_lab, nfs_domain.id, disk_id),
+                 "write -P 0x5a 512k 64k")
+        disk_service = system.disks_service().disk_service(disk_id)
+        disk_service.move(storage_domain=types.StorageDomain(id=iscsi_id))
+        wait_until(lambda: (d := disk_service.get()).status == types.DiskStatus.OK
+                   and d.storage_domains[0].id == iscsi_id, 600,
+                   "the disk to be moved with its chain")
+        chain = _iscsi_chain(storage_lab, disk_service.get().image_id)
+        assert len(chain) == 2
+        assert _iscsi_io(storage_lab, chain[1], "read -P 0x5a 512k 64k", check=False)
+        assert not _iscsi_io(storage_lab, chain[0], "read -P 0x5a 512k 64k", check=False)
+        old_image = storage_lab.export_dir / nfs_domain.id / "images" / disk_id
+        assert not old_image.exists() or not [p for p in old_image.iterdir()
+                                              if _is_uuid(p.name)]
+    finally:
+        conn.close()
+    _run_on(site, "lab-chain-vm", "node1", "iscsi")
+    conn = site.connect()
+    try:
+        disks = conn.system_service().disks_service()
+        disks.disk_service(disk_id).copy(storage_domain=types.StorageDomain(id=nfs_domain.id),
+                                         disk=types.Disk(name="lab-chain-copy"))
+        wait_until(lambda: (found := disks.list(search="name=lab-chain-copy"))
+                   and found[0].status == types.DiskStatus.OK, 600, "the copy to be made")
+        [copy] = disks.list(search="name=lab-chain-copy")
+        [(_volume, meta)] = _nfs_volumes(storage_lab, nfs_domain.id, copy.id).items()
+        assert meta["PUUID"] == TOP_OF_CHAIN
+        assert _holds_marker(storage_lab, _leaf_url(storage_lab, nfs_domain.id, copy.id))
+        disks.disk_service(copy.id).remove()
+        vms = conn.system_service().vms_service()
+        [vm] = vms.list(search="name=lab-chain-vm")
+        vms.vm_service(vm.id).remove()
+        wait_until(lambda: not vms.list(search="name=lab-chain-vm"), 120, "the VM to go")
+        wait_until(lambda: not disks.list(search="name=lab-chain-*"), 120, "its disks to go")
     finally:
         conn.close()
 

@@ -220,8 +220,9 @@ class CloneVm(_CopyDisksJob):
 
 class CopyDisk(JobSpec):
     """oVirt's disk `copy`: a new floating disk (recorded `locked` by the service) made a
-    flattened copy of `source`; the source is `locked` meanwhile and the VMs it is
-    attached to (down) too, so none starts writing to it."""
+    flattened copy of `source` (its snapshot chain, if any, read through: the disk as it
+    is now); the source is `locked` meanwhile and the VMs it is attached to (down) too,
+    so none starts writing to it."""
 
     kind: ClassVar[str] = "disk.copy"
     max_attempts: ClassVar[int] = 3
@@ -233,11 +234,26 @@ class CopyDisk(JobSpec):
                 ("disk", self.disk_copy.target))
 
 
+class MovedLayer(BaseModel):
+    """A snapshot volume of a disk moved with its chain: where it is, where it goes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    pk: int  # its SnapshotVolume row
+    source_path: str
+    target_path: str
+    format: str = "cow"
+
+
 class MoveDisk(JobSpec):
-    """oVirt's disk `move` (offline): the disk's volume copied to `target_path` on the
-    target domain, the disk (same id, same attachments) switched to it, then the source
-    volume removed. Both paths are chosen at submission, so a retry (or the engine that
-    takes the job over after a crash) asks the nodes for the same volumes."""
+    """oVirt's disk `move`: the disk's volume copied to `target_path` on the target
+    domain, the disk (same id, same attachments) switched to it, then the source volume
+    removed. Both paths are chosen at submission, so a retry (or the engine that takes the
+    job over after a crash) asks the nodes for the same volumes. With `live_vm_id` the disk
+    is in use by that running VM (live storage migration): its QEMU mirrors the disk into
+    the target (a block copy) and pivots to it; the VM is among `vm_ids`, locked, so it
+    neither migrates nor stops by a user's action meanwhile. A disk with snapshots (its VM
+    down) moves with its chain: each of `chain` (base first) copied over the one copied
+    before it, the disk's own volume over the last; all rows switched in one commit."""
 
     kind: ClassVar[str] = "disk.move"
     max_attempts: ClassVar[int] = 3
@@ -247,9 +263,14 @@ class MoveDisk(JobSpec):
     target_domain_id: uuid.UUID
     target_path: str
     vm_ids: tuple[uuid.UUID, ...] = ()
+    live_vm_id: uuid.UUID | None = None
+    chain: tuple[MovedLayer, ...] = ()
 
     def locks(self) -> tuple[LockOn, ...]:
         return (*(("vm", vm_id) for vm_id in self.vm_ids), ("disk", self.disk_id))
+
+    def vm(self) -> uuid.UUID | None:
+        return self.live_vm_id
 
 
 class CreateSnapshot(VmJob):

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from overt.protocol.commands import DiskOverlay, VmTicket
+from overt.protocol.commands import BlockCopyState, DiskOverlay, VmTicket
 from overt.protocol.host import HostCapabilities, VirtMode, VmStatusReport
 from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
-from overt.protocol.vm import CdromSpec, ChapAuth, NicSpec, VmSpec
+from overt.protocol.vm import CdromSpec, ChapAuth, DiskFormat, DiskSource, NicSpec, VmSpec
 
 
 @dataclass(frozen=True)
@@ -154,3 +154,12 @@ class Hypervisor(Protocol):
                            timeout_s: float) -> None:
         """Merge `top` into `base` in the running VM's disk whose active volume is `disk`
         (pivoting to `base` when `top` is that volume); merged already: success."""
+
+    async def block_copy(self, vm_id: uuid.UUID, disk_id: uuid.UUID, destination: DiskSource,
+                         fmt: DiskFormat, action: str) -> BlockCopyState:
+        """Live storage migration of the running VM's disk `disk_id` to the volume
+        `destination` (made beforehand): `start`, `pivot` or `abort` (see `VmBlockCopy`)."""
+
+    async def block_copy_state(self, vm_id: uuid.UUID, disk_id: uuid.UUID,
+                               destination: DiskSource) -> BlockCopyState:
+        """Where the disk's live storage migration to `destination` stands."""

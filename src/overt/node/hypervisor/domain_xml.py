@@ -18,6 +18,7 @@ from overt.protocol.vm import (
     BootDevice,
     CdromSpec,
     DiskBus,
+    DiskFormat,
     DiskSpec,
     FileSource,
     GraphicsSpec,
@@ -242,6 +243,21 @@ def _disk(disk: DiskSpec, target: str) -> ET.Element:
         ET.SubElement(element, "readonly")
     ET.SubElement(element, "alias", name=f"ua-{disk.id}")
     return element
+
+
+def mirror_xml(source: FileSource | NfsSource | IscsiSource, fmt: DiskFormat) -> str:
+    """The destination `<disk>` of a block copy (live storage migration): the volume as a
+    VM's disk reaches it (`_source`: NFS with its identity, an iSCSI extent as a slice of
+    the LUN under the format driver, CHAP by secret), with the disk's format; a whole
+    volume (no backing chain: the mirror is flattened, as oVirt's is)."""
+    element = ET.Element("disk", type="file" if isinstance(source, FileSource) else "network",
+                         device="disk")
+    ET.SubElement(element, "driver", name="qemu", type=fmt.value)
+    _source(element, source)
+    # The volume has nothing under it: said, so libvirt does not probe it for a chain
+    # (it cannot read a volume through QEMU's NFS client).
+    ET.SubElement(element, "backingStore")
+    return _serialize(element)
 
 
 def _source(element: ET.Element, source: FileSource | NfsSource | IscsiSource) -> None:

@@ -39,6 +39,7 @@ from overt.node.hypervisor.domain_xml import (
     vnc_port,
 )
 from overt.node.hypervisor.executor import BlockingCalls
+from overt.node.hypervisor.libvirt_block_copy import BlockCopies
 from overt.node.hypervisor.libvirt_cdroms import LiveCdrom
 from overt.node.hypervisor.libvirt_connection import (
     LibvirtConnection,
@@ -61,11 +62,20 @@ from overt.node.hypervisor.virt_mode_cache import VirtModeChoice
 from overt.node.hypervisor.virt_probe import is_probe
 from overt.node.kdump import kdump_status
 from overt.node.ovs_ports import ovs_bridges
+from overt.node.storage.chap import secret_id
 from overt.protocol import PROTOCOL_VERSION, ErrorCode
-from overt.protocol.commands import DiskOverlay, VmTicket
+from overt.protocol.commands import BlockCopyState, DiskOverlay, VmTicket
 from overt.protocol.host import HostCapabilities, VirtMode, VmState, VmStatusReport
 from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
-from overt.protocol.vm import CdromSpec, ChapAuth, NicSpec, VmSpec
+from overt.protocol.vm import (
+    CdromSpec,
+    ChapAuth,
+    DiskFormat,
+    DiskSource,
+    IscsiSource,
+    NicSpec,
+    VmSpec,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -99,6 +109,7 @@ class LibvirtHypervisor:
         self._nics = LiveNics(self.calls)
         self._cdrom = LiveCdrom(self.calls)
         self._disks = LiveDisks(self.calls)
+        self._copies = BlockCopies(self.calls)
         # The iSCSI secrets of VMs on their way here (`prepare_incoming`), by VM id, with
         # when the preparation lapses (`INCOMING_KEEP_S`).
         self._incoming: dict[uuid.UUID, tuple[frozenset[str], float]] = {}
@@ -480,6 +491,29 @@ class LibvirtHypervisor:
     async def block_commit(self, vm_id: uuid.UUID, disk: str, top: str, base: str, *,
                            timeout_s: float) -> None:
         await self._disks.commit(await self._domain(vm_id), disk, top, base, timeout_s)
+
+    async def block_copy(self, vm_id: uuid.UUID, disk_id: uuid.UUID, destination: DiskSource,
+                         fmt: DiskFormat, action: str) -> BlockCopyState:
+        dom = await self._domain(vm_id)
+        if action == "start":
+            if isinstance(destination, IscsiSource) and destination.chap is not None:
+                async with self._secrets_lock:  # the mirror's LUN asks for CHAP too
+                    await self._call("defining the iSCSI secret of a block copy",
+                                     libvirt_secrets.ensure, self.connection.get(),
+                                     {secret_id(destination.target): destination.chap})
+            return await self._copies.start(dom, disk_id, destination, fmt)
+        if action == "pivot":
+            state = await self._copies.pivot(dom, disk_id, destination)
+        elif action == "abort":
+            state = await self._copies.abort(dom, disk_id, destination)
+        else:
+            raise bad_request(f"a block copy has no action {action!r}")
+        await self._prune_secrets()  # the volume left behind may have named one
+        return state
+
+    async def block_copy_state(self, vm_id: uuid.UUID, disk_id: uuid.UUID,
+                               destination: DiskSource) -> BlockCopyState:
+        return await self._copies.state(await self._domain(vm_id), disk_id, destination)
 
     # -- events -------------------------------------------------------------------------
 

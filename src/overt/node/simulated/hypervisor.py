@@ -29,7 +29,7 @@ from overt.node.storage.local import (
     rebase,
 )
 from overt.protocol import PROTOCOL_VERSION, ErrorCode
-from overt.protocol.commands import DiskOverlay, VmTicket
+from overt.protocol.commands import BlockCopyState, DiskOverlay, VmTicket
 from overt.protocol.host import (
     HostCapabilities,
     KdumpStatus,
@@ -74,6 +74,16 @@ class SimulatedTimings:
 
 
 @dataclass
+class _BlockCopy:
+    """A simulated block copy: ready once its state was read `polls_left` more times."""
+
+    destination: DiskSource
+    name: str
+    format: DiskFormat
+    polls_left: int
+
+
+@dataclass
 class _Vm:
     vm_id: uuid.UUID
     name: str
@@ -97,6 +107,10 @@ class _Vm:
     extents: dict[str, tuple[IscsiLunRef, DiskFormat]] = field(default_factory=dict)
     # The iSCSI secrets its disks name (by secret id): libvirt looks them up as it starts.
     secrets: frozenset[str] = frozenset()
+    # Each disk's active volume and format (by disk id), and the block copies (live storage
+    # migrations) running on them.
+    disks: dict[uuid.UUID, tuple[DiskSource, DiskFormat]] = field(default_factory=dict)
+    copies: dict[uuid.UUID, _BlockCopy] = field(default_factory=dict)
 
     def file(self, volume: str) -> str:
         """Where a volume of the chains is (an NFS volume: its QEMU URL)."""
@@ -132,6 +146,11 @@ class SimulatedHypervisor:
         self.peers = peers if peers is not None else {}
         # Set on a destination: why it refuses incoming migrations (a test's failure).
         self.refuse_incoming: str | None = None
+        # A block copy is ready after its state was read this many times; set
+        # `block_copy_fails` and the next read finds the copy ended (QEMU's mirror failed).
+        self.block_copy_polls = 2
+        self.block_copy_fails: str | None = None
+        self.block_copies_started: list[tuple[uuid.UUID, str]] = []  # (disk id, destination)
         self._migrations: dict[uuid.UUID, SimulatedMigration] = {}  # outgoing, in flight
         self.migrations_made: list[SimulatedMigration] = []  # every one asked of this host
         self._hostname = hostname
@@ -244,7 +263,9 @@ class SimulatedHypervisor:
                                         cdrom=spec.cdrom,
                                         chains=_chains(spec), servers=_servers(spec),
                                         extents=_extents(spec),
-                                        secrets=frozenset(iscsi_credentials(spec)))
+                                        secrets=frozenset(iscsi_credentials(spec)),
+                                        disks={d.id: (d.source, d.format)
+                                               for d in spec.disks})
         assert vm is not None
         vm.vnc_port = next(self._ports)
         return self._change(vm, VmState.PAUSED if paused else VmState.RUNNING,
@@ -338,7 +359,8 @@ class SimulatedHypervisor:
         vm = self._vms[incoming.vm_id] = _Vm(
             incoming.vm_id, incoming.name, incoming.memory_mib, VmState.SHUTOFF,
             persistent=incoming.persistent, spec_version=incoming.spec_version,
-            vnc_port=next(self._ports), nics=dict(incoming.nics), secrets=incoming.secrets)
+            vnc_port=next(self._ports), nics=dict(incoming.nics), secrets=incoming.secrets,
+            disks=dict(incoming.disks))
         self._incoming.pop(vm.vm_id, None)
         self._change(vm, VmState.RUNNING, "started/migrated")
 
@@ -441,6 +463,74 @@ class SimulatedHypervisor:
                              if _is_qcow2(Path(vm.file(base))) else DiskFormat.RAW)
         del chain[at]
 
+    async def block_copy(self, vm_id: uuid.UUID, disk_id: uuid.UUID, destination: DiskSource,
+                         fmt: DiskFormat, action: str) -> BlockCopyState:
+        vm = self._running(vm_id)
+        now = await self.block_copy_state(vm_id, disk_id, destination)
+        if action == "start":
+            if now.on_destination or now.job != "none":
+                return now
+            name = _volume_name(destination)
+            vm.copies[disk_id] = _BlockCopy(destination, name, fmt, self.block_copy_polls)
+            self.block_copies_started.append((disk_id, name))
+        elif action == "abort":
+            vm.copies.pop(disk_id, None)
+        elif action == "pivot":
+            if now.on_destination:
+                return now
+            if now.job != "ready":
+                raise invalid_state(f"the block copy of disk {disk_id} of VM {vm.name} is "
+                                    "not ready")
+            await self._pivot(vm, disk_id, vm.copies.pop(disk_id))
+        else:
+            raise NodeFailure(ErrorCode.BAD_REQUEST, f"a block copy has no action {action!r}")
+        return await self.block_copy_state(vm_id, disk_id, destination)
+
+    async def block_copy_state(self, vm_id: uuid.UUID, disk_id: uuid.UUID,
+                               destination: DiskSource) -> BlockCopyState:
+        vm = self._running(vm_id)
+        if disk_id not in vm.disks:
+            raise NodeFailure(ErrorCode.IMAGE_MISSING, f"VM {vm.name} has no disk {disk_id}")
+        name = _volume_name(destination)
+        if _volume_name(vm.disks[disk_id][0]) == name:
+            return BlockCopyState(on_destination=True)
+        running = vm.copies.get(disk_id)
+        if running is None:
+            return BlockCopyState(on_destination=False)
+        if running.name != name:
+            raise invalid_state(f"disk {disk_id} of VM {vm.name} is busy with another "
+                                "block job")
+        if self.block_copy_fails is not None:
+            del vm.copies[disk_id]
+            return BlockCopyState(on_destination=False)
+        running.polls_left = max(0, running.polls_left - 1)
+        total = 1 << 20
+        copied = total if running.polls_left == 0 else total // (running.polls_left + 1)
+        return BlockCopyState(on_destination=False, copied=copied, total=total,
+                              job="ready" if running.polls_left == 0 else "copying")
+
+    async def _pivot(self, vm: _Vm, disk_id: uuid.UUID, done: _BlockCopy) -> None:
+        """What the mirror wrote lands on the destination (qemu-img, as QEMU's copy
+        would), and the disk writes there from now on."""
+        source, fmt = vm.disks[disk_id]
+        luns = [s for s in (source, done.destination) if isinstance(s, IscsiSource)]
+        await iscsi_domain.run_qemu_img(
+            ["qemu-img", "convert", "-q", "-n", "-O", done.format.value,
+             _image(source, fmt), _image(done.destination, done.format)],
+            "copying a disk live", luns)
+        old = _volume_name(source)
+        for chain in vm.chains:
+            if chain and chain[0] == old:
+                chain[0] = done.name
+        if isinstance(done.destination, NfsSource):
+            vm.servers[done.name] = done.destination.server
+        name = _extent_name(done.destination)
+        if name is not None and isinstance(done.destination, IscsiSource):
+            vm.extents[name] = (IscsiLunRef(
+                portal=done.destination.portal, target=done.destination.target,
+                lun=done.destination.lun, chap=done.destination.chap), done.format)
+        vm.disks[disk_id] = (done.destination, done.format)
+
     # -- helpers --------------------------------------------------------------------------
 
     def power_off(self) -> None:
@@ -503,6 +593,25 @@ def _chains(spec: VmSpec) -> list[list[str]]:
             chains.append([name, *(n for layer in disk.chain
                                    if (n := _extent_name(layer.source)) is not None)])
     return chains
+
+
+def _volume_name(source: DiskSource) -> str:
+    """A volume as the chains name it (a whole LUN: its target and number)."""
+    if isinstance(source, IscsiSource):
+        return _extent_name(source) or f"{source.target}/{source.lun}"
+    return source.path
+
+
+def _image(source: DiskSource, fmt: DiskFormat | None) -> str:
+    """qemu-img's name for a volume (an extent: its window of the LUN, as `fmt`)."""
+    if isinstance(source, NfsSource):
+        return nfs_domain.image_url(source.server, source.path)
+    if isinstance(source, IscsiSource) and source.offset is not None and source.size is not None:
+        return iscsi_domain.image_json(iscsi_domain.window(source, source.offset, source.size,
+                                                           fmt))
+    if isinstance(source, IscsiSource):
+        raise NodeFailure(ErrorCode.BAD_REQUEST, "a block copy goes to a volume, not a LUN")
+    return source.path
 
 
 def _extent_name(source: DiskSource) -> str | None:

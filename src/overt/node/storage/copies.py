@@ -44,7 +44,12 @@ async def copy_volume(command: VolumeCopy, volumes: LocalVolumes) -> SharedVolum
         return await _copy_to_extent(command, source, command.target)
     target = volumes.inside(command.target.path, "the copy's target")
     await _blocking(lambda: target.parent.mkdir(parents=True, exist_ok=True, mode=0o755))
-    await _convert(command, source, str(target))
+    under = None
+    if command.backing is not None:
+        if command.backing.path is None:
+            raise NodeFailure(ErrorCode.BAD_REQUEST, "a file's copy goes over a file")
+        under = str(volumes.existing(command.backing.path, "the copy's backing volume"))
+    await _convert(command, source, str(target), *_over(under))
     target.chmod(0o644)
     info = await volumes.info(target)
     log.info("disk image copied", extra={"volume": str(target)})
@@ -89,7 +94,16 @@ async def _copy_to_nfs(command: VolumeCopy, source: str, target: NfsVolumeTarget
     if await _blocking(lambda: prepare_volume(target.storage, target.domain_id,
                                               target.image_id, relative)):
         return volume_info(await image_info(url))  # copied by an earlier try
-    await _convert(command, source, url)
+    under, parent = None, TOP_OF_CHAIN
+    if command.backing is not None:
+        if command.backing.volume_id is None:
+            raise NodeFailure(ErrorCode.BAD_REQUEST, "an NFS volume's copy goes over a "
+                              "volume of its image")
+        parent = str(command.backing.volume_id)
+        # Named by its whole URL, as a snapshot's volume names its parent.
+        under = volume_url(target.storage,
+                           f"{target.domain_id}/images/{target.image_id}/{parent}")
+    await _convert(command, source, url, *_over(under))
     facts = await image_info(url)
     await _blocking(lambda: finish_volume(target.storage, relative, {
         **target.metadata, "DOMAIN": str(target.domain_id), "IMAGE": str(target.image_id),
@@ -97,7 +111,7 @@ async def _copy_to_nfs(command: VolumeCopy, source: str, target: NfsVolumeTarget
         "FORMAT": "COW" if command.format is DiskFormat.QCOW2 else "RAW",
         "TYPE": "SPARSE" if command.sparse else "PREALLOCATED", "LEGALITY": "LEGAL",
         "VOLTYPE": target.metadata.get("VOLTYPE", "LEAF"), "DISKTYPE": "DATA", "GEN": "0",
-        "PUUID": TOP_OF_CHAIN}))
+        "PUUID": parent}))
     log.info("volume copied", extra={"volume": relative})
     return volume_info(facts)
 
@@ -106,12 +120,18 @@ async def _copy_to_extent(command: VolumeCopy, source: str, target: IscsiExtentT
                           ) -> SharedVolumeInfo:
     """Lay the volume out on its extent (a qcow2 header of the full size), then write the
     source into it: an extent is never created by qemu-img, only written (`-n`)."""
+    under = command.backing.extent if command.backing is not None else None
+    if command.backing is not None and under is None:
+        raise NodeFailure(ErrorCode.BAD_REQUEST, "an extent's copy goes over an extent")
     await iscsi_domain.execute(ExtentFormat(
         lun=target.lun, offset=target.offset, size=target.size, format=command.format,
-        virtual_size=command.size_bytes))
+        virtual_size=command.size_bytes, backing=under))
     into = iscsi_domain.image_json(iscsi_domain.window(target.lun, target.offset, target.size,
                                                        command.format))
     argv = ["qemu-img", "convert", "-q", "-n", "-O", command.format.value]
+    if under is not None:  # the header names it already; -B: write this layer's own data
+        argv += ["-B", iscsi_domain.image_json(iscsi_domain.window(
+            target.lun, under.offset, under.size, under.format)), "-F", under.format.value]
     if not command.sparse:
         argv += ["-S", "0"]
     await iscsi_domain.run_qemu_img([*argv, source, into], f"copying {_said(source)} to an "
@@ -122,8 +142,18 @@ async def _copy_to_extent(command: VolumeCopy, source: str, target: IscsiExtentT
                             actual_size=target.size)
 
 
-async def _convert(command: VolumeCopy, source: str, target: str) -> None:
+def _over(backing: str | None) -> tuple[str, ...]:
+    """`_convert`'s backing argument, given only for a layer."""
+    return () if backing is None else (backing,)
+
+
+async def _convert(command: VolumeCopy, source: str, target: str,
+                   backing: str | None = None) -> None:
+    """`source` into a new image `target`; over `backing` (a layer: only the source's own
+    volume's data is written)."""
     argv = ["qemu-img", "convert", "-q", "-O", command.format.value]
+    if backing is not None and command.backing is not None:
+        argv += ["-B", backing, "-F", command.backing.format.value]
     if not command.sparse:
         argv += ["-S", "0"]
     await iscsi_domain.run_qemu_img([*argv, source, target],

@@ -6,6 +6,7 @@ lies on storage are both checked."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
 import uuid
@@ -34,6 +35,7 @@ from overt.engine.jobs.worker import Worker
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import DiskStatus, StorageDomainStatus, StorageType, VmStatus
 from overt.engine.queries.lookup import Ref
+from overt.engine.queries.shared_storage import extent_of, split_volume_path
 from overt.engine.queries.vm_spec import build_vm_spec
 from overt.engine.services import devices, disk_moves, vms
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput
@@ -50,6 +52,8 @@ from tests.support.loopback import LoopbackEngine
 MIB = 1 << 20
 GIB = 1 << 30
 PATTERN = 0x5A
+LATER = 0x6B  # written over a snapshot
+TOP_OF_CHAIN = "00000000-0000-0000-0000-000000000000"
 
 
 def _qemu(fmt: str) -> str:
@@ -269,8 +273,8 @@ async def test_copies_and_moves_that_cannot_be_made_are_refused_changing_nothing
         return str(caught.value)
 
     said = await refused(disk_moves.move_disk, used, Ref(name="h1-local"))
-    assert "live storage migration is not supported" in said and "runner" in said
-    assert "live storage migration" in await refused(
+    assert "between NFS and iSCSI domains only" in said and "runner" in said
+    assert "copies disks of down VMs only" in await refused(
         disk_moves.copy_disk, used, Ref(name="h1-local"), None)
     assert "already on storage domain nfs1" in await refused(
         disk_moves.move_disk, floating, Ref(name="nfs1"))
@@ -334,7 +338,281 @@ async def _data_center(session: Any, engine: LoopbackEngine) -> uuid.UUID:
     return cluster.data_center_id  # type: ignore[no-any-return]
 
 
-async def test_a_disk_with_snapshots_is_not_moved_yet(
+async def test_a_disk_with_snapshots_is_copied_collapsed(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A down VM's disk with a snapshot, copied to iSCSI and to a local domain: each copy
+    is one new volume (no backing) holding what the snapshot froze and what was written
+    over it; the source keeps its chain."""
+    from overt.engine.services import snapshots
+
+    _export, lun = await _domains(engine, monkeypatch, tmp_path)
+    vm_id = await engine.add_vm("snappy")
+    nfs_disk = await _disk(engine, "boot", "nfs1", vm_id=vm_id)  # PATTERN at 2 MiB
+    _snapshot, job = await engine.act(snapshots.add_snapshot, vm_id, "before")
+    assert (await _ended(engine, job)).state == "done"
+    active, domain = await _row(engine, nfs_disk)
+    await asyncio.to_thread(subprocess.run, ["qemu-io", "-f", "qcow2", "-c",
+                                             f"write -P {LATER} {3 * MIB} 64k",
+                                             _file(active, domain)], check=True,
+                            capture_output=True)
+    async with engine.session() as session:
+        chain = (await session.execute(select(SnapshotVolume.image_path).where(
+            SnapshotVolume.disk_id == nfs_disk))).scalars().all()
+    assert len(chain) == 1
+
+    for target, name in (("san1", "on-san"), ("h1-local", "local")):
+        job = await engine.act(disk_moves.copy_disk, nfs_disk, Ref(name=target), name)
+        assert (await _ended(engine, job)).state == "done", job.error
+        async with engine.session() as session:
+            made = (await session.execute(select(Disk).where(Disk.name == name))).scalar_one()
+        assert await _reads(engine, made.id, lun)
+        assert await _holds_later(engine, made.id, lun)
+        if target == "san1":
+            [record] = [v for k, v in lun.metadata().items() if str(made.id) in v]
+            assert record.split(",")[6] == TOP_OF_CHAIN  # one volume, no parent
+        else:
+            assert "backing-filename" not in await _info(_file(*await _row(engine, made.id)))
+    disk, _domain = await _row(engine, nfs_disk)
+    assert (disk.status, disk.image_path) == (DiskStatus.OK, active.image_path)
+    async with engine.session() as session:
+        assert (await session.execute(select(SnapshotVolume.image_path).where(
+            SnapshotVolume.disk_id == nfs_disk))).scalars().all() == chain
+    await _no_locks(engine)
+
+
+async def test_an_iscsi_disk_with_snapshots_is_copied_collapsed_to_nfs(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The source chain is extents of the LUN whose qcow2 headers name the extent under
+    them: the copy reads it through and is one NFS volume."""
+    from overt.engine.services import snapshots
+
+    _export, lun = await _domains(engine, monkeypatch, tmp_path)
+    vm_id = await engine.add_vm("snappy")
+    async with engine.session() as session:
+        user = await session.get(User, engine.user_id)
+        vm = await session.get(Vm, vm_id)
+        assert user is not None and vm is not None
+        disk_id = (await devices.add_disk_attachment(session, engine.jobs, vm, DiskAttachmentInput(
+            disk=DiskInput(name="boot", provisioned_size=8 * MIB, format="cow",
+                           storage_domain=Ref(name="san1")), bootable=True), user)).disk_id
+    await engine.settled()
+    base, _domain = await _row(engine, disk_id)
+    await asyncio.to_thread(lun.write, base.image_path, "cow", f"write -P {PATTERN} {2 * MIB} 64k")
+    _snapshot, job = await engine.act(snapshots.add_snapshot, vm_id, "before")
+    assert (await _ended(engine, job)).state == "done"
+    active, _domain = await _row(engine, disk_id)
+    assert active.image_path != base.image_path
+    await asyncio.to_thread(lun.write, active.image_path, "cow", f"write -P {LATER} {3 * MIB} 64k")
+    job = await engine.act(disk_moves.copy_disk, disk_id, Ref(name="nfs1"), "on-nfs")
+    assert (await _ended(engine, job)).state == "done"
+    async with engine.session() as session:
+        made = (await session.execute(select(Disk).where(Disk.name == "on-nfs"))).scalar_one()
+    assert await _reads(engine, made.id, lun) and await _holds_later(engine, made.id, lun)
+    assert "backing-filename" not in await _info(_file(*await _row(engine, made.id)))
+    await _no_locks(engine)
+
+
+NEWEST = 0x7C  # written over the second snapshot
+
+
+async def _write_over(engine: LoopbackEngine, disk_id: uuid.UUID, lun: Lun, pattern: int,
+                      at: int) -> None:
+    """`pattern` written at `at` into the disk's active volume (as its guest would)."""
+    disk, domain = await _row(engine, disk_id)
+    command = f"write -P {pattern} {at} 64k"
+    if domain.storage_type == StorageType.ISCSI.value:
+        await asyncio.to_thread(lun.write, disk.image_path, disk.format, command)
+        return
+    await asyncio.to_thread(subprocess.run, ["qemu-io", "-f", "qcow2", "-c", command,
+                                             _file(disk, domain)], check=True,
+                            capture_output=True)
+
+
+async def _chain_rows(engine: LoopbackEngine, disk_id: uuid.UUID) -> list[str]:
+    async with engine.session() as session:
+        return list((await session.execute(select(SnapshotVolume.image_path).where(
+            SnapshotVolume.disk_id == disk_id).order_by(SnapshotVolume.pk))).scalars())
+
+
+async def _layer_holds(engine: LoopbackEngine, domain: StorageDomain, path: str, lun: Lun,
+                       pattern: int, at: int) -> bool:
+    """Whether the volume at `path` (read with what is under it) holds `pattern`."""
+    if domain.storage_type == StorageType.ISCSI.value:
+        return await asyncio.to_thread(lun.reads, path, "cow", pattern, at)
+    if domain.storage_type == StorageType.NFS.value:
+        where = str(ExportDirectory("10.9.9.9", "/export").base / path)
+    else:
+        where = f"{domain.path.rstrip('/')}/{path}"
+    done = await asyncio.to_thread(subprocess.run, [
+        "qemu-io", "-r", "-f", "qcow2", "-c", f"read -P {pattern} {at} 64k", where],
+        capture_output=True, text=True, check=False)
+    return done.returncode == 0 and "Pattern verification failed" not in done.stdout
+
+
+async def test_a_down_vms_disk_moves_with_its_snapshot_chain(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """NFS -> iSCSI -> local -> NFS with two snapshots: every volume of the chain goes over
+    the one under it on the target (the snapshots stay snapshots: the oldest volume lacks
+    what was written after it), the rows switched, the old volumes removed; then a
+    snapshot is merged away and the VM starts."""
+    from overt.engine.services import snapshots
+
+    _export, lun = await _domains(engine, monkeypatch, tmp_path)
+    vm_id = await engine.add_vm("chained")
+    disk_id = await _disk(engine, "boot", "nfs1", vm_id=vm_id)  # PATTERN at 2 MiB
+    taken = []
+    for number, (pattern, at) in enumerate(((LATER, 3 * MIB), (NEWEST, 4 * MIB))):
+        snapshot, job = await engine.act(snapshots.add_snapshot, vm_id, f"snap{number}")
+        assert (await _ended(engine, job)).state == "done"
+        taken.append(snapshot.id)
+        await _write_over(engine, disk_id, lun, pattern, at)
+    old_paths = [*await _chain_rows(engine, disk_id), (await _row(engine, disk_id))[0].image_path]
+    assert len(old_paths) == 3
+
+    for target in ("san1", "h1-local", "nfs1"):
+        before, before_domain = await _row(engine, disk_id)
+        old = [*await _chain_rows(engine, disk_id), before.image_path]
+        job = await engine.act(disk_moves.move_disk, disk_id, Ref(name=target))
+        ended = await _ended(engine, job)
+        assert ended.state == "done", ended.error
+        disk, domain = await _row(engine, disk_id)
+        chain = await _chain_rows(engine, disk_id)
+        assert (domain.name, disk.status, len(chain)) == (target, DiskStatus.OK, 2)
+        assert not set(old) & {*chain, disk.image_path}
+        for pattern, at in ((PATTERN, 2 * MIB), (LATER, 3 * MIB), (NEWEST, 4 * MIB)):
+            assert await _layer_holds(engine, domain, disk.image_path, lun, pattern, at)
+        # The snapshots stay what they froze.
+        assert await _layer_holds(engine, domain, chain[0], lun, PATTERN, 2 * MIB)
+        assert not await _layer_holds(engine, domain, chain[0], lun, LATER, 3 * MIB)
+        assert await _layer_holds(engine, domain, chain[1], lun, LATER, 3 * MIB)
+        assert not await _layer_holds(engine, domain, chain[1], lun, NEWEST, 4 * MIB)
+        if target == "san1":
+            extents = [extent_of(p) for p in (*chain, disk.image_path)]
+            assert lun.storage_chain(disk.image_path) == [e[0] for e in extents if e]
+            records = {k.removeprefix("VOL_"): v.split(",") for k, v in lun.metadata().items()
+                       if k.startswith("VOL_")}
+            ids = [str(split_volume_path(p)[1]) for p in (*chain, disk.image_path)]
+            assert [records[i][6] for i in ids] == [TOP_OF_CHAIN, ids[0], ids[1]]
+            assert [records[i][7] for i in ids] == ["INTERNAL", "INTERNAL", "LEAF"]
+        elif target == "h1-local":
+            info = await _info(_file(disk, domain))
+            assert info["backing-filename"].endswith(chain[1])
+        else:
+            image = ExportDirectory("10.9.9.9", "/export").base / disk.image_path
+            metas = {p.name: p.read_text() for p in image.parent.glob("*.meta")}
+            assert len(metas) == 3
+            top_id, under_id = split_volume_path(disk.image_path)[1], split_volume_path(
+                chain[1])[1]
+            assert f"PUUID={under_id}" in metas[f"{top_id}.meta"]
+            assert "VOLTYPE=LEAF" in metas[f"{top_id}.meta"]
+            assert "VOLTYPE=INTERNAL" in metas[f"{under_id}.meta"]
+        if before_domain.storage_type != StorageType.ISCSI.value:
+            for path in old:
+                assert not await asyncio.to_thread(Path(_file(Disk(image_path=path),
+                                                              before_domain)).exists)
+        await _no_locks(engine)
+    async with engine.session() as session:
+        san = (await session.execute(select(StorageDomain).where(
+            StorageDomain.name == "san1"))).scalar_one()
+        assert san.used_bytes == 0  # every extent the chain held is free again
+
+    job = await engine.act(snapshots.remove_snapshot, vm_id, taken[0])
+    assert (await _ended(engine, job)).state == "done"
+    for pattern, at in ((PATTERN, 2 * MIB), (LATER, 3 * MIB), (NEWEST, 4 * MIB)):
+        disk, domain = await _row(engine, disk_id)
+        assert await _layer_holds(engine, domain, disk.image_path, lun, pattern, at)
+    await engine.job((await engine.act(vms.start_vm, vm_id)).id)
+    await engine.vm_reaches(vm_id, [VmStatus.UP])
+
+
+async def test_an_engine_that_dies_mid_chain_leaves_the_rest_to_a_successor(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The engine dies while the second volume of a chain is copied: the successor copies
+    what is left (no layer twice), switches the rows and removes the old chain."""
+    from overt.engine.services import snapshots
+
+    _export, lun = await _domains(engine, monkeypatch, tmp_path)
+    vm_id = await engine.add_vm("chained")
+    disk_id = await _disk(engine, "boot", "nfs1", vm_id=vm_id)
+    _snapshot, job = await engine.act(snapshots.add_snapshot, vm_id, "one")
+    assert (await _ended(engine, job)).state == "done"
+    await _write_over(engine, disk_id, lun, LATER, 3 * MIB)
+    convert, go_on, stalled = copies._convert, asyncio.Event(), asyncio.Event()
+    targets: list[str] = []
+
+    async def stalls_second(command: copies.VolumeCopy, source: str, target: str,
+                            *backing: str) -> None:
+        targets.append(target)
+        if len(targets) == 2:
+            stalled.set()
+            await go_on.wait()
+        await convert(command, source, target, *backing)
+    monkeypatch.setattr(copies, "_convert", stalls_second)
+    job = await engine.act(disk_moves.move_disk, disk_id, Ref(name="h1-local"))
+    await asyncio.wait_for(stalled.wait(), 60)
+    await engine.worker.stop()
+    async with engine.session() as session:
+        row = await session.get(Job, job.id)
+        assert row is not None and row.state == "running"
+        row.lease_until = row.start_time
+
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 7)
+    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
+    running = asyncio.create_task(successor.run())
+    try:
+        go_on.set()
+        ended = await engine.job(job.id)
+    finally:
+        await successor.stop()
+        await running
+    assert ended.state == "done", ended.error
+    assert len(targets) == 2 == len(set(targets))
+    disk, domain = await _row(engine, disk_id)
+    [base] = await _chain_rows(engine, disk_id)
+    assert (disk.status, domain.name) == (DiskStatus.OK, "h1-local")
+    assert await _layer_holds(engine, domain, disk.image_path, lun, LATER, 3 * MIB)
+    assert await _layer_holds(engine, domain, base, lun, PATTERN, 2 * MIB)
+    assert not await _layer_holds(engine, domain, base, lun, LATER, 3 * MIB)
+    await _no_locks(engine)
+
+
+async def test_a_chain_move_that_fails_leaves_the_chain_where_it_was(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The second volume cannot be copied: the disk and its chain stay on NFS, `ok`, and
+    the extents the target volumes took are free again."""
+    from overt.engine.services import snapshots
+
+    monkeypatch.setattr(queue, "MAX_BACKOFF_S", 0.05)
+    _export, lun = await _domains(engine, monkeypatch, tmp_path)
+    vm_id = await engine.add_vm("chained")
+    disk_id = await _disk(engine, "boot", "nfs1", vm_id=vm_id)
+    _snapshot, job = await engine.act(snapshots.add_snapshot, vm_id, "one")
+    assert (await _ended(engine, job)).state == "done"
+    before = (await _row(engine, disk_id))[0].image_path, await _chain_rows(engine, disk_id)
+    real = copies._copy_to_extent
+
+    async def fails_over_a_backing(command: copies.VolumeCopy, source: str,
+                                   target: Any) -> Any:
+        if command.backing is not None:
+            raise NodeFailure(ErrorCode.HYPERVISOR_ERROR, "copying failed: I/O error")
+        return await real(command, source, target)
+    monkeypatch.setattr(copies, "_copy_to_extent", fails_over_a_backing)
+    job = await engine.act(disk_moves.move_disk, disk_id, Ref(name="san1"))
+    ended = await _ended(engine, job)
+    assert ended.state == "failed" and "I/O error" in (ended.error or "")
+    disk, domain = await _row(engine, disk_id)
+    assert (disk.status, domain.name) == (DiskStatus.OK, "nfs1")
+    assert (disk.image_path, await _chain_rows(engine, disk_id)) == before
+    assert await _reads(engine, disk_id, lun)
+    async with engine.session() as session:
+        san = (await session.execute(select(StorageDomain).where(
+            StorageDomain.name == "san1"))).scalar_one()
+        assert san.used_bytes == 0
+    await _no_locks(engine)
+
+
+async def test_a_running_vms_disk_with_snapshots_is_not_moved(
         engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from overt.engine.services import snapshots
 
@@ -343,12 +621,29 @@ async def test_a_disk_with_snapshots_is_not_moved_yet(
     disk_id = await _disk(engine, "boot", "nfs1", vm_id=vm_id)
     _snapshot, job = await engine.act(snapshots.add_snapshot, vm_id, "before")
     assert (await _ended(engine, job)).state == "done"
-    async with engine.session() as session:
-        assert (await session.execute(select(SnapshotVolume))).first() is not None
+    await engine.job((await engine.act(vms.start_vm, vm_id)).id)
+    await engine.vm_reaches(vm_id, [VmStatus.UP])
     before = await _state(engine)
-    with pytest.raises(Conflict, match="it has snapshots"):
-        await engine.act(disk_moves.move_disk, disk_id, Ref(name="h1-local"))
+    with pytest.raises(Conflict, match="snapshot chain only while its VM is down"):
+        await engine.act(disk_moves.move_disk, disk_id, Ref(name="san1"))
     assert await _state(engine) == before
+
+
+async def _info(path: str) -> dict[str, Any]:
+    done = await asyncio.to_thread(subprocess.run, ["qemu-img", "info", "--output=json", path],
+                                   check=True, capture_output=True, text=True)
+    return dict(json.loads(done.stdout))
+
+
+async def _holds_later(engine: LoopbackEngine, disk_id: uuid.UUID, lun: Lun) -> bool:
+    """Whether the disk reads as LATER at 3 MiB (written over its snapshot)."""
+    disk, domain = await _row(engine, disk_id)
+    if domain.storage_type == StorageType.ISCSI.value:
+        return await asyncio.to_thread(lun.reads, disk.image_path, disk.format, LATER, 3 * MIB)
+    done = await asyncio.to_thread(subprocess.run, [
+        "qemu-io", "-r", "-f", _qemu(disk.format), "-c", f"read -P {LATER} {3 * MIB} 64k",
+        _file(disk, domain)], capture_output=True, text=True, check=False)
+    return done.returncode == 0 and "Pattern verification failed" not in done.stdout
 
 
 async def test_a_failing_copy_leaves_no_target_and_the_source_ok(

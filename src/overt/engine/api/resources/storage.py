@@ -16,7 +16,8 @@ from overt.engine.api.resources.common import action_done, action_params, list_r
 from overt.engine.api.resources.storage_connections import secret_box
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.wire.render import Representation
-from overt.engine.db.tables import Disk, Host, StorageDomain
+from overt.engine.db.tables import Disk, DiskAttachment, Host, StorageDomain
+from overt.engine.model.errors import NotFound
 from overt.engine.model.status import StorageType
 from overt.engine.queries import lookup, shared_storage
 from overt.engine.services import (
@@ -220,9 +221,25 @@ async def copy_disk(ctx: ApiContext) -> Response:
 
 @routes.post("/disks/{disk_id}/move")
 async def move_disk(ctx: ApiContext) -> Response:
-    """oVirt's `<action><storage_domain id=".."/></action>`: the disk's volume moved there."""
+    """oVirt's `<action><storage_domain id=".."/></action>`: the disk's volume moved there
+    (live, when a running VM uses it)."""
     action = await ctx.body("action")
     job = await disk_moves.move_disk(ctx.session, ctx.services.jobs, ctx.id_param("disk_id"),
+                                     ref_of(action.child("storage_domain")), ctx.user,
+                                     correlation_id=_correlation(ctx))
+    return action_done(ctx, job)
+
+
+@routes.post("/vms/{vm_id}/disks/{disk_id}/move")
+async def move_vm_disk(ctx: ApiContext) -> Response:
+    """oVirt's VM disk `move` (VmDiskService.move): the same move, of a disk the VM has."""
+    action = await ctx.body("action")
+    vm_id, disk_id = ctx.id_param("vm_id"), ctx.id_param("disk_id")
+    attached = (await ctx.session.execute(select(DiskAttachment.pk).where(
+        DiskAttachment.vm_id == vm_id, DiskAttachment.disk_id == disk_id))).first()
+    if attached is None:
+        raise NotFound(f"VM {vm_id} has no disk {disk_id}")
+    job = await disk_moves.move_disk(ctx.session, ctx.services.jobs, disk_id,
                                      ref_of(action.child("storage_domain")), ctx.user,
                                      correlation_id=_correlation(ctx))
     return action_done(ctx, job)
