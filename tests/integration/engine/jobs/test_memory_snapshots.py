@@ -54,6 +54,14 @@ async def _started(engine: LoopbackEngine, vm_id: uuid.UUID) -> Job:
     return job
 
 
+def _meta_file(volume: Path) -> Path:
+    return volume.with_name(f"{volume.name}.meta")
+
+
+def _meta(volume: Path) -> dict[str, str]:
+    return parse_metadata(_meta_file(volume).read_text())
+
+
 def _memory_files(export: Path, snapshot: Snapshot) -> list[Path]:
     return [export / p for p in (snapshot.memory_volume, snapshot.memory_metadata_volume)
             if p]
@@ -82,7 +90,7 @@ async def test_a_snapshot_with_memory_resumes_the_guest_after_a_restore_with_mem
     state = json.loads(memory.read_text().rstrip("\x00"))
     assert state["vm_id"] == str(vm_id) and state["booted_at"] == booted
     assert "<domain>" in metadata.read_text()
-    assert parse_metadata(Path(f"{memory}.meta").read_text())["DISKTYPE"] == "MEMD"
+    assert _meta(memory)["DISKTYPE"] == "MEMD" and _meta(metadata)["DISKTYPE"] == "MEMM"
     assert all(len(c) == 2 for c in await _chains(engine, export, disk_ids))
     async with engine.session() as session:
         steps = (await session.execute(select(Step.description).where(
@@ -118,13 +126,13 @@ async def test_a_snapshot_with_memory_resumes_the_guest_after_a_restore_with_mem
     # Removing the snapshot removes its memory volumes.
     await _done(engine, await engine.act(snapshots.remove_snapshot, vm_id, taken.id))
     assert not memory.exists() and not metadata.exists()
-    assert not Path(f"{memory}.meta").exists()
+    assert not _meta_file(memory).exists()
     assert [len(_volumes(export, d)) for d in disk_ids] == [1, 1]
 
 
 async def test_a_preview_with_memory_resumes_and_an_undo_forgets_it(
         engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    vm_id, _disk_ids, export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    vm_id, _disk_ids, _export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
     hyp = await _running(engine, vm_id)
     booted = hyp.guest_booted_at(vm_id)
     taken, job = await engine.act(snapshots.add_snapshot, vm_id, "m", persist_memory=True)
