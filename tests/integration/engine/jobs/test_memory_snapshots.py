@@ -18,18 +18,20 @@ import pytest
 from sqlalchemy import func, select
 
 from overt.engine.api.resources.snapshots import snapshot_view
-from overt.engine.db.tables import Job, Lock, Snapshot, Step, User, Vm
+from overt.engine.db.tables import ExtentReservation, Job, Lock, Snapshot, Step, User, Vm
 from overt.engine.jobs.handlers import UNITS
 from overt.engine.jobs.worker import Worker
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import VmStatus
 from overt.engine.queries.lookup import Ref
+from overt.engine.queries.shared_storage import extent_of
 from overt.engine.services import devices, snapshots, vms
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput
 from overt.node import memory_states
 from overt.node.errors import NodeFailure
 from overt.protocol import ErrorCode
 from overt.protocol.ovirt_metadata import parse_metadata
+from tests.integration.engine.jobs import test_iscsi_snapshot_jobs as iscsi
 from tests.integration.engine.jobs.test_nfs_snapshot_jobs import (
     _chains,
     _done,
@@ -249,4 +251,62 @@ async def test_an_engine_that_dies_while_the_state_is_copied_leaves_it_to_a_succ
     assert json.loads(memory.read_text().rstrip("\x00"))["booted_at"] == booted
     assert all(len(c) == 2 for c in await _chains(engine, export, disk_ids))
     async with engine.session() as session:
+        assert (await session.execute(select(Lock))).all() == []
+
+
+async def test_a_snapshot_with_memory_on_iscsi_holds_two_extents_until_it_is_removed(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """On an iSCSI domain the memory volumes are extents of the LUN the submission
+    allocated (the guest's 256 MiB + 1/8 + 256 MiB, and 1 MiB for the XML): the state is
+    written into its extent and read back from it for the resume; the domain's free space
+    counts both until the snapshot is removed. A LUN without room refuses the snapshot
+    with nothing changed."""
+    vm_id, disk_ids, lun = await iscsi._iscsi_vm(engine, monkeypatch, tmp_path,
+                                                 lun_size=1024 * MIB)
+    hyp = await iscsi._running(engine, vm_id)
+    booted = hyp.guest_booted_at(vm_id)
+    free = await iscsi._free(engine)
+    memory_bytes = snapshots.memory_volume_size(256)
+    assert memory_bytes == (256 + 32 + 256) * MIB
+
+    taken, job = await engine.act(snapshots.add_snapshot, vm_id, "san memory",
+                                  persist_memory=True)
+    await _done(engine, job)
+    row = await _snapshot(engine, taken.id)
+    extents = [extent_of(p) for p in (row.memory_volume, row.memory_metadata_volume)]
+    assert [e[1] for e in extents if e] == [memory_bytes, MIB]
+    chains = await iscsi._chains(engine, lun, disk_ids)
+    assert await iscsi._free(engine) == free - 2 * 13 * MIB - memory_bytes - MIB
+    state = await asyncio.to_thread(lun.path.read_bytes)
+    offset = extents[0][0] if extents[0] else 0
+    assert json.loads(state[offset:offset + 4096].rstrip(b"\0"))["vm_id"] == str(vm_id)
+    async with engine.session() as session:
+        assert (await session.execute(select(func.count()).select_from(ExtentReservation))
+                ).scalar() == 0
+
+    await _stopped(engine, vm_id)
+    await _done(engine, await engine.act(snapshots.restore_snapshot, vm_id, taken.id,
+                                         restore_memory=True))
+    await _started(engine, vm_id)
+    assert hyp.guest_booted_at(vm_id) == booted
+    await _stopped(engine, vm_id)
+    await _done(engine, await engine.act(snapshots.remove_snapshot, vm_id, taken.id))
+    assert await iscsi._chains(engine, lun, disk_ids) == [[c[0]] for c in chains]
+    assert await iscsi._free(engine) == free
+
+
+async def test_a_snapshot_with_memory_is_refused_when_the_lun_has_no_room_for_it(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    vm_id, _disk_ids, _lun = await iscsi._iscsi_vm(engine, monkeypatch, tmp_path,
+                                                   lun_size=128 * MIB)
+    await iscsi._running(engine, vm_id)
+    free = await iscsi._free(engine)
+    with pytest.raises(Conflict, match="no free extent"):
+        await engine.act(snapshots.add_snapshot, vm_id, "too big", persist_memory=True)
+    assert await iscsi._free(engine) == free
+    async with engine.session() as session:
+        assert (await session.execute(select(func.count()).select_from(Snapshot))
+                ).scalar_one() == 0
+        assert (await session.execute(select(func.count()).select_from(ExtentReservation))
+                ).scalar() == 0
         assert (await session.execute(select(Lock))).all() == []
