@@ -50,15 +50,17 @@ def memory_volume_size(memory_mib: int) -> int:
 
 async def _memory_volumes(session: AsyncSession, vm: Vm,
                           disks: list[tuple[Disk, StorageDomain]]) -> MemoryVolumes:
-    """The memory dump and metadata volumes, allocated now on the first shared domain of
-    the VM's disks (oVirt puts them on a data domain of the VM's data center): on NFS
-    their ids, on iSCSI their extents too, reserved until the snapshot records them."""
-    domain = next((sd for _d, sd in disks if is_shared(sd)), None)
-    if domain is None:
-        raise Conflict(f"Cannot create a snapshot with memory of VM {vm.name}: none of its "
-                       "disks is on an NFS or iSCSI domain, and the memory is kept on a "
-                       "shared data domain (so that any host can resume the VM); take a "
-                       "snapshot without memory.")
+    """The memory dump and metadata volumes, allocated now on the domain of the VM's
+    first disk, every disk being on a shared domain (oVirt puts them on a data domain of
+    the VM's data center): on NFS their ids, on iSCSI their extents too, reserved until
+    the snapshot records them."""
+    local = next((d for d, sd in disks if not is_shared(sd)), None)
+    if local is not None:
+        raise Conflict(f"Cannot create a snapshot with memory of VM {vm.name}: its disk "
+                       f"{local.name} is not on an NFS or iSCSI domain, and the memory is "
+                       "kept with the disks on a shared data domain (so that any host can "
+                       "resume the VM); take a snapshot without memory.")
+    domain = disks[0][1]
     size = memory_volume_size(vm.memory_mib)
     paths = []
     for what, nbytes in (("memory", size), ("memory metadata", METADATA_BYTES)):

@@ -175,7 +175,7 @@ async def test_a_memory_snapshot_of_a_vm_on_local_storage_is_refused_with_nothin
                            storage_domain=Ref(name="h1-local")), bootable=True), user)
     await engine.settled()
     await _started(engine, vm_id)
-    with pytest.raises(Conflict, match="NFS or iSCSI domain"):
+    with pytest.raises(Conflict, match="is not on an NFS or iSCSI domain"):
         await engine.act(snapshots.add_snapshot, vm_id, "refused", persist_memory=True)
     async with engine.session() as session:
         assert (await session.execute(select(func.count()).select_from(Snapshot))
