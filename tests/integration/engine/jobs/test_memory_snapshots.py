@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
 from pathlib import Path
 
@@ -29,8 +30,10 @@ from overt.engine.services import devices, snapshots, vms
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput
 from overt.node import memory_states
 from overt.node.errors import NodeFailure
+from overt.node.storage.nfs_domain import NfsDomains
 from overt.protocol import ErrorCode
 from overt.protocol.ovirt_metadata import parse_metadata
+from overt.protocol.storage import SharedVolumeDelete
 from tests.integration.engine.jobs import test_iscsi_snapshot_jobs as iscsi
 from tests.integration.engine.jobs.test_nfs_snapshot_jobs import (
     _chains,
@@ -309,4 +312,50 @@ async def test_a_snapshot_with_memory_is_refused_when_the_lun_has_no_room_for_it
                 ).scalar_one() == 0
         assert (await session.execute(select(func.count()).select_from(ExtentReservation))
                 ).scalar() == 0
+        assert (await session.execute(select(Lock))).all() == []
+
+
+async def test_an_engine_that_dies_while_the_memory_volumes_are_deleted_leaves_it_to_a_successor(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The removal merged the disks and is deleting the memory volumes when the engine
+    dies: the snapshot is still listed (`locked`). The successor deletes the volumes, then
+    the snapshot; nothing is left on storage and nothing locked."""
+    vm_id, disk_ids, export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    await _running(engine, vm_id)
+    taken, job = await engine.act(snapshots.add_snapshot, vm_id, "m", persist_memory=True)
+    await _done(engine, job)
+    row = await _snapshot(engine, taken.id)
+    files = _memory_files(export, row)
+    memory_image = files[0].parent.name
+    await _stopped(engine, vm_id)
+    real, go_on, deleting = NfsDomains._volume_delete, threading.Event(), threading.Event()
+
+    def stalls_first(self: NfsDomains, command: SharedVolumeDelete) -> object:
+        if str(command.image_id) == memory_image and not deleting.is_set():
+            deleting.set()
+            go_on.wait(60)
+        return real(self, command)
+    monkeypatch.setattr(NfsDomains, "_volume_delete", stalls_first)
+    await engine.act(snapshots.remove_snapshot, vm_id, taken.id)
+    await asyncio.to_thread(deleting.wait, 60)
+    await engine.worker.stop()
+    async with engine.session() as session:
+        removal = (await session.execute(select(Job).where(
+            Job.action == "vm.snapshot_remove"))).scalar_one()
+        listed = await session.get(Snapshot, taken.id)
+        assert (removal.state, listed.status if listed else None) == ("running", "locked")
+        removal.lease_until = removal.start_time
+    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
+    running = asyncio.create_task(successor.run())
+    try:
+        go_on.set()
+        ended = await engine.job(removal.id)
+    finally:
+        await successor.stop()
+        await running
+    assert ended.state == "done", ended.error
+    assert not any(f.exists() or _meta_file(f).exists() for f in files)
+    assert [len(_volumes(export, d)) for d in disk_ids] == [1, 1]
+    async with engine.session() as session:
+        assert await session.get(Snapshot, taken.id) is None
         assert (await session.execute(select(Lock))).all() == []

@@ -2,8 +2,8 @@
 reaches them, and their removal with their snapshot.
 
 A snapshot's memory volumes are raw volumes of a shared domain that the submission
-allocated. A snapshot that a job removes deletes them itself (`delete_memory`, after
-recording in the job's row which they are, so a successor deletes them too); snapshots
+allocated. A snapshot that a job removes deletes them itself before the snapshot goes
+(`delete_memory`, after moving them to the job's row, so a successor deletes them too); snapshots
 that a restore or a preview's commit drops hand theirs to a `RemoveVolumes` job in the
 transaction that drops them (`drop_memory_later`).
 """
@@ -71,12 +71,14 @@ def record_memory(snapshot: Snapshot, memory: MemoryVolumes) -> None:
 
 
 async def forget_memory(session: AsyncSession, job: Job, snapshot: Snapshot) -> None:
-    """In the transaction that removes `snapshot`: its memory volumes are recorded in the
-    job's row, for `delete_memory` (and a successor) to delete; a VM that was to resume
-    from it boots instead."""
+    """Before a removal deletes `snapshot`: its memory volumes move from the snapshot to
+    the job's row, for `delete_memory` (or a successor) to delete (an iSCSI extent is
+    free once no row names it); a VM that was to resume from it boots instead."""
     paths = memory_of(snapshot)
     if paths and snapshot.memory_domain_id is not None:
         job.result = {**job.result, _DELETING: [str(snapshot.memory_domain_id), *paths]}
+        snapshot.memory_domain_id = snapshot.memory_volume = None
+        snapshot.memory_metadata_volume = None
     vm = await session.get(Vm, snapshot.vm_id)
     if vm is not None and vm.resume_snapshot_id == snapshot.id:
         vm.resume_snapshot_id = None

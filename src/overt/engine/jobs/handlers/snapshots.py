@@ -273,8 +273,8 @@ async def remove_snapshot(ctx: JobContext, spec: RemoveSnapshot) -> dict[str, An
         disk_ids = [d.id for _a, d, _sd in await vm_disks(session, vm.id)]
     host = await _live_host(ctx, vm)
     await _delete_merged(ctx, host)  # merges an earlier attempt recorded but did not finish
+    await delete_memory(ctx)  # memory volumes an earlier attempt recorded, not yet deleted
     if found is None:
-        await delete_memory(ctx)  # forgotten by an attempt that died before deleting it
         return {"merged": 0}  # a retry after the snapshot was forgotten
     snapshot = found
     merged = 0
@@ -287,16 +287,21 @@ async def remove_snapshot(ctx: JobContext, spec: RemoveSnapshot) -> dict[str, An
             continue  # no volume in this snapshot, or merged by an earlier attempt
         await _merge(ctx, vm, host, domain, merge)
         merged += 1
+    # The memory volumes go before the snapshot does: a snapshot no longer listed has
+    # nothing left on storage.
     async with ctx.transaction() as session:
         row = await session.get(Snapshot, spec.snapshot_id)
         if row is not None:
             await forget_memory(session, await lookup.get(session, Job, ctx.job.id,
                                                           for_update=True), row)
+    await delete_memory(ctx)
+    async with ctx.transaction() as session:
+        row = await session.get(Snapshot, spec.snapshot_id)
+        if row is not None:
             await session.delete(row)
         audit.record(session, f"Snapshot '{snapshot.description}' deletion for VM {vm.name} "
                      "has been completed.", code=audit.SNAPSHOT_REMOVED, vm_id=vm.id,
                      job_id=ctx.job.id, user_id=ctx.job.owner_id)
-    await delete_memory(ctx)
     return {"merged": merged}
 
 
