@@ -1,8 +1,8 @@
 """memsnap: snapshots with memory (their memory volumes) and the snapshot a VM's next
 start resumes from
 
-Revision ID: 0036_memsnap
-Revises: 0035_iscsidisc
+Revision ID: 0037_memsnap
+Revises: 0036_iscsirest
 Create Date: 2026-12-03 12:00:00.000000
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0036_memsnap'
-down_revision = '0035_iscsidisc'
+revision = '0037_memsnap'
+down_revision = '0036_iscsirest'
 branch_labels = None
 depends_on = None
 
