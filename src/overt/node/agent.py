@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from overt.bus.base import AgentTransport
 from overt.logs import current_job
+from overt.node import memory_states
 from overt.node.errors import NodeFailure
 from overt.node.events import EventSequencer
 from overt.node.hypervisor.base import Hypervisor, HypervisorReconnected, VmChanged
@@ -48,6 +49,7 @@ from overt.protocol.commands import (
     VmDestroy,
     VmDiskSnapshot,
     VmLeaseTakeOver,
+    VmMemorySnapshot,
     VmMigrate,
     VmMigrationProgress,
     VmPause,
@@ -90,7 +92,7 @@ from overt.protocol.storage import (
     VolumeSealProgress,
 )
 from overt.protocol.storage_reach import DomainsReach, StorageDomainsProbe
-from overt.protocol.vm import VmSpec
+from overt.protocol.vm import IscsiSource, NfsSource, VmSpec
 from overt.protocol.vm_cdroms import VmCdromChange
 from overt.protocol.vm_nics import VmNicLink, VmNicPlug, VmNicUnplug
 
@@ -233,8 +235,12 @@ class Agent:
                 return await self.host_state()
             case VmDefine(spec=spec):
                 return await self._locked(spec.id, hyp.define(spec, job))
-            case VmStart(vm_id=vm_id, spec=spec, paused=paused, restore_from=saved):
+            case VmStart(vm_id=vm_id, spec=spec, paused=paused, restore_from=saved,
+                         memory_from=snapshot_state):
                 image = self.volumes.inside(saved, "the saved memory image") if saved else None
+                if snapshot_state is not None:
+                    return await self._locked(vm_id, self._resume_snapshot(
+                        vm_id, spec, snapshot_state, paused=paused, job=job))
                 return await self._locked(vm_id, self._start_leased(
                     vm_id, spec, lambda: hyp.start(vm_id, spec, paused=paused, job=job,
                                                    restore_from=image)))
@@ -298,6 +304,12 @@ class Agent:
                     self.volumes.inside(disk.overlay, "the new volume")
                 await self._locked(vm_id, hyp.disk_snapshot(vm_id, disks))
                 return Empty()
+            case VmMemorySnapshot(vm_id=vm_id, disks=disks):
+                if any(not disk.reuse for disk in disks):
+                    raise NodeFailure(ErrorCode.BAD_REQUEST, "a memory snapshot's disks are "
+                                      "volumes of shared domains, made beforehand")
+                return await self._locked(vm_id, memory_states.take(command, hyp,
+                                                                    self.volumes))
             case VmBlockCommit(vm_id=vm_id, disk=disk, top=top, base=base, timeout_s=timeout,
                                shared=shared):
                 for path in (disk, top, base):
@@ -346,6 +358,15 @@ class Agent:
             case VmCdromChange(vm_id=vm_id, cdrom=cdrom):
                 return await self._locked(vm_id, hyp.change_cdrom(vm_id, cdrom))
         raise NodeFailure(ErrorCode.BAD_REQUEST, f"this node does not know command {command.name}")
+
+    async def _resume_snapshot(self, vm_id: uuid.UUID, spec: VmSpec | None,
+                               state: NfsSource | IscsiSource, *, paused: bool,
+                               job: str | None) -> BaseModel:
+        """Start the VM from a memory snapshot's state: copied here first, the guest
+        resumed from it over the volumes `spec` names."""
+        local = await memory_states.fetch(vm_id, state, self.volumes)
+        return await self._start_leased(vm_id, spec, lambda: self.hypervisor.start(
+            vm_id, spec, paused=paused, job=job, restore_from=local, restore_as_spec=True))
 
     async def _start_leased(self, vm_id: uuid.UUID, spec: VmSpec | None,
                             start: Callable[[], Awaitable[T]]) -> T:

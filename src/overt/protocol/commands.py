@@ -15,10 +15,12 @@ from overt.protocol.storage import (
     ExtentCommit,
     ExtentFormat,
     IscsiDiscover,
+    IscsiExtentTarget,
     IscsiLunList,
     IscsiLunRef,
     LunMetadataWrite,
     LunRead,
+    NfsVolumeTarget,
     SharedVolumeCommit,
     SharedVolumeCreate,
     SharedVolumeDelete,
@@ -31,7 +33,15 @@ from overt.protocol.storage import (
     VolumeSealProgress,
 )
 from overt.protocol.storage_reach import StorageDomainsProbe
-from overt.protocol.vm import DiskFormat, DiskSource, LeaseSpec, VmSpec, WireModel
+from overt.protocol.vm import (
+    DiskFormat,
+    DiskSource,
+    IscsiSource,
+    LeaseSpec,
+    NfsSource,
+    VmSpec,
+    WireModel,
+)
 from overt.protocol.vm_cdroms import VmCdromChange
 from overt.protocol.vm_nics import VmNicLink, VmNicPlug, VmNicUnplug
 
@@ -106,6 +116,11 @@ class VmStart(_VmCommand):
     spec: VmSpec | None = None
     paused: bool = False
     restore_from: str | None = Field(None, pattern=r"^/")
+    # A memory snapshot's state to resume from (a raw volume of a shared domain, which
+    # `vm.memory_snapshot` wrote): the node copies it to its own storage, resumes the
+    # guest from it with `spec`'s domain XML (the disks' volumes of now, not the saved
+    # ones), then deletes its copy. The volume stays: a snapshot may be restored again.
+    memory_from: NfsSource | IscsiSource | None = Field(None, discriminator="kind")
 
 
 class VmSave(_VmCommand):
@@ -292,6 +307,31 @@ class VmDiskSnapshot(_Command):
     disks: tuple[DiskOverlay, ...] = Field(min_length=1)
 
 
+class MemorySaved(WireModel):
+    """What a memory snapshot cost the guest: the time it was paused (None when a retry
+    finds the snapshot taken already) and the size of its saved state."""
+
+    pause_ms: float | None = None
+    total_ms: float | None = None
+    memory_bytes: int = 0
+
+
+class VmMemorySnapshot(_Command):
+    """A snapshot of a running VM's disks (as `vm.disk_snapshot`) and of its RAM and
+    device state, at the same instant: QEMU writes the state to this node's storage while
+    the guest runs (libvirt's live external snapshot), pauses it only for the last pages
+    and the switch of the disks, then the node copies the state (`memory`) and the
+    domain's XML (`metadata`) to raw volumes of a shared domain, which the engine
+    allocated, and deletes its own copies."""
+
+    name: Literal["vm.memory_snapshot"] = "vm.memory_snapshot"
+    result: ClassVar[type[MemorySaved]] = MemorySaved
+    vm_id: UUID
+    disks: tuple[DiskOverlay, ...] = Field(min_length=1)
+    memory: NfsVolumeTarget | IscsiExtentTarget = Field(discriminator="kind")
+    metadata: NfsVolumeTarget | IscsiExtentTarget = Field(discriminator="kind")
+
+
 class VmBlockCommit(_Command):
     """Live merge: commit `top` into `base` in the chain of the running VM's disk whose
     active volume is `disk`; when `top` is that active volume, QEMU then pivots to `base`.
@@ -374,6 +414,7 @@ Command = Annotated[
     | VolumeInfoCommand
     | VolumeCommit
     | VmDiskSnapshot
+    | VmMemorySnapshot
     | VmBlockCommit
     | VmBlockCopy
     | VmBlockCopyStatus

@@ -20,6 +20,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -655,6 +656,110 @@ def test_snapshots_of_a_vm_on_nfs_are_restored_and_merged_through_the_sdk(
                                                                   url]),
                              capture_output=True, text=True, check=False, timeout=120)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def _counts(log: Path) -> list[int]:
+    """The test guest's counter lines on its serial console, in order (a line cut short
+    at the end of the file is left out)."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return [int(m.group(1)) for m in re.finditer(
+        re.escape(COUNTER_PREFIX) + r"(\d+)\r?\n", text)]
+
+
+def test_a_snapshot_with_memory_resumes_the_guest_on_the_other_node_through_the_sdk(
+        storage_lab: StorageLab, nfs_domain: NfsDomain, guest_image: GuestImage) -> None:
+    """The test guest runs on node1 from an NFS disk, its counter (a shell loop, a line
+    every 100 ms on its serial console) well on; a snapshot with memory stores its state
+    on the domain (a memory dump and a metadata volume, with their `.meta`) and the step
+    shows the pause; the guest counts on, and is powered off. Restored with memory and
+    started on node2, the guest does not boot: its counter goes on from the snapshot's
+    count (its uptime is the snapshot's, longer than the time since the start). Removing
+    the snapshot removes its memory volumes."""
+    site = storage_lab.first
+    disk_id = _boot_disk(storage_lab, site, nfs_domain.id, guest_image)
+    _new_vm(site, "lab-memsnap-vm", disk_id)
+    conn = site.connect()
+    try:
+        system = conn.system_service()
+        vms = system.vms_service()
+        [vm] = vms.list(search="name=lab-memsnap-vm")
+        service = vms.vm_service(vm.id)
+        service.update(types.Vm(placement_policy=types.VmPlacementPolicy(
+            hosts=[types.Host(id=site.host_of(conn, "node1").id)])))
+        log = CONSOLE_LOG_DIR / f"{vm.id}.log"
+        log.unlink(missing_ok=True)
+        service.start()
+        wait_until(lambda: service.get().status == types.VmStatus.UP, 180, "the VM to be up")
+        wait_until(lambda: len(_counts(log)) > 100, 180, "the guest to count for a while")
+
+        snaps = service.snapshots_service()
+        before = _counts(log)[-1]
+        taken = snaps.add(types.Snapshot(description="with memory", persist_memorystate=True))
+        snap = snaps.snapshot_service(taken.id)
+        wait_until(lambda: snap.get().snapshot_status == types.SnapshotStatus.OK, 300,
+                   "the snapshot with memory to be taken")
+        after = _counts(log)[-1]
+        assert snap.get().persist_memorystate is True
+        memory = {meta["DISKTYPE"]: meta for path in (storage_lab.export_dir / nfs_domain.id
+                                                      / "images").iterdir()
+                  for meta in _nfs_volumes(storage_lab, nfs_domain.id, path.name).values()
+                  if meta.get("DISKTYPE") in ("MEMD", "MEMM")}
+        assert set(memory) == {"MEMD", "MEMM"} and memory["MEMD"]["FORMAT"] == "RAW"
+        assert int(memory["MEMD"]["CAP"]) > 16 * MIB  # the guest's RAM, not nothing
+        jobs = system.jobs_service()
+        [job] = [j for j in jobs.list() if j.description.startswith(
+            "Creating VM Snapshot with memory for VM lab-memsnap-vm")]
+        steps = [s.description for s in jobs.job_service(job.id).steps_service().list()]
+        paused = [float(m.group(1)) for s in steps
+                  if (m := re.search(r"guest paused (\d+) ms", s))]
+        assert len(paused) == 1 and 0 < paused[0] < 5000, steps
+        print(f"memory snapshot: {steps}")
+
+        wait_until(lambda: _counts(log)[-1] > after + 50, 60, "the guest to count on")
+        counted = _counts(log)[-1]
+        service.stop()
+        wait_until(lambda: service.get().status == types.VmStatus.DOWN, 120, "the VM to stop")
+
+        snap.restore(restore_memory=True)
+        wait_until(lambda: snap.get().snapshot_status == types.SnapshotStatus.OK
+                   and service.get().status == types.VmStatus.DOWN, 120,
+                   "the snapshot to be restored")
+        service.update(types.Vm(placement_policy=types.VmPlacementPolicy(
+            hosts=[types.Host(id=site.host_of(conn, "node2").id)])))
+        log.unlink(missing_ok=True)
+        started = time.monotonic()
+        service.start()
+        wait_until(lambda: service.get().status == types.VmStatus.UP, 180,
+                   "the VM to be up on node2")
+        assert service.get().host.id == site.host_of(conn, "node2").id
+        wait_until(lambda: len(_counts(log)) > 20, 60, "the resumed guest to count")
+        since_start = time.monotonic() - started
+        resumed = _counts(log)
+        text = log.read_text(errors="replace")
+        # Not a boot: no boot marker, and the counter goes on from the snapshot's count.
+        assert BOOT_MARKER not in text, text[:2000]
+        assert before <= resumed[0] <= after + 1, (before, after, resumed[:5])
+        assert resumed[0] < counted
+        assert resumed == list(range(resumed[0], resumed[0] + len(resumed)))
+        # Its uptime (a count every 100 ms since it booted) is the snapshot's, which is
+        # longer than the time since this start.
+        assert resumed[0] / 10 > since_start, (resumed[0], since_start)
+        print(f"counts: before {before}, after {after}, at power-off {counted}, resumed at "
+              f"{resumed[0]}; {since_start:.1f} s since the start on node2")
+
+        service.stop()
+        wait_until(lambda: service.get().status == types.VmStatus.DOWN, 120, "the VM to stop")
+        snap.remove()
+        wait_until(lambda: all(s.id != taken.id for s in snaps.list()), 300,
+                   "the snapshot to be removed")
+        left = [meta for path in (storage_lab.export_dir / nfs_domain.id / "images").iterdir()
+                for meta in _nfs_volumes(storage_lab, nfs_domain.id, path.name).values()
+                if meta.get("DISKTYPE") in ("MEMD", "MEMM")]
+        assert left == []
+        service.remove()
+        wait_until(lambda: not vms.list(search="name=lab-memsnap-vm"), 120, "the VM to go")
+    finally:
+        conn.close()
 
 
 def live_snapshots_taken_and_merged(storage_lab: StorageLab, domain_id: str,

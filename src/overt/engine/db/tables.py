@@ -495,6 +495,9 @@ class Vm(Base):
     stop_reason: Mapped[str] = mapped_column(Text, default="")
     saved_state_path: Mapped[str | None] = mapped_column(Text)  # suspended: memory image
     saved_state_host_id: Mapped[uuid.UUID | None] = mapped_column()  # ... on this host
+    # A snapshot restored or previewed with its memory (oVirt's restore_memory): the next
+    # start resumes the guest from that snapshot's saved state, once.
+    resume_snapshot_id: Mapped[uuid.UUID | None] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -548,6 +551,13 @@ class Snapshot(Base):
         ForeignKey("snapshots.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(16), default="locked")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # A snapshot with memory (oVirt's persist_memorystate): the guest's saved RAM and
+    # device state and the domain's XML, raw volumes of a shared domain (oVirt's memory
+    # dump and metadata volumes), named like disk volumes (`shared_storage.volume_path`
+    # or an iSCSI extent's path).
+    memory_domain_id: Mapped[uuid.UUID | None] = mapped_column()
+    memory_volume: Mapped[str | None] = mapped_column(Text)
+    memory_metadata_volume: Mapped[str | None] = mapped_column(Text)
 
 
 class SnapshotVolume(Base):

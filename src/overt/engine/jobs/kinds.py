@@ -273,15 +273,28 @@ class MoveDisk(JobSpec):
         return self.live_vm_id
 
 
+class MemoryVolumes(BaseModel):
+    """Where a snapshot's memory goes: two raw volumes of a shared domain the submission
+    allocated (oVirt's memory dump and memory metadata volumes)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    storage_domain_id: uuid.UUID
+    volume: str
+    metadata_volume: str
+    size_bytes: int
+
+
 class CreateSnapshot(VmJob):
-    """A disk-only snapshot of a VM, down or running: each disk's volume is frozen under a
-    new qcow2 volume whose name the submission chose (`overlays`: disk id -> path of the
-    new volume in its domain), so a retry asks the node for the same volumes."""
+    """A snapshot of a VM, down or running: each disk's volume is frozen under a new qcow2
+    volume whose name the submission chose (`overlays`: disk id -> path of the new volume
+    in its domain), so a retry asks the node for the same volumes. With `memory` (a
+    running VM), the guest's state is saved with the disks, to those volumes."""
 
     kind: ClassVar[str] = "vm.snapshot"
     max_attempts: ClassVar[int] = 3
     snapshot_id: uuid.UUID
     overlays: dict[str, str]
+    memory: MemoryVolumes | None = None
 
 
 class RemoveSnapshot(VmJob):
@@ -303,6 +316,8 @@ class RestoreSnapshot(VmJob):
     max_attempts: ClassVar[int] = 3
     snapshot_id: uuid.UUID
     overlays: dict[str, str]
+    # oVirt's restore_memory: the next start resumes the guest from the snapshot's memory.
+    restore_memory: bool = False
 
 
 class PreviewSnapshot(VmJob):
@@ -315,6 +330,7 @@ class PreviewSnapshot(VmJob):
     snapshot_id: uuid.UUID
     preview_id: uuid.UUID
     overlays: dict[str, str]
+    restore_memory: bool = False
 
 
 class EndPreview(VmJob):

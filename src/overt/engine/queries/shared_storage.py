@@ -11,7 +11,14 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from overt.engine.db.tables import Disk, ExtentReservation, Host, SnapshotVolume, StorageDomain
+from overt.engine.db.tables import (
+    Disk,
+    ExtentReservation,
+    Host,
+    Snapshot,
+    SnapshotVolume,
+    StorageDomain,
+)
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import StorageType
 from overt.engine.queries import lookup
@@ -111,7 +118,7 @@ async def new_volume_path(session: AsyncSession, domain: StorageDomain, disk_id:
 
 async def taken_extents(session: AsyncSession, domain_id: uuid.UUID) -> set[str]:
     """The volume paths holding extents of an iSCSI domain: its disks' volumes, their
-    snapshots' volumes, and the volumes jobs are about to make."""
+    snapshots' volumes and memory volumes, and the volumes jobs are about to make."""
     disks = (await session.execute(select(Disk.image_path).where(
         Disk.storage_domain_id == domain_id))).scalars().all()
     frozen = (await session.execute(select(SnapshotVolume.image_path).join(
@@ -119,7 +126,11 @@ async def taken_extents(session: AsyncSession, domain_id: uuid.UUID) -> set[str]
         Disk.storage_domain_id == domain_id))).scalars().all()
     reserved = (await session.execute(select(ExtentReservation.image_path).where(
         ExtentReservation.storage_domain_id == domain_id))).scalars().all()
-    return {path for path in (*disks, *frozen, *reserved) if extent_of(path) is not None}
+    memory = [path for row in await session.execute(
+        select(Snapshot.memory_volume, Snapshot.memory_metadata_volume).where(
+            Snapshot.memory_domain_id == domain_id)) for path in row if path]
+    return {path for path in (*disks, *frozen, *reserved, *memory)
+            if extent_of(path) is not None}
 
 
 async def allocate_extent(session: AsyncSession, domain: StorageDomain, image_id: uuid.UUID,

@@ -16,6 +16,7 @@ from overt.engine.db.tables import Disk, Job, Snapshot, SnapshotVolume, StorageD
 from overt.engine.jobs.kinds import (
     CreateSnapshot,
     EndPreview,
+    MemoryVolumes,
     PreviewSnapshot,
     RemoveSnapshot,
     RestoreSnapshot,
@@ -24,6 +25,7 @@ from overt.engine.model.errors import Conflict, InvalidInput, NotFound
 from overt.engine.model.status import DiskStatus, StorageDomainStatus, StorageType, VmStatus
 from overt.engine.model.vm_actions import VmAction, check_vm_action
 from overt.engine.queries import lookup
+from overt.engine.queries.shared_storage import MIB, allocate_extent, is_shared, volume_path
 from overt.engine.queries.snapshot_chains import IN_PREVIEW, PREVIEW, allocate_volume
 from overt.engine.queries.vm_spec import vm_disks
 from overt.engine.services.jobs import JobSubmitter
@@ -33,6 +35,43 @@ from overt.engine.services.jobs import JobSubmitter
 # own NFS client, or as slices of a LUN through its iSCSI client).
 SNAPSHOT_STORAGE = frozenset({StorageType.LOCALFS.value, StorageType.NFS.value,
                               StorageType.ISCSI.value})
+# A VM whose memory a snapshot saves: it runs (oVirt's isLiveSnapshotApplicable); of a
+# down VM oVirt takes a disk-only snapshot, and so does Overt.
+MEMORY_STATES = frozenset({VmStatus.UP, VmStatus.PAUSED})
+METADATA_BYTES = MIB  # the memory metadata volume: the domain's XML
+
+
+def memory_volume_size(memory_mib: int) -> int:
+    """Room for a guest's saved state: its RAM (QEMU writes every page at most once),
+    its devices' own memory (video RAM) and state, and libvirt's header, with margin."""
+    size = memory_mib * MIB + memory_mib * MIB // 8 + 256 * MIB
+    return -(-size // MIB) * MIB
+
+
+async def _memory_volumes(session: AsyncSession, vm: Vm,
+                          disks: list[tuple[Disk, StorageDomain]]) -> MemoryVolumes:
+    """The memory dump and metadata volumes, allocated now on the domain of the VM's
+    first disk, every disk being on a shared domain (oVirt puts them on a data domain of
+    the VM's data center): on NFS their ids, on iSCSI their extents too, reserved until
+    the snapshot records them."""
+    local = next((d for d, sd in disks if not is_shared(sd)), None)
+    if local is not None:
+        raise Conflict(f"Cannot create a snapshot with memory of VM {vm.name}: its disk "
+                       f"{local.name} is not on an NFS or iSCSI domain, and the memory is "
+                       "kept with the disks on a shared data domain (so that any host can "
+                       "resume the VM); take a snapshot without memory.")
+    domain = disks[0][1]
+    size = memory_volume_size(vm.memory_mib)
+    paths = []
+    for what, nbytes in (("memory", size), ("memory metadata", METADATA_BYTES)):
+        image_id = uuid.uuid4()
+        if domain.storage_type == StorageType.ISCSI.value:
+            paths.append(await allocate_extent(session, domain, image_id, "raw", nbytes,
+                                               reserve=True, what=f"the snapshot's {what}"))
+        else:
+            paths.append(volume_path(domain, image_id, uuid.uuid4()))
+    return MemoryVolumes(storage_domain_id=domain.id, volume=paths[0],
+                         metadata_volume=paths[1], size_bytes=size)
 
 
 def active_snapshot_id(vm_id: uuid.UUID) -> uuid.UUID:
@@ -99,9 +138,6 @@ async def _overlays(session: AsyncSession, rows: list[tuple[Disk, StorageDomain]
 async def add_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID,
                        description: str, user: User, *, persist_memory: bool = False,
                        ) -> tuple[Snapshot, Job]:
-    if persist_memory:
-        raise InvalidInput("Overt takes disk-only snapshots: set snapshot.persist_memorystate "
-                           "to false")
     if len(description) > 4000:
         raise InvalidInput("snapshot.description is longer than 4000 characters")
     vm = await _vm_for_snapshots(session, vm_id)
@@ -110,12 +146,15 @@ async def add_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UU
         raise Conflict(f"Cannot create a snapshot of VM {vm.name}: it has no disk to snapshot.")
     for disk, domain in disks:
         _check_disk(vm, disk, domain)
+    memory = await _memory_volumes(session, vm, disks) \
+        if persist_memory and vm.status in MEMORY_STATES else None
     snapshot = Snapshot(id=uuid.uuid4(), vm_id=vm.id, description=description,
                         status="locked")
     session.add(snapshot)
     await session.flush()
     job = await jobs.submit(session, CreateSnapshot(vm_id=vm.id, snapshot_id=snapshot.id,
-                                                    overlays=await _overlays(session, disks)),
+                                                    overlays=await _overlays(session, disks),
+                                                    memory=memory),
                             description=f"Creating VM Snapshot {description} for VM {vm.name}",
                             owner_id=user.id)
     audit.record(session, f"Snapshot '{description}' creation for VM {vm.name} was initiated "
@@ -151,7 +190,8 @@ async def remove_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid
 
 
 async def restore_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID,
-                           snapshot_id: uuid.UUID, user: User) -> Job:
+                           snapshot_id: uuid.UUID, user: User, *,
+                           restore_memory: bool = False) -> Job:
     """oVirt's restore on a down VM: its disks read the snapshot again; the snapshots
     taken after it are dropped with their volumes."""
     if snapshot_id == active_snapshot_id(vm_id):
@@ -171,8 +211,9 @@ async def restore_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uui
                        f"disk {later} was added after it and has later snapshots; remove "
                        "them first.")
     snapshot.status = "locked"
-    job = await jobs.submit(session, RestoreSnapshot(vm_id=vm.id, snapshot_id=snapshot.id,
-                                                     overlays=await _overlays(session, rows)),
+    job = await jobs.submit(session, RestoreSnapshot(
+        vm_id=vm.id, snapshot_id=snapshot.id, overlays=await _overlays(session, rows),
+        restore_memory=restore_memory and snapshot.memory_volume is not None),
                             description=f"Restoring VM {vm.name} from Snapshot "
                             f"{snapshot.description}", owner_id=user.id)
     audit.record(session, f"Restoring VM {vm.name} from Snapshot '{snapshot.description}' was "
@@ -181,7 +222,8 @@ async def restore_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uui
 
 
 async def preview_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID,
-                           snapshot_id: uuid.UUID, user: User) -> Job:
+                           snapshot_id: uuid.UUID, user: User, *,
+                           restore_memory: bool = False) -> Job:
     """oVirt's previewsnapshot on a down VM: it runs from the snapshot until the preview is
     committed or undone; its volumes until then are kept (the `preview` snapshot)."""
     if snapshot_id == active_snapshot_id(vm_id):
@@ -197,7 +239,8 @@ async def preview_snapshot(session: AsyncSession, jobs: JobSubmitter, vm_id: uui
     await session.flush()
     job = await jobs.submit(session, PreviewSnapshot(
         vm_id=vm.id, snapshot_id=snapshot.id, preview_id=preview.id,
-        overlays=await _overlays(session, rows)),
+        overlays=await _overlays(session, rows),
+        restore_memory=restore_memory and snapshot.memory_volume is not None),
         description=f"Previewing Snapshot {snapshot.description} of VM {vm.name}",
         owner_id=user.id)
     audit.record(session, f"Previewing Snapshot '{snapshot.description}' of VM {vm.name} was "

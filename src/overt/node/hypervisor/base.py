@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from overt.protocol.commands import BlockCopyState, DiskOverlay, VmTicket
+from overt.protocol.commands import BlockCopyState, DiskOverlay, MemorySaved, VmTicket
 from overt.protocol.host import HostCapabilities, VirtMode, VmStatusReport
 from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
 from overt.protocol.vm import CdromSpec, ChapAuth, DiskFormat, DiskSource, NicSpec, VmSpec
@@ -93,7 +93,10 @@ class Hypervisor(Protocol):
     async def define(self, spec: VmSpec, job: str | None) -> VmStatusReport: ...
 
     async def start(self, vm_id: uuid.UUID, spec: VmSpec | None, *, paused: bool,
-                    job: str | None, restore_from: Path | None = None) -> VmStatusReport: ...
+                    job: str | None, restore_from: Path | None = None,
+                    restore_as_spec: bool = False) -> VmStatusReport:
+        """Boot the VM, or resume it from the state in `restore_from` (its domain XML
+        `spec`'s with `restore_as_spec`: a memory snapshot's state over today's volumes)."""
 
     async def save(self, vm_id: uuid.UUID, path: Path) -> VmStatusReport:
         """Write the VM's memory to `path` and stop it (suspend to disk)."""
@@ -149,6 +152,12 @@ class Hypervisor(Protocol):
 
     async def disk_snapshot(self, vm_id: uuid.UUID, disks: Sequence[DiskOverlay]) -> None:
         """Make each disk's `overlay` its new active volume, atomically (already: success)."""
+
+    async def memory_snapshot(self, vm_id: uuid.UUID, disks: Sequence[DiskOverlay],
+                              memory: Path, metadata: Path) -> MemorySaved:
+        """`disk_snapshot` with the guest's RAM and device state written to `memory` at
+        the same instant and the domain's XML to `metadata` (taken already: success, no
+        pause measured, the files as the first attempt left them)."""
 
     async def block_commit(self, vm_id: uuid.UUID, disk: str, top: str, base: str, *,
                            timeout_s: float) -> None:

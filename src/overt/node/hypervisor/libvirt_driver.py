@@ -64,7 +64,7 @@ from overt.node.kdump import kdump_status
 from overt.node.ovs_ports import ovs_bridges
 from overt.node.storage.chap import secret_id
 from overt.protocol import PROTOCOL_VERSION, ErrorCode
-from overt.protocol.commands import BlockCopyState, DiskOverlay, VmTicket
+from overt.protocol.commands import BlockCopyState, DiskOverlay, MemorySaved, VmTicket
 from overt.protocol.host import HostCapabilities, VirtMode, VmState, VmStatusReport
 from overt.protocol.migration import MigrationPolicy, MigrationProgress, VmMigrated
 from overt.protocol.vm import (
@@ -271,17 +271,28 @@ class LibvirtHypervisor:
             log.info("unused iSCSI secrets removed", extra={"count": len(removed)})
 
     async def start(self, vm_id: uuid.UUID, spec: VmSpec | None, *, paused: bool,
-                    job: str | None, restore_from: Path | None = None) -> VmStatusReport:
+                    job: str | None, restore_from: Path | None = None,
+                    restore_as_spec: bool = False) -> VmStatusReport:
         conn = self.connection.get()
         flags = libvirt.VIR_DOMAIN_START_PAUSED if paused else 0
         existing = await self._find(vm_id)
         if existing is not None and await self._call("reading state", existing.isActive):
             raise invalid_state(f"VM {existing.name()} is already running")
         if restore_from is not None:
+            xml = None
+            if restore_as_spec and spec is not None:
+                # A snapshot's state: its disks are the volumes of now (`spec`), not the
+                # ones it was saved with (libvirt checks the rest is the same machine).
+                prepare_console_log(spec)
+                meta = OvertMetadata(spec.id, spec.spec_version, job)
+                xml = domain_xml(spec, self.virt_mode, meta,
+                                 config_drive=self._write_drive(spec),
+                                 ovs_bridges=await _ovs_bridges(spec.nics))
+                self._known[str(spec.id)] = meta
             async with self._secrets_lock:  # the saved VM's disks name them as before
                 if spec is not None:
                     await self._secrets(conn, spec)
-                return await self._restore(vm_id, restore_from, paused=paused)
+                return await self._restore(vm_id, restore_from, paused=paused, xml=xml)
         if spec is None:
             if existing is None:
                 raise NodeFailure(ErrorCode.NO_SUCH_VM, f"no VM with id {vm_id} is defined on "
@@ -402,14 +413,15 @@ class LibvirtHypervisor:
         return VmStatusReport(vm_id=vm_id, name=name, state=VmState.SUSPENDED,
                               reason="saved to disk")
 
-    async def _restore(self, vm_id: uuid.UUID, image: Path, *, paused: bool) -> VmStatusReport:
+    async def _restore(self, vm_id: uuid.UUID, image: Path, *, paused: bool,
+                       xml: str | None = None) -> VmStatusReport:
         if not await asyncio.to_thread(image.is_file):
             raise NodeFailure(ErrorCode.IMAGE_MISSING,
                               f"the saved memory image {image} of VM {vm_id} does not exist")
         conn = self.connection.get()
         flags = libvirt.VIR_DOMAIN_SAVE_PAUSED if paused else 0
         await self._call(f"resuming VM {vm_id} from {image}", conn.restoreFlags, str(image),
-                         None, flags)
+                         xml, flags)
         await asyncio.to_thread(image.unlink, missing_ok=True)
         log.info("VM resumed from disk", extra={"vm_id": str(vm_id)})
         return await self._report(await self._domain(vm_id))
@@ -487,6 +499,17 @@ class LibvirtHypervisor:
 
     async def disk_snapshot(self, vm_id: uuid.UUID, disks: Sequence[DiskOverlay]) -> None:
         await self._disks.snapshot(await self._domain(vm_id), disks)
+
+    async def memory_snapshot(self, vm_id: uuid.UUID, disks: Sequence[DiskOverlay],
+                              memory: Path, metadata: Path) -> MemorySaved:
+        dom = await self._domain(vm_id)
+        saved = await self._disks.snapshot(dom, disks, memory)
+        if saved.pause_ms is not None or not await asyncio.to_thread(metadata.exists):
+            # The domain's XML as the state holds it (oVirt's memory metadata volume).
+            xml = await self._call("reading the saved state's XML",
+                                   self.connection.get().saveImageGetXMLDesc, str(memory), 0)
+            await asyncio.to_thread(metadata.write_text, xml)
+        return saved
 
     async def block_commit(self, vm_id: uuid.UUID, disk: str, top: str, base: str, *,
                            timeout_s: float) -> None:

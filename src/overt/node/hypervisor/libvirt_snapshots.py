@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import threading
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 import libvirt
@@ -22,7 +25,7 @@ from overt.node.hypervisor.executor import BlockingCalls
 from overt.node.hypervisor.libvirt_errors import node_failure
 from overt.node.storage.local import exists
 from overt.protocol import ErrorCode
-from overt.protocol.commands import DiskOverlay
+from overt.protocol.commands import DiskOverlay, MemorySaved
 from overt.protocol.storage import extent_location, parse_extent_location
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,12 @@ POLL_S = 0.1
 _SNAPSHOT_FLAGS = (libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
                    | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA
                    | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC)
+# With the memory: LIVE lets the guest run while QEMU writes its RAM (migration to the
+# file), pausing it only for the last dirty pages, the device state and the disks' switch.
+_MEMORY_FLAGS = (libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_LIVE
+                 | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA
+                 | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC)
+PAUSE_POLL_S = 0.002
 
 
 def _layer_name(source: ET.Element | None) -> str | None:
@@ -81,13 +90,15 @@ def _layers(xml: str) -> dict[str, list[tuple[str, str | None]]]:
     return chains
 
 
-def snapshot_xml(xml: str, disks: Sequence[DiskOverlay]) -> str:
+def snapshot_xml(xml: str, disks: Sequence[DiskOverlay], memory: Path | None = None) -> str:
     """`<domainsnapshot>` making an external overlay of the given disks and none of the
     domain's others (every disk is listed: libvirt's default for the rest may differ).
     A network disk's overlay (made beforehand) is reached as its active volume is: the
     same server and client options, another path (NFS) or another slice of the LUN (iSCSI)."""
     overlays = {disk.active: disk for disk in disks}
     root = ET.Element("domainsnapshot")
+    if memory is not None:  # the RAM and device state, in libvirt's save image format
+        ET.SubElement(root, "memory", snapshot="external", file=str(memory))
     listed = ET.SubElement(root, "disks")
     for device in parse_libvirt_xml(xml).findall("devices/disk"):
         found = device.find("target")
@@ -132,6 +143,49 @@ def _network_overlay(disk: ET.Element, active: ET.Element, overlay: str) -> None
         ET.SubElement(slices, "slice", type="storage", offset=str(offset), size=str(size))
 
 
+def _fresh_file(path: Path) -> None:
+    """libvirt writes a memory state only to a file that does not exist (an earlier
+    attempt's, whose snapshot did not happen, is dropped)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.unlink(missing_ok=True)
+
+
+class PauseWatch:
+    """How long a domain is paused while a snapshot runs: its state read every 2 ms on a
+    thread of its own (libvirt answers a state read without waiting for the domain's job),
+    so the figure is the guest's pause, to within that, not the call's duration."""
+
+    def __init__(self, dom: libvirt.virDomain) -> None:
+        self.dom = dom
+        self.paused_ms = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="pause-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
+
+    def _watch(self) -> None:
+        since: float | None = None
+        while not self._done.is_set():
+            try:
+                state = self.dom.state()[0]
+            except libvirt.libvirtError:
+                state = libvirt.VIR_DOMAIN_RUNNING
+            now = time.monotonic()
+            if state == libvirt.VIR_DOMAIN_PAUSED and since is None:
+                since = now
+            elif state != libvirt.VIR_DOMAIN_PAUSED and since is not None:
+                self.paused_ms += (now - since) * 1000
+                since = None
+            time.sleep(PAUSE_POLL_S)
+        if since is not None:
+            self.paused_ms += (time.monotonic() - since) * 1000
+
+
 class LiveDisks:
     def __init__(self, calls: BlockingCalls) -> None:
         self.calls = calls
@@ -148,7 +202,10 @@ class LiveDisks:
             raise invalid_state(f"VM {dom.name()} is not running")
         return disk_chains(await self._run(dom, "reading the live XML", dom.XMLDesc, 0))
 
-    async def snapshot(self, dom: libvirt.virDomain, disks: Sequence[DiskOverlay]) -> None:
+    async def snapshot(self, dom: libvirt.virDomain, disks: Sequence[DiskOverlay],
+                       memory: Path | None = None) -> MemorySaved:
+        """The disks' snapshot; with `memory`, the guest's state written there at the same
+        instant, and the time the guest was paused measured (its state polled)."""
         chains = await self.chains(dom)
         xml = await self._run(dom, "reading the live XML", dom.XMLDesc, 0)
         actives = {chain[0] for chain in chains.values()}
@@ -160,7 +217,7 @@ class LiveDisks:
             raise NodeFailure(ErrorCode.IMAGE_MISSING, f"VM {dom.name()} writes no volume "
                               f"{', '.join(missing)}")
         if not pending:
-            return  # a retry after the snapshot was taken
+            return MemorySaved()  # a retry after the snapshot was taken
         for disk in pending:
             if not disk.reuse and exists(disk.overlay):
                 raise NodeFailure(ErrorCode.IMAGE_EXISTS, f"volume {disk.overlay} already exists")
@@ -168,11 +225,29 @@ class LiveDisks:
         if len(reuse) > 1:
             raise NodeFailure(ErrorCode.BAD_REQUEST, "the new volumes of one snapshot are "
                               "either all made beforehand or all made here")
-        flags = _SNAPSHOT_FLAGS | (libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REUSE_EXT
-                                   if True in reuse else 0)
-        await self._run(dom, "taking a disk snapshot", dom.snapshotCreateXML,
-                        snapshot_xml(xml, pending), flags)
-        log.info("disk snapshot taken", extra={"vm": dom.name(), "disks": len(pending)})
+        flags = (_SNAPSHOT_FLAGS if memory is None else _MEMORY_FLAGS) | (
+            libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REUSE_EXT if True in reuse else 0)
+        if memory is None:
+            await self._run(dom, "taking a disk snapshot", dom.snapshotCreateXML,
+                            snapshot_xml(xml, pending), flags)
+            log.info("disk snapshot taken", extra={"vm": dom.name(), "disks": len(pending)})
+            return MemorySaved()
+        await asyncio.to_thread(_fresh_file, memory)
+        watch = PauseWatch(dom)
+        watch.start()
+        began = time.monotonic()
+        try:
+            await self._run(dom, "taking a snapshot with memory", dom.snapshotCreateXML,
+                            snapshot_xml(xml, pending, memory), flags)
+        finally:
+            watch.stop()
+        total_ms = (time.monotonic() - began) * 1000
+        size = (await asyncio.to_thread(memory.stat)).st_size
+        log.info("snapshot with memory taken", extra={
+            "vm": dom.name(), "disks": len(pending), "pause_ms": round(watch.paused_ms, 1),
+            "total_ms": round(total_ms, 1), "memory_bytes": size})
+        return MemorySaved(pause_ms=round(watch.paused_ms, 1), total_ms=round(total_ms, 1),
+                           memory_bytes=size)
 
     async def commit(self, dom: libvirt.virDomain, disk: str, top: str, base: str,
                      timeout_s: float) -> None:

@@ -110,7 +110,8 @@ async def _copy_to_nfs(command: VolumeCopy, source: str, target: NfsVolumeTarget
         "CAP": str(facts["virtual-size"]),
         "FORMAT": "COW" if command.format is DiskFormat.QCOW2 else "RAW",
         "TYPE": "SPARSE" if command.sparse else "PREALLOCATED", "LEGALITY": "LEGAL",
-        "VOLTYPE": target.metadata.get("VOLTYPE", "LEAF"), "DISKTYPE": "DATA", "GEN": "0",
+        "VOLTYPE": target.metadata.get("VOLTYPE", "LEAF"),
+        "DISKTYPE": target.metadata.get("DISKTYPE", "DATA"), "GEN": "0",
         "PUUID": parent}))
     log.info("volume copied", extra={"volume": relative})
     return volume_info(facts)

@@ -25,14 +25,14 @@ ACTIVE_DESCRIPTION = "Active VM"
 
 
 def _view(vm: Vm, snapshot_id: uuid.UUID, *, description: str, kind: str, status: str,
-          date: object) -> Representation:
+          date: object, memory: bool = False) -> Representation:
     base = href("vms", vm.id, "snapshots", snapshot_id)
     return {
         "href": base, "id": str(snapshot_id),
         "actions": views.actions(base, "restore") if kind == "regular" else None,
         "description": description,
         "link": views.links(base, "disks"),
-        "vm": ref("vms", vm.id), "date": date, "persist_memorystate": False,
+        "vm": ref("vms", vm.id), "date": date, "persist_memorystate": memory,
         "snapshot_status": status, "snapshot_type": kind,
     }
 
@@ -46,7 +46,8 @@ def snapshot_view(vm: Vm, snapshot: Snapshot) -> Representation:
     status = snapshot.status if snapshot.status in ("ok", "in_preview") else "locked"
     return _view(vm, snapshot.id, description=snapshot.description,
                  kind=snapshot.kind or "regular",
-                 status=status, date=snapshot.created_at)
+                 status=status, date=snapshot.created_at,
+                 memory=snapshot.memory_volume is not None)
 
 
 @routes.get("/vms/{vm_id}/snapshots")
@@ -88,10 +89,10 @@ async def remove_snapshot(ctx: ApiContext) -> Response:
 
 @routes.post("/vms/{vm_id}/snapshots/{snapshot_id}/restore")
 async def restore_snapshot(ctx: ApiContext) -> Response:
-    await action_params(ctx)
+    params = await action_params(ctx)
     job = await snapshot_service.restore_snapshot(
         ctx.session, ctx.services.jobs, ctx.id_param("vm_id"), ctx.id_param("snapshot_id"),
-        ctx.user)
+        ctx.user, restore_memory=params.get("restore_memory", "").strip().lower() == "true")
     return action_done(ctx, job)
 
 
@@ -134,7 +135,8 @@ async def preview_snapshot(ctx: ApiContext) -> Response:
     except ValueError:
         raise NotFound(f"there is no snapshot with id {raw}") from None
     job = await snapshot_service.preview_snapshot(
-        ctx.session, ctx.services.jobs, ctx.id_param("vm_id"), snapshot_id, ctx.user)
+        ctx.session, ctx.services.jobs, ctx.id_param("vm_id"), snapshot_id, ctx.user,
+        restore_memory=bool(action.get_bool("restore_memory")))
     return action_done(ctx, job)
 
 

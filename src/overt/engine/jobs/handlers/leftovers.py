@@ -31,6 +31,7 @@ from overt.engine.db.tables import (
     DiskAttachment,
     ExtentReservation,
     Job,
+    Snapshot,
     SnapshotVolume,
     StorageDomain,
     Vm,
@@ -81,7 +82,11 @@ async def recorded_paths(session: AsyncSession, paths: Iterable[str]) -> set[str
         Disk.image_path.in_(wanted)))).scalars().all()
     frozen = (await session.execute(select(SnapshotVolume.image_path).where(
         SnapshotVolume.image_path.in_(wanted)))).scalars().all()
-    return {*active, *frozen}
+    memory = [path for row in await session.execute(
+        select(Snapshot.memory_volume, Snapshot.memory_metadata_volume).where(
+            Snapshot.memory_volume.in_(wanted) | Snapshot.memory_metadata_volume.in_(wanted)))
+        for path in row if path in wanted]
+    return {*active, *frozen, *memory}
 
 
 async def hand_off(session: AsyncSession, ctx: JobContext, *, vm_id: uuid.UUID | None,

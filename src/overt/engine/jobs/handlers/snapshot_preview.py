@@ -19,6 +19,7 @@ from overt.engine.db.tables import Disk, Snapshot, SnapshotVolume, StorageDomain
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed
 from overt.engine.jobs.handlers import leftovers
+from overt.engine.jobs.handlers.snapshot_memory import drop_memory_later
 from overt.engine.jobs.handlers.snapshot_volumes import (
     chain_recorded,
     create_overlay,
@@ -66,6 +67,9 @@ async def preview_snapshot(ctx: JobContext, spec: PreviewSnapshot) -> dict[str, 
         snapshot = await lookup.get(session, Snapshot, spec.snapshot_id)
         snapshot.status = IN_PREVIEW
         (await lookup.get(session, Snapshot, spec.preview_id)).status = "ok"
+        row = await lookup.get(session, Vm, vm.id, for_update=True)
+        row.resume_snapshot_id = snapshot.id if spec.restore_memory and \
+            snapshot.memory_volume else None
         audit.record(session, f"VM {vm.name} is previewing Snapshot '{snapshot.description}'",
                      code=audit.SNAPSHOT_PREVIEWED, vm_id=vm.id, job_id=ctx.job.id,
                      user_id=ctx.job.owner_id)
@@ -127,11 +131,16 @@ async def end_preview(ctx: JobContext, spec: EndPreview) -> dict[str, Any]:
             await _undo_disk(ctx, volume)
     async with ctx.transaction() as session:
         snapshot = await lookup.get(session, Snapshot, spec.snapshot_id)
+        vm_row = await lookup.get(session, Vm, vm.id, for_update=True)
         if spec.commit:
-            for dropped in (await session.execute(select(Snapshot).where(
-                    Snapshot.vm_id == vm.id, Snapshot.kind != PREVIEW,
-                    Snapshot.created_at > snapshot.created_at))).scalars():
+            dropped_all = list((await session.execute(select(Snapshot).where(
+                Snapshot.vm_id == vm.id, Snapshot.kind != PREVIEW,
+                Snapshot.created_at > snapshot.created_at))).scalars())
+            for dropped in dropped_all:
                 await session.delete(dropped)
+            await drop_memory_later(session, ctx, dropped_all)
+        else:  # the VM is as before the preview: nothing to resume from
+            vm_row.resume_snapshot_id = None
         if preview is not None and (row := await session.get(Snapshot, preview.id)):
             await session.delete(row)
         snapshot.status = "ok"

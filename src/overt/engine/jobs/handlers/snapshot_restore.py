@@ -15,6 +15,7 @@ from overt.engine.db.tables import Disk, Snapshot, SnapshotVolume, Vm
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed
 from overt.engine.jobs.handlers import leftovers
+from overt.engine.jobs.handlers.snapshot_memory import drop_memory_later
 from overt.engine.jobs.handlers.snapshot_volumes import (
     create_overlay,
     delete_volumes,
@@ -39,10 +40,15 @@ async def restore_snapshot(ctx: JobContext, spec: RestoreSnapshot) -> dict[str, 
         await _restore_disk(ctx, snapshot, disk_id, spec.overlays[str(disk_id)])
     async with ctx.transaction() as session:
         snapshot = await lookup.get(session, Snapshot, spec.snapshot_id)
-        newer = (await session.execute(select(Snapshot).where(
-            Snapshot.vm_id == vm.id, Snapshot.created_at > snapshot.created_at))).scalars()
+        newer = list((await session.execute(select(Snapshot).where(
+            Snapshot.vm_id == vm.id, Snapshot.created_at > snapshot.created_at))).scalars())
         for dropped in newer:
             await session.delete(dropped)
+        await drop_memory_later(session, ctx, newer)
+        row = await lookup.get(session, Vm, vm.id, for_update=True)
+        # oVirt's restore_memory: the next start resumes the guest saved with the snapshot.
+        row.resume_snapshot_id = snapshot.id if spec.restore_memory and \
+            snapshot.memory_volume else None
         snapshot.status = "ok"
         audit.record(session, f"VM {vm.name} restored from Snapshot '{snapshot.description}'",
                      code=audit.SNAPSHOT_RESTORED, vm_id=vm.id, job_id=ctx.job.id,

@@ -29,6 +29,12 @@ from overt.engine.db.tables import (
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import RetryLater
 from overt.engine.jobs.handlers import leftovers
+from overt.engine.jobs.handlers.snapshot_memory import (
+    delete_memory,
+    forget_memory,
+    memory_target,
+    record_memory,
+)
 from overt.engine.jobs.handlers.snapshot_volumes import (
     chain_recorded,
     commit_volume,
@@ -37,7 +43,7 @@ from overt.engine.jobs.handlers.snapshot_volumes import (
     volume_host,
     volumes_of,
 )
-from overt.engine.jobs.kinds import CreateSnapshot, JobSpec, RemoveSnapshot
+from overt.engine.jobs.kinds import CreateSnapshot, JobSpec, MemoryVolumes, RemoveSnapshot
 from overt.engine.model.status import HostStatus, LogSeverity, StorageType, VmStatus
 from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
@@ -47,8 +53,10 @@ from overt.engine.queries.vm_spec import vm_disks
 from overt.protocol.commands import (
     DiskOverlay,
     Empty,
+    MemorySaved,
     VmBlockCommit,
     VmDiskSnapshot,
+    VmMemorySnapshot,
 )
 
 # A VM in these statuses has QEMU writing its disks: only its host may change them.
@@ -82,12 +90,20 @@ async def create_snapshot(ctx: JobContext, spec: CreateSnapshot) -> dict[str, An
     if snapshot is None or snapshot.status == "ok":
         return {"disks": 0}
     host = await _live_host(ctx, vm)
+    saved: MemorySaved | None = None
     if host is not None:
-        await _snapshot_live(ctx, vm, host, disks, spec)
+        saved = await _snapshot_live(ctx, vm, host, disks, spec)
     else:
         await _make_overlays(ctx, disks, spec)
     async with ctx.transaction() as session:
         snapshot = await lookup.get(session, Snapshot, spec.snapshot_id)
+        if spec.memory is not None and saved is not None:
+            record_memory(snapshot, spec.memory)
+            for path in (spec.memory.volume, spec.memory.metadata_volume):
+                await claim_extent(session, path)
+        elif spec.memory is not None:  # the VM went down before the job: disk-only, as oVirt
+            await release_reservations(session, [spec.memory.volume,
+                                                 spec.memory.metadata_volume])
         for disk, _domain in disks:
             row = await lookup.get(session, Disk, disk.id, for_update=True)
             session.add(SnapshotVolume(snapshot_id=snapshot.id, disk_id=row.id,
@@ -104,11 +120,15 @@ async def create_snapshot(ctx: JobContext, spec: CreateSnapshot) -> dict[str, An
         audit.record(session, f"Snapshot '{snapshot.description}' creation for VM {vm.name} "
                      "has been completed.", code=audit.SNAPSHOT_CREATED, vm_id=vm.id,
                      job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    if saved is not None and saved.pause_ms is not None:
+        return {"disks": len(disks), "memory_bytes": saved.memory_bytes,
+                "pause_ms": saved.pause_ms, "memory_ms": saved.total_ms}
     return {"disks": len(disks)}
 
 
 async def _snapshot_live(ctx: JobContext, vm: Vm, host: Host,
-                         disks: list[tuple[Disk, StorageDomain]], spec: CreateSnapshot) -> None:
+                         disks: list[tuple[Disk, StorageDomain]], spec: CreateSnapshot
+                         ) -> MemorySaved | None:
     """QEMU switches every disk to its new volume at once. On NFS and iSCSI the engine
     makes the volumes first (an NFS volume with its `.meta`, an extent with its qcow2
     header; QEMU only opens them), and takes them back if the node refuses: the disks
@@ -120,13 +140,58 @@ async def _snapshot_live(ctx: JobContext, vm: Vm, host: Host,
                                  overlay=live_location(sd, spec.overlays[str(d.id)]),
                                  reuse=reuse) for d, sd in disks)
     try:
+        if spec.memory is not None:
+            return await _snapshot_with_memory(ctx, vm, host, overlays, spec.memory)
         async with ctx.step(f"Taking a snapshot of the disks of VM {vm.name}", host_id=host.id):
             await ctx.nodes.call(host, VmDiskSnapshot(vm_id=vm.id, disks=overlays), Empty,
                                  key=ctx.key("snapshot"), timeout_s=120)
     except NodeCommandFailed as exc:
         if reuse and not exc.transient:  # a transient failure is retried, not undone
             await _drop_overlays(ctx, disks, spec)
+            if spec.memory is not None:
+                await _drop_memory(ctx, spec.memory)
         raise
+    return None
+
+
+async def _drop_memory(ctx: JobContext, memory: MemoryVolumes) -> None:
+    """The node refused the snapshot before it was taken: the memory volumes (never
+    written, or half) are removed now; no QEMU holds them."""
+    async with ctx.transaction() as session:
+        domain = await lookup.get(session, StorageDomain, memory.storage_domain_id)
+    host = await volume_host(ctx, domain)
+    paths = [memory.volume, memory.metadata_volume]
+    async with ctx.step("Removing the unused memory volumes", host_id=host.id):
+        await delete_volumes(ctx, host, domain, paths, key="unused-memory")
+    await leftovers.dropped(ctx, paths)
+
+
+async def _snapshot_with_memory(ctx: JobContext, vm: Vm, host: Host,
+                                overlays: tuple[DiskOverlay, ...], memory: MemoryVolumes
+                                ) -> MemorySaved:
+    """The disks and the guest's state in one node command; the memory volumes are
+    recorded as being made first (a job that fails for good hands them to removal). The
+    step shows how long the guest was paused."""
+    async with ctx.transaction() as session:
+        domain = await lookup.get(session, StorageDomain, memory.storage_domain_id)
+    for path in (memory.volume, memory.metadata_volume):
+        await leftovers.making(ctx, domain, path)
+    box = ctx.services.secret_box()
+    title = f"Taking a snapshot of the disks and memory of VM {vm.name}"
+    async with ctx.step(title, host_id=host.id) as step:
+        saved = await ctx.nodes.call(host, VmMemorySnapshot(
+            vm_id=vm.id, disks=overlays,
+            memory=memory_target(domain, memory.volume, box, f"memory of VM {vm.name}",
+                                 "MEMD"),
+            metadata=memory_target(domain, memory.metadata_volume, box,
+                                   f"memory metadata of VM {vm.name}", "MEMM")),
+            MemorySaved, key=ctx.key("snapshot-memory"), timeout_s=1800)
+        if saved.pause_ms is not None:
+            await ctx.update_step(step.id, description=(
+                f"{title}: guest paused {saved.pause_ms:.0f} ms, "
+                f"{saved.memory_bytes / (1 << 20):.0f} MiB of state saved in "
+                f"{(saved.total_ms or 0) / 1000:.1f} s"))
+    return saved
 
 
 async def _make_overlays(ctx: JobContext, disks: list[tuple[Disk, StorageDomain]],
@@ -196,7 +261,9 @@ async def create_failed(session: AsyncSession, ctx: JobContext, spec: CreateSnap
     live = vm is not None and vm.status != VmStatus.DOWN
     handed = await leftovers.hand_off(session, ctx, vm_id=vm.id if vm else None, live=live,
                                       message=message)
-    await release_reservations(session, [p for p in spec.overlays.values() if p not in handed])
+    made = [*spec.overlays.values(), *((spec.memory.volume, spec.memory.metadata_volume)
+                                       if spec.memory is not None else ())]
+    await release_reservations(session, [p for p in made if p not in handed])
 
 
 async def remove_snapshot(ctx: JobContext, spec: RemoveSnapshot) -> dict[str, Any]:
@@ -206,6 +273,7 @@ async def remove_snapshot(ctx: JobContext, spec: RemoveSnapshot) -> dict[str, An
         disk_ids = [d.id for _a, d, _sd in await vm_disks(session, vm.id)]
     host = await _live_host(ctx, vm)
     await _delete_merged(ctx, host)  # merges an earlier attempt recorded but did not finish
+    await delete_memory(ctx)  # memory volumes an earlier attempt recorded, not yet deleted
     if found is None:
         return {"merged": 0}  # a retry after the snapshot was forgotten
     snapshot = found
@@ -219,6 +287,14 @@ async def remove_snapshot(ctx: JobContext, spec: RemoveSnapshot) -> dict[str, An
             continue  # no volume in this snapshot, or merged by an earlier attempt
         await _merge(ctx, vm, host, domain, merge)
         merged += 1
+    # The memory volumes go before the snapshot does: a snapshot no longer listed has
+    # nothing left on storage.
+    async with ctx.transaction() as session:
+        row = await session.get(Snapshot, spec.snapshot_id)
+        if row is not None:
+            await forget_memory(session, await lookup.get(session, Job, ctx.job.id,
+                                                          for_update=True), row)
+    await delete_memory(ctx)
     async with ctx.transaction() as session:
         row = await session.get(Snapshot, spec.snapshot_id)
         if row is not None:

@@ -15,10 +15,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import Host, Vm, utcnow
+from overt.engine.db.tables import Host, Snapshot, StorageDomain, Vm, utcnow
 from overt.engine.jobs import queue
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed, RetryLater
+from overt.engine.jobs.handlers.snapshot_memory import memory_source
 from overt.engine.jobs.handlers.vms import want_what_is
 from overt.engine.jobs.kinds import JobSpec, StartVm
 from overt.engine.jobs.observe import observed_vm
@@ -31,7 +32,7 @@ from overt.engine.queries.vm_spec import build_vm_spec, console_password
 from overt.engine.secrets import is_sealed
 from overt.protocol.commands import VmStart
 from overt.protocol.host import VmStatusReport
-from overt.protocol.vm import ConfigDriveSpec
+from overt.protocol.vm import ConfigDriveSpec, IscsiSource, NfsSource
 
 # Where a starting VM may be before the monitor sees it run (PAUSED: a paused VM resumed).
 _LAUNCHING = frozenset({VmStatus.WAIT_FOR_LAUNCH, VmStatus.RESTORING_STATE, VmStatus.POWERING_UP,
@@ -62,16 +63,22 @@ async def start_vm(ctx: JobContext, spec: StartVm) -> dict[str, Any]:
                                       box=ctx.services.secret_box())
         restore_from = vm.saved_state_path if vm.status == VmStatus.RESTORING_STATE \
             else None
+        memory_from = await _snapshot_memory(session, ctx, vm) if restore_from is None \
+            else None
     if host.status != HostStatus.UP:
         raise RetryLater(f"host {host.name}, reserved for VM {vm.name}, is {host.status}")
-    async with ctx.step(f"Starting VM {vm.name} on host {host.name}", host_id=host.id):
+    what = "Resuming VM {} on host {} from the memory of a snapshot" if memory_from else \
+        "Starting VM {} on host {}"
+    async with ctx.step(what.format(vm.name, host.name), host_id=host.id):
         report = await ctx.nodes.call(
-            host, VmStart(vm_id=spec.vm_id, spec=vm_spec, restore_from=restore_from),
+            host, VmStart(vm_id=spec.vm_id, spec=vm_spec, restore_from=restore_from,
+                          memory_from=memory_from),
             VmStatusReport, key=ctx.key("start"), timeout_s=START_TIMEOUT_S)
 
     async def started(session: AsyncSession, vm: Vm) -> None:
         vm.start_time = utcnow()
         vm.saved_state_path, vm.saved_state_host_id = None, None
+        vm.resume_snapshot_id = None  # resumed once; the next start boots (as oVirt)
         await _forget_console_password(session, ctx, spec)
         audit.record(session, f"VM {vm.name} started on host {host.name}", code=audit.VM_UP,
                      vm_id=vm.id, host_id=host.id, cluster_id=vm.cluster_id, job_id=ctx.job.id,
@@ -83,6 +90,18 @@ async def start_vm(ctx: JobContext, spec: StartVm) -> dict[str, Any]:
         ON_HOST - _LAUNCHING
     await observed_vm(ctx, spec.vm_id, reached, passing=_LAUNCHING - reached, settle=started)
     return {"host_id": str(host.id)}
+
+
+async def _snapshot_memory(session: AsyncSession, ctx: JobContext, vm: Vm
+                           ) -> NfsSource | IscsiSource | None:
+    """The saved state a restore or preview with memory left for this start, if any."""
+    if vm.resume_snapshot_id is None:
+        return None
+    snapshot = await session.get(Snapshot, vm.resume_snapshot_id)
+    if snapshot is None or not snapshot.memory_volume or snapshot.memory_domain_id is None:
+        return None
+    domain = await lookup.get(session, StorageDomain, snapshot.memory_domain_id)
+    return memory_source(domain, snapshot.memory_volume, ctx.services.secret_box())
 
 
 def _config_drive(ctx: JobContext, spec: StartVm, vm: Vm) -> ConfigDriveSpec | None:
@@ -117,6 +136,8 @@ async def release_reservation(session: AsyncSession, ctx: JobContext, spec: Star
     vm = await session.get(Vm, spec.vm_id)
     if vm is None:
         return
+    if vm.resume_snapshot_id is not None:  # a state that did not resume: the next run boots
+        vm.resume_snapshot_id = None
     if vm.status == VmStatus.RESTORING_STATE:
         vm.status, vm.host_id = VmStatus.SUSPENDED, None
         audit.record(session, f"Failed to resume VM {vm.name}: {message}",

@@ -1,0 +1,361 @@
+"""Snapshots with memory over the fast lane: a running VM on an NFS domain (an export
+kept as a local directory), its simulated host's QEMU writing the guest's state with the
+disks' snapshot. The state lands on two raw volumes of the domain (oVirt's memory dump
+and metadata volumes, with their `.meta`); a restore with memory makes the next start
+resume the guest (its boot time, hence its uptime, is the saved one), once; removing the
+snapshot removes the volumes. A down VM gets a disk-only snapshot (as oVirt), a VM whose
+disks are on no shared domain is refused with nothing changed, and an engine that dies
+while the state is copied leaves the job to a successor, which finishes it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from overt.engine.api.resources.snapshots import snapshot_view
+from overt.engine.db.tables import ExtentReservation, Job, Lock, Snapshot, Step, User, Vm
+from overt.engine.jobs.handlers import UNITS
+from overt.engine.jobs.worker import Worker
+from overt.engine.model.errors import Conflict
+from overt.engine.model.status import VmStatus
+from overt.engine.queries.lookup import Ref
+from overt.engine.queries.shared_storage import extent_of
+from overt.engine.services import devices, snapshots, vms
+from overt.engine.services.inputs import DiskAttachmentInput, DiskInput
+from overt.node import memory_states
+from overt.node.errors import NodeFailure
+from overt.node.storage.nfs_domain import NfsDomains
+from overt.protocol import ErrorCode
+from overt.protocol.ovirt_metadata import parse_metadata
+from overt.protocol.storage import SharedVolumeDelete
+from tests.integration.engine.jobs import test_iscsi_snapshot_jobs as iscsi
+from tests.integration.engine.jobs.test_nfs_snapshot_jobs import (
+    _chains,
+    _done,
+    _nfs_vm,
+    _running,
+    _volumes,
+)
+from tests.support.loopback import LoopbackEngine
+
+MIB = 1 << 20
+
+
+async def _stopped(engine: LoopbackEngine, vm_id: uuid.UUID) -> None:
+    await _done(engine, await engine.act(vms.stop_vm, vm_id))
+    await engine.vm_reaches(vm_id, [VmStatus.DOWN])
+
+
+async def _started(engine: LoopbackEngine, vm_id: uuid.UUID) -> Job:
+    job = await engine.act(vms.start_vm, vm_id)
+    await _done(engine, job)
+    await engine.vm_reaches(vm_id, [VmStatus.UP])
+    return job
+
+
+def _meta_file(volume: Path) -> Path:
+    return volume.with_name(f"{volume.name}.meta")
+
+
+def _meta(volume: Path) -> dict[str, str]:
+    return parse_metadata(_meta_file(volume).read_text())
+
+
+def _memory_files(export: Path, snapshot: Snapshot) -> list[Path]:
+    return [export / p for p in (snapshot.memory_volume, snapshot.memory_metadata_volume)
+            if p]
+
+
+async def _snapshot(engine: LoopbackEngine, snapshot_id: uuid.UUID) -> Snapshot:
+    async with engine.session() as session:
+        row = await session.get(Snapshot, snapshot_id)
+    assert row is not None
+    return row
+
+
+async def test_a_snapshot_with_memory_resumes_the_guest_after_a_restore_with_memory(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    vm_id, disk_ids, export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    hyp = await _running(engine, vm_id)
+    booted = hyp.guest_booted_at(vm_id)
+
+    taken, job = await engine.act(snapshots.add_snapshot, vm_id, "with memory",
+                                  persist_memory=True)
+    await _done(engine, job)
+    row = await _snapshot(engine, taken.id)
+    vm = await engine.vm(vm_id)
+    assert snapshot_view(vm, row)["persist_memorystate"] is True
+    memory, metadata = _memory_files(export, row)
+    state = json.loads(memory.read_text().rstrip("\x00"))
+    assert state["vm_id"] == str(vm_id) and state["booted_at"] == booted
+    assert "<domain>" in metadata.read_text()
+    assert _meta(memory)["DISKTYPE"] == "MEMD" and _meta(metadata)["DISKTYPE"] == "MEMM"
+    assert all(len(c) == 2 for c in await _chains(engine, export, disk_ids))
+    async with engine.session() as session:
+        steps = (await session.execute(select(Step.description).where(
+            Step.job_id == job.id))).scalars().all()
+        ended = await session.get(Job, job.id)
+    assert any("guest paused 1 ms" in s for s in steps), steps
+    assert ended is not None and ended.result["pause_ms"] == 1.0
+    assert not list((tmp_path / "h1" / "images" / ".memory").glob("*"))  # staging dropped
+
+    # The guest goes on, is stopped, and the snapshot comes back with its memory.
+    await _stopped(engine, vm_id)
+    await _done(engine, await engine.act(snapshots.restore_snapshot, vm_id, taken.id,
+                                         restore_memory=True))
+    assert (await engine.vm(vm_id)).resume_snapshot_id == taken.id
+    start = await _started(engine, vm_id)
+    assert hyp.guest_booted_at(vm_id) == booted  # resumed: its uptime goes on
+    async with engine.session() as session:
+        steps = (await session.execute(select(Step.description).where(
+            Step.job_id == start.id))).scalars().all()
+    assert any("from the memory of a snapshot" in s for s in steps)
+    assert (await engine.vm(vm_id)).resume_snapshot_id is None
+
+    # Once: the next start boots.
+    await _stopped(engine, vm_id)
+    await _started(engine, vm_id)
+    assert hyp.guest_booted_at(vm_id) > booted
+
+    # A restore without memory boots too.
+    await _stopped(engine, vm_id)
+    await _done(engine, await engine.act(snapshots.restore_snapshot, vm_id, taken.id))
+    assert (await engine.vm(vm_id)).resume_snapshot_id is None
+
+    # Removing the snapshot removes its memory volumes.
+    await _done(engine, await engine.act(snapshots.remove_snapshot, vm_id, taken.id))
+    assert not memory.exists() and not metadata.exists()
+    assert not _meta_file(memory).exists()
+    assert [len(_volumes(export, d)) for d in disk_ids] == [1, 1]
+
+
+async def test_a_preview_with_memory_resumes_and_an_undo_forgets_it(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    vm_id, _disk_ids, _export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    hyp = await _running(engine, vm_id)
+    booted = hyp.guest_booted_at(vm_id)
+    taken, job = await engine.act(snapshots.add_snapshot, vm_id, "m", persist_memory=True)
+    await _done(engine, job)
+    await _stopped(engine, vm_id)
+    await _done(engine, await engine.act(snapshots.preview_snapshot, vm_id, taken.id,
+                                         restore_memory=True))
+    assert (await engine.vm(vm_id)).resume_snapshot_id == taken.id
+    await _done(engine, await engine.act(snapshots.end_preview, vm_id, commit=False))
+    assert (await engine.vm(vm_id)).resume_snapshot_id is None
+    await _done(engine, await engine.act(snapshots.preview_snapshot, vm_id, taken.id,
+                                         restore_memory=True))
+    await _started(engine, vm_id)
+    assert hyp.guest_booted_at(vm_id) == booted
+
+
+async def test_a_down_vms_snapshot_asked_with_memory_is_taken_without_as_ovirt_does(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    vm_id, disk_ids, export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    taken, job = await engine.act(snapshots.add_snapshot, vm_id, "down", persist_memory=True)
+    await _done(engine, job)
+    row = await _snapshot(engine, taken.id)
+    assert row.memory_volume is None
+    assert snapshot_view(await engine.vm(vm_id), row)["persist_memorystate"] is False
+    assert [len(_volumes(export, d)) for d in disk_ids] == [2, 2]
+
+
+async def test_a_memory_snapshot_of_a_vm_on_local_storage_is_refused_with_nothing_changed(
+        engine: LoopbackEngine) -> None:
+    await engine.add_host("h1")
+    vm_id = await engine.add_vm("local")
+    async with engine.session() as session:
+        vm = await session.get(Vm, vm_id)
+        user = await session.get(User, engine.user_id)
+        assert vm is not None and user is not None
+        await devices.add_disk_attachment(session, engine.jobs, vm, DiskAttachmentInput(
+            disk=DiskInput(name="boot", provisioned_size=8 * MIB, format="cow",
+                           storage_domain=Ref(name="h1-local")), bootable=True), user)
+    await engine.settled()
+    await _started(engine, vm_id)
+    with pytest.raises(Conflict, match="is not on an NFS or iSCSI domain"):
+        await engine.act(snapshots.add_snapshot, vm_id, "refused", persist_memory=True)
+    async with engine.session() as session:
+        assert (await session.execute(select(func.count()).select_from(Snapshot))
+                ).scalar_one() == 0
+        assert (await session.execute(select(Lock))).all() == []
+
+
+async def test_a_memory_snapshot_the_host_refuses_leaves_nothing_behind(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    vm_id, disk_ids, export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    hyp = await _running(engine, vm_id)
+    before = await _chains(engine, export, disk_ids)
+
+    async def refuses(*args: object) -> None:
+        raise NodeFailure(ErrorCode.HYPERVISOR_ERROR, "QEMU could not write the state")
+    monkeypatch.setattr(hyp, "memory_snapshot", refuses)
+    taken, job = await engine.act(snapshots.add_snapshot, vm_id, "refused",
+                                  persist_memory=True)
+    ended = await engine.job(job.id)
+    assert ended.state == "failed" and "could not write" in (ended.error or "")
+    await engine.settled()  # the removal job of what it may have made
+    assert await _chains(engine, export, disk_ids) == before
+    assert [_volumes(export, d) for d in disk_ids] == [{c[0].name} for c in before]
+    assert {p.name for p in (export / str(_domain(export))).glob("images/*")} == \
+        {str(d) for d in disk_ids}
+    async with engine.session() as session:
+        assert await session.get(Snapshot, taken.id) is None
+        assert (await session.execute(select(Lock))).all() == []
+
+
+def _domain(export: Path) -> str:
+    return next(p.name for p in export.iterdir() if (p / "dom_md").is_dir())
+
+
+async def test_an_engine_that_dies_while_the_state_is_copied_leaves_it_to_a_successor(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The node took the snapshot and is copying the state when the engine dies: the
+    snapshot is `locked`, its job `running`. The successor asks the node again (the same
+    command), the copy ends, and the snapshot is `ok` with its memory; nothing locked."""
+    vm_id, disk_ids, export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    hyp = await _running(engine, vm_id)
+    booted = hyp.guest_booted_at(vm_id)
+    real, go_on, copying = memory_states.copies.copy_volume, asyncio.Event(), asyncio.Event()
+
+    async def stalls_first(*args: object, **kwargs: object) -> object:
+        if not copying.is_set():
+            copying.set()
+            await go_on.wait()
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+    monkeypatch.setattr(memory_states.copies, "copy_volume", stalls_first)
+    taken, _job = await engine.act(snapshots.add_snapshot, vm_id, "interrupted",
+                                   persist_memory=True)
+    await asyncio.wait_for(copying.wait(), 60)
+    await engine.worker.stop()
+    async with engine.session() as session:
+        job = (await session.execute(select(Job).where(Job.action == "vm.snapshot"))
+               ).scalar_one()
+        row = await session.get(Snapshot, taken.id)
+        assert (job.state, row.status if row else None) == ("running", "locked")
+        job.lease_until = job.start_time
+    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
+    running = asyncio.create_task(successor.run())
+    try:
+        go_on.set()
+        ended = await engine.job(job.id)
+    finally:
+        await successor.stop()
+        await running
+    assert ended.state == "done", ended.error
+    row = await _snapshot(engine, taken.id)
+    assert row.status == "ok"
+    memory, _metadata = _memory_files(export, row)
+    assert json.loads(memory.read_text().rstrip("\x00"))["booted_at"] == booted
+    assert all(len(c) == 2 for c in await _chains(engine, export, disk_ids))
+    async with engine.session() as session:
+        assert (await session.execute(select(Lock))).all() == []
+
+
+async def test_a_snapshot_with_memory_on_iscsi_holds_two_extents_until_it_is_removed(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """On an iSCSI domain the memory volumes are extents of the LUN the submission
+    allocated (the guest's 256 MiB + 1/8 + 256 MiB, and 1 MiB for the XML): the state is
+    written into its extent and read back from it for the resume; the domain's free space
+    counts both until the snapshot is removed. A LUN without room refuses the snapshot
+    with nothing changed."""
+    vm_id, disk_ids, lun = await iscsi._iscsi_vm(engine, monkeypatch, tmp_path,
+                                                 lun_size=1024 * MIB)
+    hyp = await iscsi._running(engine, vm_id)
+    booted = hyp.guest_booted_at(vm_id)
+    free = await iscsi._free(engine)
+    memory_bytes = snapshots.memory_volume_size(256)
+    assert memory_bytes == (256 + 32 + 256) * MIB
+
+    taken, job = await engine.act(snapshots.add_snapshot, vm_id, "san memory",
+                                  persist_memory=True)
+    await _done(engine, job)
+    row = await _snapshot(engine, taken.id)
+    extents = [extent_of(p) for p in (row.memory_volume, row.memory_metadata_volume)]
+    assert [e[1] for e in extents if e] == [memory_bytes, MIB]
+    chains = await iscsi._chains(engine, lun, disk_ids)
+    assert await iscsi._free(engine) == free - 2 * 13 * MIB - memory_bytes - MIB
+    state = await asyncio.to_thread(lun.path.read_bytes)
+    offset = extents[0][0] if extents[0] else 0
+    assert json.loads(state[offset:offset + 4096].rstrip(b"\0"))["vm_id"] == str(vm_id)
+    async with engine.session() as session:
+        assert (await session.execute(select(func.count()).select_from(ExtentReservation))
+                ).scalar() == 0
+
+    await _stopped(engine, vm_id)
+    await _done(engine, await engine.act(snapshots.restore_snapshot, vm_id, taken.id,
+                                         restore_memory=True))
+    await _started(engine, vm_id)
+    assert hyp.guest_booted_at(vm_id) == booted
+    await _stopped(engine, vm_id)
+    await _done(engine, await engine.act(snapshots.remove_snapshot, vm_id, taken.id))
+    assert await iscsi._chains(engine, lun, disk_ids) == [[c[0]] for c in chains]
+    assert await iscsi._free(engine) == free
+
+
+async def test_a_snapshot_with_memory_is_refused_when_the_lun_has_no_room_for_it(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    vm_id, _disk_ids, _lun = await iscsi._iscsi_vm(engine, monkeypatch, tmp_path,
+                                                   lun_size=128 * MIB)
+    await iscsi._running(engine, vm_id)
+    free = await iscsi._free(engine)
+    with pytest.raises(Conflict, match="no free extent"):
+        await engine.act(snapshots.add_snapshot, vm_id, "too big", persist_memory=True)
+    assert await iscsi._free(engine) == free
+    async with engine.session() as session:
+        assert (await session.execute(select(func.count()).select_from(Snapshot))
+                ).scalar_one() == 0
+        assert (await session.execute(select(func.count()).select_from(ExtentReservation))
+                ).scalar() == 0
+        assert (await session.execute(select(Lock))).all() == []
+
+
+async def test_an_engine_that_dies_while_the_memory_volumes_are_deleted_leaves_it_to_a_successor(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The removal merged the disks and is deleting the memory volumes when the engine
+    dies: the snapshot is still listed (`locked`). The successor deletes the volumes, then
+    the snapshot; nothing is left on storage and nothing locked."""
+    vm_id, disk_ids, export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    await _running(engine, vm_id)
+    taken, job = await engine.act(snapshots.add_snapshot, vm_id, "m", persist_memory=True)
+    await _done(engine, job)
+    row = await _snapshot(engine, taken.id)
+    files = _memory_files(export, row)
+    memory_image = files[0].parent.name
+    await _stopped(engine, vm_id)
+    real, go_on, deleting = NfsDomains._volume_delete, threading.Event(), threading.Event()
+
+    def stalls_first(self: NfsDomains, command: SharedVolumeDelete) -> object:
+        if str(command.image_id) == memory_image and not deleting.is_set():
+            deleting.set()
+            go_on.wait(60)
+        return real(self, command)
+    monkeypatch.setattr(NfsDomains, "_volume_delete", stalls_first)
+    await engine.act(snapshots.remove_snapshot, vm_id, taken.id)
+    await asyncio.to_thread(deleting.wait, 60)
+    await engine.worker.stop()
+    async with engine.session() as session:
+        removal = (await session.execute(select(Job).where(
+            Job.action == "vm.snapshot_remove"))).scalar_one()
+        listed = await session.get(Snapshot, taken.id)
+        assert (removal.state, listed.status if listed else None) == ("running", "locked")
+        removal.lease_until = removal.start_time
+    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
+    running = asyncio.create_task(successor.run())
+    try:
+        go_on.set()
+        ended = await engine.job(removal.id)
+    finally:
+        await successor.stop()
+        await running
+    assert ended.state == "done", ended.error
+    assert not any(f.exists() or _meta_file(f).exists() for f in files)
+    assert [len(_volumes(export, d)) for d in disk_ids] == [1, 1]
+    async with engine.session() as session:
+        assert await session.get(Snapshot, taken.id) is None
+        assert (await session.execute(select(Lock))).all() == []
