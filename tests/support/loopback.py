@@ -211,6 +211,21 @@ class LoopbackEngine:
             return job if job is not None and job.state in ("done", "failed") else None
         return await self.eventually(ended, what=f"job {job_id} to end")
 
+    async def successor_ends(self, job_id: uuid.UUID, go_on: asyncio.Event | None = None
+                             ) -> Job:
+        """The job's engine died mid-way (the caller stopped `self.worker` and let the job's
+        lease lapse): a successor worker takes the job over, `go_on` is set once it runs,
+        and the job is returned once it has ended."""
+        successor = Worker(self.db, self.worker.services, UNITS, poll_interval=0.05)
+        running = asyncio.create_task(successor.run())
+        try:
+            if go_on is not None:
+                go_on.set()
+            return await self.job(job_id)
+        finally:
+            await successor.stop()
+            await running
+
     async def vm(self, vm_id: uuid.UUID) -> Vm:
         async with self.db.transaction() as session:
             vm = await session.get(Vm, vm_id)

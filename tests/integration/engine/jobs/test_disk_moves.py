@@ -30,8 +30,6 @@ from overt.engine.db.tables import (
     Vm,
 )
 from overt.engine.jobs import queue
-from overt.engine.jobs.handlers import UNITS
-from overt.engine.jobs.worker import Worker
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import DiskStatus, StorageDomainStatus, StorageType, VmStatus
 from overt.engine.queries.lookup import Ref
@@ -558,14 +556,7 @@ async def test_an_engine_that_dies_mid_chain_leaves_the_rest_to_a_successor(
 
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() + 7)
-    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
-    running = asyncio.create_task(successor.run())
-    try:
-        go_on.set()
-        ended = await engine.job(job.id)
-    finally:
-        await successor.stop()
-        await running
+    ended = await engine.successor_ends(job.id, go_on)
     assert ended.state == "done", ended.error
     assert len(targets) == 2 == len(set(targets))
     disk, domain = await _row(engine, disk_id)
@@ -705,14 +696,7 @@ async def test_an_engine_that_dies_during_a_move_leaves_it_to_a_successor(
 
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() + 7)
-    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
-    running = asyncio.create_task(successor.run())
-    try:
-        go_on.set()
-        ended = await engine.job(job.id)
-    finally:
-        await successor.stop()
-        await running
+    ended = await engine.successor_ends(job.id, go_on)
     assert ended.state == "done", ended.error
     disk, domain = await _row(engine, disk_id)
     assert (disk.id, disk.status, domain.name) == (disk_id, DiskStatus.OK, "nfs1")
@@ -761,14 +745,7 @@ async def test_an_engine_that_dies_after_the_switch_leaves_the_old_volume_to_a_s
 
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() + 7)
-    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
-    running = asyncio.create_task(successor.run())
-    try:
-        go_on.set()
-        ended = await engine.job(job.id)
-    finally:
-        await successor.stop()
-        await running
+    ended = await engine.successor_ends(job.id, go_on)
     assert ended.state == "done", ended.error
     disk, domain = await _row(engine, disk_id)
     assert (disk.status, domain.name) == (DiskStatus.OK, "h1-local")

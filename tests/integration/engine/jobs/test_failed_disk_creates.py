@@ -28,8 +28,7 @@ from overt.engine.db.tables import (
     Vm,
 )
 from overt.engine.jobs import queue
-from overt.engine.jobs.handlers import UNITS, leftovers
-from overt.engine.jobs.worker import Worker
+from overt.engine.jobs.handlers import leftovers
 from overt.engine.queries.lookup import Ref
 from overt.engine.services import devices, templates
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput
@@ -172,13 +171,7 @@ async def test_an_engine_dying_while_rolling_back_a_disk_create_leaves_it_to_a_s
         assert removal.state == "running"
         removal.lease_until = removal.start_time  # its lease lapsed long ago
 
-    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
-    running = asyncio.create_task(successor.run())
-    try:
-        ended = await engine.job(removal.id)
-    finally:
-        await successor.stop()
-        await running
+    ended = await engine.successor_ends(removal.id)
     assert ended.state == "done", ended.error
     assert await on_iscsi._chains(engine, lun, disk_ids) == before
     assert await on_iscsi._free(engine) == free

@@ -15,8 +15,7 @@ from sqlalchemy import func, select
 
 from overt.engine.db.tables import AuditEvent, ExtentReservation, Job, Lock, Snapshot
 from overt.engine.jobs import queue
-from overt.engine.jobs.handlers import UNITS, leftovers
-from overt.engine.jobs.worker import Worker
+from overt.engine.jobs.handlers import leftovers
 from overt.engine.model.status import VmStatus
 from overt.engine.services import snapshots, vms
 from overt.node.errors import NodeFailure
@@ -184,13 +183,7 @@ async def test_an_engine_that_dies_while_removing_leftovers_leaves_them_to_a_suc
         assert removal.state == "running"
         removal.lease_until = removal.start_time  # its lease lapsed long ago
 
-    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
-    running = asyncio.create_task(successor.run())
-    try:
-        ended = await engine.job(removal.id)
-    finally:
-        await successor.stop()
-        await running
+    ended = await engine.successor_ends(removal.id)
     assert ended.state == "done", ended.error
     assert await on_iscsi._chains(engine, lun, disk_ids) == before
     assert await on_iscsi._free(engine) == free

@@ -28,9 +28,7 @@ from overt.engine.db.tables import (
     User,
     Vm,
 )
-from overt.engine.jobs.handlers import UNITS
 from overt.engine.jobs.handlers import snapshots as snapshot_handlers
-from overt.engine.jobs.worker import Worker
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import StorageDomainStatus, StorageType, VmStatus
 from overt.engine.queries.lookup import Ref
@@ -470,13 +468,7 @@ async def test_an_engine_that_dies_after_qemu_took_a_live_snapshot_leaves_it_to_
     store = engine.hosts["h1"].agent.idempotency
     store._db.execute("DELETE FROM results")  # as another host would: nothing cached
 
-    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
-    running = asyncio.create_task(successor.run())
-    try:
-        ended = await engine.job(job.id)
-    finally:
-        await successor.stop()
-        await running
+    ended = await engine.successor_ends(job.id)
     assert ended.state == "done", ended.error
     assert len(formats) == 2  # no extent formatted again
     chains = await _chains(engine, lun, disk_ids)

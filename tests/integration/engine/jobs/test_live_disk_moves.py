@@ -27,8 +27,7 @@ from overt.engine.db.tables import (
     Vm,
 )
 from overt.engine.jobs import queue
-from overt.engine.jobs.handlers import UNITS, live_disk_moves
-from overt.engine.jobs.worker import Worker
+from overt.engine.jobs.handlers import live_disk_moves
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import DiskStatus, VmStatus
 from overt.engine.queries.lookup import Ref
@@ -244,13 +243,7 @@ async def test_an_engine_that_dies_mid_mirror_leaves_it_to_a_successor_that_pivo
         copy.polls_left = 2  # the mirror gets in sync while no engine watches
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() + 7)
-    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
-    running = asyncio.create_task(successor.run())
-    try:
-        ended = await engine.job(job.id)
-    finally:
-        await successor.stop()
-        await running
+    ended = await engine.successor_ends(job.id)
     assert ended.state == "done", ended.error
     assert len(hypervisor.block_copies_started) == 1
     disk, domain = await _row(engine, disk_id)
@@ -293,13 +286,7 @@ async def test_an_engine_that_dies_after_the_pivot_leaves_the_switch_to_a_succes
 
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() + 7)
-    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
-    running = asyncio.create_task(successor.run())
-    try:
-        ended = await engine.job(job.id)
-    finally:
-        await successor.stop()
-        await running
+    ended = await engine.successor_ends(job.id)
     assert ended.state == "done", ended.error
     assert len(hypervisor.block_copies_started) == 1
     disk, domain = await _row(engine, disk_id)

@@ -20,8 +20,6 @@ from sqlalchemy import func, select
 
 from overt.engine.api.resources.snapshots import snapshot_view
 from overt.engine.db.tables import ExtentReservation, Job, Lock, Snapshot, Step, User, Vm
-from overt.engine.jobs.handlers import UNITS
-from overt.engine.jobs.worker import Worker
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import VmStatus
 from overt.engine.queries.lookup import Ref
@@ -239,14 +237,7 @@ async def test_an_engine_that_dies_while_the_state_is_copied_leaves_it_to_a_succ
         row = await session.get(Snapshot, taken.id)
         assert (job.state, row.status if row else None) == ("running", "locked")
         job.lease_until = job.start_time
-    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
-    running = asyncio.create_task(successor.run())
-    try:
-        go_on.set()
-        ended = await engine.job(job.id)
-    finally:
-        await successor.stop()
-        await running
+    ended = await engine.successor_ends(job.id, go_on)
     assert ended.state == "done", ended.error
     row = await _snapshot(engine, taken.id)
     assert row.status == "ok"
@@ -345,14 +336,7 @@ async def test_an_engine_that_dies_while_the_memory_volumes_are_deleted_leaves_i
         listed = await session.get(Snapshot, taken.id)
         assert (removal.state, listed.status if listed else None) == ("running", "locked")
         removal.lease_until = removal.start_time
-    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
-    running = asyncio.create_task(successor.run())
-    try:
-        go_on.set()
-        ended = await engine.job(removal.id)
-    finally:
-        await successor.stop()
-        await running
+    ended = await engine.successor_ends(removal.id, go_on)
     assert ended.state == "done", ended.error
     assert not any(f.exists() or _meta_file(f).exists() for f in files)
     assert [len(_volumes(export, d)) for d in disk_ids] == [1, 1]

@@ -22,9 +22,7 @@ import pytest
 from sqlalchemy import func, select
 
 from overt.engine.db.tables import Disk, Job, Lock, Snapshot, StorageDomain, User, Vm
-from overt.engine.jobs.handlers import UNITS
 from overt.engine.jobs.handlers import snapshots as snapshot_handlers
-from overt.engine.jobs.worker import Worker
 from overt.engine.model.errors import Conflict, NotFound
 from overt.engine.model.status import StorageDomainStatus, StorageType, VmStatus
 from overt.engine.queries.lookup import Ref
@@ -256,14 +254,7 @@ async def test_an_engine_that_dies_while_a_snapshot_volume_is_made_leaves_it_to_
     # is the same command under the same key, whatever the clock says now.
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() + 7)
-    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
-    running = asyncio.create_task(successor.run())
-    try:
-        go_on.set()
-        ended = await engine.job(job.id)
-    finally:
-        await successor.stop()
-        await running
+    ended = await engine.successor_ends(job.id, go_on)
     assert ended.state == "done", ended.error
     chains = await _chains(engine, export, disk_ids)
     assert all(len(c) == 2 for c in chains)
@@ -411,14 +402,7 @@ async def test_an_engine_that_dies_after_a_live_merge_leaves_the_metadata_to_a_s
             "running", "locked")
         job.lease_until = job.start_time
 
-    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
-    running = asyncio.create_task(successor.run())
-    try:
-        go_on.set()
-        ended = await engine.job(job.id)
-    finally:
-        await successor.stop()
-        await running
+    ended = await engine.successor_ends(job.id, go_on)
     assert ended.state == "done", ended.error
     final = await _chains(engine, export, disk_ids)  # each base a LEAF again
     assert final == [[c[0]] for c in chains]
@@ -456,13 +440,7 @@ async def test_an_engine_that_dies_after_recording_a_merge_leaves_no_merged_volu
     assert first == [[before[0][0]]]
     assert _volumes(export, disk_ids[0]) == {p.name for p in before[0]}  # not deleted yet
 
-    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
-    running = asyncio.create_task(successor.run())
-    try:
-        ended = await engine.job(job_of_removal.id)
-    finally:
-        await successor.stop()
-        await running
+    ended = await engine.successor_ends(job_of_removal.id)
     assert ended.state == "done", ended.error
     final = await _chains(engine, export, disk_ids)
     assert final == [[c[0]] for c in before]

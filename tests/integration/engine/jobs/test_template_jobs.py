@@ -27,8 +27,6 @@ from overt.engine.db.tables import (
     User,
     Vm,
 )
-from overt.engine.jobs.handlers import UNITS
-from overt.engine.jobs.worker import Worker
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.status import (
     DiskFormat,
@@ -468,14 +466,7 @@ async def test_an_engine_that_dies_mid_copy_leaves_the_job_to_a_successor(
             "running", TemplateStatus.LOCKED.value)
         job.lease_until = job.start_time  # its lease lapsed long ago
 
-    successor = Worker(engine.db, engine.worker.services, UNITS, poll_interval=0.05)
-    running = asyncio.create_task(successor.run())
-    try:
-        go_on.set()
-        ended = await engine.job(job.id)
-    finally:
-        await successor.stop()
-        await running
+    ended = await engine.successor_ends(job.id, go_on)
     assert (ended.state, ended.attempts) == ("done", 2), ended.error
     async with engine.session() as session:
         template = await session.get(Template, template_id)
