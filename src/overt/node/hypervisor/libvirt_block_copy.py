@@ -16,22 +16,18 @@ import copy
 import logging
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
-from typing import TypeVar
 
 import libvirt
 
 from overt.node.errors import NodeFailure, invalid_state
 from overt.node.hypervisor.domain_xml import mirror_xml, parse_libvirt_xml
-from overt.node.hypervisor.executor import BlockingCalls
-from overt.node.hypervisor.libvirt_errors import node_failure
+from overt.node.hypervisor.libvirt_errors import VmCalls
 from overt.node.hypervisor.libvirt_snapshots import _layer_name
 from overt.protocol import ErrorCode
 from overt.protocol.commands import BlockCopyState
 from overt.protocol.vm import DiskFormat, DiskSource
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def destination_name(destination: DiskSource) -> str:
@@ -53,17 +49,7 @@ def disk_device(xml: str, disk_id: uuid.UUID) -> ET.Element:
     raise NodeFailure(ErrorCode.IMAGE_MISSING, f"the VM has no disk {disk_id}")
 
 
-class BlockCopies:
-    def __init__(self, calls: BlockingCalls) -> None:
-        self.calls = calls
-
-    async def _run(self, dom: libvirt.virDomain, action: str, func: Callable[..., T],
-                   *args: object) -> T:
-        try:
-            return await self.calls.run(func, *args)
-        except libvirt.libvirtError as exc:
-            raise node_failure(exc, f"{action} of VM {dom.name()}") from None
-
+class BlockCopies(VmCalls):
     async def _device(self, dom: libvirt.virDomain, disk_id: uuid.UUID) -> ET.Element:
         if not await self._run(dom, "reading the state", dom.isActive):
             raise invalid_state(f"VM {dom.name()} is not running")

@@ -7,11 +7,16 @@ libvirt reports only in words (memory, missing images or bridges).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 import libvirt
 
 from overt.node.errors import NodeFailure
+from overt.node.hypervisor.executor import BlockingCalls
 from overt.protocol import ErrorCode
+
+T = TypeVar("T")
 
 _BY_CODE = {
     libvirt.VIR_ERR_NO_DOMAIN: ErrorCode.NO_SUCH_VM,
@@ -58,3 +63,18 @@ def node_failure(exc: libvirt.libvirtError, action: str) -> NodeFailure:
             return NodeFailure(code, f"{action} failed: {advice} (libvirt: {detail})")
     code = _BY_CODE.get(exc.get_error_code(), ErrorCode.HYPERVISOR_ERROR)
     return NodeFailure(code, f"{action} failed: {detail}")
+
+
+class VmCalls:
+    """What the helpers of running VMs (NICs, disks, block copies) share: blocking libvirt
+    calls in a worker thread, a failure said as what was done to which VM."""
+
+    def __init__(self, calls: BlockingCalls) -> None:
+        self.calls = calls
+
+    async def _run(self, dom: libvirt.virDomain, action: str, func: Callable[..., T],
+                   *args: object) -> T:
+        try:
+            return await self.calls.run(func, *args)
+        except libvirt.libvirtError as exc:
+            raise node_failure(exc, f"{action} of VM {dom.name()}") from None

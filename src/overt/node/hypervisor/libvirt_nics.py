@@ -9,40 +9,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
-from typing import TypeVar
 
 import libvirt
 
 from overt.node.errors import invalid_state
 from overt.node.hypervisor.domain_xml import nic_xml, parse_libvirt_xml
-from overt.node.hypervisor.executor import BlockingCalls
-from overt.node.hypervisor.libvirt_errors import node_failure
+from overt.node.hypervisor.libvirt_errors import VmCalls
 from overt.node.ovs_ports import ovs_bridges
 from overt.protocol.vm import NicSpec
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 UNPLUG_WAIT_S = 30.0  # the guest acknowledges a PCI unplug; libvirt returns before that
 POLL_S = 0.2
 
 
-class LiveNics:
-    def __init__(self, calls: BlockingCalls) -> None:
-        self.calls = calls
-
+class LiveNics(VmCalls):
     async def _flags(self, dom: libvirt.virDomain) -> int:
         persistent = bool(await self._run(dom, "reading the VM's definition", dom.isPersistent))
         live: int = libvirt.VIR_DOMAIN_AFFECT_LIVE
         config: int = libvirt.VIR_DOMAIN_AFFECT_CONFIG
         return live | config if persistent else live
-
-    async def _run(self, dom: libvirt.virDomain, action: str, func: Callable[..., T],
-                   *args: object) -> T:
-        try:
-            return await self.calls.run(func, *args)
-        except libvirt.libvirtError as exc:
-            raise node_failure(exc, f"{action} of VM {dom.name()}") from None
 
     async def find(self, dom: libvirt.virDomain, mac: str) -> ET.Element | None:
         xml = await self._run(dom, "reading the live XML", dom.XMLDesc, 0)

@@ -13,23 +13,20 @@ import logging
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import libvirt
 
 from overt.node.errors import NodeFailure, invalid_state
 from overt.node.hypervisor.domain_xml import parse_libvirt_xml
-from overt.node.hypervisor.executor import BlockingCalls
-from overt.node.hypervisor.libvirt_errors import node_failure
+from overt.node.hypervisor.libvirt_errors import VmCalls, node_failure
 from overt.node.storage.local import exists
 from overt.protocol import ErrorCode
 from overt.protocol.commands import DiskOverlay, MemorySaved
 from overt.protocol.storage import extent_location, parse_extent_location
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 POLL_S = 0.1
 _SNAPSHOT_FLAGS = (libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
                    | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA
@@ -186,17 +183,7 @@ class PauseWatch:
             self.paused_ms += (time.monotonic() - since) * 1000
 
 
-class LiveDisks:
-    def __init__(self, calls: BlockingCalls) -> None:
-        self.calls = calls
-
-    async def _run(self, dom: libvirt.virDomain, action: str, func: Callable[..., T],
-                   *args: object) -> T:
-        try:
-            return await self.calls.run(func, *args)
-        except libvirt.libvirtError as exc:
-            raise node_failure(exc, f"{action} of VM {dom.name()}") from None
-
+class LiveDisks(VmCalls):
     async def chains(self, dom: libvirt.virDomain) -> dict[str, list[str]]:
         if not await self._run(dom, "reading the state", dom.isActive):
             raise invalid_state(f"VM {dom.name()} is not running")
