@@ -114,7 +114,7 @@ async def test_a_snapshot_with_memory_resumes_the_guest_after_a_restore_with_mem
         ended = await session.get(Job, job.id)
     assert any("guest paused 1 ms" in s for s in steps), steps
     assert ended is not None and ended.result["pause_ms"] == 1.0
-    assert not list((tmp_path / "h1" / "images" / ".memory").glob("*"))  # staging dropped
+    assert not list((engine.directory / "h1" / "images" / ".memory").glob("*"))  # dropped
 
     # The guest goes on, is stopped, and the snapshot comes back with its memory.
     await _stopped(engine, vm_id)
@@ -428,3 +428,42 @@ async def test_an_import_adopts_memory_volumes_as_memory_disks_no_vm_can_attach(
         with pytest.raises(Conflict, match="holds a snapshot's saved memory"):
             await devices.add_disk_attachment(session, engine.jobs, vm, DiskAttachmentInput(
                 disk_ref=Ref(id=found[0].image_id)), user)
+
+
+async def test_a_memory_snapshot_that_fails_for_good_leaves_no_staged_state_on_the_node(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The node took the snapshot but could never copy the state to its volume (the
+    export stopped answering at every try): it keeps its staged copy for the retries,
+    then, once the job has failed for good, the removal job has that host delete it at
+    once (the VM still runs; the volumes themselves wait for it to be down)."""
+    vm_id, _disk_ids, _export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    await _running(engine, vm_id)
+    staging = engine.directory / "h1" / "images" / ".memory"  # the node's storage dir
+    real = memory_states.copies.copy_volume
+    seen: list[list[str]] = []
+
+    async def export_gone(command: object, *args: object, **kwargs: object) -> object:
+        if str(getattr(command, "source", "")).find(".state") >= 0:
+            seen.append(sorted(p.name for p in staging.glob("*")))
+            raise NodeFailure(ErrorCode.STORAGE_UNREACHABLE, "the export stopped answering")
+        return await real(command, *args, **kwargs)  # type: ignore[arg-type]
+    monkeypatch.setattr(memory_states.copies, "copy_volume", export_gone)
+    taken, job = await engine.act(snapshots.add_snapshot, vm_id, "lost",
+                                  persist_memory=True)
+    ended = await engine.job(job.id)
+    assert ended.state == "failed" and "stopped answering" in (ended.error or "")
+    assert ended.attempts == ended.max_attempts
+    assert len(seen) == ended.attempts and all(len(s) == 2 for s in seen)  # kept meanwhile
+
+    async def dropped() -> bool | None:
+        async with engine.session() as session:
+            steps = (await session.execute(select(Step.description).where(
+                Step.description.contains("memory state staged on host")))).scalars().all()
+        return True if steps and not list(staging.glob("*")) else None
+    await engine.eventually(dropped, what="the staged state to be deleted")
+    assert (await engine.vm(vm_id)).status == VmStatus.UP  # it did not wait for the VM
+    async with engine.session() as session:
+        assert await session.get(Snapshot, taken.id) is None
+    await _stopped(engine, vm_id)
+    await engine.settled()
+    assert not list(staging.glob("*"))
