@@ -50,6 +50,7 @@ from overt.protocol.commands import (
     VmDiskSnapshot,
     VmLeaseTakeOver,
     VmMemorySnapshot,
+    VmMemoryStagingDrop,
     VmMigrate,
     VmMigrationProgress,
     VmPause,
@@ -310,6 +311,9 @@ class Agent:
                                       "volumes of shared domains, made beforehand")
                 return await self._locked(vm_id, memory_states.take(command, hyp,
                                                                     self.volumes))
+            case VmMemoryStagingDrop():
+                await memory_states.drop(command, self.volumes)
+                return Empty()
             case VmBlockCommit(vm_id=vm_id, disk=disk, top=top, base=base, timeout_s=timeout,
                                shared=shared):
                 for path in (disk, top, base):

@@ -7,7 +7,9 @@ snapshot APIs take a file, not an NBD or network target: staging a local copy is
 path they allow.
 
 Staged files live under the storage directory's `.memory/`, named by the volume they go
-to or come from, so a retried command finds what an earlier attempt left.
+to or come from, so a retried command finds what an earlier attempt left; an engine that
+gives the snapshot up for good (its job failed) has them deleted (`drop`), so a state the
+copy never stored does not stay on the node.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from overt.node.hypervisor.base import Hypervisor
 from overt.node.storage import copies
 from overt.node.storage.local import LocalVolumes
 from overt.protocol import ErrorCode
-from overt.protocol.commands import MemorySaved, VmMemorySnapshot
+from overt.protocol.commands import MemorySaved, VmMemorySnapshot, VmMemoryStagingDrop
 from overt.protocol.storage import IscsiExtentTarget, NfsVolumeTarget, VolumeCopy
 from overt.protocol.vm import DiskFormat, FileSource, IscsiSource, NfsSource
 
@@ -67,6 +69,20 @@ async def take(command: VmMemorySnapshot, hypervisor: Hypervisor,
     log.info("memory snapshot stored", extra={"vm_id": str(command.vm_id),
                                                "memory_bytes": saved.memory_bytes})
     return saved
+
+
+async def drop(command: VmMemoryStagingDrop, volumes: LocalVolumes) -> list[Path]:
+    """Delete the staged state and XML of a memory snapshot given up; the ones deleted."""
+    gone = []
+    for target in (command.memory, command.metadata):
+        path = staged(volumes, _target_name(target))
+        if await asyncio.to_thread(path.is_file):
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            gone.append(path)
+    if gone:
+        log.info("staged memory snapshot dropped", extra={
+            "vm_id": str(command.vm_id), "files": [p.name for p in gone]})
+    return gone
 
 
 async def fetch(vm_id: uuid.UUID, source: NfsSource | IscsiSource,

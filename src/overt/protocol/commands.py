@@ -332,6 +332,18 @@ class VmMemorySnapshot(_Command):
     metadata: NfsVolumeTarget | IscsiExtentTarget = Field(discriminator="kind")
 
 
+class VmMemoryStagingDrop(_Command):
+    """Delete the node's staged copy of a memory snapshot's state and domain XML (what
+    `vm.memory_snapshot` keeps for a retry when it could not copy them to their volumes):
+    sent once the engine has given that snapshot up. Gone already is success."""
+
+    name: Literal["vm.memory_staging_drop"] = "vm.memory_staging_drop"
+    result: ClassVar[type[Empty]] = Empty
+    vm_id: UUID
+    memory: NfsVolumeTarget | IscsiExtentTarget = Field(discriminator="kind")
+    metadata: NfsVolumeTarget | IscsiExtentTarget = Field(discriminator="kind")
+
+
 class VmBlockCommit(_Command):
     """Live merge: commit `top` into `base` in the chain of the running VM's disk whose
     active volume is `disk`; when `top` is that active volume, QEMU then pivots to `base`.
@@ -415,6 +427,7 @@ Command = Annotated[
     | VolumeCommit
     | VmDiskSnapshot
     | VmMemorySnapshot
+    | VmMemoryStagingDrop
     | VmBlockCommit
     | VmBlockCopy
     | VmBlockCopyStatus

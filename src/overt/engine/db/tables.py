@@ -411,8 +411,9 @@ class Disk(Base):
     backing_disk_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("disks.id"))
     template_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("templates.id"))
     shareable: Mapped[bool] = mapped_column(default=False)
-    # oVirt's disk content type: `data` (a VM's disk) or `iso` (an ISO image for cdroms).
-    content_type: Mapped[str] = mapped_column(String(16), default="data")
+    # oVirt's disk content type: `data` (a VM's disk), `iso` (an ISO image for cdroms), or
+    # `memory_dump_volume`/`memory_metadata_volume` (a snapshot's memory an import adopted).
+    content_type: Mapped[str] = mapped_column(String(32), default="data")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

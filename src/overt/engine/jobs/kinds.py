@@ -621,6 +621,11 @@ class RemoveVolumes(JobSpec):
     reason: str
     vm_id: uuid.UUID | None = None
     live: bool = False
+    # A failed memory snapshot: the VM's host, which may keep a staged copy of the state
+    # it could not store (`vm.memory_staging_drop`), and the memory and metadata volumes
+    # (of `volumes`) it was for.
+    staged_on: uuid.UUID | None = None
+    staged_memory: tuple[str, ...] = ()
 
     def locks(self) -> tuple[LockOn, ...]:
         return (("vm", self.vm_id),) if self.vm_id is not None and not self.live else ()

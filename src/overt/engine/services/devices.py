@@ -128,6 +128,9 @@ async def add_disk_attachment(session: AsyncSession, jobs: JobSubmitter, vm: Vm,
         if disk.content_type == "iso":
             raise InvalidInput(f"disk {disk.name} is an ISO image: put it in the VM's cdrom "
                                "(vms/{id}/cdroms) instead of attaching it as a disk")
+        if disk.content_type.startswith("memory_"):  # oVirt's AttachDiskToVm refuses them
+            raise Conflict(f"Cannot attach disk {disk.name}: it holds a snapshot's saved "
+                           f"memory ({disk.content_type}), not a VM's data.")
         attached = (await session.execute(select(DiskAttachment).where(
             DiskAttachment.disk_id == disk.id, DiskAttachment.vm_id.is_not(None)))).scalars().first()
         if attached is not None and not disk.shareable:

@@ -1,5 +1,7 @@
-"""What the VM page shows of its snapshots: each regular one (oldest first) with its disks
-and status, the one it previews, and which changes the VM's status allows now."""
+"""What the VM page shows of its snapshots: each regular one (oldest first) with its disks,
+whether it saved the guest's memory, and its status, the one it previews, and which changes
+the VM's status allows now (a running VM's snapshot saves its memory unless told not to,
+as oVirt's dialog)."""
 
 from __future__ import annotations
 
@@ -13,12 +15,18 @@ from overt.engine.db.tables import Snapshot, SnapshotVolume, Vm
 from overt.engine.model.status import VmStatus
 from overt.engine.model.vm_actions import VM_ACTIONS, VmAction
 from overt.engine.queries.snapshot_chains import IN_PREVIEW, PREVIEW
+from overt.engine.services.snapshots import MEMORY_STATES
 
 
 @dataclass(frozen=True)
 class SnapshotRow:
     snapshot: Snapshot
     disks: int  # how many of the VM's disks it froze a volume of
+
+    @property
+    def memory(self) -> bool:
+        """It saved the running guest's memory (oVirt's persist_memorystate)."""
+        return self.snapshot.memory_volume is not None
 
     @property
     def status(self) -> str:
@@ -40,4 +48,6 @@ async def snapshot_values(session: AsyncSession, vm: Vm) -> dict[str, Any]:
             # taking and removing (also live); preview and restore only on a down VM
             "snapshots_changeable": vm.status in VM_ACTIONS[VmAction.SNAPSHOT]
             and previewed is None and settled,
-            "snapshots_down": down}
+            "snapshots_down": down,
+            # a running VM's snapshot saves its memory unless unticked (oVirt's default)
+            "snapshots_memory": vm.status in MEMORY_STATES}

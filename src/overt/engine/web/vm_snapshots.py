@@ -1,6 +1,8 @@
 """The VM page's snapshots: take one, preview it, commit or undo the preview, restore,
 remove (through the same service as the API; each a job the page waits for). Restoring and
-removing drop data: they ask first."""
+removing drop data: they ask first. A running VM's snapshot saves its memory when "Save
+memory" is ticked (as oVirt's dialog, ticked by default); previewing or restoring a
+snapshot with memory asks whether the VM resumes from it (oVirt's "restore memory")."""
 
 from __future__ import annotations
 
@@ -29,8 +31,9 @@ async def take_snapshot(ctx: WebContext) -> Response:
     description = form.get("description", "").strip()
     if not description:
         raise InvalidInput("give the snapshot a description")
-    _snapshot, job = await snapshots.add_snapshot(ctx.session, ctx.services.jobs, vm_id,
-                                                  description, ctx.user)
+    _snapshot, job = await snapshots.add_snapshot(
+        ctx.session, ctx.services.jobs, vm_id, description, ctx.user,
+        persist_memory=form.get("persist_memory") == "yes")
     return back_to_vm_page(ctx, vm_id, job, wait_s=SNAPSHOT_WAIT_S, what="taking the snapshot")
 
 
@@ -44,15 +47,21 @@ async def change_snapshot(ctx: WebContext) -> Response:
         raise InvalidInput(f"there is no snapshot change {change!r}")
     label, drops_data = CHANGES[change]
     snapshot = await snapshots.get_snapshot(ctx.session, vm_id, snapshot_id)
-    if drops_data and form.get("confirmed") != "yes":
+    # a snapshot with memory: the VM may resume from it, which the page asks first
+    asks_memory = change != "remove" and snapshot.memory_volume is not None
+    if (drops_data or asks_memory) and form.get("confirmed") != "yes":
         vm = await lookup.get(ctx.session, Vm, vm_id)
         return ctx.render("snapshot_confirm.html", nav="vms", vm=vm, snapshot=snapshot,
-                          change=change, label=label)
+                          change=change, label=label, asks_memory=asks_memory,
+                          drops_data=drops_data)
     session, jobs, user = ctx.session, ctx.services.jobs, ctx.user
+    memory = asks_memory and form.get("restore_memory") == "yes"
     if change == "preview":
-        job = await snapshots.preview_snapshot(session, jobs, vm_id, snapshot_id, user)
+        job = await snapshots.preview_snapshot(session, jobs, vm_id, snapshot_id, user,
+                                               restore_memory=memory)
     elif change == "restore":
-        job = await snapshots.restore_snapshot(session, jobs, vm_id, snapshot_id, user)
+        job = await snapshots.restore_snapshot(session, jobs, vm_id, snapshot_id, user,
+                                               restore_memory=memory)
     else:
         job = await snapshots.remove_snapshot(session, jobs, vm_id, snapshot_id, user)
     return back_to_vm_page(ctx, vm_id, job, wait_s=SNAPSHOT_WAIT_S,

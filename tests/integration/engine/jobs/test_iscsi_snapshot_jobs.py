@@ -166,7 +166,8 @@ async def _chains(engine: LoopbackEngine, lun: Lun, disk_ids: list[uuid.UUID]
             # ... and those a preview keeps off the chain
             volumes |= {p.rsplit("/", 1)[1] for p in await all_volumes(session, disk)}
             found.append(chain)
-    assert set(listed) == volumes  # no other volume holds an extent
+    disks_listed = {k for k, v in listed.items() if len(v) == 8}  # memory lines say MEMD/MEMM
+    assert disks_listed == volumes  # no other disk volume holds an extent
     return found
 
 

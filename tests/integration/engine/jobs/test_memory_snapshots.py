@@ -19,11 +19,23 @@ import pytest
 from sqlalchemy import func, select
 
 from overt.engine.api.resources.snapshots import snapshot_view
-from overt.engine.db.tables import ExtentReservation, Job, Lock, Snapshot, Step, User, Vm
+from overt.engine.db.tables import (
+    Disk,
+    ExtentReservation,
+    Job,
+    Lock,
+    Snapshot,
+    Step,
+    StorageDomain,
+    User,
+    Vm,
+)
+from overt.engine.jobs.handlers import storage_domains
+from overt.engine.jobs.handlers.storage_domains import is_image_leaf
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import VmStatus
 from overt.engine.queries.lookup import Ref
-from overt.engine.queries.shared_storage import extent_of
+from overt.engine.queries.shared_storage import extent_of, split_volume_path
 from overt.engine.services import devices, snapshots, vms
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput
 from overt.node import memory_states
@@ -31,7 +43,7 @@ from overt.node.errors import NodeFailure
 from overt.node.storage.nfs_domain import NfsDomains
 from overt.protocol import ErrorCode
 from overt.protocol.ovirt_metadata import parse_metadata
-from overt.protocol.storage import SharedVolumeDelete
+from overt.protocol.storage import DiskFormat, SharedVolumeDelete, StoredVolume
 from tests.integration.engine.jobs import test_iscsi_snapshot_jobs as iscsi
 from tests.integration.engine.jobs.test_nfs_snapshot_jobs import (
     _chains,
@@ -101,7 +113,7 @@ async def test_a_snapshot_with_memory_resumes_the_guest_after_a_restore_with_mem
         ended = await session.get(Job, job.id)
     assert any("guest paused 1 ms" in s for s in steps), steps
     assert ended is not None and ended.result["pause_ms"] == 1.0
-    assert not list((tmp_path / "h1" / "images" / ".memory").glob("*"))  # staging dropped
+    assert not list((engine.directory / "h1" / "images" / ".memory").glob("*"))  # dropped
 
     # The guest goes on, is stopped, and the snapshot comes back with its memory.
     await _stopped(engine, vm_id)
@@ -271,6 +283,17 @@ async def test_a_snapshot_with_memory_on_iscsi_holds_two_extents_until_it_is_rem
     assert [e[1] for e in extents if e] == [memory_bytes, MIB]
     chains = await iscsi._chains(engine, lun, disk_ids)
     assert await iscsi._free(engine) == free - 2 * 13 * MIB - memory_bytes - MIB
+    # The LUN's metadata area lists both memory volumes (raw extents, vdsm's DISKTYPE,
+    # the snapshot), so whoever reads it back knows what holds those extents.
+    listed = {k.removeprefix("VOL_"): v.split(",") for k, v in lun.metadata().items()
+              if k.startswith("VOL_") and len(v.split(",")) > 8}
+    assert {v[0]: (int(v[1]), int(v[2]), v[3], v[7], v[8], v[9]) for v in listed.values()} \
+        == {str(split_volume_path(p)[0]): (e[0], e[1], "RAW", "LEAF", kind, str(taken.id))
+            for p, e, kind in zip((row.memory_volume, row.memory_metadata_volume), extents,
+                                  ("MEMD", "MEMM"), strict=True) if p and e}
+    assert {json.loads(v[5].replace(";", ","))["DiskAlias"] for v in listed.values()} == {
+        f"{(await engine.vm(vm_id)).name}_Memory dump",
+        f"{(await engine.vm(vm_id)).name}_Memory metadata"}
     state = await asyncio.to_thread(lun.path.read_bytes)
     offset = extents[0][0] if extents[0] else 0
     assert json.loads(state[offset:offset + 4096].rstrip(b"\0"))["vm_id"] == str(vm_id)
@@ -287,6 +310,8 @@ async def test_a_snapshot_with_memory_on_iscsi_holds_two_extents_until_it_is_rem
     await _done(engine, await engine.act(snapshots.remove_snapshot, vm_id, taken.id))
     assert await iscsi._chains(engine, lun, disk_ids) == [[c[0]] for c in chains]
     assert await iscsi._free(engine) == free
+    assert not [v for k, v in lun.metadata().items()
+                if k.startswith("VOL_") and len(v.split(",")) > 8]  # no longer listed
 
 
 async def test_a_snapshot_with_memory_is_refused_when_the_lun_has_no_room_for_it(
@@ -343,3 +368,87 @@ async def test_an_engine_that_dies_while_the_memory_volumes_are_deleted_leaves_i
     async with engine.session() as session:
         assert await session.get(Snapshot, taken.id) is None
         assert (await session.execute(select(Lock))).all() == []
+
+
+async def test_an_import_adopts_memory_volumes_as_memory_disks_no_vm_can_attach(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The memory volumes of a snapshot on an NFS export, as the node wrote them (`.meta`
+    DISKTYPE MEMD and MEMM), read back by a domain's import: it brings no snapshot, so
+    each becomes a disk of oVirt's memory content type (not a data disk, not a forgotten
+    volume), which attaching to a VM refuses and its owner may remove."""
+    vm_id, _disk_ids, export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    await _running(engine, vm_id)
+    taken, job = await engine.act(snapshots.add_snapshot, vm_id, "kept", persist_memory=True)
+    await _done(engine, job)
+    row = await _snapshot(engine, taken.id)
+    found = []
+    for path, volume in zip(_memory_files(export, row),
+                            (row.memory_volume, row.memory_metadata_volume), strict=True):
+        assert volume is not None
+        image_id, volume_id = split_volume_path(volume)
+        found.append(StoredVolume(image_id=image_id, volume_id=volume_id,
+                                  metadata=_meta(path), format=DiskFormat.RAW,
+                                  virtual_size=path.stat().st_size,
+                                  actual_size=path.stat().st_size))
+    async with engine.session() as session:
+        domain = await session.get(StorageDomain, row.memory_domain_id)
+        assert domain is not None
+        assert all(is_image_leaf(v, found) for v in found)
+        for volume in found:
+            assert await storage_domains._adopt(session, domain, volume)
+    await _stopped(engine, vm_id)
+    async with engine.session() as session:
+        adopted = {d.id: (d.content_type, d.format, d.name) for d in (await session.execute(
+            select(Disk).where(Disk.id.in_([v.image_id for v in found])))).scalars()}
+    vm_name = (await engine.vm(vm_id)).name
+    assert adopted == {
+        found[0].image_id: ("memory_dump_volume", "raw",
+                            f"memory of VM {vm_name} {str(found[0].image_id)[:8]}"),
+        found[1].image_id: ("memory_metadata_volume", "raw",
+                            f"memory metadata of VM {vm_name} {str(found[1].image_id)[:8]}")}
+    async with engine.session() as session:
+        vm = await session.get(Vm, vm_id)
+        user = await session.get(User, engine.user_id)
+        assert vm is not None and user is not None
+        with pytest.raises(Conflict, match="holds a snapshot's saved memory"):
+            await devices.add_disk_attachment(session, engine.jobs, vm, DiskAttachmentInput(
+                disk_ref=Ref(id=found[0].image_id)), user)
+
+
+async def test_a_memory_snapshot_that_fails_for_good_leaves_no_staged_state_on_the_node(
+        engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The node took the snapshot but could never copy the state to its volume (the
+    export stopped answering at every try): it keeps its staged copy for the retries,
+    then, once the job has failed for good, the removal job has that host delete it at
+    once (the VM still runs; the volumes themselves wait for it to be down)."""
+    vm_id, _disk_ids, _export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    await _running(engine, vm_id)
+    staging = engine.directory / "h1" / "images" / ".memory"  # the node's storage dir
+    real = memory_states.copies.copy_volume
+    seen: list[list[str]] = []
+
+    async def export_gone(command: object, *args: object, **kwargs: object) -> object:
+        if str(getattr(command, "source", "")).find(".state") >= 0:
+            seen.append(sorted(p.name for p in staging.glob("*")))
+            raise NodeFailure(ErrorCode.STORAGE_UNREACHABLE, "the export stopped answering")
+        return await real(command, *args, **kwargs)  # type: ignore[arg-type]
+    monkeypatch.setattr(memory_states.copies, "copy_volume", export_gone)
+    taken, job = await engine.act(snapshots.add_snapshot, vm_id, "lost",
+                                  persist_memory=True)
+    ended = await engine.job(job.id)
+    assert ended.state == "failed" and "stopped answering" in (ended.error or "")
+    assert ended.attempts == ended.max_attempts
+    assert len(seen) == ended.attempts and all(len(s) == 2 for s in seen)  # kept meanwhile
+
+    async def dropped() -> bool | None:
+        async with engine.session() as session:
+            steps = (await session.execute(select(Step.description).where(
+                Step.description.contains("memory state staged on host")))).scalars().all()
+        return True if steps and not list(staging.glob("*")) else None
+    await engine.eventually(dropped, what="the staged state to be deleted")
+    assert (await engine.vm(vm_id)).status == VmStatus.UP  # it did not wait for the VM
+    async with engine.session() as session:
+        assert await session.get(Snapshot, taken.id) is None
+    await _stopped(engine, vm_id)
+    await engine.settled()
+    assert not list(staging.glob("*"))

@@ -12,10 +12,13 @@ import re
 import uuid
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from overt.engine.db.tables import Job, Snapshot, Vm
+from overt.engine.model.errors import Conflict
 from overt.engine.model.status import VmStatus
+from overt.engine.services import snapshots
 from tests.integration.engine.web.test_vm_new_form import _form
 from tests.support.engine import RunningEngine
 
@@ -117,3 +120,63 @@ def test_snapshots_are_listed_and_restore_and_remove_ask_first(
     assert 'aria-label="Remove snapshot first"' in section  # live merge
     assert "Preview snapshot" not in section and "Restore snapshot" not in section
     assert "snapshotted live" in section
+
+
+def test_memory_is_offered_for_a_running_vm_shown_and_asked_about_on_preview_and_restore(
+        engine: RunningEngine, portal: tuple[httpx.Client, str], setup: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    client, csrf = portal
+    vm_id = _new_vm(portal, setup, "snap-memory")
+    section = _section(client.get(f"/vms/{vm_id}").text)
+    assert 'name="persist_memory"' not in section  # a down VM: nothing to save
+
+    async def memory_snapshot() -> str:
+        async with engine.runtime.db.transaction() as session:
+            vm = await session.get(Vm, uuid.UUID(vm_id))
+            assert vm is not None
+            vm.status = VmStatus.UP
+            row = Snapshot(id=uuid.uuid4(), vm_id=vm.id, description="warm", status="ok",
+                           memory_domain_id=uuid.uuid4(), memory_volume="sd/images/a/b",
+                           memory_metadata_volume="sd/images/c/d")
+            session.add(row)
+            session.add(Snapshot(id=uuid.uuid4(), vm_id=vm.id, description="cold",
+                                 status="ok"))
+            return str(row.id)
+    warm_id = engine.run(memory_snapshot())
+    section = _section(client.get(f"/vms/{vm_id}").text)
+    assert re.search(r'<input type="checkbox" name="persist_memory" value="yes" checked>'
+                     r' Save memory</label>', section)  # ticked for a running VM, as oVirt
+    memory = dict(re.findall(r'<tr data-snapshot="([^"]*)">.*?data-testid="snapshot-memory">'
+                             r'(.*?)</td>', section, re.S))
+    assert memory == {"warm": "saved", "cold": '<span class="muted">no</span>'}
+
+    async def stopped() -> None:
+        async with engine.runtime.db.transaction() as session:
+            vm = await session.get(Vm, uuid.UUID(vm_id))
+            assert vm is not None
+            vm.status = VmStatus.DOWN
+    engine.run(stopped())
+    jobs = engine.run(_jobs(engine))
+    for change in ("preview", "restore"):  # asks whether the VM resumes from it
+        answer = client.post(f"/vms/{vm_id}/snapshots/{warm_id}/{change}",
+                             data={"csrf_token": csrf})
+        assert answer.status_code == 200
+        assert "the VM's next start resumes the guest" in answer.text
+        assert '<input type="checkbox" name="restore_memory" value="yes" checked>' \
+            in answer.text
+    assert engine.run(_jobs(engine)) == jobs  # asking changed nothing
+
+    asked: list[tuple[str, bool]] = []
+
+    async def recorded(*args: object, restore_memory: bool = False, **_: object) -> None:
+        asked.append((str(args[3]), restore_memory))
+        raise Conflict("recorded")
+    monkeypatch.setattr(snapshots, "preview_snapshot", recorded)
+    monkeypatch.setattr(snapshots, "restore_snapshot", recorded)
+    for change, ticked in (("preview", "yes"), ("restore", None), ("restore", "yes")):
+        data = {"csrf_token": csrf, "confirmed": "yes"}
+        if ticked:
+            data["restore_memory"] = ticked
+        assert client.post(f"/vms/{vm_id}/snapshots/{warm_id}/{change}",
+                           data=data).status_code == 409
+    assert asked == [(warm_id, True), (warm_id, False), (warm_id, True)]

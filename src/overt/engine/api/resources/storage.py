@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 from sqlalchemy import select
@@ -11,6 +12,7 @@ from starlette.responses import Response
 from overt.engine.api import views
 from overt.engine.api.context import ApiContext
 from overt.engine.api.inventory_readers import read_storage_domain
+from overt.engine.api.memory_disks import memory_disk_view, memory_disks
 from overt.engine.api.readers import read_disk, ref_of
 from overt.engine.api.resources.common import action_done, action_params, list_rows
 from overt.engine.api.resources.storage_connections import secret_box
@@ -169,7 +171,8 @@ async def domain_disks(ctx: ApiContext) -> Response:
     domain = await lookup.get(ctx.session, StorageDomain, ctx.id_param("sd_id"))
     rows = await list_rows(ctx, select(Disk).where(Disk.storage_domain_id == domain.id)
                            .order_by(Disk.name), {"name": Disk.name, "status": Disk.status})
-    return ctx.render_list("disks", "disk", [views.disk(r) for r in rows])
+    return ctx.render_list("disks", "disk", [views.disk(r) for r in rows]
+                           + await _memory_listed(ctx, domain.id))
 
 
 @routes.get("/disks")
@@ -177,13 +180,30 @@ async def list_disks(ctx: ApiContext) -> Response:
     rows = await list_rows(ctx, select(Disk).order_by(Disk.name),
                            {"name": Disk.name, "alias": Disk.name, "status": Disk.status,
                             "id": Disk.id})
-    return ctx.render_list("disks", "disk", [views.disk(r) for r in rows])
+    return ctx.render_list("disks", "disk", [views.disk(r) for r in rows]
+                           + await _memory_listed(ctx, None))
+
+
+async def _memory_listed(ctx: ApiContext, domain_id: uuid.UUID | None) -> list[Representation]:
+    """The snapshots' memory disks a plain listing adds (for a caller who sees every
+    object, with no `search` or `max`: those filter and page the disks' table only)."""
+    params = ctx.request.query_params
+    access = getattr(ctx.request.state, "access", None)
+    if "search" in params or "max" in params or (access is not None
+                                                 and not access.system_wide):
+        return []
+    return [memory_disk_view(m) for m in await memory_disks(ctx.session, domain_id=domain_id)]
 
 
 @routes.get("/disks/{disk_id}")
 async def get_disk(ctx: ApiContext) -> Response:
-    return ctx.render("disk", views.disk(await lookup.get(ctx.session, Disk,
-                                                           ctx.id_param("disk_id"))))
+    disk_id = ctx.id_param("disk_id")
+    disk = await ctx.session.get(Disk, disk_id)
+    if disk is None:
+        memory = await memory_disks(ctx.session, disk_id=disk_id)
+        if memory:
+            return ctx.render("disk", memory_disk_view(memory[0]))
+    return ctx.render("disk", views.disk(await lookup.get(ctx.session, Disk, disk_id)))
 
 
 @routes.post("/disks")

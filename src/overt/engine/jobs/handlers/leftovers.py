@@ -18,6 +18,7 @@ A disk creation or copy that fails for good removes its disks from the database 
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -30,6 +31,7 @@ from overt.engine.db.tables import (
     Disk,
     DiskAttachment,
     ExtentReservation,
+    Host,
     Job,
     Snapshot,
     SnapshotVolume,
@@ -39,14 +41,19 @@ from overt.engine.db.tables import (
 from overt.engine.jobs import queue
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import RetryLater
+from overt.engine.jobs.handlers.snapshot_memory import memory_target
 from overt.engine.jobs.handlers.snapshot_volumes import delete_volumes, volume_host, volumes_of
 from overt.engine.jobs.kinds import JobSpec, LeftVolume, RemoveVolumes
-from overt.engine.model.status import LogSeverity, VmStatus
+from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
+from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
 from overt.engine.queries.shared_storage import extent_of, release_reservations
+from overt.protocol.commands import Empty, VmMemoryStagingDrop
 
 _MAKING = "volumes_in_making"  # in the job's result: volumes asked of a node, maybe made
 _REMOVED = "removed_volumes"  # in a RemoveVolumes job's result: its work is recorded
+_STAGING_DROPPED = "staging_dropped"  # ...: the host deleted the staged memory state
+log = logging.getLogger(__name__)
 # A running VM's leftovers wait for it to be down: retried this often (a minute apart).
 LIVE_PATIENCE = 24 * 60
 
@@ -90,10 +97,13 @@ async def recorded_paths(session: AsyncSession, paths: Iterable[str]) -> set[str
 
 
 async def hand_off(session: AsyncSession, ctx: JobContext, *, vm_id: uuid.UUID | None,
-                   live: bool, message: str) -> set[str]:
+                   live: bool, message: str, staged_on: uuid.UUID | None = None,
+                   staged_memory: tuple[str, ...] = ()) -> set[str]:
     """In a failed job's compensation: a `RemoveVolumes` job for the volumes it may have
     made that no chain records; their paths (whose extents that job frees). It takes the
-    VM's lock from the failed job, unless the VM runs (`live`)."""
+    VM's lock from the failed job, unless the VM runs (`live`). `staged_on`: the host
+    that may keep a staged copy of the memory meant for `staged_memory` (a memory
+    snapshot's volumes), which that job has deleted too."""
     entries = [LeftVolume.model_validate(e) for e in ctx.job.result.get(_MAKING, [])]
     recorded = await recorded_paths(session, [e.path for e in entries])
     left = tuple(e for e in entries if e.path not in recorded)
@@ -102,17 +112,24 @@ async def hand_off(session: AsyncSession, ctx: JobContext, *, vm_id: uuid.UUID |
     if vm_id is not None and not live:
         await queue.release(session, ctx.job.id, "vm", vm_id)
         await session.flush()
-    await remove_later(session, ctx, left, vm_id=vm_id, live=live, message=message)
-    return {e.path for e in left}
+    left_paths = {e.path for e in left}
+    staged = staged_on is not None and bool(staged_memory) \
+        and all(p in left_paths for p in staged_memory)
+    await remove_later(session, ctx, left, vm_id=vm_id, live=live, message=message,
+                       staged_on=staged_on if staged else None,
+                       staged_memory=staged_memory if staged else ())
+    return left_paths
 
 
 async def remove_later(session: AsyncSession, ctx: JobContext, volumes: Sequence[LeftVolume],
                        *, message: str, vm_id: uuid.UUID | None = None,
-                       live: bool = False) -> Job:
+                       live: bool = False, staged_on: uuid.UUID | None = None,
+                       staged_memory: tuple[str, ...] = ()) -> Job:
     """In a failed job's compensation: the `RemoveVolumes` job that takes `volumes` (which
     no chain records) off storage, because the job failed with `message`."""
     spec = RemoveVolumes(volumes=tuple(volumes), failed_job_id=ctx.job.id, vm_id=vm_id,
-                         live=live, reason=f"{ctx.job.description} failed: {message}")
+                         live=live, reason=f"{ctx.job.description} failed: {message}",
+                         staged_on=staged_on, staged_memory=staged_memory)
     return await queue.submit(session, spec, description=f"Removing {len(volumes)} volume(s) "
                               f"left by job '{ctx.job.description}'",
                               owner_id=ctx.job.owner_id, correlation_id=ctx.job.correlation_id,
@@ -138,6 +155,7 @@ async def remove_volumes(ctx: JobContext, spec: RemoveVolumes) -> dict[str, Any]
         if _REMOVED in job.result:
             return dict(job.result)  # recorded by an attempt that died before it ended
         vm = await session.get(Vm, spec.vm_id) if spec.vm_id is not None else None
+    await _drop_staged(ctx, spec)  # at once: it needs no VM to be down
     if spec.live and vm is not None and vm.status != VmStatus.DOWN:
         raise RetryLater(f"VM {vm.name} is {vm.status}: its QEMU may hold the volumes",
                          max_delay_s=60)
@@ -166,6 +184,43 @@ async def remove_volumes(ctx: JobContext, spec: RemoveVolumes) -> dict[str, Any]
                      user_id=ctx.job.owner_id)
         job.result = {_REMOVED: removed}
     return {_REMOVED: removed}
+
+
+async def _drop_staged(ctx: JobContext, spec: RemoveVolumes) -> None:
+    """A memory snapshot given up: its host deletes the copy of the state it staged for
+    a retry (`vm.memory_staging_drop`), once. The volumes' removal does not wait on it: a
+    host that is not up now is asked at the job's next attempt, and one gone for good
+    (removed) took its storage directory with it."""
+    if spec.staged_on is None or spec.vm_id is None or len(spec.staged_memory) != 2:
+        return
+    async with ctx.transaction() as session:
+        job = await lookup.get(session, Job, ctx.job.id)
+        if job.result.get(_STAGING_DROPPED):
+            return
+        host = await session.get(Host, spec.staged_on)
+        domain = await session.get(StorageDomain, spec.volumes[0].storage_domain_id)
+    if host is None or domain is None:
+        return
+    if host.status != HostStatus.UP:
+        log.info("host %s is %s: its staged memory state is dropped at a later attempt",
+                 host.name, host.status)
+        return
+    box = ctx.services.secret_box()
+    memory, metadata = (memory_target(domain, p, box, "", kind)
+                        for p, kind in zip(spec.staged_memory, ("MEMD", "MEMM"), strict=True))
+    try:
+        async with ctx.step(f"Deleting the memory state staged on host {host.name}",
+                            host_id=host.id):
+            await ctx.nodes.call(host, VmMemoryStagingDrop(
+                vm_id=spec.vm_id, memory=memory, metadata=metadata), Empty,
+                key=ctx.key("staging-drop"), timeout_s=60)
+    except NodeCommandFailed as exc:
+        log.warning("host %s kept the staged memory state of VM %s: %s", host.name,
+                    spec.vm_id, exc)
+        return
+    async with ctx.transaction() as session:
+        job = await lookup.get(session, Job, ctx.job.id, for_update=True)
+        job.result = {**job.result, _STAGING_DROPPED: True}
 
 
 async def _remove(ctx: JobContext, domain: StorageDomain, volumes: list[LeftVolume]) -> None:

@@ -259,10 +259,14 @@ async def create_failed(session: AsyncSession, ctx: JobContext, spec: CreateSnap
         else:
             await session.delete(snapshot)
     live = vm is not None and vm.status != VmStatus.DOWN
+    # A memory snapshot given up: its host may keep the state it staged for a retry of
+    # the copy; the removal job has it deleted there.
+    memory = (spec.memory.volume, spec.memory.metadata_volume) if spec.memory else ()
+    staged_on = vm.host_id if memory and vm is not None and not taken else None
     handed = await leftovers.hand_off(session, ctx, vm_id=vm.id if vm else None, live=live,
-                                      message=message)
-    made = [*spec.overlays.values(), *((spec.memory.volume, spec.memory.metadata_volume)
-                                       if spec.memory is not None else ())]
+                                      message=message, staged_on=staged_on,
+                                      staged_memory=memory)
+    made = [*spec.overlays.values(), *memory]
     await release_reservations(session, [p for p in made if p not in handed])
 
 

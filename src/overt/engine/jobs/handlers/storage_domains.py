@@ -16,7 +16,15 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import Cluster, DataCenter, Disk, Host, StorageDomain
+from overt.engine.db.tables import (
+    Cluster,
+    DataCenter,
+    Disk,
+    Host,
+    Snapshot,
+    StorageDomain,
+    Vm,
+)
 from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed, RetryLater
 from overt.engine.jobs.kinds import (
@@ -170,6 +178,9 @@ async def _lun_metadata(ctx: JobContext, domain: StorageDomain, *, pool: str,
         disks = (await session.execute(select(Disk).where(
             Disk.storage_domain_id == domain.id).order_by(Disk.image_path))).scalars().all()
         chains = {disk.id: await volume_parents(session, disk) for disk in disks}
+        memory = (await session.execute(select(Snapshot, Vm.name).join(
+            Vm, Vm.id == Snapshot.vm_id).where(Snapshot.memory_domain_id == domain.id)
+            .order_by(Snapshot.created_at))).all()
     values = {**domain_metadata(domain), "TYPE": "ISCSI", "POOL_UUID": pool,
               "REMOTE_PATH": f"{domain.address}/{domain.path}", "SDUUID": str(domain.id)}
     for disk in disks:
@@ -186,7 +197,30 @@ async def _lun_metadata(ctx: JobContext, domain: StorageDomain, *, pool: str,
                 str(image_id), str(extent[0]), str(extent[1]), "COW" if fmt == "cow" else "RAW",
                 str(disk.provisioned_size), alias, str(parent),
                 "LEAF" if path == disk.image_path else "INTERNAL"])
+    for snapshot, vm_name in memory:
+        values.update(_memory_lines(snapshot, vm_name))
     return render_metadata(values, checksum=True, eof=False).decode()
+
+
+def _memory_lines(snapshot: Snapshot, vm_name: str) -> dict[str, str]:
+    """A snapshot's memory volumes in the metadata area: raw extents alone in their
+    images, each line ending with vdsm's DISKTYPE (`MEMD` the guest's state, `MEMM` the
+    domain's XML) and the snapshot's id, so whoever reads the area back knows what holds
+    those extents and for which snapshot (a disk volume's line has no such fields)."""
+    lines = {}
+    for path, disk_type, what in ((snapshot.memory_volume, "MEMD", "Memory dump"),
+                                  (snapshot.memory_metadata_volume, "MEMM", "Memory metadata")):
+        extent = extent_of(path) if path else None
+        if path is None or extent is None:
+            continue
+        image_id, volume_id = split_volume_path(path)
+        # the VM's name (checked), not the snapshot's free-text description
+        alias = json.dumps({"DiskAlias": f"{vm_name}_{what}"},
+                           separators=(",", ":")).replace(",", ";")
+        lines[f"VOL_{volume_id}"] = ",".join([
+            str(image_id), str(extent[0]), str(extent[1]), "RAW", str(extent[1]), alias,
+            TOP_OF_CHAIN, "LEAF", disk_type, str(snapshot.id)])
+    return lines
 
 
 async def _import(ctx: JobContext, domain: StorageDomain, host: Host) -> dict[str, Any]:
@@ -238,6 +272,10 @@ def is_image_leaf(volume: StoredVolume, volumes: list[StoredVolume]) -> bool:
     return True
 
 
+# vdsm's DISKTYPE of a snapshot's memory volumes -> oVirt's disk content type
+MEMORY_CONTENT = {"MEMD": "memory_dump_volume", "MEMM": "memory_metadata_volume"}
+
+
 async def _adopt(session: Any, domain: StorageDomain, volume: StoredVolume) -> bool:
     """A disk row for an image's leaf volume found on storage (`is_image_leaf`) whose
     metadata says it is legal; the disk keeps its image id, as in oVirt. The volumes
@@ -253,10 +291,16 @@ async def _adopt(session: Any, domain: StorageDomain, volume: StoredVolume) -> b
     except ValueError:
         described = {}
     alias = described.get("DiskAlias") if isinstance(described, dict) else None
+    # A snapshot's memory volume (vdsm's DISKTYPE MEMD/MEMM): the import brings no
+    # snapshot, so it becomes a disk of oVirt's memory content type, which no VM can
+    # attach and its owner may remove, rather than a data disk or a forgotten volume.
+    content_type = MEMORY_CONTENT.get(meta.get("DISKTYPE", ""), "data")
+    if alias is None and content_type != "data":
+        alias = f"{meta.get('DESCRIPTION') or 'memory'} {str(volume.image_id)[:8]}"
     session.add(Disk(
         id=volume.image_id, name=str(alias or f"disk-{str(volume.image_id)[:8]}")[:255],
         description=str(described.get("DiskDescription", "")) if isinstance(described, dict)
-        else "", storage_domain_id=domain.id,
+        else "", storage_domain_id=domain.id, content_type=content_type,
         provisioned_size=int(meta.get("CAP") or volume.virtual_size),
         actual_size=volume.actual_size,
         format="cow" if volume.format is DiskFormat.QCOW2 else "raw",
