@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from overt.engine.db.tables import Disk, DiskAttachment, Job, Step, StorageDomain, Vm
+from overt.engine.db.tables import Disk, DiskAttachment, Job, Step, StorageDomain, Template, Vm
 from overt.engine.jobs.kinds import JobSpec
 from overt.engine.model.errors import InvalidInput, OvertError
 from overt.engine.model.status import DiskFormat, StorageDomainStatus
@@ -25,7 +25,6 @@ from overt.engine.web.context import WebContext, page
 from overt.engine.web.listing import Column, list_view, page_of
 
 GIB = 1 << 30
-MAX_GIB = 64 << 10  # the service's own limit is 64 TiB; the form says so first
 
 DISK_COLUMNS = [
     Column("name", "Name", Disk.name),
@@ -61,12 +60,14 @@ class RecordingJobs(JobSubmitter):
         return job
 
 
-def _disk_select() -> Select[Disk, str, str]:
-    """Each disk with its domain (none: a direct LUN disk) and a VM it is attached to."""
-    return (select(Disk, StorageDomain.name, Vm.name)
+def _disk_select() -> Select[Disk, str, str, str]:
+    """Each disk with its domain (none: a direct LUN disk), a VM it is attached to and
+    the template it belongs to."""
+    return (select(Disk, StorageDomain.name, Vm.name, Template.name)
             .outerjoin(StorageDomain, StorageDomain.id == Disk.storage_domain_id)
             .outerjoin(DiskAttachment, DiskAttachment.disk_id == Disk.id)
-            .outerjoin(Vm, Vm.id == DiskAttachment.vm_id))
+            .outerjoin(Vm, Vm.id == DiskAttachment.vm_id)
+            .outerjoin(Template, Template.id == Disk.template_id))
 
 
 async def active_domains(session: AsyncSession) -> list[StorageDomain]:
@@ -123,8 +124,8 @@ def read_disk_form(form: dict[str, str]) -> DiskInput:
         size_gib = float(raw)
     except ValueError:
         raise InvalidInput(f"Size must be a number of GiB, not {raw!r}") from None
-    if not 0 < size_gib <= MAX_GIB:
-        raise InvalidInput(f"Size must be more than 0 and at most {MAX_GIB} GiB")
+    if not 0 <= size_gib < 1 << 40:  # the service says which sizes a disk may have
+        raise InvalidInput(f"Size must be a number of GiB, not {raw!r}")
     fmt = form.get("format", "")
     if fmt not in (DiskFormat.COW.value, DiskFormat.RAW.value):
         raise InvalidInput("Format must be cow (qcow2) or raw")

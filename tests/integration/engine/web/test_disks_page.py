@@ -85,7 +85,8 @@ def test_a_new_disk_is_a_creation_job_shown_above_the_list(
 
 
 @pytest.mark.parametrize(("size", "domain", "said"), [
-    ("0", "isos", "Size must be more than 0"),
+    ("0", "isos", "disk.provisioned_size must be between 1 MiB and 64 TiB, not 0"),
+    ("100000", "isos", "must be between 1 MiB and 64 TiB, not 107374182400000"),
     ("lots", "isos", "Size must be a number of GiB, not &#39;lots&#39;"),
     ("1", "", "choose a storage domain"),
     ("1", "down", "storage domain down-sd is maintenance, not active"),

@@ -12,6 +12,7 @@
   var errorBox = document.getElementById("upload-error");
   var start = document.getElementById("upload-start");
   var cancelButton = document.getElementById("upload-cancel");
+  var done = document.getElementById("upload-done");
   var transfer = null, cancelled = false, controller = null;
 
   function say(message) { text.textContent = message; }
@@ -48,6 +49,7 @@
   form.addEventListener("submit", async function (event) {
     event.preventDefault();
     errorBox.hidden = true;
+    done.hidden = true;
     var file = form.elements.file.files[0];
     if (!file) { showError("Choose an image file."); return; }
     if (await isQcow2(file)) {
@@ -71,22 +73,25 @@
       for (var first = 0; first < file.size; first += CHUNK) {
         var end = Math.min(first + CHUNK, file.size);
         controller = new AbortController();
-        var done = await fetch("/disks/transfers/" + transfer + "/data", {
+        var written = await fetch("/disks/transfers/" + transfer + "/data", {
           method: "PUT", credentials: "same-origin", signal: controller.signal,
           body: file.slice(first, end),
           headers: {"X-CSRF-Token": csrf, "Accept": "application/json",
                     "Content-Type": "application/octet-stream",
                     "Content-Range": "bytes " + first + "-" + (end - 1) + "/" + file.size}
         }).then(answer);
-        progress(done.acknowledged, file.size);
+        progress(written.acknowledged, file.size);
       }
       cancelButton.hidden = true;
       say("100 % (" + mib(file.size) + " of " + mib(file.size) + "), finalizing…");
       var id = transfer;
       transfer = null;
       var finished = await post("/disks/transfers/" + id + "/finalize", new URLSearchParams());
-      say("100 % (" + mib(file.size) + " of " + mib(file.size) + "), done");
-      window.location.assign("/disks?job=" + finished.job);
+      say("100 % (" + mib(file.size) + " of " + mib(file.size) + "), done: disk " +
+          params.get("name") + " is ready");
+      done.href = "/disks?job=" + finished.job;
+      done.hidden = false;
+      done.focus();
     } catch (e) {
       if (cancelled) { return; }
       showError("The upload failed: " + e.message);
