@@ -2,19 +2,21 @@
 made from the New disk form shows in the list with its size; a refused one shows the
 service's reason on the form (nothing made); a raw image picked from the browser's file
 chooser is uploaded with its progress bar reaching 100 %, and downloaded back through the
-SDK's flow (ovirt_imageio.client) it is byte for byte the file."""
+SDK's flow (ovirt_imageio.client) it is byte for byte the file; a qcow2 file is refused
+with how to convert it; Cancel during an upload removes its disk; Remove asks first."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import secrets
+import subprocess
 from pathlib import Path
 
 import ovirtsdk4 as sdk
 import ovirtsdk4.types as types
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Locator, Page, Route, expect
 
 from tests.e2e.web.conftest import SCREENSHOTS, sign_in
 from tests.support.demo import Demo, wait_until
@@ -59,6 +61,7 @@ def test_disks_are_made_refused_and_uploaded_from_the_disks_page(
     system = conn.system_service()
     tag = secrets.token_hex(2)
     made, uploaded = f"web-disk-{tag}", f"web-upload-{tag}"
+    cancelled, refused_upload = f"web-cancel-{tag}", f"web-qcow2-{tag}"
     image = tmp_path / "image.raw"
     # 6 MiB of known data (two chunks): a pattern, random bytes, and a hole of zeros.
     data = b"overt-portal-upload " * (MIB // 20) + secrets.token_bytes(3 * MIB)
@@ -124,6 +127,39 @@ def test_disks_are_made_refused_and_uploaded_from_the_disks_page(
         assert hashlib.sha256(back.read_bytes()).hexdigest() == \
             hashlib.sha256(image.read_bytes()).hexdigest()
 
+        # A qcow2 file is refused before anything is made, saying how to convert it.
+        qcow2 = tmp_path / "image.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(qcow2), "8M"],
+                       check=True)
+        page.goto("/disks/upload")
+        upload = page.get_by_role("form", name="Upload a disk image")
+        upload.get_by_label("Image file").set_input_files(str(qcow2))
+        upload.get_by_label("Disk name").fill(refused_upload)
+        upload.get_by_role("button", name="Upload", exact=True).click()
+        expect(page.get_by_test_id("upload-error")).to_have_text(
+            "image.qcow2 is a qcow2 image: the portal uploads raw images only. Convert it "
+            "first: qemu-img convert -O raw image.qcow2 IMAGE.raw")
+        assert system.disks_service().list(search=f"name={refused_upload}") == []
+
+        # Cancel while the data moves (the second chunk held on its way): the transfer is
+        # cancelled and its disk removed, as the API's cancel does.
+        def first_chunk_only(route: Route) -> None:
+            if route.request.headers.get("content-range", "").startswith("bytes 0-"):
+                route.continue_()
+        page.route("**/disks/transfers/*/data", first_chunk_only)
+        upload.get_by_label("Image file").set_input_files(str(image))
+        upload.get_by_label("Disk name").fill(cancelled)
+        upload.get_by_role("button", name="Upload", exact=True).click()
+        expect(page.get_by_test_id("upload-percent")).to_have_text("66 % (4.0 MiB of 6.0 MiB)")
+        assert [d.status for d in system.disks_service().list(search=f"name={cancelled}")] \
+            == [types.DiskStatus.LOCKED]
+        page.get_by_role("button", name="Cancel upload").click()
+        expect(page.get_by_role("status")).to_contain_text(f"Removing disk {cancelled}")
+        wait_until(lambda: not system.disks_service().list(search=f"name={cancelled}"), 60,
+                   "the cancelled upload's disk to be removed")
+        page.unroute("**/disks/transfers/*/data")
+        page.goto("/disks")
+
         # Remove, after the page asked: the row goes.
         row.get_by_role("button", name=f"Remove disk {uploaded}").click()
         expect(page.get_by_role("heading", level=1)).to_have_text(f"Remove disk {uploaded}?")
@@ -134,7 +170,7 @@ def test_disks_are_made_refused_and_uploaded_from_the_disks_page(
         page.reload()
         expect(_row(page, uploaded)).to_have_count(0)
     finally:
-        for name in (made, uploaded):
+        for name in (made, uploaded, cancelled):
             for disk in system.disks_service().list(search=f"name={name}"):
                 with contextlib.suppress(sdk.Error):
                     system.disks_service().disk_service(disk.id).remove()

@@ -15,10 +15,10 @@ their magic) and says to convert them first; the disk it makes may still be qcow
 
 from __future__ import annotations
 
+import logging
 import re
 import ssl
 import uuid
-from typing import Any
 
 import httpx
 from starlette.responses import JSONResponse, Response
@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from overt.engine.api.limits import API_BODY_LIMIT
 from overt.engine.db.tables import Disk, User
-from overt.engine.model.errors import Conflict, InvalidInput, NotFound, OvertError, Unavailable
+from overt.engine.model.errors import Conflict, InvalidInput, OvertError, Unavailable
 from overt.engine.model.status import DiskFormat
 from overt.engine.queries.lookup import Ref
 from overt.engine.services import devices
@@ -42,19 +42,23 @@ from overt.engine.services.jobs import wait_for_job
 from overt.engine.web.context import WebContext, page
 from overt.engine.web.disks import RecordingJobs, active_domains
 
+log = logging.getLogger(__name__)
+
 MIB = 1 << 20
 CHUNK_BYTES = API_BODY_LIMIT  # the most one request's body may hold (api.limits)
 CREATE_WAIT_S = 300.0
+# The portal reads a whole chunk from the browser before the daemon sees it: a slow link
+# must not look idle to the engine's inactivity check (an abandoned page's transfer is
+# still cancelled, its disk removed, after this long).
+INACTIVITY_S = 300
+EXTEND_EVERY = 64  # chunks (256 MiB): the ticket's hour of life is renewed as data comes
 QCOW2_MAGIC = b"QFI\xfb"
 RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
-def _json_error(exc: OvertError) -> Response:
-    return JSONResponse({"error": f"{exc.reason}: {exc.detail}"}, exc.status)
-
-
 async def _json_errors(exc: OvertError) -> Response:
-    return _json_error(exc)
+    """The page's script shows a refusal's reason (and cancels what it started)."""
+    return JSONResponse({"error": f"{exc.reason}: {exc.detail}"}, exc.status)
 
 
 def _transfers(ctx: WebContext) -> ImageTransfers:
@@ -111,13 +115,15 @@ async def start_upload(ctx: WebContext) -> Response:
     db = ctx.request.app.state.db
 
     async def open_transfer() -> Response:
-        await wait_for_job(db, job_id, timeout_s=CREATE_WAIT_S, what=f"creating disk {name}")
         try:
+            await wait_for_job(db, job_id, timeout_s=CREATE_WAIT_S,
+                               what=f"creating disk {name}")
             async with db.transaction() as session:
                 user = await session.get(User, user_id)
                 assert user is not None
                 transfer = await transfers.start(session, TransferRequest(
-                    disk_id=disk_id, direction=Direction.UPLOAD, format="raw"), user)
+                    disk_id=disk_id, direction=Direction.UPLOAD, format="raw",
+                    inactivity_timeout=INACTIVITY_S), user)
                 return JSONResponse({"transfer": str(transfer.id), "disk": str(disk_id),
                                      "size": transfer.image_size})
         except OvertError:
@@ -128,10 +134,16 @@ async def start_upload(ctx: WebContext) -> Response:
 
 
 async def _remove_quietly(ctx: WebContext, disk_id: uuid.UUID, user_id: uuid.UUID) -> None:
-    async with ctx.request.app.state.db.transaction() as session:
-        disk, user = await session.get(Disk, disk_id), await session.get(User, user_id)
-        if disk is not None and user is not None:
-            await devices.remove_disk_job(session, ctx.services.jobs, disk, user)
+    """The new disk goes when its upload cannot start (the reason is what the page says;
+    a disk that cannot go yet, e.g. still being made, stays, and the log says so)."""
+    try:
+        async with ctx.request.app.state.db.transaction() as session:
+            disk, user = await session.get(Disk, disk_id), await session.get(User, user_id)
+            if disk is not None and user is not None:
+                await devices.remove_disk_job(session, ctx.services.jobs, disk, user)
+    except OvertError as exc:
+        log.warning("could not remove disk %s after its upload failed to start: %s",
+                    disk_id, exc)
 
 
 def _range(header: str | None, length: int, size: int) -> tuple[int, int]:
@@ -174,6 +186,8 @@ async def upload_chunk(ctx: WebContext) -> Response:
         raise Conflict(f"the image server refused the chunk at byte {first}: "
                        f"{answer.status_code} {answer.text.strip()[:300]}")
     transfer.transferred = max(transfer.transferred, last + 1)
+    if first and first // CHUNK_BYTES % EXTEND_EVERY == 0:
+        await _transfers(ctx).extend(transfer)
     return JSONResponse({"acknowledged": last + 1, "size": transfer.image_size})
 
 
@@ -200,26 +214,13 @@ async def cancel_upload(ctx: WebContext) -> Response:
     await ctx.form()
     jobs = RecordingJobs(ctx.services.jobs)
     await _transfers(ctx).cancel(ctx.session, jobs, transfer, ctx.user)
-    removal: Any = jobs.submitted[-1].id if jobs.submitted else transfer.id
+    removal = jobs.submitted[-1].id if jobs.submitted else transfer.id
     return JSONResponse({"job": str(removal), "disk": str(transfer.disk_id)})
-
-
-@page
-async def transfer_state(ctx: WebContext) -> Response:
-    """Where an upload is (its phase, bytes acknowledged): for a page coming back to it."""
-    ctx.on_error = _json_errors
-    try:
-        transfer = _upload(ctx)
-    except NotFound as exc:
-        return _json_error(exc)
-    return JSONResponse({"phase": transfer.phase.value, "transferred": transfer.transferred,
-                         "size": transfer.image_size})
 
 
 ROUTES = [
     Route("/disks/upload", upload_page),
     Route("/disks/uploads", start_upload, methods=["POST"]),
-    Route("/disks/transfers/{transfer_id}", transfer_state),
     Route("/disks/transfers/{transfer_id}/data", upload_chunk, methods=["PUT"]),
     Route("/disks/transfers/{transfer_id}/finalize", finalize_upload, methods=["POST"]),
     Route("/disks/transfers/{transfer_id}/cancel", cancel_upload, methods=["POST"]),

