@@ -95,7 +95,7 @@ def test_a_provisioning_profile_refused_added_changed_and_removed(admin: Page) -
     expect(page.get_by_test_id("node-images")).to_have_text(f"Node images served: {IMAGE}")
     expect(page.get_by_test_id("provisioning-profiles")).to_contain_text(
         "No provisioning profiles")
-    # Eleven pages in the navigation: at 1280 px the header is still one row, whatever the
+    # Twelve pages in the navigation: at 1280 px the header is still one row, whatever the
     # live badge says; on a phone it wraps and everything in it stays on screen.
     for width in (1280, 390):
         page.set_viewport_size({"width": width, "height": 800})

@@ -11,6 +11,8 @@ from starlette.staticfiles import StaticFiles
 from overt.engine.web import (
     auth,
     console,
+    disk_uploads,
+    disks,
     graphs,
     host_networks,
     hosts,
@@ -44,6 +46,8 @@ def web_routes() -> list[BaseRoute]:
         *vm_cdrom.ROUTES,
         *vm_snapshots.ROUTES,
         *vms.ROUTES, *inventory.ROUTES,
+        *disk_uploads.ROUTES,  # before the disk actions' /disks/{disk_id}/...
+        *disks.ROUTES,
         *host_networks.ROUTES,  # before the host actions' /hosts/{host_id}/{action}
         *hosts.ROUTES,
         *vnic_profiles.ROUTES, *provisioning.ROUTES, *notifications.ROUTES,
