@@ -7,9 +7,10 @@ snapshot APIs take a file, not an NBD or network target: staging a local copy is
 path they allow.
 
 Staged files live under the storage directory's `.memory/`, named by the volume they go
-to or come from, so a retried command finds what an earlier attempt left; an engine that
-gives the snapshot up for good (its job failed) has them deleted (`drop`), so a state the
-copy never stored does not stay on the node.
+to or come from, so a retried command finds what an earlier attempt left. Once the disks
+are switched the snapshot stands: a state that cannot be stored (after a few tries) is
+dropped and the snapshot is recorded without memory. An engine that gives a snapshot up
+for good (its job failed before the switch) has staged files deleted (`drop`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from overt.node.errors import NodeFailure
 from overt.node.hypervisor.base import Hypervisor
 from overt.node.storage import copies
 from overt.node.storage.local import LocalVolumes
-from overt.protocol import ErrorCode
 from overt.protocol.commands import MemorySaved, VmMemorySnapshot, VmMemoryStagingDrop
 from overt.protocol.storage import IscsiExtentTarget, NfsVolumeTarget, VolumeCopy
 from overt.protocol.vm import DiskFormat, FileSource, IscsiSource, NfsSource
@@ -49,26 +49,49 @@ async def take(command: VmMemorySnapshot, hypervisor: Hypervisor,
     memory = staged(volumes, _target_name(command.memory))
     metadata = staged(volumes, _target_name(command.metadata))
     saved = await hypervisor.memory_snapshot(command.vm_id, command.disks, memory, metadata)
+    # From here the disks write their new volumes: the snapshot stands whatever becomes of
+    # its memory, so a state that cannot be stored makes it a disk-only snapshot (the
+    # engine records it so and says why), never a failure the engine would undo.
+    problem = ""
     for path, target in ((memory, command.memory), (metadata, command.metadata)):
-        if not await asyncio.to_thread(path.is_file):
-            raise NodeFailure(ErrorCode.IMAGE_MISSING, f"the saved state {path} of VM "
-                              f"{command.vm_id} is gone (the snapshot was taken by an earlier "
-                              "attempt); its memory cannot be stored")
-        size = (await asyncio.to_thread(path.stat)).st_size
+        problem = await _store(command.vm_id, path, target, volumes)
+        if problem:
+            break
+    for path in (memory, metadata):
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+    if problem:
+        log.warning("memory snapshot taken without its memory: %s", problem,
+                    extra={"vm_id": str(command.vm_id)})
+        return saved.model_copy(update={"stored": False, "problem": problem})
+    log.info("memory snapshot stored", extra={"vm_id": str(command.vm_id),
+                                               "memory_bytes": saved.memory_bytes})
+    return saved
+
+
+STORE_RETRY_S = (2.0, 5.0, 10.0)  # waits between tries: a storage blip is ridden out
+
+
+async def _store(vm_id: uuid.UUID, path: Path, target: NfsVolumeTarget | IscsiExtentTarget,
+                 volumes: LocalVolumes) -> str:
+    """Copy a staged file to its volume, trying again after a while; what went wrong in
+    the end ("" when it is stored)."""
+    if not await asyncio.to_thread(path.is_file):
+        return (f"the saved state {path.name} of VM {vm_id} is gone (an earlier attempt took "
+                "the snapshot and its node restarted)")
+    size = (await asyncio.to_thread(path.stat)).st_size
+    for wait in (*STORE_RETRY_S, None):
         try:
             await copies.copy_volume(VolumeCopy(
                 source=FileSource(path=str(path)), target=target, format=DiskFormat.RAW,
                 size_bytes=max(size, 1), sparse=True), volumes)
+            return ""
         except NodeFailure as exc:
-            # The disks were switched already: the engine must not undo them but ask
-            # again, and the next attempt copies the state kept here.
-            raise NodeFailure(ErrorCode.STORAGE_UNREACHABLE, "the snapshot was taken but its "
-                              f"memory could not be stored yet: {exc.message}") from exc
-    for path in (memory, metadata):
-        await asyncio.to_thread(path.unlink, missing_ok=True)
-    log.info("memory snapshot stored", extra={"vm_id": str(command.vm_id),
-                                               "memory_bytes": saved.memory_bytes})
-    return saved
+            if wait is None:
+                return f"its memory could not be stored on its volume: {exc.message}"
+            log.info("storing a memory snapshot's state failed (%s); trying again in %g s",
+                     exc.message, wait, extra={"vm_id": str(vm_id)})
+            await asyncio.sleep(wait)
+    return ""
 
 
 async def drop(command: VmMemoryStagingDrop, volumes: LocalVolumes) -> list[Path]:

@@ -314,6 +314,10 @@ class MemorySaved(WireModel):
     pause_ms: float | None = None
     total_ms: float | None = None
     memory_bytes: int = 0
+    # False: the disks were switched (the snapshot stands) but the state could not be put
+    # on its volumes; `problem` says why, and the node kept nothing.
+    stored: bool = True
+    problem: str = ""
 
 
 class VmMemorySnapshot(_Command):

@@ -54,22 +54,41 @@ class _Hypervisor:
     (lambda: (_nfs(uuid.uuid4()), _nfs(uuid.uuid4()))),
     (lambda: (_extent(300 * MIB), _extent(400 * MIB))),
 ], ids=["nfs", "iscsi"])
-def test_a_state_kept_for_a_retry_is_dropped_when_the_engine_gives_it_up(
+def test_a_state_that_cannot_be_stored_is_tried_again_then_dropped_and_said(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, targets: Any) -> None:
+    """The disks were switched: the command does not fail (the engine would undo a
+    snapshot that stands) but says the memory was not stored, and keeps nothing."""
     volumes = LocalVolumes(tmp_path / "images", ())
     memory, metadata = targets()
     vm_id = uuid.uuid4()
+    tries: list[str] = []
 
-    async def export_gone(*args: object, **kwargs: object) -> None:
+    async def export_gone(command: Any, *args: object, **kwargs: object) -> None:
+        tries.append(command.source.path)
         raise NodeFailure(ErrorCode.STORAGE_UNREACHABLE, "no route to the export")
     monkeypatch.setattr(memory_states.copies, "copy_volume", export_gone)
+    monkeypatch.setattr(memory_states, "STORE_RETRY_S", (0.0, 0.0))
     command = VmMemorySnapshot(vm_id=vm_id, disks=(DiskOverlay(
         active="/a", overlay="/b", reuse=True),), memory=memory, metadata=metadata)
-    with pytest.raises(NodeFailure, match="the snapshot was taken but its memory could not"):
-        asyncio.run(memory_states.take(command, _Hypervisor(), volumes))  # type: ignore[arg-type]
+    saved = asyncio.run(memory_states.take(command, _Hypervisor(), volumes))  # type: ignore[arg-type]
+    assert (saved.stored, saved.pause_ms, saved.memory_bytes) == (False, 1.0, 5)
+    assert saved.problem == ("its memory could not be stored on its volume: no route to the "
+                             "export")
+    assert len(tries) == 3 and len(set(tries)) == 1  # the state, three times
+    assert list((tmp_path / "images" / ".memory").iterdir()) == []  # nothing kept
+
+
+def test_a_staged_state_left_by_an_interrupted_command_is_dropped_when_given_up(
+        tmp_path: Path) -> None:
+    volumes = LocalVolumes(tmp_path / "images", ())
+    memory, metadata = _nfs(uuid.uuid4()), _nfs(uuid.uuid4())
+    vm_id = uuid.uuid4()
     staging = tmp_path / "images" / ".memory"
-    kept = sorted(p.name for p in staging.iterdir())
-    assert len(kept) == 2  # for the retry
+    staging.mkdir(parents=True)
+    kept = sorted(memory_states.staged(volumes, memory_states._target_name(t)).name
+                  for t in (memory, metadata))
+    for name in kept:
+        (staging / name).write_text("state")
     other = staging / f"{uuid.uuid4()}.resume"  # another VM's resume in progress
     other.write_text("other")
 

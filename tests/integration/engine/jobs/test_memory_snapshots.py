@@ -3,7 +3,8 @@ kept as a local directory), its simulated host's QEMU writing the guest's state 
 disks' snapshot. The state lands on two raw volumes of the domain (oVirt's memory dump
 and metadata volumes, with their `.meta`); a restore with memory makes the next start
 resume the guest (its boot time, hence its uptime, is the saved one), once; removing the
-snapshot removes the volumes. A down VM gets a disk-only snapshot (as oVirt), a VM whose
+snapshot removes the volumes. A down VM gets a disk-only snapshot (as oVirt), and so does
+a VM whose state cannot be stored once its disks were switched; a VM whose
 disks are on no shared domain is refused with nothing changed, and an engine that dies
 while the state is copied leaves the job to a successor, which finishes it."""
 
@@ -20,6 +21,7 @@ from sqlalchemy import func, select
 
 from overt.engine.api.resources.snapshots import snapshot_view
 from overt.engine.db.tables import (
+    AuditEvent,
     Disk,
     ExtentReservation,
     Job,
@@ -415,40 +417,46 @@ async def test_an_import_adopts_memory_volumes_as_memory_disks_no_vm_can_attach(
                 disk_ref=Ref(id=found[0].image_id)), user)
 
 
-async def test_a_memory_snapshot_that_fails_for_good_leaves_no_staged_state_on_the_node(
+async def test_a_snapshot_whose_memory_cannot_be_stored_keeps_its_disks_and_says_why(
         engine: LoopbackEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The node took the snapshot but could never copy the state to its volume (the
-    export stopped answering at every try): it keeps its staged copy for the retries,
-    then, once the job has failed for good, the removal job has that host delete it at
-    once (the VM still runs; the volumes themselves wait for it to be down)."""
-    vm_id, _disk_ids, _export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
+    """The node took the snapshot (the disks write their new volumes from then on) but
+    could never copy the state to its volume (the export stopped answering at every
+    try): the snapshot stands as a disk-only one, the chains are recorded (nothing the
+    guest writes is lost), the memory volumes and the node's staged copy are gone, and a
+    warning says why."""
+    vm_id, disk_ids, export = await _nfs_vm(engine, monkeypatch, tmp_path / "nfs")
     await _running(engine, vm_id)
     staging = engine.directory / "h1" / "images" / ".memory"  # the node's storage dir
     real = memory_states.copies.copy_volume
-    seen: list[list[str]] = []
+    tries: list[list[str]] = []
 
     async def export_gone(command: object, *args: object, **kwargs: object) -> object:
         if str(getattr(command, "source", "")).find(".state") >= 0:
-            seen.append(sorted(p.name for p in staging.glob("*")))
+            tries.append(sorted(p.name for p in staging.glob("*")))
             raise NodeFailure(ErrorCode.STORAGE_UNREACHABLE, "the export stopped answering")
         return await real(command, *args, **kwargs)  # type: ignore[arg-type]
     monkeypatch.setattr(memory_states.copies, "copy_volume", export_gone)
+    monkeypatch.setattr(memory_states, "STORE_RETRY_S", (0.0, 0.0))
     taken, job = await engine.act(snapshots.add_snapshot, vm_id, "lost",
                                   persist_memory=True)
     ended = await engine.job(job.id)
-    assert ended.state == "failed" and "stopped answering" in (ended.error or "")
-    assert ended.attempts == ended.max_attempts
-    assert len(seen) == ended.attempts and all(len(s) == 2 for s in seen)  # kept meanwhile
+    assert ended.state == "done", ended.error
+    assert len(tries) == 3 and all(len(t) == 2 for t in tries)  # kept while it tried
 
-    async def dropped() -> bool | None:
-        async with engine.session() as session:
-            steps = (await session.execute(select(Step.description).where(
-                Step.description.contains("memory state staged on host")))).scalars().all()
-        return True if steps and not list(staging.glob("*")) else None
-    await engine.eventually(dropped, what="the staged state to be deleted")
-    assert (await engine.vm(vm_id)).status == VmStatus.UP  # it did not wait for the VM
-    async with engine.session() as session:
-        assert await session.get(Snapshot, taken.id) is None
-    await _stopped(engine, vm_id)
-    await engine.settled()
+    row = await _snapshot(engine, taken.id)
+    assert row.status == "ok" and not _memory_files(export, row)
+    assert snapshot_view(await engine.vm(vm_id), row)["persist_memorystate"] is False
+    assert all(len(c) == 2 for c in await _chains(engine, export, disk_ids))  # recorded
     assert not list(staging.glob("*"))
+    async with engine.session() as session:
+        said = (await session.execute(select(AuditEvent.description).where(
+            AuditEvent.code == 9678))).scalars().all()
+        reservations = (await session.execute(select(func.count()).select_from(
+            ExtentReservation))).scalar_one()
+    assert said == ["Snapshot 'lost' of VM nfs-snappy was taken without its memory: its memory "
+                    "could not be stored on its volume: the export stopped answering. Its "
+                    "disks are in the snapshot; take another with memory to save it."]
+    assert reservations == 0
+    assert [m for m in export.rglob("*.meta")  # the memory volumes were removed
+            if parse_metadata(m.read_text()).get("DISKTYPE") in ("MEMD", "MEMM")] == []
+    assert (await engine.vm(vm_id)).status == VmStatus.UP

@@ -95,15 +95,27 @@ async def create_snapshot(ctx: JobContext, spec: CreateSnapshot) -> dict[str, An
         saved = await _snapshot_live(ctx, vm, host, disks, spec)
     else:
         await _make_overlays(ctx, disks, spec)
+    if spec.memory is not None and saved is not None and not saved.stored:
+        # The disks were switched: the snapshot stands, without the memory its node could
+        # not store; the half-written memory volumes go.
+        await _drop_memory(ctx, spec.memory)
     async with ctx.transaction() as session:
         snapshot = await lookup.get(session, Snapshot, spec.snapshot_id)
-        if spec.memory is not None and saved is not None:
+        if spec.memory is not None and saved is not None and saved.stored:
             record_memory(snapshot, spec.memory)
             for path in (spec.memory.volume, spec.memory.metadata_volume):
                 await claim_extent(session, path)
-        elif spec.memory is not None:  # the VM went down before the job: disk-only, as oVirt
+        elif spec.memory is not None:  # the VM went down before the job (disk-only, as
+            # oVirt), or its state could not be stored
             await release_reservations(session, [spec.memory.volume,
                                                  spec.memory.metadata_volume])
+            if saved is not None:
+                audit.record(session, f"Snapshot '{snapshot.description}' of VM {vm.name} "
+                             f"was taken without its memory: {saved.problem}. Its disks are "
+                             "in the snapshot; take another with memory to save it.",
+                             code=audit.SNAPSHOT_MEMORY_NOT_SAVED,
+                             severity=LogSeverity.WARNING, vm_id=vm.id, job_id=ctx.job.id,
+                             user_id=ctx.job.owner_id)
         for disk, _domain in disks:
             row = await lookup.get(session, Disk, disk.id, for_update=True)
             session.add(SnapshotVolume(snapshot_id=snapshot.id, disk_id=row.id,
@@ -155,8 +167,8 @@ async def _snapshot_live(ctx: JobContext, vm: Vm, host: Host,
 
 
 async def _drop_memory(ctx: JobContext, memory: MemoryVolumes) -> None:
-    """The node refused the snapshot before it was taken: the memory volumes (never
-    written, or half) are removed now; no QEMU holds them."""
+    """The memory volumes (never written, or half) are removed now, the snapshot refused
+    before it was taken or its state not stored; no QEMU holds them."""
     async with ctx.transaction() as session:
         domain = await lookup.get(session, StorageDomain, memory.storage_domain_id)
     host = await volume_host(ctx, domain)
