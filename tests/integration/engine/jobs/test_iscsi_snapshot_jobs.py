@@ -88,8 +88,9 @@ class Lun:
                 for layer in reversed(json.loads(out))]
 
     def metadata(self) -> dict[str, str]:
-        return parse_metadata(self.path.read_bytes()[:METADATA_AREA].split(b"\0", 1)[0]
-                              .decode())
+        with self.path.open("rb") as f:  # the metadata area only, not the whole LUN
+            area = f.read(METADATA_AREA)
+        return parse_metadata(area.split(b"\0", 1)[0].decode())
 
     def write(self, image_path: str, fmt: str, command: str) -> None:
         subprocess.run(["qemu-io", "--image-opts", "-c", command, self.opts(image_path, fmt)],

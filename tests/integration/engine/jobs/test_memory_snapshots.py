@@ -296,9 +296,14 @@ async def test_a_snapshot_with_memory_on_iscsi_holds_two_extents_until_it_is_rem
     assert {json.loads(v[5].replace(";", ","))["DiskAlias"] for v in listed.values()} == {
         f"{(await engine.vm(vm_id)).name}_Memory dump",
         f"{(await engine.vm(vm_id)).name}_Memory metadata"}
-    state = await asyncio.to_thread(lun.path.read_bytes)
     offset = extents[0][0] if extents[0] else 0
-    assert json.loads(state[offset:offset + 4096].rstrip(b"\0"))["vm_id"] == str(vm_id)
+
+    def state_head() -> bytes:  # the first 4 KiB of the memory extent (not the whole LUN)
+        with lun.path.open("rb") as f:
+            f.seek(offset)
+            return f.read(4096)
+    state = await asyncio.to_thread(state_head)
+    assert json.loads(state.rstrip(b"\0"))["vm_id"] == str(vm_id)
     async with engine.session() as session:
         assert (await session.execute(select(func.count()).select_from(ExtentReservation))
                 ).scalar() == 0
