@@ -11,6 +11,7 @@ the CA that certifies nodes; the attacker here holds such a certificate.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
@@ -117,6 +118,10 @@ def _serving(cert_file: Path, key_file: Path) -> Iterator[int]:
     try:
         yield int(listener.getsockname()[1])
     finally:
+        # shutdown wakes the accept() waiting in the thread (close alone leaves it to
+        # its 10 s timeout)
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
         listener.close()
         thread.join(timeout=10)
 
