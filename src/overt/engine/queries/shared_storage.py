@@ -78,28 +78,29 @@ def lun_ref(disk: Disk, box: SecretBox | None) -> IscsiLunRef:
                        chap=lun_disk_chap(disk, box))
 
 
-def lun_disk_chap(disk: Disk, box: SecretBox | None) -> ChapAuth | None:
-    """The CHAP credentials of a direct LUN disk's target (None: it has none)."""
-    if not disk.lun_chap_username:
+def _opened_chap(username: str | None, sealed: str | None, box: SecretBox | None,
+                 whose: str) -> ChapAuth | None:
+    """CHAP credentials with the password opened with the engine's box (it goes to the
+    node in the command only, never to a log); None without a user. Code given no box
+    (None) reaches nothing with CHAP."""
+    if not username:
         return None
     if box is None:
-        raise RuntimeError(f"the CHAP password of direct LUN disk {disk.name} is opened "
-                           "without the engine's secret box")
-    password = box.open(disk.lun_chap_password_sealed or "").reveal()
-    return ChapAuth(username=disk.lun_chap_username, password=password)
+        raise RuntimeError(f"the CHAP password of {whose} is opened without the engine's "
+                           "secret box")
+    return ChapAuth(username=username, password=box.open(sealed or "").reveal())
+
+
+def lun_disk_chap(disk: Disk, box: SecretBox | None) -> ChapAuth | None:
+    """The CHAP credentials of a direct LUN disk's target (None: it has none)."""
+    return _opened_chap(disk.lun_chap_username, disk.lun_chap_password_sealed, box,
+                        f"direct LUN disk {disk.name}")
 
 
 def chap_of(domain: StorageDomain, box: SecretBox | None) -> ChapAuth | None:
-    """The CHAP credentials of an iSCSI domain's connection, the password opened with
-    the engine's box (it goes to the node in the command only, never to a log); code
-    given no box (None) reaches no domain with CHAP."""
-    if not domain.chap_username:
-        return None
-    if box is None:
-        raise RuntimeError(f"the CHAP password of storage domain {domain.name} is opened "
-                           "without the engine's secret box")
-    password = box.open(domain.chap_password_sealed or "").reveal()
-    return ChapAuth(username=domain.chap_username, password=password)
+    """The CHAP credentials of an iSCSI domain's connection."""
+    return _opened_chap(domain.chap_username, domain.chap_password_sealed, box,
+                        f"storage domain {domain.name}")
 
 
 def extent_size(fmt: str, provisioned: int) -> int:

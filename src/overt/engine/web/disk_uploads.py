@@ -27,8 +27,6 @@ from starlette.routing import Route
 from overt.engine.api.limits import API_BODY_LIMIT
 from overt.engine.db.tables import Disk, User
 from overt.engine.model.errors import Conflict, InvalidInput, OvertError, Unavailable
-from overt.engine.model.status import DiskFormat
-from overt.engine.queries.lookup import Ref
 from overt.engine.services import devices
 from overt.engine.services.image_transfers import (
     Direction,
@@ -40,7 +38,7 @@ from overt.engine.services.image_transfers import (
 from overt.engine.services.inputs import DiskInput
 from overt.engine.services.jobs import wait_for_job
 from overt.engine.web.context import WebContext, page
-from overt.engine.web.disks import RecordingJobs, active_domains
+from overt.engine.web.disks import RecordingJobs, active_domains, read_format_and_domain
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +97,7 @@ async def start_upload(ctx: WebContext) -> Response:
     transfer into it; answers the transfer's id for the page's script."""
     ctx.on_error = _json_errors
     form = await ctx.form()
-    fmt = form.get("format", "")
-    if fmt not in (DiskFormat.COW.value, DiskFormat.RAW.value):
-        raise InvalidInput("Format must be cow (qcow2) or raw")
-    try:
-        domain = Ref(id=uuid.UUID(form.get("domain", "")))
-    except ValueError:
-        raise InvalidInput("choose a storage domain") from None
+    fmt, domain = read_format_and_domain(form)
     transfers = _transfers(ctx)
     jobs = RecordingJobs(ctx.services.jobs)
     disk = await devices.add_disk(ctx.session, jobs, DiskInput(

@@ -117,6 +117,18 @@ def _after(jobs: RecordingJobs) -> Response:
 
 # -- New ---------------------------------------------------------------------------------
 
+def read_format_and_domain(form: dict[str, str]) -> tuple[str, Ref]:
+    """A disk form's format (cow or raw) and storage domain (by id), as the New disk and
+    the upload forms give them."""
+    fmt = form.get("format", "")
+    if fmt not in (DiskFormat.COW.value, DiskFormat.RAW.value):
+        raise InvalidInput("Format must be cow (qcow2) or raw")
+    try:
+        return fmt, Ref(id=uuid.UUID(form.get("domain", "")))
+    except ValueError:
+        raise InvalidInput("choose a storage domain") from None
+
+
 def read_disk_form(form: dict[str, str]) -> DiskInput:
     """The New disk form as the service's input (the service checks what it means)."""
     raw = form.get("size_gib", "").strip()
@@ -126,13 +138,7 @@ def read_disk_form(form: dict[str, str]) -> DiskInput:
         raise InvalidInput(f"Size must be a number of GiB, not {raw!r}") from None
     if not 0 <= size_gib < 1 << 40:  # the service says which sizes a disk may have
         raise InvalidInput(f"Size must be a number of GiB, not {raw!r}")
-    fmt = form.get("format", "")
-    if fmt not in (DiskFormat.COW.value, DiskFormat.RAW.value):
-        raise InvalidInput("Format must be cow (qcow2) or raw")
-    try:
-        domain = Ref(id=uuid.UUID(form.get("domain", "")))
-    except ValueError:
-        raise InvalidInput("choose a storage domain") from None
+    fmt, domain = read_format_and_domain(form)
     return DiskInput(name=form.get("name", "").strip() or None,
                      provisioned_size=int(size_gib * GIB), format=fmt,
                      sparse=form.get("sparse") == "on", storage_domain=domain)
