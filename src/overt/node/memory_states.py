@@ -78,19 +78,22 @@ async def _store(vm_id: uuid.UUID, path: Path, target: NfsVolumeTarget | IscsiEx
     if not await asyncio.to_thread(path.is_file):
         return (f"the saved state {path.name} of VM {vm_id} is gone (an earlier attempt took "
                 "the snapshot and its node restarted)")
-    size = (await asyncio.to_thread(path.stat)).st_size
-    for wait in (*STORE_RETRY_S, None):
+    copy = VolumeCopy(source=FileSource(path=str(path)), target=target,
+                      format=DiskFormat.RAW,
+                      size_bytes=max((await asyncio.to_thread(path.stat)).st_size, 1),
+                      sparse=True)
+    for wait in STORE_RETRY_S:
         try:
-            await copies.copy_volume(VolumeCopy(
-                source=FileSource(path=str(path)), target=target, format=DiskFormat.RAW,
-                size_bytes=max(size, 1), sparse=True), volumes)
+            await copies.copy_volume(copy, volumes)
             return ""
         except NodeFailure as exc:
-            if wait is None:
-                return f"its memory could not be stored on its volume: {exc.message}"
             log.info("storing a memory snapshot's state failed (%s); trying again in %g s",
                      exc.message, wait, extra={"vm_id": str(vm_id)})
             await asyncio.sleep(wait)
+    try:  # the last try
+        await copies.copy_volume(copy, volumes)
+    except NodeFailure as exc:
+        return f"its memory could not be stored on its volume: {exc.message}"
     return ""
 
 

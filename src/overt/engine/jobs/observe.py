@@ -58,7 +58,10 @@ class ObservedChanges:
     def watch(self, vm_id: uuid.UUID) -> asyncio.Event:
         """Set at the VM's next news: taken before a job reads the VM, so news committed
         between its reading and its waiting is not missed."""
-        return self._news.setdefault(vm_id, asyncio.Event())
+        news = self._news.get(vm_id)
+        if news is None:
+            news = self._news[vm_id] = asyncio.Event()
+        return news
 
     async def wait(self, vm_id: uuid.UUID, timeout_s: float,
                    news: asyncio.Event | None = None) -> None:
