@@ -20,6 +20,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -945,15 +946,35 @@ def _guest_io(lab: Lab, vm_id: str, disk_id: str, command: str) -> None:
     """A qemu-io command run by the VM's own QEMU on its disk (HMP `qemu-io`), as the guest
     would write it: through the chain QEMU has open now. QEMU prints qemu-io's report to
     its own log; the monitor answers only an error."""
+    said = _guest_io_says(lab, vm_id, disk_id, command)
+    assert not said.strip(), said
+
+
+def _guest_io_says(lab: Lab, vm_id: str, disk_id: str, command: str) -> str:
+    """What HMP answers a qemu-io command run by the VM's QEMU on its disk: qemu-io's errors,
+    and whatever QEMU's block drivers reported meanwhile (e.g. its iSCSI client's
+    reconnections)."""
     conn = libvirt.open(lab.hypervisor("node1").uri)
     try:
         dom = conn.lookupByUUIDString(vm_id)
-        said = str(libvirt_qemu.qemuMonitorCommand(
+        return str(libvirt_qemu.qemuMonitorCommand(
             dom, f'qemu-io -d ua-{disk_id} "{command}"',
             libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP))
-        assert not said.strip(), said
     finally:
         conn.close()
+
+
+# What QEMU's iSCSI client says while it reconnects and its first command after a
+# reconnection is answered "unit attention" (it retries that command): not qemu-io's errors.
+_ISCSI_RECONNECTING = re.compile(r"^iSCSI(: NOP timeout| CheckCondition: SENSE KEY:"
+                                 r"UNIT_ATTENTION|: reconnect)")
+
+
+def _written_through_outage(lab: Lab, vm_id: str, disk_id: str, command: str) -> list[str]:
+    """qemu-io's own errors for `command`, the iSCSI client's reconnection notes left out."""
+    said = _guest_io_says(lab, vm_id, disk_id, command)
+    return [line for line in said.splitlines()
+            if line.strip() and not _ISCSI_RECONNECTING.match(line.strip())]
 
 
 def test_a_running_vms_disks_on_nfs_and_iscsi_are_snapshotted_and_merged_live(
@@ -1072,6 +1093,223 @@ def test_a_running_vms_disks_on_nfs_and_iscsi_are_snapshotted_and_merged_live(
             search="name=lab-live-*"), 120, "its disks to go")
     finally:
         conn.close()
+
+
+
+def test_the_storage_host_unreachable_for_30_s_flags_its_domains_and_loses_no_data(
+        storage_lab: StorageLab, nfs_domain: NfsDomain) -> None:
+    """The storage host drops everything sent to it (NFS and iSCSI alike) for at least
+    30 s, while a VM with a disk on each domain runs on node1 and a write of its is on the
+    way: both domains are made inactive with the system's event and no host is blamed
+    (the storage's fault, not theirs); the VM stays up. The address back, the domains are
+    active again, the write held through the outage has landed, and what was written
+    before and after is on each volume, which `qemu-img check` finds clean."""
+    site, lab = storage_lab.first, storage_lab.lab
+    iscsi_id = _lab_iscsi_domain(site)
+    storage_ns = lab.topology.host("storage").namespace
+    rule = ["INPUT", "!", "-i", "lo", "-j", "DROP"]
+    conn = site.connect()
+    try:
+        system = conn.system_service()
+        disks = system.disks_service()
+        made = [disks.add(types.Disk(name=f"lab-outage-{kind}", format=types.DiskFormat.COW,
+                                     provisioned_size=64 * MIB, sparse=True,
+                                     storage_domains=[types.StorageDomain(id=sd_id)]))
+                for kind, sd_id in (("nfs", nfs_domain.id), ("iscsi", iscsi_id))]
+        for disk in made:
+            wait_until(lambda d=disk: disks.disk_service(d.id).get().status
+                       == types.DiskStatus.OK, 120, "the disks to be created")
+        [iscsi_volume] = _iscsi_chain(storage_lab, disks.disk_service(made[1].id).get().image_id)
+        vms = system.vms_service()
+        vm = vms.add(types.Vm(name="lab-outage-vm", cluster=types.Cluster(name="Default"),
+                              template=types.Template(name="Blank"), memory=128 * MIB,
+                              placement_policy=types.VmPlacementPolicy(
+                                  hosts=[types.Host(id=site.host_of(conn, "node1").id)])))
+        vm_service = vms.vm_service(vm.id)
+        for disk in made:
+            vm_service.disk_attachments_service().add(types.DiskAttachment(
+                disk=types.Disk(id=disk.id), interface=types.DiskInterface.VIRTIO_SCSI,
+                active=True))
+        vm_service.start()
+        wait_until(lambda: vm_service.get().status == types.VmStatus.UP, 180,
+                   "the VM to be up on node1")
+        xml = _domain_xml(lab, "node1", vm.id)
+        assert xml.count("error_policy='stop'") == 2, xml  # an error pauses, never reaches the guest
+        for disk in made:
+            _guest_io(lab, vm.id, disk.id, "write -P 0x3c 0 64k")
+
+        hosts = system.hosts_service()
+        domains = system.storage_domains_service()
+        cut_at = time.monotonic()
+        _iptables(storage_ns, "-I", *rule)
+        try:
+            held_errors: list[list[str]] = []
+            held = threading.Thread(target=lambda: held_errors.append(_written_through_outage(
+                lab, vm.id, made[0].id, "write -P 0x4d 128k 64k")), daemon=True)
+            held.start()  # the guest's write, on its way when the storage went away
+            for sd_id in (nfs_domain.id, iscsi_id):
+                _domain_is(domains.storage_domain_service(sd_id),
+                           types.StorageDomainStatus.INACTIVE)
+            for node in ("node1", "node2"):
+                assert hosts.host_service(site.host_of(conn, node).id).get().status \
+                    == types.HostStatus.UP
+            events = [e.description for e in system.events_service().list(max=100)]
+            for name in (nfs_domain.name, "lab-iscsi"):
+                assert any(f"Storage Domain {name} (Data Center Default) was deactivated by "
+                           "system because it's not visible by any of the hosts" in e
+                           for e in events), events
+            time.sleep(max(0.0, 30 - (time.monotonic() - cut_at)))
+            assert held.is_alive()  # nothing answered it: the write waits, it did not fail
+        finally:
+            _iptables(storage_ns, "-D", *rule, check=False)
+        for sd_id in (nfs_domain.id, iscsi_id):
+            _domain_is(domains.storage_domain_service(sd_id), types.StorageDomainStatus.ACTIVE)
+        held.join(120)
+        assert not held.is_alive() and held_errors == [[]], held_errors
+        assert vm_service.get().status == types.VmStatus.UP
+        for disk in made:
+            assert _written_through_outage(lab, vm.id, disk.id, "write -P 0x5e 256k 64k") == []
+        vm_service.stop()
+        wait_until(lambda: vm_service.get().status == types.VmStatus.DOWN, 120,
+                   "the VM to stop")
+        nfs_url = _leaf_url(storage_lab, nfs_domain.id, made[0].id)
+        for pattern in ("0x3c 0", "0x4d 128k", "0x5e 256k"):
+            assert "Pattern verification failed" not in _qemu_io(
+                storage_lab, nfs_url, f"read -P {pattern} 64k")
+        for pattern in ("0x3c 0", "0x5e 256k"):
+            assert _iscsi_io(storage_lab, iscsi_volume, f"read -P {pattern} 64k")
+        for image in (["-f", "qcow2", nfs_url],
+                      ["--image-opts", _extent_opts(storage_lab, iscsi_volume)]):
+            checked = subprocess.run(lab.exec_argv("node1", ["qemu-img", "check", "-q", *image]),
+                                     capture_output=True, text=True, check=False, timeout=120)
+            assert checked.returncode == 0, checked.stdout + checked.stderr
+        vm_service.remove()
+        wait_until(lambda: not vms.list(search="name=lab-outage-vm"), 120, "the VM to go")
+        wait_until(lambda: not disks.list(search="name=lab-outage-*"), 120, "its disks to go")
+    finally:
+        _iptables(storage_ns, "-D", *rule, check=False)
+        conn.close()
+
+
+
+def test_a_vm_whose_lun_fails_is_paused_and_resumed_once_it_is_back_with_no_write_lost(
+        storage_lab: StorageLab, nfs_domain: NfsDomain, guest_image: GuestImage) -> None:
+    """The guest (booted from NFS) writes a numbered line to its disk on the iSCSI domain
+    every 200 ms. The LUN goes offline on the target: the guest's write fails in QEMU,
+    which pauses the VM (its disks' error policy is "stop") instead of failing the guest;
+    the VM shows paused with oVirt's event, the domain inactive, and it stays paused while
+    the LUN is out. The LUN back, the domain is active and the engine resumes the VM by
+    itself (oVirt's auto_resume): the guest writes on, and after it stops the disk holds
+    the last line the guest saw written."""
+    site, lab = storage_lab.first, storage_lab.lab
+    iscsi_id = _lab_iscsi_domain(site)
+    boot = _boot_disk(storage_lab, site, nfs_domain.id, guest_image, name="lab-eio-boot")
+    conn = site.connect()
+    try:
+        system = conn.system_service()
+        disks = system.disks_service()
+        data = disks.add(types.Disk(name="lab-eio-data", format=types.DiskFormat.COW,
+                                    provisioned_size=64 * MIB, sparse=True,
+                                    storage_domains=[types.StorageDomain(id=iscsi_id)]))
+        wait_until(lambda: disks.disk_service(data.id).get().status == types.DiskStatus.OK,
+                   120, "the data disk to be created")
+        vms = system.vms_service()
+        vm = vms.add(types.Vm(name="lab-eio-vm", cluster=types.Cluster(name="Default"),
+                              template=types.Template(name="Blank"), memory=128 * MIB,
+                              placement_policy=types.VmPlacementPolicy(
+                                  hosts=[types.Host(id=site.host_of(conn, "node1").id)])))
+        service = vms.vm_service(vm.id)
+        assert service.get().storage_error_resume_behaviour \
+            == types.VmStorageErrorResumeBehaviour.AUTO_RESUME  # oVirt's default
+        for disk_id, bootable in ((boot, True), (data.id, False)):  # vda, then vdb
+            service.disk_attachments_service().add(types.DiskAttachment(
+                disk=types.Disk(id=disk_id), interface=types.DiskInterface.VIRTIO,
+                bootable=bootable, active=True))
+        log = CONSOLE_LOG_DIR / f"{vm.id}.log"
+        log.unlink(missing_ok=True)
+        service.start()
+        wait_until(lambda: service.get().status == types.VmStatus.UP, 180, "the VM to be up")
+        wait_until(lambda: log.exists() and BOOT_MARKER in log.read_text(errors="replace"),
+                   180, "the guest to boot from its NFS disk")
+        _type(lab, vm.id, "write\n")
+        wait_until(lambda: _wrote(log) >= 5, 60, "the guest to write to its iSCSI disk")
+        domain = system.storage_domains_service().storage_domain_service(iscsi_id)
+        _lun_online(lab, False)
+        try:
+            wait_until(lambda: service.get().status == types.VmStatus.PAUSED, 60,
+                       "the VM to be paused by the failed write")
+            events = [e.description for e in system.events_service().list(max=100)]
+            assert "VM lab-eio-vm has been paused due to storage I/O problem." in events
+            _domain_is(domain, types.StorageDomainStatus.INACTIVE)
+            stopped_at = _wrote(log)
+            time.sleep(2 * STORAGE_PROBE_INTERVAL_S + 1)  # probes that find the LUN out
+            assert service.get().status == types.VmStatus.PAUSED  # not resumed into the error
+            assert _wrote(log) == stopped_at  # the guest wrote nothing meanwhile
+        finally:
+            _lun_online(lab, True)
+        _domain_is(domain, types.StorageDomainStatus.ACTIVE)
+        wait_until(lambda: service.get().status == types.VmStatus.UP, 60,
+                   "the engine to resume the VM")
+        wait_until(lambda: _wrote(log) >= stopped_at + 5, 60, "the guest to write again")
+        events = [e.description for e in system.events_service().list(max=100)]
+        assert "VM lab-eio-vm has recovered from paused back to up." in events
+        service.stop()
+        wait_until(lambda: service.get().status == types.VmStatus.DOWN, 120, "the VM to stop")
+        last = _wrote(log)
+        [volume] = _iscsi_chain(storage_lab, disks.disk_service(data.id).get().image_id)
+        done = subprocess.run(lab.exec_argv("node1", [
+            "qemu-io", "-r", "--image-opts", "-c", "read -v 0 64",
+            _extent_opts(storage_lab, volume)]), capture_output=True, text=True, check=False,
+            timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        # qemu-io's dump: "00000010:  3a 20 64 ...  ..disk.000" (its text column shows
+        # letters and digits only): the bytes are read from the hex columns.
+        text = b"".join(bytes.fromhex(" ".join(line.split()[1:17]))
+                        for line in done.stdout.splitlines()
+                        if re.match(r"[0-9a-f]{8}:", line)).decode(errors="replace")
+        found = re.search(r"overt-test-guest: disk (\d{8})", text)
+        assert found is not None, done.stdout
+        # The last write the guest saw done is on the disk (or the one after it, written
+        # while the guest stopped).
+        assert int(found.group(1)) in (last, last + 1), (found.group(1), last)
+        service.remove()
+        wait_until(lambda: not vms.list(search="name=lab-eio-vm"), 120, "the VM to go")
+    finally:
+        _lun_online(lab, True)
+        conn.close()
+
+
+# Linux key codes of what the tests type on a guest's keyboard.
+_KEYS = {"b": 48, "u": 22, "s": 31, "y": 21, "w": 17, "r": 19, "i": 23, "t": 20, "e": 18,
+         "\n": 28}
+
+
+def _type(lab: Lab, vm_id: str, text: str) -> None:
+    conn = libvirt.open(lab.hypervisor("node1").uri)
+    try:
+        dom = conn.lookupByUUIDString(vm_id)
+        for char in text:
+            dom.sendKey(libvirt.VIR_KEYCODE_SET_LINUX, 50, [_KEYS[char]], 1, 0)
+    finally:
+        conn.close()
+
+
+def _wrote(log: Path) -> int:
+    """The number of the last line the guest says it wrote to its disk (-1: none yet)."""
+    found = re.findall(r"overt-test-guest: wrote (\d+)", log.read_text(errors="replace"))
+    return int(found[-1]) if found else -1
+
+
+def _lun_online(lab: Lab, online: bool) -> None:
+    """LUN 1 of the lab's target (the iSCSI domain's) in or out of service: out, tgt
+    answers every read and write on it "not ready, medium not present" (tgt takes a LUN
+    offline only as removable media), as a failed array would; the session stays up."""
+    params = "online=1,removable=0" if online else "removable=1,online=0"
+    done = subprocess.run(lab.exec_argv("storage", [
+        "tgtadm", "--lld", "iscsi", "--mode", "logicalunit", "--op", "update", "--tid", "1",
+        "--lun", "1", "--params", params]), capture_output=True, text=True,
+        check=False, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def _domain_free(site: Site, domain_id: str) -> int:

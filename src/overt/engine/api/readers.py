@@ -162,6 +162,7 @@ def read_vm(node: Node) -> VmInput:
         high_availability=ha.get_bool("enabled") if ha is not None else None,
         lease=lease_domain, lease_unset=lease is not None and lease_domain is None,
         ha_priority=ha.get_int("priority") if ha is not None else None,
+        storage_error_resume_behaviour=node.get_str("storage_error_resume_behaviour"),
         placement_hosts=hosts,
         placement_affinity=placement.get_str("affinity") if placement is not None else None,
         migration=read_migration(node.child("migration"), "vm.migration"),

@@ -494,6 +494,12 @@ class Vm(Base):
     start_time: Mapped[dt.datetime | None] = mapped_column()
     stop_time: Mapped[dt.datetime | None] = mapped_column()
     stop_reason: Mapped[str] = mapped_column(Text, default="")
+    # Why its node says the VM is paused ("io_error": a disk's storage failed it), while
+    # it is paused; and what then (a `StorageErrorResume`: resumed when its host reaches
+    # the storage again, or left paused).
+    paused_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    storage_error_resume_behaviour: Mapped[str] = mapped_column(
+        String(16), default="auto_resume", server_default="auto_resume")
     saved_state_path: Mapped[str | None] = mapped_column(Text)  # suspended: memory image
     saved_state_host_id: Mapped[uuid.UUID | None] = mapped_column()  # ... on this host
     # A snapshot restored or previewed with its memory (oVirt's restore_memory): the next

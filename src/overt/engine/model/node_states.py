@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from overt.engine.model.status import VmStatus
-from overt.protocol.host import VmState
+from overt.protocol.host import VmState, VmStatusReport
+
+# libvirt's reason for a VM a disk's read or write error paused (its disks' error policy
+# is "stop": the guest never sees the error).
+IO_ERROR = "io_error"
 
 NODE_TO_VM_STATUS: dict[VmState, VmStatus] = {
     VmState.RUNNING: VmStatus.UP,
@@ -26,3 +30,10 @@ ON_HOST = frozenset({
 
 def vm_status_of(state: VmState) -> VmStatus:
     return NODE_TO_VM_STATUS[state]
+
+
+def paused_reason(report: VmStatusReport) -> str:
+    """Why the node says a paused VM is paused: libvirt's reason ("io_error", "user", ...),
+    given alone in a state read and after the event's name in a lifecycle event
+    ("suspended/io_error")."""
+    return report.reason.rpartition("/")[2]

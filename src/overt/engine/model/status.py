@@ -150,3 +150,11 @@ class VmAffinity(StrEnum):
     MIGRATABLE = "migratable"  # by users and by the engine (maintenance, balancing)
     USER_MIGRATABLE = "user_migratable"  # only when an administrator asks
     PINNED = "pinned"  # never: it runs on its host until it stops
+
+
+class StorageErrorResume(StrEnum):
+    """oVirt's VmStorageErrorResumeBehaviour: what follows a pause by a storage I/O error."""
+
+    AUTO_RESUME = "auto_resume"  # resumed once the VM's host reaches its storage again
+    LEAVE_PAUSED = "leave_paused"  # an administrator decides (start resumes it)
+    KILL = "kill"

@@ -15,7 +15,7 @@ from overt.engine.db.tables import Host, Job, Lock, Vm, utcnow
 from overt.engine.jobs.kinds import ShutdownVm, StopVm
 from overt.engine.jobs.queue import locked_by, release_on_end
 from overt.engine.model.host_actions import HostAction, host_action_allowed, status_after
-from overt.engine.model.node_states import ON_HOST, vm_status_of
+from overt.engine.model.node_states import IO_ERROR, ON_HOST, paused_reason, vm_status_of
 from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.monitor.required_networks import judge_host
 from overt.protocol.host import HostState, VmState, VmStatusReport
@@ -92,9 +92,11 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
             await release_on_end(session, vm.id, VmStatus.DOWN)
         return
     if vm.status != new_status and new_status is VmStatus.UP and not held and \
-            vm.status not in (VmStatus.WAIT_FOR_LAUNCH, VmStatus.POWERING_UP):
+            vm.status not in (VmStatus.WAIT_FOR_LAUNCH, VmStatus.POWERING_UP) and \
+            vm.paused_reason != IO_ERROR:  # that one has its own event (_note_pause)
         audit.record(session, f"VM {vm.name} is up on host {host.name}", code=audit.VM_UP,
                      vm_id=vm.id, host_id=host.id)
+    _note_pause(session, vm, new_status, report)
     vm.status, vm.host_id = new_status, host.id
     if held and new_status is VmStatus.UP:  # a start's end: the VM is free as users see it up
         await release_on_end(session, vm.id, VmStatus.UP)
@@ -104,9 +106,27 @@ async def apply_vm_report(session: AsyncSession, host: Host, report: VmStatusRep
         vm.vnc_port = report.vnc_port
 
 
+def _note_pause(session: AsyncSession, vm: Vm, status: VmStatus, report: VmStatusReport
+                ) -> None:
+    """Why the node says the VM is paused, kept while it is (the storage monitor resumes
+    the VMs an I/O error paused); oVirt's events for such a pause and its end."""
+    reason = paused_reason(report) if status is VmStatus.PAUSED else ""
+    if reason == IO_ERROR and vm.paused_reason != IO_ERROR:
+        audit.record(session, f"VM {vm.name} has been paused due to storage I/O problem.",
+                     code=audit.VM_PAUSED_EIO, severity=LogSeverity.ERROR, vm_id=vm.id,
+                     host_id=vm.host_id)
+    elif vm.paused_reason == IO_ERROR and status is VmStatus.UP:
+        audit.record(session, f"VM {vm.name} has recovered from paused back to up.",
+                     code=audit.VM_RECOVERED_FROM_PAUSE_ERROR, vm_id=vm.id, host_id=vm.host_id)
+    if vm.paused_reason != reason:
+        vm.paused_reason = reason
+
+
 def _runs_nowhere(vm: Vm, status: VmStatus) -> None:
     """The VM has left its host (down, or suspended to disk), as its node reports."""
     vm.status, vm.host_id, vm.vnc_port, vm.running_spec_version = status, None, None, None
+    if vm.paused_reason:
+        vm.paused_reason = ""
     if status is VmStatus.DOWN:
         vm.stop_time = utcnow()
 

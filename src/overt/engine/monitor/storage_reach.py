@@ -27,6 +27,7 @@ from overt.engine.db.tables import Cluster, DataCenter, Disk, Host, StorageDomai
 from overt.engine.model.host_actions import HostAction, host_action_allowed, status_after
 from overt.engine.model.status import HostStatus, LogSeverity, StorageDomainStatus, StorageType
 from overt.engine.model.storage_reach import STORAGE_DOMAIN_UNREACHABLE, Strikes
+from overt.engine.monitor import paused_vms
 from overt.engine.monitor.required_networks import judge_host as judge_networks
 from overt.engine.nodes import NodeClient, NodeCommandFailed
 from overt.engine.queries.shared_storage import lun_of, lun_ref
@@ -110,6 +111,12 @@ class StorageReachMonitor:
             for probe, host, found in seen:
                 await judge_host(session, host, probe.data_center,
                                  [(d, why) for d, why in found.cut_off if d.id not in gone])
+            to_resume = await paused_vms.resumable(
+                session, {host.id: found.reached for _, host, found in seen},
+                {host.id: host for _, host, _ in seen})
+        # Outside the transaction: a node's answer never holds the hosts' rows.
+        await paused_vms.resume(self.db, self.nodes, to_resume,
+                                timeout_s=self.probe_timeout_s + 10)
 
     async def probe(self, probe: _Probe) -> DomainsReach | None:
         command = StorageDomainsProbe(

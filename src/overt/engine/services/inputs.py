@@ -85,6 +85,7 @@ class VmInput:
     lease: Ref | None = None  # the storage domain of the VM's lease
     lease_unset: bool = False  # `<lease/>` without a domain: remove the lease
     ha_priority: int | None = None  # oVirt's high_availability.priority: higher restarts first
+    storage_error_resume_behaviour: str | None = None  # a `StorageErrorResume`, checked
     placement_hosts: list[Ref] | None = None  # None: as it is; []: any host of the cluster
     placement_affinity: str | None = None
     migration: MigrationOptions | None = None

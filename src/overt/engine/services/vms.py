@@ -46,6 +46,7 @@ from overt.engine.model.status import (
     DiskStatus,
     HostStatus,
     StorageDomainStatus,
+    StorageErrorResume,
     TemplateStatus,
     VmStatus,
 )
@@ -161,6 +162,8 @@ async def add_vm(session: AsyncSession, jobs: JobSubmitter, data: VmInput, user:
         else template.initialization,
         high_availability=bool(data.high_availability),
         ha_priority=_ha_priority(data.ha_priority, 1), status=VmStatus.DOWN,
+        storage_error_resume_behaviour=_resume_behaviour(
+            data.storage_error_resume_behaviour, StorageErrorResume.AUTO_RESUME),
         migration=migration.to_json(),
         migration_downtime_ms=migration_options.check_downtime(data.migration_downtime_ms,
                                                                "vm"))
@@ -229,6 +232,7 @@ async def clone_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, 
                cpu_threads=source.cpu_threads, os_type=source.os_type,
                boot_devices=list(source.boot_devices), bios_type=source.bios_type,
                high_availability=source.high_availability, ha_priority=source.ha_priority,
+               storage_error_resume_behaviour=source.storage_error_resume_behaviour,
                placement_hosts=list(source.placement_hosts),
                placement_affinity=source.placement_affinity,
                migration=dict(source.migration),
@@ -298,6 +302,8 @@ async def update_vm(session: AsyncSession, vm_id: uuid.UUID, data: VmInput, user
     if await set_vm_lease(session, vm, data.lease, unset=data.lease_unset):
         changed = True
     vm.ha_priority = _ha_priority(data.ha_priority, vm.ha_priority)
+    vm.storage_error_resume_behaviour = _resume_behaviour(
+        data.storage_error_resume_behaviour, StorageErrorResume(vm.storage_error_resume_behaviour))
     await set_placement_policy(session, vm, hosts=data.placement_hosts,
                                affinity=data.placement_affinity)
     if changed:
@@ -355,6 +361,22 @@ def _ha_priority(priority: int | None, current: int) -> int:
         raise InvalidInput(f"vm.high_availability.priority must be between 0 and "
                            f"{MAX_HA_PRIORITY}, not {priority}")
     return priority
+
+
+def _resume_behaviour(value: str | None, current: StorageErrorResume) -> StorageErrorResume:
+    """oVirt's storage_error_resume_behaviour; `kill` (which oVirt pairs with restarting a
+    highly available VM elsewhere) is refused, not accepted and ignored."""
+    if value is None:
+        return current
+    if value == StorageErrorResume.KILL:
+        raise InvalidInput("vm.storage_error_resume_behaviour 'kill' is not supported: use "
+                           "'auto_resume' (resumed once its host reaches the storage again) "
+                           "or 'leave_paused'")
+    try:
+        return StorageErrorResume(value)
+    except ValueError:
+        raise InvalidInput(f"vm.storage_error_resume_behaviour must be 'auto_resume' or "
+                           f"'leave_paused', not {value!r}") from None
 
 
 async def start_vm(session: AsyncSession, jobs: JobSubmitter, vm_id: uuid.UUID, user: User,

@@ -44,7 +44,7 @@ GUEST_MODULES = (
 CDROM_MODULES = ("scsi_common", "scsi_mod", "libata", "ata_piix", "cdrom", "sr_mod", "isofs")
 DISK_SIZE_MIB = 64
 PARTITION_START_MIB = 1
-_BUILDER_VERSION = "3"  # 3: the command port; 2: the NoCloud reader, cdrom modules
+_BUILDER_VERSION = "4"  # 4: the keyboard's "write"; 3: the command port; 2: the NoCloud reader, cdrom modules
 
 
 @dataclass(frozen=True)

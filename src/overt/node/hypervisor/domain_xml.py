@@ -218,7 +218,11 @@ def _disk(disk: DiskSpec, target: str) -> ET.Element:
     source = disk.source
     element = ET.Element("disk", type="file" if isinstance(source, FileSource) else "network",
                          device="disk")
-    driver = ET.SubElement(element, "driver", name="qemu", type=disk.format.value)
+    # A read or write error pauses the VM (libvirt's "paused, I/O error") instead of
+    # reaching the guest, as oVirt's disks do: a guest told its disk failed may remount
+    # read-only or lose the write; a paused one goes on where it was once resumed.
+    driver = ET.SubElement(element, "driver", name="qemu", type=disk.format.value,
+                           error_policy="stop")
     if not isinstance(source, FileSource):
         # Shared storage bypasses the host's page cache (as oVirt's disks do): the VM's
         # writes are on the storage when the VM moves to another host, so a live migration

@@ -60,7 +60,7 @@ from overt.protocol.vm import (
 )
 
 SIMULATED = "simulated"
-_ON = (VmState.RUNNING, VmState.PAUSED)
+_ON = (VmState.RUNNING, VmState.PAUSED, VmState.PAUSED_ERROR)
 _VM_CPU_SHARE = 0.05  # a simulated VM keeps 5 % of one CPU busy
 _NIC_BYTES_PER_S = 2000
 
@@ -387,7 +387,7 @@ class SimulatedHypervisor:
 
     async def resume(self, vm_id: uuid.UUID) -> VmStatusReport:
         vm = self._vm(vm_id)
-        if vm.state is not VmState.PAUSED:
+        if vm.state not in (VmState.PAUSED, VmState.PAUSED_ERROR):
             raise invalid_state(f"VM {vm.name} is not paused")
         return self._change(vm, VmState.RUNNING, "resumed/unpaused")
 
@@ -568,6 +568,11 @@ class SimulatedHypervisor:
         vm.disks[disk_id] = (done.destination, done.format)
 
     # -- helpers --------------------------------------------------------------------------
+
+    def storage_error(self, vm_id: uuid.UUID) -> VmStatusReport:
+        """A disk's storage fails the running VM's I/O: its disks' error policy pauses it
+        (libvirt's "paused, I/O error") until it is resumed."""
+        return self._change(self._running(vm_id), VmState.PAUSED_ERROR, "suspended/io_error")
 
     def power_off(self) -> None:
         """The simulated machine loses its power: every VM is gone at once, and no event

@@ -20,7 +20,7 @@ from overt.engine.db.tables import (
     StorageDomain,
     User,
 )
-from overt.engine.model.errors import Conflict
+from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.status import (
     DiskStatus,
     HostStatus,
@@ -30,7 +30,7 @@ from overt.engine.model.status import (
 )
 from overt.engine.model.storage_reach import STORAGE_DOMAIN_UNREACHABLE
 from overt.engine.services import vms
-from overt.engine.services.inputs import DiskInput, LogicalUnitInput
+from overt.engine.services.inputs import DiskInput, LogicalUnitInput, VmInput
 from overt.engine.services.lun_disks import add_lun_disk
 from overt.protocol.storage import DOMAIN_AREA
 from overt.protocol.storage_reach import DomainReach, DomainsReach, StorageDomainsProbe
@@ -351,3 +351,88 @@ async def test_a_direct_lun_disks_size_is_read_from_its_lun_not_taken_from_the_c
     assert (await _host(engine, h1)).status == HostStatus.UP  # a LUN disk judges no host
     await engine.monitor.storage.probe_all()
     assert storage.probed == [disk_id]  # read once
+
+
+async def _running_on_domains(engine: LoopbackEngine, name: str,
+                              domains: list[StorageDomain]) -> uuid.UUID:
+    """A VM up with a disk on each of `domains`."""
+    vm_id = await engine.add_vm(name)
+    async with engine.session() as session:
+        for n, domain in enumerate(domains):
+            disk = Disk(name=f"{name}-d{n}", storage_domain_id=domain.id,
+                        provisioned_size=GIB, status=DiskStatus.OK,
+                        image_path=f"images/{name}-d{n}")
+            session.add(disk)
+            await session.flush()
+            session.add(DiskAttachment(disk_id=disk.id, vm_id=vm_id))
+    job = await engine.act(vms.start_vm, vm_id)
+    assert (await engine.job(job.id)).state == "done"
+    await engine.vm_reaches(vm_id, [VmStatus.UP])
+    return vm_id
+
+
+async def _resume_behaviour(engine: LoopbackEngine, vm_id: uuid.UUID, value: str) -> None:
+    async with engine.session() as session:
+        user = await session.get(User, engine.user_id)
+        assert user is not None
+        await vms.update_vm(session, vm_id, VmInput(storage_error_resume_behaviour=value), user)
+
+
+async def test_a_vm_paused_by_a_storage_error_resumes_once_its_host_reaches_the_storage(
+        engine: LoopbackEngine) -> None:
+    """oVirt's auto_resume: a VM its storage paused (the disks' error policy is "stop") is
+    paused with the reason and oVirt's event; while its host does not reach one of its
+    domains it stays paused; once the host reaches every one, the engine resumes it and
+    the event says it recovered. With leave_paused it stays paused until started."""
+    h1 = await engine.add_host("h1")
+    storage = _storage(h1)
+    data, other = await _nfs_domain(engine, "data1"), await _nfs_domain(engine, "data2")
+    assert data.storage_uuid is not None and other.storage_uuid is not None
+    vm_id = await _running_on_domains(engine, "io", [data, other])
+    kept = await _running_on_domains(engine, "kept", [data])
+    await _resume_behaviour(engine, kept, "leave_paused")
+    assert (await engine.vm(kept)).storage_error_resume_behaviour == "leave_paused"
+    untouched = await _running_on_domains(engine, "fine", [other])
+
+    storage.cut.add(other.storage_uuid)
+    for paused in (vm_id, kept):
+        h1.hypervisor.storage_error(paused)
+        vm = await engine.vm_reaches(paused, [VmStatus.PAUSED])
+        assert vm.paused_reason == "io_error"
+    async with engine.session() as session:
+        said = [e.description for e in (await session.execute(
+            select(AuditEvent).where(AuditEvent.code == 145))).scalars()]
+    assert sorted(said) == ["VM io has been paused due to storage I/O problem.",
+                            "VM kept has been paused due to storage I/O problem."]
+
+    await engine.monitor.storage.probe_all()  # data2 still out of reach: stays paused
+    await engine.settled()
+    assert (await engine.vm(vm_id)).status == VmStatus.PAUSED
+    assert h1.hypervisor._vm(vm_id).state.value == "paused_error"
+
+    storage.cut.clear()
+    await engine.monitor.storage.probe_all()
+    vm = await engine.vm_reaches(vm_id, [VmStatus.UP])
+    assert vm.paused_reason == ""
+    assert h1.hypervisor._vm(vm_id).state.value == "running"
+    async with engine.session() as session:
+        [recovered] = [e.description for e in (await session.execute(
+            select(AuditEvent).where(AuditEvent.code == 196))).scalars()]
+    assert recovered == "VM io has recovered from paused back to up."
+    await engine.monitor.storage.probe_all()
+    await engine.settled()
+    assert (await engine.vm(kept)).status == VmStatus.PAUSED  # leave_paused: the admin's call
+    assert (await engine.vm(untouched)).status == VmStatus.UP
+
+    job = await engine.act(vms.start_vm, kept)  # start resumes it
+    assert (await engine.job(job.id)).state == "done"
+    assert (await engine.vm_reaches(kept, [VmStatus.UP])).paused_reason == ""
+
+
+async def test_kill_and_unknown_storage_error_resume_behaviours_are_refused(
+        engine: LoopbackEngine) -> None:
+    vm_id = await engine.add_vm("v")
+    for value, said in (("kill", "'kill' is not supported"), ("later", "not 'later'")):
+        with pytest.raises(InvalidInput, match=said):
+            await _resume_behaviour(engine, vm_id, value)
+    assert (await engine.vm(vm_id)).storage_error_resume_behaviour == "auto_resume"

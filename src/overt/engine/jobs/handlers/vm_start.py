@@ -30,9 +30,9 @@ from overt.engine.model.status import HostStatus, LogSeverity, VmStatus
 from overt.engine.queries import lookup
 from overt.engine.queries.vm_spec import build_vm_spec, console_password
 from overt.engine.secrets import is_sealed
-from overt.protocol.commands import VmStart
+from overt.protocol.commands import VmResume, VmStart
 from overt.protocol.host import VmStatusReport
-from overt.protocol.vm import ConfigDriveSpec, IscsiSource, NfsSource
+from overt.protocol.vm import ConfigDriveSpec, IscsiSource, NfsSource, VmSpec
 
 # Where a starting VM may be before the monitor sees it run (PAUSED: a paused VM resumed).
 _LAUNCHING = frozenset({VmStatus.WAIT_FOR_LAUNCH, VmStatus.RESTORING_STATE, VmStatus.POWERING_UP,
@@ -48,23 +48,13 @@ async def start_vm(ctx: JobContext, spec: StartVm) -> dict[str, Any]:
         host_id = spec.host_id or vm.host_id
         if host_id is None or vm.host_id != host_id:
             raise JobFailed(f"VM {vm.name} has no host reserved for its start; start it again")
-        if spec.vnc_password is None:  # kept for retries, which must send the same spec
-            spec = spec.model_copy(update={"vnc_password": console_password()})
-            await queue.store_spec(session, ctx.job.id, spec)
         host = await lookup.get(session, Host, host_id)
-        # The run's cdrom media: the run-once one, else the VM's next-run configuration.
-        vm.cdrom_current_disk_id = spec.cdrom_disk_id if spec.cdrom_given else vm.cdrom_disk_id
-        # The console listens where the engine reaches the host, and only there.
-        vm_spec = await build_vm_spec(session, vm, vnc_password=spec.vnc_password or "",
-                                      display_address=host.address,
-                                      config_drive=_config_drive(ctx, spec, vm),
-                                      lease_io_timeout_s=ctx.services.settings.lease_io_timeout_s,
-                                      boot_devices=spec.boot,
-                                      box=ctx.services.secret_box())
-        restore_from = vm.saved_state_path if vm.status == VmStatus.RESTORING_STATE \
-            else None
-        memory_from = await _snapshot_memory(session, ctx, vm) if restore_from is None \
-            else None
+        paused = vm.status == VmStatus.PAUSED  # oVirt's start of a paused VM: it goes on
+        if not paused:
+            spec, launch = await _launch(session, ctx, spec, vm, host)
+    if paused:
+        return await _resume(ctx, spec, vm.name, host)
+    vm_spec, restore_from, memory_from = launch
     if host.status != HostStatus.UP:
         raise RetryLater(f"host {host.name}, reserved for VM {vm.name}, is {host.status}")
     what = "Resuming VM {} on host {} from the memory of a snapshot" if memory_from else \
@@ -89,6 +79,43 @@ async def start_vm(ctx: JobContext, spec: StartVm) -> dict[str, Any]:
     reached = (ON_HOST - _LAUNCHING) | {expected} if expected is not VmStatus.UP else \
         ON_HOST - _LAUNCHING
     await observed_vm(ctx, spec.vm_id, reached, passing=_LAUNCHING - reached, settle=started)
+    return {"host_id": str(host.id)}
+
+
+async def _launch(session: AsyncSession, ctx: JobContext, spec: StartVm, vm: Vm, host: Host
+                  ) -> tuple[StartVm, tuple[VmSpec, str | None, NfsSource | IscsiSource | None]]:
+    """What the node is sent to run the VM: its spec, and a saved state or a snapshot's
+    memory it resumes from (the job's spec, with the console password kept for retries)."""
+    if spec.vnc_password is None:  # kept for retries, which must send the same spec
+        spec = spec.model_copy(update={"vnc_password": console_password()})
+        await queue.store_spec(session, ctx.job.id, spec)
+    # The run's cdrom media: the run-once one, else the VM's next-run configuration.
+    vm.cdrom_current_disk_id = spec.cdrom_disk_id if spec.cdrom_given else vm.cdrom_disk_id
+    # The console listens where the engine reaches the host, and only there.
+    vm_spec = await build_vm_spec(session, vm, vnc_password=spec.vnc_password or "",
+                                  display_address=host.address,
+                                  config_drive=_config_drive(ctx, spec, vm),
+                                  lease_io_timeout_s=ctx.services.settings.lease_io_timeout_s,
+                                  boot_devices=spec.boot,
+                                  box=ctx.services.secret_box())
+    restore_from = vm.saved_state_path if vm.status == VmStatus.RESTORING_STATE else None
+    memory_from = await _snapshot_memory(session, ctx, vm) if restore_from is None else None
+    return spec, (vm_spec, restore_from, memory_from)
+
+
+async def _resume(ctx: JobContext, spec: StartVm, name: str, host: Host) -> dict[str, Any]:
+    """A paused VM (paused by a user, or by a storage I/O error its storage no longer
+    gives) runs on where it is; the monitor sees it up."""
+    async with ctx.step(f"Resuming VM {name} on host {host.name}", host_id=host.id):
+        await ctx.nodes.call(host, VmResume(vm_id=spec.vm_id), VmStatusReport,
+                             key=ctx.key("resume"), timeout_s=START_TIMEOUT_S)
+
+    async def resumed(session: AsyncSession, vm: Vm) -> None:
+        audit.record(session, f"VM {name} resumed on host {host.name}", code=audit.VM_UP,
+                     vm_id=vm.id, host_id=host.id, cluster_id=vm.cluster_id,
+                     job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    await observed_vm(ctx, spec.vm_id, ON_HOST - _LAUNCHING, passing=_LAUNCHING,
+                      settle=resumed)
     return {"host_id": str(host.id)}
 
 
