@@ -80,7 +80,9 @@ async def _store(vm_id: uuid.UUID, path: Path, target: NfsVolumeTarget | IscsiEx
                 "the snapshot and its node restarted)")
     copy = VolumeCopy(source=FileSource(path=str(path)), target=target,
                       format=DiskFormat.RAW,
-                      size_bytes=max((await asyncio.to_thread(path.stat)).st_size, 1),
+                      size_bytes=max((await asyncio.to_thread(path.stat)).st_size, 1,
+                                     target.size_bytes if isinstance(target, NfsVolumeTarget)
+                                     else 0),
                       sparse=True)
     for wait in STORE_RETRY_S:
         try:

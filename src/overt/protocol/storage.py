@@ -121,6 +121,10 @@ class NfsVolumeTarget(WireModel):
     image_id: UUID
     volume_id: UUID
     metadata: dict[str, str] = Field(default_factory=dict)
+    # The volume's size when it is larger than what is written into it: a snapshot's
+    # memory volume is as large as the engine allocated it (oVirt's too), whatever the
+    # state's size, so storage and the engine say the same size.
+    size_bytes: int = Field(0, ge=0)
 
 
 class SharedVolumeCommit(_StorageCommand):

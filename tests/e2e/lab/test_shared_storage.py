@@ -707,6 +707,21 @@ def test_a_snapshot_with_memory_resumes_the_guest_on_the_other_node_through_the_
                   if meta.get("DISKTYPE") in ("MEMD", "MEMM")}
         assert set(memory) == {"MEMD", "MEMM"} and memory["MEMD"]["FORMAT"] == "RAW"
         assert int(memory["MEMD"]["CAP"]) > 16 * MIB  # the guest's RAM, not nothing
+        # Storage names and sizes each memory volume as the API shows its disk, so an
+        # import shows the same disk: alias, description, size (the volume grown to it).
+        kinds = {types.DiskContentType.MEMORY_DUMP_VOLUME: "MEMD",
+                 types.DiskContentType.MEMORY_METADATA_VOLUME: "MEMM"}
+        shown = {kinds[d.content_type]: d for d in system.disks_service().list()
+                 if d.content_type in kinds}
+        assert {kind: (json.loads(meta["DESCRIPTION"]), int(meta["CAP"]))
+                for kind, meta in memory.items()} == {
+            kind: ({"DiskAlias": d.alias, "DiskDescription": d.description},
+                   d.provisioned_size) for kind, d in shown.items()}
+        assert shown["MEMD"].alias == "lab-memsnap-vm_with memory_Memory dump"
+        for kind, d in shown.items():
+            volume = next((storage_lab.export_dir / nfs_domain.id / "images" / d.id).glob(
+                f"{d.image_id}"))
+            assert volume.stat().st_size == d.provisioned_size, kind
         jobs = system.jobs_service()
         [job] = [j for j in jobs.list() if j.description.startswith(
             "Creating VM Snapshot with memory for VM lab-memsnap-vm")]

@@ -60,10 +60,22 @@ def read_storage_domain(node: Node) -> StorageDomainInput:
         logical_units=[LogicalUnitInput(
             id=lu.attrs.get("id") or lu.get_str("id"), address=lu.get_str("address"),
             port=lu.get_int("port", minimum=1), target=lu.get_str("target"),
+            lun_mapping=lu.get_int("lun_mapping", minimum=0),
             username=lu.get_str("username"), password=lu.get_str("password"))
-            for lu in (storage.items("logical_units", "logical_unit")
-                       if storage is not None else [])],
+            for lu in _logical_units(storage)],
         host=ref_of(node.child("host")))
+
+
+def _logical_units(storage: Node | None) -> list[Node]:
+    """A block domain's LUNs: in `storage.logical_units`, or in
+    `storage.volume_group.logical_units` as oVirt's SDK sends them (an import's shape)."""
+    if storage is None:
+        return []
+    units = storage.items("logical_units", "logical_unit")
+    group = storage.child("volume_group")
+    if not units and group is not None:
+        units = group.items("logical_units", "logical_unit")
+    return units
 
 
 def read_storage_connection(node: Node) -> ConnectionInput:

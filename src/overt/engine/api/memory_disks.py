@@ -18,8 +18,9 @@ from overt.engine.api.context import href
 from overt.engine.api.views import ref
 from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import Snapshot, Vm
+from overt.engine.model.volume_labels import METADATA_BYTES, memory_disk_names
 from overt.engine.queries.shared_storage import extent_of, split_volume_path
-from overt.engine.services.snapshots import METADATA_BYTES, memory_volume_size
+from overt.engine.services.snapshots import memory_volume_size
 
 DUMP = "memory_dump_volume"
 METADATA = "memory_metadata_volume"
@@ -71,13 +72,11 @@ def memory_disk_view(m: MemoryDisk) -> Representation:
         size = extent[1]
     else:
         size = memory_volume_size(m.vm.memory_mib) if m.content_type == DUMP else METADATA_BYTES
-    what = "Memory dump" if m.content_type == DUMP else "Memory metadata"
+    alias, description = memory_disk_names(m.vm.name, m.vm.id, m.snapshot.description,
+                                           "MEMD" if m.content_type == DUMP else "MEMM")
     return {
-        "href": href("disks", image_id), "id": str(image_id),
-        "name": f"{m.vm.name}_{m.snapshot.description}_{what}",
-        "alias": f"{m.vm.name}_{m.snapshot.description}_{what}",
-        "description": f"{what} of snapshot '{m.snapshot.description}' of VM "
-                       f"'{m.vm.name}' (VM ID: '{m.vm.id}')",
+        "href": href("disks", image_id), "id": str(image_id), "name": alias, "alias": alias,
+        "description": description,
         "actual_size": size, "content_type": m.content_type, "format": "raw",
         "image_id": str(volume_id), "propagate_errors": False, "provisioned_size": size,
         "shareable": False, "sparse": extent is None,

@@ -231,6 +231,10 @@ class StorageDomain(Base):
     # The domain's id on storage (SD_UUID of its layout); a domain imported from an
     # export keeps the id its metadata carries, which need not be this row's.
     storage_uuid: Mapped[uuid.UUID | None] = mapped_column()
+    # An imported iSCSI domain's volumes its import did not adopt (snapshot chains, thin
+    # volumes over a template, illegal volumes): their metadata area lines, verbatim by
+    # key (VOL_<volume id>). Their extents stay taken and the area keeps listing them.
+    kept_volumes: Mapped[dict[str, str] | None] = mapped_column(JSON)
     host_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("hosts.id"))
     data_center_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("data_centers.id"))
     status: Mapped[StorageDomainStatus] = mapped_column(status_type(StorageDomainStatus, 32))

@@ -513,16 +513,20 @@ class IscsiOnHost(JobSpec):
     """oVirt's iSCSI discovery, login and LUN list, done by a host through libiscsi:
     `discover` asks a portal for its targets; `login` lists a target's LUNs (which logs in,
     so a wrong password is refused) and the host remembers the login; `luns` lists the
-    LUNs of `target`, or of every target the host logged in to. The API waits for it. The
+    LUNs of `target`, or of every target the host logged in to; `read` reads the metadata
+    area of LUN `lun` of `target` (or of the LUN whose SCSI id is `scsi_id`), which an
+    import checks before it records anything. The API waits for it. The
     CHAP password is sealed here as everywhere. Locks nothing; not retried."""
 
     kind: ClassVar[str] = "host.iscsi"
     max_attempts: ClassVar[int] = 1
     host_id: uuid.UUID
-    op: Literal["discover", "login", "luns"]
+    op: Literal["discover", "login", "luns", "read"]
     address: str | None = None
     port: int = 3260
     target: str | None = None
+    lun: int | None = None
+    scsi_id: str | None = None
     chap_username: str | None = None
     chap_password_sealed: str | None = None
 

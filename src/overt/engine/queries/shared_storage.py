@@ -130,8 +130,23 @@ async def taken_extents(session: AsyncSession, domain_id: uuid.UUID) -> set[str]
     memory = [path for row in await session.execute(
         select(Snapshot.memory_volume, Snapshot.memory_metadata_volume).where(
             Snapshot.memory_domain_id == domain_id)) for path in row if path]
-    return {path for path in (*disks, *frozen, *reserved, *memory)
+    return {path for path in (*disks, *frozen, *reserved, *memory,
+                              *await kept_extents(session, domain_id))
             if extent_of(path) is not None}
+
+
+async def kept_extents(session: AsyncSession, domain_id: uuid.UUID) -> list[str]:
+    """The volumes an import found on the LUN and did not adopt (`kept_volumes`: lines
+    `IMG,OFFSET,SIZE,...`), as volume paths: taken, so no new volume is put over them."""
+    domain = await session.get(StorageDomain, domain_id)
+    if domain is None or not domain.kept_volumes:
+        return []
+    paths = []
+    for key, line in domain.kept_volumes.items():
+        image, offset, size = line.split(",")[:3]
+        paths.append(extent_path(domain, int(offset), int(size), uuid.UUID(image),
+                                 uuid.UUID(key.removeprefix("VOL_"))))
+    return paths
 
 
 async def allocate_extent(session: AsyncSession, domain: StorageDomain, image_id: uuid.UUID,

@@ -24,6 +24,7 @@ from overt.engine.jobs.kinds import (
 from overt.engine.model.errors import Conflict, InvalidInput, NotFound
 from overt.engine.model.status import DiskStatus, StorageDomainStatus, StorageType, VmStatus
 from overt.engine.model.vm_actions import VmAction, check_vm_action
+from overt.engine.model.volume_labels import METADATA_BYTES
 from overt.engine.queries import lookup
 from overt.engine.queries.shared_storage import MIB, allocate_extent, is_shared, volume_path
 from overt.engine.queries.snapshot_chains import IN_PREVIEW, PREVIEW, allocate_volume
@@ -38,7 +39,6 @@ SNAPSHOT_STORAGE = frozenset({StorageType.LOCALFS.value, StorageType.NFS.value,
 # A VM whose memory a snapshot saves: it runs (oVirt's isLiveSnapshotApplicable); of a
 # down VM oVirt takes a disk-only snapshot, and so does Overt.
 MEMORY_STATES = frozenset({VmStatus.UP, VmStatus.PAUSED})
-METADATA_BYTES = MIB  # the memory metadata volume: the domain's XML
 
 
 def memory_volume_size(memory_mib: int) -> int:

@@ -1,4 +1,4 @@
-"""Shared (NFS) storage domains: add or import, attach to a data center, detach.
+"""Shared (NFS, iSCSI) storage domains: add or import, attach to a data center, detach.
 
 The engine is the allocation authority: it names every domain, image and volume and
 records them here; a job then has one host of the data center carry the change out on
@@ -8,22 +8,30 @@ job works on it, and every job ends it in a settled state (`unattached`, `active
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine import audit
-from overt.engine.db.tables import DataCenter, Host, StorageDomain, User
+from overt.engine.db.tables import DataCenter, Host, Job, StorageDomain, User
 from overt.engine.jobs.kinds import (
     AttachStorageDomain,
     CreateStorageDomain,
     DetachStorageDomain,
+    IscsiOnHost,
 )
 from overt.engine.model.errors import Conflict, InvalidInput
 from overt.engine.model.names import check_name
-from overt.engine.model.status import StorageDomainStatus, StorageDomainType, StorageType
+from overt.engine.model.status import (
+    HostStatus,
+    StorageDomainStatus,
+    StorageDomainType,
+    StorageType,
+)
 from overt.engine.queries import lookup
 from overt.engine.queries.lookup import Ref
 from overt.engine.queries.shared_storage import is_shared, lun_holders
@@ -99,21 +107,7 @@ def check_logical_unit(unit: LogicalUnitInput) -> tuple[str, str]:
     return f"{unit.address}:{port}", f"{unit.target}/{int(number)}"
 
 
-async def add_iscsi_domain(session: AsyncSession, jobs: JobSubmitter, box: SecretBox,
-                           data: StorageDomainInput, user: User) -> StorageDomain:
-    """A new iSCSI data domain on one LUN (with CHAP if the LUN's target asks for it); a
-    job writes its metadata area, then it is `unattached`."""
-    name = check_name("storage_domain", data.name or "")
-    portal, path = _check_lun(data)
-    unit = data.logical_units[0]
-    chap = check_chap(unit.username, unit.password, NO_CHAP, box, "logical_unit")
-    if data.import_:
-        raise InvalidInput("importing an iSCSI domain is not supported yet")
-    if (data.type or StorageDomainType.DATA) is not StorageDomainType.DATA:
-        raise InvalidInput("only data domains can be added on iSCSI for now")
-    host = await lookup.resolve(session, Host, data.host, "storage_domain.host")
-    if await lookup.name_taken(session, StorageDomain, name):
-        raise Conflict(f"Cannot add Storage. The name {name!r} is already in use.")
+async def _check_lun_free(session: AsyncSession, portal: str, path: str) -> None:
     used, lun_disk = await lun_holders(session, portal, path)
     if used is not None:
         raise Conflict(f"Cannot add Storage. The LUN {path} of {portal} is already used by "
@@ -121,7 +115,89 @@ async def add_iscsi_domain(session: AsyncSession, jobs: JobSubmitter, box: Secre
     if lun_disk is not None:
         raise Conflict(f"Cannot add Storage. The LUN {path} of {portal} is direct LUN disk "
                        f"{lun_disk}.")
+
+
+async def _check_iscsi_request(session: AsyncSession, data: StorageDomainInput) -> Host:
+    if (data.type or StorageDomainType.DATA) is not StorageDomainType.DATA:
+        raise InvalidInput("only data domains can be added on iSCSI for now")
+    host = await lookup.resolve(session, Host, data.host, "storage_domain.host")
+    if await lookup.name_taken(session, StorageDomain, check_name("storage_domain",
+                                                                  data.name or "")):
+        raise Conflict(f"Cannot add Storage. The name {data.name!r} is already in use.")
+    return host
+
+
+async def import_reading(session: AsyncSession, jobs: JobSubmitter, box: SecretBox,
+                         data: StorageDomainInput, user: User) -> Job:
+    """The first half of an iSCSI domain's import (`import_`): the request is checked,
+    then the domain's host reads the LUN's metadata area in a job the API waits for
+    (`IscsiOnHost` `read`), whose result `add_iscsi_domain` takes; nothing is recorded
+    before the area says which domain it is. A LUN named by its SCSI id is found by the
+    same job."""
+    check_name("storage_domain", data.name or "")
+    if len(data.logical_units) != 1:
+        raise InvalidInput("storage_domain.storage.logical_units must name one LUN "
+                           "(address, port, target, and the LUN number or SCSI id as id)")
+    unit = data.logical_units[0]
+    scsi_id = unit.id if unit.lun_mapping is None and unit.id and not unit.id.isdigit() \
+        else None
+    if scsi_id is not None:
+        unit = dataclasses.replace(unit, id="0")  # the portal and target are checked
+    portal, path = check_logical_unit(unit)
+    chap = check_chap(unit.username, unit.password, NO_CHAP, box, "logical_unit")
+    host = await _check_iscsi_request(session, data)
+    if host.status != HostStatus.UP:
+        raise Conflict(f"Cannot import Storage: host {host.name} is {host.status}, not up.")
+    if scsi_id is None:
+        await _check_lun_free(session, portal, path)
+    target, _, number = path.rpartition("/")
+    return await jobs.submit(session, IscsiOnHost(
+        host_id=host.id, op="read", address=unit.address, port=int(portal.rpartition(":")[2]),
+        target=target, lun=None if scsi_id is not None else int(number), scsi_id=scsi_id,
+        chap_username=chap.username, chap_password_sealed=chap.password_sealed),
+        description=f"Reading the storage domain on LUN {unit.id} of {target} on host "
+        f"{host.name}", owner_id=user.id)
+
+
+async def _importable(session: AsyncSession, found: dict[str, Any], portal: str,
+                      path: str) -> uuid.UUID:
+    """The id of the domain the read LUN holds; 400 when it holds none Overt can import,
+    409 when it is attached to a data center or this engine knows it already."""
+    area = found.get("area") or {}
+    where = f"LUN {path} of {portal}"
+    if area.get("SDUUID") and area.get("POOL_UUID"):
+        raise Conflict(f"Cannot import Storage. The storage domain on {where} is still "
+                       f"attached to data center {area['POOL_UUID']} of its engine: put it "
+                       "in maintenance and detach it there first.")
+    if found.get("problem"):
+        raise InvalidInput(f"Cannot import Storage. {where}: {found['problem']}.")
+    sd_id = uuid.UUID(area["SDUUID"])
+    known = (await session.execute(select(StorageDomain.name).where(or_(
+        StorageDomain.id == sd_id, StorageDomain.storage_uuid == sd_id)))).scalars().first()
+    if known is not None:
+        raise Conflict(f"Cannot import Storage. The storage domain on {where} ({sd_id}) is "
+                       f"storage domain {known} of this engine already.")
+    return sd_id
+
+
+async def add_iscsi_domain(session: AsyncSession, jobs: JobSubmitter, box: SecretBox,
+                           data: StorageDomainInput, user: User, *,
+                           found: dict[str, Any] | None = None) -> StorageDomain:
+    """A new iSCSI data domain on one LUN (with CHAP if the LUN's target asks for it); a
+    job writes its metadata area, then it is `unattached`. With `import_`, the domain
+    already on the LUN, as the host read it (`found`, the result of `import_reading`):
+    it keeps its id, and the job adopts its disks."""
+    name = check_name("storage_domain", data.name or "")
+    portal, path = _check_lun(data)
+    unit = data.logical_units[0]
+    chap = check_chap(unit.username, unit.password, NO_CHAP, box, "logical_unit")
+    host = await _check_iscsi_request(session, data)
+    await _check_lun_free(session, portal, path)
     sd_id = uuid.uuid4()
+    if data.import_:
+        if found is None:
+            raise InvalidInput("an iSCSI domain's import reads its LUN first")
+        sd_id = await _importable(session, found, portal, path)
     domain = StorageDomain(id=sd_id, name=name, description=data.description or "",
                            type=StorageDomainType.DATA.value,
                            storage_type=StorageType.ISCSI.value, path=path, address=portal,
@@ -130,11 +206,14 @@ async def add_iscsi_domain(session: AsyncSession, jobs: JobSubmitter, box: Secre
                            chap_password_sealed=chap.password_sealed)
     session.add(domain)
     await session.flush()
-    await jobs.submit(session, CreateStorageDomain(storage_domain_id=sd_id, host_id=host.id),
-                      description=f"Adding storage domain {name}", owner_id=user.id)
-    audit.record(session, f"Storage Domain {name} (LUN {path} of {portal}) is being added by "
-                 f"{user.user_name}", code=audit.STORAGE_DOMAIN_ADDED, storage_domain_id=sd_id,
-                 host_id=host.id, user_id=user.id)
+    verb = "imported" if data.import_ else "added"
+    await jobs.submit(session, CreateStorageDomain(storage_domain_id=sd_id, host_id=host.id,
+                                                   import_domain=bool(data.import_)),
+                      description=f"{'Importing' if data.import_ else 'Adding'} storage "
+                      f"domain {name}", owner_id=user.id)
+    audit.record(session, f"Storage Domain {name} (LUN {path} of {portal}) is being {verb} "
+                 f"by {user.user_name}", code=audit.STORAGE_DOMAIN_ADDED,
+                 storage_domain_id=sd_id, host_id=host.id, user_id=user.id)
     return domain
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from overt.engine.api.memory_disks import memory_disk_view, memory_disks
 from overt.engine.api.resources.snapshots import snapshot_view
 from overt.engine.db.tables import (
     AuditEvent,
@@ -36,6 +37,7 @@ from overt.engine.jobs.handlers import storage_domains
 from overt.engine.jobs.handlers.storage_domains import is_image_leaf
 from overt.engine.model.errors import Conflict
 from overt.engine.model.status import VmStatus
+from overt.engine.model.volume_labels import memory_disk_names, read_description
 from overt.engine.queries.lookup import Ref
 from overt.engine.queries.shared_storage import extent_of, split_volume_path
 from overt.engine.services import devices, snapshots, vms
@@ -293,9 +295,10 @@ async def test_a_snapshot_with_memory_on_iscsi_holds_two_extents_until_it_is_rem
         == {str(split_volume_path(p)[0]): (e[0], e[1], "RAW", "LEAF", kind, str(taken.id))
             for p, e, kind in zip((row.memory_volume, row.memory_metadata_volume), extents,
                                   ("MEMD", "MEMM"), strict=True) if p and e}
-    assert {json.loads(v[5].replace(";", ","))["DiskAlias"] for v in listed.values()} == {
-        f"{(await engine.vm(vm_id)).name}_Memory dump",
-        f"{(await engine.vm(vm_id)).name}_Memory metadata"}
+    # named as the API shows the memory disks (alias and description), for an import
+    vm = await engine.vm(vm_id)
+    assert {tuple(read_description(v[5]).values()) for v in listed.values()} == {
+        memory_disk_names(vm.name, vm.id, "san memory", kind) for kind in ("MEMD", "MEMM")}
     offset = extents[0][0] if extents[0] else 0
 
     def state_head() -> bytes:  # the first 4 KiB of the memory extent (not the whole LUN)
@@ -405,14 +408,21 @@ async def test_an_import_adopts_memory_volumes_as_memory_disks_no_vm_can_attach(
             assert await storage_domains._adopt(session, domain, volume)
     await _stopped(engine, vm_id)
     async with engine.session() as session:
-        adopted = {d.id: (d.content_type, d.format, d.name) for d in (await session.execute(
-            select(Disk).where(Disk.id.in_([v.image_id for v in found])))).scalars()}
-    vm_name = (await engine.vm(vm_id)).name
-    assert adopted == {
-        found[0].image_id: ("memory_dump_volume", "raw",
-                            f"memory of VM {vm_name} {str(found[0].image_id)[:8]}"),
-        found[1].image_id: ("memory_metadata_volume", "raw",
-                            f"memory metadata of VM {vm_name} {str(found[1].image_id)[:8]}")}
+        adopted = {str(d.id): (d.content_type, d.format, d.name, d.description,
+                               d.provisioned_size, d.actual_size)
+                   for d in (await session.execute(select(Disk).where(
+                       Disk.id.in_([v.image_id for v in found])))).scalars()}
+        shown = [memory_disk_view(m) for m in await memory_disks(
+            session, domain_id=row.memory_domain_id)]
+    # The import shows each memory disk as the engine that took the snapshot shows it:
+    # the same alias, description and size (the `.meta` keeps them; the NFS volume is
+    # grown to the size the engine allocated).
+    assert adopted == {view["id"]: (view["content_type"], view["format"], view["alias"],
+                                    view["description"], view["provisioned_size"],
+                                    view["actual_size"]) for view in shown}
+    assert [v.virtual_size for v in found] == [snapshots.memory_volume_size(256), MIB]
+    assert adopted[str(found[0].image_id)][2] == \
+        f"{(await engine.vm(vm_id)).name}_kept_Memory dump"
     async with engine.session() as session:
         vm = await session.get(Vm, vm_id)
         user = await session.get(User, engine.user_id)

@@ -19,7 +19,7 @@ from overt.engine.api.resources.storage_connections import secret_box
 from overt.engine.api.routing import ApiRoutes
 from overt.engine.api.wire.render import Representation
 from overt.engine.db.tables import Disk, DiskAttachment, Host, StorageDomain
-from overt.engine.model.errors import NotFound
+from overt.engine.model.errors import InvalidInput, NotFound
 from overt.engine.model.status import StorageType
 from overt.engine.queries import lookup, shared_storage
 from overt.engine.services import (
@@ -68,6 +68,8 @@ async def add_domain(ctx: ApiContext) -> Response:
     if data.storage_type is StorageType.NFS:
         domain = await storage_shared.add_nfs_domain(ctx.session, ctx.services.jobs, data,
                                                      ctx.user)
+    elif data.storage_type is StorageType.ISCSI and data.import_:
+        return await _import_iscsi_domain(ctx, data)
     elif data.storage_type is StorageType.ISCSI:
         units = data.logical_units
         if len(units) == 1 and host_iscsi.needs_resolving(units[0].id, units[0].lun_mapping):
@@ -100,6 +102,33 @@ async def _add_iscsi_domain_by_scsi_id(ctx: ApiContext, data: StorageDomainInput
         async with db.transaction() as session:
             domain = await storage_shared.add_iscsi_domain(session, ctx.services.jobs,
                                                            secret_box(ctx), data, ctx.user)
+            rep = await domain_view(session, domain)
+        return ctx.render("storage_domain", rep, status=201)
+    ctx.then = answer
+    return ctx.render("action", {"status": "pending"})
+
+
+async def _import_iscsi_domain(ctx: ApiContext, data: StorageDomainInput) -> Response:
+    """oVirt's import of an existing block domain: the domain's host reads the LUN's
+    metadata area first (a job the API waits for), so a LUN holding no Overt domain, a
+    domain attached elsewhere or known here already is refused (4xx) with nothing
+    recorded; then the domain is recorded with its id and an import job adopts its disks."""
+    job = await storage_shared.import_reading(ctx.session, ctx.services.jobs, secret_box(ctx),
+                                              data, ctx.user)
+    job_id, db = job.id, ctx.request.app.state.db
+    unit = data.logical_units[0]
+
+    async def answer() -> Response:
+        done = await wait_for_job(db, job_id, timeout_s=host_iscsi.WAIT_S,
+                                  what=f"Reading LUN {unit.id} of {unit.target}")
+        found = dict(done.result or {})
+        if found.get("lun") is None:
+            raise InvalidInput(f"logical_unit.id {unit.id!r} is neither a LUN number nor the "
+                               f"SCSI id of a LUN of {unit.target}")
+        unit.lun_mapping = int(found["lun"])
+        async with db.transaction() as session:
+            domain = await storage_shared.add_iscsi_domain(
+                session, ctx.services.jobs, secret_box(ctx), data, ctx.user, found=found)
             rep = await domain_view(session, domain)
         return ctx.render("storage_domain", rep, status=201)
     ctx.then = answer

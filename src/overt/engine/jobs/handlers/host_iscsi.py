@@ -12,9 +12,11 @@ from overt.engine.jobs.context import JobContext, Unit
 from overt.engine.jobs.errors import JobFailed
 from overt.engine.jobs.kinds import IscsiOnHost, JobSpec
 from overt.engine.model.status import HostStatus
+from overt.engine.model.volume_labels import area_problem
 from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
-from overt.protocol.storage import IscsiDiscover, IscsiLunList
+from overt.protocol.ovirt_metadata import parse_metadata
+from overt.protocol.storage import DOMAIN_AREA, IscsiDiscover, IscsiLunList, IscsiLunRef, LunRead
 from overt.protocol.vm import ChapAuth
 
 ISCSI_TIMEOUT_S = 45.0  # the node gives a portal 20 s per request
@@ -45,6 +47,8 @@ async def iscsi_on_host(ctx: JobContext, spec: IscsiOnHost) -> dict[str, Any]:
                     chap=_chap(ctx, spec.chap_username, spec.chap_password_sealed)),
                     timeout_s=ISCSI_TIMEOUT_S)
             return {"targets": [t.model_dump(mode="json") for t in found.targets]}
+        if spec.op == "read":
+            return await _read_area(ctx, spec, host)
         logins: list[dict[str, Any]] = [{"address": spec.address, "port": spec.port, "target": spec.target,
                    "username": spec.chap_username,
                    "password_sealed": spec.chap_password_sealed}] if spec.target else \
@@ -83,6 +87,34 @@ async def iscsi_on_host(ctx: JobContext, spec: IscsiOnHost) -> dict[str, Any]:
         if entries != (host.iscsi_logins or []):
             host.iscsi_logins = entries
     return {"logins": listed}
+
+
+async def _read_area(ctx: JobContext, spec: IscsiOnHost, host: Host) -> dict[str, Any]:
+    """What an import checks before it records anything: the LUN's number (found by its
+    SCSI id in the target's LUN list when named so; None when no LUN has that id), size,
+    and the keys of its metadata area, without its volume lines."""
+    assert spec.address is not None and spec.target is not None
+    portal = f"{spec.address}:{spec.port}"
+    chap = _chap(ctx, spec.chap_username, spec.chap_password_sealed)
+    number = spec.lun
+    if number is None:
+        async with ctx.step(f"Listing the LUNs of {spec.target} on {portal} from host "
+                            f"{host.name}", host_id=host.id):
+            luns = await ctx.nodes.call(host, IscsiLunList(portal=portal, target=spec.target,
+                                                           chap=chap),
+                                        timeout_s=ISCSI_TIMEOUT_S)
+        number = next((lun.lun for lun in luns.luns if lun.scsi_id == spec.scsi_id), None)
+        if number is None:
+            return {"lun": None}
+    async with ctx.step(f"Reading the metadata area of LUN {spec.target}/{number} of "
+                        f"{portal} from host {host.name}", host_id=host.id):
+        found = await ctx.nodes.call(host, LunRead(lun=IscsiLunRef(
+            portal=portal, target=spec.target, lun=number, chap=chap)),
+            timeout_s=ISCSI_TIMEOUT_S)
+    area = parse_metadata(found.metadata)
+    return {"lun": number, "size_bytes": found.size_bytes,
+            "problem": area_problem(area, lun_size=found.size_bytes, first_extent=DOMAIN_AREA),
+            "area": {k: v for k, v in area.items() if not k.startswith("VOL_")}}
 
 
 UNITS: dict[type[JobSpec], Unit[Any]] = {IscsiOnHost: Unit(iscsi_on_host)}

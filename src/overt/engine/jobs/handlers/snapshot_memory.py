@@ -33,9 +33,12 @@ _DELETING = "memory_volumes_to_delete"  # in a removal's result: [domain id, pat
 
 
 def memory_target(domain: StorageDomain, path: str, box: SecretBox | None,
-                  description: str, disk_type: str) -> NfsVolumeTarget | IscsiExtentTarget:
+                  description: str, disk_type: str, size_bytes: int = 0
+                  ) -> NfsVolumeTarget | IscsiExtentTarget:
     """A memory volume as the node writes it (a new NFS volume with its `.meta`, whose
-    DISKTYPE is vdsm's `MEMD` or `MEMM`, or the extent the engine allocated)."""
+    DISKTYPE is vdsm's `MEMD` or `MEMM` and DESCRIPTION the alias and description of the
+    disk the API shows for it, grown to `size_bytes`, the size the engine allocated; or
+    the extent the engine allocated)."""
     if domain.storage_type == StorageType.ISCSI.value:
         extent = extent_of(path)
         if extent is None:
@@ -44,7 +47,8 @@ def memory_target(domain: StorageDomain, path: str, box: SecretBox | None,
     image_id, volume_id = split_volume_path(path)
     return NfsVolumeTarget(storage=export_of(domain), domain_id=domain.storage_uuid or domain.id,
                            image_id=image_id, volume_id=volume_id,
-                           metadata={"DESCRIPTION": description, "DISKTYPE": disk_type})
+                           metadata={"DESCRIPTION": description, "DISKTYPE": disk_type},
+                           size_bytes=size_bytes)
 
 
 def memory_source(domain: StorageDomain, path: str, box: SecretBox | None

@@ -45,6 +45,11 @@ from overt.engine.jobs.handlers.snapshot_volumes import (
 )
 from overt.engine.jobs.kinds import CreateSnapshot, JobSpec, MemoryVolumes, RemoveSnapshot
 from overt.engine.model.status import HostStatus, LogSeverity, StorageType, VmStatus
+from overt.engine.model.volume_labels import (
+    METADATA_BYTES,
+    memory_disk_names,
+    nfs_description,
+)
 from overt.engine.nodes import NodeCommandFailed
 from overt.engine.queries import lookup
 from overt.engine.queries.shared_storage import claim_extent, release_reservations
@@ -153,7 +158,8 @@ async def _snapshot_live(ctx: JobContext, vm: Vm, host: Host,
                                  reuse=reuse) for d, sd in disks)
     try:
         if spec.memory is not None:
-            return await _snapshot_with_memory(ctx, vm, host, overlays, spec.memory)
+            return await _snapshot_with_memory(ctx, vm, host, overlays, spec.memory,
+                                               spec.snapshot_id)
         async with ctx.step(f"Taking a snapshot of the disks of VM {vm.name}", host_id=host.id):
             await ctx.nodes.call(host, VmDiskSnapshot(vm_id=vm.id, disks=overlays), Empty,
                                  key=ctx.key("snapshot"), timeout_s=120)
@@ -179,24 +185,29 @@ async def _drop_memory(ctx: JobContext, memory: MemoryVolumes) -> None:
 
 
 async def _snapshot_with_memory(ctx: JobContext, vm: Vm, host: Host,
-                                overlays: tuple[DiskOverlay, ...], memory: MemoryVolumes
-                                ) -> MemorySaved:
+                                overlays: tuple[DiskOverlay, ...], memory: MemoryVolumes,
+                                snapshot_id: uuid.UUID) -> MemorySaved:
     """The disks and the guest's state in one node command; the memory volumes are
     recorded as being made first (a job that fails for good hands them to removal). The
     step shows how long the guest was paused."""
     async with ctx.transaction() as session:
         domain = await lookup.get(session, StorageDomain, memory.storage_domain_id)
+        snapshot = await lookup.get(session, Snapshot, snapshot_id)
     for path in (memory.volume, memory.metadata_volume):
         await leftovers.making(ctx, domain, path)
     box = ctx.services.secret_box()
+    # On NFS the `.meta` names each volume as the API shows its disk, at the size shown
+    # (an iSCSI domain's metadata area does so from the engine's records).
+    labels = {kind: nfs_description(*memory_disk_names(vm.name, vm.id, snapshot.description,
+                                                       kind)) for kind in ("MEMD", "MEMM")}
     title = f"Taking a snapshot of the disks and memory of VM {vm.name}"
     async with ctx.step(title, host_id=host.id) as step:
         saved = await ctx.nodes.call(host, VmMemorySnapshot(
             vm_id=vm.id, disks=overlays,
-            memory=memory_target(domain, memory.volume, box, f"memory of VM {vm.name}",
-                                 "MEMD"),
-            metadata=memory_target(domain, memory.metadata_volume, box,
-                                   f"memory metadata of VM {vm.name}", "MEMM")),
+            memory=memory_target(domain, memory.volume, box, labels["MEMD"], "MEMD",
+                                 memory.size_bytes),
+            metadata=memory_target(domain, memory.metadata_volume, box, labels["MEMM"],
+                                   "MEMM", METADATA_BYTES)),
             MemorySaved, key=ctx.key("snapshot-memory"), timeout_s=1800)
         if saved.pause_ms is not None:
             await ctx.update_step(step.id, description=(

@@ -40,10 +40,22 @@ from overt.engine.model.status import (
     StorageDomainStatus,
     StorageType,
 )
+from overt.engine.model.volume_labels import (
+    MEMORY_CONTENT,
+    TOP_OF_CHAIN,
+    LunVolume,
+    area_problem,
+    lun_description,
+    memory_disk_names,
+    read_description,
+    volume_lines,
+)
 from overt.engine.queries import lookup
 from overt.engine.queries.shared_storage import (
     extent_of,
+    extent_path,
     lun_of,
+    recount_extents,
     split_volume_path,
     volume_path,
 )
@@ -71,7 +83,6 @@ from overt.protocol.storage import (
 from overt.protocol.vm import DiskFormat
 
 NO_POOL = ""
-TOP_OF_CHAIN = "00000000-0000-0000-0000-000000000000"
 
 
 def export_of(domain: StorageDomain) -> NfsExportRef:
@@ -178,15 +189,18 @@ async def _lun_metadata(ctx: JobContext, domain: StorageDomain, *, pool: str,
         disks = (await session.execute(select(Disk).where(
             Disk.storage_domain_id == domain.id).order_by(Disk.image_path))).scalars().all()
         chains = {disk.id: await volume_parents(session, disk) for disk in disks}
-        memory = (await session.execute(select(Snapshot, Vm.name).join(
+        memory = (await session.execute(select(Snapshot, Vm).join(
             Vm, Vm.id == Snapshot.vm_id).where(Snapshot.memory_domain_id == domain.id)
             .order_by(Snapshot.created_at))).all()
+        kept = (await lookup.get(session, StorageDomain, domain.id)).kept_volumes or {}
     values = {**domain_metadata(domain), "TYPE": "ISCSI", "POOL_UUID": pool,
-              "REMOTE_PATH": f"{domain.address}/{domain.path}", "SDUUID": str(domain.id)}
+              "REMOTE_PATH": f"{domain.address}/{domain.path}",
+              "SDUUID": str(domain.storage_uuid or domain.id), **kept}
     for disk in disks:
-        if disk.id in without:
+        if disk.id in without or disk.content_type in MEMORY_CONTENT.values():
             continue
-        alias = json.dumps({"DiskAlias": disk.name}, separators=(",", ":")).replace(",", ";")
+        alias = lun_description(disk.name, disk.description,
+                                illegal=disk.status == DiskStatus.ILLEGAL)
         for path, under, fmt in chains[disk.id]:
             extent = extent_of(path)
             if extent is None:
@@ -197,26 +211,36 @@ async def _lun_metadata(ctx: JobContext, domain: StorageDomain, *, pool: str,
                 str(image_id), str(extent[0]), str(extent[1]), "COW" if fmt == "cow" else "RAW",
                 str(disk.provisioned_size), alias, str(parent),
                 "LEAF" if path == disk.image_path else "INTERNAL"])
-    for snapshot, vm_name in memory:
-        values.update(_memory_lines(snapshot, vm_name))
+    for disk in disks:  # memory volumes an import adopted as disks (no snapshot)
+        extent = extent_of(disk.image_path)
+        if disk.id in without or disk.content_type not in MEMORY_CONTENT.values() \
+                or extent is None:
+            continue
+        image_id, volume_id = split_volume_path(disk.image_path)
+        values[f"VOL_{volume_id}"] = ",".join([
+            str(image_id), str(extent[0]), str(extent[1]), "RAW", str(extent[1]),
+            lun_description(disk.name, disk.description), TOP_OF_CHAIN, "LEAF",
+            _DISK_TYPES[disk.content_type], ""])
+    for snapshot, vm in memory:
+        values.update(_memory_lines(snapshot, vm))
     return render_metadata(values, checksum=True, eof=False).decode()
 
 
-def _memory_lines(snapshot: Snapshot, vm_name: str) -> dict[str, str]:
+def _memory_lines(snapshot: Snapshot, vm: Vm) -> dict[str, str]:
     """A snapshot's memory volumes in the metadata area: raw extents alone in their
     images, each line ending with vdsm's DISKTYPE (`MEMD` the guest's state, `MEMM` the
     domain's XML) and the snapshot's id, so whoever reads the area back knows what holds
-    those extents and for which snapshot (a disk volume's line has no such fields)."""
+    those extents and for which snapshot (a disk volume's line has no such fields). Their
+    alias and description are the memory disks' the API shows (`memory_disk_names`)."""
     lines = {}
-    for path, disk_type, what in ((snapshot.memory_volume, "MEMD", "Memory dump"),
-                                  (snapshot.memory_metadata_volume, "MEMM", "Memory metadata")):
+    for path, disk_type in ((snapshot.memory_volume, "MEMD"),
+                            (snapshot.memory_metadata_volume, "MEMM")):
         extent = extent_of(path) if path else None
         if path is None or extent is None:
             continue
         image_id, volume_id = split_volume_path(path)
-        # the VM's name (checked), not the snapshot's free-text description
-        alias = json.dumps({"DiskAlias": f"{vm_name}_{what}"},
-                           separators=(",", ":")).replace(",", ";")
+        alias = lun_description(*memory_disk_names(vm.name, vm.id, snapshot.description,
+                                                   disk_type))
         lines[f"VOL_{volume_id}"] = ",".join([
             str(image_id), str(extent[0]), str(extent[1]), "RAW", str(extent[1]), alias,
             TOP_OF_CHAIN, "LEAF", disk_type, str(snapshot.id)])
@@ -224,6 +248,8 @@ def _memory_lines(snapshot: Snapshot, vm_name: str) -> dict[str, str]:
 
 
 async def _import(ctx: JobContext, domain: StorageDomain, host: Host) -> dict[str, Any]:
+    if domain.storage_type == StorageType.ISCSI.value:
+        return await _import_lun(ctx, domain, host)
     async with ctx.step(f"Reading the storage domain on {domain.address}:{domain.path}",
                         host_id=host.id):
         found = await ctx.nodes.call(host, StorageDomainScan(storage=export_of(domain)),
@@ -272,8 +298,7 @@ def is_image_leaf(volume: StoredVolume, volumes: list[StoredVolume]) -> bool:
     return True
 
 
-# vdsm's DISKTYPE of a snapshot's memory volumes -> oVirt's disk content type
-MEMORY_CONTENT = {"MEMD": "memory_dump_volume", "MEMM": "memory_metadata_volume"}
+_DISK_TYPES = {content: disk_type for disk_type, content in MEMORY_CONTENT.items()}
 
 
 async def _adopt(session: Any, domain: StorageDomain, volume: StoredVolume) -> bool:
@@ -286,26 +311,98 @@ async def _adopt(session: Any, domain: StorageDomain, volume: StoredVolume) -> b
         return False
     if await session.get(Disk, volume.image_id) is not None:
         return False
-    try:
-        described = json.loads(meta.get("DESCRIPTION") or "{}")
-    except ValueError:
-        described = {}
-    alias = described.get("DiskAlias") if isinstance(described, dict) else None
+    described = read_description(meta.get("DESCRIPTION"))
+    alias = described.get("DiskAlias")
     # A snapshot's memory volume (vdsm's DISKTYPE MEMD/MEMM): the import brings no
     # snapshot, so it becomes a disk of oVirt's memory content type, which no VM can
     # attach and its owner may remove, rather than a data disk or a forgotten volume.
     content_type = MEMORY_CONTENT.get(meta.get("DISKTYPE", ""), "data")
-    if alias is None and content_type != "data":
+    if alias is None and content_type != "data":  # written before the names were kept
         alias = f"{meta.get('DESCRIPTION') or 'memory'} {str(volume.image_id)[:8]}"
+    size = int(meta.get("CAP") or volume.virtual_size)
     session.add(Disk(
         id=volume.image_id, name=str(alias or f"disk-{str(volume.image_id)[:8]}")[:255],
-        description=str(described.get("DiskDescription", "")) if isinstance(described, dict)
-        else "", storage_domain_id=domain.id, content_type=content_type,
-        provisioned_size=int(meta.get("CAP") or volume.virtual_size),
-        actual_size=volume.actual_size,
+        description=described.get("DiskDescription", ""), storage_domain_id=domain.id,
+        content_type=content_type, provisioned_size=size,
+        # a memory volume shows its whole size, as the engine that made it showed it
+        actual_size=volume.actual_size if content_type == "data" else size,
         format="cow" if volume.format is DiskFormat.QCOW2 else "raw",
         sparse=meta.get("TYPE", "SPARSE") == "SPARSE", status=DiskStatus.OK,
         image_path=volume_path(domain, volume.image_id, volume.volume_id)))
+    await session.flush()
+    return True
+
+
+async def _import_lun(ctx: JobContext, domain: StorageDomain, host: Host) -> dict[str, Any]:
+    """Take over the iSCSI domain on the row's LUN: its metadata area is read again (the
+    API read it to check the request; this is the truth now), the domain keeps its id,
+    every single-volume image (a disk without snapshots, legal) and every memory volume
+    becomes a disk with its extent, and the other volumes (snapshot chains, thin volumes
+    over a template, illegal volumes) are kept: their lines stay in the area and their
+    extents taken. One transaction records it all, so a retry (or a successor after a
+    crash) reads and adopts again from the start."""
+    lun = lun_of(domain, ctx.services.secret_box())
+    async with ctx.step(f"Reading the metadata area of LUN {domain.path} of "
+                        f"{domain.address}", host_id=host.id):
+        found = await ctx.nodes.call(host, LunRead(lun=lun), LunContents,
+                                     key=ctx.key("read"), timeout_s=120)
+    area = parse_metadata(found.metadata)
+    problem = area_problem(area, lun_size=found.size_bytes, first_extent=DOMAIN_AREA)
+    if problem is None and area["SDUUID"] != str(domain.storage_uuid or domain.id):
+        problem = (f"it now holds storage domain {area['SDUUID']}, not "
+                   f"{domain.storage_uuid or domain.id}")
+    if problem is not None:
+        raise JobFailed(f"LUN {domain.path} of {domain.address} cannot be imported: {problem}")
+    volumes = volume_lines(area)
+    images: dict[uuid.UUID, list[LunVolume]] = {}
+    for volume in volumes:
+        images.setdefault(volume.image_id, []).append(volume)
+    adopted: list[str] = []
+    async with ctx.transaction() as session:
+        row = await lookup.get(session, StorageDomain, domain.id, for_update=True)
+        if row.status != StorageDomainStatus.LOCKED:
+            return {"disks": 0}  # settled by an earlier try
+        kept: dict[str, str] = {}
+        for volume in volumes:
+            if await _adopt_extent(session, row, volume, images[volume.image_id]):
+                adopted.append(volume.alias or str(volume.image_id))
+            else:
+                kept[volume.key] = volume.line
+        row.kept_volumes = kept or None
+        row.used_bytes, row.available_bytes = 0, found.size_bytes - DOMAIN_AREA
+        await recount_extents(session, row.id)
+        row.status = StorageDomainStatus.UNATTACHED
+        audit.record(session, f"Storage Domain {row.name} was imported from LUN {row.path} "
+                     f"of {row.address} with {len(adopted)} disk(s)" + (
+                         f"; {len(kept)} volume(s) of snapshot chains, thin disks or illegal "
+                         "disks stay on the LUN, not adopted" if kept else ""),
+                     code=audit.STORAGE_DOMAIN_ADDED, storage_domain_id=row.id,
+                     host_id=host.id, job_id=ctx.job.id, user_id=ctx.job.owner_id)
+    return {"disks": len(adopted), "kept_volumes": len(kept)}
+
+
+async def _adopt_extent(session: AsyncSession, domain: StorageDomain, volume: LunVolume,
+                        image: list[LunVolume]) -> bool:
+    """A disk row for a volume of an imported iSCSI domain when it is a whole image on
+    its own (no snapshot under it, no template's volume under it: the engine gives
+    libvirt a disk's chain from its snapshots, which an import does not bring) and legal,
+    or a memory volume; its image id is the disk's, as on NFS."""
+    whole = volume.leaf and volume.parent == TOP_OF_CHAIN and len(image) == 1
+    if not whole or not volume.legal or await session.get(Disk, volume.image_id) is not None:
+        return False
+    content_type = MEMORY_CONTENT.get(volume.disk_type, "data")
+    if content_type == "data" and volume.disk_type != "DATA":
+        return False
+    memory = content_type != "data"
+    fmt = "cow" if volume.format == "COW" else "raw"
+    session.add(Disk(
+        id=volume.image_id, name=(volume.alias or f"disk-{str(volume.image_id)[:8]}")[:255],
+        description=volume.description, storage_domain_id=domain.id,
+        content_type=content_type,
+        provisioned_size=volume.size if memory else volume.virtual_size,
+        actual_size=volume.size, format=fmt, sparse=fmt == "cow", status=DiskStatus.OK,
+        image_path=extent_path(domain, volume.offset, volume.size, volume.image_id,
+                               volume.volume_id)))
     await session.flush()
     return True
 

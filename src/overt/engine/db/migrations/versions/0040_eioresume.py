@@ -1,8 +1,8 @@
 """eioresume: what the engine does with a VM paused by a storage I/O error (oVirt's
 storage_error_resume_behaviour) and why its node says a paused VM is paused
 
-Revision ID: 0039_eioresume
-Revises: 0038_memfollow
+Revision ID: 0040_eioresume
+Revises: 0039_iscsiimport
 Create Date: 2026-12-03 16:00:00.000000
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0039_eioresume'
-down_revision = '0038_memfollow'
+revision = '0040_eioresume'
+down_revision = '0039_iscsiimport'
 branch_labels = None
 depends_on = None
 
