@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from overt import __version__
 from overt.node.errors import NodeFailure, invalid_state, no_such_vm
@@ -274,7 +275,7 @@ class SimulatedHypervisor:
         assert vm is not None
         if restore_from is not None and restore_as_spec:
             # The copy from a raw volume ends padded to a sector, as a real one would.
-            state = json.loads((await asyncio.to_thread(restore_from.read_text)).rstrip("\x00"))
+            state = await asyncio.to_thread(saved_state, restore_from)
             if state.get("vm_id") != str(vm_id):
                 raise NodeFailure(ErrorCode.HYPERVISOR_ERROR, f"the saved state {restore_from} "
                                   f"is of VM {state.get('vm_id')}, not {vm_id}")
@@ -613,6 +614,16 @@ class SimulatedHypervisor:
         report = vm.report(reason=detail)
         self._events.put_nowait(VmChanged(report, detail))
         return report
+
+
+def saved_state(path: Path) -> dict[str, Any]:
+    """A simulated VM's saved state: a small JSON document at the start of its file, which
+    a copy to a memory volume leaves followed by the volume's zeros (read up to the first
+    zero byte: the volume may be hundreds of MiB)."""
+    with path.open("rb") as image:
+        head = image.read(1 << 16)
+    found: dict[str, Any] = json.loads(head.split(b"\0", 1)[0])
+    return found
 
 
 def _is_qcow2(path: Path) -> bool:

@@ -44,6 +44,7 @@ from overt.engine.services import devices, snapshots, vms
 from overt.engine.services.inputs import DiskAttachmentInput, DiskInput
 from overt.node import memory_states
 from overt.node.errors import NodeFailure
+from overt.node.simulated.hypervisor import saved_state
 from overt.node.storage.nfs_domain import NfsDomains
 from overt.protocol import ErrorCode
 from overt.protocol.ovirt_metadata import parse_metadata
@@ -106,7 +107,7 @@ async def test_a_snapshot_with_memory_resumes_the_guest_after_a_restore_with_mem
     vm = await engine.vm(vm_id)
     assert snapshot_view(vm, row)["persist_memorystate"] is True
     memory, metadata = _memory_files(export, row)
-    state = json.loads(memory.read_text().rstrip("\x00"))
+    state = saved_state(memory)
     assert state["vm_id"] == str(vm_id) and state["booted_at"] == booted
     assert "<domain>" in metadata.read_text()
     assert _meta(memory)["DISKTYPE"] == "MEMD" and _meta(metadata)["DISKTYPE"] == "MEMM"
@@ -258,7 +259,7 @@ async def test_an_engine_that_dies_while_the_state_is_copied_leaves_it_to_a_succ
     row = await _snapshot(engine, taken.id)
     assert row.status == "ok"
     memory, _metadata = _memory_files(export, row)
-    assert json.loads(memory.read_text().rstrip("\x00"))["booted_at"] == booted
+    assert saved_state(memory)["booted_at"] == booted
     assert all(len(c) == 2 for c in await _chains(engine, export, disk_ids))
     async with engine.session() as session:
         assert (await session.execute(select(Lock))).all() == []
