@@ -78,6 +78,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true",
                         help="print the engine's top functions (cProfile, skews the times)")
     parser.add_argument("--only", default="", help="only requests whose label contains this")
+    parser.add_argument("--sort", default="cumulative",
+                        help="the order of the profile's functions: cumulative or tottime")
     args = parser.parse_args()
     with database(args.pg) as url:
         # The API alone: no monitor marks the idle fleet non responsive meanwhile.
@@ -119,7 +121,7 @@ def run(engine: RunningEngine, args: argparse.Namespace) -> None:
                 sizes[label] = len(reply.content)
         if profile is not None:
             profile.disable()
-            pstats.Stats(profile).sort_stats("cumulative").print_stats(45)
+            pstats.Stats(profile).sort_stats(args.sort).print_stats(45)
     backend = "PostgreSQL" if args.pg else "SQLite"
     print(f"engine with {args.count} hosts and {args.count} VMs on {backend}; "
           f"{args.rounds} rounds, interleaved")

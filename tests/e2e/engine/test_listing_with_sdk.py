@@ -92,6 +92,21 @@ def test_a_listed_vm_is_written_as_it_is_alone(http: httpx.Client) -> None:
             ElementTree.fromstring(alone.content))
 
 
+@pytest.mark.parametrize("params", [{}, {"all_content": "true"}])
+def test_a_listed_host_is_written_as_it_is_alone(http: httpx.Client,
+                                                 params: dict[str, str]) -> None:
+    listed = ElementTree.fromstring(http.get("/hosts", params={
+        "search": f"name={PREFIX}host-*", **params}).content)
+    assert [h.findtext("name") for h in listed] == [f"{PREFIX}host-{n:05d}"
+                                                    for n in range(COUNT)]
+    for host in listed:
+        alone = http.get(f"/hosts/{host.get('id')}", params=params)
+        assert alone.status_code == 200
+        assert (host.find("hosted_engine") is not None) is bool(params)
+        assert ElementTree.tostring(host) == ElementTree.tostring(
+            ElementTree.fromstring(alone.content))
+
+
 def test_max_limits_the_list_to_the_first_by_name(system: sdk.services.SystemService) -> None:
     vms = system.vms_service().list(search=f"name={PREFIX}vm-*", max=5)
     assert [vm.name for vm in vms] == [f"{PREFIX}vm-{n:05d}" for n in range(5)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from starlette.responses import Response
 
-from overt.engine.api import views
+from overt.engine.api import list_xml, views
 from overt.engine.api.context import ApiContext
 from overt.engine.api.readers import ref_of
 from overt.engine.api.resources.common import (
@@ -64,8 +64,14 @@ async def list_hosts(ctx: ApiContext) -> Response:
     rows = await list_records(ctx, select(Host).join(Cluster, Cluster.id == Host.cluster_id)
                                 .order_by(Host.name),
                                 {"name": Host.name, "status": Host.status,
-                                 "address": Host.address, "cluster": Cluster.name})
-    return ctx.render_list("hosts", "host", await _views(ctx, rows))
+                                 "address": Host.address, "cluster": Cluster.name},
+                              columns=list_xml.HOST_COLUMNS)
+    if ctx.wants_json:
+        return ctx.render_list("hosts", "host", await _views(ctx, rows))
+    # XML (what the SDK asks for) straight from the rows: the same bytes as the views.
+    all_content = ctx.strict_flag("all_content")
+    return Response(list_xml.hosts_xml(rows, await _vm_counts(ctx, rows), all_content=all_content),
+                    media_type="application/xml")
 
 
 @routes.get("/hosts/{host_id}")
