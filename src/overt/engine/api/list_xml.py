@@ -112,7 +112,8 @@ def _hardware_xml(h: Any, facts: dict[str, Any]) -> str:
     if not facts and h.host_uuid is None:
         return ""
     return _element("hardware_information", "".join((
-        _leaf("uuid", facts.get("system_uuid") or (str(h.host_uuid) if h.host_uuid else None)),
+        _leaf("uuid", facts.get("system_uuid")
+              or (views.id_text(h.host_uuid) if h.host_uuid else None)),
         _leaf("manufacturer", facts.get("manufacturer") or None),
         _leaf("product_name", facts.get("product_name") or None),
         _leaf("version", facts.get("product_version") or None),

@@ -19,6 +19,10 @@ from overt.engine.db.tables import AuditEvent, Job
 from overt.engine.identity.access import KINDS, Access, visible_history
 
 T = TypeVar("T")
+# Above this many objects, a listing's related rows are read for all objects that have
+# them rather than by an IN of the listed ids: compiling and binding a thousand ids costs
+# several times more than reading the rows of the few the listing leaves out.
+MANY = 100
 
 
 async def list_rows(ctx: ApiContext, stmt: Select[T], fields: dict[str, Any]) -> list[T]:

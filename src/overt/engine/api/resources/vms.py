@@ -23,6 +23,7 @@ from overt.engine.api.readers import (
 from overt.engine.api.resources import consoles as console_resources
 from overt.engine.api.resources import vm_devices
 from overt.engine.api.resources.common import (
+    MANY,
     action_done,
     action_params,
     list_records,
@@ -98,6 +99,10 @@ async def _host_addresses(ctx: ApiContext, vms: Sequence[Vm]) -> dict[uuid.UUID,
     host_ids = sorted({vm.host_id for vm in vms
                        if console_resources.listens(vm) and vm.host_id is not None})
     found: dict[uuid.UUID, str] = {}
+    if len(host_ids) > MANY:  # every host where a console listens
+        rows = await ctx.session.execute(select(Host.id, Host.address).where(Host.id.in_(
+            select(Vm.host_id).where(Vm.vnc_port.is_not(None)))))
+        return {host_id: address for host_id, address in rows}
     for batch in _batches(host_ids):
         rows = await ctx.session.execute(
             select(Host.id, Host.address).where(Host.id.in_(batch)))
