@@ -111,8 +111,15 @@ async def _host_addresses(ctx: ApiContext, vms: Sequence[Vm]) -> dict[uuid.UUID,
 
 
 async def _virtio_scsi(ctx: ApiContext, vm_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-    """Those of `vm_ids` with a disk on virtio-scsi (their node gives them the controller)."""
+    """Those of `vm_ids` with a disk on virtio-scsi (their node gives them the controller;
+    for many, all VMs with one)."""
     found: set[uuid.UUID] = set()
+    if len(vm_ids) > MANY:
+        rows = await ctx.session.execute(
+            select(DiskAttachment.vm_id).distinct().where(
+                DiskAttachment.vm_id.is_not(None),
+                DiskAttachment.interface == DiskInterface.VIRTIO_SCSI.value))
+        return {vm_id for vm_id in rows.scalars() if vm_id is not None}
     for batch in _batches(vm_ids):
         rows = await ctx.session.execute(
             select(DiskAttachment.vm_id).distinct().where(
