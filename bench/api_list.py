@@ -7,6 +7,7 @@ The request kinds are interleaved round by round so a busy machine weighs on eac
 Prints p50/p99 of the wall time per request and the engine thread's CPU time (p50).
 Usage:
     .venv/bin/python -m bench.api_list [--count 1000] [--rounds 30] [--pg] [--profile]
+                                       [--keep-heap]
 """
 
 from __future__ import annotations
@@ -59,6 +60,17 @@ def database(pg: bool) -> Iterator[str | None]:
         yield url
 
 
+def settle() -> None:
+    """What `overt engine` does once it serves (`composition.settle_heap`), if the engine's
+    source has it (a previous engine's, measured for comparison, may not)."""
+    try:
+        from overt.engine.composition import settle_heap
+    except ImportError:
+        print("(this engine does not settle its heap)")
+        return
+    settle_heap()
+
+
 def profiled(engine: RunningEngine) -> cProfile.Profile:
     """A profiler enabled in the engine's own thread (where requests are served)."""
     profile = cProfile.Profile()
@@ -78,6 +90,11 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true",
                         help="print the engine's top functions (cProfile, skews the times)")
     parser.add_argument("--only", default="", help="only requests whose label contains this")
+    parser.add_argument("--keep-heap", action="store_true",
+                        help="leave the startup heap to the garbage collector, as the engines "
+                        "tests start do (`overt engine` hides it: composition.settle_heap)")
+    parser.add_argument("--sort", default="cumulative",
+                        help="the order of the profile's functions: cumulative or tottime")
     args = parser.parse_args()
     with database(args.pg) as url:
         # The API alone: no monitor marks the idle fleet non responsive meanwhile.
@@ -85,6 +102,8 @@ def main() -> None:
                               parts=Parts.only("api"))
         try:
             asyncio.run(fill(engine.runtime.settings.database_url(), args.count))
+            if not args.keep_heap:
+                settle()
             run(engine, args)
         finally:
             engine.stop()
@@ -119,7 +138,7 @@ def run(engine: RunningEngine, args: argparse.Namespace) -> None:
                 sizes[label] = len(reply.content)
         if profile is not None:
             profile.disable()
-            pstats.Stats(profile).sort_stats("cumulative").print_stats(45)
+            pstats.Stats(profile).sort_stats(args.sort).print_stats(45)
     backend = "PostgreSQL" if args.pg else "SQLite"
     print(f"engine with {args.count} hosts and {args.count} VMs on {backend}; "
           f"{args.rounds} rounds, interleaved")

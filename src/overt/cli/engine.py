@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from overt.cli.errors import reports_errors
 from overt.config import EngineSettings, SettingsError
-from overt.engine.composition import EngineRuntime, Parts
+from overt.engine.composition import EngineRuntime, Parts, settle_heap
 from overt.logs import configure_logging
 
 
@@ -90,7 +90,17 @@ def engine(
         if runtime.generated_password:
             typer.echo(f"admin@internal password (also in {runtime.password_file}): "
                        f"{runtime.generated_password}")
-        await runtime.run()
+        ready = asyncio.Event()
+
+        async def settle() -> None:
+            await ready.wait()
+            settle_heap()
+
+        settling = asyncio.create_task(settle())
+        try:
+            await runtime.run(ready=ready)
+        finally:
+            settling.cancel()
 
     asyncio.run(main())
     logging.shutdown()

@@ -13,6 +13,8 @@ import ovirtsdk4 as sdk
 import pytest
 from defusedxml import ElementTree
 
+from overt.engine.api.resources import hosts as host_resources
+from overt.engine.api.resources import vms as vm_resources
 from overt.engine.composition import Parts
 from tests.conftest import postgres_database
 from tests.support.engine import RunningEngine, start_engine
@@ -90,6 +92,41 @@ def test_a_listed_vm_is_written_as_it_is_alone(http: httpx.Client) -> None:
         assert alone.status_code == 200
         assert ElementTree.tostring(vm) == ElementTree.tostring(
             ElementTree.fromstring(alone.content))
+
+
+@pytest.mark.parametrize("params", [{}, {"all_content": "true"}])
+def test_a_listed_host_is_written_as_it_is_alone(http: httpx.Client,
+                                                 params: dict[str, str]) -> None:
+    listed = ElementTree.fromstring(http.get("/hosts", params={
+        "search": f"name={PREFIX}host-*", **params}).content)
+    assert [h.findtext("name") for h in listed] == [f"{PREFIX}host-{n:05d}"
+                                                    for n in range(COUNT)]
+    for host in listed:
+        alone = http.get(f"/hosts/{host.get('id')}", params=params)
+        assert alone.status_code == 200
+        assert (host.find("hosted_engine") is not None) is bool(params)
+        assert ElementTree.tostring(host) == ElementTree.tostring(
+            ElementTree.fromstring(alone.content))
+
+
+@pytest.mark.parametrize(("path", "more"), [("/hosts", {}), ("/vms", {}),
+                                            ("/vms", {"all_content": "true"})])
+def test_a_long_list_reads_related_rows_of_all_with_the_same_answer(
+        http: httpx.Client, monkeypatch: pytest.MonkeyPatch, path: str,
+        more: dict[str, str]) -> None:
+    """Over `MANY` objects, VM counts, console addresses and VMs on virtio-scsi are read
+    for all, not by the listed ids (this engine runs in the test's process: its threshold
+    is lowered)."""
+    params = {"search": f"name={PREFIX}*", **more}
+    by_ids = http.get(path, params=params)
+    for module in (host_resources, vm_resources):
+        monkeypatch.setattr(module, "MANY", 1)
+    for_all = http.get(path, params=params)
+    assert for_all.status_code == by_ids.status_code == 200
+    assert for_all.content == by_ids.content
+    assert b"<port>5902</port>" in for_all.content or b"<active>1</active>" in for_all.content
+    if more:
+        assert b"<virtio_scsi><enabled>true</enabled></virtio_scsi>" in for_all.content
 
 
 def test_max_limits_the_list_to_the_first_by_name(system: sdk.services.SystemService) -> None:

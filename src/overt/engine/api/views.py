@@ -87,17 +87,26 @@ def cluster(c: t.Cluster, *, mac_pool_id: uuid.UUID | None = None) -> Representa
     }
 
 
-def host(h: t.Host, *, vm_count: int = 0) -> Representation:
-    text_id = id_text(h.id)
+def host_shape(text_id: str) -> Representation:
+    """A host's href, id, actions and links: all that depends on its id alone (listings
+    write them once for all, `api.list_xml`)."""
     base = f"{API_PREFIX}/hosts/{text_id}"
-    caps: dict[str, Any] = h.capabilities or {}
     return {
         "href": base, "id": text_id,
         "actions": actions(base, "activate", "approve", "commitnetconfig", "deactivate",
                            "enrollcertificate", "fence", "install", "refresh", "setupnetworks"),
-        "name": h.name, "description": h.description,
         "link": links(base, "nics", "networkattachments", "statistics", "permissions",
                       "storage", "fenceagents"),
+    }
+
+
+def host(h: t.Host, *, vm_count: int = 0) -> Representation:
+    shape = host_shape(id_text(h.id))
+    caps: dict[str, Any] = h.capabilities or {}
+    return {
+        "href": shape["href"], "id": shape["id"], "actions": shape["actions"],
+        "name": h.name, "description": h.description,
+        "link": shape["link"],
         "address": h.address, "port": h.port, "status": h.status,
         "status_detail": h.status_detail or None,
         "type": "rhel", "external_status": "ok",
@@ -158,24 +167,42 @@ def fence_agent(a: t.FenceAgent) -> Representation:
     }
 
 
-def vm(v: t.Vm, *, nics: Sequence[Representation] | None = None,
-       disk_attachments: Sequence[Representation] | None = None) -> Representation:
-    text_id = id_text(v.id)
+def vm_shape(text_id: str, *, nics: bool, disk_attachments: bool) -> Representation:
+    """A VM's href, id, actions and links (but those of `nics` and `disk_attachments`
+    when they are inline): all that depends on its id alone (`api.list_xml`)."""
     base = f"{API_PREFIX}/vms/{text_id}"
-    rep: Representation = {
+    rels = ["diskattachments", "nics", "statistics", "graphicsconsoles", "permissions",
+            "snapshots", "cdroms"]
+    if nics:
+        rels.remove("nics")
+    if disk_attachments:
+        rels.remove("diskattachments")
+    return {
         "href": base, "id": text_id,
         "actions": actions(base, "start", "stop", "shutdown", "reboot", "suspend", "ticket",
                            "migrate", "cancelmigration", "clone", "previewsnapshot",
                            "commitsnapshot", "undosnapshot"),
-        "name": v.name, "description": v.description, "comment": v.comment,
+        "link": links(base, *rels),
     }
-    rels = ["diskattachments", "nics", "statistics", "graphicsconsoles", "permissions",
-            "snapshots", "cdroms"]
-    if nics is not None:
-        rels.remove("nics")
-    if disk_attachments is not None:
-        rels.remove("diskattachments")
-    rep["link"] = links(base, *rels)
+
+
+def placement_policy(v: t.Vm) -> Representation:
+    return {
+        "affinity": v.placement_affinity,
+        "hosts": {"host": [ref("hosts", uuid.UUID(str(h))) for h in v.placement_hosts]}
+        if v.placement_hosts else None,
+    }
+
+
+def vm(v: t.Vm, *, nics: Sequence[Representation] | None = None,
+       disk_attachments: Sequence[Representation] | None = None) -> Representation:
+    shape = vm_shape(id_text(v.id), nics=nics is not None,
+                     disk_attachments=disk_attachments is not None)
+    rep: Representation = {
+        "href": shape["href"], "id": shape["id"], "actions": shape["actions"],
+        "name": v.name, "description": v.description, "comment": v.comment,
+        "link": shape["link"],
+    }
     rep.update({
         "cpu": {"architecture": "x86_64",
                 "topology": {"cores": v.cpu_cores, "sockets": v.cpu_sockets,
@@ -196,11 +223,7 @@ def vm(v: t.Vm, *, nics: Sequence[Representation] | None = None,
         "instance_type": ref("instancetypes", v.instance_type_id),
         "initialization": initialization_view(Initialization.from_json(v.initialization))
         if v.initialization else None,
-        "placement_policy": {
-            "affinity": v.placement_affinity,
-            "hosts": {"host": [ref("hosts", uuid.UUID(str(h))) for h in v.placement_hosts]}
-            if v.placement_hosts else None,
-        },
+        "placement_policy": placement_policy(v),
         "stateless": False, "storage_error_resume_behaviour": v.storage_error_resume_behaviour,
         "type": "server",
         "run_once": False,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from starlette.responses import Response
 
-from overt.engine.api import views
+from overt.engine.api import list_xml, views
 from overt.engine.api.authorization import require_permit, require_vm_creation
 from overt.engine.api.context import ApiContext, href
 from overt.engine.api.initialization import read_initialization, sealed_initialization
@@ -23,6 +23,7 @@ from overt.engine.api.readers import (
 from overt.engine.api.resources import consoles as console_resources
 from overt.engine.api.resources import vm_devices
 from overt.engine.api.resources.common import (
+    MANY,
     action_done,
     action_params,
     list_records,
@@ -98,6 +99,10 @@ async def _host_addresses(ctx: ApiContext, vms: Sequence[Vm]) -> dict[uuid.UUID,
     host_ids = sorted({vm.host_id for vm in vms
                        if console_resources.listens(vm) and vm.host_id is not None})
     found: dict[uuid.UUID, str] = {}
+    if len(host_ids) > MANY:  # every host where a console listens
+        rows = await ctx.session.execute(select(Host.id, Host.address).where(Host.id.in_(
+            select(Vm.host_id).where(Vm.vnc_port.is_not(None)))))
+        return {host_id: address for host_id, address in rows}
     for batch in _batches(host_ids):
         rows = await ctx.session.execute(
             select(Host.id, Host.address).where(Host.id.in_(batch)))
@@ -106,8 +111,15 @@ async def _host_addresses(ctx: ApiContext, vms: Sequence[Vm]) -> dict[uuid.UUID,
 
 
 async def _virtio_scsi(ctx: ApiContext, vm_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-    """Those of `vm_ids` with a disk on virtio-scsi (their node gives them the controller)."""
+    """Those of `vm_ids` with a disk on virtio-scsi (their node gives them the controller;
+    for many, all VMs with one)."""
     found: set[uuid.UUID] = set()
+    if len(vm_ids) > MANY:
+        rows = await ctx.session.execute(
+            select(DiskAttachment.vm_id).distinct().where(
+                DiskAttachment.vm_id.is_not(None),
+                DiskAttachment.interface == DiskInterface.VIRTIO_SCSI.value))
+        return {vm_id for vm_id in rows.scalars() if vm_id is not None}
     for batch in _batches(vm_ids):
         rows = await ctx.session.execute(
             select(DiskAttachment.vm_id).distinct().where(
@@ -116,23 +128,43 @@ async def _virtio_scsi(ctx: ApiContext, vm_ids: Sequence[uuid.UUID]) -> set[uuid
     return found
 
 
+@dataclass(frozen=True)
+class Related:
+    """What a listing of VMs shows besides their rows, read in a few queries for all."""
+    addresses: dict[uuid.UUID, str]  # of the hosts where their consoles listen
+    nics: dict[uuid.UUID, list[Representation]] | None  # followed
+    attachments: dict[uuid.UUID, list[Representation]] | None  # followed
+    virtio_scsi: set[uuid.UUID] | None  # those with a disk on it, with all_content
+
+
+async def related_of(ctx: ApiContext, vms: Sequence[Vm]) -> Related:
+    follow = ctx.follow()
+    all_content = ctx.strict_flag("all_content")
+    ids = [vm.id for vm in vms]
+    scsi = await _virtio_scsi(ctx, ids) if all_content else None
+    nics = await _nic_views(ctx, ids) if "nics" in follow else None
+    attachments = None
+    if "disk_attachments" in follow or "disk_attachments.disk" in follow:
+        attachments = await _attachment_views(ctx, ids,
+                                              with_disks="disk_attachments.disk" in follow)
+    return Related(await _host_addresses(ctx, vms), nics, attachments, scsi)
+
+
 async def vm_views(ctx: ApiContext, vms: Sequence[Vm]) -> list[Representation]:
     """Views of `vms` with what `follow` inlines; related rows in a few queries in all.
 
     `all_content=true` adds what oVirt leaves out by default because it costs more queries:
     `console` (every Overt VM has a serial console), `soundcard_enabled` (never: no sound
     device) and `virtio_scsi` (whether a disk is on it)."""
-    follow = ctx.follow()
-    all_content = ctx.strict_flag("all_content")
-    ids = [vm.id for vm in vms]
-    scsi = await _virtio_scsi(ctx, ids) if all_content else set()
-    nics = await _nic_views(ctx, ids) if "nics" in follow else None
-    attachments = None
-    if "disk_attachments" in follow or "disk_attachments.disk" in follow:
-        attachments = await _attachment_views(ctx, ids,
-                                              with_disks="disk_attachments.disk" in follow)
-    addresses = await _host_addresses(ctx, vms)
+    return vm_reps(vms, await related_of(ctx, vms))
+
+
+def vm_reps(vms: Sequence[Vm], related: Related) -> list[Representation]:
+    """The views of `vms` given what else they show (`vm_views` without the queries)."""
+    scsi, nics, attachments = related.virtio_scsi or set(), related.nics, related.attachments
+    addresses = related.addresses
     devices_links = vm_devices.LINKS
+    all_content = related.virtio_scsi is not None
     reps = []
     for vm in vms:
         rep = views.vm(vm, nics=nics[vm.id] if nics is not None else None,
@@ -161,8 +193,16 @@ SEARCH_FIELDS["host"] = Host.name
 async def list_vms(ctx: ApiContext) -> Response:
     stmt = (select(Vm).join(Cluster, Cluster.id == Vm.cluster_id)
             .outerjoin(Host, Host.id == Vm.host_id).order_by(Vm.name))
-    rows = await list_records(ctx, stmt, SEARCH_FIELDS)
-    return ctx.render_list("vms", "vm", await vm_views(ctx, rows))
+    rows = await list_records(ctx, stmt, SEARCH_FIELDS, columns=list_xml.VM_COLUMNS)
+    if ctx.wants_json:
+        return ctx.render_list("vms", "vm", await vm_views(ctx, rows))
+    # XML (what the SDK asks for) straight from the rows: the same bytes as the views.
+    related = await related_of(ctx, rows)
+    return Response(list_xml.vms_xml(rows, addresses=related.addresses, nics=related.nics,
+                                     disk_attachments=related.attachments,
+                                     virtio_scsi=related.virtio_scsi,
+                                     extra_links=vm_devices.LINKS),
+                    media_type="application/xml")
 
 
 @routes.post("/vms")

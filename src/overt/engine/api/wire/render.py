@@ -106,6 +106,15 @@ def _write(out: list[str], tag: str, rep: Representation) -> None:
         out.append(f"</{tag}>")
 
 
+def child_xml(key: str, value: object) -> str:
+    """What `key: value` of a representation adds inside its parent's element, written as
+    `to_xml` writes it (nothing for None): for writers that build the rest of an object
+    themselves (`api.list_xml`)."""
+    out: list[str] = []
+    _write(out, "x", {key: value})
+    return "".join(out[1:-1]) if len(out) > 1 else ""
+
+
 def to_xml(root: str, rep: Representation) -> bytes:
     """Serialise with the standard library's XML escaping (faster than building a tree)."""
     out = ['<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n']
