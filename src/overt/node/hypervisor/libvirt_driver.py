@@ -7,6 +7,7 @@ Domain name = VmSpec name, domain UUID = VmSpec id; Overt's metadata marks our V
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -114,7 +115,9 @@ class LibvirtHypervisor:
         # when the preparation lapses (`INCOMING_KEEP_S`).
         self._incoming: dict[uuid.UUID, tuple[frozenset[str], float]] = {}
         self.monotonic: Callable[[], float] = time.monotonic  # tests move it
-        # A secret is defined and its domain made under this lock, and pruned under it.
+        # The iSCSI secrets of VMs whose domain is being made (`_named_secrets`), by VM id.
+        self._starting: dict[uuid.UUID, frozenset[str]] = {}
+        # Secrets are defined and pruned under this lock.
         self._secrets_lock = asyncio.Lock()
 
     @property
@@ -216,19 +219,31 @@ class LibvirtHypervisor:
         meta = OvertMetadata(spec.id, spec.spec_version, job)
         xml = domain_xml(spec, self.virt_mode, meta, config_drive=self._write_drive(spec),
                          ovs_bridges=await _ovs_bridges(spec.nics))
-        async with self._secrets_lock:
-            await self._secrets(conn, spec)
+        async with self._named_secrets(conn, spec):
             dom = await self._call(f"defining VM {spec.name}", conn.defineXML, xml)
         self._known[str(spec.id)] = meta
         log.info("VM defined", extra={"vm": spec.name, "vm_id": str(spec.id)})
         return await self._report(dom)
 
-    async def _secrets(self, conn: libvirt.virConnect, spec: VmSpec) -> None:
-        """The iSCSI CHAP secrets the VM's disks name, defined before the VM is."""
-        credentials = libvirt_secrets.iscsi_credentials(spec)
-        if credentials:
+    @contextlib.asynccontextmanager
+    async def _named_secrets(self, conn: libvirt.virConnect, spec: VmSpec | None
+                             ) -> AsyncIterator[None]:
+        """The iSCSI CHAP secrets `spec`'s disks name, defined, and kept from pruning while
+        the block makes the domain that names them. Only defining them takes the lock, so
+        VMs start side by side: a start made under it made a node's starts take turns
+        (ten at once took ten times one)."""
+        credentials = libvirt_secrets.iscsi_credentials(spec) if spec is not None else {}
+        if spec is None or not credentials:
+            yield
+            return
+        async with self._secrets_lock:
             await self._call(f"defining the iSCSI secrets of VM {spec.name}",
                              libvirt_secrets.ensure, conn, credentials)
+            self._starting[spec.id] = frozenset(credentials)
+        try:
+            yield
+        finally:
+            self._starting.pop(spec.id, None)
 
     async def prepare_incoming(self, vm_id: uuid.UUID,
                                credentials: dict[str, ChapAuth]) -> None:
@@ -260,7 +275,8 @@ class LibvirtHypervisor:
                 log.warning("VM %s was prepared for but never came: its secrets go",
                             vm_id)
                 del self._incoming[vm_id]
-            keep = frozenset[str]().union(*(usages for usages, _ in self._incoming.values()))
+            keep = frozenset[str]().union(*(usages for usages, _ in self._incoming.values()),
+                                          *self._starting.values())
             try:
                 removed = await self.calls.run(libvirt_secrets.prune, self.connection.get(),
                                                keep)
@@ -289,9 +305,7 @@ class LibvirtHypervisor:
                                  config_drive=self._write_drive(spec),
                                  ovs_bridges=await _ovs_bridges(spec.nics))
                 self._known[str(spec.id)] = meta
-            async with self._secrets_lock:  # the saved VM's disks name them as before
-                if spec is not None:
-                    await self._secrets(conn, spec)
+            async with self._named_secrets(conn, spec):  # its disks name them as before
                 return await self._restore(vm_id, restore_from, paused=paused, xml=xml)
         if spec is None:
             if existing is None:
@@ -307,8 +321,7 @@ class LibvirtHypervisor:
             xml = domain_xml(spec, self.virt_mode, meta, config_drive=self._write_drive(spec),
                              ovs_bridges=await _ovs_bridges(spec.nics))
             self._known[str(spec.id)] = meta
-            async with self._secrets_lock:
-                await self._secrets(conn, spec)
+            async with self._named_secrets(conn, spec):
                 if existing is not None:  # a defined VM: start it with the new spec
                     dom = await self._call(f"redefining VM {spec.name}", conn.defineXML, xml)
                     await self._call(f"starting VM {spec.name}", dom.createWithFlags, flags)

@@ -3,6 +3,8 @@ VM of this libvirtd names them. libvirt's test driver has no secrets: a small fa
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from overt.node.hypervisor.libvirt_connection import RawDomainEvent
 from overt.node.hypervisor.libvirt_driver import INCOMING_KEEP_S, LibvirtHypervisor
 from overt.node.hypervisor.virt_mode_cache import VirtModeChoice, VirtType
 from overt.node.storage.chap import secret_id
-from overt.protocol.host import VmState
+from overt.protocol.host import VirtMode, VmState
 from overt.protocol.vm import ChapAuth, DiskSpec, IscsiSource, VmSpec
 
 CHAP = ChapAuth(username="init1", password="Chap-Secret-0451")
@@ -227,3 +229,54 @@ async def test_a_vm_migrated_away_leaves_its_cloud_init_drive_and_a_stopped_one_
     finally:
         hyp.calls.shutdown()
     assert removed == [stopped]
+
+
+class CreatingConn(FakeConn):
+    """A libvirtd whose `createXML` waits until `together` starts have come in at once
+    (a start made under a node-wide lock never lets the next one in: the barrier breaks),
+    then asks the node to prune its secrets, as a VM stopping meanwhile would."""
+
+    def __init__(self, hyp: LibvirtHypervisor, loop: asyncio.AbstractEventLoop,
+                 together: int) -> None:
+        super().__init__()
+        self.hyp, self.loop = hyp, loop
+        self.barrier = threading.Barrier(together, timeout=10)
+        self.pruned_during: list[set[str]] = []
+
+    def lookupByUUIDString(self, vm_id: str) -> FakeDomain:
+        raise _gone()
+
+    def createXML(self, xml: str, flags: int) -> RunningDomain:
+        self.barrier.wait()
+        asyncio.run_coroutine_threadsafe(self.hyp._prune_secrets(), self.loop).result(10)
+        self.pruned_during.append(set(self.secrets))
+        vm_id = uuid.UUID(xml.split("<uuid>")[1].split("</uuid>")[0])
+        made = RunningDomain(list(libvirt_secrets.named_secrets(xml)), vm_id)
+        self.domains.append(made)  # made: from now on its XML names its secrets
+        return made
+
+
+async def test_vms_start_side_by_side_and_a_prune_meanwhile_keeps_their_secrets(
+        tmp_path: Path) -> None:
+    """Three starts on one node at once, two of them on CHAP targets: all three are in
+    libvirt's `createXML` together (a start used to hold the node's secrets lock, so a
+    node's starts took turns), and a prune while their domains are being made leaves the
+    secrets they name."""
+    hyp = LibvirtHypervisor("test:///default", VirtModeChoice(VirtType.QEMU, tmp_path))
+    hyp._virt_mode = VirtMode.QEMU
+    conn = CreatingConn(hyp, asyncio.get_running_loop(), together=3)
+    hyp.connection._conn = conn  # type: ignore[assignment]
+    specs = [VmSpec(id=uuid.uuid4(), name=f"vm{n}", memory_mib=256, graphics=None,
+                    disks=(DiskSpec(id=uuid.uuid4(), source=IscsiSource(
+                        portal="10.77.1.10", target=target, lun=1,
+                        chap=CHAP if target else None)),))
+             for n, target in enumerate(("iqn.2024-01.dev.overt:a", "iqn.2024-01.dev.overt:b",
+                                         ""))]
+    specs[2] = specs[2].model_copy(update={"disks": ()})
+    try:
+        reports = await asyncio.gather(*(hyp.start(spec.id, spec, paused=False, job=None)
+                                         for spec in specs))
+    finally:
+        hyp.calls.shutdown()
+    assert [r.state for r in reports] == [VmState.RUNNING] * 3
+    assert conn.pruned_during and all(seen >= {A, B} for seen in conn.pruned_during)
