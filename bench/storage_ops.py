@@ -6,13 +6,23 @@ node2), with its NFS domain and its iSCSI domain on LUN 1.
 
 Copy, NFS -> iSCSI: a qcow2 (COW) disk of `--size-mib` on the NFS domain holding
 `--data-mib` of data (8 MiB runs with holes between, written by qemu-io on node1) is copied
-to the iSCSI domain through the API, and with `qemu-img convert -n` on node1. Overt has no
-`disks/{id}/copy` or `move` yet: its NFS -> iSCSI copy is a template made from the disk's
-(down) VM with `storage_domain` set to the iSCSI domain (the agent formats a qcow2 extent
-and runs `qemu-img convert -n` into it); timed from the request until the template is
-`ok`. The raw tool writes the same source into that template's extent as the agent does
-(a fresh qcow2 header of the same size, then the same `qemu-img convert -q -n -O qcow2`
-line, the same `nfs://` URL and `json:` iSCSI options), inside node1's namespaces.
+to the iSCSI domain through the API (`disk_service.copy` to the iSCSI domain, timed from
+the request until the new disk is `ok`), and with `qemu-img convert -n` on node1. The raw
+tool writes the same source into the copy's extent as the agent does (a fresh qcow2 header
+of the same size, then the same `qemu-img convert -q -n -O qcow2` line, the same `nfs://`
+URL and `json:` iSCSI options), inside node1's namespaces.
+
+Upload, NFS then iSCSI: a qcow2 image of `--size-mib` with `--data-mib` of random data
+(`bench.image_transfer.make_source`, on this machine) goes into a new qcow2 disk of the
+domain (made through the API, not timed) two ways, alternating: the SDK's upload flow
+(an image transfer on node1, `ovirt_imageio.client.upload` to its `transfer_url`, with
+`--upload-workers` connections, `finalize`, until `finished_success`: node1's imageio
+daemon writing through qemu-nbd over `nfs://` or the extent's `json:` iSCSI options), and
+`qemu-img convert -n -t writeback` of the same image into the disk's volume on node1.
+The upload's rows also say its parts (the transfer added, the data sent, finalized) and
+the CPU seconds of the client (this process and its qemu-nbd), node1's daemon and the
+transfer's qemu-nbd, against `qemu-img convert`'s. One disk at a time: the lab's LUN
+holds one 1 GiB qcow2 extent.
 
 Snapshot and live merge, NFS: a running VM (no guest OS: QEMU runs its disk all the same)
 with a `--size-mib` qcow2 data disk on the NFS domain (virtio-scsi); a live snapshot through
@@ -35,7 +45,7 @@ volume takes a 1,029 MiB extent, so a 1 GiB disk and its overlay do not both fit
 agent's copy, its disk snapshot, its block commit with the pivot.
 Needs root and the lab (`OVERT_TEST_LAB_PREFIX`, `OVERT_TEST_LAB_BLOCK` as for the tests).
 Usage: .venv/bin/python -m bench.storage_ops [--size-mib 1024] [--data-mib 512] [--runs 3]
-       [--iscsi-size-mib 512] [--parts copy,snapshot,iscsi]
+       [--iscsi-size-mib 512] [--upload-workers 4] [--parts copy,upload,snapshot,iscsi]
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -57,6 +68,8 @@ from typing import Any
 
 import libvirt
 import ovirtsdk4.types as types
+import pytest
+from ovirt_imageio import client
 from tests.e2e.lab.test_shared_storage import (
     MIB,
     NfsDomain,
@@ -71,6 +84,8 @@ from tests.e2e.lab.test_shared_storage import (
 )
 from tests.support.demo import wait_until
 
+from bench.image_transfer import make_source
+from overt.imageio.exports import NbdExport
 from overt.node.hypervisor.libvirt_snapshots import disk_chains, snapshot_xml
 from overt.node.storage import iscsi_domain
 from overt.protocol.commands import DiskOverlay
@@ -136,7 +151,7 @@ def _copies(storage_lab: StorageLab, nfs: NfsDomain, iscsi_id: str, size_mib: in
     times: dict[str, list[float]] = {"copy api": [], "copy qemu-img": []}
     try:
         system = conn.system_service()
-        disks, templates = system.disks_service(), system.templates_service()
+        disks = system.disks_service()
         disk = disks.add(types.Disk(name="bench-copy-src", format=types.DiskFormat.COW,
                                     provisioned_size=size_mib * MIB, sparse=True,
                                     storage_domains=[types.StorageDomain(id=nfs.id)]))
@@ -147,40 +162,31 @@ def _copies(storage_lab: StorageLab, nfs: NfsDomain, iscsi_id: str, size_mib: in
         writes = _writes(data_mib, size_mib)
         _on_node1(storage_lab, ["qemu-io", "-f", "qcow2",
                                 *[a for w in writes for a in ("-c", w)], source])
-        vms = system.vms_service()
-        vm = vms.add(types.Vm(name="bench-copy-vm", cluster=types.Cluster(name="Default"),
-                              template=types.Template(name="Blank"), memory=128 * MIB))
-        vms.vm_service(vm.id).disk_attachments_service().add(types.DiskAttachment(
-            disk=types.Disk(id=disk.id), interface=types.DiskInterface.VIRTIO, active=True))
         lun = IscsiLunRef(portal=f"{storage_lab.nfs_address}:3260",
                           target=storage_lab.lab.topology.iscsi_target(), lun=1)
         extents: list[tuple[str, int, int]] = []
-
-        templates_made: list[str] = []
+        copies_made: list[str] = []
         iscsi_sd = system.storage_domains_service().storage_domain_service(iscsi_id)
         free = iscsi_sd.get().available
-
         jobs = system.jobs_service()
 
         def through_the_api() -> None:
             before = {j.id for j in jobs.list()}
+            name = f"bench-copy-{uuid.uuid4().hex[:8]}"
             start = time.monotonic()
-            made = templates.add(types.Template(name=f"bench-copy-{uuid.uuid4().hex[:8]}",
-                                                vm=types.Vm(id=vm.id),
-                                                storage_domain=types.StorageDomain(id=iscsi_id)))
-            template = templates.template_service(made.id)
-            wait_until(lambda: template.get().status == types.TemplateStatus.OK, 1800,
-                       "the copy (template) to be ok", every=0.1)
+            disks.disk_service(disk.id).copy(storage_domain=types.StorageDomain(id=iscsi_id),
+                                             disk=types.Disk(name=name))
+            copied = wait_until(lambda: (found := disks.list(search=f"name={name}"))
+                                and found[0].status == types.DiskStatus.OK and found[0],
+                                1800, "the copy to be ok", every=0.1)
             times["copy api"].append(time.monotonic() - start)
             _step_times(jobs, before, "api", times)
-            templates_made.append(made.id)
-            [attachment] = template.disk_attachments_service().list()
-            copied = disks.disk_service(attachment.disk.id).get()
+            copies_made.append(copied.id)
             [extent] = _iscsi_chain(storage_lab, copied.image_id)
             extents.append(extent)
 
         def with_qemu_img() -> None:
-            """Into the extent of the newest template (reserved while the template is)."""
+            """Into the extent of the newest copy (reserved while the copy is)."""
             _vol, offset, size = extents[-1]
             target = iscsi_domain.image_json(iscsi_domain.window(lun, offset, size,
                                                                  DiskFormat.QCOW2))
@@ -200,30 +206,176 @@ def _copies(storage_lab: StorageLab, nfs: NfsDomain, iscsi_id: str, size_mib: in
             if len(times["copy qemu-img"]) == 1:  # the copy is the source, once checked
                 _on_node1(storage_lab, ["qemu-img", "compare", "-q", source, target])
 
-        def drop_templates(keep: int) -> None:
-            gone = templates_made[:len(templates_made) - keep]
-            del templates_made[:len(gone)]
-            for template_id in gone:
-                templates.template_service(template_id).remove()
-            for template_id in gone:
-                wait_until(lambda t=template_id: all(x.id != t for x in templates.list()),
-                           300, "the template to go")
-            # its extent is freed by the disk's removal job, after the template is gone
+        def drop_copies() -> None:
+            for copy_id in copies_made:
+                disks.disk_service(copy_id).remove()
+            for copy_id in copies_made:
+                wait_until(lambda c=copy_id: all(d.id != c for d in disks.list()), 300,
+                           "the copy to go")
+            copies_made.clear()
             wait_until(lambda: iscsi_sd.get().available >= free, 300, "the extent to be free")
 
-        # One template at a time: the lab's LUN (2 GiB) holds one 1 GiB qcow2 extent.
+        # One copy at a time: the lab's LUN (2 GiB) holds one 1 GiB qcow2 extent.
         for run in range(runs):
             if run % 2 == 0 or not extents:
-                drop_templates(keep=0)
+                drop_copies()
                 through_the_api()
                 with_qemu_img()
             else:
                 with_qemu_img()  # into the previous run's extent
-                drop_templates(keep=0)
+                drop_copies()
                 through_the_api()
-        drop_templates(keep=0)
-        vms.vm_service(vm.id).remove()
-        wait_until(lambda: not vms.list(search="name=bench-copy-vm"), 120, "the VM to go")
+        drop_copies()
+        disks.disk_service(disk.id).remove()
+    finally:
+        conn.close()
+    return times
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process and its reaped children (the upload client's qemu-nbd)."""
+    return sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_of(pid: int | None) -> float:
+    """CPU seconds a live process has used so far (0 when there is none)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pid_of(text: str) -> int | None:
+    """The process whose command line holds `text` (a transfer's own socket name)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    return int(entry.name)
+    return None
+
+
+def _daemon_pid(storage_lab: StorageLab, url: str) -> int | None:
+    """node1's imageio daemon: what listens on the transfer URL's port in its namespace."""
+    port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
+    listening = _on_node1(storage_lab, ["ss", "-Hltnp", f"sport = :{port}"])
+    found = re.search(r"pid=(\d+)", listening)
+    return int(found.group(1)) if found else None
+
+
+def _uploads(storage_lab: StorageLab, nfs: NfsDomain, iscsi_id: str, size_mib: int,
+             data_mib: int, runs: int, workers: int) -> dict[str, list[float]]:
+    """The SDK's upload flow at node1's imageio against `qemu-img convert -n` on node1,
+    each into a new qcow2 disk of the domain (made through the API, not timed)."""
+    site = storage_lab.first
+    ca = str(site.managed.ca_file)
+    conn = site.connect()
+    times: dict[str, list[float]] = {f"upload {path} {kind}": [] for kind in ("nfs", "iscsi")
+                                     for path in ("api", "qemu-img")}
+    lun = IscsiLunRef(portal=f"{storage_lab.nfs_address}:3260",
+                      target=storage_lab.lab.topology.iscsi_target(), lun=1)
+    try:
+        system = conn.system_service()
+        disks, transfers = system.disks_service(), system.image_transfers_service()
+        node1 = site.host_of(conn, "node1")
+        iscsi_sd = system.storage_domains_service().storage_domain_service(iscsi_id)
+        free = iscsi_sd.get().available
+
+        def new_disk(domain_id: str) -> str:
+            disk = disks.add(types.Disk(name=f"bench-up-{uuid.uuid4().hex[:8]}",
+                                        format=types.DiskFormat.COW,
+                                        provisioned_size=size_mib * MIB, sparse=True,
+                                        storage_domains=[types.StorageDomain(id=domain_id)]))
+            wait_until(lambda: disks.disk_service(disk.id).get().status
+                       == types.DiskStatus.OK, 120, "the disk to be created")
+            return str(disk.id)
+
+        def volume_of(kind: str, disk_id: str) -> str:
+            """The disk's volume as QEMU on node1 opens it (the agent's URL or options)."""
+            if kind == "nfs":
+                [volume] = _nfs_volumes(storage_lab, nfs.id, disk_id)
+                return _nfs_url(storage_lab, nfs.id, disk_id, volume)
+            [(_vol, offset, size)] = _iscsi_chain(
+                storage_lab, disks.disk_service(disk_id).get().image_id)
+            return iscsi_domain.image_json(iscsi_domain.window(lun, offset, size,
+                                                               DiskFormat.QCOW2))
+
+        def dropped(disk_id: str) -> None:
+            disks.disk_service(disk_id).remove()
+            wait_until(lambda: all(d.id != disk_id for d in disks.list()), 300,
+                       "the disk to go")
+            wait_until(lambda: iscsi_sd.get().available >= free, 300, "the extent to be free")
+
+        def checked(kind: str, path: str, target: str) -> None:
+            if len(times[f"upload {path} {kind}"]) == 1:  # the first of each: the source
+                _on_node1(storage_lab, ["qemu-img", "compare", "-q", str(source), target])
+
+        def through_the_api(kind: str, domain_id: str) -> None:
+            disk_id = new_disk(domain_id)
+            start = time.monotonic()
+            transfer = transfers.add(types.ImageTransfer(
+                disk=types.Disk(id=disk_id), direction=types.ImageTransferDirection.UPLOAD,
+                format=types.DiskFormat.RAW, host=types.Host(id=node1.id)))
+            added = time.monotonic()
+            daemon = _cpu_of(_daemon_pid(storage_lab, transfer.transfer_url))
+            mine = _own_cpu()
+            client.upload(str(source), transfer.transfer_url, ca, max_workers=workers)
+            sent = time.monotonic()
+            cpu = {"client": _own_cpu() - mine,
+                   "daemon": _cpu_of(_daemon_pid(storage_lab, transfer.transfer_url)) - daemon,
+                   "qemu-nbd": _cpu_of(_pid_of(f"{transfer.id}.sock"))}
+            service = transfers.image_transfer_service(transfer.id)
+            service.finalize()
+            wait_until(lambda: service.get().phase == types.ImageTransferPhase.FINISHED_SUCCESS,
+                       600, "the upload to finish", every=0.05)
+            end = time.monotonic()
+            times[f"upload api {kind}"].append(end - start)
+            for part, took in (("add", added - start), ("data", sent - added),
+                               ("finalize", end - sent)):
+                times.setdefault(f"upload api {kind} {part}", []).append(took)
+            for part, took in cpu.items():
+                times.setdefault(f"upload api {kind} cpu {part}", []).append(took)
+            wait_until(lambda: disks.disk_service(disk_id).get().status
+                       == types.DiskStatus.OK, 60, "the disk to be unlocked")
+            checked(kind, "api", volume_of(kind, disk_id))
+            dropped(disk_id)
+
+        def with_qemu_img(kind: str, domain_id: str) -> None:
+            disk_id = new_disk(domain_id)
+            target = volume_of(kind, disk_id)
+            start, cpu = time.monotonic(), _children_cpu()
+            _on_node1(storage_lab, ["qemu-img", "convert", "-q", "-n", "-f", "qcow2", "-O",
+                                    "qcow2", "-t", "writeback", str(source), target])
+            times[f"upload qemu-img {kind}"].append(time.monotonic() - start)
+            times.setdefault(f"upload qemu-img {kind} cpu", []).append(_children_cpu() - cpu)
+            checked(kind, "qemu-img", target)
+            dropped(disk_id)
+            # the same into a new disk through a qemu-nbd with the transfer's flags: the
+            # cost of that hop alone, without imageio
+            disk_id = new_disk(domain_id)
+            socket = Path(tmp) / f"nbd-{disk_id}.sock"
+            nbd = NbdExport(volume_of(kind, disk_id), "qcow2", socket, read_only=False)
+            argv = [a for a in nbd.argv(direct=False) if a != "--persistent"]
+            _on_node1(storage_lab, [*argv[:1], "--fork", *argv[1:]])
+            start = time.monotonic()
+            _on_node1(storage_lab, ["qemu-img", "convert", "-q", "-n", "-f", "qcow2", "-O",
+                                    "raw", str(source), f"nbd+unix:///?socket={socket}"])
+            times.setdefault(f"upload qemu-nbd {kind}", []).append(time.monotonic() - start)
+            dropped(disk_id)
+
+        with tempfile.TemporaryDirectory(prefix="overt-bench-upload-", dir="/var/tmp") as tmp:
+            Path(tmp).chmod(0o755)
+            source = Path(tmp) / "source.qcow2"
+            make_source(source, size_mib, data_mib)
+            for kind, domain_id in (("nfs", nfs.id), ("iscsi", iscsi_id)):
+                _alternate(runs, lambda k=kind, d=domain_id: through_the_api(k, d),
+                           lambda k=kind, d=domain_id: with_qemu_img(k, d))
     finally:
         conn.close()
     return times
@@ -363,6 +515,8 @@ def _snapshots(storage_lab: StorageLab, nfs: NfsDomain, iscsi_id: str | None, si
     return times
 
 
+# ovirt_imageio.client leaves its local helper's unix socket to the garbage collector.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_storage_ops_figures(storage_lab: StorageLab, nfs_domain: NfsDomain) -> None:
     """The scenario, run by pytest for the lab's fixtures (see `main`)."""
     args = json.loads(os.environ[ARGS_ENV])
@@ -371,11 +525,15 @@ def test_storage_ops_figures(storage_lab: StorageLab, nfs_domain: NfsDomain) -> 
     if "copy" in args["parts"]:
         results |= _copies(storage_lab, nfs_domain, iscsi_id, args["size_mib"],
                            args["data_mib"], args["runs"])
+    if "upload" in args["parts"]:
+        results |= _uploads(storage_lab, nfs_domain, iscsi_id, args["size_mib"],
+                            args["data_mib"], args["runs"], args["upload_workers"])
     if "snapshot" in args["parts"]:
         results |= _snapshots(storage_lab, nfs_domain,
                               iscsi_id if "iscsi" in args["parts"] else None,
                               args["size_mib"], args["data_mib"], args["iscsi_mib"],
                               args["runs"])
+    print(f"figures: {json.dumps(results)}")  # kept in the output should the run fail later
     Path(os.environ[FIGURES_ENV]).write_text(json.dumps(results))
 
 
@@ -387,9 +545,11 @@ def main() -> None:
     parser.add_argument("--iscsi-size-mib", type=int, default=512,
                         help="the iSCSI snapshot's disk (data in proportion): the lab's LUN "
                         "is 2 GiB, a 1 GiB disk and its overlay do not both fit")
-    parser.add_argument("--parts", default="copy,snapshot,iscsi",
-                        help="comma-separated: copy, snapshot (NFS), iscsi (snapshots of an "
-                        "iSCSI disk too)")
+    parser.add_argument("--upload-workers", type=int, default=4,
+                        help="the upload client's connections (ovirt_imageio's default: 4)")
+    parser.add_argument("--parts", default="copy,upload,snapshot,iscsi",
+                        help="comma-separated: copy, upload, snapshot (NFS), iscsi (snapshots of "
+                        "an iSCSI disk too)")
     args = parser.parse_args()
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="overt-bench-storage-") as scratch:
@@ -399,7 +559,7 @@ def main() -> None:
              "-p", "no:cacheprovider", "-s", __file__],
             env={**os.environ, FIGURES_ENV: str(figures), ARGS_ENV: json.dumps({
                 "size_mib": args.size_mib, "data_mib": args.data_mib, "runs": args.runs,
-                "iscsi_mib": args.iscsi_size_mib,
+                "iscsi_mib": args.iscsi_size_mib, "upload_workers": args.upload_workers,
                 "parts": args.parts.split(",")})},
             check=False, capture_output=True, text=True)
         if done.returncode != 0 or not figures.exists():
@@ -409,15 +569,27 @@ def main() -> None:
           f"{args.runs} runs each (load average {load[0]:.1f} at start, "
           f"{os.getloadavg()[0]:.1f} at end; iSCSI snapshots: {args.iscsi_size_mib} MiB "
           "disk), medians (min-max):")
-    order = [f"{step} {path}"
-             for step in ("copy", "copy step", "snapshot", "snapshot step", "write", "merge",
-                          "merge step") for path in ("api", "qemu-img", "virsh", "api iscsi")]
+    paths = ("api", "qemu-img", "virsh", "api iscsi")
+    order = [f"{step} {path}" for step in ("copy", "copy step", "snapshot", "snapshot step",
+                                           "write", "merge", "merge step") for path in paths]
+    order[8:8] = [f"upload {path} {kind}{part}" for kind in ("nfs", "iscsi")
+                  for path, part in (("api", ""), ("api", " add"), ("api", " data"),
+                                     ("api", " finalize"), ("api", " cpu client"),
+                                     ("api", " cpu daemon"), ("api", " cpu qemu-nbd"),
+                                     ("qemu-img", ""), ("qemu-img", " cpu"),
+                                     ("qemu-nbd", ""))]
     for label, rows in sorted(results.items(), key=lambda kv: (
             order.index(kv[0]) if kv[0] in order else -1)):
         if not rows:
             continue
         spread = f"{min(rows):.2f}-{max(rows):.2f}"
         print(f"  {label:24} {_median(rows):8.2f} s  ({spread})")
+    for kind in ("nfs", "iscsi"):
+        api, raw = results.get(f"upload api {kind}"), results.get(f"upload qemu-img {kind}")
+        if api and raw:
+            print(f"  upload {kind}: {args.data_mib / _median(api):.0f} MiB/s of data through "
+                  f"imageio, {args.data_mib / _median(raw):.0f} MiB/s with qemu-img; ratio "
+                  f"(convert time / upload time) {_median(raw) / _median(api):.2f}")
 
 
 if __name__ == "__main__":
