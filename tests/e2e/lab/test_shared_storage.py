@@ -1007,31 +1007,13 @@ def test_a_running_vms_disks_on_nfs_and_iscsi_are_snapshotted_and_merged_live(
     try:
         system = conn.system_service()
         disks = system.disks_service()
-        made = [disks.add(types.Disk(name=f"lab-live-{kind}", format=types.DiskFormat.COW,
-                                     provisioned_size=64 * MIB, sparse=True,
-                                     storage_domains=[types.StorageDomain(id=sd_id)]))
-                for kind, sd_id in (("nfs", nfs_domain.id), ("iscsi", iscsi_id))]
-        for disk in made:
-            wait_until(lambda d=disk: disks.disk_service(d.id).get().status
-                       == types.DiskStatus.OK, 120, "the disks to be created")
+        made = _disks_on_both(conn, "lab-live", nfs_domain.id, iscsi_id)
         nfs_disk, iscsi_disk = (disks.disk_service(d.id) for d in made)
         sd = system.storage_domains_service().storage_domain_service(iscsi_id)
         free = sd.get().available
         [iscsi_base] = _iscsi_chain(storage_lab, iscsi_disk.get().image_id)
         [nfs_base] = _nfs_volumes(storage_lab, nfs_domain.id, made[0].id)
-        vms = system.vms_service()
-        vm = vms.add(types.Vm(name="lab-live-vm", cluster=types.Cluster(name="Default"),
-                              template=types.Template(name="Blank"), memory=128 * MIB,
-                              placement_policy=types.VmPlacementPolicy(
-                                  hosts=[types.Host(id=site.host_of(conn, "node1").id)])))
-        vm_service = vms.vm_service(vm.id)
-        for disk in made:  # SCSI: HMP's qemu-io finds a scsi-hd's drive by its qdev id
-            vm_service.disk_attachments_service().add(types.DiskAttachment(
-                disk=types.Disk(id=disk.id), interface=types.DiskInterface.VIRTIO_SCSI,
-                active=True))
-        vm_service.start()  # no guest: QEMU runs the disks all the same
-        wait_until(lambda: vm_service.get().status == types.VmStatus.UP, 180,
-                   "the VM to be up on node1")
+        vm, vm_service = _running_on_node1(site, conn, "lab-live-vm", made)
 
         snaps = vm_service.snapshots_service()
         live = snaps.add(types.Snapshot(description="live on nfs and iscsi",
@@ -1127,27 +1109,10 @@ def test_the_storage_host_unreachable_for_30_s_flags_its_domains_and_loses_no_da
     try:
         system = conn.system_service()
         disks = system.disks_service()
-        made = [disks.add(types.Disk(name=f"lab-outage-{kind}", format=types.DiskFormat.COW,
-                                     provisioned_size=64 * MIB, sparse=True,
-                                     storage_domains=[types.StorageDomain(id=sd_id)]))
-                for kind, sd_id in (("nfs", nfs_domain.id), ("iscsi", iscsi_id))]
-        for disk in made:
-            wait_until(lambda d=disk: disks.disk_service(d.id).get().status
-                       == types.DiskStatus.OK, 120, "the disks to be created")
+        made = _disks_on_both(conn, "lab-outage", nfs_domain.id, iscsi_id)
         [iscsi_volume] = _iscsi_chain(storage_lab, disks.disk_service(made[1].id).get().image_id)
         vms = system.vms_service()
-        vm = vms.add(types.Vm(name="lab-outage-vm", cluster=types.Cluster(name="Default"),
-                              template=types.Template(name="Blank"), memory=128 * MIB,
-                              placement_policy=types.VmPlacementPolicy(
-                                  hosts=[types.Host(id=site.host_of(conn, "node1").id)])))
-        vm_service = vms.vm_service(vm.id)
-        for disk in made:
-            vm_service.disk_attachments_service().add(types.DiskAttachment(
-                disk=types.Disk(id=disk.id), interface=types.DiskInterface.VIRTIO_SCSI,
-                active=True))
-        vm_service.start()
-        wait_until(lambda: vm_service.get().status == types.VmStatus.UP, 180,
-                   "the VM to be up on node1")
+        vm, vm_service = _running_on_node1(site, conn, "lab-outage-vm", made)
         xml = _domain_xml(lab, "node1", vm.id)
         assert xml.count("error_policy='stop'") == 2, xml  # an error pauses, never reaches the guest
         for disk in made:
@@ -1325,6 +1290,40 @@ def _lun_online(lab: Lab, online: bool) -> None:
         "--lun", "1", "--params", params]), capture_output=True, text=True,
         check=False, timeout=30)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _disks_on_both(conn: sdk.Connection, prefix: str, nfs_id: str, iscsi_id: str
+                   ) -> list[types.Disk]:
+    """A 64 MiB qcow2 disk on the NFS domain and one on the iSCSI domain, both ok."""
+    disks = conn.system_service().disks_service()
+    made = [disks.add(types.Disk(name=f"{prefix}-{kind}", format=types.DiskFormat.COW,
+                                 provisioned_size=64 * MIB, sparse=True,
+                                 storage_domains=[types.StorageDomain(id=sd_id)]))
+            for kind, sd_id in (("nfs", nfs_id), ("iscsi", iscsi_id))]
+    for disk in made:
+        wait_until(lambda d=disk: disks.disk_service(d.id).get().status
+                   == types.DiskStatus.OK, 120, "the disks to be created")
+    return made
+
+
+def _running_on_node1(site: Site, conn: sdk.Connection, name: str, disks: list[types.Disk]
+                      ) -> tuple[types.Vm, Any]:
+    """A VM pinned to node1 with `disks` on virtio-scsi (HMP's qemu-io finds a scsi-hd's
+    drive by its qdev id), up; no guest: QEMU runs the disks all the same."""
+    vms = conn.system_service().vms_service()
+    vm = vms.add(types.Vm(name=name, cluster=types.Cluster(name="Default"),
+                          template=types.Template(name="Blank"), memory=128 * MIB,
+                          placement_policy=types.VmPlacementPolicy(
+                              hosts=[types.Host(id=site.host_of(conn, "node1").id)])))
+    service = vms.vm_service(vm.id)
+    for disk in disks:
+        service.disk_attachments_service().add(types.DiskAttachment(
+            disk=types.Disk(id=disk.id), interface=types.DiskInterface.VIRTIO_SCSI,
+            active=True))
+    service.start()
+    wait_until(lambda: service.get().status == types.VmStatus.UP, 180,
+               "the VM to be up on node1")
+    return vm, service
 
 
 def _domain_free(site: Site, domain_id: str) -> int:
