@@ -119,6 +119,13 @@ async def apply_batch(session: AsyncSession, events: Sequence[tuple[EventEnvelop
         raise ValueError("stats samples are written in bulk by StatsWriter, not one by one")
     wanted = sorted({envelope.host_uuid for envelope, _gaps in events}
                     | {resync.host_uuid for resync in resyncs})
+    # What can be read before any row is locked is read first (the lifecycle events' VMs
+    # and their job locks, the clusters of a batch with news beyond heartbeats): the rows
+    # are then held for as few round trips as can be, each a moment in which the event
+    # loop serves other work and whoever wants those rows waits or finds them busy.
+    locked = await _prefetch_vms(session, [envelope for envelope, _gaps in events])
+    if resyncs or any(not isinstance(envelope.event, Heartbeat) for envelope, _gaps in events):
+        locked.vms.extend((await session.execute(select(Cluster))).scalars())
     positions = {row.host_uuid: _Position(*row) for row in (await session.execute(  # type: ignore[arg-type]
         select(*_POSITION_COLUMNS).where(among(session, Host.host_uuid, wanted)).order_by(Host.id)
         .with_for_update(skip_locked=skip_busy, key_share=True)))}
@@ -135,10 +142,9 @@ async def apply_batch(session: AsyncSession, events: Sequence[tuple[EventEnvelop
         hosts = {host.host_uuid: host for host in (await session.execute(select(Host).where(
             Host.host_uuid.in_(sorted(full & positions.keys()))))).scalars()
             if host.host_uuid is not None}
-    locked = await _prefetch_vms(session, [envelope for envelope, _gaps in events
-                                           if envelope.host_uuid in hosts])
-    # Their clusters, held for the batch: judging a host's networks looks its cluster up.
-    locked.vms.extend(await _clusters(session, hosts.values()))
+    if hosts and not any(isinstance(vm, Cluster) for vm in locked.vms):
+        # Their clusters, held for the batch: judging a host's networks looks its cluster up.
+        locked.vms.extend(await _clusters(session, hosts.values()))
     results: list[Outcome | ApplyLater] = []
     for envelope, gaps in events:
         if envelope.host_uuid in busy:

@@ -146,6 +146,17 @@ async def _write(session: Any, batch: dict[uuid.UUID, StatsEvent],
     await bulk.insert_rows(session, bulk.table_of(StatsSample), samples)
     _audit_refused(session, refused, audited)
     await session.flush()
+    if host_rows or vm_rows:
+        # Never wait for a row: those another transaction holds (an event batch writing
+        # the host) keep their values this time, with their VMs' (samples are lossy; the
+        # history has them). Waiting would hold the rows locked so far, and batches would
+        # find those hosts busy meanwhile. Locked in id order, as the batches lock them.
+        reporters = {host_id for _sample, _interval, host_id in vm_samples.values()}
+        free = set((await session.execute(select(Host.id).where(bulk.among(
+            session, Host.id, {row["id"] for row in host_rows} | reporters)).order_by(Host.id)
+            .with_for_update(skip_locked=True, key_share=True))).scalars())
+        host_rows = [row for row in host_rows if row["id"] in free]
+        vm_rows = [row for row in vm_rows if vm_samples[row["id"]][2] in free]
     if any(row["memory_mib"] <= 0 for row in host_rows):  # a sample without a total
         host_rows = [{k: v for k, v in row.items() if k != "memory_mib"} for row in host_rows]
     by_id = lambda row: str(row["id"])  # noqa: E731

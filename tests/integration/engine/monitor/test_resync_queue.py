@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -252,19 +253,23 @@ async def test_resyncs_are_paced_and_slower_while_the_monitor_is_behind(db: Data
     await monitor._resync_everything()
     loop = asyncio.create_task(monitor._resync_loop())
     try:
-        while sum(len(n.calls) for n in fleet) < 4:
-            await asyncio.sleep(0.02)
+        async with asyncio.timeout(30):
+            while sum(len(n.calls) for n in fleet) < 4:
+                assert not loop.done(), loop
+                await asyncio.sleep(0.02)
         starts = sorted(t for n in fleet for t in n.calls)
-        assert min(b - a for a, b in zip(starts, starts[1:], strict=False)) >= 0.09
+        assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.09
         assert theirs.calls == []  # another monitor's
         # Behind the events: 2 a second.
         monitor.report.behind_s = lambda recent_s=5.0: 60.0  # type: ignore[method-assign]
         await monitor._resync_everything()
         begun = time.monotonic()
-        while sum(len([t for t in n.calls if t >= begun]) for n in fleet) < 3:
-            await asyncio.sleep(0.02)
+        async with asyncio.timeout(30):
+            while sum(len([t for t in n.calls if t >= begun]) for n in fleet) < 3:
+                assert not loop.done(), loop
+                await asyncio.sleep(0.02)
         later = sorted(t for n in fleet for t in n.calls if t >= begun)
-        assert min(b - a for a, b in zip(later, later[1:], strict=False)) >= 0.45
+        assert min(b - a for a, b in itertools.pairwise(later)) >= 0.45
     finally:
         loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
