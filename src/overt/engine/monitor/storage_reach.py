@@ -18,7 +18,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -284,15 +284,21 @@ async def _record_lun_sizes(session: AsyncSession, probe: _Probe, reach: Domains
 
 
 async def _probes(session: AsyncSession) -> list[_Probe]:
+    domains = (await session.execute(select(StorageDomain).where(
+        StorageDomain.status.in_(_PROBED),
+        StorageDomain.storage_type.in_(_SHARED)))).scalars().all()
+    # Only the hosts with something to probe, or cut off from a domain: a fleet without
+    # shared storage costs no reading of every host every round.
     hosts = (await session.execute(select(Host, Cluster, DataCenter)
                                    .join(Cluster, Cluster.id == Host.cluster_id)
                                    .join(DataCenter, DataCenter.id == Cluster.data_center_id)
                                    .where(Host.host_uuid.is_not(None),
                                           Host.status.in_((HostStatus.UP,
-                                                           HostStatus.NON_OPERATIONAL))))).all()
-    domains = (await session.execute(select(StorageDomain).where(
-        StorageDomain.status.in_(_PROBED),
-        StorageDomain.storage_type.in_(_SHARED)))).scalars().all()
+                                                           HostStatus.NON_OPERATIONAL)),
+                                          or_(Cluster.data_center_id.in_(
+                                              sorted({d.data_center_id for d in domains})),
+                                              Host.status_detail
+                                              == STORAGE_DOMAIN_UNREACHABLE)))).all()
     probes = []
     for host, cluster, dc in hosts:
         if host.status == HostStatus.NON_OPERATIONAL and \
