@@ -260,6 +260,9 @@ async def test_resyncs_are_paced_and_slower_while_the_monitor_is_behind(db: Data
         starts = sorted(t for n in fleet for t in n.calls)
         assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.09
         assert theirs.calls == []  # another monitor's
+        async with asyncio.timeout(30):  # the four applied (else they would clear the marks)
+            while monitor._resyncing:
+                await asyncio.sleep(0.02)
         # Behind the events: 2 a second.
         monitor.report.behind_s = lambda recent_s=5.0: 60.0  # type: ignore[method-assign]
         await monitor._resync_everything()
