@@ -262,6 +262,7 @@ async def test_resyncs_are_paced_and_slower_while_the_monitor_is_behind(db: Data
         assert theirs.calls == []  # another monitor's
         async with asyncio.timeout(30):  # the four applied (else they would clear the marks)
             while monitor._resyncing:
+                assert not loop.done(), loop
                 await asyncio.sleep(0.02)
         # Behind the events: 2 a second.
         monitor.report.behind_s = lambda recent_s=5.0: 60.0  # type: ignore[method-assign]
