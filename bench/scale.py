@@ -15,7 +15,10 @@ Measured, while the fleet sends heartbeats (5 s) and stats (15 s):
 - time to start K VMs through the API (POST .../start for each) until all are up;
 - engine and monitor CPU per event (events and stats samples), refusals (early, busy),
   redeliveries (duplicates) and resyncs, from the monitors' reports;
-- with --cpu-hog, all of it while another process keeps one core busy.
+- with --cpu-hog, all of it while another process keeps one core busy;
+- during enrollment: the monitors' refusals, duplicates, resyncs and event lag, and the
+  engine's transactions seen in `pg_stat_activity` (every 0.5 s): the longest one left
+  "idle in transaction" (with its last statement) and the longest wait for a row lock.
 Usage (root, after scripts/setup):
     .venv/bin/python -m bench.scale --nodes 1000 --vms-per-node 20
 """
@@ -25,11 +28,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import calendar
+import contextlib
 import json
 import os
 import random
 import re
 import shutil
+import signal
 import ssl
 import statistics
 import subprocess
@@ -45,7 +50,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psycopg
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import make_url
 from tests.support.broker import Broker, close_broker, open_broker
 from tests.support.managed import ManagedSite
 from tests.support.postgres import scratch_database
@@ -325,18 +332,94 @@ def logged_at(stamp: str) -> float:
     return calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
 
 
-def monitor_reports(site: ManagedSite, options: Options, since: float) -> list[tuple[int, ...]]:
+def monitor_reports(site: ManagedSite, options: Options, since: float,
+                    until: float = float("inf")) -> list[tuple[int, ...]]:
     """(events, p50, p99, max, stats p99, duplicates, stale, refused as early, refused as
-    busy, stats samples, resyncs) of each monitor report written after `since`."""
+    busy, stats samples, resyncs) of each monitor report written between `since` and
+    `until`."""
     found = []
     for n in range(1, options.monitors + 1):
         for line in site.text(f"monitor{n}").splitlines():
             match = REPORT.match(line)
-            if match and logged_at(match[1]) >= since:
+            if match and since <= logged_at(match[1]) < until:
                 counts = COUNTS.search(line)
                 more = tuple(int(g or 0) for g in counts.groups()) if counts else (0,) * 6
                 found.append(tuple(int(g) for g in match.groups()[2:]) + more)
     return found
+
+
+class TransactionWatch:
+    """Reads `pg_stat_activity` of the site's database every `every_s` in a thread: how
+    long the engine's transactions stay open with nothing running ("idle in transaction":
+    their process is busy with other work) and how long statements wait for row locks.
+    A transaction is known by its backend and start; its longest sighting counts."""
+
+    def __init__(self, db_url: str, every_s: float = 0.5) -> None:
+        self.conninfo = make_url(db_url).set(drivername="postgresql").render_as_string(
+            hide_password=False)
+        self.every_s = every_s
+        self.idle: dict[tuple[int, object], tuple[float, str]] = {}
+        self.lock_waits: dict[tuple[int, object], tuple[float, str]] = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TransactionWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            while not self._stop.wait(self.every_s):
+                rows = conn.execute(
+                    "SELECT pid, xact_start, state, wait_event_type, "
+                    "extract(epoch FROM now() - state_change), "
+                    "extract(epoch FROM now() - query_start), "
+                    "left(query, 60) || ' ... ' || right(query, 60) "
+                    "FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL").fetchall()
+                self.samples += 1
+                for pid, began, state, waits, idle_s, running_s, query in rows:
+                    key = (pid, began)
+                    if state == "idle in transaction":
+                        if idle_s > self.idle.get(key, (0.0, ""))[0]:
+                            self.idle[key] = (float(idle_s), query)
+                    elif waits == "Lock" and running_s > self.lock_waits.get(key, (0.0, ""))[0]:
+                        self.lock_waits[key] = (float(running_s), query)
+
+    def summary(self) -> dict[str, object]:
+        idle = sorted(self.idle.values(), reverse=True)
+        waits = sorted(self.lock_waits.values(), reverse=True)
+        return {
+            "samples": self.samples,
+            "idle_in_transaction_max_s": round(idle[0][0], 2) if idle else 0.0,
+            "idle_in_transaction_over_200ms": sum(1 for s, _q in idle if s >= 0.2),
+            "idle_in_transaction_longest": [f"{s:.2f} s after: {q}" for s, q in idle[:5]],
+            "lock_wait_max_s": round(waits[0][0], 2) if waits else 0.0,
+            "lock_waits_seen": len(waits),
+            "lock_waits_longest": [f"{s:.2f} s: {q}" for s, q in waits[:3]],
+        }
+
+
+def enrollment_summary(site: ManagedSite, options: Options, since: float, until: float
+                       ) -> dict[str, object]:
+    """What the monitors' reports said while the fleet enrolled."""
+    reports = monitor_reports(site, options, since, until)
+    return {
+        "events_applied": sum(r[0] for r in reports),
+        "event_lag_p99_ms_worst_report": max((r[2] for r in reports), default=0),
+        "event_lag_max_ms": max((r[3] for r in reports), default=0),
+        "refused_busy": sum(r[8] for r in reports), "refused_early": sum(r[7] for r in reports),
+        "duplicates": sum(r[5] for r in reports), "resyncs": sum(r[10] for r in reports),
+        "busy_refusals_worst_report": max((r[8] for r in reports), default=0),
+        "connecting_warnings": sum(
+            site.text(f"monitor{n}").count("sent no heartbeat for")
+            for n in range(1, options.monitors + 1)),
+    }
 
 
 @contextmanager
@@ -435,6 +518,14 @@ def start_vms(site: ManagedSite, api: Api, vm_ids: list[uuid.UUID]) -> dict[str,
 
 def run(options: Options) -> dict[str, object]:
     base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="overt-scale-"))
+    try:
+        return _run(options, base)
+    finally:
+        if not options.keep:  # also when stopped before the site was made
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def _run(options: Options, base: Path) -> dict[str, object]:
     results: dict[str, object] = {"options": options.__dict__}
     with cpu_hog(options.cpu_hog), scratch_database("overt_scale") as db_url, \
             broker() as opened:
@@ -459,11 +550,19 @@ def run(options: Options) -> dict[str, object]:
                            announce_interval=20, log_level="WARNING")
             api = Api(site)
             say(f"enrolling {options.nodes} simulated nodes (announce, approve)")
-            results["enrollment_s"] = round(approve_until_up(api, site, options), 1)
-            asyncio.run(place_prepared_vms(db_url, options))
-            wanted = options.nodes * options.vms_per_node
-            while asyncio.run(count(site.db)) < wanted:
-                time.sleep(2)
+            enrolling = time.time()
+            with TransactionWatch(db_url) as watch:
+                results["enrollment_s"] = round(approve_until_up(api, site, options), 1)
+                asyncio.run(place_prepared_vms(db_url, options))
+                wanted = options.nodes * options.vms_per_node
+                while asyncio.run(count(site.db)) < wanted:
+                    time.sleep(2)
+                results["vms_up_s"] = round(time.time() - enrolling, 1)
+                time.sleep(11)  # the monitors' last report of the enrollment
+            results["enrollment"] = {
+                **enrollment_summary(site, options, enrolling, time.time()),
+                "transactions": watch.summary()}
+            say(json.dumps(results["enrollment"]))
             say(f"{options.nodes} nodes up with {wanted} VMs; settling for 30 s")
             time.sleep(30)
             running = [vm_uuid(SEED, random.randrange(options.nodes),  # noqa: S311
@@ -479,14 +578,40 @@ def run(options: Options) -> dict[str, object]:
             results["api_reconnects"] = api.reconnects
         finally:
             site.stop_all()
-            if not options.keep:
-                shutil.rmtree(base, ignore_errors=True)
-            else:
+            leftovers = stray_processes(base)
+            if leftovers:
+                say(f"killed {len(leftovers)} leftover process(es) of the run: {leftovers}")
+            if options.keep:
                 say(f"logs kept in {base}")
     return results
 
 
+def stray_processes(base: Path) -> list[int]:
+    """Processes still running from this run's directory (children the engine or the
+    fleet started and left): killed, by their ids. Returns those ids."""
+    mine = str(base)
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if mine in cmdline.read_bytes().decode(errors="replace"):
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return found
+
+
+def _stop_on_signal(signum: int, _frame: object) -> None:
+    """SIGTERM or SIGHUP (a closed terminal) end the run as Ctrl-C does: through the
+    clean-up (engine and fleet stopped, database and vhost dropped)."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    signal.signal(signal.SIGHUP, _stop_on_signal)
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=1000)

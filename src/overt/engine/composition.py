@@ -26,6 +26,7 @@ import uvicorn
 
 from overt.bus.amqp.admin import BrokerAdmin
 from overt.bus.amqp.engine import AmqpEngineTransport
+from overt.bus.amqp.topology import event_partition
 from overt.bus.amqp.url import broker_addresses
 from overt.bus.base import EngineTransport
 from overt.bus.direct.engine import DirectEngineTransport
@@ -235,6 +236,9 @@ class EngineRuntime:
             tasks.append(asyncio.create_task(monitor.run(), name="monitor"))
             if isinstance(self.transport, AmqpEngineTransport):
                 keeper = PartitionKeeper(self.db, self.transport)
+                transport = self.transport
+                # Resyncs and heartbeat judgements of the hosts whose events it applies.
+                monitor.owns = lambda host: event_partition(host) in transport.partitions
                 tasks.append(asyncio.create_task(keeper.run(), name="monitor partitions"))
             notifier = Notifier(self.db, SecretBox(self.settings.data_dir),
                                 interval_s=self.settings.notifier_interval_s)

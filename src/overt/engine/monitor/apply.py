@@ -37,6 +37,7 @@ from overt.engine.monitor.required_networks import judge_host
 from overt.protocol import EventEnvelope
 from overt.protocol.boots import is_earlier_boot
 from overt.protocol.events import Heartbeat, HostStateReport, VmLifecycle
+from overt.protocol.host import HostState
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,25 @@ async def apply_event(session: AsyncSession, envelope: EventEnvelope, *,
 
 async def apply_events(session: AsyncSession, events: Sequence[tuple[EventEnvelope, Gaps]], *,
                        skip_busy: bool = False) -> list[Outcome | ApplyLater]:
-    """Apply events (of many hosts, a host's in order) in the caller's transaction.
+    """Apply events (of many hosts, a host's in order) in the caller's transaction (see
+    `apply_batch`)."""
+    return (await apply_batch(session, events, skip_busy=skip_busy))[0]
+
+
+@dataclass(frozen=True)
+class Resync:
+    """A host's full state, fetched from its node by a resync, to apply in the queue of its
+    events: after the events that came before it, so the two never meet on the host's row."""
+
+    host_uuid: uuid.UUID
+    state: HostState
+
+
+async def apply_batch(session: AsyncSession, events: Sequence[tuple[EventEnvelope, Gaps]],
+                      resyncs: Sequence[Resync] = (), *, skip_busy: bool = False
+                      ) -> tuple[list[Outcome | ApplyLater], list[Outcome | HostBusy]]:
+    """Apply events (of many hosts, a host's in order), then the resyncs' full states, in
+    the caller's transaction.
 
     The hosts' rows are locked together, in id order so that two monitors never
     deadlock. An event that must wait changes nothing and gets its ApplyLater in the
@@ -89,29 +108,43 @@ async def apply_events(session: AsyncSession, events: Sequence[tuple[EventEnvelo
     Most events of a fleet are heartbeats of hosts that are up: those hosts are never
     loaded as ORM objects; their stream position and heartbeat are written with one
     bulk UPDATE for the whole batch (see `_Position`). The hosts with other news are
-    loaded and go through the full path."""
+    loaded and go through the full path.
+
+    A resync's state is applied unless events newer than it were applied meanwhile
+    (`Outcome.STALE`: the host is marked to be asked again); it comes after every event
+    of the batch, which were queued before it. The rows are locked `FOR NO KEY UPDATE`
+    (a host's id never changes here): other transactions that only refer to a host (a
+    VM placed on it, an audit event of it) do not wait for the batch."""
     if any(envelope.seq is None for envelope, _gaps in events):
         raise ValueError("stats samples are written in bulk by StatsWriter, not one by one")
-    wanted = sorted({envelope.host_uuid for envelope, _gaps in events})
+    wanted = sorted({envelope.host_uuid for envelope, _gaps in events}
+                    | {resync.host_uuid for resync in resyncs})
+    # What can be read before any row is locked is read first (the lifecycle events' VMs
+    # and their job locks, the clusters of a batch with news beyond heartbeats): the rows
+    # are then held for as few round trips as can be, each a moment in which the event
+    # loop serves other work and whoever wants those rows waits or finds them busy.
+    locked = await _prefetch_vms(session, [envelope for envelope, _gaps in events])
+    if resyncs or any(not isinstance(envelope.event, Heartbeat) for envelope, _gaps in events):
+        locked.vms.extend((await session.execute(select(Cluster))).scalars())
     positions = {row.host_uuid: _Position(*row) for row in (await session.execute(  # type: ignore[arg-type]
         select(*_POSITION_COLUMNS).where(among(session, Host.host_uuid, wanted)).order_by(Host.id)
-        .with_for_update(skip_locked=skip_busy)))}
+        .with_for_update(skip_locked=skip_busy, key_share=True)))}
     busy: set[uuid.UUID] = set()
     if skip_busy and len(positions) < len(wanted):
         busy = {u for u in (await session.execute(select(Host.host_uuid).where(
             Host.host_uuid.in_([u for u in wanted if u not in positions])))).scalars()
             if u is not None}
     full = {envelope.host_uuid for envelope, _gaps in events
-            if not _heard_only(positions.get(envelope.host_uuid), envelope)}
+            if not _heard_only(positions.get(envelope.host_uuid), envelope)} | {
+        resync.host_uuid for resync in resyncs}
     hosts: dict[uuid.UUID, Host] = {}
     if full & positions.keys():  # already locked above
         hosts = {host.host_uuid: host for host in (await session.execute(select(Host).where(
             Host.host_uuid.in_(sorted(full & positions.keys()))))).scalars()
             if host.host_uuid is not None}
-    locked = await _prefetch_vms(session, [envelope for envelope, _gaps in events
-                                           if envelope.host_uuid in hosts])
-    # Their clusters, held for the batch: judging a host's networks looks its cluster up.
-    locked.vms.extend(await _clusters(session, hosts.values()))
+    if hosts and not any(isinstance(vm, Cluster) for vm in locked.vms):
+        # Their clusters, held for the batch: judging a host's networks looks its cluster up.
+        locked.vms.extend(await _clusters(session, hosts.values()))
     results: list[Outcome | ApplyLater] = []
     for envelope, gaps in events:
         if envelope.host_uuid in busy:
@@ -129,7 +162,45 @@ async def apply_events(session: AsyncSession, events: Sequence[tuple[EventEnvelo
         except EventTooEarly as early:
             results.append(early)
     await _write_positions(session, [p for u, p in positions.items() if u not in hosts])
-    return results
+    resynced: list[Outcome | HostBusy] = []
+    for resync in resyncs:
+        host = hosts.get(resync.host_uuid)
+        if resync.host_uuid in busy:
+            resynced.append(HostBusy(f"node {resync.host_uuid}: its host is being updated"))
+        elif host is None:
+            resynced.append(Outcome.UNKNOWN_HOST)
+        elif not take_position(host, resync.state):
+            log.info("host %s: events newer than its state report were applied meanwhile; "
+                     "asking again", host.name, extra={"host": host.name})
+            host.needs_resync = True
+            resynced.append(Outcome.STALE)
+        else:
+            log.debug("host %s: applying its state at event %d (%d VMs)", host.name,
+                      resync.state.seq, len(resync.state.vms),
+                      extra={"host": host.name, "seq": resync.state.seq})
+            await reconcile(session, host, resync.state)
+            resynced.append(Outcome.APPLIED)
+    return results, resynced
+
+
+def take_position(host: Host, state: HostState) -> bool:
+    """Move the host's event position to the moment of `state`; False when the database
+    already holds newer news of that run (the report is out of date)."""
+    if state.boot_id is None:  # an agent that does not say which run it is in
+        host.last_seq = max(host.last_seq, state.seq)
+        return True
+    if host.boot_id == state.boot_id:
+        if host.last_seq > state.seq:
+            return False
+        host.last_seq = state.seq
+        return True
+    if host.boot_id is not None and is_earlier_boot(state.boot_id, host.boot_id):
+        log.warning("host %s: its agent's current run looks older than the one recorded "
+                    "(has its clock gone back?); following the agent", host.name,
+                    extra={"host": host.name})
+    # Events of this run up to `state.seq` are older than the report: skipped on arrival.
+    host.boot_id, host.last_seq = state.boot_id, state.seq
+    return True
 
 
 _POSITION_COLUMNS = (Host.id, Host.host_uuid, Host.name, Host.status, Host.boot_id,

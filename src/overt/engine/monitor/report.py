@@ -52,6 +52,10 @@ class MonitorReport:
             return 0.0
         return max(0.0, self._last_lag)
 
+    def resync_refused(self) -> None:
+        """A resync's state found its host's row held by another process: tried again."""
+        self.outcomes["busy"] += 1
+
     def resynced(self) -> None:
         """A full state report was fetched from a host."""
         self.outcomes["resyncs"] += 1

@@ -8,6 +8,7 @@ import datetime as dt
 import logging
 import random
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
@@ -27,17 +28,14 @@ from overt.engine.monitor.apply import EventTooEarly, Gaps, HostBusy, Outcome, a
 from overt.engine.monitor.batch import EventBatcher
 from overt.engine.monitor.downsample import downsample
 from overt.engine.monitor.host_loss import judge_silent_host
-from overt.engine.monitor.reconcile import reconcile
 from overt.engine.monitor.report import MonitorReport
 from overt.engine.monitor.stats_writer import StatsWriter
 from overt.engine.monitor.storage_reach import StorageReachMonitor
 from overt.engine.nodes import NodeClient, NodeCommandFailed
 from overt.engine.secrets import SecretBox
 from overt.protocol import EventEnvelope
-from overt.protocol.boots import is_earlier_boot
 from overt.protocol.commands import HostStateCommand
 from overt.protocol.events import HostStateReport, VmLifecycle
-from overt.protocol.host import HostState
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +43,17 @@ log = logging.getLogger(__name__)
 # applies it and resynchronises the host (the predecessor was lost, e.g. purged from
 # the broker). In normal operation a predecessor arrives within milliseconds.
 EARLY_PATIENCE_S = 60.0
-# Resyncs a monitor runs at once: after a broker or engine restart a whole fleet needs one.
-RESYNC_CONCURRENCY = 16
+# Resyncs a monitor runs at once (node calls in flight): after a broker or engine restart
+# a whole fleet needs one.
+RESYNC_CONCURRENCY = 8
+# Resyncs a monitor starts a second, and while it is more than RESYNC_BEHIND_S behind the
+# nodes' events: a fleet coming up asks for thousands, each a full report to apply, and
+# the events come first (a host is up on its first heartbeat; the resync brings its VMs).
+RESYNC_RATE_PER_S = 20.0
+RESYNC_RATE_BEHIND_PER_S = 2.0
+RESYNC_BEHIND_S = 5.0
+# A resync's state whose host another process holds: tried again after these delays.
+RESYNC_BUSY_RETRIES_S = (0.1, 0.3, 1.0)
 # Hosts that go non responsive when silent: the monitor is waiting to hear from them.
 _HEARD_FROM = HOST_ACTIONS[HostAction.LOSE].allowed
 
@@ -60,7 +67,8 @@ class Monitor:
                  fencing_defaults: FencingPolicy | None = None,
                  storage_probe_interval_s: float = 10.0,
                  secrets: SecretBox | None = None,
-                 heartbeat_check_s: float | None = None) -> None:
+                 heartbeat_check_s: float | None = None,
+                 resync_rate_per_s: float = RESYNC_RATE_PER_S) -> None:
         self.db = db
         # The grace of clusters whose fencing policy sets none (the engine's settings).
         self.fencing_defaults = fencing_defaults
@@ -87,6 +95,13 @@ class Monitor:
         self._unreachable: dict[str, str] = {}  # host name -> the last reason said
         self._judging_paused = False  # behind the nodes' events: see check_heartbeats
         self._resync_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
+        self.resync_rate_per_s = resync_rate_per_s
+        self._pacing = asyncio.Lock()
+        self._last_resync_at = -1e9  # monotonic: when the last resync started
+        # The hosts whose events this monitor applies (their partitions are its own; None:
+        # every host). Only those are resynchronised and judged on heartbeats here, so a
+        # host's resync, judgement and events all go through this monitor's one queue.
+        self.owns: Callable[[uuid.UUID], bool] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._early: dict[tuple[object, object, int], float] = {}  # first refusal, monotonic
         # Full state reports fetched from hosts: a VM action's own events settle its VM,
@@ -234,15 +249,26 @@ class Monitor:
             self._judging_paused = False
         now = utcnow()
         deadline = now - self.heartbeat_timeout
+        # A host never heard of yet is left alone: the resync loop is trying to reach it.
+        silent_now = (Host.status.in_(_HEARD_FROM), Host.host_uuid.is_not(None),
+                      (Host.last_heartbeat_at < deadline) | (
+                          Host.last_heartbeat_at.is_(None)
+                          & (Host.status != HostStatus.CONNECTING)))
+        # Read first, with no lock: on a fleet that is heard nothing is silent, and a
+        # transaction that locks nothing costs the event batches nothing.
         async with self.db.transaction() as session:
-            # A host never heard of yet is left alone: the resync loop is trying to reach it.
-            # Rows are locked in id order, as the event batches lock them.
+            candidates = (await session.execute(select(Host.id, Host.host_uuid).where(
+                *silent_now))).all()
+        ids = [host_id for host_id, host_uuid in candidates if self._owned(host_uuid)]
+        if not ids:
+            return
+        async with self.db.transaction() as session:
+            # Rows locked in id order, as the event batches lock them, and still silent
+            # under the lock. A row another transaction holds is being written (a batch
+            # applying its node's events): skipped, and judged next time if still silent.
             silent = (await session.execute(select(Host).where(
-                Host.status.in_(_HEARD_FROM), Host.host_uuid.is_not(None),
-                (Host.last_heartbeat_at < deadline) | (
-                    Host.last_heartbeat_at.is_(None)
-                    & (Host.status != HostStatus.CONNECTING)))
-                .order_by(Host.id).with_for_update())).scalars().all()
+                Host.id.in_(ids), *silent_now).order_by(Host.id).with_for_update(
+                skip_locked=True, key_share=True))).scalars().all()
             for host in silent:
                 await judge_silent_host(session, host, now=now,
                                         heartbeat_timeout=self.heartbeat_timeout,
@@ -268,9 +294,11 @@ class Monitor:
                         Host.needs_resync.is_(True), Host.host_uuid.is_not(None),
                         Host.status.in_(MONITORED)
                     ))).scalars())
-                # Several monitors work through the same hosts: in another order each.
+                # In another order each time: a host that cannot answer holds no one up.
                 random.shuffle(hosts)
                 for host in hosts:
+                    if not self._owned(host.host_uuid):
+                        continue
                     if host.name not in self._resyncing:
                         self._resyncing.add(host.name)
                         task = asyncio.create_task(self.resync(host))
@@ -283,6 +311,9 @@ class Monitor:
                 async with asyncio.timeout(self.tick_s):
                     await self._resync_wanted.wait()
 
+    def _owned(self, host_uuid: uuid.UUID | None) -> bool:
+        return host_uuid is not None and (self.owns is None or self.owns(host_uuid))
+
     def resync_soon(self) -> None:
         """A host was marked for resync (`needs_resync`) and committed: look now."""
         self._resync_wanted.set()
@@ -294,12 +325,27 @@ class Monitor:
         finally:
             self._resyncing.discard(host.name)
 
+    async def _pace(self) -> None:
+        """Space the resyncs' node calls: RESYNC_RATE_PER_S, fewer while behind the events."""
+        async with self._pacing:
+            loop = asyncio.get_running_loop()
+            rate = self.resync_rate_per_s if self.report.behind_s() < RESYNC_BEHIND_S \
+                else min(self.resync_rate_per_s, RESYNC_RATE_BEHIND_PER_S)
+            wait = self._last_resync_at + 1 / rate - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._last_resync_at = loop.time()
+
     async def _resync(self, host: Host) -> None:
+        """Ask the node for its full state (no transaction open meanwhile), then apply it
+        through the event queue (`EventBatcher.resync`), after the host's events queued
+        before it: they never meet on the host's row."""
         async with self.db.transaction() as session:
             wanted = (await session.execute(select(Host.needs_resync).where(
                 Host.id == host.id))).scalar_one_or_none()
-        if not wanted:
+        if not wanted or host.host_uuid is None:
             return  # another monitor did it meanwhile
+        await self._pace()
         self.resyncs += 1
         self.report.resynced()
         try:
@@ -312,19 +358,19 @@ class Monitor:
                     extra={"host": host.name})
             return
         self._unreachable.pop(host.name, None)
-        async with self.db.transaction() as session:
-            fresh = (await session.execute(select(Host).where(Host.id == host.id)
-                                           .with_for_update())).scalar_one_or_none()
-            if fresh is None:
-                return
-            if not _take_position(fresh, state):
-                log.info("host %s: events newer than its state report were applied "
-                         "meanwhile; asking again", host.name, extra={"host": host.name})
-                fresh.needs_resync = True
-                return
-            log.debug("host %s: applying its state at event %d (%d VMs)", host.name, state.seq,
-                      len(state.vms), extra={"host": host.name, "seq": state.seq})
-            await reconcile(session, fresh, state)
+        for delay in (*RESYNC_BUSY_RETRIES_S, None):
+            try:
+                outcome = await self.batcher.resync(host.host_uuid, state)
+                break
+            except HostBusy:
+                self.report.resync_refused()
+                if delay is None:  # still marked: the resync loop asks again
+                    log.info("host %s: its row stayed held by another transaction; its "
+                             "state is asked for again", host.name, extra={"host": host.name})
+                    return
+                await asyncio.sleep(delay)
+        if outcome is not Outcome.APPLIED:
+            return  # STALE: asked again (marked); UNKNOWN_HOST: removed meanwhile
         self._changed(None)
         log.info("host %s resynchronised: %d VMs", host.name, len(state.vms),
                  extra={"host": host.name})
@@ -342,23 +388,3 @@ class Monitor:
             except OperationalError as exc:
                 log.warning("stats downsampling or pruning the change log failed (%s)",
                             exc.orig)
-
-
-def _take_position(host: Host, state: HostState) -> bool:
-    """Move the host's event position to the moment of `state`; False when the database
-    already holds newer news of that run (the report is out of date)."""
-    if state.boot_id is None:  # an agent that does not say which run it is in
-        host.last_seq = max(host.last_seq, state.seq)
-        return True
-    if host.boot_id == state.boot_id:
-        if host.last_seq > state.seq:
-            return False
-        host.last_seq = state.seq
-        return True
-    if host.boot_id is not None and is_earlier_boot(state.boot_id, host.boot_id):
-        log.warning("host %s: its agent's current run looks older than the one recorded "
-                    "(has its clock gone back?); following the agent", host.name,
-                    extra={"host": host.name})
-    # Events of this run up to `state.seq` are older than the report: skipped on arrival.
-    host.boot_id, host.last_seq = state.boot_id, state.seq
-    return True

@@ -138,14 +138,30 @@ async def _write(session: Any, batch: dict[uuid.UUID, StatsEvent],
                 "memory_total_mib": memory_mib,
                 "net_rx_bps": max(0, sample.net_rx_bytes - rx_before) / interval,
                 "net_tx_bps": max(0, sample.net_tx_bytes - tx_before) / interval})
-    # Rows in one order (by id) so that two writers never deadlock on them.
+    # The history and the audit first: they lock no row the event batches want. The rows
+    # of hosts and VMs last, just before the commit, so they are held for two statements
+    # and a commit (an event batch wanting one of those hosts finds it busy meanwhile);
+    # hosts before VMs and each in one order (by id), as the batches lock them, so that
+    # two writers never deadlock.
+    await bulk.insert_rows(session, bulk.table_of(StatsSample), samples)
+    _audit_refused(session, refused, audited)
+    await session.flush()
+    if host_rows or vm_rows:
+        # Never wait for a row: those another transaction holds (an event batch writing
+        # the host) keep their values this time, with their VMs' (samples are lossy; the
+        # history has them). Waiting would hold the rows locked so far, and batches would
+        # find those hosts busy meanwhile. Locked in id order, as the batches lock them.
+        reporters = {host_id for _sample, _interval, host_id in vm_samples.values()}
+        free = set((await session.execute(select(Host.id).where(bulk.among(
+            session, Host.id, {row["id"] for row in host_rows} | reporters)).order_by(Host.id)
+            .with_for_update(skip_locked=True, key_share=True))).scalars())
+        host_rows = [row for row in host_rows if row["id"] in free]
+        vm_rows = [row for row in vm_rows if vm_samples[row["id"]][2] in free]
     if any(row["memory_mib"] <= 0 for row in host_rows):  # a sample without a total
         host_rows = [{k: v for k, v in row.items() if k != "memory_mib"} for row in host_rows]
     by_id = lambda row: str(row["id"])  # noqa: E731
     await bulk.update_by_id(session, bulk.table_of(Host), sorted(host_rows, key=by_id))
     await bulk.update_by_id(session, bulk.table_of(Vm), sorted(vm_rows, key=by_id))
-    await bulk.insert_rows(session, bulk.table_of(StatsSample), samples)
-    _audit_refused(session, refused, audited)
     return [row.host_uuid for row in hosts]
 
 

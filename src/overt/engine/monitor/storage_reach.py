@@ -6,7 +6,9 @@ places VMs on it. It is up again by itself once it reaches every domain.
 
 A host that does not answer at all is not judged here: the heartbeat watch owns that.
 Several monitors may probe the same host; each judgement locks the host's row and
-reads its status again, so they agree.
+reads its status again, so they agree. No transaction is open while the hosts are asked,
+and a host's row that another transaction holds is judged at the next round, not waited
+for.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -96,15 +98,22 @@ class StorageReachMonitor:
         asked = [p for p in probes if p.domains or p.luns]
         answers = await asyncio.gather(*(self.probe(p) for p in asked))
         reaches = {p.host.id: r for p, r in zip(asked, answers, strict=True) if r is not None}
+        answered = {p.host.id: reaches.get(p.host.id) if p.domains or p.luns
+                    else DomainsReach(domains=[]) for p in probes}
         async with self.db.transaction() as session:
+            # The answering hosts' rows in one statement, in id order as the event batches
+            # lock them; one another transaction holds (a batch hearing its node) is judged
+            # at the next round rather than waited for.
+            held = {host.id: host for host in (await session.execute(select(Host).where(
+                Host.id.in_([i for i, r in answered.items() if r is not None]))
+                .order_by(Host.id).with_for_update(skip_locked=True, key_share=True))
+                ).scalars()}
             seen: list[tuple[_Probe, Host, _Seen]] = []
             for probe in probes:
-                reach = reaches.get(probe.host.id) if probe.domains or probe.luns \
-                    else DomainsReach(domains=[])
+                reach = answered[probe.host.id]
                 if reach is not None:
                     await _record_lun_sizes(session, probe, reach)
-                host = None if reach is None else await session.get(
-                    Host, probe.host.id, with_for_update=True)
+                host = None if reach is None else held.get(probe.host.id)
                 if reach is not None and host is not None:
                     seen.append((probe, host, await self.observe(session, probe, host, reach)))
             gone = await judge_domains(session, [(p, s) for p, _, s in seen])
@@ -282,15 +291,21 @@ async def _record_lun_sizes(session: AsyncSession, probe: _Probe, reach: Domains
 
 
 async def _probes(session: AsyncSession) -> list[_Probe]:
+    domains = (await session.execute(select(StorageDomain).where(
+        StorageDomain.status.in_(_PROBED),
+        StorageDomain.storage_type.in_(_SHARED)))).scalars().all()
+    # Only the hosts with something to probe, or cut off from a domain: a fleet without
+    # shared storage costs no reading of every host every round.
     hosts = (await session.execute(select(Host, Cluster, DataCenter)
                                    .join(Cluster, Cluster.id == Host.cluster_id)
                                    .join(DataCenter, DataCenter.id == Cluster.data_center_id)
                                    .where(Host.host_uuid.is_not(None),
                                           Host.status.in_((HostStatus.UP,
-                                                           HostStatus.NON_OPERATIONAL))))).all()
-    domains = (await session.execute(select(StorageDomain).where(
-        StorageDomain.status.in_(_PROBED),
-        StorageDomain.storage_type.in_(_SHARED)))).scalars().all()
+                                                           HostStatus.NON_OPERATIONAL)),
+                                          or_(Cluster.data_center_id.in_(
+                                              sorted({d.data_center_id for d in domains})),
+                                              Host.status_detail
+                                              == STORAGE_DOMAIN_UNREACHABLE)))).all()
     probes = []
     for host, cluster, dc in hosts:
         if host.status == HostStatus.NON_OPERATIONAL and \
