@@ -48,7 +48,9 @@ POLL_S = 0.03  # how often a test looks at the database for what it waits for
 TICK_S = 0.1
 # The monitor's heartbeat check: with a timeout of an hour no host falls silent unless a
 # test backdates its heartbeat; the check every tick cost a transaction per 0.1 s of every
-# engine test (a third of an idle engine's CPU).
+# engine test (a third of an idle engine's CPU). Tests that backdate heartbeats check every
+# tick, as the engine does (the `heartbeat_check_s` fixture): a host judged connecting, then
+# non responsive, took two checks, 1-2 s of waiting in each of those tests.
 HEARTBEAT_CHECK_S = 1.0
 WITHIN_S = 10.0  # what the lane waits for anything before failing the test
 
@@ -66,14 +68,15 @@ class SimulatedNode:
 class LoopbackEngine:
     """One engine (worker and monitor) and its simulated nodes, on the database `db`."""
 
-    def __init__(self, db: Database, directory: Path) -> None:
+    def __init__(self, db: Database, directory: Path, *,
+                 heartbeat_check_s: float | None = HEARTBEAT_CHECK_S) -> None:
         self.db = db
         self.directory = directory
         self.bus = LoopbackBus()
         self.nodes = NodeClient(self.bus.engine())
         changes = ObservedChanges()
         self.monitor = Monitor(db, self.nodes, heartbeat_timeout_s=3600, read_inbox=False,
-                               tick_s=TICK_S, heartbeat_check_s=HEARTBEAT_CHECK_S,
+                               tick_s=TICK_S, heartbeat_check_s=heartbeat_check_s,
                                report_interval_s=3600, changes=changes,
                                storage_probe_interval_s=3600)  # tests probe when they mean to
         self.wakeup = asyncio.Event()

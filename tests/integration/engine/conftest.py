@@ -16,7 +16,7 @@ from overt.engine.db import migrate
 from overt.engine.db.database import Database
 from overt.engine.db.seed import seed
 from tests.support import schema
-from tests.support.loopback import LoopbackEngine
+from tests.support.loopback import HEARTBEAT_CHECK_S, LoopbackEngine
 
 
 @pytest.fixture(scope="session")
@@ -83,14 +83,22 @@ def memory_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture
+def heartbeat_check_s() -> float | None:
+    """How often the engine's monitor judges hosts on their heartbeats (None: every tick, as
+    the engine does); a test module that backdates heartbeats overrides it with None."""
+    return HEARTBEAT_CHECK_S
+
+
 @pytest_asyncio.fixture
-async def engine(migrated_sqlite: Path, lane_dir: Path,
-                 memory_dir: Path) -> AsyncIterator[LoopbackEngine]:
+async def engine(migrated_sqlite: Path, lane_dir: Path, memory_dir: Path,
+                 heartbeat_check_s: float | None) -> AsyncIterator[LoopbackEngine]:
     """The fast lane's engine (worker, monitor) on SQLite, with no host yet: tests add
     simulated ones (`await engine.add_host(...)`)."""
     database = _fresh_sqlite(migrated_sqlite, lane_dir / "loopback.db")
     await seed(database)
-    running = LoopbackEngine(database, memory_dir / "nodes")
+    running = LoopbackEngine(database, memory_dir / "nodes",
+                             heartbeat_check_s=heartbeat_check_s)
     await running.start()
     yield running
     await running.stop()

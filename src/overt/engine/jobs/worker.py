@@ -112,6 +112,8 @@ class Worker:
 
     async def _idle(self) -> None:
         self.wakeup.clear()
+        if self._stopping.is_set():
+            return  # `stop` came while this worker claimed: its wake-up was just cleared
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.poll_interval):
                 await self.wakeup.wait()

@@ -617,12 +617,17 @@ class SimulatedHypervisor:
 
 
 def saved_state(path: Path) -> dict[str, Any]:
-    """A simulated VM's saved state: a small JSON document at the start of its file, which
-    a copy to a memory volume leaves followed by the volume's zeros (read up to the first
-    zero byte: the volume may be hundreds of MiB)."""
-    with path.open("rb") as image:
-        head = image.read(1 << 16)
-    found: dict[str, Any] = json.loads(head.split(b"\0", 1)[0])
+    """The state a memory snapshot saved (JSON), without the padding after it: a copy from
+    a raw volume ends padded to a sector, as a real one would, and the copy of a memory
+    volume is the whole volume (hundreds of MiB of zeros), read only up to them."""
+    text = bytearray()
+    with path.open("rb") as saved:
+        while chunk := saved.read(1 << 16):
+            end = chunk.find(b"\0")
+            text += chunk if end < 0 else chunk[:end]
+            if end >= 0:
+                break
+    found: dict[str, Any] = json.loads(text)
     return found
 
 

@@ -39,6 +39,13 @@ BIG, ROOMY, SMALL = 8192, 4096, 1536
 
 
 @pytest.fixture
+def heartbeat_check_s() -> None:
+    """Hosts are judged on their heartbeats every tick, as the engine does: a host these
+    tests silence is connecting, then non responsive, within two ticks."""
+    return None
+
+
+@pytest.fixture
 def bmcs(engine: LoopbackEngine) -> SimulatedBmcs:
     found = SimulatedBmcs(engine)
     engine.worker.services.fence_agent = found

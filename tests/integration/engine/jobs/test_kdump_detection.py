@@ -47,6 +47,13 @@ SENDER = "/usr/libexec/fence-agents/fence_kdump_send"
 
 
 @pytest.fixture
+def heartbeat_check_s() -> None:
+    """Hosts are judged on their heartbeats every tick, as the engine does (these tests
+    silence one)."""
+    return None
+
+
+@pytest.fixture
 def bmcs(engine: LoopbackEngine) -> SimulatedBmcs:
     found = SimulatedBmcs(engine)
     engine.worker.services.fence_agent = found

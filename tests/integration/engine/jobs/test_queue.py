@@ -178,3 +178,24 @@ async def test_a_job_that_ends_while_the_database_fails_over_is_recorded_once_it
         await db.dispose()
     assert fresh.attempts == 1  # recorded, not run again
     assert any("recording its outcome again" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_worker_stopped_while_it_looks_for_a_job_ends_at_once(db: Database) -> None:
+    """`stop` while the worker's claim is under way: the worker ends as soon as the claim
+    returns, instead of waiting out its idle poll (here an hour)."""
+    worker = Worker(db, JobServices(nodes=NodeClient(NoNodes()), settings=EngineSettings()),
+                    UNITS, poll_interval=3600)
+    claiming = asyncio.Event()
+    claim = queue.claim
+
+    async def claim_then_tell(*args: Any, **kwargs: Any) -> Job | None:
+        claiming.set()
+        await asyncio.sleep(0.05)  # `stop` comes now, while the claim runs
+        return await claim(*args, **kwargs)
+
+    runner = asyncio.create_task(worker.run())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(queue, "claim", claim_then_tell)
+        await asyncio.wait_for(claiming.wait(), 10)
+        await worker.stop()
+        await asyncio.wait_for(runner, 10)
