@@ -72,14 +72,8 @@ async def add_nfs_domain(session: AsyncSession, jobs: JobSubmitter, data: Storag
                            status=StorageDomainStatus.LOCKED)
     session.add(domain)
     await session.flush()
-    verb = "imported" if data.import_ else "added"
-    await jobs.submit(session, CreateStorageDomain(storage_domain_id=sd_id, host_id=host.id,
-                                                   import_domain=bool(data.import_)),
-                      description=f"{'Importing' if data.import_ else 'Adding'} storage "
-                      f"domain {name}", owner_id=user.id)
-    audit.record(session, f"Storage Domain {name} ({address}:{path}) is being {verb} by "
-                 f"{user.user_name}", code=audit.STORAGE_DOMAIN_ADDED, storage_domain_id=sd_id,
-                 host_id=host.id, user_id=user.id)
+    await _lay_out(session, jobs, sd_id, name, f"{address}:{path}", host, user,
+                   import_=bool(data.import_))
     return domain
 
 
@@ -206,14 +200,8 @@ async def add_iscsi_domain(session: AsyncSession, jobs: JobSubmitter, box: Secre
                            chap_password_sealed=chap.password_sealed)
     session.add(domain)
     await session.flush()
-    verb = "imported" if data.import_ else "added"
-    await jobs.submit(session, CreateStorageDomain(storage_domain_id=sd_id, host_id=host.id,
-                                                   import_domain=bool(data.import_)),
-                      description=f"{'Importing' if data.import_ else 'Adding'} storage "
-                      f"domain {name}", owner_id=user.id)
-    audit.record(session, f"Storage Domain {name} (LUN {path} of {portal}) is being {verb} "
-                 f"by {user.user_name}", code=audit.STORAGE_DOMAIN_ADDED,
-                 storage_domain_id=sd_id, host_id=host.id, user_id=user.id)
+    await _lay_out(session, jobs, sd_id, name, f"LUN {path} of {portal}", host, user,
+                   import_=bool(data.import_))
     return domain
 
 
@@ -263,3 +251,17 @@ async def detach_domain(session: AsyncSession, jobs: JobSubmitter, dc_id: uuid.U
                  f"{user.user_name}", storage_domain_id=domain.id, data_center_id=dc_id,
                  user_id=user.id)
     return domain
+
+
+async def _lay_out(session: AsyncSession, jobs: JobSubmitter, sd_id: uuid.UUID, name: str,
+                   where: str, host: Host, user: User, *, import_: bool) -> None:
+    """The job that lays out a new domain (or adopts the one on storage), and the event
+    that says so."""
+    verb = "imported" if import_ else "added"
+    await jobs.submit(session, CreateStorageDomain(storage_domain_id=sd_id, host_id=host.id,
+                                                   import_domain=import_),
+                      description=f"{'Importing' if import_ else 'Adding'} storage "
+                      f"domain {name}", owner_id=user.id)
+    audit.record(session, f"Storage Domain {name} ({where}) is being {verb} by "
+                 f"{user.user_name}", code=audit.STORAGE_DOMAIN_ADDED, storage_domain_id=sd_id,
+                 host_id=host.id, user_id=user.id)
