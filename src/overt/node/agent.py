@@ -511,15 +511,45 @@ class Agent:
                     self.snmp.publish(await self._snmp_rows())
 
     async def _send_heartbeats(self) -> None:
+        """A heartbeat every interval while the hypervisor is connected, on time even when
+        reading the host is slow.
+
+        A heartbeat says the agent and its libvirt connection live. Its figures (VM count,
+        free memory) come from libvirt calls, which can take seconds while a QEMU holds its
+        domain's job (a monitor command waiting on storage that stopped answering): waiting
+        for them made the engine judge a live host silent. A reading slower than half an
+        interval is left running and the heartbeat carries the last figures read; a reading
+        that fails stops the heartbeats until one succeeds, as a lost connection does."""
         sequencer = self._require_sequencer()
-        while True:
-            await asyncio.sleep(self.timings.heartbeat_interval_s)
-            if not self.hypervisor.connected:
-                continue  # the engine should see this node as not responding
-            vms = await self.hypervisor.list_vms()
-            await self.transport.publish(sequencer.sequenced(Heartbeat(
-                vm_count=len(vms), free_memory_mib=await self.hypervisor.free_memory_mib(),
-                uptime_s=round(time.monotonic() - self._started_at, 3))))
+        interval = self.timings.heartbeat_interval_s
+        last: tuple[int, int] | None = None
+        reading: asyncio.Task[tuple[int, int]] | None = None
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                if not self.hypervisor.connected:
+                    continue  # the engine should see this node as not responding
+                if reading is None:
+                    reading = asyncio.create_task(self._heartbeat_figures())
+                await asyncio.wait([reading], timeout=interval / 2 if last is not None else None)
+                if reading.done():
+                    last, reading = reading.result(), None  # a failure: the loop restarts
+                elif last is not None:
+                    log.debug("reading the host is slow; the heartbeat carries the last "
+                              "figures read")
+                if last is not None:
+                    vm_count, free_memory_mib = last
+                    await self.transport.publish(sequencer.sequenced(Heartbeat(
+                        vm_count=vm_count, free_memory_mib=free_memory_mib,
+                        uptime_s=round(time.monotonic() - self._started_at, 3))))
+        finally:
+            if reading is not None:
+                reading.cancel()
+
+    async def _heartbeat_figures(self) -> tuple[int, int]:
+        """The VM count and free memory (MiB) a heartbeat carries."""
+        vms = await self.hypervisor.list_vms()
+        return len(vms), await self.hypervisor.free_memory_mib()
 
     async def _watch_bonds(self) -> None:
         """A full state report when a bond changes by itself (an active-backup bond failing

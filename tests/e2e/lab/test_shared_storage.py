@@ -1131,8 +1131,8 @@ def test_the_storage_host_unreachable_for_30_s_flags_its_domains_and_loses_no_da
                 _domain_is(domains.storage_domain_service(sd_id),
                            types.StorageDomainStatus.INACTIVE)
             for node in ("node1", "node2"):
-                assert hosts.host_service(site.host_of(conn, node).id).get().status \
-                    == types.HostStatus.UP
+                host = hosts.host_service(site.host_of(conn, node).id).get()
+                assert host.status == types.HostStatus.UP, (node, host.status_detail)
             events = [e.description for e in system.events_service().list(max=100)]
             for name in (nfs_domain.name, "lab-iscsi"):
                 assert any(f"Storage Domain {name} (Data Center Default) was deactivated by "
@@ -1168,7 +1168,12 @@ def test_the_storage_host_unreachable_for_30_s_flags_its_domains_and_loses_no_da
         wait_until(lambda: not disks.list(search="name=lab-outage-*"), 120, "its disks to go")
     finally:
         _iptables(storage_ns, "-D", *rule, check=False)
-        conn.close()
+        try:  # the next tests need the domains: back before this one's failure is told
+            for sd_id in (nfs_domain.id, iscsi_id):
+                _domain_is(conn.system_service().storage_domains_service()
+                           .storage_domain_service(sd_id), types.StorageDomainStatus.ACTIVE)
+        finally:
+            conn.close()
 
 
 

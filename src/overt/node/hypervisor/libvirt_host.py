@@ -69,6 +69,13 @@ def host_counters(conn: libvirt.virConnect, nics: dict[str, tuple[int, int]]) ->
                         memory_free_kib=memory.free_kib, nics=nics)
 
 
+def block_stats_skipped(stats: dict[str, int]) -> bool:
+    """Whether a bulk-stats record names disks but has none of their I/O counters: libvirt
+    left them out because the domain's job was held (`..._STATS_NOWAIT`)."""
+    count = int(stats.get("block.count", 0))
+    return count > 0 and not any(f"block.{i}.rd.bytes" in stats for i in range(count))
+
+
 def sum_indexed(stats: dict[str, int], group: str, field: str) -> int:
     """Sum `group.N.field` over N < `group.count` in a bulk-stats record."""
     count = int(stats.get(f"{group}.count", 0))
