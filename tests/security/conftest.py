@@ -22,12 +22,12 @@ from overt.engine.db.tables import Job
 from overt.pki.certs import PrivateKey, certificate_request, key_pem, new_key, write_private
 from overt.protocol.enrollment import EnrollmentGrant, EnrollmentRequest
 from tests.integration.bus.direct.conftest import capabilities
-from tests.integration.engine.conftest import db, db_url, lane_dir, migrated_sqlite
+from tests.integration.engine.conftest import db, db_url, lane_dir, migrated_sqlite, seeded_sqlite
 from tests.integration.node.harness import LoopThread
 from tests.support.demo import wait_until
 from tests.support.engine import RunningEngine, start_engine
 
-__all__ = ["db", "db_url", "lane_dir", "migrated_sqlite"]
+__all__ = ["db", "db_url", "lane_dir", "migrated_sqlite", "seeded_sqlite"]
 
 
 @pytest.fixture
