@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import dataclass
+from types import TracebackType
 from typing import Protocol
 
 from sqlalchemy import func, select
@@ -36,6 +38,59 @@ ENROLLMENT_QUEUE_WAIT_S = 2.0
 # Hosts that may wait for approval at once: anyone can announce a node, so more are not
 # stored (they are told to ask again once the administrator has dealt with these).
 MAX_PENDING_HOSTS = 100
+# Looks and locks of one announce while its host keeps changing meanwhile (an approval or
+# a removal between the look and the lock): the node is then told to ask again.
+ANNOUNCE_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Issued:
+    """What a grant hands a node, made before its host's row is locked."""
+
+    certificate: str
+    broker: BrokerCredentials | None
+
+
+_Seen = tuple[object, ...]
+
+
+def _seen(host: Host | None) -> _Seen | None:
+    """What an announce's answer depends on: if any of it changed between the first look
+    and the lock, what was issued for the look is discarded and the host looked at again."""
+    if host is None:
+        return None
+    return (host.id, host.status, host.key_fingerprint, host.approved_key_fingerprint,
+            host.certificate_fingerprint, host.broker_username)
+
+
+class _NodeLock:
+    """One node's announces one at a time in this process; a node's lock is forgotten once
+    no announce of that node holds or wants it."""
+
+    def __init__(self, locks: dict[uuid.UUID, tuple[asyncio.Lock, int]],
+                 host_uuid: uuid.UUID) -> None:
+        self.locks, self.host_uuid = locks, host_uuid
+
+    async def __aenter__(self) -> None:
+        lock, users = self.locks.get(self.host_uuid, (asyncio.Lock(), 0))
+        self.locks[self.host_uuid] = (lock, users + 1)
+        try:
+            await lock.acquire()
+        except BaseException:
+            self._leave()
+            raise
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.locks[self.host_uuid][0].release()
+        self._leave()
+
+    def _leave(self) -> None:
+        lock, users = self.locks[self.host_uuid]
+        if users > 1:
+            self.locks[self.host_uuid] = (lock, users - 1)
+        else:
+            del self.locks[self.host_uuid]
 
 
 class BrokerAccounts(Protocol):
@@ -84,6 +139,7 @@ class Registry:
         self.gateway_url = gateway_url
         self.broker = broker
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_ENROLLMENTS)
+        self._node_locks: dict[uuid.UUID, tuple[asyncio.Lock, int]] = {}
 
     async def announce(self, request: EnrollmentRequest, peer_fingerprint: str | None = None
                        ) -> EnrollmentGrant:
@@ -114,16 +170,45 @@ class Registry:
 
     async def _announce(self, request: EnrollmentRequest,
                         peer_fingerprint: str | None) -> EnrollmentGrant:
-        # The broker account is made before the host's row is locked: it takes a few calls
-        # to the broker, and the node's events wait on that lock meanwhile.
+        # What a grant hands out (a certificate, a broker account: a few calls to the
+        # broker's management API) is made with no transaction open, after a first look
+        # at the host; its row is then locked only to check that nothing changed since and
+        # to write. One node's announces are taken one at a time here, so two of them never
+        # make its account at once.
         key = csr_key_fingerprint(request.csr_pem)
-        account = await self.broker_account(request.host_uuid) \
-            if await self._needs_account(request, key, peer_fingerprint) else None
+        async with self._node_lock(request.host_uuid):
+            for _attempt in range(ANNOUNCE_ATTEMPTS):
+                seen, issued = await self._prepare(request, key, peer_fingerprint)
+                granted = False
+                try:
+                    grant = await self._locked_announce(request, key, peer_fingerprint,
+                                                        seen, issued)
+                    granted = grant is not None and issued is not None and \
+                        grant.certificate_pem == issued.certificate
+                finally:
+                    if issued is not None and not granted:
+                        await self.discard(request.host_uuid, issued)
+                if grant is not None:
+                    return grant
+        return EnrollmentGrant(status=EnrollmentStatus.PENDING_APPROVAL,
+                               message="this host was changed while it was being enrolled; "
+                               "ask again")
+
+    def _node_lock(self, host_uuid: uuid.UUID) -> _NodeLock:
+        return _NodeLock(self._node_locks, host_uuid)
+
+    async def _locked_announce(self, request: EnrollmentRequest, key: str,
+                               peer_fingerprint: str | None, seen: _Seen | None,
+                               issued: Issued | None) -> EnrollmentGrant | None:
+        """The announce's answer, written under the host's row lock; None when the host
+        changed since `seen` (what `issued` was made for): the caller looks again."""
         async with self.db.transaction() as session:
             # Only the host UUID names a host here: a host added by address (no UUID yet)
             # is enrolled by its install job, never by what a request says of itself.
             host = (await session.execute(select(Host).where(
                 Host.host_uuid == request.host_uuid).with_for_update())).scalar_one_or_none()
+            if _seen(host) != seen:
+                return None
             if host is None:
                 if await _pending_count(session) >= MAX_PENDING_HOSTS:
                     log.warning("node %s (%s) announced itself, but %d hosts already wait for "
@@ -143,14 +228,9 @@ class Registry:
                 _record_hardware(host, request)
                 return self._pending(host)
             if _may_certify(host, key):
-                # An enrolled node gets a new certificate only over mutual TLS with its
-                # current one (a fresh proof: a CSR can be replayed); else the one it has.
-                # Moving off the pre-split CA is no rotation: it happens with rotation off.
-                if host.status != HostStatus.INSTALLING and not (
-                        (self.rotation or self._on_legacy_ca(host))
-                        and peer_fingerprint == host.certificate_fingerprint):
+                if issued is None:
                     return self._current_certificate(host)
-                return await self.grant(session, host, request, broker=account)
+                return await self.grant(session, host, request, issued)
             audit.record(session, f"Host {host.name}: refused a certificate request for key "
                          f"{key[:23]}..., which is not the key the administrator approved",
                          code=audit.HOST_ENROLLMENT_REFUSED, severity=LogSeverity.WARNING,
@@ -160,23 +240,59 @@ class Registry:
                 message=f"host {host.name} is enrolled or approved with another key; remove "
                 "it in the engine to enroll this node again")
 
-    async def broker_account(self, host_uuid: uuid.UUID) -> BrokerCredentials | None:
-        """A new broker account for the node, when this engine hands out accounts."""
-        return await self.broker.create_node_user(host_uuid) if self.broker else None
-
-    async def _needs_account(self, request: EnrollmentRequest, key: str,
-                             peer_fingerprint: str | None) -> bool:
-        """Whether announcing would grant a node without a broker account yet (a first look,
-        without locks); a renewal keeps the account the node has."""
-        if self.broker is None:
-            return False
+    async def _prepare(self, request: EnrollmentRequest, key: str,
+                       peer_fingerprint: str | None) -> tuple[_Seen | None, Issued | None]:
+        """A first look at the host (no lock), and what a grant would hand it out if the
+        host is still as seen once locked: a certificate when the key is approved (or an
+        enrolled node renews over mutual TLS with its current one), with a new broker
+        account when the node has none yet."""
         async with self.db.transaction() as session:
             host = (await session.execute(select(Host).where(
                 Host.host_uuid == request.host_uuid))).scalar_one_or_none()
         if host is None or not _may_certify(host, key):
-            return False
-        return host.status == HostStatus.INSTALLING or (
-            host.broker_username is None and peer_fingerprint == host.certificate_fingerprint)
+            return _seen(host), None
+        # An enrolled node gets a new certificate only over mutual TLS with its current
+        # one (a fresh proof: a CSR can be replayed); else the one it has. Moving off the
+        # pre-split CA is no rotation: it happens with rotation off.
+        renewal = host.status != HostStatus.INSTALLING
+        if renewal and not ((self.rotation or self._on_legacy_ca(host))
+                            and peer_fingerprint == host.certificate_fingerprint):
+            return _seen(host), None
+        account = not renewal or host.broker_username is None
+        return _seen(host), await self.issue(request, account=account)
+
+    async def issue(self, request: EnrollmentRequest, *, account: bool = True) -> Issued:
+        """The node's certificate and (with `account`, when this engine hands out accounts)
+        a new broker account, made with no transaction open; given to `grant`, or to
+        `discard` when the host turns out not to be granted."""
+        certificate = self.pki.issue_node_certificate(request.csr_pem, request.host_uuid)
+        broker = await self.broker_account(request.host_uuid) if account else None
+        return Issued(certificate=certificate, broker=broker)
+
+    async def discard(self, host_uuid: uuid.UUID, issued: Issued) -> None:
+        """Undo what `issue` made for a host that was not granted: its broker account is
+        deleted unless the host holds one (granted meanwhile: the account is that one).
+        The certificate was stored nowhere and is dropped."""
+        if issued.broker is None or self.broker is None:
+            return
+        async with self.db.transaction() as session:
+            holder = (await session.execute(select(Host.broker_username).where(
+                Host.host_uuid == host_uuid))).scalar_one_or_none()
+        if holder == issued.broker.username:
+            return
+        try:
+            await self.broker.delete_node_user(host_uuid)
+        except Unavailable as exc:  # the sweeper removes it once the host is gone
+            log.warning("node %s: the broker account made for an enrollment that did not "
+                        "happen could not be removed: %s", host_uuid, exc.detail,
+                        extra={"host_id": host_uuid})
+        else:
+            log.info("node %s was not enrolled: the broker account made for it was removed",
+                     host_uuid, extra={"host_id": host_uuid})
+
+    async def broker_account(self, host_uuid: uuid.UUID) -> BrokerCredentials | None:
+        """A new broker account for the node, when this engine hands out accounts."""
+        return await self.broker.create_node_user(host_uuid) if self.broker else None
 
     def _on_legacy_ca(self, host: Host) -> bool:
         """Whether the host's certificate is one of the pre-split CA, still accepted."""
@@ -236,24 +352,23 @@ class Registry:
         return EnrollmentGrant(status=EnrollmentStatus.PENDING_APPROVAL, host_id=host.id,
                                message="waiting for an administrator to approve this host")
 
-    async def grant(self, session: AsyncSession, host: Host, request: EnrollmentRequest, *,
-                    broker: BrokerCredentials | None = None,
-                    connect: bool = True) -> EnrollmentGrant:
-        """Sign the node's certificate and record who it is; the monitor then brings it up.
+    async def grant(self, session: AsyncSession, host: Host, request: EnrollmentRequest,
+                    issued: Issued, *, connect: bool = True) -> EnrollmentGrant:
+        """Record the certificate (and broker account) `issue` made for the node, on its
+        host's row locked by the caller; the monitor then brings it up. Nothing slow
+        happens here: the row is held for this write only.
 
-        `broker` is the node's account when the caller made it already (outside the lock).
         `connect=False` leaves a host being installed `installing`: its install job hands
         the node the certificate itself and calls `connected` once the node took it (the
         monitor would otherwise knock with a certificate the node may never have got)."""
-        other = (await session.execute(select(Host).where(
-            Host.host_uuid == request.host_uuid, Host.id != host.id))).scalar_one_or_none()
-        if other is not None:
-            return EnrollmentGrant(status=EnrollmentStatus.REJECTED, host_id=host.id,
-                                   message=f"host {other.name} already has this node's identity")
-        certificate = self.pki.issue_node_certificate(request.csr_pem, request.host_uuid)
+        if host.host_uuid != request.host_uuid:  # a host added by address takes its UUID
+            other = (await session.execute(select(Host.name).where(
+                Host.host_uuid == request.host_uuid, Host.id != host.id))).scalar_one_or_none()
+            if other is not None:
+                return EnrollmentGrant(status=EnrollmentStatus.REJECTED, host_id=host.id,
+                                       message=f"host {other} already has this node's identity")
+        certificate, broker = issued.certificate, issued.broker
         renewal = host.status != HostStatus.INSTALLING
-        if broker is None and not (renewal and host.broker_username):
-            broker = await self.broker_account(request.host_uuid)
         moved = not renewal and host.address != request.address
         if not renewal:
             caps = request.capabilities

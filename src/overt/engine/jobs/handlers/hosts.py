@@ -107,14 +107,22 @@ async def _enroll(ctx: JobContext, host: Host) -> dict[str, Any]:
                         "TOKEN` (the token `overt host add` printed), or add the host again "
                         "with the fingerprint the node logs")
     async with ctx.step(f"Issuing a certificate to host {host.name}"):
+        # Signed and the broker account made before the row is locked; removed again
+        # if the host is not granted after all.
+        granted = False
         try:
-            account = await registry.broker_account(request.host_uuid)
-            async with ctx.transaction() as session:
-                locked = await lookup.get(session, Host, host.id, for_update=True)
-                if locked.status != HostStatus.INSTALLING:
-                    return {"status": locked.status}  # the node announced and was enrolled
-                grant = await registry.grant(session, locked, request, broker=account,
-                                             connect=False)
+            issued = await registry.issue(request)
+            try:
+                async with ctx.transaction() as session:
+                    locked = await lookup.get(session, Host, host.id, for_update=True)
+                    if locked.status != HostStatus.INSTALLING:
+                        return {"status": locked.status}  # the node announced, was enrolled
+                    grant = await registry.grant(session, locked, request, issued,
+                                                 connect=False)
+                granted = grant.status is EnrollmentStatus.APPROVED
+            finally:
+                if not granted:
+                    await registry.discard(request.host_uuid, issued)
         except Unavailable as exc:
             raise _retry_or_fail(ctx, exc.detail) from exc
     if grant.status is not EnrollmentStatus.APPROVED:
