@@ -21,14 +21,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from overt.engine.db.database import Database
-from overt.engine.db.seed import ADMIN
-from overt.engine.db.tables import Host, User
+from overt.engine.db.tables import Host
 from overt.engine.enrollment.registry import Registry
 from overt.engine.model.errors import Conflict, NotFound
 from overt.engine.model.status import HostStatus
 from overt.engine.pki.authority import EnginePki
 from overt.engine.services import hosts
 from overt.protocol.enrollment import BrokerCredentials, EnrollmentStatus
+from tests.integration.engine.enrollment.users import administrator
 from tests.security.conftest import FakeNode, engine  # noqa: F401  (the SDK test's engine)
 from tests.support.engine import RunningEngine
 
@@ -74,16 +74,6 @@ class Broker:
         self.accounts.discard(host_uuid)
 
 
-async def _admin(db: Database) -> User:
-    async with db.transaction() as session:
-        user = (await session.execute(select(User).where(User.user_name == ADMIN))
-                ).scalar_one_or_none()
-        if user is None:
-            user = User(id=uuid.uuid4(), user_name=ADMIN, domain="internal", administrator=True)
-            session.add(user)
-        return user
-
-
 async def _host(db: Database, node: FakeNode) -> Host | None:
     async with db.transaction() as session:
         return (await session.execute(select(Host).where(
@@ -109,12 +99,12 @@ async def _pending(db: Database, registry: Registry) -> tuple[FakeNode, Host]:
 
 async def _approve(db: Database, host: Host) -> None:
     async with db.transaction() as session:
-        await hosts.approve_host(session, host.id, await _admin(db))
+        await hosts.approve_host(session, host.id, await administrator(db))
 
 
 async def _remove(db: Database, host: Host) -> None:
     async with db.transaction() as session:
-        await hosts.remove_host(session, host.id, await _admin(db), force=True)
+        await hosts.remove_host(session, host.id, await administrator(db), force=True)
 
 
 async def test_the_certificate_and_account_are_made_with_no_transaction_open(
@@ -203,7 +193,7 @@ async def test_a_host_that_keeps_changing_is_told_to_ask_again_and_keeps_nothing
 async def test_of_two_concurrent_approvals_one_wins_and_the_other_is_a_conflict(
         db: Database, registry: Registry) -> None:
     node, host = await _pending(db, registry)
-    await _admin(db)
+    await administrator(db)
     outcomes = await asyncio.gather(_approve(db, host), _approve(db, host),
                                     return_exceptions=True)
     assert sorted(type(o).__name__ for o in outcomes) == ["Conflict", "NoneType"]

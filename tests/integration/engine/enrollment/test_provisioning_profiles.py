@@ -10,8 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from overt.engine.db.database import Database
-from overt.engine.db.seed import ADMIN
-from overt.engine.db.tables import AuditEvent, Cluster, Host, ProvisioningProfile, User
+from overt.engine.db.tables import AuditEvent, Cluster, Host, ProvisioningProfile
 from overt.engine.enrollment.registry import Registry
 from overt.engine.model.errors import Conflict, InvalidInput, OvertError
 from overt.engine.model.status import HostStatus
@@ -23,6 +22,7 @@ from overt.engine.services import provisioning as service
 from overt.engine.services.provisioning import ProfileInput
 from overt.protocol.enrollment import EnrollmentStatus
 from overt.protocol.hardware import HardwareFacts, NicFact
+from tests.integration.engine.enrollment.users import administrator
 from tests.security.conftest import FakeNode
 
 MAC = "52:54:00:ab:cd:ef"
@@ -35,18 +35,8 @@ def _images(tmp_path: Path) -> NodeImages:
     return NodeImages(tmp_path / "images")
 
 
-async def _admin(db: Database) -> User:
-    async with db.transaction() as session:
-        user = (await session.execute(select(User).where(User.user_name == ADMIN))
-                ).scalar_one_or_none()
-        if user is None:
-            user = User(id=uuid.uuid4(), user_name=ADMIN, domain="internal", administrator=True)
-            session.add(user)
-        return user
-
-
 async def _add(db: Database, images: NodeImages, data: ProfileInput) -> ProvisioningProfile:
-    admin = await _admin(db)
+    admin = await administrator(db)
     async with db.transaction() as session:
         return await service.add_profile(session, images, data, admin)
 
@@ -116,7 +106,7 @@ async def test_a_node_booted_from_a_profile_joins_its_cluster_once_approved(
         other = (await session.execute(select(Host).where(
             Host.host_uuid == stranger.host_uuid))).scalar_one()
         assert (pending.cluster_id, other.cluster_id) == (rack.id, default.id)
-        await hosts.approve_host(session, pending.id, await _admin(db))
+        await hosts.approve_host(session, pending.id, await administrator(db))
     grant = await registry.announce(request)
     assert grant.status is EnrollmentStatus.APPROVED and grant.certificate_pem
     async with db.transaction() as session:
@@ -129,7 +119,7 @@ async def test_a_node_booted_from_a_profile_joins_its_cluster_once_approved(
 
 
 async def test_a_profile_changes_and_goes(db: Database, tmp_path: Path) -> None:
-    images, admin = _images(tmp_path), await _admin(db)
+    images, admin = _images(tmp_path), await administrator(db)
     row = await _add(db, images, ProfileInput(name="p", image="node-2026", mac=MAC))
     async with db.transaction() as session:
         changed = await service.update_profile(session, images, row.id, ProfileInput(
