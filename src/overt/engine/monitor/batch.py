@@ -54,6 +54,7 @@ class EventBatcher:
         self._pending: list[_Item | _ResyncItem] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
         self.batches = 0
 
     async def apply(self, envelope: EventEnvelope, gaps: Gaps) -> Outcome:
@@ -70,12 +71,16 @@ class EventBatcher:
         return await done
 
     def _queue(self, item: _Item | _ResyncItem) -> None:
+        if self._closed:  # a delivery still on its way: no batch task outlives close()
+            item.done.set_exception(RuntimeError("the monitor is stopping"))
+            return
         self._pending.append(item)
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="event batches")
 
     async def close(self) -> None:
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
